@@ -1,0 +1,37 @@
+/* The API layer: the route table of the gateway and the helpers its handlers share. Handlers
+ * decode the request, call the layers below, and encode the response; they contain no SQL. */
+#ifndef RYDES_API_H
+#define RYDES_API_H
+
+#include "rydes/db.h"
+#include "rydes/http.h"
+#include "rydes/tokens.h"
+#include "rydes/validate.h"
+
+#include <stdbool.h>
+
+extern const struct route api_routes[];
+extern const size_t api_nroutes;
+
+/* Takes a pooled connection for the request. NULL when none is available; a 503 with
+ * Retry-After is then already queued and *res holds its result. */
+struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res);
+void api_db_release(struct http_request *req, struct db_conn *c);
+/* Answers a failed store call: 503 when the database went away, 500 otherwise. */
+enum handler_result api_store_failed(struct http_request *req, enum store_result r);
+/* Reads ?limit= (1..1000, default 100) and ?after=; records field errors for bad values. */
+bool api_page(struct http_request *req, int *limit, const char **after, struct field_errors *fe);
+/* Requires the body to be a JSON object; queues a 400 and returns false otherwise. */
+bool api_body_object(struct http_request *req, enum handler_result *res);
+
+/* Handlers, one group per file under src/api/. */
+enum handler_result api_healthz(struct http_request *req);
+enum handler_result api_readyz(struct http_request *req);
+enum handler_result api_metrics(struct http_request *req);
+enum handler_result api_openapi(struct http_request *req);
+enum handler_result api_tokens_create(struct http_request *req);
+enum handler_result api_tokens_list(struct http_request *req);
+enum handler_result api_tokens_get(struct http_request *req);
+enum handler_result api_tokens_delete(struct http_request *req);
+
+#endif

@@ -1,0 +1,32 @@
+/* The application: composes configuration, the database pool, migrations, the HTTP server and
+ * its routes into one running gateway. Used by `rydes serve` and, in-process, by the
+ * integration tests, so both run exactly the same start-up and shutdown. */
+#ifndef RYDES_APP_H
+#define RYDES_APP_H
+
+#include "rydes/config.h"
+#include "rydes/db.h"
+#include "rydes/http.h"
+#include "rydes/metrics.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct app {
+    const struct config *cfg; /* borrowed; must outlive the app */
+    struct db_pool *pool;
+    struct metrics *metrics;
+    struct http_server *http;
+    int64_t started_wall_us;
+};
+
+/* Starts everything: migrations (when cfg->migrate), the pool, the admin token, the server.
+ * Returns false with err filled (and everything started so far stopped again). */
+bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen);
+/* Graceful stop: stop accepting, let in-flight requests finish (cfg->shutdown_timeout), close
+ * the pool. */
+void app_stop(struct app *app);
+/* Runs the migrations on a connection of its own; used by app_start and `rydes migrate`. */
+bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errlen);
+
+#endif

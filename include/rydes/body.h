@@ -1,0 +1,37 @@
+/* Request bodies: the size cap (from Content-Length before reading, and while reading chunked
+ * bodies), the media-type check, and JSON parsing with duplicate keys refused and errors that
+ * give line and column. Pure: no MHD, unit-tested in tests/unit/test_body.c. */
+#ifndef RYDES_BODY_H
+#define RYDES_BODY_H
+
+#include "rydes/buf.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct body_reader {
+    struct buf buf;
+    size_t max;
+    bool too_large; /* once set, further data is dropped and the request gets 413 */
+    size_t seen;    /* bytes offered, kept or not */
+};
+
+void body_reader_init(struct body_reader *r, size_t max);
+void body_reader_cleanup(struct body_reader *r);
+/* Adds n bytes; returns false (and drops everything) once the total would exceed the cap. */
+bool body_reader_feed(struct body_reader *r, const char *data, size_t n);
+
+/* Has an oversized body gone on so far past the cap (4x, at least 1 MiB more) that draining it
+ * for a polite 413 is no longer worth it? */
+bool body_reader_hopeless(const struct body_reader *r);
+/* Is a Content-Length header value larger than max? Malformed values are not "too large"
+ * (MHD itself refuses them with 400). */
+bool body_declared_too_large(const char *content_length, size_t max);
+/* Is the Content-Type header value application/json (parameters such as charset allowed)? */
+bool body_media_type_is_json(const char *content_type);
+/* Parses a JSON text of any type, refusing duplicate object keys, NUL bytes, invalid UTF-8 and
+ * trailing data. Returns a new reference, or NULL with a message for the client in detail. */
+json_t *body_parse_json(const char *data, size_t len, char *detail, size_t detail_len);
+
+#endif

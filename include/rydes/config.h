@@ -1,0 +1,57 @@
+/* Settings: one declarative table (name, environment variable, type, default, range, help) read
+ * from RYDES_* environment variables and then from command-line flags, which win. A bad value is
+ * refused with a message naming the setting. The table is in src/core/config.c. */
+#ifndef RYDES_CONFIG_H
+#define RYDES_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct config {
+    char *database_url;
+    char *bind;
+    int64_t port;
+    int64_t threads;
+    int64_t db_pool_size;
+    int64_t db_acquire_timeout_ms;
+    int64_t db_connect_timeout;
+    int64_t max_body_bytes;
+    char *admin_token;
+    int log_level;  /* enum log_level */
+    int log_format; /* enum log_format */
+    char *workers;
+    bool migrate;
+    int64_t connection_limit;
+    int64_t connection_timeout;
+    int64_t connection_memory_limit;
+    int64_t shutdown_timeout;
+};
+
+struct config_error {
+    char message[512];
+};
+
+/* Fills c with the defaults of the table; release with config_cleanup. */
+void config_init(struct config *c);
+void config_cleanup(struct config *c);
+
+/* Applies every RYDES_* (and DATABASE_URL) variable that is set. */
+bool config_load_env(struct config *c, struct config_error *err);
+
+/* Applies one flag given as its name without dashes ("port") and its text value. Returns false
+ * with err set when the flag is unknown or the value is invalid. */
+bool config_set_flag(struct config *c, const char *name, const char *value,
+                     struct config_error *err);
+
+/* Is name a known setting flag? Boolean settings may be given without a value. */
+bool config_is_flag(const char *name);
+bool config_is_bool_flag(const char *name);
+
+/* Prints the settings table (flag, variable, default, range, help). */
+void config_print_help(FILE *out);
+
+/* Parses a RYDES_WORKERS value: "all", "none" or a comma list of names. Exposed for tests. */
+bool config_workers_valid(const char *value);
+
+#endif

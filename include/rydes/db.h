@@ -1,0 +1,83 @@
+/* The database layer: a bounded pool of libpq connections shared by all threads, named
+ * prepared statements, and transactions.
+ *
+ * Connections open lazily and reopen after the database went away: a connection found broken
+ * is reset on its next acquire, and while the database stays unreachable acquires fail fast
+ * (one connect attempt per DB_RETRY_INTERVAL_MS for the whole pool) instead of each waiting out
+ * a connect timeout. A connection returned inside a transaction is rolled back; one returned in
+ * an unknown state is closed. Statements are prepared on a connection the first time they run
+ * there, and again after a reconnect. */
+#ifndef RYDES_DB_H
+#define RYDES_DB_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DB_MAX_STMTS         256
+#define DB_RETRY_INTERVAL_MS 500
+
+/* A named prepared statement. Define each one once, with static storage:
+ *   static struct db_stmt q_find = DB_STMT("token_find", "SELECT ... $1", 1); */
+struct db_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+    atomic_int id; /* assigned on first use; indexes the per-connection prepared map */
+};
+#define DB_STMT(n, s, np)                        \
+    {                                            \
+        .name = (n), .sql = (s), .nparams = (np) \
+    }
+
+struct db_conn {
+    PGconn *pg;
+    bool prepared[DB_MAX_STMTS];
+};
+
+enum db_acquire_error { DB_ACQUIRE_OK, DB_ACQUIRE_EXHAUSTED, DB_ACQUIRE_UNREACHABLE };
+
+struct db_pool_stats {
+    int size;
+    int in_use;
+    int waiting;
+    int connected;
+    unsigned long long exhausted_total; /* acquires that timed out */
+    unsigned long long connect_failures_total;
+};
+
+struct db_pool;
+
+/* Creates a pool of up to size connections to conninfo (a libpq URI or key=value string); no
+ * connection is opened yet. Free with db_pool_free once every connection is released. */
+struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s);
+void db_pool_free(struct db_pool *p);
+/* Waits up to timeout_ms for a free connection that is connected. Returns NULL with *why set
+ * when none became free or the database is unreachable. Give it back with db_pool_release. */
+struct db_conn *db_pool_acquire(struct db_pool *p, int timeout_ms, enum db_acquire_error *why);
+void db_pool_release(struct db_pool *p, struct db_conn *c);
+void db_pool_stats(struct db_pool *p, struct db_pool_stats *out);
+
+/* Opens one connection outside any pool (CLI, migrations, LISTEN). NULL with err filled on
+ * failure. The caller PQfinish()es it. */
+PGconn *db_connect(const char *conninfo, int connect_timeout_s, char *err, size_t errlen);
+
+/* Runs a prepared statement, preparing it on this connection first if needed. lengths and
+ * formats may be NULL (all text). Returns the result, which the caller PQclear()s; it is never
+ * NULL (allocation failure aborts). */
+PGresult *db_exec(struct db_conn *c, struct db_stmt *st, const char *const *values,
+                  const int *lengths, const int *formats);
+/* Did res end in status want? Logs the error otherwise (unless the connection is gone). */
+bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want);
+/* Has the connection to the server been lost (so the failure means "unavailable")? */
+bool db_conn_lost(const struct db_conn *c);
+/* SQLSTATE of a failed result ("" when none). */
+const char *db_sqlstate(const PGresult *res);
+
+/* BEGIN / COMMIT / ROLLBACK as simple statements; false when the server refused. */
+bool db_begin(struct db_conn *c);
+bool db_commit(struct db_conn *c);
+void db_rollback(struct db_conn *c);
+
+#endif

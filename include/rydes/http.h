@@ -1,0 +1,99 @@
+/* The HTTP layer: a libmicrohttpd daemon with an internal thread pool (epoll), the request
+ * context handed to route handlers, and the reply functions they call.
+ *
+ * Lifecycle of a request: headers arrive -> route match, body-size check from Content-Length,
+ * authentication and Content-Type check (any failure is answered before the body is read) ->
+ * body chunks are collected under the cap -> the JSON body is parsed -> the handler runs and
+ * queues exactly one reply -> MHD's completion callback writes the access-log line, records the
+ * metrics and frees the context. The context is freed in that one place only. */
+#ifndef RYDES_HTTP_H
+#define RYDES_HTTP_H
+
+#include "rydes/body.h"
+#include "rydes/ids.h"
+#include "rydes/role.h"
+#include "rydes/router.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct MHD_Connection;
+struct app;
+struct http_server;
+struct metrics;
+
+#define HTTP_MAX_EXTRA_HEADERS 8
+
+struct http_header {
+    const char *name; /* static string */
+    char *value;      /* owned */
+};
+
+struct http_request {
+    struct MHD_Connection *conn;
+    struct http_server *server;
+    struct app *app; /* the server's context, for handlers */
+    const char *method;
+    char *path; /* copy of the URL path, without the query string */
+    struct route_match match;
+    enum role role; /* the authenticated role, ROLE_NONE when no token was given */
+    char request_id[IDS_REQUEST_ID_MAX + 1];
+    int64_t started_us;
+
+    struct body_reader body;
+    json_t *json; /* parsed body of json_body routes, NULL when the body was empty */
+
+    int status; /* 0 until a reply is queued */
+    size_t bytes_out;
+    int nheaders;
+    struct http_header headers[HTTP_MAX_EXTRA_HEADERS];
+};
+
+/* Authenticates a bearer token: on success sets *role and returns true. Returns false with
+ * *unavailable set when the token store could not be asked (the request then gets 503). */
+typedef bool (*http_auth_fn)(struct app *app, const char *token, enum role *role,
+                             bool *unavailable);
+
+struct http_server_config {
+    const char *bind;
+    int port; /* 0: any free port */
+    int threads;
+    int connection_limit;
+    int connection_timeout;
+    size_t connection_memory_limit;
+    size_t max_body_bytes;
+    const struct route *routes;
+    size_t nroutes;
+    http_auth_fn authenticate;
+    struct app *app;
+    struct metrics *metrics;
+};
+
+/* Starts the daemon; returns NULL (and logs why) when it cannot listen. The server is freed by
+ * http_server_stop. */
+struct http_server *http_server_start(const struct http_server_config *cfg);
+/* The port actually bound (useful with port 0). */
+int http_server_port(const struct http_server *s);
+/* Requests being processed right now. */
+int http_server_in_flight(const struct http_server *s);
+/* Stops accepting connections, lets in-flight requests finish for up to timeout_ms, then stops
+ * the daemon and frees the server. Returns the number of requests that were cut off. */
+int http_server_stop(struct http_server *s, int timeout_ms);
+
+/* Query-string argument, or NULL. */
+const char *http_query(struct http_request *req, const char *name);
+/* Request header (case-insensitive), or NULL. */
+const char *http_header(struct http_request *req, const char *name);
+/* Adds a header to the reply that will be queued next. name must be a static string. */
+void http_add_header(struct http_request *req, const char *name, const char *value);
+
+/* Reply functions: each queues the one response of the request and returns HANDLER_DONE (or
+ * HANDLER_FAIL when MHD refused, which closes the connection). */
+enum handler_result http_reply(struct http_request *req, int status, const char *content_type,
+                               const char *body, size_t len);
+/* Serialises and then releases json (a new reference is stolen). */
+enum handler_result http_reply_json(struct http_request *req, int status, json_t *json);
+enum handler_result http_reply_empty(struct http_request *req, int status);
+
+#endif

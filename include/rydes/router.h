@@ -1,0 +1,59 @@
+/* Route matching over a static table of {method, pattern, role, handler}. Pure: no I/O, no MHD.
+ *
+ * A pattern is a sequence of '/'-separated segments. A segment is a literal ("tokens",
+ * "messages:batch") or a parameter with an optional literal suffix ("{name}", "{name}:purge").
+ * A parameter matches one non-empty path segment whose raw (still encoded) text contains no ':',
+ * so "/queues/q1:purge" reaches "{name}:purge" and never "{name}"; the decoded value may contain
+ * anything but NUL, and handlers validate it like any other input. HEAD is served by GET
+ * routes. When the path matches but the method does not, the caller gets the Allow list. */
+#ifndef RYDES_ROUTER_H
+#define RYDES_ROUTER_H
+
+#include "rydes/role.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ROUTER_MAX_PARAMS 4
+
+struct http_request;
+enum handler_result { HANDLER_DONE, HANDLER_SUSPENDED, HANDLER_FAIL };
+typedef enum handler_result (*route_handler)(struct http_request *req);
+
+struct route {
+    const char *method;
+    const char *pattern;
+    enum role role;
+    route_handler handler;
+    bool json_body; /* the route reads a JSON request body */
+};
+
+struct route_param {
+    const char *name; /* points into the pattern; not NUL-terminated: name_len */
+    size_t name_len;
+    char *value; /* percent-decoded, NUL-terminated, owned by the match */
+};
+
+struct route_match {
+    const struct route *route;
+    int index; /* of route in the table */
+    int nparams;
+    struct route_param params[ROUTER_MAX_PARAMS];
+};
+
+enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
+
+/* Matches method and path (without query string) against the table. On ROUTER_FOUND, m is
+ * filled and must be released with route_match_cleanup. On ROUTER_METHOD_NOT_ALLOWED, allow
+ * receives the comma-separated methods that the path supports. */
+enum router_result router_match(const struct route *table, size_t n, const char *method,
+                                const char *path, struct route_match *m, char *allow,
+                                size_t allow_len);
+void route_match_cleanup(struct route_match *m);
+/* The decoded value of parameter name, or NULL. */
+const char *route_param(const struct route_match *m, const char *name);
+/* Percent-decodes src[0..n) into a new string (caller frees). NULL when malformed or when the
+ * result would contain a NUL byte. */
+char *router_percent_decode(const char *src, size_t n);
+
+#endif

@@ -1,0 +1,48 @@
+/* Request validation, pure C over jansson values: typed field readers that record every problem
+ * in a caller-owned field_errors list instead of stopping at the first, so a 400 names every
+ * bad field. Field names in errors are JSON-pointer-like paths ("entries[2].delay_seconds"). */
+#ifndef RYDES_VALIDATE_H
+#define RYDES_VALIDATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VALIDATE_MAX_FIELD_ERRORS 20
+
+struct field_errors {
+    json_t *list; /* array of {"field","message"}; NULL until the first error */
+    int count;
+};
+
+void field_errors_init(struct field_errors *fe);
+void field_errors_cleanup(struct field_errors *fe);
+/* Records that field is invalid. Past VALIDATE_MAX_FIELD_ERRORS further errors are dropped. */
+void field_errors_add(struct field_errors *fe, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records an error for every key of obj that is not in known (NULL-terminated). */
+void validate_known_fields(json_t *obj, const char *const *known, struct field_errors *fe);
+
+/* Reads obj[field] as a string of min..max characters (UTF-8 code points). Returns NULL when
+ * absent (an error if required) or invalid (always an error). The string belongs to obj. */
+const char *validate_string(json_t *obj, const char *field, bool required, size_t min, size_t max,
+                            struct field_errors *fe);
+
+/* Reads obj[field] as an integer in min..max into *out; absent leaves *out untouched (an error
+ * if required). Returns true when a valid value was read. */
+bool validate_int(json_t *obj, const char *field, bool required, int64_t min, int64_t max,
+                  int64_t *out, struct field_errors *fe);
+
+/* Reads obj[field] as a boolean; same contract as validate_int. */
+bool validate_bool(json_t *obj, const char *field, bool required, bool *out,
+                   struct field_errors *fe);
+
+/* Parses a query-string integer (decimal, no sign unless min < 0) in min..max. */
+bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out);
+
+/* Number of UTF-8 code points in s (s is valid UTF-8, as jansson guarantees). */
+size_t validate_utf8_length(const char *s);
+
+#endif

@@ -1,0 +1,50 @@
+/* Helpers shared by the handlers; see include/rydes/api.h. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/problem.h"
+
+struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res)
+{
+    enum db_acquire_error why;
+    struct db_conn *c =
+        db_pool_acquire(req->app->pool, (int)req->app->cfg->db_acquire_timeout_ms, &why);
+    if (!c)
+        *res = http_reply_unavailable(req, why == DB_ACQUIRE_EXHAUSTED
+                                               ? "all database connections are busy"
+                                               : "the database is unreachable");
+    return c;
+}
+
+void api_db_release(struct http_request *req, struct db_conn *c)
+{
+    db_pool_release(req->app->pool, c);
+}
+
+enum handler_result api_store_failed(struct http_request *req, enum store_result r)
+{
+    if (r == STORE_UNAVAILABLE)
+        return http_reply_unavailable(req, "the database connection was lost");
+    return http_reply_problem(req, 500, "the database refused the request");
+}
+
+bool api_page(struct http_request *req, int *limit, const char **after, struct field_errors *fe)
+{
+    const char *l = http_query(req, "limit");
+    int64_t v = 100;
+    if (l && !validate_query_int(l, 1, 1000, &v))
+        field_errors_add(fe, "limit", "must be an integer from 1 to 1000");
+    *limit = (int)v;
+    *after = http_query(req, "after");
+    return fe->count == 0;
+}
+
+bool api_body_object(struct http_request *req, enum handler_result *res)
+{
+    if (json_is_object(req->json))
+        return true;
+    *res = http_reply_problem(req, 400,
+                              req->json ? "the request body must be a JSON object"
+                                        : "a JSON request body is required");
+    return false;
+}

@@ -1,0 +1,80 @@
+/* Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document. None
+ * needs a token. Readiness asks the database, so a load balancer stops sending traffic while
+ * the database is away or the schema is behind, and resumes by itself when both are fine. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/migrate.h"
+#include "rydes/openapi.h"
+#include "rydes/problem.h"
+
+enum handler_result api_healthz(struct http_request *req)
+{
+    return http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+enum handler_result api_readyz(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    int applied = 0;
+    bool asked = migrate_status(c->pg, &applied);
+    api_db_release(req, c);
+    int expected = (int)rydes_migrations_count;
+    if (!asked)
+        return http_reply_unavailable(req, "the database does not answer");
+    if (applied < expected) {
+        http_add_header(req, "Retry-After", "5");
+        return http_reply_problem(req, 503, "database migrations are behind");
+    }
+    return http_reply_json(req, 200,
+                           json_pack("{s:s, s:s, s:{s:i, s:i}}", "status", "ready", "database",
+                                     "ok", "migrations", "applied", applied, "expected", expected));
+}
+
+static void render_pool(struct db_pool *pool, struct buf *out)
+{
+    struct db_pool_stats st;
+    db_pool_stats(pool, &st);
+    buf_printf(out,
+               "# HELP rydes_db_pool_connections Database connections by state.\n"
+               "# TYPE rydes_db_pool_connections gauge\n"
+               "rydes_db_pool_connections{state=\"in_use\"} %d\n"
+               "rydes_db_pool_connections{state=\"idle\"} %d\n"
+               "rydes_db_pool_connections{state=\"open\"} %d\n"
+               "# HELP rydes_db_pool_size Configured size of the database pool.\n"
+               "# TYPE rydes_db_pool_size gauge\nrydes_db_pool_size %d\n"
+               "# HELP rydes_db_pool_waiting Requests waiting for a database connection.\n"
+               "# TYPE rydes_db_pool_waiting gauge\nrydes_db_pool_waiting %d\n"
+               "# HELP rydes_db_pool_exhausted_total Acquires that timed out (answered 503).\n"
+               "# TYPE rydes_db_pool_exhausted_total counter\n"
+               "rydes_db_pool_exhausted_total %llu\n"
+               "# HELP rydes_db_connect_failures_total Failed attempts to open a connection.\n"
+               "# TYPE rydes_db_connect_failures_total counter\n"
+               "rydes_db_connect_failures_total %llu\n",
+               st.in_use, st.size - st.in_use, st.connected, st.size, st.waiting,
+               st.exhausted_total, st.connect_failures_total);
+}
+
+enum handler_result api_metrics(struct http_request *req)
+{
+    struct buf out;
+    buf_init(&out);
+    metrics_render(req->app->metrics, &out);
+    render_pool(req->app->pool, &out);
+    buf_printf(&out,
+               "# HELP rydes_http_in_flight Requests being processed.\n"
+               "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",
+               http_server_in_flight(req->server));
+    enum handler_result r =
+        http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", buf_str(&out), out.len);
+    buf_cleanup(&out);
+    return r;
+}
+
+enum handler_result api_openapi(struct http_request *req)
+{
+    return http_reply(req, 200, "application/json", rydes_openapi_json, rydes_openapi_json_len);
+}

@@ -1,0 +1,117 @@
+/* Start-up and shutdown of the gateway; see include/rydes/app.h. */
+#include "rydes/app.h"
+
+#include "rydes/api.h"
+#include "rydes/clock.h"
+#include "rydes/log.h"
+#include "rydes/migrate.h"
+#include "rydes/tokens.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define ADMIN_TOKEN_MIN 16
+
+bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errlen)
+{
+    char cerr[256];
+    PGconn *pg = db_connect(cfg->database_url, (int)cfg->db_connect_timeout, cerr, sizeof cerr);
+    if (!pg) {
+        snprintf(err, errlen, "cannot connect to the database: %s", cerr);
+        return false;
+    }
+    bool ok = migrate_apply(pg, applied, err, errlen);
+    PQfinish(pg);
+    return ok;
+}
+
+/* Authenticates a bearer token for the HTTP layer against the token store. */
+static bool app_authenticate(struct app *app, const char *token, enum role *role, bool *unavailable)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
+    if (!c) {
+        *unavailable = true;
+        return false;
+    }
+    enum store_result r = tokens_authenticate(c, token, role);
+    db_pool_release(app->pool, c);
+    *unavailable = r == STORE_UNAVAILABLE || r == STORE_ERROR;
+    return r == STORE_OK;
+}
+
+static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
+{
+    const char *token = app->cfg->admin_token;
+    if (!token[0])
+        return true;
+    if (strlen(token) < ADMIN_TOKEN_MIN || strlen(token) > SECRET_TOKEN_MAX) {
+        snprintf(err, errlen, "RYDES_ADMIN_TOKEN: must be %d to %d characters long",
+                 ADMIN_TOKEN_MIN, SECRET_TOKEN_MAX);
+        return false;
+    }
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
+    if (!c) {
+        snprintf(err, errlen, "cannot connect to the database to ensure RYDES_ADMIN_TOKEN");
+        return false;
+    }
+    enum store_result r = tokens_ensure_admin(c, token);
+    db_pool_release(app->pool, c);
+    if (r != STORE_OK)
+        snprintf(err, errlen, "could not store RYDES_ADMIN_TOKEN (see the log)");
+    return r == STORE_OK;
+}
+
+static void app_free_parts(struct app *app)
+{
+    db_pool_free(app->pool);
+    metrics_free(app->metrics);
+    app->pool = NULL;
+    app->metrics = NULL;
+}
+
+bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
+{
+    memset(app, 0, sizeof *app);
+    app->cfg = cfg;
+    app->started_wall_us = clock_wall_us();
+    int applied = 0;
+    if (cfg->migrate && !app_migrate(cfg, &applied, err, errlen))
+        return false;
+    app->pool =
+        db_pool_create(cfg->database_url, (int)cfg->db_pool_size, (int)cfg->db_connect_timeout);
+    app->metrics = metrics_create(api_routes, api_nroutes);
+    if (!ensure_admin_token(app, err, errlen)) {
+        app_free_parts(app);
+        return false;
+    }
+    struct http_server_config hc = {
+        .bind = cfg->bind,
+        .port = (int)cfg->port,
+        .threads = (int)cfg->threads,
+        .connection_limit = (int)cfg->connection_limit,
+        .connection_timeout = (int)cfg->connection_timeout,
+        .connection_memory_limit = (size_t)cfg->connection_memory_limit,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .routes = api_routes,
+        .nroutes = api_nroutes,
+        .authenticate = app_authenticate,
+        .app = app,
+        .metrics = app->metrics,
+    };
+    app->http = http_server_start(&hc);
+    if (!app->http) {
+        snprintf(err, errlen, "cannot listen on %s port %lld", cfg->bind, (long long)cfg->port);
+        app_free_parts(app);
+        return false;
+    }
+    return true;
+}
+
+void app_stop(struct app *app)
+{
+    http_server_stop(app->http, (int)app->cfg->shutdown_timeout * 1000);
+    app->http = NULL;
+    app_free_parts(app);
+}

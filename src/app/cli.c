@@ -1,0 +1,238 @@
+/* The rydes command line; see include/rydes/cli.h.
+ *
+ * Every command reads the settings table from the environment first and then from its flags
+ * (--name value or --name=value; boolean settings also as --name / --no-name), so a value is
+ * validated the same way wherever it comes from. Commands with options of their own (token
+ * create) take those before falling back to the settings. */
+#include "rydes/cli.h"
+
+#include "rydes/app.h"
+#include "rydes/config.h"
+#include "rydes/db.h"
+#include "rydes/log.h"
+#include "rydes/tokens.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifndef RYDES_VERSION
+#define RYDES_VERSION "dev"
+#endif
+
+/* Options a command takes besides the settings. */
+struct cli_opts {
+    const char *role;
+    const char *name;
+    bool help;
+};
+
+static void usage(FILE *out)
+{
+    fputs("usage: rydes COMMAND [OPTIONS]\n\n"
+          "Commands:\n"
+          "  serve                          serve the HTTP gateway\n"
+          "  migrate                        apply pending database migrations, then exit\n"
+          "  token create --role R [--name N]\n"
+          "                                 create an API token (app, service or admin) and\n"
+          "                                 print its secret, which is shown only once\n"
+          "  version                        print the version\n\n"
+          "Run 'rydes COMMAND --help' for the settings every command accepts.\n",
+          out);
+}
+
+static bool take_value(int argc, char **argv, int *i, const char *arg, const char **value)
+{
+    const char *eq = strchr(arg, '=');
+    if (eq) {
+        *value = eq + 1;
+        return true;
+    }
+    if (*i + 1 >= argc)
+        return false;
+    *value = argv[++*i];
+    return true;
+}
+
+static bool set_setting(struct config *cfg, const char *name, const char *value)
+{
+    struct config_error err;
+    if (config_set_flag(cfg, name, value, &err))
+        return true;
+    fprintf(stderr, "rydes: %s\n", err.message);
+    return false;
+}
+
+/* Applies one --flag. Returns false (after printing why) on a bad flag or value. */
+static bool parse_flag(struct config *cfg, struct cli_opts *opts, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i] + 2;
+    bool has_eq = strchr(arg, '=') != NULL;
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+    if (strcmp(name, "help") == 0)
+        return (opts->help = true);
+    if (!has_eq && config_is_bool_flag(name))
+        return set_setting(cfg, name, "true");
+    if (!has_eq && strncmp(name, "no-", 3) == 0 && config_is_bool_flag(name + 3))
+        return set_setting(cfg, name + 3, "false");
+    const char *value;
+    if (!take_value(argc, argv, i, arg, &value)) {
+        fprintf(stderr, "rydes: option --%s needs a value\n", name);
+        return false;
+    }
+    if (strcmp(name, "role") == 0)
+        opts->role = value;
+    else if (strcmp(name, "name") == 0)
+        opts->name = value;
+    else
+        return set_setting(cfg, name, value);
+    return true;
+}
+
+/* Loads the environment, then the flags from argv[first..]. */
+static bool load_settings(struct config *cfg, struct cli_opts *opts, int argc, char **argv,
+                          int first)
+{
+    struct config_error err;
+    if (!config_load_env(cfg, &err)) {
+        fprintf(stderr, "rydes: %s\n", err.message);
+        return false;
+    }
+    for (int i = first; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) {
+            fprintf(stderr, "rydes: unexpected argument '%s'\n", argv[i]);
+            return false;
+        }
+        if (!parse_flag(cfg, opts, argc, argv, &i))
+            return false;
+    }
+    log_configure((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
+    return true;
+}
+
+static int cmd_migrate(const struct config *cfg)
+{
+    int applied;
+    char err[1024];
+    if (!app_migrate(cfg, &applied, err, sizeof err)) {
+        log_error("migrate failed: %s", err);
+        return 1;
+    }
+    log_info("migrations: %d applied, database is current", applied);
+    return 0;
+}
+
+static int cmd_serve(const struct config *cfg)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    /* Blocked before any thread starts, so only sigwait below ever sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct app app;
+    char err[1024];
+    if (!app_start(&app, cfg, err, sizeof err)) {
+        log_error("cannot start: %s", err);
+        return 1;
+    }
+    log_info("rydes %s listening on http://%s:%d", RYDES_VERSION, cfg->bind,
+             http_server_port(app.http));
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("received %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    app_stop(&app);
+    log_info("stopped");
+    return 0;
+}
+
+static int cmd_token_create(const struct config *cfg, const struct cli_opts *opts)
+{
+    enum role role;
+    if (!opts->role || !role_parse(opts->role, &role)) {
+        fprintf(stderr, "rydes: token create needs --role app|service|admin\n");
+        return 2;
+    }
+    const char *name = opts->name ? opts->name : "";
+    if (strlen(name) > 100) {
+        fprintf(stderr, "rydes: --name: at most 100 characters\n");
+        return 2;
+    }
+    char cerr[256];
+    PGconn *pg = db_connect(cfg->database_url, (int)cfg->db_connect_timeout, cerr, sizeof cerr);
+    if (!pg) {
+        log_error("cannot connect to the database: %s", cerr);
+        return 1;
+    }
+    struct db_conn c = {.pg = pg};
+    char secret[SECRET_TOKEN_LEN];
+    struct token_info t;
+    enum store_result r = tokens_create(&c, role, name, secret, &t);
+    PQfinish(pg);
+    if (r != STORE_OK) {
+        log_error("could not create the token (are the migrations applied?)");
+        return 1;
+    }
+    printf("%s\n", secret);
+    fprintf(stderr, "created %s token %s (id %s); the secret above is shown only once\n",
+            role_name(role), name, t.id);
+    return 0;
+}
+
+static int run(const char *cmd, const struct config *cfg, const struct cli_opts *opts)
+{
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(cfg);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(cfg);
+    return cmd_token_create(cfg, opts);
+}
+
+int cli_main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "help";
+    int first = 2;
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("rydes %s\n", RYDES_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "token") == 0) {
+        if (argc < 3 || strcmp(argv[2], "create") != 0) {
+            fprintf(stderr, "usage: rydes token create --role R [--name N]\n");
+            return 2;
+        }
+        cmd = "token create";
+        first = 3;
+    } else if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+        bool help = strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0;
+        usage(help ? stdout : stderr);
+        if (!help)
+            fprintf(stderr, "\nrydes: unknown command '%s'\n", cmd);
+        return help ? 0 : 2;
+    }
+    struct config cfg;
+    config_init(&cfg);
+    struct cli_opts opts = {0};
+    bool is_token = strcmp(cmd, "token create") == 0;
+    bool ok = load_settings(&cfg, &opts, argc, argv, first);
+    if (ok && !is_token && (opts.role || opts.name)) {
+        fprintf(stderr, "rydes: --role and --name belong to 'token create'\n");
+        ok = false;
+    }
+    int status = 2;
+    if (ok && opts.help) {
+        printf("usage: rydes %s [OPTIONS]\n\n", cmd);
+        if (is_token)
+            printf("  --role R   app, service or admin (required)\n"
+                   "  --name N   a label for the token (up to 100 characters)\n\n");
+        config_print_help(stdout);
+        status = 0;
+    } else if (ok) {
+        status = run(cmd, &cfg, &opts);
+    }
+    config_cleanup(&cfg);
+    return status;
+}

@@ -1,0 +1,280 @@
+/* The settings table and its parser; see include/rydes/config.h.
+ *
+ * Every setting is one row: adding a setting means adding a field to struct config and a row
+ * here, nothing else. Values are parsed from text by type (integer with range, boolean, enum,
+ * string), whether they come from the default column, the environment or a flag, so a default
+ * can never bypass validation. */
+#include "rydes/config.h"
+
+#include "rydes/mem.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum setting_type { SETTING_STRING, SETTING_INT, SETTING_BOOL, SETTING_ENUM };
+
+struct setting {
+    const char *name; /* flag: --name */
+    const char *env;
+    enum setting_type type;
+    const char *def;
+    int64_t min, max;
+    const char *const *choices; /* SETTING_ENUM: NULL-terminated */
+    size_t offset;
+    bool secret; /* never print the value */
+    bool (*valid)(const char *value);
+    const char *help;
+};
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct setting settings[] = {
+    {"database-url", "DATABASE_URL", SETTING_STRING, "", 0, 0, NULL, OFF(database_url), true, NULL,
+     "libpq connection string or URI of the database (empty: libpq's PG* defaults)"},
+    {"bind", "RYDES_BIND", SETTING_STRING, "127.0.0.1", 0, 0, NULL, OFF(bind), false, NULL,
+     "IPv4 or IPv6 address to listen on"},
+    {"port", "RYDES_PORT", SETTING_INT, "8080", 0, 65535, NULL, OFF(port), false, NULL,
+     "TCP port; 0 picks a free port and logs it"},
+    {"threads", "RYDES_THREADS", SETTING_INT, "4", 1, 256, NULL, OFF(threads), false, NULL,
+     "HTTP worker threads (each polls its own share of connections)"},
+    {"db-pool-size", "RYDES_DB_POOL_SIZE", SETTING_INT, "8", 1, 1000, NULL, OFF(db_pool_size),
+     false, NULL, "database connections shared by all threads"},
+    {"db-acquire-timeout-ms", "RYDES_DB_ACQUIRE_TIMEOUT_MS", SETTING_INT, "2000", 1, 60000, NULL,
+     OFF(db_acquire_timeout_ms), false, NULL,
+     "how long a request waits for a pooled connection before 503"},
+    {"db-connect-timeout", "RYDES_DB_CONNECT_TIMEOUT", SETTING_INT, "3", 1, 60, NULL,
+     OFF(db_connect_timeout), false, NULL, "seconds allowed to open a database connection"},
+    {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
+     OFF(max_body_bytes), false, NULL, "largest request body accepted (413 above)"},
+    {"admin-token", "RYDES_ADMIN_TOKEN", SETTING_STRING, "", 0, 0, NULL, OFF(admin_token), true,
+     NULL, "ensured to exist as an admin token at start-up (at least 16 characters)"},
+    {"log-level", "RYDES_LOG_LEVEL", SETTING_ENUM, "info", 0, 0, log_levels, OFF(log_level), false,
+     NULL, "debug, info, warn or error"},
+    {"log-format", "RYDES_LOG_FORMAT", SETTING_ENUM, "text", 0, 0, log_formats, OFF(log_format),
+     false, NULL, "text or json"},
+    {"workers", "RYDES_WORKERS", SETTING_STRING, "all", 0, 0, NULL, OFF(workers), false,
+     config_workers_valid, "built-in workers to run in serve: all, none or a comma list"},
+    {"migrate", "RYDES_MIGRATE", SETTING_BOOL, "true", 0, 0, NULL, OFF(migrate), false, NULL,
+     "apply pending migrations when serve starts"},
+    {"connection-limit", "RYDES_CONNECTION_LIMIT", SETTING_INT, "1000", 1, 100000, NULL,
+     OFF(connection_limit), false, NULL, "concurrent HTTP connections accepted"},
+    {"connection-timeout", "RYDES_CONNECTION_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,
+     OFF(connection_timeout), false, NULL, "seconds an idle HTTP connection is kept"},
+    {"connection-memory-limit", "RYDES_CONNECTION_MEMORY_LIMIT", SETTING_INT, "65536", 8192,
+     16777216, NULL, OFF(connection_memory_limit), false, NULL,
+     "bytes of header/read buffer per connection (larger request headers are refused)"},
+    {"shutdown-timeout", "RYDES_SHUTDOWN_TIMEOUT", SETTING_INT, "10", 0, 600, NULL,
+     OFF(shutdown_timeout), false, NULL, "seconds to let in-flight requests finish on SIGTERM"},
+};
+
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+static void *field(struct config *c, const struct setting *s)
+{
+    return (char *)c + s->offset;
+}
+
+static const struct setting *find_by_name(const char *name)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static bool parse_int(const char *text, int64_t *out)
+{
+    if (!*text || isspace((unsigned char)*text))
+        return false;
+    errno = 0;
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return (*out = true);
+        if (strcasecmp(text, no[i]) == 0)
+            return !(*out = false);
+    }
+    return false;
+}
+
+static void fail(struct config_error *err, const char *who, const char *value, const char *why)
+{
+    snprintf(err->message, sizeof err->message, "%s: invalid value '%.100s': %s", who, value, why);
+}
+
+static bool apply_int(struct config *c, const struct setting *s, const char *who, const char *text,
+                      struct config_error *err)
+{
+    int64_t v;
+    if (!parse_int(text, &v) || v < s->min || v > s->max) {
+        char why[96];
+        snprintf(why, sizeof why, "expected an integer in %" PRId64 "..%" PRId64, s->min, s->max);
+        fail(err, who, s->secret ? "***" : text, why);
+        return false;
+    }
+    *(int64_t *)field(c, s) = v;
+    return true;
+}
+
+static bool apply_enum(struct config *c, const struct setting *s, const char *who, const char *text,
+                       struct config_error *err)
+{
+    for (int i = 0; s->choices[i]; i++) {
+        if (strcmp(s->choices[i], text) == 0) {
+            *(int *)field(c, s) = i;
+            return true;
+        }
+    }
+    fail(err, who, text, "not one of the allowed values (see --help)");
+    return false;
+}
+
+/* Parses text for setting s; who names the source in the error ("RYDES_PORT" or "--port"). */
+static bool apply(struct config *c, const struct setting *s, const char *who, const char *text,
+                  struct config_error *err)
+{
+    switch (s->type) {
+    case SETTING_INT:
+        return apply_int(c, s, who, text, err);
+    case SETTING_ENUM:
+        return apply_enum(c, s, who, text, err);
+    case SETTING_BOOL:
+        if (!parse_bool(text, (bool *)field(c, s))) {
+            fail(err, who, text, "expected true or false");
+            return false;
+        }
+        return true;
+    case SETTING_STRING:
+        if (s->valid && !s->valid(text)) {
+            fail(err, who, s->secret ? "***" : text, "malformed (see --help)");
+            return false;
+        }
+        free(*(char **)field(c, s));
+        *(char **)field(c, s) = xstrdup(text);
+        return true;
+    }
+    return false;
+}
+
+void config_init(struct config *c)
+{
+    memset(c, 0, sizeof *c);
+    struct config_error err;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        bool ok = apply(c, &settings[i], settings[i].name, settings[i].def, &err);
+        (void)ok; /* the defaults are checked by the unit tests */
+    }
+}
+
+void config_cleanup(struct config *c)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (settings[i].type == SETTING_STRING) {
+            free(*(char **)field(c, &settings[i]));
+            *(char **)field(c, &settings[i]) = NULL;
+        }
+    }
+}
+
+bool config_load_env(struct config *c, struct config_error *err)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && !apply(c, &settings[i], settings[i].env, v, err))
+            return false;
+    }
+    return true;
+}
+
+bool config_set_flag(struct config *c, const char *name, const char *value,
+                     struct config_error *err)
+{
+    const struct setting *s = find_by_name(name);
+    char who[64];
+    snprintf(who, sizeof who, "--%s", name);
+    if (!s) {
+        snprintf(err->message, sizeof err->message, "unknown option --%.60s", name);
+        return false;
+    }
+    return apply(c, s, who, value, err);
+}
+
+bool config_is_flag(const char *name)
+{
+    return find_by_name(name) != NULL;
+}
+
+bool config_is_bool_flag(const char *name)
+{
+    const struct setting *s = find_by_name(name);
+    return s && s->type == SETTING_BOOL;
+}
+
+static void print_range(FILE *out, const struct setting *s)
+{
+    if (s->type == SETTING_INT)
+        fprintf(out, "%" PRId64 "..%" PRId64, s->min, s->max);
+    else if (s->type == SETTING_BOOL)
+        fputs("true|false", out);
+    else if (s->type == SETTING_ENUM)
+        for (int i = 0; s->choices[i]; i++)
+            fprintf(out, "%s%s", i ? "|" : "", s->choices[i]);
+    else
+        fputs("string", out);
+}
+
+void config_print_help(FILE *out)
+{
+    fputs("Settings (flag, environment variable, default, range):\n", out);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        fprintf(out, "  --%-24s %-30s default: %s  (", s->name, s->env,
+                s->def[0] ? s->def : "\"\"");
+        print_range(out, s);
+        fprintf(out, ")\n      %s\n", s->help);
+    }
+}
+
+static bool worker_name_valid(const char *p, size_t n)
+{
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)p[i]) || isdigit((unsigned char)p[i]) || p[i] == '-'))
+            return false;
+    return true;
+}
+
+bool config_workers_valid(const char *value)
+{
+    if (strcmp(value, "all") == 0 || strcmp(value, "none") == 0)
+        return true;
+    for (const char *p = value;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (!worker_name_valid(p, n))
+            return false;
+        if (!comma)
+            return true;
+        p = comma + 1;
+    }
+}

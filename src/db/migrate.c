@@ -1,0 +1,130 @@
+/* Migrations; see include/rydes/migrate.h.
+ *
+ * The advisory lock is taken on the session, not in a transaction, so it spans all migrations
+ * and is released even when one fails. Each migration file runs through the simple-query
+ * protocol (it may hold many statements) inside BEGIN/COMMIT together with its bookkeeping row:
+ * either both land or neither does. */
+#include "rydes/migrate.h"
+
+#include "rydes/db.h"
+#include "rydes/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "rydes" in ASCII: the advisory-lock key of the migrator. */
+#define MIGRATE_LOCK_KEY "491496453491"
+
+static bool run(PGconn *pg, const char *sql, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+    PQclear(r);
+    return ok;
+}
+
+static bool is_applied(PGconn *pg, int version, bool *applied, char *err, size_t errlen)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", version);
+    const char *params[] = {v};
+    PGresult *r = PQexecParams(pg, "SELECT 1 FROM rydes_migrations WHERE version = $1", 1, NULL,
+                               params, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok)
+        *applied = PQntuples(r) > 0;
+    else
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static bool apply_one(PGconn *pg, const struct migration *m, char *err, size_t errlen)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", m->version);
+    const char *params[] = {v, m->name};
+    if (!run(pg, "BEGIN", err, errlen))
+        return false;
+    if (!run(pg, m->sql, err, errlen)) {
+        run(pg, "ROLLBACK", err + strlen(err), errlen - strlen(err));
+        return false;
+    }
+    PGresult *r = PQexecParams(pg, "INSERT INTO rydes_migrations (version, name) VALUES ($1, $2)",
+                               2, NULL, params, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) {
+        run(pg, "ROLLBACK", err + strlen(err), errlen - strlen(err));
+        return false;
+    }
+    return run(pg, "COMMIT", err, errlen);
+}
+
+static bool apply_pending(PGconn *pg, int *applied, char *err, size_t errlen)
+{
+    if (!run(pg,
+             "CREATE TABLE IF NOT EXISTS rydes_migrations ("
+             " version int PRIMARY KEY, name text NOT NULL,"
+             " applied_at timestamptz NOT NULL DEFAULT now())",
+             err, errlen))
+        return false;
+    for (size_t i = 0; i < rydes_migrations_count; i++) {
+        const struct migration *m = &rydes_migrations[i];
+        bool done;
+        if (!is_applied(pg, m->version, &done, err, errlen))
+            return false;
+        if (done)
+            continue;
+        if (!apply_one(pg, m, err, errlen)) {
+            char prefix[600];
+            snprintf(prefix, sizeof prefix, "migration %03d_%s: %s", m->version, m->name, err);
+            snprintf(err, errlen, "%s", prefix);
+            return false;
+        }
+        log_info("applied migration %03d_%s", m->version, m->name);
+        (*applied)++;
+    }
+    return true;
+}
+
+bool migrate_apply(PGconn *pg, int *applied, char *err, size_t errlen)
+{
+    *applied = 0;
+    err[0] = '\0';
+    /* Quiet the NOTICEs of IF NOT EXISTS; they say nothing an operator needs. */
+    if (!run(pg, "SET client_min_messages = warning", err, errlen))
+        return false;
+    if (!run(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen))
+        return false;
+    bool ok = apply_pending(pg, applied, err, errlen);
+    char unlock_err[256];
+    run(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", unlock_err, sizeof unlock_err);
+    return ok;
+}
+
+bool migrate_status(PGconn *pg, int *applied)
+{
+    char last[16];
+    snprintf(last, sizeof last, "%d",
+             rydes_migrations_count ? rydes_migrations[rydes_migrations_count - 1].version : 0);
+    const char *params[] = {last};
+    /* Versions past ours belong to a newer binary sharing the database; they do not count. */
+    PGresult *r = PQexecParams(pg, "SELECT count(*) FROM rydes_migrations WHERE version <= $1", 1,
+                               NULL, params, NULL, NULL, 0);
+    bool ok = true;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        *applied = atoi(PQgetvalue(r, 0, 0));
+    else if (strcmp(db_sqlstate(r), "42P01") == 0)
+        *applied = 0; /* undefined_table: nothing migrated yet */
+    else
+        ok = false;
+    PQclear(r);
+    return ok;
+}

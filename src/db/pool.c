@@ -1,0 +1,285 @@
+/* The connection pool and statement execution; see include/rydes/db.h.
+ *
+ * Slots are handed out from a free stack under one mutex; waiters sleep on a condition variable
+ * with a monotonic-clock deadline, so a full pool turns into a 503 after the acquire timeout and
+ * never into a hang. Connecting happens outside the mutex. */
+#include "rydes/db.h"
+
+#include "rydes/clock.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct db_pool {
+    char *conninfo;
+    int connect_timeout_s;
+    int size;
+    struct db_conn *conns;
+    struct db_conn **free_stack;
+    int nfree;
+    int waiting;
+    int64_t last_connect_failure_us; /* monotonic; 0 when the last connect worked */
+    unsigned long long exhausted_total;
+    unsigned long long connect_failures_total;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static atomic_int next_stmt_id = 0;
+
+PGconn *db_connect(const char *conninfo, int connect_timeout_s, char *err, size_t errlen)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
+    /* The settings come first so that the expanded conninfo, which follows, wins over them. */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {timeout, "rydes", conninfo, NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    if (!pg)
+        rydes_oom();
+    if (PQstatus(pg) != CONNECTION_OK) {
+        /* libpq's message spans lines; one log line reads better */
+        snprintf(err, errlen, "%s", PQerrorMessage(pg));
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\t')
+                *p = ' ';
+        size_t n = strlen(err);
+        while (n && err[n - 1] == ' ')
+            err[--n] = '\0';
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s)
+{
+    struct db_pool *p = xcalloc(1, sizeof *p);
+    p->conninfo = xstrdup(conninfo);
+    p->connect_timeout_s = connect_timeout_s;
+    p->size = size;
+    p->conns = xcalloc((size_t)size, sizeof *p->conns);
+    p->free_stack = xcalloc((size_t)size, sizeof *p->free_stack);
+    for (int i = 0; i < size; i++)
+        p->free_stack[i] = &p->conns[size - 1 - i];
+    p->nfree = size;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return p;
+}
+
+void db_pool_free(struct db_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->size; i++)
+        if (p->conns[i].pg)
+            PQfinish(p->conns[i].pg);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->free_stack);
+    free(p->conns);
+    free(p->conninfo);
+    free(p);
+}
+
+static struct timespec deadline_in(int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Takes a free slot, waiting up to timeout_ms. Called with p->mu held. */
+static struct db_conn *take_slot(struct db_pool *p, int timeout_ms)
+{
+    struct timespec deadline = deadline_in(timeout_ms);
+    while (p->nfree == 0) {
+        p->waiting++;
+        int rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
+        p->waiting--;
+        if (rc != 0 && p->nfree == 0) {
+            p->exhausted_total++;
+            return NULL;
+        }
+    }
+    return p->free_stack[--p->nfree];
+}
+
+static void put_slot(struct db_pool *p, struct db_conn *c)
+{
+    pthread_mutex_lock(&p->mu);
+    p->free_stack[p->nfree++] = c;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Makes sure slot c holds a live connection, opening one if needed (outside the mutex). */
+static bool ensure_connected(struct db_pool *p, struct db_conn *c)
+{
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+        return true;
+    pthread_mutex_lock(&p->mu);
+    int64_t last = p->last_connect_failure_us;
+    pthread_mutex_unlock(&p->mu);
+    if (last && clock_mono_us() - last < DB_RETRY_INTERVAL_MS * 1000)
+        return false;
+    if (c->pg)
+        PQfinish(c->pg);
+    memset(c, 0, sizeof *c);
+    char err[256];
+    c->pg = db_connect(p->conninfo, p->connect_timeout_s, err, sizeof err);
+    pthread_mutex_lock(&p->mu);
+    p->last_connect_failure_us = c->pg ? 0 : clock_mono_us();
+    if (!c->pg)
+        p->connect_failures_total++;
+    pthread_mutex_unlock(&p->mu);
+    if (!c->pg)
+        log_warn("database unreachable: %s", err);
+    return c->pg != NULL;
+}
+
+struct db_conn *db_pool_acquire(struct db_pool *p, int timeout_ms, enum db_acquire_error *why)
+{
+    pthread_mutex_lock(&p->mu);
+    struct db_conn *c = take_slot(p, timeout_ms);
+    pthread_mutex_unlock(&p->mu);
+    if (!c) {
+        *why = DB_ACQUIRE_EXHAUSTED;
+        return NULL;
+    }
+    if (!ensure_connected(p, c)) {
+        put_slot(p, c);
+        *why = DB_ACQUIRE_UNREACHABLE;
+        return NULL;
+    }
+    *why = DB_ACQUIRE_OK;
+    return c;
+}
+
+void db_pool_release(struct db_pool *p, struct db_conn *c)
+{
+    if (!c)
+        return;
+    if (c->pg) {
+        PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+        if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+            db_rollback(c);
+            ts = PQtransactionStatus(c->pg);
+        }
+        if (ts != PQTRANS_IDLE) { /* active or broken: start over next time */
+            PQfinish(c->pg);
+            memset(c, 0, sizeof *c);
+        }
+    }
+    put_slot(p, c);
+}
+
+void db_pool_stats(struct db_pool *p, struct db_pool_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    out->size = p->size;
+    out->in_use = p->size - p->nfree;
+    out->waiting = p->waiting;
+    out->connected = 0;
+    for (int i = 0; i < p->size; i++)
+        out->connected += p->conns[i].pg != NULL;
+    out->exhausted_total = p->exhausted_total;
+    out->connect_failures_total = p->connect_failures_total;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int stmt_id(struct db_stmt *st)
+{
+    int id = atomic_load(&st->id);
+    if (id > 0)
+        return id - 1;
+    int fresh = atomic_fetch_add(&next_stmt_id, 1) + 1;
+    if (fresh > DB_MAX_STMTS) {
+        log_error("more than %d prepared statements: raise DB_MAX_STMTS", DB_MAX_STMTS);
+        abort();
+    }
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&st->id, &expected, fresh))
+        fresh = expected; /* another thread won; its id stands (ours is skipped) */
+    return fresh - 1;
+}
+
+PGresult *db_exec(struct db_conn *c, struct db_stmt *st, const char *const *values,
+                  const int *lengths, const int *formats)
+{
+    int id = stmt_id(st);
+    if (!c->prepared[id]) {
+        PGresult *r = PQprepare(c->pg, st->name, st->sql, st->nparams, NULL);
+        if (!r)
+            rydes_oom();
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return r; /* the caller sees the failure exactly as from the statement itself */
+        PQclear(r);
+        c->prepared[id] = true;
+    }
+    PGresult *r = PQexecPrepared(c->pg, st->name, st->nparams, values, lengths, formats, 0);
+    if (!r)
+        rydes_oom();
+    return r;
+}
+
+bool db_conn_lost(const struct db_conn *c)
+{
+    return !c->pg || PQstatus(c->pg) != CONNECTION_OK;
+}
+
+const char *db_sqlstate(const PGresult *res)
+{
+    const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return s ? s : "";
+}
+
+bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want)
+{
+    if (PQresultStatus(res) == want)
+        return true;
+    if (!db_conn_lost(c))
+        log_error("database error %s: %s", db_sqlstate(res), PQresultErrorMessage(res));
+    return false;
+}
+
+static bool simple(struct db_conn *c, const char *sql)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    if (!r)
+        rydes_oom();
+    bool ok = db_ok(c, r, PGRES_COMMAND_OK);
+    PQclear(r);
+    return ok;
+}
+
+bool db_begin(struct db_conn *c)
+{
+    return simple(c, "BEGIN");
+}
+
+bool db_commit(struct db_conn *c)
+{
+    return simple(c, "COMMIT");
+}
+
+void db_rollback(struct db_conn *c)
+{
+    simple(c, "ROLLBACK");
+}

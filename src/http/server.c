@@ -1,0 +1,440 @@
+/* The libmicrohttpd daemon and the request lifecycle; see include/rydes/http.h.
+ *
+ * MHD runs an internal thread pool, each thread polling its share of connections with epoll.
+ * Handlers run on those threads and may block on the database; the pool's timed acquire bounds
+ * that wait. Everything a request owns hangs off struct http_request, which is created on the
+ * first call of the access handler and freed in on_completed, the only place that frees it.
+ *
+ * The URL is not unescaped by MHD (a no-op unescape callback): the router decodes path
+ * parameters itself, so "%2F" can never change how a path splits into segments and a "%00"
+ * can never truncate one; query values are decoded on demand by http_query. */
+#include "rydes/http.h"
+
+#include "rydes/body.h"
+#include "rydes/clock.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+#include "rydes/metrics.h"
+#include "rydes/problem.h"
+#include "rydes/secret.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_server_config cfg;
+    atomic_int in_flight;
+    int port;
+};
+
+/* Decoded query values handed out by http_query live until the request is freed. */
+struct query_value {
+    struct query_value *next;
+    char value[];
+};
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    struct buf b;
+    buf_init(&b);
+    buf_vprintf(&b, fmt, ap);
+    while (b.len && (b.data[b.len - 1] == '\n'))
+        b.data[--b.len] = '\0';
+    log_event(LOG_LEVEL_DEBUG, buf_str(&b), (struct log_field[]){LOG_STR("source", "mhd")}, 1);
+    buf_cleanup(&b);
+}
+
+const char *http_header(struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_add_header(struct http_request *req, const char *name, const char *value)
+{
+    if (req->nheaders == HTTP_MAX_EXTRA_HEADERS) {
+        log_error("too many reply headers for %s (dropped %s)", req->path, name);
+        return;
+    }
+    req->headers[req->nheaders].name = name;
+    req->headers[req->nheaders].value = xstrdup(value);
+    req->nheaders++;
+}
+
+/* Decodes application/x-www-form-urlencoded text: '+' is a space, %HH a byte. */
+static char *query_decode(const char *raw)
+{
+    size_t n = strlen(raw);
+    char *plus = xstrdup(raw);
+    for (size_t i = 0; i < n; i++)
+        if (plus[i] == '+')
+            plus[i] = ' ';
+    char *out = router_percent_decode(plus, n);
+    free(plus);
+    return out;
+}
+
+static struct query_value **query_list(struct http_request *req);
+
+const char *http_query(struct http_request *req, const char *name)
+{
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!raw)
+        return NULL;
+    char *decoded = query_decode(raw);
+    if (!decoded)
+        return ""; /* malformed escapes read as an empty (hence invalid) value */
+    size_t n = strlen(decoded);
+    struct query_value *v = xmalloc(sizeof *v + n + 1);
+    memcpy(v->value, decoded, n + 1);
+    free(decoded);
+    struct query_value **head = query_list(req);
+    v->next = *head;
+    *head = v;
+    return v->value;
+}
+
+/* The request with its private tail (query values). */
+struct request_full {
+    struct http_request req;
+    struct query_value *queries;
+};
+
+static struct query_value **query_list(struct http_request *req)
+{
+    return &((struct request_full *)req)->queries;
+}
+
+static enum handler_result queue_response(struct http_request *req, int status,
+                                          const char *content_type, struct MHD_Response *resp,
+                                          size_t len)
+{
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (int i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    req->status = status;
+    req->bytes_out = len;
+    if (r != MHD_YES) {
+        log_error("MHD refused a %d reply for %s %s", status, req->method, req->path);
+        return HANDLER_FAIL;
+    }
+    return HANDLER_DONE;
+}
+
+enum handler_result http_reply(struct http_request *req, int status, const char *content_type,
+                               const char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        rydes_oom();
+    return queue_response(req, status, content_type, resp, len);
+}
+
+enum handler_result http_reply_json(struct http_request *req, int status, json_t *json)
+{
+    char *text = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+    if (!text)
+        rydes_oom();
+    size_t len = strlen(text);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, text, &free);
+    if (!resp)
+        rydes_oom();
+    return queue_response(req, status, "application/json", resp, len);
+}
+
+enum handler_result http_reply_empty(struct http_request *req, int status)
+{
+    return http_reply(req, status, NULL, "", 0);
+}
+
+static struct http_request *request_new(struct http_server *s, struct MHD_Connection *conn,
+                                        const char *url, const char *method)
+{
+    struct request_full *full = xcalloc(1, sizeof *full);
+    struct http_request *req = &full->req;
+    req->conn = conn;
+    req->server = s;
+    req->app = s->cfg.app;
+    req->method = method;
+    req->path = xstrdup(url);
+    req->started_us = clock_mono_us();
+    body_reader_init(&req->body, s->cfg.max_body_bytes);
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && ids_request_id_valid(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        ids_uuid(req->request_id);
+    atomic_fetch_add(&s->in_flight, 1);
+    return req;
+}
+
+static void request_free(struct http_request *req)
+{
+    struct request_full *full = (struct request_full *)req;
+    while (full->queries) {
+        struct query_value *next = full->queries->next;
+        free(full->queries);
+        full->queries = next;
+    }
+    route_match_cleanup(&req->match);
+    body_reader_cleanup(&req->body);
+    json_decref(req->json);
+    for (int i = 0; i < req->nheaders; i++)
+        free(req->headers[i].value);
+    free(req->path);
+    free(full);
+}
+
+/* Answers 401/403/503 unless the request carries a token of a sufficient role. Returns true
+ * when the request may proceed. */
+static bool request_authorize(struct http_request *req, enum handler_result *res)
+{
+    enum role need = req->match.route->role;
+    if (need == ROLE_NONE)
+        return true;
+    const char *auth = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *token = NULL;
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        token = auth + 7;
+        while (*token == ' ')
+            token++;
+    }
+    bool unavailable = false;
+    if (token && *token && strlen(token) <= SECRET_TOKEN_MAX &&
+        req->server->cfg.authenticate(req->app, token, &req->role, &unavailable)) {
+        if (req->role >= need)
+            return true;
+        *res = http_reply_problem(req, 403, "this route needs a token with a higher role");
+        return false;
+    }
+    if (unavailable) {
+        *res = http_reply_unavailable(req, "the token store is unavailable");
+        return false;
+    }
+    http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"rydes\"");
+    *res = http_reply_problem(req, 401,
+                              token ? "the bearer token is not valid"
+                                    : "an Authorization: Bearer token is required");
+    return false;
+}
+
+/* Does the request announce a body? (Content-Length > 0 or chunked transfer coding.) */
+static bool request_has_body(struct http_request *req)
+{
+    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return (cl && strcmp(cl, "0") != 0) || (te && strcasecmp(te, "identity") != 0);
+}
+
+/* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
+ * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
+static enum handler_result request_begin(struct http_request *req)
+{
+    char allow[128];
+    const struct http_server_config *cfg = &req->server->cfg;
+    enum router_result rr = router_match(cfg->routes, cfg->nroutes, req->method, req->path,
+                                         &req->match, allow, sizeof allow);
+    if (rr == ROUTER_METHOD_NOT_ALLOWED) {
+        http_add_header(req, MHD_HTTP_HEADER_ALLOW, allow);
+        return http_reply_problem(req, 405, "this resource does not support the method");
+    }
+    if (rr == ROUTER_NOT_FOUND)
+        return http_reply_problem(req, 404, "no resource at this path");
+    enum handler_result res = HANDLER_DONE;
+    if (!request_authorize(req, &res))
+        return res;
+    if (body_declared_too_large(http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH),
+                                cfg->max_body_bytes))
+        return http_reply_problem(req, 413, "the request body is larger than the server accepts");
+    if (request_has_body(req) && req->match.route->json_body &&
+        !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return http_reply_problem(req, 415, "the request body must be application/json");
+    return HANDLER_DONE;
+}
+
+static enum handler_result request_dispatch(struct http_request *req)
+{
+    if (req->body.too_large)
+        return http_reply_problem(req, 413, "the request body is larger than the server accepts");
+    if (req->match.route->json_body && req->body.buf.len > 0) {
+        char detail[256];
+        req->json = body_parse_json(req->body.buf.data, req->body.buf.len, detail, sizeof detail);
+        if (!req->json)
+            return http_reply_problem(req, 400, detail);
+    }
+    enum handler_result res = req->match.route->handler(req);
+    if (res == HANDLER_DONE && req->status == 0) {
+        log_error("handler for %s %s queued no reply", req->method, req->match.route->pattern);
+        return http_reply_problem(req, 500, "the handler produced no response");
+    }
+    return res;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct http_request *req = *con_cls;
+    if (!req) {
+        req = request_new(cls, conn, url, method);
+        *con_cls = req;
+        return request_begin(req) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->status)
+            return MHD_YES;
+        /* MHD cannot answer in the middle of a body: an oversized one is drained, and answered
+         * with 413 at its end, unless it runs on far past the cap (then the connection closes). */
+        return body_reader_feed(&req->body, upload_data, n) || !body_reader_hopeless(&req->body)
+                   ? MHD_YES
+                   : MHD_NO;
+    }
+    if (req->status)
+        return MHD_YES; /* answered early; MHD is only draining */
+    return request_dispatch(req) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+}
+
+static void access_log(struct http_request *req, int64_t duration_us)
+{
+    if (!log_enabled(LOG_LEVEL_INFO))
+        return;
+    struct log_field f[] = {
+        LOG_STR("method", req->method),
+        LOG_STR("path", req->path),
+        LOG_INT("status", req->status),
+        LOG_INT("bytes", (int64_t)req->bytes_out),
+        LOG_DBL("duration_ms", (double)duration_us / 1000.0),
+        LOG_STR("request_id", req->request_id),
+    };
+    log_event(LOG_LEVEL_INFO, "request", f, (int)(sizeof f / sizeof f[0]));
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    struct http_server *s = cls;
+    struct http_request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    int64_t duration = clock_mono_us() - req->started_us;
+    access_log(req, duration);
+    if (req->status && s->cfg.metrics)
+        metrics_record(s->cfg.metrics, req->match.route ? req->match.index : -1, req->status,
+                       duration);
+    request_free(req);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* Fills addr from the bind address; returns its length or 0 when the address is invalid. */
+static socklen_t parse_bind(const char *bind, int port, struct sockaddr_storage *addr)
+{
+    memset(addr, 0, sizeof *addr);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+    if (inet_pton(AF_INET, bind, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        return sizeof *a4;
+    }
+    if (inet_pton(AF_INET6, bind, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        return sizeof *a6;
+    }
+    return 0;
+}
+
+static int bound_port(struct MHD_Daemon *d)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : 0;
+}
+
+struct http_server *http_server_start(const struct http_server_config *cfg)
+{
+    struct sockaddr_storage addr;
+    socklen_t alen = parse_bind(cfg->bind, cfg->port, &addr);
+    if (!alen) {
+        log_error("RYDES_BIND: '%s' is not an IPv4 or IPv6 address", cfg->bind);
+        return NULL;
+    }
+    struct http_server *s = xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, &on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, &on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape, NULL, MHD_OPTION_EXTERNAL_LOGGER, &mhd_log,
+        NULL, MHD_OPTION_END);
+    if (!s->daemon) {
+        log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    s->port = bound_port(s->daemon);
+    return s;
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+int http_server_in_flight(const struct http_server *s)
+{
+    return atomic_load(&((struct http_server *)s)->in_flight);
+}
+
+int http_server_stop(struct http_server *s, int timeout_ms)
+{
+    if (!s)
+        return 0;
+    MHD_socket listener = MHD_quiesce_daemon(s->daemon);
+    int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
+    while (atomic_load(&s->in_flight) > 0 && clock_mono_us() < deadline)
+        usleep(10000);
+    int cut = atomic_load(&s->in_flight);
+    if (cut > 0)
+        log_warn("shutdown: %d request(s) still running after %d ms, closing them", cut,
+                 timeout_ms);
+    MHD_stop_daemon(s->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    free(s);
+    return cut;
+}

@@ -1,0 +1,258 @@
+/* Integration: bearer-token authentication and the token endpoints. The role matrix (no token,
+ * bad token, role too low, right role), tokens stored only as hashes, pagination, deletion
+ * revoking at once, and RYDES_ADMIN_TOKEN ensured idempotently. */
+#include "harness.h"
+
+#include "rydes/secret.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct harness_server srv;
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+/* Creates a token of role through the API; returns its secret in secret and its id in id. */
+static void create_token(const char *role, char *secret, char *id)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"role\":\"%s\",\"name\":\"t-%s\"}", role, role);
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    snprintf(secret, SECRET_TOKEN_LEN, "%s", json_string_value(json_object_get(r.json, "token")));
+    snprintf(id, 40, "%s", json_string_value(json_object_get(r.json, "id")));
+    response_cleanup(&r);
+}
+
+static long status_of(const char *method, const char *path, const char *token)
+{
+    struct response r;
+    harness_request(&srv, method, path, token, NULL, NULL, NULL, &r);
+    long st = r.status;
+    if (st == 401) {
+        char www[128];
+        ck_assert(response_header(&r, "WWW-Authenticate", www, sizeof www));
+        ck_assert(strncmp(www, "Bearer", 6) == 0);
+        assert_problem(&r, 401);
+    }
+    if (st == 403)
+        assert_problem(&r, 403);
+    response_cleanup(&r);
+    return st;
+}
+
+START_TEST(role_matrix_on_admin_routes)
+{
+    char app[SECRET_TOKEN_LEN], service[SECRET_TOKEN_LEN], admin[SECRET_TOKEN_LEN], id[40];
+    create_token("app", app, id);
+    create_token("service", service, id);
+    create_token("admin", admin, id);
+    ck_assert_int_eq(status_of("GET", "/tokens", NULL), 401);
+    ck_assert_int_eq(status_of("GET", "/tokens", "rydes_not_a_real_token"), 401);
+    ck_assert_int_eq(status_of("GET", "/tokens", app), 403);
+    ck_assert_int_eq(status_of("GET", "/tokens", service), 403);
+    ck_assert_int_eq(status_of("GET", "/tokens", admin), 200);
+    ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200);
+    /* open routes ignore tokens, even invalid ones */
+    ck_assert_int_eq(status_of("GET", "/healthz", "garbage"), 200);
+    ck_assert_int_eq(status_of("GET", "/metrics", NULL), 200);
+}
+END_TEST
+
+START_TEST(malformed_authorization_headers_are_401)
+{
+    const char *headers[] = {
+        "Authorization: Basic YWRtaW46YWRtaW4=",
+        "Authorization: Bearer",
+        "Authorization: Bearer ",
+        "Authorization: " HARNESS_ADMIN_TOKEN,
+        "Authorization: Token " HARNESS_ADMIN_TOKEN,
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        struct response r;
+        harness_request(&srv, "GET", "/tokens", NULL, NULL, NULL, headers[i], &r);
+        ck_assert_msg(r.status == 401, "%s gave %ld", headers[i], r.status);
+        response_cleanup(&r);
+    }
+    struct response r;
+    harness_request(&srv, "GET", "/tokens", NULL, NULL, NULL,
+                    "Authorization: bearer " HARNESS_ADMIN_TOKEN, &r);
+    ck_assert_int_eq(r.status, 200); /* the scheme is case-insensitive */
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(tokens_are_stored_hashed_and_shown_once)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", "{\"role\":\"service\",\"name\":\"billing\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    const char *secret = json_string_value(json_object_get(r.json, "token"));
+    const char *id = json_string_value(json_object_get(r.json, "id"));
+    ck_assert(strncmp(secret, "rydes_", 6) == 0);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "role")), "service");
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "name")), "billing");
+    char loc[128], self[128];
+    snprintf(self, sizeof self, "/tokens/%s", id);
+    ck_assert(response_header(&r, "Location", loc, sizeof loc));
+    ck_assert_str_eq(loc, self);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "links"), "self")),
+                     self);
+
+    unsigned char hash[SECRET_HASH_LEN];
+    secret_token_hash(secret, strlen(secret), hash);
+    char sql[512], hex[2 * SECRET_HASH_LEN + 1];
+    for (int i = 0; i < SECRET_HASH_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+    snprintf(sql, sizeof sql, "SELECT encode(secret_hash, 'hex') FROM tokens WHERE id = '%s'", id);
+    char *stored = harness_sql(harness_db_url(), sql);
+    ck_assert_str_eq(stored, hex);
+    free(stored);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tokens t WHERE strpos(t::text, '%s') > 0",
+             secret + 6);
+    char *leaked = harness_sql(harness_db_url(), sql);
+    ck_assert_str_eq(leaked, "0");
+    free(leaked);
+
+    struct response g;
+    harness_admin(&srv, "GET", self, NULL, &g);
+    ck_assert_int_eq(g.status, 200);
+    ck_assert_ptr_null(json_object_get(g.json, "token"));
+    ck_assert_str_eq(json_string_value(json_object_get(g.json, "id")), id);
+    response_cleanup(&g);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(deleting_a_token_revokes_it)
+{
+    char admin[SECRET_TOKEN_LEN], id[40], path[80];
+    create_token("admin", admin, id);
+    ck_assert_int_eq(status_of("GET", "/tokens", admin), 200);
+    snprintf(path, sizeof path, "/tokens/%s", id);
+    struct response r;
+    harness_admin(&srv, "DELETE", path, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    ck_assert_int_eq(r.body.len, 0);
+    response_cleanup(&r);
+    ck_assert_int_eq(status_of("GET", "/tokens", admin), 401);
+    harness_admin(&srv, "DELETE", path, NULL, &r);
+    assert_problem(&r, 404);
+    response_cleanup(&r);
+    harness_admin(&srv, "GET", path, NULL, &r);
+    assert_problem(&r, 404);
+    response_cleanup(&r);
+    harness_admin(&srv, "GET", "/tokens/not-a-uuid", NULL, &r);
+    assert_problem(&r, 404);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(list_paginates_through_every_token)
+{
+    char secret[SECRET_TOKEN_LEN], id[40];
+    for (int i = 0; i < 5; i++)
+        create_token("app", secret, id);
+    char *total = harness_sql(harness_db_url(), "SELECT count(*) FROM tokens");
+    int expected = atoi(total);
+    free(total);
+    char path[128] = "/tokens?limit=2";
+    int seen = 0, pages = 0;
+    for (;;) {
+        struct response r;
+        harness_admin(&srv, "GET", path, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        json_t *items = json_object_get(r.json, "tokens");
+        ck_assert_int_le(json_array_size(items), 2);
+        seen += (int)json_array_size(items);
+        pages++;
+        json_t *next = json_object_get(r.json, "next");
+        ck_assert(json_is_string(next) || json_is_null(next));
+        if (json_is_null(next)) {
+            response_cleanup(&r);
+            break;
+        }
+        snprintf(path, sizeof path, "/tokens?limit=2&after=%s", json_string_value(next));
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(seen, expected);
+    ck_assert_int_eq(pages, (expected + 1) / 2);
+}
+END_TEST
+
+START_TEST(list_refuses_bad_paging)
+{
+    const char *paths[] = {"/tokens?limit=0", "/tokens?limit=1001", "/tokens?limit=x",
+                           "/tokens?after=abc", "/tokens?after=-1"};
+    const char *fields[] = {"limit", "limit", "limit", "after", "after"};
+    for (int i = 0; i < 5; i++) {
+        struct response r;
+        harness_admin(&srv, "GET", paths[i], NULL, &r);
+        assert_problem(&r, 400);
+        json_t *e = json_array_get(json_object_get(r.json, "errors"), 0);
+        ck_assert_str_eq(json_string_value(json_object_get(e, "field")), fields[i]);
+        response_cleanup(&r);
+    }
+}
+END_TEST
+
+START_TEST(create_validates_role_and_name)
+{
+    const char *bodies[] = {"{}", "{\"role\":\"superuser\"}", "{\"role\":1}",
+                            "{\"role\":\"app\",\"name\":\"\"}"};
+    const char *fields[] = {"role", "role", "role", "name"};
+    for (int i = 0; i < 4; i++) {
+        struct response r;
+        harness_admin(&srv, "POST", "/tokens", bodies[i], &r);
+        assert_problem(&r, 400);
+        json_t *e = json_array_get(json_object_get(r.json, "errors"), 0);
+        ck_assert_str_eq(json_string_value(json_object_get(e, "field")), fields[i]);
+        response_cleanup(&r);
+    }
+    char body[256] = "{\"role\":\"app\",\"name\":\"";
+    memset(body + strlen(body), 'n', 101);
+    strcat(body, "\"}");
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", body, &r);
+    assert_problem(&r, 400);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(admin_token_is_ensured_once)
+{
+    harness_stop(&srv);
+    harness_start(&srv, NULL); /* the fixture's teardown stops this one */
+    char *n = harness_sql(harness_db_url(),
+                          "SELECT count(*) FROM tokens WHERE name = 'RYDES_ADMIN_TOKEN'");
+    ck_assert_str_eq(n, "1");
+    free(n);
+    ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("auth");
+    TCase *tc = tcase_create("auth");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, role_matrix_on_admin_routes);
+    tcase_add_test(tc, malformed_authorization_headers_are_401);
+    tcase_add_test(tc, tokens_are_stored_hashed_and_shown_once);
+    tcase_add_test(tc, deleting_a_token_revokes_it);
+    tcase_add_test(tc, list_paginates_through_every_token);
+    tcase_add_test(tc, list_refuses_bad_paging);
+    tcase_add_test(tc, create_validates_role_and_name);
+    tcase_add_test(tc, admin_token_is_ensured_once);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

@@ -1,0 +1,168 @@
+/* Integration: request-size limits. The body cap is enforced from Content-Length before the
+ * body is read and while a chunked body is read; oversized headers are refused; none of it
+ * stops the server from serving the next client. */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <string.h>
+
+#define CAP 2048
+
+static struct harness_server srv;
+
+static void small_cap(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "max-body-bytes", "2048", &err));
+}
+
+static void setup(void)
+{
+    harness_start(&srv, small_cap);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+/* A JSON object of exactly len bytes: {"role":"app","pad":"xxxx..."}. */
+static char *json_of_size(size_t len)
+{
+    static const char head[] = "{\"role\":\"app\",\"pad\":\"";
+    char *s = malloc(len + 1);
+    memcpy(s, head, sizeof head - 1);
+    memset(s + sizeof head - 1, 'x', len - (sizeof head - 1) - 2);
+    memcpy(s + len - 2, "\"}", 3);
+    return s;
+}
+
+START_TEST(body_at_the_cap_is_read)
+{
+    char *body = json_of_size(CAP);
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", body, &r);
+    assert_problem(&r, 400); /* read and validated: "pad" is not a field */
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_array_get(json_object_get(r.json, "errors"), 0), "field")),
+                     "pad");
+    response_cleanup(&r);
+    free(body);
+}
+END_TEST
+
+START_TEST(content_length_over_the_cap_is_413)
+{
+    char *body = json_of_size(CAP + 1);
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", body, &r);
+    assert_problem(&r, 413);
+    response_cleanup(&r);
+    free(body);
+}
+END_TEST
+
+START_TEST(chunked_body_over_the_cap_is_413)
+{
+    char *body = json_of_size(4 * CAP);
+    struct response r;
+    harness_request(&srv, "POST", "/tokens", HARNESS_ADMIN_TOKEN, body, NULL,
+                    "Transfer-Encoding: chunked", &r);
+    assert_problem(&r, 413);
+    response_cleanup(&r);
+    free(body);
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
+struct endless {
+    size_t sent;
+};
+
+static size_t endless_read(char *out, size_t size, size_t n, void *userdata)
+{
+    struct endless *e = userdata;
+    if (e->sent > (size_t)64 << 20)
+        return 0; /* a safety net for the test itself: 64 MiB */
+    memset(out, 'x', size * n);
+    e->sent += size * n;
+    return size * n;
+}
+
+START_TEST(endless_chunked_body_is_cut_off)
+{
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/tokens", srv.base);
+    struct curl_slist *hs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    hs = curl_slist_append(hs, "Content-Type: application/json");
+    hs = curl_slist_append(hs, "Authorization: Bearer " HARNESS_ADMIN_TOKEN);
+    struct endless e = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, endless_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &e);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    /* Either the server closed on us or it answered 413; it never read 64 MiB. */
+    ck_assert_msg(rc != CURLE_OK || status == 413, "rc=%d status=%ld", rc, status);
+    ck_assert_uint_lt(e.sent, (size_t)64 << 20);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    struct response r;
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(oversized_headers_are_refused)
+{
+    size_t n = 100 * 1024;
+    char *h = malloc(n + 32);
+    strcpy(h, "X-Padding: ");
+    memset(h + strlen(h), 'p', n);
+    h[n + 11] = '\0';
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", srv.base);
+    struct curl_slist *hs = curl_slist_append(NULL, h);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, NULL);
+    FILE *devnull = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    ck_assert_msg(rc != CURLE_OK || status == 431 || status == 413, "rc=%d status=%ld", rc, status);
+    fclose(devnull);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    free(h);
+    struct response r;
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = tcase_create("limits");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, body_at_the_cap_is_read);
+    tcase_add_test(tc, content_length_over_the_cap_is_413);
+    tcase_add_test(tc, chunked_body_over_the_cap_is_413);
+    tcase_add_test(tc, endless_chunked_body_is_cut_off);
+    tcase_add_test(tc, oversized_headers_are_refused);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

@@ -1,0 +1,104 @@
+/* Integration: migrations. Applying twice changes nothing the second time; several processes
+ * migrating one database at once all succeed and apply each migration exactly once; a server
+ * started without migrating is not ready until the schema is current. */
+#include "harness.h"
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/migrate.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+START_TEST(migrating_twice_applies_nothing_the_second_time)
+{
+    char *url = harness_db_create();
+    char err[1024];
+    PGconn *pg = db_connect(url, 5, err, sizeof err);
+    ck_assert_msg(pg != NULL, "%s", err);
+    int applied = -1, status = -1;
+    ck_assert(migrate_status(pg, &status));
+    ck_assert_int_eq(status, 0);
+    ck_assert_msg(migrate_apply(pg, &applied, err, sizeof err), "%s", err);
+    ck_assert_int_eq(applied, (int)rydes_migrations_count);
+    ck_assert_msg(migrate_apply(pg, &applied, err, sizeof err), "%s", err);
+    ck_assert_int_eq(applied, 0);
+    ck_assert(migrate_status(pg, &status));
+    ck_assert_int_eq(status, (int)rydes_migrations_count);
+    PQfinish(pg);
+    free(url);
+}
+END_TEST
+
+START_TEST(concurrent_migrators_apply_each_migration_once)
+{
+    ck_assert_msg(getenv("RYDES_BINARY") != NULL, "RYDES_BINARY is set by meson");
+    char *url = harness_db_create();
+    enum { N = 4 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            setenv("DATABASE_URL", url, 1);
+            setenv("RYDES_LOG_LEVEL", "warn", 1);
+            execl(getenv("RYDES_BINARY"), "rydes", "migrate", (char *)NULL);
+            _exit(127);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        int status;
+        ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+    }
+    char *count = harness_sql(url, "SELECT count(*) FROM rydes_migrations");
+    char *distinct = harness_sql(url, "SELECT count(DISTINCT version) FROM rydes_migrations");
+    ck_assert_int_eq(atoi(count), (int)rydes_migrations_count);
+    ck_assert_str_eq(count, distinct);
+    free(count);
+    free(distinct);
+    free(url);
+}
+END_TEST
+
+static void no_migrate(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "migrate", "false", &err));
+    ck_assert(config_set_flag(cfg, "admin-token", "", &err));
+}
+
+START_TEST(unmigrated_database_is_not_ready)
+{
+    struct harness_server srv;
+    harness_start(&srv, no_migrate); /* harness_db_url() is still empty */
+    struct response r;
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    assert_problem(&r, 503);
+    ck_assert_ptr_nonnull(
+        strstr(json_string_value(json_object_get(r.json, "detail")), "migrations"));
+    response_cleanup(&r);
+    int applied;
+    char err[1024];
+    ck_assert_msg(app_migrate(&srv.cfg, &applied, err, sizeof err), "%s", err);
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    harness_stop(&srv);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("migrate");
+    TCase *tc = tcase_create("migrate");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, migrating_twice_applies_nothing_the_second_time);
+    tcase_add_test(tc, concurrent_migrators_apply_each_migration_once);
+    tcase_add_test(tc, unmigrated_database_is_not_ready);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

@@ -1,0 +1,240 @@
+/* Integration: the operations endpoints and the HTTP error shapes every route shares (404, 405
+ * with Allow, 400 with line/column, 415, X-Request-Id), against the real server and database. */
+#include "harness.h"
+
+#include "rydes/api.h"
+#include "rydes/ids.h"
+
+#include <string.h>
+
+static struct harness_server srv;
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+START_TEST(healthz_is_ok_with_request_id)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "ok");
+    char rid[160];
+    ck_assert(response_header(&r, "X-Request-Id", rid, sizeof rid));
+    ck_assert(ids_is_uuid(rid));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(request_id_is_echoed_only_when_sane)
+{
+    struct response r;
+    char rid[200];
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, "X-Request-Id: trace-42.a:b", &r);
+    ck_assert(response_header(&r, "X-Request-Id", rid, sizeof rid));
+    ck_assert_str_eq(rid, "trace-42.a:b");
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, "X-Request-Id: <script>", &r);
+    ck_assert(response_header(&r, "X-Request-Id", rid, sizeof rid));
+    ck_assert(ids_is_uuid(rid));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(readyz_reports_migrations)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *m = json_object_get(r.json, "migrations");
+    ck_assert_int_gt(json_integer_value(json_object_get(m, "expected")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(m, "applied")),
+                     json_integer_value(json_object_get(m, "expected")));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(metrics_count_requests_by_route_and_status)
+{
+    struct response r;
+    for (int i = 0; i < 3; i++) {
+        harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+        response_cleanup(&r);
+    }
+    harness_request(&srv, "GET", "/nowhere", NULL, NULL, NULL, NULL, &r);
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    char ct[128];
+    ck_assert(response_header(&r, "Content-Type", ct, sizeof ct));
+    ck_assert(strncmp(ct, "text/plain; version=0.0.4", 25) == 0);
+    const char *text = buf_str(&r.body);
+    ck_assert_ptr_nonnull(strstr(
+        text, "rydes_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(
+        text, "rydes_http_requests_total{route=\"unmatched\",method=\"any\",status=\"404\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rydes_http_request_duration_seconds_bucket{route=\""
+                                       "/healthz\",method=\"GET\",status=\"200\",le=\"+Inf\"} 3"));
+    ck_assert_ptr_nonnull(strstr(text, "rydes_db_pool_size 4\n"));
+    ck_assert_ptr_nonnull(strstr(text, "rydes_db_pool_waiting 0\n"));
+    response_cleanup(&r);
+}
+END_TEST
+
+/* Every route of the table is documented, with its method, in the served OpenAPI document. */
+START_TEST(openapi_documents_every_route)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/openapi.json", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(r.json);
+    ck_assert(strncmp(json_string_value(json_object_get(r.json, "openapi")), "3.1", 3) == 0);
+    json_t *paths = json_object_get(r.json, "paths");
+    for (size_t i = 0; i < api_nroutes; i++) {
+        char method[16];
+        size_t n = strlen(api_routes[i].method);
+        for (size_t j = 0; j <= n; j++)
+            method[j] = (char)(api_routes[i].method[j] | (j < n ? 0x20 : 0));
+        json_t *item = json_object_get(paths, api_routes[i].pattern);
+        ck_assert_msg(item != NULL, "%s is not in openapi.yaml", api_routes[i].pattern);
+        ck_assert_msg(json_object_get(item, method) != NULL, "%s %s is not in openapi.yaml",
+                      api_routes[i].method, api_routes[i].pattern);
+    }
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(unknown_path_is_404_problem)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/no/such/thing", NULL, NULL, NULL, NULL, &r);
+    assert_problem(&r, 404);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "instance")), "/no/such/thing");
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/tokens/", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    assert_problem(&r, 404);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(wrong_method_is_405_with_allow)
+{
+    struct response r;
+    char allow[64];
+    harness_request(&srv, "PUT", "/healthz", NULL, NULL, NULL, NULL, &r);
+    assert_problem(&r, 405);
+    ck_assert(response_header(&r, "Allow", allow, sizeof allow));
+    ck_assert_str_eq(allow, "GET");
+    response_cleanup(&r);
+    harness_request(&srv, "PATCH", "/tokens", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    assert_problem(&r, 405);
+    ck_assert(response_header(&r, "Allow", allow, sizeof allow));
+    ck_assert_str_eq(allow, "POST, GET");
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(head_is_served_by_get)
+{
+    struct response r;
+    harness_request(&srv, "HEAD", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(r.body.len, 0);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(malformed_json_is_400_with_line_and_column)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", "{\n  \"role\": }", &r);
+    assert_problem(&r, 400);
+    const char *detail = json_string_value(json_object_get(r.json, "detail"));
+    ck_assert_ptr_nonnull(strstr(detail, "line 2, column"));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(duplicate_keys_are_refused)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", "{\"role\":\"app\",\"role\":\"admin\"}", &r);
+    assert_problem(&r, 400);
+    ck_assert_ptr_nonnull(
+        strstr(json_string_value(json_object_get(r.json, "detail")), "duplicate"));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(non_json_body_is_415)
+{
+    struct response r;
+    harness_request(&srv, "POST", "/tokens", HARNESS_ADMIN_TOKEN, "role=app",
+                    "application/x-www-form-urlencoded", NULL, &r);
+    assert_problem(&r, 415);
+    response_cleanup(&r);
+    harness_request(&srv, "POST", "/tokens", HARNESS_ADMIN_TOKEN, "{\"role\":\"app\"}",
+                    "application/json; charset=utf-8", NULL, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(body_must_be_an_object)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", "[1,2]", &r);
+    assert_problem(&r, 400);
+    response_cleanup(&r);
+    harness_request(&srv, "POST", "/tokens", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    assert_problem(&r, 400);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(validation_errors_name_every_field)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/tokens", "{\"role\":\"root\",\"name\":7,\"colour\":1}", &r);
+    assert_problem(&r, 400);
+    json_t *errors = json_object_get(r.json, "errors");
+    ck_assert_int_eq(json_array_size(errors), 3);
+    const char *want[] = {"colour", "role", "name"};
+    for (int i = 0; i < 3; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < json_array_size(errors); j++)
+            seen |= strcmp(json_string_value(json_object_get(json_array_get(errors, j), "field")),
+                           want[i]) == 0;
+        ck_assert_msg(seen, "no error for %s", want[i]);
+    }
+    response_cleanup(&r);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("ops");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, healthz_is_ok_with_request_id);
+    tcase_add_test(tc, request_id_is_echoed_only_when_sane);
+    tcase_add_test(tc, readyz_reports_migrations);
+    tcase_add_test(tc, metrics_count_requests_by_route_and_status);
+    tcase_add_test(tc, openapi_documents_every_route);
+    tcase_add_test(tc, unknown_path_is_404_problem);
+    tcase_add_test(tc, wrong_method_is_405_with_allow);
+    tcase_add_test(tc, head_is_served_by_get);
+    tcase_add_test(tc, malformed_json_is_400_with_line_and_column);
+    tcase_add_test(tc, duplicate_keys_are_refused);
+    tcase_add_test(tc, non_json_body_is_415);
+    tcase_add_test(tc, body_must_be_an_object);
+    tcase_add_test(tc, validation_errors_name_every_field);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

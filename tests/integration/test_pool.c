@@ -1,0 +1,112 @@
+/* Integration: the connection pool. An exhausted pool answers 503 with Retry-After after the
+ * acquire timeout (never a hang); a connection returned inside a failed transaction is rolled
+ * back; a connection killed by the server is replaced without a restart. */
+#include "harness.h"
+
+#include "rydes/db.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static struct harness_server srv;
+
+static void tiny_pool(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "db-pool-size", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "200", &err));
+}
+
+static void setup(void)
+{
+    harness_start(&srv, tiny_pool);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+static struct db_conn *take(void)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(srv.app.pool, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+START_TEST(exhausted_pool_is_503_with_retry_after)
+{
+    struct db_conn *held = take();
+    struct response r;
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    assert_problem(&r, 503);
+    char retry[16];
+    ck_assert(response_header(&r, "Retry-After", retry, sizeof retry));
+    ck_assert_int_gt(atoi(retry), 0);
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/tokens", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    assert_problem(&r, 503);
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+    ck_assert_ptr_nonnull(strstr(buf_str(&r.body), "rydes_db_pool_exhausted_total 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(buf_str(&r.body), "rydes_db_pool_connections{state=\"in_use\"} 1\n"));
+    response_cleanup(&r);
+    db_pool_release(srv.app.pool, held);
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(failed_transaction_is_rolled_back_on_release)
+{
+    struct db_conn *c = take();
+    ck_assert(db_begin(c));
+    PQclear(PQexec(c->pg, "SELECT no_such_column FROM tokens"));
+    ck_assert_int_eq(PQtransactionStatus(c->pg), PQTRANS_INERROR);
+    db_pool_release(srv.app.pool, c);
+    c = take();
+    ck_assert_int_eq(PQtransactionStatus(c->pg), PQTRANS_IDLE);
+    PGresult *r = PQexec(c->pg, "SELECT 1");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    db_pool_release(srv.app.pool, c);
+}
+END_TEST
+
+START_TEST(killed_connection_is_replaced)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(), "SELECT count(pg_terminate_backend(pid)) FROM "
+                                       "pg_stat_activity WHERE application_name = 'rydes' "
+                                       "AND pid <> pg_backend_pid() AND datname = "
+                                       "current_database()"));
+    int ok = 0;
+    for (int i = 0; i < 50 && !ok; i++) {
+        harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+        ck_assert(r.status == 200 || r.status == 503);
+        ok = r.status == 200;
+        response_cleanup(&r);
+        if (!ok)
+            usleep(100000);
+    }
+    ck_assert_msg(ok, "readyz never recovered after the connection was killed");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pool");
+    TCase *tc = tcase_create("pool");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, exhausted_pool_is_503_with_retry_after);
+    tcase_add_test(tc, failed_transaction_is_rolled_back_on_release);
+    tcase_add_test(tc, killed_connection_is_replaced);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

@@ -1,0 +1,159 @@
+/* Integration: graceful shutdown. A request in flight when shutdown begins is finished and
+ * answered; new connections are refused afterwards. The real binary exits 0 on SIGTERM. */
+#include "harness.h"
+
+#include "rydes/clock.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct harness_server srv;
+
+/* A client that uploads its body in two halves with a pause between them. */
+struct slow_upload {
+    const char *parts[2];
+    int next;
+    long status;
+    CURLcode rc;
+};
+
+static size_t slow_read(char *out, size_t size, size_t n, void *userdata)
+{
+    struct slow_upload *u = userdata;
+    if (u->next == 2)
+        return 0;
+    if (u->next == 1)
+        usleep(700000);
+    const char *p = u->parts[u->next++];
+    size_t len = strlen(p);
+    ck_assert_uint_le(len, size * n);
+    memcpy(out, p, len);
+    return len;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *userdata)
+{
+    (void)p;
+    (void)userdata;
+    return size * n;
+}
+
+static void *slow_client(void *arg)
+{
+    struct slow_upload *u = arg;
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/tokens", srv.base);
+    struct curl_slist *hs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    hs = curl_slist_append(hs, "Content-Type: application/json");
+    hs = curl_slist_append(hs, "Authorization: Bearer " HARNESS_ADMIN_TOKEN);
+    hs = curl_slist_append(hs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, slow_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, u);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    u->rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &u->status);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+START_TEST(in_flight_request_finishes_during_shutdown)
+{
+    harness_start(&srv, NULL);
+    char base[64];
+    snprintf(base, sizeof base, "%s", srv.base);
+    struct slow_upload u = {.parts = {"{\"role\":", "\"app\"}"}};
+    pthread_t t;
+    pthread_create(&t, NULL, slow_client, &u);
+    int64_t deadline = clock_mono_us() + 5000000;
+    while (http_server_in_flight(srv.app.http) == 0 && clock_mono_us() < deadline)
+        usleep(5000);
+    ck_assert_int_eq(http_server_in_flight(srv.app.http), 1);
+    harness_stop(&srv); /* waits for the upload to finish */
+    pthread_join(t, NULL);
+    ck_assert_int_eq(u.rc, CURLE_OK);
+    ck_assert_int_eq(u.status, 201);
+
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", base);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_COULDNT_CONNECT);
+    curl_easy_cleanup(c);
+}
+END_TEST
+
+/* Starts `rydes serve --port 0` and reads the port from its log. */
+static pid_t spawn_server(int *port, FILE **log)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        setenv("DATABASE_URL", harness_db_url(), 1);
+        setenv("RYDES_PORT", "0", 1);
+        execl(getenv("RYDES_BINARY"), "rydes", "serve", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    *log = fdopen(fds[0], "r");
+    char line[1024];
+    *port = 0;
+    while (!*port && fgets(line, sizeof line, *log)) {
+        const char *p = strstr(line, "listening on http://127.0.0.1:");
+        if (p)
+            *port = atoi(p + strlen("listening on http://127.0.0.1:"));
+    }
+    return pid;
+}
+
+START_TEST(binary_exits_zero_on_sigterm)
+{
+    ck_assert_msg(getenv("RYDES_BINARY") != NULL, "RYDES_BINARY is set by meson");
+    int port;
+    FILE *log;
+    pid_t pid = spawn_server(&port, &log);
+    ck_assert_int_gt(port, 0);
+    snprintf(srv.base, sizeof srv.base, "http://127.0.0.1:%d", port);
+    struct response r;
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    kill(pid, SIGTERM);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    char line[1024];
+    bool stopped = false;
+    while (fgets(line, sizeof line, log))
+        stopped |= strstr(line, "stopped") != NULL;
+    ck_assert(stopped);
+    fclose(log);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("shutdown");
+    TCase *tc = tcase_create("shutdown");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, in_flight_request_finishes_during_shutdown);
+    tcase_add_test(tc, binary_exits_zero_on_sigterm);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

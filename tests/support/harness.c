@@ -1,0 +1,257 @@
+/* The integration-test harness; see harness.h. */
+#include "harness.h"
+
+#include "rydes/log.h"
+#include "rydes/mem.h"
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static char *created[16];
+static int ncreated;
+static char *main_url;
+
+static const char *base_url(void)
+{
+    const char *u = getenv("DATABASE_URL");
+    ck_assert_msg(u && *u, "DATABASE_URL must point at a test cluster (use ./dev test)");
+    return u;
+}
+
+/* Builds a key=value conninfo of base with dbname replaced (caller frees). */
+static char *with_dbname(const char *base, const char *dbname)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(base, &errmsg);
+    ck_assert_msg(opts != NULL, "bad DATABASE_URL: %s", errmsg ? errmsg : "?");
+    struct buf b;
+    buf_init(&b);
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        const char *v = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
+        if (!v)
+            continue;
+        buf_printf(&b, "%s='", o->keyword);
+        for (const char *p = v; *p; p++)
+            buf_printf(&b, "%s%c", (*p == '\'' || *p == '\\') ? "\\" : "", *p);
+        buf_puts(&b, "' ");
+    }
+    PQconninfoFree(opts);
+    return buf_steal(&b);
+}
+
+static void exec_admin(const char *sql)
+{
+    PGconn *pg = PQconnectdb(base_url());
+    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(pg));
+    PQclear(r);
+    PQfinish(pg);
+}
+
+/* Runs at exit, outside any test: no ck_assert here. */
+static void drop_all(void)
+{
+    for (int i = 0; i < ncreated; i++) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", created[i]);
+        PGconn *pg = PQconnectdb(getenv("DATABASE_URL"));
+        PQclear(PQexec(pg, sql));
+        PQfinish(pg);
+        free(created[i]);
+    }
+    ncreated = 0;
+    free(main_url);
+    main_url = NULL;
+}
+
+char *harness_db_create(void)
+{
+    static int seq;
+    char name[64];
+    snprintf(name, sizeof name, "rydes_test_%d_%d", (int)getpid(), ++seq);
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    exec_admin(sql);
+    ck_assert_int_lt(ncreated, 16);
+    if (ncreated == 0)
+        atexit(drop_all);
+    created[ncreated++] = xstrdup(name);
+    return with_dbname(base_url(), name);
+}
+
+const char *harness_db_url(void)
+{
+    if (!main_url)
+        main_url = harness_db_create();
+    return main_url;
+}
+
+char *harness_sql(const char *url, const char *sql)
+{
+    PGconn *pg = PQconnectdb(url);
+    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQerrorMessage(pg));
+    char *v = (st == PGRES_TUPLES_OK && PQntuples(r) > 0) ? xstrdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    PQfinish(pg);
+    return v;
+}
+
+void harness_start(struct harness_server *s, void (*tweak)(struct config *cfg))
+{
+    const char *level = getenv("RYDES_TEST_LOG_LEVEL");
+    log_configure(level && strcmp(level, "debug") == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
+                  LOG_FORMAT_TEXT);
+    config_init(&s->cfg);
+    struct config_error err;
+    ck_assert(config_set_flag(&s->cfg, "database-url", harness_db_url(), &err));
+    ck_assert(config_set_flag(&s->cfg, "port", "0", &err));
+    ck_assert(config_set_flag(&s->cfg, "admin-token", HARNESS_ADMIN_TOKEN, &err));
+    ck_assert(config_set_flag(&s->cfg, "threads", "2", &err));
+    ck_assert(config_set_flag(&s->cfg, "db-pool-size", "4", &err));
+    if (tweak)
+        tweak(&s->cfg);
+    char msg[1024];
+    ck_assert_msg(app_start(&s->app, &s->cfg, msg, sizeof msg), "app_start: %s", msg);
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", http_server_port(s->app.http));
+}
+
+void harness_stop(struct harness_server *s)
+{
+    app_stop(&s->app);
+    config_cleanup(&s->cfg);
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *userdata)
+{
+    buf_append(userdata, p, size * n);
+    return size * n;
+}
+
+void harness_request(struct harness_server *s, const char *method, const char *path,
+                     const char *token, const char *body, const char *content_type,
+                     const char *extra_header, struct response *out)
+{
+    memset(out, 0, sizeof *out);
+    buf_init(&out->body);
+    buf_init(&out->headers);
+    CURL *c = curl_easy_init();
+    ck_assert(c != NULL);
+    char url[2048], h[1024];
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    struct curl_slist *hs = NULL;
+    if (token) {
+        snprintf(h, sizeof h, "Authorization: Bearer %s", token);
+        hs = curl_slist_append(hs, h);
+    }
+    if (body) {
+        snprintf(h, sizeof h, "Content-Type: %s", content_type ? content_type : "application/json");
+        hs = curl_slist_append(hs, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    if (extra_header)
+        hs = curl_slist_append(hs, extra_header);
+    hs = curl_slist_append(hs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &out->headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = curl_easy_perform(c);
+    ck_assert_msg(rc == CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    if (out->body.len)
+        out->json = json_loadb(out->body.data, out->body.len, 0, NULL);
+}
+
+void harness_admin(struct harness_server *s, const char *method, const char *path, const char *body,
+                   struct response *out)
+{
+    harness_request(s, method, path, HARNESS_ADMIN_TOKEN, body, NULL, NULL, out);
+}
+
+bool response_header(const struct response *r, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *line = buf_str(&r->headers); *line;) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        if (len > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = (size_t)(line + len - v);
+            while (vl && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
+                vl--;
+            snprintf(out, n, "%.*s", (int)vl, v);
+            return true;
+        }
+        line += len + (eol ? 1 : 0);
+    }
+    return false;
+}
+
+void response_cleanup(struct response *r)
+{
+    buf_cleanup(&r->body);
+    buf_cleanup(&r->headers);
+    json_decref(r->json);
+    r->json = NULL;
+}
+
+void assert_problem(const struct response *r, long status)
+{
+    char ct[128];
+    ck_assert_int_eq(r->status, status);
+    ck_assert(response_header(r, "Content-Type", ct, sizeof ct));
+    ck_assert_str_eq(ct, "application/problem+json");
+    ck_assert_msg(r->json != NULL, "problem body is not JSON: %s", buf_str(&r->body));
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "status")), status);
+    ck_assert(json_is_string(json_object_get(r->json, "type")));
+    ck_assert(json_is_string(json_object_get(r->json, "title")));
+    ck_assert(json_is_string(json_object_get(r->json, "detail")));
+    char rid[160];
+    ck_assert(response_header(r, "X-Request-Id", rid, sizeof rid));
+    ck_assert_str_eq(json_string_value(json_object_get(r->json, "request_id")), rid);
+}
+
+bool harness_pgctl(const char *action)
+{
+    const char *script = getenv("RYDES_TEST_PGCTL");
+    if (!script || !*script)
+        return false;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", script, action);
+    ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+    return true;
+}
+
+int harness_run(Suite *suite)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    SRunner *sr = srunner_create(suite);
+    /* No fork: the server runs in-process and ASan's leak check covers the whole run. */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

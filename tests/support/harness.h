@@ -1,0 +1,65 @@
+/* Integration-test harness: a fresh database per test binary (created from DATABASE_URL, which
+ * ./dev test points at a throwaway cluster), the real gateway started in-process on port 0, and
+ * a small libcurl client. Everything here aborts the test (ck_abort) on failure, so tests read
+ * as straight-line code. */
+#ifndef RYDES_TEST_HARNESS_H
+#define RYDES_TEST_HARNESS_H
+
+#include "rydes/app.h"
+#include "rydes/buf.h"
+#include "rydes/config.h"
+
+#include <check.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#define HARNESS_ADMIN_TOKEN "rydes_test_admin_token_0123456789"
+
+/* Creates an empty database for this process and returns its conninfo (static storage). The
+ * database is dropped by harness_db_drop (registered with atexit on first use). */
+const char *harness_db_url(void);
+/* A new, separate empty database (caller frees the conninfo; dropped at exit too). */
+char *harness_db_create(void);
+/* Runs SQL on url and returns the first value of the first row (caller frees), or NULL. */
+char *harness_sql(const char *url, const char *sql);
+
+struct harness_server {
+    struct config cfg;
+    struct app app;
+    char base[64]; /* http://127.0.0.1:PORT */
+};
+
+/* Starts the gateway against harness_db_url() with the admin token above; tweak(cfg), when
+ * given, adjusts the settings first. */
+void harness_start(struct harness_server *s, void (*tweak)(struct config *cfg));
+void harness_stop(struct harness_server *s);
+
+struct response {
+    long status;
+    struct buf body;
+    struct buf headers; /* raw header block */
+    json_t *json;       /* parsed body when it is JSON, else NULL */
+};
+
+/* Performs one request. token may be NULL; body may be NULL (no body). content_type NULL means
+ * application/json when there is a body. extra_header, when not NULL, is one "Name: value". */
+void harness_request(struct harness_server *s, const char *method, const char *path,
+                     const char *token, const char *body, const char *content_type,
+                     const char *extra_header, struct response *out);
+/* Shorthand with JSON body and the admin token. */
+void harness_admin(struct harness_server *s, const char *method, const char *path, const char *body,
+                   struct response *out);
+/* The value of response header name (case-insensitive) copied into out, or false. */
+bool response_header(const struct response *r, const char *name, char *out, size_t n);
+void response_cleanup(struct response *r);
+/* Checks a problem+json response: status, content type and the problem members. */
+void assert_problem(const struct response *r, long status);
+
+/* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the
+ * suite runs without one (DATABASE_URL given from outside). */
+bool harness_pgctl(const char *action);
+
+/* Runs a suite and returns the process exit status. */
+int harness_run(Suite *suite);
+
+#endif
