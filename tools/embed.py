@@ -2,7 +2,7 @@
 """Build-time generator: turns sql/NNN_name.sql files into a C array of migrations, or an OpenAPI
 YAML document into a C string holding its JSON form.
 
-    embed.py migrations OUT.c FILE.sql...
+    embed.py migrations OUT.c SQLDIR FILE.sql...   (every SQLDIR/*.sql must be listed)
     embed.py openapi OUT.c openapi.yaml
 """
 import json
@@ -19,7 +19,12 @@ def c_string(text):
     return '\n'.join(out) if out else '    ""'
 
 
-def migrations(out, files):
+def migrations(out, directory, files):
+    listed = {os.path.basename(f) for f in files}
+    present = {f for f in os.listdir(directory) if f.endswith('.sql')}
+    if listed != present:
+        sys.exit(f'embed.py: sql/ and meson.build disagree: unlisted {sorted(present - listed)}, '
+                 f'missing {sorted(listed - present)}')
     entries = []
     seen = set()
     for path in sorted(files, key=os.path.basename):
@@ -60,7 +65,7 @@ def openapi(out, path):
 
 if __name__ == '__main__':
     if len(sys.argv) >= 3 and sys.argv[1] == 'migrations':
-        migrations(sys.argv[2], sys.argv[3:])
+        migrations(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif len(sys.argv) == 4 and sys.argv[1] == 'openapi':
         openapi(sys.argv[2], sys.argv[3])
     else:

@@ -49,9 +49,11 @@ struct db_pool_stats {
 
 struct db_pool;
 
-/* Creates a pool of up to size connections to conninfo (a libpq URI or key=value string); no
- * connection is opened yet. Free with db_pool_free once every connection is released. */
-struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s);
+/* Creates a pool of up to size connections to conninfo (a libpq URI or key=value string), whose
+ * statements are cancelled after statement_timeout_ms; no connection is opened yet. Free with
+ * db_pool_free once every connection is released. */
+struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s,
+                               int statement_timeout_ms);
 void db_pool_free(struct db_pool *p);
 /* Waits up to timeout_ms for a free connection that is connected. Returns NULL with *why set
  * when none became free or the database is unreachable. Give it back with db_pool_release. */
@@ -59,9 +61,11 @@ struct db_conn *db_pool_acquire(struct db_pool *p, int timeout_ms, enum db_acqui
 void db_pool_release(struct db_pool *p, struct db_conn *c);
 void db_pool_stats(struct db_pool *p, struct db_pool_stats *out);
 
-/* Opens one connection outside any pool (CLI, migrations, LISTEN). NULL with err filled on
- * failure. The caller PQfinish()es it. */
-PGconn *db_connect(const char *conninfo, int connect_timeout_s, char *err, size_t errlen);
+/* Opens one connection (the pool's, or one of its own for the CLI, migrations, LISTEN), in
+ * UTF-8, with TCP keepalives; options (may be NULL) are server settings such as
+ * "-c statement_timeout=30000". NULL with err filled on failure; the caller PQfinish()es it. */
+PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
+                   size_t errlen);
 
 /* Runs a prepared statement, preparing it on this connection first if needed. lengths and
  * formats may be NULL (all text). Returns the result, which the caller PQclear()s; it is never

@@ -44,6 +44,11 @@ struct http_request {
     struct body_reader body;
     json_t *json; /* parsed body of json_body routes, NULL when the body was empty */
 
+    /* State a handler keeps across a suspension (long polls); freed with the request. */
+    void *state;
+    void (*state_free)(void *state);
+    route_handler resume; /* runs instead of the route's handler after http_resume */
+
     int status; /* 0 until a reply is queued */
     size_t bytes_out;
     int nheaders;
@@ -87,6 +92,12 @@ const char *http_query(struct http_request *req, const char *name);
 const char *http_header(struct http_request *req, const char *name);
 /* Adds a header to the reply that will be queued next. name must be a static string. */
 void http_add_header(struct http_request *req, const char *name, const char *value);
+
+/* Suspends the request (it keeps its connection but no thread) until http_resume; on_resume
+ * then runs in place of the route's handler. Returns HANDLER_SUSPENDED for the handler to
+ * return. Resume may be called from any thread, even before the handler has returned. */
+enum handler_result http_suspend(struct http_request *req, route_handler on_resume);
+void http_resume(struct http_request *req);
 
 /* Reply functions: each queues the one response of the request and returns HANDLER_DONE (or
  * HANDLER_FAIL when MHD refused, which closes the connection). */

@@ -18,6 +18,8 @@ void secret_token_generate(char *out);
 void secret_token_hash(const char *token, size_t len, unsigned char *out);
 /* Compares n bytes in time independent of where they differ. */
 bool secret_equal(const void *a, const void *b, size_t n);
+/* Hex SHA-256 of data into out (65 bytes): content-based deduplication ids. */
+void secret_sha256_hex(const void *data, size_t n, char *out);
 /* Hex MD5 of data into out (33 bytes), as SQS's md5_of_body. */
 void secret_md5_hex(const void *data, size_t n, char *out);
 

@@ -15,10 +15,16 @@ enum handler_result api_healthz(struct http_request *req)
 
 enum handler_result api_readyz(struct http_request *req)
 {
-    enum handler_result res;
-    struct db_conn *c = api_db_acquire(req, &res);
+    enum db_acquire_error why;
+    struct db_conn *c =
+        db_pool_acquire(req->app->pool, (int)req->app->cfg->db_acquire_timeout_ms, &why);
+    /* Every connection busy means the database is answering: a loaded instance is still ready
+     * (pulling it from a load balancer would only move its load elsewhere). */
+    if (!c && why == DB_ACQUIRE_EXHAUSTED)
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:s}", "status", "ready", "database", "busy"));
     if (!c)
-        return res;
+        return http_reply_unavailable(req, "the database is unreachable");
     int applied = 0;
     bool asked = migrate_status(c->pg, &applied);
     api_db_release(req, c);
@@ -54,8 +60,8 @@ static void render_pool(struct db_pool *pool, struct buf *out)
                "# HELP rydes_db_connect_failures_total Failed attempts to open a connection.\n"
                "# TYPE rydes_db_connect_failures_total counter\n"
                "rydes_db_connect_failures_total %llu\n",
-               st.in_use, st.size - st.in_use, st.connected, st.size, st.waiting,
-               st.exhausted_total, st.connect_failures_total);
+               st.in_use, st.connected > st.in_use ? st.connected - st.in_use : 0, st.connected,
+               st.size, st.waiting, st.exhausted_total, st.connect_failures_total);
 }
 
 enum handler_result api_metrics(struct http_request *req)

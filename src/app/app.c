@@ -15,7 +15,8 @@
 bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errlen)
 {
     char cerr[256];
-    PGconn *pg = db_connect(cfg->database_url, (int)cfg->db_connect_timeout, cerr, sizeof cerr);
+    PGconn *pg =
+        db_connect(cfg->database_url, (int)cfg->db_connect_timeout, NULL, cerr, sizeof cerr);
     if (!pg) {
         snprintf(err, errlen, "cannot connect to the database: %s", cerr);
         return false;
@@ -79,8 +80,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
     int applied = 0;
     if (cfg->migrate && !app_migrate(cfg, &applied, err, errlen))
         return false;
-    app->pool =
-        db_pool_create(cfg->database_url, (int)cfg->db_pool_size, (int)cfg->db_connect_timeout);
+    app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,
+                               (int)cfg->db_connect_timeout, (int)cfg->db_statement_timeout_ms);
     app->metrics = metrics_create(api_routes, api_nroutes);
     if (!ensure_admin_token(app, err, errlen)) {
         app_free_parts(app);

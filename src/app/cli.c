@@ -162,7 +162,8 @@ static int cmd_token_create(const struct config *cfg, const struct cli_opts *opt
         return 2;
     }
     char cerr[256];
-    PGconn *pg = db_connect(cfg->database_url, (int)cfg->db_connect_timeout, cerr, sizeof cerr);
+    PGconn *pg =
+        db_connect(cfg->database_url, (int)cfg->db_connect_timeout, NULL, cerr, sizeof cerr);
     if (!pg) {
         log_error("cannot connect to the database: %s", cerr);
         return 1;

@@ -8,6 +8,7 @@
 
 #include "rydes/mem.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -31,6 +32,12 @@ struct setting {
     const char *help;
 };
 
+static bool bind_valid(const char *value)
+{
+    unsigned char addr[16];
+    return inet_pton(AF_INET, value, addr) == 1 || inet_pton(AF_INET6, value, addr) == 1;
+}
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
@@ -39,7 +46,7 @@ static const char *const log_formats[] = {"text", "json", NULL};
 static const struct setting settings[] = {
     {"database-url", "DATABASE_URL", SETTING_STRING, "", 0, 0, NULL, OFF(database_url), true, NULL,
      "libpq connection string or URI of the database (empty: libpq's PG* defaults)"},
-    {"bind", "RYDES_BIND", SETTING_STRING, "127.0.0.1", 0, 0, NULL, OFF(bind), false, NULL,
+    {"bind", "RYDES_BIND", SETTING_STRING, "127.0.0.1", 0, 0, NULL, OFF(bind), false, bind_valid,
      "IPv4 or IPv6 address to listen on"},
     {"port", "RYDES_PORT", SETTING_INT, "8080", 0, 65535, NULL, OFF(port), false, NULL,
      "TCP port; 0 picks a free port and logs it"},
@@ -52,6 +59,11 @@ static const struct setting settings[] = {
      "how long a request waits for a pooled connection before 503"},
     {"db-connect-timeout", "RYDES_DB_CONNECT_TIMEOUT", SETTING_INT, "3", 1, 60, NULL,
      OFF(db_connect_timeout), false, NULL, "seconds allowed to open a database connection"},
+    {"db-statement-timeout-ms", "RYDES_DB_STATEMENT_TIMEOUT_MS", SETTING_INT, "30000", 100, 3600000,
+     NULL, OFF(db_statement_timeout_ms), false, NULL,
+     "statements running longer are cancelled (the request gets 503)"},
+    {"max-waiters", "RYDES_MAX_WAITERS", SETTING_INT, "1024", 0, 100000, NULL, OFF(max_waiters),
+     false, NULL, "long polls waiting at once in this process (more get 503)"},
     {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
      OFF(max_body_bytes), false, NULL, "largest request body accepted (413 above)"},
     {"admin-token", "RYDES_ADMIN_TOKEN", SETTING_STRING, "", 0, 0, NULL, OFF(admin_token), true,

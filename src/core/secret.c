@@ -45,10 +45,26 @@ bool secret_equal(const void *a, const void *b, size_t n)
     return CRYPTO_memcmp(a, b, n) == 0;
 }
 
+static void hex(const unsigned char *md, int n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void secret_sha256_hex(const void *data, size_t n, char *out)
+{
+    unsigned char md[32];
+    digest(EVP_sha256(), data, n, md);
+    hex(md, 32, out);
+}
+
 void secret_md5_hex(const void *data, size_t n, char *out)
 {
     unsigned char md[16];
     digest(EVP_md5(), data, n, md);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    hex(md, 16, out);
 }

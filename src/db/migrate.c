@@ -99,7 +99,9 @@ bool migrate_apply(PGconn *pg, int *applied, char *err, size_t errlen)
     *applied = 0;
     err[0] = '\0';
     /* Quiet the NOTICEs of IF NOT EXISTS; they say nothing an operator needs. */
-    if (!run(pg, "SET client_min_messages = warning", err, errlen))
+    /* A migrator stuck behind another for a minute is a problem to report, not to wait out. */
+    if (!run(pg, "SET client_min_messages = warning", err, errlen) ||
+        !run(pg, "SET lock_timeout = '60s'", err, errlen))
         return false;
     if (!run(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen))
         return false;

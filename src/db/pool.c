@@ -9,6 +9,7 @@
 #include "rydes/log.h"
 #include "rydes/mem.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,9 @@
 
 struct db_pool {
     char *conninfo;
+    char options[128];
     int connect_timeout_s;
+    int connected; /* slots holding an open connection */
     int size;
     struct db_conn *conns;
     struct db_conn **free_stack;
@@ -32,13 +35,20 @@ struct db_pool {
 
 static atomic_int next_stmt_id = 0;
 
-PGconn *db_connect(const char *conninfo, int connect_timeout_s, char *err, size_t errlen)
+PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
+                   size_t errlen)
 {
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
-    /* The settings come first so that the expanded conninfo, which follows, wins over them. */
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {timeout, "rydes", conninfo, NULL};
+    /* The settings come first so that the expanded conninfo, which follows, wins over them.
+     * Keepalives make a vanished server (or network) an error within ~25 s instead of a hang. */
+    const char *keys[] = {"connect_timeout",  "application_name",
+                          "client_encoding",  "keepalives",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "options",
+                          "dbname",           NULL};
+    const char *vals[] = {timeout,  "rydes", "UTF8", "1", "10", "5", "3", options ? options : "",
+                          conninfo, NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (!pg)
         rydes_oom();
@@ -57,10 +67,14 @@ PGconn *db_connect(const char *conninfo, int connect_timeout_s, char *err, size_
     return pg;
 }
 
-struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s)
+struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s,
+                               int statement_timeout_ms)
 {
     struct db_pool *p = xcalloc(1, sizeof *p);
     p->conninfo = xstrdup(conninfo);
+    snprintf(p->options, sizeof p->options,
+             "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d",
+             statement_timeout_ms, statement_timeout_ms * 2);
     p->connect_timeout_s = connect_timeout_s;
     p->size = size;
     p->conns = xcalloc((size_t)size, sizeof *p->conns);
@@ -129,25 +143,49 @@ static void put_slot(struct db_pool *p, struct db_conn *c)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Is an idle connection still alive? A server that went away leaves the socket readable (EOF or
+ * a termination notice), which PQconsumeInput turns into CONNECTION_BAD; a live idle socket is
+ * not readable, so this costs one poll(2) and no round trip. */
+static bool still_alive(PGconn *pg)
+{
+    if (PQstatus(pg) != CONNECTION_OK)
+        return false;
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+    if (poll(&pfd, 1, 0) <= 0)
+        return true;
+    return PQconsumeInput(pg) && PQstatus(pg) == CONNECTION_OK;
+}
+
+static void close_slot(struct db_pool *p, struct db_conn *c)
+{
+    if (!c->pg)
+        return;
+    PQfinish(c->pg);
+    memset(c, 0, sizeof *c);
+    pthread_mutex_lock(&p->mu);
+    p->connected--;
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* Makes sure slot c holds a live connection, opening one if needed (outside the mutex). */
 static bool ensure_connected(struct db_pool *p, struct db_conn *c)
 {
-    if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+    if (c->pg && still_alive(c->pg))
         return true;
+    close_slot(p, c);
     pthread_mutex_lock(&p->mu);
     int64_t last = p->last_connect_failure_us;
     pthread_mutex_unlock(&p->mu);
     if (last && clock_mono_us() - last < DB_RETRY_INTERVAL_MS * 1000)
         return false;
-    if (c->pg)
-        PQfinish(c->pg);
-    memset(c, 0, sizeof *c);
     char err[256];
-    c->pg = db_connect(p->conninfo, p->connect_timeout_s, err, sizeof err);
+    c->pg = db_connect(p->conninfo, p->connect_timeout_s, p->options, err, sizeof err);
     pthread_mutex_lock(&p->mu);
     p->last_connect_failure_us = c->pg ? 0 : clock_mono_us();
     if (!c->pg)
         p->connect_failures_total++;
+    else
+        p->connected++;
     pthread_mutex_unlock(&p->mu);
     if (!c->pg)
         log_warn("database unreachable: %s", err);
@@ -182,10 +220,8 @@ void db_pool_release(struct db_pool *p, struct db_conn *c)
             db_rollback(c);
             ts = PQtransactionStatus(c->pg);
         }
-        if (ts != PQTRANS_IDLE) { /* active or broken: start over next time */
-            PQfinish(c->pg);
-            memset(c, 0, sizeof *c);
-        }
+        if (ts != PQTRANS_IDLE) /* active or broken: start over next time */
+            close_slot(p, c);
     }
     put_slot(p, c);
 }
@@ -196,9 +232,7 @@ void db_pool_stats(struct db_pool *p, struct db_pool_stats *out)
     out->size = p->size;
     out->in_use = p->size - p->nfree;
     out->waiting = p->waiting;
-    out->connected = 0;
-    for (int i = 0; i < p->size; i++)
-        out->connected += p->conns[i].pg != NULL;
+    out->connected = p->connected;
     out->exhausted_total = p->exhausted_total;
     out->connect_failures_total = p->connect_failures_total;
     pthread_mutex_unlock(&p->mu);

@@ -17,11 +17,14 @@ static struct db_stmt q_insert =
             "INSERT INTO tokens (id, name, role, secret_hash) VALUES ($1, $2, $3, $4) "
             "RETURNING " TOKEN_COLUMNS,
             4);
-static struct db_stmt q_ensure = DB_STMT("tokens_ensure",
-                                         "INSERT INTO tokens (id, name, role, secret_hash) "
-                                         "VALUES ($1, 'RYDES_ADMIN_TOKEN', 'admin', $2) "
-                                         "ON CONFLICT (secret_hash) DO UPDATE SET role = 'admin'",
-                                         2);
+/* The bootstrap token is replaced, not added to: rotating RYDES_ADMIN_TOKEN revokes the old. */
+static struct db_stmt q_ensure =
+    DB_STMT("tokens_ensure",
+            "WITH old AS (DELETE FROM tokens WHERE bootstrap AND secret_hash <> $2) "
+            "INSERT INTO tokens (id, name, role, secret_hash, bootstrap) "
+            "VALUES ($1, 'RYDES_ADMIN_TOKEN', 'admin', $2, true) "
+            "ON CONFLICT (secret_hash) DO UPDATE SET role = 'admin', bootstrap = true",
+            2);
 static struct db_stmt q_auth =
     DB_STMT("tokens_auth", "SELECT role, secret_hash FROM tokens WHERE secret_hash = $1", 1);
 static struct db_stmt q_get =

@@ -138,6 +138,8 @@ enum router_result router_match(const struct route *table, size_t n, const char 
             return ROUTER_NOT_FOUND;
         }
         allow_add(allow, allow_len, table[i].method);
+        if (strcmp(table[i].method, "GET") == 0)
+            allow_add(allow, allow_len, "HEAD");
     }
     return path_known ? ROUTER_METHOD_NOT_ALLOWED : ROUTER_NOT_FOUND;
 }

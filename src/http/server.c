@@ -57,7 +57,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     buf_vprintf(&b, fmt, ap);
     while (b.len && (b.data[b.len - 1] == '\n'))
         b.data[--b.len] = '\0';
-    log_event(LOG_LEVEL_DEBUG, buf_str(&b), (struct log_field[]){LOG_STR("source", "mhd")}, 1);
+    log_event(LOG_LEVEL_WARN, buf_str(&b), (struct log_field[]){LOG_STR("source", "mhd")}, 1);
     buf_cleanup(&b);
 }
 
@@ -153,6 +153,10 @@ enum handler_result http_reply(struct http_request *req, int status, const char 
 
 enum handler_result http_reply_json(struct http_request *req, int status, json_t *json)
 {
+    if (!json) { /* a json_pack that failed: a value that was not UTF-8, say */
+        log_error("%s %s: the reply could not be encoded as JSON", req->method, req->path);
+        return http_reply_problem(req, 500, "the response could not be encoded");
+    }
     char *text = json_dumps(json, JSON_COMPACT);
     json_decref(json);
     if (!text)
@@ -199,6 +203,8 @@ static void request_free(struct http_request *req)
         free(full->queries);
         full->queries = next;
     }
+    if (req->state_free)
+        req->state_free(req->state);
     route_match_cleanup(&req->match);
     body_reader_cleanup(&req->body);
     json_decref(req->json);
@@ -216,14 +222,23 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
     if (need == ROLE_NONE)
         return true;
     const char *auth = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    char tokbuf[SECRET_TOKEN_MAX + 1];
     const char *token = NULL;
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        token = auth + 7;
-        while (*token == ' ')
-            token++;
+        const char *p = auth + 7 + strspn(auth + 7, " \t");
+        size_t n = strlen(p);
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n <= SECRET_TOKEN_MAX) {
+            memcpy(tokbuf, p, n);
+            tokbuf[n] = '\0';
+            token = tokbuf;
+        } else {
+            token = ""; /* too long to be ours */
+        }
     }
     bool unavailable = false;
-    if (token && *token && strlen(token) <= SECRET_TOKEN_MAX &&
+    if (token && *token &&
         req->server->cfg.authenticate(req->app, token, &req->role, &unavailable)) {
         if (req->role >= need)
             return true;
@@ -269,10 +284,34 @@ static enum handler_result request_begin(struct http_request *req)
     if (body_declared_too_large(http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH),
                                 cfg->max_body_bytes))
         return http_reply_problem(req, 413, "the request body is larger than the server accepts");
+    if (!req->match.route->json_body)
+        req->body.max = 0; /* a route that reads no body buffers none: any byte is too many */
     if (request_has_body(req) && req->match.route->json_body &&
         !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return http_reply_problem(req, 415, "the request body must be application/json");
     return HANDLER_DONE;
+}
+
+/* Checks the handler kept its contract: a reply queued unless it suspended. */
+static enum handler_result request_finish(struct http_request *req, enum handler_result res)
+{
+    if (res == HANDLER_DONE && req->status == 0) {
+        log_error("handler for %s %s queued no reply", req->method, req->match.route->pattern);
+        return http_reply_problem(req, 500, "the handler produced no response");
+    }
+    return res;
+}
+
+enum handler_result http_suspend(struct http_request *req, route_handler on_resume)
+{
+    req->resume = on_resume;
+    MHD_suspend_connection(req->conn);
+    return HANDLER_SUSPENDED;
+}
+
+void http_resume(struct http_request *req)
+{
+    MHD_resume_connection(req->conn);
 }
 
 static enum handler_result request_dispatch(struct http_request *req)
@@ -285,12 +324,7 @@ static enum handler_result request_dispatch(struct http_request *req)
         if (!req->json)
             return http_reply_problem(req, 400, detail);
     }
-    enum handler_result res = req->match.route->handler(req);
-    if (res == HANDLER_DONE && req->status == 0) {
-        log_error("handler for %s %s queued no reply", req->method, req->match.route->pattern);
-        return http_reply_problem(req, 500, "the handler produced no response");
-    }
-    return res;
+    return request_finish(req, req->match.route->handler(req));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -317,6 +351,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->status)
         return MHD_YES; /* answered early; MHD is only draining */
+    if (req->resume) {
+        route_handler resume = req->resume;
+        req->resume = NULL;
+        return request_finish(req, resume(req)) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+    }
     return request_dispatch(req) == HANDLER_FAIL ? MHD_NO : MHD_YES;
 }
 
@@ -394,13 +433,14 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, &on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
+        flags, (uint16_t)cfg->port, NULL, NULL, &on_request, s,
+        /* first, so that MHD's own start-up messages go through our log format too */
+        MHD_OPTION_EXTERNAL_LOGGER, &mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, &on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape, NULL, MHD_OPTION_EXTERNAL_LOGGER, &mhd_log,
-        NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape, NULL, MHD_OPTION_END);
     if (!s->daemon) {
         log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
         free(s);

@@ -240,6 +240,26 @@ START_TEST(admin_token_is_ensured_once)
 }
 END_TEST
 
+static void rotated_admin_token(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "admin-token", "rydes_rotated_admin_token_42", &err));
+}
+
+START_TEST(rotating_the_admin_token_revokes_the_old_one)
+{
+    harness_stop(&srv);
+    harness_start(&srv, rotated_admin_token);
+    ck_assert_int_eq(status_of("GET", "/tokens", "rydes_rotated_admin_token_42"), 200);
+    ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 401);
+    char *n = harness_sql(harness_db_url(), "SELECT count(*) FROM tokens WHERE bootstrap");
+    ck_assert_str_eq(n, "1");
+    free(n);
+    harness_stop(&srv);
+    harness_start(&srv, NULL); /* back to the harness token for the teardown and other tests */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("auth");
@@ -253,6 +273,7 @@ int main(void)
     tcase_add_test(tc, list_refuses_bad_paging);
     tcase_add_test(tc, create_validates_role_and_name);
     tcase_add_test(tc, admin_token_is_ensured_once);
+    tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

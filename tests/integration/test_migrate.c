@@ -16,7 +16,7 @@ START_TEST(migrating_twice_applies_nothing_the_second_time)
 {
     char *url = harness_db_create();
     char err[1024];
-    PGconn *pg = db_connect(url, 5, err, sizeof err);
+    PGconn *pg = db_connect(url, 5, NULL, err, sizeof err);
     ck_assert_msg(pg != NULL, "%s", err);
     int applied = -1, status = -1;
     ck_assert(migrate_status(pg, &status));

@@ -54,18 +54,18 @@ struct route_case {
 static const struct route_case cases[] = {
     {FOUND("GET", "/healthz", 0)},
     {FOUND("HEAD", "/healthz", 0)},
-    {NOT_ALLOWED("POST", "/healthz", "GET")},
+    {NOT_ALLOWED("POST", "/healthz", "GET, HEAD")},
     {FOUND("POST", "/tokens", 1)},
     {FOUND("GET", "/tokens", 2)},
     {FOUND("HEAD", "/tokens", 2)},
-    {NOT_ALLOWED("PUT", "/tokens", "POST, GET")},
-    {NOT_ALLOWED("DELETE", "/tokens", "POST, GET")},
-    {NOT_ALLOWED("get", "/tokens", "POST, GET")}, /* methods are case-sensitive */
+    {NOT_ALLOWED("PUT", "/tokens", "POST, GET, HEAD")},
+    {NOT_ALLOWED("DELETE", "/tokens", "POST, GET, HEAD")},
+    {NOT_ALLOWED("get", "/tokens", "POST, GET, HEAD")}, /* methods are case-sensitive */
     {FOUND1("GET", "/tokens/abc", 3, "id", "abc")},
     {FOUND1("HEAD", "/tokens/abc", 3, "id", "abc")},
     {FOUND1("DELETE", "/tokens/abc", 4, "id", "abc")},
-    {NOT_ALLOWED("PUT", "/tokens/abc", "GET, DELETE")},
-    {NOT_ALLOWED("POST", "/tokens/abc", "GET, DELETE")},
+    {NOT_ALLOWED("PUT", "/tokens/abc", "GET, HEAD, DELETE")},
+    {NOT_ALLOWED("POST", "/tokens/abc", "GET, HEAD, DELETE")},
     {FOUND1("PUT", "/queues/q1", 5, "name", "q1")},
     {NOT_ALLOWED("GET", "/queues/q1", "PUT")},
     {NOT_ALLOWED("HEAD", "/queues/q1", "PUT")},
@@ -294,7 +294,7 @@ START_TEST(test_allow_lists_each_method_once)
     char allow[64];
     ck_assert_int_eq(router_match(overlap, 3, "PUT", "/tokens/self", &m, allow, sizeof allow),
                      ROUTER_METHOD_NOT_ALLOWED);
-    ck_assert_str_eq(allow, "GET, DELETE");
+    ck_assert_str_eq(allow, "GET, HEAD, DELETE");
     /* the first matching route wins */
     ck_assert_int_eq(router_match(overlap, 3, "GET", "/tokens/self", &m, allow, sizeof allow),
                      ROUTER_FOUND);

@@ -1,0 +1,137 @@
+/* The messaging engine's queue interface: queue management, send, receive, delete, change
+ * visibility, purge, peek and redrive over the tables and functions of sql/002_queues.sql.
+ *
+ * Every call takes a pooled connection the caller owns and runs as its own transaction (or one
+ * statement). Results that own memory say who frees them. The engine knows nothing of HTTP:
+ * inputs arrive validated (see rydes/mq_input.h) and outcomes are enum mq_status values. */
+#ifndef RYDES_MQ_H
+#define RYDES_MQ_H
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/ids.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MQ_NAME_MAX        80
+#define MQ_MAX_BATCH       10
+#define MQ_DEDUP_ID_MAX    128
+#define MQ_GROUP_ID_MAX    128
+#define MQ_RECEIPT_LEN     33 /* 32 hex characters and the NUL */
+#define MQ_MAX_ATTRIBUTES  10
+#define MQ_DEFAULT_LIMIT_N 100
+
+enum mq_status {
+    MQ_OK,
+    MQ_NOT_FOUND,   /* no such queue (or message) */
+    MQ_CONFLICT,    /* state conflict: superseded receipt, fifo change, ... */
+    MQ_INVALID,     /* refused by a rule only the database can check (detail says which) */
+    MQ_UNAVAILABLE, /* the database went away */
+    MQ_ERROR,       /* the database refused the statement: a bug */
+};
+
+struct mq_attrs {
+    bool fifo;
+    int visibility_timeout;
+    int delay_seconds;
+    int retention_seconds;
+    int max_message_bytes;
+    int receive_wait_seconds;
+    bool content_based_dedup;
+    char dead_letter_queue[MQ_NAME_MAX + 1]; /* "" when none */
+    int max_receive_count;                   /* 0 when no dead-letter queue */
+};
+
+struct mq_queue {
+    int id;
+    char name[MQ_NAME_MAX + 1];
+    struct mq_attrs attrs;
+    int dead_letter_queue_id; /* 0 when none */
+    char created_at[CLOCK_RFC3339_LEN];
+};
+
+struct mq_stats {
+    long long available, in_flight, delayed;
+    long long oldest_age_seconds;
+    bool approximate; /* from the sweeper's last measurement of a deep queue */
+};
+
+/* One message to send, validated. body is owned by the caller. */
+struct mq_send_entry {
+    const char *body;
+    size_t body_len;
+    bool body_json;     /* body is JSON text to hand back as JSON */
+    json_t *attributes; /* borrowed; NULL for none */
+    int delay_seconds;  /* -1: the queue's default */
+    const char *group_id;
+    const char *dedup_id; /* FIFO; NULL: content-based (must be enabled) */
+};
+
+struct mq_send_result {
+    char message_id[IDS_UUID_LEN];
+    long long sequence; /* FIFO only */
+    bool duplicate;
+};
+
+struct mq_message {
+    long long id;
+    char message_id[IDS_UUID_LEN];
+    char receipt[MQ_RECEIPT_LEN];
+    char *body; /* owned by the message */
+    bool body_json;
+    json_t *attributes; /* owned reference, or NULL */
+    int receive_count;
+    char sent_at[CLOCK_RFC3339_LEN];
+    char first_received_at[CLOCK_RFC3339_LEN];
+    char visible_at[CLOCK_RFC3339_LEN];
+    char state[12]; /* peek: available, in_flight, delayed */
+    char *group_id; /* owned; NULL unless FIFO */
+};
+
+/* Frees the bodies and attributes of n messages and the array itself. */
+void mq_messages_free(struct mq_message *msgs, int n);
+
+/* Queue management. mq_queue_put creates (*created = true) or updates the queue; a change of
+ * fifo is MQ_CONFLICT and an unknown or mismatched dead-letter queue MQ_INVALID, with detail. */
+enum mq_status mq_queue_put(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
+                            bool *created, char *detail, size_t detail_len);
+enum mq_status mq_queue_get(struct db_conn *c, const char *name, struct mq_queue *out);
+enum mq_status mq_queue_delete(struct db_conn *c, const char *name);
+/* Lists up to limit queue names after the name after ("" from the start); *names is an array
+ * of malloc'd strings, freed by the caller (each, then the array). */
+enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, char ***names,
+                             int *count, bool *more);
+enum mq_status mq_queue_stats(struct db_conn *c, const struct mq_queue *q, struct mq_stats *out);
+
+/* Sends n (1..10) entries in one transaction; results[i] belongs to entries[i]. */
+enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
+                       const struct mq_send_entry *entries, int n, struct mq_send_result *results);
+
+/* Receives up to max messages leased for visibility_timeout seconds (deleted at once when
+ * delete_now). *msgs is allocated (mq_messages_free); *count may be 0. */
+enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
+                          int visibility_timeout, bool delete_now, struct mq_message **msgs,
+                          int *count);
+
+/* Deletes by receipt: MQ_OK also when the message is already gone; MQ_CONFLICT when the receipt
+ * was superseded by a later receive; MQ_NOT_FOUND for a receipt that cannot be ours. */
+enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt);
+/* Sets the message's visibility to now + seconds: MQ_CONFLICT when superseded, MQ_NOT_FOUND
+ * when the message is gone. */
+enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
+                                    const char *receipt, int seconds);
+enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q);
+enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
+                       struct mq_message **msgs, int *count);
+/* Moves up to max (0: all) messages of dead-letter queue dlq back to their source queues, or
+ * to the queue named to when to is not NULL. */
+enum mq_status mq_redrive(struct db_conn *c, const struct mq_queue *dlq, const struct mq_queue *to,
+                          long long max, long long *moved);
+
+/* Receipts: 16 hex digits of the message's id and 16 of the receive's nonce. */
+void mq_receipt_encode(long long id, unsigned long long nonce, char *out);
+bool mq_receipt_decode(const char *receipt, long long *id, unsigned long long *nonce);
+
+#endif

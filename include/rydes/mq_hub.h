@@ -1,0 +1,45 @@
+/* The wake-up hub of long polls: one LISTEN connection per process on channel rydes_mq (every
+ * send NOTIFYs it with the queue id), fanned out to the waiters of this process in memory.
+ *
+ * A waiter is a receive that found nothing and may wait. It registers with a deadline; the hub
+ * wakes it exactly once: when a notification for its queue arrives (one waiter per notification;
+ * a woken receiver that filled its batch pokes the hub to wake the next one), when the hub's
+ * once-a-second check finds a message of its queue visible (delayed messages and expired leases
+ * send no notification), at its deadline, or at shutdown. Waiters hold no database connection
+ * and no thread; the hub's own connection is the only one, whatever the number of waiters. */
+#ifndef RYDES_MQ_HUB_H
+#define RYDES_MQ_HUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum mq_wake { MQ_WAKE_MESSAGE, MQ_WAKE_TIMEOUT, MQ_WAKE_SHUTDOWN };
+
+struct mq_waiter {
+    int queue_id;
+    int64_t deadline_us; /* monotonic */
+    /* Called once, from the hub's thread or from mq_hub_wait's caller, without hub locks held;
+     * after the call the hub no longer refers to the waiter. */
+    void (*wake)(struct mq_waiter *w, enum mq_wake why);
+    void *ctx;
+    struct mq_waiter *prev, *next; /* owned by the hub while registered */
+};
+
+struct mq_hub;
+
+/* Starts the hub thread (it connects, and reconnects, on its own). Free with mq_hub_stop. */
+struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters);
+/* Wakes every waiter with MQ_WAKE_SHUTDOWN, refuses new ones, stops the thread, frees the hub. */
+void mq_hub_stop(struct mq_hub *h);
+/* A counter that changes whenever a notification for queue_id arrives; read it before a receive
+ * and pass it to mq_hub_wait so a message that arrived in between is not slept through. */
+uint64_t mq_hub_seq(struct mq_hub *h, int queue_id);
+/* Registers w. Returns false (w not registered) when the hub is full or stopping. If a
+ * notification arrived since seq was read, w is woken at once (from this call). */
+bool mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq);
+/* Wakes one more waiter of queue_id (a receiver that filled its batch: there may be more). */
+void mq_hub_poke(struct mq_hub *h, int queue_id);
+/* Registered waiters right now (for /metrics). */
+int mq_hub_waiters(struct mq_hub *h);
+
+#endif

@@ -1,0 +1,325 @@
+/* The long-poll wake-up hub; see include/rydes/mq_hub.h.
+ *
+ * One thread owns the LISTEN connection and polls its socket together with a self-pipe (used to
+ * interrupt the poll when waiters arrive or the hub stops). Waiters sit on one list under a
+ * mutex, oldest first; wakes are collected under the mutex and delivered after it is released,
+ * so a wake callback may call back into the hub. */
+#include "rydes/mq_hub.h"
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HUB_CHECK_INTERVAL_US 1000000 /* the visibility check of queues with waiters */
+#define HUB_RETRY_US          1000000 /* between connection attempts */
+#define HUB_SEQ_SLOTS         1024    /* queue ids sharing a slot only cause a spurious wake */
+
+struct mq_hub {
+    char *conninfo;
+    int connect_timeout_s;
+    int max_waiters;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    struct mq_waiter *head, *tail; /* registration order */
+    int nwaiters;
+    bool stopping;
+    _Atomic uint64_t seq[HUB_SEQ_SLOTS]; /* notifications per queue id (hashed) */
+    int pipe_rd, pipe_wr;
+    PGconn *pg; /* owned by the hub thread */
+    int64_t next_check_us;
+};
+
+static void unlink_waiter(struct mq_hub *h, struct mq_waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        h->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        h->tail = w->prev;
+    w->prev = w->next = NULL;
+    h->nwaiters--;
+}
+
+/* Moves waiter w onto the local list out (singly linked through next). Called under mu. */
+static void take(struct mq_hub *h, struct mq_waiter *w, struct mq_waiter **out)
+{
+    unlink_waiter(h, w);
+    w->next = *out;
+    *out = w;
+}
+
+static void deliver(struct mq_waiter *list, enum mq_wake why)
+{
+    while (list) {
+        struct mq_waiter *next = list->next;
+        list->next = NULL;
+        list->wake(list, why);
+        list = next;
+    }
+}
+
+static void interrupt(struct mq_hub *h)
+{
+    char b = 1;
+    ssize_t ignored = write(h->pipe_wr, &b, 1);
+    (void)ignored;
+}
+
+/* Wakes the oldest waiter of queue_id, if any. */
+static void wake_one(struct mq_hub *h, int queue_id)
+{
+    struct mq_waiter *woken = NULL;
+    pthread_mutex_lock(&h->mu);
+    for (struct mq_waiter *w = h->head; w; w = w->next) {
+        if (w->queue_id == queue_id) {
+            take(h, w, &woken);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    deliver(woken, MQ_WAKE_MESSAGE);
+}
+
+static void wake_all(struct mq_hub *h, enum mq_wake why)
+{
+    struct mq_waiter *woken = NULL;
+    pthread_mutex_lock(&h->mu);
+    while (h->head)
+        take(h, h->head, &woken);
+    pthread_mutex_unlock(&h->mu);
+    deliver(woken, why);
+}
+
+/* Wakes the waiters whose deadline passed; returns the earliest deadline still pending. */
+static int64_t expire(struct mq_hub *h, int64_t now)
+{
+    struct mq_waiter *woken = NULL;
+    int64_t earliest = INT64_MAX;
+    pthread_mutex_lock(&h->mu);
+    for (struct mq_waiter *w = h->head, *next; w; w = next) {
+        next = w->next;
+        if (w->deadline_us <= now)
+            take(h, w, &woken);
+        else if (w->deadline_us < earliest)
+            earliest = w->deadline_us;
+    }
+    pthread_mutex_unlock(&h->mu);
+    deliver(woken, MQ_WAKE_TIMEOUT);
+    return earliest;
+}
+
+static bool hub_connect(struct mq_hub *h)
+{
+    char err[256];
+    h->pg = db_connect(h->conninfo, h->connect_timeout_s, NULL, err, sizeof err);
+    if (!h->pg)
+        return false;
+    PGresult *r = PQexec(h->pg, "LISTEN rydes_mq");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        PQfinish(h->pg);
+        h->pg = NULL;
+        return false;
+    }
+    PQsetnonblocking(h->pg, 1);
+    /* Anything may have arrived while we were not listening: let every waiter look again. */
+    wake_all(h, MQ_WAKE_MESSAGE);
+    return true;
+}
+
+static void drain_notifications(struct mq_hub *h)
+{
+    if (!PQconsumeInput(h->pg)) {
+        log_warn("long-poll hub lost its database connection: %s", PQerrorMessage(h->pg));
+        PQfinish(h->pg);
+        h->pg = NULL;
+        return;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(h->pg))) {
+        int queue_id = atoi(n->extra);
+        atomic_fetch_add(&h->seq[(unsigned)queue_id % HUB_SEQ_SLOTS], 1);
+        wake_one(h, queue_id);
+        PQfreemem(n);
+    }
+}
+
+/* Distinct queue ids with waiters, into ids (up to max). */
+static int waiting_queues(struct mq_hub *h, int *ids, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&h->mu);
+    for (struct mq_waiter *w = h->head; w && n < max; w = w->next) {
+        bool seen = false;
+        for (int i = 0; i < n && !seen; i++)
+            seen = ids[i] == w->queue_id;
+        if (!seen)
+            ids[n++] = w->queue_id;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+/* Once a second: wake a waiter of every queue that has a visible message (a delayed message
+ * came due or a lease ran out; neither sends a notification). */
+static void check_visible(struct mq_hub *h)
+{
+    int ids[64];
+    int n = waiting_queues(h, ids, 64);
+    PQsetnonblocking(h->pg, 0);
+    for (int i = 0; i < n && h->pg; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", ids[i]);
+        const char *v[] = {id};
+        PGresult *r = PQexecParams(h->pg,
+                                   "SELECT EXISTS (SELECT 1 FROM messages WHERE queue_id = $1 "
+                                   "AND visible_at <= now())",
+                                   1, NULL, v, NULL, NULL, 0);
+        bool visible = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (visible)
+            wake_one(h, ids[i]);
+    }
+    if (h->pg)
+        PQsetnonblocking(h->pg, 1);
+}
+
+static int poll_timeout_ms(int64_t now, int64_t earliest, int64_t next_check)
+{
+    int64_t until = earliest < next_check ? earliest : next_check;
+    int64_t ms = (until - now + 999) / 1000;
+    return ms < 0 ? 0 : (ms > 1000 ? 1000 : (int)ms);
+}
+
+static void hub_step(struct mq_hub *h)
+{
+    int64_t now = clock_mono_us();
+    int64_t earliest = expire(h, now);
+    if (!h->pg && !hub_connect(h)) {
+        struct pollfd p = {.fd = h->pipe_rd, .events = POLLIN};
+        poll(&p, 1, poll_timeout_ms(now, earliest, now + HUB_RETRY_US));
+    } else {
+        if (now >= h->next_check_us) {
+            check_visible(h);
+            h->next_check_us = now + HUB_CHECK_INTERVAL_US;
+        }
+        if (!h->pg)
+            return;
+        struct pollfd p[2] = {{.fd = PQsocket(h->pg), .events = POLLIN},
+                              {.fd = h->pipe_rd, .events = POLLIN}};
+        poll(p, 2, poll_timeout_ms(now, earliest, h->next_check_us));
+        drain_notifications(h);
+    }
+    char buf[64];
+    while (read(h->pipe_rd, buf, sizeof buf) > 0) {
+    }
+}
+
+static void *hub_main(void *arg)
+{
+    struct mq_hub *h = arg;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        bool stop = h->stopping;
+        pthread_mutex_unlock(&h->mu);
+        if (stop)
+            break;
+        hub_step(h);
+    }
+    if (h->pg)
+        PQfinish(h->pg);
+    return NULL;
+}
+
+struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters)
+{
+    struct mq_hub *h = xcalloc(1, sizeof *h);
+    h->conninfo = xstrdup(conninfo);
+    h->connect_timeout_s = connect_timeout_s;
+    h->max_waiters = max_waiters;
+    pthread_mutex_init(&h->mu, NULL);
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        log_error("pipe: %s", strerror(errno));
+        abort();
+    }
+    h->pipe_rd = fds[0];
+    h->pipe_wr = fds[1];
+    pthread_create(&h->thread, NULL, hub_main, h);
+    return h;
+}
+
+void mq_hub_stop(struct mq_hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    pthread_mutex_unlock(&h->mu);
+    interrupt(h);
+    pthread_join(h->thread, NULL);
+    wake_all(h, MQ_WAKE_SHUTDOWN);
+    close(h->pipe_rd);
+    close(h->pipe_wr);
+    pthread_mutex_destroy(&h->mu);
+    free(h->conninfo);
+    free(h);
+}
+
+uint64_t mq_hub_seq(struct mq_hub *h, int queue_id)
+{
+    return atomic_load(&h->seq[(unsigned)queue_id % HUB_SEQ_SLOTS]);
+}
+
+bool mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq)
+{
+    pthread_mutex_lock(&h->mu);
+    if (h->stopping || h->nwaiters >= h->max_waiters) {
+        pthread_mutex_unlock(&h->mu);
+        return false;
+    }
+    w->prev = h->tail;
+    w->next = NULL;
+    if (h->tail)
+        h->tail->next = w;
+    else
+        h->head = w;
+    h->tail = w;
+    h->nwaiters++;
+    bool missed = atomic_load(&h->seq[(unsigned)w->queue_id % HUB_SEQ_SLOTS]) != seq;
+    struct mq_waiter *woken = NULL;
+    if (missed)
+        take(h, w, &woken);
+    pthread_mutex_unlock(&h->mu);
+    if (missed)
+        deliver(woken, MQ_WAKE_MESSAGE);
+    else
+        interrupt(h); /* the hub recomputes its poll timeout with the new deadline */
+    return true;
+}
+
+void mq_hub_poke(struct mq_hub *h, int queue_id)
+{
+    wake_one(h, queue_id);
+}
+
+int mq_hub_waiters(struct mq_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    int n = h->nwaiters;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}

@@ -1,0 +1,308 @@
+/* Queue management: create/update, read, list, delete, stats, purge, redrive; see
+ * include/rydes/mq.h. Shared row helpers live here too (src/mq/common.h). */
+#include "common.h"
+
+#include "rydes/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Queues this shallow are counted exactly on every read; deeper ones use the sweeper's
+ * measurement, so a read never scans more than this many rows. */
+#define MQ_EXACT_COUNT_LIMIT 10000
+
+#define QUEUE_COLUMNS                                                                           \
+    "q.id, q.name, q.fifo, q.visibility_timeout, q.delay_seconds, q.retention_seconds, "        \
+    "q.max_message_bytes, q.receive_wait_seconds, q.content_based_dedup, "                      \
+    "coalesce(d.name, ''), coalesce(q.max_receive_count, 0), coalesce(q.dead_letter_queue_id, " \
+    "0), rfc3339(q.created_at)"
+
+static struct db_stmt q_get = DB_STMT(
+    "mq_queue_get",
+    "SELECT " QUEUE_COLUMNS " FROM queues q LEFT JOIN queues d ON d.id = q.dead_letter_queue_id "
+    "WHERE q.name = $1",
+    1);
+static struct db_stmt q_dlq =
+    DB_STMT("mq_queue_dlq", "SELECT id, fifo FROM queues WHERE name = $1", 1);
+static struct db_stmt q_upsert = DB_STMT(
+    "mq_queue_upsert",
+    "INSERT INTO queues AS q (name, fifo, visibility_timeout, delay_seconds, retention_seconds, "
+    "max_message_bytes, receive_wait_seconds, content_based_dedup, dead_letter_queue_id, "
+    "max_receive_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (name) DO UPDATE SET visibility_timeout = EXCLUDED.visibility_timeout, "
+    "delay_seconds = EXCLUDED.delay_seconds, retention_seconds = EXCLUDED.retention_seconds, "
+    "max_message_bytes = EXCLUDED.max_message_bytes, "
+    "receive_wait_seconds = EXCLUDED.receive_wait_seconds, "
+    "content_based_dedup = EXCLUDED.content_based_dedup, "
+    "dead_letter_queue_id = EXCLUDED.dead_letter_queue_id, "
+    "max_receive_count = EXCLUDED.max_receive_count, updated_at = now() "
+    "WHERE q.fifo = EXCLUDED.fifo RETURNING (xmax = 0)",
+    10);
+static struct db_stmt q_delete =
+    DB_STMT("mq_queue_delete",
+            "WITH q AS (DELETE FROM queues WHERE name = $1 RETURNING id), "
+            "m AS (DELETE FROM messages WHERE queue_id IN (SELECT id FROM q)), "
+            "g AS (DELETE FROM message_groups WHERE queue_id IN (SELECT id FROM q)), "
+            "d AS (DELETE FROM dedup_entries WHERE queue_id IN (SELECT id FROM q)), "
+            "s AS (DELETE FROM queue_depths WHERE queue_id IN (SELECT id FROM q)) "
+            "SELECT count(*) FROM q",
+            1);
+static struct db_stmt q_list =
+    DB_STMT("mq_queue_list", "SELECT name FROM queues WHERE name > $1 ORDER BY name LIMIT $2", 2);
+static struct db_stmt q_stats =
+    DB_STMT("mq_queue_stats",
+            "SELECT count(*), count(*) FILTER (WHERE s.visible_at <= now()), "
+            "count(*) FILTER (WHERE s.visible_at > now() AND s.receive_count > 0), "
+            "coalesce(extract(epoch FROM now() - min(s.sent_at)), 0)::bigint "
+            "FROM (SELECT visible_at, receive_count, sent_at FROM messages WHERE queue_id = $1 "
+            "LIMIT $2) s",
+            2);
+static struct db_stmt q_depth =
+    DB_STMT("mq_queue_depth",
+            "SELECT available, in_flight, delayed, "
+            "coalesce(extract(epoch FROM now() - oldest_sent_at), 0)::bigint "
+            "FROM queue_depths WHERE queue_id = $1",
+            1);
+static struct db_stmt q_purge = DB_STMT("mq_queue_purge",
+                                        "WITH m AS (DELETE FROM messages WHERE queue_id = $1) "
+                                        "DELETE FROM message_groups WHERE queue_id = $1",
+                                        1);
+
+enum mq_status mq_failed(struct db_conn *c, PGresult *res)
+{
+    bool lost = db_conn_lost(c);
+    PQclear(res);
+    return lost ? MQ_UNAVAILABLE : MQ_ERROR;
+}
+
+void mq_copy(char *dst, size_t n, PGresult *r, int row, int col)
+{
+    snprintf(dst, n, "%s", PQgetvalue(r, row, col));
+}
+
+static bool truthy(PGresult *r, int row, int col)
+{
+    return PQgetvalue(r, row, col)[0] == 't';
+}
+
+void mq_read_message(PGresult *r, int row, struct mq_message *m)
+{
+    memset(m, 0, sizeof *m);
+    m->id = atoll(PQgetvalue(r, row, 0));
+    mq_copy(m->message_id, sizeof m->message_id, r, row, 1);
+    if (!PQgetisnull(r, row, 2))
+        mq_receipt_encode(m->id, strtoull(PQgetvalue(r, row, 2), NULL, 10), m->receipt);
+    m->body = xstrndup(PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3));
+    m->body_json = truthy(r, row, 4);
+    if (!PQgetisnull(r, row, 5))
+        m->attributes = json_loads(PQgetvalue(r, row, 5), 0, NULL);
+    m->receive_count = atoi(PQgetvalue(r, row, 6));
+    mq_copy(m->sent_at, sizeof m->sent_at, r, row, 7);
+    mq_copy(m->first_received_at, sizeof m->first_received_at, r, row, 8);
+    mq_copy(m->visible_at, sizeof m->visible_at, r, row, 9);
+    mq_copy(m->state, sizeof m->state, r, row, 10);
+    if (!PQgetisnull(r, row, 11))
+        m->group_id = xstrdup(PQgetvalue(r, row, 11));
+}
+
+void mq_messages_free(struct mq_message *msgs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(msgs[i].body);
+        free(msgs[i].group_id);
+        json_decref(msgs[i].attributes);
+    }
+    free(msgs);
+}
+
+static void read_queue(PGresult *r, struct mq_queue *q)
+{
+    q->id = atoi(PQgetvalue(r, 0, 0));
+    mq_copy(q->name, sizeof q->name, r, 0, 1);
+    q->attrs.fifo = truthy(r, 0, 2);
+    q->attrs.visibility_timeout = atoi(PQgetvalue(r, 0, 3));
+    q->attrs.delay_seconds = atoi(PQgetvalue(r, 0, 4));
+    q->attrs.retention_seconds = atoi(PQgetvalue(r, 0, 5));
+    q->attrs.max_message_bytes = atoi(PQgetvalue(r, 0, 6));
+    q->attrs.receive_wait_seconds = atoi(PQgetvalue(r, 0, 7));
+    q->attrs.content_based_dedup = truthy(r, 0, 8);
+    mq_copy(q->attrs.dead_letter_queue, sizeof q->attrs.dead_letter_queue, r, 0, 9);
+    q->attrs.max_receive_count = atoi(PQgetvalue(r, 0, 10));
+    q->dead_letter_queue_id = atoi(PQgetvalue(r, 0, 11));
+    mq_copy(q->created_at, sizeof q->created_at, r, 0, 12);
+}
+
+enum mq_status mq_queue_get(struct db_conn *c, const char *name, struct mq_queue *out)
+{
+    const char *v[] = {name};
+    PGresult *r = db_exec(c, &q_get, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    bool found = PQntuples(r) == 1;
+    if (found)
+        read_queue(r, out);
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+/* Resolves the dead-letter queue of attrs into *id (0 when none), checking that it exists, is
+ * not the queue itself and has the same type. */
+static enum mq_status resolve_dlq(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
+                                  char *dlq_id, size_t n, char *detail, size_t detail_len)
+{
+    dlq_id[0] = '\0';
+    if (!attrs->dead_letter_queue[0])
+        return MQ_OK;
+    if (strcmp(attrs->dead_letter_queue, name) == 0) {
+        snprintf(detail, detail_len, "a queue cannot be its own dead-letter queue");
+        return MQ_INVALID;
+    }
+    const char *v[] = {attrs->dead_letter_queue};
+    PGresult *r = db_exec(c, &q_dlq, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    enum mq_status st = MQ_OK;
+    if (PQntuples(r) == 0) {
+        snprintf(detail, detail_len, "dead-letter queue %s does not exist",
+                 attrs->dead_letter_queue);
+        st = MQ_INVALID;
+    } else if (truthy(r, 0, 1) != attrs->fifo) {
+        snprintf(detail, detail_len, "dead-letter queue %s must be %s like this queue",
+                 attrs->dead_letter_queue, attrs->fifo ? "FIFO" : "standard");
+        st = MQ_INVALID;
+    } else {
+        mq_copy(dlq_id, n, r, 0, 0);
+    }
+    PQclear(r);
+    return st;
+}
+
+static enum mq_status upsert(struct db_conn *c, const char *name, const struct mq_attrs *a,
+                             const char *dlq_id, bool *created)
+{
+    char vt[12], delay[12], ret[12], maxb[12], wait[12], mrc[12];
+    snprintf(vt, sizeof vt, "%d", a->visibility_timeout);
+    snprintf(delay, sizeof delay, "%d", a->delay_seconds);
+    snprintf(ret, sizeof ret, "%d", a->retention_seconds);
+    snprintf(maxb, sizeof maxb, "%d", a->max_message_bytes);
+    snprintf(wait, sizeof wait, "%d", a->receive_wait_seconds);
+    snprintf(mrc, sizeof mrc, "%d", a->max_receive_count);
+    const char *v[] = {name,
+                       a->fifo ? "t" : "f",
+                       vt,
+                       delay,
+                       ret,
+                       maxb,
+                       wait,
+                       a->content_based_dedup ? "t" : "f",
+                       dlq_id[0] ? dlq_id : NULL,
+                       dlq_id[0] ? mrc : NULL};
+    PGresult *r = db_exec(c, &q_upsert, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    enum mq_status st = PQntuples(r) == 1 ? MQ_OK : MQ_CONFLICT;
+    if (st == MQ_OK)
+        *created = truthy(r, 0, 0);
+    PQclear(r);
+    return st;
+}
+
+enum mq_status mq_queue_put(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
+                            bool *created, char *detail, size_t detail_len)
+{
+    char dlq_id[16];
+    detail[0] = '\0';
+    if (!db_begin(c))
+        return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
+    enum mq_status st = resolve_dlq(c, name, attrs, dlq_id, sizeof dlq_id, detail, detail_len);
+    if (st == MQ_OK)
+        st = upsert(c, name, attrs, dlq_id, created);
+    if (st == MQ_CONFLICT)
+        snprintf(detail, detail_len, "the fifo attribute of an existing queue cannot change");
+    if (st != MQ_OK) {
+        db_rollback(c);
+        return st;
+    }
+    return db_commit(c) ? MQ_OK : (db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR);
+}
+
+enum mq_status mq_queue_delete(struct db_conn *c, const char *name)
+{
+    const char *v[] = {name};
+    PGresult *r = db_exec(c, &q_delete, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    bool found = atoi(PQgetvalue(r, 0, 0)) > 0;
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, char ***names,
+                             int *count, bool *more)
+{
+    char l[16];
+    snprintf(l, sizeof l, "%d", limit + 1);
+    const char *v[] = {after, l};
+    PGresult *r = db_exec(c, &q_list, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    int n = PQntuples(r);
+    *more = n > limit;
+    *count = *more ? limit : n;
+    *names = xcalloc((size_t)*count + 1, sizeof **names);
+    for (int i = 0; i < *count; i++)
+        (*names)[i] = xstrdup(PQgetvalue(r, i, 0));
+    PQclear(r);
+    return MQ_OK;
+}
+
+static enum mq_status measured_depth(struct db_conn *c, const char *id, struct mq_stats *out)
+{
+    const char *v[] = {id};
+    PGresult *r = db_exec(c, &q_depth, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    if (PQntuples(r) == 1) {
+        out->available = atoll(PQgetvalue(r, 0, 0));
+        out->in_flight = atoll(PQgetvalue(r, 0, 1));
+        out->delayed = atoll(PQgetvalue(r, 0, 2));
+        out->oldest_age_seconds = atoll(PQgetvalue(r, 0, 3));
+    }
+    PQclear(r);
+    return MQ_OK;
+}
+
+enum mq_status mq_queue_stats(struct db_conn *c, const struct mq_queue *q, struct mq_stats *out)
+{
+    char id[16], lim[16];
+    snprintf(id, sizeof id, "%d", q->id);
+    snprintf(lim, sizeof lim, "%d", MQ_EXACT_COUNT_LIMIT + 1);
+    const char *v[] = {id, lim};
+    PGresult *r = db_exec(c, &q_stats, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    long long total = atoll(PQgetvalue(r, 0, 0));
+    memset(out, 0, sizeof *out);
+    out->available = atoll(PQgetvalue(r, 0, 1));
+    out->in_flight = atoll(PQgetvalue(r, 0, 2));
+    out->delayed = total - out->available - out->in_flight;
+    out->oldest_age_seconds = atoll(PQgetvalue(r, 0, 3));
+    PQclear(r);
+    if (total <= MQ_EXACT_COUNT_LIMIT)
+        return MQ_OK;
+    out->approximate = true;
+    return measured_depth(c, id, out);
+}
+
+enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%d", q->id);
+    const char *v[] = {id};
+    PGresult *r = db_exec(c, &q_purge, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    PQclear(r);
+    return MQ_OK;
+}
