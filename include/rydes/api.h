@@ -5,6 +5,7 @@
 
 #include "rydes/db.h"
 #include "rydes/http.h"
+#include "rydes/mq.h"
 #include "rydes/tokens.h"
 #include "rydes/validate.h"
 
@@ -24,6 +25,14 @@ bool api_page(struct http_request *req, int *limit, const char **after, struct f
 /* Requires the body to be a JSON object; queues a 400 and returns false otherwise. */
 bool api_body_object(struct http_request *req, enum handler_result *res);
 
+/* Reads the queue named by {name}; on failure the 404/503/500 is queued and *res set. */
+bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
+               enum handler_result *res);
+/* Answers a failed engine call with the status its outcome maps to. */
+enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, const char *detail);
+/* The representation of a received or peeked message (a new reference). */
+json_t *api_message_json(const struct mq_message *m, bool fifo);
+
 /* Handlers, one group per file under src/api/. */
 enum handler_result api_healthz(struct http_request *req);
 enum handler_result api_readyz(struct http_request *req);
@@ -33,5 +42,18 @@ enum handler_result api_tokens_create(struct http_request *req);
 enum handler_result api_tokens_list(struct http_request *req);
 enum handler_result api_tokens_get(struct http_request *req);
 enum handler_result api_tokens_delete(struct http_request *req);
+enum handler_result api_queues_put(struct http_request *req);
+enum handler_result api_queues_get(struct http_request *req);
+enum handler_result api_queues_list(struct http_request *req);
+enum handler_result api_queues_delete(struct http_request *req);
+enum handler_result api_queues_purge(struct http_request *req);
+enum handler_result api_queues_redrive(struct http_request *req);
+enum handler_result api_queues_peek(struct http_request *req);
+enum handler_result api_messages_send(struct http_request *req);
+enum handler_result api_messages_send_batch(struct http_request *req);
+enum handler_result api_messages_receive(struct http_request *req);
+enum handler_result api_messages_delete(struct http_request *req);
+enum handler_result api_messages_delete_batch(struct http_request *req);
+enum handler_result api_messages_visibility(struct http_request *req);
 
 #endif

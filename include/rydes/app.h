@@ -8,6 +8,7 @@
 #include "rydes/db.h"
 #include "rydes/http.h"
 #include "rydes/metrics.h"
+#include "rydes/mq_hub.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@ struct app {
     struct db_pool *pool;
     struct metrics *metrics;
     struct http_server *http;
+    struct mq_hub *hub; /* wakes long polls */
     int64_t started_wall_us;
 };
 

@@ -27,16 +27,20 @@ struct mq_waiter {
 
 struct mq_hub;
 
-/* Starts the hub thread (it connects, and reconnects, on its own). Free with mq_hub_stop. */
+enum mq_wait_result { MQ_WAIT_OK, MQ_WAIT_FULL, MQ_WAIT_STOPPING };
+
+/* Starts the hub thread (it connects, and reconnects, on its own). Stop it with
+ * mq_hub_shutdown, then free it with mq_hub_free once nothing can call it any more. */
 struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters);
-/* Wakes every waiter with MQ_WAKE_SHUTDOWN, refuses new ones, stops the thread, frees the hub. */
-void mq_hub_stop(struct mq_hub *h);
+/* Stops the thread and wakes every waiter with MQ_WAKE_SHUTDOWN; later waits are refused. */
+void mq_hub_shutdown(struct mq_hub *h);
+void mq_hub_free(struct mq_hub *h);
 /* A counter that changes whenever a notification for queue_id arrives; read it before a receive
  * and pass it to mq_hub_wait so a message that arrived in between is not slept through. */
 uint64_t mq_hub_seq(struct mq_hub *h, int queue_id);
-/* Registers w. Returns false (w not registered) when the hub is full or stopping. If a
- * notification arrived since seq was read, w is woken at once (from this call). */
-bool mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq);
+/* Registers w; anything but MQ_WAIT_OK means w was not registered. If a notification arrived
+ * since seq was read, w is woken at once (from this call). */
+enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq);
 /* Wakes one more waiter of queue_id (a receiver that filled its batch: there may be more). */
 void mq_hub_poke(struct mq_hub *h, int queue_id);
 /* Registered waiters right now (for /metrics). */

@@ -11,6 +11,19 @@ const struct route api_routes[] = {
     {"GET", "/tokens", ROLE_ADMIN, api_tokens_list, false},
     {"GET", "/tokens/{id}", ROLE_ADMIN, api_tokens_get, false},
     {"DELETE", "/tokens/{id}", ROLE_ADMIN, api_tokens_delete, false},
+    {"GET", "/queues", ROLE_SERVICE, api_queues_list, false},
+    {"PUT", "/queues/{name}", ROLE_ADMIN, api_queues_put, true},
+    {"GET", "/queues/{name}", ROLE_SERVICE, api_queues_get, false},
+    {"DELETE", "/queues/{name}", ROLE_ADMIN, api_queues_delete, false},
+    {"POST", "/queues/{name}:purge", ROLE_ADMIN, api_queues_purge, false},
+    {"POST", "/queues/{name}:redrive", ROLE_ADMIN, api_queues_redrive, true},
+    {"POST", "/queues/{name}/messages", ROLE_SERVICE, api_messages_send, true},
+    {"POST", "/queues/{name}/messages:batch", ROLE_SERVICE, api_messages_send_batch, true},
+    {"POST", "/queues/{name}/messages:receive", ROLE_SERVICE, api_messages_receive, true},
+    {"POST", "/queues/{name}/messages:delete", ROLE_SERVICE, api_messages_delete_batch, true},
+    {"GET", "/queues/{name}/messages:peek", ROLE_ADMIN, api_queues_peek, false},
+    {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_delete, false},
+    {"PATCH", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_visibility, true},
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

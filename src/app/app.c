@@ -66,8 +66,10 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
 
 static void app_free_parts(struct app *app)
 {
+    mq_hub_free(app->hub);
     db_pool_free(app->pool);
     metrics_free(app->metrics);
+    app->hub = NULL;
     app->pool = NULL;
     app->metrics = NULL;
 }
@@ -87,6 +89,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         app_free_parts(app);
         return false;
     }
+    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, (int)cfg->max_waiters);
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,
@@ -112,6 +115,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
 
 void app_stop(struct app *app)
 {
+    /* Long polls answer first (with what they have), so the in-flight wait below is short. */
+    mq_hub_shutdown(app->hub);
     http_server_stop(app->http, (int)app->cfg->shutdown_timeout * 1000);
     app->http = NULL;
     app_free_parts(app);

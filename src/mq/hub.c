@@ -262,16 +262,24 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     return h;
 }
 
-void mq_hub_stop(struct mq_hub *h)
+void mq_hub_shutdown(struct mq_hub *h)
 {
-    if (!h)
-        return;
     pthread_mutex_lock(&h->mu);
+    bool already = h->stopping;
     h->stopping = true;
     pthread_mutex_unlock(&h->mu);
+    if (already)
+        return;
     interrupt(h);
     pthread_join(h->thread, NULL);
     wake_all(h, MQ_WAKE_SHUTDOWN);
+}
+
+void mq_hub_free(struct mq_hub *h)
+{
+    if (!h)
+        return;
+    mq_hub_shutdown(h);
     close(h->pipe_rd);
     close(h->pipe_wr);
     pthread_mutex_destroy(&h->mu);
@@ -284,12 +292,13 @@ uint64_t mq_hub_seq(struct mq_hub *h, int queue_id)
     return atomic_load(&h->seq[(unsigned)queue_id % HUB_SEQ_SLOTS]);
 }
 
-bool mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq)
+enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq)
 {
     pthread_mutex_lock(&h->mu);
     if (h->stopping || h->nwaiters >= h->max_waiters) {
+        enum mq_wait_result r = h->stopping ? MQ_WAIT_STOPPING : MQ_WAIT_FULL;
         pthread_mutex_unlock(&h->mu);
-        return false;
+        return r;
     }
     w->prev = h->tail;
     w->next = NULL;
@@ -308,7 +317,7 @@ bool mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq)
         deliver(woken, MQ_WAKE_MESSAGE);
     else
         interrupt(h); /* the hub recomputes its poll timeout with the new deadline */
-    return true;
+    return MQ_WAIT_OK;
 }
 
 void mq_hub_poke(struct mq_hub *h, int queue_id)

@@ -1,0 +1,40 @@
+/* Decoding and validation of the queue API's request bodies: pure C over jansson values, no
+ * I/O, every problem recorded in a field_errors list (field paths like "entries[3].body").
+ * Unit-tested in tests/unit/test_mq_input.c. */
+#ifndef RYDES_MQ_INPUT_H
+#define RYDES_MQ_INPUT_H
+
+#include "rydes/mq.h"
+#include "rydes/validate.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Is name a valid queue name: [A-Za-z0-9_-]{1,80}, where a FIFO name ends in ".fifo"? */
+bool mq_input_queue_name(const char *name);
+
+/* Reads the attributes of PUT /queues/{name}; absent attributes take their defaults. body may
+ * be NULL (all defaults). fifo follows the name unless given (and must then agree with it). */
+void mq_input_attrs(json_t *body, const char *name, struct mq_attrs *out, struct field_errors *fe);
+
+/* Reads one message to send from obj (a send body or a batch entry; prefix names it in errors,
+ * "" for a send body). e->body points into obj or into *owned, which the caller frees. */
+void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue *q,
+                         struct mq_send_entry *e, char **owned, struct field_errors *fe);
+
+/* Checks message attributes {name: {"type","value"}} (at most 10); returns their size in bytes
+ * as SQS counts it (names, types and values). */
+size_t mq_input_message_attributes(json_t *attrs, const char *field, struct field_errors *fe);
+
+struct mq_receive_request {
+    int max_messages;
+    int visibility_timeout;
+    int wait_seconds;
+    bool delete_now;
+};
+
+/* Reads a receive body (NULL: all defaults from the queue). */
+void mq_input_receive(json_t *body, const struct mq_queue *q, struct mq_receive_request *out,
+                      struct field_errors *fe);
+
+#endif

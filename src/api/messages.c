@@ -1,0 +1,420 @@
+/* The queue data plane: send (single and batch), receive (with long polling), delete (single
+ * and batch) and change visibility.
+ *
+ * A long poll that finds nothing suspends its request (no thread, no pooled connection) and
+ * registers with the process's hub (src/mq/hub.c); the hub resumes it when a message may have
+ * arrived, at its deadline, or at shutdown, and the receive simply runs again. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/clock.h"
+#include "rydes/mem.h"
+#include "rydes/mq_input.h"
+#include "rydes/problem.h"
+#include "rydes/secret.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+json_t *api_message_json(const struct mq_message *m, bool fifo)
+{
+    json_t *body = m->body_json ? json_loads(m->body, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *o =
+        json_pack("{s:s, s:o, s:o, s:i, s:s, s:s*}", "message_id", m->message_id, "body",
+                  body ? body : json_string(m->body), "attributes",
+                  m->attributes ? json_incref(m->attributes) : json_object(), "receive_count",
+                  m->receive_count, "sent_at", m->sent_at, "first_received_at",
+                  m->first_received_at[0] ? m->first_received_at : NULL);
+    if (!o)
+        return NULL;
+    if (m->receipt[0])
+        json_object_set_new(o, "receipt", json_string(m->receipt));
+    if (m->state[0] && !m->receipt[0]) {
+        json_object_set_new(o, "state", json_string(m->state));
+        json_object_set_new(o, "visible_at", json_string(m->visible_at));
+    }
+    if (fifo) {
+        char seq[24];
+        snprintf(seq, sizeof seq, "%lld", m->id);
+        json_object_set_new(o, "group_id", m->group_id ? json_string(m->group_id) : json_null());
+        json_object_set_new(o, "sequence_number", json_string(seq));
+    }
+    return o;
+}
+
+static json_t *send_result_json(const struct mq_send_entry *e, const struct mq_send_result *r,
+                                bool fifo)
+{
+    char md5[33];
+    secret_md5_hex(e->body, e->body_len, md5);
+    json_t *o = json_pack("{s:s, s:s}", "message_id", r->message_id, "md5_of_body", md5);
+    if (fifo) {
+        char seq[24];
+        snprintf(seq, sizeof seq, "%lld", r->sequence);
+        json_object_set_new(o, "sequence_number", json_string(seq));
+    }
+    return o;
+}
+
+enum handler_result api_messages_send(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    if (!api_queue(req, c, &q, &res)) {
+        api_db_release(req, c);
+        return res;
+    }
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct mq_send_entry e;
+    char *owned;
+    mq_input_send_entry(req->json, "", &q, &e, &owned, &fe);
+    struct mq_send_result r;
+    enum mq_status st = fe.count ? MQ_OK : mq_send(c, &q, &e, 1, &r);
+    api_db_release(req, c);
+    if (fe.count)
+        res = http_reply_invalid(req, &fe);
+    else if (st != MQ_OK)
+        res = api_mq_failure(req, st, NULL);
+    else
+        res = http_reply_json(req, r.duplicate ? 200 : 201, send_result_json(&e, &r, q.attrs.fifo));
+    field_errors_cleanup(&fe);
+    free(owned);
+    return res;
+}
+
+/* A batch entry id: 1..80 of [A-Za-z0-9_-], as SQS has them. */
+static bool entry_id_valid(json_t *id)
+{
+    const char *s = json_string_value(id);
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 80)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* Checks the envelope of a batch body: key holds 1..10 items; for send batches each item is an
+ * object with a distinct valid id. Queues a 400 and returns NULL otherwise. */
+static json_t *batch_items(struct http_request *req, const char *key, bool with_ids,
+                           enum handler_result *res)
+{
+    if (!api_body_object(req, res))
+        return NULL;
+    json_t *items = json_object_get(req->json, key);
+    struct field_errors fe;
+    field_errors_init(&fe);
+    if (!json_is_array(items) || json_array_size(items) < 1 ||
+        json_array_size(items) > MQ_MAX_BATCH)
+        field_errors_add(&fe, key, "must be an array of 1 to %d items", MQ_MAX_BATCH);
+    for (size_t i = 0; with_ids && !fe.count && i < json_array_size(items); i++) {
+        json_t *id = json_object_get(json_array_get(items, i), "id");
+        char f[32];
+        snprintf(f, sizeof f, "%s[%zu].id", key, i);
+        if (!entry_id_valid(id))
+            field_errors_add(&fe, f, "must be 1 to 80 of A-Z a-z 0-9 _ -");
+        for (size_t j = 0; j < i && !fe.count; j++)
+            if (json_equal(id, json_object_get(json_array_get(items, j), "id")))
+                field_errors_add(&fe, f, "ids must be distinct within a batch");
+    }
+    if (fe.count) {
+        *res = http_reply_invalid(req, &fe);
+        items = NULL;
+    }
+    field_errors_cleanup(&fe);
+    return items;
+}
+
+struct send_batch {
+    int n;
+    struct mq_send_entry entries[MQ_MAX_BATCH];
+    int index[MQ_MAX_BATCH]; /* entries[k] is item index[k] of the request */
+    char *owned[MQ_MAX_BATCH];
+    struct mq_send_result results[MQ_MAX_BATCH];
+};
+
+/* Validates every item; valid ones go into b, invalid ones into failed. */
+static void collect_entries(json_t *items, const struct mq_queue *q, struct send_batch *b,
+                            json_t *failed)
+{
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *item = json_array_get(items, i);
+        struct field_errors fe;
+        field_errors_init(&fe);
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "entries[%zu]", i);
+        struct mq_send_entry *e = &b->entries[b->n];
+        if (!json_is_object(item))
+            field_errors_add(&fe, prefix, "must be an object");
+        else
+            mq_input_send_entry(item, prefix, q, e, &b->owned[b->n], &fe);
+        if (fe.count) {
+            json_t *first = json_array_get(fe.list, 0);
+            json_array_append_new(
+                failed,
+                json_pack("{s:O, s:s, s:s, s:O}", "id", json_object_get(item, "id"), "code",
+                          "invalid", "message",
+                          json_string_value(json_object_get(first, "message")), "errors", fe.list));
+            free(b->owned[b->n]);
+            b->owned[b->n] = NULL;
+        } else {
+            b->index[b->n++] = (int)i;
+        }
+        field_errors_cleanup(&fe);
+    }
+}
+
+static enum handler_result reply_batch(struct http_request *req, json_t *items,
+                                       const struct mq_queue *q, struct send_batch *b,
+                                       json_t *failed)
+{
+    json_t *ok = json_array();
+    for (int k = 0; k < b->n; k++) {
+        json_t *r = send_result_json(&b->entries[k], &b->results[k], q->attrs.fifo);
+        json_object_set(r, "id", json_object_get(json_array_get(items, (size_t)b->index[k]), "id"));
+        json_array_append_new(ok, r);
+    }
+    return http_reply_json(req, 200, json_pack("{s:o, s:o}", "successful", ok, "failed", failed));
+}
+
+enum handler_result api_messages_send_batch(struct http_request *req)
+{
+    enum handler_result res;
+    json_t *items = batch_items(req, "entries", true, &res);
+    if (!items)
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    if (!api_queue(req, c, &q, &res)) {
+        api_db_release(req, c);
+        return res;
+    }
+    struct send_batch b = {0};
+    json_t *failed = json_array();
+    collect_entries(items, &q, &b, failed);
+    enum mq_status st = b.n ? mq_send(c, &q, b.entries, b.n, b.results) : MQ_OK;
+    api_db_release(req, c);
+    if (st != MQ_OK) {
+        json_decref(failed);
+        res = api_mq_failure(req, st, NULL);
+    } else {
+        res = reply_batch(req, items, &q, &b, failed);
+    }
+    for (int k = 0; k < b.n; k++)
+        free(b.owned[k]);
+    return res;
+}
+
+/* ---- receive and long polling ---- */
+
+struct poll_state {
+    struct mq_waiter waiter;
+    struct http_request *req;
+    struct mq_queue q;
+    struct mq_receive_request rr;
+    enum mq_wake why;
+    enum mq_wait_result refused; /* MQ_WAIT_OK unless the hub turned us away */
+};
+
+static void on_wake(struct mq_waiter *w, enum mq_wake why)
+{
+    struct poll_state *ps = w->ctx;
+    ps->why = why;
+    http_resume(ps->req);
+}
+
+static enum handler_result reply_messages(struct http_request *req, const struct mq_queue *q,
+                                          struct mq_message *msgs, int count)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(list, api_message_json(&msgs[i], q->attrs.fifo));
+    mq_messages_free(msgs, count);
+    return http_reply_json(req, 200, json_pack("{s:o}", "messages", list));
+}
+
+static bool may_wait(const struct poll_state *ps)
+{
+    return ps->rr.wait_seconds > 0 && ps->why == MQ_WAKE_MESSAGE && ps->refused == MQ_WAIT_OK &&
+           clock_mono_us() < ps->waiter.deadline_us;
+}
+
+/* One receive attempt; suspends the request when it found nothing and may wait longer. */
+static enum handler_result receive_attempt(struct http_request *req)
+{
+    struct poll_state *ps = req->state;
+    struct mq_hub *hub = req->app->hub;
+    if (ps->refused == MQ_WAIT_FULL)
+        return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    uint64_t seq = mq_hub_seq(hub, ps->q.id);
+    struct mq_message *msgs;
+    int count;
+    enum mq_status st = mq_receive(c, &ps->q, ps->rr.max_messages, ps->rr.visibility_timeout,
+                                   ps->rr.delete_now, &msgs, &count);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    if (count == ps->rr.max_messages)
+        mq_hub_poke(hub, ps->q.id); /* there may be more: let the next waiter look */
+    if (count > 0 || !may_wait(ps))
+        return reply_messages(req, &ps->q, msgs, count);
+    mq_messages_free(msgs, count);
+    enum handler_result suspended = http_suspend(req, receive_attempt);
+    ps->refused = mq_hub_wait(hub, &ps->waiter, seq);
+    if (ps->refused != MQ_WAIT_OK) {
+        ps->why = ps->refused == MQ_WAIT_STOPPING ? MQ_WAKE_SHUTDOWN : MQ_WAKE_MESSAGE;
+        http_resume(req);
+    }
+    return suspended;
+}
+
+enum handler_result api_messages_receive(struct http_request *req)
+{
+    enum handler_result res;
+    if (req->json && !json_is_object(req->json))
+        return http_reply_problem(req, 400, "the request body must be a JSON object");
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct poll_state *ps = xcalloc(1, sizeof *ps);
+    req->state = ps;
+    req->state_free = free;
+    bool found = api_queue(req, c, &ps->q, &res);
+    api_db_release(req, c);
+    if (!found)
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    mq_input_receive(req->json, &ps->q, &ps->rr, &fe);
+    if (fe.count) {
+        res = http_reply_invalid(req, &fe);
+        field_errors_cleanup(&fe);
+        return res;
+    }
+    ps->req = req;
+    ps->why = MQ_WAKE_MESSAGE;
+    ps->waiter.queue_id = ps->q.id;
+    ps->waiter.deadline_us = clock_mono_us() + (int64_t)ps->rr.wait_seconds * 1000000;
+    ps->waiter.wake = on_wake;
+    ps->waiter.ctx = ps;
+    return receive_attempt(req);
+}
+
+/* ---- delete and change visibility ---- */
+
+static enum handler_result receipt_failure(struct http_request *req, enum mq_status st)
+{
+    if (st == MQ_CONFLICT)
+        return http_reply_problem(req, 409,
+                                  "the receipt was superseded by a later receive; "
+                                  "the message is untouched");
+    if (st == MQ_NOT_FOUND)
+        return http_reply_problem(req, 404, "no message with this receipt");
+    return api_mq_failure(req, st, NULL);
+}
+
+enum handler_result api_messages_delete(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    if (api_queue(req, c, &q, &res)) {
+        enum mq_status st = mq_delete(c, &q, route_param(&req->match, "receipt"));
+        res = st == MQ_OK ? http_reply_empty(req, 204) : receipt_failure(req, st);
+    }
+    api_db_release(req, c);
+    return res;
+}
+
+enum handler_result api_messages_visibility(struct http_request *req)
+{
+    static const char *const known[] = {"visibility_timeout", NULL};
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    validate_known_fields(req->json, known, &fe);
+    int64_t vt = 0;
+    validate_int(req->json, "visibility_timeout", true, 0, 43200, &vt, &fe);
+    if (fe.count) {
+        res = http_reply_invalid(req, &fe);
+        field_errors_cleanup(&fe);
+        return res;
+    }
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    if (api_queue(req, c, &q, &res)) {
+        enum mq_status st =
+            mq_change_visibility(c, &q, route_param(&req->match, "receipt"), (int)vt);
+        res = st == MQ_OK ? http_reply_empty(req, 204) : receipt_failure(req, st);
+    }
+    api_db_release(req, c);
+    return res;
+}
+
+/* Deletes one receipt of a batch into ok or failed; a database failure stops the batch. */
+static void delete_one(struct db_conn *c, const struct mq_queue *q, json_t *receipt, json_t *ok,
+                       json_t *failed, enum mq_status *fatal)
+{
+    const char *r = json_string_value(receipt);
+    enum mq_status st = r ? mq_delete(c, q, r) : MQ_NOT_FOUND;
+    if (st == MQ_OK) {
+        json_array_append_new(ok, json_pack("{s:O}", "receipt", receipt));
+    } else if (st == MQ_CONFLICT || st == MQ_NOT_FOUND) {
+        bool superseded = st == MQ_CONFLICT;
+        json_array_append_new(failed,
+                              json_pack("{s:O, s:s, s:s}", "receipt", receipt, "code",
+                                        superseded ? "superseded" : "invalid_receipt", "message",
+                                        superseded ? "the receipt was superseded by a later receive"
+                                                   : "not a receipt of this queue"));
+    } else {
+        *fatal = st;
+    }
+}
+
+enum handler_result api_messages_delete_batch(struct http_request *req)
+{
+    enum handler_result res;
+    json_t *receipts = batch_items(req, "receipts", false, &res);
+    if (!receipts)
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    if (!api_queue(req, c, &q, &res)) {
+        api_db_release(req, c);
+        return res;
+    }
+    json_t *ok = json_array(), *failed = json_array();
+    enum mq_status fatal = MQ_OK;
+    for (size_t i = 0; i < json_array_size(receipts) && fatal == MQ_OK; i++)
+        delete_one(c, &q, json_array_get(receipts, i), ok, failed, &fatal);
+    api_db_release(req, c);
+    if (fatal != MQ_OK) {
+        json_decref(ok);
+        json_decref(failed);
+        return api_mq_failure(req, fatal, NULL);
+    }
+    return http_reply_json(req, 200, json_pack("{s:o, s:o}", "successful", ok, "failed", failed));
+}

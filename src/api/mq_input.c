@@ -1,0 +1,347 @@
+/* Validation of queue API bodies; see include/rydes/mq_input.h. The rules and ranges are those
+ * of ../shared/docs/API.md, and where it is silent, Amazon SQS's. */
+#include "rydes/mq_input.h"
+
+#include "rydes/buf.h"
+#include "rydes/mem.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool mq_input_queue_name(const char *name)
+{
+    size_t n = strlen(name);
+    size_t base = n > 5 && strcmp(name + n - 5, ".fifo") == 0 ? n - 5 : n;
+    if (n == 0 || n > MQ_NAME_MAX || base == 0)
+        return false;
+    for (size_t i = 0; i < base; i++)
+        if (!(isalnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '-'))
+            return false;
+    return true;
+}
+
+static bool name_is_fifo(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && strcmp(name + n - 5, ".fifo") == 0;
+}
+
+static int read_int(json_t *o, const char *field, int64_t min, int64_t max, int def,
+                    struct field_errors *fe)
+{
+    int64_t v = def;
+    validate_int(o, field, false, min, max, &v, fe);
+    return (int)v;
+}
+
+static void read_dead_letter(json_t *body, struct mq_attrs *out, struct field_errors *fe)
+{
+    static const char *const known[] = {"queue", "max_receive_count", NULL};
+    json_t *dl = json_object_get(body, "dead_letter");
+    if (!dl || json_is_null(dl))
+        return;
+    if (!json_is_object(dl)) {
+        field_errors_add(fe, "dead_letter", "must be an object {queue, max_receive_count}");
+        return;
+    }
+    struct field_errors inner;
+    field_errors_init(&inner);
+    validate_known_fields(dl, known, &inner);
+    const char *queue = validate_string(dl, "queue", true, 1, MQ_NAME_MAX, &inner);
+    if (queue && !mq_input_queue_name(queue))
+        field_errors_add(&inner, "queue", "is not a valid queue name");
+    int64_t mrc = 0;
+    validate_int(dl, "max_receive_count", true, 1, 1000, &mrc, &inner);
+    for (size_t i = 0; i < json_array_size(inner.list); i++) {
+        json_t *e = json_array_get(inner.list, i);
+        field_errors_add(fe, "dead_letter", "%s %s", json_string_value(json_object_get(e, "field")),
+                         json_string_value(json_object_get(e, "message")));
+    }
+    if (!inner.count && queue) {
+        snprintf(out->dead_letter_queue, sizeof out->dead_letter_queue, "%s", queue);
+        out->max_receive_count = (int)mrc;
+    }
+    field_errors_cleanup(&inner);
+}
+
+void mq_input_attrs(json_t *body, const char *name, struct mq_attrs *out, struct field_errors *fe)
+{
+    static const char *const known[] = {"fifo",
+                                        "visibility_timeout",
+                                        "delay_seconds",
+                                        "retention_seconds",
+                                        "max_message_bytes",
+                                        "receive_wait_seconds",
+                                        "content_based_dedup",
+                                        "dead_letter",
+                                        NULL};
+    memset(out, 0, sizeof *out);
+    out->fifo = name_is_fifo(name);
+    json_t *o = body ? body : json_object();
+    validate_known_fields(o, known, fe);
+    bool fifo = out->fifo;
+    if (validate_bool(o, "fifo", false, &fifo, fe) && fifo != out->fifo)
+        field_errors_add(fe, "fifo", "FIFO queue names end in .fifo, and only theirs do");
+    out->visibility_timeout = read_int(o, "visibility_timeout", 0, 43200, 30, fe);
+    out->delay_seconds = read_int(o, "delay_seconds", 0, 900, 0, fe);
+    out->retention_seconds = read_int(o, "retention_seconds", 60, 1209600, 345600, fe);
+    out->max_message_bytes = read_int(o, "max_message_bytes", 1024, 1048576, 262144, fe);
+    out->receive_wait_seconds = read_int(o, "receive_wait_seconds", 0, 20, 0, fe);
+    validate_bool(o, "content_based_dedup", false, &out->content_based_dedup, fe);
+    if (out->content_based_dedup && !out->fifo)
+        field_errors_add(fe, "content_based_dedup", "applies to FIFO queues only");
+    read_dead_letter(o, out, fe);
+    if (!body)
+        json_decref(o);
+}
+
+/* SQS's attribute-name rules: [A-Za-z0-9_.-]{1,256}, no leading, trailing or double '.', and
+ * not in the reserved AWS./Amazon. namespaces. */
+static bool attribute_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 256 || s[0] == '.' || s[n - 1] == '.' || strstr(s, ".."))
+        return false;
+    if (strncasecmp(s, "aws.", 4) == 0 || strncasecmp(s, "amazon.", 7) == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || strchr("_.-", s[i])))
+            return false;
+    return true;
+}
+
+/* "String", "Number" or "Binary", optionally followed by ".label". Returns the base type's
+ * first letter ('S', 'N', 'B') or 0. */
+static char attribute_type(const char *t)
+{
+    static const char *const bases[] = {"String", "Number", "Binary"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(bases[i]);
+        if (strncmp(t, bases[i], n) == 0 &&
+            (t[n] == '\0' || (t[n] == '.' && t[n + 1] && strlen(t) <= 256)))
+            return bases[i][0];
+    }
+    return 0;
+}
+
+static bool number_valid(const char *v)
+{
+    /* a decimal number as SQS takes it: optional sign, digits, optional fraction/exponent */
+    if (!*v || isspace((unsigned char)*v) || strlen(v) > 64)
+        return false;
+    errno = 0;
+    char *end;
+    double d = strtod(v, &end);
+    return *end == '\0' && errno != ERANGE && isfinite(d) && !strpbrk(v, "xXnNiI");
+}
+
+static bool base64_valid(const char *v)
+{
+    size_t n = strlen(v), pad = 0;
+    if (n == 0 || n % 4)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '=') {
+            pad++;
+            if (i < n - 2)
+                return false;
+        } else if (pad || !(isalnum((unsigned char)v[i]) || v[i] == '+' || v[i] == '/')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static size_t check_attribute(const char *field, const char *name, json_t *a,
+                              struct field_errors *fe)
+{
+    static const char *const known[] = {"type", "value", NULL};
+    if (!json_is_object(a)) {
+        field_errors_add(fe, field, "attribute %s must be {\"type\", \"value\"}", name);
+        return 0;
+    }
+    const char *key;
+    json_t *unused;
+    json_object_foreach(a, key, unused)
+    {
+        if (strcmp(key, known[0]) && strcmp(key, known[1]))
+            field_errors_add(fe, field, "attribute %s has an unknown member", name);
+    }
+    json_t *t = json_object_get(a, "type"), *v = json_object_get(a, "value");
+    char kind = json_is_string(t) ? attribute_type(json_string_value(t)) : 0;
+    if (!kind) {
+        field_errors_add(fe, field, "attribute %s: type must be String, Number or Binary", name);
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        field_errors_add(fe, field, "attribute %s: value must be a non-empty string", name);
+        return 0;
+    }
+    const char *value = json_string_value(v);
+    if (kind == 'N' && !number_valid(value))
+        field_errors_add(fe, field, "attribute %s: value is not a number", name);
+    if (kind == 'B' && !base64_valid(value))
+        field_errors_add(fe, field, "attribute %s: value is not base64", name);
+    return strlen(name) + strlen(json_string_value(t)) + json_string_length(v);
+}
+
+size_t mq_input_message_attributes(json_t *attrs, const char *field, struct field_errors *fe)
+{
+    if (!json_is_object(attrs)) {
+        field_errors_add(fe, field, "must be an object of {name: {type, value}}");
+        return 0;
+    }
+    if (json_object_size(attrs) > MQ_MAX_ATTRIBUTES)
+        field_errors_add(fe, field, "at most %d attributes", MQ_MAX_ATTRIBUTES);
+    size_t size = 0;
+    const char *name;
+    json_t *a;
+    json_object_foreach(attrs, name, a)
+    {
+        if (!attribute_name_valid(name)) {
+            field_errors_add(fe, field, "attribute name '%.64s' is not valid", name);
+            continue;
+        }
+        size += check_attribute(field, name, a, fe);
+    }
+    return size;
+}
+
+static void path(char *out, size_t n, const char *prefix, const char *field)
+{
+    snprintf(out, n, "%s%s%s", prefix, *prefix ? "." : "", field);
+}
+
+/* Reads "body": a string is sent as it is, any other JSON value as its compact text. */
+static void read_body(json_t *obj, const char *prefix, struct mq_send_entry *e, char **owned,
+                      struct field_errors *fe)
+{
+    char f[96];
+    path(f, sizeof f, prefix, "body");
+    json_t *b = json_object_get(obj, "body");
+    if (!b || json_is_null(b)) {
+        field_errors_add(fe, f, "is required");
+    } else if (json_is_string(b)) {
+        e->body = json_string_value(b);
+        e->body_len = json_string_length(b);
+        if (e->body_len == 0 || strlen(e->body) != e->body_len)
+            field_errors_add(fe, f, "must be a non-empty string without NUL characters");
+    } else {
+        *owned = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!*owned)
+            rydes_oom();
+        e->body = *owned;
+        e->body_len = strlen(*owned);
+        e->body_json = true;
+    }
+}
+
+/* group_id and dedup_id: 1..128 printable ASCII characters, as SQS has them. */
+static const char *read_token(json_t *obj, const char *prefix, const char *field,
+                              struct field_errors *fe)
+{
+    char f[96];
+    path(f, sizeof f, prefix, field);
+    json_t *v = json_object_get(obj, field);
+    if (!v)
+        return NULL;
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    size_t n = s ? strlen(s) : 0;
+    bool ok = s && n >= 1 && n <= MQ_GROUP_ID_MAX && n == json_string_length(v);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = s[i] >= 0x21 && s[i] <= 0x7e;
+    if (!ok) {
+        field_errors_add(fe, f, "must be 1 to 128 printable ASCII characters");
+        return NULL;
+    }
+    return s;
+}
+
+static void read_fifo_fields(json_t *obj, const char *prefix, const struct mq_queue *q,
+                             struct mq_send_entry *e, struct field_errors *fe)
+{
+    char f[96];
+    e->group_id = read_token(obj, prefix, "group_id", fe);
+    e->dedup_id = read_token(obj, prefix, "dedup_id", fe);
+    if (!q->attrs.fifo) {
+        path(f, sizeof f, prefix, "group_id");
+        if (json_object_get(obj, "group_id"))
+            field_errors_add(fe, f, "applies to FIFO queues only");
+        path(f, sizeof f, prefix, "dedup_id");
+        if (json_object_get(obj, "dedup_id"))
+            field_errors_add(fe, f, "applies to FIFO queues only");
+        return;
+    }
+    path(f, sizeof f, prefix, "group_id");
+    if (!json_object_get(obj, "group_id"))
+        field_errors_add(fe, f, "is required on a FIFO queue");
+    path(f, sizeof f, prefix, "dedup_id");
+    if (!json_object_get(obj, "dedup_id") && !q->attrs.content_based_dedup)
+        field_errors_add(fe, f, "is required unless the queue has content_based_dedup");
+    path(f, sizeof f, prefix, "delay_seconds");
+    if (json_object_get(obj, "delay_seconds"))
+        field_errors_add(fe, f, "FIFO queues take a delay per queue, not per message");
+}
+
+void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue *q,
+                         struct mq_send_entry *e, char **owned, struct field_errors *fe)
+{
+    static const char *const known[] = {"id",       "body",     "attributes", "delay_seconds",
+                                        "group_id", "dedup_id", NULL};
+    char f[96];
+    memset(e, 0, sizeof *e);
+    *owned = NULL;
+    e->delay_seconds = -1;
+    struct field_errors unknown;
+    field_errors_init(&unknown);
+    validate_known_fields(obj, known, &unknown);
+    for (size_t i = 0; i < json_array_size(unknown.list); i++) {
+        path(f, sizeof f, prefix,
+             json_string_value(json_object_get(json_array_get(unknown.list, i), "field")));
+        field_errors_add(fe, f, "unknown field");
+    }
+    field_errors_cleanup(&unknown);
+    read_body(obj, prefix, e, owned, fe);
+    size_t size = e->body_len;
+    e->attributes = json_object_get(obj, "attributes");
+    if (e->attributes) {
+        path(f, sizeof f, prefix, "attributes");
+        size += mq_input_message_attributes(e->attributes, f, fe);
+    }
+    json_t *d = json_object_get(obj, "delay_seconds");
+    path(f, sizeof f, prefix, "delay_seconds");
+    if (d && (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > 900))
+        field_errors_add(fe, f, "must be an integer from 0 to 900");
+    else if (d)
+        e->delay_seconds = (int)json_integer_value(d);
+    read_fifo_fields(obj, prefix, q, e, fe);
+    path(f, sizeof f, prefix, "body");
+    if (size > (size_t)q->attrs.max_message_bytes)
+        field_errors_add(fe, f,
+                         "the message (body and attributes, %zu bytes) exceeds the "
+                         "queue's max_message_bytes (%d)",
+                         size, q->attrs.max_message_bytes);
+}
+
+void mq_input_receive(json_t *body, const struct mq_queue *q, struct mq_receive_request *out,
+                      struct field_errors *fe)
+{
+    static const char *const known[] = {"max_messages", "visibility_timeout", "wait_seconds",
+                                        "delete", NULL};
+    json_t *o = body ? body : json_object();
+    validate_known_fields(o, known, fe);
+    out->max_messages = read_int(o, "max_messages", 1, MQ_MAX_BATCH, 1, fe);
+    out->visibility_timeout =
+        read_int(o, "visibility_timeout", 0, 43200, q->attrs.visibility_timeout, fe);
+    out->wait_seconds = read_int(o, "wait_seconds", 0, 20, q->attrs.receive_wait_seconds, fe);
+    out->delete_now = false;
+    validate_bool(o, "delete", false, &out->delete_now, fe);
+    if (!body)
+        json_decref(o);
+}

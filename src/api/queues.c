@@ -1,0 +1,302 @@
+/* Queue management endpoints: PUT/GET/DELETE /queues/{name}, GET /queues, and the admin
+ * operations purge, redrive and peek. */
+#include "rydes/api.h"
+
+#include "rydes/mem.h"
+#include "rydes/mq.h"
+#include "rydes/mq_input.h"
+#include "rydes/problem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum handler_result mq_failure(struct http_request *req, enum mq_status st,
+                                      const char *detail)
+{
+    switch (st) {
+    case MQ_NOT_FOUND:
+        return http_reply_problem(req, 404, detail ? detail : "no such queue");
+    case MQ_CONFLICT:
+        return http_reply_problem(req, 409, detail);
+    case MQ_INVALID:
+        return http_reply_problem(req, 400, detail);
+    case MQ_UNAVAILABLE:
+        return http_reply_unavailable(req, "the database connection was lost");
+    default:
+        return http_reply_problem(req, 500, "the database refused the request");
+    }
+}
+
+enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, const char *detail)
+{
+    return mq_failure(req, st, detail);
+}
+
+bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
+               enum handler_result *res)
+{
+    const char *name = route_param(&req->match, "name");
+    enum mq_status st = MQ_NOT_FOUND;
+    if (name && mq_input_queue_name(name))
+        st = mq_queue_get(c, name, q);
+    if (st == MQ_OK)
+        return true;
+    *res = mq_failure(req, st, "no such queue");
+    return false;
+}
+
+static json_t *attrs_json(const struct mq_attrs *a)
+{
+    json_t *dl = a->dead_letter_queue[0] ? json_pack("{s:s, s:i}", "queue", a->dead_letter_queue,
+                                                     "max_receive_count", a->max_receive_count)
+                                         : json_null();
+    return json_pack("{s:b, s:i, s:i, s:i, s:i, s:i, s:b, s:o}", "fifo", a->fifo,
+                     "visibility_timeout", a->visibility_timeout, "delay_seconds", a->delay_seconds,
+                     "retention_seconds", a->retention_seconds, "max_message_bytes",
+                     a->max_message_bytes, "receive_wait_seconds", a->receive_wait_seconds,
+                     "content_based_dedup", a->content_based_dedup, "dead_letter", dl);
+}
+
+static json_t *queue_links(const char *name)
+{
+    char self[128], messages[160];
+    snprintf(self, sizeof self, "/queues/%s", name);
+    snprintf(messages, sizeof messages, "/queues/%s/messages", name);
+    return json_pack("{s:s, s:s}", "self", self, "messages", messages);
+}
+
+static json_t *queue_json(const struct mq_queue *q, const struct mq_stats *s)
+{
+    return json_pack("{s:s, s:o, s:{s:I, s:I, s:I, s:I, s:b}, s:s, s:o}", "name", q->name,
+                     "attributes", attrs_json(&q->attrs), "stats", "available",
+                     (json_int_t)s->available, "in_flight", (json_int_t)s->in_flight, "delayed",
+                     (json_int_t)s->delayed, "oldest_age_seconds",
+                     (json_int_t)s->oldest_age_seconds, "approximate", s->approximate, "created_at",
+                     q->created_at, "links", queue_links(q->name));
+}
+
+/* Reads the queue with its stats and replies with its representation. */
+static enum handler_result reply_queue(struct http_request *req, struct db_conn *c, int status)
+{
+    struct mq_queue q;
+    struct mq_stats s;
+    enum handler_result res;
+    if (!api_queue(req, c, &q, &res))
+        return res;
+    enum mq_status st = mq_queue_stats(c, &q, &s);
+    if (st != MQ_OK)
+        return mq_failure(req, st, NULL);
+    if (status == 201) {
+        char self[128];
+        snprintf(self, sizeof self, "/queues/%s", q.name);
+        http_add_header(req, "Location", self);
+    }
+    return http_reply_json(req, status, queue_json(&q, &s));
+}
+
+enum handler_result api_queues_put(struct http_request *req)
+{
+    const char *name = route_param(&req->match, "name");
+    struct field_errors fe;
+    field_errors_init(&fe);
+    if (!mq_input_queue_name(name))
+        field_errors_add(&fe, "name",
+                         "must be 1 to 80 of A-Z a-z 0-9 _ - (FIFO queues end in .fifo)");
+    if (req->json && !json_is_object(req->json))
+        field_errors_add(&fe, "body", "must be a JSON object of attributes");
+    struct mq_attrs attrs;
+    if (!fe.count)
+        mq_input_attrs(req->json, name, &attrs, &fe);
+    enum handler_result res;
+    if (fe.count) {
+        res = http_reply_invalid(req, &fe);
+        field_errors_cleanup(&fe);
+        return res;
+    }
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    bool created = false;
+    char detail[256];
+    enum mq_status st = mq_queue_put(c, name, &attrs, &created, detail, sizeof detail);
+    res = st == MQ_OK ? reply_queue(req, c, created ? 201 : 200) : mq_failure(req, st, detail);
+    api_db_release(req, c);
+    return res;
+}
+
+enum handler_result api_queues_get(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    res = reply_queue(req, c, 200);
+    api_db_release(req, c);
+    return res;
+}
+
+enum handler_result api_queues_delete(struct http_request *req)
+{
+    const char *name = route_param(&req->match, "name");
+    if (!mq_input_queue_name(name))
+        return http_reply_problem(req, 404, "no such queue");
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    enum mq_status st = mq_queue_delete(c, name);
+    api_db_release(req, c);
+    return st == MQ_OK ? http_reply_empty(req, 204) : mq_failure(req, st, NULL);
+}
+
+static json_t *names_json(char **names, int count)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < count; i++) {
+        json_array_append_new(
+            list, json_pack("{s:s, s:o}", "name", names[i], "links", queue_links(names[i])));
+        free(names[i]);
+    }
+    free(names);
+    return list;
+}
+
+enum handler_result api_queues_list(struct http_request *req)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    int limit;
+    const char *after;
+    api_page(req, &limit, &after, &fe);
+    if (after && !mq_input_queue_name(after))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
+    enum handler_result res;
+    if (fe.count) {
+        res = http_reply_invalid(req, &fe);
+        field_errors_cleanup(&fe);
+        return res;
+    }
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    char **names;
+    int count;
+    bool more;
+    enum mq_status st = mq_queue_list(c, after ? after : "", limit, &names, &count, &more);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return mq_failure(req, st, NULL);
+    json_t *next = more ? json_string(names[count - 1]) : json_null();
+    return http_reply_json(
+        req, 200, json_pack("{s:o, s:o}", "queues", names_json(names, count), "next", next));
+}
+
+enum handler_result api_queues_purge(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    if (api_queue(req, c, &q, &res)) {
+        enum mq_status st = mq_purge(c, &q);
+        res = st == MQ_OK ? http_reply_empty(req, 204) : mq_failure(req, st, NULL);
+    }
+    api_db_release(req, c);
+    return res;
+}
+
+/* Reads the redrive body: optional "to" (a queue name) and "max_messages" (>= 1). */
+static bool redrive_input(struct http_request *req, const char **to, int64_t *max,
+                          enum handler_result *res)
+{
+    static const char *const known[] = {"to", "max_messages", NULL};
+    struct field_errors fe;
+    field_errors_init(&fe);
+    *to = NULL;
+    *max = 0;
+    if (req->json && !json_is_object(req->json)) {
+        field_errors_add(&fe, "body", "must be a JSON object");
+    } else if (req->json) {
+        validate_known_fields(req->json, known, &fe);
+        *to = validate_string(req->json, "to", false, 1, MQ_NAME_MAX, &fe);
+        if (*to && !mq_input_queue_name(*to))
+            field_errors_add(&fe, "to", "is not a valid queue name");
+        validate_int(req->json, "max_messages", false, 1, INT32_MAX, max, &fe);
+    }
+    bool ok = fe.count == 0;
+    if (!ok)
+        *res = http_reply_invalid(req, &fe);
+    field_errors_cleanup(&fe);
+    return ok;
+}
+
+static enum handler_result redrive(struct http_request *req, struct db_conn *c,
+                                   const struct mq_queue *dlq, const char *to, int64_t max)
+{
+    struct mq_queue target;
+    if (to) {
+        enum mq_status st = mq_queue_get(c, to, &target);
+        if (st == MQ_NOT_FOUND)
+            return http_reply_problem(req, 400, "the queue named by 'to' does not exist");
+        if (st != MQ_OK)
+            return mq_failure(req, st, NULL);
+        if (target.attrs.fifo != dlq->attrs.fifo)
+            return http_reply_problem(req, 400, "'to' must be of the same type (FIFO or not)");
+    }
+    long long moved = 0;
+    enum mq_status st = mq_redrive(c, dlq, to ? &target : NULL, max, &moved);
+    if (st != MQ_OK)
+        return mq_failure(req, st, NULL);
+    return http_reply_json(req, 200, json_pack("{s:I}", "moved", (json_int_t)moved));
+}
+
+enum handler_result api_queues_redrive(struct http_request *req)
+{
+    const char *to;
+    int64_t max;
+    enum handler_result res;
+    if (!redrive_input(req, &to, &max, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue dlq;
+    if (api_queue(req, c, &dlq, &res))
+        res = redrive(req, c, &dlq, to, max);
+    api_db_release(req, c);
+    return res;
+}
+
+enum handler_result api_queues_peek(struct http_request *req)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    int limit;
+    const char *after;
+    api_page(req, &limit, &after, &fe);
+    enum handler_result res;
+    if (fe.count) {
+        res = http_reply_invalid(req, &fe);
+        field_errors_cleanup(&fe);
+        return res;
+    }
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_queue q;
+    struct mq_message *msgs = NULL;
+    int count = 0;
+    enum mq_status st = MQ_OK;
+    if (api_queue(req, c, &q, &res) && (st = mq_peek(c, &q, limit, &msgs, &count)) != MQ_OK)
+        res = mq_failure(req, st, NULL);
+    api_db_release(req, c);
+    if (req->status)
+        return res;
+    json_t *list = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(list, api_message_json(&msgs[i], q.attrs.fifo));
+    mq_messages_free(msgs, count);
+    return http_reply_json(req, 200, json_pack("{s:o}", "messages", list));
+}
