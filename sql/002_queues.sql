@@ -31,10 +31,13 @@ CREATE TABLE queues (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     CHECK (fifo = (name LIKE '%.fifo')),
     CHECK (NOT content_based_dedup OR fifo),
-    CHECK ((dead_letter_queue_id IS NULL) = (max_receive_count IS NULL))
+    -- a deleted dead-letter queue detaches (ON DELETE SET NULL) and leaves the count behind
+    CHECK (dead_letter_queue_id IS NULL OR max_receive_count IS NOT NULL)
 );
 
-CREATE SEQUENCE message_ids AS bigint CACHE 32;
+-- CACHE 1: ids are handed out in arrival order across sessions, which receivers rely on when
+-- they start their scan a little before the last id they claimed (src/mq/messages.c).
+CREATE SEQUENCE message_ids AS bigint CACHE 1;
 
 CREATE TABLE messages (
     queue_id          int         NOT NULL,
@@ -68,6 +71,15 @@ CREATE TABLE message_groups (
 
 CREATE INDEX message_groups_ready ON message_groups (queue_id, in_flight_until);
 
+-- Processes with long polls waiting on a queue. A send NOTIFYs only when the queue has a
+-- listener here, so queues nobody waits on never pay for NOTIFY (which serialises commits).
+CREATE TABLE queue_listeners (
+    queue_id int         NOT NULL,
+    listener text        NOT NULL, -- host:pid:start of the process
+    until    timestamptz NOT NULL,
+    PRIMARY KEY (queue_id, listener)
+);
+
 CREATE TABLE dedup_entries (
     queue_id   int         NOT NULL,
     dedup_id   text        NOT NULL,
@@ -92,6 +104,13 @@ CREATE TABLE queue_depths (
     oldest_sent_at timestamptz,
     measured_at    timestamptz NOT NULL
 );
+
+-- Wakes the long polls of a queue, if any process has some waiting.
+CREATE FUNCTION mq_notify(p_queue int) RETURNS void
+LANGUAGE sql AS $$
+    SELECT pg_notify('rydes_mq', p_queue::text)
+    WHERE EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = p_queue AND until > now())
+$$;
 
 -- A message's delivery state, by the rules every claim uses.
 CREATE FUNCTION mq_state(visible_at timestamptz, receive_count int) RETURNS text
@@ -325,6 +344,9 @@ BEGIN
                                                 body text, body_json boolean, attributes jsonb,
                                                 delay int)
     LOOP
+        -- The group's row lock first, the sequence number second: concurrent sends to one
+        -- group then get their numbers in commit order, which is the group's delivery order.
+        PERFORM mq_touch_group(p_queue, e.group_id);
         seq := nextval('message_ids');
         INSERT INTO dedup_entries AS d (queue_id, dedup_id, message_id, sequence, expires_at)
         VALUES (p_queue, e.dedup_id, e.message_id, seq, now() + interval '5 minutes')
@@ -340,7 +362,6 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
-        PERFORM mq_touch_group(p_queue, e.group_id);
         INSERT INTO messages (queue_id, id, visible_at, message_id, group_id, body_json, body,
                               attributes)
         VALUES (p_queue, seq, now() + make_interval(secs => e.delay), e.message_id, e.group_id,
@@ -348,7 +369,7 @@ BEGIN
         ord := e.n; message_id := e.message_id; sequence := seq; duplicate := false;
         RETURN NEXT;
     END LOOP;
-    PERFORM pg_notify('rydes_mq', p_queue::text);
+    PERFORM mq_notify(p_queue);
 END
 $$;
 
@@ -444,12 +465,13 @@ BEGIN
     LOOP
         n := 0;
         FOR r IN
-            DELETE FROM messages m
-            WHERE m.queue_id = p_dlq AND m.id IN (
+            WITH pick AS MATERIALIZED ( -- materialized: the LIMIT must hold, however planned
                 SELECT x.id FROM messages x
                 JOIN queues t ON t.id = coalesce(p_to, x.source_queue_id)
                 WHERE x.queue_id = p_dlq
                 ORDER BY x.id LIMIT least(1000, p_max - total) FOR UPDATE OF x SKIP LOCKED)
+            DELETE FROM messages m USING pick
+            WHERE m.queue_id = p_dlq AND m.id = pick.id
             RETURNING m.*
         LOOP
             IF r.group_id IS NOT NULL THEN
@@ -465,9 +487,55 @@ BEGIN
         EXIT WHEN n = 0 OR total >= p_max;
     END LOOP;
     IF total > 0 THEN
-        PERFORM pg_notify('rydes_mq', q.id::text) FROM queues q
+        PERFORM mq_notify(q.id) FROM queues q
         WHERE q.id = p_to OR (p_to IS NULL AND q.dead_letter_queue_id = p_dlq);
     END IF;
     RETURN total;
 END
+$$;
+
+-- The sweeper's work, in small batches so it never holds many locks or runs long: messages past
+-- their queue's retention (looked for among the oldest p_window of each queue, so a sweep stays
+-- cheap at any depth), expired deduplication ids, and the depth measurement of every queue.
+-- Returns how many messages and dedup ids it deleted.
+CREATE FUNCTION mq_sweep(p_batch int, p_window int) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    q record;
+    n bigint := 0;
+    k bigint;
+BEGIN
+    FOR q IN SELECT id, retention_seconds FROM queues LOOP
+        DELETE FROM messages m
+        WHERE m.queue_id = q.id AND m.id IN (
+            SELECT x.id FROM (SELECT id, sent_at FROM messages
+                              WHERE queue_id = q.id ORDER BY id LIMIT p_window) x
+            WHERE x.sent_at < now() - make_interval(secs => q.retention_seconds)
+            LIMIT p_batch);
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n := n + k;
+    END LOOP;
+    DELETE FROM dedup_entries d WHERE d.ctid IN (
+        SELECT ctid FROM dedup_entries WHERE expires_at < now() LIMIT p_batch);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    DELETE FROM queue_listeners WHERE until < now(); -- processes that died without cleaning up
+    RETURN n + k;
+END
+$$;
+
+CREATE FUNCTION mq_measure_depths() RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO queue_depths AS d (queue_id, available, in_flight, delayed, oldest_sent_at,
+                                   measured_at)
+    SELECT q.id,
+           count(m.id) FILTER (WHERE m.visible_at <= now()),
+           count(m.id) FILTER (WHERE m.visible_at > now() AND m.receive_count > 0),
+           count(m.id) FILTER (WHERE m.visible_at > now() AND m.receive_count = 0),
+           min(m.sent_at), now()
+    FROM queues q LEFT JOIN messages m ON m.queue_id = q.id
+    GROUP BY q.id
+    ON CONFLICT (queue_id) DO UPDATE
+        SET available = EXCLUDED.available, in_flight = EXCLUDED.in_flight,
+            delayed = EXCLUDED.delayed, oldest_sent_at = EXCLUDED.oldest_sent_at,
+            measured_at = EXCLUDED.measured_at
 $$;

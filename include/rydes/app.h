@@ -9,6 +9,7 @@
 #include "rydes/http.h"
 #include "rydes/metrics.h"
 #include "rydes/mq_hub.h"
+#include "rydes/mq_sweeper.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@ struct app {
     struct metrics *metrics;
     struct http_server *http;
     struct mq_hub *hub; /* wakes long polls */
+    struct mq_sweeper *sweeper;
     int64_t started_wall_us;
 };
 

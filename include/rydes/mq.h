@@ -19,7 +19,7 @@
 #define MQ_MAX_BATCH       10
 #define MQ_DEDUP_ID_MAX    128
 #define MQ_GROUP_ID_MAX    128
-#define MQ_RECEIPT_LEN     33 /* 32 hex characters and the NUL */
+#define MQ_RECEIPT_LEN     41 /* 40 hex characters and the NUL */
 #define MQ_MAX_ATTRIBUTES  10
 #define MQ_DEFAULT_LIMIT_N 100
 
@@ -105,6 +105,17 @@ enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, ch
                              int *count, bool *more);
 enum mq_status mq_queue_stats(struct db_conn *c, const struct mq_queue *q, struct mq_stats *out);
 
+struct mq_depth {
+    char name[MQ_NAME_MAX + 1];
+    struct mq_stats stats;
+    bool dead_letter; /* some queue dead-letters into this one */
+    double measured_age_seconds;
+};
+
+/* The sweeper's last depth measurement of every queue (no scan: one row per queue). *out is
+ * allocated; the caller frees it. */
+enum mq_status mq_queue_depths(struct db_conn *c, struct mq_depth **out, int *count);
+
 /* Sends n (1..10) entries in one transaction; results[i] belongs to entries[i]. */
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
                        const struct mq_send_entry *entries, int n, struct mq_send_result *results);
@@ -130,8 +141,10 @@ enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
 enum mq_status mq_redrive(struct db_conn *c, const struct mq_queue *dlq, const struct mq_queue *to,
                           long long max, long long *moved);
 
-/* Receipts: 16 hex digits of the message's id and 16 of the receive's nonce. */
-void mq_receipt_encode(long long id, unsigned long long nonce, char *out);
-bool mq_receipt_decode(const char *receipt, long long *id, unsigned long long *nonce);
+/* Receipts: 8 hex digits of the queue's id, 16 of the message's and 16 of the receive's nonce
+ * (a receipt names its queue, so one used on another queue is refused, not "deleted"). */
+void mq_receipt_encode(int queue_id, long long id, unsigned long long nonce, char *out);
+bool mq_receipt_decode(const char *receipt, int *queue_id, long long *id,
+                       unsigned long long *nonce);
 
 #endif

@@ -5,8 +5,11 @@
 
 #include "rydes/app.h"
 #include "rydes/migrate.h"
+#include "rydes/mq.h"
 #include "rydes/openapi.h"
 #include "rydes/problem.h"
+
+#include <stdlib.h>
 
 enum handler_result api_healthz(struct http_request *req)
 {
@@ -64,12 +67,53 @@ static void render_pool(struct db_pool *pool, struct buf *out)
                st.size, st.waiting, st.exhausted_total, st.connect_failures_total);
 }
 
+/* Queue depths as the sweeper last measured them; left out while the database is away. */
+static void render_queues(struct http_request *req, struct buf *out)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(req->app->pool, 200, &why);
+    if (!c)
+        return;
+    struct mq_depth *d = NULL;
+    int n = 0;
+    enum mq_status st = mq_queue_depths(c, &d, &n);
+    db_pool_release(req->app->pool, c);
+    if (st != MQ_OK)
+        return;
+    buf_puts(out, "# HELP rydes_queue_messages Messages per queue and state (sweeper's last "
+                  "measurement).\n# TYPE rydes_queue_messages gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out,
+                   "rydes_queue_messages{queue=\"%s\",state=\"available\"} %lld\n"
+                   "rydes_queue_messages{queue=\"%s\",state=\"in_flight\"} %lld\n"
+                   "rydes_queue_messages{queue=\"%s\",state=\"delayed\"} %lld\n",
+                   d[i].name, d[i].stats.available, d[i].name, d[i].stats.in_flight, d[i].name,
+                   d[i].stats.delayed);
+    buf_puts(out, "# HELP rydes_queue_oldest_age_seconds Age of the oldest message per queue.\n"
+                  "# TYPE rydes_queue_oldest_age_seconds gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out, "rydes_queue_oldest_age_seconds{queue=\"%s\"} %lld\n", d[i].name,
+                   d[i].stats.oldest_age_seconds);
+    buf_puts(out, "# HELP rydes_dead_letter_messages Messages waiting in dead-letter queues.\n"
+                  "# TYPE rydes_dead_letter_messages gauge\n");
+    for (int i = 0; i < n; i++)
+        if (d[i].dead_letter)
+            buf_printf(out, "rydes_dead_letter_messages{queue=\"%s\"} %lld\n", d[i].name,
+                       d[i].stats.available + d[i].stats.in_flight + d[i].stats.delayed);
+    free(d);
+}
+
 enum handler_result api_metrics(struct http_request *req)
 {
     struct buf out;
     buf_init(&out);
     metrics_render(req->app->metrics, &out);
     render_pool(req->app->pool, &out);
+    render_queues(req, &out);
+    buf_printf(&out,
+               "# HELP rydes_long_poll_waiters Receives waiting for messages (long polls).\n"
+               "# TYPE rydes_long_poll_waiters gauge\nrydes_long_poll_waiters %d\n",
+               mq_hub_waiters(req->app->hub));
     buf_printf(&out,
                "# HELP rydes_http_in_flight Requests being processed.\n"
                "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",

@@ -95,6 +95,18 @@ static enum handler_result reply_queue(struct http_request *req, struct db_conn 
     return http_reply_json(req, status, queue_json(&q, &s));
 }
 
+/* Does the body ask to turn an existing queue into the other type? That is a state conflict
+ * (409); for a new queue the same mismatch with its name is an invalid field (400). */
+static bool changes_type_of_existing(struct http_request *req, struct db_conn *c, const char *name)
+{
+    json_t *f = json_object_get(req->json, "fifo");
+    size_t n = strlen(name);
+    bool named_fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
+    struct mq_queue existing;
+    return json_is_boolean(f) && json_is_true(f) != named_fifo &&
+           mq_queue_get(c, name, &existing) == MQ_OK;
+}
+
 enum handler_result api_queues_put(struct http_request *req)
 {
     const char *name = route_param(&req->match, "name");
@@ -105,9 +117,6 @@ enum handler_result api_queues_put(struct http_request *req)
                          "must be 1 to 80 of A-Z a-z 0-9 _ - (FIFO queues end in .fifo)");
     if (req->json && !json_is_object(req->json))
         field_errors_add(&fe, "body", "must be a JSON object of attributes");
-    struct mq_attrs attrs;
-    if (!fe.count)
-        mq_input_attrs(req->json, name, &attrs, &fe);
     enum handler_result res;
     if (fe.count) {
         res = http_reply_invalid(req, &fe);
@@ -117,6 +126,20 @@ enum handler_result api_queues_put(struct http_request *req)
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
+    if (changes_type_of_existing(req, c, name)) {
+        api_db_release(req, c);
+        return http_reply_problem(req, 409,
+                                  "the fifo attribute of an existing queue cannot "
+                                  "change");
+    }
+    struct mq_attrs attrs;
+    mq_input_attrs(req->json, name, &attrs, &fe);
+    if (fe.count) {
+        api_db_release(req, c);
+        res = http_reply_invalid(req, &fe);
+        field_errors_cleanup(&fe);
+        return res;
+    }
     bool created = false;
     char detail[256];
     enum mq_status st = mq_queue_put(c, name, &attrs, &created, detail, sizeof detail);

@@ -66,7 +66,9 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
 
 static void app_free_parts(struct app *app)
 {
+    mq_sweeper_stop(app->sweeper);
     mq_hub_free(app->hub);
+    app->sweeper = NULL;
     db_pool_free(app->pool);
     metrics_free(app->metrics);
     app->hub = NULL;
@@ -90,6 +92,9 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         return false;
     }
     app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, (int)cfg->max_waiters);
+    if (cfg->sweep_interval_ms > 0)
+        app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
+                                        (int)cfg->sweep_interval_ms);
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,

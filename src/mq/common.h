@@ -8,13 +8,23 @@
 enum mq_status mq_failed(struct db_conn *c, PGresult *res);
 /* Copies a text column into a fixed buffer. */
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col);
-/* Reads a message row laid out as MQ_MESSAGE_COLUMNS. */
-void mq_read_message(PGresult *r, int row, struct mq_message *m);
+/* Reads a message row (laid out as MQ_MESSAGE_COLUMNS) of queue queue_id. */
+void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m);
+/* Frees what one message owns (not the message itself). */
+void mq_messages_clear(struct mq_message *m);
+
+#define MQ_MESSAGE_NCOLUMNS 12
 
 /* The columns mq_read_message expects, from a row source named m. */
-#define MQ_MESSAGE_COLUMNS                                                                \
-    "m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes, m.receive_count, " \
-    "rfc3339(m.sent_at), rfc3339(m.first_received_at), rfc3339(m.visible_at), "           \
-    "mq_state(m.visible_at, m.receive_count), m.group_id"
+/* Timestamps travel as epoch milliseconds and are formatted in C: cheaper than to_char. */
+#define MQ_MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+#define MQ_MESSAGE_COLUMNS                                                                       \
+    "m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes, m.receive_count, " MQ_MS( \
+        "m.sent_at") ", " MQ_MS("m.first_received_at") ", " MQ_MS("m.visible_at") ", "           \
+                                                                                  "mq_state(m."  \
+                                                                                  "visible_at, " \
+                                                                                  "m.receive_"   \
+                                                                                  "count), "     \
+                                                                                  "m.group_id"
 
 #endif

@@ -15,13 +15,23 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define HUB_CHECK_INTERVAL_US 1000000 /* the visibility check of queues with waiters */
-#define HUB_RETRY_US          1000000 /* between connection attempts */
-#define HUB_SEQ_SLOTS         1024    /* queue ids sharing a slot only cause a spurious wake */
+#define HUB_CHECK_INTERVAL_US 1000000  /* the visibility check of queues with waiters */
+#define HUB_RETRY_US          1000000  /* between connection attempts */
+#define HUB_SEQ_SLOTS         1024     /* queue ids sharing a slot only cause a spurious wake */
+#define HUB_ANNOUNCE_US       10000000 /* listener rows are renewed this often... */
+#define HUB_ANNOUNCE_TTL      "30"     /* ...and expire after this many seconds */
+#define HUB_MAX_QUEUES        64       /* distinct queues announced at once */
+
+/* A queue this process has announced in queue_listeners, so senders NOTIFY it. */
+struct announced {
+    int queue_id;
+    int64_t at_us; /* 0: free slot */
+};
 
 struct mq_hub {
     char *conninfo;
@@ -36,6 +46,8 @@ struct mq_hub {
     int pipe_rd, pipe_wr;
     PGconn *pg; /* owned by the hub thread */
     int64_t next_check_us;
+    char listener[128]; /* host:pid:start, this process's name in queue_listeners */
+    struct announced announced[HUB_MAX_QUEUES];
 };
 
 static void unlink_waiter(struct mq_hub *h, struct mq_waiter *w)
@@ -135,6 +147,7 @@ static bool hub_connect(struct mq_hub *h)
         return false;
     }
     PQsetnonblocking(h->pg, 1);
+    memset(h->announced, 0, sizeof h->announced); /* announce again on the new connection */
     /* Anything may have arrived while we were not listening: let every waiter look again. */
     wake_all(h, MQ_WAKE_MESSAGE);
     return true;
@@ -173,13 +186,78 @@ static int waiting_queues(struct mq_hub *h, int *ids, int max)
     return n;
 }
 
+/* Wakes every waiter of queue_id (they look again). */
+static void wake_queue(struct mq_hub *h, int queue_id)
+{
+    struct mq_waiter *woken = NULL;
+    pthread_mutex_lock(&h->mu);
+    for (struct mq_waiter *w = h->head, *next; w; w = next) {
+        next = w->next;
+        if (w->queue_id == queue_id)
+            take(h, w, &woken);
+    }
+    pthread_mutex_unlock(&h->mu);
+    deliver(woken, MQ_WAKE_MESSAGE);
+}
+
+static struct announced *announced_slot(struct mq_hub *h, int queue_id)
+{
+    struct announced *free_slot = NULL;
+    for (int i = 0; i < HUB_MAX_QUEUES; i++) {
+        if (h->announced[i].at_us && h->announced[i].queue_id == queue_id)
+            return &h->announced[i];
+        if (!h->announced[i].at_us && !free_slot)
+            free_slot = &h->announced[i];
+    }
+    return free_slot;
+}
+
+static bool upsert_listener(struct mq_hub *h, int queue_id)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%d", queue_id);
+    const char *v[] = {id, h->listener};
+    PGresult *r = PQexecParams(h->pg,
+                               "INSERT INTO queue_listeners (queue_id, listener, until) "
+                               "VALUES ($1, $2, now() + interval '" HUB_ANNOUNCE_TTL " seconds') "
+                               "ON CONFLICT (queue_id, listener) DO UPDATE SET until = "
+                               "EXCLUDED.until",
+                               2, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* Makes sure every queue with waiters is announced in queue_listeners (renewed every
+ * HUB_ANNOUNCE_US). A queue announced afresh wakes its waiters once: a message sent before
+ * the announcement landed sent no notification. */
+static void announce(struct mq_hub *h, const int *ids, int n, int64_t now)
+{
+    for (int i = 0; i < n && h->pg; i++) {
+        struct announced *a = announced_slot(h, ids[i]);
+        if (!a || (a->at_us && now - a->at_us < HUB_ANNOUNCE_US))
+            continue;
+        bool fresh = !a->at_us;
+        if (!upsert_listener(h, ids[i]))
+            continue;
+        a->queue_id = ids[i];
+        a->at_us = now;
+        if (fresh)
+            wake_queue(h, ids[i]);
+    }
+    for (int i = 0; i < HUB_MAX_QUEUES; i++) /* forget queues nobody waits on any more */
+        if (h->announced[i].at_us && now - h->announced[i].at_us > HUB_ANNOUNCE_US * 2)
+            h->announced[i].at_us = 0;
+}
+
 /* Once a second: wake a waiter of every queue that has a visible message (a delayed message
  * came due or a lease ran out; neither sends a notification). */
 static void check_visible(struct mq_hub *h)
 {
-    int ids[64];
-    int n = waiting_queues(h, ids, 64);
+    int ids[HUB_MAX_QUEUES];
+    int n = waiting_queues(h, ids, HUB_MAX_QUEUES);
     PQsetnonblocking(h->pg, 0);
+    announce(h, ids, n, clock_mono_us());
     for (int i = 0; i < n && h->pg; i++) {
         char id[16];
         snprintf(id, sizeof id, "%d", ids[i]);
@@ -197,6 +275,19 @@ static void check_visible(struct mq_hub *h)
         PQsetnonblocking(h->pg, 1);
 }
 
+/* Does a queue with waiters lack its announcement? */
+static bool unannounced(struct mq_hub *h, int64_t now)
+{
+    int ids[HUB_MAX_QUEUES];
+    int n = waiting_queues(h, ids, HUB_MAX_QUEUES);
+    for (int i = 0; i < n; i++) {
+        struct announced *a = announced_slot(h, ids[i]);
+        if (a && (!a->at_us || now - a->at_us >= HUB_ANNOUNCE_US))
+            return true;
+    }
+    return false;
+}
+
 static int poll_timeout_ms(int64_t now, int64_t earliest, int64_t next_check)
 {
     int64_t until = earliest < next_check ? earliest : next_check;
@@ -212,7 +303,7 @@ static void hub_step(struct mq_hub *h)
         struct pollfd p = {.fd = h->pipe_rd, .events = POLLIN};
         poll(&p, 1, poll_timeout_ms(now, earliest, now + HUB_RETRY_US));
     } else {
-        if (now >= h->next_check_us) {
+        if (now >= h->next_check_us || unannounced(h, now)) {
             check_visible(h);
             h->next_check_us = now + HUB_CHECK_INTERVAL_US;
         }
@@ -239,8 +330,13 @@ static void *hub_main(void *arg)
             break;
         hub_step(h);
     }
-    if (h->pg)
+    if (h->pg) {
+        const char *v[] = {h->listener};
+        PQsetnonblocking(h->pg, 0);
+        PQclear(PQexecParams(h->pg, "DELETE FROM queue_listeners WHERE listener = $1", 1, NULL, v,
+                             NULL, NULL, 0));
         PQfinish(h->pg);
+    }
     return NULL;
 }
 
@@ -258,6 +354,10 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     }
     h->pipe_rd = fds[0];
     h->pipe_wr = fds[1];
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    snprintf(h->listener, sizeof h->listener, "%s:%d:%lld", host, (int)getpid(),
+             (long long)clock_wall_us());
     pthread_create(&h->thread, NULL, hub_main, h);
     return h;
 }
@@ -316,7 +416,7 @@ enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t 
     if (missed)
         deliver(woken, MQ_WAKE_MESSAGE);
     else
-        interrupt(h); /* the hub recomputes its poll timeout with the new deadline */
+        interrupt(h); /* the hub recomputes its poll timeout and announces a new queue */
     return MQ_WAIT_OK;
 }
 

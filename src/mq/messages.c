@@ -1,27 +1,86 @@
 /* The message data plane: send, receive, delete, change visibility, peek, redrive; see
- * include/rydes/mq.h and the SQL functions of sql/002_queues.sql they call.
+ * include/rydes/mq.h and the SQL of sql/002_queues.sql.
  *
- * Batches travel as one JSON parameter expanded by json_to_recordset, so a batch of ten costs
- * one round trip and one statement, whatever its size. Every send NOTIFYs channel rydes_mq with
- * the queue id, in the sending transaction, which is what wakes long polls (src/mq/notify.c). */
+ * The hot paths of standard queues are single prepared statements: a send is one INSERT, a
+ * receive one claim (SKIP LOCKED, lease update and dead-letter move in one statement), a delete
+ * one DELETE. FIFO queues, at-most-once receives and the rarer operations call the plpgsql
+ * functions. Batches travel as one JSON parameter expanded by json_to_recordset. A send
+ * NOTIFYs channel rydes_mq only when some process has long polls waiting on the queue (table
+ * queue_listeners, kept by src/mq/hub.c): NOTIFY serialises commits, so idle queues skip it.
+ *
+ * Claims start a little before the lowest id this process claimed last on the queue instead of
+ * at the queue's first row: the rows in front of the head are deleted messages whose index
+ * entries vacuum has not yet removed, and walking them on every claim is what makes the
+ * textbook SKIP LOCKED queue slow down with churn. A message that becomes visible again behind
+ * that point (lease expired, visibility set to 0) is found by the full scan every process makes
+ * at least once per MQ_FULL_SCAN_US per queue. */
 #include "common.h"
 
+#include "rydes/buf.h"
 #include "rydes/mem.h"
 #include "rydes/secret.h"
 
+#include "rydes/clock.h"
+
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* How far before the last claimed id a claim starts, in ids: covers ids handed out before
+ * the claim but committed after it. */
+#define MQ_HINT_MARGIN  1000
+#define MQ_FULL_SCAN_US 1000000
+#define MQ_HINT_SLOTS   256
+
+/* NOTIFY only when a process waits on the queue (see sql/002_queues.sql, queue_listeners). */
+#define MQ_NOTIFY_SQL                                                                         \
+    "CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = $1 AND until > now()) " \
+    "THEN pg_notify('rydes_mq', $1::text)::text END"
+
+static struct db_stmt q_send_one =
+    DB_STMT("mq_send_one",
+            "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
+            "attributes) VALUES ($1, now() + make_interval(secs => $2::int), $3, $4, $5, $6) "
+            "RETURNING id) SELECT id, " MQ_NOTIFY_SQL " FROM ins",
+            6);
 static struct db_stmt q_send = DB_STMT(
     "mq_send",
     "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
     "attributes) SELECT $1, now() + make_interval(secs => x.delay), x.message_id, x.body_json, "
     "x.body, x.attributes FROM json_to_recordset($2::json) AS x(message_id uuid, delay int, "
     "body text, body_json boolean, attributes jsonb) RETURNING id) "
-    "SELECT count(*), pg_notify('rydes_mq', $1::text) FROM ins",
+    "SELECT count(*), " MQ_NOTIFY_SQL " FROM ins",
     2);
+/* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
+ * Claims and leases the oldest visible messages in one statement; a message already received
+ * $6 times is leased without counting and flagged exhausted: the caller moves it to the
+ * dead-letter queue (q_dead_letter) instead of delivering it. */
+static struct db_stmt q_claim = DB_STMT(
+    "mq_claim",
+    "WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = $1 "
+    "AND m.id >= $2 AND m.visible_at <= now() ORDER BY m.id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+    "u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => $4), "
+    "receive_count = m.receive_count + (c.rc0 < $6)::int, receipt = $5, "
+    "first_received_at = coalesce(m.first_received_at, now()) "
+    "FROM c WHERE m.queue_id = $1 AND m.id = c.id RETURNING m.*, c.rc0 >= $6 AS exhausted) "
+    "SELECT " MQ_MESSAGE_COLUMNS ", m.exhausted FROM u m ORDER BY m.id",
+    6);
+/* Moves leased messages $2 (receipt $3) of queue $1 to dead-letter queue $4. */
+static struct db_stmt q_dead_letter = DB_STMT(
+    "mq_dead_letter",
+    "WITH moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
+    "AND receipt = $3 RETURNING *) "
+    "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
+    "message_id, group_id, source_queue_id, body_json, body, attributes) "
+    "SELECT $4, now(), receive_count, first_received_at, sent_at, message_id, group_id, $1, "
+    "body_json, body, attributes FROM moved",
+    4);
+static struct db_stmt q_delete_fast = DB_STMT(
+    "mq_delete_fast", "DELETE FROM messages WHERE queue_id = $1 AND id = $2 AND receipt = $3", 3);
+static struct db_stmt q_exists = DB_STMT(
+    "mq_exists", "SELECT EXISTS (SELECT 1 FROM messages WHERE queue_id = $1 AND id = $2)", 2);
 static struct db_stmt q_send_fifo =
     DB_STMT("mq_send_fifo",
             "SELECT ord, message_id, sequence, duplicate FROM mq_send_fifo($1, $2::json) "
@@ -30,38 +89,102 @@ static struct db_stmt q_send_fifo =
 static struct db_stmt q_receive =
     DB_STMT("mq_receive",
             "SELECT " MQ_MESSAGE_COLUMNS " FROM mq_receive($1, $2, $3, $4, $5) m ORDER BY m.id", 5);
+
+/* Per-process claim hints, by queue id (a slot shared by two queues just scans fully). */
+static struct {
+    _Atomic int queue_id;
+    _Atomic long long from;
+    _Atomic int64_t full_at_us;
+} hints[MQ_HINT_SLOTS];
+
+/* Where a claim on queue_id starts: 0 (a full scan) at least once per MQ_FULL_SCAN_US. */
+static long long hint_from(int queue_id)
+{
+    unsigned slot = (unsigned)queue_id % MQ_HINT_SLOTS;
+    int64_t now = clock_mono_us();
+    if (atomic_load(&hints[slot].queue_id) != queue_id ||
+        now - atomic_load(&hints[slot].full_at_us) > MQ_FULL_SCAN_US) {
+        atomic_store(&hints[slot].full_at_us, now);
+        atomic_store(&hints[slot].queue_id, queue_id);
+        return 0;
+    }
+    long long from = atomic_load(&hints[slot].from) - MQ_HINT_MARGIN;
+    return from > 0 ? from : 0;
+}
+
+/* A message behind the hint will be visible again: claims must start at it. */
+static void hint_lower(int queue_id, long long id)
+{
+    unsigned slot = (unsigned)queue_id % MQ_HINT_SLOTS;
+    if (atomic_load(&hints[slot].queue_id) == queue_id && atomic_load(&hints[slot].from) > id)
+        atomic_store(&hints[slot].from, id);
+}
+
+static void hint_update(int queue_id, long long lowest_claimed)
+{
+    unsigned slot = (unsigned)queue_id % MQ_HINT_SLOTS;
+    if (atomic_load(&hints[slot].queue_id) == queue_id)
+        atomic_store(&hints[slot].from, lowest_claimed);
+}
 static struct db_stmt q_delete = DB_STMT("mq_delete", "SELECT mq_delete($1, $2, $3)", 3);
 static struct db_stmt q_visibility =
     DB_STMT("mq_visibility", "SELECT mq_change_visibility($1, $2, $3, $4)", 4);
 static struct db_stmt q_peek =
     DB_STMT("mq_peek",
-            "SELECT m.id, m.message_id, NULL, m.body, m.body_json, m.attributes, m.receive_count, "
-            "rfc3339(m.sent_at), rfc3339(m.first_received_at), rfc3339(m.visible_at), "
-            "mq_state(m.visible_at, m.receive_count), m.group_id "
-            "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2",
+            "SELECT m.id, m.message_id, NULL, m.body, m.body_json, m.attributes, "
+            "m.receive_count, " MQ_MS("m.sent_at") ", " MQ_MS("m.first_received_at") ", " MQ_MS(
+                "m.visible_at") ", "
+                                "mq_state(m.visible_at, m.receive_count), m.group_id "
+                                "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2",
             2);
 static struct db_stmt q_redrive = DB_STMT("mq_redrive", "SELECT mq_redrive($1, $2, $3)", 3);
 
-void mq_receipt_encode(long long id, unsigned long long nonce, char *out)
+void mq_receipt_encode(int queue_id, long long id, unsigned long long nonce, char *out)
 {
-    snprintf(out, MQ_RECEIPT_LEN, "%016llx%016llx", (unsigned long long)id, nonce);
+    snprintf(out, MQ_RECEIPT_LEN, "%08x%016llx%016llx", (unsigned)queue_id, (unsigned long long)id,
+             nonce);
 }
 
-bool mq_receipt_decode(const char *receipt, long long *id, unsigned long long *nonce)
+/* Reads n hex digits of s. */
+static unsigned long long hex_field(const char *s, int n)
 {
-    if (strlen(receipt) != 32)
-        return false;
-    for (int i = 0; i < 32; i++)
-        if (!strchr("0123456789abcdef", receipt[i]) || !receipt[i])
-            return false;
     char part[17];
-    memcpy(part, receipt, 16);
-    part[16] = '\0';
-    unsigned long long raw_id = strtoull(part, NULL, 16);
-    *nonce = strtoull(receipt + 16, NULL, 16);
-    if (raw_id > INT64_MAX || *nonce > INT64_MAX)
+    memcpy(part, s, (size_t)n);
+    part[n] = '\0';
+    return strtoull(part, NULL, 16);
+}
+
+bool mq_receipt_decode(const char *receipt, int *queue_id, long long *id, unsigned long long *nonce)
+{
+    if (strlen(receipt) != MQ_RECEIPT_LEN - 1)
         return false;
+    for (int i = 0; i < MQ_RECEIPT_LEN - 1; i++)
+        if (!strchr("0123456789abcdef", receipt[i]))
+            return false;
+    unsigned long long q = hex_field(receipt, 8), raw_id = hex_field(receipt + 8, 16);
+    *nonce = hex_field(receipt + 24, 16);
+    if (q > INT32_MAX || raw_id > INT64_MAX || *nonce > INT64_MAX)
+        return false;
+    *queue_id = (int)q;
     *id = (long long)raw_id;
+    return true;
+}
+
+/* The statement parameters of a receipt of queue q; false when it is not one of q's. */
+struct receipt_params {
+    char qid[16], id[24], nonce[24];
+    long long message_id;
+};
+
+static bool receipt_params(const struct mq_queue *q, const char *receipt, struct receipt_params *p)
+{
+    int queue_id;
+    unsigned long long nonce;
+    if (!mq_receipt_decode(receipt, &queue_id, &p->message_id, &nonce) || queue_id != q->id)
+        return false;
+    snprintf(p->qid, sizeof p->qid, "%d", q->id);
+    snprintf(p->id, sizeof p->id, "%lld", p->message_id);
+    snprintf(p->nonce, sizeof p->nonce, "%llu", nonce);
     return true;
 }
 
@@ -113,9 +236,33 @@ static char *batch_param(const struct mq_queue *q, const struct mq_send_entry *e
     return text;
 }
 
+/* One message to a standard queue: a plain INSERT. */
+static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
+                               const struct mq_send_entry *e, struct mq_send_result *result)
+{
+    char id[16], delay[16];
+    memset(result, 0, sizeof *result);
+    ids_uuid(result->message_id);
+    snprintf(id, sizeof id, "%d", q->id);
+    snprintf(delay, sizeof delay, "%d",
+             e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
+    char *attrs = e->attributes ? json_dumps(e->attributes, JSON_COMPACT) : NULL;
+    const char *v[] = {id, delay, result->message_id, e->body_json ? "t" : "f", e->body, attrs};
+    const int len[] = {0, 0, 0, 0, (int)e->body_len, 0};
+    const int fmt[] = {0, 0, 0, 0, 0, 0};
+    PGresult *r = db_exec(c, &q_send_one, v, len, fmt);
+    free(attrs);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    PQclear(r);
+    return MQ_OK;
+}
+
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
                        const struct mq_send_entry *entries, int n, struct mq_send_result *results)
 {
+    if (n == 1 && !q->attrs.fifo)
+        return send_one(c, q, entries, results);
     char id[16];
     snprintf(id, sizeof id, "%d", q->id);
     char *batch = batch_param(q, entries, n, results);
@@ -136,12 +283,54 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
 }
 
 /* Reads every row of r as a message into a new array. */
-static void read_messages(PGresult *r, struct mq_message **msgs, int *count)
+static void read_messages(PGresult *r, int queue_id, struct mq_message **msgs, int *count)
 {
     *count = PQntuples(r);
     *msgs = xcalloc((size_t)(*count ? *count : 1), sizeof **msgs);
     for (int i = 0; i < *count; i++)
-        mq_read_message(r, i, &(*msgs)[i]);
+        mq_read_message(r, i, queue_id, &(*msgs)[i]);
+}
+
+/* The claim of a standard queue, from this process's hint. */
+static PGresult *claim(struct db_conn *c, const struct mq_queue *q, const char *id, const char *mx,
+                       const char *vt, const char *nonce)
+{
+    char from[24], mrc[16];
+    snprintf(from, sizeof from, "%lld", hint_from(q->id));
+    snprintf(mrc, sizeof mrc, "%d",
+             q->dead_letter_queue_id ? q->attrs.max_receive_count : INT32_MAX);
+    const char *v[] = {id, from, mx, vt, nonce, mrc};
+    return db_exec(c, &q_claim, v, NULL, NULL);
+}
+
+/* Moves the exhausted messages of a claim to the dead-letter queue and drops them from msgs.
+ * If the move fails they stay leased and are moved by a later receive. */
+static void dead_letter(struct db_conn *c, const struct mq_queue *q, PGresult *r, const char *nonce,
+                        struct mq_message *msgs, int *count)
+{
+    struct buf ids;
+    buf_init(&ids);
+    int kept = 0;
+    for (int i = 0; i < *count; i++) {
+        if (PQgetvalue(r, i, MQ_MESSAGE_NCOLUMNS)[0] == 't') {
+            buf_printf(&ids, "%s%lld", ids.len ? "," : "{", msgs[i].id);
+            mq_messages_clear(&msgs[i]);
+        } else {
+            msgs[kept++] = msgs[i];
+        }
+    }
+    if (ids.len) {
+        buf_puts(&ids, "}");
+        char qid[16], dlq[16];
+        snprintf(qid, sizeof qid, "%d", q->id);
+        snprintf(dlq, sizeof dlq, "%d", q->dead_letter_queue_id);
+        const char *v[] = {qid, buf_str(&ids), nonce, dlq};
+        PGresult *m = db_exec(c, &q_dead_letter, v, NULL, NULL);
+        db_ok(c, m, PGRES_COMMAND_OK);
+        PQclear(m);
+    }
+    buf_cleanup(&ids);
+    *count = kept;
 }
 
 enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
@@ -154,12 +343,17 @@ enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
     snprintf(vt, sizeof vt, "%d", visibility_timeout);
     snprintf(nonce, sizeof nonce, "%llu", fresh_nonce());
     const char *v[] = {id, mx, vt, nonce, delete_now ? "t" : "f"};
-    PGresult *r = db_exec(c, &q_receive, v, NULL, NULL);
+    bool fast = !q->attrs.fifo && !delete_now;
+    PGresult *r = fast ? claim(c, q, id, mx, vt, nonce) : db_exec(c, &q_receive, v, NULL, NULL);
     *msgs = NULL;
     *count = 0;
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    read_messages(r, msgs, count);
+    read_messages(r, q->id, msgs, count);
+    if (fast && *count > 0)
+        hint_update(q->id, (*msgs)[0].id); /* rows come in id order */
+    if (fast && q->dead_letter_queue_id)
+        dead_letter(c, q, r, nonce, *msgs, count);
     PQclear(r);
     return MQ_OK;
 }
@@ -168,15 +362,10 @@ enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
 static enum mq_status by_receipt(struct db_conn *c, struct db_stmt *st, const struct mq_queue *q,
                                  const char *receipt, const char *seconds, bool gone_ok)
 {
-    long long mid;
-    unsigned long long nonce;
-    if (!mq_receipt_decode(receipt, &mid, &nonce))
+    struct receipt_params p;
+    if (!receipt_params(q, receipt, &p))
         return MQ_NOT_FOUND;
-    char qid[16], idtext[24], ntext[24];
-    snprintf(qid, sizeof qid, "%d", q->id);
-    snprintf(idtext, sizeof idtext, "%lld", mid);
-    snprintf(ntext, sizeof ntext, "%llu", nonce);
-    const char *v[] = {qid, idtext, ntext, seconds};
+    const char *v[] = {p.qid, p.id, p.nonce, seconds};
     PGresult *r = db_exec(c, st, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
@@ -189,8 +378,33 @@ static enum mq_status by_receipt(struct db_conn *c, struct db_stmt *st, const st
     return gone_ok ? MQ_OK : MQ_NOT_FOUND;
 }
 
+/* Deletes from a standard queue: one DELETE; only a miss asks whether the message exists. */
+static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *q,
+                                      const char *receipt)
+{
+    struct receipt_params p;
+    if (!receipt_params(q, receipt, &p))
+        return MQ_NOT_FOUND;
+    const char *v[] = {p.qid, p.id, p.nonce};
+    PGresult *r = db_exec(c, &q_delete_fast, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    bool deleted = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (deleted)
+        return MQ_OK;
+    r = db_exec(c, &q_exists, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    bool exists = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return exists ? MQ_CONFLICT : MQ_OK; /* a message already gone is deleted */
+}
+
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt)
 {
+    if (!q->attrs.fifo)
+        return delete_standard(c, q, receipt);
     return by_receipt(c, &q_delete, q, receipt, NULL, true);
 }
 
@@ -199,7 +413,11 @@ enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
 {
     char s[16];
     snprintf(s, sizeof s, "%d", seconds);
-    return by_receipt(c, &q_visibility, q, receipt, s, false);
+    enum mq_status st = by_receipt(c, &q_visibility, q, receipt, s, false);
+    struct receipt_params p;
+    if (st == MQ_OK && receipt_params(q, receipt, &p))
+        hint_lower(q->id, p.message_id); /* this process's next claim looks at it again */
+    return st;
 }
 
 enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
@@ -214,7 +432,7 @@ enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
     *count = 0;
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    read_messages(r, msgs, count);
+    read_messages(r, q->id, msgs, count);
     PQclear(r);
     return MQ_OK;
 }

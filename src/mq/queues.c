@@ -86,33 +86,47 @@ static bool truthy(PGresult *r, int row, int col)
     return PQgetvalue(r, row, col)[0] == 't';
 }
 
-void mq_read_message(PGresult *r, int row, struct mq_message *m)
+/* An epoch-milliseconds column as RFC 3339 ("" when NULL). */
+static void read_ms(PGresult *r, int row, int col, char *out)
+{
+    out[0] = '\0';
+    if (!PQgetisnull(r, row, col))
+        clock_format_rfc3339(atoll(PQgetvalue(r, row, col)) * 1000, out);
+}
+
+void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m)
 {
     memset(m, 0, sizeof *m);
     m->id = atoll(PQgetvalue(r, row, 0));
     mq_copy(m->message_id, sizeof m->message_id, r, row, 1);
     if (!PQgetisnull(r, row, 2))
-        mq_receipt_encode(m->id, strtoull(PQgetvalue(r, row, 2), NULL, 10), m->receipt);
+        mq_receipt_encode(queue_id, m->id, strtoull(PQgetvalue(r, row, 2), NULL, 10), m->receipt);
     m->body = xstrndup(PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3));
     m->body_json = truthy(r, row, 4);
     if (!PQgetisnull(r, row, 5))
         m->attributes = json_loads(PQgetvalue(r, row, 5), 0, NULL);
     m->receive_count = atoi(PQgetvalue(r, row, 6));
-    mq_copy(m->sent_at, sizeof m->sent_at, r, row, 7);
-    mq_copy(m->first_received_at, sizeof m->first_received_at, r, row, 8);
-    mq_copy(m->visible_at, sizeof m->visible_at, r, row, 9);
+    read_ms(r, row, 7, m->sent_at);
+    read_ms(r, row, 8, m->first_received_at);
+    read_ms(r, row, 9, m->visible_at);
     mq_copy(m->state, sizeof m->state, r, row, 10);
     if (!PQgetisnull(r, row, 11))
         m->group_id = xstrdup(PQgetvalue(r, row, 11));
 }
 
+void mq_messages_clear(struct mq_message *m)
+{
+    free(m->body);
+    free(m->group_id);
+    json_decref(m->attributes);
+    m->body = m->group_id = NULL;
+    m->attributes = NULL;
+}
+
 void mq_messages_free(struct mq_message *msgs, int n)
 {
-    for (int i = 0; i < n; i++) {
-        free(msgs[i].body);
-        free(msgs[i].group_id);
-        json_decref(msgs[i].attributes);
-    }
+    for (int i = 0; i < n; i++)
+        mq_messages_clear(&msgs[i]);
     free(msgs);
 }
 
@@ -293,6 +307,37 @@ enum mq_status mq_queue_stats(struct db_conn *c, const struct mq_queue *q, struc
         return MQ_OK;
     out->approximate = true;
     return measured_depth(c, id, out);
+}
+
+static struct db_stmt q_depths = DB_STMT(
+    "mq_queue_depths",
+    "SELECT q.name, coalesce(d.available, 0), coalesce(d.in_flight, 0), coalesce(d.delayed, 0), "
+    "coalesce(extract(epoch FROM now() - d.oldest_sent_at), 0)::bigint, "
+    "EXISTS (SELECT 1 FROM queues s WHERE s.dead_letter_queue_id = q.id), "
+    "coalesce(extract(epoch FROM now() - d.measured_at), -1) "
+    "FROM queues q LEFT JOIN queue_depths d ON d.queue_id = q.id ORDER BY q.name",
+    0);
+
+enum mq_status mq_queue_depths(struct db_conn *c, struct mq_depth **out, int *count)
+{
+    PGresult *r = db_exec(c, &q_depths, NULL, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    *count = PQntuples(r);
+    *out = xcalloc((size_t)*count + 1, sizeof **out);
+    for (int i = 0; i < *count; i++) {
+        struct mq_depth *d = &(*out)[i];
+        mq_copy(d->name, sizeof d->name, r, i, 0);
+        d->stats.available = atoll(PQgetvalue(r, i, 1));
+        d->stats.in_flight = atoll(PQgetvalue(r, i, 2));
+        d->stats.delayed = atoll(PQgetvalue(r, i, 3));
+        d->stats.oldest_age_seconds = atoll(PQgetvalue(r, i, 4));
+        d->stats.approximate = true;
+        d->dead_letter = truthy(r, i, 5);
+        d->measured_age_seconds = atof(PQgetvalue(r, i, 6));
+    }
+    PQclear(r);
+    return MQ_OK;
 }
 
 enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q)

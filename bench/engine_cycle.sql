@@ -1,0 +1,24 @@
+-- One message's full life through the engine's own SQL, as src/mq/messages.c runs it: send
+-- (mq_send_one), receive (mq_claim: SKIP LOCKED claim, lease update and dead-letter move in one
+-- statement, starting 1000 ids before this client's last claim, with a full scan now and then
+-- as every process makes once a second), delete by receipt (mq_delete_fast).
+-- Start with -D qid=QUEUE_ID -D hint=0.
+\set nonce random(1, 9000000000000000000)
+\set full random(1, 8000)
+INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
+VALUES (:qid::int, now() + make_interval(secs => 0), gen_random_uuid(), true,
+        '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}', NULL)
+RETURNING id, CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = :qid::int AND until > now())
+                    THEN pg_notify('rydes_mq', :qid::text)::text END;
+WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = :qid::int
+           AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
+           AND m.visible_at <= now() ORDER BY m.id LIMIT 1 FOR UPDATE SKIP LOCKED),
+u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => 30),
+             receive_count = m.receive_count + (c.rc0 < 2147483647)::int, receipt = :nonce,
+             first_received_at = coalesce(m.first_received_at, now())
+      FROM c WHERE m.queue_id = :qid::int AND m.id = c.id
+      RETURNING m.*, c.rc0 >= 2147483647 AS exhausted)
+SELECT coalesce(max(u.id), 0) AS cid, coalesce(min(u.id), :hint::bigint) AS hint,
+       max(u.body), max((extract(epoch FROM u.sent_at) * 1000)::bigint),
+       max(mq_state(u.visible_at, u.receive_count)) FROM u \gset
+DELETE FROM messages WHERE queue_id = :qid::int AND id = :cid AND receipt = :nonce;

@@ -1,0 +1,164 @@
+# bench/run.sh: the body of `./dev bench [quick|full]`, sourced by ./dev (it uses its helpers:
+# pg, init_cluster, start_cluster, free_port, build, say).
+#
+# Every engine figure is a ratio against a baseline of ../shared/bench measured in the same run
+# on the same cluster with the same pgbench settings (-M prepared, 8 clients, 2 threads).
+# Results are printed as one table and appended to bench/RESULTS.md.
+
+BENCH_TMP=
+bench_cleanup() {
+    [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null
+    [ -n "$BENCH_TMP" ] || return 0
+    pg "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$BENCH_TMP"
+}
+
+bench_sql() { pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d bench -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+# pgb SCRIPT SECONDS [pgbench options...]: prints "tps receive_latency_ms"
+pgb() {
+    local script=$1 secs=$2; shift 2
+    local out="$BENCH_TMP/pgbench.out"
+    pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
+        -T "$WARMUP" -D qid="$QID" -D hint=0 "$@" -f "$script" bench >/dev/null 2>&1 || true
+    pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
+        -T "$secs" -r -D qid="$QID" -D hint=0 "$@" -f "$script" bench > "$out" 2>&1 \
+        || { cat "$out" >&2; die "pgbench $script failed"; }
+    local tps lat
+    tps=$(awk '/^tps = /{print $3}' "$out")
+    lat=$(awk '/WITH c AS/{print $1; exit}' "$out")
+    echo "$tps ${lat:-0}"
+}
+
+reset_tables() {
+    bench_sql -c "TRUNCATE messages, naive_queue, limit_rows" -c "VACUUM ANALYZE messages" \
+        -c "VACUUM ANALYZE naive_queue" -c "VACUUM ANALYZE limit_rows"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+ROWS=()
+row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
+
+bench_sql_figures() {
+    local b=$ROOT/../shared/bench e=$ROOT/bench r
+    reset_tables; r=($(pgb "$b/limit_cycle.sql" "$SECS")); LIMIT=${r[0]}
+    reset_tables; r=($(pgb "$b/naive_cycle.sql" "$SECS")); NAIVE=${r[0]}
+    reset_tables; r=($(pgb "$b/naive_cycle10.sql" "$SECS")); NAIVE10=$(awk -v t="${r[0]}" 'BEGIN{print t*10}')
+    reset_tables; r=($(pgb "$e/engine_send.sql" "$SECS")); ESEND=${r[0]}
+    reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); ECYCLE=${r[0]}; LAT_EMPTY=${r[1]}
+    reset_tables; r=($(pgb "$e/engine_cycle10.sql" "$SECS")); ECYCLE10=$(awk -v t="${r[0]}" 'BEGIN{print t*10}')
+    row "cycle, batch 1 (msg/s)" "$ECYCLE" "limit_cycle $LIMIT" "$(ratio "$ECYCLE" "$LIMIT") (≥ 0.8)"
+    row "cycle, batch 1 (msg/s)" "$ECYCLE" "naive_cycle $NAIVE" "$(ratio "$ECYCLE" "$NAIVE") (≥ 3)"
+    row "cycle, batch 10 (msg/s)" "$ECYCLE10" "naive_cycle10 $NAIVE10" "$(ratio "$ECYCLE10" "$NAIVE10") (≥ 2.5)"
+}
+
+bench_backlog() {
+    local e=$ROOT/bench r
+    say "backlog: $BACKLOG visible messages"
+    reset_tables
+    bench_sql -c "INSERT INTO messages (queue_id, visible_at, message_id, body)
+                  SELECT $QID, now(), gen_random_uuid(), '{\"ride\":' || g || '}'
+                  FROM generate_series(1, $BACKLOG) g" -c "VACUUM ANALYZE messages"
+    r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_BACKLOG=${r[1]}
+    say "churn: $BACKLOG messages through an empty queue"
+    reset_tables
+    pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
+        -t $((BACKLOG / 8)) -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
+    r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_CHURN=${r[1]}
+    row "receive latency, ${BACKLOG} waiting (ms)" "$LAT_BACKLOG" "empty queue $LAT_EMPTY" "$(ratio "$LAT_BACKLOG" "$LAT_EMPTY") (≤ 1.3)"
+    row "receive latency, after ${BACKLOG} churned (ms)" "$LAT_CHURN" "empty queue $LAT_EMPTY" "$(ratio "$LAT_CHURN" "$LAT_EMPTY") (≤ 1.3)"
+}
+
+bench_http() {
+    local port token out
+    port=$(free_port)
+    token="rydes_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    reset_tables
+    DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
+        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_THREADS=4 RYDES_DB_POOL_SIZE=16 \
+        "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/rydes.log" 2>&1 &
+    BENCH_PID=$!
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+    local lg="$ROOT/build-bench/loadgen http://127.0.0.1:$port $token bench"
+    $lg send 8 "$WARMUP" >/dev/null
+    out=$($lg send 8 "$SECS"); HSEND=$(echo "$out" | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+    HSEND_P99=$(echo "$out" | sed 's/.*"p99_ms":\([0-9.]*\).*/\1/')
+    reset_tables
+    out=$($lg cycle 8 "$SECS"); HCYCLE=$(echo "$out" | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+    kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
+    row "HTTP send, 8 connections (msg/s, p99 ${HSEND_P99} ms)" "$HSEND" "engine SQL send $ESEND" "$(ratio "$HSEND" "$ESEND") (≥ 0.6)"
+    row "HTTP cycle, 8 connections (msg/s)" "$HCYCLE" "engine SQL cycle $ECYCLE" "$(ratio "$HCYCLE" "$ECYCLE") (≥ 0.6)"
+}
+
+# A steady-rate soak: per-minute throughput and table sizes.
+bench_soak() {
+    local e=$ROOT/bench minutes=$SOAK_MINUTES rate sizes=() tps=()
+    rate=$(awk -v t="$ECYCLE" 'BEGIN{printf "%d", t * 0.5}')
+    say "soak: $minutes min at $rate cycles/s"
+    reset_tables
+    pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
+        -T $((minutes * 60)) -R "$rate" -P 60 -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench \
+        > "$BENCH_TMP/soak.out" 2>&1 &
+    local soak=$!
+    for i in $(seq "$minutes"); do
+        sleep 60
+        sizes+=("$(bench_sql -c "SELECT pg_total_relation_size('messages')")")
+    done
+    wait "$soak" || true
+    mapfile -t tps < <(awk '/^progress:/{print $4}' "$BENCH_TMP/soak.out")
+    local drift
+    drift=$(printf '%s\n' "${tps[@]}" | awk 'NR==1{min=max=$1} {s+=$1; if($1<min)min=$1; if($1>max)max=$1} END{printf "%.1f", (NR ? (max-min)/(s/NR)*100 : 0)}')
+    row "soak ${minutes} min: throughput drift (%)" "$drift" "per-minute tps ${tps[*]}" "≤ 10"
+    row "soak: messages table size per minute (bytes)" "${sizes[-1]}" "${sizes[*]}" "bounded"
+}
+
+bench_main() {
+    local mode=${1:-quick}
+    case "$mode" in
+        quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0 ;;
+        full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10 ;;
+        *) die "usage: ./dev bench [quick|full]" ;;
+    esac
+    install_packages
+    say "release build (build-bench/)"
+    build build-bench -Dbuildtype=release -Db_ndebug=true
+    BENCH_TMP=$(mktemp -d /tmp/rydes-bench.XXXXXX)
+    trap bench_cleanup EXIT INT TERM
+    chmod 755 "$BENCH_TMP"
+    BENCH_PORT=$(free_port)
+    init_cluster "$BENCH_TMP/data" "$BENCH_PORT" "$BENCH_TMP" "synchronous_commit = off" \
+        "shared_buffers = 512MB" "max_wal_size = 4GB" "checkpoint_timeout = 15min"
+    start_cluster "$BENCH_TMP/data" "$BENCH_TMP/postgres.log"
+    pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -qc "CREATE DATABASE bench"
+    DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_LOG_LEVEL=warn \
+        "$ROOT/build-bench/rydes" migrate
+    bench_sql -f "$ROOT/../shared/bench/naive_schema.sql" 2>/dev/null
+    QID=$(bench_sql -c "INSERT INTO queues (name) VALUES ('bench') RETURNING id")
+    say "pgbench: baselines and the engine's SQL (${SECS}s each)"
+    bench_sql_figures
+    bench_backlog
+    say "HTTP (loadgen, ${SECS}s each)"
+    bench_http
+    [ "$SOAK_MINUTES" -gt 0 ] && bench_soak
+    bench_report "$mode"
+}
+
+bench_report() {
+    local mode=$1 cpu mem
+    cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
+    mem=$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+    local table
+    table=$(printf '| figure | Rydes | baseline | ratio (target) |\n|---|---|---|---|\n'; printf '%s\n' "${ROWS[@]}")
+    echo
+    echo "$table"
+    {
+        echo
+        echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $mode, $(nproc) cores ($cpu), $mem, $(git -C "$ROOT" rev-parse --short HEAD)"
+        echo
+        echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB; pgbench -M prepared -c 8 -j 2, ${SECS}s after ${WARMUP}s warm-up."
+        echo
+        echo "$table"
+    } >> "$ROOT/bench/RESULTS.md"
+    say "appended to bench/RESULTS.md"
+}

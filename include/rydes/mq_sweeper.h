@@ -1,0 +1,17 @@
+/* The sweeper: a background thread per process that deletes messages past their retention and
+ * expired FIFO deduplication ids in small batches, and measures queue depths for /metrics and
+ * deep queues. Only one process sweeps at a time (a transaction-level advisory lock); the
+ * others skip their turn. */
+#ifndef RYDES_MQ_SWEEPER_H
+#define RYDES_MQ_SWEEPER_H
+
+struct mq_sweeper;
+
+/* Starts the thread: a sweep every interval_ms, a depth measurement at most every few seconds
+ * (less often when measuring takes long). Stop and free with mq_sweeper_stop. */
+struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms);
+void mq_sweeper_stop(struct mq_sweeper *s);
+/* Runs one sweep on pg right now (tests); returns the number of rows deleted or -1. */
+long long mq_sweep_once(void *pg);
+
+#endif

@@ -1,0 +1,152 @@
+/* The sweeper thread; see include/rydes/mq_sweeper.h. */
+#include "rydes/mq_sweeper.h"
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define SWEEP_BATCH_S     "1000"  /* rows deleted per queue and sweep, at most */
+#define SWEEP_WINDOW_S    "10000" /* oldest messages of a queue looked at for expiry */
+#define MEASURE_MIN_US    5000000 /* depths are measured at most this often... */
+#define MEASURE_COST_MULT 20      /* ...and spend at most 1/20 of the time measuring */
+
+/* "sweep" in ASCII: the advisory-lock key of the sweeper. */
+#define SWEEP_LOCK_KEY "495874320752"
+
+struct mq_sweeper {
+    char *conninfo;
+    int connect_timeout_s;
+    int interval_ms;
+    PGconn *pg;
+    int64_t next_measure_us;
+    bool stopping;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static bool exec_ok(PGconn *pg, const char *sql, ExecStatusType want, PGresult **out)
+{
+    PGresult *r = PQexec(pg, sql);
+    bool ok = PQresultStatus(r) == want;
+    if (!ok && PQstatus(pg) == CONNECTION_OK)
+        log_warn("sweeper: %s", PQresultErrorMessage(r));
+    if (out && ok)
+        *out = r;
+    else
+        PQclear(r);
+    return ok;
+}
+
+long long mq_sweep_once(void *arg)
+{
+    PGconn *pg = arg;
+    PGresult *r = NULL;
+    long long n = -1;
+    if (!exec_ok(pg, "BEGIN", PGRES_COMMAND_OK, NULL))
+        return -1;
+    if (exec_ok(pg, "SELECT pg_try_advisory_xact_lock(" SWEEP_LOCK_KEY ")", PGRES_TUPLES_OK, &r)) {
+        bool mine = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        n = 0;
+        if (mine && exec_ok(pg, "SELECT mq_sweep(" SWEEP_BATCH_S ", " SWEEP_WINDOW_S ")",
+                            PGRES_TUPLES_OK, &r)) {
+            n = atoll(PQgetvalue(r, 0, 0));
+            PQclear(r);
+        }
+    }
+    exec_ok(pg, n >= 0 ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK, NULL);
+    return n;
+}
+
+static void measure(struct mq_sweeper *s)
+{
+    int64_t t0 = clock_mono_us();
+    if (clock_mono_us() < s->next_measure_us)
+        return;
+    exec_ok(s->pg, "SELECT mq_measure_depths()", PGRES_TUPLES_OK, NULL);
+    int64_t cost = clock_mono_us() - t0;
+    int64_t wait = cost * MEASURE_COST_MULT;
+    s->next_measure_us = clock_mono_us() + (wait > MEASURE_MIN_US ? wait : MEASURE_MIN_US);
+}
+
+static void sweep_step(struct mq_sweeper *s)
+{
+    if (s->pg && PQstatus(s->pg) != CONNECTION_OK) {
+        PQfinish(s->pg);
+        s->pg = NULL;
+    }
+    if (!s->pg) {
+        char err[256];
+        s->pg = db_connect(s->conninfo, s->connect_timeout_s, "-c statement_timeout=60000", err,
+                           sizeof err);
+        if (!s->pg)
+            return; /* the pool and readiness report the outage; retry next interval */
+    }
+    long long n = mq_sweep_once(s->pg);
+    if (n > 0)
+        log_debug("sweeper deleted %lld expired rows", n);
+    measure(s);
+}
+
+static void *sweeper_main(void *arg)
+{
+    struct mq_sweeper *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        sweep_step(s);
+        pthread_mutex_lock(&s->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += s->interval_ms / 1000;
+        ts.tv_nsec += (long)(s->interval_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (!s->stopping)
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (s->pg)
+        PQfinish(s->pg);
+    return NULL;
+}
+
+struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms)
+{
+    struct mq_sweeper *s = xcalloc(1, sizeof *s);
+    s->conninfo = xstrdup(conninfo);
+    s->connect_timeout_s = connect_timeout_s;
+    s->interval_ms = interval_ms;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_create(&s->thread, NULL, sweeper_main, s);
+    return s;
+}
+
+void mq_sweeper_stop(struct mq_sweeper *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->conninfo);
+    free(s);
+}

@@ -1,0 +1,123 @@
+/* Integration: a stopped and restarted PostgreSQL during a send load loses no acknowledged
+ * send. A producer thread sends without pause and remembers every message id that got a 201;
+ * meanwhile the cluster is stopped and started again. Afterwards every acknowledged message is
+ * in the queue. Also: the sweeper deletes messages past their retention. Runs alone (it stops
+ * the shared test cluster). */
+#include "harness.h"
+
+#include "rydes/clock.h"
+#include "rydes/mq_sweeper.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct harness_server srv;
+
+struct producer {
+    volatile bool stop;
+    json_t *acked; /* message ids that got 201 */
+    int refused;   /* 503s while the database was away */
+};
+
+static void *produce(void *arg)
+{
+    struct producer *p = arg;
+    for (int i = 0; !p->stop; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"body\":\"m%d\"}", i);
+        struct response r;
+        harness_request(&srv, "POST", "/queues/durable/messages", HARNESS_ADMIN_TOKEN, body, NULL,
+                        NULL, &r);
+        if (r.status == 201)
+            json_array_append(p->acked, json_object_get(r.json, "message_id"));
+        else if (r.status == 503)
+            p->refused++;
+        else
+            ck_abort_msg("unexpected status %ld: %s", r.status, buf_str(&r.body));
+        response_cleanup(&r);
+    }
+    return NULL;
+}
+
+static long count_present(json_t *ids)
+{
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT count(*) FROM messages WHERE message_id IN (");
+    for (size_t i = 0; i < json_array_size(ids); i++)
+        buf_printf(&sql, "%s'%s'", i ? "," : "", json_string_value(json_array_get(ids, i)));
+    buf_puts(&sql, ")");
+    char *n = harness_sql(harness_db_url(), buf_str(&sql));
+    long v = atol(n);
+    free(n);
+    buf_cleanup(&sql);
+    return v;
+}
+
+START_TEST(restart_loses_no_acknowledged_send)
+{
+    harness_start(&srv, NULL);
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/durable", NULL, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    struct producer p = {.acked = json_array()};
+    pthread_t t;
+    pthread_create(&t, NULL, produce, &p);
+    usleep(500000);
+    ck_assert(harness_pgctl("stop"));
+    usleep(1000000);
+    ck_assert(harness_pgctl("start"));
+    usleep(1500000);
+    p.stop = true;
+    pthread_join(t, NULL);
+    ck_assert_int_gt(json_array_size(p.acked), 10);
+    ck_assert_int_gt(p.refused, 0); /* the outage was real and answered with 503 */
+    ck_assert_int_eq(count_present(p.acked), (long)json_array_size(p.acked));
+    json_decref(p.acked);
+    harness_stop(&srv);
+}
+END_TEST
+
+START_TEST(sweeper_deletes_expired_messages)
+{
+    harness_start(&srv, NULL);
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/short", "{\"retention_seconds\":60}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    for (int i = 0; i < 3; i++) {
+        harness_admin(&srv, "POST", "/queues/short/messages", "{\"body\":\"x\"}", &r);
+        response_cleanup(&r);
+    }
+    free(harness_sql(harness_db_url(),
+                     "UPDATE messages SET sent_at = now() - interval '61 seconds' WHERE id IN "
+                     "(SELECT m.id FROM messages m JOIN queues q ON q.id = m.queue_id "
+                     "WHERE q.name = 'short' ORDER BY m.id LIMIT 2)"));
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_ge(mq_sweep_once(pg), 2);
+    PQfinish(pg);
+    char *left = harness_sql(harness_db_url(), "SELECT count(*) FROM messages m JOIN queues q "
+                                               "ON q.id = m.queue_id WHERE q.name = 'short'");
+    ck_assert_str_eq(left, "1");
+    free(left);
+    harness_stop(&srv);
+}
+END_TEST
+
+int main(void)
+{
+    if (!getenv("RYDES_TEST_PGCTL")) {
+        fprintf(stderr, "skipped: no cluster control (run through ./dev test)\n");
+        return 77;
+    }
+    Suite *s = suite_create("durability");
+    TCase *tc = tcase_create("durability");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, restart_loses_no_acknowledged_send);
+    tcase_add_test(tc, sweeper_deletes_expired_messages);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}

@@ -1,0 +1,532 @@
+/* Integration: FIFO queues over HTTP. group_id (and dedup_id, unless content-based) required
+ * and per-message delays refused; sequence numbers as increasing numeric strings, also when
+ * consecutive sends run on different pooled connections; delivery in send order within a group;
+ * a group with a message in flight hands out nothing more while other groups keep flowing (no
+ * head-of-line blocking), until the message is deleted, released or its lease runs out, and then
+ * the same head comes first; a receive may take several messages of one group, in order;
+ * deduplication by dedup_id and by the body's SHA-256 within the 5-minute window (200 with the
+ * original message id, nothing enqueued), also inside batches; and dead-lettering that keeps
+ * the group's order. */
+#include "harness.h"
+
+#include "rydes/mq.h"
+
+#include "rydes/db.h"
+#include "rydes/ids.h"
+#include "rydes/secret.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct harness_server srv;
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static const char *str(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static void put_queue(const char *name, const char *body)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/queues/%s", name);
+    struct response r;
+    harness_admin(&srv, "PUT", path, body, &r);
+    ck_assert_msg(r.status == 201, "PUT %s: %ld %s", path, r.status, buf_str(&r.body));
+    response_cleanup(&r);
+}
+
+static void post(const char *queue, const char *suffix, const char *body, long status,
+                 struct response *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/queues/%s%s", queue, suffix);
+    harness_admin(&srv, "POST", path, body, r);
+    ck_assert_msg(r->status == status, "POST %s %s: %ld %s", path, body ? body : "", r->status,
+                  buf_str(&r->body));
+}
+
+/* Sends body to group with dedup id dedup (NULL: none); returns the sequence number and copies
+ * the message id when id != NULL. Asserts 201. */
+static long long send_to(const char *queue, const char *group, const char *body, const char *dedup,
+                         char *id)
+{
+    char request[512];
+    if (dedup)
+        snprintf(request, sizeof request,
+                 "{\"body\": \"%s\", \"group_id\": \"%s\", \"dedup_id\": \"%s\"}", body, group,
+                 dedup);
+    else
+        snprintf(request, sizeof request, "{\"body\": \"%s\", \"group_id\": \"%s\"}", body, group);
+    struct response r;
+    post(queue, "/messages", request, 201, &r);
+    const char *seq = str(r.json, "sequence_number");
+    ck_assert_msg(seq != NULL, "no sequence_number: %s", buf_str(&r.body));
+    ck_assert_int_eq(strspn(seq, "0123456789"), strlen(seq));
+    long long n = atoll(seq);
+    if (id)
+        snprintf(id, IDS_UUID_LEN, "%s", str(r.json, "message_id"));
+    response_cleanup(&r);
+    return n;
+}
+
+/* Sends body to group with a dedup id equal to the body. */
+static long long send_body(const char *queue, const char *group, const char *body)
+{
+    return send_to(queue, group, body, body, NULL);
+}
+
+static json_t *receive(const char *queue, const char *request, struct response *r)
+{
+    post(queue, "/messages:receive", request, 200, r);
+    json_t *msgs = json_object_get(r->json, "messages");
+    ck_assert_msg(json_is_array(msgs), "%s", buf_str(&r->body));
+    return msgs;
+}
+
+/* Receives and writes the bodies, comma-separated, into out; returns the count. The receipt of
+ * the first message goes into receipt when not NULL. */
+static size_t receive_bodies(const char *queue, const char *request, char *out, size_t n,
+                             char *receipt)
+{
+    struct response r;
+    json_t *msgs = receive(queue, request, &r);
+    out[0] = '\0';
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, "%s%s", i ? "," : "", str(m, "body"));
+        ck_assert_ptr_nonnull(str(m, "group_id"));
+        ck_assert_ptr_nonnull(str(m, "sequence_number"));
+    }
+    if (receipt && json_array_size(msgs))
+        snprintf(receipt, MQ_RECEIPT_LEN, "%s", str(json_array_get(msgs, 0), "receipt"));
+    size_t count = json_array_size(msgs);
+    response_cleanup(&r);
+    return count;
+}
+
+static int stored(const char *queue)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name = '%s'",
+             queue);
+    char *n = harness_sql(harness_db_url(), sql);
+    int v = atoi(n);
+    free(n);
+    return v;
+}
+
+static long delete_receipt(const char *queue, const char *receipt)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/queues/%s/messages/%s", queue, receipt);
+    struct response r;
+    harness_admin(&srv, "DELETE", path, NULL, &r);
+    long st = r.status;
+    response_cleanup(&r);
+    return st;
+}
+
+static bool names_field(const struct response *r, const char *field)
+{
+    json_t *errors = json_object_get(r->json, "errors");
+    for (size_t i = 0; i < json_array_size(errors); i++)
+        if (strcmp(str(json_array_get(errors, i), "field"), field) == 0)
+            return true;
+    return false;
+}
+
+START_TEST(fifo_send_rules)
+{
+    put_queue("rules.fifo", NULL);
+    const struct {
+        const char *body;
+        const char *field;
+    } cases[] = {
+        {"{\"body\": \"x\", \"dedup_id\": \"d\"}", "group_id"},
+        {"{\"body\": \"x\", \"group_id\": \"g\"}", "dedup_id"},
+        {"{\"body\": \"x\", \"group_id\": \"g\", \"dedup_id\": \"d\", \"delay_seconds\": 1}",
+         "delay_seconds"},
+        {"{\"body\": \"x\", \"group_id\": \"a b\", \"dedup_id\": \"d\"}", "group_id"},
+        {"{\"body\": \"x\", \"group_id\": \"\", \"dedup_id\": \"d\"}", "group_id"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct response r;
+        harness_admin(&srv, "POST", "/queues/rules.fifo/messages", cases[i].body, &r);
+        assert_problem(&r, 400);
+        ck_assert_msg(names_field(&r, cases[i].field), "%s: %s", cases[i].body, buf_str(&r.body));
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(stored("rules.fifo"), 0);
+    struct response r;
+    post("rules.fifo", "/messages", "{\"body\": \"ok\", \"group_id\": \"g\", \"dedup_id\": \"d\"}",
+         201, &r);
+    char md5[33];
+    secret_md5_hex("ok", 2, md5);
+    ck_assert_str_eq(str(r.json, "md5_of_body"), md5);
+    ck_assert_ptr_nonnull(str(r.json, "sequence_number"));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(sequence_numbers_increase)
+{
+    put_queue("seq.fifo", NULL);
+    long long prev = 0;
+    for (int i = 0; i < 5; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "s%d", i);
+        long long seq = send_body("seq.fifo", i % 2 ? "odd" : "even", body);
+        ck_assert_msg(seq > prev, "sequence %lld after %lld", seq, prev);
+        prev = seq;
+    }
+    char got[256];
+    ck_assert_int_eq(receive_bodies("seq.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     5);
+}
+END_TEST
+
+static struct db_conn *hold_connection(void)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(srv.app.pool, 2000, &why);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* Consecutive sends of one producer land on whichever pooled connection is free; a concurrent
+ * request holding one (here: the test itself) is enough to move the next send to another. Send
+ * order must still be sequence order and delivery order. */
+START_TEST(order_holds_across_pooled_connections)
+{
+    put_queue("rotate.fifo", NULL);
+    long long seq[6];
+    char want[256] = "";
+    for (int i = 0; i < 6; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "r%d", i);
+        /* every other send, the connection the previous one used is busy elsewhere */
+        struct db_conn *held = i % 2 ? hold_connection() : NULL;
+        seq[i] = send_body("rotate.fifo", "g", body);
+        if (held)
+            db_pool_release(srv.app.pool, held);
+        size_t n = strlen(want);
+        snprintf(want + n, sizeof want - n, "%s%s", i ? "," : "", body);
+    }
+    for (int i = 1; i < 6; i++)
+        ck_assert_msg(seq[i] > seq[i - 1],
+                      "send %d got sequence number %lld, below the %lld of send %d", i, seq[i],
+                      seq[i - 1], i - 1);
+    char got[256];
+    ck_assert_int_eq(receive_bodies("rotate.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     6);
+    ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(order_within_groups)
+{
+    put_queue("order.fifo", NULL);
+    for (int i = 1; i <= 5; i++) {
+        char a[8], b[8];
+        snprintf(a, sizeof a, "a%d", i);
+        snprintf(b, sizeof b, "b%d", i);
+        send_body("order.fifo", "ga", a);
+        send_body("order.fifo", "gb", b);
+    }
+    struct response r;
+    json_t *msgs = receive("order.fifo", "{\"max_messages\": 10}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 10);
+    int next_a = 1, next_b = 1;
+    long long prev_a = 0, prev_b = 0;
+    for (size_t i = 0; i < 10; i++) {
+        json_t *m = json_array_get(msgs, i);
+        const char *body = str(m, "body"), *group = str(m, "group_id");
+        long long seq = atoll(str(m, "sequence_number"));
+        char want[16];
+        if (strcmp(group, "ga") == 0) {
+            snprintf(want, sizeof want, "a%d", next_a++);
+            ck_assert_int_gt(seq, prev_a);
+            prev_a = seq;
+        } else {
+            ck_assert_str_eq(group, "gb");
+            snprintf(want, sizeof want, "b%d", next_b++);
+            ck_assert_int_gt(seq, prev_b);
+            prev_b = seq;
+        }
+        ck_assert_str_eq(body, want);
+        ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 1);
+    }
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(in_flight_group_blocks_only_itself)
+{
+    put_queue("hol.fifo", NULL);
+    send_body("hol.fifo", "g1", "x1");
+    send_body("hol.fifo", "g1", "x2");
+    send_body("hol.fifo", "g2", "y1");
+    send_body("hol.fifo", "g2", "y2");
+    send_body("hol.fifo", "g3", "z1");
+
+    char got[256], receipt[MQ_RECEIPT_LEN];
+    ck_assert_int_eq(receive_bodies("hol.fifo", "{}", got, sizeof got, receipt), 1);
+    char head[sizeof got];
+    snprintf(head, sizeof head, "%s", got);
+    ck_assert_msg(strcmp(head, "x1") == 0 || strcmp(head, "y1") == 0 || strcmp(head, "z1") == 0,
+                  "first delivery %s is not the head of a group", head);
+    char blocked = head[0]; /* 'x', 'y' or 'z': the group now in flight */
+
+    /* everything else flows, nothing of the blocked group */
+    ck_assert_int_eq(receive_bodies("hol.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     head[0] == 'z' ? 4 : 3);
+    for (const char *p = got; *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p))
+        ck_assert_msg(*p != blocked, "group of %s delivered while in flight: %s", head, got);
+    if (blocked == 'x')
+        ck_assert_str_eq(got, "y1,y2,z1");
+    ck_assert_int_eq(receive_bodies("hol.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     0);
+
+    /* deleting the in-flight head lets its group flow again */
+    ck_assert_int_eq(delete_receipt("hol.fifo", receipt), 204);
+    size_t n = receive_bodies("hol.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL);
+    if (blocked == 'z') {
+        ck_assert_int_eq(n, 0);
+    } else {
+        char want[8];
+        snprintf(want, sizeof want, "%c2", blocked);
+        ck_assert_int_eq(n, 1);
+        ck_assert_str_eq(got, want);
+    }
+}
+END_TEST
+
+START_TEST(receive_takes_several_of_a_group_in_order)
+{
+    put_queue("several.fifo", NULL);
+    send_body("several.fifo", "g", "m1");
+    send_body("several.fifo", "g", "m2");
+    send_body("several.fifo", "g", "m3");
+    send_body("several.fifo", "g", "m4");
+    char got[256];
+    ck_assert_int_eq(receive_bodies("several.fifo", "{\"max_messages\": 3}", got, sizeof got, NULL),
+                     3);
+    ck_assert_str_eq(got, "m1,m2,m3");
+    /* m4 waits for its group */
+    ck_assert_int_eq(
+        receive_bodies("several.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL), 0);
+}
+END_TEST
+
+START_TEST(release_and_expiry_redeliver_the_head_first)
+{
+    put_queue("redeliver.fifo", "{\"visibility_timeout\": 1}");
+    send_body("redeliver.fifo", "g", "h1");
+    send_body("redeliver.fifo", "g", "h2");
+    send_body("redeliver.fifo", "g", "h3");
+    char got[256], receipt[MQ_RECEIPT_LEN];
+    ck_assert_int_eq(receive_bodies("redeliver.fifo", "{}", got, sizeof got, receipt), 1);
+    ck_assert_str_eq(got, "h1");
+    ck_assert_int_eq(receive_bodies("redeliver.fifo", "{}", got, sizeof got, NULL), 0);
+    sleep_ms(1100);
+    struct response r;
+    json_t *msgs =
+        receive("redeliver.fifo", "{\"max_messages\": 2, \"visibility_timeout\": 30}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 2);
+    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "h1");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(msgs, 0), "receive_count")),
+                     2);
+    ck_assert_str_eq(str(json_array_get(msgs, 1), "body"), "h2");
+    char h2[MQ_RECEIPT_LEN];
+    snprintf(h2, sizeof h2, "%s", str(json_array_get(msgs, 1), "receipt"));
+    response_cleanup(&r);
+    ck_assert_int_eq(delete_receipt("redeliver.fifo", receipt), 409); /* superseded */
+
+    /* releasing one in-flight message of the group (visibility 0) frees the group from it */
+    char path[256];
+    snprintf(path, sizeof path, "/queues/redeliver.fifo/messages/%s", h2);
+    harness_admin(&srv, "PATCH", path, "{\"visibility_timeout\": 0}", &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    /* h1 is still in flight, so the group stays blocked */
+    ck_assert_int_eq(
+        receive_bodies("redeliver.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL), 0);
+}
+END_TEST
+
+START_TEST(dedup_id_within_the_window)
+{
+    put_queue("dedup.fifo", NULL);
+    char id[IDS_UUID_LEN];
+    long long seq = send_to("dedup.fifo", "g", "original", "d-1", id);
+    struct response r;
+    post("dedup.fifo", "/messages",
+         "{\"body\": \"another body\", \"group_id\": \"g2\", \"dedup_id\": \"d-1\"}", 200, &r);
+    ck_assert_str_eq(str(r.json, "message_id"), id);
+    ck_assert_int_eq(atoll(str(r.json, "sequence_number")), seq);
+    response_cleanup(&r);
+    ck_assert_int_eq(stored("dedup.fifo"), 1);
+
+    /* inside a batch too, and against an earlier entry of the same batch */
+    post("dedup.fifo", "/messages:batch",
+         "{\"entries\": [{\"id\": \"a\", \"body\": \"x\", \"group_id\": \"g\", \"dedup_id\": "
+         "\"d-1\"}, {\"id\": \"b\", \"body\": \"y\", \"group_id\": \"g\", \"dedup_id\": \"d-2\"}, "
+         "{\"id\": \"c\", \"body\": \"z\", \"group_id\": \"g\", \"dedup_id\": \"d-2\"}]}",
+         200, &r);
+    json_t *ok = json_object_get(r.json, "successful");
+    ck_assert_int_eq(json_array_size(ok), 3);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "failed")), 0);
+    ck_assert_str_eq(str(json_array_get(ok, 0), "message_id"), id);
+    ck_assert_str_ne(str(json_array_get(ok, 1), "message_id"), id);
+    ck_assert_str_eq(str(json_array_get(ok, 1), "message_id"),
+                     str(json_array_get(ok, 2), "message_id"));
+    response_cleanup(&r);
+    ck_assert_int_eq(stored("dedup.fifo"), 2);
+
+    /* deduplication outlives delivery and deletion */
+    char got[256], receipt[MQ_RECEIPT_LEN];
+    ck_assert_int_eq(
+        receive_bodies("dedup.fifo", "{\"max_messages\": 10}", got, sizeof got, receipt), 2);
+    ck_assert_str_eq(got, "original,y");
+    ck_assert_int_eq(delete_receipt("dedup.fifo", receipt), 204);
+    post("dedup.fifo", "/messages",
+         "{\"body\": \"again\", \"group_id\": \"g\", \"dedup_id\": \"d-1\"}", 200, &r);
+    ck_assert_str_eq(str(r.json, "message_id"), id);
+    response_cleanup(&r);
+    ck_assert_int_eq(stored("dedup.fifo"), 1);
+
+    /* once the window has passed, the id is free again */
+    free(harness_sql(harness_db_url(),
+                     "UPDATE dedup_entries SET expires_at = now() - interval '1 s' "
+                     "WHERE dedup_id = 'd-1'"));
+    char fresh[IDS_UUID_LEN];
+    send_to("dedup.fifo", "g3", "again", "d-1", fresh);
+    ck_assert_str_ne(fresh, id);
+    ck_assert_int_eq(stored("dedup.fifo"), 2);
+}
+END_TEST
+
+START_TEST(content_based_dedup_uses_the_body_hash)
+{
+    put_queue("cbd.fifo", "{\"content_based_dedup\": true}");
+    char id[IDS_UUID_LEN];
+    send_to("cbd.fifo", "g1", "same body", NULL, id);
+    struct response r;
+    post("cbd.fifo", "/messages", "{\"body\": \"same body\", \"group_id\": \"g2\"}", 200, &r);
+    ck_assert_str_eq(str(r.json, "message_id"), id);
+    response_cleanup(&r);
+    char other[IDS_UUID_LEN];
+    send_to("cbd.fifo", "g1", "other body", NULL, other);
+    ck_assert_str_ne(other, id);
+    /* an explicit dedup_id still wins over the hash */
+    send_to("cbd.fifo", "g1", "same body", "explicit", NULL);
+    ck_assert_int_eq(stored("cbd.fifo"), 3);
+
+    char sha[65], sql[256];
+    secret_sha256_hex("same body", 9, sha);
+    snprintf(sql, sizeof sql, "SELECT message_id FROM dedup_entries WHERE dedup_id = '%s'", sha);
+    char *stored_id = harness_sql(harness_db_url(), sql);
+    ck_assert_ptr_nonnull(stored_id);
+    ck_assert_str_eq(stored_id, id);
+    free(stored_id);
+
+    /* a JSON body is hashed as its compact text */
+    post("cbd.fifo", "/messages", "{\"body\": {\"k\": [1, 2]}, \"group_id\": \"g1\"}", 201, &r);
+    response_cleanup(&r);
+    post("cbd.fifo", "/messages", "{\"body\": {\"k\":[1,2]}, \"group_id\": \"g1\"}", 200, &r);
+    response_cleanup(&r);
+    secret_sha256_hex("{\"k\":[1,2]}", 11, sha);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM dedup_entries WHERE dedup_id = '%s'", sha);
+    char *n = harness_sql(harness_db_url(), sql);
+    ck_assert_str_eq(n, "1");
+    free(n);
+}
+END_TEST
+
+START_TEST(dead_letter_keeps_group_order)
+{
+    put_queue("dl.fifo", NULL);
+    put_queue("src.fifo", "{\"dead_letter\": {\"queue\": \"dl.fifo\", \"max_receive_count\": 1}}");
+    send_body("src.fifo", "g", "d1");
+    send_body("src.fifo", "g", "d2");
+    send_body("src.fifo", "g", "d3");
+    char got[256];
+    ck_assert_int_eq(receive_bodies("src.fifo", "{\"max_messages\": 2, \"visibility_timeout\": 1}",
+                                    got, sizeof got, NULL),
+                     2);
+    ck_assert_str_eq(got, "d1,d2");
+    send_body("src.fifo", "h", "e1");
+    sleep_ms(1100);
+    /* d1 and d2 are exhausted: they move, and d3 becomes the head of g */
+    ck_assert_int_eq(receive_bodies("src.fifo", "{\"max_messages\": 10, \"visibility_timeout\": 1}",
+                                    got, sizeof got, NULL),
+                     2);
+    ck_assert_str_eq(got, "d3,e1");
+    sleep_ms(1100);
+    ck_assert_int_eq(receive_bodies("src.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     0);
+    ck_assert_int_eq(stored("src.fifo"), 0);
+    ck_assert_int_eq(stored("dl.fifo"), 4);
+
+    struct response r;
+    json_t *msgs = receive("dl.fifo", "{\"max_messages\": 10}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 4);
+    const char *order_g[] = {"d1", "d2", "d3"};
+    int next = 0;
+    for (size_t i = 0; i < 4; i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (strcmp(str(m, "group_id"), "g") == 0) {
+            ck_assert_int_lt(next, 3);
+            ck_assert_str_eq(str(m, "body"), order_g[next++]);
+        } else {
+            ck_assert_str_eq(str(m, "group_id"), "h");
+            ck_assert_str_eq(str(m, "body"), "e1");
+        }
+        /* the count it had when it moved, plus this receive */
+        ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 2);
+    }
+    ck_assert_int_eq(next, 3);
+    response_cleanup(&r);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("fifo");
+    TCase *tc = tcase_create("fifo");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, fifo_send_rules);
+    tcase_add_test(tc, sequence_numbers_increase);
+    tcase_add_test(tc, order_holds_across_pooled_connections);
+    tcase_add_test(tc, order_within_groups);
+    tcase_add_test(tc, in_flight_group_blocks_only_itself);
+    tcase_add_test(tc, receive_takes_several_of_a_group_in_order);
+    tcase_add_test(tc, release_and_expiry_redeliver_the_head_first);
+    tcase_add_test(tc, dedup_id_within_the_window);
+    tcase_add_test(tc, content_based_dedup_uses_the_body_hash);
+    tcase_add_test(tc, dead_letter_keeps_group_order);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
