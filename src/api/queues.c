@@ -2,6 +2,8 @@
  * operations purge, redrive and peek. */
 #include "rydes/api.h"
 
+#include "rydes/app.h"
+
 #include "rydes/mem.h"
 #include "rydes/mq.h"
 #include "rydes/mq_input.h"
@@ -38,10 +40,16 @@ bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
 {
     const char *name = route_param(&req->match, "name");
     enum mq_status st = MQ_NOT_FOUND;
-    if (name && mq_input_queue_name(name))
+    struct ttlcache *cache = req->app->queue_cache;
+    if (name && mq_input_queue_name(name)) {
+        if (ttlcache_get(cache, name, strlen(name), q))
+            return true;
         st = mq_queue_get(c, name, q);
-    if (st == MQ_OK)
+    }
+    if (st == MQ_OK) {
+        ttlcache_put(cache, name, strlen(name), q);
         return true;
+    }
     *res = mq_failure(req, st, "no such queue");
     return false;
 }
@@ -143,6 +151,7 @@ enum handler_result api_queues_put(struct http_request *req)
     bool created = false;
     char detail[256];
     enum mq_status st = mq_queue_put(c, name, &attrs, &created, detail, sizeof detail);
+    ttlcache_remove(req->app->queue_cache, name, strlen(name));
     res = st == MQ_OK ? reply_queue(req, c, created ? 201 : 200) : mq_failure(req, st, detail);
     api_db_release(req, c);
     return res;
@@ -169,6 +178,8 @@ enum handler_result api_queues_delete(struct http_request *req)
     if (!c)
         return res;
     enum mq_status st = mq_queue_delete(c, name);
+    /* every entry: queues that dead-lettered into this one have just been detached */
+    ttlcache_clear(req->app->queue_cache);
     api_db_release(req, c);
     return st == MQ_OK ? http_reply_empty(req, 204) : mq_failure(req, st, NULL);
 }

@@ -2,6 +2,8 @@
  * create call; every other representation shows only id, name, role and creation time. */
 #include "rydes/api.h"
 
+#include "rydes/app.h"
+
 #include "rydes/mem.h"
 #include "rydes/problem.h"
 
@@ -143,5 +145,6 @@ enum handler_result api_tokens_delete(struct http_request *req)
     enum handler_result res;
     if (!on_token(req, delete_op, &unused, &res))
         return res;
+    ttlcache_clear(req->app->token_cache); /* revoked here at once; elsewhere within the TTL */
     return http_reply_empty(req, 204);
 }

@@ -5,12 +5,18 @@
 #include "rydes/clock.h"
 #include "rydes/log.h"
 #include "rydes/migrate.h"
+#include "rydes/mq.h"
+#include "rydes/secret.h"
 #include "rydes/tokens.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define ADMIN_TOKEN_MIN 16
+/* Token roles and queue attributes are cached this long: a change made by another process
+ * (a deleted token, new queue attributes) takes effect within a second. */
+#define APP_CACHE_TTL_US 1000000
+#define APP_CACHE_SLOTS  1024
 
 bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errlen)
 {
@@ -29,6 +35,10 @@ bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errle
 /* Authenticates a bearer token for the HTTP layer against the token store. */
 static bool app_authenticate(struct app *app, const char *token, enum role *role, bool *unavailable)
 {
+    unsigned char hash[SECRET_HASH_LEN];
+    secret_token_hash(token, strlen(token), hash);
+    if (ttlcache_get(app->token_cache, hash, sizeof hash, role))
+        return true;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
     if (!c) {
@@ -38,6 +48,8 @@ static bool app_authenticate(struct app *app, const char *token, enum role *role
     enum store_result r = tokens_authenticate(c, token, role);
     db_pool_release(app->pool, c);
     *unavailable = r == STORE_UNAVAILABLE || r == STORE_ERROR;
+    if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
+        ttlcache_put(app->token_cache, hash, sizeof hash, role);
     return r == STORE_OK;
 }
 
@@ -66,6 +78,9 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
 
 static void app_free_parts(struct app *app)
 {
+    ttlcache_free(app->token_cache);
+    ttlcache_free(app->queue_cache);
+    app->token_cache = app->queue_cache = NULL;
     mq_sweeper_stop(app->sweeper);
     mq_hub_free(app->hub);
     app->sweeper = NULL;
@@ -84,6 +99,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
     int applied = 0;
     if (cfg->migrate && !app_migrate(cfg, &applied, err, errlen))
         return false;
+    app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
+    app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,
                                (int)cfg->db_connect_timeout, (int)cfg->db_statement_timeout_ms);
     app->metrics = metrics_create(api_routes, api_nroutes);

@@ -39,18 +39,22 @@
     "CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = $1 AND until > now()) " \
     "THEN pg_notify('rydes_mq', $1::text)::text END"
 
-static struct db_stmt q_send_one =
-    DB_STMT("mq_send_one",
-            "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
-            "attributes) VALUES ($1, now() + make_interval(secs => $2::int), $3, $4, $5, $6) "
-            "RETURNING id) SELECT id, " MQ_NOTIFY_SQL " FROM ins",
-            6);
+/* Sends check that the queue still exists (an index probe): a process whose cache still knows
+ * a queue another process just deleted must not leave orphans behind. */
+static struct db_stmt q_send_one = DB_STMT(
+    "mq_send_one",
+    "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
+    "attributes) SELECT $1::int, now() + make_interval(secs => $2::int), $3::uuid, "
+    "$4::boolean, $5::text, $6::jsonb WHERE EXISTS (SELECT 1 FROM queues WHERE id = $1::int) "
+    "RETURNING id) SELECT id, " MQ_NOTIFY_SQL " FROM ins",
+    6);
 static struct db_stmt q_send = DB_STMT(
     "mq_send",
     "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
     "attributes) SELECT $1, now() + make_interval(secs => x.delay), x.message_id, x.body_json, "
     "x.body, x.attributes FROM json_to_recordset($2::json) AS x(message_id uuid, delay int, "
-    "body text, body_json boolean, attributes jsonb) RETURNING id) "
+    "body text, body_json boolean, attributes jsonb) "
+    "WHERE EXISTS (SELECT 1 FROM queues WHERE id = $1) RETURNING id) "
     "SELECT count(*), " MQ_NOTIFY_SQL " FROM ins",
     2);
 /* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
@@ -254,8 +258,9 @@ static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
     free(attrs);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
+    bool sent = PQntuples(r) == 1;
     PQclear(r);
-    return MQ_OK;
+    return sent ? MQ_OK : MQ_NOT_FOUND; /* the queue was deleted meanwhile */
 }
 
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
@@ -271,6 +276,7 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
     free(batch);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
+    bool sent = q->attrs.fifo || atoi(PQgetvalue(r, 0, 0)) > 0;
     if (q->attrs.fifo) {
         for (int i = 0; i < PQntuples(r) && i < n; i++) {
             mq_copy(results[i].message_id, sizeof results[i].message_id, r, i, 1);
@@ -279,7 +285,7 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
         }
     }
     PQclear(r);
-    return MQ_OK;
+    return sent ? MQ_OK : MQ_NOT_FOUND; /* the queue was deleted meanwhile */
 }
 
 /* Reads every row of r as a message into a new array. */

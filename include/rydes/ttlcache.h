@@ -1,0 +1,25 @@
+/* A small fixed-size cache of fixed-size values with a time to live, for data every request
+ * reads and that changes rarely (token roles, queue attributes). Thread-safe (one mutex); a full
+ * cache evicts by slot (hash collision), never grows. A value read from it may be stale by at
+ * most the TTL, unless the process invalidates it itself. */
+#ifndef RYDES_TTLCACHE_H
+#define RYDES_TTLCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TTLCACHE_KEY_MAX 96
+
+struct ttlcache;
+
+/* Creates a cache of nslots values of value_size bytes living ttl_us. Free with ttlcache_free. */
+struct ttlcache *ttlcache_create(size_t nslots, size_t value_size, int64_t ttl_us);
+void ttlcache_free(struct ttlcache *c);
+/* Copies the live value of key into value; false when absent or expired. */
+bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *value);
+void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void *value);
+void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen);
+void ttlcache_clear(struct ttlcache *c);
+
+#endif

@@ -1,0 +1,107 @@
+/* The TTL cache; see include/rydes/ttlcache.h. Direct-mapped: a key's slot is its FNV-1a hash
+ * modulo the slot count, so lookups are O(1) and a colliding key simply replaces the other. */
+#include "rydes/ttlcache.h"
+
+#include "rydes/clock.h"
+#include "rydes/mem.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct slot {
+    unsigned char key[TTLCACHE_KEY_MAX];
+    size_t keylen; /* 0: empty */
+    int64_t expires_us;
+    unsigned char *value;
+};
+
+struct ttlcache {
+    pthread_mutex_t mu;
+    size_t nslots, value_size;
+    int64_t ttl_us;
+    struct slot *slots;
+    unsigned char *values;
+};
+
+struct ttlcache *ttlcache_create(size_t nslots, size_t value_size, int64_t ttl_us)
+{
+    struct ttlcache *c = xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    c->nslots = nslots;
+    c->value_size = value_size;
+    c->ttl_us = ttl_us;
+    c->slots = xcalloc(nslots, sizeof *c->slots);
+    c->values = xcalloc(nslots, value_size);
+    for (size_t i = 0; i < nslots; i++)
+        c->slots[i].value = c->values + i * value_size;
+    return c;
+}
+
+void ttlcache_free(struct ttlcache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    free(c->slots);
+    free(c->values);
+    free(c);
+}
+
+static struct slot *slot_of(struct ttlcache *c, const void *key, size_t keylen)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < keylen; i++)
+        h = (h ^ ((const unsigned char *)key)[i]) * 1099511628211ULL;
+    return &c->slots[h % c->nslots];
+}
+
+static bool matches(const struct slot *s, const void *key, size_t keylen)
+{
+    return s->keylen == keylen && memcmp(s->key, key, keylen) == 0;
+}
+
+bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *value)
+{
+    if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
+        return false;
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = slot_of(c, key, keylen);
+    bool hit = matches(s, key, keylen) && s->expires_us > clock_mono_us();
+    if (hit)
+        memcpy(value, s->value, c->value_size);
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void *value)
+{
+    if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
+        return;
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = slot_of(c, key, keylen);
+    memcpy(s->key, key, keylen);
+    s->keylen = keylen;
+    s->expires_us = clock_mono_us() + c->ttl_us;
+    memcpy(s->value, value, c->value_size);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen)
+{
+    if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
+        return;
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = slot_of(c, key, keylen);
+    if (matches(s, key, keylen))
+        s->keylen = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ttlcache_clear(struct ttlcache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nslots; i++)
+        c->slots[i].keylen = 0;
+    pthread_mutex_unlock(&c->mu);
+}
