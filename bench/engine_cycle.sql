@@ -6,7 +6,7 @@
 \set nonce random(1, 9000000000000000000)
 \set full random(1, 8000)
 INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
-VALUES (:qid::int, now() + make_interval(secs => 0), gen_random_uuid(), true,
+VALUES (:qid::int, now() + make_interval(secs => 0), '7d444840-9dc0-11d1-b245-5ffdce74fad2', true,
         '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}', NULL)
 RETURNING id, CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = :qid::int AND until > now())
                     THEN pg_notify('rydes_mq', :qid::text)::text END;
@@ -17,8 +17,9 @@ u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => 30),
              receive_count = m.receive_count + (c.rc0 < 2147483647)::int, receipt = :nonce,
              first_received_at = coalesce(m.first_received_at, now())
       FROM c WHERE m.queue_id = :qid::int AND m.id = c.id
-      RETURNING m.*, c.rc0 >= 2147483647 AS exhausted)
-SELECT coalesce(max(u.id), 0) AS cid, coalesce(min(u.id), :hint::bigint) AS hint,
-       max(u.body), max((extract(epoch FROM u.sent_at) * 1000)::bigint),
-       max(mq_state(u.visible_at, u.receive_count)) FROM u \gset
+      RETURNING m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes,
+          m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+          mq_state(m.visible_at, m.receive_count), m.group_id, c.rc0 >= 2147483647)
+-- (pgbench needs exactly one row for \gset, so the claimed rows are aggregated here)
+SELECT coalesce(max(u.id), 0) AS cid, coalesce(min(u.id), :hint::bigint) AS hint FROM u \gset
 DELETE FROM messages WHERE queue_id = :qid::int AND id = :cid AND receipt = :nonce;

@@ -71,6 +71,13 @@ CREATE TABLE message_groups (
 
 CREATE INDEX message_groups_ready ON message_groups (queue_id, in_flight_until);
 
+-- Queues deleted in the last minutes: the sweeper deletes messages that processes still caching
+-- such a queue (for up to a second) sent to it after it was deleted.
+CREATE TABLE deleted_queues (
+    queue_id   int         PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Processes with long polls waiting on a queue. A send NOTIFYs only when the queue has a
 -- listener here, so queues nobody waits on never pay for NOTIFY (which serialises commits).
 CREATE TABLE queue_listeners (
@@ -113,8 +120,9 @@ LANGUAGE sql AS $$
 $$;
 
 -- A message's delivery state, by the rules every claim uses.
+-- STABLE (it reads now()), which also lets the planner inline it into every query.
 CREATE FUNCTION mq_state(visible_at timestamptz, receive_count int) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN visible_at <= now() THEN 'available'
                 WHEN receive_count > 0 THEN 'in_flight'
                 ELSE 'delayed' END
@@ -519,6 +527,11 @@ BEGIN
         SELECT ctid FROM dedup_entries WHERE expires_at < now() LIMIT p_batch);
     GET DIAGNOSTICS k = ROW_COUNT;
     DELETE FROM queue_listeners WHERE until < now(); -- processes that died without cleaning up
+    FOR q IN SELECT queue_id AS id FROM deleted_queues LOOP
+        DELETE FROM messages m WHERE m.queue_id = q.id AND m.id IN (
+            SELECT x.id FROM messages x WHERE x.queue_id = q.id LIMIT p_batch);
+    END LOOP;
+    DELETE FROM deleted_queues WHERE deleted_at < now() - interval '10 minutes';
     RETURN n + k;
 END
 $$;

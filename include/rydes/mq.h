@@ -129,6 +129,11 @@ enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
 /* Deletes by receipt: MQ_OK also when the message is already gone; MQ_CONFLICT when the receipt
  * was superseded by a later receive; MQ_NOT_FOUND for a receipt that cannot be ours. */
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt);
+/* Deletes n (1..10) receipts in one round trip where it can: out[i] is the outcome of
+ * receipts[i] as mq_delete would give it. Returns MQ_OK, or the database failure that stopped
+ * the batch. */
+enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
+                              const char *const *receipts, int n, enum mq_status *out);
 /* Sets the message's visibility to now + seconds: MQ_CONFLICT when superseded, MQ_NOT_FOUND
  * when the message is gone. */
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,

@@ -372,24 +372,19 @@ enum handler_result api_messages_visibility(struct http_request *req)
     return res;
 }
 
-/* Deletes one receipt of a batch into ok or failed; a database failure stops the batch. */
-static void delete_one(struct db_conn *c, const struct mq_queue *q, json_t *receipt, json_t *ok,
-                       json_t *failed, enum mq_status *fatal)
+/* Files one receipt's outcome under successful or failed. */
+static void file_outcome(json_t *receipt, enum mq_status st, json_t *ok, json_t *failed)
 {
-    const char *r = json_string_value(receipt);
-    enum mq_status st = r ? mq_delete(c, q, r) : MQ_NOT_FOUND;
     if (st == MQ_OK) {
         json_array_append_new(ok, json_pack("{s:O}", "receipt", receipt));
-    } else if (st == MQ_CONFLICT || st == MQ_NOT_FOUND) {
-        bool superseded = st == MQ_CONFLICT;
-        json_array_append_new(failed,
-                              json_pack("{s:O, s:s, s:s}", "receipt", receipt, "code",
-                                        superseded ? "superseded" : "invalid_receipt", "message",
-                                        superseded ? "the receipt was superseded by a later receive"
-                                                   : "not a receipt of this queue"));
-    } else {
-        *fatal = st;
+        return;
     }
+    bool superseded = st == MQ_CONFLICT;
+    json_array_append_new(failed,
+                          json_pack("{s:O, s:s, s:s}", "receipt", receipt, "code",
+                                    superseded ? "superseded" : "invalid_receipt", "message",
+                                    superseded ? "the receipt was superseded by a later receive"
+                                               : "not a receipt of this queue"));
 }
 
 enum handler_result api_messages_delete_batch(struct http_request *req)
@@ -406,15 +401,19 @@ enum handler_result api_messages_delete_batch(struct http_request *req)
         api_db_release(req, c);
         return res;
     }
-    json_t *ok = json_array(), *failed = json_array();
-    enum mq_status fatal = MQ_OK;
-    for (size_t i = 0; i < json_array_size(receipts) && fatal == MQ_OK; i++)
-        delete_one(c, &q, json_array_get(receipts, i), ok, failed, &fatal);
+    const char *texts[MQ_MAX_BATCH];
+    size_t n = json_array_size(receipts);
+    for (size_t i = 0; i < n; i++) /* a non-string is no receipt: it matches nothing */
+        texts[i] = json_is_string(json_array_get(receipts, i))
+                       ? json_string_value(json_array_get(receipts, i))
+                       : "";
+    enum mq_status out[MQ_MAX_BATCH];
+    enum mq_status fatal = mq_delete_many(c, &q, texts, (int)n, out);
     api_db_release(req, c);
-    if (fatal != MQ_OK) {
-        json_decref(ok);
-        json_decref(failed);
+    if (fatal != MQ_OK)
         return api_mq_failure(req, fatal, NULL);
-    }
+    json_t *ok = json_array(), *failed = json_array();
+    for (size_t i = 0; i < n; i++)
+        file_outcome(json_array_get(receipts, i), out[i], ok, failed);
     return http_reply_json(req, 200, json_pack("{s:o, s:o}", "successful", ok, "failed", failed));
 }

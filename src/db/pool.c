@@ -73,7 +73,8 @@ struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeo
     struct db_pool *p = xcalloc(1, sizeof *p);
     p->conninfo = xstrdup(conninfo);
     snprintf(p->options, sizeof p->options,
-             "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d",
+             "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d "
+             "-c TimeZone=UTC -c DateStyle=ISO",
              statement_timeout_ms, statement_timeout_ms * 2);
     p->connect_timeout_s = connect_timeout_s;
     p->size = size;

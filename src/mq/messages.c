@@ -39,22 +39,20 @@
     "CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = $1 AND until > now()) " \
     "THEN pg_notify('rydes_mq', $1::text)::text END"
 
-/* Sends check that the queue still exists (an index probe): a process whose cache still knows
- * a queue another process just deleted must not leave orphans behind. */
-static struct db_stmt q_send_one = DB_STMT(
-    "mq_send_one",
-    "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
-    "attributes) SELECT $1::int, now() + make_interval(secs => $2::int), $3::uuid, "
-    "$4::boolean, $5::text, $6::jsonb WHERE EXISTS (SELECT 1 FROM queues WHERE id = $1::int) "
-    "RETURNING id) SELECT id, " MQ_NOTIFY_SQL " FROM ins",
-    6);
+/* A process whose cache still knows a queue another process has just deleted may send to it
+ * for up to a second; the sweeper deletes such messages (table deleted_queues). */
+static struct db_stmt q_send_one =
+    DB_STMT("mq_send_one",
+            "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
+            "attributes) VALUES ($1, now() + make_interval(secs => $2::int), $3, $4, $5, $6) "
+            "RETURNING id) SELECT id, " MQ_NOTIFY_SQL " FROM ins",
+            6);
 static struct db_stmt q_send = DB_STMT(
     "mq_send",
     "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
     "attributes) SELECT $1, now() + make_interval(secs => x.delay), x.message_id, x.body_json, "
     "x.body, x.attributes FROM json_to_recordset($2::json) AS x(message_id uuid, delay int, "
-    "body text, body_json boolean, attributes jsonb) "
-    "WHERE EXISTS (SELECT 1 FROM queues WHERE id = $1) RETURNING id) "
+    "body text, body_json boolean, attributes jsonb) RETURNING id) "
     "SELECT count(*), " MQ_NOTIFY_SQL " FROM ins",
     2);
 /* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
@@ -64,12 +62,12 @@ static struct db_stmt q_send = DB_STMT(
 static struct db_stmt q_claim = DB_STMT(
     "mq_claim",
     "WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = $1 "
-    "AND m.id >= $2 AND m.visible_at <= now() ORDER BY m.id LIMIT $3 FOR UPDATE SKIP LOCKED), "
-    "u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => $4), "
+    "AND m.id >= $2 AND m.visible_at <= now() ORDER BY m.id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    "UPDATE messages m SET visible_at = now() + make_interval(secs => $4), "
     "receive_count = m.receive_count + (c.rc0 < $6)::int, receipt = $5, "
     "first_received_at = coalesce(m.first_received_at, now()) "
-    "FROM c WHERE m.queue_id = $1 AND m.id = c.id RETURNING m.*, c.rc0 >= $6 AS exhausted) "
-    "SELECT " MQ_MESSAGE_COLUMNS ", m.exhausted FROM u m ORDER BY m.id",
+    "FROM c WHERE m.queue_id = $1 AND m.id = c.id "
+    "RETURNING " MQ_MESSAGE_COLUMNS ", c.rc0 >= $6",
     6);
 /* Moves leased messages $2 (receipt $3) of queue $1 to dead-letter queue $4. */
 static struct db_stmt q_dead_letter = DB_STMT(
@@ -136,10 +134,9 @@ static struct db_stmt q_visibility =
 static struct db_stmt q_peek =
     DB_STMT("mq_peek",
             "SELECT m.id, m.message_id, NULL, m.body, m.body_json, m.attributes, "
-            "m.receive_count, " MQ_MS("m.sent_at") ", " MQ_MS("m.first_received_at") ", " MQ_MS(
-                "m.visible_at") ", "
-                                "mq_state(m.visible_at, m.receive_count), m.group_id "
-                                "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2",
+            "m.receive_count, m.sent_at, m.first_received_at, m.visible_at, "
+            "mq_state(m.visible_at, m.receive_count), m.group_id "
+            "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2",
             2);
 static struct db_stmt q_redrive = DB_STMT("mq_redrive", "SELECT mq_redrive($1, $2, $3)", 3);
 
@@ -258,9 +255,8 @@ static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
     free(attrs);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    bool sent = PQntuples(r) == 1;
     PQclear(r);
-    return sent ? MQ_OK : MQ_NOT_FOUND; /* the queue was deleted meanwhile */
+    return MQ_OK;
 }
 
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
@@ -276,7 +272,6 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
     free(batch);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    bool sent = q->attrs.fifo || atoi(PQgetvalue(r, 0, 0)) > 0;
     if (q->attrs.fifo) {
         for (int i = 0; i < PQntuples(r) && i < n; i++) {
             mq_copy(results[i].message_id, sizeof results[i].message_id, r, i, 1);
@@ -285,7 +280,7 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
         }
     }
     PQclear(r);
-    return sent ? MQ_OK : MQ_NOT_FOUND; /* the queue was deleted meanwhile */
+    return MQ_OK;
 }
 
 /* Reads every row of r as a message into a new array. */
@@ -295,6 +290,21 @@ static void read_messages(PGresult *r, int queue_id, struct mq_message **msgs, i
     *msgs = xcalloc((size_t)(*count ? *count : 1), sizeof **msgs);
     for (int i = 0; i < *count; i++)
         mq_read_message(r, i, queue_id, &(*msgs)[i]);
+}
+
+static long long lowest_id(const struct mq_message *msgs, int n)
+{
+    long long low = msgs[0].id;
+    for (int i = 1; i < n; i++)
+        if (msgs[i].id < low)
+            low = msgs[i].id;
+    return low;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    long long x = ((const struct mq_message *)a)->id, y = ((const struct mq_message *)b)->id;
+    return (x > y) - (x < y);
 }
 
 /* The claim of a standard queue, from this process's hint. */
@@ -357,10 +367,12 @@ enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
         return mq_failed(c, r);
     read_messages(r, q->id, msgs, count);
     if (fast && *count > 0)
-        hint_update(q->id, (*msgs)[0].id); /* rows come in id order */
+        hint_update(q->id, lowest_id(*msgs, *count));
     if (fast && q->dead_letter_queue_id)
         dead_letter(c, q, r, nonce, *msgs, count);
     PQclear(r);
+    if (fast) /* UPDATE ... RETURNING has no order; receivers get the oldest first */
+        qsort(*msgs, (size_t)*count, sizeof **msgs, by_id);
     return MQ_OK;
 }
 
@@ -405,6 +417,85 @@ static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *
     bool exists = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return exists ? MQ_CONFLICT : MQ_OK; /* a message already gone is deleted */
+}
+
+static struct db_stmt q_delete_many =
+    DB_STMT("mq_delete_many",
+            "DELETE FROM messages m USING unnest($2::bigint[], $3::bigint[]) AS r(id, nonce) "
+            "WHERE m.queue_id = $1 AND m.id = r.id AND m.receipt = r.nonce RETURNING m.id",
+            3);
+static struct db_stmt q_exist_many = DB_STMT(
+    "mq_exist_many", "SELECT id FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[])", 2);
+
+/* Marks out[i] MQ_OK for every row id of r that is ids[i]. */
+static void mark(PGresult *r, const long long *ids, int n, enum mq_status *out, enum mq_status st)
+{
+    for (int row = 0; row < PQntuples(r); row++) {
+        long long id = atoll(PQgetvalue(r, row, 0));
+        for (int i = 0; i < n; i++)
+            if (ids[i] == id)
+                out[i] = st;
+    }
+}
+
+/* Runs a statement over arrays of message ids (and nonces), marking the ids it returns. */
+static bool run_marked(struct db_conn *c, struct db_stmt *st, const char *const *v,
+                       const long long *ids, int n, enum mq_status *out, enum mq_status mark_as,
+                       enum mq_status *fail)
+{
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        *fail = mq_failed(c, r);
+        return false;
+    }
+    mark(r, ids, n, out, mark_as);
+    PQclear(r);
+    return true;
+}
+
+enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
+                              const char *const *receipts, int n, enum mq_status *out)
+{
+    if (q->attrs.fifo) { /* groups need their bookkeeping: one by one */
+        for (int i = 0; i < n; i++)
+            if ((out[i] = mq_delete(c, q, receipts[i])) >= MQ_UNAVAILABLE)
+                return out[i];
+        return MQ_OK;
+    }
+    long long ids[MQ_MAX_BATCH];
+    struct buf idv, nv;
+    buf_init(&idv);
+    buf_init(&nv);
+    for (int i = 0; i < n && i < MQ_MAX_BATCH; i++) {
+        struct receipt_params p;
+        bool ours = receipt_params(q, receipts[i], &p);
+        out[i] = ours ? MQ_CONFLICT : MQ_NOT_FOUND; /* until the statements say otherwise */
+        ids[i] = ours ? p.message_id : -1;
+        if (ours) {
+            buf_printf(&idv, "%s%s", idv.len ? "," : "{", p.id);
+            buf_printf(&nv, "%s%s", nv.len ? "," : "{", p.nonce);
+        }
+    }
+    enum mq_status fail = MQ_OK;
+    if (idv.len) {
+        buf_puts(&idv, "}");
+        buf_puts(&nv, "}");
+        char qid[16];
+        snprintf(qid, sizeof qid, "%d", q->id);
+        const char *del[] = {qid, buf_str(&idv), buf_str(&nv)};
+        const char *ex[] = {qid, buf_str(&idv)};
+        enum mq_status still[MQ_MAX_BATCH];
+        for (int i = 0; i < n; i++)
+            still[i] = MQ_OK; /* gone unless it still exists */
+        if (run_marked(c, &q_delete_many, del, ids, n, out, MQ_OK, &fail) &&
+            run_marked(c, &q_exist_many, ex, ids, n, still, MQ_CONFLICT, &fail))
+            for (int i = 0; i < n; i++)
+                if (out[i] == MQ_CONFLICT)
+                    out[i] = still[i];
+    }
+    buf_cleanup(&idv);
+    buf_cleanup(&nv);
+    return fail;
 }
 
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt)
