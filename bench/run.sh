@@ -18,6 +18,9 @@ bench_sql() { pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d bench -qAt -v
 # pgb SCRIPT SECONDS [pgbench options...]: prints "tps receive_latency_ms"
 pgb() {
     local script=$1 secs=$2; shift 2
+    # the engine's statements run with the session settings of the pool (src/db/pool.c)
+    case "$script" in */engine_*) export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off" ;;
+                      *) unset PGOPTIONS ;; esac
     local out="$BENCH_TMP/pgbench.out"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -T "$WARMUP" -D qid="$QID" -D hint=0 "$@" -f "$script" bench >/dev/null 2>&1 || true

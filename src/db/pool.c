@@ -1,5 +1,12 @@
 /* The connection pool and statement execution; see include/rydes/db.h.
  *
+ * Pool connections run with sequential and bitmap scans disabled. Every statement the request
+ * path prepares is meant to walk an index, and a queue table's statistics are wrong most of
+ * the time (it was empty at the last ANALYZE, or it was full): with stale statistics the
+ * planner would claim messages with a sequential scan and a sort, O(depth) per receive, until
+ * autovacuum analyses the table again. Pinning the plan shape makes claims O(1) from the first
+ * one. Full scans (sweeper, depth measurement, operator views) run on connections of their own.
+ *
  * Slots are handed out from a free stack under one mutex; waiters sleep on a condition variable
  * with a monotonic-clock deadline, so a full pool turns into a 503 after the acquire timeout and
  * never into a hang. Connecting happens outside the mutex. */
@@ -18,7 +25,7 @@
 
 struct db_pool {
     char *conninfo;
-    char options[128];
+    char options[256];
     int connect_timeout_s;
     int connected; /* slots holding an open connection */
     int size;
@@ -74,7 +81,7 @@ struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeo
     p->conninfo = xstrdup(conninfo);
     snprintf(p->options, sizeof p->options,
              "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d "
-             "-c TimeZone=UTC -c DateStyle=ISO",
+             "-c TimeZone=UTC -c DateStyle=ISO -c enable_seqscan=off -c enable_bitmapscan=off",
              statement_timeout_ms, statement_timeout_ms * 2);
     p->connect_timeout_s = connect_timeout_s;
     p->size = size;
