@@ -83,7 +83,7 @@ static const struct setting settings[] = {
      OFF(connection_limit), false, NULL, "concurrent HTTP connections accepted"},
     {"connection-timeout", "RYDES_CONNECTION_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,
      OFF(connection_timeout), false, NULL, "seconds an idle HTTP connection is kept"},
-    {"connection-memory-limit", "RYDES_CONNECTION_MEMORY_LIMIT", SETTING_INT, "65536", 8192,
+    {"connection-memory-limit", "RYDES_CONNECTION_MEMORY_LIMIT", SETTING_INT, "16384", 8192,
      16777216, NULL, OFF(connection_memory_limit), false, NULL,
      "bytes of header/read buffer per connection (larger request headers are refused)"},
     {"shutdown-timeout", "RYDES_SHUTDOWN_TIMEOUT", SETTING_INT, "10", 0, 600, NULL,

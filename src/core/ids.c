@@ -10,9 +10,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-void ids_random(void *out, size_t n)
+static void fill_from_kernel(unsigned char *p, size_t n)
 {
-    unsigned char *p = out;
     while (n > 0) {
         ssize_t got = getrandom(p, n, 0);
         if (got < 0) {
@@ -26,16 +25,42 @@ void ids_random(void *out, size_t n)
     }
 }
 
+/* Kernel randomness is fetched 512 bytes at a time per thread: one getrandom(2) serves dozens
+ * of ids instead of one syscall each. The bytes are used once and never shared by threads. */
+void ids_random(void *out, size_t n)
+{
+    static _Thread_local unsigned char pool[512];
+    static _Thread_local size_t left;
+    unsigned char *p = out;
+    while (n > 0) {
+        if (left == 0) {
+            fill_from_kernel(pool, sizeof pool);
+            left = sizeof pool;
+        }
+        size_t take = n < left ? n : left;
+        memcpy(p, pool + sizeof pool - left, take);
+        memset(pool + sizeof pool - left, 0, take); /* used bytes do not linger */
+        left -= take;
+        p += take;
+        n -= take;
+    }
+}
+
 void ids_uuid(char *out)
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
     ids_random(b, sizeof b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, IDS_UUID_LEN,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 bool ids_is_uuid(const char *s)

@@ -96,7 +96,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.db_connect_timeout, 3);
     ck_assert_int_eq(c.connection_limit, 1000);
     ck_assert_int_eq(c.connection_timeout, 60);
-    ck_assert_int_eq(c.connection_memory_limit, 65536);
+    ck_assert_int_eq(c.connection_memory_limit, 16384);
     ck_assert_int_eq(c.shutdown_timeout, 10);
     config_cleanup(&c);
     ck_assert_ptr_null(c.bind);
