@@ -1,0 +1,47 @@
+/* Amazon SNS subscription filter policies: a policy (a JSON object) is compiled once into an
+ * immutable structure and then matched against message attributes or JSON message bodies, many
+ * times and from any thread, without allocating. Owns the SNS policy language (exact strings and
+ * numbers, anything-but, prefix, suffix, equals-ignore-case, wildcard, numeric ranges, exists,
+ * cidr, $or, nested body keys) and its limits (5 keys, 150 combinations, numbers within 1e9). */
+#ifndef RYDES_FILTER_H
+#define RYDES_FILTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define FILTER_MAX_KEYS         5   /* distinct attribute names / leaf paths in one policy */
+#define FILTER_MAX_COMBINATIONS 150 /* SNS's complexity limit */
+#define FILTER_NUMBER_LIMIT     1e9 /* numbers are within -1e9..1e9, five decimals of accuracy */
+
+enum filter_scope { FILTER_SCOPE_ATTRIBUTES, FILTER_SCOPE_BODY };
+
+struct filter_policy; /* compiled, immutable, shareable between threads */
+
+/* Compiles policy (a JSON object) for scope. On failure returns NULL and writes a message for
+ * the API client into err (what is wrong and where, e.g. "fare: numeric needs an operator and a
+ * number"). The caller frees the result with filter_free. policy stays the caller's; nothing in
+ * the result points into it. An empty object compiles to a policy that matches every message. */
+struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, char *err,
+                                     size_t errlen);
+
+/* Frees a compiled policy; NULL is allowed. */
+void filter_free(struct filter_policy *p);
+
+/* Matches message attributes: a JSON object {name: {"type": "String"|"Number"|"Binary"|
+ * "String.Array" (also with a ".label" suffix), "value": string}}; NULL means no attributes.
+ * Binary attributes (and unknown types) are ignored, as SNS does. String conditions match String
+ * values and String.Array string elements; numeric conditions match Number values and
+ * String.Array number elements. Allocation-free; attributes stays the caller's. */
+bool filter_match_attributes(const struct filter_policy *p, json_t *attributes);
+
+/* Matches a message body (any JSON value). Payload filtering needs a JSON object body: any other
+ * value matches only the empty policy. A key's value that is an array matches when one of its
+ * elements does (arrays of objects are searched for the nested keys). Allocation-free. */
+bool filter_match_body(const struct filter_policy *p, json_t *body);
+
+/* Number of combinations the policy has (SNS's complexity measure: per key the number of values
+ * times the nesting depth of the key, multiplied over the keys and summed over $or branches). */
+int filter_combinations(const struct filter_policy *p);
+
+#endif
