@@ -22,12 +22,19 @@ void api_db_release(struct http_request *req, struct db_conn *c);
 enum handler_result api_store_failed(struct http_request *req, enum store_result r);
 /* Reads ?limit= (1..1000, default 100) and ?after=; records field errors for bad values. */
 bool api_page(struct http_request *req, int *limit, const char **after, struct field_errors *fe);
+/* When fe holds errors: queues the 400 naming them, cleans fe up, sets *res and returns true.
+ * Reads as: if (api_reply_invalid(req, &fe, &res)) return res; */
+bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res);
 /* Requires the body to be a JSON object; queues a 400 and returns false otherwise. */
 bool api_body_object(struct http_request *req, enum handler_result *res);
 
 /* Reads the queue named by {name}; on failure the 404/503/500 is queued and *res set. */
 bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
                enum handler_result *res);
+/* Takes a connection and reads the queue named by {name}; NULL (the failure already answered,
+ * *res set) when either fails. Give the connection back with api_db_release. */
+struct db_conn *api_queue_conn(struct http_request *req, struct mq_queue *q,
+                               enum handler_result *res);
 /* Answers a failed engine call with the status its outcome maps to. */
 enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, const char *detail);
 /* The representation of a received or peeked message (a new reference). */

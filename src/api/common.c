@@ -39,6 +39,15 @@ bool api_page(struct http_request *req, int *limit, const char **after, struct f
     return fe->count == 0;
 }
 
+bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res)
+{
+    if (!fe->count)
+        return false;
+    *res = http_reply_invalid(req, fe);
+    field_errors_cleanup(fe);
+    return true;
+}
+
 bool api_body_object(struct http_request *req, enum handler_result *res)
 {
     if (json_is_object(req->json))

@@ -63,14 +63,10 @@ enum handler_result api_messages_send(struct http_request *req)
     enum handler_result res;
     if (!api_body_object(req, &res))
         return res;
-    struct db_conn *c = api_db_acquire(req, &res);
+    struct mq_queue q;
+    struct db_conn *c = api_queue_conn(req, &q, &res);
     if (!c)
         return res;
-    struct mq_queue q;
-    if (!api_queue(req, c, &q, &res)) {
-        api_db_release(req, c);
-        return res;
-    }
     struct field_errors fe;
     field_errors_init(&fe);
     struct mq_send_entry e;
@@ -192,14 +188,10 @@ enum handler_result api_messages_send_batch(struct http_request *req)
     json_t *items = batch_items(req, "entries", true, &res);
     if (!items)
         return res;
-    struct db_conn *c = api_db_acquire(req, &res);
+    struct mq_queue q;
+    struct db_conn *c = api_queue_conn(req, &q, &res);
     if (!c)
         return res;
-    struct mq_queue q;
-    if (!api_queue(req, c, &q, &res)) {
-        api_db_release(req, c);
-        return res;
-    }
     struct send_batch b = {0};
     json_t *failed = json_array();
     collect_entries(items, &q, &b, failed);
@@ -301,11 +293,8 @@ enum handler_result api_messages_receive(struct http_request *req)
     struct field_errors fe;
     field_errors_init(&fe);
     mq_input_receive(req->json, &ps->q, &ps->rr, &fe);
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     ps->req = req;
     ps->why = MQ_WAKE_MESSAGE;
     ps->waiter.queue_id = ps->q.id;
@@ -354,11 +343,8 @@ enum handler_result api_messages_visibility(struct http_request *req)
     validate_known_fields(req->json, known, &fe);
     int64_t vt = 0;
     validate_int(req->json, "visibility_timeout", true, 0, 43200, &vt, &fe);
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
@@ -393,14 +379,10 @@ enum handler_result api_messages_delete_batch(struct http_request *req)
     json_t *receipts = batch_items(req, "receipts", false, &res);
     if (!receipts)
         return res;
-    struct db_conn *c = api_db_acquire(req, &res);
+    struct mq_queue q;
+    struct db_conn *c = api_queue_conn(req, &q, &res);
     if (!c)
         return res;
-    struct mq_queue q;
-    if (!api_queue(req, c, &q, &res)) {
-        api_db_release(req, c);
-        return res;
-    }
     const char *texts[MQ_MAX_BATCH];
     size_t n = json_array_size(receipts);
     for (size_t i = 0; i < n; i++) /* a non-string is no receipt: it matches nothing */

@@ -35,6 +35,17 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
     return mq_failure(req, st, detail);
 }
 
+struct db_conn *api_queue_conn(struct http_request *req, struct mq_queue *q,
+                               enum handler_result *res)
+{
+    struct db_conn *c = api_db_acquire(req, res);
+    if (c && !api_queue(req, c, q, res)) {
+        api_db_release(req, c);
+        c = NULL;
+    }
+    return c;
+}
+
 bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
                enum handler_result *res)
 {
@@ -126,11 +137,8 @@ enum handler_result api_queues_put(struct http_request *req)
     if (req->json && !json_is_object(req->json))
         field_errors_add(&fe, "body", "must be a JSON object of attributes");
     enum handler_result res;
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
@@ -142,12 +150,10 @@ enum handler_result api_queues_put(struct http_request *req)
     }
     struct mq_attrs attrs;
     mq_input_attrs(req->json, name, &attrs, &fe);
-    if (fe.count) {
+    if (fe.count)
         api_db_release(req, c);
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     bool created = false;
     char detail[256];
     enum mq_status st = mq_queue_put(c, name, &attrs, &created, detail, sizeof detail);
@@ -206,11 +212,8 @@ enum handler_result api_queues_list(struct http_request *req)
     if (after && !mq_input_queue_name(after))
         field_errors_add(&fe, "after", "is not a cursor returned by this list");
     enum handler_result res;
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
@@ -311,11 +314,8 @@ enum handler_result api_queues_peek(struct http_request *req)
     const char *after;
     api_page(req, &limit, &after, &fe);
     enum handler_result res;
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;

@@ -32,11 +32,8 @@ enum handler_result api_tokens_create(struct http_request *req)
     if (role_text && !role_parse(role_text, &role))
         field_errors_add(&fe, "role", "must be one of app, service, admin");
     const char *name = validate_string(req->json, "name", false, 1, 100, &fe);
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
@@ -74,11 +71,8 @@ enum handler_result api_tokens_list(struct http_request *req)
     if (!parse_cursor(after, &cursor))
         field_errors_add(&fe, "after", "is not a cursor returned by this list");
     enum handler_result res;
-    if (fe.count) {
-        res = http_reply_invalid(req, &fe);
-        field_errors_cleanup(&fe);
+    if (api_reply_invalid(req, &fe, &res))
         return res;
-    }
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;

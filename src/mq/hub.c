@@ -25,7 +25,7 @@
 #define HUB_SEQ_SLOTS         1024     /* queue ids sharing a slot only cause a spurious wake */
 #define HUB_ANNOUNCE_US       10000000 /* listener rows are renewed this often... */
 #define HUB_ANNOUNCE_TTL      "30"     /* ...and expire after this many seconds */
-#define HUB_MAX_QUEUES        64       /* distinct queues announced at once */
+#define HUB_MAX_QUEUES        512      /* distinct queues with waiters handled promptly */
 
 /* A queue this process has announced in queue_listeners, so senders NOTIFY it. */
 struct announced {

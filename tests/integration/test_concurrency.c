@@ -36,34 +36,6 @@ static void teardown(void)
     harness_stop(&srv);
 }
 
-static const char *str(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-static void put_queue(const char *name, const char *body)
-{
-    char path[160];
-    snprintf(path, sizeof path, "/queues/%s", name);
-    struct response r;
-    harness_admin(&srv, "PUT", path, body, &r);
-    ck_assert_msg(r.status == 201, "PUT %s: %ld %s", path, r.status, buf_str(&r.body));
-    response_cleanup(&r);
-}
-
-static int stored(const char *queue)
-{
-    char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-             "WHERE q.name = '%s'",
-             queue);
-    char *n = harness_sql(harness_db_url(), sql);
-    int v = atoi(n);
-    free(n);
-    return v;
-}
-
 /* Deletes the receipts of msgs in one batch; returns how many were not deleted (-1: the
  * request itself failed). */
 static int delete_all(const char *queue, json_t *msgs)
@@ -142,9 +114,9 @@ static void *producer(void *arg)
             load_error();
         for (size_t i = 0; i < json_array_size(ok); i++) {
             json_t *e = json_array_get(ok, i);
-            int idx = k * LOAD_PER_PRODUCER + b * 10 + atoi(str(e, "id") + 1);
+            int idx = k * LOAD_PER_PRODUCER + b * 10 + atoi(json_str(e, "id") + 1);
             pthread_mutex_lock(&load.mu);
-            snprintf(load.sent_id[idx], IDS_UUID_LEN, "%s", str(e, "message_id"));
+            snprintf(load.sent_id[idx], IDS_UUID_LEN, "%s", json_str(e, "message_id"));
             pthread_mutex_unlock(&load.mu);
         }
         response_cleanup(&r);
@@ -181,14 +153,14 @@ static void *consumer(void *arg)
         pthread_mutex_lock(&load.mu);
         for (size_t i = 0; i < json_array_size(msgs); i++) {
             json_t *m = json_array_get(msgs, i);
-            const char *body = str(m, "body");
+            const char *body = json_str(m, "body");
             int idx = body && strncmp(body, "load-", 5) == 0 ? atoi(body + 5) : -1;
             if (idx < 0 || idx >= LOAD_TOTAL) {
                 load.bad_bodies++;
                 continue;
             }
             if (load.delivered[idx]++ == 0)
-                snprintf(load.got_id[idx], IDS_UUID_LEN, "%s", str(m, "message_id"));
+                snprintf(load.got_id[idx], IDS_UUID_LEN, "%s", json_str(m, "message_id"));
             load.total++;
         }
         pthread_mutex_unlock(&load.mu);
@@ -208,7 +180,7 @@ static void *consumer(void *arg)
 
 START_TEST(consumers_drain_while_producers_send)
 {
-    put_queue("load", "{\"visibility_timeout\": 30}");
+    harness_put_queue(&srv, "load", "{\"visibility_timeout\": 30}", 201);
     memset(&load, 0, sizeof load);
     pthread_mutex_init(&load.mu, NULL);
     int64_t start = clock_mono_us();
@@ -239,7 +211,7 @@ START_TEST(consumers_drain_while_producers_send)
     ck_assert_int_eq(wrong_id, 0);
     ck_assert_int_eq(load.total, LOAD_TOTAL);
     ck_assert_int_eq(load.delete_failed, 0);
-    ck_assert_int_eq(stored("load"), 0);
+    ck_assert_int_eq(harness_stored("load"), 0);
     ck_assert_msg(elapsed < LOAD_DEADLINE_US, "took %.1f s", elapsed / 1e6);
 }
 END_TEST
@@ -266,7 +238,7 @@ static void *patient_consumer(void *arg)
         for (size_t i = 0; i < json_array_size(msgs) && c->count < 5; i++) {
             json_t *m = json_array_get(msgs, i);
             c->wrong_count += json_integer_value(json_object_get(m, "receive_count")) != 2;
-            snprintf(c->ids[c->count++], IDS_UUID_LEN, "%s", str(m, "message_id"));
+            snprintf(c->ids[c->count++], IDS_UUID_LEN, "%s", json_str(m, "message_id"));
         }
         json_array_extend(c->received, msgs);
         response_cleanup(&r);
@@ -277,7 +249,7 @@ static void *patient_consumer(void *arg)
 
 START_TEST(crashed_consumer_messages_are_redelivered)
 {
-    put_queue("crash", NULL);
+    harness_put_queue(&srv, "crash", NULL, 201);
     char sent[5][IDS_UUID_LEN];
     for (int i = 0; i < 5; i++) {
         char body[32];
@@ -285,7 +257,7 @@ START_TEST(crashed_consumer_messages_are_redelivered)
         struct response r;
         harness_admin(&srv, "POST", "/queues/crash/messages", body, &r);
         ck_assert_int_eq(r.status, 201);
-        snprintf(sent[i], IDS_UUID_LEN, "%s", str(r.json, "message_id"));
+        snprintf(sent[i], IDS_UUID_LEN, "%s", json_str(r.json, "message_id"));
         response_cleanup(&r);
     }
     /* the doomed consumer takes everything, then dies without deleting */
@@ -313,9 +285,9 @@ START_TEST(crashed_consumer_messages_are_redelivered)
                   "redelivery took %lld us for a 1 s lease", (long long)c.elapsed_us);
     /* the crashed consumer's receipts were superseded: they delete nothing */
     ck_assert_int_eq(delete_all("crash", lost), 5);
-    ck_assert_int_eq(stored("crash"), 5);
+    ck_assert_int_eq(harness_stored("crash"), 5);
     ck_assert_int_eq(delete_all("crash", c.received), 0);
-    ck_assert_int_eq(stored("crash"), 0);
+    ck_assert_int_eq(harness_stored("crash"), 0);
     json_decref(c.received);
     response_cleanup(&crashed);
 }
@@ -413,7 +385,7 @@ static void *fifo_consumer(void *arg)
         for (size_t i = 0; i < json_array_size(msgs); i++) {
             json_t *m = json_array_get(msgs, i);
             int g = -1, idx = -1;
-            const char *body = str(m, "body"), *group = str(m, "group_id");
+            const char *body = json_str(m, "body"), *group = json_str(m, "group_id");
             if (!body || sscanf(body, "g%d-%d", &g, &idx) != 2 || g < 0 || g >= FIFO_GROUPS ||
                 idx < 0 || idx >= FIFO_PER_GROUP || !group || atoi(group + 1) != g) {
                 fl.bad++;
@@ -439,7 +411,7 @@ static void *fifo_consumer(void *arg)
 
 START_TEST(fifo_groups_keep_send_order_under_concurrency)
 {
-    put_queue("groups.fifo", "{\"visibility_timeout\": 30}");
+    harness_put_queue(&srv, "groups.fifo", "{\"visibility_timeout\": 30}", 201);
     memset(&fl, 0, sizeof fl);
     pthread_mutex_init(&fl.mu, NULL);
     int64_t start = clock_mono_us();
@@ -473,7 +445,7 @@ START_TEST(fifo_groups_keep_send_order_under_concurrency)
                       fl.count[g], FIFO_PER_GROUP - 1);
     }
     ck_assert_int_eq(fl.total, FIFO_TOTAL);
-    ck_assert_int_eq(stored("groups.fifo"), 0);
+    ck_assert_int_eq(harness_stored("groups.fifo"), 0);
     ck_assert_msg(elapsed < FIFO_DEADLINE_US, "took %.1f s", elapsed / 1e6);
 }
 END_TEST

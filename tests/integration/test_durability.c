@@ -81,9 +81,15 @@ START_TEST(restart_loses_no_acknowledged_send)
 }
 END_TEST
 
+static void no_background_sweeper(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "sweep-interval-ms", "0", &err)); /* the test sweeps */
+}
+
 START_TEST(sweeper_deletes_expired_messages)
 {
-    harness_start(&srv, NULL);
+    harness_start(&srv, no_background_sweeper);
     struct response r;
     harness_admin(&srv, "PUT", "/queues/short", "{\"retention_seconds\":60}", &r);
     ck_assert_int_eq(r.status, 201);

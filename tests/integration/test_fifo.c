@@ -32,28 +32,6 @@ static void teardown(void)
     harness_stop(&srv);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-static const char *str(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-static void put_queue(const char *name, const char *body)
-{
-    char path[160];
-    snprintf(path, sizeof path, "/queues/%s", name);
-    struct response r;
-    harness_admin(&srv, "PUT", path, body, &r);
-    ck_assert_msg(r.status == 201, "PUT %s: %ld %s", path, r.status, buf_str(&r.body));
-    response_cleanup(&r);
-}
-
 static void post(const char *queue, const char *suffix, const char *body, long status,
                  struct response *r)
 {
@@ -78,12 +56,12 @@ static long long send_to(const char *queue, const char *group, const char *body,
         snprintf(request, sizeof request, "{\"body\": \"%s\", \"group_id\": \"%s\"}", body, group);
     struct response r;
     post(queue, "/messages", request, 201, &r);
-    const char *seq = str(r.json, "sequence_number");
+    const char *seq = json_str(r.json, "sequence_number");
     ck_assert_msg(seq != NULL, "no sequence_number: %s", buf_str(&r.body));
     ck_assert_int_eq(strspn(seq, "0123456789"), strlen(seq));
     long long n = atoll(seq);
     if (id)
-        snprintf(id, IDS_UUID_LEN, "%s", str(r.json, "message_id"));
+        snprintf(id, IDS_UUID_LEN, "%s", json_str(r.json, "message_id"));
     response_cleanup(&r);
     return n;
 }
@@ -113,28 +91,15 @@ static size_t receive_bodies(const char *queue, const char *request, char *out, 
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i);
         size_t len = strlen(out);
-        snprintf(out + len, n - len, "%s%s", i ? "," : "", str(m, "body"));
-        ck_assert_ptr_nonnull(str(m, "group_id"));
-        ck_assert_ptr_nonnull(str(m, "sequence_number"));
+        snprintf(out + len, n - len, "%s%s", i ? "," : "", json_str(m, "body"));
+        ck_assert_ptr_nonnull(json_str(m, "group_id"));
+        ck_assert_ptr_nonnull(json_str(m, "sequence_number"));
     }
     if (receipt && json_array_size(msgs))
-        snprintf(receipt, MQ_RECEIPT_LEN, "%s", str(json_array_get(msgs, 0), "receipt"));
+        snprintf(receipt, MQ_RECEIPT_LEN, "%s", json_str(json_array_get(msgs, 0), "receipt"));
     size_t count = json_array_size(msgs);
     response_cleanup(&r);
     return count;
-}
-
-static int stored(const char *queue)
-{
-    char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-             "WHERE q.name = '%s'",
-             queue);
-    char *n = harness_sql(harness_db_url(), sql);
-    int v = atoi(n);
-    free(n);
-    return v;
 }
 
 static long delete_receipt(const char *queue, const char *receipt)
@@ -148,18 +113,9 @@ static long delete_receipt(const char *queue, const char *receipt)
     return st;
 }
 
-static bool names_field(const struct response *r, const char *field)
-{
-    json_t *errors = json_object_get(r->json, "errors");
-    for (size_t i = 0; i < json_array_size(errors); i++)
-        if (strcmp(str(json_array_get(errors, i), "field"), field) == 0)
-            return true;
-    return false;
-}
-
 START_TEST(fifo_send_rules)
 {
-    put_queue("rules.fifo", NULL);
+    harness_put_queue(&srv, "rules.fifo", NULL, 201);
     const struct {
         const char *body;
         const char *field;
@@ -175,24 +131,25 @@ START_TEST(fifo_send_rules)
         struct response r;
         harness_admin(&srv, "POST", "/queues/rules.fifo/messages", cases[i].body, &r);
         assert_problem(&r, 400);
-        ck_assert_msg(names_field(&r, cases[i].field), "%s: %s", cases[i].body, buf_str(&r.body));
+        ck_assert_msg(problem_names_field(&r, cases[i].field), "%s: %s", cases[i].body,
+                      buf_str(&r.body));
         response_cleanup(&r);
     }
-    ck_assert_int_eq(stored("rules.fifo"), 0);
+    ck_assert_int_eq(harness_stored("rules.fifo"), 0);
     struct response r;
     post("rules.fifo", "/messages", "{\"body\": \"ok\", \"group_id\": \"g\", \"dedup_id\": \"d\"}",
          201, &r);
     char md5[33];
     secret_md5_hex("ok", 2, md5);
-    ck_assert_str_eq(str(r.json, "md5_of_body"), md5);
-    ck_assert_ptr_nonnull(str(r.json, "sequence_number"));
+    ck_assert_str_eq(json_str(r.json, "md5_of_body"), md5);
+    ck_assert_ptr_nonnull(json_str(r.json, "sequence_number"));
     response_cleanup(&r);
 }
 END_TEST
 
 START_TEST(sequence_numbers_increase)
 {
-    put_queue("seq.fifo", NULL);
+    harness_put_queue(&srv, "seq.fifo", NULL, 201);
     long long prev = 0;
     for (int i = 0; i < 5; i++) {
         char body[16];
@@ -220,7 +177,7 @@ static struct db_conn *hold_connection(void)
  * order must still be sequence order and delivery order. */
 START_TEST(order_holds_across_pooled_connections)
 {
-    put_queue("rotate.fifo", NULL);
+    harness_put_queue(&srv, "rotate.fifo", NULL, 201);
     long long seq[6];
     char want[256] = "";
     for (int i = 0; i < 6; i++) {
@@ -247,7 +204,7 @@ END_TEST
 
 START_TEST(order_within_groups)
 {
-    put_queue("order.fifo", NULL);
+    harness_put_queue(&srv, "order.fifo", NULL, 201);
     for (int i = 1; i <= 5; i++) {
         char a[8], b[8];
         snprintf(a, sizeof a, "a%d", i);
@@ -262,8 +219,8 @@ START_TEST(order_within_groups)
     long long prev_a = 0, prev_b = 0;
     for (size_t i = 0; i < 10; i++) {
         json_t *m = json_array_get(msgs, i);
-        const char *body = str(m, "body"), *group = str(m, "group_id");
-        long long seq = atoll(str(m, "sequence_number"));
+        const char *body = json_str(m, "body"), *group = json_str(m, "group_id");
+        long long seq = atoll(json_str(m, "sequence_number"));
         char want[16];
         if (strcmp(group, "ga") == 0) {
             snprintf(want, sizeof want, "a%d", next_a++);
@@ -284,7 +241,7 @@ END_TEST
 
 START_TEST(in_flight_group_blocks_only_itself)
 {
-    put_queue("hol.fifo", NULL);
+    harness_put_queue(&srv, "hol.fifo", NULL, 201);
     send_body("hol.fifo", "g1", "x1");
     send_body("hol.fifo", "g1", "x2");
     send_body("hol.fifo", "g2", "y1");
@@ -325,7 +282,7 @@ END_TEST
 
 START_TEST(receive_takes_several_of_a_group_in_order)
 {
-    put_queue("several.fifo", NULL);
+    harness_put_queue(&srv, "several.fifo", NULL, 201);
     send_body("several.fifo", "g", "m1");
     send_body("several.fifo", "g", "m2");
     send_body("several.fifo", "g", "m3");
@@ -342,7 +299,7 @@ END_TEST
 
 START_TEST(release_and_expiry_redeliver_the_head_first)
 {
-    put_queue("redeliver.fifo", "{\"visibility_timeout\": 1}");
+    harness_put_queue(&srv, "redeliver.fifo", "{\"visibility_timeout\": 1}", 201);
     send_body("redeliver.fifo", "g", "h1");
     send_body("redeliver.fifo", "g", "h2");
     send_body("redeliver.fifo", "g", "h3");
@@ -350,17 +307,17 @@ START_TEST(release_and_expiry_redeliver_the_head_first)
     ck_assert_int_eq(receive_bodies("redeliver.fifo", "{}", got, sizeof got, receipt), 1);
     ck_assert_str_eq(got, "h1");
     ck_assert_int_eq(receive_bodies("redeliver.fifo", "{}", got, sizeof got, NULL), 0);
-    sleep_ms(1100);
+    harness_sleep_ms(1100);
     struct response r;
     json_t *msgs =
         receive("redeliver.fifo", "{\"max_messages\": 2, \"visibility_timeout\": 30}", &r);
     ck_assert_int_eq(json_array_size(msgs), 2);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "h1");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "h1");
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(msgs, 0), "receive_count")),
                      2);
-    ck_assert_str_eq(str(json_array_get(msgs, 1), "body"), "h2");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 1), "body"), "h2");
     char h2[MQ_RECEIPT_LEN];
-    snprintf(h2, sizeof h2, "%s", str(json_array_get(msgs, 1), "receipt"));
+    snprintf(h2, sizeof h2, "%s", json_str(json_array_get(msgs, 1), "receipt"));
     response_cleanup(&r);
     ck_assert_int_eq(delete_receipt("redeliver.fifo", receipt), 409); /* superseded */
 
@@ -378,16 +335,16 @@ END_TEST
 
 START_TEST(dedup_id_within_the_window)
 {
-    put_queue("dedup.fifo", NULL);
+    harness_put_queue(&srv, "dedup.fifo", NULL, 201);
     char id[IDS_UUID_LEN];
     long long seq = send_to("dedup.fifo", "g", "original", "d-1", id);
     struct response r;
     post("dedup.fifo", "/messages",
          "{\"body\": \"another body\", \"group_id\": \"g2\", \"dedup_id\": \"d-1\"}", 200, &r);
-    ck_assert_str_eq(str(r.json, "message_id"), id);
-    ck_assert_int_eq(atoll(str(r.json, "sequence_number")), seq);
+    ck_assert_str_eq(json_str(r.json, "message_id"), id);
+    ck_assert_int_eq(atoll(json_str(r.json, "sequence_number")), seq);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("dedup.fifo"), 1);
+    ck_assert_int_eq(harness_stored("dedup.fifo"), 1);
 
     /* inside a batch too, and against an earlier entry of the same batch */
     post("dedup.fifo", "/messages:batch",
@@ -398,12 +355,12 @@ START_TEST(dedup_id_within_the_window)
     json_t *ok = json_object_get(r.json, "successful");
     ck_assert_int_eq(json_array_size(ok), 3);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "failed")), 0);
-    ck_assert_str_eq(str(json_array_get(ok, 0), "message_id"), id);
-    ck_assert_str_ne(str(json_array_get(ok, 1), "message_id"), id);
-    ck_assert_str_eq(str(json_array_get(ok, 1), "message_id"),
-                     str(json_array_get(ok, 2), "message_id"));
+    ck_assert_str_eq(json_str(json_array_get(ok, 0), "message_id"), id);
+    ck_assert_str_ne(json_str(json_array_get(ok, 1), "message_id"), id);
+    ck_assert_str_eq(json_str(json_array_get(ok, 1), "message_id"),
+                     json_str(json_array_get(ok, 2), "message_id"));
     response_cleanup(&r);
-    ck_assert_int_eq(stored("dedup.fifo"), 2);
+    ck_assert_int_eq(harness_stored("dedup.fifo"), 2);
 
     /* deduplication outlives delivery and deletion */
     char got[256], receipt[MQ_RECEIPT_LEN];
@@ -413,9 +370,9 @@ START_TEST(dedup_id_within_the_window)
     ck_assert_int_eq(delete_receipt("dedup.fifo", receipt), 204);
     post("dedup.fifo", "/messages",
          "{\"body\": \"again\", \"group_id\": \"g\", \"dedup_id\": \"d-1\"}", 200, &r);
-    ck_assert_str_eq(str(r.json, "message_id"), id);
+    ck_assert_str_eq(json_str(r.json, "message_id"), id);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("dedup.fifo"), 1);
+    ck_assert_int_eq(harness_stored("dedup.fifo"), 1);
 
     /* once the window has passed, the id is free again */
     free(harness_sql(harness_db_url(),
@@ -424,25 +381,25 @@ START_TEST(dedup_id_within_the_window)
     char fresh[IDS_UUID_LEN];
     send_to("dedup.fifo", "g3", "again", "d-1", fresh);
     ck_assert_str_ne(fresh, id);
-    ck_assert_int_eq(stored("dedup.fifo"), 2);
+    ck_assert_int_eq(harness_stored("dedup.fifo"), 2);
 }
 END_TEST
 
 START_TEST(content_based_dedup_uses_the_body_hash)
 {
-    put_queue("cbd.fifo", "{\"content_based_dedup\": true}");
+    harness_put_queue(&srv, "cbd.fifo", "{\"content_based_dedup\": true}", 201);
     char id[IDS_UUID_LEN];
     send_to("cbd.fifo", "g1", "same body", NULL, id);
     struct response r;
     post("cbd.fifo", "/messages", "{\"body\": \"same body\", \"group_id\": \"g2\"}", 200, &r);
-    ck_assert_str_eq(str(r.json, "message_id"), id);
+    ck_assert_str_eq(json_str(r.json, "message_id"), id);
     response_cleanup(&r);
     char other[IDS_UUID_LEN];
     send_to("cbd.fifo", "g1", "other body", NULL, other);
     ck_assert_str_ne(other, id);
     /* an explicit dedup_id still wins over the hash */
     send_to("cbd.fifo", "g1", "same body", "explicit", NULL);
-    ck_assert_int_eq(stored("cbd.fifo"), 3);
+    ck_assert_int_eq(harness_stored("cbd.fifo"), 3);
 
     char sha[65], sql[256];
     secret_sha256_hex("same body", 9, sha);
@@ -467,8 +424,9 @@ END_TEST
 
 START_TEST(dead_letter_keeps_group_order)
 {
-    put_queue("dl.fifo", NULL);
-    put_queue("src.fifo", "{\"dead_letter\": {\"queue\": \"dl.fifo\", \"max_receive_count\": 1}}");
+    harness_put_queue(&srv, "dl.fifo", NULL, 201);
+    harness_put_queue(&srv, "src.fifo",
+                      "{\"dead_letter\": {\"queue\": \"dl.fifo\", \"max_receive_count\": 1}}", 201);
     send_body("src.fifo", "g", "d1");
     send_body("src.fifo", "g", "d2");
     send_body("src.fifo", "g", "d3");
@@ -478,17 +436,17 @@ START_TEST(dead_letter_keeps_group_order)
                      2);
     ck_assert_str_eq(got, "d1,d2");
     send_body("src.fifo", "h", "e1");
-    sleep_ms(1100);
+    harness_sleep_ms(1100);
     /* d1 and d2 are exhausted: they move, and d3 becomes the head of g */
     ck_assert_int_eq(receive_bodies("src.fifo", "{\"max_messages\": 10, \"visibility_timeout\": 1}",
                                     got, sizeof got, NULL),
                      2);
     ck_assert_str_eq(got, "d3,e1");
-    sleep_ms(1100);
+    harness_sleep_ms(1100);
     ck_assert_int_eq(receive_bodies("src.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
                      0);
-    ck_assert_int_eq(stored("src.fifo"), 0);
-    ck_assert_int_eq(stored("dl.fifo"), 4);
+    ck_assert_int_eq(harness_stored("src.fifo"), 0);
+    ck_assert_int_eq(harness_stored("dl.fifo"), 4);
 
     struct response r;
     json_t *msgs = receive("dl.fifo", "{\"max_messages\": 10}", &r);
@@ -497,12 +455,12 @@ START_TEST(dead_letter_keeps_group_order)
     int next = 0;
     for (size_t i = 0; i < 4; i++) {
         json_t *m = json_array_get(msgs, i);
-        if (strcmp(str(m, "group_id"), "g") == 0) {
+        if (strcmp(json_str(m, "group_id"), "g") == 0) {
             ck_assert_int_lt(next, 3);
-            ck_assert_str_eq(str(m, "body"), order_g[next++]);
+            ck_assert_str_eq(json_str(m, "body"), order_g[next++]);
         } else {
-            ck_assert_str_eq(str(m, "group_id"), "h");
-            ck_assert_str_eq(str(m, "body"), "e1");
+            ck_assert_str_eq(json_str(m, "group_id"), "h");
+            ck_assert_str_eq(json_str(m, "body"), "e1");
         }
         /* the count it had when it moved, plus this receive */
         ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 2);

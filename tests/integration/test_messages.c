@@ -36,28 +36,6 @@ static void teardown(void)
     harness_stop(&srv);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-static const char *str(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-static void put_queue(const char *name, const char *body)
-{
-    char path[160];
-    snprintf(path, sizeof path, "/queues/%s", name);
-    struct response r;
-    harness_admin(&srv, "PUT", path, body, &r);
-    ck_assert_msg(r.status == 201, "PUT %s: %ld %s", path, r.status, buf_str(&r.body));
-    response_cleanup(&r);
-}
-
 /* POSTs body to /queues/{queue}{suffix} as admin into r and asserts the status. */
 static void post(const char *queue, const char *suffix, const char *body, long status,
                  struct response *r)
@@ -75,7 +53,7 @@ static void send_msg(const char *queue, const char *request, char *message_id)
     struct response r;
     post(queue, "/messages", request, 201, &r);
     if (message_id)
-        snprintf(message_id, IDS_UUID_LEN, "%s", str(r.json, "message_id"));
+        snprintf(message_id, IDS_UUID_LEN, "%s", json_str(r.json, "message_id"));
     response_cleanup(&r);
 }
 
@@ -95,20 +73,6 @@ static size_t receive_n(const char *queue, const char *request)
     size_t n = json_array_size(receive(queue, request, &r));
     response_cleanup(&r);
     return n;
-}
-
-/* Messages stored for queue name, counted in the database. */
-static int stored(const char *queue)
-{
-    char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-             "WHERE q.name = '%s'",
-             queue);
-    char *n = harness_sql(harness_db_url(), sql);
-    int v = atoi(n);
-    free(n);
-    return v;
 }
 
 static long status_of(const char *method, const char *path, const char *body)
@@ -151,15 +115,6 @@ static long long stat_of(const char *queue, const char *name)
     return n;
 }
 
-static bool names_field(const struct response *r, const char *field)
-{
-    json_t *errors = json_object_get(r->json, "errors");
-    for (size_t i = 0; i < json_array_size(errors); i++)
-        if (strcmp(str(json_array_get(errors, i), "field"), field) == 0)
-            return true;
-    return false;
-}
-
 static void assert_timestamp(const char *t)
 {
     ck_assert_ptr_nonnull(t);
@@ -172,14 +127,14 @@ static void assert_timestamp(const char *t)
 
 START_TEST(send_returns_id_and_md5)
 {
-    put_queue("send", NULL);
+    harness_put_queue(&srv, "send", NULL, 201);
     struct response r;
     post("send", "/messages", "{\"body\": \"hello world\"}", 201, &r);
     char md5[33];
     secret_md5_hex("hello world", 11, md5);
-    ck_assert_str_eq(str(r.json, "md5_of_body"), md5);
+    ck_assert_str_eq(json_str(r.json, "md5_of_body"), md5);
     ck_assert_str_eq(md5, "5eb63bbbe01eeed093cb22bb8f5acdc3");
-    const char *id = str(r.json, "message_id");
+    const char *id = json_str(r.json, "message_id");
     ck_assert_ptr_nonnull(id);
     ck_assert_int_eq(strlen(id), 36);
     ck_assert_ptr_null(json_object_get(r.json, "sequence_number"));
@@ -191,9 +146,9 @@ START_TEST(send_returns_id_and_md5)
     post("send", "/messages", "{\"body\": {\"a\": 1, \"b\": [true, null]}}", 201, &r);
     const char *compact = "{\"a\":1,\"b\":[true,null]}";
     secret_md5_hex(compact, strlen(compact), md5);
-    ck_assert_str_eq(str(r.json, "md5_of_body"), md5);
+    ck_assert_str_eq(json_str(r.json, "md5_of_body"), md5);
     char json_id[IDS_UUID_LEN];
-    snprintf(json_id, sizeof json_id, "%s", str(r.json, "message_id"));
+    snprintf(json_id, sizeof json_id, "%s", json_str(r.json, "message_id"));
     ck_assert_str_ne(json_id, sent_id);
     response_cleanup(&r);
 
@@ -204,21 +159,21 @@ START_TEST(send_returns_id_and_md5)
     ck_assert_int_eq(json_array_size(msgs), 3);
     json_t *m0 = json_array_get(msgs, 0), *m1 = json_array_get(msgs, 1),
            *m2 = json_array_get(msgs, 2);
-    ck_assert_str_eq(str(m0, "message_id"), sent_id);
-    ck_assert_str_eq(str(m0, "body"), "hello world");
-    ck_assert_str_eq(str(m1, "message_id"), json_id);
+    ck_assert_str_eq(json_str(m0, "message_id"), sent_id);
+    ck_assert_str_eq(json_str(m0, "body"), "hello world");
+    ck_assert_str_eq(json_str(m1, "message_id"), json_id);
     json_t *expected = json_loads("{\"a\": 1, \"b\": [true, null]}", 0, NULL);
     ck_assert_msg(json_equal(json_object_get(m1, "body"), expected), "%s", buf_str(&r.body));
     json_decref(expected);
     ck_assert(json_is_string(json_object_get(m2, "body")));
-    ck_assert_str_eq(str(m2, "body"), "{\"a\": 1}");
+    ck_assert_str_eq(json_str(m2, "body"), "{\"a\": 1}");
     response_cleanup(&r);
 }
 END_TEST
 
 START_TEST(attributes_round_trip)
 {
-    put_queue("attrs", NULL);
+    harness_put_queue(&srv, "attrs", NULL, 201);
     const char *attrs = "{\"fare\": {\"type\": \"Number\", \"value\": \"12.50\"}, "
                         "\"who\": {\"type\": \"String\", \"value\": \"unicorn \\u00e9\"}, "
                         "\"blob\": {\"type\": \"Binary\", \"value\": \"AAEC\"}, "
@@ -243,7 +198,7 @@ END_TEST
 
 START_TEST(send_refuses_bad_input)
 {
-    put_queue("strict", "{\"max_message_bytes\": 1024}");
+    harness_put_queue(&srv, "strict", "{\"max_message_bytes\": 1024}", 201);
     char big[1200] = "{\"body\": \"";
     memset(big + strlen(big), 'x', 1025);
     strcat(big, "\"}");
@@ -272,19 +227,20 @@ START_TEST(send_refuses_bad_input)
         harness_admin(&srv, "POST", "/queues/strict/messages", cases[i].body, &r);
         assert_problem(&r, 400);
         if (cases[i].field)
-            ck_assert_msg(names_field(&r, cases[i].field), "case %zu: %s", i, buf_str(&r.body));
+            ck_assert_msg(problem_names_field(&r, cases[i].field), "case %zu: %s", i,
+                          buf_str(&r.body));
         response_cleanup(&r);
     }
     struct response r;
     harness_admin(&srv, "POST", "/queues/strict/messages", NULL, &r);
     assert_problem(&r, 400);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("strict"), 0);
+    ck_assert_int_eq(harness_stored("strict"), 0);
     /* exactly max_message_bytes is fine */
     big[strlen(big) - 3] = '\0';
     strcat(big, "\"}");
     send_msg("strict", big, NULL);
-    ck_assert_int_eq(stored("strict"), 1);
+    ck_assert_int_eq(harness_stored("strict"), 1);
 }
 END_TEST
 
@@ -293,14 +249,14 @@ END_TEST
 static json_t *by_id(json_t *list, const char *id)
 {
     for (size_t i = 0; i < json_array_size(list); i++)
-        if (strcmp(str(json_array_get(list, i), "id"), id) == 0)
+        if (strcmp(json_str(json_array_get(list, i), "id"), id) == 0)
             return json_array_get(list, i);
     return NULL;
 }
 
 START_TEST(batch_reports_each_entry)
 {
-    put_queue("batch", NULL);
+    harness_put_queue(&srv, "batch", NULL, 201);
     struct response r;
     post("batch", "/messages:batch",
          "{\"entries\": [{\"id\": \"a\", \"body\": \"one\"}, {\"id\": \"b\", \"body\": \"\"}, "
@@ -314,32 +270,32 @@ START_TEST(batch_reports_each_entry)
     ck_assert_int_eq(json_array_size(failed), 3);
     char md5[33];
     secret_md5_hex("one", 3, md5);
-    ck_assert_str_eq(str(by_id(ok, "a"), "md5_of_body"), md5);
-    ck_assert_int_eq(strlen(str(by_id(ok, "a"), "message_id")), 36);
+    ck_assert_str_eq(json_str(by_id(ok, "a"), "md5_of_body"), md5);
+    ck_assert_int_eq(strlen(json_str(by_id(ok, "a"), "message_id")), 36);
     ck_assert_ptr_nonnull(by_id(ok, "d"));
     char id_a[IDS_UUID_LEN], id_d[IDS_UUID_LEN];
-    snprintf(id_a, sizeof id_a, "%s", str(by_id(ok, "a"), "message_id"));
-    snprintf(id_d, sizeof id_d, "%s", str(by_id(ok, "d"), "message_id"));
+    snprintf(id_a, sizeof id_a, "%s", json_str(by_id(ok, "a"), "message_id"));
+    snprintf(id_d, sizeof id_d, "%s", json_str(by_id(ok, "d"), "message_id"));
     const char *bad[] = {"b", "c", "e"};
     for (int i = 0; i < 3; i++) {
         json_t *f = by_id(failed, bad[i]);
         ck_assert_msg(f != NULL, "entry %s not among the failed: %s", bad[i], buf_str(&r.body));
-        ck_assert_ptr_nonnull(str(f, "code"));
-        ck_assert_ptr_nonnull(str(f, "message"));
+        ck_assert_ptr_nonnull(json_str(f, "code"));
+        ck_assert_ptr_nonnull(json_str(f, "message"));
     }
     response_cleanup(&r);
-    ck_assert_int_eq(stored("batch"), 2);
+    ck_assert_int_eq(harness_stored("batch"), 2);
     json_t *msgs = receive("batch", "{\"max_messages\": 10}", &r);
     ck_assert_int_eq(json_array_size(msgs), 2);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "message_id"), id_a);
-    ck_assert_str_eq(str(json_array_get(msgs, 1), "message_id"), id_d);
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "message_id"), id_a);
+    ck_assert_str_eq(json_str(json_array_get(msgs, 1), "message_id"), id_d);
     response_cleanup(&r);
 }
 END_TEST
 
 START_TEST(batch_envelope_rules)
 {
-    put_queue("envelope", NULL);
+    harness_put_queue(&srv, "envelope", NULL, 201);
     char eleven[1024] = "{\"entries\": [";
     for (int i = 0; i < 11; i++) {
         size_t n = strlen(eleven);
@@ -363,7 +319,7 @@ START_TEST(batch_envelope_rules)
         assert_problem(&r, 400);
         response_cleanup(&r);
     }
-    ck_assert_int_eq(stored("envelope"), 0);
+    ck_assert_int_eq(harness_stored("envelope"), 0);
     /* ten is the most */
     eleven[strlen(eleven) - 2] = '\0';
     char *last = strrchr(eleven, '{');
@@ -372,7 +328,7 @@ START_TEST(batch_envelope_rules)
     post("envelope", "/messages:batch", eleven, 200, &r);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "successful")), 10);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("envelope"), 10);
+    ck_assert_int_eq(harness_stored("envelope"), 10);
 }
 END_TEST
 
@@ -380,7 +336,7 @@ END_TEST
 
 START_TEST(receive_defaults_and_max_messages)
 {
-    put_queue("recv", NULL);
+    harness_put_queue(&srv, "recv", NULL, 201);
     struct response r;
     post("recv", "/messages:batch",
          "{\"entries\": [{\"id\": \"1\", \"body\": \"m1\"}, {\"id\": \"2\", \"body\": \"m2\"}, "
@@ -399,15 +355,15 @@ START_TEST(receive_defaults_and_max_messages)
     json_t *msgs = receive("recv", NULL, &r);
     ck_assert_int_eq(json_array_size(msgs), 1);
     json_t *m = json_array_get(msgs, 0);
-    ck_assert_str_eq(str(m, "body"), "m1");
-    ck_assert_int_eq(strlen(str(m, "message_id")), 36);
-    const char *receipt = str(m, "receipt");
+    ck_assert_str_eq(json_str(m, "body"), "m1");
+    ck_assert_int_eq(strlen(json_str(m, "message_id")), 36);
+    const char *receipt = json_str(m, "receipt");
     ck_assert_ptr_nonnull(receipt);
     ck_assert_int_eq(strlen(receipt), MQ_RECEIPT_LEN - 1);
     ck_assert_int_eq(strspn(receipt, "0123456789abcdef"), MQ_RECEIPT_LEN - 1);
     ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 1);
-    assert_timestamp(str(m, "sent_at"));
-    assert_timestamp(str(m, "first_received_at"));
+    assert_timestamp(json_str(m, "sent_at"));
+    assert_timestamp(json_str(m, "first_received_at"));
     ck_assert(json_is_object(json_object_get(m, "attributes")));
     ck_assert_ptr_null(json_object_get(m, "group_id"));
     ck_assert_ptr_null(json_object_get(m, "sequence_number"));
@@ -434,65 +390,65 @@ END_TEST
 
 START_TEST(receive_count_and_first_received_at)
 {
-    put_queue("again", "{\"visibility_timeout\": 1}");
+    harness_put_queue(&srv, "again", "{\"visibility_timeout\": 1}", 201);
     send_msg("again", "{\"body\": \"x\"}", NULL);
     struct response r;
     json_t *m = json_array_get(receive("again", "{}", &r), 0);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 1);
     char first[32], receipt[MQ_RECEIPT_LEN], sent[32];
-    snprintf(first, sizeof first, "%s", str(m, "first_received_at"));
-    snprintf(sent, sizeof sent, "%s", str(m, "sent_at"));
-    snprintf(receipt, sizeof receipt, "%s", str(m, "receipt"));
+    snprintf(first, sizeof first, "%s", json_str(m, "first_received_at"));
+    snprintf(sent, sizeof sent, "%s", json_str(m, "sent_at"));
+    snprintf(receipt, sizeof receipt, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
     ck_assert_int_eq(receive_n("again", "{}"), 0); /* still leased */
-    sleep_ms(1100);
+    harness_sleep_ms(1100);
     m = json_array_get(receive("again", "{}", &r), 0);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 2);
-    ck_assert_str_eq(str(m, "first_received_at"), first);
-    ck_assert_str_eq(str(m, "sent_at"), sent);
-    ck_assert_str_ne(str(m, "receipt"), receipt);
+    ck_assert_str_eq(json_str(m, "first_received_at"), first);
+    ck_assert_str_eq(json_str(m, "sent_at"), sent);
+    ck_assert_str_ne(json_str(m, "receipt"), receipt);
     response_cleanup(&r);
 }
 END_TEST
 
 START_TEST(delete_by_receipt_is_idempotent)
 {
-    put_queue("del", NULL);
+    harness_put_queue(&srv, "del", NULL, 201);
     send_msg("del", "{\"body\": \"x\"}", NULL);
     send_msg("del", "{\"body\": \"y\"}", NULL);
     struct response r;
     json_t *m = json_array_get(receive("del", "{}", &r), 0);
     char receipt[MQ_RECEIPT_LEN];
-    snprintf(receipt, sizeof receipt, "%s", str(m, "receipt"));
+    snprintf(receipt, sizeof receipt, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
     ck_assert_int_eq(delete_receipt("del", receipt), 204);
-    ck_assert_int_eq(stored("del"), 1);
+    ck_assert_int_eq(harness_stored("del"), 1);
     ck_assert_int_eq(delete_receipt("del", receipt), 204);
-    ck_assert_int_eq(stored("del"), 1);
+    ck_assert_int_eq(harness_stored("del"), 1);
     /* malformed receipts are unknown */
     ck_assert_int_eq(delete_receipt("del", "garbage"), 404);
     ck_assert_int_eq(delete_receipt("del", "0123456789abcdef0123456789abcdeg"), 404);
     ck_assert_int_eq(delete_receipt("del", "0123456789ABCDEF0123456789ABCDEF"), 404);
-    ck_assert_int_eq(stored("del"), 1);
+    ck_assert_int_eq(harness_stored("del"), 1);
 }
 END_TEST
 
 START_TEST(receipt_of_another_queue_is_not_ours)
 {
-    put_queue("mine", NULL);
-    put_queue("theirs", NULL);
+    harness_put_queue(&srv, "mine", NULL, 201);
+    harness_put_queue(&srv, "theirs", NULL, 201);
     send_msg("theirs", "{\"body\": \"x\"}", NULL);
     struct response r;
     json_t *m = json_array_get(receive("theirs", "{}", &r), 0);
     ck_assert_ptr_nonnull(m);
     char receipt[MQ_RECEIPT_LEN];
-    snprintf(receipt, sizeof receipt, "%s", str(m, "receipt"));
+    snprintf(receipt, sizeof receipt, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
     /* the message is untouched whatever the answer ... */
     long st = delete_receipt("mine", receipt);
-    ck_assert_int_eq(stored("theirs"), 1);
+    ck_assert_int_eq(harness_stored("theirs"), 1);
     ck_assert_int_eq(change_visibility("mine", receipt, 0), 404);
     ck_assert_int_eq(stat_of("theirs", "in_flight"), 1);
     /* ... but a 204 would tell a consumer with the wrong queue name that it was deleted */
@@ -503,42 +459,42 @@ END_TEST
 
 START_TEST(superseded_receipt_is_409)
 {
-    put_queue("super", NULL);
+    harness_put_queue(&srv, "super", NULL, 201);
     send_msg("super", "{\"body\": \"x\"}", NULL);
     struct response r;
     json_t *m = json_array_get(receive("super", "{\"visibility_timeout\": 1}", &r), 0);
     ck_assert_ptr_nonnull(m);
     char first[MQ_RECEIPT_LEN], second[MQ_RECEIPT_LEN];
-    snprintf(first, sizeof first, "%s", str(m, "receipt"));
+    snprintf(first, sizeof first, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
-    sleep_ms(1100);
+    harness_sleep_ms(1100);
     /* expired but not yet received again: the first receipt is still the latest */
     ck_assert_int_eq(change_visibility("super", first, 0), 204);
     m = json_array_get(receive("super", "{\"visibility_timeout\": 30}", &r), 0);
     ck_assert_ptr_nonnull(m);
-    snprintf(second, sizeof second, "%s", str(m, "receipt"));
+    snprintf(second, sizeof second, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
 
     ck_assert_int_eq(delete_receipt("super", first), 409);
-    ck_assert_int_eq(stored("super"), 1);
+    ck_assert_int_eq(harness_stored("super"), 1);
     ck_assert_int_eq(change_visibility("super", first, 0), 409);
     ck_assert_int_eq(stat_of("super", "in_flight"), 1); /* untouched: still leased */
     ck_assert_int_eq(delete_receipt("super", second), 204);
-    ck_assert_int_eq(stored("super"), 0);
+    ck_assert_int_eq(harness_stored("super"), 0);
 }
 END_TEST
 
 START_TEST(change_visibility_extends_and_releases)
 {
-    put_queue("vis", NULL);
+    harness_put_queue(&srv, "vis", NULL, 201);
     send_msg("vis", "{\"body\": \"x\"}", NULL);
     struct response r;
     json_t *m = json_array_get(receive("vis", "{\"visibility_timeout\": 1}", &r), 0);
     char receipt[MQ_RECEIPT_LEN];
-    snprintf(receipt, sizeof receipt, "%s", str(m, "receipt"));
+    snprintf(receipt, sizeof receipt, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
     ck_assert_int_eq(change_visibility("vis", receipt, 3), 204);
-    sleep_ms(1200);
+    harness_sleep_ms(1200);
     ck_assert_int_eq(receive_n("vis", "{}"), 0); /* extended past the original second */
     ck_assert_int_eq(stat_of("vis", "in_flight"), 1);
     ck_assert_int_eq(change_visibility("vis", receipt, 0), 204);
@@ -580,13 +536,13 @@ static void send_many(const char *queue, int n)
 
 START_TEST(released_message_is_receivable_at_once_behind_many_claims)
 {
-    put_queue("release", NULL);
+    harness_put_queue(&srv, "release", NULL, 201);
     send_msg("release", "{\"body\": \"oldest\"}", NULL);
     struct response r;
     json_t *m = json_array_get(receive("release", "{\"visibility_timeout\": 60}", &r), 0);
     ck_assert_ptr_nonnull(m);
     char receipt[MQ_RECEIPT_LEN];
-    snprintf(receipt, sizeof receipt, "%s", str(m, "receipt"));
+    snprintf(receipt, sizeof receipt, "%s", json_str(m, "receipt"));
     response_cleanup(&r);
     /* a long run of newer messages is claimed after it */
     send_many("release", 1100);
@@ -596,7 +552,7 @@ START_TEST(released_message_is_receivable_at_once_behind_many_claims)
     ck_assert_int_eq(change_visibility("release", receipt, 0), 204);
     m = json_array_get(receive("release", "{\"max_messages\": 10}", &r), 0);
     ck_assert_msg(m != NULL, "the released message was not receivable at once");
-    ck_assert_str_eq(str(m, "body"), "oldest");
+    ck_assert_str_eq(json_str(m, "body"), "oldest");
     ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 2);
     response_cleanup(&r);
 }
@@ -604,20 +560,20 @@ END_TEST
 
 START_TEST(batch_delete_reports_each_receipt)
 {
-    put_queue("bdel", NULL);
+    harness_put_queue(&srv, "bdel", NULL, 201);
     for (int i = 0; i < 4; i++)
         send_msg("bdel", "{\"body\": \"x\"}", NULL);
     struct response r;
     json_t *msgs = receive("bdel", "{\"max_messages\": 3}", &r);
     ck_assert_int_eq(json_array_size(msgs), 3);
     char r1[MQ_RECEIPT_LEN], r2[MQ_RECEIPT_LEN], r3[MQ_RECEIPT_LEN], old[MQ_RECEIPT_LEN];
-    snprintf(r1, sizeof r1, "%s", str(json_array_get(msgs, 0), "receipt"));
-    snprintf(r2, sizeof r2, "%s", str(json_array_get(msgs, 1), "receipt"));
-    snprintf(r3, sizeof r3, "%s", str(json_array_get(msgs, 2), "receipt"));
+    snprintf(r1, sizeof r1, "%s", json_str(json_array_get(msgs, 0), "receipt"));
+    snprintf(r2, sizeof r2, "%s", json_str(json_array_get(msgs, 1), "receipt"));
+    snprintf(r3, sizeof r3, "%s", json_str(json_array_get(msgs, 2), "receipt"));
     response_cleanup(&r);
     /* the fourth, received twice: its first receipt is superseded */
     msgs = receive("bdel", "{\"visibility_timeout\": 0}", &r);
-    snprintf(old, sizeof old, "%s", str(json_array_get(msgs, 0), "receipt"));
+    snprintf(old, sizeof old, "%s", json_str(json_array_get(msgs, 0), "receipt"));
     response_cleanup(&r);
     ck_assert_int_eq(receive_n("bdel", "{}"), 1);
 
@@ -628,24 +584,24 @@ START_TEST(batch_delete_reports_each_receipt)
     json_t *ok = json_object_get(r.json, "successful"), *failed = json_object_get(r.json, "failed");
     ck_assert_int_eq(json_array_size(ok), 2);
     ck_assert_int_eq(json_array_size(failed), 3);
-    ck_assert_str_eq(str(json_array_get(ok, 0), "receipt"), r1);
-    ck_assert_str_eq(str(json_array_get(ok, 1), "receipt"), r2);
+    ck_assert_str_eq(json_str(json_array_get(ok, 0), "receipt"), r1);
+    ck_assert_str_eq(json_str(json_array_get(ok, 1), "receipt"), r2);
     for (size_t i = 0; i < 3; i++) {
         json_t *f = json_array_get(failed, i);
-        ck_assert_ptr_nonnull(str(f, "code"));
-        ck_assert_ptr_nonnull(str(f, "message"));
+        ck_assert_ptr_nonnull(json_str(f, "code"));
+        ck_assert_ptr_nonnull(json_str(f, "message"));
     }
-    ck_assert_str_eq(str(json_array_get(failed, 1), "receipt"), old);
-    ck_assert_str_ne(str(json_array_get(failed, 0), "code"),
-                     str(json_array_get(failed, 1), "code"));
+    ck_assert_str_eq(json_str(json_array_get(failed, 1), "receipt"), old);
+    ck_assert_str_ne(json_str(json_array_get(failed, 0), "code"),
+                     json_str(json_array_get(failed, 1), "code"));
     response_cleanup(&r);
-    ck_assert_int_eq(stored("bdel"), 2);
+    ck_assert_int_eq(harness_stored("bdel"), 2);
 
     snprintf(body, sizeof body, "{\"receipts\": [\"%s\"]}", r3);
     post("bdel", "/messages:delete", body, 200, &r);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "successful")), 1);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("bdel"), 1);
+    ck_assert_int_eq(harness_stored("bdel"), 1);
 
     const char *bad[] = {"{\"receipts\": []}", "{}", "{\"receipts\": \"x\"}",
                          "{\"receipts\": [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\","
@@ -657,18 +613,18 @@ END_TEST
 
 START_TEST(delete_true_is_at_most_once)
 {
-    put_queue("amo", "{\"visibility_timeout\": 1}");
+    harness_put_queue(&srv, "amo", "{\"visibility_timeout\": 1}", 201);
     send_msg("amo", "{\"body\": \"once\"}", NULL);
     send_msg("amo", "{\"body\": \"twice\"}", NULL);
     struct response r;
     json_t *msgs = receive("amo", "{\"delete\": true, \"max_messages\": 10}", &r);
     ck_assert_int_eq(json_array_size(msgs), 2);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "once");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "once");
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(msgs, 0), "receive_count")),
                      1);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("amo"), 0);
-    sleep_ms(1100);
+    ck_assert_int_eq(harness_stored("amo"), 0);
+    harness_sleep_ms(1100);
     ck_assert_int_eq(receive_n("amo", "{\"max_messages\": 10}"), 0);
 }
 END_TEST
@@ -677,7 +633,7 @@ END_TEST
 
 START_TEST(message_delay)
 {
-    put_queue("delay", NULL);
+    harness_put_queue(&srv, "delay", NULL, 201);
     send_msg("delay", "{\"body\": \"later\", \"delay_seconds\": 1}", NULL);
     int64_t sent = clock_mono_us();
     ck_assert_int_eq(receive_n("delay", "{}"), 0);
@@ -685,7 +641,7 @@ START_TEST(message_delay)
     ck_assert_int_eq(stat_of("delay", "available"), 0);
     int64_t left = 1100000 - (clock_mono_us() - sent);
     if (left > 0)
-        sleep_ms((int)(left / 1000));
+        harness_sleep_ms((int)(left / 1000));
     ck_assert_int_eq(stat_of("delay", "available"), 1);
     ck_assert_int_eq(receive_n("delay", "{}"), 1);
 }
@@ -693,21 +649,21 @@ END_TEST
 
 START_TEST(queue_delay)
 {
-    put_queue("qdelay", "{\"delay_seconds\": 1}");
+    harness_put_queue(&srv, "qdelay", "{\"delay_seconds\": 1}", 201);
     send_msg("qdelay", "{\"body\": \"later\"}", NULL);
     int64_t sent = clock_mono_us();
     send_msg("qdelay", "{\"body\": \"now\", \"delay_seconds\": 0}", NULL);
     struct response r;
     json_t *msgs = receive("qdelay", "{\"max_messages\": 10}", &r);
     ck_assert_int_eq(json_array_size(msgs), 1);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "now");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "now");
     response_cleanup(&r);
     int64_t left = 1100000 - (clock_mono_us() - sent);
     if (left > 0)
-        sleep_ms((int)(left / 1000));
+        harness_sleep_ms((int)(left / 1000));
     msgs = receive("qdelay", "{\"max_messages\": 10}", &r);
     ck_assert_int_eq(json_array_size(msgs), 1);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "later");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "later");
     response_cleanup(&r);
 }
 END_TEST
@@ -728,8 +684,9 @@ static json_t *peek(const char *queue, struct response *r)
 
 START_TEST(dead_letter_after_max_receive_count)
 {
-    put_queue("dead", NULL);
-    put_queue("live", "{\"dead_letter\": {\"queue\": \"dead\", \"max_receive_count\": 2}}");
+    harness_put_queue(&srv, "dead", NULL, 201);
+    harness_put_queue(&srv, "live",
+                      "{\"dead_letter\": {\"queue\": \"dead\", \"max_receive_count\": 2}}", 201);
     char id[IDS_UUID_LEN];
     const char *attrs = "{\"k\": {\"type\": \"String\", \"value\": \"v\"}}";
     char request[256];
@@ -741,8 +698,8 @@ START_TEST(dead_letter_after_max_receive_count)
     json_t *m = json_array_get(receive("live", "{\"visibility_timeout\": 0}", &r), 0);
     ck_assert_ptr_nonnull(m);
     char sent_at[32], first[32];
-    snprintf(sent_at, sizeof sent_at, "%s", str(m, "sent_at"));
-    snprintf(first, sizeof first, "%s", str(m, "first_received_at"));
+    snprintf(sent_at, sizeof sent_at, "%s", json_str(m, "sent_at"));
+    snprintf(first, sizeof first, "%s", json_str(m, "first_received_at"));
     response_cleanup(&r);
     m = json_array_get(receive("live", "{\"visibility_timeout\": 0}", &r), 0);
     ck_assert_ptr_nonnull(m);
@@ -751,34 +708,34 @@ START_TEST(dead_letter_after_max_receive_count)
     /* a third receive would exceed max_receive_count: the message moves instead */
     ck_assert_int_eq(receive_n("live", "{\"max_messages\": 10}"), 0);
     ck_assert_int_eq(receive_n("live", "{\"max_messages\": 10}"), 0);
-    ck_assert_int_eq(stored("live"), 1); /* the delayed one */
-    ck_assert_int_eq(stored("dead"), 1);
+    ck_assert_int_eq(harness_stored("live"), 1); /* the delayed one */
+    ck_assert_int_eq(harness_stored("dead"), 1);
 
     json_t *msgs = peek("dead", &r);
     ck_assert_int_eq(json_array_size(msgs), 1);
     m = json_array_get(msgs, 0);
-    ck_assert_str_eq(str(m, "message_id"), id);
+    ck_assert_str_eq(json_str(m, "message_id"), id);
     json_t *body = json_loads("{\"poison\": true}", 0, NULL);
     json_t *want_attrs = json_loads(attrs, 0, NULL);
     ck_assert(json_equal(json_object_get(m, "body"), body));
     ck_assert(json_equal(json_object_get(m, "attributes"), want_attrs));
     json_decref(body);
     json_decref(want_attrs);
-    ck_assert_str_eq(str(m, "sent_at"), sent_at);
+    ck_assert_str_eq(json_str(m, "sent_at"), sent_at);
     ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 2);
-    ck_assert_str_eq(str(m, "state"), "available");
+    ck_assert_str_eq(json_str(m, "state"), "available");
     response_cleanup(&r);
 
     /* redrive takes it back to its source, as a fresh message */
     post("dead", ":redrive", NULL, 200, &r);
     ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 1);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("dead"), 0);
+    ck_assert_int_eq(harness_stored("dead"), 0);
     msgs = receive("live", "{\"visibility_timeout\": 0}", &r);
     ck_assert_int_eq(json_array_size(msgs), 1);
     m = json_array_get(msgs, 0);
-    ck_assert_str_eq(str(m, "message_id"), id);
-    ck_assert_str_eq(str(m, "sent_at"), sent_at);
+    ck_assert_str_eq(json_str(m, "message_id"), id);
+    ck_assert_str_eq(json_str(m, "sent_at"), sent_at);
     ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 1);
     response_cleanup(&r);
 }
@@ -786,13 +743,14 @@ END_TEST
 
 START_TEST(redrive_rules)
 {
-    put_queue("rd-dead", NULL);
-    put_queue("rd-live", "{\"dead_letter\": {\"queue\": \"rd-dead\", \"max_receive_count\": 1}}");
-    put_queue("rd-other", NULL);
-    put_queue("rd-other.fifo", NULL);
+    harness_put_queue(&srv, "rd-dead", NULL, 201);
+    harness_put_queue(&srv, "rd-live",
+                      "{\"dead_letter\": {\"queue\": \"rd-dead\", \"max_receive_count\": 1}}", 201);
+    harness_put_queue(&srv, "rd-other", NULL, 201);
+    harness_put_queue(&srv, "rd-other.fifo", NULL, 201);
     /* Statistics gathered while the dead-letter queue was still empty, as autovacuum leaves
      * them in production, make the planner expect next to no rows there. */
-    put_queue("rd-filler", NULL);
+    harness_put_queue(&srv, "rd-filler", NULL, 201);
     for (int i = 0; i < 20; i++)
         send_msg("rd-filler", "{\"body\": \"f\"}", NULL);
     free(harness_sql(harness_db_url(), "ANALYZE messages"));
@@ -802,40 +760,40 @@ START_TEST(redrive_rules)
     post("rd-dead", ":redrive", "{}", 200, &r);
     ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 0);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("rd-dead"), 1);
+    ck_assert_int_eq(harness_stored("rd-dead"), 1);
 
     ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"to\": \"nope\"}"), 400);
     ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"to\": \"rd-other.fifo\"}"),
                      400);
     ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"max_messages\": 0}"), 400);
     ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"bogus\": 1}"), 400);
-    ck_assert_int_eq(stored("rd-dead"), 1);
+    ck_assert_int_eq(harness_stored("rd-dead"), 1);
 
     /* dead-letter three, then redrive at most two of them elsewhere */
     for (int i = 0; i < 3; i++)
         send_msg("rd-live", "{\"body\": \"p\"}", NULL);
     ck_assert_int_eq(receive_n("rd-live", "{\"max_messages\": 10, \"visibility_timeout\": 0}"), 3);
     ck_assert_int_eq(receive_n("rd-live", "{\"max_messages\": 10}"), 0);
-    ck_assert_int_eq(stored("rd-dead"), 4);
+    ck_assert_int_eq(harness_stored("rd-dead"), 4);
     /* with "to", every message qualifies, oldest first: the direct one and one more */
     post("rd-dead", ":redrive", "{\"to\": \"rd-other\", \"max_messages\": 2}", 200, &r);
     ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 2);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("rd-other"), 2);
-    ck_assert_int_eq(stored("rd-dead"), 2);
+    ck_assert_int_eq(harness_stored("rd-other"), 2);
+    ck_assert_int_eq(harness_stored("rd-dead"), 2);
     post("rd-dead", ":redrive", NULL, 200, &r);
     ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 2);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("rd-live"), 2);
-    ck_assert_int_eq(stored("rd-dead"), 0);
+    ck_assert_int_eq(harness_stored("rd-live"), 2);
+    ck_assert_int_eq(harness_stored("rd-dead"), 0);
     ck_assert_int_eq(receive_n("rd-other", "{\"max_messages\": 10}"), 2);
 }
 END_TEST
 
 START_TEST(purge_empties_the_queue)
 {
-    put_queue("purge", NULL);
-    put_queue("purge-other", NULL);
+    harness_put_queue(&srv, "purge", NULL, 201);
+    harness_put_queue(&srv, "purge-other", NULL, 201);
     for (int i = 0; i < 3; i++)
         send_msg("purge", "{\"body\": \"x\"}", NULL);
     send_msg("purge", "{\"body\": \"x\", \"delay_seconds\": 60}", NULL);
@@ -845,8 +803,8 @@ START_TEST(purge_empties_the_queue)
     post("purge", ":purge", NULL, 204, &r);
     ck_assert_int_eq(r.body.len, 0);
     response_cleanup(&r);
-    ck_assert_int_eq(stored("purge"), 0);
-    ck_assert_int_eq(stored("purge-other"), 1);
+    ck_assert_int_eq(harness_stored("purge"), 0);
+    ck_assert_int_eq(harness_stored("purge-other"), 1);
     ck_assert_int_eq(stat_of("purge", "available") + stat_of("purge", "in_flight") +
                          stat_of("purge", "delayed"),
                      0);
@@ -856,7 +814,7 @@ END_TEST
 
 START_TEST(peek_and_stats_show_state)
 {
-    put_queue("peek", NULL);
+    harness_put_queue(&srv, "peek", NULL, 201);
     char first[IDS_UUID_LEN];
     send_msg("peek", "{\"body\": \"a\"}", first);
     send_msg("peek", "{\"body\": \"b\"}", NULL);
@@ -876,12 +834,12 @@ START_TEST(peek_and_stats_show_state)
         for (size_t i = 0; i < 3; i++) {
             json_t *m = json_array_get(msgs, i);
             ck_assert_ptr_null(json_object_get(m, "receipt"));
-            ck_assert_str_eq(str(m, "state"), states[i]);
-            ck_assert_str_eq(str(m, "body"), bodies[i]);
-            assert_timestamp(str(m, "visible_at"));
+            ck_assert_str_eq(json_str(m, "state"), states[i]);
+            ck_assert_str_eq(json_str(m, "body"), bodies[i]);
+            assert_timestamp(json_str(m, "visible_at"));
             ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), counts[i]);
         }
-        ck_assert_str_eq(str(json_array_get(msgs, 0), "message_id"), first);
+        ck_assert_str_eq(json_str(json_array_get(msgs, 0), "message_id"), first);
         response_cleanup(&r);
     }
     harness_admin(&srv, "GET", "/queues/peek/messages:peek?limit=2", NULL, &r);
@@ -907,7 +865,7 @@ struct delayed_send {
 static void *send_later(void *arg)
 {
     struct delayed_send *d = arg;
-    sleep_ms(d->delay_ms);
+    harness_sleep_ms(d->delay_ms);
     char path[160];
     snprintf(path, sizeof path, "/queues/%s/messages", d->queue);
     struct response r;
@@ -919,7 +877,7 @@ static void *send_later(void *arg)
 
 START_TEST(long_poll_returns_when_a_message_arrives)
 {
-    put_queue("lp", NULL);
+    harness_put_queue(&srv, "lp", NULL, 201);
     struct delayed_send d = {"lp", 300, 0};
     pthread_t t;
     int64_t start = clock_mono_us();
@@ -930,7 +888,7 @@ START_TEST(long_poll_returns_when_a_message_arrives)
     pthread_join(t, NULL);
     ck_assert_int_eq(d.status, 201);
     ck_assert_int_eq(json_array_size(msgs), 1);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "wake up");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "wake up");
     response_cleanup(&r);
     ck_assert_msg(elapsed >= 250000 && elapsed < 800000, "long poll took %lld us",
                   (long long)elapsed);
@@ -939,7 +897,7 @@ END_TEST
 
 START_TEST(empty_long_poll_times_out)
 {
-    put_queue("lp-empty", "{\"receive_wait_seconds\": 2}");
+    harness_put_queue(&srv, "lp-empty", "{\"receive_wait_seconds\": 2}", 201);
     int64_t start = clock_mono_us();
     struct response r;
     json_t *msgs = receive("lp-empty", NULL, &r); /* the queue's default wait */
@@ -957,14 +915,14 @@ END_TEST
 
 START_TEST(long_poll_sees_a_delayed_message_come_due)
 {
-    put_queue("lp-delay", NULL);
+    harness_put_queue(&srv, "lp-delay", NULL, 201);
     send_msg("lp-delay", "{\"body\": \"due\", \"delay_seconds\": 1}", NULL);
     int64_t start = clock_mono_us();
     struct response r;
     json_t *msgs = receive("lp-delay", "{\"wait_seconds\": 5}", &r);
     int64_t elapsed = clock_mono_us() - start;
     ck_assert_int_eq(json_array_size(msgs), 1);
-    ck_assert_str_eq(str(json_array_get(msgs, 0), "body"), "due");
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "due");
     response_cleanup(&r);
     ck_assert_msg(elapsed >= 800000 && elapsed < 2600000, "took %lld us", (long long)elapsed);
 }
@@ -989,7 +947,7 @@ static void *poll_once(void *arg)
     json_t *msgs = json_object_get(r.json, "messages");
     p->count = (int)json_array_size(msgs);
     if (p->count == 1)
-        snprintf(p->body, sizeof p->body, "%s", str(json_array_get(msgs, 0), "body"));
+        snprintf(p->body, sizeof p->body, "%s", json_str(json_array_get(msgs, 0), "body"));
     p->done_us = clock_mono_us();
     response_cleanup(&r);
     return NULL;
@@ -997,7 +955,7 @@ static void *poll_once(void *arg)
 
 START_TEST(fifty_long_polls_share_fifty_messages)
 {
-    put_queue("lp-many", NULL);
+    harness_put_queue(&srv, "lp-many", NULL, 201);
     static struct poller polls[POLLERS];
     pthread_t threads[POLLERS];
     memset(polls, 0, sizeof polls);
@@ -1006,7 +964,7 @@ START_TEST(fifty_long_polls_share_fifty_messages)
     /* every poll is parked in the hub before anything is sent */
     int64_t deadline = clock_mono_us() + 5000000;
     while (mq_hub_waiters(srv.app.hub) < POLLERS && clock_mono_us() < deadline)
-        sleep_ms(10);
+        harness_sleep_ms(10);
     ck_assert_int_eq(mq_hub_waiters(srv.app.hub), POLLERS);
 
     int64_t start = clock_mono_us();

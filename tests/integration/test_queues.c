@@ -27,18 +27,6 @@ static void teardown(void)
     harness_stop(&srv);
 }
 
-/* PUTs queue name with body (may be NULL) and asserts the status. */
-static void put_queue(const char *name, const char *body, long status)
-{
-    char path[160];
-    snprintf(path, sizeof path, "/queues/%s", name);
-    struct response r;
-    harness_admin(&srv, "PUT", path, body, &r);
-    ck_assert_msg(r.status == status, "PUT %s %s: %ld %s", path, body ? body : "", r.status,
-                  buf_str(&r.body));
-    response_cleanup(&r);
-}
-
 /* Sends a message body (JSON text of the whole request) to queue name; returns its id. */
 static void send_message(const char *name, const char *body, char *message_id)
 {
@@ -51,18 +39,6 @@ static void send_message(const char *name, const char *body, char *message_id)
         snprintf(message_id, IDS_UUID_LEN, "%s",
                  json_string_value(json_object_get(r.json, "message_id")));
     response_cleanup(&r);
-}
-
-/* Does the 400 problem r name field in its errors? */
-static bool names_field(const struct response *r, const char *field)
-{
-    json_t *errors = json_object_get(r->json, "errors");
-    for (size_t i = 0; i < json_array_size(errors); i++) {
-        const char *f = json_string_value(json_object_get(json_array_get(errors, i), "field"));
-        if (f && strcmp(f, field) == 0)
-            return true;
-    }
-    return false;
 }
 
 /* Creates a token of role through the API into secret (SECRET_TOKEN_LEN). */
@@ -153,14 +129,14 @@ START_TEST(fifo_queue_representation)
     ck_assert(json_is_true(attr(&r, "fifo")));
     ck_assert(json_is_true(attr(&r, "content_based_dedup")));
     response_cleanup(&r);
-    put_queue("jobs.fifo", "{\"fifo\": true}", 200);
+    harness_put_queue(&srv, "jobs.fifo", "{\"fifo\": true}", 200);
 }
 END_TEST
 
 START_TEST(changing_fifo_of_an_existing_queue_is_409)
 {
-    put_queue("typed", NULL, 201);
-    put_queue("typed.fifo", NULL, 201);
+    harness_put_queue(&srv, "typed", NULL, 201);
+    harness_put_queue(&srv, "typed.fifo", NULL, 201);
     struct response r;
     harness_admin(&srv, "PUT", "/queues/typed", "{\"fifo\": true}", &r);
     assert_problem(&r, 409);
@@ -180,11 +156,11 @@ START_TEST(new_queue_type_and_name_must_agree)
     struct response r;
     harness_admin(&srv, "PUT", "/queues/newq", "{\"fifo\": true}", &r);
     assert_problem(&r, 400);
-    ck_assert(names_field(&r, "fifo"));
+    ck_assert(problem_names_field(&r, "fifo"));
     response_cleanup(&r);
     harness_admin(&srv, "PUT", "/queues/newq.fifo", "{\"fifo\": false}", &r);
     assert_problem(&r, 400);
-    ck_assert(names_field(&r, "fifo"));
+    ck_assert(problem_names_field(&r, "fifo"));
     response_cleanup(&r);
     harness_admin(&srv, "GET", "/queues/newq", NULL, &r);
     assert_problem(&r, 404);
@@ -199,7 +175,7 @@ START_TEST(new_queue_type_and_name_must_agree)
         snprintf(path, sizeof path, "/queues/%s", bad_names[i]);
         harness_admin(&srv, "PUT", path, "{}", &r);
         assert_problem(&r, 400);
-        ck_assert_msg(names_field(&r, "name"), "%s: %s", path, buf_str(&r.body));
+        ck_assert_msg(problem_names_field(&r, "name"), "%s: %s", path, buf_str(&r.body));
         response_cleanup(&r);
     }
 }
@@ -227,7 +203,8 @@ START_TEST(invalid_attributes_are_400_naming_the_field)
         struct response r;
         harness_admin(&srv, "PUT", "/queues/v", cases[i].body, &r);
         assert_problem(&r, 400);
-        ck_assert_msg(names_field(&r, cases[i].field), "%s: %s", cases[i].body, buf_str(&r.body));
+        ck_assert_msg(problem_names_field(&r, cases[i].field), "%s: %s", cases[i].body,
+                      buf_str(&r.body));
         response_cleanup(&r);
     }
     struct response r;
@@ -242,8 +219,8 @@ END_TEST
 
 START_TEST(dead_letter_queue_rules)
 {
-    put_queue("dlq", NULL, 201);
-    put_queue("dlq.fifo", NULL, 201);
+    harness_put_queue(&srv, "dlq", NULL, 201);
+    harness_put_queue(&srv, "dlq.fifo", NULL, 201);
     struct response r;
     harness_admin(&srv, "PUT", "/queues/src",
                   "{\"dead_letter\": {\"queue\": \"nope\", \"max_receive_count\": 3}}", &r);
@@ -262,7 +239,7 @@ START_TEST(dead_letter_queue_rules)
     assert_problem(&r, 400);
     response_cleanup(&r);
     /* not even once it exists */
-    put_queue("src", NULL, 201);
+    harness_put_queue(&srv, "src", NULL, 201);
     harness_admin(&srv, "PUT", "/queues/src",
                   "{\"dead_letter\": {\"queue\": \"src\", \"max_receive_count\": 3}}", &r);
     assert_problem(&r, 400);
@@ -289,7 +266,7 @@ END_TEST
 
 START_TEST(get_reports_stats)
 {
-    put_queue("stats", "{\"visibility_timeout\": 60}", 201);
+    harness_put_queue(&srv, "stats", "{\"visibility_timeout\": 60}", 201);
     send_message("stats", "{\"body\": \"a\"}", NULL);
     send_message("stats", "{\"body\": \"b\"}", NULL);
     send_message("stats", "{\"body\": \"c\", \"delay_seconds\": 60}", NULL);
@@ -349,7 +326,7 @@ START_TEST(list_paginates)
 {
     const char *names[] = {"list-e", "list-a", "list-d.fifo", "list-c", "list-b"};
     for (size_t i = 0; i < 5; i++)
-        put_queue(names[i], NULL, 201);
+        harness_put_queue(&srv, names[i], NULL, 201);
     char *total_text = harness_sql(harness_db_url(), "SELECT count(*) FROM queues");
     int total = atoi(total_text);
     free(total_text);
@@ -400,7 +377,7 @@ START_TEST(list_paginates)
         struct response r;
         harness_admin(&srv, "GET", bad[i], NULL, &r);
         assert_problem(&r, 400);
-        ck_assert_msg(names_field(&r, fields[i]), "%s: %s", bad[i], buf_str(&r.body));
+        ck_assert_msg(problem_names_field(&r, fields[i]), "%s: %s", bad[i], buf_str(&r.body));
         response_cleanup(&r);
     }
 }
@@ -427,9 +404,9 @@ static int count_where(const char *table, const char *id)
 
 START_TEST(delete_removes_the_queue_and_its_messages)
 {
-    put_queue("doomed", NULL, 201);
-    put_queue("doomed.fifo", "{\"content_based_dedup\": true}", 201);
-    put_queue("bystander", NULL, 201);
+    harness_put_queue(&srv, "doomed", NULL, 201);
+    harness_put_queue(&srv, "doomed.fifo", "{\"content_based_dedup\": true}", 201);
+    harness_put_queue(&srv, "bystander", NULL, 201);
     send_message("doomed", "{\"body\": \"1\"}", NULL);
     send_message("doomed", "{\"body\": \"2\"}", NULL);
     send_message("doomed.fifo", "{\"body\": \"1\", \"group_id\": \"g\"}", NULL);
@@ -460,7 +437,7 @@ START_TEST(delete_removes_the_queue_and_its_messages)
     ck_assert_int_eq(count_where("messages", bid), 1);
 
     /* the name can be used again, for a fresh empty queue */
-    put_queue("doomed", NULL, 201);
+    harness_put_queue(&srv, "doomed", NULL, 201);
     struct response r;
     harness_admin(&srv, "GET", "/queues/doomed", NULL, &r);
     ck_assert_int_eq(stat_of(&r, "available"), 0);
@@ -473,9 +450,10 @@ END_TEST
 
 START_TEST(deleting_a_dead_letter_queue_detaches_it)
 {
-    put_queue("dl-target", NULL, 201);
-    put_queue("dl-source",
-              "{\"dead_letter\": {\"queue\": \"dl-target\", \"max_receive_count\": 2}}", 201);
+    harness_put_queue(&srv, "dl-target", NULL, 201);
+    harness_put_queue(&srv, "dl-source",
+                      "{\"dead_letter\": {\"queue\": \"dl-target\", \"max_receive_count\": 2}}",
+                      201);
     struct response r;
     harness_admin(&srv, "DELETE", "/queues/dl-target", NULL, &r);
     ck_assert_msg(r.status == 204, "DELETE of a queue used as a dead-letter queue: %ld %s",
@@ -505,8 +483,8 @@ START_TEST(role_matrix)
     char app[SECRET_TOKEN_LEN], service[SECRET_TOKEN_LEN];
     create_token("app", app);
     create_token("service", service);
-    put_queue("roles", NULL, 201);
-    put_queue("roles-dlq", NULL, 201);
+    harness_put_queue(&srv, "roles", NULL, 201);
+    harness_put_queue(&srv, "roles-dlq", NULL, 201);
 
     /* service: the data plane, and reading queues */
     ck_assert_int_eq(status_of("GET", "/queues", service, NULL), 200);

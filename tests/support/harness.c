@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *created[16];
@@ -230,6 +231,53 @@ void assert_problem(const struct response *r, long status)
     char rid[160];
     ck_assert(response_header(r, "X-Request-Id", rid, sizeof rid));
     ck_assert_str_eq(json_string_value(json_object_get(r->json, "request_id")), rid);
+}
+
+void harness_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+const char *json_str(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+void harness_put_queue(struct harness_server *s, const char *name, const char *body, long status)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/queues/%s", name);
+    struct response r;
+    harness_admin(s, "PUT", path, body, &r);
+    ck_assert_msg(r.status == status, "PUT %s %s: %ld %s", path, body ? body : "", r.status,
+                  buf_str(&r.body));
+    response_cleanup(&r);
+}
+
+int harness_stored(const char *name)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name = '%s'",
+             name);
+    char *n = harness_sql(harness_db_url(), sql);
+    int v = atoi(n);
+    free(n);
+    return v;
+}
+
+bool problem_names_field(const struct response *r, const char *field)
+{
+    json_t *errors = json_object_get(r->json, "errors");
+    for (size_t i = 0; i < json_array_size(errors); i++) {
+        const char *f = json_str(json_array_get(errors, i), "field");
+        if (f && strcmp(f, field) == 0)
+            return true;
+    }
+    return false;
 }
 
 bool harness_pgctl(const char *action)

@@ -55,6 +55,17 @@ void response_cleanup(struct response *r);
 /* Checks a problem+json response: status, content type and the problem members. */
 void assert_problem(const struct response *r, long status);
 
+/* Small shared helpers of the queue tests. */
+void harness_sleep_ms(int ms);
+/* The string member key of o, or NULL. */
+const char *json_str(json_t *o, const char *key);
+/* PUT /queues/{name} with body (NULL: defaults) as admin; asserts the status. */
+void harness_put_queue(struct harness_server *s, const char *name, const char *body, long status);
+/* How many messages the queue named name holds, by SQL. */
+int harness_stored(const char *name);
+/* Does the problem in r name field among its errors? */
+bool problem_names_field(const struct response *r, const char *field);
+
 /* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the
  * suite runs without one (DATABASE_URL given from outside). */
 bool harness_pgctl(const char *action);
