@@ -66,6 +66,7 @@ bench_backlog() {
     r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_BACKLOG=${r[1]}
     say "churn: $BACKLOG messages through an empty queue"
     reset_tables
+    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -t $((BACKLOG / 8)) -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
     r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_CHURN=${r[1]}
@@ -98,8 +99,12 @@ bench_http() {
 bench_soak() {
     local e=$ROOT/bench minutes=$SOAK_MINUTES rate sizes=() tps=()
     rate=$(awk -v t="$ECYCLE" 'BEGIN{printf "%d", t * 0.5}')
-    say "soak: $minutes min at $rate cycles/s"
+    say "soak: $minutes min at $rate cycles/s (after a checkpoint and a 1-minute warm-up)"
     reset_tables
+    bench_sql -c "CHECKPOINT"
+    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off"
+    pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
+        -T 60 -R "$rate" -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -T $((minutes * 60)) -R "$rate" -P 60 -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench \
         > "$BENCH_TMP/soak.out" 2>&1 &

@@ -31,6 +31,9 @@ bool api_body_object(struct http_request *req, enum handler_result *res);
 /* Reads the queue named by {name}; on failure the 404/503/500 is queued and *res set. */
 bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
                enum handler_result *res);
+/* Reads the queue named by {name}, from the cache when it can (then without a connection);
+ * false with the failure answered otherwise. */
+bool api_queue_lookup(struct http_request *req, struct mq_queue *q, enum handler_result *res);
 /* Takes a connection and reads the queue named by {name}; NULL (the failure already answered,
  * *res set) when either fails. Give the connection back with api_db_release. */
 struct db_conn *api_queue_conn(struct http_request *req, struct mq_queue *q,

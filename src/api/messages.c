@@ -280,15 +280,10 @@ enum handler_result api_messages_receive(struct http_request *req)
     enum handler_result res;
     if (req->json && !json_is_object(req->json))
         return http_reply_problem(req, 400, "the request body must be a JSON object");
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
     struct poll_state *ps = xcalloc(1, sizeof *ps);
     req->state = ps;
     req->state_free = free;
-    bool found = api_queue(req, c, &ps->q, &res);
-    api_db_release(req, c);
-    if (!found)
+    if (!api_queue_lookup(req, &ps->q, &res))
         return res;
     struct field_errors fe;
     field_errors_init(&fe);

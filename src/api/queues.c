@@ -35,6 +35,19 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
     return mq_failure(req, st, detail);
 }
 
+bool api_queue_lookup(struct http_request *req, struct mq_queue *q, enum handler_result *res)
+{
+    const char *name = route_param(&req->match, "name");
+    if (name && ttlcache_get(req->app->queue_cache, name, strlen(name), q))
+        return true; /* the common case: no connection needed */
+    struct db_conn *c = api_db_acquire(req, res);
+    if (!c)
+        return false;
+    bool found = api_queue(req, c, q, res);
+    api_db_release(req, c);
+    return found;
+}
+
 struct db_conn *api_queue_conn(struct http_request *req, struct mq_queue *q,
                                enum handler_result *res)
 {
