@@ -182,7 +182,8 @@ CREATE FUNCTION mq_receive_standard(q queues, p_max int, p_vt int, p_nonce bigin
 RETURNS SETOF messages
 LANGUAGE plpgsql AS $$
 DECLARE
-    max_rc int := coalesce(q.max_receive_count, 2147483647);
+    max_rc int := CASE WHEN q.dead_letter_queue_id IS NULL THEN 2147483647
+                       ELSE q.max_receive_count END;
 BEGIN
     IF q.dead_letter_queue_id IS NOT NULL THEN
         FOR i IN 1..10 LOOP
@@ -282,7 +283,8 @@ CREATE FUNCTION mq_take_group(q queues, p_group text, p_need int, p_vt int, p_no
 RETURNS SETOF messages
 LANGUAGE plpgsql AS $$
 DECLARE
-    max_rc int := coalesce(q.max_receive_count, 2147483647);
+    max_rc int := CASE WHEN q.dead_letter_queue_id IS NULL THEN 2147483647
+                       ELSE q.max_receive_count END;
     last_id bigint;
 BEGIN
     SELECT max(s.id) INTO last_id FROM (
@@ -294,6 +296,11 @@ BEGIN
     IF last_id IS NULL THEN
         RETURN;
     END IF;
+    -- In flight until the lease ends; with delete or visibility 0 the group stays open but
+    -- still moves to the back of the serve order, so one busy group cannot starve the others.
+    UPDATE message_groups mg
+    SET in_flight_until = now() + make_interval(secs => CASE WHEN p_delete THEN 0 ELSE p_vt END)
+    WHERE mg.queue_id = q.id AND mg.group_id = p_group;
     IF p_delete THEN
         RETURN QUERY
         DELETE FROM messages m
@@ -311,8 +318,6 @@ BEGIN
         first_received_at = coalesce(m.first_received_at, now())
     WHERE m.queue_id = q.id AND m.group_id = p_group AND m.id <= last_id
     RETURNING m.*;
-    UPDATE message_groups mg SET in_flight_until = now() + make_interval(secs => p_vt)
-    WHERE mg.queue_id = q.id AND mg.group_id = p_group AND p_vt > 0;
 END
 $$;
 
@@ -346,6 +351,11 @@ DECLARE
     kept uuid;
     kept_seq bigint;
 BEGIN
+    -- Every group of the batch is locked up front, in one order for all senders: two batches
+    -- naming the same groups in different orders would otherwise deadlock.
+    PERFORM mq_touch_group(p_queue, x.group_id)
+    FROM (SELECT DISTINCT group_id FROM json_to_recordset(p_entries) AS y(group_id text)
+          ORDER BY group_id) x;
     FOR e IN
         SELECT x.*, row_number() OVER () :: int AS n
         FROM json_to_recordset(p_entries) AS x(message_id uuid, group_id text, dedup_id text,
@@ -422,19 +432,8 @@ $$;
 -- later receive (the message is untouched), 2 when the message no longer exists.
 CREATE FUNCTION mq_delete(p_queue int, p_id bigint, p_nonce bigint) RETURNS int
 LANGUAGE plpgsql AS $$
-DECLARE
-    g text;
 BEGIN
-    DELETE FROM messages m WHERE m.queue_id = p_queue AND m.id = p_id AND m.receipt = p_nonce
-    RETURNING m.group_id INTO g;
-    IF FOUND THEN
-        IF g IS NOT NULL THEN
-            PERFORM mq_refresh_group(p_queue, g);
-        END IF;
-        RETURN 0;
-    END IF;
-    PERFORM 1 FROM messages m WHERE m.queue_id = p_queue AND m.id = p_id;
-    RETURN CASE WHEN FOUND THEN 1 ELSE 2 END;
+    RETURN mq_by_receipt(p_queue, p_id, p_nonce, NULL);
 END
 $$;
 
@@ -443,20 +442,43 @@ $$;
 CREATE FUNCTION mq_change_visibility(p_queue int, p_id bigint, p_nonce bigint, p_secs int)
 RETURNS int
 LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN mq_by_receipt(p_queue, p_id, p_nonce, p_secs);
+END
+$$;
+
+-- Deletes (p_secs NULL) or re-times a message by receipt: 0 done, 1 superseded, 2 gone. A FIFO
+-- message's group row is locked first, in the order every receive locks (group, then
+-- messages), so a delete never deadlocks with a receive of the same group; the group's
+-- in-flight state is then recomputed by a later statement, which sees the change.
+CREATE FUNCTION mq_by_receipt(p_queue int, p_id bigint, p_nonce bigint, p_secs int) RETURNS int
+LANGUAGE plpgsql AS $$
 DECLARE
     g text;
 BEGIN
-    UPDATE messages m SET visible_at = now() + make_interval(secs => p_secs)
-    WHERE m.queue_id = p_queue AND m.id = p_id AND m.receipt = p_nonce
-    RETURNING m.group_id INTO g;
-    IF FOUND THEN
-        IF g IS NOT NULL THEN
-            PERFORM mq_refresh_group(p_queue, g);
-        END IF;
-        RETURN 0;
+    SELECT m.group_id INTO g FROM messages m WHERE m.queue_id = p_queue AND m.id = p_id;
+    IF NOT FOUND THEN
+        RETURN 2;
     END IF;
-    PERFORM 1 FROM messages m WHERE m.queue_id = p_queue AND m.id = p_id;
-    RETURN CASE WHEN FOUND THEN 1 ELSE 2 END;
+    IF g IS NOT NULL THEN
+        PERFORM 1 FROM message_groups mg
+        WHERE mg.queue_id = p_queue AND mg.group_id = g FOR UPDATE;
+    END IF;
+    IF p_secs IS NULL THEN
+        DELETE FROM messages m
+        WHERE m.queue_id = p_queue AND m.id = p_id AND m.receipt = p_nonce;
+    ELSE
+        UPDATE messages m SET visible_at = now() + make_interval(secs => p_secs)
+        WHERE m.queue_id = p_queue AND m.id = p_id AND m.receipt = p_nonce;
+    END IF;
+    IF NOT FOUND THEN
+        PERFORM 1 FROM messages m WHERE m.queue_id = p_queue AND m.id = p_id;
+        RETURN CASE WHEN FOUND THEN 1 ELSE 2 END;
+    END IF;
+    IF g IS NOT NULL THEN
+        PERFORM mq_refresh_group(p_queue, g);
+    END IF;
+    RETURN 0;
 END
 $$;
 
@@ -469,6 +491,8 @@ DECLARE
     total bigint := 0;
     n int;
     r record;
+    -- only what is there now: messages moved back into p_dlq itself get new ids above this
+    last_id bigint := (SELECT max(id) FROM messages WHERE queue_id = p_dlq);
 BEGIN
     LOOP
         n := 0;
@@ -476,7 +500,8 @@ BEGIN
             WITH pick AS MATERIALIZED ( -- materialized: the LIMIT must hold, however planned
                 SELECT x.id FROM messages x
                 JOIN queues t ON t.id = coalesce(p_to, x.source_queue_id)
-                WHERE x.queue_id = p_dlq
+                WHERE x.queue_id = p_dlq AND x.id <= last_id
+                  AND x.visible_at <= now() -- a message a consumer holds stays where it is
                 ORDER BY x.id LIMIT least(1000, p_max - total) FOR UPDATE OF x SKIP LOCKED)
             DELETE FROM messages m USING pick
             WHERE m.queue_id = p_dlq AND m.id = pick.id
@@ -530,6 +555,8 @@ BEGIN
     FOR q IN SELECT queue_id AS id FROM deleted_queues LOOP
         DELETE FROM messages m WHERE m.queue_id = q.id AND m.id IN (
             SELECT x.id FROM messages x WHERE x.queue_id = q.id LIMIT p_batch);
+        DELETE FROM message_groups WHERE queue_id = q.id;
+        DELETE FROM dedup_entries WHERE queue_id = q.id;
     END LOOP;
     DELETE FROM deleted_queues WHERE deleted_at < now() - interval '10 minutes';
     RETURN n + k;
@@ -551,4 +578,15 @@ LANGUAGE sql AS $$
         SET available = EXCLUDED.available, in_flight = EXCLUDED.in_flight,
             delayed = EXCLUDED.delayed, oldest_sent_at = EXCLUDED.oldest_sent_at,
             measured_at = EXCLUDED.measured_at
+$$;
+
+-- Purges a queue. The FIFO group rows are locked first: a send to a group waits for the purge
+-- and then recreates the group row with its message, so no message is left without its group.
+CREATE FUNCTION mq_purge(p_queue int) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM message_groups WHERE queue_id = p_queue ORDER BY group_id FOR UPDATE;
+    DELETE FROM messages WHERE queue_id = p_queue;
+    DELETE FROM message_groups WHERE queue_id = p_queue;
+END
 $$;

@@ -76,6 +76,9 @@ PGresult *db_exec(struct db_conn *c, struct db_stmt *st, const char *const *valu
 bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want);
 /* Has the connection to the server been lost (so the failure means "unavailable")? */
 bool db_conn_lost(const struct db_conn *c);
+/* Did the statement fail for a reason that retrying later cures (statement timeout, deadlock,
+ * serialization failure, lock timeout, server shutting down)? The client then gets 503. */
+bool db_transient(const PGresult *res);
 /* SQLSTATE of a failed result ("" when none). */
 const char *db_sqlstate(const PGresult *res);
 

@@ -98,6 +98,9 @@ void http_add_header(struct http_request *req, const char *name, const char *val
  * return. Resume may be called from any thread, even before the handler has returned. */
 enum handler_result http_suspend(struct http_request *req, route_handler on_resume);
 void http_resume(struct http_request *req);
+/* Has the client closed its connection? (A suspended request is not watched by MHD; a long
+ * poll asks before it takes messages for a client that is no longer there.) */
+bool http_client_gone(struct http_request *req);
 
 /* Reply functions: each queues the one response of the request and returns HANDLER_DONE (or
  * HANDLER_FAIL when MHD refused, which closes the connection). */

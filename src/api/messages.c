@@ -217,6 +217,7 @@ struct poll_state {
     struct mq_receive_request rr;
     enum mq_wake why;
     enum mq_wait_result refused; /* MQ_WAIT_OK unless the hub turned us away */
+    bool woken;                  /* the next attempt follows a wake-up */
 };
 
 static void on_wake(struct mq_waiter *w, enum mq_wake why)
@@ -249,6 +250,11 @@ static enum handler_result receive_attempt(struct http_request *req)
     struct mq_hub *hub = req->app->hub;
     if (ps->refused == MQ_WAIT_FULL)
         return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
+    if (ps->woken && http_client_gone(req)) {
+        mq_hub_poke(hub, ps->q.id); /* pass the wake-up on to a waiter that is still there */
+        return reply_messages(req, &ps->q, NULL, 0);
+    }
+    ps->woken = true; /* every later attempt follows a wake-up */
     enum handler_result res;
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)

@@ -292,6 +292,8 @@ static enum handler_result redrive(struct http_request *req, struct db_conn *c,
             return http_reply_problem(req, 400, "the queue named by 'to' does not exist");
         if (st != MQ_OK)
             return mq_failure(req, st, NULL);
+        if (target.id == dlq->id)
+            return http_reply_problem(req, 400, "'to' must name another queue");
         if (target.attrs.fifo != dlq->attrs.fifo)
             return http_reply_problem(req, 400, "'to' must be of the same type (FIFO or not)");
     }

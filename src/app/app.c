@@ -108,7 +108,14 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         app_free_parts(app);
         return false;
     }
-    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, (int)cfg->max_waiters);
+    /* Waiting long polls hold connections: leave a quarter of the connection limit to others */
+    int max_waiters = (int)cfg->max_waiters;
+    if (max_waiters > cfg->connection_limit * 3 / 4) {
+        max_waiters = (int)(cfg->connection_limit * 3 / 4);
+        log_warn("RYDES_MAX_WAITERS lowered to %d, three quarters of RYDES_CONNECTION_LIMIT",
+                 max_waiters);
+    }
+    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, max_waiters);
     if (cfg->sweep_interval_ms > 0)
         app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
                                         (int)cfg->sweep_interval_ms);

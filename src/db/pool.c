@@ -292,6 +292,18 @@ const char *db_sqlstate(const PGresult *res)
     return s ? s : "";
 }
 
+bool db_transient(const PGresult *res)
+{
+    const char *s = db_sqlstate(res);
+    /* query_canceled (statement timeout), deadlock_detected, serialization_failure,
+     * lock_not_available, admin shutdown / cannot connect now */
+    static const char *const codes[] = {"57014", "40P01", "40001", "55P03", "57P01", "57P03"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(s, codes[i]) == 0)
+            return true;
+    return false;
+}
+
 bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want)
 {
     if (PQresultStatus(res) == want)

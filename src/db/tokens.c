@@ -37,9 +37,9 @@ static struct db_stmt q_list = DB_STMT("tokens_list",
 
 static enum store_result failed(struct db_conn *c, PGresult *r)
 {
-    bool lost = db_conn_lost(c);
+    bool unavailable = db_conn_lost(c) || db_transient(r);
     PQclear(r);
-    return lost ? STORE_UNAVAILABLE : STORE_ERROR;
+    return unavailable ? STORE_UNAVAILABLE : STORE_ERROR;
 }
 
 static void read_row(PGresult *r, int row, struct token_info *out)

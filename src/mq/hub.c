@@ -135,7 +135,10 @@ static int64_t expire(struct mq_hub *h, int64_t now)
 static bool hub_connect(struct mq_hub *h)
 {
     char err[256];
-    h->pg = db_connect(h->conninfo, h->connect_timeout_s, NULL, err, sizeof err);
+    /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
+    h->pg = db_connect(h->conninfo, h->connect_timeout_s,
+                       "-c statement_timeout=2000 -c enable_seqscan=off -c enable_bitmapscan=off",
+                       err, sizeof err);
     if (!h->pg)
         return false;
     PGresult *r = PQexec(h->pg, "LISTEN rydes_mq");

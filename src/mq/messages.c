@@ -349,6 +349,28 @@ static void dead_letter(struct db_conn *c, const struct mq_queue *q, PGresult *r
     *count = kept;
 }
 
+/* One claim of a standard queue: exhausted messages go to the dead-letter queue and out of
+ * msgs. Returns how many went there; -1 with *st set when the claim failed. */
+static int claim_once(struct db_conn *c, const struct mq_queue *q, const char *id, const char *mx,
+                      const char *vt, const char *nonce, struct mq_message **msgs, int *count,
+                      enum mq_status *st)
+{
+    PGresult *r = claim(c, q, id, mx, vt, nonce);
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        *st = mq_failed(c, r);
+        return -1;
+    }
+    read_messages(r, q->id, msgs, count);
+    if (*count > 0)
+        hint_update(q->id, lowest_id(*msgs, *count));
+    int before = *count;
+    if (q->dead_letter_queue_id)
+        dead_letter(c, q, r, nonce, *msgs, count);
+    PQclear(r);
+    qsort(*msgs, (size_t)*count, sizeof **msgs, by_id); /* UPDATE ... RETURNING has no order */
+    return before - *count;
+}
+
 enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
                           int visibility_timeout, bool delete_now, struct mq_message **msgs,
                           int *count)
@@ -358,21 +380,31 @@ enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
     snprintf(mx, sizeof mx, "%d", max);
     snprintf(vt, sizeof vt, "%d", visibility_timeout);
     snprintf(nonce, sizeof nonce, "%llu", fresh_nonce());
-    const char *v[] = {id, mx, vt, nonce, delete_now ? "t" : "f"};
-    bool fast = !q->attrs.fifo && !delete_now;
-    PGresult *r = fast ? claim(c, q, id, mx, vt, nonce) : db_exec(c, &q_receive, v, NULL, NULL);
     *msgs = NULL;
     *count = 0;
+    if (!q->attrs.fifo && !delete_now) {
+        enum mq_status st = MQ_OK;
+        /* a claim that met only exhausted messages looks again (a few times), so dead letters
+         * at the head never make a receive come back empty while deliverable messages wait */
+        for (int attempt = 0; attempt < 3; attempt++) {
+            mq_messages_free(*msgs, *count);
+            int moved = claim_once(c, q, id, mx, vt, nonce, msgs, count, &st);
+            if (moved < 0) {
+                *msgs = NULL;
+                *count = 0;
+                return st;
+            }
+            if (*count > 0 || moved == 0)
+                break;
+        }
+        return MQ_OK;
+    }
+    const char *v[] = {id, mx, vt, nonce, delete_now ? "t" : "f"};
+    PGresult *r = db_exec(c, &q_receive, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     read_messages(r, q->id, msgs, count);
-    if (fast && *count > 0)
-        hint_update(q->id, lowest_id(*msgs, *count));
-    if (fast && q->dead_letter_queue_id)
-        dead_letter(c, q, r, nonce, *msgs, count);
     PQclear(r);
-    if (fast) /* UPDATE ... RETURNING has no order; receivers get the oldest first */
-        qsort(*msgs, (size_t)*count, sizeof **msgs, by_id);
     return MQ_OK;
 }
 

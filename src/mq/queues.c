@@ -47,7 +47,9 @@ static struct db_stmt q_delete =
             "g AS (DELETE FROM message_groups WHERE queue_id IN (SELECT id FROM q)), "
             "d AS (DELETE FROM dedup_entries WHERE queue_id IN (SELECT id FROM q)), "
             "s AS (DELETE FROM queue_depths WHERE queue_id IN (SELECT id FROM q)), "
-            "t AS (INSERT INTO deleted_queues (queue_id) SELECT id FROM q) "
+            "t AS (INSERT INTO deleted_queues (queue_id) SELECT id FROM q), "
+            "u AS (UPDATE queues SET dead_letter_queue_id = NULL, max_receive_count = NULL "
+            "WHERE dead_letter_queue_id IN (SELECT id FROM q)) "
             "SELECT count(*) FROM q",
             1);
 static struct db_stmt q_list =
@@ -66,16 +68,13 @@ static struct db_stmt q_depth =
             "coalesce(extract(epoch FROM now() - oldest_sent_at), 0)::bigint "
             "FROM queue_depths WHERE queue_id = $1",
             1);
-static struct db_stmt q_purge = DB_STMT("mq_queue_purge",
-                                        "WITH m AS (DELETE FROM messages WHERE queue_id = $1) "
-                                        "DELETE FROM message_groups WHERE queue_id = $1",
-                                        1);
+static struct db_stmt q_purge = DB_STMT("mq_queue_purge", "SELECT mq_purge($1)", 1);
 
 enum mq_status mq_failed(struct db_conn *c, PGresult *res)
 {
-    bool lost = db_conn_lost(c);
+    bool unavailable = db_conn_lost(c) || db_transient(res);
     PQclear(res);
-    return lost ? MQ_UNAVAILABLE : MQ_ERROR;
+    return unavailable ? MQ_UNAVAILABLE : MQ_ERROR;
 }
 
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col)
@@ -358,7 +357,7 @@ enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q)
     snprintf(id, sizeof id, "%d", q->id);
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_purge, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_COMMAND_OK))
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     PQclear(r);
     return MQ_OK;
