@@ -8,8 +8,7 @@
 INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
 VALUES (:qid::int, now() + make_interval(secs => 0), '7d444840-9dc0-11d1-b245-5ffdce74fad2', true,
         '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}', NULL)
-RETURNING id, CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = :qid::int AND until > now())
-                    THEN pg_notify('rydes_mq', :qid::text)::text END;
+RETURNING id;
 WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = :qid::int
            AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
            AND m.visible_at <= now() ORDER BY m.id LIMIT 1 FOR UPDATE SKIP LOCKED),

@@ -4,13 +4,11 @@
 -- runs here). Start with -D qid=QUEUE_ID -D hint=0.
 \set nonce random(1, 9000000000000000000)
 \set full random(1, 800)
-WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
+INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
              SELECT :qid::int, now() + make_interval(secs => x.delay), x.message_id, x.body_json, x.body, x.attributes
              FROM json_to_recordset('[{"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}]'::json)
                   AS x(message_id uuid, delay int, body text, body_json boolean, attributes jsonb)
-             RETURNING id)
-SELECT count(*), CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = :qid::int AND until > now())
-                    THEN pg_notify('rydes_mq', :qid::text)::text END FROM ins;
+             RETURNING id;
 WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = :qid::int
            AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
            AND m.visible_at <= now() ORDER BY m.id LIMIT 10 FOR UPDATE SKIP LOCKED),

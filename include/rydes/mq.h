@@ -116,9 +116,11 @@ struct mq_depth {
  * allocated; the caller frees it. */
 enum mq_status mq_queue_depths(struct db_conn *c, struct mq_depth **out, int *count);
 
-/* Sends n (1..10) entries in one transaction; results[i] belongs to entries[i]. */
+/* Sends n (1..10) entries in one transaction; results[i] belongs to entries[i]. notify: some
+ * process has long polls waiting on the queue (mq_hub_listened), so NOTIFY them. */
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
-                       const struct mq_send_entry *entries, int n, struct mq_send_result *results);
+                       const struct mq_send_entry *entries, int n, struct mq_send_result *results,
+                       bool notify);
 
 /* Receives up to max messages leased for visibility_timeout seconds (deleted at once when
  * delete_now). *msgs is allocated (mq_messages_free); *count may be 0. */

@@ -43,6 +43,11 @@ uint64_t mq_hub_seq(struct mq_hub *h, int queue_id);
 enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t seq);
 /* Wakes one more waiter of queue_id (a receiver that filled its batch: there may be more). */
 void mq_hub_poke(struct mq_hub *h, int queue_id);
+/* Does some process (this one or another) have long polls waiting on queue_id? Senders NOTIFY
+ * only then. Read from queue_listeners every 200 ms; when that has not worked for a second,
+ * every queue counts as listened to. A process that starts waiting on a queue looks for
+ * messages sent meanwhile without a notification once every sender knows. */
+bool mq_hub_listened(struct mq_hub *h, int queue_id);
 /* Registered waiters right now (for /metrics). */
 int mq_hub_waiters(struct mq_hub *h);
 

@@ -73,7 +73,8 @@ enum handler_result api_messages_send(struct http_request *req)
     char *owned;
     mq_input_send_entry(req->json, "", &q, &e, &owned, &fe);
     struct mq_send_result r;
-    enum mq_status st = fe.count ? MQ_OK : mq_send(c, &q, &e, 1, &r);
+    enum mq_status st =
+        fe.count ? MQ_OK : mq_send(c, &q, &e, 1, &r, mq_hub_listened(req->app->hub, q.id));
     api_db_release(req, c);
     if (fe.count)
         res = http_reply_invalid(req, &fe);
@@ -195,7 +196,9 @@ enum handler_result api_messages_send_batch(struct http_request *req)
     struct send_batch b = {0};
     json_t *failed = json_array();
     collect_entries(items, &q, &b, failed);
-    enum mq_status st = b.n ? mq_send(c, &q, b.entries, b.n, b.results) : MQ_OK;
+    enum mq_status st =
+        b.n ? mq_send(c, &q, b.entries, b.n, b.results, mq_hub_listened(req->app->hub, q.id))
+            : MQ_OK;
     api_db_release(req, c);
     if (st != MQ_OK) {
         json_decref(failed);

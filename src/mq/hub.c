@@ -20,12 +20,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HUB_CHECK_INTERVAL_US 1000000  /* the visibility check of queues with waiters */
-#define HUB_RETRY_US          1000000  /* between connection attempts */
-#define HUB_SEQ_SLOTS         1024     /* queue ids sharing a slot only cause a spurious wake */
-#define HUB_ANNOUNCE_US       10000000 /* listener rows are renewed this often... */
-#define HUB_ANNOUNCE_TTL      "30"     /* ...and expire after this many seconds */
-#define HUB_MAX_QUEUES        512      /* distinct queues with waiters handled promptly */
+#define HUB_CHECK_INTERVAL_US  1000000  /* the visibility check of queues with waiters */
+#define HUB_RETRY_US           1000000  /* between connection attempts */
+#define HUB_SEQ_SLOTS          1024     /* queue ids sharing a slot only cause a spurious wake */
+#define HUB_ANNOUNCE_US        10000000 /* listener rows are renewed this often... */
+#define HUB_ANNOUNCE_TTL       "30"     /* ...and expire after this many seconds */
+#define HUB_MAX_QUEUES         512      /* distinct queues with waiters handled promptly */
+#define HUB_LISTEN_BITS        4096     /* queues with listeners anywhere, hashed into a bitmap */
+#define HUB_LISTEN_REFRESH_US  200000   /* how often that bitmap is read from queue_listeners */
+#define HUB_LISTEN_STALE_US    1000000  /* older than this, every queue counts as listened to */
+#define HUB_ANNOUNCE_SETTLE_US 500000   /* after announcing: senders' bitmaps have caught up */
 
 /* A queue this process has announced in queue_listeners, so senders NOTIFY it. */
 struct announced {
@@ -48,6 +52,9 @@ struct mq_hub {
     int64_t next_check_us;
     char listener[128]; /* host:pid:start, this process's name in queue_listeners */
     struct announced announced[HUB_MAX_QUEUES];
+    _Atomic uint64_t listened[HUB_LISTEN_BITS / 64]; /* queues some process waits on */
+    _Atomic int64_t listened_at_us;                  /* 0: never read */
+    int64_t next_listen_us;
 };
 
 static void unlink_waiter(struct mq_hub *h, struct mq_waiter *w)
@@ -245,8 +252,13 @@ static void announce(struct mq_hub *h, const int *ids, int n, int64_t now)
             continue;
         a->queue_id = ids[i];
         a->at_us = now;
-        if (fresh)
-            wake_queue(h, ids[i]);
+        if (!fresh)
+            continue;
+        wake_queue(h, ids[i]);
+        /* Senders learn of the announcement within HUB_LISTEN_REFRESH_US and until then send
+         * without NOTIFY: look for such messages again once they all know. */
+        if (h->next_check_us > now + HUB_ANNOUNCE_SETTLE_US)
+            h->next_check_us = now + HUB_ANNOUNCE_SETTLE_US;
     }
     for (int i = 0; i < HUB_MAX_QUEUES; i++) /* forget queues nobody waits on any more */
         if (h->announced[i].at_us && now - h->announced[i].at_us > HUB_ANNOUNCE_US * 2)
@@ -278,6 +290,36 @@ static void check_visible(struct mq_hub *h)
         PQsetnonblocking(h->pg, 1);
 }
 
+/* Reads which queues some process has long polls waiting on (queue_listeners) into the bitmap
+ * senders consult (mq_hub_listened). */
+static void refresh_listened(struct mq_hub *h, int64_t now)
+{
+    PQsetnonblocking(h->pg, 0);
+    PGresult *r =
+        PQexec(h->pg, "SELECT DISTINCT queue_id FROM queue_listeners WHERE until > now()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        uint64_t bits[HUB_LISTEN_BITS / 64] = {0};
+        for (int i = 0; i < PQntuples(r); i++) {
+            unsigned b = (unsigned)atoi(PQgetvalue(r, i, 0)) % HUB_LISTEN_BITS;
+            bits[b / 64] |= 1ULL << (b % 64);
+        }
+        for (int w = 0; w < HUB_LISTEN_BITS / 64; w++)
+            atomic_store(&h->listened[w], bits[w]);
+        atomic_store(&h->listened_at_us, now);
+    }
+    PQclear(r);
+    if (h->pg && PQstatus(h->pg) == CONNECTION_OK)
+        PQsetnonblocking(h->pg, 1);
+}
+
+bool mq_hub_listened(struct mq_hub *h, int queue_id)
+{
+    if (clock_mono_us() - atomic_load(&h->listened_at_us) > HUB_LISTEN_STALE_US)
+        return true; /* not known lately: notify, to be safe */
+    unsigned b = (unsigned)queue_id % HUB_LISTEN_BITS;
+    return (atomic_load(&h->listened[b / 64]) >> (b % 64)) & 1;
+}
+
 /* Does a queue with waiters lack its announcement? */
 static bool unannounced(struct mq_hub *h, int64_t now)
 {
@@ -307,14 +349,19 @@ static void hub_step(struct mq_hub *h)
         poll(&p, 1, poll_timeout_ms(now, earliest, now + HUB_RETRY_US));
     } else {
         if (now >= h->next_check_us || unannounced(h, now)) {
-            check_visible(h);
             h->next_check_us = now + HUB_CHECK_INTERVAL_US;
+            check_visible(h); /* may bring next_check_us forward (a fresh announcement) */
+        }
+        if (h->pg && now >= h->next_listen_us) {
+            refresh_listened(h, now);
+            h->next_listen_us = now + HUB_LISTEN_REFRESH_US;
         }
         if (!h->pg)
             return;
         struct pollfd p[2] = {{.fd = PQsocket(h->pg), .events = POLLIN},
                               {.fd = h->pipe_rd, .events = POLLIN}};
-        poll(p, 2, poll_timeout_ms(now, earliest, h->next_check_us));
+        int64_t wake = h->next_check_us < h->next_listen_us ? h->next_check_us : h->next_listen_us;
+        poll(p, 2, poll_timeout_ms(now, earliest, wake));
         drain_notifications(h);
     }
     char buf[64];

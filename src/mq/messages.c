@@ -34,26 +34,26 @@
 #define MQ_FULL_SCAN_US 1000000
 #define MQ_HINT_SLOTS   256
 
-/* NOTIFY only when a process waits on the queue (see sql/002_queues.sql, queue_listeners). */
-#define MQ_NOTIFY_SQL                                                                         \
-    "CASE WHEN EXISTS (SELECT 1 FROM queue_listeners WHERE queue_id = $1 AND until > now()) " \
-    "THEN pg_notify('rydes_mq', $1::text)::text END"
-
 /* A process whose cache still knows a queue another process has just deleted may send to it
  * for up to a second; the sweeper deletes such messages (table deleted_queues). */
-static struct db_stmt q_send_one =
-    DB_STMT("mq_send_one",
-            "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
-            "attributes) VALUES ($1, now() + make_interval(secs => $2::int), $3, $4, $5, $6) "
-            "RETURNING id) SELECT id, " MQ_NOTIFY_SQL " FROM ins",
-            6);
-static struct db_stmt q_send = DB_STMT(
-    "mq_send",
-    "WITH ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
-    "attributes) SELECT $1, now() + make_interval(secs => x.delay), x.message_id, x.body_json, "
-    "x.body, x.attributes FROM json_to_recordset($2::json) AS x(message_id uuid, delay int, "
-    "body text, body_json boolean, attributes jsonb) RETURNING id) "
-    "SELECT count(*), " MQ_NOTIFY_SQL " FROM ins",
+#define MQ_INSERT_ONE                                                                       \
+    "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes) " \
+    "VALUES ($1, now() + make_interval(secs => $2::int), $3, $4, $5, $6) RETURNING id"
+#define MQ_INSERT_BATCH                                                                      \
+    "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes) "  \
+    "SELECT $1, now() + make_interval(secs => x.delay), x.message_id, x.body_json, x.body, " \
+    "x.attributes FROM json_to_recordset($2::json) AS x(message_id uuid, delay int, "        \
+    "body text, body_json boolean, attributes jsonb) RETURNING id"
+
+/* Sends to a queue some process waits on NOTIFY in the same transaction; others do not. */
+static struct db_stmt q_send_one = DB_STMT("mq_send_one", MQ_INSERT_ONE, 6);
+static struct db_stmt q_send_one_notify = DB_STMT(
+    "mq_send_one_notify",
+    "WITH ins AS (" MQ_INSERT_ONE ") SELECT id, pg_notify('rydes_mq', $1::text) FROM ins", 6);
+static struct db_stmt q_send = DB_STMT("mq_send", MQ_INSERT_BATCH, 2);
+static struct db_stmt q_send_notify = DB_STMT(
+    "mq_send_notify",
+    "WITH ins AS (" MQ_INSERT_BATCH ") SELECT count(*), pg_notify('rydes_mq', $1::text) FROM ins",
     2);
 /* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
  * Claims and leases the oldest visible messages in one statement; a message already received
@@ -239,7 +239,8 @@ static char *batch_param(const struct mq_queue *q, const struct mq_send_entry *e
 
 /* One message to a standard queue: a plain INSERT. */
 static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
-                               const struct mq_send_entry *e, struct mq_send_result *result)
+                               const struct mq_send_entry *e, struct mq_send_result *result,
+                               bool notify)
 {
     char id[16], delay[16];
     memset(result, 0, sizeof *result);
@@ -251,7 +252,7 @@ static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
     const char *v[] = {id, delay, result->message_id, e->body_json ? "t" : "f", e->body, attrs};
     const int len[] = {0, 0, 0, 0, (int)e->body_len, 0};
     const int fmt[] = {0, 0, 0, 0, 0, 0};
-    PGresult *r = db_exec(c, &q_send_one, v, len, fmt);
+    PGresult *r = db_exec(c, notify ? &q_send_one_notify : &q_send_one, v, len, fmt);
     free(attrs);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
@@ -260,15 +261,17 @@ static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
 }
 
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
-                       const struct mq_send_entry *entries, int n, struct mq_send_result *results)
+                       const struct mq_send_entry *entries, int n, struct mq_send_result *results,
+                       bool notify)
 {
     if (n == 1 && !q->attrs.fifo)
-        return send_one(c, q, entries, results);
+        return send_one(c, q, entries, results, notify);
     char id[16];
     snprintf(id, sizeof id, "%d", q->id);
     char *batch = batch_param(q, entries, n, results);
     const char *v[] = {id, batch};
-    PGresult *r = db_exec(c, q->attrs.fifo ? &q_send_fifo : &q_send, v, NULL, NULL);
+    struct db_stmt *st = q->attrs.fifo ? &q_send_fifo : notify ? &q_send_notify : &q_send;
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
     free(batch);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
