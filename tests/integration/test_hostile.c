@@ -1,0 +1,140 @@
+/* Integration: hostile requests. A table of malformed, oversized, mistyped and tricky requests
+ * against every kind of route: each must get a 4xx problem+json (never a 5xx, never a dropped
+ * connection for a complete request), and the server must keep serving afterwards. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct harness_server srv;
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+    static bool created;
+    if (!created) { /* the database outlives the fixture: create the queues once */
+        harness_put_queue(&srv, "h", NULL, 201);
+        harness_put_queue(&srv, "h.fifo", NULL, 201);
+        created = true;
+    }
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+struct hostile {
+    const char *method, *path, *body, *content_type;
+    long status; /* expected; 0: any 4xx */
+};
+
+#define A HARNESS_ADMIN_TOKEN
+static const struct hostile cases[] = {
+    /* bodies */
+    {"POST", "/queues/h/messages", "{\"body\":\"\xff\xfe\"}", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"a\\u0000b\"}", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":1e999999}", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\",\"delay_seconds\":1e300}", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\",\"delay_seconds\":-9223372036854775808}", NULL,
+     400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\",\"delay_seconds\":\"5\"}", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\",\"attributes\":[]}", NULL, 400},
+    {"POST", "/queues/h/messages",
+     "{\"body\":\"x\",\"attributes\":{\"a\":{\"type\":\"Number\","
+     "\"value\":\"1; DROP TABLE messages\"}}}",
+     NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\"} trailing", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\",\"body\":\"y\"}", NULL, 400},
+    {"POST", "/queues/h/messages", "", "application/json", 400},
+    {"POST", "/queues/h/messages", "null", NULL, 400},
+    {"POST", "/queues/h/messages", "\"just a string\"", NULL, 400},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\"}", "text/plain", 415},
+    {"POST", "/queues/h/messages", "{\"body\":\"x\"}", "application/jsonp", 415},
+    {"POST", "/queues/h.fifo/messages", "{\"body\":\"x\",\"group_id\":\"a b\",\"dedup_id\":\"1\"}",
+     NULL, 400},
+    {"POST", "/queues/h.fifo/messages", "{\"body\":\"x\",\"group_id\":\"g\"}", NULL, 400},
+    {"POST", "/queues/h/messages:batch", "{\"entries\":{}}", NULL, 400},
+    {"POST", "/queues/h/messages:batch", "{\"entries\":[1,2,3]}", NULL, 400},
+    {"POST", "/queues/h/messages:receive", "{\"max_messages\":0}", NULL, 400},
+    {"POST", "/queues/h/messages:receive", "{\"max_messages\":11}", NULL, 400},
+    {"POST", "/queues/h/messages:receive", "{\"wait_seconds\":21}", NULL, 400},
+    {"POST", "/queues/h/messages:receive", "{\"visibility_timeout\":43201}", NULL, 400},
+    {"POST", "/queues/h/messages:receive", "[]", NULL, 400},
+    {"POST", "/queues/h/messages:delete", "{\"receipts\":[]}", NULL, 400},
+    {"PATCH", "/queues/h/messages/0000000100000000000000010000000000000001",
+     "{\"visibility_timeout\":-1}", NULL, 400},
+    {"PUT", "/queues/h", "{\"visibility_timeout\":\"30\"}", NULL, 400},
+    {"PUT", "/queues/h", "{\"dead_letter\":{\"queue\":\"../etc\",\"max_receive_count\":1}}", NULL,
+     400},
+    {"PUT", "/queues/h", "{\"dead_letter\":\"h\"}", NULL, 400},
+    {"POST", "/queues/h:redrive", "{\"max_messages\":0}", NULL, 400},
+    {"POST", "/tokens", "{\"role\":\"admin\",\"name\":\"' OR 1=1 --\",\"x\":1}", NULL, 400},
+    /* paths and names */
+    {"PUT", "/queues/a%2Fb", NULL, NULL, 400},
+    {"PUT", "/queues/..%2F..%2Fetc", NULL, NULL, 400},
+    {"PUT", "/queues/%00", NULL, NULL, 404},
+    {"PUT", "/queues/x%zz", NULL, NULL, 404},
+    {"GET", "/queues/%27%3B%20DROP%20TABLE%20queues%3B--", NULL, NULL, 404},
+    {"GET", "/queues/nope", NULL, NULL, 404},
+    {"GET", "/queues/h/../../tokens", NULL, NULL, 404},
+    {"DELETE", "/queues/h/messages/zz", NULL, NULL, 404},
+    {"DELETE", "/queues/h/messages/ffffffffffffffffffffffffffffffffffffffff", NULL, NULL, 404},
+    {"GET", "/queues?limit=99999999999999999999", NULL, NULL, 400},
+    {"GET", "/queues?limit=%00", NULL, NULL, 400},
+    {"GET", "/queues?after=%ff", NULL, NULL, 400},
+    {"GET", "/tokens?after=1e5", NULL, NULL, 400},
+    {"BREW", "/queues/h", NULL, NULL, 0},
+    {"GET", "/healthz/", NULL, NULL, 404},
+};
+
+START_TEST(hostile_requests_get_4xx_problems)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct hostile *c = &cases[i];
+        struct response r;
+        harness_request(&srv, c->method, c->path, A, c->body, c->content_type, NULL, &r);
+        ck_assert_msg(r.status >= 400 && r.status < 500, "%s %s %s: %ld %s", c->method, c->path,
+                      c->body ? c->body : "", r.status, buf_str(&r.body));
+        if (c->status)
+            ck_assert_msg(r.status == c->status, "%s %s %s: %ld, expected %ld: %s", c->method,
+                          c->path, c->body ? c->body : "", r.status, c->status, buf_str(&r.body));
+        if (strcmp(c->method, "HEAD") != 0)
+            assert_problem(&r, r.status);
+        response_cleanup(&r);
+    }
+    struct response r;
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(deeply_nested_json_is_refused)
+{
+    char body[6000];
+    size_t n = 0;
+    n += (size_t)snprintf(body, sizeof body, "{\"body\":");
+    for (int i = 0; i < 2500; i++)
+        body[n++] = '[';
+    for (int i = 0; i < 2500; i++)
+        body[n++] = ']';
+    body[n++] = '}';
+    body[n] = '\0';
+    struct response r;
+    harness_request(&srv, "POST", "/queues/h/messages", A, body, NULL, NULL, &r);
+    assert_problem(&r, 400);
+    response_cleanup(&r);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("hostile");
+    TCase *tc = tcase_create("hostile");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, hostile_requests_get_4xx_problems);
+    tcase_add_test(tc, deeply_nested_json_is_refused);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
