@@ -53,11 +53,22 @@ CREATE TABLE messages (
     body_json         boolean     NOT NULL DEFAULT false,
     body              text        NOT NULL,
     attributes        jsonb,
+    payload_id        bigint,     -- a topic delivery: the body is payloads.body (stored once)
     PRIMARY KEY (queue_id, id)
 ) WITH (fillfactor = 70,
         autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
         autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 5000,
         autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.05);
+
+-- Bodies published to a topic, stored once however many queues receive them: the delivered
+-- messages carry payload_id and an empty body. The sweeper removes payloads no message uses.
+CREATE TABLE payloads (
+    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    body       text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX messages_payload ON messages (payload_id) WHERE payload_id IS NOT NULL;
 
 -- FIFO only: the messages of one group in order.
 CREATE INDEX messages_group ON messages (queue_id, group_id, id) WHERE group_id IS NOT NULL;
@@ -145,9 +156,10 @@ BEGIN
         RETURNING m.*
     )
     INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at,
-                          message_id, group_id, source_queue_id, body_json, body, attributes)
+                          message_id, group_id, source_queue_id, body_json, body, attributes,
+                          payload_id)
     SELECT p_dlq, now(), receive_count, first_received_at, sent_at, message_id, group_id,
-           p_queue, body_json, body, attributes
+           p_queue, body_json, body, attributes, payload_id
     FROM moved;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -200,7 +212,7 @@ BEGIN
         DELETE FROM messages m USING c WHERE m.queue_id = q.id AND m.id = c.id
         RETURNING m.queue_id, m.id, m.visible_at, m.receive_count + 1, p_nonce,
                   coalesce(m.first_received_at, now()), m.sent_at, m.message_id, m.group_id,
-                  m.source_queue_id, m.body_json, m.body, m.attributes;
+                  m.source_queue_id, m.body_json, m.body, m.attributes, m.payload_id;
         RETURN;
     END IF;
     RETURN QUERY
@@ -234,10 +246,10 @@ BEGIN
         PERFORM mq_touch_group(q.dead_letter_queue_id, p_group);
         INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at,
                               message_id, group_id, source_queue_id, body_json, body,
-                              attributes)
+                              attributes, payload_id)
         VALUES (q.dead_letter_queue_id, now(), head.receive_count, head.first_received_at,
                 head.sent_at, head.message_id, head.group_id, q.id, head.body_json, head.body,
-                head.attributes);
+                head.attributes, head.payload_id);
     END LOOP;
 END
 $$;
@@ -307,7 +319,7 @@ BEGIN
         WHERE m.queue_id = q.id AND m.group_id = p_group AND m.id <= last_id
         RETURNING m.queue_id, m.id, m.visible_at, m.receive_count + 1, p_nonce,
                   coalesce(m.first_received_at, now()), m.sent_at, m.message_id, m.group_id,
-                  m.source_queue_id, m.body_json, m.body, m.attributes;
+                  m.source_queue_id, m.body_json, m.body, m.attributes, m.payload_id;
         RETURN;
     END IF;
     RETURN QUERY
@@ -416,7 +428,9 @@ WHERE m.visible_at > now() AND m.receive_count > 0;
 CREATE VIEW dead_letters AS
 SELECT q.name AS dead_letter_queue, src.name AS source_queue, m.message_id, m.group_id,
        m.receive_count, m.sent_at, m.first_received_at, src.max_receive_count,
-       left(m.body, 200) AS body_start
+       left(CASE WHEN m.payload_id IS NULL THEN m.body
+                 ELSE (SELECT p.body FROM payloads p WHERE p.id = m.payload_id) END, 200)
+           AS body_start
 FROM messages m
 JOIN queues q ON q.id = m.queue_id
 LEFT JOIN queues src ON src.id = m.source_queue_id
@@ -511,9 +525,9 @@ BEGIN
                 PERFORM mq_touch_group(coalesce(p_to, r.source_queue_id), r.group_id);
             END IF;
             INSERT INTO messages (queue_id, visible_at, sent_at, message_id, group_id, body_json,
-                                  body, attributes)
+                                  body, attributes, payload_id)
             VALUES (coalesce(p_to, r.source_queue_id), now(), r.sent_at, r.message_id,
-                    r.group_id, r.body_json, r.body, r.attributes);
+                    r.group_id, r.body_json, r.body, r.attributes, r.payload_id);
             n := n + 1;
         END LOOP;
         total := total + n;
@@ -559,6 +573,11 @@ BEGIN
         DELETE FROM dedup_entries WHERE queue_id = q.id;
     END LOOP;
     DELETE FROM deleted_queues WHERE deleted_at < now() - interval '10 minutes';
+    DELETE FROM payloads p WHERE p.id IN (
+        SELECT x.id FROM payloads x
+        WHERE x.created_at < now() - interval '1 minute'
+          AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.payload_id = x.id)
+        LIMIT p_batch);
     RETURN n + k;
 END
 $$;

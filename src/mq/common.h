@@ -18,8 +18,13 @@ void mq_messages_clear(struct mq_message *m);
 /* The columns mq_read_message expects, from a row source named m. Timestamps travel in
  * PostgreSQL's own text form and are reformatted in C (cheaper than to_char in every row). */
 // clang-format off
+/* The body of message m: its own, or, for a topic delivery, the payload stored once. */
+#define MQ_BODY_SQL                                                                            \
+    "CASE WHEN m.payload_id IS NULL THEN m.body "                                              \
+    "ELSE (SELECT p.body FROM payloads p WHERE p.id = m.payload_id) END"
 #define MQ_MESSAGE_COLUMNS                                                                     \
-    "m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes, m.receive_count, "      \
+    "m.id, m.message_id, m.receipt, " MQ_BODY_SQL ", m.body_json, m.attributes, "              \
+    "m.receive_count, "                                                                        \
     "m.sent_at, m.first_received_at, m.visible_at, mq_state(m.visible_at, m.receive_count), "  \
     "m.group_id"
 // clang-format on

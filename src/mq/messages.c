@@ -75,9 +75,9 @@ static struct db_stmt q_dead_letter = DB_STMT(
     "WITH moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
     "AND receipt = $3 RETURNING *) "
     "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
-    "message_id, group_id, source_queue_id, body_json, body, attributes) "
+    "message_id, group_id, source_queue_id, body_json, body, attributes, payload_id) "
     "SELECT $4, now(), receive_count, first_received_at, sent_at, message_id, group_id, $1, "
-    "body_json, body, attributes FROM moved",
+    "body_json, body, attributes, payload_id FROM moved",
     4);
 static struct db_stmt q_delete_fast = DB_STMT(
     "mq_delete_fast", "DELETE FROM messages WHERE queue_id = $1 AND id = $2 AND receipt = $3", 3);
@@ -133,7 +133,7 @@ static struct db_stmt q_visibility =
     DB_STMT("mq_visibility", "SELECT mq_change_visibility($1, $2, $3, $4)", 4);
 static struct db_stmt q_peek =
     DB_STMT("mq_peek",
-            "SELECT m.id, m.message_id, NULL, m.body, m.body_json, m.attributes, "
+            "SELECT m.id, m.message_id, NULL, " MQ_BODY_SQL ", m.body_json, m.attributes, "
             "m.receive_count, m.sent_at, m.first_received_at, m.visible_at, "
             "mq_state(m.visible_at, m.receive_count), m.group_id "
             "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2",
