@@ -65,5 +65,13 @@ enum handler_result api_messages_receive(struct http_request *req);
 enum handler_result api_messages_delete(struct http_request *req);
 enum handler_result api_messages_delete_batch(struct http_request *req);
 enum handler_result api_messages_visibility(struct http_request *req);
+enum handler_result api_topics_put(struct http_request *req);
+enum handler_result api_topics_get(struct http_request *req);
+enum handler_result api_topics_list(struct http_request *req);
+enum handler_result api_topics_delete(struct http_request *req);
+enum handler_result api_topics_publish(struct http_request *req);
+enum handler_result api_subscriptions_put(struct http_request *req);
+enum handler_result api_subscriptions_list(struct http_request *req);
+enum handler_result api_subscriptions_delete(struct http_request *req);
 
 #endif

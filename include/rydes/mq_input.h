@@ -5,6 +5,7 @@
 #define RYDES_MQ_INPUT_H
 
 #include "rydes/mq.h"
+#include "rydes/topics.h"
 #include "rydes/validate.h"
 
 #include <jansson.h>
@@ -25,6 +26,12 @@ void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue 
 /* Checks message attributes {name: {"type","value"}} (at most 10); returns their size in bytes
  * as SQS counts it (names, types and values). */
 size_t mq_input_message_attributes(json_t *attrs, const char *field, struct field_errors *fe);
+
+#define MQ_PUBLISH_MAX_BYTES 262144 /* a topic message, as SNS allows */
+
+/* Reads a publish body {body, attributes?, subject?} into p (pointers into obj or *owned, which
+ * the caller frees). */
+void mq_input_publish(json_t *obj, struct mq_publish *p, char **owned, struct field_errors *fe);
 
 struct mq_receive_request {
     int max_messages;

@@ -329,6 +329,29 @@ void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue 
                          size, q->attrs.max_message_bytes);
 }
 
+void mq_input_publish(json_t *obj, struct mq_publish *p, char **owned, struct field_errors *fe)
+{
+    static const char *const known[] = {"body", "attributes", "subject", NULL};
+    memset(p, 0, sizeof *p);
+    validate_known_fields(obj, known, fe);
+    struct mq_send_entry e;
+    memset(&e, 0, sizeof e);
+    *owned = NULL;
+    read_body(obj, "", &e, owned, fe);
+    p->body = e.body;
+    p->body_len = e.body_len;
+    p->body_json = e.body_json;
+    size_t size = e.body_len;
+    p->attributes = json_object_get(obj, "attributes");
+    if (p->attributes)
+        size += mq_input_message_attributes(p->attributes, "attributes", fe);
+    p->subject = validate_string(obj, "subject", false, 1, 100, fe);
+    if (size > MQ_PUBLISH_MAX_BYTES)
+        field_errors_add(fe, "body",
+                         "the message (body and attributes, %zu bytes) exceeds %d bytes", size,
+                         MQ_PUBLISH_MAX_BYTES);
+}
+
 void mq_input_receive(json_t *body, const struct mq_queue *q, struct mq_receive_request *out,
                       struct field_errors *fe)
 {

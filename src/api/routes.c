@@ -24,6 +24,14 @@ const struct route api_routes[] = {
     {"GET", "/queues/{name}/messages:peek", ROLE_ADMIN, api_queues_peek, false},
     {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_delete, false},
     {"PATCH", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_visibility, true},
+    {"GET", "/topics", ROLE_SERVICE, api_topics_list, false},
+    {"PUT", "/topics/{name}", ROLE_ADMIN, api_topics_put, true},
+    {"GET", "/topics/{name}", ROLE_SERVICE, api_topics_get, false},
+    {"DELETE", "/topics/{name}", ROLE_ADMIN, api_topics_delete, false},
+    {"POST", "/topics/{name}/messages", ROLE_SERVICE, api_topics_publish, true},
+    {"GET", "/topics/{name}/subscriptions", ROLE_SERVICE, api_subscriptions_list, false},
+    {"PUT", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_put, true},
+    {"DELETE", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_delete, false},
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

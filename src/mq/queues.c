@@ -90,7 +90,7 @@ static bool truthy(PGresult *r, int row, int col)
 /* A timestamptz column as RFC 3339 with milliseconds ("" when NULL). Pool connections run with
  * TimeZone=UTC and DateStyle ISO, so the text is "2026-11-26 13:15:43.908327+00" (the fraction
  * absent on a whole second): reformatting it is cheaper than to_char in every row. */
-static void read_ts(PGresult *r, int row, int col, char *out)
+void mq_read_ts(PGresult *r, int row, int col, char *out)
 {
     out[0] = '\0';
     if (PQgetisnull(r, row, col))
@@ -117,9 +117,9 @@ void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m)
     if (!PQgetisnull(r, row, 5))
         m->attributes = json_loads(PQgetvalue(r, row, 5), 0, NULL);
     m->receive_count = atoi(PQgetvalue(r, row, 6));
-    read_ts(r, row, 7, m->sent_at);
-    read_ts(r, row, 8, m->first_received_at);
-    read_ts(r, row, 9, m->visible_at);
+    mq_read_ts(r, row, 7, m->sent_at);
+    mq_read_ts(r, row, 8, m->first_received_at);
+    mq_read_ts(r, row, 9, m->visible_at);
     mq_copy(m->state, sizeof m->state, r, row, 10);
     if (!PQgetisnull(r, row, 11))
         m->group_id = xstrdup(PQgetvalue(r, row, 11));

@@ -999,6 +999,68 @@ START_TEST(receive_ranges)
 }
 END_TEST
 
+/* mq_input_publish: the body of POST /topics/{name}/messages. */
+static int publish_errors(const char *text, const char *field)
+{
+    json_t *obj = json_loads(text, 0, NULL);
+    ck_assert_ptr_nonnull(obj);
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct mq_publish p;
+    char *owned = NULL;
+    mq_input_publish(obj, &p, &owned, &fe);
+    int n = fe.count;
+    bool named = !field;
+    for (size_t i = 0; field && i < json_array_size(fe.list); i++)
+        named |= strcmp(json_string_value(json_object_get(json_array_get(fe.list, i), "field")),
+                        field) == 0;
+    ck_assert_msg(named, "%s: no error for %s", text, field);
+    free(owned);
+    field_errors_cleanup(&fe);
+    json_decref(obj);
+    return n;
+}
+
+START_TEST(publish_bodies)
+{
+    ck_assert_int_eq(publish_errors("{\"body\":\"x\"}", NULL), 0);
+    ck_assert_int_eq(publish_errors("{\"body\":{\"a\":1},\"subject\":\"s\"}", NULL), 0);
+    ck_assert_int_gt(publish_errors("{}", "body"), 0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"\"}", "body"), 0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"group_id\":\"g\"}", "group_id"), 0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"subject\":\"\"}", "subject"), 0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"attributes\":{\"a\":1}}", "attributes"), 0);
+    /* a JSON body travels as its compact text */
+    json_t *obj = json_loads("{\"body\":{\"b\": [1, 2]}}", 0, NULL);
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct mq_publish p;
+    char *owned = NULL;
+    mq_input_publish(obj, &p, &owned, &fe);
+    ck_assert_int_eq(fe.count, 0);
+    ck_assert(p.body_json);
+    ck_assert_str_eq(p.body, "{\"b\":[1,2]}");
+    free(owned);
+    json_decref(obj);
+}
+END_TEST
+
+START_TEST(publish_size_limit)
+{
+    size_t n = MQ_PUBLISH_MAX_BYTES + 1;
+    char *text = malloc(n + 32);
+    strcpy(text, "{\"body\":\"");
+    memset(text + strlen(text), 'x', n);
+    strcpy(text + 9 + n, "\"}");
+    ck_assert_int_gt(publish_errors(text, "body"), 0);
+    text[9 + n - 2] = '\"';
+    text[9 + n - 1] = '}';
+    text[9 + n] = '\0';
+    ck_assert_int_eq(publish_errors(text, NULL), 0); /* exactly at the limit minus one byte */
+    free(text);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("mq_input");
@@ -1042,6 +1104,8 @@ static Suite *suite(void)
     TCase *receive = tcase_create("receive");
     tcase_add_test(receive, receive_defaults_come_from_the_queue);
     tcase_add_test(receive, receive_ranges);
+    tcase_add_test(receive, publish_bodies);
+    tcase_add_test(receive, publish_size_limit);
     suite_add_tcase(s, receive);
 
     return s;

@@ -1,0 +1,322 @@
+/* Topic endpoints: PUT/GET/DELETE /topics/{name}, GET /topics, the subscriptions of a topic,
+ * and publishing. Filter policies are compiled here first, so an invalid one is a 400 that says
+ * what is wrong before anything is stored. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/mq_input.h"
+#include "rydes/problem.h"
+#include "rydes/topics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *topic_json(const struct mq_topic *t)
+{
+    char self[300], subs[340], msgs[340];
+    snprintf(self, sizeof self, "/topics/%s", t->name);
+    snprintf(subs, sizeof subs, "%s/subscriptions", self);
+    snprintf(msgs, sizeof msgs, "%s/messages", self);
+    return json_pack("{s:s, s:{s:b, s:b}, s:s, s:{s:s, s:s, s:s}}", "name", t->name, "attributes",
+                     "fifo", t->fifo, "content_based_dedup", t->content_based_dedup, "created_at",
+                     t->created_at, "links", "self", self, "subscriptions", subs, "messages", msgs);
+}
+
+/* Reads the topic named by {name}; answers 404/503/500 itself otherwise. */
+static bool api_topic(struct http_request *req, struct db_conn *c, struct mq_topic *t,
+                      enum handler_result *res)
+{
+    const char *name = route_param(&req->match, "name");
+    enum mq_status st = MQ_NOT_FOUND;
+    if (name && mq_topic_name_valid(name))
+        st = mq_topic_get(c, name, t);
+    if (st == MQ_OK)
+        return true;
+    *res = api_mq_failure(req, st, "no such topic");
+    return false;
+}
+
+/* A connection with the topic of {name} read; NULL when either failed (answered). */
+static struct db_conn *topic_conn(struct http_request *req, struct mq_topic *t,
+                                  enum handler_result *res)
+{
+    struct db_conn *c = api_db_acquire(req, res);
+    if (c && !api_topic(req, c, t, res)) {
+        api_db_release(req, c);
+        c = NULL;
+    }
+    return c;
+}
+
+static void topic_input(struct http_request *req, const char *name, bool *cbd,
+                        struct field_errors *fe)
+{
+    static const char *const known[] = {"fifo", "content_based_dedup", NULL};
+    *cbd = false;
+    if (!mq_topic_name_valid(name))
+        field_errors_add(fe, "name", "must be 1 to 256 of A-Z a-z 0-9 _ -");
+    else if (strstr(name, ".fifo"))
+        field_errors_add(fe, "name", "FIFO topics are not supported yet");
+    if (req->json && !json_is_object(req->json)) {
+        field_errors_add(fe, "body", "must be a JSON object of attributes");
+        return;
+    }
+    if (!req->json)
+        return;
+    validate_known_fields(req->json, known, fe);
+    bool fifo = false;
+    if (validate_bool(req->json, "fifo", false, &fifo, fe) && fifo)
+        field_errors_add(fe, "fifo", "FIFO topics are not supported yet");
+    if (validate_bool(req->json, "content_based_dedup", false, cbd, fe) && *cbd)
+        field_errors_add(fe, "content_based_dedup", "applies to FIFO topics only");
+}
+
+enum handler_result api_topics_put(struct http_request *req)
+{
+    const char *name = route_param(&req->match, "name");
+    struct field_errors fe;
+    field_errors_init(&fe);
+    bool cbd;
+    topic_input(req, name, &cbd, &fe);
+    enum handler_result res;
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    bool created = false;
+    struct mq_topic t;
+    enum mq_status st = mq_topic_put(c, name, cbd, &created);
+    if (st == MQ_OK)
+        st = mq_topic_get(c, name, &t);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    if (created) {
+        char self[300];
+        snprintf(self, sizeof self, "/topics/%s", name);
+        http_add_header(req, "Location", self);
+    }
+    return http_reply_json(req, created ? 201 : 200, topic_json(&t));
+}
+
+enum handler_result api_topics_get(struct http_request *req)
+{
+    enum handler_result res;
+    struct mq_topic t;
+    struct db_conn *c = topic_conn(req, &t, &res);
+    if (!c)
+        return res;
+    api_db_release(req, c);
+    return http_reply_json(req, 200, topic_json(&t));
+}
+
+enum handler_result api_topics_delete(struct http_request *req)
+{
+    const char *name = route_param(&req->match, "name");
+    if (!mq_topic_name_valid(name))
+        return http_reply_problem(req, 404, "no such topic");
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    enum mq_status st = mq_topic_delete(c, name);
+    api_db_release(req, c);
+    return st == MQ_OK ? http_reply_empty(req, 204) : api_mq_failure(req, st, "no such topic");
+}
+
+enum handler_result api_topics_list(struct http_request *req)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    int limit;
+    const char *after;
+    api_page(req, &limit, &after, &fe);
+    if (after && !mq_topic_name_valid(after))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
+    enum handler_result res;
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    char **names;
+    int count;
+    bool more;
+    enum mq_status st = mq_topic_list(c, after ? after : "", limit, &names, &count, &more);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    json_t *list = json_array();
+    for (int i = 0; i < count; i++) {
+        char self[300];
+        snprintf(self, sizeof self, "/topics/%s", names[i]);
+        json_array_append_new(list,
+                              json_pack("{s:s, s:{s:s}}", "name", names[i], "links", "self", self));
+    }
+    json_t *next = more ? json_string(names[count - 1]) : json_null();
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    return http_reply_json(req, 200, json_pack("{s:o, s:o}", "topics", list, "next", next));
+}
+
+static json_t *subscription_json(const struct mq_topic *t, const struct mq_subscription *s)
+{
+    char self[400];
+    snprintf(self, sizeof self, "/topics/%s/subscriptions/%s", t->name, s->name);
+    return json_pack("{s:s, s:s, s:O?, s:s, s:b, s:s, s:{s:s}}", "name", s->name, "queue", s->queue,
+                     "filter_policy", s->filter_policy, "filter_policy_scope",
+                     s->scope == FILTER_SCOPE_BODY ? "body" : "attributes", "raw_delivery", s->raw,
+                     "created_at", s->created_at, "links", "self", self);
+}
+
+/* Validates a subscription body into in; compiles its policy to report a bad one. */
+static void subscription_input(struct http_request *req, struct mq_subscription_input *in,
+                               struct field_errors *fe)
+{
+    static const char *const known[] = {
+        "queue", "url", "filter_policy", "filter_policy_scope", "raw_delivery", NULL};
+    memset(in, 0, sizeof *in);
+    validate_known_fields(req->json, known, fe);
+    if (json_object_get(req->json, "url"))
+        field_errors_add(fe, "url", "URL subscriptions are not supported yet; use queue");
+    in->queue = validate_string(req->json, "queue", true, 1, MQ_NAME_MAX, fe);
+    if (in->queue && !mq_input_queue_name(in->queue))
+        field_errors_add(fe, "queue", "is not a valid queue name");
+    const char *scope = validate_string(req->json, "filter_policy_scope", false, 1, 16, fe);
+    if (scope && strcmp(scope, "body") && strcmp(scope, "attributes"))
+        field_errors_add(fe, "filter_policy_scope", "must be attributes or body");
+    in->scope = scope && !strcmp(scope, "body") ? FILTER_SCOPE_BODY : FILTER_SCOPE_ATTRIBUTES;
+    validate_bool(req->json, "raw_delivery", false, &in->raw, fe);
+    json_t *policy = json_object_get(req->json, "filter_policy");
+    if (!policy || json_is_null(policy))
+        return;
+    char err[256];
+    struct filter_policy *compiled =
+        json_is_object(policy) ? filter_compile(policy, in->scope, err, sizeof err) : NULL;
+    if (!compiled)
+        field_errors_add(fe, "filter_policy", "%s",
+                         json_is_object(policy) ? err : "must be a JSON object");
+    filter_free(compiled);
+    in->filter_policy = policy;
+}
+
+enum handler_result api_subscriptions_put(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    const char *name = route_param(&req->match, "sub");
+    struct field_errors fe;
+    field_errors_init(&fe);
+    if (!mq_input_queue_name(name) || strstr(name, ".fifo"))
+        field_errors_add(&fe, "sub", "must be 1 to 80 of A-Z a-z 0-9 _ -");
+    struct mq_subscription_input in;
+    subscription_input(req, &in, &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct mq_topic t;
+    struct db_conn *c = topic_conn(req, &t, &res);
+    if (!c)
+        return res;
+    bool created = false;
+    char detail[256];
+    enum mq_status st = mq_subscription_put(c, &t, name, &in, &created, detail, sizeof detail);
+    struct mq_subscription *subs = NULL;
+    int n = 0;
+    if (st == MQ_OK)
+        st = mq_subscriptions_load(c, &t, &subs, &n);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, detail);
+    json_t *body = NULL;
+    for (int i = 0; i < n && !body; i++)
+        if (strcmp(subs[i].name, name) == 0)
+            body = subscription_json(&t, &subs[i]);
+    mq_subscriptions_free(subs, n);
+    if (!body) /* deleted by someone else in between */
+        return http_reply_problem(req, 409, "the subscription was deleted meanwhile");
+    if (created) {
+        char self[400];
+        snprintf(self, sizeof self, "/topics/%s/subscriptions/%s", t.name, name);
+        http_add_header(req, "Location", self);
+    }
+    return http_reply_json(req, created ? 201 : 200, body);
+}
+
+enum handler_result api_subscriptions_list(struct http_request *req)
+{
+    enum handler_result res;
+    struct mq_topic t;
+    struct db_conn *c = topic_conn(req, &t, &res);
+    if (!c)
+        return res;
+    struct mq_subscription *subs = NULL;
+    int n = 0;
+    enum mq_status st = mq_subscriptions_load(c, &t, &subs, &n);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, subscription_json(&t, &subs[i]));
+    mq_subscriptions_free(subs, n);
+    return http_reply_json(req, 200, json_pack("{s:o}", "subscriptions", list));
+}
+
+enum handler_result api_subscriptions_delete(struct http_request *req)
+{
+    enum handler_result res;
+    struct mq_topic t;
+    struct db_conn *c = topic_conn(req, &t, &res);
+    if (!c)
+        return res;
+    const char *name = route_param(&req->match, "sub");
+    enum mq_status st =
+        mq_input_queue_name(name) ? mq_subscription_delete(c, &t, name) : MQ_NOT_FOUND;
+    api_db_release(req, c);
+    return st == MQ_OK ? http_reply_empty(req, 204)
+                       : api_mq_failure(req, st, "no such subscription");
+}
+
+static bool listened(void *ctx, int queue_id)
+{
+    return mq_hub_listened(ctx, queue_id);
+}
+
+enum handler_result api_topics_publish(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct mq_publish p;
+    char *owned = NULL;
+    mq_input_publish(req->json, &p, &owned, &fe);
+    if (api_reply_invalid(req, &fe, &res)) {
+        free(owned);
+        return res;
+    }
+    struct mq_topic t;
+    struct db_conn *c = topic_conn(req, &t, &res);
+    if (!c) {
+        free(owned);
+        return res;
+    }
+    struct mq_subscription *subs = NULL;
+    int n = 0, deliveries = 0;
+    char message_id[IDS_UUID_LEN];
+    enum mq_status st = mq_subscriptions_load(c, &t, &subs, &n);
+    if (st == MQ_OK)
+        st = mq_publish(c, &t, subs, n, &p, listened, req->app->hub, message_id, &deliveries);
+    api_db_release(req, c);
+    mq_subscriptions_free(subs, n);
+    free(owned);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    return http_reply_json(
+        req, 201, json_pack("{s:s, s:i}", "message_id", message_id, "deliveries", deliveries));
+}

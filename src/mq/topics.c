@@ -1,0 +1,356 @@
+/* Topics, subscriptions and publishing; see include/rydes/topics.h. */
+#include "common.h"
+
+#include "rydes/buf.h"
+#include "rydes/mem.h"
+#include "rydes/topics.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct db_stmt q_topic_put =
+    DB_STMT("mq_topic_put",
+            "INSERT INTO topics AS t (name, fifo, content_based_dedup) VALUES ($1, $2, $3) "
+            "ON CONFLICT (name) DO UPDATE SET content_based_dedup = EXCLUDED.content_based_dedup, "
+            "updated_at = now() RETURNING (xmax = 0)",
+            3);
+static struct db_stmt q_topic_get = DB_STMT(
+    "mq_topic_get",
+    "SELECT id, name, fifo, content_based_dedup, created_at FROM topics WHERE name = $1", 1);
+static struct db_stmt q_topic_delete =
+    DB_STMT("mq_topic_delete", "DELETE FROM topics WHERE name = $1", 1);
+static struct db_stmt q_topic_list =
+    DB_STMT("mq_topic_list", "SELECT name FROM topics WHERE name > $1 ORDER BY name LIMIT $2", 2);
+static struct db_stmt q_sub_put = DB_STMT(
+    "mq_sub_put",
+    "INSERT INTO subscriptions AS s (topic_id, name, queue_id, filter_policy, filter_scope, "
+    "raw_delivery) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (topic_id, name) DO UPDATE SET "
+    "queue_id = EXCLUDED.queue_id, filter_policy = EXCLUDED.filter_policy, "
+    "filter_scope = EXCLUDED.filter_scope, raw_delivery = EXCLUDED.raw_delivery, "
+    "updated_at = now() RETURNING (xmax = 0)",
+    6);
+static struct db_stmt q_sub_queue =
+    DB_STMT("mq_sub_queue", "SELECT id, fifo FROM queues WHERE name = $1", 1);
+static struct db_stmt q_sub_delete =
+    DB_STMT("mq_sub_delete", "DELETE FROM subscriptions WHERE topic_id = $1 AND name = $2", 2);
+static struct db_stmt q_sub_load =
+    DB_STMT("mq_sub_load",
+            "SELECT s.name, q.name, q.id, q.fifo, s.filter_policy, s.filter_scope, s.raw_delivery, "
+            "s.created_at FROM subscriptions s JOIN queues q ON q.id = s.queue_id "
+            "WHERE s.topic_id = $1 ORDER BY s.name",
+            1);
+/* $1 message id, $2/$3 raw body and whether any raw subscriber matched, $4/$5 the envelope and
+ * whether any enveloped one did, $6 body_json, $7 attributes, $8/$9 target queues and whether
+ * each is raw, $10 the targets with long polls to NOTIFY. */
+static struct db_stmt q_publish =
+    DB_STMT("mq_publish",
+            "WITH raw AS (INSERT INTO payloads (body) SELECT $2 WHERE $3 RETURNING id), "
+            "env AS (INSERT INTO payloads (body) SELECT $4 WHERE $5 RETURNING id), "
+            "ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
+            "attributes, payload_id) SELECT t.q, now() + make_interval(secs => qq.delay_seconds), "
+            "$1::uuid, CASE WHEN t.raw THEN $6::boolean ELSE true END, '', "
+            "CASE WHEN t.raw THEN $7::jsonb END, "
+            "CASE WHEN t.raw THEN (SELECT id FROM raw) ELSE (SELECT id FROM env) END "
+            "FROM unnest($8::int[], $9::boolean[]) AS t(q, raw) JOIN queues qq ON qq.id = t.q "
+            "RETURNING queue_id) "
+            "SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('rydes_mq', x::text) "
+            "FROM unnest($10::int[]) x) n) FROM ins",
+            10);
+
+bool mq_topic_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    size_t base = n > 5 && strcmp(name + n - 5, ".fifo") == 0 ? n - 5 : n;
+    if (n == 0 || n > MQ_TOPIC_NAME_MAX || base == 0)
+        return false;
+    for (size_t i = 0; i < base; i++)
+        if (!(isalnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '-'))
+            return false;
+    return true;
+}
+
+enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_based_dedup,
+                            bool *created)
+{
+    size_t n = strlen(name);
+    bool fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
+    const char *v[] = {name, fifo ? "t" : "f", content_based_dedup ? "t" : "f"};
+    PGresult *r = db_exec(c, &q_topic_put, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    *created = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return MQ_OK;
+}
+
+enum mq_status mq_topic_get(struct db_conn *c, const char *name, struct mq_topic *out)
+{
+    const char *v[] = {name};
+    PGresult *r = db_exec(c, &q_topic_get, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    bool found = PQntuples(r) == 1;
+    if (found) {
+        out->id = atoi(PQgetvalue(r, 0, 0));
+        mq_copy(out->name, sizeof out->name, r, 0, 1);
+        out->fifo = PQgetvalue(r, 0, 2)[0] == 't';
+        out->content_based_dedup = PQgetvalue(r, 0, 3)[0] == 't';
+        mq_read_ts(r, 0, 4, out->created_at);
+    }
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+/* Runs a statement whose outcome is the number of rows it touched (0: not found). */
+static enum mq_status touch(struct db_conn *c, struct db_stmt *st, const char *const *v)
+{
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    bool found = strcmp(PQcmdTuples(r), "0") != 0;
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+enum mq_status mq_topic_delete(struct db_conn *c, const char *name)
+{
+    const char *v[] = {name};
+    return touch(c, &q_topic_delete, v);
+}
+
+enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, char ***names,
+                             int *count, bool *more)
+{
+    char l[16];
+    snprintf(l, sizeof l, "%d", limit + 1);
+    const char *v[] = {after, l};
+    PGresult *r = db_exec(c, &q_topic_list, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    int n = PQntuples(r);
+    *more = n > limit;
+    *count = *more ? limit : n;
+    *names = xcalloc((size_t)*count + 1, sizeof **names);
+    for (int i = 0; i < *count; i++)
+        (*names)[i] = xstrdup(PQgetvalue(r, i, 0));
+    PQclear(r);
+    return MQ_OK;
+}
+
+/* The id of the queue a subscription names, checked against the topic's type. */
+static enum mq_status subscription_queue(struct db_conn *c, const struct mq_topic *t,
+                                         const char *queue, char *id, size_t n, char *detail,
+                                         size_t detail_len)
+{
+    const char *v[] = {queue};
+    PGresult *r = db_exec(c, &q_sub_queue, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    enum mq_status st = MQ_OK;
+    if (PQntuples(r) == 0) {
+        snprintf(detail, detail_len, "queue %s does not exist", queue);
+        st = MQ_INVALID;
+    } else if ((PQgetvalue(r, 0, 1)[0] == 't') != t->fifo) {
+        snprintf(detail, detail_len, "a %s topic delivers to %s queues only",
+                 t->fifo ? "FIFO" : "standard", t->fifo ? "FIFO" : "standard");
+        st = MQ_INVALID;
+    } else {
+        mq_copy(id, n, r, 0, 0);
+    }
+    PQclear(r);
+    return st;
+}
+
+enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,
+                                   const struct mq_subscription_input *in, bool *created,
+                                   char *detail, size_t detail_len)
+{
+    char qid[16], tid[16];
+    enum mq_status st = subscription_queue(c, t, in->queue, qid, sizeof qid, detail, detail_len);
+    if (st != MQ_OK)
+        return st;
+    snprintf(tid, sizeof tid, "%d", t->id);
+    char *policy = in->filter_policy ? json_dumps(in->filter_policy, JSON_COMPACT) : NULL;
+    const char *v[] = {tid,
+                       name,
+                       qid,
+                       policy,
+                       in->scope == FILTER_SCOPE_BODY ? "body" : "attributes",
+                       in->raw ? "t" : "f"};
+    PGresult *r = db_exec(c, &q_sub_put, v, NULL, NULL);
+    free(policy);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    *created = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return MQ_OK;
+}
+
+enum mq_status mq_subscription_delete(struct db_conn *c, const struct mq_topic *t, const char *name)
+{
+    char tid[16];
+    snprintf(tid, sizeof tid, "%d", t->id);
+    const char *v[] = {tid, name};
+    return touch(c, &q_sub_delete, v);
+}
+
+static void read_subscription(PGresult *r, int row, struct mq_subscription *s)
+{
+    memset(s, 0, sizeof *s);
+    mq_copy(s->name, sizeof s->name, r, row, 0);
+    mq_copy(s->queue, sizeof s->queue, r, row, 1);
+    s->queue_id = atoi(PQgetvalue(r, row, 2));
+    s->queue_fifo = PQgetvalue(r, row, 3)[0] == 't';
+    s->scope =
+        strcmp(PQgetvalue(r, row, 5), "body") == 0 ? FILTER_SCOPE_BODY : FILTER_SCOPE_ATTRIBUTES;
+    s->raw = PQgetvalue(r, row, 6)[0] == 't';
+    mq_read_ts(r, row, 7, s->created_at);
+    if (PQgetisnull(r, row, 4))
+        return;
+    s->filter_policy = json_loads(PQgetvalue(r, row, 4), 0, NULL);
+    char err[256];
+    /* stored policies compiled when they were saved; one that no longer compiles matches
+     * nothing rather than everything */
+    s->compiled =
+        s->filter_policy ? filter_compile(s->filter_policy, s->scope, err, sizeof err) : NULL;
+}
+
+enum mq_status mq_subscriptions_load(struct db_conn *c, const struct mq_topic *t,
+                                     struct mq_subscription **subs, int *count)
+{
+    char tid[16];
+    snprintf(tid, sizeof tid, "%d", t->id);
+    const char *v[] = {tid};
+    PGresult *r = db_exec(c, &q_sub_load, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    *count = PQntuples(r);
+    *subs = xcalloc((size_t)*count + 1, sizeof **subs);
+    for (int i = 0; i < *count; i++)
+        read_subscription(r, i, &(*subs)[i]);
+    PQclear(r);
+    return MQ_OK;
+}
+
+void mq_subscriptions_free(struct mq_subscription *subs, int count)
+{
+    for (int i = 0; i < count; i++) {
+        json_decref(subs[i].filter_policy);
+        filter_free(subs[i].compiled);
+    }
+    free(subs);
+}
+
+/* Does subscription s want the message? body is the parsed body (NULL when not JSON). */
+static bool wants(const struct mq_subscription *s, const struct mq_publish *p, json_t *body)
+{
+    if (!s->filter_policy)
+        return true;
+    if (!s->compiled)
+        return false;
+    if (s->scope == FILTER_SCOPE_BODY)
+        return filter_match_body(s->compiled, body ? body : json_null()); /* {} matches all */
+    return filter_match_attributes(s->compiled, p->attributes);
+}
+
+/* The SNS-style envelope of a publish (caller frees). */
+static char *envelope(const struct mq_topic *t, const struct mq_publish *p, const char *message_id)
+{
+    char ts[CLOCK_RFC3339_LEN];
+    clock_format_rfc3339(clock_wall_us(), ts);
+    json_t *e =
+        json_pack("{s:s, s:s, s:s, s:s%, s:s}", "Type", "Notification", "MessageId", message_id,
+                  "Topic", t->name, "Message", p->body, p->body_len, "Timestamp", ts);
+    if (p->subject)
+        json_object_set_new(e, "Subject", json_string(p->subject));
+    json_t *attrs = json_object();
+    const char *name;
+    json_t *a;
+    json_object_foreach(p->attributes, name, a)
+    {
+        json_object_set_new(attrs, name,
+                            json_pack("{s:O, s:O}", "Type", json_object_get(a, "type"), "Value",
+                                      json_object_get(a, "value")));
+    }
+    json_object_set_new(e, "MessageAttributes", attrs);
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    if (!text)
+        rydes_oom();
+    return text;
+}
+
+struct targets {
+    struct buf queues, raws, notify;
+    bool any_raw, any_env;
+    int n;
+};
+
+static void targets_add(struct targets *t, const struct mq_subscription *s, bool listened)
+{
+    buf_printf(&t->queues, "%s%d", t->n ? "," : "{", s->queue_id);
+    buf_printf(&t->raws, "%s%s", t->n ? "," : "{", s->raw ? "t" : "f");
+    if (listened)
+        buf_printf(&t->notify, "%s%d", t->notify.len ? "," : "{", s->queue_id);
+    t->any_raw |= s->raw;
+    t->any_env |= !s->raw;
+    t->n++;
+}
+
+static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
+                                 const struct mq_publish *p, const char *message_id,
+                                 struct targets *tg, int *deliveries)
+{
+    buf_puts(&tg->queues, "}");
+    buf_puts(&tg->raws, "}");
+    buf_puts(&tg->notify, tg->notify.len ? "}" : "{}");
+    char *env = tg->any_env ? envelope(t, p, message_id) : NULL;
+    char *attrs = p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
+    const char *v[] = {message_id,
+                       p->body,
+                       tg->any_raw ? "t" : "f",
+                       env ? env : "",
+                       tg->any_env ? "t" : "f",
+                       p->body_json ? "t" : "f",
+                       attrs,
+                       buf_str(&tg->queues),
+                       buf_str(&tg->raws),
+                       buf_str(&tg->notify)};
+    const int len[] = {0, (int)p->body_len, 0, 0, 0, 0, 0, 0, 0, 0};
+    const int fmt[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    PGresult *r = db_exec(c, &q_publish, v, len, fmt);
+    free(env);
+    free(attrs);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    *deliveries = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return MQ_OK;
+}
+
+enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
+                          const struct mq_subscription *subs, int n, const struct mq_publish *p,
+                          bool (*listened)(void *ctx, int queue_id), void *ctx, char *message_id,
+                          int *deliveries)
+{
+    ids_uuid(message_id);
+    *deliveries = 0;
+    /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
+     * text (as SNS reads a message string) */
+    json_t *body = json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL);
+    struct targets tg = {0};
+    buf_init(&tg.queues);
+    buf_init(&tg.raws);
+    buf_init(&tg.notify);
+    for (int i = 0; i < n; i++)
+        if (wants(&subs[i], p, body))
+            targets_add(&tg, &subs[i], listened(ctx, subs[i].queue_id));
+    json_decref(body);
+    enum mq_status st = tg.n ? publish_to(c, t, p, message_id, &tg, deliveries) : MQ_OK;
+    buf_cleanup(&tg.queues);
+    buf_cleanup(&tg.raws);
+    buf_cleanup(&tg.notify);
+    return st;
+}
