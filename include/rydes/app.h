@@ -10,6 +10,7 @@
 #include "rydes/metrics.h"
 #include "rydes/mq_hub.h"
 #include "rydes/mq_sweeper.h"
+#include "rydes/topic_cache.h"
 #include "rydes/ttlcache.h"
 
 #include <stdbool.h>
@@ -22,8 +23,9 @@ struct app {
     struct http_server *http;
     struct mq_hub *hub; /* wakes long polls */
     struct mq_sweeper *sweeper;
-    struct ttlcache *token_cache; /* SHA-256 of a token -> enum role */
-    struct ttlcache *queue_cache; /* queue name -> struct mq_queue */
+    struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
+    struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
+    struct topic_cache *topic_cache; /* topics with compiled subscriptions */
     int64_t started_wall_us;
 };
 

@@ -6,6 +6,7 @@
 #include "rydes/app.h"
 #include "rydes/mq_input.h"
 #include "rydes/problem.h"
+#include "rydes/topic_cache.h"
 #include "rydes/topics.h"
 
 #include <stdio.h>
@@ -88,6 +89,7 @@ enum handler_result api_topics_put(struct http_request *req)
     bool created = false;
     struct mq_topic t;
     enum mq_status st = mq_topic_put(c, name, cbd, &created);
+    topic_cache_forget(req->app->topic_cache, name);
     if (st == MQ_OK)
         st = mq_topic_get(c, name, &t);
     api_db_release(req, c);
@@ -122,6 +124,7 @@ enum handler_result api_topics_delete(struct http_request *req)
     if (!c)
         return res;
     enum mq_status st = mq_topic_delete(c, name);
+    topic_cache_forget(req->app->topic_cache, name);
     api_db_release(req, c);
     return st == MQ_OK ? http_reply_empty(req, 204) : api_mq_failure(req, st, "no such topic");
 }
@@ -224,6 +227,7 @@ enum handler_result api_subscriptions_put(struct http_request *req)
     bool created = false;
     char detail[256];
     enum mq_status st = mq_subscription_put(c, &t, name, &in, &created, detail, sizeof detail);
+    topic_cache_forget(req->app->topic_cache, t.name);
     struct mq_subscription *subs = NULL;
     int n = 0;
     if (st == MQ_OK)
@@ -276,6 +280,7 @@ enum handler_result api_subscriptions_delete(struct http_request *req)
     const char *name = route_param(&req->match, "sub");
     enum mq_status st =
         mq_input_queue_name(name) ? mq_subscription_delete(c, &t, name) : MQ_NOT_FOUND;
+    topic_cache_forget(req->app->topic_cache, t.name);
     api_db_release(req, c);
     return st == MQ_OK ? http_reply_empty(req, 204)
                        : api_mq_failure(req, st, "no such subscription");
@@ -300,23 +305,28 @@ enum handler_result api_topics_publish(struct http_request *req)
         free(owned);
         return res;
     }
-    struct mq_topic t;
-    struct db_conn *c = topic_conn(req, &t, &res);
+    const char *name = route_param(&req->match, "name");
+    if (!name || !mq_topic_name_valid(name)) {
+        free(owned);
+        return http_reply_problem(req, 404, "no such topic");
+    }
+    struct db_conn *c = api_db_acquire(req, &res);
     if (!c) {
         free(owned);
         return res;
     }
-    struct mq_subscription *subs = NULL;
-    int n = 0, deliveries = 0;
+    enum mq_status st;
+    int deliveries = 0;
     char message_id[IDS_UUID_LEN];
-    enum mq_status st = mq_subscriptions_load(c, &t, &subs, &n);
-    if (st == MQ_OK)
-        st = mq_publish(c, &t, subs, n, &p, listened, req->app->hub, message_id, &deliveries);
+    struct topic_set *set = topic_cache_get(req->app->topic_cache, c, name, &st);
+    if (set)
+        st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, req->app->hub, message_id,
+                        &deliveries);
     api_db_release(req, c);
-    mq_subscriptions_free(subs, n);
+    topic_set_release(set);
     free(owned);
     if (st != MQ_OK)
-        return api_mq_failure(req, st, NULL);
+        return api_mq_failure(req, st, "no such topic");
     return http_reply_json(
         req, 201, json_pack("{s:s, s:i}", "message_id", message_id, "deliveries", deliveries));
 }

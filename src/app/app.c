@@ -80,7 +80,9 @@ static void app_free_parts(struct app *app)
 {
     ttlcache_free(app->token_cache);
     ttlcache_free(app->queue_cache);
+    topic_cache_free(app->topic_cache);
     app->token_cache = app->queue_cache = NULL;
+    app->topic_cache = NULL;
     mq_sweeper_stop(app->sweeper);
     mq_hub_free(app->hub);
     app->sweeper = NULL;
@@ -100,6 +102,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
     if (cfg->migrate && !app_migrate(cfg, &applied, err, errlen))
         return false;
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
+    app->topic_cache = topic_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,
                                (int)cfg->db_connect_timeout, (int)cfg->db_statement_timeout_ms);
