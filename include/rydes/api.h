@@ -25,6 +25,13 @@ bool api_page(struct http_request *req, int *limit, const char **after, struct f
 /* When fe holds errors: queues the 400 naming them, cleans fe up, sets *res and returns true.
  * Reads as: if (api_reply_invalid(req, &fe, &res)) return res; */
 bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res);
+/* Lists names with ?limit= and ?after= (which valid must accept) into
+ * {key: [{name, links: links(name)}], next}. */
+typedef enum mq_status (*name_lister)(struct db_conn *c, const char *after, int limit,
+                                      char ***names, int *count, bool *more);
+enum handler_result api_list_names(struct http_request *req, const char *key,
+                                   bool (*valid)(const char *name), name_lister list,
+                                   json_t *(*links)(const char *name));
 /* Requires the body to be a JSON object; queues a 400 and returns false otherwise. */
 bool api_body_object(struct http_request *req, enum handler_result *res);
 

@@ -4,6 +4,8 @@
 #include "rydes/app.h"
 #include "rydes/problem.h"
 
+#include <stdlib.h>
+
 struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res)
 {
     enum db_acquire_error why;
@@ -37,6 +39,41 @@ bool api_page(struct http_request *req, int *limit, const char **after, struct f
     *limit = (int)v;
     *after = http_query(req, "after");
     return fe->count == 0;
+}
+
+enum handler_result api_list_names(struct http_request *req, const char *key,
+                                   bool (*valid)(const char *name), name_lister list,
+                                   json_t *(*links)(const char *name))
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    int limit;
+    const char *after;
+    api_page(req, &limit, &after, &fe);
+    if (after && !valid(after))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
+    enum handler_result res;
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    char **names;
+    int count;
+    bool more;
+    enum mq_status st = list(c, after ? after : "", limit, &names, &count, &more);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    json_t *items = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(items,
+                              json_pack("{s:s, s:o}", "name", names[i], "links", links(names[i])));
+    json_t *next = more ? json_string(names[count - 1]) : json_null();
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    return http_reply_json(req, 200, json_pack("{s:o, s:o}", key, items, "next", next));
 }
 
 bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res)

@@ -203,43 +203,9 @@ enum handler_result api_queues_delete(struct http_request *req)
     return st == MQ_OK ? http_reply_empty(req, 204) : mq_failure(req, st, NULL);
 }
 
-static json_t *names_json(char **names, int count)
-{
-    json_t *list = json_array();
-    for (int i = 0; i < count; i++) {
-        json_array_append_new(
-            list, json_pack("{s:s, s:o}", "name", names[i], "links", queue_links(names[i])));
-        free(names[i]);
-    }
-    free(names);
-    return list;
-}
-
 enum handler_result api_queues_list(struct http_request *req)
 {
-    struct field_errors fe;
-    field_errors_init(&fe);
-    int limit;
-    const char *after;
-    api_page(req, &limit, &after, &fe);
-    if (after && !mq_input_queue_name(after))
-        field_errors_add(&fe, "after", "is not a cursor returned by this list");
-    enum handler_result res;
-    if (api_reply_invalid(req, &fe, &res))
-        return res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
-    char **names;
-    int count;
-    bool more;
-    enum mq_status st = mq_queue_list(c, after ? after : "", limit, &names, &count, &more);
-    api_db_release(req, c);
-    if (st != MQ_OK)
-        return mq_failure(req, st, NULL);
-    json_t *next = more ? json_string(names[count - 1]) : json_null();
-    return http_reply_json(
-        req, 200, json_pack("{s:o, s:o}", "queues", names_json(names, count), "next", next));
+    return api_list_names(req, "queues", mq_input_queue_name, mq_queue_list, queue_links);
 }
 
 enum handler_result api_queues_purge(struct http_request *req)

@@ -129,40 +129,16 @@ enum handler_result api_topics_delete(struct http_request *req)
     return st == MQ_OK ? http_reply_empty(req, 204) : api_mq_failure(req, st, "no such topic");
 }
 
+static json_t *topic_links(const char *name)
+{
+    char self[300];
+    snprintf(self, sizeof self, "/topics/%s", name);
+    return json_pack("{s:s}", "self", self);
+}
+
 enum handler_result api_topics_list(struct http_request *req)
 {
-    struct field_errors fe;
-    field_errors_init(&fe);
-    int limit;
-    const char *after;
-    api_page(req, &limit, &after, &fe);
-    if (after && !mq_topic_name_valid(after))
-        field_errors_add(&fe, "after", "is not a cursor returned by this list");
-    enum handler_result res;
-    if (api_reply_invalid(req, &fe, &res))
-        return res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
-    char **names;
-    int count;
-    bool more;
-    enum mq_status st = mq_topic_list(c, after ? after : "", limit, &names, &count, &more);
-    api_db_release(req, c);
-    if (st != MQ_OK)
-        return api_mq_failure(req, st, NULL);
-    json_t *list = json_array();
-    for (int i = 0; i < count; i++) {
-        char self[300];
-        snprintf(self, sizeof self, "/topics/%s", names[i]);
-        json_array_append_new(list,
-                              json_pack("{s:s, s:{s:s}}", "name", names[i], "links", "self", self));
-    }
-    json_t *next = more ? json_string(names[count - 1]) : json_null();
-    for (int i = 0; i < count; i++)
-        free(names[i]);
-    free(names);
-    return http_reply_json(req, 200, json_pack("{s:o, s:o}", "topics", list, "next", next));
+    return api_list_names(req, "topics", mq_topic_name_valid, mq_topic_list, topic_links);
 }
 
 static json_t *subscription_json(const struct mq_topic *t, const struct mq_subscription *s)

@@ -263,13 +263,13 @@ enum mq_status mq_queue_delete(struct db_conn *c, const char *name)
     return found ? MQ_OK : MQ_NOT_FOUND;
 }
 
-enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, char ***names,
-                             int *count, bool *more)
+enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *after, int limit,
+                             char ***names, int *count, bool *more)
 {
     char l[16];
-    snprintf(l, sizeof l, "%d", limit + 1);
+    snprintf(l, sizeof l, "%d", limit + 1); /* one extra row tells whether there is more */
     const char *v[] = {after, l};
-    PGresult *r = db_exec(c, &q_list, v, NULL, NULL);
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     int n = PQntuples(r);
@@ -280,6 +280,12 @@ enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, ch
         (*names)[i] = xstrdup(PQgetvalue(r, i, 0));
     PQclear(r);
     return MQ_OK;
+}
+
+enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, char ***names,
+                             int *count, bool *more)
+{
+    return mq_list_names(c, &q_list, after, limit, names, count, more);
 }
 
 static enum mq_status measured_depth(struct db_conn *c, const char *id, struct mq_stats *out)

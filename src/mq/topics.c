@@ -123,20 +123,7 @@ enum mq_status mq_topic_delete(struct db_conn *c, const char *name)
 enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, char ***names,
                              int *count, bool *more)
 {
-    char l[16];
-    snprintf(l, sizeof l, "%d", limit + 1);
-    const char *v[] = {after, l};
-    PGresult *r = db_exec(c, &q_topic_list, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return mq_failed(c, r);
-    int n = PQntuples(r);
-    *more = n > limit;
-    *count = *more ? limit : n;
-    *names = xcalloc((size_t)*count + 1, sizeof **names);
-    for (int i = 0; i < *count; i++)
-        (*names)[i] = xstrdup(PQgetvalue(r, i, 0));
-    PQclear(r);
-    return MQ_OK;
+    return mq_list_names(c, &q_topic_list, after, limit, names, count, more);
 }
 
 /* The id of the queue a subscription names, checked against the topic's type. */
