@@ -80,5 +80,6 @@ enum handler_result api_topics_publish(struct http_request *req);
 enum handler_result api_subscriptions_put(struct http_request *req);
 enum handler_result api_subscriptions_list(struct http_request *req);
 enum handler_result api_subscriptions_delete(struct http_request *req);
+enum handler_result api_recipient_list(struct http_request *req);
 
 #endif

@@ -9,6 +9,7 @@
 #include "rydes/mq.h"
 
 #define MQ_TOPIC_NAME_MAX 256
+#define MQ_MAX_RECIPIENTS 100 /* queues of one recipient-list message */
 
 struct mq_topic {
     int id;
@@ -69,12 +70,19 @@ enum mq_status mq_subscriptions_load(struct db_conn *c, const struct mq_topic *t
                                      struct mq_subscription **subs, int *count);
 void mq_subscriptions_free(struct mq_subscription *subs, int count);
 
-/* Publishes to the n subscriptions subs of t: message_id (IDS_UUID_LEN) is filled and
- * *deliveries counts the queues that received the message. listened(ctx, queue_id) tells which
- * queues have long polls to NOTIFY. */
+/* Publishes to the n subscriptions subs of t (t may be NULL when every target is raw): message_id
+ * (IDS_UUID_LEN) is filled and *deliveries counts the queues that received the message.
+ * listened(ctx, queue_id) tells which queues have long polls to NOTIFY. */
 enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
                           const struct mq_subscription *subs, int n, const struct mq_publish *p,
                           bool (*listened)(void *ctx, int queue_id), void *ctx, char *message_id,
                           int *deliveries);
+
+/* Resolves the queue names of a recipient list into raw, unfiltered targets for mq_publish
+ * (which then needs no topic: pass NULL). MQ_INVALID with detail naming every unknown (or
+ * FIFO) queue. *subs is allocated (free with mq_subscriptions_free). */
+enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names, int n,
+                                     struct mq_subscription **subs, char *detail,
+                                     size_t detail_len);
 
 #endif

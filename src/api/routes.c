@@ -24,6 +24,7 @@ const struct route api_routes[] = {
     {"GET", "/queues/{name}/messages:peek", ROLE_ADMIN, api_queues_peek, false},
     {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_delete, false},
     {"PATCH", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_visibility, true},
+    {"POST", "/recipient-list", ROLE_SERVICE, api_recipient_list, true},
     {"GET", "/topics", ROLE_SERVICE, api_topics_list, false},
     {"PUT", "/topics/{name}", ROLE_ADMIN, api_topics_put, true},
     {"GET", "/topics/{name}", ROLE_SERVICE, api_topics_get, false},

@@ -306,3 +306,71 @@ enum handler_result api_topics_publish(struct http_request *req)
     return http_reply_json(
         req, 201, json_pack("{s:s, s:i}", "message_id", message_id, "deliveries", deliveries));
 }
+
+/* Reads "recipients": 1..MQ_MAX_RECIPIENTS distinct queue names. */
+static int recipients_input(json_t *list, const char **names, struct field_errors *fe)
+{
+    size_t n = json_array_size(list);
+    if (!json_is_array(list) || n < 1 || n > MQ_MAX_RECIPIENTS) {
+        field_errors_add(fe, "recipients", "must be an array of 1 to %d queue names",
+                         MQ_MAX_RECIPIENTS);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        names[i] = json_string_value(json_array_get(list, i));
+        if (!names[i] || !mq_input_queue_name(names[i]))
+            field_errors_add(fe, "recipients", "item %zu is not a valid queue name", i);
+        for (size_t j = 0; names[i] && j < i; j++)
+            if (names[j] && strcmp(names[i], names[j]) == 0)
+                field_errors_add(fe, "recipients", "%s is named twice", names[i]);
+    }
+    return (int)n;
+}
+
+enum handler_result api_recipient_list(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    const char *names[MQ_MAX_RECIPIENTS];
+    int n = recipients_input(json_object_get(req->json, "recipients"), names, &fe);
+    json_t *rest = json_copy(req->json); /* the publish fields, without "recipients" */
+    json_object_del(rest, "recipients");
+    struct mq_publish p;
+    char *owned = NULL;
+    mq_input_publish(rest, &p, &owned, &fe);
+    struct db_conn *c = fe.count ? NULL : api_db_acquire(req, &res);
+    if (!fe.count && !c)
+        goto done; /* the 503 is queued */
+    if (api_reply_invalid(req, &fe, &res))
+        goto done;
+    struct mq_subscription *targets = NULL;
+    char detail[MQ_MAX_RECIPIENTS * (MQ_NAME_MAX + 48)], message_id[IDS_UUID_LEN];
+    int deliveries = 0;
+    /* one transaction: a recipient deleted between the lookup and the insert means none */
+    enum mq_status st = db_begin(c) ? MQ_OK : MQ_UNAVAILABLE;
+    if (st == MQ_OK)
+        st = mq_recipients_resolve(c, names, n, &targets, detail, sizeof detail);
+    if (st == MQ_OK)
+        st = mq_publish(c, NULL, targets, n, &p, listened, req->app->hub, message_id, &deliveries);
+    if (st == MQ_OK && deliveries != n) {
+        st = MQ_CONFLICT;
+        snprintf(detail, sizeof detail, "a recipient was deleted meanwhile; nothing delivered");
+    }
+    if (st == MQ_OK && !db_commit(c))
+        st = MQ_UNAVAILABLE;
+    if (st != MQ_OK)
+        db_rollback(c);
+    api_db_release(req, c);
+    mq_subscriptions_free(targets, targets ? n : 0);
+    res = st == MQ_OK ? http_reply_json(req, 201,
+                                        json_pack("{s:s, s:i}", "message_id", message_id,
+                                                  "deliveries", deliveries))
+                      : api_mq_failure(req, st, detail);
+done:
+    free(owned);
+    json_decref(rest);
+    return res;
+}

@@ -341,3 +341,53 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
     buf_cleanup(&tg.notify);
     return st;
 }
+
+static struct db_stmt q_recipients =
+    DB_STMT("mq_recipients", "SELECT name, id, fifo FROM queues WHERE name = ANY ($1::text[])", 1);
+
+/* Finds name among the rows of r; the row index or -1. */
+static int row_of(PGresult *r, const char *name)
+{
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, 0), name) == 0)
+            return i;
+    return -1;
+}
+
+enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names, int n,
+                                     struct mq_subscription **subs, char *detail, size_t detail_len)
+{
+    struct buf arr, bad;
+    buf_init(&arr);
+    buf_init(&bad);
+    for (int i = 0; i < n; i++) /* validated queue names: no quoting needed */
+        buf_printf(&arr, "%s%s", i ? "," : "{", names[i]);
+    buf_puts(&arr, "}");
+    const char *v[] = {buf_str(&arr)};
+    PGresult *r = db_exec(c, &q_recipients, v, NULL, NULL);
+    buf_cleanup(&arr);
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        buf_cleanup(&bad);
+        return mq_failed(c, r);
+    }
+    *subs = xcalloc((size_t)n + 1, sizeof **subs);
+    for (int i = 0; i < n; i++) {
+        int row = row_of(r, names[i]);
+        if (row < 0 || PQgetvalue(r, row, 2)[0] == 't')
+            buf_printf(&bad, "%s%s (%s)", bad.len ? ", " : "", names[i],
+                       row < 0 ? "no such queue" : "a FIFO queue: not supported here yet");
+        else
+            (*subs)[i] =
+                (struct mq_subscription){.queue_id = atoi(PQgetvalue(r, row, 1)), .raw = true};
+    }
+    PQclear(r);
+    bool ok = bad.len == 0;
+    if (!ok)
+        snprintf(detail, detail_len, "recipients refused, nothing delivered: %s", buf_str(&bad));
+    buf_cleanup(&bad);
+    if (!ok) {
+        free(*subs);
+        *subs = NULL;
+    }
+    return ok ? MQ_OK : MQ_INVALID;
+}

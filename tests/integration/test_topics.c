@@ -8,7 +8,9 @@
  * payloads, per-queue delays, validation, deleting, peeking, dead-lettering and redriving a
  * delivery with its body intact, a long poll woken by a publish, atomicity (an injected failure
  * on one target queue leaves every queue and payloads untouched) and 4 concurrent publishers
- * whose deliveries always appear in both queues together. */
+ * whose deliveries always appear in both queues together. The recipient list: raw delivery to
+ * exactly the named queues with the body stored once, unknown and FIFO recipients refused with
+ * nothing delivered, the recipients-array and message 400s, 100 recipients, the role matrix. */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -1379,6 +1381,285 @@ START_TEST(concurrent_publishers_deliver_everything_to_both_queues)
 }
 END_TEST
 
+/* POST /recipient-list with body (the JSON text of the whole request) as admin into r. */
+static void send_to_list(const char *body, struct response *r)
+{
+    harness_admin(&srv, "POST", "/recipient-list", body, r);
+}
+
+/* Sends body to the recipient list; asserts 201 and returns the deliveries. message_id
+ * (IDS_UUID_LEN), when given, receives the id. */
+static int send_to_list_ok(const char *body, char *message_id)
+{
+    struct response r;
+    send_to_list(body, &r);
+    long status = r.status;
+    const char *id = json_str(r.json, "message_id");
+    json_t *d = json_object_get(r.json, "deliveries");
+    bool ok = status == 201 && id && strlen(id) == IDS_UUID_LEN - 1 && json_is_integer(d);
+    int n = ok ? (int)json_integer_value(d) : -1;
+    if (ok && message_id)
+        snprintf(message_id, IDS_UUID_LEN, "%s", id);
+    char text[300];
+    snprintf(text, sizeof text, "%.299s", buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_msg(ok, "recipient list %.200s: %ld %s", body, status, text);
+    return n;
+}
+
+/* Sends body to the recipient list, expects a 400 problem and returns its detail (caller
+ * frees); field, when not NULL, must be named among its errors. */
+static char *send_to_list_400(const char *body, const char *field)
+{
+    struct response r;
+    send_to_list(body, &r);
+    assert_problem(&r, 400);
+    bool named = !field || problem_names_field(&r, field);
+    char *detail = strdup(json_str(r.json, "detail"));
+    char text[300];
+    snprintf(text, sizeof text, "%.299s", buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_ptr_nonnull(detail);
+    ck_assert_msg(named, "%.200s: %s names no field %s", body, text, field);
+    return detail;
+}
+
+static long long payloads_after(long long before)
+{
+    char sql[120];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM payloads WHERE id > %lld", before);
+    return sql_int(sql);
+}
+
+START_TEST(recipient_list_delivers_raw_to_exactly_its_queues)
+{
+    harness_put_queue(&srv, "rl-a", NULL, 201);
+    harness_put_queue(&srv, "rl-b", NULL, 201);
+    harness_put_queue(&srv, "rl-other", NULL, 201);
+    json_t *attrs = json_loads("{\"fare\": {\"type\": \"Number\", \"value\": \"12.5\"}, "
+                               "\"city\": {\"type\": \"String\", \"value\": \"Seattle\"}}",
+                               0, NULL);
+    json_t *body = json_loads("{\"ride\": {\"id\": 7, \"tags\": [\"a\", \"b\"]}}", 0, NULL);
+    char *req = dump(json_pack("{s:[s, s], s:O, s:O, s:s}", "recipients", "rl-a", "rl-b", "body",
+                               body, "attributes", attrs, "subject", "Ride completed"));
+    long long before = max_payload_id();
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(send_to_list_ok(req, id), 2);
+    free(req);
+
+    /* one payload row, shared by both queue messages of the one message id */
+    ck_assert_int_eq(payloads_after(before), 1);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE message_id = '%s' "
+             "AND payload_id IS NOT NULL AND body = ''",
+             id);
+    ck_assert_int_eq(sql_int(sql), 2);
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT payload_id) FROM messages WHERE message_id = '%s'", id);
+    ck_assert_int_eq(sql_int(sql), 1);
+
+    /* each queue receives the bare body (as JSON) and the attributes, no envelope */
+    const char *queues[] = {"rl-a", "rl-b"};
+    for (int i = 0; i < 2; i++) {
+        struct response r;
+        json_t *m = receive_one(queues[i], &r);
+        bool same_body = json_equal(json_object_get(m, "body"), body);
+        bool same_attrs = json_equal(json_object_get(m, "attributes"), attrs);
+        const char *mid = json_str(m, "message_id");
+        bool same_id = mid && strcmp(mid, id) == 0;
+        char text[400];
+        snprintf(text, sizeof text, "%.399s", buf_str(&r.body));
+        response_cleanup(&r);
+        ck_assert_msg(same_body && same_attrs && same_id, "%s received %s (message_id %s)",
+                      queues[i], text, id);
+    }
+    ck_assert_int_eq(harness_stored("rl-other"), 0);
+    json_decref(body);
+    json_decref(attrs);
+
+    /* a string body without attributes arrives as that string, without attributes */
+    ck_assert_int_eq(send_to_list_ok("{\"recipients\": [\"rl-b\"], \"body\": \"hello rider\"}", id),
+                     1);
+    struct response r;
+    json_t *m = receive_one("rl-b", &r);
+    bool is_text = json_is_string(json_object_get(m, "body")) &&
+                   strcmp(json_str(m, "body"), "hello rider") == 0;
+    json_t *ma = json_object_get(m, "attributes");
+    bool no_attrs = ma == NULL || json_is_null(ma) || json_object_size(ma) == 0;
+    char text[400];
+    snprintf(text, sizeof text, "%.399s", buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_msg(is_text && no_attrs, "rl-b received %s", text);
+    ck_assert_int_eq(harness_stored("rl-a"), 1);
+    ck_assert_int_eq(harness_stored("rl-other"), 0);
+}
+END_TEST
+
+START_TEST(recipient_list_with_an_unknown_queue_delivers_nothing)
+{
+    harness_put_queue(&srv, "rlu-a", NULL, 201);
+    harness_put_queue(&srv, "rlu-b", NULL, 201);
+    long long before = max_payload_id();
+    char *detail = send_to_list_400(
+        "{\"recipients\": [\"rlu-a\", \"rlu-nope\", \"rlu-b\"], \"body\": \"x\"}", NULL);
+    bool exact =
+        strcmp(detail, "recipients refused, nothing delivered: rlu-nope (no such queue)") == 0;
+    char copy[300];
+    snprintf(copy, sizeof copy, "%.299s", detail);
+    free(detail);
+    ck_assert_msg(exact, "detail: %s", copy);
+    ck_assert_int_eq(harness_stored("rlu-a"), 0);
+    ck_assert_int_eq(harness_stored("rlu-b"), 0);
+    ck_assert_int_eq(payloads_after(before), 0);
+
+    /* every refused queue is named, in the order given */
+    detail = send_to_list_400(
+        "{\"recipients\": [\"rlu-x\", \"rlu-a\", \"rlu-y\"], \"body\": \"x\"}", NULL);
+    exact = strcmp(detail, "recipients refused, nothing delivered: rlu-x (no such queue), "
+                           "rlu-y (no such queue)") == 0;
+    snprintf(copy, sizeof copy, "%.299s", detail);
+    free(detail);
+    ck_assert_msg(exact, "detail: %s", copy);
+    ck_assert_int_eq(harness_stored("rlu-a"), 0);
+
+    /* and the same list without the unknown queue goes through */
+    ck_assert_int_eq(
+        send_to_list_ok("{\"recipients\": [\"rlu-a\", \"rlu-b\"], \"body\": \"x\"}", NULL), 2);
+    ck_assert_int_eq(harness_stored("rlu-a"), 1);
+    ck_assert_int_eq(harness_stored("rlu-b"), 1);
+}
+END_TEST
+
+START_TEST(recipient_list_refuses_fifo_queues)
+{
+    harness_put_queue(&srv, "rlf-q", NULL, 201);
+    harness_put_queue(&srv, "rlf-c.fifo", NULL, 201);
+    char *detail =
+        send_to_list_400("{\"recipients\": [\"rlf-q\", \"rlf-c.fifo\"], \"body\": \"x\"}", NULL);
+    bool exact = strcmp(detail, "recipients refused, nothing delivered: rlf-c.fifo (a FIFO "
+                                "queue: not supported here yet)") == 0;
+    char copy[300];
+    snprintf(copy, sizeof copy, "%.299s", detail);
+    free(detail);
+    ck_assert_msg(exact, "detail: %s", copy);
+
+    detail = send_to_list_400(
+        "{\"recipients\": [\"rlf-nope\", \"rlf-c.fifo\", \"rlf-q\"], \"body\": \"x\"}", NULL);
+    exact = strcmp(detail, "recipients refused, nothing delivered: rlf-nope (no such queue), "
+                           "rlf-c.fifo (a FIFO queue: not supported here yet)") == 0;
+    snprintf(copy, sizeof copy, "%.299s", detail);
+    free(detail);
+    ck_assert_msg(exact, "detail: %s", copy);
+    ck_assert_int_eq(harness_stored("rlf-q"), 0);
+    ck_assert_int_eq(harness_stored("rlf-c.fifo"), 0);
+}
+END_TEST
+
+/* The JSON text of a request to n queues named prefix-0 .. prefix-(n-1) (caller frees). */
+static char *list_of(const char *prefix, int n)
+{
+    json_t *names = json_array();
+    for (int i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%d", prefix, i);
+        json_array_append_new(names, json_string(name));
+    }
+    return dump(json_pack("{s:o, s:s}", "recipients", names, "body", "x"));
+}
+
+START_TEST(invalid_recipient_lists_are_400)
+{
+    harness_put_queue(&srv, "rlv-q", NULL, 201);
+    char *too_many = list_of("rlv-q", 101);
+    char *long_name = filled(81, 'n');
+    char *long_req = dump(json_pack("{s:[s], s:s}", "recipients", long_name, "body", "x"));
+    const struct {
+        const char *req, *field;
+    } cases[] = {
+        {"{\"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": null, \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": \"rlv-q\", \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": {\"rlv-q\": true}, \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": [], \"body\": \"x\"}", "recipients"},
+        {too_many, "recipients"},
+        {"{\"recipients\": [5], \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": [\"rlv-q\", null], \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": [\"a.b\"], \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": [\"\"], \"body\": \"x\"}", "recipients"},
+        {"{\"recipients\": [\".fifo\"], \"body\": \"x\"}", "recipients"},
+        {long_req, "recipients"},
+        {"{\"recipients\": [\"rlv-q\", \"rlv-q\"], \"body\": \"x\"}", "recipients"},
+        /* the message members, as for a publish */
+        {"{\"recipients\": [\"rlv-q\"]}", "body"},
+        {"{\"recipients\": [\"rlv-q\"], \"body\": \"\"}", "body"},
+        {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"subject\": \"\"}", "subject"},
+        {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"attributes\": [1]}", "attributes"},
+        {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"group_id\": \"g\"}", "group_id"},
+        /* both wrong: both named */
+        {"{\"recipients\": [], \"body\": \"\"}", "body"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        free(send_to_list_400(cases[i].req, cases[i].field));
+    free(send_to_list_400("{\"recipients\": [], \"body\": \"\"}", "recipients"));
+    free(too_many);
+    free(long_req);
+    free(long_name);
+    const char *malformed[] = {"[\"rlv-q\"]", "\"x\"", "{\"recipients\": "};
+    for (size_t i = 0; i < 3; i++)
+        free(send_to_list_400(malformed[i], NULL));
+    ck_assert_int_eq(harness_stored("rlv-q"), 0);
+}
+END_TEST
+
+/* 100 recipients pass validation (and are all delivered to); 101 are refused before. */
+START_TEST(recipient_list_takes_up_to_100_queues)
+{
+    for (int i = 0; i < 100; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "rlm-%d", i);
+        harness_put_queue(&srv, name, NULL, 201);
+    }
+    char *req = list_of("rlm", 100);
+    long long before = max_payload_id();
+    ck_assert_int_eq(send_to_list_ok(req, NULL), 100);
+    free(req);
+    ck_assert_int_eq(payloads_after(before), 1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                             "WHERE q.name LIKE 'rlm-%'"),
+                     100);
+
+    /* 100 valid names of which none exists: refused by the lookup, not the validation */
+    req = list_of("rlm-none", 100);
+    char *detail = send_to_list_400(req, NULL);
+    free(req);
+    bool prefix = strncmp(detail,
+                          "recipients refused, nothing delivered: rlm-none-0 (no such "
+                          "queue), rlm-none-1 (no such queue)",
+                          90) == 0;
+    char copy[200];
+    snprintf(copy, sizeof copy, "%.199s", detail);
+    free(detail);
+    ck_assert_msg(prefix, "detail: %s", copy);
+}
+END_TEST
+
+START_TEST(recipient_list_role_matrix)
+{
+    char app[SECRET_TOKEN_LEN], service[SECRET_TOKEN_LEN];
+    create_token("app", app);
+    create_token("service", service);
+    harness_put_queue(&srv, "rlr-q", NULL, 201);
+    const char *req = "{\"recipients\": [\"rlr-q\"], \"body\": \"r\"}";
+    ck_assert_int_eq(status_of("POST", "/recipient-list", service, req), 201);
+    ck_assert_int_eq(status_of("POST", "/recipient-list", app, req), 403);
+    ck_assert_int_eq(status_of("POST", "/recipient-list", NULL, req), 401);
+    ck_assert_int_eq(status_of("POST", "/recipient-list", HARNESS_ADMIN_TOKEN, req), 201);
+    ck_assert_int_eq(status_of("GET", "/recipient-list", service, NULL), 405);
+    ck_assert_int_eq(harness_stored("rlr-q"), 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("topics");
@@ -1408,6 +1689,12 @@ int main(void)
     tcase_add_test(tc, publish_wakes_a_long_poll);
     tcase_add_test(tc, publish_is_atomic);
     tcase_add_test(tc, concurrent_publishers_deliver_everything_to_both_queues);
+    tcase_add_test(tc, recipient_list_delivers_raw_to_exactly_its_queues);
+    tcase_add_test(tc, recipient_list_with_an_unknown_queue_delivers_nothing);
+    tcase_add_test(tc, recipient_list_refuses_fifo_queues);
+    tcase_add_test(tc, invalid_recipient_lists_are_400);
+    tcase_add_test(tc, recipient_list_takes_up_to_100_queues);
+    tcase_add_test(tc, recipient_list_role_matrix);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
