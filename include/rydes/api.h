@@ -32,6 +32,11 @@ typedef enum mq_status (*name_lister)(struct db_conn *c, const char *after, int 
 enum handler_result api_list_names(struct http_request *req, const char *key,
                                    bool (*valid)(const char *name), name_lister list,
                                    json_t *(*links)(const char *name));
+/* Checks the envelope of a batch body: member key holds 1..10 items; with_ids: each an object
+ * with a distinct id of 1..80 [A-Za-z0-9_-]. Returns the array (borrowed from req->json), or
+ * NULL with a 400 queued and *res set. */
+json_t *api_batch_items(struct http_request *req, const char *key, bool with_ids,
+                        enum handler_result *res);
 /* Requires the body to be a JSON object; queues a 400 and returns false otherwise. */
 bool api_body_object(struct http_request *req, enum handler_result *res);
 
@@ -81,5 +86,6 @@ enum handler_result api_subscriptions_put(struct http_request *req);
 enum handler_result api_subscriptions_list(struct http_request *req);
 enum handler_result api_subscriptions_delete(struct http_request *req);
 enum handler_result api_recipient_list(struct http_request *req);
+enum handler_result api_topics_publish_batch(struct http_request *req);
 
 #endif

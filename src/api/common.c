@@ -4,7 +4,10 @@
 #include "rydes/app.h"
 #include "rydes/problem.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res)
 {
@@ -93,4 +96,48 @@ bool api_body_object(struct http_request *req, enum handler_result *res)
                               req->json ? "the request body must be a JSON object"
                                         : "a JSON request body is required");
     return false;
+}
+
+/* A batch entry id: 1..80 of [A-Za-z0-9_-], as SQS has them. */
+static bool entry_id_valid(json_t *id)
+{
+    const char *s = json_string_value(id);
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 80)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* Checks the envelope of a batch body: key holds 1..10 items; for send batches each item is an
+ * object with a distinct valid id. Queues a 400 and returns NULL otherwise. */
+json_t *api_batch_items(struct http_request *req, const char *key, bool with_ids,
+                        enum handler_result *res)
+{
+    if (!api_body_object(req, res))
+        return NULL;
+    json_t *items = json_object_get(req->json, key);
+    struct field_errors fe;
+    field_errors_init(&fe);
+    if (!json_is_array(items) || json_array_size(items) < 1 ||
+        json_array_size(items) > MQ_MAX_BATCH)
+        field_errors_add(&fe, key, "must be an array of 1 to %d items", MQ_MAX_BATCH);
+    for (size_t i = 0; with_ids && !fe.count && i < json_array_size(items); i++) {
+        json_t *id = json_object_get(json_array_get(items, i), "id");
+        char f[32];
+        snprintf(f, sizeof f, "%s[%zu].id", key, i);
+        if (!entry_id_valid(id))
+            field_errors_add(&fe, f, "must be 1 to 80 of A-Z a-z 0-9 _ -");
+        for (size_t j = 0; j < i && !fe.count; j++)
+            if (json_equal(id, json_object_get(json_array_get(items, j), "id")))
+                field_errors_add(&fe, f, "ids must be distinct within a batch");
+    }
+    if (fe.count) {
+        *res = http_reply_invalid(req, &fe);
+        items = NULL;
+    }
+    field_errors_cleanup(&fe);
+    return items;
 }

@@ -30,6 +30,7 @@ const struct route api_routes[] = {
     {"GET", "/topics/{name}", ROLE_SERVICE, api_topics_get, false},
     {"DELETE", "/topics/{name}", ROLE_ADMIN, api_topics_delete, false},
     {"POST", "/topics/{name}/messages", ROLE_SERVICE, api_topics_publish, true},
+    {"POST", "/topics/{name}/messages:batch", ROLE_SERVICE, api_topics_publish_batch, true},
     {"GET", "/topics/{name}/subscriptions", ROLE_SERVICE, api_subscriptions_list, false},
     {"PUT", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_put, true},
     {"DELETE", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_delete, false},

@@ -374,3 +374,70 @@ done:
     json_decref(rest);
     return res;
 }
+
+/* Publishes one batch entry: into ok, or into failed with what was wrong. A database failure
+ * stops the batch (*fatal). */
+static void publish_entry(struct http_request *req, struct db_conn *c, const struct topic_set *set,
+                          json_t *item, json_t *ok, json_t *failed, enum mq_status *fatal)
+{
+    json_t *fields = json_copy(item);
+    json_object_del(fields, "id");
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct mq_publish p;
+    char *owned = NULL;
+    mq_input_publish(fields, &p, &owned, &fe);
+    json_t *id = json_object_get(item, "id");
+    if (fe.count) {
+        json_t *first = json_array_get(fe.list, 0);
+        json_array_append_new(
+            failed,
+            json_pack("{s:O, s:s, s:s, s:O}", "id", id, "code", "invalid", "message",
+                      json_string_value(json_object_get(first, "message")), "errors", fe.list));
+    } else {
+        char message_id[IDS_UUID_LEN];
+        int deliveries = 0;
+        *fatal = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, req->app->hub,
+                            message_id, &deliveries);
+        if (*fatal == MQ_OK)
+            json_array_append_new(ok, json_pack("{s:O, s:s, s:i}", "id", id, "message_id",
+                                                message_id, "deliveries", deliveries));
+    }
+    field_errors_cleanup(&fe);
+    free(owned);
+    json_decref(fields);
+}
+
+enum handler_result api_topics_publish_batch(struct http_request *req)
+{
+    enum handler_result res;
+    json_t *items = api_batch_items(req, "entries", true, &res);
+    if (!items)
+        return res;
+    const char *name = route_param(&req->match, "name");
+    if (!name || !mq_topic_name_valid(name))
+        return http_reply_problem(req, 404, "no such topic");
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    enum mq_status st;
+    struct topic_set *set = topic_cache_get(req->app->topic_cache, c, name, &st);
+    json_t *ok = json_array(), *failed = json_array();
+    /* one transaction: a failure answered 5xx has published nothing, so a retry is safe */
+    if (set && !db_begin(c))
+        st = MQ_UNAVAILABLE;
+    for (size_t i = 0; set && st == MQ_OK && i < json_array_size(items); i++)
+        publish_entry(req, c, set, json_array_get(items, i), ok, failed, &st);
+    if (set && st == MQ_OK && !db_commit(c))
+        st = MQ_UNAVAILABLE;
+    if (set && st != MQ_OK)
+        db_rollback(c);
+    api_db_release(req, c);
+    topic_set_release(set);
+    if (st != MQ_OK) {
+        json_decref(ok);
+        json_decref(failed);
+        return api_mq_failure(req, st, "no such topic");
+    }
+    return http_reply_json(req, 200, json_pack("{s:o, s:o}", "successful", ok, "failed", failed));
+}

@@ -10,7 +10,10 @@
  * on one target queue leaves every queue and payloads untouched) and 4 concurrent publishers
  * whose deliveries always appear in both queues together. The recipient list: raw delivery to
  * exactly the named queues with the body stored once, unknown and FIFO recipients refused with
- * nothing delivered, the recipients-array and message 400s, 100 recipients, the role matrix. */
+ * nothing delivered, the recipients-array and message 400s, 100 recipients, the role matrix.
+ * Batch publishing: valid entries fanned out each with its own message id, filters and stored
+ * body, invalid ones reported by id with their fields and not delivered, the envelope 400s
+ * (count, ids, shape) before the topic is looked up, unknown topics, the role matrix. */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -1660,6 +1663,284 @@ START_TEST(recipient_list_role_matrix)
 }
 END_TEST
 
+/* POST /topics/{topic}/messages:batch with body (the JSON text of the whole request) as admin. */
+static void publish_batch(const char *topic, const char *body, struct response *r)
+{
+    char path[400];
+    snprintf(path, sizeof path, "/topics/%s/messages:batch", topic);
+    harness_admin(&srv, "POST", path, body, r);
+}
+
+/* The object of list whose string member key is value, or NULL. */
+static json_t *find_by(json_t *list, const char *key, const char *value)
+{
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *v = json_str(json_array_get(list, i), key);
+        if (v && strcmp(v, value) == 0)
+            return json_array_get(list, i);
+    }
+    return NULL;
+}
+
+/* Does the errors list of a failed batch entry name field? */
+static bool entry_names_field(json_t *failure, const char *field)
+{
+    return find_by(json_object_get(failure, "errors"), "field", field) != NULL;
+}
+
+START_TEST(publish_batch_publishes_the_valid_entries_and_reports_the_invalid)
+{
+    harness_put_queue(&srv, "pb-all", NULL, 201);
+    harness_put_queue(&srv, "pb-big", NULL, 201);
+    harness_put_queue(&srv, "pb-env", NULL, 201);
+    put_topic("pb-t", NULL, 201);
+    put_sub("pb-t", "all", "{\"queue\": \"pb-all\", \"raw_delivery\": true}", 201);
+    put_sub("pb-t", "big",
+            "{\"queue\": \"pb-big\", \"raw_delivery\": true, \"filter_policy\": "
+            "{\"fare\": [{\"numeric\": [\">=\", 50]}]}}",
+            201);
+    put_sub("pb-t", "env", "{\"queue\": \"pb-env\"}", 201);
+    /* a matches the filter, b would too but is invalid (empty subject, unknown member), c does
+     * not match it */
+    const char *req =
+        "{\"entries\": ["
+        "{\"id\": \"a\", \"body\": \"ride a\", \"subject\": \"Ride a\", "
+        "\"attributes\": {\"fare\": {\"type\": \"Number\", \"value\": \"62.5\"}}}, "
+        "{\"id\": \"b\", \"body\": \"ride b\", \"subject\": \"\", \"delay_seconds\": 5, "
+        "\"attributes\": {\"fare\": {\"type\": \"Number\", \"value\": \"99\"}}}, "
+        "{\"id\": \"c\", \"body\": {\"ride\": \"c\"}, "
+        "\"attributes\": {\"fare\": {\"type\": \"Number\", \"value\": \"12\"}}}]}";
+    long long before = max_payload_id();
+    struct response r;
+    publish_batch("pb-t", req, &r);
+    ck_assert_msg(r.status == 200, "batch: %ld %s", r.status, buf_str(&r.body));
+    json_t *ok = json_object_get(r.json, "successful");
+    json_t *failed = json_object_get(r.json, "failed");
+    ck_assert_msg(json_array_size(ok) == 2 && json_array_size(failed) == 1, "%s", buf_str(&r.body));
+    /* successful in request order, each with its own message id and its deliveries */
+    ck_assert_str_eq(json_str(json_array_get(ok, 0), "id"), "a");
+    ck_assert_str_eq(json_str(json_array_get(ok, 1), "id"), "c");
+    char id_a[IDS_UUID_LEN], id_c[IDS_UUID_LEN];
+    json_t *a = find_by(ok, "id", "a"), *c = find_by(ok, "id", "c");
+    ck_assert_ptr_nonnull(json_str(a, "message_id"));
+    ck_assert_ptr_nonnull(json_str(c, "message_id"));
+    ck_assert_int_eq(strlen(json_str(a, "message_id")), IDS_UUID_LEN - 1);
+    ck_assert_int_eq(strlen(json_str(c, "message_id")), IDS_UUID_LEN - 1);
+    snprintf(id_a, sizeof id_a, "%s", json_str(a, "message_id"));
+    snprintf(id_c, sizeof id_c, "%s", json_str(c, "message_id"));
+    ck_assert_str_ne(id_a, id_c);
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "deliveries")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "deliveries")), 2);
+    ck_assert_ptr_null(find_by(ok, "id", "b"));
+    /* failed: b, with every error naming its field, the message being the first error's */
+    json_t *b = find_by(failed, "id", "b");
+    ck_assert_ptr_nonnull(b);
+    ck_assert_str_eq(json_str(b, "code"), "invalid");
+    json_t *errors = json_object_get(b, "errors");
+    ck_assert_msg(json_array_size(errors) == 2, "%s", buf_str(&r.body));
+    ck_assert_msg(entry_names_field(b, "subject"), "%s", buf_str(&r.body));
+    ck_assert_msg(entry_names_field(b, "delay_seconds"), "%s", buf_str(&r.body));
+    ck_assert_str_eq(json_str(find_by(errors, "field", "subject"), "message"),
+                     "must be 1 to 100 characters long");
+    ck_assert_str_eq(json_str(find_by(errors, "field", "delay_seconds"), "message"),
+                     "unknown field");
+    ck_assert_ptr_nonnull(json_str(b, "message"));
+    ck_assert_str_eq(json_str(b, "message"), json_str(json_array_get(errors, 0), "message"));
+    response_cleanup(&r);
+
+    /* b reached no queue; the filter was applied to a and c each */
+    ck_assert_int_eq(harness_stored("pb-all"), 2);
+    ck_assert_int_eq(harness_stored("pb-big"), 1);
+    ck_assert_int_eq(harness_stored("pb-env"), 2);
+    json_t *msgs = receive("pb-all", NULL, &r);
+    ck_assert_int_eq(json_array_size(msgs), 2);
+    json_t *m = find_by(msgs, "message_id", id_a);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(json_str(m, "body"), "ride a");
+    ck_assert_str_eq(json_str(json_object_get(json_object_get(m, "attributes"), "fare"), "value"),
+                     "62.5");
+    m = find_by(msgs, "message_id", id_c);
+    ck_assert_ptr_nonnull(m);
+    json_t *body_c = json_pack("{s:s}", "ride", "c");
+    ck_assert_msg(json_equal(json_object_get(m, "body"), body_c), "%s", buf_str(&r.body));
+    json_decref(body_c);
+    response_cleanup(&r);
+    m = receive_one("pb-big", &r);
+    ck_assert_str_eq(json_str(m, "message_id"), id_a);
+    ck_assert_str_eq(json_str(m, "body"), "ride a");
+    response_cleanup(&r);
+    msgs = receive("pb-env", NULL, &r);
+    ck_assert_int_eq(json_array_size(msgs), 2);
+    json_t *env_attrs = json_pack("{s:{s:s, s:s}}", "fare", "Type", "Number", "Value", "62.5");
+    json_t *e = envelope_of(find_by(msgs, "message_id", id_a));
+    assert_envelope(e, id_a, "pb-t", "ride a", "Ride a", env_attrs);
+    json_decref(e);
+    json_decref(env_attrs);
+    env_attrs = json_pack("{s:{s:s, s:s}}", "fare", "Type", "Number", "Value", "12");
+    e = envelope_of(find_by(msgs, "message_id", id_c));
+    assert_envelope(e, id_c, "pb-t", "{\"ride\":\"c\"}", NULL, env_attrs);
+    json_decref(e);
+    json_decref(env_attrs);
+    response_cleanup(&r);
+
+    /* each entry's body stored once for its raw deliveries, its envelope once for the rest */
+    ck_assert_int_eq(payloads_after(before), 4);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT payload_id) FROM messages WHERE message_id = '%s'", id_a);
+    ck_assert_int_eq(sql_int(sql), 2);
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT payload_id) FROM messages WHERE message_id = '%s'", id_c);
+    ck_assert_int_eq(sql_int(sql), 2);
+}
+END_TEST
+
+/* A request of n entries with ids e0 .. e(n-1) (caller frees). */
+static char *batch_of(int n)
+{
+    json_t *entries = json_array();
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%d", i);
+        json_array_append_new(entries, json_pack("{s:s, s:s}", "id", id, "body", "x"));
+    }
+    return dump(json_pack("{s:o}", "entries", entries));
+}
+
+START_TEST(publish_batch_envelope_errors_are_400)
+{
+    harness_put_queue(&srv, "pbv-q", NULL, 201);
+    put_topic("pbv-t", NULL, 201);
+    put_sub("pbv-t", "s", "{\"queue\": \"pbv-q\", \"raw_delivery\": true}", 201);
+    char *eleven = batch_of(11);
+    char *long_id = filled(81, 'i');
+    char *long_req = dump(json_pack("{s:[{s:s, s:s}]}", "entries", "id", long_id, "body", "x"));
+    const struct {
+        const char *req, *field;
+    } cases[] = {
+        {"{}", "entries"},
+        {"{\"body\": \"x\"}", "entries"},
+        {"{\"entries\": null}", "entries"},
+        {"{\"entries\": {\"id\": \"a\", \"body\": \"x\"}}", "entries"},
+        {"{\"entries\": []}", "entries"},
+        {eleven, "entries"},
+        {"{\"entries\": [{\"id\": \"a\", \"body\": \"x\"}, {\"id\": \"a\", \"body\": \"y\"}]}",
+         "entries[1].id"},
+        {"{\"entries\": [{\"id\": \"a\", \"body\": \"x\"}, {\"id\": \"b\", \"body\": \"y\"}, "
+         "{\"id\": \"b\", \"body\": \"z\"}]}",
+         "entries[2].id"},
+        {"{\"entries\": [{\"body\": \"x\"}]}", "entries[0].id"},
+        {"{\"entries\": [{\"id\": \"\", \"body\": \"x\"}]}", "entries[0].id"},
+        {"{\"entries\": [{\"id\": \"a b\", \"body\": \"x\"}]}", "entries[0].id"},
+        {"{\"entries\": [{\"id\": 5, \"body\": \"x\"}]}", "entries[0].id"},
+        {long_req, "entries[0].id"},
+        {"{\"entries\": [{\"id\": \"a\", \"body\": \"x\"}, \"b\"]}", "entries[1].id"},
+        {"{\"entries\": [null]}", "entries[0].id"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct response r;
+        publish_batch("pbv-t", cases[i].req, &r);
+        long status = r.status;
+        bool named = problem_names_field(&r, cases[i].field);
+        char text[300];
+        snprintf(text, sizeof text, "%.299s", buf_str(&r.body));
+        if (status == 400)
+            assert_problem(&r, 400);
+        response_cleanup(&r);
+        ck_assert_msg(status == 400 && named, "%.200s: %ld %s (expected field %s)", cases[i].req,
+                      status, text, cases[i].field);
+    }
+    const char *malformed[] = {"[{\"id\": \"a\", \"body\": \"x\"}]", "\"x\"", "{\"entries\": "};
+    for (size_t i = 0; i < 3; i++) {
+        struct response r;
+        publish_batch("pbv-t", malformed[i], &r);
+        long status = r.status;
+        if (status == 400)
+            assert_problem(&r, 400);
+        response_cleanup(&r);
+        ck_assert_msg(status == 400, "%s: %ld", malformed[i], status);
+    }
+    /* the envelope is checked before the topic is looked up */
+    struct response r;
+    publish_batch("pbv-nope", eleven, &r);
+    assert_problem(&r, 400);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("pbv-q"), 0);
+
+    /* the limits themselves pass: 10 entries, ids of 80 characters */
+    char *ten = batch_of(10);
+    publish_batch("pbv-t", ten, &r);
+    long status = r.status;
+    size_t published = json_array_size(json_object_get(r.json, "successful"));
+    size_t refused = json_array_size(json_object_get(r.json, "failed"));
+    response_cleanup(&r);
+    ck_assert_int_eq(status, 200);
+    ck_assert_int_eq(published, 10);
+    ck_assert_int_eq(refused, 0);
+    long_id[80] = '\0';
+    free(long_req);
+    long_req = dump(json_pack("{s:[{s:s, s:s}]}", "entries", "id", long_id, "body", "x"));
+    publish_batch("pbv-t", long_req, &r);
+    status = r.status;
+    json_t *first = json_array_get(json_object_get(r.json, "successful"), 0);
+    bool same_id = first && json_str(first, "id") && strcmp(json_str(first, "id"), long_id) == 0;
+    response_cleanup(&r);
+    ck_assert_int_eq(status, 200);
+    ck_assert(same_id);
+    ck_assert_int_eq(harness_stored("pbv-q"), 11);
+    free(ten);
+    free(eleven);
+    free(long_req);
+    free(long_id);
+}
+END_TEST
+
+START_TEST(publish_batch_to_an_unknown_topic_is_404)
+{
+    const char *topics[] = {"pbn-nope", "a.b", "pbn-nope.fifo"};
+    const char *reqs[] = {"{\"entries\": [{\"id\": \"a\", \"body\": \"x\"}]}",
+                          "{\"entries\": [{\"id\": \"a\", \"body\": \"x\"}, {\"id\": \"b\"}]}"};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 2; j++) {
+            struct response r;
+            publish_batch(topics[i], reqs[j], &r);
+            assert_problem(&r, 404);
+            response_cleanup(&r);
+        }
+    /* a topic deleted meanwhile */
+    put_topic("pbn-gone", NULL, 201);
+    struct response r;
+    publish_batch("pbn-gone", reqs[0], &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    harness_admin(&srv, "DELETE", "/topics/pbn-gone", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    publish_batch("pbn-gone", reqs[0], &r);
+    assert_problem(&r, 404);
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(publish_batch_role_matrix)
+{
+    char app[SECRET_TOKEN_LEN], service[SECRET_TOKEN_LEN];
+    create_token("app", app);
+    create_token("service", service);
+    harness_put_queue(&srv, "pbr-q", NULL, 201);
+    put_topic("pbr-t", NULL, 201);
+    put_sub("pbr-t", "s", "{\"queue\": \"pbr-q\"}", 201);
+    const char *path = "/topics/pbr-t/messages:batch";
+    const char *req = "{\"entries\": [{\"id\": \"a\", \"body\": \"r\"}]}";
+    ck_assert_int_eq(status_of("POST", path, service, req), 200);
+    ck_assert_int_eq(status_of("POST", path, app, req), 403);
+    ck_assert_int_eq(status_of("POST", path, NULL, req), 401);
+    ck_assert_int_eq(status_of("POST", path, HARNESS_ADMIN_TOKEN, req), 200);
+    ck_assert_int_eq(status_of("GET", path, service, NULL), 405);
+    ck_assert_int_eq(harness_stored("pbr-q"), 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("topics");
@@ -1695,6 +1976,10 @@ int main(void)
     tcase_add_test(tc, invalid_recipient_lists_are_400);
     tcase_add_test(tc, recipient_list_takes_up_to_100_queues);
     tcase_add_test(tc, recipient_list_role_matrix);
+    tcase_add_test(tc, publish_batch_publishes_the_valid_entries_and_reports_the_invalid);
+    tcase_add_test(tc, publish_batch_envelope_errors_are_400);
+    tcase_add_test(tc, publish_batch_to_an_unknown_topic_is_404);
+    tcase_add_test(tc, publish_batch_role_matrix);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
