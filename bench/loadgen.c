@@ -124,7 +124,8 @@ static int op_cycle10(struct conn *c, char *path)
     char body[2048] = "{\"entries\":[";
     for (int i = 0; i < 10; i++) {
         size_t n = strlen(body);
-        snprintf(body + n, sizeof body - n, "%s{\"id\":\"e%d\",\"body\":%s}", i ? "," : "", i, ride);
+        snprintf(body + n, sizeof body - n, "%s{\"id\":\"e%d\",\"body\":%s}", i ? "," : "", i,
+                 ride);
     }
     strcat(body, "]}");
     snprintf(path, 256, "/queues/%s/messages:batch", c->sh->queue);
@@ -186,7 +187,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: loadgen BASE_URL TOKEN QUEUE send|cycle|cycle10 CONNS SECONDS\n");
         return 2;
     }
-    struct shared sh = {.base = argv[1], .token = argv[2], .queue = argv[3], .mode = argv[4],
+    struct shared sh = {.base = argv[1],
+                        .token = argv[2],
+                        .queue = argv[3],
+                        .mode = argv[4],
                         .seconds = atof(argv[6])};
     int conns = atoi(argv[5]);
     pthread_mutex_init(&sh.mu, NULL);
