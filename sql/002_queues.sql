@@ -573,8 +573,10 @@ BEGIN
         DELETE FROM dedup_entries WHERE queue_id = q.id;
     END LOOP;
     DELETE FROM deleted_queues WHERE deleted_at < now() - interval '10 minutes';
+    -- payloads no message refers to any more, among the oldest p_window (bounded work per
+    -- sweep; payloads are consumed roughly in the order they were published)
     DELETE FROM payloads p WHERE p.id IN (
-        SELECT x.id FROM payloads x
+        SELECT x.id FROM (SELECT id, created_at FROM payloads ORDER BY id LIMIT p_window) x
         WHERE x.created_at < now() - interval '1 minute'
           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.payload_id = x.id)
         LIMIT p_batch);

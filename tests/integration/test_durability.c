@@ -113,6 +113,27 @@ START_TEST(sweeper_deletes_expired_messages)
 }
 END_TEST
 
+START_TEST(sweeper_collects_unused_payloads)
+{
+    harness_start(&srv, no_background_sweeper);
+    harness_put_queue(&srv, "keeps", NULL, 201);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO payloads (body, created_at) SELECT 'old', now() - interval "
+                     "'2 minutes' FROM generate_series(1, 5)"));
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body, payload_id) "
+                     "SELECT q.id, now(), gen_random_uuid(), '', (SELECT min(id) FROM payloads) "
+                     "FROM queues q WHERE q.name = 'keeps'"));
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_ge(mq_sweep_once(pg), 0);
+    PQfinish(pg);
+    char *left = harness_sql(harness_db_url(), "SELECT count(*) FROM payloads");
+    ck_assert_str_eq(left, "1"); /* only the one a message still uses */
+    free(left);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     if (!getenv("RYDES_TEST_PGCTL")) {
@@ -124,6 +145,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, restart_loses_no_acknowledged_send);
     tcase_add_test(tc, sweeper_deletes_expired_messages);
+    tcase_add_test(tc, sweeper_collects_unused_payloads);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
