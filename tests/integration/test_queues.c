@@ -332,40 +332,8 @@ START_TEST(list_paginates)
     free(total_text);
     ck_assert_int_ge(total, 5);
 
-    char path[256] = "/queues?limit=2";
-    char prev[96] = "";
-    int seen = 0, pages = 0, ours = 0;
-    for (;;) {
-        struct response r;
-        harness_admin(&srv, "GET", path, NULL, &r);
-        ck_assert_int_eq(r.status, 200);
-        json_t *items = json_object_get(r.json, "queues");
-        ck_assert(json_is_array(items));
-        ck_assert_int_le(json_array_size(items), 2);
-        for (size_t i = 0; i < json_array_size(items); i++) {
-            json_t *q = json_array_get(items, i);
-            const char *name = json_string_value(json_object_get(q, "name"));
-            ck_assert_ptr_nonnull(name);
-            ck_assert_msg(strcmp(prev, name) < 0, "%s listed after %s", name, prev);
-            snprintf(prev, sizeof prev, "%s", name);
-            char self[128];
-            snprintf(self, sizeof self, "/queues/%s", name);
-            ck_assert_str_eq(
-                json_string_value(json_object_get(json_object_get(q, "links"), "self")), self);
-            ours += strncmp(name, "list-", 5) == 0;
-            seen++;
-        }
-        pages++;
-        json_t *next = json_object_get(r.json, "next");
-        ck_assert(json_is_string(next) || json_is_null(next));
-        if (json_is_null(next)) {
-            response_cleanup(&r);
-            break;
-        }
-        snprintf(path, sizeof path, "/queues?limit=2&after=%s", json_string_value(next));
-        response_cleanup(&r);
-        ck_assert_int_lt(pages, 100);
-    }
+    int seen, ours, pages;
+    harness_walk_names(&srv, "/queues", "queues", "list-", &seen, &ours, &pages);
     ck_assert_int_eq(seen, total);
     ck_assert_int_eq(ours, 5);
     ck_assert_int_eq(pages, (total + 1) / 2);

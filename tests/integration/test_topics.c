@@ -320,39 +320,8 @@ START_TEST(list_paginates)
     int total = (int)sql_int("SELECT count(*) FROM topics");
     ck_assert_int_ge(total, 5);
 
-    char path[400] = "/topics?limit=2";
-    char prev[300] = "";
-    int seen = 0, pages = 0, ours = 0;
-    for (;;) {
-        struct response r;
-        harness_admin(&srv, "GET", path, NULL, &r);
-        ck_assert_int_eq(r.status, 200);
-        json_t *items = json_object_get(r.json, "topics");
-        ck_assert(json_is_array(items));
-        ck_assert_int_le(json_array_size(items), 2);
-        for (size_t i = 0; i < json_array_size(items); i++) {
-            json_t *t = json_array_get(items, i);
-            const char *name = json_str(t, "name");
-            ck_assert_ptr_nonnull(name);
-            ck_assert_msg(strcmp(prev, name) < 0, "%s listed after %s", name, prev);
-            snprintf(prev, sizeof prev, "%s", name);
-            char self[300];
-            snprintf(self, sizeof self, "/topics/%s", name);
-            ck_assert_str_eq(json_str(json_object_get(t, "links"), "self"), self);
-            ours += strncmp(name, "tl-", 3) == 0;
-            seen++;
-        }
-        pages++;
-        json_t *next = json_object_get(r.json, "next");
-        ck_assert(json_is_string(next) || json_is_null(next));
-        if (json_is_null(next)) {
-            response_cleanup(&r);
-            break;
-        }
-        snprintf(path, sizeof path, "/topics?limit=2&after=%s", json_string_value(next));
-        response_cleanup(&r);
-        ck_assert_int_lt(pages, 100);
-    }
+    int seen, ours, pages;
+    harness_walk_names(&srv, "/topics", "topics", "tl-", &seen, &ours, &pages);
     ck_assert_int_eq(seen, total);
     ck_assert_int_eq(ours, 5);
     ck_assert_int_eq(pages, (total + 1) / 2);

@@ -281,6 +281,51 @@ bool problem_names_field(const struct response *r, const char *field)
     return false;
 }
 
+/* Checks one page of harness_walk_names and counts its items. */
+static void walk_page(json_t *items, const char *collection, const char *prefix, char *prev,
+                      size_t prev_len, int *seen, int *ours)
+{
+    ck_assert(json_is_array(items));
+    ck_assert_int_le(json_array_size(items), 2);
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *item = json_array_get(items, i);
+        const char *name = json_str(item, "name");
+        ck_assert_ptr_nonnull(name);
+        ck_assert_msg(strcmp(prev, name) < 0, "%s listed after %s", name, prev);
+        snprintf(prev, prev_len, "%s", name);
+        char self[400];
+        snprintf(self, sizeof self, "%s/%s", collection, name);
+        ck_assert_str_eq(json_str(json_object_get(item, "links"), "self"), self);
+        *ours += strncmp(name, prefix, strlen(prefix)) == 0;
+        (*seen)++;
+    }
+}
+
+void harness_walk_names(struct harness_server *s, const char *collection, const char *key,
+                        const char *prefix, int *seen, int *ours, int *pages)
+{
+    char path[400], prev[300] = "";
+    snprintf(path, sizeof path, "%s?limit=2", collection);
+    *seen = *ours = *pages = 0;
+    for (;;) {
+        struct response r;
+        harness_admin(s, "GET", path, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        walk_page(json_object_get(r.json, key), collection, prefix, prev, sizeof prev, seen, ours);
+        (*pages)++;
+        json_t *next = json_object_get(r.json, "next");
+        ck_assert(json_is_string(next) || json_is_null(next));
+        bool more = json_is_string(next);
+        if (more)
+            snprintf(path, sizeof path, "%s?limit=2&after=%s", collection,
+                     json_string_value(next));
+        response_cleanup(&r);
+        if (!more)
+            break;
+        ck_assert_int_lt(*pages, 100);
+    }
+}
+
 bool harness_pgctl(const char *action)
 {
     const char *script = getenv("RYDES_TEST_PGCTL");

@@ -66,6 +66,12 @@ int harness_stored(const char *name);
 /* Does the problem in r name field among its errors? */
 bool problem_names_field(const struct response *r, const char *field);
 
+/* Walks a named collection ("/queues", key "queues") two items a page through its next
+ * cursors, as admin, checking each page's shape, that names ascend and that every item links
+ * to collection/name. Counts the items, those whose name starts with prefix, and the pages. */
+void harness_walk_names(struct harness_server *s, const char *collection, const char *key,
+                        const char *prefix, int *seen, int *ours, int *pages);
+
 /* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the
  * suite runs without one (DATABASE_URL given from outside). */
 bool harness_pgctl(const char *action);
