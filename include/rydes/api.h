@@ -25,6 +25,12 @@ bool api_page(struct http_request *req, int *limit, const char **after, struct f
 /* When fe holds errors: queues the 400 naming them, cleans fe up, sets *res and returns true.
  * Reads as: if (api_reply_invalid(req, &fe, &res)) return res; */
 bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res);
+/* DELETE of the resource named by {name}: 404 (not_found) for a name valid() refuses or del
+ * does not find, 204 otherwise; forget() drops this process's cached copy either way. */
+enum handler_result api_delete_named(struct http_request *req, bool (*valid)(const char *name),
+                                     enum mq_status (*del)(struct db_conn *c, const char *name),
+                                     void (*forget)(struct app *app, const char *name),
+                                     const char *not_found);
 /* Lists names with ?limit= and ?after= (which valid must accept) into
  * {key: [{name, links: links(name)}], next}. */
 typedef enum mq_status (*name_lister)(struct db_conn *c, const char *after, int limit,

@@ -79,6 +79,24 @@ enum handler_result api_list_names(struct http_request *req, const char *key,
     return http_reply_json(req, 200, json_pack("{s:o, s:o}", key, items, "next", next));
 }
 
+enum handler_result api_delete_named(struct http_request *req, bool (*valid)(const char *name),
+                                     enum mq_status (*del)(struct db_conn *c, const char *name),
+                                     void (*forget)(struct app *app, const char *name),
+                                     const char *not_found)
+{
+    const char *name = route_param(&req->match, "name");
+    if (!name || !valid(name))
+        return http_reply_problem(req, 404, not_found);
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    enum mq_status st = del(c, name);
+    forget(req->app, name);
+    api_db_release(req, c);
+    return st == MQ_OK ? http_reply_empty(req, 204) : api_mq_failure(req, st, not_found);
+}
+
 bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res)
 {
     if (!fe->count)

@@ -187,20 +187,17 @@ enum handler_result api_queues_get(struct http_request *req)
     return res;
 }
 
+/* Deleting a queue detaches the queues that dead-lettered into it: forget every entry. */
+static void forget_queues(struct app *app, const char *name)
+{
+    (void)name;
+    ttlcache_clear(app->queue_cache);
+}
+
 enum handler_result api_queues_delete(struct http_request *req)
 {
-    const char *name = route_param(&req->match, "name");
-    if (!mq_input_queue_name(name))
-        return http_reply_problem(req, 404, "no such queue");
-    enum handler_result res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
-    enum mq_status st = mq_queue_delete(c, name);
-    /* every entry: queues that dead-lettered into this one have just been detached */
-    ttlcache_clear(req->app->queue_cache);
-    api_db_release(req, c);
-    return st == MQ_OK ? http_reply_empty(req, 204) : mq_failure(req, st, NULL);
+    return api_delete_named(req, mq_input_queue_name, mq_queue_delete, forget_queues,
+                            "no such queue");
 }
 
 enum handler_result api_queues_list(struct http_request *req)

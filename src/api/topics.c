@@ -114,19 +114,15 @@ enum handler_result api_topics_get(struct http_request *req)
     return http_reply_json(req, 200, topic_json(&t));
 }
 
+static void forget_topic(struct app *app, const char *name)
+{
+    topic_cache_forget(app->topic_cache, name);
+}
+
 enum handler_result api_topics_delete(struct http_request *req)
 {
-    const char *name = route_param(&req->match, "name");
-    if (!mq_topic_name_valid(name))
-        return http_reply_problem(req, 404, "no such topic");
-    enum handler_result res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
-    enum mq_status st = mq_topic_delete(c, name);
-    topic_cache_forget(req->app->topic_cache, name);
-    api_db_release(req, c);
-    return st == MQ_OK ? http_reply_empty(req, 204) : api_mq_failure(req, st, "no such topic");
+    return api_delete_named(req, mq_topic_name_valid, mq_topic_delete, forget_topic,
+                            "no such topic");
 }
 
 static json_t *topic_links(const char *name)
