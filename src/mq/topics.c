@@ -325,8 +325,11 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
     ids_uuid(message_id);
     *deliveries = 0;
     /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
-     * text (as SNS reads a message string) */
-    json_t *body = json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL);
+     * text (as SNS reads a message string); parsed only when such a policy exists */
+    bool body_scope = false;
+    for (int i = 0; i < n && !body_scope; i++)
+        body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
+    json_t *body = body_scope ? json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL) : NULL;
     struct targets tg = {0};
     buf_init(&tg.queues);
     buf_init(&tg.raws);
