@@ -9,6 +9,7 @@
 #include "rydes/http.h"
 #include "rydes/metrics.h"
 #include "rydes/mq_hub.h"
+#include "rydes/mq_push.h"
 #include "rydes/mq_sweeper.h"
 #include "rydes/topic_cache.h"
 #include "rydes/ttlcache.h"
@@ -23,9 +24,11 @@ struct app {
     struct http_server *http;
     struct mq_hub *hub; /* wakes long polls */
     struct mq_sweeper *sweeper;
+    struct mq_push *push;            /* NULL unless RYDES_WORKERS includes push */
     struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
     struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
     struct topic_cache *topic_cache; /* topics with compiled subscriptions */
+    struct mq_publish_counters publish_counters;
     int64_t started_wall_us;
 };
 

@@ -56,5 +56,7 @@ void config_print_help(FILE *out);
 
 /* Parses a RYDES_WORKERS value: "all", "none" or a comma list of names. Exposed for tests. */
 bool config_workers_valid(const char *value);
+/* Does cfg->workers ask for the built-in worker called name? */
+bool config_worker_enabled(const struct config *cfg, const char *name);
 
 #endif

@@ -66,6 +66,10 @@ void db_pool_stats(struct db_pool *p, struct db_pool_stats *out);
  * "-c statement_timeout=30000". NULL with err filled on failure; the caller PQfinish()es it. */
 PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
                    size_t errlen);
+/* Keeps a background thread's own connection *pg open: drops a broken one and connects again.
+ * Returns false (err filled) when there is no connection now; try again later. */
+bool db_reconnect(PGconn **pg, const char *conninfo, int connect_timeout_s, const char *options,
+                  char *err, size_t errlen);
 
 /* Runs a prepared statement, preparing it on this connection first if needed. lengths and
  * formats may be NULL (all text). Returns the result, which the caller PQclear()s; it is never

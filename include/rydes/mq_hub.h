@@ -30,8 +30,14 @@ struct mq_hub;
 enum mq_wait_result { MQ_WAIT_OK, MQ_WAIT_FULL, MQ_WAIT_STOPPING };
 
 /* Starts the hub thread (it connects, and reconnects, on its own). Stop it with
- * mq_hub_shutdown, then free it with mq_hub_free once nothing can call it any more. */
-struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters);
+ * mq_hub_shutdown, then free it with mq_hub_free once nothing can call it any more.
+ * The hub also listens on rydes_topics (sql/004): on_topics(ctx, topic_id), if not NULL, is
+ * called from the hub's thread for every topic that changed, and with topic_id 0 ("any topic
+ * may have changed") whenever the hub (re)connects. */
+struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters,
+                            void (*on_topics)(void *ctx, int topic_id), void *ctx);
+/* Is the LISTEN connection up (so topic changes are announced as they happen)? */
+bool mq_hub_listening(struct mq_hub *h);
 /* Stops the thread and wakes every waiter with MQ_WAKE_SHUTDOWN; later waits are refused. */
 void mq_hub_shutdown(struct mq_hub *h);
 void mq_hub_free(struct mq_hub *h);

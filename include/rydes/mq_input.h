@@ -13,6 +13,9 @@
 
 /* Is name a valid queue name: [A-Za-z0-9_-]{1,80}, where a FIFO name ends in ".fifo"? */
 bool mq_input_queue_name(const char *name);
+/* Is url acceptable as a push subscription's endpoint: an absolute http or https URL with a
+ * host, without credentials, a fragment, spaces or control characters? If not, why says so. */
+bool mq_input_url(const char *url, char *why, size_t why_len);
 
 /* Reads the attributes of PUT /queues/{name}; absent attributes take their defaults. body may
  * be NULL (all defaults). fifo follows the name unless given (and must then agree with it). */
@@ -29,9 +32,14 @@ size_t mq_input_message_attributes(json_t *attrs, const char *field, struct fiel
 
 #define MQ_PUBLISH_MAX_BYTES 262144 /* a topic message, as SNS allows */
 
-/* Reads a publish body {body, attributes?, subject?} into p (pointers into obj or *owned, which
- * the caller frees). */
-void mq_input_publish(json_t *obj, struct mq_publish *p, char **owned, struct field_errors *fe);
+/* Reads a publish body {body, attributes?, subject?, group_id?, dedup_id?} into p (pointers into
+ * obj or *owned, which the caller frees); errors name fields under prefix ("" at the top). */
+void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, char **owned,
+                      struct field_errors *fe);
+/* Checks group_id and dedup_id of p against topic t: required on FIFO topics (dedup_id unless
+ * content-based), refused on standard ones. */
+void mq_input_publish_topic(const struct mq_publish *p, const char *prefix,
+                            const struct mq_topic *t, struct field_errors *fe);
 
 struct mq_receive_request {
     int max_messages;

@@ -1,8 +1,10 @@
 /* Per-process cache of topics with their subscriptions and compiled filter policies, so a
- * publish neither queries the subscriptions nor compiles a policy. Entries live one second
- * (a change made by another process is seen within that), and this process drops an entry as
- * soon as it changes the topic or its subscriptions itself. Entries are immutable and
- * reference-counted: a publish keeps the set it started with even if it is replaced meanwhile. */
+ * publish neither queries the subscriptions nor compiles a policy. Every change to a topic or
+ * its subscriptions, by any process or by hand in psql, is NOTIFYed (sql/004); the long-poll
+ * hub hears it and drops the entry (topic_cache_invalidate). The caller picks the entries'
+ * lifetime: long while the hub listens, about a second while it does not. Entries are immutable
+ * and reference-counted: a publish keeps the set it started with even if it is replaced
+ * meanwhile. */
 #ifndef RYDES_TOPIC_CACHE_H
 #define RYDES_TOPIC_CACHE_H
 
@@ -26,9 +28,11 @@ void topic_cache_free(struct topic_cache *tc);
  * reference the caller gives back with topic_set_release; NULL with *st set on failure
  * (MQ_NOT_FOUND for an unknown topic). */
 struct topic_set *topic_cache_get(struct topic_cache *tc, struct db_conn *c, const char *name,
-                                  enum mq_status *st);
+                                  int64_t ttl_us, enum mq_status *st);
 void topic_set_release(struct topic_set *set);
 /* Forgets the entry of name (after this process changed the topic or its subscriptions). */
 void topic_cache_forget(struct topic_cache *tc, const char *name);
+/* Forgets the entry of topic topic_id, or every entry when topic_id is 0 (hub callback). */
+void topic_cache_invalidate(struct topic_cache *tc, int topic_id);
 
 #endif

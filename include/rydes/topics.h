@@ -1,15 +1,25 @@
 /* Topics: publish-subscribe channels over the queue engine. A topic has subscriptions, each
- * delivering into one queue, optionally behind an SNS filter policy (rydes/filter.h) and as the
- * raw body or an SNS-style envelope. A publish stores the body once (table payloads) and puts
- * one message into every matching queue, atomically (one statement). */
+ * delivering into one queue or POSTing to one URL, optionally behind an SNS filter policy
+ * (rydes/filter.h) and as the raw body or an SNS-style envelope. A publish stores the body once
+ * (table payloads) and, atomically (one statement), puts one message into every matching queue
+ * and one push delivery per matching URL (sent later by the push worker, rydes/push.h). FIFO
+ * topics deduplicate publishes and append to one message group in every subscribed queue. */
 #ifndef RYDES_TOPICS_H
 #define RYDES_TOPICS_H
 
 #include "rydes/filter.h"
 #include "rydes/mq.h"
 
+#include <stdatomic.h>
+
 #define MQ_TOPIC_NAME_MAX 256
 #define MQ_MAX_RECIPIENTS 100 /* queues of one recipient-list message */
+#define MQ_URL_MAX        2048
+
+/* Retry policy of a URL subscription: attempts in all, and the bounds of the backoff. */
+#define MQ_PUSH_ATTEMPTS_DEFAULT  10
+#define MQ_PUSH_MIN_DELAY_DEFAULT 1
+#define MQ_PUSH_MAX_DELAY_DEFAULT 60
 
 struct mq_topic {
     int id;
@@ -20,10 +30,14 @@ struct mq_topic {
 };
 
 struct mq_subscription {
+    int id;
     char name[MQ_NAME_MAX + 1];
-    char queue[MQ_NAME_MAX + 1];
-    int queue_id;
+    char queue[MQ_NAME_MAX + 1]; /* "" for a URL subscription */
+    int queue_id;                /* 0 for a URL subscription */
     bool queue_fifo;
+    char *url;                               /* owned; NULL for a queue subscription */
+    char dead_letter_queue[MQ_NAME_MAX + 1]; /* URL subscriptions; "" when none */
+    int max_attempts, min_delay_seconds, max_delay_seconds;
     json_t *filter_policy; /* owned reference, or NULL */
     enum filter_scope scope;
     bool raw;
@@ -32,7 +46,10 @@ struct mq_subscription {
 };
 
 struct mq_subscription_input {
-    const char *queue;
+    const char *queue; /* exactly one of queue and url */
+    const char *url;
+    const char *dead_letter_queue; /* URL subscriptions only; may be NULL */
+    int max_attempts, min_delay_seconds, max_delay_seconds;
     json_t *filter_policy; /* borrowed, or NULL */
     enum filter_scope scope;
     bool raw;
@@ -42,8 +59,24 @@ struct mq_publish {
     const char *body; /* borrowed */
     size_t body_len;
     bool body_json;
-    json_t *attributes;  /* borrowed, or NULL */
-    const char *subject; /* borrowed, or NULL */
+    json_t *attributes;   /* borrowed, or NULL */
+    const char *subject;  /* borrowed, or NULL */
+    const char *group_id; /* FIFO targets; borrowed, or NULL */
+    const char *dedup_id; /* FIFO topics; NULL: the SHA-256 of the body (content-based) */
+};
+
+struct mq_publish_result {
+    char message_id[IDS_UUID_LEN]; /* the original one for a duplicate */
+    int deliveries;                /* queues and URLs the message went to */
+    int pushes;                    /* of those, URLs (push deliveries to send) */
+    bool duplicate;                /* a FIFO topic had seen dedup_id in the last 5 minutes */
+};
+
+/* Publishes since start, for /metrics (kept by the API layer). */
+struct mq_publish_counters {
+    _Atomic uint64_t publishes;  /* accepted publishes, recipient lists included */
+    _Atomic uint64_t duplicates; /* FIFO publishes dropped as duplicates */
+    _Atomic uint64_t deliveries; /* messages put into queues or queued for URLs */
 };
 
 /* Is name a valid topic name: [A-Za-z0-9_-]{1,256}, a FIFO one ending in ".fifo"? */
@@ -57,8 +90,9 @@ enum mq_status mq_topic_delete(struct db_conn *c, const char *name);
 enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, char ***names,
                              int *count, bool *more);
 
-/* Creates or replaces a subscription of topic t. MQ_INVALID with detail when the queue does not
- * exist or cannot subscribe (a FIFO queue to a standard topic). The policy must have compiled. */
+/* Creates or replaces a subscription of topic t. MQ_INVALID with detail when the queue (or the
+ * dead-letter queue) does not exist or cannot subscribe (a FIFO queue to a standard topic, a URL
+ * to a FIFO topic). The policy must have compiled. */
 enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,
                                    const struct mq_subscription_input *in, bool *created,
                                    char *detail, size_t detail_len);
@@ -70,19 +104,21 @@ enum mq_status mq_subscriptions_load(struct db_conn *c, const struct mq_topic *t
                                      struct mq_subscription **subs, int *count);
 void mq_subscriptions_free(struct mq_subscription *subs, int count);
 
-/* Publishes to the n subscriptions subs of t (t may be NULL when every target is raw): message_id
- * (IDS_UUID_LEN) is filled and *deliveries counts the queues that received the message.
+/* Publishes to the matching ones of the n subscriptions subs of t (t may be NULL when every
+ * target is a raw queue: a recipient list). A FIFO topic, or any FIFO target, needs
+ * p->group_id; a FIFO topic deduplicates by p->dedup_id (or the body's SHA-256).
  * listened(ctx, queue_id) tells which queues have long polls to NOTIFY. */
 enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
                           const struct mq_subscription *subs, int n, const struct mq_publish *p,
-                          bool (*listened)(void *ctx, int queue_id), void *ctx, char *message_id,
-                          int *deliveries);
+                          bool (*listened)(void *ctx, int queue_id), void *ctx,
+                          struct mq_publish_result *out);
 
 /* Resolves the queue names of a recipient list into raw, unfiltered targets for mq_publish
- * (which then needs no topic: pass NULL). MQ_INVALID with detail naming every unknown (or
- * FIFO) queue. *subs is allocated (free with mq_subscriptions_free). */
+ * (which then needs no topic: pass NULL). MQ_INVALID with detail naming every unknown queue,
+ * or, when group_id is NULL, every FIFO one. *subs is allocated (free with
+ * mq_subscriptions_free). */
 enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names, int n,
-                                     struct mq_subscription **subs, char *detail,
-                                     size_t detail_len);
+                                     const char *group_id, struct mq_subscription **subs,
+                                     char *detail, size_t detail_len);
 
 #endif

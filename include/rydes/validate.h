@@ -24,11 +24,17 @@ void field_errors_add(struct field_errors *fe, const char *field, const char *fm
 
 /* Records an error for every key of obj that is not in known (NULL-terminated). */
 void validate_known_fields(json_t *obj, const char *const *known, struct field_errors *fe);
+/* The same for an object at path prefix ("entries[2]"): errors name "prefix.key". */
+void validate_known_fields_at(json_t *obj, const char *prefix, const char *const *known,
+                              struct field_errors *fe);
 
 /* Reads obj[field] as a string of min..max characters (UTF-8 code points). Returns NULL when
  * absent (an error if required) or invalid (always an error). The string belongs to obj. */
 const char *validate_string(json_t *obj, const char *field, bool required, size_t min, size_t max,
                             struct field_errors *fe);
+/* The same, with errors naming path instead of field. */
+const char *validate_string_at(json_t *obj, const char *field, const char *path, bool required,
+                               size_t min, size_t max, struct field_errors *fe);
 
 /* Reads obj[field] as an integer in min..max into *out; absent leaves *out untouched (an error
  * if required). Returns true when a valid value was read. */

@@ -6,6 +6,7 @@
 #include "rydes/mem.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -298,15 +299,7 @@ void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue 
     memset(e, 0, sizeof *e);
     *owned = NULL;
     e->delay_seconds = -1;
-    struct field_errors unknown;
-    field_errors_init(&unknown);
-    validate_known_fields(obj, known, &unknown);
-    for (size_t i = 0; i < json_array_size(unknown.list); i++) {
-        path(f, sizeof f, prefix,
-             json_string_value(json_object_get(json_array_get(unknown.list, i), "field")));
-        field_errors_add(fe, f, "unknown field");
-    }
-    field_errors_cleanup(&unknown);
+    validate_known_fields_at(obj, prefix, known, fe);
     read_body(obj, prefix, e, owned, fe);
     size_t size = e->body_len;
     e->attributes = json_object_get(obj, "attributes");
@@ -329,27 +322,98 @@ void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue 
                          size, q->attrs.max_message_bytes);
 }
 
-void mq_input_publish(json_t *obj, struct mq_publish *p, char **owned, struct field_errors *fe)
+/* Reads part of a parsed URL: true when present (*out then owned by the caller, curl_free). */
+static bool url_part(CURLU *u, CURLUPart part, char **out)
 {
-    static const char *const known[] = {"body", "attributes", "subject", NULL};
+    *out = NULL;
+    return curl_url_get(u, part, out, 0) == CURLUE_OK && *out;
+}
+
+static bool url_check(CURLU *u, const char *url, char *why, size_t why_len)
+{
+    if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+        snprintf(why, why_len, "is not an absolute URL");
+        return false;
+    }
+    char *scheme, *host, *user, *fragment;
+    url_part(u, CURLUPART_SCHEME, &scheme);
+    bool has_host = url_part(u, CURLUPART_HOST, &host) && host[0];
+    bool has_user = url_part(u, CURLUPART_USER, &user);
+    bool has_fragment = url_part(u, CURLUPART_FRAGMENT, &fragment);
+    bool web = scheme && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+    const char *problem = !web           ? "must be an http or https URL"
+                          : !has_host    ? "must name a host"
+                          : has_user     ? "must not carry credentials"
+                          : has_fragment ? "must not have a fragment"
+                                         : NULL;
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(user);
+    curl_free(fragment);
+    if (problem)
+        snprintf(why, why_len, "%s", problem);
+    return !problem;
+}
+
+bool mq_input_url(const char *url, char *why, size_t why_len)
+{
+    for (const unsigned char *c = (const unsigned char *)url; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f) {
+            snprintf(why, why_len, "must not contain spaces or control characters");
+            return false;
+        }
+    CURLU *u = curl_url();
+    if (!u)
+        rydes_oom();
+    bool ok = url_check(u, url, why, why_len);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, char **owned,
+                      struct field_errors *fe)
+{
+    static const char *const known[] = {"body",     "attributes", "subject",
+                                        "group_id", "dedup_id",   NULL};
+    char f[96];
     memset(p, 0, sizeof *p);
-    validate_known_fields(obj, known, fe);
+    validate_known_fields_at(obj, prefix, known, fe);
     struct mq_send_entry e;
     memset(&e, 0, sizeof e);
     *owned = NULL;
-    read_body(obj, "", &e, owned, fe);
+    read_body(obj, prefix, &e, owned, fe);
     p->body = e.body;
     p->body_len = e.body_len;
     p->body_json = e.body_json;
     size_t size = e.body_len;
     p->attributes = json_object_get(obj, "attributes");
+    path(f, sizeof f, prefix, "attributes");
     if (p->attributes)
-        size += mq_input_message_attributes(p->attributes, "attributes", fe);
-    p->subject = validate_string(obj, "subject", false, 1, 100, fe);
+        size += mq_input_message_attributes(p->attributes, f, fe);
+    path(f, sizeof f, prefix, "subject");
+    p->subject = validate_string_at(obj, "subject", f, false, 1, 100, fe);
+    p->group_id = read_token(obj, prefix, "group_id", fe);
+    p->dedup_id = read_token(obj, prefix, "dedup_id", fe);
+    path(f, sizeof f, prefix, "body");
     if (size > MQ_PUBLISH_MAX_BYTES)
-        field_errors_add(fe, "body",
-                         "the message (body and attributes, %zu bytes) exceeds %d bytes", size,
-                         MQ_PUBLISH_MAX_BYTES);
+        field_errors_add(fe, f, "the message (body and attributes, %zu bytes) exceeds %d bytes",
+                         size, MQ_PUBLISH_MAX_BYTES);
+}
+
+void mq_input_publish_topic(const struct mq_publish *p, const char *prefix,
+                            const struct mq_topic *t, struct field_errors *fe)
+{
+    char f[96];
+    path(f, sizeof f, prefix, "group_id");
+    if (!t->fifo && p->group_id)
+        field_errors_add(fe, f, "applies to FIFO topics only");
+    else if (t->fifo && !p->group_id)
+        field_errors_add(fe, f, "is required on a FIFO topic");
+    path(f, sizeof f, prefix, "dedup_id");
+    if (!t->fifo && p->dedup_id)
+        field_errors_add(fe, f, "applies to FIFO topics only");
+    else if (t->fifo && !p->dedup_id && !t->content_based_dedup)
+        field_errors_add(fe, f, "is required unless the topic has content_based_dedup");
 }
 
 void mq_input_receive(json_t *body, const struct mq_queue *q, struct mq_receive_request *out,

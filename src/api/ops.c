@@ -103,6 +103,38 @@ static void render_queues(struct http_request *req, struct buf *out)
     free(d);
 }
 
+static void render_topics(const struct app *app, struct buf *out)
+{
+    const struct mq_publish_counters *pc = &app->publish_counters;
+    buf_printf(out,
+               "# HELP rydes_publishes_total Messages published to topics and recipient lists.\n"
+               "# TYPE rydes_publishes_total counter\nrydes_publishes_total %llu\n"
+               "# HELP rydes_publish_duplicates_total FIFO publishes dropped as duplicates.\n"
+               "# TYPE rydes_publish_duplicates_total counter\n"
+               "rydes_publish_duplicates_total %llu\n"
+               "# HELP rydes_publish_deliveries_total Copies of published messages put into "
+               "queues or queued for URLs.\n"
+               "# TYPE rydes_publish_deliveries_total counter\n"
+               "rydes_publish_deliveries_total %llu\n",
+               (unsigned long long)atomic_load(&pc->publishes),
+               (unsigned long long)atomic_load(&pc->duplicates),
+               (unsigned long long)atomic_load(&pc->deliveries));
+    if (!app->push)
+        return;
+    const struct mq_push_counters *c = mq_push_counters(app->push);
+    buf_printf(out,
+               "# HELP rydes_push_attempts_total Deliveries to URL subscriptions by outcome.\n"
+               "# TYPE rydes_push_attempts_total counter\n"
+               "rydes_push_attempts_total{outcome=\"delivered\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"retried\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"dead_lettered\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"failed\"} %llu\n",
+               (unsigned long long)atomic_load(&c->delivered),
+               (unsigned long long)atomic_load(&c->retried),
+               (unsigned long long)atomic_load(&c->dead_lettered),
+               (unsigned long long)atomic_load(&c->failed));
+}
+
 enum handler_result api_metrics(struct http_request *req)
 {
     struct buf out;
@@ -110,6 +142,7 @@ enum handler_result api_metrics(struct http_request *req)
     metrics_render(req->app->metrics, &out);
     render_pool(req->app->pool, &out);
     render_queues(req, &out);
+    render_topics(req->app, &out);
     buf_printf(&out,
                "# HELP rydes_long_poll_waiters Receives waiting for messages (long polls).\n"
                "# TYPE rydes_long_poll_waiters gauge\nrydes_long_poll_waiters %d\n",

@@ -55,10 +55,10 @@ static void topic_input(struct http_request *req, const char *name, bool *cbd,
 {
     static const char *const known[] = {"fifo", "content_based_dedup", NULL};
     *cbd = false;
+    size_t n = strlen(name);
+    bool named_fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
     if (!mq_topic_name_valid(name))
-        field_errors_add(fe, "name", "must be 1 to 256 of A-Z a-z 0-9 _ -");
-    else if (strstr(name, ".fifo"))
-        field_errors_add(fe, "name", "FIFO topics are not supported yet");
+        field_errors_add(fe, "name", "must be 1 to 256 of A-Z a-z 0-9 _ -, and .fifo for FIFO");
     if (req->json && !json_is_object(req->json)) {
         field_errors_add(fe, "body", "must be a JSON object of attributes");
         return;
@@ -66,10 +66,10 @@ static void topic_input(struct http_request *req, const char *name, bool *cbd,
     if (!req->json)
         return;
     validate_known_fields(req->json, known, fe);
-    bool fifo = false;
-    if (validate_bool(req->json, "fifo", false, &fifo, fe) && fifo)
-        field_errors_add(fe, "fifo", "FIFO topics are not supported yet");
-    if (validate_bool(req->json, "content_based_dedup", false, cbd, fe) && *cbd)
+    bool fifo = named_fifo;
+    if (validate_bool(req->json, "fifo", false, &fifo, fe) && fifo != named_fifo)
+        field_errors_add(fe, "fifo", "a FIFO topic's name ends in .fifo, and only a FIFO one's");
+    if (validate_bool(req->json, "content_based_dedup", false, cbd, fe) && *cbd && !named_fifo)
         field_errors_add(fe, "content_based_dedup", "applies to FIFO topics only");
 }
 
@@ -141,25 +141,95 @@ static json_t *subscription_json(const struct mq_topic *t, const struct mq_subsc
 {
     char self[400];
     snprintf(self, sizeof self, "/topics/%s/subscriptions/%s", t->name, s->name);
-    return json_pack("{s:s, s:s, s:O?, s:s, s:b, s:s, s:{s:s}}", "name", s->name, "queue", s->queue,
-                     "filter_policy", s->filter_policy, "filter_policy_scope",
-                     s->scope == FILTER_SCOPE_BODY ? "body" : "attributes", "raw_delivery", s->raw,
-                     "created_at", s->created_at, "links", "self", self);
+    json_t *o = json_pack("{s:s, s:O?, s:s, s:b, s:s, s:{s:s}}", "name", s->name, "filter_policy",
+                          s->filter_policy, "filter_policy_scope",
+                          s->scope == FILTER_SCOPE_BODY ? "body" : "attributes", "raw_delivery",
+                          s->raw, "created_at", s->created_at, "links", "self", self);
+    if (!s->url) {
+        json_object_set_new(o, "queue", json_string(s->queue));
+        return o;
+    }
+    json_object_set_new(o, "url", json_string(s->url));
+    json_object_set_new(o, "dead_letter_queue",
+                        s->dead_letter_queue[0] ? json_string(s->dead_letter_queue) : json_null());
+    json_object_set_new(o, "delivery_policy",
+                        json_pack("{s:i, s:i, s:i}", "max_attempts", s->max_attempts,
+                                  "min_delay_seconds", s->min_delay_seconds, "max_delay_seconds",
+                                  s->max_delay_seconds));
+    return o;
+}
+
+/* Reads the retry policy of a URL subscription: {max_attempts?, min_delay_seconds?,
+ * max_delay_seconds?}. */
+static void delivery_policy_input(json_t *dp, struct mq_subscription_input *in,
+                                  struct field_errors *fe)
+{
+    static const char *const known[] = {"max_attempts", "min_delay_seconds", "max_delay_seconds",
+                                        NULL};
+    int64_t attempts = MQ_PUSH_ATTEMPTS_DEFAULT, lo = MQ_PUSH_MIN_DELAY_DEFAULT,
+            hi = MQ_PUSH_MAX_DELAY_DEFAULT;
+    if (dp && !json_is_object(dp)) {
+        field_errors_add(fe, "delivery_policy", "must be an object");
+    } else if (dp) {
+        validate_known_fields_at(dp, "delivery_policy", known, fe);
+        struct field_errors sub;
+        field_errors_init(&sub);
+        validate_int(dp, "max_attempts", false, 1, 100, &attempts, &sub);
+        validate_int(dp, "min_delay_seconds", false, 1, 3600, &lo, &sub);
+        validate_int(dp, "max_delay_seconds", false, 1, 3600, &hi, &sub);
+        for (size_t i = 0; i < json_array_size(sub.list); i++) {
+            json_t *e = json_array_get(sub.list, i);
+            field_errors_add(fe, "delivery_policy", "%s %s",
+                             json_string_value(json_object_get(e, "field")),
+                             json_string_value(json_object_get(e, "message")));
+        }
+        field_errors_cleanup(&sub);
+        if (lo > hi)
+            field_errors_add(fe, "delivery_policy",
+                             "min_delay_seconds must not exceed max_delay_seconds");
+    }
+    in->max_attempts = (int)attempts;
+    in->min_delay_seconds = (int)lo;
+    in->max_delay_seconds = (int)hi;
+}
+
+/* Reads where a subscription delivers: exactly one of queue and url, and for a URL its
+ * dead-letter queue and retry policy. */
+static void subscription_target_input(json_t *o, struct mq_subscription_input *in,
+                                      struct field_errors *fe)
+{
+    in->queue = validate_string(o, "queue", false, 1, MQ_NAME_MAX, fe);
+    if (in->queue && !mq_input_queue_name(in->queue))
+        field_errors_add(fe, "queue", "is not a valid queue name");
+    in->url = validate_string(o, "url", false, 1, MQ_URL_MAX, fe);
+    char why[128];
+    if (in->url && !mq_input_url(in->url, why, sizeof why))
+        field_errors_add(fe, "url", "%s", why);
+    bool has_queue = json_object_get(o, "queue"), has_url = json_object_get(o, "url");
+    if (has_queue == has_url)
+        field_errors_add(fe, has_queue ? "url" : "queue", "give exactly one of queue and url");
+    in->dead_letter_queue = validate_string(o, "dead_letter_queue", false, 1, MQ_NAME_MAX, fe);
+    if (in->dead_letter_queue && !mq_input_queue_name(in->dead_letter_queue))
+        field_errors_add(fe, "dead_letter_queue", "is not a valid queue name");
+    json_t *dp = json_object_get(o, "delivery_policy");
+    if (has_queue && json_object_get(o, "dead_letter_queue"))
+        field_errors_add(fe, "dead_letter_queue", "applies to URL subscriptions only");
+    if (has_queue && dp)
+        field_errors_add(fe, "delivery_policy", "applies to URL subscriptions only");
+    delivery_policy_input(dp, in, fe);
 }
 
 /* Validates a subscription body into in; compiles its policy to report a bad one. */
 static void subscription_input(struct http_request *req, struct mq_subscription_input *in,
                                struct field_errors *fe)
 {
-    static const char *const known[] = {
-        "queue", "url", "filter_policy", "filter_policy_scope", "raw_delivery", NULL};
+    static const char *const known[] = {"queue",           "url",
+                                        "filter_policy",   "filter_policy_scope",
+                                        "raw_delivery",    "dead_letter_queue",
+                                        "delivery_policy", NULL};
     memset(in, 0, sizeof *in);
     validate_known_fields(req->json, known, fe);
-    if (json_object_get(req->json, "url"))
-        field_errors_add(fe, "url", "URL subscriptions are not supported yet; use queue");
-    in->queue = validate_string(req->json, "queue", true, 1, MQ_NAME_MAX, fe);
-    if (in->queue && !mq_input_queue_name(in->queue))
-        field_errors_add(fe, "queue", "is not a valid queue name");
+    subscription_target_input(req->json, in, fe);
     const char *scope = validate_string(req->json, "filter_policy_scope", false, 1, 16, fe);
     if (scope && strcmp(scope, "body") && strcmp(scope, "attributes"))
         field_errors_add(fe, "filter_policy_scope", "must be attributes or body");
@@ -258,9 +328,53 @@ enum handler_result api_subscriptions_delete(struct http_request *req)
                        : api_mq_failure(req, st, "no such subscription");
 }
 
+/* Cached topics live long while the hub hears every change as it happens, briefly otherwise. */
+#define TOPIC_TTL_LISTENING_US 60000000
+#define TOPIC_TTL_DEAF_US      1000000
+
 static bool listened(void *ctx, int queue_id)
 {
     return mq_hub_listened(ctx, queue_id);
+}
+
+static struct topic_set *cached_topic(struct http_request *req, struct db_conn *c, const char *name,
+                                      enum mq_status *st)
+{
+    int64_t ttl = mq_hub_listening(req->app->hub) ? TOPIC_TTL_LISTENING_US : TOPIC_TTL_DEAF_US;
+    return topic_cache_get(req->app->topic_cache, c, name, ttl, st);
+}
+
+/* Counts an accepted publish, and wakes the push worker when it has URLs to deliver to. */
+static void published(struct http_request *req, const struct mq_publish_result *r)
+{
+    struct mq_publish_counters *pc = &req->app->publish_counters;
+    atomic_fetch_add(&pc->publishes, 1);
+    atomic_fetch_add(&pc->duplicates, r->duplicate);
+    atomic_fetch_add(&pc->deliveries, (uint64_t)r->deliveries);
+    if (r->pushes)
+        mq_push_kick(req->app->push);
+}
+
+static json_t *publish_result_json(const struct mq_publish_result *r)
+{
+    return json_pack("{s:s, s:i, s:b}", "message_id", r->message_id, "deliveries", r->deliveries,
+                     "duplicate", r->duplicate);
+}
+
+/* Validates p against the topic of set and publishes it; MQ_INVALID with fe filled. */
+static enum mq_status publish_checked(struct http_request *req, struct db_conn *c,
+                                      const struct topic_set *set, const struct mq_publish *p,
+                                      const char *prefix, struct field_errors *fe,
+                                      struct mq_publish_result *out)
+{
+    mq_input_publish_topic(p, prefix, &set->topic, fe);
+    if (fe->count)
+        return MQ_INVALID;
+    enum mq_status st =
+        mq_publish(c, &set->topic, set->subs, set->n, p, listened, req->app->hub, out);
+    if (st == MQ_OK)
+        published(req, out);
+    return st;
 }
 
 enum handler_result api_topics_publish(struct http_request *req)
@@ -272,35 +386,31 @@ enum handler_result api_topics_publish(struct http_request *req)
     field_errors_init(&fe);
     struct mq_publish p;
     char *owned = NULL;
-    mq_input_publish(req->json, &p, &owned, &fe);
-    if (api_reply_invalid(req, &fe, &res)) {
-        free(owned);
-        return res;
-    }
+    mq_input_publish(req->json, "", &p, &owned, &fe);
     const char *name = route_param(&req->match, "name");
+    struct db_conn *c = NULL;
+    if (api_reply_invalid(req, &fe, &res))
+        goto done;
     if (!name || !mq_topic_name_valid(name)) {
-        free(owned);
-        return http_reply_problem(req, 404, "no such topic");
+        res = http_reply_problem(req, 404, "no such topic");
+        goto done;
     }
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c) {
-        free(owned);
-        return res;
-    }
+    if (!(c = api_db_acquire(req, &res)))
+        goto done;
     enum mq_status st;
-    int deliveries = 0;
-    char message_id[IDS_UUID_LEN];
-    struct topic_set *set = topic_cache_get(req->app->topic_cache, c, name, &st);
+    struct mq_publish_result out;
+    struct topic_set *set = cached_topic(req, c, name, &st);
     if (set)
-        st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, req->app->hub, message_id,
-                        &deliveries);
+        st = publish_checked(req, c, set, &p, "", &fe, &out);
     api_db_release(req, c);
     topic_set_release(set);
+    if (st == MQ_INVALID && api_reply_invalid(req, &fe, &res))
+        goto done;
+    res = st != MQ_OK ? api_mq_failure(req, st, "no such topic")
+                      : http_reply_json(req, out.duplicate ? 200 : 201, publish_result_json(&out));
+done:
     free(owned);
-    if (st != MQ_OK)
-        return api_mq_failure(req, st, "no such topic");
-    return http_reply_json(
-        req, 201, json_pack("{s:s, s:i}", "message_id", message_id, "deliveries", deliveries));
+    return res;
 }
 
 /* Reads "recipients": 1..MQ_MAX_RECIPIENTS distinct queue names. */
@@ -336,22 +446,31 @@ enum handler_result api_recipient_list(struct http_request *req)
     json_object_del(rest, "recipients");
     struct mq_publish p;
     char *owned = NULL;
-    mq_input_publish(rest, &p, &owned, &fe);
+    mq_input_publish(rest, "", &p, &owned, &fe);
+    if (p.dedup_id)
+        field_errors_add(&fe, "dedup_id", "applies to topics and queues, not recipient lists");
     struct db_conn *c = fe.count ? NULL : api_db_acquire(req, &res);
     if (!fe.count && !c)
         goto done; /* the 503 is queued */
     if (api_reply_invalid(req, &fe, &res))
         goto done;
     struct mq_subscription *targets = NULL;
-    char detail[MQ_MAX_RECIPIENTS * (MQ_NAME_MAX + 48)], message_id[IDS_UUID_LEN];
-    int deliveries = 0;
+    char detail[MQ_MAX_RECIPIENTS * (MQ_NAME_MAX + 48)];
+    struct mq_publish_result out;
     /* one transaction: a recipient deleted between the lookup and the insert means none */
     enum mq_status st = db_begin(c) ? MQ_OK : MQ_UNAVAILABLE;
     if (st == MQ_OK)
-        st = mq_recipients_resolve(c, names, n, &targets, detail, sizeof detail);
+        st = mq_recipients_resolve(c, names, n, p.group_id, &targets, detail, sizeof detail);
+    bool any_fifo = false;
+    for (int i = 0; st == MQ_OK && i < n; i++)
+        any_fifo |= targets[i].queue_fifo;
+    if (st == MQ_OK && p.group_id && !any_fifo) {
+        field_errors_add(&fe, "group_id", "applies to FIFO recipients only");
+        st = MQ_INVALID;
+    }
     if (st == MQ_OK)
-        st = mq_publish(c, NULL, targets, n, &p, listened, req->app->hub, message_id, &deliveries);
-    if (st == MQ_OK && deliveries != n) {
+        st = mq_publish(c, NULL, targets, n, &p, listened, req->app->hub, &out);
+    if (st == MQ_OK && out.deliveries != n) {
         st = MQ_CONFLICT;
         snprintf(detail, sizeof detail, "a recipient was deleted meanwhile; nothing delivered");
     }
@@ -361,9 +480,11 @@ enum handler_result api_recipient_list(struct http_request *req)
         db_rollback(c);
     api_db_release(req, c);
     mq_subscriptions_free(targets, targets ? n : 0);
-    res = st == MQ_OK ? http_reply_json(req, 201,
-                                        json_pack("{s:s, s:i}", "message_id", message_id,
-                                                  "deliveries", deliveries))
+    if (st == MQ_OK)
+        published(req, &out);
+    if (fe.count && api_reply_invalid(req, &fe, &res))
+        goto done;
+    res = st == MQ_OK ? http_reply_json(req, 201, publish_result_json(&out))
                       : api_mq_failure(req, st, detail);
 done:
     free(owned);
@@ -374,30 +495,32 @@ done:
 /* Publishes one batch entry: into ok, or into failed with what was wrong. A database failure
  * stops the batch (*fatal). */
 static void publish_entry(struct http_request *req, struct db_conn *c, const struct topic_set *set,
-                          json_t *item, json_t *ok, json_t *failed, enum mq_status *fatal)
+                          size_t index, json_t *item, json_t *ok, json_t *failed,
+                          enum mq_status *fatal)
 {
     json_t *fields = json_copy(item);
     json_object_del(fields, "id");
     struct field_errors fe;
     field_errors_init(&fe);
     struct mq_publish p;
-    char *owned = NULL;
-    mq_input_publish(fields, &p, &owned, &fe);
+    char *owned = NULL, prefix[32];
+    snprintf(prefix, sizeof prefix, "entries[%zu]", index);
+    mq_input_publish(fields, prefix, &p, &owned, &fe);
     json_t *id = json_object_get(item, "id");
-    if (fe.count) {
+    struct mq_publish_result out;
+    enum mq_status st = fe.count ? MQ_INVALID : publish_checked(req, c, set, &p, prefix, &fe, &out);
+    if (st == MQ_INVALID) {
         json_t *first = json_array_get(fe.list, 0);
         json_array_append_new(
             failed,
             json_pack("{s:O, s:s, s:s, s:O}", "id", id, "code", "invalid", "message",
                       json_string_value(json_object_get(first, "message")), "errors", fe.list));
+    } else if (st == MQ_OK) {
+        json_t *r = publish_result_json(&out);
+        json_object_set(r, "id", id);
+        json_array_append_new(ok, r);
     } else {
-        char message_id[IDS_UUID_LEN];
-        int deliveries = 0;
-        *fatal = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, req->app->hub,
-                            message_id, &deliveries);
-        if (*fatal == MQ_OK)
-            json_array_append_new(ok, json_pack("{s:O, s:s, s:i}", "id", id, "message_id",
-                                                message_id, "deliveries", deliveries));
+        *fatal = st;
     }
     field_errors_cleanup(&fe);
     free(owned);
@@ -417,13 +540,13 @@ enum handler_result api_topics_publish_batch(struct http_request *req)
     if (!c)
         return res;
     enum mq_status st;
-    struct topic_set *set = topic_cache_get(req->app->topic_cache, c, name, &st);
+    struct topic_set *set = cached_topic(req, c, name, &st);
     json_t *ok = json_array(), *failed = json_array();
     /* one transaction: a failure answered 5xx has published nothing, so a retry is safe */
     if (set && !db_begin(c))
         st = MQ_UNAVAILABLE;
     for (size_t i = 0; set && st == MQ_OK && i < json_array_size(items); i++)
-        publish_entry(req, c, set, json_array_get(items, i), ok, failed, &st);
+        publish_entry(req, c, set, i, json_array_get(items, i), ok, failed, &st);
     if (set && st == MQ_OK && !db_commit(c))
         st = MQ_UNAVAILABLE;
     if (set && st != MQ_OK)

@@ -9,6 +9,8 @@
 #include "rydes/secret.h"
 #include "rydes/tokens.h"
 
+#include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,6 +80,8 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
 
 static void app_free_parts(struct app *app)
 {
+    mq_push_stop(app->push);
+    app->push = NULL;
     ttlcache_free(app->token_cache);
     ttlcache_free(app->queue_cache);
     topic_cache_free(app->topic_cache);
@@ -93,8 +97,22 @@ static void app_free_parts(struct app *app)
     app->metrics = NULL;
 }
 
+/* The hub heard that a topic changed (0: any may have). */
+static void on_topics_changed(void *ctx, int topic_id)
+{
+    topic_cache_invalidate(ctx, topic_id);
+}
+
+static void curl_init_once(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        log_warn("libcurl did not initialise; push deliveries will fail");
+}
+
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
+    static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+    pthread_once(&curl_once, curl_init_once);
     memset(app, 0, sizeof *app);
     app->cfg = cfg;
     app->started_wall_us = clock_wall_us();
@@ -118,7 +136,10 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         log_warn("RYDES_MAX_WAITERS lowered to %d, three quarters of RYDES_CONNECTION_LIMIT",
                  max_waiters);
     }
-    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, max_waiters);
+    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, max_waiters,
+                            on_topics_changed, app->topic_cache);
+    if (config_worker_enabled(cfg, "push"))
+        app->push = mq_push_start(cfg->database_url, (int)cfg->db_connect_timeout);
     if (cfg->sweep_interval_ms > 0)
         app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
                                         (int)cfg->sweep_interval_ms);

@@ -76,7 +76,7 @@ static const struct setting settings[] = {
     {"log-format", "RYDES_LOG_FORMAT", SETTING_ENUM, "text", 0, 0, log_formats, OFF(log_format),
      false, NULL, "text or json"},
     {"workers", "RYDES_WORKERS", SETTING_STRING, "all", 0, 0, NULL, OFF(workers), false,
-     config_workers_valid, "built-in workers to run in serve: all, none or a comma list"},
+     config_workers_valid, "built-in workers to run in serve: all, none or a comma list of: push"},
     {"migrate", "RYDES_MIGRATE", SETTING_BOOL, "true", 0, 0, NULL, OFF(migrate), false, NULL,
      "apply pending migrations when serve starts"},
     {"connection-limit", "RYDES_CONNECTION_LIMIT", SETTING_INT, "1000", 1, 100000, NULL,
@@ -269,14 +269,15 @@ void config_print_help(FILE *out)
     }
 }
 
+/* The built-in workers `serve` can run (RYDES_WORKERS names some of them). */
+static const char *const known_workers[] = {"push", NULL};
+
 static bool worker_name_valid(const char *p, size_t n)
 {
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)p[i]) || isdigit((unsigned char)p[i]) || p[i] == '-'))
-            return false;
-    return true;
+    for (int i = 0; known_workers[i]; i++)
+        if (strlen(known_workers[i]) == n && strncmp(p, known_workers[i], n) == 0)
+            return true;
+    return false;
 }
 
 bool config_workers_valid(const char *value)
@@ -292,4 +293,22 @@ bool config_workers_valid(const char *value)
             return true;
         p = comma + 1;
     }
+}
+
+bool config_worker_enabled(const struct config *cfg, const char *name)
+{
+    const char *w = cfg->workers;
+    if (strcmp(w, "all") == 0)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = w; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return false;
 }

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,16 +51,24 @@ static bool is_known(const char *key, const char *const *known)
     return false;
 }
 
-void validate_known_fields(json_t *obj, const char *const *known, struct field_errors *fe)
+void validate_known_fields_at(json_t *obj, const char *prefix, const char *const *known,
+                              struct field_errors *fe)
 {
     const char *key;
     json_t *value;
     json_object_foreach(obj, key, value)
     {
         (void)value;
+        char f[160];
+        snprintf(f, sizeof f, "%s%s%s", prefix, *prefix ? "." : "", key);
         if (!is_known(key, known))
-            field_errors_add(fe, key, "unknown field");
+            field_errors_add(fe, f, "unknown field");
     }
+}
+
+void validate_known_fields(json_t *obj, const char *const *known, struct field_errors *fe)
+{
+    validate_known_fields_at(obj, "", known, fe);
 }
 
 size_t validate_utf8_length(const char *s)
@@ -70,30 +79,36 @@ size_t validate_utf8_length(const char *s)
     return n;
 }
 
-const char *validate_string(json_t *obj, const char *field, bool required, size_t min, size_t max,
-                            struct field_errors *fe)
+const char *validate_string_at(json_t *obj, const char *field, const char *path, bool required,
+                               size_t min, size_t max, struct field_errors *fe)
 {
     json_t *v = json_object_get(obj, field);
     if (!v) {
         if (required)
-            field_errors_add(fe, field, "is required");
+            field_errors_add(fe, path, "is required");
         return NULL;
     }
     if (!json_is_string(v)) {
-        field_errors_add(fe, field, "must be a string");
+        field_errors_add(fe, path, "must be a string");
         return NULL;
     }
     const char *s = json_string_value(v);
     if (strlen(s) != json_string_length(v)) {
-        field_errors_add(fe, field, "must not contain NUL characters");
+        field_errors_add(fe, path, "must not contain NUL characters");
         return NULL;
     }
     size_t len = validate_utf8_length(s);
     if (len < min || len > max) {
-        field_errors_add(fe, field, "must be %zu to %zu characters long", min, max);
+        field_errors_add(fe, path, "must be %zu to %zu characters long", min, max);
         return NULL;
     }
     return s;
+}
+
+const char *validate_string(json_t *obj, const char *field, bool required, size_t min, size_t max,
+                            struct field_errors *fe)
+{
+    return validate_string_at(obj, field, field, required, min, max, fe);
 }
 
 bool validate_int(json_t *obj, const char *field, bool required, int64_t min, int64_t max,

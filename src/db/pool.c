@@ -74,6 +74,18 @@ PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *opti
     return pg;
 }
 
+bool db_reconnect(PGconn **pg, const char *conninfo, int connect_timeout_s, const char *options,
+                  char *err, size_t errlen)
+{
+    if (*pg && PQstatus(*pg) != CONNECTION_OK) {
+        PQfinish(*pg);
+        *pg = NULL;
+    }
+    if (!*pg)
+        *pg = db_connect(conninfo, connect_timeout_s, options, err, errlen);
+    return *pg != NULL;
+}
+
 struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeout_s,
                                int statement_timeout_ms)
 {

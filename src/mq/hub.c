@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,9 @@ struct mq_hub {
     _Atomic uint64_t listened[HUB_LISTEN_BITS / 64]; /* queues some process waits on */
     _Atomic int64_t listened_at_us;                  /* 0: never read */
     int64_t next_listen_us;
+    void (*on_topics)(void *ctx, int topic_id); /* may be NULL */
+    void *on_topics_ctx;
+    atomic_bool listening; /* the LISTEN connection is up */
 };
 
 static void unlink_waiter(struct mq_hub *h, struct mq_waiter *w)
@@ -139,6 +143,12 @@ static int64_t expire(struct mq_hub *h, int64_t now)
     return earliest;
 }
 
+static void topics_changed(struct mq_hub *h, int topic_id)
+{
+    if (h->on_topics)
+        h->on_topics(h->on_topics_ctx, topic_id);
+}
+
 static bool hub_connect(struct mq_hub *h)
 {
     char err[256];
@@ -148,7 +158,7 @@ static bool hub_connect(struct mq_hub *h)
                        err, sizeof err);
     if (!h->pg)
         return false;
-    PGresult *r = PQexec(h->pg, "LISTEN rydes_mq");
+    PGresult *r = PQexec(h->pg, "LISTEN rydes_mq; LISTEN rydes_topics");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok) {
@@ -158,8 +168,11 @@ static bool hub_connect(struct mq_hub *h)
     }
     PQsetnonblocking(h->pg, 1);
     memset(h->announced, 0, sizeof h->announced); /* announce again on the new connection */
-    /* Anything may have arrived while we were not listening: let every waiter look again. */
+    /* Anything may have arrived while we were not listening: let every waiter look again, and
+     * every cached topic be read again. */
     wake_all(h, MQ_WAKE_MESSAGE);
+    atomic_store(&h->listening, true);
+    topics_changed(h, 0);
     return true;
 }
 
@@ -167,12 +180,18 @@ static void drain_notifications(struct mq_hub *h)
 {
     if (!PQconsumeInput(h->pg)) {
         log_warn("long-poll hub lost its database connection: %s", PQerrorMessage(h->pg));
+        atomic_store(&h->listening, false);
         PQfinish(h->pg);
         h->pg = NULL;
         return;
     }
     PGnotify *n;
     while ((n = PQnotifies(h->pg))) {
+        if (strcmp(n->relname, "rydes_topics") == 0) {
+            topics_changed(h, atoi(n->extra));
+            PQfreemem(n);
+            continue;
+        }
         int queue_id = atoi(n->extra);
         atomic_fetch_add(&h->seq[(unsigned)queue_id % HUB_SEQ_SLOTS], 1);
         wake_one(h, queue_id);
@@ -390,9 +409,13 @@ static void *hub_main(void *arg)
     return NULL;
 }
 
-struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters)
+struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max_waiters,
+                            void (*on_topics)(void *ctx, int topic_id), void *ctx)
 {
     struct mq_hub *h = xcalloc(1, sizeof *h);
+    h->on_topics = on_topics;
+    h->on_topics_ctx = ctx;
+    atomic_init(&h->listening, false);
     h->conninfo = xstrdup(conninfo);
     h->connect_timeout_s = connect_timeout_s;
     h->max_waiters = max_waiters;
@@ -473,6 +496,11 @@ enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t 
 void mq_hub_poke(struct mq_hub *h, int queue_id)
 {
     wake_one(h, queue_id);
+}
+
+bool mq_hub_listening(struct mq_hub *h)
+{
+    return atomic_load(&h->listening);
 }
 
 int mq_hub_waiters(struct mq_hub *h)

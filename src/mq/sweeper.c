@@ -5,11 +5,10 @@
 #include "rydes/db.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/worker.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 #define SWEEP_BATCH_S     "1000"  /* rows deleted per queue and sweep, at most */
 #define SWEEP_WINDOW_S    "10000" /* oldest messages of a queue looked at for expiry */
@@ -25,10 +24,7 @@ struct mq_sweeper {
     int interval_ms;
     PGconn *pg;
     int64_t next_measure_us;
-    bool stopping;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    struct worker *worker;
 };
 
 static bool exec_ok(PGconn *pg, const char *sql, ExecStatusType want, PGresult **out)
@@ -76,48 +72,19 @@ static void measure(struct mq_sweeper *s)
     s->next_measure_us = clock_mono_us() + (wait > MEASURE_MIN_US ? wait : MEASURE_MIN_US);
 }
 
-static void sweep_step(struct mq_sweeper *s)
+static int sweep_step(struct worker *w, void *arg)
 {
-    if (s->pg && PQstatus(s->pg) != CONNECTION_OK) {
-        PQfinish(s->pg);
-        s->pg = NULL;
-    }
-    if (!s->pg) {
-        char err[256];
-        s->pg = db_connect(s->conninfo, s->connect_timeout_s, "-c statement_timeout=60000", err,
-                           sizeof err);
-        if (!s->pg)
-            return; /* the pool and readiness report the outage; retry next interval */
-    }
+    (void)w;
+    struct mq_sweeper *s = arg;
+    char err[256];
+    if (!db_reconnect(&s->pg, s->conninfo, s->connect_timeout_s, "-c statement_timeout=60000", err,
+                      sizeof err))
+        return s->interval_ms; /* the pool and readiness report the outage */
     long long n = mq_sweep_once(s->pg);
     if (n > 0)
         log_debug("sweeper deleted %lld expired rows", n);
     measure(s);
-}
-
-static void *sweeper_main(void *arg)
-{
-    struct mq_sweeper *s = arg;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        sweep_step(s);
-        pthread_mutex_lock(&s->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += s->interval_ms / 1000;
-        ts.tv_nsec += (long)(s->interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (!s->stopping)
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (s->pg)
-        PQfinish(s->pg);
-    return NULL;
+    return s->interval_ms;
 }
 
 struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms)
@@ -126,13 +93,7 @@ struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s,
     s->conninfo = xstrdup(conninfo);
     s->connect_timeout_s = connect_timeout_s;
     s->interval_ms = interval_ms;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_create(&s->thread, NULL, sweeper_main, s);
+    s->worker = worker_start(sweep_step, s);
     return s;
 }
 
@@ -140,13 +101,9 @@ void mq_sweeper_stop(struct mq_sweeper *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stopping = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    worker_stop(s->worker);
+    if (s->pg)
+        PQfinish(s->pg);
     free(s->conninfo);
     free(s);
 }

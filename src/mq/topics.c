@@ -3,6 +3,7 @@
 
 #include "rydes/buf.h"
 #include "rydes/mem.h"
+#include "rydes/secret.h"
 #include "rydes/topics.h"
 
 #include <ctype.h>
@@ -25,39 +26,62 @@ static struct db_stmt q_topic_list =
     DB_STMT("mq_topic_list", "SELECT name FROM topics WHERE name > $1 ORDER BY name LIMIT $2", 2);
 static struct db_stmt q_sub_put = DB_STMT(
     "mq_sub_put",
-    "INSERT INTO subscriptions AS s (topic_id, name, queue_id, filter_policy, filter_scope, "
-    "raw_delivery) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (topic_id, name) DO UPDATE SET "
-    "queue_id = EXCLUDED.queue_id, filter_policy = EXCLUDED.filter_policy, "
+    "INSERT INTO subscriptions AS s (topic_id, name, queue_id, url, filter_policy, filter_scope, "
+    "raw_delivery, dead_letter_queue_id, max_attempts, min_delay_seconds, max_delay_seconds) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (topic_id, name) DO UPDATE "
+    "SET queue_id = EXCLUDED.queue_id, url = EXCLUDED.url, filter_policy = EXCLUDED.filter_policy, "
     "filter_scope = EXCLUDED.filter_scope, raw_delivery = EXCLUDED.raw_delivery, "
-    "updated_at = now() RETURNING (xmax = 0)",
-    6);
+    "dead_letter_queue_id = EXCLUDED.dead_letter_queue_id, max_attempts = EXCLUDED.max_attempts, "
+    "min_delay_seconds = EXCLUDED.min_delay_seconds, "
+    "max_delay_seconds = EXCLUDED.max_delay_seconds, updated_at = now() RETURNING (xmax = 0)",
+    11);
 static struct db_stmt q_sub_queue =
     DB_STMT("mq_sub_queue", "SELECT id, fifo FROM queues WHERE name = $1", 1);
 static struct db_stmt q_sub_delete =
     DB_STMT("mq_sub_delete", "DELETE FROM subscriptions WHERE topic_id = $1 AND name = $2", 2);
-static struct db_stmt q_sub_load =
-    DB_STMT("mq_sub_load",
-            "SELECT s.name, q.name, q.id, q.fifo, s.filter_policy, s.filter_scope, s.raw_delivery, "
-            "s.created_at FROM subscriptions s JOIN queues q ON q.id = s.queue_id "
-            "WHERE s.topic_id = $1 ORDER BY s.name",
-            1);
-/* $1 message id, $2/$3 raw body and whether any raw subscriber matched, $4/$5 the envelope and
- * whether any enveloped one did, $6 body_json, $7 attributes, $8/$9 target queues and whether
- * each is raw, $10 the targets with long polls to NOTIFY. */
-static struct db_stmt q_publish =
-    DB_STMT("mq_publish",
-            "WITH raw AS (INSERT INTO payloads (body) SELECT $2 WHERE $3 RETURNING id), "
-            "env AS (INSERT INTO payloads (body) SELECT $4 WHERE $5 RETURNING id), "
-            "ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
-            "attributes, payload_id) SELECT t.q, now() + make_interval(secs => qq.delay_seconds), "
-            "$1::uuid, CASE WHEN t.raw THEN $6::boolean ELSE true END, '', "
-            "CASE WHEN t.raw THEN $7::jsonb END, "
-            "CASE WHEN t.raw THEN (SELECT id FROM raw) ELSE (SELECT id FROM env) END "
-            "FROM unnest($8::int[], $9::boolean[]) AS t(q, raw) JOIN queues qq ON qq.id = t.q "
-            "RETURNING queue_id) "
-            "SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('rydes_mq', x::text) "
-            "FROM unnest($10::int[]) x) n) FROM ins",
-            10);
+static struct db_stmt q_sub_load = DB_STMT(
+    "mq_sub_load",
+    "SELECT s.name, coalesce(q.name, ''), coalesce(q.id, 0), coalesce(q.fifo, false), "
+    "s.filter_policy, s.filter_scope, s.raw_delivery, s.created_at, s.id, s.url, "
+    "coalesce(d.name, ''), s.max_attempts, s.min_delay_seconds, s.max_delay_seconds "
+    "FROM subscriptions s LEFT JOIN queues q ON q.id = s.queue_id "
+    "LEFT JOIN queues d ON d.id = s.dead_letter_queue_id WHERE s.topic_id = $1 ORDER BY s.name",
+    1);
+/* The payloads of a publish: $2/$3 the raw body and whether any raw target matched, $4/$5 the
+ * envelope and whether any enveloped one did. */
+#define PUBLISH_PAYLOADS_SQL                                                      \
+    "WITH raw AS (INSERT INTO payloads (body) SELECT $2 WHERE $3 RETURNING id), " \
+    "env AS (INSERT INTO payloads (body) SELECT $4 WHERE $5 RETURNING id) "
+/* A standard publish: $1 message id, payloads as above, $6 body_json, $7 attributes, $8/$9
+ * target queues and whether each is raw, $10 the targets with long polls to NOTIFY, $11/$12
+ * the URL subscriptions and whether each is raw. */
+static struct db_stmt q_publish = DB_STMT(
+    "mq_publish",
+    PUBLISH_PAYLOADS_SQL
+    ", ins AS (INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
+    "attributes, payload_id) SELECT t.q, now() + make_interval(secs => qq.delay_seconds), "
+    "$1::uuid, CASE WHEN t.raw THEN $6::boolean ELSE true END, '', "
+    "CASE WHEN t.raw THEN $7::jsonb END, "
+    "CASE WHEN t.raw THEN (SELECT id FROM raw) ELSE (SELECT id FROM env) END "
+    "FROM unnest($8::int[], $9::boolean[]) AS t(q, raw) JOIN queues qq ON qq.id = t.q "
+    "RETURNING queue_id), "
+    "push AS (INSERT INTO push_deliveries (subscription_id, payload_id, message_id, body_json, "
+    "attributes, raw) SELECT u.s, CASE WHEN u.raw THEN (SELECT id FROM raw) "
+    "ELSE (SELECT id FROM env) END, $1::uuid, CASE WHEN u.raw THEN $6::boolean ELSE true END, "
+    "CASE WHEN u.raw THEN $7::jsonb END, u.raw FROM unnest($11::int[], $12::boolean[]) "
+    "AS u(s, raw) JOIN subscriptions ss ON ss.id = u.s RETURNING 1) "
+    "SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM push), (SELECT count(*) FROM push), "
+    "(SELECT count(*) FROM (SELECT pg_notify('rydes_mq', x::text) FROM unnest($10::int[]) x) n)",
+    12);
+/* A publish with FIFO targets (sql/004): $1..$9 as above, $10 the topic id (NULL for a
+ * recipient list), $11 the dedup id, $12 the group. */
+static struct db_stmt q_publish_fifo =
+    DB_STMT("mq_publish_fifo",
+            PUBLISH_PAYLOADS_SQL
+            "SELECT f.kept, f.deliveries, f.duplicate FROM mq_publish_fifo($10::int, $11, "
+            "$1::uuid, $12, $8::int[], $9::boolean[], (SELECT id FROM raw), "
+            "(SELECT id FROM env), $6::boolean, $7::jsonb) f",
+            12);
 
 bool mq_topic_name_valid(const char *name)
 {
@@ -126,10 +150,10 @@ enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, ch
     return mq_list_names(c, &q_topic_list, after, limit, names, count, more);
 }
 
-/* The id of the queue a subscription names, checked against the topic's type. */
-static enum mq_status subscription_queue(struct db_conn *c, const struct mq_topic *t,
-                                         const char *queue, char *id, size_t n, char *detail,
-                                         size_t detail_len)
+/* The id of the queue named queue into id, refused (MQ_INVALID with detail) when it does not
+ * exist or is FIFO and fifo is not (or the other way round). what names its role in detail. */
+static enum mq_status named_queue(struct db_conn *c, const char *queue, bool fifo, const char *what,
+                                  char *id, size_t n, char *detail, size_t detail_len)
 {
     const char *v[] = {queue};
     PGresult *r = db_exec(c, &q_sub_queue, v, NULL, NULL);
@@ -137,11 +161,11 @@ static enum mq_status subscription_queue(struct db_conn *c, const struct mq_topi
         return mq_failed(c, r);
     enum mq_status st = MQ_OK;
     if (PQntuples(r) == 0) {
-        snprintf(detail, detail_len, "queue %s does not exist", queue);
+        snprintf(detail, detail_len, "%s %s does not exist", what, queue);
         st = MQ_INVALID;
-    } else if ((PQgetvalue(r, 0, 1)[0] == 't') != t->fifo) {
-        snprintf(detail, detail_len, "a %s topic delivers to %s queues only",
-                 t->fifo ? "FIFO" : "standard", t->fifo ? "FIFO" : "standard");
+    } else if ((PQgetvalue(r, 0, 1)[0] == 't') != fifo) {
+        snprintf(detail, detail_len, "%s %s is a %s queue; this needs a %s one", what, queue,
+                 fifo ? "standard" : "FIFO", fifo ? "FIFO" : "standard");
         st = MQ_INVALID;
     } else {
         mq_copy(id, n, r, 0, 0);
@@ -150,22 +174,53 @@ static enum mq_status subscription_queue(struct db_conn *c, const struct mq_topi
     return st;
 }
 
+/* Resolves the queue and the dead-letter queue a subscription names into qid and dlq ("" when
+ * none), checked against the topic's type. */
+static enum mq_status subscription_targets(struct db_conn *c, const struct mq_topic *t,
+                                           const struct mq_subscription_input *in, char *qid,
+                                           char *dlq, size_t n, char *detail, size_t detail_len)
+{
+    qid[0] = dlq[0] = '\0';
+    if (in->url && t->fifo) {
+        snprintf(detail, detail_len, "a FIFO topic delivers to FIFO queues only, not to URLs");
+        return MQ_INVALID;
+    }
+    enum mq_status st = MQ_OK;
+    if (in->queue)
+        st = named_queue(c, in->queue, t->fifo,
+                         t->fifo ? "a FIFO topic delivers to FIFO queues only; queue"
+                                 : "a standard topic delivers to standard queues only; queue",
+                         qid, n, detail, detail_len);
+    if (st == MQ_OK && in->dead_letter_queue)
+        st = named_queue(c, in->dead_letter_queue, false, "dead-letter queue", dlq, n, detail,
+                         detail_len);
+    return st;
+}
+
 enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,
                                    const struct mq_subscription_input *in, bool *created,
                                    char *detail, size_t detail_len)
 {
-    char qid[16], tid[16];
-    enum mq_status st = subscription_queue(c, t, in->queue, qid, sizeof qid, detail, detail_len);
+    char qid[16], dlq[16], tid[16], attempts[16], min_delay[16], max_delay[16];
+    enum mq_status st = subscription_targets(c, t, in, qid, dlq, sizeof qid, detail, detail_len);
     if (st != MQ_OK)
         return st;
     snprintf(tid, sizeof tid, "%d", t->id);
+    snprintf(attempts, sizeof attempts, "%d", in->max_attempts);
+    snprintf(min_delay, sizeof min_delay, "%d", in->min_delay_seconds);
+    snprintf(max_delay, sizeof max_delay, "%d", in->max_delay_seconds);
     char *policy = in->filter_policy ? json_dumps(in->filter_policy, JSON_COMPACT) : NULL;
     const char *v[] = {tid,
                        name,
-                       qid,
+                       qid[0] ? qid : NULL,
+                       in->url,
                        policy,
                        in->scope == FILTER_SCOPE_BODY ? "body" : "attributes",
-                       in->raw ? "t" : "f"};
+                       in->raw ? "t" : "f",
+                       dlq[0] ? dlq : NULL,
+                       attempts,
+                       min_delay,
+                       max_delay};
     PGresult *r = db_exec(c, &q_sub_put, v, NULL, NULL);
     free(policy);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
@@ -194,6 +249,12 @@ static void read_subscription(PGresult *r, int row, struct mq_subscription *s)
         strcmp(PQgetvalue(r, row, 5), "body") == 0 ? FILTER_SCOPE_BODY : FILTER_SCOPE_ATTRIBUTES;
     s->raw = PQgetvalue(r, row, 6)[0] == 't';
     mq_read_ts(r, row, 7, s->created_at);
+    s->id = atoi(PQgetvalue(r, row, 8));
+    s->url = PQgetisnull(r, row, 9) ? NULL : xstrdup(PQgetvalue(r, row, 9));
+    mq_copy(s->dead_letter_queue, sizeof s->dead_letter_queue, r, row, 10);
+    s->max_attempts = atoi(PQgetvalue(r, row, 11));
+    s->min_delay_seconds = atoi(PQgetvalue(r, row, 12));
+    s->max_delay_seconds = atoi(PQgetvalue(r, row, 13));
     if (PQgetisnull(r, row, 4))
         return;
     s->filter_policy = json_loads(PQgetvalue(r, row, 4), 0, NULL);
@@ -224,6 +285,7 @@ enum mq_status mq_subscriptions_load(struct db_conn *c, const struct mq_topic *t
 void mq_subscriptions_free(struct mq_subscription *subs, int count)
 {
     for (int i = 0; i < count; i++) {
+        free(subs[i].url);
         json_decref(subs[i].filter_policy);
         filter_free(subs[i].compiled);
     }
@@ -252,6 +314,8 @@ static char *envelope(const struct mq_topic *t, const struct mq_publish *p, cons
                   "Topic", t->name, "Message", p->body, p->body_len, "Timestamp", ts);
     if (p->subject)
         json_object_set_new(e, "Subject", json_string(p->subject));
+    if (p->group_id)
+        json_object_set_new(e, "MessageGroupId", json_string(p->group_id));
     json_t *attrs = json_object();
     const char *name;
     json_t *a;
@@ -269,33 +333,90 @@ static char *envelope(const struct mq_topic *t, const struct mq_publish *p, cons
     return text;
 }
 
+/* The matching subscriptions of one publish, as the array literals the statements take. */
 struct targets {
-    struct buf queues, raws, notify;
-    bool any_raw, any_env;
-    int n;
+    struct buf queues, raws, notify, urls, url_raws;
+    bool any_raw, any_env, any_fifo;
+    int n, nurls;
 };
+
+static void targets_init(struct targets *t)
+{
+    memset(t, 0, sizeof *t);
+    buf_init(&t->queues);
+    buf_init(&t->raws);
+    buf_init(&t->notify);
+    buf_init(&t->urls);
+    buf_init(&t->url_raws);
+}
+
+static void targets_cleanup(struct targets *t)
+{
+    buf_cleanup(&t->queues);
+    buf_cleanup(&t->raws);
+    buf_cleanup(&t->notify);
+    buf_cleanup(&t->urls);
+    buf_cleanup(&t->url_raws);
+}
+
+/* Appends item to the array literal a of *count items. */
+static void array_add(struct buf *a, int *count, const char *item)
+{
+    buf_puts(a, *count ? "," : "{");
+    buf_puts(a, item);
+    (*count)++;
+}
 
 static void targets_add(struct targets *t, const struct mq_subscription *s, bool listened)
 {
-    buf_printf(&t->queues, "%s%d", t->n ? "," : "{", s->queue_id);
-    buf_printf(&t->raws, "%s%s", t->n ? "," : "{", s->raw ? "t" : "f");
-    if (listened)
-        buf_printf(&t->notify, "%s%d", t->notify.len ? "," : "{", s->queue_id);
+    int n = t->n, nurls = t->nurls, nnotify = t->notify.len ? 1 : 0;
+    char id[16];
+    if (s->url) {
+        snprintf(id, sizeof id, "%d", s->id);
+        array_add(&t->urls, &t->nurls, id);
+        array_add(&t->url_raws, &nurls, s->raw ? "t" : "f");
+    } else {
+        snprintf(id, sizeof id, "%d", s->queue_id);
+        array_add(&t->queues, &t->n, id);
+        array_add(&t->raws, &n, s->raw ? "t" : "f");
+        if (listened)
+            array_add(&t->notify, &nnotify, id);
+        t->any_fifo |= s->queue_fifo;
+    }
     t->any_raw |= s->raw;
     t->any_env |= !s->raw;
-    t->n++;
 }
 
-static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
-                                 const struct mq_publish *p, const char *message_id,
-                                 struct targets *tg, int *deliveries)
+/* Closes the array literals (an empty one is "{}"). */
+static void targets_close(struct targets *t)
 {
-    buf_puts(&tg->queues, "}");
-    buf_puts(&tg->raws, "}");
-    buf_puts(&tg->notify, tg->notify.len ? "}" : "{}");
-    char *env = tg->any_env ? envelope(t, p, message_id) : NULL;
+    struct buf *all[] = {&t->queues, &t->raws, &t->notify, &t->urls, &t->url_raws};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        buf_puts(all[i], all[i]->len ? "}" : "{}");
+}
+
+/* Runs the publish statement for the targets tg; fills out. */
+static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
+                                 const struct mq_publish *p, struct targets *tg,
+                                 struct mq_publish_result *out)
+{
+    targets_close(tg);
+    char *env = tg->any_env ? envelope(t, p, out->message_id) : NULL;
     char *attrs = p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
-    const char *v[] = {message_id,
+    char tid[16], sha[65];
+    snprintf(tid, sizeof tid, "%d", t ? t->id : 0);
+    const char *dedup = p->dedup_id;
+    if (t && t->fifo && !dedup) {
+        secret_sha256_hex(p->body, p->body_len, sha);
+        dedup = sha;
+    }
+    bool fifo = tg->any_fifo || (t && t->fifo);
+    if (fifo && !p->group_id) {
+        free(env);
+        free(attrs);
+        return MQ_INVALID; /* the API checks this first */
+    }
+    const char *v[] = {out->message_id,
                        p->body,
                        tg->any_raw ? "t" : "f",
                        env ? env : "",
@@ -304,44 +425,51 @@ static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
                        attrs,
                        buf_str(&tg->queues),
                        buf_str(&tg->raws),
-                       buf_str(&tg->notify)};
-    const int len[] = {0, (int)p->body_len, 0, 0, 0, 0, 0, 0, 0, 0};
-    const int fmt[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    PGresult *r = db_exec(c, &q_publish, v, len, fmt);
+                       fifo ? (t ? tid : NULL) : buf_str(&tg->notify),
+                       fifo ? dedup : buf_str(&tg->urls),
+                       fifo ? p->group_id : buf_str(&tg->url_raws)};
+    const int len[] = {0, (int)p->body_len, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const int fmt[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    PGresult *r = db_exec(c, fifo ? &q_publish_fifo : &q_publish, v, len, fmt);
     free(env);
     free(attrs);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    *deliveries = atoi(PQgetvalue(r, 0, 0));
+    if (fifo) {
+        mq_copy(out->message_id, sizeof out->message_id, r, 0, 0);
+        out->deliveries = atoi(PQgetvalue(r, 0, 1));
+        out->duplicate = PQgetvalue(r, 0, 2)[0] == 't';
+    } else {
+        out->deliveries = atoi(PQgetvalue(r, 0, 0));
+        out->pushes = atoi(PQgetvalue(r, 0, 1));
+    }
     PQclear(r);
     return MQ_OK;
 }
 
 enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
                           const struct mq_subscription *subs, int n, const struct mq_publish *p,
-                          bool (*listened)(void *ctx, int queue_id), void *ctx, char *message_id,
-                          int *deliveries)
+                          bool (*listened)(void *ctx, int queue_id), void *ctx,
+                          struct mq_publish_result *out)
 {
-    ids_uuid(message_id);
-    *deliveries = 0;
+    memset(out, 0, sizeof *out);
+    ids_uuid(out->message_id);
     /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
      * text (as SNS reads a message string); parsed only when such a policy exists */
     bool body_scope = false;
     for (int i = 0; i < n && !body_scope; i++)
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
     json_t *body = body_scope ? json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL) : NULL;
-    struct targets tg = {0};
-    buf_init(&tg.queues);
-    buf_init(&tg.raws);
-    buf_init(&tg.notify);
+    struct targets tg;
+    targets_init(&tg);
     for (int i = 0; i < n; i++)
         if (wants(&subs[i], p, body))
-            targets_add(&tg, &subs[i], listened(ctx, subs[i].queue_id));
+            targets_add(&tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
     json_decref(body);
-    enum mq_status st = tg.n ? publish_to(c, t, p, message_id, &tg, deliveries) : MQ_OK;
-    buf_cleanup(&tg.queues);
-    buf_cleanup(&tg.raws);
-    buf_cleanup(&tg.notify);
+    /* a FIFO topic records the dedup id even when nothing matches */
+    bool run = tg.n || tg.nurls || (t && t->fifo);
+    enum mq_status st = run ? publish_to(c, t, p, &tg, out) : MQ_OK;
+    targets_cleanup(&tg);
     return st;
 }
 
@@ -358,7 +486,8 @@ static int row_of(PGresult *r, const char *name)
 }
 
 enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names, int n,
-                                     struct mq_subscription **subs, char *detail, size_t detail_len)
+                                     const char *group_id, struct mq_subscription **subs,
+                                     char *detail, size_t detail_len)
 {
     struct buf arr, bad;
     buf_init(&arr);
@@ -376,12 +505,13 @@ enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names
     *subs = xcalloc((size_t)n + 1, sizeof **subs);
     for (int i = 0; i < n; i++) {
         int row = row_of(r, names[i]);
-        if (row < 0 || PQgetvalue(r, row, 2)[0] == 't')
+        bool fifo = row >= 0 && PQgetvalue(r, row, 2)[0] == 't';
+        if (row < 0 || (fifo && !group_id))
             buf_printf(&bad, "%s%s (%s)", bad.len ? ", " : "", names[i],
-                       row < 0 ? "no such queue" : "a FIFO queue: not supported here yet");
+                       row < 0 ? "no such queue" : "a FIFO queue: group_id is required");
         else
-            (*subs)[i] =
-                (struct mq_subscription){.queue_id = atoi(PQgetvalue(r, row, 1)), .raw = true};
+            (*subs)[i] = (struct mq_subscription){
+                .queue_id = atoi(PQgetvalue(r, row, 1)), .queue_fifo = fifo, .raw = true};
     }
     PQclear(r);
     bool ok = bad.len == 0;

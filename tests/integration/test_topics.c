@@ -267,8 +267,7 @@ START_TEST(fifo_topics_and_bad_names_are_400)
     const struct {
         const char *path, *body, *field;
     } cases[] = {
-        {"/topics/jobs.fifo", NULL, "name"},
-        {"/topics/jobs.fifo", "{\"fifo\": true}", "name"},
+        {"/topics/jobs.fifo", "{\"fifo\": false}", "fifo"},
         {"/topics/plain", "{\"fifo\": true}", "fifo"},
         {"/topics/plain", "{\"content_based_dedup\": true}", "content_based_dedup"},
         {"/topics/plain", "{\"fifo\": \"yes\"}", "fifo"},
@@ -296,6 +295,11 @@ START_TEST(fifo_topics_and_bad_names_are_400)
     }
     ck_assert_int_eq(sql_int("SELECT count(*) FROM topics WHERE name IN ('jobs.fifo', 'plain')"),
                      0);
+    struct response ok;
+    harness_admin(&srv, "PUT", "/topics/jobs.fifo",
+                  "{\"fifo\": true, \"content_based_dedup\": true}", &ok);
+    ck_assert_int_eq(ok.status, 201);
+    response_cleanup(&ok);
 
     /* 256 characters is the longest name */
     char *name = filled(257, 'n');
@@ -586,7 +590,24 @@ START_TEST(invalid_subscriptions_are_400)
     } cases[] = {
         {"{\"queue\": \"sv-missing\"}", NULL},
         {"{\"queue\": \"sv-q.fifo\"}", NULL},
-        {"{\"url\": \"http://example.com/hook\"}", "url"},
+        {"{\"url\": \"ftp://example.com/hook\"}", "url"},
+        {"{\"url\": \"example.com/hook\"}", "url"},
+        {"{\"url\": \"http://user:pw@example.com/hook\"}", "url"},
+        {"{\"url\": \"http://example.com/hook#x\"}", "url"},
+        {"{\"url\": \"http://example.com/a b\"}", "url"},
+        {"{\"url\": \"http://\"}", "url"},
+        {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-missing\"}", NULL},
+        {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-q.fifo\"}", NULL},
+        {"{\"url\": \"http://example.com/\", \"delivery_policy\": {\"max_attempts\": 0}}",
+         "delivery_policy"},
+        {"{\"url\": \"http://example.com/\", \"delivery_policy\": {\"min_delay_seconds\": 9, "
+         "\"max_delay_seconds\": 3}}",
+         "delivery_policy"},
+        {"{\"url\": \"http://example.com/\", \"delivery_policy\": {\"tries\": 3}}",
+         "delivery_policy.tries"},
+        {"{\"url\": \"http://example.com/\", \"delivery_policy\": 3}", "delivery_policy"},
+        {"{\"queue\": \"sv-q\", \"dead_letter_queue\": \"sv-q\"}", "dead_letter_queue"},
+        {"{\"queue\": \"sv-q\", \"delivery_policy\": {}}", "delivery_policy"},
         {"{\"queue\": \"sv-q\", \"url\": \"http://example.com/hook\"}", "url"},
         {"{}", "queue"},
         {"{\"queue\": \"a.b\"}", "queue"},
@@ -613,6 +634,7 @@ START_TEST(invalid_subscriptions_are_400)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct response r;
         harness_admin(&srv, "PUT", "/topics/sv-t/subscriptions/s", cases[i].body, &r);
+        ck_assert_msg(r.status == 400, "%s: %ld", cases[i].body, r.status);
         assert_problem(&r, 400);
         if (cases[i].field)
             ck_assert_msg(problem_names_field(&r, cases[i].field), "%s: %s", cases[i].body,
@@ -1503,14 +1525,14 @@ START_TEST(recipient_list_with_an_unknown_queue_delivers_nothing)
 }
 END_TEST
 
-START_TEST(recipient_list_refuses_fifo_queues)
+START_TEST(recipient_list_fifo_queues_need_a_group)
 {
     harness_put_queue(&srv, "rlf-q", NULL, 201);
     harness_put_queue(&srv, "rlf-c.fifo", NULL, 201);
     char *detail =
         send_to_list_400("{\"recipients\": [\"rlf-q\", \"rlf-c.fifo\"], \"body\": \"x\"}", NULL);
     bool exact = strcmp(detail, "recipients refused, nothing delivered: rlf-c.fifo (a FIFO "
-                                "queue: not supported here yet)") == 0;
+                                "queue: group_id is required)") == 0;
     char copy[300];
     snprintf(copy, sizeof copy, "%.299s", detail);
     free(detail);
@@ -1519,12 +1541,26 @@ START_TEST(recipient_list_refuses_fifo_queues)
     detail = send_to_list_400(
         "{\"recipients\": [\"rlf-nope\", \"rlf-c.fifo\", \"rlf-q\"], \"body\": \"x\"}", NULL);
     exact = strcmp(detail, "recipients refused, nothing delivered: rlf-nope (no such queue), "
-                           "rlf-c.fifo (a FIFO queue: not supported here yet)") == 0;
+                           "rlf-c.fifo (a FIFO queue: group_id is required)") == 0;
     snprintf(copy, sizeof copy, "%.299s", detail);
     free(detail);
     ck_assert_msg(exact, "detail: %s", copy);
     ck_assert_int_eq(harness_stored("rlf-q"), 0);
     ck_assert_int_eq(harness_stored("rlf-c.fifo"), 0);
+
+    /* with a group both get it; the FIFO queue's copy is in that group */
+    ck_assert_int_eq(send_to_list_ok("{\"recipients\": [\"rlf-q\", \"rlf-c.fifo\"], \"body\": "
+                                     "\"x\", \"group_id\": \"g1\"}",
+                                     NULL),
+                     2);
+    ck_assert_int_eq(harness_stored("rlf-q"), 1);
+    ck_assert_int_eq(harness_stored("rlf-c.fifo"), 1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                             "WHERE q.name = 'rlf-c.fifo' AND m.group_id = 'g1'"),
+                     1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM message_groups g JOIN queues q ON "
+                             "q.id = g.queue_id WHERE q.name = 'rlf-c.fifo' AND g.group_id = 'g1'"),
+                     1);
 }
 END_TEST
 
@@ -1568,6 +1604,7 @@ START_TEST(invalid_recipient_lists_are_400)
         {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"subject\": \"\"}", "subject"},
         {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"attributes\": [1]}", "attributes"},
         {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"group_id\": \"g\"}", "group_id"},
+        {"{\"recipients\": [\"rlv-q\"], \"body\": \"x\", \"dedup_id\": \"d\"}", "dedup_id"},
         /* both wrong: both named */
         {"{\"recipients\": [], \"body\": \"\"}", "body"},
     };
@@ -1707,11 +1744,12 @@ START_TEST(publish_batch_publishes_the_valid_entries_and_reports_the_invalid)
     ck_assert_str_eq(json_str(b, "code"), "invalid");
     json_t *errors = json_object_get(b, "errors");
     ck_assert_msg(json_array_size(errors) == 2, "%s", buf_str(&r.body));
-    ck_assert_msg(entry_names_field(b, "subject"), "%s", buf_str(&r.body));
-    ck_assert_msg(entry_names_field(b, "delay_seconds"), "%s", buf_str(&r.body));
-    ck_assert_str_eq(json_str(find_by(errors, "field", "subject"), "message"),
+    /* fields are named by their path in the request, as in a queue batch */
+    ck_assert_msg(entry_names_field(b, "entries[1].subject"), "%s", buf_str(&r.body));
+    ck_assert_msg(entry_names_field(b, "entries[1].delay_seconds"), "%s", buf_str(&r.body));
+    ck_assert_str_eq(json_str(find_by(errors, "field", "entries[1].subject"), "message"),
                      "must be 1 to 100 characters long");
-    ck_assert_str_eq(json_str(find_by(errors, "field", "delay_seconds"), "message"),
+    ck_assert_str_eq(json_str(find_by(errors, "field", "entries[1].delay_seconds"), "message"),
                      "unknown field");
     ck_assert_ptr_nonnull(json_str(b, "message"));
     ck_assert_str_eq(json_str(b, "message"), json_str(json_array_get(errors, 0), "message"));
@@ -1941,7 +1979,7 @@ int main(void)
     tcase_add_test(tc, concurrent_publishers_deliver_everything_to_both_queues);
     tcase_add_test(tc, recipient_list_delivers_raw_to_exactly_its_queues);
     tcase_add_test(tc, recipient_list_with_an_unknown_queue_delivers_nothing);
-    tcase_add_test(tc, recipient_list_refuses_fifo_queues);
+    tcase_add_test(tc, recipient_list_fifo_queues_need_a_group);
     tcase_add_test(tc, invalid_recipient_lists_are_400);
     tcase_add_test(tc, recipient_list_takes_up_to_100_queues);
     tcase_add_test(tc, recipient_list_role_matrix);

@@ -1008,7 +1008,7 @@ static int publish_errors(const char *text, const char *field)
     field_errors_init(&fe);
     struct mq_publish p;
     char *owned = NULL;
-    mq_input_publish(obj, &p, &owned, &fe);
+    mq_input_publish(obj, "", &p, &owned, &fe);
     int n = fe.count;
     bool named = !field;
     for (size_t i = 0; field && i < json_array_size(fe.list); i++)
@@ -1027,7 +1027,12 @@ START_TEST(publish_bodies)
     ck_assert_int_eq(publish_errors("{\"body\":{\"a\":1},\"subject\":\"s\"}", NULL), 0);
     ck_assert_int_gt(publish_errors("{}", "body"), 0);
     ck_assert_int_gt(publish_errors("{\"body\":\"\"}", "body"), 0);
-    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"group_id\":\"g\"}", "group_id"), 0);
+    /* group_id and dedup_id are read here and checked against the topic later */
+    ck_assert_int_eq(publish_errors("{\"body\":\"x\",\"group_id\":\"g\",\"dedup_id\":\"d\"}", NULL),
+                     0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"group_id\":\"\"}", "group_id"), 0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"dedup_id\":\"a b\"}", "dedup_id"), 0);
+    ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"delay_seconds\":1}", "delay_seconds"), 0);
     ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"subject\":\"\"}", "subject"), 0);
     ck_assert_int_gt(publish_errors("{\"body\":\"x\",\"attributes\":{\"a\":1}}", "attributes"), 0);
     /* a JSON body travels as its compact text */
@@ -1036,7 +1041,7 @@ START_TEST(publish_bodies)
     field_errors_init(&fe);
     struct mq_publish p;
     char *owned = NULL;
-    mq_input_publish(obj, &p, &owned, &fe);
+    mq_input_publish(obj, "", &p, &owned, &fe);
     ck_assert_int_eq(fe.count, 0);
     ck_assert(p.body_json);
     ck_assert_str_eq(p.body, "{\"b\":[1,2]}");

@@ -1,0 +1,308 @@
+/* The push worker; see include/rydes/mq_push.h. One step claims up to PUSH_BATCH due deliveries,
+ * sends them all at once with a curl multi handle, then writes every outcome back. */
+#include "rydes/mq_push.h"
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/ids.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+#include "rydes/worker.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PUSH_BATCH              16
+#define PUSH_BATCH_S            "16"
+#define PUSH_LEASE_S            "120"  /* a claimed delivery is due again after this... */
+#define PUSH_TIMEOUT_MS         15000L /* ...which outlasts the longest attempt */
+#define PUSH_CONNECT_TIMEOUT_MS 5000L
+#define PUSH_IDLE_MS            250 /* how often an idle worker looks for due deliveries */
+#define PUSH_RETRY_CONNECT_MS   1000
+#define PUSH_POLL_MS            200 /* the multi loop looks at worker_stopping this often */
+
+static const char claim_sql[] =
+    "WITH c AS (SELECT id FROM push_deliveries WHERE next_attempt_at <= now() "
+    "ORDER BY next_attempt_at LIMIT " PUSH_BATCH_S " FOR UPDATE SKIP LOCKED) "
+    "UPDATE push_deliveries d SET attempts = d.attempts + 1, "
+    "next_attempt_at = now() + interval '" PUSH_LEASE_S " seconds' "
+    "FROM c, subscriptions s, topics t, payloads p "
+    "WHERE d.id = c.id AND s.id = d.subscription_id AND t.id = s.topic_id AND p.id = d.payload_id "
+    "RETURNING d.id, d.attempts, s.max_attempts, s.min_delay_seconds, s.max_delay_seconds, s.url, "
+    "d.message_id, t.name, d.raw, d.body_json, p.body";
+
+struct mq_push {
+    char *conninfo;
+    int connect_timeout_s;
+    PGconn *pg;
+    CURLM *multi;
+    struct worker *worker;
+    struct mq_push_counters counters;
+    uint64_t rng;
+};
+
+/* One claimed delivery: columns of the claim's row, and the attempt's state. */
+struct job {
+    const char *id, *url, *message_id, *topic, *body;
+    int attempts, max_attempts, min_delay, max_delay;
+    bool raw, body_json;
+    CURL *easy;
+    struct curl_slist *headers;
+    bool done;
+    CURLcode rc;
+    long status;
+    char error[CURL_ERROR_SIZE];
+};
+
+static size_t discard(char *data, size_t size, size_t n, void *arg)
+{
+    (void)data;
+    (void)arg;
+    return size * n;
+}
+
+static void job_read(struct job *j, PGresult *r, int row)
+{
+    memset(j, 0, sizeof *j);
+    j->id = PQgetvalue(r, row, 0);
+    j->attempts = atoi(PQgetvalue(r, row, 1));
+    j->max_attempts = atoi(PQgetvalue(r, row, 2));
+    j->min_delay = atoi(PQgetvalue(r, row, 3));
+    j->max_delay = atoi(PQgetvalue(r, row, 4));
+    j->url = PQgetisnull(r, row, 5) ? NULL : PQgetvalue(r, row, 5);
+    j->message_id = PQgetvalue(r, row, 6);
+    j->topic = PQgetvalue(r, row, 7);
+    j->raw = PQgetvalue(r, row, 8)[0] == 't';
+    j->body_json = PQgetvalue(r, row, 9)[0] == 't';
+    j->body = PQgetvalue(r, row, 10);
+}
+
+static struct curl_slist *job_headers(const struct job *j)
+{
+    char line[400];
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, j->raw && !j->body_json ? "Content-Type: text/plain; charset=utf-8"
+                                                     : "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+    h = curl_slist_append(h, "User-Agent: rydes-push/" RYDES_VERSION);
+    h = curl_slist_append(h, "x-rydes-message-type: Notification");
+    snprintf(line, sizeof line, "x-rydes-message-id: %s", j->message_id);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof line, "x-rydes-topic: %s", j->topic);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof line, "x-rydes-delivery-attempt: %d", j->attempts);
+    h = curl_slist_append(h, line);
+    if (!h)
+        rydes_oom();
+    return h;
+}
+
+/* Prepares the POST of j; false when it cannot even be tried (no URL any more). */
+static bool job_prepare(struct job *j)
+{
+    if (!j->url) {
+        j->done = true;
+        j->rc = CURLE_URL_MALFORMAT;
+        snprintf(j->error, sizeof j->error, "the subscription no longer has a URL");
+        return false;
+    }
+    j->easy = curl_easy_init();
+    if (!j->easy)
+        rydes_oom();
+    j->headers = job_headers(j);
+    curl_easy_setopt(j->easy, CURLOPT_URL, j->url);
+    curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, PUSH_TIMEOUT_MS);
+    curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, PUSH_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
+    curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
+    curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(j->body));
+    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
+    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+    return true;
+}
+
+static void job_cleanup(CURLM *multi, struct job *j)
+{
+    if (j->easy) {
+        curl_multi_remove_handle(multi, j->easy);
+        curl_easy_cleanup(j->easy);
+    }
+    curl_slist_free_all(j->headers);
+}
+
+/* Collects finished transfers into their jobs. */
+static void collect(CURLM *multi)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct job *j = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+        j->done = true;
+        j->rc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &j->status);
+    }
+}
+
+/* Sends every job concurrently; returns early (leaving jobs not done) when the worker stops. */
+static void send_all(struct mq_push *p, struct worker *w, struct job *jobs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (job_prepare(&jobs[i]))
+            curl_multi_add_handle(p->multi, jobs[i].easy);
+    int running = 1;
+    while (running && !worker_stopping(w)) {
+        if (curl_multi_perform(p->multi, &running) != CURLM_OK)
+            break;
+        collect(p->multi);
+        if (running)
+            curl_multi_poll(p->multi, NULL, 0, PUSH_POLL_MS, NULL);
+    }
+    collect(p->multi);
+}
+
+/* The backoff before attempt number attempts + 1: min_delay doubled per attempt made, capped
+ * at max_delay, with "equal jitter" (a uniform half of it added to the other half). */
+static double backoff_seconds(struct mq_push *p, const struct job *j)
+{
+    double d = j->min_delay;
+    for (int i = 1; i < j->attempts && d < j->max_delay; i++)
+        d *= 2;
+    if (d > j->max_delay)
+        d = j->max_delay;
+    p->rng ^= p->rng << 13; /* xorshift64: jitter needs spread, not secrecy */
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return d / 2 + d / 2 * (double)(p->rng >> 11) / (double)(1ULL << 53);
+}
+
+static void exec_params(struct mq_push *p, const char *sql, int n, const char *const *v)
+{
+    PGresult *r = PQexecParams(p->pg, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        log_warn("push: %s", PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void outcome_error(const struct job *j, char *out, size_t n)
+{
+    if (j->rc != CURLE_OK)
+        snprintf(out, n, "%s", j->error[0] ? j->error : curl_easy_strerror(j->rc));
+    else
+        snprintf(out, n, "HTTP status %ld", j->status);
+}
+
+/* Writes the outcome of one job back. */
+static void record(struct mq_push *p, struct job *j)
+{
+    if (!j->done) { /* abandoned at shutdown: due again, the attempt not counted */
+        const char *v[] = {j->id};
+        exec_params(p,
+                    "UPDATE push_deliveries SET attempts = attempts - 1, next_attempt_at = now() "
+                    "WHERE id = $1",
+                    1, v);
+        return;
+    }
+    if (j->rc == CURLE_OK && j->status >= 200 && j->status <= 299) {
+        const char *v[] = {j->id};
+        exec_params(p, "DELETE FROM push_deliveries WHERE id = $1", 1, v);
+        atomic_fetch_add(&p->counters.delivered, 1);
+        return;
+    }
+    char error[CURL_ERROR_SIZE + 32], delay[32];
+    outcome_error(j, error, sizeof error);
+    if (j->attempts < j->max_attempts && j->url) {
+        snprintf(delay, sizeof delay, "%.3f", backoff_seconds(p, j));
+        const char *v[] = {j->id, delay, error};
+        exec_params(p,
+                    "UPDATE push_deliveries SET next_attempt_at = now() + "
+                    "make_interval(secs => $2::float8), last_error = $3 WHERE id = $1",
+                    3, v);
+        atomic_fetch_add(&p->counters.retried, 1);
+        return;
+    }
+    const char *v[] = {j->id, error};
+    PGresult *r =
+        PQexecParams(p->pg, "SELECT mq_push_exhausted($1, $2)", 2, NULL, v, NULL, NULL, 0);
+    bool moved = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        log_warn("push: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    atomic_fetch_add(moved ? &p->counters.dead_lettered : &p->counters.failed, 1);
+    log_warn("push: message %s to %s gave up after %d attempts (%s)%s", j->message_id,
+             j->url ? j->url : "?", j->attempts, error, moved ? "; dead-lettered" : "");
+}
+
+static int push_step(struct worker *w, void *arg)
+{
+    struct mq_push *p = arg;
+    char err[256];
+    if (!db_reconnect(&p->pg, p->conninfo, p->connect_timeout_s, "-c statement_timeout=10000", err,
+                      sizeof err))
+        return PUSH_RETRY_CONNECT_MS;
+    PGresult *r = PQexec(p->pg, claim_sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (PQstatus(p->pg) == CONNECTION_OK)
+            log_warn("push: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return PUSH_RETRY_CONNECT_MS;
+    }
+    int n = PQntuples(r);
+    struct job jobs[PUSH_BATCH];
+    for (int i = 0; i < n; i++)
+        job_read(&jobs[i], r, i);
+    if (n)
+        send_all(p, w, jobs, n);
+    for (int i = 0; i < n; i++) {
+        record(p, &jobs[i]);
+        job_cleanup(p->multi, &jobs[i]);
+    }
+    PQclear(r);
+    return n == PUSH_BATCH ? 0 : PUSH_IDLE_MS;
+}
+
+struct mq_push *mq_push_start(const char *conninfo, int connect_timeout_s)
+{
+    struct mq_push *p = xcalloc(1, sizeof *p);
+    p->conninfo = xstrdup(conninfo);
+    p->connect_timeout_s = connect_timeout_s;
+    ids_random(&p->rng, sizeof p->rng);
+    p->rng |= 1;
+    p->multi = curl_multi_init();
+    if (!p->multi)
+        rydes_oom();
+    p->worker = worker_start(push_step, p);
+    return p;
+}
+
+void mq_push_stop(struct mq_push *p)
+{
+    if (!p)
+        return;
+    worker_stop(p->worker);
+    curl_multi_cleanup(p->multi);
+    if (p->pg)
+        PQfinish(p->pg);
+    free(p->conninfo);
+    free(p);
+}
+
+const struct mq_push_counters *mq_push_counters(const struct mq_push *p)
+{
+    return &p->counters;
+}
+
+void mq_push_kick(struct mq_push *p)
+{
+    if (p)
+        worker_wake(p->worker);
+}
