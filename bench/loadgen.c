@@ -2,14 +2,16 @@
  * handle, drive the gateway for a fixed time and report operations per second and latency
  * percentiles on one line of JSON.
  *
- *   loadgen BASE_URL TOKEN QUEUE send|cycle|cycle10 CONNECTIONS SECONDS
+ *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|cycle|cycle10 CONNECTIONS SECONDS
  *
- * send: POST /queues/Q/messages. cycle: send, receive one, delete it (one message's life).
- * cycle10: send a batch of 10, receive up to 10, delete them with one batch delete; counted
- * in messages. */
+ * send: POST /queues/NAME/messages. sendattr: the same with the three message attributes a
+ * publish carries. publish: POST /topics/NAME/messages with those attributes. cycle: send,
+ * receive one, delete it (one message's life). cycle10: send a batch of 10, receive up to 10,
+ * delete them with one batch delete; counted in messages. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,12 +74,33 @@ static long request(struct conn *c, const char *method, const char *path, const 
 
 static const char ride[] = "{\"from\":\"Berlin\",\"to\":\"Frankfurt\",\"fare\":256.5}";
 
+static const char ride_attributes[] = "{\"fare\":{\"type\":\"Number\",\"value\":\"256.5\"},"
+                                      "\"city\":{\"type\":\"String\",\"value\":\"Berlin\"},"
+                                      "\"unicorn\":{\"type\":\"String\",\"value\":\"uni-17\"}}";
+
+/* POSTs one ride to collection/NAME/messages, with the attributes when attrs. */
+static int post_ride(struct conn *c, char *path, const char *collection, bool attrs)
+{
+    snprintf(path, 256, "/%s/%s/messages", collection, c->sh->queue);
+    char body[512];
+    snprintf(body, sizeof body, "{\"body\":%s%s%s}", ride, attrs ? ",\"attributes\":" : "",
+             attrs ? ride_attributes : "");
+    return request(c, "POST", path, body) == 201 ? 1 : -1;
+}
+
 static int op_send(struct conn *c, char *path)
 {
-    snprintf(path, 256, "/queues/%s/messages", c->sh->queue);
-    char body[256];
-    snprintf(body, sizeof body, "{\"body\":%s}", ride);
-    return request(c, "POST", path, body) == 201 ? 1 : -1;
+    return post_ride(c, path, "queues", false);
+}
+
+static int op_sendattr(struct conn *c, char *path)
+{
+    return post_ride(c, path, "queues", true);
+}
+
+static int op_publish(struct conn *c, char *path)
+{
+    return post_ride(c, path, "topics", true);
 }
 
 /* Receives up to max and deletes what came; returns the number of messages or -1. */
@@ -160,9 +183,11 @@ static void *worker(void *arg)
     curl_easy_setopt(c.curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c.curl, CURLOPT_WRITEDATA, &c);
     curl_easy_setopt(c.curl, CURLOPT_TCP_NODELAY, 1L);
-    int (*op)(struct conn *, char *) = strcmp(sh->mode, "send") == 0    ? op_send
-                                       : strcmp(sh->mode, "cycle") == 0 ? op_cycle
-                                                                        : op_cycle10;
+    int (*op)(struct conn *, char *) = strcmp(sh->mode, "send") == 0       ? op_send
+                                       : strcmp(sh->mode, "sendattr") == 0 ? op_sendattr
+                                       : strcmp(sh->mode, "publish") == 0  ? op_publish
+                                       : strcmp(sh->mode, "cycle") == 0    ? op_cycle
+                                                                           : op_cycle10;
     double end = now() + sh->seconds;
     while (now() < end) {
         double t0 = now();
@@ -184,7 +209,8 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc != 7) {
-        fprintf(stderr, "usage: loadgen BASE_URL TOKEN QUEUE send|cycle|cycle10 CONNS SECONDS\n");
+        fprintf(stderr, "usage: loadgen BASE_URL TOKEN NAME send|sendattr|publish|cycle|cycle10 "
+                        "CONNS SECONDS\n");
         return 2;
     }
     struct shared sh = {.base = argv[1],

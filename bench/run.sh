@@ -74,6 +74,8 @@ bench_backlog() {
     row "receive latency, after ${BACKLOG} churned (ms)" "$LAT_CHURN" "empty queue $LAT_EMPTY" "$(ratio "$LAT_CHURN" "$LAT_EMPTY") (≤ 1.3)"
 }
 
+per_second() { echo "$1" | sed 's/.*"per_second":\([0-9.]*\).*/\1/'; }
+
 bench_http() {
     local port token out
     port=$(free_port)
@@ -86,13 +88,50 @@ bench_http() {
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     local lg="$ROOT/build-bench/loadgen http://127.0.0.1:$port $token bench"
     $lg send 8 "$WARMUP" >/dev/null
-    out=$($lg send 8 "$SECS"); HSEND=$(echo "$out" | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+    out=$($lg send 8 "$SECS"); HSEND=$(per_second "$out")
     HSEND_P99=$(echo "$out" | sed 's/.*"p99_ms":\([0-9.]*\).*/\1/')
     reset_tables
-    out=$($lg cycle 8 "$SECS"); HCYCLE=$(echo "$out" | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+    HCYCLE=$(per_second "$($lg cycle 8 "$SECS")")
+    bench_publish "$port" "$token"
     kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
     row "HTTP send, 8 connections (msg/s, p99 ${HSEND_P99} ms)" "$HSEND" "engine SQL send $ESEND" "$(ratio "$HSEND" "$ESEND") (≥ 0.6)"
     row "HTTP cycle, 8 connections (msg/s)" "$HCYCLE" "engine SQL cycle $ECYCLE" "$(ratio "$HCYCLE" "$ECYCLE") (≥ 0.6)"
+}
+
+# Publish to a topic with 5 queue subscriptions (envelope delivery; one filtered, matching)
+# against a single send of the same message to one queue, both through HTTP on the running
+# gateway. Cost ratios: send rate / publish rate (≤ 2), and against five sends (≤ 0.4).
+bench_publish() {
+    local port=$1 token=$2 base="http://127.0.0.1:$1" i
+    local auth="Authorization: Bearer $token" json="Content-Type: application/json"
+    curl -sf -X PUT "$base/topics/bench-t" -H "$auth" >/dev/null
+    for i in 1 2 3 4 5; do
+        curl -sf -X PUT "$base/queues/bench-p$i" -H "$auth" >/dev/null
+        local sub="{\"queue\": \"bench-p$i\"}"
+        [ "$i" = 5 ] && sub="{\"queue\": \"bench-p5\", \"filter_policy\": {\"fare\": [{\"numeric\": [\">=\", 100]}], \"city\": [\"Berlin\", \"Paris\"]}}"
+        curl -sf -X PUT "$base/topics/bench-t/subscriptions/s$i" -H "$auth" -H "$json" -d "$sub" >/dev/null
+    done
+    local lg="$ROOT/build-bench/loadgen $base $token"
+    reset_tables
+    $lg bench-t publish 8 "$WARMUP" >/dev/null
+    reset_tables; bench_sql -c "TRUNCATE payloads"
+    HPUB=$(per_second "$($lg bench-t publish 8 "$SECS")")
+    reset_tables
+    HSENDA=$(per_second "$($lg bench sendattr 8 "$SECS")")
+    local cost cost5
+    cost=$(ratio "$HSENDA" "$HPUB")
+    cost5=$(awk -v s="$HSENDA" -v p="$HPUB" 'BEGIN { printf "%.2f", (p > 0 ? s / (5 * p) : 0) }')
+    row "HTTP publish, 5 subscriptions, 1 filtered (publishes/s)" "$HPUB" "HTTP send $HSENDA/s" "cost $cost× a send (≤ 2)"
+    row "HTTP publish vs five sends (cost)" "$cost5" "5 × send" "$cost5 (≤ 0.4)"
+}
+
+# Matching one message against 200 compiled filter policies (pure C, one core).
+bench_filter() {
+    local out ns us
+    out=$("$ROOT/build-bench/filterbench" "$SECS")
+    ns=$(echo "$out" | sed 's/.*"ns_per_match":\([0-9.]*\).*/\1/')
+    us=$(echo "$out" | sed 's/.*"us_per_message":\([0-9.]*\).*/\1/')
+    row "filter: one message vs 200 policies (µs)" "$us" "ns per policy match: $ns" "microseconds"
 }
 
 # A steady-rate soak: per-minute throughput and table sizes.
@@ -148,6 +187,7 @@ bench_main() {
     bench_backlog
     say "HTTP (loadgen, ${SECS}s each)"
     bench_http
+    bench_filter
     [ "$SOAK_MINUTES" -gt 0 ] && bench_soak
     bench_report "$mode"
 }

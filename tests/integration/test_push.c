@@ -1,9 +1,904 @@
-/* Placeholder: being written. */
+/* Integration: HTTP push subscriptions of topics, with real HTTP both ways (the gateway's push
+ * worker POSTs to a small libmicrohttpd receiver in this process, which records every request and
+ * answers with a status scripted by its path). Covered: the SNS-style envelope and every
+ * x-rydes-* header of a delivery, raw delivery of text (text/plain) and JSON (application/json,
+ * compact) bodies, filter policies on URL subscriptions (no row and no POST for a non-match, the
+ * publish's `deliveries` counting queues and matching URLs only), retries with backoff until a
+ * 2xx (attempt numbers, the jitter's lower bound between attempts), dead-lettering after
+ * max_attempts (the envelope in the DLQ with the same message id, the push metrics), a failed
+ * delivery kept in push_backlog without a DLQ and not retried, redirects not followed,
+ * connection refused counted as a failure and retried, deliveries surviving a restart of a
+ * gateway that ran without the worker, two gateways sharing the work without duplicates, and
+ * the representation of URL and queue subscriptions in the subscription list. */
 #include "harness.h"
 
-START_TEST(placeholder)
+#include "rydes/ids.h"
+#include "rydes/mem.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the receiver -------------------------------------------------------------------------- */
+
+#define MAX_HITS 512
+
+/* One request the receiver got. Written once under rcv.mu, never changed afterwards. */
+struct hit {
+    char method[16];
+    char path[128];
+    char content_type[128];
+    char message_type[64];
+    char message_id[64];
+    char topic[300];
+    char attempt[16];
+    char *body;
+    double at; /* CLOCK_MONOTONIC seconds when the body was complete */
+    unsigned status;
+};
+
+/* One request in progress: its body so far. */
+struct upload {
+    struct buf body;
+};
+
+static struct {
+    struct MHD_Daemon *daemon;
+    int port;
+    char ok_url[64]; /* where /redirect points */
+    pthread_mutex_t mu;
+    struct hit hits[MAX_HITS];
+    int n;
+} rcv;
+
+static double now_s(void)
 {
-    ck_assert(1);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void copy_header(struct MHD_Connection *conn, const char *name, char *out, size_t n)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+    snprintf(out, n, "%s", v ? v : "");
+}
+
+/* The scripted answer to a request for path; *location is set for a redirect. Under rcv.mu. */
+static unsigned scripted_status(const char *path, const char **location)
+{
+    *location = NULL;
+    if (strncmp(path, "/status/", 8) == 0)
+        return (unsigned)atoi(path + 8);
+    if (strncmp(path, "/flaky/", 7) == 0) { /* 503 for the first N requests to this path */
+        int failures = atoi(path + 7), earlier = 0;
+        for (int i = 0; i < rcv.n; i++)
+            earlier += strcmp(rcv.hits[i].path, path) == 0;
+        return earlier < failures ? 503 : 200;
+    }
+    if (strncmp(path, "/redirect", 9) == 0) {
+        *location = rcv.ok_url;
+        return 302;
+    }
+    return 200;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct upload *u = *con_cls;
+    if (!u) { /* the headers: the body follows */
+        u = xcalloc(1, sizeof *u);
+        buf_init(&u->body);
+        *con_cls = u;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        buf_append(&u->body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    const char *location = NULL;
+    pthread_mutex_lock(&rcv.mu);
+    unsigned status = scripted_status(url, &location);
+    if (rcv.n < MAX_HITS) {
+        struct hit *h = &rcv.hits[rcv.n];
+        snprintf(h->method, sizeof h->method, "%s", method);
+        snprintf(h->path, sizeof h->path, "%s", url);
+        copy_header(conn, "Content-Type", h->content_type, sizeof h->content_type);
+        copy_header(conn, "x-rydes-message-type", h->message_type, sizeof h->message_type);
+        copy_header(conn, "x-rydes-message-id", h->message_id, sizeof h->message_id);
+        copy_header(conn, "x-rydes-topic", h->topic, sizeof h->topic);
+        copy_header(conn, "x-rydes-delivery-attempt", h->attempt, sizeof h->attempt);
+        h->body = buf_steal(&u->body);
+        h->at = now_s();
+        h->status = status;
+        rcv.n++;
+    }
+    pthread_mutex_unlock(&rcv.mu);
+    static char answer[] = "{}";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
+    if (location)
+        MHD_add_response_header(resp, "Location", location);
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct upload *u = *con_cls;
+    if (u) {
+        buf_cleanup(&u->body);
+        free(u);
+        *con_cls = NULL;
+    }
+}
+
+static void receiver_start(void)
+{
+    memset(&rcv, 0, sizeof rcv);
+    pthread_mutex_init(&rcv.mu, NULL);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    rcv.daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+                                  NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    ck_assert_msg(rcv.daemon != NULL, "the receiver did not start");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(rcv.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    ck_assert(info != NULL && info->port != 0);
+    rcv.port = info->port;
+    snprintf(rcv.ok_url, sizeof rcv.ok_url, "http://127.0.0.1:%d/ok", rcv.port);
+}
+
+static void receiver_stop(void)
+{
+    MHD_stop_daemon(rcv.daemon);
+    rcv.daemon = NULL;
+    for (int i = 0; i < rcv.n; i++)
+        free(rcv.hits[i].body);
+    rcv.n = 0;
+    pthread_mutex_destroy(&rcv.mu);
+}
+
+/* The receiver's URL for path (which starts with '/'). */
+static void rcv_url(const char *path, char *out, size_t n)
+{
+    snprintf(out, n, "http://127.0.0.1:%d%s", rcv.port, path);
+}
+
+/* How many requests went to path (NULL: to any path). */
+static int rcv_count(const char *path)
+{
+    pthread_mutex_lock(&rcv.mu);
+    int c = 0;
+    for (int i = 0; i < rcv.n; i++)
+        c += !path || strcmp(rcv.hits[i].path, path) == 0;
+    pthread_mutex_unlock(&rcv.mu);
+    return c;
+}
+
+/* The k-th request (from 0) to path; it must exist. Hits never change once recorded. */
+static const struct hit *rcv_hit(const char *path, int k)
+{
+    const struct hit *found = NULL;
+    pthread_mutex_lock(&rcv.mu);
+    for (int i = 0, seen = 0; i < rcv.n && !found; i++)
+        if (strcmp(rcv.hits[i].path, path) == 0 && seen++ == k)
+            found = &rcv.hits[i];
+    pthread_mutex_unlock(&rcv.mu);
+    ck_assert_msg(found != NULL, "no request %d to %s", k, path);
+    return found;
+}
+
+/* Waits up to timeout_ms for at least n requests to path (NULL: any); returns the count. */
+static int rcv_wait(const char *path, int n, int timeout_ms)
+{
+    double until = now_s() + timeout_ms / 1000.0;
+    int c;
+    while ((c = rcv_count(path)) < n && now_s() < until)
+        harness_sleep_ms(50);
+    return c;
+}
+
+/* ---- the gateway ----------------------------------------------------------------------------- */
+
+static struct harness_server srv;
+
+/* RYDES_WORKERS=none: the server runs without the push worker. cfg->workers is a heap string
+ * the config owns (config_cleanup frees it), so the default is freed and replaced. */
+static void no_workers(struct config *cfg)
+{
+    free(cfg->workers);
+    cfg->workers = xstrdup("none");
+}
+
+static void setup(void)
+{
+    receiver_start();
+    harness_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+    /* no worker runs now: nothing a test left behind is delivered during a later one (whose
+     * receiver may get the same port) */
+    free(harness_sql(harness_db_url(), "DELETE FROM push_deliveries"));
+    receiver_stop();
+}
+
+/* The first value of sql as an integer. */
+static long long sql_int(const char *sql)
+{
+    char *v = harness_sql(harness_db_url(), sql);
+    ck_assert_msg(v != NULL, "no row: %s", sql);
+    long long n = atoll(v);
+    free(v);
+    return n;
+}
+
+/* Waits up to timeout_ms for sql to give want; returns the last value. */
+static long long wait_sql_int(const char *sql, long long want, int timeout_ms)
+{
+    double until = now_s() + timeout_ms / 1000.0;
+    long long v;
+    while ((v = sql_int(sql)) != want && now_s() < until)
+        harness_sleep_ms(50);
+    return v;
+}
+
+/* The first value of sql as a string (caller frees), asserting there is one. */
+static char *sql_text(const char *sql)
+{
+    char *v = harness_sql(harness_db_url(), sql);
+    ck_assert_msg(v != NULL, "no row: %s", sql);
+    return v;
+}
+
+/* Rows of push_deliveries for message id (NULL: all). */
+static long long pending(const char *message_id)
+{
+    char sql[200];
+    if (!message_id)
+        return sql_int("SELECT count(*) FROM push_deliveries");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM push_deliveries WHERE message_id = '%s'",
+             message_id);
+    return sql_int(sql);
+}
+
+/* Waits up to 10 s until no row of push_deliveries is left for message_id (NULL: any). */
+static void wait_no_pending(const char *message_id)
+{
+    double until = now_s() + 10;
+    long long n;
+    while ((n = pending(message_id)) != 0 && now_s() < until)
+        harness_sleep_ms(50);
+    ck_assert_msg(n == 0, "%lld deliveries of %s still pending", n,
+                  message_id ? message_id : "any message");
+}
+
+/* Waits up to 10 s until the delivery of message_id is failed for good in push_backlog. */
+static void wait_failed(const char *message_id)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM push_backlog WHERE message_id = '%s' AND state = 'failed'",
+             message_id);
+    ck_assert_msg(wait_sql_int(sql, 1, 10000) == 1, "the delivery of %s did not fail", message_id);
+}
+
+/* The value of the metric sample whose line starts with sample (name and labels) on s; -1 when
+ * there is no such line. */
+static long long metric(struct harness_server *s, const char *sample)
+{
+    struct response r;
+    harness_request(s, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    long long v = -1;
+    size_t n = strlen(sample);
+    for (const char *line = buf_str(&r.body); line && *line;) {
+        if (strncmp(line, sample, n) == 0 && line[n] == ' ') {
+            v = atoll(line + n + 1);
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    response_cleanup(&r);
+    return v;
+}
+
+#define PUSH_METRIC(outcome) "rydes_push_attempts_total{outcome=\"" outcome "\"}"
+
+/* Waits up to 10 s for metric sample of s to reach want (counters move after the database). */
+static void wait_metric(struct harness_server *s, const char *sample, long long want)
+{
+    double until = now_s() + 10;
+    long long v;
+    while ((v = metric(s, sample)) != want && now_s() < until)
+        harness_sleep_ms(50);
+    ck_assert_msg(v == want, "%s is %lld, expected %lld", sample, v, want);
+}
+
+/* PUT /topics/{name} as admin; asserts 201. */
+static void put_topic(const char *name)
+{
+    char path[400];
+    snprintf(path, sizeof path, "/topics/%s", name);
+    struct response r;
+    harness_admin(&srv, "PUT", path, NULL, &r);
+    ck_assert_msg(r.status == 201, "PUT %s: %ld %s", path, r.status, buf_str(&r.body));
+    response_cleanup(&r);
+}
+
+/* PUT /topics/{topic}/subscriptions/{sub} with body as admin; asserts 201. */
+static void put_sub(const char *topic, const char *sub, const char *body)
+{
+    char path[400];
+    snprintf(path, sizeof path, "/topics/%s/subscriptions/%s", topic, sub);
+    struct response r;
+    harness_admin(&srv, "PUT", path, body, &r);
+    ck_assert_msg(r.status == 201, "PUT %s %s: %ld %s", path, body, r.status, buf_str(&r.body));
+    response_cleanup(&r);
+}
+
+/* A subscription of topic POSTing to the receiver's path; extra is more members of the body
+ * (JSON text starting with a comma) or "". */
+static void put_url_sub(const char *topic, const char *sub, const char *path, const char *extra)
+{
+    char url[200], body[1024];
+    rcv_url(path, url, sizeof url);
+    snprintf(body, sizeof body, "{\"url\": \"%s\"%s}", url, extra);
+    put_sub(topic, sub, body);
+}
+
+/* Publishes request (the JSON text of the whole request) to topic through s as admin; asserts
+ * 201 and returns the deliveries. message_id (IDS_UUID_LEN), when given, receives the id. */
+static int publish_on(struct harness_server *s, const char *topic, const char *request,
+                      char *message_id)
+{
+    char path[400];
+    snprintf(path, sizeof path, "/topics/%s/messages", topic);
+    struct response r;
+    harness_admin(s, "POST", path, request, &r);
+    ck_assert_msg(r.status == 201, "publish %s: %ld %s", request, r.status, buf_str(&r.body));
+    const char *id = json_str(r.json, "message_id");
+    ck_assert_ptr_nonnull(id);
+    ck_assert_int_eq(strlen(id), IDS_UUID_LEN - 1);
+    json_t *d = json_object_get(r.json, "deliveries");
+    ck_assert_msg(json_is_integer(d), "deliveries missing: %s", buf_str(&r.body));
+    int n = (int)json_integer_value(d);
+    if (message_id)
+        snprintf(message_id, IDS_UUID_LEN, "%s", id);
+    response_cleanup(&r);
+    return n;
+}
+
+static int publish(const char *topic, const char *request, char *message_id)
+{
+    return publish_on(&srv, topic, request, message_id);
+}
+
+/* Checks the headers every delivery of message_id on topic carries, for attempt number
+ * attempt. */
+static void assert_delivery_headers(const struct hit *h, const char *message_id, const char *topic,
+                                    int attempt)
+{
+    char want[16];
+    snprintf(want, sizeof want, "%d", attempt);
+    ck_assert_str_eq(h->method, "POST");
+    ck_assert_str_eq(h->message_type, "Notification");
+    ck_assert_str_eq(h->message_id, message_id);
+    ck_assert_str_eq(h->topic, topic);
+    ck_assert_msg(strcmp(h->attempt, want) == 0, "x-rydes-delivery-attempt is \"%s\", not %s",
+                  h->attempt, want);
+}
+
+static void assert_timestamp(const char *ts)
+{
+    ck_assert_ptr_nonnull(ts);
+    ck_assert_msg(strlen(ts) == 24 && ts[10] == 'T' && ts[19] == '.' && ts[23] == 'Z',
+                  "not RFC 3339 with milliseconds: %s", ts);
+}
+
+/* Checks an envelope (parsed): subject NULL means none, attrs the expected MessageAttributes. */
+static void assert_envelope(json_t *e, const char *message_id, const char *topic,
+                            const char *message, const char *subject, json_t *attrs)
+{
+    ck_assert_msg(json_is_object(e), "not an envelope");
+    ck_assert_str_eq(json_str(e, "Type"), "Notification");
+    ck_assert_ptr_nonnull(json_str(e, "MessageId"));
+    ck_assert_str_eq(json_str(e, "MessageId"), message_id);
+    ck_assert_ptr_nonnull(json_str(e, "Topic"));
+    ck_assert_str_eq(json_str(e, "Topic"), topic);
+    ck_assert_msg(json_is_string(json_object_get(e, "Message")), "Message is not a string");
+    ck_assert_str_eq(json_str(e, "Message"), message);
+    if (subject) {
+        ck_assert_ptr_nonnull(json_str(e, "Subject"));
+        ck_assert_str_eq(json_str(e, "Subject"), subject);
+    } else {
+        ck_assert_ptr_null(json_object_get(e, "Subject"));
+    }
+    assert_timestamp(json_str(e, "Timestamp"));
+    ck_assert_msg(json_equal(json_object_get(e, "MessageAttributes"), attrs),
+                  "MessageAttributes differ");
+}
+
+/* ---- the tests ------------------------------------------------------------------------------- */
+
+START_TEST(envelope_delivery_carries_every_header_and_field)
+{
+    put_topic("push-env");
+    put_url_sub("push-env", "hook", "/ok/envelope", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-env",
+                             "{\"body\": \"hello rider\", \"subject\": \"Ride completed\", "
+                             "\"attributes\": {\"fare\": {\"type\": \"Number\", \"value\": "
+                             "\"12.5\"}, \"city\": {\"type\": \"String\", \"value\": \"Oslo\"}}}",
+                             id),
+                     1);
+    ck_assert_int_eq(rcv_wait("/ok/envelope", 1, 10000), 1);
+    const struct hit *h = rcv_hit("/ok/envelope", 0);
+    assert_delivery_headers(h, id, "push-env", 1);
+    ck_assert_str_eq(h->content_type, "application/json");
+    json_error_t err;
+    json_t *e = json_loads(h->body, 0, &err);
+    ck_assert_msg(e != NULL, "the body is not JSON (%s): %s", err.text, h->body);
+    json_t *attrs = json_loads("{\"fare\": {\"Type\": \"Number\", \"Value\": \"12.5\"}, "
+                               "\"city\": {\"Type\": \"String\", \"Value\": \"Oslo\"}}",
+                               0, NULL);
+    assert_envelope(e, id, "push-env", "hello rider", "Ride completed", attrs);
+    json_decref(attrs);
+    json_decref(e);
+
+    /* a message without subject or attributes: no Subject, empty MessageAttributes */
+    char id2[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-env", "{\"body\": \"bare\"}", id2), 1);
+    ck_assert_int_eq(rcv_wait("/ok/envelope", 2, 10000), 2);
+    h = rcv_hit("/ok/envelope", 1);
+    assert_delivery_headers(h, id2, "push-env", 1);
+    e = json_loads(h->body, 0, &err);
+    attrs = json_object();
+    assert_envelope(e, id2, "push-env", "bare", NULL, attrs);
+    json_decref(attrs);
+    json_decref(e);
+
+    wait_no_pending(NULL);
+    ck_assert_int_eq(rcv_count(NULL), 2); /* each delivered once */
+    wait_metric(&srv, PUSH_METRIC("delivered"), 2);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 0);
+    ck_assert_int_eq(metric(&srv, "rydes_publishes_total"), 2);
+    ck_assert_int_eq(metric(&srv, "rydes_publish_deliveries_total"), 2);
+}
+END_TEST
+
+START_TEST(raw_delivery_posts_the_bare_body)
+{
+    put_topic("push-raw");
+    put_url_sub("push-raw", "hook", "/ok/raw", ", \"raw_delivery\": true");
+    const char *text = "plain text, \xc3\xbc"
+                       "nic\xc3\xb6"
+                       "de \xe2\x9c\x93\n  and a second line";
+    json_t *o = json_pack("{s:s, s:{s:{s:s, s:s}}}", "body", text, "attributes", "k", "type",
+                          "String", "value", "v");
+    char *req = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-raw", req, id), 1);
+    free(req);
+    ck_assert_int_eq(rcv_wait("/ok/raw", 1, 10000), 1);
+    const struct hit *h = rcv_hit("/ok/raw", 0);
+    assert_delivery_headers(h, id, "push-raw", 1);
+    ck_assert_str_eq(h->content_type, "text/plain; charset=utf-8");
+    ck_assert_str_eq(h->body, text);
+
+    /* a JSON body: its compact text, as JSON */
+    ck_assert_int_eq(publish("push-raw",
+                             "{\"body\": {\"ride\": {\"id\": 7, \"tags\": [\"a\", \"b\"]}, "
+                             "\"done\": true, \"driver\": null}}",
+                             id),
+                     1);
+    ck_assert_int_eq(rcv_wait("/ok/raw", 2, 10000), 2);
+    h = rcv_hit("/ok/raw", 1);
+    assert_delivery_headers(h, id, "push-raw", 1);
+    ck_assert_str_eq(h->content_type, "application/json");
+    ck_assert_str_eq(h->body, "{\"ride\":{\"id\":7,\"tags\":[\"a\",\"b\"]},\"done\":true,"
+                              "\"driver\":null}");
+
+    /* a string body that looks like JSON stays text */
+    ck_assert_int_eq(publish("push-raw", "{\"body\": \"{\\\"a\\\": 1}\"}", id), 1);
+    ck_assert_int_eq(rcv_wait("/ok/raw", 3, 10000), 3);
+    h = rcv_hit("/ok/raw", 2);
+    ck_assert_str_eq(h->content_type, "text/plain; charset=utf-8");
+    ck_assert_str_eq(h->body, "{\"a\": 1}");
+    wait_no_pending(NULL);
+    ck_assert_int_eq(rcv_count(NULL), 3);
+}
+END_TEST
+
+/* Publishes to topic with attribute kind (NULL: no attributes); returns the deliveries. */
+static int publish_kind(const char *topic, const char *kind, char *id)
+{
+    char req[300];
+    if (kind)
+        snprintf(req, sizeof req,
+                 "{\"body\": \"%s\", \"attributes\": {\"kind\": {\"type\": \"String\", "
+                 "\"value\": \"%s\"}}}",
+                 kind, kind);
+    else
+        snprintf(req, sizeof req, "{\"body\": \"nothing\"}");
+    return publish(topic, req, id);
+}
+
+/* The subscriptions with a pending delivery of message id, comma-separated ("" when none). */
+static char *pending_subscriptions(const char *id)
+{
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(string_agg(subscription, ',' ORDER BY subscription), '') "
+             "FROM push_backlog WHERE message_id = '%s'",
+             id);
+    return sql_text(sql);
+}
+
+START_TEST(filter_policies_decide_which_urls_get_a_delivery)
+{
+    /* without the worker first, so the rows a publish writes can be seen */
+    harness_stop(&srv);
+    harness_start(&srv, no_workers);
+    harness_put_queue(&srv, "pf-q", NULL, 201);
+    put_topic("push-filter");
+    put_sub("push-filter", "q",
+            "{\"queue\": \"pf-q\", \"filter_policy\": {\"kind\": [\"ride\", \"bike\"]}}");
+    put_url_sub("push-filter", "ride", "/ok/ride", ", \"filter_policy\": {\"kind\": [\"ride\"]}");
+    put_url_sub("push-filter", "bike", "/ok/bike",
+                ", \"raw_delivery\": true, \"filter_policy\": {\"kind\": [\"bike\"]}");
+    char ride[IDS_UUID_LEN], bike[IDS_UUID_LEN], scooter[IDS_UUID_LEN], none[IDS_UUID_LEN];
+    ck_assert_int_eq(publish_kind("push-filter", "ride", ride), 2);
+    ck_assert_int_eq(publish_kind("push-filter", "bike", bike), 2);
+    ck_assert_int_eq(publish_kind("push-filter", "scooter", scooter), 0);
+    ck_assert_int_eq(publish_kind("push-filter", NULL, none), 0);
+
+    ck_assert_int_eq(pending(NULL), 2);
+    char *subs = pending_subscriptions(ride);
+    ck_assert_str_eq(subs, "ride");
+    free(subs);
+    subs = pending_subscriptions(bike);
+    ck_assert_str_eq(subs, "bike");
+    free(subs);
+    ck_assert_int_eq(pending(scooter), 0);
+    ck_assert_int_eq(pending(none), 0);
+    ck_assert_int_eq(harness_stored("pf-q"), 2);
+    ck_assert_int_eq(metric(&srv, "rydes_publishes_total"), 4);
+    ck_assert_int_eq(metric(&srv, "rydes_publish_deliveries_total"), 4);
+
+    /* now with the worker: exactly the matching URLs get their message */
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+    ck_assert_int_eq(rcv_wait("/ok/ride", 1, 10000), 1);
+    ck_assert_int_eq(rcv_wait("/ok/bike", 1, 10000), 1);
+    wait_no_pending(NULL);
+    assert_delivery_headers(rcv_hit("/ok/ride", 0), ride, "push-filter", 1);
+    assert_delivery_headers(rcv_hit("/ok/bike", 0), bike, "push-filter", 1);
+    ck_assert_str_eq(rcv_hit("/ok/bike", 0)->body, "bike");
+    ck_assert_int_eq(rcv_count(NULL), 2);
+}
+END_TEST
+
+START_TEST(retries_until_a_2xx)
+{
+    put_topic("push-retry");
+    put_url_sub("push-retry", "hook", "/flaky/2/retry",
+                ", \"delivery_policy\": {\"min_delay_seconds\": 1, \"max_delay_seconds\": 1, "
+                "\"max_attempts\": 5}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-retry", "{\"body\": \"try again\"}", id), 1);
+    ck_assert_int_eq(rcv_wait("/flaky/2/retry", 3, 10000), 3);
+    wait_no_pending(id);
+    ck_assert_int_eq(rcv_count(NULL), 3); /* delivered on the third: no fourth */
+    double prev = 0;
+    for (int i = 0; i < 3; i++) {
+        const struct hit *h = rcv_hit("/flaky/2/retry", i);
+        assert_delivery_headers(h, id, "push-retry", i + 1);
+        ck_assert_uint_eq(h->status, i < 2 ? 503 : 200);
+        json_t *e = json_loads(h->body, 0, NULL);
+        ck_assert_str_eq(json_str(e, "MessageId"), id);
+        ck_assert_str_eq(json_str(e, "Message"), "try again");
+        json_decref(e);
+        /* the backoff is 1 s with equal jitter: never less than half of it */
+        if (i > 0)
+            ck_assert_msg(h->at - prev >= 0.45, "attempt %d came %.3f s after the previous one",
+                          i + 1, h->at - prev);
+        prev = h->at;
+    }
+    wait_metric(&srv, PUSH_METRIC("delivered"), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 2);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("dead_lettered")), 0);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("failed")), 0);
+}
+END_TEST
+
+START_TEST(exhausted_deliveries_go_to_the_dead_letter_queue)
+{
+    harness_put_queue(&srv, "push-dlq", NULL, 201);
+    put_topic("push-dl");
+    put_url_sub("push-dl", "hook", "/status/500/dl",
+                ", \"dead_letter_queue\": \"push-dlq\", \"delivery_policy\": "
+                "{\"max_attempts\": 2, \"min_delay_seconds\": 1, \"max_delay_seconds\": 1}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-dl",
+                             "{\"body\": \"undeliverable\", \"subject\": \"s\", \"attributes\": "
+                             "{\"a\": {\"type\": \"String\", \"value\": \"b\"}}}",
+                             id),
+                     1);
+    double until = now_s() + 10;
+    while (harness_stored("push-dlq") < 1 && now_s() < until)
+        harness_sleep_ms(50);
+    ck_assert_int_eq(harness_stored("push-dlq"), 1);
+    ck_assert_int_eq(pending(NULL), 0);
+    ck_assert_int_eq(rcv_count(NULL), 2);
+    assert_delivery_headers(rcv_hit("/status/500/dl", 0), id, "push-dl", 1);
+    assert_delivery_headers(rcv_hit("/status/500/dl", 1), id, "push-dl", 2);
+
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/push-dlq/messages:receive",
+                  "{\"max_messages\": 10, \"visibility_timeout\": 60}", &r);
+    ck_assert_msg(r.status == 200, "receive: %ld %s", r.status, buf_str(&r.body));
+    json_t *msgs = json_object_get(r.json, "messages");
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    json_t *m = json_array_get(msgs, 0);
+    ck_assert_str_eq(json_str(m, "message_id"), id);
+    json_t *b = json_object_get(m, "body");
+    json_t *e = json_is_string(b) ? json_loads(json_string_value(b), 0, NULL) : json_incref(b);
+    json_t *attrs = json_loads("{\"a\": {\"Type\": \"String\", \"Value\": \"b\"}}", 0, NULL);
+    assert_envelope(e, id, "push-dl", "undeliverable", "s", attrs);
+    /* the very envelope that was POSTed */
+    json_t *posted = json_loads(rcv_hit("/status/500/dl", 0)->body, 0, NULL);
+    ck_assert_msg(json_equal(posted, e), "the dead letter differs from the POSTed envelope");
+    json_decref(posted);
+    json_decref(attrs);
+    json_decref(e);
+    response_cleanup(&r);
+
+    wait_metric(&srv, PUSH_METRIC("dead_lettered"), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("delivered")), 0);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("failed")), 0);
+}
+END_TEST
+
+/* The last_error of the delivery of id (caller frees). */
+static char *last_error(const char *id)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(last_error, '') FROM push_backlog WHERE message_id = '%s'", id);
+    return sql_text(sql);
+}
+
+START_TEST(failed_without_dead_letter_queue_stays_failed)
+{
+    put_topic("push-fail");
+    put_url_sub("push-fail", "hook", "/status/500/fail",
+                ", \"delivery_policy\": {\"max_attempts\": 1}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-fail", "{\"body\": \"x\"}", id), 1);
+    wait_failed(id);
+    char *err = last_error(id);
+    ck_assert_msg(strstr(err, "500") != NULL, "last_error: %s", err);
+    free(err);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT attempts FROM push_backlog WHERE message_id = '%s'", id);
+    ck_assert_int_eq(sql_int(sql), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM push_deliveries WHERE message_id = '%s' "
+             "AND next_attempt_at = 'infinity'",
+             id);
+    ck_assert_int_eq(sql_int(sql), 1);
+    wait_metric(&srv, PUSH_METRIC("failed"), 1);
+    /* not retried */
+    harness_sleep_ms(2500);
+    ck_assert_int_eq(rcv_count(NULL), 1);
+    wait_failed(id);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 0);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("dead_lettered")), 0);
+}
+END_TEST
+
+START_TEST(redirects_are_not_followed)
+{
+    put_topic("push-redirect");
+    put_url_sub("push-redirect", "hook", "/redirect",
+                ", \"delivery_policy\": {\"max_attempts\": 1}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-redirect", "{\"body\": \"x\"}", id), 1);
+    wait_failed(id);
+    ck_assert_int_eq(rcv_count("/redirect"), 1);
+    ck_assert_int_eq(rcv_count("/ok"), 0);
+    ck_assert_int_eq(rcv_count(NULL), 1);
+    char *err = last_error(id);
+    ck_assert_msg(strstr(err, "302") != NULL, "last_error: %s", err);
+    free(err);
+    wait_metric(&srv, PUSH_METRIC("failed"), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("delivered")), 0);
+}
+END_TEST
+
+START_TEST(connection_refused_is_a_failure_and_retried)
+{
+    /* a port bound but not listening: connections to it are refused, and no one else takes it */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    put_topic("push-refused");
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"url\": \"http://127.0.0.1:%d/refused\", \"delivery_policy\": "
+             "{\"max_attempts\": 2, \"min_delay_seconds\": 1, \"max_delay_seconds\": 1}}",
+             ntohs(addr.sin_port));
+    put_sub("push-refused", "hook", body);
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-refused", "{\"body\": \"x\"}", id), 1);
+    /* the first attempt fails and another is scheduled */
+    wait_metric(&srv, PUSH_METRIC("retried"), 1);
+    wait_failed(id);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT attempts FROM push_backlog WHERE message_id = '%s'", id);
+    ck_assert_int_eq(sql_int(sql), 2);
+    char *err = last_error(id);
+    ck_assert_msg(err[0] && strstr(err, "HTTP status") == NULL, "last_error: %s", err);
+    free(err);
+    wait_metric(&srv, PUSH_METRIC("failed"), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("delivered")), 0);
+    ck_assert_int_eq(rcv_count(NULL), 0);
+    close(fd);
+}
+END_TEST
+
+START_TEST(deliveries_survive_a_restart)
+{
+    harness_stop(&srv);
+    harness_start(&srv, no_workers);
+    put_topic("push-restart");
+    put_url_sub("push-restart", "hook", "/ok/restart", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-restart", "{\"body\": \"later\"}", id), 1);
+    ck_assert_int_eq(pending(id), 1);
+    harness_sleep_ms(1000);
+    ck_assert_int_eq(rcv_count(NULL), 0);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT attempts || ' ' || state FROM push_backlog WHERE message_id = '%s'", id);
+    char *row = sql_text(sql);
+    ck_assert_str_eq(row, "0 due");
+    free(row);
+
+    harness_stop(&srv);
+    harness_start(&srv, NULL); /* the fixture's teardown stops this one */
+    ck_assert_int_eq(rcv_wait("/ok/restart", 1, 10000), 1);
+    wait_no_pending(id);
+    assert_delivery_headers(rcv_hit("/ok/restart", 0), id, "push-restart", 1);
+    ck_assert_int_eq(rcv_count(NULL), 1);
+}
+END_TEST
+
+START_TEST(two_servers_share_the_work_without_duplicates)
+{
+    enum { N = 50 };
+    put_topic("push-shared");
+    put_url_sub("push-shared", "hook", "/ok/shared", "");
+    struct harness_server other;
+    harness_start(&other, NULL);
+    char ids[N][IDS_UUID_LEN];
+    for (int i = 0; i < N; i++) {
+        char req[64];
+        snprintf(req, sizeof req, "{\"body\": \"m%d\"}", i);
+        ck_assert_int_eq(publish_on(i % 2 ? &other : &srv, "push-shared", req, ids[i]), 1);
+    }
+    ck_assert_int_eq(rcv_wait("/ok/shared", N, 20000), N);
+    wait_no_pending(NULL);
+    /* both workers are done writing back: every delivery counted once, by one of them */
+    double until = now_s() + 10;
+    long long delivered;
+    while ((delivered = metric(&srv, PUSH_METRIC("delivered")) +
+                        metric(&other, PUSH_METRIC("delivered"))) != N &&
+           now_s() < until)
+        harness_sleep_ms(50);
+    ck_assert_int_eq(delivered, N);
+    ck_assert_int_eq(rcv_count(NULL), N);
+    for (int i = 0; i < N; i++) {
+        int seen = 0;
+        for (int k = 0; k < N; k++) {
+            const struct hit *h = rcv_hit("/ok/shared", k);
+            if (strcmp(h->message_id, ids[i]) == 0) {
+                seen++;
+                char body[16];
+                snprintf(body, sizeof body, "m%d", i);
+                json_t *e = json_loads(h->body, 0, NULL);
+                ck_assert_str_eq(json_str(e, "MessageId"), ids[i]);
+                ck_assert_str_eq(json_str(e, "Message"), body);
+                ck_assert_str_eq(h->attempt, "1");
+                json_decref(e);
+            }
+        }
+        ck_assert_msg(seen == 1, "message %s was POSTed %d times", ids[i], seen);
+    }
+    harness_stop(&other);
+}
+END_TEST
+
+START_TEST(subscription_list_shows_url_and_queue_subscriptions)
+{
+    harness_put_queue(&srv, "pl-q", NULL, 201);
+    harness_put_queue(&srv, "pl-dlq", NULL, 201);
+    put_topic("push-list");
+    put_sub("push-list", "a-queue", "{\"queue\": \"pl-q\"}");
+    put_url_sub("push-list", "b-url", "/ok/list",
+                ", \"dead_letter_queue\": \"pl-dlq\", \"delivery_policy\": {\"max_attempts\": 3, "
+                "\"min_delay_seconds\": 2, \"max_delay_seconds\": 30}");
+    put_url_sub("push-list", "c-defaults", "/ok/defaults", "");
+    struct response r;
+    harness_admin(&srv, "GET", "/topics/push-list/subscriptions", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *subs = json_object_get(r.json, "subscriptions");
+    ck_assert_int_eq(json_array_size(subs), 3);
+
+    json_t *q = json_array_get(subs, 0);
+    ck_assert_str_eq(json_str(q, "name"), "a-queue");
+    ck_assert_str_eq(json_str(q, "queue"), "pl-q");
+    ck_assert_ptr_null(json_object_get(q, "url"));
+    ck_assert_ptr_null(json_object_get(q, "dead_letter_queue"));
+    ck_assert_ptr_null(json_object_get(q, "delivery_policy"));
+
+    char url[200];
+    json_t *u = json_array_get(subs, 1);
+    ck_assert_str_eq(json_str(u, "name"), "b-url");
+    rcv_url("/ok/list", url, sizeof url);
+    ck_assert_str_eq(json_str(u, "url"), url);
+    ck_assert_ptr_null(json_object_get(u, "queue"));
+    ck_assert_str_eq(json_str(u, "dead_letter_queue"), "pl-dlq");
+    json_t *want = json_pack("{s:i, s:i, s:i}", "max_attempts", 3, "min_delay_seconds", 2,
+                             "max_delay_seconds", 30);
+    ck_assert_msg(json_equal(json_object_get(u, "delivery_policy"), want), "delivery_policy: %s",
+                  buf_str(&r.body));
+    json_decref(want);
+
+    json_t *d = json_array_get(subs, 2);
+    ck_assert_str_eq(json_str(d, "name"), "c-defaults");
+    rcv_url("/ok/defaults", url, sizeof url);
+    ck_assert_str_eq(json_str(d, "url"), url);
+    ck_assert(json_is_null(json_object_get(d, "dead_letter_queue")));
+    want = json_pack("{s:i, s:i, s:i}", "max_attempts", 10, "min_delay_seconds", 1,
+                     "max_delay_seconds", 60);
+    ck_assert_msg(json_equal(json_object_get(d, "delivery_policy"), want), "delivery_policy: %s",
+                  buf_str(&r.body));
+    json_decref(want);
+    response_cleanup(&r);
 }
 END_TEST
 
@@ -11,7 +906,19 @@ int main(void)
 {
     Suite *s = suite_create("push");
     TCase *tc = tcase_create("push");
-    tcase_add_test(tc, placeholder);
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, envelope_delivery_carries_every_header_and_field);
+    tcase_add_test(tc, raw_delivery_posts_the_bare_body);
+    tcase_add_test(tc, filter_policies_decide_which_urls_get_a_delivery);
+    tcase_add_test(tc, retries_until_a_2xx);
+    tcase_add_test(tc, exhausted_deliveries_go_to_the_dead_letter_queue);
+    tcase_add_test(tc, failed_without_dead_letter_queue_stays_failed);
+    tcase_add_test(tc, redirects_are_not_followed);
+    tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
+    tcase_add_test(tc, deliveries_survive_a_restart);
+    tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
+    tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
