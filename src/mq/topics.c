@@ -82,6 +82,19 @@ static struct db_stmt q_publish_push = DB_STMT(
     "SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM push), (SELECT count(*) FROM "
     "push), " PUBLISH_NOTIFY_SQL,
     12);
+/* The common publish: every target a queue taking the same form (all raw or all enveloped), no
+ * URL: one payload, one plain INSERT … SELECT whose rows NOTIFY the listened queues. $1 message
+ * id, $2 the payload, $3 body_json, $4 attributes, $5 target queues, $6 those to NOTIFY. */
+static struct db_stmt q_publish_lean = DB_STMT(
+    "mq_publish_lean",
+    "WITH p AS (INSERT INTO payloads (body) VALUES ($2) RETURNING id) "
+    "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes, "
+    "payload_id) SELECT t.q, now() + make_interval(secs => qq.delay_seconds), $1::uuid, "
+    "$3::boolean, '', $4::jsonb, p.id FROM unnest($5::int[]) AS t(q) "
+    "JOIN queues qq ON qq.id = t.q CROSS JOIN p "
+    "RETURNING CASE WHEN queue_id = ANY ($6::int[]) THEN pg_notify('rydes_mq', queue_id::text) "
+    "END",
+    6);
 /* A publish with FIFO targets (sql/004): $1..$9 as above, $10 the topic id (NULL for a
  * recipient list), $11 the dedup id, $12 the group. */
 static struct db_stmt q_publish_fifo =
@@ -404,12 +417,34 @@ static void targets_close(struct targets *t)
         buf_puts(all[i], all[i]->len ? "}" : "{}");
 }
 
+/* Publishes through q_publish_lean (tg: queues only, all of one form). */
+static enum mq_status publish_lean(struct db_conn *c, const struct mq_topic *t,
+                                   const struct mq_publish *p, struct targets *tg,
+                                   struct mq_publish_result *out)
+{
+    char *env = tg->any_env ? envelope(t, p, out->message_id) : NULL;
+    char *attrs = tg->any_raw && p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
+    const char *v[] = {out->message_id, env ? env : p->body,  env || p->body_json ? "t" : "f",
+                       attrs,           buf_str(&tg->queues), buf_str(&tg->notify)};
+    PGresult *r = db_exec(c, &q_publish_lean, v, NULL, NULL);
+    free(env);
+    free(attrs);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    out->deliveries = PQntuples(r);
+    PQclear(r);
+    return MQ_OK;
+}
+
 /* Runs the publish statement for the targets tg; fills out. */
 static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
                                  const struct mq_publish *p, struct targets *tg,
                                  struct mq_publish_result *out)
 {
     targets_close(tg);
+    bool fifo = tg->any_fifo || (t && t->fifo);
+    if (!fifo && !tg->nurls && !(tg->any_raw && tg->any_env))
+        return publish_lean(c, t, p, tg, out);
     char *env = tg->any_env ? envelope(t, p, out->message_id) : NULL;
     char *attrs = p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
     char tid[16], sha[65];
@@ -419,7 +454,6 @@ static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
         secret_sha256_hex(p->body, p->body_len, sha);
         dedup = sha;
     }
-    bool fifo = tg->any_fifo || (t && t->fifo);
     if (fifo && !p->group_id) {
         free(env);
         free(attrs);
