@@ -362,6 +362,11 @@ bool mq_input_url(const char *url, char *why, size_t why_len)
             snprintf(why, why_len, "must not contain spaces or control characters");
             return false;
         }
+    /* the scheme as it is stored and sent, not as curl would normalise it ("HTTP:/x") */
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        snprintf(why, why_len, "must start with http:// or https://");
+        return false;
+    }
     CURLU *u = curl_url();
     if (!u)
         rydes_oom();

@@ -596,6 +596,8 @@ START_TEST(invalid_subscriptions_are_400)
         {"{\"url\": \"http://example.com/hook#x\"}", "url"},
         {"{\"url\": \"http://example.com/a b\"}", "url"},
         {"{\"url\": \"http://\"}", "url"},
+        {"{\"url\": \"HTTP://example.com/hook\"}", "url"},
+        {"{\"url\": \"http:/example.com/hook\"}", "url"},
         {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-missing\"}", NULL},
         {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-q.fifo\"}", NULL},
         {"{\"url\": \"http://example.com/\", \"delivery_policy\": {\"max_attempts\": 0}}",
