@@ -3,6 +3,7 @@
 #include "rydes/mq_input.h"
 
 #include "rydes/buf.h"
+#include "rydes/jsontext.h"
 #include "rydes/mem.h"
 
 #include <ctype.h>
@@ -234,9 +235,7 @@ static void read_body(json_t *obj, const char *prefix, struct mq_send_entry *e, 
         if (e->body_len == 0 || strlen(e->body) != e->body_len)
             field_errors_add(fe, f, "must be a non-empty string without NUL characters");
     } else {
-        *owned = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!*owned)
-            rydes_oom();
+        *owned = jsontext_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
         e->body = *owned;
         e->body_len = strlen(*owned);
         e->body_json = true;

@@ -12,6 +12,7 @@
 
 #include "rydes/body.h"
 #include "rydes/clock.h"
+#include "rydes/jsontext.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/metrics.h"
@@ -158,10 +159,8 @@ enum handler_result http_reply_json(struct http_request *req, int status, json_t
         log_error("%s %s: the reply could not be encoded as JSON", req->method, req->path);
         return http_reply_problem(req, 500, "the response could not be encoded");
     }
-    char *text = json_dumps(json, JSON_COMPACT);
+    char *text = jsontext_dumps(json, JSON_COMPACT);
     json_decref(json);
-    if (!text)
-        rydes_oom();
     size_t len = strlen(text);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer_with_free_callback(len, text, &free);

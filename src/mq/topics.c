@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include "rydes/buf.h"
+#include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/secret.h"
 #include "rydes/topics.h"
@@ -231,7 +232,7 @@ enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, 
     snprintf(attempts, sizeof attempts, "%d", in->max_attempts);
     snprintf(min_delay, sizeof min_delay, "%d", in->min_delay_seconds);
     snprintf(max_delay, sizeof max_delay, "%d", in->max_delay_seconds);
-    char *policy = in->filter_policy ? json_dumps(in->filter_policy, JSON_COMPACT) : NULL;
+    char *policy = in->filter_policy ? jsontext_dumps(in->filter_policy, JSON_COMPACT) : NULL;
     const char *v[] = {tid,
                        name,
                        qid[0] ? qid : NULL,

@@ -1,0 +1,13 @@
+/* JSON text from jansson values, with numbers written the shortest way that reads back the
+ * same: jansson's default (17 significant digits) turns 0.1 into 0.10000000000000001, which a
+ * client that sent 0.1 must never see again. */
+#ifndef RYDES_JSONTEXT_H
+#define RYDES_JSONTEXT_H
+
+#include <jansson.h>
+
+/* json_dumps(v, flags) with the real precision chosen for v: 15 significant digits when every
+ * real in v survives that, else 17. Returns malloc'd text (caller frees); aborts on OOM. */
+char *jsontext_dumps(const json_t *v, size_t flags);
+
+#endif

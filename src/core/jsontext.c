@@ -1,0 +1,45 @@
+/* Shortest faithful JSON numbers; see include/rydes/jsontext.h. */
+#include "rydes/jsontext.h"
+
+#include "rydes/mem.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Does every real in v read back from 15 significant digits? */
+static bool fifteen_digits_suffice(const json_t *v, int depth)
+{
+    if (json_is_real(v)) {
+        char text[32];
+        double d = json_real_value(v);
+        snprintf(text, sizeof text, "%.15g", d);
+        return strtod(text, NULL) == d;
+    }
+    if (depth > 64) /* request bodies are depth-limited long before this */
+        return false;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (!fifteen_digits_suffice(json_array_get(v, i), depth + 1))
+                return false;
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *value;
+        json_object_foreach((json_t *)v, key, value)
+        {
+            (void)key;
+            if (!fifteen_digits_suffice(value, depth + 1))
+                return false;
+        }
+    }
+    return true;
+}
+
+char *jsontext_dumps(const json_t *v, size_t flags)
+{
+    size_t precision = fifteen_digits_suffice(v, 0) ? 15 : 17;
+    char *text = json_dumps(v, flags | JSON_REAL_PRECISION(precision));
+    if (!text)
+        rydes_oom();
+    return text;
+}
