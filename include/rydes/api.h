@@ -6,6 +6,7 @@
 #include "rydes/db.h"
 #include "rydes/http.h"
 #include "rydes/mq.h"
+#include "rydes/topic_cache.h"
 #include "rydes/tokens.h"
 #include "rydes/validate.h"
 
@@ -62,6 +63,15 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
 json_t *api_message_json(const struct mq_message *m, bool fifo);
 
 /* Handlers, one group per file under src/api/. */
+/* mq_publish's listened callback: does some process wait on queue_id (hub: the app's hub)? */
+bool api_listened(void *hub, int queue_id);
+/* Topic name with its subscriptions from the process's cache (loaded on c when needed); a
+ * reference the caller releases with topic_set_release, or NULL with *st set. */
+struct topic_set *api_cached_topic(struct http_request *req, struct db_conn *c, const char *name,
+                                   enum mq_status *st);
+/* Counts an accepted publish for /metrics and wakes the push worker when it has URLs to do. */
+void api_published(struct http_request *req, const struct mq_publish_result *r);
+
 enum handler_result api_healthz(struct http_request *req);
 enum handler_result api_readyz(struct http_request *req);
 enum handler_result api_metrics(struct http_request *req);
@@ -93,5 +103,8 @@ enum handler_result api_subscriptions_list(struct http_request *req);
 enum handler_result api_subscriptions_delete(struct http_request *req);
 enum handler_result api_recipient_list(struct http_request *req);
 enum handler_result api_topics_publish_batch(struct http_request *req);
+enum handler_result api_rides_create(struct http_request *req);
+enum handler_result api_rides_get(struct http_request *req);
+enum handler_result api_rides_list(struct http_request *req);
 
 #endif

@@ -11,6 +11,7 @@
 #include "rydes/mq_hub.h"
 #include "rydes/mq_push.h"
 #include "rydes/mq_sweeper.h"
+#include "rydes/services.h"
 #include "rydes/topic_cache.h"
 #include "rydes/ttlcache.h"
 
@@ -25,6 +26,7 @@ struct app {
     struct mq_hub *hub; /* wakes long polls */
     struct mq_sweeper *sweeper;
     struct mq_push *push;            /* NULL unless RYDES_WORKERS includes push */
+    struct services *services;       /* the built-in consumers RYDES_WORKERS names */
     struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
     struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
     struct topic_cache *topic_cache; /* topics with compiled subscriptions */
@@ -35,10 +37,13 @@ struct app {
 /* Starts everything: migrations (when cfg->migrate), the pool, the admin token, the server.
  * Returns false with err filled (and everything started so far stopped again). */
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen);
+/* The same without the HTTP server: `rydes worker NAME…`. Stop with app_stop. */
+bool app_start_workers(struct app *app, const struct config *cfg, char *err, size_t errlen);
 /* Graceful stop: stop accepting, let in-flight requests finish (cfg->shutdown_timeout), close
  * the pool. */
 void app_stop(struct app *app);
-/* Runs the migrations on a connection of its own; used by app_start and `rydes migrate`. */
-bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errlen);
+/* Runs the migrations (when migrate) and ensures the Wild Rydes topology (rydes/topology.h) on a
+ * connection of its own; used by app_start and `rydes migrate`. */
+bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen);
 
 #endif

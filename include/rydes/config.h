@@ -29,6 +29,8 @@ struct config {
     int64_t connection_timeout;
     int64_t connection_memory_limit;
     int64_t shutdown_timeout;
+    int64_t extraordinary_fare;     /* the extraordinary-rides filter's thresholds */
+    int64_t extraordinary_distance;
 };
 
 struct config_error {

@@ -78,6 +78,9 @@ PGresult *db_exec(struct db_conn *c, struct db_stmt *st, const char *const *valu
                   const int *lengths, const int *formats);
 /* Did res end in status want? Logs the error otherwise (unless the connection is gone). */
 bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want);
+/* A timestamptz column (pool sessions: TimeZone UTC, DateStyle ISO) as RFC 3339 with
+ * milliseconds into out (CLOCK_RFC3339_LEN bytes); "" when NULL. */
+void db_read_ts(PGresult *r, int row, int col, char *out);
 /* Has the connection to the server been lost (so the failure means "unavailable")? */
 bool db_conn_lost(const struct db_conn *c);
 /* Did the statement fail for a reason that retrying later cures (statement timeout, deadlock,

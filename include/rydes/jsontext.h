@@ -10,4 +10,8 @@
  * real in v survives that, else 17. Returns malloc'd text (caller frees); aborts on OOM. */
 char *jsontext_dumps(const json_t *v, size_t flags);
 
+/* Writes v the shortest way (15 or 17 significant digits) that reads back the same, for SQL
+ * parameters of numeric columns. */
+void jsontext_format_double(double v, char *out, size_t n);
+
 #endif

@@ -143,6 +143,7 @@ enum handler_result api_metrics(struct http_request *req)
     render_pool(req->app->pool, &out);
     render_queues(req, &out);
     render_topics(req->app, &out);
+    services_render_metrics(req->app->services, &out);
     buf_printf(&out,
                "# HELP rydes_long_poll_waiters Receives waiting for messages (long polls).\n"
                "# TYPE rydes_long_poll_waiters gauge\nrydes_long_poll_waiters %d\n",

@@ -328,33 +328,6 @@ enum handler_result api_subscriptions_delete(struct http_request *req)
                        : api_mq_failure(req, st, "no such subscription");
 }
 
-/* Cached topics live long while the hub hears every change as it happens, briefly otherwise. */
-#define TOPIC_TTL_LISTENING_US 60000000
-#define TOPIC_TTL_DEAF_US      1000000
-
-static bool listened(void *ctx, int queue_id)
-{
-    return mq_hub_listened(ctx, queue_id);
-}
-
-static struct topic_set *cached_topic(struct http_request *req, struct db_conn *c, const char *name,
-                                      enum mq_status *st)
-{
-    int64_t ttl = mq_hub_listening(req->app->hub) ? TOPIC_TTL_LISTENING_US : TOPIC_TTL_DEAF_US;
-    return topic_cache_get(req->app->topic_cache, c, name, ttl, st);
-}
-
-/* Counts an accepted publish, and wakes the push worker when it has URLs to deliver to. */
-static void published(struct http_request *req, const struct mq_publish_result *r)
-{
-    struct mq_publish_counters *pc = &req->app->publish_counters;
-    atomic_fetch_add(&pc->publishes, 1);
-    atomic_fetch_add(&pc->duplicates, r->duplicate);
-    atomic_fetch_add(&pc->deliveries, (uint64_t)r->deliveries);
-    if (r->pushes)
-        mq_push_kick(req->app->push);
-}
-
 static json_t *publish_result_json(const struct mq_publish_result *r)
 {
     return json_pack("{s:s, s:i, s:b}", "message_id", r->message_id, "deliveries", r->deliveries,
@@ -371,9 +344,9 @@ static enum mq_status publish_checked(struct http_request *req, struct db_conn *
     if (fe->count)
         return MQ_INVALID;
     enum mq_status st =
-        mq_publish(c, &set->topic, set->subs, set->n, p, listened, req->app->hub, out);
+        mq_publish(c, &set->topic, set->subs, set->n, p, api_listened, req->app->hub, out);
     if (st == MQ_OK)
-        published(req, out);
+        api_published(req, out);
     return st;
 }
 
@@ -399,7 +372,7 @@ enum handler_result api_topics_publish(struct http_request *req)
         goto done;
     enum mq_status st;
     struct mq_publish_result out;
-    struct topic_set *set = cached_topic(req, c, name, &st);
+    struct topic_set *set = api_cached_topic(req, c, name, &st);
     if (set)
         st = publish_checked(req, c, set, &p, "", &fe, &out);
     api_db_release(req, c);
@@ -469,7 +442,7 @@ enum handler_result api_recipient_list(struct http_request *req)
         st = MQ_INVALID;
     }
     if (st == MQ_OK)
-        st = mq_publish(c, NULL, targets, n, &p, listened, req->app->hub, &out);
+        st = mq_publish(c, NULL, targets, n, &p, api_listened, req->app->hub, &out);
     if (st == MQ_OK && out.deliveries != n) {
         st = MQ_CONFLICT;
         snprintf(detail, sizeof detail, "a recipient was deleted meanwhile; nothing delivered");
@@ -481,7 +454,7 @@ enum handler_result api_recipient_list(struct http_request *req)
     api_db_release(req, c);
     mq_subscriptions_free(targets, targets ? n : 0);
     if (st == MQ_OK)
-        published(req, &out);
+        api_published(req, &out);
     if (fe.count && api_reply_invalid(req, &fe, &res))
         goto done;
     res = st == MQ_OK ? http_reply_json(req, 201, publish_result_json(&out))
@@ -540,7 +513,7 @@ enum handler_result api_topics_publish_batch(struct http_request *req)
     if (!c)
         return res;
     enum mq_status st;
-    struct topic_set *set = cached_topic(req, c, name, &st);
+    struct topic_set *set = api_cached_topic(req, c, name, &st);
     json_t *ok = json_array(), *failed = json_array();
     /* one transaction: a failure answered 5xx has published nothing, so a retry is safe */
     if (set && !db_begin(c))

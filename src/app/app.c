@@ -7,7 +7,9 @@
 #include "rydes/migrate.h"
 #include "rydes/mq.h"
 #include "rydes/secret.h"
+#include "rydes/services.h"
 #include "rydes/tokens.h"
+#include "rydes/topology.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -20,16 +22,25 @@
 #define APP_CACHE_TTL_US 1000000
 #define APP_CACHE_SLOTS  1024
 
-bool app_migrate(const struct config *cfg, int *applied, char *err, size_t errlen)
+bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen)
 {
     char cerr[256];
+    *applied = 0;
     PGconn *pg =
         db_connect(cfg->database_url, (int)cfg->db_connect_timeout, NULL, cerr, sizeof cerr);
     if (!pg) {
         snprintf(err, errlen, "cannot connect to the database: %s", cerr);
         return false;
     }
-    bool ok = migrate_apply(pg, applied, err, errlen);
+    bool ok = !migrate || migrate_apply(pg, applied, err, errlen);
+    int have = 0;
+    /* without migrating, a database that is behind gets no topology (it would fail): the
+     * gateway starts and /readyz says not ready until someone migrates */
+    bool current = migrate || (migrate_status(pg, &have) && have == (int)rydes_migrations_count);
+    if (ok && !current)
+        log_warn("the database has %d of %d migrations: the Wild Rydes topology is not ensured",
+                 have, (int)rydes_migrations_count);
+    ok = ok && (!current || topology_ensure(pg, cfg, err, errlen));
     PQfinish(pg);
     return ok;
 }
@@ -80,6 +91,10 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
 
 static void app_free_parts(struct app *app)
 {
+    if (app->hub)
+        mq_hub_shutdown(app->hub); /* consumers waiting for messages wake at once */
+    services_stop(app->services);
+    app->services = NULL;
     mq_push_stop(app->push);
     app->push = NULL;
     ttlcache_free(app->token_cache);
@@ -109,7 +124,36 @@ static void curl_init_once(void)
         log_warn("libcurl did not initialise; push deliveries will fail");
 }
 
-bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
+/* Waiting long polls hold connections: leave a quarter of the connection limit to others. */
+static int max_waiters_of(const struct config *cfg)
+{
+    int max_waiters = (int)cfg->max_waiters;
+    if (max_waiters > cfg->connection_limit * 3 / 4) {
+        max_waiters = (int)(cfg->connection_limit * 3 / 4);
+        log_warn("RYDES_MAX_WAITERS lowered to %d, three quarters of RYDES_CONNECTION_LIMIT",
+                 max_waiters);
+    }
+    return max_waiters;
+}
+
+/* Starts the background parts: the hub, the sweeper, the push worker, the services. */
+static void start_background(struct app *app)
+{
+    const struct config *cfg = app->cfg;
+    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, max_waiters_of(cfg),
+                            on_topics_changed, app->topic_cache);
+    if (config_worker_enabled(cfg, "push"))
+        app->push = mq_push_start(cfg->database_url, (int)cfg->db_connect_timeout);
+    if (cfg->sweep_interval_ms > 0)
+        app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
+                                        (int)cfg->sweep_interval_ms);
+    struct consumer_env env = {
+        .pool = app->pool, .hub = app->hub, .acquire_timeout_ms = (int)cfg->db_acquire_timeout_ms};
+    app->services = services_start(cfg, &env);
+}
+
+/* Everything but the HTTP server. */
+static bool start_core(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
     static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
     pthread_once(&curl_once, curl_init_once);
@@ -117,7 +161,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
     app->cfg = cfg;
     app->started_wall_us = clock_wall_us();
     int applied = 0;
-    if (cfg->migrate && !app_migrate(cfg, &applied, err, errlen))
+    if (!app_migrate(cfg, cfg->migrate, &applied, err, errlen))
         return false;
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
     app->topic_cache = topic_cache_create();
@@ -129,20 +173,19 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         app_free_parts(app);
         return false;
     }
-    /* Waiting long polls hold connections: leave a quarter of the connection limit to others */
-    int max_waiters = (int)cfg->max_waiters;
-    if (max_waiters > cfg->connection_limit * 3 / 4) {
-        max_waiters = (int)(cfg->connection_limit * 3 / 4);
-        log_warn("RYDES_MAX_WAITERS lowered to %d, three quarters of RYDES_CONNECTION_LIMIT",
-                 max_waiters);
-    }
-    app->hub = mq_hub_start(cfg->database_url, (int)cfg->db_connect_timeout, max_waiters,
-                            on_topics_changed, app->topic_cache);
-    if (config_worker_enabled(cfg, "push"))
-        app->push = mq_push_start(cfg->database_url, (int)cfg->db_connect_timeout);
-    if (cfg->sweep_interval_ms > 0)
-        app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
-                                        (int)cfg->sweep_interval_ms);
+    start_background(app);
+    return true;
+}
+
+bool app_start_workers(struct app *app, const struct config *cfg, char *err, size_t errlen)
+{
+    return start_core(app, cfg, err, errlen);
+}
+
+bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
+{
+    if (!start_core(app, cfg, err, errlen))
+        return false;
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,
@@ -170,7 +213,8 @@ void app_stop(struct app *app)
 {
     /* Long polls answer first (with what they have), so the in-flight wait below is short. */
     mq_hub_shutdown(app->hub);
-    http_server_stop(app->http, (int)app->cfg->shutdown_timeout * 1000);
+    if (app->http)
+        http_server_stop(app->http, (int)app->cfg->shutdown_timeout * 1000);
     app->http = NULL;
     app_free_parts(app);
 }

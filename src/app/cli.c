@@ -7,9 +7,11 @@
 #include "rydes/cli.h"
 
 #include "rydes/app.h"
+#include "rydes/buf.h"
 #include "rydes/config.h"
 #include "rydes/db.h"
 #include "rydes/log.h"
+#include "rydes/mem.h"
 #include "rydes/tokens.h"
 
 #include <pthread.h>
@@ -32,7 +34,11 @@ static void usage(FILE *out)
 {
     fputs("usage: rydes COMMAND [OPTIONS]\n\n"
           "Commands:\n"
-          "  serve                          serve the HTTP gateway\n"
+          "  serve                          serve the HTTP gateway (and the workers RYDES_WORKERS\n"
+          "                                 names, all by default)\n"
+          "  worker NAME...                 run only these built-in workers, without HTTP:\n"
+          "                                 push, customer-notification, customer-loyalty,\n"
+          "                                 datalake-ingestion, extraordinary-rides\n"
           "  migrate                        apply pending database migrations, then exit\n"
           "  token create --role R [--name N]\n"
           "                                 create an API token (app, service or admin) and\n"
@@ -116,7 +122,7 @@ static int cmd_migrate(const struct config *cfg)
 {
     int applied;
     char err[1024];
-    if (!app_migrate(cfg, &applied, err, sizeof err)) {
+    if (!app_migrate(cfg, true, &applied, err, sizeof err)) {
         log_error("migrate failed: %s", err);
         return 1;
     }
@@ -124,7 +130,8 @@ static int cmd_migrate(const struct config *cfg)
     return 0;
 }
 
-static int cmd_serve(const struct config *cfg)
+/* Serves (http) or runs the workers only, until SIGINT or SIGTERM. */
+static int run_until_signal(const struct config *cfg, bool http)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -135,12 +142,17 @@ static int cmd_serve(const struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     struct app app;
     char err[1024];
-    if (!app_start(&app, cfg, err, sizeof err)) {
+    bool ok = http ? app_start(&app, cfg, err, sizeof err)
+                   : app_start_workers(&app, cfg, err, sizeof err);
+    if (!ok) {
         log_error("cannot start: %s", err);
         return 1;
     }
-    log_info("rydes %s listening on http://%s:%d", RYDES_VERSION, cfg->bind,
-             http_server_port(app.http));
+    if (http)
+        log_info("rydes %s listening on http://%s:%d", RYDES_VERSION, cfg->bind,
+                 http_server_port(app.http));
+    else
+        log_info("rydes %s running workers %s", RYDES_VERSION, cfg->workers);
     int sig = 0;
     sigwait(&set, &sig);
     log_info("received %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -186,16 +198,42 @@ static int cmd_token_create(const struct config *cfg, const struct cli_opts *opt
 static int run(const char *cmd, const struct config *cfg, const struct cli_opts *opts)
 {
     if (strcmp(cmd, "serve") == 0)
-        return cmd_serve(cfg);
+        return run_until_signal(cfg, true);
+    if (strcmp(cmd, "worker") == 0)
+        return run_until_signal(cfg, false);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(cfg);
     return cmd_token_create(cfg, opts);
+}
+
+/* The NAME... of `rydes worker`, up to the first --flag, comma-joined into *names (owned). */
+static bool worker_names(int argc, char **argv, int *first, char **names)
+{
+    struct buf b;
+    buf_init(&b);
+    for (; *first < argc && strncmp(argv[*first], "--", 2) != 0; (*first)++)
+        buf_printf(&b, "%s%s", b.len ? "," : "", argv[*first]);
+    if (b.len == 0 && *first < argc && strcmp(argv[*first], "--help") == 0) {
+        *names = NULL;
+        buf_cleanup(&b);
+        return true;
+    }
+    bool ok = b.len > 0 && strcmp(buf_str(&b), "all") != 0 && strcmp(buf_str(&b), "none") != 0 &&
+              config_workers_valid(buf_str(&b));
+    if (!ok)
+        fprintf(stderr, "usage: rydes worker NAME... [OPTIONS]\n"
+                        "names: push, customer-notification, customer-loyalty, "
+                        "datalake-ingestion, extraordinary-rides\n");
+    *names = ok ? xstrdup(buf_str(&b)) : NULL;
+    buf_cleanup(&b);
+    return ok;
 }
 
 int cli_main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "help";
     int first = 2;
+    char *opts_workers = NULL;
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("rydes %s\n", RYDES_VERSION);
         return 0;
@@ -207,6 +245,9 @@ int cli_main(int argc, char **argv)
         }
         cmd = "token create";
         first = 3;
+    } else if (strcmp(cmd, "worker") == 0) {
+        if (!worker_names(argc, argv, &first, &opts_workers))
+            return 2;
     } else if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
         bool help = strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0;
         usage(help ? stdout : stderr);
@@ -219,6 +260,9 @@ int cli_main(int argc, char **argv)
     struct cli_opts opts = {0};
     bool is_token = strcmp(cmd, "token create") == 0;
     bool ok = load_settings(&cfg, &opts, argc, argv, first);
+    if (ok && opts_workers) /* the names given win over RYDES_WORKERS and --workers */
+        ok = set_setting(&cfg, "workers", opts_workers);
+    free(opts_workers);
     if (ok && !is_token && (opts.role || opts.name)) {
         fprintf(stderr, "rydes: --role and --name belong to 'token create'\n");
         ok = false;

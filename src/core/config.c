@@ -76,7 +76,9 @@ static const struct setting settings[] = {
     {"log-format", "RYDES_LOG_FORMAT", SETTING_ENUM, "text", 0, 0, log_formats, OFF(log_format),
      false, NULL, "text or json"},
     {"workers", "RYDES_WORKERS", SETTING_STRING, "all", 0, 0, NULL, OFF(workers), false,
-     config_workers_valid, "built-in workers to run in serve: all, none or a comma list of: push"},
+     config_workers_valid,
+     "built-in workers to run in serve: all, none or a comma list of: push, customer-notification, "
+     "customer-loyalty, datalake-ingestion, extraordinary-rides"},
     {"migrate", "RYDES_MIGRATE", SETTING_BOOL, "true", 0, 0, NULL, OFF(migrate), false, NULL,
      "apply pending migrations when serve starts"},
     {"connection-limit", "RYDES_CONNECTION_LIMIT", SETTING_INT, "1000", 1, 100000, NULL,
@@ -88,6 +90,11 @@ static const struct setting settings[] = {
      "bytes of header/read buffer per connection (larger request headers are refused)"},
     {"shutdown-timeout", "RYDES_SHUTDOWN_TIMEOUT", SETTING_INT, "10", 0, 600, NULL,
      OFF(shutdown_timeout), false, NULL, "seconds to let in-flight requests finish on SIGTERM"},
+    {"extraordinary-fare", "RYDES_EXTRAORDINARY_FARE", SETTING_INT, "50", 0, 1000000, NULL,
+     OFF(extraordinary_fare), false, NULL,
+     "extraordinary-rides filter: rides with a fare of at least this much..."},
+    {"extraordinary-distance", "RYDES_EXTRAORDINARY_DISTANCE", SETTING_INT, "20", 0, 100000, NULL,
+     OFF(extraordinary_distance), false, NULL, "...and at least this many km"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -270,7 +277,12 @@ void config_print_help(FILE *out)
 }
 
 /* The built-in workers `serve` can run (RYDES_WORKERS names some of them). */
-static const char *const known_workers[] = {"push", NULL};
+static const char *const known_workers[] = {"push",
+                                            "customer-notification",
+                                            "customer-loyalty",
+                                            "datalake-ingestion",
+                                            "extraordinary-rides",
+                                            NULL};
 
 static bool worker_name_valid(const char *p, size_t n)
 {

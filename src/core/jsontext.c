@@ -7,6 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+void jsontext_format_double(double v, char *out, size_t n)
+{
+    snprintf(out, n, "%.15g", v);
+    if (strtod(out, NULL) != v)
+        snprintf(out, n, "%.17g", v);
+}
+
 /* Does every real in v read back from 15 significant digits? */
 static bool fifteen_digits_suffice(const json_t *v, int depth)
 {
@@ -14,7 +21,7 @@ static bool fifteen_digits_suffice(const json_t *v, int depth)
         char text[32];
         double d = json_real_value(v);
         snprintf(text, sizeof text, "%.15g", d);
-        return strtod(text, NULL) == d;
+        return strtod(text, NULL) == d; /* jsontext_format_double decides the same way */
     }
     if (depth > 64) /* request bodies are depth-limited long before this */
         return false;

@@ -10,9 +10,6 @@ enum mq_status mq_failed(struct db_conn *c, PGresult *res);
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col);
 /* Reads a message row (laid out as MQ_MESSAGE_COLUMNS) of queue queue_id. */
 void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m);
-/* A timestamptz column (pool session: TimeZone UTC, DateStyle ISO) as RFC 3339 with
- * milliseconds into out (CLOCK_RFC3339_LEN); "" when NULL. */
-void mq_read_ts(PGresult *r, int row, int col, char *out);
 /* Runs st ($1: the name to list after, $2: a row limit) and returns up to limit names, each
  * malloc'd, in a malloc'd array (the caller frees both); *more when further names follow. */
 enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *after, int limit,

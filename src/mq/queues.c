@@ -90,21 +90,6 @@ static bool truthy(PGresult *r, int row, int col)
 /* A timestamptz column as RFC 3339 with milliseconds ("" when NULL). Pool connections run with
  * TimeZone=UTC and DateStyle ISO, so the text is "2026-11-26 13:15:43.908327+00" (the fraction
  * absent on a whole second): reformatting it is cheaper than to_char in every row. */
-void mq_read_ts(PGresult *r, int row, int col, char *out)
-{
-    out[0] = '\0';
-    if (PQgetisnull(r, row, col))
-        return;
-    const char *t = PQgetvalue(r, row, col);
-    if (strlen(t) < 19)
-        return;
-    char ms[4] = "000";
-    if (t[19] == '.')
-        for (int i = 0; i < 3 && isdigit((unsigned char)t[20 + i]); i++)
-            ms[i] = t[20 + i];
-    snprintf(out, CLOCK_RFC3339_LEN, "%.10sT%.8s.%sZ", t, t + 11, ms);
-}
-
 void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m)
 {
     memset(m, 0, sizeof *m);
@@ -117,9 +102,9 @@ void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m)
     if (!PQgetisnull(r, row, 5))
         m->attributes = json_loads(PQgetvalue(r, row, 5), 0, NULL);
     m->receive_count = atoi(PQgetvalue(r, row, 6));
-    mq_read_ts(r, row, 7, m->sent_at);
-    mq_read_ts(r, row, 8, m->first_received_at);
-    mq_read_ts(r, row, 9, m->visible_at);
+    db_read_ts(r, row, 7, m->sent_at);
+    db_read_ts(r, row, 8, m->first_received_at);
+    db_read_ts(r, row, 9, m->visible_at);
     mq_copy(m->state, sizeof m->state, r, row, 10);
     if (!PQgetisnull(r, row, 11))
         m->group_id = xstrdup(PQgetvalue(r, row, 11));

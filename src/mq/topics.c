@@ -144,7 +144,7 @@ enum mq_status mq_topic_get(struct db_conn *c, const char *name, struct mq_topic
         mq_copy(out->name, sizeof out->name, r, 0, 1);
         out->fifo = PQgetvalue(r, 0, 2)[0] == 't';
         out->content_based_dedup = PQgetvalue(r, 0, 3)[0] == 't';
-        mq_read_ts(r, 0, 4, out->created_at);
+        db_read_ts(r, 0, 4, out->created_at);
     }
     PQclear(r);
     return found ? MQ_OK : MQ_NOT_FOUND;
@@ -271,7 +271,7 @@ static void read_subscription(PGresult *r, int row, struct mq_subscription *s)
     s->scope =
         strcmp(PQgetvalue(r, row, 5), "body") == 0 ? FILTER_SCOPE_BODY : FILTER_SCOPE_ATTRIBUTES;
     s->raw = PQgetvalue(r, row, 6)[0] == 't';
-    mq_read_ts(r, row, 7, s->created_at);
+    db_read_ts(r, row, 7, s->created_at);
     s->id = atoi(PQgetvalue(r, row, 8));
     s->url = PQgetisnull(r, row, 9) ? NULL : xstrdup(PQgetvalue(r, row, 9));
     mq_copy(s->dead_letter_queue, sizeof s->dead_letter_queue, r, row, 10);

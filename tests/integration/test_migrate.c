@@ -83,7 +83,7 @@ START_TEST(unmigrated_database_is_not_ready)
     response_cleanup(&r);
     int applied;
     char err[1024];
-    ck_assert_msg(app_migrate(&srv.cfg, &applied, err, sizeof err), "%s", err);
+    ck_assert_msg(app_migrate(&srv.cfg, true, &applied, err, sizeof err), "%s", err);
     harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     response_cleanup(&r);

@@ -119,6 +119,9 @@ void harness_start(struct harness_server *s, void (*tweak)(struct config *cfg))
     ck_assert(config_set_flag(&s->cfg, "admin-token", HARNESS_ADMIN_TOKEN, &err));
     ck_assert(config_set_flag(&s->cfg, "threads", "2", &err));
     ck_assert(config_set_flag(&s->cfg, "db-pool-size", "4", &err));
+    /* the engine's own worker only: the built-in services consume queues and use pool
+     * connections, so the suites that exercise them ask for them in their tweak */
+    ck_assert(config_set_flag(&s->cfg, "workers", "push", &err));
     if (tweak)
         tweak(&s->cfg);
     char msg[1024];

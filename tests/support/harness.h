@@ -29,8 +29,8 @@ struct harness_server {
     char base[64]; /* http://127.0.0.1:PORT */
 };
 
-/* Starts the gateway against harness_db_url() with the admin token above; tweak(cfg), when
- * given, adjusts the settings first. */
+/* Starts the gateway against harness_db_url() with the admin token above and only the push
+ * worker (RYDES_WORKERS=push); tweak(cfg), when given, adjusts the settings first. */
 void harness_start(struct harness_server *s, void (*tweak)(struct config *cfg));
 void harness_stop(struct harness_server *s);
 

@@ -1,0 +1,62 @@
+/* The consumer loop every built-in service runs: long-poll receive of a batch from its queue,
+ * the service's handler per message, and the ack (delete by receipt) in the SAME transaction as
+ * the handler's own writes, so a message's effect is committed exactly once however often it
+ * is delivered. A handler that fails (or a statement that fails) rolls back both; the message
+ * becomes visible again after a backoff that grows with its receive count, and after the
+ * queue's max_receive_count it lands in the dead-letter queue. When the database is away the
+ * loop backs off (100 ms doubling to 5 s). Each consumer is one thread; it waits for messages
+ * on the process's long-poll hub, holding no connection. Consumers talk to the engine
+ * (rydes/mq.h) directly, never over HTTP. */
+#ifndef RYDES_CONSUMER_H
+#define RYDES_CONSUMER_H
+
+#include "rydes/db.h"
+#include "rydes/mq.h"
+#include "rydes/mq_hub.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum consumer_result {
+    CONSUMER_DONE,  /* commit the handler's work with the ack */
+    CONSUMER_RETRY, /* roll back; the message comes again later */
+};
+
+struct consumer_def {
+    const char *name;  /* the RYDES_WORKERS name */
+    const char *queue; /* the queue it consumes */
+    int batch;         /* messages per receive, 1..10 */
+    int visibility;    /* seconds a received message stays leased */
+    /* Handles m inside the transaction that will ack it. On CONSUMER_RETRY why says what went
+     * wrong (logged). Must be idempotent: a message may come again after a crash. */
+    enum consumer_result (*handle)(struct db_conn *c, const struct mq_message *m, char *why,
+                                   size_t why_len);
+};
+
+/* What consumers share in a process. Borrowed; must outlive every consumer. */
+struct consumer_env {
+    struct db_pool *pool;
+    struct mq_hub *hub;
+    int acquire_timeout_ms;
+};
+
+struct consumer_counters {
+    _Atomic uint64_t handled; /* committed with their ack */
+    _Atomic uint64_t failed;  /* rolled back, to be redelivered */
+};
+
+struct consumer;
+
+/* Starts def's thread. Stop with consumer_stop after the hub was shut down (mq_hub_shutdown),
+ * so a consumer waiting for messages wakes at once. */
+struct consumer *consumer_start(const struct consumer_def *def, const struct consumer_env *env);
+void consumer_stop(struct consumer *k);
+const struct consumer_counters *consumer_counters(const struct consumer *k);
+const struct consumer_def *consumer_def_of(const struct consumer *k);
+
+/* Test hook: when set, called before each handler; true makes that message fail as if the
+ * handler had returned CONSUMER_RETRY. */
+extern bool (*consumer_fault_hook)(const char *worker, const struct mq_message *m);
+
+#endif

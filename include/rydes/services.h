@@ -1,0 +1,31 @@
+/* The built-in services (src/workers/): their consumer definitions by RYDES_WORKERS name, and
+ * starting and stopping the set a process runs. */
+#ifndef RYDES_SERVICES_H
+#define RYDES_SERVICES_H
+
+#include "rydes/config.h"
+#include "rydes/consumer.h"
+
+#include <stdbool.h>
+
+/* The ride-completion services (src/workers/ride_services.c). */
+extern const struct consumer_def service_customer_notification;
+extern const struct consumer_def service_customer_loyalty;
+extern const struct consumer_def service_datalake_ingestion;
+extern const struct consumer_def service_extraordinary_rides;
+
+/* Every built-in consumer, NULL-terminated. */
+extern const struct consumer_def *const services_all[];
+
+/* The consumers a process runs. */
+struct services;
+
+/* Starts the consumers cfg->workers names (all of them for "all"). Stop with services_stop
+ * after the hub was shut down. */
+struct services *services_start(const struct config *cfg, const struct consumer_env *env);
+void services_stop(struct services *s);
+/* Appends rydes_worker_messages_total per running consumer to out (Prometheus text). */
+struct buf;
+void services_render_metrics(const struct services *s, struct buf *out);
+
+#endif

@@ -1,0 +1,159 @@
+/* Ride endpoints: POST /rides (and its alias POST /submit-ride-completion), GET /rides/{id},
+ * GET /rides?customer=. The domain work is rydes/rides.h; this file decodes and encodes. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/jsontext.h"
+#include "rydes/problem.h"
+#include "rydes/rides.h"
+#include "rydes/secret.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The Idempotency-Key header: 1..255 visible ASCII characters, or absent (*key NULL). */
+static void idempotency_key(struct http_request *req, const char **key, struct field_errors *fe)
+{
+    *key = http_header(req, "Idempotency-Key");
+    if (!*key)
+        return;
+    size_t n = strlen(*key);
+    bool ok = n >= 1 && n <= RIDES_IDEMPOTENCY_KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (*key)[i] > 0x20 && (*key)[i] < 0x7f;
+    if (!ok)
+        field_errors_add(fe, "Idempotency-Key", "must be 1 to %d visible ASCII characters",
+                         RIDES_IDEMPOTENCY_KEY_MAX);
+}
+
+/* The SHA-256 of the body's canonical JSON (sorted keys, compact): the same ride sent again
+ * with other spacing or member order is the same request. */
+static void request_hash(json_t *body, char *out)
+{
+    char *text = jsontext_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    secret_sha256_hex(text, strlen(text), out);
+    free(text);
+}
+
+static enum handler_result reply_ride(struct http_request *req, int status, const struct ride *r)
+{
+    char self[64];
+    snprintf(self, sizeof self, "/rides/%s", r->id);
+    if (status == 201)
+        http_add_header(req, "Location", self);
+    http_add_header(req, "Content-Location", self);
+    return http_reply_json(req, status, ride_json(r));
+}
+
+/* Stores and publishes in; answers every outcome. */
+static enum handler_result create(struct http_request *req, struct db_conn *c,
+                                  const struct ride_input *in, const char *key)
+{
+    char hash[65];
+    request_hash(req->json, hash);
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, c, RIDES_TOPIC, &st);
+    if (!set && st != MQ_NOT_FOUND) {
+        api_db_release(req, c);
+        return api_mq_failure(req, st, NULL);
+    }
+    struct ride ride;
+    struct mq_publish_result pub;
+    enum rides_outcome o = rides_create(c, set, in, key, key ? hash : NULL, req->request_id,
+                                        api_listened, req->app->hub, &ride, &pub, &st);
+    api_db_release(req, c);
+    topic_set_release(set);
+    enum handler_result res;
+    switch (o) {
+    case RIDES_CREATED:
+        api_published(req, &pub);
+        /* fall through */
+    case RIDES_REPLAYED:
+        res = reply_ride(req, 201, &ride);
+        ride_clear(&ride);
+        return res;
+    case RIDES_KEY_REUSED:
+        return http_reply_problem(req, 422,
+                                  "this Idempotency-Key was used with a different request body");
+    case RIDES_NO_TOPIC:
+        return http_reply_unavailable(req, "topic " RIDES_TOPIC " does not exist; restarting "
+                                           "the gateway re-creates it");
+    case RIDES_FAILED:
+    default:
+        return api_mq_failure(req, st, NULL);
+    }
+}
+
+enum handler_result api_rides_create(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct ride_input in;
+    rides_input(req->json, &in, &fe);
+    const char *key;
+    idempotency_key(req, &key, &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    return c ? create(req, c, &in, key) : res;
+}
+
+enum handler_result api_rides_get(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct ride ride;
+    enum mq_status st = rides_get(c, route_param(&req->match, "id"), &ride);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, "no such ride");
+    res = reply_ride(req, 200, &ride);
+    ride_clear(&ride);
+    return res;
+}
+
+enum handler_result api_rides_list(struct http_request *req)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    int limit;
+    const char *after;
+    api_page(req, &limit, &after, &fe);
+    int64_t cursor = 0;
+    if (after && !validate_query_int(after, 1, INT64_MAX, &cursor))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
+    const char *customer = http_query(req, "customer");
+    json_t *utf8 = customer ? json_string(customer) : NULL; /* NULL: not UTF-8 */
+    if (customer && (!utf8 || !customer[0] || validate_utf8_length(customer) > RIDES_TEXT_MAX))
+        field_errors_add(&fe, "customer", "must be 1 to %d characters of UTF-8", RIDES_TEXT_MAX);
+    json_decref(utf8);
+    enum handler_result res;
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct ride *rides = NULL;
+    int n = 0;
+    char next[24];
+    enum mq_status st =
+        rides_list(c, customer, after ? after : "", limit, &rides, &n, next, sizeof next);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(items, ride_json(&rides[i]));
+        ride_clear(&rides[i]);
+    }
+    free(rides);
+    return http_reply_json(
+        req, 200,
+        json_pack("{s:o, s:o}", "rides", items, "next", next[0] ? json_string(next) : json_null()));
+}

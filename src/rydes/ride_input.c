@@ -1,0 +1,102 @@
+/* Validation of a ride submission (POST /rides); see include/rydes/rides.h. Pure: no I/O. */
+#include "rydes/rides.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The value of field or of its alias (the reference workshop's hyphenated spelling); naming
+ * both is an error. *name receives the spelling used. */
+static json_t *aliased(json_t *body, const char *field, const char *alias, const char **name,
+                       struct field_errors *fe)
+{
+    json_t *a = json_object_get(body, field), *b = alias ? json_object_get(body, alias) : NULL;
+    if (a && b)
+        field_errors_add(fe, field, "give either %s or %s, not both", field, alias);
+    *name = a || !b ? field : alias;
+    return a ? a : b;
+}
+
+static const char *text_field(json_t *body, const char *field, const char *alias, bool required,
+                              struct field_errors *fe)
+{
+    const char *name;
+    if (!aliased(body, field, alias, &name, fe) && !required)
+        return NULL;
+    return validate_string(body, name, required, 1, RIDES_TEXT_MAX, fe);
+}
+
+/* Parses a numeric string: an optional minus, digits, an optional fraction; nothing else. */
+static bool parse_decimal(const char *s, double *out, int *decimals)
+{
+    const char *p = s + (*s == '-');
+    size_t whole = strspn(p, "0123456789");
+    const char *dot = p + whole;
+    size_t frac = *dot == '.' ? strspn(dot + 1, "0123456789") : 0;
+    const char *end = *dot == '.' ? dot + 1 + frac : dot;
+    if (whole == 0 || *end != '\0' || (*dot == '.' && frac == 0) || strlen(s) > 40)
+        return false;
+    errno = 0;
+    *out = strtod(s, NULL);
+    *decimals = (int)frac;
+    return errno == 0 && isfinite(*out);
+}
+
+/* Decimal places a double shows at most (for values as JSON numbers): 0..3, 3 meaning more. */
+static int decimals_of(double v)
+{
+    for (int d = 0; d < 3; d++) {
+        double scaled = v * pow(10, d);
+        if (fabs(scaled - round(scaled)) < 1e-9 * fmax(1.0, fabs(scaled)))
+            return d;
+    }
+    return 3;
+}
+
+/* Reads a number given as a JSON number or a numeric string, within 0..max and with at most
+ * max_decimals decimals (-1: any). */
+static double number_field(json_t *body, const char *field, double max, int max_decimals,
+                           struct field_errors *fe)
+{
+    const char *name;
+    json_t *v = aliased(body, field, NULL, &name, fe);
+    double d = 0;
+    int decimals = 0;
+    bool ok = true;
+    if (!v) {
+        field_errors_add(fe, name, "is required");
+        return 0;
+    }
+    if (json_is_number(v)) {
+        d = json_number_value(v);
+        decimals = decimals_of(d);
+    } else {
+        ok = json_is_string(v) && parse_decimal(json_string_value(v), &d, &decimals);
+    }
+    if (!ok)
+        field_errors_add(fe, name, "must be a number or a numeric string such as \"12.50\"");
+    else if (d < 0 || d > max)
+        field_errors_add(fe, name, "must be from 0 to %.0f", max);
+    else if (max_decimals >= 0 && decimals > max_decimals)
+        field_errors_add(fe, name, "must have at most %d decimals", max_decimals);
+    return ok ? d : 0;
+}
+
+void rides_input(json_t *body, struct ride_input *in, struct field_errors *fe)
+{
+    static const char *const known[] = {"from",        "to",          "customer",   "unicorn",
+                                        "duration",    "distance",    "fare",       "from-location",
+                                        "to-location", "customer-id", "unicorn-id", NULL};
+    memset(in, 0, sizeof *in);
+    validate_known_fields(body, known, fe);
+    in->from = text_field(body, "from", "from-location", true, fe);
+    in->to = text_field(body, "to", "to-location", true, fe);
+    in->customer = text_field(body, "customer", "customer-id", true, fe);
+    in->unicorn = text_field(body, "unicorn", "unicorn-id", false, fe);
+    in->duration = number_field(body, "duration", RIDES_DURATION_MAX, -1, fe);
+    in->distance = number_field(body, "distance", RIDES_DISTANCE_MAX, -1, fe);
+    in->fare = number_field(body, "fare", RIDES_FARE_MAX, 2, fe);
+}

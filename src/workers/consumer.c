@@ -1,0 +1,176 @@
+/* The consumer loop; see include/rydes/consumer.h. */
+#include "rydes/consumer.h"
+
+#include "rydes/clock.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+#include "rydes/worker.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONSUMER_WAIT_US      5000000  /* a long poll on the hub lasts at most this */
+#define CONSUMER_BACKOFF_MIN  100      /* ms, when the database is away... */
+#define CONSUMER_BACKOFF_MAX  5000     /* ...doubling up to this */
+#define CONSUMER_NO_QUEUE_MS  5000     /* the queue does not exist (yet) */
+#define CONSUMER_QUEUE_TTL_US 10000000 /* queue attributes are read again this often */
+#define CONSUMER_RETRY_MAX_S  60       /* a failed message's backoff is at most this */
+
+bool (*consumer_fault_hook)(const char *worker, const struct mq_message *m);
+
+struct consumer {
+    const struct consumer_def *def;
+    struct consumer_env env;
+    struct consumer_counters counters;
+    struct mq_queue q;
+    int64_t q_read_us; /* 0: not read */
+    int backoff_ms;
+    struct worker *worker;
+    /* the long poll: the hub's wake callback sets woken */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woken;
+    struct mq_waiter waiter;
+};
+
+static int backoff(struct consumer *k)
+{
+    k->backoff_ms = k->backoff_ms ? k->backoff_ms * 2 : CONSUMER_BACKOFF_MIN;
+    if (k->backoff_ms > CONSUMER_BACKOFF_MAX)
+        k->backoff_ms = CONSUMER_BACKOFF_MAX;
+    return k->backoff_ms;
+}
+
+static void on_wake(struct mq_waiter *w, enum mq_wake why)
+{
+    (void)why;
+    struct consumer *k = w->ctx;
+    pthread_mutex_lock(&k->mu);
+    k->woken = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* Waits until a message may have arrived on the queue (or the wait's deadline, or the hub
+ * stops). Returns the milliseconds the caller should still sleep (the hub refused us). */
+static int wait_for_messages(struct consumer *k, uint64_t seq)
+{
+    k->woken = false;
+    k->waiter = (struct mq_waiter){.queue_id = k->q.id,
+                                   .deadline_us = clock_mono_us() + CONSUMER_WAIT_US,
+                                   .wake = on_wake,
+                                   .ctx = k};
+    if (mq_hub_wait(k->env.hub, &k->waiter, seq) != MQ_WAIT_OK)
+        return 1000;
+    pthread_mutex_lock(&k->mu);
+    while (!k->woken)
+        pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+    return 0;
+}
+
+/* The delay before a failed message is offered again: 2^(receive_count - 1) seconds. */
+static int retry_delay(int receive_count)
+{
+    int d = 1;
+    for (int i = 1; i < receive_count && d < CONSUMER_RETRY_MAX_S; i++)
+        d *= 2;
+    return d < CONSUMER_RETRY_MAX_S ? d : CONSUMER_RETRY_MAX_S;
+}
+
+/* Handles one message: the handler's work and the ack commit together, or neither. */
+static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+{
+    char why[256] = "";
+    bool ok = db_begin(c);
+    if (ok && consumer_fault_hook && consumer_fault_hook(k->def->name, m)) {
+        snprintf(why, sizeof why, "failure injected by a test");
+        ok = false;
+    }
+    ok = ok && k->def->handle(c, m, why, sizeof why) == CONSUMER_DONE;
+    ok = ok && mq_delete(c, &k->q, m->receipt) == MQ_OK;
+    ok = ok && db_commit(c);
+    if (ok) {
+        atomic_fetch_add(&k->counters.handled, 1);
+        return;
+    }
+    db_rollback(c);
+    atomic_fetch_add(&k->counters.failed, 1);
+    log_warn("%s: message %s failed (receive %d): %s", k->def->name, m->message_id,
+             m->receive_count, why[0] ? why : "a statement failed");
+    if (!db_conn_lost(c))
+        mq_change_visibility(c, &k->q, m->receipt, retry_delay(m->receive_count));
+}
+
+/* Reads the queue's attributes when they are missing or old; false when it does not exist. */
+static bool refresh_queue(struct consumer *k, struct db_conn *c, enum mq_status *st)
+{
+    *st = MQ_OK;
+    if (k->q_read_us && clock_mono_us() - k->q_read_us < CONSUMER_QUEUE_TTL_US)
+        return true;
+    *st = mq_queue_get(c, k->def->queue, &k->q);
+    if (*st == MQ_NOT_FOUND && k->q_read_us == 0)
+        log_warn("%s: queue %s does not exist; waiting for it", k->def->name, k->def->queue);
+    if (*st == MQ_OK)
+        k->q_read_us = clock_mono_us();
+    return *st == MQ_OK;
+}
+
+static int consumer_step(struct worker *w, void *arg)
+{
+    (void)w;
+    struct consumer *k = arg;
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(k->env.pool, k->env.acquire_timeout_ms, &why);
+    if (!c)
+        return backoff(k);
+    enum mq_status st;
+    if (!refresh_queue(k, c, &st)) {
+        db_pool_release(k->env.pool, c);
+        return st == MQ_NOT_FOUND ? CONSUMER_NO_QUEUE_MS : backoff(k);
+    }
+    uint64_t seq = mq_hub_seq(k->env.hub, k->q.id);
+    struct mq_message *msgs = NULL;
+    int n = 0;
+    st = mq_receive(c, &k->q, k->def->batch, k->def->visibility, false, &msgs, &n);
+    for (int i = 0; st == MQ_OK && i < n; i++)
+        handle_one(k, c, &msgs[i]);
+    mq_messages_free(msgs, n);
+    db_pool_release(k->env.pool, c);
+    if (st != MQ_OK)
+        return backoff(k);
+    k->backoff_ms = 0;
+    return n ? 0 : wait_for_messages(k, seq);
+}
+
+struct consumer *consumer_start(const struct consumer_def *def, const struct consumer_env *env)
+{
+    struct consumer *k = xcalloc(1, sizeof *k);
+    k->def = def;
+    k->env = *env;
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    k->worker = worker_start(consumer_step, k);
+    return k;
+}
+
+void consumer_stop(struct consumer *k)
+{
+    if (!k)
+        return;
+    worker_stop(k->worker);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    free(k);
+}
+
+const struct consumer_counters *consumer_counters(const struct consumer *k)
+{
+    return &k->counters;
+}
+
+const struct consumer_def *consumer_def_of(const struct consumer *k)
+{
+    return k->def;
+}

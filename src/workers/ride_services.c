@@ -1,0 +1,141 @@
+/* The four ride-completion services. Each consumes its queue (raw deliveries of topic
+ * ride-completion: the ride's JSON) and writes what it did to its table, keyed by the ride, so
+ * a redelivered message changes nothing twice (and the ack commits in the same transaction,
+ * rydes/consumer.h). The customer-accounting queue is consumed by the fare saga. */
+#include "rydes/services.h"
+
+#include "rydes/jsontext.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct db_stmt q_notify =
+    DB_STMT("svc_notify",
+            "INSERT INTO ride_notifications (ride_id, customer, message) VALUES ($1, $2, $3) "
+            "ON CONFLICT (ride_id) DO NOTHING",
+            3);
+static struct db_stmt q_loyalty =
+    DB_STMT("svc_loyalty",
+            "WITH c AS (INSERT INTO loyalty_credits (ride_id, customer, points) "
+            "VALUES ($1, $2, $3) ON CONFLICT (ride_id) DO NOTHING RETURNING customer, points) "
+            "INSERT INTO loyalty_accounts AS a (customer, points, rides) "
+            "SELECT customer, points, 1 FROM c ON CONFLICT (customer) DO UPDATE "
+            "SET points = a.points + EXCLUDED.points, rides = a.rides + 1, updated_at = now()",
+            3);
+static struct db_stmt q_datalake = DB_STMT("svc_datalake",
+                                           "INSERT INTO datalake_rides (ride_id, ride) "
+                                           "VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+                                           2);
+static struct db_stmt q_extraordinary =
+    DB_STMT("svc_extraordinary",
+            "INSERT INTO extraordinary_rides (ride_id, customer, fare, distance) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            4);
+
+/* The fields of a ride event the services use. */
+struct ride_event {
+    json_t *json; /* owned */
+    const char *id, *customer, *from, *to;
+    double fare, distance;
+};
+
+static bool parse_ride(const struct mq_message *m, struct ride_event *e, char *why, size_t n)
+{
+    memset(e, 0, sizeof *e);
+    e->json = json_loads(m->body, 0, NULL);
+    e->id = json_string_value(json_object_get(e->json, "id"));
+    e->customer = json_string_value(json_object_get(e->json, "customer"));
+    e->from = json_string_value(json_object_get(e->json, "from"));
+    e->to = json_string_value(json_object_get(e->json, "to"));
+    json_t *fare = json_object_get(e->json, "fare"),
+           *distance = json_object_get(e->json, "distance");
+    if (!e->id || !e->customer || !e->from || !e->to || !json_is_number(fare) ||
+        !json_is_number(distance)) {
+        snprintf(why, n, "not a ride event (id, customer, from, to, fare, distance)");
+        json_decref(e->json);
+        return false;
+    }
+    e->fare = json_number_value(fare);
+    e->distance = json_number_value(distance);
+    return true;
+}
+
+/* Runs st with v; CONSUMER_RETRY with the database's message when it fails. */
+static enum consumer_result exec(struct db_conn *c, struct db_stmt *st, const char *const *v,
+                                 char *why, size_t n)
+{
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
+    bool ok = db_ok(c, r, PGRES_COMMAND_OK);
+    if (!ok)
+        snprintf(why, n, "%s", r ? PQresultErrorMessage(r) : "no connection");
+    PQclear(r);
+    return ok ? CONSUMER_DONE : CONSUMER_RETRY;
+}
+
+static enum consumer_result notify(struct db_conn *c, const struct mq_message *m, char *why,
+                                   size_t n)
+{
+    struct ride_event e;
+    if (!parse_ride(m, &e, why, n))
+        return CONSUMER_RETRY;
+    char text[600];
+    snprintf(text, sizeof text,
+             "Thank you for riding with Wild Rydes from %.200s to %.200s. "
+             "Your fare: %.2f.",
+             e.from, e.to, e.fare);
+    const char *v[] = {e.id, e.customer, text};
+    enum consumer_result r = exec(c, &q_notify, v, why, n);
+    json_decref(e.json);
+    return r;
+}
+
+static enum consumer_result loyalty(struct db_conn *c, const struct mq_message *m, char *why,
+                                    size_t n)
+{
+    struct ride_event e;
+    if (!parse_ride(m, &e, why, n))
+        return CONSUMER_RETRY;
+    char points[32];
+    snprintf(points, sizeof points, "%lld", (long long)e.fare + 1); /* a point per unit, +1 */
+    const char *v[] = {e.id, e.customer, points};
+    enum consumer_result r = exec(c, &q_loyalty, v, why, n);
+    json_decref(e.json);
+    return r;
+}
+
+static enum consumer_result datalake(struct db_conn *c, const struct mq_message *m, char *why,
+                                     size_t n)
+{
+    struct ride_event e;
+    if (!parse_ride(m, &e, why, n))
+        return CONSUMER_RETRY;
+    const char *v[] = {e.id, m->body};
+    enum consumer_result r = exec(c, &q_datalake, v, why, n);
+    json_decref(e.json);
+    return r;
+}
+
+static enum consumer_result extraordinary(struct db_conn *c, const struct mq_message *m, char *why,
+                                          size_t n)
+{
+    struct ride_event e;
+    if (!parse_ride(m, &e, why, n))
+        return CONSUMER_RETRY;
+    char fare[32], distance[32];
+    snprintf(fare, sizeof fare, "%.2f", e.fare);
+    jsontext_format_double(e.distance, distance, sizeof distance);
+    const char *v[] = {e.id, e.customer, fare, distance};
+    enum consumer_result r = exec(c, &q_extraordinary, v, why, n);
+    json_decref(e.json);
+    return r;
+}
+
+const struct consumer_def service_customer_notification = {"customer-notification",
+                                                           "customer-notification", 10, 30, notify};
+const struct consumer_def service_customer_loyalty = {"customer-loyalty", "customer-loyalty", 10,
+                                                      30, loyalty};
+const struct consumer_def service_datalake_ingestion = {"datalake-ingestion", "datalake-ingestion",
+                                                        10, 30, datalake};
+const struct consumer_def service_extraordinary_rides = {
+    "extraordinary-rides", "extraordinary-rides", 10, 30, extraordinary};

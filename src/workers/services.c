@@ -1,0 +1,58 @@
+/* The set of built-in consumers a process runs; see include/rydes/services.h. */
+#include "rydes/services.h"
+
+#include "rydes/buf.h"
+#include "rydes/mem.h"
+
+#include <stdlib.h>
+
+const struct consumer_def *const services_all[] = {
+    &service_customer_notification,
+    &service_customer_loyalty,
+    &service_datalake_ingestion,
+    &service_extraordinary_rides,
+    NULL,
+};
+
+#define SERVICES_MAX (sizeof services_all / sizeof *services_all)
+
+struct services {
+    struct consumer *running[SERVICES_MAX];
+    int n;
+};
+
+struct services *services_start(const struct config *cfg, const struct consumer_env *env)
+{
+    struct services *s = xcalloc(1, sizeof *s);
+    for (int i = 0; services_all[i]; i++)
+        if (config_worker_enabled(cfg, services_all[i]->name))
+            s->running[s->n++] = consumer_start(services_all[i], env);
+    return s;
+}
+
+void services_stop(struct services *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++)
+        consumer_stop(s->running[i]);
+    free(s);
+}
+
+void services_render_metrics(const struct services *s, struct buf *out)
+{
+    if (!s || !s->n)
+        return;
+    buf_puts(out, "# HELP rydes_worker_messages_total Messages handled by built-in services, by "
+                  "outcome (failed ones are redelivered).\n"
+                  "# TYPE rydes_worker_messages_total counter\n");
+    for (int i = 0; i < s->n; i++) {
+        const struct consumer_counters *c = consumer_counters(s->running[i]);
+        const char *name = consumer_def_of(s->running[i])->name;
+        buf_printf(out,
+                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"handled\"} %llu\n"
+                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"failed\"} %llu\n",
+                   name, (unsigned long long)atomic_load(&c->handled), name,
+                   (unsigned long long)atomic_load(&c->failed));
+    }
+}
