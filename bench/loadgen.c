@@ -2,10 +2,11 @@
  * handle, drive the gateway for a fixed time and report operations per second and latency
  * percentiles on one line of JSON.
  *
- *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|cycle|cycle10 CONNECTIONS SECONDS
+ *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|cycle|cycle10 CONNECTIONS SECONDS
  *
  * send: POST /queues/NAME/messages. sendattr: the same with the three message attributes a
- * publish carries. publish: POST /topics/NAME/messages with those attributes. cycle: send,
+ * publish carries. publish: POST /topics/NAME/messages with those attributes. ride: POST /rides
+ * (a completed ride; NAME is ignored). cycle: send,
  * receive one, delete it (one message's life). cycle10: send a batch of 10, receive up to 10,
  * delete them with one batch delete; counted in messages. */
 #include <curl/curl.h>
@@ -103,6 +104,17 @@ static int op_publish(struct conn *c, char *path)
     return post_ride(c, path, "topics", true);
 }
 
+static int op_ride(struct conn *c, char *path)
+{
+    snprintf(path, 256, "/rides");
+    return request(c, "POST", path,
+                   "{\"from\":\"Berlin\",\"to\":\"Frankfurt\",\"customer\":\"cust-42\","
+                   "\"duration\":1800,\"distance\":55.5,\"fare\":61.5,"
+                   "\"unicorn\":\"shadowfax\"}") == 201
+               ? 1
+               : -1;
+}
+
 /* Receives up to max and deletes what came; returns the number of messages or -1. */
 static int receive_delete(struct conn *c, char *path, int max)
 {
@@ -186,6 +198,7 @@ static void *worker(void *arg)
     int (*op)(struct conn *, char *) = strcmp(sh->mode, "send") == 0       ? op_send
                                        : strcmp(sh->mode, "sendattr") == 0 ? op_sendattr
                                        : strcmp(sh->mode, "publish") == 0  ? op_publish
+                                       : strcmp(sh->mode, "ride") == 0     ? op_ride
                                        : strcmp(sh->mode, "cycle") == 0    ? op_cycle
                                                                            : op_cycle10;
     double end = now() + sh->seconds;
@@ -209,8 +222,9 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc != 7) {
-        fprintf(stderr, "usage: loadgen BASE_URL TOKEN NAME send|sendattr|publish|cycle|cycle10 "
-                        "CONNS SECONDS\n");
+        fprintf(stderr,
+                "usage: loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|cycle|cycle10 "
+                "CONNS SECONDS\n");
         return 2;
     }
     struct shared sh = {.base = argv[1],

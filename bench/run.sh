@@ -83,6 +83,7 @@ bench_http() {
     reset_tables
     DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
         RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_THREADS=4 RYDES_DB_POOL_SIZE=16 \
+        RYDES_WORKERS=none \
         "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/rydes.log" 2>&1 &
     BENCH_PID=$!
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
@@ -93,6 +94,7 @@ bench_http() {
     reset_tables
     HCYCLE=$(per_second "$($lg cycle 8 "$SECS")")
     bench_publish "$port" "$token"
+    bench_rides "$port" "$token"
     kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
     row "HTTP send, 8 connections (msg/s, p99 ${HSEND_P99} ms)" "$HSEND" "engine SQL send $ESEND" "$(ratio "$HSEND" "$ESEND") (≥ 0.6)"
     row "HTTP cycle, 8 connections (msg/s)" "$HCYCLE" "engine SQL cycle $ECYCLE" "$(ratio "$HCYCLE" "$ECYCLE") (≥ 0.6)"
@@ -123,6 +125,26 @@ bench_publish() {
     cost5=$(awk -v s="$HSENDA" -v p="$HPUB" 'BEGIN { printf "%.2f", (p > 0 ? s / (5 * p) : 0) }')
     row "HTTP publish, 5 subscriptions, 1 filtered (publishes/s)" "$HPUB" "HTTP send $HSENDA/s" "cost $cost× a send (≤ 2)"
     row "HTTP publish vs five sends (cost)" "$cost5" "5 × send" "$cost5 (≤ 0.4)"
+}
+
+field() { echo "$1" | sed "s/.*\"$2\":\([0-9.]*\).*/\1/"; }
+
+# POST /rides (store + publish to five queues, one filtered, in one transaction) next to a
+# plain send of one message, at 1, 16 and 64 connections. The services are off (RYDES_WORKERS
+# =none) so that only the request path is measured. Target: a ride costs ≤ 1.5 × a send.
+bench_rides() {
+    local base="http://127.0.0.1:$1" token=$2 c ride send
+    local lg="$ROOT/build-bench/loadgen $base $token"
+    for c in 1 16 64; do
+        reset_tables; bench_sql -c "TRUNCATE rides, payloads"
+        ride=$($lg bench ride "$c" "$SECS")
+        reset_tables
+        send=$($lg bench send "$c" "$SECS")
+        row "POST /rides, $c conn (rides/s; p50/p99 ms $(field "$ride" p50_ms)/$(field "$ride" p99_ms))" \
+            "$(per_second "$ride")" \
+            "send $(per_second "$send")/s, p50/p99 $(field "$send" p50_ms)/$(field "$send" p99_ms)" \
+            "cost $(ratio "$(per_second "$send")" "$(per_second "$ride")")× a send (≤ 1.5)"
+    done
 }
 
 # Matching one message against 200 compiled filter policies (pure C, one core).

@@ -129,3 +129,15 @@ BEGIN
            OR s.filter_scope <> 'attributes' OR NOT s.raw_delivery;
 END
 $$;
+
+-- The Wild Rydes part of the sweep (run by the sweeper after mq_sweep): idempotency keys older
+-- than 48 hours, at most p_batch per call. Returns how many it deleted.
+CREATE FUNCTION rydes_sweep(p_batch int) RETURNS bigint
+LANGUAGE sql AS $$
+    WITH gone AS (
+        DELETE FROM idempotency_keys k WHERE (k.scope, k.key) IN (
+            SELECT scope, key FROM idempotency_keys
+            WHERE created_at < now() - interval '48 hours' ORDER BY created_at LIMIT p_batch)
+        RETURNING 1)
+    SELECT count(*) FROM gone
+$$;

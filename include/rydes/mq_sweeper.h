@@ -8,8 +8,11 @@
 struct mq_sweeper;
 
 /* Starts the thread: a sweep every interval_ms, a depth measurement at most every few seconds
- * (less often when measuring takes long). Stop and free with mq_sweeper_stop. */
-struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms);
+ * (less often when measuring takes long), and after each sweep the statement extra (static
+ * storage, or NULL): the sweep of layers above the engine. Stop and free with
+ * mq_sweeper_stop. */
+struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms,
+                                    const char *extra);
 void mq_sweeper_stop(struct mq_sweeper *s);
 /* Runs one sweep on pg right now (tests); returns the number of rows deleted or -1. */
 long long mq_sweep_once(void *pg);

@@ -7,6 +7,7 @@
 #ifndef RYDES_TOPICS_H
 #define RYDES_TOPICS_H
 
+#include "rydes/buf.h"
 #include "rydes/filter.h"
 #include "rydes/mq.h"
 
@@ -112,6 +113,34 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
                           const struct mq_subscription *subs, int n, const struct mq_publish *p,
                           bool (*listened)(void *ctx, int queue_id), void *ctx,
                           struct mq_publish_result *out);
+
+/* Locks, inside the caller's transaction, the message groups named in groups (a JSON array of
+ * strings) in every FIFO queue of subs, in one global order: a batch of FIFO publishes naming
+ * several groups cannot deadlock with another naming them in another order. */
+enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_subscription *subs, int n,
+                                      json_t *groups);
+
+/* A publish decided but not written, for callers that write it inside a statement of their own
+ * (POST /rides). lean: every matching subscription is a queue taking the same form (all raw or
+ * all enveloped), none FIFO, no URL; then the publish is the SQL call
+ * mq_publish_payload(message_id::uuid, payload, body_json, attributes::jsonb, queues::int[],
+ * notify::int[]) (sql/006) with the values below. When !lean, use mq_publish. */
+struct mq_publish_plan {
+    bool lean;
+    char message_id[IDS_UUID_LEN];
+    int n;         /* matching queues (0: nothing to write) */
+    char *payload; /* owned: the body or the envelope */
+    bool body_json;
+    char *attributes;          /* owned JSON text, or NULL */
+    struct buf queues, notify; /* int[] literals */
+};
+
+/* Evaluates the subscriptions' filters for p and fills plan (clear it with
+ * mq_publish_plan_clear). */
+void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *subs, int n,
+                     const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
+                     void *ctx, struct mq_publish_plan *plan);
+void mq_publish_plan_clear(struct mq_publish_plan *plan);
 
 /* Resolves the queue names of a recipient list into raw, unfiltered targets for mq_publish
  * (which then needs no topic: pass NULL). MQ_INVALID with detail naming every unknown queue,

@@ -500,6 +500,21 @@ static void publish_entry(struct http_request *req, struct db_conn *c, const str
     json_decref(fields);
 }
 
+/* A FIFO batch locks every group it names up front, in one order (see mq_publish_lock_groups). */
+static enum mq_status lock_batch_groups(struct db_conn *c, const struct topic_set *set,
+                                        json_t *items)
+{
+    json_t *groups = json_array();
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *g = json_object_get(json_array_get(items, i), "group_id");
+        if (json_is_string(g))
+            json_array_append(groups, g);
+    }
+    enum mq_status st = mq_publish_lock_groups(c, set->subs, set->n, groups);
+    json_decref(groups);
+    return st;
+}
+
 enum handler_result api_topics_publish_batch(struct http_request *req)
 {
     enum handler_result res;
@@ -518,6 +533,8 @@ enum handler_result api_topics_publish_batch(struct http_request *req)
     /* one transaction: a failure answered 5xx has published nothing, so a retry is safe */
     if (set && !db_begin(c))
         st = MQ_UNAVAILABLE;
+    if (set && st == MQ_OK && set->topic.fifo)
+        st = lock_batch_groups(c, set, items);
     for (size_t i = 0; set && st == MQ_OK && i < json_array_size(items); i++)
         publish_entry(req, c, set, i, json_array_get(items, i), ok, failed, &st);
     if (set && st == MQ_OK && !db_commit(c))

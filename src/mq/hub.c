@@ -377,6 +377,10 @@ static void hub_step(struct mq_hub *h)
         }
         if (!h->pg)
             return;
+        /* notifications that arrived while the queries above ran sit in libpq already */
+        drain_notifications(h);
+        if (!h->pg)
+            return;
         struct pollfd p[2] = {{.fd = PQsocket(h->pg), .events = POLLIN},
                               {.fd = h->pipe_rd, .events = POLLIN}};
         int64_t wake = h->next_check_us < h->next_listen_us ? h->next_check_us : h->next_listen_us;

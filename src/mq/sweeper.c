@@ -20,6 +20,7 @@
 
 struct mq_sweeper {
     char *conninfo;
+    const char *extra; /* another layer's sweep statement, or NULL */
     int connect_timeout_s;
     int interval_ms;
     PGconn *pg;
@@ -83,13 +84,17 @@ static int sweep_step(struct worker *w, void *arg)
     long long n = mq_sweep_once(s->pg);
     if (n > 0)
         log_debug("sweeper deleted %lld expired rows", n);
+    if (s->extra)
+        exec_ok(s->pg, s->extra, PGRES_TUPLES_OK, NULL);
     measure(s);
     return s->interval_ms;
 }
 
-struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms)
+struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms,
+                                    const char *extra)
 {
     struct mq_sweeper *s = xcalloc(1, sizeof *s);
+    s->extra = extra;
     s->conninfo = xstrdup(conninfo);
     s->connect_timeout_s = connect_timeout_s;
     s->interval_ms = interval_ms;

@@ -83,19 +83,10 @@ static struct db_stmt q_publish_push = DB_STMT(
     "SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM push), (SELECT count(*) FROM "
     "push), " PUBLISH_NOTIFY_SQL,
     12);
-/* The common publish: every target a queue taking the same form (all raw or all enveloped), no
- * URL: one payload, one plain INSERT … SELECT whose rows NOTIFY the listened queues. $1 message
- * id, $2 the payload, $3 body_json, $4 attributes, $5 target queues, $6 those to NOTIFY. */
+/* The common publish (sql/006): see mq_publish_plan. */
 static struct db_stmt q_publish_lean = DB_STMT(
     "mq_publish_lean",
-    "WITH p AS (INSERT INTO payloads (body) VALUES ($2) RETURNING id) "
-    "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes, "
-    "payload_id) SELECT t.q, now() + make_interval(secs => qq.delay_seconds), $1::uuid, "
-    "$3::boolean, '', $4::jsonb, p.id FROM unnest($5::int[]) AS t(q) "
-    "JOIN queues qq ON qq.id = t.q CROSS JOIN p "
-    "RETURNING CASE WHEN queue_id = ANY ($6::int[]) THEN pg_notify('rydes_mq', queue_id::text) "
-    "END",
-    6);
+    "SELECT mq_publish_payload($1::uuid, $2, $3::boolean, $4::jsonb, $5::int[], $6::int[])", 6);
 /* A publish with FIFO targets (sql/004): $1..$9 as above, $10 the topic id (NULL for a
  * recipient list), $11 the dedup id, $12 the group. */
 static struct db_stmt q_publish_fifo =
@@ -418,21 +409,42 @@ static void targets_close(struct targets *t)
         buf_puts(all[i], all[i]->len ? "}" : "{}");
 }
 
-/* Publishes through q_publish_lean (tg: queues only, all of one form). */
-static enum mq_status publish_lean(struct db_conn *c, const struct mq_topic *t,
-                                   const struct mq_publish *p, struct targets *tg,
+/* Can tg be published by mq_publish_payload: queues only, all of one form, none FIFO? */
+static bool targets_lean(const struct mq_topic *t, const struct targets *tg)
+{
+    return !tg->any_fifo && !(t && t->fifo) && !tg->nurls && !(tg->any_raw && tg->any_env);
+}
+
+/* Fills plan from the (closed) targets tg, which must be lean. */
+static void plan_fill(const struct mq_topic *t, const struct mq_publish *p, struct targets *tg,
+                      struct mq_publish_plan *plan)
+{
+    plan->lean = true;
+    plan->n = tg->n;
+    plan->payload = tg->any_env ? envelope(t, p, plan->message_id) : xstrdup(p->body);
+    plan->body_json = tg->any_env || p->body_json;
+    plan->attributes =
+        tg->any_raw && p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
+    plan->queues = tg->queues;
+    plan->notify = tg->notify;
+    buf_init(&tg->queues);
+    buf_init(&tg->notify);
+}
+
+/* Publishes through q_publish_lean. */
+static enum mq_status publish_lean(struct db_conn *c, const struct mq_publish_plan *plan,
                                    struct mq_publish_result *out)
 {
-    char *env = tg->any_env ? envelope(t, p, out->message_id) : NULL;
-    char *attrs = tg->any_raw && p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
-    const char *v[] = {out->message_id, env ? env : p->body,  env || p->body_json ? "t" : "f",
-                       attrs,           buf_str(&tg->queues), buf_str(&tg->notify)};
+    const char *v[] = {plan->message_id,
+                       plan->payload,
+                       plan->body_json ? "t" : "f",
+                       plan->attributes,
+                       buf_str((struct buf *)&plan->queues),
+                       buf_str((struct buf *)&plan->notify)};
     PGresult *r = db_exec(c, &q_publish_lean, v, NULL, NULL);
-    free(env);
-    free(attrs);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    out->deliveries = PQntuples(r);
+    out->deliveries = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return MQ_OK;
 }
@@ -442,10 +454,7 @@ static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
                                  const struct mq_publish *p, struct targets *tg,
                                  struct mq_publish_result *out)
 {
-    targets_close(tg);
     bool fifo = tg->any_fifo || (t && t->fifo);
-    if (!fifo && !tg->nurls && !(tg->any_raw && tg->any_env))
-        return publish_lean(c, t, p, tg, out);
     char *env = tg->any_env ? envelope(t, p, out->message_id) : NULL;
     char *attrs = p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
     char tid[16], sha[65];
@@ -492,30 +501,106 @@ static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
     return MQ_OK;
 }
 
-enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
-                          const struct mq_subscription *subs, int n, const struct mq_publish *p,
-                          bool (*listened)(void *ctx, int queue_id), void *ctx,
-                          struct mq_publish_result *out)
+/* Collects the subscriptions of subs that want p into tg (closed). */
+static void match_targets(const struct mq_subscription *subs, int n, const struct mq_publish *p,
+                          bool (*listened)(void *ctx, int queue_id), void *ctx, struct targets *tg)
 {
-    memset(out, 0, sizeof *out);
-    ids_uuid(out->message_id);
     /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
      * text (as SNS reads a message string); parsed only when such a policy exists */
     bool body_scope = false;
     for (int i = 0; i < n && !body_scope; i++)
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
     json_t *body = body_scope ? json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL) : NULL;
-    struct targets tg;
-    targets_init(&tg);
+    targets_init(tg);
     for (int i = 0; i < n; i++)
         if (wants(&subs[i], p, body))
-            targets_add(&tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
+            targets_add(tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
     json_decref(body);
-    /* a FIFO topic records the dedup id even when nothing matches */
-    bool run = tg.n || tg.nurls || (t && t->fifo);
-    enum mq_status st = run ? publish_to(c, t, p, &tg, out) : MQ_OK;
+    targets_close(tg);
+}
+
+void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *subs, int n,
+                     const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
+                     void *ctx, struct mq_publish_plan *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    ids_uuid(plan->message_id);
+    buf_init(&plan->queues);
+    buf_init(&plan->notify);
+    struct targets tg;
+    match_targets(subs, n, p, listened, ctx, &tg);
+    if (targets_lean(t, &tg)) {
+        buf_cleanup(&plan->queues);
+        buf_cleanup(&plan->notify);
+        plan_fill(t, p, &tg, plan);
+    }
+    targets_cleanup(&tg);
+}
+
+void mq_publish_plan_clear(struct mq_publish_plan *plan)
+{
+    free(plan->payload);
+    free(plan->attributes);
+    buf_cleanup(&plan->queues);
+    buf_cleanup(&plan->notify);
+    memset(plan, 0, sizeof *plan);
+}
+
+enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
+                          const struct mq_subscription *subs, int n, const struct mq_publish *p,
+                          bool (*listened)(void *ctx, int queue_id), void *ctx,
+                          struct mq_publish_result *out)
+{
+    memset(out, 0, sizeof *out);
+    struct targets tg;
+    match_targets(subs, n, p, listened, ctx, &tg);
+    enum mq_status st = MQ_OK;
+    if (targets_lean(t, &tg)) {
+        struct mq_publish_plan plan = {0};
+        ids_uuid(plan.message_id);
+        plan_fill(t, p, &tg, &plan);
+        memcpy(out->message_id, plan.message_id, sizeof out->message_id);
+        if (plan.n)
+            st = publish_lean(c, &plan, out);
+        mq_publish_plan_clear(&plan);
+    } else {
+        ids_uuid(out->message_id);
+        st = publish_to(c, t, p, &tg, out); /* FIFO topics record the dedup id even unmatched */
+    }
     targets_cleanup(&tg);
     return st;
+}
+
+/* Touches (and so locks) the rows of groups $2 (a JSON array of strings) in queues $1, in one
+ * order for everyone: (queue, group). */
+static struct db_stmt q_lock_groups = DB_STMT(
+    "mq_lock_groups",
+    "SELECT count(*) FROM (SELECT mq_touch_group(s.q, s.g) FROM (SELECT DISTINCT q, g "
+    "FROM unnest($1::int[]) AS q, json_array_elements_text($2::json) AS g ORDER BY q, g) s) t",
+    2);
+
+enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_subscription *subs, int n,
+                                      json_t *groups)
+{
+    struct buf queues;
+    buf_init(&queues);
+    int nq = 0;
+    char id[16];
+    for (int i = 0; i < n; i++)
+        if (subs[i].queue_fifo && !subs[i].url) {
+            snprintf(id, sizeof id, "%d", subs[i].queue_id);
+            array_add(&queues, &nq, id);
+        }
+    buf_puts(&queues, nq ? "}" : "{}");
+    char *g = json_dumps(groups, JSON_COMPACT);
+    const char *v[] = {buf_str(&queues), g};
+    PGresult *r = nq && json_array_size(groups) ? db_exec(c, &q_lock_groups, v, NULL, NULL) : NULL;
+    free(g);
+    buf_cleanup(&queues);
+    if (r && !db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    PQclear(r);
+    return MQ_OK;
 }
 
 static struct db_stmt q_recipients =

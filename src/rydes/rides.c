@@ -1,6 +1,7 @@
 /* Storing, publishing and reading rides; see include/rydes/rides.h. */
 #include "rydes/rides.h"
 
+#include "rydes/buf.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
 
@@ -23,9 +24,30 @@ static struct db_stmt q_key_get = DB_STMT(
 static struct db_stmt q_insert =
     DB_STMT("rides_insert",
             "INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
-            "distance, fare, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-            "RETURNING " RIDE_COLUMNS,
-            9);
+            "distance, fare, correlation_id, submitted_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            10);
+/* The ride ($1..$10 as q_insert) and its publish ($11..$15: mq_publish_payload's arguments
+ * after body_json) in one statement: one round trip, no explicit transaction. */
+#define RIDE_VALUES                                                                       \
+    "SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::numeric, $7::numeric, " \
+    "$8::numeric, $9::text, $10::timestamptz"
+static struct db_stmt q_submit = DB_STMT(
+    "rides_submit",
+    "WITH r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
+    "distance, fare, correlation_id, submitted_at) " RIDE_VALUES " RETURNING id) "
+    "SELECT mq_publish_payload($11::uuid, $12, true, $13::jsonb, $14::int[], $15::int[]) FROM r",
+    15);
+/* The same behind an idempotency key ($16, request hash $17): no row when the key was taken. */
+static struct db_stmt q_submit_key = DB_STMT(
+    "rides_submit_key",
+    "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
+    "VALUES ('rides', $16, $17, $1::uuid) ON CONFLICT DO NOTHING RETURNING 1), "
+    "r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
+    "distance, fare, correlation_id, submitted_at) " RIDE_VALUES
+    " WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
+    "SELECT mq_publish_payload($11::uuid, $12, true, $13::jsonb, $14::int[], $15::int[]) FROM r",
+    17);
 static struct db_stmt q_get =
     DB_STMT("rides_get", "SELECT " RIDE_COLUMNS " FROM rides WHERE id = $1", 1);
 static struct db_stmt q_list_all =
@@ -94,25 +116,6 @@ static json_t *ride_attributes(const struct ride *r, const char *fare, const cha
     return a;
 }
 
-/* Publishes ride r (stored in this transaction) to the topic of set. */
-static enum mq_status publish_ride(struct db_conn *c, const struct topic_set *set,
-                                   const struct ride *r, const char *const *numbers,
-                                   const char *correlation_id,
-                                   bool (*listened)(void *ctx, int queue_id), void *ctx,
-                                   struct mq_publish_result *out)
-{
-    json_t *body = ride_json(r);
-    char *text = jsontext_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    json_t *attrs = ride_attributes(r, numbers[2], numbers[1], correlation_id);
-    struct mq_publish p = {
-        .body = text, .body_len = strlen(text), .body_json = true, .attributes = attrs};
-    enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, ctx, out);
-    json_decref(attrs);
-    free(text);
-    return st;
-}
-
 static enum mq_status failed(struct db_conn *c, PGresult *r)
 {
     enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
@@ -120,74 +123,155 @@ static enum mq_status failed(struct db_conn *c, PGresult *r)
     return st;
 }
 
-/* Claims key for ride id; *claimed false when it was taken (then *same: by this very body,
- * and replay_id the ride it made). */
-static enum mq_status claim_key(struct db_conn *c, const char *key, const char *hash,
-                                const char *id, bool *claimed, bool *same, char *replay_id)
+/* A submission on its way in: the ride as it will be stored, its columns as SQL text, and
+ * the event to publish. */
+struct submission {
+    char id[IDS_UUID_LEN];
+    char numbers[3][32]; /* duration, distance, fare */
+    struct ride ride;    /* the values as stored (numbers read back from their text) */
+    char *body;          /* the event: the ride's JSON */
+    json_t *attributes;
+};
+
+static void submission_init(struct submission *s, const struct ride_input *in,
+                            const char *correlation_id)
 {
-    const char *v[] = {key, hash, id};
-    PGresult *r = db_exec(c, &q_key_claim, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
-    *claimed = PQntuples(r) == 1;
-    PQclear(r);
-    if (*claimed)
-        return MQ_OK;
-    r = db_exec(c, &q_key_get, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
-    *same = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), hash) == 0;
-    if (*same)
-        snprintf(replay_id, IDS_UUID_LEN, "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
-    return MQ_OK;
+    memset(s, 0, sizeof *s);
+    ids_uuid(s->id);
+    jsontext_format_double(in->duration, s->numbers[0], 32);
+    jsontext_format_double(in->distance, s->numbers[1], 32);
+    snprintf(s->numbers[2], 32, "%.2f", in->fare);
+    struct ride *r = &s->ride;
+    memcpy(r->id, s->id, sizeof r->id);
+    r->from = xstrdup(in->from);
+    r->to = xstrdup(in->to);
+    r->customer = xstrdup(in->customer);
+    r->unicorn = in->unicorn ? xstrdup(in->unicorn) : NULL;
+    r->duration = strtod(s->numbers[0], NULL);
+    r->distance = strtod(s->numbers[1], NULL);
+    r->fare = strtod(s->numbers[2], NULL);
+    clock_format_rfc3339(clock_wall_us(), r->submitted_at);
+    json_t *j = ride_json(r);
+    s->body = jsontext_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    s->attributes = ride_attributes(r, s->numbers[2], s->numbers[1], correlation_id);
 }
 
-/* Inserts the ride of in as id; out is filled from what the database stored. */
-static enum mq_status insert_ride(struct db_conn *c, const struct ride_input *in, const char *id,
-                                  const char *correlation_id, char numbers[3][32], struct ride *out)
+static void submission_clear(struct submission *s)
 {
-    jsontext_format_double(in->duration, numbers[0], 32);
-    jsontext_format_double(in->distance, numbers[1], 32);
-    snprintf(numbers[2], 32, "%.2f", in->fare);
-    const char *v[] = {id,         in->from,   in->to,     in->customer,  in->unicorn,
-                       numbers[0], numbers[1], numbers[2], correlation_id};
-    PGresult *r = db_exec(c, &q_insert, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
-    read_ride(r, 0, out);
-    PQclear(r);
-    return MQ_OK;
+    ride_clear(&s->ride);
+    free(s->body);
+    json_decref(s->attributes);
 }
 
-/* The transaction of rides_create, after BEGIN. */
-static enum rides_outcome create_in_tx(struct db_conn *c, const struct topic_set *set,
-                                       const struct ride_input *in, const char *key,
-                                       const char *hash, const char *correlation_id,
-                                       bool (*listened)(void *ctx, int queue_id), void *ctx,
-                                       struct ride *out, struct mq_publish_result *published,
-                                       enum mq_status *st)
+/* The first ten parameters of the insert statements. */
+static void ride_params(const struct submission *s, const char *correlation_id, const char **v)
 {
-    char id[IDS_UUID_LEN], replay[IDS_UUID_LEN], numbers[3][32];
-    ids_uuid(id);
-    bool claimed = true, same = false;
-    if (key && (*st = claim_key(c, key, hash, id, &claimed, &same, replay)) != MQ_OK)
+    const struct ride *r = &s->ride;
+    const char *cols[] = {s->id,          r->from,        r->to,         r->customer,
+                          r->unicorn,     s->numbers[0],  s->numbers[1], s->numbers[2],
+                          correlation_id, r->submitted_at};
+    memcpy(v, cols, sizeof cols);
+}
+
+/* Looks up key after it turned out taken: the ride it made (replay) or a conflict. */
+static enum rides_outcome taken_key(struct db_conn *c, const char *key, const char *hash,
+                                    struct ride *out, enum mq_status *st)
+{
+    const char *v[] = {key};
+    PGresult *r = db_exec(c, &q_key_get, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        *st = failed(c, r);
         return RIDES_FAILED;
-    if (!claimed && !same)
-        return RIDES_KEY_REUSED;
-    if (!claimed) {
-        *st = rides_get(c, replay, out);
-        return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
     }
-    if (!set)
-        return RIDES_NO_TOPIC;
-    if ((*st = insert_ride(c, in, id, correlation_id, numbers, out)) != MQ_OK)
+    bool same = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), hash) == 0;
+    char id[IDS_UUID_LEN] = "";
+    if (same)
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 1));
+    bool gone = PQntuples(r) == 0; /* swept between the two statements: as good as reused */
+    PQclear(r);
+    if (!same || gone)
+        return RIDES_KEY_REUSED;
+    *st = rides_get(c, id, out);
+    return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
+}
+
+/* The common case in one statement: the ride and its publish (plan is lean). */
+static enum rides_outcome
+submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_publish_plan *plan,
+                     const char *key, const char *hash, const char *correlation_id,
+                     struct ride *out, struct mq_publish_result *published, enum mq_status *st)
+{
+    const char *v[17];
+    ride_params(s, correlation_id, v);
+    v[10] = plan->message_id;
+    v[11] = plan->payload ? plan->payload : "";
+    v[12] = plan->attributes;
+    v[13] = buf_str((struct buf *)&plan->queues);
+    v[14] = buf_str((struct buf *)&plan->notify);
+    v[15] = key;
+    v[16] = hash;
+    PGresult *r = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        *st = failed(c, r);
         return RIDES_FAILED;
-    const char *nums[] = {numbers[0], numbers[1], numbers[2]};
-    *st = publish_ride(c, set, out, nums, correlation_id, listened, ctx, published);
-    if (*st != MQ_OK)
-        ride_clear(out);
-    return *st == MQ_OK ? RIDES_CREATED : RIDES_FAILED;
+    }
+    bool stored = PQntuples(r) == 1;
+    if (stored) {
+        published->deliveries = atoi(PQgetvalue(r, 0, 0));
+        memcpy(published->message_id, plan->message_id, sizeof published->message_id);
+        *out = s->ride; /* moved */
+        memset(&s->ride, 0, sizeof s->ride);
+    }
+    PQclear(r);
+    return stored ? RIDES_CREATED : taken_key(c, key, hash, out, st);
+}
+
+/* Any other topology (URL, enveloped or FIFO subscriptions added by an operator): a
+ * transaction around the insert and mq_publish. */
+static enum rides_outcome
+submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct submission *s,
+                      const char *key, const char *hash, const char *correlation_id,
+                      bool (*listened)(void *ctx, int queue_id), void *ctx, struct ride *out,
+                      struct mq_publish_result *published, enum mq_status *st)
+{
+    if (!db_begin(c)) {
+        *st = MQ_UNAVAILABLE;
+        return RIDES_FAILED;
+    }
+    const char *kv[] = {key, hash, s->id};
+    PGresult *r = key ? db_exec(c, &q_key_claim, kv, NULL, NULL) : NULL;
+    bool ok = !key || db_ok(c, r, PGRES_TUPLES_OK);
+    bool claimed = !key || (ok && PQntuples(r) == 1);
+    *st = ok ? MQ_OK : failed(c, r);
+    if (ok)
+        PQclear(r);
+    const char *v[10];
+    ride_params(s, correlation_id, v);
+    if (ok && claimed) {
+        r = db_exec(c, &q_insert, v, NULL, NULL);
+        ok = db_ok(c, r, PGRES_COMMAND_OK);
+        *st = ok ? MQ_OK : failed(c, r);
+        if (ok)
+            PQclear(r);
+    }
+    struct mq_publish p = {.body = s->body,
+                           .body_len = strlen(s->body),
+                           .body_json = true,
+                           .attributes = s->attributes};
+    if (ok && claimed)
+        *st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, ctx, published);
+    if (ok && claimed && *st == MQ_OK && db_commit(c)) {
+        *out = s->ride;
+        memset(&s->ride, 0, sizeof s->ride);
+        return RIDES_CREATED;
+    }
+    db_rollback(c);
+    if (*st == MQ_OK && !claimed)
+        return taken_key(c, key, hash, out, st);
+    if (*st == MQ_OK)
+        *st = MQ_UNAVAILABLE; /* the commit failed */
+    return RIDES_FAILED;
 }
 
 enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
@@ -200,19 +284,21 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
     memset(out, 0, sizeof *out);
     memset(published, 0, sizeof *published);
     *st = MQ_OK;
-    if (!db_begin(c)) {
-        *st = MQ_UNAVAILABLE;
-        return RIDES_FAILED;
-    }
-    enum rides_outcome o = create_in_tx(c, set, in, key, request_hash, correlation_id, listened,
-                                        ctx, out, published, st);
-    if (o == RIDES_CREATED && !db_commit(c)) {
-        ride_clear(out);
-        *st = MQ_UNAVAILABLE;
-        o = RIDES_FAILED;
-    }
-    if (o != RIDES_CREATED)
-        db_rollback(c);
+    if (!set)
+        return RIDES_NO_TOPIC;
+    struct submission s;
+    submission_init(&s, in, correlation_id);
+    struct mq_publish p = {
+        .body = s.body, .body_len = strlen(s.body), .body_json = true, .attributes = s.attributes};
+    struct mq_publish_plan plan;
+    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
+    enum rides_outcome o =
+        plan.lean ? submit_one_statement(c, &s, &plan, key, request_hash, correlation_id, out,
+                                         published, st)
+                  : submit_in_transaction(c, set, &s, key, request_hash, correlation_id, listened,
+                                          ctx, out, published, st);
+    mq_publish_plan_clear(&plan);
+    submission_clear(&s);
     return o;
 }
 

@@ -67,7 +67,7 @@ bool topology_ensure(PGconn *pg, const struct config *cfg, char *err, size_t err
         return false;
     if (ensure_all(pg, cfg, err, errlen))
         return run(pg, "COMMIT", 0, NULL, err, errlen);
-    char ignored[8];
+    char ignored[128];
     run(pg, "ROLLBACK", 0, NULL, ignored, sizeof ignored);
     return false;
 }
