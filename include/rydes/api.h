@@ -6,8 +6,8 @@
 #include "rydes/db.h"
 #include "rydes/http.h"
 #include "rydes/mq.h"
-#include "rydes/topic_cache.h"
 #include "rydes/tokens.h"
+#include "rydes/topic_cache.h"
 #include "rydes/validate.h"
 
 #include <stdbool.h>
@@ -106,5 +106,8 @@ enum handler_result api_topics_publish_batch(struct http_request *req);
 enum handler_result api_rides_create(struct http_request *req);
 enum handler_result api_rides_get(struct http_request *req);
 enum handler_result api_rides_list(struct http_request *req);
+enum handler_result api_prebookings_create(struct http_request *req);
+enum handler_result api_prebookings_get(struct http_request *req);
+enum handler_result api_tasks_get(struct http_request *req);
 
 #endif

@@ -29,8 +29,11 @@ struct config {
     int64_t connection_timeout;
     int64_t connection_memory_limit;
     int64_t shutdown_timeout;
-    int64_t extraordinary_fare;     /* the extraordinary-rides filter's thresholds */
+    int64_t extraordinary_fare; /* the extraordinary-rides filter's thresholds */
     int64_t extraordinary_distance;
+    int64_t prebooking_horizon_days;
+    int64_t prebooking_slot_minutes;
+    int64_t prebooking_concurrency;
 };
 
 struct config_error {

@@ -10,13 +10,17 @@
 #ifndef RYDES_CONSUMER_H
 #define RYDES_CONSUMER_H
 
+#include "rydes/config.h"
 #include "rydes/db.h"
 #include "rydes/mq.h"
 #include "rydes/mq_hub.h"
+#include "rydes/topic_cache.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct consumer_env;
 
 enum consumer_result {
     CONSUMER_DONE,  /* commit the handler's work with the ack */
@@ -30,14 +34,21 @@ struct consumer_def {
     int visibility;    /* seconds a received message stays leased */
     /* Handles m inside the transaction that will ack it. On CONSUMER_RETRY why says what went
      * wrong (logged). Must be idempotent: a message may come again after a crash. */
-    enum consumer_result (*handle)(struct db_conn *c, const struct mq_message *m, char *why,
-                                   size_t why_len);
+    enum consumer_result (*handle)(const struct consumer_env *env, struct db_conn *c,
+                                   const struct mq_message *m, char *why, size_t why_len);
+    /* Optional: runs before that transaction, committed on its own (e.g. marking a task as
+     * being processed, for pollers to see). */
+    void (*claimed)(const struct consumer_env *env, struct db_conn *c, const struct mq_message *m);
+    /* Optional: how many consumers of this definition a process runs (NULL: one). */
+    int (*threads)(const struct config *cfg);
 };
 
 /* What consumers share in a process. Borrowed; must outlive every consumer. */
 struct consumer_env {
     struct db_pool *pool;
     struct mq_hub *hub;
+    struct topic_cache *topics; /* for services that publish */
+    const struct config *cfg;
     int acquire_timeout_ms;
 };
 

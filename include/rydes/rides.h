@@ -31,6 +31,12 @@ struct ride_input {
  * numeric strings) into in, recording every problem in fe. Pure. */
 void rides_input(json_t *body, struct ride_input *in, struct field_errors *fe);
 
+/* Reads text member field (or its hyphenated alias; both is an error) of 1..RIDES_TEXT_MAX
+ * characters; NULL when absent (an error if required) or invalid. Shared by the Wild Rydes
+ * inputs. */
+const char *rides_text_field(json_t *body, const char *field, const char *alias, bool required,
+                             struct field_errors *fe);
+
 /* A stored ride as the API shows it. */
 struct ride {
     char id[IDS_UUID_LEN];

@@ -13,6 +13,10 @@ extern const struct consumer_def service_customer_notification;
 extern const struct consumer_def service_customer_loyalty;
 extern const struct consumer_def service_datalake_ingestion;
 extern const struct consumer_def service_extraordinary_rides;
+/* The prebooking services (src/workers/prebooking_services.c). */
+extern const struct consumer_def service_prebooking_submission;
+extern const struct consumer_def service_prebooking_processing;
+extern const struct consumer_def service_prebooking_datalake;
 
 /* Every built-in consumer, NULL-terminated. */
 extern const struct consumer_def *const services_all[];

@@ -8,6 +8,7 @@
 #ifndef RYDES_TOPIC_CACHE_H
 #define RYDES_TOPIC_CACHE_H
 
+#include "rydes/mq_hub.h"
 #include "rydes/topics.h"
 
 #include <stdatomic.h>
@@ -30,6 +31,10 @@ void topic_cache_free(struct topic_cache *tc);
 struct topic_set *topic_cache_get(struct topic_cache *tc, struct db_conn *c, const char *name,
                                   int64_t ttl_us, enum mq_status *st);
 void topic_set_release(struct topic_set *set);
+/* topic_cache_get with the lifetime the hub allows: long while it listens for changes (they
+ * invalidate entries at once), a second while it does not. */
+struct topic_set *topic_cache_current(struct topic_cache *tc, struct mq_hub *hub, struct db_conn *c,
+                                      const char *name, enum mq_status *st);
 /* Forgets the entry of name (after this process changed the topic or its subscriptions). */
 void topic_cache_forget(struct topic_cache *tc, const char *name);
 /* Forgets the entry of topic topic_id, or every entry when topic_id is 0 (hub callback). */

@@ -160,10 +160,6 @@ json_t *api_batch_items(struct http_request *req, const char *key, bool with_ids
     return items;
 }
 
-/* Cached topics live long while the hub hears every change as it happens, briefly otherwise. */
-#define TOPIC_TTL_LISTENING_US 60000000
-#define TOPIC_TTL_DEAF_US      1000000
-
 bool api_listened(void *hub, int queue_id)
 {
     return mq_hub_listened(hub, queue_id);
@@ -172,8 +168,7 @@ bool api_listened(void *hub, int queue_id)
 struct topic_set *api_cached_topic(struct http_request *req, struct db_conn *c, const char *name,
                                    enum mq_status *st)
 {
-    int64_t ttl = mq_hub_listening(req->app->hub) ? TOPIC_TTL_LISTENING_US : TOPIC_TTL_DEAF_US;
-    return topic_cache_get(req->app->topic_cache, c, name, ttl, st);
+    return topic_cache_current(req->app->topic_cache, req->app->hub, c, name, st);
 }
 
 void api_published(struct http_request *req, const struct mq_publish_result *r)

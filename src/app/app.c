@@ -147,8 +147,11 @@ static void start_background(struct app *app)
     if (cfg->sweep_interval_ms > 0)
         app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
                                         (int)cfg->sweep_interval_ms, "SELECT rydes_sweep(1000)");
-    struct consumer_env env = {
-        .pool = app->pool, .hub = app->hub, .acquire_timeout_ms = (int)cfg->db_acquire_timeout_ms};
+    struct consumer_env env = {.pool = app->pool,
+                               .hub = app->hub,
+                               .topics = app->topic_cache,
+                               .cfg = cfg,
+                               .acquire_timeout_ms = (int)cfg->db_acquire_timeout_ms};
     app->services = services_start(cfg, &env);
 }
 

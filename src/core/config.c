@@ -95,6 +95,14 @@ static const struct setting settings[] = {
      "extraordinary-rides filter: rides with a fare of at least this much..."},
     {"extraordinary-distance", "RYDES_EXTRAORDINARY_DISTANCE", SETTING_INT, "20", 0, 100000, NULL,
      OFF(extraordinary_distance), false, NULL, "...and at least this many km"},
+    {"prebooking-horizon-days", "RYDES_PREBOOKING_HORIZON_DAYS", SETTING_INT, "90", 1, 3650, NULL,
+     OFF(prebooking_horizon_days), false, NULL, "how far ahead a prebooking may be made"},
+    {"prebooking-slot-minutes", "RYDES_PREBOOKING_SLOT_MINUTES", SETTING_INT, "60", 1, 1440, NULL,
+     OFF(prebooking_slot_minutes), false, NULL,
+     "a customer's prebookings must be at least this far apart"},
+    {"prebooking-concurrency", "RYDES_PREBOOKING_CONCURRENCY", SETTING_INT, "2", 1, 64, NULL,
+     OFF(prebooking_concurrency), false, NULL,
+     "prebooking-processing consumers per process (the campaign drain rate)"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -282,6 +290,9 @@ static const char *const known_workers[] = {"push",
                                             "customer-loyalty",
                                             "datalake-ingestion",
                                             "extraordinary-rides",
+                                            "prebooking-submission",
+                                            "prebooking-processing",
+                                            "prebooking-datalake",
                                             NULL};
 
 static bool worker_name_valid(const char *p, size_t n)

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOPIC_CACHE_SLOTS 256
+#define TOPIC_CACHE_SLOTS      256
+#define TOPIC_TTL_LISTENING_US 60000000
+#define TOPIC_TTL_DEAF_US      1000000
 
 struct topic_cache {
     pthread_mutex_t mu;
@@ -130,4 +132,11 @@ void topic_cache_forget(struct topic_cache *tc, const char *name)
     tc->generation++;
     pthread_mutex_unlock(&tc->mu);
     topic_set_release(old);
+}
+
+struct topic_set *topic_cache_current(struct topic_cache *tc, struct mq_hub *hub, struct db_conn *c,
+                                      const char *name, enum mq_status *st)
+{
+    int64_t ttl = mq_hub_listening(hub) ? TOPIC_TTL_LISTENING_US : TOPIC_TTL_DEAF_US;
+    return topic_cache_get(tc, c, name, ttl, st);
 }

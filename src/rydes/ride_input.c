@@ -20,8 +20,8 @@ static json_t *aliased(json_t *body, const char *field, const char *alias, const
     return a ? a : b;
 }
 
-static const char *text_field(json_t *body, const char *field, const char *alias, bool required,
-                              struct field_errors *fe)
+const char *rides_text_field(json_t *body, const char *field, const char *alias, bool required,
+                             struct field_errors *fe)
 {
     const char *name;
     if (!aliased(body, field, alias, &name, fe) && !required)
@@ -92,10 +92,10 @@ void rides_input(json_t *body, struct ride_input *in, struct field_errors *fe)
                                         "to-location", "customer-id", "unicorn-id", NULL};
     memset(in, 0, sizeof *in);
     validate_known_fields(body, known, fe);
-    in->from = text_field(body, "from", "from-location", true, fe);
-    in->to = text_field(body, "to", "to-location", true, fe);
-    in->customer = text_field(body, "customer", "customer-id", true, fe);
-    in->unicorn = text_field(body, "unicorn", "unicorn-id", false, fe);
+    in->from = rides_text_field(body, "from", "from-location", true, fe);
+    in->to = rides_text_field(body, "to", "to-location", true, fe);
+    in->customer = rides_text_field(body, "customer", "customer-id", true, fe);
+    in->unicorn = rides_text_field(body, "unicorn", "unicorn-id", false, fe);
     in->duration = number_field(body, "duration", RIDES_DURATION_MAX, -1, fe);
     in->distance = number_field(body, "distance", RIDES_DISTANCE_MAX, -1, fe);
     in->fare = number_field(body, "fare", RIDES_FARE_MAX, 2, fe);

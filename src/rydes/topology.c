@@ -23,7 +23,12 @@ static const struct {
     {RIDES_TOPIC, "datalake-ingestion", NULL},
     {RIDES_TOPIC, "customer-accounting", NULL},
     {RIDES_TOPIC, "extraordinary-rides", "extraordinary"},
+    {"prebooking-notification", "prebooking-processing", NULL},
+    {"prebooking-notification", "prebooking-datalake", NULL},
 };
+
+/* Queues no topic feeds: apps send into them directly. */
+static const char *const standalone_queues[] = {"prebooking-submission"};
 
 char *topology_extraordinary_policy(const struct config *cfg)
 {
@@ -58,6 +63,8 @@ static bool ensure_all(PGconn *pg, const struct config *cfg, char *err, size_t e
         ok = run(pg, "SELECT rydes_ensure_subscription($1, $2, $3::jsonb)", 3, v, err, errlen);
     }
     free(extraordinary);
+    for (size_t i = 0; ok && i < sizeof standalone_queues / sizeof *standalone_queues; i++)
+        ok = run(pg, "SELECT rydes_ensure_queue($1)", 1, &standalone_queues[i], err, errlen);
     return ok;
 }
 

@@ -83,12 +83,14 @@ static int retry_delay(int receive_count)
 static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     char why[256] = "";
+    if (k->def->claimed)
+        k->def->claimed(&k->env, c, m);
     bool ok = db_begin(c);
     if (ok && consumer_fault_hook && consumer_fault_hook(k->def->name, m)) {
         snprintf(why, sizeof why, "failure injected by a test");
         ok = false;
     }
-    ok = ok && k->def->handle(c, m, why, sizeof why) == CONSUMER_DONE;
+    ok = ok && k->def->handle(&k->env, c, m, why, sizeof why) == CONSUMER_DONE;
     ok = ok && mq_delete(c, &k->q, m->receipt) == MQ_OK;
     ok = ok && db_commit(c);
     if (ok) {

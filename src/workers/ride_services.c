@@ -73,9 +73,10 @@ static enum consumer_result exec(struct db_conn *c, struct db_stmt *st, const ch
     return ok ? CONSUMER_DONE : CONSUMER_RETRY;
 }
 
-static enum consumer_result notify(struct db_conn *c, const struct mq_message *m, char *why,
-                                   size_t n)
+static enum consumer_result notify(const struct consumer_env *env, struct db_conn *c,
+                                   const struct mq_message *m, char *why, size_t n)
 {
+    (void)env;
     struct ride_event e;
     if (!parse_ride(m, &e, why, n))
         return CONSUMER_RETRY;
@@ -90,9 +91,10 @@ static enum consumer_result notify(struct db_conn *c, const struct mq_message *m
     return r;
 }
 
-static enum consumer_result loyalty(struct db_conn *c, const struct mq_message *m, char *why,
-                                    size_t n)
+static enum consumer_result loyalty(const struct consumer_env *env, struct db_conn *c,
+                                    const struct mq_message *m, char *why, size_t n)
 {
+    (void)env;
     struct ride_event e;
     if (!parse_ride(m, &e, why, n))
         return CONSUMER_RETRY;
@@ -104,9 +106,10 @@ static enum consumer_result loyalty(struct db_conn *c, const struct mq_message *
     return r;
 }
 
-static enum consumer_result datalake(struct db_conn *c, const struct mq_message *m, char *why,
-                                     size_t n)
+static enum consumer_result datalake(const struct consumer_env *env, struct db_conn *c,
+                                     const struct mq_message *m, char *why, size_t n)
 {
+    (void)env;
     struct ride_event e;
     if (!parse_ride(m, &e, why, n))
         return CONSUMER_RETRY;
@@ -116,9 +119,10 @@ static enum consumer_result datalake(struct db_conn *c, const struct mq_message 
     return r;
 }
 
-static enum consumer_result extraordinary(struct db_conn *c, const struct mq_message *m, char *why,
-                                          size_t n)
+static enum consumer_result extraordinary(const struct consumer_env *env, struct db_conn *c,
+                                          const struct mq_message *m, char *why, size_t n)
 {
+    (void)env;
     struct ride_event e;
     if (!parse_ride(m, &e, why, n))
         return CONSUMER_RETRY;
@@ -131,11 +135,23 @@ static enum consumer_result extraordinary(struct db_conn *c, const struct mq_mes
     return r;
 }
 
-const struct consumer_def service_customer_notification = {"customer-notification",
-                                                           "customer-notification", 10, 30, notify};
-const struct consumer_def service_customer_loyalty = {"customer-loyalty", "customer-loyalty", 10,
-                                                      30, loyalty};
-const struct consumer_def service_datalake_ingestion = {"datalake-ingestion", "datalake-ingestion",
-                                                        10, 30, datalake};
-const struct consumer_def service_extraordinary_rides = {
-    "extraordinary-rides", "extraordinary-rides", 10, 30, extraordinary};
+const struct consumer_def service_customer_notification = {.name = "customer-notification",
+                                                           .queue = "customer-notification",
+                                                           .batch = 10,
+                                                           .visibility = 30,
+                                                           .handle = notify};
+const struct consumer_def service_customer_loyalty = {.name = "customer-loyalty",
+                                                      .queue = "customer-loyalty",
+                                                      .batch = 10,
+                                                      .visibility = 30,
+                                                      .handle = loyalty};
+const struct consumer_def service_datalake_ingestion = {.name = "datalake-ingestion",
+                                                        .queue = "datalake-ingestion",
+                                                        .batch = 10,
+                                                        .visibility = 30,
+                                                        .handle = datalake};
+const struct consumer_def service_extraordinary_rides = {.name = "extraordinary-rides",
+                                                         .queue = "extraordinary-rides",
+                                                         .batch = 10,
+                                                         .visibility = 30,
+                                                         .handle = extraordinary};

@@ -7,14 +7,13 @@
 #include <stdlib.h>
 
 const struct consumer_def *const services_all[] = {
-    &service_customer_notification,
-    &service_customer_loyalty,
-    &service_datalake_ingestion,
-    &service_extraordinary_rides,
-    NULL,
+    &service_customer_notification, &service_customer_loyalty,
+    &service_datalake_ingestion,    &service_extraordinary_rides,
+    &service_prebooking_submission, &service_prebooking_processing,
+    &service_prebooking_datalake,   NULL,
 };
 
-#define SERVICES_MAX (sizeof services_all / sizeof *services_all)
+#define SERVICES_MAX 128 /* consumers per process, all definitions and their threads */
 
 struct services {
     struct consumer *running[SERVICES_MAX];
@@ -24,9 +23,14 @@ struct services {
 struct services *services_start(const struct config *cfg, const struct consumer_env *env)
 {
     struct services *s = xcalloc(1, sizeof *s);
-    for (int i = 0; services_all[i]; i++)
-        if (config_worker_enabled(cfg, services_all[i]->name))
-            s->running[s->n++] = consumer_start(services_all[i], env);
+    for (int i = 0; services_all[i]; i++) {
+        const struct consumer_def *def = services_all[i];
+        if (!config_worker_enabled(cfg, def->name))
+            continue;
+        int threads = def->threads ? def->threads(cfg) : 1;
+        for (int t = 0; t < threads && s->n < (int)SERVICES_MAX; t++)
+            s->running[s->n++] = consumer_start(def, env);
+    }
     return s;
 }
 

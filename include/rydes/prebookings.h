@@ -1,0 +1,85 @@
+/* Wild Rydes prebookings: a submission is accepted at once as a task (202 + polling) and
+ * published to topic prebooking-notification; the prebooking-processing worker later makes the
+ * prebooking or fails the task with a reason. Apps may also send the submission straight into
+ * queue prebooking-submission (the task id is then the message id). */
+#ifndef RYDES_PREBOOKINGS_H
+#define RYDES_PREBOOKINGS_H
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/ids.h"
+#include "rydes/mq.h"
+#include "rydes/topic_cache.h"
+#include "rydes/validate.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PREBOOKINGS_TOPIC "prebooking-notification"
+
+/* A validated submission; strings point into the request body. */
+struct prebooking_input {
+    const char *from, *to, *customer;
+    int64_t pickup_us;              /* "when", wall clock */
+    char pickup[CLOCK_RFC3339_LEN]; /* "when" normalised to UTC with milliseconds */
+};
+
+/* Reads {from, to, customer, when} (with the hyphenated aliases) into in: "when" must be an
+ * RFC 3339 date-time after now_us and at most horizon_days ahead. Pure. */
+void prebooking_input(json_t *body, int64_t now_us, int horizon_days, struct prebooking_input *in,
+                      struct field_errors *fe);
+
+enum task_status { TASK_PENDING, TASK_PROCESSING, TASK_SUCCEEDED, TASK_FAILED };
+
+struct task {
+    char id[IDS_UUID_LEN];
+    char kind[16];
+    enum task_status status;
+    char result_id[IDS_UUID_LEN];     /* "" unless succeeded */
+    char *error_title, *error_detail; /* owned; NULL unless failed */
+    char submitted_at[CLOCK_RFC3339_LEN], updated_at[CLOCK_RFC3339_LEN];
+};
+
+void task_clear(struct task *t);
+bool task_final(const struct task *t);
+/* The representation of GET /tasks/{id} (a new reference). */
+json_t *task_json(const struct task *t);
+enum mq_status tasks_get(struct db_conn *c, const char *id, struct task *out);
+
+struct prebooking {
+    char id[IDS_UUID_LEN], task_id[IDS_UUID_LEN];
+    char *from, *to, *customer; /* owned */
+    char when[CLOCK_RFC3339_LEN], created_at[CLOCK_RFC3339_LEN];
+};
+
+void prebooking_clear(struct prebooking *p);
+json_t *prebooking_json(const struct prebooking *p);
+enum mq_status prebookings_get(struct db_conn *c, const char *id, struct prebooking *out);
+
+/* Accepts a submission: stores its pending task and publishes it to the topic of set in one
+ * transaction. out is the new task. MQ_NOT_FOUND when set is NULL (no topic). */
+enum mq_status prebookings_submit(struct db_conn *c, const struct topic_set *set,
+                                  const struct prebooking_input *in, const char *correlation_id,
+                                  bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                  struct task *out, struct mq_publish_result *published);
+
+/* The same for a submission that arrived as message m of queue prebooking-submission, inside
+ * the caller's transaction: task id = the message id; an invalid body becomes a failed task
+ * with the validation errors instead of a message that never goes away. Idempotent. */
+enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_set *set,
+                                          const struct mq_message *m, int horizon_days,
+                                          bool (*listened)(void *ctx, int queue_id), void *ctx);
+
+/* Marks the task of a prebooking-notification message as processing (autocommit). */
+void prebookings_mark_processing(struct db_conn *c, const struct mq_message *m);
+/* Processes the task of message m inside the caller's transaction: makes the prebooking, or
+ * fails the task when the customer already holds one within slot_minutes of it. MQ_OK when the
+ * task is final (also when it already was); anything else is transient (retry). */
+enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m, int slot_minutes,
+                                   char *why, size_t why_len);
+/* The prebooking-datalake step: records the submission once. */
+enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m, char *why,
+                                  size_t why_len);
+
+#endif

@@ -1,0 +1,95 @@
+/* Prebooking endpoints: POST /prebookings (alias POST /submit-ride-prebooking) answers 202 with
+ * a task to poll, GET /tasks/{id}, GET /prebookings/{id}. The work is rydes/prebookings.h. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/prebookings.h"
+#include "rydes/problem.h"
+
+#include <stdio.h>
+
+/* How soon a poller should look again at a task that is not final. */
+#define TASK_RETRY_AFTER "1"
+
+static enum handler_result reply_task(struct http_request *req, int status, const struct task *t)
+{
+    char self[64];
+    snprintf(self, sizeof self, "/tasks/%s", t->id);
+    if (status == 202) {
+        http_add_header(req, "Location", self);
+        http_add_header(req, "Content-Location", self);
+    }
+    if (!task_final(t))
+        http_add_header(req, "Retry-After", TASK_RETRY_AFTER);
+    return http_reply_json(req, status, task_json(t));
+}
+
+enum handler_result api_prebookings_create(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct prebooking_input in;
+    prebooking_input(req->json, clock_wall_us(), (int)req->app->cfg->prebooking_horizon_days, &in,
+                     &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, c, PREBOOKINGS_TOPIC, &st);
+    struct task t;
+    struct mq_publish_result pub;
+    if (set || st == MQ_NOT_FOUND)
+        st =
+            prebookings_submit(c, set, &in, req->request_id, api_listened, req->app->hub, &t, &pub);
+    api_db_release(req, c);
+    topic_set_release(set);
+    if (st == MQ_NOT_FOUND)
+        return http_reply_unavailable(req, "topic " PREBOOKINGS_TOPIC " does not exist; "
+                                           "restarting the gateway re-creates it");
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    api_published(req, &pub);
+    res = reply_task(req, 202, &t);
+    task_clear(&t);
+    return res;
+}
+
+enum handler_result api_tasks_get(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct task t;
+    enum mq_status st = tasks_get(c, route_param(&req->match, "id"), &t);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, "no such task");
+    res = reply_task(req, 200, &t);
+    task_clear(&t);
+    return res;
+}
+
+enum handler_result api_prebookings_get(struct http_request *req)
+{
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct prebooking p;
+    enum mq_status st = prebookings_get(c, route_param(&req->match, "id"), &p);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, "no such prebooking");
+    char self[64];
+    snprintf(self, sizeof self, "/prebookings/%s", p.id);
+    http_add_header(req, "Content-Location", self);
+    res = http_reply_json(req, 200, prebooking_json(&p));
+    prebooking_clear(&p);
+    return res;
+}

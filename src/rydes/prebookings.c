@@ -1,0 +1,465 @@
+/* Tasks and prebookings: accepting submissions, processing them, reading them back; see
+ * include/rydes/prebookings.h. */
+#include "rydes/prebookings.h"
+
+#include "rydes/buf.h"
+#include "rydes/jsontext.h"
+#include "rydes/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TASK_COLUMNS \
+    "id, kind, status, result_id, error_title, error_detail, submitted_at, updated_at"
+
+static struct db_stmt q_task_get =
+    DB_STMT("pb_task_get", "SELECT " TASK_COLUMNS " FROM tasks WHERE id = $1", 1);
+static struct db_stmt q_prebooking_get =
+    DB_STMT("pb_get",
+            "SELECT id, task_id, from_location, to_location, customer, pickup_at, created_at "
+            "FROM prebookings WHERE id = $1",
+            1);
+static struct db_stmt q_task_insert =
+    DB_STMT("pb_task_insert",
+            "INSERT INTO tasks (id, kind, submitted_at, updated_at) "
+            "VALUES ($1, 'prebooking', $2, $2) ON CONFLICT (id) DO NOTHING",
+            2);
+/* The task and its publish (mq_publish_payload, sql/006) in one statement. */
+static struct db_stmt q_submit =
+    DB_STMT("pb_submit",
+            "WITH t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at) "
+            "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz) RETURNING id) "
+            "SELECT mq_publish_payload($3::uuid, $4, true, $5::jsonb, $6::int[], $7::int[]) FROM t",
+            7);
+static struct db_stmt q_task_invalid =
+    DB_STMT("pb_task_invalid",
+            "INSERT INTO tasks (id, kind, status, error_title, error_detail) "
+            "VALUES ($1, 'prebooking', 'failed', 'Invalid prebooking', $2) "
+            "ON CONFLICT (id) DO NOTHING",
+            2);
+static struct db_stmt q_processing =
+    DB_STMT("pb_processing",
+            "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = now() "
+            "WHERE id = $1 AND status IN ('pending', 'processing')",
+            1);
+static struct db_stmt q_task_lock =
+    DB_STMT("pb_task_lock", "SELECT status FROM tasks WHERE id = $1 FOR UPDATE", 1);
+/* A customer's prebookings are checked and made under a lock on the customer, so two workers
+ * cannot both find a slot free. */
+static struct db_stmt q_customer_lock =
+    DB_STMT("pb_customer_lock", "SELECT pg_advisory_xact_lock(7337, hashtext($1))", 1);
+static struct db_stmt q_overlap =
+    DB_STMT("pb_overlap",
+            "SELECT pickup_at FROM prebookings WHERE customer = $1 "
+            "AND pickup_at > $2::timestamptz - make_interval(mins => $3) "
+            "AND pickup_at < $2::timestamptz + make_interval(mins => $3) LIMIT 1",
+            3);
+static struct db_stmt q_make =
+    DB_STMT("pb_make",
+            "WITH p AS (INSERT INTO prebookings (id, task_id, from_location, to_location, "
+            "customer, pickup_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, task_id) "
+            "UPDATE tasks t SET status = 'succeeded', result_id = p.id, updated_at = now() "
+            "FROM p WHERE t.id = p.task_id",
+            6);
+static struct db_stmt q_fail = DB_STMT("pb_fail",
+                                       "UPDATE tasks SET status = 'failed', error_title = $2, "
+                                       "error_detail = $3, updated_at = now() WHERE id = $1",
+                                       3);
+static struct db_stmt q_ingest = DB_STMT("pb_ingest",
+                                         "INSERT INTO prebooking_submissions (task_id, submission) "
+                                         "VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+                                         2);
+
+static const char *const status_names[] = {"pending", "processing", "succeeded", "failed"};
+
+static enum mq_status failed(struct db_conn *c, PGresult *r)
+{
+    enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+    PQclear(r);
+    return st;
+}
+
+/* Runs a statement whose rows, if any, do not matter. */
+static enum mq_status run_as(struct db_conn *c, struct db_stmt *st, const char *const *v,
+                             ExecStatusType want)
+{
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
+    if (!db_ok(c, r, want))
+        return failed(c, r);
+    PQclear(r);
+    return MQ_OK;
+}
+
+static enum mq_status run(struct db_conn *c, struct db_stmt *st, const char *const *v)
+{
+    return run_as(c, st, v, PGRES_COMMAND_OK);
+}
+
+void task_clear(struct task *t)
+{
+    free(t->error_title);
+    free(t->error_detail);
+    memset(t, 0, sizeof *t);
+}
+
+bool task_final(const struct task *t)
+{
+    return t->status == TASK_SUCCEEDED || t->status == TASK_FAILED;
+}
+
+json_t *task_json(const struct task *t)
+{
+    char self[64], result[80];
+    snprintf(self, sizeof self, "/tasks/%s", t->id);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "id", t->id, "kind", t->kind,
+                          "status", status_names[t->status], "submitted_at", t->submitted_at,
+                          "updated_at", t->updated_at, "links", "self", self);
+    if (t->status == TASK_SUCCEEDED) {
+        snprintf(result, sizeof result, "/prebookings/%s", t->result_id);
+        json_object_set_new(json_object_get(o, "links"), "result", json_string(result));
+    }
+    if (t->status == TASK_FAILED)
+        json_object_set_new(o, "error",
+                            json_pack("{s:s, s:s}", "title", t->error_title ? t->error_title : "",
+                                      "detail", t->error_detail ? t->error_detail : ""));
+    return o;
+}
+
+static enum task_status status_of(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(status_names[i], name) == 0)
+            return (enum task_status)i;
+    return TASK_PENDING;
+}
+
+static char *dup_or_null(PGresult *r, int col)
+{
+    return PQgetisnull(r, 0, col) ? NULL : xstrdup(PQgetvalue(r, 0, col));
+}
+
+enum mq_status tasks_get(struct db_conn *c, const char *id, struct task *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!id || !ids_is_uuid(id))
+        return MQ_NOT_FOUND;
+    const char *v[] = {id};
+    PGresult *r = db_exec(c, &q_task_get, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    bool found = PQntuples(r) == 1;
+    if (found) {
+        snprintf(out->id, sizeof out->id, "%s", PQgetvalue(r, 0, 0));
+        snprintf(out->kind, sizeof out->kind, "%s", PQgetvalue(r, 0, 1));
+        out->status = status_of(PQgetvalue(r, 0, 2));
+        snprintf(out->result_id, sizeof out->result_id, "%s", PQgetvalue(r, 0, 3));
+        out->error_title = dup_or_null(r, 4);
+        out->error_detail = dup_or_null(r, 5);
+        db_read_ts(r, 0, 6, out->submitted_at);
+        db_read_ts(r, 0, 7, out->updated_at);
+    }
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+void prebooking_clear(struct prebooking *p)
+{
+    free(p->from);
+    free(p->to);
+    free(p->customer);
+    memset(p, 0, sizeof *p);
+}
+
+json_t *prebooking_json(const struct prebooking *p)
+{
+    char self[64], task[64];
+    snprintf(self, sizeof self, "/prebookings/%s", p->id);
+    snprintf(task, sizeof task, "/tasks/%s", p->task_id);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "id", p->id, "from", p->from,
+                     "to", p->to, "when", p->when, "customer", p->customer, "created_at",
+                     p->created_at, "links", "self", self, "task", task);
+}
+
+enum mq_status prebookings_get(struct db_conn *c, const char *id, struct prebooking *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!id || !ids_is_uuid(id))
+        return MQ_NOT_FOUND;
+    const char *v[] = {id};
+    PGresult *r = db_exec(c, &q_prebooking_get, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    bool found = PQntuples(r) == 1;
+    if (found) {
+        snprintf(out->id, sizeof out->id, "%s", PQgetvalue(r, 0, 0));
+        snprintf(out->task_id, sizeof out->task_id, "%s", PQgetvalue(r, 0, 1));
+        out->from = xstrdup(PQgetvalue(r, 0, 2));
+        out->to = xstrdup(PQgetvalue(r, 0, 3));
+        out->customer = xstrdup(PQgetvalue(r, 0, 4));
+        db_read_ts(r, 0, 5, out->when);
+        db_read_ts(r, 0, 6, out->created_at);
+    }
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+/* The event published for a task: what the processing worker needs. */
+static void submission_event(const char *task_id, const struct prebooking_input *in,
+                             const char *submitted_at, const char *correlation_id, char **body,
+                             json_t **attrs)
+{
+    json_t *b = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "task_id", task_id, "from", in->from,
+                          "to", in->to, "customer", in->customer, "when", in->pickup,
+                          "submitted_at", submitted_at);
+    *body = jsontext_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    *attrs = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "customer", "type", "String", "value",
+                       in->customer, "correlation_id", "type", "String", "value", correlation_id);
+}
+
+/* Stores task id (pending) and publishes its event, inside the caller's transaction. */
+static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *set, const char *id,
+                                   const char *now, const struct mq_publish *p,
+                                   bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                   struct mq_publish_result *published)
+{
+    const char *v[] = {id, now};
+    PGresult *r = db_exec(c, &q_task_insert, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return failed(c, r);
+    bool inserted = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!inserted)
+        return MQ_OK; /* this task exists already: published with it */
+    return mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
+}
+
+/* The task and its publish as one statement (a lean plan) or in a transaction. */
+static enum mq_status submit(struct db_conn *c, const struct topic_set *set, const char *id,
+                             const char *now, const struct mq_publish *p,
+                             bool (*listened)(void *ctx, int queue_id), void *ctx,
+                             struct mq_publish_result *published)
+{
+    struct mq_publish_plan plan;
+    mq_publish_plan(&set->topic, set->subs, set->n, p, listened, ctx, &plan);
+    enum mq_status st = MQ_OK;
+    if (plan.lean) {
+        const char *v[] = {id,
+                           now,
+                           plan.message_id,
+                           plan.payload ? plan.payload : "",
+                           plan.attributes,
+                           buf_str(&plan.queues),
+                           buf_str(&plan.notify)};
+        PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
+        st = db_ok(c, r, PGRES_TUPLES_OK) ? MQ_OK : failed(c, r);
+        if (st == MQ_OK) {
+            published->deliveries = atoi(PQgetvalue(r, 0, 0));
+            memcpy(published->message_id, plan.message_id, sizeof plan.message_id);
+            PQclear(r);
+        }
+    } else if (!db_begin(c)) {
+        st = MQ_UNAVAILABLE;
+    } else {
+        st = submit_in_tx(c, set, id, now, p, listened, ctx, published);
+        if (st != MQ_OK || !db_commit(c)) {
+            db_rollback(c);
+            st = st == MQ_OK ? MQ_UNAVAILABLE : st;
+        }
+    }
+    mq_publish_plan_clear(&plan);
+    return st;
+}
+
+enum mq_status prebookings_submit(struct db_conn *c, const struct topic_set *set,
+                                  const struct prebooking_input *in, const char *correlation_id,
+                                  bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                  struct task *out, struct mq_publish_result *published)
+{
+    memset(out, 0, sizeof *out);
+    memset(published, 0, sizeof *published);
+    if (!set)
+        return MQ_NOT_FOUND;
+    ids_uuid(out->id);
+    snprintf(out->kind, sizeof out->kind, "prebooking");
+    out->status = TASK_PENDING;
+    clock_format_rfc3339(clock_wall_us(), out->submitted_at);
+    memcpy(out->updated_at, out->submitted_at, sizeof out->updated_at);
+    char *body;
+    json_t *attrs;
+    submission_event(out->id, in, out->submitted_at, correlation_id, &body, &attrs);
+    struct mq_publish p = {
+        .body = body, .body_len = strlen(body), .body_json = true, .attributes = attrs};
+    enum mq_status st = submit(c, set, out->id, out->submitted_at, &p, listened, ctx, published);
+    free(body);
+    json_decref(attrs);
+    return st;
+}
+
+/* The validation errors of fe as one line: "when: must be in the future; from: ...". */
+static char *errors_text(const struct field_errors *fe)
+{
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < json_array_size(fe->list); i++) {
+        json_t *e = json_array_get(fe->list, i);
+        buf_printf(&b, "%s%s: %s", i ? "; " : "", json_string_value(json_object_get(e, "field")),
+                   json_string_value(json_object_get(e, "message")));
+    }
+    char *text = xstrdup(buf_str(&b));
+    buf_cleanup(&b);
+    return text;
+}
+
+enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_set *set,
+                                          const struct mq_message *m, int horizon_days,
+                                          bool (*listened)(void *ctx, int queue_id), void *ctx)
+{
+    json_t *body = json_loads(m->body, 0, NULL);
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct prebooking_input in;
+    if (json_is_object(body))
+        prebooking_input(body, clock_wall_us(), horizon_days, &in, &fe);
+    else
+        field_errors_add(&fe, "body", "must be a JSON object {from, to, customer, when}");
+    enum mq_status st;
+    char now[CLOCK_RFC3339_LEN];
+    clock_format_rfc3339(clock_wall_us(), now);
+    if (fe.count) {
+        char *detail = errors_text(&fe);
+        const char *v[] = {m->message_id, detail};
+        st = run(c, &q_task_invalid, v);
+        free(detail);
+    } else if (!set) {
+        st = MQ_NOT_FOUND;
+    } else {
+        char *event;
+        json_t *attrs;
+        submission_event(m->message_id, &in, now, m->message_id, &event, &attrs);
+        struct mq_publish p = {
+            .body = event, .body_len = strlen(event), .body_json = true, .attributes = attrs};
+        struct mq_publish_result published;
+        st = submit_in_tx(c, set, m->message_id, now, &p, listened, ctx, &published);
+        free(event);
+        json_decref(attrs);
+    }
+    field_errors_cleanup(&fe);
+    json_decref(body);
+    return st;
+}
+
+void prebookings_mark_processing(struct db_conn *c, const struct mq_message *m)
+{
+    json_t *body = json_loads(m->body, 0, NULL);
+    const char *id = json_string_value(json_object_get(body, "task_id"));
+    if (id && ids_is_uuid(id)) {
+        const char *v[] = {id};
+        run(c, &q_processing, v);
+    }
+    json_decref(body);
+}
+
+/* The fields of a prebooking-notification event. */
+struct event {
+    json_t *json; /* owned */
+    const char *task_id, *from, *to, *customer, *when;
+};
+
+static bool read_event(const struct mq_message *m, struct event *e, char *why, size_t n)
+{
+    e->json = json_loads(m->body, 0, NULL);
+    e->task_id = json_string_value(json_object_get(e->json, "task_id"));
+    e->from = json_string_value(json_object_get(e->json, "from"));
+    e->to = json_string_value(json_object_get(e->json, "to"));
+    e->customer = json_string_value(json_object_get(e->json, "customer"));
+    e->when = json_string_value(json_object_get(e->json, "when"));
+    int64_t us;
+    bool ok = e->task_id && ids_is_uuid(e->task_id) && e->from && e->to && e->customer && e->when &&
+              clock_parse_rfc3339(e->when, &us);
+    if (!ok) {
+        snprintf(why, n, "not a prebooking event (task_id, from, to, customer, when)");
+        json_decref(e->json);
+    }
+    return ok;
+}
+
+/* Locks the task; *final when it is done already (a redelivery). */
+static enum mq_status lock_task(struct db_conn *c, const char *id, bool *final, bool *exists)
+{
+    const char *v[] = {id};
+    PGresult *r = db_exec(c, &q_task_lock, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    *exists = PQntuples(r) == 1;
+    *final = *exists && (strcmp(PQgetvalue(r, 0, 0), "succeeded") == 0 ||
+                         strcmp(PQgetvalue(r, 0, 0), "failed") == 0);
+    PQclear(r);
+    return MQ_OK;
+}
+
+/* Makes the prebooking of e, or fails the task when the slot is taken. */
+static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_minutes)
+{
+    char mins[16];
+    snprintf(mins, sizeof mins, "%d", slot_minutes);
+    const char *lv[] = {e->customer};
+    enum mq_status st = run_as(c, &q_customer_lock, lv, PGRES_TUPLES_OK);
+    const char *ov[] = {e->customer, e->when, mins};
+    PGresult *r = st == MQ_OK ? db_exec(c, &q_overlap, ov, NULL, NULL) : NULL;
+    if (st != MQ_OK || !db_ok(c, r, PGRES_TUPLES_OK))
+        return st != MQ_OK ? st : failed(c, r);
+    char held[CLOCK_RFC3339_LEN] = "";
+    if (PQntuples(r) == 1)
+        db_read_ts(r, 0, 0, held);
+    PQclear(r);
+    if (held[0]) {
+        char detail[600];
+        snprintf(detail, sizeof detail,
+                 "customer %.200s already holds a prebooking at %s, within %d minutes of %s",
+                 e->customer, held, slot_minutes, e->when);
+        const char *fv[] = {e->task_id, "Slot not available", detail};
+        return run(c, &q_fail, fv);
+    }
+    char id[IDS_UUID_LEN];
+    ids_uuid(id);
+    const char *mv[] = {id, e->task_id, e->from, e->to, e->customer, e->when};
+    return run(c, &q_make, mv);
+}
+
+enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m, int slot_minutes,
+                                   char *why, size_t why_len)
+{
+    struct event e;
+    if (!read_event(m, &e, why, why_len))
+        return MQ_INVALID;
+    bool final = false, exists = false;
+    enum mq_status st = lock_task(c, e.task_id, &final, &exists);
+    if (st == MQ_OK && !exists) {
+        snprintf(why, why_len, "task %s does not exist", e.task_id);
+        st = MQ_INVALID;
+    }
+    if (st == MQ_OK && !final)
+        st = decide(c, &e, slot_minutes);
+    if (st != MQ_OK && !why[0])
+        snprintf(why, why_len, "%s", PQerrorMessage(c->pg));
+    json_decref(e.json);
+    return st;
+}
+
+enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m, char *why,
+                                  size_t why_len)
+{
+    json_t *body = json_loads(m->body, 0, NULL);
+    const char *id = json_string_value(json_object_get(body, "task_id"));
+    enum mq_status st = MQ_INVALID;
+    if (id && ids_is_uuid(id)) {
+        const char *v[] = {id, m->body};
+        st = run(c, &q_ingest, v);
+    } else {
+        snprintf(why, why_len, "not a prebooking event (task_id)");
+    }
+    json_decref(body);
+    return st;
+}
