@@ -2,16 +2,19 @@
  * handle, drive the gateway for a fixed time and report operations per second and latency
  * percentiles on one line of JSON.
  *
- *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|cycle|cycle10 CONNECTIONS SECONDS
+ *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|prebook|cycle|cycle10 CONNECTIONS
+ * SECONDS
  *
  * send: POST /queues/NAME/messages. sendattr: the same with the three message attributes a
  * publish carries. publish: POST /topics/NAME/messages with those attributes. ride: POST /rides
- * (a completed ride; NAME is ignored). cycle: send,
+ * (a completed ride; NAME is ignored). prebook: POST /prebookings (a customer of its own each
+ * time). LOADGEN_MAX_OPS=N stops after N operations. cycle: send,
  * receive one, delete it (one message's life). cycle10: send a batch of 10, receive up to 10,
  * delete them with one batch delete; counted in messages. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,8 @@
 struct shared {
     const char *base, *token, *queue, *mode;
     double seconds;
+    long max_ops;         /* LOADGEN_MAX_OPS: stop after this many operations (0: no limit) */
+    _Atomic long started; /* operations begun, against max_ops */
     pthread_mutex_t mu;
     double *lat; /* seconds per operation */
     long nlat;
@@ -102,6 +107,23 @@ static int op_sendattr(struct conn *c, char *path)
 static int op_publish(struct conn *c, char *path)
 {
     return post_ride(c, path, "topics", true);
+}
+
+/* A prebooking for tomorrow; each one a customer of its own, so none is refused. */
+static int op_prebook(struct conn *c, char *path)
+{
+    static _Atomic long seq;
+    char body[512], when[32];
+    time_t t = time(NULL) + 86400;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(body, sizeof body,
+             "{\"from\":\"Berlin\",\"to\":\"Hamburg\",\"customer\":\"campaign-%ld\","
+             "\"when\":\"%s\"}",
+             atomic_fetch_add(&seq, 1), when);
+    snprintf(path, 256, "/prebookings");
+    return request(c, "POST", path, body) == 202 ? 1 : -1;
 }
 
 static int op_ride(struct conn *c, char *path)
@@ -199,10 +221,11 @@ static void *worker(void *arg)
                                        : strcmp(sh->mode, "sendattr") == 0 ? op_sendattr
                                        : strcmp(sh->mode, "publish") == 0  ? op_publish
                                        : strcmp(sh->mode, "ride") == 0     ? op_ride
+                                       : strcmp(sh->mode, "prebook") == 0  ? op_prebook
                                        : strcmp(sh->mode, "cycle") == 0    ? op_cycle
                                                                            : op_cycle10;
     double end = now() + sh->seconds;
-    while (now() < end) {
+    while (now() < end && (!sh->max_ops || atomic_fetch_add(&sh->started, 1) < sh->max_ops)) {
         double t0 = now();
         int n = op(&c, path);
         record(sh, now() - t0, n);
@@ -222,16 +245,18 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc != 7) {
-        fprintf(stderr,
-                "usage: loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|cycle|cycle10 "
-                "CONNS SECONDS\n");
+        fprintf(
+            stderr,
+            "usage: loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|prebook|cycle|cycle10 "
+            "CONNS SECONDS\n");
         return 2;
     }
     struct shared sh = {.base = argv[1],
                         .token = argv[2],
                         .queue = argv[3],
                         .mode = argv[4],
-                        .seconds = atof(argv[6])};
+                        .seconds = atof(argv[6]),
+                        .max_ops = getenv("LOADGEN_MAX_OPS") ? atol(getenv("LOADGEN_MAX_OPS")) : 0};
     int conns = atoi(argv[5]);
     pthread_mutex_init(&sh.mu, NULL);
     sh.lat = malloc(sizeof(double) * MAX_SAMPLES);

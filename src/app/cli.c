@@ -38,7 +38,9 @@ static void usage(FILE *out)
           "                                 names, all by default)\n"
           "  worker NAME...                 run only these built-in workers, without HTTP:\n"
           "                                 push, customer-notification, customer-loyalty,\n"
-          "                                 datalake-ingestion, extraordinary-rides\n"
+          "                                 datalake-ingestion, extraordinary-rides,\n"
+          "                                 prebooking-submission, prebooking-processing,\n"
+          "                                 prebooking-datalake\n"
           "  migrate                        apply pending database migrations, then exit\n"
           "  token create --role R [--name N]\n"
           "                                 create an API token (app, service or admin) and\n"
@@ -223,7 +225,8 @@ static bool worker_names(int argc, char **argv, int *first, char **names)
     if (!ok)
         fprintf(stderr, "usage: rydes worker NAME... [OPTIONS]\n"
                         "names: push, customer-notification, customer-loyalty, "
-                        "datalake-ingestion, extraordinary-rides\n");
+                        "datalake-ingestion, extraordinary-rides, prebooking-submission, "
+                        "prebooking-processing, prebooking-datalake\n");
     *names = ok ? xstrdup(buf_str(&b)) : NULL;
     buf_cleanup(&b);
     return ok;
