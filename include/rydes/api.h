@@ -109,5 +109,10 @@ enum handler_result api_rides_list(struct http_request *req);
 enum handler_result api_prebookings_create(struct http_request *req);
 enum handler_result api_prebookings_get(struct http_request *req);
 enum handler_result api_tasks_get(struct http_request *req);
+enum handler_result api_rfqs_create(struct http_request *req);
+enum handler_result api_rfqs_status(struct http_request *req);
+enum handler_result api_rfqs_result(struct http_request *req);
+enum handler_result api_rfqs_query(struct http_request *req);
+enum handler_result api_rfqs_quote(struct http_request *req);
 
 #endif

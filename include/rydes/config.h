@@ -34,6 +34,10 @@ struct config {
     int64_t prebooking_horizon_days;
     int64_t prebooking_slot_minutes;
     int64_t prebooking_concurrency;
+    int64_t unicorns; /* the simulated fleet */
+    int64_t unicorn_answer_percent;
+    int64_t unicorn_min_latency_ms, unicorn_max_latency_ms;
+    int64_t unicorn_min_price, unicorn_max_price;
 };
 
 struct config_error {

@@ -50,6 +50,7 @@ struct consumer_env {
     struct topic_cache *topics; /* for services that publish */
     const struct config *cfg;
     int acquire_timeout_ms;
+    void *ctx; /* the service's own context for this consumer (e.g. which unicorn it is) */
 };
 
 struct consumer_counters {

@@ -17,6 +17,18 @@ extern const struct consumer_def service_extraordinary_rides;
 extern const struct consumer_def service_prebooking_submission;
 extern const struct consumer_def service_prebooking_processing;
 extern const struct consumer_def service_prebooking_datalake;
+/* The RFQ aggregator and its deadline timer (src/workers/rfq_services.c). */
+extern const struct consumer_def service_rfq_aggregator;
+struct rfq_timer;
+struct rfq_timer *rfq_timer_start(const struct consumer_env *env);
+void rfq_timer_stop(struct rfq_timer *t);
+struct buf;
+void rfq_render_metrics(struct buf *out);
+/* The simulated unicorn fleet (src/workers/unicorns.c): RYDES_UNICORNS consumers and the thread
+ * that sends their answers. */
+struct fleet;
+struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *env);
+void fleet_stop(struct fleet *f);
 
 /* Every built-in consumer, NULL-terminated. */
 extern const struct consumer_def *const services_all[];

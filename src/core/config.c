@@ -103,6 +103,18 @@ static const struct setting settings[] = {
     {"prebooking-concurrency", "RYDES_PREBOOKING_CONCURRENCY", SETTING_INT, "2", 1, 64, NULL,
      OFF(prebooking_concurrency), false, NULL,
      "prebooking-processing consumers per process (the campaign drain rate)"},
+    {"unicorns", "RYDES_UNICORNS", SETTING_INT, "5", 0, 50, NULL, OFF(unicorns), false, NULL,
+     "simulated unicorns subscribed to rfq-requests (the unicorn-fleet worker answers for them)"},
+    {"unicorn-answer-percent", "RYDES_UNICORN_ANSWER_PERCENT", SETTING_INT, "80", 0, 100, NULL,
+     OFF(unicorn_answer_percent), false, NULL, "how often a simulated unicorn answers an RFQ"},
+    {"unicorn-min-latency-ms", "RYDES_UNICORN_MIN_LATENCY_MS", SETTING_INT, "200", 0, 600000, NULL,
+     OFF(unicorn_min_latency_ms), false, NULL, "a simulated unicorn answers after at least..."},
+    {"unicorn-max-latency-ms", "RYDES_UNICORN_MAX_LATENCY_MS", SETTING_INT, "2000", 0, 600000, NULL,
+     OFF(unicorn_max_latency_ms), false, NULL, "...and at most this long"},
+    {"unicorn-min-price", "RYDES_UNICORN_MIN_PRICE", SETTING_INT, "20", 0, 100000, NULL,
+     OFF(unicorn_min_price), false, NULL, "simulated quotes cost at least this..."},
+    {"unicorn-max-price", "RYDES_UNICORN_MAX_PRICE", SETTING_INT, "100", 1, 100000, NULL,
+     OFF(unicorn_max_price), false, NULL, "...and less than this"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -293,6 +305,8 @@ static const char *const known_workers[] = {"push",
                                             "prebooking-submission",
                                             "prebooking-processing",
                                             "prebooking-datalake",
+                                            "rfq-aggregator",
+                                            "unicorn-fleet",
                                             NULL};
 
 static bool worker_name_valid(const char *p, size_t n)

@@ -3,6 +3,7 @@
 #include "rydes/topology.h"
 
 #include "rydes/jsontext.h"
+#include "rydes/rfqs.h"
 #include "rydes/rides.h"
 
 #include <jansson.h>
@@ -28,7 +29,7 @@ static const struct {
 };
 
 /* Queues no topic feeds: apps send into them directly. */
-static const char *const standalone_queues[] = {"prebooking-submission"};
+static const char *const standalone_queues[] = {"prebooking-submission", RFQS_RESPONSES};
 
 char *topology_extraordinary_policy(const struct config *cfg)
 {
@@ -65,6 +66,18 @@ static bool ensure_all(PGconn *pg, const struct config *cfg, char *err, size_t e
     free(extraordinary);
     for (size_t i = 0; ok && i < sizeof standalone_queues / sizeof *standalone_queues; i++)
         ok = run(pg, "SELECT rydes_ensure_queue($1)", 1, &standalone_queues[i], err, errlen);
+    /* the simulated fleet: one queue per unicorn on rfq-requests (the topic exists even with
+     * no unicorns, for real providers to subscribe to) */
+    const char *topic[] = {RFQS_TOPIC};
+    ok = ok && run(pg, "INSERT INTO topics (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", 1,
+                   topic, err, errlen);
+    for (int i = 0; ok && i < cfg->unicorns; i++) {
+        char name[64], queue[80];
+        rfqs_unicorn_name(i, name, sizeof name);
+        snprintf(queue, sizeof queue, "rfq-unicorn-%s", name);
+        const char *v[] = {RFQS_TOPIC, queue, NULL};
+        ok = run(pg, "SELECT rydes_ensure_subscription($1, $2, $3::jsonb)", 3, v, err, errlen);
+    }
     return ok;
 }
 

@@ -7,10 +7,9 @@
 #include <stdlib.h>
 
 const struct consumer_def *const services_all[] = {
-    &service_customer_notification, &service_customer_loyalty,
-    &service_datalake_ingestion,    &service_extraordinary_rides,
-    &service_prebooking_submission, &service_prebooking_processing,
-    &service_prebooking_datalake,   NULL,
+    &service_customer_notification, &service_customer_loyalty,      &service_datalake_ingestion,
+    &service_extraordinary_rides,   &service_prebooking_submission, &service_prebooking_processing,
+    &service_prebooking_datalake,   &service_rfq_aggregator,        NULL,
 };
 
 #define SERVICES_MAX 128 /* consumers per process, all definitions and their threads */
@@ -18,6 +17,8 @@ const struct consumer_def *const services_all[] = {
 struct services {
     struct consumer *running[SERVICES_MAX];
     int n;
+    struct rfq_timer *rfq_timer; /* with the aggregator */
+    struct fleet *fleet;         /* unicorn-fleet */
 };
 
 struct services *services_start(const struct config *cfg, const struct consumer_env *env)
@@ -31,6 +32,10 @@ struct services *services_start(const struct config *cfg, const struct consumer_
         for (int t = 0; t < threads && s->n < (int)SERVICES_MAX; t++)
             s->running[s->n++] = consumer_start(def, env);
     }
+    if (config_worker_enabled(cfg, service_rfq_aggregator.name))
+        s->rfq_timer = rfq_timer_start(env);
+    if (config_worker_enabled(cfg, "unicorn-fleet"))
+        s->fleet = fleet_start(cfg, env);
     return s;
 }
 
@@ -40,11 +45,15 @@ void services_stop(struct services *s)
         return;
     for (int i = 0; i < s->n; i++)
         consumer_stop(s->running[i]);
+    rfq_timer_stop(s->rfq_timer);
+    fleet_stop(s->fleet);
     free(s);
 }
 
 void services_render_metrics(const struct services *s, struct buf *out)
 {
+    if (s && s->rfq_timer)
+        rfq_render_metrics(out);
     if (!s || !s->n)
         return;
     buf_puts(out, "# HELP rydes_worker_messages_total Messages handled by built-in services, by "

@@ -1,0 +1,92 @@
+/* Wild Rydes instant-ride RFQs, the scatter-gather of the talk: a request for quotes is
+ * published on topic rfq-requests with a correlation id (the RFQ id) and a return address
+ * (queue rfq-responses); every subscribed unicorn answers there; the aggregator gathers one
+ * quote per unicorn and the RFQ is done when all expected unicorns answered or at its eta. */
+#ifndef RYDES_RFQS_H
+#define RYDES_RFQS_H
+
+#include "rydes/clock.h"
+#include "rydes/db.h"
+#include "rydes/ids.h"
+#include "rydes/mq.h"
+#include "rydes/topic_cache.h"
+#include "rydes/validate.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#define RFQS_TOPIC       "rfq-requests"
+#define RFQS_RESPONSES   "rfq-responses"
+#define RFQS_TIMEOUT_MIN 1
+#define RFQS_TIMEOUT_MAX 300
+#define RFQS_TIMEOUT_DEF 30
+#define RFQS_GOODIES_MAX 20
+#define RFQS_PRICE_MAX   1000000.0
+
+struct rfq_input {
+    const char *from, *to, *customer;
+    int timeout_s;
+};
+
+/* Reads {from, to, customer, timeout_in_secs?} (hyphenated aliases accepted). Pure. */
+void rfq_input(json_t *body, struct rfq_input *in, struct field_errors *fe);
+
+struct quote_input {
+    const char *unicorn;
+    double price;
+    json_t *goodies; /* borrowed array of strings, or NULL */
+};
+
+/* Reads a quote {unicorn, price, goodies?}; field names get prefix ("" at the top). Pure. */
+void quote_input(json_t *body, struct quote_input *in, struct field_errors *fe);
+
+struct rfq_quote {
+    char *unicorn; /* owned */
+    double price;
+    json_t *goodies; /* owned */
+    char received_at[CLOCK_RFC3339_LEN];
+};
+
+struct rfq {
+    char id[IDS_UUID_LEN];
+    char *from, *to, *customer; /* owned */
+    bool done;
+    char reason[16]; /* all_answered, timeout; "" while running */
+    int expected, responses;
+    char submitted_at[CLOCK_RFC3339_LEN], eta[CLOCK_RFC3339_LEN], completed_at[CLOCK_RFC3339_LEN];
+    struct rfq_quote *quotes; /* owned, cheapest first (rfqs_get with quotes) */
+    int nquotes;
+};
+
+void rfq_clear(struct rfq *r);
+/* GET /rfqs/{id}/status and the 202 body (result_link: name the result link even while
+ * running, as the 202 does). */
+json_t *rfq_status_json(const struct rfq *r, bool result_link);
+/* GET /rfqs/{id}/result (also while running, for /query-instant-ride-rfq). */
+json_t *rfq_result_json(const struct rfq *r);
+
+/* Stores the RFQ and publishes the request in one transaction; expected_responses is the
+ * number of unicorn queues it went to. MQ_NOT_FOUND when set is NULL (no topic). */
+enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
+                           const struct rfq_input *in, bool (*listened)(void *ctx, int queue_id),
+                           void *ctx, struct rfq *out, struct mq_publish_result *published);
+/* Reads RFQ id (its quotes too when with_quotes). MQ_NOT_FOUND for unknown ids. An RFQ past its
+ * eta reads as done (timeout) even before the deadline timer recorded it. */
+enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, struct rfq *out);
+/* Puts a quote for RFQ id into the return address queue q, as a unicorn would. */
+enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, const char *id,
+                                  const struct quote_input *in, bool notify);
+
+enum quote_outcome { QUOTE_STORED, QUOTE_COMPLETED, QUOTE_UNKNOWN, QUOTE_FINISHED };
+
+/* The aggregator's step for one quote (inside the caller's transaction). */
+enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,
+                              enum quote_outcome *outcome);
+/* Completes every running RFQ past its eta; *n how many. */
+enum mq_status rfqs_expire(struct db_conn *c, int *n);
+
+/* The name of simulated unicorn i (0-based) into out: shadowfax, sparkle, ..., unicorn-11. Its
+ * queue is "rfq-unicorn-" + name. */
+void rfqs_unicorn_name(int i, char *out, size_t n);
+
+#endif

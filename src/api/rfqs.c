@@ -1,0 +1,167 @@
+/* RFQ endpoints: POST /rfqs (alias POST /submit-instant-ride-rfq), GET /rfqs/{id}/status and
+ * /result (aliases GET /retrieve-rfq-status?id= and /retrieve-rfq-result?id=), GET
+ * /query-instant-ride-rfq/{id} (the result as it stands) and POST /rfqs/{id}/quotes (a quote
+ * posted for a unicorn, put into the return address queue). The work is rydes/rfqs.h. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/problem.h"
+#include "rydes/rfqs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum handler_result api_rfqs_create(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct rfq_input in;
+    rfq_input(req->json, &in, &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, c, RFQS_TOPIC, &st);
+    struct rfq r;
+    struct mq_publish_result pub;
+    if (set || st == MQ_NOT_FOUND)
+        st = rfqs_submit(c, set, &in, api_listened, req->app->hub, &r, &pub);
+    api_db_release(req, c);
+    topic_set_release(set);
+    if (st == MQ_NOT_FOUND)
+        return http_reply_unavailable(req, "topic " RFQS_TOPIC " does not exist; restarting "
+                                           "the gateway re-creates it");
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    api_published(req, &pub);
+    char self[80];
+    snprintf(self, sizeof self, "/rfqs/%s/status", r.id);
+    http_add_header(req, "Location", self);
+    http_add_header(req, "Content-Location", self);
+    res = http_reply_json(req, 202, rfq_status_json(&r, true));
+    rfq_clear(&r);
+    return res;
+}
+
+/* Reads the RFQ named by {id} or ?id=; answers 400/404/503 itself otherwise. */
+static bool load(struct http_request *req, bool with_quotes, struct rfq *r,
+                 enum handler_result *res)
+{
+    const char *id = route_param(&req->match, "id");
+    if (!id)
+        id = http_query(req, "id");
+    if (!id) {
+        struct field_errors fe;
+        field_errors_init(&fe);
+        field_errors_add(&fe, "id", "is required");
+        api_reply_invalid(req, &fe, res);
+        return false;
+    }
+    struct db_conn *c = api_db_acquire(req, res);
+    if (!c)
+        return false;
+    enum mq_status st = rfqs_get(c, id, with_quotes, r);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        *res = api_mq_failure(req, st, "no such RFQ");
+    return st == MQ_OK;
+}
+
+/* Seconds until the RFQ's eta, at least 1: when an early poller should look again. */
+static void retry_after_eta(struct http_request *req, const struct rfq *r)
+{
+    int64_t eta_us = 0;
+    long secs = 1;
+    if (clock_parse_rfc3339(r->eta, &eta_us) && eta_us > clock_wall_us())
+        secs = (long)((eta_us - clock_wall_us() + 999999) / 1000000);
+    char v[24];
+    snprintf(v, sizeof v, "%ld", secs < 1 ? 1 : secs);
+    http_add_header(req, "Retry-After", v);
+}
+
+enum handler_result api_rfqs_status(struct http_request *req)
+{
+    enum handler_result res;
+    struct rfq r;
+    if (!load(req, false, &r, &res))
+        return res;
+    if (!r.done)
+        http_add_header(req, "Retry-After", "1");
+    res = http_reply_json(req, 200, rfq_status_json(&r, false));
+    rfq_clear(&r);
+    return res;
+}
+
+enum handler_result api_rfqs_result(struct http_request *req)
+{
+    enum handler_result res;
+    struct rfq r;
+    if (!load(req, true, &r, &res))
+        return res;
+    if (!r.done) {
+        retry_after_eta(req, &r);
+        res = http_reply_problem(req, 409,
+                                 "the RFQ is still gathering quotes; poll its status "
+                                 "or come back after Retry-After");
+    } else {
+        res = http_reply_json(req, 200, rfq_result_json(&r));
+    }
+    rfq_clear(&r);
+    return res;
+}
+
+enum handler_result api_rfqs_query(struct http_request *req)
+{
+    enum handler_result res;
+    struct rfq r;
+    if (!load(req, true, &r, &res))
+        return res;
+    res = http_reply_json(req, 200, rfq_result_json(&r));
+    rfq_clear(&r);
+    return res;
+}
+
+enum handler_result api_rfqs_quote(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    struct quote_input q;
+    quote_input(req->json, &q, &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct rfq r;
+    if (!load(req, false, &r, &res))
+        return res;
+    if (r.done) {
+        rfq_clear(&r);
+        return http_reply_problem(req, 409, "the RFQ is done; quotes are no longer taken");
+    }
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c) {
+        rfq_clear(&r);
+        return res;
+    }
+    struct mq_queue queue;
+    enum mq_status st = mq_queue_get(c, RFQS_RESPONSES, &queue);
+    if (st == MQ_OK)
+        st = rfqs_enqueue_quote(c, &queue, r.id, &q, mq_hub_listened(req->app->hub, queue.id));
+    api_db_release(req, c);
+    rfq_clear(&r);
+    if (st == MQ_NOT_FOUND)
+        return http_reply_unavailable(req, "queue " RFQS_RESPONSES " does not exist; restarting "
+                                           "the gateway re-creates it");
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    return http_reply_json(
+        req, 202,
+        json_pack("{s:s, s:s}", "status", "accepted", "rfq_id", route_param(&req->match, "id")));
+}

@@ -1,0 +1,339 @@
+/* Storing, publishing, gathering and reading RFQs; see include/rydes/rfqs.h. */
+#include "rydes/rfqs.h"
+
+#include "rydes/buf.h"
+#include "rydes/jsontext.h"
+#include "rydes/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* An RFQ past its eta reads as done even before the deadline timer has recorded it. */
+#define RFQ_COLUMNS                                                                     \
+    "id, from_location, to_location, customer, submitted_at, eta, expected_responses, " \
+    "status = 'done' OR eta <= now(), coalesce(completion_reason, "                     \
+    "CASE WHEN eta <= now() THEN 'timeout' END), coalesce(completed_at, "               \
+    "CASE WHEN eta <= now() THEN eta END), "                                            \
+    "(SELECT count(*) FROM rfq_quotes q WHERE q.rfq_id = rfqs.id)"
+
+static struct db_stmt q_get =
+    DB_STMT("rfq_get", "SELECT " RFQ_COLUMNS " FROM rfqs WHERE id = $1", 1);
+static struct db_stmt q_quotes = DB_STMT("rfq_quotes",
+                                         "SELECT unicorn, price::text, goodies::text, received_at "
+                                         "FROM rfq_quotes WHERE rfq_id = $1 "
+                                         "ORDER BY price, received_at, unicorn",
+                                         1);
+#define RFQ_INSERT                                                                    \
+    "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, " \
+    "expected_responses, status, completed_at, completion_reason) "                   \
+    "VALUES ($1::uuid, $2, $3, $4, $5::timestamptz, $6::timestamptz, $7::int, "       \
+    "CASE WHEN $7::int = 0 THEN 'done' ELSE 'running' END, "                          \
+    "CASE WHEN $7::int = 0 THEN $5::timestamptz END, "                                \
+    "CASE WHEN $7::int = 0 THEN 'all_answered' END)"
+static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT, 7);
+/* The RFQ and its publish (mq_publish_payload, sql/006) in one statement. */
+static struct db_stmt q_submit = DB_STMT(
+    "rfq_submit",
+    "WITH r AS (" RFQ_INSERT " RETURNING id) "
+    "SELECT mq_publish_payload($8::uuid, $9, true, $10::jsonb, $11::int[], $12::int[]) FROM r",
+    12);
+static struct db_stmt q_add =
+    DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb)", 4);
+static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
+
+static enum mq_status failed(struct db_conn *c, PGresult *r)
+{
+    enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+    PQclear(r);
+    return st;
+}
+
+void rfq_clear(struct rfq *r)
+{
+    free(r->from);
+    free(r->to);
+    free(r->customer);
+    for (int i = 0; i < r->nquotes; i++) {
+        free(r->quotes[i].unicorn);
+        json_decref(r->quotes[i].goodies);
+    }
+    free(r->quotes);
+    memset(r, 0, sizeof *r);
+}
+
+static json_t *links(const struct rfq *r, bool with_result)
+{
+    char self[80], result[80];
+    snprintf(self, sizeof self, "/rfqs/%s/status", r->id);
+    snprintf(result, sizeof result, "/rfqs/%s/result", r->id);
+    json_t *l = json_pack("{s:s}", "self", self);
+    if (with_result)
+        json_object_set_new(l, "result", json_string(result));
+    return l;
+}
+
+json_t *rfq_status_json(const struct rfq *r, bool result_link)
+{
+    json_t *o =
+        json_pack("{s:s, s:s, s:i, s:i}", "id", r->id, "status", r->done ? "done" : "running",
+                  "response_count", r->responses, "expected_responses", r->expected);
+    if (!r->done)
+        json_object_set_new(o, "eta", json_string(r->eta));
+    else
+        json_object_set_new(o, "completion_reason", json_string(r->reason));
+    json_object_set_new(o, "links", links(r, r->done || result_link));
+    return o;
+}
+
+json_t *rfq_result_json(const struct rfq *r)
+{
+    json_t *quotes = json_array();
+    for (int i = 0; i < r->nquotes; i++) {
+        const struct rfq_quote *q = &r->quotes[i];
+        json_array_append_new(quotes, json_pack("{s:s, s:f, s:O}", "unicorn", q->unicorn, "price",
+                                                q->price, "goodies", q->goodies));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o}", "id", r->id, "status",
+                          r->done ? "done" : "running", "from", r->from, "to", r->to, "customer",
+                          r->customer, "submitted_at", r->submitted_at, "completed_at",
+                          r->done ? r->completed_at : NULL, "quotes", quotes);
+    json_object_set_new(o, "links", links(r, true));
+    return o;
+}
+
+static void read_rfq(PGresult *res, struct rfq *r)
+{
+    snprintf(r->id, sizeof r->id, "%s", PQgetvalue(res, 0, 0));
+    r->from = xstrdup(PQgetvalue(res, 0, 1));
+    r->to = xstrdup(PQgetvalue(res, 0, 2));
+    r->customer = xstrdup(PQgetvalue(res, 0, 3));
+    db_read_ts(res, 0, 4, r->submitted_at);
+    db_read_ts(res, 0, 5, r->eta);
+    r->expected = atoi(PQgetvalue(res, 0, 6));
+    r->done = PQgetvalue(res, 0, 7)[0] == 't';
+    snprintf(r->reason, sizeof r->reason, "%s", PQgetvalue(res, 0, 8));
+    db_read_ts(res, 0, 9, r->completed_at);
+    r->responses = atoi(PQgetvalue(res, 0, 10));
+}
+
+static enum mq_status read_quotes(struct db_conn *c, struct rfq *r)
+{
+    const char *v[] = {r->id};
+    PGresult *res = db_exec(c, &q_quotes, v, NULL, NULL);
+    if (!db_ok(c, res, PGRES_TUPLES_OK))
+        return failed(c, res);
+    r->nquotes = PQntuples(res);
+    r->quotes = xcalloc((size_t)r->nquotes + 1, sizeof *r->quotes);
+    for (int i = 0; i < r->nquotes; i++) {
+        struct rfq_quote *q = &r->quotes[i];
+        q->unicorn = xstrdup(PQgetvalue(res, i, 0));
+        q->price = strtod(PQgetvalue(res, i, 1), NULL);
+        q->goodies = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+        if (!q->goodies)
+            q->goodies = json_array();
+        db_read_ts(res, i, 3, q->received_at);
+    }
+    PQclear(res);
+    return MQ_OK;
+}
+
+enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, struct rfq *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!id || !ids_is_uuid(id))
+        return MQ_NOT_FOUND;
+    const char *v[] = {id};
+    PGresult *r = db_exec(c, &q_get, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    bool found = PQntuples(r) == 1;
+    if (found)
+        read_rfq(r, out);
+    PQclear(r);
+    if (!found)
+        return MQ_NOT_FOUND;
+    enum mq_status st = with_quotes ? read_quotes(c, out) : MQ_OK;
+    if (st != MQ_OK)
+        rfq_clear(out);
+    return st;
+}
+
+/* The request published to the unicorns, and its attributes: the correlation id and the
+ * return address of the request-response pattern. */
+static void request_event(const struct rfq *r, char **body, json_t **attrs)
+{
+    json_t *b = json_pack("{s:s, s:s, s:s, s:s, s:s}", "rfq_id", r->id, "from", r->from, "to",
+                          r->to, "customer", r->customer, "eta", r->eta);
+    *body = jsontext_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    *attrs = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "correlation_id", "type", "String", "value",
+                       r->id, "return_address", "type", "String", "value", RFQS_RESPONSES);
+}
+
+/* Stores r expecting n responses (inside the caller's transaction). */
+static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n)
+{
+    char expected[16];
+    snprintf(expected, sizeof expected, "%d", n);
+    const char *v[] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
+    PGresult *res = db_exec(c, &q_insert, v, NULL, NULL);
+    if (!db_ok(c, res, PGRES_COMMAND_OK))
+        return failed(c, res);
+    PQclear(res);
+    return MQ_OK;
+}
+
+/* Any topology besides raw queues (an operator's URL or enveloped subscription): publish first,
+ * then store the RFQ expecting as many answers as the publish had deliveries. */
+static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *set, struct rfq *r,
+                                   const struct mq_publish *p,
+                                   bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                   struct mq_publish_result *published)
+{
+    if (!db_begin(c))
+        return MQ_UNAVAILABLE;
+    enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
+    if (st == MQ_OK)
+        st = insert(c, r, published->deliveries);
+    if (st == MQ_OK && !db_commit(c))
+        st = MQ_UNAVAILABLE;
+    if (st != MQ_OK)
+        db_rollback(c);
+    r->expected = published->deliveries;
+    return st;
+}
+
+static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
+                                  const struct mq_publish_plan *plan,
+                                  struct mq_publish_result *published)
+{
+    char expected[16];
+    snprintf(expected, sizeof expected, "%d", plan->n);
+    const char *v[] = {r->id,
+                       r->from,
+                       r->to,
+                       r->customer,
+                       r->submitted_at,
+                       r->eta,
+                       expected,
+                       plan->message_id,
+                       plan->payload ? plan->payload : "",
+                       plan->attributes,
+                       buf_str((struct buf *)&plan->queues),
+                       buf_str((struct buf *)&plan->notify)};
+    PGresult *res = db_exec(c, &q_submit, v, NULL, NULL);
+    if (!db_ok(c, res, PGRES_TUPLES_OK))
+        return failed(c, res);
+    published->deliveries = atoi(PQgetvalue(res, 0, 0));
+    memcpy(published->message_id, plan->message_id, sizeof plan->message_id);
+    PQclear(res);
+    r->expected = plan->n;
+    return MQ_OK;
+}
+
+enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
+                           const struct rfq_input *in, bool (*listened)(void *ctx, int queue_id),
+                           void *ctx, struct rfq *out, struct mq_publish_result *published)
+{
+    memset(out, 0, sizeof *out);
+    memset(published, 0, sizeof *published);
+    if (!set)
+        return MQ_NOT_FOUND;
+    ids_uuid(out->id);
+    out->from = xstrdup(in->from);
+    out->to = xstrdup(in->to);
+    out->customer = xstrdup(in->customer);
+    int64_t now = clock_wall_us();
+    clock_format_rfc3339(now, out->submitted_at);
+    clock_format_rfc3339(now + (int64_t)in->timeout_s * 1000000, out->eta);
+    char *body;
+    json_t *attrs;
+    request_event(out, &body, &attrs);
+    struct mq_publish p = {
+        .body = body, .body_len = strlen(body), .body_json = true, .attributes = attrs};
+    struct mq_publish_plan plan;
+    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
+    enum mq_status st = plan.lean ? submit_lean(c, out, &plan, published)
+                                  : submit_in_tx(c, set, out, &p, listened, ctx, published);
+    mq_publish_plan_clear(&plan);
+    free(body);
+    json_decref(attrs);
+    out->done = out->expected == 0;
+    if (out->done) {
+        snprintf(out->reason, sizeof out->reason, "all_answered");
+        memcpy(out->completed_at, out->submitted_at, sizeof out->completed_at);
+    }
+    if (st != MQ_OK)
+        rfq_clear(out);
+    return st;
+}
+
+/* The quote as the message a unicorn sends: {unicorn, price, goodies}. */
+static char *quote_text(const struct quote_input *in)
+{
+    char price[32];
+    snprintf(price, sizeof price, "%.2f", in->price);
+    json_t *q = json_pack("{s:s, s:f, s:o}", "unicorn", in->unicorn, "price", strtod(price, NULL),
+                          "goodies", in->goodies ? json_incref(in->goodies) : json_array());
+    char *text = jsontext_dumps(q, JSON_COMPACT);
+    json_decref(q);
+    return text;
+}
+
+enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, const char *id,
+                                  const struct quote_input *in, bool notify)
+{
+    char *text = quote_text(in);
+    json_t *attrs = json_pack("{s:{s:s, s:s}}", "correlation_id", "type", "String", "value", id);
+    struct mq_send_entry e = {.body = text,
+                              .body_len = strlen(text),
+                              .body_json = true,
+                              .attributes = attrs,
+                              .delay_seconds = -1};
+    struct mq_send_result res;
+    enum mq_status st = mq_send(c, q, &e, 1, &res, notify);
+    json_decref(attrs);
+    free(text);
+    return st;
+}
+
+enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,
+                              enum quote_outcome *outcome)
+{
+    char price[32];
+    snprintf(price, sizeof price, "%.2f", in->price);
+    char *goodies = in->goodies ? jsontext_dumps(in->goodies, JSON_COMPACT) : NULL;
+    const char *v[] = {id, in->unicorn, price, goodies};
+    PGresult *r = db_exec(c, &q_add, v, NULL, NULL);
+    free(goodies);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    const char *o = PQgetvalue(r, 0, 0);
+    *outcome = strcmp(o, "stored") == 0      ? QUOTE_STORED
+               : strcmp(o, "completed") == 0 ? QUOTE_COMPLETED
+               : strcmp(o, "unknown") == 0   ? QUOTE_UNKNOWN
+                                             : QUOTE_FINISHED;
+    PQclear(r);
+    return MQ_OK;
+}
+
+enum mq_status rfqs_expire(struct db_conn *c, int *n)
+{
+    PGresult *r = db_exec(c, &q_expire, NULL, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    *n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return MQ_OK;
+}
+
+void rfqs_unicorn_name(int i, char *out, size_t n)
+{
+    static const char *const names[] = {"shadowfax", "sparkle",  "stardust", "moonbeam", "rainbow",
+                                        "glitter",   "twilight", "blaze",    "comet",    "nimbus"};
+    if (i >= 0 && i < (int)(sizeof names / sizeof *names))
+        snprintf(out, n, "%s", names[i]);
+    else
+        snprintf(out, n, "unicorn-%d", i + 1);
+}
