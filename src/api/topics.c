@@ -343,11 +343,7 @@ static enum mq_status publish_checked(struct http_request *req, struct db_conn *
     mq_input_publish_topic(p, prefix, &set->topic, fe);
     if (fe->count)
         return MQ_INVALID;
-    enum mq_status st =
-        mq_publish(c, &set->topic, set->subs, set->n, p, api_listened, req->app->hub, out);
-    if (st == MQ_OK)
-        api_published(req, out);
-    return st;
+    return mq_publish(c, &set->topic, set->subs, set->n, p, api_listened, req->app->hub, out);
 }
 
 enum handler_result api_topics_publish(struct http_request *req)
@@ -377,6 +373,8 @@ enum handler_result api_topics_publish(struct http_request *req)
         st = publish_checked(req, c, set, &p, "", &fe, &out);
     api_db_release(req, c);
     topic_set_release(set);
+    if (st == MQ_OK)
+        api_published(req, &out);
     if (st == MQ_INVALID && api_reply_invalid(req, &fe, &res))
         goto done;
     res = st != MQ_OK ? api_mq_failure(req, st, "no such topic")
@@ -465,11 +463,12 @@ done:
     return res;
 }
 
-/* Publishes one batch entry: into ok, or into failed with what was wrong. A database failure
- * stops the batch (*fatal). */
+/* Publishes one batch entry: into ok, or into failed with what was wrong; *done collects the
+ * publishes for the counters (counted once the batch committed). A database failure stops the
+ * batch (*fatal). */
 static void publish_entry(struct http_request *req, struct db_conn *c, const struct topic_set *set,
                           size_t index, json_t *item, json_t *ok, json_t *failed,
-                          enum mq_status *fatal)
+                          struct mq_publish_result *done, int *ndone, enum mq_status *fatal)
 {
     json_t *fields = json_copy(item);
     json_object_del(fields, "id");
@@ -492,6 +491,7 @@ static void publish_entry(struct http_request *req, struct db_conn *c, const str
         json_t *r = publish_result_json(&out);
         json_object_set(r, "id", id);
         json_array_append_new(ok, r);
+        done[(*ndone)++] = out;
     } else {
         *fatal = st;
     }
@@ -535,14 +535,18 @@ enum handler_result api_topics_publish_batch(struct http_request *req)
         st = MQ_UNAVAILABLE;
     if (set && st == MQ_OK && set->topic.fifo)
         st = lock_batch_groups(c, set, items);
+    struct mq_publish_result done[MQ_MAX_BATCH];
+    int ndone = 0;
     for (size_t i = 0; set && st == MQ_OK && i < json_array_size(items); i++)
-        publish_entry(req, c, set, i, json_array_get(items, i), ok, failed, &st);
+        publish_entry(req, c, set, i, json_array_get(items, i), ok, failed, done, &ndone, &st);
     if (set && st == MQ_OK && !db_commit(c))
         st = MQ_UNAVAILABLE;
     if (set && st != MQ_OK)
         db_rollback(c);
     api_db_release(req, c);
     topic_set_release(set);
+    for (int i = 0; st == MQ_OK && i < ndone; i++)
+        api_published(req, &done[i]); /* committed: count them, wake the push worker */
     if (st != MQ_OK) {
         json_decref(ok);
         json_decref(failed);

@@ -1,15 +1,17 @@
 /* Integration: HTTP push subscriptions of topics, with real HTTP both ways (the gateway's push
  * worker POSTs to a small libmicrohttpd receiver in this process, which records every request and
  * answers with a status scripted by its path). Covered: the SNS-style envelope and every
- * x-rydes-* header of a delivery, raw delivery of text (text/plain) and JSON (application/json,
- * compact) bodies, filter policies on URL subscriptions (no row and no POST for a non-match, the
- * publish's `deliveries` counting queues and matching URLs only), retries with backoff until a
- * 2xx (attempt numbers, the jitter's lower bound between attempts), dead-lettering after
- * max_attempts (the envelope in the DLQ with the same message id, the push metrics), a failed
- * delivery kept in push_backlog without a DLQ and not retried, redirects not followed,
- * connection refused counted as a failure and retried, deliveries surviving a restart of a
+ * x-rydes-* header of a delivery, raw delivery of text (text/plain, verbatim) and JSON
+ * (application/json, compact) bodies, filter policies on URL subscriptions (no row and no POST
+ * for a non-match, the publish's `deliveries` counting queues and matching URLs only), retries
+ * until a 2xx (attempt numbers counting up, the jitter's lower bound between attempts, the
+ * backoff doubling), any 2xx a delivery and a 4xx a failure, dead-lettering after max_attempts
+ * (the envelope, or the raw body with its attributes, in the DLQ with the same message id; the
+ * push metrics), a failed delivery kept in push_backlog without a DLQ, not retried and dropped
+ * with its subscription, redirects not followed, connection refused counted as a failure and
+ * retried, an attempt in flight at shutdown not counted, deliveries surviving a restart of a
  * gateway that ran without the worker, two gateways sharing the work without duplicates, and
- * the representation of URL and queue subscriptions in the subscription list. */
+ * URL and queue subscriptions in the subscription list (a deleted DLQ shown as null). */
 #include "harness.h"
 
 #include "rydes/ids.h"
@@ -83,6 +85,8 @@ static unsigned scripted_status(const char *path, const char **location)
             earlier += strcmp(rcv.hits[i].path, path) == 0;
         return earlier < failures ? 503 : 200;
     }
+    if (strncmp(path, "/slow/", 6) == 0) /* answered after N ms (on_request) */
+        return 200;
     if (strncmp(path, "/redirect", 9) == 0) {
         *location = rcv.ok_url;
         return 302;
@@ -126,6 +130,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rcv.n++;
     }
     pthread_mutex_unlock(&rcv.mu);
+    if (strncmp(url, "/slow/", 6) == 0)
+        harness_sleep_ms(atoi(url + 6));
     static char answer[] = "{}";
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
@@ -159,8 +165,9 @@ static void receiver_start(void)
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = 0;
-    rcv.daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                  NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+    rcv.daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                      MHD_USE_ERROR_LOG,
+                                  0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     ck_assert_msg(rcv.daemon != NULL, "the receiver did not start");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(rcv.daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -231,15 +238,40 @@ static void no_workers(struct config *cfg)
     cfg->workers = xstrdup("none");
 }
 
+/* Whether srv runs: a test that failed between stopping and starting it again must not have it
+ * stopped twice. */
+static bool srv_running;
+
+static void srv_stop(void)
+{
+    harness_stop(&srv);
+    srv_running = false;
+}
+
+static void srv_start(void (*tweak)(struct config *cfg))
+{
+    harness_start(&srv, tweak);
+    srv_running = true;
+}
+
+/* Stops srv and starts it again, with tweak. */
+static void restart(void (*tweak)(struct config *cfg))
+{
+    srv_stop();
+    srv_start(tweak);
+}
+
 static void setup(void)
 {
     receiver_start();
-    harness_start(&srv, NULL);
+    srv_start(NULL);
 }
 
 static void teardown(void)
 {
-    harness_stop(&srv);
+    if (srv_running)
+        harness_stop(&srv);
+    srv_running = false;
     /* no worker runs now: nothing a test left behind is delivered during a later one (whose
      * receiver may get the same port) */
     free(harness_sql(harness_db_url(), "DELETE FROM push_deliveries"));
@@ -563,8 +595,7 @@ static char *pending_subscriptions(const char *id)
 START_TEST(filter_policies_decide_which_urls_get_a_delivery)
 {
     /* without the worker first, so the rows a publish writes can be seen */
-    harness_stop(&srv);
-    harness_start(&srv, no_workers);
+    restart(no_workers);
     harness_put_queue(&srv, "pf-q", NULL, 201);
     put_topic("push-filter");
     put_sub("push-filter", "q",
@@ -592,8 +623,7 @@ START_TEST(filter_policies_decide_which_urls_get_a_delivery)
     ck_assert_int_eq(metric(&srv, "rydes_publish_deliveries_total"), 4);
 
     /* now with the worker: exactly the matching URLs get their message */
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
+    restart(NULL);
     ck_assert_int_eq(rcv_wait("/ok/ride", 1, 10000), 1);
     ck_assert_int_eq(rcv_wait("/ok/bike", 1, 10000), 1);
     wait_no_pending(NULL);
@@ -641,46 +671,67 @@ START_TEST(exhausted_deliveries_go_to_the_dead_letter_queue)
 {
     harness_put_queue(&srv, "push-dlq", NULL, 201);
     put_topic("push-dl");
-    put_url_sub("push-dl", "hook", "/status/500/dl",
-                ", \"dead_letter_queue\": \"push-dlq\", \"delivery_policy\": "
-                "{\"max_attempts\": 2, \"min_delay_seconds\": 1, \"max_delay_seconds\": 1}");
+    const char *policy =
+        ", \"dead_letter_queue\": \"push-dlq\", \"delivery_policy\": "
+        "{\"max_attempts\": 2, \"min_delay_seconds\": 1, \"max_delay_seconds\": 1}";
+    put_url_sub("push-dl", "hook", "/status/500/dl", policy);
+    char raw_extra[300];
+    snprintf(raw_extra, sizeof raw_extra, ", \"raw_delivery\": true%s", policy);
+    put_url_sub("push-dl", "raw", "/status/500/dl-raw", raw_extra);
     char id[IDS_UUID_LEN];
     ck_assert_int_eq(publish("push-dl",
                              "{\"body\": \"undeliverable\", \"subject\": \"s\", \"attributes\": "
                              "{\"a\": {\"type\": \"String\", \"value\": \"b\"}}}",
                              id),
-                     1);
+                     2);
     double until = now_s() + 10;
-    while (harness_stored("push-dlq") < 1 && now_s() < until)
+    while (harness_stored("push-dlq") < 2 && now_s() < until)
         harness_sleep_ms(50);
-    ck_assert_int_eq(harness_stored("push-dlq"), 1);
+    ck_assert_int_eq(harness_stored("push-dlq"), 2);
     ck_assert_int_eq(pending(NULL), 0);
-    ck_assert_int_eq(rcv_count(NULL), 2);
-    assert_delivery_headers(rcv_hit("/status/500/dl", 0), id, "push-dl", 1);
-    assert_delivery_headers(rcv_hit("/status/500/dl", 1), id, "push-dl", 2);
+    ck_assert_int_eq(rcv_count(NULL), 4);
+    for (int i = 0; i < 2; i++) {
+        assert_delivery_headers(rcv_hit("/status/500/dl", i), id, "push-dl", i + 1);
+        assert_delivery_headers(rcv_hit("/status/500/dl-raw", i), id, "push-dl", i + 1);
+    }
 
     struct response r;
     harness_admin(&srv, "POST", "/queues/push-dlq/messages:receive",
                   "{\"max_messages\": 10, \"visibility_timeout\": 60}", &r);
     ck_assert_msg(r.status == 200, "receive: %ld %s", r.status, buf_str(&r.body));
     json_t *msgs = json_object_get(r.json, "messages");
-    ck_assert_int_eq(json_array_size(msgs), 1);
-    json_t *m = json_array_get(msgs, 0);
-    ck_assert_str_eq(json_str(m, "message_id"), id);
-    json_t *b = json_object_get(m, "body");
-    json_t *e = json_is_string(b) ? json_loads(json_string_value(b), 0, NULL) : json_incref(b);
-    json_t *attrs = json_loads("{\"a\": {\"Type\": \"String\", \"Value\": \"b\"}}", 0, NULL);
-    assert_envelope(e, id, "push-dl", "undeliverable", "s", attrs);
-    /* the very envelope that was POSTed */
-    json_t *posted = json_loads(rcv_hit("/status/500/dl", 0)->body, 0, NULL);
-    ck_assert_msg(json_equal(posted, e), "the dead letter differs from the POSTed envelope");
-    json_decref(posted);
+    ck_assert_int_eq(json_array_size(msgs), 2);
+    json_t *attrs = json_loads("{\"a\": {\"type\": \"String\", \"value\": \"b\"}}", 0, NULL);
+    json_t *env_attrs = json_loads("{\"a\": {\"Type\": \"String\", \"Value\": \"b\"}}", 0, NULL);
+    int envelopes = 0, raws = 0;
+    for (size_t i = 0; i < 2; i++) {
+        json_t *m = json_array_get(msgs, i);
+        ck_assert_str_eq(json_str(m, "message_id"), id);
+        json_t *b = json_object_get(m, "body");
+        if (json_is_string(b) && strcmp(json_string_value(b), "undeliverable") == 0) {
+            /* the raw subscription's: the body with its attributes */
+            ck_assert_msg(json_equal(json_object_get(m, "attributes"), attrs),
+                          "raw dead letter attributes: %s", buf_str(&r.body));
+            raws++;
+            continue;
+        }
+        json_t *e = json_is_string(b) ? json_loads(json_string_value(b), 0, NULL) : json_incref(b);
+        assert_envelope(e, id, "push-dl", "undeliverable", "s", env_attrs);
+        /* the very envelope that was POSTed */
+        json_t *posted = json_loads(rcv_hit("/status/500/dl", 0)->body, 0, NULL);
+        ck_assert_msg(json_equal(posted, e), "the dead letter differs from the POSTed envelope");
+        json_decref(posted);
+        json_decref(e);
+        envelopes++;
+    }
+    ck_assert_int_eq(envelopes, 1);
+    ck_assert_int_eq(raws, 1);
     json_decref(attrs);
-    json_decref(e);
+    json_decref(env_attrs);
     response_cleanup(&r);
 
-    wait_metric(&srv, PUSH_METRIC("dead_lettered"), 1);
-    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 1);
+    wait_metric(&srv, PUSH_METRIC("dead_lettered"), 2);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 2);
     ck_assert_int_eq(metric(&srv, PUSH_METRIC("delivered")), 0);
     ck_assert_int_eq(metric(&srv, PUSH_METRIC("failed")), 0);
 }
@@ -721,6 +772,12 @@ START_TEST(failed_without_dead_letter_queue_stays_failed)
     wait_failed(id);
     ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 0);
     ck_assert_int_eq(metric(&srv, PUSH_METRIC("dead_lettered")), 0);
+    /* deleting the subscription drops its deliveries, failed ones included */
+    struct response r;
+    harness_admin(&srv, "DELETE", "/topics/push-fail/subscriptions/hook", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    ck_assert_int_eq(pending(NULL), 0);
 }
 END_TEST
 
@@ -780,10 +837,87 @@ START_TEST(connection_refused_is_a_failure_and_retried)
 }
 END_TEST
 
+START_TEST(any_2xx_is_a_delivery_and_a_4xx_a_failure)
+{
+    put_topic("push-codes");
+    put_url_sub("push-codes", "s201", "/status/201", "");
+    put_url_sub("push-codes", "s204", "/status/204", "");
+    put_url_sub("push-codes", "s299", "/status/299", "");
+    put_url_sub("push-codes", "s404", "/status/404",
+                ", \"delivery_policy\": {\"max_attempts\": 2, \"min_delay_seconds\": 1, "
+                "\"max_delay_seconds\": 1}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-codes", "{\"body\": \"codes\"}", id), 4);
+    wait_failed(id);
+    ck_assert_int_eq(pending(id), 1); /* only the 404 one is left */
+    const char *ok[] = {"/status/201", "/status/204", "/status/299"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(rcv_count(ok[i]) == 1, "%s got %d POSTs", ok[i], rcv_count(ok[i]));
+        assert_delivery_headers(rcv_hit(ok[i], 0), id, "push-codes", 1);
+    }
+    ck_assert_int_eq(rcv_count("/status/404"), 2);
+    assert_delivery_headers(rcv_hit("/status/404", 1), id, "push-codes", 2);
+    char *err = last_error(id);
+    ck_assert_msg(strstr(err, "404") != NULL, "last_error: %s", err);
+    free(err);
+    wait_metric(&srv, PUSH_METRIC("failed"), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("delivered")), 3);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 1);
+}
+END_TEST
+
+START_TEST(backoff_doubles_per_attempt)
+{
+    put_topic("push-backoff");
+    put_url_sub("push-backoff", "hook", "/flaky/3/backoff",
+                ", \"delivery_policy\": {\"min_delay_seconds\": 1, \"max_delay_seconds\": 4, "
+                "\"max_attempts\": 5}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-backoff", "{\"body\": \"x\"}", id), 1);
+    ck_assert_int_eq(rcv_wait("/flaky/3/backoff", 4, 15000), 4);
+    wait_no_pending(id);
+    ck_assert_int_eq(rcv_count(NULL), 4);
+    /* backoffs of 1, 2 and 4 s, each at least half of it with equal jitter */
+    const double at_least[] = {0.45, 0.95, 1.95};
+    for (int i = 1; i < 4; i++) {
+        const struct hit *h = rcv_hit("/flaky/3/backoff", i);
+        double gap = h->at - rcv_hit("/flaky/3/backoff", i - 1)->at;
+        assert_delivery_headers(h, id, "push-backoff", i + 1);
+        ck_assert_msg(gap >= at_least[i - 1], "attempt %d came %.3f s after the previous one",
+                      i + 1, gap);
+    }
+}
+END_TEST
+
+START_TEST(an_attempt_in_flight_at_shutdown_is_not_counted)
+{
+    put_topic("push-inflight");
+    put_url_sub("push-inflight", "hook", "/slow/2000", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-inflight", "{\"body\": \"x\"}", id), 1);
+    ck_assert_int_eq(rcv_wait("/slow/2000", 1, 10000), 1);
+    assert_delivery_headers(rcv_hit("/slow/2000", 0), id, "push-inflight", 1);
+    srv_stop(); /* while the receiver still holds its answer back */
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT attempts || ' ' || state || ' ' || coalesce(last_error, '-') "
+             "FROM push_backlog WHERE message_id = '%s'",
+             id);
+    char *row = sql_text(sql);
+    ck_assert_str_eq(row, "0 due -");
+    free(row);
+    srv_start(NULL);
+    ck_assert_int_eq(rcv_wait("/slow/2000", 2, 10000), 2);
+    assert_delivery_headers(rcv_hit("/slow/2000", 1), id, "push-inflight", 1);
+    wait_no_pending(id);
+    wait_metric(&srv, PUSH_METRIC("delivered"), 1);
+    ck_assert_int_eq(rcv_count(NULL), 2);
+}
+END_TEST
+
 START_TEST(deliveries_survive_a_restart)
 {
-    harness_stop(&srv);
-    harness_start(&srv, no_workers);
+    restart(no_workers);
     put_topic("push-restart");
     put_url_sub("push-restart", "hook", "/ok/restart", "");
     char id[IDS_UUID_LEN];
@@ -798,8 +932,7 @@ START_TEST(deliveries_survive_a_restart)
     ck_assert_str_eq(row, "0 due");
     free(row);
 
-    harness_stop(&srv);
-    harness_start(&srv, NULL); /* the fixture's teardown stops this one */
+    restart(NULL);
     ck_assert_int_eq(rcv_wait("/ok/restart", 1, 10000), 1);
     wait_no_pending(id);
     assert_delivery_headers(rcv_hit("/ok/restart", 0), id, "push-restart", 1);
@@ -820,7 +953,7 @@ START_TEST(two_servers_share_the_work_without_duplicates)
         snprintf(req, sizeof req, "{\"body\": \"m%d\"}", i);
         ck_assert_int_eq(publish_on(i % 2 ? &other : &srv, "push-shared", req, ids[i]), 1);
     }
-    ck_assert_int_eq(rcv_wait("/ok/shared", N, 20000), N);
+    ck_assert_int_ge(rcv_wait("/ok/shared", N, 20000), N);
     wait_no_pending(NULL);
     /* both workers are done writing back: every delivery counted once, by one of them */
     double until = now_s() + 10;
@@ -829,8 +962,8 @@ START_TEST(two_servers_share_the_work_without_duplicates)
                         metric(&other, PUSH_METRIC("delivered"))) != N &&
            now_s() < until)
         harness_sleep_ms(50);
+    ck_assert_msg(rcv_count(NULL) == N, "%d POSTs for %d messages", rcv_count(NULL), N);
     ck_assert_int_eq(delivered, N);
-    ck_assert_int_eq(rcv_count(NULL), N);
     for (int i = 0; i < N; i++) {
         int seen = 0;
         for (int k = 0; k < N; k++) {
@@ -899,6 +1032,17 @@ START_TEST(subscription_list_shows_url_and_queue_subscriptions)
                   buf_str(&r.body));
     json_decref(want);
     response_cleanup(&r);
+
+    /* deleting the dead-letter queue leaves the subscription without one */
+    harness_admin(&srv, "DELETE", "/queues/pl-dlq", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    harness_admin(&srv, "GET", "/topics/push-list/subscriptions", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    u = json_array_get(json_object_get(r.json, "subscriptions"), 1);
+    ck_assert_str_eq(json_str(u, "name"), "b-url");
+    ck_assert_msg(json_is_null(json_object_get(u, "dead_letter_queue")), "%s", buf_str(&r.body));
+    response_cleanup(&r);
 }
 END_TEST
 
@@ -914,8 +1058,11 @@ int main(void)
     tcase_add_test(tc, retries_until_a_2xx);
     tcase_add_test(tc, exhausted_deliveries_go_to_the_dead_letter_queue);
     tcase_add_test(tc, failed_without_dead_letter_queue_stays_failed);
+    tcase_add_test(tc, any_2xx_is_a_delivery_and_a_4xx_a_failure);
+    tcase_add_test(tc, backoff_doubles_per_attempt);
     tcase_add_test(tc, redirects_are_not_followed);
     tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
+    tcase_add_test(tc, an_attempt_in_flight_at_shutdown_is_not_counted);
     tcase_add_test(tc, deliveries_survive_a_restart);
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
