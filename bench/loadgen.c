@@ -2,13 +2,13 @@
  * handle, drive the gateway for a fixed time and report operations per second and latency
  * percentiles on one line of JSON.
  *
- *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|prebook|cycle|cycle10 CONNECTIONS
+ *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|prebook|rfq|cycle|cycle10 CONNECTIONS
  * SECONDS
  *
  * send: POST /queues/NAME/messages. sendattr: the same with the three message attributes a
  * publish carries. publish: POST /topics/NAME/messages with those attributes. ride: POST /rides
  * (a completed ride; NAME is ignored). prebook: POST /prebookings (a customer of its own each
- * time). LOADGEN_MAX_OPS=N stops after N operations. cycle: send,
+ * time). rfq: POST /rfqs. LOADGEN_MAX_OPS=N stops after N operations. cycle: send,
  * receive one, delete it (one message's life). cycle10: send a batch of 10, receive up to 10,
  * delete them with one batch delete; counted in messages. */
 #include <curl/curl.h>
@@ -126,6 +126,16 @@ static int op_prebook(struct conn *c, char *path)
     return request(c, "POST", path, body) == 202 ? 1 : -1;
 }
 
+static int op_rfq(struct conn *c, char *path)
+{
+    snprintf(path, 256, "/rfqs");
+    return request(c, "POST", path,
+                   "{\"from\":\"Berlin\",\"to\":\"Hamburg\",\"customer\":\"cust-42\","
+                   "\"timeout_in_secs\":30}") == 202
+               ? 1
+               : -1;
+}
+
 static int op_ride(struct conn *c, char *path)
 {
     snprintf(path, 256, "/rides");
@@ -222,6 +232,7 @@ static void *worker(void *arg)
                                        : strcmp(sh->mode, "publish") == 0  ? op_publish
                                        : strcmp(sh->mode, "ride") == 0     ? op_ride
                                        : strcmp(sh->mode, "prebook") == 0  ? op_prebook
+                                       : strcmp(sh->mode, "rfq") == 0      ? op_rfq
                                        : strcmp(sh->mode, "cycle") == 0    ? op_cycle
                                                                            : op_cycle10;
     double end = now() + sh->seconds;
@@ -245,10 +256,9 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc != 7) {
-        fprintf(
-            stderr,
-            "usage: loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|prebook|cycle|cycle10 "
-            "CONNS SECONDS\n");
+        fprintf(stderr, "usage: loadgen BASE_URL TOKEN NAME "
+                        "send|sendattr|publish|ride|prebook|rfq|cycle|cycle10 "
+                        "CONNS SECONDS\n");
         return 2;
     }
     struct shared sh = {.base = argv[1],

@@ -177,6 +177,38 @@ bench_campaign() {
         "all final after $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
 }
 
+# RFQS requests for quotes submitted at once against the simulated fleet (5 unicorns, 80% answer
+# after 0.2-2 s): time from submit to done per RFQ, p50/p99, from the rfqs table.
+bench_rfqs() {
+    local port token base out
+    port=$(free_port)
+    token="rydes_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    base="http://127.0.0.1:$port"
+    bench_sql -c "TRUNCATE rfqs, rfq_quotes, messages, payloads CASCADE"
+    DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
+        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_THREADS=4 RYDES_DB_POOL_SIZE=16 \
+        RYDES_WORKERS=rfq-aggregator,unicorn-fleet \
+        "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/rfqs.log" 2>&1 &
+    BENCH_PID=$!
+    for _ in $(seq 50); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+    say "rfqs: $RFQS requests for quotes"
+    out=$(LOADGEN_MAX_OPS=$RFQS "$ROOT/build-bench/loadgen" "$base" "$token" x rfq 16 120)
+    for _ in $(seq 900); do
+        [ "$(bench_sql -c "SELECT count(*) FROM rfqs WHERE status = 'running'")" = 0 ] && break
+        sleep 0.1
+    done
+    kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
+    local stats
+    stats=$(bench_sql -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY s)::numeric, 2)
+        || ' / ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY s)::numeric, 2)
+        || ' s; ' || count(*) FILTER (WHERE completion_reason = 'all_answered') || ' all answered, '
+        || count(*) FILTER (WHERE completion_reason = 'timeout') || ' at eta'
+        FROM (SELECT extract(epoch FROM completed_at - submitted_at) s, completion_reason
+              FROM rfqs) x")
+    row "RFQs: $RFQS submitted at once (submit → done p50 / p99)" "$stats" \
+        "accepted $(per_second "$out")/s, p99 $(field "$out" p99_ms) ms" "5 unicorns, 80% answer"
+}
+
 # Matching one message against 200 compiled filter policies (pure C, one core).
 bench_filter() {
     local out ns us
@@ -215,8 +247,8 @@ bench_soak() {
 bench_main() {
     local mode=${1:-quick}
     case "$mode" in
-        quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000 ;;
-        full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000 ;;
+        quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000; RFQS=1000 ;;
+        full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000; RFQS=1000 ;;
         *) die "usage: ./dev bench [quick|full]" ;;
     esac
     install_packages
@@ -241,6 +273,7 @@ bench_main() {
     bench_http
     bench_filter
     bench_campaign
+    bench_rfqs
     [ "$SOAK_MINUTES" -gt 0 ] && bench_soak
     bench_report "$mode"
 }

@@ -40,7 +40,7 @@ static void usage(FILE *out)
           "                                 push, customer-notification, customer-loyalty,\n"
           "                                 datalake-ingestion, extraordinary-rides,\n"
           "                                 prebooking-submission, prebooking-processing,\n"
-          "                                 prebooking-datalake\n"
+          "                                 prebooking-datalake, rfq-aggregator, unicorn-fleet\n"
           "  migrate                        apply pending database migrations, then exit\n"
           "  token create --role R [--name N]\n"
           "                                 create an API token (app, service or admin) and\n"
@@ -226,7 +226,8 @@ static bool worker_names(int argc, char **argv, int *first, char **names)
         fprintf(stderr, "usage: rydes worker NAME... [OPTIONS]\n"
                         "names: push, customer-notification, customer-loyalty, "
                         "datalake-ingestion, extraordinary-rides, prebooking-submission, "
-                        "prebooking-processing, prebooking-datalake\n");
+                        "prebooking-processing, prebooking-datalake, rfq-aggregator, "
+                        "unicorn-fleet\n");
     *names = ok ? xstrdup(buf_str(&b)) : NULL;
     buf_cleanup(&b);
     return ok;
