@@ -209,6 +209,42 @@ bench_rfqs() {
         "accepted $(per_second "$out")/s, p99 $(field "$out" p99_ms) ms" "5 unicorns, 80% answer"
 }
 
+# Fare sagas against the payment simulator: SAGAS fares started at once (by SQL, as the
+# customer-accounting worker would), run by one gateway's executors (RYDES_SAGA_CONCURRENCY 4);
+# sagas finished per second with 0% and with 20% of them declined at the charge (compensated).
+bench_sagas() {
+    local fail port token base t0 t1 rates=()
+    for fail in 0 20; do
+        bench_sql -c "TRUNCATE fares, saga_steps, payment_ledger, messages, payloads CASCADE" \
+            -c "SELECT count(saga_start('bench-' || g, NULL,
+                   CASE WHEN g % 100 < $fail THEN 'cust-' || g || '_fail_charge'
+                        ELSE 'cust-' || g END,
+                   20, '1111', NULL,
+                   '{register,preauthorize,charge,credit_account,complete,publish}'))
+                FROM generate_series(1, $SAGAS) g" >/dev/null
+        port=$(free_port)
+        token="rydes_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        base="http://127.0.0.1:$port"
+        t0=$(date +%s.%N)
+        DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
+            RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=error RYDES_DB_POOL_SIZE=16 \
+            RYDES_WORKERS=fare-saga RYDES_SAGA_CONCURRENCY=4 \
+            "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/sagas.log" 2>&1 &
+        BENCH_PID=$!
+        for _ in $(seq 3000); do
+            [ "$(bench_sql -c "SELECT count(*) FROM fares WHERE status IN ('pending', 'running')")" = 0 ] && break
+            sleep 0.1
+        done
+        t1=$(date +%s.%N)
+        kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
+        rates+=("$(awk -v n="$SAGAS" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')")
+    done
+    local unbalanced
+    unbalanced=$(bench_sql -c "SELECT count(*) FROM fare_ledger WHERE NOT balanced")
+    row "fare sagas, simulator (sagas/s)" "${rates[0]} (0% fail)" "${rates[1]} (20% fail, compensated)" \
+        "ledger unbalanced: $unbalanced"
+}
+
 # Matching one message against 200 compiled filter policies (pure C, one core).
 bench_filter() {
     local out ns us
@@ -247,8 +283,8 @@ bench_soak() {
 bench_main() {
     local mode=${1:-quick}
     case "$mode" in
-        quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000; RFQS=1000 ;;
-        full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000; RFQS=1000 ;;
+        quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000; RFQS=1000; SAGAS=2000 ;;
+        full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
         *) die "usage: ./dev bench [quick|full]" ;;
     esac
     install_packages
@@ -274,6 +310,7 @@ bench_main() {
     bench_filter
     bench_campaign
     bench_rfqs
+    bench_sagas
     [ "$SOAK_MINUTES" -gt 0 ] && bench_soak
     bench_report "$mode"
 }

@@ -38,6 +38,9 @@ struct config {
     int64_t unicorn_answer_percent;
     int64_t unicorn_min_latency_ms, unicorn_max_latency_ms;
     int64_t unicorn_min_price, unicorn_max_price;
+    int64_t saga_concurrency;
+    int64_t saga_lease_seconds;
+    char *payment_url;
 };
 
 struct config_error {

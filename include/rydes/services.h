@@ -24,6 +24,13 @@ struct rfq_timer *rfq_timer_start(const struct consumer_env *env);
 void rfq_timer_stop(struct rfq_timer *t);
 struct buf;
 void rfq_render_metrics(struct buf *out);
+/* The fare services (src/workers/saga_services.c): customer-accounting starts a saga per ride;
+ * the fare-saga executors run them. */
+extern const struct consumer_def service_customer_accounting;
+struct sagas;
+struct sagas *sagas_start(const struct config *cfg, const struct consumer_env *env);
+void sagas_stop(struct sagas *s);
+void sagas_render_metrics(struct buf *out);
 /* The simulated unicorn fleet (src/workers/unicorns.c): RYDES_UNICORNS consumers and the thread
  * that sends their answers. */
 struct fleet;

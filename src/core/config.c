@@ -115,6 +115,13 @@ static const struct setting settings[] = {
      OFF(unicorn_min_price), false, NULL, "simulated quotes cost at least this..."},
     {"unicorn-max-price", "RYDES_UNICORN_MAX_PRICE", SETTING_INT, "100", 1, 100000, NULL,
      OFF(unicorn_max_price), false, NULL, "...and less than this"},
+    {"saga-concurrency", "RYDES_SAGA_CONCURRENCY", SETTING_INT, "2", 1, 64, NULL,
+     OFF(saga_concurrency), false, NULL, "fare-saga executors per process"},
+    {"saga-lease-seconds", "RYDES_SAGA_LEASE_SECONDS", SETTING_INT, "60", 1, 3600, NULL,
+     OFF(saga_lease_seconds), false, NULL,
+     "a saga claimed by a process that died is resumed by another after this long"},
+    {"payment-url", "RYDES_PAYMENT_URL", SETTING_STRING, "", 0, 0, NULL, OFF(payment_url), false,
+     NULL, "base URL of a real payment gateway; empty: the built-in simulator"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -307,6 +314,8 @@ static const char *const known_workers[] = {"push",
                                             "prebooking-datalake",
                                             "rfq-aggregator",
                                             "unicorn-fleet",
+                                            "customer-accounting",
+                                            "fare-saga",
                                             NULL};
 
 static bool worker_name_valid(const char *p, size_t n)

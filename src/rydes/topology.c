@@ -26,6 +26,8 @@ static const struct {
     {RIDES_TOPIC, "extraordinary-rides", "extraordinary"},
     {"prebooking-notification", "prebooking-processing", NULL},
     {"prebooking-notification", "prebooking-datalake", NULL},
+    {"fare-processing", "fare-succeeded", "{\"is_successful\": [\"true\"]}"},
+    {"fare-processing", "fare-failed", "{\"is_successful\": [\"false\"]}"},
 };
 
 /* Queues no topic feeds: apps send into them directly. */
@@ -59,7 +61,8 @@ static bool ensure_all(PGconn *pg, const struct config *cfg, char *err, size_t e
     char *extraordinary = topology_extraordinary_policy(cfg);
     bool ok = true;
     for (size_t i = 0; ok && i < sizeof subscriptions / sizeof *subscriptions; i++) {
-        const char *policy = subscriptions[i].policy ? extraordinary : NULL;
+        const char *p = subscriptions[i].policy;
+        const char *policy = !p ? NULL : strcmp(p, "extraordinary") == 0 ? extraordinary : p;
         const char *v[] = {subscriptions[i].topic, subscriptions[i].queue, policy};
         ok = run(pg, "SELECT rydes_ensure_subscription($1, $2, $3::jsonb)", 3, v, err, errlen);
     }

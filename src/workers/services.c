@@ -6,11 +6,21 @@
 
 #include <stdlib.h>
 
+/* One per line, so adding a service touches one line. */
+// clang-format off
 const struct consumer_def *const services_all[] = {
-    &service_customer_notification, &service_customer_loyalty,      &service_datalake_ingestion,
-    &service_extraordinary_rides,   &service_prebooking_submission, &service_prebooking_processing,
-    &service_prebooking_datalake,   &service_rfq_aggregator,        NULL,
+    &service_customer_notification,
+    &service_customer_loyalty,
+    &service_datalake_ingestion,
+    &service_extraordinary_rides,
+    &service_prebooking_submission,
+    &service_prebooking_processing,
+    &service_prebooking_datalake,
+    &service_rfq_aggregator,
+    &service_customer_accounting,
+    NULL,
 };
+// clang-format on
 
 #define SERVICES_MAX 128 /* consumers per process, all definitions and their threads */
 
@@ -19,6 +29,7 @@ struct services {
     int n;
     struct rfq_timer *rfq_timer; /* with the aggregator */
     struct fleet *fleet;         /* unicorn-fleet */
+    struct sagas *sagas;         /* fare-saga */
 };
 
 struct services *services_start(const struct config *cfg, const struct consumer_env *env)
@@ -36,6 +47,8 @@ struct services *services_start(const struct config *cfg, const struct consumer_
         s->rfq_timer = rfq_timer_start(env);
     if (config_worker_enabled(cfg, "unicorn-fleet"))
         s->fleet = fleet_start(cfg, env);
+    if (config_worker_enabled(cfg, "fare-saga"))
+        s->sagas = sagas_start(cfg, env);
     return s;
 }
 
@@ -47,6 +60,7 @@ void services_stop(struct services *s)
         consumer_stop(s->running[i]);
     rfq_timer_stop(s->rfq_timer);
     fleet_stop(s->fleet);
+    sagas_stop(s->sagas);
     free(s);
 }
 
@@ -54,6 +68,8 @@ void services_render_metrics(const struct services *s, struct buf *out)
 {
     if (s && s->rfq_timer)
         rfq_render_metrics(out);
+    if (s && s->sagas)
+        sagas_render_metrics(out);
     if (!s || !s->n)
         return;
     buf_puts(out, "# HELP rydes_worker_messages_total Messages handled by built-in services, by "

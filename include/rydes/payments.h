@@ -1,0 +1,50 @@
+/* The payment gateway and the accounting system the fare saga talks to, as one interface with
+ * two implementations: a built-in simulator (default; its ledger is table payment_ledger) and an
+ * HTTP client for a real gateway (RYDES_PAYMENT_URL). Every call carries an idempotency key; a
+ * gateway that sees a key again answers as it did the first time, so a retried call after a
+ * crash never charges twice. */
+#ifndef RYDES_PAYMENTS_H
+#define RYDES_PAYMENTS_H
+
+#include "rydes/db.h"
+
+#include <stddef.h>
+
+enum pay_op { PAY_PREAUTH, PAY_VOID, PAY_CHARGE, PAY_REFUND, PAY_CREDIT };
+
+enum pay_status {
+    PAY_OK,
+    PAY_DECLINED,  /* a business error (declined, insufficient funds): do not retry */
+    PAY_TRANSIENT, /* timeout, 5xx, connection refused: retry with backoff */
+};
+
+struct pay_request {
+    const char *key; /* idempotency key */
+    const char *fare_id, *customer;
+    double amount;
+    const char *reference; /* the pre-auth code (void, charge) or the charge id (refund) */
+};
+
+struct pay_result {
+    char reference[64]; /* the code or id handed back on PAY_OK */
+    char detail[256];   /* why, otherwise */
+};
+
+struct payments;
+
+/* The simulator: failure injection by customer id, as the reference workshop has it: a customer
+ * containing _fail_auth, _fail_charge, _fail_credit or _fail_refund is declined at that
+ * operation; _flaky fails each call once with a transient error. Uses connection c for its
+ * ledger (autocommit). */
+struct payments *payments_simulator(void);
+/* The HTTP client: POST base_url/{preauthorizations|voids|charges|refunds|credits} with a JSON
+ * body and an Idempotency-Key header; 2xx is OK (the response's "reference"), 4xx declined,
+ * anything else transient. */
+struct payments *payments_http(const char *base_url);
+void payments_free(struct payments *p);
+
+enum pay_status payments_call(struct payments *p, struct db_conn *c, enum pay_op op,
+                              const struct pay_request *rq, struct pay_result *out);
+const char *payments_op_name(enum pay_op op);
+
+#endif

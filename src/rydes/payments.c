@@ -1,0 +1,189 @@
+/* The payment gateway implementations; see include/rydes/payments.h. */
+#include "rydes/payments.h"
+
+#include "rydes/ids.h"
+#include "rydes/jsontext.h"
+#include "rydes/mem.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAY_HTTP_TIMEOUT_MS 10000L
+#define PAY_HTTP_MAX_REPLY  65536
+
+struct payments {
+    char *base_url; /* NULL: the simulator */
+};
+
+static const char *const op_names[] = {"preauth", "void", "charge", "refund", "credit"};
+static const char *const op_paths[] = {"preauthorizations", "voids", "charges", "refunds",
+                                       "credits"};
+/* The simulator's failure markers, per operation (NULL: none). */
+static const char *const op_failures[] = {"_fail_auth", NULL, "_fail_charge", "_fail_refund",
+                                          "_fail_credit"};
+
+const char *payments_op_name(enum pay_op op)
+{
+    return op_names[op];
+}
+
+struct payments *payments_simulator(void)
+{
+    return xcalloc(1, sizeof(struct payments));
+}
+
+struct payments *payments_http(const char *base_url)
+{
+    struct payments *p = xcalloc(1, sizeof *p);
+    p->base_url = xstrdup(base_url);
+    return p;
+}
+
+void payments_free(struct payments *p)
+{
+    if (!p)
+        return;
+    free(p->base_url);
+    free(p);
+}
+
+/* Runs sql with v; the first value of the first row into out (may be NULL), or false. */
+static bool query(struct db_conn *c, const char *sql, int n, const char *const *v, char *out,
+                  size_t len, bool *found)
+{
+    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+    *found = ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0;
+    if (*found && out)
+        snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return ok;
+}
+
+/* Records op for rq in the ledger (once per key) and returns what the key stands for. */
+static enum pay_status ledger(struct db_conn *c, const char *kind, const struct pay_request *rq,
+                              const char *reference, struct pay_result *out)
+{
+    char amount[32];
+    snprintf(amount, sizeof amount, "%.2f", rq->amount);
+    const char *v[] = {rq->key, rq->fare_id, kind, rq->customer, amount, reference};
+    char kept[80];
+    bool found;
+    if (!query(c,
+               "WITH i AS (INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, "
+               "amount, reference) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) "
+               "DO NOTHING RETURNING kind || ':' || reference) SELECT * FROM i UNION ALL "
+               "SELECT kind || ':' || reference FROM payment_ledger WHERE idempotency_key = $1 "
+               "AND NOT EXISTS (SELECT 1 FROM i)",
+               6, v, kept, sizeof kept, &found) ||
+        !found) {
+        snprintf(out->detail, sizeof out->detail, "the simulator's ledger is unavailable");
+        return PAY_TRANSIENT;
+    }
+    const char *colon = strchr(kept, ':');
+    snprintf(out->reference, sizeof out->reference, "%s", colon ? colon + 1 : "");
+    if (strncmp(kept, "declined:", 9) == 0) {
+        snprintf(out->detail, sizeof out->detail, "declined by the payment simulator");
+        return PAY_DECLINED;
+    }
+    return PAY_OK;
+}
+
+static enum pay_status simulate(struct db_conn *c, enum pay_op op, const struct pay_request *rq,
+                                struct pay_result *out)
+{
+    /* _flaky: the first call with each key fails (a marker row remembers it did) */
+    if (strstr(rq->customer, "_flaky")) {
+        char key[300];
+        snprintf(key, sizeof key, "%s:flaky", rq->key);
+        const char *v[] = {key, rq->fare_id, rq->customer};
+        bool inserted;
+        if (!query(c,
+                   "INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, amount, "
+                   "reference) VALUES ($1, $2, 'transient', $3, 0, '') "
+                   "ON CONFLICT DO NOTHING RETURNING 1",
+                   3, v, NULL, 0, &inserted) ||
+            inserted) {
+            snprintf(out->detail, sizeof out->detail, "simulated timeout (flaky customer)");
+            return PAY_TRANSIENT;
+        }
+    }
+    const char *marker = op_failures[op];
+    if (marker && strstr(rq->customer, marker))
+        return ledger(c, "declined", rq, "", out);
+    char reference[40];
+    ids_uuid(reference);
+    return ledger(c, op_names[op], rq, reference, out);
+}
+
+struct reply {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t add = size * n;
+    if (r->len + add > PAY_HTTP_MAX_REPLY)
+        return 0; /* an absurd reply: abort the transfer */
+    r->data = xrealloc(r->data, r->len + add + 1);
+    memcpy(r->data + r->len, p, add);
+    r->len += add;
+    r->data[r->len] = '\0';
+    return add;
+}
+
+/* Sends op to the real gateway. */
+static enum pay_status over_http(struct payments *p, enum pay_op op, const struct pay_request *rq,
+                                 struct pay_result *out)
+{
+    char url[1200], key[320];
+    snprintf(url, sizeof url, "%s/%s", p->base_url, op_paths[op]);
+    snprintf(key, sizeof key, "Idempotency-Key: %s", rq->key);
+    json_t *body = json_pack("{s:s, s:s, s:f, s:s?}", "fare_id", rq->fare_id, "customer",
+                             rq->customer, "amount", rq->amount, "reference", rq->reference);
+    char *text = jsontext_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    CURL *h = curl_easy_init();
+    if (!h)
+        rydes_oom();
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    hdr = curl_slist_append(hdr, key);
+    struct reply r = {0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, PAY_HTTP_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    free(text);
+    json_t *reply = r.data ? json_loads(r.data, 0, NULL) : NULL;
+    free(r.data);
+    const char *ref = json_string_value(json_object_get(reply, "reference"));
+    snprintf(out->reference, sizeof out->reference, "%s", ref ? ref : "");
+    snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)",
+             op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status);
+    json_decref(reply);
+    if (rc != CURLE_OK || status >= 500 || status == 429 || status == 408)
+        return PAY_TRANSIENT;
+    return status >= 200 && status < 300 ? PAY_OK : PAY_DECLINED;
+}
+
+enum pay_status payments_call(struct payments *p, struct db_conn *c, enum pay_op op,
+                              const struct pay_request *rq, struct pay_result *out)
+{
+    memset(out, 0, sizeof *out);
+    return p->base_url ? over_http(p, op, rq, out) : simulate(c, op, rq, out);
+}

@@ -1,0 +1,535 @@
+/* The fare-collection saga; see include/rydes/saga.h. The step table drives everything: the
+ * executor runs steps[fare.step] forward, or, while compensating, walks back over the done steps
+ * calling their compensations, then finishes with the complete and publish steps. */
+#include "rydes/saga.h"
+
+#include "rydes/ids.h"
+#include "rydes/jsontext.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STEP_BUDGET         5 /* attempts of a step before a transient error counts as failure */
+#define COMPENSATION_BUDGET 6 /* attempts of a compensation before an operator must step in */
+#define BACKOFF_BASE_MS     200
+#define BACKOFF_MAX_MS      30000
+
+bool (*saga_crash_hook)(const char *fare_id, const char *step);
+
+struct saga_counters saga_counters;
+
+/* What the executor knows of a claimed fare. */
+struct fare {
+    char id[SAGA_FARE_ID_MAX + 1];
+    char customer[256];
+    double amount;
+    bool compensating;
+    int step;
+    char outcome[16];
+    char preauth[64], charge[64], credit[64];
+    char key[SAGA_FARE_ID_MAX + 64]; /* the idempotency key of the current call */
+};
+
+enum step_result { STEP_OK, STEP_DECLINED, STEP_TRANSIENT };
+
+struct step {
+    const char *name;
+    /* the forward action; NULL for steps that only record (register, complete, publish) */
+    enum step_result (*action)(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                               char *detail, size_t n);
+    enum step_result (*compensate)(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                                   char *detail, size_t n);
+};
+
+/* Calls the gateway for f; ref receives the reference handed back. */
+static enum step_result pay(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                            enum pay_op op, const char *reference, char *ref, size_t ref_len,
+                            char *detail, size_t n)
+{
+    struct pay_request rq = {.key = f->key,
+                             .fare_id = f->id,
+                             .customer = f->customer,
+                             .amount = f->amount,
+                             .reference = reference};
+    struct pay_result r;
+    enum pay_status st = payments_call(env->payments, c, op, &rq, &r);
+    if (st == PAY_OK && ref)
+        snprintf(ref, ref_len, "%s", r.reference);
+    snprintf(detail, n, "%s", st == PAY_OK ? r.reference : r.detail);
+    return st == PAY_OK ? STEP_OK : st == PAY_DECLINED ? STEP_DECLINED : STEP_TRANSIENT;
+}
+
+static enum step_result preauthorize(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                                     char *d, size_t n)
+{
+    return pay(c, env, f, PAY_PREAUTH, NULL, f->preauth, sizeof f->preauth, d, n);
+}
+
+static enum step_result void_preauth(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                                     char *d, size_t n)
+{
+    return pay(c, env, f, PAY_VOID, f->preauth, NULL, 0, d, n);
+}
+
+static enum step_result charge(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                               char *d, size_t n)
+{
+    return pay(c, env, f, PAY_CHARGE, f->preauth, f->charge, sizeof f->charge, d, n);
+}
+
+static enum step_result refund(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                               char *d, size_t n)
+{
+    return pay(c, env, f, PAY_REFUND, f->charge, NULL, 0, d, n);
+}
+
+static enum step_result credit(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                               char *d, size_t n)
+{
+    return pay(c, env, f, PAY_CREDIT, NULL, f->credit, sizeof f->credit, d, n);
+}
+
+/* The workflow. A charged fare is "compensated" by refunding it, whose pre-authorization is
+ * voided by the preauthorize step's own compensation next. */
+static const struct step steps[] = {
+    {"register", NULL, NULL},   {"preauthorize", preauthorize, void_preauth},
+    {"charge", charge, refund}, {"credit_account", credit, NULL},
+    {"complete", NULL, NULL},   {"publish", NULL, NULL},
+};
+#define NSTEPS        ((int)(sizeof steps / sizeof *steps))
+#define STEP_COMPLETE 4
+#define STEP_PUBLISH  5
+
+const char *const saga_step_names[] = {"register", "preauthorize", "charge", "credit_account",
+                                       "complete", "publish",      NULL};
+
+enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id,
+                          const char *customer, double amount, const char *last4, const char *hash,
+                          bool *created)
+{
+    char a[32];
+    snprintf(a, sizeof a, "%.2f", amount);
+    const char *v[] = {id,
+                       ride_id,
+                       customer,
+                       a,
+                       last4,
+                       hash,
+                       "{register,preauthorize,charge,credit_account,complete,publish}"};
+    PGresult *r = PQexecParams(c->pg,
+                               "SELECT saga_start($1, $2::uuid, $3, $4::numeric, $5, $6, "
+                               "$7::text[])",
+                               7, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok)
+        *created = PQgetvalue(r, 0, 0)[0] == 't';
+    enum mq_status st = ok ? MQ_OK : db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+    if (!ok)
+        log_warn("saga_start: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return st;
+}
+
+/* Runs sql with v and tells whether it worked (rows, if any, are dropped). */
+static bool exec(struct db_conn *c, const char *sql, int n, const char *const *v)
+{
+    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok && !db_conn_lost(c))
+        log_warn("saga: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f, bool *found)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", env->lease_seconds);
+    const char *v[] = {lease};
+    PGresult *r =
+        PQexecParams(c->pg,
+                     "UPDATE fares f SET next_attempt_at = now() + make_interval(secs => $1::int), "
+                     "status = 'running', updated_at = now() WHERE id = (SELECT id FROM fares "
+                     "WHERE status IN ('pending', 'running') AND next_attempt_at <= now() "
+                     "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                     "RETURNING id, customer, amount::text, phase = 'compensating', step, "
+                     "coalesce(outcome, ''), coalesce(preauth_code, ''), coalesce(charge_id, ''), "
+                     "coalesce(credit_id, '')",
+                     1, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    *found = ok && PQntuples(r) == 1;
+    if (*found) {
+        memset(f, 0, sizeof *f);
+        snprintf(f->id, sizeof f->id, "%s", PQgetvalue(r, 0, 0));
+        snprintf(f->customer, sizeof f->customer, "%s", PQgetvalue(r, 0, 1));
+        f->amount = strtod(PQgetvalue(r, 0, 2), NULL);
+        f->compensating = PQgetvalue(r, 0, 3)[0] == 't';
+        f->step = atoi(PQgetvalue(r, 0, 4));
+        snprintf(f->outcome, sizeof f->outcome, "%s", PQgetvalue(r, 0, 5));
+        snprintf(f->preauth, sizeof f->preauth, "%s", PQgetvalue(r, 0, 6));
+        snprintf(f->charge, sizeof f->charge, "%s", PQgetvalue(r, 0, 7));
+        snprintf(f->credit, sizeof f->credit, "%s", PQgetvalue(r, 0, 8));
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* Equal jitter around an exponential backoff for the attempt-th retry, in milliseconds. */
+static int backoff_ms(int attempt)
+{
+    long d = BACKOFF_BASE_MS;
+    for (int i = 1; i < attempt && d < BACKOFF_MAX_MS; i++)
+        d *= 2;
+    if (d > BACKOFF_MAX_MS)
+        d = BACKOFF_MAX_MS;
+    unsigned r;
+    ids_random(&r, sizeof r);
+    return (int)(d / 2 + r % (unsigned)(d / 2 + 1));
+}
+
+/* Persists a step's outcome and where the fare goes next, in one transaction with extra (the
+ * publish of the last step), and releases the lease when the fare must wait (delay_ms > 0). */
+struct record {
+    const char *status; /* the step's new status */
+    bool compensation;  /* the attempt was a compensation */
+    const char *detail;
+    int next_step;
+    const char *phase;       /* forward, compensating, finished */
+    const char *outcome;     /* NULL: unchanged */
+    const char *fare_status; /* NULL: unchanged */
+    int delay_ms;            /* > 0: due again after this; 0: at once; < 0: keep the lease */
+    bool operator;
+};
+
+static bool record(struct db_conn *c, const struct fare *f, int position, const struct record *rec)
+{
+    char pos[16], next[16], delay[16];
+    snprintf(pos, sizeof pos, "%d", position);
+    snprintf(next, sizeof next, "%d", rec->next_step);
+    snprintf(delay, sizeof delay, "%d", rec->delay_ms < 0 ? -1 : rec->delay_ms);
+    const char *sv[] = {f->id, pos, rec->status, rec->detail, rec->compensation ? "t" : "f"};
+    const char *fv[] = {f->id, next, rec->phase, rec->outcome, rec->fare_status, delay,
+                        f->preauth[0] ? f->preauth : NULL, f->charge[0] ? f->charge : NULL,
+                        f->credit[0] ? f->credit : NULL, rec->operator? "t" : "f" };
+    return exec(c,
+                "UPDATE saga_steps SET status = $3, detail = $4, "
+                "attempts = attempts + (NOT $5::boolean)::int, "
+                "compensation_attempts = compensation_attempts + $5::boolean::int, "
+                "started_at = coalesce(started_at, now()), "
+                "finished_at = CASE WHEN $3 IN ('done', 'failed', 'compensated', 'skipped') "
+                "THEN now() END WHERE fare_id = $1 AND position = $2::int",
+                5, sv) &&
+           exec(c,
+                "UPDATE fares SET step = $2::int, phase = $3, outcome = coalesce($4, outcome), "
+                "status = coalesce($5, status), preauth_code = $7, charge_id = $8, "
+                "credit_id = $9, needs_operator = needs_operator OR $10::boolean, "
+                "updated_at = now(), next_attempt_at = CASE WHEN $6::int < 0 THEN "
+                "next_attempt_at ELSE now() + make_interval(secs => $6::int / 1000.0) END "
+                "WHERE id = $1",
+                10, fv);
+}
+
+/* Marks the steps after position skipped (a failure ended the forward run there). */
+static bool skip_rest(struct db_conn *c, const struct fare *f, int position)
+{
+    char pos[16];
+    snprintf(pos, sizeof pos, "%d", position);
+    const char *v[] = {f->id, pos};
+    return exec(c,
+                "UPDATE saga_steps SET status = 'skipped', finished_at = now() "
+                "WHERE fare_id = $1 AND position > $2::int AND position < 4 "
+                "AND status = 'pending'",
+                2, v);
+}
+
+static bool listened(void *hub, int queue_id)
+{
+    return mq_hub_listened(hub, queue_id);
+}
+
+/* Publishes the outcome on fare-processing (inside the caller's transaction). */
+static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const struct fare *f)
+{
+    enum mq_status st;
+    struct topic_set *set = topic_cache_current(env->topics, env->hub, c, SAGA_TOPIC, &st);
+    if (!set)
+        return st == MQ_NOT_FOUND; /* no topic: nobody to tell (the topology re-creates it) */
+    bool ok = strcmp(f->outcome, "succeeded") == 0;
+    json_t *body = json_pack("{s:s, s:s, s:f, s:s}", "fare_id", f->id, "customer", f->customer,
+                             "amount", f->amount, "outcome", f->outcome);
+    char *text = jsontext_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    json_t *attrs =
+        json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "is_successful", "type", "String", "value",
+                  ok ? "true" : "false", "fare_id", "type", "String", "value", f->id);
+    struct mq_publish p = {
+        .body = text, .body_len = strlen(text), .body_json = true, .attributes = attrs};
+    struct mq_publish_result out;
+    st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, env->hub, &out);
+    json_decref(attrs);
+    free(text);
+    topic_set_release(set);
+    return st == MQ_OK;
+}
+
+/* Records, in one transaction, the step at position with rec (and the publish when the step
+ * is the last). */
+static bool commit_step(struct db_conn *c, const struct saga_env *env, const struct fare *f,
+                        int position, const struct record *rec, bool publish, bool skip)
+{
+    if (!db_begin(c))
+        return false;
+    bool ok = record(c, f, position, rec) && (!publish || publish_outcome(c, env, f));
+    if (ok && skip)
+        ok = skip_rest(c, f, position);
+    if (ok && db_commit(c))
+        return true;
+    db_rollback(c);
+    return false;
+}
+
+/* The status and attempt counts of the step at position. */
+static bool step_state(struct db_conn *c, const struct fare *f, int position, char *status,
+                       size_t n, int *attempts, int *compensations)
+{
+    char pos[16];
+    snprintf(pos, sizeof pos, "%d", position);
+    const char *v[] = {f->id, pos};
+    PGresult *r = PQexecParams(c->pg,
+                               "SELECT status, attempts, compensation_attempts FROM saga_steps "
+                               "WHERE fare_id = $1 AND position = $2::int",
+                               2, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok) {
+        snprintf(status, n, "%s", PQgetvalue(r, 0, 0));
+        *attempts = atoi(PQgetvalue(r, 0, 1));
+        *compensations = atoi(PQgetvalue(r, 0, 2));
+    }
+    PQclear(r);
+    return ok;
+}
+
+static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                         enum step_result r, const char *detail);
+static bool compensate(struct db_conn *c, const struct saga_env *env, struct fare *f);
+
+/* One forward step. Returns true to go on with the next. */
+static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *f)
+{
+    const struct step *s = &steps[f->step];
+    char detail[300] = "";
+    enum step_result r = STEP_OK;
+    snprintf(f->key, sizeof f->key, "fare:%s:%s", f->id, s->name);
+    if (s->action)
+        r = s->action(c, env, f, detail, sizeof detail);
+    if (saga_crash_hook && saga_crash_hook(f->id, s->name))
+        return false; /* "crashed": the lease runs out and someone resumes here */
+    if (f->step == STEP_COMPLETE && !f->outcome[0])
+        snprintf(f->outcome, sizeof f->outcome, "succeeded");
+    if (r == STEP_OK) {
+        bool last = f->step == STEP_PUBLISH;
+        struct record rec = {.status = "done",
+                             .detail = detail[0] ? detail : NULL,
+                             .next_step = f->step + 1,
+                             .phase = last ? "finished" : "forward",
+                             .outcome = f->step == STEP_COMPLETE ? f->outcome : NULL,
+                             .fare_status = last ? f->outcome : NULL,
+                             .delay_ms = last ? 0 : -1};
+        if (!commit_step(c, env, f, f->step, &rec, last, false))
+            return false;
+        if (last)
+            atomic_fetch_add(strcmp(f->outcome, "succeeded") == 0 ? &saga_counters.succeeded
+                                                                  : &saga_counters.failed,
+                             1);
+        f->step++;
+        return !last;
+    }
+    return fail_forward(c, env, f, r, detail);
+}
+
+/* A forward step did not succeed: retry it later, or give up on it and compensate. */
+static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                         enum step_result r, const char *detail)
+{
+    char status[16], why[400];
+    int attempts, compensations;
+    if (!step_state(c, f, f->step, status, sizeof status, &attempts, &compensations))
+        return false;
+    if (r == STEP_TRANSIENT && attempts + 1 < STEP_BUDGET) {
+        struct record rec = {.status = "running",
+                             .detail = detail,
+                             .next_step = f->step,
+                             .phase = "forward",
+                             .delay_ms = backoff_ms(attempts + 1)};
+        if (commit_step(c, env, f, f->step, &rec, false, false))
+            atomic_fetch_add(&saga_counters.retries, 1);
+        return false;
+    }
+    snprintf(why, sizeof why, "%s%s", detail,
+             r == STEP_TRANSIENT ? " (gave up after the retry budget)" : "");
+    snprintf(f->outcome, sizeof f->outcome, "failed");
+    struct record rec = {.status = "failed",
+                         .detail = why,
+                         .next_step = f->step - 1,
+                         .phase = "compensating",
+                         .outcome = "failed",
+                         .delay_ms = -1};
+    if (!commit_step(c, env, f, f->step, &rec, false, true))
+        return false;
+    f->step--;
+    f->compensating = true;
+    return true;
+}
+
+/* Moves the fare to the complete step once everything done was compensated. */
+static bool finish_compensating(struct db_conn *c, struct fare *f)
+{
+    const char *v[] = {f->id};
+    if (!exec(c, "UPDATE fares SET phase = 'forward', step = 4, updated_at = now() WHERE id = $1",
+              1, v))
+        return false;
+    f->compensating = false;
+    f->step = STEP_COMPLETE;
+    return true;
+}
+
+/* A compensation did not succeed: retry it later, or hand the fare to an operator. */
+static void fail_compensation(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                              int compensations, const char *detail)
+{
+    char why[400];
+    bool give_up = compensations + 1 >= COMPENSATION_BUDGET;
+    snprintf(why, sizeof why, "compensation failed: %s%s", detail,
+             give_up ? "; needs an operator" : "");
+    struct record rec = {.status = give_up ? "failed" : "done",
+                         .compensation = true,
+                         .detail = why,
+                         .next_step = f->step,
+                         .phase = give_up ? "finished" : "compensating",
+                         .outcome = give_up ? "failed" : NULL,
+                         .fare_status = give_up ? "failed" : NULL,
+                         .delay_ms = give_up ? 0 : backoff_ms(compensations + 1),
+                         .operator= give_up };
+    if (commit_step(c, env, f, f->step, &rec, false, false))
+        atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
+    if (give_up)
+        log_warn("saga %s: compensating %s failed %d times; marked for an operator", f->id,
+                 steps[f->step].name, compensations + 1);
+}
+
+/* One step back while compensating. Returns true to go on. */
+static bool compensate(struct db_conn *c, const struct saga_env *env, struct fare *f)
+{
+    if (f->step < 0)
+        return finish_compensating(c, f);
+    const struct step *s = &steps[f->step];
+    char status[16], detail[300] = "";
+    int attempts, compensations;
+    if (!step_state(c, f, f->step, status, sizeof status, &attempts, &compensations))
+        return false;
+    if (!s->compensate || strcmp(status, "done") != 0) { /* nothing to undo here */
+        char next[16];
+        snprintf(next, sizeof next, "%d", f->step - 1);
+        const char *v[] = {f->id, next};
+        if (!exec(c, "UPDATE fares SET step = $2::int WHERE id = $1", 2, v))
+            return false;
+        f->step--;
+        return true;
+    }
+    snprintf(f->key, sizeof f->key, "fare:%s:%s:compensate", f->id, s->name);
+    enum step_result r = s->compensate(c, env, f, detail, sizeof detail);
+    if (saga_crash_hook && saga_crash_hook(f->id, s->name))
+        return false;
+    if (r != STEP_OK) {
+        fail_compensation(c, env, f, compensations, detail);
+        return false;
+    }
+    struct record rec = {.status = "compensated",
+                         .compensation = true,
+                         .detail = detail,
+                         .next_step = f->step - 1,
+                         .phase = "compensating",
+                         .delay_ms = -1};
+    if (!commit_step(c, env, f, f->step, &rec, false, false))
+        return false;
+    f->step--;
+    return true;
+}
+
+enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool *ran)
+{
+    struct fare f;
+    if (!claim(c, env, &f, ran))
+        return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
+    bool go_on = *ran;
+    while (go_on)
+        go_on = f.compensating ? compensate(c, env, &f) : f.step < NSTEPS && forward(c, env, &f);
+    return MQ_OK;
+}
+
+/* The steps of fare id as a JSON array. */
+static json_t *steps_json(struct db_conn *c, const char *id)
+{
+    const char *v[] = {id};
+    PGresult *r = PQexecParams(c->pg,
+                               "SELECT name, status, attempts + compensation_attempts, detail, "
+                               "started_at, finished_at FROM saga_steps WHERE fare_id = $1 "
+                               "ORDER BY position",
+                               1, NULL, v, NULL, NULL, 0);
+    json_t *a = json_array();
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        char started[CLOCK_RFC3339_LEN], finished[CLOCK_RFC3339_LEN];
+        db_read_ts(r, i, 4, started);
+        db_read_ts(r, i, 5, finished);
+        json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:s?, s:s?, s:s?}", "name",
+                                           PQgetvalue(r, i, 0), "status", PQgetvalue(r, i, 1),
+                                           "attempts", atoi(PQgetvalue(r, i, 2)), "detail",
+                                           PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3),
+                                           "started_at", started[0] ? started : NULL, "finished_at",
+                                           finished[0] ? finished : NULL));
+    }
+    PQclear(r);
+    return a;
+}
+
+enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char *ride_id,
+                              json_t **out, char **hash)
+{
+    const char *v[] = {fare_id ? fare_id : ride_id};
+    PGresult *r = PQexecParams(
+        c->pg,
+        fare_id ? "SELECT id, ride_id, amount::text, status, needs_operator, request_hash "
+                  "FROM fares WHERE id = $1"
+                : "SELECT id, ride_id, amount::text, status, needs_operator, request_hash "
+                  "FROM fares WHERE ride_id = $1::uuid",
+        1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+        PQclear(r);
+        return st;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return MQ_NOT_FOUND;
+    }
+    const char *id = PQgetvalue(r, 0, 0);
+    const char *ride = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
+    char self[100], ride_link[80];
+    snprintf(self, sizeof self, "/fares/%s", id);
+    snprintf(ride_link, sizeof ride_link, "/rides/%s", ride ? ride : "");
+    json_t *links = json_pack("{s:s}", "self", self);
+    if (ride)
+        json_object_set_new(links, "ride", json_string(ride_link));
+    *out = json_pack("{s:s?, s:s, s:f, s:s, s:b, s:o, s:o}", "ride_id", ride, "fare_id", id,
+                     "amount", strtod(PQgetvalue(r, 0, 2), NULL), "status", PQgetvalue(r, 0, 3),
+                     "needs_operator", PQgetvalue(r, 0, 4)[0] == 't', "steps", steps_json(c, id),
+                     "links", links);
+    if (hash)
+        *hash = PQgetisnull(r, 0, 5) ? NULL : xstrdup(PQgetvalue(r, 0, 5));
+    PQclear(r);
+    return MQ_OK;
+}
