@@ -40,7 +40,8 @@ static void usage(FILE *out)
           "                                 push, customer-notification, customer-loyalty,\n"
           "                                 datalake-ingestion, extraordinary-rides,\n"
           "                                 prebooking-submission, prebooking-processing,\n"
-          "                                 prebooking-datalake, rfq-aggregator, unicorn-fleet\n"
+          "                                 prebooking-datalake, rfq-aggregator, unicorn-fleet,\n"
+          "                                 customer-accounting, fare-saga\n"
           "  migrate                        apply pending database migrations, then exit\n"
           "  token create --role R [--name N]\n"
           "                                 create an API token (app, service or admin) and\n"
@@ -227,7 +228,7 @@ static bool worker_names(int argc, char **argv, int *first, char **names)
                         "names: push, customer-notification, customer-loyalty, "
                         "datalake-ingestion, extraordinary-rides, prebooking-submission, "
                         "prebooking-processing, prebooking-datalake, rfq-aggregator, "
-                        "unicorn-fleet\n");
+                        "unicorn-fleet, customer-accounting, fare-saga\n");
     *names = ok ? xstrdup(buf_str(&b)) : NULL;
     buf_cleanup(&b);
     return ok;
