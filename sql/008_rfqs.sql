@@ -44,7 +44,7 @@ FROM rfqs r ORDER BY r.submitted_at;
 CREATE FUNCTION rfq_expire() RETURNS int
 LANGUAGE sql AS $$
     WITH done AS (
-        UPDATE rfqs SET status = 'done', completion_reason = 'timeout', completed_at = now()
+        UPDATE rfqs SET status = 'done', completion_reason = 'timeout', completed_at = eta
         WHERE status = 'running' AND eta <= now()
         RETURNING 1)
     SELECT count(*)::int FROM done

@@ -98,7 +98,10 @@ json_t *rfq_result_json(const struct rfq *r)
                           r->done ? "done" : "running", "from", r->from, "to", r->to, "customer",
                           r->customer, "submitted_at", r->submitted_at, "completed_at",
                           r->done ? r->completed_at : NULL, "quotes", quotes);
-    json_object_set_new(o, "links", links(r, true));
+    char self[80], status[80];
+    snprintf(self, sizeof self, "/rfqs/%s/result", r->id);
+    snprintf(status, sizeof status, "/rfqs/%s/status", r->id);
+    json_object_set_new(o, "links", json_pack("{s:s, s:s}", "self", self, "status", status));
     return o;
 }
 
