@@ -11,6 +11,7 @@
 #include "rydes/mq_hub.h"
 #include "rydes/mq_push.h"
 #include "rydes/mq_sweeper.h"
+#include "rydes/ratelimit.h"
 #include "rydes/services.h"
 #include "rydes/topic_cache.h"
 #include "rydes/ttlcache.h"
@@ -27,6 +28,7 @@ struct app {
     struct mq_sweeper *sweeper;
     struct mq_push *push;            /* NULL unless RYDES_WORKERS includes push */
     struct services *services;       /* the built-in consumers RYDES_WORKERS names */
+    struct ratelimit *rate_limits;   /* per token, RYDES_RATE_LIMIT_* */
     struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
     struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
     struct topic_cache *topic_cache; /* topics with compiled subscriptions */

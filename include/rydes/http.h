@@ -55,10 +55,16 @@ struct http_request {
     struct http_header headers[HTTP_MAX_EXTRA_HEADERS];
 };
 
-/* Authenticates a bearer token: on success sets *role and returns true. Returns false with
- * *unavailable set when the token store could not be asked (the request then gets 503). */
-typedef bool (*http_auth_fn)(struct app *app, const char *token, enum role *role,
-                             bool *unavailable);
+enum http_auth {
+    HTTP_AUTH_OK,          /* *role is set */
+    HTTP_AUTH_INVALID,     /* 401 */
+    HTTP_AUTH_UNAVAILABLE, /* the token store could not be asked: 503 */
+    HTTP_AUTH_LIMITED,     /* the token's rate limit is used up: 429, Retry-After *retry_after */
+};
+
+/* Authenticates a bearer token and charges it one request of its rate limit. */
+typedef enum http_auth (*http_auth_fn)(struct app *app, const char *token, enum role *role,
+                                       int *retry_after);
 
 struct http_server_config {
     const char *bind;

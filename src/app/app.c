@@ -6,6 +6,7 @@
 #include "rydes/log.h"
 #include "rydes/migrate.h"
 #include "rydes/mq.h"
+#include "rydes/ratelimit.h"
 #include "rydes/secret.h"
 #include "rydes/services.h"
 #include "rydes/tokens.h"
@@ -19,8 +20,10 @@
 #define ADMIN_TOKEN_MIN 16
 /* Token roles and queue attributes are cached this long: a change made by another process
  * (a deleted token, new queue attributes) takes effect within a second. */
-#define APP_CACHE_TTL_US 1000000
-#define APP_CACHE_SLOTS  1024
+#define APP_CACHE_TTL_US       1000000
+#define APP_CACHE_SLOTS        1024
+#define APP_RATE_SLOTS         4096
+#define APP_RATE_BURST_SECONDS 2 /* a token may burst to two seconds' worth of requests */
 
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen)
 {
@@ -45,25 +48,45 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
     return ok;
 }
 
-/* Authenticates a bearer token for the HTTP layer against the token store. */
-static bool app_authenticate(struct app *app, const char *token, enum role *role, bool *unavailable)
+/* Looks a bearer token up (cache first, then the token store) into *role. */
+static enum http_auth lookup_token(struct app *app, const char *token, const unsigned char *hash,
+                                   enum role *role)
+{
+    if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role))
+        return HTTP_AUTH_OK;
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
+    if (!c)
+        return HTTP_AUTH_UNAVAILABLE;
+    enum store_result r = tokens_authenticate(c, token, role);
+    db_pool_release(app->pool, c);
+    if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
+        ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role);
+    return r == STORE_OK                                ? HTTP_AUTH_OK
+           : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
+                                                        : HTTP_AUTH_INVALID;
+}
+
+/* The requests per second a role may make (0: no limit). */
+static double rate_of(const struct config *cfg, enum role role)
+{
+    return (double)(role == ROLE_APP       ? cfg->rate_limit_app
+                    : role == ROLE_SERVICE ? cfg->rate_limit_service
+                                           : cfg->rate_limit_admin);
+}
+
+/* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
+static enum http_auth app_authenticate(struct app *app, const char *token, enum role *role,
+                                       int *retry_after)
 {
     unsigned char hash[SECRET_HASH_LEN];
     secret_token_hash(token, strlen(token), hash);
-    if (ttlcache_get(app->token_cache, hash, sizeof hash, role))
-        return true;
-    enum db_acquire_error why;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
-    if (!c) {
-        *unavailable = true;
-        return false;
-    }
-    enum store_result r = tokens_authenticate(c, token, role);
-    db_pool_release(app->pool, c);
-    *unavailable = r == STORE_UNAVAILABLE || r == STORE_ERROR;
-    if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
-        ttlcache_put(app->token_cache, hash, sizeof hash, role);
-    return r == STORE_OK;
+    enum http_auth a = lookup_token(app, token, hash, role);
+    double rate = a == HTTP_AUTH_OK ? rate_of(app->cfg, *role) : 0;
+    if (rate > 0 && !ratelimit_take(app->rate_limits, hash, sizeof hash, rate,
+                                    rate * APP_RATE_BURST_SECONDS, clock_mono_us(), retry_after))
+        return HTTP_AUTH_LIMITED;
+    return a;
 }
 
 static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
@@ -98,6 +121,8 @@ static void app_free_parts(struct app *app)
     mq_push_stop(app->push);
     app->push = NULL;
     ttlcache_free(app->token_cache);
+    ratelimit_free(app->rate_limits);
+    app->rate_limits = NULL;
     ttlcache_free(app->queue_cache);
     topic_cache_free(app->topic_cache);
     app->token_cache = app->queue_cache = NULL;
@@ -167,6 +192,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     if (!app_migrate(cfg, cfg->migrate, &applied, err, errlen))
         return false;
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
+    app->rate_limits = ratelimit_create(APP_RATE_SLOTS);
     app->topic_cache = topic_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,

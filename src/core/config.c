@@ -122,6 +122,13 @@ static const struct setting settings[] = {
      "a saga claimed by a process that died is resumed by another after this long"},
     {"payment-url", "RYDES_PAYMENT_URL", SETTING_STRING, "", 0, 0, NULL, OFF(payment_url), false,
      NULL, "base URL of a real payment gateway; empty: the built-in simulator"},
+    {"rate-limit-app", "RYDES_RATE_LIMIT_APP", SETTING_INT, "50", 0, 1000000, NULL,
+     OFF(rate_limit_app), false, NULL,
+     "requests per second an app token may make per process (bursts of twice that); 0: none"},
+    {"rate-limit-service", "RYDES_RATE_LIMIT_SERVICE", SETTING_INT, "0", 0, 1000000, NULL,
+     OFF(rate_limit_service), false, NULL, "the same for service tokens"},
+    {"rate-limit-admin", "RYDES_RATE_LIMIT_ADMIN", SETTING_INT, "0", 0, 1000000, NULL,
+     OFF(rate_limit_admin), false, NULL, "the same for admin tokens"},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])

@@ -237,16 +237,25 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
             token = ""; /* too long to be ours */
         }
     }
-    bool unavailable = false;
-    if (token && *token &&
-        req->server->cfg.authenticate(req->app, token, &req->role, &unavailable)) {
+    int retry_after = 1;
+    enum http_auth a =
+        token && *token ? req->server->cfg.authenticate(req->app, token, &req->role, &retry_after)
+                        : HTTP_AUTH_INVALID;
+    if (a == HTTP_AUTH_OK) {
         if (req->role >= need)
             return true;
         *res = http_reply_problem(req, 403, "this route needs a token with a higher role");
         return false;
     }
-    if (unavailable) {
+    if (a == HTTP_AUTH_UNAVAILABLE) {
         *res = http_reply_unavailable(req, "the token store is unavailable");
+        return false;
+    }
+    if (a == HTTP_AUTH_LIMITED) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", retry_after);
+        http_add_header(req, "Retry-After", v);
+        *res = http_reply_problem(req, 429, "this token's rate limit is used up; retry later");
         return false;
     }
     http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"rydes\"");

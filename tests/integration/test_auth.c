@@ -1,11 +1,13 @@
 /* Integration: bearer-token authentication and the token endpoints. The role matrix (no token,
  * bad token, role too low, right role), tokens stored only as hashes, pagination, deletion
- * revoking at once, and RYDES_ADMIN_TOKEN ensured idempotently. */
+ * revoking at once, RYDES_ADMIN_TOKEN ensured idempotently, and per-token rate limits (429 with
+ * Retry-After). */
 #include "harness.h"
 
 #include "rydes/secret.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct harness_server srv;
@@ -260,6 +262,48 @@ START_TEST(rotating_the_admin_token_revokes_the_old_one)
 }
 END_TEST
 
+static void low_app_limit(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "rate-limit-app", "2", &err)); /* bursts of 4 */
+}
+
+/* An app token over its rate gets 429 problems with Retry-After; other tokens are unaffected,
+ * and the bucket refills. */
+START_TEST(app_tokens_are_rate_limited)
+{
+    harness_stop(&srv);
+    harness_start(&srv, low_app_limit);
+    char app[SECRET_TOKEN_LEN], other[SECRET_TOKEN_LEN], id[40];
+    create_token("app", app, id);
+    create_token("app", other, id);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 8; i++) {
+        struct response r;
+        harness_request(&srv, "GET", "/rides", app, NULL, NULL, NULL, &r);
+        if (r.status == 429) {
+            char ra[16];
+            ck_assert(response_header(&r, "Retry-After", ra, sizeof ra));
+            ck_assert_int_ge(atoi(ra), 1);
+            assert_problem(&r, 429);
+            limited++;
+        } else {
+            ck_assert_int_eq(r.status, 200);
+            ok++;
+        }
+        response_cleanup(&r);
+    }
+    ck_assert_int_ge(ok, 4); /* the burst (plus whatever refilled meanwhile) */
+    ck_assert_int_ge(limited, 1);
+    ck_assert_int_eq(status_of("GET", "/rides", other), 200);                /* its own bucket */
+    ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200); /* admin: no limit */
+    harness_sleep_ms(1100); /* two tokens refill in a second */
+    ck_assert_int_eq(status_of("GET", "/rides", app), 200);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("auth");
@@ -274,6 +318,7 @@ int main(void)
     tcase_add_test(tc, create_validates_role_and_name);
     tcase_add_test(tc, admin_token_is_ensured_once);
     tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
+    tcase_add_test(tc, app_tokens_are_rate_limited);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -1,0 +1,23 @@
+/* Per-token rate limiting: a token bucket per key (the SHA-256 of a bearer token), refilled at
+ * rate tokens per second up to burst. Direct-mapped into a fixed table under striped locks: a
+ * key that lands on a slot held by another key takes it over with a full bucket (the table is
+ * large enough that this only happens past thousands of active tokens). Thread-safe. */
+#ifndef RYDES_RATELIMIT_H
+#define RYDES_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ratelimit;
+
+/* slots rounds up to a power of two. Free with ratelimit_free. */
+struct ratelimit *ratelimit_create(size_t slots);
+void ratelimit_free(struct ratelimit *rl);
+
+/* Takes one token from key's bucket (rate per second, at most burst, both > 0) at now_us
+ * (monotonic). False when it is empty; *retry_after_s then says when one will be there. */
+bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                    double burst, int64_t now_us, int *retry_after_s);
+
+#endif

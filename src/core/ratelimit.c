@@ -1,0 +1,83 @@
+/* Token buckets; see include/rydes/ratelimit.h. */
+#include "rydes/ratelimit.h"
+
+#include "rydes/mem.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RL_KEY_MAX 32
+#define RL_STRIPES 64
+
+struct bucket {
+    unsigned char key[RL_KEY_MAX];
+    size_t key_len; /* 0: free */
+    double tokens;
+    int64_t at_us;
+};
+
+struct ratelimit {
+    size_t mask;
+    struct bucket *slots;
+    pthread_mutex_t stripes[RL_STRIPES];
+};
+
+struct ratelimit *ratelimit_create(size_t slots)
+{
+    size_t n = 1;
+    while (n < slots)
+        n <<= 1;
+    struct ratelimit *rl = xcalloc(1, sizeof *rl);
+    rl->mask = n - 1;
+    rl->slots = xcalloc(n, sizeof *rl->slots);
+    for (int i = 0; i < RL_STRIPES; i++)
+        pthread_mutex_init(&rl->stripes[i], NULL);
+    return rl;
+}
+
+void ratelimit_free(struct ratelimit *rl)
+{
+    if (!rl)
+        return;
+    for (int i = 0; i < RL_STRIPES; i++)
+        pthread_mutex_destroy(&rl->stripes[i]);
+    free(rl->slots);
+    free(rl);
+}
+
+static size_t slot_of(const unsigned char *key, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ key[i]) * 1099511628211ULL;
+    return (size_t)(h ^ (h >> 32));
+}
+
+bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                    double burst, int64_t now_us, int *retry_after_s)
+{
+    if (key_len > RL_KEY_MAX)
+        key_len = RL_KEY_MAX;
+    size_t i = slot_of(key, key_len) & rl->mask;
+    pthread_mutex_t *mu = &rl->stripes[i % RL_STRIPES];
+    pthread_mutex_lock(mu);
+    struct bucket *b = &rl->slots[i];
+    if (b->key_len != key_len || memcmp(b->key, key, key_len) != 0) {
+        memcpy(b->key, key, key_len);
+        b->key_len = key_len;
+        b->tokens = burst;
+        b->at_us = now_us;
+    }
+    double elapsed = (double)(now_us - b->at_us) / 1e6;
+    b->tokens = fmin(burst, b->tokens + (elapsed > 0 ? elapsed * rate : 0));
+    b->at_us = now_us;
+    bool ok = b->tokens >= 1.0;
+    if (ok)
+        b->tokens -= 1.0;
+    else
+        *retry_after_s = (int)ceil((1.0 - b->tokens) / rate);
+    pthread_mutex_unlock(mu);
+    return ok;
+}

@@ -1,0 +1,53 @@
+/* Unit tests of the token buckets: a burst is allowed, then requests are refused with a
+ * Retry-After until the bucket refills at its rate; keys are independent. */
+#include "rydes/ratelimit.h"
+
+#include "unit.h"
+
+#include <string.h>
+
+static const unsigned char key_a[32] = {1}, key_b[32] = {2};
+
+START_TEST(burst_then_refill)
+{
+    struct ratelimit *rl = ratelimit_create(64);
+    int retry = 0;
+    int64_t t = 1000000;
+    for (int i = 0; i < 4; i++) /* rate 2/s, burst 4 */
+        ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t, &retry));
+    ck_assert_int_eq(retry, 1);
+    /* another key has its own bucket */
+    ck_assert(ratelimit_take(rl, key_b, sizeof key_b, 2, 4, t, &retry));
+    /* half a second refills one token, and only one */
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 500000, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 500000, &retry));
+    /* a long pause refills up to the burst, not beyond */
+    int ok = 0;
+    for (int i = 0; i < 10; i++)
+        ok += ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 60000000, &retry);
+    ck_assert_int_eq(ok, 4);
+    ratelimit_free(rl);
+}
+END_TEST
+
+START_TEST(slow_rates_say_when)
+{
+    struct ratelimit *rl = ratelimit_create(8);
+    int retry = 0;
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 0.1, 1, 0, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 0.1, 1, 0, &retry));
+    ck_assert_int_eq(retry, 10); /* one token per 10 s */
+    ratelimit_free(rl);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ratelimit");
+    TCase *tc = tcase_create("buckets");
+    tcase_add_test(tc, burst_then_refill);
+    tcase_add_test(tc, slow_rates_say_when);
+    suite_add_tcase(s, tc);
+    return unit_run(s);
+}
