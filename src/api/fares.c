@@ -36,8 +36,8 @@ static bool amount_value(json_t *v, double *out)
         if (*s == '$')
             s++;
         size_t dot = strcspn(s, ".");
-        if (!*s || strspn(s, "0123456789.") != strlen(s) || (s[dot] && strlen(s + dot) > 3) ||
-            strchr(s + dot + (s[dot] ? 1 : 0), '.'))
+        if (!isdigit((unsigned char)*s) || strspn(s, "0123456789.") != strlen(s) ||
+            (s[dot] && strlen(s + dot) > 3) || strchr(s + dot + (s[dot] ? 1 : 0), '.'))
             return false;
         *out = strtod(s, NULL);
     }
