@@ -27,11 +27,15 @@ static void idempotency_key(struct http_request *req, const char **key, struct f
                          RIDES_IDEMPOTENCY_KEY_MAX);
 }
 
-/* The SHA-256 of the body's canonical JSON (sorted keys, compact): the same ride sent again
- * with other spacing or member order is the same request. */
-static void request_hash(json_t *body, char *out)
+/* The SHA-256 of the validated ride: the same ride sent again with other spacing, member order,
+ * alias spellings or number forms ("600" or 600) is the same request. */
+static void request_hash(const struct ride_input *in, char *out)
 {
-    char *text = jsontext_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *canon = json_pack("{s:s, s:s, s:s, s:s?, s:f, s:f, s:f}", "from", in->from, "to",
+                              in->to, "customer", in->customer, "unicorn", in->unicorn, "duration",
+                              in->duration, "distance", in->distance, "fare", in->fare);
+    char *text = jsontext_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(canon);
     secret_sha256_hex(text, strlen(text), out);
     free(text);
 }
@@ -51,7 +55,7 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
                                   const struct ride_input *in, const char *key)
 {
     char hash[65];
-    request_hash(req->json, hash);
+    request_hash(in, hash);
     enum mq_status st;
     struct topic_set *set = api_cached_topic(req, c, RIDES_TOPIC, &st);
     if (!set && st != MQ_NOT_FOUND) {

@@ -24,8 +24,9 @@ const char *rides_text_field(json_t *body, const char *field, const char *alias,
                              struct field_errors *fe)
 {
     const char *name;
-    if (!aliased(body, field, alias, &name, fe) && !required)
-        return NULL;
+    json_t *v = aliased(body, field, alias, &name, fe);
+    if ((!v || json_is_null(v)) && !required)
+        return NULL; /* an optional field may be given as null */
     return validate_string(body, name, required, 1, RIDES_TEXT_MAX, fe);
 }
 
@@ -45,14 +46,15 @@ static bool parse_decimal(const char *s, double *out, int *decimals)
     return errno == 0 && isfinite(*out);
 }
 
-/* Decimal places a double shows at most (for values as JSON numbers): 0..3, 3 meaning more. */
+/* Decimal places a double shows at most: 0..3, 3 meaning more. A value has d decimals when
+ * rounding it to d decimals gives back exactly the same double (61.55 does; 1e-10 and
+ * 500000.0004 do not have 2). */
 static int decimals_of(double v)
 {
-    for (int d = 0; d < 3; d++) {
-        double scaled = v * pow(10, d);
-        if (fabs(scaled - round(scaled)) < 1e-9 * fmax(1.0, fabs(scaled)))
+    double scale = 1;
+    for (int d = 0; d < 3; d++, scale *= 10)
+        if (round(v * scale) / scale == v)
             return d;
-    }
     return 3;
 }
 

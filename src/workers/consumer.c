@@ -101,8 +101,11 @@ static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_me
     atomic_fetch_add(&k->counters.failed, 1);
     log_warn("%s: message %s failed (receive %d): %s", k->def->name, m->message_id,
              m->receive_count, why[0] ? why : "a statement failed");
+    /* the last attempt the queue allows: let the engine move it to the dead-letter queue at the
+     * next receive instead of holding it back once more */
+    bool last = k->q.attrs.max_receive_count && m->receive_count >= k->q.attrs.max_receive_count;
     if (!db_conn_lost(c))
-        mq_change_visibility(c, &k->q, m->receipt, retry_delay(m->receive_count));
+        mq_change_visibility(c, &k->q, m->receipt, last ? 0 : retry_delay(m->receive_count));
 }
 
 /* Reads the queue's attributes when they are missing or old; false when it does not exist. */
