@@ -90,6 +90,11 @@ struct mq_message {
     char *group_id; /* owned; NULL unless FIFO */
 };
 
+/* Clears res (a failed statement's result) and says what the failure was: MQ_UNAVAILABLE for
+ * a lost connection or a transient error (deadlock, timeout, serialization), else MQ_ERROR.
+ * Shared with the layers above that run their own statements. */
+enum mq_status mq_failed(struct db_conn *c, PGresult *res);
+
 /* Frees the bodies and attributes of n messages and the array itself. */
 void mq_messages_free(struct mq_message *msgs, int n);
 

@@ -4,8 +4,6 @@
 
 #include "rydes/mq.h"
 
-/* Clears res and maps a failed statement to MQ_UNAVAILABLE or MQ_ERROR. */
-enum mq_status mq_failed(struct db_conn *c, PGresult *res);
 /* Copies a text column into a fixed buffer. */
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col);
 /* Reads a message row (laid out as MQ_MESSAGE_COLUMNS) of queue queue_id. */

@@ -73,20 +73,13 @@ static struct db_stmt q_ingest = DB_STMT("pb_ingest",
 
 static const char *const status_names[] = {"pending", "processing", "succeeded", "failed"};
 
-static enum mq_status failed(struct db_conn *c, PGresult *r)
-{
-    enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
-    PQclear(r);
-    return st;
-}
-
 /* Runs a statement whose rows, if any, do not matter. */
 static enum mq_status run_as(struct db_conn *c, struct db_stmt *st, const char *const *v,
                              ExecStatusType want)
 {
     PGresult *r = db_exec(c, st, v, NULL, NULL);
     if (!db_ok(c, r, want))
-        return failed(c, r);
+        return mq_failed(c, r);
     PQclear(r);
     return MQ_OK;
 }
@@ -147,7 +140,7 @@ enum mq_status tasks_get(struct db_conn *c, const char *id, struct task *out)
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_task_get, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
     if (found) {
         snprintf(out->id, sizeof out->id, "%s", PQgetvalue(r, 0, 0));
@@ -189,7 +182,7 @@ enum mq_status prebookings_get(struct db_conn *c, const char *id, struct prebook
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_prebooking_get, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
     if (found) {
         snprintf(out->id, sizeof out->id, "%s", PQgetvalue(r, 0, 0));
@@ -227,7 +220,7 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
     const char *v[] = {id, now};
     PGresult *r = db_exec(c, &q_task_insert, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_COMMAND_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     bool inserted = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     if (!inserted)
@@ -253,7 +246,7 @@ static enum mq_status submit(struct db_conn *c, const struct topic_set *set, con
                            buf_str(&plan.queues),
                            buf_str(&plan.notify)};
         PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
-        st = db_ok(c, r, PGRES_TUPLES_OK) ? MQ_OK : failed(c, r);
+        st = db_ok(c, r, PGRES_TUPLES_OK) ? MQ_OK : mq_failed(c, r);
         if (st == MQ_OK) {
             published->deliveries = atoi(PQgetvalue(r, 0, 0));
             memcpy(published->message_id, plan.message_id, sizeof plan.message_id);
@@ -391,7 +384,7 @@ static enum mq_status lock_task(struct db_conn *c, const char *id, bool *final, 
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_task_lock, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     *exists = PQntuples(r) == 1;
     *final = *exists && (strcmp(PQgetvalue(r, 0, 0), "succeeded") == 0 ||
                          strcmp(PQgetvalue(r, 0, 0), "failed") == 0);
@@ -409,7 +402,7 @@ static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_
     const char *ov[] = {e->customer, e->when, mins};
     PGresult *r = st == MQ_OK ? db_exec(c, &q_overlap, ov, NULL, NULL) : NULL;
     if (st != MQ_OK || !db_ok(c, r, PGRES_TUPLES_OK))
-        return st != MQ_OK ? st : failed(c, r);
+        return st != MQ_OK ? st : mq_failed(c, r);
     char held[CLOCK_RFC3339_LEN] = "";
     if (PQntuples(r) == 1)
         db_read_ts(r, 0, 0, held);

@@ -42,13 +42,6 @@ static struct db_stmt q_add =
     DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb)", 4);
 static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
 
-static enum mq_status failed(struct db_conn *c, PGresult *r)
-{
-    enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
-    PQclear(r);
-    return st;
-}
-
 void rfq_clear(struct rfq *r)
 {
     free(r->from);
@@ -125,7 +118,7 @@ static enum mq_status read_quotes(struct db_conn *c, struct rfq *r)
     const char *v[] = {r->id};
     PGresult *res = db_exec(c, &q_quotes, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_TUPLES_OK))
-        return failed(c, res);
+        return mq_failed(c, res);
     r->nquotes = PQntuples(res);
     r->quotes = xcalloc((size_t)r->nquotes + 1, sizeof *r->quotes);
     for (int i = 0; i < r->nquotes; i++) {
@@ -149,7 +142,7 @@ enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, str
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_get, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
     if (found)
         read_rfq(r, out);
@@ -182,7 +175,7 @@ static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n)
     const char *v[] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
     PGresult *res = db_exec(c, &q_insert, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_COMMAND_OK))
-        return failed(c, res);
+        return mq_failed(c, res);
     PQclear(res);
     return MQ_OK;
 }
@@ -227,7 +220,7 @@ static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
                        buf_str((struct buf *)&plan->notify)};
     PGresult *res = db_exec(c, &q_submit, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_TUPLES_OK))
-        return failed(c, res);
+        return mq_failed(c, res);
     published->deliveries = atoi(PQgetvalue(res, 0, 0));
     memcpy(published->message_id, plan->message_id, sizeof plan->message_id);
     PQclear(res);
@@ -311,7 +304,7 @@ enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct qu
     PGresult *r = db_exec(c, &q_add, v, NULL, NULL);
     free(goodies);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     const char *o = PQgetvalue(r, 0, 0);
     *outcome = strcmp(o, "stored") == 0      ? QUOTE_STORED
                : strcmp(o, "completed") == 0 ? QUOTE_COMPLETED
@@ -325,7 +318,7 @@ enum mq_status rfqs_expire(struct db_conn *c, int *n)
 {
     PGresult *r = db_exec(c, &q_expire, NULL, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     *n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return MQ_OK;

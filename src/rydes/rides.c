@@ -116,13 +116,6 @@ static json_t *ride_attributes(const struct ride *r, const char *fare, const cha
     return a;
 }
 
-static enum mq_status failed(struct db_conn *c, PGresult *r)
-{
-    enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
-    PQclear(r);
-    return st;
-}
-
 /* A submission on its way in: the ride as it will be stored, its columns as SQL text, and
  * the event to publish. */
 struct submission {
@@ -181,7 +174,7 @@ static enum rides_outcome taken_key(struct db_conn *c, const char *key, const ch
     const char *v[] = {key};
     PGresult *r = db_exec(c, &q_key_get, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK)) {
-        *st = failed(c, r);
+        *st = mq_failed(c, r);
         return RIDES_FAILED;
     }
     bool same = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), hash) == 0;
@@ -213,7 +206,7 @@ submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_pu
     v[16] = hash;
     PGresult *r = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK)) {
-        *st = failed(c, r);
+        *st = mq_failed(c, r);
         return RIDES_FAILED;
     }
     bool stored = PQntuples(r) == 1;
@@ -243,7 +236,7 @@ submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct sub
     PGresult *r = key ? db_exec(c, &q_key_claim, kv, NULL, NULL) : NULL;
     bool ok = !key || db_ok(c, r, PGRES_TUPLES_OK);
     bool claimed = !key || (ok && PQntuples(r) == 1);
-    *st = ok ? MQ_OK : failed(c, r);
+    *st = ok ? MQ_OK : mq_failed(c, r);
     if (ok)
         PQclear(r);
     const char *v[10];
@@ -251,7 +244,7 @@ submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct sub
     if (ok && claimed) {
         r = db_exec(c, &q_insert, v, NULL, NULL);
         ok = db_ok(c, r, PGRES_COMMAND_OK);
-        *st = ok ? MQ_OK : failed(c, r);
+        *st = ok ? MQ_OK : mq_failed(c, r);
         if (ok)
             PQclear(r);
     }
@@ -309,7 +302,7 @@ enum mq_status rides_get(struct db_conn *c, const char *id, struct ride *out)
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_get, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
     if (found)
         read_ride(r, 0, out);
@@ -325,7 +318,7 @@ enum mq_status rides_list(struct db_conn *c, const char *customer, const char *a
     const char *v[] = {after[0] ? after : "0", lim, customer};
     PGresult *r = db_exec(c, customer ? &q_list_customer : &q_list_all, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return failed(c, r);
+        return mq_failed(c, r);
     int n = PQntuples(r);
     *count = n > limit ? limit : n;
     *rides = xcalloc((size_t)*count + 1, sizeof **rides);
