@@ -25,8 +25,11 @@ int64_t clock_wall_us(void)
 
 void clock_format_rfc3339(int64_t wall_us, char *out)
 {
-    time_t secs = (time_t)(wall_us / 1000000);
-    int ms = (int)((wall_us % 1000000) / 1000);
+    int64_t us = wall_us % 1000000;
+    if (us < 0) /* before 1970: floor the seconds, keep the fraction positive */
+        us += 1000000;
+    time_t secs = (time_t)((wall_us - us) / 1000000);
+    int ms = (int)(us / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     char tmp[96]; /* roomy enough for any int the compiler imagines; real dates need 24 */

@@ -76,12 +76,21 @@ void services_render_metrics(const struct services *s, struct buf *out)
                   "outcome (failed ones are redelivered).\n"
                   "# TYPE rydes_worker_messages_total counter\n");
     for (int i = 0; i < s->n; i++) {
-        const struct consumer_counters *c = consumer_counters(s->running[i]);
         const char *name = consumer_def_of(s->running[i])->name;
+        bool seen = false; /* a worker with several consumers: one series, summed */
+        for (int j = 0; j < i && !seen; j++)
+            seen = consumer_def_of(s->running[j]) == consumer_def_of(s->running[i]);
+        if (seen)
+            continue;
+        unsigned long long handled = 0, failed = 0;
+        for (int j = i; j < s->n; j++)
+            if (consumer_def_of(s->running[j]) == consumer_def_of(s->running[i])) {
+                handled += atomic_load(&consumer_counters(s->running[j])->handled);
+                failed += atomic_load(&consumer_counters(s->running[j])->failed);
+            }
         buf_printf(out,
                    "rydes_worker_messages_total{worker=\"%s\",outcome=\"handled\"} %llu\n"
                    "rydes_worker_messages_total{worker=\"%s\",outcome=\"failed\"} %llu\n",
-                   name, (unsigned long long)atomic_load(&c->handled), name,
-                   (unsigned long long)atomic_load(&c->failed));
+                   name, handled, name, failed);
     }
 }

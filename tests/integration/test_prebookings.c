@@ -1,0 +1,1572 @@
+/* Integration: Wild Rydes prebookings end to end. POST /prebookings (and its alias POST
+ * /submit-ride-prebooking) answers 202 with Location, Content-Location and Retry-After and the
+ * pending task; its row and the publish to prebooking-notification commit together (one event in
+ * each of prebooking-processing and prebooking-datalake; a publish that fails or a missing topic
+ * leaves no task, and a restart re-creates the topic). With the workers started the task goes
+ * pending -> succeeded with links.result, the prebooking reads back with "when" normalised to UTC
+ * milliseconds and the data lake has the submission. A table of invalid submissions answered 400
+ * naming the field with nothing stored; the horizon and the slot as settings. The business rule:
+ * a customer's prebookings at least the slot apart, one too close fails "Slot not available"
+ * naming the customer, ten concurrent submissions of one slot make exactly one prebooking (also
+ * with consumers forced to decide at the same moment). The direct-queue path: task id = message
+ * id; invalid bodies become failed tasks "Invalid prebooking", never poison messages. Transient
+ * failures retried without failing the task; a worker that dies holding the message (the lease
+ * runs out, the task still succeeds once) and duplicate events changing nothing; the backlog in
+ * GET /queues/prebooking-processing and /metrics, then drained by four consumers, and one
+ * metrics series per worker; the role matrix, 404 for unknown ids, 405 for other methods. */
+#include "harness.h"
+
+#include "rydes/clock.h"
+#include "rydes/consumer.h"
+#include "rydes/ids.h"
+#include "rydes/secret.h"
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- settings of the servers the tests start ------------------------------------------------ */
+
+static void set(struct config *cfg, const char *name, const char *value)
+{
+    struct config_error err;
+    ck_assert_msg(config_set_flag(cfg, name, value, &err), "setting %s=%s", name, value);
+}
+
+static void no_workers(struct config *cfg)
+{
+    set(cfg, "workers", "none");
+}
+
+/* The three prebooking services, and nothing else. */
+static void prebooking_workers(struct config *cfg)
+{
+    set(cfg, "workers", "prebooking-submission,prebooking-processing,prebooking-datalake");
+}
+
+/* Four processing consumers, and connections enough for them and the test's requests. */
+static void four_consumers(struct config *cfg)
+{
+    prebooking_workers(cfg);
+    set(cfg, "prebooking-concurrency", "4");
+    set(cfg, "db-pool-size", "12");
+}
+
+static void four_consumers_slot_10(struct config *cfg)
+{
+    four_consumers(cfg);
+    set(cfg, "prebooking-slot-minutes", "10");
+}
+
+static void horizon_7(struct config *cfg)
+{
+    no_workers(cfg);
+    set(cfg, "prebooking-horizon-days", "7");
+}
+
+/* The server of the running test (one at a time); the teardown stops it when a failed check
+ * left it running, and takes the fault hook away. */
+static struct harness_server srv;
+static bool up;
+
+static void start(void (*tweak)(struct config *cfg))
+{
+    ck_assert(!up);
+    harness_start(&srv, tweak);
+    up = true;
+}
+
+static void stop(void)
+{
+    if (up) {
+        up = false;
+        harness_stop(&srv);
+    }
+}
+
+static void setup(void)
+{
+    consumer_fault_hook = NULL;
+}
+
+static void teardown(void)
+{
+    consumer_fault_hook = NULL;
+    stop();
+}
+
+/* ---- SQL and time ---------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The first value of the formatted SQL (caller frees), or NULL. The values formatted in are
+ * the tests' own (customers, ids): no quoting needed. */
+static char *sqlf_text(const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    ck_assert_int_lt(n, (int)sizeof sql);
+    return harness_sql(harness_db_url(), sql);
+}
+
+/* The first value of the formatted SQL as an integer; asserts there is a row. */
+static long long sqlf(const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    ck_assert_int_lt(n, (int)sizeof sql);
+    char *v = harness_sql(harness_db_url(), sql);
+    ck_assert_msg(v != NULL, "no row: %s", sql);
+    long long x = atoll(v);
+    free(v);
+    return x;
+}
+
+/* Polls sql (an integer query) every 100 ms until it gives want or timeout_s passed; returns
+ * the last value. */
+static long long wait_sql(const char *sql, long long want, double timeout_s)
+{
+    double until = now_s() + timeout_s;
+    long long v;
+    while ((v = sqlf("%s", sql)) != want && now_s() < until)
+        harness_sleep_ms(100);
+    return v;
+}
+
+/* Messages of queue (any state) carrying the event of task id. The bodies of the two
+ * prebooking-notification queues are JSON events (topic deliveries keep theirs in payloads). */
+static long long events_of(const char *queue, const char *id)
+{
+    return sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                "LEFT JOIN payloads p ON p.id = m.payload_id WHERE q.name = '%s' AND "
+                "CASE WHEN q.name IN ('prebooking-processing', 'prebooking-datalake') "
+                "THEN coalesce(p.body, m.body)::jsonb->>'task_id' END = '%s'",
+                queue, id);
+}
+
+static long long prebookings_of_task(const char *id)
+{
+    return sqlf("SELECT count(*) FROM prebookings WHERE task_id = '%s'", id);
+}
+
+static long long submissions_of_task(const char *id)
+{
+    return sqlf("SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'", id);
+}
+
+/* "when" text for the instant unix_s + frac written at an offset of offset_min minutes east
+ * of UTC; frac is "" or ".digits". */
+static void when_at(char *out, size_t n, time_t unix_s, const char *frac, int offset_min)
+{
+    time_t local = unix_s + (time_t)offset_min * 60;
+    struct tm tm;
+    gmtime_r(&local, &tm);
+    char date[32], off[16];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (offset_min == 0)
+        snprintf(off, sizeof off, "Z");
+    else
+        snprintf(off, sizeof off, "%c%02d:%02d", offset_min < 0 ? '-' : '+', abs(offset_min) / 60,
+                 abs(offset_min) % 60);
+    snprintf(out, n, "%s%s%s", date, frac, off);
+}
+
+/* The normal form of the API: UTC with milliseconds. */
+static void utc_ms(char *out, size_t n, time_t unix_s, int ms)
+{
+    struct tm tm;
+    gmtime_r(&unix_s, &tm);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03dZ", date, ms);
+}
+
+/* A whole minute days ahead (plus minutes). */
+static time_t ahead(int days, int minutes)
+{
+    time_t t = time(NULL) + (time_t)days * 86400 + (time_t)minutes * 60;
+    return t - t % 60;
+}
+
+static void assert_timestamp(const char *ts)
+{
+    ck_assert_ptr_nonnull(ts);
+    ck_assert_msg(strlen(ts) == 24 && ts[10] == 'T' && ts[19] == '.' && ts[23] == 'Z',
+                  "not RFC 3339 with milliseconds: %s", ts);
+    int64_t us;
+    ck_assert_msg(clock_parse_rfc3339(ts, &us), "not a date-time: %s", ts);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------------ */
+
+/* The sum of the values of the metric samples whose line starts with sample (name and labels)
+ * on s, -1 when there is none; *lines (when not NULL) receives how many lines there were. */
+static long long metric_lines(struct harness_server *s, const char *sample, int *lines)
+{
+    struct response r;
+    harness_request(s, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    long long v = -1;
+    int n_lines = 0;
+    size_t n = strlen(sample);
+    for (const char *line = buf_str(&r.body); line && *line;) {
+        if (strncmp(line, sample, n) == 0 && line[n] == ' ') {
+            v = (v < 0 ? 0 : v) + atoll(line + n + 1);
+            n_lines++;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    response_cleanup(&r);
+    if (lines)
+        *lines = n_lines;
+    return v;
+}
+
+static long long metric(struct harness_server *s, const char *sample)
+{
+    return metric_lines(s, sample, NULL);
+}
+
+/* A worker's counter, summed over the lines exposing it; *lines as above. */
+static long long worker_metric_lines(struct harness_server *s, const char *worker,
+                                     const char *outcome, int *lines)
+{
+    char sample[200];
+    snprintf(sample, sizeof sample, "rydes_worker_messages_total{worker=\"%s\",outcome=\"%s\"}",
+             worker, outcome);
+    return metric_lines(s, sample, lines);
+}
+
+static long long worker_metric(struct harness_server *s, const char *worker, const char *outcome)
+{
+    return worker_metric_lines(s, worker, outcome, NULL);
+}
+
+/* POST /tokens as admin; secret receives the new token of role. */
+static void create_token(struct harness_server *s, const char *role, char *secret)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"role\":\"%s\",\"name\":\"prebookings-%s\"}", role, role);
+    struct response r;
+    harness_admin(s, "POST", "/tokens", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    snprintf(secret, SECRET_TOKEN_LEN, "%s", json_str(r.json, "token"));
+    response_cleanup(&r);
+}
+
+static void pb_body(char *out, size_t n, const char *customer, const char *when)
+{
+    snprintf(out, n,
+             "{\"from\": \"Sunset Blvd\", \"to\": \"Hollywood Hills\", \"customer\": \"%s\", "
+             "\"when\": \"%s\"}",
+             customer, when);
+}
+
+/* Checks r is the 202 of an accepted submission (headers and the pending task) and copies the
+ * task id (IDS_UUID_LEN) to id. */
+static void assert_accepted(const struct response *r, char *id)
+{
+    ck_assert_msg(r->status == 202, "%ld %s", r->status, buf_str(&r->body));
+    ck_assert_ptr_nonnull(r->json);
+    const char *tid = json_str(r->json, "id");
+    ck_assert_ptr_nonnull(tid);
+    ck_assert_msg(strlen(tid) == 36 && ids_is_uuid(tid), "not a UUID: %s", tid);
+    char self[80], h[200];
+    snprintf(self, sizeof self, "/tasks/%s", tid);
+    ck_assert(response_header(r, "Location", h, sizeof h));
+    ck_assert_str_eq(h, self);
+    ck_assert(response_header(r, "Content-Location", h, sizeof h));
+    ck_assert_str_eq(h, self);
+    ck_assert(response_header(r, "Retry-After", h, sizeof h));
+    ck_assert_str_eq(h, "1");
+    ck_assert(response_header(r, "Content-Type", h, sizeof h));
+    ck_assert_str_eq(h, "application/json");
+    ck_assert_str_eq(json_str(r->json, "kind"), "prebooking");
+    ck_assert_str_eq(json_str(r->json, "status"), "pending");
+    assert_timestamp(json_str(r->json, "submitted_at"));
+    assert_timestamp(json_str(r->json, "updated_at"));
+    json_t *links = json_object_get(r->json, "links");
+    ck_assert_int_eq(json_object_size(links), 1);
+    ck_assert_str_eq(json_str(links, "self"), self);
+    ck_assert_ptr_null(json_object_get(r->json, "error"));
+    snprintf(id, IDS_UUID_LEN, "%s", tid);
+}
+
+/* Submits body to path with token; asserts the 202 and copies the task id to id. */
+static void submit_as(struct harness_server *s, const char *path, const char *token,
+                      const char *body, char *id)
+{
+    struct response r;
+    harness_request(s, "POST", path, token, body, NULL, NULL, &r);
+    ck_assert_msg(r.status == 202, "POST %s %s: %ld %s", path, body, r.status, buf_str(&r.body));
+    assert_accepted(&r, id);
+    response_cleanup(&r);
+}
+
+/* Submits a prebooking of customer at when as admin. */
+static void submit(struct harness_server *s, const char *customer, const char *when, char *id)
+{
+    char body[512];
+    pb_body(body, sizeof body, customer, when);
+    submit_as(s, "/prebookings", HARNESS_ADMIN_TOKEN, body, id);
+}
+
+/* GET /tasks/{id} as admin into r; asserts 200 and that Retry-After is there exactly while the
+ * task is not final. */
+static void get_task(struct harness_server *s, const char *id, struct response *r)
+{
+    char path[80], h[32];
+    snprintf(path, sizeof path, "/tasks/%s", id);
+    harness_admin(s, "GET", path, NULL, r);
+    ck_assert_msg(r->status == 200, "GET %s: %ld %s", path, r->status, buf_str(&r->body));
+    const char *st = json_str(r->json, "status");
+    ck_assert_ptr_nonnull(st);
+    bool final = strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0;
+    ck_assert_msg(final || strcmp(st, "pending") == 0 || strcmp(st, "processing") == 0, "status %s",
+                  st);
+    bool retry = response_header(r, "Retry-After", h, sizeof h);
+    ck_assert_msg(retry == !final, "task %s %s: Retry-After %s", id, st,
+                  retry ? "present" : "missing");
+    if (retry)
+        ck_assert_str_eq(h, "1");
+}
+
+/* Checks the shape of a final task: links.result exactly when succeeded, error exactly when
+ * failed. */
+static void assert_final_shape(json_t *t)
+{
+    const char *st = json_str(t, "status");
+    json_t *links = json_object_get(t, "links"), *error = json_object_get(t, "error");
+    char self[80];
+    snprintf(self, sizeof self, "/tasks/%s", json_str(t, "id"));
+    ck_assert_str_eq(json_str(links, "self"), self);
+    assert_timestamp(json_str(t, "submitted_at"));
+    assert_timestamp(json_str(t, "updated_at"));
+    ck_assert_msg(strcmp(json_str(t, "updated_at"), json_str(t, "submitted_at")) >= 0,
+                  "updated before submitted");
+    if (strcmp(st, "succeeded") == 0) {
+        const char *result = json_str(links, "result");
+        ck_assert_ptr_nonnull(result);
+        ck_assert_msg(strncmp(result, "/prebookings/", 13) == 0 && ids_is_uuid(result + 13),
+                      "links.result %s", result);
+        ck_assert_ptr_null(error);
+    } else {
+        ck_assert_ptr_null(json_object_get(links, "result"));
+        ck_assert_ptr_nonnull(error);
+        ck_assert(json_is_string(json_object_get(error, "title")));
+        ck_assert(json_is_string(json_object_get(error, "detail")));
+        ck_assert_int_gt(strlen(json_str(error, "title")), 0);
+        ck_assert_int_gt(strlen(json_str(error, "detail")), 0);
+    }
+}
+
+/* What wait_task saw on the way. */
+struct seen {
+    bool pending, processing, failed_early;
+};
+
+/* Polls GET /tasks/{id} every 50 ms until the task is final (404s while it does not exist yet
+ * are allowed when may_be_missing) or timeout_s passed; returns the final task (a new
+ * reference). */
+static json_t *wait_task_ex(struct harness_server *s, const char *id, double timeout_s,
+                            bool may_be_missing, struct seen *seen)
+{
+    double until = now_s() + timeout_s;
+    for (;;) {
+        struct response r;
+        if (may_be_missing) {
+            char path[80];
+            snprintf(path, sizeof path, "/tasks/%s", id);
+            harness_admin(s, "GET", path, NULL, &r);
+            if (r.status == 404 && now_s() < until) {
+                response_cleanup(&r);
+                harness_sleep_ms(50);
+                continue;
+            }
+            response_cleanup(&r);
+        }
+        get_task(s, id, &r);
+        const char *st = json_str(r.json, "status");
+        if (seen) {
+            seen->pending |= strcmp(st, "pending") == 0;
+            seen->processing |= strcmp(st, "processing") == 0;
+        }
+        if (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0) {
+            json_t *t = json_incref(r.json);
+            response_cleanup(&r);
+            assert_final_shape(t);
+            return t;
+        }
+        response_cleanup(&r);
+        ck_assert_msg(now_s() < until, "task %s still %s after %.0f s", id, st, timeout_s);
+        harness_sleep_ms(50);
+    }
+}
+
+static json_t *wait_task(struct harness_server *s, const char *id, double timeout_s)
+{
+    return wait_task_ex(s, id, timeout_s, false, NULL);
+}
+
+/* Waits for task id to succeed; copies its prebooking id to pid when not NULL. */
+static void wait_succeeded(struct harness_server *s, const char *id, char *pid)
+{
+    json_t *t = wait_task(s, id, 15);
+    ck_assert_msg(strcmp(json_str(t, "status"), "succeeded") == 0, "task %s %s: %s", id,
+                  json_str(t, "status"), json_str(json_object_get(t, "error"), "detail"));
+    if (pid)
+        snprintf(pid, IDS_UUID_LEN, "%s",
+                 json_str(json_object_get(t, "links"), "result") + strlen("/prebookings/"));
+    json_decref(t);
+}
+
+/* Waits for task id to fail with title; returns its error detail (caller frees). */
+static char *wait_failed(struct harness_server *s, const char *id, const char *title)
+{
+    json_t *t = wait_task(s, id, 15);
+    ck_assert_msg(strcmp(json_str(t, "status"), "failed") == 0, "task %s %s, want failed", id,
+                  json_str(t, "status"));
+    json_t *error = json_object_get(t, "error");
+    ck_assert_str_eq(json_str(error, "title"), title);
+    char *detail = strdup(json_str(error, "detail"));
+    json_decref(t);
+    return detail;
+}
+
+/* GET /prebookings/{pid} as admin into r; asserts 200 and the shape. */
+static void get_prebooking(struct harness_server *s, const char *pid, struct response *r)
+{
+    char path[80], h[200];
+    snprintf(path, sizeof path, "/prebookings/%s", pid);
+    harness_admin(s, "GET", path, NULL, r);
+    ck_assert_msg(r->status == 200, "GET %s: %ld %s", path, r->status, buf_str(&r->body));
+    ck_assert_str_eq(json_str(r->json, "id"), pid);
+    json_t *links = json_object_get(r->json, "links");
+    ck_assert_str_eq(json_str(links, "self"), path);
+    ck_assert(response_header(r, "Content-Type", h, sizeof h));
+    ck_assert_str_eq(h, "application/json");
+    const char *task = json_str(links, "task");
+    ck_assert_ptr_nonnull(task);
+    ck_assert(strncmp(task, "/tasks/", 7) == 0 && ids_is_uuid(task + 7));
+    assert_timestamp(json_str(r->json, "when"));
+    assert_timestamp(json_str(r->json, "created_at"));
+    ck_assert(json_is_string(json_object_get(r->json, "from")));
+    ck_assert(json_is_string(json_object_get(r->json, "to")));
+    ck_assert(json_is_string(json_object_get(r->json, "customer")));
+}
+
+/* ---- the lifecycle --------------------------------------------------------------------------- */
+
+START_TEST(lifecycle_from_202_to_succeeded)
+{
+    start(no_workers);
+    /* three days ahead, written at +02:00 with microseconds */
+    time_t at = ahead(3, 17) + 42;
+    char when[64], want_when[40], body[512], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, at, ".123456", 120);
+    utc_ms(want_when, sizeof want_when, at, 123);
+    pb_body(body, sizeof body, "lc-alice", when);
+    struct response r;
+    harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL,
+                    "X-Request-Id: prebookings-test.lc:1", &r);
+    assert_accepted(&r, id);
+    json_t *accepted = json_incref(r.json);
+    ck_assert_str_eq(json_str(accepted, "submitted_at"), json_str(accepted, "updated_at"));
+    response_cleanup(&r);
+
+    /* the task reads back as it was answered */
+    get_task(&srv, id, &r);
+    ck_assert_msg(json_equal(r.json, accepted), "GET gave %s, not the 202's task",
+                  buf_str(&r.body));
+    response_cleanup(&r);
+    /* stored: the pending task and one event in each queue of the topic; nothing made */
+    ck_assert_int_eq(
+        sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND kind = 'prebooking' AND "
+             "status = 'pending' AND attempts = 0 AND result_id IS NULL AND error_title IS NULL",
+             id),
+        1);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id = '%s'", id), 1);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 1);
+    ck_assert_int_eq(events_of("prebooking-datalake", id), 1);
+    ck_assert_int_eq(prebookings_of_task(id), 0);
+    ck_assert_int_eq(submissions_of_task(id), 0);
+    /* the event: what the worker needs, "when" already normalised, the request id attached */
+    char *event = sqlf_text("SELECT coalesce(p.body, m.body) FROM messages m JOIN queues q ON "
+                            "q.id = m.queue_id LEFT JOIN payloads p ON p.id = m.payload_id "
+                            "WHERE q.name = 'prebooking-processing' AND "
+                            "coalesce(p.body, m.body)::jsonb->>'task_id' = '%s'",
+                            id);
+    json_t *e = json_loads(event, 0, NULL);
+    ck_assert_msg(e != NULL, "event is not JSON: %s", event);
+    ck_assert_str_eq(json_str(e, "customer"), "lc-alice");
+    ck_assert_str_eq(json_str(e, "from"), "Sunset Blvd");
+    ck_assert_str_eq(json_str(e, "to"), "Hollywood Hills");
+    ck_assert_str_eq(json_str(e, "when"), want_when);
+    json_decref(e);
+    free(event);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                          "WHERE q.name = 'prebooking-processing' "
+                          "AND m.attributes->'customer'->>'value' = 'lc-alice' "
+                          "AND m.attributes->'correlation_id'->>'value' = 'prebookings-test.lc:1'"),
+                     1);
+    stop();
+
+    /* the same database with the workers on */
+    start(prebooking_workers);
+    struct seen seen = {0};
+    json_t *t = wait_task_ex(&srv, id, 15, false, &seen);
+    ck_assert_str_eq(json_str(t, "status"), "succeeded");
+    ck_assert_str_eq(json_str(t, "submitted_at"), json_str(accepted, "submitted_at"));
+    ck_assert_str_eq(json_str(t, "id"), id);
+    ck_assert_str_eq(json_str(t, "kind"), "prebooking");
+    const char *result = json_str(json_object_get(t, "links"), "result");
+    char pid[IDS_UUID_LEN];
+    snprintf(pid, sizeof pid, "%s", result + strlen("/prebookings/"));
+    json_decref(t);
+    json_decref(accepted);
+
+    get_prebooking(&srv, pid, &r);
+    char task_link[80], h[120];
+    snprintf(task_link, sizeof task_link, "/tasks/%s", id);
+    ck_assert_str_eq(json_str(json_object_get(r.json, "links"), "task"), task_link);
+    ck_assert_str_eq(json_str(r.json, "from"), "Sunset Blvd");
+    ck_assert_str_eq(json_str(r.json, "to"), "Hollywood Hills");
+    ck_assert_str_eq(json_str(r.json, "customer"), "lc-alice");
+    ck_assert_str_eq(json_str(r.json, "when"), want_when);
+    ck_assert_int_eq(json_object_size(r.json), 7);
+    ck_assert(response_header(&r, "Content-Location", h, sizeof h));
+    ck_assert_str_eq(h, json_str(json_object_get(r.json, "links"), "self"));
+    response_cleanup(&r);
+
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'succeeded' "
+                          "AND result_id = '%s' AND attempts = 1",
+                          id, pid),
+                     1);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id = '%s'", id), 0);
+    ck_assert_int_eq(prebookings_of_task(id), 1);
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s' "
+             "AND submission->>'customer' = 'lc-alice' AND submission->>'when' = '%s'",
+             id, want_when);
+    ck_assert_int_eq(wait_sql(sql, 1, 10), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name IN ('prebooking-processing', 'prebooking-datalake') "
+             "AND m.attributes->'customer'->>'value' = 'lc-alice'");
+    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    stop();
+}
+END_TEST
+
+/* ---- the task and its event commit together ---------------------------------------------------
+ */
+
+static long long stored_everything(void)
+{
+    return sqlf("SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM messages) + "
+                "(SELECT count(*) FROM payloads) + (SELECT count(*) FROM prebookings)");
+}
+
+START_TEST(no_task_without_its_event)
+{
+    start(no_workers);
+    /* the publish fails (a trigger refuses the deliveries of customer tx-fail) */
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION pb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF NEW.attributes->'customer'->>'value' = 'tx-fail' THEN "
+                     "RAISE EXCEPTION 'refused by a test'; END IF; RETURN NEW; END $$"));
+    free(harness_sql(harness_db_url(),
+                     "CREATE TRIGGER pb_test_refuse BEFORE INSERT ON messages FOR EACH ROW "
+                     "EXECUTE FUNCTION pb_test_refuse()"));
+    char when[64], body[512], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(2, 30), "", 0);
+    pb_body(body, sizeof body, "tx-fail", when);
+    long long before = stored_everything();
+    struct response r;
+    harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL, NULL, &r);
+    long status = r.status;
+    if (status >= 500)
+        assert_problem(&r, status);
+    response_cleanup(&r);
+    long long after = stored_everything();
+    free(harness_sql(harness_db_url(), "DROP TRIGGER pb_test_refuse ON messages"));
+    free(harness_sql(harness_db_url(), "DROP FUNCTION pb_test_refuse()"));
+    ck_assert_msg(status >= 500, "POST with a failing publish: %ld", status);
+    ck_assert_int_eq(after, before);
+    submit(&srv, "tx-fail", when, id);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 1);
+    ck_assert_int_eq(events_of("prebooking-datalake", id), 1);
+
+    /* without the topic: 503, nothing stored, until a restart re-creates it */
+    harness_admin(&srv, "DELETE", "/topics/prebooking-notification", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    pb_body(body, sizeof body, "tx-notopic", when);
+    double until = now_s() + 5;
+    for (;;) {
+        /* a process may still hold the topic for a moment: those are taken */
+        before = stored_everything();
+        harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL, NULL, &r);
+        if (r.status == 503 || now_s() > until)
+            break;
+        ck_assert_msg(r.status == 202, "%ld %s", r.status, buf_str(&r.body));
+        response_cleanup(&r);
+        harness_sleep_ms(100);
+    }
+    assert_problem(&r, 503);
+    char h[32];
+    ck_assert(response_header(&r, "Retry-After", h, sizeof h));
+    response_cleanup(&r);
+    ck_assert_int_eq(stored_everything(), before);
+    stop();
+    start(no_workers);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = "
+                          "s.topic_id JOIN queues q ON q.id = s.queue_id WHERE t.name = "
+                          "'prebooking-notification' AND s.name = q.name AND s.raw_delivery"),
+                     2);
+    submit(&srv, "tx-notopic", when, id);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 1);
+    ck_assert_int_eq(events_of("prebooking-datalake", id), 1);
+    stop();
+}
+END_TEST
+
+/* ---- validation ------------------------------------------------------------------------------ */
+
+/* A submission with one thing wrong: field f set to JSON v (NULL: removed), a second change
+ * f2/v2, and the field the 400 must name. */
+struct bad_prebooking {
+    const char *f1, *v1, *f2, *v2, *named;
+};
+
+#define WHEN_OK   "@ok"   /* a valid time two days ahead */
+#define WHEN_PAST "@past" /* a minute ago */
+#define WHEN_91   "@91"   /* 91 days ahead */
+#define TEXT_201  "@201"  /* 201 characters */
+
+static const struct bad_prebooking bad_prebookings[] = {
+    /* missing */
+    {"from", NULL, NULL, NULL, "from"},
+    {"to", NULL, NULL, NULL, "to"},
+    {"customer", NULL, NULL, NULL, "customer"},
+    {"when", NULL, NULL, NULL, "when"},
+    /* a field and its alias */
+    {"customer-id", "\"v-other\"", NULL, NULL, "customer"},
+    {"from-location", "\"Elsewhere\"", NULL, NULL, "from"},
+    {"to-location", "\"Elsewhere\"", NULL, NULL, "to"},
+    /* wrong types and lengths */
+    {"from", "\"\"", NULL, NULL, "from"},
+    {"to", TEXT_201, NULL, NULL, "to"},
+    {"customer", "42", NULL, NULL, "customer"},
+    {"customer", "null", NULL, NULL, "customer"},
+    {"customer", NULL, "customer-id", "[\"v\"]", "customer-id"},
+    {"from", "{\"street\": \"x\"}", NULL, NULL, "from"},
+    {"when", "1795694400", NULL, NULL, "when"},
+    {"when", "\"\"", NULL, NULL, "when"},
+    {"when", "true", NULL, NULL, "when"},
+    /* not RFC 3339 */
+    {"when", "\"tomorrow\"", NULL, NULL, "when"},
+    {"when", "\"2030-01-01\"", NULL, NULL, "when"},
+    {"when", "\"2030-01-01T10:00:00\"", NULL, NULL, "when"},
+    {"when", "\"2030-01-01T10:00\"", NULL, NULL, "when"},
+    {"when", "\"01/01/2030 10:00\"", NULL, NULL, "when"},
+    {"when", "\"2030-01-01T10:00:00Z \"", NULL, NULL, "when"},
+    {"when", "\"2030-02-29T10:00:00Z\"", NULL, NULL, "when"},
+    {"when", "\"2030-01-01T24:00:00Z\"", NULL, NULL, "when"},
+    {"when", "\"2030-06-30T23:59:60Z\"", NULL, NULL, "when"},
+    {"when", "\"2030-01-01T10:00:00+0100\"", NULL, NULL, "when"},
+    /* outside the window */
+    {"when", WHEN_PAST, NULL, NULL, "when"},
+    {"when", WHEN_91, NULL, NULL, "when"},
+    {"when", "\"2020-01-01T10:00:00Z\"", NULL, NULL, "when"},
+    {"when", "\"2999-01-01T10:00:00Z\"", NULL, NULL, "when"},
+    /* unknown fields, near misses of known ones included */
+    {"extra", "1", NULL, NULL, "extra"},
+    {"When", "\"2030-01-01T10:00:00Z\"", NULL, NULL, "When"},
+    {"customer_id", "\"v\"", NULL, NULL, "customer_id"},
+    {"pickup_at", "\"x\"", NULL, NULL, "pickup_at"},
+};
+
+/* A request body that is wrong as a whole, and the answer. */
+struct bad_body {
+    const char *body, *content_type;
+    long status;
+};
+
+static const struct bad_body bad_bodies[] = {
+    {"[]", NULL, 400},
+    {"\"prebooking\"", NULL, 400},
+    {"42", NULL, 400},
+    {"null", NULL, 400},
+    {"{\"from\": ", NULL, 400},
+    {"{\"from\": \"A\", \"to\": \"B\", \"customer\": \"c\", \"customer\": \"d\", "
+     "\"when\": \"2030-01-01T10:00:00Z\"}",
+     NULL, 400},
+    {"{\"from\": \"A\", \"to\": \"B\", \"customer\": \"c\", \"when\": \"2030-01-01T10:00:00Z\"}",
+     "text/plain", 415},
+    {"from=A&to=B", "application/x-www-form-urlencoded", 415},
+};
+
+/* The JSON of a table value: a valid time, a time in the past, 91 days ahead, 201 characters
+ * or the literal JSON text. */
+static json_t *table_value(const char *v)
+{
+    char when[64];
+    if (strcmp(v, WHEN_OK) == 0) {
+        when_at(when, sizeof when, ahead(2, 0), "", 0);
+        return json_string(when);
+    }
+    if (strcmp(v, WHEN_PAST) == 0) {
+        when_at(when, sizeof when, time(NULL) - 60, "", 0);
+        return json_string(when);
+    }
+    if (strcmp(v, WHEN_91) == 0) {
+        when_at(when, sizeof when, ahead(91, 0), "", 0);
+        return json_string(when);
+    }
+    if (strcmp(v, TEXT_201) == 0) {
+        char s[202];
+        memset(s, 'x', 201);
+        s[201] = '\0';
+        return json_string(s);
+    }
+    json_t *x = json_loads(v, JSON_DECODE_ANY, NULL);
+    ck_assert_msg(x != NULL, "bad table value %s", v);
+    return x;
+}
+
+/* The valid submission with case b applied (caller frees). */
+static char *bad_prebooking_body(const struct bad_prebooking *b)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "from", "A", "to", "B", "customer", "v-valid",
+                          "when", table_value(WHEN_OK));
+    const char *f[] = {b->f1, b->f2}, *v[] = {b->v1, b->v2};
+    for (int i = 0; i < 2 && f[i]; i++) {
+        if (!v[i])
+            json_object_del(o, f[i]);
+        else
+            json_object_set_new(o, f[i], table_value(v[i]));
+    }
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+START_TEST(invalid_submissions_are_400_naming_the_field_and_change_nothing)
+{
+    start(no_workers);
+    const char *paths[] = {"/prebookings", "/submit-ride-prebooking"};
+    long long before = stored_everything();
+    for (int p = 0; p < 2; p++) {
+        for (size_t i = 0; i < sizeof bad_prebookings / sizeof *bad_prebookings; i++) {
+            char *body = bad_prebooking_body(&bad_prebookings[i]);
+            struct response r;
+            harness_request(&srv, "POST", paths[p], HARNESS_ADMIN_TOKEN, body, NULL, NULL, &r);
+            ck_assert_msg(r.status == 400, "%s %s: %ld %s", paths[p], body, r.status,
+                          buf_str(&r.body));
+            assert_problem(&r, 400);
+            ck_assert_msg(problem_names_field(&r, bad_prebookings[i].named),
+                          "%s %s: %s does not name %s", paths[p], body, buf_str(&r.body),
+                          bad_prebookings[i].named);
+            response_cleanup(&r);
+            free(body);
+        }
+        for (size_t i = 0; i < sizeof bad_bodies / sizeof *bad_bodies; i++) {
+            const struct bad_body *b = &bad_bodies[i];
+            struct response r;
+            harness_request(&srv, "POST", paths[p], HARNESS_ADMIN_TOKEN, b->body, b->content_type,
+                            NULL, &r);
+            ck_assert_msg(r.status == b->status, "%s %s: %ld %s", paths[p], b->body, r.status,
+                          buf_str(&r.body));
+            assert_problem(&r, b->status);
+            response_cleanup(&r);
+        }
+        struct response r;
+        harness_request(&srv, "POST", paths[p], HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+        ck_assert_msg(r.status == 400 || r.status == 415, "no body: %ld", r.status);
+        response_cleanup(&r);
+        /* every problem is reported at once */
+        harness_request(&srv, "POST", paths[p], HARNESS_ADMIN_TOKEN,
+                        "{\"from\": \"\", \"customer-id\": 1, \"when\": \"soon\", \"extra\": 0}",
+                        NULL, NULL, &r);
+        assert_problem(&r, 400);
+        const char *named[] = {"from", "to", "customer-id", "when", "extra"};
+        for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+            ck_assert_msg(problem_names_field(&r, named[i]), "%s not named: %s", named[i],
+                          buf_str(&r.body));
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(stored_everything(), before);
+
+    /* the edges of the window are accepted, through either path and the hyphenated spellings */
+    long long tasks = sqlf("SELECT count(*) FROM tasks");
+    char when[64], body[512], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(89, 0), "", 0);
+    pb_body(body, sizeof body, "v-89", when);
+    submit_as(&srv, "/prebookings", HARNESS_ADMIN_TOKEN, body, id);
+    when_at(when, sizeof when, time(NULL) + 90 * 86400 - 120, ".5", -60);
+    snprintf(body, sizeof body,
+             "{\"from-location\": \"A\", \"to-location\": \"B\", \"customer-id\": \"v-90\", "
+             "\"when\": \"%s\"}",
+             when);
+    submit_as(&srv, "/submit-ride-prebooking", HARNESS_ADMIN_TOKEN, body, id);
+    when_at(when, sizeof when, time(NULL) + 120, "", 0);
+    pb_body(body, sizeof body, "v-soon", when);
+    submit_as(&srv, "/prebookings", HARNESS_ADMIN_TOKEN, body, id);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks"), tasks + 3);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 1);
+    stop();
+
+    /* the horizon is a setting */
+    start(horizon_7);
+    when_at(when, sizeof when, ahead(6, 0), "", 0);
+    pb_body(body, sizeof body, "v-h6", when);
+    submit_as(&srv, "/prebookings", HARNESS_ADMIN_TOKEN, body, id);
+    when_at(when, sizeof when, ahead(8, 0), "", 0);
+    pb_body(body, sizeof body, "v-h8", when);
+    struct response r;
+    harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL, NULL, &r);
+    assert_problem(&r, 400);
+    ck_assert(problem_names_field(&r, "when"));
+    ck_assert_msg(strstr(buf_str(&r.body), "7 days") != NULL, "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    stop();
+}
+END_TEST
+
+/* ---- the business rule ----------------------------------------------------------------------- */
+
+START_TEST(a_customer_cannot_hold_two_prebookings_within_the_slot)
+{
+    start(prebooking_workers);
+    time_t at = ahead(10, 0);
+    char when[64], first[IDS_UUID_LEN], id[IDS_UUID_LEN], pid[IDS_UUID_LEN];
+    when_at(when, sizeof when, at, "", 0);
+    submit(&srv, "br-ann", when, first);
+    wait_succeeded(&srv, first, pid);
+
+    /* 30 minutes later, written at another offset: the slot is taken */
+    when_at(when, sizeof when, at + 30 * 60, "", -330);
+    submit(&srv, "br-ann", when, id);
+    char *detail = wait_failed(&srv, id, "Slot not available");
+    ck_assert_msg(strstr(detail, "br-ann") != NULL, "detail does not name the customer: %s",
+                  detail);
+    free(detail);
+    ck_assert_int_eq(prebookings_of_task(id), 0);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'failed' "
+                          "AND error_title = 'Slot not available' AND result_id IS NULL",
+                          id),
+                     1);
+    /* 30 minutes earlier, too */
+    when_at(when, sizeof when, at - 30 * 60, "", 0);
+    submit(&srv, "br-ann", when, id);
+    free(wait_failed(&srv, id, "Slot not available"));
+    /* 61 minutes either side is free; so is exactly the slot's length apart */
+    when_at(when, sizeof when, at + 61 * 60, "", 0);
+    submit(&srv, "br-ann", when, id);
+    wait_succeeded(&srv, id, NULL);
+    when_at(when, sizeof when, at - 61 * 60, "", 0);
+    submit(&srv, "br-ann", when, id);
+    wait_succeeded(&srv, id, NULL);
+    when_at(when, sizeof when, at + 122 * 60, "", 0);
+    submit(&srv, "br-ann", when, id);
+    wait_succeeded(&srv, id, NULL);
+    /* another customer at the very same time */
+    when_at(when, sizeof when, at, "", 0);
+    submit(&srv, "br-bob", when, id);
+    wait_succeeded(&srv, id, NULL);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-ann'"), 4);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-bob'"), 1);
+    /* the failed ones are final: nothing comes back for them */
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name LIKE 'prebooking-%%' AND m.attributes->'customer'->>'value' "
+             "IN ('br-ann', 'br-bob')");
+    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    stop();
+}
+END_TEST
+
+/* One of the concurrent submissions. No ck_assert off the test's thread. */
+struct racer {
+    const char *url, *body;
+    pthread_barrier_t *go;
+    long status;
+    char id[IDS_UUID_LEN];
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *userdata)
+{
+    buf_append(userdata, p, size * n);
+    return size * n;
+}
+
+static void *race(void *arg)
+{
+    struct racer *x = arg;
+    struct buf got;
+    buf_init(&got);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hs = NULL;
+    hs = curl_slist_append(hs, "Authorization: Bearer " HARNESS_ADMIN_TOKEN);
+    hs = curl_slist_append(hs, "Content-Type: application/json");
+    hs = curl_slist_append(hs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, x->url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &got);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    pthread_barrier_wait(x->go);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    json_t *j = json_loadb(got.data, got.len, 0, NULL);
+    snprintf(x->id, sizeof x->id, "%s", json_str(j, "id") ? json_str(j, "id") : "");
+    json_decref(j);
+    buf_cleanup(&got);
+    return NULL;
+}
+
+#define RACERS 10
+
+/* The consumer threads that handled events of customer race_customer (the fault hook records
+ * them and fails nothing). */
+static pthread_t race_threads[16];
+static atomic_int race_nthreads, race_handled;
+static pthread_mutex_t race_mu = PTHREAD_MUTEX_INITIALIZER;
+static char race_customer[32];
+
+static bool record_racers(const char *worker, const struct mq_message *m)
+{
+    if (strcmp(worker, "prebooking-processing") != 0 || !m->body || !strstr(m->body, race_customer))
+        return false;
+    pthread_mutex_lock(&race_mu);
+    bool known = false;
+    for (int i = 0; i < atomic_load(&race_nthreads); i++)
+        known |= pthread_equal(race_threads[i], pthread_self());
+    if (!known && atomic_load(&race_nthreads) < 16)
+        race_threads[atomic_fetch_add(&race_nthreads, 1)] = pthread_self();
+    pthread_mutex_unlock(&race_mu);
+    atomic_fetch_add(&race_handled, 1);
+    return false;
+}
+
+static void race_begin(const char *customer)
+{
+    snprintf(race_customer, sizeof race_customer, "\"%s\"", customer);
+    atomic_store(&race_nthreads, 0);
+    atomic_store(&race_handled, 0);
+    consumer_fault_hook = record_racers;
+}
+
+/* Posts body to /prebookings from n threads at once; x receives the answers. */
+static void race_all(const char *body, int n, struct racer *x)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/prebookings", srv.base);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    pthread_t t[RACERS];
+    for (int i = 0; i < n; i++) {
+        x[i] = (struct racer){.url = url, .body = body, .go = &go};
+        pthread_create(&t[i], NULL, race, &x[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+}
+
+/* Waits for the n tasks of x to be final: exactly one succeeded, the others failed "Slot not
+ * available". */
+static void assert_one_slot(const struct racer *x, int n)
+{
+    int succeeded = 0, failed = 0;
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(x[i].status == 202 && ids_is_uuid(x[i].id), "racer %d: %ld", i, x[i].status);
+        json_t *task = wait_task(&srv, x[i].id, 20);
+        if (strcmp(json_str(task, "status"), "succeeded") == 0) {
+            succeeded++;
+        } else {
+            failed++;
+            ck_assert_str_eq(json_str(json_object_get(task, "error"), "title"),
+                             "Slot not available");
+        }
+        json_decref(task);
+    }
+    ck_assert_int_eq(succeeded, 1);
+    ck_assert_int_eq(failed, n - 1);
+}
+
+/* Backends of the database waiting for a lock. */
+static long long lock_waiters(void)
+{
+    return sqlf("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND "
+                "database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+}
+
+static void exec_on(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(pg));
+    PQclear(r);
+}
+
+START_TEST(concurrent_submissions_of_one_slot_make_one_prebooking)
+{
+    start(four_consumers);
+    /* ten at once */
+    char when[64], body[512];
+    when_at(when, sizeof when, ahead(11, 0), "", 0);
+    pb_body(body, sizeof body, "br-race", when);
+    race_begin("br-race");
+    struct racer x[RACERS];
+    race_all(body, RACERS, x);
+    assert_one_slot(x, RACERS);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-race'"), 1);
+    ck_assert_int_ge(atomic_load(&race_handled), RACERS);
+    ck_assert_int_ge(worker_metric(&srv, "prebooking-processing", "handled"), RACERS);
+
+    /* Again, with the decisions made to meet: while a test transaction keeps prebookings from
+     * being written, the first event's consumer stops at its write; the other nine, sent then,
+     * reach other consumers, which must wait for the first's decision (serialised per customer)
+     * rather than decide on what they see. */
+    when_at(when, sizeof when, ahead(11, 120), "", 0);
+    pb_body(body, sizeof body, "br-gate", when);
+    race_begin("br-gate");
+    PGconn *gate = PQconnectdb(harness_db_url());
+    ck_assert_msg(PQstatus(gate) == CONNECTION_OK, "%s", PQerrorMessage(gate));
+    exec_on(gate, "BEGIN");
+    exec_on(gate, "LOCK TABLE prebookings IN SHARE MODE");
+    struct racer first;
+    race_all(body, 1, &first);
+    double until = now_s() + 10;
+    while (lock_waiters() < 1 && now_s() < until)
+        harness_sleep_ms(20);
+    long long blocked_first = lock_waiters();
+    race_all(body, RACERS - 1, x);
+    until = now_s() + 5;
+    while (lock_waiters() < 2 && now_s() < until)
+        harness_sleep_ms(20);
+    long long blocked = lock_waiters();
+    exec_on(gate, "COMMIT");
+    PQfinish(gate);
+    ck_assert_msg(blocked_first >= 1, "the first event's consumer did not reach its write");
+    ck_assert_msg(blocked >= 2, "no second consumer met the first (%lld waiting)", blocked);
+    assert_one_slot(&first, 1);
+    /* first is the one that succeeded (it decided first); the nine fail */
+    for (int i = 0; i < RACERS - 1; i++)
+        free(wait_failed(&srv, x[i].id, "Slot not available"));
+    ck_assert_int_ge(atomic_load(&race_nthreads), 2);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-gate'"), 1);
+    consumer_fault_hook = NULL;
+    stop();
+
+    /* the slot is a setting: 15 minutes apart is enough with a 10-minute slot */
+    start(four_consumers_slot_10);
+    char a[IDS_UUID_LEN], b[IDS_UUID_LEN], c[IDS_UUID_LEN];
+    time_t at = ahead(12, 0);
+    when_at(when, sizeof when, at, "", 0);
+    submit(&srv, "br-slot", when, a);
+    wait_succeeded(&srv, a, NULL);
+    when_at(when, sizeof when, at + 15 * 60, "", 0);
+    submit(&srv, "br-slot", when, b);
+    wait_succeeded(&srv, b, NULL);
+    when_at(when, sizeof when, at + 20 * 60, "", 0);
+    submit(&srv, "br-slot", when, c);
+    char *detail = wait_failed(&srv, c, "Slot not available");
+    ck_assert_msg(strstr(detail, "br-slot") != NULL, "%s", detail);
+    free(detail);
+    stop();
+}
+END_TEST
+
+/* ---- the direct-queue path ------------------------------------------------------------------- */
+
+/* Sends body (JSON text) into queue prebooking-submission with token; returns the message id
+ * in mid. */
+static void send_submission(struct harness_server *s, const char *token, const char *body,
+                            char *mid)
+{
+    char envelope[2048];
+    snprintf(envelope, sizeof envelope, "{\"body\": %s}", body);
+    struct response r;
+    harness_request(s, "POST", "/queues/prebooking-submission/messages", token, envelope, NULL,
+                    NULL, &r);
+    ck_assert_msg(r.status == 201, "%s: %ld %s", envelope, r.status, buf_str(&r.body));
+    snprintf(mid, IDS_UUID_LEN, "%s", json_str(r.json, "message_id"));
+    ck_assert(ids_is_uuid(mid));
+    response_cleanup(&r);
+}
+
+/* A body sent into the queue, and the fields the failed task's detail must name. */
+struct bad_message {
+    const char *body, *named[3];
+};
+
+START_TEST(submissions_sent_into_the_queue_become_tasks)
+{
+    start(prebooking_workers);
+    char service[SECRET_TOKEN_LEN];
+    create_token(&srv, "service", service);
+    time_t at = ahead(4, 0);
+    char when[64], want_when[40], body[512], mid[IDS_UUID_LEN], pid[IDS_UUID_LEN];
+    when_at(when, sizeof when, at, ".25", 60);
+    utc_ms(want_when, sizeof want_when, at, 250);
+    snprintf(body, sizeof body,
+             "{\"from-location\": \"Pier\", \"to-location\": \"Airport\", "
+             "\"customer-id\": \"dq-1\", \"when\": \"%s\"}",
+             when);
+    send_submission(&srv, service, body, mid);
+    json_t *t = wait_task_ex(&srv, mid, 15, true, NULL);
+    ck_assert_str_eq(json_str(t, "id"), mid);
+    ck_assert_msg(strcmp(json_str(t, "status"), "succeeded") == 0, "%s: %s %s", body,
+                  json_str(t, "status"), json_str(json_object_get(t, "error"), "detail"));
+    snprintf(pid, sizeof pid, "%s",
+             json_str(json_object_get(t, "links"), "result") + strlen("/prebookings/"));
+    json_decref(t);
+    struct response r;
+    get_prebooking(&srv, pid, &r);
+    ck_assert_str_eq(json_str(r.json, "from"), "Pier");
+    ck_assert_str_eq(json_str(r.json, "to"), "Airport");
+    ck_assert_str_eq(json_str(r.json, "customer"), "dq-1");
+    ck_assert_str_eq(json_str(r.json, "when"), want_when);
+    char task_link[80];
+    snprintf(task_link, sizeof task_link, "/tasks/%s", mid);
+    ck_assert_str_eq(json_str(json_object_get(r.json, "links"), "task"), task_link);
+    response_cleanup(&r);
+    char sql[600];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'",
+             mid);
+    ck_assert_int_eq(wait_sql(sql, 1, 10), 1);
+
+    /* the same rule applies: the slot of dq-1 is taken */
+    when_at(when, sizeof when, at + 600, "", 0);
+    snprintf(body, sizeof body,
+             "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"dq-1\", \"when\": \"%s\"}", when);
+    send_submission(&srv, service, body, mid);
+    t = wait_task_ex(&srv, mid, 15, true, NULL);
+    ck_assert_str_eq(json_str(t, "status"), "failed");
+    ck_assert_str_eq(json_str(json_object_get(t, "error"), "title"), "Slot not available");
+    json_decref(t);
+
+    /* invalid bodies become failed tasks naming what is wrong */
+    char past[64], no_when[256], past_body[256];
+    when_at(past, sizeof past, time(NULL) - 3600, "", 0);
+    snprintf(past_body, sizeof past_body,
+             "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"dq-bad\", \"when\": \"%s\"}", past);
+    snprintf(no_when, sizeof no_when, "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"dq-bad\"}");
+    const struct bad_message bad[] = {
+        {"\"a string, not a prebooking\"", {"body"}},
+        {"[1, 2, 3]", {"body"}},
+        {"42", {"body"}},
+        {"\"{\\\"from\\\": \"", {"body"}},
+        {no_when, {"when"}},
+        {past_body, {"when"}},
+        {"{\"from\": \"\", \"to\": \"B\", \"customer\": 7, \"when\": \"2030-01-01T25:00:00Z\", "
+         "\"x\": 1}",
+         {"from", "customer", "x"}},
+        {"{\"from\": \"A\", \"to\": \"B\", \"customer\": \"dq-bad\", \"when\": \"yesterday\"}",
+         {"when"}},
+        {"{}", {"from", "to", "customer"}},
+    };
+    char ids[sizeof bad / sizeof *bad][IDS_UUID_LEN];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        send_submission(&srv, service, bad[i].body, ids[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        t = wait_task_ex(&srv, ids[i], 15, true, NULL);
+        ck_assert_msg(strcmp(json_str(t, "status"), "failed") == 0, "%s: %s", bad[i].body,
+                      json_str(t, "status"));
+        json_t *error = json_object_get(t, "error");
+        ck_assert_str_eq(json_str(error, "title"), "Invalid prebooking");
+        const char *detail = json_str(error, "detail");
+        for (int k = 0; k < 3 && bad[i].named[k]; k++) {
+            char field[40];
+            snprintf(field, sizeof field, "%s:", bad[i].named[k]);
+            ck_assert_msg(strstr(detail, field) != NULL, "%s: the detail \"%s\" does not name %s",
+                          bad[i].body, detail, bad[i].named[k]);
+        }
+        json_decref(t);
+        ck_assert_int_eq(prebookings_of_task(ids[i]), 0);
+        ck_assert_int_eq(events_of("prebooking-processing", ids[i]), 0);
+        ck_assert_int_eq(events_of("prebooking-datalake", ids[i]), 0);
+    }
+    /* no poison message: the queue and its dead-letter queue end empty */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name IN ('prebooking-submission', 'prebooking-submission-dlq', "
+             "'prebooking-processing-dlq', 'prebooking-datalake-dlq')");
+    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    ck_assert_int_eq(worker_metric(&srv, "prebooking-submission", "failed"), 0);
+    ck_assert_int_ge(worker_metric(&srv, "prebooking-submission", "handled"),
+                     (long long)(2 + sizeof bad / sizeof *bad));
+    stop();
+}
+END_TEST
+
+/* ---- failures and redelivery ----------------------------------------------------------------- */
+
+static atomic_int injected;
+
+/* Fails the first two receives of every tr- customer's event in prebooking-processing. */
+static bool fail_twice(const char *worker, const struct mq_message *m)
+{
+    if (strcmp(worker, "prebooking-processing") != 0 || m->receive_count > 2 || !m->body)
+        return false;
+    json_t *b = json_loads(m->body, 0, NULL);
+    const char *c = json_str(b, "customer");
+    bool fail = c && strncmp(c, "tr-", 3) == 0;
+    json_decref(b);
+    if (fail)
+        atomic_fetch_add(&injected, 1);
+    return fail;
+}
+
+START_TEST(transient_failures_are_retried_without_failing_the_task)
+{
+    start(prebooking_workers);
+    atomic_store(&injected, 0);
+    consumer_fault_hook = fail_twice;
+    char when[64], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(5, 0), "", 0);
+    submit(&srv, "tr-1", when, id);
+    struct seen seen = {0};
+    json_t *t = wait_task_ex(&srv, id, 20, false, &seen);
+    consumer_fault_hook = NULL;
+    ck_assert_msg(strcmp(json_str(t, "status"), "succeeded") == 0, "%s: %s", json_str(t, "status"),
+                  json_str(json_object_get(t, "error"), "detail"));
+    json_decref(t);
+    ck_assert_msg(seen.processing, "the task was never seen processing between the retries");
+    ck_assert_int_eq(atomic_load(&injected), 2);
+    ck_assert_int_ge(sqlf("SELECT attempts FROM tasks WHERE id = '%s'", id), 3);
+    ck_assert_int_eq(prebookings_of_task(id), 1);
+    ck_assert_int_ge(worker_metric(&srv, "prebooking-processing", "failed"), 2);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 0);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                          "WHERE q.name = 'prebooking-processing-dlq'"),
+                     0);
+    stop();
+}
+END_TEST
+
+START_TEST(a_worker_dying_mid_task_is_covered_by_the_lease)
+{
+    consumer_fault_hook = NULL;
+    start(no_workers);
+    char when[64], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(6, 0), "", 0);
+    submit(&srv, "cr-1", when, id);
+    /* "the worker": receives the event with a short lease, marks the task, and dies */
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-processing/messages:receive",
+                  "{\"max_messages\": 10, \"visibility_timeout\": 2}", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *msgs = json_object_get(r.json, "messages");
+    bool mine = false;
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i), *body = json_object_get(m, "body");
+        json_t *parsed =
+            json_is_string(body) ? json_loads(json_string_value(body), 0, NULL) : json_incref(body);
+        if (json_str(parsed, "task_id") && strcmp(json_str(parsed, "task_id"), id) == 0) {
+            mine = true;
+            ck_assert_int_eq(json_integer_value(json_object_get(m, "receive_count")), 1);
+        }
+        json_decref(parsed);
+    }
+    ck_assert_msg(mine, "the event was not received: %s", buf_str(&r.body));
+    response_cleanup(&r);
+    double leased = now_s();
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, "
+             "updated_at = now() WHERE id = '%s'",
+             id);
+    free(harness_sql(harness_db_url(), sql));
+    get_task(&srv, id, &r);
+    ck_assert_str_eq(json_str(r.json, "status"), "processing");
+    response_cleanup(&r);
+    stop();
+
+    /* the workers take it over once the lease runs out */
+    start(prebooking_workers);
+    json_t *t = wait_task(&srv, id, 15);
+    double took = now_s() - leased;
+    ck_assert_str_eq(json_str(t, "status"), "succeeded");
+    json_decref(t);
+    ck_assert_msg(took >= 1.5, "succeeded %.2f s after the lease of 2 s began", took);
+    ck_assert_int_eq(sqlf("SELECT attempts FROM tasks WHERE id = '%s'", id), 2);
+    ck_assert_int_eq(prebookings_of_task(id), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'",
+             id);
+    ck_assert_int_eq(wait_sql(sql, 1, 10), 1);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 0);
+    char *result = sqlf_text("SELECT result_id FROM tasks WHERE id = '%s'", id);
+    char *updated = sqlf_text("SELECT updated_at FROM tasks WHERE id = '%s'", id);
+
+    /* the same event again, into both queues (a duplicate delivery): nothing changes */
+    char *event = sqlf_text("SELECT submission::text FROM prebooking_submissions "
+                            "WHERE task_id = '%s'",
+                            id);
+    ck_assert_ptr_nonnull(event);
+    char *envelope = malloc(strlen(event) + 32);
+    sprintf(envelope, "{\"body\": %s}", event);
+    for (int i = 0; i < 2; i++) {
+        harness_admin(&srv, "POST", "/queues/prebooking-processing/messages", envelope, &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+        harness_admin(&srv, "POST", "/queues/prebooking-datalake/messages", envelope, &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    free(envelope);
+    free(event);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name IN ('prebooking-processing', 'prebooking-datalake')");
+    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    ck_assert_int_eq(prebookings_of_task(id), 1);
+    ck_assert_int_eq(submissions_of_task(id), 1);
+    char *result2 = sqlf_text("SELECT result_id FROM tasks WHERE id = '%s'", id);
+    char *updated2 = sqlf_text("SELECT updated_at FROM tasks WHERE id = '%s'", id);
+    ck_assert_str_eq(result2, result);
+    ck_assert_str_eq(updated2, updated);
+    ck_assert_int_eq(
+        sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'succeeded'", id), 1);
+    free(result);
+    free(result2);
+    free(updated);
+    free(updated2);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                          "WHERE q.name IN ('prebooking-processing-dlq', "
+                          "'prebooking-datalake-dlq')"),
+                     0);
+    stop();
+}
+END_TEST
+
+/* ---- back-pressure --------------------------------------------------------------------------- */
+
+#define BACKLOG 50
+
+START_TEST(the_backlog_shows_and_drains)
+{
+    consumer_fault_hook = NULL;
+    start(no_workers);
+    struct response r;
+    const char *queues[] = {"prebooking-processing", "prebooking-datalake"};
+    for (int i = 0; i < 2; i++) {
+        char path[80];
+        snprintf(path, sizeof path, "/queues/%s:purge", queues[i]);
+        harness_admin(&srv, "POST", path, NULL, &r);
+        ck_assert_int_eq(r.status, 204);
+        response_cleanup(&r);
+    }
+    char when[64], list[BACKLOG * 40 + 8] = "", id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(7, 0), "", 0);
+    for (int i = 0; i < BACKLOG; i++) {
+        char customer[16];
+        snprintf(customer, sizeof customer, "bp-%02d", i);
+        submit(&srv, customer, when, id);
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s'%s'", n ? ", " : "", id);
+    }
+    harness_admin(&srv, "GET", "/queues/prebooking-processing", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *stats = json_object_get(r.json, "stats");
+    ck_assert_msg(json_integer_value(json_object_get(stats, "available")) == BACKLOG, "%s",
+                  buf_str(&r.body));
+    ck_assert_int_eq(json_integer_value(json_object_get(stats, "in_flight")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(stats, "delayed")), 0);
+    ck_assert_int_ge(json_integer_value(json_object_get(stats, "oldest_age_seconds")), 0);
+    response_cleanup(&r);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id IN (%s)", list), BACKLOG);
+    /* the sweeper measures at most every 5 s */
+    const char *sample = "rydes_queue_messages{queue=\"prebooking-processing\","
+                         "state=\"available\"}";
+    long long depth = -1;
+    for (double until = now_s() + 10; (depth = metric(&srv, sample)) != BACKLOG && now_s() < until;)
+        harness_sleep_ms(200);
+    ck_assert_msg(depth == BACKLOG, "%s %lld", sample, depth);
+    stop();
+
+    /* four consumers drain it */
+    start(four_consumers);
+    char sql[BACKLOG * 40 + 200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM tasks WHERE status = 'succeeded' AND id IN (%s)", list);
+    ck_assert_int_eq(wait_sql(sql, BACKLOG, 30), BACKLOG);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id IN (%s)", list), 0);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE task_id IN (%s)", list), BACKLOG);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id IN (%s)",
+             list);
+    ck_assert_int_eq(wait_sql(sql, BACKLOG, 10), BACKLOG);
+    harness_admin(&srv, "GET", "/queues/prebooking-processing", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    stats = json_object_get(r.json, "stats");
+    ck_assert_int_eq(json_integer_value(json_object_get(stats, "available")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(stats, "in_flight")), 0);
+    response_cleanup(&r);
+    ck_assert_int_ge(worker_metric(&srv, "prebooking-processing", "handled"), BACKLOG);
+    stop();
+}
+END_TEST
+
+/* Prometheus wants one sample per series: the consumers of one worker add up to one line. */
+START_TEST(worker_metrics_have_one_series_per_worker)
+{
+    start(four_consumers);
+    char when[64], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(9, 0), "", 0);
+    submit(&srv, "wm-1", when, id);
+    wait_succeeded(&srv, id, NULL);
+    const char *workers[] = {"prebooking-processing", "prebooking-submission",
+                             "prebooking-datalake"};
+    for (int i = 0; i < 3; i++) {
+        int handled_lines = 0, failed_lines = 0;
+        long long handled = worker_metric_lines(&srv, workers[i], "handled", &handled_lines);
+        worker_metric_lines(&srv, workers[i], "failed", &failed_lines);
+        ck_assert_msg(handled_lines == 1 && failed_lines == 1,
+                      "/metrics has %d handled and %d failed samples of worker %s (one each "
+                      "expected: duplicate series break the scrape)",
+                      handled_lines, failed_lines, workers[i]);
+        ck_assert_int_ge(handled, i == 1 ? 0 : 1);
+    }
+    stop();
+}
+END_TEST
+
+/* ---- roles and unknown ids ------------------------------------------------------------------- */
+
+static long status_of(struct harness_server *s, const char *method, const char *path,
+                      const char *token, const char *body)
+{
+    struct response r;
+    harness_request(s, method, path, token, body, NULL, NULL, &r);
+    long st = r.status;
+    if (st >= 400)
+        assert_problem(&r, st);
+    if (st == 405) {
+        char allow[64];
+        ck_assert_msg(response_header(&r, "Allow", allow, sizeof allow), "405 without Allow");
+    }
+    response_cleanup(&r);
+    return st;
+}
+
+START_TEST(prebookings_need_the_app_role_and_unknown_ids_are_404)
+{
+    consumer_fault_hook = NULL;
+    start(prebooking_workers);
+    char app[SECRET_TOKEN_LEN], service[SECRET_TOKEN_LEN], body[512], when[64], id[IDS_UUID_LEN],
+        pid[IDS_UUID_LEN], path[80], ppath[80];
+    create_token(&srv, "app", app);
+    create_token(&srv, "service", service);
+    when_at(when, sizeof when, ahead(8, 0), "", 0);
+    pb_body(body, sizeof body, "ro-1", when);
+    const char *zero = "/tasks/00000000-0000-4000-8000-000000000000";
+    long long tasks = sqlf("SELECT count(*) FROM tasks");
+    ck_assert_int_eq(status_of(&srv, "POST", "/prebookings", NULL, body), 401);
+    ck_assert_int_eq(status_of(&srv, "POST", "/prebookings", "not-a-token", body), 401);
+    ck_assert_int_eq(
+        status_of(&srv, "POST", "/prebookings", "rydes_0000000000000000000000000000", body), 401);
+    ck_assert_int_eq(status_of(&srv, "POST", "/submit-ride-prebooking", NULL, body), 401);
+    ck_assert_int_eq(status_of(&srv, "GET", zero, NULL, NULL), 401);
+    ck_assert_int_eq(
+        status_of(&srv, "GET", "/prebookings/00000000-0000-4000-8000-000000000000", NULL, NULL),
+        401);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks"), tasks);
+
+    submit_as(&srv, "/prebookings", app, body, id);
+    snprintf(path, sizeof path, "/tasks/%s", id);
+    ck_assert_int_eq(status_of(&srv, "GET", path, app, NULL), 200);
+    ck_assert_int_eq(status_of(&srv, "GET", path, service, NULL), 200);
+    ck_assert_int_eq(status_of(&srv, "GET", path, NULL, NULL), 401);
+    wait_succeeded(&srv, id, pid);
+    snprintf(ppath, sizeof ppath, "/prebookings/%s", pid);
+    ck_assert_int_eq(status_of(&srv, "GET", ppath, app, NULL), 200);
+    ck_assert_int_eq(status_of(&srv, "GET", ppath, service, NULL), 200);
+    ck_assert_int_eq(status_of(&srv, "GET", ppath, NULL, NULL), 401);
+    ck_assert_int_eq(status_of(&srv, "GET", path, app, NULL), 200);
+    ck_assert_int_eq(status_of(&srv, "GET", path, service, NULL), 200);
+    /* the other roles may submit too, and the alias works for apps */
+    when_at(when, sizeof when, ahead(8, 120), "", 0);
+    pb_body(body, sizeof body, "ro-2", when);
+    submit_as(&srv, "/submit-ride-prebooking", app, body, id);
+    when_at(when, sizeof when, ahead(8, 240), "", 0);
+    pb_body(body, sizeof body, "ro-3", when);
+    submit_as(&srv, "/prebookings", service, body, id);
+    /* apps poll, they do not manage */
+    ck_assert_int_eq(
+        status_of(&srv, "POST", "/queues/prebooking-processing/messages:receive", app, "{}"), 403);
+    ck_assert_int_eq(status_of(&srv, "POST", "/queues/prebooking-processing:purge", service, NULL),
+                     403);
+
+    /* unknown and malformed ids */
+    char other[80];
+    snprintf(other, sizeof other, "/prebookings/%s", id); /* a task id is no prebooking id */
+    const char *missing[] = {zero,
+                             "/tasks/not-a-uuid",
+                             "/tasks/00000000-0000-4000-8000-00000000000",
+                             "/tasks/00000000-0000-4000-8000-0000000000000",
+                             "/tasks/%27%20OR%201%3D1--",
+                             "/prebookings/00000000-0000-4000-8000-000000000000",
+                             "/prebookings/not-a-uuid",
+                             "/prebookings/%00",
+                             other};
+    for (size_t i = 0; i < sizeof missing / sizeof *missing; i++)
+        ck_assert_msg(status_of(&srv, "GET", missing[i], app, NULL) == 404, "GET %s", missing[i]);
+    snprintf(other, sizeof other, "/tasks/%s", pid); /* nor the other way round */
+    ck_assert_int_eq(status_of(&srv, "GET", other, app, NULL), 404);
+    /* other methods */
+    ck_assert_int_eq(status_of(&srv, "DELETE", path, app, NULL), 405);
+    ck_assert_int_eq(status_of(&srv, "PUT", ppath, app, "{}"), 405);
+    ck_assert_int_eq(status_of(&srv, "GET", "/submit-ride-prebooking", app, NULL), 405);
+    stop();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("prebookings");
+    TCase *api = tcase_create("api");
+    tcase_set_timeout(api, 60);
+    tcase_add_checked_fixture(api, setup, teardown);
+    tcase_add_test(api, lifecycle_from_202_to_succeeded);
+    tcase_add_test(api, invalid_submissions_are_400_naming_the_field_and_change_nothing);
+    tcase_add_test(api, no_task_without_its_event);
+    tcase_add_test(api, prebookings_need_the_app_role_and_unknown_ids_are_404);
+    suite_add_tcase(s, api);
+    TCase *services = tcase_create("services");
+    tcase_set_timeout(services, 90);
+    tcase_add_checked_fixture(services, setup, teardown);
+    tcase_add_test(services, a_customer_cannot_hold_two_prebookings_within_the_slot);
+    tcase_add_test(services, concurrent_submissions_of_one_slot_make_one_prebooking);
+    tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
+    tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
+    tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
+    tcase_add_test(services, the_backlog_shows_and_drains);
+    tcase_add_test(services, worker_metrics_have_one_series_per_worker);
+    suite_add_tcase(s, services);
+    return harness_run(s);
+}
