@@ -4,6 +4,8 @@
 -- The executor (src/workers/saga_services.c) claims due fares with SKIP LOCKED under a lease, so
 -- a crashed process's sagas resume elsewhere from the step they stood at.
 CREATE TABLE fares (
+    -- a ride's fare is "ride-" + the ride id; POST /fares may not use that prefix, so a posted
+    -- fare can never take a ride's place
     id              text          PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{1,64}$'),
     ride_id         uuid          UNIQUE,  -- NULL for fares posted through POST /fares
     customer        text          NOT NULL,
@@ -20,6 +22,7 @@ CREATE TABLE fares (
     charge_id       text,
     credit_id       text,
     next_attempt_at timestamptz   NOT NULL DEFAULT now(), -- due time, or the lease of a run
+    lease           uuid,         -- the run holding the fare; its writes check it
     created_at      timestamptz   NOT NULL DEFAULT now(),
     updated_at      timestamptz   NOT NULL DEFAULT now(),
     request_hash    text          -- POST /fares: the request, for idempotent resubmission

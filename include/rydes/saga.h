@@ -29,6 +29,7 @@
 
 #define SAGA_TOPIC       "fare-processing"
 #define SAGA_FARE_ID_MAX 64
+#define SAGA_RIDE_PREFIX "ride-" /* a ride's fare id: this and the ride id */
 
 struct saga_env {
     struct payments *payments;
@@ -57,6 +58,11 @@ extern const char *const saga_step_names[];
 enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id,
                           const char *customer, double amount, const char *last4, const char *hash,
                           bool *created);
+
+/* Starts the saga of ride ride_id; its fare id is SAGA_RIDE_PREFIX + the ride id (POST /fares
+ * refuses ids with that prefix, so none can take a ride's place). */
+enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, const char *customer,
+                               double amount, bool *created);
 
 /* Claims one due fare and runs it as far as it goes now. *ran false when none was due. */
 enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool *ran);

@@ -41,8 +41,8 @@ static bool amount_value(json_t *v, double *out)
             return false;
         *out = strtod(s, NULL);
     }
-    double cents = *out * 100;
-    return isfinite(*out) && *out >= 0 && *out <= 1e6 && fabs(cents - round(cents)) < 1e-6;
+    /* exactly a number of cents: 1e-9 is not 0.00 */
+    return isfinite(*out) && *out >= 0 && *out <= 1e6 && round(*out * 100) / 100 == *out;
 }
 
 /* The card number's digits (spaces and dashes allowed between them): 12..19 of them. */
@@ -66,9 +66,12 @@ static bool card_digits(const char *cc, char *last4)
 /* "MM/YY" or "MM/YYYY", not in the past. */
 static bool expiry_valid(const char *s)
 {
-    int mm, yy;
-    char tail;
-    if (!s || sscanf(s, "%2d/%4d%c", &mm, &yy, &tail) != 2 || mm < 1 || mm > 12)
+    size_t n = s ? strlen(s) : 0;
+    if ((n != 5 && n != 7) || s[2] != '/' || strspn(s, "0123456789") != 2 ||
+        strspn(s + 3, "0123456789") != n - 3)
+        return false;
+    int mm = (s[0] - '0') * 10 + (s[1] - '0'), yy = atoi(s + 3);
+    if (mm < 1 || mm > 12)
         return false;
     if (yy < 100)
         yy += 2000;
@@ -89,6 +92,10 @@ static void fare_input(json_t *body, struct fare_input *in, struct field_errors 
     if (in->fare_id && strspn(in->fare_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                            "0123456789_-") != strlen(in->fare_id))
         field_errors_add(fe, "fareId", "must be 1 to 64 of A-Z a-z 0-9 _ -");
+    else if (in->fare_id && strncmp(in->fare_id, SAGA_RIDE_PREFIX, strlen(SAGA_RIDE_PREFIX)) == 0)
+        field_errors_add(fe, "fareId",
+                         "must not start with \"" SAGA_RIDE_PREFIX
+                         "\": those are the fares of rides");
     json_t *amount = json_object_get(body, "fareAmount");
     if (!amount || !amount_value(amount, &in->amount))
         field_errors_add(fe, "fareAmount", "must be an amount such as \"$20.00\" or 20.5");

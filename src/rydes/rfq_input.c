@@ -3,6 +3,7 @@
 
 #include "rydes/rides.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,9 @@ static bool price_value(json_t *v, double *out)
         const char *s = json_string_value(v);
         char *end = NULL;
         size_t dot = s ? strcspn(s, ".") : 0;
-        if (!s || !*s || strspn(s, "0123456789.") != strlen(s) || (s[dot] && strlen(s + dot) > 3))
+        /* digits, then optionally a dot and one or two digits: "12", "12.5", "12.50" */
+        if (!s || !isdigit((unsigned char)*s) || strspn(s, "0123456789.") != strlen(s) ||
+            (s[dot] && (strlen(s + dot) > 3 || !isdigit((unsigned char)s[dot + 1]))))
             return false;
         *out = strtod(s, &end);
         if (*end)
@@ -73,10 +76,10 @@ static bool price_value(json_t *v, double *out)
 
 void quote_input(json_t *body, struct quote_input *in, struct field_errors *fe)
 {
-    static const char *const known[] = {"unicorn", "price", "goodies", NULL};
+    static const char *const known[] = {"unicorn", "price", "goodies", "unicorn-id", NULL};
     memset(in, 0, sizeof *in);
     validate_known_fields(body, known, fe);
-    in->unicorn = validate_string(body, "unicorn", true, 1, RIDES_TEXT_MAX, fe);
+    in->unicorn = rides_text_field(body, "unicorn", "unicorn-id", true, fe);
     json_t *price = json_object_get(body, "price");
     if (!price)
         field_errors_add(fe, "price", "is required");
@@ -89,7 +92,7 @@ void quote_input(json_t *body, struct quote_input *in, struct field_errors *fe)
     bool ok = json_is_array(g) && json_array_size(g) <= RFQS_GOODIES_MAX;
     for (size_t i = 0; ok && i < json_array_size(g); i++) {
         const char *s = json_string_value(json_array_get(g, i));
-        ok = s && *s && strlen(s) <= 100;
+        ok = s && *s && validate_utf8_length(s) <= 100; /* characters, not bytes */
     }
     if (!ok)
         field_errors_add(fe, "goodies",

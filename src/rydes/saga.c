@@ -24,6 +24,8 @@ struct saga_counters saga_counters;
 /* What the executor knows of a claimed fare. */
 struct fare {
     char id[SAGA_FARE_ID_MAX + 1];
+    char lease[IDS_UUID_LEN]; /* this run's claim: every write checks it is still ours */
+    int lease_seconds;
     char customer[256];
     double amount;
     bool compensating;
@@ -133,6 +135,14 @@ enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id
     return st;
 }
 
+enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, const char *customer,
+                               double amount, bool *created)
+{
+    char id[SAGA_FARE_ID_MAX + 1];
+    snprintf(id, sizeof id, SAGA_RIDE_PREFIX "%s", ride_id);
+    return saga_start(c, id, ride_id, customer, amount, NULL, NULL, created);
+}
+
 /* Runs sql with v and tells whether it worked (rows, if any, are dropped). */
 static bool exec(struct db_conn *c, const char *sql, int n, const char *const *v)
 {
@@ -145,25 +155,42 @@ static bool exec(struct db_conn *c, const char *sql, int n, const char *const *v
     return ok;
 }
 
+/* exec for an UPDATE of the claimed fare: false also when it touched no row (the lease was
+ * lost: another executor took the fare over, so this run must write nothing more). */
+static bool exec_one(struct db_conn *c, const char *sql, int n, const char *const *v)
+{
+    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(r), "1") == 0;
+    if (!ok && PQresultStatus(r) == PGRES_COMMAND_OK)
+        log_warn("saga: lost the lease of a fare to another executor; leaving it to them");
+    else if (!ok && !db_conn_lost(c))
+        log_warn("saga: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
 static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f, bool *found)
 {
-    char lease[16];
-    snprintf(lease, sizeof lease, "%d", env->lease_seconds);
-    const char *v[] = {lease};
-    PGresult *r =
-        PQexecParams(c->pg,
-                     "UPDATE fares f SET next_attempt_at = now() + make_interval(secs => $1::int), "
-                     "status = 'running', updated_at = now() WHERE id = (SELECT id FROM fares "
-                     "WHERE status IN ('pending', 'running') AND next_attempt_at <= now() "
-                     "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                     "RETURNING id, customer, amount::text, phase = 'compensating', step, "
-                     "coalesce(outcome, ''), coalesce(preauth_code, ''), coalesce(charge_id, ''), "
-                     "coalesce(credit_id, '')",
-                     1, NULL, v, NULL, NULL, 0);
+    char secs[16], lease[IDS_UUID_LEN];
+    snprintf(secs, sizeof secs, "%d", env->lease_seconds);
+    ids_uuid(lease);
+    const char *v[] = {secs, lease};
+    PGresult *r = PQexecParams(
+        c->pg,
+        "UPDATE fares f SET next_attempt_at = now() + make_interval(secs => $1::int), "
+        "lease = $2::uuid, status = 'running', updated_at = now() WHERE id = (SELECT id "
+        "FROM fares WHERE status IN ('pending', 'running') AND next_attempt_at <= now() "
+        "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, customer, amount::text, phase = 'compensating', step, "
+        "coalesce(outcome, ''), coalesce(preauth_code, ''), coalesce(charge_id, ''), "
+        "coalesce(credit_id, '')",
+        2, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     *found = ok && PQntuples(r) == 1;
     if (*found) {
         memset(f, 0, sizeof *f);
+        memcpy(f->lease, lease, sizeof f->lease);
+        f->lease_seconds = env->lease_seconds;
         snprintf(f->id, sizeof f->id, "%s", PQgetvalue(r, 0, 0));
         snprintf(f->customer, sizeof f->customer, "%s", PQgetvalue(r, 0, 1));
         f->amount = strtod(PQgetvalue(r, 0, 2), NULL);
@@ -212,9 +239,20 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
     snprintf(next, sizeof next, "%d", rec->next_step);
     snprintf(delay, sizeof delay, "%d", rec->delay_ms < 0 ? -1 : rec->delay_ms);
     const char *sv[] = {f->id, pos, rec->status, rec->detail, rec->compensation ? "t" : "f"};
-    const char *fv[] = {f->id, next, rec->phase, rec->outcome, rec->fare_status, delay,
-                        f->preauth[0] ? f->preauth : NULL, f->charge[0] ? f->charge : NULL,
-                        f->credit[0] ? f->credit : NULL, rec->operator? "t" : "f" };
+    char lease_secs[16];
+    snprintf(lease_secs, sizeof lease_secs, "%d", f->lease_seconds);
+    const char *fv[] = {f->id,
+                        next,
+                        rec->phase,
+                        rec->outcome,
+                        rec->fare_status,
+                        delay,
+                        f->preauth[0] ? f->preauth : NULL,
+                        f->charge[0] ? f->charge : NULL,
+                        f->credit[0] ? f->credit : NULL,
+                        rec->operator? "t" : "f",
+                        f->lease,
+                        lease_secs};
     return exec(c,
                 "UPDATE saga_steps SET status = $3, detail = $4, "
                 "attempts = attempts + (NOT $5::boolean)::int, "
@@ -223,14 +261,15 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
                 "finished_at = CASE WHEN $3 IN ('done', 'failed', 'compensated', 'skipped') "
                 "THEN now() END WHERE fare_id = $1 AND position = $2::int",
                 5, sv) &&
-           exec(c,
-                "UPDATE fares SET step = $2::int, phase = $3, outcome = coalesce($4, outcome), "
-                "status = coalesce($5, status), preauth_code = $7, charge_id = $8, "
-                "credit_id = $9, needs_operator = needs_operator OR $10::boolean, "
-                "updated_at = now(), next_attempt_at = CASE WHEN $6::int < 0 THEN "
-                "next_attempt_at ELSE now() + make_interval(secs => $6::int / 1000.0) END "
-                "WHERE id = $1",
-                10, fv);
+           exec_one(c,
+                    "UPDATE fares SET step = $2::int, phase = $3, outcome = coalesce($4, outcome), "
+                    "status = coalesce($5, status), preauth_code = $7, charge_id = $8, "
+                    "credit_id = $9, needs_operator = needs_operator OR $10::boolean, "
+                    "updated_at = now(), next_attempt_at = CASE WHEN $6::int < 0 THEN "
+                    "now() + make_interval(secs => $12::int) "
+                    "ELSE now() + make_interval(secs => $6::int / 1000.0) END "
+                    "WHERE id = $1 AND lease = $11::uuid",
+                    12, fv);
 }
 
 /* Marks the steps after position skipped (a failure ended the forward run there). */
@@ -434,8 +473,9 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
     if (!s->compensate || strcmp(status, "done") != 0) { /* nothing to undo here */
         char next[16];
         snprintf(next, sizeof next, "%d", f->step - 1);
-        const char *v[] = {f->id, next};
-        if (!exec(c, "UPDATE fares SET step = $2::int WHERE id = $1", 2, v))
+        const char *v[] = {f->id, next, f->lease};
+        if (!exec_one(c, "UPDATE fares SET step = $2::int WHERE id = $1 AND lease = $3::uuid", 3,
+                      v))
             return false;
         f->step--;
         return true;

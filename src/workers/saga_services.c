@@ -26,8 +26,7 @@ static enum consumer_result start_fare(const struct consumer_env *env, struct db
     bool created;
     if (!id || !ids_is_uuid(id) || !customer || !json_is_number(fare))
         snprintf(why, n, "not a ride event (id, customer, fare)");
-    else if (saga_start(c, id, id, customer, json_number_value(fare), NULL, NULL, &created) !=
-             MQ_OK)
+    else if (saga_start_ride(c, id, customer, json_number_value(fare), &created) != MQ_OK)
         snprintf(why, n, "starting the saga failed");
     else
         r = CONSUMER_DONE;
