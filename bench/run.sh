@@ -199,13 +199,15 @@ bench_rfqs() {
     done
     kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
     local stats
-    stats=$(bench_sql -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY s)::numeric, 2)
-        || ' / ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY s)::numeric, 2)
-        || ' s; ' || count(*) FILTER (WHERE completion_reason = 'all_answered') || ' all answered, '
-        || count(*) FILTER (WHERE completion_reason = 'timeout') || ' at eta'
-        FROM (SELECT extract(epoch FROM completed_at - submitted_at) s, completion_reason
+    stats=$(bench_sql -c "SELECT 'all answered: ' || count(*) FILTER (WHERE r = 'all_answered')
+        || ', p50/p99 ' || coalesce(round((percentile_cont(0.5) WITHIN GROUP (ORDER BY s)
+                FILTER (WHERE r = 'all_answered'))::numeric, 2), 0)
+        || '/' || coalesce(round((percentile_cont(0.99) WITHIN GROUP (ORDER BY s)
+                FILTER (WHERE r = 'all_answered'))::numeric, 2), 0)
+        || ' s; at eta (30 s): ' || count(*) FILTER (WHERE r = 'timeout')
+        FROM (SELECT extract(epoch FROM completed_at - submitted_at) s, completion_reason r
               FROM rfqs) x")
-    row "RFQs: $RFQS submitted at once (submit → done p50 / p99)" "$stats" \
+    row "RFQs: $RFQS submitted at once (submit → done)" "$stats" \
         "accepted $(per_second "$out")/s, p99 $(field "$out" p99_ms) ms" "5 unicorns, 80% answer"
 }
 
