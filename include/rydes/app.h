@@ -34,6 +34,7 @@ struct app {
     struct topic_cache *topic_cache; /* topics with compiled subscriptions */
     struct mq_publish_counters publish_counters;
     int64_t started_wall_us;
+    char *tls_cert, *tls_key; /* PEM text of RYDES_TLS_CERT / RYDES_TLS_KEY, or NULL */
 };
 
 /* Starts everything: migrations (when cfg->migrate), the pool, the admin token, the server.

@@ -42,6 +42,7 @@ struct config {
     int64_t saga_lease_seconds;
     char *payment_url;
     int64_t rate_limit_app, rate_limit_service, rate_limit_admin; /* requests/s, 0: none */
+    char *tls_cert, *tls_key; /* file paths; both empty: plain HTTP */
 };
 
 struct config_error {

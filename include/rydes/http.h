@@ -79,6 +79,7 @@ struct http_server_config {
     http_auth_fn authenticate;
     struct app *app;
     struct metrics *metrics;
+    const char *tls_cert_pem, *tls_key_pem; /* both: serve HTTPS (borrowed, PEM text) */
 };
 
 /* Starts the daemon; returns NULL (and logs why) when it cannot listen. The server is freed by

@@ -2,8 +2,10 @@
 #include "rydes/app.h"
 
 #include "rydes/api.h"
+#include "rydes/buf.h"
 #include "rydes/clock.h"
 #include "rydes/log.h"
+#include "rydes/mem.h"
 #include "rydes/migrate.h"
 #include "rydes/mq.h"
 #include "rydes/ratelimit.h"
@@ -13,8 +15,10 @@
 #include "rydes/topology.h"
 
 #include <curl/curl.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ADMIN_TOKEN_MIN 16
@@ -114,6 +118,11 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
 
 static void app_free_parts(struct app *app)
 {
+    free(app->tls_cert);
+    if (app->tls_key) /* the private key does not linger in freed memory */
+        explicit_bzero(app->tls_key, strlen(app->tls_key));
+    free(app->tls_key);
+    app->tls_cert = app->tls_key = NULL;
     if (app->hub)
         mq_hub_shutdown(app->hub); /* consumers waiting for messages wake at once */
     services_stop(app->services);
@@ -211,10 +220,55 @@ bool app_start_workers(struct app *app, const struct config *cfg, char *err, siz
     return start_core(app, cfg, err, errlen);
 }
 
+/* Reads a whole (small) file into a malloc'd string; NULL with err filled on failure. */
+static char *read_file(const char *path, const char *what, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    struct buf b;
+    buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 1048576)
+        buf_append(&b, chunk, n);
+    bool ok = f && !ferror(f) && b.len > 0 && b.len < 1048576;
+    if (f)
+        fclose(f);
+    if (!ok) {
+        snprintf(err, errlen, "%s: cannot read %s", what, path);
+        buf_cleanup(&b);
+        return NULL;
+    }
+    char *text = xstrdup(buf_str(&b));
+    buf_cleanup(&b);
+    return text;
+}
+
+/* Loads the TLS certificate and key when both are configured (neither: plain HTTP). */
+static bool load_tls(struct app *app, const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->tls_cert[0] && !cfg->tls_key[0])
+        return true;
+    if (!cfg->tls_cert[0] || !cfg->tls_key[0]) {
+        snprintf(err, errlen, "RYDES_TLS_CERT and RYDES_TLS_KEY go together");
+        return false;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "this libmicrohttpd was built without TLS");
+        return false;
+    }
+    app->tls_cert = read_file(cfg->tls_cert, "RYDES_TLS_CERT", err, errlen);
+    app->tls_key = app->tls_cert ? read_file(cfg->tls_key, "RYDES_TLS_KEY", err, errlen) : NULL;
+    return app->tls_key != NULL;
+}
+
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
     if (!start_core(app, cfg, err, errlen))
         return false;
+    if (!load_tls(app, cfg, err, errlen)) {
+        app_free_parts(app);
+        return false;
+    }
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,
@@ -228,6 +282,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         .authenticate = app_authenticate,
         .app = app,
         .metrics = app->metrics,
+        .tls_cert_pem = app->tls_cert,
+        .tls_key_pem = app->tls_key,
     };
     app->http = http_server_start(&hc);
     if (!app->http) {

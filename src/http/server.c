@@ -452,6 +452,16 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* HTTPS through libmicrohttpd's GnuTLS support when a certificate and key are given */
+    bool tls = cfg->tls_cert_pem && cfg->tls_key_pem;
+    struct MHD_OptionItem tls_options[] = {
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls)
+        flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, &on_request, s,
         /* first, so that MHD's own start-up messages go through our log format too */
@@ -460,7 +470,8 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
         (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, &on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape, NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape, NULL, MHD_OPTION_ARRAY,
+        tls ? tls_options : no_options, MHD_OPTION_END);
     if (!s->daemon) {
         log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
         free(s);
