@@ -39,6 +39,11 @@ struct consumer_def {
     /* Optional: runs before that transaction, committed on its own (e.g. marking a task as
      * being processed, for pollers to see). */
     void (*claimed)(const struct consumer_env *env, struct db_conn *c, const struct mq_message *m);
+    /* Optional: called (autocommit) when m failed on the last receive its queue allows, before
+     * it goes to the dead-letter queue: a service's chance to record the failure where users
+     * look (a task that would otherwise stay "processing" for ever). */
+    void (*given_up)(const struct consumer_env *env, struct db_conn *c, const struct mq_message *m,
+                     const char *why);
     /* Optional: how many consumers of this definition a process runs (NULL: one). */
     int (*threads)(const struct config *cfg);
 };

@@ -7,7 +7,8 @@
 #include <jansson.h>
 
 /* json_dumps(v, flags) with the real precision chosen for v: 15 significant digits when every
- * real in v survives that, else 17. Returns malloc'd text (caller frees); aborts on OOM. */
+ * real in v survives that, else 17. Returns malloc'd text (caller frees); aborts on OOM. A NULL
+ * v (a json_pack that failed) gives "null". */
 char *jsontext_dumps(const json_t *v, size_t flags);
 
 /* Writes v the shortest way (15 or 17 significant digits) that reads back the same, for SQL

@@ -13,6 +13,8 @@
 
 /* Is name a valid queue name: [A-Za-z0-9_-]{1,80}, where a FIFO name ends in ".fifo"? */
 bool mq_input_queue_name(const char *name);
+/* Is s a valid group_id or dedup_id: 1..128 printable ASCII characters? */
+bool mq_input_token_valid(const char *s);
 /* Is url acceptable as a push subscription's endpoint: an absolute http or https URL with a
  * host, without credentials, a fragment, spaces or control characters? If not, why says so. */
 bool mq_input_url(const char *url, char *why, size_t why_len);

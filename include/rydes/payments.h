@@ -26,8 +26,8 @@ struct pay_request {
 };
 
 struct pay_result {
-    char reference[64]; /* the code or id handed back on PAY_OK */
-    char detail[256];   /* why, otherwise */
+    char reference[256]; /* the code or id handed back on PAY_OK */
+    char detail[256];    /* why, otherwise */
 };
 
 struct payments;

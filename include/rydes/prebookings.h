@@ -78,6 +78,9 @@ void prebookings_mark_processing(struct db_conn *c, const struct mq_message *m);
  * task is final (also when it already was); anything else is transient (retry). */
 enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m, int slot_minutes,
                                    char *why, size_t why_len);
+/* Fails the task of message m (autocommit) after its processing failed for good: title
+ * "Processing failed", detail why. A task already final stays as it is. */
+void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const char *why);
 /* The prebooking-datalake step: records the submission once. */
 enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m, char *why,
                                   size_t why_len);

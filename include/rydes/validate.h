@@ -48,6 +48,10 @@ bool validate_bool(json_t *obj, const char *field, bool required, bool *out,
 /* Parses a query-string integer (decimal, no sign unless min < 0) in min..max. */
 bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out);
 
+/* The longest prefix of s, at most max_bytes long, that ends on a character boundary (for
+ * "%.*s" of text that must stay valid UTF-8). */
+size_t validate_utf8_prefix(const char *s, size_t max_bytes);
+
 /* Number of UTF-8 code points in s (s is valid UTF-8, as jansson guarantees). */
 size_t validate_utf8_length(const char *s);
 

@@ -5,6 +5,7 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
+#include "rydes/buf.h"
 #include "rydes/jsontext.h"
 #include "rydes/problem.h"
 #include "rydes/rides.h"
@@ -17,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define FARE_ID_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 
 struct fare_input {
     const char *customer, *fare_id;
@@ -89,8 +92,7 @@ static void fare_input(json_t *body, struct fare_input *in, struct field_errors 
     validate_known_fields(body, known, fe);
     in->customer = validate_string(body, "customerId", true, 1, RIDES_TEXT_MAX, fe);
     in->fare_id = validate_string(body, "fareId", true, 1, SAGA_FARE_ID_MAX, fe);
-    if (in->fare_id && strspn(in->fare_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789_-") != strlen(in->fare_id))
+    if (in->fare_id && strspn(in->fare_id, FARE_ID_CHARS) != strlen(in->fare_id))
         field_errors_add(fe, "fareId", "must be 1 to 64 of A-Z a-z 0-9 _ -");
     else if (in->fare_id && strncmp(in->fare_id, SAGA_RIDE_PREFIX, strlen(SAGA_RIDE_PREFIX)) == 0)
         field_errors_add(fe, "fareId",
@@ -113,10 +115,11 @@ static void fare_input(json_t *body, struct fare_input *in, struct field_errors 
 /* What makes two submissions the same fare (no card number or cvv in it). */
 static void fare_hash(const struct fare_input *in, char *out)
 {
-    char text[600];
-    snprintf(text, sizeof text, "%s\n%s\n%.2f\n%s", in->customer, in->fare_id, in->amount,
-             in->last4);
-    secret_sha256_hex(text, strlen(text), out);
+    struct buf text;
+    buf_init(&text);
+    buf_printf(&text, "%s\n%s\n%.2f\n%s", in->customer, in->fare_id, in->amount, in->last4);
+    secret_sha256_hex(buf_str(&text), text.len, out);
+    buf_cleanup(&text);
 }
 
 static enum handler_result reply_fare(struct http_request *req, struct db_conn *c,
@@ -178,7 +181,7 @@ enum handler_result api_fares_get(struct http_request *req)
 {
     enum handler_result res;
     const char *id = route_param(&req->match, "id");
-    if (!id || strlen(id) > SAGA_FARE_ID_MAX)
+    if (!id || !*id || strlen(id) > SAGA_FARE_ID_MAX || strspn(id, FARE_ID_CHARS) != strlen(id))
         return http_reply_problem(req, 404, "no such fare");
     struct db_conn *c = api_db_acquire(req, &res);
     return c ? reply_fare(req, c, id, NULL, 200) : res;

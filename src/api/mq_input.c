@@ -207,7 +207,8 @@ size_t mq_input_message_attributes(json_t *attrs, const char *field, struct fiel
     json_object_foreach(attrs, name, a)
     {
         if (!attribute_name_valid(name)) {
-            field_errors_add(fe, field, "attribute name '%.64s' is not valid", name);
+            field_errors_add(fe, field, "attribute name '%.*s' is not valid",
+                             (int)validate_utf8_prefix(name, 64), name);
             continue;
         }
         size += check_attribute(field, name, a, fe);
@@ -242,6 +243,15 @@ static void read_body(json_t *obj, const char *prefix, struct mq_send_entry *e, 
     }
 }
 
+bool mq_input_token_valid(const char *s)
+{
+    size_t n = strlen(s);
+    bool ok = n >= 1 && n <= MQ_GROUP_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = s[i] >= 0x21 && s[i] <= 0x7e;
+    return ok;
+}
+
 /* group_id and dedup_id: 1..128 printable ASCII characters, as SQS has them. */
 static const char *read_token(json_t *obj, const char *prefix, const char *field,
                               struct field_errors *fe)
@@ -252,10 +262,7 @@ static const char *read_token(json_t *obj, const char *prefix, const char *field
     if (!v)
         return NULL;
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-    size_t n = s ? strlen(s) : 0;
-    bool ok = s && n >= 1 && n <= MQ_GROUP_ID_MAX && n == json_string_length(v);
-    for (size_t i = 0; ok && i < n; i++)
-        ok = s[i] >= 0x21 && s[i] <= 0x7e;
+    bool ok = s && strlen(s) == json_string_length(v) && mq_input_token_valid(s);
     if (!ok) {
         field_errors_add(fe, f, "must be 1 to 128 printable ASCII characters");
         return NULL;

@@ -24,7 +24,8 @@ static enum handler_result mq_failure(struct http_request *req, enum mq_status s
     case MQ_INVALID:
         return http_reply_problem(req, 400, detail);
     case MQ_UNAVAILABLE:
-        return http_reply_unavailable(req, "the database could not complete the request (connection lost, deadlock or timeout); retry");
+        return http_reply_unavailable(req, "the database could not complete the request "
+                                           "(connection lost, deadlock or timeout); retry");
     default:
         return http_reply_problem(req, 500, "the database refused the request");
     }

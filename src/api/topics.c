@@ -507,8 +507,8 @@ static enum mq_status lock_batch_groups(struct db_conn *c, const struct topic_se
     json_t *groups = json_array();
     for (size_t i = 0; i < json_array_size(items); i++) {
         json_t *g = json_object_get(json_array_get(items, i), "group_id");
-        if (json_is_string(g))
-            json_array_append(groups, g);
+        if (json_is_string(g) && mq_input_token_valid(json_string_value(g)))
+            json_array_append(groups, g); /* invalid ones are refused by the entry's check */
     }
     enum mq_status st = mq_publish_lock_groups(c, set->subs, set->n, groups);
     json_decref(groups);

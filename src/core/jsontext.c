@@ -44,6 +44,8 @@ static bool fifteen_digits_suffice(const json_t *v, int depth)
 
 char *jsontext_dumps(const json_t *v, size_t flags)
 {
+    if (!v) /* a json_pack that failed (text that was not UTF-8): never a crash */
+        return xstrdup("null");
     size_t precision = fifteen_digits_suffice(v, 0) ? 15 : 17;
     char *text = json_dumps(v, flags | JSON_REAL_PRECISION(precision));
     if (!text)

@@ -22,6 +22,56 @@ void field_errors_cleanup(struct field_errors *fe)
     field_errors_init(fe);
 }
 
+/* The length of a UTF-8 sequence starting with lead byte c (0: not a lead byte). */
+static size_t utf8_sequence(unsigned char c)
+{
+    return c < 0x80             ? 1
+           : (c & 0xe0) == 0xc0 ? 2
+           : (c & 0xf0) == 0xe0 ? 3
+           : (c & 0xf8) == 0xf0 ? 4
+                                : 0;
+}
+
+size_t validate_utf8_prefix(const char *s, size_t max_bytes)
+{
+    size_t n = 0;
+    while (s[n]) {
+        size_t len = utf8_sequence((unsigned char)s[n]);
+        if (len == 0 || n + len > max_bytes)
+            break;
+        size_t i = 1;
+        while (i < len && ((unsigned char)s[n + i] & 0xc0) == 0x80)
+            i++;
+        if (i < len)
+            break;
+        n += len;
+    }
+    return n;
+}
+
+/* A JSON string of s, with every byte that is not part of valid UTF-8 replaced by '?'. */
+static json_t *json_string_lossy(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    struct buf b;
+    buf_init(&b);
+    for (size_t n = 0; s[n];) {
+        size_t ok = validate_utf8_prefix(s + n, 4);
+        if (ok) {
+            buf_append(&b, s + n, ok);
+            n += ok;
+        } else {
+            buf_puts(&b, "?");
+            n++;
+        }
+    }
+    j = json_string(buf_str(&b));
+    buf_cleanup(&b);
+    return j ? j : json_string("?");
+}
+
 void field_errors_add(struct field_errors *fe, const char *field, const char *fmt, ...)
 {
     fe->count++;
@@ -35,10 +85,11 @@ void field_errors_add(struct field_errors *fe, const char *field, const char *fm
     va_end(ap);
     if (!fe->list)
         fe->list = json_array();
-    /* json_string refuses invalid UTF-8; field names come from our code or from validated keys */
+    /* a field or message cut inside a character (by a precision or a fixed buffer) would be
+     * invalid UTF-8, which json_string refuses: keep what is valid */
     json_t *item = json_object();
-    json_object_set_new(item, "field", json_string(field));
-    json_object_set_new(item, "message", json_string(buf_str(&msg)));
+    json_object_set_new(item, "field", json_string_lossy(field));
+    json_object_set_new(item, "message", json_string_lossy(buf_str(&msg)));
     json_array_append_new(fe->list, item);
     buf_cleanup(&msg);
 }

@@ -66,6 +66,12 @@ static struct db_stmt q_fail = DB_STMT("pb_fail",
                                        "UPDATE tasks SET status = 'failed', error_title = $2, "
                                        "error_detail = $3, updated_at = now() WHERE id = $1",
                                        3);
+static struct db_stmt q_give_up =
+    DB_STMT("pb_give_up",
+            "UPDATE tasks SET status = 'failed', error_title = 'Processing failed', "
+            "error_detail = $2, result_id = NULL, updated_at = now() "
+            "WHERE id = $1 AND status IN ('pending', 'processing')",
+            2);
 static struct db_stmt q_ingest = DB_STMT("pb_ingest",
                                          "INSERT INTO prebooking_submissions (task_id, submission) "
                                          "VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
@@ -410,8 +416,9 @@ static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_
     if (held[0]) {
         char detail[600];
         snprintf(detail, sizeof detail,
-                 "customer %.200s already holds a prebooking at %s, within %d minutes of %s",
-                 e->customer, held, slot_minutes, e->when);
+                 "customer %.*s already holds a prebooking at %s, within %d minutes of %s",
+                 (int)validate_utf8_prefix(e->customer, 200), e->customer, held, slot_minutes,
+                 e->when);
         const char *fv[] = {e->task_id, "Slot not available", detail};
         return run(c, &q_fail, fv);
     }
@@ -455,4 +462,19 @@ enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m,
     }
     json_decref(body);
     return st;
+}
+
+void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const char *why)
+{
+    json_t *body = json_loads(m->body, 0, NULL);
+    const char *id = json_string_value(json_object_get(body, "task_id"));
+    char detail[400];
+    snprintf(detail, sizeof detail, "the task could not be processed after %d attempts: %.*s",
+             m->receive_count, (int)validate_utf8_prefix(why, 300), why);
+    if (id && ids_is_uuid(id)) {
+        const char *v[] = {id, detail};
+        PGresult *r = db_exec(c, &q_give_up, v, NULL, NULL);
+        PQclear(r);
+    }
+    json_decref(body);
 }

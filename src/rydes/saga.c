@@ -26,13 +26,13 @@ struct fare {
     char id[SAGA_FARE_ID_MAX + 1];
     char lease[IDS_UUID_LEN]; /* this run's claim: every write checks it is still ours */
     int lease_seconds;
-    char customer[256];
+    char customer[4 * 200 + 1]; /* RIDES_TEXT_MAX characters of UTF-8 */
     double amount;
     bool compensating;
     int step;
     char outcome[16];
-    char preauth[64], charge[64], credit[64];
-    char key[SAGA_FARE_ID_MAX + 64]; /* the idempotency key of the current call */
+    char preauth[256], charge[256], credit[256]; /* a gateway's references, as given */
+    char key[SAGA_FARE_ID_MAX + 64];             /* the idempotency key of the current call */
 };
 
 enum step_result { STEP_OK, STEP_DECLINED, STEP_TRANSIENT };
@@ -427,9 +427,11 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
 /* Moves the fare to the complete step once everything done was compensated. */
 static bool finish_compensating(struct db_conn *c, struct fare *f)
 {
-    const char *v[] = {f->id};
-    if (!exec(c, "UPDATE fares SET phase = 'forward', step = 4, updated_at = now() WHERE id = $1",
-              1, v))
+    const char *v[] = {f->id, f->lease};
+    if (!exec_one(c,
+                  "UPDATE fares SET phase = 'forward', step = 4, updated_at = now() "
+                  "WHERE id = $1 AND lease = $2::uuid",
+                  2, v))
         return false;
     f->compensating = false;
     f->step = STEP_COMPLETE;

@@ -104,6 +104,8 @@ static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_me
     /* the last attempt the queue allows: let the engine move it to the dead-letter queue at the
      * next receive instead of holding it back once more */
     bool last = k->q.attrs.max_receive_count && m->receive_count >= k->q.attrs.max_receive_count;
+    if (last && k->def->given_up && !db_conn_lost(c))
+        k->def->given_up(&k->env, c, m, why[0] ? why : "a statement failed");
     if (!db_conn_lost(c))
         mq_change_visibility(c, &k->q, m->receipt, last ? 0 : retry_delay(m->receive_count));
 }

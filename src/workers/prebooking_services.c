@@ -48,6 +48,14 @@ static enum consumer_result processing(const struct consumer_env *env, struct db
                    n);
 }
 
+/* The task's message is going to the dead-letter queue: the task fails, with the reason. */
+static void processing_given_up(const struct consumer_env *env, struct db_conn *c,
+                                const struct mq_message *m, const char *why)
+{
+    (void)env;
+    prebookings_give_up(c, m, why);
+}
+
 static int processing_threads(const struct config *cfg)
 {
     return (int)cfg->prebooking_concurrency;
@@ -71,6 +79,7 @@ const struct consumer_def service_prebooking_processing = {.name = "prebooking-p
                                                            .visibility = 30,
                                                            .handle = processing,
                                                            .claimed = processing_claimed,
+                                                           .given_up = processing_given_up,
                                                            .threads = processing_threads};
 const struct consumer_def service_prebooking_datalake = {.name = "prebooking-datalake",
                                                          .queue = "prebooking-datalake",

@@ -5,6 +5,7 @@
 #include "rydes/services.h"
 
 #include "rydes/jsontext.h"
+#include "rydes/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,9 +83,10 @@ static enum consumer_result notify(const struct consumer_env *env, struct db_con
         return CONSUMER_RETRY;
     char text[600];
     snprintf(text, sizeof text,
-             "Thank you for riding with Wild Rydes from %.200s to %.200s. "
+             "Thank you for riding with Wild Rydes from %.*s to %.*s. "
              "Your fare: %.2f.",
-             e.from, e.to, e.fare);
+             (int)validate_utf8_prefix(e.from, 200), e.from, (int)validate_utf8_prefix(e.to, 200),
+             e.to, e.fare);
     const char *v[] = {e.id, e.customer, text};
     enum consumer_result r = exec(c, &q_notify, v, why, n);
     json_decref(e.json);

@@ -86,6 +86,27 @@ static const struct hostile cases[] = {
     {"GET", "/tokens?after=1e5", NULL, NULL, 400},
     {"BREW", "/queues/h", NULL, NULL, 0},
     {"GET", "/healthz/", NULL, NULL, 404},
+    /* Wild Rydes ids and bodies that are not UTF-8 or not ids at all (review of session 2) */
+    {"GET", "/fares/%FF", NULL, NULL, 404},
+    {"GET", "/fares/ab%C3", NULL, NULL, 404},
+    {"GET", "/tasks/%FF", NULL, NULL, 404},
+    {"GET", "/rfqs/%FF/status", NULL, NULL, 404},
+    {"GET", "/retrieve-rfq-result?id=%FF", NULL, NULL, 404},
+    {"GET", "/rides?customer=%FF", NULL, NULL, 400},
+    {"GET", "/rides/%FF/fare", NULL, NULL, 404},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"duration\":1,"
+     "\"distance\":1,\"fare\":1e-10}",
+     NULL, 400},
+    {"POST", "/fares",
+     "{\"customerId\":\"c\",\"fareId\":\"f\",\"fareAmount\":1e-9,"
+     "\"cc\":\"4111111111111111\",\"expiryDate\":\"12/99\",\"cvv\":\"123\"}",
+     NULL, 400},
+    {"POST", "/queues/h/messages",
+     "{\"body\":\"x\",\"attributes\":{"
+     "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\u00e9\":"
+     "{\"type\":\"String\",\"value\":\"v\"}}}",
+     NULL, 400},
 };
 
 START_TEST(hostile_requests_get_4xx_problems)
