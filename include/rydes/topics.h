@@ -114,11 +114,14 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
                           bool (*listened)(void *ctx, int queue_id), void *ctx,
                           struct mq_publish_result *out);
 
-/* Locks, inside the caller's transaction, the message groups named in groups (a JSON array of
- * strings) in every FIFO queue of subs, in one global order: a batch of FIFO publishes naming
- * several groups cannot deadlock with another naming them in another order. */
-enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_subscription *subs, int n,
-                                      json_t *groups);
+/* For a batch of FIFO publishes to topic t, inside the caller's transaction: waits for other
+ * batches of t to finish, then locks the message groups named in groups (a JSON array of
+ * strings) in every FIFO queue of subs, in one global order: two batches cannot then take groups
+ * or deduplication rows in opposite orders. (A single publish takes its deduplication row before
+ * its group; one racing a batch with the same dedup id and group can deadlock — PostgreSQL
+ * breaks that with a 503 the client retries.) */
+enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_topic *t,
+                                      const struct mq_subscription *subs, int n, json_t *groups);
 
 /* A publish decided but not written, for callers that write it inside a statement of their own
  * (POST /rides). lean: every matching subscription is a queue taking the same form (all raw or

@@ -510,7 +510,7 @@ static enum mq_status lock_batch_groups(struct db_conn *c, const struct topic_se
         if (json_is_string(g) && mq_input_token_valid(json_string_value(g)))
             json_array_append(groups, g); /* invalid ones are refused by the entry's check */
     }
-    enum mq_status st = mq_publish_lock_groups(c, set->subs, set->n, groups);
+    enum mq_status st = mq_publish_lock_groups(c, &set->topic, set->subs, set->n, groups);
     json_decref(groups);
     return st;
 }

@@ -578,10 +578,21 @@ static struct db_stmt q_lock_groups = DB_STMT(
     "SELECT count(*) FROM (SELECT mq_touch_group(s.q, s.g) FROM (SELECT DISTINCT q, g "
     "FROM unnest($1::int[]) AS q, json_array_elements_text($2::json) AS g ORDER BY q, g) s) t",
     2);
+/* FIFO batches of one topic run one at a time ("fifo" in ASCII, then the topic id): their
+ * deduplication rows cannot then be taken in opposite orders by two batches. */
+static struct db_stmt q_lock_topic_batches =
+    DB_STMT("mq_lock_topic_batches", "SELECT pg_advisory_xact_lock(1718183535, $1::int)", 1);
 
-enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_subscription *subs, int n,
-                                      json_t *groups)
+enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_topic *t,
+                                      const struct mq_subscription *subs, int n, json_t *groups)
 {
+    char tid[16];
+    snprintf(tid, sizeof tid, "%d", t->id);
+    const char *tv[] = {tid};
+    PGresult *tr = db_exec(c, &q_lock_topic_batches, tv, NULL, NULL);
+    if (!db_ok(c, tr, PGRES_TUPLES_OK))
+        return mq_failed(c, tr);
+    PQclear(tr);
     struct buf queues;
     buf_init(&queues);
     int nq = 0;
