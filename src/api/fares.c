@@ -74,7 +74,7 @@ static bool expiry_valid(const char *s)
         strspn(s + 3, "0123456789") != n - 3)
         return false;
     int mm = (s[0] - '0') * 10 + (s[1] - '0'), yy = atoi(s + 3);
-    if (mm < 1 || mm > 12)
+    if (mm < 1 || mm > 12 || (n == 7 && yy < 2000))
         return false;
     if (yy < 100)
         yy += 2000;

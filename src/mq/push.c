@@ -238,8 +238,10 @@ static void record(struct mq_push *p, struct job *j)
         log_warn("push: %s", PQresultErrorMessage(r));
     PQclear(r);
     atomic_fetch_add(moved ? &p->counters.dead_lettered : &p->counters.failed, 1);
-    log_warn("push: message %s to %s gave up after %d attempts (%s)%s", j->message_id,
-             j->url ? j->url : "?", j->attempts, error, moved ? "; dead-lettered" : "");
+    /* the URL without its query: webhook secrets often travel there */
+    const char *url = j->url ? j->url : "?";
+    log_warn("push: message %s to %.*s gave up after %d attempts (%s)%s", j->message_id,
+             (int)strcspn(url, "?#"), url, j->attempts, error, moved ? "; dead-lettered" : "");
 }
 
 static int push_step(struct worker *w, void *arg)
