@@ -38,9 +38,11 @@ struct payments;
  * ledger (autocommit). */
 struct payments *payments_simulator(void);
 /* The HTTP client: POST base_url/{preauthorizations|voids|charges|refunds|credits} with a JSON
- * body and an Idempotency-Key header; 2xx is OK (the response's "reference"), 4xx declined,
- * anything else transient. */
-struct payments *payments_http(const char *base_url);
+ * body and an Idempotency-Key header; 2xx is OK (the response's "reference"); 408, 429, 5xx,
+ * timeouts and connection errors are transient; any other status is a decline. A call takes at
+ * most timeout_ms (capped at 10 s): callers pass half their lease, so a slow gateway is a
+ * transient error that counts against the retry budget, not a lease lost for ever. */
+struct payments *payments_http(const char *base_url, long timeout_ms);
 void payments_free(struct payments *p);
 
 enum pay_status payments_call(struct payments *p, struct db_conn *c, enum pay_op op,

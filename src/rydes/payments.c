@@ -16,6 +16,7 @@
 
 struct payments {
     char *base_url; /* NULL: the simulator */
+    long timeout_ms;
 };
 
 static const char *const op_names[] = {"preauth", "void", "charge", "refund", "credit"};
@@ -35,10 +36,16 @@ struct payments *payments_simulator(void)
     return xcalloc(1, sizeof(struct payments));
 }
 
-struct payments *payments_http(const char *base_url)
+struct payments *payments_http(const char *base_url, long timeout_ms)
 {
     struct payments *p = xcalloc(1, sizeof *p);
     p->base_url = xstrdup(base_url);
+    size_t n = strlen(p->base_url);
+    while (n && p->base_url[n - 1] == '/') /* "https://pay.example/" + "/charges" */
+        p->base_url[--n] = '\0';
+    p->timeout_ms = timeout_ms < PAY_HTTP_TIMEOUT_MS ? timeout_ms : PAY_HTTP_TIMEOUT_MS;
+    if (p->timeout_ms < 100)
+        p->timeout_ms = 100;
     return p;
 }
 
@@ -158,7 +165,7 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, PAY_HTTP_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, p->timeout_ms);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);

@@ -69,11 +69,13 @@ struct sagas *sagas_start(const struct config *cfg, const struct consumer_env *e
 {
     struct sagas *s = xcalloc(1, sizeof *s);
     s->env = *env;
-    s->saga = (struct saga_env){.payments = cfg->payment_url[0] ? payments_http(cfg->payment_url)
-                                                                : payments_simulator(),
-                                .topics = env->topics,
-                                .hub = env->hub,
-                                .lease_seconds = (int)cfg->saga_lease_seconds};
+    s->saga = (struct saga_env){
+        .payments = cfg->payment_url[0]
+                        ? payments_http(cfg->payment_url, cfg->saga_lease_seconds * 500)
+                        : payments_simulator(),
+        .topics = env->topics,
+        .hub = env->hub,
+        .lease_seconds = (int)cfg->saga_lease_seconds};
     int n = (int)cfg->saga_concurrency;
     for (int i = 0; i < n && i < (int)(sizeof s->workers / sizeof *s->workers); i++)
         s->workers[s->n++] = worker_start(execute_step, s);

@@ -14,14 +14,23 @@
  * success. A crash (saga_crash_hook) after every step, forward and while compensating, resumed
  * after the one-second lease without a double charge or a second publish; an executor that outlives
  * its lease; a `rydes worker fare-saga` process killed mid-flight; two gateways sharing 40 mixed
- * fares; fares posted while no executor runs finished after a restart. */
+ * fares; fares posted while no executor runs finished after a restart. And the HTTP client of a
+ * real gateway (payment-url) against a fake one in this process: the calls, their order, bodies,
+ * Idempotency-Keys and the references passed along; 402s compensated (void, refund); 503, 429
+ * and 408 retried with the same key; a gateway that is down given up on after the retry budget;
+ * no card data sent; a call slower than the lease made again with the same key. */
 #include "harness.h"
 
 #include "rydes/ids.h"
 #include "rydes/log.h"
+#include "rydes/mem.h"
 #include "rydes/saga.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -29,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1063,6 +1073,10 @@ static const struct path paths[] = {
 #define NPATHS ((int)(sizeof paths / sizeof *paths))
 
 /* Checks fare (of customer, posted for amount) against path p. */
+/* Set while checking fares whose process was killed: a kill between the simulator's _flaky
+ * marker and the saga's record of that attempt leaves one attempt fewer on record. */
+static bool attempts_may_be_one_short;
+
 static void assert_path(struct harness_server *s, const char *fare, const char *customer,
                         double amount, const struct path *p)
 {
@@ -1071,13 +1085,18 @@ static void assert_path(struct harness_server *s, const char *fare, const char *
     ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s needs an operator",
                   fare);
     for (int i = 0; i < NSTEPS; i++) {
-        char row[64], want[64];
+        char row[64], want[64], short_one[64];
         step_row(fare, i, row, sizeof row);
         snprintf(want, sizeof want, "%s %d %d", p->status[i], p->attempts[i], p->compensations[i]);
-        ck_assert_msg(strcmp(row, want) == 0, "%s step %s: %s, expected %s", fare, step_names[i],
-                      row, want);
+        snprintf(short_one, sizeof short_one, "%s %d %d", p->status[i], p->attempts[i] - 1,
+                 p->compensations[i]);
+        bool ok = strcmp(row, want) == 0 ||
+                  (attempts_may_be_one_short && p->attempts[i] > 1 && strcmp(row, short_one) == 0);
+        ck_assert_msg(ok, "%s step %s: %s, expected %s", fare, step_names[i], row, want);
         /* the representation counts both */
-        ck_assert_int_eq(attempts_of(f, step_names[i]), p->attempts[i] + p->compensations[i]);
+        long long shown = attempts_of(f, step_names[i]);
+        ck_assert(shown == p->attempts[i] + p->compensations[i] ||
+                  (attempts_may_be_one_short && shown == p->attempts[i] + p->compensations[i] - 1));
         json_t *st = json_array_get(json_object_get(f, "steps"), (size_t)i);
         if (strcmp(p->status[i], "failed") == 0)
             ck_assert_msg(json_str(st, "detail") && strstr(json_str(st, "detail"), "declined"),
@@ -1391,6 +1410,7 @@ START_TEST(a_killed_worker_process_is_resumed_elsewhere)
         fprintf(stderr, "test_fares: every fare was final before the kill\n");
     up(s, saga_workers);
     wait_all_final("kill-", n, FINAL_S);
+    attempts_may_be_one_short = true;
     for (int i = 0; i < n; i++) {
         char fare[32];
         snprintf(fare, sizeof fare, "kill-%02d", i);
@@ -1399,6 +1419,7 @@ START_TEST(a_killed_worker_process_is_resumed_elsewhere)
         else
             assert_path(s, fare, "kl-jack_flaky_fail_charge", 5.55, &paths[5]);
     }
+    attempts_may_be_one_short = false;
     down(s);
 }
 END_TEST
@@ -1490,6 +1511,794 @@ START_TEST(fares_posted_without_an_executor_finish_after_a_restart)
 }
 END_TEST
 
+/* ---- a real payment gateway over HTTP (RYDES_PAYMENT_URL) ------------------------------------ */
+
+/* A fake payment gateway in this process (libmicrohttpd) that records every request and answers
+ * as its body's customer scripts it:
+ *   "decline-auth", "decline-charge", "decline-credit": 402 on /preauthorizations, /charges or
+ *   /credits;
+ *   "flaky": 503 to the first request of each Idempotency-Key ("throttled": 429, "timeout": 408);
+ *   "slow": the first request of each key is answered only after PAY_SLOW_MS (the lease is 1 s);
+ *   "created": 201 rather than 200;
+ *   "longref": references of 90-odd characters (PAY_LONG_SUFFIX appended).
+ * Anything else is 200 {"reference": "<path>-<n>"} (n counting every request). A key answered
+ * with a 2xx before gets the same reference again, as a real gateway's idempotency has it. */
+
+#define PAY_MAX_HITS 256
+#define PAY_SLOW_MS  2000
+/* 72 characters: a gateway's reference longer than 64 (an opaque token, as some hand back) */
+#define PAY_LONG_SUFFIX "-tok_7Hq2xV9mLp3RkT8wZc4NbY6dFs1GjA5eUo0iKr2yQh8vXn3MzB7tLw4PaS9cDf6gJe1"
+
+/* One request the gateway got. Written once under pgw.mu, never changed afterwards. */
+struct pay_hit {
+    char method[16];
+    char path[64];
+    char key[200]; /* Idempotency-Key ("" when there was none) */
+    char content_type[80];
+    char *headers; /* every header, "name: value\n" each */
+    char *body;
+    json_t *json;        /* the body parsed, or NULL */
+    unsigned status;     /* what it was answered */
+    char reference[128]; /* the reference of a 2xx answer */
+    double at;           /* CLOCK_MONOTONIC seconds when the body was complete */
+};
+
+static struct {
+    struct MHD_Daemon *daemon;
+    int port;
+    pthread_mutex_t mu;
+    struct pay_hit hits[PAY_MAX_HITS];
+    int n;
+} pgw;
+static int refused_fd = -1;  /* a socket bound and never listening: a gateway that is down */
+static char payment_url[64]; /* what http_gateway sets payment-url to */
+
+static enum MHD_Result pay_collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    (void)kind;
+    buf_printf(cls, "%s: %s\n", key, value ? value : "");
+    return MHD_YES;
+}
+
+/* The scripted status of a request for path with key, from customer. Under pgw.mu. */
+static unsigned pay_scripted(const char *path, const char *key, const char *customer,
+                             const char **kept)
+{
+    int earlier = 0;
+    *kept = NULL;
+    for (int i = 0; i < pgw.n; i++)
+        if (strcmp(pgw.hits[i].key, key) == 0) {
+            earlier++;
+            if (!*kept && pgw.hits[i].status / 100 == 2)
+                *kept = pgw.hits[i].reference;
+        }
+    if (earlier == 0 && strstr(customer, "flaky"))
+        return 503;
+    if (earlier == 0 && strstr(customer, "throttled"))
+        return 429;
+    if (earlier == 0 && strstr(customer, "timeout"))
+        return 408;
+    if ((strstr(customer, "decline-auth") && strcmp(path, "/preauthorizations") == 0) ||
+        (strstr(customer, "decline-charge") && strcmp(path, "/charges") == 0) ||
+        (strstr(customer, "decline-credit") && strcmp(path, "/credits") == 0))
+        return 402;
+    return strstr(customer, "created") ? 201 : 200;
+}
+
+static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct buf *upload = *con_cls;
+    if (!upload) { /* the headers: the body follows */
+        upload = xcalloc(1, sizeof *upload);
+        buf_init(upload);
+        *con_cls = upload;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        buf_append(upload, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    struct buf headers;
+    buf_init(&headers);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, pay_collect_header, &headers);
+    const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    char *body = buf_steal(upload);
+    json_t *json = json_loads(body, 0, NULL);
+    const char *customer = json_str(json, "customer");
+    const char *kept;
+    char reference[128] = "";
+    pthread_mutex_lock(&pgw.mu);
+    unsigned status = pay_scripted(url, key ? key : "", customer ? customer : "", &kept);
+    bool slow = customer && strstr(customer, "slow") && !kept;
+    if (status / 100 == 2) {
+        if (kept)
+            snprintf(reference, sizeof reference, "%s", kept);
+        else
+            snprintf(reference, sizeof reference, "%s-%d%s", url[0] ? url + 1 : url, pgw.n + 1,
+                     customer && strstr(customer, "longref") ? PAY_LONG_SUFFIX : "");
+    }
+    if (pgw.n < PAY_MAX_HITS) {
+        struct pay_hit *h = &pgw.hits[pgw.n];
+        snprintf(h->method, sizeof h->method, "%s", method);
+        snprintf(h->path, sizeof h->path, "%s", url);
+        snprintf(h->key, sizeof h->key, "%s", key ? key : "");
+        snprintf(h->content_type, sizeof h->content_type, "%s", ct ? ct : "");
+        h->headers = buf_steal(&headers);
+        h->body = body;
+        h->json = json;
+        h->status = status;
+        snprintf(h->reference, sizeof h->reference, "%s", reference);
+        h->at = now_s();
+        pgw.n++;
+    } else {
+        buf_cleanup(&headers);
+        free(body);
+        json_decref(json);
+    }
+    pthread_mutex_unlock(&pgw.mu);
+    if (slow)
+        harness_sleep_ms(PAY_SLOW_MS);
+    char answer[320];
+    if (status / 100 == 2)
+        snprintf(answer, sizeof answer, "{\"reference\": \"%s\"}", reference);
+    else
+        snprintf(answer, sizeof answer, "{\"error\": \"%s\"}",
+                 status == 402 ? "card_declined" : "try_again");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static void pay_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                             enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct buf *upload = *con_cls;
+    if (upload) {
+        buf_cleanup(upload);
+        free(upload);
+        *con_cls = NULL;
+    }
+}
+
+/* Starts the fake gateway and points payment_url at it. */
+static void pgw_start(void)
+{
+    memset(&pgw, 0, sizeof pgw);
+    pthread_mutex_init(&pgw.mu, NULL);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    pgw.daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, pay_on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED,
+        pay_on_completed, NULL, MHD_OPTION_END);
+    ck_assert_msg(pgw.daemon != NULL, "the fake payment gateway did not start");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(pgw.daemon, MHD_DAEMON_INFO_BIND_PORT);
+    ck_assert(info != NULL && info->port != 0);
+    pgw.port = info->port;
+    snprintf(payment_url, sizeof payment_url, "http://127.0.0.1:%d", pgw.port);
+}
+
+static void pgw_stop(void)
+{
+    if (!pgw.daemon)
+        return;
+    MHD_stop_daemon(pgw.daemon);
+    pgw.daemon = NULL;
+    for (int i = 0; i < pgw.n; i++) {
+        free(pgw.hits[i].headers);
+        free(pgw.hits[i].body);
+        json_decref(pgw.hits[i].json);
+    }
+    pgw.n = 0;
+    pthread_mutex_destroy(&pgw.mu);
+}
+
+/* Points payment_url at a port where nothing listens (a bound socket that never listens, kept
+ * until the teardown, so no one else can take the port). */
+static void gateway_down(void)
+{
+    refused_fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(refused_fd, 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(refused_fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ck_assert_int_eq(getsockname(refused_fd, (struct sockaddr *)&addr, &len), 0);
+    snprintf(payment_url, sizeof payment_url, "http://127.0.0.1:%d", ntohs(addr.sin_port));
+}
+
+static void http_teardown(void)
+{
+    saga_teardown(); /* the gateways (and their executors) first: nothing calls out any more */
+    pgw_stop();
+    if (refused_fd >= 0) {
+        close(refused_fd);
+        refused_fd = -1;
+    }
+    payment_url[0] = '\0';
+}
+
+static void http_gateway(struct config *cfg)
+{
+    saga_workers(cfg); /* fare-saga, a lease of 1 s */
+    set(cfg, "payment-url", payment_url);
+}
+
+/* The requests the fake got for fare (by the body's fare_id), in order: their indices. Hits
+ * are never changed once counted, so the caller may read them without the lock. */
+static int fare_hits(const char *fare, int *idx, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&pgw.mu);
+    for (int i = 0; i < pgw.n; i++) {
+        const char *f = json_str(pgw.hits[i].json, "fare_id");
+        if (f && strcmp(f, fare) == 0 && n < max)
+            idx[n++] = i;
+    }
+    pthread_mutex_unlock(&pgw.mu);
+    return n;
+}
+
+/* The requests for fare, one line each, for messages. */
+static void describe_hits(const char *fare, char *out, size_t size)
+{
+    int idx[64];
+    int n = fare_hits(fare, idx, 64);
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n && used < size; i++) {
+        const struct pay_hit *h = &pgw.hits[idx[i]];
+        int w = snprintf(out + used, size - used, "\n  %s %s [%s] %u %s <- %s", h->method, h->path,
+                         h->key, h->status, h->reference, h->body);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    if (n == 0)
+        snprintf(out, size, " none");
+}
+
+/* Checks request i (for fare, of customer, for amount): what it was sent, with what key, and
+ * what it was answered; reference NULL: none sent (absent or null). */
+static void assert_hit(const char *fare, int i, const char *path, const char *step,
+                       bool compensation, unsigned status, const char *customer, double amount,
+                       const char *reference)
+{
+    const struct pay_hit *h = &pgw.hits[i];
+    char key[200];
+    snprintf(key, sizeof key, "fare:%s:%s%s", fare, step, compensation ? ":compensate" : "");
+    ck_assert_msg(strcmp(h->method, "POST") == 0, "%s %s", h->method, h->path);
+    ck_assert_msg(strcmp(h->path, path) == 0, "%s: %s, %s expected", fare, h->path, path);
+    ck_assert_msg(strcmp(h->key, key) == 0, "%s %s: Idempotency-Key '%s', '%s' expected", fare,
+                  h->path, h->key, key);
+    ck_assert_msg(strncmp(h->content_type, "application/json", 16) == 0, "%s %s: Content-Type %s",
+                  fare, h->path, h->content_type);
+    ck_assert_msg(h->status == status, "%s %s: answered %u, %u expected", fare, h->path, h->status,
+                  status);
+    ck_assert_msg(json_is_object(h->json), "%s %s: the body is not a JSON object: %s", fare,
+                  h->path, h->body);
+    ck_assert_msg(json_str(h->json, "fare_id") && strcmp(json_str(h->json, "fare_id"), fare) == 0,
+                  "%s %s: fare_id in %s", fare, h->path, h->body);
+    ck_assert_msg(json_str(h->json, "customer") &&
+                      strcmp(json_str(h->json, "customer"), customer) == 0,
+                  "%s %s: customer in %s", fare, h->path, h->body);
+    json_t *a = json_object_get(h->json, "amount");
+    ck_assert_msg(json_is_number(a) && json_number_value(a) == amount, "%s %s: amount in %s", fare,
+                  h->path, h->body);
+    json_t *ref = json_object_get(h->json, "reference");
+    if (reference)
+        ck_assert_msg(json_is_string(ref) && strcmp(json_string_value(ref), reference) == 0,
+                      "%s %s: reference '%s' expected in %s", fare, h->path, reference, h->body);
+    else
+        ck_assert_msg(!ref || json_is_null(ref), "%s %s: no reference expected in %s", fare,
+                      h->path, h->body);
+    /* nothing else: fare_id, customer, amount and the reference */
+    size_t members = 3 + (ref != NULL);
+    ck_assert_msg(json_object_size(h->json) == members, "%s %s: unexpected members in %s", fare,
+                  h->path, h->body);
+}
+
+/* Checks that the fake got, for fare, exactly the n requests to calls[], in this order. */
+static void assert_paths(const char *fare, int *idx, int n, const char *const *calls)
+{
+    char seen[4096];
+    describe_hits(fare, seen, sizeof seen);
+    int got = fare_hits(fare, idx, 64);
+    bool same = got == n;
+    for (int i = 0; same && i < n; i++)
+        same = strcmp(pgw.hits[idx[i]].path, calls[i]) == 0;
+    ck_assert_msg(same, "%s: %d requests, %d expected (%s, ...):%s", fare, got, n, calls[0], seen);
+}
+
+/* The detail of step name of fare f. */
+static const char *detail_of(json_t *f, const char *name)
+{
+    json_t *steps = json_object_get(f, "steps");
+    for (size_t i = 0; i < json_array_size(steps); i++)
+        if (strcmp(json_str(json_array_get(steps, i), "name"), name) == 0)
+            return json_str(json_array_get(steps, i), "detail");
+    ck_abort_msg("no step %s", name);
+    return NULL;
+}
+
+/* The detail of step name of f copied into out ("(null)" for none), so that f can be released
+ * before the checks (a failed check leaves the test at once: nothing leaks). */
+static void copy_detail(json_t *f, const char *name, char *out, size_t n)
+{
+    const char *d = detail_of(f, name);
+    snprintf(out, n, "%s", d ? d : "(null)");
+}
+
+/* The fare's references in its row: "preauth_code charge_id credit_id" ('-' for NULL). */
+static void fare_references(const char *fare, char *out, size_t n)
+{
+    char *v = sqlf_text("SELECT coalesce(preauth_code, '-') || ' ' || coalesce(charge_id, '-') || "
+                        "' ' || coalesce(credit_id, '-') FROM fares WHERE id = '%s'",
+                        fare);
+    ck_assert_ptr_nonnull(v);
+    snprintf(out, n, "%s", v);
+    free(v);
+}
+
+/* The fare JSON as text, for messages. */
+static void fare_text(json_t *f, char *out, size_t n)
+{
+    char *text = json_dumps(f, JSON_COMPACT);
+    snprintf(out, n, "%s", text ? text : "?");
+    free(text);
+}
+
+START_TEST(http_gateway_a_fare_succeeds_over_http)
+{
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *fare = "hp-ok-1", *customer = "hp-alice";
+    start_fare(s, fare, customer, "\"$42.10\"");
+    json_t *f = wait_fare(s, fare, FINAL_S);
+    char copy[4096];
+    fare_text(f, copy, sizeof copy);
+    assert_fare(f, fare, NULL, 42.10, "succeeded", all_done);
+    for (int i = 0; i < NSTEPS; i++)
+        ck_assert_msg(attempts_of(f, step_names[i]) == 1, "%s: %s", step_names[i], copy);
+    char d_pre[256], d_chg[256], d_crd[256];
+    copy_detail(f, "preauthorize", d_pre, sizeof d_pre);
+    copy_detail(f, "charge", d_chg, sizeof d_chg);
+    copy_detail(f, "credit_account", d_crd, sizeof d_crd);
+    json_decref(f);
+
+    /* the gateway saw the three calls, in order, once each */
+    int idx[64];
+    const char *const want[] = {"/preauthorizations", "/charges", "/credits"};
+    assert_paths(fare, idx, 3, want);
+    const struct pay_hit *pre = &pgw.hits[idx[0]], *chg = &pgw.hits[idx[1]],
+                         *crd = &pgw.hits[idx[2]];
+    assert_hit(fare, idx[0], "/preauthorizations", "preauthorize", false, 200, customer, 42.10,
+               NULL);
+    /* the charge captures the pre-authorization the gateway handed back */
+    assert_hit(fare, idx[1], "/charges", "charge", false, 200, customer, 42.10, pre->reference);
+    assert_hit(fare, idx[2], "/credits", "credit_account", false, 200, customer, 42.10, NULL);
+    ck_assert(pre->reference[0] && chg->reference[0] && crd->reference[0]);
+
+    /* the references are kept: the steps' details and the fare's row */
+    ck_assert_msg(strcmp(d_pre, pre->reference) == 0, "preauthorize detail, %s expected: %s",
+                  pre->reference, copy);
+    ck_assert_msg(strcmp(d_chg, chg->reference) == 0, "charge detail, %s expected: %s",
+                  chg->reference, copy);
+    ck_assert_msg(strcmp(d_crd, crd->reference) == 0, "credit_account detail, %s expected: %s",
+                  crd->reference, copy);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = '%s' AND ("
+                          "(name = 'preauthorize' AND detail = '%s') OR "
+                          "(name = 'charge' AND detail = '%s') OR "
+                          "(name = 'credit_account' AND detail = '%s'))",
+                          fare, pre->reference, chg->reference, crd->reference),
+                     3);
+    char refs[600], want_refs[600];
+    fare_references(fare, refs, sizeof refs);
+    snprintf(want_refs, sizeof want_refs, "%s %s %s", pre->reference, chg->reference,
+             crd->reference);
+    ck_assert_str_eq(refs, want_refs);
+
+    /* the simulator was not used */
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare), 0);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'succeeded' "
+                          "AND phase = 'finished' AND NOT needs_operator",
+                          fare),
+                     1);
+    assert_outcome_message("fare-succeeded", fare, customer, "succeeded");
+    ck_assert_int_eq(published("fare-failed", fare), 0);
+    down(s);
+}
+END_TEST
+
+START_TEST(http_gateway_declines_are_compensated_over_http)
+{
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *charge_fare = "hp-decl-charge", *charge_customer = "hp-bob-decline-charge";
+    const char *credit_fare = "hp-decl-credit", *credit_customer = "hp-carl-decline-credit";
+    const char *auth_fare = "hp-decl-auth", *auth_customer = "hp-dan-decline-auth";
+    start_fare(s, charge_fare, charge_customer, "12");
+    start_fare(s, credit_fare, credit_customer, "\"$13.75\"");
+    start_fare(s, auth_fare, auth_customer, "14.5");
+    int idx[64];
+    char copy[4096];
+
+    /* a 402 on /charges: the pre-authorization is voided with its own reference, nothing is
+     * credited nor refunded */
+    json_t *f = wait_fare(s, charge_fare, FINAL_S);
+    fare_text(f, copy, sizeof copy);
+    const char *want_charge[NSTEPS] = {"done", "compensated", "failed", "skipped", "done", "done"};
+    assert_fare(f, charge_fare, NULL, 12, "failed", want_charge);
+    ck_assert_msg(detail_of(f, "charge") && strstr(detail_of(f, "charge"), "402"),
+                  "the charge's detail names the answer: %s", copy);
+    ck_assert_int_eq(attempts_of(f, "charge"), 1); /* a decline is not retried */
+    json_decref(f);
+    const char *const charge_paths[] = {"/preauthorizations", "/charges", "/voids"};
+    assert_paths(charge_fare, idx, 3, charge_paths);
+    const char *preauth = pgw.hits[idx[0]].reference;
+    assert_hit(charge_fare, idx[0], "/preauthorizations", "preauthorize", false, 200,
+               charge_customer, 12, NULL);
+    assert_hit(charge_fare, idx[1], "/charges", "charge", false, 402, charge_customer, 12, preauth);
+    assert_hit(charge_fare, idx[2], "/voids", "preauthorize", true, 200, charge_customer, 12,
+               preauth);
+    char row[64];
+    step_row(charge_fare, 1, row, sizeof row);
+    ck_assert_str_eq(row, "compensated 1 1");
+    step_row(charge_fare, 2, row, sizeof row);
+    ck_assert_str_eq(row, "failed 1 0");
+    step_row(charge_fare, 3, row, sizeof row);
+    ck_assert_str_eq(row, "skipped 0 0");
+    ck_assert_int_eq(
+        sqlf(
+            "SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'failed' AND "
+            "status = 'failed' AND phase = 'finished' AND NOT needs_operator AND charge_id IS NULL "
+            "AND credit_id IS NULL",
+            charge_fare),
+        1);
+    assert_outcome_message("fare-failed", charge_fare, charge_customer, "failed");
+    ck_assert_int_eq(published("fare-succeeded", charge_fare), 0);
+
+    /* a 402 on /credits: the charge is refunded with its id, then the pre-authorization voided */
+    f = wait_fare(s, credit_fare, FINAL_S);
+    const char *want_credit[NSTEPS] = {"done",   "compensated", "compensated",
+                                       "failed", "done",        "done"};
+    assert_fare(f, credit_fare, NULL, 13.75, "failed", want_credit);
+    json_decref(f);
+    const char *const credit_paths[] = {"/preauthorizations", "/charges", "/credits", "/refunds",
+                                        "/voids"};
+    assert_paths(credit_fare, idx, 5, credit_paths);
+    preauth = pgw.hits[idx[0]].reference;
+    const char *charge = pgw.hits[idx[1]].reference;
+    assert_hit(credit_fare, idx[0], "/preauthorizations", "preauthorize", false, 200,
+               credit_customer, 13.75, NULL);
+    assert_hit(credit_fare, idx[1], "/charges", "charge", false, 200, credit_customer, 13.75,
+               preauth);
+    assert_hit(credit_fare, idx[2], "/credits", "credit_account", false, 402, credit_customer,
+               13.75, NULL);
+    assert_hit(credit_fare, idx[3], "/refunds", "charge", true, 200, credit_customer, 13.75,
+               charge);
+    assert_hit(credit_fare, idx[4], "/voids", "preauthorize", true, 200, credit_customer, 13.75,
+               preauth);
+    assert_outcome_message("fare-failed", credit_fare, credit_customer, "failed");
+
+    /* a 402 on /preauthorizations: nothing to compensate */
+    f = wait_fare(s, auth_fare, FINAL_S);
+    const char *want_auth[NSTEPS] = {"done", "failed", "skipped", "skipped", "done", "done"};
+    assert_fare(f, auth_fare, NULL, 14.5, "failed", want_auth);
+    json_decref(f);
+    const char *const auth_paths[] = {"/preauthorizations"};
+    assert_paths(auth_fare, idx, 1, auth_paths);
+    assert_hit(auth_fare, idx[0], "/preauthorizations", "preauthorize", false, 402, auth_customer,
+               14.5, NULL);
+    step_row(auth_fare, 1, row, sizeof row);
+    ck_assert_str_eq(row, "failed 1 0");
+    assert_outcome_message("fare-failed", auth_fare, auth_customer, "failed");
+
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id LIKE 'hp-decl-%%'"),
+                     0);
+    down(s);
+}
+END_TEST
+
+/* Checks that every gateway call of fare was answered status once (key first seen) and then,
+ * called again with the same key after at least the backoff's lower bound, a 2xx (or a 402, a
+ * scripted decline); n calls in all. */
+static void assert_retried_once_each(const char *fare, int n, unsigned status)
+{
+    int idx[64];
+    char seen[4096];
+    describe_hits(fare, seen, sizeof seen);
+    int got = fare_hits(fare, idx, 64);
+    ck_assert_msg(got == 2 * n, "%s: %d requests, %d expected:%s", fare, got, 2 * n, seen);
+    for (int i = 0; i < got; i += 2) {
+        const struct pay_hit *a = &pgw.hits[idx[i]], *b = &pgw.hits[idx[i + 1]];
+        ck_assert_msg(strcmp(a->path, b->path) == 0 && strcmp(a->key, b->key) == 0 && a->key[0],
+                      "%s: a retry with another path or key:%s", fare, seen);
+        ck_assert_msg(a->status == status && (b->status / 100 == 2 || b->status == 402),
+                      "%s: statuses:%s", fare, seen);
+        ck_assert_msg(b->at - a->at >= 0.09,
+                      "%s: %s retried after %.3f s (the backoff is 200 ms "
+                      "with equal jitter):%s",
+                      fare, a->path, b->at - a->at, seen);
+    }
+}
+
+START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
+{
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    /* 503, 429 and 408: each call fails once, then is answered (201 for the 408 customer) */
+    const char *fares[] = {"hp-flaky-503", "hp-flaky-429", "hp-flaky-408"};
+    const char *customers[] = {"hp-eve-flaky", "hp-fay-throttled", "hp-gus-timeout-created"};
+    const unsigned statuses[] = {503, 429, 408};
+    for (int i = 0; i < 3; i++)
+        start_fare(s, fares[i], customers[i], "\"$21.30\"");
+    /* and flaky and declined: the void is retried too */
+    const char *mixed = "hp-flaky-decl", *mixed_customer = "hp-hal-flaky-decline-charge";
+    start_fare(s, mixed, mixed_customer, "8");
+    for (int i = 0; i < 3; i++) {
+        json_t *f = wait_fare(s, fares[i], FINAL_S);
+        char copy[4096];
+        fare_text(f, copy, sizeof copy);
+        assert_fare(f, fares[i], NULL, 21.30, "succeeded", all_done);
+        const int want[NSTEPS] = {1, 2, 2, 2, 1, 1};
+        for (int j = 0; j < NSTEPS; j++)
+            ck_assert_msg(attempts_of(f, step_names[j]) == want[j],
+                          "%s %s: %lld attempts, %d "
+                          "expected: %s",
+                          fares[i], step_names[j], attempts_of(f, step_names[j]), want[j], copy);
+        json_decref(f);
+        assert_retried_once_each(fares[i], 3, statuses[i]);
+        int idx[64];
+        const char *const calls[] = {"/preauthorizations", "/preauthorizations", "/charges",
+                                     "/charges",           "/credits",           "/credits"};
+        assert_paths(fares[i], idx, 6, calls);
+        const char *const step[] = {"preauthorize", "charge", "credit_account"};
+        const char *preauth = pgw.hits[idx[1]].reference;
+        for (int j = 0; j < 6; j++)
+            assert_hit(fares[i], idx[j], calls[j], step[j / 2], false,
+                       j % 2 ? (i == 2 ? 201 : 200) : statuses[i], customers[i], 21.30,
+                       j / 2 == 1 ? preauth : NULL);
+        /* the references of the answered calls are kept */
+        char refs[600], want_refs[600];
+        fare_references(fares[i], refs, sizeof refs);
+        snprintf(want_refs, sizeof want_refs, "%s %s %s", pgw.hits[idx[1]].reference,
+                 pgw.hits[idx[3]].reference, pgw.hits[idx[5]].reference);
+        ck_assert_str_eq(refs, want_refs);
+        assert_outcome_message("fare-succeeded", fares[i], customers[i], "succeeded");
+    }
+    json_t *f = wait_fare(s, mixed, FINAL_S);
+    const char *want_mixed[NSTEPS] = {"done", "compensated", "failed", "skipped", "done", "done"};
+    assert_fare(f, mixed, NULL, 8, "failed", want_mixed);
+    json_decref(f);
+    assert_retried_once_each(mixed, 3, 503);
+    int idx[64];
+    const char *const calls[] = {
+        "/preauthorizations", "/preauthorizations", "/charges", "/charges", "/voids", "/voids"};
+    assert_paths(mixed, idx, 6, calls);
+    ck_assert_uint_eq(pgw.hits[idx[3]].status, 402);
+    assert_hit(mixed, idx[5], "/voids", "preauthorize", true, 200, mixed_customer, 8,
+               pgw.hits[idx[1]].reference);
+    char row[64];
+    step_row(mixed, 1, row, sizeof row);
+    ck_assert_str_eq(row, "compensated 2 2");
+    step_row(mixed, 2, row, sizeof row);
+    ck_assert_str_eq(row, "failed 2 0");
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id LIKE 'hp-flaky-%%'"),
+                     0);
+    down(s);
+}
+END_TEST
+
+START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
+{
+    gateway_down();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *fare = "hp-down-1", *customer = "hp-ida";
+    double t0 = now_s();
+    start_fare(s, fare, customer, "9.99");
+    /* five attempts, 200 ms of backoff doubling between them: final well within 10 s */
+    json_t *f = wait_fare(s, fare, 10);
+    double took = now_s() - t0;
+    char copy[4096];
+    fare_text(f, copy, sizeof copy);
+    const char *want[NSTEPS] = {"done", "failed", "skipped", "skipped", "done", "done"};
+    assert_fare(f, fare, NULL, 9.99, "failed", want);
+    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
+    const char *detail = detail_of(f, "preauthorize");
+    ck_assert_msg(detail && strstr(detail, "connect") && strstr(detail, "retry budget"),
+                  "the preauthorize detail names the connection error: %s", copy);
+    ck_assert_int_eq(attempts_of(f, "preauthorize"), 5);
+    json_decref(f);
+    char row[64];
+    step_row(fare, 1, row, sizeof row);
+    ck_assert_str_eq(row, "failed 5 0"); /* nothing to compensate: no void attempted */
+    step_row(fare, 2, row, sizeof row);
+    ck_assert_str_eq(row, "skipped 0 0");
+    /* the backoffs' lower bounds: 100 + 200 + 400 + 800 ms */
+    ck_assert_msg(took >= 1.4, "five attempts within %.2f s: no backoff between them", took);
+    ck_assert_msg(took < 10, "final after %.2f s", took);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'failed' AND "
+                          "phase = 'finished' AND preauth_code IS NULL",
+                          fare),
+                     1);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare), 0);
+    assert_outcome_message("fare-failed", fare, customer, "failed");
+    down(s);
+}
+END_TEST
+
+START_TEST(http_gateway_is_sent_no_card_data)
+{
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    /* every body the gateway can be sent: the three calls, a void, a refund */
+    start_fare(s, "hp-nc-ok", "hp-jo", "\"$7.37\"");
+    start_fare(s, "hp-nc-void", "hp-kim-decline-charge", "7");
+    start_fare(s, "hp-nc-refund", "hp-lou-decline-credit", "7");
+    json_decref(wait_fare(s, "hp-nc-ok", FINAL_S));
+    json_decref(wait_fare(s, "hp-nc-void", FINAL_S));
+    json_decref(wait_fare(s, "hp-nc-refund", FINAL_S));
+    down(s); /* nothing is sent any more */
+    const char *secrets[] = {CARD_DIGITS, CARD_FORMATTED, "4000-0566", "0566", CARD_EXPIRY, "2097",
+                             "\"737\"",   "cvv",          "expiry",    "card", "\"cc\""};
+    const char *calls[] = {"/preauthorizations", "/charges", "/credits", "/voids", "/refunds"};
+    bool path_seen[5] = {false};
+    pthread_mutex_lock(&pgw.mu);
+    int n = pgw.n;
+    pthread_mutex_unlock(&pgw.mu);
+    int ours = 0;
+    for (int i = 0; i < n; i++) {
+        const struct pay_hit *h = &pgw.hits[i];
+        const char *f = json_str(h->json, "fare_id");
+        if (!f || strncmp(f, "hp-nc-", 6) != 0)
+            continue;
+        ours++;
+        for (int p = 0; p < 5; p++)
+            path_seen[p] = path_seen[p] || strcmp(h->path, calls[p]) == 0;
+        for (size_t k = 0; k < sizeof secrets / sizeof *secrets; k++) {
+            ck_assert_msg(!strstr(h->body, secrets[k]), "%s is sent to %s: %s", secrets[k], h->path,
+                          h->body);
+            ck_assert_msg(!strstr(h->headers, secrets[k]), "%s is sent to %s in a header:\n%s",
+                          secrets[k], h->path, h->headers);
+        }
+        /* only what the gateway needs */
+        const char *key;
+        json_t *v;
+        json_object_foreach(h->json, key, v)
+        {
+            ck_assert_msg(strcmp(key, "fare_id") == 0 || strcmp(key, "customer") == 0 ||
+                              strcmp(key, "amount") == 0 || strcmp(key, "reference") == 0,
+                          "%s is sent member %s: %s", h->path, key, h->body);
+        }
+    }
+    ck_assert_int_eq(ours, 3 + 3 + 5);
+    for (int p = 0; p < 5; p++)
+        ck_assert_msg(path_seen[p], "no request to %s", calls[p]);
+}
+END_TEST
+
+START_TEST(http_gateway_slower_than_the_lease_is_called_again_with_the_same_key)
+{
+    /* Every first call of a key takes 2 s, the lease 1 s: another executor takes the fare over
+     * and calls again, with the same key, so the gateway answers it as the first time. */
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *fare = "hp-slow-1", *customer = "hp-max-slow";
+    start_fare(s, fare, customer, "\"$30.00\"");
+    json_t *f = wait_fare(s, fare, FINAL_S);
+    char copy[4096];
+    fare_text(f, copy, sizeof copy);
+    assert_fare(f, fare, NULL, 30, "succeeded", all_done);
+    json_decref(f);
+    down(s); /* waits for the run that lost its lease: it must record nothing */
+    int idx[64];
+    char seen[4096];
+    describe_hits(fare, seen, sizeof seen);
+    int n = fare_hits(fare, idx, 64);
+    /* the calls, collapsed by key, in the saga's order */
+    const char *const calls[] = {"/preauthorizations", "/charges", "/credits"};
+    const char *const step[] = {"preauthorize", "charge", "credit_account"};
+    int at = 0, again = 0;
+    const char *refs_of[3];
+    for (int k = 0; k < 3; k++) {
+        int first = at;
+        ck_assert_msg(at < n && strcmp(pgw.hits[idx[at]].path, calls[k]) == 0,
+                      "%s: %s expected next:%s", fare, calls[k], seen);
+        refs_of[k] = pgw.hits[idx[first]].reference;
+        while (at < n && strcmp(pgw.hits[idx[at]].path, calls[k]) == 0) {
+            assert_hit(fare, idx[at], calls[k], step[k], false, 200, customer, 30,
+                       k == 1 ? refs_of[0] : NULL);
+            ck_assert_msg(strcmp(pgw.hits[idx[at]].reference, refs_of[k]) == 0,
+                          "%s: the same key answered two references:%s", fare, seen);
+            at++;
+        }
+        again += at - first - 1;
+    }
+    ck_assert_msg(at == n, "%s: calls after the credit:%s", fare, seen);
+    ck_assert_msg(again >= 1, "%s: no call was made again after the lease ran out:%s", fare, seen);
+    char refs[600], want_refs[600];
+    fare_references(fare, refs, sizeof refs);
+    snprintf(want_refs, sizeof want_refs, "%s %s %s", refs_of[0], refs_of[1], refs_of[2]);
+    ck_assert_str_eq(refs, want_refs);
+    assert_outcome_message("fare-succeeded", fare, customer, "succeeded");
+    ck_assert_int_eq(published("fare-failed", fare), 0);
+}
+END_TEST
+
+START_TEST(http_gateway_references_are_passed_along_whole)
+{
+    /* The gateway's references are opaque: the charge must capture, the refund and the void
+     * must name, exactly what the gateway handed back, however long (here 90-odd characters).
+     * (References in 64-byte buffers, pay_result.reference and fare.preauth/charge/credit,
+     * would cut them to 63 characters and capture, refund or void something else.) */
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *ok = "hp-long-ok", *ok_customer = "hp-ned-longref";
+    const char *back = "hp-long-back", *back_customer = "hp-ola-longref-decline-credit";
+    start_fare(s, ok, ok_customer, "15");
+    start_fare(s, back, back_customer, "16");
+    json_t *f = wait_fare(s, ok, FINAL_S);
+    char copy[4096], d_pre[256];
+    fare_text(f, copy, sizeof copy);
+    assert_fare(f, ok, NULL, 15, "succeeded", all_done);
+    copy_detail(f, "preauthorize", d_pre, sizeof d_pre);
+    json_decref(f);
+    int idx[64];
+    const char *const calls[] = {"/preauthorizations", "/charges", "/credits"};
+    assert_paths(ok, idx, 3, calls);
+    const char *preauth = pgw.hits[idx[0]].reference, *charge = pgw.hits[idx[1]].reference;
+    ck_assert_int_gt((int)strlen(preauth), 64);
+    assert_hit(ok, idx[1], "/charges", "charge", false, 200, ok_customer, 15, preauth);
+    ck_assert_msg(strcmp(d_pre, preauth) == 0, "preauthorize detail, %s expected: %s", preauth,
+                  copy);
+    char refs[600], want_refs[600];
+    fare_references(ok, refs, sizeof refs);
+    snprintf(want_refs, sizeof want_refs, "%s %s %s", preauth, charge, pgw.hits[idx[2]].reference);
+    ck_assert_str_eq(refs, want_refs);
+
+    f = wait_fare(s, back, FINAL_S);
+    const char *want[NSTEPS] = {"done", "compensated", "compensated", "failed", "done", "done"};
+    assert_fare(f, back, NULL, 16, "failed", want);
+    json_decref(f);
+    const char *const back_calls[] = {"/preauthorizations", "/charges", "/credits", "/refunds",
+                                      "/voids"};
+    assert_paths(back, idx, 5, back_calls);
+    preauth = pgw.hits[idx[0]].reference;
+    charge = pgw.hits[idx[1]].reference;
+    assert_hit(back, idx[1], "/charges", "charge", false, 200, back_customer, 16, preauth);
+    assert_hit(back, idx[3], "/refunds", "charge", true, 200, back_customer, 16, charge);
+    assert_hit(back, idx[4], "/voids", "preauthorize", true, 200, back_customer, 16, preauth);
+    down(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fares");
@@ -1512,5 +2321,16 @@ int main(void)
     tcase_add_test(saga, two_gateways_share_the_sagas);
     tcase_add_test(saga, fares_posted_without_an_executor_finish_after_a_restart);
     suite_add_tcase(s, saga);
+    TCase *http = tcase_create("http gateway");
+    tcase_set_timeout(http, 60);
+    tcase_add_checked_fixture(http, NULL, http_teardown);
+    tcase_add_test(http, http_gateway_a_fare_succeeds_over_http);
+    tcase_add_test(http, http_gateway_declines_are_compensated_over_http);
+    tcase_add_test(http, http_gateway_transient_answers_are_retried_with_the_same_key);
+    tcase_add_test(http, http_gateway_down_gives_up_after_the_retry_budget);
+    tcase_add_test(http, http_gateway_is_sent_no_card_data);
+    tcase_add_test(http, http_gateway_slower_than_the_lease_is_called_again_with_the_same_key);
+    tcase_add_test(http, http_gateway_references_are_passed_along_whole);
+    suite_add_tcase(s, http);
     return harness_run(s);
 }
