@@ -287,7 +287,9 @@ bench_main() {
     case "$mode" in
         quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000; RFQS=1000; SAGAS=2000 ;;
         full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
-        *) die "usage: ./dev bench [quick|full]" ;;
+        # the Wild Rydes figures alone, at full size (a few minutes)
+        wildrydes) SECS=10; WARMUP=2; SOAK_MINUTES=0; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
+        *) die "usage: ./dev bench [quick|full|wildrydes]" ;;
     esac
     install_packages
     say "release build (build-bench/)"
@@ -304,12 +306,14 @@ bench_main() {
         "$ROOT/build-bench/rydes" migrate
     bench_sql -f "$ROOT/../shared/bench/naive_schema.sql" 2>/dev/null
     QID=$(bench_sql -c "INSERT INTO queues (name) VALUES ('bench') RETURNING id")
-    say "pgbench: baselines and the engine's SQL (${SECS}s each)"
-    bench_sql_figures
-    bench_backlog
-    say "HTTP (loadgen, ${SECS}s each)"
-    bench_http
-    bench_filter
+    if [ "$mode" != wildrydes ]; then
+        say "pgbench: baselines and the engine's SQL (${SECS}s each)"
+        bench_sql_figures
+        bench_backlog
+        say "HTTP (loadgen, ${SECS}s each)"
+        bench_http
+        bench_filter
+    fi
     bench_campaign
     bench_rfqs
     bench_sagas
