@@ -16,7 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PREBOOKINGS_TOPIC "prebooking-notification"
+#define PREBOOKINGS_TOPIC            "prebooking-notification"
+#define PREBOOKINGS_SUBMISSION_QUEUE "prebooking-submission" /* apps may send into it */
 
 /* A validated submission; strings point into the request body. */
 struct prebooking_input {

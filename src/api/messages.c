@@ -10,6 +10,7 @@
 #include "rydes/clock.h"
 #include "rydes/mem.h"
 #include "rydes/mq_input.h"
+#include "rydes/prebookings.h"
 #include "rydes/problem.h"
 #include "rydes/secret.h"
 
@@ -61,6 +62,11 @@ static json_t *send_result_json(const struct mq_send_entry *e, const struct mq_s
 enum handler_result api_messages_send(struct http_request *req)
 {
     enum handler_result res;
+    /* apps may send a prebooking straight into its queue (the direct path of API.md); every
+     * other queue's data plane needs a service token */
+    const char *name = route_param(&req->match, "name");
+    if (req->role < ROLE_SERVICE && (!name || strcmp(name, PREBOOKINGS_SUBMISSION_QUEUE) != 0))
+        return http_reply_problem(req, 403, "this route needs a token with a higher role");
     if (!api_body_object(req, &res))
         return res;
     struct mq_queue q;

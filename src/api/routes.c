@@ -17,7 +17,8 @@ const struct route api_routes[] = {
     {"DELETE", "/queues/{name}", ROLE_ADMIN, api_queues_delete, false},
     {"POST", "/queues/{name}:purge", ROLE_ADMIN, api_queues_purge, false},
     {"POST", "/queues/{name}:redrive", ROLE_ADMIN, api_queues_redrive, true},
-    {"POST", "/queues/{name}/messages", ROLE_SERVICE, api_messages_send, true},
+    /* app tokens may send into prebooking-submission only (API.md); the handler checks */
+    {"POST", "/queues/{name}/messages", ROLE_APP, api_messages_send, true},
     {"POST", "/queues/{name}/messages:batch", ROLE_SERVICE, api_messages_send_batch, true},
     {"POST", "/queues/{name}/messages:receive", ROLE_SERVICE, api_messages_receive, true},
     {"POST", "/queues/{name}/messages:delete", ROLE_SERVICE, api_messages_delete_batch, true},

@@ -3,6 +3,7 @@
 #include "rydes/topology.h"
 
 #include "rydes/jsontext.h"
+#include "rydes/prebookings.h"
 #include "rydes/rfqs.h"
 #include "rydes/rides.h"
 
@@ -31,7 +32,7 @@ static const struct {
 };
 
 /* Queues no topic feeds: apps send into them directly. */
-static const char *const standalone_queues[] = {"prebooking-submission", RFQS_RESPONSES};
+static const char *const standalone_queues[] = {PREBOOKINGS_SUBMISSION_QUEUE, RFQS_RESPONSES};
 
 char *topology_extraordinary_policy(const struct config *cfg)
 {

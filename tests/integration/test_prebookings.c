@@ -1516,9 +1516,16 @@ START_TEST(prebookings_need_the_app_role_and_unknown_ids_are_404)
     when_at(when, sizeof when, ahead(8, 240), "", 0);
     pb_body(body, sizeof body, "ro-3", when);
     submit_as(&srv, "/prebookings", service, body, id);
-    /* apps poll, they do not manage */
+    /* apps poll, they do not manage; but they may use the direct path of API.md: sending a
+     * prebooking straight into prebooking-submission (and into no other queue) */
     ck_assert_int_eq(
         status_of(&srv, "POST", "/queues/prebooking-processing/messages:receive", app, "{}"), 403);
+    ck_assert_int_eq(
+        status_of(&srv, "POST", "/queues/prebooking-processing/messages", app, "{\"body\": \"x\"}"),
+        403);
+    ck_assert_int_eq(status_of(&srv, "POST", "/queues/prebooking-submission/messages", app,
+                               "{\"body\": {\"from\": \"a\"}}"),
+                     201);
     ck_assert_int_eq(status_of(&srv, "POST", "/queues/prebooking-processing:purge", service, NULL),
                      403);
 
