@@ -138,89 +138,44 @@ static void saga_teardown(void)
 
 /* ---- SQL and time ---------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The first value of the SQL printf-formatted from fmt (caller frees), or NULL. The values
- * formatted in are the tests' own (fare ids, customers): no quoting needed. */
-static char *sqlf_text(const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ck_assert_int_lt(n, (int)sizeof sql);
-    return harness_sql(harness_db_url(), sql);
-}
-
-/* The first value of the formatted SQL as an integer; asserts there is a row. */
-static long long sqlf(const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ck_assert_int_lt(n, (int)sizeof sql);
-    char *v = harness_sql(harness_db_url(), sql);
-    ck_assert_msg(v != NULL, "no row: %s", sql);
-    long long x = atoll(v);
-    free(v);
-    return x;
-}
-
-/* Polls sql (an integer query) every 100 ms until it gives want or timeout_s passed; returns
- * the last value. */
-static long long wait_sql(const char *sql, long long want, double timeout_s)
-{
-    double until = now_s() + timeout_s;
-    long long v;
-    while ((v = sqlf("%s", sql)) != want && now_s() < until)
-        harness_sleep_ms(100);
-    return v;
-}
-
 /* Ledger rows of fare of kind. */
 static long long ledger(const char *fare, const char *kind)
 {
-    return sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND kind = '%s'", fare,
-                kind);
+    return harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND kind = '%s'",
+                        fare, kind);
 }
 
 /* Does the fare balance in view fare_ledger: charged = credited + refunded? */
 static bool balanced(const char *fare)
 {
-    return sqlf("SELECT count(*) FROM fare_ledger WHERE fare_id = '%s' AND balanced", fare) == 1;
+    return harness_sqlf("SELECT count(*) FROM fare_ledger WHERE fare_id = '%s' AND balanced",
+                        fare) == 1;
 }
 
 /* Was every pre-authorization of fare charged or voided? */
 static bool no_open_preauth(const char *fare)
 {
-    return sqlf("SELECT count(*) FROM fare_ledger WHERE fare_id = '%s' AND "
-                "preauths <= voids + (SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' "
-                "AND kind = 'charge')",
-                fare, fare) == 1;
+    return harness_sqlf(
+               "SELECT count(*) FROM fare_ledger WHERE fare_id = '%s' AND "
+               "preauths <= voids + (SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' "
+               "AND kind = 'charge')",
+               fare, fare) == 1;
 }
 
 /* Messages of queue (any state) published for fare (attribute fare_id). */
 static long long published(const char *queue, const char *fare)
 {
-    return sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                "WHERE q.name = '%s' AND m.attributes->'fare_id'->>'value' = '%s'",
-                queue, fare);
+    return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                        "WHERE q.name = '%s' AND m.attributes->'fare_id'->>'value' = '%s'",
+                        queue, fare);
 }
 
 /* The step columns of fare at position: "status attempts compensation_attempts". */
 static void step_row(const char *fare, int position, char *out, size_t n)
 {
-    char *v = sqlf_text("SELECT status || ' ' || attempts || ' ' || compensation_attempts "
-                        "FROM saga_steps WHERE fare_id = '%s' AND position = %d",
-                        fare, position);
+    char *v = harness_sqlf_text("SELECT status || ' ' || attempts || ' ' || compensation_attempts "
+                                "FROM saga_steps WHERE fare_id = '%s' AND position = %d",
+                                fare, position);
     ck_assert_msg(v != NULL, "fare %s has no step %d", fare, position);
     snprintf(out, n, "%s", v);
     free(v);
@@ -300,12 +255,12 @@ static bool is_final(json_t *fare)
 /* Polls path (a fare) until its status is final; returns it (a new reference). */
 static json_t *wait_final(struct harness_server *s, const char *path, double timeout_s)
 {
-    double until = now_s() + timeout_s;
+    double until = harness_now_s() + timeout_s;
     for (;;) {
         json_t *f = get_json(s, path);
         if (is_final(f))
             return f;
-        if (now_s() > until) {
+        if (harness_now_s() > until) {
             char *text = json_dumps(f, JSON_COMPACT);
             json_decref(f);
             char copy[4096];
@@ -333,7 +288,7 @@ static void wait_all_final(const char *prefix, long long n, double timeout_s)
              "SELECT count(*) FROM fares WHERE id LIKE '%s%%' AND status IN ('succeeded', "
              "'failed')",
              prefix);
-    long long got = wait_sql(sql, n, timeout_s);
+    long long got = harness_wait_sql(sql, n, timeout_s);
     ck_assert_msg(got == n, "%lld of %lld fares %s* final after %.0f s", got, n, prefix, timeout_s);
 }
 
@@ -422,14 +377,15 @@ static void assert_outcome_message(const char *queue, const char *fare, const ch
 {
     ck_assert_msg(published(queue, fare) == 1, "%s: %lld messages for %s", queue,
                   published(queue, fare), fare);
-    char *v = sqlf_text("SELECT m.attributes->'is_successful'->>'value' FROM messages m JOIN "
-                        "queues q ON q.id = m.queue_id WHERE q.name = '%s' AND "
-                        "m.attributes->'fare_id'->>'value' = '%s'",
-                        queue, fare);
+    char *v =
+        harness_sqlf_text("SELECT m.attributes->'is_successful'->>'value' FROM messages m JOIN "
+                          "queues q ON q.id = m.queue_id WHERE q.name = '%s' AND "
+                          "m.attributes->'fare_id'->>'value' = '%s'",
+                          queue, fare);
     ck_assert_str_eq(v, strcmp(outcome, "succeeded") == 0 ? "true" : "false");
     free(v);
     /* the body as a consumer receives it: peek the queue */
-    char *body = sqlf_text(
+    char *body = harness_sqlf_text(
         "SELECT coalesce(p.body, m.body) FROM messages m JOIN queues q ON q.id = m.queue_id "
         "LEFT JOIN payloads p ON p.id = m.payload_id WHERE q.name = '%s' AND "
         "m.attributes->'fare_id'->>'value' = '%s'",
@@ -488,7 +444,7 @@ START_TEST(a_ride_is_charged_through_customer_accounting)
     ck_assert_str_eq(json_str(json_object_get(p, "links"), "self"), self);
     ck_assert_str_eq(json_str(json_object_get(p, "links"), "ride"), ride_link);
     json_decref(p);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE ride_id = '%s'", ok), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE ride_id = '%s'", ok), 0);
 
     /* unknown and malformed rides */
     const char *unknown[] = {"/rides/0c2f8a4e-6b1d-4e7a-9f3c-5d8b2a1e7c40/fare",
@@ -521,17 +477,19 @@ START_TEST(a_ride_is_charged_through_customer_accounting)
     ck_assert(json_equal(f, g));
     json_decref(g);
     json_decref(f);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND ride_id = '%s' AND "
-                          "customer = 'r1-alice' AND amount = 61.50 AND card_last4 IS NULL",
-                          ok_fare, ok),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND ride_id = '%s' AND "
+                     "customer = 'r1-alice' AND amount = 61.50 AND card_last4 IS NULL",
+                     ok_fare, ok),
+        1);
     ck_assert_int_eq(ledger(ok_fare, "preauth"), 1);
     ck_assert_int_eq(ledger(ok_fare, "charge"), 1);
     ck_assert_int_eq(ledger(ok_fare, "credit"), 1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", ok_fare), 3);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND "
-                          "amount = 61.50 AND customer = 'r1-alice'",
-                          ok_fare),
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", ok_fare), 3);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND "
+                                  "amount = 61.50 AND customer = 'r1-alice'",
+                                  ok_fare),
                      3);
     ck_assert(balanced(ok_fare));
     ck_assert(no_open_preauth(ok_fare));
@@ -556,11 +514,13 @@ START_TEST(a_ride_is_charged_through_customer_accounting)
     assert_outcome_message("fare-failed", bad_fare, "r1-bob_fail_charge", "failed");
     ck_assert_int_eq(published("fare-succeeded", bad_fare), 0);
     /* customer-accounting consumed both rides: one fare each */
-    ck_assert_int_eq(wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                              "WHERE q.name = 'customer-accounting'",
-                              0, 5),
-                     0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE ride_id IN ('%s', '%s')", ok, bad), 2);
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                         "WHERE q.name = 'customer-accounting'",
+                         0, 5),
+        0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE ride_id IN ('%s', '%s')", ok, bad), 2);
     down(s);
 }
 END_TEST
@@ -582,11 +542,11 @@ START_TEST(a_posted_fare_id_cannot_take_a_rides_fare)
     down(s);
     up(s, ride_and_saga_workers);
     snprintf(path, sizeof path, "/rides/%s/fare", ride);
-    double until = now_s() + 8;
+    double until = harness_now_s() + 8;
     json_t *f = NULL;
     for (;;) {
         f = get_json(s, path);
-        if (is_final(f) || now_s() > until)
+        if (is_final(f) || harness_now_s() > until)
             break;
         json_decref(f);
         harness_sleep_ms(100);
@@ -598,8 +558,8 @@ START_TEST(a_posted_fare_id_cannot_take_a_rides_fare)
     bool charged = is_final(f) && json_number_value(json_object_get(f, "amount")) == 30;
     json_decref(f);
     long long owner_charged =
-        sqlf("SELECT count(*) FROM payment_ledger WHERE kind = 'charge' AND customer = "
-             "'sq-ride-owner'");
+        harness_sqlf("SELECT count(*) FROM payment_ledger WHERE kind = 'charge' AND customer = "
+                     "'sq-ride-owner'");
     down(s);
     ck_assert_msg(charged && owner_charged == 1,
                   "POST /fares with fareId = ride id answered %ld; the ride's own fare never "
@@ -727,7 +687,7 @@ static void month(int months, char *out, size_t n)
 
 START_TEST(invalid_fares_are_400_naming_the_field_and_store_nothing)
 {
-    long long fares = sqlf("SELECT count(*) FROM fares");
+    long long fares = harness_sqlf("SELECT count(*) FROM fares");
     struct buf wrong;
     buf_init(&wrong);
     for (size_t i = 0; i < sizeof bad_fares / sizeof *bad_fares; i++) {
@@ -792,7 +752,7 @@ START_TEST(invalid_fares_are_400_naming_the_field_and_store_nothing)
     response_cleanup(&r);
     free(valid);
 
-    long long now = sqlf("SELECT count(*) FROM fares");
+    long long now = harness_sqlf("SELECT count(*) FROM fares");
     if (now != fares)
         buf_printf(&wrong, "\n  %lld fares stored", now - fares);
     char report[16384];
@@ -805,14 +765,14 @@ END_TEST
 /* Tables (of the public schema) any of whose rows mention text, comma-separated (caller frees). */
 static char *tables_mentioning(const char *text)
 {
-    char *union_sql = sqlf_text(
+    char *union_sql = harness_sqlf_text(
         "SELECT string_agg(format('SELECT %%L AS t FROM %%I.%%I x WHERE x::text LIKE %%L', "
         "table_name, table_schema, table_name, '%%%s%%'), ' UNION ALL ') FROM "
         "information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
         text);
     ck_assert_ptr_nonnull(union_sql);
-    char *found =
-        sqlf_text("SELECT coalesce(string_agg(DISTINCT t, ','), '') FROM (%s) q", union_sql);
+    char *found = harness_sqlf_text("SELECT coalesce(string_agg(DISTINCT t, ','), '') FROM (%s) q",
+                                    union_sql);
     free(union_sql);
     return found;
 }
@@ -858,10 +818,12 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
         free(text);
         response_cleanup(&r);
     }
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'v-form-0' AND amount = 20"), 1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'v-form-4' AND amount = 0.50"), 1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'v-form-9' AND "
-                          "card_last4 = '1111'"),
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = 'v-form-0' AND amount = 20"), 1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = 'v-form-4' AND amount = 0.50"), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'v-form-9' AND "
+                                  "card_last4 = '1111'"),
                      1);
 
     /* the 202 with the fare */
@@ -885,10 +847,11 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
         ck_assert_int_eq(json_integer_value(json_object_get(st, "attempts")), 0);
         ck_assert(json_is_null(json_object_get(st, "started_at")));
     }
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'p-fare-1' AND ride_id IS NULL "
-                          "AND customer = 'p-carol' AND amount = 20.00 AND card_last4 = '%s'",
-                          CARD_LAST4),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = 'p-fare-1' AND ride_id IS NULL "
+                     "AND customer = 'p-carol' AND amount = 20.00 AND card_last4 = '%s'",
+                     CARD_LAST4),
+        1);
 
     /* the same again (another card format, another cvv and expiry of the same card): the fare */
     post_fares(&srv, body, &b);
@@ -905,8 +868,9 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
     ck_assert_msg(b.status == 202, "%ld %s", b.status, buf_str(&b.body));
     ck_assert(json_equal(a.json, b.json));
     response_cleanup(&b);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'p-fare-1'"), 1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = 'p-fare-1'"), NSTEPS);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'p-fare-1'"), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = 'p-fare-1'"),
+                     NSTEPS);
 
     /* the same fareId with other details: 409, the fare unchanged */
     const char *other[] = {
@@ -923,10 +887,11 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
         assert_problem(&b, 409);
         response_cleanup(&b);
     }
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'p-fare-1' AND amount = 20 AND "
-                          "customer = 'p-carol' AND card_last4 = '%s'",
-                          CARD_LAST4),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = 'p-fare-1' AND amount = 20 AND "
+                     "customer = 'p-carol' AND card_last4 = '%s'",
+                     CARD_LAST4),
+        1);
 
     /* GET /fares/{id}: the same representation; unknown ids 404 */
     json_t *g = get_json(&srv, "/fares/p-fare-1");
@@ -958,10 +923,12 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
         free(found);
     }
     ck_assert_int_eq(
-        sqlf("SELECT count(*) FROM fares WHERE row(fares.*)::text LIKE '%%%s%%'", CARD_DIGITS), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE "
-                          "row(payment_ledger.*)::text LIKE '%%%s%%'",
-                          CARD_DIGITS),
+        harness_sqlf("SELECT count(*) FROM fares WHERE row(fares.*)::text LIKE '%%%s%%'",
+                     CARD_DIGITS),
+        0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE "
+                                  "row(payment_ledger.*)::text LIKE '%%%s%%'",
+                                  CARD_DIGITS),
                      0);
 
     /* nor logged, nor echoed: requests again with every log line captured (no check in between:
@@ -1107,31 +1074,34 @@ static void assert_path(struct harness_server *s, const char *fare, const char *
         ck_assert_msg(ledger(fare, kinds[k]) == p->rows[k], "%s: %lld %s rows, expected %d", fare,
                       ledger(fare, kinds[k]), kinds[k], p->rows[k]);
     /* every key of the fare once, each of its own step */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND NOT ("
-                          "idempotency_key LIKE 'fare:%s:%%') ",
-                          fare, fare),
-                     0);
     ck_assert_int_eq(
-        sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND kind IN ('charge', "
-             "'preauth', 'credit', 'void', 'refund') AND (amount <> %.2f OR customer <> '%s')",
-             fare, amount, customer),
+        harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND NOT ("
+                     "idempotency_key LIKE 'fare:%s:%%') ",
+                     fare, fare),
+        0);
+    ck_assert_int_eq(
+        harness_sqlf(
+            "SELECT count(*) FROM payment_ledger WHERE fare_id = '%s' AND kind IN ('charge', "
+            "'preauth', 'credit', 'void', 'refund') AND (amount <> %.2f OR customer <> '%s')",
+            fare, amount, customer),
         0);
     if (p->rows[1])
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE idempotency_key = "
-                              "'fare:%s:preauthorize:compensate' AND kind = 'void'",
-                              fare),
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE idempotency_key = "
+                                      "'fare:%s:preauthorize:compensate' AND kind = 'void'",
+                                      fare),
                          1);
     if (p->rows[3])
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE idempotency_key = "
-                              "'fare:%s:charge:compensate' AND kind = 'refund'",
-                              fare),
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE idempotency_key = "
+                                      "'fare:%s:charge:compensate' AND kind = 'refund'",
+                                      fare),
                          1);
     ck_assert_msg(balanced(fare), "%s does not balance", fare);
     ck_assert_msg(no_open_preauth(fare), "%s leaves a pre-authorization open", fare);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = '%s' AND "
-                          "status = '%s' AND NOT needs_operator AND phase = 'finished'",
-                          fare, p->outcome, p->outcome),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = '%s' AND "
+                     "status = '%s' AND NOT needs_operator AND phase = 'finished'",
+                     fare, p->outcome, p->outcome),
+        1);
     bool ok = strcmp(p->outcome, "succeeded") == 0;
     assert_outcome_message(ok ? "fare-succeeded" : "fare-failed", fare, customer, p->outcome);
     ck_assert_int_eq(published(ok ? "fare-failed" : "fare-succeeded", fare), 0);
@@ -1196,15 +1166,17 @@ START_TEST(a_refund_that_keeps_failing_is_left_to_an_operator)
     ck_assert_str_eq(row, "failed 1 6"); /* charged once, refused a refund six times */
     step_row("op-1", 3, row, sizeof row);
     ck_assert_str_eq(row, "failed 1 0");
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM stuck_sagas WHERE id = 'op-1' AND step = 'charge' "
-                          "AND status = 'failed' AND compensation_attempts = 6 AND amount = 33.30"),
-                     1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'op-1' AND status = 'failed' "
-                          "AND outcome = 'failed' AND needs_operator"),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM stuck_sagas WHERE id = 'op-1' AND step = 'charge' "
+                     "AND status = 'failed' AND compensation_attempts = 6 AND amount = 33.30"),
+        1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = 'op-1' AND status = 'failed' "
+                     "AND outcome = 'failed' AND needs_operator"),
+        1);
     /* stays there: nothing runs it again */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = 'op-1' AND status IN "
-                          "('pending', 'running')"),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'op-1' AND status IN "
+                                  "('pending', 'running')"),
                      0);
     ck_assert_int_ge(metric(s, "rydes_sagas_total{outcome=\"needs_operator\"}"), before + 1);
     /* money taken and not returned: that is the operator's case */
@@ -1213,9 +1185,10 @@ START_TEST(a_refund_that_keeps_failing_is_left_to_an_operator)
     ck_assert_int_eq(ledger("op-1", "credit"), 0);
     ck_assert_int_eq(ledger("op-1", "declined"), 2); /* the credit and the refund, once per key */
     ck_assert(!balanced("op-1"));
-    ck_assert_int_eq(sqlf("SELECT (charged::text = '33.30' AND refunded = 0 AND credited = 0)::int "
-                          "FROM fare_ledger WHERE fare_id = 'op-1'"),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT (charged::text = '33.30' AND refunded = 0 AND credited = 0)::int "
+                     "FROM fare_ledger WHERE fare_id = 'op-1'"),
+        1);
     down(s);
 }
 END_TEST
@@ -1280,13 +1253,13 @@ START_TEST(a_crash_after_any_step_resumes_without_double_charges)
     saga_crash_hook = crash_planned;
     struct harness_server *const s = &gws[0];
     up(s, saga_workers);
-    double t0 = now_s();
+    double t0 = harness_now_s();
     for (int i = 0; i < ncrashes; i++)
         start_fare(s, crashes[i].fare, i < nforward ? "cr-frank" : "cr-gina_fail_credit",
                    "\"$17.25\"");
     wait_all_final("crash-", nforward, FINAL_S);
     wait_all_final("crashc-", ncrashes - nforward, FINAL_S);
-    double took = now_s() - t0;
+    double took = harness_now_s() - t0;
     down(s);
     saga_crash_hook = NULL;
     for (int i = 0; i < ncrashes; i++)
@@ -1302,9 +1275,9 @@ START_TEST(a_crash_after_any_step_resumes_without_double_charges)
         else
             assert_path(s, fare, "cr-gina_fail_credit", 17.25, &paths[3]);
         /* resumed only once the lease ran out */
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND "
-                              "updated_at - created_at >= interval '0.9 s'",
-                              fare),
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND "
+                                      "updated_at - created_at >= interval '0.9 s'",
+                                      fare),
                          1);
     }
     down(s);
@@ -1337,8 +1310,8 @@ START_TEST(an_executor_that_outlives_its_lease_does_not_publish_twice)
     start_fare(s, "slow-1", "sl-hank", "9");
     json_t *f = wait_fare(s, "slow-1", FINAL_S);
     json_decref(f);
-    double until = now_s() + 10;
-    while (!atomic_load(&slow_done) && now_s() < until)
+    double until = harness_now_s() + 10;
+    while (!atomic_load(&slow_done) && harness_now_s() < until)
         harness_sleep_ms(50);
     harness_sleep_ms(300); /* the stalled executor's commit, if it makes one */
     down(s);
@@ -1394,15 +1367,16 @@ START_TEST(a_killed_worker_process_is_resumed_elsewhere)
         snprintf(fare, sizeof fare, "kill-%02d", i);
         start_fare(s, fare, i % 3 ? "kl-ivy_flaky" : "kl-jack_flaky_fail_charge", "5.55");
     }
-    long long progress = wait_sql("SELECT least(count(*), 20) FROM payment_ledger WHERE fare_id "
-                                  "LIKE 'kill-%' AND kind <> 'transient'",
-                                  20, 20);
+    long long progress =
+        harness_wait_sql("SELECT least(count(*), 20) FROM payment_ledger WHERE fare_id "
+                         "LIKE 'kill-%' AND kind <> 'transient'",
+                         20, 20);
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
     worker_pid = 0;
-    long long final_at_kill = sqlf("SELECT count(*) FROM fares WHERE id LIKE 'kill-%%' AND "
-                                   "status IN ('succeeded', 'failed')");
+    long long final_at_kill = harness_sqlf("SELECT count(*) FROM fares WHERE id LIKE 'kill-%%' AND "
+                                           "status IN ('succeeded', 'failed')");
     ck_assert_msg(progress == 20, "the worker made no progress (its log: %s)", log);
     unlink(log);
     down(s);
@@ -1442,38 +1416,42 @@ START_TEST(two_gateways_share_the_sagas)
     }
     wait_all_final("two-", n, 30);
     /* every fare as its customer has it */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id LIKE 'two-%%' AND ("
-                          "(customer = 'tw-liam_fail_charge') <> (status = 'failed') OR "
-                          "needs_operator)"),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id LIKE 'two-%%' AND ("
+                                  "(customer = 'tw-liam_fail_charge') <> (status = 'failed') OR "
+                                  "needs_operator)"),
                      0);
     /* the ledger: each operation once per fare, every fare balanced with nothing left open */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM (SELECT fare_id, kind FROM payment_ledger WHERE "
-                          "fare_id LIKE 'two-%%' AND kind <> 'transient' GROUP BY 1, 2 "
-                          "HAVING count(*) > 1) d"),
-                     0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
-                          "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind = 'charge'"),
-                     n - (n + 1) / 3);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
-                          "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind = 'credit'"),
-                     n - (n + 1) / 3);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
-                          "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind = 'void'"),
-                     (n + 1) / 3);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fare_ledger WHERE fare_id LIKE 'two-%%' AND "
-                          "balanced AND preauths = 1 AND preauths = voids + (charged > 0)::int"),
-                     n);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
-                          "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind IN ('preauth', 'charge', "
-                          "'credit', 'void') AND l.amount <> f.amount"),
-                     0);
-    /* each published exactly once, to the right queue */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                          "WHERE q.name IN ('fare-succeeded', 'fare-failed') AND "
-                          "m.attributes->'fare_id'->>'value' LIKE 'two-%%'"),
-                     n);
     ck_assert_int_eq(
-        sqlf(
+        harness_sqlf("SELECT count(*) FROM (SELECT fare_id, kind FROM payment_ledger WHERE "
+                     "fare_id LIKE 'two-%%' AND kind <> 'transient' GROUP BY 1, 2 "
+                     "HAVING count(*) > 1) d"),
+        0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
+                                  "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind = 'charge'"),
+                     n - (n + 1) / 3);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
+                                  "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind = 'credit'"),
+                     n - (n + 1) / 3);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
+                                  "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind = 'void'"),
+                     (n + 1) / 3);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fare_ledger WHERE fare_id LIKE 'two-%%' AND "
+                     "balanced AND preauths = 1 AND preauths = voids + (charged > 0)::int"),
+        n);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM payment_ledger l JOIN fares f ON f.id = "
+                     "l.fare_id WHERE f.id LIKE 'two-%%' AND l.kind IN ('preauth', 'charge', "
+                     "'credit', 'void') AND l.amount <> f.amount"),
+        0);
+    /* each published exactly once, to the right queue */
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                     "WHERE q.name IN ('fare-succeeded', 'fare-failed') AND "
+                     "m.attributes->'fare_id'->>'value' LIKE 'two-%%'"),
+        n);
+    ck_assert_int_eq(
+        harness_sqlf(
             "SELECT count(DISTINCT m.attributes->'fare_id'->>'value') FROM messages m JOIN "
             "queues q ON q.id = m.queue_id JOIN fares f ON f.id = "
             "m.attributes->'fare_id'->>'value' WHERE f.id LIKE 'two-%%' AND "
@@ -1492,16 +1470,17 @@ START_TEST(fares_posted_without_an_executor_finish_after_a_restart)
     start_fare(s, "rs-1", "rs-nora", "\"$8.00\"");
     start_fare(s, "rs-2", "rs-oscar_fail_auth", "\"$9.00\"");
     harness_sleep_ms(300);
-    char *st = sqlf_text("SELECT string_agg(id || ' ' || status || ' step ' || step, ', ') "
-                         "FROM fares WHERE id IN ('rs-1', 'rs-2')");
+    char *st = harness_sqlf_text("SELECT string_agg(id || ' ' || status || ' step ' || step, ', ') "
+                                 "FROM fares WHERE id IN ('rs-1', 'rs-2')");
     char copy[200];
     snprintf(copy, sizeof copy, "%s", st ? st : "none");
     free(st);
-    ck_assert_msg(sqlf("SELECT count(*) FROM fares WHERE id IN ('rs-1', 'rs-2') AND status = "
-                       "'pending' AND step = 0") == 2,
-                  "nothing runs them yet: %s", copy);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id IN ('rs-1', "
-                          "'rs-2')"),
+    ck_assert_msg(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id IN ('rs-1', 'rs-2') AND status = "
+                     "'pending' AND step = 0") == 2,
+        "nothing runs them yet: %s", copy);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id IN ('rs-1', "
+                                  "'rs-2')"),
                      0);
     down(s);
     up(s, saga_workers);
@@ -1636,7 +1615,7 @@ static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, co
         h->json = json;
         h->status = status;
         snprintf(h->reference, sizeof h->reference, "%s", reference);
-        h->at = now_s();
+        h->at = harness_now_s();
         pgw.n++;
     } else {
         buf_cleanup(&headers);
@@ -1851,9 +1830,10 @@ static void copy_detail(json_t *f, const char *name, char *out, size_t n)
 /* The fare's references in its row: "preauth_code charge_id credit_id" ('-' for NULL). */
 static void fare_references(const char *fare, char *out, size_t n)
 {
-    char *v = sqlf_text("SELECT coalesce(preauth_code, '-') || ' ' || coalesce(charge_id, '-') || "
-                        "' ' || coalesce(credit_id, '-') FROM fares WHERE id = '%s'",
-                        fare);
+    char *v = harness_sqlf_text(
+        "SELECT coalesce(preauth_code, '-') || ' ' || coalesce(charge_id, '-') || "
+        "' ' || coalesce(credit_id, '-') FROM fares WHERE id = '%s'",
+        fare);
     ck_assert_ptr_nonnull(v);
     snprintf(out, n, "%s", v);
     free(v);
@@ -1906,11 +1886,11 @@ START_TEST(http_gateway_a_fare_succeeds_over_http)
                   chg->reference, copy);
     ck_assert_msg(strcmp(d_crd, crd->reference) == 0, "credit_account detail, %s expected: %s",
                   crd->reference, copy);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = '%s' AND ("
-                          "(name = 'preauthorize' AND detail = '%s') OR "
-                          "(name = 'charge' AND detail = '%s') OR "
-                          "(name = 'credit_account' AND detail = '%s'))",
-                          fare, pre->reference, chg->reference, crd->reference),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = '%s' AND ("
+                                  "(name = 'preauthorize' AND detail = '%s') OR "
+                                  "(name = 'charge' AND detail = '%s') OR "
+                                  "(name = 'credit_account' AND detail = '%s'))",
+                                  fare, pre->reference, chg->reference, crd->reference),
                      3);
     char refs[600], want_refs[600];
     fare_references(fare, refs, sizeof refs);
@@ -1919,11 +1899,13 @@ START_TEST(http_gateway_a_fare_succeeds_over_http)
     ck_assert_str_eq(refs, want_refs);
 
     /* the simulator was not used */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'succeeded' "
-                          "AND phase = 'finished' AND NOT needs_operator",
-                          fare),
-                     1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare),
+                     0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'succeeded' "
+                     "AND phase = 'finished' AND NOT needs_operator",
+                     fare),
+        1);
     assert_outcome_message("fare-succeeded", fare, customer, "succeeded");
     ck_assert_int_eq(published("fare-failed", fare), 0);
     down(s);
@@ -1970,7 +1952,7 @@ START_TEST(http_gateway_declines_are_compensated_over_http)
     step_row(charge_fare, 3, row, sizeof row);
     ck_assert_str_eq(row, "skipped 0 0");
     ck_assert_int_eq(
-        sqlf(
+        harness_sqlf(
             "SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'failed' AND "
             "status = 'failed' AND phase = 'finished' AND NOT needs_operator AND charge_id IS NULL "
             "AND credit_id IS NULL",
@@ -2015,8 +1997,8 @@ START_TEST(http_gateway_declines_are_compensated_over_http)
     ck_assert_str_eq(row, "failed 1 0");
     assert_outcome_message("fare-failed", auth_fare, auth_customer, "failed");
 
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id LIKE 'hp-decl-%%'"),
-                     0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id LIKE 'hp-decl-%%'"), 0);
     down(s);
 }
 END_TEST
@@ -2106,8 +2088,8 @@ START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
     ck_assert_str_eq(row, "compensated 2 2");
     step_row(mixed, 2, row, sizeof row);
     ck_assert_str_eq(row, "failed 2 0");
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id LIKE 'hp-flaky-%%'"),
-                     0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id LIKE 'hp-flaky-%%'"), 0);
     down(s);
 }
 END_TEST
@@ -2118,11 +2100,11 @@ START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
     struct harness_server *const s = &gws[0];
     up(s, http_gateway);
     const char *fare = "hp-down-1", *customer = "hp-ida";
-    double t0 = now_s();
+    double t0 = harness_now_s();
     start_fare(s, fare, customer, "9.99");
     /* five attempts, 200 ms of backoff doubling between them: final well within 10 s */
     json_t *f = wait_fare(s, fare, 10);
-    double took = now_s() - t0;
+    double took = harness_now_s() - t0;
     char copy[4096];
     fare_text(f, copy, sizeof copy);
     const char *want[NSTEPS] = {"done", "failed", "skipped", "skipped", "done", "done"};
@@ -2141,11 +2123,13 @@ START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
     /* the backoffs' lower bounds: 100 + 200 + 400 + 800 ms */
     ck_assert_msg(took >= 1.4, "five attempts within %.2f s: no backoff between them", took);
     ck_assert_msg(took < 10, "final after %.2f s", took);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'failed' AND "
-                          "phase = 'finished' AND preauth_code IS NULL",
-                          fare),
-                     1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare), 0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'failed' AND "
+                     "phase = 'finished' AND preauth_code IS NULL",
+                     fare),
+        1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare),
+                     0);
     assert_outcome_message("fare-failed", fare, customer, "failed");
     down(s);
 }

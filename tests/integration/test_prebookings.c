@@ -103,72 +103,25 @@ static void teardown(void)
 
 /* ---- SQL and time ---------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The first value of the formatted SQL (caller frees), or NULL. The values formatted in are
- * the tests' own (customers, ids): no quoting needed. */
-static char *sqlf_text(const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ck_assert_int_lt(n, (int)sizeof sql);
-    return harness_sql(harness_db_url(), sql);
-}
-
-/* The first value of the formatted SQL as an integer; asserts there is a row. */
-static long long sqlf(const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ck_assert_int_lt(n, (int)sizeof sql);
-    char *v = harness_sql(harness_db_url(), sql);
-    ck_assert_msg(v != NULL, "no row: %s", sql);
-    long long x = atoll(v);
-    free(v);
-    return x;
-}
-
-/* Polls sql (an integer query) every 100 ms until it gives want or timeout_s passed; returns
- * the last value. */
-static long long wait_sql(const char *sql, long long want, double timeout_s)
-{
-    double until = now_s() + timeout_s;
-    long long v;
-    while ((v = sqlf("%s", sql)) != want && now_s() < until)
-        harness_sleep_ms(100);
-    return v;
-}
-
 /* Messages of queue (any state) carrying the event of task id. The bodies of the two
  * prebooking-notification queues are JSON events (topic deliveries keep theirs in payloads). */
 static long long events_of(const char *queue, const char *id)
 {
-    return sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                "LEFT JOIN payloads p ON p.id = m.payload_id WHERE q.name = '%s' AND "
-                "CASE WHEN q.name IN ('prebooking-processing', 'prebooking-datalake') "
-                "THEN coalesce(p.body, m.body)::jsonb->>'task_id' END = '%s'",
-                queue, id);
+    return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                        "LEFT JOIN payloads p ON p.id = m.payload_id WHERE q.name = '%s' AND "
+                        "CASE WHEN q.name IN ('prebooking-processing', 'prebooking-datalake') "
+                        "THEN coalesce(p.body, m.body)::jsonb->>'task_id' END = '%s'",
+                        queue, id);
 }
 
 static long long prebookings_of_task(const char *id)
 {
-    return sqlf("SELECT count(*) FROM prebookings WHERE task_id = '%s'", id);
+    return harness_sqlf("SELECT count(*) FROM prebookings WHERE task_id = '%s'", id);
 }
 
 static long long submissions_of_task(const char *id)
 {
-    return sqlf("SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'", id);
+    return harness_sqlf("SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'", id);
 }
 
 /* "when" text for the instant unix_s + frac written at an offset of offset_min minutes east
@@ -389,14 +342,14 @@ struct seen {
 static json_t *wait_task_ex(struct harness_server *s, const char *id, double timeout_s,
                             bool may_be_missing, struct seen *seen)
 {
-    double until = now_s() + timeout_s;
+    double until = harness_now_s() + timeout_s;
     for (;;) {
         struct response r;
         if (may_be_missing) {
             char path[80];
             snprintf(path, sizeof path, "/tasks/%s", id);
             harness_admin(s, "GET", path, NULL, &r);
-            if (r.status == 404 && now_s() < until) {
+            if (r.status == 404 && harness_now_s() < until) {
                 response_cleanup(&r);
                 harness_sleep_ms(50);
                 continue;
@@ -416,7 +369,7 @@ static json_t *wait_task_ex(struct harness_server *s, const char *id, double tim
             return t;
         }
         response_cleanup(&r);
-        ck_assert_msg(now_s() < until, "task %s still %s after %.0f s", id, st, timeout_s);
+        ck_assert_msg(harness_now_s() < until, "task %s still %s after %.0f s", id, st, timeout_s);
         harness_sleep_ms(50);
     }
 }
@@ -499,21 +452,23 @@ START_TEST(lifecycle_from_202_to_succeeded)
     response_cleanup(&r);
     /* stored: the pending task and one event in each queue of the topic; nothing made */
     ck_assert_int_eq(
-        sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND kind = 'prebooking' AND "
-             "status = 'pending' AND attempts = 0 AND result_id IS NULL AND error_title IS NULL",
-             id),
+        harness_sqlf(
+            "SELECT count(*) FROM tasks WHERE id = '%s' AND kind = 'prebooking' AND "
+            "status = 'pending' AND attempts = 0 AND result_id IS NULL AND error_title IS NULL",
+            id),
         1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id = '%s'", id), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM open_tasks WHERE id = '%s'", id), 1);
     ck_assert_int_eq(events_of("prebooking-processing", id), 1);
     ck_assert_int_eq(events_of("prebooking-datalake", id), 1);
     ck_assert_int_eq(prebookings_of_task(id), 0);
     ck_assert_int_eq(submissions_of_task(id), 0);
     /* the event: what the worker needs, "when" already normalised, the request id attached */
-    char *event = sqlf_text("SELECT coalesce(p.body, m.body) FROM messages m JOIN queues q ON "
-                            "q.id = m.queue_id LEFT JOIN payloads p ON p.id = m.payload_id "
-                            "WHERE q.name = 'prebooking-processing' AND "
-                            "coalesce(p.body, m.body)::jsonb->>'task_id' = '%s'",
-                            id);
+    char *event =
+        harness_sqlf_text("SELECT coalesce(p.body, m.body) FROM messages m JOIN queues q ON "
+                          "q.id = m.queue_id LEFT JOIN payloads p ON p.id = m.payload_id "
+                          "WHERE q.name = 'prebooking-processing' AND "
+                          "coalesce(p.body, m.body)::jsonb->>'task_id' = '%s'",
+                          id);
     json_t *e = json_loads(event, 0, NULL);
     ck_assert_msg(e != NULL, "event is not JSON: %s", event);
     ck_assert_str_eq(json_str(e, "customer"), "lc-alice");
@@ -522,11 +477,12 @@ START_TEST(lifecycle_from_202_to_succeeded)
     ck_assert_str_eq(json_str(e, "when"), want_when);
     json_decref(e);
     free(event);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                          "WHERE q.name = 'prebooking-processing' "
-                          "AND m.attributes->'customer'->>'value' = 'lc-alice' "
-                          "AND m.attributes->'correlation_id'->>'value' = 'prebookings-test.lc:1'"),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                     "WHERE q.name = 'prebooking-processing' "
+                     "AND m.attributes->'customer'->>'value' = 'lc-alice' "
+                     "AND m.attributes->'correlation_id'->>'value' = 'prebookings-test.lc:1'"),
+        1);
     stop();
 
     /* the same database with the workers on */
@@ -556,23 +512,24 @@ START_TEST(lifecycle_from_202_to_succeeded)
     ck_assert_str_eq(h, json_str(json_object_get(r.json, "links"), "self"));
     response_cleanup(&r);
 
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'succeeded' "
-                          "AND result_id = '%s' AND attempts = 1",
-                          id, pid),
-                     1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id = '%s'", id), 0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'succeeded' "
+                     "AND result_id = '%s' AND attempts = 1",
+                     id, pid),
+        1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM open_tasks WHERE id = '%s'", id), 0);
     ck_assert_int_eq(prebookings_of_task(id), 1);
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s' "
              "AND submission->>'customer' = 'lc-alice' AND submission->>'when' = '%s'",
              id, want_when);
-    ck_assert_int_eq(wait_sql(sql, 1, 10), 1);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
              "WHERE q.name IN ('prebooking-processing', 'prebooking-datalake') "
              "AND m.attributes->'customer'->>'value' = 'lc-alice'");
-    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    ck_assert_int_eq(harness_wait_sql(sql, 0, 10), 0);
     stop();
 }
 END_TEST
@@ -582,8 +539,8 @@ END_TEST
 
 static long long stored_everything(void)
 {
-    return sqlf("SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM messages) + "
-                "(SELECT count(*) FROM payloads) + (SELECT count(*) FROM prebookings)");
+    return harness_sqlf("SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM messages) + "
+                        "(SELECT count(*) FROM payloads) + (SELECT count(*) FROM prebookings)");
 }
 
 START_TEST(no_task_without_its_event)
@@ -621,12 +578,12 @@ START_TEST(no_task_without_its_event)
     ck_assert_int_eq(r.status, 204);
     response_cleanup(&r);
     pb_body(body, sizeof body, "tx-notopic", when);
-    double until = now_s() + 5;
+    double until = harness_now_s() + 5;
     for (;;) {
         /* a process may still hold the topic for a moment: those are taken */
         before = stored_everything();
         harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL, NULL, &r);
-        if (r.status == 503 || now_s() > until)
+        if (r.status == 503 || harness_now_s() > until)
             break;
         ck_assert_msg(r.status == 202, "%ld %s", r.status, buf_str(&r.body));
         response_cleanup(&r);
@@ -639,10 +596,11 @@ START_TEST(no_task_without_its_event)
     ck_assert_int_eq(stored_everything(), before);
     stop();
     start(no_workers);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = "
-                          "s.topic_id JOIN queues q ON q.id = s.queue_id WHERE t.name = "
-                          "'prebooking-notification' AND s.name = q.name AND s.raw_delivery"),
-                     2);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = "
+                     "s.topic_id JOIN queues q ON q.id = s.queue_id WHERE t.name = "
+                     "'prebooking-notification' AND s.name = q.name AND s.raw_delivery"),
+        2);
     submit(&srv, "tx-notopic", when, id);
     ck_assert_int_eq(events_of("prebooking-processing", id), 1);
     ck_assert_int_eq(events_of("prebooking-datalake", id), 1);
@@ -818,7 +776,7 @@ START_TEST(invalid_submissions_are_400_naming_the_field_and_change_nothing)
     ck_assert_int_eq(stored_everything(), before);
 
     /* the edges of the window are accepted, through either path and the hyphenated spellings */
-    long long tasks = sqlf("SELECT count(*) FROM tasks");
+    long long tasks = harness_sqlf("SELECT count(*) FROM tasks");
     char when[64], body[512], id[IDS_UUID_LEN];
     when_at(when, sizeof when, ahead(89, 0), "", 0);
     pb_body(body, sizeof body, "v-89", when);
@@ -832,7 +790,7 @@ START_TEST(invalid_submissions_are_400_naming_the_field_and_change_nothing)
     when_at(when, sizeof when, time(NULL) + 120, "", 0);
     pb_body(body, sizeof body, "v-soon", when);
     submit_as(&srv, "/prebookings", HARNESS_ADMIN_TOKEN, body, id);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks"), tasks + 3);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks"), tasks + 3);
     ck_assert_int_eq(events_of("prebooking-processing", id), 1);
     stop();
 
@@ -872,10 +830,11 @@ START_TEST(a_customer_cannot_hold_two_prebookings_within_the_slot)
                   detail);
     free(detail);
     ck_assert_int_eq(prebookings_of_task(id), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'failed' "
-                          "AND error_title = 'Slot not available' AND result_id IS NULL",
-                          id),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'failed' "
+                     "AND error_title = 'Slot not available' AND result_id IS NULL",
+                     id),
+        1);
     /* 30 minutes earlier, too */
     when_at(when, sizeof when, at - 30 * 60, "", 0);
     submit(&srv, "br-ann", when, id);
@@ -894,15 +853,15 @@ START_TEST(a_customer_cannot_hold_two_prebookings_within_the_slot)
     when_at(when, sizeof when, at, "", 0);
     submit(&srv, "br-bob", when, id);
     wait_succeeded(&srv, id, NULL);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-ann'"), 4);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-bob'"), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-ann'"), 4);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-bob'"), 1);
     /* the failed ones are final: nothing comes back for them */
     char sql[300];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
              "WHERE q.name LIKE 'prebooking-%%' AND m.attributes->'customer'->>'value' "
              "IN ('br-ann', 'br-bob')");
-    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    ck_assert_int_eq(harness_wait_sql(sql, 0, 10), 0);
     stop();
 }
 END_TEST
@@ -1022,8 +981,9 @@ static void assert_one_slot(const struct racer *x, int n)
 /* Backends of the database waiting for a lock. */
 static long long lock_waiters(void)
 {
-    return sqlf("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND "
-                "database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+    return harness_sqlf(
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND "
+        "database = (SELECT oid FROM pg_database WHERE datname = current_database())");
 }
 
 static void exec_on(PGconn *pg, const char *sql)
@@ -1044,7 +1004,8 @@ START_TEST(concurrent_submissions_of_one_slot_make_one_prebooking)
     struct racer x[RACERS];
     race_all(body, RACERS, x);
     assert_one_slot(x, RACERS);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-race'"), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-race'"),
+                     1);
     ck_assert_int_ge(atomic_load(&race_handled), RACERS);
     ck_assert_int_ge(worker_metric(&srv, "prebooking-processing", "handled"), RACERS);
 
@@ -1061,13 +1022,13 @@ START_TEST(concurrent_submissions_of_one_slot_make_one_prebooking)
     exec_on(gate, "LOCK TABLE prebookings IN SHARE MODE");
     struct racer first;
     race_all(body, 1, &first);
-    double until = now_s() + 10;
-    while (lock_waiters() < 1 && now_s() < until)
+    double until = harness_now_s() + 10;
+    while (lock_waiters() < 1 && harness_now_s() < until)
         harness_sleep_ms(20);
     long long blocked_first = lock_waiters();
     race_all(body, RACERS - 1, x);
-    until = now_s() + 5;
-    while (lock_waiters() < 2 && now_s() < until)
+    until = harness_now_s() + 5;
+    while (lock_waiters() < 2 && harness_now_s() < until)
         harness_sleep_ms(20);
     long long blocked = lock_waiters();
     exec_on(gate, "COMMIT");
@@ -1079,7 +1040,8 @@ START_TEST(concurrent_submissions_of_one_slot_make_one_prebooking)
     for (int i = 0; i < RACERS - 1; i++)
         free(wait_failed(&srv, x[i].id, "Slot not available"));
     ck_assert_int_ge(atomic_load(&race_nthreads), 2);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-gate'"), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE customer = 'br-gate'"),
+                     1);
     consumer_fault_hook = NULL;
     stop();
 
@@ -1159,7 +1121,7 @@ START_TEST(submissions_sent_into_the_queue_become_tasks)
     char sql[600];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'",
              mid);
-    ck_assert_int_eq(wait_sql(sql, 1, 10), 1);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
 
     /* the same rule applies: the slot of dq-1 is taken */
     when_at(when, sizeof when, at + 600, "", 0);
@@ -1217,7 +1179,7 @@ START_TEST(submissions_sent_into_the_queue_become_tasks)
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
              "WHERE q.name IN ('prebooking-submission', 'prebooking-submission-dlq', "
              "'prebooking-processing-dlq', 'prebooking-datalake-dlq')");
-    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    ck_assert_int_eq(harness_wait_sql(sql, 0, 10), 0);
     ck_assert_int_eq(worker_metric(&srv, "prebooking-submission", "failed"), 0);
     ck_assert_int_ge(worker_metric(&srv, "prebooking-submission", "handled"),
                      (long long)(2 + sizeof bad / sizeof *bad));
@@ -1259,13 +1221,14 @@ START_TEST(transient_failures_are_retried_without_failing_the_task)
     json_decref(t);
     ck_assert_msg(seen.processing, "the task was never seen processing between the retries");
     ck_assert_int_eq(atomic_load(&injected), 2);
-    ck_assert_int_ge(sqlf("SELECT attempts FROM tasks WHERE id = '%s'", id), 3);
+    ck_assert_int_ge(harness_sqlf("SELECT attempts FROM tasks WHERE id = '%s'", id), 3);
     ck_assert_int_eq(prebookings_of_task(id), 1);
     ck_assert_int_ge(worker_metric(&srv, "prebooking-processing", "failed"), 2);
     ck_assert_int_eq(events_of("prebooking-processing", id), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                          "WHERE q.name = 'prebooking-processing-dlq'"),
-                     0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                     "WHERE q.name = 'prebooking-processing-dlq'"),
+        0);
     stop();
 }
 END_TEST
@@ -1296,7 +1259,7 @@ START_TEST(a_worker_dying_mid_task_is_covered_by_the_lease)
     }
     ck_assert_msg(mine, "the event was not received: %s", buf_str(&r.body));
     response_cleanup(&r);
-    double leased = now_s();
+    double leased = harness_now_s();
     char sql[300];
     snprintf(sql, sizeof sql,
              "UPDATE tasks SET status = 'processing', attempts = attempts + 1, "
@@ -1311,23 +1274,23 @@ START_TEST(a_worker_dying_mid_task_is_covered_by_the_lease)
     /* the workers take it over once the lease runs out */
     start(prebooking_workers);
     json_t *t = wait_task(&srv, id, 15);
-    double took = now_s() - leased;
+    double took = harness_now_s() - leased;
     ck_assert_str_eq(json_str(t, "status"), "succeeded");
     json_decref(t);
     ck_assert_msg(took >= 1.5, "succeeded %.2f s after the lease of 2 s began", took);
-    ck_assert_int_eq(sqlf("SELECT attempts FROM tasks WHERE id = '%s'", id), 2);
+    ck_assert_int_eq(harness_sqlf("SELECT attempts FROM tasks WHERE id = '%s'", id), 2);
     ck_assert_int_eq(prebookings_of_task(id), 1);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'",
              id);
-    ck_assert_int_eq(wait_sql(sql, 1, 10), 1);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
     ck_assert_int_eq(events_of("prebooking-processing", id), 0);
-    char *result = sqlf_text("SELECT result_id FROM tasks WHERE id = '%s'", id);
-    char *updated = sqlf_text("SELECT updated_at FROM tasks WHERE id = '%s'", id);
+    char *result = harness_sqlf_text("SELECT result_id FROM tasks WHERE id = '%s'", id);
+    char *updated = harness_sqlf_text("SELECT updated_at FROM tasks WHERE id = '%s'", id);
 
     /* the same event again, into both queues (a duplicate delivery): nothing changes */
-    char *event = sqlf_text("SELECT submission::text FROM prebooking_submissions "
-                            "WHERE task_id = '%s'",
-                            id);
+    char *event = harness_sqlf_text("SELECT submission::text FROM prebooking_submissions "
+                                    "WHERE task_id = '%s'",
+                                    id);
     ck_assert_ptr_nonnull(event);
     char *envelope = malloc(strlen(event) + 32);
     sprintf(envelope, "{\"body\": %s}", event);
@@ -1344,23 +1307,24 @@ START_TEST(a_worker_dying_mid_task_is_covered_by_the_lease)
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
              "WHERE q.name IN ('prebooking-processing', 'prebooking-datalake')");
-    ck_assert_int_eq(wait_sql(sql, 0, 10), 0);
+    ck_assert_int_eq(harness_wait_sql(sql, 0, 10), 0);
     ck_assert_int_eq(prebookings_of_task(id), 1);
     ck_assert_int_eq(submissions_of_task(id), 1);
-    char *result2 = sqlf_text("SELECT result_id FROM tasks WHERE id = '%s'", id);
-    char *updated2 = sqlf_text("SELECT updated_at FROM tasks WHERE id = '%s'", id);
+    char *result2 = harness_sqlf_text("SELECT result_id FROM tasks WHERE id = '%s'", id);
+    char *updated2 = harness_sqlf_text("SELECT updated_at FROM tasks WHERE id = '%s'", id);
     ck_assert_str_eq(result2, result);
     ck_assert_str_eq(updated2, updated);
     ck_assert_int_eq(
-        sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'succeeded'", id), 1);
+        harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'succeeded'", id), 1);
     free(result);
     free(result2);
     free(updated);
     free(updated2);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                          "WHERE q.name IN ('prebooking-processing-dlq', "
-                          "'prebooking-datalake-dlq')"),
-                     0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                     "WHERE q.name IN ('prebooking-processing-dlq', "
+                     "'prebooking-datalake-dlq')"),
+        0);
     stop();
 }
 END_TEST
@@ -1400,12 +1364,14 @@ START_TEST(the_backlog_shows_and_drains)
     ck_assert_int_eq(json_integer_value(json_object_get(stats, "delayed")), 0);
     ck_assert_int_ge(json_integer_value(json_object_get(stats, "oldest_age_seconds")), 0);
     response_cleanup(&r);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id IN (%s)", list), BACKLOG);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM open_tasks WHERE id IN (%s)", list),
+                     BACKLOG);
     /* the sweeper measures at most every 5 s */
     const char *sample = "rydes_queue_messages{queue=\"prebooking-processing\","
                          "state=\"available\"}";
     long long depth = -1;
-    for (double until = now_s() + 10; (depth = metric(&srv, sample)) != BACKLOG && now_s() < until;)
+    for (double until = harness_now_s() + 10;
+         (depth = metric(&srv, sample)) != BACKLOG && harness_now_s() < until;)
         harness_sleep_ms(200);
     ck_assert_msg(depth == BACKLOG, "%s %lld", sample, depth);
     stop();
@@ -1415,12 +1381,13 @@ START_TEST(the_backlog_shows_and_drains)
     char sql[BACKLOG * 40 + 200];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM tasks WHERE status = 'succeeded' AND id IN (%s)", list);
-    ck_assert_int_eq(wait_sql(sql, BACKLOG, 30), BACKLOG);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM open_tasks WHERE id IN (%s)", list), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM prebookings WHERE task_id IN (%s)", list), BACKLOG);
+    ck_assert_int_eq(harness_wait_sql(sql, BACKLOG, 30), BACKLOG);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM open_tasks WHERE id IN (%s)", list), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE task_id IN (%s)", list),
+                     BACKLOG);
     snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id IN (%s)",
              list);
-    ck_assert_int_eq(wait_sql(sql, BACKLOG, 10), BACKLOG);
+    ck_assert_int_eq(harness_wait_sql(sql, BACKLOG, 10), BACKLOG);
     harness_admin(&srv, "GET", "/queues/prebooking-processing", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     stats = json_object_get(r.json, "stats");
@@ -1485,7 +1452,7 @@ START_TEST(prebookings_need_the_app_role_and_unknown_ids_are_404)
     when_at(when, sizeof when, ahead(8, 0), "", 0);
     pb_body(body, sizeof body, "ro-1", when);
     const char *zero = "/tasks/00000000-0000-4000-8000-000000000000";
-    long long tasks = sqlf("SELECT count(*) FROM tasks");
+    long long tasks = harness_sqlf("SELECT count(*) FROM tasks");
     ck_assert_int_eq(status_of(&srv, "POST", "/prebookings", NULL, body), 401);
     ck_assert_int_eq(status_of(&srv, "POST", "/prebookings", "not-a-token", body), 401);
     ck_assert_int_eq(
@@ -1495,7 +1462,7 @@ START_TEST(prebookings_need_the_app_role_and_unknown_ids_are_404)
     ck_assert_int_eq(
         status_of(&srv, "GET", "/prebookings/00000000-0000-4000-8000-000000000000", NULL, NULL),
         401);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM tasks"), tasks);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks"), tasks);
 
     submit_as(&srv, "/prebookings", app, body, id);
     snprintf(path, sizeof path, "/tasks/%s", id);

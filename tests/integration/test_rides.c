@@ -90,71 +90,25 @@ static void all_workers_fare_100(struct config *cfg)
 
 /* ---- SQL and time ---------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The first value of the SQL printf-formatted from fmt (caller frees), or NULL. The values
- * formatted in are the tests' own (customers, ids): no quoting needed. */
-static char *sqlf_text(const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ck_assert_int_lt(n, (int)sizeof sql);
-    return harness_sql(harness_db_url(), sql);
-}
-
-/* The first value of the formatted SQL as an integer; asserts there is a row. */
-static long long sqlf(const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    ck_assert_int_lt(n, (int)sizeof sql);
-    char *v = harness_sql(harness_db_url(), sql);
-    ck_assert_msg(v != NULL, "no row: %s", sql);
-    long long x = atoll(v);
-    free(v);
-    return x;
-}
-
-/* Polls sql (an integer query) every 100 ms until it gives want or timeout_s passed; returns
- * the last value. */
-static long long wait_sql(const char *sql, long long want, double timeout_s)
-{
-    double until = now_s() + timeout_s;
-    long long v;
-    while ((v = sqlf("%s", sql)) != want && now_s() < until)
-        harness_sleep_ms(100);
-    return v;
-}
-
 /* Messages of queue (any state) whose customer attribute is customer (NULL: all). */
 static long long in_queue(const char *queue, const char *customer)
 {
     if (!customer)
         return harness_stored(queue);
-    return sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                "WHERE q.name = '%s' AND m.attributes->'customer'->>'value' = '%s'",
-                queue, customer);
+    return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                        "WHERE q.name = '%s' AND m.attributes->'customer'->>'value' = '%s'",
+                        queue, customer);
 }
 
 /* Messages left in the serviced queues and in every dead-letter queue of the topology. */
 static long long left_in_service_queues(void)
 {
-    return sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                "'datalake-ingestion', 'extraordinary-rides') OR q.name IN ("
-                "'customer-notification-dlq', 'customer-loyalty-dlq', 'datalake-ingestion-dlq', "
-                "'customer-accounting-dlq', 'extraordinary-rides-dlq')");
+    return harness_sqlf(
+        "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+        "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
+        "'datalake-ingestion', 'extraordinary-rides') OR q.name IN ("
+        "'customer-notification-dlq', 'customer-loyalty-dlq', 'datalake-ingestion-dlq', "
+        "'customer-accounting-dlq', 'extraordinary-rides-dlq')");
 }
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */
@@ -283,10 +237,10 @@ static double num(json_t *o, const char *key)
 static json_t *attributes_in(const char *queue, const char *customer)
 {
     ck_assert_int_eq(in_queue(queue, customer), 1);
-    char *text = sqlf_text("SELECT m.attributes::text FROM messages m JOIN queues q "
-                           "ON q.id = m.queue_id WHERE q.name = '%s' "
-                           "AND m.attributes->'customer'->>'value' = '%s'",
-                           queue, customer);
+    char *text = harness_sqlf_text("SELECT m.attributes::text FROM messages m JOIN queues q "
+                                   "ON q.id = m.queue_id WHERE q.name = '%s' "
+                                   "AND m.attributes->'customer'->>'value' = '%s'",
+                                   queue, customer);
     ck_assert_ptr_nonnull(text);
     json_t *a = json_loads(text, 0, NULL);
     ck_assert_msg(a != NULL, "attributes are not JSON: %s", text);
@@ -320,12 +274,13 @@ START_TEST(post_rides_answers_201_and_publishes_the_ride)
     ck_assert_int_eq(json_object_size(r.json), 10);
 
     /* stored... */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND customer = 'p1-alice' "
-                          "AND from_location = 'Sunset Blvd' AND to_location = 'Hollywood Hills' "
-                          "AND unicorn = 'Shadowfax' AND duration = 600 AND distance = 12.5 "
-                          "AND fare::text = '61.50' AND correlation_id = 'rides-test.req:1'",
-                          id),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND customer = 'p1-alice' "
+                     "AND from_location = 'Sunset Blvd' AND to_location = 'Hollywood Hills' "
+                     "AND unicorn = 'Shadowfax' AND duration = 600 AND distance = 12.5 "
+                     "AND fare::text = '61.50' AND correlation_id = 'rides-test.req:1'",
+                     id),
+        1);
     /* ...and published: once to each unfiltered queue, not to extraordinary-rides (distance) */
     json_t *want = json_pack("{s:{s:s,s:s}, s:{s:s,s:s}, s:{s:s,s:s}, s:{s:s,s:s}, s:{s:s,s:s}}",
                              "fare", "type", "Number", "value", "61.50", "distance", "type",
@@ -398,9 +353,9 @@ START_TEST(the_alias_and_hyphenated_fields_work_the_same)
     ck_assert(num(r.json, "fare") == 0.5);
     char rid[128];
     ck_assert(response_header(&r, "X-Request-Id", rid, sizeof rid));
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND unicorn IS NULL "
-                          "AND correlation_id = '%s'",
-                          json_str(r.json, "id"), rid),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND unicorn IS NULL "
+                                  "AND correlation_id = '%s'",
+                                  json_str(r.json, "id"), rid),
                      1);
     for (int i = 0; i < NQUEUES; i++) {
         json_t *a = attributes_in(unfiltered[i], "p2-bob");
@@ -569,9 +524,9 @@ static char *bad_ride_body(const struct bad_ride *b)
 
 START_TEST(invalid_rides_are_400_naming_the_field_and_change_nothing)
 {
-    long long rides = sqlf("SELECT count(*) FROM rides"),
-              messages = sqlf("SELECT count(*) FROM messages"),
-              payloads = sqlf("SELECT count(*) FROM payloads");
+    long long rides = harness_sqlf("SELECT count(*) FROM rides"),
+              messages = harness_sqlf("SELECT count(*) FROM messages"),
+              payloads = harness_sqlf("SELECT count(*) FROM payloads");
     /* every row is tried; the ones answered wrongly are listed together at the end */
     struct buf wrong;
     buf_init(&wrong);
@@ -622,8 +577,9 @@ START_TEST(invalid_rides_are_400_naming_the_field_and_change_nothing)
                       buf_str(&r.body));
     response_cleanup(&r);
 
-    long long now[3] = {sqlf("SELECT count(*) FROM rides"), sqlf("SELECT count(*) FROM messages"),
-                        sqlf("SELECT count(*) FROM payloads")};
+    long long now[3] = {harness_sqlf("SELECT count(*) FROM rides"),
+                        harness_sqlf("SELECT count(*) FROM messages"),
+                        harness_sqlf("SELECT count(*) FROM payloads")};
     if (now[0] != rides || now[1] != messages || now[2] != payloads)
         buf_printf(&wrong, "\n  stored: %lld rides, %lld messages, %lld payloads more",
                    now[0] - rides, now[1] - messages, now[2] - payloads);
@@ -640,7 +596,7 @@ END_TEST
 /* Rides of customer, and their messages in each unfiltered queue (asserted equal to rides). */
 static long long rides_of(const char *customer)
 {
-    long long n = sqlf("SELECT count(*) FROM rides WHERE customer = '%s'", customer);
+    long long n = harness_sqlf("SELECT count(*) FROM rides WHERE customer = '%s'", customer);
     for (int i = 0; i < NQUEUES; i++)
         ck_assert_msg(in_queue(unfiltered[i], customer) == n, "%s: %lld messages for %lld rides",
                       unfiltered[i], in_queue(unfiltered[i], customer), n);
@@ -728,8 +684,8 @@ START_TEST(invalid_idempotency_keys_are_400)
         response_cleanup(&r);
     }
     ck_assert_int_eq(rides_of("i2-erin"), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM idempotency_keys WHERE length(key) > 255 "
-                          "OR key ~ '[^!-~]'"),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM idempotency_keys WHERE length(key) > 255 "
+                                  "OR key ~ '[^!-~]'"),
                      0);
     /* 255 visible characters are fine */
     struct response r;
@@ -843,7 +799,8 @@ START_TEST(concurrent_requests_with_one_key_make_one_ride)
     for (int i = 0; i < RACERS; i++)
         free(x[i].answer);
     ck_assert_int_eq(rides_of("i3-frank"), 3);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'race-key-%%'"), 3);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'race-key-%%'"), 3);
 }
 END_TEST
 
@@ -929,7 +886,7 @@ START_TEST(list_rides_of_a_customer_paginates_oldest_first)
     harness_admin(&srv, "GET", "/rides?limit=1000", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "rides")),
-                     sqlf("SELECT count(*) FROM rides"));
+                     harness_sqlf("SELECT count(*) FROM rides"));
     response_cleanup(&r);
 
     char long_customer[300] = "/rides?customer=";
@@ -1012,7 +969,7 @@ START_TEST(rides_need_the_app_role)
         status_of("POST", "/topics/ride-completion/messages", app, "{\"body\": \"x\"}"), 403);
     ck_assert_int_eq(status_of("PUT", "/queues/x", service, "{}"), 403);
     ck_assert_int_eq(status_of("POST", "/tokens", app, "{\"role\":\"admin\",\"name\":\"x\"}"), 403);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM queues WHERE name = 'x'"), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'x'"), 0);
     /* other methods on the ride routes */
     ck_assert_int_eq(status_of("DELETE", path, app, NULL), 405);
     ck_assert_int_eq(status_of("PUT", "/rides", app, body), 405);
@@ -1032,7 +989,7 @@ static void wait_journeys(const char *id_list, long long n, long long extraordin
              "NULL AND ingested_at IS NOT NULL) * 100000 + count(extraordinary_at) "
              "FROM ride_journeys WHERE id IN (%s)",
              id_list);
-    long long got = wait_sql(sql, n * 100000 + extraordinary, timeout_s);
+    long long got = harness_wait_sql(sql, n * 100000 + extraordinary, timeout_s);
     ck_assert_msg(got == n * 100000 + extraordinary,
                   "after %.0f s: %lld of %lld rides done, %lld of %lld flagged", timeout_s,
                   got / 100000, n, got % 100000, extraordinary);
@@ -1069,35 +1026,41 @@ START_TEST(extraordinary_filter_boundary)
     }
     wait_journeys(list, n, 3, 10);
     /* every delivery is settled before we look at what did not happen */
-    ck_assert_int_eq(wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                              "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                              "'datalake-ingestion', 'extraordinary-rides')",
-                              0, 10),
-                     0);
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
+                         "'datalake-ingestion', 'extraordinary-rides')",
+                         0, 10),
+        0);
     for (int i = 0; i < n; i++) {
-        ck_assert_msg(sqlf("SELECT count(*) FROM ride_journeys WHERE id = '%s' AND "
-                           "extraordinary_at IS %s NULL",
-                           ids[i], rides[i].extraordinary ? "NOT" : "") == 1,
+        ck_assert_msg(harness_sqlf("SELECT count(*) FROM ride_journeys WHERE id = '%s' AND "
+                                   "extraordinary_at IS %s NULL",
+                                   ids[i], rides[i].extraordinary ? "NOT" : "") == 1,
                       "%s: extraordinary should be %d", rides[i].customer, rides[i].extraordinary);
-        ck_assert_int_eq(sqlf("SELECT loyalty_points FROM ride_journeys WHERE id = '%s'", ids[i]),
-                         rides[i].points);
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM ride_notifications WHERE ride_id = '%s' AND "
-                              "customer = '%s' AND message LIKE '%%Your fare: %%'",
-                              ids[i], rides[i].customer),
-                         1);
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM datalake_rides WHERE ride_id = '%s' AND "
-                              "ride->>'customer' = '%s' AND ride->>'id' = '%s'",
-                              ids[i], rides[i].customer, ids[i]),
-                         1);
+        ck_assert_int_eq(
+            harness_sqlf("SELECT loyalty_points FROM ride_journeys WHERE id = '%s'", ids[i]),
+            rides[i].points);
+        ck_assert_int_eq(
+            harness_sqlf("SELECT count(*) FROM ride_notifications WHERE ride_id = '%s' AND "
+                         "customer = '%s' AND message LIKE '%%Your fare: %%'",
+                         ids[i], rides[i].customer),
+            1);
+        ck_assert_int_eq(
+            harness_sqlf("SELECT count(*) FROM datalake_rides WHERE ride_id = '%s' AND "
+                         "ride->>'customer' = '%s' AND ride->>'id' = '%s'",
+                         ids[i], rides[i].customer, ids[i]),
+            1);
     }
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id = '%s' AND "
-                          "fare = 50 AND distance = 20 AND customer = 'fb-1'",
-                          ids[0]),
-                     1);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id = '%s' AND "
-                          "fare = 50 AND distance = 25",
-                          ids[1]),
-                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id = '%s' AND "
+                     "fare = 50 AND distance = 20 AND customer = 'fb-1'",
+                     ids[0]),
+        1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id = '%s' AND "
+                     "fare = 50 AND distance = 25",
+                     ids[1]),
+        1);
     harness_stop(&s);
 }
 END_TEST
@@ -1105,10 +1068,10 @@ END_TEST
 /* The stored filter policy of subscription extraordinary-rides equals policy (JSON text). */
 static long long policy_is(const char *policy)
 {
-    return sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = s.topic_id "
-                "WHERE t.name = 'ride-completion' AND s.name = 'extraordinary-rides' "
-                "AND s.filter_policy = '%s'::jsonb AND s.raw_delivery",
-                policy);
+    return harness_sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = s.topic_id "
+                        "WHERE t.name = 'ride-completion' AND s.name = 'extraordinary-rides' "
+                        "AND s.filter_policy = '%s'::jsonb AND s.raw_delivery",
+                        policy);
 }
 
 #define POLICY(fare)                                   \
@@ -1118,9 +1081,9 @@ static long long policy_is(const char *policy)
 /* Counts of the topology's rows: queues, topics and subscriptions. */
 static void topology_counts(long long out[3])
 {
-    out[0] = sqlf("SELECT count(*) FROM queues");
-    out[1] = sqlf("SELECT count(*) FROM topics");
-    out[2] = sqlf("SELECT count(*) FROM subscriptions");
+    out[0] = harness_sqlf("SELECT count(*) FROM queues");
+    out[1] = harness_sqlf("SELECT count(*) FROM topics");
+    out[2] = harness_sqlf("SELECT count(*) FROM subscriptions");
 }
 
 START_TEST(thresholds_are_settings_and_restarts_keep_the_topology)
@@ -1164,13 +1127,13 @@ START_TEST(thresholds_are_settings_and_restarts_keep_the_topology)
         ck_assert_int_eq(after[0], before[0]);
         ck_assert_int_eq(after[1], before[1]);
         ck_assert_int_eq(after[2], before[2]);
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON "
-                              "t.id = s.topic_id JOIN queues q ON q.id = s.queue_id WHERE "
-                              "t.name = 'ride-completion' AND s.name = 'audit' AND "
-                              "q.name = 'audit' AND s.raw_delivery"),
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON "
+                                      "t.id = s.topic_id JOIN queues q ON q.id = s.queue_id WHERE "
+                                      "t.name = 'ride-completion' AND s.name = 'audit' AND "
+                                      "q.name = 'audit' AND s.raw_delivery"),
                          1);
-        ck_assert_int_eq(sqlf("SELECT visibility_timeout FROM queues WHERE name = "
-                              "'datalake-ingestion'"),
+        ck_assert_int_eq(harness_sqlf("SELECT visibility_timeout FROM queues WHERE name = "
+                                      "'datalake-ingestion'"),
                          45);
         if (round == 1)
             break;
@@ -1181,15 +1144,16 @@ START_TEST(thresholds_are_settings_and_restarts_keep_the_topology)
         harness_stop(&s);
     }
     /* no topology row exists twice under one name */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM (SELECT name FROM queues GROUP BY name "
-                          "HAVING count(*) > 1) d"),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM (SELECT name FROM queues GROUP BY name "
+                                  "HAVING count(*) > 1) d"),
                      0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM queues WHERE name IN ('customer-notification', "
-                          "'customer-loyalty', 'datalake-ingestion', 'customer-accounting', "
-                          "'extraordinary-rides') AND dead_letter_queue_id = (SELECT id FROM "
-                          "queues d WHERE d.name = queues.name || '-dlq') "
-                          "AND max_receive_count = 5"),
-                     5);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM queues WHERE name IN ('customer-notification', "
+                     "'customer-loyalty', 'datalake-ingestion', 'customer-accounting', "
+                     "'extraordinary-rides') AND dead_letter_queue_id = (SELECT id FROM "
+                     "queues d WHERE d.name = queues.name || '-dlq') "
+                     "AND max_receive_count = 5"),
+        5);
     /* put things back for the tests that follow */
     harness_admin(&s, "DELETE", "/topics/ride-completion/subscriptions/audit", NULL, &r);
     ck_assert_int_eq(r.status, 204);
@@ -1220,13 +1184,13 @@ START_TEST(without_the_topic_nothing_is_stored_until_a_restart)
     response_cleanup(&r);
     char body[512];
     ride_body(body, sizeof body, "nt-1", "10", "1");
-    double until = now_s() + 5;
+    double until = harness_now_s() + 5;
     do {
         post_ride(&s, body, "Idempotency-Key: nt-key", &r);
         long st = r.status;
         if (st != 503)
             response_cleanup(&r);
-        if (st == 503 || now_s() > until)
+        if (st == 503 || harness_now_s() > until)
             break;
         harness_sleep_ms(100);
     } while (true);
@@ -1235,14 +1199,14 @@ START_TEST(without_the_topic_nothing_is_stored_until_a_restart)
     ck_assert(response_header(&r, "Retry-After", h, sizeof h));
     response_cleanup(&r);
     /* no ride without its event: nothing stored, the key not used up */
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM rides WHERE customer = 'nt-1'"), 0);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM idempotency_keys WHERE key = 'nt-key'"), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer = 'nt-1'"), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM idempotency_keys WHERE key = 'nt-key'"), 0);
     harness_stop(&s);
     /* a restart re-creates the topic with our subscriptions as they are defined */
     harness_start(&s, no_workers);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = "
-                          "s.topic_id JOIN queues q ON q.id = s.queue_id WHERE t.name = "
-                          "'ride-completion' AND s.name = q.name AND s.raw_delivery"),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON t.id = "
+                                  "s.topic_id JOIN queues q ON q.id = s.queue_id WHERE t.name = "
+                                  "'ride-completion' AND s.name = q.name AND s.raw_delivery"),
                      5);
     ck_assert_int_eq(policy_is(POLICY("50")), 1);
     post_ride(&s, body, "Idempotency-Key: nt-key", &r);
@@ -1279,13 +1243,14 @@ static bool fail_first_delivery_of_odd_customers(const char *worker, const struc
  * rides rides. */
 static void assert_loyalty(const char *customer, long long points, long long rides)
 {
-    ck_assert_int_eq(sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_credits WHERE customer = "
-                          "'%s'",
-                          customer),
-                     points);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM loyalty_accounts WHERE customer = '%s' AND "
-                          "points = %lld AND rides = %lld",
-                          customer, points, rides),
+    ck_assert_int_eq(
+        harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_credits WHERE customer = "
+                     "'%s'",
+                     customer),
+        points);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM loyalty_accounts WHERE customer = '%s' AND "
+                                  "points = %lld AND rides = %lld",
+                                  customer, points, rides),
                      1);
 }
 
@@ -1295,9 +1260,11 @@ static void assert_once_each(const char *list, long long n, long long extraordin
 {
     const char *tables[] = {"ride_notifications", "loyalty_credits", "datalake_rides"};
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(sqlf("SELECT count(*) FROM %s WHERE ride_id IN (%s)", tables[i], list), n);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id IN (%s)", list),
-                     extraordinary);
+        ck_assert_int_eq(
+            harness_sqlf("SELECT count(*) FROM %s WHERE ride_id IN (%s)", tables[i], list), n);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id IN (%s)", list),
+        extraordinary);
 }
 
 START_TEST(at_least_once_effects_happen_exactly_once)
@@ -1322,11 +1289,12 @@ START_TEST(at_least_once_effects_happen_exactly_once)
     }
     ck_assert_int_gt(odd_extraordinary, 0);
     wait_journeys(list, 20, extraordinary, 30);
-    ck_assert_int_eq(wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                              "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                              "'datalake-ingestion', 'extraordinary-rides')",
-                              0, 10),
-                     0);
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
+                         "'datalake-ingestion', 'extraordinary-rides')",
+                         0, 10),
+        0);
     consumer_fault_hook = NULL;
     assert_once_each(list, 20, extraordinary);
     for (int k = 1; k <= 4; k++) {
@@ -1356,11 +1324,12 @@ START_TEST(two_servers_share_the_work)
     /* whatever earlier tests left in the queues is consumed first, so that the counters of the
      * two servers started afterwards count our rides only */
     harness_start(&a, all_workers);
-    ck_assert_int_eq(wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                              "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                              "'datalake-ingestion', 'extraordinary-rides')",
-                              0, 10),
-                     0);
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
+                         "'datalake-ingestion', 'extraordinary-rides')",
+                         0, 10),
+        0);
     harness_stop(&a);
     harness_start(&a, all_workers);
     harness_start(&b, all_workers);
@@ -1378,11 +1347,12 @@ START_TEST(two_servers_share_the_work)
         extraordinary += x;
     }
     wait_journeys(list, 40, extraordinary, 15);
-    ck_assert_int_eq(wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                              "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                              "'datalake-ingestion', 'extraordinary-rides')",
-                              0, 10),
-                     0);
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
+                         "'datalake-ingestion', 'extraordinary-rides')",
+                         0, 10),
+        0);
     assert_once_each(list, 40, extraordinary);
     for (int k = 1; k <= 4; k++) {
         char customer[16];
@@ -1392,11 +1362,11 @@ START_TEST(two_servers_share_the_work)
     for (int i = 0; i < NQUEUES; i++) {
         /* a counter moves just after its commit: allow it a moment */
         long long want = i == 3 ? extraordinary : 40, da, db;
-        double until = now_s() + 5;
+        double until = harness_now_s() + 5;
         while ((da = worker_metric(&a, serviced[i], "handled")) +
                        (db = worker_metric(&b, serviced[i], "handled")) !=
                    want &&
-               now_s() < until)
+               harness_now_s() < until)
             harness_sleep_ms(50);
         ck_assert_msg(da >= 0 && da <= want && db >= 0 && db <= want && da + db == want,
                       "%s: %lld + %lld handled, expected %lld in all", serviced[i], da, db, want);
@@ -1418,8 +1388,8 @@ START_TEST(a_poison_message_is_dead_lettered_and_changes_nothing)
     consumer_fault_hook = NULL;
     struct harness_server s;
     harness_start(&s, loyalty_worker);
-    long long credits = sqlf("SELECT count(*) FROM loyalty_credits"),
-              accounts = sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts");
+    long long credits = harness_sqlf("SELECT count(*) FROM loyalty_credits"),
+              accounts = harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts");
     struct response r;
     harness_admin(&s, "POST", "/queues/customer-loyalty/messages",
                   "{\"body\": {\"hello\": \"not a ride\", \"fare\": 10}}", &r);
@@ -1427,21 +1397,23 @@ START_TEST(a_poison_message_is_dead_lettered_and_changes_nothing)
     char mid[IDS_UUID_LEN];
     snprintf(mid, sizeof mid, "%s", json_str(r.json, "message_id"));
     response_cleanup(&r);
-    double t0 = now_s();
+    double t0 = harness_now_s();
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
              "WHERE q.name = 'customer-loyalty-dlq' AND m.message_id = '%s'",
              mid);
-    ck_assert_msg(wait_sql(sql, 1, POISON_DEADLINE_S) == 1, "not dead-lettered after %d s",
+    ck_assert_msg(harness_wait_sql(sql, 1, POISON_DEADLINE_S) == 1, "not dead-lettered after %d s",
                   POISON_DEADLINE_S);
-    double took = now_s() - t0;
+    double took = harness_now_s() - t0;
     ck_assert_msg(took >= 14, "dead-lettered after %.1f s, before five receives", took);
-    ck_assert_int_eq(sqlf("SELECT receive_count FROM messages WHERE message_id = '%s'", mid), 5);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT receive_count FROM messages WHERE message_id = '%s'", mid), 5);
     ck_assert_int_eq(in_queue("customer-loyalty", NULL), 0);
     ck_assert_int_eq(worker_metric(&s, "customer-loyalty", "failed"), 5);
-    ck_assert_int_eq(sqlf("SELECT count(*) FROM loyalty_credits"), credits);
-    ck_assert_int_eq(sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts"), accounts);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM loyalty_credits"), credits);
+    ck_assert_int_eq(harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts"),
+                     accounts);
     harness_admin(&s, "POST", "/queues/customer-loyalty-dlq:purge", NULL, &r);
     ck_assert_int_eq(r.status, 204);
     response_cleanup(&r);
@@ -1479,14 +1451,15 @@ START_TEST(rydes_worker_runs_as_a_separate_process)
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM ride_notifications WHERE ride_id = '%s' AND customer = 'wp-1'",
              id);
-    long long notified = wait_sql(sql, 1, 10);
+    long long notified = harness_wait_sql(sql, 1, 10);
     /* only the notification service runs there */
-    long long credited = sqlf("SELECT count(*) FROM loyalty_credits WHERE ride_id = '%s'", id);
+    long long credited =
+        harness_sqlf("SELECT count(*) FROM loyalty_credits WHERE ride_id = '%s'", id);
     kill(pid, SIGTERM);
     int status = 0;
     pid_t done = 0;
-    for (double until = now_s() + 10;
-         (done = waitpid(pid, &status, WNOHANG)) == 0 && now_s() < until;)
+    for (double until = harness_now_s() + 10;
+         (done = waitpid(pid, &status, WNOHANG)) == 0 && harness_now_s() < until;)
         harness_sleep_ms(50);
     if (done == 0) {
         kill(pid, SIGKILL);

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,8 +321,7 @@ void harness_walk_names(struct harness_server *s, const char *collection, const 
         ck_assert(json_is_string(next) || json_is_null(next));
         bool more = json_is_string(next);
         if (more)
-            snprintf(path, sizeof path, "%s?limit=2&after=%s", collection,
-                     json_string_value(next));
+            snprintf(path, sizeof path, "%s?limit=2&after=%s", collection, json_string_value(next));
         response_cleanup(&r);
         if (!more)
             break;
@@ -351,4 +351,51 @@ int harness_run(Suite *suite)
     srunner_free(sr);
     curl_global_cleanup();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+double harness_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Formats the SQL of fmt into sql (asserting it fits). */
+static void format_sql(char *sql, size_t n, const char *fmt, va_list ap)
+{
+    int len = vsnprintf(sql, n, fmt, ap);
+    ck_assert_int_lt(len, (int)n);
+}
+
+char *harness_sqlf_text(const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    format_sql(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return harness_sql(harness_db_url(), sql);
+}
+
+long long harness_sqlf(const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    format_sql(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    char *v = harness_sql(harness_db_url(), sql);
+    ck_assert_msg(v != NULL, "no row: %s", sql);
+    long long x = atoll(v);
+    free(v);
+    return x;
+}
+
+long long harness_wait_sql(const char *sql, long long want, double timeout_s)
+{
+    double until = harness_now_s() + timeout_s;
+    long long v;
+    while ((v = harness_sqlf("%s", sql)) != want && harness_now_s() < until)
+        harness_sleep_ms(100);
+    return v;
 }

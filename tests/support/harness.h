@@ -72,6 +72,17 @@ bool problem_names_field(const struct response *r, const char *field);
 void harness_walk_names(struct harness_server *s, const char *collection, const char *key,
                         const char *prefix, int *seen, int *ours, int *pages);
 
+/* The monotonic clock in seconds, for deadlines. */
+double harness_now_s(void);
+/* The first value of the printf-formatted SQL on harness_db_url() (caller frees), or NULL. The
+ * values formatted in must be the test's own (no quoting is done). */
+char *harness_sqlf_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same as an integer; asserts there is a row. */
+long long harness_sqlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Polls the integer query sql every 100 ms until it gives want or timeout_s passed; returns the
+ * last value. */
+long long harness_wait_sql(const char *sql, long long want, double timeout_s);
+
 /* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the
  * suite runs without one (DATABASE_URL given from outside). */
 bool harness_pgctl(const char *action);
