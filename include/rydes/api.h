@@ -63,12 +63,14 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
 json_t *api_message_json(const struct mq_message *m, bool fifo);
 
 /* Handlers, one group per file under src/api/. */
-/* mq_publish's listened callback: does some process wait on queue_id (hub: the app's hub)? */
-bool api_listened(void *hub, int queue_id);
 /* Topic name with its subscriptions from the process's cache (loaded on c when needed); a
  * reference the caller releases with topic_set_release, or NULL with *st set. */
 struct topic_set *api_cached_topic(struct http_request *req, struct db_conn *c, const char *name,
                                    enum mq_status *st);
+/* 503 for a channel of the Wild Rydes topology (kind "topic" or "queue") that an operator
+ * deleted: the next start-up re-creates it. */
+enum handler_result api_topology_missing(struct http_request *req, const char *kind,
+                                         const char *name);
 /* Counts an accepted publish for /metrics and wakes the push worker when it has URLs to do. */
 void api_published(struct http_request *req, const struct mq_publish_result *r);
 

@@ -54,6 +54,8 @@ void mq_hub_poke(struct mq_hub *h, int queue_id);
  * every queue counts as listened to. A process that starts waiting on a queue looks for
  * messages sent meanwhile without a notification once every sender knows. */
 bool mq_hub_listened(struct mq_hub *h, int queue_id);
+/* mq_hub_listened with the hub as a void pointer: the listened callback of mq_publish. */
+bool mq_hub_listened_cb(void *hub, int queue_id);
 /* Registered waiters right now (for /metrics). */
 int mq_hub_waiters(struct mq_hub *h);
 

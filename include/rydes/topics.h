@@ -131,12 +131,26 @@ enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_topic *
 struct mq_publish_plan {
     bool lean;
     char message_id[IDS_UUID_LEN];
-    int n;         /* matching queues (0: nothing to write) */
-    char *payload; /* owned: the body or the envelope */
+    int n;               /* matching queues (0: nothing to write) */
+    const char *payload; /* the envelope (owned, in envelope) or the publish's body (borrowed:
+                          * keep the mq_publish alive as long as the plan) */
+    char *envelope;
     bool body_json;
     char *attributes;          /* owned JSON text, or NULL */
     struct buf queues, notify; /* int[] literals */
 };
+
+/* The SQL call of a lean plan whose payload is a JSON body, for a statement that puts its own
+ * INSERT in front ("WITH x AS (INSERT …) SELECT " MQ_PUBLISH_JSON_SQL("3", …) " FROM x"): its
+ * five parameters, numbered a..e, are the ones mq_publish_plan_params fills. */
+#define MQ_PUBLISH_JSON_SQL(a, b, c, d, e) \
+    "mq_publish_payload($" a "::uuid, $" b ", true, $" c "::jsonb, $" d "::int[], $" e "::int[])"
+
+/* Writes the five parameters of MQ_PUBLISH_JSON_SQL for plan into v[0..4] (borrowed from plan). */
+void mq_publish_plan_params(const struct mq_publish_plan *plan, const char **v);
+/* Fills out from such a statement's result: the deliveries in column col of row 0. */
+void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int col,
+                            struct mq_publish_result *out);
 
 /* Evaluates the subscriptions' filters for p and fills plan (clear it with
  * mq_publish_plan_clear). */

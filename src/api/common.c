@@ -160,11 +160,6 @@ json_t *api_batch_items(struct http_request *req, const char *key, bool with_ids
     return items;
 }
 
-bool api_listened(void *hub, int queue_id)
-{
-    return mq_hub_listened(hub, queue_id);
-}
-
 struct topic_set *api_cached_topic(struct http_request *req, struct db_conn *c, const char *name,
                                    enum mq_status *st)
 {
@@ -179,4 +174,13 @@ void api_published(struct http_request *req, const struct mq_publish_result *r)
     atomic_fetch_add(&pc->deliveries, (uint64_t)r->deliveries);
     if (r->pushes)
         mq_push_kick(req->app->push);
+}
+
+enum handler_result api_topology_missing(struct http_request *req, const char *kind,
+                                         const char *name)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s %s does not exist; restarting the gateway re-creates it",
+             kind, name);
+    return http_reply_unavailable(req, detail);
 }

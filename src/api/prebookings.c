@@ -44,13 +44,12 @@ enum handler_result api_prebookings_create(struct http_request *req)
     struct task t;
     struct mq_publish_result pub;
     if (set || st == MQ_NOT_FOUND)
-        st =
-            prebookings_submit(c, set, &in, req->request_id, api_listened, req->app->hub, &t, &pub);
+        st = prebookings_submit(c, set, &in, req->request_id, mq_hub_listened_cb, req->app->hub, &t,
+                                &pub);
     api_db_release(req, c);
     topic_set_release(set);
     if (st == MQ_NOT_FOUND)
-        return http_reply_unavailable(req, "topic " PREBOOKINGS_TOPIC " does not exist; "
-                                           "restarting the gateway re-creates it");
+        return api_topology_missing(req, "topic", PREBOOKINGS_TOPIC);
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
     api_published(req, &pub);

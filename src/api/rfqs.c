@@ -31,12 +31,11 @@ enum handler_result api_rfqs_create(struct http_request *req)
     struct rfq r;
     struct mq_publish_result pub;
     if (set || st == MQ_NOT_FOUND)
-        st = rfqs_submit(c, set, &in, api_listened, req->app->hub, &r, &pub);
+        st = rfqs_submit(c, set, &in, mq_hub_listened_cb, req->app->hub, &r, &pub);
     api_db_release(req, c);
     topic_set_release(set);
     if (st == MQ_NOT_FOUND)
-        return http_reply_unavailable(req, "topic " RFQS_TOPIC " does not exist; restarting "
-                                           "the gateway re-creates it");
+        return api_topology_missing(req, "topic", RFQS_TOPIC);
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
     api_published(req, &pub);
@@ -157,8 +156,7 @@ enum handler_result api_rfqs_quote(struct http_request *req)
     api_db_release(req, c);
     rfq_clear(&r);
     if (st == MQ_NOT_FOUND)
-        return http_reply_unavailable(req, "queue " RFQS_RESPONSES " does not exist; restarting "
-                                           "the gateway re-creates it");
+        return api_topology_missing(req, "queue", RFQS_RESPONSES);
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
     return http_reply_json(

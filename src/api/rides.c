@@ -54,8 +54,9 @@ static enum handler_result reply_ride(struct http_request *req, int status, cons
 static enum handler_result create(struct http_request *req, struct db_conn *c,
                                   const struct ride_input *in, const char *key)
 {
-    char hash[65];
-    request_hash(in, hash);
+    char hash[65] = "";
+    if (key) /* the fingerprint matters only to a request that may be replayed */
+        request_hash(in, hash);
     enum mq_status st;
     struct topic_set *set = api_cached_topic(req, c, RIDES_TOPIC, &st);
     if (!set && st != MQ_NOT_FOUND) {
@@ -65,7 +66,7 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
     struct ride ride;
     struct mq_publish_result pub;
     enum rides_outcome o = rides_create(c, set, in, key, key ? hash : NULL, req->request_id,
-                                        api_listened, req->app->hub, &ride, &pub, &st);
+                                        mq_hub_listened_cb, req->app->hub, &ride, &pub, &st);
     api_db_release(req, c);
     topic_set_release(set);
     enum handler_result res;
@@ -81,8 +82,7 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
         return http_reply_problem(req, 422,
                                   "this Idempotency-Key was used with a different request body");
     case RIDES_NO_TOPIC:
-        return http_reply_unavailable(req, "topic " RIDES_TOPIC " does not exist; restarting "
-                                           "the gateway re-creates it");
+        return api_topology_missing(req, "topic", RIDES_TOPIC);
     case RIDES_FAILED:
     default:
         return api_mq_failure(req, st, NULL);

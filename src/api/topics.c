@@ -343,7 +343,7 @@ static enum mq_status publish_checked(struct http_request *req, struct db_conn *
     mq_input_publish_topic(p, prefix, &set->topic, fe);
     if (fe->count)
         return MQ_INVALID;
-    return mq_publish(c, &set->topic, set->subs, set->n, p, api_listened, req->app->hub, out);
+    return mq_publish(c, &set->topic, set->subs, set->n, p, mq_hub_listened_cb, req->app->hub, out);
 }
 
 enum handler_result api_topics_publish(struct http_request *req)
@@ -440,7 +440,7 @@ enum handler_result api_recipient_list(struct http_request *req)
         st = MQ_INVALID;
     }
     if (st == MQ_OK)
-        st = mq_publish(c, NULL, targets, n, &p, api_listened, req->app->hub, &out);
+        st = mq_publish(c, NULL, targets, n, &p, mq_hub_listened_cb, req->app->hub, &out);
     if (st == MQ_OK && out.deliveries != n) {
         st = MQ_CONFLICT;
         snprintf(detail, sizeof detail, "a recipient was deleted meanwhile; nothing delivered");

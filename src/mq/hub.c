@@ -502,6 +502,11 @@ void mq_hub_poke(struct mq_hub *h, int queue_id)
     wake_one(h, queue_id);
 }
 
+bool mq_hub_listened_cb(void *hub, int queue_id)
+{
+    return mq_hub_listened(hub, queue_id);
+}
+
 bool mq_hub_listening(struct mq_hub *h)
 {
     return atomic_load(&h->listening);

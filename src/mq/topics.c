@@ -421,7 +421,8 @@ static void plan_fill(const struct mq_topic *t, const struct mq_publish *p, stru
 {
     plan->lean = true;
     plan->n = tg->n;
-    plan->payload = tg->any_env ? envelope(t, p, plan->message_id) : xstrdup(p->body);
+    plan->envelope = tg->any_env ? envelope(t, p, plan->message_id) : NULL;
+    plan->payload = plan->envelope ? plan->envelope : p->body; /* no copy of a raw body */
     plan->body_json = tg->any_env || p->body_json;
     plan->attributes =
         tg->any_raw && p->attributes ? json_dumps(p->attributes, JSON_COMPACT) : NULL;
@@ -539,11 +540,27 @@ void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *sub
 
 void mq_publish_plan_clear(struct mq_publish_plan *plan)
 {
-    free(plan->payload);
+    free(plan->envelope);
     free(plan->attributes);
     buf_cleanup(&plan->queues);
     buf_cleanup(&plan->notify);
     memset(plan, 0, sizeof *plan);
+}
+
+void mq_publish_plan_params(const struct mq_publish_plan *plan, const char **v)
+{
+    v[0] = plan->message_id;
+    v[1] = plan->payload ? plan->payload : "";
+    v[2] = plan->attributes;
+    v[3] = buf_str((struct buf *)&plan->queues);
+    v[4] = buf_str((struct buf *)&plan->notify);
+}
+
+void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int col,
+                            struct mq_publish_result *out)
+{
+    out->deliveries = atoi(PQgetvalue(r, 0, col));
+    memcpy(out->message_id, plan->message_id, sizeof out->message_id);
 }
 
 enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,

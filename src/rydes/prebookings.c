@@ -30,7 +30,7 @@ static struct db_stmt q_submit =
     DB_STMT("pb_submit",
             "WITH t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at) "
             "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz) RETURNING id) "
-            "SELECT mq_publish_payload($3::uuid, $4, true, $5::jsonb, $6::int[], $7::int[]) FROM t",
+            "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
             7);
 static struct db_stmt q_task_invalid =
     DB_STMT("pb_task_invalid",
@@ -244,18 +244,12 @@ static enum mq_status submit(struct db_conn *c, const struct topic_set *set, con
     mq_publish_plan(&set->topic, set->subs, set->n, p, listened, ctx, &plan);
     enum mq_status st = MQ_OK;
     if (plan.lean) {
-        const char *v[] = {id,
-                           now,
-                           plan.message_id,
-                           plan.payload ? plan.payload : "",
-                           plan.attributes,
-                           buf_str(&plan.queues),
-                           buf_str(&plan.notify)};
+        const char *v[7] = {id, now};
+        mq_publish_plan_params(&plan, &v[2]);
         PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
         st = db_ok(c, r, PGRES_TUPLES_OK) ? MQ_OK : mq_failed(c, r);
         if (st == MQ_OK) {
-            published->deliveries = atoi(PQgetvalue(r, 0, 0));
-            memcpy(published->message_id, plan.message_id, sizeof plan.message_id);
+            mq_publish_plan_result(&plan, r, 0, published);
             PQclear(r);
         }
     } else if (!db_begin(c)) {

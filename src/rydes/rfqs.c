@@ -33,11 +33,11 @@ static struct db_stmt q_quotes = DB_STMT("rfq_quotes",
     "CASE WHEN $7::int = 0 THEN 'all_answered' END)"
 static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT, 7);
 /* The RFQ and its publish (mq_publish_payload, sql/006) in one statement. */
-static struct db_stmt q_submit = DB_STMT(
-    "rfq_submit",
-    "WITH r AS (" RFQ_INSERT " RETURNING id) "
-    "SELECT mq_publish_payload($8::uuid, $9, true, $10::jsonb, $11::int[], $12::int[]) FROM r",
-    12);
+static struct db_stmt q_submit =
+    DB_STMT("rfq_submit",
+            "WITH r AS (" RFQ_INSERT " RETURNING id) "
+            "SELECT " MQ_PUBLISH_JSON_SQL("8", "9", "10", "11", "12") " FROM r",
+            12);
 static struct db_stmt q_add =
     DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb)", 4);
 static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
@@ -206,23 +206,12 @@ static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
 {
     char expected[16];
     snprintf(expected, sizeof expected, "%d", plan->n);
-    const char *v[] = {r->id,
-                       r->from,
-                       r->to,
-                       r->customer,
-                       r->submitted_at,
-                       r->eta,
-                       expected,
-                       plan->message_id,
-                       plan->payload ? plan->payload : "",
-                       plan->attributes,
-                       buf_str((struct buf *)&plan->queues),
-                       buf_str((struct buf *)&plan->notify)};
+    const char *v[12] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
+    mq_publish_plan_params(plan, &v[7]);
     PGresult *res = db_exec(c, &q_submit, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_TUPLES_OK))
         return mq_failed(c, res);
-    published->deliveries = atoi(PQgetvalue(res, 0, 0));
-    memcpy(published->message_id, plan->message_id, sizeof plan->message_id);
+    mq_publish_plan_result(plan, res, 0, published);
     PQclear(res);
     r->expected = plan->n;
     return MQ_OK;

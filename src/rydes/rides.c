@@ -36,18 +36,18 @@ static struct db_stmt q_submit = DB_STMT(
     "rides_submit",
     "WITH r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
     "distance, fare, correlation_id, submitted_at) " RIDE_VALUES " RETURNING id) "
-    "SELECT mq_publish_payload($11::uuid, $12, true, $13::jsonb, $14::int[], $15::int[]) FROM r",
+    "SELECT " MQ_PUBLISH_JSON_SQL("11", "12", "13", "14", "15") " FROM r",
     15);
 /* The same behind an idempotency key ($16, request hash $17): no row when the key was taken. */
-static struct db_stmt q_submit_key = DB_STMT(
-    "rides_submit_key",
-    "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
-    "VALUES ('rides', $16, $17, $1::uuid) ON CONFLICT DO NOTHING RETURNING 1), "
-    "r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
-    "distance, fare, correlation_id, submitted_at) " RIDE_VALUES
-    " WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
-    "SELECT mq_publish_payload($11::uuid, $12, true, $13::jsonb, $14::int[], $15::int[]) FROM r",
-    17);
+static struct db_stmt q_submit_key =
+    DB_STMT("rides_submit_key",
+            "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
+            "VALUES ('rides', $16, $17, $1::uuid) ON CONFLICT DO NOTHING RETURNING 1), "
+            "r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
+            "distance, fare, correlation_id, submitted_at) " RIDE_VALUES
+            " WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
+            "SELECT " MQ_PUBLISH_JSON_SQL("11", "12", "13", "14", "15") " FROM r",
+            17);
 static struct db_stmt q_get =
     DB_STMT("rides_get", "SELECT " RIDE_COLUMNS " FROM rides WHERE id = $1", 1);
 static struct db_stmt q_list_all =
@@ -197,11 +197,7 @@ submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_pu
 {
     const char *v[17];
     ride_params(s, correlation_id, v);
-    v[10] = plan->message_id;
-    v[11] = plan->payload ? plan->payload : "";
-    v[12] = plan->attributes;
-    v[13] = buf_str((struct buf *)&plan->queues);
-    v[14] = buf_str((struct buf *)&plan->notify);
+    mq_publish_plan_params(plan, &v[10]);
     v[15] = key;
     v[16] = hash;
     PGresult *r = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
@@ -211,8 +207,7 @@ submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_pu
     }
     bool stored = PQntuples(r) == 1;
     if (stored) {
-        published->deliveries = atoi(PQgetvalue(r, 0, 0));
-        memcpy(published->message_id, plan->message_id, sizeof published->message_id);
+        mq_publish_plan_result(plan, r, 0, published);
         *out = s->ride; /* moved */
         memset(&s->ride, 0, sizeof s->ride);
     }

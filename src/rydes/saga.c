@@ -285,11 +285,6 @@ static bool skip_rest(struct db_conn *c, const struct fare *f, int position)
                 2, v);
 }
 
-static bool listened(void *hub, int queue_id)
-{
-    return mq_hub_listened(hub, queue_id);
-}
-
 /* Publishes the outcome on fare-processing (inside the caller's transaction). */
 static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const struct fare *f)
 {
@@ -308,7 +303,7 @@ static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const
     struct mq_publish p = {
         .body = text, .body_len = strlen(text), .body_json = true, .attributes = attrs};
     struct mq_publish_result out;
-    st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, env->hub, &out);
+    st = mq_publish(c, &set->topic, set->subs, set->n, &p, mq_hub_listened_cb, env->hub, &out);
     json_decref(attrs);
     free(text);
     topic_set_release(set);

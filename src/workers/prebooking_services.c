@@ -7,11 +7,6 @@
 
 #include <stdio.h>
 
-static bool listened(void *hub, int queue_id)
-{
-    return mq_hub_listened(hub, queue_id);
-}
-
 static enum consumer_result outcome(enum mq_status st, char *why, size_t n)
 {
     if (st != MQ_OK && !why[0])
@@ -28,8 +23,8 @@ static enum consumer_result submission(const struct consumer_env *env, struct db
     if (!set && st == MQ_NOT_FOUND)
         snprintf(why, n, "topic " PREBOOKINGS_TOPIC " does not exist");
     if (set || st == MQ_NOT_FOUND)
-        st = prebookings_accept_message(c, set, m, (int)env->cfg->prebooking_horizon_days, listened,
-                                        env->hub);
+        st = prebookings_accept_message(c, set, m, (int)env->cfg->prebooking_horizon_days,
+                                        mq_hub_listened_cb, env->hub);
     topic_set_release(set);
     return outcome(st, why, n);
 }

@@ -74,67 +74,97 @@ static enum consumer_result exec(struct db_conn *c, struct db_stmt *st, const ch
     return ok ? CONSUMER_DONE : CONSUMER_RETRY;
 }
 
+/* Writes a service's statement parameters for event e into v, formatting into scratch. */
+typedef void ride_params(const struct ride_event *e, const struct mq_message *m,
+                         char scratch[2][600], const char **v);
+
+/* The shape of every ride service: read the event, run the service's statement with its
+ * parameters (keyed by the ride, so a redelivery changes nothing). */
+static enum consumer_result handle_ride(struct db_conn *c, const struct mq_message *m,
+                                        struct db_stmt *st, ride_params *params, char *why,
+                                        size_t n)
+{
+    struct ride_event e;
+    if (!parse_ride(m, &e, why, n))
+        return CONSUMER_RETRY;
+    char scratch[2][600];
+    const char *v[4] = {0};
+    params(&e, m, scratch, v);
+    enum consumer_result r = exec(c, st, v, why, n);
+    json_decref(e.json);
+    return r;
+}
+
+static void notify_params(const struct ride_event *e, const struct mq_message *m,
+                          char scratch[2][600], const char **v)
+{
+    (void)m;
+    snprintf(scratch[0], sizeof scratch[0],
+             "Thank you for riding with Wild Rydes from %.*s to %.*s. Your fare: %.2f.",
+             (int)validate_utf8_prefix(e->from, 200), e->from,
+             (int)validate_utf8_prefix(e->to, 200), e->to, e->fare);
+    v[0] = e->id;
+    v[1] = e->customer;
+    v[2] = scratch[0];
+}
+
+static void loyalty_params(const struct ride_event *e, const struct mq_message *m,
+                           char scratch[2][600], const char **v)
+{
+    (void)m;
+    snprintf(scratch[0], sizeof scratch[0], "%lld",
+             (long long)e->fare + 1); /* a point a unit, +1 */
+    v[0] = e->id;
+    v[1] = e->customer;
+    v[2] = scratch[0];
+}
+
+static void datalake_params(const struct ride_event *e, const struct mq_message *m,
+                            char scratch[2][600], const char **v)
+{
+    (void)scratch;
+    v[0] = e->id;
+    v[1] = m->body;
+}
+
+static void extraordinary_params(const struct ride_event *e, const struct mq_message *m,
+                                 char scratch[2][600], const char **v)
+{
+    (void)m;
+    snprintf(scratch[0], sizeof scratch[0], "%.2f", e->fare);
+    jsontext_format_double(e->distance, scratch[1], sizeof scratch[1]);
+    v[0] = e->id;
+    v[1] = e->customer;
+    v[2] = scratch[0];
+    v[3] = scratch[1];
+}
+
 static enum consumer_result notify(const struct consumer_env *env, struct db_conn *c,
                                    const struct mq_message *m, char *why, size_t n)
 {
     (void)env;
-    struct ride_event e;
-    if (!parse_ride(m, &e, why, n))
-        return CONSUMER_RETRY;
-    char text[600];
-    snprintf(text, sizeof text,
-             "Thank you for riding with Wild Rydes from %.*s to %.*s. "
-             "Your fare: %.2f.",
-             (int)validate_utf8_prefix(e.from, 200), e.from, (int)validate_utf8_prefix(e.to, 200),
-             e.to, e.fare);
-    const char *v[] = {e.id, e.customer, text};
-    enum consumer_result r = exec(c, &q_notify, v, why, n);
-    json_decref(e.json);
-    return r;
+    return handle_ride(c, m, &q_notify, notify_params, why, n);
 }
 
 static enum consumer_result loyalty(const struct consumer_env *env, struct db_conn *c,
                                     const struct mq_message *m, char *why, size_t n)
 {
     (void)env;
-    struct ride_event e;
-    if (!parse_ride(m, &e, why, n))
-        return CONSUMER_RETRY;
-    char points[32];
-    snprintf(points, sizeof points, "%lld", (long long)e.fare + 1); /* a point per unit, +1 */
-    const char *v[] = {e.id, e.customer, points};
-    enum consumer_result r = exec(c, &q_loyalty, v, why, n);
-    json_decref(e.json);
-    return r;
+    return handle_ride(c, m, &q_loyalty, loyalty_params, why, n);
 }
 
 static enum consumer_result datalake(const struct consumer_env *env, struct db_conn *c,
                                      const struct mq_message *m, char *why, size_t n)
 {
     (void)env;
-    struct ride_event e;
-    if (!parse_ride(m, &e, why, n))
-        return CONSUMER_RETRY;
-    const char *v[] = {e.id, m->body};
-    enum consumer_result r = exec(c, &q_datalake, v, why, n);
-    json_decref(e.json);
-    return r;
+    return handle_ride(c, m, &q_datalake, datalake_params, why, n);
 }
 
 static enum consumer_result extraordinary(const struct consumer_env *env, struct db_conn *c,
                                           const struct mq_message *m, char *why, size_t n)
 {
     (void)env;
-    struct ride_event e;
-    if (!parse_ride(m, &e, why, n))
-        return CONSUMER_RETRY;
-    char fare[32], distance[32];
-    snprintf(fare, sizeof fare, "%.2f", e.fare);
-    jsontext_format_double(e.distance, distance, sizeof distance);
-    const char *v[] = {e.id, e.customer, fare, distance};
-    enum consumer_result r = exec(c, &q_extraordinary, v, why, n);
-    json_decref(e.json);
-    return r;
+    return handle_ride(c, m, &q_extraordinary, extraordinary_params, why, n);
 }
 
 const struct consumer_def service_customer_notification = {.name = "customer-notification",
