@@ -25,6 +25,7 @@ struct config {
     int log_format; /* enum log_format */
     char *workers;
     bool migrate;
+    char *grant_role; /* migrations grant data access to this role; empty: none */
     int64_t connection_limit;
     int64_t connection_timeout;
     int64_t connection_memory_limit;

@@ -26,4 +26,10 @@ bool migrate_apply(PGconn *pg, int *applied, char *err, size_t errlen);
  * could not be asked; a database without the migrations table has 0. */
 bool migrate_status(PGconn *pg, int *applied);
 
+/* Grants role data access to everything in the current schema: SELECT, INSERT, UPDATE and
+ * DELETE on the tables and views (only SELECT on rydes_migrations), the sequences and the
+ * functions, nothing that changes the schema. Idempotent; run it after migrate_apply, as the
+ * owner. Returns false with err filled when PostgreSQL refused (no such role, not the owner). */
+bool migrate_grant(PGconn *pg, const char *role, char *err, size_t errlen);
+
 #endif

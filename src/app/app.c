@@ -40,6 +40,11 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
         return false;
     }
     bool ok = !migrate || migrate_apply(pg, applied, err, errlen);
+    if (ok && migrate && cfg->grant_role[0]) {
+        ok = migrate_grant(pg, cfg->grant_role, err, errlen);
+        if (ok)
+            log_info("granted data access to role %s", cfg->grant_role);
+    }
     int have = 0;
     /* without migrating, a database that is behind gets no topology (it would fail): the
      * gateway starts and /readyz says not ready until someone migrates */

@@ -38,6 +38,19 @@ static bool bind_valid(const char *value)
     return inet_pton(AF_INET, value, addr) == 1 || inet_pton(AF_INET6, value, addr) == 1;
 }
 
+/* A PostgreSQL role name as Rydes accepts it: empty, or an unquoted lower-case identifier. */
+static bool role_valid(const char *value)
+{
+    size_t n = strlen(value);
+    if (n > 63 || (n && !(islower((unsigned char)value[0]) || value[0] == '_')))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!islower((unsigned char)value[i]) && !isdigit((unsigned char)value[i]) &&
+            value[i] != '_')
+            return false;
+    return true;
+}
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
@@ -81,6 +94,10 @@ static const struct setting settings[] = {
      "customer-loyalty, datalake-ingestion, extraordinary-rides"},
     {"migrate", "RYDES_MIGRATE", SETTING_BOOL, "true", 0, 0, NULL, OFF(migrate), false, NULL,
      "apply pending migrations when serve starts"},
+    {"grant-role", "RYDES_GRANT_ROLE", SETTING_STRING, "", 0, 0, NULL, OFF(grant_role), false,
+     role_valid,
+     "after migrating, grant data access (no DDL) to this database role; the server can then "
+     "connect as it (README, Least privilege)"},
     {"connection-limit", "RYDES_CONNECTION_LIMIT", SETTING_INT, "1000", 1, 100000, NULL,
      OFF(connection_limit), false, NULL, "concurrent HTTP connections accepted"},
     {"connection-timeout", "RYDES_CONNECTION_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,

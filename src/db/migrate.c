@@ -69,6 +69,10 @@ static bool apply_one(PGconn *pg, const struct migration *m, char *err, size_t e
 
 static bool apply_pending(PGconn *pg, int *applied, char *err, size_t errlen)
 {
+    /* A current database needs no DDL at all: a role without CREATE may "migrate" it. */
+    int have = 0;
+    if (migrate_status(pg, &have) && have == (int)rydes_migrations_count)
+        return true;
     if (!run(pg,
              "CREATE TABLE IF NOT EXISTS rydes_migrations ("
              " version int PRIMARY KEY, name text NOT NULL,"
@@ -128,5 +132,36 @@ bool migrate_status(PGconn *pg, int *applied)
     else
         ok = false;
     PQclear(r);
+    return ok;
+}
+
+/* The grants of migrate_grant; %1$s is the schema, %2$s the role (both quoted identifiers). The
+ * role reads the migrations table but does not write it. */
+static const char grant_sql[] =
+    "BEGIN;"
+    "GRANT USAGE ON SCHEMA %1$s TO %2$s;"
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %1$s TO %2$s;"
+    "REVOKE INSERT, UPDATE, DELETE ON rydes_migrations FROM %2$s;"
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %1$s TO %2$s;"
+    "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$s TO %2$s;"
+    "COMMIT";
+
+bool migrate_grant(PGconn *pg, const char *role, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(pg, "SELECT current_schema()");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
+    char *schema =
+        ok ? PQescapeIdentifier(pg, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0))) : NULL;
+    char *who = PQescapeIdentifier(pg, role, strlen(role));
+    PQclear(r);
+    char *sql = NULL;
+    ok = schema && who && asprintf(&sql, grant_sql, schema, who) > 0;
+    if (!ok)
+        snprintf(err, errlen, "grant to %s: %s", role, PQerrorMessage(pg));
+    else if (!(ok = run(pg, sql, err, errlen)))
+        run(pg, "ROLLBACK", err + strlen(err), errlen - strlen(err));
+    free(sql);
+    PQfreemem(schema);
+    PQfreemem(who);
     return ok;
 }

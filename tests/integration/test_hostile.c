@@ -29,6 +29,9 @@ struct hostile {
     long status; /* expected; 0: any 4xx */
 };
 
+/* Long texts built at start-up (an overlong header, an overlong name). */
+static char long_key[12000], long_name[200], long_path[300], long_id_header[400];
+
 #define A HARNESS_ADMIN_TOKEN
 static const struct hostile cases[] = {
     /* bodies */
@@ -107,7 +110,107 @@ static const struct hostile cases[] = {
      "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\u00e9\":"
      "{\"type\":\"String\",\"value\":\"v\"}}}",
      NULL, 400},
+    /* Wild Rydes bodies: NUL bytes, bad UTF-8, huge numbers, wrong types, duplicate keys,
+     * SQL-looking text, unknown fields */
+    {"POST", "/rides",
+     "{\"from\":\"a\\u0000b\",\"to\":\"b\",\"customer\":\"c\",\"duration\":1,"
+     "\"distance\":1,\"fare\":1}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"\xc3\x28\",\"duration\":1,"
+     "\"distance\":1,\"fare\":1}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"duration\":1,"
+     "\"distance\":1,\"fare\":1e400}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"duration\":"
+     "99999999999999999999999,\"distance\":1,\"fare\":1}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"duration\":1,"
+     "\"distance\":\"NaN\",\"fare\":1}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":[\"c\"],\"duration\":1,"
+     "\"distance\":1,\"fare\":{\"amount\":1}}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"customer\":\"d\","
+     "\"duration\":1,\"distance\":1,\"fare\":1}",
+     NULL, 400},
+    {"POST", "/rides",
+     "{\"from\":\"a'); DROP TABLE rides;--\",\"to\":\"b\",\"customer\":\"c\","
+     "\"duration\":1,\"distance\":1,\"fare\":1,\"admin\":true}",
+     NULL, 400},
+    {"POST", "/rides", "[{\"from\":\"a\"}]", NULL, 400},
+    {"POST", "/rides", "{\"from\":\"a\"", NULL, 400},
+    {"POST", "/prebookings",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"when\":\"2099-13-45T25:61:61Z\"}", NULL,
+     400},
+    {"POST", "/prebookings",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"when\":\"1970-01-01T00:00:00Z\"}", NULL,
+     400},
+    {"POST", "/prebookings",
+     "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"when\":99999999999}", NULL, 400},
+    {"POST", "/rfqs", "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"timeout_in_secs\":1e18}",
+     NULL, 400},
+    {"POST", "/rfqs", "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"timeout_in_secs\":-1}",
+     NULL, 400},
+    {"POST", "/rfqs/00000000-0000-0000-0000-000000000000/quotes",
+     "{\"unicorn\":\"u\",\"price\":\"free\"}", NULL, 0},
+    /* topics and filter policies */
+    {"PUT", "/topics/t%20t", NULL, NULL, 400},
+    {"PUT", "/topics/h", "{\"fifo\":\"yes\"}", NULL, 400},
+    {"PUT", "/topics/h/subscriptions/s", "{\"queue\":\"h\",\"url\":\"http://x\"}", NULL, 0},
+    {"PUT", "/topics/h/subscriptions/s", "{\"url\":\"file:///etc/passwd\"}", NULL, 0},
+    {"PUT", "/topics/h/subscriptions/s", "{\"url\":\"gopher://127.0.0.1:5432/\"}", NULL, 0},
+    {"PUT", "/topics/h/subscriptions/s",
+     "{\"queue\":\"h\",\"filter_policy\":{\"a\":[{\"numeric\":[\">\",\"x\"]}]}}", NULL, 0},
+    {"PUT", "/topics/h/subscriptions/s",
+     "{\"queue\":\"h\",\"filter_policy\":{\"a\":[{\"prefix\":1}]}}", NULL, 0},
+    {"PUT", "/topics/h/subscriptions/s", "{\"queue\":\"h\",\"filter_policy\":[]}", NULL, 0},
+    {"PUT", "/topics/h/subscriptions/s",
+     "{\"queue\":\"h\",\"filter_policy\":{\"a\":[\"x\"]},\"filter_policy_scope\":\"everything\"}",
+     NULL, 0},
+    {"POST", "/topics/h/messages", "{\"body\":\"x\",\"subject\":\"\xff\"}", NULL, 400},
+    /* overlong names and headers, path tricks */
+    {"PUT", long_path, NULL, NULL, 400},
+    {"GET", "//queues//h", NULL, NULL, 404},
+    {"GET", "/queues/./h", NULL, NULL, 404},
+    {"GET", "/queues/%2e%2e/tokens", NULL, NULL, 0},
+    {"GET", "/rides/..%5c..%5cetc", NULL, NULL, 404},
+    {"GET", "/queues/h%0d%0aX-Injected:%201", NULL, NULL, 0},
 };
+
+/* Hostile headers: the same rules, one extra header each (no bearer token when it is an
+ * Authorization header). */
+#define RIDE \
+    "{\"from\":\"a\",\"to\":\"b\",\"customer\":\"c\",\"duration\":1,\"distance\":1,\"fare\":1}"
+static const struct {
+    const char *method, *path, *body, *header;
+    long status;
+} header_cases[] = {
+    {"POST", "/rides", RIDE, long_key, 400},
+    {"POST", "/rides", RIDE, "Idempotency-Key: \x01\x02", 400},
+    {"POST", "/rides", RIDE, "Idempotency-Key: caf\xc3\xa9 \xff", 400},
+    {"GET", "/queues/h", NULL, "Authorization: Basic YWRtaW46YWRtaW4=", 401},
+    {"GET", "/queues/h", NULL, "Authorization: Bearer ' OR 1=1 --", 401},
+    {"GET", "/queues/h", NULL, "Authorization: Bearer", 401},
+};
+
+/* Fills the long texts of the table (an Idempotency-Key past any sane length, a queue name
+ * past the 80-character limit). */
+static void build_long_texts(void)
+{
+    int n = snprintf(long_key, sizeof long_key, "Idempotency-Key: ");
+    memset(long_key + n, 'k', sizeof long_key - (size_t)n - 1);
+    memset(long_name, 'q', sizeof long_name - 1);
+    snprintf(long_path, sizeof long_path, "/queues/%s", long_name);
+    n = snprintf(long_id_header, sizeof long_id_header, "X-Request-Id: ");
+    memset(long_id_header + n, 'r', sizeof long_id_header - (size_t)n - 1);
+}
 
 START_TEST(hostile_requests_get_4xx_problems)
 {
@@ -149,13 +252,64 @@ START_TEST(deeply_nested_json_is_refused)
 }
 END_TEST
 
+START_TEST(hostile_headers_get_4xx_problems)
+{
+    for (size_t i = 0; i < sizeof header_cases / sizeof header_cases[0]; i++) {
+        const char *h = header_cases[i].header;
+        const char *token = strncmp(h, "Authorization", 13) == 0 ? NULL : A;
+        struct response r;
+        harness_request(&srv, header_cases[i].method, header_cases[i].path, token,
+                        header_cases[i].body, NULL, h, &r);
+        ck_assert_msg(r.status == header_cases[i].status, "%s %s with header %zu: %ld %s",
+                      header_cases[i].method, header_cases[i].path, i, r.status, buf_str(&r.body));
+        assert_problem(&r, r.status);
+        response_cleanup(&r);
+    }
+}
+END_TEST
+
+/* A request id that is too long is replaced, not echoed or refused. */
+START_TEST(an_overlong_request_id_is_replaced)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/queues/h", A, NULL, NULL, long_id_header, &r);
+    ck_assert_int_eq(r.status, 200);
+    char id[200];
+    ck_assert(response_header(&r, "X-Request-Id", id, sizeof id));
+    ck_assert_int_lt(strlen(id), 129);
+    ck_assert_ptr_null(strstr(id, "rrrrrrrrrrrrrrrrrrrr"));
+    response_cleanup(&r);
+}
+END_TEST
+
+/* Headers past RYDES_CONNECTION_MEMORY_LIMIT never reach a handler: libmicrohttpd answers 431
+ * itself (its own short HTML body, Connection: close). The server keeps serving. */
+START_TEST(headers_past_the_connection_memory_get_431)
+{
+    static char huge[40000];
+    int n = snprintf(huge, sizeof huge, "X-Huge: ");
+    memset(huge + n, 'h', sizeof huge - (size_t)n - 1);
+    struct response r;
+    harness_request(&srv, "GET", "/queues/h", A, NULL, NULL, huge, &r);
+    ck_assert_int_eq(r.status, 431);
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/queues/h", A, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
 int main(void)
 {
+    build_long_texts();
     Suite *s = suite_create("hostile");
     TCase *tc = tcase_create("hostile");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, hostile_requests_get_4xx_problems);
     tcase_add_test(tc, deeply_nested_json_is_refused);
+    tcase_add_test(tc, an_overlong_request_id_is_replaced);
+    tcase_add_test(tc, hostile_headers_get_4xx_problems);
+    tcase_add_test(tc, headers_past_the_connection_memory_get_431);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

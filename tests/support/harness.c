@@ -28,13 +28,18 @@ static const char *base_url(void)
 /* Builds a key=value conninfo of base with dbname replaced (caller frees). */
 static char *with_dbname(const char *base, const char *dbname)
 {
+    return harness_conninfo_with(base, "dbname", dbname);
+}
+
+char *harness_conninfo_with(const char *base, const char *keyword, const char *value)
+{
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(base, &errmsg);
     ck_assert_msg(opts != NULL, "bad DATABASE_URL: %s", errmsg ? errmsg : "?");
     struct buf b;
     buf_init(&b);
     for (PQconninfoOption *o = opts; o->keyword; o++) {
-        const char *v = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
+        const char *v = strcmp(o->keyword, keyword) == 0 ? value : o->val;
         if (!v)
             continue;
         buf_printf(&b, "%s='", o->keyword);

@@ -20,6 +20,8 @@
 const char *harness_db_url(void);
 /* A new, separate empty database (caller frees the conninfo; dropped at exit too). */
 char *harness_db_create(void);
+/* The key=value conninfo of url with keyword ("user", "dbname") set to value (caller frees). */
+char *harness_conninfo_with(const char *url, const char *keyword, const char *value);
 /* Runs SQL on url and returns the first value of the first row (caller frees), or NULL. */
 char *harness_sql(const char *url, const char *sql);
 
