@@ -54,4 +54,11 @@ struct mq_receive_request {
 void mq_input_receive(json_t *body, const struct mq_queue *q, struct mq_receive_request *out,
                       struct field_errors *fe);
 
+/* Reads the attributes of PUT /topics/{name} (body may be NULL) into *cbd (content-based
+ * dedup); the name's validity is the caller's check, its .fifo suffix is compared here. */
+void topic_input(json_t *body, const char *name, bool *cbd, struct field_errors *fe);
+/* Reads a subscription body into in (pointers borrow from body); compiles its filter policy to
+ * report a bad one. */
+void subscription_input(json_t *body, struct mq_subscription_input *in, struct field_errors *fe);
+
 #endif

@@ -1,4 +1,5 @@
-/* libFuzzer harness for the request-body decoders of the queue API (src/api/mq_input.c) and
+/* libFuzzer harness for the request-body decoders of the queue and topic APIs
+ * (src/api/mq_input.c, src/api/topic_input.c) and
  * the JSON body parser (src/http/body.c): the input is parsed as a request body and fed to
  * every decoder, for a standard and a FIFO queue. Run with ./dev fuzz mq_input. */
 #include "rydes/body.h"
@@ -29,6 +30,20 @@ static void decode(json_t *body, const struct mq_queue *q)
     field_errors_cleanup(&fe);
 }
 
+/* The topic decoders: PUT /topics/{name} and a subscription (with its filter policy). */
+static void decode_topic(json_t *body)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    bool cbd;
+    topic_input(body, "rides", &cbd, &fe);
+    topic_input(body, "rides.fifo", &cbd, &fe);
+    struct mq_subscription_input in;
+    if (json_is_object(body)) /* the endpoint refuses anything else first */
+        subscription_input(body, &in, &fe);
+    field_errors_cleanup(&fe);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char detail[256];
@@ -41,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fifo.attrs.fifo = true;
     decode(body, &standard);
     decode(body, &fifo);
+    decode_topic(body);
     json_decref(body);
     return 0;
 }

@@ -1,10 +1,11 @@
 /* libFuzzer harness for the Wild Rydes request decoders: the input is parsed as a request body
- * and fed to the ride, prebooking, RFQ and quote validators (the src/rydes files ending in
- * _input.c), and, as raw text, to the RFC 3339 parser (src/core/clock.c) and its formatter. Run
+ * and fed to the ride, prebooking, RFQ, quote and fare validators (the src/rydes files ending
+ * in _input.c), and, as raw text, to the RFC 3339 parser (src/core/clock.c) and its formatter. Run
  * with
  * ./dev fuzz wildrydes. */
 #include "rydes/body.h"
 #include "rydes/clock.h"
+#include "rydes/fare_input.h"
 #include "rydes/prebookings.h"
 #include "rydes/rfqs.h"
 #include "rydes/rides.h"
@@ -27,6 +28,9 @@ static void decode(json_t *body)
     rfq_input(body, &rfq, &fe);
     struct quote_input quote;
     quote_input(body, &quote, &fe);
+    struct fare_input fare;
+    if (json_is_object(body)) /* the endpoint refuses anything else first */
+        fare_input(body, &fare, &fe);
     field_errors_cleanup(&fe);
 }
 
