@@ -1,7 +1,9 @@
 /* libFuzzer harness for route matching and percent-decoding (src/http/router.c): the input is
  * "METHOD PATH" (split at the first space); it is matched against the gateway's real route
- * table, and every parameter of a match is read back. Run with ./dev fuzz router. */
+ * table, every parameter of a match is read back, and the text is read as a query integer. Run with
+ * ./dev fuzz router. */
 #include "rydes/router.h"
+#include "rydes/validate.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,6 +53,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         route_match_cleanup(&m);
     }
     free(router_percent_decode(text, strlen(text)));
+    int64_t v; /* query values: ?limit=, ?max_messages= */
+    if (validate_query_int(text, 1, 1000, &v) && (v < 1 || v > 1000))
+        abort();
     free(text);
     return 0;
 }
