@@ -1,0 +1,2 @@
+-- 010: what operators read: views over the engine and the Wild Rydes tables (README,
+-- "Inspecting Rydes with SQL"), and the indexes that let the dashboard list recent work.
