@@ -76,6 +76,8 @@ void api_published(struct http_request *req, const struct mq_publish_result *r);
 
 enum handler_result api_healthz(struct http_request *req);
 enum handler_result api_readyz(struct http_request *req);
+/* Appends every /metrics series but the HTTP ones (src/api/ops_metrics.c). */
+void ops_metrics_render(struct http_request *req, struct buf *out);
 enum handler_result api_metrics(struct http_request *req);
 enum handler_result api_openapi(struct http_request *req);
 enum handler_result api_tokens_create(struct http_request *req);

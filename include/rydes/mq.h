@@ -111,6 +111,7 @@ enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, ch
 enum mq_status mq_queue_stats(struct db_conn *c, const struct mq_queue *q, struct mq_stats *out);
 
 struct mq_depth {
+    int id;
     char name[MQ_NAME_MAX + 1];
     struct mq_stats stats;
     bool dead_letter; /* some queue dead-letters into this one */

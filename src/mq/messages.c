@@ -18,6 +18,7 @@
 
 #include "rydes/buf.h"
 #include "rydes/mem.h"
+#include "rydes/mq_counters.h"
 #include "rydes/secret.h"
 
 #include "rydes/clock.h"
@@ -257,6 +258,7 @@ static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     PQclear(r);
+    mq_count_queue(q->id, MQC_SENT, 1);
     return MQ_OK;
 }
 
@@ -275,14 +277,17 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
     free(batch);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
+    int sent = n;
     if (q->attrs.fifo) {
         for (int i = 0; i < PQntuples(r) && i < n; i++) {
             mq_copy(results[i].message_id, sizeof results[i].message_id, r, i, 1);
             results[i].sequence = atoll(PQgetvalue(r, i, 2));
             results[i].duplicate = PQgetvalue(r, i, 3)[0] == 't';
+            sent -= results[i].duplicate;
         }
     }
     PQclear(r);
+    mq_count_queue(q->id, MQC_SENT, (uint64_t)sent);
     return MQ_OK;
 }
 
@@ -369,14 +374,42 @@ static int claim_once(struct db_conn *c, const struct mq_queue *q, const char *i
     int before = *count;
     if (q->dead_letter_queue_id)
         dead_letter(c, q, r, nonce, *msgs, count);
+    mq_count_queue(q->id, MQC_DEAD_LETTERED, (uint64_t)(before - *count));
     PQclear(r);
     qsort(*msgs, (size_t)*count, sizeof **msgs, by_id); /* UPDATE ... RETURNING has no order */
     return before - *count;
 }
 
+/* Counts what a receive handed out (and, with delete_now, deleted at once). */
+static void count_received(const struct mq_queue *q, const struct mq_message *msgs, int n,
+                           bool delete_now)
+{
+    int again = 0;
+    for (int i = 0; i < n; i++)
+        again += msgs[i].receive_count > 1;
+    mq_count_queue(q->id, MQC_RECEIVED, (uint64_t)n);
+    mq_count_queue(q->id, MQC_REDELIVERED, (uint64_t)again);
+    if (delete_now)
+        mq_count_queue(q->id, MQC_DELETED, (uint64_t)n);
+}
+
+static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int max,
+                              int visibility_timeout, bool delete_now, struct mq_message **msgs,
+                              int *count);
+
 enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
                           int visibility_timeout, bool delete_now, struct mq_message **msgs,
                           int *count)
+{
+    enum mq_status st = receive(c, q, max, visibility_timeout, delete_now, msgs, count);
+    if (st == MQ_OK)
+        count_received(q, *msgs, *count, delete_now);
+    return st;
+}
+
+static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int max,
+                              int visibility_timeout, bool delete_now, struct mq_message **msgs,
+                              int *count)
 {
     char id[16], mx[16], vt[16], nonce[24];
     snprintf(id, sizeof id, "%d", q->id);
@@ -497,7 +530,7 @@ enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
                 return out[i];
         return MQ_OK;
     }
-    long long ids[MQ_MAX_BATCH];
+    long long ids[MQ_MAX_BATCH] = {0};
     struct buf idv, nv;
     buf_init(&idv);
     buf_init(&nv);
@@ -522,8 +555,12 @@ enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
         enum mq_status still[MQ_MAX_BATCH];
         for (int i = 0; i < n; i++)
             still[i] = MQ_OK; /* gone unless it still exists */
-        if (run_marked(c, &q_delete_many, del, ids, n, out, MQ_OK, &fail) &&
-            run_marked(c, &q_exist_many, ex, ids, n, still, MQ_CONFLICT, &fail))
+        int deleted = 0;
+        if (run_marked(c, &q_delete_many, del, ids, n, out, MQ_OK, &fail))
+            for (int i = 0; i < n; i++)
+                deleted += ids[i] > 0 && out[i] == MQ_OK;
+        mq_count_queue(q->id, MQC_DELETED, (uint64_t)deleted);
+        if (!fail && run_marked(c, &q_exist_many, ex, ids, n, still, MQ_CONFLICT, &fail))
             for (int i = 0; i < n; i++)
                 if (out[i] == MQ_CONFLICT)
                     out[i] = still[i];
@@ -535,9 +572,11 @@ enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
 
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt)
 {
-    if (!q->attrs.fifo)
-        return delete_standard(c, q, receipt);
-    return by_receipt(c, &q_delete, q, receipt, NULL, true);
+    enum mq_status st = q->attrs.fifo ? by_receipt(c, &q_delete, q, receipt, NULL, true)
+                                      : delete_standard(c, q, receipt);
+    if (st == MQ_OK)
+        mq_count_queue(q->id, MQC_DELETED, 1);
+    return st;
 }
 
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,

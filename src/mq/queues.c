@@ -316,7 +316,7 @@ static struct db_stmt q_depths = DB_STMT(
     "SELECT q.name, coalesce(d.available, 0), coalesce(d.in_flight, 0), coalesce(d.delayed, 0), "
     "coalesce(extract(epoch FROM now() - d.oldest_sent_at), 0)::bigint, "
     "EXISTS (SELECT 1 FROM queues s WHERE s.dead_letter_queue_id = q.id), "
-    "coalesce(extract(epoch FROM now() - d.measured_at), -1) "
+    "coalesce(extract(epoch FROM now() - d.measured_at), -1), q.id "
     "FROM queues q LEFT JOIN queue_depths d ON d.queue_id = q.id ORDER BY q.name",
     0);
 
@@ -337,6 +337,7 @@ enum mq_status mq_queue_depths(struct db_conn *c, struct mq_depth **out, int *co
         d->stats.approximate = true;
         d->dead_letter = truthy(r, i, 5);
         d->measured_age_seconds = atof(PQgetvalue(r, i, 6));
+        d->id = atoi(PQgetvalue(r, i, 7));
     }
     PQclear(r);
     return MQ_OK;

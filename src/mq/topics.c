@@ -4,6 +4,7 @@
 #include "rydes/buf.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
+#include "rydes/mq_counters.h"
 #include "rydes/secret.h"
 #include "rydes/topics.h"
 
@@ -513,9 +514,15 @@ static void match_targets(const struct mq_subscription *subs, int n, const struc
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
     json_t *body = body_scope ? json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL) : NULL;
     targets_init(tg);
-    for (int i = 0; i < n; i++)
-        if (wants(&subs[i], p, body))
-            targets_add(tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
+    for (int i = 0; i < n; i++) {
+        bool wanted = wants(&subs[i], p, body);
+        mq_count_subscription(subs[i].id, wanted ? MQC_MATCHED : MQC_FILTERED_OUT, 1);
+        if (!wanted)
+            continue;
+        targets_add(tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
+        if (!subs[i].url)
+            mq_count_queue(subs[i].queue_id, MQC_SENT, 1);
+    }
     json_decref(body);
     targets_close(tg);
 }
@@ -530,6 +537,7 @@ void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *sub
     buf_init(&plan->notify);
     struct targets tg;
     match_targets(subs, n, p, listened, ctx, &tg);
+    mq_count_topic(t ? t->id : 0, 1);
     if (targets_lean(t, &tg)) {
         buf_cleanup(&plan->queues);
         buf_cleanup(&plan->notify);
@@ -571,6 +579,7 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
     memset(out, 0, sizeof *out);
     struct targets tg;
     match_targets(subs, n, p, listened, ctx, &tg);
+    mq_count_topic(t ? t->id : 0, 1);
     enum mq_status st = MQ_OK;
     if (targets_lean(t, &tg)) {
         struct mq_publish_plan plan = {0};

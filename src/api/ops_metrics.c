@@ -1,0 +1,272 @@
+/* The /metrics series beyond the HTTP ones (src/http/metrics.c): the pool, queue depths and
+ * this process's per-queue operations, topics and subscriptions, the long-poll waiters, and
+ * the gauges PostgreSQL answers (Wild Rydes work by state, the health of the engine's tables),
+ * which are cached for GAUGES_TTL_US so that scrapes stay cheap on large tables. Every series
+ * has HELP and TYPE; counters end in _total. */
+#include "rydes/api.h"
+
+#include "rydes/app.h"
+#include "rydes/clock.h"
+#include "rydes/mq.h"
+#include "rydes/mq_counters.h"
+#include "rydes/mq_hub.h"
+#include "rydes/mq_push.h"
+#include "rydes/services.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GAUGES_TTL_US 5000000
+
+static const char *const queue_ops[MQC_QUEUE_N] = {
+    [MQC_SENT] = "sent",
+    [MQC_RECEIVED] = "received",
+    [MQC_DELETED] = "deleted",
+    [MQC_REDELIVERED] = "redelivered",
+    [MQC_DEAD_LETTERED] = "dead_lettered",
+};
+
+/* This process's operations on each queue that exists. */
+static void render_queue_counters(const struct mq_depth *d, int n, struct buf *out)
+{
+    buf_puts(out, "# HELP rydes_queue_operations_total Messages sent to, received from, deleted "
+                  "from, redelivered by and dead-lettered from each queue by this process.\n"
+                  "# TYPE rydes_queue_operations_total counter\n");
+    for (int i = 0; i < n; i++)
+        for (int op = 0; op < MQC_QUEUE_N; op++)
+            buf_printf(out, "rydes_queue_operations_total{queue=\"%s\",op=\"%s\"} %llu\n",
+                       d[i].name, queue_ops[op],
+                       (unsigned long long)mq_queue_count(d[i].id, (enum mq_queue_counter)op));
+}
+
+static void render_pool(struct db_pool *pool, struct buf *out)
+{
+    struct db_pool_stats st;
+    db_pool_stats(pool, &st);
+    buf_printf(out,
+               "# HELP rydes_db_pool_connections Database connections by state.\n"
+               "# TYPE rydes_db_pool_connections gauge\n"
+               "rydes_db_pool_connections{state=\"in_use\"} %d\n"
+               "rydes_db_pool_connections{state=\"idle\"} %d\n"
+               "rydes_db_pool_connections{state=\"open\"} %d\n"
+               "# HELP rydes_db_pool_size Configured size of the database pool.\n"
+               "# TYPE rydes_db_pool_size gauge\nrydes_db_pool_size %d\n"
+               "# HELP rydes_db_pool_waiting Requests waiting for a database connection.\n"
+               "# TYPE rydes_db_pool_waiting gauge\nrydes_db_pool_waiting %d\n"
+               "# HELP rydes_db_pool_exhausted_total Acquires that timed out (answered 503).\n"
+               "# TYPE rydes_db_pool_exhausted_total counter\n"
+               "rydes_db_pool_exhausted_total %llu\n"
+               "# HELP rydes_db_connect_failures_total Failed attempts to open a connection.\n"
+               "# TYPE rydes_db_connect_failures_total counter\n"
+               "rydes_db_connect_failures_total %llu\n",
+               st.in_use, st.connected > st.in_use ? st.connected - st.in_use : 0, st.connected,
+               st.size, st.waiting, st.exhausted_total, st.connect_failures_total);
+}
+
+/* Queue depths as the sweeper last measured them; left out while the database is away. */
+static void render_queues(struct http_request *req, struct buf *out)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(req->app->pool, 200, &why);
+    if (!c)
+        return;
+    struct mq_depth *d = NULL;
+    int n = 0;
+    enum mq_status st = mq_queue_depths(c, &d, &n);
+    db_pool_release(req->app->pool, c);
+    if (st != MQ_OK)
+        return;
+    buf_puts(out, "# HELP rydes_queue_messages Messages per queue and state (sweeper's last "
+                  "measurement).\n# TYPE rydes_queue_messages gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out,
+                   "rydes_queue_messages{queue=\"%s\",state=\"available\"} %lld\n"
+                   "rydes_queue_messages{queue=\"%s\",state=\"in_flight\"} %lld\n"
+                   "rydes_queue_messages{queue=\"%s\",state=\"delayed\"} %lld\n",
+                   d[i].name, d[i].stats.available, d[i].name, d[i].stats.in_flight, d[i].name,
+                   d[i].stats.delayed);
+    buf_puts(out, "# HELP rydes_queue_oldest_age_seconds Age of the oldest message per queue.\n"
+                  "# TYPE rydes_queue_oldest_age_seconds gauge\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(out, "rydes_queue_oldest_age_seconds{queue=\"%s\"} %lld\n", d[i].name,
+                   d[i].stats.oldest_age_seconds);
+    render_queue_counters(d, n, out);
+    buf_puts(out, "# HELP rydes_dead_letter_messages Messages waiting in dead-letter queues.\n"
+                  "# TYPE rydes_dead_letter_messages gauge\n");
+    for (int i = 0; i < n; i++)
+        if (d[i].dead_letter)
+            buf_printf(out, "rydes_dead_letter_messages{queue=\"%s\"} %lld\n", d[i].name,
+                       d[i].stats.available + d[i].stats.in_flight + d[i].stats.delayed);
+    free(d);
+}
+
+static void render_topics(const struct app *app, struct buf *out)
+{
+    const struct mq_publish_counters *pc = &app->publish_counters;
+    buf_printf(out,
+               "# HELP rydes_publishes_total Messages published to topics and recipient lists.\n"
+               "# TYPE rydes_publishes_total counter\nrydes_publishes_total %llu\n"
+               "# HELP rydes_publish_duplicates_total FIFO publishes dropped as duplicates.\n"
+               "# TYPE rydes_publish_duplicates_total counter\n"
+               "rydes_publish_duplicates_total %llu\n"
+               "# HELP rydes_publish_deliveries_total Copies of published messages put into "
+               "queues or queued for URLs.\n"
+               "# TYPE rydes_publish_deliveries_total counter\n"
+               "rydes_publish_deliveries_total %llu\n",
+               (unsigned long long)atomic_load(&pc->publishes),
+               (unsigned long long)atomic_load(&pc->duplicates),
+               (unsigned long long)atomic_load(&pc->deliveries));
+    if (!app->push)
+        return;
+    const struct mq_push_counters *c = mq_push_counters(app->push);
+    buf_printf(out,
+               "# HELP rydes_push_attempts_total Deliveries to URL subscriptions by outcome.\n"
+               "# TYPE rydes_push_attempts_total counter\n"
+               "rydes_push_attempts_total{outcome=\"delivered\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"retried\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"dead_lettered\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"failed\"} %llu\n",
+               (unsigned long long)atomic_load(&c->delivered),
+               (unsigned long long)atomic_load(&c->retried),
+               (unsigned long long)atomic_load(&c->dead_lettered),
+               (unsigned long long)atomic_load(&c->failed));
+}
+
+/* Topic names may hold any of [A-Za-z0-9_-.] only (mq_topic_name_valid): no escaping needed. */
+static struct db_stmt q_topic_subscriptions =
+    DB_STMT("ops_topic_subscriptions",
+            "SELECT t.id, t.name, coalesce(s.id, 0), coalesce(s.name, '') FROM topics t "
+            "LEFT JOIN subscriptions s ON s.topic_id = t.id ORDER BY t.name, s.name",
+            0);
+
+static void render_subscription_rows(PGresult *r, struct buf *out)
+{
+    buf_puts(out, "# HELP rydes_topic_publishes_total Messages this process published to each "
+                  "topic.\n# TYPE rydes_topic_publishes_total counter\n");
+    for (int i = 0; i < PQntuples(r); i++)
+        if (i == 0 || strcmp(PQgetvalue(r, i, 1), PQgetvalue(r, i - 1, 1)) != 0)
+            buf_printf(out, "rydes_topic_publishes_total{topic=\"%s\"} %llu\n", PQgetvalue(r, i, 1),
+                       (unsigned long long)mq_topic_count(atoi(PQgetvalue(r, i, 0))));
+    buf_puts(out, "# HELP rydes_subscription_deliveries_total Publishes each subscription took "
+                  "(delivered) or its filter policy turned away (filtered_out), in this process.\n"
+                  "# TYPE rydes_subscription_deliveries_total counter\n");
+    for (int i = 0; i < PQntuples(r); i++) {
+        int sub = atoi(PQgetvalue(r, i, 2));
+        if (!sub)
+            continue;
+        for (int which = 0; which < MQC_SUBSCRIPTION_N; which++)
+            buf_printf(out,
+                       "rydes_subscription_deliveries_total{topic=\"%s\",subscription=\"%s\","
+                       "outcome=\"%s\"} %llu\n",
+                       PQgetvalue(r, i, 1), PQgetvalue(r, i, 3),
+                       which == MQC_MATCHED ? "delivered" : "filtered_out",
+                       (unsigned long long)mq_subscription_count(
+                           sub, (enum mq_subscription_counter)which));
+    }
+}
+
+static void render_subscriptions(struct app *app, struct buf *out)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
+    if (!c)
+        return;
+    PGresult *r = db_exec(c, &q_topic_subscriptions, NULL, NULL, NULL);
+    if (db_ok(c, r, PGRES_TUPLES_OK))
+        render_subscription_rows(r, out);
+    PQclear(r);
+    db_pool_release(app->pool, c);
+    buf_printf(out,
+               "# HELP rydes_counters_overflow_total Operations not counted per queue, topic or "
+               "subscription because the counter tables were full.\n"
+               "# TYPE rydes_counters_overflow_total counter\nrydes_counters_overflow_total %llu\n",
+               (unsigned long long)mq_counters_overflow());
+}
+
+/* HELP texts of the database gauges (sql/010: rydes_gauges). */
+static const struct {
+    const char *metric, *help;
+} gauge_help[] = {
+    {"rydes_fares", "Fares (sagas) by status."},
+    {"rydes_fares_needing_operator", "Fares whose compensation failed: an operator must look."},
+    {"rydes_pg_dead_rows", "Dead rows per table of the engine (autovacuum should keep it low)."},
+    {"rydes_pg_last_autovacuum_seconds", "Unix time of the last (auto)vacuum per table."},
+    {"rydes_pg_live_rows", "Live rows per table of the engine."},
+    {"rydes_pg_oldest_transaction_seconds", "Age of the oldest open transaction on the database."},
+    {"rydes_pg_xid_age", "Transaction ids since the database was last frozen (wraparound)."},
+    {"rydes_rfqs", "RFQs by outcome (running, all_answered, timeout)."},
+    {"rydes_saga_steps_compensated", "Saga steps undone by compensation."},
+    {"rydes_tasks", "Tasks by status."},
+};
+
+static const char *gauge_help_of(const char *metric)
+{
+    for (size_t i = 0; i < sizeof gauge_help / sizeof gauge_help[0]; i++)
+        if (strcmp(gauge_help[i].metric, metric) == 0)
+            return gauge_help[i].help;
+    return "A gauge read from the database.";
+}
+
+static struct db_stmt q_gauges = DB_STMT(
+    "ops_gauges", "SELECT metric, labels, value FROM rydes_gauges() ORDER BY metric, labels", 0);
+
+static void gauge_rows(PGresult *r, struct buf *out)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *metric = PQgetvalue(r, i, 0), *labels = PQgetvalue(r, i, 1);
+        if (i == 0 || strcmp(metric, PQgetvalue(r, i - 1, 0)) != 0)
+            buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", metric, gauge_help_of(metric),
+                       metric);
+        buf_printf(out, "%s%s%s%s %s\n", metric, *labels ? "{" : "", labels, *labels ? "}" : "",
+                   PQgetvalue(r, i, 2));
+    }
+}
+
+static struct {
+    pthread_mutex_t mu;
+    int64_t at_us; /* 0: never read */
+    struct buf text;
+} gauges = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The database gauges, from the cache when it is fresh; left out while the database is away. */
+static void render_gauges(struct app *app, struct buf *out)
+{
+    pthread_mutex_lock(&gauges.mu);
+    int64_t now = clock_mono_us();
+    if (!gauges.at_us || now - gauges.at_us > GAUGES_TTL_US) {
+        enum db_acquire_error why;
+        struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
+        PGresult *r = c ? db_exec(c, &q_gauges, NULL, NULL, NULL) : NULL;
+        if (c && db_ok(c, r, PGRES_TUPLES_OK)) {
+            buf_cleanup(&gauges.text);
+            buf_init(&gauges.text);
+            gauge_rows(r, &gauges.text);
+            gauges.at_us = now;
+        }
+        PQclear(r);
+        if (c)
+            db_pool_release(app->pool, c);
+    }
+    if (gauges.at_us)
+        buf_append(out, gauges.text.data, gauges.text.len);
+    pthread_mutex_unlock(&gauges.mu);
+}
+
+void ops_metrics_render(struct http_request *req, struct buf *out)
+{
+    render_pool(req->app->pool, out);
+    render_queues(req, out);
+    render_topics(req->app, out);
+    render_subscriptions(req->app, out);
+    render_gauges(req->app, out);
+    services_render_metrics(req->app->services, out);
+    buf_printf(out,
+               "# HELP rydes_long_poll_waiters Receives waiting for messages (long polls).\n"
+               "# TYPE rydes_long_poll_waiters gauge\nrydes_long_poll_waiters %d\n",
+               mq_hub_waiters(req->app->hub));
+    buf_printf(out,
+               "# HELP rydes_http_in_flight Requests being processed.\n"
+               "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",
+               http_server_in_flight(req->server));
+}

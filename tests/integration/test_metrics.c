@@ -1,0 +1,398 @@
+/* Integration: /metrics. The whole exposition is checked line by line with the rules of
+ * `promtool check metrics` (names, label syntax and escaping, one HELP and one TYPE per family
+ * before its samples, families contiguous, no duplicate series, counters ending in _total,
+ * histograms with le buckets up to +Inf and _sum/_count, values that parse), and the series of
+ * issue 10 are present and move: per-queue operations (sent, received, deleted, redelivered,
+ * dead-lettered), per-topic publishes, per-subscription deliveries and filtered-out, Wild Rydes
+ * work by state, the pool, long-poll waiters and PostgreSQL's health of the engine's tables. */
+#include "harness.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct harness_server srv;
+
+enum { MAX_FAMILIES = 256, MAX_SERIES = 8192 };
+
+struct family {
+    char name[128];
+    char type[16];
+    bool help, typed, closed;
+};
+
+struct checker {
+    struct family fam[MAX_FAMILIES];
+    int nfam;
+    int current; /* family of the last line, -1 before any */
+    char *series[MAX_SERIES];
+    int nseries;
+};
+
+static bool name_ok(const char *s, size_t n)
+{
+    if (!n || !(isalpha((unsigned char)s[0]) || s[0] == '_' || s[0] == ':'))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != ':')
+            return false;
+    return true;
+}
+
+static struct family *family(struct checker *k, const char *name, size_t n)
+{
+    for (int i = 0; i < k->nfam; i++)
+        if (strlen(k->fam[i].name) == n && strncmp(k->fam[i].name, name, n) == 0)
+            return &k->fam[i];
+    ck_assert_int_lt(k->nfam, MAX_FAMILIES);
+    struct family *f = &k->fam[k->nfam++];
+    snprintf(f->name, sizeof f->name, "%.*s", (int)n, name);
+    return f;
+}
+
+/* Makes f the family being read; a family seen before and left is an error (not contiguous). */
+static void enter(struct checker *k, struct family *f, const char *line)
+{
+    int idx = (int)(f - k->fam);
+    if (k->current == idx)
+        return;
+    ck_assert_msg(!f->closed, "family %s is not contiguous: %s", f->name, line);
+    if (k->current >= 0)
+        k->fam[k->current].closed = true;
+    k->current = idx;
+}
+
+static void comment_line(struct checker *k, const char *line)
+{
+    bool help = strncmp(line, "# HELP ", 7) == 0, type = strncmp(line, "# TYPE ", 7) == 0;
+    if (!help && !type)
+        return; /* other comments are allowed */
+    const char *name = line + 7;
+    size_t n = strcspn(name, " ");
+    ck_assert_msg(name_ok(name, n), "bad metric name: %s", line);
+    ck_assert_msg(name[n] == ' ' && name[n + 1], "%s without text: %s", help ? "HELP" : "TYPE",
+                  line);
+    struct family *f = family(k, name, n);
+    enter(k, f, line);
+    if (help) {
+        ck_assert_msg(!f->help, "second HELP: %s", line);
+        f->help = true;
+        return;
+    }
+    ck_assert_msg(!f->typed, "second TYPE: %s", line);
+    const char *t = name + n + 1;
+    ck_assert_msg(!strcmp(t, "counter") || !strcmp(t, "gauge") || !strcmp(t, "histogram") ||
+                      !strcmp(t, "summary") || !strcmp(t, "untyped"),
+                  "bad type: %s", line);
+    ck_assert_msg(strcmp(t, "counter") != 0 || (n > 6 && !strncmp(name + n - 6, "_total", 6)),
+                  "a counter's name must end in _total: %s", line);
+    snprintf(f->type, sizeof f->type, "%s", t);
+    f->typed = true;
+}
+
+/* Checks the label set at p ("{...}") and returns the character after it. */
+static const char *labels(const char *p, const char *line)
+{
+    p++;
+    while (*p != '}') {
+        size_t n = strcspn(p, "=");
+        ck_assert_msg(name_ok(p, n) && p[n] == '=' && p[n + 1] == '"', "bad label: %s", line);
+        p += n + 2;
+        while (*p && *p != '"') {
+            if (*p == '\\') {
+                ck_assert_msg(p[1] == '\\' || p[1] == '"' || p[1] == 'n', "bad escape: %s", line);
+                p++;
+            }
+            p++;
+        }
+        ck_assert_msg(*p == '"', "unterminated label value: %s", line);
+        p++;
+        if (*p == ',')
+            p++;
+        else
+            ck_assert_msg(*p == '}', "bad label list: %s", line);
+    }
+    return p + 1;
+}
+
+/* The family a sample named name (n bytes) belongs to: itself, or a histogram's base. */
+static struct family *sample_family(struct checker *k, const char *name, size_t n)
+{
+    static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t s = strlen(suffixes[i]);
+        if (n > s && !strncmp(name + n - s, suffixes[i], s)) {
+            for (int j = 0; j < k->nfam; j++)
+                if (strlen(k->fam[j].name) == n - s && !strncmp(k->fam[j].name, name, n - s) &&
+                    !strcmp(k->fam[j].type, "histogram"))
+                    return &k->fam[j];
+        }
+    }
+    return family(k, name, n);
+}
+
+static void sample_line(struct checker *k, const char *line)
+{
+    size_t n = strcspn(line, "{ ");
+    ck_assert_msg(name_ok(line, n), "bad sample name: %s", line);
+    struct family *f = sample_family(k, line, n);
+    ck_assert_msg(f->typed && f->help, "sample before its HELP and TYPE: %s", line);
+    enter(k, f, line);
+    const char *p = line[n] == '{' ? labels(line + n, line) : line + n;
+    ck_assert_msg(*p == ' ', "no value: %s", line);
+    char *end;
+    double v = strtod(p + 1, &end);
+    ck_assert_msg(end != p + 1 && (*end == '\0' || *end == ' '), "bad value: %s", line);
+    ck_assert_msg(strcmp(f->type, "counter") != 0 || (v >= 0 && !isnan(v)), "negative counter: %s",
+                  line);
+    size_t key = (size_t)(p - line);
+    for (int i = 0; i < k->nseries; i++)
+        ck_assert_msg(strlen(k->series[i]) != key || strncmp(k->series[i], line, key) != 0,
+                      "duplicate series: %s", line);
+    ck_assert_int_lt(k->nseries, MAX_SERIES);
+    k->series[k->nseries++] = strndup(line, key);
+}
+
+/* Every histogram has +Inf buckets, _sum and _count. */
+static void check_histograms(const char *text, const struct checker *k)
+{
+    for (int i = 0; i < k->nfam; i++) {
+        if (strcmp(k->fam[i].type, "histogram") != 0)
+            continue;
+        char want[200];
+        snprintf(want, sizeof want, "\n%s_bucket{", k->fam[i].name);
+        ck_assert_msg(strstr(text, want), "%s has no buckets", k->fam[i].name);
+        snprintf(want, sizeof want, "\n%s_count{", k->fam[i].name);
+        ck_assert_msg(strstr(text, want), "%s has no _count", k->fam[i].name);
+        snprintf(want, sizeof want, "\n%s_sum{", k->fam[i].name);
+        ck_assert_msg(strstr(text, want), "%s has no _sum", k->fam[i].name);
+        ck_assert_msg(strstr(text, "le=\"+Inf\""), "%s has no +Inf bucket", k->fam[i].name);
+    }
+}
+
+/* Checks the whole exposition text. */
+static void check_exposition(const char *text)
+{
+    struct checker *k = calloc(1, sizeof *k);
+    k->current = -1;
+    char *copy = strdup(text);
+    ck_assert_msg(text[strlen(text) - 1] == '\n', "the exposition must end with a newline");
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#')
+            comment_line(k, line);
+        else
+            sample_line(k, line);
+    }
+    check_histograms(text, k);
+    for (int i = 0; i < k->nseries; i++)
+        free(k->series[i]);
+    free(copy);
+    free(k);
+}
+
+/* The value of the series whose line starts with prefix (name and labels), or -1. */
+static double series_value(const char *text, const char *prefix)
+{
+    char want[512];
+    snprintf(want, sizeof want, "\n%s ", prefix);
+    const char *at = strstr(text, want);
+    return at ? strtod(at + strlen(want), NULL) : -1;
+}
+
+static char *scrape(void)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    char ct[128];
+    ck_assert(response_header(&r, "Content-Type", ct, sizeof ct));
+    ck_assert_ptr_nonnull(strstr(ct, "text/plain; version=0.0.4"));
+    char *text = strdup(buf_str(&r.body));
+    response_cleanup(&r);
+    return text;
+}
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+START_TEST(the_exposition_passes_the_promtool_rules)
+{
+    struct response r;
+    harness_put_queue(&srv, "m-lint", NULL, 201);
+    harness_admin(&srv, "POST", "/queues/m-lint/messages", "{\"body\": \"x\"}", &r);
+    response_cleanup(&r);
+    char *text = scrape();
+    check_exposition(text);
+    /* the families of issue 10 are all there */
+    static const char *const families[] = {
+        "rydes_http_requests_total",
+        "rydes_http_request_duration_seconds",
+        "rydes_queue_messages",
+        "rydes_queue_oldest_age_seconds",
+        "rydes_dead_letter_messages",
+        "rydes_queue_operations_total",
+        "rydes_topic_publishes_total",
+        "rydes_subscription_deliveries_total",
+        "rydes_tasks",
+        "rydes_rfqs",
+        "rydes_fares",
+        "rydes_saga_steps_compensated",
+        "rydes_db_pool_connections",
+        "rydes_long_poll_waiters",
+        "rydes_pg_dead_rows",
+        "rydes_pg_oldest_transaction_seconds",
+        "rydes_pg_xid_age",
+        "rydes_publishes_total",
+    };
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        char want[160];
+        snprintf(want, sizeof want, "# TYPE %s ", families[i]);
+        ck_assert_msg(strstr(text, want), "no family %s", families[i]);
+    }
+    ck_assert_double_ge(series_value(text, "rydes_pg_dead_rows{table=\"messages\"}"), 0);
+    free(text);
+}
+END_TEST
+
+/* Receives from q (visibility 1 s, up to 10) and deletes all but the first; returns how many
+ * came. */
+static int receive_and_ack(const char *q, bool keep_first)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/queues/%s/messages:receive", q);
+    struct response r;
+    harness_admin(&srv, "POST", path, "{\"max_messages\": 10, \"visibility_timeout\": 1}", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *msgs = json_object_get(r.json, "messages");
+    int n = (int)json_array_size(msgs);
+    for (int i = keep_first ? 1 : 0; i < n; i++) {
+        char del[256];
+        snprintf(del, sizeof del, "/queues/%s/messages/%s", q,
+                 json_str(json_array_get(msgs, (size_t)i), "receipt"));
+        struct response d;
+        harness_admin(&srv, "DELETE", del, NULL, &d);
+        ck_assert_int_eq(d.status, 204);
+        response_cleanup(&d);
+    }
+    response_cleanup(&r);
+    return n;
+}
+
+START_TEST(queue_operations_are_counted)
+{
+    harness_put_queue(&srv, "m-dlq", NULL, 201);
+    harness_put_queue(&srv, "m-ops",
+                      "{\"dead_letter\": {\"queue\": \"m-dlq\", \"max_receive_count\": 2}}", 201);
+    struct response r;
+    for (int i = 0; i < 3; i++) {
+        harness_admin(&srv, "POST", "/queues/m-ops/messages", "{\"body\": \"x\"}", &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(receive_and_ack("m-ops", true), 3); /* two acked, one kept */
+    harness_sleep_ms(1200);
+    ck_assert_int_eq(receive_and_ack("m-ops", true), 1); /* redelivered, kept again */
+    harness_sleep_ms(1200);
+    ck_assert_int_eq(receive_and_ack("m-ops", true), 0); /* third delivery: dead-lettered */
+    char *text = scrape();
+    check_exposition(text);
+    const char *series[][2] = {{"sent", "3"},
+                               {"received", "4"},
+                               {"deleted", "2"},
+                               {"redelivered", "1"},
+                               {"dead_lettered", "1"}};
+    for (size_t i = 0; i < 5; i++) {
+        char prefix[160];
+        snprintf(prefix, sizeof prefix, "rydes_queue_operations_total{queue=\"m-ops\",op=\"%s\"}",
+                 series[i][0]);
+        ck_assert_msg(series_value(text, prefix) == atof(series[i][1]), "%s = %g, want %s", prefix,
+                      series_value(text, prefix), series[i][1]);
+    }
+    free(text);
+}
+END_TEST
+
+START_TEST(publishes_and_filters_are_counted_per_subscription)
+{
+    struct response r;
+    harness_put_queue(&srv, "m-all", NULL, 201);
+    harness_put_queue(&srv, "m-big", NULL, 201);
+    harness_admin(&srv, "PUT", "/topics/m-topic", NULL, &r);
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/topics/m-topic/subscriptions/all", "{\"queue\": \"m-all\"}", &r);
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/topics/m-topic/subscriptions/big",
+                  "{\"queue\": \"m-big\", \"filter_policy\": {\"fare\": [{\"numeric\": "
+                  "[\">=\", 50]}]}}",
+                  &r);
+    response_cleanup(&r);
+    const char *fares[] = {"10", "60", "70"};
+    for (int i = 0; i < 3; i++) {
+        char body[200];
+        snprintf(body, sizeof body,
+                 "{\"body\": \"ride\", \"attributes\": {\"fare\": {\"type\": \"Number\", "
+                 "\"value\": \"%s\"}}}",
+                 fares[i]);
+        harness_admin(&srv, "POST", "/topics/m-topic/messages", body, &r);
+        ck_assert_int_lt(r.status, 300);
+        response_cleanup(&r);
+    }
+    char *text = scrape();
+    ck_assert_double_eq(series_value(text, "rydes_topic_publishes_total{topic=\"m-topic\"}"), 3);
+    ck_assert_double_eq(series_value(text, "rydes_subscription_deliveries_total{topic=\"m-topic\","
+                                           "subscription=\"all\",outcome=\"delivered\"}"),
+                        3);
+    ck_assert_double_eq(series_value(text, "rydes_subscription_deliveries_total{topic=\"m-topic\","
+                                           "subscription=\"big\",outcome=\"delivered\"}"),
+                        2);
+    ck_assert_double_eq(series_value(text, "rydes_subscription_deliveries_total{topic=\"m-topic\","
+                                           "subscription=\"big\",outcome=\"filtered_out\"}"),
+                        1);
+    ck_assert_double_eq(
+        series_value(text, "rydes_queue_operations_total{queue=\"m-big\",op=\"sent\"}"), 2);
+    free(text);
+}
+END_TEST
+
+START_TEST(wild_rydes_work_is_shown_by_state)
+{
+    /* a task from the database, read through the gauge cache (refreshed every 5 s) */
+    free(harness_sqlf_text("INSERT INTO tasks (id, kind, status, error_title) VALUES "
+                           "(gen_random_uuid(), 'prebooking', 'failed', 'metrics test')"));
+    double deadline = harness_now_s() + 8, failed = -1;
+    while (harness_now_s() < deadline && failed < 1) {
+        char *text = scrape();
+        failed = series_value(text, "rydes_tasks{status=\"failed\"}");
+        ck_assert_double_ge(series_value(text, "rydes_rfqs{outcome=\"running\"}"), 0);
+        ck_assert_double_ge(series_value(text, "rydes_fares{status=\"succeeded\"}"), 0);
+        free(text);
+        if (failed < 1)
+            harness_sleep_ms(500);
+    }
+    ck_assert_double_ge(failed, 1);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("metrics");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, the_exposition_passes_the_promtool_rules);
+    tcase_add_test(tc, queue_operations_are_counted);
+    tcase_add_test(tc, publishes_and_filters_are_counted_per_subscription);
+    tcase_add_test(tc, wild_rydes_work_is_shown_by_state);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
