@@ -167,6 +167,10 @@ void consumer_stop(struct consumer *k)
     if (!k)
         return;
     worker_stop(k->worker);
+    /* what this consumer did, for the operator (and the multi-process tests, which read it) */
+    log_info("%s: stopped after %llu messages handled, %llu failed", k->def->name,
+             (unsigned long long)atomic_load(&k->counters.handled),
+             (unsigned long long)atomic_load(&k->counters.failed));
     pthread_mutex_destroy(&k->mu);
     pthread_cond_destroy(&k->cv);
     free(k);

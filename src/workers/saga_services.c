@@ -6,6 +6,7 @@
 #include "rydes/services.h"
 
 #include "rydes/buf.h"
+#include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/worker.h"
 
@@ -88,6 +89,7 @@ void sagas_stop(struct sagas *s)
         return;
     for (int i = 0; i < s->n; i++)
         worker_stop(s->workers[i]);
+    log_info("fare-saga: stopped after %llu saga runs", (unsigned long long)atomic_load(&s->runs));
     payments_free(s->saga.payments);
     free(s);
 }

@@ -24,7 +24,7 @@ static void child_env(char **env, char *owned[4], const char *workers)
             env[n++] = *e;
     ck_assert(asprintf(&owned[0], "DATABASE_URL=%s", harness_db_url()) > 0);
     ck_assert(asprintf(&owned[1], "RYDES_ADMIN_TOKEN=%s", HARNESS_ADMIN_TOKEN) > 0);
-    ck_assert(asprintf(&owned[2], "RYDES_WORKERS=%s", workers ? workers : "") > 0);
+    ck_assert(asprintf(&owned[2], "RYDES_WORKERS=%s", workers ? workers : "none") > 0);
     ck_assert(asprintf(&owned[3], "RYDES_LOG_LEVEL=%s", "info") > 0);
     for (int i = 0; i < 4; i++)
         env[n++] = owned[i];
