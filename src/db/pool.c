@@ -165,15 +165,22 @@ static void put_slot(struct db_pool *p, struct db_conn *c)
 
 /* Is an idle connection still alive? A server that went away leaves the socket readable (EOF or
  * a termination notice), which PQconsumeInput turns into CONNECTION_BAD; a live idle socket is
- * not readable, so this costs one poll(2) and no round trip. */
+ * not readable, so this costs one poll(2) and no round trip. A restarted server sends its
+ * termination notice and then closes: the first PQconsumeInput only reads the notice (the
+ * connection still looks fine), so the socket is looked at again until it is quiet or the end
+ * of the stream has turned the connection bad. */
 static bool still_alive(PGconn *pg)
 {
-    if (PQstatus(pg) != CONNECTION_OK)
-        return false;
-    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
-    if (poll(&pfd, 1, 0) <= 0)
-        return true;
-    return PQconsumeInput(pg) && PQstatus(pg) == CONNECTION_OK;
+    for (int i = 0; i < 8; i++) {
+        if (PQstatus(pg) != CONNECTION_OK)
+            return false;
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        if (poll(&pfd, 1, 0) <= 0)
+            return true;
+        if (!PQconsumeInput(pg))
+            return false;
+    }
+    return PQstatus(pg) == CONNECTION_OK;
 }
 
 static void close_slot(struct db_pool *p, struct db_conn *c)

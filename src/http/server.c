@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,8 +36,12 @@ struct http_server {
     struct MHD_Daemon *daemon;
     struct http_server_config cfg;
     atomic_int in_flight;
+    atomic_int connections; /* open connections counted against cfg.connection_limit */
     int port;
 };
+
+/* Connections MHD may accept beyond RYDES_CONNECTION_LIMIT, only to close them at once. */
+#define HTTP_LIMIT_HEADROOM 64
 
 /* Decoded query values handed out by http_query live until the request is freed. */
 struct query_value {
@@ -413,6 +418,45 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->in_flight, 1);
 }
 
+/* MHD itself stops accepting at its connection limit and leaves newcomers in the kernel's accept
+ * queue, unanswered until a connection closes (an idle one only at its timeout): a flood of idle
+ * connections would leave every new client hanging. So MHD may accept HTTP_LIMIT_HEADROOM more,
+ * and a connection past the limit is shut down as soon as it is accepted: its client sees the
+ * connection closed at once (and may retry), and MHD closes its side on the next read. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (*socket_context)
+            atomic_fetch_sub(&s->connections, 1);
+        *socket_context = NULL;
+        return;
+    }
+    *socket_context = s; /* counted */
+    if (atomic_fetch_add(&s->connections, 1) < s->cfg.connection_limit)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        shutdown(ci->connect_fd, SHUT_RDWR);
+    log_debug("connection limit reached: a new connection was closed");
+}
+
+/* The connection limit needs a descriptor per connection: raise the soft RLIMIT_NOFILE towards
+ * the hard one when it is lower than that (plus room for the database and files). */
+static void ensure_descriptors(int connection_limit)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)connection_limit + HTTP_LIMIT_HEADROOM + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        log_warn("RLIMIT_NOFILE allows %llu descriptors, fewer than RYDES_CONNECTION_LIMIT needs",
+                 (unsigned long long)rl.rlim_cur);
+}
+
 /* Fills addr from the bind address; returns its length or 0 when the address is invalid. */
 static socklen_t parse_bind(const char *bind, int port, struct sockaddr_storage *addr)
 {
@@ -448,6 +492,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     }
     struct http_server *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
+    ensure_descriptors(cfg->connection_limit);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -467,11 +512,11 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
         /* first, so that MHD's own start-up messages go through our log format too */
         MHD_OPTION_EXTERNAL_LOGGER, &mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, &on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape, NULL, MHD_OPTION_ARRAY,
-        tls ? tls_options : no_options, MHD_OPTION_END);
+        (unsigned)cfg->connection_limit + HTTP_LIMIT_HEADROOM, MHD_OPTION_NOTIFY_CONNECTION,
+        &on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory_limit,
+        MHD_OPTION_NOTIFY_COMPLETED, &on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, &no_unescape,
+        NULL, MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
     if (!s->daemon) {
         log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
         free(s);
