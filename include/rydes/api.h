@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 
+#define API_ID_MAX 64 /* the longest id of a listed item: a fare id */
+
 extern const struct route api_routes[];
 extern const size_t api_nroutes;
 
@@ -23,6 +25,16 @@ void api_db_release(struct http_request *req, struct db_conn *c);
 enum handler_result api_store_failed(struct http_request *req, enum store_result r);
 /* Reads ?limit= (1..1000, default 100) and ?after=; records field errors for bad values. */
 bool api_page(struct http_request *req, int *limit, const char **after, struct field_errors *fe);
+/* The ?after= of a newest-first list (GET /tasks, /rfqs, /fares): "MICROS.ID" as
+ * DB_PAGE_CURSOR makes it. */
+struct api_time_cursor {
+    char us[24]; /* "" when the list starts from the newest */
+    char id[API_ID_MAX + 1];
+};
+/* Reads ?limit= and ?after= of a newest-first list whose ids valid_id accepts, and answers 400
+ * naming each bad one: false (with *res set) then. */
+bool api_time_page(struct http_request *req, bool (*valid_id)(const char *id), int *limit,
+                   struct api_time_cursor *cur, enum handler_result *res);
 /* When fe holds errors: queues the 400 naming them, cleans fe up, sets *res and returns true.
  * Reads as: if (api_reply_invalid(req, &fe, &res)) return res; */
 bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res);
@@ -80,6 +92,9 @@ enum handler_result api_readyz(struct http_request *req);
 void ops_metrics_render(struct http_request *req, struct buf *out);
 enum handler_result api_metrics(struct http_request *req);
 enum handler_result api_openapi(struct http_request *req);
+/* The dashboard (src/api/ui.c): GET /ui and GET /ui/{file}. */
+enum handler_result api_ui_index(struct http_request *req);
+enum handler_result api_ui_file(struct http_request *req);
 enum handler_result api_tokens_create(struct http_request *req);
 enum handler_result api_tokens_list(struct http_request *req);
 enum handler_result api_tokens_get(struct http_request *req);
@@ -110,6 +125,10 @@ enum handler_result api_topics_publish_batch(struct http_request *req);
 enum handler_result api_rides_create(struct http_request *req);
 enum handler_result api_rides_get(struct http_request *req);
 enum handler_result api_rides_list(struct http_request *req);
+/* The operators' newest-first lists (admin): GET /tasks, GET /rfqs, GET /fares. */
+enum handler_result api_tasks_list(struct http_request *req);
+enum handler_result api_rfqs_list(struct http_request *req);
+enum handler_result api_fares_list(struct http_request *req);
 enum handler_result api_prebookings_create(struct http_request *req);
 enum handler_result api_prebookings_get(struct http_request *req);
 enum handler_result api_tasks_get(struct http_request *req);

@@ -28,6 +28,7 @@ struct config {
     char *grant_role; /* migrations grant data access to this role; empty: none */
     int64_t connection_limit;
     int64_t connection_timeout;
+    int64_t request_timeout;
     int64_t connection_memory_limit;
     int64_t shutdown_timeout;
     int64_t extraordinary_fare; /* the extraordinary-rides filter's thresholds */

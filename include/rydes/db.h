@@ -81,6 +81,17 @@ bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want);
 /* A timestamptz column (pool sessions: TimeZone UTC, DateStyle ISO) as RFC 3339 with
  * milliseconds into out (CLOCK_RFC3339_LEN bytes); "" when NULL. */
 void db_read_ts(PGresult *r, int row, int col, char *out);
+/* The newest-first lists (GET /tasks, /rfqs, /fares) page by keyset on (creation time, id),
+ * which an index of those two columns serves in both directions. Their cursor is the text
+ * "MICROS.ID": the creation time of a page's last row in microseconds since the epoch, and its
+ * id. DB_PAGE_CURSOR is a row's cursor; DB_PAGE_BEFORE selects the rows older than the cursor
+ * in $1 (microseconds; NULL: from the newest) and $2 (the id, of SQL type idtype; a value
+ * always, since a NULL would leave the index without a bound). */
+#define DB_PAGE_CURSOR(ts, id) "(extract(epoch FROM " ts ") * 1000000)::bigint || '.' || " id
+#define DB_PAGE_BEFORE(ts, id, idtype)                                                            \
+    "(" ts ", " id ") < (coalesce('epoch'::timestamptz + $1::bigint * interval '1 microsecond', " \
+    "'infinity'), $2::" idtype ")"
+
 /* Has the connection to the server been lost (so the failure means "unavailable")? */
 bool db_conn_lost(const struct db_conn *c);
 /* Did the statement fail for a reason that retrying later cures (statement timeout, deadlock,

@@ -72,6 +72,7 @@ struct http_server_config {
     int threads;
     int connection_limit;
     int connection_timeout;
+    int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */
     size_t connection_memory_limit;
     size_t max_body_bytes;
     const struct route *routes;

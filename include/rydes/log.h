@@ -24,9 +24,11 @@ struct log_field {
 #define LOG_INT(k, v) ((struct log_field){.key = (k), .kind = LOG_FIELD_INT, .i = (v)})
 #define LOG_DBL(k, v) ((struct log_field){.key = (k), .kind = LOG_FIELD_DOUBLE, .d = (v)})
 
+#define LOG_MAX_FIELDS 16 /* per event, the trace's included; more are dropped */
+
 void log_configure(enum log_level level, enum log_format format);
 bool log_enabled(enum log_level level);
-/* Emits msg with the given fields. */
+/* Emits msg with the given fields, and the thread's trace (rydes/trace.h) when it has one. */
 void log_event(enum log_level level, const char *msg, const struct log_field *fields, int nfields);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

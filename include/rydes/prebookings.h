@@ -47,6 +47,12 @@ bool task_final(const struct task *t);
 /* The representation of GET /tasks/{id} (a new reference). */
 json_t *task_json(const struct task *t);
 enum mq_status tasks_get(struct db_conn *c, const char *id, struct task *out);
+/* Lists up to limit tasks newest first (by submitted_at, then id), after the cursor after_us
+ * (microseconds since the epoch; NULL: from the newest) and after_id (a UUID); see
+ * DB_PAGE_CURSOR. *tasks is allocated (task_clear each, then free the array); next receives the
+ * cursor of the next page, "" when this was the last. */
+enum mq_status tasks_list(struct db_conn *c, const char *after_us, const char *after_id, int limit,
+                          struct task **tasks, int *count, char *next, size_t next_len);
 
 struct prebooking {
     char id[IDS_UUID_LEN], task_id[IDS_UUID_LEN];

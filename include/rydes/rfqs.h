@@ -62,6 +62,9 @@ void rfq_clear(struct rfq *r);
 /* GET /rfqs/{id}/status and the 202 body (result_link: name the result link even while
  * running, as the 202 does). */
 json_t *rfq_status_json(const struct rfq *r, bool result_link);
+/* An item of GET /rfqs: the status representation with from, to, customer, submitted_at and,
+ * once done, completed_at (a new reference). */
+json_t *rfq_summary_json(const struct rfq *r);
 /* GET /rfqs/{id}/result (also while running, for /query-instant-ride-rfq). */
 json_t *rfq_result_json(const struct rfq *r);
 
@@ -73,6 +76,12 @@ enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
 /* Reads RFQ id (its quotes too when with_quotes). MQ_NOT_FOUND for unknown ids. An RFQ past its
  * eta reads as done (timeout) even before the deadline timer recorded it. */
 enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, struct rfq *out);
+/* Lists up to limit RFQs newest first (by submitted_at, then id), after the cursor after_us
+ * (microseconds since the epoch; NULL: from the newest) and after_id (a UUID); see
+ * DB_PAGE_CURSOR. *rfqs is allocated (rfq_clear each, then free the array); next receives the
+ * cursor of the next page, "" when this was the last. */
+enum mq_status rfqs_list(struct db_conn *c, const char *after_us, const char *after_id, int limit,
+                         struct rfq **rfqs, int *count, char *next, size_t next_len);
 /* Puts a quote for RFQ id into the return address queue q, as a unicorn would. */
 enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, const char *id,
                                   const struct quote_input *in, bool notify);

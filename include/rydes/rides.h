@@ -73,9 +73,10 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
 enum mq_status rides_get(struct db_conn *c, const char *id, struct ride *out);
 
 /* Lists up to limit rides (of customer, or all when NULL) after cursor after ("" from the
- * start), oldest first. *rides is allocated (free each with ride_clear, then the array);
- * next receives the cursor of the next page or "" when this was the last. */
-enum mq_status rides_list(struct db_conn *c, const char *customer, const char *after, int limit,
-                          struct ride **rides, int *count, char *next, size_t next_len);
+ * start), oldest first or, with newest, newest first. *rides is allocated (free each with
+ * ride_clear, then the array); next receives the cursor of the next page or "" when this was
+ * the last. */
+enum mq_status rides_list(struct db_conn *c, const char *customer, bool newest, const char *after,
+                          int limit, struct ride **rides, int *count, char *next, size_t next_len);
 
 #endif

@@ -73,4 +73,12 @@ enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool 
 enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char *ride_id,
                               json_t **out, char **hash);
 
+/* GET /fares: up to limit fares newest first (by created_at, then id) after the cursor after_us
+ * (microseconds since the epoch; NULL: from the newest) and after_id (a fare id); see
+ * DB_PAGE_CURSOR. *items receives a new array of summaries: the fare without card or request
+ * hash, with customer, created_at, updated_at and its steps as {name, status}. next receives the
+ * cursor of the next page, "" when this was the last. */
+enum mq_status saga_fares_list(struct db_conn *c, const char *after_us, const char *after_id,
+                               int limit, json_t **items, char *next, size_t next_len);
+
 #endif

@@ -44,6 +44,37 @@ bool api_page(struct http_request *req, int *limit, const char **after, struct f
     return fe->count == 0;
 }
 
+/* Parses "MICROS.ID" into cur; false when it is not such a cursor. MICROS stays below 2^53, the
+ * range in which the SQL side turns it into a timestamp exactly. */
+static bool time_cursor(const char *text, bool (*valid_id)(const char *id),
+                        struct api_time_cursor *cur)
+{
+    const char *dot = strchr(text, '.');
+    size_t n = dot ? (size_t)(dot - text) : 0;
+    if (n == 0 || n >= sizeof cur->us || strlen(dot + 1) > API_ID_MAX)
+        return false;
+    memcpy(cur->us, text, n);
+    cur->us[n] = '\0';
+    snprintf(cur->id, sizeof cur->id, "%s", dot + 1);
+    int64_t us;
+    return validate_query_int(cur->us, 0, (INT64_C(1) << 53) - 1, &us) && valid_id(cur->id);
+}
+
+bool api_time_page(struct http_request *req, bool (*valid_id)(const char *id), int *limit,
+                   struct api_time_cursor *cur, enum handler_result *res)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    const char *after;
+    api_page(req, limit, &after, &fe);
+    memset(cur, 0, sizeof *cur);
+    if (after && !time_cursor(after, valid_id, cur))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
+    if (!after || fe.count)
+        cur->us[0] = '\0';
+    return !api_reply_invalid(req, &fe, res);
+}
+
 enum handler_result api_list_names(struct http_request *req, const char *key,
                                    bool (*valid)(const char *name), name_lister list,
                                    json_t *(*links)(const char *name))

@@ -1,7 +1,8 @@
 /* Fare endpoints: POST /fares (the reference workshop's input: customerId, fareId, fareAmount,
  * cc, expiryDate, cvv) starts a fare saga; GET /fares/{id} and GET /rides/{id}/fare show it with
- * its steps. Card data lives only in this request's memory: the saga keeps the last four digits,
- * nothing is logged. The work is rydes/saga.h. */
+ * its steps; the operators' GET /fares lists them newest first. Card data lives only in this
+ * request's memory: the saga keeps the last four digits, nothing is logged. The work is
+ * rydes/saga.h. */
 #include "rydes/api.h"
 
 #include "rydes/app.h"
@@ -120,4 +121,26 @@ enum handler_result api_rides_fare(struct http_request *req)
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
     return http_reply_json(req, 200, fare);
+}
+
+enum handler_result api_fares_list(struct http_request *req)
+{
+    enum handler_result res;
+    int limit;
+    struct api_time_cursor cur;
+    if (!api_time_page(req, fare_id_valid, &limit, &cur, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    json_t *items = NULL;
+    char next[128];
+    enum mq_status st =
+        saga_fares_list(c, cur.us[0] ? cur.us : NULL, cur.id, limit, &items, next, sizeof next);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    return http_reply_json(
+        req, 200,
+        json_pack("{s:o, s:o}", "fares", items, "next", next[0] ? json_string(next) : json_null()));
 }

@@ -1,5 +1,6 @@
 /* Prebooking endpoints: POST /prebookings (alias POST /submit-ride-prebooking) answers 202 with
- * a task to poll, GET /tasks/{id}, GET /prebookings/{id}. The work is rydes/prebookings.h. */
+ * a task to poll, GET /tasks/{id}, GET /prebookings/{id}, and the operators' GET /tasks (newest
+ * first). The work is rydes/prebookings.h. */
 #include "rydes/api.h"
 
 #include "rydes/app.h"
@@ -7,6 +8,7 @@
 #include "rydes/problem.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* How soon a poller should look again at a task that is not final. */
 #define TASK_RETRY_AFTER "1"
@@ -91,4 +93,44 @@ enum handler_result api_prebookings_get(struct http_request *req)
     res = http_reply_json(req, 200, prebooking_json(&p));
     prebooking_clear(&p);
     return res;
+}
+
+/* ids_is_uuid as the validator api_time_page wants. */
+static bool task_id_valid(const char *id)
+{
+    return ids_is_uuid(id);
+}
+
+/* {"tasks": [task, ...], "next"} of n tasks, which it clears and frees. */
+static json_t *task_page_json(struct task *tasks, int n, const char *next)
+{
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(items, task_json(&tasks[i]));
+        task_clear(&tasks[i]);
+    }
+    free(tasks);
+    return json_pack("{s:o, s:o}", "tasks", items, "next",
+                     next[0] ? json_string(next) : json_null());
+}
+
+enum handler_result api_tasks_list(struct http_request *req)
+{
+    enum handler_result res;
+    int limit;
+    struct api_time_cursor cur;
+    if (!api_time_page(req, task_id_valid, &limit, &cur, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct task *tasks = NULL;
+    int n = 0;
+    char next[128];
+    enum mq_status st =
+        tasks_list(c, cur.us[0] ? cur.us : NULL, cur.id, limit, &tasks, &n, next, sizeof next);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    return http_reply_json(req, 200, task_page_json(tasks, n, next));
 }

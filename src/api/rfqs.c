@@ -1,7 +1,8 @@
 /* RFQ endpoints: POST /rfqs (alias POST /submit-instant-ride-rfq), GET /rfqs/{id}/status and
  * /result (aliases GET /retrieve-rfq-status?id= and /retrieve-rfq-result?id=), GET
  * /query-instant-ride-rfq/{id} (the result as it stands) and POST /rfqs/{id}/quotes (a quote
- * posted for a unicorn, put into the return address queue). The work is rydes/rfqs.h. */
+ * posted for a unicorn, put into the return address queue), and the operators' GET /rfqs (newest
+ * first). The work is rydes/rfqs.h. */
 #include "rydes/api.h"
 
 #include "rydes/app.h"
@@ -162,4 +163,44 @@ enum handler_result api_rfqs_quote(struct http_request *req)
     return http_reply_json(
         req, 202,
         json_pack("{s:s, s:s}", "status", "accepted", "rfq_id", route_param(&req->match, "id")));
+}
+
+/* ids_is_uuid as the validator api_time_page wants. */
+static bool rfq_id_valid(const char *id)
+{
+    return ids_is_uuid(id);
+}
+
+/* {"rfqs": [summary, ...], "next"} of n RFQs, which it clears and frees. */
+static json_t *rfq_page_json(struct rfq *rfqs, int n, const char *next)
+{
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(items, rfq_summary_json(&rfqs[i]));
+        rfq_clear(&rfqs[i]);
+    }
+    free(rfqs);
+    return json_pack("{s:o, s:o}", "rfqs", items, "next",
+                     next[0] ? json_string(next) : json_null());
+}
+
+enum handler_result api_rfqs_list(struct http_request *req)
+{
+    enum handler_result res;
+    int limit;
+    struct api_time_cursor cur;
+    if (!api_time_page(req, rfq_id_valid, &limit, &cur, &res))
+        return res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct rfq *rfqs = NULL;
+    int n = 0;
+    char next[128];
+    enum mq_status st =
+        rfqs_list(c, cur.us[0] ? cur.us : NULL, cur.id, limit, &rfqs, &n, next, sizeof next);
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    return http_reply_json(req, 200, rfq_page_json(rfqs, n, next));
 }

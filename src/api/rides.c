@@ -1,5 +1,5 @@
 /* Ride endpoints: POST /rides (and its alias POST /submit-ride-completion), GET /rides/{id},
- * GET /rides?customer=. The domain work is rydes/rides.h; this file decodes and encodes. */
+ * GET /rides?customer=&order=. The domain work is rydes/rides.h; this file decodes and encodes. */
 #include "rydes/api.h"
 
 #include "rydes/app.h"
@@ -122,23 +122,53 @@ enum handler_result api_rides_get(struct http_request *req)
     return res;
 }
 
-enum handler_result api_rides_list(struct http_request *req)
+/* The query of GET /rides: ?limit=, ?after=, ?customer=, ?order=. False (the 400 naming every
+ * bad one queued, *res set) when any is invalid. */
+struct ride_query {
+    int limit;
+    const char *after, *customer;
+    bool newest;
+};
+
+static bool list_query(struct http_request *req, struct ride_query *q, enum handler_result *res)
 {
     struct field_errors fe;
     field_errors_init(&fe);
-    int limit;
-    const char *after;
-    api_page(req, &limit, &after, &fe);
+    api_page(req, &q->limit, &q->after, &fe);
     int64_t cursor = 0;
-    if (after && !validate_query_int(after, 1, INT64_MAX, &cursor))
+    if (q->after && !validate_query_int(q->after, 1, INT64_MAX, &cursor))
         field_errors_add(&fe, "after", "is not a cursor returned by this list");
-    const char *customer = http_query(req, "customer");
-    json_t *utf8 = customer ? json_string(customer) : NULL; /* NULL: not UTF-8 */
-    if (customer && (!utf8 || !customer[0] || validate_utf8_length(customer) > RIDES_TEXT_MAX))
+    q->customer = http_query(req, "customer");
+    json_t *utf8 = q->customer ? json_string(q->customer) : NULL; /* NULL: not UTF-8 */
+    if (q->customer &&
+        (!utf8 || !q->customer[0] || validate_utf8_length(q->customer) > RIDES_TEXT_MAX))
         field_errors_add(&fe, "customer", "must be 1 to %d characters of UTF-8", RIDES_TEXT_MAX);
     json_decref(utf8);
+    const char *order = http_query(req, "order");
+    if (order && strcmp(order, "oldest") != 0 && strcmp(order, "newest") != 0)
+        field_errors_add(&fe, "order", "must be oldest or newest");
+    q->newest = order && strcmp(order, "newest") == 0;
+    return !api_reply_invalid(req, &fe, res);
+}
+
+/* {"rides": [ride, ...], "next"} of n rides, which it clears and frees. */
+static json_t *ride_page_json(struct ride *rides, int n, const char *next)
+{
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(items, ride_json(&rides[i]));
+        ride_clear(&rides[i]);
+    }
+    free(rides);
+    return json_pack("{s:o, s:o}", "rides", items, "next",
+                     next[0] ? json_string(next) : json_null());
+}
+
+enum handler_result api_rides_list(struct http_request *req)
+{
     enum handler_result res;
-    if (api_reply_invalid(req, &fe, &res))
+    struct ride_query q;
+    if (!list_query(req, &q, &res))
         return res;
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
@@ -146,18 +176,10 @@ enum handler_result api_rides_list(struct http_request *req)
     struct ride *rides = NULL;
     int n = 0;
     char next[24];
-    enum mq_status st =
-        rides_list(c, customer, after ? after : "", limit, &rides, &n, next, sizeof next);
+    enum mq_status st = rides_list(c, q.customer, q.newest, q.after ? q.after : "", q.limit, &rides,
+                                   &n, next, sizeof next);
     api_db_release(req, c);
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
-    json_t *items = json_array();
-    for (int i = 0; i < n; i++) {
-        json_array_append_new(items, ride_json(&rides[i]));
-        ride_clear(&rides[i]);
-    }
-    free(rides);
-    return http_reply_json(
-        req, 200,
-        json_pack("{s:o, s:o}", "rides", items, "next", next[0] ? json_string(next) : json_null()));
+    return http_reply_json(req, 200, ride_page_json(rides, n, next));
 }

@@ -102,6 +102,10 @@ static const struct setting settings[] = {
      OFF(connection_limit), false, NULL, "concurrent HTTP connections accepted"},
     {"connection-timeout", "RYDES_CONNECTION_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,
      OFF(connection_timeout), false, NULL, "seconds an idle HTTP connection is kept"},
+    {"request-timeout", "RYDES_REQUEST_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,
+     OFF(request_timeout), false, NULL,
+     "seconds a request's headers and body may take to arrive, however slowly they trickle in "
+     "(at least the connection timeout)"},
     {"connection-memory-limit", "RYDES_CONNECTION_MEMORY_LIMIT", SETTING_INT, "16384", 8192,
      16777216, NULL, OFF(connection_memory_limit), false, NULL,
      "bytes of header/read buffer per connection (larger request headers are refused)"},

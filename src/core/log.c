@@ -6,10 +6,12 @@
 
 #include "rydes/buf.h"
 #include "rydes/clock.h"
+#include "rydes/trace.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static atomic_int log_min_level = LOG_LEVEL_INFO;
@@ -89,10 +91,36 @@ static void append_field_text(struct buf *b, const struct log_field *f)
         append_text_value(b, f->str ? f->str : "");
 }
 
-void log_event(enum log_level level, const char *msg, const struct log_field *fields, int nfields)
+/* Does fields name key already? */
+static bool has_field(const struct log_field *fields, int nfields, const char *key)
+{
+    for (int i = 0; i < nfields; i++)
+        if (strcmp(fields[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+/* The fields of the event followed by the thread's trace (request_id, traceparent) when it has
+ * one the event does not name itself; returns how many there are in out. */
+static int with_trace(const struct log_field *fields, int nfields, struct log_field *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < nfields && n < max; i++)
+        out[n++] = fields[i];
+    const struct trace *t = trace_current();
+    if (t && t->request_id[0] && n < max && !has_field(fields, nfields, "request_id"))
+        out[n++] = LOG_STR("request_id", t->request_id);
+    if (t && t->traceparent[0] && n < max && !has_field(fields, nfields, "traceparent"))
+        out[n++] = LOG_STR("traceparent", t->traceparent);
+    return n;
+}
+
+void log_event(enum log_level level, const char *msg, const struct log_field *given, int ngiven)
 {
     if (!log_enabled(level))
         return;
+    struct log_field fields[LOG_MAX_FIELDS];
+    int nfields = with_trace(given, ngiven, fields, LOG_MAX_FIELDS);
     char ts[CLOCK_RFC3339_LEN];
     clock_format_rfc3339(clock_wall_us(), ts);
     struct buf b;

@@ -12,12 +12,14 @@
 
 #include "rydes/body.h"
 #include "rydes/clock.h"
+#include "rydes/deadlines.h"
 #include "rydes/jsontext.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/metrics.h"
 #include "rydes/problem.h"
 #include "rydes/secret.h"
+#include "rydes/trace.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +39,7 @@ struct http_server {
     struct http_server_config cfg;
     atomic_int in_flight;
     atomic_int connections; /* open connections counted against cfg.connection_limit */
+    struct deadlines *deadlines;
     int port;
 };
 
@@ -352,6 +355,14 @@ static enum handler_result request_dispatch(struct http_request *req)
     return request_finish(req, req->match.route->handler(req));
 }
 
+/* The deadline watch of the connection conn (NULL for one that was not counted). */
+static struct deadline_watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -374,14 +385,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                    ? MHD_YES
                    : MHD_NO;
     }
+    struct deadline_watch *w = watch_of(conn); /* the whole request is in: no deadline now */
+    if (w)
+        deadlines_arrived(((struct http_server *)cls)->deadlines, w);
     if (req->status)
         return MHD_YES; /* answered early; MHD is only draining */
+    /* the handler's log lines and what it publishes carry the request's trace */
+    trace_set(req->request_id, http_header(req, "traceparent"));
+    enum handler_result res;
     if (req->resume) {
         route_handler resume = req->resume;
         req->resume = NULL;
-        return request_finish(req, resume(req)) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+        res = request_finish(req, resume(req));
+    } else {
+        res = request_dispatch(req);
     }
-    return request_dispatch(req) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+    trace_set(NULL, NULL);
+    return res == HANDLER_FAIL ? MHD_NO : MHD_YES;
 }
 
 static void access_log(struct http_request *req, int64_t duration_us)
@@ -402,13 +422,15 @@ static void access_log(struct http_request *req, int64_t duration_us)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     struct http_server *s = cls;
     struct http_request *req = *con_cls;
     if (!req)
         return;
     *con_cls = NULL;
+    struct deadline_watch *w = watch_of(conn); /* the connection waits for its next request */
+    if (w)
+        deadlines_waiting(s->deadlines, w);
     int64_t duration = clock_mono_us() - req->started_us;
     access_log(req, duration);
     if (req->status && s->cfg.metrics)
@@ -423,25 +445,31 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * connections would leave every new client hanging. So MHD may accept HTTP_LIMIT_HEADROOM more,
  * and a connection past the limit is shut down as soon as it is accepted: its client sees the
  * connection closed at once (and may retry), and MHD closes its side on the next read. */
+/* The socket context of a connection is its deadline watch (rydes/deadlines.h): set while it is
+ * open and counted. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        if (*socket_context)
+        if (*socket_context) {
+            deadlines_forget(s->deadlines, *socket_context);
             atomic_fetch_sub(&s->connections, 1);
+        }
         *socket_context = NULL;
         return;
     }
-    *socket_context = s; /* counted */
-    if (atomic_fetch_add(&s->connections, 1) < s->cfg.connection_limit)
-        return;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        shutdown(ci->connect_fd, SHUT_RDWR);
+    if (!ci)
+        return;
+    *socket_context = deadlines_watch(s->deadlines, ci->connect_fd);
+    if (atomic_fetch_add(&s->connections, 1) < s->cfg.connection_limit)
+        return;
+    shutdown(ci->connect_fd, SHUT_RDWR);
     log_debug("connection limit reached: a new connection was closed");
 }
+
 
 /* The connection limit needs a descriptor per connection: raise the soft RLIMIT_NOFILE towards
  * the hard one when it is lower than that (plus room for the database and files). */
@@ -493,6 +521,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     struct http_server *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
     ensure_descriptors(cfg->connection_limit);
+    s->deadlines = deadlines_start(cfg->request_timeout);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -519,6 +548,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
         NULL, MHD_OPTION_ARRAY, tls ? tls_options : no_options, MHD_OPTION_END);
     if (!s->daemon) {
         log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
+        deadlines_stop(s->deadlines);
         free(s);
         return NULL;
     }
@@ -551,6 +581,7 @@ int http_server_stop(struct http_server *s, int timeout_ms)
     MHD_stop_daemon(s->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    deadlines_stop(s->deadlines);
     free(s);
     return cut;
 }

@@ -5,6 +5,7 @@
 #include "rydes/buf.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
+#include "rydes/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,16 @@
 
 static struct db_stmt q_task_get =
     DB_STMT("pb_task_get", "SELECT " TASK_COLUMNS " FROM tasks WHERE id = $1", 1);
+/* Newest first, for the dashboard (the index of sql/010 serves it). */
+static struct db_stmt q_task_list =
+    DB_STMT("pb_task_list",
+            "SELECT " TASK_COLUMNS ", " DB_PAGE_CURSOR(
+                "submitted_at", "id") " FROM tasks "
+                                      "WHERE " DB_PAGE_BEFORE(
+                                          "submitted_at", "id",
+                                          "uuid") " "
+                                                  "ORDER BY submitted_at DESC, id DESC LIMIT $3",
+            3);
 static struct db_stmt q_prebooking_get =
     DB_STMT("pb_get",
             "SELECT id, task_id, from_location, to_location, customer, pickup_at, created_at "
@@ -133,9 +144,22 @@ static enum task_status status_of(const char *name)
     return TASK_PENDING;
 }
 
-static char *dup_or_null(PGresult *r, int col)
+static char *dup_or_null(PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, 0, col) ? NULL : xstrdup(PQgetvalue(r, 0, col));
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+/* Row row of a TASK_COLUMNS result into t. */
+static void read_task(PGresult *r, int row, struct task *t)
+{
+    snprintf(t->id, sizeof t->id, "%s", PQgetvalue(r, row, 0));
+    snprintf(t->kind, sizeof t->kind, "%s", PQgetvalue(r, row, 1));
+    t->status = status_of(PQgetvalue(r, row, 2));
+    snprintf(t->result_id, sizeof t->result_id, "%s", PQgetvalue(r, row, 3));
+    t->error_title = dup_or_null(r, row, 4);
+    t->error_detail = dup_or_null(r, row, 5);
+    db_read_ts(r, row, 6, t->submitted_at);
+    db_read_ts(r, row, 7, t->updated_at);
 }
 
 enum mq_status tasks_get(struct db_conn *c, const char *id, struct task *out)
@@ -148,18 +172,31 @@ enum mq_status tasks_get(struct db_conn *c, const char *id, struct task *out)
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
-    if (found) {
-        snprintf(out->id, sizeof out->id, "%s", PQgetvalue(r, 0, 0));
-        snprintf(out->kind, sizeof out->kind, "%s", PQgetvalue(r, 0, 1));
-        out->status = status_of(PQgetvalue(r, 0, 2));
-        snprintf(out->result_id, sizeof out->result_id, "%s", PQgetvalue(r, 0, 3));
-        out->error_title = dup_or_null(r, 4);
-        out->error_detail = dup_or_null(r, 5);
-        db_read_ts(r, 0, 6, out->submitted_at);
-        db_read_ts(r, 0, 7, out->updated_at);
-    }
+    if (found)
+        read_task(r, 0, out);
     PQclear(r);
     return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+enum mq_status tasks_list(struct db_conn *c, const char *after_us, const char *after_id, int limit,
+                          struct task **tasks, int *count, char *next, size_t next_len)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *v[] = {after_us, after_us ? after_id : "00000000-0000-0000-0000-000000000000", lim};
+    PGresult *r = db_exec(c, &q_task_list, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    int n = PQntuples(r);
+    *count = n > limit ? limit : n;
+    *tasks = xcalloc((size_t)*count + 1, sizeof **tasks);
+    for (int i = 0; i < *count; i++)
+        read_task(r, i, &(*tasks)[i]);
+    next[0] = '\0';
+    if (n > limit)
+        snprintf(next, next_len, "%s", PQgetvalue(r, limit - 1, 8));
+    PQclear(r);
+    return MQ_OK;
 }
 
 void prebooking_clear(struct prebooking *p)
@@ -215,6 +252,7 @@ static void submission_event(const char *task_id, const struct prebooking_input 
     json_decref(b);
     *attrs = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "customer", "type", "String", "value",
                        in->customer, "correlation_id", "type", "String", "value", correlation_id);
+    trace_add_attributes(*attrs);
 }
 
 /* Stores task id (pending) and publishes its event, inside the caller's transaction. */

@@ -4,6 +4,7 @@
 #include "rydes/buf.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
+#include "rydes/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,16 @@
 
 static struct db_stmt q_get =
     DB_STMT("rfq_get", "SELECT " RFQ_COLUMNS " FROM rfqs WHERE id = $1", 1);
+/* Newest first, for the dashboard (the index of sql/010 serves it). */
+static struct db_stmt q_list =
+    DB_STMT("rfq_list",
+            "SELECT " RFQ_COLUMNS ", " DB_PAGE_CURSOR(
+                "submitted_at", "id") " FROM rfqs "
+                                      "WHERE " DB_PAGE_BEFORE(
+                                          "submitted_at", "id",
+                                          "uuid") " "
+                                                  "ORDER BY submitted_at DESC, id DESC LIMIT $3",
+            3);
 static struct db_stmt q_quotes = DB_STMT("rfq_quotes",
                                          "SELECT unicorn, price::text, goodies::text, received_at "
                                          "FROM rfq_quotes WHERE rfq_id = $1 "
@@ -79,6 +90,18 @@ json_t *rfq_status_json(const struct rfq *r, bool result_link)
     return o;
 }
 
+json_t *rfq_summary_json(const struct rfq *r)
+{
+    json_t *o = rfq_status_json(r, false);
+    json_object_set_new(o, "from", json_string(r->from));
+    json_object_set_new(o, "to", json_string(r->to));
+    json_object_set_new(o, "customer", json_string(r->customer));
+    json_object_set_new(o, "submitted_at", json_string(r->submitted_at));
+    if (r->done)
+        json_object_set_new(o, "completed_at", json_string(r->completed_at));
+    return o;
+}
+
 json_t *rfq_result_json(const struct rfq *r)
 {
     json_t *quotes = json_array();
@@ -98,19 +121,19 @@ json_t *rfq_result_json(const struct rfq *r)
     return o;
 }
 
-static void read_rfq(PGresult *res, struct rfq *r)
+static void read_rfq(PGresult *res, int row, struct rfq *r)
 {
-    snprintf(r->id, sizeof r->id, "%s", PQgetvalue(res, 0, 0));
-    r->from = xstrdup(PQgetvalue(res, 0, 1));
-    r->to = xstrdup(PQgetvalue(res, 0, 2));
-    r->customer = xstrdup(PQgetvalue(res, 0, 3));
-    db_read_ts(res, 0, 4, r->submitted_at);
-    db_read_ts(res, 0, 5, r->eta);
-    r->expected = atoi(PQgetvalue(res, 0, 6));
-    r->done = PQgetvalue(res, 0, 7)[0] == 't';
-    snprintf(r->reason, sizeof r->reason, "%s", PQgetvalue(res, 0, 8));
-    db_read_ts(res, 0, 9, r->completed_at);
-    r->responses = atoi(PQgetvalue(res, 0, 10));
+    snprintf(r->id, sizeof r->id, "%s", PQgetvalue(res, row, 0));
+    r->from = xstrdup(PQgetvalue(res, row, 1));
+    r->to = xstrdup(PQgetvalue(res, row, 2));
+    r->customer = xstrdup(PQgetvalue(res, row, 3));
+    db_read_ts(res, row, 4, r->submitted_at);
+    db_read_ts(res, row, 5, r->eta);
+    r->expected = atoi(PQgetvalue(res, row, 6));
+    r->done = PQgetvalue(res, row, 7)[0] == 't';
+    snprintf(r->reason, sizeof r->reason, "%s", PQgetvalue(res, row, 8));
+    db_read_ts(res, row, 9, r->completed_at);
+    r->responses = atoi(PQgetvalue(res, row, 10));
 }
 
 static enum mq_status read_quotes(struct db_conn *c, struct rfq *r)
@@ -145,7 +168,7 @@ enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, str
         return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
     if (found)
-        read_rfq(r, out);
+        read_rfq(r, 0, out);
     PQclear(r);
     if (!found)
         return MQ_NOT_FOUND;
@@ -153,6 +176,27 @@ enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, str
     if (st != MQ_OK)
         rfq_clear(out);
     return st;
+}
+
+enum mq_status rfqs_list(struct db_conn *c, const char *after_us, const char *after_id, int limit,
+                         struct rfq **rfqs, int *count, char *next, size_t next_len)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *v[] = {after_us, after_us ? after_id : "00000000-0000-0000-0000-000000000000", lim};
+    PGresult *r = db_exec(c, &q_list, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    int n = PQntuples(r);
+    *count = n > limit ? limit : n;
+    *rfqs = xcalloc((size_t)*count + 1, sizeof **rfqs);
+    for (int i = 0; i < *count; i++)
+        read_rfq(r, i, &(*rfqs)[i]);
+    next[0] = '\0';
+    if (n > limit)
+        snprintf(next, next_len, "%s", PQgetvalue(r, limit - 1, 11));
+    PQclear(r);
+    return MQ_OK;
 }
 
 /* The request published to the unicorns, and its attributes: the correlation id and the
@@ -165,6 +209,7 @@ static void request_event(const struct rfq *r, char **body, json_t **attrs)
     json_decref(b);
     *attrs = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "correlation_id", "type", "String", "value",
                        r->id, "return_address", "type", "String", "value", RFQS_RESPONSES);
+    trace_add_attributes(*attrs);
 }
 
 /* Stores r expecting n responses (inside the caller's transaction). */
@@ -271,6 +316,7 @@ enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, c
 {
     char *text = quote_text(in);
     json_t *attrs = json_pack("{s:{s:s, s:s}}", "correlation_id", "type", "String", "value", id);
+    trace_add_attributes(attrs);
     struct mq_send_entry e = {.body = text,
                               .body_len = strlen(text),
                               .body_json = true,

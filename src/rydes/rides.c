@@ -4,6 +4,7 @@
 #include "rydes/buf.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
+#include "rydes/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,16 @@ static struct db_stmt q_list_customer = DB_STMT("rides_list_customer",
                                                 "WHERE customer = $3 AND seq > $1 "
                                                 "ORDER BY seq LIMIT $2",
                                                 3);
+/* The same newest first (?order=newest, the dashboard's recent rides): the cursor bounds from
+ * above. */
+static struct db_stmt q_list_all_newest =
+    DB_STMT("rides_list_all_newest",
+            "SELECT " RIDE_COLUMNS ", seq FROM rides WHERE seq < $1 ORDER BY seq DESC LIMIT $2", 2);
+static struct db_stmt q_list_customer_newest = DB_STMT("rides_list_customer_newest",
+                                                       "SELECT " RIDE_COLUMNS ", seq FROM rides "
+                                                       "WHERE customer = $3 AND seq < $1 "
+                                                       "ORDER BY seq DESC LIMIT $2",
+                                                       3);
 
 void ride_clear(struct ride *r)
 {
@@ -113,6 +124,7 @@ static json_t *ride_attributes(const struct ride *r, const char *fare, const cha
     if (r->unicorn)
         json_object_set_new(a, "unicorn",
                             json_pack("{s:s, s:s}", "type", "String", "value", r->unicorn));
+    trace_add_attributes(a);
     return a;
 }
 
@@ -305,13 +317,22 @@ enum mq_status rides_get(struct db_conn *c, const char *id, struct ride *out)
     return found ? MQ_OK : MQ_NOT_FOUND;
 }
 
-enum mq_status rides_list(struct db_conn *c, const char *customer, const char *after, int limit,
-                          struct ride **rides, int *count, char *next, size_t next_len)
+/* The list statement for a customer (or all) in an order. */
+static struct db_stmt *list_stmt(bool customer, bool newest)
+{
+    if (newest)
+        return customer ? &q_list_customer_newest : &q_list_all_newest;
+    return customer ? &q_list_customer : &q_list_all;
+}
+
+enum mq_status rides_list(struct db_conn *c, const char *customer, bool newest, const char *after,
+                          int limit, struct ride **rides, int *count, char *next, size_t next_len)
 {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit + 1);
-    const char *v[] = {after[0] ? after : "0", lim, customer};
-    PGresult *r = db_exec(c, customer ? &q_list_customer : &q_list_all, v, NULL, NULL);
+    const char *start = newest ? "9223372036854775807" : "0";
+    const char *v[] = {after[0] ? after : start, lim, customer};
+    PGresult *r = db_exec(c, list_stmt(customer != NULL, newest), v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     int n = PQntuples(r);

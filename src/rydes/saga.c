@@ -7,6 +7,7 @@
 #include "rydes/jsontext.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,17 +115,20 @@ enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id
 {
     char a[32];
     snprintf(a, sizeof a, "%.2f", amount);
+    const struct trace *t = trace_current(); /* the fare's runs carry it on */
     const char *v[] = {id,
                        ride_id,
                        customer,
                        a,
                        last4,
                        hash,
-                       "{register,preauthorize,charge,credit_account,complete,publish}"};
+                       "{register,preauthorize,charge,credit_account,complete,publish}",
+                       t && t->request_id[0] ? t->request_id : NULL,
+                       t && t->traceparent[0] ? t->traceparent : NULL};
     PGresult *r = PQexecParams(c->pg,
                                "SELECT saga_start($1, $2::uuid, $3, $4::numeric, $5, $6, "
-                               "$7::text[])",
-                               7, NULL, v, NULL, NULL, 0);
+                               "$7::text[], $8, $9)",
+                               9, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok)
         *created = PQgetvalue(r, 0, 0)[0] == 't';
@@ -183,7 +187,7 @@ static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f,
         "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
         "RETURNING id, customer, amount::text, phase = 'compensating', step, "
         "coalesce(outcome, ''), coalesce(preauth_code, ''), coalesce(charge_id, ''), "
-        "coalesce(credit_id, '')",
+        "coalesce(credit_id, ''), request_id, traceparent",
         2, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     *found = ok && PQntuples(r) == 1;
@@ -200,6 +204,9 @@ static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f,
         snprintf(f->preauth, sizeof f->preauth, "%s", PQgetvalue(r, 0, 6));
         snprintf(f->charge, sizeof f->charge, "%s", PQgetvalue(r, 0, 7));
         snprintf(f->credit, sizeof f->credit, "%s", PQgetvalue(r, 0, 8));
+        /* the run's log lines and publish carry the trace of the request that started it */
+        trace_set(PQgetisnull(r, 0, 9) ? NULL : PQgetvalue(r, 0, 9),
+                  PQgetisnull(r, 0, 10) ? NULL : PQgetvalue(r, 0, 10));
     }
     PQclear(r);
     return ok;
@@ -300,6 +307,7 @@ static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const
     json_t *attrs =
         json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "is_successful", "type", "String", "value",
                   ok ? "true" : "false", "fare_id", "type", "String", "value", f->id);
+    trace_add_attributes(attrs);
     struct mq_publish p = {
         .body = text, .body_len = strlen(text), .body_json = true, .attributes = attrs};
     struct mq_publish_result out;
@@ -505,6 +513,9 @@ enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool 
     bool go_on = *ran;
     while (go_on)
         go_on = f.compensating ? compensate(c, env, &f) : f.step < NSTEPS && forward(c, env, &f);
+    if (*ran)
+        log_info("fare %s: ran to step %d%s%s", f.id, f.step, f.outcome[0] ? ", " : "", f.outcome);
+    trace_set(NULL, NULL);
     return MQ_OK;
 }
 
@@ -567,6 +578,59 @@ enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char
                      "links", links);
     if (hash)
         *hash = PQgetisnull(r, 0, 5) ? NULL : xstrdup(PQgetvalue(r, 0, 5));
+    PQclear(r);
+    return MQ_OK;
+}
+
+/* Row i of the list query as an item of GET /fares (a new reference). */
+static json_t *fare_summary_json(PGresult *r, int i)
+{
+    const char *id = PQgetvalue(r, i, 0);
+    const char *ride = PQgetisnull(r, i, 1) ? NULL : PQgetvalue(r, i, 1);
+    char self[100], ride_link[80], created[CLOCK_RFC3339_LEN], updated[CLOCK_RFC3339_LEN];
+    snprintf(self, sizeof self, "/fares/%s", id);
+    db_read_ts(r, i, 6, created);
+    db_read_ts(r, i, 7, updated);
+    json_t *links = json_pack("{s:s}", "self", self);
+    if (ride) {
+        snprintf(ride_link, sizeof ride_link, "/rides/%s", ride);
+        json_object_set_new(links, "ride", json_string(ride_link));
+    }
+    json_t *log = json_loads(PQgetvalue(r, i, 8), 0, NULL);
+    return json_pack("{s:s?, s:s, s:s, s:f, s:s, s:b, s:s, s:s, s:o, s:o}", "ride_id", ride,
+                     "fare_id", id, "customer", PQgetvalue(r, i, 2), "amount",
+                     strtod(PQgetvalue(r, i, 3), NULL), "status", PQgetvalue(r, i, 4),
+                     "needs_operator", PQgetvalue(r, i, 5)[0] == 't', "created_at", created,
+                     "updated_at", updated, "steps", log ? log : json_array(), "links", links);
+}
+
+enum mq_status saga_fares_list(struct db_conn *c, const char *after_us, const char *after_id,
+                               int limit, json_t **items, char *next, size_t next_len)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *v[] = {after_us, after_us ? after_id : "", lim};
+    PGresult *r = PQexecParams(
+        c->pg,
+        "SELECT id, ride_id, customer, amount::text, status, needs_operator, created_at, "
+        "updated_at, coalesce((SELECT json_agg(json_build_object('name', s.name, 'status', "
+        "s.status) ORDER BY s.position) FROM saga_steps s WHERE s.fare_id = fares.id), '[]'), "
+        "" DB_PAGE_CURSOR("created_at",
+                          "id") " FROM fares "
+                                "WHERE " DB_PAGE_BEFORE(
+                                    "created_at", "id",
+                                    "text") " "
+                                            "ORDER BY created_at DESC, id DESC LIMIT $3",
+        3, NULL, v, NULL, NULL, 0);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    int n = PQntuples(r), count = n > limit ? limit : n;
+    *items = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(*items, fare_summary_json(r, i));
+    next[0] = '\0';
+    if (n > limit)
+        snprintf(next, next_len, "%s", PQgetvalue(r, limit - 1, 9));
     PQclear(r);
     return MQ_OK;
 }

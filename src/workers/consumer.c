@@ -4,6 +4,7 @@
 #include "rydes/clock.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/trace.h"
 #include "rydes/worker.h"
 
 #include <pthread.h>
@@ -80,7 +81,7 @@ static int retry_delay(int receive_count)
 }
 
 /* Handles one message: the handler's work and the ack commit together, or neither. */
-static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+static void handle_traced(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     char why[256] = "";
     if (k->def->claimed)
@@ -95,6 +96,12 @@ static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_me
     ok = ok && db_commit(c);
     if (ok) {
         atomic_fetch_add(&k->counters.handled, 1);
+        if (log_enabled(LOG_LEVEL_INFO)) {
+            struct log_field f[] = {LOG_STR("worker", k->def->name),
+                                    LOG_STR("message_id", m->message_id),
+                                    LOG_INT("receive_count", m->receive_count)};
+            log_event(LOG_LEVEL_INFO, "handled", f, 3);
+        }
         return;
     }
     db_rollback(c);
@@ -108,6 +115,14 @@ static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_me
         k->def->given_up(&k->env, c, m, why[0] ? why : "a statement failed");
     if (!db_conn_lost(c))
         mq_change_visibility(c, &k->q, m->receipt, last ? 0 : retry_delay(m->receive_count));
+}
+
+/* Handles one message with its trace (rydes/trace.h) as the thread's. */
+static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+{
+    trace_from_attributes(m->attributes);
+    handle_traced(k, c, m);
+    trace_set(NULL, NULL);
 }
 
 /* Reads the queue's attributes when they are missing or old; false when it does not exist. */

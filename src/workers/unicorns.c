@@ -10,6 +10,7 @@
 #include "rydes/services.h"
 
 #include "rydes/mem.h"
+#include "rydes/trace.h"
 #include "rydes/worker.h"
 
 #include <pthread.h>
@@ -33,7 +34,8 @@ struct answer {
     char unicorn[64];
     char return_address[MQ_NAME_MAX + 1];
     double price;
-    unsigned goodies; /* a bit per goodie */
+    unsigned goodies;   /* a bit per goodie */
+    struct trace trace; /* of the request: the quote carries it on */
 };
 
 struct fleet {
@@ -125,6 +127,8 @@ static enum consumer_result consider(const struct consumer_env *env, struct db_c
     snprintf(a.rfq, sizeof a.rfq, "%s", rfq);
     snprintf(a.unicorn, sizeof a.unicorn, "%s", u->name);
     snprintf(a.return_address, sizeof a.return_address, "%s", to);
+    if (trace_current())
+        a.trace = *trace_current();
     pthread_mutex_lock(&u->fleet->mu);
     heap_push(u->fleet, &a);
     pthread_mutex_unlock(&u->fleet->mu);
@@ -166,7 +170,9 @@ static int send_step(struct worker *w, void *arg)
         struct db_conn *c = db_pool_acquire(f->env.pool, f->env.acquire_timeout_ms, &why);
         if (!c)
             return FLEET_IDLE_MS; /* dropped: the unicorn "failed to answer" */
+        trace_set(a.trace.request_id, a.trace.traceparent);
         post(f, c, &a);
+        trace_set(NULL, NULL);
         db_pool_release(f->env.pool, c);
     }
 }

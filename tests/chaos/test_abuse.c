@@ -165,8 +165,8 @@ struct slow {
     pthread_t thread;
     bool started;
     int fd;
-    double last_byte_s, closed_s; /* closed_s 0: never closed */
-    bool answered;                /* the server sent bytes (a response) */
+    double started_s, last_byte_s, closed_s; /* closed_s 0: never closed */
+    bool answered;                           /* the server sent bytes (a response) */
     int sent_tail;
 };
 
@@ -189,6 +189,7 @@ static void *slow_run(void *arg)
 {
     struct slow *s = arg;
     double until = harness_now_s() + s->max_s;
+    s->started_s = harness_now_s();
     if (send(s->fd, s->head, strlen(s->head), MSG_NOSIGNAL) < 0)
         return NULL;
     s->last_byte_s = harness_now_s();
@@ -203,7 +204,7 @@ static void *slow_run(void *arg)
     return NULL;
 }
 
-static struct slow slows[2];
+static struct slow slows[4];
 
 static void slow_start(struct slow *s)
 {
@@ -233,9 +234,20 @@ static void assert_cut_off(const struct slow *s, const char *what)
     ck_assert_msg(s->sent_tail < 4, "%s: %d slow bytes were accepted", what, s->sent_tail);
 }
 
+/* A client that trickles a byte more often than the idle timeout is cut off by the request
+ * deadline (--request-timeout) counted from when it connected. */
+static void assert_deadline(const struct slow *s, const char *what)
+{
+    ck_assert_msg(s->closed_s > 0, "%s: never disconnected (%d slow bytes sent)", what,
+                  s->sent_tail);
+    ck_assert_msg(s->closed_s - s->started_s < 3 + 2.5, "%s: disconnected after %.1f s", what,
+                  s->closed_s - s->started_s);
+    ck_assert_msg(!s->answered, "%s: answered", what);
+}
+
 START_TEST(slow_clients_are_cut_off)
 {
-    const char *const args[] = {"--connection-timeout", "2", NULL};
+    const char *const args[] = {"--connection-timeout", "2", "--request-timeout", "3", NULL};
     proc_serve(&srv, "none", args);
     harness_put_queue(&srv.http, "slow", NULL, 201);
     slows[0] = (struct slow){.head = "GET /healthz HTTP/1.1\r\nHost: rydes\r\nX-Slow: ",
@@ -249,7 +261,17 @@ START_TEST(slow_clients_are_cut_off)
                              .tail = "\"slowloris\"}",
                              .gap_ms = 3000,
                              .max_s = 20};
-    for (int i = 0; i < 2; i++)
+    /* the same, a byte every 0.7 s: never idle for the 2 s timeout */
+    slows[2] = slows[0];
+    slows[2].tail = "abcdefghijklmnopqrstuvwxyz\r\n\r\n";
+    slows[2].gap_ms = 700;
+    slows[3] = slows[1];
+    slows[3].head = "POST /queues/slow/messages HTTP/1.1\r\nHost: rydes\r\n"
+                    "Authorization: Bearer " HARNESS_ADMIN_TOKEN "\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"body\":";
+    slows[3].tail = "\"slowloris, trickling along\"}";
+    slows[3].gap_ms = 700;
+    for (int i = 0; i < 4; i++)
         slow_start(&slows[i]);
     double until = harness_now_s() + 4;
     while (harness_now_s() < until) { /* a normal client is served meanwhile */
@@ -257,10 +279,12 @@ START_TEST(slow_clients_are_cut_off)
         expect_status("GET", "/queues", NULL, 200, 5);
         harness_sleep_ms(200);
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
         slow_join(&slows[i]);
     assert_cut_off(&slows[0], "slow headers");
     assert_cut_off(&slows[1], "slow body");
+    assert_deadline(&slows[2], "trickled headers");
+    assert_deadline(&slows[3], "trickled body");
     ck_assert_msg(!slows[1].answered, "the half-sent body was answered");
     ck_assert_int_eq(harness_stored("slow"), 0);
     assert_alive();
@@ -508,7 +532,7 @@ END_TEST
 static void teardown(void)
 {
     proc_cleanup(&srv);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
         slow_join(&slows[i]);
     waiters_join();
     flood_close();

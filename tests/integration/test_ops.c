@@ -110,6 +110,46 @@ START_TEST(openapi_documents_every_route)
 }
 END_TEST
 
+/* The other direction: every operation of the document's paths is a route of the router
+ * (HEAD is served by GET). Webhooks are requests Rydes sends, not routes. */
+START_TEST(openapi_paths_are_all_routed)
+{
+    static const char *const methods[] = {"get",   "put",  "post",    "delete",
+                                          "patch", "head", "options", "trace"};
+    struct response r;
+    harness_request(&srv, "GET", "/openapi.json", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *paths = json_object_get(r.json, "paths");
+    ck_assert(json_is_object(paths));
+    ck_assert_int_gt(json_object_size(paths), 0);
+    const char *pattern;
+    json_t *item;
+    size_t operations = 0;
+    json_object_foreach(paths, pattern, item)
+    {
+        for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+            if (!json_object_get(item, methods[m]))
+                continue;
+            char upper[16];
+            size_t n = strlen(methods[m]);
+            for (size_t j = 0; j <= n; j++)
+                upper[j] = (char)(methods[m][j] & ~(j < n ? 0x20 : 0));
+            const char *want = strcmp(upper, "HEAD") == 0 ? "GET" : upper;
+            bool routed = false;
+            for (size_t i = 0; i < api_nroutes && !routed; i++)
+                routed = strcmp(api_routes[i].pattern, pattern) == 0 &&
+                         strcmp(api_routes[i].method, want) == 0;
+            ck_assert_msg(routed,
+                          "openapi.yaml documents %s %s, which is not routed (src/api/routes.c)",
+                          upper, pattern);
+            operations++;
+        }
+    }
+    ck_assert_int_gt(operations, 0);
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(unknown_path_is_404_problem)
 {
     struct response r;
@@ -227,6 +267,7 @@ int main(void)
     tcase_add_test(tc, readyz_reports_migrations);
     tcase_add_test(tc, metrics_count_requests_by_route_and_status);
     tcase_add_test(tc, openapi_documents_every_route);
+    tcase_add_test(tc, openapi_paths_are_all_routed);
     tcase_add_test(tc, unknown_path_is_404_problem);
     tcase_add_test(tc, wrong_method_is_405_with_allow);
     tcase_add_test(tc, head_is_served_by_get);

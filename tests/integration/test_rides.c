@@ -287,6 +287,9 @@ START_TEST(post_rides_answers_201_and_publishes_the_ride)
                              "Number", "value", "12.5", "customer", "type", "String", "value",
                              "p1-alice", "unicorn", "type", "String", "value", "Shadowfax",
                              "correlation_id", "type", "String", "value", "rides-test.req:1");
+    /* the trace (rydes/trace.h): the request id travels on as request_id */
+    json_object_set_new(want, "request_id",
+                        json_pack("{s:s,s:s}", "type", "String", "value", "rides-test.req:1"));
     for (int i = 0; i < NQUEUES; i++) {
         json_t *a = attributes_in(unfiltered[i], "p1-alice");
         char *text = json_dumps(a, JSON_SORT_KEYS);

@@ -169,8 +169,13 @@ void harness_request(struct harness_server *s, const char *method, const char *p
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
-    if (extra_header)
-        hs = curl_slist_append(hs, extra_header);
+    for (const char *x = extra_header; x && *x;) { /* one header per line */
+        size_t n = strcspn(x, "\n");
+        char *one = strndup(x, n);
+        hs = curl_slist_append(hs, one);
+        free(one);
+        x += n + (x[n] == '\n');
+    }
     hs = curl_slist_append(hs, "Expect:");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);

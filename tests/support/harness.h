@@ -44,7 +44,8 @@ struct response {
 };
 
 /* Performs one request. token may be NULL; body may be NULL (no body). content_type NULL means
- * application/json when there is a body. extra_header, when not NULL, is one "Name: value". */
+ * application/json when there is a body. extra_header, when not NULL, is "Name: value" (several
+ * separated by newlines). */
 void harness_request(struct harness_server *s, const char *method, const char *path,
                      const char *token, const char *body, const char *content_type,
                      const char *extra_header, struct response *out);

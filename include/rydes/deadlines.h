@@ -1,0 +1,30 @@
+/* Request deadlines against slow clients (slowloris). libmicrohttpd's connection timeout is an
+ * idle timeout: a client that sends one byte just often enough keeps a connection, and with it
+ * a slot of the connection limit, for ever. So every connection is watched from the moment it
+ * is accepted (or its previous request was answered) until its request has fully arrived,
+ * headers and body; a watchdog thread shuts down the socket of any connection still waiting for
+ * its request after the request timeout. Idle keep-alive connections are left to the idle
+ * timeout, which must not be longer than the request timeout. */
+#ifndef RYDES_DEADLINES_H
+#define RYDES_DEADLINES_H
+
+struct deadlines;
+struct deadline_watch;
+
+/* Starts the watchdog (checks twice a second); free with deadlines_stop. */
+struct deadlines *deadlines_start(int request_timeout_s);
+void deadlines_stop(struct deadlines *d);
+
+/* Watches the connection on fd from now on: it is waiting for a request. Returns the watch
+ * (owned by d until deadlines_forget). */
+struct deadline_watch *deadlines_watch(struct deadlines *d, int fd);
+/* The connection's request has arrived (headers and body): no deadline until the next one. */
+void deadlines_arrived(struct deadlines *d, struct deadline_watch *w);
+/* The request was answered: the connection waits for its next request from now on. */
+void deadlines_waiting(struct deadlines *d, struct deadline_watch *w);
+/* The connection is closing: forget it (before its socket is closed). */
+void deadlines_forget(struct deadlines *d, struct deadline_watch *w);
+/* Connections shut down for missing their deadline so far. */
+unsigned long long deadlines_expired(const struct deadlines *d);
+
+#endif
