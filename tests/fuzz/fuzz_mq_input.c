@@ -6,6 +6,7 @@
 #include "rydes/mq_input.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,8 +40,17 @@ static void decode_topic(json_t *body)
     topic_input(body, "rides", &cbd, &fe);
     topic_input(body, "rides.fifo", &cbd, &fe);
     struct mq_subscription_input in;
-    if (json_is_object(body)) /* the endpoint refuses anything else first */
+    if (json_is_object(body)) { /* the endpoints refuse anything else first */
         subscription_input(body, &in, &fe);
+        struct mq_publish p;
+        char *owned = NULL;
+        mq_input_publish(body, "", &p, &owned, &fe);
+        struct mq_topic standard = {.id = 1, .name = "rides"}, fifo = {.id = 2, .fifo = true};
+        snprintf(fifo.name, sizeof fifo.name, "rides.fifo");
+        mq_input_publish_topic(&p, "", &standard, &fe);
+        mq_input_publish_topic(&p, "", &fifo, &fe);
+        free(owned);
+    }
     field_errors_cleanup(&fe);
 }
 
