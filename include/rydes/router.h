@@ -20,12 +20,20 @@ struct http_request;
 enum handler_result { HANDLER_DONE, HANDLER_SUSPENDED, HANDLER_FAIL };
 typedef enum handler_result (*route_handler)(struct http_request *req);
 
+/* The body a route reads. The first two are spelled false and true in the route table. */
+enum route_body {
+    ROUTE_NO_BODY = 0,
+    ROUTE_JSON_BODY = 1,
+    ROUTE_RAW_BODY = 2, /* bytes of any media type, up to the cap (the AWS protocols) */
+};
+
 struct route {
     const char *method;
     const char *pattern;
     enum role role;
     route_handler handler;
-    bool json_body; /* the route reads a JSON request body */
+    /* what body the route reads: false (none), true (JSON), or ROUTE_RAW_BODY */
+    enum route_body json_body;
 };
 
 struct route_param {

@@ -1,6 +1,7 @@
 /* The gateway's route table: every route that exists, with the minimum role it needs. The
  * OpenAPI document (openapi/openapi.yaml) describes exactly these. */
 #include "rydes/api.h"
+#include "rydes/aws.h"
 
 const struct route api_routes[] = {
     {"GET", "/healthz", ROLE_NONE, api_healthz, false},
@@ -60,6 +61,9 @@ const struct route api_routes[] = {
     {"GET", "/topics/{name}/subscriptions", ROLE_SERVICE, api_subscriptions_list, false},
     {"PUT", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_put, true},
     {"DELETE", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_delete, false},
+    /* the AWS protocols (SQS, SNS): signed with SigV4, authorized by the operation (aws.h) */
+    {"POST", "/", ROLE_NONE, aws_dispatch, ROUTE_RAW_BODY},
+    {"POST", "/" AWS_ACCOUNT_ID "/{queue}", ROLE_NONE, aws_dispatch, ROUTE_RAW_BODY},
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

@@ -7,6 +7,7 @@
 #include "rydes/cli.h"
 
 #include "rydes/app.h"
+#include "rydes/aws_store.h"
 #include "rydes/buf.h"
 #include "rydes/config.h"
 #include "rydes/db.h"
@@ -27,6 +28,7 @@
 struct cli_opts {
     const char *role;
     const char *name;
+    bool aws; /* token create --aws: also issue a SigV4 access key */
     bool help;
 };
 
@@ -43,9 +45,11 @@ static void usage(FILE *out)
           "                                 prebooking-datalake, rfq-aggregator, unicorn-fleet,\n"
           "                                 customer-accounting, fare-saga\n"
           "  migrate                        apply pending database migrations, then exit\n"
-          "  token create --role R [--name N]\n"
+          "  token create --role R [--name N] [--aws]\n"
           "                                 create an API token (app, service or admin) and\n"
-          "                                 print its secret, which is shown only once\n"
+          "                                 print its secret, which is shown only once; --aws\n"
+          "                                 also prints an access key id and secret for the\n"
+          "                                 AWS protocols (SQS, SNS) acting with its role\n"
           "  version                        print the version\n\n"
           "Run 'rydes COMMAND --help' for the settings every command accepts.\n",
           out);
@@ -82,6 +86,8 @@ static bool parse_flag(struct config *cfg, struct cli_opts *opts, int argc, char
     snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
     if (strcmp(name, "help") == 0)
         return (opts->help = true);
+    if (strcmp(name, "aws") == 0 && !has_eq)
+        return (opts->aws = true);
     if (!has_eq && config_is_bool_flag(name))
         return set_setting(cfg, name, "true");
     if (!has_eq && strncmp(name, "no-", 3) == 0 && config_is_bool_flag(name + 3))
@@ -184,17 +190,24 @@ static int cmd_token_create(const struct config *cfg, const struct cli_opts *opt
         return 1;
     }
     struct db_conn c = {.pg = pg};
-    char secret[SECRET_TOKEN_LEN];
+    char secret[SECRET_TOKEN_LEN], key_id[AWS_ACCESS_KEY_LEN], key_secret[AWS_SECRET_LEN];
     struct token_info t;
     enum store_result r = tokens_create(&c, role, name, secret, &t);
+    if (r == STORE_OK && opts->aws)
+        r = aws_credentials_create(&c, t.id, key_id, key_secret);
     PQfinish(pg);
     if (r != STORE_OK) {
         log_error("could not create the token (are the migrations applied?)");
         return 1;
     }
     printf("%s\n", secret);
-    fprintf(stderr, "created %s token %s (id %s); the secret above is shown only once\n",
-            role_name(role), name, t.id);
+    if (opts->aws)
+        printf("%s\n%s\n", key_id, key_secret);
+    fprintf(stderr, "created %s token %s (id %s); %s shown only once%s\n", role_name(role), name,
+            t.id,
+            opts->aws ? "the bearer token, access key id and secret access key above are"
+                      : "the secret above is",
+            opts->aws ? " (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)" : "");
     return 0;
 }
 
@@ -245,7 +258,7 @@ int cli_main(int argc, char **argv)
     }
     if (strcmp(cmd, "token") == 0) {
         if (argc < 3 || strcmp(argv[2], "create") != 0) {
-            fprintf(stderr, "usage: rydes token create --role R [--name N]\n");
+            fprintf(stderr, "usage: rydes token create --role R [--name N] [--aws]\n");
             return 2;
         }
         cmd = "token create";
@@ -268,8 +281,8 @@ int cli_main(int argc, char **argv)
     if (ok && opts_workers) /* the names given win over RYDES_WORKERS and --workers */
         ok = set_setting(&cfg, "workers", opts_workers);
     free(opts_workers);
-    if (ok && !is_token && (opts.role || opts.name)) {
-        fprintf(stderr, "rydes: --role and --name belong to 'token create'\n");
+    if (ok && !is_token && (opts.role || opts.name || opts.aws)) {
+        fprintf(stderr, "rydes: --role, --name and --aws belong to 'token create'\n");
         ok = false;
     }
     int status = 2;
@@ -277,7 +290,8 @@ int cli_main(int argc, char **argv)
         printf("usage: rydes %s [OPTIONS]\n\n", cmd);
         if (is_token)
             printf("  --role R   app, service or admin (required)\n"
-                   "  --name N   a label for the token (up to 100 characters)\n\n");
+                   "  --name N   a label for the token (up to 100 characters)\n"
+                   "  --aws      also issue an access key for the AWS protocols (SigV4)\n\n");
         config_print_help(stdout);
         status = 0;
     } else if (ok) {

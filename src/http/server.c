@@ -303,7 +303,7 @@ static enum handler_result request_begin(struct http_request *req)
         return http_reply_problem(req, 413, "the request body is larger than the server accepts");
     if (!req->match.route->json_body)
         req->body.max = 0; /* a route that reads no body buffers none: any byte is too many */
-    if (request_has_body(req) && req->match.route->json_body &&
+    if (request_has_body(req) && req->match.route->json_body == ROUTE_JSON_BODY &&
         !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return http_reply_problem(req, 415, "the request body must be application/json");
     return HANDLER_DONE;
@@ -346,7 +346,7 @@ static enum handler_result request_dispatch(struct http_request *req)
 {
     if (req->body.too_large)
         return http_reply_problem(req, 413, "the request body is larger than the server accepts");
-    if (req->match.route->json_body && req->body.buf.len > 0) {
+    if (req->match.route->json_body == ROUTE_JSON_BODY && req->body.buf.len > 0) {
         char detail[256];
         req->json = body_parse_json(req->body.buf.data, req->body.buf.len, detail, sizeof detail);
         if (!req->json)

@@ -458,7 +458,8 @@ async function page(o, path, query, caseName) {
 // ---- main -----------------------------------------------------------------------------------
 const ORDER = { put: 0, post: 1, patch: 2, get: 3, delete: 4 };
 const ops = operations(doc)
-    .filter((o) => o.method in ORDER)
+    // x-rydes-replay: false marks the AWS protocols, which need SigV4 (tested by tests/aws)
+    .filter((o) => o.method in ORDER && o.op['x-rydes-replay'] !== false)
     .map((o) => {
         const cases = [];
         const security = o.op.security ?? doc.security;

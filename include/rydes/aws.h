@@ -1,0 +1,65 @@
+/* The AWS wire protocols of the gateway: POST / (and POST /{account}/{queue}, where query-
+ * protocol clients post to a queue URL) authenticated by Signature Version 4 with the access
+ * keys of tokens (rydes/aws_store.h), answered by SQS (src/aws/sqs*.c, AWS JSON 1.0 and the
+ * query protocol) or SNS (aws_sns_query, query protocol) over the same engine as the REST API.
+ *
+ * dispatch.c owns the call: it authenticates, picks the protocol, turns the input into the JSON
+ * protocol's shape (rydes/wire.h) and hands the call to the service, which answers with
+ * aws_reply or aws_fail. The call lives in req->state, so it survives a long poll's suspension. */
+#ifndef RYDES_AWS_H
+#define RYDES_AWS_H
+
+#include "rydes/aws_store.h"
+#include "rydes/http.h"
+#include "rydes/mq.h"
+#include "rydes/wire.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#define AWS_ACCOUNT_ID "000000000000"
+#define AWS_SQS_XMLNS  "http://queue.amazonaws.com/doc/2012-11-05/"
+#define AWS_SNS_XMLNS  "http://sns.amazonaws.com/doc/2010-03-31/"
+
+enum aws_protocol { AWS_PROTOCOL_JSON, AWS_PROTOCOL_QUERY };
+
+struct aws_call {
+    struct http_request *req;
+    enum aws_protocol protocol;
+    const char *xmlns;   /* of the service's query responses */
+    const char *json_ns; /* prefix of __type in JSON errors */
+    char op[64];         /* the operation: Action or the X-Amz-Target suffix */
+    json_t *in;          /* the input in the JSON protocol's shape (owned) */
+    enum role role;      /* of the token the access key belongs to */
+    char region[33];     /* from the signature's scope */
+    char access_key[AWS_ACCESS_KEY_LEN];
+    const char *path_queue; /* {queue} of POST /{account}/{queue}, or NULL */
+    /* a service's state across a suspension (ReceiveMessage's long poll) */
+    void *op_state;
+    void (*op_state_free)(void *op_state);
+};
+
+/* The route handler of POST / and POST /{account}/{queue}. */
+enum handler_result aws_dispatch(struct http_request *req);
+
+/* Answers with result (a JSON-protocol output object, stolen; NULL for an operation without
+ * output) in the call's protocol. */
+enum handler_result aws_reply(struct aws_call *call, json_t *result);
+/* Answers with error e and the printf-formatted message in the call's protocol. */
+enum handler_result aws_fail(struct aws_call *call, enum wire_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Takes a pooled connection; NULL with ServiceUnavailable answered (*res set) when none. */
+struct db_conn *aws_db(struct aws_call *call, enum handler_result *res);
+void aws_db_release(struct aws_call *call, struct db_conn *c);
+
+/* "http(s)://HOST/000000000000/name" into out, with the Host the client used. */
+void aws_queue_url(struct aws_call *call, const char *name, char *out, size_t n);
+/* "arn:aws:sqs:REGION:000000000000:name" (service "sqs" or "sns") into out. */
+void aws_arn(struct aws_call *call, const char *service, const char *name, char *out, size_t n);
+
+/* SQS (src/aws/sqs.c): runs call->op. */
+enum handler_result aws_sqs(struct aws_call *call);
+/* The SNS query protocol (src/aws/sns.c): runs call->op. */
+enum handler_result aws_sns_query(struct aws_call *call);
+
+#endif

@@ -1,0 +1,36 @@
+/* The AWS tables of sql/011_aws.sql: SigV4 access keys issued for tokens, SQS queue tags, and
+ * the dead-letter sources of a queue. Plain parameterized statements on a pooled connection the
+ * caller owns; the secret of a key is read here and never logged anywhere. */
+#ifndef RYDES_AWS_STORE_H
+#define RYDES_AWS_STORE_H
+
+#include "rydes/db.h"
+#include "rydes/role.h"
+#include "rydes/tokens.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#define AWS_ACCESS_KEY_LEN 21 /* "AKID" + 16 of [A-Z0-9], and the NUL */
+#define AWS_SECRET_LEN     41 /* 40 characters of base64, and the NUL */
+
+/* Issues a new access key for token token_id into key_id and secret. */
+enum store_result aws_credentials_create(struct db_conn *c, const char *token_id, char *key_id,
+                                         char *secret);
+/* Finds the secret and the token's role of access key key_id. */
+enum store_result aws_credentials_lookup(struct db_conn *c, const char *key_id, char *secret,
+                                         enum role *role);
+
+/* The tags of queue queue_id as a new JSON object {key: value} (caller releases). */
+enum store_result aws_tags_get(struct db_conn *c, int queue_id, json_t **tags);
+/* Sets (adds or replaces) the tags of object tags {key: value-string} in one statement. */
+enum store_result aws_tags_put(struct db_conn *c, int queue_id, json_t *tags);
+/* Removes the keys of array keys (strings). */
+enum store_result aws_tags_remove(struct db_conn *c, int queue_id, json_t *keys);
+
+/* Names of the queues dead-lettering into queue_id, after name after ("" from the start), at
+ * most limit; *names is a new JSON array of strings (caller releases); *more if others follow. */
+enum store_result aws_dead_letter_sources(struct db_conn *c, int queue_id, const char *after,
+                                          int limit, json_t **names, bool *more);
+
+#endif

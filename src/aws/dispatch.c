@@ -1,0 +1,275 @@
+/* POST / and POST /{account}/{queue}: the entry of the AWS protocols; see include/rydes/aws.h.
+ *
+ * Order of checks, as AWS makes them: a signature must be there and well formed, the access key
+ * must exist, the date must be within 15 minutes and the signature must match; only then is
+ * the body parsed and the operation chosen. The protocol follows X-Amz-Target (AWS JSON 1.0)
+ * or its absence (query protocol, form-encoded with Action=); the service follows the
+ * signature's scope (sqs or sns). Secrets never leave this file's stack and are wiped. */
+#include "rydes/aws.h"
+
+#include "rydes/app.h"
+#include "rydes/body.h"
+#include "rydes/clock.h"
+#include "rydes/log.h"
+#include "rydes/mem.h"
+#include "rydes/sigv4.h"
+#include "rydes/validate.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void call_free(void *p)
+{
+    struct aws_call *call = p;
+    if (call->op_state_free)
+        call->op_state_free(call->op_state);
+    json_decref(call->in);
+    free(call);
+}
+
+struct db_conn *aws_db(struct aws_call *call, enum handler_result *res)
+{
+    struct app *app = call->req->app;
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
+    if (!c) {
+        http_add_header(call->req, "Retry-After", "1");
+        *res = aws_fail(call, WIRE_UNAVAILABLE, "The database is unavailable; retry.");
+    }
+    return c;
+}
+
+void aws_db_release(struct aws_call *call, struct db_conn *c)
+{
+    db_pool_release(call->req->app->pool, c);
+}
+
+static enum handler_result reply_text(struct aws_call *call, int status, char *text)
+{
+    http_add_header(call->req, "x-amzn-RequestId", call->req->request_id);
+    const char *type =
+        call->protocol == AWS_PROTOCOL_JSON ? "application/x-amz-json-1.0" : "text/xml";
+    enum handler_result r = http_reply(call->req, status, type, text, strlen(text));
+    free(text);
+    return r;
+}
+
+enum handler_result aws_reply(struct aws_call *call, json_t *result)
+{
+    if (call->protocol == AWS_PROTOCOL_JSON) {
+        char *text = json_dumps(result ? result : json_object(), JSON_COMPACT);
+        json_decref(result);
+        return text ? reply_text(call, 200, text)
+                    : aws_fail(call, WIRE_INTERNAL, "The response could not be encoded.");
+    }
+    struct buf b;
+    buf_init(&b);
+    wire_xml_response(&b, call->xmlns, call->op, result, call->req->request_id);
+    json_decref(result);
+    return reply_text(call, 200, buf_steal(&b));
+}
+
+enum handler_result aws_fail(struct aws_call *call, enum wire_err e, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    msg[validate_utf8_prefix(msg, sizeof msg - 1)] = '\0';
+    const struct wire_error *info = wire_error_info(e);
+    if (call->protocol == AWS_PROTOCOL_JSON) {
+        char qe[160];
+        snprintf(qe, sizeof qe, "%s;%s", info->code, info->sender ? "Sender" : "Receiver");
+        http_add_header(call->req, "x-amzn-query-error", qe);
+        json_t *body = wire_error_json(info, call->json_ns, msg);
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        return reply_text(call, info->status, text);
+    }
+    struct buf b;
+    buf_init(&b);
+    wire_error_xml(&b, call->xmlns, info, msg, call->req->request_id);
+    return reply_text(call, info->status, buf_steal(&b));
+}
+
+void aws_queue_url(struct aws_call *call, const char *name, char *out, size_t n)
+{
+    const char *host = http_header(call->req, "Host");
+    bool tls = call->req->app->tls_cert != NULL;
+    snprintf(out, n, "%s://%s/%s/%s", tls ? "https" : "http", host ? host : "localhost",
+             AWS_ACCOUNT_ID, name);
+}
+
+void aws_arn(struct aws_call *call, const char *service, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "arn:aws:%s:%s:%s:%s", service, call->region, AWS_ACCOUNT_ID, name);
+}
+
+/* ---- authentication ---- */
+
+static const char *header_of(void *ctx, const char *name)
+{
+    return http_header(ctx, name);
+}
+
+/* Checks the signature with the key's secret; answers the failure. */
+static bool verify(struct aws_call *call, const struct sigv4_auth *a, const char *secret,
+                   enum handler_result *res)
+{
+    struct http_request *req = call->req;
+    struct sigv4_request r = {req->method,        req->path,        "", header_of, req,
+                              req->body.buf.data, req->body.buf.len};
+    int64_t now = clock_wall_us() / 1000000;
+    enum sigv4_result v = sigv4_verify(&r, a, secret, now);
+    if (v == SIGV4_OK)
+        return true;
+    char stamp[17];
+    time_t t = (time_t)now;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    if (v == SIGV4_NO_DATE)
+        *res = aws_fail(call, WIRE_INCOMPLETE_SIGNATURE,
+                        "Authorization header requires existence of a valid 'X-Amz-Date' "
+                        "header.");
+    else if (v == SIGV4_SKEWED)
+        *res = aws_fail(call, WIRE_SIGNATURE_MISMATCH,
+                        "Signature expired: %.16s is now earlier or later than %s (15 min. skew "
+                        "allowed).",
+                        http_header(req, "x-amz-date"), stamp);
+    else
+        *res = aws_fail(call, WIRE_SIGNATURE_MISMATCH,
+                        "The request signature we calculated does not match the signature you "
+                        "provided. Check your AWS Secret Access Key and signing method.");
+    return false;
+}
+
+/* Authenticates the request by its SigV4 Authorization header; fills the call's role, key,
+ * region and service. False with the error answered. */
+static bool authenticate(struct aws_call *call, struct sigv4_auth *a, enum handler_result *res)
+{
+    const char *h = http_header(call->req, "Authorization");
+    if (!h || !*h) {
+        *res = aws_fail(call, WIRE_MISSING_AUTH,
+                        "Request is missing Authentication Token: sign it with Signature "
+                        "Version 4 and a key of 'rydes token create --aws'.");
+        return false;
+    }
+    if (!sigv4_parse_authorization(h, a)) {
+        *res = aws_fail(call, WIRE_INCOMPLETE_SIGNATURE,
+                        "The Authorization header is not a well-formed AWS4-HMAC-SHA256 "
+                        "signature (Credential, SignedHeaders, Signature).");
+        return false;
+    }
+    struct db_conn *c = aws_db(call, res);
+    if (!c)
+        return false;
+    char secret[AWS_SECRET_LEN];
+    enum store_result r = aws_credentials_lookup(c, a->access_key, secret, &call->role);
+    aws_db_release(call, c);
+    if (r != STORE_OK) {
+        *res = r == STORE_NOT_FOUND
+                   ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,
+                              "The security token included in the request is invalid.")
+                   : aws_fail(call, WIRE_UNAVAILABLE, "The credential store is unavailable.");
+        return false;
+    }
+    bool ok = verify(call, a, secret, res);
+    OPENSSL_cleanse(secret, sizeof secret);
+    snprintf(call->region, sizeof call->region, "%s", a->region);
+    snprintf(call->access_key, sizeof call->access_key, "%.20s", a->access_key);
+    return ok;
+}
+
+/* ---- input ---- */
+
+/* The JSON protocol's input: the operation from X-Amz-Target, the body an object. */
+static bool json_input(struct aws_call *call, const char *target, enum handler_result *res)
+{
+    const char *dot = strrchr(target, '.');
+    if (strncmp(target, "AmazonSQS.", 10) != 0 || !dot || strlen(dot + 1) >= sizeof call->op) {
+        *res = aws_fail(call, WIRE_UNKNOWN_OPERATION, "Unknown operation %.100s.", target);
+        return false;
+    }
+    snprintf(call->op, sizeof call->op, "%s", dot + 1);
+    struct buf *b = &call->req->body.buf;
+    char detail[256];
+    call->in = b->len ? body_parse_json(b->data, b->len, detail, sizeof detail) : json_object();
+    if (!json_is_object(call->in)) {
+        *res = aws_fail(call, WIRE_MALFORMED, "The request body must be a JSON object%s%s.",
+                        call->in ? "" : ": ", call->in ? "" : detail);
+        return false;
+    }
+    return true;
+}
+
+/* The query protocol's input: Action and the flattened parameters of the form body. */
+static bool query_input(struct aws_call *call, enum handler_result *res)
+{
+    struct wire_form f;
+    char why[128];
+    struct buf *b = &call->req->body.buf;
+    if (!wire_form_parse(b->data ? b->data : "", b->len, &f, why, sizeof why)) {
+        wire_form_cleanup(&f);
+        *res = aws_fail(call, WIRE_MALFORMED, "The form body is malformed: %s.", why);
+        return false;
+    }
+    const char *action = wire_form_get(&f, "Action");
+    const char *bad = NULL;
+    bool ok = action && *action && strlen(action) < sizeof call->op;
+    if (ok) {
+        snprintf(call->op, sizeof call->op, "%s", action);
+        call->in = wire_query_to_json(&f, &bad);
+    }
+    if (!ok)
+        *res = aws_fail(call, WIRE_MISSING_ACTION, "The request must contain an Action.");
+    else if (!call->in)
+        *res =
+            aws_fail(call, WIRE_INVALID_PARAMETER, "The value of %.100s is not valid UTF-8.", bad);
+    wire_form_cleanup(&f);
+    return ok && call->in;
+}
+
+static struct aws_call *call_new(struct http_request *req)
+{
+    struct aws_call *call = xcalloc(1, sizeof *call);
+    call->req = req;
+    req->state = call;
+    req->state_free = call_free;
+    const char *target = http_header(req, "X-Amz-Target");
+    call->protocol = target ? AWS_PROTOCOL_JSON : AWS_PROTOCOL_QUERY;
+    call->xmlns = AWS_SQS_XMLNS;
+    call->json_ns = "com.amazonaws.sqs";
+    call->path_queue = route_param(&req->match, "queue");
+    snprintf(call->region, sizeof call->region, "us-east-1");
+    return call;
+}
+
+enum handler_result aws_dispatch(struct http_request *req)
+{
+    struct aws_call *call = call_new(req);
+    struct sigv4_auth a;
+    enum handler_result res;
+    if (!authenticate(call, &a, &res))
+        return res;
+    bool sns = strcmp(a.service, "sns") == 0;
+    if (sns) {
+        call->xmlns = AWS_SNS_XMLNS;
+        call->json_ns = "com.amazonaws.sns";
+    }
+    const char *target = http_header(req, "X-Amz-Target");
+    bool ok = target ? json_input(call, target, &res) : query_input(call, &res);
+    if (!ok)
+        return res;
+    if (sns && call->protocol == AWS_PROTOCOL_QUERY && !call->path_queue)
+        return aws_sns_query(call);
+    if (strcmp(a.service, "sqs") != 0 || sns)
+        return aws_fail(call, WIRE_INVALID_ACTION,
+                        "The service '%.32s' of the signature's scope is not served here.",
+                        a.service);
+    return aws_sqs(call);
+}

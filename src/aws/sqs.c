@@ -1,0 +1,720 @@
+/* SQS over the engine: the operation table with the role each operation needs (like the REST
+ * API: the data plane needs `service`, management `admin`), the shared input helpers, and the
+ * queue operations (create, URL, list, attributes, delete, purge, dead-letter sources, tags).
+ *
+ * SQS attributes map onto the queue's columns (VisibilityTimeout = visibility_timeout, ...,
+ * RedrivePolicy = dead_letter_queue + max_receive_count) so a queue made through either API is
+ * the same queue through the other. The data plane is in sqs_messages.c. */
+#include "rydes/aws_sqs.h"
+
+#include "rydes/app.h"
+#include "rydes/clock.h"
+#include "rydes/mem.h"
+#include "rydes/mq_input.h"
+#include "rydes/validate.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers ---- */
+
+const char *sqs_str(struct aws_call *call, const char *name)
+{
+    return json_string_value(json_object_get(call->in, name));
+}
+
+bool sqs_int(struct aws_call *call, const char *name, int min, int max, int *out,
+             enum handler_result *res)
+{
+    json_t *v = json_object_get(call->in, name);
+    int64_t n = 0;
+    if (!v || json_is_null(v))
+        return true;
+    bool ok = json_is_integer(v) ? (n = json_integer_value(v), n >= min && n <= max)
+                                 : validate_query_int(json_string_value(v), min, max, &n);
+    if (!ok) {
+        *res = aws_fail(call, WIRE_INVALID_PARAMETER,
+                        "Value for parameter %s is invalid. Reason: must be an integer from %d "
+                        "to %d.",
+                        name, min, max);
+        return false;
+    }
+    *out = (int)n;
+    return true;
+}
+
+const char *sqs_required(struct aws_call *call, const char *name, enum handler_result *res)
+{
+    const char *s = sqs_str(call, name);
+    if (!s || !*s)
+        *res = aws_fail(call, WIRE_MISSING_PARAMETER, "The request must contain the parameter %s.",
+                        name);
+    return s && *s ? s : NULL;
+}
+
+/* The queue name of a queue URL: its last path segment (any host, any account). */
+static const char *url_queue_name(const char *url)
+{
+    const char *slash = strrchr(url, '/');
+    return slash ? slash + 1 : url;
+}
+
+bool sqs_queue(struct aws_call *call, struct db_conn *c, struct mq_queue *q,
+               enum handler_result *res)
+{
+    const char *url = sqs_str(call, "QueueUrl");
+    const char *name = url ? url_queue_name(url) : call->path_queue;
+    if (!name) {
+        *res = aws_fail(call, WIRE_MISSING_PARAMETER,
+                        "The request must contain the parameter QueueUrl.");
+        return false;
+    }
+    struct ttlcache *cache = call->req->app->queue_cache;
+    enum mq_status st = MQ_NOT_FOUND;
+    if (mq_input_queue_name(name)) {
+        if (ttlcache_get(cache, name, strlen(name), q))
+            return true;
+        st = mq_queue_get(c, name, q);
+    }
+    if (st == MQ_OK) {
+        ttlcache_put(cache, name, strlen(name), q);
+        return true;
+    }
+    *res = sqs_engine_failed(call, st, NULL);
+    return false;
+}
+
+enum handler_result sqs_engine_failed(struct aws_call *call, enum mq_status st, const char *detail)
+{
+    switch (st) {
+    case MQ_NOT_FOUND:
+        return aws_fail(call, WIRE_QUEUE_DOES_NOT_EXIST, "The specified queue does not exist.");
+    case MQ_INVALID:
+    case MQ_CONFLICT:
+        return aws_fail(call, WIRE_INVALID_PARAMETER, "%s",
+                        detail && *detail ? detail : "The request conflicts with the queue.");
+    case MQ_UNAVAILABLE:
+        http_add_header(call->req, "Retry-After", "1");
+        return aws_fail(call, WIRE_UNAVAILABLE, "The database could not complete the request.");
+    default:
+        return aws_fail(call, WIRE_INTERNAL, "The database refused the request.");
+    }
+}
+
+static bool batch_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 80)
+        return false;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == n;
+}
+
+json_t *sqs_batch_entries(struct aws_call *call, enum handler_result *res)
+{
+    json_t *entries = json_object_get(call->in, "Entries");
+    size_t n = json_array_size(entries);
+    if (n == 0) {
+        *res =
+            aws_fail(call, WIRE_EMPTY_BATCH, "There should be at least one entry in the request.");
+        return NULL;
+    }
+    if (n > MQ_MAX_BATCH) {
+        *res = aws_fail(call, WIRE_TOO_MANY_ENTRIES,
+                        "Maximum number of entries per request are 10. You have sent %zu.", n);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(entries, i);
+        const char *id = json_string_value(json_object_get(e, "Id"));
+        if (!json_is_object(e) || !batch_id_valid(id)) {
+            *res = aws_fail(call, WIRE_INVALID_BATCH_ID,
+                            "A batch entry id can only contain alphanumeric characters, hyphens "
+                            "and underscores. It can be at most 80 letters long.");
+            return NULL;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(id, json_string_value(json_object_get(json_array_get(entries, j), "Id"))) ==
+                0) {
+                *res = aws_fail(call, WIRE_IDS_NOT_DISTINCT, "Id %s repeated.", id);
+                return NULL;
+            }
+    }
+    return entries;
+}
+
+/* ---- attributes ---- */
+
+/* Parses a RedrivePolicy {"deadLetterTargetArn", "maxReceiveCount"} into a; "" removes it. */
+static bool redrive_policy(const char *text, struct mq_attrs *a)
+{
+    if (!*text) {
+        a->dead_letter_queue[0] = '\0';
+        a->max_receive_count = 0;
+        return true;
+    }
+    json_t *p = json_loads(text, 0, NULL);
+    const char *arn = json_string_value(json_object_get(p, "deadLetterTargetArn"));
+    json_t *mrc = json_object_get(p, "maxReceiveCount");
+    int64_t count = 0;
+    bool ok = arn && strncmp(arn, "arn:", 4) == 0 &&
+              (json_is_integer(mrc) ? (count = json_integer_value(mrc)) >= 1 && count <= 1000
+                                    : validate_query_int(json_string_value(mrc), 1, 1000, &count));
+    const char *name = ok ? strrchr(arn, ':') + 1 : NULL;
+    ok = ok && mq_input_queue_name(name);
+    if (ok) {
+        snprintf(a->dead_letter_queue, sizeof a->dead_letter_queue, "%s", name);
+        a->max_receive_count = (int)count;
+    }
+    json_decref(p);
+    return ok;
+}
+
+static bool bool_text(const char *v, bool *out)
+{
+    if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+        return false;
+    *out = strcmp(v, "true") == 0;
+    return true;
+}
+
+struct int_attr {
+    const char *name;
+    size_t offset;
+    int min, max;
+};
+
+static const struct int_attr int_attrs[] = {
+    {"VisibilityTimeout", offsetof(struct mq_attrs, visibility_timeout), 0, 43200},
+    {"DelaySeconds", offsetof(struct mq_attrs, delay_seconds), 0, 900},
+    {"MessageRetentionPeriod", offsetof(struct mq_attrs, retention_seconds), 60, 1209600},
+    {"MaximumMessageSize", offsetof(struct mq_attrs, max_message_bytes), 1024, 1048576},
+    {"ReceiveMessageWaitTimeSeconds", offsetof(struct mq_attrs, receive_wait_seconds), 0, 20},
+};
+
+/* Applies one SQS attribute to a; answers InvalidAttributeName/Value and returns false. */
+static bool apply_attribute(struct aws_call *call, const char *name, json_t *jv, struct mq_attrs *a,
+                            bool creating, enum handler_result *res)
+{
+    const char *v = json_string_value(jv);
+    for (size_t i = 0; i < sizeof int_attrs / sizeof int_attrs[0]; i++) {
+        if (strcmp(name, int_attrs[i].name) != 0)
+            continue;
+        int64_t n;
+        if (v && validate_query_int(v, int_attrs[i].min, int_attrs[i].max, &n)) {
+            *(int *)((char *)a + int_attrs[i].offset) = (int)n;
+            return true;
+        }
+        *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_VALUE,
+                        "Invalid value for the parameter %s: an integer from %d to %d.", name,
+                        int_attrs[i].min, int_attrs[i].max);
+        return false;
+    }
+    bool b = false, ok = v != NULL;
+    if (ok && strcmp(name, "RedrivePolicy") == 0)
+        ok = redrive_policy(v, a);
+    else if (ok && strcmp(name, "FifoQueue") == 0 && creating)
+        ok = bool_text(v, &b) && b == a->fifo;
+    else if (ok && strcmp(name, "ContentBasedDeduplication") == 0 && a->fifo)
+        ok = bool_text(v, &a->content_based_dedup);
+    else if (ok && strcmp(name, "SqsManagedSseEnabled") == 0)
+        ok = bool_text(v, &b); /* accepted: PostgreSQL's storage is what it is */
+    else {
+        *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME, "Unknown Attribute %.100s.", name);
+        return false;
+    }
+    if (!ok)
+        *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_VALUE,
+                        "Invalid value for the parameter %.100s.", name);
+    return ok;
+}
+
+/* Applies every member of the input's Attributes map to a. */
+static bool apply_attributes(struct aws_call *call, struct mq_attrs *a, bool creating,
+                             enum handler_result *res)
+{
+    json_t *attrs = json_object_get(call->in, "Attributes");
+    if (attrs && !json_is_object(attrs)) {
+        *res = aws_fail(call, WIRE_INVALID_PARAMETER, "Attributes must be a map.");
+        return false;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(attrs, name, v)
+    {
+        if (!apply_attribute(call, name, v, a, creating, res))
+            return false;
+    }
+    return true;
+}
+
+static bool attrs_equal(const struct mq_attrs *x, const struct mq_attrs *y)
+{
+    return x->fifo == y->fifo && x->visibility_timeout == y->visibility_timeout &&
+           x->delay_seconds == y->delay_seconds && x->retention_seconds == y->retention_seconds &&
+           x->max_message_bytes == y->max_message_bytes &&
+           x->receive_wait_seconds == y->receive_wait_seconds &&
+           x->content_based_dedup == y->content_based_dedup &&
+           strcmp(x->dead_letter_queue, y->dead_letter_queue) == 0 &&
+           x->max_receive_count == y->max_receive_count;
+}
+
+/* ---- queue operations ---- */
+
+static enum handler_result reply_url(struct aws_call *call, const char *name)
+{
+    char url[512];
+    aws_queue_url(call, name, url, sizeof url);
+    return aws_reply(call, json_pack("{s:s}", "QueueUrl", url));
+}
+
+/* Stores the tags of CreateQueue ("tags" in JSON, Tag.N in the query protocol). */
+static enum store_result create_tags(struct aws_call *call, struct db_conn *c, const char *name)
+{
+    json_t *tags = json_object_get(call->in, "tags");
+    if (!tags)
+        tags = json_object_get(call->in, "Tags");
+    struct mq_queue q;
+    if (!json_is_object(tags) || json_object_size(tags) == 0 || mq_queue_get(c, name, &q) != MQ_OK)
+        return STORE_OK;
+    return aws_tags_put(c, q.id, tags);
+}
+
+static enum handler_result create_new(struct aws_call *call, struct db_conn *c, const char *name)
+{
+    enum handler_result res;
+    struct mq_attrs a;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    mq_input_attrs(NULL, name, &a, &fe);
+    field_errors_cleanup(&fe);
+    if (!apply_attributes(call, &a, true, &res))
+        return res;
+    bool created;
+    char detail[256] = "";
+    enum mq_status st = mq_queue_put(c, name, &a, &created, detail, sizeof detail);
+    ttlcache_remove(call->req->app->queue_cache, name, strlen(name));
+    if (st != MQ_OK)
+        return sqs_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, detail);
+    if (created && create_tags(call, c, name) != STORE_OK)
+        return aws_fail(call, WIRE_UNAVAILABLE, "The tags could not be stored.");
+    return reply_url(call, name);
+}
+
+static enum handler_result create_queue(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    const char *name = sqs_required(call, "QueueName", &res);
+    if (!name)
+        return res;
+    if (!mq_input_queue_name(name))
+        return aws_fail(call, WIRE_INVALID_PARAMETER,
+                        "Can only include alphanumeric characters, hyphens, or underscores. 1 to "
+                        "80 in length (FIFO queue names end in .fifo).");
+    struct mq_queue q;
+    enum mq_status st = mq_queue_get(c, name, &q);
+    if (st == MQ_NOT_FOUND)
+        return create_new(call, c, name);
+    if (st != MQ_OK)
+        return sqs_engine_failed(call, st, NULL);
+    struct mq_attrs wanted = q.attrs;
+    if (!apply_attributes(call, &wanted, true, &res))
+        return res;
+    if (!attrs_equal(&wanted, &q.attrs))
+        return aws_fail(call, WIRE_QUEUE_EXISTS,
+                        "A queue already exists with the same name and a different value for an "
+                        "attribute.");
+    return reply_url(call, name);
+}
+
+static enum handler_result get_queue_url(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    const char *name = sqs_required(call, "QueueName", &res);
+    if (!name)
+        return res;
+    struct mq_queue q;
+    enum mq_status st = mq_input_queue_name(name) ? mq_queue_get(c, name, &q) : MQ_NOT_FOUND;
+    return st == MQ_OK ? reply_url(call, q.name) : sqs_engine_failed(call, st, NULL);
+}
+
+/* Pages of ListQueues and ListDeadLetterSourceQueues: MaxResults and NextToken. */
+static bool page_input(struct aws_call *call, int *limit, const char **after,
+                       enum handler_result *res)
+{
+    *limit = 1000;
+    if (!sqs_int(call, "MaxResults", 1, 1000, limit, res))
+        return false;
+    *after = sqs_str(call, "NextToken");
+    if (*after && !mq_input_queue_name(*after)) {
+        *res = aws_fail(call, WIRE_INVALID_PARAMETER, "Invalid NextToken value.");
+        return false;
+    }
+    if (!*after)
+        *after = "";
+    return true;
+}
+
+/* Appends the URLs of names with prefix to urls until it holds limit; *last is the name of
+ * the last one appended (a copy, caller frees). */
+static void collect_urls(struct aws_call *call, char **names, int count, const char *prefix,
+                         int limit, json_t *urls, char **last)
+{
+    char url[512];
+    for (int i = 0; i < count && (int)json_array_size(urls) < limit; i++) {
+        if (strncmp(names[i], prefix, strlen(prefix)) != 0)
+            continue;
+        aws_queue_url(call, names[i], url, sizeof url);
+        json_array_append_new(urls, json_string(url));
+        free(*last);
+        *last = xstrdup(names[i]);
+    }
+}
+
+static void free_names(char **names, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+static enum handler_result list_queues(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    int limit;
+    const char *after;
+    if (!page_input(call, &limit, &after, &res))
+        return res;
+    const char *prefix = sqs_str(call, "QueueNamePrefix");
+    json_t *urls = json_array();
+    char *last = NULL, *cursor = xstrdup(after);
+    bool more = true;
+    while (more && (int)json_array_size(urls) < limit) {
+        char **names;
+        int count;
+        enum mq_status st = mq_queue_list(c, cursor, 1000, &names, &count, &more);
+        if (st != MQ_OK) {
+            json_decref(urls);
+            free(last);
+            free(cursor);
+            return sqs_engine_failed(call, st, NULL);
+        }
+        collect_urls(call, names, count, prefix ? prefix : "", limit, urls, &last);
+        free(cursor);
+        cursor = count ? xstrdup(names[count - 1]) : xstrdup("");
+        more = more && count > 0;
+        bool rest = last && count && strcmp(last, names[count - 1]) != 0;
+        more = more || rest;
+        free_names(names, count);
+    }
+    json_t *out = json_pack("{s:o}", "QueueUrls", urls);
+    if (more && last && json_object_get(call->in, "MaxResults"))
+        json_object_set_new(out, "NextToken", json_string(last));
+    free(last);
+    free(cursor);
+    return aws_reply(call, out);
+}
+
+static const char *const attribute_names[] = {
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "QueueArn",
+    "VisibilityTimeout",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "SqsManagedSseEnabled",
+    NULL,
+};
+
+static void set_int(json_t *o, const char *name, long long v)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%lld", v);
+    json_object_set_new(o, name, json_string(s));
+}
+
+/* Every attribute of q with its stats, as SQS names and formats them (all strings). */
+static json_t *all_attributes(struct aws_call *call, const struct mq_queue *q,
+                              const struct mq_stats *s)
+{
+    const struct mq_attrs *a = &q->attrs;
+    json_t *o = json_object();
+    int64_t created_us = 0;
+    clock_parse_rfc3339(q->created_at, &created_us);
+    set_int(o, "ApproximateNumberOfMessages", s->available);
+    set_int(o, "ApproximateNumberOfMessagesNotVisible", s->in_flight);
+    set_int(o, "ApproximateNumberOfMessagesDelayed", s->delayed);
+    set_int(o, "CreatedTimestamp", created_us / 1000000);
+    set_int(o, "LastModifiedTimestamp", created_us / 1000000);
+    char arn[256];
+    aws_arn(call, "sqs", q->name, arn, sizeof arn);
+    json_object_set_new(o, "QueueArn", json_string(arn));
+    for (size_t i = 0; i < sizeof int_attrs / sizeof int_attrs[0]; i++)
+        set_int(o, int_attrs[i].name, *(const int *)((const char *)a + int_attrs[i].offset));
+    if (a->dead_letter_queue[0]) {
+        char dlq[256], policy[400];
+        aws_arn(call, "sqs", a->dead_letter_queue, dlq, sizeof dlq);
+        snprintf(policy, sizeof policy, "{\"deadLetterTargetArn\":\"%s\",\"maxReceiveCount\":%d}",
+                 dlq, a->max_receive_count);
+        json_object_set_new(o, "RedrivePolicy", json_string(policy));
+    }
+    if (a->fifo) {
+        json_object_set_new(o, "FifoQueue", json_string("true"));
+        json_object_set_new(o, "ContentBasedDeduplication",
+                            json_string(a->content_based_dedup ? "true" : "false"));
+    }
+    json_object_set_new(o, "SqsManagedSseEnabled", json_string("false"));
+    return o;
+}
+
+static bool known_attribute(const char *name)
+{
+    for (int i = 0; attribute_names[i]; i++)
+        if (strcmp(name, attribute_names[i]) == 0)
+            return true;
+    return strcmp(name, "All") == 0;
+}
+
+static enum handler_result get_queue_attributes(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    json_t *names = json_object_get(call->in, "AttributeNames"), *n;
+    size_t i;
+    bool all = false;
+    json_array_foreach(names, i, n)
+    {
+        const char *s = json_string_value(n);
+        if (!s || !known_attribute(s))
+            return aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME, "Unknown Attribute %.100s.",
+                            s ? s : "");
+        all = all || strcmp(s, "All") == 0;
+    }
+    struct mq_stats s;
+    enum mq_status st = mq_queue_stats(c, &q, &s);
+    if (st != MQ_OK)
+        return sqs_engine_failed(call, st, NULL);
+    json_t *every = all_attributes(call, &q, &s), *out = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(every, key, v)
+    {
+        bool wanted = all;
+        json_array_foreach(names, i, n) wanted = wanted || strcmp(json_string_value(n), key) == 0;
+        if (wanted)
+            json_object_set(out, key, v);
+    }
+    json_decref(every);
+    return aws_reply(call, json_object_size(out) ? json_pack("{s:o}", "Attributes", out)
+                                                 : (json_decref(out), json_object()));
+}
+
+static enum handler_result set_queue_attributes(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    if (json_object_get(json_object_get(call->in, "Attributes"), "FifoQueue"))
+        return aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME,
+                        "FifoQueue can be set only when the queue is created.");
+    struct mq_attrs a = q.attrs;
+    if (!apply_attributes(call, &a, false, &res))
+        return res;
+    bool created;
+    char detail[256] = "";
+    enum mq_status st = mq_queue_put(c, q.name, &a, &created, detail, sizeof detail);
+    ttlcache_remove(call->req->app->queue_cache, q.name, strlen(q.name));
+    return st == MQ_OK ? aws_reply(call, NULL)
+                       : sqs_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, detail);
+}
+
+static enum handler_result delete_queue(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    enum mq_status st = mq_queue_delete(c, q.name);
+    /* queues that dead-lettered into it were detached: forget every cached queue */
+    ttlcache_clear(call->req->app->queue_cache);
+    return st == MQ_OK ? aws_reply(call, NULL) : sqs_engine_failed(call, st, NULL);
+}
+
+static enum handler_result purge_queue(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    enum mq_status st = mq_purge(c, &q);
+    return st == MQ_OK ? aws_reply(call, NULL) : sqs_engine_failed(call, st, NULL);
+}
+
+static enum handler_result dead_letter_sources(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    int limit;
+    const char *after;
+    if (!sqs_queue(call, c, &q, &res) || !page_input(call, &limit, &after, &res))
+        return res;
+    json_t *names;
+    bool more;
+    enum store_result r = aws_dead_letter_sources(c, q.id, after, limit, &names, &more);
+    if (r != STORE_OK)
+        return sqs_engine_failed(call, r == STORE_UNAVAILABLE ? MQ_UNAVAILABLE : MQ_ERROR, NULL);
+    json_t *urls = json_array(), *n;
+    size_t i;
+    char url[512];
+    json_array_foreach(names, i, n)
+    {
+        aws_queue_url(call, json_string_value(n), url, sizeof url);
+        json_array_append_new(urls, json_string(url));
+    }
+    json_t *out = json_pack("{s:o}", "queueUrls", urls);
+    if (more && json_array_size(names))
+        json_object_set(out, "NextToken", json_array_get(names, json_array_size(names) - 1));
+    json_decref(names);
+    return aws_reply(call, out);
+}
+
+/* ---- tags ---- */
+
+static bool tags_valid(json_t *tags)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(tags) || json_object_size(tags) == 0 || json_object_size(tags) > 50)
+        return false;
+    json_object_foreach(tags, k, v)
+    {
+        if (!*k || validate_utf8_length(k) > 128 || !json_is_string(v) ||
+            validate_utf8_length(json_string_value(v)) > 256)
+            return false;
+    }
+    return true;
+}
+
+static enum handler_result tag_store_result(struct aws_call *call, enum store_result r, json_t *out)
+{
+    if (r == STORE_OK)
+        return aws_reply(call, out);
+    json_decref(out);
+    return sqs_engine_failed(call, r == STORE_UNAVAILABLE ? MQ_UNAVAILABLE : MQ_ERROR, NULL);
+}
+
+static enum handler_result tag_queue(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    json_t *tags = json_object_get(call->in, "Tags");
+    if (!tags_valid(tags))
+        return aws_fail(call, WIRE_INVALID_PARAMETER,
+                        "Tags must hold 1 to 50 tags, keys of 1 to 128 and values of at most 256 "
+                        "characters.");
+    return tag_store_result(call, aws_tags_put(c, q.id, tags), NULL);
+}
+
+static enum handler_result untag_queue(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    json_t *keys = json_object_get(call->in, "TagKeys"), *k;
+    size_t i;
+    bool ok = json_array_size(keys) > 0;
+    json_array_foreach(keys, i, k) ok = ok && json_is_string(k);
+    if (!ok)
+        return aws_fail(call, WIRE_INVALID_PARAMETER, "TagKeys must list at least one key.");
+    return tag_store_result(call, aws_tags_remove(c, q.id, keys), NULL);
+}
+
+static enum handler_result list_queue_tags(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!sqs_queue(call, c, &q, &res))
+        return res;
+    json_t *tags = NULL;
+    enum store_result r = aws_tags_get(c, q.id, &tags);
+    json_t *out = json_object();
+    if (r == STORE_OK && json_object_size(tags))
+        json_object_set(out, "Tags", tags);
+    json_decref(tags);
+    return tag_store_result(call, r, out);
+}
+
+/* ---- the operation table ---- */
+
+typedef enum handler_result (*sqs_db_op)(struct aws_call *call, struct db_conn *c);
+typedef enum handler_result (*sqs_op)(struct aws_call *call);
+
+struct sqs_operation {
+    const char *name;
+    enum role role;
+    sqs_db_op with_db; /* runs on a pooled connection taken for it */
+    sqs_op own;        /* takes its connections itself (the data plane, long polls) */
+};
+
+static const struct sqs_operation operations[] = {
+    {"CreateQueue", ROLE_ADMIN, create_queue, NULL},
+    {"GetQueueUrl", ROLE_SERVICE, get_queue_url, NULL},
+    {"ListQueues", ROLE_SERVICE, list_queues, NULL},
+    {"GetQueueAttributes", ROLE_SERVICE, get_queue_attributes, NULL},
+    {"SetQueueAttributes", ROLE_ADMIN, set_queue_attributes, NULL},
+    {"DeleteQueue", ROLE_ADMIN, delete_queue, NULL},
+    {"PurgeQueue", ROLE_ADMIN, purge_queue, NULL},
+    {"ListDeadLetterSourceQueues", ROLE_SERVICE, dead_letter_sources, NULL},
+    {"TagQueue", ROLE_ADMIN, tag_queue, NULL},
+    {"UntagQueue", ROLE_ADMIN, untag_queue, NULL},
+    {"ListQueueTags", ROLE_SERVICE, list_queue_tags, NULL},
+    /* app tokens may send into prebooking-submission only; the operation checks */
+    {"SendMessage", ROLE_APP, NULL, sqs_send_message},
+    {"SendMessageBatch", ROLE_APP, NULL, sqs_send_message_batch},
+    {"ReceiveMessage", ROLE_SERVICE, NULL, sqs_receive_message},
+    {"DeleteMessage", ROLE_SERVICE, NULL, sqs_delete_message},
+    {"DeleteMessageBatch", ROLE_SERVICE, NULL, sqs_delete_message_batch},
+    {"ChangeMessageVisibility", ROLE_SERVICE, NULL, sqs_change_visibility},
+    {"ChangeMessageVisibilityBatch", ROLE_SERVICE, NULL, sqs_change_visibility_batch},
+};
+
+enum handler_result aws_sqs(struct aws_call *call)
+{
+    const struct sqs_operation *op = NULL;
+    for (size_t i = 0; i < sizeof operations / sizeof operations[0]; i++)
+        if (strcmp(operations[i].name, call->op) == 0)
+            op = &operations[i];
+    if (!op)
+        return call->protocol == AWS_PROTOCOL_JSON
+                   ? aws_fail(call, WIRE_UNKNOWN_OPERATION, "Unknown operation %s.", call->op)
+                   : aws_fail(call, WIRE_INVALID_ACTION,
+                              "The action %s is not valid for this endpoint.", call->op);
+    if (call->role < op->role)
+        return aws_fail(call, WIRE_ACCESS_DENIED,
+                        "Access to the resource is denied: %s needs a token of role %s.", op->name,
+                        role_name(op->role));
+    if (op->own)
+        return op->own(call);
+    enum handler_result res;
+    struct db_conn *c = aws_db(call, &res);
+    if (!c)
+        return res;
+    res = op->with_db(call, c);
+    aws_db_release(call, c);
+    return res;
+}

@@ -1,0 +1,667 @@
+/* The SQS data plane over the engine: SendMessage(Batch), ReceiveMessage with long polling,
+ * DeleteMessage(Batch) and ChangeMessageVisibility(Batch).
+ *
+ * An SQS message becomes a Rydes send entry ({body, attributes, delay_seconds, group_id,
+ * dedup_id}) that the REST API's own validation (rydes/mq_input.h) checks, so both APIs accept
+ * the same messages. SQS message attributes {DataType, StringValue|BinaryValue} are Rydes
+ * attributes {type, value} (Binary values stay base64). A receive that finds nothing suspends
+ * the request and waits on the process's hub exactly like POST /queues/{name}/messages:receive:
+ * no thread and no pooled connection are held while it waits. Receipts are ReceiptHandles. */
+#include "rydes/aws_sqs.h"
+
+#include "rydes/app.h"
+#include "rydes/clock.h"
+#include "rydes/md5attrs.h"
+#include "rydes/mem.h"
+#include "rydes/mq_hub.h"
+#include "rydes/mq_input.h"
+#include "rydes/prebookings.h"
+#include "rydes/secret.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- send ---- */
+
+/* May the call's role send into q? Apps only into prebooking-submission (API.md). */
+static bool may_send(struct aws_call *call, const struct mq_queue *q, enum handler_result *res)
+{
+    if (call->role >= ROLE_SERVICE || strcmp(q->name, PREBOOKINGS_SUBMISSION_QUEUE) == 0)
+        return true;
+    *res = aws_fail(call, WIRE_ACCESS_DENIED,
+                    "Access to the resource is denied: an app token may send only into %s.",
+                    PREBOOKINGS_SUBMISSION_QUEUE);
+    return false;
+}
+
+/* SQS's allowed body characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF
+ * (the text is valid UTF-8 already: only controls and U+FFFE/U+FFFF remain to refuse). */
+static bool body_chars_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+            return false;
+        if (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBF &&
+            ((unsigned char)s[i + 2] == 0xBE || (unsigned char)s[i + 2] == 0xBF))
+            return false;
+    }
+    return true;
+}
+
+struct entry_error {
+    enum wire_err code;
+    char message[256];
+};
+
+static bool entry_fail(struct entry_error *err, enum wire_err code, const char *message)
+{
+    err->code = code;
+    snprintf(err->message, sizeof err->message, "%s", message);
+    return false;
+}
+
+/* SQS MessageAttributes -> Rydes attributes (new object in *out). */
+static bool convert_attributes(json_t *in, json_t **out, struct entry_error *err)
+{
+    *out = json_object();
+    const char *name;
+    json_t *a;
+    if (in && !json_is_object(in))
+        return entry_fail(err, WIRE_INVALID_PARAMETER, "MessageAttributes must be a map.");
+    json_object_foreach(in, name, a)
+    {
+        const char *type = json_string_value(json_object_get(a, "DataType"));
+        bool binary = type && strncmp(type, "Binary", 6) == 0;
+        json_t *v = json_object_get(a, binary ? "BinaryValue" : "StringValue");
+        if (!type || !*type || !json_is_string(v) || json_string_length(v) == 0) {
+            snprintf(err->message, sizeof err->message,
+                     "The message attribute '%.100s' must contain a non-empty DataType and %s.",
+                     name, binary ? "BinaryValue" : "StringValue");
+            err->code = WIRE_INVALID_PARAMETER;
+            return false;
+        }
+        json_object_set_new(*out, name, json_pack("{s:s, s:O}", "type", type, "value", v));
+    }
+    return true;
+}
+
+/* Checks the FIFO parameters of e against q the way SQS words its errors. */
+static bool fifo_checks(json_t *e, const struct mq_queue *q, struct entry_error *err)
+{
+    bool group = json_object_get(e, "MessageGroupId") != NULL;
+    bool dedup = json_object_get(e, "MessageDeduplicationId") != NULL;
+    if (!q->attrs.fifo && (group || dedup))
+        return entry_fail(err, WIRE_INVALID_PARAMETER,
+                          "MessageGroupId and MessageDeduplicationId are valid for FIFO queues "
+                          "only.");
+    if (q->attrs.fifo && !group)
+        return entry_fail(err, WIRE_MISSING_PARAMETER,
+                          "The request must contain the parameter MessageGroupId.");
+    if (q->attrs.fifo && !dedup && !q->attrs.content_based_dedup)
+        return entry_fail(err, WIRE_INVALID_PARAMETER,
+                          "The queue should either have ContentBasedDeduplication enabled or "
+                          "MessageDeduplicationId provided explicitly.");
+    if (q->attrs.fifo && json_object_get(e, "DelaySeconds"))
+        return entry_fail(err, WIRE_INVALID_PARAMETER,
+                          "The request include parameter DelaySeconds that is not valid for "
+                          "this queue type.");
+    return true;
+}
+
+/* Reads DelaySeconds (a JSON integer or a decimal string) into the Rydes entry. */
+static bool convert_delay(json_t *e, json_t *out, struct entry_error *err)
+{
+    json_t *d = json_object_get(e, "DelaySeconds");
+    int64_t n = 0;
+    if (!d)
+        return true;
+    bool ok = json_is_integer(d) ? (n = json_integer_value(d), n >= 0 && n <= 900)
+                                 : validate_query_int(json_string_value(d), 0, 900, &n);
+    if (!ok)
+        return entry_fail(err, WIRE_INVALID_PARAMETER,
+                          "Value for parameter DelaySeconds is invalid. Reason: must be from 0 "
+                          "to 900.");
+    json_object_set_new(out, "delay_seconds", json_integer(n));
+    return true;
+}
+
+/* An SQS send entry as the Rydes send body (new object in *out, NULL on error). */
+static bool convert_entry(json_t *e, const struct mq_queue *q, json_t **out,
+                          struct entry_error *err)
+{
+    *out = NULL;
+    json_t *body = json_object_get(e, "MessageBody");
+    if (!json_is_string(body) || json_string_length(body) == 0)
+        return entry_fail(err, WIRE_MISSING_PARAMETER,
+                          "The request must contain the parameter MessageBody.");
+    if (!body_chars_valid(json_string_value(body), json_string_length(body)))
+        return entry_fail(err, WIRE_INVALID_MESSAGE_CONTENTS,
+                          "Invalid binary character in the message body: see the allowed "
+                          "characters of SQS.");
+    json_t *attrs;
+    if (!fifo_checks(e, q, err) ||
+        !convert_attributes(json_object_get(e, "MessageAttributes"), &attrs, err))
+        return false;
+    *out = json_pack("{s:O}", "body", body);
+    if (json_object_size(attrs))
+        json_object_set(*out, "attributes", attrs);
+    json_decref(attrs);
+    json_t *g = json_object_get(e, "MessageGroupId"),
+           *d = json_object_get(e, "MessageDeduplicationId");
+    if (g)
+        json_object_set(*out, "group_id", g);
+    if (d)
+        json_object_set(*out, "dedup_id", d);
+    if (!convert_delay(e, *out, err)) {
+        json_decref(*out);
+        *out = NULL;
+        return false;
+    }
+    return true;
+}
+
+struct sqs_send {
+    int n;
+    json_t *bodies[MQ_MAX_BATCH]; /* the Rydes send bodies the entries borrow from */
+    struct mq_send_entry entries[MQ_MAX_BATCH];
+    char *owned[MQ_MAX_BATCH];
+    const char *ids[MQ_MAX_BATCH]; /* batch entry ids (borrowed from the input) */
+    struct mq_send_result results[MQ_MAX_BATCH];
+};
+
+static void send_cleanup(struct sqs_send *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        json_decref(s->bodies[i]);
+        free(s->owned[i]);
+    }
+}
+
+/* Converts and validates one SQS entry into s; false with err filled. */
+static bool send_add(struct sqs_send *s, json_t *e, const struct mq_queue *q,
+                     struct entry_error *err)
+{
+    json_t *body;
+    if (!convert_entry(e, q, &body, err))
+        return false;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    int k = s->n;
+    mq_input_send_entry(body, "", q, &s->entries[k], &s->owned[k], &fe);
+    if (fe.count) {
+        json_t *first = json_array_get(fe.list, 0);
+        snprintf(err->message, sizeof err->message, "%s %s",
+                 json_string_value(json_object_get(first, "field")),
+                 json_string_value(json_object_get(first, "message")));
+        err->code = WIRE_INVALID_PARAMETER;
+        field_errors_cleanup(&fe);
+        free(s->owned[k]);
+        json_decref(body);
+        return false;
+    }
+    field_errors_cleanup(&fe);
+    s->bodies[k] = body;
+    s->n++;
+    return true;
+}
+
+/* The SQS result of entry k: MessageId, MD5OfMessageBody, MD5OfMessageAttributes, SequenceNumber.
+ */
+static json_t *send_result(const struct sqs_send *s, int k, bool fifo)
+{
+    char md5[33], amd5[33];
+    const struct mq_send_entry *e = &s->entries[k];
+    secret_md5_hex(e->body, e->body_len, md5);
+    json_t *o =
+        json_pack("{s:s, s:s}", "MessageId", s->results[k].message_id, "MD5OfMessageBody", md5);
+    if (e->attributes && md5attrs_hex(e->attributes, amd5))
+        json_object_set_new(o, "MD5OfMessageAttributes", json_string(amd5));
+    if (fifo) {
+        char seq[24];
+        snprintf(seq, sizeof seq, "%020lld", s->results[k].sequence);
+        json_object_set_new(o, "SequenceNumber", json_string(seq));
+    }
+    return o;
+}
+
+/* Takes a connection and the call's queue; NULL with the failure answered. */
+static struct db_conn *queue_conn(struct aws_call *call, struct mq_queue *q,
+                                  enum handler_result *res)
+{
+    struct db_conn *c = aws_db(call, res);
+    if (c && !sqs_queue(call, c, q, res)) {
+        aws_db_release(call, c);
+        return NULL;
+    }
+    return c;
+}
+
+enum handler_result sqs_send_message(struct aws_call *call)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
+    if (!c)
+        return res;
+    struct sqs_send s = {0};
+    struct entry_error err;
+    enum mq_status st = MQ_OK;
+    bool ok = may_send(call, &q, &res) && send_add(&s, call->in, &q, &err);
+    if (ok)
+        st = mq_send(c, &q, s.entries, 1, s.results, mq_hub_listened(call->req->app->hub, q.id));
+    aws_db_release(call, c);
+    if (ok)
+        res = st == MQ_OK ? aws_reply(call, send_result(&s, 0, q.attrs.fifo))
+                          : sqs_engine_failed(call, st, NULL);
+    else if (call->req->status == 0)
+        res = aws_fail(call, err.code, "%s", err.message);
+    send_cleanup(&s);
+    return res;
+}
+
+static json_t *failed_entry(const char *id, enum wire_err code, const char *message)
+{
+    const struct wire_error *info = wire_error_info(code);
+    return json_pack("{s:s, s:b, s:s, s:s}", "Id", id, "SenderFault", info->sender, "Code",
+                     info->code, "Message", message);
+}
+
+/* Converts every entry: valid ones into s, the others into failed. */
+static void send_collect(json_t *entries, const struct mq_queue *q, struct sqs_send *s,
+                         json_t *failed)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        struct entry_error err;
+        const char *id = json_string_value(json_object_get(e, "Id"));
+        if (send_add(s, e, q, &err))
+            s->ids[s->n - 1] = id;
+        else
+            json_array_append_new(failed, failed_entry(id, err.code, err.message));
+    }
+}
+
+enum handler_result sqs_send_message_batch(struct aws_call *call)
+{
+    enum handler_result res;
+    json_t *entries = sqs_batch_entries(call, &res);
+    if (!entries)
+        return res;
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
+    if (!c)
+        return res;
+    if (!may_send(call, &q, &res)) {
+        aws_db_release(call, c);
+        return res;
+    }
+    struct sqs_send s = {0};
+    json_t *failed = json_array(), *ok = json_array();
+    send_collect(entries, &q, &s, failed);
+    enum mq_status st =
+        s.n ? mq_send(c, &q, s.entries, s.n, s.results, mq_hub_listened(call->req->app->hub, q.id))
+            : MQ_OK;
+    aws_db_release(call, c);
+    for (int k = 0; st == MQ_OK && k < s.n; k++) {
+        json_t *r = send_result(&s, k, q.attrs.fifo);
+        json_object_set_new(r, "Id", json_string(s.ids[k]));
+        json_array_append_new(ok, r);
+    }
+    send_cleanup(&s);
+    if (st != MQ_OK) {
+        json_decref(ok);
+        json_decref(failed);
+        return sqs_engine_failed(call, st, NULL);
+    }
+    return aws_reply(call, json_pack("{s:o, s:o}", "Successful", ok, "Failed", failed));
+}
+
+/* ---- receive ---- */
+
+struct sqs_poll {
+    struct mq_waiter waiter;
+    struct aws_call *call;
+    struct mq_queue q;
+    int max, visibility, wait;
+    enum mq_wake why;
+    enum mq_wait_result refused;
+    bool woken;
+};
+
+static void on_wake(struct mq_waiter *w, enum mq_wake why)
+{
+    struct sqs_poll *ps = w->ctx;
+    ps->why = why;
+    http_resume(ps->call->req);
+}
+
+static long long epoch_ms(const char *rfc3339)
+{
+    int64_t us = 0;
+    return rfc3339 && rfc3339[0] && clock_parse_rfc3339(rfc3339, &us) ? us / 1000 : 0;
+}
+
+/* Does name match one of the selection's names ("All", ".*", "prefix.*" or a name)? */
+static bool selected(json_t *names, const char *name)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n)
+    {
+        const char *s = json_string_value(n);
+        size_t len = s ? strlen(s) : 0;
+        if (!s)
+            continue;
+        if (strcmp(s, "All") == 0 || strcmp(s, ".*") == 0 || strcmp(s, name) == 0)
+            return true;
+        if (len > 2 && strcmp(s + len - 2, ".*") == 0 && strncmp(s, name, len - 1) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void put_system(json_t *out, json_t *wanted, const char *name, const char *value)
+{
+    if (value && selected(wanted, name))
+        json_object_set_new(out, name, json_string(value));
+}
+
+/* The system attributes the receive asked for (AttributeNames and
+ * MessageSystemAttributeNames). */
+static json_t *system_attributes(struct aws_call *call, const struct mq_message *m, bool fifo)
+{
+    json_t *wanted = json_array(), *n;
+    size_t i;
+    json_array_foreach(json_object_get(call->in, "AttributeNames"), i, n)
+        json_array_append(wanted, n);
+    json_array_foreach(json_object_get(call->in, "MessageSystemAttributeNames"), i, n)
+        json_array_append(wanted, n);
+    json_t *out = json_object();
+    char sent[24], first[24], count[16], seq[24];
+    snprintf(sent, sizeof sent, "%lld", epoch_ms(m->sent_at));
+    snprintf(first, sizeof first, "%lld", epoch_ms(m->first_received_at));
+    snprintf(count, sizeof count, "%d", m->receive_count);
+    snprintf(seq, sizeof seq, "%020lld", m->id);
+    put_system(out, wanted, "SentTimestamp", sent);
+    put_system(out, wanted, "ApproximateReceiveCount", count);
+    put_system(out, wanted, "ApproximateFirstReceiveTimestamp",
+               m->first_received_at[0] ? first : sent);
+    put_system(out, wanted, "SenderId", AWS_ACCOUNT_ID);
+    if (fifo) {
+        put_system(out, wanted, "MessageGroupId", m->group_id);
+        put_system(out, wanted, "SequenceNumber", seq);
+    }
+    json_decref(wanted);
+    return out;
+}
+
+/* The message attributes the receive asked for, in SQS's shape; their MD5 into md5. */
+static json_t *message_attributes(struct aws_call *call, const struct mq_message *m, char *md5)
+{
+    json_t *names = json_object_get(call->in, "MessageAttributeNames");
+    json_t *rydes = json_object(), *out = json_object(), *a;
+    const char *name;
+    json_object_foreach(m->attributes, name, a)
+    {
+        if (!selected(names, name))
+            continue;
+        json_object_set(rydes, name, a);
+        const char *type = json_string_value(json_object_get(a, "type"));
+        bool binary = type && strncmp(type, "Binary", 6) == 0;
+        json_object_set_new(out, name,
+                            json_pack("{s:s?, s:O}", "DataType", type,
+                                      binary ? "BinaryValue" : "StringValue",
+                                      json_object_get(a, "value")));
+    }
+    if (!md5attrs_hex(rydes, md5))
+        md5[0] = '\0';
+    json_decref(rydes);
+    return out;
+}
+
+static json_t *message_json(struct aws_call *call, const struct mq_message *m, bool fifo)
+{
+    char md5[33], amd5[33];
+    secret_md5_hex(m->body, strlen(m->body), md5);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "MessageId", m->message_id, "ReceiptHandle",
+                          m->receipt, "MD5OfBody", md5, "Body", m->body);
+    if (!o)
+        return json_pack("{s:s}", "MessageId", m->message_id);
+    json_t *sys = system_attributes(call, m, fifo);
+    if (json_object_size(sys))
+        json_object_set(o, "Attributes", sys);
+    json_decref(sys);
+    json_t *attrs = message_attributes(call, m, amd5);
+    if (json_object_size(attrs)) {
+        json_object_set_new(o, "MD5OfMessageAttributes", json_string(amd5));
+        json_object_set(o, "MessageAttributes", attrs);
+    }
+    json_decref(attrs);
+    return o;
+}
+
+static enum handler_result reply_messages(struct aws_call *call, const struct mq_queue *q,
+                                          struct mq_message *msgs, int count)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < count; i++)
+        json_array_append_new(list, message_json(call, &msgs[i], q->attrs.fifo));
+    mq_messages_free(msgs, count);
+    json_t *out = json_object();
+    if (count)
+        json_object_set_new(out, "Messages", list);
+    else
+        json_decref(list);
+    return aws_reply(call, out);
+}
+
+static bool may_wait(const struct sqs_poll *ps)
+{
+    return ps->wait > 0 && ps->why == MQ_WAKE_MESSAGE && ps->refused == MQ_WAIT_OK &&
+           clock_mono_us() < ps->waiter.deadline_us;
+}
+
+/* One receive attempt; suspends the request when it found nothing and may wait longer (the
+ * same protocol with the hub as api/messages.c). */
+static enum handler_result receive_attempt(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    struct sqs_poll *ps = call->op_state;
+    struct mq_hub *hub = req->app->hub;
+    if (ps->refused == MQ_WAIT_FULL)
+        return aws_fail(call, WIRE_UNAVAILABLE, "Too many long polls are waiting; retry.");
+    if (ps->woken && http_client_gone(req)) {
+        mq_hub_poke(hub, ps->q.id);
+        return reply_messages(call, &ps->q, NULL, 0);
+    }
+    ps->woken = true;
+    enum handler_result res;
+    struct db_conn *c = aws_db(call, &res);
+    if (!c)
+        return res;
+    uint64_t seq = mq_hub_seq(hub, ps->q.id);
+    struct mq_message *msgs;
+    int count;
+    enum mq_status st = mq_receive(c, &ps->q, ps->max, ps->visibility, false, &msgs, &count);
+    aws_db_release(call, c);
+    if (st != MQ_OK)
+        return sqs_engine_failed(call, st, NULL);
+    if (count == ps->max)
+        mq_hub_poke(hub, ps->q.id);
+    if (count > 0 || !may_wait(ps))
+        return reply_messages(call, &ps->q, msgs, count);
+    mq_messages_free(msgs, count);
+    enum handler_result suspended = http_suspend(req, receive_attempt);
+    ps->refused = mq_hub_wait(hub, &ps->waiter, seq);
+    if (ps->refused != MQ_WAIT_OK) {
+        ps->why = ps->refused == MQ_WAIT_STOPPING ? MQ_WAKE_SHUTDOWN : MQ_WAKE_MESSAGE;
+        http_resume(req);
+    }
+    return suspended;
+}
+
+enum handler_result sqs_receive_message(struct aws_call *call)
+{
+    enum handler_result res;
+    struct sqs_poll *ps = xcalloc(1, sizeof *ps);
+    call->op_state = ps;
+    call->op_state_free = free;
+    struct db_conn *c = queue_conn(call, &ps->q, &res);
+    if (!c)
+        return res;
+    aws_db_release(call, c);
+    ps->max = 1;
+    ps->visibility = ps->q.attrs.visibility_timeout;
+    ps->wait = ps->q.attrs.receive_wait_seconds;
+    if (!sqs_int(call, "MaxNumberOfMessages", 1, MQ_MAX_BATCH, &ps->max, &res) ||
+        !sqs_int(call, "VisibilityTimeout", 0, 43200, &ps->visibility, &res) ||
+        !sqs_int(call, "WaitTimeSeconds", 0, 20, &ps->wait, &res))
+        return res;
+    ps->call = call;
+    ps->why = MQ_WAKE_MESSAGE;
+    ps->waiter.queue_id = ps->q.id;
+    ps->waiter.deadline_us = clock_mono_us() + (int64_t)ps->wait * 1000000;
+    ps->waiter.wake = on_wake;
+    ps->waiter.ctx = ps;
+    return receive_attempt(call->req);
+}
+
+/* ---- delete and visibility ---- */
+
+static const char *receipt_problem(enum mq_status st)
+{
+    return st == MQ_CONFLICT ? "The receipt handle has expired: the message was received again."
+                             : "The input receipt handle is not a valid receipt handle.";
+}
+
+static enum handler_result receipt_outcome(struct aws_call *call, enum mq_status st)
+{
+    if (st == MQ_OK)
+        return aws_reply(call, NULL);
+    if (st == MQ_CONFLICT || st == MQ_NOT_FOUND)
+        return aws_fail(call, WIRE_RECEIPT_INVALID, "%s", receipt_problem(st));
+    return sqs_engine_failed(call, st, NULL);
+}
+
+enum handler_result sqs_delete_message(struct aws_call *call)
+{
+    enum handler_result res;
+    const char *receipt = sqs_required(call, "ReceiptHandle", &res);
+    if (!receipt)
+        return res;
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
+    if (!c)
+        return res;
+    enum mq_status st = mq_delete(c, &q, receipt);
+    aws_db_release(call, c);
+    return receipt_outcome(call, st);
+}
+
+enum handler_result sqs_change_visibility(struct aws_call *call)
+{
+    enum handler_result res;
+    const char *receipt = sqs_required(call, "ReceiptHandle", &res);
+    int vt = -1;
+    if (!receipt || !sqs_int(call, "VisibilityTimeout", 0, 43200, &vt, &res))
+        return res;
+    if (vt < 0)
+        return aws_fail(call, WIRE_MISSING_PARAMETER,
+                        "The request must contain the parameter VisibilityTimeout.");
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
+    if (!c)
+        return res;
+    enum mq_status st = mq_change_visibility(c, &q, receipt, vt);
+    aws_db_release(call, c);
+    return receipt_outcome(call, st);
+}
+
+/* Files the outcome of batch entry e under ok or failed; false for a fatal engine failure. */
+static bool file_outcome(json_t *e, enum mq_status st, json_t *ok, json_t *failed)
+{
+    const char *id = json_string_value(json_object_get(e, "Id"));
+    if (st == MQ_OK)
+        json_array_append_new(ok, json_pack("{s:s}", "Id", id));
+    else if (st == MQ_CONFLICT || st == MQ_NOT_FOUND)
+        json_array_append_new(failed, failed_entry(id, WIRE_RECEIPT_INVALID, receipt_problem(st)));
+    else
+        return false;
+    return true;
+}
+
+static enum handler_result reply_outcomes(struct aws_call *call, json_t *entries,
+                                          const enum mq_status *out)
+{
+    json_t *ok = json_array(), *failed = json_array();
+    for (size_t i = 0; i < json_array_size(entries); i++) {
+        if (!file_outcome(json_array_get(entries, i), out[i], ok, failed)) {
+            json_decref(ok);
+            json_decref(failed);
+            return sqs_engine_failed(call, out[i], NULL);
+        }
+    }
+    return aws_reply(call, json_pack("{s:o, s:o}", "Successful", ok, "Failed", failed));
+}
+
+enum handler_result sqs_delete_message_batch(struct aws_call *call)
+{
+    enum handler_result res;
+    json_t *entries = sqs_batch_entries(call, &res);
+    if (!entries)
+        return res;
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
+    if (!c)
+        return res;
+    const char *receipts[MQ_MAX_BATCH];
+    size_t n = json_array_size(entries);
+    for (size_t i = 0; i < n; i++) {
+        const char *r =
+            json_string_value(json_object_get(json_array_get(entries, i), "ReceiptHandle"));
+        receipts[i] = r ? r : "";
+    }
+    enum mq_status out[MQ_MAX_BATCH];
+    enum mq_status fatal = mq_delete_many(c, &q, receipts, (int)n, out);
+    aws_db_release(call, c);
+    if (fatal != MQ_OK)
+        return sqs_engine_failed(call, fatal, NULL);
+    return reply_outcomes(call, entries, out);
+}
+
+/* The VisibilityTimeout of a batch entry (0..43200), or -1. */
+static int entry_visibility(json_t *e)
+{
+    json_t *v = json_object_get(e, "VisibilityTimeout");
+    int64_t n = -1;
+    if (json_is_integer(v))
+        n = json_integer_value(v);
+    else if (!validate_query_int(json_string_value(v), 0, 43200, &n))
+        n = -1;
+    return n >= 0 && n <= 43200 ? (int)n : -1;
+}
+
+enum handler_result sqs_change_visibility_batch(struct aws_call *call)
+{
+    enum handler_result res;
+    json_t *entries = sqs_batch_entries(call, &res);
+    if (!entries)
+        return res;
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
+    if (!c)
+        return res;
+    enum mq_status out[MQ_MAX_BATCH];
+    for (size_t i = 0; i < json_array_size(entries); i++) {
+        json_t *e = json_array_get(entries, i);
+        const char *r = json_string_value(json_object_get(e, "ReceiptHandle"));
+        int vt = entry_visibility(e);
+        out[i] = r && vt >= 0 ? mq_change_visibility(c, &q, r, vt) : MQ_NOT_FOUND;
+    }
+    aws_db_release(call, c);
+    return reply_outcomes(call, entries, out);
+}

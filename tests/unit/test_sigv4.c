@@ -1,0 +1,151 @@
+/* Unit tests for AWS Signature Version 4 (src/aws/sigv4.c) against the worked example of the
+ * AWS documentation (IAM ListUsers, 20150830T123600Z, secret
+ * wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY): the canonical request's hash, the signing key and the
+ * signature, checked independently with Python's hmac/hashlib. Then the parser of the Authorization
+ * header, X-Amz-Date, and verify: a good signature, a wrong secret, a tampered body and clock skew.
+ */
+#include "rydes/sigv4.h"
+
+#include "unit.h"
+
+#include <string.h>
+#include <strings.h>
+
+static const char *const example_headers[][2] = {
+    {"content-type", "application/x-www-form-urlencoded; charset=utf-8"},
+    {"host", "iam.amazonaws.com"},
+    {"x-amz-date", "20150830T123600Z"},
+};
+
+static const char *lookup(void *ctx, const char *name)
+{
+    (void)ctx;
+    for (size_t i = 0; i < 3; i++)
+        if (strcasecmp(example_headers[i][0], name) == 0)
+            return example_headers[i][1];
+    return NULL;
+}
+
+#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define SIG    "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+
+static const struct sigv4_request example = {
+    "GET", "/", "Action=ListUsers&Version=2010-05-08", lookup, NULL, "", 0};
+
+START_TEST(test_canonical_request_hash)
+{
+    struct buf b;
+    buf_init(&b);
+    sigv4_canonical_request(&example, "content-type;host;x-amz-date", &b);
+    char hex[65];
+    sigv4_sha256_hex(b.data, b.len, hex);
+    ck_assert_str_eq(hex, "f536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59");
+    buf_cleanup(&b);
+}
+END_TEST
+
+START_TEST(test_signing_key_and_signature)
+{
+    unsigned char key[32];
+    sigv4_signing_key(SECRET, "20150830", "us-east-1", "iam", key);
+    char hex[65];
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[key[i] >> 4];
+        hex[2 * i + 1] = digits[key[i] & 15];
+    }
+    hex[64] = '\0';
+    ck_assert_str_eq(hex, "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
+    struct buf c, s;
+    buf_init(&c);
+    buf_init(&s);
+    sigv4_canonical_request(&example, "content-type;host;x-amz-date", &c);
+    sigv4_string_to_sign("20150830T123600Z", "20150830/us-east-1/iam/aws4_request", c.data, &s);
+    sigv4_hmac_hex(key, s.data, s.len, hex);
+    ck_assert_str_eq(hex, SIG);
+    buf_cleanup(&c);
+    buf_cleanup(&s);
+}
+END_TEST
+
+static const char *const auth_header =
+    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, "
+    "SignedHeaders=content-type;host;x-amz-date, Signature=" SIG;
+
+START_TEST(test_parse_authorization)
+{
+    struct sigv4_auth a;
+    ck_assert(sigv4_parse_authorization(auth_header, &a));
+    ck_assert_str_eq(a.access_key, "AKIDEXAMPLE");
+    ck_assert_str_eq(a.date, "20150830");
+    ck_assert_str_eq(a.region, "us-east-1");
+    ck_assert_str_eq(a.service, "iam");
+    ck_assert_str_eq(a.signed_headers, "content-type;host;x-amz-date");
+    static const char *const bad[] = {
+        "",
+        "Bearer x",
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/iam/aws4_request, Signature=" SIG,
+        "AWS4-HMAC-SHA256 Credential=AK/2015/us-east-1/iam/aws4_request, SignedHeaders=host, "
+        "Signature=" SIG,
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/iam/aws5_request, SignedHeaders=host, "
+        "Signature=" SIG,
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/iam/aws4_request, SignedHeaders=host, "
+        "Signature=zz",
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/aws4_request, SignedHeaders=host, "
+        "Signature=" SIG,
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!sigv4_parse_authorization(bad[i], &a), "accepted %s", bad[i]);
+    ck_assert(!sigv4_parse_authorization(NULL, &a));
+}
+END_TEST
+
+START_TEST(test_amz_date)
+{
+    int64_t t;
+    ck_assert(sigv4_parse_amz_date("20150830T123600Z", &t));
+    ck_assert_int_eq(t, 1440938160);
+    ck_assert(!sigv4_parse_amz_date("2015-08-30T12:36:00Z", &t));
+    ck_assert(!sigv4_parse_amz_date("20151330T123600Z", &t));
+    ck_assert(!sigv4_parse_amz_date("20150830T123600", &t));
+    ck_assert(!sigv4_parse_amz_date(NULL, &t));
+}
+END_TEST
+
+START_TEST(test_verify)
+{
+    struct sigv4_auth a;
+    ck_assert(sigv4_parse_authorization(auth_header, &a));
+    int64_t now = 1440938160;
+    ck_assert_int_eq(sigv4_verify(&example, &a, SECRET, now), SIGV4_OK);
+    ck_assert_int_eq(sigv4_verify(&example, &a, SECRET, now + 14 * 60), SIGV4_OK);
+    ck_assert_int_eq(sigv4_verify(&example, &a, SECRET, now + 16 * 60), SIGV4_SKEWED);
+    ck_assert_int_eq(sigv4_verify(&example, &a, SECRET, now - 16 * 60), SIGV4_SKEWED);
+    ck_assert_int_eq(sigv4_verify(&example, &a, "wrong-secret", now), SIGV4_MISMATCH);
+    struct sigv4_request tampered = example;
+    tampered.body = "x";
+    tampered.body_len = 1;
+    ck_assert_int_eq(sigv4_verify(&tampered, &a, SECRET, now), SIGV4_MISMATCH);
+    tampered = example;
+    tampered.method = "POST";
+    ck_assert_int_eq(sigv4_verify(&tampered, &a, SECRET, now), SIGV4_MISMATCH);
+}
+END_TEST
+
+static Suite *sigv4_suite(void)
+{
+    Suite *s = suite_create("sigv4");
+    TCase *tc = tcase_create("sigv4");
+    tcase_add_test(tc, test_canonical_request_hash);
+    tcase_add_test(tc, test_signing_key_and_signature);
+    tcase_add_test(tc, test_parse_authorization);
+    tcase_add_test(tc, test_amz_date);
+    tcase_add_test(tc, test_verify);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return unit_run(sigv4_suite());
+}
