@@ -4,15 +4,17 @@
  * is accepted (or its previous request was answered) until its request has fully arrived,
  * headers and body; a watchdog thread shuts down the socket of any connection still waiting for
  * its request after the request timeout. Idle keep-alive connections are left to the idle
- * timeout, which must not be longer than the request timeout. */
+ * timeout. */
 #ifndef RYDES_DEADLINES_H
 #define RYDES_DEADLINES_H
 
 struct deadlines;
 struct deadline_watch;
 
-/* Starts the watchdog (checks twice a second); free with deadlines_stop. */
-struct deadlines *deadlines_start(int request_timeout_s);
+/* Starts the watchdog (checks twice a second); free with deadlines_stop. A connection gets
+ * request_timeout_s for its first request, and idle_timeout_s + request_timeout_s after each
+ * answer for its next one. */
+struct deadlines *deadlines_start(int request_timeout_s, int idle_timeout_s);
 void deadlines_stop(struct deadlines *d);
 
 /* Watches the connection on fd from now on: it is waiting for a request. Returns the watch

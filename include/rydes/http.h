@@ -88,6 +88,8 @@ struct http_server_config {
 struct http_server *http_server_start(const struct http_server_config *cfg);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *s);
+/* Connections closed so far because their request did not arrive in time (slow clients). */
+unsigned long long http_server_deadline_closes(const struct http_server *s);
 /* Requests being processed right now. */
 int http_server_in_flight(const struct http_server *s);
 /* Stops accepting connections, lets in-flight requests finish for up to timeout_ms, then stops

@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GAUGES_TTL_US 5000000
+#define GAUGES_TTL_US   5000000
+#define GAUGES_STALE_US 30000000
 
 static const char *const queue_ops[MQC_QUEUE_N] = {
     [MQC_SENT] = "sent",
@@ -225,30 +226,51 @@ static void gauge_rows(PGresult *r, struct buf *out)
 
 static struct {
     pthread_mutex_t mu;
-    int64_t at_us; /* 0: never read */
+    int64_t at_us;   /* when text was read; 0: never */
+    bool refreshing; /* a scrape is reading them now (outside the lock) */
     struct buf text;
 } gauges = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* The database gauges, from the cache when it is fresh; left out while the database is away. */
+/* Reads the gauges into a new text (caller frees with buf_cleanup); false when the database
+ * did not answer. */
+static bool read_gauges(struct app *app, struct buf *text)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
+    if (!c)
+        return false;
+    PGresult *r = db_exec(c, &q_gauges, NULL, NULL, NULL);
+    bool ok = db_ok(c, r, PGRES_TUPLES_OK);
+    if (ok)
+        gauge_rows(r, text);
+    PQclear(r);
+    db_pool_release(app->pool, c);
+    return ok;
+}
+
+/* The database gauges: one scrape at a time refreshes them (outside the lock) when they are
+ * older than GAUGES_TTL_US, the others use the last copy meanwhile; a copy older than
+ * GAUGES_STALE_US (the database has been away) is left out. */
 static void render_gauges(struct app *app, struct buf *out)
 {
     pthread_mutex_lock(&gauges.mu);
     int64_t now = clock_mono_us();
-    if (!gauges.at_us || now - gauges.at_us > GAUGES_TTL_US) {
-        enum db_acquire_error why;
-        struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
-        PGresult *r = c ? db_exec(c, &q_gauges, NULL, NULL, NULL) : NULL;
-        if (c && db_ok(c, r, PGRES_TUPLES_OK)) {
-            buf_cleanup(&gauges.text);
-            buf_init(&gauges.text);
-            gauge_rows(r, &gauges.text);
-            gauges.at_us = now;
-        }
-        PQclear(r);
-        if (c)
-            db_pool_release(app->pool, c);
+    bool refresh = !gauges.refreshing && (!gauges.at_us || now - gauges.at_us > GAUGES_TTL_US);
+    gauges.refreshing |= refresh;
+    pthread_mutex_unlock(&gauges.mu);
+    struct buf fresh;
+    buf_init(&fresh);
+    bool got = refresh && read_gauges(app, &fresh);
+    pthread_mutex_lock(&gauges.mu);
+    if (got) {
+        buf_cleanup(&gauges.text);
+        gauges.text = fresh;
+        gauges.at_us = clock_mono_us();
+    } else {
+        buf_cleanup(&fresh);
     }
-    if (gauges.at_us)
+    gauges.refreshing &= !refresh;
+    if (gauges.at_us && clock_mono_us() - gauges.at_us < GAUGES_STALE_US)
         buf_append(out, gauges.text.data, gauges.text.len);
     pthread_mutex_unlock(&gauges.mu);
 }
@@ -265,6 +287,12 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                "# HELP rydes_long_poll_waiters Receives waiting for messages (long polls).\n"
                "# TYPE rydes_long_poll_waiters gauge\nrydes_long_poll_waiters %d\n",
                mq_hub_waiters(req->app->hub));
+    buf_printf(out,
+               "# HELP rydes_http_deadline_closes_total Connections closed because their "
+               "request did not arrive within RYDES_REQUEST_TIMEOUT (slow clients).\n"
+               "# TYPE rydes_http_deadline_closes_total counter\n"
+               "rydes_http_deadline_closes_total %llu\n",
+               http_server_deadline_closes(req->server));
     buf_printf(out,
                "# HELP rydes_http_in_flight Requests being processed.\n"
                "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",

@@ -280,9 +280,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         .threads = (int)cfg->threads,
         .connection_limit = (int)cfg->connection_limit,
         .connection_timeout = (int)cfg->connection_timeout,
-        .request_timeout =
-            (int)(cfg->request_timeout > cfg->connection_timeout ? cfg->request_timeout
-                                                                 : cfg->connection_timeout),
+        .request_timeout = (int)cfg->request_timeout,
         .connection_memory_limit = (size_t)cfg->connection_memory_limit,
         .max_body_bytes = (size_t)cfg->max_body_bytes,
         .routes = api_routes,

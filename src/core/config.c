@@ -38,9 +38,17 @@ static bool bind_valid(const char *value)
     return inet_pton(AF_INET, value, addr) == 1 || inet_pton(AF_INET6, value, addr) == 1;
 }
 
-/* A PostgreSQL role name as Rydes accepts it: empty, or an unquoted lower-case identifier. */
+/* A PostgreSQL role name as Rydes accepts it: empty, or an unquoted lower-case identifier that
+ * is not one of the names PostgreSQL reserves ("public" would grant to every role). */
 static bool role_valid(const char *value)
 {
+    static const char *const reserved[] = {"public",       "none",         "current_role",
+                                           "current_user", "session_user", NULL};
+    for (const char *const *r = reserved; *r; r++)
+        if (strcmp(value, *r) == 0)
+            return false;
+    if (strncmp(value, "pg_", 3) == 0)
+        return false;
     size_t n = strlen(value);
     if (n > 63 || (n && !(islower((unsigned char)value[0]) || value[0] == '_')))
         return false;
@@ -105,7 +113,7 @@ static const struct setting settings[] = {
     {"request-timeout", "RYDES_REQUEST_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,
      OFF(request_timeout), false, NULL,
      "seconds a request's headers and body may take to arrive, however slowly they trickle in "
-     "(at least the connection timeout)"},
+     "(after an idle keep-alive, counted from the end of the idle timeout)"},
     {"connection-memory-limit", "RYDES_CONNECTION_MEMORY_LIMIT", SETTING_INT, "16384", 8192,
      16777216, NULL, OFF(connection_memory_limit), false, NULL,
      "bytes of header/read buffer per connection (larger request headers are refused)"},

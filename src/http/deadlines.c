@@ -21,14 +21,14 @@
 struct deadline_watch {
     struct deadline_watch *prev, *next;
     int fd;
-    int64_t waiting_since_us; /* 0: its request has arrived */
-    bool expired;             /* shut down already */
+    int64_t deadline_us; /* when its request must have arrived; 0: it has */
+    bool expired;        /* shut down already */
 };
 
 struct deadlines {
     pthread_mutex_t mu;
     struct deadline_watch head; /* sentinel of a circular list */
-    int64_t timeout_us;
+    int64_t timeout_us, idle_us;
     atomic_ullong expired;
     struct worker *watchdog;
 };
@@ -41,7 +41,7 @@ static int check(struct worker *w, void *arg)
     int64_t now = clock_mono_us();
     pthread_mutex_lock(&d->mu);
     for (struct deadline_watch *x = d->head.next; x != &d->head; x = x->next) {
-        if (x->expired || !x->waiting_since_us || now - x->waiting_since_us < d->timeout_us)
+        if (x->expired || !x->deadline_us || now < x->deadline_us)
             continue;
         x->expired = true;
         shutdown(x->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
@@ -51,12 +51,13 @@ static int check(struct worker *w, void *arg)
     return DEADLINES_CHECK_MS;
 }
 
-struct deadlines *deadlines_start(int request_timeout_s)
+struct deadlines *deadlines_start(int request_timeout_s, int idle_timeout_s)
 {
     struct deadlines *d = xcalloc(1, sizeof *d);
     pthread_mutex_init(&d->mu, NULL);
     d->head.prev = d->head.next = &d->head;
     d->timeout_us = (int64_t)request_timeout_s * 1000000;
+    d->idle_us = (int64_t)idle_timeout_s * 1000000;
     d->watchdog = worker_start(check, d);
     return d;
 }
@@ -78,7 +79,7 @@ struct deadline_watch *deadlines_watch(struct deadlines *d, int fd)
 {
     struct deadline_watch *w = xcalloc(1, sizeof *w);
     w->fd = fd;
-    w->waiting_since_us = clock_mono_us();
+    w->deadline_us = clock_mono_us() + d->timeout_us;
     pthread_mutex_lock(&d->mu);
     w->next = d->head.next;
     w->prev = &d->head;
@@ -91,14 +92,16 @@ struct deadline_watch *deadlines_watch(struct deadlines *d, int fd)
 void deadlines_arrived(struct deadlines *d, struct deadline_watch *w)
 {
     pthread_mutex_lock(&d->mu);
-    w->waiting_since_us = 0;
+    w->deadline_us = 0;
     pthread_mutex_unlock(&d->mu);
 }
 
 void deadlines_waiting(struct deadlines *d, struct deadline_watch *w)
 {
+    /* a keep-alive connection may first idle (MHD's idle timeout ends that), then its next
+     * request has the whole request timeout */
     pthread_mutex_lock(&d->mu);
-    w->waiting_since_us = clock_mono_us();
+    w->deadline_us = clock_mono_us() + d->idle_us + d->timeout_us;
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -470,7 +470,6 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     log_debug("connection limit reached: a new connection was closed");
 }
 
-
 /* The connection limit needs a descriptor per connection: raise the soft RLIMIT_NOFILE towards
  * the hard one when it is lower than that (plus room for the database and files). */
 static void ensure_descriptors(int connection_limit)
@@ -521,7 +520,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     struct http_server *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
     ensure_descriptors(cfg->connection_limit);
-    s->deadlines = deadlines_start(cfg->request_timeout);
+    s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -559,6 +558,11 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
 int http_server_port(const struct http_server *s)
 {
     return s->port;
+}
+
+unsigned long long http_server_deadline_closes(const struct http_server *s)
+{
+    return deadlines_expired(s->deadlines);
 }
 
 int http_server_in_flight(const struct http_server *s)

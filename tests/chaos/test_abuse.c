@@ -245,6 +245,45 @@ static void assert_deadline(const struct slow *s, const char *what)
     ck_assert_msg(!s->answered, "%s: answered", what);
 }
 
+/* Reads one response from the blocking fd (up to 5 s) into b; true when it is a 200. */
+static bool read_200(int fd, char *b, size_t n)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    size_t len = 0;
+    while (len < n - 1 && poll(&p, 1, 5000) > 0) {
+        ssize_t got = recv(fd, b + len, n - 1 - len, 0);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        b[len] = '\0';
+        if (strstr(b, "\r\n\r\n") && strstr(b, "}"))
+            break;
+    }
+    b[len] = '\0';
+    return strncmp(b, "HTTP/1.1 200", 12) == 0;
+}
+
+/* A keep-alive connection that idles (less than the idle timeout) and then sends its next
+ * request at a normal slow pace is served: the request deadline counts from the end of the
+ * idle time it was allowed. */
+static void keep_alive_after_idle_is_served(void)
+{
+    int fd = dial(false);
+    ck_assert_int_ge(fd, 0);
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: rydes\r\n\r\n";
+    char b[2048];
+    ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    ck_assert_msg(read_200(fd, b, sizeof b), "first request: %s", b);
+    harness_sleep_ms(1500);                        /* idle, under the 2 s idle timeout */
+    for (size_t i = 0; i < strlen(req); i += 10) { /* 2 s of sending, a piece every 0.5 s */
+        size_t n = strlen(req) - i < 10 ? strlen(req) - i : 10;
+        ck_assert_int_eq(send(fd, req + i, n, MSG_NOSIGNAL), (ssize_t)n);
+        harness_sleep_ms(500);
+    }
+    ck_assert_msg(read_200(fd, b, sizeof b), "the request after the idle time: %s", b);
+    close(fd);
+}
+
 START_TEST(slow_clients_are_cut_off)
 {
     const char *const args[] = {"--connection-timeout", "2", "--request-timeout", "3", NULL};
@@ -287,6 +326,7 @@ START_TEST(slow_clients_are_cut_off)
     assert_deadline(&slows[3], "trickled body");
     ck_assert_msg(!slows[1].answered, "the half-sent body was answered");
     ck_assert_int_eq(harness_stored("slow"), 0);
+    keep_alive_after_idle_is_served();
     assert_alive();
     expect_status("POST", "/queues/slow/messages", "{\"body\":\"fast\"}", 201, 5);
 }

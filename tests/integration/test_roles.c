@@ -183,8 +183,11 @@ END_TEST
 START_TEST(grant_role_is_validated)
 {
     static const char *const bad[] = {
-        "Robert", "a b",   "x;drop",
-        "1abc",   "\"q\"", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+        "Robert",       "a b",
+        "x;drop",       "1abc",
+        "\"q\"",        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "public",       "none",
+        "current_user", "pg_read_all_data"};
     struct config cfg;
     struct config_error err;
     config_init(&cfg);
