@@ -57,6 +57,25 @@ void aws_queue_url(struct aws_call *call, const char *name, char *out, size_t n)
 /* "arn:aws:sqs:REGION:000000000000:name" (service "sqs" or "sns") into out. */
 void aws_arn(struct aws_call *call, const char *service, const char *name, char *out, size_t n);
 
+/* Shared by SQS and SNS (src/aws/shared.c). */
+
+/* The resource of "arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE" (pointing into arn; any region and
+ * account), or NULL when arn is not such an ARN. */
+const char *aws_arn_resource(const char *arn, const char *service);
+/* AWS MessageAttributes {name: {DataType, StringValue|BinaryValue}} (in may be NULL) as Rydes
+ * attributes {name: {type, value}}: a new object in *out the caller releases (also on failure).
+ * False with why filled when one is malformed. */
+bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n);
+
+/* The error codes a service answers for a malformed batch. */
+struct aws_batch_errors {
+    enum wire_err empty, too_many, bad_id, not_distinct;
+};
+/* Checks the batch in member of the input: 1..10 objects with distinct valid Ids; returns the
+ * array (borrowed) or NULL with the error answered. */
+json_t *aws_batch_entries(struct aws_call *call, const char *member,
+                          const struct aws_batch_errors *errs, enum handler_result *res);
+
 /* SQS (src/aws/sqs.c): runs call->op. */
 enum handler_result aws_sqs(struct aws_call *call);
 /* The SNS query protocol (src/aws/sns.c): runs call->op. */

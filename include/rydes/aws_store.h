@@ -1,6 +1,7 @@
-/* The AWS tables of sql/011_aws.sql: SigV4 access keys issued for tokens, SQS queue tags, and
- * the dead-letter sources of a queue. Plain parameterized statements on a pooled connection the
- * caller owns; the secret of a key is read here and never logged anywhere. */
+/* The AWS tables of sql/011_aws.sql: SigV4 access keys issued for tokens, SQS queue tags, the
+ * dead-letter sources of a queue, and the subscriptions of every topic for SNS's listings. Plain
+ * parameterized statements on a pooled connection the caller owns; the secret of a key is read here
+ * and never logged anywhere. */
 #ifndef RYDES_AWS_STORE_H
 #define RYDES_AWS_STORE_H
 
@@ -32,5 +33,13 @@ enum store_result aws_tags_remove(struct db_conn *c, int queue_id, json_t *keys)
  * most limit; *names is a new JSON array of strings (caller releases); *more if others follow. */
 enum store_result aws_dead_letter_sources(struct db_conn *c, int queue_id, const char *after,
                                           int limit, json_t **names, bool *more);
+
+/* Subscriptions (for SNS's listings) of topic topic, or of every topic when topic is NULL, after
+ * (after_topic, after_name) in (topic, name) order ("", "" from the start), at most limit;
+ * *rows is a new JSON array of {topic, name, queue, url} ("" for the one a subscription lacks;
+ * caller releases); *more if others follow. */
+enum store_result aws_subscriptions_list(struct db_conn *c, const char *topic,
+                                         const char *after_topic, const char *after_name, int limit,
+                                         json_t **rows, bool *more);
 
 #endif

@@ -60,10 +60,11 @@ struct mq_publish {
     const char *body; /* borrowed */
     size_t body_len;
     bool body_json;
-    json_t *attributes;   /* borrowed, or NULL */
-    const char *subject;  /* borrowed, or NULL */
-    const char *group_id; /* FIFO targets; borrowed, or NULL */
-    const char *dedup_id; /* FIFO topics; NULL: the SHA-256 of the body (content-based) */
+    json_t *attributes;    /* borrowed, or NULL */
+    const char *subject;   /* borrowed, or NULL */
+    const char *group_id;  /* FIFO targets; borrowed, or NULL */
+    const char *dedup_id;  /* FIFO topics; NULL: the SHA-256 of the body (content-based) */
+    const char *topic_arn; /* the envelope's TopicArn (SNS publishes); borrowed, or NULL */
 };
 
 struct mq_publish_result {

@@ -47,6 +47,10 @@ void wire_xml_escape(struct buf *b, const char *s, size_t n);
  * as SQS/SNS render it, and <ResponseMetadata><RequestId>. */
 void wire_xml_response(struct buf *b, const char *xmlns, const char *op, json_t *result,
                        const char *request_id);
+/* The same document as SNS renders results: every list as <member> items, the Attributes map
+ * as <entry><key/><value/></entry> items, other objects as nested elements. */
+void wire_xml_response_sns(struct buf *b, const char *xmlns, const char *op, json_t *result,
+                           const char *request_id);
 
 enum wire_err {
     WIRE_ACCESS_DENIED,
@@ -73,6 +77,14 @@ enum wire_err {
     WIRE_RECEIPT_INVALID,
     WIRE_UNSUPPORTED,
     WIRE_THROTTLED,
+    /* SNS's own codes */
+    WIRE_SNS_NOT_FOUND,
+    WIRE_SNS_INVALID_PARAMETER,
+    WIRE_SNS_AUTHORIZATION,
+    WIRE_SNS_TOO_MANY_ENTRIES,
+    WIRE_SNS_IDS_NOT_DISTINCT,
+    WIRE_SNS_EMPTY_BATCH,
+    WIRE_SNS_INVALID_BATCH_ID,
     WIRE_UNAVAILABLE,
     WIRE_INTERNAL,
 };

@@ -60,14 +60,19 @@ static enum handler_result reply_text(struct aws_call *call, int status, char *t
 enum handler_result aws_reply(struct aws_call *call, json_t *result)
 {
     if (call->protocol == AWS_PROTOCOL_JSON) {
-        char *text = json_dumps(result ? result : json_object(), JSON_COMPACT);
+        if (!result)
+            result = json_object(); /* released below, like a given result */
+        char *text = json_dumps(result, JSON_COMPACT);
         json_decref(result);
         return text ? reply_text(call, 200, text)
                     : aws_fail(call, WIRE_INTERNAL, "The response could not be encoded.");
     }
     struct buf b;
     buf_init(&b);
-    wire_xml_response(&b, call->xmlns, call->op, result, call->req->request_id);
+    if (strcmp(call->xmlns, AWS_SNS_XMLNS) == 0)
+        wire_xml_response_sns(&b, call->xmlns, call->op, result, call->req->request_id);
+    else
+        wire_xml_response(&b, call->xmlns, call->op, result, call->req->request_id);
     json_decref(result);
     return reply_text(call, 200, buf_steal(&b));
 }

@@ -96,6 +96,26 @@ static bool split_credential(const char *cred, struct sigv4_auth *a)
     return true;
 }
 
+/* Is s 1..max of the characters in allowed? */
+static bool only(const char *s, const char *allowed, size_t max)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= max && strspn(s, allowed) == n;
+}
+
+/* Does the ";"-separated list signed name the header name? */
+static bool is_signed(const char *signed_headers, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = signed_headers; *p;) {
+        size_t len = strcspn(p, ";");
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        p += len + (p[len] == ';');
+    }
+    return false;
+}
+
 bool sigv4_parse_authorization(const char *h, struct sigv4_auth *out)
 {
     static const char scheme[] = "AWS4-HMAC-SHA256 ";
@@ -109,6 +129,13 @@ bool sigv4_parse_authorization(const char *h, struct sigv4_auth *out)
         !auth_part(h, "Signature=", out->signature, sizeof out->signature))
         return false;
     if (strlen(out->signature) != 64)
+        return false;
+    /* the scope is echoed into ARNs and replies: plain names only; the signature must cover
+     * the host and the date, or a captured request could be replayed elsewhere */
+    if (!only(out->region, "abcdefghijklmnopqrstuvwxyz0123456789-", 32) ||
+        !only(out->service, "abcdefghijklmnopqrstuvwxyz0123456789", 32) ||
+        !only(out->signed_headers, "abcdefghijklmnopqrstuvwxyz0123456789-;", 1023) ||
+        !is_signed(out->signed_headers, "host") || !is_signed(out->signed_headers, "x-amz-date"))
         return false;
     for (const char *s = out->signature; *s; s++)
         if (!isxdigit((unsigned char)*s))
@@ -207,6 +234,17 @@ enum sigv4_result sigv4_verify(const struct sigv4_request *r, const struct sigv4
         return SIGV4_SKEWED;
     if (strncmp(date, a->date, 8) != 0)
         return SIGV4_MISMATCH;
+    /* an operation named by X-Amz-Target must be signed too (it chooses what the body does) */
+    if (r->header(r->header_ctx, "x-amz-target") && !is_signed(a->signed_headers, "x-amz-target"))
+        return SIGV4_MISMATCH;
+    for (const char *p = a->signed_headers; *p;) { /* every signed header must be there */
+        size_t n = strcspn(p, ";");
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        if (!r->header(r->header_ctx, name))
+            return SIGV4_MISMATCH;
+        p += n + (p[n] == ';');
+    }
     struct buf canonical, sts;
     buf_init(&canonical);
     buf_init(&sts);

@@ -103,45 +103,11 @@ enum handler_result sqs_engine_failed(struct aws_call *call, enum mq_status st, 
     }
 }
 
-static bool batch_id_valid(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > 80)
-        return false;
-    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == n;
-}
-
 json_t *sqs_batch_entries(struct aws_call *call, enum handler_result *res)
 {
-    json_t *entries = json_object_get(call->in, "Entries");
-    size_t n = json_array_size(entries);
-    if (n == 0) {
-        *res =
-            aws_fail(call, WIRE_EMPTY_BATCH, "There should be at least one entry in the request.");
-        return NULL;
-    }
-    if (n > MQ_MAX_BATCH) {
-        *res = aws_fail(call, WIRE_TOO_MANY_ENTRIES,
-                        "Maximum number of entries per request are 10. You have sent %zu.", n);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(entries, i);
-        const char *id = json_string_value(json_object_get(e, "Id"));
-        if (!json_is_object(e) || !batch_id_valid(id)) {
-            *res = aws_fail(call, WIRE_INVALID_BATCH_ID,
-                            "A batch entry id can only contain alphanumeric characters, hyphens "
-                            "and underscores. It can be at most 80 letters long.");
-            return NULL;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(id, json_string_value(json_object_get(json_array_get(entries, j), "Id"))) ==
-                0) {
-                *res = aws_fail(call, WIRE_IDS_NOT_DISTINCT, "Id %s repeated.", id);
-                return NULL;
-            }
-    }
-    return entries;
+    static const struct aws_batch_errors errs = {WIRE_EMPTY_BATCH, WIRE_TOO_MANY_ENTRIES,
+                                                 WIRE_INVALID_BATCH_ID, WIRE_IDS_NOT_DISTINCT};
+    return aws_batch_entries(call, "Entries", &errs, res);
 }
 
 /* ---- attributes ---- */
@@ -161,8 +127,8 @@ static bool redrive_policy(const char *text, struct mq_attrs *a)
     bool ok = arn && strncmp(arn, "arn:", 4) == 0 &&
               (json_is_integer(mrc) ? (count = json_integer_value(mrc)) >= 1 && count <= 1000
                                     : validate_query_int(json_string_value(mrc), 1, 1000, &count));
-    const char *name = ok ? strrchr(arn, ':') + 1 : NULL;
-    ok = ok && mq_input_queue_name(name);
+    const char *name = ok ? aws_arn_resource(arn, "sqs") : NULL;
+    ok = ok && name && mq_input_queue_name(name);
     if (ok) {
         snprintf(a->dead_letter_queue, sizeof a->dead_letter_queue, "%s", name);
         a->max_receive_count = (int)count;

@@ -65,26 +65,8 @@ static bool entry_fail(struct entry_error *err, enum wire_err code, const char *
 /* SQS MessageAttributes -> Rydes attributes (new object in *out). */
 static bool convert_attributes(json_t *in, json_t **out, struct entry_error *err)
 {
-    *out = json_object();
-    const char *name;
-    json_t *a;
-    if (in && !json_is_object(in))
-        return entry_fail(err, WIRE_INVALID_PARAMETER, "MessageAttributes must be a map.");
-    json_object_foreach(in, name, a)
-    {
-        const char *type = json_string_value(json_object_get(a, "DataType"));
-        bool binary = type && strncmp(type, "Binary", 6) == 0;
-        json_t *v = json_object_get(a, binary ? "BinaryValue" : "StringValue");
-        if (!type || !*type || !json_is_string(v) || json_string_length(v) == 0) {
-            snprintf(err->message, sizeof err->message,
-                     "The message attribute '%.100s' must contain a non-empty DataType and %s.",
-                     name, binary ? "BinaryValue" : "StringValue");
-            err->code = WIRE_INVALID_PARAMETER;
-            return false;
-        }
-        json_object_set_new(*out, name, json_pack("{s:s, s:O}", "type", type, "value", v));
-    }
-    return true;
+    err->code = WIRE_INVALID_PARAMETER;
+    return aws_attributes_in(in, out, err->message, sizeof err->message);
 }
 
 /* Checks the FIFO parameters of e against q the way SQS words its errors. */

@@ -372,6 +372,62 @@ void wire_xml_response(struct buf *b, const char *xmlns, const char *op, json_t 
     buf_printf(b, "</RequestId></ResponseMetadata></%sResponse>", op);
 }
 
+/* ---- SNS's rendering ---- */
+
+static void sns_value(struct buf *b, json_t *v);
+
+static void sns_member(struct buf *b, const char *key, json_t *v)
+{
+    const char *k;
+    json_t *item;
+    size_t i;
+    buf_printf(b, "<%s>", key);
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            buf_puts(b, "<member>");
+            sns_value(b, item);
+            buf_puts(b, "</member>");
+        }
+    } else if (json_is_object(v) && strcmp(key, "Attributes") == 0) {
+        json_object_foreach(v, k, item)
+        {
+            buf_puts(b, "<entry><key>");
+            wire_xml_escape(b, k, strlen(k));
+            buf_puts(b, "</key><value>");
+            sns_value(b, item);
+            buf_puts(b, "</value></entry>");
+        }
+    } else {
+        sns_value(b, v);
+    }
+    buf_printf(b, "</%s>", key);
+}
+
+static void sns_value(struct buf *b, json_t *v)
+{
+    const char *k;
+    json_t *item;
+    if (json_is_object(v))
+        json_object_foreach(v, k, item) sns_member(b, k, item);
+    else
+        xml_value(b, "", v);
+}
+
+void wire_xml_response_sns(struct buf *b, const char *xmlns, const char *op, json_t *result,
+                           const char *request_id)
+{
+    buf_printf(b, "<?xml version=\"1.0\"?><%sResponse xmlns=\"%s\">", op, xmlns);
+    if (result) {
+        buf_printf(b, "<%sResult>", op);
+        sns_value(b, result);
+        buf_printf(b, "</%sResult>", op);
+    }
+    buf_printf(b, "<ResponseMetadata><RequestId>");
+    wire_xml_escape(b, request_id, strlen(request_id));
+    buf_printf(b, "</RequestId></ResponseMetadata></%sResponse>", op);
+}
+
 /* ---- errors ---- */
 
 static const struct wire_error errors[] = {
@@ -407,6 +463,16 @@ static const struct wire_error errors[] = {
     [WIRE_UNSUPPORTED] = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation",
                           400, true},
     [WIRE_THROTTLED] = {"RequestThrottled", "RequestThrottled", 403, true},
+    [WIRE_SNS_NOT_FOUND] = {"NotFoundException", "NotFound", 404, true},
+    [WIRE_SNS_INVALID_PARAMETER] = {"InvalidParameterException", "InvalidParameter", 400, true},
+    [WIRE_SNS_AUTHORIZATION] = {"AuthorizationErrorException", "AuthorizationError", 403, true},
+    [WIRE_SNS_TOO_MANY_ENTRIES] = {"TooManyEntriesInBatchRequestException",
+                                   "TooManyEntriesInBatchRequest", 400, true},
+    [WIRE_SNS_IDS_NOT_DISTINCT] = {"BatchEntryIdsNotDistinctException", "BatchEntryIdsNotDistinct",
+                                   400, true},
+    [WIRE_SNS_EMPTY_BATCH] = {"EmptyBatchRequestException", "EmptyBatchRequest", 400, true},
+    [WIRE_SNS_INVALID_BATCH_ID] = {"InvalidBatchEntryIdException", "InvalidBatchEntryId", 400,
+                                   true},
     [WIRE_UNAVAILABLE] = {"ServiceUnavailable", "ServiceUnavailable", 503, false},
     [WIRE_INTERNAL] = {"InternalFailure", "InternalFailure", 500, false},
 };

@@ -35,6 +35,15 @@ static struct db_stmt q_sources =
             "SELECT name FROM queues WHERE dead_letter_queue_id = $1 AND name > $2 "
             "ORDER BY name LIMIT $3",
             3);
+/* Subscriptions after ($2, $3) in (topic, name) order, of topic $1 or (NULL) of every topic. */
+static struct db_stmt q_subscriptions =
+    DB_STMT("aws_subscriptions",
+            "SELECT t.name, s.name, coalesce(q.name, ''), coalesce(s.url, '') "
+            "FROM subscriptions s JOIN topics t ON t.id = s.topic_id "
+            "LEFT JOIN queues q ON q.id = s.queue_id "
+            "WHERE ($1::text IS NULL OR t.name = $1) AND (t.name, s.name) > ($2, $3) "
+            "ORDER BY t.name, s.name LIMIT $4",
+            4);
 
 static enum store_result failed(struct db_conn *c, PGresult *r)
 {
@@ -140,6 +149,27 @@ enum store_result aws_dead_letter_sources(struct db_conn *c, int queue_id, const
     *names = json_array();
     for (int i = 0; i < n && i < limit; i++)
         json_array_append_new(*names, json_string(PQgetvalue(r, i, 0)));
+    PQclear(r);
+    return STORE_OK;
+}
+
+enum store_result aws_subscriptions_list(struct db_conn *c, const char *topic,
+                                         const char *after_topic, const char *after_name, int limit,
+                                         json_t **rows, bool *more)
+{
+    char l[16];
+    snprintf(l, sizeof l, "%d", limit + 1);
+    const char *v[] = {topic, after_topic, after_name, l};
+    PGresult *r = db_exec(c, &q_subscriptions, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    int n = PQntuples(r);
+    *more = n > limit;
+    *rows = json_array();
+    for (int i = 0; i < n && i < limit; i++)
+        json_array_append_new(*rows, json_pack("{s:s, s:s, s:s, s:s}", "topic", PQgetvalue(r, i, 0),
+                                               "name", PQgetvalue(r, i, 1), "queue",
+                                               PQgetvalue(r, i, 2), "url", PQgetvalue(r, i, 3)));
     PQclear(r);
     return STORE_OK;
 }

@@ -331,6 +331,8 @@ static char *envelope(const struct mq_topic *t, const struct mq_publish *p, cons
         json_object_set_new(e, "Subject", json_string(p->subject));
     if (p->group_id)
         json_object_set_new(e, "MessageGroupId", json_string(p->group_id));
+    if (p->topic_arn)
+        json_object_set_new(e, "TopicArn", json_string(p->topic_arn));
     json_t *attrs = json_object();
     const char *name;
     json_t *a;

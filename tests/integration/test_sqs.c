@@ -2,9 +2,9 @@
  * and database: SigV4 failures (missing, malformed, unknown key, wrong secret, clock skew) in
  * both envelopes (JSON __type + x-amzn-query-error, XML <ErrorResponse>), SQS errors of both
  * protocols, unknown operations, malformed bodies, roles, the queue-URL route of the query
- * protocol and the SNS hook. Requests are signed here with rydes/sigv4.h (the signature
- * itself is checked against AWS's published example in tests/unit/test_sigv4.c and against
- * real AWS clients in tests/aws/). */
+ * protocol and an unknown SNS action (tests/integration/test_sns.c has SNS). Requests are
+ * signed here with rydes/sigv4.h (the signature itself is checked against AWS's published
+ * example in tests/unit/test_sigv4.c and against real AWS clients in tests/aws/). */
 #include "harness.h"
 
 #include "rydes/aws_store.h"
@@ -267,10 +267,10 @@ START_TEST(query_protocol_on_the_queue_url)
 }
 END_TEST
 
-START_TEST(sns_is_not_served_yet)
+START_TEST(sns_unknown_action)
 {
     struct response r;
-    struct signed_request sns = {"/",        "Action=ListTopics&Version=2010-03-31",
+    struct signed_request sns = {"/",        "Action=CreatePlatformApplication&Version=2010-03-31",
                                  QUERY_TYPE, NULL,
                                  admin_key,  admin_secret,
                                  "sns",      0};
@@ -291,7 +291,7 @@ int main(void)
     tcase_add_test(t, sqs_errors_in_both_protocols);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);
-    tcase_add_test(t, sns_is_not_served_yet);
+    tcase_add_test(t, sns_unknown_action);
     suite_add_tcase(s, t);
     return harness_run(s);
 }

@@ -2,8 +2,9 @@
  * AWS documentation (IAM ListUsers, 20150830T123600Z, secret
  * wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY): the canonical request's hash, the signing key and the
  * signature, checked independently with Python's hmac/hashlib. Then the parser of the Authorization
- * header, X-Amz-Date, and verify: a good signature, a wrong secret, a tampered body and clock skew.
- */
+ * header (host and date must be signed, plain region and service names), X-Amz-Date, and verify:
+ * a good signature, a wrong secret, a tampered body, clock skew, a signed header that is missing
+ * and an unsigned X-Amz-Target. */
 #include "rydes/sigv4.h"
 
 #include "unit.h"
@@ -24,6 +25,18 @@ static const char *lookup(void *ctx, const char *name)
         if (strcasecmp(example_headers[i][0], name) == 0)
             return example_headers[i][1];
     return NULL;
+}
+
+/* The example's headers but for content-type (which it signs). */
+static const char *without_content_type(void *ctx, const char *name)
+{
+    return strcasecmp(name, "content-type") == 0 ? NULL : lookup(ctx, name);
+}
+
+/* The example's headers and an X-Amz-Target it did not sign. */
+static const char *with_target(void *ctx, const char *name)
+{
+    return strcasecmp(name, "x-amz-target") == 0 ? "AmazonSQS.PurgeQueue" : lookup(ctx, name);
 }
 
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -93,6 +106,18 @@ START_TEST(test_parse_authorization)
         "Signature=zz",
         "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/aws4_request, SignedHeaders=host, "
         "Signature=" SIG,
+        /* the host and the date must be signed (a replay elsewhere would verify otherwise) */
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/iam/aws4_request, "
+        "SignedHeaders=x-amz-date, Signature=" SIG,
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/iam/aws4_request, "
+        "SignedHeaders=host, Signature=" SIG,
+        /* the region and service are echoed into ARNs: plain names only */
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us\"x/iam/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=" SIG,
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/i<am/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=" SIG,
+        "AWS4-HMAC-SHA256 Credential=AK/20150830/us-east-1/iam/aws4_request, "
+        "SignedHeaders=Host;x-amz-date, Signature=" SIG,
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(!sigv4_parse_authorization(bad[i], &a), "accepted %s", bad[i]);
@@ -128,6 +153,13 @@ START_TEST(test_verify)
     ck_assert_int_eq(sigv4_verify(&tampered, &a, SECRET, now), SIGV4_MISMATCH);
     tampered = example;
     tampered.method = "POST";
+    ck_assert_int_eq(sigv4_verify(&tampered, &a, SECRET, now), SIGV4_MISMATCH);
+    /* a signed header the request does not have, or an X-Amz-Target left unsigned */
+    tampered = example;
+    tampered.header = without_content_type;
+    ck_assert_int_eq(sigv4_verify(&tampered, &a, SECRET, now), SIGV4_MISMATCH);
+    tampered = example;
+    tampered.header = with_target;
     ck_assert_int_eq(sigv4_verify(&tampered, &a, SECRET, now), SIGV4_MISMATCH);
 }
 END_TEST

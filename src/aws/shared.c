@@ -1,0 +1,94 @@
+/* What SQS and SNS share beyond the wire formats: reading ARNs, converting AWS message
+ * attributes {DataType, StringValue|BinaryValue} into Rydes attributes {type, value}, and
+ * checking the entries of a batch (1..10 objects with distinct, well-formed Ids) with the
+ * error codes of the calling service. */
+#include "rydes/aws.h"
+
+#include "rydes/mq.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *aws_arn_resource(const char *arn, const char *service)
+{
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "arn:aws:%s:", service);
+    if (!arn || strncmp(arn, prefix, strlen(prefix)) != 0)
+        return NULL;
+    const char *region = arn + strlen(prefix), *account = strchr(region, ':');
+    const char *resource = account ? strchr(account + 1, ':') : NULL;
+    return resource && resource[1] ? resource + 1 : NULL;
+}
+
+bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n)
+{
+    *out = json_object();
+    const char *name;
+    json_t *a;
+    if (in && !json_is_object(in)) {
+        snprintf(why, n, "MessageAttributes must be a map.");
+        return false;
+    }
+    json_object_foreach(in, name, a)
+    {
+        const char *type = json_string_value(json_object_get(a, "DataType"));
+        bool binary = type && strncmp(type, "Binary", 6) == 0;
+        json_t *v = json_object_get(a, binary ? "BinaryValue" : "StringValue");
+        if (!type || !*type || !json_is_string(v) || json_string_length(v) == 0) {
+            snprintf(why, n,
+                     "The message attribute '%.100s' must contain a non-empty DataType and %s.",
+                     name, binary ? "BinaryValue" : "StringValue");
+            return false;
+        }
+        json_object_set_new(*out, name, json_pack("{s:s, s:O}", "type", type, "value", v));
+    }
+    return true;
+}
+
+static bool batch_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 80)
+        return false;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == n;
+}
+
+/* Is the Id of entry i repeated before it? */
+static bool id_repeated(json_t *entries, size_t i, const char *id)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(id, json_string_value(json_object_get(json_array_get(entries, j), "Id"))) == 0)
+            return true;
+    return false;
+}
+
+json_t *aws_batch_entries(struct aws_call *call, const char *member,
+                          const struct aws_batch_errors *errs, enum handler_result *res)
+{
+    json_t *entries = json_object_get(call->in, member);
+    size_t n = json_array_size(entries);
+    if (n == 0) {
+        *res = aws_fail(call, errs->empty, "There should be at least one entry in the request.");
+        return NULL;
+    }
+    if (n > MQ_MAX_BATCH) {
+        *res = aws_fail(call, errs->too_many,
+                        "Maximum number of entries per request are 10. You have sent %zu.", n);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(entries, i);
+        const char *id = json_string_value(json_object_get(e, "Id"));
+        if (!json_is_object(e) || !batch_id_valid(id)) {
+            *res = aws_fail(call, errs->bad_id,
+                            "A batch entry id can only contain alphanumeric characters, hyphens "
+                            "and underscores. It can be at most 80 letters long.");
+            return NULL;
+        }
+        if (id_repeated(entries, i, id)) {
+            *res = aws_fail(call, errs->not_distinct, "Id %s repeated.", id);
+            return NULL;
+        }
+    }
+    return entries;
+}

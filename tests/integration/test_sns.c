@@ -1,0 +1,298 @@
+/* Integration: SNS's query protocol at the protocol level, with curl against the real server and
+ * database: the XML shapes of results (<CreateTopicResponse xmlns=...><CreateTopicResult>, lists
+ * as <member>, attribute maps as <entry><key/><value/>, <ResponseMetadata><RequestId>), the
+ * <ErrorResponse> of SNS's codes (NotFound, InvalidParameter, AuthorizationError,
+ * InvalidAction, the batch errors), the token roles, filter policies compiled by the filter
+ * engine, topics shared with the REST API, and hostile parameters that must never get a 500.
+ * Requests are signed with rydes/sigv4.h for service "sns" (real SDKs: tests/aws/). */
+#include "harness.h"
+
+#include "rydes/aws_store.h"
+#include "rydes/sigv4.h"
+#include "rydes/tokens.h"
+
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SNS_NS     "xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\""
+#define QUERY_TYPE "application/x-www-form-urlencoded"
+#define ARN        "arn:aws:sns:us-east-1:000000000000:"
+
+static struct harness_server srv;
+static char admin_key[AWS_ACCESS_KEY_LEN], admin_secret[AWS_SECRET_LEN];
+static char service_key[AWS_ACCESS_KEY_LEN], service_secret[AWS_SECRET_LEN];
+
+static void make_key(enum role role, char *key, char *secret)
+{
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert(PQstatus(pg) == CONNECTION_OK);
+    struct db_conn c = {.pg = pg};
+    char token[SECRET_TOKEN_LEN];
+    struct token_info t;
+    ck_assert_int_eq(tokens_create(&c, role, "sns-test", token, &t), STORE_OK);
+    ck_assert_int_eq(aws_credentials_create(&c, t.id, key, secret), STORE_OK);
+    PQfinish(pg);
+}
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+    make_key(ROLE_ADMIN, admin_key, admin_secret);
+    make_key(ROLE_SERVICE, service_key, service_secret);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+struct header_set {
+    const char *host, *date, *type;
+};
+
+static const char *header_of(void *ctx, const char *name)
+{
+    struct header_set *h = ctx;
+    return strcmp(name, "host") == 0         ? h->host
+           : strcmp(name, "x-amz-date") == 0 ? h->date
+                                             : h->type;
+}
+
+/* POSTs the form body signed with SigV4 for us-east-1/sns with key and secret into out. */
+static void sns_as(const char *body, const char *key, const char *secret, struct response *out)
+{
+    char date[17], scope[96], sig[65], extra[1024], day[9];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
+    struct header_set h = {srv.base + 7, date, QUERY_TYPE};
+    const char *signed_headers = "content-type;host;x-amz-date";
+    struct sigv4_request sr = {"POST", "/", "", header_of, &h, body, strlen(body)};
+    struct buf c, s;
+    buf_init(&c);
+    buf_init(&s);
+    sigv4_canonical_request(&sr, signed_headers, &c);
+    snprintf(scope, sizeof scope, "%.8s/us-east-1/sns/aws4_request", date);
+    sigv4_string_to_sign(date, scope, buf_str(&c), &s);
+    unsigned char k[32];
+    snprintf(day, sizeof day, "%.8s", date);
+    sigv4_signing_key(secret, day, "us-east-1", "sns", k);
+    sigv4_hmac_hex(k, buf_str(&s), s.len, sig);
+    snprintf(extra, sizeof extra,
+             "X-Amz-Date: %s\nAuthorization: AWS4-HMAC-SHA256 Credential=%s/%s, "
+             "SignedHeaders=%s, Signature=%s",
+             date, key, scope, signed_headers, sig);
+    harness_request(&srv, "POST", "/", NULL, body, QUERY_TYPE, extra, out);
+    buf_cleanup(&c);
+    buf_cleanup(&s);
+}
+
+static void sns(const char *body, struct response *out)
+{
+    sns_as(body, admin_key, admin_secret, out);
+}
+
+/* A result document: 200, the body holds every NULL-terminated fragment. */
+static void assert_ok(struct response *r, ...)
+{
+    const char *b = buf_str(&r->body);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, b);
+    ck_assert_msg(strstr(b, SNS_NS) && strstr(b, "<ResponseMetadata><RequestId>"), "%s", b);
+    va_list ap;
+    va_start(ap, r);
+    for (const char *f = va_arg(ap, const char *); f; f = va_arg(ap, const char *))
+        ck_assert_msg(strstr(b, f), "%s not in %s", f, b);
+    va_end(ap);
+}
+
+/* An SNS <ErrorResponse>: status, <Type>Sender</Type> and <Code>. */
+static void assert_error(struct response *r, long status, const char *code)
+{
+    char want[160];
+    snprintf(want, sizeof want, "<Error><Type>Sender</Type><Code>%s</Code>", code);
+    const char *b = buf_str(&r->body);
+    ck_assert_msg(r->status == status, "%ld %s", r->status, b);
+    ck_assert_msg(strstr(b, "<ErrorResponse " SNS_NS) && strstr(b, want) &&
+                      strstr(b, "<RequestId>"),
+                  "%s", b);
+}
+
+static void check(const char *body, long status, const char *code)
+{
+    struct response r;
+    sns(body, &r);
+    assert_error(&r, status, code);
+    response_cleanup(&r);
+}
+
+START_TEST(results_have_sns_shapes)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=shapes&Version=2010-03-31", &r);
+    assert_ok(&r,
+              "<CreateTopicResponse " SNS_NS "><CreateTopicResult><TopicArn>" ARN
+              "shapes</TopicArn></CreateTopicResult>",
+              NULL);
+    response_cleanup(&r);
+    sns("Action=ListTopics", &r);
+    assert_ok(&r, "<Topics><member><TopicArn>", "<TopicArn>" ARN "shapes</TopicArn>", NULL);
+    response_cleanup(&r);
+    sns("Action=GetTopicAttributes&TopicArn=" ARN "shapes", &r);
+    assert_ok(&r, "<Attributes><entry><key>", "<key>TopicArn</key><value>" ARN "shapes</value>",
+              NULL);
+    response_cleanup(&r);
+    harness_request(&srv, "PUT", "/queues/shapes-q", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    response_cleanup(&r);
+    sns("Action=Subscribe&TopicArn=" ARN "shapes&Protocol=sqs&Endpoint=arn:aws:sqs:us-east-1:"
+        "000000000000:shapes-q&Attributes.entry.1.key=RawMessageDelivery&"
+        "Attributes.entry.1.value=true",
+        &r);
+    assert_ok(&r, "<SubscriptionArn>" ARN "shapes:sqs-shapes-q</SubscriptionArn>", NULL);
+    response_cleanup(&r);
+    sns("Action=Publish&TopicArn=" ARN "shapes&Message=hi%20%3C%26%3E&Subject=s&"
+        "MessageAttributes.entry.1.Name=k&MessageAttributes.entry.1.Value.DataType=String&"
+        "MessageAttributes.entry.1.Value.StringValue=v",
+        &r);
+    assert_ok(&r, "<PublishResult><MessageId>", NULL);
+    response_cleanup(&r);
+    harness_request(&srv, "POST", "/queues/shapes-q/messages:receive", HARNESS_ADMIN_TOKEN, "{}",
+                    "application/json", NULL, &r);
+    ck_assert_msg(strstr(buf_str(&r.body), "hi <&>"), "%s", buf_str(&r.body));
+    ck_assert(strstr(buf_str(&r.body), "\"k\""));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(errors_have_sns_codes)
+{
+    check("Action=GetTopicAttributes&TopicArn=" ARN "nope", 404, "NotFound");
+    check("Action=GetTopicAttributes", 400, "InvalidParameter");
+    check("Action=GetTopicAttributes&TopicArn=arn:aws:sqs:us-east-1:000000000000:x", 400,
+          "InvalidParameter");
+    check("Action=CreateTopic&Name=bad%20name", 400, "InvalidParameter");
+    check("Action=CreateTopic&Name=x.fifo", 400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "nope&Message=x", 404, "NotFound");
+    check("Action=GetSubscriptionAttributes&SubscriptionArn=" ARN "nope:sub", 404, "NotFound");
+    check("Action=Unsubscribe&SubscriptionArn=garbage", 400, "InvalidParameter");
+    check("Action=CreatePlatformApplication", 400, "InvalidAction");
+    struct response r;
+    sns("Action=CreateTopic&Name=errs", &r);
+    response_cleanup(&r);
+    check("Action=Publish&TopicArn=" ARN "errs", 400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "errs&Message=x&MessageGroupId=g", 400,
+          "InvalidParameter");
+    check("Action=PublishBatch&TopicArn=" ARN "errs", 400, "EmptyBatchRequest");
+    check("Action=PublishBatch&TopicArn=" ARN "errs&PublishBatchRequestEntries.member.1.Id=a&"
+          "PublishBatchRequestEntries.member.1.Message=x&PublishBatchRequestEntries.member.2.Id=a&"
+          "PublishBatchRequestEntries.member.2.Message=y",
+          400, "BatchEntryIdsNotDistinct");
+    check("Action=PublishBatch&TopicArn=" ARN "errs&PublishBatchRequestEntries.member.1.Id=a%21&"
+          "PublishBatchRequestEntries.member.1.Message=x",
+          400, "InvalidBatchEntryId");
+    check("Action=Subscribe&TopicArn=" ARN "errs&Protocol=sms&Endpoint=%2B1555", 400,
+          "InvalidParameter");
+}
+END_TEST
+
+START_TEST(filter_policies_are_compiled)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=filters", &r);
+    response_cleanup(&r);
+    sns("Action=Subscribe&TopicArn=" ARN "filters&Protocol=https&Endpoint=https://example.com/h&"
+        "Attributes.entry.1.key=FilterPolicy&Attributes.entry.1.value=%7B%22fare%22%3A%5B%7B%22"
+        "numeric%22%3A%5B%22%3E%22%5D%7D%5D%7D",
+        &r);
+    assert_error(&r, 400, "InvalidParameter");
+    ck_assert_msg(strstr(buf_str(&r.body), "FilterPolicy: fare"), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    sns("Action=Subscribe&TopicArn=" ARN "filters&Protocol=https&Endpoint=https://example.com/h&"
+        "Attributes.entry.1.key=FilterPolicy&Attributes.entry.1.value=%7B%22k%22%3A%5B%22v%22%5D"
+        "%7D",
+        &r);
+    assert_ok(&r, "<SubscriptionArn>" ARN "filters:url-", NULL);
+    response_cleanup(&r);
+    harness_request(&srv, "GET", "/topics/filters/subscriptions", HARNESS_ADMIN_TOKEN, NULL, NULL,
+                    NULL, &r);
+    ck_assert_msg(strstr(buf_str(&r.body), "\"filter_policy\":{\"k\":[\"v\"]}"), "%s",
+                  buf_str(&r.body));
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(roles_apply)
+{
+    struct response r;
+    sns_as("Action=CreateTopic&Name=roles", service_key, service_secret, &r);
+    assert_error(&r, 403, "AuthorizationError");
+    response_cleanup(&r);
+    sns("Action=CreateTopic&Name=roles", &r);
+    response_cleanup(&r);
+    sns_as("Action=ListTopics", service_key, service_secret, &r);
+    assert_ok(&r, ARN "roles", NULL);
+    response_cleanup(&r);
+    sns_as("Action=Publish&TopicArn=" ARN "roles&Message=m", service_key, service_secret, &r);
+    assert_ok(&r, "<MessageId>", NULL);
+    response_cleanup(&r);
+    sns_as("Action=DeleteTopic&TopicArn=" ARN "roles", service_key, service_secret, &r);
+    assert_error(&r, 403, "AuthorizationError");
+    response_cleanup(&r);
+    sns_as("Action=Subscribe&TopicArn=" ARN "roles&Protocol=http&Endpoint=http://x.example/",
+           service_key, service_secret, &r);
+    assert_error(&r, 403, "AuthorizationError");
+    response_cleanup(&r);
+}
+END_TEST
+
+START_TEST(hostile_parameters_never_fail_the_server)
+{
+    static const char *const bodies[] = {
+        "Action=CreateTopic&Name=h&Attributes.entry.99999999999.key=FifoTopic",
+        "Action=CreateTopic&Name=h&Attributes.entry.1.key=FifoTopic&Attributes.entry.1.value=x",
+        "Action=CreateTopic&Name=h&Attributes=3",
+        "Action=Publish&TopicArn=" ARN "h&Message=x&MessageAttributes.entry.1.Name=a",
+        "Action=Publish&TopicArn=" ARN "h&Message=x&MessageAttributes=7",
+        "Action=Publish&TopicArn=" ARN "h&Message=x&MessageStructure=json",
+        "Action=Publish&TopicArn=" ARN "h&Message=%00",
+        "Action=Publish&TopicArn=" ARN "h&Message=x&Subject=%0A",
+        "Action=PublishBatch&TopicArn=" ARN "h&PublishBatchRequestEntries=x",
+        "Action=PublishBatch&TopicArn=" ARN "h&PublishBatchRequestEntries.member.1=x",
+        "Action=Subscribe&TopicArn=" ARN "h&Protocol=sqs&Endpoint=arn:aws:sqs:::",
+        "Action=Subscribe&TopicArn=" ARN "h&Protocol=http&Endpoint=http://",
+        "Action=SetSubscriptionAttributes&SubscriptionArn=" ARN "h:x&AttributeName=FilterPolicy",
+        "Action=ListSubscriptions&NextToken=%3A%3A%3A",
+        "Action=ListTopics&NextToken=%FF",
+        "Action=GetTopicAttributes&TopicArn=" ARN,
+        "Action=GetTopicAttributes&TopicArn.1=x",
+        "Action=Unsubscribe&SubscriptionArn=" ARN "h:",
+    };
+    struct response r;
+    sns("Action=CreateTopic&Name=h", &r);
+    response_cleanup(&r);
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        sns(bodies[i], &r);
+        ck_assert_msg(r.status >= 200 && r.status < 500, "%s: %ld %s", bodies[i], r.status,
+                      buf_str(&r.body));
+        response_cleanup(&r);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sns");
+    TCase *t = tcase_create("sns");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, results_have_sns_shapes);
+    tcase_add_test(t, errors_have_sns_codes);
+    tcase_add_test(t, filter_policies_are_compiled);
+    tcase_add_test(t, roles_apply);
+    tcase_add_test(t, hostile_parameters_never_fail_the_server);
+    suite_add_tcase(s, t);
+    return harness_run(s);
+}
