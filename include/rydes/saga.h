@@ -36,6 +36,7 @@ struct saga_env {
     struct topic_cache *topics;
     struct mq_hub *hub;
     int lease_seconds;
+    const atomic_bool *stopping; /* set when the process stops: a run pauses between steps */
 };
 
 /* Test hook: called after a step's gateway call returned and before its outcome is recorded;

@@ -505,15 +505,36 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
     return true;
 }
 
+static bool stopping(const struct saga_env *env)
+{
+    return env->stopping && atomic_load(env->stopping);
+}
+
+/* The process is stopping in the middle of f: gives the fare back at once (its lease would
+ * otherwise hold it for lease_seconds), so a restart or another process resumes it from the
+ * step it stands at. */
+static void pause_run(struct db_conn *c, const struct fare *f)
+{
+    const char *v[] = {f->id, f->lease};
+    PGresult *r = PQexecParams(c->pg,
+                               "UPDATE fares SET next_attempt_at = now(), lease = NULL "
+                               "WHERE id = $1 AND lease = $2::uuid",
+                               2, NULL, v, NULL, NULL, 0);
+    PQclear(r);
+    log_info("fare %s: paused at step %d by the shutdown", f->id, f->step);
+}
+
 enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool *ran)
 {
     struct fare f;
     if (!claim(c, env, &f, ran))
         return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
     bool go_on = *ran;
-    while (go_on)
+    while (go_on && !stopping(env))
         go_on = f.compensating ? compensate(c, env, &f) : f.step < NSTEPS && forward(c, env, &f);
-    if (*ran)
+    if (go_on)
+        pause_run(c, &f);
+    else if (*ran)
         log_info("fare %s: ran to step %d%s%s", f.id, f.step, f.outcome[0] ? ", " : "", f.outcome);
     trace_set(NULL, NULL);
     return MQ_OK;

@@ -48,6 +48,7 @@ struct sagas {
     struct worker *workers[64];
     int n;
     _Atomic uint64_t runs;
+    atomic_bool stopping;
 };
 
 static int execute_step(struct worker *w, void *arg)
@@ -76,7 +77,8 @@ struct sagas *sagas_start(const struct config *cfg, const struct consumer_env *e
                         : payments_simulator(),
         .topics = env->topics,
         .hub = env->hub,
-        .lease_seconds = (int)cfg->saga_lease_seconds};
+        .lease_seconds = (int)cfg->saga_lease_seconds,
+        .stopping = &s->stopping};
     int n = (int)cfg->saga_concurrency;
     for (int i = 0; i < n && i < (int)(sizeof s->workers / sizeof *s->workers); i++)
         s->workers[s->n++] = worker_start(execute_step, s);
@@ -87,6 +89,7 @@ void sagas_stop(struct sagas *s)
 {
     if (!s)
         return;
+    atomic_store(&s->stopping, true); /* runs pause between steps instead of finishing */
     for (int i = 0; i < s->n; i++)
         worker_stop(s->workers[i]);
     log_info("fare-saga: stopped after %llu saga runs", (unsigned long long)atomic_load(&s->runs));

@@ -24,6 +24,7 @@
 #include "rydes/ids.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/payments.h"
 #include "rydes/saga.h"
 
 #include <arpa/inet.h>
@@ -1490,6 +1491,38 @@ START_TEST(fares_posted_without_an_executor_finish_after_a_restart)
 }
 END_TEST
 
+/* A run that begins while the process stops gives its fare back at once (lease cleared, due
+ * now) instead of holding it for the lease, and a gateway that starts later finishes it. */
+START_TEST(a_stopping_process_pauses_its_saga_between_steps)
+{
+    saga_crash_hook = NULL;
+    struct harness_server *const s = &gws[0];
+    up(s, no_workers);
+    start_fare(s, "pause-1", "pa-quinn", "\"$7.00\"");
+    down(s);
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "connect: %s", err);
+    struct db_conn c = {.pg = pg};
+    atomic_bool stopping = true;
+    struct saga_env env = {
+        .payments = payments_simulator(), .lease_seconds = 60, .stopping = &stopping};
+    bool ran = false;
+    ck_assert_int_eq(saga_run_one(&c, &env, &ran), MQ_OK);
+    ck_assert(ran);
+    payments_free(env.payments);
+    PQfinish(pg);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'pause-1' AND lease IS "
+                                  "NULL AND next_attempt_at <= now() AND step = 0"),
+                     1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = 'pause-1'"),
+                     0);
+    up(s, saga_workers); /* resumed at once, not after the 60 s lease */
+    assert_path(s, "pause-1", "pa-quinn", 7, &paths[0]);
+    down(s);
+}
+END_TEST
+
 /* ---- a real payment gateway over HTTP (RYDES_PAYMENT_URL) ------------------------------------ */
 
 /* A fake payment gateway in this process (libmicrohttpd) that records every request and answers
@@ -2304,6 +2337,7 @@ int main(void)
     tcase_add_test(saga, a_killed_worker_process_is_resumed_elsewhere);
     tcase_add_test(saga, two_gateways_share_the_sagas);
     tcase_add_test(saga, fares_posted_without_an_executor_finish_after_a_restart);
+    tcase_add_test(saga, a_stopping_process_pauses_its_saga_between_steps);
     suite_add_tcase(s, saga);
     TCase *http = tcase_create("http gateway");
     tcase_set_timeout(http, 60);
