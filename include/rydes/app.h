@@ -12,11 +12,13 @@
 #include "rydes/mq_push.h"
 #include "rydes/mq_sweeper.h"
 #include "rydes/ratelimit.h"
+#include "rydes/role.h"
 #include "rydes/services.h"
 #include "rydes/topic_cache.h"
 #include "rydes/ttlcache.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct app {
@@ -31,6 +33,7 @@ struct app {
     struct ratelimit *rate_limits;   /* per token, RYDES_RATE_LIMIT_* */
     struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
     struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
+    struct ttlcache *aws_key_cache;  /* SigV4 access key id -> struct aws_key */
     struct topic_cache *topic_cache; /* topics with compiled subscriptions */
     struct mq_publish_counters publish_counters;
     int64_t started_wall_us;
@@ -45,6 +48,10 @@ bool app_start_workers(struct app *app, const struct config *cfg, char *err, siz
 /* Graceful stop: stop accepting, let in-flight requests finish (cfg->shutdown_timeout), close
  * the pool. */
 void app_stop(struct app *app);
+/* Charges one request of a token of role role to the bucket of key (the SHA-256 of a bearer
+ * token: SigV4 requests use their key's token, so both APIs share one bucket) at the role's
+ * RYDES_RATE_LIMIT_*. False when it is over: *retry_after then says in how many seconds. */
+bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after);
 /* Runs the migrations (when migrate) and ensures the Wild Rydes topology (rydes/topology.h) on a
  * connection of its own; used by app_start and `rydes migrate`. */
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen);

@@ -7,20 +7,31 @@
 
 #include "rydes/db.h"
 #include "rydes/role.h"
+#include "rydes/secret.h"
 #include "rydes/tokens.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 
-#define AWS_ACCESS_KEY_LEN 21 /* "AKID" + 16 of [A-Z0-9], and the NUL */
+#define AWS_ACCESS_KEY_LEN 21 /* "AKID" + 16 of [A-Z2-7], and the NUL */
 #define AWS_SECRET_LEN     41 /* 40 characters of base64, and the NUL */
+
+/* What an access key stands for. Holds the secret: wipe it (OPENSSL_cleanse) after use. */
+struct aws_key {
+    char secret[AWS_SECRET_LEN];
+    enum role role;                            /* of its token */
+    unsigned char token_hash[SECRET_HASH_LEN]; /* its token's SHA-256 (tokens.secret_hash) */
+};
 
 /* Issues a new access key for token token_id into key_id and secret. */
 enum store_result aws_credentials_create(struct db_conn *c, const char *token_id, char *key_id,
                                          char *secret);
-/* Finds the secret and the token's role of access key key_id. */
-enum store_result aws_credentials_lookup(struct db_conn *c, const char *key_id, char *secret,
-                                         enum role *role);
+/* Is key_id of the form aws_credentials_create issues ("AKID" + 16 of [A-Z2-7])? Checked before
+ * any lookup, so that a made-up key costs no query. */
+bool aws_access_key_valid(const char *key_id);
+/* Finds the secret, the token's role and the token's hash of access key key_id. */
+enum store_result aws_credentials_lookup(struct db_conn *c, const char *key_id,
+                                         struct aws_key *out);
 
 /* The tags of queue queue_id as a new JSON object {key: value} (caller releases). */
 enum store_result aws_tags_get(struct db_conn *c, int queue_id, json_t **tags);

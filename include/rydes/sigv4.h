@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define SIGV4_MAX_SKEW_S (15 * 60)
+#define SIGV4_MAX_SECRET 128 /* longest secret access key signed with (Rydes issues 40) */
 
 struct sigv4_auth {
     char access_key[129];
@@ -50,8 +51,9 @@ void sigv4_canonical_request(const struct sigv4_request *r, const char *signed_h
  * ("20150830/us-east-1/iam/aws4_request") to out. */
 void sigv4_string_to_sign(const char *amz_date, const char *scope, const char *canonical,
                           struct buf *out);
-/* The signing key (32 bytes) of secret for date, region and service. */
-void sigv4_signing_key(const char *secret, const char *date, const char *region,
+/* The signing key (32 bytes) of secret for date, region and service; false (and a key of
+ * zeros) for a secret longer than SIGV4_MAX_SECRET. The intermediate keys are wiped. */
+bool sigv4_signing_key(const char *secret, const char *date, const char *region,
                        const char *service, unsigned char key[32]);
 /* The lowercase hex HMAC-SHA256 of data under key (hex: 65 bytes). */
 void sigv4_hmac_hex(const unsigned char key[32], const char *data, size_t n, char *hex);

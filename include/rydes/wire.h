@@ -12,8 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define WIRE_FORM_MAX_PAIRS 2000
-#define WIRE_FORM_MAX_NAME  256
+#define WIRE_FORM_MAX_PAIRS  2000
+#define WIRE_FORM_MAX_NAME   256
+#define WIRE_QUERY_MAX_INDEX 1000 /* of a flattened list member: Attribute.N, Tag.N, ... */
 
 struct wire_pair {
     char *name;  /* decoded, NUL-terminated */
@@ -37,10 +38,19 @@ const char *wire_form_get(const struct wire_form *f, const char *name);
 /* The query parameters of f (without Action and Version) as a JSON-protocol input object (new
  * reference): "Attribute.1.Name"/"Attribute.1.Value" become "Attributes": {name: value},
  * "AttributeName.1" "AttributeNames": [...], "SendMessageBatchRequestEntry.1.Id" "Entries":
- * [{"Id"}], and so on; scalars stay strings. NULL when a value is not UTF-8: *bad names it. */
-json_t *wire_query_to_json(const struct wire_form *f, const char **bad);
+ * [{"Id"}], and so on; scalars stay strings. NULL with why filled (a sentence) when a value
+ * (Action and Version too) holds a NUL byte or is not UTF-8, or when a list index is not a
+ * number from 1 to WIRE_QUERY_MAX_INDEX. */
+json_t *wire_query_to_json(const struct wire_form *f, char *why, size_t n);
 
-/* Appends s[0..n) escaped as XML character data (&, <, >, quotes, and CR as &#xD;). */
+/* Is s[0..n) well-formed UTF-8 of characters XML 1.0 allows, which are those SQS allows in
+ * message bodies and attribute values: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
+ * #x10000 to #x10FFFF? */
+bool wire_chars_valid(const char *s, size_t n);
+
+/* Appends s[0..n) escaped as XML character data (&, <, >, quotes, and CR as &#xD;); anything no
+ * XML 1.0 document may hold (other control characters, U+FFFE, U+FFFF, malformed UTF-8)
+ * becomes U+FFFD, so the document parses whatever the data. */
 void wire_xml_escape(struct buf *b, const char *s, size_t n);
 /* Appends the query protocol's response document of operation op: <opResponse xmlns=...>,
  * <opResult> with result (a JSON-protocol output; NULL for an operation without one) rendered
@@ -77,6 +87,7 @@ enum wire_err {
     WIRE_RECEIPT_INVALID,
     WIRE_UNSUPPORTED,
     WIRE_THROTTLED,
+    WIRE_SNS_THROTTLED,
     /* SNS's own codes */
     WIRE_SNS_NOT_FOUND,
     WIRE_SNS_INVALID_PARAMETER,

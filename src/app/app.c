@@ -2,6 +2,7 @@
 #include "rydes/app.h"
 
 #include "rydes/api.h"
+#include "rydes/aws_store.h"
 #include "rydes/buf.h"
 #include "rydes/clock.h"
 #include "rydes/log.h"
@@ -84,6 +85,13 @@ static double rate_of(const struct config *cfg, enum role role)
                                            : cfg->rate_limit_admin);
 }
 
+bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after)
+{
+    double rate = rate_of(app->cfg, role);
+    return rate <= 0 || ratelimit_take(app->rate_limits, key, n, rate,
+                                       rate * APP_RATE_BURST_SECONDS, clock_mono_us(), retry_after);
+}
+
 /* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
 static enum http_auth app_authenticate(struct app *app, const char *token, enum role *role,
                                        int *retry_after)
@@ -91,9 +99,7 @@ static enum http_auth app_authenticate(struct app *app, const char *token, enum 
     unsigned char hash[SECRET_HASH_LEN];
     secret_token_hash(token, strlen(token), hash);
     enum http_auth a = lookup_token(app, token, hash, role);
-    double rate = a == HTTP_AUTH_OK ? rate_of(app->cfg, *role) : 0;
-    if (rate > 0 && !ratelimit_take(app->rate_limits, hash, sizeof hash, rate,
-                                    rate * APP_RATE_BURST_SECONDS, clock_mono_us(), retry_after))
+    if (a == HTTP_AUTH_OK && !app_rate_take(app, hash, sizeof hash, *role, retry_after))
         return HTTP_AUTH_LIMITED;
     return a;
 }
@@ -138,8 +144,9 @@ static void app_free_parts(struct app *app)
     ratelimit_free(app->rate_limits);
     app->rate_limits = NULL;
     ttlcache_free(app->queue_cache);
+    ttlcache_free(app->aws_key_cache); /* holds secrets of access keys */
     topic_cache_free(app->topic_cache);
-    app->token_cache = app->queue_cache = NULL;
+    app->token_cache = app->queue_cache = app->aws_key_cache = NULL;
     app->topic_cache = NULL;
     mq_sweeper_stop(app->sweeper);
     mq_hub_free(app->hub);
@@ -209,6 +216,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     app->rate_limits = ratelimit_create(APP_RATE_SLOTS);
     app->topic_cache = topic_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
+    app->aws_key_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct aws_key), APP_CACHE_TTL_US);
     app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,
                                (int)cfg->db_connect_timeout, (int)cfg->db_statement_timeout_ms);
     app->metrics = metrics_create(api_routes, api_nroutes);

@@ -1,10 +1,12 @@
 /* POST / and POST /{account}/{queue}: the entry of the AWS protocols; see include/rydes/aws.h.
  *
  * Order of checks, as AWS makes them: a signature must be there and well formed, the access key
- * must exist, the date must be within 15 minutes and the signature must match; only then is
- * the body parsed and the operation chosen. The protocol follows X-Amz-Target (AWS JSON 1.0)
- * or its absence (query protocol, form-encoded with Action=); the service follows the
- * signature's scope (sqs or sns). Secrets never leave this file's stack and are wiped. */
+ * must be of the issued form (before any database work) and exist (app->aws_key_cache for a
+ * second, then the database), the date must be within 15 minutes and the signature must match;
+ * then the request is charged to its token's rate limit, and only then is the body parsed and
+ * the operation chosen. The protocol follows X-Amz-Target (AWS JSON 1.0) or its absence (query
+ * protocol, form-encoded with Action=); the service follows the signature's scope (sqs or sns).
+ * Secrets live only in the credential cache and on this file's stack, where they are wiped. */
 #include "rydes/aws.h"
 
 #include "rydes/app.h"
@@ -153,9 +155,34 @@ static bool verify(struct aws_call *call, const struct sigv4_auth *a, const char
     return false;
 }
 
+/* The credentials of access key key_id into *k: the process's cache first (a second old at
+ * most, so a deleted token's keys stop working within a second), then the database. */
+static enum store_result credentials(struct aws_call *call, const char *key_id, struct aws_key *k,
+                                     enum handler_result *res)
+{
+    struct app *app = call->req->app;
+    if (ttlcache_get(app->aws_key_cache, key_id, strlen(key_id), k))
+        return STORE_OK;
+    struct db_conn *c = aws_db(call, res);
+    if (!c)
+        return STORE_UNAVAILABLE;
+    enum store_result r = aws_credentials_lookup(c, key_id, k);
+    aws_db_release(call, c);
+    if (r == STORE_OK) /* only valid keys are cached: a miss always asks the database */
+        ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k);
+    else
+        *res = r == STORE_NOT_FOUND
+                   ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,
+                              "The security token included in the request is invalid.")
+                   : aws_fail(call, WIRE_UNAVAILABLE, "The credential store is unavailable.");
+    return r;
+}
+
 /* Authenticates the request by its SigV4 Authorization header; fills the call's role, key,
- * region and service. False with the error answered. */
-static bool authenticate(struct aws_call *call, struct sigv4_auth *a, enum handler_result *res)
+ * region and service, and token_hash with the SHA-256 of the key's bearer token (its rate
+ * limit's key). False with the error answered. */
+static bool authenticate(struct aws_call *call, struct sigv4_auth *a, unsigned char *token_hash,
+                         enum handler_result *res)
 {
     const char *h = http_header(call->req, "Authorization");
     if (!h || !*h) {
@@ -170,24 +197,42 @@ static bool authenticate(struct aws_call *call, struct sigv4_auth *a, enum handl
                         "signature (Credential, SignedHeaders, Signature).");
         return false;
     }
-    struct db_conn *c = aws_db(call, res);
-    if (!c)
-        return false;
-    char secret[AWS_SECRET_LEN];
-    enum store_result r = aws_credentials_lookup(c, a->access_key, secret, &call->role);
-    aws_db_release(call, c);
-    if (r != STORE_OK) {
-        *res = r == STORE_NOT_FOUND
-                   ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,
-                              "The security token included in the request is invalid.")
-                   : aws_fail(call, WIRE_UNAVAILABLE, "The credential store is unavailable.");
+    /* a key that was never issued costs no pooled connection and no query */
+    if (!aws_access_key_valid(a->access_key)) {
+        *res = aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,
+                        "The security token included in the request is invalid.");
         return false;
     }
-    bool ok = verify(call, a, secret, res);
-    OPENSSL_cleanse(secret, sizeof secret);
+    struct aws_key k;
+    if (credentials(call, a->access_key, &k, res) != STORE_OK) {
+        OPENSSL_cleanse(&k, sizeof k);
+        return false;
+    }
+    bool ok = verify(call, a, k.secret, res);
+    call->role = k.role;
+    memcpy(token_hash, k.token_hash, SECRET_HASH_LEN);
+    OPENSSL_cleanse(&k, sizeof k);
     snprintf(call->region, sizeof call->region, "%s", a->region);
     snprintf(call->access_key, sizeof call->access_key, "%.20s", a->access_key);
     return ok;
+}
+
+/* Charges the request to the rate limit of the key's token (RYDES_RATE_LIMIT_*, the same bucket
+ * as its bearer requests); answers SQS's RequestThrottled or SNS's Throttled with Retry-After. */
+static bool rate_take(struct aws_call *call, const unsigned char *token_hash, bool sns,
+                      enum handler_result *res)
+{
+    int retry_after = 1;
+    if (app_rate_take(call->req->app, token_hash, SECRET_HASH_LEN, call->role, &retry_after))
+        return true;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
+    http_add_header(call->req, "Retry-After", ra);
+    *res = aws_fail(call, sns ? WIRE_SNS_THROTTLED : WIRE_THROTTLED,
+                    "Rate exceeded: the token of this access key made more requests than its "
+                    "role's rate limit allows; retry after %s s.",
+                    ra);
+    return false;
 }
 
 /* ---- input ---- */
@@ -224,17 +269,18 @@ static bool query_input(struct aws_call *call, enum handler_result *res)
         return false;
     }
     const char *action = wire_form_get(&f, "Action");
-    const char *bad = NULL;
+    char bad[256];
     bool ok = action && *action && strlen(action) < sizeof call->op;
     if (ok) {
         snprintf(call->op, sizeof call->op, "%s", action);
-        call->in = wire_query_to_json(&f, &bad);
+        call->in = wire_query_to_json(&f, bad, sizeof bad);
     }
+    bool sns = strcmp(call->xmlns, AWS_SNS_XMLNS) == 0;
     if (!ok)
         *res = aws_fail(call, WIRE_MISSING_ACTION, "The request must contain an Action.");
     else if (!call->in)
-        *res =
-            aws_fail(call, WIRE_INVALID_PARAMETER, "The value of %.100s is not valid UTF-8.", bad);
+        *res = aws_fail(call, sns ? WIRE_SNS_INVALID_PARAMETER : WIRE_INVALID_PARAMETER, "%s%s",
+                        sns ? "Invalid parameter: " : "", bad);
     wire_form_cleanup(&f);
     return ok && call->in;
 }
@@ -259,13 +305,16 @@ enum handler_result aws_dispatch(struct http_request *req)
     struct aws_call *call = call_new(req);
     struct sigv4_auth a;
     enum handler_result res;
-    if (!authenticate(call, &a, &res))
+    unsigned char token_hash[SECRET_HASH_LEN];
+    if (!authenticate(call, &a, token_hash, &res))
         return res;
     bool sns = strcmp(a.service, "sns") == 0;
     if (sns) {
         call->xmlns = AWS_SNS_XMLNS;
         call->json_ns = "com.amazonaws.sns";
     }
+    if (!rate_take(call, token_hash, sns, &res))
+        return res;
     const char *target = http_header(req, "X-Amz-Target");
     bool ok = target ? json_input(call, target, &res) : query_input(call, &res);
     if (!ok)

@@ -40,6 +40,16 @@ bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n)
                      name, binary ? "BinaryValue" : "StringValue");
             return false;
         }
+        /* SQS's allowed characters: a control character could not even be sent back in XML */
+        if (!wire_chars_valid(type, strlen(type)) ||
+            !wire_chars_valid(json_string_value(v), json_string_length(v))) {
+            snprintf(why, n,
+                     "The message attribute '%.100s' contains a character that is not allowed "
+                     "(only #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to "
+                     "#x10FFFF).",
+                     name);
+            return false;
+        }
         json_object_set_new(*out, name, json_pack("{s:s, s:O}", "type", type, "value", v));
     }
     return true;

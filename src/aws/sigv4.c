@@ -47,17 +47,27 @@ void sigv4_hmac_hex(const unsigned char key[32], const char *data, size_t n, cha
     to_hex(md, 32, hex);
 }
 
-void sigv4_signing_key(const char *secret, const char *date, const char *region,
+bool sigv4_signing_key(const char *secret, const char *date, const char *region,
                        const char *service, unsigned char key[32])
 {
-    char k[64];
-    int n = snprintf(k, sizeof k, "AWS4%s", secret);
+    char k[4 + SIGV4_MAX_SECRET + 1];
+    size_t n = strlen(secret);
+    if (n > SIGV4_MAX_SECRET) {
+        memset(key, 0, 32);
+        return false;
+    }
+    memcpy(k, "AWS4", 4);
+    memcpy(k + 4, secret, n);
     unsigned char a[32], b[32], d[32];
-    hmac(k, (size_t)n, date, strlen(date), a);
+    hmac(k, 4 + n, date, strlen(date), a);
     hmac(a, 32, region, strlen(region), b);
     hmac(b, 32, service, strlen(service), d);
     hmac(d, 32, "aws4_request", 12, key);
     OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(a, sizeof a);
+    OPENSSL_cleanse(b, sizeof b);
+    OPENSSL_cleanse(d, sizeof d);
+    return true;
 }
 
 /* Copies the text after "name=" up to a comma (or the end) into out. */
@@ -253,14 +263,14 @@ enum sigv4_result sigv4_verify(const struct sigv4_request *r, const struct sigv4
     snprintf(scope, sizeof scope, "%s/%s/%s/aws4_request", a->date, a->region, a->service);
     sigv4_string_to_sign(date, scope, buf_str(&canonical), &sts);
     unsigned char key[32];
-    sigv4_signing_key(secret, a->date, a->region, a->service, key);
+    bool keyed = sigv4_signing_key(secret, a->date, a->region, a->service, key);
     char sig[65];
     sigv4_hmac_hex(key, buf_str(&sts), sts.len, sig);
     OPENSSL_cleanse(key, sizeof key);
     char given[65];
     for (int i = 0; i < 65; i++)
         given[i] = (char)tolower((unsigned char)a->signature[i]);
-    bool ok = CRYPTO_memcmp(sig, given, 64) == 0;
+    bool ok = keyed && CRYPTO_memcmp(sig, given, 64) == 0;
     buf_cleanup(&canonical);
     buf_cleanup(&sts);
     return ok ? SIGV4_OK : SIGV4_MISMATCH;

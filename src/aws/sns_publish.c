@@ -80,12 +80,31 @@ static json_t *message_text(json_t *e, char *why, size_t n)
     return def;
 }
 
+/* Is v (the value of parameter name) not a string, or a string of characters SNS can send on
+ * (XML 1.0's)? */
+static bool chars_valid(json_t *v, const char *name, char *why, size_t n)
+{
+    if (!json_is_string(v) || wire_chars_valid(json_string_value(v), json_string_length(v)))
+        return true;
+    snprintf(why, n,
+             "Invalid parameter: %s Reason: contains a character that is not allowed (only #x9 "
+             "| #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF)",
+             name);
+    return false;
+}
+
 /* Builds the Rydes publish body of SNS entry e into m->body. */
 static bool rydes_body(json_t *e, struct sns_message *m)
 {
+    if (!chars_valid(json_object_get(e, "Subject"), "Subject", m->why, sizeof m->why))
+        return false;
     json_t *text = message_text(e, m->why, sizeof m->why), *attrs;
     if (!text)
         return false;
+    if (!chars_valid(text, "Message", m->why, sizeof m->why)) { /* the default one's too */
+        json_decref(text);
+        return false;
+    }
     if (!aws_attributes_in(json_object_get(e, "MessageAttributes"), &attrs, m->why,
                            sizeof m->why)) {
         json_decref(text);

@@ -235,19 +235,78 @@ static enum handler_result reply_url(struct aws_call *call, const char *name)
     return aws_reply(call, json_pack("{s:s}", "QueueUrl", url));
 }
 
-/* Stores the tags of CreateQueue ("tags" in JSON, Tag.N in the query protocol). */
-static enum store_result create_tags(struct aws_call *call, struct db_conn *c, const char *name)
+/* ---- CreateQueue's tags (TagQueue and the others are below) ---- */
+
+#define TAGS_MAX      50
+#define TAG_KEY_MAX   128
+#define TAG_VALUE_MAX 256
+
+/* Is s a tag key (1..128 characters) or value (0..256) of characters SQS allows? */
+static bool tag_text_valid(const char *s, size_t len, size_t min, size_t max)
 {
-    json_t *tags = json_object_get(call->in, "tags");
-    if (!tags)
-        tags = json_object_get(call->in, "Tags");
-    struct mq_queue q;
-    if (!json_is_object(tags) || json_object_size(tags) == 0 || mq_queue_get(c, name, &q) != MQ_OK)
-        return STORE_OK;
-    return aws_tags_put(c, q.id, tags);
+    size_t n = validate_utf8_length(s);
+    return n >= min && n <= max && wire_chars_valid(s, len);
 }
 
-static enum handler_result create_new(struct aws_call *call, struct db_conn *c, const char *name)
+/* 1..50 tags {key: string value}. */
+static bool tags_valid(json_t *tags)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(tags) || json_object_size(tags) == 0 || json_object_size(tags) > TAGS_MAX)
+        return false;
+    json_object_foreach(tags, k, v)
+    {
+        if (!tag_text_valid(k, strlen(k), 1, TAG_KEY_MAX) || !json_is_string(v) ||
+            !tag_text_valid(json_string_value(v), json_string_length(v), 0, TAG_VALUE_MAX))
+            return false;
+    }
+    return true;
+}
+
+static enum handler_result bad_tags(struct aws_call *call)
+{
+    return aws_fail(call, WIRE_INVALID_PARAMETER,
+                    "Tags must hold 1 to 50 tags, keys of 1 to 128 and string values of at most "
+                    "256 characters, all of them characters SQS allows.");
+}
+
+/* The tags of CreateQueue ("tags" in JSON, Tag.N in the query protocol), NULL for none; false
+ * with the error answered when they are not valid. */
+static bool create_tags_input(struct aws_call *call, json_t **tags, enum handler_result *res)
+{
+    *tags = json_object_get(call->in, "tags");
+    if (!*tags)
+        *tags = json_object_get(call->in, "Tags");
+    if (!*tags || (json_is_object(*tags) && json_object_size(*tags) == 0)) {
+        *tags = NULL;
+        return true;
+    }
+    if (tags_valid(*tags))
+        return true;
+    *res = bad_tags(call);
+    return false;
+}
+
+/* Stores the tags of a queue CreateQueue just created; on a failure the queue is deleted again,
+ * so that a CreateQueue that failed left nothing behind (mq_queue_put commits on its own). */
+static enum handler_result create_tags(struct aws_call *call, struct db_conn *c, const char *name,
+                                       json_t *tags)
+{
+    struct mq_queue q;
+    enum mq_status st = mq_queue_get(c, name, &q);
+    enum store_result r = st == MQ_OK ? aws_tags_put(c, q.id, tags) : STORE_UNAVAILABLE;
+    if (r == STORE_OK)
+        return reply_url(call, name);
+    if (st == MQ_OK)
+        mq_queue_delete(c, name);
+    ttlcache_remove(call->req->app->queue_cache, name, strlen(name));
+    http_add_header(call->req, "Retry-After", "1");
+    return aws_fail(call, WIRE_UNAVAILABLE, "The queue and its tags could not be stored; retry.");
+}
+
+static enum handler_result create_new(struct aws_call *call, struct db_conn *c, const char *name,
+                                      json_t *tags)
 {
     enum handler_result res;
     struct mq_attrs a;
@@ -263,8 +322,8 @@ static enum handler_result create_new(struct aws_call *call, struct db_conn *c, 
     ttlcache_remove(call->req->app->queue_cache, name, strlen(name));
     if (st != MQ_OK)
         return sqs_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, detail);
-    if (created && create_tags(call, c, name) != STORE_OK)
-        return aws_fail(call, WIRE_UNAVAILABLE, "The tags could not be stored.");
+    if (created && tags)
+        return create_tags(call, c, name, tags);
     return reply_url(call, name);
 }
 
@@ -278,10 +337,13 @@ static enum handler_result create_queue(struct aws_call *call, struct db_conn *c
         return aws_fail(call, WIRE_INVALID_PARAMETER,
                         "Can only include alphanumeric characters, hyphens, or underscores. 1 to "
                         "80 in length (FIFO queue names end in .fifo).");
+    json_t *tags;
+    if (!create_tags_input(call, &tags, &res))
+        return res;
     struct mq_queue q;
     enum mq_status st = mq_queue_get(c, name, &q);
     if (st == MQ_NOT_FOUND)
-        return create_new(call, c, name);
+        return create_new(call, c, name, tags);
     if (st != MQ_OK)
         return sqs_engine_failed(call, st, NULL);
     struct mq_attrs wanted = q.attrs;
@@ -427,11 +489,15 @@ static json_t *all_attributes(struct aws_call *call, const struct mq_queue *q,
     for (size_t i = 0; i < sizeof int_attrs / sizeof int_attrs[0]; i++)
         set_int(o, int_attrs[i].name, *(const int *)((const char *)a + int_attrs[i].offset));
     if (a->dead_letter_queue[0]) {
-        char dlq[256], policy[400];
+        char dlq[256];
         aws_arn(call, "sqs", a->dead_letter_queue, dlq, sizeof dlq);
-        snprintf(policy, sizeof policy, "{\"deadLetterTargetArn\":\"%s\",\"maxReceiveCount\":%d}",
-                 dlq, a->max_receive_count);
-        json_object_set_new(o, "RedrivePolicy", json_string(policy));
+        json_t *p = json_pack("{s:s, s:i}", "deadLetterTargetArn", dlq, "maxReceiveCount",
+                              a->max_receive_count);
+        char *policy = p ? json_dumps(p, JSON_COMPACT) : NULL;
+        json_decref(p);
+        if (policy)
+            json_object_set_new(o, "RedrivePolicy", json_string(policy));
+        free(policy);
     }
     if (a->fifo) {
         json_object_set_new(o, "FifoQueue", json_string("true"));
@@ -556,22 +622,7 @@ static enum handler_result dead_letter_sources(struct aws_call *call, struct db_
     return aws_reply(call, out);
 }
 
-/* ---- tags ---- */
-
-static bool tags_valid(json_t *tags)
-{
-    const char *k;
-    json_t *v;
-    if (!json_is_object(tags) || json_object_size(tags) == 0 || json_object_size(tags) > 50)
-        return false;
-    json_object_foreach(tags, k, v)
-    {
-        if (!*k || validate_utf8_length(k) > 128 || !json_is_string(v) ||
-            validate_utf8_length(json_string_value(v)) > 256)
-            return false;
-    }
-    return true;
-}
+/* ---- TagQueue, UntagQueue, ListQueueTags ---- */
 
 static enum handler_result tag_store_result(struct aws_call *call, enum store_result r, json_t *out)
 {
@@ -589,9 +640,7 @@ static enum handler_result tag_queue(struct aws_call *call, struct db_conn *c)
         return res;
     json_t *tags = json_object_get(call->in, "Tags");
     if (!tags_valid(tags))
-        return aws_fail(call, WIRE_INVALID_PARAMETER,
-                        "Tags must hold 1 to 50 tags, keys of 1 to 128 and values of at most 256 "
-                        "characters.");
+        return bad_tags(call);
     return tag_store_result(call, aws_tags_put(c, q.id, tags), NULL);
 }
 
@@ -603,10 +652,13 @@ static enum handler_result untag_queue(struct aws_call *call, struct db_conn *c)
         return res;
     json_t *keys = json_object_get(call->in, "TagKeys"), *k;
     size_t i;
-    bool ok = json_array_size(keys) > 0;
-    json_array_foreach(keys, i, k) ok = ok && json_is_string(k);
+    bool ok = json_array_size(keys) > 0 && json_array_size(keys) <= TAGS_MAX;
+    json_array_foreach(keys, i, k) ok =
+        ok && json_is_string(k) &&
+        tag_text_valid(json_string_value(k), json_string_length(k), 1, TAG_KEY_MAX);
     if (!ok)
-        return aws_fail(call, WIRE_INVALID_PARAMETER, "TagKeys must list at least one key.");
+        return aws_fail(call, WIRE_INVALID_PARAMETER,
+                        "TagKeys must list 1 to 50 keys of 1 to 128 characters SQS allows.");
     return tag_store_result(call, aws_tags_remove(c, q.id, keys), NULL);
 }
 
@@ -651,7 +703,7 @@ static const struct sqs_operation operations[] = {
     {"ListQueueTags", ROLE_SERVICE, list_queue_tags, NULL},
     /* app tokens may send into prebooking-submission only; the operation checks */
     {"SendMessage", ROLE_APP, NULL, sqs_send_message},
-    {"SendMessageBatch", ROLE_APP, NULL, sqs_send_message_batch},
+    {"SendMessageBatch", ROLE_SERVICE, NULL, sqs_send_message_batch}, /* as messages:batch */
     {"ReceiveMessage", ROLE_SERVICE, NULL, sqs_receive_message},
     {"DeleteMessage", ROLE_SERVICE, NULL, sqs_delete_message},
     {"DeleteMessageBatch", ROLE_SERVICE, NULL, sqs_delete_message_batch},

@@ -24,7 +24,8 @@
 
 /* ---- send ---- */
 
-/* May the call's role send into q? Apps only into prebooking-submission (API.md). */
+/* May the call's role send into q? Apps only into prebooking-submission (API.md), and only one
+ * message at a time: SendMessageBatch needs `service`, like POST /queues/{name}/messages:batch. */
 static bool may_send(struct aws_call *call, const struct mq_queue *q, enum handler_result *res)
 {
     if (call->role >= ROLE_SERVICE || strcmp(q->name, PREBOOKINGS_SUBMISSION_QUEUE) == 0)
@@ -33,21 +34,6 @@ static bool may_send(struct aws_call *call, const struct mq_queue *q, enum handl
                     "Access to the resource is denied: an app token may send only into %s.",
                     PREBOOKINGS_SUBMISSION_QUEUE);
     return false;
-}
-
-/* SQS's allowed body characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF
- * (the text is valid UTF-8 already: only controls and U+FFFE/U+FFFF remain to refuse). */
-static bool body_chars_valid(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-            return false;
-        if (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBF &&
-            ((unsigned char)s[i + 2] == 0xBE || (unsigned char)s[i + 2] == 0xBF))
-            return false;
-    }
-    return true;
 }
 
 struct entry_error {
@@ -118,14 +104,17 @@ static bool convert_entry(json_t *e, const struct mq_queue *q, json_t **out,
     if (!json_is_string(body) || json_string_length(body) == 0)
         return entry_fail(err, WIRE_MISSING_PARAMETER,
                           "The request must contain the parameter MessageBody.");
-    if (!body_chars_valid(json_string_value(body), json_string_length(body)))
+    if (!wire_chars_valid(json_string_value(body), json_string_length(body)))
         return entry_fail(err, WIRE_INVALID_MESSAGE_CONTENTS,
                           "Invalid binary character in the message body: see the allowed "
                           "characters of SQS.");
-    json_t *attrs;
-    if (!fifo_checks(e, q, err) ||
-        !convert_attributes(json_object_get(e, "MessageAttributes"), &attrs, err))
+    json_t *attrs = NULL;
+    if (!fifo_checks(e, q, err))
         return false;
+    if (!convert_attributes(json_object_get(e, "MessageAttributes"), &attrs, err)) {
+        json_decref(attrs); /* made even when it fails */
+        return false;
+    }
     *out = json_pack("{s:O}", "body", body);
     if (json_object_size(attrs))
         json_object_set(*out, "attributes", attrs);
@@ -454,8 +443,10 @@ static enum handler_result receive_attempt(struct http_request *req)
     struct aws_call *call = req->state;
     struct sqs_poll *ps = call->op_state;
     struct mq_hub *hub = req->app->hub;
-    if (ps->refused == MQ_WAIT_FULL)
+    if (ps->refused == MQ_WAIT_FULL) {
+        http_add_header(req, "Retry-After", "1");
         return aws_fail(call, WIRE_UNAVAILABLE, "Too many long polls are waiting; retry.");
+    }
     if (ps->woken && http_client_gone(req)) {
         mq_hub_poke(hub, ps->q.id);
         return reply_messages(call, &ps->q, NULL, 0);

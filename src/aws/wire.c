@@ -10,6 +10,7 @@
 #include "rydes/mem.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,15 +161,35 @@ static void nest(json_t *obj, const char *path, json_t *v)
     nest(child, dot + 1, v);
 }
 
-static json_t *reshape(json_t *obj);
+/* Collects the first reason a query could not be reshaped. */
+struct reshape_err {
+    char *why;
+    size_t n;
+    bool failed;
+};
+
+static json_t *reshape(json_t *obj, struct reshape_err *err);
+
+/* The index of a flattened list member ("1".."WIRE_QUERY_MAX_INDEX", no sign, no leading
+ * zero), or 0 when key is none. */
+static long list_index(const char *key)
+{
+    if (key[0] < '1' || key[0] > '9' || strlen(key) > 9)
+        return 0;
+    char *end;
+    long v = strtol(key, &end, 10);
+    return *end == '\0' && v >= 1 && v <= WIRE_QUERY_MAX_INDEX ? v : 0;
+}
 
 static int by_index(const void *a, const void *b)
 {
-    return atoi(*(const char *const *)a) - atoi(*(const char *const *)b);
+    long x = list_index(*(const char *const *)a), y = list_index(*(const char *const *)b);
+    return (x > y) - (x < y);
 }
 
-/* The values of an object {"1": v, "2": w} as an array ordered by index (new reference). */
-static json_t *indexed_array(json_t *o)
+/* The values of an object {"1": v, "2": w} as an array ordered by index (new reference); an
+ * index out of 1..WIRE_QUERY_MAX_INDEX fails the whole query with err. */
+static json_t *indexed_array(json_t *o, const char *flat, struct reshape_err *err)
 {
     json_t *arr = json_array();
     size_t n = json_object_size(o), i = 0;
@@ -177,18 +198,29 @@ static json_t *indexed_array(json_t *o)
     const char **keys = xcalloc(n, sizeof *keys);
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v) keys[i++] = k;
-    qsort(keys, n, sizeof *keys, by_index);
-    for (i = 0; i < n; i++)
-        json_array_append_new(arr, reshape(json_object_get(o, keys[i])));
+    json_object_foreach(o, k, v)
+    {
+        if (!list_index(k) && !err->failed) {
+            snprintf(err->why, err->n,
+                     "The index %.40s of the parameter %.80s is not a number from 1 to %d.", k,
+                     flat, WIRE_QUERY_MAX_INDEX);
+            err->failed = true;
+        }
+        keys[i++] = k;
+    }
+    if (!err->failed) {
+        qsort(keys, n, sizeof *keys, by_index);
+        for (i = 0; i < n; i++)
+            json_array_append_new(arr, reshape(json_object_get(o, keys[i]), err));
+    }
     free(keys);
     return arr;
 }
 
 /* {"1": {key: k, value: v}} -> {k: v} (new reference). */
-static json_t *indexed_map(json_t *o, const struct flat_rule *r)
+static json_t *indexed_map(json_t *o, const struct flat_rule *r, struct reshape_err *err)
 {
-    json_t *map = json_object(), *items = indexed_array(o), *item;
+    json_t *map = json_object(), *items = indexed_array(o, r->flat, err), *item;
     size_t i;
     json_array_foreach(items, i, item)
     {
@@ -220,7 +252,7 @@ static const struct flat_rule *rule_of(const char *key, json_t *v, json_t **inne
 }
 
 /* Reshapes a nested object by the rules (new reference). */
-static json_t *reshape(json_t *obj)
+static json_t *reshape(json_t *obj, struct reshape_err *err)
 {
     if (!json_is_object(obj))
         return json_incref(obj);
@@ -231,41 +263,112 @@ static json_t *reshape(json_t *obj)
     {
         const struct flat_rule *r = rule_of(key, v, &inner);
         if (!r || !json_is_object(inner))
-            json_object_set_new(out, key, reshape(v));
+            json_object_set_new(out, key, reshape(v, err));
         else if (r->shape == SHAPE_MAP)
-            json_object_set_new(out, r->member, indexed_map(inner, r));
+            json_object_set_new(out, r->member, indexed_map(inner, r, err));
         else
-            json_object_set_new(out, r->member, indexed_array(inner));
+            json_object_set_new(out, r->member, indexed_array(inner, r->flat, err));
     }
     return out;
 }
 
-json_t *wire_query_to_json(const struct wire_form *f, const char **bad)
+json_t *wire_query_to_json(const struct wire_form *f, char *why, size_t n)
 {
     json_t *nested = json_object();
     for (int i = 0; i < f->n; i++) {
         const struct wire_pair *p = &f->pairs[i];
+        /* a NUL would end the value early in C and is refused by PostgreSQL's text */
+        if (memchr(p->value, '\0', p->value_len)) {
+            snprintf(why, n, "The value of %.100s contains a NUL character.", p->name);
+            json_decref(nested);
+            return NULL;
+        }
         if (strcmp(p->name, "Action") == 0 || strcmp(p->name, "Version") == 0)
             continue;
         json_t *v = json_stringn(p->value, p->value_len);
         if (!v) {
-            *bad = p->name;
+            snprintf(why, n, "The value of %.100s is not valid UTF-8.", p->name);
             json_decref(nested);
             return NULL;
         }
         nest(nested, p->name, v);
     }
-    json_t *out = reshape(nested);
+    struct reshape_err err = {why, n, false};
+    json_t *out = reshape(nested, &err);
     json_decref(nested);
+    if (err.failed) {
+        json_decref(out);
+        return NULL;
+    }
     return out;
 }
 
 /* ---- XML ---- */
 
+/* The length of the well-formed UTF-8 sequence at s[0..n) (n >= 1) with its code point in *cp,
+ * or 0 when it is not one (overlong, surrogate, beyond U+10FFFF, cut short). */
+static size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, v = c & 0x1F, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, v = c & 0x0F, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, v = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* XML 1.0's Char production, which is also what SQS allows in bodies and attribute values. */
+static bool xml_char(uint32_t cp)
+{
+    return cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
+           (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+}
+
+bool wire_chars_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = utf8_char(u + i, n - i, &cp);
+        if (len == 0 || !xml_char(cp))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
 void wire_xml_escape(struct buf *b, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        switch (s[i]) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = utf8_char(u + i, n - i, &cp);
+        if (len == 0 || !xml_char(cp)) { /* no XML 1.0 document may hold it, even as &#x...; */
+            buf_puts(b, "\xEF\xBF\xBD");
+            i += len ? len : 1;
+            continue;
+        }
+        switch (cp) {
         case '&':
             buf_puts(b, "&amp;");
             break;
@@ -285,8 +388,9 @@ void wire_xml_escape(struct buf *b, const char *s, size_t n)
             buf_puts(b, "&#xD;");
             break;
         default:
-            buf_append(b, &s[i], 1);
+            buf_append(b, u + i, len);
         }
+        i += len;
     }
 }
 
@@ -463,6 +567,7 @@ static const struct wire_error errors[] = {
     [WIRE_UNSUPPORTED] = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation",
                           400, true},
     [WIRE_THROTTLED] = {"RequestThrottled", "RequestThrottled", 403, true},
+    [WIRE_SNS_THROTTLED] = {"ThrottledException", "Throttled", 429, true},
     [WIRE_SNS_NOT_FOUND] = {"NotFoundException", "NotFound", 404, true},
     [WIRE_SNS_INVALID_PARAMETER] = {"InvalidParameterException", "InvalidParameter", 400, true},
     [WIRE_SNS_AUTHORIZATION] = {"AuthorizationErrorException", "AuthorizationError", 403, true},

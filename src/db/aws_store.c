@@ -5,6 +5,7 @@
 #include "rydes/ids.h"
 #include "rydes/jsontext.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,8 @@ static struct db_stmt q_insert =
             "INSERT INTO aws_credentials (access_key_id, token_id, secret) VALUES ($1, $2, $3)", 3);
 static struct db_stmt q_lookup =
     DB_STMT("aws_credentials_lookup",
-            "SELECT a.secret, t.role FROM aws_credentials a JOIN tokens t ON t.id = a.token_id "
+            "SELECT a.secret, t.role, t.secret_hash FROM aws_credentials a "
+            "JOIN tokens t ON t.id = a.token_id "
             "WHERE a.access_key_id = $1",
             1);
 static struct db_stmt q_tags_get = DB_STMT(
@@ -62,13 +64,20 @@ static void random_chars(char *out, size_t n, const char *alphabet, unsigned mas
     out[n] = '\0';
 }
 
+static const char key_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+bool aws_access_key_valid(const char *key_id)
+{
+    return strlen(key_id) == AWS_ACCESS_KEY_LEN - 1 && strncmp(key_id, "AKID", 4) == 0 &&
+           strspn(key_id + 4, key_alphabet) == AWS_ACCESS_KEY_LEN - 5;
+}
+
 enum store_result aws_credentials_create(struct db_conn *c, const char *token_id, char *key_id,
                                          char *secret)
 {
-    static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     memcpy(key_id, "AKID", 4);
-    random_chars(key_id + 4, 16, upper, 31);
+    random_chars(key_id + 4, 16, key_alphabet, 31);
     random_chars(secret, 40, b64, 63);
     const char *v[] = {key_id, token_id, secret};
     PGresult *r = db_exec(c, &q_insert, v, NULL, NULL);
@@ -78,17 +87,27 @@ enum store_result aws_credentials_create(struct db_conn *c, const char *token_id
     return STORE_OK;
 }
 
-enum store_result aws_credentials_lookup(struct db_conn *c, const char *key_id, char *secret,
-                                         enum role *role)
+enum store_result aws_credentials_lookup(struct db_conn *c, const char *key_id, struct aws_key *out)
 {
     const char *v[] = {key_id};
     PGresult *r = db_exec(c, &q_lookup, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return failed(c, r);
-    bool found = PQntuples(r) == 1 && strlen(PQgetvalue(r, 0, 0)) == AWS_SECRET_LEN - 1 &&
-                 role_parse(PQgetvalue(r, 0, 1), role);
-    if (found)
-        memcpy(secret, PQgetvalue(r, 0, 0), AWS_SECRET_LEN);
+    size_t hash_len = 0;
+    unsigned char *hash =
+        PQntuples(r) == 1 ? PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 2), &hash_len)
+                          : NULL;
+    bool found = hash && hash_len == SECRET_HASH_LEN &&
+                 strlen(PQgetvalue(r, 0, 0)) == AWS_SECRET_LEN - 1 &&
+                 role_parse(PQgetvalue(r, 0, 1), &out->role);
+    if (found) {
+        memcpy(out->secret, PQgetvalue(r, 0, 0), AWS_SECRET_LEN);
+        memcpy(out->token_hash, hash, SECRET_HASH_LEN);
+    }
+    PQfreemem(hash);
+    /* the result held the secret: wipe it before libpq frees it */
+    if (PQntuples(r) == 1)
+        OPENSSL_cleanse(PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
     PQclear(r);
     return found ? STORE_OK : STORE_NOT_FOUND;
 }

@@ -415,8 +415,16 @@ static void access_log(struct http_request *req, int64_t duration_us)
         LOG_INT("bytes", (int64_t)req->bytes_out),
         LOG_DBL("duration_ms", (double)duration_us / 1000.0),
         LOG_STR("request_id", req->request_id),
+        LOG_STR("traceparent", ""),
     };
-    log_event(LOG_LEVEL_INFO, "request", f, (int)(sizeof f / sizeof f[0]));
+    /* the W3C trace of the call, when the client sent a valid one */
+    const char *tp = http_header(req, "traceparent");
+    int n = (int)(sizeof f / sizeof f[0]);
+    if (trace_parent_valid(tp))
+        f[n - 1].str = tp;
+    else
+        n--;
+    log_event(LOG_LEVEL_INFO, "request", f, n);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -283,6 +283,47 @@ START_TEST(hostile_parameters_never_fail_the_server)
 }
 END_TEST
 
+/* Publish refuses what SQS would refuse and XML cannot hold: control characters in Message (the
+ * "default" of MessageStructure=json too), Subject and attribute values; a NUL byte in any
+ * value is InvalidParameter, not a 500; list indexes are 1..1000. Nothing is delivered. */
+START_TEST(control_characters_and_nul_are_refused)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=ctl", &r);
+    response_cleanup(&r);
+    harness_put_queue(&srv, "ctl-q", NULL, 201);
+    sns("Action=Subscribe&TopicArn=" ARN "ctl&Protocol=sqs&Endpoint=arn:aws:sqs:us-east-1:"
+        "000000000000:ctl-q",
+        &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    check("Action=Publish&TopicArn=" ARN "ctl&Message=a%01b", 400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "ctl&Message=ok&Subject=s%0Bt", 400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "ctl&MessageStructure=json"
+          "&Message=%7B%22default%22%3A%22a%5Cu0001b%22%7D",
+          400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "ctl&Message=ok&MessageAttributes.entry.1.Name=a"
+          "&MessageAttributes.entry.1.Value.DataType=String"
+          "&MessageAttributes.entry.1.Value.StringValue=x%EF%BF%BFy",
+          400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "ctl&Message=a%00b", 400, "InvalidParameter");
+    check("Action=Publish&TopicArn=" ARN "ctl%00x&Message=ok", 400, "InvalidParameter");
+    check("Action=PublishBatch&TopicArn=" ARN "ctl&PublishBatchRequestEntries.member.0.Id=a"
+          "&PublishBatchRequestEntries.member.0.Message=m",
+          400, "InvalidParameter");
+    sns("Action=PublishBatch&TopicArn=" ARN "ctl&PublishBatchRequestEntries.member.1.Id=a"
+        "&PublishBatchRequestEntries.member.1.Message=a%02b",
+        &r);
+    assert_ok(&r, "<Failed><member>", "<Code>InvalidParameter</Code>", NULL);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("ctl-q"), 0);
+    sns("Action=Publish&TopicArn=" ARN "ctl&Message=fine%09%0A", &r);
+    assert_ok(&r, "<MessageId>", NULL);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("ctl-q"), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sns");
@@ -293,6 +334,7 @@ int main(void)
     tcase_add_test(t, filter_policies_are_compiled);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, hostile_parameters_never_fail_the_server);
+    tcase_add_test(t, control_characters_and_nul_are_refused);
     suite_add_tcase(s, t);
     return harness_run(s);
 }

@@ -8,10 +8,13 @@
 #include "harness.h"
 
 #include "rydes/aws_store.h"
+#include "rydes/mq_hub.h"
+#include "rydes/prebookings.h"
 #include "rydes/sigv4.h"
 #include "rydes/tokens.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +24,9 @@ static struct harness_server srv;
 static char admin_key[AWS_ACCESS_KEY_LEN], admin_secret[AWS_SECRET_LEN];
 static char service_key[AWS_ACCESS_KEY_LEN], service_secret[AWS_SECRET_LEN];
 
-static void make_key(enum role role, char *key, char *secret)
+/* Issues a key of a new token of role into key and secret; its token's id into token_id when
+ * that is not NULL (IDS_UUID_LEN). */
+static void make_key_of(enum role role, char *key, char *secret, char *token_id)
 {
     PGconn *pg = PQconnectdb(harness_db_url());
     ck_assert(PQstatus(pg) == CONNECTION_OK);
@@ -32,7 +37,14 @@ static void make_key(enum role role, char *key, char *secret)
     ck_assert_int_eq(aws_credentials_create(&c, t.id, key, secret), STORE_OK);
     ck_assert_int_eq((int)strlen(key), 20);
     ck_assert_int_eq((int)strlen(secret), 40);
+    if (token_id)
+        snprintf(token_id, 40, "%s", t.id);
     PQfinish(pg);
+}
+
+static void make_key(enum role role, char *key, char *secret)
+{
+    make_key_of(role, key, secret, NULL);
 }
 
 static void setup(void)
@@ -281,6 +293,398 @@ START_TEST(sns_unknown_action)
 }
 END_TEST
 
+/* ---- review fixes ---- */
+
+/* Sends a query-protocol call to path signed with key and secret into out. */
+static void query_as(const char *path, const char *body, const char *key, const char *secret,
+                     struct response *out)
+{
+    struct signed_request r = {path, body, QUERY_TYPE, NULL, key, secret, "sqs", 0};
+    send_signed(&r, out);
+}
+
+/* Is the text of a 200 one that XML 1.0 can hold: no control character but tab, LF and CR,
+ * no U+FFFE or U+FFFF (what made receives of such messages unparsable)? */
+static bool xml_text_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r')
+            return false;
+        if (p[0] == 0xEF && p[1] == 0xBF && (p[2] == 0xBE || p[2] == 0xBF))
+            return false;
+    }
+    return true;
+}
+
+/* A control character in a message attribute value, its data type, a tag or a body is refused
+ * (SQS's allowed characters); one that arrived through the REST API is still received over the
+ * query protocol as XML that parses, with U+FFFD in its place. */
+START_TEST(control_characters_are_refused_or_replaced)
+{
+    struct response r;
+    query_call("/", "Action=CreateQueue&QueueName=ctl", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    query_call("/000000000000/ctl",
+               "Action=SendMessage&MessageBody=ok&MessageAttribute.1.Name=a"
+               "&MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value.StringValue="
+               "x%01y",
+               &r);
+    assert_xml_error(&r, 400, "InvalidParameterValue");
+    response_cleanup(&r);
+    json_call("SendMessage",
+              "{\"QueueUrl\":\"http://h/000000000000/ctl\",\"MessageBody\":\"ok\","
+              "\"MessageAttributes\":{\"a\":{\"DataType\":\"String.\\u0002\","
+              "\"StringValue\":\"v\"}}}",
+              admin_key, admin_secret, &r);
+    assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+    response_cleanup(&r);
+    json_call("SendMessageBatch",
+              "{\"QueueUrl\":\"http://h/000000000000/ctl\",\"Entries\":[{\"Id\":\"a\","
+              "\"MessageBody\":\"ok\",\"MessageAttributes\":{\"n\":{\"DataType\":\"Number\","
+              "\"StringValue\":\"1\\uffff\"}}}]}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(buf_str(&r.body), "\"Failed\":[{") &&
+                      strstr(buf_str(&r.body), "InvalidParameterValue"),
+                  "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    query_call("/000000000000/ctl", "Action=SendMessage&MessageBody=a%1Fb", &r);
+    assert_xml_error(&r, 400, "InvalidMessageContents");
+    response_cleanup(&r);
+    query_call("/000000000000/ctl", "Action=TagQueue&Tag.1.Key=k&Tag.1.Value=x%01y", &r);
+    assert_xml_error(&r, 400, "InvalidParameterValue");
+    response_cleanup(&r);
+    query_call("/000000000000/ctl", "Action=TagQueue&Tag.1.Key=k%08&Tag.1.Value=v", &r);
+    assert_xml_error(&r, 400, "InvalidParameterValue");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("ctl"), 0);
+    /* the REST API takes such text: the query protocol's XML must still parse */
+    harness_admin(&srv, "POST", "/queues/ctl/messages",
+                  "{\"body\":\"a\\u0001b\\uffffc\",\"attributes\":{\"t\":{\"type\":\"String\","
+                  "\"value\":\"x\\u001by\"}}}",
+                  &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    query_call("/000000000000/ctl",
+               "Action=ReceiveMessage&MessageAttributeName.1=All&VisibilityTimeout=0", &r);
+    ck_assert_int_eq(r.status, 200);
+    const char *b = buf_str(&r.body);
+    ck_assert_msg(xml_text_ok(b), "%s", b);
+    ck_assert_msg(strstr(b, "<Body>a\xEF\xBF\xBD"
+                            "b\xEF\xBF\xBD"
+                            "c</Body>"),
+                  "%s", b);
+    ck_assert_msg(strstr(b, "<StringValue>x\xEF\xBF\xBDy</StringValue>"), "%s", b);
+    response_cleanup(&r);
+    /* and again: the message is not stuck behind a broken document */
+    query_call("/000000000000/ctl", "Action=ReceiveMessage", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(strstr(buf_str(&r.body), "<Message>"));
+    response_cleanup(&r);
+}
+END_TEST
+
+/* CreateQueue validates its tags before it creates anything: a bad tag is a 400 and no queue
+ * (it was a 503 with the queue created); good tags are stored with the queue. */
+START_TEST(create_queue_validates_tags_first)
+{
+    static const char *const bad[] = {
+        "{\"QueueName\":\"h2\",\"tags\":{\"\":\"x\"}}",
+        "{\"QueueName\":\"h2\",\"tags\":{\"k\":1}}",
+        "{\"QueueName\":\"h2\",\"tags\":{\"k\":{\"v\":\"w\"}}}",
+        "{\"QueueName\":\"h2\",\"tags\":[\"k\"]}",
+        "{\"QueueName\":\"h2\",\"tags\":{\"k\":\"\\u0001\"}}",
+    };
+    struct response r;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_call("CreateQueue", bad[i], admin_key, admin_secret, &r);
+        assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+        response_cleanup(&r);
+    }
+    char key[200];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    char body[400];
+    snprintf(body, sizeof body, "Action=CreateQueue&QueueName=h2&Tag.1.Key=%s&Tag.1.Value=v", key);
+    query_call("/", body, &r);
+    assert_xml_error(&r, 400, "InvalidParameterValue");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'h2'"), 0);
+    json_call("GetQueueUrl", "{\"QueueName\":\"h2\"}", admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 400);
+    response_cleanup(&r);
+    json_call("CreateQueue", "{\"QueueName\":\"h2\",\"tags\":{\"team\":\"rides\",\"e\":\"\"}}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    json_call("ListQueueTags", "{\"QueueUrl\":\"http://h/000000000000/h2\"}", admin_key,
+              admin_secret, &r);
+    ck_assert_str_eq(buf_str(&r.body), "{\"Tags\":{\"e\":\"\",\"team\":\"rides\"}}");
+    response_cleanup(&r);
+}
+END_TEST
+
+/* A NUL byte in a form value is a 400 (it was a 500 from PostgreSQL, or a silent truncation
+ * that named another queue); UntagQueue's keys are bounded; list indexes are 1..1000. */
+START_TEST(nul_bytes_and_indexes_are_refused)
+{
+    struct response r;
+    query_call("/", "Action=CreateQueue&QueueName=q1", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    static const char *const bad[] = {
+        "Action=TagQueue&QueueUrl=http://h/000000000000/q1&Tag.1.Key=k&Tag.1.Value=x%00y",
+        "Action=UntagQueue&QueueUrl=http://h/000000000000/q1&TagKey.1=a%00",
+        "Action=GetQueueAttributes&QueueUrl=http://h/000000000000/q1%00junk",
+        "Action=SendMessage&QueueUrl=http://h/000000000000/q1&MessageBody=a%00b",
+        "Action=ListQueues&Attribute.2147483647.Name=A&Attribute.-2.Name=B",
+        "Action=GetQueueAttributes&QueueUrl=http://h/000000000000/q1&AttributeName.0=All",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        query_call("/", bad[i], &r);
+        ck_assert_msg(r.status == 400 && strstr(buf_str(&r.body), "InvalidParameterValue"),
+                      "%s: %ld %s", bad[i], r.status, buf_str(&r.body));
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(harness_stored("q1"), 0);
+    struct buf many;
+    buf_init(&many);
+    buf_puts(&many, "Action=UntagQueue&QueueUrl=http://h/000000000000/q1");
+    for (int i = 1; i <= 51; i++)
+        buf_printf(&many, "&TagKey.%d=k%d", i, i);
+    query_call("/", buf_str(&many), &r);
+    assert_xml_error(&r, 400, "InvalidParameterValue");
+    response_cleanup(&r);
+    buf_cleanup(&many);
+    query_call("/", "Action=UntagQueue&QueueUrl=http://h/000000000000/q1&TagKey.1=k", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
+/* RedrivePolicy comes back as JSON a parser reads (built by jansson, not by hand). */
+START_TEST(redrive_policy_is_json)
+{
+    struct response r;
+    json_call("CreateQueue", "{\"QueueName\":\"dlq-j\"}", admin_key, admin_secret, &r);
+    response_cleanup(&r);
+    json_call("CreateQueue",
+              "{\"QueueName\":\"src-j\",\"Attributes\":{\"RedrivePolicy\":\"{\\\"deadLetterTarget"
+              "Arn\\\":\\\"arn:aws:sqs:eu-west-1:000000000000:dlq-j\\\",\\\"maxReceiveCount\\\":"
+              "3}\"}}",
+              admin_key, admin_secret, &r);
+    ck_assert_msg(r.status == 200, "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    json_call("GetQueueAttributes",
+              "{\"QueueUrl\":\"http://h/000000000000/src-j\",\"AttributeNames\":"
+              "[\"RedrivePolicy\"]}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = json_loads(buf_str(&r.body), 0, NULL);
+    const char *text =
+        json_string_value(json_object_get(json_object_get(j, "Attributes"), "RedrivePolicy"));
+    json_t *p = text ? json_loads(text, 0, NULL) : NULL;
+    ck_assert_msg(p, "%s", buf_str(&r.body));
+    ck_assert_str_eq(json_string_value(json_object_get(p, "deadLetterTargetArn")),
+                     "arn:aws:sqs:us-east-1:000000000000:dlq-j");
+    ck_assert_int_eq(json_integer_value(json_object_get(p, "maxReceiveCount")), 3);
+    json_decref(p);
+    json_decref(j);
+    response_cleanup(&r);
+}
+END_TEST
+
+/* App tokens may SendMessage into prebooking-submission but not SendMessageBatch, which needs
+ * service like POST /queues/{name}/messages:batch. */
+START_TEST(app_tokens_cannot_send_batches)
+{
+    char key[AWS_ACCESS_KEY_LEN], secret[AWS_SECRET_LEN];
+    make_key(ROLE_APP, key, secret);
+    struct response r;
+    json_call("SendMessageBatch",
+              "{\"QueueUrl\":\"http://h/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE "\","
+              "\"Entries\":[{\"Id\":\"a\",\"MessageBody\":\"{}\"}]}",
+              key, secret, &r);
+    assert_json_error(&r, 403, "#AccessDenied", "AccessDenied");
+    response_cleanup(&r);
+    query_as("/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE,
+             "Action=SendMessageBatch&SendMessageBatchRequestEntry.1.Id=a"
+             "&SendMessageBatchRequestEntry.1.MessageBody=x",
+             key, secret, &r);
+    assert_xml_error(&r, 403, "AccessDenied");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored(PREBOOKINGS_SUBMISSION_QUEUE), 0);
+}
+END_TEST
+
+static void one_waiter(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "max-waiters", "1", &err));
+}
+
+static void *rest_long_poll(void *arg)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/lp/messages:receive", "{\"wait_seconds\": 2}", &r);
+    response_cleanup(&r);
+    return arg;
+}
+
+/* The long poll turned away because too many wait says when to retry. */
+START_TEST(full_long_polls_say_retry_after)
+{
+    harness_stop(&srv);
+    harness_start(&srv, one_waiter);
+    harness_put_queue(&srv, "lp", NULL, 201);
+    pthread_t t;
+    pthread_create(&t, NULL, rest_long_poll, NULL);
+    for (int i = 0; i < 200 && mq_hub_waiters(srv.app.hub) < 1; i++)
+        harness_sleep_ms(20);
+    ck_assert_int_eq(mq_hub_waiters(srv.app.hub), 1);
+    struct response r;
+    query_call("/000000000000/lp", "Action=ReceiveMessage&WaitTimeSeconds=2", &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert(strstr(buf_str(&r.body), "<Code>ServiceUnavailable</Code>"));
+    char ra[16];
+    ck_assert(response_header(&r, "Retry-After", ra, sizeof ra));
+    ck_assert_int_ge(atoi(ra), 1);
+    response_cleanup(&r);
+    pthread_join(t, NULL);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+static void slow_statements(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "db-statement-timeout-ms", "1500", &err));
+}
+
+/* An access key that was never issued (not "AKID" + 16 of [A-Z2-7]) is refused before the
+ * database is asked: it is answered at once while the key table is locked. */
+START_TEST(malformed_access_keys_skip_the_database)
+{
+    harness_stop(&srv);
+    harness_start(&srv, slow_statements);
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert(PQstatus(pg) == CONNECTION_OK);
+    /* should an assertion leave it behind (no fork), the session ends itself and lets go */
+    PQclear(PQexec(pg, "SET idle_in_transaction_session_timeout = '5s'"));
+    PQclear(PQexec(pg, "BEGIN"));
+    PGresult *lock = PQexec(pg, "LOCK TABLE aws_credentials IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(lock), PGRES_COMMAND_OK);
+    PQclear(lock);
+    static const char *const keys[] = {"AKIDaaaaaaaaaaaaaaaa", "AKID0000000000000000",
+                                       "AKIDAAAAAAAAAAAAAAA", "AKIDAAAAAAAAAAAAAAAAA",
+                                       "ASIAAAAAAAAAAAAAAAAA"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        struct response r;
+        double t0 = harness_now_s();
+        json_call("ListQueues", "{}", keys[i], admin_secret, &r);
+        assert_json_error(&r, 403, "#InvalidClientTokenId", "InvalidClientTokenId");
+        ck_assert_msg(harness_now_s() - t0 < 1.0, "%s waited for the database", keys[i]);
+        response_cleanup(&r);
+    }
+    PQclear(PQexec(pg, "ROLLBACK"));
+    PQfinish(pg);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+/* Credentials are cached for a second: a key works on without the database, and stops working
+ * within that second once its token is deleted. */
+START_TEST(credentials_are_cached_briefly)
+{
+    char key[AWS_ACCESS_KEY_LEN], secret[AWS_SECRET_LEN], token_id[40];
+    make_key_of(ROLE_SERVICE, key, secret, token_id);
+    struct response r;
+    json_call("ListQueues", "{}", key, secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("WITH d AS (DELETE FROM tokens WHERE id = '%s' RETURNING 1) "
+                                  "SELECT count(*) FROM d",
+                                  token_id),
+                     1);
+    json_call("ListQueues", "{}", key, secret, &r); /* from the cache */
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    harness_sleep_ms(1100);
+    json_call("ListQueues", "{}", key, secret, &r);
+    assert_json_error(&r, 403, "#InvalidClientTokenId", "InvalidClientTokenId");
+    response_cleanup(&r);
+    /* a wrong secret is refused even while the key is cached */
+    make_key(ROLE_SERVICE, key, secret);
+    json_call("ListQueues", "{}", key, secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    json_call("ListQueues", "{}", key, admin_secret, &r);
+    assert_json_error(&r, 403, "#SignatureDoesNotMatch", "SignatureDoesNotMatch");
+    response_cleanup(&r);
+}
+END_TEST
+
+static void low_app_limit(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "rate-limit-app", "2", &err)); /* bursts of 4 */
+}
+
+/* Signed requests are charged to their token's rate limit like its bearer requests: over it,
+ * SQS answers RequestThrottled (403) and SNS Throttled (429), with Retry-After; other tokens
+ * are unaffected. */
+START_TEST(signed_requests_are_rate_limited)
+{
+    harness_stop(&srv);
+    harness_start(&srv, low_app_limit);
+    char key[AWS_ACCESS_KEY_LEN], secret[AWS_SECRET_LEN];
+    make_key(ROLE_APP, key, secret);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 8; i++) {
+        struct response r;
+        json_call("SendMessage",
+                  "{\"QueueUrl\":\"http://h/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE "\","
+                  "\"MessageBody\":\"{}\"}",
+                  key, secret, &r);
+        if (r.status == 200) {
+            ok++;
+        } else {
+            assert_json_error(&r, 403, "#RequestThrottled", "RequestThrottled");
+            char ra[16];
+            ck_assert(response_header(&r, "Retry-After", ra, sizeof ra));
+            ck_assert_int_ge(atoi(ra), 1);
+            limited++;
+        }
+        response_cleanup(&r);
+    }
+    ck_assert_int_ge(ok, 4);
+    ck_assert_int_ge(limited, 1);
+    struct response r;
+    query_as("/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE, "Action=SendMessage&MessageBody=x", key,
+             secret, &r);
+    assert_xml_error(&r, 403, "RequestThrottled");
+    response_cleanup(&r);
+    struct signed_request sns = {"/", "Action=ListTopics", QUERY_TYPE, NULL, key, secret, "sns", 0};
+    send_signed(&sns, &r);
+    assert_xml_error(&r, 429, "Throttled");
+    ck_assert(response_header(&r, "Retry-After", (char[16]){0}, 16));
+    response_cleanup(&r);
+    json_call("ListQueues", "{}", admin_key, admin_secret, &r); /* admin: no limit set */
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    harness_sleep_ms(1100); /* two requests refill in a second */
+    query_as("/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE, "Action=SendMessage&MessageBody=x", key,
+             secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sqs");
@@ -292,6 +696,15 @@ int main(void)
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);
     tcase_add_test(t, sns_unknown_action);
+    tcase_add_test(t, control_characters_are_refused_or_replaced);
+    tcase_add_test(t, create_queue_validates_tags_first);
+    tcase_add_test(t, nul_bytes_and_indexes_are_refused);
+    tcase_add_test(t, redrive_policy_is_json);
+    tcase_add_test(t, app_tokens_cannot_send_batches);
+    tcase_add_test(t, full_long_polls_say_retry_after);
+    tcase_add_test(t, malformed_access_keys_skip_the_database);
+    tcase_add_test(t, credentials_are_cached_briefly);
+    tcase_add_test(t, signed_requests_are_rate_limited);
     suite_add_tcase(s, t);
     return harness_run(s);
 }

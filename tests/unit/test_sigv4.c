@@ -60,7 +60,7 @@ END_TEST
 START_TEST(test_signing_key_and_signature)
 {
     unsigned char key[32];
-    sigv4_signing_key(SECRET, "20150830", "us-east-1", "iam", key);
+    ck_assert(sigv4_signing_key(SECRET, "20150830", "us-east-1", "iam", key));
     char hex[65];
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 32; i++) {
@@ -84,6 +84,25 @@ END_TEST
 static const char *const auth_header =
     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, "
     "SignedHeaders=content-type;host;x-amz-date, Signature=" SIG;
+
+/* A secret of up to SIGV4_MAX_SECRET characters signs (the key buffer once held 63); a longer
+ * one is refused instead of being cut short silently. */
+START_TEST(test_signing_key_bounds)
+{
+    char secret[SIGV4_MAX_SECRET + 2];
+    memset(secret, 'k', sizeof secret - 1);
+    secret[SIGV4_MAX_SECRET] = '\0';
+    unsigned char a[32], b[32], zero[32] = {0};
+    ck_assert(sigv4_signing_key(secret, "20150830", "us-east-1", "iam", a));
+    secret[SIGV4_MAX_SECRET - 1] = 'j'; /* the last character counts */
+    ck_assert(sigv4_signing_key(secret, "20150830", "us-east-1", "iam", b));
+    ck_assert(memcmp(a, b, 32) != 0);
+    secret[SIGV4_MAX_SECRET] = 'k';
+    secret[SIGV4_MAX_SECRET + 1] = '\0';
+    ck_assert(!sigv4_signing_key(secret, "20150830", "us-east-1", "iam", a));
+    ck_assert(memcmp(a, zero, 32) == 0);
+}
+END_TEST
 
 START_TEST(test_parse_authorization)
 {
@@ -170,6 +189,7 @@ static Suite *sigv4_suite(void)
     TCase *tc = tcase_create("sigv4");
     tcase_add_test(tc, test_canonical_request_hash);
     tcase_add_test(tc, test_signing_key_and_signature);
+    tcase_add_test(tc, test_signing_key_bounds);
     tcase_add_test(tc, test_parse_authorization);
     tcase_add_test(tc, test_amz_date);
     tcase_add_test(tc, test_verify);

@@ -56,10 +56,21 @@ static json_t *query_json(const char *text)
     struct wire_form f;
     char why[128];
     ck_assert(wire_form_parse(text, strlen(text), &f, why, sizeof why));
-    const char *bad = NULL;
-    json_t *j = wire_query_to_json(&f, &bad);
+    json_t *j = wire_query_to_json(&f, why, sizeof why);
     wire_form_cleanup(&f);
     return j;
+}
+
+/* The query of text is refused by wire_query_to_json with a reason holding want. */
+static void expect_refused(const char *text, const char *want)
+{
+    struct wire_form f;
+    char why[256];
+    ck_assert(wire_form_parse(text, strlen(text), &f, why, sizeof why));
+    json_t *j = wire_query_to_json(&f, why, sizeof why);
+    ck_assert_msg(j == NULL, "%s was accepted", text);
+    ck_assert_msg(strstr(why, want), "%s: %s", text, why);
+    wire_form_cleanup(&f);
 }
 
 static void expect_json(json_t *got, const char *want_text)
@@ -95,13 +106,43 @@ START_TEST(test_query_to_json)
                            "&TagKey.1=x"),
                 "{\"AttributeNames\":[\"A\",\"B\"],\"MessageAttributeNames\":[\"All\"],"
                 "\"TagKeys\":[\"x\"]}");
-    struct wire_form f;
-    char why[128];
-    ck_assert(wire_form_parse("MessageBody=%FF", 15, &f, why, sizeof why));
-    const char *bad = NULL;
-    ck_assert_ptr_null(wire_query_to_json(&f, &bad));
-    ck_assert_str_eq(bad, "MessageBody");
-    wire_form_cleanup(&f);
+    expect_refused("MessageBody=%FF", "MessageBody is not valid UTF-8");
+}
+END_TEST
+
+/* A NUL byte anywhere in a value is refused: it would truncate in C (QueueUrl=.../q1%00junk
+ * naming q1) or be refused by PostgreSQL (a 500). */
+START_TEST(test_query_refuses_nul)
+{
+    expect_refused("QueueUrl=http://h/000000000000/q1%00junk", "QueueUrl contains a NUL");
+    expect_refused("Tag.1.Key=a&Tag.1.Value=x%00y", "Tag.1.Value contains a NUL");
+    expect_refused("TagKey.1=a%00", "TagKey.1 contains a NUL");
+    expect_refused("Action=SendMessage%00junk&MessageBody=x", "Action contains a NUL");
+}
+END_TEST
+
+/* List indexes are 1..WIRE_QUERY_MAX_INDEX without sign or leading zero: no overflow when they
+ * are sorted (2147483647 - -2 was one), no silent reordering. */
+START_TEST(test_query_indexes)
+{
+    expect_refused("Attribute.2147483647.Name=A&Attribute.2147483647.Value=1&Attribute.-2.Name=B"
+                   "&Attribute.-2.Value=2",
+                   "is not a number from 1 to 1000");
+    static const char *const bad[] = {"AttributeName.0=A",
+                                      "AttributeName.-1=A",
+                                      "AttributeName.01=A",
+                                      "AttributeName.+1=A",
+                                      "AttributeName.1001=A",
+                                      "AttributeName.x=A",
+                                      "AttributeName.99999999999=A",
+                                      "Tag.1a.Key=k&Tag.1a.Value=v",
+                                      "SendMessageBatchRequestEntry.4294967297.Id=a"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_refused(bad[i], "from 1 to 1000");
+    /* numbers order as numbers, the largest index included */
+    expect_json(query_json("AttributeName.1000=D&AttributeName.2=B&AttributeName.10=C"
+                           "&AttributeName.1=A"),
+                "{\"AttributeNames\":[\"A\",\"B\",\"C\",\"D\"]}");
 }
 END_TEST
 
@@ -113,6 +154,51 @@ START_TEST(test_xml_escape)
     wire_xml_escape(&b, s, strlen(s));
     ck_assert_str_eq(buf_str(&b), "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&#xD;\n\tü&lt;/a&gt;");
     buf_cleanup(&b);
+}
+END_TEST
+
+/* What XML 1.0 forbids even as a character reference becomes U+FFFD: controls but tab, LF and
+ * CR, U+FFFE, U+FFFF, and malformed UTF-8 (a cut sequence, an overlong one, a surrogate). */
+START_TEST(test_xml_escape_forbidden)
+{
+    struct buf b;
+    buf_init(&b);
+    static const char s[] = "a\x01"
+                            "b\x1f\x7f"
+                            "c\xef\xbf\xbe"
+                            "d\xef\xbf\xbf"
+                            "e\xef\xbf\xbd"
+                            "f\xc0\xaf"
+                            "g\xed\xa0\x80"
+                            "h\xf0\x9f\x98\x80"
+                            "i\x00j\xe2\x82";
+    wire_xml_escape(&b, s, sizeof s - 1);
+    ck_assert_str_eq(buf_str(&b), "a\xef\xbf\xbd"
+                                  "b\xef\xbf\xbd\x7f"
+                                  "c\xef\xbf\xbd"
+                                  "d\xef\xbf\xbd"
+                                  "e\xef\xbf\xbd"
+                                  "f\xef\xbf\xbd\xef\xbf\xbd"
+                                  "g\xef\xbf\xbd\xef\xbf\xbd"
+                                  "\xef\xbf\xbd"
+                                  "h\xf0\x9f\x98\x80"
+                                  "i\xef\xbf\xbd"
+                                  "j\xef\xbf\xbd\xef\xbf\xbd");
+    buf_cleanup(&b);
+}
+END_TEST
+
+START_TEST(test_chars_valid)
+{
+    static const char *const ok[] = {
+        "", "plain", "tab\t lf\n cr\r", "ü€\xf0\x9f\x98\x80", "\xee\x80\x80\xef\xbf\xbd", "\x7f"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        ck_assert_msg(wire_chars_valid(ok[i], strlen(ok[i])), "%zu", i);
+    static const char *const bad[] = {"a\x01",        "\x1f",     "x\x0b",        "\xef\xbf\xbe",
+                                      "\xef\xbf\xbf", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!wire_chars_valid(bad[i], strlen(bad[i])), "%zu", i);
+    ck_assert(!wire_chars_valid("a\0b", 3));
 }
 END_TEST
 
@@ -169,6 +255,10 @@ START_TEST(test_errors)
                                   "<RequestId>rid</RequestId></ErrorResponse>");
     buf_cleanup(&b);
     ck_assert_int_eq(wire_error_info(WIRE_UNAVAILABLE)->status, 503);
+    /* throttling as the SDKs' models have it: SQS RequestThrottled 403, SNS Throttled 429 */
+    ck_assert_str_eq(wire_error_info(WIRE_THROTTLED)->code, "RequestThrottled");
+    ck_assert_int_eq(wire_error_info(WIRE_SNS_THROTTLED)->status, 429);
+    ck_assert_str_eq(wire_error_info(WIRE_SNS_THROTTLED)->code, "Throttled");
     ck_assert(!wire_error_info(WIRE_INTERNAL)->sender);
 }
 END_TEST
@@ -180,7 +270,11 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_form_parse);
     tcase_add_test(tc, test_form_pair_limit);
     tcase_add_test(tc, test_query_to_json);
+    tcase_add_test(tc, test_query_refuses_nul);
+    tcase_add_test(tc, test_query_indexes);
     tcase_add_test(tc, test_xml_escape);
+    tcase_add_test(tc, test_xml_escape_forbidden);
+    tcase_add_test(tc, test_chars_valid);
     tcase_add_test(tc, test_xml_response);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
