@@ -222,7 +222,7 @@ bench_sagas() {
                    CASE WHEN g % 100 < $fail THEN 'cust-' || g || '_fail_charge'
                         ELSE 'cust-' || g END,
                    20, '1111', NULL,
-                   '{register,preauthorize,charge,credit_account,complete,publish}'))
+                   '{register,preauthorize,charge,credit_account,complete,publish}', NULL, NULL))
                 FROM generate_series(1, $SAGAS) g" >/dev/null
         port=$(free_port)
         token="rydes_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -5,6 +5,7 @@
 #include "rydes/api.h"
 #include "rydes/ids.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static struct harness_server srv;
@@ -130,10 +131,9 @@ START_TEST(openapi_paths_are_all_routed)
         for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
             if (!json_object_get(item, methods[m]))
                 continue;
-            char upper[16];
-            size_t n = strlen(methods[m]);
-            for (size_t j = 0; j <= n; j++)
-                upper[j] = (char)(methods[m][j] & ~(j < n ? 0x20 : 0));
+            char upper[16] = "";
+            for (size_t j = 0; methods[m][j] && j < sizeof upper - 1; j++)
+                upper[j] = (char)toupper((unsigned char)methods[m][j]);
             const char *want = strcmp(upper, "HEAD") == 0 ? "GET" : upper;
             bool routed = false;
             for (size_t i = 0; i < api_nroutes && !routed; i++)
