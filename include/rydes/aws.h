@@ -59,6 +59,21 @@ void aws_arn(struct aws_call *call, const char *service, const char *name, char 
 
 /* Shared by SQS and SNS (src/aws/shared.c). */
 
+/* One operation of a service's table: the role it needs, and either a body that runs on a
+ * pooled connection taken for it (with_db) or one that takes its connections itself (own). */
+struct aws_operation {
+    const char *name;
+    enum role role;
+    enum handler_result (*with_db)(struct aws_call *call, struct db_conn *c);
+    enum handler_result (*own)(struct aws_call *call);
+};
+/* The operation of ops (n of them) called name, or NULL. */
+const struct aws_operation *aws_operation_find(const struct aws_operation *ops, size_t n,
+                                               const char *name);
+/* Runs op for call (its role is the caller's check): on a connection of its own, or with one
+ * taken from the pool and given back afterwards. */
+enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op);
+
 /* The resource of "arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE" (pointing into arn; any region and
  * account), or NULL when arn is not such an ARN. */
 const char *aws_arn_resource(const char *arn, const char *service);

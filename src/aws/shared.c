@@ -102,3 +102,25 @@ json_t *aws_batch_entries(struct aws_call *call, const char *member,
     }
     return entries;
 }
+
+const struct aws_operation *aws_operation_find(const struct aws_operation *ops, size_t n,
+                                               const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ops[i].name, name) == 0)
+            return &ops[i];
+    return NULL;
+}
+
+enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op)
+{
+    if (op->own)
+        return op->own(call);
+    enum handler_result res;
+    struct db_conn *c = aws_db(call, &res);
+    if (!c)
+        return res;
+    res = op->with_db(call, c);
+    aws_db_release(call, c);
+    return res;
+}

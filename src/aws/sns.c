@@ -246,17 +246,7 @@ static enum handler_result delete_topic(struct aws_call *call, struct db_conn *c
 
 /* ---- the operation table ---- */
 
-typedef enum handler_result (*sns_db_op)(struct aws_call *call, struct db_conn *c);
-typedef enum handler_result (*sns_op)(struct aws_call *call);
-
-struct sns_operation {
-    const char *name;
-    enum role role;
-    sns_db_op with_db; /* runs on a pooled connection taken for it */
-    sns_op own;        /* takes its connection itself (publishing) */
-};
-
-static const struct sns_operation operations[] = {
+static const struct aws_operation operations[] = {
     {"CreateTopic", ROLE_ADMIN, create_topic, NULL},
     {"ListTopics", ROLE_SERVICE, list_topics, NULL},
     {"GetTopicAttributes", ROLE_SERVICE, get_topic_attributes, NULL},
@@ -274,10 +264,8 @@ static const struct sns_operation operations[] = {
 
 enum handler_result aws_sns_query(struct aws_call *call)
 {
-    const struct sns_operation *op = NULL;
-    for (size_t i = 0; i < sizeof operations / sizeof operations[0]; i++)
-        if (strcmp(operations[i].name, call->op) == 0)
-            op = &operations[i];
+    const struct aws_operation *op =
+        aws_operation_find(operations, sizeof operations / sizeof operations[0], call->op);
     if (!op)
         return aws_fail(call, WIRE_INVALID_ACTION, "The action %s is not valid for this endpoint.",
                         call->op);
@@ -286,13 +274,5 @@ enum handler_result aws_sns_query(struct aws_call *call)
                         "User: %s is not authorized to perform: SNS:%s (it needs a token of role "
                         "%s)",
                         call->access_key, op->name, role_name(op->role));
-    if (op->own)
-        return op->own(call);
-    enum handler_result res;
-    struct db_conn *c = aws_db(call, &res);
-    if (!c)
-        return res;
-    res = op->with_db(call, c);
-    aws_db_release(call, c);
-    return res;
+    return aws_operation_run(call, op);
 }

@@ -679,17 +679,7 @@ static enum handler_result list_queue_tags(struct aws_call *call, struct db_conn
 
 /* ---- the operation table ---- */
 
-typedef enum handler_result (*sqs_db_op)(struct aws_call *call, struct db_conn *c);
-typedef enum handler_result (*sqs_op)(struct aws_call *call);
-
-struct sqs_operation {
-    const char *name;
-    enum role role;
-    sqs_db_op with_db; /* runs on a pooled connection taken for it */
-    sqs_op own;        /* takes its connections itself (the data plane, long polls) */
-};
-
-static const struct sqs_operation operations[] = {
+static const struct aws_operation operations[] = {
     {"CreateQueue", ROLE_ADMIN, create_queue, NULL},
     {"GetQueueUrl", ROLE_SERVICE, get_queue_url, NULL},
     {"ListQueues", ROLE_SERVICE, list_queues, NULL},
@@ -713,10 +703,8 @@ static const struct sqs_operation operations[] = {
 
 enum handler_result aws_sqs(struct aws_call *call)
 {
-    const struct sqs_operation *op = NULL;
-    for (size_t i = 0; i < sizeof operations / sizeof operations[0]; i++)
-        if (strcmp(operations[i].name, call->op) == 0)
-            op = &operations[i];
+    const struct aws_operation *op =
+        aws_operation_find(operations, sizeof operations / sizeof operations[0], call->op);
     if (!op)
         return call->protocol == AWS_PROTOCOL_JSON
                    ? aws_fail(call, WIRE_UNKNOWN_OPERATION, "Unknown operation %s.", call->op)
@@ -726,13 +714,5 @@ enum handler_result aws_sqs(struct aws_call *call)
         return aws_fail(call, WIRE_ACCESS_DENIED,
                         "Access to the resource is denied: %s needs a token of role %s.", op->name,
                         role_name(op->role));
-    if (op->own)
-        return op->own(call);
-    enum handler_result res;
-    struct db_conn *c = aws_db(call, &res);
-    if (!c)
-        return res;
-    res = op->with_db(call, c);
-    aws_db_release(call, c);
-    return res;
+    return aws_operation_run(call, op);
 }
