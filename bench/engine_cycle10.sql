@@ -9,13 +9,13 @@ INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attribu
              FROM json_to_recordset('[{"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}]'::json)
                   AS x(message_id uuid, delay int, body text, body_json boolean, attributes jsonb)
              RETURNING id;
-WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = :qid::int
+WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = :qid::int
            AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
            AND m.visible_at <= now() ORDER BY m.id LIMIT 10 FOR UPDATE SKIP LOCKED),
 u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => 30),
              receive_count = m.receive_count + (c.rc0 < 2147483647)::int, receipt = :nonce,
              first_received_at = coalesce(m.first_received_at, now())
-      FROM c WHERE m.queue_id = :qid::int AND m.id = c.id
+      FROM c WHERE m.ctid = c.t AND m.queue_id = :qid::int AND m.id = c.id
       RETURNING m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes,
           m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
           mq_state(m.visible_at, m.receive_count), m.group_id, c.rc0 >= 2147483647)

@@ -59,15 +59,18 @@ static struct db_stmt q_send_notify = DB_STMT(
 /* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
  * Claims and leases the oldest visible messages in one statement; a message already received
  * $6 times is leased without counting and flagged exhausted: the caller moves it to the
- * dead-letter queue (q_dead_letter) instead of delivering it. */
+ * dead-letter queue (q_dead_letter) instead of delivering it. The locked rows are joined back
+ * by ctid, which the lock keeps stable: a TID scan whatever the queue's statistics say (see
+ * sql/012_claim_by_ctid.sql). */
 static struct db_stmt q_claim = DB_STMT(
     "mq_claim",
-    "WITH c AS (SELECT m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = $1 "
+    "WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m "
+    "WHERE m.queue_id = $1 "
     "AND m.id >= $2 AND m.visible_at <= now() ORDER BY m.id LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "UPDATE messages m SET visible_at = now() + make_interval(secs => $4), "
     "receive_count = m.receive_count + (c.rc0 < $6)::int, receipt = $5, "
     "first_received_at = coalesce(m.first_received_at, now()) "
-    "FROM c WHERE m.queue_id = $1 AND m.id = c.id "
+    "FROM c WHERE m.ctid = c.t AND m.queue_id = $1 AND m.id = c.id "
     "RETURNING " MQ_MESSAGE_COLUMNS ", c.rc0 >= $6",
     6);
 /* Moves leased messages $2 (receipt $3) of queue $1 to dead-letter queue $4. */

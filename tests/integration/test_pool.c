@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include "rydes/db.h"
+#include "rydes/mq.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -101,6 +102,17 @@ START_TEST(killed_connection_is_replaced)
 }
 END_TEST
 
+/* The plan of an EXPLAIN statement as text, into *plan (buf_cleanup). */
+static void explain(struct db_conn *c, const char *sql, struct buf *plan)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    buf_init(plan);
+    for (int i = 0; i < PQntuples(r); i++)
+        buf_printf(plan, "%s\n", PQgetvalue(r, i, 0));
+    PQclear(r);
+}
+
 /* Queue tables have wrong statistics most of the time (empty at the last ANALYZE, full now):
  * pool connections must still claim through the index, never scan and sort a deep queue. */
 START_TEST(claims_use_the_index_whatever_the_statistics)
@@ -112,16 +124,25 @@ START_TEST(claims_use_the_index_whatever_the_statistics)
                                 "FROM generate_series(1, 20000)");
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    r = PQexec(c->pg, "EXPLAIN SELECT id FROM messages WHERE queue_id = 424242 AND id >= 0 "
-                      "AND visible_at <= now() ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
     struct buf plan;
-    buf_init(&plan);
-    for (int i = 0; i < PQntuples(r); i++)
-        buf_printf(&plan, "%s\n", PQgetvalue(r, i, 0));
-    PQclear(r);
+    explain(c,
+            "EXPLAIN SELECT id FROM messages WHERE queue_id = 424242 AND id >= 0 "
+            "AND visible_at <= now() ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED",
+            &plan);
     ck_assert_msg(strstr(buf_str(&plan), "Index Scan") && !strstr(buf_str(&plan), "Seq Scan"),
                   "claim plan:\n%s", buf_str(&plan));
+    buf_cleanup(&plan);
+    /* the engine's own claim statement (prepared on this connection by a receive) updates the
+     * rows it locked by TID, never by walking the queue's index from its start */
+    struct mq_queue q = {.id = 424242, .attrs = {.visibility_timeout = 30}};
+    struct mq_message *msgs;
+    int count;
+    ck_assert_int_eq(mq_receive(c, &q, 10, 30, false, &msgs, &count), MQ_OK);
+    ck_assert_int_eq(count, 10);
+    mq_messages_free(msgs, count);
+    explain(c, "EXPLAIN EXECUTE mq_claim(424242, 0, 10, 30, 1, 2147483647)", &plan);
+    ck_assert_msg(strstr(buf_str(&plan), "Tid Scan") && !strstr(buf_str(&plan), "Seq Scan"),
+                  "engine claim plan:\n%s", buf_str(&plan));
     buf_cleanup(&plan);
     PQclear(PQexec(c->pg, "DELETE FROM messages WHERE queue_id = 424242"));
     db_pool_release(srv.app.pool, c);
