@@ -143,13 +143,16 @@ struct mq_publish_plan {
 
 /* The SQL call of a lean plan whose payload is a JSON body, for a statement that puts its own
  * INSERT in front ("WITH x AS (INSERT …) SELECT " MQ_PUBLISH_JSON_SQL("3", …) " FROM x"): its
- * five parameters, numbered a..e, are the ones mq_publish_plan_params fills. */
+ * five parameters, numbered a..e, are the ones mq_publish_plan_params fills. The publish goes
+ * to the outbox with the statement's own rows; the fan-out thread delivers it right after commit
+ * (sql/013_publish_outbox.sql): call mq_fanout_kick once the statement has committed. */
 #define MQ_PUBLISH_JSON_SQL(a, b, c, d, e) \
-    "mq_publish_payload($" a "::uuid, $" b ", true, $" c "::jsonb, $" d "::int[], $" e "::int[])"
+    "mq_publish_later($" a "::uuid, $" b ", true, $" c "::jsonb, $" d "::int[], $" e "::int[])"
 
 /* Writes the five parameters of MQ_PUBLISH_JSON_SQL for plan into v[0..4] (borrowed from plan). */
 void mq_publish_plan_params(const struct mq_publish_plan *plan, const char **v);
-/* Fills out from such a statement's result: the deliveries in column col of row 0. */
+/* Fills out from such a statement's result (the deliveries in column col of row 0) and wakes
+ * the fan-out: call it once the statement has committed. */
 void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int col,
                             struct mq_publish_result *out);
 

@@ -9,6 +9,7 @@
 #include "rydes/clock.h"
 #include "rydes/mq.h"
 #include "rydes/mq_counters.h"
+#include "rydes/mq_fanout.h"
 #include "rydes/mq_hub.h"
 #include "rydes/mq_push.h"
 #include "rydes/services.h"
@@ -39,6 +40,20 @@ static void render_queue_counters(const struct mq_depth *d, int n, struct buf *o
             buf_printf(out, "rydes_queue_operations_total{queue=\"%s\",op=\"%s\"} %llu\n",
                        d[i].name, queue_ops[op],
                        (unsigned long long)mq_queue_count(d[i].id, (enum mq_queue_counter)op));
+}
+
+static void render_fanout(struct mq_fanout *f, struct buf *out)
+{
+    unsigned long long events = 0, deliveries = 0;
+    if (f)
+        mq_fanout_counts(f, &events, &deliveries);
+    buf_printf(out,
+               "# HELP rydes_fanout_events_total Published events this process moved from the "
+               "publish outbox into their queues.\n# TYPE rydes_fanout_events_total counter\n"
+               "rydes_fanout_events_total %llu\n"
+               "# HELP rydes_fanout_deliveries_total Messages those events became.\n"
+               "# TYPE rydes_fanout_deliveries_total counter\nrydes_fanout_deliveries_total %llu\n",
+               events, deliveries);
 }
 
 static void render_pool(struct db_pool *pool, struct buf *out)
@@ -293,6 +308,7 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                "# TYPE rydes_http_deadline_closes_total counter\n"
                "rydes_http_deadline_closes_total %llu\n",
                http_server_deadline_closes(req->server));
+    render_fanout(req->app->fanout, out);
     buf_printf(out,
                "# HELP rydes_http_in_flight Requests being processed.\n"
                "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",

@@ -9,6 +9,7 @@
 #include "rydes/mem.h"
 #include "rydes/migrate.h"
 #include "rydes/mq.h"
+#include "rydes/mq_fanout.h"
 #include "rydes/ratelimit.h"
 #include "rydes/secret.h"
 #include "rydes/services.h"
@@ -149,6 +150,8 @@ static void app_free_parts(struct app *app)
     app->token_cache = app->queue_cache = app->aws_key_cache = NULL;
     app->topic_cache = NULL;
     mq_sweeper_stop(app->sweeper);
+    mq_fanout_stop(app->fanout);
+    app->fanout = NULL;
     mq_hub_free(app->hub);
     app->sweeper = NULL;
     db_pool_free(app->pool);
@@ -190,6 +193,7 @@ static void start_background(struct app *app)
                             on_topics_changed, app->topic_cache);
     if (config_worker_enabled(cfg, "push"))
         app->push = mq_push_start(cfg->database_url, (int)cfg->db_connect_timeout);
+    app->fanout = mq_fanout_start(cfg->database_url, (int)cfg->db_connect_timeout);
     if (cfg->sweep_interval_ms > 0)
         app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
                                         (int)cfg->sweep_interval_ms, "SELECT rydes_sweep(1000)");

@@ -5,6 +5,7 @@
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/mq_counters.h"
+#include "rydes/mq_fanout.h"
 #include "rydes/secret.h"
 #include "rydes/topics.h"
 
@@ -571,6 +572,8 @@ void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int
 {
     out->deliveries = atoi(PQgetvalue(r, 0, col));
     memcpy(out->message_id, plan->message_id, sizeof out->message_id);
+    if (out->deliveries > 0)
+        mq_fanout_kick(); /* the statement has committed (they all run alone) */
 }
 
 enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,

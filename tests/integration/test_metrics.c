@@ -253,6 +253,8 @@ START_TEST(the_exposition_passes_the_promtool_rules)
         "rydes_pg_oldest_transaction_seconds",
         "rydes_pg_xid_age",
         "rydes_publishes_total",
+        "rydes_fanout_events_total",
+        "rydes_fanout_deliveries_total",
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         char want[160];

@@ -540,19 +540,20 @@ END_TEST
 static long long stored_everything(void)
 {
     return harness_sqlf("SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM messages) + "
-                        "(SELECT count(*) FROM payloads) + (SELECT count(*) FROM prebookings)");
+                        "(SELECT count(*) FROM payloads) + (SELECT count(*) FROM prebookings) + "
+                        "(SELECT count(*) FROM publish_outbox)");
 }
 
 START_TEST(no_task_without_its_event)
 {
     start(no_workers);
-    /* the publish fails (a trigger refuses the deliveries of customer tx-fail) */
+    /* the publish fails (a trigger refuses the outbox row of customer tx-fail's event) */
     free(harness_sql(harness_db_url(),
                      "CREATE FUNCTION pb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
                      "BEGIN IF NEW.attributes->'customer'->>'value' = 'tx-fail' THEN "
                      "RAISE EXCEPTION 'refused by a test'; END IF; RETURN NEW; END $$"));
     free(harness_sql(harness_db_url(),
-                     "CREATE TRIGGER pb_test_refuse BEFORE INSERT ON messages FOR EACH ROW "
+                     "CREATE TRIGGER pb_test_refuse BEFORE INSERT ON publish_outbox FOR EACH ROW "
                      "EXECUTE FUNCTION pb_test_refuse()"));
     char when[64], body[512], id[IDS_UUID_LEN];
     when_at(when, sizeof when, ahead(2, 30), "", 0);
@@ -565,7 +566,7 @@ START_TEST(no_task_without_its_event)
         assert_problem(&r, status);
     response_cleanup(&r);
     long long after = stored_everything();
-    free(harness_sql(harness_db_url(), "DROP TRIGGER pb_test_refuse ON messages"));
+    free(harness_sql(harness_db_url(), "DROP TRIGGER pb_test_refuse ON publish_outbox"));
     free(harness_sql(harness_db_url(), "DROP FUNCTION pb_test_refuse()"));
     ck_assert_msg(status >= 500, "POST with a failing publish: %ld", status);
     ck_assert_int_eq(after, before);
@@ -1243,7 +1244,7 @@ START_TEST(a_worker_dying_mid_task_is_covered_by_the_lease)
     /* "the worker": receives the event with a short lease, marks the task, and dies */
     struct response r;
     harness_admin(&srv, "POST", "/queues/prebooking-processing/messages:receive",
-                  "{\"max_messages\": 10, \"visibility_timeout\": 2}", &r);
+                  "{\"max_messages\": 10, \"visibility_timeout\": 2, \"wait_seconds\": 5}", &r);
     ck_assert_int_eq(r.status, 200);
     json_t *msgs = json_object_get(r.json, "messages");
     bool mine = false;
@@ -1355,6 +1356,7 @@ START_TEST(the_backlog_shows_and_drains)
         size_t n = strlen(list);
         snprintf(list + n, sizeof list - n, "%s'%s'", n ? ", " : "", id);
     }
+    harness_deliver_outbox();
     harness_admin(&srv, "GET", "/queues/prebooking-processing", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     json_t *stats = json_object_get(r.json, "stats");

@@ -22,8 +22,12 @@ const char *harness_db_url(void);
 char *harness_db_create(void);
 /* The key=value conninfo of url with keyword ("user", "dbname") set to value (caller frees). */
 char *harness_conninfo_with(const char *url, const char *keyword, const char *value);
-/* Runs SQL on url and returns the first value of the first row (caller frees), or NULL. */
+/* Runs SQL on url and returns the first value of the first row (caller frees), or NULL. SQL
+ * that reads messages or payloads first delivers the publish outbox, as the fan-out thread
+ * would a moment later (sql/013_publish_outbox.sql). */
 char *harness_sql(const char *url, const char *sql);
+/* Delivers the publish outbox now, before a test looks at queues through HTTP. */
+void harness_deliver_outbox(void);
 
 struct harness_server {
     struct config cfg;

@@ -1,0 +1,131 @@
+/* Integration: the publish outbox and its fan-out thread (sql/013_publish_outbox.sql,
+ * src/mq/fanout.c). A ride's event reaches every subscribed queue right after the 201, through
+ * the thread alone; an event a crashed process left in the outbox is delivered by the poll; an
+ * event that cannot be delivered is set aside with its error while the others flow, and is
+ * delivered once an operator clears it. Reads go through HTTP or touch publish_outbox only, so
+ * the harness never delivers on the thread's behalf (see harness_sql). */
+#include "harness.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct harness_server srv;
+
+static void setup(void)
+{
+    harness_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+/* Long-polls queue once (up to 5 s) and returns the number of messages whose body or
+ * attributes mention needle. */
+static int received(const char *queue, const char *needle)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/queues/%s/messages:receive", queue);
+    struct response r;
+    harness_admin(&srv, "POST", path, "{\"max_messages\": 10, \"wait_seconds\": 5}", &r);
+    ck_assert_int_eq(r.status, 200);
+    int n = 0;
+    json_t *msgs = json_object_get(r.json, "messages");
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        char *text = json_dumps(json_array_get(msgs, i), JSON_COMPACT);
+        n += strstr(text, needle) != NULL;
+        free(text);
+    }
+    response_cleanup(&r);
+    return n;
+}
+
+static long long outbox_rows(void)
+{
+    return harness_sqlf("SELECT count(*) FROM publish_outbox");
+}
+
+START_TEST(a_ride_reaches_its_queues_through_the_thread)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/rides",
+                  "{\"from\": \"Berlin\", \"to\": \"Potsdam\", \"customer\": \"outbox-1\", "
+                  "\"duration\": 600, \"distance\": 30, \"fare\": 80}",
+                  &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    /* the five subscriptions of ride-completion: the extraordinary filter passes this ride */
+    const char *queues[] = {"customer-notification", "customer-loyalty", "datalake-ingestion",
+                            "extraordinary-rides", "customer-accounting"};
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(received(queues[i], "outbox-1") == 1, "no delivery to %s", queues[i]);
+    ck_assert_int_eq(outbox_rows(), 0);
+}
+END_TEST
+
+/* An outbox row as the store-and-publish statement writes it, for queue name, with attributes
+ * (JSON text). */
+static void leave_in_outbox(const char *queue, const char *body, const char *attributes)
+{
+    char *insert = harness_sqlf_text(
+        "SELECT format('INSERT INTO publish_outbox (message_id, body, body_json, attributes, "
+        "queues) VALUES (gen_random_uuid(), %%L, true, %%L, ARRAY[%%s])', '%s', '%s', id) "
+        "FROM queues WHERE name = '%s'",
+        body, attributes, queue);
+    ck_assert_ptr_nonnull(insert);
+    free(harness_sql(harness_db_url(), insert));
+    free(insert);
+}
+
+START_TEST(an_event_left_by_a_crash_is_delivered_by_the_poll)
+{
+    harness_put_queue(&srv, "orphans", "{}", 201);
+    leave_in_outbox("orphans", "{\"left\": \"by a crash\"}", "{}");
+    ck_assert_int_eq(received("orphans", "by a crash"), 1);
+    ck_assert_int_eq(outbox_rows(), 0);
+}
+END_TEST
+
+START_TEST(an_undeliverable_event_is_set_aside)
+{
+    harness_put_queue(&srv, "aside", "{}", 201);
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION outbox_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF NEW.attributes ? 'poison' THEN RAISE EXCEPTION "
+                     "'refused by a test'; END IF; RETURN NEW; END $$"));
+    free(harness_sql(harness_db_url(), "CREATE TRIGGER outbox_test_refuse BEFORE INSERT ON "
+                                       "messages FOR EACH ROW EXECUTE FUNCTION "
+                                       "outbox_test_refuse()"));
+    const char *poison = "{\"poison\": {\"type\": \"String\", \"value\": \"x\"}}";
+    leave_in_outbox("aside", "{\"n\": \"good-1\"}", "{}");
+    leave_in_outbox("aside", "{\"n\": \"poison\"}", poison);
+    leave_in_outbox("aside", "{\"n\": \"good-2\"}", "{}");
+    int good = 0;
+    for (int i = 0; i < 3 && good < 2; i++)
+        good += received("aside", "good-");
+    ck_assert_int_eq(good, 2);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM publish_outbox WHERE failed_at IS NOT NULL "
+                                  "AND error LIKE '%%refused by a test%%'"),
+                     1);
+    /* the operator removes the cause and clears the mark: delivered */
+    free(harness_sql(harness_db_url(), "DROP TRIGGER outbox_test_refuse ON messages"));
+    free(harness_sql(harness_db_url(), "DROP FUNCTION outbox_test_refuse()"));
+    free(harness_sql(harness_db_url(), "UPDATE publish_outbox SET failed_at = NULL"));
+    ck_assert_int_eq(received("aside", "poison"), 1);
+    ck_assert_int_eq(outbox_rows(), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("outbox");
+    TCase *tc = tcase_create("fan-out");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_ride_reaches_its_queues_through_the_thread);
+    tcase_add_test(tc, an_event_left_by_a_crash_is_delivered_by_the_poll);
+    tcase_add_test(tc, an_undeliverable_event_is_set_aside);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
