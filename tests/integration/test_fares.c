@@ -1053,13 +1053,18 @@ static void assert_path(struct harness_server *s, const char *fare, const char *
     ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s needs an operator",
                   fare);
     for (int i = 0; i < NSTEPS; i++) {
-        char row[64], want[64], short_one[64];
+        char row[64], want[64], short_one[64], short_comp[64];
         step_row(fare, i, row, sizeof row);
         snprintf(want, sizeof want, "%s %d %d", p->status[i], p->attempts[i], p->compensations[i]);
         snprintf(short_one, sizeof short_one, "%s %d %d", p->status[i], p->attempts[i] - 1,
                  p->compensations[i]);
+        /* the flaky void compensation is an attempt too: a kill can lose its record the same way */
+        snprintf(short_comp, sizeof short_comp, "%s %d %d", p->status[i], p->attempts[i],
+                 p->compensations[i] - 1);
         bool ok = strcmp(row, want) == 0 ||
-                  (attempts_may_be_one_short && p->attempts[i] > 1 && strcmp(row, short_one) == 0);
+                  (attempts_may_be_one_short && p->attempts[i] > 1 && strcmp(row, short_one) == 0) ||
+                  (attempts_may_be_one_short && p->compensations[i] > 1 &&
+                   strcmp(row, short_comp) == 0);
         ck_assert_msg(ok, "%s step %s: %s, expected %s", fare, step_names[i], row, want);
         /* the representation counts both */
         long long shown = attempts_of(f, step_names[i]);

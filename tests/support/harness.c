@@ -100,18 +100,29 @@ const char *harness_db_url(void)
 }
 
 /* Delivers the publish outbox now (what the fan-out thread does within milliseconds), so that
- * a test reading messages right after a store-and-publish request sees its deliveries. No
+ * a test reading messages right after a store-and-publish request sees its deliveries: runs
+ * the fan-out, and waits (up to 10 s) for the batch a fan-out thread may hold to commit. No
  * outbox (a database without migrations) is fine. */
 static void deliver_outbox(PGconn *pg, const char *sql)
 {
-    if (strstr(sql, "messages") || strstr(sql, "payloads"))
+    if (!strstr(sql, "messages") && !strstr(sql, "payloads"))
+        return;
+    for (int i = 0; i < 1000; i++) {
         PQclear(PQexec(pg, "SELECT mq_fanout(100000)"));
+        PGresult *r = PQexec(pg, "SELECT count(*) FROM publish_outbox WHERE failed_at IS NULL");
+        bool empty = PQresultStatus(r) != PGRES_TUPLES_OK || atoll(PQgetvalue(r, 0, 0)) == 0;
+        PQclear(r);
+        if (empty)
+            return;
+        usleep(10000);
+    }
 }
 
 void harness_deliver_outbox(void)
 {
-    free(harness_sql(harness_db_url(), "SELECT mq_fanout(100000)"));
+    free(harness_sql(harness_db_url(), "SELECT 1 FROM payloads LIMIT 0"));
 }
+
 
 char *harness_sql(const char *url, const char *sql)
 {
