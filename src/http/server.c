@@ -39,6 +39,7 @@ struct http_server {
     struct http_server_config cfg;
     atomic_int in_flight;
     atomic_int connections; /* open connections counted against cfg.connection_limit */
+    atomic_bool stopping;   /* http_server_stop has begun */
     struct deadlines *deadlines;
     int port;
 };
@@ -140,6 +141,11 @@ static enum handler_result queue_response(struct http_request *req, int status,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     for (int i = 0; i < req->nheaders; i++)
         MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    /* Once stopping, a kept-alive connection gets this answer and closes: a quiesced daemon still
+     * reads new requests from open connections, and a busy client would hold the in-flight wait
+     * of http_server_stop to its timeout. */
+    if (atomic_load(&req->server->stopping))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     req->status = status;
@@ -582,6 +588,7 @@ int http_server_stop(struct http_server *s, int timeout_ms)
 {
     if (!s)
         return 0;
+    atomic_store(&s->stopping, true);
     MHD_socket listener = MHD_quiesce_daemon(s->daemon);
     int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
     while (atomic_load(&s->in_flight) > 0 && clock_mono_us() < deadline)

@@ -2,7 +2,8 @@
  * they wait, other requests (health, sends and receives on another queue) are answered at once,
  * because a waiting receive holds no thread and no database connection; every waiter is answered
  * at its deadline with an empty list; RYDES_MAX_WAITERS turns the next one away with 503; and
- * shutdown answers waiters immediately. */
+ * shutdown answers waiters immediately, and the receives that keep arriving meanwhile. A server
+ * a failed test left running with receives in flight is stopped before the next test starts. */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -12,9 +13,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define WAITERS 300
+#define STREAMS 4
 
 static struct harness_server srv;
 
@@ -22,6 +23,14 @@ static void limited(struct config *cfg)
 {
     struct config_error err;
     ck_assert(config_set_flag(cfg, "max-waiters", "300", &err));
+    ck_assert(config_set_flag(cfg, "connection-limit", "2000", &err));
+}
+
+/* Room for the streams beside the crowd. */
+static void roomy(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "max-waiters", "400", &err));
     ck_assert(config_set_flag(cfg, "connection-limit", "2000", &err));
 }
 
@@ -93,13 +102,74 @@ static void crowd_free(struct crowd *c)
     curl_slist_free_all(c->headers);
 }
 
-static void wait_for_waiters(int n)
+/* The hub's waiters once there are n, or after seconds. */
+static int waiters_reaching(int n, int seconds)
 {
-    for (int i = 0; i < 200 && mq_hub_waiters(srv.app.hub) < n; i++) {
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
+    int64_t deadline = clock_mono_us() + (int64_t)seconds * 1000000;
+    int have;
+    while ((have = mq_hub_waiters(srv.app.hub)) < n && clock_mono_us() < deadline)
+        harness_sleep_ms(20);
+    return have;
+}
+
+/* A client that sends receives one after another over one kept-alive connection until the
+ * server is gone, so some arrive while it stops and after it stopped listening. */
+struct stream {
+    int answered; /* 200 */
+    int other;    /* neither answered nor cut off by the stop: the last one's outcome below */
+    CURLcode rc;
+    long status;
+};
+
+/* Transport errors of a request whose connection the stop closed before it was answered. */
+static bool cut_off(CURLcode rc)
+{
+    return rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR;
+}
+
+/* A kept-alive handle receiving from the idle queue, long polls of one second. */
+static CURL *stream_handle(struct curl_slist *headers, struct buf *body)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/queues/idle/messages:receive", srv.base);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{\"wait_seconds\": 1}");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
+    return e;
+}
+
+static void *stream_run(void *arg)
+{
+    struct stream *st = arg;
+    struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer " HARNESS_ADMIN_TOKEN);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    struct buf body;
+    buf_init(&body);
+    CURL *e = stream_handle(h, &body);
+    int64_t give_up = clock_mono_us() + 60000000;
+    for (;;) {
+        buf_reset(&body);
+        CURLcode rc = curl_easy_perform(e);
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (rc == CURLE_COULDNT_CONNECT || clock_mono_us() > give_up)
+            break; /* the server is gone */
+        if (rc == CURLE_OK && status == 200) {
+            st->answered++;
+        } else if (!cut_off(rc)) {
+            st->other++;
+            st->rc = rc;
+            st->status = status;
+        }
     }
-    ck_assert_int_eq(mq_hub_waiters(srv.app.hub), n);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(h);
+    buf_cleanup(&body);
+    return NULL;
 }
 
 START_TEST(waiters_do_not_starve_other_requests)
@@ -116,7 +186,7 @@ START_TEST(waiters_do_not_starve_other_requests)
     crowd_start(&c, "quiet", 4);
     pthread_t t;
     pthread_create(&t, NULL, crowd_run, &c);
-    wait_for_waiters(WAITERS);
+    ck_assert_int_eq(waiters_reaching(WAITERS, 4), WAITERS);
     /* all 300 wait; everything else is still served, and one more waiter is refused */
     for (int i = 0; i < 20; i++) {
         harness_admin(&srv, "POST", "/queues/busy/messages", "{\"body\":\"b\"}", &r);
@@ -141,7 +211,7 @@ END_TEST
 
 START_TEST(shutdown_answers_waiters_at_once)
 {
-    harness_start(&srv, limited);
+    harness_start(&srv, roomy);
     struct response r;
     harness_admin(&srv, "PUT", "/queues/idle", NULL, &r);
     response_cleanup(&r);
@@ -150,13 +220,55 @@ START_TEST(shutdown_answers_waiters_at_once)
     crowd_start(&c, "idle", 20);
     pthread_t t;
     pthread_create(&t, NULL, crowd_run, &c);
-    wait_for_waiters(WAITERS);
+    ck_assert_int_eq(waiters_reaching(WAITERS, 4), WAITERS);
+    static struct stream st[STREAMS];
+    memset(st, 0, sizeof st);
+    pthread_t ts[STREAMS];
+    for (int i = 0; i < STREAMS; i++)
+        pthread_create(&ts[i], NULL, stream_run, &st[i]);
+    harness_sleep_ms(300); /* the streams are going */
     int64_t t0 = clock_mono_us();
     harness_stop(&srv);
     pthread_join(t, NULL);
     ck_assert_int_eq(c.ok, WAITERS);
     ck_assert_int_lt(c.done - t0, 5000000); /* well before the 20 s deadline */
+    for (int i = 0; i < STREAMS; i++) {
+        pthread_join(ts[i], NULL);
+        /* each receive was answered or cut off by the stop */
+        ck_assert_msg(st[i].other == 0, "%d receive(s), the last: curl %d, status %ld", st[i].other,
+                      (int)st[i].rc, st[i].status);
+        ck_assert_int_gt(st[i].answered, 0);
+    }
     crowd_free(&c);
+}
+END_TEST
+
+/* A failed check leaves its test at once (the runner does not fork), past the test's
+ * harness_stop, with the server still running. The next test's harness_start on the same server
+ * stops that one first: it used to reinitialise the app under the old server's threads, and a
+ * receive in flight found the pool NULL (seen under UBSan when the first test's wait for its
+ * waiters had failed). */
+START_TEST(restart_stops_a_server_left_running)
+{
+    harness_start(&srv, roomy);
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/left", NULL, &r);
+    response_cleanup(&r);
+    static struct crowd c;
+    memset(&c, 0, sizeof c);
+    crowd_start(&c, "left", 20);
+    pthread_t t;
+    pthread_create(&t, NULL, crowd_run, &c);
+    ck_assert_int_ge(waiters_reaching(10, 10), 10); /* receives are arriving and running */
+    int64_t t0 = clock_mono_us();
+    harness_start(&srv, roomy); /* what the next test does when this one fails here */
+    pthread_join(t, NULL);
+    ck_assert_int_lt(c.done - t0, 5000000); /* the old server answered or closed every one */
+    harness_admin(&srv, "GET", "/queues/left", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    crowd_free(&c);
+    harness_stop(&srv);
 }
 END_TEST
 
@@ -167,6 +279,7 @@ int main(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, waiters_do_not_starve_other_requests);
     tcase_add_test(tc, shutdown_answers_waiters_at_once);
+    tcase_add_test(tc, restart_stops_a_server_left_running);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

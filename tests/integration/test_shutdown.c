@@ -1,5 +1,6 @@
 /* Integration: graceful shutdown. A request in flight when shutdown begins is finished and
- * answered; new connections are refused afterwards. The real binary exits 0 on SIGTERM. */
+ * answered, with Connection: close (its client sends nothing more on that connection); new
+ * connections are refused afterwards. The real binary exits 0 on SIGTERM. */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -9,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@ struct slow_upload {
     int next;
     long status;
     CURLcode rc;
+    bool closes; /* the answer said Connection: close */
 };
 
 static size_t slow_read(char *out, size_t size, size_t n, void *userdata)
@@ -43,6 +46,14 @@ static size_t discard(char *p, size_t size, size_t n, void *userdata)
     return size * n;
 }
 
+static size_t see_close(char *p, size_t size, size_t n, void *userdata)
+{
+    struct slow_upload *u = userdata;
+    if (size * n >= 17 && strncasecmp(p, "Connection: close", 17) == 0)
+        u->closes = true;
+    return size * n;
+}
+
 static void *slow_client(void *arg)
 {
     struct slow_upload *u = arg;
@@ -59,6 +70,8 @@ static void *slow_client(void *arg)
     curl_easy_setopt(c, CURLOPT_READFUNCTION, slow_read);
     curl_easy_setopt(c, CURLOPT_READDATA, u);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, see_close);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     u->rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &u->status);
@@ -83,6 +96,7 @@ START_TEST(in_flight_request_finishes_during_shutdown)
     pthread_join(t, NULL);
     ck_assert_int_eq(u.rc, CURLE_OK);
     ck_assert_int_eq(u.status, 201);
+    ck_assert(u.closes); /* a kept-alive client would otherwise keep the stop waiting */
 
     CURL *c = curl_easy_init();
     char url[128];

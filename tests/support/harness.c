@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,7 +124,6 @@ void harness_deliver_outbox(void)
     free(harness_sql(harness_db_url(), "SELECT 1 FROM payloads LIMIT 0"));
 }
 
-
 char *harness_sql(const char *url, const char *sql)
 {
     PGconn *pg = PQconnectdb(url);
@@ -139,8 +139,57 @@ char *harness_sql(const char *url, const char *sql)
     return v;
 }
 
+/* Servers started and not stopped yet. The runner does not fork, so a failed check longjmps
+ * out of its test past the test's harness_stop: that server keeps running, its threads using
+ * the test's struct. Starting the same struct again would zero its app under them (a receive
+ * in flight then found the pool NULL), and the process would exit under them. */
+#define HARNESS_MAX_RUNNING 16
+static struct harness_server *running[HARNESS_MAX_RUNNING];
+static SRunner *runner; /* while harness_run runs the suite */
+
+static struct harness_server **running_slot(const struct harness_server *s)
+{
+    for (int i = 0; i < HARNESS_MAX_RUNNING; i++)
+        if (running[i] == s)
+            return &running[i];
+    return NULL;
+}
+
+/* Is p on this thread's stack? A struct there that outlived its test was overwritten since. */
+static bool on_stack(const void *p)
+{
+    pthread_attr_t a;
+    void *base;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &a) != 0)
+        return true; /* unknown: do not touch it */
+    pthread_attr_getstack(&a, &base, &size);
+    pthread_attr_destroy(&a);
+    return (const char *)p >= (const char *)base && (const char *)p < (const char *)base + size;
+}
+
+/* Stops the server a failed test left running in s. One on that test's stack cannot be stopped
+ * (its struct is overwritten): the run ends here, with the results so far. */
+static void stop_leftover(struct harness_server *s)
+{
+    if (on_stack(s)) {
+        fprintf(stderr, "harness: a failed test left its server running on its stack: "
+                        "ending the run\n");
+        if (runner)
+            srunner_print(runner, CK_NORMAL);
+        fflush(stdout);
+        _exit(EXIT_FAILURE);
+    }
+    fprintf(stderr, "harness: stopping the server a failed test left running\n");
+    harness_stop(s);
+}
+
 void harness_start(struct harness_server *s, void (*tweak)(struct config *cfg))
 {
+    if (running_slot(s))
+        stop_leftover(s);
+    struct harness_server **slot = running_slot(NULL);
+    ck_assert_msg(slot != NULL, "more than %d harness servers at once", HARNESS_MAX_RUNNING);
     const char *level = getenv("RYDES_TEST_LOG_LEVEL");
     log_configure(level && strcmp(level, "debug") == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
                   LOG_FORMAT_TEXT);
@@ -159,10 +208,14 @@ void harness_start(struct harness_server *s, void (*tweak)(struct config *cfg))
     char msg[1024];
     ck_assert_msg(app_start(&s->app, &s->cfg, msg, sizeof msg), "app_start: %s", msg);
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", http_server_port(s->app.http));
+    *slot = s;
 }
 
 void harness_stop(struct harness_server *s)
 {
+    struct harness_server **slot = running_slot(s);
+    if (slot)
+        *slot = NULL;
     app_stop(&s->app);
     config_cleanup(&s->cfg);
 }
@@ -382,8 +435,14 @@ int harness_run(Suite *suite)
     SRunner *sr = srunner_create(suite);
     /* No fork: the server runs in-process and ASan's leak check covers the whole run. */
     srunner_set_fork_status(sr, CK_NOFORK);
+    runner = sr;
     srunner_run_all(sr, CK_NORMAL);
+    runner = NULL;
     int failed = srunner_ntests_failed(sr);
+    fflush(stdout); /* the results are out whatever stopping a leftover server does */
+    for (int i = 0; i < HARNESS_MAX_RUNNING; i++)
+        if (running[i])
+            stop_leftover(running[i]);
     srunner_free(sr);
     curl_global_cleanup();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
