@@ -1,4 +1,4 @@
-/* The HTTP layer: a libmicrohttpd daemon with an internal thread pool (epoll), the request
+/* The HTTP layer: a libmicrohttpd daemon with an internal thread pool (poll), the request
  * context handed to route handlers, and the reply functions they call.
  *
  * Lifecycle of a request: headers arrive -> route match, body-size check from Content-Length,

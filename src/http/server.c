@@ -1,6 +1,10 @@
 /* The libmicrohttpd daemon and the request lifecycle; see include/rydes/http.h.
  *
- * MHD runs an internal thread pool, each thread polling its share of connections with epoll.
+ * MHD runs an internal thread pool, each thread polling its share of connections with poll(2).
+ * Not epoll: libmicrohttpd 0.9.75's epoll loop calls epoll_wait again with the same timeout
+ * when one call returned exactly 128 events, before handling them; a worker whose other
+ * connections are suspended long polls has no timeout (-1) and stalls with those 128 requests
+ * unread until some other event reaches it.
  * Handlers run on those threads and may block on the database; the pool's timed acquire bounds
  * that wait. Everything a request owns hangs off struct http_request, which is created on the
  * first call of the access handler and freed in on_completed, the only place that frees it.
@@ -535,7 +539,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     s->cfg = *cfg;
     ensure_descriptors(cfg->connection_limit);
     s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
