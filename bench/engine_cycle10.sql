@@ -15,7 +15,7 @@ WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m WHER
 u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => 30),
              receive_count = m.receive_count + (c.rc0 < 2147483647)::int, receipt = :nonce,
              first_received_at = coalesce(m.first_received_at, now())
-      FROM c WHERE m.ctid = c.t AND m.queue_id = :qid::int AND m.id = c.id
+      FROM c WHERE m.ctid = c.t
       RETURNING m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes,
           m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
           mq_state(m.visible_at, m.receive_count), m.group_id, c.rc0 >= 2147483647)

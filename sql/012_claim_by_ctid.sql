@@ -5,7 +5,8 @@
 -- the outer side when its statistics say the queue is empty (analysed while empty, then
 -- filled): every claim then walks every message and every dead index entry of the queue. The
 -- locked tuple's ctid cannot change while we hold its lock, so a TID scan is exact and the plan
--- cannot degrade. A row that a concurrent change made visible again after our snapshot is
+-- cannot degrade. The join is by ctid alone: with the key columns in it too, a generic plan
+-- that expects many claimed rows merge-joins against the queue's index from its first row. A row that a concurrent change made visible again after our snapshot is
 -- locked through its update chain but not seen by the TID scan: it is skipped by this claim and
 -- stays available, never lost or delivered twice. src/mq/messages.c's mq_claim does the same.
 
@@ -29,7 +30,7 @@ BEGIN
             WHERE m.queue_id = q.id AND m.visible_at <= now() AND m.receive_count < max_rc
             ORDER BY m.id LIMIT p_max FOR UPDATE SKIP LOCKED
         )
-        DELETE FROM messages m USING c WHERE m.ctid = c.t AND m.queue_id = q.id AND m.id = c.id
+        DELETE FROM messages m USING c WHERE m.ctid = c.t
         RETURNING m.queue_id, m.id, m.visible_at, m.receive_count + 1, p_nonce,
                   coalesce(m.first_received_at, now()), m.sent_at, m.message_id, m.group_id,
                   m.source_queue_id, m.body_json, m.body, m.attributes, m.payload_id;
@@ -46,7 +47,7 @@ BEGIN
         receive_count = m.receive_count + 1,
         receipt = p_nonce,
         first_received_at = coalesce(m.first_received_at, now())
-    FROM c WHERE m.ctid = c.t AND m.queue_id = q.id AND m.id = c.id
+    FROM c WHERE m.ctid = c.t
     RETURNING m.*;
 END
 $$;

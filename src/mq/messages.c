@@ -70,7 +70,7 @@ static struct db_stmt q_claim = DB_STMT(
     "UPDATE messages m SET visible_at = now() + make_interval(secs => $4), "
     "receive_count = m.receive_count + (c.rc0 < $6)::int, receipt = $5, "
     "first_received_at = coalesce(m.first_received_at, now()) "
-    "FROM c WHERE m.ctid = c.t AND m.queue_id = $1 AND m.id = c.id "
+    "FROM c WHERE m.ctid = c.t "
     "RETURNING " MQ_MESSAGE_COLUMNS ", c.rc0 >= $6",
     6);
 /* Moves leased messages $2 (receipt $3) of queue $1 to dead-letter queue $4. */

@@ -144,6 +144,13 @@ START_TEST(claims_use_the_index_whatever_the_statistics)
     ck_assert_msg(strstr(buf_str(&plan), "Tid Scan") && !strstr(buf_str(&plan), "Seq Scan"),
                   "engine claim plan:\n%s", buf_str(&plan));
     buf_cleanup(&plan);
+    /* and with statistics of a deep queue, the generic plan still updates by TID (the key
+     * columns in the join made it merge-join against the whole queue's index) */
+    PQclear(PQexec(c->pg, "ANALYZE messages"));
+    explain(c, "EXPLAIN EXECUTE mq_claim(424242, 0, 10, 30, 1, 2147483647)", &plan);
+    ck_assert_msg(strstr(buf_str(&plan), "Tid Scan") && !strstr(buf_str(&plan), "Merge Join"),
+                  "engine claim plan, deep queue:\n%s", buf_str(&plan));
+    buf_cleanup(&plan);
     PQclear(PQexec(c->pg, "DELETE FROM messages WHERE queue_id = 424242"));
     db_pool_release(srv.app.pool, c);
 }
