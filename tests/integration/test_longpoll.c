@@ -209,17 +209,25 @@ START_TEST(waiters_do_not_starve_other_requests)
 }
 END_TEST
 
-START_TEST(shutdown_answers_waiters_at_once)
+/* Starts a roomy server, creates queue and sets crowd c long-polling it (20 s) on thread t. */
+static void roomy_server_with_crowd(const char *queue, struct crowd *c, pthread_t *t)
 {
     harness_start(&srv, roomy);
+    char path[96];
+    snprintf(path, sizeof path, "/queues/%s", queue);
     struct response r;
-    harness_admin(&srv, "PUT", "/queues/idle", NULL, &r);
+    harness_admin(&srv, "PUT", path, NULL, &r);
     response_cleanup(&r);
+    memset(c, 0, sizeof *c);
+    crowd_start(c, queue, 20);
+    pthread_create(t, NULL, crowd_run, c);
+}
+
+START_TEST(shutdown_answers_waiters_at_once)
+{
     static struct crowd c;
-    memset(&c, 0, sizeof c);
-    crowd_start(&c, "idle", 20);
     pthread_t t;
-    pthread_create(&t, NULL, crowd_run, &c);
+    roomy_server_with_crowd("idle", &c, &t);
     ck_assert_int_eq(waiters_reaching(WAITERS, 4), WAITERS);
     static struct stream st[STREAMS];
     memset(st, 0, sizeof st);
@@ -250,20 +258,15 @@ END_TEST
  * waiters had failed). */
 START_TEST(restart_stops_a_server_left_running)
 {
-    harness_start(&srv, roomy);
-    struct response r;
-    harness_admin(&srv, "PUT", "/queues/left", NULL, &r);
-    response_cleanup(&r);
     static struct crowd c;
-    memset(&c, 0, sizeof c);
-    crowd_start(&c, "left", 20);
     pthread_t t;
-    pthread_create(&t, NULL, crowd_run, &c);
+    roomy_server_with_crowd("left", &c, &t);
     ck_assert_int_ge(waiters_reaching(10, 10), 10); /* receives are arriving and running */
     int64_t t0 = clock_mono_us();
     harness_start(&srv, roomy); /* what the next test does when this one fails here */
     pthread_join(t, NULL);
     ck_assert_int_lt(c.done - t0, 5000000); /* the old server answered or closed every one */
+    struct response r;
     harness_admin(&srv, "GET", "/queues/left", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     response_cleanup(&r);
