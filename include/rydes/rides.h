@@ -43,6 +43,7 @@ struct ride {
     char *from, *to, *customer, *unicorn; /* owned; unicorn NULL when not given */
     double duration, distance, fare;
     char submitted_at[CLOCK_RFC3339_LEN];
+    char *json; /* owned: ride_json as compact text when already made (a new ride), or NULL */
 };
 
 void ride_clear(struct ride *r);

@@ -1,10 +1,12 @@
 /* Random identifiers; see include/rydes/ids.h. */
 #include "rydes/ids.h"
 
+#include "rydes/clock.h"
 #include "rydes/log.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +48,11 @@ void ids_random(void *out, size_t n)
     }
 }
 
-void ids_uuid(char *out)
+/* Writes the 16 bytes b as a lower-case UUID string, version v. */
+static void uuid_format(unsigned char *b, int v, char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    ids_random(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[6] = (unsigned char)((b[6] & 0x0f) | (v << 4));
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     char *o = out;
     for (int i = 0; i < 16; i++) {
@@ -61,6 +62,23 @@ void ids_uuid(char *out)
         *o++ = hex[b[i] & 15];
     }
     *o = '\0';
+}
+
+void ids_uuid(char *out)
+{
+    unsigned char b[16];
+    ids_random(b, sizeof b);
+    uuid_format(b, 4, out);
+}
+
+void ids_uuid_v7(char *out)
+{
+    unsigned char b[16];
+    ids_random(b + 6, sizeof b - 6);
+    uint64_t ms = (uint64_t)(clock_wall_us() / 1000);
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    uuid_format(b, 7, out);
 }
 
 bool ids_is_uuid(const char *s)

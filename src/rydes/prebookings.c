@@ -312,7 +312,7 @@ enum mq_status prebookings_submit(struct db_conn *c, const struct topic_set *set
     memset(published, 0, sizeof *published);
     if (!set)
         return MQ_NOT_FOUND;
-    ids_uuid(out->id);
+    ids_uuid_v7(out->id); /* the primary key: time-ordered */
     snprintf(out->kind, sizeof out->kind, "prebooking");
     out->status = TASK_PENDING;
     clock_format_rfc3339(clock_wall_us(), out->submitted_at);
@@ -455,7 +455,7 @@ static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_
         return run(c, &q_fail, fv);
     }
     char id[IDS_UUID_LEN];
-    ids_uuid(id);
+    ids_uuid_v7(id); /* the primary key: time-ordered */
     const char *mv[] = {id, e->task_id, e->from, e->to, e->customer, e->when};
     return run(c, &q_make, mv);
 }

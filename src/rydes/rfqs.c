@@ -270,7 +270,7 @@ enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
     memset(published, 0, sizeof *published);
     if (!set)
         return MQ_NOT_FOUND;
-    ids_uuid(out->id);
+    ids_uuid_v7(out->id); /* the primary key: time-ordered */
     out->from = xstrdup(in->from);
     out->to = xstrdup(in->to);
     out->customer = xstrdup(in->customer);

@@ -76,6 +76,7 @@ void ride_clear(struct ride *r)
     free(r->to);
     free(r->customer);
     free(r->unicorn);
+    free(r->json);
     memset(r, 0, sizeof *r);
 }
 
@@ -142,7 +143,7 @@ static void submission_init(struct submission *s, const struct ride_input *in,
                             const char *correlation_id)
 {
     memset(s, 0, sizeof *s);
-    ids_uuid(s->id);
+    ids_uuid_v7(s->id); /* the primary key: time-ordered */
     jsontext_format_double(in->duration, s->numbers[0], 32);
     jsontext_format_double(in->distance, s->numbers[1], 32);
     snprintf(s->numbers[2], 32, "%.2f", in->fare);
@@ -167,6 +168,15 @@ static void submission_clear(struct submission *s)
     ride_clear(&s->ride);
     free(s->body);
     json_decref(s->attributes);
+}
+
+/* Moves the stored ride out of s, with its JSON text (the event's body is the representation). */
+static void ride_take(struct submission *s, struct ride *out)
+{
+    *out = s->ride;
+    out->json = s->body;
+    memset(&s->ride, 0, sizeof s->ride);
+    s->body = NULL;
 }
 
 /* The first ten parameters of the insert statements. */
@@ -220,8 +230,7 @@ submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_pu
     bool stored = PQntuples(r) == 1;
     if (stored) {
         mq_publish_plan_result(plan, r, 0, published);
-        *out = s->ride; /* moved */
-        memset(&s->ride, 0, sizeof s->ride);
+        ride_take(s, out);
     }
     PQclear(r);
     return stored ? RIDES_CREATED : taken_key(c, key, hash, out, st);
@@ -262,8 +271,7 @@ submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct sub
     if (ok && claimed)
         *st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, ctx, published);
     if (ok && claimed && *st == MQ_OK && db_commit(c)) {
-        *out = s->ride;
-        memset(&s->ride, 0, sizeof s->ride);
+        ride_take(s, out);
         return RIDES_CREATED;
     }
     db_rollback(c);

@@ -5,6 +5,7 @@
  * 4122 variant, lower case, distinct), ids_is_uuid and ids_request_id_valid on tables of good
  * and bad inputs. Output buffers carry a guard area to catch writes past their documented size
  * (the library is not built with AddressSanitizer). */
+#include "rydes/clock.h"
 #include "rydes/ids.h"
 #include "rydes/secret.h"
 
@@ -185,6 +186,40 @@ START_TEST(test_uuid_format)
 }
 END_TEST
 
+/* The 48-bit millisecond prefix of a v7 UUID, read back from its text. */
+static int64_t uuid_v7_ms(const char *u)
+{
+    char hex[13];
+    memcpy(hex, u, 8);
+    memcpy(hex + 8, u + 9, 4);
+    hex[12] = '\0';
+    return (int64_t)strtoll(hex, NULL, 16);
+}
+
+START_TEST(test_uuid_v7_format_and_order)
+{
+    char prev[IDS_UUID_LEN] = "";
+    for (int i = 0; i < 100; i++) {
+        int64_t before = clock_wall_us() / 1000;
+        char out[IDS_UUID_LEN + GUARD];
+        memset(out, 'G', sizeof out);
+        ids_uuid_v7(out);
+        int64_t after = clock_wall_us() / 1000;
+        assert_guard(out + IDS_UUID_LEN, GUARD);
+        ck_assert_msg(ids_is_uuid(out), "%s", out);
+        ck_assert_int_eq(out[14], '7');
+        ck_assert_msg(strchr("89ab", out[19]) != NULL, "variant of %s", out);
+        int64_t ms = uuid_v7_ms(out);
+        ck_assert_msg(ms >= before && ms <= after, "%s: %lld ms not in [%lld, %lld]", out,
+                      (long long)ms, (long long)before, (long long)after);
+        /* distinct, and never older than the id made before it */
+        ck_assert_str_ne(prev, out);
+        ck_assert_msg(!prev[0] || uuid_v7_ms(prev) <= ms, "%s before %s", prev, out);
+        memcpy(prev, out, IDS_UUID_LEN);
+    }
+}
+END_TEST
+
 START_TEST(test_uuid_distinct)
 {
     char a[IDS_UUID_LEN], b[IDS_UUID_LEN];
@@ -310,6 +345,7 @@ static Suite *secret_suite(void)
     TCase *ids = tcase_create("ids");
     tcase_add_test(ids, test_uuid_format);
     tcase_add_test(ids, test_uuid_distinct);
+    tcase_add_test(ids, test_uuid_v7_format_and_order);
     tcase_add_test(ids, test_random_fills);
     tcase_add_test(ids, test_is_uuid_table);
     tcase_add_test(ids, test_request_id_table);
