@@ -200,12 +200,17 @@ static void render_subscriptions(struct app *app, struct buf *out)
                (unsigned long long)mq_counters_overflow());
 }
 
-/* HELP texts of the database gauges (sql/010: rydes_gauges). */
+/* HELP texts of the database gauges (sql/010 and 014: rydes_gauges). */
 static const struct {
     const char *metric, *help;
 } gauge_help[] = {
     {"rydes_fares", "Fares (sagas) by status."},
     {"rydes_fares_needing_operator", "Fares whose compensation failed: an operator must look."},
+    {"rydes_outbox_events",
+     "Publish outbox events by state: pending (the fan-out delivers them) or failed (an "
+     "operator must look)."},
+    {"rydes_outbox_oldest_pending_seconds",
+     "Age of the oldest event waiting in the publish outbox (0 when none waits)."},
     {"rydes_pg_dead_rows", "Dead rows per table of the engine (autovacuum should keep it low)."},
     {"rydes_pg_last_autovacuum_seconds", "Unix time of the last (auto)vacuum per table."},
     {"rydes_pg_live_rows", "Live rows per table of the engine."},

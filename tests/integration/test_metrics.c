@@ -255,6 +255,8 @@ START_TEST(the_exposition_passes_the_promtool_rules)
         "rydes_publishes_total",
         "rydes_fanout_events_total",
         "rydes_fanout_deliveries_total",
+        "rydes_outbox_events",
+        "rydes_outbox_oldest_pending_seconds",
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         char want[160];

@@ -108,12 +108,44 @@ START_TEST(an_undeliverable_event_is_set_aside)
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM publish_outbox WHERE failed_at IS NOT NULL "
                                   "AND error LIKE '%%refused by a test%%'"),
                      1);
+    /* where operators look: stuck_work and the gauges of /metrics */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM stuck_work WHERE kind = 'outbox' "
+                                  "AND state LIKE 'delivery failed: %%refused by a test%%'"),
+                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT value::int FROM rydes_gauges() "
+                     "WHERE metric = 'rydes_outbox_events' AND labels = 'state=\"failed\"'"),
+        1);
     /* the operator removes the cause and clears the mark: delivered */
     free(harness_sql(harness_db_url(), "DROP TRIGGER outbox_test_refuse ON messages"));
     free(harness_sql(harness_db_url(), "DROP FUNCTION outbox_test_refuse()"));
     free(harness_sql(harness_db_url(), "UPDATE publish_outbox SET failed_at = NULL"));
     ck_assert_int_eq(received("aside", "poison"), 1);
     ck_assert_int_eq(outbox_rows(), 0);
+}
+END_TEST
+
+START_TEST(an_event_nobody_delivers_shows_as_stuck)
+{
+    harness_put_queue(&srv, "late", "{}", 201);
+    harness_stop(&srv); /* no fan-out thread runs now */
+    leave_in_outbox("late", "{\"n\": \"late-1\"}", "{}");
+    free(harness_sql(harness_db_url(),
+                     "UPDATE publish_outbox SET created_at = now() - interval '2 minutes'"));
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM stuck_work WHERE kind = 'outbox' "
+                                  "AND state = 'waiting for the fan-out'"),
+                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT value::int FROM rydes_gauges() "
+                     "WHERE metric = 'rydes_outbox_events' AND labels = 'state=\"pending\"'"),
+        1);
+    ck_assert_int_ge(harness_sqlf("SELECT value::int FROM rydes_gauges() "
+                                  "WHERE metric = 'rydes_outbox_oldest_pending_seconds'"),
+                     119);
+    harness_start(&srv, NULL); /* a process again: its poll delivers the event */
+    ck_assert_int_eq(received("late", "late-1"), 1);
+    ck_assert_int_eq(outbox_rows(), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM stuck_work WHERE kind = 'outbox'"), 0);
 }
 END_TEST
 
@@ -126,6 +158,7 @@ int main(void)
     tcase_add_test(tc, a_ride_reaches_its_queues_through_the_thread);
     tcase_add_test(tc, an_event_left_by_a_crash_is_delivered_by_the_poll);
     tcase_add_test(tc, an_undeliverable_event_is_set_aside);
+    tcase_add_test(tc, an_event_nobody_delivers_shows_as_stuck);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
