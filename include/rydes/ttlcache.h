@@ -1,7 +1,8 @@
 /* A small fixed-size cache of fixed-size values with a time to live, for data every request
  * reads and that changes rarely (token roles, queue attributes). Thread-safe (one mutex); a full
  * cache evicts by slot (hash collision), never grows. A value read from it may be stale by at
- * most the TTL, unless the process invalidates it itself. */
+ * most the TTL, unless the process invalidates it itself. Values may be secrets: a slot removed,
+ * cleared, replaced, found expired or freed is wiped. */
 #ifndef RYDES_TTLCACHE_H
 #define RYDES_TTLCACHE_H
 

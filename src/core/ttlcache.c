@@ -1,9 +1,13 @@
 /* The TTL cache; see include/rydes/ttlcache.h. Direct-mapped: a key's slot is its FNV-1a hash
- * modulo the slot count, so lookups are O(1) and a colliding key simply replaces the other. */
+ * modulo the slot count, so lookups are O(1) and a colliding key simply replaces the other.
+ * Values may be secrets (the AWS key cache holds secret access keys): a slot that is removed,
+ * cleared, found expired or freed is wiped, not just marked empty. */
 #include "rydes/ttlcache.h"
 
 #include "rydes/clock.h"
 #include "rydes/mem.h"
+
+#include <openssl/crypto.h>
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,6 +47,8 @@ void ttlcache_free(struct ttlcache *c)
     if (!c)
         return;
     pthread_mutex_destroy(&c->mu);
+    OPENSSL_cleanse(c->values, c->nslots * c->value_size);
+    OPENSSL_cleanse(c->slots, c->nslots * sizeof *c->slots);
     free(c->slots);
     free(c->values);
     free(c);
@@ -61,6 +67,15 @@ static bool matches(const struct slot *s, const void *key, size_t keylen)
     return s->keylen == keylen && memcmp(s->key, key, keylen) == 0;
 }
 
+/* Empties slot s and wipes its key and value. Called with c->mu held. */
+static void slot_wipe(struct ttlcache *c, struct slot *s)
+{
+    OPENSSL_cleanse(s->key, sizeof s->key);
+    OPENSSL_cleanse(s->value, c->value_size);
+    s->keylen = 0;
+    s->expires_us = 0;
+}
+
 bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *value)
 {
     if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
@@ -70,6 +85,8 @@ bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *valu
     bool hit = matches(s, key, keylen) && s->expires_us > clock_mono_us();
     if (hit)
         memcpy(value, s->value, c->value_size);
+    else if (s->keylen && s->expires_us <= clock_mono_us())
+        slot_wipe(c, s); /* expired: nothing of it stays in memory */
     pthread_mutex_unlock(&c->mu);
     return hit;
 }
@@ -80,6 +97,7 @@ void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void
         return;
     pthread_mutex_lock(&c->mu);
     struct slot *s = slot_of(c, key, keylen);
+    slot_wipe(c, s); /* a longer key it replaces leaves no tail behind */
     memcpy(s->key, key, keylen);
     s->keylen = keylen;
     s->expires_us = clock_mono_us() + c->ttl_us;
@@ -94,7 +112,7 @@ void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen)
     pthread_mutex_lock(&c->mu);
     struct slot *s = slot_of(c, key, keylen);
     if (matches(s, key, keylen))
-        s->keylen = 0;
+        slot_wipe(c, s);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -102,6 +120,6 @@ void ttlcache_clear(struct ttlcache *c)
 {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->nslots; i++)
-        c->slots[i].keylen = 0;
+        slot_wipe(c, &c->slots[i]);
     pthread_mutex_unlock(&c->mu);
 }
