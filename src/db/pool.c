@@ -285,23 +285,32 @@ static int stmt_id(struct db_stmt *st)
     return fresh - 1;
 }
 
+/* libpq returns no result at all when it cannot send a command (the connection is gone, as
+ * after a statement that lost it): such a call gets a failed result like any other failure,
+ * carrying the connection's error message. NULL from here on is only out of memory. */
+static PGresult *result_or_failure(PGconn *pg, PGresult *r)
+{
+    if (!r)
+        r = PQmakeEmptyPGresult(pg, PGRES_FATAL_ERROR);
+    if (!r)
+        rydes_oom();
+    return r;
+}
+
 PGresult *db_exec(struct db_conn *c, struct db_stmt *st, const char *const *values,
                   const int *lengths, const int *formats)
 {
     int id = stmt_id(st);
     if (!c->prepared[id]) {
-        PGresult *r = PQprepare(c->pg, st->name, st->sql, st->nparams, NULL);
-        if (!r)
-            rydes_oom();
+        PGresult *r =
+            result_or_failure(c->pg, PQprepare(c->pg, st->name, st->sql, st->nparams, NULL));
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             return r; /* the caller sees the failure exactly as from the statement itself */
         PQclear(r);
         c->prepared[id] = true;
     }
-    PGresult *r = PQexecPrepared(c->pg, st->name, st->nparams, values, lengths, formats, 0);
-    if (!r)
-        rydes_oom();
-    return r;
+    return result_or_failure(
+        c->pg, PQexecPrepared(c->pg, st->name, st->nparams, values, lengths, formats, 0));
 }
 
 bool db_conn_lost(const struct db_conn *c)
@@ -338,9 +347,7 @@ bool db_ok(struct db_conn *c, PGresult *res, ExecStatusType want)
 
 static bool simple(struct db_conn *c, const char *sql)
 {
-    PGresult *r = PQexec(c->pg, sql);
-    if (!r)
-        rydes_oom();
+    PGresult *r = result_or_failure(c->pg, PQexec(c->pg, sql));
     bool ok = db_ok(c, r, PGRES_COMMAND_OK);
     PQclear(r);
     return ok;

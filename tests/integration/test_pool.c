@@ -79,6 +79,32 @@ START_TEST(failed_transaction_is_rolled_back_on_release)
 }
 END_TEST
 
+static struct db_stmt q_pool_test_one = DB_STMT("pool_test_one", "SELECT 1", 0);
+
+/* A connection that dies inside a transaction: every later statement of the request fails like
+ * any other failure (libpq gives no result at all for a dead connection; it was taken for out
+ * of memory and aborted the process), and the pool replaces the connection. */
+START_TEST(statements_after_a_lost_connection_fail_cleanly)
+{
+    struct db_conn *c = take();
+    ck_assert(db_begin(c));
+    PQclear(PQexec(c->pg, "SELECT pg_terminate_backend(pg_backend_pid())"));
+    ck_assert(db_conn_lost(c));
+    PGresult *r = db_exec(c, &q_pool_test_one, NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert(!db_ok(c, r, PGRES_TUPLES_OK));
+    PQclear(r);
+    ck_assert(!db_commit(c));
+    db_rollback(c);
+    db_pool_release(srv.app.pool, c);
+    c = take();
+    r = db_exec(c, &q_pool_test_one, NULL, NULL, NULL);
+    ck_assert(db_ok(c, r, PGRES_TUPLES_OK));
+    PQclear(r);
+    db_pool_release(srv.app.pool, c);
+}
+END_TEST
+
 START_TEST(killed_connection_is_replaced)
 {
     struct response r;
@@ -163,6 +189,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, exhausted_pool_is_503_with_retry_after);
     tcase_add_test(tc, failed_transaction_is_rolled_back_on_release);
+    tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
     tcase_add_test(tc, killed_connection_is_replaced);
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);
     suite_add_tcase(s, tc);
