@@ -102,6 +102,13 @@ void mq_messages_free(struct mq_message *msgs, int n);
  * fifo is MQ_CONFLICT and an unknown or mismatched dead-letter queue MQ_INVALID, with detail. */
 enum mq_status mq_queue_put(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
                             bool *created, char *detail, size_t detail_len);
+/* mq_queue_put, and also(c, name, created, ctx) in the same transaction: what it writes commits
+ * with the queue, and a status other than MQ_OK from it rolls both back and is returned. */
+enum mq_status mq_queue_put_also(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
+                                 bool *created, char *detail, size_t detail_len,
+                                 enum mq_status (*also)(struct db_conn *c, const char *name,
+                                                        bool created, void *ctx),
+                                 void *ctx);
 enum mq_status mq_queue_get(struct db_conn *c, const char *name, struct mq_queue *out);
 enum mq_status mq_queue_delete(struct db_conn *c, const char *name);
 /* Lists up to limit queue names after the name after ("" from the start); *names is an array

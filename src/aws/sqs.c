@@ -288,21 +288,17 @@ static bool create_tags_input(struct aws_call *call, json_t **tags, enum handler
     return false;
 }
 
-/* Stores the tags of a queue CreateQueue just created; on a failure the queue is deleted again,
- * so that a CreateQueue that failed left nothing behind (mq_queue_put commits on its own). */
-static enum handler_result create_tags(struct aws_call *call, struct db_conn *c, const char *name,
-                                       json_t *tags)
+/* Stores the tags (ctx) of a queue CreateQueue creates, in the queue's own transaction: a
+ * queue is never left without the tags it was created with. */
+static enum mq_status create_tags(struct db_conn *c, const char *name, bool created, void *ctx)
 {
+    if (!created || !ctx)
+        return MQ_OK;
     struct mq_queue q;
     enum mq_status st = mq_queue_get(c, name, &q);
-    enum store_result r = st == MQ_OK ? aws_tags_put(c, q.id, tags) : STORE_UNAVAILABLE;
-    if (r == STORE_OK)
-        return reply_url(call, name);
-    if (st == MQ_OK)
-        mq_queue_delete(c, name);
-    ttlcache_remove(call->req->app->queue_cache, name, strlen(name));
-    http_add_header(call->req, "Retry-After", "1");
-    return aws_fail(call, WIRE_UNAVAILABLE, "The queue and its tags could not be stored; retry.");
+    if (st != MQ_OK)
+        return st;
+    return aws_tags_put(c, q.id, ctx) == STORE_OK ? MQ_OK : MQ_UNAVAILABLE;
 }
 
 static enum handler_result create_new(struct aws_call *call, struct db_conn *c, const char *name,
@@ -318,12 +314,11 @@ static enum handler_result create_new(struct aws_call *call, struct db_conn *c, 
         return res;
     bool created;
     char detail[256] = "";
-    enum mq_status st = mq_queue_put(c, name, &a, &created, detail, sizeof detail);
+    enum mq_status st =
+        mq_queue_put_also(c, name, &a, &created, detail, sizeof detail, create_tags, tags);
     ttlcache_remove(call->req->app->queue_cache, name, strlen(name));
     if (st != MQ_OK)
         return sqs_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, detail);
-    if (created && tags)
-        return create_tags(call, c, name, tags);
     return reply_url(call, name);
 }
 

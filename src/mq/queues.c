@@ -221,6 +221,15 @@ static enum mq_status upsert(struct db_conn *c, const char *name, const struct m
 enum mq_status mq_queue_put(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
                             bool *created, char *detail, size_t detail_len)
 {
+    return mq_queue_put_also(c, name, attrs, created, detail, detail_len, NULL, NULL);
+}
+
+enum mq_status mq_queue_put_also(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
+                                 bool *created, char *detail, size_t detail_len,
+                                 enum mq_status (*also)(struct db_conn *c, const char *name,
+                                                        bool created, void *ctx),
+                                 void *ctx)
+{
     char dlq_id[16];
     detail[0] = '\0';
     if (!db_begin(c))
@@ -230,6 +239,8 @@ enum mq_status mq_queue_put(struct db_conn *c, const char *name, const struct mq
         st = upsert(c, name, attrs, dlq_id, created);
     if (st == MQ_CONFLICT)
         snprintf(detail, detail_len, "the fifo attribute of an existing queue cannot change");
+    if (st == MQ_OK && also)
+        st = also(c, name, *created, ctx);
     if (st != MQ_OK) {
         db_rollback(c);
         return st;

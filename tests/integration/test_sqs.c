@@ -385,6 +385,34 @@ START_TEST(control_characters_are_refused_or_replaced)
 }
 END_TEST
 
+/* CreateQueue stores the queue and its tags in one transaction: a connection that dies while
+ * the tags are written (a trigger terminates its own backend) leaves no queue behind, where a
+ * queue committed first could not be deleted again over the dead connection. */
+START_TEST(create_queue_with_tags_is_one_transaction)
+{
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION sqs_test_die() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$"));
+    free(harness_sql(harness_db_url(), "CREATE TRIGGER sqs_test_die BEFORE INSERT ON queue_tags "
+                                       "FOR EACH ROW EXECUTE FUNCTION sqs_test_die()"));
+    struct response r;
+    json_call("CreateQueue", "{\"QueueName\":\"torn\",\"tags\":{\"team\":\"rides\"}}", admin_key,
+              admin_secret, &r);
+    ck_assert_int_ge(r.status, 500);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'torn'"), 0);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER sqs_test_die ON queue_tags"));
+    free(harness_sql(harness_db_url(), "DROP FUNCTION sqs_test_die()"));
+    json_call("CreateQueue", "{\"QueueName\":\"torn\",\"tags\":{\"team\":\"rides\"}}", admin_key,
+              admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queue_tags t JOIN queues q ON q.id = "
+                                  "t.queue_id WHERE q.name = 'torn' AND t.key = 'team'"),
+                     1);
+}
+END_TEST
+
 /* CreateQueue validates its tags before it creates anything: a bad tag is a 400 and no queue
  * (it was a 503 with the queue created); good tags are stored with the queue. */
 START_TEST(create_queue_validates_tags_first)
@@ -702,6 +730,7 @@ int main(void)
     tcase_add_test(t, sns_unknown_action);
     tcase_add_test(t, control_characters_are_refused_or_replaced);
     tcase_add_test(t, create_queue_validates_tags_first);
+    tcase_add_test(t, create_queue_with_tags_is_one_transaction);
     tcase_add_test(t, nul_bytes_and_indexes_are_refused);
     tcase_add_test(t, redrive_policy_is_json);
     tcase_add_test(t, app_tokens_cannot_send_batches);
