@@ -59,6 +59,21 @@ static json_t *send_result_json(const struct mq_send_entry *e, const struct mq_s
     return o;
 }
 
+/* The answer to a single send, the members of send_result_json written as text: ids, digests
+ * and sequence numbers need no escaping, and jansson's pack and dump cost the gateway more than
+ * the rest of the send (callgrind). */
+static enum handler_result reply_sent(struct http_request *req, const struct mq_send_entry *e,
+                                      const struct mq_send_result *r, bool fifo)
+{
+    char md5[33], seq[64] = "", text[192];
+    secret_md5_hex(e->body, e->body_len, md5);
+    if (fifo)
+        snprintf(seq, sizeof seq, ",\"sequence_number\":\"%lld\"", r->sequence);
+    int n = snprintf(text, sizeof text, "{\"message_id\":\"%s\",\"md5_of_body\":\"%s\"%s}",
+                     r->message_id, md5, seq);
+    return http_reply(req, r->duplicate ? 200 : 201, "application/json", text, (size_t)n);
+}
+
 enum handler_result api_messages_send(struct http_request *req)
 {
     enum handler_result res;
@@ -87,7 +102,7 @@ enum handler_result api_messages_send(struct http_request *req)
     else if (st != MQ_OK)
         res = api_mq_failure(req, st, NULL);
     else
-        res = http_reply_json(req, r.duplicate ? 200 : 201, send_result_json(&e, &r, q.attrs.fifo));
+        res = reply_sent(req, &e, &r, q.attrs.fifo);
     field_errors_cleanup(&fe);
     free(owned);
     return res;
