@@ -21,6 +21,10 @@ void field_errors_cleanup(struct field_errors *fe);
 /* Records that field is invalid. Past VALIDATE_MAX_FIELD_ERRORS further errors are dropped. */
 void field_errors_add(struct field_errors *fe, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for field of the object at prefix ("entries[2]" + "body": "entries[2].body"; an
+ * empty prefix names field alone). The name is built only when there is an error to record. */
+void field_errors_add_at(struct field_errors *fe, const char *prefix, const char *field,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Records an error for every key of obj that is not in known (NULL-terminated). */
 void validate_known_fields(json_t *obj, const char *const *known, struct field_errors *fe);

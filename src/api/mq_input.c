@@ -225,16 +225,15 @@ static void path(char *out, size_t n, const char *prefix, const char *field)
 static void read_body(json_t *obj, const char *prefix, struct mq_send_entry *e, char **owned,
                       struct field_errors *fe)
 {
-    char f[96];
-    path(f, sizeof f, prefix, "body");
     json_t *b = json_object_get(obj, "body");
     if (!b || json_is_null(b)) {
-        field_errors_add(fe, f, "is required");
+        field_errors_add_at(fe, prefix, "body", "is required");
     } else if (json_is_string(b)) {
         e->body = json_string_value(b);
         e->body_len = json_string_length(b);
         if (e->body_len == 0 || strlen(e->body) != e->body_len)
-            field_errors_add(fe, f, "must be a non-empty string without NUL characters");
+            field_errors_add_at(fe, prefix, "body",
+                                "must be a non-empty string without NUL characters");
     } else {
         *owned = jsontext_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
         e->body = *owned;
@@ -256,15 +255,13 @@ bool mq_input_token_valid(const char *s)
 static const char *read_token(json_t *obj, const char *prefix, const char *field,
                               struct field_errors *fe)
 {
-    char f[96];
-    path(f, sizeof f, prefix, field);
     json_t *v = json_object_get(obj, field);
     if (!v)
         return NULL;
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
     bool ok = s && strlen(s) == json_string_length(v) && mq_input_token_valid(s);
     if (!ok) {
-        field_errors_add(fe, f, "must be 1 to 128 printable ASCII characters");
+        field_errors_add_at(fe, prefix, field, "must be 1 to 128 printable ASCII characters");
         return NULL;
     }
     return s;
@@ -273,27 +270,23 @@ static const char *read_token(json_t *obj, const char *prefix, const char *field
 static void read_fifo_fields(json_t *obj, const char *prefix, const struct mq_queue *q,
                              struct mq_send_entry *e, struct field_errors *fe)
 {
-    char f[96];
     e->group_id = read_token(obj, prefix, "group_id", fe);
     e->dedup_id = read_token(obj, prefix, "dedup_id", fe);
     if (!q->attrs.fifo) {
-        path(f, sizeof f, prefix, "group_id");
         if (json_object_get(obj, "group_id"))
-            field_errors_add(fe, f, "applies to FIFO queues only");
-        path(f, sizeof f, prefix, "dedup_id");
+            field_errors_add_at(fe, prefix, "group_id", "applies to FIFO queues only");
         if (json_object_get(obj, "dedup_id"))
-            field_errors_add(fe, f, "applies to FIFO queues only");
+            field_errors_add_at(fe, prefix, "dedup_id", "applies to FIFO queues only");
         return;
     }
-    path(f, sizeof f, prefix, "group_id");
     if (!json_object_get(obj, "group_id"))
-        field_errors_add(fe, f, "is required on a FIFO queue");
-    path(f, sizeof f, prefix, "dedup_id");
+        field_errors_add_at(fe, prefix, "group_id", "is required on a FIFO queue");
     if (!json_object_get(obj, "dedup_id") && !q->attrs.content_based_dedup)
-        field_errors_add(fe, f, "is required unless the queue has content_based_dedup");
-    path(f, sizeof f, prefix, "delay_seconds");
+        field_errors_add_at(fe, prefix, "dedup_id",
+                            "is required unless the queue has content_based_dedup");
     if (json_object_get(obj, "delay_seconds"))
-        field_errors_add(fe, f, "FIFO queues take a delay per queue, not per message");
+        field_errors_add_at(fe, prefix, "delay_seconds",
+                            "FIFO queues take a delay per queue, not per message");
 }
 
 void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue *q,
@@ -314,18 +307,16 @@ void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue 
         size += mq_input_message_attributes(e->attributes, f, fe);
     }
     json_t *d = json_object_get(obj, "delay_seconds");
-    path(f, sizeof f, prefix, "delay_seconds");
     if (d && (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > 900))
-        field_errors_add(fe, f, "must be an integer from 0 to 900");
+        field_errors_add_at(fe, prefix, "delay_seconds", "must be an integer from 0 to 900");
     else if (d)
         e->delay_seconds = (int)json_integer_value(d);
     read_fifo_fields(obj, prefix, q, e, fe);
-    path(f, sizeof f, prefix, "body");
     if (size > (size_t)q->attrs.max_message_bytes)
-        field_errors_add(fe, f,
-                         "the message (body and attributes, %zu bytes) exceeds the "
-                         "queue's max_message_bytes (%d)",
-                         size, q->attrs.max_message_bytes);
+        field_errors_add_at(fe, prefix, "body",
+                            "the message (body and attributes, %zu bytes) exceeds the "
+                            "queue's max_message_bytes (%d)",
+                            size, q->attrs.max_message_bytes);
 }
 
 /* Reads part of a parsed URL: true when present (*out then owned by the caller, curl_free). */
@@ -398,33 +389,32 @@ void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, cha
     p->body_json = e.body_json;
     size_t size = e.body_len;
     p->attributes = json_object_get(obj, "attributes");
-    path(f, sizeof f, prefix, "attributes");
-    if (p->attributes)
+    if (p->attributes) {
+        path(f, sizeof f, prefix, "attributes");
         size += mq_input_message_attributes(p->attributes, f, fe);
+    }
     path(f, sizeof f, prefix, "subject");
     p->subject = validate_string_at(obj, "subject", f, false, 1, 100, fe);
     p->group_id = read_token(obj, prefix, "group_id", fe);
     p->dedup_id = read_token(obj, prefix, "dedup_id", fe);
-    path(f, sizeof f, prefix, "body");
     if (size > MQ_PUBLISH_MAX_BYTES)
-        field_errors_add(fe, f, "the message (body and attributes, %zu bytes) exceeds %d bytes",
-                         size, MQ_PUBLISH_MAX_BYTES);
+        field_errors_add_at(fe, prefix, "body",
+                            "the message (body and attributes, %zu bytes) exceeds %d bytes", size,
+                            MQ_PUBLISH_MAX_BYTES);
 }
 
 void mq_input_publish_topic(const struct mq_publish *p, const char *prefix,
                             const struct mq_topic *t, struct field_errors *fe)
 {
-    char f[96];
-    path(f, sizeof f, prefix, "group_id");
     if (!t->fifo && p->group_id)
-        field_errors_add(fe, f, "applies to FIFO topics only");
+        field_errors_add_at(fe, prefix, "group_id", "applies to FIFO topics only");
     else if (t->fifo && !p->group_id)
-        field_errors_add(fe, f, "is required on a FIFO topic");
-    path(f, sizeof f, prefix, "dedup_id");
+        field_errors_add_at(fe, prefix, "group_id", "is required on a FIFO topic");
     if (!t->fifo && p->dedup_id)
-        field_errors_add(fe, f, "applies to FIFO topics only");
+        field_errors_add_at(fe, prefix, "dedup_id", "applies to FIFO topics only");
     else if (t->fifo && !p->dedup_id && !t->content_based_dedup)
-        field_errors_add(fe, f, "is required unless the topic has content_based_dedup");
+        field_errors_add_at(fe, prefix, "dedup_id",
+                            "is required unless the topic has content_based_dedup");
 }
 
 void mq_input_receive(json_t *body, const struct mq_queue *q, struct mq_receive_request *out,

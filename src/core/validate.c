@@ -72,17 +72,15 @@ static json_t *json_string_lossy(const char *s)
     return j ? j : json_string("?");
 }
 
-void field_errors_add(struct field_errors *fe, const char *field, const char *fmt, ...)
+static void field_errors_vadd(struct field_errors *fe, const char *field, const char *fmt,
+                              va_list ap)
 {
     fe->count++;
     if (fe->count > VALIDATE_MAX_FIELD_ERRORS)
         return;
     struct buf msg;
     buf_init(&msg);
-    va_list ap;
-    va_start(ap, fmt);
     buf_vprintf(&msg, fmt, ap);
-    va_end(ap);
     if (!fe->list)
         fe->list = json_array();
     /* a field or message cut inside a character (by a precision or a fixed buffer) would be
@@ -92,6 +90,25 @@ void field_errors_add(struct field_errors *fe, const char *field, const char *fm
     json_object_set_new(item, "message", json_string_lossy(buf_str(&msg)));
     json_array_append_new(fe->list, item);
     buf_cleanup(&msg);
+}
+
+void field_errors_add(struct field_errors *fe, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    field_errors_vadd(fe, field, fmt, ap);
+    va_end(ap);
+}
+
+void field_errors_add_at(struct field_errors *fe, const char *prefix, const char *field,
+                         const char *fmt, ...)
+{
+    char f[160];
+    snprintf(f, sizeof f, "%s%s%s", prefix, *prefix ? "." : "", field);
+    va_list ap;
+    va_start(ap, fmt);
+    field_errors_vadd(fe, f, fmt, ap);
+    va_end(ap);
 }
 
 static bool is_known(const char *key, const char *const *known)
@@ -110,10 +127,8 @@ void validate_known_fields_at(json_t *obj, const char *prefix, const char *const
     json_object_foreach(obj, key, value)
     {
         (void)value;
-        char f[160];
-        snprintf(f, sizeof f, "%s%s%s", prefix, *prefix ? "." : "", key);
         if (!is_known(key, known))
-            field_errors_add(fe, f, "unknown field");
+            field_errors_add_at(fe, prefix, key, "unknown field");
     }
 }
 
