@@ -21,8 +21,11 @@ void field_errors_cleanup(struct field_errors *fe);
 /* Records that field is invalid. Past VALIDATE_MAX_FIELD_ERRORS further errors are dropped. */
 void field_errors_add(struct field_errors *fe, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The same for field of the object at prefix ("entries[2]" + "body": "entries[2].body"; an
- * empty prefix names field alone). The name is built only when there is an error to record. */
+/* Writes the name of field of the object at prefix into out (n bytes, cut to fit):
+ * "entries[2]" + "body" is "entries[2].body"; an empty prefix names field alone. */
+void validate_field_path(char *out, size_t n, const char *prefix, const char *field);
+/* field_errors_add for field of the object at prefix (named as validate_field_path does); the
+ * name is built only when there is an error to record. */
 void field_errors_add_at(struct field_errors *fe, const char *prefix, const char *field,
                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

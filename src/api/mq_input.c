@@ -216,11 +216,6 @@ size_t mq_input_message_attributes(json_t *attrs, const char *field, struct fiel
     return size;
 }
 
-static void path(char *out, size_t n, const char *prefix, const char *field)
-{
-    snprintf(out, n, "%s%s%s", prefix, *prefix ? "." : "", field);
-}
-
 /* Reads "body": a string is sent as it is, any other JSON value as its compact text. */
 static void read_body(json_t *obj, const char *prefix, struct mq_send_entry *e, char **owned,
                       struct field_errors *fe)
@@ -303,7 +298,7 @@ void mq_input_send_entry(json_t *obj, const char *prefix, const struct mq_queue 
     size_t size = e->body_len;
     e->attributes = json_object_get(obj, "attributes");
     if (e->attributes) {
-        path(f, sizeof f, prefix, "attributes");
+        validate_field_path(f, sizeof f, prefix, "attributes");
         size += mq_input_message_attributes(e->attributes, f, fe);
     }
     json_t *d = json_object_get(obj, "delay_seconds");
@@ -390,10 +385,10 @@ void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, cha
     size_t size = e.body_len;
     p->attributes = json_object_get(obj, "attributes");
     if (p->attributes) {
-        path(f, sizeof f, prefix, "attributes");
+        validate_field_path(f, sizeof f, prefix, "attributes");
         size += mq_input_message_attributes(p->attributes, f, fe);
     }
-    path(f, sizeof f, prefix, "subject");
+    validate_field_path(f, sizeof f, prefix, "subject");
     p->subject = validate_string_at(obj, "subject", f, false, 1, 100, fe);
     p->group_id = read_token(obj, prefix, "group_id", fe);
     p->dedup_id = read_token(obj, prefix, "dedup_id", fe);

@@ -100,11 +100,16 @@ void field_errors_add(struct field_errors *fe, const char *field, const char *fm
     va_end(ap);
 }
 
+void validate_field_path(char *out, size_t n, const char *prefix, const char *field)
+{
+    snprintf(out, n, "%s%s%s", prefix, *prefix ? "." : "", field);
+}
+
 void field_errors_add_at(struct field_errors *fe, const char *prefix, const char *field,
                          const char *fmt, ...)
 {
     char f[160];
-    snprintf(f, sizeof f, "%s%s%s", prefix, *prefix ? "." : "", field);
+    validate_field_path(f, sizeof f, prefix, field);
     va_list ap;
     va_start(ap, fmt);
     field_errors_vadd(fe, f, fmt, ap);
