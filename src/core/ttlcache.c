@@ -82,11 +82,12 @@ bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *valu
         return false;
     pthread_mutex_lock(&c->mu);
     struct slot *s = slot_of(c, key, keylen);
-    bool hit = matches(s, key, keylen) && s->expires_us > clock_mono_us();
+    bool expired = s->keylen && s->expires_us <= clock_mono_us();
+    bool hit = !expired && matches(s, key, keylen);
     if (hit)
         memcpy(value, s->value, c->value_size);
-    else if (s->keylen && s->expires_us <= clock_mono_us())
-        slot_wipe(c, s); /* expired: nothing of it stays in memory */
+    else if (expired)
+        slot_wipe(c, s); /* nothing of it stays in memory */
     pthread_mutex_unlock(&c->mu);
     return hit;
 }
@@ -97,8 +98,8 @@ void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void
         return;
     pthread_mutex_lock(&c->mu);
     struct slot *s = slot_of(c, key, keylen);
-    slot_wipe(c, s); /* a longer key it replaces leaves no tail behind */
     memcpy(s->key, key, keylen);
+    memset(s->key + keylen, 0, sizeof s->key - keylen); /* no tail of a longer key it replaces */
     s->keylen = keylen;
     s->expires_us = clock_mono_us() + c->ttl_us;
     memcpy(s->value, value, c->value_size);
