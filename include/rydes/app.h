@@ -29,6 +29,7 @@ struct app {
     struct mq_hub *hub; /* wakes long polls */
     struct mq_sweeper *sweeper;
     struct mq_fanout *fanout;        /* delivers the publish outbox */
+    struct mq_combiner *combiner;    /* single sends stored together; NULL: each alone */
     struct mq_push *push;            /* NULL unless RYDES_WORKERS includes push */
     struct services *services;       /* the built-in consumers RYDES_WORKERS names */
     struct ratelimit *rate_limits;   /* per token, RYDES_RATE_LIMIT_* */

@@ -17,6 +17,7 @@
 
 #define MQ_NAME_MAX        80
 #define MQ_MAX_BATCH       10
+#define MQ_MAX_ROWS        16 /* messages of one mq_send_rows statement */
 #define MQ_DEDUP_ID_MAX    128
 #define MQ_GROUP_ID_MAX    128
 #define MQ_RECEIPT_LEN     41 /* 40 hex characters and the NUL */
@@ -134,6 +135,16 @@ enum mq_status mq_queue_depths(struct db_conn *c, struct mq_depth **out, int *co
 enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
                        const struct mq_send_entry *entries, int n, struct mq_send_result *results,
                        bool notify);
+
+/* One message of mq_send_rows: a single send to a standard queue. */
+struct mq_send_row {
+    const struct mq_queue *q;      /* borrowed */
+    const struct mq_send_entry *e; /* borrowed */
+    struct mq_send_result *result; /* filled */
+};
+/* Sends n (1..MQ_MAX_ROWS) single messages to standard queues, of any queues, in one INSERT and
+ * without NOTIFY: all are stored or none. For the send combiner (rydes/mq_combiner.h). */
+enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n);
 
 /* Receives up to max messages leased for visibility_timeout seconds (deleted at once when
  * delete_now). *msgs is allocated (mq_messages_free); *count may be 0. */

@@ -9,6 +9,7 @@
 #include "rydes/app.h"
 #include "rydes/clock.h"
 #include "rydes/mem.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_input.h"
 #include "rydes/prebookings.h"
 #include "rydes/problem.h"
@@ -74,6 +75,63 @@ static enum handler_result reply_sent(struct http_request *req, const struct mq_
     return http_reply(req, r->duplicate ? 200 : 201, "application/json", text, (size_t)n);
 }
 
+/* A single send in progress: the request's state while the combiner has it. */
+struct send_state {
+    struct mq_combined_send s;
+    struct mq_send_entry e;
+    char *owned; /* what e points into besides the request's JSON */
+    struct http_request *req;
+};
+
+static void send_state_free(void *p)
+{
+    struct send_state *ss = p;
+    free(ss->owned);
+    free(ss);
+}
+
+static enum handler_result reply_send_state(struct http_request *req)
+{
+    struct send_state *ss = req->state;
+    if (ss->s.status != MQ_OK)
+        return api_mq_failure(req, ss->s.status, NULL);
+    return reply_sent(req, &ss->e, &ss->s.result, ss->s.q.attrs.fifo);
+}
+
+/* The combiner has stored (or failed) the send: the request answers on its own thread. */
+static void send_done(struct mq_combined_send *s)
+{
+    http_resume(((struct send_state *)s->ctx)->req);
+}
+
+/* Sends on a pooled connection of this thread. */
+static void send_direct(struct http_request *req, struct send_state *ss, bool notify)
+{
+    enum db_acquire_error why;
+    struct app *app = req->app;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
+    ss->s.status = c ? mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, notify) : MQ_UNAVAILABLE;
+    if (c)
+        db_pool_release(app->pool, c);
+}
+
+/* Standard queues nobody long-polls go through the combiner (rydes/mq_combiner.h): the request
+ * suspends until its message is stored with those of other requests. FIFO sends (sequence
+ * numbers, deduplication) and sends that must NOTIFY take their own statement. */
+static enum handler_result send_combined(struct http_request *req, struct send_state *ss)
+{
+    ss->req = req;
+    ss->s.e = &ss->e;
+    ss->s.done = send_done;
+    ss->s.ctx = ss;
+    enum handler_result suspended = http_suspend(req, reply_send_state);
+    if (!mq_combiner_submit(req->app->combiner, &ss->s)) { /* the process is stopping */
+        send_direct(req, ss, false);
+        http_resume(req);
+    }
+    return suspended;
+}
+
 enum handler_result api_messages_send(struct http_request *req)
 {
     enum handler_result res;
@@ -84,28 +142,21 @@ enum handler_result api_messages_send(struct http_request *req)
         return http_reply_problem(req, 403, "this route needs a token with a higher role");
     if (!api_body_object(req, &res))
         return res;
-    struct mq_queue q;
-    struct db_conn *c = api_queue_conn(req, &q, &res);
-    if (!c)
+    struct send_state *ss = xcalloc(1, sizeof *ss);
+    req->state = ss;
+    req->state_free = send_state_free;
+    if (!api_queue_lookup(req, &ss->s.q, &res))
         return res;
     struct field_errors fe;
     field_errors_init(&fe);
-    struct mq_send_entry e;
-    char *owned;
-    mq_input_send_entry(req->json, "", &q, &e, &owned, &fe);
-    struct mq_send_result r;
-    enum mq_status st =
-        fe.count ? MQ_OK : mq_send(c, &q, &e, 1, &r, mq_hub_listened(req->app->hub, q.id));
-    api_db_release(req, c);
-    if (fe.count)
-        res = http_reply_invalid(req, &fe);
-    else if (st != MQ_OK)
-        res = api_mq_failure(req, st, NULL);
-    else
-        res = reply_sent(req, &e, &r, q.attrs.fifo);
-    field_errors_cleanup(&fe);
-    free(owned);
-    return res;
+    mq_input_send_entry(req->json, "", &ss->s.q, &ss->e, &ss->owned, &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    bool notify = mq_hub_listened(req->app->hub, ss->s.q.id);
+    if (req->app->combiner && !ss->s.q.attrs.fifo && !notify)
+        return send_combined(req, ss);
+    send_direct(req, ss, notify);
+    return reply_send_state(req);
 }
 
 struct send_batch {

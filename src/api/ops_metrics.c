@@ -8,6 +8,7 @@
 #include "rydes/app.h"
 #include "rydes/clock.h"
 #include "rydes/mq.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_counters.h"
 #include "rydes/mq_fanout.h"
 #include "rydes/mq_hub.h"
@@ -42,18 +43,35 @@ static void render_queue_counters(const struct mq_depth *d, int n, struct buf *o
                        (unsigned long long)mq_queue_count(d[i].id, (enum mq_queue_counter)op));
 }
 
+/* One unlabelled counter with its HELP and TYPE lines. */
+static void render_counter(struct buf *out, const char *name, const char *help,
+                           unsigned long long value)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, value);
+}
+
 static void render_fanout(struct mq_fanout *f, struct buf *out)
 {
     unsigned long long events = 0, deliveries = 0;
     if (f)
         mq_fanout_counts(f, &events, &deliveries);
-    buf_printf(out,
-               "# HELP rydes_fanout_events_total Published events this process moved from the "
-               "publish outbox into their queues.\n# TYPE rydes_fanout_events_total counter\n"
-               "rydes_fanout_events_total %llu\n"
-               "# HELP rydes_fanout_deliveries_total Messages those events became.\n"
-               "# TYPE rydes_fanout_deliveries_total counter\nrydes_fanout_deliveries_total %llu\n",
-               events, deliveries);
+    render_counter(out, "rydes_fanout_events_total",
+                   "Published events this process moved from the publish outbox into their "
+                   "queues.",
+                   events);
+    render_counter(out, "rydes_fanout_deliveries_total", "Messages those events became.",
+                   deliveries);
+}
+
+static void render_combiner(struct mq_combiner *cb, struct buf *out)
+{
+    unsigned long long statements = 0, messages = 0;
+    if (cb)
+        mq_combiner_counts(cb, &statements, &messages);
+    render_counter(out, "rydes_combined_send_statements_total",
+                   "Statements the send combiner of this process ran.", statements);
+    render_counter(out, "rydes_combined_send_messages_total",
+                   "Single sends those statements stored.", messages);
 }
 
 static void render_pool(struct db_pool *pool, struct buf *out)
@@ -314,6 +332,7 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                "rydes_http_deadline_closes_total %llu\n",
                http_server_deadline_closes(req->server));
     render_fanout(req->app->fanout, out);
+    render_combiner(req->app->combiner, out);
     buf_printf(out,
                "# HELP rydes_http_in_flight Requests being processed.\n"
                "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",

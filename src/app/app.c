@@ -9,6 +9,7 @@
 #include "rydes/mem.h"
 #include "rydes/migrate.h"
 #include "rydes/mq.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_fanout.h"
 #include "rydes/ratelimit.h"
 #include "rydes/secret.h"
@@ -149,6 +150,8 @@ static void app_free_parts(struct app *app)
     topic_cache_free(app->topic_cache);
     app->token_cache = app->queue_cache = app->aws_key_cache = NULL;
     app->topic_cache = NULL;
+    mq_combiner_free(app->combiner); /* before the pool it draws on */
+    app->combiner = NULL;
     mq_sweeper_stop(app->sweeper);
     mq_fanout_stop(app->fanout);
     app->fanout = NULL;
@@ -194,6 +197,8 @@ static void start_background(struct app *app)
     if (config_worker_enabled(cfg, "push"))
         app->push = mq_push_start(cfg->database_url, (int)cfg->db_connect_timeout);
     app->fanout = mq_fanout_start(cfg->database_url, (int)cfg->db_connect_timeout);
+    if (cfg->combine_sends)
+        app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms);
     if (cfg->sweep_interval_ms > 0)
         app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
                                         (int)cfg->sweep_interval_ms, "SELECT rydes_sweep(1000)");
@@ -316,6 +321,8 @@ void app_stop(struct app *app)
 {
     /* Long polls answer first (with what they have), so the in-flight wait below is short. */
     mq_hub_shutdown(app->hub);
+    /* Combined sends finish now; sends from here on take their own statements. */
+    mq_combiner_stop(app->combiner);
     if (app->http)
         http_server_stop(app->http, (int)app->cfg->shutdown_timeout * 1000);
     app->http = NULL;

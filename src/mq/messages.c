@@ -24,6 +24,7 @@
 #include "rydes/clock.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,6 +263,68 @@ static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
         return mq_failed(c, r);
     PQclear(r);
     mq_count_queue(q->id, MQC_SENT, 1);
+    return MQ_OK;
+}
+
+/* The statements of mq_send_rows, one per row count: "INSERT ... VALUES (6 parameters), ..." */
+static struct db_stmt q_send_rows[MQ_MAX_ROWS];
+static char q_send_rows_name[MQ_MAX_ROWS][24];
+static pthread_once_t q_send_rows_once = PTHREAD_ONCE_INIT;
+
+static void send_rows_prepare(void)
+{
+    for (int n = 1; n <= MQ_MAX_ROWS; n++) {
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
+                     "attributes) VALUES ");
+        for (int i = 0, p = 1; i < n; i++, p += 6)
+            buf_printf(&b,
+                       "%s($%d::int, now() + make_interval(secs => $%d::int), $%d::uuid, "
+                       "$%d::boolean, $%d::text, $%d::jsonb)",
+                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5);
+        snprintf(q_send_rows_name[n - 1], sizeof q_send_rows_name[n - 1], "mq_send_rows_%d", n);
+        q_send_rows[n - 1].name = q_send_rows_name[n - 1];
+        q_send_rows[n - 1].sql = buf_steal(&b); /* lives as long as the process, like DB_STMTs */
+        q_send_rows[n - 1].nparams = 6 * n;
+    }
+}
+
+/* The formatted parameters of one row (attrs is malloc'd by json_dumps and freed after use). */
+struct row_params {
+    char id[16], delay[16];
+    char *attrs;
+};
+
+enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n)
+{
+    pthread_once(&q_send_rows_once, send_rows_prepare);
+    struct row_params p[MQ_MAX_ROWS];
+    const char *v[6 * MQ_MAX_ROWS];
+    int len[6 * MQ_MAX_ROWS] = {0};
+    for (int i = 0; i < n; i++) {
+        const struct mq_queue *q = rows[i].q;
+        const struct mq_send_entry *e = rows[i].e;
+        memset(rows[i].result, 0, sizeof *rows[i].result);
+        ids_uuid(rows[i].result->message_id);
+        snprintf(p[i].id, sizeof p[i].id, "%d", q->id);
+        snprintf(p[i].delay, sizeof p[i].delay, "%d",
+                 e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
+        p[i].attrs = e->attributes ? json_dumps(e->attributes, JSON_COMPACT) : NULL;
+        const char *row[] = {
+            p[i].id, p[i].delay, rows[i].result->message_id, e->body_json ? "t" : "f",
+            e->body, p[i].attrs};
+        memcpy(&v[6 * i], row, sizeof row);
+        len[6 * i + 4] = (int)e->body_len;
+    }
+    PGresult *r = db_exec(c, &q_send_rows[n - 1], v, len, NULL);
+    for (int i = 0; i < n; i++)
+        free(p[i].attrs);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    PQclear(r);
+    for (int i = 0; i < n; i++)
+        mq_count_queue(rows[i].q->id, MQC_SENT, 1);
     return MQ_OK;
 }
 

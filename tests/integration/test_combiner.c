@@ -1,0 +1,249 @@
+/* Integration: the send combiner (src/mq/combiner.c). Sends that gather while the database is
+ * busy go out together, at most MQ_MAX_ROWS to a statement, each stored exactly once with its
+ * own message id; a message the database refuses fails alone while the others of its statement
+ * are stored; stopping finishes every send already handed over; and concurrent HTTP sends each
+ * get the message id of their own body. */
+#include "harness.h"
+
+#include "rydes/db.h"
+#include "rydes/mq.h"
+#include "rydes/mq_combiner.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+static struct harness_server srv;
+
+/* One connection, so a test can hold it and let sends gather behind it. */
+static void one_connection(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "db-pool-size", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "10000", &err));
+}
+
+static struct mq_queue queue; /* "combined", emptied before each test */
+
+static void setup(void)
+{
+    harness_start(&srv, one_connection);
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/combined", NULL, &r);
+    ck_assert(r.status == 201 || r.status == 200);
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(), "TRUNCATE messages"));
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(srv.app.pool, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(mq_queue_get(c, "combined", &queue), MQ_OK);
+    db_pool_release(srv.app.pool, c);
+}
+
+static void teardown(void)
+{
+    harness_stop(&srv);
+}
+
+struct sends {
+    struct mq_send_entry entries[40];
+    struct mq_combined_send s[40];
+    char bodies[40][32];
+    atomic_int done;
+};
+
+static void count_done(struct mq_combined_send *s)
+{
+    atomic_fetch_add(&((struct sends *)s->ctx)->done, 1);
+}
+
+/* Hands n sends with bodies "<prefix>-<i>" to the combiner; true when all were taken. */
+static bool submit(struct sends *ss, int n, const char *prefix)
+{
+    bool all = true;
+    for (int i = 0; i < n; i++) {
+        snprintf(ss->bodies[i], sizeof ss->bodies[i], "%s-%d", prefix, i);
+        ss->entries[i] = (struct mq_send_entry){
+            .body = ss->bodies[i], .body_len = strlen(ss->bodies[i]), .delay_seconds = -1};
+        ss->s[i] = (struct mq_combined_send){
+            .q = queue, .e = &ss->entries[i], .done = count_done, .ctx = ss, .status = MQ_ERROR};
+        all &= mq_combiner_submit(srv.app.combiner, &ss->s[i]);
+    }
+    return all;
+}
+
+static void wait_done(struct sends *ss, int n)
+{
+    for (int i = 0; i < 1000 && atomic_load(&ss->done) < n; i++)
+        harness_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(&ss->done), n);
+}
+
+static struct db_conn *hold_pool(void)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(srv.app.pool, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* The stored row of body has the message id the combiner reported for it. */
+static void assert_stored(const struct sends *ss, int i)
+{
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE body = '%s' "
+                                  "AND message_id = '%s'",
+                                  ss->bodies[i], ss->s[i].result.message_id),
+                     1);
+}
+
+START_TEST(sends_that_gather_share_statements)
+{
+    unsigned long long st0, msg0, st1, msg1;
+    mq_combiner_counts(srv.app.combiner, &st0, &msg0);
+    struct db_conn *held = hold_pool();
+    static struct sends ss;
+    memset(&ss, 0, sizeof ss);
+    ck_assert(submit(&ss, 40, "gather"));
+    harness_sleep_ms(100); /* the combiner waits for the connection with what it took */
+    ck_assert_int_eq(atomic_load(&ss.done), 0);
+    db_pool_release(srv.app.pool, held);
+    wait_done(&ss, 40);
+    mq_combiner_counts(srv.app.combiner, &st1, &msg1);
+    ck_assert_int_eq(msg1 - msg0, 40);
+    /* at most one statement took a lone first send before the rest gathered: 1 + 16 + 16 + 7 */
+    ck_assert_int_le(st1 - st0, 4);
+    for (int i = 0; i < 40; i++) {
+        ck_assert_int_eq(ss.s[i].status, MQ_OK);
+        assert_stored(&ss, i);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(DISTINCT message_id) FROM messages"), 40);
+}
+END_TEST
+
+START_TEST(a_refused_message_fails_alone)
+{
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF NEW.body LIKE 'poison%' THEN RAISE EXCEPTION 'poisoned'; END IF; "
+                     "RETURN NEW; END $$; "
+                     "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages "
+                     "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"));
+    struct db_conn *held = hold_pool();
+    static struct sends ok1, bad, ok2;
+    memset(&ok1, 0, sizeof ok1);
+    memset(&bad, 0, sizeof bad);
+    memset(&ok2, 0, sizeof ok2);
+    ck_assert(submit(&ok1, 3, "fine"));
+    ck_assert(submit(&bad, 1, "poison"));
+    ck_assert(submit(&ok2, 3, "good"));
+    db_pool_release(srv.app.pool, held);
+    wait_done(&ok1, 3);
+    wait_done(&bad, 1);
+    wait_done(&ok2, 3);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER refuse_poison ON messages"));
+    ck_assert_int_eq(bad.s[0].status, MQ_ERROR);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(ok1.s[i].status, MQ_OK);
+        ck_assert_int_eq(ok2.s[i].status, MQ_OK);
+        assert_stored(&ok1, i);
+        assert_stored(&ok2, i);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 6);
+}
+END_TEST
+
+START_TEST(stopping_finishes_what_was_handed_over)
+{
+    struct db_conn *held = hold_pool();
+    static struct sends ss, late;
+    memset(&ss, 0, sizeof ss);
+    memset(&late, 0, sizeof late);
+    ck_assert(submit(&ss, 20, "before-stop"));
+    db_pool_release(srv.app.pool, held);
+    mq_combiner_stop(srv.app.combiner);
+    ck_assert_int_eq(atomic_load(&ss.done), 20); /* stop returned only after all of them */
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(ss.s[i].status, MQ_OK);
+        assert_stored(&ss, i);
+    }
+    ck_assert(!submit(&late, 1, "after-stop"));
+    /* a send over HTTP now takes its own statement */
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/combined/messages", "{\"body\": \"direct\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE body = 'direct' AND "
+                                  "message_id = '%s'",
+                                  json_str(r.json, "message_id")),
+                     1);
+    response_cleanup(&r);
+}
+END_TEST
+
+/* ---- many HTTP clients at once ---- */
+
+#define CLIENTS    8
+#define PER_CLIENT 25
+
+struct client {
+    int n;
+    char ids[PER_CLIENT][40];
+    long status[PER_CLIENT];
+};
+
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    for (int i = 0; i < PER_CLIENT; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"body\": \"client-%d-%d\"}", c->n, i);
+        struct response r;
+        harness_admin(&srv, "POST", "/queues/combined/messages", body, &r);
+        c->status[i] = r.status;
+        snprintf(c->ids[i], sizeof c->ids[i], "%s",
+                 r.status == 201 ? json_str(r.json, "message_id") : "");
+        response_cleanup(&r);
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_http_sends_each_get_their_own_message)
+{
+    static struct client clients[CLIENTS];
+    pthread_t threads[CLIENTS];
+    /* until the hub has read who long-polls what, every send NOTIFYs and goes alone */
+    for (int i = 0; i < 500 && mq_hub_listened(srv.app.hub, queue.id); i++)
+        harness_sleep_ms(10);
+    for (int k = 0; k < CLIENTS; k++) {
+        clients[k].n = k;
+        pthread_create(&threads[k], NULL, client_main, &clients[k]);
+    }
+    for (int k = 0; k < CLIENTS; k++)
+        pthread_join(threads[k], NULL);
+    for (int k = 0; k < CLIENTS; k++)
+        for (int i = 0; i < PER_CLIENT; i++) {
+            ck_assert_int_eq(clients[k].status[i], 201);
+            ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE body = "
+                                          "'client-%d-%d' AND message_id = '%s'",
+                                          k, i, clients[k].ids[i]),
+                             1);
+        }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), CLIENTS * PER_CLIENT);
+    unsigned long long statements, messages;
+    mq_combiner_counts(srv.app.combiner, &statements, &messages);
+    ck_assert_int_eq(messages, CLIENTS * PER_CLIENT);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("combiner");
+    TCase *tc = tcase_create("combiner");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, sends_that_gather_share_statements);
+    tcase_add_test(tc, a_refused_message_fails_alone);
+    tcase_add_test(tc, stopping_finishes_what_was_handed_over);
+    tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
