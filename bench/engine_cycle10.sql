@@ -1,14 +1,30 @@
--- The engine cycle with batches of 10, as src/mq/messages.c runs it: one batch send (mq_send,
--- the JSON parameter the C code builds, expanded by json_to_recordset), one receive of up to 10
--- (mq_claim), one DELETE of all receipts (mq_delete_many; its existence check of misses never
--- runs here). Start with -D qid=QUEUE_ID -D hint=0.
+-- The engine cycle with batches of 10, as src/mq/messages.c runs it: one batch send (mq_send:
+-- the ten-row INSERT mq_send_rows_10, its 60 parameters written here as constants), one receive
+-- of up to 10 (mq_claim), one DELETE of all receipts (mq_delete_many; its existence check of
+-- misses never runs here). Start with -D qid=QUEUE_ID -D hint=0.
 \set nonce random(1, 9000000000000000000)
 \set full random(1, 800)
 INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
-             SELECT :qid::int, now() + make_interval(secs => x.delay), x.message_id, x.body_json, x.body, x.attributes
-             FROM json_to_recordset('[{"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}, {"message_id": "7d444840-9dc0-11d1-b245-5ffdce74fad2", "delay": 0, "body": "{\"from\": \"Berlin\", \"to\": \"Frankfurt\", \"fare\": 256.5}", "body_json": true}]'::json)
-                  AS x(message_id uuid, delay int, body text, body_json boolean, attributes jsonb)
-             RETURNING id;
+VALUES (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb),
+       (:qid::int, now() + make_interval(secs => 0::int), '7d444840-9dc0-11d1-b245-5ffdce74fad2'::uuid,
+        true::boolean, '{"from": "Berlin", "to": "Frankfurt", "fare": 256.5}'::text, NULL::jsonb);
 WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m WHERE m.queue_id = :qid::int
            AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
            AND m.visible_at <= now() ORDER BY m.id LIMIT 10 FOR UPDATE SKIP LOCKED),

@@ -142,9 +142,11 @@ struct mq_send_row {
     const struct mq_send_entry *e; /* borrowed */
     struct mq_send_result *result; /* filled */
 };
-/* Sends n (1..MQ_MAX_ROWS) single messages to standard queues, of any queues, in one INSERT and
- * without NOTIFY: all are stored or none. For the send combiner (rydes/mq_combiner.h). */
-enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n);
+/* Sends n (1..MQ_MAX_ROWS) messages to standard queues, of any queues, in one INSERT: all are
+ * stored or none. NOTIFYs queue notify_queue in the same statement unless it is 0. mq_send of a
+ * standard queue and the send combiner (rydes/mq_combiner.h) come here. */
+enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n,
+                            int notify_queue);
 
 /* Receives up to max messages leased for visibility_timeout seconds (deleted at once when
  * delete_now). *msgs is allocated (mq_messages_free); *count may be 0. */

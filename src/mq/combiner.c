@@ -28,7 +28,7 @@ static void send_each(struct db_conn *c, struct mq_combined_send **list, int n)
 {
     for (int i = 0; i < n; i++) {
         struct mq_send_row row = {&list[i]->q, list[i]->e, &list[i]->result};
-        finish(list[i], mq_send_rows(c, &row, 1));
+        finish(list[i], mq_send_rows(c, &row, 1, 0));
     }
 }
 
@@ -45,7 +45,7 @@ static void send_together(struct mq_combiner *cb, struct mq_combined_send **list
     struct mq_send_row rows[MQ_MAX_ROWS];
     for (int i = 0; i < n; i++)
         rows[i] = (struct mq_send_row){&list[i]->q, list[i]->e, &list[i]->result};
-    enum mq_status st = mq_send_rows(c, rows, n);
+    enum mq_status st = mq_send_rows(c, rows, n, 0);
     if (st == MQ_OK || st == MQ_UNAVAILABLE || n == 1)
         for (int i = 0; i < n; i++)
             finish(list[i], st);

@@ -1,10 +1,11 @@
 /* The message data plane: send, receive, delete, change visibility, peek, redrive; see
  * include/rydes/mq.h and the SQL of sql/002_queues.sql.
  *
- * The hot paths of standard queues are single prepared statements: a send is one INSERT, a
- * receive one claim (SKIP LOCKED, lease update and dead-letter move in one statement), a delete
- * one DELETE. FIFO queues, at-most-once receives and the rarer operations call the plpgsql
- * functions. Batches travel as one JSON parameter expanded by json_to_recordset. A send
+ * The hot paths of standard queues are single prepared statements: a send (of one message or a
+ * batch, or the single sends the combiner gathered) is one multi-row INSERT, a receive one claim
+ * (SKIP LOCKED, lease update and dead-letter move in one statement), a delete one DELETE. FIFO
+ * queues, at-most-once receives and the rarer operations call the plpgsql functions; FIFO
+ * batches travel as one JSON parameter expanded by json_to_recordset. A send
  * NOTIFYs channel rydes_mq only when some process has long polls waiting on the queue (table
  * queue_listeners, kept by src/mq/hub.c): NOTIFY serialises commits, so idle queues skip it.
  *
@@ -36,27 +37,6 @@
 #define MQ_FULL_SCAN_US 1000000
 #define MQ_HINT_SLOTS   256
 
-/* A process whose cache still knows a queue another process has just deleted may send to it
- * for up to a second; the sweeper deletes such messages (table deleted_queues). */
-#define MQ_INSERT_ONE                                                                       \
-    "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes) " \
-    "VALUES ($1, now() + make_interval(secs => $2::int), $3, $4, $5, $6) RETURNING id"
-#define MQ_INSERT_BATCH                                                                      \
-    "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes) "  \
-    "SELECT $1, now() + make_interval(secs => x.delay), x.message_id, x.body_json, x.body, " \
-    "x.attributes FROM json_to_recordset($2::json) AS x(message_id uuid, delay int, "        \
-    "body text, body_json boolean, attributes jsonb) RETURNING id"
-
-/* Sends to a queue some process waits on NOTIFY in the same transaction; others do not. */
-static struct db_stmt q_send_one = DB_STMT("mq_send_one", MQ_INSERT_ONE, 6);
-static struct db_stmt q_send_one_notify = DB_STMT(
-    "mq_send_one_notify",
-    "WITH ins AS (" MQ_INSERT_ONE ") SELECT id, pg_notify('rydes_mq', $1::text) FROM ins", 6);
-static struct db_stmt q_send = DB_STMT("mq_send", MQ_INSERT_BATCH, 2);
-static struct db_stmt q_send_notify = DB_STMT(
-    "mq_send_notify",
-    "WITH ins AS (" MQ_INSERT_BATCH ") SELECT count(*), pg_notify('rydes_mq', $1::text) FROM ins",
-    2);
 /* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
  * Claims and leases the oldest visible messages in one statement; a message already received
  * $6 times is leased without counting and flagged exhausted: the caller moves it to the
@@ -212,20 +192,19 @@ static json_t *entry_json(const struct mq_queue *q, const struct mq_send_entry *
         rydes_oom();
     if (e->attributes)
         json_object_set(o, "attributes", e->attributes);
-    if (q->attrs.fifo) {
-        char sha[65];
-        const char *dedup = e->dedup_id;
-        if (!dedup) {
-            secret_sha256_hex(e->body, e->body_len, sha);
-            dedup = sha;
-        }
-        json_object_set_new(o, "group_id", json_string(e->group_id));
-        json_object_set_new(o, "dedup_id", json_string(dedup));
+    char sha[65];
+    const char *dedup = e->dedup_id;
+    if (!dedup) {
+        secret_sha256_hex(e->body, e->body_len, sha);
+        dedup = sha;
     }
+    json_object_set_new(o, "group_id", json_string(e->group_id));
+    json_object_set_new(o, "dedup_id", json_string(dedup));
     return o;
 }
 
-/* Builds the JSON batch parameter and fills each result's message id. Caller frees. */
+/* Builds the JSON batch parameter of a FIFO send and fills each result's message id. Caller
+ * frees. */
 static char *batch_param(const struct mq_queue *q, const struct mq_send_entry *entries, int n,
                          struct mq_send_result *results)
 {
@@ -242,52 +221,41 @@ static char *batch_param(const struct mq_queue *q, const struct mq_send_entry *e
     return text;
 }
 
-/* One message to a standard queue: a plain INSERT. */
-static enum mq_status send_one(struct db_conn *c, const struct mq_queue *q,
-                               const struct mq_send_entry *e, struct mq_send_result *result,
-                               bool notify)
-{
-    char id[16], delay[16];
-    memset(result, 0, sizeof *result);
-    ids_uuid(result->message_id);
-    snprintf(id, sizeof id, "%d", q->id);
-    snprintf(delay, sizeof delay, "%d",
-             e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
-    char *attrs = e->attributes ? json_dumps(e->attributes, JSON_COMPACT) : NULL;
-    const char *v[] = {id, delay, result->message_id, e->body_json ? "t" : "f", e->body, attrs};
-    const int len[] = {0, 0, 0, 0, (int)e->body_len, 0};
-    const int fmt[] = {0, 0, 0, 0, 0, 0};
-    PGresult *r = db_exec(c, notify ? &q_send_one_notify : &q_send_one, v, len, fmt);
-    free(attrs);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return mq_failed(c, r);
-    PQclear(r);
-    mq_count_queue(q->id, MQC_SENT, 1);
-    return MQ_OK;
-}
-
-/* The statements of mq_send_rows, one per row count: "INSERT ... VALUES (6 parameters), ..." */
-static struct db_stmt q_send_rows[MQ_MAX_ROWS];
-static char q_send_rows_name[MQ_MAX_ROWS][24];
+/* The sends of standard queues: "INSERT ... VALUES (6 parameters per message), ...", one
+ * statement per message count, and the same with a NOTIFY of the queue in parameter 6n+1 for
+ * queues some process long-polls (NOTIFY serialises commits, so the others skip it). A process
+ * whose cache still knows a queue another process has just deleted may send to it for up to a
+ * second; the sweeper deletes such messages (table deleted_queues). */
+static struct db_stmt q_send_rows[2][MQ_MAX_ROWS];
+static char q_send_rows_name[2][MQ_MAX_ROWS][32];
 static pthread_once_t q_send_rows_once = PTHREAD_ONCE_INIT;
 
 static void send_rows_prepare(void)
 {
-    for (int n = 1; n <= MQ_MAX_ROWS; n++) {
-        struct buf b;
-        buf_init(&b);
-        buf_puts(&b, "INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, "
-                     "attributes) VALUES ");
-        for (int i = 0, p = 1; i < n; i++, p += 6)
-            buf_printf(&b,
-                       "%s($%d::int, now() + make_interval(secs => $%d::int), $%d::uuid, "
-                       "$%d::boolean, $%d::text, $%d::jsonb)",
-                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5);
-        snprintf(q_send_rows_name[n - 1], sizeof q_send_rows_name[n - 1], "mq_send_rows_%d", n);
-        q_send_rows[n - 1].name = q_send_rows_name[n - 1];
-        q_send_rows[n - 1].sql = buf_steal(&b); /* lives as long as the process, like DB_STMTs */
-        q_send_rows[n - 1].nparams = 6 * n;
-    }
+    for (int notify = 0; notify < 2; notify++)
+        for (int n = 1; n <= MQ_MAX_ROWS; n++) {
+            struct buf b;
+            buf_init(&b);
+            buf_puts(&b, notify ? "WITH ins AS (" : "");
+            buf_puts(&b, "INSERT INTO messages (queue_id, visible_at, message_id, body_json, "
+                         "body, attributes) VALUES ");
+            for (int i = 0, p = 1; i < n; i++, p += 6)
+                buf_printf(&b,
+                           "%s($%d::int, now() + make_interval(secs => $%d::int), $%d::uuid, "
+                           "$%d::boolean, $%d::text, $%d::jsonb)",
+                           i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5);
+            if (notify)
+                buf_printf(&b,
+                           " RETURNING 1) SELECT count(*), pg_notify('rydes_mq', $%d::text) "
+                           "FROM ins",
+                           6 * n + 1);
+            char *name = q_send_rows_name[notify][n - 1];
+            snprintf(name, sizeof q_send_rows_name[0][0], "mq_send_rows%s_%d",
+                     notify ? "_notify" : "", n);
+            q_send_rows[notify][n - 1].name = name;
+            q_send_rows[notify][n - 1].sql = buf_steal(&b); /* lives as long as the process */
+            q_send_rows[notify][n - 1].nparams = 6 * n + notify;
+        }
 }
 
 /* The formatted parameters of one row (attrs is malloc'd by json_dumps and freed after use). */
@@ -296,12 +264,14 @@ struct row_params {
     char *attrs;
 };
 
-enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n)
+enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n,
+                            int notify_queue)
 {
     pthread_once(&q_send_rows_once, send_rows_prepare);
     struct row_params p[MQ_MAX_ROWS];
-    const char *v[6 * MQ_MAX_ROWS];
-    int len[6 * MQ_MAX_ROWS] = {0};
+    const char *v[6 * MQ_MAX_ROWS + 1];
+    int len[6 * MQ_MAX_ROWS + 1] = {0};
+    char notify[16];
     for (int i = 0; i < n; i++) {
         const struct mq_queue *q = rows[i].q;
         const struct mq_send_entry *e = rows[i].e;
@@ -317,10 +287,12 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
         memcpy(&v[6 * i], row, sizeof row);
         len[6 * i + 4] = (int)e->body_len;
     }
-    PGresult *r = db_exec(c, &q_send_rows[n - 1], v, len, NULL);
+    snprintf(notify, sizeof notify, "%d", notify_queue);
+    v[6 * n] = notify;
+    PGresult *r = db_exec(c, &q_send_rows[notify_queue != 0][n - 1], v, len, NULL);
     for (int i = 0; i < n; i++)
         free(p[i].attrs);
-    if (!db_ok(c, r, PGRES_COMMAND_OK))
+    if (!db_ok(c, r, notify_queue ? PGRES_TUPLES_OK : PGRES_COMMAND_OK))
         return mq_failed(c, r);
     PQclear(r);
     for (int i = 0; i < n; i++)
@@ -332,25 +304,26 @@ enum mq_status mq_send(struct db_conn *c, const struct mq_queue *q,
                        const struct mq_send_entry *entries, int n, struct mq_send_result *results,
                        bool notify)
 {
-    if (n == 1 && !q->attrs.fifo)
-        return send_one(c, q, entries, results, notify);
+    if (!q->attrs.fifo) {
+        struct mq_send_row rows[MQ_MAX_BATCH];
+        for (int i = 0; i < n; i++)
+            rows[i] = (struct mq_send_row){q, &entries[i], &results[i]};
+        return mq_send_rows(c, rows, n, notify ? q->id : 0);
+    }
     char id[16];
     snprintf(id, sizeof id, "%d", q->id);
     char *batch = batch_param(q, entries, n, results);
     const char *v[] = {id, batch};
-    struct db_stmt *st = q->attrs.fifo ? &q_send_fifo : notify ? &q_send_notify : &q_send;
-    PGresult *r = db_exec(c, st, v, NULL, NULL);
+    PGresult *r = db_exec(c, &q_send_fifo, v, NULL, NULL);
     free(batch);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     int sent = n;
-    if (q->attrs.fifo) {
-        for (int i = 0; i < PQntuples(r) && i < n; i++) {
-            mq_copy(results[i].message_id, sizeof results[i].message_id, r, i, 1);
-            results[i].sequence = atoll(PQgetvalue(r, i, 2));
-            results[i].duplicate = PQgetvalue(r, i, 3)[0] == 't';
-            sent -= results[i].duplicate;
-        }
+    for (int i = 0; i < PQntuples(r) && i < n; i++) {
+        mq_copy(results[i].message_id, sizeof results[i].message_id, r, i, 1);
+        results[i].sequence = atoll(PQgetvalue(r, i, 2));
+        results[i].duplicate = PQgetvalue(r, i, 3)[0] == 't';
+        sent -= results[i].duplicate;
     }
     PQclear(r);
     mq_count_queue(q->id, MQC_SENT, (uint64_t)sent);
