@@ -143,6 +143,7 @@ enum handler_result api_messages_send(struct http_request *req)
     if (!api_body_object(req, &res))
         return res;
     struct send_state *ss = xcalloc(1, sizeof *ss);
+    ss->s.status = MQ_ERROR; /* a path that forgot to set it answers 500, not 201 */
     req->state = ss;
     req->state_free = send_state_free;
     if (!api_queue_lookup(req, &ss->s.q, &res))

@@ -197,8 +197,6 @@ static void start_background(struct app *app)
     if (config_worker_enabled(cfg, "push"))
         app->push = mq_push_start(cfg->database_url, (int)cfg->db_connect_timeout);
     app->fanout = mq_fanout_start(cfg->database_url, (int)cfg->db_connect_timeout);
-    if (cfg->combine_sends)
-        app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms);
     if (cfg->sweep_interval_ms > 0)
         app->sweeper = mq_sweeper_start(cfg->database_url, (int)cfg->db_connect_timeout,
                                         (int)cfg->sweep_interval_ms, "SELECT rydes_sweep(1000)");
@@ -291,6 +289,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         app_free_parts(app);
         return false;
     }
+    if (cfg->combine_sends) /* serves the HTTP sends only */
+        app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms);
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,
@@ -321,10 +321,13 @@ void app_stop(struct app *app)
 {
     /* Long polls answer first (with what they have), so the in-flight wait below is short. */
     mq_hub_shutdown(app->hub);
-    /* Combined sends finish now; sends from here on take their own statements. */
-    mq_combiner_stop(app->combiner);
+    /* Combined sends finish now (sends from here on take their own statements), within the
+     * shutdown timeout that the in-flight wait below shares. */
+    int64_t timeout_ms = app->cfg->shutdown_timeout * 1000, t0 = clock_mono_us();
+    mq_combiner_stop(app->combiner, (int)timeout_ms);
+    int64_t left_ms = timeout_ms - (clock_mono_us() - t0) / 1000;
     if (app->http)
-        http_server_stop(app->http, (int)app->cfg->shutdown_timeout * 1000);
+        http_server_stop(app->http, left_ms > 0 ? (int)left_ms : 0);
     app->http = NULL;
     app_free_parts(app);
 }

@@ -24,6 +24,7 @@
 
 #include "rydes/clock.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -267,6 +268,7 @@ struct row_params {
 enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, int n,
                             int notify_queue)
 {
+    assert(n >= 1 && n <= MQ_MAX_ROWS);
     pthread_once(&q_send_rows_once, send_rows_prepare);
     struct row_params p[MQ_MAX_ROWS];
     const char *v[6 * MQ_MAX_ROWS + 1];

