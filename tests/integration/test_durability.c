@@ -134,6 +134,33 @@ START_TEST(sweeper_collects_unused_payloads)
 }
 END_TEST
 
+/* More than the old sweep's window of 10,000 payloads still in use at the head of the table
+ * (a dead-letter queue holding topic deliveries) must not keep the unused ones behind them for
+ * ever: the sweep's cursor walks past them (sql/015_payload_sweep_cursor.sql). */
+START_TEST(sweeper_walks_past_payloads_in_use)
+{
+    harness_start(&srv, no_background_sweeper);
+    harness_put_queue(&srv, "holds", NULL, 201);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO payloads (body, created_at) SELECT 'pinned', now() - interval "
+                     "'2 minutes' FROM generate_series(1, 10001)"));
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body, payload_id) "
+                     "SELECT q.id, now(), gen_random_uuid(), '', p.id FROM payloads p, queues q "
+                     "WHERE q.name = 'holds' AND p.body = 'pinned'"));
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO payloads (body, created_at) SELECT 'unused', now() - interval "
+                     "'2 minutes' FROM generate_series(1, 5)"));
+    PGconn *pg = PQconnectdb(harness_db_url());
+    for (int i = 0; i < 12; i++) /* 1,000 payloads further per sweep */
+        ck_assert_int_ge(mq_sweep_once(pg), 0);
+    PQfinish(pg);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payloads WHERE body = 'unused'"), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payloads WHERE body = 'pinned'"), 10001);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     if (!getenv("RYDES_TEST_PGCTL")) {
@@ -146,6 +173,7 @@ int main(void)
     tcase_add_test(tc, restart_loses_no_acknowledged_send);
     tcase_add_test(tc, sweeper_deletes_expired_messages);
     tcase_add_test(tc, sweeper_collects_unused_payloads);
+    tcase_add_test(tc, sweeper_walks_past_payloads_in_use);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
