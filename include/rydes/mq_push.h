@@ -1,7 +1,8 @@
 /* The push worker: a background thread per process that POSTs topic messages to URL
  * subscriptions. Deliveries are rows of push_deliveries (written by a publish, so they survive
- * restarts); the worker claims due ones with SKIP LOCKED under a lease, sends a batch of them
- * concurrently (libcurl multi), and records each outcome: a 2xx deletes the row, anything else
+ * restarts); the worker claims due ones with SKIP LOCKED under a lease into its free slots
+ * (up to 16 POSTs in flight on a libcurl multi handle), and records each outcome as soon as its
+ * attempt ends: a 2xx deletes the row, anything else
  * schedules a retry with exponential backoff and jitter, and the last allowed attempt moves the
  * message to the subscription's dead-letter queue (or marks the row failed). Redirects are not
  * followed; only http and https are spoken. Several processes share the work. */

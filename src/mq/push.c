@@ -1,5 +1,7 @@
-/* The push worker; see include/rydes/mq_push.h. One step claims up to PUSH_BATCH due deliveries,
- * sends them all at once with a curl multi handle, then writes every outcome back. */
+/* The push worker; see include/rydes/mq_push.h. Up to PUSH_BATCH deliveries are in flight at
+ * once on a curl multi handle; each outcome is written back as soon as its attempt ends, and
+ * the freed slot is filled by the next claim, so one slow endpoint holds one slot, not the
+ * deliveries to every other endpoint. */
 #include "rydes/mq_push.h"
 
 #include "rydes/clock.h"
@@ -14,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PUSH_BATCH              16
-#define PUSH_BATCH_S            "16"
+#define PUSH_BATCH              16     /* deliveries in flight at once */
 #define PUSH_LEASE_S            "120"  /* a claimed delivery is due again after this... */
 #define PUSH_TIMEOUT_MS         15000L /* ...which outlasts the longest attempt */
 #define PUSH_CONNECT_TIMEOUT_MS 5000L
@@ -23,15 +24,30 @@
 #define PUSH_RETRY_CONNECT_MS   1000
 #define PUSH_POLL_MS            200 /* the multi loop looks at worker_stopping this often */
 
+/* $1: how many (the free slots). */
 static const char claim_sql[] =
     "WITH c AS (SELECT id FROM push_deliveries WHERE next_attempt_at <= now() "
-    "ORDER BY next_attempt_at LIMIT " PUSH_BATCH_S " FOR UPDATE SKIP LOCKED) "
+    "ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) "
     "UPDATE push_deliveries d SET attempts = d.attempts + 1, "
     "next_attempt_at = now() + interval '" PUSH_LEASE_S " seconds' "
     "FROM c, subscriptions s, topics t, payloads p "
     "WHERE d.id = c.id AND s.id = d.subscription_id AND t.id = s.topic_id AND p.id = d.payload_id "
     "RETURNING d.id, d.attempts, s.max_attempts, s.min_delay_seconds, s.max_delay_seconds, s.url, "
     "d.message_id, t.name, d.raw, d.body_json, p.body";
+
+/* One claimed delivery: columns of the claim's row (owned copies), and the attempt's state. */
+struct job {
+    bool in_use;
+    char *id, *url, *message_id, *topic, *body;
+    int attempts, max_attempts, min_delay, max_delay;
+    bool raw, body_json;
+    CURL *easy;
+    struct curl_slist *headers;
+    bool done;
+    CURLcode rc;
+    long status;
+    char error[CURL_ERROR_SIZE];
+};
 
 struct mq_push {
     char *conninfo;
@@ -41,19 +57,8 @@ struct mq_push {
     struct worker *worker;
     struct mq_push_counters counters;
     uint64_t rng;
-};
-
-/* One claimed delivery: columns of the claim's row, and the attempt's state. */
-struct job {
-    const char *id, *url, *message_id, *topic, *body;
-    int attempts, max_attempts, min_delay, max_delay;
-    bool raw, body_json;
-    CURL *easy;
-    struct curl_slist *headers;
-    bool done;
-    CURLcode rc;
-    long status;
-    char error[CURL_ERROR_SIZE];
+    struct job jobs[PUSH_BATCH];
+    int active; /* jobs in use */
 };
 
 static size_t discard(char *data, size_t size, size_t n, void *arg)
@@ -66,17 +71,18 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
 static void job_read(struct job *j, PGresult *r, int row)
 {
     memset(j, 0, sizeof *j);
-    j->id = PQgetvalue(r, row, 0);
+    j->in_use = true;
+    j->id = xstrdup(PQgetvalue(r, row, 0));
     j->attempts = atoi(PQgetvalue(r, row, 1));
     j->max_attempts = atoi(PQgetvalue(r, row, 2));
     j->min_delay = atoi(PQgetvalue(r, row, 3));
     j->max_delay = atoi(PQgetvalue(r, row, 4));
-    j->url = PQgetisnull(r, row, 5) ? NULL : PQgetvalue(r, row, 5);
-    j->message_id = PQgetvalue(r, row, 6);
-    j->topic = PQgetvalue(r, row, 7);
+    j->url = PQgetisnull(r, row, 5) ? NULL : xstrdup(PQgetvalue(r, row, 5));
+    j->message_id = xstrdup(PQgetvalue(r, row, 6));
+    j->topic = xstrdup(PQgetvalue(r, row, 7));
     j->raw = PQgetvalue(r, row, 8)[0] == 't';
     j->body_json = PQgetvalue(r, row, 9)[0] == 't';
-    j->body = PQgetvalue(r, row, 10);
+    j->body = xstrdup(PQgetvalue(r, row, 10));
 }
 
 static struct curl_slist *job_headers(const struct job *j)
@@ -134,6 +140,12 @@ static void job_cleanup(CURLM *multi, struct job *j)
         curl_easy_cleanup(j->easy);
     }
     curl_slist_free_all(j->headers);
+    free(j->id);
+    free(j->url);
+    free(j->message_id);
+    free(j->topic);
+    free(j->body);
+    memset(j, 0, sizeof *j); /* the slot is free again */
 }
 
 /* Collects finished transfers into their jobs. */
@@ -150,23 +162,6 @@ static void collect(CURLM *multi)
         j->rc = m->data.result;
         curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &j->status);
     }
-}
-
-/* Sends every job concurrently; returns early (leaving jobs not done) when the worker stops. */
-static void send_all(struct mq_push *p, struct worker *w, struct job *jobs, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (job_prepare(&jobs[i]))
-            curl_multi_add_handle(p->multi, jobs[i].easy);
-    int running = 1;
-    while (running && !worker_stopping(w)) {
-        if (curl_multi_perform(p->multi, &running) != CURLM_OK)
-            break;
-        collect(p->multi);
-        if (running)
-            curl_multi_poll(p->multi, NULL, 0, PUSH_POLL_MS, NULL);
-    }
-    collect(p->multi);
 }
 
 /* The backoff before attempt number attempts + 1: min_delay doubled per attempt made, capped
@@ -244,32 +239,82 @@ static void record(struct mq_push *p, struct job *j)
              (int)strcspn(url, "?#"), url, j->attempts, error, moved ? "; dead-lettered" : "");
 }
 
+/* Claims due deliveries into the free slots and starts their attempts; false when the claim
+ * failed. */
+static bool claim_more(struct mq_push *p)
+{
+    char free_slots[16];
+    snprintf(free_slots, sizeof free_slots, "%d", PUSH_BATCH - p->active);
+    const char *v[] = {free_slots};
+    PGresult *r = PQexecParams(p->pg, claim_sql, 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (PQstatus(p->pg) == CONNECTION_OK)
+            log_warn("push: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return false;
+    }
+    for (int row = 0, k = 0; row < PQntuples(r); row++) {
+        while (p->jobs[k].in_use)
+            k++;
+        job_read(&p->jobs[k], r, row);
+        p->active++;
+        if (job_prepare(&p->jobs[k]))
+            curl_multi_add_handle(p->multi, p->jobs[k].easy);
+    }
+    PQclear(r);
+    return true;
+}
+
+/* Moves the transfers on for up to PUSH_POLL_MS and writes back every attempt that ended. */
+static void drive(struct mq_push *p)
+{
+    int running;
+    curl_multi_perform(p->multi, &running);
+    collect(p->multi);
+    bool any_done = false;
+    for (int k = 0; k < PUSH_BATCH; k++)
+        any_done |= p->jobs[k].in_use && p->jobs[k].done;
+    if (!any_done && running) {
+        curl_multi_poll(p->multi, NULL, 0, PUSH_POLL_MS, NULL);
+        curl_multi_perform(p->multi, &running);
+        collect(p->multi);
+    }
+    for (int k = 0; k < PUSH_BATCH; k++)
+        if (p->jobs[k].in_use && p->jobs[k].done) {
+            record(p, &p->jobs[k]);
+            job_cleanup(p->multi, &p->jobs[k]);
+            p->active--;
+        }
+}
+
 static int push_step(struct worker *w, void *arg)
 {
+    (void)w;
     struct mq_push *p = arg;
     char err[256];
     if (!db_reconnect(&p->pg, p->conninfo, p->connect_timeout_s, "-c statement_timeout=10000", err,
                       sizeof err))
         return PUSH_RETRY_CONNECT_MS;
-    PGresult *r = PQexec(p->pg, claim_sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        if (PQstatus(p->pg) == CONNECTION_OK)
-            log_warn("push: %s", PQresultErrorMessage(r));
-        PQclear(r);
+    if (p->active < PUSH_BATCH && !claim_more(p) && p->active == 0)
         return PUSH_RETRY_CONNECT_MS;
-    }
-    int n = PQntuples(r);
-    struct job jobs[PUSH_BATCH];
-    for (int i = 0; i < n; i++)
-        job_read(&jobs[i], r, i);
-    if (n)
-        send_all(p, w, jobs, n);
-    for (int i = 0; i < n; i++) {
-        record(p, &jobs[i]);
-        job_cleanup(p->multi, &jobs[i]);
-    }
-    PQclear(r);
-    return n == PUSH_BATCH ? 0 : PUSH_IDLE_MS;
+    if (p->active == 0)
+        return PUSH_IDLE_MS;
+    drive(p);
+    return 0; /* attempts in flight, or slots freed: keep driving and claiming */
+}
+
+/* Attempts still in flight when the worker stops are abandoned: due again at once, the attempt
+ * not counted. */
+static void abandon_in_flight(struct mq_push *p)
+{
+    for (int k = 0; k < PUSH_BATCH; k++)
+        if (p->jobs[k].in_use) {
+            p->jobs[k].done = false;
+            if (p->pg && PQstatus(p->pg) == CONNECTION_OK)
+                record(p, &p->jobs[k]);
+            job_cleanup(p->multi, &p->jobs[k]);
+        }
+    p->active = 0;
 }
 
 struct mq_push *mq_push_start(const char *conninfo, int connect_timeout_s)
@@ -291,6 +336,7 @@ void mq_push_stop(struct mq_push *p)
     if (!p)
         return;
     worker_stop(p->worker);
+    abandon_in_flight(p);
     curl_multi_cleanup(p->multi);
     if (p->pg)
         PQfinish(p->pg);

@@ -915,6 +915,27 @@ START_TEST(an_attempt_in_flight_at_shutdown_is_not_counted)
 }
 END_TEST
 
+/* A slow endpoint holds one slot of the worker, not the deliveries to the others: a message
+ * published while another endpoint still holds its answer back reaches the fast endpoint at
+ * once (the worker used to wait for its whole batch before claiming more). */
+START_TEST(a_slow_endpoint_does_not_hold_up_the_others)
+{
+    put_topic("push-hol");
+    put_url_sub("push-hol", "slow", "/slow/4000", "");
+    put_url_sub("push-hol", "fast", "/ok/hol", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-hol", "{\"body\": \"first\"}", id), 2);
+    ck_assert_int_eq(rcv_wait("/ok/hol", 1, 10000), 1);
+    ck_assert_int_eq(rcv_wait("/slow/4000", 1, 10000), 1);
+    double t0 = harness_now_s();
+    ck_assert_int_eq(publish("push-hol", "{\"body\": \"second\"}", id), 2);
+    ck_assert_int_eq(rcv_wait("/ok/hol", 2, 10000), 2);
+    double took = harness_now_s() - t0;
+    ck_assert_msg(took < 2.5, "the fast endpoint waited %.1f s for the slow one", took);
+    ck_assert_int_eq(rcv_wait("/slow/4000", 2, 15000), 2);
+}
+END_TEST
+
 START_TEST(deliveries_survive_a_restart)
 {
     restart(no_workers);
@@ -1063,6 +1084,7 @@ int main(void)
     tcase_add_test(tc, redirects_are_not_followed);
     tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
     tcase_add_test(tc, an_attempt_in_flight_at_shutdown_is_not_counted);
+    tcase_add_test(tc, a_slow_endpoint_does_not_hold_up_the_others);
     tcase_add_test(tc, deliveries_survive_a_restart);
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
