@@ -11,6 +11,7 @@
 #include "rydes/mem.h"
 #include "rydes/mq_combiner.h"
 #include "rydes/mq_input.h"
+#include "rydes/mq_poll.h"
 #include "rydes/prebookings.h"
 #include "rydes/problem.h"
 #include "rydes/secret.h"
@@ -242,23 +243,6 @@ enum handler_result api_messages_send_batch(struct http_request *req)
 
 /* ---- receive and long polling ---- */
 
-struct poll_state {
-    struct mq_waiter waiter;
-    struct http_request *req;
-    struct mq_queue q;
-    struct mq_receive_request rr;
-    enum mq_wake why;
-    enum mq_wait_result refused; /* MQ_WAIT_OK unless the hub turned us away */
-    bool woken;                  /* the next attempt follows a wake-up */
-};
-
-static void on_wake(struct mq_waiter *w, enum mq_wake why)
-{
-    struct poll_state *ps = w->ctx;
-    ps->why = why;
-    http_resume(ps->req);
-}
-
 static enum handler_result reply_messages(struct http_request *req, const struct mq_queue *q,
                                           struct mq_message *msgs, int count)
 {
@@ -269,47 +253,43 @@ static enum handler_result reply_messages(struct http_request *req, const struct
     return http_reply_json(req, 200, json_pack("{s:o}", "messages", list));
 }
 
-static bool may_wait(const struct poll_state *ps)
+static bool client_gone(void *req)
 {
-    return ps->rr.wait_seconds > 0 && ps->why == MQ_WAKE_MESSAGE && ps->refused == MQ_WAIT_OK &&
-           clock_mono_us() < ps->waiter.deadline_us;
+    return http_client_gone(req);
+}
+
+static void resume(void *req)
+{
+    http_resume(req);
 }
 
 /* One receive attempt; suspends the request when it found nothing and may wait longer. */
 static enum handler_result receive_attempt(struct http_request *req)
 {
-    struct poll_state *ps = req->state;
-    struct mq_hub *hub = req->app->hub;
-    if (ps->refused == MQ_WAIT_FULL)
+    struct mq_poll *p = req->state;
+    switch (mq_poll_begin(p)) {
+    case MQ_POLL_FULL:
         return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
-    if (ps->woken && http_client_gone(req)) {
-        mq_hub_poke(hub, ps->q.id); /* pass the wake-up on to a waiter that is still there */
-        return reply_messages(req, &ps->q, NULL, 0);
+    case MQ_POLL_GONE:
+        return reply_messages(req, &p->q, NULL, 0);
+    case MQ_POLL_GO:
+        break;
     }
-    ps->woken = true; /* every later attempt follows a wake-up */
     enum handler_result res;
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
-    uint64_t seq = mq_hub_seq(hub, ps->q.id);
     struct mq_message *msgs;
     int count;
-    enum mq_status st = mq_receive(c, &ps->q, ps->rr.max_messages, ps->rr.visibility_timeout,
-                                   ps->rr.delete_now, &msgs, &count);
+    enum mq_status st = mq_poll_receive(p, c, &msgs, &count);
     api_db_release(req, c);
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
-    if (count == ps->rr.max_messages)
-        mq_hub_poke(hub, ps->q.id); /* there may be more: let the next waiter look */
-    if (count > 0 || !may_wait(ps))
-        return reply_messages(req, &ps->q, msgs, count);
+    if (count > 0 || !mq_poll_may_wait(p))
+        return reply_messages(req, &p->q, msgs, count);
     mq_messages_free(msgs, count);
     enum handler_result suspended = http_suspend(req, receive_attempt);
-    ps->refused = mq_hub_wait(hub, &ps->waiter, seq);
-    if (ps->refused != MQ_WAIT_OK) {
-        ps->why = ps->refused == MQ_WAIT_STOPPING ? MQ_WAKE_SHUTDOWN : MQ_WAKE_MESSAGE;
-        http_resume(req);
-    }
+    mq_poll_wait(p);
     return suspended;
 }
 
@@ -318,22 +298,20 @@ enum handler_result api_messages_receive(struct http_request *req)
     enum handler_result res;
     if (req->json && !json_is_object(req->json))
         return http_reply_problem(req, 400, "the request body must be a JSON object");
-    struct poll_state *ps = xcalloc(1, sizeof *ps);
-    req->state = ps;
-    req->state_free = free;
-    if (!api_queue_lookup(req, &ps->q, &res))
+    struct mq_queue q;
+    if (!api_queue_lookup(req, &q, &res))
         return res;
     struct field_errors fe;
     field_errors_init(&fe);
-    mq_input_receive(req->json, &ps->q, &ps->rr, &fe);
+    struct mq_receive_request rr;
+    mq_input_receive(req->json, &q, &rr, &fe);
     if (api_reply_invalid(req, &fe, &res))
         return res;
-    ps->req = req;
-    ps->why = MQ_WAKE_MESSAGE;
-    ps->waiter.queue_id = ps->q.id;
-    ps->waiter.deadline_us = clock_mono_us() + (int64_t)ps->rr.wait_seconds * 1000000;
-    ps->waiter.wake = on_wake;
-    ps->waiter.ctx = ps;
+    struct mq_poll *p = xcalloc(1, sizeof *p);
+    req->state = p;
+    req->state_free = free;
+    mq_poll_init(p, req->app->hub, &q, rr.max_messages, rr.visibility_timeout, rr.delete_now,
+                 rr.wait_seconds, client_gone, resume, req);
     return receive_attempt(req);
 }
 

@@ -15,6 +15,7 @@
 #include "rydes/mem.h"
 #include "rydes/mq_hub.h"
 #include "rydes/mq_input.h"
+#include "rydes/mq_poll.h"
 #include "rydes/prebookings.h"
 #include "rydes/secret.h"
 
@@ -293,23 +294,6 @@ enum handler_result sqs_send_message_batch(struct aws_call *call)
 
 /* ---- receive ---- */
 
-struct sqs_poll {
-    struct mq_waiter waiter;
-    struct aws_call *call;
-    struct mq_queue q;
-    int max, visibility, wait;
-    enum mq_wake why;
-    enum mq_wait_result refused;
-    bool woken;
-};
-
-static void on_wake(struct mq_waiter *w, enum mq_wake why)
-{
-    struct sqs_poll *ps = w->ctx;
-    ps->why = why;
-    http_resume(ps->call->req);
-}
-
 static long long epoch_ms(const char *rfc3339)
 {
     int64_t us = 0;
@@ -430,76 +414,67 @@ static enum handler_result reply_messages(struct aws_call *call, const struct mq
     return aws_reply(call, out);
 }
 
-static bool may_wait(const struct sqs_poll *ps)
+static bool client_gone(void *call)
 {
-    return ps->wait > 0 && ps->why == MQ_WAKE_MESSAGE && ps->refused == MQ_WAIT_OK &&
-           clock_mono_us() < ps->waiter.deadline_us;
+    return http_client_gone(((struct aws_call *)call)->req);
+}
+
+static void resume(void *call)
+{
+    http_resume(((struct aws_call *)call)->req);
 }
 
 /* One receive attempt; suspends the request when it found nothing and may wait longer (the
- * same protocol with the hub as api/messages.c). */
+ * protocol of rydes/mq_poll.h, as the REST receive). */
 static enum handler_result receive_attempt(struct http_request *req)
 {
     struct aws_call *call = req->state;
-    struct sqs_poll *ps = call->op_state;
-    struct mq_hub *hub = req->app->hub;
-    if (ps->refused == MQ_WAIT_FULL) {
+    struct mq_poll *p = call->op_state;
+    switch (mq_poll_begin(p)) {
+    case MQ_POLL_FULL:
         http_add_header(req, "Retry-After", "1");
         return aws_fail(call, WIRE_UNAVAILABLE, "Too many long polls are waiting; retry.");
+    case MQ_POLL_GONE:
+        return reply_messages(call, &p->q, NULL, 0);
+    case MQ_POLL_GO:
+        break;
     }
-    if (ps->woken && http_client_gone(req)) {
-        mq_hub_poke(hub, ps->q.id);
-        return reply_messages(call, &ps->q, NULL, 0);
-    }
-    ps->woken = true;
     enum handler_result res;
     struct db_conn *c = aws_db(call, &res);
     if (!c)
         return res;
-    uint64_t seq = mq_hub_seq(hub, ps->q.id);
     struct mq_message *msgs;
     int count;
-    enum mq_status st = mq_receive(c, &ps->q, ps->max, ps->visibility, false, &msgs, &count);
+    enum mq_status st = mq_poll_receive(p, c, &msgs, &count);
     aws_db_release(call, c);
     if (st != MQ_OK)
         return sqs_engine_failed(call, st, NULL);
-    if (count == ps->max)
-        mq_hub_poke(hub, ps->q.id);
-    if (count > 0 || !may_wait(ps))
-        return reply_messages(call, &ps->q, msgs, count);
+    if (count > 0 || !mq_poll_may_wait(p))
+        return reply_messages(call, &p->q, msgs, count);
     mq_messages_free(msgs, count);
     enum handler_result suspended = http_suspend(req, receive_attempt);
-    ps->refused = mq_hub_wait(hub, &ps->waiter, seq);
-    if (ps->refused != MQ_WAIT_OK) {
-        ps->why = ps->refused == MQ_WAIT_STOPPING ? MQ_WAKE_SHUTDOWN : MQ_WAKE_MESSAGE;
-        http_resume(req);
-    }
+    mq_poll_wait(p);
     return suspended;
 }
 
 enum handler_result sqs_receive_message(struct aws_call *call)
 {
     enum handler_result res;
-    struct sqs_poll *ps = xcalloc(1, sizeof *ps);
-    call->op_state = ps;
-    call->op_state_free = free;
-    struct db_conn *c = queue_conn(call, &ps->q, &res);
+    struct mq_queue q;
+    struct db_conn *c = queue_conn(call, &q, &res);
     if (!c)
         return res;
     aws_db_release(call, c);
-    ps->max = 1;
-    ps->visibility = ps->q.attrs.visibility_timeout;
-    ps->wait = ps->q.attrs.receive_wait_seconds;
-    if (!sqs_int(call, "MaxNumberOfMessages", 1, MQ_MAX_BATCH, &ps->max, &res) ||
-        !sqs_int(call, "VisibilityTimeout", 0, 43200, &ps->visibility, &res) ||
-        !sqs_int(call, "WaitTimeSeconds", 0, 20, &ps->wait, &res))
+    int max = 1, visibility = q.attrs.visibility_timeout, wait = q.attrs.receive_wait_seconds;
+    if (!sqs_int(call, "MaxNumberOfMessages", 1, MQ_MAX_BATCH, &max, &res) ||
+        !sqs_int(call, "VisibilityTimeout", 0, 43200, &visibility, &res) ||
+        !sqs_int(call, "WaitTimeSeconds", 0, 20, &wait, &res))
         return res;
-    ps->call = call;
-    ps->why = MQ_WAKE_MESSAGE;
-    ps->waiter.queue_id = ps->q.id;
-    ps->waiter.deadline_us = clock_mono_us() + (int64_t)ps->wait * 1000000;
-    ps->waiter.wake = on_wake;
-    ps->waiter.ctx = ps;
+    struct mq_poll *p = xcalloc(1, sizeof *p);
+    call->op_state = p;
+    call->op_state_free = free;
+    mq_poll_init(p, call->req->app->hub, &q, max, visibility, false, wait, client_gone, resume,
+                 call);
     return receive_attempt(call->req);
 }
 

@@ -1,0 +1,53 @@
+/* A receive that may wait: the long-poll protocol with the hub (rydes/mq_hub.h) that the REST
+ * receive and SQS ReceiveMessage share. The caller owns the request and its replies; the poll
+ * decides what comes next:
+ *
+ *   switch (mq_poll_begin(p)) { FULL: 503; GONE: answer empty; GO: go on }
+ *   acquire a connection, mq_poll_receive(p, c, ...), release it
+ *   messages, or no more waiting (mq_poll_may_wait false): answer them
+ *   otherwise: suspend the request (resuming into the same attempt), then mq_poll_wait(p)
+ *
+ * p->resume resumes the suspended request; the hub calls it when a message may have arrived,
+ * at the deadline, or at shutdown, and mq_poll_wait calls it at once when the hub refuses. */
+#ifndef RYDES_MQ_POLL_H
+#define RYDES_MQ_POLL_H
+
+#include "rydes/mq.h"
+#include "rydes/mq_hub.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct mq_poll {
+    struct mq_waiter waiter; /* registered with the hub while the request waits */
+    struct mq_hub *hub;
+    struct mq_queue q;
+    int max, visibility, wait_seconds;
+    bool delete_now;
+    enum mq_wake why;
+    enum mq_wait_result refused; /* MQ_WAIT_OK unless the hub turned the wait away */
+    bool woken;                  /* the next attempt follows a wake-up */
+    uint64_t waiter_seq;         /* the hub's sequence read before the last claim */
+    bool (*client_gone)(void *ctx);
+    void (*resume)(void *ctx);
+    void *ctx;
+};
+
+enum mq_poll_begin { MQ_POLL_GO, MQ_POLL_FULL, MQ_POLL_GONE };
+
+/* Sets p up for a receive of q (copied) that may wait wait_seconds from now. */
+void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, const struct mq_queue *q, int max,
+                  int visibility, bool delete_now, int wait_seconds, bool (*client_gone)(void *ctx),
+                  void (*resume)(void *ctx), void *ctx);
+/* Before each attempt: MQ_POLL_FULL when the hub had no room for the wait (answer 503),
+ * MQ_POLL_GONE when the client left during the wait (its wake-up is passed on; answer empty). */
+enum mq_poll_begin mq_poll_begin(struct mq_poll *p);
+/* The receive of one attempt, as mq_receive; lets the next waiter look when it took max. */
+enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
+                               int *count);
+/* May a request that found nothing wait longer? */
+bool mq_poll_may_wait(const struct mq_poll *p);
+/* Registers the wait; call after suspending the request. */
+void mq_poll_wait(struct mq_poll *p);
+
+#endif

@@ -1,0 +1,72 @@
+/* The long-poll protocol shared by the receives; see include/rydes/mq_poll.h. */
+#include "rydes/mq_poll.h"
+
+#include "rydes/clock.h"
+
+#include <string.h>
+
+static void on_wake(struct mq_waiter *w, enum mq_wake why)
+{
+    struct mq_poll *p = w->ctx;
+    p->why = why;
+    p->resume(p->ctx);
+}
+
+void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, const struct mq_queue *q, int max,
+                  int visibility, bool delete_now, int wait_seconds, bool (*client_gone)(void *ctx),
+                  void (*resume)(void *ctx), void *ctx)
+{
+    memset(p, 0, sizeof *p);
+    p->hub = hub;
+    p->q = *q;
+    p->max = max;
+    p->visibility = visibility;
+    p->delete_now = delete_now;
+    p->wait_seconds = wait_seconds;
+    p->why = MQ_WAKE_MESSAGE;
+    p->client_gone = client_gone;
+    p->resume = resume;
+    p->ctx = ctx;
+    p->waiter.queue_id = q->id;
+    p->waiter.deadline_us = clock_mono_us() + (int64_t)wait_seconds * 1000000;
+    p->waiter.wake = on_wake;
+    p->waiter.ctx = p;
+}
+
+enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
+{
+    if (p->refused == MQ_WAIT_FULL)
+        return MQ_POLL_FULL;
+    if (p->woken && p->client_gone(p->ctx)) {
+        mq_hub_poke(p->hub, p->q.id); /* pass the wake-up on to a waiter that is still there */
+        return MQ_POLL_GONE;
+    }
+    p->woken = true; /* every later attempt follows a wake-up */
+    return MQ_POLL_GO;
+}
+
+enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
+                               int *count)
+{
+    /* read before the claim: a message that arrives after it wakes the wait at once */
+    p->waiter_seq = mq_hub_seq(p->hub, p->q.id);
+    enum mq_status st = mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, msgs, count);
+    if (st == MQ_OK && *count == p->max)
+        mq_hub_poke(p->hub, p->q.id); /* there may be more: let the next waiter look */
+    return st;
+}
+
+bool mq_poll_may_wait(const struct mq_poll *p)
+{
+    return p->wait_seconds > 0 && p->why == MQ_WAKE_MESSAGE && p->refused == MQ_WAIT_OK &&
+           clock_mono_us() < p->waiter.deadline_us;
+}
+
+void mq_poll_wait(struct mq_poll *p)
+{
+    p->refused = mq_hub_wait(p->hub, &p->waiter, p->waiter_seq);
+    if (p->refused != MQ_WAIT_OK) {
+        p->why = p->refused == MQ_WAIT_STOPPING ? MQ_WAKE_SHUTDOWN : MQ_WAKE_MESSAGE;
+        p->resume(p->ctx);
+    }
+}
