@@ -4,9 +4,8 @@
 #include "rydes/clock.h"
 #include "rydes/mem.h"
 
-#include <stdint.h>
-
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 struct mq_combiner {
