@@ -20,6 +20,8 @@ extern const size_t api_nroutes;
 /* Takes a pooled connection for the request. NULL when none is available; a 503 with
  * Retry-After is then already queued and *res holds its result. */
 struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res);
+/* The 503 of a request that got no pooled connection, saying why. */
+enum handler_result api_reply_no_conn(struct http_request *req, enum db_acquire_error why);
 void api_db_release(struct http_request *req, struct db_conn *c);
 /* Answers a failed store call: 503 when the database went away, 500 otherwise. */
 enum handler_result api_store_failed(struct http_request *req, enum store_result r);

@@ -9,15 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum handler_result api_reply_no_conn(struct http_request *req, enum db_acquire_error why)
+{
+    return http_reply_unavailable(req, why == DB_ACQUIRE_EXHAUSTED
+                                           ? "all database connections are busy"
+                                           : "the database is unreachable");
+}
+
 struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res)
 {
     enum db_acquire_error why;
     struct db_conn *c =
         db_pool_acquire(req->app->pool, (int)req->app->cfg->db_acquire_timeout_ms, &why);
     if (!c)
-        *res = http_reply_unavailable(req, why == DB_ACQUIRE_EXHAUSTED
-                                               ? "all database connections are busy"
-                                               : "the database is unreachable");
+        *res = api_reply_no_conn(req, why);
     return c;
 }
 

@@ -82,6 +82,8 @@ struct send_state {
     struct mq_send_entry e;
     char *owned; /* what e points into besides the request's JSON */
     struct http_request *req;
+    bool no_conn; /* send_direct got no pooled connection, for the reason in why */
+    enum db_acquire_error why;
 };
 
 static void send_state_free(void *p)
@@ -94,6 +96,8 @@ static void send_state_free(void *p)
 static enum handler_result reply_send_state(struct http_request *req)
 {
     struct send_state *ss = req->state;
+    if (ss->no_conn)
+        return api_reply_no_conn(req, ss->why);
     if (ss->s.status != MQ_OK)
         return api_mq_failure(req, ss->s.status, NULL);
     return reply_sent(req, &ss->e, &ss->s.result, ss->s.q.attrs.fifo);
@@ -108,12 +112,13 @@ static void send_done(struct mq_combined_send *s)
 /* Sends on a pooled connection of this thread. */
 static void send_direct(struct http_request *req, struct send_state *ss, bool notify)
 {
-    enum db_acquire_error why;
     struct app *app = req->app;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
-    ss->s.status = c ? mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, notify) : MQ_UNAVAILABLE;
-    if (c)
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ss->why);
+    ss->no_conn = !c;
+    if (c) {
+        ss->s.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, notify);
         db_pool_release(app->pool, c);
+    }
 }
 
 /* Standard queues nobody long-polls go through the combiner (rydes/mq_combiner.h): the request

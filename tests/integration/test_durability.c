@@ -87,6 +87,19 @@ static void no_background_sweeper(struct config *cfg)
     ck_assert(config_set_flag(cfg, "sweep-interval-ms", "0", &err)); /* the test sweeps */
 }
 
+/* Runs times sweeps as the sweeper thread does; returns the rows the last one deleted. */
+static long long sweep(int times)
+{
+    PGconn *pg = PQconnectdb(harness_db_url());
+    long long n = -1;
+    for (int i = 0; i < times; i++) {
+        n = mq_sweep_once(pg);
+        ck_assert_int_ge(n, 0);
+    }
+    PQfinish(pg);
+    return n;
+}
+
 START_TEST(sweeper_deletes_expired_messages)
 {
     harness_start(&srv, no_background_sweeper);
@@ -102,9 +115,7 @@ START_TEST(sweeper_deletes_expired_messages)
                      "UPDATE messages SET sent_at = now() - interval '61 seconds' WHERE id IN "
                      "(SELECT m.id FROM messages m JOIN queues q ON q.id = m.queue_id "
                      "WHERE q.name = 'short' ORDER BY m.id LIMIT 2)"));
-    PGconn *pg = PQconnectdb(harness_db_url());
-    ck_assert_int_ge(mq_sweep_once(pg), 2);
-    PQfinish(pg);
+    ck_assert_int_ge(sweep(1), 2);
     char *left = harness_sql(harness_db_url(), "SELECT count(*) FROM messages m JOIN queues q "
                                                "ON q.id = m.queue_id WHERE q.name = 'short'");
     ck_assert_str_eq(left, "1");
@@ -124,9 +135,7 @@ START_TEST(sweeper_collects_unused_payloads)
                      "INSERT INTO messages (queue_id, visible_at, message_id, body, payload_id) "
                      "SELECT q.id, now(), gen_random_uuid(), '', (SELECT min(id) FROM payloads) "
                      "FROM queues q WHERE q.name = 'keeps'"));
-    PGconn *pg = PQconnectdb(harness_db_url());
-    ck_assert_int_ge(mq_sweep_once(pg), 0);
-    PQfinish(pg);
+    sweep(1);
     char *left = harness_sql(harness_db_url(), "SELECT count(*) FROM payloads");
     ck_assert_str_eq(left, "1"); /* only the one a message still uses */
     free(left);
@@ -151,10 +160,7 @@ START_TEST(sweeper_walks_past_payloads_in_use)
     free(harness_sql(harness_db_url(),
                      "INSERT INTO payloads (body, created_at) SELECT 'unused', now() - interval "
                      "'2 minutes' FROM generate_series(1, 5)"));
-    PGconn *pg = PQconnectdb(harness_db_url());
-    for (int i = 0; i < 12; i++) /* 1,000 payloads further per sweep */
-        ck_assert_int_ge(mq_sweep_once(pg), 0);
-    PQfinish(pg);
+    sweep(12); /* 1,000 payloads further per sweep */
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payloads WHERE body = 'unused'"), 0);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payloads WHERE body = 'pinned'"), 10001);
     harness_stop(&srv);
