@@ -124,17 +124,29 @@ START_TEST(sweeper_deletes_expired_messages)
 }
 END_TEST
 
+/* n payloads with body, published two minutes ago (old enough to be collected). */
+static void old_payloads(const char *body, int n)
+{
+    free(harness_sqlf_text("INSERT INTO payloads (body, created_at) SELECT '%s', now() - "
+                           "interval '2 minutes' FROM generate_series(1, %d)",
+                           body, n));
+}
+
+/* A message of queue for every payload the condition on p selects: they are in use. */
+static void use_payloads(const char *queue, const char *condition)
+{
+    free(harness_sqlf_text("INSERT INTO messages (queue_id, visible_at, message_id, body, "
+                           "payload_id) SELECT q.id, now(), gen_random_uuid(), '', p.id "
+                           "FROM payloads p, queues q WHERE q.name = '%s' AND %s",
+                           queue, condition));
+}
+
 START_TEST(sweeper_collects_unused_payloads)
 {
     harness_start(&srv, no_background_sweeper);
     harness_put_queue(&srv, "keeps", NULL, 201);
-    free(harness_sql(harness_db_url(),
-                     "INSERT INTO payloads (body, created_at) SELECT 'old', now() - interval "
-                     "'2 minutes' FROM generate_series(1, 5)"));
-    free(harness_sql(harness_db_url(),
-                     "INSERT INTO messages (queue_id, visible_at, message_id, body, payload_id) "
-                     "SELECT q.id, now(), gen_random_uuid(), '', (SELECT min(id) FROM payloads) "
-                     "FROM queues q WHERE q.name = 'keeps'"));
+    old_payloads("old", 5);
+    use_payloads("keeps", "p.id = (SELECT min(id) FROM payloads)");
     sweep(1);
     char *left = harness_sql(harness_db_url(), "SELECT count(*) FROM payloads");
     ck_assert_str_eq(left, "1"); /* only the one a message still uses */
@@ -150,16 +162,9 @@ START_TEST(sweeper_walks_past_payloads_in_use)
 {
     harness_start(&srv, no_background_sweeper);
     harness_put_queue(&srv, "holds", NULL, 201);
-    free(harness_sql(harness_db_url(),
-                     "INSERT INTO payloads (body, created_at) SELECT 'pinned', now() - interval "
-                     "'2 minutes' FROM generate_series(1, 10001)"));
-    free(harness_sql(harness_db_url(),
-                     "INSERT INTO messages (queue_id, visible_at, message_id, body, payload_id) "
-                     "SELECT q.id, now(), gen_random_uuid(), '', p.id FROM payloads p, queues q "
-                     "WHERE q.name = 'holds' AND p.body = 'pinned'"));
-    free(harness_sql(harness_db_url(),
-                     "INSERT INTO payloads (body, created_at) SELECT 'unused', now() - interval "
-                     "'2 minutes' FROM generate_series(1, 5)"));
+    old_payloads("pinned", 10001);
+    use_payloads("holds", "p.body = 'pinned'");
+    old_payloads("unused", 5);
     sweep(12); /* 1,000 payloads further per sweep */
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payloads WHERE body = 'unused'"), 0);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payloads WHERE body = 'pinned'"), 10001);
