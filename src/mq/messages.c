@@ -289,8 +289,10 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
         memcpy(&v[6 * i], row, sizeof row);
         len[6 * i + 4] = (int)e->body_len;
     }
-    snprintf(notify, sizeof notify, "%d", notify_queue);
-    v[6 * n] = notify;
+    if (notify_queue) { /* the parameter only the NOTIFY variant has */
+        snprintf(notify, sizeof notify, "%d", notify_queue);
+        v[6 * n] = notify;
+    }
     PGresult *r = db_exec(c, &q_send_rows[notify_queue != 0][n - 1], v, len, NULL);
     for (int i = 0; i < n; i++)
         free(p[i].attrs);
