@@ -40,20 +40,45 @@ reset_tables() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
+# The median of the numbers given (one per round).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
+        END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# "median [lowest–highest]" of the per-round ratios given.
+spread() {
+    local lo hi
+    lo=$(printf '%s\n' "$@" | sort -g | head -1)
+    hi=$(printf '%s\n' "$@" | sort -g | tail -1)
+    echo "$(median "$@") [$lo–$hi]"
+}
+
 ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
 
+# Each ratio pairs a figure with the baseline measured right before it, ROUNDS times over, and
+# reports the median of the per-round ratios with their range: on a shared 2-core machine a
+# baseline alone swings by half between runs minutes apart, and measuring it once at the start
+# would divide every later figure by whatever the machine did then.
 bench_sql_figures() {
-    local b=$ROOT/../shared/bench e=$ROOT/bench r
-    reset_tables; r=($(pgb "$b/limit_cycle.sql" "$SECS")); LIMIT=${r[0]}
-    reset_tables; r=($(pgb "$b/naive_cycle.sql" "$SECS")); NAIVE=${r[0]}
-    reset_tables; r=($(pgb "$b/naive_cycle10.sql" "$SECS")); NAIVE10=$(awk -v t="${r[0]}" 'BEGIN{print t*10}')
-    reset_tables; r=($(pgb "$e/engine_send.sql" "$SECS")); ESEND=${r[0]}
-    reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); ECYCLE=${r[0]}; LAT_EMPTY=${r[1]}
-    reset_tables; r=($(pgb "$e/engine_cycle10.sql" "$SECS")); ECYCLE10=$(awk -v t="${r[0]}" 'BEGIN{print t*10}')
-    row "cycle, batch 1 (msg/s)" "$ECYCLE" "limit_cycle $LIMIT" "$(ratio "$ECYCLE" "$LIMIT") (≥ 0.8)"
-    row "cycle, batch 1 (msg/s)" "$ECYCLE" "naive_cycle $NAIVE" "$(ratio "$ECYCLE" "$NAIVE") (≥ 3)"
-    row "cycle, batch 10 (msg/s)" "$ECYCLE10" "naive_cycle10 $NAIVE10" "$(ratio "$ECYCLE10" "$NAIVE10") (≥ 2.5)"
+    local b=$ROOT/../shared/bench e=$ROOT/bench r i
+    local lim=() nai=() n10=() cyc=() c10=() snd=() lat=() rl=() rn=() r10=()
+    for i in $(seq "$ROUNDS"); do
+        say "round $i of $ROUNDS"
+        reset_tables; r=($(pgb "$b/limit_cycle.sql" "$SECS")); lim+=("${r[0]}")
+        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); cyc+=("${r[0]}"); lat+=("${r[1]}")
+        reset_tables; r=($(pgb "$b/naive_cycle.sql" "$SECS")); nai+=("${r[0]}")
+        reset_tables; r=($(pgb "$b/naive_cycle10.sql" "$SECS")); n10+=("$(awk -v t="${r[0]}" 'BEGIN{print t*10}')")
+        reset_tables; r=($(pgb "$e/engine_cycle10.sql" "$SECS")); c10+=("$(awk -v t="${r[0]}" 'BEGIN{print t*10}')")
+        rl+=("$(ratio "${cyc[-1]}" "${lim[-1]}")")
+        rn+=("$(ratio "${cyc[-1]}" "${nai[-1]}")")
+        r10+=("$(ratio "${c10[-1]}" "${n10[-1]}")")
+    done
+    ECYCLE=$(median "${cyc[@]}"); LAT_EMPTY=$(median "${lat[@]}")
+    row "cycle, batch 1 (msg/s)" "$ECYCLE" "limit_cycle $(median "${lim[@]}")" "$(spread "${rl[@]}") (≥ 0.8)"
+    row "cycle, batch 1 (msg/s)" "$ECYCLE" "naive_cycle $(median "${nai[@]}")" "$(spread "${rn[@]}") (≥ 3)"
+    row "cycle, batch 10 (msg/s)" "$(median "${c10[@]}")" "naive_cycle10 $(median "${n10[@]}")" "$(spread "${r10[@]}") (≥ 2.5)"
 }
 
 bench_backlog() {
@@ -74,6 +99,7 @@ bench_backlog() {
     row "receive latency, after ${BACKLOG} churned (ms)" "$LAT_CHURN" "empty queue $LAT_EMPTY" "$(ratio "$LAT_CHURN" "$LAT_EMPTY") (≤ 1.3)"
 }
 
+field() { echo "$1" | sed "s/.*\"$2\":\([0-9.]*\).*/\1/"; }
 per_second() { echo "$1" | sed 's/.*"per_second":\([0-9.]*\).*/\1/'; }
 
 bench_http() {
@@ -88,16 +114,26 @@ bench_http() {
     BENCH_PID=$!
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     local lg="$ROOT/build-bench/loadgen http://127.0.0.1:$port $token bench"
+    local e=$ROOT/bench i r out hs=() hc=() es=() ec=() p99=() rs=() rc=()
     $lg send 8 "$WARMUP" >/dev/null
-    out=$($lg send 8 "$SECS"); HSEND=$(per_second "$out")
-    HSEND_P99=$(echo "$out" | sed 's/.*"p99_ms":\([0-9.]*\).*/\1/')
-    reset_tables
-    HCYCLE=$(per_second "$($lg cycle 8 "$SECS")")
+    # the engine's SQL runs right before its HTTP counterpart, the gateway idle meanwhile
+    for i in $(seq "$ROUNDS"); do
+        say "round $i of $ROUNDS"
+        reset_tables; r=($(pgb "$e/engine_send.sql" "$SECS")); es+=("${r[0]}")
+        reset_tables; out=$($lg send 8 "$SECS"); hs+=("$(per_second "$out")")
+        p99+=("$(field "$out" p99_ms)")
+        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); ec+=("${r[0]}")
+        reset_tables; hc+=("$(per_second "$($lg cycle 8 "$SECS")")")
+        rs+=("$(ratio "${hs[-1]}" "${es[-1]}")")
+        rc+=("$(ratio "${hc[-1]}" "${ec[-1]}")")
+    done
     bench_publish "$port" "$token"
     bench_rides "$port" "$token"
     kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
-    row "HTTP send, 8 connections (msg/s, p99 ${HSEND_P99} ms)" "$HSEND" "engine SQL send $ESEND" "$(ratio "$HSEND" "$ESEND") (≥ 0.6)"
-    row "HTTP cycle, 8 connections (msg/s)" "$HCYCLE" "engine SQL cycle $ECYCLE" "$(ratio "$HCYCLE" "$ECYCLE") (≥ 0.6)"
+    row "HTTP send, 8 connections (msg/s, p99 $(median "${p99[@]}") ms)" "$(median "${hs[@]}")" \
+        "engine SQL send $(median "${es[@]}")" "$(spread "${rs[@]}") (≥ 0.6)"
+    row "HTTP cycle, 8 connections (msg/s)" "$(median "${hc[@]}")" \
+        "engine SQL cycle $(median "${ec[@]}")" "$(spread "${rc[@]}") (≥ 0.6)"
 }
 
 # Publish to a topic with 5 queue subscriptions (envelope delivery; one filtered, matching)
@@ -126,8 +162,6 @@ bench_publish() {
     row "HTTP publish, 5 subscriptions, 1 filtered (publishes/s)" "$HPUB" "HTTP send $HSENDA/s" "cost $cost× a send (≤ 2)"
     row "HTTP publish vs five sends (cost)" "$cost5" "5 × send" "$cost5 (≤ 0.4)"
 }
-
-field() { echo "$1" | sed "s/.*\"$2\":\([0-9.]*\).*/\1/"; }
 
 # POST /rides (store + publish to five queues, one filtered, in one transaction) next to a
 # plain send of one message, at 1, 16 and 64 connections. The services are off (RYDES_WORKERS
@@ -295,10 +329,10 @@ bench_soak() {
 bench_main() {
     local mode=${1:-quick}
     case "$mode" in
-        quick) SECS=5; WARMUP=2; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000; RFQS=1000; SAGAS=2000 ;;
-        full) SECS=20; WARMUP=5; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
+        quick) SECS=5; WARMUP=2; ROUNDS=3; BACKLOG=100000; SOAK_MINUTES=0; CAMPAIGN=5000; RFQS=1000; SAGAS=2000 ;;
+        full) SECS=20; WARMUP=5; ROUNDS=3; BACKLOG=1000000; SOAK_MINUTES=10; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
         # the Wild Rydes figures alone, at full size (a few minutes)
-        wildrydes) SECS=10; WARMUP=2; SOAK_MINUTES=0; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
+        wildrydes) SECS=10; WARMUP=2; ROUNDS=1; SOAK_MINUTES=0; CAMPAIGN=20000; RFQS=1000; SAGAS=10000 ;;
         *) die "usage: ./dev bench [quick|full|wildrydes]" ;;
     esac
     install_packages
@@ -343,7 +377,7 @@ bench_report() {
         echo
         echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $mode, $(nproc) cores ($cpu), $mem, $(git -C "$ROOT" rev-parse --short HEAD)"
         echo
-        echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB; pgbench -M prepared -c 8 -j 2, ${SECS}s after ${WARMUP}s warm-up."
+        echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB; pgbench -M prepared -c 8 -j 2, ${SECS}s after ${WARMUP}s warm-up. Engine and HTTP ratios: median of $ROUNDS rounds [lowest–highest], each figure measured right after its baseline."
         echo
         echo "$table"
     } >> "$ROOT/bench/RESULTS.md"
