@@ -19,7 +19,7 @@ struct config {
     int64_t db_statement_timeout_ms;
     int64_t max_waiters;
     int64_t sweep_interval_ms;
-    bool combine_sends;
+    bool combine;
     int64_t max_body_bytes;
     char *admin_token;
     int log_level;  /* enum log_level */

@@ -162,6 +162,17 @@ enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char
  * the batch. */
 enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
                               const char *const *receipts, int n, enum mq_status *out);
+/* One receipt of mq_delete_rows. */
+struct mq_delete_row {
+    const struct mq_queue *q; /* a standard queue; borrowed */
+    const char *receipt;      /* borrowed */
+};
+/* Deletes n (1..MQ_MAX_ROWS) receipts of standard queues, of any queues, in one DELETE (and one
+ * more statement for those that deleted nothing): out[i] is the outcome of rows[i] as mq_delete
+ * would give it. Returns MQ_OK, or the database failure that stopped it. mq_delete_many of a
+ * standard queue and the combiner (rydes/mq_combiner.h) come here. */
+enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *rows, int n,
+                              enum mq_status *out);
 /* Sets the message's visibility to now + seconds: MQ_CONFLICT when superseded, MQ_NOT_FOUND
  * when the message is gone. */
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,

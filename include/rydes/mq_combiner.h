@@ -1,13 +1,22 @@
-/* The send combiner: one thread per serving process that stores the single sends of concurrent
- * requests together, up to MQ_MAX_ROWS messages in one INSERT (mq_send_rows), instead of one
- * statement and one commit each. A request hands its send over and suspends; the thread takes
- * whatever has gathered while its previous statement ran, so a lone request goes out at once
- * and a busy gateway makes fewer, fuller statements. Each send's outcome is its own: when a
- * combined statement fails for any reason but a lost database, the thread sends its messages
- * one by one so that only the culprit fails. When no connection comes within the pool's acquire
- * timeout, every send waiting fails at once (503), not one batch per timeout. One statement is in
- * flight at a time: at 16 messages per statement that carries tens of thousands of sends a
- * second, more than the HTTP side of one process serves. */
+/* The combiner: per serving process, one thread for each kind of hot single operation (send,
+ * receive, delete by receipt) that runs the operations of concurrent requests together, in one
+ * statement and one commit, instead of one each. A request hands its operation over and
+ * suspends; the thread takes whatever has gathered while its previous statement ran, so a lone
+ * request goes out at once and a busy gateway makes fewer, fuller statements.
+ *
+ * - Sends: up to MQ_MAX_ROWS messages of any standard queues in one INSERT (mq_send_rows).
+ * - Receives: the receives of one standard queue with the same visibility timeout, up to
+ *   MQ_MAX_ROWS messages in all, as one claim (mq_receive); the claimed messages are dealt out
+ *   in id order, each receive taking up to its own max. A receive that got nothing may then
+ *   long-poll on its own.
+ * - Deletes: up to MQ_MAX_ROWS receipts of any standard queues in one DELETE (mq_delete_rows).
+ *
+ * Each operation's outcome is its own: when a combined statement fails for any reason but a lost
+ * database, the thread runs its operations one by one so that only the culprit fails. When no
+ * connection comes within the pool's acquire timeout, every operation of that kind waiting
+ * fails at once (MQ_UNAVAILABLE), not one batch per timeout. One statement per kind is in flight
+ * at a time: at MQ_MAX_ROWS to a statement that carries tens of thousands of operations a second,
+ * more than the HTTP side of one process serves. */
 #ifndef RYDES_MQ_COMBINER_H
 #define RYDES_MQ_COMBINER_H
 
@@ -18,34 +27,61 @@
 
 struct mq_combiner;
 
-/* One send handed to the combiner; the submitter owns it and everything it points to until
- * done has been called. */
-struct mq_combined_send {
-    struct mq_queue q;                        /* a standard queue */
-    const struct mq_send_entry *e;            /* borrowed */
-    struct mq_send_result result;             /* filled before done */
-    enum mq_status status;                    /* set before done */
-    void (*done)(struct mq_combined_send *s); /* on the combiner's thread, once */
+enum mq_combined_kind { MQ_COMBINED_SEND, MQ_COMBINED_RECEIVE, MQ_COMBINED_DELETE };
+#define MQ_COMBINED_KINDS 3
+
+/* What every combined operation has; the first member of each kind below. The submitter owns
+ * the operation and everything it points to until done has been called. */
+struct mq_combined {
+    enum mq_status status;               /* set before done */
+    void (*done)(struct mq_combined *o); /* on the combiner's thread, once; o may go after it */
     void *ctx;
-    struct mq_combined_send *next; /* the combiner's */
+    struct mq_combined *next; /* the combiner's */
 };
 
-/* Starts the thread; it takes connections from pool (waiting up to acquire_timeout_ms).
+/* A single send to a standard queue. */
+struct mq_combined_send {
+    struct mq_combined o;
+    struct mq_queue q;
+    const struct mq_send_entry *e; /* borrowed */
+    struct mq_send_result result;  /* filled before done */
+};
+
+/* A receive (lease, not delete_now) from a standard queue. */
+struct mq_combined_receive {
+    struct mq_combined o;
+    struct mq_queue q;
+    int max, visibility;
+    struct mq_message *msgs; /* set before done when status is MQ_OK; the submitter frees them
+                              * with mq_messages_free(msgs, count) */
+    int count;
+};
+
+/* A delete by receipt from a standard queue; status as mq_delete gives it. */
+struct mq_combined_delete {
+    struct mq_combined o;
+    struct mq_queue q;
+    const char *receipt; /* borrowed */
+};
+
+/* Starts the threads; they take connections from pool (waiting up to acquire_timeout_ms).
  * Free with mq_combiner_free. */
 struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms);
-/* Queues s, or returns false when the combiner is stopping (send it another way then). */
-bool mq_combiner_submit(struct mq_combiner *cb, struct mq_combined_send *s);
-/* Finishes every send submitted so far (their done runs) and refuses later ones: sends it cannot
- * store within timeout_ms fail with MQ_UNAVAILABLE (a wait for a pooled connection that began
- * before the stop runs to its own timeout first). A process stops its combiner before its HTTP
- * server, so that no request waits on it then. The first call does the work; later calls return
- * at once. */
+/* Hand an operation over, or get false when the combiner is stopping (run it another way then). */
+bool mq_combiner_send(struct mq_combiner *cb, struct mq_combined_send *s);
+bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r);
+bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d);
+/* Finishes every operation submitted so far (their done runs) and refuses later ones: those it
+ * cannot run within timeout_ms fail with MQ_UNAVAILABLE (a wait for a pooled connection that
+ * began before the stop runs to its own timeout first). A process stops its combiner before its
+ * HTTP server, so that no request waits on it then. The first call does the work; later calls
+ * return at once. */
 void mq_combiner_stop(struct mq_combiner *cb, int timeout_ms);
 /* Stops (if not yet) and frees. */
 void mq_combiner_free(struct mq_combiner *cb);
-/* Statements the combiner has run (the combined ones and the one-by-one retries) and the
- * messages they stored (tests, /metrics). */
-void mq_combiner_counts(struct mq_combiner *cb, unsigned long long *statements,
-                        unsigned long long *messages);
+/* Statements the combiner has run for one kind (the combined ones and the one-by-one retries)
+ * and the operations they carried out (tests, /metrics; a receive counts the messages it got). */
+void mq_combiner_counts(struct mq_combiner *cb, enum mq_combined_kind kind,
+                        unsigned long long *statements, unsigned long long *operations);
 
 #endif

@@ -3,7 +3,8 @@
  * decides what comes next:
  *
  *   switch (mq_poll_begin(p)) { FULL: 503; GONE: answer empty; GO: go on }
- *   acquire a connection, mq_poll_receive(p, c, ...), release it
+ *   acquire a connection, mq_poll_receive(p, c, ...), release it (or have the combiner claim:
+ *   mq_poll_claiming, hand over, mq_poll_claimed)
  *   messages, or no more waiting (mq_poll_may_wait false): answer them
  *   otherwise: suspend the request (resuming into the same attempt), then mq_poll_wait(p)
  *
@@ -45,6 +46,10 @@ enum mq_poll_begin mq_poll_begin(struct mq_poll *p);
 /* The receive of one attempt, as mq_receive; lets the next waiter look when it took max. */
 enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
                                int *count);
+/* mq_poll_receive in two halves, for a claim run elsewhere (the combiner): claiming before it
+ * is handed over, claimed with the number of messages it got. */
+void mq_poll_claiming(struct mq_poll *p);
+void mq_poll_claimed(struct mq_poll *p, int count);
 /* May a request that found nothing wait longer? */
 bool mq_poll_may_wait(const struct mq_poll *p);
 /* Registers the wait; call after suspending the request. */

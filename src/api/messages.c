@@ -80,8 +80,7 @@ static enum handler_result reply_sent(struct http_request *req, const struct mq_
 struct send_state {
     struct mq_combined_send s;
     struct mq_send_entry e;
-    char *owned; /* what e points into besides the request's JSON */
-    struct http_request *req;
+    char *owned;  /* what e points into besides the request's JSON */
     bool no_conn; /* send_direct got no pooled connection, for the reason in why */
     enum db_acquire_error why;
 };
@@ -98,15 +97,15 @@ static enum handler_result reply_send_state(struct http_request *req)
     struct send_state *ss = req->state;
     if (ss->no_conn)
         return api_reply_no_conn(req, ss->why);
-    if (ss->s.status != MQ_OK)
-        return api_mq_failure(req, ss->s.status, NULL);
+    if (ss->s.o.status != MQ_OK)
+        return api_mq_failure(req, ss->s.o.status, NULL);
     return reply_sent(req, &ss->e, &ss->s.result, ss->s.q.attrs.fifo);
 }
 
 /* The combiner has stored (or failed) the send: the request answers on its own thread. */
-static void send_done(struct mq_combined_send *s)
+static void resume_done(struct mq_combined *o)
 {
-    http_resume(((struct send_state *)s->ctx)->req);
+    http_resume(o->ctx);
 }
 
 /* Sends on a pooled connection of this thread. */
@@ -116,7 +115,7 @@ static void send_direct(struct http_request *req, struct send_state *ss, bool no
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ss->why);
     ss->no_conn = !c;
     if (c) {
-        ss->s.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, notify);
+        ss->s.o.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, notify);
         db_pool_release(app->pool, c);
     }
 }
@@ -126,12 +125,11 @@ static void send_direct(struct http_request *req, struct send_state *ss, bool no
  * numbers, deduplication) and sends that must NOTIFY take their own statement. */
 static enum handler_result send_combined(struct http_request *req, struct send_state *ss)
 {
-    ss->req = req;
     ss->s.e = &ss->e;
-    ss->s.done = send_done;
-    ss->s.ctx = ss;
+    ss->s.o.done = resume_done;
+    ss->s.o.ctx = req;
     enum handler_result suspended = http_suspend(req, reply_send_state);
-    if (!mq_combiner_submit(req->app->combiner, &ss->s)) { /* the process is stopping */
+    if (!mq_combiner_send(req->app->combiner, &ss->s)) { /* the process is stopping */
         send_direct(req, ss, false);
         http_resume(req);
     }
@@ -149,7 +147,7 @@ enum handler_result api_messages_send(struct http_request *req)
     if (!api_body_object(req, &res))
         return res;
     struct send_state *ss = xcalloc(1, sizeof *ss);
-    ss->s.status = MQ_ERROR; /* a path that forgot to set it answers 500, not 201 */
+    ss->s.o.status = MQ_ERROR; /* a path that forgot to set it answers 500, not 201 */
     req->state = ss;
     req->state_free = send_state_free;
     if (!api_queue_lookup(req, &ss->s.q, &res))
@@ -268,26 +266,29 @@ static void resume(void *req)
     http_resume(req);
 }
 
-/* One receive attempt; suspends the request when it found nothing and may wait longer. */
-static enum handler_result receive_attempt(struct http_request *req)
+/* A receive in progress: its long poll, and its claim while the combiner has it. */
+struct receive_state {
+    struct mq_poll p;
+    struct mq_combined_receive r;
+    bool combine; /* claims go through the combiner (a standard queue, not at-most-once) */
+    bool direct;  /* the combiner refused the claim (stopping): claim on this thread */
+};
+
+static void receive_state_free(void *state)
 {
-    struct mq_poll *p = req->state;
-    switch (mq_poll_begin(p)) {
-    case MQ_POLL_FULL:
-        return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
-    case MQ_POLL_GONE:
-        return reply_messages(req, &p->q, NULL, 0);
-    case MQ_POLL_GO:
-        break;
-    }
-    enum handler_result res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
-    struct mq_message *msgs;
-    int count;
-    enum mq_status st = mq_poll_receive(p, c, &msgs, &count);
-    api_db_release(req, c);
+    struct receive_state *rs = state;
+    if (rs->r.msgs)
+        mq_messages_free(rs->r.msgs, rs->r.count);
+    free(rs);
+}
+
+static enum handler_result receive_attempt(struct http_request *req);
+
+/* Answers with what a claim found, or suspends the request to wait for more. */
+static enum handler_result answer_or_wait(struct http_request *req, enum mq_status st,
+                                          struct mq_message *msgs, int count)
+{
+    struct mq_poll *p = &((struct receive_state *)req->state)->p;
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
     if (count > 0 || !mq_poll_may_wait(p))
@@ -296,6 +297,67 @@ static enum handler_result receive_attempt(struct http_request *req)
     enum handler_result suspended = http_suspend(req, receive_attempt);
     mq_poll_wait(p);
     return suspended;
+}
+
+/* Claims on a pooled connection of this thread. */
+static enum handler_result receive_now(struct http_request *req)
+{
+    struct mq_poll *p = &((struct receive_state *)req->state)->p;
+    enum handler_result res;
+    struct db_conn *c = api_db_acquire(req, &res);
+    if (!c)
+        return res;
+    struct mq_message *msgs;
+    int count;
+    enum mq_status st = mq_poll_receive(p, c, &msgs, &count);
+    api_db_release(req, c);
+    return answer_or_wait(req, st, msgs, count);
+}
+
+/* The combiner has claimed (or failed): the request goes on on its own thread. */
+static enum handler_result receive_claimed(struct http_request *req)
+{
+    struct receive_state *rs = req->state;
+    if (rs->direct)
+        return receive_now(req);
+    struct mq_message *msgs = rs->r.msgs;
+    rs->r.msgs = NULL; /* answer_or_wait takes them */
+    if (rs->r.o.status == MQ_OK)
+        mq_poll_claimed(&rs->p, rs->r.count);
+    return answer_or_wait(req, rs->r.o.status, msgs, rs->r.count);
+}
+
+/* Hands the claim to the combiner (rydes/mq_combiner.h); the request suspends until it is
+ * done. */
+static enum handler_result receive_combined(struct http_request *req)
+{
+    struct receive_state *rs = req->state;
+    rs->r = (struct mq_combined_receive){.o = {.status = MQ_ERROR, .done = resume_done, .ctx = req},
+                                         .q = rs->p.q,
+                                         .max = rs->p.max,
+                                         .visibility = rs->p.visibility};
+    mq_poll_claiming(&rs->p);
+    enum handler_result suspended = http_suspend(req, receive_claimed);
+    if (!mq_combiner_receive(req->app->combiner, &rs->r)) { /* the process is stopping */
+        rs->direct = true;
+        http_resume(req);
+    }
+    return suspended;
+}
+
+/* One receive attempt; suspends the request when it found nothing and may wait longer. */
+static enum handler_result receive_attempt(struct http_request *req)
+{
+    struct receive_state *rs = req->state;
+    switch (mq_poll_begin(&rs->p)) {
+    case MQ_POLL_FULL:
+        return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
+    case MQ_POLL_GONE:
+        return reply_messages(req, &rs->p.q, NULL, 0);
+    case MQ_POLL_GO:
+        break;
+    }
+    return rs->combine ? receive_combined(req) : receive_now(req);
 }
 
 enum handler_result api_messages_receive(struct http_request *req)
@@ -312,11 +374,12 @@ enum handler_result api_messages_receive(struct http_request *req)
     mq_input_receive(req->json, &q, &rr, &fe);
     if (api_reply_invalid(req, &fe, &res))
         return res;
-    struct mq_poll *p = xcalloc(1, sizeof *p);
-    req->state = p;
-    req->state_free = free;
-    mq_poll_init(p, req->app->hub, &q, rr.max_messages, rr.visibility_timeout, rr.delete_now,
+    struct receive_state *rs = xcalloc(1, sizeof *rs);
+    req->state = rs;
+    req->state_free = receive_state_free;
+    mq_poll_init(&rs->p, req->app->hub, &q, rr.max_messages, rr.visibility_timeout, rr.delete_now,
                  rr.wait_seconds, client_gone, resume, req);
+    rs->combine = req->app->combiner && !q.attrs.fifo && !rr.delete_now;
     return receive_attempt(req);
 }
 
@@ -333,19 +396,61 @@ static enum handler_result receipt_failure(struct http_request *req, enum mq_sta
     return api_mq_failure(req, st, NULL);
 }
 
-enum handler_result api_messages_delete(struct http_request *req)
+static enum handler_result reply_deleted(struct http_request *req, enum mq_status st)
+{
+    return st == MQ_OK ? http_reply_empty(req, 204) : receipt_failure(req, st);
+}
+
+static enum handler_result delete_now(struct http_request *req, const struct mq_queue *q)
 {
     enum handler_result res;
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
-    struct mq_queue q;
-    if (api_queue(req, c, &q, &res)) {
-        enum mq_status st = mq_delete(c, &q, route_param(&req->match, "receipt"));
-        res = st == MQ_OK ? http_reply_empty(req, 204) : receipt_failure(req, st);
-    }
+    enum mq_status st = mq_delete(c, q, route_param(&req->match, "receipt"));
     api_db_release(req, c);
-    return res;
+    return reply_deleted(req, st);
+}
+
+/* A delete while the combiner has it. */
+struct delete_state {
+    struct mq_combined_delete d;
+    bool direct; /* the combiner refused it (stopping): delete on this thread */
+};
+
+static enum handler_result delete_finished(struct http_request *req)
+{
+    struct delete_state *ds = req->state;
+    return ds->direct ? delete_now(req, &ds->d.q) : reply_deleted(req, ds->d.o.status);
+}
+
+/* Deletes from standard queues go through the combiner (rydes/mq_combiner.h): the request
+ * suspends until its receipt is deleted with those of other requests. */
+static enum handler_result delete_combined(struct http_request *req, const struct mq_queue *q)
+{
+    struct delete_state *ds = xcalloc(1, sizeof *ds);
+    req->state = ds;
+    req->state_free = free;
+    ds->d = (struct mq_combined_delete){.o = {.status = MQ_ERROR, .done = resume_done, .ctx = req},
+                                        .q = *q,
+                                        .receipt = route_param(&req->match, "receipt")};
+    enum handler_result suspended = http_suspend(req, delete_finished);
+    if (!mq_combiner_delete(req->app->combiner, &ds->d)) { /* the process is stopping */
+        ds->direct = true;
+        http_resume(req);
+    }
+    return suspended;
+}
+
+enum handler_result api_messages_delete(struct http_request *req)
+{
+    enum handler_result res;
+    struct mq_queue q;
+    if (!api_queue_lookup(req, &q, &res))
+        return res;
+    if (req->app->combiner && !q.attrs.fifo)
+        return delete_combined(req, &q);
+    return delete_now(req, &q);
 }
 
 enum handler_result api_messages_visibility(struct http_request *req)

@@ -65,13 +65,26 @@ static void render_fanout(struct mq_fanout *f, struct buf *out)
 
 static void render_combiner(struct mq_combiner *cb, struct buf *out)
 {
-    unsigned long long statements = 0, messages = 0;
-    if (cb)
-        mq_combiner_counts(cb, &statements, &messages);
-    render_counter(out, "rydes_combined_send_statements_total",
-                   "Statements the send combiner of this process ran.", statements);
-    render_counter(out, "rydes_combined_send_messages_total",
-                   "Single sends those statements stored.", messages);
+    static const struct {
+        enum mq_combined_kind kind;
+        const char *statements, *operations, *help_operations;
+    } kinds[] = {
+        {MQ_COMBINED_SEND, "rydes_combined_send_statements_total",
+         "rydes_combined_send_messages_total", "Single sends those statements stored."},
+        {MQ_COMBINED_RECEIVE, "rydes_combined_receive_statements_total",
+         "rydes_combined_receive_messages_total", "Messages those claims handed out."},
+        {MQ_COMBINED_DELETE, "rydes_combined_delete_statements_total",
+         "rydes_combined_delete_messages_total", "Messages those statements deleted."},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        unsigned long long statements = 0, operations = 0;
+        if (cb)
+            mq_combiner_counts(cb, kinds[i].kind, &statements, &operations);
+        render_counter(out, kinds[i].statements,
+                       "Statements the combiner of this process ran for this kind of operation.",
+                       statements);
+        render_counter(out, kinds[i].operations, kinds[i].help_operations, operations);
+    }
 }
 
 static void render_pool(struct db_pool *pool, struct buf *out)

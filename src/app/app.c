@@ -289,7 +289,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         app_free_parts(app);
         return false;
     }
-    if (cfg->combine_sends) /* serves the HTTP sends only */
+    if (cfg->combine) /* serves the HTTP data plane only */
         app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms);
     struct http_server_config hc = {
         .bind = cfg->bind,

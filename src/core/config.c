@@ -88,9 +88,10 @@ static const struct setting settings[] = {
     {"sweep-interval-ms", "RYDES_SWEEP_INTERVAL_MS", SETTING_INT, "1000", 0, 3600000, NULL,
      OFF(sweep_interval_ms), false, NULL,
      "how often expired messages are swept (0: this process never sweeps)"},
-    {"combine-sends", "RYDES_COMBINE_SENDS", SETTING_BOOL, "true", 0, 0, NULL, OFF(combine_sends),
+    {"combine", "RYDES_COMBINE", SETTING_BOOL, "true", 0, 0, NULL, OFF(combine),
      false, NULL,
-     "store the single sends of concurrent requests together, up to 16 in one statement"},
+     "run the single sends, receives and deletes of concurrent requests together, up to 16 "
+     "messages in one statement"},
     {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
      OFF(max_body_bytes), false, NULL, "largest request body accepted (413 above)"},
     {"admin-token", "RYDES_ADMIN_TOKEN", SETTING_STRING, "", 0, 0, NULL, OFF(admin_token), true,

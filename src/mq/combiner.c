@@ -1,181 +1,340 @@
-/* The send combiner; see include/rydes/mq_combiner.h. */
+/* The combiner; see include/rydes/mq_combiner.h. Each kind of operation has a lane: the list of
+ * operations submitted, a thread, and what is particular to the kind (which waiting operations
+ * may share a statement, and the statement). Everything else (taking, stopping, failing what
+ * cannot get a connection, retrying one by one) is the same for every kind. */
 #include "rydes/mq_combiner.h"
 
 #include "rydes/clock.h"
 #include "rydes/mem.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+struct lane_kind {
+    /* How much of a statement's MQ_MAX_ROWS the operation takes. */
+    int (*weight)(const struct mq_combined *o);
+    /* May o share a statement with first? */
+    bool (*joins)(const struct mq_combined *first, const struct mq_combined *o);
+    /* Runs list[0..n) as one statement on c. MQ_OK: it ran, and each operation's status is set
+     * (*operations: what it carried out); otherwise the statement failed as a whole. */
+    enum mq_status (*run)(struct db_conn *c, struct mq_combined **list, int n,
+                          unsigned long long *operations);
+};
+
+struct lane {
+    struct mq_combiner *cb;
+    const struct lane_kind *kind;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct mq_combined *head, *tail; /* submitted, oldest first */
+    bool stopping;
+    int64_t give_up_us; /* once stopping: operations still waiting after this fail */
+    unsigned long long statements, operations; /* under mu */
+    pthread_t thread;
+};
 
 struct mq_combiner {
     struct db_pool *pool;
     int acquire_timeout_ms;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct mq_combined_send *head, *tail; /* submitted, oldest first */
-    bool stopping;
-    int64_t give_up_us; /* once stopping: sends still waiting after this fail unsent */
-    unsigned long long statements, messages; /* under mu */
-    pthread_t thread;
+    atomic_bool stopped;
+    struct lane lanes[MQ_COMBINED_KINDS];
 };
 
-static void finish(struct mq_combined_send *s, enum mq_status st)
+/* ---- the kinds ---- */
+
+static int weight_one(const struct mq_combined *o)
 {
-    s->status = st;
-    s->done(s); /* s may be gone after this */
+    (void)o;
+    return 1;
 }
 
-static void count(struct mq_combiner *cb, int statements, int stored)
+static bool joins_any(const struct mq_combined *first, const struct mq_combined *o)
 {
-    pthread_mutex_lock(&cb->mu);
-    cb->statements += (unsigned long long)statements;
-    cb->messages += (unsigned long long)stored;
-    pthread_mutex_unlock(&cb->mu);
+    (void)first;
+    (void)o;
+    return true;
 }
 
-/* Fails every send still submitted with st: they would wait for what the last batch could not
- * get. */
-static void fail_waiting(struct mq_combiner *cb, enum mq_status st)
+static enum mq_status run_sends(struct db_conn *c, struct mq_combined **list, int n,
+                                unsigned long long *operations)
 {
-    pthread_mutex_lock(&cb->mu);
-    struct mq_combined_send *s = cb->head;
-    cb->head = cb->tail = NULL;
-    pthread_mutex_unlock(&cb->mu);
-    while (s) {
-        struct mq_combined_send *next = s->next;
-        finish(s, st);
-        s = next;
+    struct mq_send_row rows[MQ_MAX_ROWS] = {0};
+    for (int i = 0; i < n; i++) {
+        struct mq_combined_send *s = (struct mq_combined_send *)list[i];
+        rows[i] = (struct mq_send_row){&s->q, s->e, &s->result};
+    }
+    enum mq_status st = mq_send_rows(c, rows, n, 0);
+    for (int i = 0; st == MQ_OK && i < n; i++)
+        list[i]->status = MQ_OK;
+    *operations = st == MQ_OK ? (unsigned long long)n : 0;
+    return st;
+}
+
+static int weight_receive(const struct mq_combined *o)
+{
+    return ((const struct mq_combined_receive *)o)->max;
+}
+
+static bool joins_receive(const struct mq_combined *first, const struct mq_combined *o)
+{
+    const struct mq_combined_receive *a = (const void *)first, *b = (const void *)o;
+    return a->q.id == b->q.id && a->visibility == b->visibility;
+}
+
+/* Deals the claimed messages (in id order) out to the receives, each up to its max; the array
+ * itself is freed, the messages move. */
+static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int count)
+{
+    int at = 0;
+    for (int i = 0; i < n; i++) {
+        struct mq_combined_receive *r = (struct mq_combined_receive *)list[i];
+        int k = count - at < r->max ? count - at : r->max;
+        r->msgs = xcalloc((size_t)(k ? k : 1), sizeof *r->msgs);
+        if (k)
+            memcpy(r->msgs, msgs + at, (size_t)k * sizeof *msgs);
+        r->count = k;
+        r->o.status = MQ_OK;
+        at += k;
+    }
+    free(msgs);
+}
+
+static enum mq_status run_receives(struct db_conn *c, struct mq_combined **list, int n,
+                                   unsigned long long *operations)
+{
+    const struct mq_combined_receive *first = (const struct mq_combined_receive *)list[0];
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        total += weight_receive(list[i]);
+    struct mq_message *msgs;
+    int count;
+    enum mq_status st = mq_receive(c, &first->q, total, first->visibility, false, &msgs, &count);
+    if (st != MQ_OK)
+        return st;
+    deal(list, n, msgs, count);
+    *operations = (unsigned long long)count;
+    return MQ_OK;
+}
+
+static enum mq_status run_deletes(struct db_conn *c, struct mq_combined **list, int n,
+                                  unsigned long long *operations)
+{
+    struct mq_delete_row rows[MQ_MAX_ROWS] = {0};
+    enum mq_status out[MQ_MAX_ROWS];
+    for (int i = 0; i < n; i++) {
+        struct mq_combined_delete *d = (struct mq_combined_delete *)list[i];
+        rows[i] = (struct mq_delete_row){&d->q, d->receipt};
+    }
+    enum mq_status st = mq_delete_rows(c, rows, n, out);
+    *operations = 0;
+    for (int i = 0; st == MQ_OK && i < n; i++) {
+        list[i]->status = out[i];
+        *operations += out[i] == MQ_OK;
+    }
+    return st;
+}
+
+static const struct lane_kind kinds[MQ_COMBINED_KINDS] = {
+    [MQ_COMBINED_SEND] = {weight_one, joins_any, run_sends},
+    [MQ_COMBINED_RECEIVE] = {weight_receive, joins_receive, run_receives},
+    [MQ_COMBINED_DELETE] = {weight_one, joins_any, run_deletes},
+};
+
+/* ---- the lanes ---- */
+
+static void finish(struct mq_combined *o, enum mq_status st)
+{
+    o->status = st;
+    o->done(o); /* o may be gone after this */
+}
+
+static void count(struct lane *l, unsigned long long operations)
+{
+    pthread_mutex_lock(&l->mu);
+    l->statements++;
+    l->operations += operations;
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Fails every operation still submitted with st: they would wait for what the last statement
+ * could not get. */
+static void fail_waiting(struct lane *l, enum mq_status st)
+{
+    pthread_mutex_lock(&l->mu);
+    struct mq_combined *o = l->head;
+    l->head = l->tail = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (o) {
+        struct mq_combined *next = o->next;
+        finish(o, st);
+        o = next;
     }
 }
 
-/* Sends each message alone: a combined statement failed and one of them may be the cause. A
+/* Runs each operation alone: a combined statement failed and one of them may be the cause. A
  * lost database fails the rest without trying them. */
-static void send_each(struct mq_combiner *cb, struct db_conn *c, struct mq_combined_send **list,
-                      int n)
+static void run_each(struct lane *l, struct db_conn *c, struct mq_combined **list, int n)
 {
     enum mq_status st = MQ_OK;
     for (int i = 0; i < n; i++) {
-        struct mq_send_row row = {&list[i]->q, list[i]->e, &list[i]->result};
+        unsigned long long done = 0;
         if (st != MQ_UNAVAILABLE) {
-            st = mq_send_rows(c, &row, 1, 0);
-            count(cb, 1, st == MQ_OK);
+            st = l->kind->run(c, &list[i], 1, &done);
+            count(l, done);
         }
-        finish(list[i], st);
+        finish(list[i], st == MQ_OK ? list[i]->status : st);
     }
 }
 
 /* How long the next acquire may wait: the pool's timeout, or what is left before a stopping
- * combiner gives up (0: give up now). */
-static int acquire_budget_ms(struct mq_combiner *cb)
+ * lane gives up (0: give up now). */
+static int acquire_budget_ms(struct lane *l)
 {
-    pthread_mutex_lock(&cb->mu);
-    int64_t left = cb->stopping ? (cb->give_up_us - clock_mono_us()) / 1000 : INT32_MAX;
-    pthread_mutex_unlock(&cb->mu);
+    pthread_mutex_lock(&l->mu);
+    int64_t left = l->stopping ? (l->give_up_us - clock_mono_us()) / 1000 : INT32_MAX;
+    pthread_mutex_unlock(&l->mu);
     if (left <= 0)
         return 0;
-    return left < cb->acquire_timeout_ms ? (int)left : cb->acquire_timeout_ms;
+    return left < l->cb->acquire_timeout_ms ? (int)left : l->cb->acquire_timeout_ms;
 }
 
-/* Sends list[0..n) in one statement; every send is finished when this returns. */
-static void send_together(struct mq_combiner *cb, struct mq_combined_send **list, int n)
+/* Runs list[0..n) in one statement; every operation is finished when this returns. */
+static void run_together(struct lane *l, struct mq_combined **list, int n)
 {
     enum db_acquire_error why;
-    int budget = acquire_budget_ms(cb);
-    struct db_conn *c = budget > 0 ? db_pool_acquire(cb->pool, budget, &why) : NULL;
+    int budget = acquire_budget_ms(l);
+    struct db_conn *c = budget > 0 ? db_pool_acquire(l->cb->pool, budget, &why) : NULL;
     if (!c) {
         for (int i = 0; i < n; i++)
             finish(list[i], MQ_UNAVAILABLE);
-        fail_waiting(cb, MQ_UNAVAILABLE);
+        fail_waiting(l, MQ_UNAVAILABLE);
         return;
     }
-    struct mq_send_row rows[MQ_MAX_ROWS];
-    for (int i = 0; i < n; i++)
-        rows[i] = (struct mq_send_row){&list[i]->q, list[i]->e, &list[i]->result};
-    enum mq_status st = mq_send_rows(c, rows, n, 0);
-    count(cb, 1, st == MQ_OK ? n : 0);
-    if (st == MQ_OK || st == MQ_UNAVAILABLE || n == 1)
+    unsigned long long done = 0;
+    enum mq_status st = l->kind->run(c, list, n, &done);
+    count(l, done);
+    if (st == MQ_OK)
+        for (int i = 0; i < n; i++)
+            finish(list[i], list[i]->status);
+    else if (st == MQ_UNAVAILABLE || n == 1)
         for (int i = 0; i < n; i++)
             finish(list[i], st);
     else
-        send_each(cb, c, list, n);
-    db_pool_release(cb->pool, c);
+        run_each(l, c, list, n);
+    db_pool_release(l->cb->pool, c);
 }
 
-/* Takes up to MQ_MAX_ROWS of the oldest submitted sends; call with mu held. */
-static int take(struct mq_combiner *cb, struct mq_combined_send **list)
+/* Takes the oldest submitted operation and those that may join it, up to MQ_MAX_ROWS of weight
+ * in all; call with mu held and the list not empty. */
+static int take(struct lane *l, struct mq_combined **list)
 {
-    int n = 0;
-    while (cb->head && n < MQ_MAX_ROWS) {
-        list[n++] = cb->head;
-        cb->head = cb->head->next;
+    struct mq_combined *first = l->head, *kept = NULL; /* kept: the last one left so far */
+    int n = 0, room = MQ_MAX_ROWS;
+    for (struct mq_combined **at = &l->head; *at && n < MQ_MAX_ROWS && room > 0;) {
+        struct mq_combined *o = *at;
+        int w = l->kind->weight(o);
+        if (o != first && (w > room || !l->kind->joins(first, o))) {
+            kept = o;
+            at = &o->next;
+            continue;
+        }
+        *at = o->next; /* unlink */
+        if (l->tail == o)
+            l->tail = kept;
+        list[n++] = o;
+        room -= w;
     }
-    if (!cb->head)
-        cb->tail = NULL;
     return n;
 }
 
-static void *combiner_main(void *arg)
+static void *lane_main(void *arg)
 {
-    struct mq_combiner *cb = arg;
-    struct mq_combined_send *list[MQ_MAX_ROWS];
-    pthread_mutex_lock(&cb->mu);
+    struct lane *l = arg;
+    struct mq_combined *list[MQ_MAX_ROWS];
+    pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!cb->head && !cb->stopping)
-            pthread_cond_wait(&cb->cv, &cb->mu);
-        if (!cb->head)
+        while (!l->head && !l->stopping)
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (!l->head)
             break; /* stopping, and everything submitted is done */
-        int n = take(cb, list);
-        pthread_mutex_unlock(&cb->mu);
-        send_together(cb, list, n);
-        pthread_mutex_lock(&cb->mu);
+        int n = take(l, list);
+        pthread_mutex_unlock(&l->mu);
+        run_together(l, list, n);
+        pthread_mutex_lock(&l->mu);
     }
-    pthread_mutex_unlock(&cb->mu);
+    pthread_mutex_unlock(&l->mu);
     return NULL;
 }
+
+static bool submit(struct lane *l, struct mq_combined *o)
+{
+    o->next = NULL;
+    pthread_mutex_lock(&l->mu);
+    bool open = !l->stopping;
+    if (open) {
+        if (l->tail)
+            l->tail->next = o;
+        else
+            l->head = o;
+        l->tail = o;
+        pthread_cond_signal(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return open;
+}
+
+/* ---- the interface ---- */
 
 struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms)
 {
     struct mq_combiner *cb = xcalloc(1, sizeof *cb);
     cb->pool = pool;
     cb->acquire_timeout_ms = acquire_timeout_ms;
-    pthread_mutex_init(&cb->mu, NULL);
-    pthread_cond_init(&cb->cv, NULL);
-    if (pthread_create(&cb->thread, NULL, combiner_main, cb) != 0)
-        rydes_oom();
+    for (int k = 0; k < MQ_COMBINED_KINDS; k++) {
+        struct lane *l = &cb->lanes[k];
+        l->cb = cb;
+        l->kind = &kinds[k];
+        pthread_mutex_init(&l->mu, NULL);
+        pthread_cond_init(&l->cv, NULL);
+        if (pthread_create(&l->thread, NULL, lane_main, l) != 0)
+            rydes_oom();
+    }
     return cb;
 }
 
-bool mq_combiner_submit(struct mq_combiner *cb, struct mq_combined_send *s)
+bool mq_combiner_send(struct mq_combiner *cb, struct mq_combined_send *s)
 {
-    s->next = NULL;
-    pthread_mutex_lock(&cb->mu);
-    bool open = !cb->stopping;
-    if (open) {
-        if (cb->tail)
-            cb->tail->next = s;
-        else
-            cb->head = s;
-        cb->tail = s;
-        pthread_cond_signal(&cb->cv);
-    }
-    pthread_mutex_unlock(&cb->mu);
-    return open;
+    return submit(&cb->lanes[MQ_COMBINED_SEND], &s->o);
+}
+
+bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r)
+{
+    return submit(&cb->lanes[MQ_COMBINED_RECEIVE], &r->o);
+}
+
+bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d)
+{
+    return submit(&cb->lanes[MQ_COMBINED_DELETE], &d->o);
 }
 
 void mq_combiner_stop(struct mq_combiner *cb, int timeout_ms)
 {
-    if (!cb)
+    if (!cb || atomic_exchange(&cb->stopped, true))
         return;
-    pthread_mutex_lock(&cb->mu);
-    bool running = !cb->stopping;
-    if (running)
-        cb->give_up_us = clock_mono_us() + (int64_t)timeout_ms * 1000;
-    cb->stopping = true;
-    pthread_cond_signal(&cb->cv);
-    pthread_mutex_unlock(&cb->mu);
-    if (running)
-        pthread_join(cb->thread, NULL);
+    int64_t give_up_us = clock_mono_us() + (int64_t)timeout_ms * 1000;
+    for (int k = 0; k < MQ_COMBINED_KINDS; k++) {
+        struct lane *l = &cb->lanes[k];
+        pthread_mutex_lock(&l->mu);
+        l->give_up_us = give_up_us;
+        l->stopping = true;
+        pthread_cond_signal(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+    for (int k = 0; k < MQ_COMBINED_KINDS; k++)
+        pthread_join(cb->lanes[k].thread, NULL);
 }
 
 void mq_combiner_free(struct mq_combiner *cb)
@@ -183,16 +342,19 @@ void mq_combiner_free(struct mq_combiner *cb)
     if (!cb)
         return;
     mq_combiner_stop(cb, 0);
-    pthread_cond_destroy(&cb->cv);
-    pthread_mutex_destroy(&cb->mu);
+    for (int k = 0; k < MQ_COMBINED_KINDS; k++) {
+        pthread_cond_destroy(&cb->lanes[k].cv);
+        pthread_mutex_destroy(&cb->lanes[k].mu);
+    }
     free(cb);
 }
 
-void mq_combiner_counts(struct mq_combiner *cb, unsigned long long *statements,
-                        unsigned long long *messages)
+void mq_combiner_counts(struct mq_combiner *cb, enum mq_combined_kind kind,
+                        unsigned long long *statements, unsigned long long *operations)
 {
-    pthread_mutex_lock(&cb->mu);
-    *statements = cb->statements;
-    *messages = cb->messages;
-    pthread_mutex_unlock(&cb->mu);
+    struct lane *l = &cb->lanes[kind];
+    pthread_mutex_lock(&l->mu);
+    *statements = l->statements;
+    *operations = l->operations;
+    pthread_mutex_unlock(&l->mu);
 }

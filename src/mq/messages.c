@@ -530,38 +530,120 @@ static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *
     return exists ? MQ_CONFLICT : MQ_OK; /* a message already gone is deleted */
 }
 
-static struct db_stmt q_delete_many =
-    DB_STMT("mq_delete_many",
-            "DELETE FROM messages m USING unnest($2::bigint[], $3::bigint[]) AS r(id, nonce) "
-            "WHERE m.queue_id = $1 AND m.id = r.id AND m.receipt = r.nonce RETURNING m.id",
+/* $1 queue ids, $2 message ids, $3 nonces: one row per receipt, of any standard queues. Each
+ * receipt finds its row through the primary key (a subquery per receipt) and the DELETE takes
+ * them by TID: plans that stay index lookups whatever the statistics say (a join against the
+ * arrays was planned as a hash join over the whole index when ANALYZE had seen an empty table).
+ * A row updated meanwhile is rechecked by its receipt only (a TID scan does not recheck the
+ * TID): a heartbeat keeps the receipt and the delete goes through, a new lease has a fresh
+ * random nonce and it does not. */
+static struct db_stmt q_delete_rows =
+    DB_STMT("mq_delete_rows",
+            "DELETE FROM messages m WHERE m.ctid = ANY (ARRAY("
+            "SELECT (SELECT x.ctid FROM messages x WHERE x.queue_id = r.queue_id AND x.id = r.id "
+            "AND x.receipt = r.nonce) "
+            "FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS r(queue_id, id, nonce))) "
+            "AND m.receipt = ANY ($3::bigint[]) RETURNING m.queue_id, m.id",
             3);
-static struct db_stmt q_exist_many = DB_STMT(
-    "mq_exist_many", "SELECT id FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[])", 2);
+/* Which of the messages ($1 queue ids, $2 ids) still exist; a primary-key probe each. */
+static struct db_stmt q_exist_rows =
+    DB_STMT("mq_exist_rows",
+            "SELECT r.queue_id, r.id FROM unnest($1::int[], $2::bigint[]) AS r(queue_id, id) "
+            "WHERE (SELECT true FROM messages m WHERE m.queue_id = r.queue_id AND m.id = r.id)",
+            2);
 
-/* Marks out[i] MQ_OK for every row id of r that is ids[i]. */
-static void mark(PGresult *r, const long long *ids, int n, enum mq_status *out, enum mq_status st)
+struct message_key {
+    int queue_id; /* 0: no message of ours */
+    long long id;
+};
+
+/* Sets out[i] to st for every key i that a (queue_id, id) row of r names. */
+static void mark(PGresult *r, const struct message_key *keys, int n, enum mq_status *out,
+                 enum mq_status st)
 {
     for (int row = 0; row < PQntuples(r); row++) {
-        long long id = atoll(PQgetvalue(r, row, 0));
+        int queue_id = atoi(PQgetvalue(r, row, 0));
+        long long id = atoll(PQgetvalue(r, row, 1));
         for (int i = 0; i < n; i++)
-            if (ids[i] == id)
+            if (keys[i].queue_id == queue_id && keys[i].id == id)
                 out[i] = st;
     }
 }
 
-/* Runs a statement over arrays of message ids (and nonces), marking the ids it returns. */
+/* Runs a statement over arrays of message keys, marking the keys it returns (and counting a
+ * deletion for each row when deleting). */
 static bool run_marked(struct db_conn *c, struct db_stmt *st, const char *const *v,
-                       const long long *ids, int n, enum mq_status *out, enum mq_status mark_as,
-                       enum mq_status *fail)
+                       const struct message_key *keys, int n, enum mq_status *out,
+                       enum mq_status mark_as, enum mq_status *fail)
 {
     PGresult *r = db_exec(c, st, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK)) {
         *fail = mq_failed(c, r);
         return false;
     }
-    mark(r, ids, n, out, mark_as);
+    mark(r, keys, n, out, mark_as);
+    for (int row = 0; st == &q_delete_rows && row < PQntuples(r); row++)
+        mq_count_queue(atoi(PQgetvalue(r, row, 0)), MQC_DELETED, 1);
     PQclear(r);
     return true;
+}
+
+/* The array parameters of the receipts of rows that are ours; out[i] starts as MQ_CONFLICT for
+ * those (until the statements say otherwise) and MQ_NOT_FOUND for the others. Returns how many
+ * are ours. */
+static int delete_params(const struct mq_delete_row *rows, int n, struct message_key *keys,
+                         enum mq_status *out, struct buf *qv, struct buf *idv, struct buf *nv)
+{
+    int ours = 0;
+    for (int i = 0; i < n; i++) {
+        struct receipt_params p;
+        bool mine = receipt_params(rows[i].q, rows[i].receipt, &p);
+        out[i] = mine ? MQ_CONFLICT : MQ_NOT_FOUND;
+        keys[i] = (struct message_key){mine ? rows[i].q->id : 0, mine ? p.message_id : -1};
+        if (mine) {
+            buf_printf(qv, "%s%s", ours ? "," : "{", p.qid);
+            buf_printf(idv, "%s%s", ours ? "," : "{", p.id);
+            buf_printf(nv, "%s%s", ours ? "," : "{", p.nonce);
+            ours++;
+        }
+    }
+    buf_puts(qv, "}");
+    buf_puts(idv, "}");
+    buf_puts(nv, "}");
+    return ours;
+}
+
+enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *rows, int n,
+                              enum mq_status *out)
+{
+    assert(n >= 1 && n <= MQ_MAX_ROWS);
+    struct message_key keys[MQ_MAX_ROWS];
+    struct buf qv, idv, nv;
+    buf_init(&qv);
+    buf_init(&idv);
+    buf_init(&nv);
+    enum mq_status fail = MQ_OK;
+    if (delete_params(rows, n, keys, out, &qv, &idv, &nv) > 0) {
+        const char *del[] = {buf_str(&qv), buf_str(&idv), buf_str(&nv)};
+        const char *ex[] = {buf_str(&qv), buf_str(&idv)};
+        int missed = 0;
+        if (run_marked(c, &q_delete_rows, del, keys, n, out, MQ_OK, &fail))
+            for (int i = 0; i < n; i++)
+                missed += out[i] == MQ_CONFLICT;
+        /* a receipt that deleted nothing: superseded if its message is still there, else the
+         * message is already gone, which counts as deleted */
+        enum mq_status still[MQ_MAX_ROWS];
+        for (int i = 0; i < n; i++)
+            still[i] = MQ_OK;
+        if (!fail && missed && run_marked(c, &q_exist_rows, ex, keys, n, still, MQ_CONFLICT, &fail))
+            for (int i = 0; i < n; i++)
+                if (out[i] == MQ_CONFLICT)
+                    out[i] = still[i];
+    }
+    buf_cleanup(&qv);
+    buf_cleanup(&idv);
+    buf_cleanup(&nv);
+    return fail;
 }
 
 enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
@@ -573,44 +655,12 @@ enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
                 return out[i];
         return MQ_OK;
     }
-    long long ids[MQ_MAX_BATCH] = {0};
-    struct buf idv, nv;
-    buf_init(&idv);
-    buf_init(&nv);
-    for (int i = 0; i < n && i < MQ_MAX_BATCH; i++) {
-        struct receipt_params p;
-        bool ours = receipt_params(q, receipts[i], &p);
-        out[i] = ours ? MQ_CONFLICT : MQ_NOT_FOUND; /* until the statements say otherwise */
-        ids[i] = ours ? p.message_id : -1;
-        if (ours) {
-            buf_printf(&idv, "%s%s", idv.len ? "," : "{", p.id);
-            buf_printf(&nv, "%s%s", nv.len ? "," : "{", p.nonce);
-        }
-    }
-    enum mq_status fail = MQ_OK;
-    if (idv.len) {
-        buf_puts(&idv, "}");
-        buf_puts(&nv, "}");
-        char qid[16];
-        snprintf(qid, sizeof qid, "%d", q->id);
-        const char *del[] = {qid, buf_str(&idv), buf_str(&nv)};
-        const char *ex[] = {qid, buf_str(&idv)};
-        enum mq_status still[MQ_MAX_BATCH];
-        for (int i = 0; i < n; i++)
-            still[i] = MQ_OK; /* gone unless it still exists */
-        int deleted = 0;
-        if (run_marked(c, &q_delete_many, del, ids, n, out, MQ_OK, &fail))
-            for (int i = 0; i < n; i++)
-                deleted += ids[i] > 0 && out[i] == MQ_OK;
-        mq_count_queue(q->id, MQC_DELETED, (uint64_t)deleted);
-        if (!fail && run_marked(c, &q_exist_many, ex, ids, n, still, MQ_CONFLICT, &fail))
-            for (int i = 0; i < n; i++)
-                if (out[i] == MQ_CONFLICT)
-                    out[i] = still[i];
-    }
-    buf_cleanup(&idv);
-    buf_cleanup(&nv);
-    return fail;
+    if (n <= 0)
+        return MQ_OK;
+    struct mq_delete_row rows[MQ_MAX_BATCH];
+    for (int i = 0; i < n && i < MQ_MAX_BATCH; i++)
+        rows[i] = (struct mq_delete_row){q, receipts[i]};
+    return mq_delete_rows(c, rows, n < MQ_MAX_BATCH ? n : MQ_MAX_BATCH, out);
 }
 
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt)

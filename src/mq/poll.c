@@ -45,14 +45,25 @@ enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
     return MQ_POLL_GO;
 }
 
-enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
-                               int *count)
+void mq_poll_claiming(struct mq_poll *p)
 {
     /* read before the claim: a message that arrives after it wakes the wait at once */
     p->waiter_seq = mq_hub_seq(p->hub, p->q.id);
-    enum mq_status st = mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, msgs, count);
-    if (st == MQ_OK && *count == p->max)
+}
+
+void mq_poll_claimed(struct mq_poll *p, int count)
+{
+    if (count == p->max)
         mq_hub_poke(p->hub, p->q.id); /* there may be more: let the next waiter look */
+}
+
+enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
+                               int *count)
+{
+    mq_poll_claiming(p);
+    enum mq_status st = mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, msgs, count);
+    if (st == MQ_OK)
+        mq_poll_claimed(p, *count);
     return st;
 }
 

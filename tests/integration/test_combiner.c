@@ -1,9 +1,12 @@
-/* Integration: the send combiner (src/mq/combiner.c). Sends that gather while the database is
- * busy go out together, at most MQ_MAX_ROWS to a statement, each stored exactly once with its
- * own message id; a message the database refuses fails alone while the others of its statement
- * are stored; stopping finishes every send already handed over (failing, in time, those it
- * cannot store), also HTTP sends suspended at shutdown; and concurrent HTTP sends each get the
- * message id of their own body. */
+/* Integration: the combiner (src/mq/combiner.c). Sends that gather while the database is busy
+ * go out together, at most MQ_MAX_ROWS to a statement, each stored exactly once with its own
+ * message id; a message the database refuses fails alone while the others of its statement are
+ * stored; receives of one queue and visibility share a claim and get the messages dealt out in
+ * id order, each up to its max, while other queues and visibilities claim apart; deletes share a
+ * statement and keep their own outcomes (deleted, superseded, not ours); concurrent HTTP clients
+ * each get their own message id, and concurrent HTTP cycles deliver every message exactly once;
+ * stopping finishes every operation already handed over (failing, in time, those it cannot
+ * run), also HTTP sends suspended at shutdown. */
 #include "harness.h"
 
 #include "rydes/db.h"
@@ -60,9 +63,10 @@ struct sends {
     atomic_int done;
 };
 
-static void count_done(struct mq_combined_send *s)
+/* Every kind's done: counts into the atomic_int its ctx points to. */
+static void count_done(struct mq_combined *o)
 {
-    atomic_fetch_add(&((struct sends *)s->ctx)->done, 1);
+    atomic_fetch_add((atomic_int *)o->ctx, 1);
 }
 
 /* Hands n sends with bodies "<prefix>-<i>" to the combiner; true when all were taken. */
@@ -73,21 +77,25 @@ static bool submit(struct sends *ss, int n, const char *prefix)
         snprintf(ss->bodies[i], sizeof ss->bodies[i], "%s-%d", prefix, i);
         ss->entries[i] = (struct mq_send_entry){
             .body = ss->bodies[i], .body_len = strlen(ss->bodies[i]), .delay_seconds = -1};
-        ss->s[i] = (struct mq_combined_send){.q = queue,
-                                             .e = &ss->entries[i],
-                                             .done = count_done,
-                                             .ctx = ss,
-                                             .status = STATUS_UNSET};
-        all &= mq_combiner_submit(srv.app.combiner, &ss->s[i]);
+        ss->s[i] = (struct mq_combined_send){
+            .o = {.done = count_done, .ctx = &ss->done, .status = STATUS_UNSET},
+            .q = queue,
+            .e = &ss->entries[i]};
+        all &= mq_combiner_send(srv.app.combiner, &ss->s[i]);
     }
     return all;
 }
 
+static void wait_count(atomic_int *done, int n)
+{
+    for (int i = 0; i < 1000 && atomic_load(done) < n; i++)
+        harness_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(done), n);
+}
+
 static void wait_done(struct sends *ss, int n)
 {
-    for (int i = 0; i < 1000 && atomic_load(&ss->done) < n; i++)
-        harness_sleep_ms(10);
-    ck_assert_int_eq(atomic_load(&ss->done), n);
+    wait_count(&ss->done, n);
 }
 
 static struct db_conn *hold_pool(void)
@@ -110,7 +118,7 @@ static void assert_stored(const struct sends *ss, int i)
 START_TEST(sends_that_gather_share_statements)
 {
     unsigned long long st0, msg0, st1, msg1;
-    mq_combiner_counts(srv.app.combiner, &st0, &msg0);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_SEND, &st0, &msg0);
     struct db_conn *held = hold_pool();
     static struct sends ss;
     memset(&ss, 0, sizeof ss);
@@ -119,12 +127,12 @@ START_TEST(sends_that_gather_share_statements)
     ck_assert_int_eq(atomic_load(&ss.done), 0);
     db_pool_release(srv.app.pool, held);
     wait_done(&ss, 40);
-    mq_combiner_counts(srv.app.combiner, &st1, &msg1);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_SEND, &st1, &msg1);
     ck_assert_int_eq(msg1 - msg0, 40);
     /* at most one statement took a lone first send before the rest gathered: 1 + 16 + 16 + 7 */
     ck_assert_int_le(st1 - st0, 4);
     for (int i = 0; i < 40; i++) {
-        ck_assert_int_eq(ss.s[i].status, MQ_OK);
+        ck_assert_int_eq(ss.s[i].o.status, MQ_OK);
         assert_stored(&ss, i);
     }
     ck_assert_int_eq(harness_sqlf("SELECT count(DISTINCT message_id) FROM messages"), 40);
@@ -152,10 +160,10 @@ START_TEST(a_refused_message_fails_alone)
     wait_done(&bad, 1);
     wait_done(&ok2, 3);
     free(harness_sql(harness_db_url(), "DROP TRIGGER refuse_poison ON messages"));
-    ck_assert_int_eq(bad.s[0].status, MQ_ERROR);
+    ck_assert_int_eq(bad.s[0].o.status, MQ_ERROR);
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(ok1.s[i].status, MQ_OK);
-        ck_assert_int_eq(ok2.s[i].status, MQ_OK);
+        ck_assert_int_eq(ok1.s[i].o.status, MQ_OK);
+        ck_assert_int_eq(ok2.s[i].o.status, MQ_OK);
         assert_stored(&ok1, i);
         assert_stored(&ok2, i);
     }
@@ -174,7 +182,7 @@ START_TEST(stopping_finishes_what_was_handed_over)
     mq_combiner_stop(srv.app.combiner, 10000);
     ck_assert_int_eq(atomic_load(&ss.done), 20); /* stop returned only after all of them */
     for (int i = 0; i < 20; i++) {
-        ck_assert_int_eq(ss.s[i].status, MQ_OK);
+        ck_assert_int_eq(ss.s[i].o.status, MQ_OK);
         assert_stored(&ss, i);
     }
     ck_assert(!submit(&late, 1, "after-stop"));
@@ -187,6 +195,150 @@ START_TEST(stopping_finishes_what_was_handed_over)
                                   json_str(r.json, "message_id")),
                      1);
     response_cleanup(&r);
+}
+END_TEST
+
+/* ---- receives and deletes ---- */
+
+/* n visible messages "<prefix>-<i>" in queue_id, in order. */
+static void fill(int queue_id, int n, const char *prefix)
+{
+    harness_sqlf("WITH s AS (INSERT INTO messages (queue_id, visible_at, message_id, body) "
+                 "SELECT %d, now(), gen_random_uuid(), '%s-' || g FROM generate_series(1, %d) g "
+                 "ORDER BY g RETURNING 1) SELECT count(*) FROM s",
+                 queue_id, prefix, n);
+}
+
+static struct mq_combined_receive a_receive(const struct mq_queue *q, int max, int visibility,
+                                            atomic_int *done)
+{
+    return (struct mq_combined_receive){
+        .o = {.done = count_done, .ctx = done, .status = STATUS_UNSET},
+        .q = *q,
+        .max = max,
+        .visibility = visibility};
+}
+
+static unsigned long long statements_of(enum mq_combined_kind kind)
+{
+    unsigned long long statements, operations;
+    mq_combiner_counts(srv.app.combiner, kind, &statements, &operations);
+    return statements;
+}
+
+START_TEST(receives_that_gather_share_a_claim)
+{
+    fill(queue.id, 12, "r");
+    unsigned long long st0 = statements_of(MQ_COMBINED_RECEIVE);
+    struct db_conn *held = hold_pool();
+    static struct mq_combined_receive r[6];
+    static atomic_int done;
+    atomic_store(&done, 0);
+    for (int i = 0; i < 6; i++) {
+        r[i] = a_receive(&queue, 2, 30, &done);
+        ck_assert(mq_combiner_receive(srv.app.combiner, &r[i]));
+    }
+    db_pool_release(srv.app.pool, held);
+    wait_count(&done, 6);
+    /* the first receive may have gone alone before the others gathered: 2 + 10 */
+    ck_assert_int_le(statements_of(MQ_COMBINED_RECEIVE) - st0, 2);
+    long long last = 0;
+    for (int i = 0; i < 6; i++) { /* dealt out in id order, each up to its max */
+        ck_assert_int_eq(r[i].o.status, MQ_OK);
+        ck_assert_int_eq(r[i].count, 2);
+        for (int k = 0; k < 2; k++) {
+            ck_assert_int_gt(r[i].msgs[k].id, last);
+            last = r[i].msgs[k].id;
+            ck_assert_int_eq(r[i].msgs[k].receive_count, 1);
+        }
+        mq_messages_free(r[i].msgs, r[i].count);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %d AND "
+                                  "visible_at > now() + interval '20 s'",
+                                  queue.id),
+                     12);
+}
+END_TEST
+
+START_TEST(receives_share_only_with_their_queue_and_visibility)
+{
+    struct response pr;
+    harness_admin(&srv, "PUT", "/queues/combined-other", NULL, &pr);
+    ck_assert(pr.status == 201 || pr.status == 200);
+    response_cleanup(&pr);
+    struct mq_queue other;
+    struct db_conn *c = hold_pool();
+    ck_assert_int_eq(mq_queue_get(c, "combined-other", &other), MQ_OK);
+    fill(queue.id, 4, "a");
+    fill(other.id, 4, "b");
+    unsigned long long st0 = statements_of(MQ_COMBINED_RECEIVE);
+    static struct mq_combined_receive r[4];
+    static atomic_int done;
+    atomic_store(&done, 0);
+    r[0] = a_receive(&queue, 1, 30, &done); /* taken alone while the pool is held */
+    r[1] = a_receive(&other, 2, 30, &done);
+    r[2] = a_receive(&queue, 1, 600, &done); /* another visibility: a claim of its own */
+    r[3] = a_receive(&other, 10, 30, &done); /* joins r[1] */
+    for (int i = 0; i < 4; i++)
+        ck_assert(mq_combiner_receive(srv.app.combiner, &r[i]));
+    db_pool_release(srv.app.pool, c);
+    wait_count(&done, 4);
+    ck_assert_int_eq(statements_of(MQ_COMBINED_RECEIVE) - st0, 3);
+    int want[] = {1, 2, 1, 2};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(r[i].o.status, MQ_OK);
+        ck_assert_int_eq(r[i].count, want[i]);
+        for (int k = 0; k < r[i].count; k++)
+            ck_assert_int_eq(r[i].msgs[k].body[0], i % 2 ? 'b' : 'a');
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE id = %lld AND "
+                                  "visible_at > now() + interval '500 s'",
+                                  r[2].msgs[0].id),
+                     1);
+    for (int i = 0; i < 4; i++)
+        mq_messages_free(r[i].msgs, r[i].count);
+}
+END_TEST
+
+START_TEST(deletes_that_gather_share_a_statement_and_keep_their_outcomes)
+{
+    fill(queue.id, 5, "d");
+    struct db_conn *c = hold_pool();
+    struct mq_message *msgs, *again;
+    int n, m;
+    ck_assert_int_eq(mq_receive(c, &queue, 5, 0, false, &msgs, &n), MQ_OK);
+    ck_assert_int_eq(n, 5);
+    /* leased for 0 s, they are received again at once: their first receipts are superseded */
+    ck_assert_int_eq(mq_receive(c, &queue, 5, 30, false, &again, &m), MQ_OK);
+    ck_assert_int_eq(m, 5);
+    unsigned long long st0 = statements_of(MQ_COMBINED_DELETE);
+    static struct mq_combined_delete d[8];
+    static atomic_int done;
+    atomic_store(&done, 0);
+    char elsewhere[MQ_RECEIPT_LEN]; /* well formed, but of another queue */
+    mq_receipt_encode(queue.id + 1000, again[4].id, 1, elsewhere);
+    const char *receipts[8] = {again[0].receipt, again[1].receipt, again[2].receipt,
+                               again[3].receipt, msgs[4].receipt,  /* superseded */
+                               "not-a-receipt",  again[0].receipt, /* twice: deleted */
+                               elsewhere};
+    for (int i = 0; i < 8; i++) {
+        d[i] = (struct mq_combined_delete){
+            .o = {.done = count_done, .ctx = &done, .status = STATUS_UNSET},
+            .q = queue,
+            .receipt = receipts[i]};
+        ck_assert(mq_combiner_delete(srv.app.combiner, &d[i]));
+    }
+    db_pool_release(srv.app.pool, c);
+    wait_count(&done, 8);
+    ck_assert_int_le(statements_of(MQ_COMBINED_DELETE) - st0, 2);
+    enum mq_status want[] = {MQ_OK,       MQ_OK,        MQ_OK, MQ_OK,
+                             MQ_CONFLICT, MQ_NOT_FOUND, MQ_OK, MQ_NOT_FOUND};
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(d[i].o.status == want[i], "delete %d: %d, not %d", i, d[i].o.status, want[i]);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE id = %lld", again[4].id), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 1);
+    mq_messages_free(msgs, n);
+    mq_messages_free(again, m);
 }
 END_TEST
 
@@ -240,9 +392,83 @@ START_TEST(concurrent_http_sends_each_get_their_own_message)
         }
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), CLIENTS * PER_CLIENT);
     unsigned long long statements, messages;
-    mq_combiner_counts(srv.app.combiner, &statements, &messages);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_SEND, &statements, &messages);
     /* a hub that fell behind (a loaded machine) sends some alone, to be safe: see the wait */
     ck_assert_int_gt(messages, 0);
+}
+END_TEST
+
+/* One message's life over HTTP, PER_CLIENT times: send, receive one (any), delete it. */
+struct cycler {
+    char got[PER_CLIENT][40]; /* message ids received */
+    long deleted[PER_CLIENT]; /* status of each delete */
+};
+
+static void receive_one(struct cycler *c, int i, char *receipt, size_t n)
+{
+    for (int tries = 0; tries < 200 && !c->got[i][0]; tries++) {
+        struct response r;
+        harness_admin(&srv, "POST", "/queues/combined/messages:receive", "{\"max_messages\": 1}",
+                      &r);
+        ck_assert_int_eq(r.status, 200);
+        json_t *m = json_array_get(json_object_get(r.json, "messages"), 0);
+        if (m) { /* else the others took what was there: try again */
+            snprintf(c->got[i], sizeof c->got[i], "%s", json_str(m, "message_id"));
+            snprintf(receipt, n, "%s", json_str(m, "receipt"));
+        }
+        response_cleanup(&r);
+    }
+}
+
+static void *cycler_main(void *arg)
+{
+    struct cycler *c = arg;
+    for (int i = 0; i < PER_CLIENT; i++) {
+        struct response r;
+        harness_admin(&srv, "POST", "/queues/combined/messages", "{\"body\": \"cycle\"}", &r);
+        response_cleanup(&r);
+        char receipt[MQ_RECEIPT_LEN] = "", path[160];
+        receive_one(c, i, receipt, sizeof receipt);
+        snprintf(path, sizeof path, "/queues/combined/messages/%s", receipt);
+        harness_admin(&srv, "DELETE", path, NULL, &r);
+        c->deleted[i] = r.status;
+        response_cleanup(&r);
+    }
+    return NULL;
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+START_TEST(concurrent_http_cycles_deliver_each_message_once)
+{
+    for (int i = 0; i < 500 && mq_hub_listened(srv.app.hub, queue.id); i++)
+        harness_sleep_ms(10);
+    unsigned long long r0 = statements_of(MQ_COMBINED_RECEIVE),
+                       d0 = statements_of(MQ_COMBINED_DELETE);
+    static struct cycler cyclers[CLIENTS];
+    memset(cyclers, 0, sizeof cyclers);
+    pthread_t threads[CLIENTS];
+    for (int k = 0; k < CLIENTS; k++)
+        pthread_create(&threads[k], NULL, cycler_main, &cyclers[k]);
+    for (int k = 0; k < CLIENTS; k++)
+        pthread_join(threads[k], NULL);
+    static char ids[CLIENTS * PER_CLIENT][40];
+    for (int k = 0; k < CLIENTS; k++)
+        for (int i = 0; i < PER_CLIENT; i++) {
+            ck_assert_int_eq(cyclers[k].deleted[i], 204);
+            memcpy(ids[k * PER_CLIENT + i], cyclers[k].got[i], sizeof ids[0]);
+        }
+    qsort(ids, CLIENTS * PER_CLIENT, sizeof ids[0], by_text);
+    for (int i = 0; i < CLIENTS * PER_CLIENT; i++) {
+        ck_assert_int_ne(ids[i][0], 0);
+        ck_assert_msg(i == 0 || strcmp(ids[i - 1], ids[i]) != 0, "%s received twice", ids[i]);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 0);
+    ck_assert_int_gt(statements_of(MQ_COMBINED_RECEIVE) - r0, 0);
+    ck_assert_int_gt(statements_of(MQ_COMBINED_DELETE) - d0, 0);
 }
 END_TEST
 
@@ -261,7 +487,7 @@ START_TEST(a_stop_that_cannot_store_fails_the_sends_in_time)
      * instead of waiting 3 s more */
     ck_assert_msg(took < 5, "stop took %.1f s", took);
     for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(ss.s[i].status, MQ_UNAVAILABLE);
+        ck_assert_int_eq(ss.s[i].o.status, MQ_UNAVAILABLE);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 0);
 }
 END_TEST
@@ -316,7 +542,11 @@ int main(void)
     tcase_add_test(tc, sends_that_gather_share_statements);
     tcase_add_test(tc, a_refused_message_fails_alone);
     tcase_add_test(tc, stopping_finishes_what_was_handed_over);
+    tcase_add_test(tc, receives_that_gather_share_a_claim);
+    tcase_add_test(tc, receives_share_only_with_their_queue_and_visibility);
+    tcase_add_test(tc, deletes_that_gather_share_a_statement_and_keep_their_outcomes);
     tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
+    tcase_add_test(tc, concurrent_http_cycles_deliver_each_message_once);
     tcase_add_test(tc, a_stop_that_cannot_store_fails_the_sends_in_time);
     tcase_add_test(tc, stopping_answers_the_suspended_http_sends);
     suite_add_tcase(s, tc);

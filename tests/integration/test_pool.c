@@ -182,6 +182,40 @@ START_TEST(claims_use_the_index_whatever_the_statistics)
 }
 END_TEST
 
+/* The combined delete and its existence check probe the primary key per receipt, with the
+ * statistics of an empty table (which once made the delete hash the whole index) and of a deep
+ * queue alike. */
+START_TEST(deletes_by_receipt_probe_the_key_whatever_the_statistics)
+{
+    struct db_conn *c = take();
+    struct mq_queue q = {.id = 424243};
+    char receipt[MQ_RECEIPT_LEN];
+    mq_receipt_encode(q.id, 1, 1, receipt);
+    struct mq_delete_row row = {&q, receipt};
+    enum mq_status out;
+    for (int deep = 0; deep < 2; deep++) {
+        if (deep)
+            PQclear(PQexec(c->pg, "INSERT INTO messages (queue_id, visible_at, message_id, body) "
+                                  "SELECT 424243, now(), gen_random_uuid(), 'x' "
+                                  "FROM generate_series(1, 20000)"));
+        PQclear(PQexec(c->pg, "ANALYZE messages")); /* cached plans are made again */
+        ck_assert_int_eq(mq_delete_rows(c, &row, 1, &out), MQ_OK);
+        struct buf plan;
+        explain(c, "EXPLAIN EXECUTE mq_delete_rows('{424243}', '{1}', '{1}')", &plan);
+        ck_assert_msg(strstr(buf_str(&plan), "Tid Scan") && !strstr(buf_str(&plan), "Hash") &&
+                          !strstr(buf_str(&plan), "Seq Scan"),
+                      "delete plan:\n%s", buf_str(&plan));
+        buf_cleanup(&plan);
+        explain(c, "EXPLAIN EXECUTE mq_exist_rows('{424243}', '{1}')", &plan);
+        ck_assert_msg(strstr(buf_str(&plan), "Index Only Scan") && !strstr(buf_str(&plan), "Hash"),
+                      "existence plan:\n%s", buf_str(&plan));
+        buf_cleanup(&plan);
+    }
+    PQclear(PQexec(c->pg, "DELETE FROM messages WHERE queue_id = 424243"));
+    db_pool_release(srv.app.pool, c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -192,6 +226,7 @@ int main(void)
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
     tcase_add_test(tc, killed_connection_is_replaced);
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);
+    tcase_add_test(tc, deletes_by_receipt_probe_the_key_whatever_the_statistics);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
