@@ -1,7 +1,7 @@
 -- The engine cycle with batches of 10, as src/mq/messages.c runs it: one batch send (mq_send:
 -- the ten-row INSERT mq_send_rows_10, its 60 parameters written here as constants), one receive
--- of up to 10 (mq_claim), one DELETE of all receipts (mq_delete_many; its existence check of
--- misses never runs here). Start with -D qid=QUEUE_ID -D hint=0.
+-- of up to 10 (mq_claim), one DELETE of all receipts (mq_delete_rows, which the batch delete
+-- runs; its one-by-one retry of misses never runs here). Start with -D qid=QUEUE_ID -D hint=0.
 \set nonce random(1, 9000000000000000000)
 \set full random(1, 800)
 INSERT INTO messages (queue_id, visible_at, message_id, body_json, body, attributes)
@@ -29,13 +29,17 @@ WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m WHER
            AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
            AND m.visible_at <= now() ORDER BY m.id LIMIT 10 FOR UPDATE SKIP LOCKED),
 u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => 30),
-             receive_count = m.receive_count + (c.rc0 < 2147483647)::int, receipt = :nonce,
+             receive_count = m.receive_count + (c.rc0 < 2147483647)::int, receipt = (hashint8extended(m.id, :nonce) & 9223372036854775807),
              first_received_at = coalesce(m.first_received_at, now())
       FROM c WHERE m.ctid = c.t
       RETURNING m.id, m.message_id, m.receipt, m.body, m.body_json, m.attributes,
           m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
           mq_state(m.visible_at, m.receive_count), m.group_id, c.rc0 >= 2147483647)
 -- (pgbench needs exactly one row for \gset, so the claimed rows are aggregated here)
-SELECT coalesce(array_agg(u.id), '{}')::text AS ids, coalesce(min(u.id), :hint::bigint) AS hint FROM u \gset
-DELETE FROM messages m USING unnest(:ids::bigint[]) AS r(id)
-WHERE m.queue_id = :qid::int AND m.id = r.id AND m.receipt = :nonce RETURNING m.id;
+SELECT coalesce(array_agg(u.id), '{}')::text AS ids, coalesce(array_agg(u.receipt), '{}')::text AS receipts,
+       coalesce(array_agg(:qid::int), '{}')::text AS qids, coalesce(min(u.id), :hint::bigint) AS hint FROM u \gset
+DELETE FROM messages m WHERE m.ctid = ANY (ARRAY(
+    SELECT (SELECT x.ctid FROM messages x WHERE x.queue_id = r.queue_id AND x.id = r.id AND x.receipt = r.nonce)
+    FROM unnest(:qids::int[], :ids::bigint[], :receipts::bigint[]) AS r(queue_id, id, nonce)))
+  AND (m.queue_id, m.id, m.receipt) IN (SELECT * FROM unnest(:qids::int[], :ids::bigint[], :receipts::bigint[]))
+RETURNING m.queue_id, m.id;

@@ -55,6 +55,7 @@ struct mq_combined_receive {
     struct mq_message *msgs; /* set before done when status is MQ_OK; the submitter frees them
                               * with mq_messages_free(msgs, count) */
     int count;
+    bool more; /* got none while the claim came back short: messages may be left to look at */
 };
 
 /* A delete by receipt from a standard queue; status as mq_delete gives it. */
@@ -64,10 +65,15 @@ struct mq_combined_delete {
     const char *receipt; /* borrowed */
 };
 
-/* Starts the threads; they take connections from pool (waiting up to acquire_timeout_ms).
- * Free with mq_combiner_free. */
-struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms);
-/* Hand an operation over, or get false when the combiner is stopping (run it another way then). */
+/* Starts the threads; they take connections from pool (waiting up to acquire_timeout_ms). An
+ * operation is handed over only when it will not wait long: the lane of its kind is idle, or
+ * its statement in flight began less than stall_ms ago and the operation can join it or the
+ * next one (a receive of another queue or visibility does not wait for a claim it cannot
+ * share). Free with mq_combiner_free. */
+#define MQ_COMBINER_STALL_MS 50
+struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms);
+/* Hand an operation over, or get false: run it yourself then (the combiner is stopping, or the
+ * operation would wait too long, see mq_combiner_start). */
 bool mq_combiner_send(struct mq_combiner *cb, struct mq_combined_send *s);
 bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r);
 bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d);

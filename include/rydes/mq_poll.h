@@ -3,17 +3,21 @@
  * decides what comes next:
  *
  *   switch (mq_poll_begin(p)) { FULL: 503; GONE: answer empty; GO: go on }
- *   acquire a connection, mq_poll_receive(p, c, ...), release it (or have the combiner claim:
- *   mq_poll_claiming, hand over, mq_poll_claimed)
+ *   when mq_poll_combines(p): suspend the request (resuming into "taken"), then
+ *     mq_poll_hand_over(p), and resume it yourself when that returns false;
+ *     taken: mq_poll_taken(p, ...) gives the claim's outcome, or false: claim yourself as below
+ *   otherwise: acquire a connection, mq_poll_receive(p, c, ...), release it
  *   messages, or no more waiting (mq_poll_may_wait false): answer them
- *   otherwise: suspend the request (resuming into the same attempt), then mq_poll_wait(p)
+ *   otherwise: suspend the request (resuming into the next attempt), then mq_poll_wait(p)
  *
  * p->resume resumes the suspended request; the hub calls it when a message may have arrived,
- * at the deadline, or at shutdown, and mq_poll_wait calls it at once when the hub refuses. */
+ * at the deadline, or at shutdown, mq_poll_wait calls it at once when the hub refuses, and the
+ * combiner when it has claimed. */
 #ifndef RYDES_MQ_POLL_H
 #define RYDES_MQ_POLL_H
 
 #include "rydes/mq.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
 
 #include <stdbool.h>
@@ -26,9 +30,12 @@ struct mq_poll {
     int max, visibility, wait_seconds;
     bool delete_now;
     enum mq_wake why;
-    enum mq_wait_result refused; /* MQ_WAIT_OK unless the hub turned the wait away */
-    bool woken;                  /* the next attempt follows a wake-up */
-    uint64_t waiter_seq;         /* the hub's sequence read before the last claim */
+    enum mq_wait_result refused;      /* MQ_WAIT_OK unless the hub turned the wait away */
+    bool woken;                       /* the next attempt follows a wake-up */
+    uint64_t waiter_seq;              /* the hub's sequence read before the last claim */
+    struct mq_combiner *combiner;     /* claims go through it; NULL: on the caller's connection */
+    struct mq_combined_receive claim; /* the attempt's claim, while the combiner has it */
+    bool handed;                      /* the combiner took the attempt's claim */
     bool (*client_gone)(void *ctx);
     void (*resume)(void *ctx);
     void *ctx;
@@ -36,20 +43,29 @@ struct mq_poll {
 
 enum mq_poll_begin { MQ_POLL_GO, MQ_POLL_FULL, MQ_POLL_GONE };
 
-/* Sets p up for a receive of q (copied) that may wait wait_seconds from now. */
-void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, const struct mq_queue *q, int max,
-                  int visibility, bool delete_now, int wait_seconds, bool (*client_gone)(void *ctx),
-                  void (*resume)(void *ctx), void *ctx);
+/* Sets p up for a receive of q (copied) that may wait wait_seconds from now. Its claims go
+ * through combiner (may be NULL) when q is a standard queue and delete_now is false. Free with
+ * mq_poll_free. */
+void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, struct mq_combiner *combiner,
+                  const struct mq_queue *q, int max, int visibility, bool delete_now,
+                  int wait_seconds, bool (*client_gone)(void *ctx), void (*resume)(void *ctx),
+                  void *ctx);
+/* Frees p (allocated by the caller with malloc) and a claim it still holds; a state_free. */
+void mq_poll_free(void *p);
 /* Before each attempt: MQ_POLL_FULL when the hub had no room for the wait (answer 503),
  * MQ_POLL_GONE when the client left during the wait (its wake-up is passed on; answer empty). */
 enum mq_poll_begin mq_poll_begin(struct mq_poll *p);
 /* The receive of one attempt, as mq_receive; lets the next waiter look when it took max. */
 enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
                                int *count);
-/* mq_poll_receive in two halves, for a claim run elsewhere (the combiner): claiming before it
- * is handed over, claimed with the number of messages it got. */
-void mq_poll_claiming(struct mq_poll *p);
-void mq_poll_claimed(struct mq_poll *p, int count);
+/* Does this attempt's claim go to the combiner? */
+bool mq_poll_combines(const struct mq_poll *p);
+/* Hands the claim to the combiner; call with the request suspended. False when the combiner
+ * did not take it (stopping, or busy with a claim this one cannot share): claim yourself. */
+bool mq_poll_hand_over(struct mq_poll *p);
+/* After the resume that follows mq_poll_hand_over: false when the combiner did not take the
+ * claim; else the claim's outcome, as mq_poll_receive gives it. */
+bool mq_poll_taken(struct mq_poll *p, enum mq_status *st, struct mq_message **msgs, int *count);
 /* May a request that found nothing wait longer? */
 bool mq_poll_may_wait(const struct mq_poll *p);
 /* Registers the wait; call after suspending the request. */

@@ -266,29 +266,13 @@ static void resume(void *req)
     http_resume(req);
 }
 
-/* A receive in progress: its long poll, and its claim while the combiner has it. */
-struct receive_state {
-    struct mq_poll p;
-    struct mq_combined_receive r;
-    bool combine; /* claims go through the combiner (a standard queue, not at-most-once) */
-    bool direct;  /* the combiner refused the claim (stopping): claim on this thread */
-};
-
-static void receive_state_free(void *state)
-{
-    struct receive_state *rs = state;
-    if (rs->r.msgs)
-        mq_messages_free(rs->r.msgs, rs->r.count);
-    free(rs);
-}
-
 static enum handler_result receive_attempt(struct http_request *req);
 
 /* Answers with what a claim found, or suspends the request to wait for more. */
 static enum handler_result answer_or_wait(struct http_request *req, enum mq_status st,
                                           struct mq_message *msgs, int count)
 {
-    struct mq_poll *p = &((struct receive_state *)req->state)->p;
+    struct mq_poll *p = req->state;
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
     if (count > 0 || !mq_poll_may_wait(p))
@@ -302,62 +286,47 @@ static enum handler_result answer_or_wait(struct http_request *req, enum mq_stat
 /* Claims on a pooled connection of this thread. */
 static enum handler_result receive_now(struct http_request *req)
 {
-    struct mq_poll *p = &((struct receive_state *)req->state)->p;
     enum handler_result res;
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
     struct mq_message *msgs;
     int count;
-    enum mq_status st = mq_poll_receive(p, c, &msgs, &count);
+    enum mq_status st = mq_poll_receive(req->state, c, &msgs, &count);
     api_db_release(req, c);
     return answer_or_wait(req, st, msgs, count);
 }
 
-/* The combiner has claimed (or failed): the request goes on on its own thread. */
-static enum handler_result receive_claimed(struct http_request *req)
+/* The combiner has claimed (or refused the claim): the request goes on on its own thread. */
+static enum handler_result receive_taken(struct http_request *req)
 {
-    struct receive_state *rs = req->state;
-    if (rs->direct)
+    enum mq_status st;
+    struct mq_message *msgs;
+    int count;
+    if (!mq_poll_taken(req->state, &st, &msgs, &count))
         return receive_now(req);
-    struct mq_message *msgs = rs->r.msgs;
-    rs->r.msgs = NULL; /* answer_or_wait takes them */
-    if (rs->r.o.status == MQ_OK)
-        mq_poll_claimed(&rs->p, rs->r.count);
-    return answer_or_wait(req, rs->r.o.status, msgs, rs->r.count);
+    return answer_or_wait(req, st, msgs, count);
 }
 
-/* Hands the claim to the combiner (rydes/mq_combiner.h); the request suspends until it is
- * done. */
-static enum handler_result receive_combined(struct http_request *req)
-{
-    struct receive_state *rs = req->state;
-    rs->r = (struct mq_combined_receive){.o = {.status = MQ_ERROR, .done = resume_done, .ctx = req},
-                                         .q = rs->p.q,
-                                         .max = rs->p.max,
-                                         .visibility = rs->p.visibility};
-    mq_poll_claiming(&rs->p);
-    enum handler_result suspended = http_suspend(req, receive_claimed);
-    if (!mq_combiner_receive(req->app->combiner, &rs->r)) { /* the process is stopping */
-        rs->direct = true;
-        http_resume(req);
-    }
-    return suspended;
-}
-
-/* One receive attempt; suspends the request when it found nothing and may wait longer. */
+/* One receive attempt; suspends the request while the combiner claims (rydes/mq_combiner.h)
+ * and when it found nothing and may wait longer. */
 static enum handler_result receive_attempt(struct http_request *req)
 {
-    struct receive_state *rs = req->state;
-    switch (mq_poll_begin(&rs->p)) {
+    struct mq_poll *p = req->state;
+    switch (mq_poll_begin(p)) {
     case MQ_POLL_FULL:
         return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
     case MQ_POLL_GONE:
-        return reply_messages(req, &rs->p.q, NULL, 0);
+        return reply_messages(req, &p->q, NULL, 0);
     case MQ_POLL_GO:
         break;
     }
-    return rs->combine ? receive_combined(req) : receive_now(req);
+    if (!mq_poll_combines(p))
+        return receive_now(req);
+    enum handler_result suspended = http_suspend(req, receive_taken);
+    if (!mq_poll_hand_over(p)) /* the process is stopping */
+        http_resume(req);
+    return suspended;
 }
 
 enum handler_result api_messages_receive(struct http_request *req)
@@ -374,12 +343,11 @@ enum handler_result api_messages_receive(struct http_request *req)
     mq_input_receive(req->json, &q, &rr, &fe);
     if (api_reply_invalid(req, &fe, &res))
         return res;
-    struct receive_state *rs = xcalloc(1, sizeof *rs);
-    req->state = rs;
-    req->state_free = receive_state_free;
-    mq_poll_init(&rs->p, req->app->hub, &q, rr.max_messages, rr.visibility_timeout, rr.delete_now,
-                 rr.wait_seconds, client_gone, resume, req);
-    rs->combine = req->app->combiner && !q.attrs.fifo && !rr.delete_now;
+    struct mq_poll *p = xcalloc(1, sizeof *p);
+    req->state = p;
+    req->state_free = mq_poll_free;
+    mq_poll_init(p, req->app->hub, req->app->combiner, &q, rr.max_messages, rr.visibility_timeout,
+                 rr.delete_now, rr.wait_seconds, client_gone, resume, req);
     return receive_attempt(req);
 }
 

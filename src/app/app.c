@@ -290,7 +290,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         return false;
     }
     if (cfg->combine) /* serves the HTTP data plane only */
-        app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms);
+        app->combiner =
+            mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms, MQ_COMBINER_STALL_MS);
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,

@@ -424,8 +424,50 @@ static void resume(void *call)
     http_resume(((struct aws_call *)call)->req);
 }
 
-/* One receive attempt; suspends the request when it found nothing and may wait longer (the
- * protocol of rydes/mq_poll.h, as the REST receive). */
+static enum handler_result receive_attempt(struct http_request *req);
+
+/* Answers with what a claim found, or suspends the request to wait for more. */
+static enum handler_result answer_or_wait(struct aws_call *call, enum mq_status st,
+                                          struct mq_message *msgs, int count)
+{
+    struct mq_poll *p = call->op_state;
+    if (st != MQ_OK)
+        return sqs_engine_failed(call, st, NULL);
+    if (count > 0 || !mq_poll_may_wait(p))
+        return reply_messages(call, &p->q, msgs, count);
+    mq_messages_free(msgs, count);
+    enum handler_result suspended = http_suspend(call->req, receive_attempt);
+    mq_poll_wait(p);
+    return suspended;
+}
+
+/* Claims on a pooled connection of this thread. */
+static enum handler_result receive_now(struct aws_call *call)
+{
+    enum handler_result res;
+    struct db_conn *c = aws_db(call, &res);
+    if (!c)
+        return res;
+    struct mq_message *msgs;
+    int count;
+    enum mq_status st = mq_poll_receive(call->op_state, c, &msgs, &count);
+    aws_db_release(call, c);
+    return answer_or_wait(call, st, msgs, count);
+}
+
+/* The combiner has claimed (or refused the claim). */
+static enum handler_result receive_taken(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    enum mq_status st;
+    struct mq_message *msgs;
+    int count;
+    if (!mq_poll_taken(call->op_state, &st, &msgs, &count))
+        return receive_now(call);
+    return answer_or_wait(call, st, msgs, count);
+}
+
+/* One receive attempt (the protocol of rydes/mq_poll.h, as the REST receive). */
 static enum handler_result receive_attempt(struct http_request *req)
 {
     struct aws_call *call = req->state;
@@ -439,21 +481,11 @@ static enum handler_result receive_attempt(struct http_request *req)
     case MQ_POLL_GO:
         break;
     }
-    enum handler_result res;
-    struct db_conn *c = aws_db(call, &res);
-    if (!c)
-        return res;
-    struct mq_message *msgs;
-    int count;
-    enum mq_status st = mq_poll_receive(p, c, &msgs, &count);
-    aws_db_release(call, c);
-    if (st != MQ_OK)
-        return sqs_engine_failed(call, st, NULL);
-    if (count > 0 || !mq_poll_may_wait(p))
-        return reply_messages(call, &p->q, msgs, count);
-    mq_messages_free(msgs, count);
-    enum handler_result suspended = http_suspend(req, receive_attempt);
-    mq_poll_wait(p);
+    if (!mq_poll_combines(p))
+        return receive_now(call);
+    enum handler_result suspended = http_suspend(req, receive_taken);
+    if (!mq_poll_hand_over(p)) /* the process is stopping */
+        http_resume(req);
     return suspended;
 }
 
@@ -472,9 +504,9 @@ enum handler_result sqs_receive_message(struct aws_call *call)
         return res;
     struct mq_poll *p = xcalloc(1, sizeof *p);
     call->op_state = p;
-    call->op_state_free = free;
-    mq_poll_init(p, call->req->app->hub, &q, max, visibility, false, wait, client_gone, resume,
-                 call);
+    call->op_state_free = mq_poll_free;
+    mq_poll_init(p, call->req->app->hub, call->req->app->combiner, &q, max, visibility, false, wait,
+                 client_gone, resume, call);
     return receive_attempt(call->req);
 }
 

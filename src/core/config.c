@@ -88,8 +88,7 @@ static const struct setting settings[] = {
     {"sweep-interval-ms", "RYDES_SWEEP_INTERVAL_MS", SETTING_INT, "1000", 0, 3600000, NULL,
      OFF(sweep_interval_ms), false, NULL,
      "how often expired messages are swept (0: this process never sweeps)"},
-    {"combine", "RYDES_COMBINE", SETTING_BOOL, "true", 0, 0, NULL, OFF(combine),
-     false, NULL,
+    {"combine", "RYDES_COMBINE", SETTING_BOOL, "true", 0, 0, NULL, OFF(combine), false, NULL,
      "run the single sends, receives and deletes of concurrent requests together, up to 16 "
      "messages in one statement"},
     {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
@@ -288,8 +287,19 @@ void config_cleanup(struct config *c)
     }
 }
 
+/* Settings that were renamed: the old name is refused with the new one, not silently ignored. */
+static const struct {
+    const char *old, *now;
+} renamed[] = {{"RYDES_COMBINE_SENDS", "RYDES_COMBINE"}};
+
 bool config_load_env(struct config *c, struct config_error *err)
 {
+    for (size_t i = 0; i < sizeof renamed / sizeof renamed[0]; i++)
+        if (getenv(renamed[i].old)) {
+            snprintf(err->message, sizeof err->message, "%s was renamed %s", renamed[i].old,
+                     renamed[i].now);
+            return false;
+        }
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v = getenv(settings[i].env);
         if (v && !apply(c, &settings[i], settings[i].env, v, err))

@@ -16,8 +16,8 @@
 struct lane_kind {
     /* How much of a statement's MQ_MAX_ROWS the operation takes. */
     int (*weight)(const struct mq_combined *o);
-    /* May o share a statement with first? */
-    bool (*joins)(const struct mq_combined *first, const struct mq_combined *o);
+    /* Operations with the same key may share a statement. */
+    uint64_t (*key)(const struct mq_combined *o);
     /* Runs list[0..n) as one statement on c. MQ_OK: it ran, and each operation's status is set
      * (*operations: what it carried out); otherwise the statement failed as a whole. */
     enum mq_status (*run)(struct db_conn *c, struct mq_combined **list, int n,
@@ -30,6 +30,9 @@ struct lane {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct mq_combined *head, *tail; /* submitted, oldest first */
+    bool busy;                       /* a statement is in flight */
+    uint64_t busy_key;               /* its operations' key */
+    int64_t busy_since_us;
     bool stopping;
     int64_t give_up_us; /* once stopping: operations still waiting after this fail */
     unsigned long long statements, operations; /* under mu */
@@ -39,6 +42,7 @@ struct lane {
 struct mq_combiner {
     struct db_pool *pool;
     int acquire_timeout_ms;
+    int64_t stall_us; /* a statement older than this takes no newcomers */
     atomic_bool stopped;
     struct lane lanes[MQ_COMBINED_KINDS];
 };
@@ -51,11 +55,10 @@ static int weight_one(const struct mq_combined *o)
     return 1;
 }
 
-static bool joins_any(const struct mq_combined *first, const struct mq_combined *o)
+static uint64_t key_none(const struct mq_combined *o)
 {
-    (void)first;
     (void)o;
-    return true;
+    return 0;
 }
 
 static enum mq_status run_sends(struct db_conn *c, struct mq_combined **list, int n,
@@ -78,15 +81,17 @@ static int weight_receive(const struct mq_combined *o)
     return ((const struct mq_combined_receive *)o)->max;
 }
 
-static bool joins_receive(const struct mq_combined *first, const struct mq_combined *o)
+static uint64_t key_receive(const struct mq_combined *o)
 {
-    const struct mq_combined_receive *a = (const void *)first, *b = (const void *)o;
-    return a->q.id == b->q.id && a->visibility == b->visibility;
+    const struct mq_combined_receive *r = (const void *)o;
+    return (uint64_t)(uint32_t)r->q.id << 32 | (uint32_t)r->visibility;
 }
 
 /* Deals the claimed messages (in id order) out to the receives, each up to its max; the array
- * itself is freed, the messages move. */
-static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int count)
+ * itself is freed, the messages move. A receive left with none while the claim came back short
+ * of the total may have missed messages (exhausted ones moved to the dead-letter queue took
+ * their places): it is told so. */
+static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int count, int total)
 {
     int at = 0;
     for (int i = 0; i < n; i++) {
@@ -96,6 +101,7 @@ static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int 
         if (k)
             memcpy(r->msgs, msgs + at, (size_t)k * sizeof *msgs);
         r->count = k;
+        r->more = k == 0 && count > 0 && count < total;
         r->o.status = MQ_OK;
         at += k;
     }
@@ -114,7 +120,7 @@ static enum mq_status run_receives(struct db_conn *c, struct mq_combined **list,
     enum mq_status st = mq_receive(c, &first->q, total, first->visibility, false, &msgs, &count);
     if (st != MQ_OK)
         return st;
-    deal(list, n, msgs, count);
+    deal(list, n, msgs, count, total);
     *operations = (unsigned long long)count;
     return MQ_OK;
 }
@@ -138,9 +144,9 @@ static enum mq_status run_deletes(struct db_conn *c, struct mq_combined **list, 
 }
 
 static const struct lane_kind kinds[MQ_COMBINED_KINDS] = {
-    [MQ_COMBINED_SEND] = {weight_one, joins_any, run_sends},
-    [MQ_COMBINED_RECEIVE] = {weight_receive, joins_receive, run_receives},
-    [MQ_COMBINED_DELETE] = {weight_one, joins_any, run_deletes},
+    [MQ_COMBINED_SEND] = {weight_one, key_none, run_sends},
+    [MQ_COMBINED_RECEIVE] = {weight_receive, key_receive, run_receives},
+    [MQ_COMBINED_DELETE] = {weight_one, key_none, run_deletes},
 };
 
 /* ---- the lanes ---- */
@@ -174,14 +180,14 @@ static void fail_waiting(struct lane *l, enum mq_status st)
     }
 }
 
-/* Runs each operation alone: a combined statement failed and one of them may be the cause. A
- * lost database fails the rest without trying them. */
+/* Runs each operation alone: a combined statement failed and one of them may be the cause (a
+ * refused row, a deadlock, a timeout). A lost connection fails the rest without trying them. */
 static void run_each(struct lane *l, struct db_conn *c, struct mq_combined **list, int n)
 {
     enum mq_status st = MQ_OK;
     for (int i = 0; i < n; i++) {
         unsigned long long done = 0;
-        if (st != MQ_UNAVAILABLE) {
+        if (!db_conn_lost(c)) {
             st = l->kind->run(c, &list[i], 1, &done);
             count(l, done);
         }
@@ -219,7 +225,7 @@ static void run_together(struct lane *l, struct mq_combined **list, int n)
     if (st == MQ_OK)
         for (int i = 0; i < n; i++)
             finish(list[i], list[i]->status);
-    else if (st == MQ_UNAVAILABLE || n == 1)
+    else if (db_conn_lost(c) || n == 1)
         for (int i = 0; i < n; i++)
             finish(list[i], st);
     else
@@ -236,7 +242,7 @@ static int take(struct lane *l, struct mq_combined **list)
     for (struct mq_combined **at = &l->head; *at && n < MQ_MAX_ROWS && room > 0;) {
         struct mq_combined *o = *at;
         int w = l->kind->weight(o);
-        if (o != first && (w > room || !l->kind->joins(first, o))) {
+        if (o != first && (w > room || l->kind->key(o) != l->kind->key(first))) {
             kept = o;
             at = &o->next;
             continue;
@@ -261,19 +267,42 @@ static void *lane_main(void *arg)
         if (!l->head)
             break; /* stopping, and everything submitted is done */
         int n = take(l, list);
+        l->busy = true;
+        l->busy_key = l->kind->key(list[0]);
+        l->busy_since_us = clock_mono_us();
         pthread_mutex_unlock(&l->mu);
         run_together(l, list, n);
         pthread_mutex_lock(&l->mu);
+        l->busy = false;
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
+}
+
+/* Will o be in a statement soon if it joins the lane? Only if the lane is idle, or its statement
+ * is young and o can join it or the next one. Otherwise o runs on its own, in parallel: no
+ * receive waits for another queue's claim, nothing waits behind a statement stuck on a lock.
+ * Call with mu held. */
+static bool worth_waiting(struct lane *l, const struct mq_combined *o)
+{
+    if (!l->busy)
+        return true;
+    if (clock_mono_us() - l->busy_since_us > l->cb->stall_us)
+        return false;
+    uint64_t key = l->kind->key(o);
+    if (key == l->busy_key)
+        return true;
+    for (const struct mq_combined *w = l->head; w; w = w->next)
+        if (l->kind->key(w) == key)
+            return true;
+    return false;
 }
 
 static bool submit(struct lane *l, struct mq_combined *o)
 {
     o->next = NULL;
     pthread_mutex_lock(&l->mu);
-    bool open = !l->stopping;
+    bool open = !l->stopping && worth_waiting(l, o);
     if (open) {
         if (l->tail)
             l->tail->next = o;
@@ -288,11 +317,12 @@ static bool submit(struct lane *l, struct mq_combined *o)
 
 /* ---- the interface ---- */
 
-struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms)
+struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms)
 {
     struct mq_combiner *cb = xcalloc(1, sizeof *cb);
     cb->pool = pool;
     cb->acquire_timeout_ms = acquire_timeout_ms;
+    cb->stall_us = (int64_t)stall_ms * 1000;
     for (int k = 0; k < MQ_COMBINED_KINDS; k++) {
         struct lane *l = &cb->lanes[k];
         l->cb = cb;

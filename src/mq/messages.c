@@ -38,33 +38,42 @@
 #define MQ_FULL_SCAN_US 1000000
 #define MQ_HINT_SLOTS   256
 
+/* The receipt a claim gives message ID under the claim's random NONCE: a keyed hash, so that
+ * the receipts a combined claim deals out to different requests (rydes/mq_combiner.h) do not
+ * reveal one another. 63 bits, as the nonces. */
+#define MQ_RECEIPT_SQL(id, nonce) "(hashint8extended(" id ", " nonce ") & 9223372036854775807)"
+
 /* $1 queue, $2 first id to look at, $3 max, $4 visibility, $5 nonce, $6 max receive count.
  * Claims and leases the oldest visible messages in one statement; a message already received
  * $6 times is leased without counting and flagged exhausted: the caller moves it to the
  * dead-letter queue (q_dead_letter) instead of delivering it. The locked rows are joined back
  * by ctid, which the lock keeps stable: a TID scan whatever the queue's statistics say (see
  * sql/012_claim_by_ctid.sql). */
+/* (unformatted: clang-format breaks the MQ_RECEIPT_SQL calls in the concatenated SQL apart) */
+/* clang-format off */
 static struct db_stmt q_claim = DB_STMT(
     "mq_claim",
     "WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m "
     "WHERE m.queue_id = $1 "
     "AND m.id >= $2 AND m.visible_at <= now() ORDER BY m.id LIMIT $3 FOR UPDATE SKIP LOCKED) "
     "UPDATE messages m SET visible_at = now() + make_interval(secs => $4), "
-    "receive_count = m.receive_count + (c.rc0 < $6)::int, receipt = $5, "
+    "receive_count = m.receive_count + (c.rc0 < $6)::int, "
+    "receipt = " MQ_RECEIPT_SQL("m.id", "$5") ", "
     "first_received_at = coalesce(m.first_received_at, now()) "
     "FROM c WHERE m.ctid = c.t "
     "RETURNING " MQ_MESSAGE_COLUMNS ", c.rc0 >= $6",
     6);
-/* Moves leased messages $2 (receipt $3) of queue $1 to dead-letter queue $4. */
+/* Moves leased messages $2 (claimed under nonce $3) of queue $1 to dead-letter queue $4. */
 static struct db_stmt q_dead_letter = DB_STMT(
     "mq_dead_letter",
     "WITH moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
-    "AND receipt = $3 RETURNING *) "
+    "AND receipt = " MQ_RECEIPT_SQL("id", "$3") " RETURNING *) "
     "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
     "message_id, group_id, source_queue_id, body_json, body, attributes, payload_id) "
     "SELECT $4, now(), receive_count, first_received_at, sent_at, message_id, group_id, $1, "
     "body_json, body, attributes, payload_id FROM moved",
     4);
+/* clang-format on */
 static struct db_stmt q_delete_fast = DB_STMT(
     "mq_delete_fast", "DELETE FROM messages WHERE queue_id = $1 AND id = $2 AND receipt = $3", 3);
 static struct db_stmt q_exists = DB_STMT(
@@ -530,27 +539,24 @@ static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *
     return exists ? MQ_CONFLICT : MQ_OK; /* a message already gone is deleted */
 }
 
-/* $1 queue ids, $2 message ids, $3 nonces: one row per receipt, of any standard queues. Each
+/* $1 queue ids, $2 message ids, $3 receipts: one row per receipt, of any standard queues. Each
  * receipt finds its row through the primary key (a subquery per receipt) and the DELETE takes
  * them by TID: plans that stay index lookups whatever the statistics say (a join against the
  * arrays was planned as a hash join over the whole index when ANALYZE had seen an empty table).
- * A row updated meanwhile is rechecked by its receipt only (a TID scan does not recheck the
- * TID): a heartbeat keeps the receipt and the delete goes through, a new lease has a fresh
- * random nonce and it does not. */
+ * A row updated between the lookup and the delete is rechecked against its own receipt (the
+ * IN list), so a new lease is never deleted by an old receipt; whether it is deleted when its
+ * receipt is unchanged (a heartbeat) depends on the server's TID recheck, and the receipts that
+ * deleted nothing are tried again one by one (delete_standard). */
 static struct db_stmt q_delete_rows =
     DB_STMT("mq_delete_rows",
             "DELETE FROM messages m WHERE m.ctid = ANY (ARRAY("
             "SELECT (SELECT x.ctid FROM messages x WHERE x.queue_id = r.queue_id AND x.id = r.id "
             "AND x.receipt = r.nonce) "
             "FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS r(queue_id, id, nonce))) "
-            "AND m.receipt = ANY ($3::bigint[]) RETURNING m.queue_id, m.id",
+            "AND (m.queue_id, m.id, m.receipt) IN "
+            "(SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[])) "
+            "RETURNING m.queue_id, m.id",
             3);
-/* Which of the messages ($1 queue ids, $2 ids) still exist; a primary-key probe each. */
-static struct db_stmt q_exist_rows =
-    DB_STMT("mq_exist_rows",
-            "SELECT r.queue_id, r.id FROM unnest($1::int[], $2::bigint[]) AS r(queue_id, id) "
-            "WHERE (SELECT true FROM messages m WHERE m.queue_id = r.queue_id AND m.id = r.id)",
-            2);
 
 struct message_key {
     int queue_id; /* 0: no message of ours */
@@ -570,19 +576,17 @@ static void mark(PGresult *r, const struct message_key *keys, int n, enum mq_sta
     }
 }
 
-/* Runs a statement over arrays of message keys, marking the keys it returns (and counting a
- * deletion for each row when deleting). */
-static bool run_marked(struct db_conn *c, struct db_stmt *st, const char *const *v,
-                       const struct message_key *keys, int n, enum mq_status *out,
-                       enum mq_status mark_as, enum mq_status *fail)
+/* Runs q_delete_rows, marking the keys it deleted MQ_OK and counting them. */
+static bool delete_marked(struct db_conn *c, const char *const *v, const struct message_key *keys,
+                          int n, enum mq_status *out, enum mq_status *fail)
 {
-    PGresult *r = db_exec(c, st, v, NULL, NULL);
+    PGresult *r = db_exec(c, &q_delete_rows, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK)) {
         *fail = mq_failed(c, r);
         return false;
     }
-    mark(r, keys, n, out, mark_as);
-    for (int row = 0; st == &q_delete_rows && row < PQntuples(r); row++)
+    mark(r, keys, n, out, MQ_OK);
+    for (int row = 0; row < PQntuples(r); row++)
         mq_count_queue(atoi(PQgetvalue(r, row, 0)), MQC_DELETED, 1);
     PQclear(r);
     return true;
@@ -624,21 +628,18 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
     buf_init(&nv);
     enum mq_status fail = MQ_OK;
     if (delete_params(rows, n, keys, out, &qv, &idv, &nv) > 0) {
-        const char *del[] = {buf_str(&qv), buf_str(&idv), buf_str(&nv)};
-        const char *ex[] = {buf_str(&qv), buf_str(&idv)};
-        int missed = 0;
-        if (run_marked(c, &q_delete_rows, del, keys, n, out, MQ_OK, &fail))
-            for (int i = 0; i < n; i++)
-                missed += out[i] == MQ_CONFLICT;
-        /* a receipt that deleted nothing: superseded if its message is still there, else the
-         * message is already gone, which counts as deleted */
-        enum mq_status still[MQ_MAX_ROWS];
-        for (int i = 0; i < n; i++)
-            still[i] = MQ_OK;
-        if (!fail && missed && run_marked(c, &q_exist_rows, ex, keys, n, still, MQ_CONFLICT, &fail))
-            for (int i = 0; i < n; i++)
-                if (out[i] == MQ_CONFLICT)
-                    out[i] = still[i];
+        const char *v[] = {buf_str(&qv), buf_str(&idv), buf_str(&nv)};
+        /* a receipt of ours that deleted nothing (superseded, already gone, or its row updated
+         * under the statement) gets the single delete's answer */
+        if (delete_marked(c, v, keys, n, out, &fail))
+            for (int i = 0; i < n && fail == MQ_OK; i++)
+                if (out[i] == MQ_CONFLICT) {
+                    out[i] = delete_standard(c, rows[i].q, rows[i].receipt);
+                    if (out[i] == MQ_OK)
+                        mq_count_queue(rows[i].q->id, MQC_DELETED, 1);
+                    if (out[i] >= MQ_UNAVAILABLE)
+                        fail = out[i];
+                }
     }
     buf_cleanup(&qv);
     buf_cleanup(&idv);

@@ -3,6 +3,7 @@
 
 #include "rydes/clock.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void on_wake(struct mq_waiter *w, enum mq_wake why)
@@ -12,12 +13,14 @@ static void on_wake(struct mq_waiter *w, enum mq_wake why)
     p->resume(p->ctx);
 }
 
-void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, const struct mq_queue *q, int max,
-                  int visibility, bool delete_now, int wait_seconds, bool (*client_gone)(void *ctx),
-                  void (*resume)(void *ctx), void *ctx)
+void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, struct mq_combiner *combiner,
+                  const struct mq_queue *q, int max, int visibility, bool delete_now,
+                  int wait_seconds, bool (*client_gone)(void *ctx), void (*resume)(void *ctx),
+                  void *ctx)
 {
     memset(p, 0, sizeof *p);
     p->hub = hub;
+    p->combiner = q->attrs.fifo || delete_now ? NULL : combiner;
     p->q = *q;
     p->max = max;
     p->visibility = visibility;
@@ -45,25 +48,72 @@ enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
     return MQ_POLL_GO;
 }
 
-void mq_poll_claiming(struct mq_poll *p)
+void mq_poll_free(void *state)
+{
+    struct mq_poll *p = state;
+    if (p && p->claim.msgs)
+        mq_messages_free(p->claim.msgs, p->claim.count);
+    free(p);
+}
+
+static void claiming(struct mq_poll *p)
 {
     /* read before the claim: a message that arrives after it wakes the wait at once */
     p->waiter_seq = mq_hub_seq(p->hub, p->q.id);
 }
 
-void mq_poll_claimed(struct mq_poll *p, int count)
+static void claimed(struct mq_poll *p, int count)
 {
     if (count == p->max)
         mq_hub_poke(p->hub, p->q.id); /* there may be more: let the next waiter look */
 }
 
+bool mq_poll_combines(const struct mq_poll *p)
+{
+    return p->combiner != NULL;
+}
+
+static void claim_done(struct mq_combined *o)
+{
+    struct mq_poll *p = o->ctx;
+    p->resume(p->ctx);
+}
+
+bool mq_poll_hand_over(struct mq_poll *p)
+{
+    p->claim = (struct mq_combined_receive){.o = {.status = MQ_ERROR, .done = claim_done, .ctx = p},
+                                            .q = p->q,
+                                            .max = p->max,
+                                            .visibility = p->visibility};
+    claiming(p);
+    p->handed = mq_combiner_receive(p->combiner, &p->claim);
+    return p->handed;
+}
+
+bool mq_poll_taken(struct mq_poll *p, enum mq_status *st, struct mq_message **msgs, int *count)
+{
+    if (!p->handed)
+        return false;
+    p->handed = false;
+    *st = p->claim.o.status;
+    *msgs = p->claim.msgs;
+    *count = p->claim.count;
+    p->claim.msgs = NULL; /* the caller's now */
+    p->claim.count = 0;
+    if (*st == MQ_OK)
+        claimed(p, *count);
+    if (*st == MQ_OK && p->claim.more)
+        mq_hub_poke(p->hub, p->q.id); /* a wait that follows ends at once: look again */
+    return true;
+}
+
 enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
                                int *count)
 {
-    mq_poll_claiming(p);
+    claiming(p);
     enum mq_status st = mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, msgs, count);
     if (st == MQ_OK)
-        mq_poll_claimed(p, *count);
+        claimed(p, *count);
     return st;
 }
 

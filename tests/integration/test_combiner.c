@@ -243,6 +243,7 @@ START_TEST(receives_that_gather_share_a_claim)
     /* the first receive may have gone alone before the others gathered: 2 + 10 */
     ck_assert_int_le(statements_of(MQ_COMBINED_RECEIVE) - st0, 2);
     long long last = 0;
+    static char secrets[12][17];  /* the receipts' nonce parts */
     for (int i = 0; i < 6; i++) { /* dealt out in id order, each up to its max */
         ck_assert_int_eq(r[i].o.status, MQ_OK);
         ck_assert_int_eq(r[i].count, 2);
@@ -250,9 +251,14 @@ START_TEST(receives_that_gather_share_a_claim)
             ck_assert_int_gt(r[i].msgs[k].id, last);
             last = r[i].msgs[k].id;
             ck_assert_int_eq(r[i].msgs[k].receive_count, 1);
+            memcpy(secrets[2 * i + k], r[i].msgs[k].receipt + 24, 16);
         }
         mq_messages_free(r[i].msgs, r[i].count);
     }
+    /* one claim, but no receipt tells another's: each message has its own */
+    for (int a = 0; a < 12; a++)
+        for (int b = a + 1; b < 12; b++)
+            ck_assert_str_ne(secrets[a], secrets[b]);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %d AND "
                                   "visible_at > now() + interval '20 s'",
                                   queue.id),
@@ -260,85 +266,173 @@ START_TEST(receives_that_gather_share_a_claim)
 }
 END_TEST
 
-START_TEST(receives_share_only_with_their_queue_and_visibility)
+/* A receive dealt nothing from a claim that came back short is told to look again: the claim
+ * may have lost places to exhausted messages moved to a dead-letter queue. */
+START_TEST(a_receive_left_empty_by_a_short_claim_is_told_to_look_again)
 {
-    struct response pr;
-    harness_admin(&srv, "PUT", "/queues/combined-other", NULL, &pr);
-    ck_assert(pr.status == 201 || pr.status == 200);
-    response_cleanup(&pr);
-    struct mq_queue other;
+    fill(queue.id, 2, "m");
+    struct db_conn *held = hold_pool();
+    static struct mq_combined_receive r[3];
+    static atomic_int done;
+    atomic_store(&done, 0);
+    for (int i = 0; i < 3; i++) { /* r[0] alone, then r[1] and r[2] in one claim of 2 */
+        r[i] = a_receive(&queue, 1, 30, &done);
+        ck_assert(mq_combiner_receive(srv.app.combiner, &r[i]));
+    }
+    db_pool_release(srv.app.pool, held);
+    wait_count(&done, 3);
+    int got = r[0].count + r[1].count + r[2].count, told = r[0].more + r[1].more + r[2].more;
+    ck_assert_int_eq(got, 2);
+    /* the one left empty by a claim that found 1 of 2 is told; if all three went out together
+     * (3 asked, 2 found), it is told as well */
+    ck_assert_int_eq(told, 1);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(r[i].more == (r[i].count == 0));
+        mq_messages_free(r[i].msgs, r[i].count);
+    }
+}
+END_TEST
+
+/* A second standard queue, "combined-other", into *q (before the test holds the pool). */
+static void other_queue(struct mq_queue *q)
+{
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/combined-other", NULL, &r);
+    ck_assert(r.status == 201 || r.status == 200);
+    response_cleanup(&r);
     struct db_conn *c = hold_pool();
-    ck_assert_int_eq(mq_queue_get(c, "combined-other", &other), MQ_OK);
+    ck_assert_int_eq(mq_queue_get(c, "combined-other", q), MQ_OK);
+    db_pool_release(srv.app.pool, c);
+}
+
+/* A combiner of the test's own whose statements never count as stuck. */
+static struct mq_combiner *patient_combiner(void)
+{
+    return mq_combiner_start(srv.app.pool, 3000, 60000);
+}
+
+START_TEST(receives_wait_only_for_claims_they_can_share)
+{
+    struct mq_queue other;
+    other_queue(&other);
+    struct db_conn *c = hold_pool();
     fill(queue.id, 4, "a");
-    fill(other.id, 4, "b");
-    unsigned long long st0 = statements_of(MQ_COMBINED_RECEIVE);
+    struct mq_combiner *cb = patient_combiner();
     static struct mq_combined_receive r[4];
     static atomic_int done;
     atomic_store(&done, 0);
-    r[0] = a_receive(&queue, 1, 30, &done); /* taken alone while the pool is held */
-    r[1] = a_receive(&other, 2, 30, &done);
-    r[2] = a_receive(&queue, 1, 600, &done); /* another visibility: a claim of its own */
-    r[3] = a_receive(&other, 10, 30, &done); /* joins r[1] */
-    for (int i = 0; i < 4; i++)
-        ck_assert(mq_combiner_receive(srv.app.combiner, &r[i]));
+    r[0] = a_receive(&queue, 1, 30, &done); /* taken, and stuck while the pool is held */
+    ck_assert(mq_combiner_receive(cb, &r[0]));
+    harness_sleep_ms(200);
+    r[1] = a_receive(&queue, 2, 30, &done); /* joins the next claim of its queue */
+    ck_assert(mq_combiner_receive(cb, &r[1]));
+    r[2] = a_receive(&other, 2, 30, &done); /* another queue: not behind that claim */
+    ck_assert(!mq_combiner_receive(cb, &r[2]));
+    r[3] = a_receive(&queue, 1, 600, &done); /* another visibility: neither */
+    ck_assert(!mq_combiner_receive(cb, &r[3]));
     db_pool_release(srv.app.pool, c);
-    wait_count(&done, 4);
-    ck_assert_int_eq(statements_of(MQ_COMBINED_RECEIVE) - st0, 3);
-    int want[] = {1, 2, 1, 2};
-    for (int i = 0; i < 4; i++) {
-        ck_assert_int_eq(r[i].o.status, MQ_OK);
-        ck_assert_int_eq(r[i].count, want[i]);
-        for (int k = 0; k < r[i].count; k++)
-            ck_assert_int_eq(r[i].msgs[k].body[0], i % 2 ? 'b' : 'a');
-    }
-    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE id = %lld AND "
-                                  "visible_at > now() + interval '500 s'",
-                                  r[2].msgs[0].id),
-                     1);
-    for (int i = 0; i < 4; i++)
+    wait_count(&done, 2);
+    unsigned long long statements, messages;
+    mq_combiner_counts(cb, MQ_COMBINED_RECEIVE, &statements, &messages);
+    ck_assert_int_eq(statements, 2);
+    ck_assert_int_eq(messages, 3);
+    ck_assert_int_eq(r[0].count, 1);
+    ck_assert_int_eq(r[1].count, 2);
+    ck_assert_int_gt(r[1].msgs[0].id, r[0].msgs[0].id);
+    for (int i = 0; i < 2; i++)
         mq_messages_free(r[i].msgs, r[i].count);
+    mq_combiner_free(cb);
+}
+END_TEST
+
+START_TEST(nothing_waits_behind_a_stuck_statement)
+{
+    struct db_conn *held = hold_pool();
+    static struct sends first, later;
+    memset(&first, 0, sizeof first);
+    memset(&later, 0, sizeof later);
+    ck_assert(submit(&first, 1, "first"));
+    /* the combiner's statement waits for a connection for longer than MQ_COMBINER_STALL_MS */
+    harness_sleep_ms(4 * MQ_COMBINER_STALL_MS);
+    ck_assert(!submit(&later, 1, "later"));
+    db_pool_release(srv.app.pool, held);
+    wait_done(&first, 1);
+    ck_assert_int_eq(first.s[0].o.status, MQ_OK);
 }
 END_TEST
 
 START_TEST(deletes_that_gather_share_a_statement_and_keep_their_outcomes)
 {
-    fill(queue.id, 5, "d");
+    fill(queue.id, 6, "d");
+    struct mq_queue other;
+    other_queue(&other);
     struct db_conn *c = hold_pool();
-    struct mq_message *msgs, *again;
-    int n, m;
-    ck_assert_int_eq(mq_receive(c, &queue, 5, 0, false, &msgs, &n), MQ_OK);
-    ck_assert_int_eq(n, 5);
+    fill(other.id, 1, "o");
+    struct mq_message *msgs, *again, *theirs;
+    int n, m, k;
+    ck_assert_int_eq(mq_receive(c, &queue, 6, 0, false, &msgs, &n), MQ_OK);
+    ck_assert_int_eq(n, 6);
     /* leased for 0 s, they are received again at once: their first receipts are superseded */
-    ck_assert_int_eq(mq_receive(c, &queue, 5, 30, false, &again, &m), MQ_OK);
-    ck_assert_int_eq(m, 5);
+    ck_assert_int_eq(mq_receive(c, &queue, 6, 30, false, &again, &m), MQ_OK);
+    ck_assert_int_eq(m, 6);
+    ck_assert_int_eq(mq_delete(c, &queue, again[5].receipt), MQ_OK); /* gone before */
+    ck_assert_int_eq(mq_receive(c, &other, 1, 30, false, &theirs, &k), MQ_OK);
+    ck_assert_int_eq(k, 1);
     unsigned long long st0 = statements_of(MQ_COMBINED_DELETE);
-    static struct mq_combined_delete d[8];
+    static struct mq_combined_delete d[10];
     static atomic_int done;
     atomic_store(&done, 0);
     char elsewhere[MQ_RECEIPT_LEN]; /* well formed, but of another queue */
     mq_receipt_encode(queue.id + 1000, again[4].id, 1, elsewhere);
-    const char *receipts[8] = {again[0].receipt, again[1].receipt, again[2].receipt,
-                               again[3].receipt, msgs[4].receipt,  /* superseded */
-                               "not-a-receipt",  again[0].receipt, /* twice: deleted */
-                               elsewhere};
-    for (int i = 0; i < 8; i++) {
+    const char *receipts[10] = {again[0].receipt, again[1].receipt, again[2].receipt,
+                                again[3].receipt, msgs[4].receipt,  /* superseded */
+                                "not-a-receipt",  again[0].receipt, /* twice: deleted */
+                                elsewhere,        again[5].receipt, /* already gone: deleted */
+                                theirs[0].receipt};
+    for (int i = 0; i < 10; i++) {
         d[i] = (struct mq_combined_delete){
             .o = {.done = count_done, .ctx = &done, .status = STATUS_UNSET},
-            .q = queue,
+            .q = i == 9 ? other : queue,
             .receipt = receipts[i]};
         ck_assert(mq_combiner_delete(srv.app.combiner, &d[i]));
     }
     db_pool_release(srv.app.pool, c);
-    wait_count(&done, 8);
+    wait_count(&done, 10);
+    /* the first alone, the rest together, then the superseded one and the gone one again alone
+     * (the not-ours ones never reach the database) */
     ck_assert_int_le(statements_of(MQ_COMBINED_DELETE) - st0, 2);
-    enum mq_status want[] = {MQ_OK,       MQ_OK,        MQ_OK, MQ_OK,
-                             MQ_CONFLICT, MQ_NOT_FOUND, MQ_OK, MQ_NOT_FOUND};
-    for (int i = 0; i < 8; i++)
+    enum mq_status want[] = {MQ_OK,        MQ_OK, MQ_OK,        MQ_OK, MQ_CONFLICT,
+                             MQ_NOT_FOUND, MQ_OK, MQ_NOT_FOUND, MQ_OK, MQ_OK};
+    for (int i = 0; i < 10; i++)
         ck_assert_msg(d[i].o.status == want[i], "delete %d: %d, not %d", i, d[i].o.status, want[i]);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE id = %lld", again[4].id), 1);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 1);
     mq_messages_free(msgs, n);
     mq_messages_free(again, m);
+    mq_messages_free(theirs, k);
+}
+END_TEST
+
+/* A stopped combiner takes nothing more: HTTP receives and deletes run on their own. */
+START_TEST(after_a_stop_receives_and_deletes_run_alone)
+{
+    fill(queue.id, 1, "s");
+    mq_combiner_stop(srv.app.combiner, 1000);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/combined/messages:receive", "{\"max_messages\": 5}", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *m = json_array_get(json_object_get(r.json, "messages"), 0);
+    ck_assert_ptr_nonnull(m);
+    char path[160];
+    snprintf(path, sizeof path, "/queues/combined/messages/%s", json_str(m, "receipt"));
+    response_cleanup(&r);
+    harness_admin(&srv, "DELETE", path, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 0);
+    unsigned long long statements, operations;
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_RECEIVE, &statements, &operations);
+    ck_assert_int_eq(statements, 0);
 }
 END_TEST
 
@@ -543,8 +637,11 @@ int main(void)
     tcase_add_test(tc, a_refused_message_fails_alone);
     tcase_add_test(tc, stopping_finishes_what_was_handed_over);
     tcase_add_test(tc, receives_that_gather_share_a_claim);
-    tcase_add_test(tc, receives_share_only_with_their_queue_and_visibility);
+    tcase_add_test(tc, receives_wait_only_for_claims_they_can_share);
+    tcase_add_test(tc, nothing_waits_behind_a_stuck_statement);
+    tcase_add_test(tc, a_receive_left_empty_by_a_short_claim_is_told_to_look_again);
     tcase_add_test(tc, deletes_that_gather_share_a_statement_and_keep_their_outcomes);
+    tcase_add_test(tc, after_a_stop_receives_and_deletes_run_alone);
     tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
     tcase_add_test(tc, concurrent_http_cycles_deliver_each_message_once);
     tcase_add_test(tc, a_stop_that_cannot_store_fails_the_sends_in_time);

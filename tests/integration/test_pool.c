@@ -182,9 +182,8 @@ START_TEST(claims_use_the_index_whatever_the_statistics)
 }
 END_TEST
 
-/* The combined delete and its existence check probe the primary key per receipt, with the
- * statistics of an empty table (which once made the delete hash the whole index) and of a deep
- * queue alike. */
+/* The combined delete probes the primary key per receipt and deletes by TID, with the statistics
+ * of an empty table (which once made it hash the whole index) and of a deep queue alike. */
 START_TEST(deletes_by_receipt_probe_the_key_whatever_the_statistics)
 {
     struct db_conn *c = take();
@@ -202,13 +201,12 @@ START_TEST(deletes_by_receipt_probe_the_key_whatever_the_statistics)
         ck_assert_int_eq(mq_delete_rows(c, &row, 1, &out), MQ_OK);
         struct buf plan;
         explain(c, "EXPLAIN EXECUTE mq_delete_rows('{424243}', '{1}', '{1}')", &plan);
-        ck_assert_msg(strstr(buf_str(&plan), "Tid Scan") && !strstr(buf_str(&plan), "Hash") &&
+        /* the deleted rows come from a TID scan; the queue's index is only probed per receipt
+         * (the scan of messages x, with its key as index condition), never walked for m */
+        ck_assert_msg(strstr(buf_str(&plan), "Tid Scan on messages m") &&
+                          !strstr(buf_str(&plan), "using messages_pkey on messages m") &&
                           !strstr(buf_str(&plan), "Seq Scan"),
                       "delete plan:\n%s", buf_str(&plan));
-        buf_cleanup(&plan);
-        explain(c, "EXPLAIN EXECUTE mq_exist_rows('{424243}', '{1}')", &plan);
-        ck_assert_msg(strstr(buf_str(&plan), "Index Only Scan") && !strstr(buf_str(&plan), "Hash"),
-                      "existence plan:\n%s", buf_str(&plan));
         buf_cleanup(&plan);
     }
     PQclear(PQexec(c->pg, "DELETE FROM messages WHERE queue_id = 424243"));

@@ -118,6 +118,23 @@ START_TEST(test_env_empty_keeps_defaults)
 }
 END_TEST
 
+START_TEST(test_env_renamed_setting_is_refused)
+{
+    struct config c;
+    struct config_error err = {""};
+    config_init(&c);
+    setenv("RYDES_COMBINE_SENDS", "false", 1);
+    ck_assert(!config_load_env(&c, &err));
+    unsetenv("RYDES_COMBINE_SENDS");
+    ck_assert_str_eq(err.message, "RYDES_COMBINE_SENDS was renamed RYDES_COMBINE");
+    setenv("RYDES_COMBINE", "false", 1);
+    ck_assert(config_load_env(&c, &err));
+    unsetenv("RYDES_COMBINE");
+    ck_assert(!c.combine);
+    config_cleanup(&c);
+}
+END_TEST
+
 struct port_case {
     const char *value;
     bool ok;
@@ -503,6 +520,7 @@ static Suite *config_suite(void)
     TCase *misc = tcase_create("misc");
     tcase_add_checked_fixture(misc, setup, teardown);
     tcase_add_test(misc, test_workers_valid_table);
+    tcase_add_test(misc, test_env_renamed_setting_is_refused);
     tcase_add_test(misc, test_print_help);
     tcase_add_test(misc, test_print_help_hides_secret_values);
     suite_add_tcase(s, misc);
