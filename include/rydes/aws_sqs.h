@@ -17,8 +17,9 @@ bool sqs_int(struct aws_call *call, const char *name, int min, int max, int *out
              enum handler_result *res);
 /* A required string member; false with MissingParameter answered. */
 const char *sqs_required(struct aws_call *call, const char *name, enum handler_result *res);
-/* Reads the queue the call names (QueueUrl, or the {queue} of the path) on c, from the
- * process's cache when it can. False with QueueDoesNotExist (or the failure) answered. */
+/* Reads the queue the call names (QueueUrl, or the {queue} of the path) from the process's
+ * cache when it can, else on c (NULL: on a pooled connection taken for it). False with
+ * QueueDoesNotExist (or the failure) answered. */
 bool sqs_queue(struct aws_call *call, struct db_conn *c, struct mq_queue *q,
                enum handler_result *res);
 /* Answers a failed engine call. */

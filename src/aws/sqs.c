@@ -76,7 +76,12 @@ bool sqs_queue(struct aws_call *call, struct db_conn *c, struct mq_queue *q,
     if (mq_input_queue_name(name)) {
         if (ttlcache_get(cache, name, strlen(name), q))
             return true;
-        st = mq_queue_get(c, name, q);
+        struct db_conn *own = c ? NULL : aws_db(call, res);
+        if (!c && !own)
+            return false;
+        st = mq_queue_get(c ? c : own, name, q);
+        if (own)
+            aws_db_release(call, own);
     }
     if (st == MQ_OK) {
         ttlcache_put(cache, name, strlen(name), q);

@@ -6,13 +6,16 @@
  * the same messages. SQS message attributes {DataType, StringValue|BinaryValue} are Rydes
  * attributes {type, value} (Binary values stay base64). A receive that finds nothing suspends
  * the request and waits on the process's hub exactly like POST /queues/{name}/messages:receive:
- * no thread and no pooled connection are held while it waits. Receipts are ReceiptHandles. */
+ * no thread and no pooled connection are held while it waits. Receipts are ReceiptHandles.
+ * SendMessage, ReceiveMessage and DeleteMessage of standard queues go through the process's
+ * combiner (rydes/mq_combiner.h) as their REST counterparts do. */
 #include "rydes/aws_sqs.h"
 
 #include "rydes/app.h"
 #include "rydes/clock.h"
 #include "rydes/md5attrs.h"
 #include "rydes/mem.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
 #include "rydes/mq_input.h"
 #include "rydes/mq_poll.h"
@@ -210,27 +213,78 @@ static struct db_conn *queue_conn(struct aws_call *call, struct mq_queue *q,
     return c;
 }
 
+/* A SendMessage in progress: its entry, and the send while the combiner has it. */
+struct send_call {
+    struct sqs_send s;
+    struct mq_combined_send cs;
+    bool direct; /* the combiner did not take it: send on this thread */
+};
+
+static void send_call_free(void *state)
+{
+    struct send_call *sc = state;
+    send_cleanup(&sc->s);
+    free(sc);
+}
+
+static void resume_done(struct mq_combined *o)
+{
+    http_resume(o->ctx);
+}
+
+static enum handler_result reply_sent(struct aws_call *call, const struct send_call *sc,
+                                      enum mq_status st)
+{
+    return st == MQ_OK ? aws_reply(call, send_result(&sc->s, 0, sc->cs.q.attrs.fifo))
+                       : sqs_engine_failed(call, st, NULL);
+}
+
+/* Sends on a pooled connection of this thread. */
+static enum handler_result send_now(struct aws_call *call, struct send_call *sc)
+{
+    enum handler_result res;
+    struct db_conn *c = aws_db(call, &res);
+    if (!c)
+        return res;
+    enum mq_status st = mq_send(c, &sc->cs.q, sc->s.entries, 1, sc->s.results,
+                                mq_hub_listened(call->req->app->hub, sc->cs.q.id));
+    aws_db_release(call, c);
+    return reply_sent(call, sc, st);
+}
+
+static enum handler_result send_finished(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    struct send_call *sc = call->op_state;
+    if (sc->direct)
+        return send_now(call, sc);
+    sc->s.results[0] = sc->cs.result;
+    return reply_sent(call, sc, sc->cs.o.status);
+}
+
+/* Standard queues nobody long-polls go through the combiner, as the REST send does. */
 enum handler_result sqs_send_message(struct aws_call *call)
 {
     enum handler_result res;
-    struct mq_queue q;
-    struct db_conn *c = queue_conn(call, &q, &res);
-    if (!c)
+    struct send_call *sc = xcalloc(1, sizeof *sc);
+    call->op_state = sc;
+    call->op_state_free = send_call_free;
+    if (!sqs_queue(call, NULL, &sc->cs.q, &res) || !may_send(call, &sc->cs.q, &res))
         return res;
-    struct sqs_send s = {0};
     struct entry_error err;
-    enum mq_status st = MQ_OK;
-    bool ok = may_send(call, &q, &res) && send_add(&s, call->in, &q, &err);
-    if (ok)
-        st = mq_send(c, &q, s.entries, 1, s.results, mq_hub_listened(call->req->app->hub, q.id));
-    aws_db_release(call, c);
-    if (ok)
-        res = st == MQ_OK ? aws_reply(call, send_result(&s, 0, q.attrs.fifo))
-                          : sqs_engine_failed(call, st, NULL);
-    else if (call->req->status == 0)
-        res = aws_fail(call, err.code, "%s", err.message);
-    send_cleanup(&s);
-    return res;
+    if (!send_add(&sc->s, call->in, &sc->cs.q, &err))
+        return aws_fail(call, err.code, "%s", err.message);
+    struct mq_combiner *cb = call->req->app->combiner;
+    if (!cb || sc->cs.q.attrs.fifo || mq_hub_listened(call->req->app->hub, sc->cs.q.id))
+        return send_now(call, sc);
+    sc->cs.o = (struct mq_combined){.status = MQ_ERROR, .done = resume_done, .ctx = call->req};
+    sc->cs.e = &sc->s.entries[0];
+    enum handler_result suspended = http_suspend(call->req, send_finished);
+    if (!mq_combiner_send(cb, &sc->cs)) {
+        sc->direct = true;
+        http_resume(call->req);
+    }
+    return suspended;
 }
 
 static json_t *failed_entry(const char *id, enum wire_err code, const char *message)
@@ -493,10 +547,8 @@ enum handler_result sqs_receive_message(struct aws_call *call)
 {
     enum handler_result res;
     struct mq_queue q;
-    struct db_conn *c = queue_conn(call, &q, &res);
-    if (!c)
+    if (!sqs_queue(call, NULL, &q, &res))
         return res;
-    aws_db_release(call, c);
     int max = 1, visibility = q.attrs.visibility_timeout, wait = q.attrs.receive_wait_seconds;
     if (!sqs_int(call, "MaxNumberOfMessages", 1, MQ_MAX_BATCH, &max, &res) ||
         !sqs_int(call, "VisibilityTimeout", 0, 43200, &visibility, &res) ||
@@ -527,19 +579,56 @@ static enum handler_result receipt_outcome(struct aws_call *call, enum mq_status
     return sqs_engine_failed(call, st, NULL);
 }
 
+/* A DeleteMessage while the combiner has it. */
+struct delete_call {
+    struct mq_combined_delete d;
+    bool direct; /* the combiner did not take it: delete on this thread */
+};
+
+static enum handler_result delete_now(struct aws_call *call, const struct mq_queue *q,
+                                      const char *receipt)
+{
+    enum handler_result res;
+    struct db_conn *c = aws_db(call, &res);
+    if (!c)
+        return res;
+    enum mq_status st = mq_delete(c, q, receipt);
+    aws_db_release(call, c);
+    return receipt_outcome(call, st);
+}
+
+static enum handler_result delete_finished(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    struct delete_call *dc = call->op_state;
+    return dc->direct ? delete_now(call, &dc->d.q, dc->d.receipt)
+                      : receipt_outcome(call, dc->d.o.status);
+}
+
+/* Deletes from standard queues go through the combiner, as the REST delete does. */
 enum handler_result sqs_delete_message(struct aws_call *call)
 {
     enum handler_result res;
     const char *receipt = sqs_required(call, "ReceiptHandle", &res);
-    if (!receipt)
-        return res;
     struct mq_queue q;
-    struct db_conn *c = queue_conn(call, &q, &res);
-    if (!c)
+    if (!receipt || !sqs_queue(call, NULL, &q, &res))
         return res;
-    enum mq_status st = mq_delete(c, &q, receipt);
-    aws_db_release(call, c);
-    return receipt_outcome(call, st);
+    struct mq_combiner *cb = call->req->app->combiner;
+    if (!cb || q.attrs.fifo)
+        return delete_now(call, &q, receipt);
+    struct delete_call *dc = xcalloc(1, sizeof *dc);
+    call->op_state = dc;
+    call->op_state_free = free;
+    dc->d = (struct mq_combined_delete){
+        .o = {.status = MQ_ERROR, .done = resume_done, .ctx = call->req},
+        .q = q,
+        .receipt = receipt};
+    enum handler_result suspended = http_suspend(call->req, delete_finished);
+    if (!mq_combiner_delete(cb, &dc->d)) {
+        dc->direct = true;
+        http_resume(call->req);
+    }
+    return suspended;
 }
 
 enum handler_result sqs_change_visibility(struct aws_call *call)

@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include "rydes/aws_store.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
 #include "rydes/prebookings.h"
 #include "rydes/sigv4.h"
@@ -546,6 +547,51 @@ START_TEST(app_tokens_cannot_send_batches)
 }
 END_TEST
 
+static unsigned long long combined(enum mq_combined_kind kind)
+{
+    unsigned long long statements, operations;
+    mq_combiner_counts(srv.app.combiner, kind, &statements, &operations);
+    return operations;
+}
+
+/* SendMessage, ReceiveMessage and DeleteMessage of a standard queue go through the combiner,
+ * as their REST counterparts do, and keep their answers. */
+START_TEST(the_data_plane_goes_through_the_combiner)
+{
+    struct response r;
+    query_call("/", "Action=CreateQueue&QueueName=sqs-combined", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    /* until the hub has read who long-polls what, every send NOTIFYs and goes alone */
+    int qid = (int)harness_sqlf("SELECT id FROM queues WHERE name = 'sqs-combined'");
+    for (int i = 0; i < 500 && mq_hub_listened(srv.app.hub, qid); i++)
+        harness_sleep_ms(10);
+    const char *url = "\"QueueUrl\":\"http://h/000000000000/sqs-combined\"";
+    char body[256];
+    snprintf(body, sizeof body, "{%s,\"MessageBody\":\"hello\"}", url);
+    json_call("SendMessage", body, service_key, service_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(json_str(r.json, "MD5OfMessageBody"), "5d41402abc4b2a76b9719d911017c592");
+    response_cleanup(&r);
+    ck_assert_int_eq(combined(MQ_COMBINED_SEND), 1);
+    snprintf(body, sizeof body, "{%s}", url);
+    json_call("ReceiveMessage", body, service_key, service_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *m = json_array_get(json_object_get(r.json, "Messages"), 0);
+    ck_assert_str_eq(json_str(m, "Body"), "hello");
+    char receipt_body[256];
+    snprintf(receipt_body, sizeof receipt_body, "{%s,\"ReceiptHandle\":\"%s\"}", url,
+             json_str(m, "ReceiptHandle"));
+    response_cleanup(&r);
+    ck_assert_int_eq(combined(MQ_COMBINED_RECEIVE), 1);
+    json_call("DeleteMessage", receipt_body, service_key, service_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    ck_assert_int_eq(combined(MQ_COMBINED_DELETE), 1);
+    ck_assert_int_eq(harness_stored("sqs-combined"), 0);
+}
+END_TEST
+
 static void one_waiter(struct config *cfg)
 {
     struct config_error err;
@@ -738,6 +784,7 @@ int main(void)
     tcase_add_test(t, malformed_access_keys_skip_the_database);
     tcase_add_test(t, credentials_are_cached_briefly);
     tcase_add_test(t, signed_requests_are_rate_limited);
+    tcase_add_test(t, the_data_plane_goes_through_the_combiner);
     suite_add_tcase(s, t);
     return harness_run(s);
 }
