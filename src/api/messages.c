@@ -81,6 +81,7 @@ struct send_state {
     struct mq_combined_send s;
     struct mq_send_entry e;
     char *owned;  /* what e points into besides the request's JSON */
+    bool direct;  /* the combiner did not take it: send on this thread */
     bool no_conn; /* send_direct got no pooled connection, for the reason in why */
     enum db_acquire_error why;
 };
@@ -92,9 +93,13 @@ static void send_state_free(void *p)
     free(ss);
 }
 
+static void send_direct(struct http_request *req, struct send_state *ss, bool notify);
+
 static enum handler_result reply_send_state(struct http_request *req)
 {
     struct send_state *ss = req->state;
+    if (ss->direct)
+        send_direct(req, ss, false); /* only sends that need no NOTIFY are handed over */
     if (ss->no_conn)
         return api_reply_no_conn(req, ss->why);
     if (ss->s.o.status != MQ_OK)
@@ -129,8 +134,8 @@ static enum handler_result send_combined(struct http_request *req, struct send_s
     ss->s.o.done = resume_done;
     ss->s.o.ctx = req;
     enum handler_result suspended = http_suspend(req, reply_send_state);
-    if (!mq_combiner_send(req->app->combiner, &ss->s)) { /* the process is stopping */
-        send_direct(req, ss, false);
+    if (!mq_combiner_send(req->app->combiner, &ss->s)) { /* stopping, or busy: see there */
+        ss->direct = true;
         http_resume(req);
     }
     return suspended;
@@ -324,7 +329,7 @@ static enum handler_result receive_attempt(struct http_request *req)
     if (!mq_poll_combines(p))
         return receive_now(req);
     enum handler_result suspended = http_suspend(req, receive_taken);
-    if (!mq_poll_hand_over(p)) /* the process is stopping */
+    if (!mq_poll_hand_over(p)) /* stopping, or busy with others: claim on this thread */
         http_resume(req);
     return suspended;
 }
@@ -383,7 +388,7 @@ static enum handler_result delete_now(struct http_request *req, const struct mq_
 /* A delete while the combiner has it. */
 struct delete_state {
     struct mq_combined_delete d;
-    bool direct; /* the combiner refused it (stopping): delete on this thread */
+    bool direct; /* the combiner did not take it: delete on this thread */
 };
 
 static enum handler_result delete_finished(struct http_request *req)
@@ -403,7 +408,7 @@ static enum handler_result delete_combined(struct http_request *req, const struc
                                         .q = *q,
                                         .receipt = route_param(&req->match, "receipt")};
     enum handler_result suspended = http_suspend(req, delete_finished);
-    if (!mq_combiner_delete(req->app->combiner, &ds->d)) { /* the process is stopping */
+    if (!mq_combiner_delete(req->app->combiner, &ds->d)) { /* stopping, or busy: see there */
         ds->direct = true;
         http_resume(req);
     }
