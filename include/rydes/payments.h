@@ -2,12 +2,14 @@
  * two implementations: a built-in simulator (default; its ledger is table payment_ledger) and an
  * HTTP client for a real gateway (RYDES_PAYMENT_URL). Every call carries an idempotency key; a
  * gateway that sees a key again answers as it did the first time, so a retried call after a
- * crash never charges twice. */
+ * crash never charges twice. An undo may name the call it undoes by that key instead of by a
+ * reference (original_key), for calls whose answer was lost. */
 #ifndef RYDES_PAYMENTS_H
 #define RYDES_PAYMENTS_H
 
 #include "rydes/db.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum pay_op { PAY_PREAUTH, PAY_VOID, PAY_CHARGE, PAY_REFUND, PAY_CREDIT };
@@ -23,24 +25,33 @@ struct pay_request {
     const char *fare_id, *customer;
     double amount;
     const char *reference; /* the pre-auth code (void, charge) or the charge id (refund) */
+    /* An undo (void, refund) of a call whose answer never came, so reference is NULL: that
+     * call's idempotency key. The gateway undoes whatever the key did, or, if it did nothing,
+     * makes sure it never will (a late arrival of the original is refused). */
+    const char *original_key;
 };
 
 struct pay_result {
     char reference[256]; /* the code or id handed back on PAY_OK */
-    char detail[256];    /* why, otherwise */
+    char detail[256];    /* why, otherwise (or, on PAY_OK without a reference, what happened) */
+    bool unsent;         /* PAY_TRANSIENT before the call reached the gateway (connection refused,
+                          * no such host): nothing can have happened */
 };
 
 struct payments;
 
 /* The simulator: failure injection by customer id, as the reference workshop has it: a customer
  * containing _fail_auth, _fail_charge, _fail_credit or _fail_refund is declined at that
- * operation; _flaky fails each call once with a transient error. Uses connection c for its
- * ledger (autocommit). */
+ * operation; _flaky fails each call once with a transient error. Beyond the workshop,
+ * _lost_auth, _lost_charge and _lost_credit do the operation but lose every answer to it (a
+ * timeout after the fact). An undo by original_key refers to the ledger row of that key, or
+ * writes a 'cancelled' row under it. Uses connection c for its ledger (autocommit). */
 struct payments *payments_simulator(void);
 /* The HTTP client: POST base_url/{preauthorizations|voids|charges|refunds|credits} with a JSON
- * body and an Idempotency-Key header; 2xx is OK (the response's "reference"); 408, 429, 5xx,
- * timeouts and connection errors are transient; any other status is a decline. A call takes at
- * most timeout_ms (capped at 10 s): callers pass half their lease, so a slow gateway is a
+ * body (fare_id, customer, amount, reference, original_idempotency_key) and an Idempotency-Key
+ * header; 2xx is OK (the response's "reference"); 408, 429, 5xx, timeouts and connection errors
+ * are transient (unsent when the connection was never made); any other status is a decline. A call
+ * takes at most timeout_ms (capped at 10 s): callers pass half their lease, so a slow gateway is a
  * transient error that counts against the retry budget, not a lease lost for ever. */
 struct payments *payments_http(const char *base_url, long timeout_ms);
 void payments_free(struct payments *p);

@@ -22,9 +22,11 @@ struct payments {
 static const char *const op_names[] = {"preauth", "void", "charge", "refund", "credit"};
 static const char *const op_paths[] = {"preauthorizations", "voids", "charges", "refunds",
                                        "credits"};
-/* The simulator's failure markers, per operation (NULL: none). */
+/* The simulator's failure markers, per operation (NULL: none): declined, and done with the
+ * answer lost. */
 static const char *const op_failures[] = {"_fail_auth", NULL, "_fail_charge", "_fail_refund",
                                           "_fail_credit"};
+static const char *const op_losses[] = {"_lost_auth", NULL, "_lost_charge", NULL, "_lost_credit"};
 
 const char *payments_op_name(enum pay_op op)
 {
@@ -71,32 +73,62 @@ static bool query(struct db_conn *c, const char *sql, int n, const char *const *
     return ok;
 }
 
+/* Puts a row of kind under key for rq, unless the key has one: *kept receives the key's row as
+ * "kind:reference". False when the ledger could not be reached (out->detail says so). */
+static bool put_once(struct db_conn *c, const char *key, const char *kind,
+                     const struct pay_request *rq, const char *reference, char *kept, size_t len,
+                     struct pay_result *out)
+{
+    char amount[32];
+    snprintf(amount, sizeof amount, "%.2f", rq->amount);
+    const char *v[] = {key, rq->fare_id, kind, rq->customer, amount, reference};
+    bool found;
+    if (query(c,
+              "WITH i AS (INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, "
+              "amount, reference) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) "
+              "DO NOTHING RETURNING kind || ':' || reference) SELECT * FROM i UNION ALL "
+              "SELECT kind || ':' || reference FROM payment_ledger WHERE idempotency_key = $1 "
+              "AND NOT EXISTS (SELECT 1 FROM i)",
+              6, v, kept, len, &found) &&
+        found)
+        return true;
+    snprintf(out->detail, sizeof out->detail, "the simulator's ledger is unavailable");
+    return false;
+}
+
 /* Records op for rq in the ledger (once per key) and returns what the key stands for. */
 static enum pay_status ledger(struct db_conn *c, const char *kind, const struct pay_request *rq,
                               const char *reference, struct pay_result *out)
 {
-    char amount[32];
-    snprintf(amount, sizeof amount, "%.2f", rq->amount);
-    const char *v[] = {rq->key, rq->fare_id, kind, rq->customer, amount, reference};
     char kept[80];
-    bool found;
-    if (!query(c,
-               "WITH i AS (INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, "
-               "amount, reference) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) "
-               "DO NOTHING RETURNING kind || ':' || reference) SELECT * FROM i UNION ALL "
-               "SELECT kind || ':' || reference FROM payment_ledger WHERE idempotency_key = $1 "
-               "AND NOT EXISTS (SELECT 1 FROM i)",
-               6, v, kept, sizeof kept, &found) ||
-        !found) {
-        snprintf(out->detail, sizeof out->detail, "the simulator's ledger is unavailable");
+    if (!put_once(c, rq->key, kind, rq, reference, kept, sizeof kept, out))
         return PAY_TRANSIENT;
-    }
     const char *colon = strchr(kept, ':');
     snprintf(out->reference, sizeof out->reference, "%s", colon ? colon + 1 : "");
-    if (strncmp(kept, "declined:", 9) == 0) {
-        snprintf(out->detail, sizeof out->detail, "declined by the payment simulator");
+    if (strncmp(kept, "declined:", 9) == 0 || strncmp(kept, "cancelled:", 10) == 0) {
+        snprintf(out->detail, sizeof out->detail, "%s by the payment simulator",
+                 kept[0] == 'd' ? "declined" : "cancelled earlier");
         return PAY_DECLINED;
     }
+    return PAY_OK;
+}
+
+/* An undo (void, refund) of the call with rq->original_key, whose answer was lost: the ledger
+ * row of that key, or a 'cancelled' row put there now so that the call is refused should it
+ * still arrive. *undo: there is something to undo. */
+static enum pay_status original(struct db_conn *c, const struct pay_request *rq, bool *undo,
+                                struct pay_result *out)
+{
+    char kept[80];
+    if (!put_once(c, rq->original_key, "cancelled", rq, "", kept, sizeof kept, out))
+        return PAY_TRANSIENT;
+    char *colon = strchr(kept, ':');
+    if (colon)
+        *colon = '\0'; /* the kind */
+    *undo = strcmp(kept, "preauth") == 0 || strcmp(kept, "charge") == 0;
+    if (!*undo)
+        snprintf(out->detail, sizeof out->detail, "nothing to undo: %s did not take effect (%s)",
+                 rq->original_key, strcmp(kept, "cancelled") == 0 ? "cancelled now" : kept);
     return PAY_OK;
 }
 
@@ -119,12 +151,24 @@ static enum pay_status simulate(struct db_conn *c, enum pay_op op, const struct 
             return PAY_TRANSIENT;
         }
     }
+    if (rq->original_key) {
+        bool undo;
+        enum pay_status st = original(c, rq, &undo, out);
+        if (st != PAY_OK || !undo)
+            return st;
+    }
     const char *marker = op_failures[op];
     if (marker && strstr(rq->customer, marker))
         return ledger(c, "declined", rq, "", out);
     char reference[40];
     ids_uuid(reference);
-    return ledger(c, op_names[op], rq, reference, out);
+    enum pay_status st = ledger(c, op_names[op], rq, reference, out);
+    if (st == PAY_OK && op_losses[op] && strstr(rq->customer, op_losses[op])) {
+        snprintf(out->detail, sizeof out->detail, "simulated timeout after the %s went through",
+                 op_names[op]);
+        return PAY_TRANSIENT;
+    }
+    return st;
 }
 
 struct reply {
@@ -154,6 +198,8 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     snprintf(key, sizeof key, "Idempotency-Key: %s", rq->key);
     json_t *body = json_pack("{s:s, s:s, s:f, s:s?}", "fare_id", rq->fare_id, "customer",
                              rq->customer, "amount", rq->amount, "reference", rq->reference);
+    if (rq->original_key) /* only in an undo by key */
+        json_object_set_new(body, "original_idempotency_key", json_string(rq->original_key));
     char *text = jsontext_dumps(body, JSON_COMPACT);
     json_decref(body);
     CURL *h = curl_easy_init();
@@ -183,6 +229,8 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)",
              op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status);
     json_decref(reply);
+    out->unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                  rc == CURLE_COULDNT_RESOLVE_PROXY;
     if (rc != CURLE_OK || status >= 500 || status == 429 || status == 408)
         return PAY_TRANSIENT;
     return status >= 200 && status < 300 ? PAY_OK : PAY_DECLINED;

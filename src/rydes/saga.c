@@ -34,9 +34,12 @@ struct fare {
     char outcome[16];
     char preauth[256], charge[256], credit[256]; /* a gateway's references, as given */
     char key[SAGA_FARE_ID_MAX + 64];             /* the idempotency key of the current call */
+    char undone[SAGA_FARE_ID_MAX + 64]; /* while compensating: the key of the call undone */
 };
 
-enum step_result { STEP_OK, STEP_DECLINED, STEP_TRANSIENT };
+/* STEP_TRANSIENT: no answer, and the call may have reached the gateway (a timeout, a 5xx): its
+ * outcome is unknown. STEP_UNSENT: no answer because the call never left (connection refused). */
+enum step_result { STEP_OK, STEP_DECLINED, STEP_TRANSIENT, STEP_UNSENT };
 
 struct step {
     const char *name;
@@ -52,17 +55,22 @@ static enum step_result pay(struct db_conn *c, const struct saga_env *env, struc
                             enum pay_op op, const char *reference, char *ref, size_t ref_len,
                             char *detail, size_t n)
 {
+    /* an undo without the reference of what it undoes (its answer was lost) names its key */
+    bool by_key = (op == PAY_VOID || op == PAY_REFUND) && !reference[0];
     struct pay_request rq = {.key = f->key,
                              .fare_id = f->id,
                              .customer = f->customer,
                              .amount = f->amount,
-                             .reference = reference};
+                             .reference = by_key ? NULL : reference,
+                             .original_key = by_key ? f->undone : NULL};
     struct pay_result r;
     enum pay_status st = payments_call(env->payments, c, op, &rq, &r);
     if (st == PAY_OK && ref)
         snprintf(ref, ref_len, "%s", r.reference);
-    snprintf(detail, n, "%s", st == PAY_OK ? r.reference : r.detail);
-    return st == PAY_OK ? STEP_OK : st == PAY_DECLINED ? STEP_DECLINED : STEP_TRANSIENT;
+    snprintf(detail, n, "%s", st == PAY_OK && r.reference[0] ? r.reference : r.detail);
+    if (st == PAY_TRANSIENT)
+        return r.unsent ? STEP_UNSENT : STEP_TRANSIENT;
+    return st == PAY_OK ? STEP_OK : STEP_DECLINED;
 }
 
 static enum step_result preauthorize(struct db_conn *c, const struct saga_env *env, struct fare *f,
@@ -237,6 +245,7 @@ struct record {
     const char *fare_status; /* NULL: unchanged */
     int delay_ms;            /* > 0: due again after this; 0: at once; < 0: keep the lease */
     bool operator;
+    bool unknown; /* a forward attempt: the step's outcome is unknown now (see fail_forward) */
 };
 
 static bool record(struct db_conn *c, const struct fare *f, int position, const struct record *rec)
@@ -245,7 +254,12 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
     snprintf(pos, sizeof pos, "%d", position);
     snprintf(next, sizeof next, "%d", rec->next_step);
     snprintf(delay, sizeof delay, "%d", rec->delay_ms < 0 ? -1 : rec->delay_ms);
-    const char *sv[] = {f->id, pos, rec->status, rec->detail, rec->compensation ? "t" : "f"};
+    const char *sv[] = {f->id,
+                        pos,
+                        rec->status,
+                        rec->detail,
+                        rec->compensation ? "t" : "f",
+                        rec->unknown ? "t" : "f"};
     char lease_secs[16];
     snprintf(lease_secs, sizeof lease_secs, "%d", f->lease_seconds);
     const char *fv[] = {f->id,
@@ -264,10 +278,11 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
                 "UPDATE saga_steps SET status = $3, detail = $4, "
                 "attempts = attempts + (NOT $5::boolean)::int, "
                 "compensation_attempts = compensation_attempts + $5::boolean::int, "
-                "started_at = coalesce(started_at, now()), "
+                "outcome_unknown = CASE WHEN $5::boolean THEN outcome_unknown "
+                "ELSE $6::boolean END, started_at = coalesce(started_at, now()), "
                 "finished_at = CASE WHEN $3 IN ('done', 'failed', 'compensated', 'skipped') "
                 "THEN now() END WHERE fare_id = $1 AND position = $2::int",
-                5, sv) &&
+                6, sv) &&
            exec_one(c,
                     "UPDATE fares SET step = $2::int, phase = $3, outcome = coalesce($4, outcome), "
                     "status = coalesce($5, status), preauth_code = $7, charge_id = $8, "
@@ -334,22 +349,30 @@ static bool commit_step(struct db_conn *c, const struct saga_env *env, const str
     return false;
 }
 
-/* The status and attempt counts of the step at position. */
-static bool step_state(struct db_conn *c, const struct fare *f, int position, char *status,
-                       size_t n, int *attempts, int *compensations)
+/* What the step log says of the step at position. */
+struct step_state {
+    char status[16];
+    int attempts, compensations;
+    bool unknown; /* its outcome: see fail_forward */
+};
+
+static bool step_state(struct db_conn *c, const struct fare *f, int position,
+                       struct step_state *out)
 {
     char pos[16];
     snprintf(pos, sizeof pos, "%d", position);
     const char *v[] = {f->id, pos};
     PGresult *r = PQexecParams(c->pg,
-                               "SELECT status, attempts, compensation_attempts FROM saga_steps "
+                               "SELECT status, attempts, compensation_attempts, "
+                               "outcome_unknown FROM saga_steps "
                                "WHERE fare_id = $1 AND position = $2::int",
                                2, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
     if (ok) {
-        snprintf(status, n, "%s", PQgetvalue(r, 0, 0));
-        *attempts = atoi(PQgetvalue(r, 0, 1));
-        *compensations = atoi(PQgetvalue(r, 0, 2));
+        snprintf(out->status, sizeof out->status, "%s", PQgetvalue(r, 0, 0));
+        out->attempts = atoi(PQgetvalue(r, 0, 1));
+        out->compensations = atoi(PQgetvalue(r, 0, 2));
+        out->unknown = PQgetvalue(r, 0, 3)[0] == 't';
     }
     PQclear(r);
     return ok;
@@ -393,36 +416,75 @@ static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *
     return fail_forward(c, env, f, r, detail);
 }
 
-/* A forward step did not succeed: retry it later, or give up on it and compensate. */
+/* A step whose outcome is unknown and that nothing undoes (the credit): the fare ends failed,
+ * for an operator to settle. */
+static void unknown_to_operator(struct db_conn *c, const struct saga_env *env, struct fare *f,
+                                const char *detail)
+{
+    char why[400];
+    snprintf(why, sizeof why,
+             "%s (gave up after the retry budget; the outcome is unknown and nothing undoes it: "
+             "needs an operator)",
+             detail);
+    snprintf(f->outcome, sizeof f->outcome, "failed");
+    struct record rec = {.status = "failed",
+                         .detail = why,
+                         .next_step = f->step,
+                         .phase = "finished",
+                         .outcome = "failed",
+                         .fare_status = "failed",
+                         .delay_ms = 0,
+                         .operator= true,
+                         .unknown = true};
+    if (commit_step(c, env, f, f->step, &rec, false, true))
+        atomic_fetch_add(&saga_counters.operator, 1);
+    log_warn("saga %s: the outcome of %s is unknown; marked for an operator", f->id,
+             steps[f->step].name);
+}
+
+/* A forward step did not succeed: retry it later, or give up on it and compensate. A step
+ * given up without ever getting an answer from a gateway it reached (timeouts, 5xx) may have
+ * happened: its own compensation runs too, naming the call by its idempotency key. A decline
+ * answers for the key, so it settles an earlier unknown. */
 static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct fare *f,
                          enum step_result r, const char *detail)
 {
-    char status[16], why[400];
-    int attempts, compensations;
-    if (!step_state(c, f, f->step, status, sizeof status, &attempts, &compensations))
+    struct step_state was;
+    if (!step_state(c, f, f->step, &was))
         return false;
-    if (r == STEP_TRANSIENT && attempts + 1 < STEP_BUDGET) {
+    bool unknown = r != STEP_DECLINED && (was.unknown || r == STEP_TRANSIENT);
+    if (r != STEP_DECLINED && was.attempts + 1 < STEP_BUDGET) {
         struct record rec = {.status = "running",
                              .detail = detail,
                              .next_step = f->step,
                              .phase = "forward",
-                             .delay_ms = backoff_ms(attempts + 1)};
+                             .delay_ms = backoff_ms(was.attempts + 1),
+                             .unknown = unknown};
         if (commit_step(c, env, f, f->step, &rec, false, false))
             atomic_fetch_add(&saga_counters.retries, 1);
         return false;
     }
+    if (unknown && !steps[f->step].compensate) {
+        unknown_to_operator(c, env, f, detail);
+        return false;
+    }
+    char why[400];
     snprintf(why, sizeof why, "%s%s", detail,
-             r == STEP_TRANSIENT ? " (gave up after the retry budget)" : "");
+             unknown ? " (gave up after the retry budget; the outcome is unknown: undone)"
+             : r != STEP_DECLINED ? " (gave up after the retry budget)"
+                                  : "");
     snprintf(f->outcome, sizeof f->outcome, "failed");
     struct record rec = {.status = "failed",
                          .detail = why,
-                         .next_step = f->step - 1,
+                         .next_step = unknown ? f->step : f->step - 1,
                          .phase = "compensating",
                          .outcome = "failed",
-                         .delay_ms = -1};
+                         .delay_ms = -1,
+                         .unknown = unknown};
     if (!commit_step(c, env, f, f->step, &rec, false, true))
         return false;
-    f->step--;
+    if (!unknown)
+        f->step--;
     f->compensating = true;
     return true;
 }
@@ -471,11 +533,13 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
     if (f->step < 0)
         return finish_compensating(c, f);
     const struct step *s = &steps[f->step];
-    char status[16], detail[300] = "";
-    int attempts, compensations;
-    if (!step_state(c, f, f->step, status, sizeof status, &attempts, &compensations))
+    char detail[300] = "";
+    struct step_state was;
+    if (!step_state(c, f, f->step, &was))
         return false;
-    if (!s->compensate || strcmp(status, "done") != 0) { /* nothing to undo here */
+    bool happened = strcmp(was.status, "done") == 0 ||
+                    (strcmp(was.status, "failed") == 0 && was.unknown); /* or may have */
+    if (!s->compensate || !happened) {                                  /* nothing to undo here */
         char next[16];
         snprintf(next, sizeof next, "%d", f->step - 1);
         const char *v[] = {f->id, next, f->lease};
@@ -486,11 +550,12 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
         return true;
     }
     snprintf(f->key, sizeof f->key, "fare:%s:%s:compensate", f->id, s->name);
+    snprintf(f->undone, sizeof f->undone, "fare:%s:%s", f->id, s->name);
     enum step_result r = s->compensate(c, env, f, detail, sizeof detail);
     if (saga_crash_hook && saga_crash_hook(f->id, s->name))
         return false;
     if (r != STEP_OK) {
-        fail_compensation(c, env, f, compensations, detail);
+        fail_compensation(c, env, f, was.compensations, detail);
         return false;
     }
     struct record rec = {.status = "compensated",

@@ -11,14 +11,17 @@
  * with exactly the right compensations, steps, attempts and ledger rows (and a flaky customer who
  * is also declined, compensations retried); _fail_credit_fail_refund left to an operator after six
  * refunds (stuck_sagas, needs_operator, the metric, an unbalanced ledger); _flaky retried to
- * success. A crash (saga_crash_hook) after every step, forward and while compensating, resumed
- * after the one-second lease without a double charge or a second publish; an executor that outlives
- * its lease; a `rydes worker fare-saga` process killed mid-flight; two gateways sharing 40 mixed
- * fares; fares posted while no executor runs finished after a restart. And the HTTP client of a
- * real gateway (payment-url) against a fake one in this process: the calls, their order, bodies,
- * Idempotency-Keys and the references passed along; 402s compensated (void, refund); 503, 429
- * and 408 retried with the same key; a gateway that is down given up on after the retry budget;
- * no card data sent; a call slower than the lease made again with the same key. */
+ * success; _lost_auth and _lost_charge (done, every answer lost) undone by their keys once given
+ * up, _lost_credit left to an operator; the simulator's undo by key. A crash (saga_crash_hook)
+ * after every step, forward and while compensating, resumed after the one-second lease without a
+ * double charge or a second publish; an executor that outlives its lease; a `rydes worker
+ * fare-saga` process killed mid-flight; two gateways sharing 40 mixed fares; fares posted while no
+ * executor runs finished after a restart. And the HTTP client of a real gateway (payment-url)
+ * against a fake one in this process: the calls, their order, bodies, Idempotency-Keys and the
+ * references passed along; 402s compensated (void, refund); 503, 429 and 408 retried with the same
+ * key; a charge answered 504 every time refunded by its key; a gateway that is down given up on
+ * after the retry budget (nothing undone); no card data sent; a call slower than the lease made
+ * again with the same key. */
 #include "harness.h"
 
 #include "rydes/ids.h"
@@ -359,6 +362,17 @@ static void assert_fare(json_t *f, const char *fare_id, const char *ride_id, dou
                           "%s", copy);
         }
     }
+}
+
+/* The detail of step name of fare f. */
+static const char *detail_of(json_t *f, const char *name)
+{
+    json_t *steps = json_object_get(f, "steps");
+    for (size_t i = 0; i < json_array_size(steps); i++)
+        if (strcmp(json_str(json_array_get(steps, i), "name"), name) == 0)
+            return json_str(json_array_get(steps, i), "detail");
+    ck_abort_msg("no step %s", name);
+    return NULL;
 }
 
 /* The attempts the representation shows for step name of f. */
@@ -1037,6 +1051,20 @@ static const struct path paths[] = {
      {1, 2, 2, 2, 1, 1},
      {0, 0, 0, 0, 0, 0},
      {1, 0, 1, 0, 1, 0, 3}},
+    /* pre-authorized five times over without an answer: given up, then voided by its key */
+    {"_lost_auth",
+     "failed",
+     {"done", "compensated", "skipped", "skipped", "done", "done"},
+     {1, 5, 0, 0, 1, 1},
+     {0, 1, 0, 0, 0, 0},
+     {1, 1, 0, 0, 0, 0, 0}},
+    /* charged without an answer: refunded by the charge's key, then the pre-authorization voided */
+    {"_lost_charge",
+     "failed",
+     {"done", "compensated", "compensated", "skipped", "done", "done"},
+     {1, 1, 5, 0, 1, 1},
+     {0, 1, 1, 0, 0, 0},
+     {1, 1, 1, 1, 0, 0, 0}},
 };
 #define NPATHS ((int)(sizeof paths / sizeof *paths))
 
@@ -1061,10 +1089,10 @@ static void assert_path(struct harness_server *s, const char *fare, const char *
         /* the flaky void compensation is an attempt too: a kill can lose its record the same way */
         snprintf(short_comp, sizeof short_comp, "%s %d %d", p->status[i], p->attempts[i],
                  p->compensations[i] - 1);
-        bool ok = strcmp(row, want) == 0 ||
-                  (attempts_may_be_one_short && p->attempts[i] > 1 && strcmp(row, short_one) == 0) ||
-                  (attempts_may_be_one_short && p->compensations[i] > 1 &&
-                   strcmp(row, short_comp) == 0);
+        bool ok =
+            strcmp(row, want) == 0 ||
+            (attempts_may_be_one_short && p->attempts[i] > 1 && strcmp(row, short_one) == 0) ||
+            (attempts_may_be_one_short && p->compensations[i] > 1 && strcmp(row, short_comp) == 0);
         ck_assert_msg(ok, "%s step %s: %s, expected %s", fare, step_names[i], row, want);
         /* the representation counts both */
         long long shown = attempts_of(f, step_names[i]);
@@ -1196,6 +1224,90 @@ START_TEST(a_refund_that_keeps_failing_is_left_to_an_operator)
                      "FROM fare_ledger WHERE fare_id = 'op-1'"),
         1);
     down(s);
+}
+END_TEST
+
+/* A credit whose answer never came may have reached the account, and nothing undoes a credit:
+ * refunding the customer could pay out twice, so the fare waits for an operator as it is. */
+START_TEST(a_credit_without_an_answer_is_left_to_an_operator)
+{
+    struct harness_server *const s = &gws[0];
+    up(s, saga_workers);
+    long long before = metric(s, "rydes_sagas_total{outcome=\"needs_operator\"}");
+    ck_assert_int_ge(before, 0);
+    start_fare(s, "lost-credit-1", "lc-fred_lost_credit", "27.00");
+    json_t *f = wait_fare(s, "lost-credit-1", FINAL_S);
+    char *text = json_dumps(f, JSON_COMPACT);
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", text);
+    free(text);
+    ck_assert_msg(strcmp(json_str(f, "status"), "failed") == 0, "%s", copy);
+    ck_assert_msg(json_is_true(json_object_get(f, "needs_operator")), "%s", copy);
+    const char *detail = detail_of(f, "credit_account");
+    ck_assert_msg(detail && strstr(detail, "unknown") && strstr(detail, "operator"), "%s", copy);
+    json_decref(f);
+    const char *want[] = {"done 1 0", "done 1 0", "done 1 0", "failed 5 0"};
+    for (int i = 0; i < 4; i++) {
+        char row[64];
+        step_row("lost-credit-1", i, row, sizeof row);
+        ck_assert_msg(strcmp(row, want[i]) == 0, "step %d: %s, expected %s", i, row, want[i]);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM stuck_sagas WHERE id = 'lost-credit-1' "
+                                  "AND step = 'credit_account' AND status = 'failed'"),
+                     1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'lost-credit-1' AND "
+                                  "status = 'failed' AND phase = 'finished' AND needs_operator"),
+                     1);
+    ck_assert_int_ge(metric(s, "rydes_sagas_total{outcome=\"needs_operator\"}"), before + 1);
+    /* nothing undone: the charge and the (unanswered) credit stand */
+    ck_assert_int_eq(ledger("lost-credit-1", "charge"), 1);
+    ck_assert_int_eq(ledger("lost-credit-1", "credit"), 1);
+    ck_assert_int_eq(ledger("lost-credit-1", "refund"), 0);
+    ck_assert_int_eq(ledger("lost-credit-1", "void"), 0);
+    down(s);
+}
+END_TEST
+
+/* The simulator's undo by key: of a call that happened it undoes that call; of one that never
+ * happened it answers that there is nothing to undo and cancels the key, so that the call, should
+ * it still come, is refused. */
+START_TEST(an_undo_by_key_cancels_a_call_that_never_happened)
+{
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "connect: %s", err);
+    struct db_conn c = {.pg = pg};
+    struct payments *p = payments_simulator();
+    struct pay_result r;
+    /* a charge that happened, undone by its key */
+    struct pay_request charge = {
+        .key = "fare:ubk-1:charge", .fare_id = "ubk-1", .customer = "ubk-al", .amount = 5};
+    ck_assert_int_eq(payments_call(p, &c, PAY_CHARGE, &charge, &r), PAY_OK);
+    struct pay_request undo = {.key = "fare:ubk-1:charge:compensate",
+                               .fare_id = "ubk-1",
+                               .customer = "ubk-al",
+                               .amount = 5,
+                               .original_key = "fare:ubk-1:charge"};
+    ck_assert_int_eq(payments_call(p, &c, PAY_REFUND, &undo, &r), PAY_OK);
+    ck_assert(r.reference[0]);
+    ck_assert_int_eq(ledger("ubk-1", "refund"), 1);
+    /* a charge that never happened: nothing to undo, and it is cancelled */
+    undo.key = "fare:ubk-2:charge:compensate";
+    undo.fare_id = "ubk-2";
+    undo.original_key = "fare:ubk-2:charge";
+    for (int i = 0; i < 2; i++) { /* the same answer when asked again */
+        ck_assert_int_eq(payments_call(p, &c, PAY_REFUND, &undo, &r), PAY_OK);
+        ck_assert_str_eq(r.reference, "");
+        ck_assert_msg(strstr(r.detail, "nothing to undo"), "%s", r.detail);
+    }
+    ck_assert_int_eq(ledger("ubk-2", "refund"), 0);
+    ck_assert_int_eq(ledger("ubk-2", "cancelled"), 1);
+    charge.key = "fare:ubk-2:charge";
+    charge.fare_id = "ubk-2";
+    ck_assert_int_eq(payments_call(p, &c, PAY_CHARGE, &charge, &r), PAY_DECLINED);
+    ck_assert_int_eq(ledger("ubk-2", "charge"), 0);
+    payments_free(p);
+    PQfinish(pg);
 }
 END_TEST
 
@@ -1590,6 +1702,8 @@ static unsigned pay_scripted(const char *path, const char *key, const char *cust
             if (!*kept && pgw.hits[i].status / 100 == 2)
                 *kept = pgw.hits[i].reference;
         }
+    if (strstr(customer, "lost-charge") && strcmp(path, "/charges") == 0)
+        return 504; /* every time: the charge's outcome stays unknown */
     if (earlier == 0 && strstr(customer, "flaky"))
         return 503;
     if (earlier == 0 && strstr(customer, "throttled"))
@@ -1828,8 +1942,19 @@ static void assert_hit(const char *fare, int i, const char *path, const char *st
     else
         ck_assert_msg(!ref || json_is_null(ref), "%s %s: no reference expected in %s", fare,
                       h->path, h->body);
-    /* nothing else: fare_id, customer, amount and the reference */
-    size_t members = 3 + (ref != NULL);
+    /* an undo without a reference names the call it undoes by its key */
+    json_t *orig = json_object_get(h->json, "original_idempotency_key");
+    if (compensation && !reference) {
+        char undone[200];
+        snprintf(undone, sizeof undone, "fare:%s:%s", fare, step);
+        ck_assert_msg(json_is_string(orig) && strcmp(json_string_value(orig), undone) == 0,
+                      "%s %s: original_idempotency_key '%s' expected in %s", fare, h->path, undone,
+                      h->body);
+    } else
+        ck_assert_msg(!orig, "%s %s: no original_idempotency_key expected in %s", fare, h->path,
+                      h->body);
+    /* nothing else: fare_id, customer, amount, the reference and the original key */
+    size_t members = 3 + (ref != NULL) + (orig != NULL);
     ck_assert_msg(json_object_size(h->json) == members, "%s %s: unexpected members in %s", fare,
                   h->path, h->body);
 }
@@ -1844,17 +1969,6 @@ static void assert_paths(const char *fare, int *idx, int n, const char *const *c
     for (int i = 0; same && i < n; i++)
         same = strcmp(pgw.hits[idx[i]].path, calls[i]) == 0;
     ck_assert_msg(same, "%s: %d requests, %d expected (%s, ...):%s", fare, got, n, calls[0], seen);
-}
-
-/* The detail of step name of fare f. */
-static const char *detail_of(json_t *f, const char *name)
-{
-    json_t *steps = json_object_get(f, "steps");
-    for (size_t i = 0; i < json_array_size(steps); i++)
-        if (strcmp(json_str(json_array_get(steps, i), "name"), name) == 0)
-            return json_str(json_array_get(steps, i), "detail");
-    ck_abort_msg("no step %s", name);
-    return NULL;
 }
 
 /* The detail of step name of f copied into out ("(null)" for none), so that f can be released
@@ -2132,6 +2246,49 @@ START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
 }
 END_TEST
 
+/* A charge answered 504 every time may have gone through: once the retry budget is spent it is
+ * refunded by its idempotency key (no reference ever came back), then the pre-authorization is
+ * voided by its reference. */
+START_TEST(http_gateway_a_charge_without_an_answer_is_refunded_by_its_key)
+{
+    pgw_start();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *fare = "hp-lost-1", *customer = "hp-jo-lost-charge";
+    start_fare(s, fare, customer, "19.90");
+    json_t *f = wait_fare(s, fare, FINAL_S);
+    char copy[4096];
+    fare_text(f, copy, sizeof copy);
+    const char *want[NSTEPS] = {"done", "compensated", "compensated", "skipped", "done", "done"};
+    assert_fare(f, fare, NULL, 19.90, "failed", want);
+    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
+    json_decref(f);
+    int idx[64];
+    const char *const calls[] = {"/preauthorizations", "/charges", "/charges", "/charges",
+                                 "/charges",           "/charges", "/refunds", "/voids"};
+    assert_paths(fare, idx, 8, calls);
+    const char *preauth = pgw.hits[idx[0]].reference;
+    for (int i = 1; i <= 5; i++)
+        assert_hit(fare, idx[i], "/charges", "charge", false, 504, customer, 19.90, preauth);
+    assert_hit(fare, idx[6], "/refunds", "charge", true, 200, customer, 19.90, NULL);
+    assert_hit(fare, idx[7], "/voids", "preauthorize", true, 200, customer, 19.90, preauth);
+    char row[64];
+    step_row(fare, 2, row, sizeof row);
+    ck_assert_str_eq(row, "compensated 5 1");
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = '%s' AND "
+                                  "name = 'charge' AND outcome_unknown",
+                                  fare),
+                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND outcome = 'failed' AND "
+                     "phase = 'finished' AND NOT needs_operator AND charge_id IS NULL",
+                     fare),
+        1);
+    assert_outcome_message("fare-failed", fare, customer, "failed");
+    down(s);
+}
+END_TEST
+
 START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
 {
     gateway_down();
@@ -2337,6 +2494,8 @@ int main(void)
     tcase_add_test(saga, a_posted_fare_id_cannot_take_a_rides_fare);
     tcase_add_test(saga, every_path_ends_with_exactly_the_right_compensations);
     tcase_add_test(saga, a_refund_that_keeps_failing_is_left_to_an_operator);
+    tcase_add_test(saga, a_credit_without_an_answer_is_left_to_an_operator);
+    tcase_add_test(saga, an_undo_by_key_cancels_a_call_that_never_happened);
     tcase_add_test(saga, a_crash_after_any_step_resumes_without_double_charges);
     tcase_add_test(saga, an_executor_that_outlives_its_lease_does_not_publish_twice);
     tcase_add_test(saga, a_killed_worker_process_is_resumed_elsewhere);
@@ -2350,6 +2509,7 @@ int main(void)
     tcase_add_test(http, http_gateway_a_fare_succeeds_over_http);
     tcase_add_test(http, http_gateway_declines_are_compensated_over_http);
     tcase_add_test(http, http_gateway_transient_answers_are_retried_with_the_same_key);
+    tcase_add_test(http, http_gateway_a_charge_without_an_answer_is_refunded_by_its_key);
     tcase_add_test(http, http_gateway_down_gives_up_after_the_retry_budget);
     tcase_add_test(http, http_gateway_is_sent_no_card_data);
     tcase_add_test(http, http_gateway_slower_than_the_lease_is_called_again_with_the_same_key);
