@@ -1,7 +1,9 @@
 /* Integration: a stopped and restarted PostgreSQL during a send load loses no acknowledged
  * send. A producer thread sends without pause and remembers every message id that got a 201;
  * meanwhile the cluster is stopped and started again. Afterwards every acknowledged message is
- * in the queue. Also: the sweeper deletes messages past their retention. Runs alone (it stops
+ * in the queue. Also: the sweeper deletes messages past their retention, looks at a queue again
+ * only when something may be due there (or a minute on), and at once while one sweep was not
+ * enough. Runs alone (it stops
  * the shared test cluster). */
 #include "harness.h"
 
@@ -124,6 +126,78 @@ START_TEST(sweeper_deletes_expired_messages)
 }
 END_TEST
 
+/* Messages in queue name: how many there are. */
+static long long messages_in(const char *name)
+{
+    return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                        "WHERE q.name = '%s'",
+                        name);
+}
+
+/* A queue whose oldest message is far from expiry is not read again on every sweep: the sweep
+ * notes when to look next (when that message expires, or within a minute), and until then a
+ * message that became due (here by hand; a dead-letter move can do it) waits. */
+START_TEST(sweeper_looks_at_a_queue_again_only_when_something_may_be_due)
+{
+    harness_start(&srv, no_background_sweeper);
+    harness_put_queue(&srv, "lazy", NULL, 201); /* retention: 4 days */
+    struct response r;
+    for (int i = 0; i < 2; i++) {
+        harness_admin(&srv, "POST", "/queues/lazy/messages", "{\"body\":\"x\"}", &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    sweep(1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queue_sweeps s JOIN queues q ON "
+                                  "q.id = s.queue_id WHERE q.name = 'lazy' AND s.next_at "
+                                  "BETWEEN now() + interval '50 seconds' AND now() + "
+                                  "interval '61 seconds'"),
+                     1);
+    free(harness_sql(harness_db_url(),
+                     "UPDATE messages SET sent_at = now() - interval '5 days' WHERE id = "
+                     "(SELECT min(m.id) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                     "WHERE q.name = 'lazy')"));
+    sweep(1);
+    ck_assert_int_eq(messages_in("lazy"), 2); /* not looked at */
+    free(
+        harness_sql(harness_db_url(), "UPDATE queue_sweeps SET next_at = now()")); /* a minute on */
+    sweep(1);
+    ck_assert_int_eq(messages_in("lazy"), 1);
+    /* the note follows the oldest message kept when it expires sooner than in a minute */
+    harness_admin(&srv, "PUT", "/queues/lazy", "{\"retention_seconds\":60}", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(),
+                     "UPDATE messages SET sent_at = now() - interval '30 seconds'; "
+                     "UPDATE queue_sweeps SET next_at = now()"));
+    sweep(1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queue_sweeps s JOIN queues q ON "
+                                  "q.id = s.queue_id WHERE q.name = 'lazy' AND s.next_at "
+                                  "BETWEEN now() + interval '25 seconds' AND now() + "
+                                  "interval '31 seconds'"),
+                     1);
+    harness_stop(&srv);
+}
+END_TEST
+
+/* A queue with more expired messages than one sweep deletes (1,000) is looked at again by the
+ * next sweep, not a minute later. */
+START_TEST(sweeper_comes_back_at_once_to_a_queue_with_more_expired)
+{
+    harness_start(&srv, no_background_sweeper);
+    harness_put_queue(&srv, "backlog", "{\"retention_seconds\":60}", 201);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body, sent_at) "
+                     "SELECT q.id, now(), gen_random_uuid(), 'x', now() - interval '2 minutes' "
+                     "FROM queues q, generate_series(1, 1500) WHERE q.name = 'backlog'"));
+    sweep(1);
+    ck_assert_int_eq(messages_in("backlog"), 500);
+    sweep(1);
+    ck_assert_int_eq(messages_in("backlog"), 0);
+    harness_stop(&srv);
+}
+END_TEST
+
 /* n payloads with body, published two minutes ago (old enough to be collected). */
 static void old_payloads(const char *body, int n)
 {
@@ -183,6 +257,8 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, restart_loses_no_acknowledged_send);
     tcase_add_test(tc, sweeper_deletes_expired_messages);
+    tcase_add_test(tc, sweeper_looks_at_a_queue_again_only_when_something_may_be_due);
+    tcase_add_test(tc, sweeper_comes_back_at_once_to_a_queue_with_more_expired);
     tcase_add_test(tc, sweeper_collects_unused_payloads);
     tcase_add_test(tc, sweeper_walks_past_payloads_in_use);
     suite_add_tcase(s, tc);
