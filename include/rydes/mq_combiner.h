@@ -10,6 +10,7 @@
  *   in id order, each receive taking up to its own max. A receive that got nothing may then
  *   long-poll on its own.
  * - Deletes: up to MQ_MAX_ROWS receipts of any standard queues in one DELETE (mq_delete_rows).
+ * - One kind an upper layer defines (struct mq_combiner_kind): the rides' store and publish.
  *
  * Each operation's outcome is its own: when a combined statement fails for any reason but a lost
  * database, the thread runs its operations one by one so that only the culprit fails. When no
@@ -24,11 +25,17 @@
 #include "rydes/mq.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct mq_combiner;
 
-enum mq_combined_kind { MQ_COMBINED_SEND, MQ_COMBINED_RECEIVE, MQ_COMBINED_DELETE };
-#define MQ_COMBINED_KINDS 3
+enum mq_combined_kind {
+    MQ_COMBINED_SEND,
+    MQ_COMBINED_RECEIVE,
+    MQ_COMBINED_DELETE,
+    MQ_COMBINED_UPPER /* the upper layer's kind, if any */
+};
+#define MQ_COMBINED_KINDS 4
 
 /* What every combined operation has; the first member of each kind below. The submitter owns
  * the operation and everything it points to until done has been called. */
@@ -65,18 +72,40 @@ struct mq_combined_delete {
     const char *receipt; /* borrowed */
 };
 
+/* What makes a kind: how much of a statement's MQ_MAX_ROWS an operation takes, which operations
+ * may share a statement (the same key), and the statement. run gets list[0..n) and returns
+ * MQ_OK when it ran, each operation's status set (*operations: what it carried out); otherwise
+ * the statement failed as a whole, and the combiner runs the operations one by one (n = 1) to
+ * find the culprit, unless the connection was lost. */
+struct mq_combiner_kind {
+    int (*weight)(const struct mq_combined *o);
+    uint64_t (*key)(const struct mq_combined *o);
+    enum mq_status (*run)(struct db_conn *c, struct mq_combined **list, int n,
+                          unsigned long long *operations);
+};
+
 /* Starts the threads; they take connections from pool (waiting up to acquire_timeout_ms). An
  * operation is handed over only when it will not wait long: the lane of its kind is idle, or
  * its statement in flight began less than stall_ms ago and the operation can join it or the
  * next one (a receive of another queue or visibility does not wait for a claim it cannot
- * share). Free with mq_combiner_free. */
+ * share). upper, if not NULL, is the kind of mq_combiner_upper (it must outlive the combiner).
+ * Free with mq_combiner_free. */
 #define MQ_COMBINER_STALL_MS 50
-struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms);
+struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms,
+                                      const struct mq_combiner_kind *upper);
 /* Hand an operation over, or get false: run it yourself then (the combiner is stopping, or the
  * operation would wait too long, see mq_combiner_start). */
 bool mq_combiner_send(struct mq_combiner *cb, struct mq_combined_send *s);
 bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r);
 bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d);
+/* An operation of the upper layer's kind (false also when the combiner was started without). */
+bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o);
+/* Whether the caller should run its upper-kind operation itself, at once: true when nothing of
+ * that kind is in flight or waiting (a lone request gains nothing from a hand-over and pays two
+ * thread switches for it). The caller then runs it and calls mq_combiner_upper_end; operations
+ * that come meanwhile gather for the lane. */
+bool mq_combiner_upper_alone(struct mq_combiner *cb);
+void mq_combiner_upper_end(struct mq_combiner *cb);
 /* Finishes every operation submitted so far (their done runs) and refuses later ones: those it
  * cannot run within timeout_ms fail with MQ_UNAVAILABLE (a wait for a pooled connection that
  * began before the stop runs to its own timeout first). A process stops its combiner before its

@@ -8,6 +8,7 @@
 #include "rydes/db.h"
 #include "rydes/ids.h"
 #include "rydes/mq.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/topic_cache.h"
 #include "rydes/validate.h"
 
@@ -71,6 +72,26 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
                                 enum mq_status *st);
 
 /* Reads ride id (a UUID). MQ_NOT_FOUND when there is none. */
+/* A ride without an Idempotency-Key handed to the combiner (rydes/mq_combiner.h), which stores
+ * and publishes the rides of concurrent requests in one statement: each ride still with its
+ * publish, atomically, as rides_create does. */
+struct rides_combined {
+    struct mq_combined o; /* status MQ_OK: out and published are filled */
+    struct rides_submission *s;
+    struct ride out; /* the ride stored (the submitter clears it) */
+    struct mq_publish_result published;
+};
+/* The kind of operation the combiner runs for rides_combined (mq_combiner_start's upper). */
+extern const struct mq_combiner_kind rides_combiner_kind;
+/* Prepares rc for in, to be published to set; correlation_id is borrowed until rc is done.
+ * False, leaving rc empty, when the ride cannot be combined: the topic has other subscriptions
+ * than raw standard queues (rides_create runs those in a transaction). Clear rc with
+ * rides_combined_clear in both cases. */
+bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
+                         const struct ride_input *in, const char *correlation_id,
+                         bool (*listened)(void *ctx, int queue_id), void *ctx);
+void rides_combined_clear(struct rides_combined *rc);
+
 enum mq_status rides_get(struct db_conn *c, const char *id, struct ride *out);
 
 /* Lists up to limit rides (of customer, or all when NULL) after cursor after ("" from the

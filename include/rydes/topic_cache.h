@@ -27,7 +27,8 @@ struct topic_cache *topic_cache_create(void);
 void topic_cache_free(struct topic_cache *tc);
 /* The topic named name with its subscriptions, from the cache or loaded on c. Returns a
  * reference the caller gives back with topic_set_release; NULL with *st set on failure
- * (MQ_NOT_FOUND for an unknown topic). */
+ * (MQ_NOT_FOUND for an unknown topic). With c NULL only a cached set is returned: NULL with *st
+ * MQ_OK when there is none. */
 struct topic_set *topic_cache_get(struct topic_cache *tc, struct db_conn *c, const char *name,
                                   int64_t ttl_us, enum mq_status *st);
 void topic_set_release(struct topic_set *set);

@@ -4,6 +4,7 @@
 
 #include "rydes/app.h"
 #include "rydes/jsontext.h"
+#include "rydes/mem.h"
 #include "rydes/problem.h"
 #include "rydes/rides.h"
 #include "rydes/secret.h"
@@ -91,6 +92,69 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
     }
 }
 
+/* A ride handed to the combiner, and what to fall back on when it was refused. */
+struct ride_state {
+    struct rides_combined rc;
+    struct ride_input in; /* points into the request body, which outlives the state */
+    bool direct;          /* the combiner did not take it: store it on this thread */
+};
+
+static void ride_state_free(void *p)
+{
+    struct ride_state *rs = p;
+    rides_combined_clear(&rs->rc);
+    free(rs);
+}
+
+static void ride_done(struct mq_combined *o)
+{
+    http_resume(o->ctx);
+}
+
+static enum handler_result ride_finished(struct http_request *req)
+{
+    struct ride_state *rs = req->state;
+    enum handler_result res;
+    if (rs->direct) {
+        struct db_conn *c = api_db_acquire(req, &res);
+        return c ? create(req, c, &rs->in, NULL) : res;
+    }
+    if (rs->rc.o.status != MQ_OK)
+        return api_mq_failure(req, rs->rc.o.status, NULL);
+    api_published(req, &rs->rc.published);
+    return reply_ride(req, 201, &rs->rc.out);
+}
+
+/* A ride without an Idempotency-Key, its topic cached with raw queue subscriptions only, goes
+ * through the combiner (rydes/mq_combiner.h): the request suspends until the ride is stored and
+ * published with those of other requests. False when it cannot (the caller stores it alone). */
+static bool create_combined(struct http_request *req, const struct ride_input *in,
+                            enum handler_result *res)
+{
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, NULL, RIDES_TOPIC, &st);
+    if (!set)
+        return false;
+    struct ride_state *rs = xcalloc(1, sizeof *rs);
+    bool lean =
+        rides_combined_init(&rs->rc, set, in, req->request_id, mq_hub_listened_cb, req->app->hub);
+    topic_set_release(set);
+    if (!lean) {
+        ride_state_free(rs);
+        return false;
+    }
+    rs->in = *in;
+    rs->rc.o = (struct mq_combined){.status = MQ_ERROR, .done = ride_done, .ctx = req};
+    req->state = rs;
+    req->state_free = ride_state_free;
+    *res = http_suspend(req, ride_finished);
+    if (!mq_combiner_upper(req->app->combiner, &rs->rc.o)) { /* stopping, or busy */
+        rs->direct = true;
+        http_resume(req);
+    }
+    return true;
+}
+
 enum handler_result api_rides_create(struct http_request *req)
 {
     enum handler_result res;
@@ -103,6 +167,15 @@ enum handler_result api_rides_create(struct http_request *req)
     const char *key;
     idempotency_key(req, &key, &fe);
     if (api_reply_invalid(req, &fe, &res))
+        return res;
+    struct mq_combiner *cb = req->app->combiner;
+    if (!key && cb && mq_combiner_upper_alone(cb)) { /* nothing else going on: at once */
+        struct db_conn *c = api_db_acquire(req, &res);
+        res = c ? create(req, c, &in, NULL) : res;
+        mq_combiner_upper_end(cb);
+        return res;
+    }
+    if (!key && cb && create_combined(req, &in, &res))
         return res;
     struct db_conn *c = api_db_acquire(req, &res);
     return c ? create(req, c, &in, key) : res;

@@ -12,6 +12,7 @@
 #include "rydes/mq_combiner.h"
 #include "rydes/mq_fanout.h"
 #include "rydes/ratelimit.h"
+#include "rydes/rides.h"
 #include "rydes/secret.h"
 #include "rydes/services.h"
 #include "rydes/tokens.h"
@@ -290,8 +291,8 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         return false;
     }
     if (cfg->combine) /* serves the HTTP data plane only */
-        app->combiner =
-            mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms, MQ_COMBINER_STALL_MS);
+        app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms,
+                                          MQ_COMBINER_STALL_MS, &rides_combiner_kind);
     struct http_server_config hc = {
         .bind = cfg->bind,
         .port = (int)cfg->port,

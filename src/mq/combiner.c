@@ -13,26 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct lane_kind {
-    /* How much of a statement's MQ_MAX_ROWS the operation takes. */
-    int (*weight)(const struct mq_combined *o);
-    /* Operations with the same key may share a statement. */
-    uint64_t (*key)(const struct mq_combined *o);
-    /* Runs list[0..n) as one statement on c. MQ_OK: it ran, and each operation's status is set
-     * (*operations: what it carried out); otherwise the statement failed as a whole. */
-    enum mq_status (*run)(struct db_conn *c, struct mq_combined **list, int n,
-                          unsigned long long *operations);
-};
-
 struct lane {
     struct mq_combiner *cb;
-    const struct lane_kind *kind;
+    const struct mq_combiner_kind *kind; /* NULL: this lane was not started */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct mq_combined *head, *tail; /* submitted, oldest first */
     bool busy;                       /* a statement is in flight */
     uint64_t busy_key;               /* its operations' key */
     int64_t busy_since_us;
+    int alone; /* operations of this kind their callers run themselves (upper kind) */
     bool stopping;
     int64_t give_up_us; /* once stopping: operations still waiting after this fail */
     unsigned long long statements, operations; /* under mu */
@@ -143,7 +133,7 @@ static enum mq_status run_deletes(struct db_conn *c, struct mq_combined **list, 
     return st;
 }
 
-static const struct lane_kind kinds[MQ_COMBINED_KINDS] = {
+static const struct mq_combiner_kind kinds[MQ_COMBINED_UPPER] = {
     [MQ_COMBINED_SEND] = {weight_one, key_none, run_sends},
     [MQ_COMBINED_RECEIVE] = {weight_receive, key_receive, run_receives},
     [MQ_COMBINED_DELETE] = {weight_one, key_none, run_deletes},
@@ -300,6 +290,8 @@ static bool worth_waiting(struct lane *l, const struct mq_combined *o)
 
 static bool submit(struct lane *l, struct mq_combined *o)
 {
+    if (!l->kind)
+        return false;
     o->next = NULL;
     pthread_mutex_lock(&l->mu);
     bool open = !l->stopping && worth_waiting(l, o);
@@ -317,7 +309,8 @@ static bool submit(struct lane *l, struct mq_combined *o)
 
 /* ---- the interface ---- */
 
-struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms)
+struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms,
+                                      const struct mq_combiner_kind *upper)
 {
     struct mq_combiner *cb = xcalloc(1, sizeof *cb);
     cb->pool = pool;
@@ -326,10 +319,10 @@ struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_
     for (int k = 0; k < MQ_COMBINED_KINDS; k++) {
         struct lane *l = &cb->lanes[k];
         l->cb = cb;
-        l->kind = &kinds[k];
+        l->kind = k == MQ_COMBINED_UPPER ? upper : &kinds[k];
         pthread_mutex_init(&l->mu, NULL);
         pthread_cond_init(&l->cv, NULL);
-        if (pthread_create(&l->thread, NULL, lane_main, l) != 0)
+        if (l->kind && pthread_create(&l->thread, NULL, lane_main, l) != 0)
             rydes_oom();
     }
     return cb;
@@ -350,6 +343,31 @@ bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d)
     return submit(&cb->lanes[MQ_COMBINED_DELETE], &d->o);
 }
 
+bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o)
+{
+    return submit(&cb->lanes[MQ_COMBINED_UPPER], o);
+}
+
+bool mq_combiner_upper_alone(struct mq_combiner *cb)
+{
+    struct lane *l = &cb->lanes[MQ_COMBINED_UPPER];
+    if (!l->kind)
+        return false;
+    pthread_mutex_lock(&l->mu);
+    bool alone = !l->stopping && !l->busy && !l->head && l->alone == 0;
+    l->alone += alone;
+    pthread_mutex_unlock(&l->mu);
+    return alone;
+}
+
+void mq_combiner_upper_end(struct mq_combiner *cb)
+{
+    struct lane *l = &cb->lanes[MQ_COMBINED_UPPER];
+    pthread_mutex_lock(&l->mu);
+    l->alone--;
+    pthread_mutex_unlock(&l->mu);
+}
+
 void mq_combiner_stop(struct mq_combiner *cb, int timeout_ms)
 {
     if (!cb || atomic_exchange(&cb->stopped, true))
@@ -364,7 +382,8 @@ void mq_combiner_stop(struct mq_combiner *cb, int timeout_ms)
         pthread_mutex_unlock(&l->mu);
     }
     for (int k = 0; k < MQ_COMBINED_KINDS; k++)
-        pthread_join(cb->lanes[k].thread, NULL);
+        if (cb->lanes[k].kind)
+            pthread_join(cb->lanes[k].thread, NULL);
 }
 
 void mq_combiner_free(struct mq_combiner *cb)

@@ -90,7 +90,7 @@ struct topic_set *topic_cache_get(struct topic_cache *tc, struct db_conn *c, con
     *st = MQ_OK;
     uint64_t gen;
     struct topic_set *set = lookup(tc, name, ttl_us, &gen);
-    if (set || !(set = load(c, name, st)))
+    if (set || !c || !(set = load(c, name, st)))
         return set;
     struct topic_set *old = NULL;
     pthread_mutex_lock(&tc->mu);

@@ -6,6 +6,7 @@
 #include "rydes/mem.h"
 #include "rydes/trace.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,15 +132,17 @@ static json_t *ride_attributes(const struct ride *r, const char *fare, const cha
 
 /* A submission on its way in: the ride as it will be stored, its columns as SQL text, and
  * the event to publish. */
-struct submission {
+struct rides_submission {
     char id[IDS_UUID_LEN];
     char numbers[3][32]; /* duration, distance, fare */
     struct ride ride;    /* the values as stored (numbers read back from their text) */
     char *body;          /* the event: the ride's JSON */
     json_t *attributes;
+    struct mq_publish_plan plan; /* combined rides: where the event goes */
+    const char *correlation_id;  /* combined rides: borrowed */
 };
 
-static void submission_init(struct submission *s, const struct ride_input *in,
+static void submission_init(struct rides_submission *s, const struct ride_input *in,
                             const char *correlation_id)
 {
     memset(s, 0, sizeof *s);
@@ -163,7 +166,7 @@ static void submission_init(struct submission *s, const struct ride_input *in,
     s->attributes = ride_attributes(r, s->numbers[2], s->numbers[1], correlation_id);
 }
 
-static void submission_clear(struct submission *s)
+static void submission_clear(struct rides_submission *s)
 {
     ride_clear(&s->ride);
     free(s->body);
@@ -171,7 +174,7 @@ static void submission_clear(struct submission *s)
 }
 
 /* Moves the stored ride out of s, with its JSON text (the event's body is the representation). */
-static void ride_take(struct submission *s, struct ride *out)
+static void ride_take(struct rides_submission *s, struct ride *out)
 {
     *out = s->ride;
     out->json = s->body;
@@ -180,7 +183,8 @@ static void ride_take(struct submission *s, struct ride *out)
 }
 
 /* The first ten parameters of the insert statements. */
-static void ride_params(const struct submission *s, const char *correlation_id, const char **v)
+static void ride_params(const struct rides_submission *s, const char *correlation_id,
+                        const char **v)
 {
     const struct ride *r = &s->ride;
     const char *cols[] = {s->id,          r->from,        r->to,         r->customer,
@@ -212,10 +216,12 @@ static enum rides_outcome taken_key(struct db_conn *c, const char *key, const ch
 }
 
 /* The common case in one statement: the ride and its publish (plan is lean). */
-static enum rides_outcome
-submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_publish_plan *plan,
-                     const char *key, const char *hash, const char *correlation_id,
-                     struct ride *out, struct mq_publish_result *published, enum mq_status *st)
+static enum rides_outcome submit_one_statement(struct db_conn *c, struct rides_submission *s,
+                                               const struct mq_publish_plan *plan, const char *key,
+                                               const char *hash, const char *correlation_id,
+                                               struct ride *out,
+                                               struct mq_publish_result *published,
+                                               enum mq_status *st)
 {
     const char *v[17];
     ride_params(s, correlation_id, v);
@@ -239,7 +245,7 @@ submit_one_statement(struct db_conn *c, struct submission *s, const struct mq_pu
 /* Any other topology (URL, enveloped or FIFO subscriptions added by an operator): a
  * transaction around the insert and mq_publish. */
 static enum rides_outcome
-submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct submission *s,
+submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct rides_submission *s,
                       const char *key, const char *hash, const char *correlation_id,
                       bool (*listened)(void *ctx, int queue_id), void *ctx, struct ride *out,
                       struct mq_publish_result *published, enum mq_status *st)
@@ -294,7 +300,7 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
     *st = MQ_OK;
     if (!set)
         return RIDES_NO_TOPIC;
-    struct submission s;
+    struct rides_submission s;
     submission_init(&s, in, correlation_id);
     struct mq_publish p = {
         .body = s.body, .body_len = strlen(s.body), .body_json = true, .attributes = s.attributes};
@@ -308,6 +314,111 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
     mq_publish_plan_clear(&plan);
     submission_clear(&s);
     return o;
+}
+
+/* ---- combined: the rides of concurrent requests in one statement ---- */
+
+/* For n rides: every ride row in one INSERT, then one publish per ride (15 parameters a ride, as
+ * q_submit's), in one statement and so one transaction. Row 0 has each ride's deliveries. */
+static struct db_stmt q_submit_rows[MQ_MAX_ROWS];
+static char q_submit_rows_name[MQ_MAX_ROWS][24];
+static pthread_once_t q_submit_rows_once = PTHREAD_ONCE_INIT;
+
+static void submit_rows_prepare(void)
+{
+    for (int n = 1; n <= MQ_MAX_ROWS; n++) {
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "WITH r AS (INSERT INTO rides (id, from_location, to_location, customer, "
+                     "unicorn, duration, distance, fare, correlation_id, submitted_at) VALUES ");
+        for (int i = 0, p = 1; i < n; i++, p += 15)
+            buf_printf(&b,
+                       "%s($%d::uuid, $%d::text, $%d::text, $%d::text, $%d::text, $%d::numeric, "
+                       "$%d::numeric, $%d::numeric, $%d::text, $%d::timestamptz)",
+                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8,
+                       p + 9);
+        buf_puts(&b, " RETURNING 1) SELECT (SELECT count(*) FROM r)");
+        for (int i = 0, p = 11; i < n; i++, p += 15) {
+            char a[5][8];
+            for (int k = 0; k < 5; k++)
+                snprintf(a[k], sizeof a[k], "%d", p + k);
+            buf_printf(&b, ", " MQ_PUBLISH_JSON_SQL("%s", "%s", "%s", "%s", "%s"), a[0], a[1], a[2],
+                       a[3], a[4]);
+        }
+        snprintf(q_submit_rows_name[n - 1], sizeof q_submit_rows_name[0], "rides_submit_rows_%d",
+                 n);
+        q_submit_rows[n - 1].name = q_submit_rows_name[n - 1];
+        q_submit_rows[n - 1].sql = buf_steal(&b); /* lives as long as the process */
+        q_submit_rows[n - 1].nparams = 15 * n;
+    }
+}
+
+static enum mq_status run_rides(struct db_conn *c, struct mq_combined **list, int n,
+                                unsigned long long *operations)
+{
+    pthread_once(&q_submit_rows_once, submit_rows_prepare);
+    const char *v[15 * MQ_MAX_ROWS];
+    for (int i = 0; i < n; i++) {
+        struct rides_combined *rc = (struct rides_combined *)list[i];
+        ride_params(rc->s, rc->s->correlation_id, &v[15 * i]);
+        mq_publish_plan_params(&rc->s->plan, &v[15 * i + 10]);
+    }
+    PGresult *r = db_exec(c, &q_submit_rows[n - 1], v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    for (int i = 0; i < n; i++) {
+        struct rides_combined *rc = (struct rides_combined *)list[i];
+        mq_publish_plan_result(&rc->s->plan, r, 1 + i, &rc->published);
+        ride_take(rc->s, &rc->out);
+        list[i]->status = MQ_OK;
+    }
+    PQclear(r);
+    *operations = (unsigned long long)n;
+    return MQ_OK;
+}
+
+static int ride_weight(const struct mq_combined *o)
+{
+    (void)o;
+    return 1;
+}
+
+static uint64_t ride_key(const struct mq_combined *o)
+{
+    (void)o;
+    return 0; /* any rides may share a statement */
+}
+
+const struct mq_combiner_kind rides_combiner_kind = {ride_weight, ride_key, run_rides};
+
+bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
+                         const struct ride_input *in, const char *correlation_id,
+                         bool (*listened)(void *ctx, int queue_id), void *ctx)
+{
+    memset(rc, 0, sizeof *rc);
+    struct rides_submission *s = xcalloc(1, sizeof *s);
+    submission_init(s, in, correlation_id);
+    struct mq_publish p = {.body = s->body,
+                           .body_len = strlen(s->body),
+                           .body_json = true,
+                           .attributes = s->attributes};
+    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &s->plan);
+    s->correlation_id = correlation_id;
+    rc->s = s;
+    if (!s->plan.lean)
+        rides_combined_clear(rc);
+    return rc->s != NULL;
+}
+
+void rides_combined_clear(struct rides_combined *rc)
+{
+    if (rc->s) {
+        mq_publish_plan_clear(&rc->s->plan);
+        submission_clear(rc->s);
+        free(rc->s);
+    }
+    ride_clear(&rc->out);
+    memset(rc, 0, sizeof *rc);
 }
 
 enum mq_status rides_get(struct db_conn *c, const char *id, struct ride *out)

@@ -6,12 +6,16 @@
  * statement and keep their own outcomes (deleted, superseded, not ours); concurrent HTTP clients
  * each get their own message id, and concurrent HTTP cycles deliver every message exactly once;
  * stopping finishes every operation already handed over (failing, in time, those it cannot
- * run), also HTTP sends suspended at shutdown. */
+ * run), also HTTP sends suspended at shutdown. Rides (the upper layer's kind) that gather are
+ * stored and published together, each with its own id and its own deliveries, a refused one
+ * failing alone; a lone HTTP ride is stored on its own thread; concurrent HTTP rides each get
+ * their own ride, published once. */
 #include "harness.h"
 
 #include "rydes/db.h"
 #include "rydes/mq.h"
 #include "rydes/mq_combiner.h"
+#include "rydes/rides.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -171,6 +175,135 @@ START_TEST(a_refused_message_fails_alone)
 }
 END_TEST
 
+/* ---- rides (the upper layer's kind: rydes/rides.h) ---- */
+
+#define RIDES 12
+
+struct rides_batch {
+    struct rides_combined rc[RIDES];
+    struct ride_input in[RIDES];
+    char customers[RIDES][40];
+    atomic_int done;
+};
+
+/* The ride-completion topic with its subscriptions (a reference: topic_set_release). */
+static struct topic_set *rides_topic(void)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(srv.app.pool, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    enum mq_status st;
+    struct topic_set *set =
+        topic_cache_current(srv.app.topic_cache, srv.app.hub, c, RIDES_TOPIC, &st);
+    db_pool_release(srv.app.pool, c);
+    ck_assert_msg(set != NULL, "no topic %s: %d", RIDES_TOPIC, st);
+    return set;
+}
+
+/* Hands n rides of customers "<prefix>-<i>" to the combiner; true when all were taken. Takes
+ * the reference set. */
+static bool submit_rides(struct rides_batch *rb, int n, const char *prefix, struct topic_set *set)
+{
+    bool all = true;
+    for (int i = 0; i < n; i++) {
+        snprintf(rb->customers[i], sizeof rb->customers[i], "%s-%d", prefix, i);
+        rb->in[i] = (struct ride_input){.from = "Berlin",
+                                        .to = "Potsdam",
+                                        .customer = rb->customers[i],
+                                        .duration = 900,
+                                        .distance = 5, /* not extraordinary: four deliveries */
+                                        .fare = 12.5};
+        ck_assert(rides_combined_init(&rb->rc[i], set, &rb->in[i], "combined-test",
+                                      mq_hub_listened_cb, srv.app.hub));
+        rb->rc[i].o =
+            (struct mq_combined){.done = count_done, .ctx = &rb->done, .status = STATUS_UNSET};
+        all &= mq_combiner_upper(srv.app.combiner, &rb->rc[i].o);
+    }
+    topic_set_release(set);
+    return all;
+}
+
+static void clear_rides(struct rides_batch *rb, int n)
+{
+    for (int i = 0; i < n; i++)
+        rides_combined_clear(&rb->rc[i]);
+}
+
+/* Waits for the fan-out to empty the outbox; then the number of messages in queue name whose
+ * payload is an event of a customer LIKE pattern. */
+static long long deliveries(const char *name, const char *pattern)
+{
+    for (int i = 0; i < 500 && harness_sqlf("SELECT count(*) FROM publish_outbox") > 0; i++)
+        harness_sleep_ms(10);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM publish_outbox"), 0);
+    return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                        "JOIN payloads p ON p.id = m.payload_id WHERE q.name = '%s' "
+                        "AND (p.body::jsonb)->>'customer' LIKE '%s'",
+                        name, pattern);
+}
+
+START_TEST(rides_that_gather_are_stored_and_published_together)
+{
+    unsigned long long st0, n0, st1, n1;
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st0, &n0);
+    struct topic_set *set = rides_topic();
+    struct db_conn *held = hold_pool();
+    static struct rides_batch rb;
+    memset(&rb, 0, sizeof rb);
+    ck_assert(submit_rides(&rb, RIDES, "gather", set));
+    harness_sleep_ms(100); /* the combiner waits for the connection with what it took */
+    ck_assert_int_eq(atomic_load(&rb.done), 0);
+    db_pool_release(srv.app.pool, held);
+    wait_count(&rb.done, RIDES);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st1, &n1);
+    ck_assert_int_eq(n1 - n0, RIDES);
+    ck_assert_int_le(st1 - st0, 2); /* the first alone, then the rest together */
+    for (int i = 0; i < RIDES; i++) {
+        ck_assert_int_eq(rb.rc[i].o.status, MQ_OK);
+        ck_assert_int_eq(rb.rc[i].published.deliveries, 4);
+        ck_assert_ptr_nonnull(rb.rc[i].out.json);
+        ck_assert_msg(strstr(rb.rc[i].out.json, rb.customers[i]), "%s", rb.rc[i].out.json);
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND "
+                                      "customer = '%s' AND correlation_id = 'combined-test'",
+                                      rb.rc[i].out.id, rb.customers[i]),
+                         1);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer LIKE 'gather-%%'"),
+                     RIDES);
+    ck_assert_int_eq(deliveries("customer-notification", "gather-%"), RIDES);
+    ck_assert_int_eq(deliveries("customer-accounting", "gather-%"), RIDES);
+    ck_assert_int_eq(deliveries("extraordinary-rides", "gather-%"), 0);
+    clear_rides(&rb, RIDES);
+}
+END_TEST
+
+START_TEST(a_refused_ride_fails_alone)
+{
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION refuse_ride() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF NEW.customer = 'refused-3' THEN RAISE EXCEPTION 'no'; END IF; "
+                     "RETURN NEW; END $$; "
+                     "CREATE TRIGGER refuse_ride BEFORE INSERT ON rides "
+                     "FOR EACH ROW EXECUTE FUNCTION refuse_ride()"));
+    struct topic_set *set = rides_topic();
+    struct db_conn *held = hold_pool();
+    static struct rides_batch rb;
+    memset(&rb, 0, sizeof rb);
+    ck_assert(submit_rides(&rb, 6, "refused", set));
+    db_pool_release(srv.app.pool, held);
+    wait_count(&rb.done, 6);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER refuse_ride ON rides"));
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(rb.rc[i].o.status, i == 3 ? MQ_ERROR : MQ_OK);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer LIKE 'refused-%%'"),
+                     5);
+    /* nothing of the refused ride went out; every other one once */
+    ck_assert_int_eq(deliveries("customer-loyalty", "refused-3"), 0);
+    ck_assert_int_eq(deliveries("customer-loyalty", "refused-%"), 5);
+    clear_rides(&rb, 6);
+}
+END_TEST
+
 START_TEST(stopping_finishes_what_was_handed_over)
 {
     struct db_conn *held = hold_pool();
@@ -308,7 +441,7 @@ static void other_queue(struct mq_queue *q)
 /* A combiner of the test's own whose statements never count as stuck. */
 static struct mq_combiner *patient_combiner(void)
 {
-    return mq_combiner_start(srv.app.pool, 3000, 60000);
+    return mq_combiner_start(srv.app.pool, 3000, 60000, NULL);
 }
 
 START_TEST(receives_wait_only_for_claims_they_can_share)
@@ -492,6 +625,85 @@ START_TEST(concurrent_http_sends_each_get_their_own_message)
 }
 END_TEST
 
+/* PER_CLIENT rides over HTTP, each without an Idempotency-Key (so combined). */
+static void *ride_client_main(void *arg)
+{
+    struct client *c = arg;
+    for (int i = 0; i < PER_CLIENT; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"http-%d-%d\",\"duration\":60,"
+                 "\"distance\":2,\"fare\":7}",
+                 c->n, i);
+        struct response r;
+        harness_admin(&srv, "POST", "/rides", body, &r);
+        c->status[i] = r.status;
+        snprintf(c->ids[i], sizeof c->ids[i], "%s", r.status == 201 ? json_str(r.json, "id") : "");
+        response_cleanup(&r);
+    }
+    return NULL;
+}
+
+/* One ride at a time: each is stored at once on its request's thread, never handed over. */
+START_TEST(a_lone_ride_is_not_handed_over)
+{
+    unsigned long long st0, n0, st1, n1;
+    struct response r;
+    harness_admin(&srv, "POST", "/rides",
+                  "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"lone-0\",\"duration\":60,"
+                  "\"distance\":2,\"fare\":7}",
+                  &r); /* (loads the topic) */
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st0, &n0);
+    for (int i = 1; i <= 5; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"lone-%d\",\"duration\":60,"
+                 "\"distance\":2,\"fare\":7}",
+                 i);
+        harness_admin(&srv, "POST", "/rides", body, &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st1, &n1);
+    ck_assert_int_eq(st1 - st0, 0);
+    ck_assert_int_eq(n1 - n0, 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer LIKE 'lone-%%'"), 6);
+    ck_assert_int_eq(deliveries("customer-loyalty", "lone-%"), 6);
+}
+END_TEST
+
+START_TEST(concurrent_http_rides_each_get_their_own_ride_published_once)
+{
+    static struct client clients[CLIENTS];
+    pthread_t threads[CLIENTS];
+    unsigned long long st0, n0, st1, n1;
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st0, &n0);
+    for (int k = 0; k < CLIENTS; k++) {
+        clients[k].n = k;
+        pthread_create(&threads[k], NULL, ride_client_main, &clients[k]);
+    }
+    for (int k = 0; k < CLIENTS; k++)
+        pthread_join(threads[k], NULL);
+    for (int k = 0; k < CLIENTS; k++)
+        for (int i = 0; i < PER_CLIENT; i++) {
+            ck_assert_int_eq(clients[k].status[i], 201);
+            ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND "
+                                          "customer = 'http-%d-%d'",
+                                          clients[k].ids[i], k, i),
+                             1);
+        }
+    ck_assert_int_eq(deliveries("datalake-ingestion", "http-%"), CLIENTS * PER_CLIENT);
+    ck_assert_int_eq(harness_sqlf("SELECT count(DISTINCT m.payload_id) FROM messages m JOIN "
+                                  "queues q ON q.id = m.queue_id WHERE q.name = "
+                                  "'datalake-ingestion'"),
+                     CLIENTS * PER_CLIENT);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st1, &n1);
+    ck_assert_int_gt(n1 - n0, 0); /* (the first ride loads the topic and goes alone) */
+}
+END_TEST
+
 /* One message's life over HTTP, PER_CLIENT times: send, receive one (any), delete it. */
 struct cycler {
     char got[PER_CLIENT][40]; /* message ids received */
@@ -635,6 +847,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, sends_that_gather_share_statements);
     tcase_add_test(tc, a_refused_message_fails_alone);
+    tcase_add_test(tc, rides_that_gather_are_stored_and_published_together);
+    tcase_add_test(tc, a_refused_ride_fails_alone);
     tcase_add_test(tc, stopping_finishes_what_was_handed_over);
     tcase_add_test(tc, receives_that_gather_share_a_claim);
     tcase_add_test(tc, receives_wait_only_for_claims_they_can_share);
@@ -644,6 +858,8 @@ int main(void)
     tcase_add_test(tc, after_a_stop_receives_and_deletes_run_alone);
     tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
     tcase_add_test(tc, concurrent_http_cycles_deliver_each_message_once);
+    tcase_add_test(tc, a_lone_ride_is_not_handed_over);
+    tcase_add_test(tc, concurrent_http_rides_each_get_their_own_ride_published_once);
     tcase_add_test(tc, a_stop_that_cannot_store_fails_the_sends_in_time);
     tcase_add_test(tc, stopping_answers_the_suspended_http_sends);
     suite_add_tcase(s, tc);

@@ -257,6 +257,8 @@ START_TEST(the_exposition_passes_the_promtool_rules)
         "rydes_fanout_deliveries_total",
         "rydes_combined_send_statements_total",
         "rydes_combined_send_messages_total",
+        "rydes_combined_ride_statements_total",
+        "rydes_combined_ride_stored_total",
         "rydes_outbox_events",
         "rydes_outbox_oldest_pending_seconds",
     };
