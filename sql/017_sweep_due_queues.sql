@@ -4,8 +4,9 @@
 -- second by default) to find the expired ones: with 20 queues of 20,000 messages, a sweep took
 -- ~600 ms of a backend when nothing was anywhere near expiry. Now each look at a queue also
 -- notes when the oldest message it kept expires, and the queue is not looked at again before
--- then, or before a minute has passed, whichever is sooner (queue_sweeps). A queue with more
--- expired messages than one sweep deletes is looked at again at the next sweep.
+-- then, or before a minute has passed, whichever is sooner (queue_sweeps). A queue where the sweep
+-- saw more expired messages than it deleted (more than p_batch, or consumers deleting some of
+-- them meanwhile) is looked at again at the next sweep.
 --
 -- The minute bounds how late a message that arrived with an old sent_at expires: dead-letter
 -- moves and redrives keep the original sent_at under a new id, so such a message can be due
@@ -22,6 +23,7 @@ DECLARE
     q record;
     n bigint := 0;
     k bigint;
+    expired bigint;
     kept timestamptz;
     walked bigint;
     upto bigint;
@@ -34,12 +36,13 @@ BEGIN
              d AS (DELETE FROM messages m WHERE m.queue_id = q.id AND m.id IN (
                        SELECT w.id FROM w WHERE w.sent_at < now() - q.retention LIMIT p_batch)
                    RETURNING 1)
-        SELECT (SELECT count(*) FROM d), (SELECT min(w.sent_at) FROM w
-                                          WHERE w.sent_at >= now() - q.retention)
-        INTO k, kept;
+        SELECT (SELECT count(*) FROM d),
+               (SELECT count(*) FROM w WHERE w.sent_at < now() - q.retention),
+               (SELECT min(w.sent_at) FROM w WHERE w.sent_at >= now() - q.retention)
+        INTO k, expired, kept;
         n := n + k;
         INSERT INTO queue_sweeps (queue_id, next_at)
-        VALUES (q.id, CASE WHEN k >= p_batch THEN now()
+        VALUES (q.id, CASE WHEN expired > k THEN now()
                            ELSE least(kept + q.retention, now() + interval '1 minute') END)
         ON CONFLICT (queue_id) DO UPDATE SET next_at = excluded.next_at;
     END LOOP;

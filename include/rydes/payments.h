@@ -49,8 +49,8 @@ struct payments;
 struct payments *payments_simulator(void);
 /* The HTTP client: POST base_url/{preauthorizations|voids|charges|refunds|credits} with a JSON
  * body (fare_id, customer, amount, reference, original_idempotency_key) and an Idempotency-Key
- * header; 2xx is OK (the response's "reference"); 408, 429, 5xx, timeouts and connection errors
- * are transient (unsent when the connection was never made); any other status is a decline. A call
+ * header; 2xx is OK (the response's "reference"); 408, 409 and 425 (a call with the key still in
+ * progress), 429, 5xx, timeouts and connection errors are transient (unsent when the connection was never made); any other status is a decline. A call
  * takes at most timeout_ms (capped at 10 s): callers pass half their lease, so a slow gateway is a
  * transient error that counts against the retry budget, not a lease lost for ever. */
 struct payments *payments_http(const char *base_url, long timeout_ms);

@@ -231,7 +231,9 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     json_decref(reply);
     out->unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                   rc == CURLE_COULDNT_RESOLVE_PROXY;
-    if (rc != CURLE_OK || status >= 500 || status == 429 || status == 408)
+    /* 409 and 425: a call with this key is still in progress there (not an answer for it) */
+    if (rc != CURLE_OK || status >= 500 || status == 429 || status == 408 || status == 409 ||
+        status == 425)
         return PAY_TRANSIENT;
     return status >= 200 && status < 300 ? PAY_OK : PAY_DECLINED;
 }

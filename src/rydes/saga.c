@@ -35,6 +35,7 @@ struct fare {
     char preauth[256], charge[256], credit[256]; /* a gateway's references, as given */
     char key[SAGA_FARE_ID_MAX + 64];             /* the idempotency key of the current call */
     char undone[SAGA_FARE_ID_MAX + 64]; /* while compensating: the key of the call undone */
+    bool unknown_before; /* the current step's outcome was unknown before this attempt */
 };
 
 /* STEP_TRANSIENT: no answer, and the call may have reached the gateway (a timeout, a 5xx): its
@@ -67,7 +68,8 @@ static enum step_result pay(struct db_conn *c, const struct saga_env *env, struc
     enum pay_status st = payments_call(env->payments, c, op, &rq, &r);
     if (st == PAY_OK && ref)
         snprintf(ref, ref_len, "%s", r.reference);
-    snprintf(detail, n, "%s", st == PAY_OK && r.reference[0] ? r.reference : r.detail);
+    /* done: the reference handed back (none: nothing, unless an undo by key says what it did) */
+    snprintf(detail, n, "%s", st == PAY_OK && (r.reference[0] || !by_key) ? r.reference : r.detail);
     if (st == PAY_TRANSIENT)
         return r.unsent ? STEP_UNSENT : STEP_TRANSIENT;
     return st == PAY_OK ? STEP_OK : STEP_DECLINED;
@@ -382,6 +384,30 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
                          enum step_result r, const char *detail);
 static bool compensate(struct db_conn *c, const struct saga_env *env, struct fare *f);
 
+/* Before a gateway call: marks the step's outcome unknown until an answer says otherwise, so
+ * that a run that dies with the call in flight leaves it unknown for the run that resumes;
+ * remembers what it was before in f. False when the lease was lost. */
+static bool mark_in_flight(struct db_conn *c, struct fare *f)
+{
+    char pos[16];
+    snprintf(pos, sizeof pos, "%d", f->step);
+    const char *v[] = {f->id, pos, f->lease};
+    PGresult *r = PQexecParams(
+        c->pg,
+        "WITH o AS (SELECT s.outcome_unknown FROM saga_steps s JOIN fares f ON f.id = s.fare_id "
+        "WHERE s.fare_id = $1 AND s.position = $2::int AND f.lease = $3::uuid FOR UPDATE OF s) "
+        "UPDATE saga_steps s SET outcome_unknown = true FROM o "
+        "WHERE s.fare_id = $1 AND s.position = $2::int RETURNING o.outcome_unknown",
+        3, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok)
+        f->unknown_before = PQgetvalue(r, 0, 0)[0] == 't';
+    else if (PQresultStatus(r) != PGRES_TUPLES_OK && !db_conn_lost(c))
+        log_warn("saga: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
 /* One forward step. Returns true to go on with the next. */
 static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *f)
 {
@@ -389,6 +415,8 @@ static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *
     char detail[300] = "";
     enum step_result r = STEP_OK;
     snprintf(f->key, sizeof f->key, "fare:%s:%s", f->id, s->name);
+    if (s->action && !mark_in_flight(c, f))
+        return false;
     if (s->action)
         r = s->action(c, env, f, detail, sizeof detail);
     if (saga_crash_hook && saga_crash_hook(f->id, s->name))
@@ -436,23 +464,25 @@ static void unknown_to_operator(struct db_conn *c, const struct saga_env *env, s
                          .delay_ms = 0,
                          .operator= true,
                          .unknown = true};
-    if (commit_step(c, env, f, f->step, &rec, false, true))
-        atomic_fetch_add(&saga_counters.operator, 1);
+    if (!commit_step(c, env, f, f->step, &rec, false, true))
+        return;
+    atomic_fetch_add(&saga_counters.operator, 1);
     log_warn("saga %s: the outcome of %s is unknown; marked for an operator", f->id,
              steps[f->step].name);
 }
 
 /* A forward step did not succeed: retry it later, or give up on it and compensate. A step
- * given up without ever getting an answer from a gateway it reached (timeouts, 5xx) may have
- * happened: its own compensation runs too, naming the call by its idempotency key. A decline
- * answers for the key, so it settles an earlier unknown. */
+ * given up without ever getting an answer from a gateway it reached (timeouts, 5xx, a run that
+ * died with the call in flight) may have happened: its own compensation runs too, naming the
+ * call by its idempotency key. A decline answers for the key, so it settles an earlier unknown;
+ * a refused connection (nothing sent) leaves the outcome as it was. */
 static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct fare *f,
                          enum step_result r, const char *detail)
 {
     struct step_state was;
     if (!step_state(c, f, f->step, &was))
         return false;
-    bool unknown = r != STEP_DECLINED && (was.unknown || r == STEP_TRANSIENT);
+    bool unknown = r != STEP_DECLINED && (f->unknown_before || r == STEP_TRANSIENT);
     if (r != STEP_DECLINED && was.attempts + 1 < STEP_BUDGET) {
         struct record rec = {.status = "running",
                              .detail = detail,
@@ -470,7 +500,9 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
     }
     char why[400];
     snprintf(why, sizeof why, "%s%s", detail,
-             unknown ? " (gave up after the retry budget; the outcome is unknown: undone)"
+             unknown
+                 ? " (gave up after the retry budget; the outcome is unknown, so it is undone by "
+                   "its idempotency key)"
              : r != STEP_DECLINED ? " (gave up after the retry budget)"
                                   : "");
     snprintf(f->outcome, sizeof f->outcome, "failed");
@@ -505,13 +537,15 @@ static bool finish_compensating(struct db_conn *c, struct fare *f)
 
 /* A compensation did not succeed: retry it later, or hand the fare to an operator. */
 static void fail_compensation(struct db_conn *c, const struct saga_env *env, struct fare *f,
-                              int compensations, const char *detail)
+                              const struct step_state *was, const char *detail)
 {
     char why[400];
+    int compensations = was->compensations;
     bool give_up = compensations + 1 >= COMPENSATION_BUDGET;
     snprintf(why, sizeof why, "compensation failed: %s%s", detail,
              give_up ? "; needs an operator" : "");
-    struct record rec = {.status = give_up ? "failed" : "done",
+    /* the step keeps its status (done, or failed with an unknown outcome) while retried */
+    struct record rec = {.status = give_up ? "failed" : was->status,
                          .compensation = true,
                          .detail = why,
                          .next_step = f->step,
@@ -520,8 +554,9 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
                          .fare_status = give_up ? "failed" : NULL,
                          .delay_ms = give_up ? 0 : backoff_ms(compensations + 1),
                          .operator= give_up };
-    if (commit_step(c, env, f, f->step, &rec, false, false))
-        atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
+    if (!commit_step(c, env, f, f->step, &rec, false, false))
+        return;
+    atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
     if (give_up)
         log_warn("saga %s: compensating %s failed %d times; marked for an operator", f->id,
                  steps[f->step].name, compensations + 1);
@@ -555,7 +590,7 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
     if (saga_crash_hook && saga_crash_hook(f->id, s->name))
         return false;
     if (r != STEP_OK) {
-        fail_compensation(c, env, f, was.compensations, detail);
+        fail_compensation(c, env, f, &was, detail);
         return false;
     }
     struct record rec = {.status = "compensated",

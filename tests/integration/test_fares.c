@@ -13,13 +13,15 @@
  * refunds (stuck_sagas, needs_operator, the metric, an unbalanced ledger); _flaky retried to
  * success; _lost_auth and _lost_charge (done, every answer lost) undone by their keys once given
  * up, _lost_credit left to an operator; the simulator's undo by key. A crash (saga_crash_hook)
- * after every step, forward and while compensating, resumed after the one-second lease without a
- * double charge or a second publish; an executor that outlives its lease; a `rydes worker
+ * after every step, forward and while compensating (also mid-way through a lost charge and after
+ * its refund by key), resumed after the one-second lease without a double charge or a second
+ * publish; an executor that outlives its lease; a `rydes worker
  * fare-saga` process killed mid-flight; two gateways sharing 40 mixed fares; fares posted while no
  * executor runs finished after a restart. And the HTTP client of a real gateway (payment-url)
  * against a fake one in this process: the calls, their order, bodies, Idempotency-Keys and the
  * references passed along; 402s compensated (void, refund); 503, 429 and 408 retried with the same
- * key; a charge answered 504 every time refunded by its key; a gateway that is down given up on
+ * key; a charge answered 504 every time refunded by its key; a charge cut short by a crash still
+ * undone (by key) when the resumed run finds the gateway down; a gateway that is down given up on
  * after the retry budget (nothing undone); no card data sent; a call slower than the lease made
  * again with the same key. */
 #include "harness.h"
@@ -1367,16 +1369,29 @@ START_TEST(a_crash_after_any_step_resumes_without_double_charges)
     plan_crash("crashc-void", "preauthorize", 2);
     plan_crash("crashc-complete", "complete", 1);
     plan_crash("crashc-publish", "publish", 1);
+    int ncompensating = ncrashes - NSTEPS;
+    /* a charge whose answers are lost (_lost_charge): after its third attempt, and after the
+     * refund by its key (the sixth call: five attempts, then the compensation) */
+    plan_crash("crashl-attempt", "charge", 3);
+    plan_crash("crashl-refund", "charge", 6);
     int nforward = NSTEPS;
     saga_crash_hook = crash_planned;
     struct harness_server *const s = &gws[0];
     up(s, saga_workers);
     double t0 = harness_now_s();
-    for (int i = 0; i < ncrashes; i++)
-        start_fare(s, crashes[i].fare, i < nforward ? "cr-frank" : "cr-gina_fail_credit",
-                   "\"$17.25\"");
+    const char *customers[16];
+    const struct path *want[16];
+    for (int i = 0; i < ncrashes; i++) {
+        bool compensating = i >= nforward && i < nforward + ncompensating;
+        customers[i] = i < nforward   ? "cr-frank"
+                       : compensating ? "cr-gina_fail_credit"
+                                      : "cr-hal_lost_charge";
+        want[i] = i < nforward ? &paths[0] : compensating ? &paths[3] : &paths[8];
+        start_fare(s, crashes[i].fare, customers[i], "\"$17.25\"");
+    }
     wait_all_final("crash-", nforward, FINAL_S);
-    wait_all_final("crashc-", ncrashes - nforward, FINAL_S);
+    wait_all_final("crashc-", ncompensating, FINAL_S);
+    wait_all_final("crashl-", ncrashes - nforward - ncompensating, FINAL_S);
     double took = harness_now_s() - t0;
     down(s);
     saga_crash_hook = NULL;
@@ -1388,10 +1403,7 @@ START_TEST(a_crash_after_any_step_resumes_without_double_charges)
     up(s, NULL);
     for (int i = 0; i < ncrashes; i++) {
         const char *fare = crashes[i].fare;
-        if (i < nforward)
-            assert_path(s, fare, "cr-frank", 17.25, &paths[0]);
-        else
-            assert_path(s, fare, "cr-gina_fail_credit", 17.25, &paths[3]);
+        assert_path(s, fare, customers[i], 17.25, want[i]);
         /* resumed only once the lease ran out */
         ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND "
                                       "updated_at - created_at >= interval '0.9 s'",
@@ -2289,6 +2301,45 @@ START_TEST(http_gateway_a_charge_without_an_answer_is_refunded_by_its_key)
 }
 END_TEST
 
+/* A run that dies with a charge in flight leaves the charge's outcome unknown. When the run that
+ * resumes cannot reach the gateway at all (refused connections: nothing sent), the charge is
+ * still the step to undo, by its key, not skipped as if it had never been tried. The gateway
+ * stays down here, so that refund ends with an operator. */
+START_TEST(http_gateway_a_charge_cut_short_stays_unknown_for_the_resumed_run)
+{
+    pgw_start();
+    ncrashes = 0;
+    const char *fare = "hp-cut-1";
+    plan_crash(fare, "charge", 1);
+    saga_crash_hook = crash_planned;
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    start_fare(s, fare, "hp-kim", "11.00");
+    for (int i = 0; i < 1000 && atomic_load(&crashes[0].crashed) == 0; i++)
+        harness_sleep_ms(5);
+    ck_assert_int_eq(atomic_load(&crashes[0].crashed), 1);
+    pgw_stop(); /* before the lease (1 s) runs out: every later call is refused */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = '%s' AND "
+                                  "name = 'charge' AND outcome_unknown AND attempts = 0",
+                                  fare),
+                     1);
+    json_t *f = wait_fare(s, fare, 40);
+    char copy[4096];
+    fare_text(f, copy, sizeof copy);
+    ck_assert_msg(json_is_true(json_object_get(f, "needs_operator")), "%s", copy);
+    json_decref(f);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM stuck_sagas WHERE id = '%s' AND "
+                                  "step = 'charge' AND compensation_attempts = 6",
+                                  fare),
+                     1);
+    char row[64];
+    step_row(fare, 1, row, sizeof row);
+    ck_assert_str_eq(row, "done 1 0"); /* the walk stopped at the charge */
+    saga_crash_hook = NULL;
+    down(s);
+}
+END_TEST
+
 START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
 {
     gateway_down();
@@ -2510,6 +2561,7 @@ int main(void)
     tcase_add_test(http, http_gateway_declines_are_compensated_over_http);
     tcase_add_test(http, http_gateway_transient_answers_are_retried_with_the_same_key);
     tcase_add_test(http, http_gateway_a_charge_without_an_answer_is_refunded_by_its_key);
+    tcase_add_test(http, http_gateway_a_charge_cut_short_stays_unknown_for_the_resumed_run);
     tcase_add_test(http, http_gateway_down_gives_up_after_the_retry_budget);
     tcase_add_test(http, http_gateway_is_sent_no_card_data);
     tcase_add_test(http, http_gateway_slower_than_the_lease_is_called_again_with_the_same_key);
