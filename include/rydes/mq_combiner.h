@@ -100,12 +100,14 @@ bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r);
 bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d);
 /* An operation of the upper layer's kind (false also when the combiner was started without). */
 bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o);
-/* Whether the caller should run its upper-kind operation itself, at once: true when nothing of
+/* Whether the caller should run its operation of kind itself, at once: true when nothing of
  * that kind is in flight or waiting (a lone request gains nothing from a hand-over and pays two
- * thread switches for it). The caller then runs it and calls mq_combiner_upper_end; operations
- * that come meanwhile gather for the lane. */
-bool mq_combiner_upper_alone(struct mq_combiner *cb);
-void mq_combiner_upper_end(struct mq_combiner *cb);
+ * thread switches for it). Its statement then counts as the lane's statement in flight: the
+ * operations that come meanwhile gather behind it, as behind the lane's own, and go out when
+ * the caller calls mq_combiner_alone_end. For kinds whose operations all share one key (sends,
+ * deletes, the upper kind); false also without a lane of that kind. */
+bool mq_combiner_alone(struct mq_combiner *cb, enum mq_combined_kind kind);
+void mq_combiner_alone_end(struct mq_combiner *cb, enum mq_combined_kind kind);
 /* Finishes every operation submitted so far (their done runs) and refuses later ones: those it
  * cannot run within timeout_ms fail with MQ_UNAVAILABLE (a wait for a pooled connection that
  * began before the stop runs to its own timeout first). A process stops its combiner before its

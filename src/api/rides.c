@@ -169,10 +169,11 @@ enum handler_result api_rides_create(struct http_request *req)
     if (api_reply_invalid(req, &fe, &res))
         return res;
     struct mq_combiner *cb = req->app->combiner;
-    if (!key && cb && mq_combiner_upper_alone(cb)) { /* nothing else going on: at once */
+    if (!key && cb &&
+        mq_combiner_alone(cb, MQ_COMBINED_UPPER)) { /* nothing else going on: at once */
         struct db_conn *c = api_db_acquire(req, &res);
         res = c ? create(req, c, &in, NULL) : res;
-        mq_combiner_upper_end(cb);
+        mq_combiner_alone_end(cb, MQ_COMBINED_UPPER);
         return res;
     }
     if (!key && cb && create_combined(req, &in, &res))

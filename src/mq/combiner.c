@@ -19,10 +19,9 @@ struct lane {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct mq_combined *head, *tail; /* submitted, oldest first */
-    bool busy;                       /* a statement is in flight */
-    uint64_t busy_key;               /* its operations' key */
+    bool busy; /* a statement is in flight (the lane's, or one run alone: mq_combiner_alone) */
+    uint64_t busy_key; /* its operations' key */
     int64_t busy_since_us;
-    int alone; /* operations of this kind their callers run themselves (upper kind) */
     bool stopping;
     int64_t give_up_us; /* once stopping: operations still waiting after this fail */
     unsigned long long statements, operations; /* under mu */
@@ -252,7 +251,7 @@ static void *lane_main(void *arg)
     struct mq_combined *list[MQ_MAX_ROWS];
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!l->head && !l->stopping)
+        while ((!l->head || l->busy) && !l->stopping)
             pthread_cond_wait(&l->cv, &l->mu);
         if (!l->head)
             break; /* stopping, and everything submitted is done */
@@ -348,23 +347,28 @@ bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o)
     return submit(&cb->lanes[MQ_COMBINED_UPPER], o);
 }
 
-bool mq_combiner_upper_alone(struct mq_combiner *cb)
+bool mq_combiner_alone(struct mq_combiner *cb, enum mq_combined_kind kind)
 {
-    struct lane *l = &cb->lanes[MQ_COMBINED_UPPER];
+    struct lane *l = &cb->lanes[kind];
     if (!l->kind)
         return false;
     pthread_mutex_lock(&l->mu);
-    bool alone = !l->stopping && !l->busy && !l->head && l->alone == 0;
-    l->alone += alone;
+    bool alone = !l->stopping && !l->busy && !l->head;
+    if (alone) { /* its statement is the lane's in flight: the next ones gather behind it */
+        l->busy = true;
+        l->busy_key = 0;
+        l->busy_since_us = clock_mono_us();
+    }
     pthread_mutex_unlock(&l->mu);
     return alone;
 }
 
-void mq_combiner_upper_end(struct mq_combiner *cb)
+void mq_combiner_alone_end(struct mq_combiner *cb, enum mq_combined_kind kind)
 {
-    struct lane *l = &cb->lanes[MQ_COMBINED_UPPER];
+    struct lane *l = &cb->lanes[kind];
     pthread_mutex_lock(&l->mu);
-    l->alone--;
+    l->busy = false;
+    pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
 }
 
