@@ -107,6 +107,9 @@ bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o);
  * the caller calls mq_combiner_alone_end. For kinds whose operations all share one key (sends,
  * deletes, the upper kind); false also without a lane of that kind. */
 bool mq_combiner_alone(struct mq_combiner *cb, enum mq_combined_kind kind);
+/* A hint, to take before what mq_combiner_alone should not wait for: is nothing of kind in
+ * flight or waiting right now? */
+bool mq_combiner_idle(struct mq_combiner *cb, enum mq_combined_kind kind);
 void mq_combiner_alone_end(struct mq_combiner *cb, enum mq_combined_kind kind);
 /* Finishes every operation submitted so far (their done runs) and refuses later ones: those it
  * cannot run within timeout_ms fail with MQ_UNAVAILABLE (a wait for a pooled connection that

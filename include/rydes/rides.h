@@ -71,7 +71,6 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
                                 struct ride *out, struct mq_publish_result *published,
                                 enum mq_status *st);
 
-/* Reads ride id (a UUID). MQ_NOT_FOUND when there is none. */
 /* A ride without an Idempotency-Key handed to the combiner (rydes/mq_combiner.h), which stores
  * and publishes the rides of concurrent requests in one statement: each ride still with its
  * publish, atomically, as rides_create does. */
@@ -84,14 +83,17 @@ struct rides_combined {
 /* The kind of operation the combiner runs for rides_combined (mq_combiner_start's upper). */
 extern const struct mq_combiner_kind rides_combiner_kind;
 /* Prepares rc for in, to be published to set; correlation_id is borrowed until rc is done.
- * False, leaving rc empty, when the ride cannot be combined: the topic has other subscriptions
- * than raw standard queues (rides_create runs those in a transaction). Clear rc with
- * rides_combined_clear in both cases. */
+ * False, leaving rc empty and counting nothing, when the ride cannot be combined: the topic has
+ * other subscriptions than raw (or only enveloped) standard queues (rides_create runs those in a
+ * transaction). Clear rc with rides_combined_clear in both cases. */
 bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
                          const struct ride_input *in, const char *correlation_id,
                          bool (*listened)(void *ctx, int queue_id), void *ctx);
+/* Stores and publishes a prepared rc alone on c (the combiner refused it); sets rc->o.status. */
+void rides_combined_store(struct db_conn *c, struct rides_combined *rc);
 void rides_combined_clear(struct rides_combined *rc);
 
+/* Reads ride id (a UUID). MQ_NOT_FOUND when there is none. */
 enum mq_status rides_get(struct db_conn *c, const char *id, struct ride *out);
 
 /* Lists up to limit rides (of customer, or all when NULL) after cursor after ("" from the

@@ -158,6 +158,9 @@ void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int
 
 /* Evaluates the subscriptions' filters for p and fills plan (clear it with
  * mq_publish_plan_clear). */
+/* Is every publish to t with subs lean, whatever their filters decide: queue subscriptions only,
+ * none FIFO, all raw or all enveloped, t standard? Runs no filter and counts nothing. */
+bool mq_publish_always_lean(const struct mq_topic *t, const struct mq_subscription *subs, int n);
 void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *subs, int n,
                      const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
                      void *ctx, struct mq_publish_plan *plan);

@@ -95,8 +95,7 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
 /* A ride handed to the combiner, and what to fall back on when it was refused. */
 struct ride_state {
     struct rides_combined rc;
-    struct ride_input in; /* points into the request body, which outlives the state */
-    bool direct;          /* the combiner did not take it: store it on this thread */
+    bool direct; /* the combiner did not take it: store it on this thread */
 };
 
 static void ride_state_free(void *p)
@@ -115,9 +114,12 @@ static enum handler_result ride_finished(struct http_request *req)
 {
     struct ride_state *rs = req->state;
     enum handler_result res;
-    if (rs->direct) {
+    if (rs->direct) { /* the ride is prepared (and counted): store it as it is */
         struct db_conn *c = api_db_acquire(req, &res);
-        return c ? create(req, c, &rs->in, NULL) : res;
+        if (!c)
+            return res;
+        rides_combined_store(c, &rs->rc);
+        api_db_release(req, c);
     }
     if (rs->rc.o.status != MQ_OK)
         return api_mq_failure(req, rs->rc.o.status, NULL);
@@ -143,7 +145,6 @@ static bool create_combined(struct http_request *req, const struct ride_input *i
         ride_state_free(rs);
         return false;
     }
-    rs->in = *in;
     rs->rc.o = (struct mq_combined){.status = MQ_ERROR, .done = ride_done, .ctx = req};
     req->state = rs;
     req->state_free = ride_state_free;
@@ -169,17 +170,26 @@ enum handler_result api_rides_create(struct http_request *req)
     if (api_reply_invalid(req, &fe, &res))
         return res;
     struct mq_combiner *cb = req->app->combiner;
-    if (!key && cb &&
-        mq_combiner_alone(cb, MQ_COMBINED_UPPER)) { /* nothing else going on: at once */
-        struct db_conn *c = api_db_acquire(req, &res);
-        res = c ? create(req, c, &in, NULL) : res;
-        mq_combiner_alone_end(cb, MQ_COMBINED_UPPER);
+    struct db_conn *c = NULL;
+    if (!key && cb && mq_combiner_idle(cb, MQ_COMBINED_UPPER)) {
+        /* nothing else going on: at once. The connection first, so that the lane counts this
+         * ride as its statement in flight only while it runs, not while it waits for the pool */
+        if (!(c = api_db_acquire(req, &res)))
+            return res;
+        if (mq_combiner_alone(cb, MQ_COMBINED_UPPER)) {
+            res = create(req, c, &in, NULL);
+            mq_combiner_alone_end(cb, MQ_COMBINED_UPPER);
+            return res;
+        }
+    }
+    if (!key && cb && create_combined(req, &in, &res)) {
+        if (c) /* others came meanwhile: the ride joins them */
+            api_db_release(req, c);
         return res;
     }
-    if (!key && cb && create_combined(req, &in, &res))
+    if (!c && !(c = api_db_acquire(req, &res)))
         return res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    return c ? create(req, c, &in, key) : res;
+    return create(req, c, &in, key);
 }
 
 enum handler_result api_rides_get(struct http_request *req)

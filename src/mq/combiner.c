@@ -363,6 +363,17 @@ bool mq_combiner_alone(struct mq_combiner *cb, enum mq_combined_kind kind)
     return alone;
 }
 
+bool mq_combiner_idle(struct mq_combiner *cb, enum mq_combined_kind kind)
+{
+    struct lane *l = &cb->lanes[kind];
+    if (!l->kind)
+        return false;
+    pthread_mutex_lock(&l->mu);
+    bool idle = !l->stopping && !l->busy && !l->head;
+    pthread_mutex_unlock(&l->mu);
+    return idle;
+}
+
 void mq_combiner_alone_end(struct mq_combiner *cb, enum mq_combined_kind kind)
 {
     struct lane *l = &cb->lanes[kind];

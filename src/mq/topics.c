@@ -419,6 +419,18 @@ static bool targets_lean(const struct mq_topic *t, const struct targets *tg)
     return !tg->any_fifo && !(t && t->fifo) && !tg->nurls && !(tg->any_raw && tg->any_env);
 }
 
+bool mq_publish_always_lean(const struct mq_topic *t, const struct mq_subscription *subs, int n)
+{
+    bool raw = false, env = false;
+    for (int i = 0; i < n; i++) {
+        if (subs[i].url || subs[i].queue_fifo)
+            return false;
+        raw |= subs[i].raw;
+        env |= !subs[i].raw;
+    }
+    return !(t && t->fifo) && !(raw && env);
+}
+
 /* Fills plan from the (closed) targets tg, which must be lean. */
 static void plan_fill(const struct mq_topic *t, const struct mq_publish *p, struct targets *tg,
                       struct mq_publish_plan *plan)

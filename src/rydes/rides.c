@@ -396,6 +396,8 @@ bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
                          bool (*listened)(void *ctx, int queue_id), void *ctx)
 {
     memset(rc, 0, sizeof *rc);
+    if (!mq_publish_always_lean(&set->topic, set->subs, set->n))
+        return false; /* nothing planned, so nothing counted twice by rides_create */
     struct rides_submission *s = xcalloc(1, sizeof *s);
     submission_init(s, in, correlation_id);
     struct mq_publish p = {.body = s->body,
@@ -405,9 +407,16 @@ bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
     mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &s->plan);
     s->correlation_id = correlation_id;
     rc->s = s;
-    if (!s->plan.lean)
-        rides_combined_clear(rc);
-    return rc->s != NULL;
+    return true;
+}
+
+void rides_combined_store(struct db_conn *c, struct rides_combined *rc)
+{
+    struct mq_combined *list[] = {&rc->o};
+    unsigned long long stored;
+    enum mq_status st = run_rides(c, list, 1, &stored);
+    if (st != MQ_OK)
+        rc->o.status = st;
 }
 
 void rides_combined_clear(struct rides_combined *rc)

@@ -200,9 +200,10 @@ static struct topic_set *rides_topic(void)
     return set;
 }
 
-/* Hands n rides of customers "<prefix>-<i>" to the combiner; true when all were taken. Takes
+/* Hands n rides of customers "<prefix>-<i>" to combiner cb; true when all were taken. Takes
  * the reference set. */
-static bool submit_rides(struct rides_batch *rb, int n, const char *prefix, struct topic_set *set)
+static bool submit_rides_to(struct mq_combiner *cb, struct rides_batch *rb, int n,
+                            const char *prefix, struct topic_set *set)
 {
     bool all = true;
     for (int i = 0; i < n; i++) {
@@ -217,10 +218,15 @@ static bool submit_rides(struct rides_batch *rb, int n, const char *prefix, stru
                                       mq_hub_listened_cb, srv.app.hub));
         rb->rc[i].o =
             (struct mq_combined){.done = count_done, .ctx = &rb->done, .status = STATUS_UNSET};
-        all &= mq_combiner_upper(srv.app.combiner, &rb->rc[i].o);
+        all &= mq_combiner_upper(cb, &rb->rc[i].o);
     }
     topic_set_release(set);
     return all;
+}
+
+static bool submit_rides(struct rides_batch *rb, int n, const char *prefix, struct topic_set *set)
+{
+    return submit_rides_to(srv.app.combiner, rb, n, prefix, set);
 }
 
 static void clear_rides(struct rides_batch *rb, int n)
@@ -268,12 +274,79 @@ START_TEST(rides_that_gather_are_stored_and_published_together)
                                       rb.rc[i].out.id, rb.customers[i]),
                          1);
     }
+    /* each ride's own event, under the message id its publish reported */
+    deliveries("customer-notification", "gather-%"); /* (waits for the fan-out) */
+    for (int i = 0; i < RIDES; i++)
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                      "m.queue_id JOIN payloads p ON p.id = m.payload_id WHERE "
+                                      "q.name = 'customer-notification' AND m.message_id = '%s' "
+                                      "AND (p.body::jsonb)->>'id' = '%s' AND "
+                                      "(p.body::jsonb)->>'customer' = '%s'",
+                                      rb.rc[i].published.message_id, rb.rc[i].out.id,
+                                      rb.customers[i]),
+                         1);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer LIKE 'gather-%%'"),
                      RIDES);
     ck_assert_int_eq(deliveries("customer-notification", "gather-%"), RIDES);
     ck_assert_int_eq(deliveries("customer-accounting", "gather-%"), RIDES);
     ck_assert_int_eq(deliveries("extraordinary-rides", "gather-%"), 0);
     clear_rides(&rb, RIDES);
+}
+END_TEST
+
+/* A ride its caller stores alone holds the lane: rides that come meanwhile wait for it, then go
+ * out together; a stop does not wait for the lone one. */
+START_TEST(rides_that_come_during_a_lone_one_wait_then_go_together)
+{
+    struct mq_combiner *cb = mq_combiner_start(srv.app.pool, 3000, 60000, &rides_combiner_kind);
+    ck_assert(mq_combiner_idle(cb, MQ_COMBINED_UPPER));
+    ck_assert(mq_combiner_alone(cb, MQ_COMBINED_UPPER));
+    ck_assert(!mq_combiner_idle(cb, MQ_COMBINED_UPPER));
+    ck_assert(!mq_combiner_alone(cb, MQ_COMBINED_UPPER)); /* one at a time */
+    static struct rides_batch rb;
+    memset(&rb, 0, sizeof rb);
+    ck_assert(submit_rides_to(cb, &rb, 3, "behind", rides_topic()));
+    harness_sleep_ms(100);
+    ck_assert_int_eq(atomic_load(&rb.done), 0);
+    mq_combiner_alone_end(cb, MQ_COMBINED_UPPER);
+    wait_count(&rb.done, 3);
+    unsigned long long statements, stored;
+    mq_combiner_counts(cb, MQ_COMBINED_UPPER, &statements, &stored);
+    ck_assert_int_eq(statements, 1);
+    ck_assert_int_eq(stored, 3);
+    ck_assert(mq_combiner_alone(cb, MQ_COMBINED_UPPER));
+    double t0 = harness_now_s();
+    mq_combiner_stop(cb, 1000);
+    ck_assert_double_lt(harness_now_s() - t0, 0.5);
+    mq_combiner_alone_end(cb, MQ_COMBINED_UPPER);
+    ck_assert(!mq_combiner_alone(cb, MQ_COMBINED_UPPER)); /* stopped */
+    mq_combiner_free(cb);
+    clear_rides(&rb, 3);
+}
+END_TEST
+
+/* A prepared ride the combiner refused is stored as it is on the caller's connection (not
+ * planned, filtered and counted a second time). */
+START_TEST(a_refused_hand_over_stores_the_prepared_ride)
+{
+    struct topic_set *set = rides_topic();
+    static struct rides_combined rc;
+    struct ride_input in = {
+        .from = "A", .to = "B", .customer = "direct-1", .duration = 60, .distance = 2, .fare = 7};
+    ck_assert(rides_combined_init(&rc, set, &in, "direct-test", mq_hub_listened_cb, srv.app.hub));
+    topic_set_release(set);
+    rc.o.status = MQ_ERROR;
+    struct db_conn *c = hold_pool();
+    rides_combined_store(c, &rc);
+    db_pool_release(srv.app.pool, c);
+    ck_assert_int_eq(rc.o.status, MQ_OK);
+    ck_assert_int_eq(rc.published.deliveries, 4);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE id = '%s' AND customer = "
+                                  "'direct-1' AND correlation_id = 'direct-test'",
+                                  rc.out.id),
+                     1);
+    ck_assert_int_eq(deliveries("customer-loyalty", "direct-1"), 1);
+    rides_combined_clear(&rc);
 }
 END_TEST
 
@@ -848,6 +921,8 @@ int main(void)
     tcase_add_test(tc, sends_that_gather_share_statements);
     tcase_add_test(tc, a_refused_message_fails_alone);
     tcase_add_test(tc, rides_that_gather_are_stored_and_published_together);
+    tcase_add_test(tc, rides_that_come_during_a_lone_one_wait_then_go_together);
+    tcase_add_test(tc, a_refused_hand_over_stores_the_prepared_ride);
     tcase_add_test(tc, a_refused_ride_fails_alone);
     tcase_add_test(tc, stopping_finishes_what_was_handed_over);
     tcase_add_test(tc, receives_that_gather_share_a_claim);

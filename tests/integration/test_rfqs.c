@@ -1561,7 +1561,7 @@ START_TEST(rfqs_complete_across_a_restart)
     harness_start(&s, aggregator_only);
     char a[IDS_UUID_LEN], b[IDS_UUID_LEN];
     /* A: its quote recorded, then the server stops before the eta and starts after it */
-    double eta_a = submit(&s, "restart-a", 6, FLEET, a); /* room for a loaded machine */
+    double eta_a = submit(&s, "restart-a", 10, FLEET, a); /* room for a loaded machine (ASan) */
     send_response(&s, "{\"unicorn\": \"early-bird\", \"price\": 30}", a);
     ck_assert_int_eq(wait_responses(&s, a, 1, 2), 1);
     long long expired = metric(&s, "rydes_rfqs_expired_total");
