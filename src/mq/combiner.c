@@ -347,13 +347,19 @@ bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o)
     return submit(&cb->lanes[MQ_COMBINED_UPPER], o);
 }
 
+/* Nothing in flight or waiting, and not stopping; call with mu held. */
+static bool lane_idle(const struct lane *l)
+{
+    return !l->stopping && !l->busy && !l->head;
+}
+
 bool mq_combiner_alone(struct mq_combiner *cb, enum mq_combined_kind kind)
 {
     struct lane *l = &cb->lanes[kind];
     if (!l->kind)
         return false;
     pthread_mutex_lock(&l->mu);
-    bool alone = !l->stopping && !l->busy && !l->head;
+    bool alone = lane_idle(l);
     if (alone) { /* its statement is the lane's in flight: the next ones gather behind it */
         l->busy = true;
         l->busy_key = 0;
@@ -369,7 +375,7 @@ bool mq_combiner_idle(struct mq_combiner *cb, enum mq_combined_kind kind)
     if (!l->kind)
         return false;
     pthread_mutex_lock(&l->mu);
-    bool idle = !l->stopping && !l->busy && !l->head;
+    bool idle = lane_idle(l);
     pthread_mutex_unlock(&l->mu);
     return idle;
 }

@@ -29,18 +29,11 @@ static struct db_stmt q_insert =
             "distance, fare, correlation_id, submitted_at) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             10);
-/* The ride ($1..$10 as q_insert) and its publish ($11..$15: mq_publish_payload's arguments
- * after body_json) in one statement: one round trip, no explicit transaction. */
 #define RIDE_VALUES                                                                       \
     "SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::numeric, $7::numeric, " \
     "$8::numeric, $9::text, $10::timestamptz"
-static struct db_stmt q_submit = DB_STMT(
-    "rides_submit",
-    "WITH r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
-    "distance, fare, correlation_id, submitted_at) " RIDE_VALUES " RETURNING id) "
-    "SELECT " MQ_PUBLISH_JSON_SQL("11", "12", "13", "14", "15") " FROM r",
-    15);
-/* The same behind an idempotency key ($16, request hash $17): no row when the key was taken. */
+/* A ride and its publish behind an idempotency key ($16, request hash $17), parameters as
+ * submit_rows' for one ride: no row when the key was taken. */
 static struct db_stmt q_submit_key =
     DB_STMT("rides_submit_key",
             "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
@@ -215,6 +208,50 @@ static enum rides_outcome taken_key(struct db_conn *c, const char *key, const ch
     return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
 }
 
+/* For n rides: every ride row in one INSERT ($1..$10 as q_insert), then one publish per ride
+ * ($11..$15: mq_publish_payload's arguments after body_json), 15 parameters a ride, in one
+ * statement and so one transaction, no explicit one. Row 0: the rides stored, then each ride's
+ * deliveries. One ride without a key is this statement for n = 1. */
+static struct db_stmt q_submit_rows[MQ_MAX_ROWS];
+static char q_submit_rows_name[MQ_MAX_ROWS][24];
+static pthread_once_t q_submit_rows_once = PTHREAD_ONCE_INIT;
+
+static void submit_rows_prepare(void)
+{
+    for (int n = 1; n <= MQ_MAX_ROWS; n++) {
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "WITH r AS (INSERT INTO rides (id, from_location, to_location, customer, "
+                     "unicorn, duration, distance, fare, correlation_id, submitted_at) VALUES ");
+        for (int i = 0, p = 1; i < n; i++, p += 15)
+            buf_printf(&b,
+                       "%s($%d::uuid, $%d::text, $%d::text, $%d::text, $%d::text, $%d::numeric, "
+                       "$%d::numeric, $%d::numeric, $%d::text, $%d::timestamptz)",
+                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8,
+                       p + 9);
+        buf_puts(&b, " RETURNING 1) SELECT (SELECT count(*) FROM r)");
+        for (int i = 0, p = 11; i < n; i++, p += 15) {
+            char a[5][8];
+            for (int k = 0; k < 5; k++)
+                snprintf(a[k], sizeof a[k], "%d", p + k);
+            buf_printf(&b, ", " MQ_PUBLISH_JSON_SQL("%s", "%s", "%s", "%s", "%s"), a[0], a[1], a[2],
+                       a[3], a[4]);
+        }
+        snprintf(q_submit_rows_name[n - 1], sizeof q_submit_rows_name[0], "rides_submit_rows_%d",
+                 n);
+        q_submit_rows[n - 1].name = q_submit_rows_name[n - 1];
+        q_submit_rows[n - 1].sql = buf_steal(&b); /* lives as long as the process */
+        q_submit_rows[n - 1].nparams = 15 * n;
+    }
+}
+
+/* The statement for n rides (1..MQ_MAX_ROWS). */
+static struct db_stmt *submit_rows(int n)
+{
+    pthread_once(&q_submit_rows_once, submit_rows_prepare);
+    return &q_submit_rows[n - 1];
+}
+
 /* The common case in one statement: the ride and its publish (plan is lean). */
 static enum rides_outcome submit_one_statement(struct db_conn *c, struct rides_submission *s,
                                                const struct mq_publish_plan *plan, const char *key,
@@ -228,14 +265,14 @@ static enum rides_outcome submit_one_statement(struct db_conn *c, struct rides_s
     mq_publish_plan_params(plan, &v[10]);
     v[15] = key;
     v[16] = hash;
-    PGresult *r = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
+    PGresult *r = db_exec(c, key ? &q_submit_key : submit_rows(1), v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK)) {
         *st = mq_failed(c, r);
         return RIDES_FAILED;
     }
     bool stored = PQntuples(r) == 1;
     if (stored) {
-        mq_publish_plan_result(plan, r, 0, published);
+        mq_publish_plan_result(plan, r, key ? 0 : 1, published);
         ride_take(s, out);
     }
     PQclear(r);
@@ -318,52 +355,16 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
 
 /* ---- combined: the rides of concurrent requests in one statement ---- */
 
-/* For n rides: every ride row in one INSERT, then one publish per ride (15 parameters a ride, as
- * q_submit's), in one statement and so one transaction. Row 0 has each ride's deliveries. */
-static struct db_stmt q_submit_rows[MQ_MAX_ROWS];
-static char q_submit_rows_name[MQ_MAX_ROWS][24];
-static pthread_once_t q_submit_rows_once = PTHREAD_ONCE_INIT;
-
-static void submit_rows_prepare(void)
-{
-    for (int n = 1; n <= MQ_MAX_ROWS; n++) {
-        struct buf b;
-        buf_init(&b);
-        buf_puts(&b, "WITH r AS (INSERT INTO rides (id, from_location, to_location, customer, "
-                     "unicorn, duration, distance, fare, correlation_id, submitted_at) VALUES ");
-        for (int i = 0, p = 1; i < n; i++, p += 15)
-            buf_printf(&b,
-                       "%s($%d::uuid, $%d::text, $%d::text, $%d::text, $%d::text, $%d::numeric, "
-                       "$%d::numeric, $%d::numeric, $%d::text, $%d::timestamptz)",
-                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8,
-                       p + 9);
-        buf_puts(&b, " RETURNING 1) SELECT (SELECT count(*) FROM r)");
-        for (int i = 0, p = 11; i < n; i++, p += 15) {
-            char a[5][8];
-            for (int k = 0; k < 5; k++)
-                snprintf(a[k], sizeof a[k], "%d", p + k);
-            buf_printf(&b, ", " MQ_PUBLISH_JSON_SQL("%s", "%s", "%s", "%s", "%s"), a[0], a[1], a[2],
-                       a[3], a[4]);
-        }
-        snprintf(q_submit_rows_name[n - 1], sizeof q_submit_rows_name[0], "rides_submit_rows_%d",
-                 n);
-        q_submit_rows[n - 1].name = q_submit_rows_name[n - 1];
-        q_submit_rows[n - 1].sql = buf_steal(&b); /* lives as long as the process */
-        q_submit_rows[n - 1].nparams = 15 * n;
-    }
-}
-
 static enum mq_status run_rides(struct db_conn *c, struct mq_combined **list, int n,
                                 unsigned long long *operations)
 {
-    pthread_once(&q_submit_rows_once, submit_rows_prepare);
     const char *v[15 * MQ_MAX_ROWS];
     for (int i = 0; i < n; i++) {
         struct rides_combined *rc = (struct rides_combined *)list[i];
         ride_params(rc->s, rc->s->correlation_id, &v[15 * i]);
         mq_publish_plan_params(&rc->s->plan, &v[15 * i + 10]);
     }
-    PGresult *r = db_exec(c, &q_submit_rows[n - 1], v, NULL, NULL);
+    PGresult *r = db_exec(c, submit_rows(n), v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     for (int i = 0; i < n; i++) {
