@@ -1886,6 +1886,14 @@ static void http_gateway(struct config *cfg)
     set(cfg, "payment-url", payment_url);
 }
 
+/* The fake gateway, and the first gateway server (fare-saga) calling it. */
+static struct harness_server *up_with_fake_gateway(void)
+{
+    pgw_start();
+    up(&gws[0], http_gateway);
+    return &gws[0];
+}
+
 /* The requests the fake got for fare (by the body's fare_id), in order: their indices. Hits
  * are never changed once counted, so the caller may read them without the lock. */
 static int fare_hits(const char *fare, int *idx, int max)
@@ -2011,16 +2019,21 @@ static void fare_text(json_t *f, char *out, size_t n)
     free(text);
 }
 
+/* wait_fare, with the fare's text in out for the messages of failed checks. */
+static json_t *wait_fare_text(struct harness_server *s, const char *fare, char *out, size_t n)
+{
+    json_t *f = wait_fare(s, fare, FINAL_S);
+    fare_text(f, out, n);
+    return f;
+}
+
 START_TEST(http_gateway_a_fare_succeeds_over_http)
 {
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     const char *fare = "hp-ok-1", *customer = "hp-alice";
     start_fare(s, fare, customer, "\"$42.10\"");
-    json_t *f = wait_fare(s, fare, FINAL_S);
     char copy[4096];
-    fare_text(f, copy, sizeof copy);
+    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
     assert_fare(f, fare, NULL, 42.10, "succeeded", all_done);
     for (int i = 0; i < NSTEPS; i++)
         ck_assert_msg(attempts_of(f, step_names[i]) == 1, "%s: %s", step_names[i], copy);
@@ -2078,9 +2091,7 @@ END_TEST
 
 START_TEST(http_gateway_declines_are_compensated_over_http)
 {
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     const char *charge_fare = "hp-decl-charge", *charge_customer = "hp-bob-decline-charge";
     const char *credit_fare = "hp-decl-credit", *credit_customer = "hp-carl-decline-credit";
     const char *auth_fare = "hp-decl-auth", *auth_customer = "hp-dan-decline-auth";
@@ -2192,9 +2203,7 @@ static void assert_retried_once_each(const char *fare, int n, unsigned status)
 
 START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
 {
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     /* 503, 429 and 408: each call fails once, then is answered (201 for the 408 customer) */
     const char *fares[] = {"hp-flaky-503", "hp-flaky-429", "hp-flaky-408"};
     const char *customers[] = {"hp-eve-flaky", "hp-fay-throttled", "hp-gus-timeout-created"};
@@ -2263,14 +2272,11 @@ END_TEST
  * voided by its reference. */
 START_TEST(http_gateway_a_charge_without_an_answer_is_refunded_by_its_key)
 {
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     const char *fare = "hp-lost-1", *customer = "hp-jo-lost-charge";
     start_fare(s, fare, customer, "19.90");
-    json_t *f = wait_fare(s, fare, FINAL_S);
     char copy[4096];
-    fare_text(f, copy, sizeof copy);
+    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
     const char *want[NSTEPS] = {"done", "compensated", "compensated", "skipped", "done", "done"};
     assert_fare(f, fare, NULL, 19.90, "failed", want);
     ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
@@ -2383,9 +2389,7 @@ END_TEST
 
 START_TEST(http_gateway_is_sent_no_card_data)
 {
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     /* every body the gateway can be sent: the three calls, a void, a refund */
     start_fare(s, "hp-nc-ok", "hp-jo", "\"$7.37\"");
     start_fare(s, "hp-nc-void", "hp-kim-decline-charge", "7");
@@ -2436,14 +2440,11 @@ START_TEST(http_gateway_slower_than_the_lease_is_called_again_with_the_same_key)
 {
     /* Every first call of a key takes 2 s, the lease 1 s: another executor takes the fare over
      * and calls again, with the same key, so the gateway answers it as the first time. */
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     const char *fare = "hp-slow-1", *customer = "hp-max-slow";
     start_fare(s, fare, customer, "\"$30.00\"");
-    json_t *f = wait_fare(s, fare, FINAL_S);
     char copy[4096];
-    fare_text(f, copy, sizeof copy);
+    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
     assert_fare(f, fare, NULL, 30, "succeeded", all_done);
     json_decref(f);
     down(s); /* waits for the run that lost its lease: it must record nothing */
@@ -2487,9 +2488,7 @@ START_TEST(http_gateway_references_are_passed_along_whole)
      * must name, exactly what the gateway handed back, however long (here 90-odd characters).
      * (References in 64-byte buffers, pay_result.reference and fare.preauth/charge/credit,
      * would cut them to 63 characters and capture, refund or void something else.) */
-    pgw_start();
-    struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    struct harness_server *const s = up_with_fake_gateway();
     const char *ok = "hp-long-ok", *ok_customer = "hp-ned-longref";
     const char *back = "hp-long-back", *back_customer = "hp-ola-longref-decline-credit";
     start_fare(s, ok, ok_customer, "15");
