@@ -59,11 +59,11 @@ void payments_free(struct payments *p)
     free(p);
 }
 
-/* Runs sql with v; the first value of the first row into out (may be NULL), or false. */
-static bool query(struct db_conn *c, const char *sql, int n, const char *const *v, char *out,
+/* Runs stmt with v; the first value of the first row into out (may be NULL), or false. */
+static bool query(struct db_conn *c, struct db_stmt *stmt, const char *const *v, char *out,
                   size_t len, bool *found)
 {
-    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, stmt, v, NULL, NULL);
     ExecStatusType st = PQresultStatus(r);
     bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
     *found = ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0;
@@ -72,6 +72,15 @@ static bool query(struct db_conn *c, const char *sql, int n, const char *const *
     PQclear(r);
     return ok;
 }
+
+static struct db_stmt q_put_once =
+    DB_STMT("payments_put_once",
+            "WITH i AS (INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, "
+            "amount, reference) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) "
+            "DO NOTHING RETURNING kind || ':' || reference) SELECT * FROM i UNION ALL "
+            "SELECT kind || ':' || reference FROM payment_ledger WHERE idempotency_key = $1 "
+            "AND NOT EXISTS (SELECT 1 FROM i)",
+            6);
 
 /* Puts a row of kind under key for rq, unless the key has one: *kept receives the key's row as
  * "kind:reference". False when the ledger could not be reached (out->detail says so). */
@@ -83,14 +92,7 @@ static bool put_once(struct db_conn *c, const char *key, const char *kind,
     snprintf(amount, sizeof amount, "%.2f", rq->amount);
     const char *v[] = {key, rq->fare_id, kind, rq->customer, amount, reference};
     bool found;
-    if (query(c,
-              "WITH i AS (INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, "
-              "amount, reference) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) "
-              "DO NOTHING RETURNING kind || ':' || reference) SELECT * FROM i UNION ALL "
-              "SELECT kind || ':' || reference FROM payment_ledger WHERE idempotency_key = $1 "
-              "AND NOT EXISTS (SELECT 1 FROM i)",
-              6, v, kept, len, &found) &&
-        found)
+    if (query(c, &q_put_once, v, kept, len, &found) && found)
         return true;
     snprintf(out->detail, sizeof out->detail, "the simulator's ledger is unavailable");
     return false;
@@ -132,6 +134,13 @@ static enum pay_status original(struct db_conn *c, const struct pay_request *rq,
     return PAY_OK;
 }
 
+static struct db_stmt q_flaky =
+    DB_STMT("payments_flaky",
+            "INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, amount, "
+            "reference) VALUES ($1, $2, 'transient', $3, 0, '') "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            3);
+
 static enum pay_status simulate(struct db_conn *c, enum pay_op op, const struct pay_request *rq,
                                 struct pay_result *out)
 {
@@ -141,12 +150,7 @@ static enum pay_status simulate(struct db_conn *c, enum pay_op op, const struct 
         snprintf(key, sizeof key, "%s:flaky", rq->key);
         const char *v[] = {key, rq->fare_id, rq->customer};
         bool inserted;
-        if (!query(c,
-                   "INSERT INTO payment_ledger (idempotency_key, fare_id, kind, customer, amount, "
-                   "reference) VALUES ($1, $2, 'transient', $3, 0, '') "
-                   "ON CONFLICT DO NOTHING RETURNING 1",
-                   3, v, NULL, 0, &inserted) ||
-            inserted) {
+        if (!query(c, &q_flaky, v, NULL, 0, &inserted) || inserted) {
             snprintf(out->detail, sizeof out->detail, "simulated timeout (flaky customer)");
             return PAY_TRANSIENT;
         }

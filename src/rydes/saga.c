@@ -105,6 +105,12 @@ static enum step_result credit(struct db_conn *c, const struct saga_env *env, st
     return pay(c, env, f, PAY_CREDIT, NULL, f->credit, sizeof f->credit, d, n);
 }
 
+static struct db_stmt q_saga_start =
+    DB_STMT("saga_start",
+            "SELECT saga_start($1, $2::uuid, $3, $4::numeric, $5, $6, "
+            "$7::text[], $8, $9)",
+            9);
+
 /* The workflow. A charged fare is "compensated" by refunding it, whose pre-authorization is
  * voided by the preauthorize step's own compensation next. */
 static const struct step steps[] = {
@@ -135,10 +141,7 @@ enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id
                        "{register,preauthorize,charge,credit_account,complete,publish}",
                        t && t->request_id[0] ? t->request_id : NULL,
                        t && t->traceparent[0] ? t->traceparent : NULL};
-    PGresult *r = PQexecParams(c->pg,
-                               "SELECT saga_start($1, $2::uuid, $3, $4::numeric, $5, $6, "
-                               "$7::text[], $8, $9)",
-                               9, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, &q_saga_start, v, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok)
         *created = PQgetvalue(r, 0, 0)[0] == 't';
@@ -158,22 +161,11 @@ enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, const cha
 }
 
 /* Runs sql with v and tells whether it worked (rows, if any, are dropped). */
-static bool exec(struct db_conn *c, const char *sql, int n, const char *const *v)
+/* Runs an UPDATE of the claimed fare: false when it fails, and also when it touched no row (the
+ * lease was lost: another executor took the fare over, so this run must write nothing more). */
+static bool exec_one(struct db_conn *c, struct db_stmt *st, const char *const *v)
 {
-    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (!ok && !db_conn_lost(c))
-        log_warn("saga: %s", PQresultErrorMessage(r));
-    PQclear(r);
-    return ok;
-}
-
-/* exec for an UPDATE of the claimed fare: false also when it touched no row (the lease was
- * lost: another executor took the fare over, so this run must write nothing more). */
-static bool exec_one(struct db_conn *c, const char *sql, int n, const char *const *v)
-{
-    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdTuples(r), "1") == 0;
     if (!ok && PQresultStatus(r) == PGRES_COMMAND_OK)
         log_warn("saga: lost the lease of a fare to another executor; leaving it to them");
@@ -183,22 +175,49 @@ static bool exec_one(struct db_conn *c, const char *sql, int n, const char *cons
     return ok;
 }
 
+/* The forward steps that call a gateway, as the array literal the claim marks them by. */
+static void action_positions(char *out, size_t n)
+{
+    size_t len = (size_t)snprintf(out, n, "{");
+    for (int i = 0; i < NSTEPS && len < n; i++)
+        if (steps[i].action)
+            len += (size_t)snprintf(out + len, n - len, "%s%d", len > 1 ? "," : "", i);
+    if (len < n)
+        snprintf(out + len, n - len, "}");
+}
+
+static struct db_stmt q_saga_claim = DB_STMT(
+    "saga_claim",
+    "WITH c AS (UPDATE fares f SET next_attempt_at = now() + make_interval(secs => $1::int), "
+    "lease = $2::uuid, status = 'running', updated_at = now() WHERE id = (SELECT id "
+    "FROM fares WHERE status IN ('pending', 'running') AND next_attempt_at <= now() "
+    "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, customer, amount::text, phase = 'compensating' AS back, step, "
+    "coalesce(outcome, '') AS outcome, coalesce(preauth_code, '') AS preauth, "
+    "coalesce(charge_id, '') AS charge, coalesce(credit_id, '') AS credit, request_id, "
+    "traceparent), "
+    "o AS (SELECT s.fare_id, s.position, s.outcome_unknown FROM saga_steps s JOIN c "
+    "ON s.fare_id = c.id AND s.position = c.step WHERE NOT c.back "
+    "AND s.position = ANY ($3::int[]) FOR UPDATE OF s), "
+    "m AS (UPDATE saga_steps s SET outcome_unknown = true FROM o "
+    "WHERE s.fare_id = o.fare_id AND s.position = o.position) "
+    "SELECT c.id, c.customer, c.amount, c.back, c.step, c.outcome, c.preauth, c.charge, "
+    "c.credit, c.request_id, c.traceparent, coalesce(o.outcome_unknown, false) "
+    "FROM c LEFT JOIN o ON true",
+    3);
+
+/* Claims the fare due first. When it resumes a forward step that calls a gateway, the same
+ * statement marks that step's outcome unknown (as record's mark_next does) and hands back what the
+ * mark was: the row is read FOR UPDATE, so a run that lost the lease and committed meanwhile is
+ * seen. */
 static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f, bool *found)
 {
-    char secs[16], lease[IDS_UUID_LEN];
+    char secs[16], lease[IDS_UUID_LEN], actions[32];
     snprintf(secs, sizeof secs, "%d", env->lease_seconds);
     ids_uuid(lease);
-    const char *v[] = {secs, lease};
-    PGresult *r = PQexecParams(
-        c->pg,
-        "UPDATE fares f SET next_attempt_at = now() + make_interval(secs => $1::int), "
-        "lease = $2::uuid, status = 'running', updated_at = now() WHERE id = (SELECT id "
-        "FROM fares WHERE status IN ('pending', 'running') AND next_attempt_at <= now() "
-        "ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-        "RETURNING id, customer, amount::text, phase = 'compensating', step, "
-        "coalesce(outcome, ''), coalesce(preauth_code, ''), coalesce(charge_id, ''), "
-        "coalesce(credit_id, ''), request_id, traceparent",
-        2, NULL, v, NULL, NULL, 0);
+    action_positions(actions, sizeof actions);
+    const char *v[] = {secs, lease, actions};
+    PGresult *r = db_exec(c, &q_saga_claim, v, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     *found = ok && PQntuples(r) == 1;
     if (*found) {
@@ -217,6 +236,9 @@ static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f,
         /* the run's log lines and publish carry the trace of the request that started it */
         trace_set(PQgetisnull(r, 0, 9) ? NULL : PQgetvalue(r, 0, 9),
                   PQgetisnull(r, 0, 10) ? NULL : PQgetvalue(r, 0, 10));
+        f->unknown_before = PQgetvalue(r, 0, 11)[0] == 't';
+    } else if (!ok && !db_conn_lost(c)) {
+        log_warn("saga: %s", PQresultErrorMessage(r));
     }
     PQclear(r);
     return ok;
@@ -235,8 +257,32 @@ static int backoff_ms(int attempt)
     return (int)(d / 2 + r % (unsigned)(d / 2 + 1));
 }
 
-/* Persists a step's outcome and where the fare goes next, in one transaction with extra (the
- * publish of the last step), and releases the lease when the fare must wait (delay_ms > 0). */
+static struct db_stmt q_saga_record = DB_STMT(
+    "saga_record",
+    "WITH f AS (UPDATE fares SET step = $2::int, phase = $3, outcome = coalesce($4, outcome), "
+    "status = coalesce($5, status), preauth_code = $7, charge_id = $8, credit_id = $9, "
+    "needs_operator = needs_operator OR $10::boolean, updated_at = now(), "
+    "next_attempt_at = CASE WHEN $6::int < 0 THEN now() + make_interval(secs => $12::int) "
+    "ELSE now() + make_interval(secs => $6::int / 1000.0) END "
+    "WHERE id = $1 AND lease = $11::uuid RETURNING id), "
+    "s AS (UPDATE saga_steps s SET status = $14, detail = $15, "
+    "attempts = attempts + (NOT $16::boolean)::int, "
+    "compensation_attempts = compensation_attempts + $16::boolean::int, "
+    "outcome_unknown = CASE WHEN $16::boolean THEN outcome_unknown ELSE $17::boolean END, "
+    "started_at = coalesce(started_at, now()), "
+    "finished_at = CASE WHEN $14 IN ('done', 'failed', 'compensated', 'skipped') "
+    "THEN now() END FROM f WHERE s.fare_id = f.id AND s.position = $13::int), "
+    "k AS (UPDATE saga_steps s SET status = 'skipped', finished_at = now() FROM f "
+    "WHERE $18::boolean AND s.fare_id = f.id AND s.position > $13::int "
+    "AND s.position < 4 AND s.status = 'pending'), "
+    "m AS (UPDATE saga_steps s SET outcome_unknown = true FROM f "
+    "WHERE $19::boolean AND s.fare_id = f.id AND s.position = $2::int) "
+    "SELECT count(*) FROM f",
+    19);
+
+/* Persists a step's outcome and where the fare goes next, in one statement (and, with publish,
+ * one transaction with the publish of the last step); releases the lease when the fare must
+ * wait (delay_ms > 0). Nothing is written unless this run still holds the lease. */
 struct record {
     const char *status; /* the step's new status */
     bool compensation;  /* the attempt was a compensation */
@@ -247,66 +293,47 @@ struct record {
     const char *fare_status; /* NULL: unchanged */
     int delay_ms;            /* > 0: due again after this; 0: at once; < 0: keep the lease */
     bool operator;
-    bool unknown; /* a forward attempt: the step's outcome is unknown now (see fail_forward) */
+    bool unknown;   /* a forward attempt: the step's outcome is unknown now (see fail_forward) */
+    bool skip_rest; /* the forward run ends here: the steps after it are skipped */
+    bool mark_next; /* next_step calls a gateway at once: its outcome is unknown from now on */
 };
 
 static bool record(struct db_conn *c, const struct fare *f, int position, const struct record *rec)
 {
-    char pos[16], next[16], delay[16];
+    char pos[16], next[16], delay[16], lease_secs[16];
     snprintf(pos, sizeof pos, "%d", position);
     snprintf(next, sizeof next, "%d", rec->next_step);
     snprintf(delay, sizeof delay, "%d", rec->delay_ms < 0 ? -1 : rec->delay_ms);
-    const char *sv[] = {f->id,
-                        pos,
-                        rec->status,
-                        rec->detail,
-                        rec->compensation ? "t" : "f",
-                        rec->unknown ? "t" : "f"};
-    char lease_secs[16];
     snprintf(lease_secs, sizeof lease_secs, "%d", f->lease_seconds);
-    const char *fv[] = {f->id,
-                        next,
-                        rec->phase,
-                        rec->outcome,
-                        rec->fare_status,
-                        delay,
-                        f->preauth[0] ? f->preauth : NULL,
-                        f->charge[0] ? f->charge : NULL,
-                        f->credit[0] ? f->credit : NULL,
-                        rec->operator? "t" : "f",
-                        f->lease,
-                        lease_secs};
-    return exec(c,
-                "UPDATE saga_steps SET status = $3, detail = $4, "
-                "attempts = attempts + (NOT $5::boolean)::int, "
-                "compensation_attempts = compensation_attempts + $5::boolean::int, "
-                "outcome_unknown = CASE WHEN $5::boolean THEN outcome_unknown "
-                "ELSE $6::boolean END, started_at = coalesce(started_at, now()), "
-                "finished_at = CASE WHEN $3 IN ('done', 'failed', 'compensated', 'skipped') "
-                "THEN now() END WHERE fare_id = $1 AND position = $2::int",
-                6, sv) &&
-           exec_one(c,
-                    "UPDATE fares SET step = $2::int, phase = $3, outcome = coalesce($4, outcome), "
-                    "status = coalesce($5, status), preauth_code = $7, charge_id = $8, "
-                    "credit_id = $9, needs_operator = needs_operator OR $10::boolean, "
-                    "updated_at = now(), next_attempt_at = CASE WHEN $6::int < 0 THEN "
-                    "now() + make_interval(secs => $12::int) "
-                    "ELSE now() + make_interval(secs => $6::int / 1000.0) END "
-                    "WHERE id = $1 AND lease = $11::uuid",
-                    12, fv);
-}
-
-/* Marks the steps after position skipped (a failure ended the forward run there). */
-static bool skip_rest(struct db_conn *c, const struct fare *f, int position)
-{
-    char pos[16];
-    snprintf(pos, sizeof pos, "%d", position);
-    const char *v[] = {f->id, pos};
-    return exec(c,
-                "UPDATE saga_steps SET status = 'skipped', finished_at = now() "
-                "WHERE fare_id = $1 AND position > $2::int AND position < 4 "
-                "AND status = 'pending'",
-                2, v);
+    const char *v[] = {f->id,
+                       next,
+                       rec->phase,
+                       rec->outcome,
+                       rec->fare_status,
+                       delay,
+                       f->preauth[0] ? f->preauth : NULL,
+                       f->charge[0] ? f->charge : NULL,
+                       f->credit[0] ? f->credit : NULL,
+                       rec->operator? "t" : "f",
+                       f->lease,
+                       lease_secs,
+                       pos,
+                       rec->status,
+                       rec->detail,
+                       rec->compensation ? "t" : "f",
+                       rec->unknown ? "t" : "f",
+                       rec->skip_rest ? "t" : "f",
+                       rec->mark_next ? "t" : "f"};
+    PGresult *r = db_exec(c, &q_saga_record, v, NULL, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok && !db_conn_lost(c))
+        log_warn("saga: %s", PQresultErrorMessage(r));
+    else if (ok && strcmp(PQgetvalue(r, 0, 0), "1") != 0) {
+        log_warn("saga: lost the lease of a fare to another executor; leaving it to them");
+        ok = false;
+    }
+    PQclear(r);
+    return ok;
 }
 
 /* Publishes the outcome on fare-processing (inside the caller's transaction). */
@@ -335,21 +362,26 @@ static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const
     return st == MQ_OK;
 }
 
-/* Records, in one transaction, the step at position with rec (and the publish when the step
- * is the last). */
+/* Records the step at position with rec, in one transaction with the publish when the step is
+ * the last. */
 static bool commit_step(struct db_conn *c, const struct saga_env *env, const struct fare *f,
-                        int position, const struct record *rec, bool publish, bool skip)
+                        int position, const struct record *rec, bool publish)
 {
+    if (!publish)
+        return record(c, f, position, rec);
     if (!db_begin(c))
         return false;
-    bool ok = record(c, f, position, rec) && (!publish || publish_outcome(c, env, f));
-    if (ok && skip)
-        ok = skip_rest(c, f, position);
-    if (ok && db_commit(c))
+    if (record(c, f, position, rec) && publish_outcome(c, env, f) && db_commit(c))
         return true;
     db_rollback(c);
     return false;
 }
+
+static struct db_stmt q_saga_step_state = DB_STMT("saga_step_state",
+                                                  "SELECT status, attempts, compensation_attempts, "
+                                                  "outcome_unknown FROM saga_steps "
+                                                  "WHERE fare_id = $1 AND position = $2::int",
+                                                  2);
 
 /* What the step log says of the step at position. */
 struct step_state {
@@ -364,11 +396,7 @@ static bool step_state(struct db_conn *c, const struct fare *f, int position,
     char pos[16];
     snprintf(pos, sizeof pos, "%d", position);
     const char *v[] = {f->id, pos};
-    PGresult *r = PQexecParams(c->pg,
-                               "SELECT status, attempts, compensation_attempts, "
-                               "outcome_unknown FROM saga_steps "
-                               "WHERE fare_id = $1 AND position = $2::int",
-                               2, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, &q_saga_step_state, v, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
     if (ok) {
         snprintf(out->status, sizeof out->status, "%s", PQgetvalue(r, 0, 0));
@@ -384,30 +412,6 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
                          enum step_result r, const char *detail);
 static bool compensate(struct db_conn *c, const struct saga_env *env, struct fare *f);
 
-/* Before a gateway call: marks the step's outcome unknown until an answer says otherwise, so
- * that a run that dies with the call in flight leaves it unknown for the run that resumes;
- * remembers what it was before in f. False when the lease was lost. */
-static bool mark_in_flight(struct db_conn *c, struct fare *f)
-{
-    char pos[16];
-    snprintf(pos, sizeof pos, "%d", f->step);
-    const char *v[] = {f->id, pos, f->lease};
-    PGresult *r = PQexecParams(
-        c->pg,
-        "WITH o AS (SELECT s.outcome_unknown FROM saga_steps s JOIN fares f ON f.id = s.fare_id "
-        "WHERE s.fare_id = $1 AND s.position = $2::int AND f.lease = $3::uuid FOR UPDATE OF s) "
-        "UPDATE saga_steps s SET outcome_unknown = true FROM o "
-        "WHERE s.fare_id = $1 AND s.position = $2::int RETURNING o.outcome_unknown",
-        3, NULL, v, NULL, NULL, 0);
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    if (ok)
-        f->unknown_before = PQgetvalue(r, 0, 0)[0] == 't';
-    else if (PQresultStatus(r) != PGRES_TUPLES_OK && !db_conn_lost(c))
-        log_warn("saga: %s", PQresultErrorMessage(r));
-    PQclear(r);
-    return ok;
-}
-
 /* One forward step. Returns true to go on with the next. */
 static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *f)
 {
@@ -415,8 +419,6 @@ static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *
     char detail[300] = "";
     enum step_result r = STEP_OK;
     snprintf(f->key, sizeof f->key, "fare:%s:%s", f->id, s->name);
-    if (s->action && !mark_in_flight(c, f))
-        return false;
     if (s->action)
         r = s->action(c, env, f, detail, sizeof detail);
     if (saga_crash_hook && saga_crash_hook(f->id, s->name))
@@ -431,9 +433,11 @@ static bool forward(struct db_conn *c, const struct saga_env *env, struct fare *
                              .phase = last ? "finished" : "forward",
                              .outcome = f->step == STEP_COMPLETE ? f->outcome : NULL,
                              .fare_status = last ? f->outcome : NULL,
-                             .delay_ms = last ? 0 : -1};
-        if (!commit_step(c, env, f, f->step, &rec, last, false))
+                             .delay_ms = last ? 0 : -1,
+                             .mark_next = !last && steps[f->step + 1].action};
+        if (!commit_step(c, env, f, f->step, &rec, last))
             return false;
+        f->unknown_before = false; /* the next step was never called before this one was done */
         if (last)
             atomic_fetch_add(strcmp(f->outcome, "succeeded") == 0 ? &saga_counters.succeeded
                                                                   : &saga_counters.failed,
@@ -463,8 +467,9 @@ static void unknown_to_operator(struct db_conn *c, const struct saga_env *env, s
                          .fare_status = "failed",
                          .delay_ms = 0,
                          .operator= true,
-                         .unknown = true};
-    if (!commit_step(c, env, f, f->step, &rec, false, true))
+                         .unknown = true,
+                         .skip_rest = true};
+    if (!commit_step(c, env, f, f->step, &rec, false))
         return;
     atomic_fetch_add(&saga_counters.operator, 1);
     log_warn("saga %s: the outcome of %s is unknown; marked for an operator", f->id,
@@ -490,7 +495,7 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
                              .phase = "forward",
                              .delay_ms = backoff_ms(was.attempts + 1),
                              .unknown = unknown};
-        if (commit_step(c, env, f, f->step, &rec, false, false))
+        if (commit_step(c, env, f, f->step, &rec, false))
             atomic_fetch_add(&saga_counters.retries, 1);
         return false;
     }
@@ -512,8 +517,9 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
                          .phase = "compensating",
                          .outcome = "failed",
                          .delay_ms = -1,
-                         .unknown = unknown};
-    if (!commit_step(c, env, f, f->step, &rec, false, true))
+                         .unknown = unknown,
+                         .skip_rest = true};
+    if (!commit_step(c, env, f, f->step, &rec, false))
         return false;
     if (!unknown)
         f->step--;
@@ -521,14 +527,17 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
     return true;
 }
 
+static struct db_stmt q_saga_compensated =
+    DB_STMT("saga_compensated",
+            "UPDATE fares SET phase = 'forward', step = 4, updated_at = now() "
+            "WHERE id = $1 AND lease = $2::uuid",
+            2);
+
 /* Moves the fare to the complete step once everything done was compensated. */
 static bool finish_compensating(struct db_conn *c, struct fare *f)
 {
     const char *v[] = {f->id, f->lease};
-    if (!exec_one(c,
-                  "UPDATE fares SET phase = 'forward', step = 4, updated_at = now() "
-                  "WHERE id = $1 AND lease = $2::uuid",
-                  2, v))
+    if (!exec_one(c, &q_saga_compensated, v))
         return false;
     f->compensating = false;
     f->step = STEP_COMPLETE;
@@ -554,13 +563,16 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
                          .fare_status = give_up ? "failed" : NULL,
                          .delay_ms = give_up ? 0 : backoff_ms(compensations + 1),
                          .operator= give_up };
-    if (!commit_step(c, env, f, f->step, &rec, false, false))
+    if (!commit_step(c, env, f, f->step, &rec, false))
         return;
     atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
     if (give_up)
         log_warn("saga %s: compensating %s failed %d times; marked for an operator", f->id,
                  steps[f->step].name, compensations + 1);
 }
+
+static struct db_stmt q_saga_step_back = DB_STMT(
+    "saga_step_back", "UPDATE fares SET step = $2::int WHERE id = $1 AND lease = $3::uuid", 3);
 
 /* One step back while compensating. Returns true to go on. */
 static bool compensate(struct db_conn *c, const struct saga_env *env, struct fare *f)
@@ -578,8 +590,7 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
         char next[16];
         snprintf(next, sizeof next, "%d", f->step - 1);
         const char *v[] = {f->id, next, f->lease};
-        if (!exec_one(c, "UPDATE fares SET step = $2::int WHERE id = $1 AND lease = $3::uuid", 3,
-                      v))
+        if (!exec_one(c, &q_saga_step_back, v))
             return false;
         f->step--;
         return true;
@@ -599,7 +610,7 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
                          .next_step = f->step - 1,
                          .phase = "compensating",
                          .delay_ms = -1};
-    if (!commit_step(c, env, f, f->step, &rec, false, false))
+    if (!commit_step(c, env, f, f->step, &rec, false))
         return false;
     f->step--;
     return true;
@@ -610,16 +621,19 @@ static bool stopping(const struct saga_env *env)
     return env->stopping && atomic_load(env->stopping);
 }
 
+static struct db_stmt q_saga_pause =
+    DB_STMT("saga_pause",
+            "UPDATE fares SET next_attempt_at = now(), lease = NULL "
+            "WHERE id = $1 AND lease = $2::uuid",
+            2);
+
 /* The process is stopping in the middle of f: gives the fare back at once (its lease would
  * otherwise hold it for lease_seconds), so a restart or another process resumes it from the
  * step it stands at. */
 static void pause_run(struct db_conn *c, const struct fare *f)
 {
     const char *v[] = {f->id, f->lease};
-    PGresult *r = PQexecParams(c->pg,
-                               "UPDATE fares SET next_attempt_at = now(), lease = NULL "
-                               "WHERE id = $1 AND lease = $2::uuid",
-                               2, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, &q_saga_pause, v, NULL, NULL);
     PQclear(r);
     log_info("fare %s: paused at step %d by the shutdown", f->id, f->step);
 }
@@ -640,15 +654,18 @@ enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool 
     return MQ_OK;
 }
 
+static struct db_stmt q_saga_steps_of =
+    DB_STMT("saga_steps_of",
+            "SELECT name, status, attempts + compensation_attempts, detail, "
+            "started_at, finished_at FROM saga_steps WHERE fare_id = $1 "
+            "ORDER BY position",
+            1);
+
 /* The steps of fare id as a JSON array. */
 static json_t *steps_json(struct db_conn *c, const char *id)
 {
     const char *v[] = {id};
-    PGresult *r = PQexecParams(c->pg,
-                               "SELECT name, status, attempts + compensation_attempts, detail, "
-                               "started_at, finished_at FROM saga_steps WHERE fare_id = $1 "
-                               "ORDER BY position",
-                               1, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, &q_saga_steps_of, v, NULL, NULL);
     json_t *a = json_array();
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
         char started[CLOCK_RFC3339_LEN], finished[CLOCK_RFC3339_LEN];
