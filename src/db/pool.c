@@ -96,8 +96,8 @@ struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeo
     p->conninfo = xstrdup(conninfo);
     snprintf(p->options, sizeof p->options,
              "-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d "
-             "-c TimeZone=UTC -c DateStyle=ISO -c enable_seqscan=off -c enable_bitmapscan=off "
-             "-c plan_cache_mode=force_generic_plan",
+             "-c TimeZone=UTC -c DateStyle=ISO " DB_PLANNER_OPTIONS
+             " -c plan_cache_mode=force_generic_plan",
              statement_timeout_ms, statement_timeout_ms * 2);
     p->connect_timeout_s = connect_timeout_s;
     p->size = size;

@@ -90,8 +90,8 @@ static int fanout_step(struct worker *w, void *arg)
 {
     struct mq_fanout *f = arg;
     char err[256];
-    if (!db_reconnect(&f->pg, f->conninfo, f->connect_timeout_s, "-c statement_timeout=60000", err,
-                      sizeof err))
+    if (!db_reconnect(&f->pg, f->conninfo, f->connect_timeout_s,
+                      "-c statement_timeout=60000 " DB_PLANNER_OPTIONS, err, sizeof err))
         return FANOUT_POLL_MS * 10; /* the pool and readiness report the outage */
     int64_t since = clock_mono_us() - f->last_run_us;
     if (since < FANOUT_GATHER_US) /* events published meanwhile join this batch */

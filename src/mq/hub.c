@@ -154,8 +154,7 @@ static bool hub_connect(struct mq_hub *h)
     char err[256];
     /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
     h->pg = db_connect(h->conninfo, h->connect_timeout_s,
-                       "-c statement_timeout=2000 -c enable_seqscan=off -c enable_bitmapscan=off",
-                       err, sizeof err);
+                       "-c statement_timeout=2000 " DB_PLANNER_OPTIONS, err, sizeof err);
     if (!h->pg)
         return false;
     PGresult *r = PQexec(h->pg, "LISTEN rydes_mq; LISTEN rydes_topics");

@@ -292,8 +292,8 @@ static int push_step(struct worker *w, void *arg)
     (void)w;
     struct mq_push *p = arg;
     char err[256];
-    if (!db_reconnect(&p->pg, p->conninfo, p->connect_timeout_s, "-c statement_timeout=10000", err,
-                      sizeof err))
+    if (!db_reconnect(&p->pg, p->conninfo, p->connect_timeout_s,
+                      "-c statement_timeout=10000 " DB_PLANNER_OPTIONS, err, sizeof err))
         return PUSH_RETRY_CONNECT_MS;
     if (p->active < PUSH_BATCH && !claim_more(p) && p->active == 0)
         return PUSH_RETRY_CONNECT_MS;

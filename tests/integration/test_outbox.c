@@ -64,6 +64,42 @@ START_TEST(a_ride_reaches_its_queues_through_the_thread)
 }
 END_TEST
 
+/* Sequential scans of publish_outbox so far, as the statistics collector has them. */
+static long long outbox_seq_scans(void)
+{
+    return harness_sqlf(
+        "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'publish_outbox'");
+}
+
+/* The thread's statements stay cached for the life of its connection. Planned on the statistics
+ * of an empty outbox they scanned the whole table for every batch (and matched each row against
+ * the batch's ids one by one): quadratic once a backlog built up. It plans by index only, like
+ * the pool. (Nothing else here reads publish_outbox while the scans are counted.) */
+START_TEST(the_thread_never_scans_the_outbox_sequentially)
+{
+    free(harness_sql(harness_db_url(), "ANALYZE publish_outbox"));
+    harness_sleep_ms(1500); /* the thread's polls (every 100 ms) are planned by now */
+    long long before = outbox_seq_scans();
+    for (int i = 0; i < 3; i++) {
+        struct response r;
+        harness_admin(&srv, "POST", "/rides",
+                      "{\"from\": \"Berlin\", \"to\": \"Potsdam\", \"customer\": \"scan-1\", "
+                      "\"duration\": 600, \"distance\": 3, \"fare\": 8}",
+                      &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    int got = 0;
+    for (int tries = 0; tries < 5 && got < 3; tries++)
+        got += received("datalake-ingestion", "scan-1");
+    ck_assert_int_eq(got, 3);
+    harness_sleep_ms(2500); /* a backend reports its counts at most once a second */
+    long long after = outbox_seq_scans();
+    ck_assert_msg(after == before, "the outbox was scanned sequentially %lld times",
+                  after - before);
+}
+END_TEST
+
 /* An outbox row as the store-and-publish statement writes it, for queue name, with attributes
  * (JSON text). */
 static void leave_in_outbox(const char *queue, const char *body, const char *attributes)
@@ -156,6 +192,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_ride_reaches_its_queues_through_the_thread);
+    tcase_add_test(tc, the_thread_never_scans_the_outbox_sequentially);
     tcase_add_test(tc, an_event_left_by_a_crash_is_delivered_by_the_poll);
     tcase_add_test(tc, an_undeliverable_event_is_set_aside);
     tcase_add_test(tc, an_event_nobody_delivers_shows_as_stuck);
