@@ -41,6 +41,20 @@ static int received(const char *queue, const char *needle)
     return n;
 }
 
+/* POST /rides from Berlin to Potsdam for customer; asserts the 201. */
+static void submit_ride(const char *customer, int distance, int fare)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"from\": \"Berlin\", \"to\": \"Potsdam\", \"customer\": \"%s\", "
+             "\"duration\": 600, \"distance\": %d, \"fare\": %d}",
+             customer, distance, fare);
+    struct response r;
+    harness_admin(&srv, "POST", "/rides", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+}
+
 static long long outbox_rows(void)
 {
     return harness_sqlf("SELECT count(*) FROM publish_outbox");
@@ -48,13 +62,7 @@ static long long outbox_rows(void)
 
 START_TEST(a_ride_reaches_its_queues_through_the_thread)
 {
-    struct response r;
-    harness_admin(&srv, "POST", "/rides",
-                  "{\"from\": \"Berlin\", \"to\": \"Potsdam\", \"customer\": \"outbox-1\", "
-                  "\"duration\": 600, \"distance\": 30, \"fare\": 80}",
-                  &r);
-    ck_assert_int_eq(r.status, 201);
-    response_cleanup(&r);
+    submit_ride("outbox-1", 30, 80);
     /* the five subscriptions of ride-completion: the extraordinary filter passes this ride */
     const char *queues[] = {"customer-notification", "customer-loyalty", "datalake-ingestion",
                             "extraordinary-rides", "customer-accounting"};
@@ -80,15 +88,8 @@ START_TEST(the_thread_never_scans_the_outbox_sequentially)
     free(harness_sql(harness_db_url(), "ANALYZE publish_outbox"));
     harness_sleep_ms(1500); /* the thread's polls (every 100 ms) are planned by now */
     long long before = outbox_seq_scans();
-    for (int i = 0; i < 3; i++) {
-        struct response r;
-        harness_admin(&srv, "POST", "/rides",
-                      "{\"from\": \"Berlin\", \"to\": \"Potsdam\", \"customer\": \"scan-1\", "
-                      "\"duration\": 600, \"distance\": 3, \"fare\": 8}",
-                      &r);
-        ck_assert_int_eq(r.status, 201);
-        response_cleanup(&r);
-    }
+    for (int i = 0; i < 3; i++)
+        submit_ride("scan-1", 3, 8);
     int got = 0;
     for (int tries = 0; tries < 5 && got < 3; tries++)
         got += received("datalake-ingestion", "scan-1");
