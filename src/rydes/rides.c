@@ -208,10 +208,12 @@ static enum rides_outcome taken_key(struct db_conn *c, const char *key, const ch
     return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
 }
 
-/* For n rides: every ride row in one INSERT ($1..$10 as q_insert), then one publish per ride
- * ($11..$15: mq_publish_payload's arguments after body_json), 15 parameters a ride, in one
- * statement and so one transaction, no explicit one. Row 0: the rides stored, then each ride's
- * deliveries. One ride without a key is this statement for n = 1. */
+/* For n rides: every ride row in one INSERT ($1..$10 as q_insert), and every ride's event in one
+ * INSERT into the publish outbox ($11..$15: MQ_PUBLISH_JSON_SQL's parameters, the last unused
+ * as there), 15 parameters a ride, in one statement and so one transaction, no explicit one.
+ * Row 0: the rides stored, then each ride's deliveries to come. One ride without a key is this
+ * statement for n = 1. What mq_publish_later does for one event, inline: a call per ride cost a
+ * plpgsql call and an executor start of its own INSERT. */
 static struct db_stmt q_submit_rows[MQ_MAX_ROWS];
 static char q_submit_rows_name[MQ_MAX_ROWS][24];
 static pthread_once_t q_submit_rows_once = PTHREAD_ONCE_INIT;
@@ -229,14 +231,17 @@ static void submit_rows_prepare(void)
                        "$%d::numeric, $%d::numeric, $%d::text, $%d::timestamptz)",
                        i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8,
                        p + 9);
-        buf_puts(&b, " RETURNING 1) SELECT (SELECT count(*) FROM r)");
-        for (int i = 0, p = 11; i < n; i++, p += 15) {
-            char a[5][8];
-            for (int k = 0; k < 5; k++)
-                snprintf(a[k], sizeof a[k], "%d", p + k);
-            buf_printf(&b, ", " MQ_PUBLISH_JSON_SQL("%s", "%s", "%s", "%s", "%s"), a[0], a[1], a[2],
-                       a[3], a[4]);
-        }
+        buf_puts(&b, " RETURNING 1), e (message_id, body, attributes, queues, unused, i) AS "
+                     "(VALUES ");
+        for (int i = 0, p = 11; i < n; i++, p += 15)
+            buf_printf(&b, "%s($%d::uuid, $%d::text, $%d::jsonb, $%d::int[], $%d::int[], %d)",
+                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, i);
+        buf_puts(&b, "), o AS (INSERT INTO publish_outbox (message_id, body, body_json, "
+                     "attributes, queues) SELECT message_id, body, true, attributes, queues "
+                     "FROM e WHERE coalesce(cardinality(queues), 0) > 0 ORDER BY i) "
+                     "SELECT (SELECT count(*) FROM r)");
+        for (int i = 0, p = 14; i < n; i++, p += 15)
+            buf_printf(&b, ", coalesce(cardinality($%d::int[]), 0)", p);
         snprintf(q_submit_rows_name[n - 1], sizeof q_submit_rows_name[0], "rides_submit_rows_%d",
                  n);
         q_submit_rows[n - 1].name = q_submit_rows_name[n - 1];
