@@ -69,6 +69,10 @@ START_TEST(a_ride_reaches_its_queues_through_the_thread)
     for (int i = 0; i < 5; i++)
         ck_assert_msg(received(queues[i], "outbox-1") == 1, "no delivery to %s", queues[i]);
     ck_assert_int_eq(outbox_rows(), 0);
+    /* the event is small: each delivery carries it, no payload row is shared (sql/018) */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE payload_id IS NULL "
+                                  "AND body LIKE '%%outbox-1%%'"),
+                     5);
 }
 END_TEST
 

@@ -1443,17 +1443,14 @@ START_TEST(recipient_list_delivers_raw_to_exactly_its_queues)
     ck_assert_int_eq(send_to_list_ok(req, id), 2);
     free(req);
 
-    /* one payload row, shared by both queue messages of the one message id */
-    ck_assert_int_eq(payloads_after(before), 1);
+    /* a small body is written into each message: no payload row (sql/018) */
+    ck_assert_int_eq(payloads_after(before), 0);
     char sql[300];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages WHERE message_id = '%s' "
-             "AND payload_id IS NOT NULL AND body = ''",
+             "AND payload_id IS NULL AND body <> ''",
              id);
     ck_assert_int_eq(sql_int(sql), 2);
-    snprintf(sql, sizeof sql,
-             "SELECT count(DISTINCT payload_id) FROM messages WHERE message_id = '%s'", id);
-    ck_assert_int_eq(sql_int(sql), 1);
 
     /* each queue receives the bare body (as JSON) and the attributes, no envelope */
     const char *queues[] = {"rl-a", "rl-b"};
@@ -1489,6 +1486,38 @@ START_TEST(recipient_list_delivers_raw_to_exactly_its_queues)
     ck_assert_msg(is_text && no_attrs, "rl-b received %s", text);
     ck_assert_int_eq(harness_stored("rl-a"), 1);
     ck_assert_int_eq(harness_stored("rl-other"), 0);
+}
+END_TEST
+
+/* A body over 1024 bytes is stored once in payloads, shared by every queue's message, and each
+ * queue reads it whole. */
+START_TEST(recipient_list_stores_a_large_body_once)
+{
+    harness_put_queue(&srv, "rlb-a", NULL, 201);
+    harness_put_queue(&srv, "rlb-b", NULL, 201);
+    char *text = filled(1025, 'q');
+    char *req = dump(json_pack("{s:[s, s], s:s}", "recipients", "rlb-a", "rlb-b", "body", text));
+    long long before = max_payload_id();
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(send_to_list_ok(req, id), 2);
+    free(req);
+    ck_assert_int_eq(payloads_after(before), 1);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT payload_id) FROM messages WHERE message_id = '%s' "
+             "AND payload_id IS NOT NULL AND body = ''",
+             id);
+    ck_assert_int_eq(sql_int(sql), 1);
+    const char *queues[] = {"rlb-a", "rlb-b"};
+    for (int i = 0; i < 2; i++) {
+        struct response r;
+        json_t *m = receive_one(queues[i], &r);
+        const char *got = json_str(m, "body");
+        bool whole = got && strcmp(got, text) == 0;
+        response_cleanup(&r);
+        ck_assert_msg(whole, "%s did not receive the body whole", queues[i]);
+    }
+    free(text);
 }
 END_TEST
 
@@ -1635,7 +1664,7 @@ START_TEST(recipient_list_takes_up_to_100_queues)
     long long before = max_payload_id();
     ck_assert_int_eq(send_to_list_ok(req, NULL), 100);
     free(req);
-    ck_assert_int_eq(payloads_after(before), 1);
+    ck_assert_int_eq(payloads_after(before), 0); /* a small body: in each message (sql/018) */
     ck_assert_int_eq(sql_int("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
                              "WHERE q.name LIKE 'rlm-%'"),
                      100);
@@ -1980,6 +2009,7 @@ int main(void)
     tcase_add_test(tc, publish_is_atomic);
     tcase_add_test(tc, concurrent_publishers_deliver_everything_to_both_queues);
     tcase_add_test(tc, recipient_list_delivers_raw_to_exactly_its_queues);
+    tcase_add_test(tc, recipient_list_stores_a_large_body_once);
     tcase_add_test(tc, recipient_list_with_an_unknown_queue_delivers_nothing);
     tcase_add_test(tc, recipient_list_fifo_queues_need_a_group);
     tcase_add_test(tc, invalid_recipient_lists_are_400);
