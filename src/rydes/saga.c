@@ -682,17 +682,17 @@ static json_t *steps_json(struct db_conn *c, const char *id)
     return a;
 }
 
+#define FARE_COLUMNS \
+    "SELECT id, ride_id, amount::text, status, needs_operator, request_hash FROM fares "
+static struct db_stmt q_fare_by_id = DB_STMT("saga_fare_by_id", FARE_COLUMNS "WHERE id = $1", 1);
+static struct db_stmt q_fare_by_ride =
+    DB_STMT("saga_fare_by_ride", FARE_COLUMNS "WHERE ride_id = $1::uuid", 1);
+
 enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char *ride_id,
                               json_t **out, char **hash)
 {
     const char *v[] = {fare_id ? fare_id : ride_id};
-    PGresult *r = PQexecParams(
-        c->pg,
-        fare_id ? "SELECT id, ride_id, amount::text, status, needs_operator, request_hash "
-                  "FROM fares WHERE id = $1"
-                : "SELECT id, ride_id, amount::text, status, needs_operator, request_hash "
-                  "FROM fares WHERE ride_id = $1::uuid",
-        1, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, fare_id ? &q_fare_by_id : &q_fare_by_ride, v, NULL, NULL);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         enum mq_status st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
         PQclear(r);
@@ -742,24 +742,22 @@ static json_t *fare_summary_json(PGresult *r, int i)
                      "updated_at", updated, "steps", log ? log : json_array(), "links", links);
 }
 
+static struct db_stmt q_fares_list = DB_STMT(
+    "saga_fares_list",
+    "SELECT id, ride_id, customer, amount::text, status, needs_operator, created_at, updated_at, "
+    "coalesce((SELECT json_agg(json_build_object('name', s.name, 'status', s.status) "
+    "ORDER BY s.position) FROM saga_steps s WHERE s.fare_id = fares.id), '[]'), "
+    "" DB_PAGE_CURSOR("created_at", "id") " FROM fares WHERE " DB_PAGE_BEFORE(
+        "created_at", "id", "text") " ORDER BY created_at DESC, id DESC LIMIT $3",
+    3);
+
 enum mq_status saga_fares_list(struct db_conn *c, const char *after_us, const char *after_id,
                                int limit, json_t **items, char *next, size_t next_len)
 {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit + 1);
     const char *v[] = {after_us, after_us ? after_id : "", lim};
-    PGresult *r = PQexecParams(
-        c->pg,
-        "SELECT id, ride_id, customer, amount::text, status, needs_operator, created_at, "
-        "updated_at, coalesce((SELECT json_agg(json_build_object('name', s.name, 'status', "
-        "s.status) ORDER BY s.position) FROM saga_steps s WHERE s.fare_id = fares.id), '[]'), "
-        "" DB_PAGE_CURSOR("created_at",
-                          "id") " FROM fares "
-                                "WHERE " DB_PAGE_BEFORE(
-                                    "created_at", "id",
-                                    "text") " "
-                                            "ORDER BY created_at DESC, id DESC LIMIT $3",
-        3, NULL, v, NULL, NULL, 0);
+    PGresult *r = db_exec(c, &q_fares_list, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     int n = PQntuples(r), count = n > limit ? limit : n;
