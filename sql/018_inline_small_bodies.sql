@@ -65,3 +65,10 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- Unrelated, and only a comment: since the saga change of the same session (src/rydes/saga.c),
+-- a step is marked before its call, by the statement that records the step before it or by the
+-- claim that resumes the fare there, and cleared by an answer.
+COMMENT ON COLUMN saga_steps.outcome_unknown IS
+    'a call of this step may have reached the gateway without an answer: set before every call, '
+    'cleared by an answer';

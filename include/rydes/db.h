@@ -18,10 +18,12 @@
 #define DB_MAX_STMTS         256
 #define DB_RETRY_INTERVAL_MS 500
 
-/* How every connection of the engine plans: by index only. Its statements are written for index
- * access, and its tables (queues, the publish outbox) are often empty when autovacuum analyzes
- * them; a plan costed on those statistics (a sequential scan of a table "of ten pages") stays
- * cached for the life of the connection and turns quadratic once a backlog builds. */
+/* How the engine's connections plan (the pool, the hub, the fan-out, push): by index only. Their
+ * statements are written for index access, and their tables (queues, the publish outbox) are
+ * often empty when autovacuum analyzes them; a plan costed on those statistics (a sequential scan
+ * of a table "of ten pages") stays cached for the life of the connection and turns quadratic
+ * once a backlog builds. The sweeper's connection plans freely: its depth measurement and
+ * expiry deletes are full scans. */
 #define DB_PLANNER_OPTIONS "-c enable_seqscan=off -c enable_bitmapscan=off"
 
 /* A named prepared statement. Define each one once, with static storage:

@@ -1,9 +1,10 @@
 /* Topics: publish-subscribe channels over the queue engine. A topic has subscriptions, each
  * delivering into one queue or POSTing to one URL, optionally behind an SNS filter policy
- * (rydes/filter.h) and as the raw body or an SNS-style envelope. A publish stores the body once
- * (table payloads) and, atomically (one statement), puts one message into every matching queue
- * and one push delivery per matching URL (sent later by the push worker, rydes/push.h). FIFO
- * topics deduplicate publishes and append to one message group in every subscribed queue. */
+ * (rydes/filter.h) and as the raw body or an SNS-style envelope. A publish puts, atomically (one
+ * statement), one message into every matching queue (a body of up to 1024 bytes in each, a larger
+ * one stored once in table payloads; sql/018) and one push delivery per matching URL (sent later by
+ * the push worker, rydes/push.h). FIFO topics deduplicate publishes and append to one message group
+ * in every subscribed queue. */
 #ifndef RYDES_TOPICS_H
 #define RYDES_TOPICS_H
 

@@ -20,7 +20,8 @@ void mq_messages_clear(struct mq_message *m);
 /* The columns mq_read_message expects, from a row source named m. Timestamps travel in
  * PostgreSQL's own text form and are reformatted in C (cheaper than to_char in every row). */
 // clang-format off
-/* The body of message m: its own, or, for a topic delivery, the payload stored once. */
+/* The body of message m: its own, or, for a topic delivery of a large body, the payload stored
+ * once. */
 #define MQ_BODY_SQL                                                                            \
     "CASE WHEN m.payload_id IS NULL THEN m.body "                                              \
     "ELSE (SELECT p.body FROM payloads p WHERE p.id = m.payload_id) END"

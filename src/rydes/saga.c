@@ -160,7 +160,6 @@ enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, const cha
     return saga_start(c, id, ride_id, customer, amount, NULL, NULL, created);
 }
 
-/* Runs sql with v and tells whether it worked (rows, if any, are dropped). */
 /* Runs an UPDATE of the claimed fare: false when it fails, and also when it touched no row (the
  * lease was lost: another executor took the fare over, so this run must write nothing more). */
 static bool exec_one(struct db_conn *c, struct db_stmt *st, const char *const *v)
@@ -623,16 +622,20 @@ static bool stopping(const struct saga_env *env)
 
 static struct db_stmt q_saga_pause =
     DB_STMT("saga_pause",
-            "UPDATE fares SET next_attempt_at = now(), lease = NULL "
-            "WHERE id = $1 AND lease = $2::uuid",
-            2);
+            "WITH f AS (UPDATE fares SET next_attempt_at = now(), lease = NULL "
+            "WHERE id = $1 AND lease = $2::uuid RETURNING id, step, phase) "
+            "UPDATE saga_steps s SET outcome_unknown = $3::boolean FROM f "
+            "WHERE s.fare_id = f.id AND s.position = f.step AND f.phase = 'forward'",
+            3);
 
 /* The process is stopping in the middle of f: gives the fare back at once (its lease would
  * otherwise hold it for lease_seconds), so a restart or another process resumes it from the
- * step it stands at. */
+ * step it stands at. That step was marked in flight (by the claim or the record of the step
+ * before) but not called: its mark goes back to what it was, so a pause is not taken for a
+ * call whose answer was lost. */
 static void pause_run(struct db_conn *c, const struct fare *f)
 {
-    const char *v[] = {f->id, f->lease};
+    const char *v[] = {f->id, f->lease, f->unknown_before ? "t" : "f"};
     PGresult *r = db_exec(c, &q_saga_pause, v, NULL, NULL);
     PQclear(r);
     log_info("fare %s: paused at step %d by the shutdown", f->id, f->step);

@@ -1652,6 +1652,53 @@ START_TEST(a_stopping_process_pauses_its_saga_between_steps)
 }
 END_TEST
 
+/* The stop flag of the next test: raised once a run has done its register step. */
+static atomic_bool stop_after_register_flag;
+
+static bool stop_after_register(const char *fare_id, const char *step)
+{
+    (void)fare_id;
+    if (strcmp(step, "register") == 0)
+        atomic_store(&stop_after_register_flag, true);
+    return false; /* no crash: the step is recorded, and the run pauses before the next */
+}
+
+/* A run paused before a payment step gives the step back as it found it: the record of the
+ * step before marked it in flight, but it was never called, so a resumed run must not treat
+ * it as a call whose answer was lost. */
+START_TEST(a_pause_before_a_payment_step_leaves_its_outcome_known)
+{
+    struct harness_server *const s = &gws[0];
+    up(s, no_workers);
+    start_fare(s, "pause-2", "pa-rowan", "\"$9.00\"");
+    down(s);
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "connect: %s", err);
+    struct db_conn c = {.pg = pg};
+    atomic_store(&stop_after_register_flag, false);
+    saga_crash_hook = stop_after_register;
+    struct saga_env env = {.payments = payments_simulator(),
+                           .lease_seconds = 60,
+                           .stopping = &stop_after_register_flag};
+    bool ran = false;
+    ck_assert_int_eq(saga_run_one(&c, &env, &ran), MQ_OK);
+    saga_crash_hook = NULL;
+    ck_assert(ran);
+    payments_free(env.payments);
+    PQfinish(pg);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'pause-2' AND lease IS "
+                                  "NULL AND step = 1"),
+                     1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = 'pause-2' "
+                                  "AND name = 'preauthorize' AND NOT outcome_unknown"),
+                     1);
+    up(s, saga_workers);
+    assert_path(s, "pause-2", "pa-rowan", 9, &paths[0]);
+    down(s);
+}
+END_TEST
+
 /* ---- a real payment gateway over HTTP (RYDES_PAYMENT_URL) ------------------------------------ */
 
 /* A fake payment gateway in this process (libmicrohttpd) that records every request and answers
@@ -2552,6 +2599,7 @@ int main(void)
     tcase_add_test(saga, two_gateways_share_the_sagas);
     tcase_add_test(saga, fares_posted_without_an_executor_finish_after_a_restart);
     tcase_add_test(saga, a_stopping_process_pauses_its_saga_between_steps);
+    tcase_add_test(saga, a_pause_before_a_payment_step_leaves_its_outcome_known);
     suite_add_tcase(s, saga);
     TCase *http = tcase_create("http gateway");
     tcase_set_timeout(http, 60);

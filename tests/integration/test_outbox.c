@@ -128,6 +128,33 @@ START_TEST(an_event_left_by_a_crash_is_delivered_by_the_poll)
 }
 END_TEST
 
+/* The thread writes a small event into each message and stores one over 1024 bytes once in
+ * payloads (sql/018), in the same batch; both are received whole. */
+START_TEST(only_a_large_event_is_stored_once_in_payloads)
+{
+    harness_put_queue(&srv, "sizes", "{}", 201);
+    char large[1200];
+    memset(large, 'L', sizeof large);
+    memcpy(large, "{\"large\": \"", 11);
+    memcpy(large + sizeof large - 3, "\"}", 3); /* "}" and its terminator */
+    leave_in_outbox("sizes", large, "{}");
+    leave_in_outbox("sizes", "{\"small\": \"event\"}", "{}");
+    int got = 0;
+    for (int tries = 0; tries < 5 && got < 2; tries++)
+        got += received("sizes", "\"body\":{\""); /* both bodies are objects */
+    ck_assert_int_eq(got, 2);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id JOIN payloads p ON p.id = m.payload_id WHERE "
+                                  "q.name = 'sizes' AND m.body = '' AND length(p.body) = %zu",
+                                  sizeof large - 1),
+                     1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id WHERE q.name = 'sizes' AND m.payload_id IS NULL "
+                                  "AND m.body LIKE '%%small%%'"),
+                     1);
+}
+END_TEST
+
 START_TEST(an_undeliverable_event_is_set_aside)
 {
     harness_put_queue(&srv, "aside", "{}", 201);
@@ -199,6 +226,7 @@ int main(void)
     tcase_add_test(tc, a_ride_reaches_its_queues_through_the_thread);
     tcase_add_test(tc, the_thread_never_scans_the_outbox_sequentially);
     tcase_add_test(tc, an_event_left_by_a_crash_is_delivered_by_the_poll);
+    tcase_add_test(tc, only_a_large_event_is_stored_once_in_payloads);
     tcase_add_test(tc, an_undeliverable_event_is_set_aside);
     tcase_add_test(tc, an_event_nobody_delivers_shows_as_stuck);
     suite_add_tcase(s, tc);

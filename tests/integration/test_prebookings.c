@@ -104,7 +104,7 @@ static void teardown(void)
 /* ---- SQL and time ---------------------------------------------------------------------------- */
 
 /* Messages of queue (any state) carrying the event of task id. The bodies of the two
- * prebooking-notification queues are JSON events (topic deliveries keep theirs in payloads). */
+ * prebooking-notification queues are JSON events (small: in each message, sql/018). */
 static long long events_of(const char *queue, const char *id)
 {
     return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
