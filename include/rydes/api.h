@@ -73,8 +73,10 @@ struct db_conn *api_queue_conn(struct http_request *req, struct mq_queue *q,
                                enum handler_result *res);
 /* Answers a failed engine call with the status its outcome maps to. */
 enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, const char *detail);
-/* The representation of a received or peeked message (a new reference). */
-json_t *api_message_json(const struct mq_message *m, bool fifo);
+/* Answers 200 with {"messages": [...]}, the representation of received or peeked messages;
+ * frees msgs (mq_messages_free). */
+enum handler_result api_reply_messages(struct http_request *req, struct mq_message *msgs, int count,
+                                       bool fifo);
 
 /* Handlers, one group per file under src/api/. */
 /* Topic name with its subscriptions from the process's cache (loaded on c when needed); a

@@ -15,6 +15,8 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_cleanup(struct buf *b);
 void buf_reset(struct buf *b);
+/* Drops everything after the first len bytes (nothing when len >= the length). */
+void buf_truncate(struct buf *b, size_t len);
 void buf_append(struct buf *b, const void *data, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -307,9 +307,5 @@ enum handler_result api_queues_peek(struct http_request *req)
     api_db_release(req, c);
     if (req->status)
         return res;
-    json_t *list = json_array();
-    for (int i = 0; i < count; i++)
-        json_array_append_new(list, api_message_json(&msgs[i], q.attrs.fifo));
-    mq_messages_free(msgs, count);
-    return http_reply_json(req, 200, json_pack("{s:o}", "messages", list));
+    return api_reply_messages(req, msgs, count, q.attrs.fifo);
 }

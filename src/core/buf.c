@@ -22,9 +22,15 @@ void buf_cleanup(struct buf *b)
 
 void buf_reset(struct buf *b)
 {
-    b->len = 0;
-    if (b->data)
-        b->data[0] = '\0';
+    buf_truncate(b, 0);
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+    if (len >= b->len)
+        return;
+    b->len = len;
+    b->data[len] = '\0';
 }
 
 static void buf_reserve(struct buf *b, size_t extra)
