@@ -85,9 +85,8 @@ enum handler_result api_reply_messages(struct http_request *req, struct mq_messa
     }
     buf_puts(&b, "]}");
     mq_messages_free(msgs, count);
-    enum handler_result res = http_reply(req, 200, "application/json", buf_str(&b), b.len);
-    buf_cleanup(&b);
-    return res;
+    size_t len = b.len;
+    return http_reply_owned(req, 200, "application/json", buf_steal(&b), len);
 }
 
 static json_t *send_result_json(const struct mq_send_entry *e, const struct mq_send_result *r,

@@ -2,6 +2,7 @@
 #include "rydes/jsoncopy.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void jsoncopy_string(struct buf *b, const char *s, size_t n)
@@ -70,6 +71,34 @@ static bool hex4_at(const struct scan *s, size_t from)
     return true;
 }
 
+/* The four hex digits at t[from..from+4) (hex4_at checked them). */
+static unsigned hex4(const struct scan *s, size_t from)
+{
+    char digits[5] = {0};
+    memcpy(digits, s->t + from, 4);
+    return (unsigned)strtoul(digits, NULL, 16);
+}
+
+/* Skips the \uXXXX escape at s->i (its backslash) up to its last digit, and the low half after
+ * a high surrogate; false for one jansson refuses (\u0000, a surrogate without its pair). */
+static bool skip_unicode_escape(struct scan *s)
+{
+    unsigned u = hex4(s, s->i + 2);
+    if (u == 0 || (u >= 0xDC00 && u <= 0xDFFF))
+        return false;
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        size_t j = s->i + 6;
+        if (j + 1 >= s->n || s->t[j] != '\\' || s->t[j + 1] != 'u' || !hex4_at(s, j + 2))
+            return false;
+        unsigned low = hex4(s, j + 2);
+        if (low < 0xDC00 || low > 0xDFFF)
+            return false;
+        s->i += 6;
+    }
+    s->i += 5;
+    return true;
+}
+
 /* Skips the string token at s->i (its opening quote); false if it is not one. */
 static bool skip_string(struct scan *s)
 {
@@ -84,26 +113,34 @@ static bool skip_string(struct scan *s)
         if (c != '\\')
             continue;
         char e = s->i + 1 < s->n ? s->t[s->i + 1] : '\0';
-        if (e == 'u' && hex4_at(s, s->i + 2))
-            s->i += 5;
-        else if (e && strchr("\"\\/bfnrt", e))
+        if (e == 'u' && hex4_at(s, s->i + 2)) {
+            if (!skip_unicode_escape(s))
+                return false;
+        } else if (e && strchr("\"\\/bfnrt", e)) {
             s->i++;
-        else
+        } else {
             return false;
+        }
     }
     return false;
 }
 
-/* Skips the number token at s->i; false if it is not one. */
+/* Skips the number token at s->i; false if it is not one, or is one jansson refuses or may
+ * (an integer beyond 64 bits, a real beyond a double): more than 18 digits of integer, more
+ * than 2 of exponent. */
 static bool skip_number(struct scan *s)
 {
     if (at(s, '-'))
         s->i++;
+    size_t start = s->i;
     if (at(s, '0'))
         s->i++;
     else if (digit_at(s))
         skip_digits(s);
     else
+        return false;
+    bool integer = !at(s, '.') && !at(s, 'e') && !at(s, 'E');
+    if ((integer && s->i - start > 18) || s->i - start > 300)
         return false;
     if (at(s, '.')) {
         s->i++;
@@ -115,9 +152,10 @@ static bool skip_number(struct scan *s)
         s->i++;
         if (at(s, '+') || at(s, '-'))
             s->i++;
-        if (!digit_at(s))
-            return false;
+        size_t exp = s->i;
         skip_digits(s);
+        if (s->i == exp || s->i - exp > 2)
+            return false;
     }
     return true;
 }

@@ -171,6 +171,16 @@ enum handler_result http_reply(struct http_request *req, int status, const char 
     return queue_response(req, status, content_type, resp, len);
 }
 
+enum handler_result http_reply_owned(struct http_request *req, int status, const char *content_type,
+                                     char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback(len, body, &free);
+    if (!resp)
+        rydes_oom();
+    return queue_response(req, status, content_type, resp, len);
+}
+
 enum handler_result http_reply_json(struct http_request *req, int status, json_t *json)
 {
     if (!json) { /* a json_pack that failed: a value that was not UTF-8, say */
@@ -179,12 +189,7 @@ enum handler_result http_reply_json(struct http_request *req, int status, json_t
     }
     char *text = jsontext_dumps(json, JSON_COMPACT);
     json_decref(json);
-    size_t len = strlen(text);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback(len, text, &free);
-    if (!resp)
-        rydes_oom();
-    return queue_response(req, status, "application/json", resp, len);
+    return http_reply_owned(req, status, "application/json", text, strlen(text));
 }
 
 enum handler_result http_reply_empty(struct http_request *req, int status)

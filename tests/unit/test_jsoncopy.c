@@ -39,12 +39,23 @@ START_TEST(strings_are_escaped_as_jansson_escapes_them)
 }
 END_TEST
 
+/* A copy of t[0..n) in a block of exactly n bytes, so that ASan sees a read past the end. */
+static char *exact(const char *t, size_t n)
+{
+    char *p = malloc(n ? n : 1);
+    memcpy(p, t, n);
+    return p;
+}
+
 static void assert_compact(const char *in, const char *want)
 {
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "<");
-    ck_assert_msg(jsoncopy_compact(&b, in, strlen(in)), "refused %s", in);
+    char *copy = exact(in, strlen(in));
+    bool ok = jsoncopy_compact(&b, copy, strlen(in));
+    free(copy);
+    ck_assert_msg(ok, "refused %s", in);
     ck_assert_msg(strcmp(buf_str(&b) + 1, want) == 0, "%s gave %s, want %s", in, buf_str(&b) + 1,
                   want);
     buf_cleanup(&b);
@@ -61,6 +72,9 @@ START_TEST(json_text_is_copied_compact)
     assert_compact("0", "0");
     assert_compact("-12.5E-3", "-12.5E-3");
     assert_compact("\"\\u00e9\\/\\b\"", "\"\\u00e9\\/\\b\"");
+    assert_compact("\"\\ud83e\\udd84\"", "\"\\ud83e\\udd84\""); /* a pair */
+    assert_compact("[-0, 123456789012345678, 1e99, \"\x7f\"]",
+                   "[-0,123456789012345678,1e99,\"\x7f\"]");
     /* what jansson wrote comes back exactly as its compact dump */
     const char *written[] = {"{\"ride\":{\"id\":7,\"fare\":0.1,\"tags\":[\"a\",\"b\"]}}",
                              "[1,2.5,\"caf\xc3\xa9\",null,{\"k\":\"v\\n\"}]"};
@@ -80,43 +94,68 @@ static void assert_refused(const char *in, size_t n)
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "kept");
-    ck_assert_msg(!jsoncopy_compact(&b, in, n), "took %.*s", (int)n, in);
+    char *copy = exact(in, n);
+    bool ok = jsoncopy_compact(&b, copy, n);
+    free(copy);
+    ck_assert_msg(!ok, "took %.*s", (int)n, in);
     ck_assert_str_eq(buf_str(&b), "kept");
     ck_assert_uint_eq(b.len, 4);
     buf_cleanup(&b);
+    struct buf empty;
+    buf_init(&empty);
+    copy = exact(in, n);
+    ok = jsoncopy_compact(&empty, copy, n);
+    free(copy);
+    ck_assert(!ok && empty.len == 0 && strcmp(buf_str(&empty), "") == 0);
+    buf_cleanup(&empty);
 }
 
 START_TEST(anything_but_one_json_value_is_refused)
 {
-    const char *bad[] = {"",        " ",           "{",         "[1,]",    "{\"a\" 1}", "{\"a\":}",
-                         "{1:2}",   "{\"a\":1,}",  "01",        "1.",      "-",         ".5",
-                         "1e",      "+1",          "tru",       "nulls",   "[1] 2",     "\"abc",
-                         "\"\\x\"", "\"\\u12G4\"", "[1}",       "{\"a\"]", "'single'",  "NaN",
-                         "[1,,2]",  "\"tab\t\"",   "{\"a\":1}}"};
+    const char *bad[] = {"", " ", "{", "[1,]", "{\"a\" 1}", "{\"a\":}", "{1:2}", "{\"a\":1,}", "01",
+                         "1.", "-", ".5", "1e", "+1", "tru", "nulls", "[1] 2", "\"abc", "\"\\x\"",
+                         "\"\\u12G4\"", "[1}", "{\"a\"]", "'single'", "NaN", "[1,,2]", "\"tab\t\"",
+                         "{\"a\":1}}",
+                         /* cut short */
+                         "\"\\", "\"\\u12", "tr", "1e+", "{\"a\"", "{\"a\":", "[", "-",
+                         /* numbers the grammar refuses */
+                         "-01", "1.e5", "00", "1e+-5",
+                         /* not JSON whitespace */
+                         "\f1", "1\v", "\xef\xbb\xbf" "1",
+                         /* what jansson refuses to read: the caller falls back to it */
+                         "\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
+                         "12345678901234567890", "1e400", "[1.5E-1000]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_refused(bad[i], strlen(bad[i]));
     assert_refused("[1]\0", 4); /* the length counts, not a terminator */
+    assert_refused("[1,\0 2]", 7);
+    assert_refused("\"a\0b\"", 5);
 }
 END_TEST
 
-static char *nested(int depth)
+/* depth arrays, or objects {"k":...}, around 0. */
+static char *nested(int depth, bool objects)
 {
-    char *t = malloc((size_t)depth * 2 + 1);
-    for (int i = 0; i < depth; i++) {
-        t[i] = '[';
-        t[depth * 2 - 1 - i] = ']';
-    }
-    t[depth * 2] = '\0';
-    return t;
+    struct buf b;
+    buf_init(&b);
+    for (int i = 0; i < depth; i++)
+        buf_puts(&b, objects ? "{\"k\":" : "[");
+    buf_puts(&b, "0");
+    for (int i = 0; i < depth; i++)
+        buf_puts(&b, objects ? "}" : "]");
+    return buf_steal(&b);
 }
 
 START_TEST(nesting_is_bounded)
 {
-    char *ok = nested(JSONCOPY_MAX_DEPTH), *deep = nested(JSONCOPY_MAX_DEPTH + 1);
-    assert_compact(ok, ok);
-    assert_refused(deep, strlen(deep));
-    free(ok);
-    free(deep);
+    for (int objects = 0; objects < 2; objects++) {
+        char *ok = nested(JSONCOPY_MAX_DEPTH, objects);
+        char *deep = nested(JSONCOPY_MAX_DEPTH + 1, objects);
+        assert_compact(ok, ok);
+        assert_refused(deep, strlen(deep));
+        free(ok);
+        free(deep);
+    }
 }
 END_TEST
 
