@@ -6,6 +6,7 @@
 
 #include "rydes/buf.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -26,5 +27,13 @@ void jsoncopy_string(struct buf *b, const char *s, size_t n);
  * jansson answers as before). For text that jansson wrote (compact, no escapes beyond its own)
  * the result is what parsing and dumping it compact would give. */
 bool jsoncopy_compact(struct buf *b, const char *t, size_t n);
+
+/* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it (members in their order,
+ * reals with 17 digits), without jansson's dump machinery: for small values written on every
+ * request (a publish's attributes). Nesting deeper than JSONCOPY_MAX_DEPTH is written as null. */
+void jsoncopy_json(struct buf *b, const json_t *v);
+/* jsoncopy_json into a new malloc'd string (the caller frees it): json_dumps(v, JSON_COMPACT)
+ * for an object or array v. */
+char *jsoncopy_dumps(const json_t *v);
 
 #endif

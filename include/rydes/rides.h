@@ -50,6 +50,10 @@ struct ride {
 void ride_clear(struct ride *r);
 /* The representation {"id","from",...,"links":{"self","fare"}} (a new reference). */
 json_t *ride_json(const struct ride *r);
+/* The same as compact text, written directly: byte for byte what jsontext_dumps(ride_json(r),
+ * JSON_COMPACT) gives, without building the values (a ride's event and its 201). Malloc'd;
+ * the caller frees it. */
+char *ride_text(const struct ride *r);
 
 enum rides_outcome {
     RIDES_CREATED,    /* stored and published */

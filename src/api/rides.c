@@ -50,7 +50,8 @@ static enum handler_result reply_ride(struct http_request *req, int status, cons
     http_add_header(req, "Content-Location", self);
     if (r->json) /* a new ride: the text it was published with */
         return http_reply(req, status, "application/json", r->json, strlen(r->json));
-    return http_reply_json(req, status, ride_json(r));
+    char *text = ride_text(r);
+    return http_reply_owned(req, status, "application/json", text, strlen(text));
 }
 
 /* Stores and publishes in; answers every outcome. */

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void jsontext_format_double(double v, char *out, size_t n)
 {
@@ -14,15 +15,40 @@ void jsontext_format_double(double v, char *out, size_t n)
         snprintf(out, n, "%.17g", v);
 }
 
+bool jsontext_fifteen_digits(double v)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%.15g", v);
+    return strtod(text, NULL) == v; /* jsontext_format_double decides the same way */
+}
+
+void jsontext_real(double v, int precision, char *out, size_t n)
+{
+    int len = snprintf(out, n, "%.*g", precision, v);
+    if (len < 0 || (size_t)len + 3 > n)
+        return; /* (32 bytes always suffice for 17 digits) */
+    if (!strchr(out, '.') && !strchr(out, 'e') && !strchr(out, 'n') && !strchr(out, 'i')) {
+        memcpy(out + len, ".0", 3);
+        len += 2;
+    }
+    char *e = strchr(out, 'e');
+    if (!e)
+        return;
+    char *from = e + 1, *to = e + 1; /* drop a "+" and the exponent's leading zeros */
+    if (*from == '-')
+        from = ++to;
+    else if (*from == '+')
+        from++;
+    while (*from == '0' && from[1])
+        from++;
+    memmove(to, from, strlen(from) + 1);
+}
+
 /* Does every real in v read back from 15 significant digits? */
 static bool fifteen_digits_suffice(const json_t *v, int depth)
 {
-    if (json_is_real(v)) {
-        char text[32];
-        double d = json_real_value(v);
-        snprintf(text, sizeof text, "%.15g", d);
-        return strtod(text, NULL) == d; /* jsontext_format_double decides the same way */
-    }
+    if (json_is_real(v))
+        return jsontext_fifteen_digits(json_real_value(v));
     if (depth > 64) /* request bodies are depth-limited long before this */
         return false;
     if (json_is_array(v)) {

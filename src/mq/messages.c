@@ -18,6 +18,7 @@
 #include "common.h"
 
 #include "rydes/buf.h"
+#include "rydes/jsoncopy.h"
 #include "rydes/mem.h"
 #include "rydes/mq_counters.h"
 #include "rydes/secret.h"
@@ -268,7 +269,7 @@ static void send_rows_prepare(void)
         }
 }
 
-/* The formatted parameters of one row (attrs is malloc'd by json_dumps and freed after use). */
+/* The formatted parameters of one row (attrs is malloc'd by jsoncopy_dumps and freed after use). */
 struct row_params {
     char id[16], delay[16];
     char *attrs;
@@ -291,7 +292,7 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
         snprintf(p[i].id, sizeof p[i].id, "%d", q->id);
         snprintf(p[i].delay, sizeof p[i].delay, "%d",
                  e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
-        p[i].attrs = e->attributes ? json_dumps(e->attributes, JSON_COMPACT) : NULL;
+        p[i].attrs = e->attributes ? jsoncopy_dumps(e->attributes) : NULL;
         const char *row[] = {
             p[i].id, p[i].delay, rows[i].result->message_id, e->body_json ? "t" : "f",
             e->body, p[i].attrs};

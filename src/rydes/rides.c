@@ -2,6 +2,7 @@
 #include "rydes/rides.h"
 
 #include "rydes/buf.h"
+#include "rydes/jsoncopy.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/trace.h"
@@ -108,6 +109,65 @@ json_t *ride_json(const struct ride *r)
                      "links", "self", self, "fare", fare);
 }
 
+/* A number of the representation as number_json makes it and jansson writes it. */
+static void number_text(struct buf *b, double v, int precision)
+{
+    if (v == (double)(long long)v && v < 9007199254740992.0) {
+        buf_printf(b, "%lld", (long long)v);
+        return;
+    }
+    char text[32];
+    jsontext_real(v, precision, text, sizeof text);
+    buf_puts(b, text);
+}
+
+/* A string member ,"name":"value" (escaped); name needs no escaping. */
+static void string_member(struct buf *b, const char *name, const char *value)
+{
+    buf_puts(b, ",\"");
+    buf_puts(b, name);
+    buf_puts(b, "\":");
+    jsoncopy_string(b, value, strlen(value));
+}
+
+char *ride_text(const struct ride *r)
+{
+    const double numbers[] = {r->duration, r->distance, r->fare};
+    int precision = 15; /* jsontext_dumps: 17 for every real when one needs it */
+    for (int i = 0; i < 3; i++)
+        if (!(numbers[i] == (double)(long long)numbers[i] && numbers[i] < 9007199254740992.0) &&
+            !jsontext_fifteen_digits(numbers[i]))
+            precision = 17;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"id\":\"");
+    buf_puts(&b, r->id);
+    buf_puts(&b, "\"");
+    string_member(&b, "from", r->from);
+    string_member(&b, "to", r->to);
+    buf_puts(&b, ",\"duration\":");
+    number_text(&b, r->duration, precision);
+    buf_puts(&b, ",\"distance\":");
+    number_text(&b, r->distance, precision);
+    string_member(&b, "customer", r->customer);
+    buf_puts(&b, ",\"fare\":");
+    number_text(&b, r->fare, precision);
+    if (r->unicorn)
+        string_member(&b, "unicorn", r->unicorn);
+    else
+        buf_puts(&b, ",\"unicorn\":null");
+    const char *tail[] = {",\"submitted_at\":\"",
+                          r->submitted_at,
+                          "\",\"links\":{\"self\":\"/rides/",
+                          r->id,
+                          "\",\"fare\":\"/rides/",
+                          r->id,
+                          "/fare\"}}"};
+    for (size_t i = 0; i < sizeof tail / sizeof *tail; i++)
+        buf_puts(&b, tail[i]);
+    return buf_steal(&b);
+}
+
 /* The message attributes of a ride event. */
 static json_t *ride_attributes(const struct ride *r, const char *fare, const char *distance,
                                const char *correlation_id)
@@ -153,9 +213,7 @@ static void submission_init(struct rides_submission *s, const struct ride_input 
     r->distance = strtod(s->numbers[1], NULL);
     r->fare = strtod(s->numbers[2], NULL);
     clock_format_rfc3339(clock_wall_us(), r->submitted_at);
-    json_t *j = ride_json(r);
-    s->body = jsontext_dumps(j, JSON_COMPACT);
-    json_decref(j);
+    s->body = ride_text(r);
     s->attributes = ride_attributes(r, s->numbers[2], s->numbers[1], correlation_id);
 }
 
