@@ -81,8 +81,9 @@ static unsigned hex4(const struct scan *s, size_t from)
     return (unsigned)strtoul(digits, NULL, 16);
 }
 
-/* Skips the \uXXXX escape at s->i (its backslash) up to its last digit, and the low half after
- * a high surrogate; false for one jansson refuses (\u0000, a surrogate without its pair). */
+/* Skips the \u escape (four hex digits) at s->i, its backslash, up to its last digit, and the low
+ * half after a high surrogate; false for one jansson refuses (\u0000, a surrogate without its
+ * pair). */
 static bool skip_unicode_escape(struct scan *s)
 {
     unsigned u = hex4(s, s->i + 2);

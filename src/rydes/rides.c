@@ -90,11 +90,15 @@ static void read_ride(PGresult *res, int row, struct ride *r)
 }
 
 /* A JSON number: an integer when the value is whole, so 600 does not read 600.0. */
+/* Is v shown as an integer (below 2^53, where every double is exact)? */
+static bool integral(double v)
+{
+    return v == (double)(long long)v && v < 9007199254740992.0;
+}
+
 static json_t *number_json(double v)
 {
-    if (v == (double)(long long)v && v < 9007199254740992.0)
-        return json_integer((json_int_t)v);
-    return json_real(v);
+    return integral(v) ? json_integer((json_int_t)v) : json_real(v);
 }
 
 json_t *ride_json(const struct ride *r)
@@ -112,7 +116,7 @@ json_t *ride_json(const struct ride *r)
 /* A number of the representation as number_json makes it and jansson writes it. */
 static void number_text(struct buf *b, double v, int precision)
 {
-    if (v == (double)(long long)v && v < 9007199254740992.0) {
+    if (integral(v)) {
         buf_printf(b, "%lld", (long long)v);
         return;
     }
@@ -135,8 +139,7 @@ char *ride_text(const struct ride *r)
     const double numbers[] = {r->duration, r->distance, r->fare};
     int precision = 15; /* jsontext_dumps: 17 for every real when one needs it */
     for (int i = 0; i < 3; i++)
-        if (!(numbers[i] == (double)(long long)numbers[i] && numbers[i] < 9007199254740992.0) &&
-            !jsontext_fifteen_digits(numbers[i]))
+        if (!integral(numbers[i]) && !jsontext_fifteen_digits(numbers[i]))
             precision = 17;
     struct buf b;
     buf_init(&b);

@@ -1620,27 +1620,35 @@ START_TEST(fares_posted_without_an_executor_finish_after_a_restart)
 }
 END_TEST
 
+/* Starts fare id over s, stops s, and runs the fare once on a connection of this test with
+ * an executor that stops when *stopping says so (and the crash hook as the caller set it). */
+static void run_once_offline(struct harness_server *s, const char *id, const char *customer,
+                             const char *amount, atomic_bool *stopping)
+{
+    up(s, no_workers);
+    start_fare(s, id, customer, amount);
+    down(s);
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "connect: %s", err);
+    struct db_conn c = {.pg = pg};
+    struct saga_env env = {
+        .payments = payments_simulator(), .lease_seconds = 60, .stopping = stopping};
+    bool ran = false;
+    ck_assert_int_eq(saga_run_one(&c, &env, &ran), MQ_OK);
+    ck_assert(ran);
+    payments_free(env.payments);
+    PQfinish(pg);
+}
+
 /* A run that begins while the process stops gives its fare back at once (lease cleared, due
  * now) instead of holding it for the lease, and a gateway that starts later finishes it. */
 START_TEST(a_stopping_process_pauses_its_saga_between_steps)
 {
     saga_crash_hook = NULL;
     struct harness_server *const s = &gws[0];
-    up(s, no_workers);
-    start_fare(s, "pause-1", "pa-quinn", "\"$7.00\"");
-    down(s);
-    char err[256];
-    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
-    ck_assert_msg(pg != NULL, "connect: %s", err);
-    struct db_conn c = {.pg = pg};
     atomic_bool stopping = true;
-    struct saga_env env = {
-        .payments = payments_simulator(), .lease_seconds = 60, .stopping = &stopping};
-    bool ran = false;
-    ck_assert_int_eq(saga_run_one(&c, &env, &ran), MQ_OK);
-    ck_assert(ran);
-    payments_free(env.payments);
-    PQfinish(pg);
+    run_once_offline(s, "pause-1", "pa-quinn", "\"$7.00\"", &stopping);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'pause-1' AND lease IS "
                                   "NULL AND next_attempt_at <= now() AND step = 0"),
                      1);
@@ -1669,24 +1677,10 @@ static bool stop_after_register(const char *fare_id, const char *step)
 START_TEST(a_pause_before_a_payment_step_leaves_its_outcome_known)
 {
     struct harness_server *const s = &gws[0];
-    up(s, no_workers);
-    start_fare(s, "pause-2", "pa-rowan", "\"$9.00\"");
-    down(s);
-    char err[256];
-    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
-    ck_assert_msg(pg != NULL, "connect: %s", err);
-    struct db_conn c = {.pg = pg};
     atomic_store(&stop_after_register_flag, false);
     saga_crash_hook = stop_after_register;
-    struct saga_env env = {.payments = payments_simulator(),
-                           .lease_seconds = 60,
-                           .stopping = &stop_after_register_flag};
-    bool ran = false;
-    ck_assert_int_eq(saga_run_one(&c, &env, &ran), MQ_OK);
+    run_once_offline(s, "pause-2", "pa-rowan", "\"$9.00\"", &stop_after_register_flag);
     saga_crash_hook = NULL;
-    ck_assert(ran);
-    payments_free(env.payments);
-    PQfinish(pg);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'pause-2' AND lease IS "
                                   "NULL AND step = 1"),
                      1);
