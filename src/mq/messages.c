@@ -543,19 +543,21 @@ static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *
 /* $1 queue ids, $2 message ids, $3 receipts: one row per receipt, of any standard queues. Each
  * receipt finds its row through the primary key (a subquery per receipt) and the DELETE takes
  * them by TID: plans that stay index lookups whatever the statistics say (a join against the
- * arrays was planned as a hash join over the whole index when ANALYZE had seen an empty table).
- * A row updated between the lookup and the delete is rechecked against its own receipt (the
- * IN list), so a new lease is never deleted by an old receipt; whether it is deleted when its
- * receipt is unchanged (a heartbeat) depends on the server's TID recheck, and the receipts that
- * deleted nothing are tried again one by one (delete_standard). */
+ * arrays was planned as a hash join over the whole index when ANALYZE had seen an empty table,
+ * and "queue_id = ANY ($1) AND id = ANY ($2)" as a scan of the whole queue). A row updated
+ * between the lookup and the delete is rechecked against its own receipt, found by its id's
+ * place in the arrays (message ids are unique across queues), so a new lease is never deleted
+ * by an old receipt; whether it is deleted when its receipt is unchanged (a heartbeat) depends
+ * on the server's TID recheck, and the receipts that deleted nothing are tried again one by
+ * one (delete_standard), as is a second receipt for a message already named in the arrays. */
 static struct db_stmt q_delete_rows =
     DB_STMT("mq_delete_rows",
             "DELETE FROM messages m WHERE m.ctid = ANY (ARRAY("
             "SELECT (SELECT x.ctid FROM messages x WHERE x.queue_id = r.queue_id AND x.id = r.id "
             "AND x.receipt = r.nonce) "
             "FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS r(queue_id, id, nonce))) "
-            "AND (m.queue_id, m.id, m.receipt) IN "
-            "(SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[])) "
+            "AND m.receipt = ($3::bigint[])[array_position($2::bigint[], m.id)] "
+            "AND m.queue_id = ($1::int[])[array_position($2::bigint[], m.id)] "
             "RETURNING m.queue_id, m.id",
             3);
 
@@ -622,6 +624,12 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
                               enum mq_status *out)
 {
     assert(n >= 1 && n <= MQ_MAX_ROWS);
+    if (n == 1) { /* the one-row DELETE, without the arrays */
+        out[0] = delete_standard(c, rows[0].q, rows[0].receipt);
+        if (out[0] == MQ_OK)
+            mq_count_queue(rows[0].q->id, MQC_DELETED, 1);
+        return out[0] >= MQ_UNAVAILABLE ? out[0] : MQ_OK;
+    }
     struct message_key keys[MQ_MAX_ROWS];
     struct buf qv, idv, nv;
     buf_init(&qv);

@@ -3,7 +3,8 @@
  * message id; a message the database refuses fails alone while the others of its statement are
  * stored; receives of one queue and visibility share a claim and get the messages dealt out in
  * id order, each up to its max, while other queues and visibilities claim apart; deletes share a
- * statement and keep their own outcomes (deleted, superseded, not ours); concurrent HTTP clients
+ * statement and keep their own outcomes (deleted, superseded, not ours, also a lease renewed under
+ * the statement); concurrent HTTP clients
  * each get their own message id, and concurrent HTTP cycles deliver every message exactly once;
  * stopping finishes every operation already handed over (failing, in time, those it cannot
  * run), also HTTP sends suspended at shutdown. Rides (the upper layer's kind) that gather are
@@ -620,6 +621,63 @@ START_TEST(deletes_that_gather_share_a_statement_and_keep_their_outcomes)
 }
 END_TEST
 
+struct held_delete {
+    struct db_conn *c;
+    struct mq_delete_row rows[2];
+    enum mq_status out[2], st;
+};
+
+static void *run_held_delete(void *arg)
+{
+    struct held_delete *h = arg;
+    h->st = mq_delete_rows(h->c, h->rows, 2, h->out);
+    return NULL;
+}
+
+/* A delete that waits for a message's row while another transaction leases it again finds the
+ * new lease when it gets the row: the old receipt is superseded (409), the message stays. (A
+ * server whose TID recheck compares the new version's TID turns it away by that alone; the
+ * statement's receipt filter turns it away on one whose recheck does not.) */
+START_TEST(a_delete_behind_a_new_lease_leaves_the_message)
+{
+    fill(queue.id, 2, "l");
+    struct db_conn *c = hold_pool();
+    struct mq_message *msgs;
+    int n;
+    ck_assert_int_eq(mq_receive(c, &queue, 2, 30, false, &msgs, &n), MQ_OK);
+    ck_assert_int_eq(n, 2);
+    PGconn *other = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(other), CONNECTION_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "BEGIN; UPDATE messages SET receipt = receipt + 1, receive_count = receive_count + 1 "
+             "WHERE id = %lld",
+             msgs[0].id);
+    PGresult *r = PQexec(other, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct held_delete h = {.c = c, .rows = {{&queue, msgs[0].receipt}, {&queue, msgs[1].receipt}}};
+    pthread_t t;
+    pthread_create(&t, NULL, run_held_delete, &h);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity "
+                                      "WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE%'",
+                                      1, 10),
+                     1);
+    r = PQexec(other, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    pthread_join(t, NULL);
+    PQfinish(other);
+    db_pool_release(srv.app.pool, c);
+    ck_assert_int_eq(h.st, MQ_OK);
+    ck_assert_int_eq(h.out[0], MQ_CONFLICT);
+    ck_assert_int_eq(h.out[1], MQ_OK);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE id = %lld", msgs[0].id), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages"), 1);
+    mq_messages_free(msgs, n);
+}
+END_TEST
+
 /* A stopped combiner takes nothing more: HTTP receives and deletes run on their own. */
 START_TEST(after_a_stop_receives_and_deletes_run_alone)
 {
@@ -931,6 +989,7 @@ int main(void)
     tcase_add_test(tc, nothing_waits_behind_a_stuck_statement);
     tcase_add_test(tc, a_receive_left_empty_by_a_short_claim_is_told_to_look_again);
     tcase_add_test(tc, deletes_that_gather_share_a_statement_and_keep_their_outcomes);
+    tcase_add_test(tc, a_delete_behind_a_new_lease_leaves_the_message);
     tcase_add_test(tc, after_a_stop_receives_and_deletes_run_alone);
     tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
     tcase_add_test(tc, concurrent_http_cycles_deliver_each_message_once);
