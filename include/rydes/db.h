@@ -22,9 +22,12 @@
  * statements are written for index access, and their tables (queues, the publish outbox) are
  * often empty when autovacuum analyzes them; a plan costed on those statistics (a sequential scan
  * of a table "of ten pages") stays cached for the life of the connection and turns quadratic
- * once a backlog builds. The sweeper's connection plans freely: its depth measurement and
+ * once a backlog builds. Without JIT: a plan that must scan a table anyway (the few operator
+ * statements that count, such as /metrics) carries the disabled scan's penalty in its cost,
+ * which then passes every jit_*_above_cost, and compiling it took 100 ms and more per
+ * statement, every time. The sweeper's connection plans freely: its depth measurement and
  * expiry deletes are full scans. */
-#define DB_PLANNER_OPTIONS "-c enable_seqscan=off -c enable_bitmapscan=off"
+#define DB_PLANNER_OPTIONS "-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off"
 
 /* A named prepared statement. Define each one once, with static storage:
  *   static struct db_stmt q_find = DB_STMT("token_find", "SELECT ... $1", 1); */
