@@ -19,7 +19,7 @@ bench_sql() { pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d bench -qAt -v
 pgb() {
     local script=$1 secs=$2; shift 2
     # the engine's statements run with the session settings of the pool (src/db/pool.c)
-    case "$script" in */engine_*) export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c plan_cache_mode=force_generic_plan" ;;
+    case "$script" in */engine_*) export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan" ;;
                       *) unset PGOPTIONS ;; esac
     local out="$BENCH_TMP/pgbench.out"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
@@ -95,7 +95,7 @@ bench_backlog() {
     reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); empty2=${r[1]}
     say "churn: $BACKLOG messages through an empty queue"
     reset_tables
-    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c plan_cache_mode=force_generic_plan"
+    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -t $((BACKLOG / 8)) -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
     r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_CHURN=${r[1]}
@@ -311,7 +311,7 @@ bench_soak() {
     say "soak: $minutes min at $rate cycles/s (after a checkpoint and a 1-minute warm-up)"
     reset_tables
     bench_sql -c "CHECKPOINT"
-    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c plan_cache_mode=force_generic_plan"
+    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -T 60 -R "$rate" -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
