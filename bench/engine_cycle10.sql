@@ -41,5 +41,6 @@ SELECT coalesce(array_agg(u.id), '{}')::text AS ids, coalesce(array_agg(u.receip
 DELETE FROM messages m WHERE m.ctid = ANY (ARRAY(
     SELECT (SELECT x.ctid FROM messages x WHERE x.queue_id = r.queue_id AND x.id = r.id AND x.receipt = r.nonce)
     FROM unnest(:qids::int[], :ids::bigint[], :receipts::bigint[]) AS r(queue_id, id, nonce)))
-  AND (m.queue_id, m.id, m.receipt) IN (SELECT * FROM unnest(:qids::int[], :ids::bigint[], :receipts::bigint[]))
+  AND m.receipt = (:receipts::bigint[])[array_position(:ids::bigint[], m.id)]
+  AND m.queue_id = (:qids::int[])[array_position(:ids::bigint[], m.id)]
 RETURNING m.queue_id, m.id;

@@ -544,12 +544,13 @@ static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *
  * receipt finds its row through the primary key (a subquery per receipt) and the DELETE takes
  * them by TID: plans that stay index lookups whatever the statistics say (a join against the
  * arrays was planned as a hash join over the whole index when ANALYZE had seen an empty table,
- * and "queue_id = ANY ($1) AND id = ANY ($2)" as a scan of the whole queue). A row updated
- * between the lookup and the delete is rechecked against its own receipt, found by its id's
- * place in the arrays (message ids are unique across queues), so a new lease is never deleted
- * by an old receipt; whether it is deleted when its receipt is unchanged (a heartbeat) depends
- * on the server's TID recheck, and the receipts that deleted nothing are tried again one by
- * one (delete_standard), as is a second receipt for a message already named in the arrays. */
+ * and "queue_id = ANY ($1) AND id = ANY ($2)" as a scan of the whole queue). Every row deleted
+ * matches the queue and receipt at its id's first place in the arrays, checked again on the
+ * row's newest version when it was updated between the lookup and the delete, so a new lease
+ * is never deleted by an old receipt (whether a row whose receipt is unchanged, a heartbeat, is
+ * deleted then depends on the server's TID recheck). A message named twice is deleted only by
+ * its first receipt, and then every receipt naming it is answered as deleted; the receipts that
+ * deleted nothing are tried again one by one (delete_standard). */
 static struct db_stmt q_delete_rows =
     DB_STMT("mq_delete_rows",
             "DELETE FROM messages m WHERE m.ctid = ANY (ARRAY("
@@ -638,8 +639,9 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
     enum mq_status fail = MQ_OK;
     if (delete_params(rows, n, keys, out, &qv, &idv, &nv) > 0) {
         const char *v[] = {buf_str(&qv), buf_str(&idv), buf_str(&nv)};
-        /* a receipt of ours that deleted nothing (superseded, already gone, or its row updated
-         * under the statement) gets the single delete's answer */
+        /* a receipt of ours that deleted nothing (superseded, already gone, its row updated
+         * under the statement, or named after another receipt of the same message) gets the
+         * single delete's answer */
         if (delete_marked(c, v, keys, n, out, &fail))
             for (int i = 0; i < n && fail == MQ_OK; i++)
                 if (out[i] == MQ_CONFLICT) {
