@@ -8,6 +8,7 @@
 
 #include "rydes/app.h"
 #include "rydes/clock.h"
+#include "rydes/fmt.h"
 #include "rydes/jsoncopy.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
@@ -38,12 +39,25 @@ static void body_parsed(struct buf *b, const struct mq_message *m)
     json_decref(v);
 }
 
+/* ,"name":"value" for a value that needs no escaping (ids, receipts, timestamps, states). */
+static void put_member(struct buf *b, const char *name, const char *value)
+{
+    buf_puts(b, ",\"");
+    buf_puts(b, name);
+    buf_puts(b, "\":\"");
+    buf_puts(b, value);
+    buf_puts(b, "\"");
+}
+
 /* One message as the API shows it, written as text: the body is stored as JSON text already
  * (or is a string), so it is copied rather than parsed and dumped again (callgrind: jansson
  * was half of a receive's cost in the gateway). */
 static void message_text(struct buf *b, const struct mq_message *m, bool fifo)
 {
-    buf_printf(b, "{\"message_id\":\"%s\",\"body\":", m->message_id);
+    char n[FMT_INT_LEN];
+    buf_puts(b, "{\"message_id\":\"");
+    buf_puts(b, m->message_id);
+    buf_puts(b, "\",\"body\":");
     if (!m->body_json || !jsoncopy_compact(b, m->body, strlen(m->body)))
         body_parsed(b, m);
     buf_puts(b, ",\"attributes\":");
@@ -54,20 +68,26 @@ static void message_text(struct buf *b, const struct mq_message *m, bool fifo)
     } else {
         buf_puts(b, "{}");
     }
-    buf_printf(b, ",\"receive_count\":%d,\"sent_at\":\"%s\"", m->receive_count, m->sent_at);
+    buf_puts(b, ",\"receive_count\":");
+    buf_append(b, n, fmt_int(n, m->receive_count));
+    put_member(b, "sent_at", m->sent_at);
     if (m->first_received_at[0])
-        buf_printf(b, ",\"first_received_at\":\"%s\"", m->first_received_at);
-    if (m->receipt[0])
-        buf_printf(b, ",\"receipt\":\"%s\"", m->receipt);
-    else if (m->state[0])
-        buf_printf(b, ",\"state\":\"%s\",\"visible_at\":\"%s\"", m->state, m->visible_at);
+        put_member(b, "first_received_at", m->first_received_at);
+    if (m->receipt[0]) {
+        put_member(b, "receipt", m->receipt);
+    } else if (m->state[0]) {
+        put_member(b, "state", m->state);
+        put_member(b, "visible_at", m->visible_at);
+    }
     if (fifo) {
         buf_puts(b, ",\"group_id\":");
         if (m->group_id)
             jsoncopy_string(b, m->group_id, strlen(m->group_id));
         else
             buf_puts(b, "null");
-        buf_printf(b, ",\"sequence_number\":\"%lld\"", m->id);
+        buf_puts(b, ",\"sequence_number\":\"");
+        buf_append(b, n, fmt_int(n, m->id));
+        buf_puts(b, "\"");
     }
     buf_puts(b, "}");
 }

@@ -1,8 +1,9 @@
 /* Thread-local trace context; see include/rydes/trace.h. */
 #include "rydes/trace.h"
 
+#include "rydes/fmt.h"
+
 #include <ctype.h>
-#include <stdio.h>
 #include <string.h>
 
 static _Thread_local struct trace current;
@@ -30,9 +31,9 @@ void trace_set(const char *request_id, const char *traceparent)
 {
     current.request_id[0] = current.traceparent[0] = '\0';
     if (request_id && ids_request_id_valid(request_id))
-        snprintf(current.request_id, sizeof current.request_id, "%s", request_id);
+        fmt_copy(current.request_id, sizeof current.request_id, request_id);
     if (trace_parent_valid(traceparent))
-        snprintf(current.traceparent, sizeof current.traceparent, "%s", traceparent);
+        fmt_copy(current.traceparent, sizeof current.traceparent, traceparent);
 }
 
 static const char *attribute(json_t *attributes, const char *name)

@@ -4,7 +4,6 @@
 #include "rydes/clock.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <string.h>
 
 void db_read_ts(PGresult *r, int row, int col, char *out)
@@ -15,10 +14,12 @@ void db_read_ts(PGresult *r, int row, int col, char *out)
     const char *t = PQgetvalue(r, row, col);
     if (strlen(t) < 19)
         return;
-    char ms[4] = "000";
+    /* "YYYY-MM-DD hh:mm:ss[.ffffff]+00" -> "YYYY-MM-DDThh:mm:ss.mmmZ" */
+    memcpy(out, t, 10);
+    out[10] = 'T';
+    memcpy(out + 11, t + 11, 8);
+    memcpy(out + 19, ".000Z", 6);
     if (t[19] == '.')
         for (int i = 0; i < 3 && isdigit((unsigned char)t[20 + i]); i++)
-            ms[i] = t[20 + i];
-    snprintf(out, CLOCK_RFC3339_LEN, "%.10sT%.8s.%sZ", t, t + 11, ms);
+            out[20 + i] = t[20 + i];
 }
-

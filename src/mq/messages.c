@@ -18,6 +18,7 @@
 #include "common.h"
 
 #include "rydes/buf.h"
+#include "rydes/fmt.h"
 #include "rydes/jsoncopy.h"
 #include "rydes/mem.h"
 #include "rydes/mq_counters.h"
@@ -138,8 +139,10 @@ static struct db_stmt q_redrive = DB_STMT("mq_redrive", "SELECT mq_redrive($1, $
 
 void mq_receipt_encode(int queue_id, long long id, unsigned long long nonce, char *out)
 {
-    snprintf(out, MQ_RECEIPT_LEN, "%08x%016llx%016llx", (unsigned)queue_id, (unsigned long long)id,
-             nonce);
+    /* "%08x%016llx%016llx" */
+    fmt_hex(out, (unsigned)queue_id, 8);
+    fmt_hex(out + 8, (unsigned long long)id, 16);
+    fmt_hex(out + 24, nonce, 16);
 }
 
 /* Reads n hex digits of s. */
@@ -169,7 +172,7 @@ bool mq_receipt_decode(const char *receipt, int *queue_id, long long *id, unsign
 
 /* The statement parameters of a receipt of queue q; false when it is not one of q's. */
 struct receipt_params {
-    char qid[16], id[24], nonce[24];
+    char qid[FMT_INT_LEN], id[FMT_INT_LEN], nonce[FMT_INT_LEN];
     long long message_id;
 };
 
@@ -179,9 +182,9 @@ static bool receipt_params(const struct mq_queue *q, const char *receipt, struct
     unsigned long long nonce;
     if (!mq_receipt_decode(receipt, &queue_id, &p->message_id, &nonce) || queue_id != q->id)
         return false;
-    snprintf(p->qid, sizeof p->qid, "%d", q->id);
-    snprintf(p->id, sizeof p->id, "%lld", p->message_id);
-    snprintf(p->nonce, sizeof p->nonce, "%llu", nonce);
+    fmt_int(p->qid, q->id);
+    fmt_int(p->id, p->message_id);
+    fmt_uint(p->nonce, nonce);
     return true;
 }
 
@@ -271,7 +274,7 @@ static void send_rows_prepare(void)
 
 /* The formatted parameters of one row (attrs is malloc'd by jsoncopy_dumps and freed after use). */
 struct row_params {
-    char id[16], delay[16];
+    char id[FMT_INT_LEN], delay[FMT_INT_LEN];
     char *attrs;
 };
 
@@ -289,9 +292,8 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
         const struct mq_send_entry *e = rows[i].e;
         memset(rows[i].result, 0, sizeof *rows[i].result);
         ids_uuid(rows[i].result->message_id);
-        snprintf(p[i].id, sizeof p[i].id, "%d", q->id);
-        snprintf(p[i].delay, sizeof p[i].delay, "%d",
-                 e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
+        fmt_int(p[i].id, q->id);
+        fmt_int(p[i].delay, e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
         p[i].attrs = e->attributes ? jsoncopy_dumps(e->attributes) : NULL;
         const char *row[] = {
             p[i].id, p[i].delay, rows[i].result->message_id, e->body_json ? "t" : "f",
@@ -372,10 +374,9 @@ static int by_id(const void *a, const void *b)
 static PGresult *claim(struct db_conn *c, const struct mq_queue *q, const char *id, const char *mx,
                        const char *vt, const char *nonce)
 {
-    char from[24], mrc[16];
-    snprintf(from, sizeof from, "%lld", hint_from(q->id));
-    snprintf(mrc, sizeof mrc, "%d",
-             q->dead_letter_queue_id ? q->attrs.max_receive_count : INT32_MAX);
+    char from[FMT_INT_LEN], mrc[FMT_INT_LEN];
+    fmt_int(from, hint_from(q->id));
+    fmt_int(mrc, q->dead_letter_queue_id ? q->attrs.max_receive_count : INT32_MAX);
     const char *v[] = {id, from, mx, vt, nonce, mrc};
     return db_exec(c, &q_claim, v, NULL, NULL);
 }
@@ -464,11 +465,11 @@ static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int m
                               int visibility_timeout, bool delete_now, struct mq_message **msgs,
                               int *count)
 {
-    char id[16], mx[16], vt[16], nonce[24];
-    snprintf(id, sizeof id, "%d", q->id);
-    snprintf(mx, sizeof mx, "%d", max);
-    snprintf(vt, sizeof vt, "%d", visibility_timeout);
-    snprintf(nonce, sizeof nonce, "%llu", fresh_nonce());
+    char id[FMT_INT_LEN], mx[FMT_INT_LEN], vt[FMT_INT_LEN], nonce[FMT_INT_LEN];
+    fmt_int(id, q->id);
+    fmt_int(mx, max);
+    fmt_int(vt, visibility_timeout);
+    fmt_uint(nonce, fresh_nonce());
     *msgs = NULL;
     *count = 0;
     if (!q->attrs.fifo && !delete_now) {

@@ -2,6 +2,7 @@
  * include/rydes/mq.h. Shared row helpers live here too (src/mq/common.h). */
 #include "common.h"
 
+#include "rydes/fmt.h"
 #include "rydes/mem.h"
 
 #include <ctype.h>
@@ -79,7 +80,7 @@ enum mq_status mq_failed(struct db_conn *c, PGresult *res)
 
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col)
 {
-    snprintf(dst, n, "%s", PQgetvalue(r, row, col));
+    fmt_copy(dst, n, PQgetvalue(r, row, col));
 }
 
 static bool truthy(PGresult *r, int row, int col)
