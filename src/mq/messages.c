@@ -145,24 +145,29 @@ void mq_receipt_encode(int queue_id, long long id, unsigned long long nonce, cha
     fmt_hex(out + 24, nonce, 16);
 }
 
-/* Reads n hex digits of s. */
-static unsigned long long hex_field(const char *s, int n)
+/* The value of n lower-case hex digits of s in *out; false at any other character. */
+static bool hex_field(const char *s, int n, unsigned long long *out)
 {
-    char part[17];
-    memcpy(part, s, (size_t)n);
-    part[n] = '\0';
-    return strtoull(part, NULL, 16);
+    unsigned long long v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = s[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d == 16)
+            return false;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return true;
 }
 
 bool mq_receipt_decode(const char *receipt, int *queue_id, long long *id, unsigned long long *nonce)
 {
-    if (strlen(receipt) != MQ_RECEIPT_LEN - 1)
+    unsigned long long q, raw_id;
+    if (strnlen(receipt, MQ_RECEIPT_LEN) != MQ_RECEIPT_LEN - 1 || !hex_field(receipt, 8, &q) ||
+        !hex_field(receipt + 8, 16, &raw_id) || !hex_field(receipt + 24, 16, nonce))
         return false;
-    for (int i = 0; i < MQ_RECEIPT_LEN - 1; i++)
-        if (!strchr("0123456789abcdef", receipt[i]))
-            return false;
-    unsigned long long q = hex_field(receipt, 8), raw_id = hex_field(receipt + 8, 16);
-    *nonce = hex_field(receipt + 24, 16);
     if (q > INT32_MAX || raw_id > INT64_MAX || *nonce > INT64_MAX)
         return false;
     *queue_id = (int)q;
