@@ -40,7 +40,7 @@ static void buf_reserve(struct buf *b, size_t extra)
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return;
-    size_t cap = b->cap ? b->cap : 64;
+    size_t cap = b->cap ? b->cap : 256; /* most texts built here fit: one allocation */
     while (cap < need)
         cap *= 2;
     b->data = xrealloc(b->data, cap);

@@ -1,6 +1,7 @@
 /* Formatting without printf; see include/rydes/fmt.h. */
 #include "rydes/fmt.h"
 
+#include <assert.h>
 #include <string.h>
 
 size_t fmt_uint(char *out, unsigned long long v)
@@ -37,6 +38,7 @@ size_t fmt_hex(char *out, unsigned long long v, int digits)
 
 size_t fmt_copy(char *dst, size_t n, const char *src)
 {
+    assert(n >= 1);
     size_t len = strnlen(src, n - 1);
     memcpy(dst, src, len);
     dst[len] = '\0';

@@ -291,7 +291,7 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
     struct row_params p[MQ_MAX_ROWS];
     const char *v[6 * MQ_MAX_ROWS + 1];
     int len[6 * MQ_MAX_ROWS + 1] = {0};
-    char notify[16];
+    char notify[FMT_INT_LEN];
     for (int i = 0; i < n; i++) {
         const struct mq_queue *q = rows[i].q;
         const struct mq_send_entry *e = rows[i].e;
@@ -307,7 +307,7 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
         len[6 * i + 4] = (int)e->body_len;
     }
     if (notify_queue) { /* the parameter only the NOTIFY variant has */
-        snprintf(notify, sizeof notify, "%d", notify_queue);
+        fmt_int(notify, notify_queue);
         v[6 * n] = notify;
     }
     PGresult *r = db_exec(c, &q_send_rows[notify_queue != 0][n - 1], v, len, NULL);
