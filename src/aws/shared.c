@@ -3,6 +3,7 @@
  * checking the entries of a batch (1..10 objects with distinct, well-formed Ids) with the
  * error codes of the calling service. */
 #include "rydes/aws.h"
+#include "rydes/validate.h"
 
 #include "rydes/mq.h"
 
@@ -35,19 +36,19 @@ bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n)
         bool binary = type && strncmp(type, "Binary", 6) == 0;
         json_t *v = json_object_get(a, binary ? "BinaryValue" : "StringValue");
         if (!type || !*type || !json_is_string(v) || json_string_length(v) == 0) {
-            snprintf(why, n,
-                     "The message attribute '%.100s' must contain a non-empty DataType and %s.",
-                     name, binary ? "BinaryValue" : "StringValue");
+            snprintf(
+                why, n, "The message attribute '%.*s' must contain a non-empty DataType and %s.",
+                (int)validate_utf8_prefix(name, 100), name, binary ? "BinaryValue" : "StringValue");
             return false;
         }
         /* SQS's allowed characters: a control character could not even be sent back in XML */
         if (!wire_chars_valid(type, strlen(type)) ||
             !wire_chars_valid(json_string_value(v), json_string_length(v))) {
             snprintf(why, n,
-                     "The message attribute '%.100s' contains a character that is not allowed "
+                     "The message attribute '%.*s' contains a character that is not allowed "
                      "(only #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to "
                      "#x10FFFF).",
-                     name);
+                     (int)validate_utf8_prefix(name, 100), name);
             return false;
         }
         json_object_set_new(*out, name, json_pack("{s:s, s:O}", "type", type, "value", v));

@@ -15,6 +15,7 @@
 #include "rydes/mq_hub.h"
 #include "rydes/mq_input.h"
 #include "rydes/topic_cache.h"
+#include "rydes/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,9 +222,10 @@ static enum mq_status batch_entry(struct aws_call *call, struct db_conn *c,
                               json_pack("{s:O, s:s}", "Id", id, "MessageId", out.message_id));
         b->done[b->ndone++] = out;
     } else if (m.why[0]) {
-        json_array_append_new(b->failed,
-                              json_pack("{s:O, s:s, s:s, s:b}", "Id", id, "Code",
-                                        "InvalidParameter", "Message", m.why, "SenderFault", 1));
+        json_array_append_new(b->failed, json_pack("{s:O, s:s, s:s#, s:b}", "Id", id, "Code",
+                                                   "InvalidParameter", "Message", m.why,
+                                                   (int)validate_utf8_prefix(m.why, strlen(m.why)),
+                                                   "SenderFault", 1));
         st = MQ_OK;
     }
     message_cleanup(&m);

@@ -21,6 +21,7 @@
 #include "rydes/mq_poll.h"
 #include "rydes/prebookings.h"
 #include "rydes/secret.h"
+#include "rydes/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,8 +291,11 @@ enum handler_result sqs_send_message(struct aws_call *call)
 static json_t *failed_entry(const char *id, enum wire_err code, const char *message)
 {
     const struct wire_error *info = wire_error_info(code);
-    return json_pack("{s:s, s:b, s:s, s:s}", "Id", id, "SenderFault", info->sender, "Code",
-                     info->code, "Message", message);
+    /* "s#": a message cut short mid-character would make json_pack fail, and the entry would
+     * be in neither list */
+    return json_pack("{s:s, s:b, s:s, s:s#}", "Id", id, "SenderFault", info->sender, "Code",
+                     info->code, "Message", message,
+                     (int)validate_utf8_prefix(message, strlen(message)));
 }
 
 /* Converts every entry: valid ones into s, the others into failed. */

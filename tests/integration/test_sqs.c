@@ -350,6 +350,21 @@ START_TEST(control_characters_are_refused_or_replaced)
                       strstr(buf_str(&r.body), "InvalidParameterValue"),
                   "%s", buf_str(&r.body));
     response_cleanup(&r);
+    /* an error naming an attribute cut at 100 bytes in the middle of a character: the entry is
+     * still answered (the cut text once made json_pack fail, and the entry was in neither list) */
+    char name[128], batch[512];
+    memset(name, 'a', 99);
+    strcpy(name + 99, "\u00e9");
+    snprintf(batch, sizeof batch,
+             "{\"QueueUrl\":\"http://h/000000000000/ctl\",\"Entries\":[{\"Id\":\"cut\","
+             "\"MessageBody\":\"ok\",\"MessageAttributes\":{\"%s\":{\"DataType\":\"String\"}}}]}",
+             name);
+    json_call("SendMessageBatch", batch, admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(buf_str(&r.body), "\"Id\":\"cut\"") &&
+                      strstr(buf_str(&r.body), "\"Failed\":[{"),
+                  "%s", buf_str(&r.body));
+    response_cleanup(&r);
     query_call("/000000000000/ctl", "Action=SendMessage&MessageBody=a%1Fb", &r);
     assert_xml_error(&r, 400, "InvalidMessageContents");
     response_cleanup(&r);
