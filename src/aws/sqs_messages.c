@@ -654,11 +654,23 @@ enum handler_result sqs_change_visibility(struct aws_call *call)
     return receipt_outcome(call, st);
 }
 
+/* What is wrong with a batch entry before the engine sees it (message NULL: nothing). */
+struct entry_problem {
+    enum wire_err code;
+    const char *message;
+};
+
+static const struct entry_problem missing_receipt = {
+    WIRE_MISSING_PARAMETER, "The request must contain the parameter ReceiptHandle."};
+
 /* Files the outcome of batch entry e under ok or failed; false for a fatal engine failure. */
-static bool file_outcome(json_t *e, enum mq_status st, json_t *ok, json_t *failed)
+static bool file_outcome(json_t *e, const struct entry_problem *p, enum mq_status st, json_t *ok,
+                         json_t *failed)
 {
     const char *id = json_string_value(json_object_get(e, "Id"));
-    if (st == MQ_OK)
+    if (p->message)
+        json_array_append_new(failed, failed_entry(id, p->code, p->message));
+    else if (st == MQ_OK)
         json_array_append_new(ok, json_pack("{s:s}", "Id", id));
     else if (st == MQ_CONFLICT || st == MQ_NOT_FOUND)
         json_array_append_new(failed, failed_entry(id, WIRE_RECEIPT_INVALID, receipt_problem(st)));
@@ -668,11 +680,12 @@ static bool file_outcome(json_t *e, enum mq_status st, json_t *ok, json_t *faile
 }
 
 static enum handler_result reply_outcomes(struct aws_call *call, json_t *entries,
+                                          const struct entry_problem *problems,
                                           const enum mq_status *out)
 {
     json_t *ok = json_array(), *failed = json_array();
     for (size_t i = 0; i < json_array_size(entries); i++) {
-        if (!file_outcome(json_array_get(entries, i), out[i], ok, failed)) {
+        if (!file_outcome(json_array_get(entries, i), &problems[i], out[i], ok, failed)) {
             json_decref(ok);
             json_decref(failed);
             return sqs_engine_failed(call, out[i], NULL);
@@ -692,30 +705,43 @@ enum handler_result sqs_delete_message_batch(struct aws_call *call)
     if (!c)
         return res;
     const char *receipts[MQ_MAX_BATCH];
+    struct entry_problem problems[MQ_MAX_BATCH] = {0};
     size_t n = json_array_size(entries);
     for (size_t i = 0; i < n; i++) {
         const char *r =
             json_string_value(json_object_get(json_array_get(entries, i), "ReceiptHandle"));
-        receipts[i] = r ? r : "";
+        receipts[i] = r ? r : ""; /* refused without a statement: not a receipt of ours */
+        if (!r)
+            problems[i] = missing_receipt;
     }
     enum mq_status out[MQ_MAX_BATCH];
     enum mq_status fatal = mq_delete_many(c, &q, receipts, (int)n, out);
     aws_db_release(call, c);
     if (fatal != MQ_OK)
         return sqs_engine_failed(call, fatal, NULL);
-    return reply_outcomes(call, entries, out);
+    return reply_outcomes(call, entries, problems, out);
 }
 
-/* The VisibilityTimeout of a batch entry (0..43200), or -1. */
-static int entry_visibility(json_t *e)
+/* The VisibilityTimeout of a batch entry (0..43200), or -1 with *p saying what is wrong. */
+static int entry_visibility(json_t *e, struct entry_problem *p)
 {
     json_t *v = json_object_get(e, "VisibilityTimeout");
     int64_t n = -1;
+    if (!v) {
+        *p = (struct entry_problem){WIRE_MISSING_PARAMETER,
+                                    "The request must contain the parameter VisibilityTimeout."};
+        return -1;
+    }
     if (json_is_integer(v))
         n = json_integer_value(v);
     else if (!validate_query_int(json_string_value(v), 0, 43200, &n))
         n = -1;
-    return n >= 0 && n <= 43200 ? (int)n : -1;
+    if (n >= 0 && n <= 43200)
+        return (int)n;
+    *p = (struct entry_problem){WIRE_INVALID_PARAMETER,
+                                "Value for parameter VisibilityTimeout is invalid. Reason: it "
+                                "must be an integer from 0 to 43200."};
+    return -1;
 }
 
 enum handler_result sqs_change_visibility_batch(struct aws_call *call)
@@ -729,12 +755,15 @@ enum handler_result sqs_change_visibility_batch(struct aws_call *call)
     if (!c)
         return res;
     enum mq_status out[MQ_MAX_BATCH];
+    struct entry_problem problems[MQ_MAX_BATCH] = {0};
     for (size_t i = 0; i < json_array_size(entries); i++) {
         json_t *e = json_array_get(entries, i);
         const char *r = json_string_value(json_object_get(e, "ReceiptHandle"));
-        int vt = entry_visibility(e);
-        out[i] = r && vt >= 0 ? mq_change_visibility(c, &q, r, vt) : MQ_NOT_FOUND;
+        int vt = r ? entry_visibility(e, &problems[i]) : -1;
+        if (!r)
+            problems[i] = missing_receipt;
+        out[i] = vt >= 0 ? mq_change_visibility(c, &q, r, vt) : MQ_OK;
     }
     aws_db_release(call, c);
-    return reply_outcomes(call, entries, out);
+    return reply_outcomes(call, entries, problems, out);
 }

@@ -131,6 +131,17 @@ static void query_call(const char *path, const char *body, struct response *out)
     send_signed(&r, out);
 }
 
+/* CreateQueue name over the query protocol; asserts 200. */
+static void create_queue(const char *name)
+{
+    char body[128];
+    snprintf(body, sizeof body, "Action=CreateQueue&QueueName=%s", name);
+    struct response r;
+    query_call("/", body, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+
 /* A JSON-protocol error: status, __type suffix and x-amzn-query-error code. */
 static void assert_json_error(struct response *r, long status, const char *type, const char *code)
 {
@@ -323,9 +334,7 @@ static bool xml_text_ok(const char *s)
 START_TEST(control_characters_are_refused_or_replaced)
 {
     struct response r;
-    query_call("/", "Action=CreateQueue&QueueName=ctl", &r);
-    ck_assert_int_eq(r.status, 200);
-    response_cleanup(&r);
+    create_queue("ctl");
     query_call("/000000000000/ctl",
                "Action=SendMessage&MessageBody=ok&MessageAttribute.1.Name=a"
                "&MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value.StringValue="
@@ -404,6 +413,53 @@ END_TEST
 /* CreateQueue stores the queue and its tags in one transaction: a connection that dies while
  * the tags are written (a trigger terminates its own backend) leaves no queue behind, where a
  * queue committed first could not be deleted again over the dead connection. */
+/* The Code of the Failed entry with this Id in a JSON batch reply, or NULL (static storage). */
+static const char *failed_code(const struct response *r, const char *id)
+{
+    static char code[64];
+    json_t *j = json_loads(buf_str(&r->body), 0, NULL);
+    json_t *e;
+    size_t i;
+    code[0] = '\0';
+    json_array_foreach(json_object_get(j, "Failed"), i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "Id")), id) == 0)
+            snprintf(code, sizeof code, "%s", json_string_value(json_object_get(e, "Code")));
+    }
+    json_decref(j);
+    return code[0] ? code : NULL;
+}
+
+/* Batch entries that lack a receipt or carry a bad VisibilityTimeout say so, each with its own
+ * code; they are not answered as invalid receipts, which a client would take for stale ones. */
+START_TEST(batch_entries_name_what_is_wrong_with_them)
+{
+    struct response r;
+    create_queue("batchy");
+    json_call("ChangeMessageVisibilityBatch",
+              "{\"QueueUrl\":\"http://h/000000000000/batchy\",\"Entries\":["
+              "{\"Id\":\"noreceipt\",\"VisibilityTimeout\":5},"
+              "{\"Id\":\"novt\",\"ReceiptHandle\":\"x\"},"
+              "{\"Id\":\"badvt\",\"ReceiptHandle\":\"x\",\"VisibilityTimeout\":99999},"
+              "{\"Id\":\"stale\",\"ReceiptHandle\":\"x\",\"VisibilityTimeout\":5}]}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(failed_code(&r, "noreceipt"), "MissingParameter");
+    ck_assert_str_eq(failed_code(&r, "novt"), "MissingParameter");
+    ck_assert_str_eq(failed_code(&r, "badvt"), "InvalidParameterValue");
+    ck_assert_str_eq(failed_code(&r, "stale"), "ReceiptHandleIsInvalid");
+    response_cleanup(&r);
+    json_call("DeleteMessageBatch",
+              "{\"QueueUrl\":\"http://h/000000000000/batchy\",\"Entries\":["
+              "{\"Id\":\"noreceipt\"},{\"Id\":\"stale\",\"ReceiptHandle\":\"x\"}]}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(failed_code(&r, "noreceipt"), "MissingParameter");
+    ck_assert_str_eq(failed_code(&r, "stale"), "ReceiptHandleIsInvalid");
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(create_queue_with_tags_is_one_transaction)
 {
     free(harness_sql(harness_db_url(),
@@ -474,9 +530,7 @@ END_TEST
 START_TEST(nul_bytes_and_indexes_are_refused)
 {
     struct response r;
-    query_call("/", "Action=CreateQueue&QueueName=q1", &r);
-    ck_assert_int_eq(r.status, 200);
-    response_cleanup(&r);
+    create_queue("q1");
     static const char *const bad[] = {
         "Action=TagQueue&QueueUrl=http://h/000000000000/q1&Tag.1.Key=k&Tag.1.Value=x%00y",
         "Action=UntagQueue&QueueUrl=http://h/000000000000/q1&TagKey.1=a%00",
@@ -574,9 +628,7 @@ static unsigned long long combined(enum mq_combined_kind kind)
 START_TEST(the_data_plane_goes_through_the_combiner)
 {
     struct response r;
-    query_call("/", "Action=CreateQueue&QueueName=sqs-combined", &r);
-    ck_assert_int_eq(r.status, 200);
-    response_cleanup(&r);
+    create_queue("sqs-combined");
     /* until the hub has read who long-polls what, every send NOTIFYs and goes alone */
     int qid = (int)harness_sqlf("SELECT id FROM queues WHERE name = 'sqs-combined'");
     for (int i = 0; i < 500 && mq_hub_listened(srv.app.hub, qid); i++)
@@ -791,6 +843,7 @@ int main(void)
     tcase_add_test(t, sns_unknown_action);
     tcase_add_test(t, control_characters_are_refused_or_replaced);
     tcase_add_test(t, create_queue_validates_tags_first);
+    tcase_add_test(t, batch_entries_name_what_is_wrong_with_them);
     tcase_add_test(t, create_queue_with_tags_is_one_transaction);
     tcase_add_test(t, nul_bytes_and_indexes_are_refused);
     tcase_add_test(t, redrive_policy_is_json);
