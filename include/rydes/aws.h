@@ -81,6 +81,9 @@ const char *aws_arn_resource(const char *arn, const char *service);
  * attributes {name: {type, value}}: a new object in *out the caller releases (also on failure).
  * False with why filled when one is malformed. */
 bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n);
+/* The AWS parameter a field of the REST message input names ("group_id" -> "MessageGroupId",
+ * "attributes.x" -> "MessageAttributes"), or the field itself when AWS has none for it. */
+const char *aws_field_name(const char *field);
 
 /* The error codes a service answers for a malformed batch. */
 struct aws_batch_errors {

@@ -35,23 +35,14 @@ static void message_cleanup(struct sns_message *m)
     free(m->owned);
 }
 
-static const char *const field_names[][2] = {
-    {"body", "Message"},
-    {"attributes", "MessageAttributes"},
-    {"subject", "Subject"},
-    {"group_id", "MessageGroupId"},
-    {"dedup_id", "MessageDeduplicationId"},
-};
-
 /* The first field error of fe as SNS words it, with SNS's parameter name, into why. */
 static void first_error(struct field_errors *fe, char *why, size_t n)
 {
     json_t *e = json_array_get(fe->list, 0);
     const char *field = json_string_value(json_object_get(e, "field"));
     const char *msg = json_string_value(json_object_get(e, "message"));
-    for (size_t i = 0; field && i < sizeof field_names / sizeof field_names[0]; i++)
-        if (strncmp(field, field_names[i][0], strlen(field_names[i][0])) == 0)
-            field = field_names[i][1];
+    /* SNS's body is Message, not SQS's MessageBody */
+    field = field && strncmp(field, "body", 4) == 0 ? "Message" : aws_field_name(field);
     snprintf(why, n, "Invalid parameter: %s Reason: %s", field ? field : "Message",
              msg ? msg : "invalid");
 }

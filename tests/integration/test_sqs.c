@@ -430,6 +430,23 @@ static const char *failed_code(const struct response *r, const char *id)
     return code[0] ? code : NULL;
 }
 
+/* A message the engine's validation refuses is answered with the SQS parameter's name. */
+START_TEST(validation_errors_name_sqs_parameters)
+{
+    create_queue("named.fifo&Attribute.1.Name=FifoQueue&Attribute.1.Value=true");
+    struct response r;
+    json_call("SendMessage",
+              "{\"QueueUrl\":\"http://h/000000000000/named.fifo\",\"MessageBody\":\"b\","
+              "\"MessageGroupId\":\"a b\",\"MessageDeduplicationId\":\"d\"}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_msg(strstr(buf_str(&r.body), "MessageGroupId") &&
+                      !strstr(buf_str(&r.body), "group_id"),
+                  "%s", buf_str(&r.body));
+    response_cleanup(&r);
+}
+END_TEST
+
 /* Batch entries that lack a receipt or carry a bad VisibilityTimeout say so, each with its own
  * code; they are not answered as invalid receipts, which a client would take for stale ones. */
 START_TEST(batch_entries_name_what_is_wrong_with_them)
@@ -843,6 +860,7 @@ int main(void)
     tcase_add_test(t, sns_unknown_action);
     tcase_add_test(t, control_characters_are_refused_or_replaced);
     tcase_add_test(t, create_queue_validates_tags_first);
+    tcase_add_test(t, validation_errors_name_sqs_parameters);
     tcase_add_test(t, batch_entries_name_what_is_wrong_with_them);
     tcase_add_test(t, create_queue_with_tags_is_one_transaction);
     tcase_add_test(t, nul_bytes_and_indexes_are_refused);
