@@ -137,6 +137,14 @@ static enum handler_result create_topic(struct aws_call *call, struct db_conn *c
         return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
                         "Invalid parameter: Topic Name: 1 to 256 of A-Z a-z 0-9 _ -, and .fifo "
                         "for a FIFO topic");
+    const char *key;
+    json_t *v;
+    json_object_foreach(call->in, key, v)
+    {
+        if (strncmp(key, "Tags", 4) == 0) /* however the form nested them */
+            return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
+                            "Invalid parameter: Tags Reason: topic tags are not supported");
+    }
     bool cbd, cbd_given, created;
     if (!topic_attributes(call, name, &cbd, &cbd_given, &res))
         return res;

@@ -176,6 +176,10 @@ START_TEST(errors_have_sns_codes)
           "InvalidParameter");
     check("Action=CreateTopic&Name=bad%20name", 400, "InvalidParameter");
     check("Action=CreateTopic&Name=x.fifo", 400, "InvalidParameter");
+    /* tags are not supported (README): refused, not silently dropped */
+    check("Action=CreateTopic&Name=tagged&Tags.member.1.Key=k&Tags.member.1.Value=v", 400,
+          "InvalidParameter");
+    check("Action=GetTopicAttributes&TopicArn=" ARN "tagged", 404, "NotFound");
     check("Action=Publish&TopicArn=" ARN "nope&Message=x", 404, "NotFound");
     check("Action=GetSubscriptionAttributes&SubscriptionArn=" ARN "nope:sub", 404, "NotFound");
     check("Action=Unsubscribe&SubscriptionArn=garbage", 400, "InvalidParameter");
