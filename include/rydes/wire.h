@@ -52,6 +52,9 @@ bool wire_chars_valid(const char *s, size_t n);
  * XML 1.0 document may hold (other control characters, U+FFFE, U+FFFF, malformed UTF-8)
  * becomes U+FFFD, so the document parses whatever the data. */
 void wire_xml_escape(struct buf *b, const char *s, size_t n);
+/* The text wire_xml_escape writes before its escaping: what a query-protocol client reads back
+ * (the digests it checks are computed over this). */
+void wire_xml_clean(struct buf *b, const char *s, size_t n);
 /* Appends the query protocol's response document of operation op: <opResponse xmlns=...>,
  * <opResult> with result (a JSON-protocol output; NULL for an operation without one) rendered
  * as SQS/SNS render it, and <ResponseMetadata><RequestId>. */

@@ -22,6 +22,7 @@
 #include "rydes/prebookings.h"
 #include "rydes/secret.h"
 #include "rydes/validate.h"
+#include "rydes/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,6 +413,42 @@ static json_t *system_attributes(struct aws_call *call, const struct mq_message 
     return out;
 }
 
+/* Over the query protocol the characters XML cannot carry arrive as U+FFFD (text sent through
+ * the REST API may hold them), and the digests the client checks must be of the text it reads:
+ * true with that text in b when s[0..n) is not delivered as it is. */
+static bool delivered_otherwise(struct aws_call *call, const char *s, size_t n, struct buf *b)
+{
+    if (call->protocol != AWS_PROTOCOL_QUERY || wire_chars_valid(s, n))
+        return false;
+    wire_xml_clean(b, s, n);
+    return true;
+}
+
+/* The MD5 of s as the client reads it back, into md5. */
+static void delivered_md5(struct aws_call *call, const char *s, char *md5)
+{
+    struct buf b;
+    buf_init(&b);
+    if (delivered_otherwise(call, s, strlen(s), &b))
+        secret_md5_hex(buf_str(&b), b.len, md5);
+    else
+        secret_md5_hex(s, strlen(s), md5);
+    buf_cleanup(&b);
+}
+
+/* A string of an attribute as the client reads it back (a new reference). */
+static json_t *as_delivered(struct aws_call *call, json_t *text)
+{
+    struct buf b;
+    buf_init(&b);
+    json_t *out = json_is_string(text) && delivered_otherwise(call, json_string_value(text),
+                                                              json_string_length(text), &b)
+                      ? json_stringn(buf_str(&b), b.len)
+                      : json_incref(text);
+    buf_cleanup(&b);
+    return out;
+}
+
 /* The message attributes the receive asked for, in SQS's shape; their MD5 into md5. */
 static json_t *message_attributes(struct aws_call *call, const struct mq_message *m, char *md5)
 {
@@ -422,9 +459,13 @@ static json_t *message_attributes(struct aws_call *call, const struct mq_message
     {
         if (!selected(names, name))
             continue;
-        json_object_set(rydes, name, a);
         const char *type = json_string_value(json_object_get(a, "type"));
         bool binary = type && strncmp(type, "Binary", 6) == 0;
+        json_t *value = json_object_get(a, "value");
+        json_t *read =
+            json_pack("{s:o, s:o}", "type", as_delivered(call, json_object_get(a, "type")), "value",
+                      binary ? json_incref(value) : as_delivered(call, value));
+        json_object_set_new(rydes, name, read ? read : json_incref(a));
         json_object_set_new(out, name,
                             json_pack("{s:s?, s:O}", "DataType", type,
                                       binary ? "BinaryValue" : "StringValue",
@@ -439,7 +480,7 @@ static json_t *message_attributes(struct aws_call *call, const struct mq_message
 static json_t *message_json(struct aws_call *call, const struct mq_message *m, bool fifo)
 {
     char md5[33], amd5[33];
-    secret_md5_hex(m->body, strlen(m->body), md5);
+    delivered_md5(call, m->body, md5);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "MessageId", m->message_id, "ReceiptHandle",
                           m->receipt, "MD5OfBody", md5, "Body", m->body);
     if (!o)

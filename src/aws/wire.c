@@ -357,41 +357,43 @@ bool wire_chars_valid(const char *s, size_t n)
     return true;
 }
 
-void wire_xml_escape(struct buf *b, const char *s, size_t n)
+/* s as XML text: every character no XML 1.0 document may hold (not even as &#x...;) becomes
+ * U+FFFD; with escape, the markup characters become references. */
+static void xml_text(struct buf *b, const char *s, size_t n, bool escape)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t len = utf8_char(u + i, n - i, &cp);
-        if (len == 0 || !xml_char(cp)) { /* no XML 1.0 document may hold it, even as &#x...; */
+        if (len == 0 || !xml_char(cp)) {
             buf_puts(b, "\xEF\xBF\xBD");
             i += len ? len : 1;
             continue;
         }
-        switch (cp) {
-        case '&':
-            buf_puts(b, "&amp;");
-            break;
-        case '<':
-            buf_puts(b, "&lt;");
-            break;
-        case '>':
-            buf_puts(b, "&gt;");
-            break;
-        case '"':
-            buf_puts(b, "&quot;");
-            break;
-        case '\'':
-            buf_puts(b, "&apos;");
-            break;
-        case '\r':
-            buf_puts(b, "&#xD;");
-            break;
-        default:
+        const char *ref = !escape      ? NULL
+                          : cp == '&'  ? "&amp;"
+                          : cp == '<'  ? "&lt;"
+                          : cp == '>'  ? "&gt;"
+                          : cp == '"'  ? "&quot;"
+                          : cp == '\'' ? "&apos;"
+                          : cp == '\r' ? "&#xD;"
+                                       : NULL;
+        if (ref)
+            buf_puts(b, ref);
+        else
             buf_append(b, u + i, len);
-        }
         i += len;
     }
+}
+
+void wire_xml_escape(struct buf *b, const char *s, size_t n)
+{
+    xml_text(b, s, n, true);
+}
+
+void wire_xml_clean(struct buf *b, const char *s, size_t n)
+{
+    xml_text(b, s, n, false);
 }
 
 struct xml_rule {

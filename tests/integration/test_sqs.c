@@ -8,9 +8,11 @@
 #include "harness.h"
 
 #include "rydes/aws_store.h"
+#include "rydes/md5attrs.h"
 #include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
 #include "rydes/prebookings.h"
+#include "rydes/secret.h"
 #include "rydes/sigv4.h"
 #include "rydes/tokens.h"
 
@@ -401,6 +403,19 @@ START_TEST(control_characters_are_refused_or_replaced)
                             "c</Body>"),
                   "%s", b);
     ck_assert_msg(strstr(b, "<StringValue>x\xEF\xBF\xBDy</StringValue>"), "%s", b);
+    /* and the digests the client checks are of the text it reads, not of what was stored */
+    char md5[33], amd5[33], want[96];
+    secret_md5_hex("a\xEF\xBF\xBD"
+                   "b\xEF\xBF\xBD"
+                   "c",
+                   9, md5);
+    snprintf(want, sizeof want, "<MD5OfBody>%s</MD5OfBody>", md5);
+    ck_assert_msg(strstr(b, want), "%s", b);
+    json_t *read = json_pack("{s:{s:s, s:s}}", "t", "type", "String", "value", "x\xEF\xBF\xBDy");
+    ck_assert(md5attrs_hex(read, amd5));
+    json_decref(read);
+    snprintf(want, sizeof want, "<MD5OfMessageAttributes>%s</MD5OfMessageAttributes>", amd5);
+    ck_assert_msg(strstr(b, want), "%s", b);
     response_cleanup(&r);
     /* and again: the message is not stuck behind a broken document */
     query_call("/000000000000/ctl", "Action=ReceiveMessage", &r);
