@@ -235,11 +235,14 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     json_decref(reply);
     out->unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                   rc == CURLE_COULDNT_RESOLVE_PROXY;
-    /* 409 and 425: a call with this key is still in progress there (not an answer for it) */
-    if (rc != CURLE_OK || status >= 500 || status == 429 || status == 408 || status == 409 ||
-        status == 425)
-        return PAY_TRANSIENT;
-    return status >= 200 && status < 300 ? PAY_OK : PAY_DECLINED;
+    if (rc == CURLE_OK && status >= 200 && status < 300)
+        return PAY_OK;
+    /* only a 4xx declines; 408, 429 and 409/425 (a call with this key still in progress there)
+     * are no answer for the call, and neither is a 1xx, a 3xx (redirects are not followed: a
+     * maintenance page or a scheme change in front of the gateway) or any 5xx */
+    bool declined = rc == CURLE_OK && status >= 400 && status < 500 && status != 408 &&
+                    status != 409 && status != 425 && status != 429;
+    return declined ? PAY_DECLINED : PAY_TRANSIENT;
 }
 
 enum pay_status payments_call(struct payments *p, struct db_conn *c, enum pay_op op,

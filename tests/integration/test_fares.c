@@ -1763,6 +1763,8 @@ static unsigned pay_scripted(const char *path, const char *key, const char *cust
         return 429;
     if (earlier == 0 && strstr(customer, "timeout"))
         return 408;
+    if (earlier == 0 && strstr(customer, "redirected"))
+        return 307; /* something in front of the gateway: no answer for the call */
     if ((strstr(customer, "decline-auth") && strcmp(path, "/preauthorizations") == 0) ||
         (strstr(customer, "decline-charge") && strcmp(path, "/charges") == 0) ||
         (strstr(customer, "decline-credit") && strcmp(path, "/credits") == 0))
@@ -2245,16 +2247,18 @@ static void assert_retried_once_each(const char *fare, int n, unsigned status)
 START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
 {
     struct harness_server *const s = up_with_fake_gateway();
-    /* 503, 429 and 408: each call fails once, then is answered (201 for the 408 customer) */
-    const char *fares[] = {"hp-flaky-503", "hp-flaky-429", "hp-flaky-408"};
-    const char *customers[] = {"hp-eve-flaky", "hp-fay-throttled", "hp-gus-timeout-created"};
-    const unsigned statuses[] = {503, 429, 408};
-    for (int i = 0; i < 3; i++)
+    /* 503, 429, 408 and 307: each call fails once, then is answered (201 for the 408
+     * customer) */
+    const char *fares[] = {"hp-flaky-503", "hp-flaky-429", "hp-flaky-408", "hp-flaky-307"};
+    const char *customers[] = {"hp-eve-flaky", "hp-fay-throttled", "hp-gus-timeout-created",
+                               "hp-ida-redirected"};
+    const unsigned statuses[] = {503, 429, 408, 307};
+    for (int i = 0; i < 4; i++)
         start_fare(s, fares[i], customers[i], "\"$21.30\"");
     /* and flaky and declined: the void is retried too */
     const char *mixed = "hp-flaky-decl", *mixed_customer = "hp-hal-flaky-decline-charge";
     start_fare(s, mixed, mixed_customer, "8");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         json_t *f = wait_fare(s, fares[i], FINAL_S);
         char copy[4096];
         fare_text(f, copy, sizeof copy);
