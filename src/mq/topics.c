@@ -676,8 +676,10 @@ enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names
     struct buf arr, bad;
     buf_init(&arr);
     buf_init(&bad);
-    for (int i = 0; i < n; i++) /* validated queue names: no quoting needed */
-        buf_printf(&arr, "%s%s", i ? "," : "{", names[i]);
+    /* validated queue names hold no quote or backslash, but an unquoted element spelled NULL
+     * (a queue may be named "null") would be read as SQL NULL: every element is quoted */
+    for (int i = 0; i < n; i++)
+        buf_printf(&arr, "%s\"%s\"", i ? "," : "{", names[i]);
     buf_puts(&arr, "}");
     const char *v[] = {buf_str(&arr)};
     PGresult *r = db_exec(c, &q_recipients, v, NULL, NULL);

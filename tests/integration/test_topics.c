@@ -1557,6 +1557,14 @@ START_TEST(recipient_list_with_an_unknown_queue_delivers_nothing)
         send_to_list_ok("{\"recipients\": [\"rlu-a\", \"rlu-b\"], \"body\": \"x\"}", NULL), 2);
     ck_assert_int_eq(harness_stored("rlu-a"), 1);
     ck_assert_int_eq(harness_stored("rlu-b"), 1);
+
+    /* queues named like SQL's NULL are queues like any other */
+    harness_put_queue(&srv, "null", NULL, 201);
+    harness_put_queue(&srv, "NULL", NULL, 201);
+    ck_assert_int_eq(
+        send_to_list_ok("{\"recipients\": [\"null\", \"NULL\"], \"body\": \"x\"}", NULL), 2);
+    ck_assert_int_eq(harness_stored("null"), 1);
+    ck_assert_int_eq(harness_stored("NULL"), 1);
 }
 END_TEST
 
