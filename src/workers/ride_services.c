@@ -5,6 +5,7 @@
 #include "rydes/services.h"
 
 #include "rydes/jsontext.h"
+#include "rydes/rides.h"
 #include "rydes/validate.h"
 
 #include <stdio.h>
@@ -59,6 +60,14 @@ static bool parse_ride(const struct mq_message *m, struct ride_event *e, char *w
     }
     e->fare = json_number_value(fare);
     e->distance = json_number_value(distance);
+    /* the ranges POST /rides enforces: anyone may send into these queues, and the loyalty
+     * points are a conversion of the fare to an integer */
+    if (!(e->fare >= 0 && e->fare <= RIDES_FARE_MAX) ||
+        !(e->distance >= 0 && e->distance <= RIDES_DISTANCE_MAX)) {
+        snprintf(why, n, "not a ride event (fare or distance out of range)");
+        json_decref(e->json);
+        return false;
+    }
     return true;
 }
 

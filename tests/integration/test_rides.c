@@ -1394,26 +1394,32 @@ START_TEST(a_poison_message_is_dead_lettered_and_changes_nothing)
     long long credits = harness_sqlf("SELECT count(*) FROM loyalty_credits"),
               accounts = harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts");
     struct response r;
-    harness_admin(&s, "POST", "/queues/customer-loyalty/messages",
-                  "{\"body\": {\"hello\": \"not a ride\", \"fare\": 10}}", &r);
-    ck_assert_int_eq(r.status, 201);
-    char mid[IDS_UUID_LEN];
-    snprintf(mid, sizeof mid, "%s", json_str(r.json, "message_id"));
-    response_cleanup(&r);
+    /* not a ride, and a ride whose fare no ride can have (its points would not fit) */
+    const char *poison[] = {"{\"body\": {\"hello\": \"not a ride\", \"fare\": 10}}",
+                            "{\"body\": {\"id\": \"p-1\", \"customer\": \"c\", \"from\": \"a\", "
+                            "\"to\": \"b\", \"fare\": 1e300, \"distance\": 1}}"};
+    char mid[2][IDS_UUID_LEN];
+    for (int i = 0; i < 2; i++) {
+        harness_admin(&s, "POST", "/queues/customer-loyalty/messages", poison[i], &r);
+        ck_assert_int_eq(r.status, 201);
+        snprintf(mid[i], sizeof mid[i], "%s", json_str(r.json, "message_id"));
+        response_cleanup(&r);
+    }
     double t0 = harness_now_s();
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-             "WHERE q.name = 'customer-loyalty-dlq' AND m.message_id = '%s'",
-             mid);
-    ck_assert_msg(harness_wait_sql(sql, 1, POISON_DEADLINE_S) == 1, "not dead-lettered after %d s",
+             "WHERE q.name = 'customer-loyalty-dlq' AND m.message_id IN ('%s', '%s')",
+             mid[0], mid[1]);
+    ck_assert_msg(harness_wait_sql(sql, 2, POISON_DEADLINE_S) == 2, "not dead-lettered after %d s",
                   POISON_DEADLINE_S);
     double took = harness_now_s() - t0;
     ck_assert_msg(took >= 14, "dead-lettered after %.1f s, before five receives", took);
-    ck_assert_int_eq(
-        harness_sqlf("SELECT receive_count FROM messages WHERE message_id = '%s'", mid), 5);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(
+            harness_sqlf("SELECT receive_count FROM messages WHERE message_id = '%s'", mid[i]), 5);
     ck_assert_int_eq(in_queue("customer-loyalty", NULL), 0);
-    ck_assert_int_eq(worker_metric(&s, "customer-loyalty", "failed"), 5);
+    ck_assert_int_eq(worker_metric(&s, "customer-loyalty", "failed"), 10);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM loyalty_credits"), credits);
     ck_assert_int_eq(harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts"),
                      accounts);
