@@ -335,8 +335,10 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
     return ok;
 }
 
-/* Publishes the outcome on fare-processing (inside the caller's transaction). */
-static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const struct fare *f)
+/* Publishes the outcome on fare-processing (inside the caller's transaction); a fare left to
+ * an operator says so in attribute needs_operator. */
+static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const struct fare *f,
+                            bool needs_operator)
 {
     enum mq_status st;
     struct topic_set *set = topic_cache_current(env->topics, env->hub, c, SAGA_TOPIC, &st);
@@ -350,6 +352,9 @@ static bool publish_outcome(struct db_conn *c, const struct saga_env *env, const
     json_t *attrs =
         json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "is_successful", "type", "String", "value",
                   ok ? "true" : "false", "fare_id", "type", "String", "value", f->id);
+    if (needs_operator)
+        json_object_set_new(attrs, "needs_operator",
+                            json_pack("{s:s, s:s}", "type", "String", "value", "true"));
     trace_add_attributes(attrs);
     struct mq_publish p = {
         .body = text, .body_len = strlen(text), .body_json = true, .attributes = attrs};
@@ -370,7 +375,7 @@ static bool commit_step(struct db_conn *c, const struct saga_env *env, const str
         return record(c, f, position, rec);
     if (!db_begin(c))
         return false;
-    if (record(c, f, position, rec) && publish_outcome(c, env, f) && db_commit(c))
+    if (record(c, f, position, rec) && publish_outcome(c, env, f, rec->operator) && db_commit(c))
         return true;
     db_rollback(c);
     return false;
@@ -468,7 +473,7 @@ static void unknown_to_operator(struct db_conn *c, const struct saga_env *env, s
                          .operator= true,
                          .unknown = true,
                          .skip_rest = true};
-    if (!commit_step(c, env, f, f->step, &rec, false))
+    if (!commit_step(c, env, f, f->step, &rec, true))
         return;
     atomic_fetch_add(&saga_counters.operator, 1);
     log_warn("saga %s: the outcome of %s is unknown; marked for an operator", f->id,
@@ -552,6 +557,8 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
     bool give_up = compensations + 1 >= COMPENSATION_BUDGET;
     snprintf(why, sizeof why, "compensation failed: %s%s", detail,
              give_up ? "; needs an operator" : "");
+    if (give_up)
+        snprintf(f->outcome, sizeof f->outcome, "failed");
     /* the step keeps its status (done, or failed with an unknown outcome) while retried */
     struct record rec = {.status = give_up ? "failed" : was->status,
                          .compensation = true,
@@ -562,7 +569,7 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
                          .fare_status = give_up ? "failed" : NULL,
                          .delay_ms = give_up ? 0 : backoff_ms(compensations + 1),
                          .operator= give_up };
-    if (!commit_step(c, env, f, f->step, &rec, false))
+    if (!commit_step(c, env, f, f->step, &rec, give_up))
         return;
     atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
     if (give_up)

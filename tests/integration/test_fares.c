@@ -419,6 +419,20 @@ static void assert_outcome_message(const char *queue, const char *fare, const ch
     ck_assert_msg(ok, "the published body of %s", fare);
 }
 
+/* The fare's outcome went to fare-failed once, marked for an operator. */
+static void assert_operator_outcome(const char *fare, const char *customer)
+{
+    assert_outcome_message("fare-failed", fare, customer, "failed");
+    char *v = harness_sqlf_text(
+        "SELECT m.attributes->'needs_operator'->>'value' FROM messages m JOIN queues q ON "
+        "q.id = m.queue_id WHERE q.name = 'fare-failed' AND m.attributes->'fare_id'->>'value' = "
+        "'%s'",
+        fare);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, "true");
+    free(v);
+}
+
 /* ---- GET /rides/{id}/fare through customer-accounting -----------------------------------------
  */
 
@@ -1215,6 +1229,7 @@ START_TEST(a_refund_that_keeps_failing_is_left_to_an_operator)
                                   "('pending', 'running')"),
                      0);
     ck_assert_int_ge(metric(s, "rydes_sagas_total{outcome=\"needs_operator\"}"), before + 1);
+    assert_operator_outcome("op-1", customer); /* told, once: downstream knows it failed */
     /* money taken and not returned: that is the operator's case */
     ck_assert_int_eq(ledger("op-1", "charge"), 1);
     ck_assert_int_eq(ledger("op-1", "refund"), 0);
@@ -1261,6 +1276,7 @@ START_TEST(a_credit_without_an_answer_is_left_to_an_operator)
                                   "status = 'failed' AND phase = 'finished' AND needs_operator"),
                      1);
     ck_assert_int_ge(metric(s, "rydes_sagas_total{outcome=\"needs_operator\"}"), before + 1);
+    assert_operator_outcome("lost-credit-1", "lc-fred_lost_credit");
     /* nothing undone: the charge and the (unanswered) credit stand */
     ck_assert_int_eq(ledger("lost-credit-1", "charge"), 1);
     ck_assert_int_eq(ledger("lost-credit-1", "credit"), 1);
