@@ -92,7 +92,8 @@ struct mq_message {
 };
 
 /* Clears res (a failed statement's result) and says what the failure was: MQ_UNAVAILABLE for
- * a lost connection or a transient error (deadlock, timeout, serialization), else MQ_ERROR.
+ * a lost connection or a transient error (deadlock, timeout, serialization), MQ_CONFLICT for a
+ * foreign key that a concurrent delete broke, else MQ_ERROR.
  * Shared with the layers above that run their own statements. */
 enum mq_status mq_failed(struct db_conn *c, PGresult *res);
 

@@ -20,7 +20,10 @@ static enum handler_result mq_failure(struct http_request *req, enum mq_status s
     case MQ_NOT_FOUND:
         return http_reply_problem(req, 404, detail ? detail : "no such queue");
     case MQ_CONFLICT:
-        return http_reply_problem(req, 409, detail);
+        return http_reply_problem(req, 409,
+                                  detail ? detail
+                                         : "a queue or topic the request names changed under it "
+                                           "(deleted meanwhile); retry");
     case MQ_INVALID:
         return http_reply_problem(req, 400, detail);
     case MQ_UNAVAILABLE:

@@ -74,8 +74,11 @@ static struct db_stmt q_purge = DB_STMT("mq_queue_purge", "SELECT mq_purge($1)",
 enum mq_status mq_failed(struct db_conn *c, PGresult *res)
 {
     bool unavailable = db_conn_lost(c) || db_transient(res);
+    /* foreign_key_violation: a queue or topic the statement names was deleted after it was
+     * looked up (PUT of a subscription or a dead-letter queue racing a DELETE) */
+    bool raced = !unavailable && strcmp(db_sqlstate(res), "23503") == 0;
     PQclear(res);
-    return unavailable ? MQ_UNAVAILABLE : MQ_ERROR;
+    return unavailable ? MQ_UNAVAILABLE : raced ? MQ_CONFLICT : MQ_ERROR;
 }
 
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col)

@@ -473,6 +473,30 @@ START_TEST(role_matrix)
 }
 END_TEST
 
+/* A subscription whose queue is deleted between its lookup and its insert (a PUT racing a
+ * DELETE /queues/{name}; a trigger plays the DELETE here) answers 409, not 500, and leaves
+ * nothing behind. */
+START_TEST(a_subscription_racing_its_queue_s_delete_is_a_conflict)
+{
+    harness_put_queue(&srv, "race-q", NULL, 201);
+    put_topic("race-t", NULL, 201);
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION race_delete_queue() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN DELETE FROM queues WHERE id = NEW.queue_id; RETURN NEW; END $$; "
+                     "CREATE TRIGGER race_delete_queue BEFORE INSERT ON subscriptions "
+                     "FOR EACH ROW EXECUTE FUNCTION race_delete_queue()"));
+    struct response r;
+    harness_admin(&srv, "PUT", "/topics/race-t/subscriptions/s", "{\"queue\": \"race-q\"}", &r);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER race_delete_queue ON subscriptions; "
+                                       "DROP FUNCTION race_delete_queue()"));
+    assert_problem(&r, 409);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions s JOIN topics t ON "
+                                  "t.id = s.topic_id WHERE t.name = 'race-t'"),
+                     0);
+}
+END_TEST
+
 START_TEST(subscriptions_put_update_list_delete)
 {
     harness_put_queue(&srv, "subs-q1", NULL, 201);
@@ -2004,6 +2028,7 @@ int main(void)
     tcase_add_test(tc, delete_takes_the_subscriptions_and_leaves_the_queues);
     tcase_add_test(tc, role_matrix);
     tcase_add_test(tc, subscriptions_put_update_list_delete);
+    tcase_add_test(tc, a_subscription_racing_its_queue_s_delete_is_a_conflict);
     tcase_add_test(tc, invalid_subscriptions_are_400);
     tcase_add_test(tc, unknown_topic_is_404);
     tcase_add_test(tc, deleting_a_queue_removes_its_subscriptions);
