@@ -180,6 +180,9 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
                                     const char *receipt, int seconds);
 enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q);
+/* The first messages of q without changing them: up to limit, and no more once the bodies and
+ * attributes read so far reach MQ_PEEK_BYTES (at least one message). */
+#define MQ_PEEK_BYTES (4 * 1024 * 1024)
 enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
                        struct mq_message **msgs, int *count);
 /* Moves up to max (0: all) messages of dead-letter queue dlq back to their source queues, or

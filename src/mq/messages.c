@@ -128,13 +128,21 @@ static void hint_update(int queue_id, long long lowest_claimed)
 static struct db_stmt q_delete = DB_STMT("mq_delete", "SELECT mq_delete($1, $2, $3)", 3);
 static struct db_stmt q_visibility =
     DB_STMT("mq_visibility", "SELECT mq_change_visibility($1, $2, $3, $4)", 4);
-static struct db_stmt q_peek =
-    DB_STMT("mq_peek",
-            "SELECT m.id, m.message_id, NULL, " MQ_BODY_SQL ", m.body_json, m.attributes, "
-            "m.receive_count, m.sent_at, m.first_received_at, m.visible_at, "
-            "mq_state(m.visible_at, m.receive_count), m.group_id "
-            "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2",
-            2);
+/* $1 queue, $2 max messages, $3 max bytes: the first messages of the queue, up to $2 and for as
+ * long as the bodies and attributes before a message stay under $3 (the first one always), so
+ * that a peek of large messages cannot fill the gateway's memory. */
+static struct db_stmt q_peek = DB_STMT(
+    "mq_peek",
+    "SELECT p.id, p.message_id, NULL, p.body, p.body_json, p.attributes, p.receive_count, "
+    "p.sent_at, p.first_received_at, p.visible_at, p.state, p.group_id FROM ("
+    "SELECT x.*, sum(x.size) OVER (ORDER BY x.id) - x.size AS before FROM ("
+    "SELECT y.*, octet_length(y.body) + coalesce(octet_length(y.attributes::text), 0) AS size "
+    "FROM (SELECT m.id, m.message_id, " MQ_BODY_SQL " AS body, m.body_json, m.attributes, "
+    "m.receive_count, m.sent_at, m.first_received_at, m.visible_at, "
+    "mq_state(m.visible_at, m.receive_count) AS state, m.group_id "
+    "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2) y) x) p "
+    "WHERE p.before < $3 ORDER BY p.id",
+    3);
 static struct db_stmt q_redrive = DB_STMT("mq_redrive", "SELECT mq_redrive($1, $2, $3)", 3);
 
 void mq_receipt_encode(int queue_id, long long id, unsigned long long nonce, char *out)
@@ -705,10 +713,11 @@ enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
 enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
                        struct mq_message **msgs, int *count)
 {
-    char id[16], l[16];
-    snprintf(id, sizeof id, "%d", q->id);
-    snprintf(l, sizeof l, "%d", limit);
-    const char *v[] = {id, l};
+    char id[FMT_INT_LEN], l[FMT_INT_LEN], budget[FMT_INT_LEN];
+    fmt_int(id, q->id);
+    fmt_int(l, limit);
+    fmt_int(budget, MQ_PEEK_BYTES);
+    const char *v[] = {id, l, budget};
     PGresult *r = db_exec(c, &q_peek, v, NULL, NULL);
     *msgs = NULL;
     *count = 0;

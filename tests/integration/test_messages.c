@@ -812,6 +812,36 @@ START_TEST(purge_empties_the_queue)
 }
 END_TEST
 
+/* A peek stops once the bodies read reach MQ_PEEK_BYTES (4 MiB), whatever its limit: six
+ * messages of 1 MiB give four, the fifth starting at the budget. */
+START_TEST(peek_is_bounded_in_bytes)
+{
+    harness_put_queue(&srv, "bigpeek", NULL, 201);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body) "
+                     "SELECT q.id, now(), gen_random_uuid(), repeat('x', 1048576) "
+                     "FROM queues q, generate_series(1, 6) WHERE q.name = 'bigpeek'"));
+    struct response r;
+    harness_admin(&srv, "GET", "/queues/bigpeek/messages:peek?limit=1000", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *msgs = json_object_get(r.json, "messages");
+    ck_assert_int_eq(json_array_size(msgs), 4);
+    ck_assert_uint_eq(strlen(json_str(json_array_get(msgs, 3), "body")), 1048576);
+    response_cleanup(&r);
+    /* a message larger than the budget still comes, alone */
+    harness_admin(&srv, "POST", "/queues/bigpeek:purge", NULL, &r);
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body) "
+                     "SELECT q.id, now(), gen_random_uuid(), repeat('y', 5000000) "
+                     "FROM queues q, generate_series(1, 2) WHERE q.name = 'bigpeek'"));
+    harness_admin(&srv, "GET", "/queues/bigpeek/messages:peek", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 1);
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(peek_and_stats_show_state)
 {
     harness_put_queue(&srv, "peek", NULL, 201);
@@ -1029,6 +1059,7 @@ int main(void)
     tcase_add_test(tc, redrive_rules);
     tcase_add_test(tc, purge_empties_the_queue);
     tcase_add_test(tc, peek_and_stats_show_state);
+    tcase_add_test(tc, peek_is_bounded_in_bytes);
     tcase_add_test(tc, long_poll_returns_when_a_message_arrives);
     tcase_add_test(tc, empty_long_poll_times_out);
     tcase_add_test(tc, long_poll_sees_a_delayed_message_come_due);
