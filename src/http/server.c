@@ -57,6 +57,9 @@ struct query_value {
     char value[];
 };
 
+/* The 413 of a body sent to a route that takes none (a purge, a GET). */
+#define NO_BODY_DETAIL "this route takes no request body: send none"
+
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     (void)cls;
@@ -313,11 +316,14 @@ static enum handler_result request_begin(struct http_request *req)
     enum handler_result res = HANDLER_DONE;
     if (!request_authorize(req, &res))
         return res;
-    if (body_declared_too_large(http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH),
-                                cfg->max_body_bytes))
+    const char *length = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (body_declared_too_large(length, cfg->max_body_bytes))
         return http_reply_problem(req, 413, "the request body is larger than the server accepts");
-    if (!req->match.route->json_body)
+    if (!req->match.route->json_body) {
         req->body.max = 0; /* a route that reads no body buffers none: any byte is too many */
+        if (body_declared_too_large(length, 0)) /* said before a byte is read */
+            return http_reply_problem(req, 413, NO_BODY_DETAIL);
+    }
     if (request_has_body(req) && req->match.route->json_body == ROUTE_JSON_BODY &&
         !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return http_reply_problem(req, 415, "the request body must be application/json");
@@ -360,7 +366,10 @@ bool http_client_gone(struct http_request *req)
 static enum handler_result request_dispatch(struct http_request *req)
 {
     if (req->body.too_large)
-        return http_reply_problem(req, 413, "the request body is larger than the server accepts");
+        return http_reply_problem(req, 413,
+                                  req->match.route->json_body
+                                      ? "the request body is larger than the server accepts"
+                                      : NO_BODY_DETAIL);
     if (req->match.route->json_body == ROUTE_JSON_BODY && req->body.buf.len > 0) {
         char detail[256];
         req->json = body_parse_json(req->body.buf.data, req->body.buf.len, detail, sizeof detail);

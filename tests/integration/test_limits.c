@@ -51,6 +51,31 @@ START_TEST(body_at_the_cap_is_read)
 }
 END_TEST
 
+/* A body sent to a route that takes none (a purge) is refused before it is read, saying so,
+ * also when it is small; none is fine. */
+START_TEST(a_body_on_a_route_without_one_says_so)
+{
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/nobody", NULL, &r);
+    ck_assert(r.status == 201 || r.status == 200);
+    response_cleanup(&r);
+    harness_admin(&srv, "POST", "/queues/nobody:purge", "{}", &r);
+    assert_problem(&r, 413);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "detail")),
+                     "this route takes no request body: send none");
+    response_cleanup(&r);
+    harness_request(&srv, "POST", "/queues/nobody:purge", HARNESS_ADMIN_TOKEN, "{}", NULL,
+                    "Transfer-Encoding: chunked", &r);
+    assert_problem(&r, 413);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "detail")),
+                     "this route takes no request body: send none");
+    response_cleanup(&r);
+    harness_admin(&srv, "POST", "/queues/nobody:purge", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(content_length_over_the_cap_is_413)
 {
     char *body = json_of_size(CAP + 1);
@@ -160,6 +185,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, body_at_the_cap_is_read);
     tcase_add_test(tc, content_length_over_the_cap_is_413);
+    tcase_add_test(tc, a_body_on_a_route_without_one_says_so);
     tcase_add_test(tc, chunked_body_over_the_cap_is_413);
     tcase_add_test(tc, endless_chunked_body_is_cut_off);
     tcase_add_test(tc, oversized_headers_are_refused);
