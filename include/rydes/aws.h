@@ -82,8 +82,9 @@ const char *aws_arn_resource(const char *arn, const char *service);
  * False with why filled when one is malformed. */
 bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n);
 /* The AWS parameter a field of the REST message input names ("group_id" -> "MessageGroupId",
- * "attributes.x" -> "MessageAttributes"), or the field itself when AWS has none for it. */
-const char *aws_field_name(const char *field);
+ * "attributes.x" -> "MessageAttributes", "body" -> body, which SQS calls MessageBody and SNS
+ * Message), or the field itself when AWS has none for it. */
+const char *aws_field_name(const char *field, const char *body);
 
 /* The error codes a service answers for a malformed batch. */
 struct aws_batch_errors {

@@ -56,16 +56,15 @@ bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n)
     return true;
 }
 
-const char *aws_field_name(const char *field)
+const char *aws_field_name(const char *field, const char *body)
 {
     static const char *const names[][2] = {
-        {"body", "MessageBody"},
-        {"attributes", "MessageAttributes"},
-        {"subject", "Subject"},
-        {"group_id", "MessageGroupId"},
-        {"dedup_id", "MessageDeduplicationId"},
+        {"attributes", "MessageAttributes"}, {"subject", "Subject"},
+        {"group_id", "MessageGroupId"},      {"dedup_id", "MessageDeduplicationId"},
         {"delay_seconds", "DelaySeconds"},
     };
+    if (field && strncmp(field, "body", 4) == 0)
+        return body;
     for (size_t i = 0; field && i < sizeof names / sizeof names[0]; i++)
         if (strncmp(field, names[i][0], strlen(names[i][0])) == 0)
             return names[i][1];

@@ -41,8 +41,7 @@ static void first_error(struct field_errors *fe, char *why, size_t n)
     json_t *e = json_array_get(fe->list, 0);
     const char *field = json_string_value(json_object_get(e, "field"));
     const char *msg = json_string_value(json_object_get(e, "message"));
-    /* SNS's body is Message, not SQS's MessageBody */
-    field = field && strncmp(field, "body", 4) == 0 ? "Message" : aws_field_name(field);
+    field = aws_field_name(field, "Message");
     snprintf(why, n, "Invalid parameter: %s Reason: %s", field ? field : "Message",
              msg ? msg : "invalid");
 }

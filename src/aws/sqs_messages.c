@@ -170,7 +170,7 @@ static bool send_add(struct sqs_send *s, json_t *e, const struct mq_queue *q,
     if (fe.count) {
         json_t *first = json_array_get(fe.list, 0);
         snprintf(err->message, sizeof err->message, "%s %s",
-                 aws_field_name(json_string_value(json_object_get(first, "field"))),
+                 aws_field_name(json_string_value(json_object_get(first, "field")), "MessageBody"),
                  json_string_value(json_object_get(first, "message")));
         err->code = WIRE_INVALID_PARAMETER;
         field_errors_cleanup(&fe);
