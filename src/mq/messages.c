@@ -65,11 +65,16 @@ static struct db_stmt q_claim = DB_STMT(
     "FROM c WHERE m.ctid = c.t "
     "RETURNING " MQ_MESSAGE_COLUMNS ", c.rc0 >= $6",
     6);
-/* Moves leased messages $2 (claimed under nonce $3) of queue $1 to dead-letter queue $4. */
+/* Moves leased messages $2 (claimed under nonce $3) of queue $1 to dead-letter queue $4, if $4
+ * still is the queue's dead-letter queue: the caller's copy of the queue may be a second old,
+ * and a deleted or replaced one would take the messages with it. The dead-letter queue's row is
+ * locked against deletion until the move commits. */
 static struct db_stmt q_dead_letter = DB_STMT(
     "mq_dead_letter",
-    "WITH moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
-    "AND receipt = " MQ_RECEIPT_SQL("id", "$3") " RETURNING *) "
+    "WITH d AS (SELECT d.id FROM queues s JOIN queues d ON d.id = s.dead_letter_queue_id "
+    "WHERE s.id = $1 AND d.id = $4 FOR KEY SHARE OF d), "
+    "moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
+    "AND receipt = " MQ_RECEIPT_SQL("id", "$3") " AND EXISTS (SELECT 1 FROM d) RETURNING *) "
     "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
     "message_id, group_id, source_queue_id, body_json, body, attributes, payload_id) "
     "SELECT $4, now(), receive_count, first_received_at, sent_at, message_id, group_id, $1, "
@@ -395,7 +400,8 @@ static PGresult *claim(struct db_conn *c, const struct mq_queue *q, const char *
 }
 
 /* Moves the exhausted messages of a claim to the dead-letter queue and drops them from msgs.
- * If the move fails they stay leased and are moved by a later receive. */
+ * If the move fails, or the dead-letter queue is no longer the queue's, they stay leased, and a
+ * receive after their lease moves them (or delivers them, once the queue has none). */
 static void dead_letter(struct db_conn *c, const struct mq_queue *q, PGresult *r, const char *nonce,
                         struct mq_message *msgs, int *count)
 {

@@ -180,6 +180,34 @@ START_TEST(sweeper_looks_at_a_queue_again_only_when_something_may_be_due)
 }
 END_TEST
 
+/* A message with an old sent_at under a new id (as a dead-letter move or a redrive leaves it)
+ * behind more than the sweep's window of 10,000 younger messages is found by the walk through
+ * the queue (the next 10,000 after a cursor at each look), not kept until everything before it
+ * has gone. */
+START_TEST(sweeper_walks_past_its_window_to_an_old_message)
+{
+    harness_start(&srv, no_background_sweeper);
+    harness_put_queue(&srv, "deep", NULL, 201); /* retention: 4 days */
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body) "
+                     "SELECT q.id, now(), gen_random_uuid(), 'young' "
+                     "FROM queues q, generate_series(1, 20500) WHERE q.name = 'deep'; "
+                     "INSERT INTO messages (queue_id, visible_at, message_id, body, sent_at) "
+                     "SELECT q.id, now(), gen_random_uuid(), 'old', now() - interval '5 days' "
+                     "FROM queues q WHERE q.name = 'deep'"));
+    const char *old = "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                      "WHERE q.name = 'deep' AND m.body = 'old'";
+    sweep(1); /* the oldest 10,000 and the next 10,000 */
+    ck_assert_int_eq(harness_sqlf("%s", old), 1);
+    free(
+        harness_sql(harness_db_url(), "UPDATE queue_sweeps SET next_at = now()")); /* a minute on */
+    sweep(1); /* the oldest 10,000 and the 500 after the cursor, with the old one */
+    ck_assert_int_eq(harness_sqlf("%s", old), 0);
+    ck_assert_int_eq(messages_in("deep"), 20500);
+    harness_stop(&srv);
+}
+END_TEST
+
 /* A queue with more expired messages than one sweep deletes (1,000) is looked at again by the
  * next sweep, not a minute later. */
 START_TEST(sweeper_comes_back_at_once_to_a_queue_with_more_expired)
@@ -259,6 +287,7 @@ int main(void)
     tcase_add_test(tc, sweeper_deletes_expired_messages);
     tcase_add_test(tc, sweeper_looks_at_a_queue_again_only_when_something_may_be_due);
     tcase_add_test(tc, sweeper_comes_back_at_once_to_a_queue_with_more_expired);
+    tcase_add_test(tc, sweeper_walks_past_its_window_to_an_old_message);
     tcase_add_test(tc, sweeper_collects_unused_payloads);
     tcase_add_test(tc, sweeper_walks_past_payloads_in_use);
     suite_add_tcase(s, tc);

@@ -193,6 +193,37 @@ START_TEST(an_undeliverable_event_is_set_aside)
 }
 END_TEST
 
+/* An event whose delivery meets a transient error (here a deadlock, raised by a trigger) is not
+ * set aside: the thread tries again, and delivers it once the cause is gone (the trigger
+ * dropped). A sequence counts the attempts: no rollback undoes it. */
+START_TEST(a_transient_failure_is_retried_not_set_aside)
+{
+    harness_put_queue(&srv, "retried", "{}", 201);
+    free(harness_sql(harness_db_url(), "CREATE SEQUENCE outbox_test_tries"));
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION outbox_test_busy() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF NEW.attributes ? 'flaky' "
+                     "THEN PERFORM nextval('outbox_test_tries'); RAISE EXCEPTION 'busy' USING "
+                     "ERRCODE = 'deadlock_detected'; END IF; RETURN NEW; END $$"));
+    free(harness_sql(harness_db_url(), "CREATE TRIGGER outbox_test_busy BEFORE INSERT ON "
+                                       "messages FOR EACH ROW EXECUTE FUNCTION "
+                                       "outbox_test_busy()"));
+    leave_in_outbox("retried", "{\"n\": \"flaky\"}",
+                    "{\"flaky\": {\"type\": \"String\", \"value\": \"x\"}}");
+    /* the batch, then the careful retry, then the next poll's batch at least */
+    long long tries = harness_wait_sql(
+        "SELECT (is_called AND last_value >= 3)::int FROM outbox_test_tries", 1, 10);
+    long long aside =
+        harness_sqlf("SELECT count(*) FROM publish_outbox WHERE failed_at IS NOT NULL");
+    /* (not naming messages: harness_sql would first deliver the outbox, which cannot succeed) */
+    free(harness_sql(harness_db_url(), "DROP FUNCTION outbox_test_busy() CASCADE"));
+    ck_assert_int_eq(tries, 1);
+    ck_assert_int_eq(aside, 0);
+    ck_assert_int_eq(received("retried", "flaky"), 1);
+    ck_assert_int_eq(outbox_rows(), 0);
+}
+END_TEST
+
 START_TEST(an_event_nobody_delivers_shows_as_stuck)
 {
     harness_put_queue(&srv, "late", "{}", 201);
@@ -228,6 +259,7 @@ int main(void)
     tcase_add_test(tc, an_event_left_by_a_crash_is_delivered_by_the_poll);
     tcase_add_test(tc, only_a_large_event_is_stored_once_in_payloads);
     tcase_add_test(tc, an_undeliverable_event_is_set_aside);
+    tcase_add_test(tc, a_transient_failure_is_retried_not_set_aside);
     tcase_add_test(tc, an_event_nobody_delivers_shows_as_stuck);
     suite_add_tcase(s, tc);
     return harness_run(s);

@@ -2,14 +2,19 @@
  * FIFO deletes running in parallel leave the group open; FIFO batches naming the same groups in
  * opposite orders never deadlock; a long poll whose client has gone takes no message; a busy
  * group cannot starve another under delete:true; redrive never moves a message a consumer holds
- * and never redrives a queue into itself. */
+ * and never redrives a queue into itself; a purge racing a send to a new group keeps the group of
+ * what it leaves; a dead-letter move takes only what is still there, and only into a dead-letter
+ * queue that still is the queue's. */
 #include "harness.h"
 
 #include "rydes/mq.h"
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct harness_server srv;
@@ -42,6 +47,96 @@ static void send_group(const char *queue, const char *group, const char *body)
     struct response r;
     harness_admin(&srv, "POST", path, req, &r);
     ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+}
+
+/* A new session on the test database; the SQL of fmt and ap is formatted into sql. */
+__attribute__((format(printf, 3, 0))) static PGconn *session(char *sql, size_t n, const char *fmt,
+                                                             va_list ap)
+{
+    vsnprintf(sql, n, fmt, ap);
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    return pg;
+}
+
+/* A second session that opens a transaction and runs the printf-formatted SQL in it,
+ * holding its locks until release(); idle for 20 s at most if the test dies first. */
+__attribute__((format(printf, 1, 2))) static PGconn *hold(const char *fmt, ...)
+{
+    char sql[200];
+    va_list ap;
+    va_start(ap, fmt);
+    PGconn *pg = session(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(pg, "SET idle_in_transaction_session_timeout = '20s'; BEGIN");
+    PQclear(r);
+    r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s", PQerrorMessage(pg));
+    PQclear(r);
+    return pg;
+}
+
+/* Starts the printf-formatted SQL on a session of its own without waiting for it, and
+ * waits (up to 10 s) until that session waits for a lock. Returns the session; *blocked says
+ * whether it came to wait. */
+__attribute__((format(printf, 2, 3))) static PGconn *start_blocked(bool *blocked, const char *fmt,
+                                                                   ...)
+{
+    char sql[200];
+    va_list ap;
+    va_start(ap, fmt);
+    PGconn *pg = session(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    ck_assert_int_eq(PQsendQuery(pg, sql), 1);
+    char probe[160];
+    snprintf(probe, sizeof probe,
+             "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND wait_event_type = 'Lock'",
+             PQbackendPID(pg));
+    *blocked = harness_wait_sql(probe, 1, 10) == 1;
+    return pg;
+}
+
+/* Commits the holder, then collects the blocked statement's outcome: its first value, or -1 on
+ * an error. Both sessions end. */
+static long long release(PGconn *holder, PGconn *blocked)
+{
+    PGresult *r = PQexec(holder, "COMMIT");
+    PQclear(r);
+    PQfinish(holder);
+    long long v = -1;
+    while ((r = PQgetResult(blocked)) != NULL) {
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            v = atoll(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(blocked);
+    return v;
+}
+
+/* The id of queue name. */
+static long long queue_id(const char *name)
+{
+    return harness_sqlf("SELECT id FROM queues WHERE name = '%s'", name);
+}
+
+/* Creates queue with dead-letter queue dlq (max_receive_count 1), sends it "x" and receives
+ * that once with visibility 0: the next receive would exceed the count. */
+static void received_once(const char *queue, const char *dlq)
+{
+    harness_put_queue(&srv, dlq, NULL, 201);
+    char attrs[160], path[160];
+    snprintf(attrs, sizeof attrs, "{\"dead_letter\":{\"queue\":\"%s\",\"max_receive_count\":1}}",
+             dlq);
+    harness_put_queue(&srv, queue, attrs, 201);
+    snprintf(path, sizeof path, "/queues/%s/messages", queue);
+    struct response r;
+    harness_admin(&srv, "POST", path, "{\"body\":\"x\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    json_t *msgs = receive(queue, "{\"visibility_timeout\":0}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
     response_cleanup(&r);
 }
 
@@ -189,14 +284,8 @@ END_TEST
 
 START_TEST(redrive_leaves_held_messages_and_refuses_itself)
 {
-    harness_put_queue(&srv, "held-dlq", NULL, 201);
-    harness_put_queue(&srv, "held",
-                      "{\"dead_letter\":{\"queue\":\"held-dlq\",\"max_receive_count\":1}}", 201);
+    received_once("held", "held-dlq");
     struct response r;
-    harness_admin(&srv, "POST", "/queues/held/messages", "{\"body\":\"x\"}", &r);
-    response_cleanup(&r);
-    receive("held", "{\"visibility_timeout\":0}", &r); /* first delivery */
-    response_cleanup(&r);
     json_t *msgs = receive("held", "{}", &r); /* the next one would exceed: dead-lettered */
     ck_assert_int_eq(json_array_size(msgs), 0);
     response_cleanup(&r);
@@ -213,6 +302,79 @@ START_TEST(redrive_leaves_held_messages_and_refuses_itself)
 }
 END_TEST
 
+/* A purge waits for a message another transaction holds; meanwhile a send to a new group
+ * commits. The purge leaves that message and its group together: it is still handed out. */
+START_TEST(a_purge_racing_a_send_to_a_new_group_keeps_its_group)
+{
+    harness_put_queue(&srv, "purged.fifo", NULL, 201);
+    send_group("purged.fifo", "old", "m1");
+    long long q = queue_id("purged.fifo");
+    PGconn *holder = hold("SELECT 1 FROM messages WHERE queue_id = %lld FOR UPDATE", q);
+    bool blocked;
+    PGconn *purge = start_blocked(&blocked, "SELECT 1 FROM mq_purge(%lld)", q);
+    if (blocked)
+        send_group("purged.fifo", "new", "m2");
+    ck_assert_int_eq(release(holder, purge), 1);
+    ck_assert(blocked);
+    struct response r;
+    json_t *msgs = receive("purged.fifo", "{\"max_messages\":10}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "m2");
+    response_cleanup(&r);
+}
+END_TEST
+
+/* A FIFO head due for the dead-letter queue is deleted by its consumer (whose receipt still
+ * holds) while a receive waits to move it: nothing reaches the dead-letter queue. */
+START_TEST(a_fifo_dead_letter_move_skips_a_message_deleted_meanwhile)
+{
+    harness_put_queue(&srv, "moved-dlq.fifo", NULL, 201);
+    harness_put_queue(&srv, "moved.fifo",
+                      "{\"dead_letter\":{\"queue\":\"moved-dlq.fifo\",\"max_receive_count\":1}}",
+                      201);
+    send_group("moved.fifo", "g", "m1");
+    struct response r;
+    json_t *msgs = receive("moved.fifo", "{\"visibility_timeout\":0}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    response_cleanup(&r);
+    long long q = queue_id("moved.fifo");
+    PGconn *holder = hold("DELETE FROM messages WHERE queue_id = %lld", q);
+    bool blocked;
+    PGconn *receiver =
+        start_blocked(&blocked, "SELECT count(*) FROM mq_receive(%lld, 1, 30, 7, false)", q);
+    ck_assert_int_eq(release(holder, receiver), 0);
+    ck_assert(blocked);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld",
+                                  queue_id("moved-dlq.fifo")),
+                     0);
+}
+END_TEST
+
+/* Another process deletes a queue's dead-letter queue; this process's copy of the queue still
+ * names it for up to a second. An exhausted message received meanwhile stays in its queue
+ * instead of going to the deleted one, and is delivered once the queue is read again. */
+START_TEST(a_dead_letter_move_into_a_deleted_queue_keeps_the_message)
+{
+    received_once("keeps", "gone-dlq");
+    free(harness_sql(harness_db_url(),
+                     "WITH q AS (DELETE FROM queues WHERE name = 'gone-dlq' RETURNING id), "
+                     "t AS (INSERT INTO deleted_queues (queue_id) SELECT id FROM q) "
+                     "UPDATE queues SET dead_letter_queue_id = NULL, max_receive_count = NULL "
+                     "WHERE dead_letter_queue_id IN (SELECT id FROM q)"));
+    struct response r;
+    json_t *msgs = receive("keeps", "{\"visibility_timeout\":0}", &r); /* the copy names gone-dlq */
+    ck_assert_int_eq(json_array_size(msgs), 0);
+    response_cleanup(&r);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", queue_id("keeps")), 1);
+    harness_sleep_ms(1200); /* the process reads the queue again */
+    msgs = receive("keeps", "{}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "x");
+    response_cleanup(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("races");
@@ -224,6 +386,9 @@ int main(void)
     tcase_add_test(tc, long_poll_of_a_client_that_left_takes_nothing);
     tcase_add_test(tc, delete_now_does_not_starve_other_groups);
     tcase_add_test(tc, redrive_leaves_held_messages_and_refuses_itself);
+    tcase_add_test(tc, a_purge_racing_a_send_to_a_new_group_keeps_its_group);
+    tcase_add_test(tc, a_fifo_dead_letter_move_skips_a_message_deleted_meanwhile);
+    tcase_add_test(tc, a_dead_letter_move_into_a_deleted_queue_keeps_the_message);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
