@@ -391,6 +391,75 @@ START_TEST(wild_rydes_work_is_shown_by_state)
 }
 END_TEST
 
+/* The Wild Rydes counts in the database's gauges against a count of the tables themselves:
+ * how many series differ (0 when they agree; zero counts are left out of both). */
+static long long counts_differ(void)
+{
+    return harness_sqlf(
+        "WITH truth AS (SELECT 'rydes_tasks' AS m, status AS l, count(*) AS n FROM tasks "
+        "GROUP BY 2 UNION ALL SELECT 'rydes_rfqs', coalesce(completion_reason, 'running'), "
+        "count(*) FROM rfqs GROUP BY 2 UNION ALL SELECT 'rydes_fares', status, count(*) "
+        "FROM fares GROUP BY 2 UNION ALL SELECT 'rydes_fares_needing_operator', '', count(*) "
+        "FROM fares WHERE needs_operator HAVING count(*) > 0 UNION ALL "
+        "SELECT 'rydes_saga_steps_compensated', '', count(*) FROM saga_steps "
+        "WHERE status = 'compensated' HAVING count(*) > 0), "
+        "gauges AS (SELECT metric, CASE WHEN labels = '' THEN '' ELSE split_part(labels, "
+        "'\"', 2) END, value::bigint FROM rydes_gauges() WHERE metric IN ('rydes_tasks', "
+        "'rydes_rfqs', 'rydes_fares', 'rydes_fares_needing_operator', "
+        "'rydes_saga_steps_compensated') AND value <> 0) "
+        "SELECT count(*) FROM ((TABLE truth EXCEPT TABLE gauges) UNION ALL "
+        "(TABLE gauges EXCEPT TABLE truth)) d");
+}
+
+/* The counts follow every insert, change of state and delete, before and after the sweep folds
+ * them, and reading them touches none of the counted tables (which another session holds
+ * locked). */
+START_TEST(work_counts_follow_every_change_without_reading_the_tables)
+{
+    free(harness_sql(
+        harness_db_url(),
+        "INSERT INTO fares (id, customer, amount) VALUES ('wc-1', 'c', 5), ('wc-2', 'c', 6), "
+        "('wc-3', 'c', 7); "
+        "INSERT INTO saga_steps (fare_id, position, name, status) VALUES "
+        "('wc-1', 0, 'preauth', 'done'), ('wc-2', 0, 'preauth', 'compensated'); "
+        "UPDATE fares SET status = 'running' WHERE id = 'wc-1'; "
+        "UPDATE fares SET status = 'succeeded', outcome = 'succeeded' WHERE id = 'wc-1'; "
+        "UPDATE fares SET status = 'failed', outcome = 'failed', needs_operator = true "
+        "WHERE id = 'wc-2'; "
+        "UPDATE saga_steps SET status = 'compensated' WHERE fare_id = 'wc-1'; "
+        "DELETE FROM fares WHERE id = 'wc-3'; "
+        "INSERT INTO tasks (id, kind) SELECT gen_random_uuid(), 'prebooking' "
+        "FROM generate_series(1, 3); "
+        "UPDATE tasks SET status = 'processing' WHERE id = (SELECT min(id::text)::uuid FROM "
+        "tasks); "
+        "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, "
+        "expected_responses) SELECT gen_random_uuid(), 'a', 'b', 'c', now(), now(), 1 "
+        "FROM generate_series(1, 2); "
+        "UPDATE rfqs SET status = 'done', completed_at = now(), completion_reason = 'timeout' "
+        "WHERE id = (SELECT min(id::text)::uuid FROM rfqs)"));
+    ck_assert_int_eq(counts_differ(), 0);
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM work_count_changes"), 0);
+    ck_assert_int_eq(counts_differ(), 0);
+    free(harness_sql(harness_db_url(), "DELETE FROM fares WHERE id = 'wc-2'"));
+    ck_assert_int_eq(counts_differ(), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT value::int FROM rydes_gauges() "
+                                  "WHERE metric = 'rydes_fares_needing_operator'"),
+                     0);
+
+    PGconn *holder = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
+    PGresult *r = PQexec(holder, "SET idle_in_transaction_session_timeout = '20s'; BEGIN; "
+                                 "LOCK TABLE tasks, rfqs, fares, saga_steps");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    char *n = harness_sqlf_text("SET lock_timeout = '2s'; SELECT count(*) FROM rydes_gauges()");
+    PQfinish(holder);
+    ck_assert_ptr_nonnull(n);
+    free(n);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("metrics");
@@ -401,6 +470,7 @@ int main(void)
     tcase_add_test(tc, queue_operations_are_counted);
     tcase_add_test(tc, publishes_and_filters_are_counted_per_subscription);
     tcase_add_test(tc, wild_rydes_work_is_shown_by_state);
+    tcase_add_test(tc, work_counts_follow_every_change_without_reading_the_tables);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
