@@ -30,6 +30,7 @@ enum mq_status {
     MQ_CONFLICT,    /* state conflict: superseded receipt, fifo change, ... */
     MQ_INVALID,     /* refused by a rule only the database can check (detail says which) */
     MQ_UNAVAILABLE, /* the database went away */
+    MQ_BUSY,        /* no database connection came in time: all are in use */
     MQ_ERROR,       /* the database refused the statement: a bug */
 };
 

@@ -29,6 +29,8 @@ static enum handler_result mq_failure(struct http_request *req, enum mq_status s
     case MQ_UNAVAILABLE:
         return http_reply_unavailable(req, "the database could not complete the request "
                                            "(connection lost, deadlock or timeout); retry");
+    case MQ_BUSY:
+        return api_reply_no_conn(req, DB_ACQUIRE_EXHAUSTED);
     default:
         return http_reply_problem(req, 500, "the database refused the request");
     }

@@ -50,6 +50,7 @@ enum handler_result sns_engine_failed(struct aws_call *call, enum mq_status st, 
         return aws_fail(call, WIRE_SNS_INVALID_PARAMETER, "Invalid parameter: %s",
                         detail && *detail ? detail : "the request conflicts with the topic");
     case MQ_UNAVAILABLE:
+    case MQ_BUSY:
         http_add_header(call->req, "Retry-After", "1");
         return aws_fail(call, WIRE_UNAVAILABLE, "The database could not complete the request.");
     default:

@@ -101,6 +101,7 @@ enum handler_result sqs_engine_failed(struct aws_call *call, enum mq_status st, 
         return aws_fail(call, WIRE_INVALID_PARAMETER, "%s",
                         detail && *detail ? detail : "The request conflicts with the queue.");
     case MQ_UNAVAILABLE:
+    case MQ_BUSY:
         http_add_header(call->req, "Retry-After", "1");
         return aws_fail(call, WIRE_UNAVAILABLE, "The database could not complete the request.");
     default:

@@ -199,13 +199,14 @@ static int acquire_budget_ms(struct lane *l)
 /* Runs list[0..n) in one statement; every operation is finished when this returns. */
 static void run_together(struct lane *l, struct mq_combined **list, int n)
 {
-    enum db_acquire_error why;
+    enum db_acquire_error why = DB_ACQUIRE_UNREACHABLE;
     int budget = acquire_budget_ms(l);
     struct db_conn *c = budget > 0 ? db_pool_acquire(l->cb->pool, budget, &why) : NULL;
     if (!c) {
+        enum mq_status st = why == DB_ACQUIRE_EXHAUSTED ? MQ_BUSY : MQ_UNAVAILABLE;
         for (int i = 0; i < n; i++)
-            finish(list[i], MQ_UNAVAILABLE);
-        fail_waiting(l, MQ_UNAVAILABLE);
+            finish(list[i], st);
+        fail_waiting(l, st);
         return;
     }
     unsigned long long done = 0;
