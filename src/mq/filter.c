@@ -653,7 +653,9 @@ static struct str join_path(struct compiler *c, struct str prefix, const char *k
     return (struct str){p, n};
 }
 
-/* Counts distinct keys (leaf paths) against SNS's limit of five. */
+/* Counts distinct top-level keys against SNS's limit of five. With the body scope, keys nested
+ * below a top-level key do not count (SNS's constraints page, "Key counting in filter
+ * policies"); the keys of a top-level $or's branches count as top-level keys. */
 static bool register_key(struct compiler *c, struct str path)
 {
     for (size_t i = 0; i < c->nkeys; i++)
@@ -671,8 +673,6 @@ static bool fill_leaf(struct compiler *c, json_t *arr, struct str path, int dept
     size_t n = json_array_size(arr);
     if (n == 0)
         return fail(c, path.p, "empty arrays are not allowed");
-    if (!register_key(c, path))
-        return false;
     l->path = path.p;
     l->plen = path.n;
     l->conds = arena_array(c->arena, n, sizeof *l->conds);
@@ -725,7 +725,10 @@ static bool fill_entry(struct compiler *c, const char *key, json_t *v, struct st
                        int depth, struct node *out, double *combos)
 {
     struct str path = join_path(c, prefix, key);
-    switch (classify(key, v)) {
+    enum entry_kind kind = classify(key, v);
+    if (!prefix.p && kind != E_OR && !register_key(c, path))
+        return false;
+    switch (kind) {
     case E_LEAF:
         return fill_leaf(c, v, path, depth, &out->leaves[out->nleaves++], combos);
     case E_OR:
@@ -1237,6 +1240,17 @@ static bool array_each(struct text t, value_fn fn, const void *arg)
     return s.p == s.end && hit;
 }
 
+/* Whether t is one well-formed JSON array. */
+static bool array_valid(struct text t)
+{
+    struct scan s = {t.p, t.p + t.n};
+    bool hit = false;
+    if (!scan_array(&s, 1, NULL, NULL, &hit))
+        return false;
+    scan_ws(&s);
+    return s.p == s.end;
+}
+
 /* ---- Attributes ---- */
 
 enum attr_kind { A_NONE, A_STRING, A_NUMBER, A_STRING_ARRAY, A_NUMBER_ARRAY };
@@ -1524,12 +1538,17 @@ static bool whole_holds(const struct cond *c, const struct values *vs)
     return present && !values_each(vs, value_listed, c);
 }
 
-/* Any condition holds: the whole-set ones first, then one walk over the values for the rest. */
+/* Any condition holds: the whole-set ones first, then one walk over the values for the rest.
+ * An array attribute whose value is not a JSON array matches no condition at all, not even
+ * exists:false (SNS filters such a message out as carrying an invalid attribute). */
 static bool leaf_matches(const struct leaf *l, const struct source *s)
 {
     struct values vs = {.src = s, .leaf = l};
     if (!s->body)
         vs.attr = attr_lookup(s->root, l->path);
+    if ((vs.attr.kind == A_STRING_ARRAY || vs.attr.kind == A_NUMBER_ARRAY) &&
+        !array_valid(vs.attr.v))
+        return false;
     struct leaf_pass pass = {l, vs.attr.kind == A_STRING_ARRAY};
     bool walk = false;
     for (size_t i = 0; i < l->nconds; i++) {
