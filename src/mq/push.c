@@ -196,15 +196,19 @@ static void outcome_error(const struct job *j, char *out, size_t n)
         snprintf(out, n, "HTTP status %ld", j->status);
 }
 
-/* Writes the outcome of one job back. */
+/* Writes the outcome of one job back. A retry, a give-up or an abandon names the attempt it is
+ * about: after the lease ran out and another claim took the delivery, it changes nothing
+ * (sql/021). A success deletes the delivery whoever holds it. */
 static void record(struct mq_push *p, struct job *j)
 {
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%d", j->attempts);
     if (!j->done) { /* abandoned at shutdown: due again, the attempt not counted */
-        const char *v[] = {j->id};
+        const char *v[] = {j->id, attempt};
         exec_params(p,
                     "UPDATE push_deliveries SET attempts = attempts - 1, next_attempt_at = now() "
-                    "WHERE id = $1",
-                    1, v);
+                    "WHERE id = $1 AND attempts = $2",
+                    2, v);
         return;
     }
     if (j->rc == CURLE_OK && j->status >= 200 && j->status <= 299) {
@@ -217,21 +221,26 @@ static void record(struct mq_push *p, struct job *j)
     outcome_error(j, error, sizeof error);
     if (j->attempts < j->max_attempts && j->url) {
         snprintf(delay, sizeof delay, "%.3f", backoff_seconds(p, j));
-        const char *v[] = {j->id, delay, error};
+        const char *v[] = {j->id, delay, error, attempt};
         exec_params(p,
                     "UPDATE push_deliveries SET next_attempt_at = now() + "
-                    "make_interval(secs => $2::float8), last_error = $3 WHERE id = $1",
-                    3, v);
+                    "make_interval(secs => $2::float8), last_error = $3 "
+                    "WHERE id = $1 AND attempts = $4",
+                    4, v);
         atomic_fetch_add(&p->counters.retried, 1);
         return;
     }
-    const char *v[] = {j->id, error};
+    const char *v[] = {j->id, attempt, error};
     PGresult *r =
-        PQexecParams(p->pg, "SELECT mq_push_exhausted($1, $2)", 2, NULL, v, NULL, NULL, 0);
-    bool moved = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        PQexecParams(p->pg, "SELECT mq_push_exhausted($1, $2::int, $3)", 3, NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
         log_warn("push: %s", PQresultErrorMessage(r));
+    bool theirs = ok && PQgetisnull(r, 0, 0); /* another claim has it now */
+    bool moved = ok && !theirs && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
+    if (theirs)
+        return;
     atomic_fetch_add(moved ? &p->counters.dead_lettered : &p->counters.failed, 1);
     /* the URL without its query: webhook secrets often travel there */
     const char *url = j->url ? j->url : "?";

@@ -1067,6 +1067,33 @@ START_TEST(subscription_list_shows_url_and_queue_subscriptions)
 }
 END_TEST
 
+/* A worker whose lease ran out (another claim counted the next attempt) gives up on its own
+ * attempt too late: that changes nothing (sql/021). The claim that holds the delivery gives it
+ * up: kept as failed. */
+START_TEST(a_give_up_after_the_lease_changes_nothing)
+{
+    restart(no_workers);
+    put_topic("late-push");
+    put_url_sub("late-push", "hook", "/late", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("late-push", "{\"body\": \"x\"}", id), 1);
+    /* worker A claims (attempt 1); its lease runs out; worker B claims (attempt 2) */
+    free(harness_sql(harness_db_url(), "UPDATE push_deliveries SET attempts = 2"));
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM push_deliveries "
+                             "WHERE mq_push_exhausted(id, 1, 'late') IS NULL"),
+                     1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM push_deliveries WHERE attempts = 2 AND "
+                             "last_error IS NULL AND next_attempt_at < 'infinity'"),
+                     1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM push_deliveries "
+                             "WHERE mq_push_exhausted(id, 2, 'gave up') = false"),
+                     1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM push_deliveries WHERE "
+                             "last_error = 'gave up' AND next_attempt_at = 'infinity'"),
+                     1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("push");
@@ -1088,6 +1115,7 @@ int main(void)
     tcase_add_test(tc, deliveries_survive_a_restart);
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
+    tcase_add_test(tc, a_give_up_after_the_lease_changes_nothing);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
