@@ -27,6 +27,9 @@
  * which then passes every jit_*_above_cost, and compiling it took 100 ms and more per
  * statement, every time. The sweeper's connection plans freely: its depth measurement and
  * expiry deletes are full scans. */
+/* How long sent data may stay unacknowledged before a connection counts as lost (ms). */
+#define DB_TCP_USER_TIMEOUT_MS "20000"
+
 #define DB_PLANNER_OPTIONS "-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off"
 
 /* A named prepared statement. Define each one once, with static storage:

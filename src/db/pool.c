@@ -51,14 +51,32 @@ PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *opti
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
     /* The settings come first so that the expanded conninfo, which follows, wins over them.
-     * Keepalives make a vanished server (or network) an error within ~25 s instead of a hang. */
-    const char *keys[] = {"connect_timeout",  "application_name",
-                          "client_encoding",  "keepalives",
-                          "keepalives_idle",  "keepalives_interval",
-                          "keepalives_count", "options",
-                          "dbname",           NULL};
-    const char *vals[] = {timeout,  "rydes", "UTF8", "1", "10", "5", "3", options ? options : "",
-                          conninfo, NULL};
+     * A vanished server (or network) becomes an error instead of a hang: keepalives notice it
+     * within ~25 s on an idle connection, and tcp_user_timeout within DB_TCP_USER_TIMEOUT_MS
+     * on one that has sent a statement (TCP's own retransmissions would take ~15 minutes,
+     * holding the request's thread all along). */
+    const char *keys[] = {"connect_timeout",
+                          "application_name",
+                          "client_encoding",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "options",
+                          "dbname",
+                          NULL};
+    const char *vals[] = {timeout,
+                          "rydes",
+                          "UTF8",
+                          "1",
+                          "10",
+                          "5",
+                          "3",
+                          DB_TCP_USER_TIMEOUT_MS,
+                          options ? options : "",
+                          conninfo,
+                          NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (!pg)
         rydes_oom();

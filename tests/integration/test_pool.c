@@ -6,7 +6,11 @@
 #include "rydes/db.h"
 #include "rydes/mq.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static struct harness_server srv;
@@ -216,7 +220,7 @@ START_TEST(deletes_by_receipt_probe_the_key_whatever_the_statistics)
 END_TEST
 
 /* The pool plans by index only, and a statement that scans a table anyway (the gauges of /metrics
- * count whole tables) is not JIT-compiled for the scan penalty in its cost: compiling took 100 ms
+ * read catalog views) is not JIT-compiled for the scan penalty in its cost: compiling took 100 ms
  * and more per statement and made every scrape last a second. */
 START_TEST(statements_that_scan_anyway_are_not_compiled)
 {
@@ -234,6 +238,19 @@ START_TEST(statements_that_scan_anyway_are_not_compiled)
 }
 END_TEST
 
+/* A pooled connection gives up on a server that stops acknowledging what it sent within
+ * DB_TCP_USER_TIMEOUT_MS, not after TCP's ~15 minutes of retransmissions. */
+START_TEST(connections_give_up_on_a_vanished_server)
+{
+    struct db_conn *c = take();
+    unsigned timeout = 0;
+    socklen_t n = sizeof timeout;
+    ck_assert_int_eq(getsockopt(PQsocket(c->pg), IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, &n), 0);
+    db_pool_release(srv.app.pool, c);
+    ck_assert_int_eq(timeout, atoi(DB_TCP_USER_TIMEOUT_MS));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -246,6 +263,7 @@ int main(void)
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);
     tcase_add_test(tc, deletes_by_receipt_probe_the_key_whatever_the_statistics);
     tcase_add_test(tc, statements_that_scan_anyway_are_not_compiled);
+    tcase_add_test(tc, connections_give_up_on_a_vanished_server);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
