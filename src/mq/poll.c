@@ -102,8 +102,15 @@ bool mq_poll_taken(struct mq_poll *p, enum mq_status *st, struct mq_message **ms
     p->claim.count = 0;
     if (*st == MQ_OK)
         claimed(p, *count);
-    if (*st == MQ_OK && p->claim.more)
-        mq_hub_poke(p->hub, p->q.id); /* a wait that follows ends at once: look again */
+    if (*st == MQ_OK && p->claim.more) {
+        /* the claim came back short: left empty, this receive's next wait ends at once and it
+         * looks again (a sequence the hub has passed and never returns to counts as a missed
+         * notification); with some messages it answers, so another waiter is told to look */
+        if (*count == 0)
+            p->waiter_seq = mq_hub_seq(p->hub, p->q.id) - 1;
+        else
+            mq_hub_poke(p->hub, p->q.id);
+    }
     return true;
 }
 

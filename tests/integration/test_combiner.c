@@ -16,6 +16,8 @@
 #include "rydes/db.h"
 #include "rydes/mq.h"
 #include "rydes/mq_combiner.h"
+#include "rydes/mq_hub.h"
+#include "rydes/mq_poll.h"
 #include "rydes/rides.h"
 
 #include <pthread.h>
@@ -498,6 +500,68 @@ START_TEST(a_receive_left_empty_by_a_short_claim_is_told_to_look_again)
         ck_assert(r[i].more == (r[i].count == 0));
         mq_messages_free(r[i].msgs, r[i].count);
     }
+}
+END_TEST
+
+static void count_resume(void *ctx)
+{
+    atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+static bool never_gone(void *ctx)
+{
+    (void)ctx;
+    return false;
+}
+
+/* Registers p as a long poll of the combined queue whose claim found nothing, for up to
+ * wait_s; count_resume counts into resumed when it ends. */
+static void start_wait(struct mq_poll *p, atomic_int *resumed, int wait_s, bool short_claim)
+{
+    mq_poll_init(p, srv.app.hub, srv.app.combiner, &queue, 1, 30, false, wait_s, never_gone,
+                 count_resume, resumed);
+    p->waiter_seq = mq_hub_seq(srv.app.hub, queue.id); /* as the hand-over reads it */
+    p->handed = true;
+    p->claim.o.status = MQ_OK;
+    p->claim.more = short_claim; /* the claim found fewer messages than it was asked for */
+    enum mq_status st;
+    struct mq_message *msgs;
+    int n;
+    ck_assert(mq_poll_taken(p, &st, &msgs, &n));
+    ck_assert_int_eq(n, 0);
+    mq_poll_wait(p);
+}
+
+static double wait_resumed(atomic_int *resumed, double timeout_s)
+{
+    double t0 = harness_now_s();
+    while (atomic_load(resumed) == 0 && harness_now_s() - t0 < timeout_s)
+        harness_sleep_ms(10);
+    return harness_now_s() - t0;
+}
+
+/* A long poll whose combined claim came back short and left it empty looks again at once: its
+ * next wait ends immediately, not at the next notification or visibility check, while another
+ * long poll of the queue waits on. (The polls are static: the hub may still call them after a
+ * failed check.) */
+START_TEST(a_wait_after_a_short_empty_claim_ends_at_once)
+{
+    static struct mq_poll first, other, p;
+    static atomic_int first_resumed, other_resumed, resumed;
+    atomic_store(&first_resumed, 0);
+    atomic_store(&other_resumed, 0);
+    atomic_store(&resumed, 0);
+    start_wait(&first, &first_resumed, 1, false); /* the hub starts listening to the queue */
+    for (int i = 0; i < 500 && !mq_hub_listened(srv.app.hub, queue.id); i++)
+        harness_sleep_ms(10);
+    wait_resumed(&first_resumed, 3);
+    start_wait(&other, &other_resumed, 2, false);
+    start_wait(&p, &resumed, 2, true);
+    double took = wait_resumed(&resumed, 4);
+    wait_resumed(&other_resumed, 4);
+    ck_assert(mq_hub_listened(srv.app.hub, queue.id));
+    ck_assert_int_eq(atomic_load(&resumed), 1);
+    ck_assert_msg(took < 0.5, "the wait took %.2f s", took);
 }
 END_TEST
 
@@ -1010,6 +1074,7 @@ int main(void)
     tcase_add_test(tc, nothing_waits_behind_a_stuck_statement);
     tcase_add_test(tc, an_operation_without_a_connection_is_told_the_pool_is_busy);
     tcase_add_test(tc, a_receive_left_empty_by_a_short_claim_is_told_to_look_again);
+    tcase_add_test(tc, a_wait_after_a_short_empty_claim_ends_at_once);
     tcase_add_test(tc, deletes_that_gather_share_a_statement_and_keep_their_outcomes);
     tcase_add_test(tc, a_delete_behind_a_new_lease_leaves_the_message);
     tcase_add_test(tc, after_a_stop_receives_and_deletes_run_alone);
