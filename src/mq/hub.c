@@ -31,6 +31,7 @@
 #define HUB_LISTEN_REFRESH_US  200000   /* how often that bitmap is read from queue_listeners */
 #define HUB_LISTEN_STALE_US    1000000  /* older than this, every queue counts as listened to */
 #define HUB_ANNOUNCE_SETTLE_US 500000   /* after announcing: senders' bitmaps have caught up */
+#define HUB_EXPIRE_EVERY_US    50000    /* deadlines are looked at this often during the check */
 
 /* A queue this process has announced in queue_listeners, so senders NOTIFY it. */
 struct announced {
@@ -284,14 +285,20 @@ static void announce(struct mq_hub *h, const int *ids, int n, int64_t now)
 }
 
 /* Once a second: wake a waiter of every queue that has a visible message (a delayed message
- * came due or a lease ran out; neither sends a notification). */
+ * came due or a lease ran out; neither sends a notification). Deadlines that pass meanwhile are
+ * answered between the queries: on a slow database each may take its statement timeout. */
 static void check_visible(struct mq_hub *h)
 {
     int ids[HUB_MAX_QUEUES];
     int n = waiting_queues(h, ids, HUB_MAX_QUEUES);
     PQsetnonblocking(h->pg, 0);
-    announce(h, ids, n, clock_mono_us());
+    int64_t expired_at = clock_mono_us();
+    announce(h, ids, n, expired_at);
     for (int i = 0; i < n && h->pg; i++) {
+        if (clock_mono_us() - expired_at >= HUB_EXPIRE_EVERY_US) {
+            expired_at = clock_mono_us();
+            expire(h, expired_at);
+        }
         char id[16];
         snprintf(id, sizeof id, "%d", ids[i]);
         const char *v[] = {id};
@@ -363,6 +370,8 @@ static void hub_step(struct mq_hub *h)
     int64_t now = clock_mono_us();
     int64_t earliest = expire(h, now);
     if (!h->pg && !hub_connect(h)) {
+        now = clock_mono_us(); /* the attempt may have taken connect_timeout */
+        earliest = expire(h, now);
         struct pollfd p = {.fd = h->pipe_rd, .events = POLLIN};
         poll(&p, 1, poll_timeout_ms(now, earliest, now + HUB_RETRY_US));
     } else {
@@ -380,6 +389,8 @@ static void hub_step(struct mq_hub *h)
         drain_notifications(h);
         if (!h->pg)
             return;
+        now = clock_mono_us(); /* the queries above may have taken seconds */
+        earliest = expire(h, now);
         struct pollfd p[2] = {{.fd = PQsocket(h->pg), .events = POLLIN},
                               {.fd = h->pipe_rd, .events = POLLIN}};
         int64_t wake = h->next_check_us < h->next_listen_us ? h->next_check_us : h->next_listen_us;

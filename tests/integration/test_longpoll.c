@@ -10,7 +10,9 @@
 #include "rydes/mq_hub.h"
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -286,6 +288,75 @@ START_TEST(restart_stops_a_server_left_running)
 }
 END_TEST
 
+#define SLOW_QUEUES 5
+
+static struct mq_waiter slow[SLOW_QUEUES]; /* static: the hub may hold them after a failed check */
+static _Atomic int64_t slow_woken[SLOW_QUEUES]; /* when each was woken (monotonic µs), or 0 */
+
+static void note_wake(struct mq_waiter *w, enum mq_wake why)
+{
+    (void)why;
+    atomic_store((_Atomic int64_t *)w->ctx, clock_mono_us());
+}
+
+/* Registers the waiters of the slow queues until deadline_us, then waits (up to 15 s) until
+ * they are all woken. Returns how long after t0 the last one was. */
+static int64_t slow_waits(int64_t t0, int64_t deadline_us)
+{
+    for (int i = 0; i < SLOW_QUEUES; i++) {
+        atomic_store(&slow_woken[i], 0);
+        slow[i].deadline_us = deadline_us;
+        ck_assert_int_eq(
+            mq_hub_wait(srv.app.hub, &slow[i], mq_hub_seq(srv.app.hub, slow[i].queue_id)),
+            MQ_WAIT_OK);
+    }
+    int64_t last = 0;
+    for (int i = 0; i < SLOW_QUEUES; i++) {
+        while (!atomic_load(&slow_woken[i]) && clock_mono_us() - t0 < 15000000)
+            harness_sleep_ms(10);
+        if (atomic_load(&slow_woken[i]) - t0 > last)
+            last = atomic_load(&slow_woken[i]) - t0;
+    }
+    return last;
+}
+
+/* The database stalls the hub's visibility check (another session holds messages locked, so
+ * each queue's query runs into the hub's 2 s statement timeout): waiters whose deadline passes
+ * meanwhile are answered between the queries, within about one statement of their deadline,
+ * not after the whole check (here five queries, ~10 s). */
+START_TEST(a_stalled_check_does_not_hold_waiters_past_their_deadline)
+{
+    harness_start(&srv, roomy);
+    hub_listening();
+    for (int i = 0; i < SLOW_QUEUES; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "stalled-%d", i);
+        harness_put_queue(&srv, name, NULL, 201);
+        slow[i] = (struct mq_waiter){
+            .queue_id = (int)harness_sqlf("SELECT id FROM queues WHERE name = '%s'", name),
+            .wake = note_wake,
+            .ctx = &slow_woken[i]};
+    }
+    /* a first wait announces the queues, which wakes their waiters to look once */
+    int64_t t0 = clock_mono_us();
+    ck_assert_int_lt(slow_waits(t0, t0 + 1000000), 5000000);
+    PGconn *holder = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
+    PGresult *r = PQexec(holder, "SET idle_in_transaction_session_timeout = '30s'; BEGIN; "
+                                 "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    t0 = clock_mono_us();
+    int64_t last = slow_waits(t0, t0 + 1000000);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    for (int i = 0; i < SLOW_QUEUES; i++)
+        ck_assert(atomic_load(&slow_woken[i]) > 0);
+    ck_assert_msg(last < 4000000, "the last waiter was answered after %.1f s", last / 1e6);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("longpoll");
@@ -294,6 +365,7 @@ int main(void)
     tcase_add_test(tc, waiters_do_not_starve_other_requests);
     tcase_add_test(tc, shutdown_answers_waiters_at_once);
     tcase_add_test(tc, restart_stops_a_server_left_running);
+    tcase_add_test(tc, a_stalled_check_does_not_hold_waiters_past_their_deadline);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
