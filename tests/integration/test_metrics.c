@@ -428,15 +428,14 @@ START_TEST(work_counts_follow_every_change_without_reading_the_tables)
         "WHERE id = 'wc-2'; "
         "UPDATE saga_steps SET status = 'compensated' WHERE fare_id = 'wc-1'; "
         "DELETE FROM fares WHERE id = 'wc-3'; "
-        "INSERT INTO tasks (id, kind) SELECT gen_random_uuid(), 'prebooking' "
-        "FROM generate_series(1, 3); "
-        "UPDATE tasks SET status = 'processing' WHERE id = (SELECT min(id::text)::uuid FROM "
-        "tasks); "
+        "INSERT INTO tasks (id, kind) SELECT ('00000000-0000-4000-8000-00000000000' || g)::uuid, "
+        "'prebooking' FROM generate_series(1, 3) g; "
+        "UPDATE tasks SET status = 'processing' WHERE id = '00000000-0000-4000-8000-000000000001'; "
         "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, "
-        "expected_responses) SELECT gen_random_uuid(), 'a', 'b', 'c', now(), now(), 1 "
-        "FROM generate_series(1, 2); "
+        "expected_responses) SELECT ('00000000-0000-4000-8000-00000000001' || g)::uuid, 'a', "
+        "'b', 'c', now(), now(), 1 FROM generate_series(1, 2) g; "
         "UPDATE rfqs SET status = 'done', completed_at = now(), completion_reason = 'timeout' "
-        "WHERE id = (SELECT min(id::text)::uuid FROM rfqs)"));
+        "WHERE id = '00000000-0000-4000-8000-000000000011'"));
     ck_assert_int_eq(counts_differ(), 0);
     free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM work_count_changes"), 0);
