@@ -6,14 +6,12 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define RL_KEY_MAX 32
 #define RL_STRIPES 64
 
 struct bucket {
-    unsigned char key[RL_KEY_MAX];
-    size_t key_len; /* 0: free */
+    bool used; /* false: no key has taken from it yet */
     double tokens;
     int64_t at_us;
 };
@@ -64,9 +62,8 @@ bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_l
     pthread_mutex_t *mu = &rl->stripes[i % RL_STRIPES];
     pthread_mutex_lock(mu);
     struct bucket *b = &rl->slots[i];
-    if (b->key_len != key_len || memcmp(b->key, key, key_len) != 0) {
-        memcpy(b->key, key, key_len);
-        b->key_len = key_len;
+    if (!b->used) {
+        b->used = true;
         b->tokens = burst;
         b->at_us = now_us;
     }

@@ -1,5 +1,6 @@
 /* Unit tests of the token buckets: a burst is allowed, then requests are refused with a
- * Retry-After until the bucket refills at its rate; keys are independent. */
+ * Retry-After until the bucket refills at its rate; keys in different slots are independent,
+ * keys in one slot share its bucket. */
 #include "rydes/ratelimit.h"
 
 #include "unit.h"
@@ -42,12 +43,26 @@ START_TEST(slow_rates_say_when)
 }
 END_TEST
 
+/* Two keys in one slot (a table of one) share its bucket: used in turn, they never get a fresh
+ * burst from each other. */
+START_TEST(colliding_keys_share_a_bucket)
+{
+    struct ratelimit *rl = ratelimit_create(1);
+    int retry = 0, ok = 0;
+    for (int i = 0; i < 10; i++)
+        ok += ratelimit_take(rl, i % 2 ? key_b : key_a, sizeof key_a, 2, 4, 1000000, &retry);
+    ck_assert_int_eq(ok, 4);
+    ratelimit_free(rl);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("buckets");
     tcase_add_test(tc, burst_then_refill);
     tcase_add_test(tc, slow_rates_say_when);
+    tcase_add_test(tc, colliding_keys_share_a_bucket);
     suite_add_tcase(s, tc);
     return unit_run(s);
 }
