@@ -44,7 +44,7 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
 bool api_queue_lookup(struct http_request *req, struct mq_queue *q, enum handler_result *res)
 {
     const char *name = route_param(&req->match, "name");
-    if (name && ttlcache_get(req->app->queue_cache, name, strlen(name), q))
+    if (name && ttlcache_get(req->app->queue_cache, name, strlen(name), q, NULL))
         return true; /* the common case: no connection needed */
     struct db_conn *c = api_db_acquire(req, res);
     if (!c)
@@ -71,13 +71,14 @@ bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
     const char *name = route_param(&req->match, "name");
     enum mq_status st = MQ_NOT_FOUND;
     struct ttlcache *cache = req->app->queue_cache;
+    uint64_t gen = 0;
     if (name && mq_input_queue_name(name)) {
-        if (ttlcache_get(cache, name, strlen(name), q))
+        if (ttlcache_get(cache, name, strlen(name), q, &gen))
             return true;
         st = mq_queue_get(c, name, q);
     }
     if (st == MQ_OK) {
-        ttlcache_put(cache, name, strlen(name), q);
+        ttlcache_put(cache, name, strlen(name), q, gen);
         return true;
     }
     *res = mq_failure(req, st, "no such queue");

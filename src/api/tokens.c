@@ -139,6 +139,9 @@ enum handler_result api_tokens_delete(struct http_request *req)
     enum handler_result res;
     if (!on_token(req, delete_op, &unused, &res))
         return res;
-    ttlcache_clear(req->app->token_cache); /* revoked here at once; elsewhere within the TTL */
+    /* revoked here at once (a lookup that read the token before cannot cache it after this,
+     * rydes/ttlcache.h), its access keys too; elsewhere within the TTL */
+    ttlcache_clear(req->app->token_cache);
+    ttlcache_clear(req->app->aws_key_cache);
     return http_reply_empty(req, 204);
 }

@@ -65,7 +65,8 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
 static enum http_auth lookup_token(struct app *app, const char *token, const unsigned char *hash,
                                    enum role *role)
 {
-    if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role))
+    uint64_t gen;
+    if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
@@ -74,7 +75,7 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     enum store_result r = tokens_authenticate(c, token, role);
     db_pool_release(app->pool, c);
     if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
-        ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role);
+        ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role, gen);
     return r == STORE_OK                                ? HTTP_AUTH_OK
            : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
                                                         : HTTP_AUTH_INVALID;

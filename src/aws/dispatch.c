@@ -161,7 +161,8 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
                                      enum handler_result *res)
 {
     struct app *app = call->req->app;
-    if (ttlcache_get(app->aws_key_cache, key_id, strlen(key_id), k))
+    uint64_t gen;
+    if (ttlcache_get(app->aws_key_cache, key_id, strlen(key_id), k, &gen))
         return STORE_OK;
     struct db_conn *c = aws_db(call, res);
     if (!c)
@@ -169,7 +170,7 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     enum store_result r = aws_credentials_lookup(c, key_id, k);
     aws_db_release(call, c);
     if (r == STORE_OK) /* only valid keys are cached: a miss always asks the database */
-        ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k);
+        ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k, gen);
     else
         *res = r == STORE_NOT_FOUND
                    ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,

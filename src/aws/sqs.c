@@ -73,8 +73,9 @@ bool sqs_queue(struct aws_call *call, struct db_conn *c, struct mq_queue *q,
     }
     struct ttlcache *cache = call->req->app->queue_cache;
     enum mq_status st = MQ_NOT_FOUND;
+    uint64_t gen = 0;
     if (mq_input_queue_name(name)) {
-        if (ttlcache_get(cache, name, strlen(name), q))
+        if (ttlcache_get(cache, name, strlen(name), q, &gen))
             return true;
         struct db_conn *own = c ? NULL : aws_db(call, res);
         if (!c && !own)
@@ -84,7 +85,7 @@ bool sqs_queue(struct aws_call *call, struct db_conn *c, struct mq_queue *q,
             aws_db_release(call, own);
     }
     if (st == MQ_OK) {
-        ttlcache_put(cache, name, strlen(name), q);
+        ttlcache_put(cache, name, strlen(name), q, gen);
         return true;
     }
     *res = sqs_engine_failed(call, st, NULL);

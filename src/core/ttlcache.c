@@ -26,6 +26,7 @@ struct ttlcache {
     int64_t ttl_us;
     struct slot *slots;
     unsigned char *values;
+    uint64_t generation; /* counts removals and clears */
 };
 
 struct ttlcache *ttlcache_create(size_t nslots, size_t value_size, int64_t ttl_us)
@@ -76,11 +77,14 @@ static void slot_wipe(struct ttlcache *c, struct slot *s)
     s->expires_us = 0;
 }
 
-bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *value)
+bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *value,
+                  uint64_t *generation)
 {
     if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
         return false;
     pthread_mutex_lock(&c->mu);
+    if (generation)
+        *generation = c->generation;
     struct slot *s = slot_of(c, key, keylen);
     bool expired = s->keylen && s->expires_us <= clock_mono_us();
     bool hit = !expired && matches(s, key, keylen);
@@ -92,11 +96,16 @@ bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *valu
     return hit;
 }
 
-void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void *value)
+void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void *value,
+                  uint64_t generation)
 {
     if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
         return;
     pthread_mutex_lock(&c->mu);
+    if (generation != c->generation) { /* invalidated since the miss: the value may be stale */
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     struct slot *s = slot_of(c, key, keylen);
     memcpy(s->key, key, keylen);
     memset(s->key + keylen, 0, sizeof s->key - keylen); /* no tail of a longer key it replaces */
@@ -114,6 +123,7 @@ void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen)
     struct slot *s = slot_of(c, key, keylen);
     if (matches(s, key, keylen))
         slot_wipe(c, s);
+    c->generation++;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -122,5 +132,6 @@ void ttlcache_clear(struct ttlcache *c)
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->nslots; i++)
         slot_wipe(c, &c->slots[i]);
+    c->generation++;
     pthread_mutex_unlock(&c->mu);
 }

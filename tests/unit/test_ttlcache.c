@@ -45,17 +45,26 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A put after a miss, as the callers make it. */
+static void put(struct ttlcache *c, const char *key, size_t n, const struct secret *v)
+{
+    struct secret ignored;
+    uint64_t gen = 0;
+    ttlcache_get(c, key, n, &ignored, &gen);
+    ttlcache_put(c, key, n, v, gen);
+}
+
 START_TEST(a_put_value_is_read_back_until_removed)
 {
     struct ttlcache *c = ttlcache_create(8, sizeof(struct secret), 60 * 1000000LL);
     struct secret v = secret_of("wJalrXUtnFEMI/K7MDENG"), out;
-    ttlcache_put(c, "AKIA1", 5, &v);
-    ck_assert(ttlcache_get(c, "AKIA1", 5, &out));
+    put(c, "AKIA1", 5, &v);
+    ck_assert(ttlcache_get(c, "AKIA1", 5, &out, NULL));
     ck_assert_str_eq(out.text, v.text);
-    ck_assert(!ttlcache_get(c, "AKIA2", 5, &out));
-    ck_assert(!ttlcache_get(c, "", 0, &out));
+    ck_assert(!ttlcache_get(c, "AKIA2", 5, &out, NULL));
+    ck_assert(!ttlcache_get(c, "", 0, &out, NULL));
     ttlcache_remove(c, "AKIA1", 5);
-    ck_assert(!ttlcache_get(c, "AKIA1", 5, &out));
+    ck_assert(!ttlcache_get(c, "AKIA1", 5, &out, NULL));
     ck_assert(all_wiped(c));
     ttlcache_free(c);
 }
@@ -68,7 +77,7 @@ START_TEST(clear_wipes_every_slot)
     for (int i = 0; i < 16; i++) { /* more keys than slots: some collide and replace others */
         snprintf(key, sizeof key, "key-%d", i);
         struct secret v = secret_of(key);
-        ttlcache_put(c, key, strlen(key), &v);
+        put(c, key, strlen(key), &v);
     }
     ck_assert(!all_wiped(c));
     ttlcache_clear(c);
@@ -81,9 +90,9 @@ START_TEST(an_expired_value_is_a_miss_and_is_wiped)
 {
     struct ttlcache *c = ttlcache_create(8, sizeof(struct secret), 1000); /* 1 ms */
     struct secret v = secret_of("short-lived"), out;
-    ttlcache_put(c, "k", 1, &v);
+    put(c, "k", 1, &v);
     sleep_ms(5);
-    ck_assert(!ttlcache_get(c, "k", 1, &out));
+    ck_assert(!ttlcache_get(c, "k", 1, &out, NULL));
     ck_assert(all_wiped(c));
     ttlcache_free(c);
 }
@@ -93,13 +102,33 @@ START_TEST(a_colliding_key_replaces_the_other_without_a_tail)
 {
     struct ttlcache *c = ttlcache_create(1, sizeof(struct secret), 60 * 1000000LL);
     struct secret a = secret_of("a-long-secret-value-of-the-first-key"), b = secret_of("b"), out;
-    ttlcache_put(c, "a-rather-long-key", 17, &a);
-    ttlcache_put(c, "b", 1, &b); /* one slot: b replaces a */
-    ck_assert(!ttlcache_get(c, "a-rather-long-key", 17, &out));
-    ck_assert(ttlcache_get(c, "b", 1, &out));
+    put(c, "a-rather-long-key", 17, &a);
+    put(c, "b", 1, &b); /* one slot: b replaces a */
+    ck_assert(!ttlcache_get(c, "a-rather-long-key", 17, &out, NULL));
+    ck_assert(ttlcache_get(c, "b", 1, &out, NULL));
     ck_assert_str_eq(out.text, "b");
     ck_assert(zero(c->slots[0].key + 1, sizeof c->slots[0].key - 1));
     ck_assert(zero(c->values + 2, c->value_size - 2));
+    ttlcache_free(c);
+}
+END_TEST
+
+/* A value read from the database after a miss is not cached when the cache was cleared (or an
+ * entry removed) meanwhile: it may be what the clearing revoked. */
+START_TEST(a_put_after_an_invalidation_is_dropped)
+{
+    struct ttlcache *c = ttlcache_create(8, sizeof(struct secret), 60 * 1000000LL);
+    struct secret v = secret_of("revoked"), out;
+    uint64_t gen;
+    ck_assert(!ttlcache_get(c, "t", 1, &out, &gen));
+    ttlcache_clear(c); /* the token is deleted while its lookup runs */
+    ttlcache_put(c, "t", 1, &v, gen);
+    ck_assert(!ttlcache_get(c, "t", 1, &out, &gen));
+    ttlcache_remove(c, "other", 5);
+    ttlcache_put(c, "t", 1, &v, gen);
+    ck_assert(!ttlcache_get(c, "t", 1, &out, &gen));
+    ttlcache_put(c, "t", 1, &v, gen); /* a lookup that began after both */
+    ck_assert(ttlcache_get(c, "t", 1, &out, NULL));
     ttlcache_free(c);
 }
 END_TEST
@@ -112,6 +141,7 @@ int main(void)
     tcase_add_test(tc, clear_wipes_every_slot);
     tcase_add_test(tc, an_expired_value_is_a_miss_and_is_wiped);
     tcase_add_test(tc, a_colliding_key_replaces_the_other_without_a_tail);
+    tcase_add_test(tc, a_put_after_an_invalidation_is_dropped);
     suite_add_tcase(s, tc);
     return unit_run(s);
 }
