@@ -136,9 +136,12 @@ bool migrate_status(PGconn *pg, int *applied)
 }
 
 /* The grants of migrate_grant; %1$s is the schema, %2$s the role (both quoted identifiers). The
- * role reads the migrations table but does not write it. */
+ * role reads the migrations table but does not write it. Under the migrations' lock (for the
+ * transaction): two processes granting at once rewrite the same catalog rows, and PostgreSQL
+ * fails the second with "tuple concurrently updated". */
 static const char grant_sql[] =
     "BEGIN;"
+    "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ");"
     "GRANT USAGE ON SCHEMA %1$s TO %2$s;"
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %1$s TO %2$s;"
     "REVOKE INSERT, UPDATE, DELETE ON rydes_migrations FROM %2$s;"
