@@ -156,6 +156,8 @@ static int consumer_step(struct worker *w, void *arg)
     struct mq_message *msgs = NULL;
     int n = 0;
     st = mq_receive(c, &k->q, k->def->batch, k->def->visibility, false, &msgs, &n);
+    if (st == MQ_OK && n == k->def->batch) /* there may be more: the next waiter looks too */
+        mq_hub_poke(k->env.hub, k->q.id);
     for (int i = 0; st == MQ_OK && i < n; i++)
         handle_one(k, c, &msgs[i]);
     mq_messages_free(msgs, n);
