@@ -55,6 +55,9 @@ struct config_error {
 /* Fills c with the defaults of the table; release with config_cleanup. */
 void config_init(struct config *c);
 void config_cleanup(struct config *c);
+/* Checks what no single setting can: ranges given as two settings (a minimum above its
+ * maximum). False with err filled. Run once every setting is applied. */
+bool config_check(const struct config *c, struct config_error *err);
 
 /* Applies every RYDES_* (and DATABASE_URL) variable that is set. */
 bool config_load_env(struct config *c, struct config_error *err);

@@ -44,6 +44,10 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
         return false;
     }
     bool ok = !migrate || migrate_apply(pg, applied, err, errlen);
+    if (!migrate && cfg->grant_role[0])
+        log_warn("RYDES_GRANT_ROLE is ignored with migrations off (RYDES_MIGRATE=false): "
+                 "nothing is granted to %s",
+                 cfg->grant_role);
     if (ok && migrate && cfg->grant_role[0]) {
         ok = migrate_grant(pg, cfg->grant_role, err, errlen);
         if (ok)

@@ -123,6 +123,10 @@ static bool load_settings(struct config *cfg, struct cli_opts *opts, int argc, c
         if (!parse_flag(cfg, opts, argc, argv, &i))
             return false;
     }
+    if (!config_check(cfg, &err)) {
+        fprintf(stderr, "rydes: %s\n", err.message);
+        return false;
+    }
     log_configure((enum log_level)cfg->log_level, (enum log_format)cfg->log_format);
     return true;
 }

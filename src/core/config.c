@@ -308,6 +308,22 @@ bool config_load_env(struct config *c, struct config_error *err)
     return true;
 }
 
+bool config_check(const struct config *c, struct config_error *err)
+{
+    if (c->unicorn_min_latency_ms > c->unicorn_max_latency_ms)
+        snprintf(err->message, sizeof err->message,
+                 "RYDES_UNICORN_MIN_LATENCY_MS (%lld) is above RYDES_UNICORN_MAX_LATENCY_MS (%lld)",
+                 (long long)c->unicorn_min_latency_ms, (long long)c->unicorn_max_latency_ms);
+    else if (c->unicorn_min_price >= c->unicorn_max_price)
+        snprintf(err->message, sizeof err->message,
+                 "RYDES_UNICORN_MIN_PRICE (%lld) must be below RYDES_UNICORN_MAX_PRICE (%lld), "
+                 "which no quote reaches",
+                 (long long)c->unicorn_min_price, (long long)c->unicorn_max_price);
+    else
+        return true;
+    return false;
+}
+
 bool config_set_flag(struct config *c, const char *name, const char *value,
                      struct config_error *err)
 {

@@ -491,6 +491,27 @@ START_TEST(test_print_help_hides_secret_values)
 }
 END_TEST
 
+/* Two settings that make a range: a minimum above its maximum is refused, naming both. */
+START_TEST(test_ranges_across_settings)
+{
+    struct config c;
+    struct config_error err;
+    config_init(&c);
+    ck_assert(config_check(&c, &err)); /* the defaults */
+    ck_assert(config_set_flag(&c, "unicorn-min-latency-ms", "3000", &err));
+    ck_assert(!config_check(&c, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "RYDES_UNICORN_MAX_LATENCY_MS"));
+    ck_assert(config_set_flag(&c, "unicorn-max-latency-ms", "3000", &err));
+    ck_assert(config_check(&c, &err)); /* equal: a fixed latency */
+    ck_assert(config_set_flag(&c, "unicorn-min-price", "100", &err));
+    ck_assert(!config_check(&c, &err)); /* the maximum is exclusive */
+    ck_assert_ptr_nonnull(strstr(err.message, "RYDES_UNICORN_MIN_PRICE"));
+    ck_assert(config_set_flag(&c, "unicorn-max-price", "101", &err));
+    ck_assert(config_check(&c, &err));
+    config_cleanup(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -523,6 +544,7 @@ static Suite *config_suite(void)
     tcase_add_test(misc, test_env_renamed_setting_is_refused);
     tcase_add_test(misc, test_print_help);
     tcase_add_test(misc, test_print_help_hides_secret_values);
+    tcase_add_test(misc, test_ranges_across_settings);
     suite_add_tcase(s, misc);
 
     return s;
