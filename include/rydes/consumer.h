@@ -68,6 +68,8 @@ struct consumer;
 /* Starts def's thread. Stop with consumer_stop after the hub was shut down (mq_hub_shutdown),
  * so a consumer waiting for messages wakes at once. */
 struct consumer *consumer_start(const struct consumer_def *def, const struct consumer_env *env);
+/* Asks k to stop after its current step (worker_request_stop); consumer_stop still follows. */
+void consumer_request_stop(struct consumer *k);
 void consumer_stop(struct consumer *k);
 const struct consumer_counters *consumer_counters(const struct consumer *k);
 const struct consumer_def *consumer_def_of(const struct consumer *k);

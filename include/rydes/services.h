@@ -21,6 +21,7 @@ extern const struct consumer_def service_prebooking_datalake;
 extern const struct consumer_def service_rfq_aggregator;
 struct rfq_timer;
 struct rfq_timer *rfq_timer_start(const struct consumer_env *env);
+void rfq_timer_request_stop(struct rfq_timer *t);
 void rfq_timer_stop(struct rfq_timer *t);
 struct buf;
 void rfq_render_metrics(struct buf *out);
@@ -29,13 +30,17 @@ void rfq_render_metrics(struct buf *out);
 extern const struct consumer_def service_customer_accounting;
 struct sagas;
 struct sagas *sagas_start(const struct config *cfg, const struct consumer_env *env);
+void sagas_request_stop(struct sagas *s);
 void sagas_stop(struct sagas *s);
 void sagas_render_metrics(struct buf *out);
 /* The simulated unicorn fleet (src/workers/unicorns.c): RYDES_UNICORNS consumers and the thread
  * that sends their answers. */
 struct fleet;
 struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *env);
+void fleet_request_stop(struct fleet *f);
 void fleet_stop(struct fleet *f);
+/* (Each *_request_stop asks the component's threads to stop without waiting: services_stop asks
+ * every thread first, then waits for them, so they stop together.) */
 
 /* Every built-in consumer, NULL-terminated. */
 extern const struct consumer_def *const services_all[];

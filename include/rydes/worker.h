@@ -13,8 +13,12 @@ struct worker;
 struct worker *worker_start(int (*step)(struct worker *w, void *arg), void *arg);
 /* Ends a sleep early (the next step runs at once). */
 void worker_wake(struct worker *w);
-/* Has worker_stop been called? Long steps look at this to give up early. */
+/* Has worker_stop (or worker_request_stop) been called? Long steps look at this to give up
+ * early. */
 bool worker_stopping(struct worker *w);
+/* Asks the thread to stop without waiting for it: workers asked together stop together, each
+ * finishing its current step, instead of one after the other. NULL is fine. */
+void worker_request_stop(struct worker *w);
 /* Asks the thread to stop, waits for its current step to return, and frees w. NULL is fine. */
 void worker_stop(struct worker *w);
 

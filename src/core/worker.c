@@ -76,7 +76,7 @@ bool worker_stopping(struct worker *w)
     return atomic_load(&w->stopping);
 }
 
-void worker_stop(struct worker *w)
+void worker_request_stop(struct worker *w)
 {
     if (!w)
         return;
@@ -84,6 +84,13 @@ void worker_stop(struct worker *w)
     atomic_store(&w->stopping, true);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+void worker_stop(struct worker *w)
+{
+    if (!w)
+        return;
+    worker_request_stop(w);
     pthread_join(w->thread, NULL);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);

@@ -179,6 +179,12 @@ struct consumer *consumer_start(const struct consumer_def *def, const struct con
     return k;
 }
 
+void consumer_request_stop(struct consumer *k)
+{
+    if (k)
+        worker_request_stop(k->worker);
+}
+
 void consumer_stop(struct consumer *k)
 {
     if (!k)

@@ -92,6 +92,12 @@ struct rfq_timer *rfq_timer_start(const struct consumer_env *env)
     return t;
 }
 
+void rfq_timer_request_stop(struct rfq_timer *t)
+{
+    if (t)
+        worker_request_stop(t->worker);
+}
+
 void rfq_timer_stop(struct rfq_timer *t)
 {
     if (!t)

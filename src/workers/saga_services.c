@@ -85,6 +85,15 @@ struct sagas *sagas_start(const struct config *cfg, const struct consumer_env *e
     return s;
 }
 
+void sagas_request_stop(struct sagas *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stopping, true); /* runs pause between steps instead of finishing */
+    for (int i = 0; i < s->n; i++)
+        worker_request_stop(s->workers[i]);
+}
+
 void sagas_stop(struct sagas *s)
 {
     if (!s)

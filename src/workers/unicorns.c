@@ -203,6 +203,15 @@ struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *e
     return f;
 }
 
+void fleet_request_stop(struct fleet *f)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < f->n; i++)
+        consumer_request_stop(f->unicorns[i].consumer);
+    worker_request_stop(f->sender);
+}
+
 void fleet_stop(struct fleet *f)
 {
     if (!f)
