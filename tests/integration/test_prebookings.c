@@ -1330,6 +1330,40 @@ START_TEST(a_worker_dying_mid_task_is_covered_by_the_lease)
 }
 END_TEST
 
+/* The last attempt the queue allows ends with its process (no given_up runs): at the lease's
+ * end the message goes to prebooking-processing-dlq, and the sweep fails the task, which would
+ * otherwise stay "processing" for ever. */
+START_TEST(a_task_whose_last_attempt_died_fails_once_dead_lettered)
+{
+    consumer_fault_hook = NULL;
+    start(no_workers);
+    char when[64], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(6, 0), "", 0);
+    submit(&srv, "cr-dead", when, id);
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "UPDATE tasks SET status = 'processing', attempts = 5 WHERE id = '%s'; "
+             "UPDATE messages SET queue_id = (SELECT id FROM queues "
+             "WHERE name = 'prebooking-processing-dlq'), receive_count = 5, "
+             "id = nextval('message_ids') WHERE queue_id = (SELECT id FROM queues "
+             "WHERE name = 'prebooking-processing')",
+             id); /* what the engine's dead-letter move leaves */
+    free(harness_sql(harness_db_url(), sql));
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    struct response r;
+    get_task(&srv, id, &r);
+    ck_assert_str_eq(json_str(r.json, "status"), "failed");
+    const char *detail = json_str(json_object_get(r.json, "error"), "detail");
+    ck_assert_msg(detail && strstr(detail, "after 5 attempts"), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    /* the cursor has passed it: the next sweep does not look again */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM sweep_cursors WHERE name = "
+                                  "'prebooking-dead-letters' AND after > 0"),
+                     1);
+    stop();
+}
+END_TEST
+
 /* ---- back-pressure --------------------------------------------------------------------------- */
 
 #define BACKLOG 50
@@ -1541,6 +1575,7 @@ int main(void)
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
+    tcase_add_test(services, a_task_whose_last_attempt_died_fails_once_dead_lettered);
     tcase_add_test(services, the_backlog_shows_and_drains);
     tcase_add_test(services, worker_metrics_have_one_series_per_worker);
     suite_add_tcase(s, services);
