@@ -242,6 +242,7 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
      * maintenance page or a scheme change in front of the gateway) or any 5xx */
     bool declined = rc == CURLE_OK && status >= 400 && status < 500 && status != 408 &&
                     status != 409 && status != 425 && status != 429;
+    out->foreign = declined && status != 402; /* 402: the gateway's own decline of the call */
     return declined ? PAY_DECLINED : PAY_TRANSIENT;
 }
 

@@ -39,8 +39,10 @@ struct fare {
 };
 
 /* STEP_TRANSIENT: no answer, and the call may have reached the gateway (a timeout, a 5xx): its
- * outcome is unknown. STEP_UNSENT: no answer because the call never left (connection refused). */
-enum step_result { STEP_OK, STEP_DECLINED, STEP_TRANSIENT, STEP_UNSENT };
+ * outcome is unknown. STEP_UNSENT: no answer because the call never left (connection refused).
+ * STEP_REFUSED: a refusal not retried, but one that may not come from the gateway's handling of
+ * the call (pay_result.foreign): it settles nothing about an earlier attempt. */
+enum step_result { STEP_OK, STEP_DECLINED, STEP_REFUSED, STEP_TRANSIENT, STEP_UNSENT };
 
 struct step {
     const char *name;
@@ -72,7 +74,7 @@ static enum step_result pay(struct db_conn *c, const struct saga_env *env, struc
     snprintf(detail, n, "%s", st == PAY_OK && (r.reference[0] || !by_key) ? r.reference : r.detail);
     if (st == PAY_TRANSIENT)
         return r.unsent ? STEP_UNSENT : STEP_TRANSIENT;
-    return st == PAY_OK ? STEP_OK : STEP_DECLINED;
+    return st == PAY_OK ? STEP_OK : r.foreign ? STEP_REFUSED : STEP_DECLINED;
 }
 
 static enum step_result preauthorize(struct db_conn *c, const struct saga_env *env, struct fare *f,
@@ -483,8 +485,9 @@ static void unknown_to_operator(struct db_conn *c, const struct saga_env *env, s
 /* A forward step did not succeed: retry it later, or give up on it and compensate. A step
  * given up without ever getting an answer from a gateway it reached (timeouts, 5xx, a run that
  * died with the call in flight) may have happened: its own compensation runs too, naming the
- * call by its idempotency key. A decline answers for the key, so it settles an earlier unknown;
- * a refused connection (nothing sent) leaves the outcome as it was. */
+ * call by its idempotency key. The gateway's decline answers for the key, so it settles an
+ * earlier unknown; another refusal (STEP_REFUSED: a proxy's 403, say) is not retried either but
+ * settles nothing, and a refused connection (nothing sent) leaves the outcome as it was. */
 static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct fare *f,
                          enum step_result r, const char *detail)
 {
@@ -492,7 +495,8 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
     if (!step_state(c, f, f->step, &was))
         return false;
     bool unknown = r != STEP_DECLINED && (f->unknown_before || r == STEP_TRANSIENT);
-    if (r != STEP_DECLINED && was.attempts + 1 < STEP_BUDGET) {
+    bool final = r == STEP_DECLINED || r == STEP_REFUSED; /* retrying gets the same answer */
+    if (!final && was.attempts + 1 < STEP_BUDGET) {
         struct record rec = {.status = "running",
                              .detail = detail,
                              .next_step = f->step,
@@ -512,8 +516,8 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
              unknown
                  ? " (gave up after the retry budget; the outcome is unknown, so it is undone by "
                    "its idempotency key)"
-             : r != STEP_DECLINED ? " (gave up after the retry budget)"
-                                  : "");
+             : !final ? " (gave up after the retry budget)"
+                      : "");
     snprintf(f->outcome, sizeof f->outcome, "failed");
     struct record rec = {.status = "failed",
                          .detail = why,

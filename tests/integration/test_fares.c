@@ -1716,6 +1716,7 @@ END_TEST
  *   "decline-auth", "decline-charge", "decline-credit": 402 on /preauthorizations, /charges or
  *   /credits;
  *   "flaky": 503 to the first request of each Idempotency-Key ("throttled": 429, "timeout": 408);
+ *   "lost-charge": 504 to every /charges; "forbidden-charge": 504 to the first, then 403;
  *   "slow": the first request of each key is answered only after PAY_SLOW_MS (the lease is 1 s);
  *   "created": 201 rather than 200;
  *   "longref": references of 90-odd characters (PAY_LONG_SUFFIX appended).
@@ -1773,6 +1774,8 @@ static unsigned pay_scripted(const char *path, const char *key, const char *cust
         }
     if (strstr(customer, "lost-charge") && strcmp(path, "/charges") == 0)
         return 504; /* every time: the charge's outcome stays unknown */
+    if (strstr(customer, "forbidden-charge") && strcmp(path, "/charges") == 0)
+        return earlier == 0 ? 504 : 403; /* then something in front of the gateway refuses */
     if (earlier == 0 && strstr(customer, "flaky"))
         return 503;
     if (earlier == 0 && strstr(customer, "throttled"))
@@ -2368,6 +2371,35 @@ START_TEST(http_gateway_a_charge_without_an_answer_is_refunded_by_its_key)
 }
 END_TEST
 
+/* A charge whose first call got no answer (504) and whose retry met a 403 (a proxy, a rotated
+ * key: not the gateway's decline of the call) may still have gone through: the 403 is not retried
+ * but settles nothing, and the charge is refunded by its key before the pre-authorization is
+ * voided. (A 402, the gateway's own decline, would settle it.) */
+START_TEST(http_gateway_a_refusal_in_front_of_it_leaves_the_charge_unknown)
+{
+    struct harness_server *const s = up_with_fake_gateway();
+    const char *fare = "hp-forbidden-1", *customer = "hp-kim-forbidden-charge";
+    start_fare(s, fare, customer, "12.40");
+    char copy[4096];
+    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
+    const char *want[NSTEPS] = {"done", "compensated", "compensated", "skipped", "done", "done"};
+    assert_fare(f, fare, NULL, 12.40, "failed", want);
+    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
+    json_decref(f);
+    int idx[64];
+    const char *const calls[] = {"/preauthorizations", "/charges", "/charges", "/refunds",
+                                 "/voids"};
+    assert_paths(fare, idx, 5, calls);
+    ck_assert_uint_eq(pgw.hits[idx[1]].status, 504);
+    ck_assert_uint_eq(pgw.hits[idx[2]].status, 403);
+    assert_hit(fare, idx[3], "/refunds", "charge", true, 200, customer, 12.40, NULL);
+    assert_hit(fare, idx[4], "/voids", "preauthorize", true, 200, customer, 12.40,
+               pgw.hits[idx[0]].reference);
+    assert_outcome_message("fare-failed", fare, customer, "failed");
+    down(s);
+}
+END_TEST
+
 /* A run that dies with a charge in flight leaves the charge's outcome unknown. When the run that
  * resumes cannot reach the gateway at all (refused connections: nothing sent), the charge is
  * still the step to undo, by its key, not skipped as if it had never been tried. The gateway
@@ -2621,6 +2653,7 @@ int main(void)
     tcase_add_test(http, http_gateway_a_fare_succeeds_over_http);
     tcase_add_test(http, http_gateway_declines_are_compensated_over_http);
     tcase_add_test(http, http_gateway_transient_answers_are_retried_with_the_same_key);
+    tcase_add_test(http, http_gateway_a_refusal_in_front_of_it_leaves_the_charge_unknown);
     tcase_add_test(http, http_gateway_a_charge_without_an_answer_is_refunded_by_its_key);
     tcase_add_test(http, http_gateway_a_charge_cut_short_stays_unknown_for_the_resumed_run);
     tcase_add_test(http, http_gateway_down_gives_up_after_the_retry_budget);
