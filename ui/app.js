@@ -29,6 +29,8 @@
     counters: null, // the previous /metrics scrape: {t, byQueue: Map name -> {sent, deleted}}
     seen: { rides: null, tasks: null, rfqs: null, fares: null }, // ids already shown
     queueRows: new Map(),
+    redriving: new Set(), // queues with a redrive in flight
+    session: 0, // counts sign-outs: a poll of an ended session changes nothing
   };
 
   const $ = (id) => document.getElementById(id);
@@ -83,8 +85,10 @@
     return Number(v).toFixed(2);
   }
 
+  // The last 8 characters: ids are UUIDv7, whose first 8 are the minute they were made in (the
+  // same for every row of a busy minute); the tail is random. The full id is the cell's title.
   function shortId(id) {
-    return String(id).replace(/^ride-/, '').slice(0, 8);
+    return String(id).replace(/^ride-/, '').slice(-8);
   }
 
   function idCell(id) {
@@ -109,6 +113,7 @@
   // Calls the API with the token; resolves to the JSON body, or throws (AuthError on 401/403,
   // Error with the problem's detail otherwise).
   async function api(method, path, body) {
+    if (!state.token) throw new Error('signed out'); // a poll that outlived its session
     const headers = { Authorization: 'Bearer ' + state.token, Accept: 'application/json' };
     const init = { method, headers, cache: 'no-store' };
     if (body !== undefined) {
@@ -572,7 +577,9 @@
       const n = depthOf(name);
       const button = el('button', 'small danger', 'Redrive');
       button.type = 'button';
-      button.disabled = !s.available;
+      const running = state.redriving.has(name); // a poll must not offer a second one
+      button.disabled = running || !s.available;
+      if (running) button.textContent = 'Redriving…';
       button.dataset.redrive = name;
       button.addEventListener('click', () => redrive(name, button));
       const from = el('td', 'clip muted', dlqs.get(name).join(', '));
@@ -595,12 +602,15 @@
   async function redrive(name, button) {
     button.disabled = true;
     button.textContent = 'Redriving…';
+    state.redriving.add(name);
     try {
       const body = await api('POST', '/queues/' + encodeURIComponent(name) + ':redrive', {});
       $('dlq-note').textContent = `Moved ${body.moved} message${body.moved === 1 ? '' : 's'} out of ${name}.`;
     } catch (e) {
       if (e instanceof AuthError) return signOut(e.message);
       $('dlq-note').textContent = `Redrive of ${name} failed: ${e.message}`;
+    } finally {
+      state.redriving.delete(name);
     }
     refresh();
   }
@@ -721,11 +731,14 @@
   async function refresh() {
     if (state.busy || !state.token) return;
     state.busy = true;
+    const session = state.session;
     try {
       await poll();
+      if (session !== state.session) return;
       setLive(state.paused ? 'paused' : 'ok', (state.paused ? 'paused · ' : 'live · ') + clock(new Date()));
       document.body.dataset.loaded = 'true';
     } catch (e) {
+      if (session !== state.session) return; // signed out meanwhile: nothing to report
       if (e instanceof AuthError) signOut(e.message);
       else setLive('bad', 'unreachable, retrying');
     } finally {
@@ -757,6 +770,7 @@
   }
 
   function signOut(message) {
+    state.session++;
     clearInterval(state.timer);
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
