@@ -13,6 +13,8 @@
   const TOKEN_KEY = 'rydes.dashboard.token';
   const POLL_MS = 2000;
   const TOPOLOGY_EVERY = 5; // polls between two reloads of topics, subscriptions and queues
+  const API_TIMEOUT_MS = 15000; // a request that hangs fails instead of holding the poll
+  const REDRIVE_TIMEOUT_MS = 120000; // a redrive of a deep dead-letter queue takes a while
   const HISTORY = 90; // points per chart: three minutes
   const LIST_LIMIT = { rides: 15, tasks: 10, rfqs: 10, fares: 10 };
   const SVGNS = 'http://www.w3.org/2000/svg';
@@ -111,11 +113,11 @@
   }
 
   // Calls the API with the token; resolves to the JSON body, or throws (AuthError on 401/403,
-  // Error with the problem's detail otherwise).
-  async function api(method, path, body) {
+  // Error with the problem's detail otherwise, or after timeoutMs without an answer).
+  async function api(method, path, body, timeoutMs = API_TIMEOUT_MS) {
     if (!state.token) throw new Error('signed out'); // a poll that outlived its session
     const headers = { Authorization: 'Bearer ' + state.token, Accept: 'application/json' };
-    const init = { method, headers, cache: 'no-store' };
+    const init = { method, headers, cache: 'no-store', signal: AbortSignal.timeout(timeoutMs) };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -604,7 +606,12 @@
     button.textContent = 'Redriving…';
     state.redriving.add(name);
     try {
-      const body = await api('POST', '/queues/' + encodeURIComponent(name) + ':redrive', {});
+      const body = await api(
+        'POST',
+        '/queues/' + encodeURIComponent(name) + ':redrive',
+        {},
+        REDRIVE_TIMEOUT_MS,
+      );
       $('dlq-note').textContent = `Moved ${body.moved} message${body.moved === 1 ? '' : 's'} out of ${name}.`;
     } catch (e) {
       if (e instanceof AuthError) return signOut(e.message);
@@ -709,7 +716,8 @@
   async function poll() {
     if (state.tick % TOPOLOGY_EVERY === 0 || !state.queueNames.length) await loadTopology();
     state.tick++;
-    const [, rates, rides, tasks, rfqs, fares] = await Promise.all([
+    // each panel on its own: one list that fails (a 429, a 503) leaves the others live
+    const results = await Promise.allSettled([
       loadQueueStats(),
       loadRates(),
       loadList('/rides?order=newest', 'rides', LIST_LIMIT.rides),
@@ -717,15 +725,24 @@
       loadList('/rfqs', 'rfqs', LIST_LIMIT.rfqs),
       loadList('/fares', 'fares', LIST_LIMIT.fares),
     ]);
-    record(rates);
-    renderTopology();
-    renderQueues();
-    renderDlqs();
-    renderTiles();
-    renderRides(rides);
-    renderTasks(tasks);
-    renderRfqs(rfqs);
-    renderFares(fares);
+    const failed = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    const auth = failed.find((e) => e instanceof AuthError);
+    if (auth) throw auth;
+    const ok = (i) => results[i].status === 'fulfilled';
+    if (ok(0) && ok(1)) {
+      record(results[1].value);
+      renderTopology();
+      renderQueues();
+      renderDlqs();
+      renderTiles();
+    }
+    const lists = [renderRides, renderTasks, renderRfqs, renderFares];
+    lists.forEach((render, k) => ok(k + 2) && render(results[k + 2].value));
+    if (failed.length) {
+      const err = new Error(failed[0].message);
+      err.partial = failed.length < results.length;
+      throw err;
+    }
   }
 
   async function refresh() {
@@ -740,7 +757,7 @@
     } catch (e) {
       if (session !== state.session) return; // signed out meanwhile: nothing to report
       if (e instanceof AuthError) signOut(e.message);
-      else setLive('bad', 'unreachable, retrying');
+      else setLive('bad', e.partial ? 'partly stale: ' + e.message : 'unreachable, retrying');
     } finally {
       state.busy = false;
     }
