@@ -179,13 +179,16 @@ static double backoff_seconds(struct mq_push *p, const struct job *j)
     return d / 2 + d / 2 * (double)(p->rng >> 11) / (double)(1ULL << 53);
 }
 
-static void exec_params(struct mq_push *p, const char *sql, int n, const char *const *v)
+/* Runs sql; returns the rows it changed (0 on an error, which is logged). */
+static int exec_params(struct mq_push *p, const char *sql, int n, const char *const *v)
 {
     PGresult *r = PQexecParams(p->pg, sql, n, NULL, v, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         log_warn("push: %s", PQresultErrorMessage(r));
+    int changed = atoi(PQcmdTuples(r));
     PQclear(r);
+    return changed;
 }
 
 static void outcome_error(const struct job *j, char *out, size_t n)
@@ -222,12 +225,12 @@ static void record(struct mq_push *p, struct job *j)
     if (j->attempts < j->max_attempts && j->url) {
         snprintf(delay, sizeof delay, "%.3f", backoff_seconds(p, j));
         const char *v[] = {j->id, delay, error, attempt};
-        exec_params(p,
-                    "UPDATE push_deliveries SET next_attempt_at = now() + "
-                    "make_interval(secs => $2::float8), last_error = $3 "
-                    "WHERE id = $1 AND attempts = $4",
-                    4, v);
-        atomic_fetch_add(&p->counters.retried, 1);
+        if (exec_params(p,
+                        "UPDATE push_deliveries SET next_attempt_at = now() + "
+                        "make_interval(secs => $2::float8), last_error = $3 "
+                        "WHERE id = $1 AND attempts = $4",
+                        4, v)) /* not when another claim has it now */
+            atomic_fetch_add(&p->counters.retried, 1);
         return;
     }
     const char *v[] = {j->id, attempt, error};

@@ -208,6 +208,31 @@ START_TEST(sweeper_walks_past_its_window_to_an_old_message)
 }
 END_TEST
 
+/* More expired messages in the oldest window than a sweep deletes (1,000): the walk does not
+ * move past the expired ones of its own window that had no room, and gets them next time. */
+START_TEST(sweeper_walks_on_only_once_its_window_is_swept)
+{
+    harness_start(&srv, no_background_sweeper);
+    harness_put_queue(&srv, "crowded", NULL, 201); /* retention: 4 days */
+    free(harness_sql(
+        harness_db_url(),
+        "INSERT INTO messages (queue_id, visible_at, message_id, body, sent_at) "
+        "SELECT q.id, now(), gen_random_uuid(), CASE WHEN g = 15000 THEN 'walked' ELSE 'x' END, "
+        "CASE WHEN g <= 1500 OR g = 15000 THEN now() - interval '5 days' ELSE now() END "
+        "FROM queues q, generate_series(1, 20500) g WHERE q.name = 'crowded' ORDER BY g"));
+    sweep(1); /* 1,000 of the 1,501 expired */
+    free(
+        harness_sql(harness_db_url(), "UPDATE queue_sweeps SET next_at = now()")); /* a minute on */
+    sweep(1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id WHERE q.name = 'crowded' AND m.sent_at < now() - "
+                                  "interval '4 days'"),
+                     0);
+    ck_assert_int_eq(messages_in("crowded"), 20500 - 1501);
+    harness_stop(&srv);
+}
+END_TEST
+
 /* A queue with more expired messages than one sweep deletes (1,000) is looked at again by the
  * next sweep, not a minute later. */
 START_TEST(sweeper_comes_back_at_once_to_a_queue_with_more_expired)
@@ -288,6 +313,7 @@ int main(void)
     tcase_add_test(tc, sweeper_looks_at_a_queue_again_only_when_something_may_be_due);
     tcase_add_test(tc, sweeper_comes_back_at_once_to_a_queue_with_more_expired);
     tcase_add_test(tc, sweeper_walks_past_its_window_to_an_old_message);
+    tcase_add_test(tc, sweeper_walks_on_only_once_its_window_is_swept);
     tcase_add_test(tc, sweeper_collects_unused_payloads);
     tcase_add_test(tc, sweeper_walks_past_payloads_in_use);
     suite_add_tcase(s, tc);

@@ -445,6 +445,9 @@ START_TEST(work_counts_follow_every_change_without_reading_the_tables)
     ck_assert_int_eq(harness_sqlf("SELECT value::int FROM rydes_gauges() "
                                   "WHERE metric = 'rydes_fares_needing_operator'"),
                      0);
+    /* TRUNCATE bypasses row triggers: a statement trigger takes the table's counts back */
+    free(harness_sql(harness_db_url(), "TRUNCATE rfqs CASCADE; TRUNCATE fares CASCADE"));
+    ck_assert_int_eq(counts_differ(), 0);
 
     PGconn *holder = PQconnectdb(harness_db_url());
     ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);

@@ -1364,6 +1364,49 @@ START_TEST(a_task_whose_last_attempt_died_fails_once_dead_lettered)
 }
 END_TEST
 
+/* What the engine's dead-letter move does to the processing message of task %s. */
+#define MOVE_TO_DLQ_SQL                                                     \
+    "UPDATE messages SET queue_id = (SELECT id FROM queues WHERE name = "   \
+    "'prebooking-processing-dlq'), receive_count = 5, visible_at = now(), " \
+    "id = nextval('message_ids') WHERE queue_id = (SELECT id FROM queues "  \
+    "WHERE name = 'prebooking-processing') AND body LIKE '%%%s%%'"
+
+/* A dead-letter move whose id is lower but which commits after a later one is still seen: the
+ * sweep's cursor does not pass messages moved in the last minutes (ids are taken at insert,
+ * not at commit). */
+START_TEST(a_dead_letter_move_that_commits_late_still_fails_its_task)
+{
+    consumer_fault_hook = NULL;
+    start(no_workers);
+    char when[64], early[IDS_UUID_LEN], late[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(6, 0), "", 0);
+    submit(&srv, "cr-early", when, early);
+    when_at(when, sizeof when, ahead(9, 0), "", 0);
+    submit(&srv, "cr-late", when, late);
+    harness_deliver_outbox(); /* the events are in prebooking-processing */
+    char sql[600];
+    /* the first move takes its id and stays open; the second takes a higher id and commits */
+    PGconn *first = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(first), CONNECTION_OK);
+    PQclear(PQexec(first, "BEGIN"));
+    snprintf(sql, sizeof sql, MOVE_TO_DLQ_SQL, early);
+    PGresult *r = PQexec(first, sql);
+    ck_assert_str_eq(PQcmdTuples(r), "1");
+    PQclear(r);
+    snprintf(sql, sizeof sql, MOVE_TO_DLQ_SQL, late);
+    free(harness_sql(harness_db_url(), sql));
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    PQclear(PQexec(first, "COMMIT"));
+    PQfinish(first);
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id IN ('%s', '%s') "
+                                  "AND status = 'failed'",
+                                  early, late),
+                     2);
+    stop();
+}
+END_TEST
+
 /* ---- back-pressure --------------------------------------------------------------------------- */
 
 #define BACKLOG 50
@@ -1576,6 +1619,7 @@ int main(void)
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
     tcase_add_test(services, a_task_whose_last_attempt_died_fails_once_dead_lettered);
+    tcase_add_test(services, a_dead_letter_move_that_commits_late_still_fails_its_task);
     tcase_add_test(services, the_backlog_shows_and_drains);
     tcase_add_test(services, worker_metrics_have_one_series_per_worker);
     suite_add_tcase(s, services);
