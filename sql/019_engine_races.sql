@@ -17,9 +17,10 @@
 -- mq_fanout_careful set aside any event whose delivery raised, transient errors too: a
 -- deadlock or a lock timeout parked an event for an operator although the next try would have
 -- delivered it. Transient errors (serialization and deadlock, insufficient resources, a lock
--- not available, operator intervention, system errors) now fail the whole call, which the
--- fan-out thread retries at its next poll. (QUERY_CANCELED never reached the handler: OTHERS
--- does not match it.)
+-- not available, operator intervention) now fail the whole call, which the fan-out thread
+-- retries at its next poll. System errors (class 58, I/O) are not among them: one can be tied
+-- to one event's data and would stop the outbox behind it. (QUERY_CANCELED never reached the
+-- handler: OTHERS does not match it.)
 
 CREATE OR REPLACE FUNCTION mq_purge(p_queue int) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -60,7 +61,7 @@ $$;
 -- Whether an error is one the next try may not meet (the caller retries rather than gives up).
 CREATE FUNCTION mq_transient(p_sqlstate text) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT left(p_sqlstate, 2) IN ('40', '53', '57', '58') OR p_sqlstate = '55P03'
+    SELECT left(p_sqlstate, 2) IN ('40', '53', '57') OR p_sqlstate = '55P03'
 $$;
 
 CREATE OR REPLACE FUNCTION mq_fanout_careful(p_max int, OUT events int, OUT deliveries int)
@@ -91,7 +92,8 @@ $$;
 -- queue now also reads the next p_window ids after a cursor (queue_sweeps.walked) that walks the
 -- whole queue and starts over at its end: such a message is deleted at most about depth /
 -- p_window looks late (a look a minute: 100 minutes at a million messages), and a look costs
--- two index ranges of p_window entries whatever the depth. The rest of mq_sweep is as in 017.
+-- two index ranges of p_window entries whatever the depth; while expired messages of the
+-- windows remain undeleted (more than p_batch), the cursor stays. The rest is as in 017.
 ALTER TABLE queue_sweeps ADD COLUMN walked bigint NOT NULL DEFAULT 0;
 COMMENT ON COLUMN queue_sweeps.walked IS 'the retention sweep''s walk through the queue: the last id it looked at';
 
@@ -125,6 +127,9 @@ BEGIN
                (SELECT min(a.sent_at) FROM a WHERE a.sent_at >= now() - q.retention),
                (SELECT CASE WHEN count(*) = p_window THEN max(w2.id) ELSE 0 END FROM w2)
         INTO k, expired, kept, walked_to;
+        IF expired > k THEN
+            walked_to := q.walked; -- expired messages left behind: walk on once they are gone
+        END IF;
         n := n + k;
         INSERT INTO queue_sweeps (queue_id, next_at, walked)
         VALUES (q.id, CASE WHEN expired > k THEN now()

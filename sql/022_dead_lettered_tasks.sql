@@ -7,7 +7,11 @@
 -- next receive moved the message to prebooking-processing-dlq and the task stayed "processing"
 -- for ever. The Wild Rydes sweep now looks at the messages that reached that dead-letter queue
 -- since it last looked (a cursor in sweep_cursors, so a deep dead-letter queue costs nothing
--- per sweep) and fails their tasks that are still open, as given_up would have.
+-- per sweep) and fails their tasks that are still open, as given_up would have. Message ids are
+-- taken at insert, not at commit, so a move that took id N can commit after one that took N+1:
+-- the cursor stops before the first message moved in the last five minutes (its visible_at,
+-- which the move sets to now()), and those after it are looked at again by later sweeps
+-- (failing a task twice changes nothing) until every move below them has ended.
 
 INSERT INTO sweep_cursors (name) VALUES ('prebooking-dead-letters') ON CONFLICT DO NOTHING;
 
@@ -32,7 +36,8 @@ DECLARE
 BEGIN
     SELECT after INTO walked FROM sweep_cursors WHERE name = 'prebooking-dead-letters'
     FOR UPDATE; -- every process's sweep runs this: one at a time
-    WITH dl AS (SELECT m.id, coalesce(p.body, m.body) AS body, m.receive_count
+    WITH dl AS (SELECT m.id, coalesce(p.body, m.body) AS body, m.receive_count,
+                       m.visible_at > now() - interval '5 minutes' AS recent
                 FROM messages m
                 JOIN queues q ON q.id = m.queue_id AND q.name = 'prebooking-processing-dlq'
                 LEFT JOIN payloads p ON p.id = m.payload_id
@@ -46,8 +51,10 @@ BEGIN
                     FROM dl WHERE t.id = rydes_task_id_of(dl.body)
                       AND t.status IN ('pending', 'processing')
                     RETURNING 1)
-    SELECT (SELECT max(id) FROM dl), (SELECT count(*) FROM failed) INTO upto, n;
-    IF upto IS NOT NULL THEN
+    SELECT coalesce((SELECT min(id) - 1 FROM dl WHERE recent), (SELECT max(id) FROM dl)),
+           (SELECT count(*) FROM failed)
+    INTO upto, n;
+    IF upto IS NOT NULL AND upto > walked THEN
         UPDATE sweep_cursors SET after = upto WHERE name = 'prebooking-dead-letters';
     END IF;
     RETURN n;
