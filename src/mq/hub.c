@@ -260,13 +260,26 @@ static bool upsert_listener(struct mq_hub *h, int queue_id)
 /* Makes sure every queue with waiters is announced in queue_listeners (renewed every
  * HUB_ANNOUNCE_US). A queue announced afresh wakes its waiters once: a message sent before
  * the announcement landed sent no notification. */
-static void announce(struct mq_hub *h, const int *ids, int n, int64_t now)
+/* Between the statements of a check: answers the waiters whose deadline passed, at most every
+ * HUB_EXPIRE_EVERY_US (*at: when it last did). On a slow database each statement may take the
+ * hub's statement timeout. */
+static void expire_meanwhile(struct mq_hub *h, int64_t *at)
+{
+    int64_t now = clock_mono_us();
+    if (now - *at >= HUB_EXPIRE_EVERY_US) {
+        *at = now;
+        expire(h, now);
+    }
+}
+
+static void announce(struct mq_hub *h, const int *ids, int n, int64_t now, int64_t *expired_at)
 {
     for (int i = 0; i < n && h->pg; i++) {
         struct announced *a = announced_slot(h, ids[i]);
         if (!a || (a->at_us && now - a->at_us < HUB_ANNOUNCE_US))
             continue;
         bool fresh = !a->at_us;
+        expire_meanwhile(h, expired_at);
         if (!upsert_listener(h, ids[i]))
             continue;
         a->queue_id = ids[i];
@@ -286,19 +299,16 @@ static void announce(struct mq_hub *h, const int *ids, int n, int64_t now)
 
 /* Once a second: wake a waiter of every queue that has a visible message (a delayed message
  * came due or a lease ran out; neither sends a notification). Deadlines that pass meanwhile are
- * answered between the queries: on a slow database each may take its statement timeout. */
+ * answered between the statements (expire_meanwhile). */
 static void check_visible(struct mq_hub *h)
 {
     int ids[HUB_MAX_QUEUES];
     int n = waiting_queues(h, ids, HUB_MAX_QUEUES);
     PQsetnonblocking(h->pg, 0);
     int64_t expired_at = clock_mono_us();
-    announce(h, ids, n, expired_at);
+    announce(h, ids, n, expired_at, &expired_at);
     for (int i = 0; i < n && h->pg; i++) {
-        if (clock_mono_us() - expired_at >= HUB_EXPIRE_EVERY_US) {
-            expired_at = clock_mono_us();
-            expire(h, expired_at);
-        }
+        expire_meanwhile(h, &expired_at);
         char id[16];
         snprintf(id, sizeof id, "%d", ids[i]);
         const char *v[] = {id};

@@ -324,34 +324,65 @@ static int64_t slow_waits(int64_t t0, int64_t deadline_us)
  * each queue's query runs into the hub's 2 s statement timeout): waiters whose deadline passes
  * meanwhile are answered between the queries, within about one statement of their deadline,
  * not after the whole check (here five queries, ~10 s). */
-START_TEST(a_stalled_check_does_not_hold_waiters_past_their_deadline)
+/* Queues prefix-0.. for the slow waiters. */
+static void slow_queues(const char *prefix)
 {
-    harness_start(&srv, roomy);
-    hub_listening();
     for (int i = 0; i < SLOW_QUEUES; i++) {
         char name[32];
-        snprintf(name, sizeof name, "stalled-%d", i);
+        snprintf(name, sizeof name, "%s-%d", prefix, i);
         harness_put_queue(&srv, name, NULL, 201);
         slow[i] = (struct mq_waiter){
             .queue_id = (int)harness_sqlf("SELECT id FROM queues WHERE name = '%s'", name),
             .wake = note_wake,
             .ctx = &slow_woken[i]};
     }
-    /* a first wait announces the queues, which wakes their waiters to look once */
-    int64_t t0 = clock_mono_us();
-    ck_assert_int_lt(slow_waits(t0, t0 + 1000000), 5000000);
+}
+
+/* Waiters (1 s) on the slow queues while another session holds table locked: how long after
+ * they began the last one was answered. */
+static int64_t waits_behind_a_lock(const char *table)
+{
     PGconn *holder = PQconnectdb(harness_db_url());
     ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
-    PGresult *r = PQexec(holder, "SET idle_in_transaction_session_timeout = '30s'; BEGIN; "
-                                 "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SET idle_in_transaction_session_timeout = '30s'; BEGIN; "
+             "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE",
+             table);
+    PGresult *r = PQexec(holder, sql);
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    t0 = clock_mono_us();
+    int64_t t0 = clock_mono_us();
     int64_t last = slow_waits(t0, t0 + 1000000);
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
     for (int i = 0; i < SLOW_QUEUES; i++)
         ck_assert(atomic_load(&slow_woken[i]) > 0);
+    return last;
+}
+
+START_TEST(a_stalled_check_does_not_hold_waiters_past_their_deadline)
+{
+    harness_start(&srv, roomy);
+    hub_listening();
+    slow_queues("stalled");
+    /* a first wait announces the queues, which wakes their waiters to look once */
+    int64_t t0 = clock_mono_us();
+    ck_assert_int_lt(slow_waits(t0, t0 + 1000000), 5000000);
+    int64_t last = waits_behind_a_lock("messages");
+    ck_assert_msg(last < 4000000, "the last waiter was answered after %.1f s", last / 1e6);
+    harness_stop(&srv);
+}
+END_TEST
+
+/* The same while the announcements of new queues stall (queue_listeners locked: each upsert
+ * runs into the hub's statement timeout). */
+START_TEST(a_stalled_announcement_does_not_hold_waiters_past_their_deadline)
+{
+    harness_start(&srv, roomy);
+    hub_listening();
+    slow_queues("unannounced");
+    int64_t last = waits_behind_a_lock("queue_listeners");
     ck_assert_msg(last < 4000000, "the last waiter was answered after %.1f s", last / 1e6);
     harness_stop(&srv);
 }
@@ -366,6 +397,7 @@ int main(void)
     tcase_add_test(tc, shutdown_answers_waiters_at_once);
     tcase_add_test(tc, restart_stops_a_server_left_running);
     tcase_add_test(tc, a_stalled_check_does_not_hold_waiters_past_their_deadline);
+    tcase_add_test(tc, a_stalled_announcement_does_not_hold_waiters_past_their_deadline);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
