@@ -1800,6 +1800,30 @@ START_TEST(fifty_concurrent_rfqs_all_answered)
 }
 END_TEST
 
+/* A quote whose transaction began before the eta but that reaches the RFQ after it (as one
+ * that waited for another quote's row lock) is refused: the eta is judged when the quote is
+ * recorded, so a reader told "timeout" is never contradicted by a later all_answered. */
+START_TEST(a_quote_recorded_after_the_eta_is_refused)
+{
+    struct harness_server s;
+    harness_start(&s, no_services); /* migrates test_db */
+    harness_stop(&s);
+    char *v = harness_sql(
+        test_db, "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, "
+                 "expected_responses) VALUES ('00000000-0000-4000-8000-0000000000e7', 'a', 'b', "
+                 "'c', now(), now() + interval '300 milliseconds', 1)");
+    free(v);
+    v = harness_sql(test_db, "BEGIN; SELECT pg_sleep(0.6); "
+                             "SELECT rfq_add_quote('00000000-0000-4000-8000-0000000000e7', "
+                             "'late', 10, NULL); COMMIT");
+    free(v);
+    v = harness_sql(test_db, "SELECT status || ' ' || coalesce(completion_reason, '-') || ' ' || "
+                             "(SELECT count(*) FROM rfq_quotes) FROM rfqs");
+    ck_assert_str_eq(v, "running - 0"); /* the timer completes it as timeout, quoteless */
+    free(v);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rfqs");
@@ -1820,6 +1844,7 @@ int main(void)
     tcase_add_test(gather, an_external_unicorn_joins_through_the_api);
     tcase_add_test(gather, rfqs_complete_across_a_restart);
     tcase_add_test(gather, fifty_concurrent_rfqs_all_answered);
+    tcase_add_test(gather, a_quote_recorded_after_the_eta_is_refused);
     suite_add_tcase(s, gather);
     return harness_run(s);
 }
