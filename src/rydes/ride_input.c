@@ -84,6 +84,8 @@ static double number_field(json_t *body, const char *field, double max, int max_
         field_errors_add(fe, name, "must be from 0 to %.0f", max);
     else if (max_decimals >= 0 && decimals > max_decimals)
         field_errors_add(fe, name, "must have at most %d decimals", max_decimals);
+    if (d == 0)
+        d = 0; /* -0 is 0: the same ride, stored and hashed (Idempotency-Key) alike */
     return ok ? d : 0;
 }
 

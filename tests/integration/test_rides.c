@@ -635,6 +635,22 @@ START_TEST(a_retry_with_the_same_key_replays_the_first_ride)
     response_cleanup(&b);
     ck_assert_int_eq(rides_of("i1-dave"), 1);
 
+    /* -0 is 0, as a numeric string or as a number: the same request */
+    const char *zeros[] = {"0", "\"-0\"", "-0.0"};
+    struct response z[3];
+    for (int i = 0; i < 3; i++) {
+        char zb[256];
+        snprintf(zb, sizeof zb,
+                 "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"i1-zoe\", "
+                 "\"duration\": %s, \"distance\": 2.5, \"fare\": \"12.50\"}",
+                 zeros[i]);
+        post_ride(&srv, zb, "Idempotency-Key: i1-key-zero", &z[i]);
+        assert_created(&z[i]);
+        ck_assert(json_equal(z[0].json, z[i].json));
+    }
+    for (int i = 0; i < 3; i++)
+        response_cleanup(&z[i]);
+
     /* the same key with another body: 422, nothing stored */
     const char *other = "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"i1-dave\", "
                         "\"duration\": 60, \"distance\": 2.5, \"fare\": \"12.51\"}";
