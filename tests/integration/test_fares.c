@@ -2331,6 +2331,20 @@ START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
 }
 END_TEST
 
+/* Starts fare for customer (amount as JSON text and as a number) and waits until it ends failed
+ * with its charge and pre-authorization compensated, and no operator needed. */
+static void run_to_charge_undone(struct harness_server *s, const char *fare, const char *customer,
+                                 const char *amount_text, double amount)
+{
+    start_fare(s, fare, customer, amount_text);
+    char copy[4096];
+    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
+    const char *want[NSTEPS] = {"done", "compensated", "compensated", "skipped", "done", "done"};
+    assert_fare(f, fare, NULL, amount, "failed", want);
+    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
+    json_decref(f);
+}
+
 /* A charge answered 504 every time may have gone through: once the retry budget is spent it is
  * refunded by its idempotency key (no reference ever came back), then the pre-authorization is
  * voided by its reference. */
@@ -2338,13 +2352,7 @@ START_TEST(http_gateway_a_charge_without_an_answer_is_refunded_by_its_key)
 {
     struct harness_server *const s = up_with_fake_gateway();
     const char *fare = "hp-lost-1", *customer = "hp-jo-lost-charge";
-    start_fare(s, fare, customer, "19.90");
-    char copy[4096];
-    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
-    const char *want[NSTEPS] = {"done", "compensated", "compensated", "skipped", "done", "done"};
-    assert_fare(f, fare, NULL, 19.90, "failed", want);
-    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
-    json_decref(f);
+    run_to_charge_undone(s, fare, customer, "19.90", 19.90);
     int idx[64];
     const char *const calls[] = {"/preauthorizations", "/charges", "/charges", "/charges",
                                  "/charges",           "/charges", "/refunds", "/voids"};
@@ -2379,13 +2387,7 @@ START_TEST(http_gateway_a_refusal_in_front_of_it_leaves_the_charge_unknown)
 {
     struct harness_server *const s = up_with_fake_gateway();
     const char *fare = "hp-forbidden-1", *customer = "hp-kim-forbidden-charge";
-    start_fare(s, fare, customer, "12.40");
-    char copy[4096];
-    json_t *f = wait_fare_text(s, fare, copy, sizeof copy);
-    const char *want[NSTEPS] = {"done", "compensated", "compensated", "skipped", "done", "done"};
-    assert_fare(f, fare, NULL, 12.40, "failed", want);
-    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
-    json_decref(f);
+    run_to_charge_undone(s, fare, customer, "12.40", 12.40);
     int idx[64];
     const char *const calls[] = {"/preauthorizations", "/charges", "/charges", "/refunds",
                                  "/voids"};

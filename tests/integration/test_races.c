@@ -38,6 +38,16 @@ static json_t *receive(const char *queue, const char *body, struct response *r)
     return json_object_get(r->json, "messages");
 }
 
+/* Receives from queue with request body req: exactly one message, whose body is want. */
+static void receive_only(const char *queue, const char *req, const char *want)
+{
+    struct response r;
+    json_t *msgs = receive(queue, req, &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), want);
+    response_cleanup(&r);
+}
+
 static void send_group(const char *queue, const char *group, const char *body)
 {
     char path[160], req[256];
@@ -316,11 +326,7 @@ START_TEST(a_purge_racing_a_send_to_a_new_group_keeps_its_group)
         send_group("purged.fifo", "new", "m2");
     ck_assert_int_eq(release(holder, purge), 1);
     ck_assert(blocked);
-    struct response r;
-    json_t *msgs = receive("purged.fifo", "{\"max_messages\":10}", &r);
-    ck_assert_int_eq(json_array_size(msgs), 1);
-    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "m2");
-    response_cleanup(&r);
+    receive_only("purged.fifo", "{\"max_messages\":10}", "m2");
 }
 END_TEST
 
@@ -378,11 +384,7 @@ START_TEST(a_dead_letter_move_into_a_deleted_queue_keeps_the_message)
     ck_assert_int_eq(
         harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", queue_id("keeps")), 1);
     harness_sleep_ms(1200); /* the process's cached copy has expired: it reads the queue again */
-    struct response r;
-    json_t *msgs = receive("keeps", "{}", &r);
-    ck_assert_int_eq(json_array_size(msgs), 1);
-    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "x");
-    response_cleanup(&r);
+    receive_only("keeps", "{}", "x");
 }
 END_TEST
 
