@@ -112,7 +112,7 @@ bench_http() {
     token="rydes_bench_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     reset_tables
     DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
-        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_THREADS=4 RYDES_DB_POOL_SIZE=16 \
+        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_DB_POOL_SIZE=16 \
         RYDES_WORKERS=none \
         "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/rydes.log" 2>&1 &
     BENCH_PID=$!
@@ -205,7 +205,7 @@ bench_campaign() {
     base="http://127.0.0.1:$port"
     bench_sql -c "TRUNCATE tasks, prebookings, prebooking_submissions, messages, payloads"
     DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
-        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_THREADS=4 RYDES_DB_POOL_SIZE=16 \
+        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_DB_POOL_SIZE=16 \
         RYDES_WORKERS=prebooking-processing,prebooking-datalake \
         "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/campaign.log" 2>&1 &
     BENCH_PID=$!
@@ -234,7 +234,7 @@ bench_rfqs() {
     base="http://127.0.0.1:$port"
     bench_sql -c "TRUNCATE rfqs, rfq_quotes, messages, payloads CASCADE"
     DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_PORT=$port \
-        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_THREADS=4 RYDES_DB_POOL_SIZE=16 \
+        RYDES_ADMIN_TOKEN=$token RYDES_LOG_LEVEL=warn RYDES_DB_POOL_SIZE=16 \
         RYDES_WORKERS=rfq-aggregator,unicorn-fleet \
         "$ROOT/build-bench/rydes" serve > "$BENCH_TMP/rfqs.log" 2>&1 &
     BENCH_PID=$!

@@ -23,15 +23,18 @@
 
 enum aws_protocol { AWS_PROTOCOL_JSON, AWS_PROTOCOL_QUERY };
 
+struct aws_operation;
+
 struct aws_call {
     struct http_request *req;
     enum aws_protocol protocol;
-    const char *xmlns;   /* of the service's query responses */
-    const char *json_ns; /* prefix of __type in JSON errors */
-    char op[64];         /* the operation: Action or the X-Amz-Target suffix */
-    json_t *in;          /* the input in the JSON protocol's shape (owned) */
-    enum role role;      /* of the token the access key belongs to */
-    char region[33];     /* from the signature's scope */
+    const char *xmlns;                     /* of the service's query responses */
+    const char *json_ns;                   /* prefix of __type in JSON errors */
+    char op[64];                           /* the operation: Action or the X-Amz-Target suffix */
+    const struct aws_operation *operation; /* once chosen (aws_operation_run) */
+    json_t *in;                            /* the input in the JSON protocol's shape (owned) */
+    enum role role;                        /* of the token the access key belongs to */
+    char region[33];                       /* from the signature's scope */
     char access_key[AWS_ACCESS_KEY_LEN];
     const char *path_queue; /* {queue} of POST /{account}/{queue}, or NULL */
     /* a service's state across a suspension (ReceiveMessage's long poll) */
@@ -70,8 +73,9 @@ struct aws_operation {
 /* The operation of ops (n of them) called name, or NULL. */
 const struct aws_operation *aws_operation_find(const struct aws_operation *ops, size_t n,
                                                const char *name);
-/* Runs op for call (its role is the caller's check): on a connection of its own, or with one
- * taken from the pool and given back afterwards. */
+/* Runs op for call (its role is the caller's check): the data plane's operations (own) on
+ * this thread, the others on a handler thread (http_offload) with a connection taken from the
+ * pool and given back afterwards. call must be its request's state. */
 enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op);
 
 /* The resource of "arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE" (pointing into arn; any region and

@@ -13,6 +13,7 @@ struct config {
     char *bind;
     int64_t port;
     int64_t threads;
+    int64_t handler_threads;
     int64_t db_pool_size;
     int64_t db_acquire_timeout_ms;
     int64_t db_connect_timeout;

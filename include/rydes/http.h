@@ -3,8 +3,9 @@
  *
  * Lifecycle of a request: headers arrive -> route match, body-size check from Content-Length,
  * authentication and Content-Type check (any failure is answered before the body is read) ->
- * body chunks are collected under the cap -> the JSON body is parsed -> the handler runs and
- * queues exactly one reply -> MHD's completion callback writes the access-log line, records the
+ * body chunks are collected under the cap -> the JSON body is parsed -> the handler runs (on
+ * the connection's HTTP thread or a handler thread, see struct route) and queues exactly one
+ * reply -> MHD's completion callback writes the access-log line, records the
  * metrics and frees the context. The context is freed in that one place only. */
 #ifndef RYDES_HTTP_H
 #define RYDES_HTTP_H
@@ -68,8 +69,9 @@ typedef enum http_auth (*http_auth_fn)(struct app *app, const char *token, enum 
 
 struct http_server_config {
     const char *bind;
-    int port; /* 0: any free port */
-    int threads;
+    int port;            /* 0: any free port */
+    int threads;         /* HTTP threads (MHD's pool) */
+    int handler_threads; /* for ROUTE_HANDLER_THREAD routes; 0: those run on the HTTP threads */
     int connection_limit;
     int connection_timeout;
     int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */
@@ -108,6 +110,12 @@ void http_add_header(struct http_request *req, const char *name, const char *val
  * return. Resume may be called from any thread, even before the handler has returned. */
 enum handler_result http_suspend(struct http_request *req, route_handler on_resume);
 void http_resume(struct http_request *req);
+/* Runs handler on a handler thread (the request suspended meanwhile) and returns
+ * HANDLER_SUSPENDED for the caller to return; runs it here when there are no handler threads
+ * or this is one. The server does this for every ROUTE_HANDLER_THREAD route; a route that
+ * serves both kinds (the AWS protocols) calls it for its slow operations. The handler may
+ * suspend in turn (http_suspend). */
+enum handler_result http_offload(struct http_request *req, route_handler handler);
 /* Has the client closed its connection? (A suspended request is not watched by MHD; a long
  * poll asks before it takes messages for a client that is no longer there.) */
 bool http_client_gone(struct http_request *req);

@@ -27,6 +27,14 @@ enum route_body {
     ROUTE_RAW_BODY = 2, /* bytes of any media type, up to the cap (the AWS protocols) */
 };
 
+/* Where the handler runs (rydes/http.h): on a handler thread unless the route says
+ * ROUTE_HTTP_THREAD, for handlers that never wait long (no statement, or the data plane's
+ * statements of one request's own size). */
+enum route_thread {
+    ROUTE_HANDLER_THREAD = 0,
+    ROUTE_HTTP_THREAD = 1,
+};
+
 struct route {
     const char *method;
     const char *pattern;
@@ -34,6 +42,7 @@ struct route {
     route_handler handler;
     /* what body the route reads: false (none), true (JSON), or ROUTE_RAW_BODY */
     enum route_body json_body;
+    enum route_thread thread;
 };
 
 struct route_param {

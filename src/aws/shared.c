@@ -128,15 +128,24 @@ const struct aws_operation *aws_operation_find(const struct aws_operation *ops, 
     return NULL;
 }
 
-enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op)
+/* An operation that takes a pooled connection, on a handler thread: the request's state is
+ * its call (aws_dispatch). */
+static enum handler_result run_with_db(struct http_request *req)
 {
-    if (op->own)
-        return op->own(call);
+    struct aws_call *call = req->state;
     enum handler_result res;
     struct db_conn *c = aws_db(call, &res);
     if (!c)
         return res;
-    res = op->with_db(call, c);
+    res = call->operation->with_db(call, c);
     aws_db_release(call, c);
     return res;
+}
+
+enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op)
+{
+    if (op->own)
+        return op->own(call);
+    call->operation = op;
+    return http_offload(call->req, run_with_db);
 }

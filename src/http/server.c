@@ -5,9 +5,13 @@
  * when one call returned exactly 128 events, before handling them; a worker whose other
  * connections are suspended long polls has no timeout (-1) and stalls with those 128 requests
  * unread until some other event reaches it.
- * Handlers run on those threads and may block on the database; the pool's timed acquire bounds
- * that wait. Everything a request owns hangs off struct http_request, which is created on the
- * first call of the access handler and freed in on_completed, the only place that frees it.
+ * Handlers of ROUTE_HTTP_THREAD routes run on those threads: they touch no database or run the
+ * data plane's short statements (the pool's timed acquire bounds the wait). Every other handler
+ * runs on a handler thread (rydes/offload.h): the request is suspended, the handler's reply is
+ * built there and kept, and the connection's own thread queues it once resumed, since
+ * MHD_queue_response belongs to the access handler. Everything a request owns hangs off struct
+ * http_request, which is created on the first call of the access handler and freed in
+ * on_completed, the only place that frees it.
  *
  * The URL is not unescaped by MHD (a no-op unescape callback): the router decodes path
  * parameters itself, so "%2F" can never change how a path splits into segments and a "%00"
@@ -21,6 +25,7 @@
 #include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/metrics.h"
+#include "rydes/offload.h"
 #include "rydes/problem.h"
 #include "rydes/secret.h"
 #include "rydes/trace.h"
@@ -45,6 +50,7 @@ struct http_server {
     atomic_int connections; /* open connections counted against cfg.connection_limit */
     atomic_bool stopping;   /* http_server_stop has begun */
     struct deadlines *deadlines;
+    struct offload *offload; /* the handler threads; NULL: every handler runs on its HTTP thread */
     int port;
 };
 
@@ -128,15 +134,32 @@ const char *http_query(struct http_request *req, const char *name)
     return v->value;
 }
 
-/* The request with its private tail (query values). */
+/* The request with its private tail: query values, and what a handler thread leaves for the
+ * connection's thread. */
 struct request_full {
     struct http_request req;
     struct query_value *queries;
+    route_handler job;            /* the handler a handler thread runs (http_offload) */
+    bool offloaded;               /* the handler runs on a handler thread: replies are kept */
+    struct MHD_Response *pending; /* the reply kept for the connection's thread */
+    enum handler_result pending_res;
 };
 
 static struct query_value **query_list(struct http_request *req)
 {
     return &((struct request_full *)req)->queries;
+}
+
+/* Queues resp (and releases it) with the request's status; on the connection's thread only. */
+static enum handler_result queue_now(struct http_request *req, struct MHD_Response *resp)
+{
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    if (r != MHD_YES) {
+        log_error("MHD refused a %d reply for %s %s", req->status, req->method, req->path);
+        return HANDLER_FAIL;
+    }
+    return HANDLER_DONE;
 }
 
 static enum handler_result queue_response(struct http_request *req, int status,
@@ -153,15 +176,18 @@ static enum handler_result queue_response(struct http_request *req, int status,
      * of http_server_stop to its timeout. */
     if (atomic_load(&req->server->stopping))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
     req->status = status;
     req->bytes_out = len;
-    if (r != MHD_YES) {
-        log_error("MHD refused a %d reply for %s %s", status, req->method, req->path);
-        return HANDLER_FAIL;
+    struct request_full *full = (struct request_full *)req;
+    if (full->offloaded) { /* the connection's thread queues it (deliver) */
+        if (full->pending) {
+            log_error("a second reply for %s %s (the first is dropped)", req->method, req->path);
+            MHD_destroy_response(full->pending);
+        }
+        full->pending = resp;
+        return HANDLER_DONE;
     }
-    return HANDLER_DONE;
+    return queue_now(req, resp);
 }
 
 enum handler_result http_reply(struct http_request *req, int status, const char *content_type,
@@ -229,6 +255,8 @@ static void request_free(struct http_request *req)
         free(full->queries);
         full->queries = next;
     }
+    if (full->pending) /* never delivered: the daemon stopped first */
+        MHD_destroy_response(full->pending);
     if (req->state_free)
         req->state_free(req->state);
     route_match_cleanup(&req->match);
@@ -342,8 +370,62 @@ static enum handler_result request_finish(struct http_request *req, enum handler
 
 enum handler_result http_suspend(struct http_request *req, route_handler on_resume)
 {
+    struct request_full *full = (struct request_full *)req;
     req->resume = on_resume;
+    if (full->offloaded) /* suspended since it was handed over; on_resume runs on its thread */
+        full->offloaded = false;
+    else
+        MHD_suspend_connection(req->conn);
+    return HANDLER_SUSPENDED;
+}
+
+/* The reply a handler thread kept, queued on the connection's thread. */
+static enum handler_result deliver(struct http_request *req)
+{
+    struct request_full *full = (struct request_full *)req;
+    struct MHD_Response *resp = full->pending;
+    full->pending = NULL;
+    if (!resp || full->pending_res == HANDLER_FAIL) {
+        if (resp)
+            MHD_destroy_response(resp);
+        return HANDLER_FAIL;
+    }
+    return queue_now(req, resp);
+}
+
+static enum handler_result request_finish(struct http_request *req, enum handler_result res);
+
+/* A handler thread's job: runs the handler, then hands the connection back with its reply. A
+ * handler that suspended has handed it on (http_suspend): its request is not touched again. */
+static void offload_run(void *arg)
+{
+    struct request_full *full = arg;
+    struct http_request *req = &full->req;
+    trace_set(req->request_id, http_header(req, "traceparent"));
+    full->offloaded = true;
+    enum handler_result res = full->job(req);
+    if (res != HANDLER_SUSPENDED) {
+        full->pending_res = request_finish(req, res);
+        full->offloaded = false;
+        req->resume = deliver;
+        MHD_resume_connection(req->conn);
+    }
+    trace_set(NULL, NULL);
+}
+
+enum handler_result http_offload(struct http_request *req, route_handler handler)
+{
+    struct request_full *full = (struct request_full *)req;
+    struct offload *o = req->server->offload;
+    if (!o || full->offloaded)
+        return handler(req); /* no handler threads, or already on one */
+    full->job = handler;
+    req->resume = NULL;
     MHD_suspend_connection(req->conn);
+    if (!offload_submit(o, offload_run, full)) { /* stopping: the handler runs here, resumed */
+        req->resume = handler;
+        MHD_resume_connection(req->conn);
+    }
     return HANDLER_SUSPENDED;
 }
 
@@ -376,6 +458,8 @@ static enum handler_result request_dispatch(struct http_request *req)
         if (!req->json)
             return http_reply_problem(req, 400, detail);
     }
+    if (req->match.route->thread == ROUTE_HANDLER_THREAD)
+        return http_offload(req, req->match.route->handler);
     return request_finish(req, req->match.route->handler(req));
 }
 
@@ -412,7 +496,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct deadline_watch *w = watch_of(conn); /* the whole request is in: no deadline now */
     if (w)
         deadlines_arrived(((struct http_server *)cls)->deadlines, w);
-    if (req->status)
+    if (req->status && !req->resume)
         return MHD_YES; /* answered early; MHD is only draining */
     /* the handler's log lines and what it publishes carry the request's trace */
     trace_set(req->request_id, http_header(req, "traceparent"));
@@ -553,6 +637,8 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     s->cfg = *cfg;
     ensure_descriptors(cfg->connection_limit);
     s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
+    if (cfg->handler_threads > 0)
+        s->offload = offload_start(cfg->handler_threads);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -580,6 +666,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     if (!s->daemon) {
         log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
         deadlines_stop(s->deadlines);
+        offload_free(s->offload);
         free(s);
         return NULL;
     }
@@ -615,7 +702,9 @@ int http_server_stop(struct http_server *s, int timeout_ms)
     if (cut > 0)
         log_warn("shutdown: %d request(s) still running after %d ms, closing them", cut,
                  timeout_ms);
+    offload_stop(s->offload); /* what they run finishes, and their connections resume */
     MHD_stop_daemon(s->daemon);
+    offload_free(s->offload);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     deadlines_stop(s->deadlines);

@@ -17,16 +17,17 @@ static enum handler_result none(struct http_request *req)
 
 /* A copy of the shapes of src/api/routes.c (the handlers are not linked into the fuzzer). */
 static const struct route table[] = {
-    {"GET", "/healthz", ROLE_NONE, none, false},
-    {"POST", "/tokens", ROLE_ADMIN, none, true},
-    {"GET", "/tokens/{id}", ROLE_ADMIN, none, false},
-    {"DELETE", "/tokens/{id}", ROLE_ADMIN, none, false},
-    {"PUT", "/queues/{name}", ROLE_ADMIN, none, true},
-    {"POST", "/queues/{name}:purge", ROLE_ADMIN, none, false},
-    {"POST", "/queues/{name}/messages", ROLE_SERVICE, none, true},
-    {"POST", "/queues/{name}/messages:receive", ROLE_SERVICE, none, true},
-    {"GET", "/queues/{name}/messages:peek", ROLE_ADMIN, none, false},
-    {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, none, false},
+    {"GET", "/healthz", ROLE_NONE, none, false, ROUTE_HANDLER_THREAD},
+    {"POST", "/tokens", ROLE_ADMIN, none, true, ROUTE_HANDLER_THREAD},
+    {"GET", "/tokens/{id}", ROLE_ADMIN, none, false, ROUTE_HANDLER_THREAD},
+    {"DELETE", "/tokens/{id}", ROLE_ADMIN, none, false, ROUTE_HANDLER_THREAD},
+    {"PUT", "/queues/{name}", ROLE_ADMIN, none, true, ROUTE_HANDLER_THREAD},
+    {"POST", "/queues/{name}:purge", ROLE_ADMIN, none, false, ROUTE_HANDLER_THREAD},
+    {"POST", "/queues/{name}/messages", ROLE_SERVICE, none, true, ROUTE_HANDLER_THREAD},
+    {"POST", "/queues/{name}/messages:receive", ROLE_SERVICE, none, true, ROUTE_HANDLER_THREAD},
+    {"GET", "/queues/{name}/messages:peek", ROLE_ADMIN, none, false, ROUTE_HANDLER_THREAD},
+    {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, none, false,
+     ROUTE_HANDLER_THREAD},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -20,6 +20,7 @@ static const char *const all_env[] = {
     "RYDES_BIND",
     "RYDES_PORT",
     "RYDES_THREADS",
+    "RYDES_HANDLER_THREADS",
     "RYDES_DB_POOL_SIZE",
     "RYDES_DB_ACQUIRE_TIMEOUT_MS",
     "RYDES_DB_CONNECT_TIMEOUT",
@@ -40,6 +41,7 @@ static const char *const all_flags[] = {
     "bind",
     "port",
     "threads",
+    "handler-threads",
     "db-pool-size",
     "db-acquire-timeout-ms",
     "db-connect-timeout",
@@ -90,7 +92,8 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.database_url, "");
     ck_assert_ptr_nonnull(c.admin_token);
     ck_assert_str_eq(c.admin_token, "");
-    ck_assert_int_eq(c.threads, 4);
+    ck_assert_int_eq(c.threads, 0); /* one per core */
+    ck_assert_int_eq(c.handler_threads, 4);
     ck_assert_int_eq(c.db_pool_size, 8);
     ck_assert_int_eq(c.db_acquire_timeout_ms, 2000);
     ck_assert_int_eq(c.db_connect_timeout, 3);
@@ -302,10 +305,16 @@ START_TEST(test_env_int_ranges)
     ck_assert(!config_load_env(&c, &err));
     unsetenv("RYDES_MAX_BODY_BYTES");
 
-    setenv("RYDES_THREADS", "0", 1);
+    setenv("RYDES_THREADS", "-1", 1);
     ck_assert(!config_load_env(&c, &err));
     ck_assert_ptr_nonnull(strstr(err.message, "RYDES_THREADS"));
+    setenv("RYDES_THREADS", "257", 1);
+    ck_assert(!config_load_env(&c, &err));
     unsetenv("RYDES_THREADS");
+    setenv("RYDES_HANDLER_THREADS", "257", 1);
+    ck_assert(!config_load_env(&c, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "RYDES_HANDLER_THREADS"));
+    unsetenv("RYDES_HANDLER_THREADS");
     config_cleanup(&c);
 }
 END_TEST

@@ -20,16 +20,18 @@ static enum handler_result dummy_handler(struct http_request *req)
 }
 
 static const struct route routes[] = {
-    {"GET", "/healthz", ROLE_NONE, dummy_handler, false},                              /* 0 */
-    {"POST", "/tokens", ROLE_ADMIN, dummy_handler, true},                              /* 1 */
-    {"GET", "/tokens", ROLE_ADMIN, dummy_handler, false},                              /* 2 */
-    {"GET", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false},                         /* 3 */
-    {"DELETE", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false},                      /* 4 */
-    {"PUT", "/queues/{name}", ROLE_ADMIN, dummy_handler, true},                        /* 5 */
-    {"POST", "/queues/{name}/messages", ROLE_ADMIN, dummy_handler, true},              /* 6 */
-    {"POST", "/queues/{name}/messages:batch", ROLE_ADMIN, dummy_handler, true},        /* 7 */
-    {"POST", "/queues/{name}:purge", ROLE_ADMIN, dummy_handler, false},                /* 8 */
-    {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_ADMIN, dummy_handler, false}, /* 9 */
+    {"GET", "/healthz", ROLE_NONE, dummy_handler, false, ROUTE_HTTP_THREAD},                 /* 0 */
+    {"POST", "/tokens", ROLE_ADMIN, dummy_handler, true, ROUTE_HTTP_THREAD},                 /* 1 */
+    {"GET", "/tokens", ROLE_ADMIN, dummy_handler, false, ROUTE_HTTP_THREAD},                 /* 2 */
+    {"GET", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false, ROUTE_HTTP_THREAD},            /* 3 */
+    {"DELETE", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false, ROUTE_HTTP_THREAD},         /* 4 */
+    {"PUT", "/queues/{name}", ROLE_ADMIN, dummy_handler, true, ROUTE_HTTP_THREAD},           /* 5 */
+    {"POST", "/queues/{name}/messages", ROLE_ADMIN, dummy_handler, true, ROUTE_HTTP_THREAD}, /* 6 */
+    {"POST", "/queues/{name}/messages:batch", ROLE_ADMIN, dummy_handler, true,
+     ROUTE_HTTP_THREAD},                                                                   /* 7 */
+    {"POST", "/queues/{name}:purge", ROLE_ADMIN, dummy_handler, false, ROUTE_HTTP_THREAD}, /* 8 */
+    {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_ADMIN, dummy_handler, false,
+     ROUTE_HTTP_THREAD}, /* 9 */
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -264,8 +266,8 @@ START_TEST(test_param_limit)
     /* ROUTER_MAX_PARAMS parameters are fine; a pattern with more never matches (and the values
      * decoded before the limit was hit are freed: the leak checker watches this) */
     static const struct route wide[] = {
-        {"GET", "/{a}/{b}/{c}/{d}", ROLE_NONE, dummy_handler, false},
-        {"GET", "/x/{a}/{b}/{c}/{d}/{e}", ROLE_NONE, dummy_handler, false},
+        {"GET", "/{a}/{b}/{c}/{d}", ROLE_NONE, dummy_handler, false, ROUTE_HANDLER_THREAD},
+        {"GET", "/x/{a}/{b}/{c}/{d}/{e}", ROLE_NONE, dummy_handler, false, ROUTE_HANDLER_THREAD},
     };
     struct route_match m;
     char allow[16];
@@ -286,9 +288,9 @@ START_TEST(test_allow_lists_each_method_once)
 {
     /* two GET patterns match "/tokens/self": the Allow list names GET once */
     static const struct route overlap[] = {
-        {"GET", "/tokens/self", ROLE_APP, dummy_handler, false},
-        {"GET", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false},
-        {"DELETE", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false},
+        {"GET", "/tokens/self", ROLE_APP, dummy_handler, false, ROUTE_HANDLER_THREAD},
+        {"GET", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false, ROUTE_HANDLER_THREAD},
+        {"DELETE", "/tokens/{id}", ROLE_ADMIN, dummy_handler, false, ROUTE_HANDLER_THREAD},
     };
     struct route_match m;
     char allow[64];

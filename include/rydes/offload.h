@@ -1,0 +1,23 @@
+/* Handler threads: a fixed set of threads that run jobs handed to them in order of arrival. The
+ * HTTP server gives them the handlers that may wait on the database for long (lists, peeks,
+ * purges, the Wild Rydes workflows, metrics), so that the HTTP threads, as few as the machine
+ * has cores, only read, route and write, and run the data plane's short statements. */
+#ifndef RYDES_OFFLOAD_H
+#define RYDES_OFFLOAD_H
+
+#include <stdbool.h>
+
+struct offload;
+typedef void (*offload_fn)(void *arg);
+
+/* Starts threads (at least 1) threads; free with offload_free. */
+struct offload *offload_start(int threads);
+/* Queues fn(arg) to run on one of the threads; false (nothing queued) once stopping. */
+bool offload_submit(struct offload *o, offload_fn fn, void *arg);
+/* Refuses new jobs, runs every job queued so far and joins the threads; o stays valid (its
+ * submits return false) until offload_free. Call from one thread; later calls return at once. */
+void offload_stop(struct offload *o);
+/* Stops (if not yet) and frees. */
+void offload_free(struct offload *o);
+
+#endif

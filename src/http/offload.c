@@ -1,0 +1,111 @@
+/* Handler threads; see include/rydes/offload.h. A mutex-protected FIFO of jobs and a condition
+ * variable; the jobs are few (one per request of a slow route) and each is long next to a lock
+ * hand-off, so nothing smarter pays. */
+#include "rydes/offload.h"
+
+#include "rydes/mem.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+struct job {
+    struct job *next;
+    offload_fn fn;
+    void *arg;
+};
+
+struct offload {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *head, *tail; /* queued, oldest first */
+    bool stopping;
+    int nthreads;
+    pthread_t threads[];
+};
+
+/* The next job, or NULL once stopping with none left; call with mu held. */
+static struct job *next_job(struct offload *o)
+{
+    while (!o->head && !o->stopping)
+        pthread_cond_wait(&o->cv, &o->mu);
+    struct job *j = o->head;
+    if (j) {
+        o->head = j->next;
+        if (!o->head)
+            o->tail = NULL;
+    }
+    return j;
+}
+
+static void *thread_main(void *arg)
+{
+    struct offload *o = arg;
+    pthread_mutex_lock(&o->mu);
+    struct job *j;
+    while ((j = next_job(o))) {
+        pthread_mutex_unlock(&o->mu);
+        j->fn(j->arg);
+        free(j);
+        pthread_mutex_lock(&o->mu);
+    }
+    pthread_mutex_unlock(&o->mu);
+    return NULL;
+}
+
+struct offload *offload_start(int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    struct offload *o = xcalloc(1, sizeof *o + (size_t)threads * sizeof(pthread_t));
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->cv, NULL);
+    o->nthreads = threads;
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&o->threads[i], NULL, thread_main, o) != 0)
+            rydes_oom();
+    return o;
+}
+
+bool offload_submit(struct offload *o, offload_fn fn, void *arg)
+{
+    struct job *j = xmalloc(sizeof *j);
+    *j = (struct job){.fn = fn, .arg = arg};
+    pthread_mutex_lock(&o->mu);
+    bool open = !o->stopping;
+    if (open) {
+        if (o->tail)
+            o->tail->next = j;
+        else
+            o->head = j;
+        o->tail = j;
+        pthread_cond_signal(&o->cv);
+    }
+    pthread_mutex_unlock(&o->mu);
+    if (!open)
+        free(j);
+    return open;
+}
+
+void offload_stop(struct offload *o)
+{
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->mu);
+    bool first = !o->stopping;
+    o->stopping = true;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+    if (first)
+        for (int i = 0; i < o->nthreads; i++)
+            pthread_join(o->threads[i], NULL);
+}
+
+void offload_free(struct offload *o)
+{
+    if (!o)
+        return;
+    offload_stop(o);
+    pthread_cond_destroy(&o->cv);
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+}
