@@ -1,7 +1,10 @@
-/* loadgen: a small HTTP load client for ./dev bench. N threads, each with one keep-alive
- * HTTP/1.1 connection of its own (plain blocking TCP, no libcurl: the client must cost the
- * measured machine little), drive the gateway for a fixed time and report operations per second
- * and latency percentiles on one line of JSON. It owns its minimal HTTP client: request
+/* loadgen: a small HTTP load client for ./dev bench. N keep-alive HTTP/1.1 connections drive
+ * the gateway for a fixed time and report operations per second and latency percentiles on one
+ * line of JSON. Like pgbench -j 2 (the baselines' client), two threads (LOADGEN_THREADS) share
+ * the connections: each connection runs its operations as a coroutine (ucontext) that yields to
+ * its thread's poll(2) loop whenever its socket would block, so a thread answers whatever
+ * responses have arrived in one wake-up instead of one thread switch per response. No libcurl:
+ * the client must cost the measured machine little. It owns its minimal HTTP client: request
  * framing, status line and headers, Content-Length and chunked bodies, reconnects.
  *
  *   loadgen BASE_URL TOKEN NAME send|sendattr|publish|ride|prebook|rfq|cycle|cycle10 CONNECTIONS
@@ -15,10 +18,12 @@
  * message's life). cycle10: send a batch of 10, receive up to 10, delete them with one batch
  * delete; counted in messages. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +33,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define MAX_SAMPLES 2000000
@@ -52,12 +58,15 @@ struct buf {
     size_t len, cap;
 };
 
+struct coro;
+
 struct conn {
     struct shared *sh;
-    int fd;         /* -1: not connected */
-    bool got_any;   /* a byte of the current response has arrived */
-    struct buf out; /* the request being sent */
-    struct buf in;  /* bytes read from the socket, consumed from in_pos */
+    struct coro *co; /* the coroutine this connection runs in */
+    int fd;          /* -1: not connected; non-blocking */
+    bool got_any;    /* a byte of the current response has arrived */
+    struct buf out;  /* the request being sent */
+    struct buf in;   /* bytes read from the socket, consumed from in_pos */
     size_t in_pos;
     struct buf resp; /* the body of the last response */
 };
@@ -114,14 +123,46 @@ static void conn_close(struct conn *c)
     c->in.len = c->in_pos = 0;
 }
 
-static int connect_one(const struct addrinfo *a)
+/* ---- coroutines: one per connection, a poll(2) loop per thread ---- */
+
+#define CORO_STACK (256 * 1024)
+
+struct coro {
+    ucontext_t ctx, *loop;
+    char *stack;
+    struct conn c;
+    short events; /* what it waits for on c.fd; 0: ready to run */
+    bool done;
+};
+
+/* Gives the thread back to its loop until fd is ready for events. */
+static void wait_for(struct conn *c, int fd, short events)
 {
-    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    c->co->events = events;
+    c->fd = fd;
+    swapcontext(&c->co->ctx, c->co->loop);
+}
+
+static int connect_one(struct conn *c, const struct addrinfo *a)
+{
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0)
         return -1;
-    int one = 1;
-    if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
+    int one = 1, err = 0;
+    socklen_t len = sizeof err;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+        if (errno != EINPROGRESS) {
+            close(fd);
+            return -1;
+        }
+        wait_for(c, fd, POLLOUT);
+        c->fd = -1;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            close(fd);
+            return -1;
+        }
+    }
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
         close(fd);
         return -1;
     }
@@ -131,16 +172,20 @@ static int connect_one(const struct addrinfo *a)
 static bool conn_open(struct conn *c)
 {
     for (const struct addrinfo *a = c->sh->addr; a && c->fd < 0; a = a->ai_next)
-        c->fd = connect_one(a);
+        c->fd = connect_one(c, a);
     return c->fd >= 0;
 }
 
-static bool send_all(int fd, const char *p, size_t n)
+static bool send_all(struct conn *c, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            wait_for(c, c->fd, POLLOUT);
+            continue;
+        }
         if (w <= 0)
             return false;
         p += w;
@@ -159,9 +204,13 @@ static bool fill(struct conn *c)
     }
     buf_reserve(&c->in, 16384);
     ssize_t r;
-    do
+    for (;;) {
         r = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1, 0);
-    while (r < 0 && errno == EINTR);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            wait_for(c, c->fd, POLLIN);
+        else if (!(r < 0 && errno == EINTR))
+            break;
+    }
     if (r <= 0)
         return false;
     c->in.len += (size_t)r;
@@ -317,7 +366,7 @@ static long exchange(struct conn *c)
     bool close_after = false;
     c->got_any = false;
     long status = 0;
-    if (send_all(c->fd, c->out.p, c->out.len))
+    if (send_all(c, c->out.p, c->out.len))
         status = read_response(c, &close_after);
     if (!status || close_after)
         conn_close(c);
@@ -500,22 +549,76 @@ static op_fn pick(const char *mode)
                                            : op_cycle10;
 }
 
-static void *worker(void *arg)
+/* The body of a connection's coroutine: operations until the time is up. */
+static __thread struct coro *starting;
+
+static void coro_main(void)
 {
-    struct shared *sh = arg;
-    struct conn c = {.sh = sh, .fd = -1};
+    struct coro *co = starting;
+    struct conn *c = &co->c;
+    struct shared *sh = c->sh;
     char path[256];
     op_fn op = pick(sh->mode);
     double end = now() + sh->seconds;
     while (now() < end && (!sh->max_ops || atomic_fetch_add(&sh->started, 1) < sh->max_ops)) {
         double t0 = now();
-        int n = op(&c, path);
+        int n = op(c, path);
         record(sh, now() - t0, n);
     }
-    conn_close(&c);
-    free(c.out.p);
-    free(c.in.p);
-    free(c.resp.p);
+    conn_close(c);
+    co->done = true;
+    co->events = 0;
+} /* returns to co->loop (uc_link) */
+
+struct thread_arg {
+    struct shared *sh;
+    int conns;
+};
+
+/* Runs every ready coroutine, then waits in poll(2) for the sockets the others wait on. */
+static void *worker(void *arg)
+{
+    struct thread_arg *ta = arg;
+    ucontext_t loop;
+    struct coro *co = calloc((size_t)ta->conns, sizeof *co);
+    struct pollfd *pfd = calloc((size_t)ta->conns, sizeof *pfd);
+    int *who = calloc((size_t)ta->conns, sizeof *who);
+    for (int i = 0; i < ta->conns; i++) {
+        co[i].c = (struct conn){.sh = ta->sh, .co = &co[i], .fd = -1};
+        co[i].stack = malloc(CORO_STACK);
+        co[i].loop = &loop;
+        getcontext(&co[i].ctx);
+        co[i].ctx.uc_stack = (stack_t){.ss_sp = co[i].stack, .ss_size = CORO_STACK};
+        co[i].ctx.uc_link = &loop;
+        makecontext(&co[i].ctx, coro_main, 0);
+    }
+    for (int alive = ta->conns; alive > 0;) {
+        int n = 0;
+        for (int i = 0; i < ta->conns; i++) {
+            if (!co[i].done && !co[i].events) {
+                starting = &co[i];
+                swapcontext(&loop, &co[i].ctx);
+                alive -= co[i].done;
+            }
+            if (!co[i].done && co[i].events) {
+                pfd[n] = (struct pollfd){.fd = co[i].c.fd, .events = co[i].events};
+                who[n++] = i;
+            }
+        }
+        if (n && poll(pfd, (nfds_t)n, 1000) > 0)
+            for (int k = 0; k < n; k++)
+                if (pfd[k].revents)
+                    co[who[k]].events = 0;
+    }
+    for (int i = 0; i < ta->conns; i++) {
+        free(co[i].stack);
+        free(co[i].c.out.p);
+        free(co[i].c.in.p);
+        free(co[i].c.resp.p);
+    }
+    free(co);
+    free(pfd);
+    free(who);
     return NULL;
 }
 
@@ -578,12 +681,22 @@ static int cmp(const void *a, const void *b)
 
 static void run(struct shared *sh, int conns)
 {
-    pthread_t *t = calloc((size_t)conns, sizeof *t);
-    for (int i = 0; i < conns; i++)
-        pthread_create(&t[i], NULL, worker, sh);
-    for (int i = 0; i < conns; i++)
+    const char *env = getenv("LOADGEN_THREADS");
+    int threads = env ? atoi(env) : 2;
+    if (threads < 1)
+        threads = 1;
+    if (threads > conns)
+        threads = conns;
+    pthread_t *t = calloc((size_t)threads, sizeof *t);
+    struct thread_arg *ta = calloc((size_t)threads, sizeof *ta);
+    for (int i = 0; i < threads; i++) {
+        ta[i] = (struct thread_arg){sh, conns / threads + (i < conns % threads)};
+        pthread_create(&t[i], NULL, worker, &ta[i]);
+    }
+    for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
     free(t);
+    free(ta);
 }
 
 int main(int argc, char **argv)
