@@ -107,14 +107,16 @@ void http_add_header(struct http_request *req, const char *name, const char *val
 
 /* Suspends the request (it keeps its connection but no thread) until http_resume; on_resume
  * then runs in place of the route's handler. Returns HANDLER_SUSPENDED for the handler to
- * return. Resume may be called from any thread, even before the handler has returned. */
+ * return. Resume may be called from any thread, even before the handler has returned. For
+ * handlers on the HTTP threads only (see http_offload). */
 enum handler_result http_suspend(struct http_request *req, route_handler on_resume);
 void http_resume(struct http_request *req);
 /* Runs handler on a handler thread (the request suspended meanwhile) and returns
  * HANDLER_SUSPENDED for the caller to return; runs it here when there are no handler threads
  * or this is one. The server does this for every ROUTE_HANDLER_THREAD route; a route that
- * serves both kinds (the AWS protocols) calls it for its slow operations. The handler may
- * suspend in turn (http_suspend). */
+ * serves both kinds (the AWS protocols) calls it for its slow operations. The handler must not
+ * suspend (http_suspend aborts there): a resume could run its continuation while it still
+ * runs. Once a stop's wait has run out, a handler not yet begun is answered 503 instead. */
 enum handler_result http_offload(struct http_request *req, route_handler handler);
 /* Has the client closed its connection? (A suspended request is not watched by MHD; a long
  * poll asks before it takes messages for a client that is no longer there.) */

@@ -1,14 +1,15 @@
 /* The gateway's route table: every route that exists, with the minimum role it needs. The
- * OpenAPI document (openapi/openapi.yaml) describes exactly these. The data plane's routes and
- * those that touch no database run on the HTTP threads; every other handler (lists, peeks,
- * purges, redrives, the Wild Rydes workflows, metrics) runs on a handler thread. The AWS
- * protocols pick per operation (aws_operation_run). */
+ * OpenAPI document (openapi/openapi.yaml) describes exactly these. The data plane's routes,
+ * those that touch no database and the readiness probe (one statement after a timed wait for
+ * a connection: a probe must not queue behind a purge) run on the HTTP threads; every other
+ * handler (lists, peeks, purges, redrives, the Wild Rydes workflows, metrics) runs on a
+ * handler thread. The AWS protocols pick per operation (aws_operation_run). */
 #include "rydes/api.h"
 #include "rydes/aws.h"
 
 const struct route api_routes[] = {
     {"GET", "/healthz", ROLE_NONE, api_healthz, false, ROUTE_HTTP_THREAD},
-    {"GET", "/readyz", ROLE_NONE, api_readyz, false, ROUTE_HANDLER_THREAD},
+    {"GET", "/readyz", ROLE_NONE, api_readyz, false, ROUTE_HTTP_THREAD},
     {"GET", "/metrics", ROLE_NONE, api_metrics, false, ROUTE_HANDLER_THREAD},
     {"GET", "/openapi.json", ROLE_NONE, api_openapi, false, ROUTE_HTTP_THREAD},
     /* the dashboard's files are open; the page asks for a token and calls the API with it */

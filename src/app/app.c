@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,8 +295,11 @@ static int http_threads(const struct config *cfg)
 {
     if (cfg->threads > 0)
         return (int)cfg->threads;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+    cpu_set_t set; /* the CPUs this process may run on (a container's cpuset), not the host's */
+    int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (cores < 1)
+        cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : cores > 64 ? 64 : cores;
 }
 
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)

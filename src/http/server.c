@@ -49,10 +49,14 @@ struct http_server {
     atomic_int in_flight;
     atomic_int connections; /* open connections counted against cfg.connection_limit */
     atomic_bool stopping;   /* http_server_stop has begun */
+    atomic_bool cut_off;    /* its wait ran out: handler threads begin no more handlers */
     struct deadlines *deadlines;
     struct offload *offload; /* the handler threads; NULL: every handler runs on its HTTP thread */
     int port;
 };
+
+/* How long a stop waits for the replies of handler threads to go out after its own wait. */
+#define HTTP_LAST_REPLIES_US 500000
 
 /* Connections MHD may accept beyond RYDES_CONNECTION_LIMIT, only to close them at once. */
 #define HTTP_LIMIT_HEADROOM 64
@@ -179,15 +183,15 @@ static enum handler_result queue_response(struct http_request *req, int status,
     req->status = status;
     req->bytes_out = len;
     struct request_full *full = (struct request_full *)req;
-    if (full->offloaded) { /* the connection's thread queues it (deliver) */
-        if (full->pending) {
-            log_error("a second reply for %s %s (the first is dropped)", req->method, req->path);
-            MHD_destroy_response(full->pending);
-        }
-        full->pending = resp;
-        return HANDLER_DONE;
+    if (!full->offloaded)
+        return queue_now(req, resp);
+    if (full->pending) { /* as MHD would: the first reply stands */
+        log_error("a second reply for %s %s was refused", req->method, req->path);
+        MHD_destroy_response(resp);
+        return HANDLER_FAIL;
     }
-    return queue_now(req, resp);
+    full->pending = resp; /* the connection's thread queues it (deliver) */
+    return HANDLER_DONE;
 }
 
 enum handler_result http_reply(struct http_request *req, int status, const char *content_type,
@@ -370,12 +374,14 @@ static enum handler_result request_finish(struct http_request *req, enum handler
 
 enum handler_result http_suspend(struct http_request *req, route_handler on_resume)
 {
-    struct request_full *full = (struct request_full *)req;
+    if (((struct request_full *)req)->offloaded) {
+        /* the connection is suspended already and a resume would run on_resume at once, while
+         * the handler still runs here: a route that suspends belongs on the HTTP thread */
+        log_error("%s %s suspends on a handler thread", req->method, req->match.route->pattern);
+        abort();
+    }
     req->resume = on_resume;
-    if (full->offloaded) /* suspended since it was handed over; on_resume runs on its thread */
-        full->offloaded = false;
-    else
-        MHD_suspend_connection(req->conn);
+    MHD_suspend_connection(req->conn);
     return HANDLER_SUSPENDED;
 }
 
@@ -395,21 +401,25 @@ static enum handler_result deliver(struct http_request *req)
 
 static enum handler_result request_finish(struct http_request *req, enum handler_result res);
 
-/* A handler thread's job: runs the handler, then hands the connection back with its reply. A
- * handler that suspended has handed it on (http_suspend): its request is not touched again. */
+/* A handler thread's job: runs the handler (or, once the shutdown's wait has run out, answers
+ * 503 instead of beginning it), then hands the connection back with its reply. */
 static void offload_run(void *arg)
 {
     struct request_full *full = arg;
     struct http_request *req = &full->req;
     trace_set(req->request_id, http_header(req, "traceparent"));
     full->offloaded = true;
-    enum handler_result res = full->job(req);
-    if (res != HANDLER_SUSPENDED) {
-        full->pending_res = request_finish(req, res);
-        full->offloaded = false;
-        req->resume = deliver;
-        MHD_resume_connection(req->conn);
+    enum handler_result res;
+    if (atomic_load(&req->server->cut_off)) {
+        http_add_header(req, "Retry-After", "1");
+        res = http_reply_problem(req, 503, "the server is shutting down; retry");
+    } else {
+        res = full->job(req);
     }
+    full->pending_res = request_finish(req, res);
+    full->offloaded = false;
+    req->resume = deliver;
+    MHD_resume_connection(req->conn);
     trace_set(NULL, NULL);
 }
 
@@ -458,9 +468,9 @@ static enum handler_result request_dispatch(struct http_request *req)
         if (!req->json)
             return http_reply_problem(req, 400, detail);
     }
-    if (req->match.route->thread == ROUTE_HANDLER_THREAD)
-        return http_offload(req, req->match.route->handler);
-    return request_finish(req, req->match.route->handler(req));
+    route_handler h = req->match.route->handler;
+    return request_finish(
+        req, req->match.route->thread == ROUTE_HANDLER_THREAD ? http_offload(req, h) : h(req));
 }
 
 /* The deadline watch of the connection conn (NULL for one that was not counted). */
@@ -702,7 +712,13 @@ int http_server_stop(struct http_server *s, int timeout_ms)
     if (cut > 0)
         log_warn("shutdown: %d request(s) still running after %d ms, closing them", cut,
                  timeout_ms);
-    offload_stop(s->offload); /* what they run finishes, and their connections resume */
+    /* handlers already begun on handler threads finish (as those on HTTP threads do inside
+     * MHD_stop_daemon); the ones still queued answer 503; and their replies go out, briefly */
+    atomic_store(&s->cut_off, true);
+    offload_stop(s->offload);
+    for (int64_t until = clock_mono_us() + HTTP_LAST_REPLIES_US;
+         atomic_load(&s->in_flight) > 0 && clock_mono_us() < until;)
+        usleep(5000);
     MHD_stop_daemon(s->daemon);
     offload_free(s->offload);
     if (listener != MHD_INVALID_SOCKET)

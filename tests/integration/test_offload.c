@@ -1,48 +1,70 @@
 /* Integration: handler threads (rydes/offload.h). With a single HTTP thread, a slow route (a
- * purge held up by another session's row locks) runs on a handler thread, so the data plane on
- * that HTTP thread keeps answering; requests for slow routes beyond the handler threads wait
- * their turn and are all answered; a shutdown lets a held-up one finish and answers it; without
- * handler threads every route still works on the HTTP thread. */
+ * purge held up by another session's row locks) runs on a handler thread, so the data plane and
+ * the readiness probe on that HTTP thread keep answering; slow requests beyond the handler
+ * threads wait their turn and are all answered; a shutdown lets a running one finish and sends
+ * its reply, and answers the ones not yet begun 503 without running them; without handler
+ * threads every route still works on the HTTP thread. */
 #include "harness.h"
-
-#include "rydes/clock.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 static struct harness_server srv;
 
-static void one_http_thread(struct config *cfg)
+static void threads(struct config *cfg, const char *http, const char *handler)
 {
     struct config_error err;
-    ck_assert(config_set_flag(cfg, "threads", "1", &err));
-    ck_assert(config_set_flag(cfg, "handler-threads", "2", &err));
+    ck_assert(config_set_flag(cfg, "threads", http, &err));
+    ck_assert(config_set_flag(cfg, "handler-threads", handler, &err));
 }
 
-static void no_handler_threads(struct config *cfg)
+static void one_http_thread(struct config *cfg)
 {
-    struct config_error err;
-    ck_assert(config_set_flag(cfg, "threads", "1", &err));
-    ck_assert(config_set_flag(cfg, "handler-threads", "0", &err));
+    threads(cfg, "1", "2");
 }
 
 static void one_of_each(struct config *cfg)
 {
-    struct config_error err;
-    ck_assert(config_set_flag(cfg, "threads", "1", &err));
-    ck_assert(config_set_flag(cfg, "handler-threads", "1", &err));
+    threads(cfg, "1", "1");
 }
 
-static void send_one(const char *queue, long status)
+static void no_handler_threads(struct config *cfg)
+{
+    threads(cfg, "1", "0");
+}
+
+static void quick_stop(struct config *cfg)
+{
+    struct config_error err;
+    threads(cfg, "1", "1");
+    ck_assert(config_set_flag(cfg, "shutdown-timeout", "1", &err));
+}
+
+static long status_of(const char *method, const char *path, const char *body)
+{
+    struct response r;
+    harness_admin(&srv, method, path, body, &r);
+    long status = r.status;
+    response_cleanup(&r);
+    return status;
+}
+
+static void queue_with_a_message(const char *queue)
 {
     char path[96];
+    harness_put_queue(&srv, queue, NULL, 201);
     snprintf(path, sizeof path, "/queues/%s/messages", queue);
-    struct response r;
-    harness_admin(&srv, "POST", path, "{\"body\": {\"n\": 1}}", &r);
-    ck_assert_int_eq(r.status, status);
-    response_cleanup(&r);
+    ck_assert_int_eq(status_of("POST", path, "{\"body\": {\"n\": 1}}"), 201);
+}
+
+static long long messages_of(const char *queue)
+{
+    return harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = "
+                        "(SELECT id FROM queues WHERE name = '%s')",
+                        queue);
 }
 
 /* A session that holds every message of queue locked (FOR UPDATE) until holder_release. */
@@ -52,7 +74,7 @@ static PGconn *holder_lock(const char *queue)
     ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
     char sql[256];
     snprintf(sql, sizeof sql,
-             "SET idle_in_transaction_session_timeout = '5s'; BEGIN; "
+             "SET idle_in_transaction_session_timeout = '15s'; BEGIN; "
              "SELECT id FROM messages WHERE queue_id = "
              "(SELECT id FROM queues WHERE name = '%s') FOR UPDATE",
              queue);
@@ -69,146 +91,137 @@ static void holder_release(PGconn *holder)
     PQfinish(holder);
 }
 
-struct purge {
-    char queue[64];
-    long status;
+/* A request made on a thread of its own; status is 0 until it is answered. */
+struct call {
+    char method[8], path[96];
+    _Atomic long status;
+    pthread_t t;
 };
 
-static void *purge_main(void *arg)
+static void *call_main(void *arg)
 {
-    struct purge *p = arg;
-    char path[96];
-    snprintf(path, sizeof path, "/queues/%s:purge", p->queue);
-    struct response r;
-    harness_admin(&srv, "POST", path, NULL, &r);
-    p->status = r.status;
-    response_cleanup(&r);
+    struct call *c = arg;
+    atomic_store(&c->status, status_of(c->method, c->path, NULL));
     return NULL;
 }
 
-/* Starts a purge of queue on a thread and waits until its DELETE waits for a lock. */
-static void purge_blocked(pthread_t *t, struct purge *p, const char *queue)
+static void call_start(struct call *c, const char *method, const char *path)
 {
-    snprintf(p->queue, sizeof p->queue, "%s", queue);
-    p->status = 0;
-    ck_assert_int_eq(pthread_create(t, NULL, purge_main, p), 0);
+    snprintf(c->method, sizeof c->method, "%s", method);
+    snprintf(c->path, sizeof c->path, "%s", path);
+    atomic_store(&c->status, 0);
+    ck_assert_int_eq(pthread_create(&c->t, NULL, call_main, c), 0);
+}
+
+static long call_end(struct call *c)
+{
+    pthread_join(c->t, NULL);
+    return atomic_load(&c->status);
+}
+
+/* Starts a purge of queue and waits until its statements wait for n locks in all. */
+static void purge_blocked(struct call *c, const char *queue, int n)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/queues/%s:purge", queue);
+    call_start(c, "POST", path);
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
                                       "wait_event_type = 'Lock' AND query LIKE '%mq_purge%'",
-                                      1, 10),
-                     1);
+                                      n, 10),
+                     n);
 }
 
 START_TEST(a_slow_route_does_not_hold_up_the_data_plane)
 {
     harness_start(&srv, one_http_thread);
-    harness_put_queue(&srv, "offload-slow", NULL, 201);
+    queue_with_a_message("offload-slow");
     harness_put_queue(&srv, "offload-fast", NULL, 201);
-    send_one("offload-slow", 201);
     PGconn *holder = holder_lock("offload-slow");
-    pthread_t t;
-    struct purge p;
-    purge_blocked(&t, &p, "offload-slow");
-    /* the only HTTP thread still serves: a send, a receive, a queue read */
+    struct call purge;
+    purge_blocked(&purge, "offload-slow", 1);
+    /* the only HTTP thread still serves: a send, a receive, the probes */
     double t0 = harness_now_s();
-    send_one("offload-fast", 201);
+    ck_assert_int_eq(status_of("POST", "/queues/offload-fast/messages", "{\"body\": 1}"), 201);
     struct response r;
     harness_admin(&srv, "POST", "/queues/offload-fast/messages:receive", "{}", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 1);
     response_cleanup(&r);
-    harness_admin(&srv, "GET", "/healthz", NULL, &r);
-    ck_assert_int_eq(r.status, 200);
-    response_cleanup(&r);
+    ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
+    ck_assert_int_eq(status_of("GET", "/readyz", NULL), 200);
     double took = harness_now_s() - t0;
-    ck_assert_int_eq(p.status, 0); /* the purge still waits */
+    ck_assert_int_eq(atomic_load(&purge.status), 0); /* the purge still waits */
     holder_release(holder);
-    pthread_join(t, NULL);
-    ck_assert_int_eq(p.status, 204);
+    ck_assert_int_eq(call_end(&purge), 204);
     ck_assert_msg(took < 3.0, "the data plane waited %.1f s behind a purge", took);
-    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = "
-                                  "(SELECT id FROM queues WHERE name = 'offload-slow')"),
-                     0);
+    ck_assert_int_eq(messages_of("offload-slow"), 0);
     harness_stop(&srv);
 }
 END_TEST
 
-#define CROWD 24
-
-struct lister {
-    long status;
-    int queues;
-};
-
-static void *list_main(void *arg)
-{
-    struct lister *l = arg;
-    struct response r;
-    harness_admin(&srv, "GET", "/queues", NULL, &r);
-    l->status = r.status;
-    l->queues = (int)json_array_size(json_object_get(r.json, "queues"));
-    response_cleanup(&r);
-    return NULL;
-}
+#define CROWD 4
 
 START_TEST(slow_routes_beyond_the_handler_threads_wait_their_turn)
 {
     harness_start(&srv, one_of_each);
-    harness_put_queue(&srv, "crowd-a", NULL, 201);
-    harness_put_queue(&srv, "crowd-b", NULL, 201);
-    pthread_t t[CROWD];
-    struct lister l[CROWD] = {{0}};
+    queue_with_a_message("crowd-stuck");
+    PGconn *holder = holder_lock("crowd-stuck");
+    struct call purge, lists[CROWD];
+    purge_blocked(&purge, "crowd-stuck", 1);
     for (int i = 0; i < CROWD; i++)
-        ck_assert_int_eq(pthread_create(&t[i], NULL, list_main, &l[i]), 0);
-    for (int i = 0; i < CROWD; i++) {
-        pthread_join(t[i], NULL);
-        ck_assert_int_eq(l[i].status, 200);
-        ck_assert_int_ge(l[i].queues, 2);
-    }
+        call_start(&lists[i], "GET", "/queues");
+    harness_sleep_ms(500);
+    for (int i = 0; i < CROWD; i++) /* behind the purge on the one handler thread */
+        ck_assert_int_eq(atomic_load(&lists[i].status), 0);
+    double t0 = harness_now_s(); /* the probe does not queue with them */
+    ck_assert_int_eq(status_of("GET", "/readyz", NULL), 200);
+    double took = harness_now_s() - t0;
+    holder_release(holder);
+    ck_assert_msg(took < 3.0, "the readiness probe waited %.1f s behind a purge", took);
+    ck_assert_int_eq(call_end(&purge), 204);
+    for (int i = 0; i < CROWD; i++)
+        ck_assert_int_eq(call_end(&lists[i]), 200);
     harness_stop(&srv);
 }
 END_TEST
 
-struct stopper {
-    struct harness_server *s;
-};
-
 static void *stop_main(void *arg)
 {
-    harness_stop(((struct stopper *)arg)->s);
+    harness_stop(arg);
     return NULL;
 }
 
-START_TEST(a_shutdown_lets_a_slow_route_finish_and_answers_it)
+START_TEST(a_shutdown_finishes_begun_handlers_and_refuses_queued_ones)
 {
-    harness_start(&srv, one_http_thread);
-    harness_put_queue(&srv, "offload-stop", NULL, 201);
-    send_one("offload-stop", 201);
-    PGconn *holder = holder_lock("offload-stop");
-    pthread_t t, st;
-    struct purge p;
-    purge_blocked(&t, &p, "offload-stop");
-    struct stopper stopper = {&srv};
-    ck_assert_int_eq(pthread_create(&st, NULL, stop_main, &stopper), 0);
-    harness_sleep_ms(500);
+    harness_start(&srv, quick_stop);
+    queue_with_a_message("stop-begun");
+    queue_with_a_message("stop-queued");
+    PGconn *holder = holder_lock("stop-begun");
+    struct call begun, queued;
+    purge_blocked(&begun, "stop-begun", 1);
+    call_start(&queued, "POST", "/queues/stop-queued:purge");
+    harness_sleep_ms(300);
+    ck_assert_int_eq(atomic_load(&queued.status), 0); /* behind the first */
+    pthread_t st;
+    ck_assert_int_eq(pthread_create(&st, NULL, stop_main, &srv), 0);
+    harness_sleep_ms(2500); /* past the shutdown timeout (1 s) */
+    ck_assert_int_eq(atomic_load(&begun.status), 0);
     holder_release(holder);
-    pthread_join(t, NULL);
     pthread_join(st, NULL);
-    ck_assert_int_eq(p.status, 204);
+    ck_assert_int_eq(call_end(&begun), 204);
+    ck_assert_int_eq(call_end(&queued), 503);
+    ck_assert_int_eq(messages_of("stop-begun"), 0);
+    ck_assert_int_eq(messages_of("stop-queued"), 1); /* never begun */
 }
 END_TEST
 
 START_TEST(without_handler_threads_every_route_runs_on_the_http_thread)
 {
     harness_start(&srv, no_handler_threads);
-    harness_put_queue(&srv, "offload-none", NULL, 201);
-    send_one("offload-none", 201);
+    queue_with_a_message("offload-none");
+    ck_assert_int_eq(status_of("POST", "/queues/offload-none:purge", NULL), 204);
+    ck_assert_int_eq(status_of("GET", "/queues/offload-none", NULL), 200);
     struct response r;
-    harness_admin(&srv, "POST", "/queues/offload-none:purge", NULL, &r);
-    ck_assert_int_eq(r.status, 204);
-    response_cleanup(&r);
-    harness_admin(&srv, "GET", "/queues/offload-none", NULL, &r);
-    ck_assert_int_eq(r.status, 200);
-    response_cleanup(&r);
     harness_admin(&srv, "GET", "/nothing-here", NULL, &r);
     assert_problem(&r, 404);
     response_cleanup(&r);
@@ -223,7 +236,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_slow_route_does_not_hold_up_the_data_plane);
     tcase_add_test(tc, slow_routes_beyond_the_handler_threads_wait_their_turn);
-    tcase_add_test(tc, a_shutdown_lets_a_slow_route_finish_and_answers_it);
+    tcase_add_test(tc, a_shutdown_finishes_begun_handlers_and_refuses_queued_ones);
     tcase_add_test(tc, without_handler_threads_every_route_runs_on_the_http_thread);
     suite_add_tcase(s, tc);
     return harness_run(s);
