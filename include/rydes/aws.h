@@ -63,19 +63,21 @@ void aws_arn(struct aws_call *call, const char *service, const char *name, char 
 /* Shared by SQS and SNS (src/aws/shared.c). */
 
 /* One operation of a service's table: the role it needs, and either a body that runs on a
- * pooled connection taken for it (with_db) or one that takes its connections itself (own). */
+ * handler thread with a pooled connection taken for it (with_db) or one that takes its
+ * connections itself (own): on a data-plane thread, or, when it hands its statements on itself
+ * (the combiner, http_offload_work: it may suspend), on the HTTP thread. */
 struct aws_operation {
     const char *name;
     enum role role;
     enum handler_result (*with_db)(struct aws_call *call, struct db_conn *c);
     enum handler_result (*own)(struct aws_call *call);
+    bool hands_on; /* own runs on the HTTP thread */
 };
 /* The operation of ops (n of them) called name, or NULL. */
 const struct aws_operation *aws_operation_find(const struct aws_operation *ops, size_t n,
                                                const char *name);
-/* Runs op for call (its role is the caller's check): the data plane's operations (own) on
- * this thread, the others on a handler thread (http_offload) with a connection taken from the
- * pool and given back afterwards. call must be its request's state. */
+/* Runs op for call (its role is the caller's check) where its table entry says; call must be
+ * its request's state. */
 enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op);
 
 /* The resource of "arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE" (pointing into arn; any region and

@@ -118,6 +118,16 @@ void http_resume(struct http_request *req);
  * suspend (http_suspend aborts there): a resume could run its continuation while it still
  * runs. Once a stop's wait has run out, a handler not yet begun is answered 503 instead. */
 enum handler_result http_offload(struct http_request *req, route_handler handler);
+/* http_offload on the data plane's threads (the statements of one request's own size, apart
+ * from the slow handlers). */
+enum handler_result http_offload_data(struct http_request *req, route_handler handler);
+/* Does work (which must not reply or suspend: it keeps what it found in the request's state)
+ * on a handler thread, the request suspended meanwhile, then goes on with then on the
+ * connection's HTTP thread, where it may reply or suspend (a long poll). Returns
+ * HANDLER_SUSPENDED for the caller to return; runs both here without handler threads. The data
+ * plane's handlers wait on the database this way, so an HTTP thread never does. */
+enum handler_result http_offload_work(struct http_request *req,
+                                      void (*work)(struct http_request *req), route_handler then);
 /* Has the client closed its connection? (A suspended request is not watched by MHD; a long
  * poll asks before it takes messages for a client that is no longer there.) */
 bool http_client_gone(struct http_request *req);

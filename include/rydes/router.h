@@ -27,12 +27,13 @@ enum route_body {
     ROUTE_RAW_BODY = 2, /* bytes of any media type, up to the cap (the AWS protocols) */
 };
 
-/* Where the handler runs (rydes/http.h): on a handler thread unless the route says
- * ROUTE_HTTP_THREAD, for handlers that never wait long (no statement, or the data plane's
- * statements of one request's own size). */
+/* Where the handler runs (rydes/http.h): on a handler thread (it may wait on the database for
+ * long), on a data-plane thread (the statements of one request's own size), or on the HTTP
+ * thread (it waits on nothing: no statement, or its statements are handed on). */
 enum route_thread {
     ROUTE_HANDLER_THREAD = 0,
-    ROUTE_HTTP_THREAD = 1,
+    ROUTE_DATA_THREAD = 1,
+    ROUTE_HTTP_THREAD = 2,
 };
 
 struct route {

@@ -143,7 +143,8 @@ struct send_state {
     struct mq_combined_send s;
     struct mq_send_entry e;
     char *owned;  /* what e points into besides the request's JSON */
-    bool direct;  /* the combiner did not take it: send on this thread */
+    bool direct;  /* the combiner did not take it: send on a handler thread */
+    bool notify;  /* the send NOTIFYs (a long poll listens on the queue) */
     bool no_conn; /* send_direct got no pooled connection, for the reason in why */
     enum db_acquire_error why;
 };
@@ -155,13 +156,15 @@ static void send_state_free(void *p)
     free(ss);
 }
 
-static void send_direct(struct http_request *req, struct send_state *ss, bool notify);
+static void send_direct(struct http_request *req);
 
 static enum handler_result reply_send_state(struct http_request *req)
 {
     struct send_state *ss = req->state;
-    if (ss->direct)
-        send_direct(req, ss, false); /* only sends that need no NOTIFY are handed over */
+    if (ss->direct) { /* only sends that need no NOTIFY are handed over */
+        ss->direct = false;
+        return http_offload_work(req, send_direct, reply_send_state);
+    }
     if (ss->no_conn)
         return api_reply_no_conn(req, ss->why);
     if (ss->s.o.status != MQ_OK)
@@ -175,14 +178,15 @@ static void resume_done(struct mq_combined *o)
     http_resume(o->ctx);
 }
 
-/* Sends on a pooled connection of this thread. */
-static void send_direct(struct http_request *req, struct send_state *ss, bool notify)
+/* Sends on a pooled connection (http_offload_work's work). */
+static void send_direct(struct http_request *req)
 {
+    struct send_state *ss = req->state;
     struct app *app = req->app;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ss->why);
     ss->no_conn = !c;
     if (c) {
-        ss->s.o.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, notify);
+        ss->s.o.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, ss->notify);
         db_pool_release(app->pool, c);
     }
 }
@@ -224,11 +228,10 @@ enum handler_result api_messages_send(struct http_request *req)
     mq_input_send_entry(req->json, "", &ss->s.q, &ss->e, &ss->owned, &fe);
     if (api_reply_invalid(req, &fe, &res))
         return res;
-    bool notify = mq_hub_listened(req->app->hub, ss->s.q.id);
-    if (req->app->combiner && !ss->s.q.attrs.fifo && !notify)
+    ss->notify = mq_hub_listened(req->app->hub, ss->s.q.id);
+    if (req->app->combiner && !ss->s.q.attrs.fifo && !ss->notify)
         return send_combined(req, ss);
-    send_direct(req, ss, notify);
-    return reply_send_state(req);
+    return http_offload_work(req, send_direct, reply_send_state);
 }
 
 struct send_batch {
@@ -340,18 +343,52 @@ static enum handler_result answer_or_wait(struct http_request *req, enum mq_stat
     return suspended;
 }
 
-/* Claims on a pooled connection of this thread. */
-static enum handler_result receive_now(struct http_request *req)
-{
-    enum handler_result res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
+/* A receive: its poll, and what its own claim found for the HTTP thread to answer. */
+struct receive_state {
+    struct mq_poll p; /* first: the request's state is its poll too */
+    enum mq_status st;
+    bool no_conn; /* the claim got no pooled connection, for the reason in why */
+    enum db_acquire_error why;
     struct mq_message *msgs;
     int count;
-    enum mq_status st = mq_poll_receive(req->state, c, &msgs, &count);
-    api_db_release(req, c);
-    return answer_or_wait(req, st, msgs, count);
+};
+
+static void receive_state_free(void *p)
+{
+    struct receive_state *rs = p;
+    mq_messages_free(rs->msgs, rs->count);
+    mq_poll_free(&rs->p); /* and rs with it */
+}
+
+/* Claims on a pooled connection (http_offload_work's work). */
+static void receive_claim(struct http_request *req)
+{
+    struct receive_state *rs = req->state;
+    struct app *app = req->app;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &rs->why);
+    rs->no_conn = !c;
+    if (c) {
+        rs->st = mq_poll_receive(&rs->p, c, &rs->msgs, &rs->count);
+        db_pool_release(app->pool, c);
+    }
+}
+
+static enum handler_result receive_claimed(struct http_request *req)
+{
+    struct receive_state *rs = req->state;
+    if (rs->no_conn)
+        return api_reply_no_conn(req, rs->why);
+    struct mq_message *msgs = rs->msgs;
+    int count = rs->count;
+    rs->msgs = NULL;
+    rs->count = 0;
+    return answer_or_wait(req, rs->st, msgs, count);
+}
+
+/* A claim of its own, on a handler thread. */
+static enum handler_result receive_now(struct http_request *req)
+{
+    return http_offload_work(req, receive_claim, receive_claimed);
 }
 
 /* The combiner has claimed (or refused the claim): the request goes on on its own thread. */
@@ -400,11 +437,11 @@ enum handler_result api_messages_receive(struct http_request *req)
     mq_input_receive(req->json, &q, &rr, &fe);
     if (api_reply_invalid(req, &fe, &res))
         return res;
-    struct mq_poll *p = xcalloc(1, sizeof *p);
-    req->state = p;
-    req->state_free = mq_poll_free;
-    mq_poll_init(p, req->app->hub, req->app->combiner, &q, rr.max_messages, rr.visibility_timeout,
-                 rr.delete_now, rr.wait_seconds, client_gone, resume, req);
+    struct receive_state *rs = xcalloc(1, sizeof *rs);
+    req->state = rs;
+    req->state_free = receive_state_free;
+    mq_poll_init(&rs->p, req->app->hub, req->app->combiner, &q, rr.max_messages,
+                 rr.visibility_timeout, rr.delete_now, rr.wait_seconds, client_gone, resume, req);
     return receive_attempt(req);
 }
 
@@ -426,39 +463,42 @@ static enum handler_result reply_deleted(struct http_request *req, enum mq_statu
     return st == MQ_OK ? http_reply_empty(req, 204) : receipt_failure(req, st);
 }
 
-static enum handler_result delete_now(struct http_request *req, const struct mq_queue *q)
-{
-    enum handler_result res;
-    struct db_conn *c = api_db_acquire(req, &res);
-    if (!c)
-        return res;
-    enum mq_status st = mq_delete(c, q, route_param(&req->match, "receipt"));
-    api_db_release(req, c);
-    return reply_deleted(req, st);
-}
-
-/* A delete while the combiner has it. */
+/* A delete in progress: the request's state while the combiner or a handler thread has it. */
 struct delete_state {
     struct mq_combined_delete d;
-    bool direct; /* the combiner did not take it: delete on this thread */
+    bool direct;  /* the combiner did not take it: delete on a handler thread */
+    bool no_conn; /* delete_direct got no pooled connection, for the reason in why */
+    enum db_acquire_error why;
 };
+
+/* Deletes on a pooled connection (http_offload_work's work). */
+static void delete_direct(struct http_request *req)
+{
+    struct delete_state *ds = req->state;
+    struct app *app = req->app;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ds->why);
+    ds->no_conn = !c;
+    if (c) {
+        ds->d.o.status = mq_delete(c, &ds->d.q, ds->d.receipt);
+        db_pool_release(app->pool, c);
+    }
+}
 
 static enum handler_result delete_finished(struct http_request *req)
 {
     struct delete_state *ds = req->state;
-    return ds->direct ? delete_now(req, &ds->d.q) : reply_deleted(req, ds->d.o.status);
+    if (ds->direct) {
+        ds->direct = false;
+        return http_offload_work(req, delete_direct, delete_finished);
+    }
+    return ds->no_conn ? api_reply_no_conn(req, ds->why) : reply_deleted(req, ds->d.o.status);
 }
 
 /* Deletes from standard queues go through the combiner (rydes/mq_combiner.h): the request
  * suspends until its receipt is deleted with those of other requests. */
-static enum handler_result delete_combined(struct http_request *req, const struct mq_queue *q)
+static enum handler_result delete_combined(struct http_request *req, struct delete_state *ds)
 {
-    struct delete_state *ds = xcalloc(1, sizeof *ds);
-    req->state = ds;
-    req->state_free = free;
-    ds->d = (struct mq_combined_delete){.o = {.status = MQ_ERROR, .done = resume_done, .ctx = req},
-                                        .q = *q,
-                                        .receipt = route_param(&req->match, "receipt")};
+    ds->d.o = (struct mq_combined){.status = MQ_ERROR, .done = resume_done, .ctx = req};
     enum handler_result suspended = http_suspend(req, delete_finished);
     if (!mq_combiner_delete(req->app->combiner, &ds->d)) { /* stopping, or busy: see there */
         ds->direct = true;
@@ -470,12 +510,15 @@ static enum handler_result delete_combined(struct http_request *req, const struc
 enum handler_result api_messages_delete(struct http_request *req)
 {
     enum handler_result res;
-    struct mq_queue q;
-    if (!api_queue_lookup(req, &q, &res))
+    struct delete_state *ds = xcalloc(1, sizeof *ds);
+    req->state = ds;
+    req->state_free = free;
+    ds->d.receipt = route_param(&req->match, "receipt");
+    if (!api_queue_lookup(req, &ds->d.q, &res))
         return res;
-    if (req->app->combiner && !q.attrs.fifo)
-        return delete_combined(req, &q);
-    return delete_now(req, &q);
+    if (req->app->combiner && !ds->d.q.attrs.fifo)
+        return delete_combined(req, ds);
+    return http_offload_work(req, delete_direct, delete_finished);
 }
 
 enum handler_result api_messages_visibility(struct http_request *req)

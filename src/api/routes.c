@@ -1,15 +1,16 @@
 /* The gateway's route table: every route that exists, with the minimum role it needs. The
- * OpenAPI document (openapi/openapi.yaml) describes exactly these. The data plane's routes,
- * those that touch no database and the readiness probe (one statement after a timed wait for
- * a connection: a probe must not queue behind a purge) run on the HTTP threads; every other
- * handler (lists, peeks, purges, redrives, the Wild Rydes workflows, metrics) runs on a
- * handler thread. The AWS protocols pick per operation (aws_operation_run). */
+ * OpenAPI document (openapi/openapi.yaml) describes exactly these. Where each handler runs
+ * (enum route_thread): on the HTTP thread when it touches no database or hands its statements
+ * on itself (the single send, receive and delete, POST /rides); on the data plane's threads
+ * for the other statements of one request's own size (batches, publishes, the probe); on a
+ * handler thread for everything else (lists, peeks, purges, redrives, the Wild Rydes
+ * workflows, metrics). The AWS protocols pick per operation (aws_operation_run). */
 #include "rydes/api.h"
 #include "rydes/aws.h"
 
 const struct route api_routes[] = {
     {"GET", "/healthz", ROLE_NONE, api_healthz, false, ROUTE_HTTP_THREAD},
-    {"GET", "/readyz", ROLE_NONE, api_readyz, false, ROUTE_HTTP_THREAD},
+    {"GET", "/readyz", ROLE_NONE, api_readyz, false, ROUTE_DATA_THREAD},
     {"GET", "/metrics", ROLE_NONE, api_metrics, false, ROUTE_HANDLER_THREAD},
     {"GET", "/openapi.json", ROLE_NONE, api_openapi, false, ROUTE_HTTP_THREAD},
     /* the dashboard's files are open; the page asks for a token and calls the API with it */
@@ -28,18 +29,18 @@ const struct route api_routes[] = {
     /* app tokens may send into prebooking-submission only (API.md); the handler checks */
     {"POST", "/queues/{name}/messages", ROLE_APP, api_messages_send, true, ROUTE_HTTP_THREAD},
     {"POST", "/queues/{name}/messages:batch", ROLE_SERVICE, api_messages_send_batch, true,
-     ROUTE_HTTP_THREAD},
+     ROUTE_DATA_THREAD},
     {"POST", "/queues/{name}/messages:receive", ROLE_SERVICE, api_messages_receive, true,
      ROUTE_HTTP_THREAD},
     {"POST", "/queues/{name}/messages:delete", ROLE_SERVICE, api_messages_delete_batch, true,
-     ROUTE_HTTP_THREAD},
+     ROUTE_DATA_THREAD},
     {"GET", "/queues/{name}/messages:peek", ROLE_ADMIN, api_queues_peek, false,
      ROUTE_HANDLER_THREAD},
     {"DELETE", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_delete, false,
      ROUTE_HTTP_THREAD},
     {"PATCH", "/queues/{name}/messages/{receipt}", ROLE_SERVICE, api_messages_visibility, true,
-     ROUTE_HTTP_THREAD},
-    {"POST", "/recipient-list", ROLE_SERVICE, api_recipient_list, true, ROUTE_HANDLER_THREAD},
+     ROUTE_DATA_THREAD},
+    {"POST", "/recipient-list", ROLE_SERVICE, api_recipient_list, true, ROUTE_DATA_THREAD},
     {"POST", "/rides", ROLE_APP, api_rides_create, true, ROUTE_HTTP_THREAD},
     {"POST", "/submit-ride-completion", ROLE_APP, api_rides_create, true, ROUTE_HTTP_THREAD},
     {"GET", "/rides", ROLE_APP, api_rides_list, false, ROUTE_HANDLER_THREAD},
@@ -67,9 +68,9 @@ const struct route api_routes[] = {
     {"PUT", "/topics/{name}", ROLE_ADMIN, api_topics_put, true, ROUTE_HANDLER_THREAD},
     {"GET", "/topics/{name}", ROLE_SERVICE, api_topics_get, false, ROUTE_HANDLER_THREAD},
     {"DELETE", "/topics/{name}", ROLE_ADMIN, api_topics_delete, false, ROUTE_HANDLER_THREAD},
-    {"POST", "/topics/{name}/messages", ROLE_SERVICE, api_topics_publish, true, ROUTE_HTTP_THREAD},
+    {"POST", "/topics/{name}/messages", ROLE_SERVICE, api_topics_publish, true, ROUTE_DATA_THREAD},
     {"POST", "/topics/{name}/messages:batch", ROLE_SERVICE, api_topics_publish_batch, true,
-     ROUTE_HTTP_THREAD},
+     ROUTE_DATA_THREAD},
     {"GET", "/topics/{name}/subscriptions", ROLE_SERVICE, api_subscriptions_list, false,
      ROUTE_HANDLER_THREAD},
     {"PUT", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_put, true,

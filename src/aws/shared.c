@@ -128,6 +128,13 @@ const struct aws_operation *aws_operation_find(const struct aws_operation *ops, 
     return NULL;
 }
 
+/* An operation that takes its connections itself, on a data-plane thread. */
+static enum handler_result run_own(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    return call->operation->own(call);
+}
+
 /* An operation that takes a pooled connection, on a handler thread: the request's state is
  * its call (aws_dispatch). */
 static enum handler_result run_with_db(struct http_request *req)
@@ -144,8 +151,8 @@ static enum handler_result run_with_db(struct http_request *req)
 
 enum handler_result aws_operation_run(struct aws_call *call, const struct aws_operation *op)
 {
-    if (op->own)
+    if (op->own && op->hands_on)
         return op->own(call);
     call->operation = op;
-    return http_offload(call->req, run_with_db);
+    return op->own ? http_offload_data(call->req, run_own) : http_offload(call->req, run_with_db);
 }

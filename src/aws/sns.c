@@ -256,19 +256,19 @@ static enum handler_result delete_topic(struct aws_call *call, struct db_conn *c
 /* ---- the operation table ---- */
 
 static const struct aws_operation operations[] = {
-    {"CreateTopic", ROLE_ADMIN, create_topic, NULL},
-    {"ListTopics", ROLE_SERVICE, list_topics, NULL},
-    {"GetTopicAttributes", ROLE_SERVICE, get_topic_attributes, NULL},
-    {"SetTopicAttributes", ROLE_ADMIN, set_topic_attributes, NULL},
-    {"DeleteTopic", ROLE_ADMIN, delete_topic, NULL},
-    {"Subscribe", ROLE_ADMIN, sns_subscribe, NULL},
-    {"Unsubscribe", ROLE_ADMIN, sns_unsubscribe, NULL},
-    {"ListSubscriptions", ROLE_SERVICE, sns_list_subscriptions, NULL},
-    {"ListSubscriptionsByTopic", ROLE_SERVICE, sns_list_subscriptions_by_topic, NULL},
-    {"GetSubscriptionAttributes", ROLE_SERVICE, sns_get_subscription_attributes, NULL},
-    {"SetSubscriptionAttributes", ROLE_ADMIN, sns_set_subscription_attributes, NULL},
-    {"Publish", ROLE_SERVICE, NULL, sns_publish},
-    {"PublishBatch", ROLE_SERVICE, NULL, sns_publish_batch},
+    {"CreateTopic", ROLE_ADMIN, create_topic, NULL, false},
+    {"ListTopics", ROLE_SERVICE, list_topics, NULL, false},
+    {"GetTopicAttributes", ROLE_SERVICE, get_topic_attributes, NULL, false},
+    {"SetTopicAttributes", ROLE_ADMIN, set_topic_attributes, NULL, false},
+    {"DeleteTopic", ROLE_ADMIN, delete_topic, NULL, false},
+    {"Subscribe", ROLE_ADMIN, sns_subscribe, NULL, false},
+    {"Unsubscribe", ROLE_ADMIN, sns_unsubscribe, NULL, false},
+    {"ListSubscriptions", ROLE_SERVICE, sns_list_subscriptions, NULL, false},
+    {"ListSubscriptionsByTopic", ROLE_SERVICE, sns_list_subscriptions_by_topic, NULL, false},
+    {"GetSubscriptionAttributes", ROLE_SERVICE, sns_get_subscription_attributes, NULL, false},
+    {"SetSubscriptionAttributes", ROLE_ADMIN, sns_set_subscription_attributes, NULL, false},
+    {"Publish", ROLE_SERVICE, NULL, sns_publish, false},
+    {"PublishBatch", ROLE_SERVICE, NULL, sns_publish_batch, false},
 };
 
 enum handler_result aws_sns_query(struct aws_call *call)

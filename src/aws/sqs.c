@@ -682,25 +682,25 @@ static enum handler_result list_queue_tags(struct aws_call *call, struct db_conn
 /* ---- the operation table ---- */
 
 static const struct aws_operation operations[] = {
-    {"CreateQueue", ROLE_ADMIN, create_queue, NULL},
-    {"GetQueueUrl", ROLE_SERVICE, get_queue_url, NULL},
-    {"ListQueues", ROLE_SERVICE, list_queues, NULL},
-    {"GetQueueAttributes", ROLE_SERVICE, get_queue_attributes, NULL},
-    {"SetQueueAttributes", ROLE_ADMIN, set_queue_attributes, NULL},
-    {"DeleteQueue", ROLE_ADMIN, delete_queue, NULL},
-    {"PurgeQueue", ROLE_ADMIN, purge_queue, NULL},
-    {"ListDeadLetterSourceQueues", ROLE_SERVICE, dead_letter_sources, NULL},
-    {"TagQueue", ROLE_ADMIN, tag_queue, NULL},
-    {"UntagQueue", ROLE_ADMIN, untag_queue, NULL},
-    {"ListQueueTags", ROLE_SERVICE, list_queue_tags, NULL},
+    {"CreateQueue", ROLE_ADMIN, create_queue, NULL, false},
+    {"GetQueueUrl", ROLE_SERVICE, get_queue_url, NULL, false},
+    {"ListQueues", ROLE_SERVICE, list_queues, NULL, false},
+    {"GetQueueAttributes", ROLE_SERVICE, get_queue_attributes, NULL, false},
+    {"SetQueueAttributes", ROLE_ADMIN, set_queue_attributes, NULL, false},
+    {"DeleteQueue", ROLE_ADMIN, delete_queue, NULL, false},
+    {"PurgeQueue", ROLE_ADMIN, purge_queue, NULL, false},
+    {"ListDeadLetterSourceQueues", ROLE_SERVICE, dead_letter_sources, NULL, false},
+    {"TagQueue", ROLE_ADMIN, tag_queue, NULL, false},
+    {"UntagQueue", ROLE_ADMIN, untag_queue, NULL, false},
+    {"ListQueueTags", ROLE_SERVICE, list_queue_tags, NULL, false},
     /* app tokens may send into prebooking-submission only; the operation checks */
-    {"SendMessage", ROLE_APP, NULL, sqs_send_message},
-    {"SendMessageBatch", ROLE_SERVICE, NULL, sqs_send_message_batch}, /* as messages:batch */
-    {"ReceiveMessage", ROLE_SERVICE, NULL, sqs_receive_message},
-    {"DeleteMessage", ROLE_SERVICE, NULL, sqs_delete_message},
-    {"DeleteMessageBatch", ROLE_SERVICE, NULL, sqs_delete_message_batch},
-    {"ChangeMessageVisibility", ROLE_SERVICE, NULL, sqs_change_visibility},
-    {"ChangeMessageVisibilityBatch", ROLE_SERVICE, NULL, sqs_change_visibility_batch},
+    {"SendMessage", ROLE_APP, NULL, sqs_send_message, true},
+    {"SendMessageBatch", ROLE_SERVICE, NULL, sqs_send_message_batch, false}, /* as messages:batch */
+    {"ReceiveMessage", ROLE_SERVICE, NULL, sqs_receive_message, true},
+    {"DeleteMessage", ROLE_SERVICE, NULL, sqs_delete_message, true},
+    {"DeleteMessageBatch", ROLE_SERVICE, NULL, sqs_delete_message_batch, false},
+    {"ChangeMessageVisibility", ROLE_SERVICE, NULL, sqs_change_visibility, false},
+    {"ChangeMessageVisibilityBatch", ROLE_SERVICE, NULL, sqs_change_visibility_batch, false},
 };
 
 enum handler_result aws_sqs(struct aws_call *call)

@@ -219,7 +219,7 @@ static struct db_conn *queue_conn(struct aws_call *call, struct mq_queue *q,
 struct send_call {
     struct sqs_send s;
     struct mq_combined_send cs;
-    bool direct; /* the combiner did not take it: send on this thread */
+    bool direct; /* the combiner did not take it: send on a data-plane thread */
 };
 
 static void send_call_free(void *state)
@@ -241,9 +241,11 @@ static enum handler_result reply_sent(struct aws_call *call, const struct send_c
                        : sqs_engine_failed(call, st, NULL);
 }
 
-/* Sends on a pooled connection of this thread. */
-static enum handler_result send_now(struct aws_call *call, struct send_call *sc)
+/* Sends on a pooled connection, on a data-plane thread (http_offload_data). */
+static enum handler_result send_now(struct http_request *req)
 {
+    struct aws_call *call = req->state;
+    struct send_call *sc = call->op_state;
     enum handler_result res;
     struct db_conn *c = aws_db(call, &res);
     if (!c)
@@ -259,7 +261,7 @@ static enum handler_result send_finished(struct http_request *req)
     struct aws_call *call = req->state;
     struct send_call *sc = call->op_state;
     if (sc->direct)
-        return send_now(call, sc);
+        return http_offload_data(req, send_now);
     sc->s.results[0] = sc->cs.result;
     return reply_sent(call, sc, sc->cs.o.status);
 }
@@ -278,7 +280,7 @@ enum handler_result sqs_send_message(struct aws_call *call)
         return aws_fail(call, err.code, "%s", err.message);
     struct mq_combiner *cb = call->req->app->combiner;
     if (!cb || sc->cs.q.attrs.fifo || mq_hub_listened(call->req->app->hub, sc->cs.q.id))
-        return send_now(call, sc);
+        return http_offload_data(call->req, send_now);
     sc->cs.o = (struct mq_combined){.status = MQ_ERROR, .done = resume_done, .ctx = call->req};
     sc->cs.e = &sc->s.entries[0];
     enum handler_result suspended = http_suspend(call->req, send_finished);
@@ -540,18 +542,56 @@ static enum handler_result answer_or_wait(struct aws_call *call, enum mq_status 
     return suspended;
 }
 
-/* Claims on a pooled connection of this thread. */
-static enum handler_result receive_now(struct aws_call *call)
-{
-    enum handler_result res;
-    struct db_conn *c = aws_db(call, &res);
-    if (!c)
-        return res;
+/* A ReceiveMessage: its poll, and what its own claim found for the HTTP thread to answer. */
+struct receive_call {
+    struct mq_poll p; /* first: the call's state is its poll too */
+    enum mq_status st;
+    bool no_conn;
     struct mq_message *msgs;
     int count;
-    enum mq_status st = mq_poll_receive(call->op_state, c, &msgs, &count);
-    aws_db_release(call, c);
-    return answer_or_wait(call, st, msgs, count);
+};
+
+static void receive_call_free(void *state)
+{
+    struct receive_call *rc = state;
+    mq_messages_free(rc->msgs, rc->count);
+    mq_poll_free(&rc->p); /* and rc with it */
+}
+
+/* Claims on a pooled connection (http_offload_work's work). */
+static void receive_claim(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    struct receive_call *rc = call->op_state;
+    struct app *app = req->app;
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
+    rc->no_conn = !c;
+    if (c) {
+        rc->st = mq_poll_receive(&rc->p, c, &rc->msgs, &rc->count);
+        db_pool_release(app->pool, c);
+    }
+}
+
+static enum handler_result receive_claimed(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    struct receive_call *rc = call->op_state;
+    if (rc->no_conn) {
+        http_add_header(req, "Retry-After", "1");
+        return aws_fail(call, WIRE_UNAVAILABLE, "The database is unavailable; retry.");
+    }
+    struct mq_message *msgs = rc->msgs;
+    int count = rc->count;
+    rc->msgs = NULL;
+    rc->count = 0;
+    return answer_or_wait(call, rc->st, msgs, count);
+}
+
+/* A claim of its own, on a data-plane thread. */
+static enum handler_result receive_now(struct aws_call *call)
+{
+    return http_offload_work(call->req, receive_claim, receive_claimed);
 }
 
 /* The combiner has claimed (or refused the claim). */
@@ -599,11 +639,11 @@ enum handler_result sqs_receive_message(struct aws_call *call)
         !sqs_int(call, "VisibilityTimeout", 0, 43200, &visibility, &res) ||
         !sqs_int(call, "WaitTimeSeconds", 0, 20, &wait, &res))
         return res;
-    struct mq_poll *p = xcalloc(1, sizeof *p);
-    call->op_state = p;
-    call->op_state_free = mq_poll_free;
-    mq_poll_init(p, call->req->app->hub, call->req->app->combiner, &q, max, visibility, false, wait,
-                 client_gone, resume, call);
+    struct receive_call *rc = xcalloc(1, sizeof *rc);
+    call->op_state = rc;
+    call->op_state_free = receive_call_free;
+    mq_poll_init(&rc->p, call->req->app->hub, call->req->app->combiner, &q, max, visibility, false,
+                 wait, client_gone, resume, call);
     return receive_attempt(call->req);
 }
 
@@ -624,20 +664,22 @@ static enum handler_result receipt_outcome(struct aws_call *call, enum mq_status
     return sqs_engine_failed(call, st, NULL);
 }
 
-/* A DeleteMessage while the combiner has it. */
+/* A DeleteMessage while the combiner or a data-plane thread has it. */
 struct delete_call {
     struct mq_combined_delete d;
-    bool direct; /* the combiner did not take it: delete on this thread */
+    bool direct; /* the combiner did not take it: delete on a data-plane thread */
 };
 
-static enum handler_result delete_now(struct aws_call *call, const struct mq_queue *q,
-                                      const char *receipt)
+/* Deletes on a pooled connection, on a data-plane thread (http_offload_data). */
+static enum handler_result delete_now(struct http_request *req)
 {
+    struct aws_call *call = req->state;
+    struct delete_call *dc = call->op_state;
     enum handler_result res;
     struct db_conn *c = aws_db(call, &res);
     if (!c)
         return res;
-    enum mq_status st = mq_delete(c, q, receipt);
+    enum mq_status st = mq_delete(c, &dc->d.q, dc->d.receipt);
     aws_db_release(call, c);
     return receipt_outcome(call, st);
 }
@@ -646,8 +688,7 @@ static enum handler_result delete_finished(struct http_request *req)
 {
     struct aws_call *call = req->state;
     struct delete_call *dc = call->op_state;
-    return dc->direct ? delete_now(call, &dc->d.q, dc->d.receipt)
-                      : receipt_outcome(call, dc->d.o.status);
+    return dc->direct ? http_offload_data(req, delete_now) : receipt_outcome(call, dc->d.o.status);
 }
 
 /* Deletes from standard queues go through the combiner, as the REST delete does. */
@@ -658,9 +699,6 @@ enum handler_result sqs_delete_message(struct aws_call *call)
     struct mq_queue q;
     if (!receipt || !sqs_queue(call, NULL, &q, &res))
         return res;
-    struct mq_combiner *cb = call->req->app->combiner;
-    if (!cb || q.attrs.fifo)
-        return delete_now(call, &q, receipt);
     struct delete_call *dc = xcalloc(1, sizeof *dc);
     call->op_state = dc;
     call->op_state_free = free;
@@ -668,6 +706,9 @@ enum handler_result sqs_delete_message(struct aws_call *call)
         .o = {.status = MQ_ERROR, .done = resume_done, .ctx = call->req},
         .q = q,
         .receipt = receipt};
+    struct mq_combiner *cb = call->req->app->combiner;
+    if (!cb || q.attrs.fifo)
+        return http_offload_data(call->req, delete_now);
     enum handler_result suspended = http_suspend(call->req, delete_finished);
     if (!mq_combiner_delete(cb, &dc->d)) {
         dc->direct = true;

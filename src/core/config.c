@@ -75,8 +75,9 @@ static const struct setting settings[] = {
      "HTTP threads, each polling its own share of connections (0: one per CPU core)"},
     {"handler-threads", "RYDES_HANDLER_THREADS", SETTING_INT, "4", 0, 256, NULL,
      OFF(handler_threads), false, NULL,
-     "threads for the handlers that may wait on the database for long: lists, peeks, purges, "
-     "the Wild Rydes routes, metrics (0: they run on the HTTP threads)"},
+     "two sets of this many threads run what waits on the database: the data plane's "
+     "statements, and the other handlers (lists, purges, the Wild Rydes routes, metrics); "
+     "0: the HTTP threads run them"},
     {"db-pool-size", "RYDES_DB_POOL_SIZE", SETTING_INT, "8", 1, 1000, NULL, OFF(db_pool_size),
      false, NULL, "database connections shared by all threads"},
     {"db-acquire-timeout-ms", "RYDES_DB_ACQUIRE_TIMEOUT_MS", SETTING_INT, "2000", 1, 60000, NULL,

@@ -5,13 +5,14 @@
  * when one call returned exactly 128 events, before handling them; a worker whose other
  * connections are suspended long polls has no timeout (-1) and stalls with those 128 requests
  * unread until some other event reaches it.
- * Handlers of ROUTE_HTTP_THREAD routes run on those threads: they touch no database or run the
- * data plane's short statements (the pool's timed acquire bounds the wait). Every other handler
- * runs on a handler thread (rydes/offload.h): the request is suspended, the handler's reply is
- * built there and kept, and the connection's own thread queues it once resumed, since
- * MHD_queue_response belongs to the access handler. Everything a request owns hangs off struct
- * http_request, which is created on the first call of the access handler and freed in
- * on_completed, the only place that frees it.
+ * Handlers of ROUTE_HTTP_THREAD routes run on those threads: they touch no database, or hand
+ * their statements to the combiner or to the data plane's threads (http_offload_work) and go
+ * on when resumed. Every other handler runs on a handler thread (rydes/offload.h): the request
+ * is suspended, the handler's reply is built there and kept, and the connection's own thread
+ * queues it once resumed, since MHD_queue_response belongs to the access handler. The two sets
+ * of threads are apart, so that slow handlers (a purge stuck on a lock) never hold up the data
+ * plane. Everything a request owns hangs off struct http_request, which is created on the
+ * first call of the access handler and freed in on_completed, the only place that frees it.
  *
  * The URL is not unescaped by MHD (a no-op unescape callback): the router decodes path
  * parameters itself, so "%2F" can never change how a path splits into segments and a "%00"
@@ -52,6 +53,7 @@ struct http_server {
     atomic_bool cut_off;    /* its wait ran out: handler threads begin no more handlers */
     struct deadlines *deadlines;
     struct offload *offload; /* the handler threads; NULL: every handler runs on its HTTP thread */
+    struct offload *data;    /* the data plane's threads (http_offload_work); NULL with offload */
     int port;
 };
 
@@ -143,7 +145,8 @@ const char *http_query(struct http_request *req, const char *name)
 struct request_full {
     struct http_request req;
     struct query_value *queries;
-    route_handler job;            /* the handler a handler thread runs (http_offload) */
+    route_handler job;                      /* the handler a handler thread runs (http_offload) */
+    void (*work)(struct http_request *req); /* or the work it does (http_offload_work) */
     bool offloaded;               /* the handler runs on a handler thread: replies are kept */
     struct MHD_Response *pending; /* the reply kept for the connection's thread */
     enum handler_result pending_res;
@@ -409,6 +412,15 @@ static void offload_run(void *arg)
     struct http_request *req = &full->req;
     trace_set(req->request_id, http_header(req, "traceparent"));
     full->offloaded = true;
+    if (full->work) { /* the data plane's statements: then full->job goes on on its thread */
+        full->work(req);
+        full->work = NULL;
+        full->offloaded = false;
+        req->resume = full->job;
+        MHD_resume_connection(req->conn);
+        trace_set(NULL, NULL);
+        return;
+    }
     enum handler_result res;
     if (atomic_load(&req->server->cut_off)) {
         http_add_header(req, "Retry-After", "1");
@@ -423,10 +435,40 @@ static void offload_run(void *arg)
     trace_set(NULL, NULL);
 }
 
-enum handler_result http_offload(struct http_request *req, route_handler handler)
+/* The work of a request that could not be handed over (a stop had begun), then its way on. */
+static enum handler_result work_here(struct http_request *req)
 {
     struct request_full *full = (struct request_full *)req;
-    struct offload *o = req->server->offload;
+    full->work(req);
+    full->work = NULL;
+    return full->job(req);
+}
+
+enum handler_result http_offload_work(struct http_request *req,
+                                      void (*work)(struct http_request *req), route_handler then)
+{
+    struct request_full *full = (struct request_full *)req;
+    struct offload *o = req->server->data;
+    if (!o || full->offloaded) {
+        work(req);
+        return then(req);
+    }
+    full->work = work;
+    full->job = then;
+    req->resume = NULL;
+    MHD_suspend_connection(req->conn);
+    if (!offload_submit(o, offload_run, full)) {
+        req->resume = work_here;
+        MHD_resume_connection(req->conn);
+    }
+    return HANDLER_SUSPENDED;
+}
+
+/* http_offload to the threads o. */
+static enum handler_result offload_to(struct http_request *req, struct offload *o,
+                                      route_handler handler)
+{
+    struct request_full *full = (struct request_full *)req;
     if (!o || full->offloaded)
         return handler(req); /* no handler threads, or already on one */
     full->job = handler;
@@ -437,6 +479,16 @@ enum handler_result http_offload(struct http_request *req, route_handler handler
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;
+}
+
+enum handler_result http_offload(struct http_request *req, route_handler handler)
+{
+    return offload_to(req, req->server->offload, handler);
+}
+
+enum handler_result http_offload_data(struct http_request *req, route_handler handler)
+{
+    return offload_to(req, req->server->data, handler);
 }
 
 void http_resume(struct http_request *req)
@@ -469,8 +521,16 @@ static enum handler_result request_dispatch(struct http_request *req)
             return http_reply_problem(req, 400, detail);
     }
     route_handler h = req->match.route->handler;
-    return request_finish(
-        req, req->match.route->thread == ROUTE_HANDLER_THREAD ? http_offload(req, h) : h(req));
+    struct http_server *s = req->server;
+    switch (req->match.route->thread) {
+    case ROUTE_HANDLER_THREAD:
+        return request_finish(req, offload_to(req, s->offload, h));
+    case ROUTE_DATA_THREAD:
+        return request_finish(req, http_offload_data(req, h));
+    case ROUTE_HTTP_THREAD:
+    default:
+        return request_finish(req, h(req));
+    }
 }
 
 /* The deadline watch of the connection conn (NULL for one that was not counted). */
@@ -647,8 +707,10 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     s->cfg = *cfg;
     ensure_descriptors(cfg->connection_limit);
     s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
-    if (cfg->handler_threads > 0)
+    if (cfg->handler_threads > 0) { /* apart, so that a stuck purge never holds up a send */
         s->offload = offload_start(cfg->handler_threads);
+        s->data = offload_start(cfg->handler_threads);
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -677,6 +739,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
         log_error("cannot listen on %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
         deadlines_stop(s->deadlines);
         offload_free(s->offload);
+        offload_free(s->data);
         free(s);
         return NULL;
     }
@@ -716,11 +779,13 @@ int http_server_stop(struct http_server *s, int timeout_ms)
      * MHD_stop_daemon); the ones still queued answer 503; and their replies go out, briefly */
     atomic_store(&s->cut_off, true);
     offload_stop(s->offload);
+    offload_stop(s->data);
     for (int64_t until = clock_mono_us() + HTTP_LAST_REPLIES_US;
          atomic_load(&s->in_flight) > 0 && clock_mono_us() < until;)
         usleep(5000);
     MHD_stop_daemon(s->daemon);
     offload_free(s->offload);
+    offload_free(s->data);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     deadlines_stop(s->deadlines);

@@ -1,6 +1,7 @@
-/* Integration: handler threads (rydes/offload.h). With a single HTTP thread, a slow route (a
- * purge held up by another session's row locks) runs on a handler thread, so the data plane and
- * the readiness probe on that HTTP thread keep answering; slow requests beyond the handler
+/* Integration: handler threads (rydes/offload.h). With a single HTTP thread and a single
+ * handler thread, a slow route (a purge held up by another session's row locks) runs on the
+ * handler thread, so the data plane (on the HTTP thread and the data plane's own threads) and
+ * the readiness probe keep answering; slow requests beyond the handler
  * threads wait their turn and are all answered; a shutdown lets a running one finish and sends
  * its reply, and answers the ones not yet begun 503 without running them; without handler
  * threads every route still works on the HTTP thread. */
@@ -19,11 +20,6 @@ static void threads(struct config *cfg, const char *http, const char *handler)
     struct config_error err;
     ck_assert(config_set_flag(cfg, "threads", http, &err));
     ck_assert(config_set_flag(cfg, "handler-threads", handler, &err));
-}
-
-static void one_http_thread(struct config *cfg)
-{
-    threads(cfg, "1", "2");
 }
 
 static void one_of_each(struct config *cfg)
@@ -133,19 +129,30 @@ static void purge_blocked(struct call *c, const char *queue, int n)
 
 START_TEST(a_slow_route_does_not_hold_up_the_data_plane)
 {
-    harness_start(&srv, one_http_thread);
+    harness_start(&srv, one_of_each);
     queue_with_a_message("offload-slow");
     harness_put_queue(&srv, "offload-fast", NULL, 201);
+    harness_put_queue(&srv, "offload-fast.fifo", NULL, 201);
+    ck_assert_int_eq(status_of("PUT", "/topics/offload-topic", NULL), 201);
     PGconn *holder = holder_lock("offload-slow");
     struct call purge;
     purge_blocked(&purge, "offload-slow", 1);
-    /* the only HTTP thread still serves: a send, a receive, the probes */
+    /* the only HTTP thread and the data plane's threads still serve, while the only handler
+     * thread waits: sends (combined, batch, FIFO), a receive, a publish, the probes */
     double t0 = harness_now_s();
     ck_assert_int_eq(status_of("POST", "/queues/offload-fast/messages", "{\"body\": 1}"), 201);
+    ck_assert_int_eq(status_of("POST", "/queues/offload-fast/messages:batch",
+                               "{\"entries\": [{\"id\": \"a\", \"body\": 2}]}"),
+                     200);
+    ck_assert_int_eq(status_of("POST", "/queues/offload-fast.fifo/messages",
+                               "{\"body\": 3, \"group_id\": \"g\", \"dedup_id\": \"d\"}"),
+                     201);
+    ck_assert_int_eq(status_of("POST", "/topics/offload-topic/messages", "{\"body\": 4}"), 201);
     struct response r;
-    harness_admin(&srv, "POST", "/queues/offload-fast/messages:receive", "{}", &r);
+    harness_admin(&srv, "POST", "/queues/offload-fast/messages:receive", "{\"max_messages\": 10}",
+                  &r);
     ck_assert_int_eq(r.status, 200);
-    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 1);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 2);
     response_cleanup(&r);
     ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
     ck_assert_int_eq(status_of("GET", "/readyz", NULL), 200);
@@ -219,6 +226,15 @@ START_TEST(without_handler_threads_every_route_runs_on_the_http_thread)
 {
     harness_start(&srv, no_handler_threads);
     queue_with_a_message("offload-none");
+    harness_put_queue(&srv, "offload-none.fifo", NULL, 201);
+    ck_assert_int_eq(status_of("POST", "/queues/offload-none.fifo/messages",
+                               "{\"body\": 1, \"group_id\": \"g\", \"dedup_id\": \"d\"}"),
+                     201);
+    struct response got;
+    harness_admin(&srv, "POST", "/queues/offload-none.fifo/messages:receive", "{}", &got);
+    ck_assert_int_eq(got.status, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(got.json, "messages")), 1);
+    response_cleanup(&got);
     ck_assert_int_eq(status_of("POST", "/queues/offload-none:purge", NULL), 204);
     ck_assert_int_eq(status_of("GET", "/queues/offload-none", NULL), 200);
     struct response r;
