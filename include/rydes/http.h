@@ -4,9 +4,9 @@
  * Lifecycle of a request: headers arrive -> route match, body-size check from Content-Length,
  * authentication and Content-Type check (any failure is answered before the body is read) ->
  * body chunks are collected under the cap -> the JSON body is parsed -> the handler runs (on
- * the connection's HTTP thread or a handler thread, see struct route) and queues exactly one
- * reply -> MHD's completion callback writes the access-log line, records the
- * metrics and frees the context. The context is freed in that one place only. */
+ * the connection's HTTP thread or another, see struct route) and queues exactly one reply ->
+ * MHD's completion callback writes the access-log line, records the metrics and frees the
+ * context. The context is freed in that one place only. */
 #ifndef RYDES_HTTP_H
 #define RYDES_HTTP_H
 
@@ -71,7 +71,7 @@ struct http_server_config {
     const char *bind;
     int port;            /* 0: any free port */
     int threads;         /* HTTP threads (MHD's pool) */
-    int handler_threads; /* for ROUTE_HANDLER_THREAD routes; 0: those run on the HTTP threads */
+    int handler_threads; /* of each set (rydes/offload.h); 0: the HTTP threads run it all */
     int connection_limit;
     int connection_timeout;
     int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */
@@ -122,7 +122,7 @@ enum handler_result http_offload(struct http_request *req, route_handler handler
  * from the slow handlers). */
 enum handler_result http_offload_data(struct http_request *req, route_handler handler);
 /* Does work (which must not reply or suspend: it keeps what it found in the request's state)
- * on a handler thread, the request suspended meanwhile, then goes on with then on the
+ * on a data-plane thread, the request suspended meanwhile, then goes on with then on the
  * connection's HTTP thread, where it may reply or suspend (a long poll). Returns
  * HANDLER_SUSPENDED for the caller to return; runs both here without handler threads. The data
  * plane's handlers wait on the database this way, so an HTTP thread never does. */

@@ -1,7 +1,7 @@
-/* Handler threads: a fixed set of threads that run jobs handed to them in order of arrival. The
- * HTTP server gives them the handlers that may wait on the database for long (lists, peeks,
- * purges, the Wild Rydes workflows, metrics), so that the HTTP threads, as few as the machine
- * has cores, only read, route and write, and run the data plane's short statements. */
+/* A fixed set of threads that run jobs handed to them in order of arrival. The HTTP server has
+ * two: one for the handlers that may wait on the database for long (lists, peeks, purges, the
+ * Wild Rydes workflows, metrics), one for the data plane's statements, so that the HTTP
+ * threads, as few as the machine has cores, only read, route and write (rydes/http.h). */
 #ifndef RYDES_OFFLOAD_H
 #define RYDES_OFFLOAD_H
 

@@ -143,7 +143,7 @@ struct send_state {
     struct mq_combined_send s;
     struct mq_send_entry e;
     char *owned;  /* what e points into besides the request's JSON */
-    bool direct;  /* the combiner did not take it: send on a handler thread */
+    bool direct;  /* the combiner did not take it: send on a data-plane thread */
     bool notify;  /* the send NOTIFYs (a long poll listens on the queue) */
     bool no_conn; /* send_direct got no pooled connection, for the reason in why */
     enum db_acquire_error why;
@@ -385,7 +385,7 @@ static enum handler_result receive_claimed(struct http_request *req)
     return answer_or_wait(req, rs->st, msgs, count);
 }
 
-/* A claim of its own, on a handler thread. */
+/* A claim of its own, on a data-plane thread. */
 static enum handler_result receive_now(struct http_request *req)
 {
     return http_offload_work(req, receive_claim, receive_claimed);
@@ -418,7 +418,7 @@ static enum handler_result receive_attempt(struct http_request *req)
     if (!mq_poll_combines(p))
         return receive_now(req);
     enum handler_result suspended = http_suspend(req, receive_taken);
-    if (!mq_poll_hand_over(p)) /* stopping, or busy with others: claim on this thread */
+    if (!mq_poll_hand_over(p)) /* stopping, or busy with others: claim apart */
         http_resume(req);
     return suspended;
 }
@@ -463,10 +463,10 @@ static enum handler_result reply_deleted(struct http_request *req, enum mq_statu
     return st == MQ_OK ? http_reply_empty(req, 204) : receipt_failure(req, st);
 }
 
-/* A delete in progress: the request's state while the combiner or a handler thread has it. */
+/* A delete in progress: the request's state while the combiner or a data-plane thread has it. */
 struct delete_state {
     struct mq_combined_delete d;
-    bool direct;  /* the combiner did not take it: delete on a handler thread */
+    bool direct;  /* the combiner did not take it: delete on a data-plane thread */
     bool no_conn; /* delete_direct got no pooled connection, for the reason in why */
     enum db_acquire_error why;
 };

@@ -18,11 +18,11 @@ enum handler_result api_healthz(struct http_request *req)
 
 enum handler_result api_readyz(struct http_request *req)
 {
-    enum db_acquire_error why;
-    struct db_conn *c =
-        db_pool_acquire(req->app->pool, (int)req->app->cfg->db_acquire_timeout_ms, &why);
     /* Every connection busy means the database is answering: a loaded instance is still ready
-     * (pulling it from a load balancer would only move its load elsewhere). */
+     * (pulling it from a load balancer would only move its load elsewhere). So the probe takes
+     * a free connection or none, at once: it runs on its HTTP thread and queues behind nothing */
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(req->app->pool, 0, &why);
     if (!c && why == DB_ACQUIRE_EXHAUSTED)
         return http_reply_json(req, 200,
                                json_pack("{s:s, s:s}", "status", "ready", "database", "busy"));

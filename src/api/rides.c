@@ -96,7 +96,7 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
 /* A ride handed to the combiner, and what to fall back on when it was refused. */
 struct ride_state {
     struct rides_combined rc;
-    bool direct;  /* the combiner did not take it: store it on a handler thread */
+    bool direct;  /* the combiner did not take it: store it on a data-plane thread */
     bool no_conn; /* ride_store got no pooled connection, for the reason in why */
     enum db_acquire_error why;
 };
@@ -204,26 +204,23 @@ enum handler_result api_rides_create(struct http_request *req)
         return res;
     struct mq_combiner *cb = req->app->combiner;
     struct db_conn *c = NULL;
-    if (!key && cb && mq_combiner_idle(cb, MQ_COMBINED_UPPER)) {
-        /* nothing else going on: at once, on this thread (the one statement an HTTP thread
-         * runs: a lone ride at 1 connection costs 1.4x a send so, 2x handed over). The
-         * connection first, so that the lane counts this ride as its statement in flight only
-         * while it runs, not while it waits for the pool */
-        if (!(c = api_db_acquire(req, &res)))
-            return res;
+    enum db_acquire_error why;
+    if (!key && cb && mq_combiner_idle(cb, MQ_COMBINED_UPPER) &&
+        (c = db_pool_acquire(req->app->pool, 0, &why))) {
+        /* nothing else going on and a connection free: at once, on this thread (the one
+         * statement an HTTP thread runs: a lone ride at 1 connection costs 1.4x a send so, 2x
+         * handed over). The connection first, so that the lane counts this ride as its
+         * statement in flight only while it runs, not while it waits for the pool */
         if (mq_combiner_alone(cb, MQ_COMBINED_UPPER)) {
             res = create(req, c, &in, NULL);
             mq_combiner_alone_end(cb, MQ_COMBINED_UPPER);
             return res;
         }
     }
-    if (!key && cb && create_combined(req, &in, &res)) {
-        if (c) /* others came meanwhile: the ride joins them */
-            api_db_release(req, c);
+    if (c) /* others came meanwhile: the ride joins them, or goes to a data-plane thread */
+        api_db_release(req, c);
+    if (!key && cb && create_combined(req, &in, &res))
         return res;
-    }
-    if (c)
-        return create(req, c, &in, key);
     return http_offload_data(req, create_alone);
 }
 

@@ -1,8 +1,9 @@
 /* The gateway's route table: every route that exists, with the minimum role it needs. The
  * OpenAPI document (openapi/openapi.yaml) describes exactly these. Where each handler runs
  * (enum route_thread): on the HTTP thread when it touches no database or hands its statements
- * on itself (the single send, receive and delete, POST /rides); on the data plane's threads
- * for the other statements of one request's own size (batches, publishes, the probe); on a
+ * on itself (the single send, receive and delete, POST /rides but a lone ride, /readyz with a
+ * free connection or none); on the data plane's threads for the other statements of one
+ * request's own size (batches, publishes); on a
  * handler thread for everything else (lists, peeks, purges, redrives, the Wild Rydes
  * workflows, metrics). The AWS protocols pick per operation (aws_operation_run). */
 #include "rydes/api.h"
@@ -10,7 +11,7 @@
 
 const struct route api_routes[] = {
     {"GET", "/healthz", ROLE_NONE, api_healthz, false, ROUTE_HTTP_THREAD},
-    {"GET", "/readyz", ROLE_NONE, api_readyz, false, ROUTE_DATA_THREAD},
+    {"GET", "/readyz", ROLE_NONE, api_readyz, false, ROUTE_HTTP_THREAD},
     {"GET", "/metrics", ROLE_NONE, api_metrics, false, ROUTE_HANDLER_THREAD},
     {"GET", "/openapi.json", ROLE_NONE, api_openapi, false, ROUTE_HTTP_THREAD},
     /* the dashboard's files are open; the page asks for a token and calls the API with it */

@@ -623,7 +623,7 @@ static enum handler_result receive_attempt(struct http_request *req)
     if (!mq_poll_combines(p))
         return receive_now(call);
     enum handler_result suspended = http_suspend(req, receive_taken);
-    if (!mq_poll_hand_over(p)) /* stopping, or busy with others: claim on this thread */
+    if (!mq_poll_hand_over(p)) /* stopping, or busy with others: claim apart */
         http_resume(req);
     return suspended;
 }

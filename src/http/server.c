@@ -50,7 +50,7 @@ struct http_server {
     atomic_int in_flight;
     atomic_int connections; /* open connections counted against cfg.connection_limit */
     atomic_bool stopping;   /* http_server_stop has begun */
-    atomic_bool cut_off;    /* its wait ran out: handler threads begin no more handlers */
+    atomic_bool cut_off;    /* its wait ran out: handler and data-plane threads begin no more */
     struct deadlines *deadlines;
     struct offload *offload; /* the handler threads; NULL: every handler runs on its HTTP thread */
     struct offload *data;    /* the data plane's threads (http_offload_work); NULL with offload */
@@ -404,6 +404,13 @@ static enum handler_result deliver(struct http_request *req)
 
 static enum handler_result request_finish(struct http_request *req, enum handler_result res);
 
+/* The answer to a request whose handler or work a stop's wait cut off before it began. */
+static enum handler_result refuse_late(struct http_request *req)
+{
+    http_add_header(req, "Retry-After", "1");
+    return http_reply_problem(req, 503, "the server is shutting down; retry");
+}
+
 /* A handler thread's job: runs the handler (or, once the shutdown's wait has run out, answers
  * 503 instead of beginning it), then hands the connection back with its reply. */
 static void offload_run(void *arg)
@@ -413,21 +420,20 @@ static void offload_run(void *arg)
     trace_set(req->request_id, http_header(req, "traceparent"));
     full->offloaded = true;
     if (full->work) { /* the data plane's statements: then full->job goes on on its thread */
-        full->work(req);
+        bool cut = atomic_load(&req->server->cut_off);
+        if (!cut)
+            full->work(req);
+        if (req->status) /* its reply would be refused: work keeps its outcome for then */
+            log_error("%s %s replied from its work", req->method, req->path);
         full->work = NULL;
         full->offloaded = false;
-        req->resume = full->job;
+        req->resume = cut ? refuse_late : full->job;
         MHD_resume_connection(req->conn);
         trace_set(NULL, NULL);
         return;
     }
-    enum handler_result res;
-    if (atomic_load(&req->server->cut_off)) {
-        http_add_header(req, "Retry-After", "1");
-        res = http_reply_problem(req, 503, "the server is shutting down; retry");
-    } else {
-        res = full->job(req);
-    }
+    enum handler_result res =
+        atomic_load(&req->server->cut_off) ? refuse_late(req) : full->job(req);
     full->pending_res = request_finish(req, res);
     full->offloaded = false;
     req->resume = deliver;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct harness_server srv;
@@ -222,6 +223,59 @@ START_TEST(a_shutdown_finishes_begun_handlers_and_refuses_queued_ones)
 }
 END_TEST
 
+/* The receipt of the one message of a FIFO queue, received now (caller frees). */
+static char *fifo_receipt(const char *queue)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/queues/%s/messages", queue);
+    ck_assert_int_eq(
+        status_of("POST", path, "{\"body\": 1, \"group_id\": \"g\", \"dedup_id\": \"d\"}"), 201);
+    snprintf(path, sizeof path, "/queues/%s/messages:receive", queue);
+    struct response r;
+    harness_admin(&srv, "POST", path, "{}", &r);
+    ck_assert_int_eq(r.status, 200);
+    char *receipt =
+        strdup(json_str(json_array_get(json_object_get(r.json, "messages"), 0), "receipt"));
+    response_cleanup(&r);
+    return receipt;
+}
+
+/* FIFO deletes are the data plane's work on its threads (one here): one waits on a row lock,
+ * the next waits its turn; a stop refuses the waiting one and lets the begun one finish. */
+START_TEST(a_shutdown_refuses_data_plane_work_not_yet_begun)
+{
+    harness_start(&srv, quick_stop);
+    harness_put_queue(&srv, "work-begun.fifo", NULL, 201);
+    harness_put_queue(&srv, "work-queued.fifo", NULL, 201);
+    char *begun_receipt = fifo_receipt("work-begun.fifo");
+    char *queued_receipt = fifo_receipt("work-queued.fifo");
+    PGconn *holder = holder_lock("work-begun.fifo");
+    struct call begun, queued;
+    char path[256];
+    snprintf(path, sizeof path, "/queues/work-begun.fifo/messages/%s", begun_receipt);
+    call_start(&begun, "DELETE", path);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "wait_event_type = 'Lock' AND datname = current_database()",
+                                      1, 10),
+                     1);
+    snprintf(path, sizeof path, "/queues/work-queued.fifo/messages/%s", queued_receipt);
+    call_start(&queued, "DELETE", path);
+    harness_sleep_ms(300);
+    ck_assert_int_eq(atomic_load(&queued.status), 0); /* behind the first */
+    pthread_t st;
+    ck_assert_int_eq(pthread_create(&st, NULL, stop_main, &srv), 0);
+    harness_sleep_ms(2500); /* past the shutdown timeout (1 s) */
+    holder_release(holder);
+    pthread_join(st, NULL);
+    ck_assert_int_eq(call_end(&begun), 204);
+    ck_assert_int_eq(call_end(&queued), 503);
+    ck_assert_int_eq(messages_of("work-begun.fifo"), 0);
+    ck_assert_int_eq(messages_of("work-queued.fifo"), 1); /* never begun */
+    free(begun_receipt);
+    free(queued_receipt);
+}
+END_TEST
+
 START_TEST(without_handler_threads_every_route_runs_on_the_http_thread)
 {
     harness_start(&srv, no_handler_threads);
@@ -253,6 +307,7 @@ int main(void)
     tcase_add_test(tc, a_slow_route_does_not_hold_up_the_data_plane);
     tcase_add_test(tc, slow_routes_beyond_the_handler_threads_wait_their_turn);
     tcase_add_test(tc, a_shutdown_finishes_begun_handlers_and_refuses_queued_ones);
+    tcase_add_test(tc, a_shutdown_refuses_data_plane_work_not_yet_begun);
     tcase_add_test(tc, without_handler_threads_every_route_runs_on_the_http_thread);
     suite_add_tcase(s, tc);
     return harness_run(s);
