@@ -19,5 +19,7 @@ bool offload_submit(struct offload *o, offload_fn fn, void *arg);
 void offload_stop(struct offload *o);
 /* Stops (if not yet) and frees. */
 void offload_free(struct offload *o);
+/* Jobs queued and not yet begun (0 for NULL). */
+int offload_waiting(struct offload *o);
 
 #endif

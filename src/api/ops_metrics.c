@@ -352,4 +352,13 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                "# HELP rydes_http_in_flight Requests being processed.\n"
                "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",
                http_server_in_flight(req->server));
+    int handlers, data;
+    http_server_backlog(req->server, &handlers, &data);
+    buf_printf(out,
+               "# HELP rydes_http_thread_backlog Requests waiting for a thread of a set "
+               "(RYDES_HANDLER_THREADS): the handlers' or the data plane's.\n"
+               "# TYPE rydes_http_thread_backlog gauge\n"
+               "rydes_http_thread_backlog{set=\"handlers\"} %d\n"
+               "rydes_http_thread_backlog{set=\"data\"} %d\n",
+               handlers, data);
 }

@@ -18,6 +18,7 @@ struct offload {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct job *head, *tail; /* queued, oldest first */
+    int waiting;             /* how many */
     bool stopping;
     int nthreads;
     pthread_t threads[];
@@ -33,6 +34,7 @@ static struct job *next_job(struct offload *o)
         o->head = j->next;
         if (!o->head)
             o->tail = NULL;
+        o->waiting--;
     }
     return j;
 }
@@ -78,6 +80,7 @@ bool offload_submit(struct offload *o, offload_fn fn, void *arg)
         else
             o->head = j;
         o->tail = j;
+        o->waiting++;
         pthread_cond_signal(&o->cv);
     }
     pthread_mutex_unlock(&o->mu);
@@ -98,6 +101,16 @@ void offload_stop(struct offload *o)
     if (first)
         for (int i = 0; i < o->nthreads; i++)
             pthread_join(o->threads[i], NULL);
+}
+
+int offload_waiting(struct offload *o)
+{
+    if (!o)
+        return 0;
+    pthread_mutex_lock(&o->mu);
+    int n = o->waiting;
+    pthread_mutex_unlock(&o->mu);
+    return n;
 }
 
 void offload_free(struct offload *o)

@@ -758,6 +758,12 @@ int http_server_port(const struct http_server *s)
     return s->port;
 }
 
+void http_server_backlog(const struct http_server *s, int *handlers, int *data)
+{
+    *handlers = offload_waiting(s->offload);
+    *data = offload_waiting(s->data);
+}
+
 unsigned long long http_server_deadline_closes(const struct http_server *s)
 {
     return deadlines_expired(s->deadlines);

@@ -181,6 +181,10 @@ START_TEST(slow_routes_beyond_the_handler_threads_wait_their_turn)
     harness_sleep_ms(500);
     for (int i = 0; i < CROWD; i++) /* behind the purge on the one handler thread */
         ck_assert_int_eq(atomic_load(&lists[i].status), 0);
+    int handlers = -1, data = -1;
+    http_server_backlog(srv.app.http, &handlers, &data);
+    ck_assert_int_eq(handlers, CROWD);
+    ck_assert_int_eq(data, 0);
     double t0 = harness_now_s(); /* the probe does not queue with them */
     ck_assert_int_eq(status_of("GET", "/readyz", NULL), 200);
     double took = harness_now_s() - t0;
