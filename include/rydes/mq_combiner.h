@@ -10,6 +10,8 @@
  *   in id order, each receive taking up to its own max. A receive that got nothing may then
  *   long-poll on its own.
  * - Deletes: up to MQ_MAX_ROWS receipts of any standard queues in one DELETE (mq_delete_rows).
+ * - Publishes: up to MQ_MAX_ROWS lean publishes to standard topics in one statement
+ *   (mq_publish_plans).
  * - One kind an upper layer defines (struct mq_combiner_kind): the rides' store and publish.
  *
  * Each operation's outcome is its own: when a combined statement fails for any reason but a lost
@@ -28,14 +30,16 @@
 #include <stdint.h>
 
 struct mq_combiner;
+struct mq_publish_plan;
 
 enum mq_combined_kind {
     MQ_COMBINED_SEND,
     MQ_COMBINED_RECEIVE,
     MQ_COMBINED_DELETE,
+    MQ_COMBINED_PUBLISH,
     MQ_COMBINED_UPPER /* the upper layer's kind, if any */
 };
-#define MQ_COMBINED_KINDS 4
+#define MQ_COMBINED_KINDS 5
 
 /* What every combined operation has; the first member of each kind below. The submitter owns
  * the operation and everything it points to until done has been called. */
@@ -72,6 +76,13 @@ struct mq_combined_delete {
     const char *receipt; /* borrowed */
 };
 
+/* A publish to a standard topic whose plan is lean (rydes/topics.h: mq_publish_plans). */
+struct mq_combined_publish {
+    struct mq_combined o;
+    const struct mq_publish_plan *plan; /* borrowed */
+    int deliveries;                     /* set before done when status is MQ_OK */
+};
+
 /* What makes a kind: how much of a statement's MQ_MAX_ROWS an operation takes, which operations
  * may share a statement (the same key), and the statement. run gets list[0..n) and returns
  * MQ_OK when it ran, each operation's status set (*operations: what it carried out); otherwise
@@ -98,6 +109,7 @@ struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_
 bool mq_combiner_send(struct mq_combiner *cb, struct mq_combined_send *s);
 bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r);
 bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d);
+bool mq_combiner_publish(struct mq_combiner *cb, struct mq_combined_publish *p);
 /* An operation of the upper layer's kind (false also when the combiner was started without). */
 bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o);
 /* Whether the caller should run its operation of kind itself, at once: true when nothing of

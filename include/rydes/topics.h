@@ -166,6 +166,11 @@ void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *sub
                      const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
                      void *ctx, struct mq_publish_plan *plan);
 void mq_publish_plan_clear(struct mq_publish_plan *plan);
+/* Publishes n lean plans (1..MQ_MAX_ROWS) at once, each as POST /topics/{name}/messages does
+ * (its payload and its messages in the statement's transaction, its long polls notified):
+ * deliveries[i] is plan i's messages. One statement and one commit for all. */
+enum mq_status mq_publish_plans(struct db_conn *c, const struct mq_publish_plan *const *plans,
+                                int n, int *deliveries);
 
 /* Resolves the queue names of a recipient list into raw, unfiltered targets for mq_publish
  * (which then needs no topic: pass NULL). MQ_INVALID with detail naming every unknown queue,

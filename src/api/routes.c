@@ -1,11 +1,11 @@
 /* The gateway's route table: every route that exists, with the minimum role it needs. The
  * OpenAPI document (openapi/openapi.yaml) describes exactly these. Where each handler runs
  * (enum route_thread): on the HTTP thread when it touches no database or hands its statements
- * on itself (the single send, receive and delete, POST /rides but a lone ride, /readyz with a
- * free connection or none); on the data plane's threads for the other statements of one
- * request's own size (batches, publishes); on a
- * handler thread for everything else (lists, peeks, purges, redrives, the Wild Rydes
- * workflows, metrics). The AWS protocols pick per operation (aws_operation_run). */
+ * on itself (the single send, receive and delete, a publish, POST /rides but a lone ride,
+ * /readyz with a free connection or none); on the data plane's threads for the other
+ * statements of one request's own size (batches, publish batches); on a handler thread for
+ * everything else (lists, peeks, purges, redrives, the Wild Rydes workflows, metrics). The
+ * AWS protocols pick per operation (aws_operation_run). */
 #include "rydes/api.h"
 #include "rydes/aws.h"
 
@@ -69,7 +69,7 @@ const struct route api_routes[] = {
     {"PUT", "/topics/{name}", ROLE_ADMIN, api_topics_put, true, ROUTE_HANDLER_THREAD},
     {"GET", "/topics/{name}", ROLE_SERVICE, api_topics_get, false, ROUTE_HANDLER_THREAD},
     {"DELETE", "/topics/{name}", ROLE_ADMIN, api_topics_delete, false, ROUTE_HANDLER_THREAD},
-    {"POST", "/topics/{name}/messages", ROLE_SERVICE, api_topics_publish, true, ROUTE_DATA_THREAD},
+    {"POST", "/topics/{name}/messages", ROLE_SERVICE, api_topics_publish, true, ROUTE_HTTP_THREAD},
     {"POST", "/topics/{name}/messages:batch", ROLE_SERVICE, api_topics_publish_batch, true,
      ROUTE_DATA_THREAD},
     {"GET", "/topics/{name}/subscriptions", ROLE_SERVICE, api_subscriptions_list, false,

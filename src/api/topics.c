@@ -4,6 +4,8 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
+#include "rydes/mem.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_input.h"
 #include "rydes/problem.h"
 #include "rydes/topic_cache.h"
@@ -236,7 +238,9 @@ static enum mq_status publish_checked(struct http_request *req, struct db_conn *
     return mq_publish(c, &set->topic, set->subs, set->n, p, mq_hub_listened_cb, req->app->hub, out);
 }
 
-enum handler_result api_topics_publish(struct http_request *req)
+/* A publish the combiner cannot take (a FIFO topic, one not cached, push or mixed
+ * subscriptions), on a data-plane thread: as it comes, on a connection of its own. */
+static enum handler_result publish_direct(struct http_request *req)
 {
     enum handler_result res;
     if (!api_body_object(req, &res))
@@ -272,6 +276,120 @@ enum handler_result api_topics_publish(struct http_request *req)
 done:
     free(owned);
     return res;
+}
+
+/* A publish planned on its HTTP thread: the request's state while the combiner or a
+ * data-plane thread stores it. */
+struct publish_state {
+    struct mq_combined_publish cp;
+    struct mq_publish p;
+    char *owned; /* what p points into besides the request's JSON */
+    struct mq_publish_plan plan;
+    bool direct;  /* the combiner did not take it: store it on a data-plane thread */
+    bool no_conn; /* publish_store got no pooled connection, for the reason in why */
+    enum db_acquire_error why;
+};
+
+static void publish_state_free(void *v)
+{
+    struct publish_state *ps = v;
+    mq_publish_plan_clear(&ps->plan);
+    free(ps->owned);
+    free(ps);
+}
+
+/* Stores the planned publish on a pooled connection (http_offload_work's work). */
+static void publish_store(struct http_request *req)
+{
+    struct publish_state *ps = req->state;
+    struct app *app = req->app;
+    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ps->why);
+    ps->no_conn = !c;
+    if (c) {
+        const struct mq_publish_plan *plans[] = {&ps->plan};
+        ps->cp.o.status = mq_publish_plans(c, plans, 1, &ps->cp.deliveries);
+        db_pool_release(app->pool, c);
+    }
+}
+
+static enum handler_result publish_finished(struct http_request *req)
+{
+    struct publish_state *ps = req->state;
+    if (ps->direct) {
+        ps->direct = false;
+        return http_offload_work(req, publish_store, publish_finished);
+    }
+    if (ps->no_conn)
+        return api_reply_no_conn(req, ps->why);
+    if (ps->cp.o.status != MQ_OK)
+        return api_mq_failure(req, ps->cp.o.status, "no such topic");
+    struct mq_publish_result out = {.deliveries = ps->cp.deliveries};
+    memcpy(out.message_id, ps->plan.message_id, sizeof out.message_id);
+    api_published(req, &out);
+    return http_reply_json(req, 201, publish_result_json(&out));
+}
+
+static void publish_done(struct mq_combined *o)
+{
+    http_resume(o->ctx);
+}
+
+/* Plans a publish to a cached standard topic whose publishes are all lean and hands it to the
+ * combiner (rydes/mq_combiner.h): the request suspends until it is stored with those of other
+ * requests. False, having done nothing, when the topic is not such a one. */
+static bool publish_combined(struct http_request *req, struct publish_state *ps, const char *name,
+                             enum handler_result *res)
+{
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, NULL, name, &st);
+    if (!set || set->topic.fifo || !mq_publish_always_lean(&set->topic, set->subs, set->n)) {
+        topic_set_release(set);
+        return false;
+    }
+    struct field_errors fe;
+    field_errors_init(&fe);
+    mq_input_publish_topic(&ps->p, "", &set->topic, &fe);
+    if (api_reply_invalid(req, &fe, res)) {
+        topic_set_release(set);
+        return true;
+    }
+    mq_publish_plan(&set->topic, set->subs, set->n, &ps->p, mq_hub_listened_cb, req->app->hub,
+                    &ps->plan);
+    topic_set_release(set);
+    ps->cp = (struct mq_combined_publish){.o = {.status = MQ_OK, .done = publish_done, .ctx = req},
+                                          .plan = &ps->plan};
+    if (ps->plan.n == 0) { /* no subscription wants it: nothing to store */
+        *res = publish_finished(req);
+        return true;
+    }
+    ps->cp.o.status = MQ_ERROR;
+    *res = http_suspend(req, publish_finished);
+    if (!mq_combiner_publish(req->app->combiner, &ps->cp)) { /* stopping, or busy */
+        ps->direct = true;
+        http_resume(req);
+    }
+    return true;
+}
+
+enum handler_result api_topics_publish(struct http_request *req)
+{
+    enum handler_result res;
+    if (!api_body_object(req, &res))
+        return res;
+    const char *name = route_param(&req->match, "name");
+    if (!req->app->combiner || !name || !mq_topic_name_valid(name))
+        return http_offload_data(req, publish_direct); /* which answers every case */
+    struct publish_state *ps = xcalloc(1, sizeof *ps);
+    req->state = ps;
+    req->state_free = publish_state_free;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    mq_input_publish(req->json, "", &ps->p, &ps->owned, &fe);
+    if (api_reply_invalid(req, &fe, &res))
+        return res;
+    if (publish_combined(req, ps, name, &res))
+        return res;
+    return http_offload_data(req, publish_direct);
 }
 
 /* Reads "recipients": 1..MQ_MAX_RECIPIENTS distinct queue names. */

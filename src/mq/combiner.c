@@ -6,6 +6,7 @@
 
 #include "rydes/clock.h"
 #include "rydes/mem.h"
+#include "rydes/topics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -132,10 +133,27 @@ static enum mq_status run_deletes(struct db_conn *c, struct mq_combined **list, 
     return st;
 }
 
+static enum mq_status run_publishes(struct db_conn *c, struct mq_combined **list, int n,
+                                    unsigned long long *operations)
+{
+    const struct mq_publish_plan *plans[MQ_MAX_ROWS] = {0};
+    int deliveries[MQ_MAX_ROWS] = {0};
+    for (int i = 0; i < n; i++)
+        plans[i] = ((struct mq_combined_publish *)list[i])->plan;
+    enum mq_status st = mq_publish_plans(c, plans, n, deliveries);
+    for (int i = 0; st == MQ_OK && i < n; i++) {
+        ((struct mq_combined_publish *)list[i])->deliveries = deliveries[i];
+        list[i]->status = MQ_OK;
+    }
+    *operations = st == MQ_OK ? (unsigned long long)n : 0;
+    return st;
+}
+
 static const struct mq_combiner_kind kinds[MQ_COMBINED_UPPER] = {
     [MQ_COMBINED_SEND] = {weight_one, key_none, run_sends},
     [MQ_COMBINED_RECEIVE] = {weight_receive, key_receive, run_receives},
     [MQ_COMBINED_DELETE] = {weight_one, key_none, run_deletes},
+    [MQ_COMBINED_PUBLISH] = {weight_one, key_none, run_publishes},
 };
 
 /* ---- the lanes ---- */
@@ -341,6 +359,11 @@ bool mq_combiner_receive(struct mq_combiner *cb, struct mq_combined_receive *r)
 bool mq_combiner_delete(struct mq_combiner *cb, struct mq_combined_delete *d)
 {
     return submit(&cb->lanes[MQ_COMBINED_DELETE], &d->o);
+}
+
+bool mq_combiner_publish(struct mq_combiner *cb, struct mq_combined_publish *p)
+{
+    return submit(&cb->lanes[MQ_COMBINED_PUBLISH], &p->o);
 }
 
 bool mq_combiner_upper(struct mq_combiner *cb, struct mq_combined *o)

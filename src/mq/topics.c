@@ -11,6 +11,7 @@
 #include "rydes/topics.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,6 +463,54 @@ static enum mq_status publish_lean(struct db_conn *c, const struct mq_publish_pl
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     out->deliveries = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return MQ_OK;
+}
+
+/* The statement of n lean publishes (1..MQ_MAX_ROWS): one call of sql/006's
+ * mq_publish_payload each, in one statement, so in one transaction and commit. */
+static struct db_stmt q_publish_plans[MQ_MAX_ROWS];
+static char q_publish_plans_name[MQ_MAX_ROWS][24];
+static pthread_once_t q_publish_plans_once = PTHREAD_ONCE_INIT;
+
+static void publish_plans_prepare(void)
+{
+    for (int n = 1; n <= MQ_MAX_ROWS; n++) {
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "SELECT ");
+        for (int i = 0, p = 1; i < n; i++, p += 6)
+            buf_printf(&b,
+                       "%smq_publish_payload($%d::uuid, $%d, $%d::boolean, $%d::jsonb, "
+                       "$%d::int[], $%d::int[])",
+                       i ? ", " : "", p, p + 1, p + 2, p + 3, p + 4, p + 5);
+        snprintf(q_publish_plans_name[n - 1], sizeof q_publish_plans_name[0], "mq_publish_plans_%d",
+                 n);
+        q_publish_plans[n - 1].name = q_publish_plans_name[n - 1];
+        q_publish_plans[n - 1].sql = buf_steal(&b); /* lives as long as the process */
+        q_publish_plans[n - 1].nparams = 6 * n;
+    }
+}
+
+enum mq_status mq_publish_plans(struct db_conn *c, const struct mq_publish_plan *const *plans,
+                                int n, int *deliveries)
+{
+    pthread_once(&q_publish_plans_once, publish_plans_prepare);
+    const char *v[6 * MQ_MAX_ROWS];
+    for (int i = 0; i < n; i++) {
+        const struct mq_publish_plan *plan = plans[i];
+        v[6 * i] = plan->message_id;
+        v[6 * i + 1] = plan->payload ? plan->payload : "";
+        v[6 * i + 2] = plan->body_json ? "t" : "f";
+        v[6 * i + 3] = plan->attributes;
+        v[6 * i + 4] = buf_str((struct buf *)&plan->queues);
+        v[6 * i + 5] = buf_str((struct buf *)&plan->notify);
+    }
+    PGresult *r = db_exec(c, &q_publish_plans[n - 1], v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    for (int i = 0; i < n; i++)
+        deliveries[i] = atoi(PQgetvalue(r, 0, i));
     PQclear(r);
     return MQ_OK;
 }

@@ -842,6 +842,88 @@ START_TEST(concurrent_http_sends_each_get_their_own_message)
 }
 END_TEST
 
+/* Publishes over HTTP to combined-t, alternately from Berlin and Paris. */
+#define PUB_CLIENTS 8
+#define PUB_EACH    10
+
+struct publisher {
+    int n;
+    long status[PUB_EACH];
+    long long deliveries[PUB_EACH];
+    char ids[PUB_EACH][40];
+};
+
+static void *publisher_main(void *arg)
+{
+    struct publisher *p = arg;
+    for (int i = 0; i < PUB_EACH; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"body\": \"pub-%d-%d\", \"attributes\": {\"city\": {\"type\": \"String\", "
+                 "\"value\": \"%s\"}}}",
+                 p->n, i, i % 2 ? "Berlin" : "Paris");
+        struct response r;
+        harness_admin(&srv, "POST", "/topics/combined-t/messages", body, &r);
+        p->status[i] = r.status;
+        p->deliveries[i] = json_integer_value(json_object_get(r.json, "deliveries"));
+        snprintf(p->ids[i], sizeof p->ids[i], "%s",
+                 r.status == 201 ? json_str(r.json, "message_id") : "");
+        response_cleanup(&r);
+    }
+    return NULL;
+}
+
+static long long delivered_to(const char *queue_name, const char *message_id)
+{
+    return harness_sqlf("SELECT count(*) FROM messages WHERE message_id = '%s' AND queue_id = "
+                        "(SELECT id FROM queues WHERE name = '%s')",
+                        message_id, queue_name);
+}
+
+START_TEST(concurrent_http_publishes_share_statements_and_each_land_once)
+{
+    struct response r;
+    harness_admin(&srv, "PUT", "/topics/combined-t", NULL, &r);
+    response_cleanup(&r);
+    harness_put_queue(&srv, "pub-all", NULL, 201);
+    harness_put_queue(&srv, "pub-berlin", NULL, 201);
+    harness_admin(&srv, "PUT", "/topics/combined-t/subscriptions/all", "{\"queue\": \"pub-all\"}",
+                  &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/topics/combined-t/subscriptions/berlin",
+                  "{\"queue\": \"pub-berlin\", \"filter_policy\": {\"city\": [\"Berlin\"]}}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    static struct publisher pubs[PUB_CLIENTS];
+    pubs[0].n = -1; /* a first publish caches the topic: later ones are planned on their thread */
+    publisher_main(&pubs[0]);
+    unsigned long long st0, n0, st1, n1;
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_PUBLISH, &st0, &n0);
+    struct db_conn *held = hold_pool(); /* the first statement waits: the others gather */
+    pthread_t threads[PUB_CLIENTS];
+    for (int k = 0; k < PUB_CLIENTS; k++) {
+        pubs[k] = (struct publisher){.n = k};
+        pthread_create(&threads[k], NULL, publisher_main, &pubs[k]);
+    }
+    harness_sleep_ms(300);
+    db_pool_release(srv.app.pool, held);
+    for (int k = 0; k < PUB_CLIENTS; k++)
+        pthread_join(threads[k], NULL);
+    for (int k = 0; k < PUB_CLIENTS; k++)
+        for (int i = 0; i < PUB_EACH; i++) {
+            bool berlin = i % 2;
+            ck_assert_int_eq(pubs[k].status[i], 201);
+            ck_assert_int_eq(pubs[k].deliveries[i], berlin ? 2 : 1);
+            ck_assert_int_eq(delivered_to("pub-all", pubs[k].ids[i]), 1);
+            ck_assert_int_eq(delivered_to("pub-berlin", pubs[k].ids[i]), berlin);
+        }
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_PUBLISH, &st1, &n1);
+    ck_assert_int_eq(n1 - n0, PUB_CLIENTS * PUB_EACH);
+    ck_assert_int_lt(st1 - st0, n1 - n0);
+}
+END_TEST
+
 /* PER_CLIENT rides over HTTP, each without an Idempotency-Key (so combined). */
 static void *ride_client_main(void *arg)
 {
@@ -1082,6 +1164,7 @@ int main(void)
     tcase_add_test(tc, concurrent_http_cycles_deliver_each_message_once);
     tcase_add_test(tc, a_lone_ride_is_not_handed_over);
     tcase_add_test(tc, concurrent_http_rides_each_get_their_own_ride_published_once);
+    tcase_add_test(tc, concurrent_http_publishes_share_statements_and_each_land_once);
     tcase_add_test(tc, a_stop_that_cannot_store_fails_the_sends_in_time);
     tcase_add_test(tc, stopping_answers_the_suspended_http_sends);
     suite_add_tcase(s, tc);
