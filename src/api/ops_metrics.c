@@ -76,7 +76,7 @@ static void render_combiner(struct mq_combiner *cb, struct buf *out)
         {MQ_COMBINED_DELETE, "rydes_combined_delete_statements_total",
          "rydes_combined_delete_messages_total", "Messages those statements deleted."},
         {MQ_COMBINED_PUBLISH, "rydes_combined_publish_statements_total",
-         "rydes_combined_publish_messages_total", "Publishes those statements stored."},
+         "rydes_combined_publish_stored_total", "Publishes those statements stored."},
         {MQ_COMBINED_UPPER, "rydes_combined_ride_statements_total",
          "rydes_combined_ride_stored_total", "Rides those statements stored and published."},
     };

@@ -94,8 +94,8 @@ static const struct setting settings[] = {
      OFF(sweep_interval_ms), false, NULL,
      "how often expired messages are swept (0: this process never sweeps)"},
     {"combine", "RYDES_COMBINE", SETTING_BOOL, "true", 0, 0, NULL, OFF(combine), false, NULL,
-     "run the single sends, receives and deletes of concurrent requests together, up to 16 "
-     "messages in one statement"},
+     "run the single sends, receives, deletes, publishes and rides of concurrent requests "
+     "together, up to 16 in one statement"},
     {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
      OFF(max_body_bytes), false, NULL, "largest request body accepted (413 above)"},
     {"admin-token", "RYDES_ADMIN_TOKEN", SETTING_STRING, "", 0, 0, NULL, OFF(admin_token), true,
