@@ -6,7 +6,8 @@
  *   when mq_poll_combines(p): suspend the request (resuming into "taken"), then
  *     mq_poll_hand_over(p), and resume it yourself when that returns false;
  *     taken: mq_poll_taken(p, ...) gives the claim's outcome, or false: claim yourself as below
- *   otherwise: acquire a connection, mq_poll_receive(p, c, ...), release it
+ *   otherwise: mq_poll_receive_pooled(p, ...) (on a thread apart: it waits on the database),
+ *     then mq_poll_received(p, ...) gives its outcome
  *   messages, or no more waiting (mq_poll_may_wait false): answer them
  *   otherwise: suspend the request (resuming into the next attempt), then mq_poll_wait(p)
  *
@@ -36,6 +37,9 @@ struct mq_poll {
     struct mq_combiner *combiner;     /* claims go through it; NULL: on the caller's connection */
     struct mq_combined_receive claim; /* the attempt's claim, while the combiner has it */
     bool handed;                      /* the combiner took the attempt's claim */
+    struct mq_combined_receive own;   /* the attempt's own claim (mq_poll_receive_pooled) */
+    bool own_no_conn;                 /* which got no pooled connection, for own_why */
+    enum db_acquire_error own_why;
     bool (*client_gone)(void *ctx);
     void (*resume)(void *ctx);
     void *ctx;
@@ -55,16 +59,21 @@ void mq_poll_free(void *p);
 /* Before each attempt: MQ_POLL_FULL when the hub had no room for the wait (answer 503),
  * MQ_POLL_GONE when the client left during the wait (its wake-up is passed on; answer empty). */
 enum mq_poll_begin mq_poll_begin(struct mq_poll *p);
-/* The receive of one attempt, as mq_receive; lets the next waiter look when it took max. */
-enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
-                               int *count);
+/* The receive of one attempt on a connection taken from pool (waiting up to timeout_ms), as
+ * mq_receive; lets the next waiter look when it took max. Its outcome stays in p for
+ * mq_poll_received. */
+void mq_poll_receive_pooled(struct mq_poll *p, struct db_pool *pool, int timeout_ms);
+/* After mq_poll_receive_pooled: false with *why when it got no connection; else its outcome,
+ * as mq_receive gives it (the messages are the caller's now). */
+bool mq_poll_received(struct mq_poll *p, enum db_acquire_error *why, enum mq_status *st,
+                      struct mq_message **msgs, int *count);
 /* Does this attempt's claim go to the combiner? */
 bool mq_poll_combines(const struct mq_poll *p);
 /* Hands the claim to the combiner; call with the request suspended. False when the combiner
  * did not take it (stopping, or busy with a claim this one cannot share): claim yourself. */
 bool mq_poll_hand_over(struct mq_poll *p);
 /* After the resume that follows mq_poll_hand_over: false when the combiner did not take the
- * claim; else the claim's outcome, as mq_poll_receive gives it. */
+ * claim; else the claim's outcome, as mq_poll_received gives it. */
 bool mq_poll_taken(struct mq_poll *p, enum mq_status *st, struct mq_message **msgs, int *count);
 /* May a request that found nothing wait longer? */
 bool mq_poll_may_wait(const struct mq_poll *p);

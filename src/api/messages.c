@@ -343,46 +343,22 @@ static enum handler_result answer_or_wait(struct http_request *req, enum mq_stat
     return suspended;
 }
 
-/* A receive: its poll, and what its own claim found for the HTTP thread to answer. */
-struct receive_state {
-    struct mq_poll p; /* first: the request's state is its poll too */
-    enum mq_status st;
-    bool no_conn; /* the claim got no pooled connection, for the reason in why */
-    enum db_acquire_error why;
-    struct mq_message *msgs;
-    int count;
-};
-
-static void receive_state_free(void *p)
-{
-    struct receive_state *rs = p;
-    mq_messages_free(rs->msgs, rs->count);
-    mq_poll_free(&rs->p); /* and rs with it */
-}
-
 /* Claims on a pooled connection (http_offload_work's work). */
 static void receive_claim(struct http_request *req)
 {
-    struct receive_state *rs = req->state;
     struct app *app = req->app;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &rs->why);
-    rs->no_conn = !c;
-    if (c) {
-        rs->st = mq_poll_receive(&rs->p, c, &rs->msgs, &rs->count);
-        db_pool_release(app->pool, c);
-    }
+    mq_poll_receive_pooled(req->state, app->pool, (int)app->cfg->db_acquire_timeout_ms);
 }
 
 static enum handler_result receive_claimed(struct http_request *req)
 {
-    struct receive_state *rs = req->state;
-    if (rs->no_conn)
-        return api_reply_no_conn(req, rs->why);
-    struct mq_message *msgs = rs->msgs;
-    int count = rs->count;
-    rs->msgs = NULL;
-    rs->count = 0;
-    return answer_or_wait(req, rs->st, msgs, count);
+    enum db_acquire_error why;
+    enum mq_status st;
+    struct mq_message *msgs;
+    int count;
+    if (!mq_poll_received(req->state, &why, &st, &msgs, &count))
+        return api_reply_no_conn(req, why);
+    return answer_or_wait(req, st, msgs, count);
 }
 
 /* A claim of its own, on a data-plane thread. */
@@ -437,11 +413,11 @@ enum handler_result api_messages_receive(struct http_request *req)
     mq_input_receive(req->json, &q, &rr, &fe);
     if (api_reply_invalid(req, &fe, &res))
         return res;
-    struct receive_state *rs = xcalloc(1, sizeof *rs);
-    req->state = rs;
-    req->state_free = receive_state_free;
-    mq_poll_init(&rs->p, req->app->hub, req->app->combiner, &q, rr.max_messages,
-                 rr.visibility_timeout, rr.delete_now, rr.wait_seconds, client_gone, resume, req);
+    struct mq_poll *p = xcalloc(1, sizeof *p);
+    req->state = p;
+    req->state_free = mq_poll_free;
+    mq_poll_init(p, req->app->hub, req->app->combiner, &q, rr.max_messages, rr.visibility_timeout,
+                 rr.delete_now, rr.wait_seconds, client_gone, resume, req);
     return receive_attempt(req);
 }
 

@@ -542,50 +542,26 @@ static enum handler_result answer_or_wait(struct aws_call *call, enum mq_status 
     return suspended;
 }
 
-/* A ReceiveMessage: its poll, and what its own claim found for the HTTP thread to answer. */
-struct receive_call {
-    struct mq_poll p; /* first: the call's state is its poll too */
-    enum mq_status st;
-    bool no_conn;
-    struct mq_message *msgs;
-    int count;
-};
-
-static void receive_call_free(void *state)
-{
-    struct receive_call *rc = state;
-    mq_messages_free(rc->msgs, rc->count);
-    mq_poll_free(&rc->p); /* and rc with it */
-}
-
 /* Claims on a pooled connection (http_offload_work's work). */
 static void receive_claim(struct http_request *req)
 {
     struct aws_call *call = req->state;
-    struct receive_call *rc = call->op_state;
     struct app *app = req->app;
-    enum db_acquire_error why;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
-    rc->no_conn = !c;
-    if (c) {
-        rc->st = mq_poll_receive(&rc->p, c, &rc->msgs, &rc->count);
-        db_pool_release(app->pool, c);
-    }
+    mq_poll_receive_pooled(call->op_state, app->pool, (int)app->cfg->db_acquire_timeout_ms);
 }
 
 static enum handler_result receive_claimed(struct http_request *req)
 {
     struct aws_call *call = req->state;
-    struct receive_call *rc = call->op_state;
-    if (rc->no_conn) {
+    enum db_acquire_error why;
+    enum mq_status st;
+    struct mq_message *msgs;
+    int count;
+    if (!mq_poll_received(call->op_state, &why, &st, &msgs, &count)) {
         http_add_header(req, "Retry-After", "1");
         return aws_fail(call, WIRE_UNAVAILABLE, "The database is unavailable; retry.");
     }
-    struct mq_message *msgs = rc->msgs;
-    int count = rc->count;
-    rc->msgs = NULL;
-    rc->count = 0;
-    return answer_or_wait(call, rc->st, msgs, count);
+    return answer_or_wait(call, st, msgs, count);
 }
 
 /* A claim of its own, on a data-plane thread. */
@@ -639,11 +615,11 @@ enum handler_result sqs_receive_message(struct aws_call *call)
         !sqs_int(call, "VisibilityTimeout", 0, 43200, &visibility, &res) ||
         !sqs_int(call, "WaitTimeSeconds", 0, 20, &wait, &res))
         return res;
-    struct receive_call *rc = xcalloc(1, sizeof *rc);
-    call->op_state = rc;
-    call->op_state_free = receive_call_free;
-    mq_poll_init(&rc->p, call->req->app->hub, call->req->app->combiner, &q, max, visibility, false,
-                 wait, client_gone, resume, call);
+    struct mq_poll *p = xcalloc(1, sizeof *p);
+    call->op_state = p;
+    call->op_state_free = mq_poll_free;
+    mq_poll_init(p, call->req->app->hub, call->req->app->combiner, &q, max, visibility, false, wait,
+                 client_gone, resume, call);
     return receive_attempt(call->req);
 }
 

@@ -53,6 +53,8 @@ void mq_poll_free(void *state)
     struct mq_poll *p = state;
     if (p && p->claim.msgs)
         mq_messages_free(p->claim.msgs, p->claim.count);
+    if (p && p->own.msgs)
+        mq_messages_free(p->own.msgs, p->own.count);
     free(p);
 }
 
@@ -114,14 +116,30 @@ bool mq_poll_taken(struct mq_poll *p, enum mq_status *st, struct mq_message **ms
     return true;
 }
 
-enum mq_status mq_poll_receive(struct mq_poll *p, struct db_conn *c, struct mq_message **msgs,
-                               int *count)
+void mq_poll_receive_pooled(struct mq_poll *p, struct db_pool *pool, int timeout_ms)
 {
+    struct db_conn *c = db_pool_acquire(pool, timeout_ms, &p->own_why);
+    p->own_no_conn = !c;
+    if (!c)
+        return;
     claiming(p);
-    enum mq_status st = mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, msgs, count);
-    if (st == MQ_OK)
-        claimed(p, *count);
-    return st;
+    p->own.o.status =
+        mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, &p->own.msgs, &p->own.count);
+    db_pool_release(pool, c);
+    if (p->own.o.status == MQ_OK)
+        claimed(p, p->own.count);
+}
+
+bool mq_poll_received(struct mq_poll *p, enum db_acquire_error *why, enum mq_status *st,
+                      struct mq_message **msgs, int *count)
+{
+    *why = p->own_why;
+    *st = p->own.o.status;
+    *msgs = p->own.msgs;
+    *count = p->own.count;
+    p->own.msgs = NULL; /* the caller's now */
+    p->own.count = 0;
+    return !p->own_no_conn;
 }
 
 bool mq_poll_may_wait(const struct mq_poll *p)
