@@ -729,13 +729,18 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
         {MHD_OPTION_END, 0, NULL},
     };
     struct MHD_OptionItem no_options[] = {{MHD_OPTION_END, 0, NULL}};
+    /* a pool of one is MHD's single polling thread, given without the option (MHD warns) */
+    struct MHD_OptionItem pool_options[] = {
+        {MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     if (tls)
         flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, &on_request, s,
         /* first, so that MHD's own start-up messages go through our log format too */
-        MHD_OPTION_EXTERNAL_LOGGER, &mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_EXTERNAL_LOGGER, &mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_ARRAY,
+        cfg->threads > 1 ? pool_options : no_options, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->connection_limit + HTTP_LIMIT_HEADROOM, MHD_OPTION_NOTIFY_CONNECTION,
         &on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory_limit,
