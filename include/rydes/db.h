@@ -72,6 +72,10 @@ void db_pool_free(struct db_pool *p);
 /* Waits up to timeout_ms for a free connection that is connected. Returns NULL with *why set
  * when none became free or the database is unreachable. Give it back with db_pool_release. */
 struct db_conn *db_pool_acquire(struct db_pool *p, int timeout_ms, enum db_acquire_error *why);
+/* A free connection that is open and alive, at once, for a thread that must not wait (an HTTP
+ * thread): NULL with *busy true when none is free, false when the free ones are not connected
+ * (opening one may take the connect timeout: leave that to a thread that may wait). */
+struct db_conn *db_pool_acquire_connected(struct db_pool *p, bool *busy);
 void db_pool_release(struct db_pool *p, struct db_conn *c);
 void db_pool_stats(struct db_pool *p, struct db_pool_stats *out);
 

@@ -16,18 +16,9 @@ enum handler_result api_healthz(struct http_request *req)
     return http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-enum handler_result api_readyz(struct http_request *req)
+/* Asks c whether every migration is applied, gives c back, and answers. */
+static enum handler_result readyz_answer(struct http_request *req, struct db_conn *c)
 {
-    /* Every connection busy means the database is answering: a loaded instance is still ready
-     * (pulling it from a load balancer would only move its load elsewhere). So the probe takes
-     * a free connection or none, at once: it runs on its HTTP thread and queues behind nothing */
-    enum db_acquire_error why;
-    struct db_conn *c = db_pool_acquire(req->app->pool, 0, &why);
-    if (!c && why == DB_ACQUIRE_EXHAUSTED)
-        return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s}", "status", "ready", "database", "busy"));
-    if (!c)
-        return http_reply_unavailable(req, "the database is unreachable");
     int applied = 0;
     bool asked = migrate_status(c->pg, &applied);
     api_db_release(req, c);
@@ -41,6 +32,37 @@ enum handler_result api_readyz(struct http_request *req)
     return http_reply_json(req, 200,
                            json_pack("{s:s, s:s, s:{s:i, s:i}}", "status", "ready", "database",
                                      "ok", "migrations", "applied", applied, "expected", expected));
+}
+
+static enum handler_result readyz_busy(struct http_request *req)
+{
+    return http_reply_json(req, 200,
+                           json_pack("{s:s, s:s}", "status", "ready", "database", "busy"));
+}
+
+/* The probe when no open connection was free: opens one on a data-plane thread. */
+static enum handler_result readyz_connecting(struct http_request *req)
+{
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(req->app->pool, 0, &why);
+    if (!c && why == DB_ACQUIRE_EXHAUSTED)
+        return readyz_busy(req);
+    if (!c)
+        return http_reply_unavailable(req, "the database is unreachable");
+    return readyz_answer(req, c);
+}
+
+enum handler_result api_readyz(struct http_request *req)
+{
+    /* Every connection busy means the database is answering: a loaded instance is still ready
+     * (pulling it from a load balancer would only move its load elsewhere). So the probe takes
+     * an open connection that is free, at once, on its HTTP thread; none free is "busy"; free
+     * ones that are not open are opened on a data-plane thread (a connect may take seconds) */
+    bool busy;
+    struct db_conn *c = db_pool_acquire_connected(req->app->pool, &busy);
+    if (c)
+        return readyz_answer(req, c);
+    return busy ? readyz_busy(req) : http_offload_data(req, readyz_connecting);
 }
 
 enum handler_result api_metrics(struct http_request *req)

@@ -204,10 +204,10 @@ enum handler_result api_rides_create(struct http_request *req)
         return res;
     struct mq_combiner *cb = req->app->combiner;
     struct db_conn *c = NULL;
-    enum db_acquire_error why;
+    bool busy;
     if (!key && cb && mq_combiner_idle(cb, MQ_COMBINED_UPPER) &&
-        (c = db_pool_acquire(req->app->pool, 0, &why))) {
-        /* nothing else going on and a connection free: at once, on this thread (the one
+        (c = db_pool_acquire_connected(req->app->pool, &busy))) {
+        /* nothing else going on and an open connection free: at once, on this thread (the one
          * statement an HTTP thread runs: a lone ride at 1 connection costs 1.4x a send so, 2x
          * handed over). The connection first, so that the lane counts this ride as its
          * statement in flight only while it runs, not while it waits for the pool */

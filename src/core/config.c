@@ -78,8 +78,10 @@ static const struct setting settings[] = {
      "two sets of this many threads run what waits on the database: the data plane's "
      "statements, and the other handlers (lists, purges, the Wild Rydes routes, metrics); "
      "0: the HTTP threads run them"},
-    {"db-pool-size", "RYDES_DB_POOL_SIZE", SETTING_INT, "8", 1, 1000, NULL, OFF(db_pool_size),
-     false, NULL, "database connections shared by all threads"},
+    {"db-pool-size", "RYDES_DB_POOL_SIZE", SETTING_INT, "16", 1, 1000, NULL, OFF(db_pool_size),
+     false, NULL,
+     "database connections shared by all threads, opened as needed (at least twice "
+     "RYDES_HANDLER_THREADS and the combiner's five lanes, so that neither waits for the other)"},
     {"db-acquire-timeout-ms", "RYDES_DB_ACQUIRE_TIMEOUT_MS", SETTING_INT, "2000", 1, 60000, NULL,
      OFF(db_acquire_timeout_ms), false, NULL,
      "how long a request waits for a pooled connection before 503"},

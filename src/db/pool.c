@@ -259,6 +259,27 @@ struct db_conn *db_pool_acquire(struct db_pool *p, int timeout_ms, enum db_acqui
     return c;
 }
 
+struct db_conn *db_pool_acquire_connected(struct db_pool *p, bool *busy)
+{
+    struct db_conn *c = NULL;
+    pthread_mutex_lock(&p->mu);
+    *busy = p->nfree == 0;
+    if (*busy)
+        p->exhausted_total++;
+    for (int i = p->nfree - 1; i >= 0 && !c; i--)
+        if (p->free_stack[i]->pg) { /* free slots are no thread's: their pg does not change */
+            c = p->free_stack[i];
+            p->free_stack[i] = p->free_stack[--p->nfree];
+        }
+    pthread_mutex_unlock(&p->mu);
+    if (c && !still_alive(c->pg)) {
+        close_slot(p, c);
+        put_slot(p, c);
+        c = NULL;
+    }
+    return c;
+}
+
 void db_pool_release(struct db_pool *p, struct db_conn *c)
 {
     if (!c)

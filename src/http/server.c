@@ -183,16 +183,16 @@ static enum handler_result queue_response(struct http_request *req, int status,
      * of http_server_stop to its timeout. */
     if (atomic_load(&req->server->stopping))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    req->status = status;
-    req->bytes_out = len;
     struct request_full *full = (struct request_full *)req;
-    if (!full->offloaded)
-        return queue_now(req, resp);
-    if (full->pending) { /* as MHD would: the first reply stands */
+    if (full->offloaded && full->pending) { /* as MHD would: the first reply stands */
         log_error("a second reply for %s %s was refused", req->method, req->path);
         MHD_destroy_response(resp);
         return HANDLER_FAIL;
     }
+    req->status = status;
+    req->bytes_out = len;
+    if (!full->offloaded)
+        return queue_now(req, resp);
     full->pending = resp; /* the connection's thread queues it (deliver) */
     return HANDLER_DONE;
 }
@@ -441,15 +441,6 @@ static void offload_run(void *arg)
     trace_set(NULL, NULL);
 }
 
-/* The work of a request that could not be handed over (a stop had begun), then its way on. */
-static enum handler_result work_here(struct http_request *req)
-{
-    struct request_full *full = (struct request_full *)req;
-    full->work(req);
-    full->work = NULL;
-    return full->job(req);
-}
-
 enum handler_result http_offload_work(struct http_request *req,
                                       void (*work)(struct http_request *req), route_handler then)
 {
@@ -463,8 +454,9 @@ enum handler_result http_offload_work(struct http_request *req,
     full->job = then;
     req->resume = NULL;
     MHD_suspend_connection(req->conn);
-    if (!offload_submit(o, offload_run, full)) {
-        req->resume = work_here;
+    if (!offload_submit(o, offload_run, full)) { /* stopped: a stop's wait ran out before */
+        full->work = NULL;
+        req->resume = refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;
@@ -480,8 +472,8 @@ static enum handler_result offload_to(struct http_request *req, struct offload *
     full->job = handler;
     req->resume = NULL;
     MHD_suspend_connection(req->conn);
-    if (!offload_submit(o, offload_run, full)) { /* stopping: the handler runs here, resumed */
-        req->resume = handler;
+    if (!offload_submit(o, offload_run, full)) { /* stopped: a stop's wait ran out before */
+        req->resume = refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;

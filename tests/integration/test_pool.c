@@ -71,6 +71,27 @@ START_TEST(exhausted_pool_is_503_with_retry_after)
 }
 END_TEST
 
+/* What an HTTP thread may take: an open connection that is free, or none at once, saying
+ * whether none was free (busy) or the free one is not open (connecting is for other threads). */
+START_TEST(an_http_thread_takes_only_an_open_free_connection)
+{
+    struct db_pool *pool = db_pool_create(harness_db_url(), 1, 3, 30000);
+    bool busy = true;
+    ck_assert_ptr_null(db_pool_acquire_connected(pool, &busy));
+    ck_assert(!busy); /* free, but never opened */
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(pool, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(db_pool_acquire_connected(pool, &busy));
+    ck_assert(busy); /* the one connection is taken */
+    db_pool_release(pool, c);
+    struct db_conn *again = db_pool_acquire_connected(pool, &busy);
+    ck_assert_ptr_eq(again, c);
+    db_pool_release(pool, again);
+    db_pool_free(pool);
+}
+END_TEST
+
 START_TEST(failed_transaction_is_rolled_back_on_release)
 {
     struct db_conn *c = take();
@@ -262,6 +283,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, exhausted_pool_is_503_with_retry_after);
     tcase_add_test(tc, failed_transaction_is_rolled_back_on_release);
+    tcase_add_test(tc, an_http_thread_takes_only_an_open_free_connection);
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
     tcase_add_test(tc, killed_connection_is_replaced);
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);

@@ -94,7 +94,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.admin_token, "");
     ck_assert_int_eq(c.threads, 0); /* one per core */
     ck_assert_int_eq(c.handler_threads, 4);
-    ck_assert_int_eq(c.db_pool_size, 8);
+    ck_assert_int_eq(c.db_pool_size, 16);
     ck_assert_int_eq(c.db_acquire_timeout_ms, 2000);
     ck_assert_int_eq(c.db_connect_timeout, 3);
     ck_assert_int_eq(c.connection_limit, 1000);
