@@ -125,7 +125,8 @@ static void conn_close(struct conn *c)
 
 /* ---- coroutines: one per connection, a poll(2) loop per thread ---- */
 
-#define CORO_STACK (256 * 1024)
+#define CORO_STACK      (256 * 1024)
+#define LOADGEN_GRACE_S 10 /* how long past its run a connection may wait for an answer */
 
 struct coro {
     ucontext_t ctx, *loop;
@@ -592,7 +593,19 @@ static void *worker(void *arg)
         co[i].ctx.uc_link = &loop;
         makecontext(&co[i].ctx, coro_main, 0);
     }
+    /* a gateway that never answers a request must not hang the bench: past the run and a grace
+     * period, what is still waiting counts as an error and its connection is closed */
+    double hard_end = now() + ta->sh->seconds + LOADGEN_GRACE_S;
     for (int alive = ta->conns; alive > 0;) {
+        if (now() > hard_end) {
+            for (int i = 0; i < ta->conns; i++)
+                if (!co[i].done) {
+                    conn_close(&co[i].c);
+                    record(ta->sh, 0, -1);
+                    co[i].done = true;
+                }
+            break;
+        }
         int n = 0;
         for (int i = 0; i < ta->conns; i++) {
             if (!co[i].done && !co[i].events) {
