@@ -22,6 +22,15 @@ extern const size_t api_nroutes;
 struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res);
 /* The 503 of a request that got no pooled connection, saying why. */
 enum handler_result api_reply_no_conn(struct http_request *req, enum db_acquire_error why);
+/* Whether work on a data-plane thread (http_offload_work), which cannot answer, got no pooled
+ * connection, and why: its way on answers api_reply_no_conn(req, why) when missed. */
+struct api_conn_miss {
+    bool missed;
+    enum db_acquire_error why;
+};
+/* Takes a pooled connection for such work; NULL with *miss filled. Give it back with
+ * api_db_release. */
+struct db_conn *api_db_for_work(struct http_request *req, struct api_conn_miss *miss);
 void api_db_release(struct http_request *req, struct db_conn *c);
 /* Answers a failed store call: 503 when the database went away, 500 otherwise. */
 enum handler_result api_store_failed(struct http_request *req, enum store_result r);

@@ -16,6 +16,14 @@ enum handler_result api_reply_no_conn(struct http_request *req, enum db_acquire_
                                            : "the database is unreachable");
 }
 
+struct db_conn *api_db_for_work(struct http_request *req, struct api_conn_miss *miss)
+{
+    struct db_conn *c =
+        db_pool_acquire(req->app->pool, (int)req->app->cfg->db_acquire_timeout_ms, &miss->why);
+    miss->missed = !c;
+    return c;
+}
+
 struct db_conn *api_db_acquire(struct http_request *req, enum handler_result *res)
 {
     enum db_acquire_error why;

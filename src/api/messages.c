@@ -142,11 +142,10 @@ static enum handler_result reply_sent(struct http_request *req, const struct mq_
 struct send_state {
     struct mq_combined_send s;
     struct mq_send_entry e;
-    char *owned;  /* what e points into besides the request's JSON */
-    bool direct;  /* the combiner did not take it: send on a data-plane thread */
-    bool notify;  /* the send NOTIFYs (a long poll listens on the queue) */
-    bool no_conn; /* send_direct got no pooled connection, for the reason in why */
-    enum db_acquire_error why;
+    char *owned;               /* what e points into besides the request's JSON */
+    bool direct;               /* the combiner did not take it: send on a data-plane thread */
+    bool notify;               /* the send NOTIFYs (a long poll listens on the queue) */
+    struct api_conn_miss miss; /* of its work on a data-plane thread */
 };
 
 static void send_state_free(void *p)
@@ -165,8 +164,8 @@ static enum handler_result reply_send_state(struct http_request *req)
         ss->direct = false;
         return http_offload_work(req, send_direct, reply_send_state);
     }
-    if (ss->no_conn)
-        return api_reply_no_conn(req, ss->why);
+    if (ss->miss.missed)
+        return api_reply_no_conn(req, ss->miss.why);
     if (ss->s.o.status != MQ_OK)
         return api_mq_failure(req, ss->s.o.status, NULL);
     return reply_sent(req, &ss->e, &ss->s.result, ss->s.q.attrs.fifo);
@@ -182,12 +181,10 @@ static void resume_done(struct mq_combined *o)
 static void send_direct(struct http_request *req)
 {
     struct send_state *ss = req->state;
-    struct app *app = req->app;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ss->why);
-    ss->no_conn = !c;
+    struct db_conn *c = api_db_for_work(req, &ss->miss);
     if (c) {
         ss->s.o.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, ss->notify);
-        db_pool_release(app->pool, c);
+        api_db_release(req, c);
     }
 }
 
@@ -442,21 +439,18 @@ static enum handler_result reply_deleted(struct http_request *req, enum mq_statu
 /* A delete in progress: the request's state while the combiner or a data-plane thread has it. */
 struct delete_state {
     struct mq_combined_delete d;
-    bool direct;  /* the combiner did not take it: delete on a data-plane thread */
-    bool no_conn; /* delete_direct got no pooled connection, for the reason in why */
-    enum db_acquire_error why;
+    bool direct;               /* the combiner did not take it: delete on a data-plane thread */
+    struct api_conn_miss miss; /* of its work on a data-plane thread */
 };
 
 /* Deletes on a pooled connection (http_offload_work's work). */
 static void delete_direct(struct http_request *req)
 {
     struct delete_state *ds = req->state;
-    struct app *app = req->app;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ds->why);
-    ds->no_conn = !c;
+    struct db_conn *c = api_db_for_work(req, &ds->miss);
     if (c) {
         ds->d.o.status = mq_delete(c, &ds->d.q, ds->d.receipt);
-        db_pool_release(app->pool, c);
+        api_db_release(req, c);
     }
 }
 
@@ -467,7 +461,8 @@ static enum handler_result delete_finished(struct http_request *req)
         ds->direct = false;
         return http_offload_work(req, delete_direct, delete_finished);
     }
-    return ds->no_conn ? api_reply_no_conn(req, ds->why) : reply_deleted(req, ds->d.o.status);
+    return ds->miss.missed ? api_reply_no_conn(req, ds->miss.why)
+                           : reply_deleted(req, ds->d.o.status);
 }
 
 /* Deletes from standard queues go through the combiner (rydes/mq_combiner.h): the request

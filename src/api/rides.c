@@ -96,9 +96,8 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
 /* A ride handed to the combiner, and what to fall back on when it was refused. */
 struct ride_state {
     struct rides_combined rc;
-    bool direct;  /* the combiner did not take it: store it on a data-plane thread */
-    bool no_conn; /* ride_store got no pooled connection, for the reason in why */
-    enum db_acquire_error why;
+    bool direct;               /* the combiner did not take it: store it on a data-plane thread */
+    struct api_conn_miss miss; /* of its work on a data-plane thread */
 };
 
 static void ride_state_free(void *p)
@@ -117,12 +116,10 @@ static void ride_done(struct mq_combined *o)
 static void ride_store(struct http_request *req)
 {
     struct ride_state *rs = req->state;
-    struct app *app = req->app;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &rs->why);
-    rs->no_conn = !c;
+    struct db_conn *c = api_db_for_work(req, &rs->miss);
     if (c) {
         rides_combined_store(c, &rs->rc);
-        db_pool_release(app->pool, c);
+        api_db_release(req, c);
     }
 }
 
@@ -133,8 +130,8 @@ static enum handler_result ride_finished(struct http_request *req)
         rs->direct = false;
         return http_offload_work(req, ride_store, ride_finished);
     }
-    if (rs->no_conn)
-        return api_reply_no_conn(req, rs->why);
+    if (rs->miss.missed)
+        return api_reply_no_conn(req, rs->miss.why);
     if (rs->rc.o.status != MQ_OK)
         return api_mq_failure(req, rs->rc.o.status, NULL);
     api_published(req, &rs->rc.published);

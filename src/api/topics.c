@@ -285,9 +285,8 @@ struct publish_state {
     struct mq_publish p;
     char *owned; /* what p points into besides the request's JSON */
     struct mq_publish_plan plan;
-    bool direct;  /* the combiner did not take it: store it on a data-plane thread */
-    bool no_conn; /* publish_store got no pooled connection, for the reason in why */
-    enum db_acquire_error why;
+    bool direct;               /* the combiner did not take it: store it on a data-plane thread */
+    struct api_conn_miss miss; /* of its work on a data-plane thread */
 };
 
 static void publish_state_free(void *v)
@@ -302,13 +301,11 @@ static void publish_state_free(void *v)
 static void publish_store(struct http_request *req)
 {
     struct publish_state *ps = req->state;
-    struct app *app = req->app;
-    struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &ps->why);
-    ps->no_conn = !c;
+    struct db_conn *c = api_db_for_work(req, &ps->miss);
     if (c) {
         const struct mq_publish_plan *plans[] = {&ps->plan};
         ps->cp.o.status = mq_publish_plans(c, plans, 1, &ps->cp.deliveries);
-        db_pool_release(app->pool, c);
+        api_db_release(req, c);
     }
 }
 
@@ -319,8 +316,8 @@ static enum handler_result publish_finished(struct http_request *req)
         ps->direct = false;
         return http_offload_work(req, publish_store, publish_finished);
     }
-    if (ps->no_conn)
-        return api_reply_no_conn(req, ps->why);
+    if (ps->miss.missed)
+        return api_reply_no_conn(req, ps->miss.why);
     if (ps->cp.o.status != MQ_OK)
         return api_mq_failure(req, ps->cp.o.status, "no such topic");
     struct mq_publish_result out = {.deliveries = ps->cp.deliveries};
