@@ -354,6 +354,10 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                "# HELP rydes_http_in_flight Requests being processed.\n"
                "# TYPE rydes_http_in_flight gauge\nrydes_http_in_flight %d\n",
                http_server_in_flight(req->server));
+    buf_printf(out,
+               "# HELP rydes_http_connections Open client connections (RYDES_CONNECTION_LIMIT).\n"
+               "# TYPE rydes_http_connections gauge\nrydes_http_connections %d\n",
+               http_server_connections(req->server));
     int handlers, data;
     http_server_backlog(req->server, &handlers, &data);
     buf_printf(out,

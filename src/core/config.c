@@ -72,7 +72,7 @@ static const struct setting settings[] = {
     {"port", "RYDES_PORT", SETTING_INT, "8080", 0, 65535, NULL, OFF(port), false, NULL,
      "TCP port; 0 picks a free port and logs it"},
     {"threads", "RYDES_THREADS", SETTING_INT, "0", 0, 256, NULL, OFF(threads), false, NULL,
-     "HTTP threads, each polling its own share of connections (0: one per CPU core)"},
+     "HTTP threads, each polling its own share of connections (0: half the CPU cores)"},
     {"handler-threads", "RYDES_HANDLER_THREADS", SETTING_INT, "4", 0, 256, NULL,
      OFF(handler_threads), false, NULL,
      "two sets of this many threads run what waits on the database: the data plane's "

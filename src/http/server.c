@@ -755,6 +755,11 @@ int http_server_port(const struct http_server *s)
     return s->port;
 }
 
+int http_server_connections(const struct http_server *s)
+{
+    return atomic_load(&s->connections);
+}
+
 void http_server_backlog(const struct http_server *s, int *handlers, int *data)
 {
     *handlers = offload_waiting(s->offload);

@@ -20,10 +20,14 @@
 #include "rydes/mq_poll.h"
 #include "rydes/rides.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static struct harness_server srv;
 
@@ -944,33 +948,69 @@ static void *ride_client_main(void *arg)
     return NULL;
 }
 
-/* One ride at a time: each is stored at once on its request's thread, never handed over. */
+/* Waits until the gateway counts n open connections (a closed one is counted until its HTTP
+ * thread has seen it close). */
+static void wait_connections(int n)
+{
+    for (int i = 0; i < 500 && http_server_connections(srv.app.http) != n; i++)
+        harness_sleep_ms(10);
+    ck_assert_int_eq(http_server_connections(srv.app.http), n);
+}
+
+/* POST /rides of customer "PREFIX-i"; asserts 201. */
+static void post_ride(const char *prefix, int i)
+{
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"%s-%d\",\"duration\":60,"
+             "\"distance\":2,\"fare\":7}",
+             prefix, i);
+    struct response r;
+    harness_admin(&srv, "POST", "/rides", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+}
+
+/* One ride at a time from the only client: each is stored at once on its request's thread,
+ * never handed over. */
 START_TEST(a_lone_ride_is_not_handed_over)
 {
     unsigned long long st0, n0, st1, n1;
-    struct response r;
-    harness_admin(&srv, "POST", "/rides",
-                  "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"lone-0\",\"duration\":60,"
-                  "\"distance\":2,\"fare\":7}",
-                  &r); /* (loads the topic) */
-    ck_assert_int_eq(r.status, 201);
-    response_cleanup(&r);
+    post_ride("lone", 0); /* (loads the topic) */
     mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st0, &n0);
     for (int i = 1; i <= 5; i++) {
-        char body[160];
-        snprintf(body, sizeof body,
-                 "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"lone-%d\",\"duration\":60,"
-                 "\"distance\":2,\"fare\":7}",
-                 i);
-        harness_admin(&srv, "POST", "/rides", body, &r);
-        ck_assert_int_eq(r.status, 201);
-        response_cleanup(&r);
+        wait_connections(0);
+        post_ride("lone", i);
     }
     mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st1, &n1);
     ck_assert_int_eq(st1 - st0, 0);
     ck_assert_int_eq(n1 - n0, 0);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer LIKE 'lone-%%'"), 6);
     ck_assert_int_eq(deliveries("customer-loyalty", "lone-%"), 6);
+}
+END_TEST
+
+/* With another client connected, a ride never blocks its HTTP thread (that client's requests
+ * would wait unread behind it): it is handed over even when nothing else is going on. */
+START_TEST(a_ride_beside_another_client_is_handed_over)
+{
+    unsigned long long st0, n0, st1, n1;
+    post_ride("beside", 0); /* (loads the topic) */
+    wait_connections(0);
+    int other = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(other, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)http_server_port(srv.app.http)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(other, (struct sockaddr *)&a, sizeof a), 0);
+    wait_connections(1);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st0, &n0);
+    for (int i = 1; i <= 3; i++)
+        post_ride("beside", i);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_UPPER, &st1, &n1);
+    close(other);
+    ck_assert_int_eq(n1 - n0, 3);
+    ck_assert_int_eq(deliveries("customer-loyalty", "beside-%"), 4);
 }
 END_TEST
 
@@ -1164,6 +1204,7 @@ int main(void)
     tcase_add_test(tc, concurrent_http_sends_each_get_their_own_message);
     tcase_add_test(tc, concurrent_http_cycles_deliver_each_message_once);
     tcase_add_test(tc, a_lone_ride_is_not_handed_over);
+    tcase_add_test(tc, a_ride_beside_another_client_is_handed_over);
     tcase_add_test(tc, concurrent_http_rides_each_get_their_own_ride_published_once);
     tcase_add_test(tc, concurrent_http_publishes_share_statements_and_each_land_once);
     tcase_add_test(tc, a_stop_that_cannot_store_fails_the_sends_in_time);

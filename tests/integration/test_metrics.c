@@ -249,6 +249,7 @@ START_TEST(the_exposition_passes_the_promtool_rules)
         "rydes_saga_steps_compensated",
         "rydes_db_pool_connections",
         "rydes_long_poll_waiters",
+        "rydes_http_connections",
         "rydes_pg_dead_rows",
         "rydes_pg_oldest_transaction_seconds",
         "rydes_pg_xid_age",
@@ -268,6 +269,7 @@ START_TEST(the_exposition_passes_the_promtool_rules)
         ck_assert_msg(strstr(text, want), "no family %s", families[i]);
     }
     ck_assert_double_ge(series_value(text, "rydes_pg_dead_rows{table=\"messages\"}"), 0);
+    ck_assert_double_ge(series_value(text, "rydes_http_connections"), 1); /* the scrape's own */
     free(text);
 }
 END_TEST

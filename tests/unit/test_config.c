@@ -92,7 +92,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.database_url, "");
     ck_assert_ptr_nonnull(c.admin_token);
     ck_assert_str_eq(c.admin_token, "");
-    ck_assert_int_eq(c.threads, 0); /* one per core */
+    ck_assert_int_eq(c.threads, 0); /* half the cores */
     ck_assert_int_eq(c.handler_threads, 4);
     ck_assert_int_eq(c.db_pool_size, 16);
     ck_assert_int_eq(c.db_acquire_timeout_ms, 2000);
