@@ -305,8 +305,22 @@ static int http_threads(const struct config *cfg)
     return threads < 1 ? 1 : threads > 64 ? 64 : threads;
 }
 
+/* Warns when the pool is smaller than what the threads may hold at once: both sets of handler
+ * threads and the combiner's lanes (the workers share what is left). Slow handlers would then
+ * take connections the data plane waits for. */
+static void check_pool(const struct config *cfg)
+{
+    long long held = 2 * cfg->handler_threads + (cfg->combine ? MQ_COMBINED_KINDS : 0);
+    if (cfg->db_pool_size < held)
+        log_warn("RYDES_DB_POOL_SIZE %lld is below the %lld connections that two sets of "
+                 "RYDES_HANDLER_THREADS (%lld) and the combiner's lanes may hold at once: slow "
+                 "handlers can take those the data plane waits for",
+                 (long long)cfg->db_pool_size, held, (long long)cfg->handler_threads);
+}
+
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
+    check_pool(cfg);
     if (!start_core(app, cfg, err, errlen))
         return false;
     if (!load_tls(app, cfg, err, errlen)) {

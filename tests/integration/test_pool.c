@@ -8,6 +8,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -276,6 +277,54 @@ START_TEST(connections_give_up_on_a_vanished_server)
 }
 END_TEST
 
+static void pool_of_10(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "handler-threads", "3", &err));
+    ck_assert(config_set_flag(cfg, "db-pool-size", "10", &err));
+}
+
+static void pool_of_11(struct config *cfg)
+{
+    pool_of_10(cfg);
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "db-pool-size", "11", &err));
+}
+
+/* What a start with tweak writes to stderr (no check in between: a failed one would leave
+ * stderr redirected). */
+static void start_logged(void (*tweak)(struct config *cfg), char *text, size_t n)
+{
+    static struct harness_server other;
+    char path[] = "/tmp/test_pool_log_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    harness_start(&other, tweak);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    harness_stop(&other);
+    ssize_t got = pread(fd, text, n - 1, 0);
+    close(fd);
+    unlink(path);
+    text[got > 0 ? got : 0] = '\0';
+}
+
+/* Two sets of 3 handler threads and the combiner's 5 lanes may hold 11 connections at once: a
+ * pool of 10 is warned about at start, one of 11 is not. */
+START_TEST(a_pool_smaller_than_the_threads_is_warned_about)
+{
+    char text[8192];
+    start_logged(pool_of_10, text, sizeof text);
+    ck_assert_msg(strstr(text, "RYDES_DB_POOL_SIZE 10 is below the 11 connections"), "%s", text);
+    start_logged(pool_of_11, text, sizeof text);
+    ck_assert_msg(!strstr(text, "RYDES_DB_POOL_SIZE"), "%s", text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pool");
@@ -290,6 +339,7 @@ int main(void)
     tcase_add_test(tc, deletes_by_receipt_probe_the_key_whatever_the_statistics);
     tcase_add_test(tc, statements_that_scan_anyway_are_not_compiled);
     tcase_add_test(tc, connections_give_up_on_a_vanished_server);
+    tcase_add_test(tc, a_pool_smaller_than_the_threads_is_warned_about);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
