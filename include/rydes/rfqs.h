@@ -86,7 +86,14 @@ enum mq_status rfqs_list(struct db_conn *c, const char *after_us, const char *af
 enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, const char *id,
                                   const struct quote_input *in, bool notify);
 
-enum quote_outcome { QUOTE_STORED, QUOTE_COMPLETED, QUOTE_UNKNOWN, QUOTE_FINISHED };
+/* QUOTE_NOT_ASKED: the RFQ asked its unicorns by name (sql/024) and this one is not among them. */
+enum quote_outcome {
+    QUOTE_STORED,
+    QUOTE_COMPLETED,
+    QUOTE_UNKNOWN,
+    QUOTE_FINISHED,
+    QUOTE_NOT_ASKED
+};
 
 /* The aggregator's step for one quote (inside the caller's transaction). */
 enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,

@@ -37,11 +37,11 @@ static struct db_stmt q_quotes = DB_STMT("rfq_quotes",
                                          1);
 #define RFQ_INSERT                                                                    \
     "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, " \
-    "expected_responses, status, completed_at, completion_reason) "                   \
+    "expected_responses, status, completed_at, completion_reason, recipients) "       \
     "VALUES ($1::uuid, $2, $3, $4, $5::timestamptz, $6::timestamptz, $7::int, "       \
     "CASE WHEN $7::int = 0 THEN 'done' ELSE 'running' END, "                          \
     "CASE WHEN $7::int = 0 THEN $5::timestamptz END, "                                \
-    "CASE WHEN $7::int = 0 THEN 'all_answered' END)"
+    "CASE WHEN $7::int = 0 THEN 'all_answered' END, rfq_recipients())"
 static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT, 7);
 /* The RFQ and its publish (mq_publish_payload, sql/006) in one statement. */
 static struct db_stmt q_submit =
@@ -344,6 +344,7 @@ enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct qu
     *outcome = strcmp(o, "stored") == 0      ? QUOTE_STORED
                : strcmp(o, "completed") == 0 ? QUOTE_COMPLETED
                : strcmp(o, "unknown") == 0   ? QUOTE_UNKNOWN
+               : strcmp(o, "not_asked") == 0 ? QUOTE_NOT_ASKED
                                              : QUOTE_FINISHED;
     PQclear(r);
     return MQ_OK;

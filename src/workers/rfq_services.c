@@ -1,7 +1,8 @@
 /* The RFQ aggregator: consumes rfq-responses (the return address of every RFQ), correlates each
  * quote with its RFQ by the correlation_id attribute and records it (rydes/rfqs.h: one per
  * unicorn, the RFQ completes when all expected unicorns answered). Quotes for unknown or
- * finished RFQs and malformed ones are acked and counted, never retried. A deadline timer
+ * finished RFQs, from unicorns the RFQ did not ask and malformed ones are acked and counted,
+ * never retried. A deadline timer
  * completes RFQs at their eta: one indexed statement a few times a second for all of them. */
 #include "rydes/rfqs.h"
 #include "rydes/services.h"
@@ -16,7 +17,7 @@
 #define RFQ_TIMER_MS 200 /* completion shows in status within this of the deadline */
 
 static struct {
-    _Atomic uint64_t stored, completed, expired, unknown, finished, invalid;
+    _Atomic uint64_t stored, completed, expired, unknown, finished, not_asked, invalid;
 } counters;
 
 /* The string value of message attribute name, or NULL. */
@@ -49,6 +50,7 @@ static enum consumer_result aggregate(const struct consumer_env *env, struct db_
             atomic_fetch_add(o == QUOTE_STORED      ? &counters.stored
                              : o == QUOTE_COMPLETED ? &counters.completed
                              : o == QUOTE_UNKNOWN   ? &counters.unknown
+                             : o == QUOTE_NOT_ASKED ? &counters.not_asked
                                                     : &counters.finished,
                              1);
         }
@@ -115,6 +117,7 @@ void rfq_render_metrics(struct buf *out)
                "rydes_rfq_quotes_total{outcome=\"completed\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_unknown\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_finished\"} %llu\n"
+               "rydes_rfq_quotes_total{outcome=\"ignored_not_asked\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_invalid\"} %llu\n"
                "# HELP rydes_rfqs_expired_total RFQs completed at their eta by the timer.\n"
                "# TYPE rydes_rfqs_expired_total counter\nrydes_rfqs_expired_total %llu\n",
@@ -122,6 +125,7 @@ void rfq_render_metrics(struct buf *out)
                (unsigned long long)atomic_load(&counters.completed),
                (unsigned long long)atomic_load(&counters.unknown),
                (unsigned long long)atomic_load(&counters.finished),
+               (unsigned long long)atomic_load(&counters.not_asked),
                (unsigned long long)atomic_load(&counters.invalid),
                (unsigned long long)atomic_load(&counters.expired));
 }

@@ -244,9 +244,10 @@ static long long metric(struct harness_server *s, const char *sample)
     return v;
 }
 
-enum outcome { STORED, COMPLETED, UNKNOWN, FINISHED, INVALID, OUTCOMES };
-static const char *const outcome_names[OUTCOMES] = {"stored", "completed", "ignored_unknown",
-                                                    "ignored_finished", "ignored_invalid"};
+enum outcome { STORED, COMPLETED, UNKNOWN, FINISHED, NOT_ASKED, INVALID, OUTCOMES };
+static const char *const outcome_names[OUTCOMES] = {
+    "stored",           "completed",         "ignored_unknown",
+    "ignored_finished", "ignored_not_asked", "ignored_invalid"};
 
 static void quote_counts(struct harness_server *s, long long out[OUTCOMES])
 {
@@ -628,7 +629,7 @@ START_TEST(all_unicorns_answer_early)
     free(row);
 
     /* four quotes stored, the fifth completed it; every message consumed */
-    long long moved[OUTCOMES] = {FLEET - 1, 1, 0, 0, 0};
+    long long moved[OUTCOMES] = {FLEET - 1, 1, 0, 0, 0, 0};
     wait_quote_counts(&s, base, moved, 3);
     ck_assert_int_eq(wait_sql(RFQ_QUEUES_SQL, 0, 5), 0);
     harness_stop(&s);
@@ -859,7 +860,8 @@ START_TEST(late_duplicate_and_uncorrelated_quotes)
     response_cleanup(&r);
 
     /* straight into the return address: a finished RFQ, an unknown one, no or a bad correlation
-     * id, invalid bodies (for a running RFQ), and a valid quote sent as a string body */
+     * id, a unicorn the RFQ did not ask, invalid bodies (for a running RFQ), and a valid quote
+     * sent as a string body */
     submit(&s, "late-2", 30, 2, other);
     char unknown[IDS_UUID_LEN];
     ids_uuid(unknown);
@@ -867,6 +869,7 @@ START_TEST(late_duplicate_and_uncorrelated_quotes)
     send_response(&s, "{\"unicorn\": \"stardust\", \"price\": 10}", unknown);
     send_response(&s, "{\"unicorn\": \"stardust\", \"price\": 10}", NULL);
     send_response(&s, "{\"unicorn\": \"stardust\", \"price\": 10}", "not-a-uuid");
+    send_response(&s, "{\"unicorn\": \"moonbeam\", \"price\": 9}", other);
     const char *invalid[] = {
         "{\"unicorn\": \"stardust\", \"price\": -1}",
         "{\"price\": 10}",
@@ -880,12 +883,12 @@ START_TEST(late_duplicate_and_uncorrelated_quotes)
     int ninvalid = (int)(sizeof invalid / sizeof *invalid);
     for (int i = 0; i < ninvalid; i++)
         send_response(&s, invalid[i], other);
-    send_response(&s, "\"{\\\"unicorn\\\": \\\"moonbeam\\\", \\\"price\\\": \\\"12.00\\\"}\"",
+    send_response(&s, "\"{\\\"unicorn\\\": \\\"sparkle\\\", \\\"price\\\": \\\"12.00\\\"}\"",
                   other);
-    long long moved[OUTCOMES] = {3, 1, 1, 1, 2 + ninvalid};
+    long long moved[OUTCOMES] = {3, 1, 1, 1, 1, 2 + ninvalid};
     wait_quote_counts(&s, base, moved, 5);
     ck_assert_int_eq(wait_sql(RESPONSES_SQL, 0, 3), 0);
-    ck_assert_int_eq(handled(&s) - handled0, 3 + 1 + 1 + 2 + ninvalid + 1);
+    ck_assert_int_eq(handled(&s) - handled0, 3 + 1 + 1 + 1 + 2 + ninvalid + 1);
 
     /* the finished RFQ is untouched; the running one holds the string-bodied quote only */
     get_result(&s, id, &r);
@@ -897,10 +900,14 @@ START_TEST(late_duplicate_and_uncorrelated_quotes)
     get(&s, "/query-instant-ride-rfq/%s", other, &r);
     quotes = json_object_get(r.json, "quotes");
     ck_assert_int_eq(assert_quotes(quotes), 1);
-    ck_assert_str_eq(json_str(json_array_get(quotes, 0), "unicorn"), "moonbeam");
+    ck_assert_str_eq(json_str(json_array_get(quotes, 0), "unicorn"), "sparkle");
     ck_assert_double_eq(json_number_value(json_object_get(json_array_get(quotes, 0), "price")), 12);
     response_cleanup(&r);
     ck_assert_int_eq(sqlf("SELECT count(*) FROM rfq_quotes"), 3);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND status = 'running' AND "
+                          "recipients = '{shadowfax,sparkle}'",
+                          other),
+                     1);
     harness_stop(&s);
 }
 END_TEST
@@ -1322,12 +1329,12 @@ START_TEST(a_goodie_of_100_characters_is_accepted_whatever_its_bytes)
     quote_counts(&s, base);
 
     struct response r;
-    snprintf(body, sizeof body, "{\"unicorn\": \"u2\", \"price\": 2, \"goodies\": [\"%s\"]}",
+    snprintf(body, sizeof body, "{\"unicorn\": \"sparkle\", \"price\": 2, \"goodies\": [\"%s\"]}",
              longer);
     ck_assert_int_eq(post_quote(&s, id, HARNESS_ADMIN_TOKEN, body, &r), 400);
     ck_assert(problem_names_field(&r, "goodies"));
     response_cleanup(&r);
-    snprintf(body, sizeof body, "{\"unicorn\": \"u3\", \"price\": 3, \"goodies\": [\"%s\"]}",
+    snprintf(body, sizeof body, "{\"unicorn\": \"stardust\", \"price\": 3, \"goodies\": [\"%s\"]}",
              goodie);
     send_response(&s, body, id);
     long long now[OUTCOMES];
@@ -1336,7 +1343,7 @@ START_TEST(a_goodie_of_100_characters_is_accepted_whatever_its_bytes)
         harness_sleep_ms(50);
         quote_counts(&s, now);
     } while (now[STORED] + now[INVALID] == base[STORED] + base[INVALID] && now_s() < until);
-    snprintf(body, sizeof body, "{\"unicorn\": \"u1\", \"price\": 1, \"goodies\": [\"%s\"]}",
+    snprintf(body, sizeof body, "{\"unicorn\": \"shadowfax\", \"price\": 1, \"goodies\": [\"%s\"]}",
              goodie);
     long st = post_quote(&s, id, HARNESS_ADMIN_TOKEN, body, &r);
     char msg[1024];
@@ -1545,6 +1552,62 @@ START_TEST(an_external_unicorn_joins_through_the_api)
 }
 END_TEST
 
+/* Posts a quote of unicorn name at price for RFQ id through the API (202). */
+static void quote_as(struct harness_server *s, const char *token, const char *id, const char *name,
+                     int price)
+{
+    char body[160];
+    snprintf(body, sizeof body, "{\"unicorn\": \"%s\", \"price\": %d}", name, price);
+    struct response r;
+    ck_assert_int_eq(post_quote(s, id, token, body, &r), 202);
+    response_cleanup(&r);
+}
+
+/* Quotes under names of a client's own never complete an RFQ: only the unicorns it asked (the
+ * queues rfq-unicorn-NAME subscribed at submission) count. With a subscription named otherwise
+ * whose answers may come under any name, every name counts. */
+START_TEST(only_the_unicorns_asked_complete_an_rfq)
+{
+    struct harness_server s;
+    harness_start(&s, two_quiet_unicorns);
+    char service[SECRET_TOKEN_LEN], id[IDS_UUID_LEN];
+    create_token(&s, "service", service);
+    long long base[OUTCOMES];
+    quote_counts(&s, base);
+    submit(&s, "asked-1", 30, 2, id);
+    ck_assert_int_eq(
+        sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND recipients = '{shadowfax,sparkle}'",
+             id),
+        1);
+    quote_as(&s, service, id, "impostor-1", 1);
+    quote_as(&s, service, id, "impostor-2", 2);
+    long long refused[OUTCOMES] = {0, 0, 0, 0, 2, 0};
+    wait_quote_counts(&s, base, refused, 5);
+    struct response r;
+    get(&s, "/rfqs/%s/status", id, &r);
+    assert_status(r.json, id, false, NULL, 2, 0, false);
+    response_cleanup(&r);
+    quote_as(&s, service, id, "shadowfax", 30);
+    quote_as(&s, service, id, "sparkle", 31);
+    ck_assert_msg(wait_done(&s, id, 3, &r) > 0, "not done: %s", buf_str(&r.body));
+    assert_status(r.json, id, true, "all_answered", 2, 2, false);
+    response_cleanup(&r);
+
+    harness_put_queue(&s, "acme-quotes", NULL, 201);
+    put_subscription(&s, "acme", "{\"queue\": \"acme-quotes\", \"raw_delivery\": true}");
+    submit(&s, "asked-2", 30, 3, id);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND recipients IS NULL", id),
+                     1);
+    quote_as(&s, service, id, "acme", 20);
+    quote_as(&s, service, id, "shadowfax", 30);
+    quote_as(&s, service, id, "sparkle", 31);
+    ck_assert_msg(wait_done(&s, id, 3, &r) > 0, "not done: %s", buf_str(&r.body));
+    assert_status(r.json, id, true, "all_answered", 3, 3, false);
+    response_cleanup(&r);
+    harness_stop(&s);
+}
+END_TEST
+
 /* ---- 6. a restart while RFQs run --------------------------------------------------------------
  */
 
@@ -1562,7 +1625,7 @@ START_TEST(rfqs_complete_across_a_restart)
     char a[IDS_UUID_LEN], b[IDS_UUID_LEN];
     /* A: its quote recorded, then the server stops before the eta and starts after it */
     double eta_a = submit(&s, "restart-a", 10, FLEET, a); /* room for a loaded machine (ASan) */
-    send_response(&s, "{\"unicorn\": \"early-bird\", \"price\": 30}", a);
+    send_response(&s, "{\"unicorn\": \"moonbeam\", \"price\": 30}", a);
     ck_assert_int_eq(wait_responses(&s, a, 1, 2), 1);
     long long expired = metric(&s, "rydes_rfqs_expired_total");
     harness_stop(&s);
@@ -1585,7 +1648,7 @@ START_TEST(rfqs_complete_across_a_restart)
     get_result(&s, a, &r);
     json_t *quotes = json_object_get(r.json, "quotes");
     ck_assert_int_eq(assert_quotes(quotes), 1);
-    ck_assert_str_eq(json_str(json_array_get(quotes, 0), "unicorn"), "early-bird");
+    ck_assert_str_eq(json_str(json_array_get(quotes, 0), "unicorn"), "moonbeam");
     ck_assert_double_eq(json_number_value(json_object_get(json_array_get(quotes, 0), "price")), 30);
     ck_assert_msg(ts_s(json_str(r.json, "completed_at")) >= eta_a - 0.001, "completed before eta");
     response_cleanup(&r);
@@ -1597,8 +1660,8 @@ START_TEST(rfqs_complete_across_a_restart)
      * as usual */
     harness_start(&s, no_services);
     double eta_b = submit(&s, "restart-b", 4, FLEET, b);
-    send_response(&s, "{\"unicorn\": \"patient\", \"price\": \"31.00\"}", b);
-    send_response(&s, "{\"unicorn\": \"patient\", \"price\": \"25.75\"}", b);
+    send_response(&s, "{\"unicorn\": \"rainbow\", \"price\": \"31.00\"}", b);
+    send_response(&s, "{\"unicorn\": \"rainbow\", \"price\": \"25.75\"}", b);
     ck_assert_int_eq(in_queue("rfq-responses"), 2);
     harness_stop(&s);
     harness_start(&s, aggregator_only);
@@ -1614,7 +1677,7 @@ START_TEST(rfqs_complete_across_a_restart)
     get_result(&s, b, &r);
     quotes = json_object_get(r.json, "quotes");
     ck_assert_int_eq(assert_quotes(quotes), 1);
-    ck_assert_str_eq(json_str(json_array_get(quotes, 0), "unicorn"), "patient");
+    ck_assert_str_eq(json_str(json_array_get(quotes, 0), "unicorn"), "rainbow");
     ck_assert_double_eq(json_number_value(json_object_get(json_array_get(quotes, 0), "price")),
                         25.75);
     response_cleanup(&r);
@@ -1842,6 +1905,7 @@ int main(void)
     tcase_add_test(gather, unicorns_that_never_answer_leave_the_others_quotes_at_the_eta);
     tcase_add_test(gather, late_duplicate_and_uncorrelated_quotes);
     tcase_add_test(gather, an_external_unicorn_joins_through_the_api);
+    tcase_add_test(gather, only_the_unicorns_asked_complete_an_rfq);
     tcase_add_test(gather, rfqs_complete_across_a_restart);
     tcase_add_test(gather, fifty_concurrent_rfqs_all_answered);
     tcase_add_test(gather, a_quote_recorded_after_the_eta_is_refused);
