@@ -14,6 +14,7 @@ struct config {
     int64_t port;
     int64_t threads;
     int64_t handler_threads;
+    int64_t data_threads;
     int64_t db_pool_size;
     int64_t db_acquire_timeout_ms;
     int64_t db_connect_timeout;

@@ -71,7 +71,9 @@ struct http_server_config {
     const char *bind;
     int port;            /* 0: any free port */
     int threads;         /* HTTP threads (MHD's pool) */
-    int handler_threads; /* of each set (rydes/offload.h); 0: the HTTP threads run it all */
+    int handler_threads; /* of the handlers' set (rydes/offload.h); 0: the HTTP threads run it all
+                          */
+    int data_threads;    /* of the data plane's set, when there are handler threads */
     int connection_limit;
     int connection_timeout;
     int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */

@@ -362,7 +362,7 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
     http_server_backlog(req->server, &handlers, &data);
     buf_printf(out,
                "# HELP rydes_http_thread_backlog Requests waiting for a thread of a set "
-               "(RYDES_HANDLER_THREADS): the handlers' or the data plane's.\n"
+               "(RYDES_HANDLER_THREADS, RYDES_DATA_THREADS): the handlers' or the data plane's.\n"
                "# TYPE rydes_http_thread_backlog gauge\n"
                "rydes_http_thread_backlog{set=\"handlers\"} %d\n"
                "rydes_http_thread_backlog{set=\"data\"} %d\n",

@@ -305,17 +305,25 @@ static int http_threads(const struct config *cfg)
     return threads < 1 ? 1 : threads > 64 ? 64 : threads;
 }
 
-/* Warns when the pool is smaller than what the threads may hold at once: both sets of handler
- * threads and the combiner's lanes (the workers share what is left). Slow handlers would then
- * take connections the data plane waits for. */
+/* The data plane's threads: RYDES_DATA_THREADS, or as many as the handlers' (0). */
+static int data_threads(const struct config *cfg)
+{
+    return (int)(cfg->data_threads > 0 ? cfg->data_threads : cfg->handler_threads);
+}
+
+/* Warns when the pool is smaller than what the threads may hold at once: both sets of threads
+ * and the combiner's lanes (the workers share what is left). Slow handlers would then take
+ * connections the data plane waits for. */
 static void check_pool(const struct config *cfg)
 {
-    long long held = 2 * cfg->handler_threads + (cfg->combine ? MQ_COMBINED_KINDS : 0);
+    long long sets = cfg->handler_threads ? cfg->handler_threads + data_threads(cfg) : 0;
+    long long held = sets + (cfg->combine ? MQ_COMBINED_KINDS : 0);
     if (cfg->db_pool_size < held)
-        log_warn("RYDES_DB_POOL_SIZE %lld is below the %lld connections that two sets of "
-                 "RYDES_HANDLER_THREADS (%lld) and the combiner's lanes may hold at once: slow "
-                 "handlers can take those the data plane waits for",
-                 (long long)cfg->db_pool_size, held, (long long)cfg->handler_threads);
+        log_warn("RYDES_DB_POOL_SIZE %lld is below the %lld connections that the handler "
+                 "threads (%lld), the data plane's (%d) and the combiner's lanes may hold at "
+                 "once: slow handlers can take those the data plane waits for",
+                 (long long)cfg->db_pool_size, held, (long long)cfg->handler_threads,
+                 data_threads(cfg));
 }
 
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
@@ -335,6 +343,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         .port = (int)cfg->port,
         .threads = http_threads(cfg),
         .handler_threads = (int)cfg->handler_threads,
+        .data_threads = data_threads(cfg),
         .connection_limit = (int)cfg->connection_limit,
         .connection_timeout = (int)cfg->connection_timeout,
         .request_timeout = (int)cfg->request_timeout,

@@ -75,13 +75,16 @@ static const struct setting settings[] = {
      "HTTP threads, each polling its own share of connections (0: half the CPU cores)"},
     {"handler-threads", "RYDES_HANDLER_THREADS", SETTING_INT, "4", 0, 256, NULL,
      OFF(handler_threads), false, NULL,
-     "two sets of this many threads run what waits on the database: the data plane's "
-     "statements, and the other handlers (lists, purges, the Wild Rydes routes, metrics); "
-     "0: the HTTP threads run them"},
+     "threads that run what waits on the database but the data plane's statements (lists, "
+     "purges, the Wild Rydes routes, metrics); 0: the HTTP threads run everything"},
+    {"data-threads", "RYDES_DATA_THREADS", SETTING_INT, "0", 0, 256, NULL, OFF(data_threads), false,
+     NULL,
+     "threads of the data plane's set (0: as many as RYDES_HANDLER_THREADS); none without "
+     "handler threads"},
     {"db-pool-size", "RYDES_DB_POOL_SIZE", SETTING_INT, "16", 1, 1000, NULL, OFF(db_pool_size),
      false, NULL,
-     "database connections shared by all threads, opened as needed (at least twice "
-     "RYDES_HANDLER_THREADS and the combiner's five lanes, so that neither waits for the other)"},
+     "database connections shared by all threads, opened as needed (at least both sets of "
+     "threads and the combiner's five lanes, so that neither waits for the other)"},
     {"db-acquire-timeout-ms", "RYDES_DB_ACQUIRE_TIMEOUT_MS", SETTING_INT, "2000", 1, 60000, NULL,
      OFF(db_acquire_timeout_ms), false, NULL,
      "how long a request waits for a pooled connection before 503"},

@@ -28,6 +28,14 @@ static void one_of_each(struct config *cfg)
     threads(cfg, "1", "1");
 }
 
+/* One handler thread, two for the data plane. */
+static void two_data_threads(struct config *cfg)
+{
+    struct config_error err;
+    threads(cfg, "1", "1");
+    ck_assert(config_set_flag(cfg, "data-threads", "2", &err));
+}
+
 static void no_handler_threads(struct config *cfg)
 {
     threads(cfg, "1", "0");
@@ -280,6 +288,50 @@ START_TEST(a_shutdown_refuses_data_plane_work_not_yet_begun)
 }
 END_TEST
 
+/* The DELETE of receipt in FIFO queue queue, begun (not waited for). */
+static void fifo_delete_start(struct call *c, const char *queue, const char *receipt)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/queues/%s/messages/%s", queue, receipt);
+    call_start(c, "DELETE", path);
+}
+
+/* RYDES_DATA_THREADS sizes the data plane's set apart from the handlers': with two, two FIFO
+ * deletes wait on row locks at once and a third waits its turn (with one, the second would). */
+START_TEST(the_data_plane_runs_as_many_at_once_as_its_threads)
+{
+    harness_start(&srv, two_data_threads);
+    const char *queues[] = {"data-a.fifo", "data-b.fifo", "data-c.fifo"};
+    char *receipts[3];
+    for (int i = 0; i < 3; i++) {
+        harness_put_queue(&srv, queues[i], NULL, 201);
+        receipts[i] = fifo_receipt(queues[i]);
+    }
+    PGconn *holders[] = {holder_lock(queues[0]), holder_lock(queues[1])};
+    struct call deletes[3];
+    for (int i = 0; i < 2; i++)
+        fifo_delete_start(&deletes[i], queues[i], receipts[i]);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "wait_event_type = 'Lock' AND datname = current_database()",
+                                      2, 10),
+                     2);
+    fifo_delete_start(&deletes[2], queues[2], receipts[2]); /* its rows are free */
+    harness_sleep_ms(300);
+    ck_assert_int_eq(atomic_load(&deletes[2].status), 0); /* no data-plane thread free */
+    int handlers = -1, data = -1;
+    http_server_backlog(srv.app.http, &handlers, &data);
+    ck_assert_int_eq(data, 1);
+    for (int i = 0; i < 2; i++)
+        holder_release(holders[i]);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(call_end(&deletes[i]), 204);
+        ck_assert_int_eq(messages_of(queues[i]), 0);
+        free(receipts[i]);
+    }
+    harness_stop(&srv);
+}
+END_TEST
+
 START_TEST(without_handler_threads_every_route_runs_on_the_http_thread)
 {
     harness_start(&srv, no_handler_threads);
@@ -312,6 +364,7 @@ int main(void)
     tcase_add_test(tc, slow_routes_beyond_the_handler_threads_wait_their_turn);
     tcase_add_test(tc, a_shutdown_finishes_begun_handlers_and_refuses_queued_ones);
     tcase_add_test(tc, a_shutdown_refuses_data_plane_work_not_yet_begun);
+    tcase_add_test(tc, the_data_plane_runs_as_many_at_once_as_its_threads);
     tcase_add_test(tc, without_handler_threads_every_route_runs_on_the_http_thread);
     suite_add_tcase(s, tc);
     return harness_run(s);

@@ -280,6 +280,8 @@ END_TEST
 static void pool_of_10(struct config *cfg)
 {
     struct config_error err;
+    ck_assert(config_set_flag(cfg, "combine", "true", &err)); /* whatever RYDES_COMBINE says */
+    ck_assert(config_set_flag(cfg, "data-threads", "0", &err));
     ck_assert(config_set_flag(cfg, "handler-threads", "3", &err));
     ck_assert(config_set_flag(cfg, "db-pool-size", "10", &err));
 }

@@ -21,6 +21,7 @@ static const char *const all_env[] = {
     "RYDES_PORT",
     "RYDES_THREADS",
     "RYDES_HANDLER_THREADS",
+    "RYDES_DATA_THREADS",
     "RYDES_DB_POOL_SIZE",
     "RYDES_DB_ACQUIRE_TIMEOUT_MS",
     "RYDES_DB_CONNECT_TIMEOUT",
@@ -42,6 +43,7 @@ static const char *const all_flags[] = {
     "port",
     "threads",
     "handler-threads",
+    "data-threads",
     "db-pool-size",
     "db-acquire-timeout-ms",
     "db-connect-timeout",
@@ -94,6 +96,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.admin_token, "");
     ck_assert_int_eq(c.threads, 0); /* half the cores */
     ck_assert_int_eq(c.handler_threads, 4);
+    ck_assert_int_eq(c.data_threads, 0); /* as many as the handler threads */
     ck_assert_int_eq(c.db_pool_size, 16);
     ck_assert_int_eq(c.db_acquire_timeout_ms, 2000);
     ck_assert_int_eq(c.db_connect_timeout, 3);
@@ -315,6 +318,10 @@ START_TEST(test_env_int_ranges)
     ck_assert(!config_load_env(&c, &err));
     ck_assert_ptr_nonnull(strstr(err.message, "RYDES_HANDLER_THREADS"));
     unsetenv("RYDES_HANDLER_THREADS");
+    setenv("RYDES_DATA_THREADS", "-1", 1);
+    ck_assert(!config_load_env(&c, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "RYDES_DATA_THREADS"));
+    unsetenv("RYDES_DATA_THREADS");
     config_cleanup(&c);
 }
 END_TEST
