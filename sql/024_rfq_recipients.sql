@@ -3,27 +3,16 @@
 -- rfq_add_quote (008, 023) completed an RFQ once it held as many quotes as the request had
 -- deliveries, under whatever unicorn names the quotes declared: a service client quoting
 -- under names of its own could complete an RFQ before the subscribed unicorns answered. An
--- RFQ now records the unicorns it asks at submission: NAME of every queue rfq-unicorn-NAME
--- (DESIGN.md's topology) subscribed to rfq-requests. A quote under another name is refused
--- ('not_asked': the aggregator acks and counts it) and never completes the RFQ. When the
--- topic also has other subscriptions (an operator's URL or queue), whose answers may come
--- under any name, recipients is NULL and every name counts, as before.
+-- RFQ now records the unicorns it asks at submission (src/rydes/rfqs.c, from the same
+-- subscriptions its request is published to): NAME of every queue rfq-unicorn-NAME (DESIGN.md's
+-- topology) subscribed to rfq-requests. A quote under another name is refused ('not_asked':
+-- the aggregator acks and counts it) and never completes the RFQ. When the topic also has other
+-- subscriptions (an operator's URL or queue), whose answers may come under any name,
+-- recipients is NULL and every name counts, as before.
 
 ALTER TABLE rfqs ADD COLUMN recipients text[];
 COMMENT ON COLUMN rfqs.recipients IS
     'the unicorns asked (their queues rfq-unicorn-NAME); NULL: quotes under any name count';
-
--- The unicorns an RFQ submitted now asks (see above); NULL when any subscription of topic
--- rfq-requests is not a queue rfq-unicorn-NAME, or the topic has none.
-CREATE FUNCTION rfq_recipients() RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN bool_and(q.name IS NOT NULL AND q.name LIKE 'rfq-unicorn-%')
-                THEN array_agg(substr(q.name, 13) ORDER BY q.name) END
-    FROM subscriptions s
-    JOIN topics t ON t.id = s.topic_id
-    LEFT JOIN queues q ON q.id = s.queue_id AND s.url IS NULL
-    WHERE t.name = 'rfq-requests'
-$$;
 
 CREATE OR REPLACE FUNCTION rfq_add_quote(p_rfq uuid, p_unicorn text, p_price numeric,
                                          p_goodies jsonb)

@@ -1,7 +1,8 @@
 /* A fixed set of threads that run jobs handed to them in order of arrival. The HTTP server has
  * two: one for the handlers that may wait on the database for long (lists, peeks, purges, the
  * Wild Rydes workflows, metrics), one for the data plane's statements, so that the HTTP
- * threads, as few as the machine has cores, only read, route and write (rydes/http.h). */
+ * threads, half as many as the machine has cores by default, only read, route and write
+ * (rydes/http.h). */
 #ifndef RYDES_OFFLOAD_H
 #define RYDES_OFFLOAD_H
 

@@ -15,13 +15,14 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#define RFQS_TOPIC       "rfq-requests"
-#define RFQS_RESPONSES   "rfq-responses"
-#define RFQS_TIMEOUT_MIN 1
-#define RFQS_TIMEOUT_MAX 300
-#define RFQS_TIMEOUT_DEF 30
-#define RFQS_GOODIES_MAX 20
-#define RFQS_PRICE_MAX   1000000.0
+#define RFQS_TOPIC         "rfq-requests"
+#define RFQS_RESPONSES     "rfq-responses"
+#define RFQS_UNICORN_QUEUE "rfq-unicorn-" /* + the unicorn's name: its queue */
+#define RFQS_TIMEOUT_MIN   1
+#define RFQS_TIMEOUT_MAX   300
+#define RFQS_TIMEOUT_DEF   30
+#define RFQS_GOODIES_MAX   20
+#define RFQS_PRICE_MAX     1000000.0
 
 struct rfq_input {
     const char *from, *to, *customer;
@@ -98,6 +99,9 @@ enum quote_outcome {
 /* The aggregator's step for one quote (inside the caller's transaction). */
 enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,
                               enum quote_outcome *outcome);
+/* Does RFQ id take quotes from unicorn (one it asked, or any when it asked none by name)?
+ * MQ_NOT_FOUND when there is no such RFQ. */
+enum mq_status rfqs_asked(struct db_conn *c, const char *id, const char *unicorn, bool *asked);
 /* Completes every running RFQ past its eta; *n how many. */
 enum mq_status rfqs_expire(struct db_conn *c, int *n);
 

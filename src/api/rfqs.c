@@ -150,12 +150,20 @@ enum handler_result api_rfqs_quote(struct http_request *req)
         rfq_clear(&r);
         return res;
     }
+    bool asked = false;
     struct mq_queue queue;
-    enum mq_status st = mq_queue_get(c, RFQS_RESPONSES, &queue);
-    if (st == MQ_OK)
+    enum mq_status st = rfqs_asked(c, r.id, q.unicorn, &asked);
+    if (st == MQ_OK && asked && (st = mq_queue_get(c, RFQS_RESPONSES, &queue)) == MQ_OK)
         st = rfqs_enqueue_quote(c, &queue, r.id, &q, mq_hub_listened(req->app->hub, queue.id));
     api_db_release(req, c);
     rfq_clear(&r);
+    if (st == MQ_OK && !asked)
+        return http_reply_problem(req, 422,
+                                  "unicorn: this RFQ did not ask that unicorn (it asks those whose "
+                                  "queue " RFQS_UNICORN_QUEUE "NAME was subscribed to " RFQS_TOPIC
+                                  " when it was submitted)");
+    if (st == MQ_NOT_FOUND && !asked) /* the RFQ went meanwhile */
+        return api_mq_failure(req, st, "no such RFQ");
     if (st == MQ_NOT_FOUND)
         return api_topology_missing(req, "queue", RFQS_RESPONSES);
     if (st != MQ_OK)

@@ -35,20 +35,24 @@ static struct db_stmt q_quotes = DB_STMT("rfq_quotes",
                                          "FROM rfq_quotes WHERE rfq_id = $1 "
                                          "ORDER BY price, received_at, unicorn",
                                          1);
-#define RFQ_INSERT                                                                    \
+/* $1..$7 and the recipients (sql/024) as parameter $R. */
+#define RFQ_INSERT(R)                                                                 \
     "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, " \
     "expected_responses, status, completed_at, completion_reason, recipients) "       \
     "VALUES ($1::uuid, $2, $3, $4, $5::timestamptz, $6::timestamptz, $7::int, "       \
     "CASE WHEN $7::int = 0 THEN 'done' ELSE 'running' END, "                          \
     "CASE WHEN $7::int = 0 THEN $5::timestamptz END, "                                \
-    "CASE WHEN $7::int = 0 THEN 'all_answered' END, rfq_recipients())"
-static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT, 7);
+    "CASE WHEN $7::int = 0 THEN 'all_answered' END, $" R "::text[])"
+static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT("8"), 8);
 /* The RFQ and its publish (mq_publish_payload, sql/006) in one statement. */
 static struct db_stmt q_submit =
     DB_STMT("rfq_submit",
-            "WITH r AS (" RFQ_INSERT " RETURNING id) "
-            "SELECT " MQ_PUBLISH_JSON_SQL("8", "9", "10", "11", "12") " FROM r",
-            12);
+            "WITH r AS (" RFQ_INSERT("13") " RETURNING id) "
+                                           "SELECT " MQ_PUBLISH_JSON_SQL("8", "9", "10", "11",
+                                                                         "12") " FROM r",
+            13);
+static struct db_stmt q_asked = DB_STMT(
+    "rfq_asked", "SELECT recipients IS NULL OR $2 = ANY (recipients) FROM rfqs WHERE id = $1", 2);
 static struct db_stmt q_add =
     DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb)", 4);
 static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
@@ -212,12 +216,37 @@ static void request_event(const struct rfq *r, char **body, json_t **attrs)
     trace_add_attributes(*attrs);
 }
 
-/* Stores r expecting n responses (inside the caller's transaction). */
-static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n)
+/* The unicorns an RFQ published to set asks (sql/024), from the subscriptions its request goes
+ * to: "{NAME,...}" of every queue rfq-unicorn-NAME into out (queue names need no quoting).
+ * False (out empty: quotes under any name count) when a subscription is a URL or a queue named
+ * otherwise, or there is none. */
+static bool recipients_of(const struct topic_set *set, struct buf *out)
+{
+    size_t prefix = strlen(RFQS_UNICORN_QUEUE);
+    buf_init(out);
+    for (int i = 0; i < set->n; i++) {
+        const char *q = set->subs[i].queue;
+        if (set->subs[i].url || strncmp(q, RFQS_UNICORN_QUEUE, prefix) != 0 || !q[prefix]) {
+            buf_cleanup(out);
+            buf_init(out);
+            return false;
+        }
+        buf_puts(out, i ? "," : "{");
+        buf_puts(out, q + prefix);
+    }
+    if (out->len)
+        buf_puts(out, "}");
+    return out->len > 0;
+}
+
+/* Stores r expecting n responses from recipients (a text[] literal, or NULL) inside the
+ * caller's transaction. */
+static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n, const char *recipients)
 {
     char expected[16];
     snprintf(expected, sizeof expected, "%d", n);
-    const char *v[] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
+    const char *v[] = {r->id,           r->from, r->to,    r->customer,
+                       r->submitted_at, r->eta,  expected, recipients};
     PGresult *res = db_exec(c, &q_insert, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_COMMAND_OK))
         return mq_failed(c, res);
@@ -228,7 +257,7 @@ static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n)
 /* Any topology besides raw queues (an operator's URL or enveloped subscription): publish first,
  * then store the RFQ expecting as many answers as the publish had deliveries. */
 static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *set, struct rfq *r,
-                                   const struct mq_publish *p,
+                                   const struct mq_publish *p, const char *recipients,
                                    bool (*listened)(void *ctx, int queue_id), void *ctx,
                                    struct mq_publish_result *published)
 {
@@ -236,7 +265,7 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
         return MQ_UNAVAILABLE;
     enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
     if (st == MQ_OK)
-        st = insert(c, r, published->deliveries);
+        st = insert(c, r, published->deliveries, recipients);
     if (st == MQ_OK && !db_commit(c))
         st = MQ_UNAVAILABLE;
     if (st != MQ_OK)
@@ -246,13 +275,14 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
 }
 
 static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
-                                  const struct mq_publish_plan *plan,
+                                  const struct mq_publish_plan *plan, const char *recipients,
                                   struct mq_publish_result *published)
 {
     char expected[16];
     snprintf(expected, sizeof expected, "%d", plan->n);
-    const char *v[12] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
+    const char *v[13] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
     mq_publish_plan_params(plan, &v[7]);
+    v[12] = recipients;
     PGresult *res = db_exec(c, &q_submit, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_TUPLES_OK))
         return mq_failed(c, res);
@@ -284,8 +314,12 @@ enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
         .body = body, .body_len = strlen(body), .body_json = true, .attributes = attrs};
     struct mq_publish_plan plan;
     mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
-    enum mq_status st = plan.lean ? submit_lean(c, out, &plan, published)
-                                  : submit_in_tx(c, set, out, &p, listened, ctx, published);
+    struct buf names;
+    const char *recipients = recipients_of(set, &names) ? buf_str(&names) : NULL;
+    enum mq_status st = plan.lean
+                            ? submit_lean(c, out, &plan, recipients, published)
+                            : submit_in_tx(c, set, out, &p, recipients, listened, ctx, published);
+    buf_cleanup(&names);
     mq_publish_plan_clear(&plan);
     free(body);
     json_decref(attrs);
@@ -348,6 +382,18 @@ enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct qu
                                              : QUOTE_FINISHED;
     PQclear(r);
     return MQ_OK;
+}
+
+enum mq_status rfqs_asked(struct db_conn *c, const char *id, const char *unicorn, bool *asked)
+{
+    const char *v[] = {id, unicorn};
+    PGresult *r = db_exec(c, &q_asked, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    bool found = PQntuples(r) == 1;
+    *asked = found && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
 }
 
 enum mq_status rfqs_expire(struct db_conn *c, int *n)

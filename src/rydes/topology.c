@@ -78,7 +78,7 @@ static bool ensure_all(PGconn *pg, const struct config *cfg, char *err, size_t e
     for (int i = 0; ok && i < cfg->unicorns; i++) {
         char name[64], queue[80];
         rfqs_unicorn_name(i, name, sizeof name);
-        snprintf(queue, sizeof queue, "rfq-unicorn-%s", name);
+        snprintf(queue, sizeof queue, RFQS_UNICORN_QUEUE "%s", name);
         const char *v[] = {RFQS_TOPIC, queue, NULL};
         ok = run(pg, "SELECT rydes_ensure_subscription($1, $2, $3::jsonb)", 3, v, err, errlen);
     }

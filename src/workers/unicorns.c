@@ -190,7 +190,7 @@ struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *e
         struct unicorn *u = &f->unicorns[i];
         u->fleet = f;
         rfqs_unicorn_name(i, u->name, sizeof u->name);
-        snprintf(u->queue, sizeof u->queue, "rfq-unicorn-%s", u->name);
+        snprintf(u->queue, sizeof u->queue, RFQS_UNICORN_QUEUE "%s", u->name);
         u->def = (struct consumer_def){.name = "unicorn-fleet",
                                        .queue = u->queue,
                                        .batch = 10,
