@@ -30,7 +30,7 @@ BEGIN
     IF r.status <> 'running' OR r.eta <= clock_timestamp() THEN
         RETURN 'finished';
     END IF;
-    IF r.recipients IS NOT NULL AND NOT p_unicorn = ANY (r.recipients) THEN
+    IF r.recipients IS NOT NULL AND NOT coalesce(p_unicorn = ANY (r.recipients), false) THEN
         RETURN 'not_asked';
     END IF;
     INSERT INTO rfq_quotes AS q (rfq_id, unicorn, price, goodies)

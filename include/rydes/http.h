@@ -73,7 +73,7 @@ struct http_server_config {
     int threads;         /* HTTP threads (MHD's pool) */
     int handler_threads; /* of the handlers' set (rydes/offload.h); 0: the HTTP threads run it all
                           */
-    int data_threads;    /* of the data plane's set, when there are handler threads */
+    int data_threads;    /* of the data plane's set, when there are handler threads (0: as many) */
     int connection_limit;
     int connection_timeout;
     int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */

@@ -316,14 +316,13 @@ static int data_threads(const struct config *cfg)
  * connections the data plane waits for. */
 static void check_pool(const struct config *cfg)
 {
-    long long sets = cfg->handler_threads ? cfg->handler_threads + data_threads(cfg) : 0;
-    long long held = sets + (cfg->combine ? MQ_COMBINED_KINDS : 0);
+    int data = cfg->handler_threads ? data_threads(cfg) : 0; /* none without handler threads */
+    long long held = cfg->handler_threads + data + (cfg->combine ? MQ_COMBINED_KINDS : 0);
     if (cfg->db_pool_size < held)
         log_warn("RYDES_DB_POOL_SIZE %lld is below the %lld connections that the handler "
                  "threads (%lld), the data plane's (%d) and the combiner's lanes may hold at "
                  "once: slow handlers can take those the data plane waits for",
-                 (long long)cfg->db_pool_size, held, (long long)cfg->handler_threads,
-                 data_threads(cfg));
+                 (long long)cfg->db_pool_size, held, (long long)cfg->handler_threads, data);
 }
 
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)

@@ -707,7 +707,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
     if (cfg->handler_threads > 0) { /* apart, so that a stuck purge never holds up a send */
         s->offload = offload_start(cfg->handler_threads);
-        s->data = offload_start(cfg->data_threads);
+        s->data = offload_start(cfg->data_threads > 0 ? cfg->data_threads : cfg->handler_threads);
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

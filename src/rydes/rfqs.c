@@ -52,7 +52,9 @@ static struct db_stmt q_submit =
                                                                          "12") " FROM r",
             13);
 static struct db_stmt q_asked = DB_STMT(
-    "rfq_asked", "SELECT recipients IS NULL OR $2 = ANY (recipients) FROM rfqs WHERE id = $1", 2);
+    "rfq_asked",
+    "SELECT recipients IS NULL OR coalesce($2 = ANY (recipients), false) FROM rfqs WHERE id = $1",
+    2);
 static struct db_stmt q_add =
     DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb)", 4);
 static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
@@ -217,7 +219,8 @@ static void request_event(const struct rfq *r, char **body, json_t **attrs)
 }
 
 /* The unicorns an RFQ published to set asks (sql/024), from the subscriptions its request goes
- * to: "{NAME,...}" of every queue rfq-unicorn-NAME into out (queue names need no quoting).
+ * to: {"NAME",...} of every queue rfq-unicorn-NAME into out (quoted, or a unicorn called NULL
+ * would be a null element; queue names hold no '"' or '\\').
  * False (out empty: quotes under any name count) when a subscription is a URL or a queue named
  * otherwise, or there is none. */
 static bool recipients_of(const struct topic_set *set, struct buf *out)
@@ -231,8 +234,9 @@ static bool recipients_of(const struct topic_set *set, struct buf *out)
             buf_init(out);
             return false;
         }
-        buf_puts(out, i ? "," : "{");
+        buf_puts(out, i ? ",\"" : "{\"");
         buf_puts(out, q + prefix);
+        buf_puts(out, "\"");
     }
     if (out->len)
         buf_puts(out, "}");

@@ -1568,6 +1568,18 @@ static void quote_as(struct harness_server *s, const char *token, const char *id
     response_cleanup(&r);
 }
 
+/* Quotes as each of the n unicorns names for RFQ id; asserts it is then done, all answered. */
+static void answer_all(struct harness_server *s, const char *token, const char *id,
+                       const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        quote_as(s, token, id, names[i], 20 + i);
+    struct response r;
+    ck_assert_msg(wait_done(s, id, 3, &r) > 0, "not done: %s", buf_str(&r.body));
+    assert_status(r.json, id, true, "all_answered", n, n, false);
+    response_cleanup(&r);
+}
+
 /* Quotes under names of a client's own never complete an RFQ: only the unicorns it asked (the
  * queues rfq-unicorn-NAME subscribed at submission) count. With a subscription named otherwise
  * whose answers may come under any name, every name counts. */
@@ -1595,28 +1607,39 @@ START_TEST(only_the_unicorns_asked_complete_an_rfq)
     ck_assert_int_eq(in_queue("rfq-responses"), 0);
     send_response(&s, "{\"unicorn\": \"impostor-1\", \"price\": 1}", id);
     send_response(&s, "{\"unicorn\": \"impostor-2\", \"price\": 2}", id);
-    long long refused[OUTCOMES] = {0, 0, 0, 0, 2, 0};
+    long long refused[OUTCOMES] = {0, 0, 0, 0, 2, 0}, refused_one[OUTCOMES] = {0, 0, 0, 0, 1, 0};
     wait_quote_counts(&s, base, refused, 5);
     get(&s, "/rfqs/%s/status", id, &r);
     assert_status(r.json, id, false, NULL, 2, 0, false);
     response_cleanup(&r);
-    quote_as(&s, service, id, "shadowfax", 30);
-    quote_as(&s, service, id, "sparkle", 31);
-    ck_assert_msg(wait_done(&s, id, 3, &r) > 0, "not done: %s", buf_str(&r.body));
-    assert_status(r.json, id, true, "all_answered", 2, 2, false);
+    static const char *const asked[] = {"shadowfax", "sparkle"};
+    answer_all(&s, service, id, asked, 2);
+
+    /* a unicorn called NULL is a name like any other (not a null element of the names) */
+    harness_put_queue(&s, "rfq-unicorn-NULL", NULL, 201);
+    put_subscription(&s, "null", "{\"queue\": \"rfq-unicorn-NULL\", \"raw_delivery\": true}");
+    submit(&s, "asked-null", 30, 3, id);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND "
+                          "ARRAY(SELECT unnest(recipients) ORDER BY 1) = "
+                          "ARRAY['NULL', 'shadowfax', 'sparkle']",
+                          id),
+                     1);
+    quote_counts(&s, base);
+    ck_assert_int_eq(post_quote(&s, id, service, "{\"unicorn\": \"impostor-3\", \"price\": 1}", &r),
+                     422);
     response_cleanup(&r);
+    send_response(&s, "{\"unicorn\": \"impostor-3\", \"price\": 3}", id);
+    wait_quote_counts(&s, base, refused_one, 5);
+    static const char *const with_null[] = {"NULL", "shadowfax", "sparkle"};
+    answer_all(&s, service, id, with_null, 3);
 
     harness_put_queue(&s, "acme-quotes", NULL, 201);
     put_subscription(&s, "acme", "{\"queue\": \"acme-quotes\", \"raw_delivery\": true}");
-    submit(&s, "asked-2", 30, 3, id);
+    submit(&s, "asked-2", 30, 4, id);
     ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND recipients IS NULL", id),
                      1);
-    quote_as(&s, service, id, "acme", 20);
-    quote_as(&s, service, id, "shadowfax", 30);
-    quote_as(&s, service, id, "sparkle", 31);
-    ck_assert_msg(wait_done(&s, id, 3, &r) > 0, "not done: %s", buf_str(&r.body));
-    assert_status(r.json, id, true, "all_answered", 3, 3, false);
-    response_cleanup(&r);
+    static const char *const anyone[] = {"acme", "shadowfax", "sparkle", "anyone"};
+    answer_all(&s, service, id, anyone, 4);
     harness_stop(&s);
 }
 END_TEST
