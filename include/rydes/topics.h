@@ -125,6 +125,18 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
 enum mq_status mq_publish_lock_groups(struct db_conn *c, const struct mq_topic *t,
                                       const struct mq_subscription *subs, int n, json_t *groups);
 
+/* What a publish adds to this process's counters (rydes/mq_counters.h): the topic's publishes,
+ * each subscription's matched or filtered_out, each matching queue's sent. Applied once the
+ * publish is stored, never for one that failed. */
+struct mq_publish_tally_item {
+    int subscription_id, queue_id; /* queue_id 0: a URL subscription */
+    bool wanted;
+};
+struct mq_publish_tally {
+    int topic_id, n;
+    struct mq_publish_tally_item *items; /* owned */
+};
+
 /* A publish decided but not written, for callers that write it inside a statement of their own
  * (POST /rides). lean: every matching subscription is a queue taking the same form (all raw or
  * all enveloped), none FIFO, no URL; then the publish is the SQL call
@@ -140,6 +152,7 @@ struct mq_publish_plan {
     bool body_json;
     char *attributes;          /* owned JSON text, or NULL */
     struct buf queues, notify; /* int[] literals */
+    struct mq_publish_tally tally;
 };
 
 /* The SQL call of a lean plan whose payload is a JSON body, for a statement that puts its own
@@ -152,8 +165,9 @@ struct mq_publish_plan {
 
 /* Writes the five parameters of MQ_PUBLISH_JSON_SQL for plan into v[0..4] (borrowed from plan). */
 void mq_publish_plan_params(const struct mq_publish_plan *plan, const char **v);
-/* Fills out from such a statement's result (the deliveries in column col of row 0) and wakes
- * the fan-out: call it once the statement has committed. */
+/* Fills out from such a statement's result (the deliveries in column col of row 0), counts the
+ * publish (mq_publish_plan_count) and wakes the fan-out: call it once the statement has
+ * committed. */
 void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int col,
                             struct mq_publish_result *out);
 
@@ -166,9 +180,13 @@ void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *sub
                      const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
                      void *ctx, struct mq_publish_plan *plan);
 void mq_publish_plan_clear(struct mq_publish_plan *plan);
+/* Adds plan's publish to the counters: once it is stored (mq_publish_plan_result and
+ * mq_publish_plans do it), or when there was nothing to store (n == 0). */
+void mq_publish_plan_count(const struct mq_publish_plan *plan);
 /* Publishes n lean plans (1..MQ_MAX_ROWS) at once, each as POST /topics/{name}/messages does
  * (its payload and its messages in the statement's transaction, its long polls notified):
- * deliveries[i] is plan i's messages. One statement and one commit for all. */
+ * deliveries[i] is plan i's messages. One statement and one commit for all; each plan is
+ * counted when it succeeds. */
 enum mq_status mq_publish_plans(struct db_conn *c, const struct mq_publish_plan *const *plans,
                                 int n, int *deliveries);
 

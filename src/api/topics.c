@@ -356,6 +356,7 @@ static bool publish_combined(struct http_request *req, struct publish_state *ps,
     ps->cp = (struct mq_combined_publish){.o = {.status = MQ_OK, .done = publish_done, .ctx = req},
                                           .plan = &ps->plan};
     if (ps->plan.n == 0) { /* no subscription wants it: nothing to store */
+        mq_publish_plan_count(&ps->plan);
         *res = publish_finished(req);
         return true;
     }

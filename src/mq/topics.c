@@ -509,8 +509,10 @@ enum mq_status mq_publish_plans(struct db_conn *c, const struct mq_publish_plan 
     PGresult *r = db_exec(c, &q_publish_plans[n - 1], v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         deliveries[i] = atoi(PQgetvalue(r, 0, i));
+        mq_publish_plan_count(plans[i]);
+    }
     PQclear(r);
     return MQ_OK;
 }
@@ -567,9 +569,29 @@ static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
     return MQ_OK;
 }
 
-/* Collects the subscriptions of subs that want p into tg (closed). */
-static void match_targets(const struct mq_subscription *subs, int n, const struct mq_publish *p,
-                          bool (*listened)(void *ctx, int queue_id), void *ctx, struct targets *tg)
+/* Adds tally to the counters; with delivered false (a FIFO duplicate, stored before) only the
+ * topic's publish. */
+static void tally_apply(const struct mq_publish_tally *tally, bool delivered)
+{
+    mq_count_topic(tally->topic_id, 1);
+    for (int i = 0; delivered && i < tally->n; i++) {
+        const struct mq_publish_tally_item *it = &tally->items[i];
+        mq_count_subscription(it->subscription_id, it->wanted ? MQC_MATCHED : MQC_FILTERED_OUT, 1);
+        if (it->wanted && it->queue_id)
+            mq_count_queue(it->queue_id, MQC_SENT, 1);
+    }
+}
+
+void mq_publish_plan_count(const struct mq_publish_plan *plan)
+{
+    tally_apply(&plan->tally, true);
+}
+
+/* Collects the subscriptions of subs that want p into tg (closed), and what the publish will
+ * count into tally (owned by the caller: free tally->items). */
+static void match_targets(const struct mq_topic *t, const struct mq_subscription *subs, int n,
+                          const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
+                          void *ctx, struct targets *tg, struct mq_publish_tally *tally)
 {
     /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
      * text (as SNS reads a message string); parsed only when such a policy exists */
@@ -578,14 +600,16 @@ static void match_targets(const struct mq_subscription *subs, int n, const struc
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
     json_t *body = body_scope ? json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL) : NULL;
     targets_init(tg);
+    *tally = (struct mq_publish_tally){.topic_id = t ? t->id : 0, .n = n};
+    tally->items = n ? xcalloc((size_t)n, sizeof *tally->items) : NULL;
     for (int i = 0; i < n; i++) {
         bool wanted = wants(&subs[i], p, body);
-        mq_count_subscription(subs[i].id, wanted ? MQC_MATCHED : MQC_FILTERED_OUT, 1);
-        if (!wanted)
-            continue;
-        targets_add(tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
-        if (!subs[i].url)
-            mq_count_queue(subs[i].queue_id, MQC_SENT, 1);
+        tally->items[i] =
+            (struct mq_publish_tally_item){.subscription_id = subs[i].id,
+                                           .queue_id = subs[i].url ? 0 : subs[i].queue_id,
+                                           .wanted = wanted};
+        if (wanted)
+            targets_add(tg, &subs[i], !subs[i].url && listened(ctx, subs[i].queue_id));
     }
     json_decref(body);
     targets_close(tg);
@@ -600,8 +624,7 @@ void mq_publish_plan(const struct mq_topic *t, const struct mq_subscription *sub
     buf_init(&plan->queues);
     buf_init(&plan->notify);
     struct targets tg;
-    match_targets(subs, n, p, listened, ctx, &tg);
-    mq_count_topic(t ? t->id : 0, 1);
+    match_targets(t, subs, n, p, listened, ctx, &tg, &plan->tally);
     if (targets_lean(t, &tg)) {
         buf_cleanup(&plan->queues);
         buf_cleanup(&plan->notify);
@@ -616,6 +639,7 @@ void mq_publish_plan_clear(struct mq_publish_plan *plan)
     free(plan->attributes);
     buf_cleanup(&plan->queues);
     buf_cleanup(&plan->notify);
+    free(plan->tally.items);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -633,6 +657,7 @@ void mq_publish_plan_result(const struct mq_publish_plan *plan, PGresult *r, int
 {
     out->deliveries = atoi(PQgetvalue(r, 0, col));
     memcpy(out->message_id, plan->message_id, sizeof out->message_id);
+    mq_publish_plan_count(plan);
     if (out->deliveries > 0)
         mq_fanout_kick(); /* the statement has committed (they all run alone) */
 }
@@ -644,8 +669,8 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
 {
     memset(out, 0, sizeof *out);
     struct targets tg;
-    match_targets(subs, n, p, listened, ctx, &tg);
-    mq_count_topic(t ? t->id : 0, 1);
+    struct mq_publish_tally tally;
+    match_targets(t, subs, n, p, listened, ctx, &tg, &tally);
     enum mq_status st = MQ_OK;
     if (targets_lean(t, &tg)) {
         struct mq_publish_plan plan = {0};
@@ -659,6 +684,9 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
         ids_uuid(out->message_id);
         st = publish_to(c, t, p, &tg, out); /* FIFO topics record the dedup id even unmatched */
     }
+    if (st == MQ_OK)
+        tally_apply(&tally, !out->duplicate);
+    free(tally.items);
     targets_cleanup(&tg);
     return st;
 }

@@ -464,7 +464,7 @@ bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
 {
     memset(rc, 0, sizeof *rc);
     if (!mq_publish_always_lean(&set->topic, set->subs, set->n))
-        return false; /* nothing planned, so nothing counted twice by rides_create */
+        return false; /* nothing planned: rides_create plans it again */
     struct rides_submission *s = xcalloc(1, sizeof *s);
     submission_init(s, in, correlation_id);
     struct mq_publish p = {.body = s->body,

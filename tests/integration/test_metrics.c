@@ -374,6 +374,70 @@ START_TEST(publishes_and_filters_are_counted_per_subscription)
 }
 END_TEST
 
+/* series_value of the current scrape, 0 for a series not shown yet. */
+static double now_value(const char *series)
+{
+    char *text = scrape();
+    double v = series_value(text, series);
+    free(text);
+    return v < 0 ? 0 : v;
+}
+
+#define RIDE_PUBLISHES "rydes_topic_publishes_total{topic=\"ride-completion\"}"
+#define HOOK_DELIVERED                                                                       \
+    "rydes_subscription_deliveries_total{topic=\"ride-completion\",subscription=\"m-hook\"," \
+    "outcome=\"delivered\"}"
+#define REFUSED_PUBLISHES "rydes_topic_publishes_total{topic=\"m-refusing\"}"
+#define REFUSED_SENT      "rydes_queue_operations_total{queue=\"m-refused\",op=\"sent\"}"
+
+/* A publish is counted once, when it is stored: a ride to a topology that is not lean (a URL
+ * subscription) once, not once planned and once published; a publish the database refuses not
+ * at all. */
+START_TEST(a_publish_is_counted_once_when_it_is_stored)
+{
+    struct response r;
+    harness_admin(&srv, "PUT", "/topics/ride-completion/subscriptions/m-hook",
+                  "{\"url\": \"http://127.0.0.1:9/hook\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    double rides0 = now_value(RIDE_PUBLISHES), hook0 = now_value(HOOK_DELIVERED);
+    harness_admin(&srv, "POST", "/rides",
+                  "{\"from\":\"A\",\"to\":\"B\",\"customer\":\"m-count\",\"duration\":60,"
+                  "\"distance\":2,\"fare\":7}",
+                  &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    ck_assert_double_eq(now_value(RIDE_PUBLISHES) - rides0, 1);
+    ck_assert_double_eq(now_value(HOOK_DELIVERED) - hook0, 1);
+    harness_admin(&srv, "DELETE", "/topics/ride-completion/subscriptions/m-hook", NULL, &r);
+    response_cleanup(&r);
+
+    harness_put_queue(&srv, "m-refused", NULL, 201);
+    harness_admin(&srv, "PUT", "/topics/m-refusing", NULL, &r);
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/topics/m-refusing/subscriptions/all", "{\"queue\": \"m-refused\"}",
+                  &r);
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION m_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF NEW.body LIKE '%m-refuse-me%' THEN RAISE EXCEPTION 'refused'; "
+                     "END IF; RETURN NEW; END $$; "
+                     "CREATE TRIGGER m_refuse BEFORE INSERT ON messages "
+                     "FOR EACH ROW EXECUTE FUNCTION m_refuse()"));
+    harness_admin(&srv, "POST", "/topics/m-refusing/messages", "{\"body\": \"m-refuse-me\"}", &r);
+    long refused = r.status;
+    response_cleanup(&r);
+    harness_admin(&srv, "POST", "/topics/m-refusing/messages", "{\"body\": \"fine\"}", &r);
+    long fine = r.status;
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER m_refuse ON messages"));
+    ck_assert_int_ge(refused, 500);
+    ck_assert_int_eq(fine, 201);
+    ck_assert_double_eq(now_value(REFUSED_PUBLISHES), 1);
+    ck_assert_double_eq(now_value(REFUSED_SENT), 1);
+}
+END_TEST
+
 START_TEST(wild_rydes_work_is_shown_by_state)
 {
     /* a task from the database, read through the gauge cache (refreshed every 5 s) */
@@ -473,6 +537,7 @@ int main(void)
     tcase_add_test(tc, the_exposition_passes_the_promtool_rules);
     tcase_add_test(tc, queue_operations_are_counted);
     tcase_add_test(tc, publishes_and_filters_are_counted_per_subscription);
+    tcase_add_test(tc, a_publish_is_counted_once_when_it_is_stored);
     tcase_add_test(tc, wild_rydes_work_is_shown_by_state);
     tcase_add_test(tc, work_counts_follow_every_change_without_reading_the_tables);
     suite_add_tcase(s, tc);
