@@ -112,7 +112,7 @@ static void ride_done(struct mq_combined *o)
     http_resume(o->ctx);
 }
 
-/* Stores a prepared (and counted) ride as it is (http_offload_work's work). */
+/* Stores a prepared ride as it is (http_offload_work's work). */
 static void ride_store(struct http_request *req)
 {
     struct ride_state *rs = req->state;

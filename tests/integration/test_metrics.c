@@ -419,9 +419,10 @@ START_TEST(a_publish_is_counted_once_when_it_is_stored)
                   &r);
     response_cleanup(&r);
     free(harness_sql(harness_db_url(),
-                     "CREATE FUNCTION m_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                     "BEGIN IF NEW.body LIKE '%m-refuse-me%' THEN RAISE EXCEPTION 'refused'; "
-                     "END IF; RETURN NEW; END $$; "
+                     "CREATE OR REPLACE FUNCTION m_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN IF NEW.body LIKE '%m-refuse-me%' THEN RAISE EXCEPTION "
+                     "'refused'; END IF; RETURN NEW; END $$; "
+                     "DROP TRIGGER IF EXISTS m_refuse ON messages; "
                      "CREATE TRIGGER m_refuse BEFORE INSERT ON messages "
                      "FOR EACH ROW EXECUTE FUNCTION m_refuse()"));
     harness_admin(&srv, "POST", "/topics/m-refusing/messages", "{\"body\": \"m-refuse-me\"}", &r);
@@ -430,7 +431,8 @@ START_TEST(a_publish_is_counted_once_when_it_is_stored)
     harness_admin(&srv, "POST", "/topics/m-refusing/messages", "{\"body\": \"fine\"}", &r);
     long fine = r.status;
     response_cleanup(&r);
-    free(harness_sql(harness_db_url(), "DROP TRIGGER m_refuse ON messages"));
+    free(harness_sql(harness_db_url(),
+                     "DROP TRIGGER m_refuse ON messages; DROP FUNCTION m_refuse()"));
     ck_assert_int_ge(refused, 500);
     ck_assert_int_eq(fine, 201);
     ck_assert_double_eq(now_value(REFUSED_PUBLISHES), 1);
