@@ -267,7 +267,7 @@ static const struct aws_operation operations[] = {
     {"ListSubscriptionsByTopic", ROLE_SERVICE, sns_list_subscriptions_by_topic, NULL, false},
     {"GetSubscriptionAttributes", ROLE_SERVICE, sns_get_subscription_attributes, NULL, false},
     {"SetSubscriptionAttributes", ROLE_ADMIN, sns_set_subscription_attributes, NULL, false},
-    {"Publish", ROLE_SERVICE, NULL, sns_publish, false},
+    {"Publish", ROLE_SERVICE, NULL, sns_publish, true},
     {"PublishBatch", ROLE_SERVICE, NULL, sns_publish_batch, false},
 };
 

@@ -12,6 +12,8 @@
 #include "rydes/api.h"
 #include "rydes/app.h"
 #include "rydes/aws_sqs.h"
+#include "rydes/mem.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
 #include "rydes/mq_input.h"
 #include "rydes/topic_cache.h"
@@ -161,8 +163,11 @@ static struct topic_set *publish_topic(struct aws_call *call, struct db_conn **c
     return set;
 }
 
-enum handler_result sns_publish(struct aws_call *call)
+/* Publish on a data-plane thread: every topic (FIFO, URL or mixed subscriptions, one not
+ * cached yet), and those the combiner did not take. */
+static enum handler_result publish_direct(struct http_request *req)
 {
+    struct aws_call *call = req->state;
     enum handler_result res;
     struct db_conn *c;
     struct topic_set *set = publish_topic(call, &c, &res);
@@ -184,6 +189,87 @@ enum handler_result sns_publish(struct aws_call *call)
           : m.why[0]  ? aws_fail(call, WIRE_SNS_INVALID_PARAMETER, "%s", m.why)
                       : sns_engine_failed(call, st, "Topic", NULL);
     message_cleanup(&m);
+    return res;
+}
+
+/* A Publish planned on its HTTP thread, while the combiner stores it (the call's op_state). */
+struct planned_publish {
+    struct sns_message m;
+    char arn[SNS_ARN_MAX];
+    struct mq_publish_plan plan; /* borrows m */
+    struct mq_combined_publish cp;
+    bool direct; /* the combiner did not take it: publish_direct */
+};
+
+static void planned_publish_free(void *v)
+{
+    struct planned_publish *pp = v;
+    mq_publish_plan_clear(&pp->plan);
+    message_cleanup(&pp->m);
+    free(pp);
+}
+
+static void planned_publish_done(struct mq_combined *o)
+{
+    http_resume(o->ctx);
+}
+
+static enum handler_result planned_publish_stored(struct http_request *req)
+{
+    struct aws_call *call = req->state;
+    struct planned_publish *pp = call->op_state;
+    if (pp->direct)
+        return http_offload_data(req, publish_direct);
+    if (pp->cp.o.status != MQ_OK)
+        return sns_engine_failed(call, pp->cp.o.status, "Topic", NULL);
+    struct mq_publish_result out = {.deliveries = pp->cp.deliveries};
+    memcpy(out.message_id, pp->plan.message_id, sizeof out.message_id);
+    api_published(req, &out);
+    return aws_reply(call, json_pack("{s:s}", "MessageId", out.message_id));
+}
+
+/* Publish to a cached standard topic whose publishes are all lean, planned here and stored by
+ * the combiner with those of other requests (as POST /topics/{name}/messages does); any other
+ * goes to a data-plane thread whole. */
+enum handler_result sns_publish(struct aws_call *call)
+{
+    struct http_request *req = call->req;
+    if (!req->app->combiner || sqs_str(call, "PhoneNumber"))
+        return http_offload_data(req, publish_direct);
+    enum handler_result res;
+    bool target = !sqs_str(call, "TopicArn") && sqs_str(call, "TargetArn");
+    const char *name = sns_topic_name(call, target ? "TargetArn" : "TopicArn", &res);
+    if (!name)
+        return res;
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, NULL, name, &st);
+    if (!set || set->topic.fifo || !mq_publish_always_lean(&set->topic, set->subs, set->n)) {
+        topic_set_release(set);
+        return http_offload_data(req, publish_direct);
+    }
+    struct planned_publish *pp = xcalloc(1, sizeof *pp);
+    call->op_state = pp;
+    call->op_state_free = planned_publish_free;
+    sns_topic_arn(call, set->topic.name, pp->arn);
+    if (!convert(call->in, &set->topic, pp->arn, &pp->m)) {
+        topic_set_release(set);
+        return aws_fail(call, WIRE_SNS_INVALID_PARAMETER, "%s", pp->m.why);
+    }
+    mq_publish_plan(&set->topic, set->subs, set->n, &pp->m.p, mq_hub_listened_cb, req->app->hub,
+                    &pp->plan);
+    topic_set_release(set);
+    pp->cp = (struct mq_combined_publish){
+        .o = {.status = MQ_OK, .done = planned_publish_done, .ctx = req}, .plan = &pp->plan};
+    if (pp->plan.n == 0) { /* no subscription wants it: nothing to store */
+        mq_publish_plan_count(&pp->plan);
+        return planned_publish_stored(req);
+    }
+    pp->cp.o.status = MQ_ERROR;
+    res = http_suspend(req, planned_publish_stored);
+    if (!mq_combiner_publish(req->app->combiner, &pp->cp)) { /* stopping, or busy */
+        pp->direct = true;
+        http_resume(req);
+    }
     return res;
 }
 

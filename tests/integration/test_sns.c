@@ -8,10 +8,12 @@
 #include "harness.h"
 
 #include "rydes/aws_store.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/sigv4.h"
 #include "rydes/tokens.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +330,94 @@ START_TEST(control_characters_and_nul_are_refused)
 }
 END_TEST
 
+#define SNS_CLIENTS 8
+#define SNS_EACH    10
+
+struct sns_client {
+    int n;
+    long status[SNS_EACH];
+};
+
+/* SNS_EACH publishes "c-N-I" to topic together, every other one from Berlin. */
+static void *sns_client_main(void *arg)
+{
+    struct sns_client *c = arg;
+    for (int i = 0; i < SNS_EACH; i++) {
+        char body[300];
+        snprintf(body, sizeof body,
+                 "Action=Publish&TopicArn=" ARN "together&Message=c-%d-%d&"
+                 "MessageAttributes.entry.1.Name=city&"
+                 "MessageAttributes.entry.1.Value.DataType=String&"
+                 "MessageAttributes.entry.1.Value.StringValue=%s",
+                 c->n, i, i % 2 ? "Berlin" : "Paris");
+        struct response r;
+        sns_as(body, service_key, service_secret, &r);
+        c->status[i] = r.status;
+        response_cleanup(&r);
+    }
+    return NULL;
+}
+
+/* Publishes to a cached standard topic go through the combiner, as the REST API's do: each lands
+ * once in each queue its filters let it into; one no subscription wants is answered at once. */
+START_TEST(publishes_to_a_cached_topic_are_combined)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=together", &r);
+    response_cleanup(&r);
+    const char *queues[] = {"together-all", "together-berlin"};
+    for (int i = 0; i < 2; i++) {
+        char path[64], body[400];
+        snprintf(path, sizeof path, "/queues/%s", queues[i]);
+        harness_request(&srv, "PUT", path, HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+        response_cleanup(&r);
+        snprintf(body, sizeof body,
+                 "Action=Subscribe&TopicArn=" ARN "together&Protocol=sqs&Endpoint=arn:aws:sqs:"
+                 "us-east-1:000000000000:%s&Attributes.entry.1.key=RawMessageDelivery&"
+                 "Attributes.entry.1.value=true%s",
+                 queues[i],
+                 i ? "&Attributes.entry.2.key=FilterPolicy&Attributes.entry.2.value="
+                     "%7B%22city%22%3A%5B%22Berlin%22%5D%7D"
+                   : "");
+        sns(body, &r);
+        assert_ok(&r, "<SubscriptionArn>", NULL);
+        response_cleanup(&r);
+    }
+    sns("Action=Publish&TopicArn=" ARN "together&Message=first", &r); /* (caches the topic) */
+    assert_ok(&r, "<MessageId>", NULL);
+    response_cleanup(&r);
+    unsigned long long st0, n0, st1, n1;
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_PUBLISH, &st0, &n0);
+    static struct sns_client clients[SNS_CLIENTS];
+    pthread_t threads[SNS_CLIENTS];
+    for (int k = 0; k < SNS_CLIENTS; k++) {
+        clients[k] = (struct sns_client){.n = k};
+        pthread_create(&threads[k], NULL, sns_client_main, &clients[k]);
+    }
+    for (int k = 0; k < SNS_CLIENTS; k++)
+        pthread_join(threads[k], NULL);
+    for (int k = 0; k < SNS_CLIENTS; k++)
+        for (int i = 0; i < SNS_EACH; i++)
+            ck_assert_int_eq(clients[k].status[i], 200);
+    mq_combiner_counts(srv.app.combiner, MQ_COMBINED_PUBLISH, &st1, &n1);
+    ck_assert_int_gt(n1 - n0, 0);
+    ck_assert_int_eq(harness_stored("together-all"), 1 + SNS_CLIENTS * SNS_EACH);
+    ck_assert_int_eq(harness_stored("together-berlin"), SNS_CLIENTS * SNS_EACH / 2);
+    ck_assert_int_eq(harness_sqlf("SELECT count(DISTINCT message_id) FROM messages m JOIN queues "
+                                  "q ON q.id = m.queue_id WHERE q.name = 'together-all'"),
+                     1 + SNS_CLIENTS * SNS_EACH);
+
+    /* a publish the filters leave nobody: a MessageId, nothing stored */
+    sns("Action=Unsubscribe&SubscriptionArn=" ARN "together:sqs-together-all", &r);
+    assert_ok(&r, "<UnsubscribeResponse", NULL);
+    response_cleanup(&r);
+    sns("Action=Publish&TopicArn=" ARN "together&Message=nobody", &r);
+    assert_ok(&r, "<PublishResult><MessageId>", NULL);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("together-berlin"), SNS_CLIENTS * SNS_EACH / 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sns");
@@ -339,6 +429,7 @@ int main(void)
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, hostile_parameters_never_fail_the_server);
     tcase_add_test(t, control_characters_and_nul_are_refused);
+    tcase_add_test(t, publishes_to_a_cached_topic_are_combined);
     suite_add_tcase(s, t);
     return harness_run(s);
 }
