@@ -14,6 +14,8 @@
 
 #define API_ID_MAX 64 /* the longest id of a listed item: a fare id */
 
+struct mq_combined_publish; /* rydes/mq_combiner.h */
+
 extern const struct route api_routes[];
 extern const size_t api_nroutes;
 
@@ -98,6 +100,17 @@ enum handler_result api_topology_missing(struct http_request *req, const char *k
                                          const char *name);
 /* Counts an accepted publish for /metrics and wakes the push worker when it has URLs to do. */
 void api_published(struct http_request *req, const struct mq_publish_result *r);
+/* The cached topic name when the combiner may take its publishes (standard, every publish lean:
+ * mq_publish_always_lean), without asking the database; else NULL. Release it. */
+struct topic_set *api_cached_lean_topic(struct http_request *req, const char *name);
+/* Hands plan (borrowed, kept alive by the caller's state) to the combiner's publish lane in cp
+ * and suspends the request until then runs, with cp->o.status the outcome. A plan nobody wants
+ * (n == 0) is counted and then runs at once; a hand-over the combiner refuses (stopping, busy)
+ * sets *refused and resumes at once. */
+enum handler_result api_publish_handed_over(struct http_request *req,
+                                            struct mq_combined_publish *cp,
+                                            const struct mq_publish_plan *plan, bool *refused,
+                                            route_handler then);
 
 enum handler_result api_healthz(struct http_request *req);
 enum handler_result api_readyz(struct http_request *req);

@@ -2,6 +2,7 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
+#include "rydes/mq_combiner.h"
 #include "rydes/problem.h"
 
 #include <ctype.h>
@@ -218,6 +219,41 @@ void api_published(struct http_request *req, const struct mq_publish_result *r)
     atomic_fetch_add(&pc->deliveries, (uint64_t)r->deliveries);
     if (r->pushes)
         mq_push_kick(req->app->push);
+}
+
+struct topic_set *api_cached_lean_topic(struct http_request *req, const char *name)
+{
+    enum mq_status st;
+    struct topic_set *set = api_cached_topic(req, NULL, name, &st);
+    if (set && !set->topic.fifo && mq_publish_always_lean(&set->topic, set->subs, set->n))
+        return set;
+    topic_set_release(set);
+    return NULL;
+}
+
+static void publish_handed_back(struct mq_combined *o)
+{
+    http_resume(o->ctx);
+}
+
+enum handler_result api_publish_handed_over(struct http_request *req,
+                                            struct mq_combined_publish *cp,
+                                            const struct mq_publish_plan *plan, bool *refused,
+                                            route_handler then)
+{
+    *cp = (struct mq_combined_publish){
+        .o = {.status = MQ_OK, .done = publish_handed_back, .ctx = req}, .plan = plan};
+    if (plan->n == 0) { /* no subscription wants it: nothing to store */
+        mq_publish_plan_count(plan);
+        return then(req);
+    }
+    cp->o.status = MQ_ERROR;
+    enum handler_result res = http_suspend(req, then);
+    if (!mq_combiner_publish(req->app->combiner, cp)) {
+        *refused = true;
+        http_resume(req);
+    }
+    return res;
 }
 
 enum handler_result api_topology_missing(struct http_request *req, const char *kind,

@@ -326,23 +326,15 @@ static enum handler_result publish_finished(struct http_request *req)
     return http_reply_json(req, 201, publish_result_json(&out));
 }
 
-static void publish_done(struct mq_combined *o)
-{
-    http_resume(o->ctx);
-}
-
 /* Plans a publish to a cached standard topic whose publishes are all lean and hands it to the
  * combiner (rydes/mq_combiner.h): the request suspends until it is stored with those of other
  * requests. False, having done nothing, when the topic is not such a one. */
 static bool publish_combined(struct http_request *req, struct publish_state *ps, const char *name,
                              enum handler_result *res)
 {
-    enum mq_status st;
-    struct topic_set *set = api_cached_topic(req, NULL, name, &st);
-    if (!set || set->topic.fifo || !mq_publish_always_lean(&set->topic, set->subs, set->n)) {
-        topic_set_release(set);
+    struct topic_set *set = api_cached_lean_topic(req, name);
+    if (!set)
         return false;
-    }
     struct field_errors fe;
     field_errors_init(&fe);
     mq_input_publish_topic(&ps->p, "", &set->topic, &fe);
@@ -353,19 +345,7 @@ static bool publish_combined(struct http_request *req, struct publish_state *ps,
     mq_publish_plan(&set->topic, set->subs, set->n, &ps->p, mq_hub_listened_cb, req->app->hub,
                     &ps->plan);
     topic_set_release(set);
-    ps->cp = (struct mq_combined_publish){.o = {.status = MQ_OK, .done = publish_done, .ctx = req},
-                                          .plan = &ps->plan};
-    if (ps->plan.n == 0) { /* no subscription wants it: nothing to store */
-        mq_publish_plan_count(&ps->plan);
-        *res = publish_finished(req);
-        return true;
-    }
-    ps->cp.o.status = MQ_ERROR;
-    *res = http_suspend(req, publish_finished);
-    if (!mq_combiner_publish(req->app->combiner, &ps->cp)) { /* stopping, or busy */
-        ps->direct = true;
-        http_resume(req);
-    }
+    *res = api_publish_handed_over(req, &ps->cp, &ps->plan, &ps->direct, publish_finished);
     return true;
 }
 

@@ -209,11 +209,6 @@ static void planned_publish_free(void *v)
     free(pp);
 }
 
-static void planned_publish_done(struct mq_combined *o)
-{
-    http_resume(o->ctx);
-}
-
 static enum handler_result planned_publish_stored(struct http_request *req)
 {
     struct aws_call *call = req->state;
@@ -241,12 +236,9 @@ enum handler_result sns_publish(struct aws_call *call)
     const char *name = sns_topic_name(call, target ? "TargetArn" : "TopicArn", &res);
     if (!name)
         return res;
-    enum mq_status st;
-    struct topic_set *set = api_cached_topic(req, NULL, name, &st);
-    if (!set || set->topic.fifo || !mq_publish_always_lean(&set->topic, set->subs, set->n)) {
-        topic_set_release(set);
+    struct topic_set *set = api_cached_lean_topic(req, name);
+    if (!set)
         return http_offload_data(req, publish_direct);
-    }
     struct planned_publish *pp = xcalloc(1, sizeof *pp);
     call->op_state = pp;
     call->op_state_free = planned_publish_free;
@@ -258,19 +250,7 @@ enum handler_result sns_publish(struct aws_call *call)
     mq_publish_plan(&set->topic, set->subs, set->n, &pp->m.p, mq_hub_listened_cb, req->app->hub,
                     &pp->plan);
     topic_set_release(set);
-    pp->cp = (struct mq_combined_publish){
-        .o = {.status = MQ_OK, .done = planned_publish_done, .ctx = req}, .plan = &pp->plan};
-    if (pp->plan.n == 0) { /* no subscription wants it: nothing to store */
-        mq_publish_plan_count(&pp->plan);
-        return planned_publish_stored(req);
-    }
-    pp->cp.o.status = MQ_ERROR;
-    res = http_suspend(req, planned_publish_stored);
-    if (!mq_combiner_publish(req->app->combiner, &pp->cp)) { /* stopping, or busy */
-        pp->direct = true;
-        http_resume(req);
-    }
-    return res;
+    return api_publish_handed_over(req, &pp->cp, &pp->plan, &pp->direct, planned_publish_stored);
 }
 
 /* ---- PublishBatch ---- */
