@@ -218,29 +218,47 @@ static void request_event(const struct rfq *r, char **body, json_t **attrs)
     trace_add_attributes(*attrs);
 }
 
-/* The unicorns an RFQ published to set asks (sql/024), from the subscriptions its request goes
- * to: {"NAME",...} of every queue rfq-unicorn-NAME into out (quoted, or a unicorn called NULL
- * would be a null element; queue names hold no '"' or '\\').
- * False (out empty: quotes under any name count) when a subscription is a URL or a queue named
- * otherwise, or there is none. */
-static bool recipients_of(const struct topic_set *set, struct buf *out)
+/* Is the queue of subscription i of set also that of one of its first i subscriptions the
+ * publish chose? */
+static bool asked_before(const struct topic_set *set, const struct mq_publish_tally *chose, int i)
+{
+    for (int k = 0; k < i; k++)
+        if (chose->items[k].wanted && !set->subs[k].url &&
+            strcmp(set->subs[k].queue, set->subs[i].queue) == 0)
+            return true;
+    return false;
+}
+
+/* The unicorns an RFQ published to set asks (sql/024): the NAME of every queue rfq-unicorn-NAME
+ * among the subscriptions the publish chose (chose: its plan's tally, one item per subscription
+ * of set), each once, as {"NAME",...} into out (quoted, or a unicorn called NULL would be a
+ * null element; queue names hold no '"' or '\\'). Returns how many: the answers the RFQ waits
+ * for, however many subscriptions lead to one queue. 0 (out empty: quotes under any name count)
+ * when a chosen subscription is a URL or a queue named otherwise, or none was chosen. */
+static int recipients_of(const struct topic_set *set, const struct mq_publish_tally *chose,
+                         struct buf *out)
 {
     size_t prefix = strlen(RFQS_UNICORN_QUEUE);
+    int n = 0;
     buf_init(out);
     for (int i = 0; i < set->n; i++) {
+        if (!chose->items[i].wanted)
+            continue;
         const char *q = set->subs[i].queue;
         if (set->subs[i].url || strncmp(q, RFQS_UNICORN_QUEUE, prefix) != 0 || !q[prefix]) {
             buf_cleanup(out);
             buf_init(out);
-            return false;
+            return 0;
         }
-        buf_puts(out, i ? ",\"" : "{\"");
+        if (asked_before(set, chose, i))
+            continue;
+        buf_puts(out, n++ ? ",\"" : "{\"");
         buf_puts(out, q + prefix);
         buf_puts(out, "\"");
     }
-    if (out->len)
+    if (n)
         buf_puts(out, "}");
-    return out->len > 0;
+    return n;
 }
 
 /* Stores r expecting n responses from recipients (a text[] literal, or NULL) inside the
@@ -259,31 +277,32 @@ static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n, cons
 }
 
 /* Any topology besides raw queues (an operator's URL or enveloped subscription): publish first,
- * then store the RFQ expecting as many answers as the publish had deliveries. */
+ * then store the RFQ expecting an answer from each of the asked unicorns (recipients_of), or as
+ * many answers as the publish had deliveries when asked is 0. */
 static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *set, struct rfq *r,
-                                   const struct mq_publish *p, const char *recipients,
+                                   const struct mq_publish *p, const char *recipients, int asked,
                                    bool (*listened)(void *ctx, int queue_id), void *ctx,
                                    struct mq_publish_result *published)
 {
     if (!db_begin(c))
         return MQ_UNAVAILABLE;
     enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
+    r->expected = asked ? asked : published->deliveries;
     if (st == MQ_OK)
-        st = insert(c, r, published->deliveries, recipients);
+        st = insert(c, r, r->expected, recipients);
     if (st == MQ_OK && !db_commit(c))
         st = MQ_UNAVAILABLE;
     if (st != MQ_OK)
         db_rollback(c);
-    r->expected = published->deliveries;
     return st;
 }
 
 static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
                                   const struct mq_publish_plan *plan, const char *recipients,
-                                  struct mq_publish_result *published)
+                                  int asked, struct mq_publish_result *published)
 {
     char expected[16];
-    snprintf(expected, sizeof expected, "%d", plan->n);
+    snprintf(expected, sizeof expected, "%d", asked ? asked : plan->n);
     const char *v[13] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
     mq_publish_plan_params(plan, &v[7]);
     v[12] = recipients;
@@ -292,7 +311,7 @@ static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
         return mq_failed(c, res);
     mq_publish_plan_result(plan, res, 0, published);
     PQclear(res);
-    r->expected = plan->n;
+    r->expected = asked ? asked : plan->n;
     return MQ_OK;
 }
 
@@ -319,10 +338,11 @@ enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
     struct mq_publish_plan plan;
     mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
     struct buf names;
-    const char *recipients = recipients_of(set, &names) ? buf_str(&names) : NULL;
-    enum mq_status st = plan.lean
-                            ? submit_lean(c, out, &plan, recipients, published)
-                            : submit_in_tx(c, set, out, &p, recipients, listened, ctx, published);
+    int asked = recipients_of(set, &plan.tally, &names);
+    const char *recipients = asked ? buf_str(&names) : NULL;
+    enum mq_status st =
+        plan.lean ? submit_lean(c, out, &plan, recipients, asked, published)
+                  : submit_in_tx(c, set, out, &p, recipients, asked, listened, ctx, published);
     buf_cleanup(&names);
     mq_publish_plan_clear(&plan);
     free(body);

@@ -1644,6 +1644,50 @@ START_TEST(only_the_unicorns_asked_complete_an_rfq)
 }
 END_TEST
 
+/* An RFQ asks the unicorns whose subscriptions took its request: each once, however many
+ * subscriptions lead to its queue (it waits for one answer from it, not two), and none whose
+ * filter policy turned the request away (its quote does not count). */
+START_TEST(an_rfq_asks_each_chosen_unicorn_once)
+{
+    struct harness_server s;
+    harness_start(&s, two_quiet_unicorns);
+    char service[SECRET_TOKEN_LEN], id[IDS_UUID_LEN];
+    create_token(&s, "service", service);
+    put_subscription(&s, "shadowfax-again",
+                     "{\"queue\": \"rfq-unicorn-shadowfax\", \"raw_delivery\": true}");
+    harness_put_queue(&s, "rfq-unicorn-picky", NULL, 201);
+    put_subscription(&s, "picky",
+                     "{\"queue\": \"rfq-unicorn-picky\", \"raw_delivery\": true, "
+                     "\"filter_policy\": {\"customer\": [\"vip-1\"]}, "
+                     "\"filter_policy_scope\": \"body\"}");
+
+    submit(&s, "twice-1", 30, 2, id); /* three deliveries, two unicorns */
+    ck_assert_int_eq(in_queue("rfq-unicorn-shadowfax"), 2);
+    ck_assert_int_eq(in_queue("rfq-unicorn-picky"), 0);
+    ck_assert_int_eq(
+        sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND recipients = '{shadowfax,sparkle}'",
+             id),
+        1);
+    struct response r;
+    ck_assert_int_eq(post_quote(&s, id, service, "{\"unicorn\": \"picky\", \"price\": 1}", &r),
+                     422);
+    response_cleanup(&r);
+    static const char *const two[] = {"shadowfax", "sparkle"};
+    answer_all(&s, service, id, two, 2);
+
+    submit(&s, "vip-1", 30, 3, id); /* the filter takes this one */
+    ck_assert_int_eq(in_queue("rfq-unicorn-picky"), 1);
+    ck_assert_int_eq(
+        sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND "
+             "ARRAY(SELECT unnest(recipients) ORDER BY 1) = '{picky,shadowfax,sparkle}'",
+             id),
+        1);
+    static const char *const three[] = {"picky", "shadowfax", "sparkle"};
+    answer_all(&s, service, id, three, 3);
+    harness_stop(&s);
+}
+END_TEST
+
 /* ---- 6. a restart while RFQs run --------------------------------------------------------------
  */
 
@@ -1942,6 +1986,7 @@ int main(void)
     tcase_add_test(gather, late_duplicate_and_uncorrelated_quotes);
     tcase_add_test(gather, an_external_unicorn_joins_through_the_api);
     tcase_add_test(gather, only_the_unicorns_asked_complete_an_rfq);
+    tcase_add_test(gather, an_rfq_asks_each_chosen_unicorn_once);
     tcase_add_test(gather, rfqs_complete_across_a_restart);
     tcase_add_test(gather, fifty_concurrent_rfqs_all_answered);
     tcase_add_test(gather, a_quote_recorded_after_the_eta_is_refused);
