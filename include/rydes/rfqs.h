@@ -70,7 +70,9 @@ json_t *rfq_summary_json(const struct rfq *r);
 json_t *rfq_result_json(const struct rfq *r);
 
 /* Stores the RFQ and publishes the request in one transaction; expected_responses is the
- * number of unicorn queues it went to. MQ_NOT_FOUND when set is NULL (no topic). */
+ * number of unicorns it asks (the rfq-unicorn-NAME queues whose subscriptions took it, each
+ * once), or of the targets it went to when it asks none by name. MQ_NOT_FOUND when set is
+ * NULL (no topic). */
 enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
                            const struct rfq_input *in, bool (*listened)(void *ctx, int queue_id),
                            void *ctx, struct rfq *out, struct mq_publish_result *published);

@@ -218,23 +218,35 @@ static void request_event(const struct rfq *r, char **body, json_t **attrs)
     trace_add_attributes(*attrs);
 }
 
-/* Is the queue of subscription i of set also that of one of its first i subscriptions the
- * publish chose? */
-static bool asked_before(const struct topic_set *set, const struct mq_publish_tally *chose, int i)
+/* Is subscription i of set one the publish chose (chose: its plan's tally, one item per
+ * subscription of set) whose target is new: a URL, or a queue none of the chosen before it
+ * leads to? Two subscriptions to one queue deliver to one consumer, which answers once. */
+static bool chosen_once(const struct topic_set *set, const struct mq_publish_tally *chose, int i)
 {
-    for (int k = 0; k < i; k++)
+    if (!chose->items[i].wanted)
+        return false;
+    for (int k = 0; k < i && !set->subs[i].url; k++)
         if (chose->items[k].wanted && !set->subs[k].url &&
-            strcmp(set->subs[k].queue, set->subs[i].queue) == 0)
-            return true;
-    return false;
+            set->subs[k].queue_id == set->subs[i].queue_id)
+            return false;
+    return true;
+}
+
+/* The answers an RFQ published to set waits for when it asks no unicorn by name: one per
+ * target its publish chose. */
+static int targets_chosen(const struct topic_set *set, const struct mq_publish_tally *chose)
+{
+    int n = 0;
+    for (int i = 0; i < set->n; i++)
+        n += chosen_once(set, chose, i);
+    return n;
 }
 
 /* The unicorns an RFQ published to set asks (sql/024): the NAME of every queue rfq-unicorn-NAME
- * among the subscriptions the publish chose (chose: its plan's tally, one item per subscription
- * of set), each once, as {"NAME",...} into out (quoted, or a unicorn called NULL would be a
- * null element; queue names hold no '"' or '\\'). Returns how many: the answers the RFQ waits
- * for, however many subscriptions lead to one queue. 0 (out empty: quotes under any name count)
- * when a chosen subscription is a URL or a queue named otherwise, or none was chosen. */
+ * among the subscriptions the publish chose, each once, as {"NAME",...} into out (quoted, or a
+ * unicorn called NULL would be a null element; queue names hold no '"' or '\\'). Returns how
+ * many: the answers the RFQ waits for. 0 (out empty: quotes under any name count) when a chosen
+ * subscription is a URL or a queue named otherwise, or none was chosen. */
 static int recipients_of(const struct topic_set *set, const struct mq_publish_tally *chose,
                          struct buf *out)
 {
@@ -246,11 +258,10 @@ static int recipients_of(const struct topic_set *set, const struct mq_publish_ta
             continue;
         const char *q = set->subs[i].queue;
         if (set->subs[i].url || strncmp(q, RFQS_UNICORN_QUEUE, prefix) != 0 || !q[prefix]) {
-            buf_cleanup(out);
-            buf_init(out);
+            buf_cleanup(out); /* empty again */
             return 0;
         }
-        if (asked_before(set, chose, i))
+        if (!chosen_once(set, chose, i))
             continue;
         buf_puts(out, n++ ? ",\"" : "{\"");
         buf_puts(out, q + prefix);
@@ -276,18 +287,18 @@ static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n, cons
     return MQ_OK;
 }
 
-/* Any topology besides raw queues (an operator's URL or enveloped subscription): publish first,
- * then store the RFQ expecting an answer from each of the asked unicorns (recipients_of), or as
- * many answers as the publish had deliveries when asked is 0. */
+/* A publish that is not lean (a URL among the subscriptions, or raw and enveloped ones mixed):
+ * publish first, then store the RFQ expecting the answers of its chosen targets (expected), or
+ * fewer when fewer were delivered (a queue deleted since the topic was cached). */
 static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *set, struct rfq *r,
-                                   const struct mq_publish *p, const char *recipients, int asked,
+                                   const struct mq_publish *p, const char *recipients, int expected,
                                    bool (*listened)(void *ctx, int queue_id), void *ctx,
                                    struct mq_publish_result *published)
 {
     if (!db_begin(c))
         return MQ_UNAVAILABLE;
     enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
-    r->expected = asked ? asked : published->deliveries;
+    r->expected = expected < published->deliveries ? expected : published->deliveries;
     if (st == MQ_OK)
         st = insert(c, r, r->expected, recipients);
     if (st == MQ_OK && !db_commit(c))
@@ -298,11 +309,11 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
 }
 
 static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
-                                  const struct mq_publish_plan *plan, const char *recipients,
-                                  int asked, struct mq_publish_result *published)
+                                  const struct mq_publish_plan *plan, const char *recipients, int n,
+                                  struct mq_publish_result *published)
 {
     char expected[16];
-    snprintf(expected, sizeof expected, "%d", asked ? asked : plan->n);
+    snprintf(expected, sizeof expected, "%d", n);
     const char *v[13] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
     mq_publish_plan_params(plan, &v[7]);
     v[12] = recipients;
@@ -311,7 +322,7 @@ static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
         return mq_failed(c, res);
     mq_publish_plan_result(plan, res, 0, published);
     PQclear(res);
-    r->expected = asked ? asked : plan->n;
+    r->expected = n;
     return MQ_OK;
 }
 
@@ -340,9 +351,10 @@ enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
     struct buf names;
     int asked = recipients_of(set, &plan.tally, &names);
     const char *recipients = asked ? buf_str(&names) : NULL;
+    int expected = asked ? asked : targets_chosen(set, &plan.tally);
     enum mq_status st =
-        plan.lean ? submit_lean(c, out, &plan, recipients, asked, published)
-                  : submit_in_tx(c, set, out, &p, recipients, asked, listened, ctx, published);
+        plan.lean ? submit_lean(c, out, &plan, recipients, expected, published)
+                  : submit_in_tx(c, set, out, &p, recipients, expected, listened, ctx, published);
     buf_cleanup(&names);
     mq_publish_plan_clear(&plan);
     free(body);

@@ -1581,8 +1581,8 @@ static void answer_all(struct harness_server *s, const char *token, const char *
 }
 
 /* Quotes under names of a client's own never complete an RFQ: only the unicorns it asked (the
- * queues rfq-unicorn-NAME subscribed at submission) count. With a subscription named otherwise
- * whose answers may come under any name, every name counts. */
+ * queues rfq-unicorn-NAME whose subscriptions took its request) count. With a subscription named
+ * otherwise whose answers may come under any name, every name counts. */
 START_TEST(only_the_unicorns_asked_complete_an_rfq)
 {
     struct harness_server s;
@@ -1644,9 +1644,24 @@ START_TEST(only_the_unicorns_asked_complete_an_rfq)
 }
 END_TEST
 
+/* Waits until the fan-out has delivered every request published so far. */
+static void delivered(void)
+{
+    ck_assert_int_eq(wait_sql("SELECT count(*) FROM publish_outbox", 0, 5), 0);
+}
+
+/* Does RFQ id record exactly the unicorns names (a text[] literal in order)? */
+static bool asks(const char *id, const char *names)
+{
+    return sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND "
+                "ARRAY(SELECT unnest(recipients) ORDER BY 1) = '%s'",
+                id, names) == 1;
+}
+
 /* An RFQ asks the unicorns whose subscriptions took its request: each once, however many
  * subscriptions lead to its queue (it waits for one answer from it, not two), and none whose
- * filter policy turned the request away (its quote does not count). */
+ * filter policy turned the request away (its quote does not count). Without names, it waits
+ * for one answer per target. */
 START_TEST(an_rfq_asks_each_chosen_unicorn_once)
 {
     struct harness_server s;
@@ -1662,12 +1677,10 @@ START_TEST(an_rfq_asks_each_chosen_unicorn_once)
                      "\"filter_policy_scope\": \"body\"}");
 
     submit(&s, "twice-1", 30, 2, id); /* three deliveries, two unicorns */
+    delivered();
     ck_assert_int_eq(in_queue("rfq-unicorn-shadowfax"), 2);
     ck_assert_int_eq(in_queue("rfq-unicorn-picky"), 0);
-    ck_assert_int_eq(
-        sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND recipients = '{shadowfax,sparkle}'",
-             id),
-        1);
+    ck_assert(asks(id, "{shadowfax,sparkle}"));
     struct response r;
     ck_assert_int_eq(post_quote(&s, id, service, "{\"unicorn\": \"picky\", \"price\": 1}", &r),
                      422);
@@ -1676,14 +1689,28 @@ START_TEST(an_rfq_asks_each_chosen_unicorn_once)
     answer_all(&s, service, id, two, 2);
 
     submit(&s, "vip-1", 30, 3, id); /* the filter takes this one */
+    delivered();
     ck_assert_int_eq(in_queue("rfq-unicorn-picky"), 1);
-    ck_assert_int_eq(
-        sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND "
-             "ARRAY(SELECT unnest(recipients) ORDER BY 1) = '{picky,shadowfax,sparkle}'",
-             id),
-        1);
+    ck_assert(asks(id, "{picky,shadowfax,sparkle}"));
     static const char *const three[] = {"picky", "shadowfax", "sparkle"};
     answer_all(&s, service, id, three, 3);
+
+    /* raw and enveloped subscriptions mixed: published in a transaction of its own */
+    put_subscription(&s, "shadowfax-enveloped", "{\"queue\": \"rfq-unicorn-shadowfax\"}");
+    submit(&s, "twice-2", 30, 2, id);
+    ck_assert_int_eq(in_queue("rfq-unicorn-shadowfax"), 2 + 2 + 3);
+    ck_assert(asks(id, "{shadowfax,sparkle}"));
+    answer_all(&s, service, id, two, 2);
+
+    /* a queue named otherwise, subscribed twice: no names, one answer per target */
+    harness_put_queue(&s, "acme-quotes", NULL, 201);
+    put_subscription(&s, "acme", "{\"queue\": \"acme-quotes\", \"raw_delivery\": true}");
+    put_subscription(&s, "acme-again", "{\"queue\": \"acme-quotes\", \"raw_delivery\": true}");
+    submit(&s, "twice-3", 30, 3, id);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND recipients IS NULL", id),
+                     1);
+    static const char *const anyone[] = {"acme", "shadowfax", "sparkle"};
+    answer_all(&s, service, id, anyone, 3);
     harness_stop(&s);
 }
 END_TEST
