@@ -112,9 +112,11 @@ static const struct setting settings[] = {
     {"workers", "RYDES_WORKERS", SETTING_STRING, "all", 0, 0, NULL, OFF(workers), false,
      config_workers_valid,
      "built-in workers to run in serve: all, none or a comma list of: push, customer-notification, "
-     "customer-loyalty, datalake-ingestion, extraordinary-rides"},
+     "customer-loyalty, datalake-ingestion, extraordinary-rides, prebooking-submission, "
+     "prebooking-processing, prebooking-datalake, rfq-aggregator, unicorn-fleet, "
+     "customer-accounting, fare-saga"},
     {"migrate", "RYDES_MIGRATE", SETTING_BOOL, "true", 0, 0, NULL, OFF(migrate), false, NULL,
-     "apply pending migrations when serve starts"},
+     "apply pending migrations when serve or worker starts"},
     {"grant-role", "RYDES_GRANT_ROLE", SETTING_STRING, "", 0, 0, NULL, OFF(grant_role), false,
      role_valid,
      "after migrating, grant data access (no DDL) to this database role; the server can then "
