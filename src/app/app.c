@@ -367,12 +367,15 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
 
 void app_stop(struct app *app)
 {
-    /* Long polls answer first (with what they have), so the in-flight wait below is short. */
+    /* Long polls answer first (with what they have), so the in-flight wait below is short;
+     * the hub's thread may take a while to stop (a statement on a stalled database), which
+     * counts against the shutdown timeout like everything below. */
+    int64_t timeout_ms = app->cfg->shutdown_timeout * 1000, t0 = clock_mono_us();
     mq_hub_shutdown(app->hub);
     /* Combined sends finish now (sends from here on take their own statements), within the
      * shutdown timeout that the in-flight wait below shares. */
-    int64_t timeout_ms = app->cfg->shutdown_timeout * 1000, t0 = clock_mono_us();
-    mq_combiner_stop(app->combiner, (int)timeout_ms);
+    int64_t budget_ms = timeout_ms - (clock_mono_us() - t0) / 1000;
+    mq_combiner_stop(app->combiner, budget_ms > 0 ? (int)budget_ms : 0);
     int64_t left_ms = timeout_ms - (clock_mono_us() - t0) / 1000;
     if (app->http)
         http_server_stop(app->http, left_ms > 0 ? (int)left_ms : 0);

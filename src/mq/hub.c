@@ -467,9 +467,11 @@ void mq_hub_shutdown(struct mq_hub *h)
     pthread_mutex_unlock(&h->mu);
     if (already)
         return;
+    /* the waiters first: the thread may be stuck in a statement for seconds (a stalled or
+     * unreachable database), and no waiter registers once stopping is set */
+    wake_all(h, MQ_WAKE_SHUTDOWN);
     interrupt(h);
     pthread_join(h->thread, NULL);
-    wake_all(h, MQ_WAKE_SHUTDOWN);
 }
 
 void mq_hub_free(struct mq_hub *h)

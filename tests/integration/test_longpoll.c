@@ -299,9 +299,8 @@ static void note_wake(struct mq_waiter *w, enum mq_wake why)
     atomic_store((_Atomic int64_t *)w->ctx, clock_mono_us());
 }
 
-/* Registers the waiters of the slow queues until deadline_us, then waits (up to 15 s) until
- * they are all woken. Returns how long after t0 the last one was. */
-static int64_t slow_waits(int64_t t0, int64_t deadline_us)
+/* Registers the waiters of the slow queues until deadline_us. */
+static void slow_register(int64_t deadline_us)
 {
     for (int i = 0; i < SLOW_QUEUES; i++) {
         atomic_store(&slow_woken[i], 0);
@@ -310,6 +309,12 @@ static int64_t slow_waits(int64_t t0, int64_t deadline_us)
             mq_hub_wait(srv.app.hub, &slow[i], mq_hub_seq(srv.app.hub, slow[i].queue_id)),
             MQ_WAIT_OK);
     }
+}
+
+/* Waits (up to 15 s after t0) until the slow waiters are all woken; returns how long after t0
+ * the last one was. */
+static int64_t slow_last_woken(int64_t t0)
+{
     int64_t last = 0;
     for (int i = 0; i < SLOW_QUEUES; i++) {
         while (!atomic_load(&slow_woken[i]) && clock_mono_us() - t0 < 15000000)
@@ -318,6 +323,14 @@ static int64_t slow_waits(int64_t t0, int64_t deadline_us)
             last = atomic_load(&slow_woken[i]) - t0;
     }
     return last;
+}
+
+/* Registers the waiters of the slow queues until deadline_us, then waits (up to 15 s) until
+ * they are all woken. Returns how long after t0 the last one was. */
+static int64_t slow_waits(int64_t t0, int64_t deadline_us)
+{
+    slow_register(deadline_us);
+    return slow_last_woken(t0);
 }
 
 /* The database stalls the hub's visibility check (another session holds messages locked, so
@@ -338,9 +351,8 @@ static void slow_queues(const char *prefix)
     }
 }
 
-/* Waiters (1 s) on the slow queues while another session holds table locked: how long after
- * they began the last one was answered. */
-static int64_t waits_behind_a_lock(const char *table)
+/* A session holding table locked (ACCESS EXCLUSIVE) until it commits; PQfinish it. */
+static PGconn *lock_table(const char *table)
 {
     PGconn *holder = PQconnectdb(harness_db_url());
     ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
@@ -352,6 +364,14 @@ static int64_t waits_behind_a_lock(const char *table)
     PGresult *r = PQexec(holder, sql);
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
+    return holder;
+}
+
+/* Waiters (1 s) on the slow queues while another session holds table locked: how long after
+ * they began the last one was answered. */
+static int64_t waits_behind_a_lock(const char *table)
+{
+    PGconn *holder = lock_table(table);
     int64_t t0 = clock_mono_us();
     int64_t last = slow_waits(t0, t0 + 1000000);
     PQclear(PQexec(holder, "COMMIT"));
@@ -388,6 +408,37 @@ START_TEST(a_stalled_announcement_does_not_hold_waiters_past_their_deadline)
 }
 END_TEST
 
+static void *stop_server(void *arg)
+{
+    (void)arg;
+    harness_stop(&srv);
+    return NULL;
+}
+
+/* Shutdown answers the waiters before it waits for the hub's thread, which may be stuck in a
+ * statement: here announcing the waiters' queues while queue_listeners is locked (each upsert
+ * runs into the hub's 2 s statement timeout, then its last delete does). */
+START_TEST(shutdown_answers_waiters_while_the_hub_is_stalled)
+{
+    harness_start(&srv, roomy);
+    hub_listening();
+    slow_queues("stopping");
+    PGconn *holder = lock_table("queue_listeners");
+    slow_register(clock_mono_us() + 20000000);
+    harness_sleep_ms(300); /* the hub is announcing the queues, behind the lock */
+    int64_t t0 = clock_mono_us();
+    pthread_t stopper;
+    pthread_create(&stopper, NULL, stop_server, NULL);
+    int64_t last = slow_last_woken(t0);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    pthread_join(stopper, NULL);
+    for (int i = 0; i < SLOW_QUEUES; i++)
+        ck_assert(atomic_load(&slow_woken[i]) > 0);
+    ck_assert_msg(last < 1500000, "the last waiter was answered %.1f s into the stop", last / 1e6);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("longpoll");
@@ -395,6 +446,7 @@ int main(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, waiters_do_not_starve_other_requests);
     tcase_add_test(tc, shutdown_answers_waiters_at_once);
+    tcase_add_test(tc, shutdown_answers_waiters_while_the_hub_is_stalled);
     tcase_add_test(tc, restart_stops_a_server_left_running);
     tcase_add_test(tc, a_stalled_check_does_not_hold_waiters_past_their_deadline);
     tcase_add_test(tc, a_stalled_announcement_does_not_hold_waiters_past_their_deadline);
