@@ -48,6 +48,16 @@ static char *form_decode(const char *s, size_t n, size_t *len)
     return out;
 }
 
+/* Is name printable ASCII, as every AWS parameter name is? (Other bytes could also make
+ * invalid JSON keys when the query is reshaped.) */
+static bool name_printable(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (name[i] < ' ' || name[i] > '~')
+            return false;
+    return true;
+}
+
 /* Adds the pair "name=value" of s[0..n); false with why on a bad one. */
 static bool form_add(struct wire_form *f, const char *s, size_t n, char *why, size_t wn)
 {
@@ -59,7 +69,7 @@ static bool form_add(struct wire_form *f, const char *s, size_t n, char *why, si
     }
     char *name = form_decode(s, nlen, &klen);
     char *value = eq ? form_decode(eq + 1, n - nlen - 1, &vlen) : (vlen = 0, xstrdup(""));
-    if (!name || !value || klen == 0 || klen > WIRE_FORM_MAX_NAME || strlen(name) != klen) {
+    if (!name || !value || klen == 0 || klen > WIRE_FORM_MAX_NAME || !name_printable(name, klen)) {
         snprintf(why, wn, "a parameter is not properly form-urlencoded");
         free(name);
         free(value);
@@ -155,7 +165,11 @@ static void nest(json_t *obj, const char *path, json_t *v)
     json_t *child = json_object_get(obj, head);
     if (!json_is_object(child)) {
         child = json_object();
-        json_object_set_new(obj, head, child);
+        if (json_object_set_new(obj, head, child) != 0) { /* child is gone too */
+            free(head);
+            json_decref(v);
+            return;
+        }
     }
     free(head);
     nest(child, dot + 1, v);
