@@ -1337,6 +1337,10 @@ END_TEST
     "id = nextval('message_ids') WHERE queue_id = (SELECT id FROM queues "  \
     "WHERE name = 'prebooking-processing') AND body LIKE '%%%s%%'"
 
+/* Is the dead-letter sweep's cursor before id %lld? */
+#define CURSOR_BEFORE \
+    "SELECT count(*) FROM sweep_cursors WHERE name = 'prebooking-dead-letters' AND after < %lld"
+
 /* The last attempt the queue allows ends with its process (no given_up runs): at the lease's
  * end the message goes to prebooking-processing-dlq, and the sweep fails the task, which would
  * otherwise stay "processing" for ever. */
@@ -1361,10 +1365,19 @@ START_TEST(a_task_whose_last_attempt_died_fails_once_dead_lettered)
     const char *detail = json_str(json_object_get(r.json, "error"), "detail");
     ck_assert_msg(detail && strstr(detail, "after 5 attempts"), "%s", buf_str(&r.body));
     response_cleanup(&r);
-    /* the cursor has moved on (up to the moves of the last minutes, which it looks at again) */
-    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM sweep_cursors WHERE name = "
-                                  "'prebooking-dead-letters' AND after > 0"),
-                     1);
+    /* the cursor stays before the moves of the last minutes (one with a lower id may still be
+     * open) and passes them once they are older (every move of the queue so far, here) */
+    long long moved = harness_sqlf("SELECT m.id FROM messages m JOIN queues q ON q.id = "
+                                   "m.queue_id WHERE q.name = 'prebooking-processing-dlq' AND "
+                                   "m.body LIKE '%%%s%%'",
+                                   id);
+    ck_assert_int_eq(harness_sqlf(CURSOR_BEFORE, moved), 1);
+    snprintf(sql, sizeof sql,
+             "UPDATE messages SET visible_at = now() - interval '6 minutes' WHERE queue_id = "
+             "(SELECT id FROM queues WHERE name = 'prebooking-processing-dlq')");
+    free(harness_sql(harness_db_url(), sql));
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert_int_eq(harness_sqlf(CURSOR_BEFORE, moved), 0);
     stop();
 }
 END_TEST
@@ -1378,6 +1391,9 @@ START_TEST(a_dead_letter_move_that_commits_late_still_fails_its_task)
     start(no_workers);
     char when[64], early[IDS_UUID_LEN], late[IDS_UUID_LEN];
     when_at(when, sizeof when, ahead(6, 0), "", 0);
+    /* recent moves of earlier tests would hold the cursor back whatever the rule */
+    free(harness_sql(harness_db_url(), "DELETE FROM messages WHERE queue_id = (SELECT id FROM "
+                                       "queues WHERE name = 'prebooking-processing-dlq')"));
     submit(&srv, "cr-early", when, early);
     when_at(when, sizeof when, ahead(9, 0), "", 0);
     submit(&srv, "cr-late", when, late);
@@ -1387,13 +1403,19 @@ START_TEST(a_dead_letter_move_that_commits_late_still_fails_its_task)
     PGconn *first = PQconnectdb(harness_db_url());
     ck_assert_int_eq(PQstatus(first), CONNECTION_OK);
     PQclear(PQexec(first, "BEGIN"));
-    snprintf(sql, sizeof sql, MOVE_TO_DLQ_SQL, early);
+    snprintf(sql, sizeof sql, MOVE_TO_DLQ_SQL " RETURNING id", early);
     PGresult *r = PQexec(first, sql);
-    ck_assert_str_eq(PQcmdTuples(r), "1");
+    ck_assert_int_eq(PQntuples(r), 1);
+    long long early_id = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     snprintf(sql, sizeof sql, MOVE_TO_DLQ_SQL, late);
     free(harness_sql(harness_db_url(), sql));
     free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    /* the cursor has not passed the move still open */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM sweep_cursors WHERE name = "
+                                  "'prebooking-dead-letters' AND after < %lld",
+                                  early_id),
+                     1);
     PQclear(PQexec(first, "COMMIT"));
     PQfinish(first);
     free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
