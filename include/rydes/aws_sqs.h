@@ -15,6 +15,10 @@ const char *sqs_str(struct aws_call *call, const char *name);
  * answered for a bad value. */
 bool sqs_int(struct aws_call *call, const char *name, int min, int max, int *out,
              enum handler_result *res);
+/* Are the lists named in names (NULL-terminated) of the input at most WIRE_QUERY_MAX_INDEX long,
+ * as the query protocol's indexes are? False with InvalidParameterValue answered: a JSON body
+ * could otherwise hold a quarter of a million names to compare against every message. */
+bool sqs_lists_bounded(struct aws_call *call, const char *const *names, enum handler_result *res);
 /* A required string member; false with MissingParameter answered. */
 const char *sqs_required(struct aws_call *call, const char *name, enum handler_result *res);
 /* Reads the queue the call names (QueueUrl, or the {queue} of the path) from the process's

@@ -17,6 +17,7 @@
 #include "rydes/sigv4.h"
 #include "rydes/validate.h"
 
+#include <ctype.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -103,11 +104,25 @@ enum handler_result aws_fail(struct aws_call *call, enum wire_err e, const char 
     return reply_text(call, info->status, buf_steal(&b));
 }
 
+/* Is host (the client's Host header) a host name or address with an optional port, short
+ * enough for a queue URL? Anything else would make URLs that are not valid UTF-8 or that
+ * snprintf cuts short. */
+static bool host_plain(const char *host)
+{
+    size_t n = host ? strlen(host) : 0;
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)host[i]) && !strchr(".:-[]", host[i]))
+            return false;
+    return true;
+}
+
 void aws_queue_url(struct aws_call *call, const char *name, char *out, size_t n)
 {
     const char *host = http_header(call->req, "Host");
     bool tls = call->req->app->tls_cert != NULL;
-    snprintf(out, n, "%s://%s/%s/%s", tls ? "https" : "http", host ? host : "localhost",
+    snprintf(out, n, "%s://%s/%s/%s", tls ? "https" : "http", host_plain(host) ? host : "localhost",
              AWS_ACCOUNT_ID, name);
 }
 

@@ -45,6 +45,18 @@ bool sqs_int(struct aws_call *call, const char *name, int min, int max, int *out
     return true;
 }
 
+bool sqs_lists_bounded(struct aws_call *call, const char *const *names, enum handler_result *res)
+{
+    for (; *names; names++)
+        if (json_array_size(json_object_get(call->in, *names)) > WIRE_QUERY_MAX_INDEX) {
+            *res = aws_fail(call, WIRE_INVALID_PARAMETER,
+                            "Value for parameter %s is invalid. Reason: at most %d names.", *names,
+                            WIRE_QUERY_MAX_INDEX);
+            return false;
+        }
+    return true;
+}
+
 const char *sqs_required(struct aws_call *call, const char *name, enum handler_result *res)
 {
     const char *s = sqs_str(call, name);
@@ -184,15 +196,15 @@ static bool apply_attribute(struct aws_call *call, const char *name, json_t *jv,
                         int_attrs[i].min, int_attrs[i].max);
         return false;
     }
-    bool b = false, ok = v != NULL;
-    if (ok && strcmp(name, "RedrivePolicy") == 0)
-        ok = redrive_policy(v, a);
-    else if (ok && strcmp(name, "FifoQueue") == 0 && creating)
-        ok = bool_text(v, &b) && b == a->fifo;
-    else if (ok && strcmp(name, "ContentBasedDeduplication") == 0 && a->fifo)
-        ok = bool_text(v, &a->content_based_dedup);
-    else if (ok && strcmp(name, "SqsManagedSseEnabled") == 0)
-        ok = bool_text(v, &b); /* accepted: PostgreSQL's storage is what it is */
+    bool b = false, ok = v != NULL; /* a value that is not a string is a bad value */
+    if (strcmp(name, "RedrivePolicy") == 0)
+        ok = ok && redrive_policy(v, a);
+    else if (strcmp(name, "FifoQueue") == 0 && creating)
+        ok = ok && bool_text(v, &b) && b == a->fifo;
+    else if (strcmp(name, "ContentBasedDeduplication") == 0 && a->fifo)
+        ok = ok && bool_text(v, &a->content_based_dedup);
+    else if (strcmp(name, "SqsManagedSseEnabled") == 0)
+        ok = ok && bool_text(v, &b); /* accepted: PostgreSQL's storage is what it is */
     else {
         *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME, "Unknown Attribute %.100s.", name);
         return false;
@@ -523,6 +535,9 @@ static enum handler_result get_queue_attributes(struct aws_call *call, struct db
     enum handler_result res;
     struct mq_queue q;
     if (!sqs_queue(call, c, &q, &res))
+        return res;
+    static const char *const lists[] = {"AttributeNames", NULL};
+    if (!sqs_lists_bounded(call, lists, &res))
         return res;
     json_t *names = json_object_get(call->in, "AttributeNames"), *n;
     size_t i;

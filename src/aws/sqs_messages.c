@@ -611,9 +611,12 @@ enum handler_result sqs_receive_message(struct aws_call *call)
     if (!sqs_queue(call, NULL, &q, &res))
         return res;
     int max = 1, visibility = q.attrs.visibility_timeout, wait = q.attrs.receive_wait_seconds;
+    static const char *const lists[] = {"AttributeNames", "MessageSystemAttributeNames",
+                                        "MessageAttributeNames", NULL};
     if (!sqs_int(call, "MaxNumberOfMessages", 1, MQ_MAX_BATCH, &max, &res) ||
         !sqs_int(call, "VisibilityTimeout", 0, 43200, &visibility, &res) ||
-        !sqs_int(call, "WaitTimeSeconds", 0, 20, &wait, &res))
+        !sqs_int(call, "WaitTimeSeconds", 0, 20, &wait, &res) ||
+        !sqs_lists_bounded(call, lists, &res))
         return res;
     struct mq_poll *p = xcalloc(1, sizeof *p);
     call->op_state = p;

@@ -66,6 +66,7 @@ struct signed_request {
     const char *path, *body, *content_type, *target; /* target NULL: the query protocol */
     const char *key, *secret, *service;
     int64_t skew_s;
+    const char *host; /* NULL: the server's address */
 };
 
 struct header_set {
@@ -89,7 +90,7 @@ static void send_signed(const struct signed_request *r, struct response *out)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
-    struct header_set h = {srv.base + 7, date, r->content_type, r->target};
+    struct header_set h = {r->host ? r->host : srv.base + 7, date, r->content_type, r->target};
     const char *signed_headers =
         r->target ? "content-type;host;x-amz-date;x-amz-target" : "content-type;host;x-amz-date";
     struct sigv4_request sr = {"POST", r->path, "", header_of, &h, r->body, strlen(r->body)};
@@ -107,9 +108,9 @@ static void send_signed(const struct signed_request *r, struct response *out)
     sigv4_hmac_hex(key, buf_str(&s), s.len, sig);
     snprintf(extra, sizeof extra,
              "X-Amz-Date: %s\nAuthorization: AWS4-HMAC-SHA256 Credential=%s/%s, "
-             "SignedHeaders=%s, Signature=%s%s%s",
+             "SignedHeaders=%s, Signature=%s%s%s%s%s",
              date, r->key, scope, signed_headers, sig, r->target ? "\nX-Amz-Target: " : "",
-             r->target ? r->target : "");
+             r->target ? r->target : "", r->host ? "\nHost: " : "", r->host ? r->host : "");
     harness_request(&srv, "POST", r->path, NULL, r->body, r->content_type, extra, out);
     buf_cleanup(&c);
     buf_cleanup(&s);
@@ -123,13 +124,14 @@ static void json_call(const char *op, const char *body, const char *key, const c
 {
     char target[96];
     snprintf(target, sizeof target, "AmazonSQS.%s", op);
-    struct signed_request r = {"/", body, JSON_TYPE, target, key, secret, "sqs", 0};
+    struct signed_request r = {"/", body, JSON_TYPE, target, key, secret, "sqs", 0, NULL};
     send_signed(&r, out);
 }
 
 static void query_call(const char *path, const char *body, struct response *out)
 {
-    struct signed_request r = {path, body, QUERY_TYPE, NULL, admin_key, admin_secret, "sqs", 0};
+    struct signed_request r = {path,         body,  QUERY_TYPE, NULL, admin_key,
+                               admin_secret, "sqs", 0,          NULL};
     send_signed(&r, out);
 }
 
@@ -199,8 +201,8 @@ START_TEST(unknown_key_wrong_secret_and_skew)
     json_call("ListQueues", "{}", admin_key, "0123456789012345678901234567890123456789", &r);
     assert_json_error(&r, 403, "#SignatureDoesNotMatch", "SignatureDoesNotMatch");
     response_cleanup(&r);
-    struct signed_request skewed = {"/",       "Action=ListQueues", QUERY_TYPE, NULL,
-                                    admin_key, admin_secret,        "sqs",      3600};
+    struct signed_request skewed = {
+        "/", "Action=ListQueues", QUERY_TYPE, NULL, admin_key, admin_secret, "sqs", 3600, NULL};
     send_signed(&skewed, &r);
     assert_xml_error(&r, 403, "SignatureDoesNotMatch");
     ck_assert(strstr(buf_str(&r.body), "Signature expired"));
@@ -226,6 +228,12 @@ START_TEST(sqs_errors_in_both_protocols)
     json_call("CreateQueue", "{\"QueueName\":\"a\",\"Attributes\":{\"Nope\":\"1\"}}", admin_key,
               admin_secret, &r);
     assert_json_error(&r, 400, "#InvalidAttributeName", "InvalidAttributeName");
+    response_cleanup(&r);
+    /* a known attribute whose value is not a string has a bad value, not a bad name */
+    json_call("CreateQueue",
+              "{\"QueueName\":\"a\",\"Attributes\":{\"RedrivePolicy\":{\"maxReceiveCount\":1}}}",
+              admin_key, admin_secret, &r);
+    assert_json_error(&r, 400, "#InvalidAttributeValue", "InvalidAttributeValue");
     response_cleanup(&r);
     json_call("NoSuchOperation", "{}", admin_key, admin_secret, &r);
     assert_json_error(&r, 400, "#UnknownOperationException", "InvalidAction");
@@ -290,6 +298,47 @@ START_TEST(query_protocol_on_the_queue_url)
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(buf_str(&r.body), "{\"Attributes\":{\"VisibilityTimeout\":\"40\"}}");
     response_cleanup(&r);
+    /* name lists hold at most 1000 names in JSON too, as the query protocol's indexes */
+    static const char *const calls[][2] = {{"GetQueueAttributes", "AttributeNames"},
+                                           {"ReceiveMessage", "MessageAttributeNames"},
+                                           {"ReceiveMessage", "AttributeNames"}};
+    for (size_t k = 0; k < sizeof calls / sizeof calls[0]; k++) {
+        struct buf body;
+        buf_init(&body);
+        buf_printf(&body, "{\"QueueUrl\":\"http://h/000000000000/sqs-it\",\"%s\":[", calls[k][1]);
+        for (int i = 0; i < 1001; i++)
+            buf_puts(&body, i ? ",\"All\"" : "\"All\"");
+        buf_puts(&body, "]}");
+        json_call(calls[k][0], buf_str(&body), admin_key, admin_secret, &r);
+        assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+        ck_assert_msg(strstr(buf_str(&r.body), "at most 1000"), "%s", buf_str(&r.body));
+        response_cleanup(&r);
+        buf_cleanup(&body);
+    }
+}
+END_TEST
+
+/* A queue URL names the client's Host only when it is a plain host (and port): anything else
+ * would make a URL that names something else, is cut short or is not valid UTF-8. */
+START_TEST(queue_urls_take_only_a_plain_host)
+{
+    static const char *const hosts[][2] = {
+        {"sqs.example.com:4566", "http://sqs.example.com:4566/000000000000/hosty"},
+        {"[::1]:8080", "http://[::1]:8080/000000000000/hosty"},
+        {"evil.example.com/x?", "http://localhost/000000000000/hosty"},
+        {"a\xc3", "http://localhost/000000000000/hosty"}};
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        struct signed_request req = {"/",        "{\"QueueName\":\"hosty\"}",
+                                     JSON_TYPE,  "AmazonSQS.CreateQueue",
+                                     admin_key,  admin_secret,
+                                     "sqs",      0,
+                                     hosts[i][0]};
+        struct response r;
+        send_signed(&req, &r);
+        ck_assert_msg(r.status == 200, "%s: %ld %s", hosts[i][0], r.status, buf_str(&r.body));
+        ck_assert_str_eq(json_str(r.json, "QueueUrl"), hosts[i][1]);
+        response_cleanup(&r);
+    }
 }
 END_TEST
 
@@ -299,7 +348,8 @@ START_TEST(sns_unknown_action)
     struct signed_request sns = {"/",        "Action=CreatePlatformApplication&Version=2010-03-31",
                                  QUERY_TYPE, NULL,
                                  admin_key,  admin_secret,
-                                 "sns",      0};
+                                 "sns",      0,
+                                 NULL};
     send_signed(&sns, &r);
     assert_xml_error(&r, 400, "InvalidAction");
     ck_assert(strstr(buf_str(&r.body), "sns.amazonaws.com"));
@@ -313,7 +363,7 @@ END_TEST
 static void query_as(const char *path, const char *body, const char *key, const char *secret,
                      struct response *out)
 {
-    struct signed_request r = {path, body, QUERY_TYPE, NULL, key, secret, "sqs", 0};
+    struct signed_request r = {path, body, QUERY_TYPE, NULL, key, secret, "sqs", 0, NULL};
     send_signed(&r, out);
 }
 
@@ -844,7 +894,8 @@ START_TEST(signed_requests_are_rate_limited)
              secret, &r);
     assert_xml_error(&r, 403, "RequestThrottled");
     response_cleanup(&r);
-    struct signed_request sns = {"/", "Action=ListTopics", QUERY_TYPE, NULL, key, secret, "sns", 0};
+    struct signed_request sns = {"/", "Action=ListTopics", QUERY_TYPE, NULL, key, secret, "sns", 0,
+                                 NULL};
     send_signed(&sns, &r);
     assert_xml_error(&r, 429, "Throttled");
     ck_assert(response_header(&r, "Retry-After", (char[16]){0}, 16));
@@ -873,6 +924,7 @@ int main(void)
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);
     tcase_add_test(t, sns_unknown_action);
+    tcase_add_test(t, queue_urls_take_only_a_plain_host);
     tcase_add_test(t, control_characters_are_refused_or_replaced);
     tcase_add_test(t, create_queue_validates_tags_first);
     tcase_add_test(t, validation_errors_name_sqs_parameters);
