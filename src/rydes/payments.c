@@ -193,6 +193,19 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
+/* Does ref fit a reference buffer of n bytes whole, as printable ASCII (the references
+ * gateways hand back are opaque tokens)? */
+static bool reference_fits(const char *ref, size_t n)
+{
+    size_t len = strlen(ref);
+    if (len >= n)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (ref[i] < ' ' || ref[i] > '~')
+            return false;
+    return true;
+}
+
 /* Sends op to the real gateway. */
 static enum pay_status over_http(struct payments *p, enum pay_op op, const struct pay_request *rq,
                                  struct pay_result *out)
@@ -229,14 +242,18 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     json_t *reply = r.data ? json_loads(r.data, 0, NULL) : NULL;
     free(r.data);
     const char *ref = json_string_value(json_object_get(reply, "reference"));
-    snprintf(out->reference, sizeof out->reference, "%s", ref ? ref : "");
-    snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)",
-             op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status);
+    bool ref_usable = !ref || reference_fits(ref, sizeof out->reference);
+    snprintf(out->reference, sizeof out->reference, "%s", ref && ref_usable ? ref : "");
+    snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)%s",
+             op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status,
+             ref_usable ? "" : ", with a reference that is not printable ASCII or too long");
     json_decref(reply);
     out->unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                   rc == CURLE_COULDNT_RESOLVE_PROXY;
+    /* a success whose reference cannot be kept whole is no answer: later steps would name
+     * another reference (cut short) or could never record it (cut inside a character) */
     if (rc == CURLE_OK && status >= 200 && status < 300)
-        return PAY_OK;
+        return ref_usable ? PAY_OK : PAY_TRANSIENT;
     /* only a 4xx declines; 408, 429 and 409/425 (a call with this key still in progress there)
      * are no answer for the call, and neither is a 1xx, a 3xx (redirects are not followed: a
      * maintenance page or a scheme change in front of the gateway) or any 5xx */

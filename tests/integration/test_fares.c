@@ -1719,7 +1719,8 @@ END_TEST
  *   "lost-charge": 504 to every /charges; "forbidden-charge": 504 to the first, then 403;
  *   "slow": the first request of each key is answered only after PAY_SLOW_MS (the lease is 1 s);
  *   "created": 201 rather than 200;
- *   "longref": references of 90-odd characters (PAY_LONG_SUFFIX appended).
+ *   "longref": references of 90-odd characters (PAY_LONG_SUFFIX appended);
+ *   "hugeref": references of 300-odd characters, more than a reference is kept whole.
  * Anything else is 200 {"reference": "<path>-<n>"} (n counting every request). A key answered
  * with a 2xx before gets the same reference again, as a real gateway's idempotency has it. */
 
@@ -1738,7 +1739,7 @@ struct pay_hit {
     char *body;
     json_t *json;        /* the body parsed, or NULL */
     unsigned status;     /* what it was answered */
-    char reference[128]; /* the reference of a 2xx answer */
+    char reference[400]; /* the reference of a 2xx answer */
     double at;           /* CLOCK_MONOTONIC seconds when the body was complete */
 };
 
@@ -1819,7 +1820,7 @@ static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, co
     json_t *json = json_loads(body, 0, NULL);
     const char *customer = json_str(json, "customer");
     const char *kept;
-    char reference[128] = "";
+    char reference[400] = "";
     pthread_mutex_lock(&pgw.mu);
     unsigned status = pay_scripted(url, key ? key : "", customer ? customer : "", &kept);
     bool slow = customer && strstr(customer, "slow") && !kept;
@@ -1827,8 +1828,11 @@ static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, co
         if (kept)
             snprintf(reference, sizeof reference, "%s", kept);
         else
-            snprintf(reference, sizeof reference, "%s-%d%s", url[0] ? url + 1 : url, pgw.n + 1,
-                     customer && strstr(customer, "longref") ? PAY_LONG_SUFFIX : "");
+            snprintf(reference, sizeof reference, "%s-%d%s%s", url[0] ? url + 1 : url, pgw.n + 1,
+                     customer && strstr(customer, "longref") ? PAY_LONG_SUFFIX : "",
+                     customer && strstr(customer, "hugeref")
+                         ? PAY_LONG_SUFFIX PAY_LONG_SUFFIX PAY_LONG_SUFFIX PAY_LONG_SUFFIX
+                         : "");
     }
     if (pgw.n < PAY_MAX_HITS) {
         struct pay_hit *h = &pgw.hits[pgw.n];
@@ -1851,7 +1855,7 @@ static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, co
     pthread_mutex_unlock(&pgw.mu);
     if (slow)
         harness_sleep_ms(PAY_SLOW_MS);
-    char answer[320];
+    char answer[480];
     if (status / 100 == 2)
         snprintf(answer, sizeof answer, "{\"reference\": \"%s\"}", reference);
     else
@@ -2088,6 +2092,27 @@ static json_t *wait_fare_text(struct harness_server *s, const char *fare, char *
     fare_text(f, out, n);
     return f;
 }
+
+/* A success whose reference cannot be kept whole (longer than a reference holds, or not
+ * printable ASCII) is no answer: cut short, later steps would name another reference, or cut
+ * inside a character it could never be recorded and the fare would stay running for ever. */
+START_TEST(http_gateway_a_reference_that_cannot_be_kept_is_no_answer)
+{
+    pgw_start();
+    struct payments *p = payments_http(payment_url, 5000);
+    struct pay_result r;
+    struct pay_request rq = {
+        .key = "fare:huge-1:preauth", .fare_id = "huge-1", .customer = "hp-hugeref", .amount = 5};
+    ck_assert_int_eq(payments_call(p, NULL, PAY_PREAUTH, &rq, &r), PAY_TRANSIENT);
+    ck_assert_str_eq(r.reference, "");
+    ck_assert_msg(strstr(r.detail, "not printable ASCII or too long"), "%s", r.detail);
+    rq = (struct pay_request){
+        .key = "fare:long-1:preauth", .fare_id = "long-1", .customer = "hp-longref", .amount = 5};
+    ck_assert_int_eq(payments_call(p, NULL, PAY_PREAUTH, &rq, &r), PAY_OK);
+    ck_assert_msg(strstr(r.reference, PAY_LONG_SUFFIX), "%s", r.reference);
+    payments_free(p);
+}
+END_TEST
 
 START_TEST(http_gateway_a_fare_succeeds_over_http)
 {
@@ -2653,6 +2678,7 @@ int main(void)
     tcase_set_timeout(http, 60);
     tcase_add_checked_fixture(http, NULL, http_teardown);
     tcase_add_test(http, http_gateway_a_fare_succeeds_over_http);
+    tcase_add_test(http, http_gateway_a_reference_that_cannot_be_kept_is_no_answer);
     tcase_add_test(http, http_gateway_declines_are_compensated_over_http);
     tcase_add_test(http, http_gateway_transient_answers_are_retried_with_the_same_key);
     tcase_add_test(http, http_gateway_a_refusal_in_front_of_it_leaves_the_charge_unknown);
