@@ -1329,6 +1329,37 @@ START_TEST(an_undo_by_key_cancels_a_call_that_never_happened)
 }
 END_TEST
 
+/* A fare balances only with no pre-authorization left open: a hold still on the card is owed
+ * to the customer, whatever the money columns say. */
+START_TEST(an_open_preauthorization_is_not_balanced)
+{
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "connect: %s", err);
+    struct db_conn c = {.pg = pg};
+    struct payments *p = payments_simulator();
+    struct pay_result r;
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO fares (id, customer, amount, status, phase, outcome) VALUES "
+                     "('held-1', 'held-al', 7, 'failed', 'finished', 'failed')"));
+    struct pay_request hold = {
+        .key = "fare:held-1:preauth", .fare_id = "held-1", .customer = "held-al", .amount = 7};
+    ck_assert_int_eq(payments_call(p, &c, PAY_PREAUTH, &hold, &r), PAY_OK);
+    ck_assert(!balanced("held-1"));
+    char code[sizeof r.reference];
+    snprintf(code, sizeof code, "%s", r.reference); /* r is the next call's answer */
+    struct pay_request release = {.key = "fare:held-1:preauth:compensate",
+                                  .fare_id = "held-1",
+                                  .customer = "held-al",
+                                  .amount = 7,
+                                  .reference = code};
+    ck_assert_int_eq(payments_call(p, &c, PAY_VOID, &release, &r), PAY_OK);
+    ck_assert(balanced("held-1"));
+    payments_free(p);
+    PQfinish(pg);
+}
+END_TEST
+
 /* ---- crashes --------------------------------------------------------------------------------- */
 
 /* One planned crash: the nth call of the hook for step of fare abandons the run. */
@@ -2666,6 +2697,7 @@ int main(void)
     tcase_add_test(saga, a_refund_that_keeps_failing_is_left_to_an_operator);
     tcase_add_test(saga, a_credit_without_an_answer_is_left_to_an_operator);
     tcase_add_test(saga, an_undo_by_key_cancels_a_call_that_never_happened);
+    tcase_add_test(saga, an_open_preauthorization_is_not_balanced);
     tcase_add_test(saga, a_crash_after_any_step_resumes_without_double_charges);
     tcase_add_test(saga, an_executor_that_outlives_its_lease_does_not_publish_twice);
     tcase_add_test(saga, a_killed_worker_process_is_resumed_elsewhere);
