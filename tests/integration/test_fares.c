@@ -2187,7 +2187,7 @@ START_TEST(http_gateway_a_fare_succeeds_over_http)
                                   "(name = 'credit_account' AND detail = '%s'))",
                                   fare, pre->reference, chg->reference, crd->reference),
                      3);
-    char refs[600], want_refs[600];
+    char refs[1300], want_refs[1300];
     fare_references(fare, refs, sizeof refs);
     snprintf(want_refs, sizeof want_refs, "%s %s %s", pre->reference, chg->reference,
              crd->reference);
@@ -2357,7 +2357,7 @@ START_TEST(http_gateway_transient_answers_are_retried_with_the_same_key)
                        j % 2 ? (i == 2 ? 201 : 200) : statuses[i], customers[i], 21.30,
                        j / 2 == 1 ? preauth : NULL);
         /* the references of the answered calls are kept */
-        char refs[600], want_refs[600];
+        char refs[1300], want_refs[1300];
         fare_references(fares[i], refs, sizeof refs);
         snprintf(want_refs, sizeof want_refs, "%s %s %s", pgw.hits[idx[1]].reference,
                  pgw.hits[idx[3]].reference, pgw.hits[idx[5]].reference);
@@ -2624,7 +2624,7 @@ START_TEST(http_gateway_slower_than_the_lease_is_called_again_with_the_same_key)
     }
     ck_assert_msg(at == n, "%s: calls after the credit:%s", fare, seen);
     ck_assert_msg(again >= 1, "%s: no call was made again after the lease ran out:%s", fare, seen);
-    char refs[600], want_refs[600];
+    char refs[1300], want_refs[1300];
     fare_references(fare, refs, sizeof refs);
     snprintf(want_refs, sizeof want_refs, "%s %s %s", refs_of[0], refs_of[1], refs_of[2]);
     ck_assert_str_eq(refs, want_refs);
@@ -2658,7 +2658,7 @@ START_TEST(http_gateway_references_are_passed_along_whole)
     assert_hit(ok, idx[1], "/charges", "charge", false, 200, ok_customer, 15, preauth);
     ck_assert_msg(strcmp(d_pre, preauth) == 0, "preauthorize detail, %s expected: %s", preauth,
                   copy);
-    char refs[600], want_refs[600];
+    char refs[1300], want_refs[1300];
     fare_references(ok, refs, sizeof refs);
     snprintf(want_refs, sizeof want_refs, "%s %s %s", preauth, charge, pgw.hits[idx[2]].reference);
     ck_assert_str_eq(refs, want_refs);
