@@ -1286,15 +1286,21 @@ START_TEST(a_credit_without_an_answer_is_left_to_an_operator)
 }
 END_TEST
 
+/* A connection of the test's own for calling the simulator directly; PQfinish its pg. */
+static struct db_conn simulator_conn(void)
+{
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "connect: %s", err);
+    return (struct db_conn){.pg = pg};
+}
+
 /* The simulator's undo by key: of a call that happened it undoes that call; of one that never
  * happened it answers that there is nothing to undo and cancels the key, so that the call, should
  * it still come, is refused. */
 START_TEST(an_undo_by_key_cancels_a_call_that_never_happened)
 {
-    char err[256];
-    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
-    ck_assert_msg(pg != NULL, "connect: %s", err);
-    struct db_conn c = {.pg = pg};
+    struct db_conn c = simulator_conn();
     struct payments *p = payments_simulator();
     struct pay_result r;
     /* a charge that happened, undone by its key */
@@ -1325,7 +1331,7 @@ START_TEST(an_undo_by_key_cancels_a_call_that_never_happened)
     ck_assert_int_eq(payments_call(p, &c, PAY_CHARGE, &charge, &r), PAY_DECLINED);
     ck_assert_int_eq(ledger("ubk-2", "charge"), 0);
     payments_free(p);
-    PQfinish(pg);
+    PQfinish(c.pg);
 }
 END_TEST
 
@@ -1333,10 +1339,7 @@ END_TEST
  * to the customer, whatever the money columns say. */
 START_TEST(an_open_preauthorization_is_not_balanced)
 {
-    char err[256];
-    PGconn *pg = db_connect(harness_db_url(), 5, NULL, err, sizeof err);
-    ck_assert_msg(pg != NULL, "connect: %s", err);
-    struct db_conn c = {.pg = pg};
+    struct db_conn c = simulator_conn();
     struct payments *p = payments_simulator();
     struct pay_result r;
     free(harness_sql(harness_db_url(),
@@ -1356,7 +1359,7 @@ START_TEST(an_open_preauthorization_is_not_balanced)
     ck_assert_int_eq(payments_call(p, &c, PAY_VOID, &release, &r), PAY_OK);
     ck_assert(balanced("held-1"));
     payments_free(p);
-    PQfinish(pg);
+    PQfinish(c.pg);
 }
 END_TEST
 
