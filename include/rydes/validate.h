@@ -59,6 +59,9 @@ bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out
  * "%.*s" of text that must stay valid UTF-8). */
 size_t validate_utf8_prefix(const char *s, size_t max_bytes);
 
+/* Are the n bytes of s printable ASCII (space to '~')? */
+bool validate_printable_ascii(const char *s, size_t n);
+
 /* Number of UTF-8 code points in s (s is valid UTF-8, as jansson guarantees). */
 size_t validate_utf8_length(const char *s);
 

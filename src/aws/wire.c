@@ -8,6 +8,7 @@
 #include "rydes/wire.h"
 
 #include "rydes/mem.h"
+#include "rydes/validate.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -48,16 +49,6 @@ static char *form_decode(const char *s, size_t n, size_t *len)
     return out;
 }
 
-/* Is name printable ASCII, as every AWS parameter name is? (Other bytes could also make
- * invalid JSON keys when the query is reshaped.) */
-static bool name_printable(const char *name, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (name[i] < ' ' || name[i] > '~')
-            return false;
-    return true;
-}
-
 /* Adds the pair "name=value" of s[0..n); false with why on a bad one. */
 static bool form_add(struct wire_form *f, const char *s, size_t n, char *why, size_t wn)
 {
@@ -69,7 +60,10 @@ static bool form_add(struct wire_form *f, const char *s, size_t n, char *why, si
     }
     char *name = form_decode(s, nlen, &klen);
     char *value = eq ? form_decode(eq + 1, n - nlen - 1, &vlen) : (vlen = 0, xstrdup(""));
-    if (!name || !value || klen == 0 || klen > WIRE_FORM_MAX_NAME || !name_printable(name, klen)) {
+    /* names are printable ASCII, as every AWS parameter name is (other bytes could make invalid
+     * JSON keys when the query is reshaped) */
+    if (!name || !value || klen == 0 || klen > WIRE_FORM_MAX_NAME ||
+        !validate_printable_ascii(name, klen)) {
         snprintf(why, wn, "a parameter is not properly form-urlencoded");
         free(name);
         free(value);

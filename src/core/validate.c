@@ -230,3 +230,11 @@ bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out
     *out = v;
     return true;
 }
+
+bool validate_printable_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < ' ' || s[i] > '~')
+            return false;
+    return true;
+}

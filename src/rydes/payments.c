@@ -4,6 +4,7 @@
 #include "rydes/ids.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
+#include "rydes/validate.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -198,12 +199,7 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 static bool reference_fits(const char *ref, size_t n)
 {
     size_t len = strlen(ref);
-    if (len >= n)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (ref[i] < ' ' || ref[i] > '~')
-            return false;
-    return true;
+    return len < n && validate_printable_ascii(ref, len);
 }
 
 /* Sends op to the real gateway. */
