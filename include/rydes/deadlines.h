@@ -1,12 +1,15 @@
-/* Request deadlines against slow clients (slowloris). libmicrohttpd's connection timeout is an
- * idle timeout: a client that sends one byte just often enough keeps a connection, and with it
- * a slot of the connection limit, for ever. So every connection is watched from the moment it
- * is accepted (or its previous request was answered) until its request has fully arrived,
- * headers and body; a watchdog thread shuts down the socket of any connection still waiting for
- * its request after the request timeout. Idle keep-alive connections are left to the idle
- * timeout. */
+/* Request and reply deadlines against slow clients (slowloris, and its mirror image, the slow
+ * reader). libmicrohttpd's connection timeout is an idle timeout: a client that sends one byte,
+ * or reads a few, just often enough keeps a connection, and with it a slot of the connection
+ * limit, for ever. So every connection is watched from the moment it is accepted (or its
+ * previous request was answered) until its request has fully arrived, headers and body, and
+ * again from when its reply is queued until the reply has gone out; a watchdog thread shuts
+ * down the socket of any connection past its deadline. Idle keep-alive connections and
+ * requests being handled (a long poll) are left alone. */
 #ifndef RYDES_DEADLINES_H
 #define RYDES_DEADLINES_H
+
+#include <stddef.h>
 
 struct deadlines;
 struct deadline_watch;
@@ -22,6 +25,9 @@ void deadlines_stop(struct deadlines *d);
 struct deadline_watch *deadlines_watch(struct deadlines *d, int fd);
 /* The connection's request has arrived (headers and body): no deadline until the next one. */
 void deadlines_arrived(struct deadlines *d, struct deadline_watch *w);
+/* A reply of bytes bytes was queued: it must have gone out within the request timeout for every
+ * started MiB (a client reading slower than about 1 MiB per timeout is cut off). */
+void deadlines_replying(struct deadlines *d, struct deadline_watch *w, size_t bytes);
 /* The request was answered: the connection waits for its next request from now on. */
 void deadlines_waiting(struct deadlines *d, struct deadline_watch *w);
 /* The connection is closing: forget it (before its socket is closed). */

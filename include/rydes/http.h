@@ -143,6 +143,9 @@ bool http_client_gone(struct http_request *req);
  * HANDLER_FAIL when MHD refused, which closes the connection). */
 enum handler_result http_reply(struct http_request *req, int status, const char *content_type,
                                const char *body, size_t len);
+/* http_reply with a body that lives as long as the program (a built-in document): not copied. */
+enum handler_result http_reply_static(struct http_request *req, int status,
+                                      const char *content_type, const char *body, size_t len);
 /* http_reply with a malloc'd body that the response takes over (and frees). */
 enum handler_result http_reply_owned(struct http_request *req, int status, const char *content_type,
                                      char *body, size_t len);

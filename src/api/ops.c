@@ -79,5 +79,6 @@ enum handler_result api_metrics(struct http_request *req)
 
 enum handler_result api_openapi(struct http_request *req)
 {
-    return http_reply(req, 200, "application/json", rydes_openapi_json, rydes_openapi_json_len);
+    return http_reply_static(req, 200, "application/json", rydes_openapi_json,
+                             rydes_openapi_json_len);
 }

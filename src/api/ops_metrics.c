@@ -344,7 +344,8 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                mq_hub_waiters(req->app->hub));
     buf_printf(out,
                "# HELP rydes_http_deadline_closes_total Connections closed because their "
-               "request did not arrive within RYDES_REQUEST_TIMEOUT (slow clients).\n"
+               "request did not arrive, or their reply was not taken, within RYDES_REQUEST_TIMEOUT "
+               "(slow clients).\n"
                "# TYPE rydes_http_deadline_closes_total counter\n"
                "rydes_http_deadline_closes_total %llu\n",
                http_server_deadline_closes(req->server));

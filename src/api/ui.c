@@ -47,7 +47,7 @@ static enum handler_result reply_asset(struct http_request *req, const struct ui
     http_add_header(req, "Referrer-Policy", "no-referrer");
     if (not_modified(req, a->etag))
         return http_reply_empty(req, 304);
-    return http_reply(req, 200, a->content_type, a->bytes, a->len);
+    return http_reply_static(req, 200, a->content_type, a->bytes, a->len);
 }
 
 enum handler_result api_ui_index(struct http_request *req)

@@ -128,7 +128,8 @@ static const struct setting settings[] = {
     {"request-timeout", "RYDES_REQUEST_TIMEOUT", SETTING_INT, "60", 1, 3600, NULL,
      OFF(request_timeout), false, NULL,
      "seconds a request's headers and body may take to arrive, however slowly they trickle in "
-     "(after an idle keep-alive, counted from the end of the idle timeout)"},
+     "(after an idle keep-alive, counted from the end of the idle timeout); a reply must be "
+     "taken within the same per started MiB"},
     {"connection-memory-limit", "RYDES_CONNECTION_MEMORY_LIMIT", SETTING_INT, "16384", 8192,
      16777216, NULL, OFF(connection_memory_limit), false, NULL,
      "bytes of header/read buffer per connection (larger request headers are refused)"},

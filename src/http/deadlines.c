@@ -21,7 +21,7 @@
 struct deadline_watch {
     struct deadline_watch *prev, *next;
     int fd;
-    int64_t deadline_us; /* when its request must have arrived; 0: it has */
+    int64_t deadline_us; /* when its request must have arrived or its reply gone; 0: none now */
     bool expired;        /* shut down already */
 };
 
@@ -33,7 +33,7 @@ struct deadlines {
     struct worker *watchdog;
 };
 
-/* Shuts down every connection that has waited too long for its request. */
+/* Shuts down every connection past its deadline. */
 static int check(struct worker *w, void *arg)
 {
     (void)w;
@@ -93,6 +93,14 @@ void deadlines_arrived(struct deadlines *d, struct deadline_watch *w)
 {
     pthread_mutex_lock(&d->mu);
     w->deadline_us = 0;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void deadlines_replying(struct deadlines *d, struct deadline_watch *w, size_t bytes)
+{
+    int64_t mibs = 1 + (int64_t)(bytes >> 20);
+    pthread_mutex_lock(&d->mu);
+    w->deadline_us = clock_mono_us() + mibs * d->timeout_us;
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -157,7 +157,16 @@ static struct query_value **query_list(struct http_request *req)
     return &((struct request_full *)req)->queries;
 }
 
-/* Queues resp (and releases it) with the request's status; on the connection's thread only. */
+/* The deadline watch of the connection conn (NULL for one that was not counted). */
+static struct deadline_watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Queues resp (and releases it) with the request's status, and gives the connection until its
+ * reply deadline to take it; on the connection's thread only. */
 static enum handler_result queue_now(struct http_request *req, struct MHD_Response *resp)
 {
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
@@ -166,6 +175,9 @@ static enum handler_result queue_now(struct http_request *req, struct MHD_Respon
         log_error("MHD refused a %d reply for %s %s", req->status, req->method, req->path);
         return HANDLER_FAIL;
     }
+    struct deadline_watch *w = watch_of(req->conn);
+    if (w)
+        deadlines_replying(req->server->deadlines, w, req->bytes_out);
     return HANDLER_DONE;
 }
 
@@ -202,6 +214,16 @@ enum handler_result http_reply(struct http_request *req, int status, const char 
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        rydes_oom();
+    return queue_response(req, status, content_type, resp, len);
+}
+
+enum handler_result http_reply_static(struct http_request *req, int status,
+                                      const char *content_type, const char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (!resp)
         rydes_oom();
     return queue_response(req, status, content_type, resp, len);
@@ -531,14 +553,6 @@ static enum handler_result request_dispatch(struct http_request *req)
     }
 }
 
-/* The deadline watch of the connection conn (NULL for one that was not counted). */
-static struct deadline_watch *watch_of(struct MHD_Connection *conn)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -561,7 +575,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                    ? MHD_YES
                    : MHD_NO;
     }
-    struct deadline_watch *w = watch_of(conn); /* the whole request is in: no deadline now */
+    /* the whole request is in: no deadline now, unless it was answered early (its reply's) */
+    struct deadline_watch *w = req->status ? NULL : watch_of(conn);
     if (w)
         deadlines_arrived(((struct http_server *)cls)->deadlines, w);
     if (req->status && !req->resume)

@@ -3,7 +3,10 @@
  * slow_clients_are_cut_off: with --connection-timeout 2, a client that sends its header bytes
  * slower than that, and one that stops in the middle of its body, are disconnected by the
  * server within the timeout (and some slack); the half-sent message is never stored; a normal
- * client is served meanwhile.
+ * client is served meanwhile. So is one that trickles bytes (the request deadline).
+ *
+ * slow_readers_are_cut_off: a client that reads its reply a little at a time is cut off by the
+ * reply deadline.
  *
  * idle_flood_is_bounded: with --connection-limit 500 and RLIMIT_NOFILE raised, 1500 or more idle
  * TCP connections are opened. Those past the limit are closed promptly (no client is left
@@ -20,6 +23,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -283,6 +287,62 @@ static void keep_alive_after_idle_is_served(void)
     ck_assert_msg(read_200(fd, b, sizeof b), "the request after the idle time: %s", b);
     close(fd);
 }
+
+/* The value of the unlabelled series name in /metrics (-1 when missing). */
+static double metric(const char *name)
+{
+    struct response r;
+    ck_assert_int_eq(try_request("GET", "/metrics", NULL, &r), CURLE_OK);
+    double v = -1;
+    size_t n = strlen(name);
+    for (const char *p = buf_str(&r.body); p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ' ')
+            v = strtod(p + n + 1, NULL);
+    response_cleanup(&r);
+    return v;
+}
+
+/* A client that reads its reply slowly, a little at a time and never idle for the idle timeout,
+ * is cut off by the reply deadline (the request timeout per started MiB) counted from when the
+ * reply was queued: /openapi.json (a few hundred KB) at 16 KB/s would take far longer. The
+ * kernel may go on handing the client what the server's socket had buffered, so the server's
+ * count of deadline closes tells. */
+START_TEST(slow_readers_are_cut_off)
+{
+    /* an idle timeout longer than the test: only the reply deadline can end the connection */
+    const char *const args[] = {"--connection-timeout", "30", "--request-timeout", "2", NULL};
+    proc_serve(&srv, "none", args);
+    double closes = metric("rydes_http_deadline_closes_total");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    /* a small window and small segments: the server's socket buffer, which Linux sizes from
+     * the segment size (64 KB on loopback), cannot take the whole reply at once */
+    int small = 4096, mss = 536;
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    ck_assert_int_eq(setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char req[] = "GET /openapi.json HTTP/1.1\r\nHost: rydes\r\n\r\n";
+    ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    double t0 = harness_now_s(), cut = 0;
+    size_t got = 0;
+    char b[4096];
+    for (int tick = 1; !cut && harness_now_s() - t0 < 12; tick++) {
+        harness_sleep_ms(250);
+        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        if (tick % 2 == 0 && metric("rydes_http_deadline_closes_total") > closes)
+            cut = harness_now_s();
+    }
+    close(fd);
+    ck_assert_msg(cut > 0, "a slow reader kept its connection for 12 s (%zu bytes read)", got);
+    ck_assert_msg(got > 0, "the slow reader got no reply");
+    ck_assert_msg(cut - t0 < 2 + 2.5, "the slow reader was cut off after %.1f s", cut - t0);
+    expect_status("GET", "/healthz", NULL, 200, 5);
+}
+END_TEST
 
 START_TEST(slow_clients_are_cut_off)
 {
@@ -593,6 +653,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, slow_clients_are_cut_off);
+    tcase_add_test(tc, slow_readers_are_cut_off);
     tcase_add_test(tc, idle_flood_is_bounded);
     tcase_add_test(tc, waiters_are_bounded);
     suite_add_tcase(s, tc);
