@@ -30,8 +30,24 @@ bool body_reader_hopeless(const struct body_reader *r);
 bool body_declared_too_large(const char *content_length, size_t max);
 /* Is the Content-Type header value application/json (parameters such as charset allowed)? */
 bool body_media_type_is_json(const char *content_type);
-/* Parses a JSON text of any type, refusing duplicate object keys, NUL bytes, invalid UTF-8 and
- * trailing data. Returns a new reference, or NULL with a message for the client in detail. */
-json_t *body_parse_json(const char *data, size_t len, char *detail, size_t detail_len);
+/* A JSON body of len bytes may take at most body_json_memory_cap(len) bytes of memory once
+ * parsed: BODY_JSON_EXPANSION times its size, plus BODY_JSON_FLOOR. Typical bodies take 2-15
+ * times their size; a megabyte of "[{},{},...]" would take 75 times, 78 MB, and a server holds a
+ * parsed body per request being handled. */
+#define BODY_JSON_EXPANSION 32
+#define BODY_JSON_FLOOR     (1024 * 1024)
+size_t body_json_memory_cap(size_t len);
+
+/* Makes jansson allocate through a counter that body_parse_json caps (only there: every other
+ * use of jansson is unlimited). Call once at start, before any thread uses jansson; without it
+ * body_parse_json parses uncapped. */
+void body_json_setup(void);
+
+/* Parses a JSON text of any type, refusing duplicate object keys, NUL bytes, invalid UTF-8,
+ * trailing data and a body that would take more than body_json_memory_cap(len) once parsed.
+ * Returns a new reference, or NULL with a message for the client in detail; *too_large (may be
+ * NULL) then tells the last case (a 413) from a malformed text (a 400). */
+json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *detail,
+                        size_t detail_len);
 
 #endif

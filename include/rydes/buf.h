@@ -17,6 +17,8 @@ void buf_cleanup(struct buf *b);
 void buf_reset(struct buf *b);
 /* Drops everything after the first len bytes (nothing when len >= the length). */
 void buf_truncate(struct buf *b, size_t len);
+/* Makes room for total bytes (and the NUL) at least; when it must grow, to exactly that. */
+void buf_grow_exact(struct buf *b, size_t total);
 void buf_append(struct buf *b, const void *data, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

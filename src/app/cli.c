@@ -8,6 +8,7 @@
 
 #include "rydes/app.h"
 #include "rydes/aws_store.h"
+#include "rydes/body.h"
 #include "rydes/buf.h"
 #include "rydes/config.h"
 #include "rydes/db.h"
@@ -253,6 +254,7 @@ static bool worker_names(int argc, char **argv, int *first, char **names)
 
 int cli_main(int argc, char **argv)
 {
+    body_json_setup(); /* before any thread uses jansson */
     const char *cmd = argc > 1 ? argv[1] : "help";
     int first = 2;
     char *opts_workers = NULL;

@@ -264,7 +264,8 @@ static bool json_input(struct aws_call *call, const char *target, enum handler_r
     snprintf(call->op, sizeof call->op, "%s", dot + 1);
     struct buf *b = &call->req->body.buf;
     char detail[256];
-    call->in = b->len ? body_parse_json(b->data, b->len, detail, sizeof detail) : json_object();
+    call->in =
+        b->len ? body_parse_json(b->data, b->len, NULL, detail, sizeof detail) : json_object();
     if (!json_is_object(call->in)) {
         *res = aws_fail(call, WIRE_MALFORMED, "The request body must be a JSON object%s%s.",
                         call->in ? "" : ": ", call->in ? "" : detail);

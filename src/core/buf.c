@@ -3,6 +3,7 @@
 
 #include "rydes/mem.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,16 @@ static void buf_reserve(struct buf *b, size_t extra)
         cap *= 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
+}
+
+void buf_grow_exact(struct buf *b, size_t total)
+{
+    if (total == SIZE_MAX)
+        rydes_oom();
+    if (total + 1 <= b->cap)
+        return;
+    b->data = xrealloc(b->data, total + 1);
+    b->cap = total + 1;
 }
 
 void buf_append(struct buf *b, const void *data, size_t n)

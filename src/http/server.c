@@ -527,6 +527,24 @@ bool http_client_gone(struct http_request *req)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* Parses the JSON body (on the thread that runs the handler: a request waiting for a handler
+ * thread holds its bytes, not the larger parsed form), lets the bytes go, and runs the route's
+ * handler; or answers 400 for a malformed body and 413 for one that would take too much memory
+ * parsed (rydes/body.h). */
+static enum handler_result parse_then_handle(struct http_request *req)
+{
+    if (req->match.route->json_body == ROUTE_JSON_BODY && req->body.buf.len > 0) {
+        char detail[256];
+        bool too_large = false;
+        req->json = body_parse_json(req->body.buf.data, req->body.buf.len, &too_large, detail,
+                                    sizeof detail);
+        if (!req->json)
+            return http_reply_problem(req, too_large ? 413 : 400, detail);
+        buf_cleanup(&req->body.buf);
+    }
+    return req->match.route->handler(req);
+}
+
 static enum handler_result request_dispatch(struct http_request *req)
 {
     if (req->body.too_large)
@@ -534,22 +552,15 @@ static enum handler_result request_dispatch(struct http_request *req)
                                   req->match.route->json_body
                                       ? "the request body is larger than the server accepts"
                                       : NO_BODY_DETAIL);
-    if (req->match.route->json_body == ROUTE_JSON_BODY && req->body.buf.len > 0) {
-        char detail[256];
-        req->json = body_parse_json(req->body.buf.data, req->body.buf.len, detail, sizeof detail);
-        if (!req->json)
-            return http_reply_problem(req, 400, detail);
-    }
-    route_handler h = req->match.route->handler;
     struct http_server *s = req->server;
     switch (req->match.route->thread) {
     case ROUTE_HANDLER_THREAD:
-        return request_finish(req, offload_to(req, s->offload, h));
+        return request_finish(req, offload_to(req, s->offload, parse_then_handle));
     case ROUTE_DATA_THREAD:
-        return request_finish(req, http_offload_data(req, h));
+        return request_finish(req, http_offload_data(req, parse_then_handle));
     case ROUTE_HTTP_THREAD:
     default:
-        return request_finish(req, h(req));
+        return request_finish(req, parse_then_handle(req));
     }
 }
 

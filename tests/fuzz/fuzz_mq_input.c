@@ -57,7 +57,7 @@ static void decode_topic(json_t *body)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char detail[256];
-    json_t *body = body_parse_json((const char *)data, size, detail, sizeof detail);
+    json_t *body = body_parse_json((const char *)data, size, NULL, detail, sizeof detail);
     if (!body)
         return 0;
     struct mq_queue standard = {.id = 1, .name = "orders"}, fifo = {.id = 2, .name = "o.fifo"};

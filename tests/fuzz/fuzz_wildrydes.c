@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (clock_parse_rfc3339(text, &us))
         clock_format_rfc3339(us, back);
     char detail[256];
-    json_t *body = body_parse_json((const char *)data, size, detail, sizeof detail);
+    json_t *body = body_parse_json((const char *)data, size, NULL, detail, sizeof detail);
     if (body && json_is_object(body))
         decode(body);
     json_decref(body);

@@ -1,6 +1,7 @@
 /* Integration: request-size limits. The body cap is enforced from Content-Length before the
- * body is read and while a chunked body is read; oversized headers are refused; none of it
- * stops the server from serving the next client. */
+ * body is read and while a chunked body is read; a JSON body that would take too much memory
+ * parsed is refused; oversized headers are refused; none of it stops the server from serving
+ * the next client. */
 #include "harness.h"
 
 #include <curl/curl.h>
@@ -178,6 +179,56 @@ START_TEST(oversized_headers_are_refused)
 }
 END_TEST
 
+static void default_setup(void)
+{
+    harness_start(&srv, NULL);
+}
+
+/* {"body":[unit,unit,...]} of about len bytes; free the result. */
+static char *message_of(const char *unit, size_t len)
+{
+    size_t u = strlen(unit), n = 0;
+    char *text = malloc(len + u + 16);
+    n += (size_t)sprintf(text, "{\"body\":[%s", unit);
+    while (n + u + 3 < len) {
+        text[n++] = ',';
+        memcpy(text + n, unit, u);
+        n += u;
+    }
+    memcpy(text + n, "]}", 3);
+    return text;
+}
+
+/* A body within the byte cap that would take too much memory parsed (a megabyte of empty
+ * objects: some 75 times its size) is refused with 413, on the HTTP thread's routes and on the
+ * handler threads' alike; a megabyte of numbers is a body like any other. */
+START_TEST(a_body_too_large_once_parsed_is_413)
+{
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/parsed", NULL, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    char *body = message_of("{}", 1000000);
+    harness_admin(&srv, "POST", "/queues/parsed/messages", body, &r);
+    assert_problem(&r, 413);
+    ck_assert_msg(strstr(json_string_value(json_object_get(r.json, "detail")), "too many values"),
+                  "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/queues/parsed2", body, &r); /* a handler thread's route */
+    assert_problem(&r, 413);
+    response_cleanup(&r);
+    free(body);
+    body = message_of("1", 250000); /* as large as a message may be: numbers parse */
+    harness_admin(&srv, "POST", "/queues/parsed/messages", body, &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    free(body);
+    harness_admin(&srv, "GET", "/queues/parsed2", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    response_cleanup(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("limits");
@@ -190,5 +241,9 @@ int main(void)
     tcase_add_test(tc, endless_chunked_body_is_cut_off);
     tcase_add_test(tc, oversized_headers_are_refused);
     suite_add_tcase(s, tc);
+    TCase *parsed = tcase_create("parsed");
+    tcase_add_checked_fixture(parsed, default_setup, teardown);
+    tcase_add_test(parsed, a_body_too_large_once_parsed_is_413);
+    suite_add_tcase(s, parsed);
     return harness_run(s);
 }

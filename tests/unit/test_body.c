@@ -3,8 +3,8 @@
  * staying too_large), body_reader_hopeless (only once far past the cap: more than 4x the cap and
  * at least 1 MiB over it), body_declared_too_large on Content-Length values (including overflow
  * and malformed values, which are not "too large"), the application/json media-type check, and
- * body_parse_json (duplicate keys, line/column in the error, trailing data, invalid UTF-8, NUL
- * bytes raw and escaped, very deep nesting, scalars accepted). */
+ * body_parse_json (the memory cap, duplicate keys, line/column in the error, trailing data, invalid
+ * UTF-8, NUL bytes raw and escaped, very deep nesting, scalars accepted). */
 #include "rydes/body.h"
 
 #include "unit.h"
@@ -261,7 +261,7 @@ END_TEST
 static json_t *parse(const char *text, char *detail, size_t detail_len)
 {
     detail[0] = '\0';
-    return body_parse_json(text, strlen(text), detail, detail_len);
+    return body_parse_json(text, strlen(text), NULL, detail, detail_len);
 }
 
 START_TEST(test_parse_valid_object)
@@ -357,11 +357,12 @@ START_TEST(test_parse_nul_bytes)
 {
     char detail[256];
     static const char raw_in_string[] = "{\"a\": \"x\0y\"}";
-    json_t *v = body_parse_json(raw_in_string, sizeof raw_in_string - 1, detail, sizeof detail);
+    json_t *v =
+        body_parse_json(raw_in_string, sizeof raw_in_string - 1, NULL, detail, sizeof detail);
     ck_assert_ptr_null(v);
 
     static const char raw_outside[] = "{\"a\": 1}\0";
-    v = body_parse_json(raw_outside, sizeof raw_outside - 1, detail, sizeof detail);
+    v = body_parse_json(raw_outside, sizeof raw_outside - 1, NULL, detail, sizeof detail);
     ck_assert_ptr_null(v);
 
     v = parse("\"\\u0000\"", detail, sizeof detail);
@@ -381,11 +382,11 @@ START_TEST(test_parse_deep_nesting)
     memset(text, '[', DEPTH);
     memset(text + DEPTH, ']', DEPTH);
     char detail[256] = "";
-    json_t *v = body_parse_json(text, 2 * DEPTH, detail, sizeof detail);
+    json_t *v = body_parse_json(text, 2 * DEPTH, NULL, detail, sizeof detail);
     ck_assert_ptr_null(v);
     ck_assert(detail[0] != '\0');
     /* unbalanced, too */
-    v = body_parse_json(text, DEPTH, detail, sizeof detail);
+    v = body_parse_json(text, DEPTH, NULL, detail, sizeof detail);
     ck_assert_ptr_null(v);
     free(text);
 
@@ -442,10 +443,89 @@ START_TEST(test_parse_detail_truncated_safely)
 {
     char detail[16];
     memset(detail, 'Z', sizeof detail);
-    json_t *v = body_parse_json("{\"a\": 1, \"a\": 2}", 16, detail, 12);
+    json_t *v = body_parse_json("{\"a\": 1, \"a\": 2}", 16, NULL, detail, 12);
     ck_assert_ptr_null(v);
     ck_assert_uint_eq(strlen(detail), 11);
     ck_assert_int_eq(detail[12], 'Z'); /* nothing written past detail_len */
+}
+END_TEST
+
+/* A buffer never grows past the cap: a body of exactly max bytes takes max + 1 (the NUL), not
+ * the next power of two. */
+START_TEST(test_reader_grows_no_further_than_cap)
+{
+    struct body_reader r;
+    body_reader_init(&r, 1000000);
+    char chunk[1000];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 1000; i++) {
+        ck_assert(body_reader_feed(&r, chunk, sizeof chunk));
+        ck_assert_uint_le(r.buf.cap, 1000001);
+        ck_assert_uint_gt(r.buf.cap, r.buf.len);
+    }
+    ck_assert_uint_eq(r.buf.len, 1000000);
+    ck_assert_uint_eq(r.buf.cap, 1000001);
+    body_reader_cleanup(&r);
+}
+END_TEST
+
+/* "[unit,unit,...]" of about len bytes; free the result. */
+static char *json_list_of(const char *unit, size_t len, size_t *out_len)
+{
+    size_t u = strlen(unit), n = 0;
+    char *text = malloc(len + u + 3);
+    ck_assert_ptr_nonnull(text);
+    text[n++] = '[';
+    while (n + u + 2 < len) {
+        if (n > 1)
+            text[n++] = ',';
+        memcpy(text + n, unit, u);
+        n += u;
+    }
+    text[n++] = ']';
+    text[n] = '\0';
+    *out_len = n;
+    return text;
+}
+
+/* A megabyte of empty objects would take some 78 MB parsed: refused as too large, and the cap
+ * is off again afterwards. A megabyte of numbers (about 20 times) parses. */
+START_TEST(test_parse_memory_cap)
+{
+    char detail[256] = "";
+    size_t n;
+    char *text = json_list_of("{}", 1 << 20, &n);
+    bool too_large = false;
+    json_t *v = body_parse_json(text, n, &too_large, detail, sizeof detail);
+    ck_assert_ptr_null(v);
+    ck_assert(too_large);
+    ck_assert_msg(strstr(detail, "too many values"), "%s", detail);
+    free(text);
+
+    text = json_list_of("{}", 20000, &n); /* small: within the floor */
+    v = body_parse_json(text, n, &too_large, detail, sizeof detail);
+    ck_assert_ptr_nonnull(v);
+    ck_assert(!too_large);
+    json_decref(v);
+    free(text);
+
+    text = json_list_of("1", 1 << 20, &n);
+    v = body_parse_json(text, n, &too_large, detail, sizeof detail);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_uint_gt(json_array_size(v), 500000);
+    json_decref(v);
+    free(text);
+
+    /* malformed is not too large */
+    v = body_parse_json("[1,", 3, &too_large, detail, sizeof detail);
+    ck_assert_ptr_null(v);
+    ck_assert(!too_large);
+
+    /* outside body_parse_json jansson is not capped */
+    json_t *big = json_array();
+    for (int i = 0; i < 200000; i++)
+        ck_assert_int_eq(json_array_append_new(big, json_object()), 0);
+    json_decref(big);
 }
 END_TEST
 
@@ -463,6 +543,7 @@ static Suite *body_suite(void)
     tcase_add_test(reader, test_reader_hopeless_small_cap);
     tcase_add_test(reader, test_reader_hopeless_large_cap);
     tcase_add_test(reader, test_reader_not_hopeless_when_within_cap);
+    tcase_add_test(reader, test_reader_grows_no_further_than_cap);
     suite_add_tcase(s, reader);
 
     TCase *headers = tcase_create("headers");
@@ -483,6 +564,7 @@ static Suite *body_suite(void)
     tcase_add_test(json, test_parse_scalars_accepted);
     tcase_add_test(json, test_parse_malformed_misc);
     tcase_add_test(json, test_parse_detail_truncated_safely);
+    tcase_add_test(json, test_parse_memory_cap);
     suite_add_tcase(s, json);
 
     return s;
@@ -490,5 +572,6 @@ static Suite *body_suite(void)
 
 int main(void)
 {
+    body_json_setup();
     return unit_run(body_suite());
 }
