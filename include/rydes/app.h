@@ -33,6 +33,7 @@ struct app {
     struct mq_push *push;            /* NULL unless RYDES_WORKERS includes push */
     struct services *services;       /* the built-in consumers RYDES_WORKERS names */
     struct ratelimit *rate_limits;   /* per token, RYDES_RATE_LIMIT_* */
+    struct ratelimit *auth_failures; /* per client address: credentials that were not found */
     struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
     struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
     struct ttlcache *aws_key_cache;  /* SigV4 access key id -> struct aws_key */
@@ -54,6 +55,15 @@ void app_stop(struct app *app);
  * token: SigV4 requests use their key's token, so both APIs share one bucket) at the role's
  * RYDES_RATE_LIMIT_*. False when it is over: *retry_after then says in how many seconds. */
 bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after);
+/* May a client at address peer (http_peer_key) have credentials that are not cached looked up
+ * in the database? Not once APP_AUTH_FAILURE_BURST lookups from it found nothing in a row,
+ * until its budget refills (APP_AUTH_FAILURE_RATE a second): *retry_after then says when.
+ * Unknown credentials otherwise cost every client who sends them a query. */
+bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t n, int *retry_after);
+/* A lookup for the client at peer found nothing: it is charged to its budget. */
+void app_lookup_failed(struct app *app, const unsigned char *peer, size_t n);
+#define APP_AUTH_FAILURE_RATE  5
+#define APP_AUTH_FAILURE_BURST 50
 /* Runs the migrations (when migrate) and ensures the Wild Rydes topology (rydes/topology.h) on a
  * connection of its own; used by app_start and `rydes migrate`. */
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen);

@@ -61,10 +61,13 @@ enum http_auth {
     HTTP_AUTH_INVALID,     /* 401 */
     HTTP_AUTH_UNAVAILABLE, /* the token store could not be asked: 503 */
     HTTP_AUTH_LIMITED,     /* the token's rate limit is used up: 429, Retry-After *retry_after */
+    HTTP_AUTH_FAILING, /* the client's unknown tokens are not looked up for now: 429, likewise */
 };
 
-/* Authenticates a bearer token and charges it one request of its rate limit. */
-typedef enum http_auth (*http_auth_fn)(struct app *app, const char *token, enum role *role,
+/* Authenticates a bearer token sent from the client at peer (http_peer_key) and charges it one
+ * request of its rate limit. */
+typedef enum http_auth (*http_auth_fn)(struct app *app, const char *token,
+                                       const unsigned char *peer, size_t peer_len, enum role *role,
                                        int *retry_after);
 
 struct http_server_config {
@@ -138,6 +141,12 @@ enum handler_result http_offload_work(struct http_request *req,
 /* Has the client closed its connection? (A suspended request is not watched by MHD; a long
  * poll asks before it takes messages for a client that is no longer there.) */
 bool http_client_gone(struct http_request *req);
+
+/* The key of the client's address for per-client limits into out: the IPv4 address, or the /64
+ * of an IPv6 one (one host can pick any address of its /64). Returns its length; 0 when the
+ * address is unknown (all such clients then share one key). */
+#define HTTP_PEER_KEY_MAX 8
+size_t http_peer_key(struct http_request *req, unsigned char out[HTTP_PEER_KEY_MAX]);
 
 /* Reply functions: each queues the one response of the request and returns HANDLER_DONE (or
  * HANDLER_FAIL when MHD refused, which closes the connection). */

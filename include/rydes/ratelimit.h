@@ -1,6 +1,6 @@
-/* Per-token rate limiting: a token bucket per key (the SHA-256 of a bearer token), refilled at
- * rate tokens per second up to burst. Direct-mapped into a fixed table under striped locks:
- * keys that land on one slot share its bucket, so a collision can make a limit stricter but
+/* Rate limiting: a token bucket per key (the SHA-256 of a bearer token, a client's address),
+ * refilled at rate tokens per second up to burst. Direct-mapped into a fixed table under striped
+ * locks: keys that land on one slot share its bucket, so a collision can make a limit stricter but
  * never lifts it (a fresh bucket per takeover let two colliding tokens, used in turn, go
  * unlimited; with 4096 slots, 76 tokens collide with even odds). Thread-safe. */
 #ifndef RYDES_RATELIMIT_H
@@ -19,6 +19,9 @@ void ratelimit_free(struct ratelimit *rl);
 /* Takes one token from key's bucket (rate per second, at most burst, both > 0) at now_us
  * (monotonic). False when it is empty; *retry_after_s then says when one will be there. */
 bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                    double burst, int64_t now_us, int *retry_after_s);
+/* Does key's bucket hold a token? The same as ratelimit_take, but takes none. */
+bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
                     double burst, int64_t now_us, int *retry_after_s);
 
 #endif

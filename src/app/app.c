@@ -67,13 +67,30 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
     return ok;
 }
 
-/* Looks a bearer token up (cache first, then the token store) into *role. */
+bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t n, int *retry_after)
+{
+    return ratelimit_peek(app->auth_failures, peer, n, APP_AUTH_FAILURE_RATE,
+                          APP_AUTH_FAILURE_BURST, clock_mono_us(), retry_after);
+}
+
+void app_lookup_failed(struct app *app, const unsigned char *peer, size_t n)
+{
+    int unused;
+    ratelimit_take(app->auth_failures, peer, n, APP_AUTH_FAILURE_RATE, APP_AUTH_FAILURE_BURST,
+                   clock_mono_us(), &unused);
+}
+
+/* Looks a bearer token up (cache first, then the token store, if the client at peer may) into
+ * *role. */
 static enum http_auth lookup_token(struct app *app, const char *token, const unsigned char *hash,
-                                   enum role *role)
+                                   const unsigned char *peer, size_t peer_len, enum role *role,
+                                   int *retry_after)
 {
     uint64_t gen;
     if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
+    if (!app_lookup_allowed(app, peer, peer_len, retry_after))
+        return HTTP_AUTH_FAILING;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
     if (!c)
@@ -82,6 +99,8 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     db_pool_release(app->pool, c);
     if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
         ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role, gen);
+    else if (r == STORE_NOT_FOUND)
+        app_lookup_failed(app, peer, peer_len);
     return r == STORE_OK                                ? HTTP_AUTH_OK
            : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
                                                         : HTTP_AUTH_INVALID;
@@ -103,12 +122,13 @@ bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, i
 }
 
 /* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
-static enum http_auth app_authenticate(struct app *app, const char *token, enum role *role,
+static enum http_auth app_authenticate(struct app *app, const char *token,
+                                       const unsigned char *peer, size_t peer_len, enum role *role,
                                        int *retry_after)
 {
     unsigned char hash[SECRET_HASH_LEN];
     secret_token_hash(token, strlen(token), hash);
-    enum http_auth a = lookup_token(app, token, hash, role);
+    enum http_auth a = lookup_token(app, token, hash, peer, peer_len, role, retry_after);
     if (a == HTTP_AUTH_OK && !app_rate_take(app, hash, sizeof hash, *role, retry_after))
         return HTTP_AUTH_LIMITED;
     return a;
@@ -152,7 +172,8 @@ static void app_free_parts(struct app *app)
     app->push = NULL;
     ttlcache_free(app->token_cache);
     ratelimit_free(app->rate_limits);
-    app->rate_limits = NULL;
+    ratelimit_free(app->auth_failures);
+    app->rate_limits = app->auth_failures = NULL;
     ttlcache_free(app->queue_cache);
     ttlcache_free(app->aws_key_cache); /* holds secrets of access keys */
     topic_cache_free(app->topic_cache);
@@ -229,6 +250,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
         return false;
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
     app->rate_limits = ratelimit_create(APP_RATE_SLOTS);
+    app->auth_failures = ratelimit_create(APP_RATE_SLOTS);
     app->topic_cache = topic_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->aws_key_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct aws_key), APP_CACHE_TTL_US);

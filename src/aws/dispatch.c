@@ -170,15 +170,35 @@ static bool verify(struct aws_call *call, const struct sigv4_auth *a, const char
     return false;
 }
 
+/* Answers SQS's RequestThrottled or SNS's Throttled with Retry-After, saying why. */
+static enum handler_result throttle(struct aws_call *call, bool sns, int retry_after,
+                                    const char *why)
+{
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
+    http_add_header(call->req, "Retry-After", ra);
+    return aws_fail(call, sns ? WIRE_SNS_THROTTLED : WIRE_THROTTLED,
+                    "Rate exceeded: %s; retry after %s s.", why, ra);
+}
+
 /* The credentials of access key key_id into *k: the process's cache first (a second old at
- * most, so a deleted token's keys stop working within a second), then the database. */
-static enum store_result credentials(struct aws_call *call, const char *key_id, struct aws_key *k,
-                                     enum handler_result *res)
+ * most, so a deleted token's keys stop working within a second), then the database, if the
+ * client may have it asked (app_lookup_allowed). */
+static enum store_result credentials(struct aws_call *call, const char *key_id, bool sns,
+                                     struct aws_key *k, enum handler_result *res)
 {
     struct app *app = call->req->app;
     uint64_t gen;
     if (ttlcache_get(app->aws_key_cache, key_id, strlen(key_id), k, &gen))
         return STORE_OK;
+    unsigned char peer[HTTP_PEER_KEY_MAX];
+    size_t peer_len = http_peer_key(call->req, peer);
+    int retry_after = 1;
+    if (!app_lookup_allowed(app, peer, peer_len, &retry_after)) {
+        *res =
+            throttle(call, sns, retry_after, "too many unknown access keys came from this address");
+        return STORE_UNAVAILABLE;
+    }
     struct db_conn *c = aws_db(call, res);
     if (!c)
         return STORE_UNAVAILABLE;
@@ -186,7 +206,9 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     aws_db_release(call, c);
     if (r == STORE_OK) /* only valid keys are cached: a miss always asks the database */
         ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k, gen);
-    else
+    if (r == STORE_NOT_FOUND)
+        app_lookup_failed(app, peer, peer_len);
+    if (r != STORE_OK)
         *res = r == STORE_NOT_FOUND
                    ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,
                               "The security token included in the request is invalid.")
@@ -220,7 +242,7 @@ static bool authenticate(struct aws_call *call, struct sigv4_auth *a, unsigned c
         return false;
     }
     struct aws_key k;
-    if (credentials(call, a->access_key, &k, res) != STORE_OK) {
+    if (credentials(call, a->access_key, strcmp(a->service, "sns") == 0, &k, res) != STORE_OK) {
         OPENSSL_cleanse(&k, sizeof k);
         return false;
     }
@@ -241,13 +263,9 @@ static bool rate_take(struct aws_call *call, const unsigned char *token_hash, bo
     int retry_after = 1;
     if (app_rate_take(call->req->app, token_hash, SECRET_HASH_LEN, call->role, &retry_after))
         return true;
-    char ra[16];
-    snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
-    http_add_header(call->req, "Retry-After", ra);
-    *res = aws_fail(call, sns ? WIRE_SNS_THROTTLED : WIRE_THROTTLED,
-                    "Rate exceeded: the token of this access key made more requests than its "
-                    "role's rate limit allows; retry after %s s.",
-                    ra);
+    *res = throttle(call, sns, retry_after,
+                    "the token of this access key made more requests than its role's rate limit "
+                    "allows");
     return false;
 }
 

@@ -53,8 +53,9 @@ static size_t slot_of(const unsigned char *key, size_t n)
     return (size_t)(h ^ (h >> 32));
 }
 
-bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
-                    double burst, int64_t now_us, int *retry_after_s)
+/* Refills key's bucket to now_us and, when it holds a token, takes cost (0 or 1) from it. */
+static bool bucket_use(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                       double burst, int64_t now_us, double cost, int *retry_after_s)
 {
     if (key_len > RL_KEY_MAX)
         key_len = RL_KEY_MAX;
@@ -72,9 +73,21 @@ bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_l
     b->at_us = now_us;
     bool ok = b->tokens >= 1.0;
     if (ok)
-        b->tokens -= 1.0;
+        b->tokens -= cost;
     else
         *retry_after_s = (int)ceil((1.0 - b->tokens) / rate);
     pthread_mutex_unlock(mu);
     return ok;
+}
+
+bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                    double burst, int64_t now_us, int *retry_after_s)
+{
+    return bucket_use(rl, key, key_len, rate, burst, now_us, 1.0, retry_after_s);
+}
+
+bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                    double burst, int64_t now_us, int *retry_after_s)
+{
+    return bucket_use(rl, key, key_len, rate, burst, now_us, 0.0, retry_after_s);
 }

@@ -297,6 +297,24 @@ static void request_free(struct http_request *req)
     free(full);
 }
 
+size_t http_peer_key(struct http_request *req, unsigned char out[HTTP_PEER_KEY_MAX])
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 4;
+    }
+    if (sa && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(a); /* an IPv4 client of a dual-stack socket */
+        memcpy(out, mapped ? a->s6_addr + 12 : a->s6_addr, mapped ? 4 : 8);
+        return mapped ? 4 : 8;
+    }
+    return 0;
+}
+
 /* Answers 401/403/503 unless the request carries a token of a sufficient role. Returns true
  * when the request may proceed. */
 static bool request_authorize(struct http_request *req, enum handler_result *res)
@@ -321,9 +339,12 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
         }
     }
     int retry_after = 1;
-    enum http_auth a =
-        token && *token ? req->server->cfg.authenticate(req->app, token, &req->role, &retry_after)
-                        : HTTP_AUTH_INVALID;
+    unsigned char peer[HTTP_PEER_KEY_MAX];
+    size_t peer_len = token && *token ? http_peer_key(req, peer) : 0;
+    enum http_auth a = token && *token
+                           ? req->server->cfg.authenticate(req->app, token, peer, peer_len,
+                                                           &req->role, &retry_after)
+                           : HTTP_AUTH_INVALID;
     if (a == HTTP_AUTH_OK) {
         if (req->role >= need)
             return true;
@@ -334,11 +355,15 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
         *res = http_reply_unavailable(req, "the token store is unavailable");
         return false;
     }
-    if (a == HTTP_AUTH_LIMITED) {
+    if (a == HTTP_AUTH_LIMITED || a == HTTP_AUTH_FAILING) {
         char v[16];
-        snprintf(v, sizeof v, "%d", retry_after);
+        snprintf(v, sizeof v, "%d", retry_after > 0 ? retry_after : 1);
         http_add_header(req, "Retry-After", v);
-        *res = http_reply_problem(req, 429, "this token's rate limit is used up; retry later");
+        *res = http_reply_problem(req, 429,
+                                  a == HTTP_AUTH_LIMITED
+                                      ? "this token's rate limit is used up; retry later"
+                                      : "too many unknown tokens came from this address; retry "
+                                        "later");
         return false;
     }
     http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"rydes\"");

@@ -1,9 +1,10 @@
 /* Integration: bearer-token authentication and the token endpoints. The role matrix (no token,
  * bad token, role too low, right role), tokens stored only as hashes, pagination, deletion
- * revoking at once, RYDES_ADMIN_TOKEN ensured idempotently, and per-token rate limits (429 with
- * Retry-After). */
+ * revoking at once, RYDES_ADMIN_TOKEN ensured idempotently, per-token rate limits (429 with
+ * Retry-After), and the budget of lookups of unknown tokens per client address. */
 #include "harness.h"
 
+#include "rydes/app.h"
 #include "rydes/secret.h"
 
 #include <stdio.h>
@@ -304,6 +305,34 @@ START_TEST(app_tokens_are_rate_limited)
 }
 END_TEST
 
+/* Unknown tokens cost a query each: a client whose lookups found nothing APP_AUTH_FAILURE_BURST
+ * times gets 429 with Retry-After, without a query, until its budget refills
+ * (APP_AUTH_FAILURE_RATE a second); known tokens it sends are looked up again then. */
+START_TEST(unknown_tokens_are_looked_up_only_so_often)
+{
+    char token[64];
+    for (int i = 0; i < APP_AUTH_FAILURE_BURST; i++) {
+        snprintf(token, sizeof token, "rydes_unknown_%d", i);
+        ck_assert_int_eq(status_of("GET", "/queues", token), 401);
+    }
+    struct response r;
+    harness_request(&srv, "GET", "/queues", "rydes_unknown_next", NULL, NULL, NULL, &r);
+    assert_problem(&r, 429);
+    char ra[16];
+    ck_assert(response_header(&r, "Retry-After", ra, sizeof ra));
+    ck_assert_int_ge(atoi(ra), 1);
+    ck_assert_msg(strstr(json_string_value(json_object_get(r.json, "detail")), "unknown tokens"),
+                  "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    harness_sleep_ms(1000 / APP_AUTH_FAILURE_RATE + 300); /* one lookup's worth refills */
+    ck_assert_int_eq(status_of("GET", "/queues", HARNESS_ADMIN_TOKEN), 200);
+    ck_assert_int_eq(status_of("GET", "/queues", "rydes_unknown_again"), 401);
+    int more = 0; /* what refilled meanwhile is soon used up again */
+    while (status_of("GET", "/queues", "rydes_unknown_more") == 401)
+        ck_assert_int_lt(++more, 5);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("auth");
@@ -319,6 +348,7 @@ int main(void)
     tcase_add_test(tc, admin_token_is_ensured_once);
     tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
     tcase_add_test(tc, app_tokens_are_rate_limited);
+    tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -7,6 +7,7 @@
  * example in tests/unit/test_sigv4.c and against real AWS clients in tests/aws/). */
 #include "harness.h"
 
+#include "rydes/app.h"
 #include "rydes/aws_store.h"
 #include "rydes/md5attrs.h"
 #include "rydes/mq_combiner.h"
@@ -206,6 +207,31 @@ START_TEST(unknown_key_wrong_secret_and_skew)
     send_signed(&skewed, &r);
     assert_xml_error(&r, 403, "SignatureDoesNotMatch");
     ck_assert(strstr(buf_str(&r.body), "Signature expired"));
+    response_cleanup(&r);
+}
+END_TEST
+
+/* Unknown access keys are looked up only so often per client address (app_lookup_allowed):
+ * then Throttled with Retry-After, in the protocol of the service signed for. */
+START_TEST(unknown_keys_are_looked_up_only_so_often)
+{
+    struct response r;
+    char key[32];
+    for (int i = 0; i < APP_AUTH_FAILURE_BURST; i++) {
+        snprintf(key, sizeof key, "AKIDAAAAAAAAAAAA%c%c%c%c", 'A' + i / 26 % 26, 'A' + i % 26, 'Q',
+                 'Q');
+        json_call("ListQueues", "{}", key, admin_secret, &r);
+        assert_json_error(&r, 403, "#InvalidClientTokenId", "InvalidClientTokenId");
+        response_cleanup(&r);
+    }
+    json_call("ListQueues", "{}", "AKIDBBBBBBBBBBBBBBBB", admin_secret, &r);
+    assert_json_error(&r, 403, "#RequestThrottled", "RequestThrottled");
+    char ra[16];
+    ck_assert(response_header(&r, "Retry-After", ra, sizeof ra));
+    response_cleanup(&r);
+    harness_sleep_ms(1000 / APP_AUTH_FAILURE_RATE + 300);
+    json_call("ListQueues", "{}", admin_key, admin_secret, &r); /* looked up again */
+    ck_assert_int_eq(r.status, 200);
     response_cleanup(&r);
 }
 END_TEST
@@ -920,6 +946,7 @@ int main(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, missing_and_malformed_signatures);
     tcase_add_test(t, unknown_key_wrong_secret_and_skew);
+    tcase_add_test(t, unknown_keys_are_looked_up_only_so_often);
     tcase_add_test(t, sqs_errors_in_both_protocols);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);

@@ -1,6 +1,6 @@
 /* Unit tests of the token buckets: a burst is allowed, then requests are refused with a
  * Retry-After until the bucket refills at its rate; keys in different slots are independent,
- * keys in one slot share its bucket. */
+ * keys in one slot share its bucket; a peek takes nothing. */
 #include "rydes/ratelimit.h"
 
 #include "unit.h"
@@ -28,6 +28,23 @@ START_TEST(burst_then_refill)
     for (int i = 0; i < 10; i++)
         ok += ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 60000000, &retry);
     ck_assert_int_eq(ok, 4);
+    ratelimit_free(rl);
+}
+END_TEST
+
+/* A peek tells whether a token is there and takes none. */
+START_TEST(peek_takes_nothing)
+{
+    struct ratelimit *rl = ratelimit_create(64);
+    int retry = 0;
+    int64_t t = 1000000;
+    for (int i = 0; i < 10; i++)
+        ck_assert(ratelimit_peek(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(!ratelimit_peek(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert_int_eq(retry, 1);
+    ck_assert(ratelimit_peek(rl, key_a, sizeof key_a, 1, 2, t + 1000000, &retry));
     ratelimit_free(rl);
 }
 END_TEST
@@ -61,6 +78,7 @@ int main(void)
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("buckets");
     tcase_add_test(tc, burst_then_refill);
+    tcase_add_test(tc, peek_takes_nothing);
     tcase_add_test(tc, slow_rates_say_when);
     tcase_add_test(tc, colliding_keys_share_a_bucket);
     suite_add_tcase(s, tc);
