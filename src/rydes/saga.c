@@ -7,6 +7,7 @@
 #include "rydes/jsontext.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/rides.h"
 #include "rydes/trace.h"
 
 #include <stdio.h>
@@ -27,7 +28,7 @@ struct fare {
     char id[SAGA_FARE_ID_MAX + 1];
     char lease[IDS_UUID_LEN]; /* this run's claim: every write checks it is still ours */
     int lease_seconds;
-    char customer[4 * 200 + 1]; /* RIDES_TEXT_MAX characters of UTF-8 */
+    char customer[4 * RIDES_TEXT_MAX + 1]; /* as POST /rides and /fares take it */
     double amount;
     bool compensating;
     int step;

@@ -8,6 +8,8 @@
 #include "rydes/buf.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/rides.h"
+#include "rydes/validate.h"
 #include "rydes/worker.h"
 
 #include <stdio.h>
@@ -25,7 +27,11 @@ static enum consumer_result start_fare(const struct consumer_env *env, struct db
     json_t *fare = json_object_get(ride, "fare");
     enum consumer_result r = CONSUMER_RETRY;
     bool created;
-    if (!id || !ids_is_uuid(id) || !customer || !json_is_number(fare))
+    /* only what POST /rides stores: the saga keeps a customer of at most RIDES_TEXT_MAX
+     * characters; anything else stays unacked and goes to the dead-letter queue */
+    if (!id || !ids_is_uuid(id) || !customer || !customer[0] ||
+        validate_utf8_length(customer) > RIDES_TEXT_MAX || !json_is_number(fare) ||
+        json_number_value(fare) < 0 || json_number_value(fare) > RIDES_FARE_MAX)
         snprintf(why, n, "not a ride event (id, customer, fare)");
     else if (saga_start_ride(c, id, customer, json_number_value(fare), &created) != MQ_OK)
         snprintf(why, n, "starting the saga failed");

@@ -556,6 +556,44 @@ START_TEST(a_ride_is_charged_through_customer_accounting)
 }
 END_TEST
 
+/* customer-accounting starts a fare only from an event POST /rides could have made: a customer
+ * longer than a ride's (which the saga would cut short) starts none, and the message stays
+ * unacked for the dead-letter queue; the ride after it is charged as usual. */
+START_TEST(an_event_no_ride_could_make_starts_no_fare)
+{
+    struct harness_server *const s = &gws[0];
+    up(s, no_workers);
+    char ride[IDS_UUID_LEN], ok[IDS_UUID_LEN];
+    make_ride(s, "sq-long-owner", "20", ride);
+    harness_deliver_outbox();
+    struct response r;
+    harness_admin(s, "POST", "/queues/customer-accounting:purge", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    char body[1200], customer[901];
+    memset(customer, 'c', 900);
+    customer[900] = '\0';
+    snprintf(body, sizeof body, "{\"body\": {\"id\": \"%s\", \"customer\": \"%s\", \"fare\": 20}}",
+             ride, customer);
+    harness_admin(s, "POST", "/queues/customer-accounting/messages", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    make_ride(s, "sq-short-owner", "20", ok);
+    harness_deliver_outbox();
+    down(s);
+    up(s, ride_and_saga_workers);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM fares WHERE ride_id = '%s'", ok);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE ride_id = '%s'", ride), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id WHERE q.name = 'customer-accounting' AND "
+                                  "m.receive_count >= 1"),
+                     1);
+    down(s);
+}
+END_TEST
+
 START_TEST(a_posted_fare_id_cannot_take_a_rides_fare)
 {
     /* POST /fares shares the fare ids of rides (fare id = ride id). A fareId naming a ride whose
@@ -2696,6 +2734,7 @@ int main(void)
     tcase_add_checked_fixture(saga, NULL, saga_teardown);
     tcase_add_test(saga, a_ride_is_charged_through_customer_accounting);
     tcase_add_test(saga, a_posted_fare_id_cannot_take_a_rides_fare);
+    tcase_add_test(saga, an_event_no_ride_could_make_starts_no_fare);
     tcase_add_test(saga, every_path_ends_with_exactly_the_right_compensations);
     tcase_add_test(saga, a_refund_that_keeps_failing_is_left_to_an_operator);
     tcase_add_test(saga, a_credit_without_an_answer_is_left_to_an_operator);
