@@ -39,9 +39,10 @@ bool body_media_type_is_json(const char *content_type);
 size_t body_json_memory_cap(size_t len);
 
 /* Makes jansson allocate through a counter that body_parse_json caps (only there: every other
- * use of jansson is unlimited). Call once at start, before any thread uses jansson; without it
- * body_parse_json parses uncapped. */
-void body_json_setup(void);
+ * use of jansson is unlimited), with floor in place of BODY_JSON_FLOOR (the fuzzers take 0, to
+ * reach the cap with small inputs). Call once at start, before any thread uses jansson; without
+ * it body_parse_json parses uncapped. */
+void body_json_setup(size_t floor);
 
 /* Parses a JSON text of any type, refusing duplicate object keys, NUL bytes, invalid UTF-8,
  * trailing data and a body that would take more than body_json_memory_cap(len) once parsed.

@@ -254,7 +254,7 @@ static bool worker_names(int argc, char **argv, int *first, char **names)
 
 int cli_main(int argc, char **argv)
 {
-    body_json_setup(); /* before any thread uses jansson */
+    body_json_setup(BODY_JSON_FLOOR); /* before any thread uses jansson */
     const char *cmd = argc > 1 ? argv[1] : "help";
     int first = 2;
     char *opts_workers = NULL;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 void body_reader_init(struct body_reader *r, size_t max)
@@ -80,44 +81,78 @@ static _Thread_local struct {
     size_t left;
 } parse_cap;
 
+static size_t json_floor = BODY_JSON_FLOOR;
+
 /* malloc's own bookkeeping per block, counted so that many tiny values weigh what they cost */
 #define BODY_JSON_BLOCK_OVERHEAD 16
+/* bytes handed to the parser at a time: past the cap, it overshoots by at most what one such
+ * piece expands to (and one buffer growth of a long token) */
+#define BODY_JSON_PIECE 1024
 
+/* Counts what a capped parse allocates, and only counts: jansson's lexer does not survive a
+ * failed allocation (it drops the character and then asserts, or reads past its buffer), so
+ * the parse is stopped by its input instead (feed_piece). */
 static void *body_json_malloc(size_t n)
 {
     if (parse_cap.on) {
         size_t cost =
             n > SIZE_MAX - BODY_JSON_BLOCK_OVERHEAD ? SIZE_MAX : n + BODY_JSON_BLOCK_OVERHEAD;
-        if (cost > parse_cap.left) {
+        if (cost > parse_cap.left)
             parse_cap.exceeded = true;
-            return NULL; /* jansson gives up the parse and frees what it built */
-        }
-        parse_cap.left -= cost;
+        parse_cap.left = cost > parse_cap.left ? 0 : parse_cap.left - cost;
     }
     return malloc(n);
 }
 
-void body_json_setup(void)
+void body_json_setup(size_t floor)
 {
+    json_floor = floor;
     json_set_alloc_funcs(body_json_malloc, free);
 }
 
 size_t body_json_memory_cap(size_t len)
 {
     size_t scaled = len > SIZE_MAX / BODY_JSON_EXPANSION ? SIZE_MAX : len * BODY_JSON_EXPANSION;
-    return scaled > SIZE_MAX - BODY_JSON_FLOOR ? SIZE_MAX : scaled + BODY_JSON_FLOOR;
+    return scaled > SIZE_MAX - json_floor ? SIZE_MAX : scaled + json_floor;
+}
+
+struct json_input {
+    const char *data;
+    size_t len, at;
+};
+
+/* jansson's input callback: the body a piece at a time, and a read error once the parse has
+ * allocated more than its cap (jansson then fails the parse and frees what it built). */
+static size_t feed_piece(void *buffer, size_t buflen, void *arg)
+{
+    struct json_input *in = arg;
+    if (parse_cap.exceeded)
+        return (size_t)-1;
+    size_t n = in->len - in->at;
+    if (n > buflen)
+        n = buflen;
+    if (n > BODY_JSON_PIECE)
+        n = BODY_JSON_PIECE;
+    memcpy(buffer, in->data + in->at, n);
+    in->at += n;
+    return n;
 }
 
 json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *detail,
                         size_t detail_len)
 {
     json_error_t err;
+    struct json_input in = {data, len, 0};
     parse_cap.on = true;
     parse_cap.exceeded = false;
     parse_cap.left = body_json_memory_cap(len);
-    json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    json_t *v = json_load_callback(feed_piece, &in, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     parse_cap.on = false;
-    bool big = !v && parse_cap.exceeded;
+    bool big = parse_cap.exceeded;
+    if (big) {
+        json_decref(v); /* the last piece went past the cap */
+        v = NULL;
+    }
     if (too_large)
         *too_large = big;
     if (big)

@@ -432,7 +432,7 @@ bool harness_pgctl(const char *action)
 
 int harness_run(Suite *suite)
 {
-    body_json_setup(); /* as rydes itself does, for the servers run in-process */
+    body_json_setup(BODY_JSON_FLOOR); /* as rydes itself does, for the servers run in-process */
     curl_global_init(CURL_GLOBAL_ALL);
     SRunner *sr = srunner_create(suite);
     /* No fork: the server runs in-process and ASan's leak check covers the whole run. */

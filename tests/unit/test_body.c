@@ -529,6 +529,48 @@ START_TEST(test_parse_memory_cap)
 }
 END_TEST
 
+/* The cap may run out anywhere, also inside a long number or string whose buffer is growing:
+ * jansson's lexer must never see a failed allocation (it asserts, or reads past its buffer).
+ * With no floor, "{}," costs more than the cap allows per byte, so over this range of prefixes
+ * the cap runs out at every point of the long token after them. */
+START_TEST(test_parse_cap_inside_a_token)
+{
+    body_json_setup(0);
+    static const char *const tokens[] = {"1", "a"};
+    for (int t = 0; t < 2; t++) {
+        for (int k = 1000; k < 1400; k += 3) {
+            size_t n = 0, cap = (size_t)k * 3 + 6000;
+            char *text = malloc(cap);
+            ck_assert_ptr_nonnull(text);
+            text[n++] = '[';
+            for (int i = 0; i < k; i++) {
+                memcpy(text + n, "{},", 3);
+                n += 3;
+            }
+            if (t == 1)
+                text[n++] = '"';
+            memset(text + n, tokens[t][0], 5000);
+            n += 5000;
+            if (t == 1)
+                text[n++] = '"';
+            text[n++] = ']';
+            char detail[256];
+            bool too_large = false;
+            json_t *v = body_parse_json(text, n, &too_large, detail, sizeof detail);
+            if (v) {
+                ck_assert(!too_large);
+                ck_assert_uint_eq(json_array_size(v), (size_t)k + 1);
+            } else {
+                ck_assert_msg(too_large, "k=%d: %s", k, detail);
+            }
+            json_decref(v);
+            free(text);
+        }
+    }
+    body_json_setup(BODY_JSON_FLOOR);
+}
+END_TEST
+
 static Suite *body_suite(void)
 {
     Suite *s = suite_create("body");
@@ -565,6 +607,7 @@ static Suite *body_suite(void)
     tcase_add_test(json, test_parse_malformed_misc);
     tcase_add_test(json, test_parse_detail_truncated_safely);
     tcase_add_test(json, test_parse_memory_cap);
+    tcase_add_test(json, test_parse_cap_inside_a_token);
     suite_add_tcase(s, json);
 
     return s;
@@ -572,6 +615,6 @@ static Suite *body_suite(void)
 
 int main(void)
 {
-    body_json_setup();
+    body_json_setup(BODY_JSON_FLOOR);
     return unit_run(body_suite());
 }
