@@ -7,7 +7,6 @@
 #include "rydes/jsontext.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
-#include "rydes/rides.h"
 #include "rydes/trace.h"
 
 #include <stdio.h>
@@ -28,7 +27,7 @@ struct fare {
     char id[SAGA_FARE_ID_MAX + 1];
     char lease[IDS_UUID_LEN]; /* this run's claim: every write checks it is still ours */
     int lease_seconds;
-    char customer[4 * RIDES_TEXT_MAX + 1]; /* as POST /rides and /fares take it */
+    char *customer; /* as stored, whole (a copy cut short would pay for someone else); owned */
     double amount;
     bool compensating;
     int step;
@@ -227,7 +226,7 @@ static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f,
         memcpy(f->lease, lease, sizeof f->lease);
         f->lease_seconds = env->lease_seconds;
         snprintf(f->id, sizeof f->id, "%s", PQgetvalue(r, 0, 0));
-        snprintf(f->customer, sizeof f->customer, "%s", PQgetvalue(r, 0, 1));
+        f->customer = xstrdup(PQgetvalue(r, 0, 1));
         f->amount = strtod(PQgetvalue(r, 0, 2), NULL);
         f->compensating = PQgetvalue(r, 0, 3)[0] == 't';
         f->step = atoi(PQgetvalue(r, 0, 4));
@@ -655,7 +654,7 @@ static void pause_run(struct db_conn *c, const struct fare *f)
 
 enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool *ran)
 {
-    struct fare f;
+    struct fare f = {0};
     if (!claim(c, env, &f, ran))
         return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
     bool go_on = *ran;
@@ -665,6 +664,7 @@ enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool 
         pause_run(c, &f);
     else if (*ran)
         log_info("fare %s: ran to step %d%s%s", f.id, f.step, f.outcome[0] ? ", " : "", f.outcome);
+    free(f.customer);
     trace_set(NULL, NULL);
     return MQ_OK;
 }

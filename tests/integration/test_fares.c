@@ -594,6 +594,27 @@ START_TEST(an_event_no_ride_could_make_starts_no_fare)
 }
 END_TEST
 
+/* The executor keeps a fare's customer whole, however long the row has it (a fare started by
+ * SQL, or before the checks of the entry points): the gateway is called for that customer. */
+START_TEST(a_long_customer_is_charged_whole)
+{
+    struct harness_server *const s = &gws[0];
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM saga_start('long-customer', NULL, repeat('c', 900), "
+                     "12.5, '4242', 'h', '{register,preauthorize,charge,credit_account,"
+                     "complete,publish}', NULL, NULL) WHERE saga_start"),
+        1);
+    up(s, saga_workers);
+    json_t *f = wait_fare(s, "long-customer", FINAL_S);
+    ck_assert_str_eq(json_str(f, "status"), "succeeded");
+    json_decref(f);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = "
+                                  "'long-customer' AND customer = repeat('c', 900)"),
+                     3);
+    down(s);
+}
+END_TEST
+
 START_TEST(a_posted_fare_id_cannot_take_a_rides_fare)
 {
     /* POST /fares shares the fare ids of rides (fare id = ride id). A fareId naming a ride whose
@@ -2735,6 +2756,7 @@ int main(void)
     tcase_add_test(saga, a_ride_is_charged_through_customer_accounting);
     tcase_add_test(saga, a_posted_fare_id_cannot_take_a_rides_fare);
     tcase_add_test(saga, an_event_no_ride_could_make_starts_no_fare);
+    tcase_add_test(saga, a_long_customer_is_charged_whole);
     tcase_add_test(saga, every_path_ends_with_exactly_the_right_compensations);
     tcase_add_test(saga, a_refund_that_keeps_failing_is_left_to_an_operator);
     tcase_add_test(saga, a_credit_without_an_answer_is_left_to_an_operator);
