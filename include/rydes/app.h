@@ -28,16 +28,18 @@ struct app {
     struct http_server *http;
     struct mq_hub *hub; /* wakes long polls */
     struct mq_sweeper *sweeper;
-    struct mq_fanout *fanout;        /* delivers the publish outbox */
-    struct mq_combiner *combiner;    /* single sends stored together; NULL: each alone */
-    struct mq_push *push;            /* NULL unless RYDES_WORKERS includes push */
-    struct services *services;       /* the built-in consumers RYDES_WORKERS names */
-    struct ratelimit *rate_limits;   /* per token, RYDES_RATE_LIMIT_* */
-    struct ratelimit *auth_failures; /* per client address: credentials that were not found */
-    struct ttlcache *token_cache;    /* SHA-256 of a token -> enum role */
-    struct ttlcache *queue_cache;    /* queue name -> struct mq_queue */
-    struct ttlcache *aws_key_cache;  /* SigV4 access key id -> struct aws_key */
-    struct topic_cache *topic_cache; /* topics with compiled subscriptions */
+    struct mq_fanout *fanout;            /* delivers the publish outbox */
+    struct mq_combiner *combiner;        /* single sends stored together; NULL: each alone */
+    struct mq_push *push;                /* NULL unless RYDES_WORKERS includes push */
+    struct services *services;           /* the built-in consumers RYDES_WORKERS names */
+    struct ratelimit *rate_limits;       /* per token, RYDES_RATE_LIMIT_* */
+    struct ratelimit *auth_failures;     /* per client address: lookups that found nothing */
+    struct ratelimit *auth_failures_all; /* the same for the whole process (one bucket) */
+    struct ttlcache *seen_valid;         /* credentials found valid lately (app_lookup_allowed) */
+    struct ttlcache *token_cache;        /* SHA-256 of a token -> enum role */
+    struct ttlcache *queue_cache;        /* queue name -> struct mq_queue */
+    struct ttlcache *aws_key_cache;      /* SigV4 access key id -> struct aws_key */
+    struct topic_cache *topic_cache;     /* topics with compiled subscriptions */
     struct mq_publish_counters publish_counters;
     int64_t started_wall_us;
     char *tls_cert, *tls_key; /* PEM text of RYDES_TLS_CERT / RYDES_TLS_KEY, or NULL */
@@ -55,15 +57,25 @@ void app_stop(struct app *app);
  * token: SigV4 requests use their key's token, so both APIs share one bucket) at the role's
  * RYDES_RATE_LIMIT_*. False when it is over: *retry_after then says in how many seconds. */
 bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after);
-/* May a client at address peer (http_peer_key) have credentials that are not cached looked up
- * in the database? Not once APP_AUTH_FAILURE_BURST lookups from it found nothing in a row,
- * until its budget refills (APP_AUTH_FAILURE_RATE a second): *retry_after then says when.
- * Unknown credentials otherwise cost every client who sends them a query. */
-bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t n, int *retry_after);
-/* A lookup for the client at peer found nothing: it is charged to its budget. */
-void app_lookup_failed(struct app *app, const unsigned char *peer, size_t n);
-#define APP_AUTH_FAILURE_RATE  5
-#define APP_AUTH_FAILURE_BURST 50
+/* Credentials that are not cached cost a database lookup, and unknown ones are never cached.
+ * So lookups that find nothing are budgeted: per client address (http_peer_key),
+ * APP_AUTH_FAILURE_BURST, refilled at APP_AUTH_FAILURE_RATE a second, and per process
+ * APP_AUTH_FAILURE_ALL_BURST at APP_AUTH_FAILURE_ALL_RATE. Credentials found valid within the
+ * last APP_SEEN_VALID_S seconds (key: a token's hash, an access key's id) are looked up
+ * whatever the budgets, so that clients sharing an address with a failing one (behind a proxy)
+ * keep working. */
+#define APP_AUTH_FAILURE_RATE      5
+#define APP_AUTH_FAILURE_BURST     50
+#define APP_AUTH_FAILURE_ALL_RATE  100
+#define APP_AUTH_FAILURE_ALL_BURST 500
+#define APP_SEEN_VALID_S           600
+/* May credentials key (not in a cache) sent from peer be looked up? False when both are out of
+ * budget: *retry_after then says when to try again. */
+bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
+                        const void *key, size_t key_len, int *retry_after);
+/* What the lookup of key from peer found: valid, or nothing (charged to the budgets). */
+void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
+                       size_t key_len, bool valid);
 /* Runs the migrations (when migrate) and ensures the Wild Rydes topology (rydes/topology.h) on a
  * connection of its own; used by app_start and `rydes migrate`. */
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen);

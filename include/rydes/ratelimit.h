@@ -12,8 +12,11 @@
 
 struct ratelimit;
 
-/* slots rounds up to a power of two. Free with ratelimit_free. */
+/* slots rounds up to a power of two; the keys' hash is seeded at random, so which keys share a
+ * slot cannot be chosen from outside. Free with ratelimit_free. */
 struct ratelimit *ratelimit_create(size_t slots);
+/* The same with a given seed (tests: keys whose slots are known). */
+struct ratelimit *ratelimit_create_seeded(size_t slots, uint64_t seed);
 void ratelimit_free(struct ratelimit *rl);
 
 /* Takes one token from key's bucket (rate per second, at most burst, both > 0) at now_us

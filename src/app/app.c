@@ -67,17 +67,37 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
     return ok;
 }
 
-bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t n, int *retry_after)
+static const unsigned char all_key[1] = {0};
+
+bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
+                        const void *key, size_t key_len, int *retry_after)
 {
-    return ratelimit_peek(app->auth_failures, peer, n, APP_AUTH_FAILURE_RATE,
-                          APP_AUTH_FAILURE_BURST, clock_mono_us(), retry_after);
+    unsigned char seen;
+    if (ttlcache_get(app->seen_valid, key, key_len, &seen, NULL))
+        return true;
+    int64_t now = clock_mono_us();
+    return ratelimit_peek(app->auth_failures, peer, peer_len, APP_AUTH_FAILURE_RATE,
+                          APP_AUTH_FAILURE_BURST, now, retry_after) &&
+           ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key,
+                          APP_AUTH_FAILURE_ALL_RATE, APP_AUTH_FAILURE_ALL_BURST, now, retry_after);
 }
 
-void app_lookup_failed(struct app *app, const unsigned char *peer, size_t n)
+void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
+                       size_t key_len, bool valid)
 {
+    if (valid) {
+        unsigned char seen = 1;
+        uint64_t gen = 0; /* nothing removes from this cache: the generation stays */
+        ttlcache_get(app->seen_valid, key, key_len, &seen, &gen);
+        ttlcache_put(app->seen_valid, key, key_len, &seen, gen);
+        return;
+    }
     int unused;
-    ratelimit_take(app->auth_failures, peer, n, APP_AUTH_FAILURE_RATE, APP_AUTH_FAILURE_BURST,
-                   clock_mono_us(), &unused);
+    int64_t now = clock_mono_us();
+    ratelimit_take(app->auth_failures, peer, peer_len, APP_AUTH_FAILURE_RATE,
+                   APP_AUTH_FAILURE_BURST, now, &unused);
+    ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, APP_AUTH_FAILURE_ALL_RATE,
+                   APP_AUTH_FAILURE_ALL_BURST, now, &unused);
 }
 
 /* Looks a bearer token up (cache first, then the token store, if the client at peer may) into
@@ -89,7 +109,7 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     uint64_t gen;
     if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
-    if (!app_lookup_allowed(app, peer, peer_len, retry_after))
+    if (!app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, retry_after))
         return HTTP_AUTH_FAILING;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
@@ -99,8 +119,8 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     db_pool_release(app->pool, c);
     if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
         ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role, gen);
-    else if (r == STORE_NOT_FOUND)
-        app_lookup_failed(app, peer, peer_len);
+    if (r == STORE_OK || r == STORE_NOT_FOUND)
+        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, r == STORE_OK);
     return r == STORE_OK                                ? HTTP_AUTH_OK
            : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
                                                         : HTTP_AUTH_INVALID;
@@ -173,7 +193,10 @@ static void app_free_parts(struct app *app)
     ttlcache_free(app->token_cache);
     ratelimit_free(app->rate_limits);
     ratelimit_free(app->auth_failures);
-    app->rate_limits = app->auth_failures = NULL;
+    ratelimit_free(app->auth_failures_all);
+    ttlcache_free(app->seen_valid);
+    app->rate_limits = app->auth_failures = app->auth_failures_all = NULL;
+    app->seen_valid = NULL;
     ttlcache_free(app->queue_cache);
     ttlcache_free(app->aws_key_cache); /* holds secrets of access keys */
     topic_cache_free(app->topic_cache);
@@ -251,6 +274,8 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
     app->rate_limits = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures = ratelimit_create(APP_RATE_SLOTS);
+    app->auth_failures_all = ratelimit_create(1);
+    app->seen_valid = ttlcache_create(APP_RATE_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);
     app->topic_cache = topic_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->aws_key_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct aws_key), APP_CACHE_TTL_US);

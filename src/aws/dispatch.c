@@ -183,7 +183,7 @@ static enum handler_result throttle(struct aws_call *call, bool sns, int retry_a
 
 /* The credentials of access key key_id into *k: the process's cache first (a second old at
  * most, so a deleted token's keys stop working within a second), then the database, if the
- * client may have it asked (app_lookup_allowed). */
+ * lookup is allowed (app_lookup_allowed). */
 static enum store_result credentials(struct aws_call *call, const char *key_id, bool sns,
                                      struct aws_key *k, enum handler_result *res)
 {
@@ -194,7 +194,7 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     unsigned char peer[HTTP_PEER_KEY_MAX];
     size_t peer_len = http_peer_key(call->req, peer);
     int retry_after = 1;
-    if (!app_lookup_allowed(app, peer, peer_len, &retry_after)) {
+    if (!app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id), &retry_after)) {
         *res =
             throttle(call, sns, retry_after, "too many unknown access keys came from this address");
         return STORE_UNAVAILABLE;
@@ -206,8 +206,8 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     aws_db_release(call, c);
     if (r == STORE_OK) /* only valid keys are cached: a miss always asks the database */
         ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k, gen);
-    if (r == STORE_NOT_FOUND)
-        app_lookup_failed(app, peer, peer_len);
+    if (r == STORE_OK || r == STORE_NOT_FOUND)
+        app_lookup_result(app, peer, peer_len, key_id, strlen(key_id), r == STORE_OK);
     if (r != STORE_OK)
         *res = r == STORE_NOT_FOUND
                    ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,

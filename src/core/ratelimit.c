@@ -1,11 +1,13 @@
 /* Token buckets; see include/rydes/ratelimit.h. */
 #include "rydes/ratelimit.h"
 
+#include "rydes/clock.h"
 #include "rydes/mem.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
 #define RL_KEY_MAX 32
 #define RL_STRIPES 64
@@ -18,21 +20,31 @@ struct bucket {
 
 struct ratelimit {
     size_t mask;
+    uint64_t seed; /* random per table: which keys share a slot cannot be chosen from outside */
     struct bucket *slots;
     pthread_mutex_t stripes[RL_STRIPES];
 };
 
-struct ratelimit *ratelimit_create(size_t slots)
+struct ratelimit *ratelimit_create_seeded(size_t slots, uint64_t seed)
 {
     size_t n = 1;
     while (n < slots)
         n <<= 1;
     struct ratelimit *rl = xcalloc(1, sizeof *rl);
     rl->mask = n - 1;
+    rl->seed = seed;
     rl->slots = xcalloc(n, sizeof *rl->slots);
     for (int i = 0; i < RL_STRIPES; i++)
         pthread_mutex_init(&rl->stripes[i], NULL);
     return rl;
+}
+
+struct ratelimit *ratelimit_create(size_t slots)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (uint64_t)clock_mono_us() * 0x9e3779b97f4a7c15ULL; /* no entropy source yet */
+    return ratelimit_create_seeded(slots, seed);
 }
 
 void ratelimit_free(struct ratelimit *rl)
@@ -45,9 +57,9 @@ void ratelimit_free(struct ratelimit *rl)
     free(rl);
 }
 
-static size_t slot_of(const unsigned char *key, size_t n)
+static size_t slot_of(const struct ratelimit *rl, const unsigned char *key, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 1469598103934665603ULL ^ rl->seed;
     for (size_t i = 0; i < n; i++)
         h = (h ^ key[i]) * 1099511628211ULL;
     return (size_t)(h ^ (h >> 32));
@@ -59,7 +71,7 @@ static bool bucket_use(struct ratelimit *rl, const unsigned char *key, size_t ke
 {
     if (key_len > RL_KEY_MAX)
         key_len = RL_KEY_MAX;
-    size_t i = slot_of(key, key_len) & rl->mask;
+    size_t i = slot_of(rl, key, key_len) & rl->mask;
     pthread_mutex_t *mu = &rl->stripes[i % RL_STRIPES];
     pthread_mutex_lock(mu);
     struct bucket *b = &rl->slots[i];

@@ -11,7 +11,7 @@ static const unsigned char key_a[32] = {1}, key_b[32] = {2};
 
 START_TEST(burst_then_refill)
 {
-    struct ratelimit *rl = ratelimit_create(64);
+    struct ratelimit *rl = ratelimit_create_seeded(64, 0);
     int retry = 0;
     int64_t t = 1000000;
     for (int i = 0; i < 4; i++) /* rate 2/s, burst 4 */
@@ -35,7 +35,7 @@ END_TEST
 /* A peek tells whether a token is there and takes none. */
 START_TEST(peek_takes_nothing)
 {
-    struct ratelimit *rl = ratelimit_create(64);
+    struct ratelimit *rl = ratelimit_create_seeded(64, 0);
     int retry = 0;
     int64_t t = 1000000;
     for (int i = 0; i < 10; i++)
