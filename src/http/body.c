@@ -121,8 +121,9 @@ struct json_input {
     size_t len, at;
 };
 
-/* jansson's input callback: the body a piece at a time, and a read error once the parse has
- * allocated more than its cap (jansson then fails the parse and frees what it built). */
+/* jansson's input callback: the body a piece at a time, and the end of it once the parse has
+ * allocated more than its cap (jansson takes (size_t)-1 as the end): the parse stops there,
+ * failing or with a value cut short, which body_parse_json refuses either way. */
 static size_t feed_piece(void *buffer, size_t buflen, void *arg)
 {
     struct json_input *in = arg;
@@ -142,6 +143,14 @@ json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *det
                         size_t detail_len)
 {
     json_error_t err;
+    const char *nul = memchr(data, '\0', len);
+    if (nul) { /* jansson drops a NUL right after a number or literal (its issue 331) */
+        if (too_large)
+            *too_large = false;
+        snprintf(detail, detail_len, "malformed JSON: a NUL byte at offset %zu",
+                 (size_t)(nul - data));
+        return NULL;
+    }
     struct json_input in = {data, len, 0};
     parse_cap.on = true;
     parse_cap.exceeded = false;
