@@ -47,7 +47,8 @@ struct config {
     int64_t saga_lease_seconds;
     char *payment_url;
     int64_t rate_limit_app, rate_limit_service, rate_limit_admin; /* requests/s, 0: none */
-    char *tls_cert, *tls_key; /* file paths; both empty: plain HTTP */
+    int64_t auth_failure_burst, auth_failures_per_minute; /* rydes/app.h, app_lookup_allowed */
+    char *tls_cert, *tls_key;                             /* file paths; both empty: plain HTTP */
 };
 
 struct config_error {

@@ -19,6 +19,7 @@
 #include "rydes/topology.h"
 
 #include <curl/curl.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <sched.h>
@@ -33,7 +34,8 @@
 #define APP_CACHE_TTL_US       1000000
 #define APP_CACHE_SLOTS        1024
 #define APP_RATE_SLOTS         4096
-#define APP_RATE_BURST_SECONDS 2 /* a token may burst to two seconds' worth of requests */
+#define APP_SEEN_SLOTS         16384 /* credentials found valid lately (app_lookup_allowed) */
+#define APP_RATE_BURST_SECONDS 2     /* a token may burst to two seconds' worth of requests */
 
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen)
 {
@@ -69,35 +71,55 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
 
 static const unsigned char all_key[1] = {0};
 
-bool app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
-                        const void *key, size_t key_len, int *retry_after)
+/* The budgets' refill, per second: an address's, and the process's (twenty times as fast). */
+static double failure_rate(const struct app *app)
+{
+    return (double)app->cfg->auth_failures_per_minute / 60.0;
+}
+
+enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
+                                   const void *key, size_t key_len, uint64_t *seen_gen,
+                                   int *retry_after)
 {
     unsigned char seen;
-    if (ttlcache_get(app->seen_valid, key, key_len, &seen, NULL))
-        return true;
+    *seen_gen = 0;
+    if (ttlcache_get(app->seen_valid, key, key_len, &seen, seen_gen))
+        return APP_LOOKUP_OK;
     int64_t now = clock_mono_us();
-    return ratelimit_peek(app->auth_failures, peer, peer_len, APP_AUTH_FAILURE_RATE,
-                          APP_AUTH_FAILURE_BURST, now, retry_after) &&
-           ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key,
-                          APP_AUTH_FAILURE_ALL_RATE, APP_AUTH_FAILURE_ALL_BURST, now, retry_after);
+    double rate = failure_rate(app), burst = (double)app->cfg->auth_failure_burst;
+    double level = ratelimit_level(app->auth_failures, peer, peer_len, rate, burst, now);
+    if (level < 1) {
+        *retry_after = (int)ceil((1 - level) / rate);
+        return APP_LOOKUP_ADDRESS_FAILING;
+    }
+    if (level >= burst) /* no failure lately: the process's budget is not its concern */
+        return APP_LOOKUP_OK;
+    return ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10,
+                          now, retry_after)
+               ? APP_LOOKUP_OK
+               : APP_LOOKUP_ALL_FAILING;
 }
 
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
-                       size_t key_len, bool valid)
+                       size_t key_len, uint64_t seen_gen, bool valid)
 {
-    if (valid) {
+    if (valid) { /* not if credentials were deleted since the miss (seen_gen) */
         unsigned char seen = 1;
-        uint64_t gen = 0; /* nothing removes from this cache: the generation stays */
-        ttlcache_get(app->seen_valid, key, key_len, &seen, &gen);
-        ttlcache_put(app->seen_valid, key, key_len, &seen, gen);
+        ttlcache_put(app->seen_valid, key, key_len, &seen, seen_gen);
         return;
     }
+    ttlcache_remove(app->seen_valid, key, key_len);
     int unused;
     int64_t now = clock_mono_us();
-    ratelimit_take(app->auth_failures, peer, peer_len, APP_AUTH_FAILURE_RATE,
-                   APP_AUTH_FAILURE_BURST, now, &unused);
-    ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, APP_AUTH_FAILURE_ALL_RATE,
-                   APP_AUTH_FAILURE_ALL_BURST, now, &unused);
+    double rate = failure_rate(app), burst = (double)app->cfg->auth_failure_burst;
+    ratelimit_take(app->auth_failures, peer, peer_len, rate, burst, now, &unused);
+    ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10, now,
+                   &unused);
+}
+
+void app_credentials_deleted(struct app *app)
+{
+    ttlcache_clear(app->seen_valid);
 }
 
 /* Looks a bearer token up (cache first, then the token store, if the client at peer may) into
@@ -109,8 +131,11 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     uint64_t gen;
     if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
-    if (!app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, retry_after))
-        return HTTP_AUTH_FAILING;
+    uint64_t seen_gen;
+    enum app_lookup allowed =
+        app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, &seen_gen, retry_after);
+    if (allowed != APP_LOOKUP_OK)
+        return allowed == APP_LOOKUP_ADDRESS_FAILING ? HTTP_AUTH_FAILING : HTTP_AUTH_ALL_FAILING;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
     if (!c)
@@ -120,7 +145,7 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
         ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role, gen);
     if (r == STORE_OK || r == STORE_NOT_FOUND)
-        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, r == STORE_OK);
+        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, seen_gen, r == STORE_OK);
     return r == STORE_OK                                ? HTTP_AUTH_OK
            : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
                                                         : HTTP_AUTH_INVALID;
@@ -275,7 +300,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     app->rate_limits = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures_all = ratelimit_create(1);
-    app->seen_valid = ttlcache_create(APP_RATE_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);
+    app->seen_valid = ttlcache_create(APP_SEEN_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);
     app->topic_cache = topic_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->aws_key_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct aws_key), APP_CACHE_TTL_US);

@@ -5,9 +5,9 @@
 #include "rydes/mem.h"
 
 #include <math.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/random.h>
 
 #define RL_KEY_MAX 32
 #define RL_STRIPES 64
@@ -42,8 +42,8 @@ struct ratelimit *ratelimit_create_seeded(size_t slots, uint64_t seed)
 struct ratelimit *ratelimit_create(size_t slots)
 {
     uint64_t seed;
-    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-        seed = (uint64_t)clock_mono_us() * 0x9e3779b97f4a7c15ULL; /* no entropy source yet */
+    if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) /* OpenSSL's CSPRNG failed */
+        seed = (uint64_t)clock_mono_us() * 0x9e3779b97f4a7c15ULL;
     return ratelimit_create_seeded(slots, seed);
 }
 
@@ -65,9 +65,10 @@ static size_t slot_of(const struct ratelimit *rl, const unsigned char *key, size
     return (size_t)(h ^ (h >> 32));
 }
 
-/* Refills key's bucket to now_us and, when it holds a token, takes cost (0 or 1) from it. */
-static bool bucket_use(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
-                       double burst, int64_t now_us, double cost, int *retry_after_s)
+/* Refills key's bucket to now_us, takes cost (0 or 1) from it when it holds a token, and
+ * returns what it held before. */
+static double bucket_use(struct ratelimit *rl, const unsigned char *key, size_t key_len,
+                         double rate, double burst, int64_t now_us, double cost)
 {
     if (key_len > RL_KEY_MAX)
         key_len = RL_KEY_MAX;
@@ -83,23 +84,36 @@ static bool bucket_use(struct ratelimit *rl, const unsigned char *key, size_t ke
     double elapsed = (double)(now_us - b->at_us) / 1e6;
     b->tokens = fmin(burst, b->tokens + (elapsed > 0 ? elapsed * rate : 0));
     b->at_us = now_us;
-    bool ok = b->tokens >= 1.0;
-    if (ok)
+    double level = b->tokens;
+    if (level >= 1.0)
         b->tokens -= cost;
-    else
-        *retry_after_s = (int)ceil((1.0 - b->tokens) / rate);
     pthread_mutex_unlock(mu);
-    return ok;
+    return level;
+}
+
+/* Whether level holds a token; if not, *retry_after_s says when one will be there. */
+static bool holds_one(double level, double rate, int *retry_after_s)
+{
+    if (level >= 1.0)
+        return true;
+    *retry_after_s = (int)ceil((1.0 - level) / rate);
+    return false;
 }
 
 bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
                     double burst, int64_t now_us, int *retry_after_s)
 {
-    return bucket_use(rl, key, key_len, rate, burst, now_us, 1.0, retry_after_s);
+    return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 1.0), rate, retry_after_s);
 }
 
 bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
                     double burst, int64_t now_us, int *retry_after_s)
 {
-    return bucket_use(rl, key, key_len, rate, burst, now_us, 0.0, retry_after_s);
+    return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 0.0), rate, retry_after_s);
+}
+
+double ratelimit_level(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                       double burst, int64_t now_us)
+{
+    return bucket_use(rl, key, key_len, rate, burst, now_us, 0.0);
 }

@@ -355,15 +355,16 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
         *res = http_reply_unavailable(req, "the token store is unavailable");
         return false;
     }
-    if (a == HTTP_AUTH_LIMITED || a == HTTP_AUTH_FAILING) {
+    if (a == HTTP_AUTH_LIMITED || a == HTTP_AUTH_FAILING || a == HTTP_AUTH_ALL_FAILING) {
         char v[16];
         snprintf(v, sizeof v, "%d", retry_after > 0 ? retry_after : 1);
         http_add_header(req, "Retry-After", v);
-        *res = http_reply_problem(req, 429,
-                                  a == HTTP_AUTH_LIMITED
-                                      ? "this token's rate limit is used up; retry later"
-                                      : "too many unknown tokens came from this address; retry "
-                                        "later");
+        *res = http_reply_problem(
+            req, 429,
+            a == HTTP_AUTH_LIMITED   ? "this token's rate limit is used up; retry later"
+            : a == HTTP_AUTH_FAILING ? "too many unknown tokens came from this address; retry "
+                                       "later"
+                                     : "too many unknown tokens are being tried; retry later");
         return false;
     }
     http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"rydes\"");

@@ -4,12 +4,15 @@
  * Retry-After), and the budget of lookups of unknown tokens per client address. */
 #include "harness.h"
 
-#include "rydes/app.h"
 #include "rydes/secret.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static struct harness_server srv;
 
@@ -311,48 +314,108 @@ START_TEST(app_tokens_are_rate_limited)
 }
 END_TEST
 
-/* Sends unknown tokens until one is refused with 429 (Retry-After, the detail); returns how
- * many were answered 401 before, having checked that it is no more than the budget allows. */
-static int unknown_until_refused(int from)
+/* A budget of 5 failed lookups per address that does not refill within a test (1 a minute):
+ * every refusal below is certain, none depends on timing. */
+static void small_failure_budget(struct config *cfg)
 {
-    double t0 = harness_now_s();
-    char token[64];
-    int n = 0;
-    for (;;) {
-        snprintf(token, sizeof token, "rydes_unknown_%d", from + n);
-        struct response r;
-        harness_request(&srv, "GET", "/queues", token, NULL, NULL, NULL, &r);
-        if (r.status == 429) {
-            assert_429(&r);
-            ck_assert_msg(
-                strstr(json_string_value(json_object_get(r.json, "detail")), "unknown tokens"),
-                "%s", buf_str(&r.body));
-            response_cleanup(&r);
-            return n;
-        }
-        assert_problem(&r, 401);
-        response_cleanup(&r);
-        double refilled = APP_AUTH_FAILURE_RATE * (harness_now_s() - t0);
-        ck_assert_msg(++n <= APP_AUTH_FAILURE_BURST + refilled + 1,
-                      "%d unknown tokens were looked up", n);
-    }
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "auth-failure-burst", "5", &err));
+    ck_assert(config_set_flag(cfg, "auth-failures-per-minute", "1", &err));
 }
 
-/* Unknown tokens cost a query each: a client whose lookups found nothing APP_AUTH_FAILURE_BURST
- * times gets 429 with Retry-After, without a query, until its budget refills. A token found
- * valid lately is looked up whatever the budget (a proxy's other clients keep working); one
- * never seen is not. */
+/* GET /queues with token from source address ip (127.0.0.N: all loopback); the status, and the
+ * reply's text in reply. */
+static int status_from(const char *ip, const char *token, char *reply, size_t n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET}, to = {.sin_family = AF_INET};
+    ck_assert_int_eq(inet_pton(AF_INET, ip, &me.sin_addr), 1);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons((uint16_t)atoi(strrchr(srv.base, ':') + 1));
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    char req[256];
+    int len = snprintf(req, sizeof req,
+                       "GET /queues HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"
+                       "Connection: close\r\n\r\n",
+                       token);
+    ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
+    size_t got = 0;
+    ssize_t r;
+    while (got < n - 1 && (r = recv(fd, reply + got, n - 1 - got, 0)) > 0)
+        got += (size_t)r;
+    reply[got] = '\0';
+    close(fd);
+    int status = 0;
+    ck_assert_int_eq(sscanf(reply, "HTTP/1.1 %d", &status), 1);
+    return status;
+}
+
+/* Unknown tokens cost a query each: an address whose lookups found nothing as often as its
+ * budget allows gets 429 with Retry-After, without a query. A token found valid lately is
+ * looked up whatever the budget (a proxy's other clients keep working), until it is deleted;
+ * one never seen valid is not. */
 START_TEST(unknown_tokens_are_looked_up_only_so_often)
 {
-    char app[SECRET_TOKEN_LEN], fresh[SECRET_TOKEN_LEN], id[40];
-    create_token("app", app, id);
+    harness_stop(&srv);
+    harness_start(&srv, small_failure_budget);
+    char app[SECRET_TOKEN_LEN], fresh[SECRET_TOKEN_LEN], id[40], token[64], path[80];
     create_token("app", fresh, id);
+    create_token("app", app, id);
     ck_assert_int_eq(status_of("GET", "/rides", app), 200); /* found valid: seen */
-    ck_assert_int_ge(unknown_until_refused(0), APP_AUTH_FAILURE_BURST);
+    for (int i = 0; i < 5; i++) {
+        snprintf(token, sizeof token, "rydes_unknown_%d", i);
+        ck_assert_int_eq(status_of("GET", "/queues", token), 401);
+    }
+    struct response r;
+    harness_request(&srv, "GET", "/queues", "rydes_unknown_5", NULL, NULL, NULL, &r);
+    assert_429(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "detail")),
+                     "too many unknown tokens came from this address; retry later");
+    response_cleanup(&r);
     harness_sleep_ms(1100); /* past the token cache's second: the next uses are lookups */
-    unknown_until_refused(1000);
     ck_assert_int_eq(status_of("GET", "/rides", app), 200);
     ck_assert_int_eq(status_of("GET", "/rides", fresh), 429);
+    snprintf(path, sizeof path, "/tokens/%s", id);
+    harness_admin(&srv, "DELETE", path, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    ck_assert_int_eq(status_of("GET", "/rides", app), 429); /* deleted: seen no more */
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+/* Many failing addresses together use up the process's budget (ten times an address's): then
+ * an address that has failed is refused sooner, saying so, while one that never failed is
+ * still looked up, and its valid token works. */
+START_TEST(failing_addresses_share_a_process_budget)
+{
+    harness_stop(&srv);
+    harness_start(&srv, small_failure_budget);
+    char fresh[SECRET_TOKEN_LEN], id[40], ip[32], token[64], reply[2048];
+    create_token("service", fresh, id); /* GET /queues takes service */
+    int refused_together = 0;
+    for (int a = 0; a < 12; a++) { /* up to 60 failures against a process budget of 50 */
+        snprintf(ip, sizeof ip, "127.0.0.%d", 10 + a);
+        for (int i = 0; i < 5; i++) {
+            snprintf(token, sizeof token, "rydes_unknown_%d_%d", a, i);
+            int st = status_from(ip, token, reply, sizeof reply);
+            if (st == 429) {
+                ck_assert_msg(strstr(reply, "are being tried"), "%s", reply);
+                refused_together++;
+            } else {
+                ck_assert_int_eq(st, 401);
+            }
+        }
+    }
+    ck_assert_int_ge(refused_together, 1);
+    /* an address that never failed: looked up */
+    ck_assert_int_eq(status_from("127.0.0.99", fresh, reply, sizeof reply), 200);
+    ck_assert_int_eq(status_from("127.0.0.98", "rydes_unknown_x", reply, sizeof reply), 401);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -372,6 +435,7 @@ int main(void)
     tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
+    tcase_add_test(tc, failing_addresses_share_a_process_budget);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
