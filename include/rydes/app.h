@@ -58,30 +58,27 @@ void app_stop(struct app *app);
  * RYDES_RATE_LIMIT_*. False when it is over: *retry_after then says in how many seconds. */
 bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after);
 /* Credentials that are not cached cost a database lookup, and unknown ones are never cached.
- * So lookups that find nothing are budgeted per client address (http_peer_key):
- * RYDES_AUTH_FAILURE_BURST, refilled at RYDES_AUTH_FAILURES_PER_MINUTE. An address that has
- * failed lately (its budget is not full) also draws on the process's budget, ten times the
- * burst refilled twenty times as fast, so that many failing addresses together are bounded
- * while an address that never failed is never refused. Credentials found valid within the
- * last APP_SEEN_VALID_S seconds (key: a token's hash, an access key's id) are looked up
- * whatever the budgets, so that clients sharing an address with a failing one (behind a proxy)
- * keep working; a lookup that finds them gone ends that. */
+ * So lookups that find nothing are budgeted, per client address (http_peer_key):
+ * RYDES_AUTH_FAILURE_BURST, refilled at RYDES_AUTH_FAILURES_PER_MINUTE, and per process: ten
+ * times the burst, refilled twenty times as fast, which bounds the lookups many addresses
+ * make together. Credentials found valid within the last APP_SEEN_VALID_S seconds (key: a
+ * token's hash, an access key's id) are looked up whatever the budgets, so that clients
+ * sharing an address with a failing one (behind a proxy) and known clients during a flood
+ * from many addresses keep working; a lookup that finds them gone ends that. Others wait
+ * (429) while a budget is empty. */
 #define APP_SEEN_VALID_S 600
 enum app_lookup {
     APP_LOOKUP_OK,
     APP_LOOKUP_ADDRESS_FAILING, /* this address used up its budget */
-    APP_LOOKUP_ALL_FAILING,     /* failing addresses used up the process's */
+    APP_LOOKUP_ALL_FAILING,     /* all addresses together used up the process's */
 };
 /* May credentials key (not in a cache) sent from peer be looked up? When not, *retry_after
- * says when to try again. *seen_gen is for app_lookup_result. */
+ * says when to try again. */
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
-                                   const void *key, size_t key_len, uint64_t *seen_gen,
-                                   int *retry_after);
+                                   const void *key, size_t key_len, int *retry_after);
 /* What the lookup of key from peer found: valid, or nothing (charged to the budgets). */
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
-                       size_t key_len, uint64_t seen_gen, bool valid);
-/* Credentials were deleted: none counts as found valid lately any more. */
-void app_credentials_deleted(struct app *app);
+                       size_t key_len, bool valid);
 /* Runs the migrations (when migrate) and ensures the Wild Rydes topology (rydes/topology.h) on a
  * connection of its own; used by app_start and `rydes migrate`. */
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen);

@@ -21,14 +21,17 @@ struct ttlcache;
 /* Creates a cache of nslots values of value_size bytes living ttl_us. Free with ttlcache_free. */
 struct ttlcache *ttlcache_create(size_t nslots, size_t value_size, int64_t ttl_us);
 void ttlcache_free(struct ttlcache *c);
-/* Copies the live value of key into value; false when absent or expired, with *generation
- * (when not NULL) set for the ttlcache_put that follows the miss. */
+/* Copies the live value of key into value; false when absent or expired. *generation (when not
+ * NULL) is set, on a hit too, for the ttlcache_put that follows. */
 bool ttlcache_get(struct ttlcache *c, const void *key, size_t keylen, void *value,
                   uint64_t *generation);
 /* Stores value for key, unless something was removed or cleared since generation was read. */
 void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void *value,
                   uint64_t generation);
 void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen);
+/* Removes key without invalidating lookups in progress (their puts still land): for a cache
+ * whose stale values do no harm. */
+void ttlcache_forget(struct ttlcache *c, const void *key, size_t keylen);
 void ttlcache_clear(struct ttlcache *c);
 
 #endif

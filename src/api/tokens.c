@@ -143,6 +143,5 @@ enum handler_result api_tokens_delete(struct http_request *req)
      * rydes/ttlcache.h), its access keys too; elsewhere within the TTL */
     ttlcache_clear(req->app->token_cache);
     ttlcache_clear(req->app->aws_key_cache);
-    app_credentials_deleted(req->app);
     return http_reply_empty(req, 204);
 }

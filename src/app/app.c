@@ -78,48 +78,38 @@ static double failure_rate(const struct app *app)
 }
 
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
-                                   const void *key, size_t key_len, uint64_t *seen_gen,
-                                   int *retry_after)
+                                   const void *key, size_t key_len, int *retry_after)
 {
     unsigned char seen;
-    *seen_gen = 0;
-    if (ttlcache_get(app->seen_valid, key, key_len, &seen, seen_gen))
+    if (ttlcache_get(app->seen_valid, key, key_len, &seen, NULL))
         return APP_LOOKUP_OK;
     int64_t now = clock_mono_us();
     double rate = failure_rate(app), burst = (double)app->cfg->auth_failure_burst;
-    double level = ratelimit_level(app->auth_failures, peer, peer_len, rate, burst, now);
-    if (level < 1) {
-        *retry_after = (int)ceil((1 - level) / rate);
+    if (!ratelimit_peek(app->auth_failures, peer, peer_len, rate, burst, now, retry_after))
         return APP_LOOKUP_ADDRESS_FAILING;
-    }
-    if (level >= burst) /* no failure lately: the process's budget is not its concern */
-        return APP_LOOKUP_OK;
-    return ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10,
-                          now, retry_after)
-               ? APP_LOOKUP_OK
-               : APP_LOOKUP_ALL_FAILING;
+    if (!ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10, now,
+                        retry_after))
+        return APP_LOOKUP_ALL_FAILING;
+    return APP_LOOKUP_OK;
 }
 
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
-                       size_t key_len, uint64_t seen_gen, bool valid)
+                       size_t key_len, bool valid)
 {
-    if (valid) { /* not if credentials were deleted since the miss (seen_gen) */
+    if (valid) {
         unsigned char seen = 1;
-        ttlcache_put(app->seen_valid, key, key_len, &seen, seen_gen);
+        uint64_t gen = 0; /* nothing here bumps it: ttlcache_forget leaves it alone */
+        ttlcache_get(app->seen_valid, key, key_len, &seen, &gen);
+        ttlcache_put(app->seen_valid, key, key_len, &seen, gen);
         return;
     }
-    ttlcache_remove(app->seen_valid, key, key_len);
+    ttlcache_forget(app->seen_valid, key, key_len); /* gone: exempt no more */
     int unused;
     int64_t now = clock_mono_us();
     double rate = failure_rate(app), burst = (double)app->cfg->auth_failure_burst;
     ratelimit_take(app->auth_failures, peer, peer_len, rate, burst, now, &unused);
     ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10, now,
                    &unused);
-}
-
-void app_credentials_deleted(struct app *app)
-{
-    ttlcache_clear(app->seen_valid);
 }
 
 /* Looks a bearer token up (cache first, then the token store, if the client at peer may) into
@@ -131,9 +121,8 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     uint64_t gen;
     if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
-    uint64_t seen_gen;
     enum app_lookup allowed =
-        app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, &seen_gen, retry_after);
+        app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, retry_after);
     if (allowed != APP_LOOKUP_OK)
         return allowed == APP_LOOKUP_ADDRESS_FAILING ? HTTP_AUTH_FAILING : HTTP_AUTH_ALL_FAILING;
     enum db_acquire_error why;
@@ -145,7 +134,7 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
         ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role, gen);
     if (r == STORE_OK || r == STORE_NOT_FOUND)
-        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, seen_gen, r == STORE_OK);
+        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, r == STORE_OK);
     return r == STORE_OK                                ? HTTP_AUTH_OK
            : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
                                                         : HTTP_AUTH_INVALID;

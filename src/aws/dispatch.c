@@ -194,14 +194,13 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     unsigned char peer[HTTP_PEER_KEY_MAX];
     size_t peer_len = http_peer_key(call->req, peer);
     int retry_after = 1;
-    uint64_t seen_gen;
     enum app_lookup allowed =
-        app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id), &seen_gen, &retry_after);
+        app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id), &retry_after);
     if (allowed != APP_LOOKUP_OK) {
         *res = throttle(call, sns, retry_after,
                         allowed == APP_LOOKUP_ADDRESS_FAILING
-                            ? "too many unknown access keys came from this address"
-                            : "too many unknown access keys are being tried");
+                            ? "too many unknown credentials came from this address"
+                            : "too many unknown credentials are being tried");
         return STORE_UNAVAILABLE;
     }
     struct db_conn *c = aws_db(call, res);
@@ -212,7 +211,7 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     if (r == STORE_OK) /* only valid keys are cached: a miss always asks the database */
         ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k, gen);
     if (r == STORE_OK || r == STORE_NOT_FOUND)
-        app_lookup_result(app, peer, peer_len, key_id, strlen(key_id), seen_gen, r == STORE_OK);
+        app_lookup_result(app, peer, peer_len, key_id, strlen(key_id), r == STORE_OK);
     if (r != STORE_OK)
         *res = r == STORE_NOT_FOUND
                    ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,

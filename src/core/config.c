@@ -180,8 +180,9 @@ static const struct setting settings[] = {
      OFF(rate_limit_admin), false, NULL, "the same for admin tokens"},
     {"auth-failure-burst", "RYDES_AUTH_FAILURE_BURST", SETTING_INT, "50", 1, 1000000, NULL,
      OFF(auth_failure_burst), false, NULL,
-     "lookups of unknown tokens and access keys a client address may make before it is "
-     "refused (429) for credentials not found valid lately; ten times that per process"},
+     "database lookups of unknown tokens and access keys a client address may make (ten "
+     "times that the process) before credentials not found valid lately are refused "
+     "without one"},
     {"auth-failures-per-minute", "RYDES_AUTH_FAILURES_PER_MINUTE", SETTING_INT, "300", 1, 60000000,
      NULL, OFF(auth_failures_per_minute), false, NULL,
      "how fast that budget refills; twenty times that per process"},

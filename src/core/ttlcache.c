@@ -115,7 +115,8 @@ void ttlcache_put(struct ttlcache *c, const void *key, size_t keylen, const void
     pthread_mutex_unlock(&c->mu);
 }
 
-void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen)
+/* Wipes key's slot when it holds key; invalidate: and every lookup in progress. */
+static void drop(struct ttlcache *c, const void *key, size_t keylen, bool invalidate)
 {
     if (keylen == 0 || keylen > TTLCACHE_KEY_MAX)
         return;
@@ -123,8 +124,19 @@ void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen)
     struct slot *s = slot_of(c, key, keylen);
     if (matches(s, key, keylen))
         slot_wipe(c, s);
-    c->generation++;
+    if (invalidate)
+        c->generation++;
     pthread_mutex_unlock(&c->mu);
+}
+
+void ttlcache_remove(struct ttlcache *c, const void *key, size_t keylen)
+{
+    drop(c, key, keylen, true);
+}
+
+void ttlcache_forget(struct ttlcache *c, const void *key, size_t keylen)
+{
+    drop(c, key, keylen, false);
 }
 
 void ttlcache_clear(struct ttlcache *c)

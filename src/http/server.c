@@ -361,10 +361,10 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
         http_add_header(req, "Retry-After", v);
         *res = http_reply_problem(
             req, 429,
-            a == HTTP_AUTH_LIMITED   ? "this token's rate limit is used up; retry later"
-            : a == HTTP_AUTH_FAILING ? "too many unknown tokens came from this address; retry "
-                                       "later"
-                                     : "too many unknown tokens are being tried; retry later");
+            a == HTTP_AUTH_LIMITED ? "this token's rate limit is used up; retry later"
+            : a == HTTP_AUTH_FAILING
+                ? "too many unknown credentials came from this address; retry later"
+                : "too many unknown credentials are being tried; retry later");
         return false;
     }
     http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"rydes\"");

@@ -133,6 +133,23 @@ START_TEST(a_put_after_an_invalidation_is_dropped)
 }
 END_TEST
 
+/* forget removes a key, wiped, and leaves lookups in progress valid: their puts land. */
+START_TEST(forget_removes_without_invalidating)
+{
+    struct ttlcache *c = ttlcache_create(8, sizeof(struct secret), 60 * 1000000LL);
+    struct secret v = secret_of("seen"), out;
+    put(c, "t", 1, &v);
+    uint64_t gen;
+    ck_assert(!ttlcache_get(c, "u", 1, &out, &gen)); /* a lookup of u begins */
+    ttlcache_forget(c, "t", 1);
+    ck_assert(!ttlcache_get(c, "t", 1, &out, NULL));
+    ck_assert(all_wiped(c));
+    ttlcache_put(c, "u", 1, &v, gen);
+    ck_assert(ttlcache_get(c, "u", 1, &out, NULL));
+    ttlcache_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ttlcache");
@@ -142,6 +159,7 @@ int main(void)
     tcase_add_test(tc, an_expired_value_is_a_miss_and_is_wiped);
     tcase_add_test(tc, a_colliding_key_replaces_the_other_without_a_tail);
     tcase_add_test(tc, a_put_after_an_invalidation_is_dropped);
+    tcase_add_test(tc, forget_removes_without_invalidating);
     suite_add_tcase(s, tc);
     return unit_run(s);
 }
