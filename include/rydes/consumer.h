@@ -61,6 +61,7 @@ struct consumer_env {
 struct consumer_counters {
     _Atomic uint64_t handled; /* committed with their ack */
     _Atomic uint64_t failed;  /* rolled back, to be redelivered */
+    _Atomic uint64_t lost;    /* not handled: received again or gone before it was held */
 };
 
 struct consumer;

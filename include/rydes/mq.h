@@ -159,6 +159,10 @@ enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
 /* Deletes by receipt: MQ_OK also when the message is already gone; MQ_CONFLICT when the receipt
  * was superseded by a later receive; MQ_NOT_FOUND for a receipt that cannot be ours. */
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt);
+/* Inside a transaction: locks the message of receipt until it ends (receives skip it meanwhile;
+ * a FIFO message's group too). MQ_OK when receipt is still its latest, MQ_CONFLICT when it was
+ * received again since, MQ_NOT_FOUND when it is gone (deleted, dead-lettered, expired). */
+enum mq_status mq_hold(struct db_conn *c, const struct mq_queue *q, const char *receipt);
 /* Deletes n (1..10) receipts in one round trip where it can: out[i] is the outcome of
  * receipts[i] as mq_delete would give it. Returns MQ_OK, or the database failure that stopped
  * the batch. */

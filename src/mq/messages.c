@@ -131,6 +131,7 @@ static void hint_update(int queue_id, long long lowest_claimed)
         atomic_store(&hints[slot].from, lowest_claimed);
 }
 static struct db_stmt q_delete = DB_STMT("mq_delete", "SELECT mq_delete($1, $2, $3)", 3);
+static struct db_stmt q_hold = DB_STMT("mq_hold", "SELECT mq_hold($1, $2, $3)", 3);
 static struct db_stmt q_visibility =
     DB_STMT("mq_visibility", "SELECT mq_change_visibility($1, $2, $3, $4)", 4);
 /* $1 queue, $2 max messages, $3 max bytes: the first messages of the queue, up to $2 and for as
@@ -517,7 +518,8 @@ static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int m
     return MQ_OK;
 }
 
-/* Runs mq_delete or mq_change_visibility and maps its 0/1/2 answer. */
+/* Runs mq_delete, mq_change_visibility or mq_hold (which take no seconds) and maps its 0/1/2
+ * answer. */
 static enum mq_status by_receipt(struct db_conn *c, struct db_stmt *st, const struct mq_queue *q,
                                  const char *receipt, const char *seconds, bool gone_ok)
 {
@@ -702,6 +704,11 @@ enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char
     if (st == MQ_OK)
         mq_count_queue(q->id, MQC_DELETED, 1);
     return st;
+}
+
+enum mq_status mq_hold(struct db_conn *c, const struct mq_queue *q, const char *receipt)
+{
+    return by_receipt(c, &q_hold, q, receipt, NULL, false);
 }
 
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,

@@ -80,16 +80,35 @@ static int retry_delay(int receive_count)
     return d < CONSUMER_RETRY_MAX_S ? d : CONSUMER_RETRY_MAX_S;
 }
 
-/* Handles one message: the handler's work and the ack commit together, or neither. */
+/* Locks m for the transaction (mq_hold). False when it is not to be handled: the transaction
+ * failed (*lost false), or m is no longer this consumer's (*lost: its lease ran out and another
+ * receive took it, or it is gone, handled by that one, dead-lettered or expired). */
+static bool hold(struct consumer *k, struct db_conn *c, const struct mq_message *m, bool *lost)
+{
+    enum mq_status st = mq_hold(c, &k->q, m->receipt);
+    *lost = st == MQ_CONFLICT || st == MQ_NOT_FOUND;
+    return st == MQ_OK;
+}
+
+/* Handles one message: the handler's work and the ack commit together, or neither. Holding it
+ * first makes that once: a batch handled in turn can outlive a message's lease. */
 static void handle_traced(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     char why[256] = "";
     if (k->def->claimed)
         k->def->claimed(&k->env, c, m);
-    bool ok = db_begin(c);
+    bool ok = db_begin(c), lost = false;
     if (ok && consumer_fault_hook && consumer_fault_hook(k->def->name, m)) {
         snprintf(why, sizeof why, "failure injected by a test");
         ok = false;
+    }
+    ok = ok && hold(k, c, m, &lost);
+    if (lost) {
+        db_rollback(c);
+        atomic_fetch_add(&k->counters.lost, 1);
+        log_info("%s: message %s is no longer ours (its lease ran out): not handled", k->def->name,
+                 m->message_id);
+        return;
     }
     ok = ok && k->def->handle(&k->env, c, m, why, sizeof why) == CONSUMER_DONE;
     ok = ok && mq_delete(c, &k->q, m->receipt) == MQ_OK;

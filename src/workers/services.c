@@ -80,7 +80,8 @@ void services_render_metrics(const struct services *s, struct buf *out)
     if (!s || !s->n)
         return;
     buf_puts(out, "# HELP rydes_worker_messages_total Messages handled by built-in services, by "
-                  "outcome (failed ones are redelivered).\n"
+                  "outcome (failed ones are redelivered; lost ones were no longer this "
+                  "consumer's when it came to them: their lease ran out).\n"
                   "# TYPE rydes_worker_messages_total counter\n");
     for (int i = 0; i < s->n; i++) {
         const char *name = consumer_def_of(s->running[i])->name;
@@ -89,15 +90,17 @@ void services_render_metrics(const struct services *s, struct buf *out)
             seen = consumer_def_of(s->running[j]) == consumer_def_of(s->running[i]);
         if (seen)
             continue;
-        unsigned long long handled = 0, failed = 0;
+        unsigned long long handled = 0, failed = 0, lost = 0;
         for (int j = i; j < s->n; j++)
             if (consumer_def_of(s->running[j]) == consumer_def_of(s->running[i])) {
                 handled += atomic_load(&consumer_counters(s->running[j])->handled);
                 failed += atomic_load(&consumer_counters(s->running[j])->failed);
+                lost += atomic_load(&consumer_counters(s->running[j])->lost);
             }
         buf_printf(out,
                    "rydes_worker_messages_total{worker=\"%s\",outcome=\"handled\"} %llu\n"
-                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"failed\"} %llu\n",
-                   name, handled, name, failed);
+                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"failed\"} %llu\n"
+                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"lost\"} %llu\n",
+                   name, handled, name, failed, name, lost);
     }
 }

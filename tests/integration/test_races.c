@@ -356,6 +356,34 @@ START_TEST(a_fifo_dead_letter_move_skips_a_message_deleted_meanwhile)
 }
 END_TEST
 
+/* mq_hold: a consumer's transaction locks its message under its receipt. A receive meanwhile
+ * skips it, even with its lease run out; a receipt superseded by a later receive finds out (1),
+ * and so does one whose message is gone (2). */
+START_TEST(a_held_message_is_skipped_and_a_stale_receipt_finds_out)
+{
+    harness_put_queue(&srv, "consumed", NULL, 201);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/consumed/messages", "{\"body\":\"x\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    json_t *msgs = receive("consumed", "{\"visibility_timeout\":0}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    response_cleanup(&r);
+    long long q = queue_id("consumed");
+    long long id = harness_sqlf("SELECT id FROM messages WHERE queue_id = %lld", q);
+    long long first = harness_sqlf("SELECT receipt FROM messages WHERE queue_id = %lld", q);
+    PGconn *holder = hold("SELECT mq_hold(%lld, %lld, %lld)", q, id, first);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM mq_receive(%lld, 1, 0, 7, false)", q), 0);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM mq_receive(%lld, 1, 0, 8, false)", q), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT mq_hold(%lld, %lld, %lld)", q, id, first), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT mq_hold(%lld, %lld, 8)", q, id), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT mq_delete(%lld, %lld, 8)", q, id), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT mq_hold(%lld, %lld, 8)", q, id), 2);
+}
+END_TEST
+
 /* Another process deletes a queue's dead-letter queue; this process's copy of the queue still
  * names it for up to a second. An exhausted message received meanwhile stays in its queue
  * instead of going to the deleted one, and is delivered once the queue is read again. */
@@ -401,6 +429,7 @@ int main(void)
     tcase_add_test(tc, redrive_leaves_held_messages_and_refuses_itself);
     tcase_add_test(tc, a_purge_racing_a_send_to_a_new_group_keeps_its_group);
     tcase_add_test(tc, a_fifo_dead_letter_move_skips_a_message_deleted_meanwhile);
+    tcase_add_test(tc, a_held_message_is_skipped_and_a_stale_receipt_finds_out);
     tcase_add_test(tc, a_dead_letter_move_into_a_deleted_queue_keeps_the_message);
     suite_add_tcase(s, tc);
     return harness_run(s);

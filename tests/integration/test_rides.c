@@ -1336,6 +1336,43 @@ START_TEST(at_least_once_effects_happen_exactly_once)
 }
 END_TEST
 
+/* The first delivery of gone-1's ride to customer-notification: before the consumer holds it,
+ * another consumer (simulated) has handled and deleted it, as when a batch outlives a lease. */
+static bool handled_elsewhere(const char *worker, const struct mq_message *m)
+{
+    if (strcmp(worker, "customer-notification") != 0 || !m->body || !strstr(m->body, "gone-1"))
+        return false;
+    harness_sqlf("WITH d AS (DELETE FROM messages WHERE message_id = '%s' RETURNING 1) "
+                 "SELECT count(*) FROM d",
+                 m->message_id);
+    atomic_fetch_add(&injected, 1);
+    return false;
+}
+
+/* A message that is no longer the consumer's when it comes to it (gone: handled by another
+ * after its lease ran out) is not handled again: its work would be committed twice (the ack of
+ * a message already gone succeeds). It counts as lost; the next ride is handled as usual. */
+START_TEST(a_message_handled_elsewhere_is_not_handled_again)
+{
+    struct harness_server s;
+    harness_start(&s, all_workers);
+    atomic_store(&injected, 0);
+    consumer_fault_hook = handled_elsewhere;
+    char gone[IDS_UUID_LEN], next[IDS_UUID_LEN];
+    make_ride(&s, "gone-1", "12", "3", gone);
+    make_ride(&s, "gone-2", "12", "3", next);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM ride_notifications WHERE ride_id = '%s'", next);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
+    consumer_fault_hook = NULL;
+    ck_assert_int_eq(atomic_load(&injected), 1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM ride_notifications WHERE ride_id = '%s'", gone), 0);
+    ck_assert_int_eq(worker_metric(&s, "customer-notification", "lost"), 1);
+    harness_stop(&s);
+}
+END_TEST
+
 START_TEST(two_servers_share_the_work)
 {
     consumer_fault_hook = NULL;
@@ -1525,6 +1562,7 @@ int main(void)
     tcase_add_test(services, without_the_topic_nothing_is_stored_until_a_restart);
     tcase_add_test(services, at_least_once_effects_happen_exactly_once);
     tcase_add_test(services, two_servers_share_the_work);
+    tcase_add_test(services, a_message_handled_elsewhere_is_not_handled_again);
     tcase_add_test(services, a_poison_message_is_dead_lettered_and_changes_nothing);
     tcase_add_test(services, rydes_worker_runs_as_a_separate_process);
     suite_add_tcase(s, services);
