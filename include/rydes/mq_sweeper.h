@@ -1,7 +1,9 @@
 /* The sweeper: a background thread per process that deletes messages past their retention and
  * expired FIFO deduplication ids in small batches, and measures queue depths for /metrics and
  * deep queues. Only one process sweeps at a time (a transaction-level advisory lock); the
- * others skip their turn. */
+ * others skip their turn; likewise one measures (none when another did within 4 s). A sweep
+ * that deleted a batch's worth is followed by the next one at once, so that cleanup keeps up
+ * with producers faster than a batch per interval. */
 #ifndef RYDES_MQ_SWEEPER_H
 #define RYDES_MQ_SWEEPER_H
 
@@ -16,5 +18,8 @@ struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s,
 void mq_sweeper_stop(struct mq_sweeper *s);
 /* Runs one sweep on pg right now (tests); returns the number of rows deleted or -1. */
 long long mq_sweep_once(void *pg);
+/* Measures the depths on pg unless another process is measuring or did within 4 s: 1 measured,
+ * 0 not, -1 failed. */
+int mq_measure_once(void *pg);
 
 #endif

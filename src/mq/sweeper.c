@@ -15,8 +15,11 @@
 #define MEASURE_MIN_US    5000000 /* depths are measured at most this often... */
 #define MEASURE_COST_MULT 20      /* ...and spend at most 1/20 of the time measuring */
 
-/* "sweep" in ASCII: the advisory-lock key of the sweeper. */
-#define SWEEP_LOCK_KEY "495874320752"
+/* "sweep" in ASCII: the advisory-lock key of the sweeper; and of the measurement, "depth". */
+#define SWEEP_LOCK_KEY   "495874320752"
+#define MEASURE_LOCK_KEY "431198598248"
+#define MEASURE_FRESH_S  "4" /* another process measured this lately: not again */
+#define SWEEP_AGAIN_MS   10  /* a sweep that deleted a whole batch: the next one soon */
 
 struct mq_sweeper {
     char *conninfo;
@@ -51,7 +54,7 @@ long long mq_sweep_once(void *arg)
     if (exec_ok(pg, "SELECT pg_try_advisory_xact_lock(" SWEEP_LOCK_KEY ")", PGRES_TUPLES_OK, &r)) {
         bool mine = PQgetvalue(r, 0, 0)[0] == 't';
         PQclear(r);
-        n = 0;
+        n = mine ? -1 : 0; /* another process sweeps this turn */
         if (mine && exec_ok(pg, "SELECT mq_sweep(" SWEEP_BATCH_S ", " SWEEP_WINDOW_S ")",
                             PGRES_TUPLES_OK, &r)) {
             n = atoll(PQgetvalue(r, 0, 0));
@@ -62,12 +65,28 @@ long long mq_sweep_once(void *arg)
     return n;
 }
 
+int mq_measure_once(void *arg)
+{
+    PGconn *pg = arg;
+    PGresult *r = NULL;
+    if (!exec_ok(pg,
+                 "SELECT count(*) FROM (SELECT mq_measure_depths() WHERE "
+                 "pg_try_advisory_xact_lock(" MEASURE_LOCK_KEY ") AND NOT EXISTS (SELECT 1 FROM "
+                 "queue_depths WHERE measured_at > now() - interval '" MEASURE_FRESH_S
+                 " seconds')) m",
+                 PGRES_TUPLES_OK, &r))
+        return -1;
+    int measured = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return measured;
+}
+
 static void measure(struct mq_sweeper *s)
 {
     int64_t t0 = clock_mono_us();
     if (clock_mono_us() < s->next_measure_us)
         return;
-    exec_ok(s->pg, "SELECT mq_measure_depths()", PGRES_TUPLES_OK, NULL);
+    mq_measure_once(s->pg);
     int64_t cost = clock_mono_us() - t0;
     int64_t wait = cost * MEASURE_COST_MULT;
     s->next_measure_us = clock_mono_us() + (wait > MEASURE_MIN_US ? wait : MEASURE_MIN_US);
@@ -78,8 +97,8 @@ static int sweep_step(struct worker *w, void *arg)
     (void)w;
     struct mq_sweeper *s = arg;
     char err[256];
-    if (!db_reconnect(&s->pg, s->conninfo, s->connect_timeout_s,
-                      "-c statement_timeout=60000", err, sizeof err))
+    if (!db_reconnect(&s->pg, s->conninfo, s->connect_timeout_s, "-c statement_timeout=60000", err,
+                      sizeof err))
         return s->interval_ms; /* the pool and readiness report the outage */
     long long n = mq_sweep_once(s->pg);
     if (n > 0)
@@ -87,7 +106,9 @@ static int sweep_step(struct worker *w, void *arg)
     if (s->extra)
         exec_ok(s->pg, s->extra, PGRES_TUPLES_OK, NULL);
     measure(s);
-    return s->interval_ms;
+    /* a batch's worth deleted: more may be due (retention behind a fast producer) */
+    return n >= atoll(SWEEP_BATCH_S) && s->interval_ms > SWEEP_AGAIN_MS ? SWEEP_AGAIN_MS
+                                                                        : s->interval_ms;
 }
 
 struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms,

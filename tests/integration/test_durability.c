@@ -299,6 +299,56 @@ START_TEST(sweeper_walks_past_payloads_in_use)
 }
 END_TEST
 
+/* A session of its own inside a transaction that has run sql and holds its locks until it
+ * commits (20 s at most, should the test die first). */
+static PGconn *holding(const char *sql)
+{
+    PGconn *pg = PQconnectdb(harness_db_url());
+    PQclear(PQexec(pg, "SET idle_in_transaction_session_timeout = '20s'"));
+    PQclear(PQexec(pg, "BEGIN"));
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s", PQerrorMessage(pg));
+    PQclear(r);
+    return pg;
+}
+
+/* A sweep whose statement fails says so (-1) and leaves nothing half done: here it cannot
+ * lock the sweep's bookkeeping within its lock timeout. */
+START_TEST(a_failed_sweep_says_so)
+{
+    harness_start(&srv, no_background_sweeper);
+    PGconn *holder = holding("LOCK TABLE queue_sweeps IN ACCESS EXCLUSIVE MODE");
+    PGconn *pg = PQconnectdb(harness_db_url());
+    PQclear(PQexec(pg, "SET lock_timeout = '200ms'"));
+    ck_assert_int_eq(mq_sweep_once(pg), -1);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    ck_assert_int_ge(mq_sweep_once(pg), 0);
+    PQfinish(pg);
+    harness_stop(&srv);
+}
+END_TEST
+
+/* Every process's sweeper would measure the depths (a scan of every queue); one does: none
+ * while another holds the measurement's lock, and none within 4 s of another's. */
+START_TEST(one_process_measures_the_depths)
+{
+    harness_start(&srv, no_background_sweeper);
+    PGconn *holder = holding("SELECT pg_advisory_xact_lock(431198598248)"); /* "depth" */
+    PGconn *pg = PQconnectdb(harness_db_url());
+    harness_sqlf("WITH d AS (UPDATE queue_depths SET measured_at = now() - interval '1 minute' "
+                 "RETURNING 1) SELECT count(*) FROM d");
+    ck_assert_int_eq(mq_measure_once(pg), 0); /* another process measures now */
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    ck_assert_int_eq(mq_measure_once(pg), 1);
+    ck_assert_int_eq(mq_measure_once(pg), 0); /* measured lately */
+    PQfinish(pg);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     if (!getenv("RYDES_TEST_PGCTL")) {
@@ -316,6 +366,8 @@ int main(void)
     tcase_add_test(tc, sweeper_walks_on_only_once_its_window_is_swept);
     tcase_add_test(tc, sweeper_collects_unused_payloads);
     tcase_add_test(tc, sweeper_walks_past_payloads_in_use);
+    tcase_add_test(tc, a_failed_sweep_says_so);
+    tcase_add_test(tc, one_process_measures_the_depths);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
