@@ -214,7 +214,8 @@ static void record(struct mq_push *p, struct job *j)
                     2, v);
         return;
     }
-    if (j->rc == CURLE_OK && j->status >= 200 && j->status <= 299) {
+    /* a 2xx is the receiver's acceptance, also when its body was then cut short */
+    if (j->status >= 200 && j->status <= 299) {
         const char *v[] = {j->id};
         exec_params(p, "DELETE FROM push_deliveries WHERE id = $1", 1, v);
         atomic_fetch_add(&p->counters.delivered, 1);
@@ -237,12 +238,12 @@ static void record(struct mq_push *p, struct job *j)
     PGresult *r =
         PQexecParams(p->pg, "SELECT mq_push_exhausted($1, $2::int, $3)", 3, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
+    if (!ok) /* nothing gave up: the delivery comes back when its lease runs out */
         log_warn("push: %s", PQresultErrorMessage(r));
     bool theirs = ok && PQgetisnull(r, 0, 0); /* another claim has it now */
     bool moved = ok && !theirs && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
-    if (theirs)
+    if (theirs || !ok)
         return;
     atomic_fetch_add(moved ? &p->counters.dead_lettered : &p->counters.failed, 1);
     /* the URL without its query: webhook secrets often travel there */
@@ -270,8 +271,12 @@ static bool claim_more(struct mq_push *p)
             k++;
         job_read(&p->jobs[k], r, row);
         p->active++;
-        if (job_prepare(&p->jobs[k]))
-            curl_multi_add_handle(p->multi, p->jobs[k].easy);
+        if (job_prepare(&p->jobs[k]) &&
+            curl_multi_add_handle(p->multi, p->jobs[k].easy) != CURLM_OK) {
+            p->jobs[k].done = true; /* recorded as a failed attempt, not left in its slot */
+            p->jobs[k].rc = CURLE_FAILED_INIT;
+            snprintf(p->jobs[k].error, sizeof p->jobs[k].error, "the POST could not be started");
+        }
     }
     PQclear(r);
     return true;

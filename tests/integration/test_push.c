@@ -5,13 +5,14 @@
  * (application/json, compact) bodies, filter policies on URL subscriptions (no row and no POST
  * for a non-match, the publish's `deliveries` counting queues and matching URLs only), retries
  * until a 2xx (attempt numbers counting up, the jitter's lower bound between attempts, the
- * backoff doubling), any 2xx a delivery and a 4xx a failure, dead-lettering after max_attempts
- * (the envelope, or the raw body with its attributes, in the DLQ with the same message id; the
- * push metrics), a failed delivery kept in push_backlog without a DLQ, not retried and dropped
- * with its subscription, redirects not followed, connection refused counted as a failure and
- * retried, an attempt in flight at shutdown not counted, deliveries surviving a restart of a
- * gateway that ran without the worker, two gateways sharing the work without duplicates, and
- * URL and queue subscriptions in the subscription list (a deleted DLQ shown as null). */
+ * backoff doubling), any 2xx a delivery (also with its body cut short) and a 4xx a failure,
+ * dead-lettering after max_attempts (the envelope, or the raw body with its attributes, in the DLQ
+ * with the same message id; the push metrics), a failed delivery kept in push_backlog without a
+ * DLQ, not retried and dropped with its subscription, redirects not followed, connection refused
+ * counted as a failure and retried, an attempt in flight at shutdown not counted, deliveries
+ * surviving a restart of a gateway that ran without the worker, two gateways sharing the work
+ * without duplicates, and URL and queue subscriptions in the subscription list (a deleted DLQ shown
+ * as null). */
 #include "harness.h"
 
 #include "rydes/ids.h"
@@ -87,11 +88,23 @@ static unsigned scripted_status(const char *path, const char **location)
     }
     if (strncmp(path, "/slow/", 6) == 0) /* answered after N ms (on_request) */
         return 200;
+    if (strncmp(path, "/cut/", 5) == 0) /* 200, and the body cut short (on_request) */
+        return 200;
     if (strncmp(path, "/redirect", 9) == 0) {
         *location = rcv.ok_url;
         return 302;
     }
     return 200;
+}
+
+/* The body of /cut/: none of the 100 bytes announced; the connection ends after the headers. */
+static ssize_t cut_short(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -134,7 +147,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         harness_sleep_ms(atoi(url + 6));
     static char answer[] = "{}";
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
+        strncmp(url, "/cut/", 5) == 0
+            ? MHD_create_response_from_callback(100, 100, cut_short, NULL, NULL)
+            : MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
     if (location)
         MHD_add_response_header(resp, "Location", location);
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
@@ -866,6 +881,24 @@ START_TEST(any_2xx_is_a_delivery_and_a_4xx_a_failure)
 }
 END_TEST
 
+/* A 2xx whose body is then cut short is the receiver's acceptance: delivered once, not
+ * retried. */
+START_TEST(a_2xx_cut_short_is_a_delivery)
+{
+    put_topic("push-cut");
+    put_url_sub("push-cut", "cut", "/cut/",
+                ", \"delivery_policy\": {\"max_attempts\": 3, \"min_delay_seconds\": 1, "
+                "\"max_delay_seconds\": 1}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-cut", "{\"body\": \"cut\"}", id), 1);
+    wait_no_pending(id);
+    wait_metric(&srv, PUSH_METRIC("delivered"), 1);
+    harness_sleep_ms(1500); /* a retry, had there been one, would have come by now */
+    ck_assert_int_eq(rcv_count("/cut/"), 1);
+    ck_assert_int_eq(metric(&srv, PUSH_METRIC("retried")), 0);
+}
+END_TEST
+
 START_TEST(backoff_doubles_per_attempt)
 {
     put_topic("push-backoff");
@@ -1107,6 +1140,7 @@ int main(void)
     tcase_add_test(tc, exhausted_deliveries_go_to_the_dead_letter_queue);
     tcase_add_test(tc, failed_without_dead_letter_queue_stays_failed);
     tcase_add_test(tc, any_2xx_is_a_delivery_and_a_4xx_a_failure);
+    tcase_add_test(tc, a_2xx_cut_short_is_a_delivery);
     tcase_add_test(tc, backoff_doubles_per_attempt);
     tcase_add_test(tc, redirects_are_not_followed);
     tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
