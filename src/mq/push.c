@@ -1,7 +1,8 @@
 /* The push worker; see include/rydes/mq_push.h. Up to PUSH_BATCH deliveries are in flight at
- * once on a curl multi handle; each outcome is written back as soon as its attempt ends, and
- * the freed slot is filled by the next claim, so one slow endpoint holds one slot, not the
- * deliveries to every other endpoint. */
+ * once on a curl multi handle, at most PUSH_PER_SUBSCRIPTION of them to one subscription; each
+ * outcome is written back as soon as its attempt ends, and the freed slot is filled by the
+ * next claim, so a slow or failing endpoint holds a few slots, not the deliveries to every
+ * other endpoint. */
 #include "rydes/mq_push.h"
 
 #include "rydes/clock.h"
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #define PUSH_BATCH              16     /* deliveries in flight at once */
+#define PUSH_PER_SUBSCRIPTION   "4"    /* ...to one subscription (its endpoint) */
 #define PUSH_LEASE_S            "120"  /* a claimed delivery is due again after this... */
 #define PUSH_TIMEOUT_MS         15000L /* ...which outlasts the longest attempt */
 #define PUSH_CONNECT_TIMEOUT_MS 5000L
@@ -24,20 +26,30 @@
 #define PUSH_RETRY_CONNECT_MS   1000
 #define PUSH_POLL_MS            200 /* the multi loop looks at worker_stopping this often */
 
-/* $1: how many (the free slots). */
+/* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
+ * how many each. The due deliveries are locked (four times the slots, those of subscriptions
+ * at their share skipped), then each subscription is given at most its share of them. */
 static const char claim_sql[] =
-    "WITH c AS (SELECT id FROM push_deliveries WHERE next_attempt_at <= now() "
-    "ORDER BY next_attempt_at LIMIT $1::int FOR UPDATE SKIP LOCKED) "
+    "WITH f AS (SELECT * FROM unnest($2::int[], $3::int[]) AS f(sub, n)), "
+    "c0 AS (SELECT d.id, d.subscription_id, d.next_attempt_at FROM push_deliveries d "
+    "WHERE d.next_attempt_at <= now() AND d.subscription_id NOT IN "
+    "(SELECT f.sub FROM f WHERE f.n >= " PUSH_PER_SUBSCRIPTION ") "
+    "ORDER BY d.next_attempt_at LIMIT 4 * $1::int FOR UPDATE SKIP LOCKED), "
+    "c AS (SELECT x.id FROM (SELECT c0.id, c0.next_attempt_at, row_number() OVER "
+    "(PARTITION BY c0.subscription_id ORDER BY c0.next_attempt_at) + coalesce((SELECT f.n "
+    "FROM f WHERE f.sub = c0.subscription_id), 0) AS nth FROM c0) x "
+    "WHERE x.nth <= " PUSH_PER_SUBSCRIPTION " ORDER BY x.next_attempt_at LIMIT $1::int) "
     "UPDATE push_deliveries d SET attempts = d.attempts + 1, "
     "next_attempt_at = now() + interval '" PUSH_LEASE_S " seconds' "
     "FROM c, subscriptions s, topics t, payloads p "
     "WHERE d.id = c.id AND s.id = d.subscription_id AND t.id = s.topic_id AND p.id = d.payload_id "
     "RETURNING d.id, d.attempts, s.max_attempts, s.min_delay_seconds, s.max_delay_seconds, s.url, "
-    "d.message_id, t.name, d.raw, d.body_json, p.body";
+    "d.message_id, t.name, d.raw, d.body_json, p.body, d.subscription_id";
 
 /* One claimed delivery: columns of the claim's row (owned copies), and the attempt's state. */
 struct job {
     bool in_use;
+    int subscription;
     char *id, *url, *message_id, *topic, *body;
     int attempts, max_attempts, min_delay, max_delay;
     bool raw, body_json;
@@ -83,6 +95,7 @@ static void job_read(struct job *j, PGresult *r, int row)
     j->raw = PQgetvalue(r, row, 8)[0] == 't';
     j->body_json = PQgetvalue(r, row, 9)[0] == 't';
     j->body = xstrdup(PQgetvalue(r, row, 10));
+    j->subscription = atoi(PQgetvalue(r, row, 11));
 }
 
 static struct curl_slist *job_headers(const struct job *j)
@@ -252,14 +265,40 @@ static void record(struct mq_push *p, struct job *j)
              (int)strcspn(url, "?#"), url, j->attempts, error, moved ? "; dead-lettered" : "");
 }
 
+/* The subscriptions of the deliveries in flight and how many each, as two array literals. */
+static void in_flight(const struct mq_push *p, char *subs, char *counts, size_t n)
+{
+    int sub[PUSH_BATCH], count[PUSH_BATCH], k = 0;
+    for (int i = 0; i < PUSH_BATCH; i++) {
+        if (!p->jobs[i].in_use)
+            continue;
+        int at = 0;
+        while (at < k && sub[at] != p->jobs[i].subscription)
+            at++;
+        if (at == k) {
+            sub[k] = p->jobs[i].subscription;
+            count[k++] = 0;
+        }
+        count[at]++;
+    }
+    size_t s = (size_t)snprintf(subs, n, "{"), c = (size_t)snprintf(counts, n, "{");
+    for (int i = 0; i < k; i++) {
+        s += (size_t)snprintf(subs + s, n - s, "%s%d", i ? "," : "", sub[i]);
+        c += (size_t)snprintf(counts + c, n - c, "%s%d", i ? "," : "", count[i]);
+    }
+    snprintf(subs + s, n - s, "}");
+    snprintf(counts + c, n - c, "}");
+}
+
 /* Claims due deliveries into the free slots and starts their attempts; false when the claim
  * failed. */
 static bool claim_more(struct mq_push *p)
 {
-    char free_slots[16];
+    char free_slots[16], subs[PUSH_BATCH * 12 + 4], counts[PUSH_BATCH * 12 + 4];
     snprintf(free_slots, sizeof free_slots, "%d", PUSH_BATCH - p->active);
-    const char *v[] = {free_slots};
-    PGresult *r = PQexecParams(p->pg, claim_sql, 1, NULL, v, NULL, NULL, 0);
+    in_flight(p, subs, counts, sizeof subs);
+    const char *v[] = {free_slots, subs, counts};
+    PGresult *r = PQexecParams(p->pg, claim_sql, 3, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         if (PQstatus(p->pg) == CONNECTION_OK)
             log_warn("push: %s", PQresultErrorMessage(r));

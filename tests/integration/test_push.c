@@ -969,6 +969,31 @@ START_TEST(a_slow_endpoint_does_not_hold_up_the_others)
 }
 END_TEST
 
+/* A backlog to one slow endpoint takes a few of the worker's slots (its subscription's share),
+ * not all of them: a delivery to another endpoint published after it goes out at once. */
+START_TEST(a_busy_endpoint_takes_only_its_share_of_the_slots)
+{
+    put_topic("push-busy");
+    put_url_sub("push-busy", "slow", "/slow/4000", "");
+    put_topic("push-free");
+    put_url_sub("push-free", "fast", "/ok/free", "");
+    char id[IDS_UUID_LEN];
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(publish("push-busy", "{\"body\": \"backlog\"}", id), 1);
+    ck_assert_int_ge(rcv_wait("/slow/4000", 4, 10000), 1);
+    double t0 = harness_now_s();
+    ck_assert_int_eq(publish("push-free", "{\"body\": \"now\"}", id), 1);
+    ck_assert_int_eq(rcv_wait("/ok/free", 1, 10000), 1);
+    double took = harness_now_s() - t0;
+    ck_assert_msg(took < 2.5, "the other endpoint waited %.1f s for the busy one", took);
+    ck_assert_int_eq(rcv_count("/slow/4000"), 4); /* its share, still being answered */
+    struct response r;
+    harness_admin(&srv, "DELETE", "/topics/push-busy", NULL, &r); /* its backlog goes too */
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(deliveries_survive_a_restart)
 {
     restart(no_workers);
@@ -1141,6 +1166,7 @@ int main(void)
     tcase_add_test(tc, failed_without_dead_letter_queue_stays_failed);
     tcase_add_test(tc, any_2xx_is_a_delivery_and_a_4xx_a_failure);
     tcase_add_test(tc, a_2xx_cut_short_is_a_delivery);
+    tcase_add_test(tc, a_busy_endpoint_takes_only_its_share_of_the_slots);
     tcase_add_test(tc, backoff_doubles_per_attempt);
     tcase_add_test(tc, redirects_are_not_followed);
     tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
