@@ -1,9 +1,10 @@
 /* The sweeper: a background thread per process that deletes messages past their retention and
  * expired FIFO deduplication ids in small batches, and measures queue depths for /metrics and
  * deep queues. Only one process sweeps at a time (a transaction-level advisory lock); the
- * others skip their turn; likewise one measures (none when another did within 4 s). A sweep
- * that deleted a batch's worth is followed by the next one at once, so that cleanup keeps up
- * with producers faster than a batch per interval. */
+ * others skip their turn. Likewise one measures: the measurer sets when anyone may measure
+ * next (sweep_cursors 'depths': 5 s on, or 20 times what the measurement cost). A sweep that
+ * deleted a batch's worth of messages and dedup ids is followed by the next one at once, so
+ * that those keep up with producers faster than a batch per interval. */
 #ifndef RYDES_MQ_SWEEPER_H
 #define RYDES_MQ_SWEEPER_H
 
@@ -18,8 +19,8 @@ struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s,
 void mq_sweeper_stop(struct mq_sweeper *s);
 /* Runs one sweep on pg right now (tests); returns the number of rows deleted or -1. */
 long long mq_sweep_once(void *pg);
-/* Measures the depths on pg unless another process is measuring or did within 4 s: 1 measured,
- * 0 not, -1 failed. */
+/* Measures the depths on pg unless another process is measuring or its turn has not come
+ * (sweep_cursors 'depths'): 1 measured, 0 not, -1 failed. */
 int mq_measure_once(void *pg);
 
 #endif

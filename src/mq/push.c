@@ -27,18 +27,16 @@
 #define PUSH_POLL_MS            200 /* the multi loop looks at worker_stopping this often */
 
 /* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
- * how many each. The due deliveries are locked (four times the slots, those of subscriptions
- * at their share skipped), then each subscription is given at most its share of them. */
+ * how many each. Each subscription offers its earliest due deliveries up to its share (an
+ * index probe per subscription: a backlog is never scanned), and the earliest of those are
+ * taken. */
 static const char claim_sql[] =
     "WITH f AS (SELECT * FROM unnest($2::int[], $3::int[]) AS f(sub, n)), "
-    "c0 AS (SELECT d.id, d.subscription_id, d.next_attempt_at FROM push_deliveries d "
-    "WHERE d.next_attempt_at <= now() AND d.subscription_id NOT IN "
-    "(SELECT f.sub FROM f WHERE f.n >= " PUSH_PER_SUBSCRIPTION ") "
-    "ORDER BY d.next_attempt_at LIMIT 4 * $1::int FOR UPDATE SKIP LOCKED), "
-    "c AS (SELECT x.id FROM (SELECT c0.id, c0.next_attempt_at, row_number() OVER "
-    "(PARTITION BY c0.subscription_id ORDER BY c0.next_attempt_at) + coalesce((SELECT f.n "
-    "FROM f WHERE f.sub = c0.subscription_id), 0) AS nth FROM c0) x "
-    "WHERE x.nth <= " PUSH_PER_SUBSCRIPTION " ORDER BY x.next_attempt_at LIMIT $1::int) "
+    "c AS (SELECT x.id FROM subscriptions s LEFT JOIN f ON f.sub = s.id CROSS JOIN LATERAL "
+    "(SELECT d.id, d.next_attempt_at FROM push_deliveries d WHERE d.subscription_id = s.id "
+    "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at "
+    "LIMIT greatest(" PUSH_PER_SUBSCRIPTION " - coalesce(f.n, 0), 0) FOR UPDATE SKIP LOCKED) x "
+    "ORDER BY x.next_attempt_at LIMIT $1::int) "
     "UPDATE push_deliveries d SET attempts = d.attempts + 1, "
     "next_attempt_at = now() + interval '" PUSH_LEASE_S " seconds' "
     "FROM c, subscriptions s, topics t, payloads p "

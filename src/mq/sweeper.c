@@ -18,8 +18,7 @@
 /* "sweep" in ASCII: the advisory-lock key of the sweeper; and of the measurement, "depth". */
 #define SWEEP_LOCK_KEY   "495874320752"
 #define MEASURE_LOCK_KEY "431198598248"
-#define MEASURE_FRESH_S  "4" /* another process measured this lately: not again */
-#define SWEEP_AGAIN_MS   10  /* a sweep that deleted a whole batch: the next one soon */
+#define SWEEP_AGAIN_MS   10 /* a sweep that deleted a whole batch: the next one soon */
 
 struct mq_sweeper {
     char *conninfo;
@@ -28,6 +27,7 @@ struct mq_sweeper {
     int interval_ms;
     PGconn *pg;
     int64_t next_measure_us;
+    bool hurried; /* this step comes early, after a sweep that deleted a batch's worth */
     struct worker *worker;
 };
 
@@ -61,35 +61,52 @@ long long mq_sweep_once(void *arg)
             PQclear(r);
         }
     }
-    exec_ok(pg, n >= 0 ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK, NULL);
+    if (!exec_ok(pg, n >= 0 ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK, NULL))
+        n = -1;
     return n;
 }
+
+/* The wall clock in the database, in milliseconds: the shared schedule's unit. */
+#define NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 int mq_measure_once(void *arg)
 {
     PGconn *pg = arg;
     PGresult *r = NULL;
-    if (!exec_ok(pg,
-                 "SELECT count(*) FROM (SELECT mq_measure_depths() WHERE "
-                 "pg_try_advisory_xact_lock(" MEASURE_LOCK_KEY ") AND NOT EXISTS (SELECT 1 FROM "
-                 "queue_depths WHERE measured_at > now() - interval '" MEASURE_FRESH_S
-                 " seconds')) m",
-                 PGRES_TUPLES_OK, &r))
+    if (!exec_ok(pg, "BEGIN", PGRES_COMMAND_OK, NULL))
         return -1;
-    int measured = atoi(PQgetvalue(r, 0, 0));
-    PQclear(r);
+    int measured = -1;
+    if (exec_ok(pg,
+                "SELECT pg_try_advisory_xact_lock(" MEASURE_LOCK_KEY ") AND coalesce((SELECT "
+                "after FROM sweep_cursors WHERE name = 'depths'), 0) <= " NOW_MS,
+                PGRES_TUPLES_OK, &r)) {
+        bool due = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        measured = 0;
+        int64_t t0 = clock_mono_us();
+        if (due && exec_ok(pg, "SELECT mq_measure_depths()", PGRES_TUPLES_OK, NULL)) {
+            char sql[200]; /* the next measurement, by anyone: MEASURE_COST_MULT times this one */
+            long long wait_ms = (clock_mono_us() - t0) * MEASURE_COST_MULT / 1000;
+            snprintf(sql, sizeof sql,
+                     "UPDATE sweep_cursors SET after = " NOW_MS " + %lld WHERE name = 'depths'",
+                     wait_ms > MEASURE_MIN_US / 1000 ? wait_ms : MEASURE_MIN_US / 1000);
+            measured = exec_ok(pg, sql, PGRES_COMMAND_OK, NULL) ? 1 : -1;
+        } else if (due) {
+            measured = -1;
+        }
+    }
+    if (!exec_ok(pg, measured >= 0 ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK, NULL))
+        measured = -1;
     return measured;
 }
 
+/* Every MEASURE_MIN_US this process offers to measure; the shared schedule decides. */
 static void measure(struct mq_sweeper *s)
 {
-    int64_t t0 = clock_mono_us();
     if (clock_mono_us() < s->next_measure_us)
         return;
     mq_measure_once(s->pg);
-    int64_t cost = clock_mono_us() - t0;
-    int64_t wait = cost * MEASURE_COST_MULT;
-    s->next_measure_us = clock_mono_us() + (wait > MEASURE_MIN_US ? wait : MEASURE_MIN_US);
+    s->next_measure_us = clock_mono_us() + MEASURE_MIN_US;
 }
 
 static int sweep_step(struct worker *w, void *arg)
@@ -103,12 +120,13 @@ static int sweep_step(struct worker *w, void *arg)
     long long n = mq_sweep_once(s->pg);
     if (n > 0)
         log_debug("sweeper deleted %lld expired rows", n);
-    if (s->extra)
+    if (s->extra && !s->hurried) /* the other layers' sweep keeps to the interval */
         exec_ok(s->pg, s->extra, PGRES_TUPLES_OK, NULL);
     measure(s);
-    /* a batch's worth deleted: more may be due (retention behind a fast producer) */
-    return n >= atoll(SWEEP_BATCH_S) && s->interval_ms > SWEEP_AGAIN_MS ? SWEEP_AGAIN_MS
-                                                                        : s->interval_ms;
+    /* a batch's worth of messages and dedup ids deleted: more may be due (retention behind a
+     * fast producer) */
+    s->hurried = n >= atoll(SWEEP_BATCH_S) && s->interval_ms > SWEEP_AGAIN_MS;
+    return s->hurried ? SWEEP_AGAIN_MS : s->interval_ms;
 }
 
 struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms,

@@ -331,19 +331,26 @@ START_TEST(a_failed_sweep_says_so)
 END_TEST
 
 /* Every process's sweeper would measure the depths (a scan of every queue); one does: none
- * while another holds the measurement's lock, and none within 4 s of another's. */
+ * while another holds the measurement's lock, and none before the time the last measurer set
+ * for everyone (sweep_cursors 'depths'). */
 START_TEST(one_process_measures_the_depths)
 {
     harness_start(&srv, no_background_sweeper);
     PGconn *holder = holding("SELECT pg_advisory_xact_lock(431198598248)"); /* "depth" */
     PGconn *pg = PQconnectdb(harness_db_url());
-    harness_sqlf("WITH d AS (UPDATE queue_depths SET measured_at = now() - interval '1 minute' "
+    harness_sqlf("WITH d AS (UPDATE sweep_cursors SET after = 0 WHERE name = 'depths' "
                  "RETURNING 1) SELECT count(*) FROM d");
     ck_assert_int_eq(mq_measure_once(pg), 0); /* another process measures now */
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
     ck_assert_int_eq(mq_measure_once(pg), 1);
-    ck_assert_int_eq(mq_measure_once(pg), 0); /* measured lately */
+    ck_assert_int_eq(harness_sqlf("SELECT (after > (extract(epoch FROM now()) * 1000)::bigint + "
+                                  "4000)::int FROM sweep_cursors WHERE name = 'depths'"),
+                     1);
+    ck_assert_int_eq(mq_measure_once(pg), 0); /* not its turn */
+    harness_sqlf("WITH d AS (UPDATE sweep_cursors SET after = 0 WHERE name = 'depths' "
+                 "RETURNING 1) SELECT count(*) FROM d");
+    ck_assert_int_eq(mq_measure_once(pg), 1);
     PQfinish(pg);
     harness_stop(&srv);
 }
