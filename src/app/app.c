@@ -19,7 +19,6 @@
 #include "rydes/topology.h"
 
 #include <curl/curl.h>
-#include <math.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <sched.h>
@@ -71,10 +70,17 @@ bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err
 
 static const unsigned char all_key[1] = {0};
 
-/* The budgets' refill, per second: an address's, and the process's (twenty times as fast). */
-static double failure_rate(const struct app *app)
+/* The failure budgets: an address's, and the process's (ten times as large, refilled twenty
+ * times as fast). */
+struct budgets {
+    double rate, burst, all_rate, all_burst;
+};
+
+static struct budgets budgets_of(const struct app *app)
 {
-    return (double)app->cfg->auth_failures_per_minute / 60.0;
+    double rate = (double)app->cfg->auth_failures_per_minute / 60.0;
+    double burst = (double)app->cfg->auth_failure_burst;
+    return (struct budgets){rate, burst, rate * 20, burst * 10};
 }
 
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
@@ -84,11 +90,11 @@ enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, s
     if (ttlcache_get(app->seen_valid, key, key_len, &seen, NULL))
         return APP_LOOKUP_OK;
     int64_t now = clock_mono_us();
-    double rate = failure_rate(app), burst = (double)app->cfg->auth_failure_burst;
-    if (!ratelimit_peek(app->auth_failures, peer, peer_len, rate, burst, now, retry_after))
+    struct budgets b = budgets_of(app);
+    if (!ratelimit_peek(app->auth_failures, peer, peer_len, b.rate, b.burst, now, retry_after))
         return APP_LOOKUP_ADDRESS_FAILING;
-    if (!ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10, now,
-                        retry_after))
+    if (!ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst,
+                        now, retry_after))
         return APP_LOOKUP_ALL_FAILING;
     return APP_LOOKUP_OK;
 }
@@ -106,9 +112,9 @@ void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_l
     ttlcache_forget(app->seen_valid, key, key_len); /* gone: exempt no more */
     int unused;
     int64_t now = clock_mono_us();
-    double rate = failure_rate(app), burst = (double)app->cfg->auth_failure_burst;
-    ratelimit_take(app->auth_failures, peer, peer_len, rate, burst, now, &unused);
-    ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, rate * 20, burst * 10, now,
+    struct budgets b = budgets_of(app);
+    ratelimit_take(app->auth_failures, peer, peer_len, b.rate, b.burst, now, &unused);
+    ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst, now,
                    &unused);
 }
 
