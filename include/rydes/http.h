@@ -61,8 +61,8 @@ enum http_auth {
     HTTP_AUTH_INVALID,     /* 401 */
     HTTP_AUTH_UNAVAILABLE, /* the token store could not be asked: 503 */
     HTTP_AUTH_LIMITED,     /* the token's rate limit is used up: 429, Retry-After *retry_after */
-    HTTP_AUTH_FAILING, /* the client's unknown tokens are not looked up for now: 429, likewise */
-    HTTP_AUTH_ALL_FAILING, /* failing clients' together are not: 429, likewise */
+    HTTP_AUTH_FAILING,     /* this address's lookup budget is used up: 429, likewise */
+    HTTP_AUTH_ALL_FAILING, /* the process's lookup budget is used up: 429, likewise */
 };
 
 /* Authenticates a bearer token sent from the client at peer (http_peer_key) and charges it one

@@ -111,9 +111,3 @@ bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_l
 {
     return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 0.0), rate, retry_after_s);
 }
-
-double ratelimit_level(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
-                       double burst, int64_t now_us)
-{
-    return bucket_use(rl, key, key_len, rate, burst, now_us, 0.0);
-}
