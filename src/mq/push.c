@@ -2,7 +2,9 @@
  * once on a curl multi handle, at most PUSH_PER_SUBSCRIPTION of them to one subscription; each
  * outcome is written back as soon as its attempt ends, and the freed slot is filled by the
  * next claim, so a slow or failing endpoint holds a few slots, not the deliveries to every
- * other endpoint. */
+ * other endpoint. One event loop drives both: the worker's statements (one at a time, sent
+ * without waiting) and the transfers are polled together, so a slow database never freezes
+ * the POSTs in flight, and the worker reconnects only when none is. */
 #include "rydes/mq_push.h"
 
 #include "rydes/clock.h"
@@ -44,31 +46,47 @@ static const char claim_sql[] =
     "RETURNING d.id, d.attempts, s.max_attempts, s.min_delay_seconds, s.max_delay_seconds, s.url, "
     "d.message_id, t.name, d.raw, d.body_json, p.body, d.subscription_id";
 
+/* Where a slot is: free, its POST in flight, its outcome waiting to be written back, or
+ * being written back (the statement in flight). */
+enum job_state { JOB_FREE, JOB_RUNNING, JOB_DONE, JOB_RECORDING };
+
+/* What the write-back of a job says. */
+enum outcome { OUT_ABANDONED, OUT_DELIVERED, OUT_RETRY, OUT_GIVE_UP };
+
 /* One claimed delivery: columns of the claim's row (owned copies), and the attempt's state. */
 struct job {
-    bool in_use;
+    enum job_state state;
+    enum outcome outcome; /* set when its write-back is sent */
     int subscription;
     char *id, *url, *message_id, *topic, *body;
     int attempts, max_attempts, min_delay, max_delay;
     bool raw, body_json;
     CURL *easy;
     struct curl_slist *headers;
-    bool done;
     CURLcode rc;
     long status;
     char error[CURL_ERROR_SIZE];
 };
 
+/* The one statement the worker may have in flight on its connection. */
+enum pending { PG_NONE, PG_CLAIM, PG_RECORD };
+
 struct mq_push {
     char *conninfo;
     int connect_timeout_s;
     PGconn *pg;
+    int64_t connect_at_us; /* no reconnect before this (after a failed one) */
+    enum pending pending;
+    int recording;       /* the job whose write-back is in flight (PG_RECORD) */
+    PGresult *result;    /* the in-flight statement's result, until the statement has ended */
+    int64_t claim_at_us; /* the next claim is due then */
+    _Atomic bool kicked; /* deliveries were written: claim at once */
     CURLM *multi;
     struct worker *worker;
     struct mq_push_counters counters;
     uint64_t rng;
     struct job jobs[PUSH_BATCH];
-    int active; /* jobs in use */
+    int active; /* jobs not free */
 };
 
 static size_t discard(char *data, size_t size, size_t n, void *arg)
@@ -81,7 +99,7 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
 static void job_read(struct job *j, PGresult *r, int row)
 {
     memset(j, 0, sizeof *j);
-    j->in_use = true;
+    j->state = JOB_RUNNING;
     j->id = xstrdup(PQgetvalue(r, row, 0));
     j->attempts = atoi(PQgetvalue(r, row, 1));
     j->max_attempts = atoi(PQgetvalue(r, row, 2));
@@ -120,7 +138,7 @@ static struct curl_slist *job_headers(const struct job *j)
 static bool job_prepare(struct job *j)
 {
     if (!j->url) {
-        j->done = true;
+        j->state = JOB_DONE;
         j->rc = CURLE_URL_MALFORMAT;
         snprintf(j->error, sizeof j->error, "the subscription no longer has a URL");
         return false;
@@ -169,7 +187,7 @@ static void collect(CURLM *multi)
             continue;
         struct job *j = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-        j->done = true;
+        j->state = JOB_DONE;
         j->rc = m->data.result;
         curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &j->status);
     }
@@ -190,18 +208,6 @@ static double backoff_seconds(struct mq_push *p, const struct job *j)
     return d / 2 + d / 2 * (double)(p->rng >> 11) / (double)(1ULL << 53);
 }
 
-/* Runs sql; returns the rows it changed (0 on an error, which is logged). */
-static int exec_params(struct mq_push *p, const char *sql, int n, const char *const *v)
-{
-    PGresult *r = PQexecParams(p->pg, sql, n, NULL, v, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        log_warn("push: %s", PQresultErrorMessage(r));
-    int changed = atoi(PQcmdTuples(r));
-    PQclear(r);
-    return changed;
-}
-
 static void outcome_error(const struct job *j, char *out, size_t n)
 {
     if (j->rc != CURLE_OK)
@@ -210,65 +216,130 @@ static void outcome_error(const struct job *j, char *out, size_t n)
         snprintf(out, n, "HTTP status %ld", j->status);
 }
 
-/* Writes the outcome of one job back. A retry, a give-up or an abandon names the attempt it is
+/* ---- the connection: one statement in flight at a time, never waited on while POSTs run ---- */
+
+/* Sends sql on the worker's connection without waiting for it; false when it could not be
+ * sent (the connection is dropped then, and made again later). */
+static bool send_statement(struct mq_push *p, enum pending kind, const char *sql, int n,
+                           const char *const *v)
+{
+    if (!PQsendQueryParams(p->pg, sql, n, NULL, v, NULL, NULL, 0)) {
+        log_warn("push: %s", PQerrorMessage(p->pg));
+        PQfinish(p->pg);
+        p->pg = NULL;
+        return false;
+    }
+    p->pending = kind;
+    return true;
+}
+
+/* Makes sure there is a connection, but never blocks POSTs in flight to make one: with a
+ * transfer running it only says whether there is one. */
+static bool connected(struct mq_push *p, int64_t now)
+{
+    if (p->pg && PQstatus(p->pg) == CONNECTION_OK)
+        return true;
+    for (int k = 0; k < PUSH_BATCH; k++)
+        if (p->jobs[k].state == JOB_RUNNING)
+            return false;
+    if (now < p->connect_at_us)
+        return false;
+    char err[256];
+    if (db_reconnect(&p->pg, p->conninfo, p->connect_timeout_s,
+                     "-c statement_timeout=10000 " DB_PLANNER_OPTIONS, err, sizeof err)) {
+        PQsetnonblocking(p->pg, 1); /* sends never wait either (drive polls for writing) */
+        return true;
+    }
+    p->connect_at_us = now + PUSH_RETRY_CONNECT_MS * 1000LL;
+    return false;
+}
+
+/* ---- writing outcomes back ------------------------------------------------------------------ */
+
+static enum outcome outcome_of(const struct job *j)
+{
+    if (j->state == JOB_RUNNING) /* abandoned at shutdown */
+        return OUT_ABANDONED;
+    if (j->status >= 200 && j->status <= 299) /* also when its body was then cut short */
+        return OUT_DELIVERED;
+    return j->attempts < j->max_attempts && j->url ? OUT_RETRY : OUT_GIVE_UP;
+}
+
+/* Sends the write-back of job k. A retry, a give-up or an abandon names the attempt it is
  * about: after the lease ran out and another claim took the delivery, it changes nothing
  * (sql/021). A success deletes the delivery whoever holds it. */
-static void record(struct mq_push *p, struct job *j)
+static bool record_send(struct mq_push *p, int k)
 {
-    char attempt[16];
+    struct job *j = &p->jobs[k];
+    char attempt[16], delay[32], error[CURL_ERROR_SIZE + 32];
     snprintf(attempt, sizeof attempt, "%d", j->attempts);
-    if (!j->done) { /* abandoned at shutdown: due again, the attempt not counted */
-        const char *v[] = {j->id, attempt};
-        exec_params(p,
-                    "UPDATE push_deliveries SET attempts = attempts - 1, next_attempt_at = now() "
-                    "WHERE id = $1 AND attempts = $2",
-                    2, v);
-        return;
-    }
-    /* a 2xx is the receiver's acceptance, also when its body was then cut short */
-    if (j->status >= 200 && j->status <= 299) {
-        const char *v[] = {j->id};
-        exec_params(p, "DELETE FROM push_deliveries WHERE id = $1", 1, v);
-        atomic_fetch_add(&p->counters.delivered, 1);
-        return;
-    }
-    char error[CURL_ERROR_SIZE + 32], delay[32];
     outcome_error(j, error, sizeof error);
-    if (j->attempts < j->max_attempts && j->url) {
+    j->outcome = outcome_of(j);
+    p->recording = k;
+    switch (j->outcome) {
+    case OUT_ABANDONED: { /* due again at once, the attempt not counted */
+        const char *v[] = {j->id, attempt};
+        return send_statement(p, PG_RECORD,
+                              "UPDATE push_deliveries SET attempts = attempts - 1, "
+                              "next_attempt_at = now() WHERE id = $1 AND attempts = $2",
+                              2, v);
+    }
+    case OUT_DELIVERED: {
+        const char *v[] = {j->id};
+        return send_statement(p, PG_RECORD, "DELETE FROM push_deliveries WHERE id = $1", 1, v);
+    }
+    case OUT_RETRY: {
         snprintf(delay, sizeof delay, "%.3f", backoff_seconds(p, j));
         const char *v[] = {j->id, delay, error, attempt};
-        if (exec_params(p,
-                        "UPDATE push_deliveries SET next_attempt_at = now() + "
-                        "make_interval(secs => $2::float8), last_error = $3 "
-                        "WHERE id = $1 AND attempts = $4",
-                        4, v)) /* not when another claim has it now */
-            atomic_fetch_add(&p->counters.retried, 1);
+        return send_statement(p, PG_RECORD,
+                              "UPDATE push_deliveries SET next_attempt_at = now() + "
+                              "make_interval(secs => $2::float8), last_error = $3 "
+                              "WHERE id = $1 AND attempts = $4",
+                              4, v);
+    }
+    case OUT_GIVE_UP:
+    default: {
+        const char *v[] = {j->id, attempt, error};
+        return send_statement(p, PG_RECORD, "SELECT mq_push_exhausted($1, $2::int, $3)", 3, v);
+    }
+    }
+}
+
+/* Counts what the write-back of j did (r: its result, NULL when the statement failed before it
+ * had one). A delivery whose DELETE failed is not counted: it is POSTed again once its lease
+ * runs out, and counted then. */
+static void record_result(struct mq_push *p, const struct job *j, PGresult *r)
+{
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok) { /* nothing changed: the delivery comes back when its lease runs out */
+        log_warn("push: %s", r ? PQresultErrorMessage(r) : "the connection was lost");
         return;
     }
-    const char *v[] = {j->id, attempt, error};
-    PGresult *r =
-        PQexecParams(p->pg, "SELECT mq_push_exhausted($1, $2::int, $3)", 3, NULL, v, NULL, NULL, 0);
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok) /* nothing gave up: the delivery comes back when its lease runs out */
-        log_warn("push: %s", PQresultErrorMessage(r));
-    bool theirs = ok && PQgetisnull(r, 0, 0); /* another claim has it now */
-    bool moved = ok && !theirs && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    if (theirs || !ok)
+    if (j->outcome == OUT_DELIVERED && atoi(PQcmdTuples(r)) > 0)
+        atomic_fetch_add(&p->counters.delivered, 1);
+    if (j->outcome == OUT_RETRY && atoi(PQcmdTuples(r)) > 0) /* not when another claim has it */
+        atomic_fetch_add(&p->counters.retried, 1);
+    if (j->outcome != OUT_GIVE_UP || PQgetisnull(r, 0, 0)) /* null: another claim has it now */
         return;
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
     atomic_fetch_add(moved ? &p->counters.dead_lettered : &p->counters.failed, 1);
+    char error[CURL_ERROR_SIZE + 32];
+    outcome_error(j, error, sizeof error);
     /* the URL without its query: webhook secrets often travel there */
     const char *url = j->url ? j->url : "?";
     log_warn("push: message %s to %.*s gave up after %d attempts (%s)%s", j->message_id,
              (int)strcspn(url, "?#"), url, j->attempts, error, moved ? "; dead-lettered" : "");
 }
 
+/* ---- claiming ------------------------------------------------------------------------------- */
+
 /* The subscriptions of the deliveries in flight and how many each, as two array literals. */
 static void in_flight(const struct mq_push *p, char *subs, char *counts, size_t n)
 {
     int sub[PUSH_BATCH], count[PUSH_BATCH], k = 0;
     for (int i = 0; i < PUSH_BATCH; i++) {
-        if (!p->jobs[i].in_use)
+        if (p->jobs[i].state == JOB_FREE)
             continue;
         int at = 0;
         while (at < k && sub[at] != p->jobs[i].subscription)
@@ -288,86 +359,157 @@ static void in_flight(const struct mq_push *p, char *subs, char *counts, size_t 
     snprintf(counts + c, n - c, "}");
 }
 
-/* Claims due deliveries into the free slots and starts their attempts; false when the claim
- * failed. */
-static bool claim_more(struct mq_push *p)
+/* Sends the claim of due deliveries for the free slots. */
+static bool claim_send(struct mq_push *p)
 {
     char free_slots[16], subs[PUSH_BATCH * 12 + 4], counts[PUSH_BATCH * 12 + 4];
     snprintf(free_slots, sizeof free_slots, "%d", PUSH_BATCH - p->active);
     in_flight(p, subs, counts, sizeof subs);
     const char *v[] = {free_slots, subs, counts};
-    PGresult *r = PQexecParams(p->pg, claim_sql, 3, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        if (PQstatus(p->pg) == CONNECTION_OK)
-            log_warn("push: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        return false;
-    }
-    for (int row = 0, k = 0; row < PQntuples(r); row++) {
-        while (p->jobs[k].in_use)
-            k++;
-        job_read(&p->jobs[k], r, row);
-        p->active++;
-        if (job_prepare(&p->jobs[k]) &&
-            curl_multi_add_handle(p->multi, p->jobs[k].easy) != CURLM_OK) {
-            p->jobs[k].done = true; /* recorded as a failed attempt, not left in its slot */
-            p->jobs[k].rc = CURLE_FAILED_INIT;
-            snprintf(p->jobs[k].error, sizeof p->jobs[k].error, "the POST could not be started");
-        }
-    }
-    PQclear(r);
-    return true;
+    return send_statement(p, PG_CLAIM, claim_sql, 3, v);
 }
 
-/* Moves the transfers on for up to PUSH_POLL_MS and writes back every attempt that ended. */
-static void drive(struct mq_push *p)
+/* Starts the attempts of the deliveries the claim's result r took (NULL: the claim failed). */
+static void claim_result(struct mq_push *p, PGresult *r, int64_t now)
 {
+    int asked = PUSH_BATCH - p->active;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (p->pg && PQstatus(p->pg) == CONNECTION_OK)
+            log_warn("push: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(p->pg));
+        p->claim_at_us = now + PUSH_RETRY_CONNECT_MS * 1000LL;
+        return;
+    }
+    for (int row = 0, k = 0; row < PQntuples(r); row++) {
+        while (p->jobs[k].state != JOB_FREE)
+            k++;
+        struct job *j = &p->jobs[k];
+        job_read(j, r, row);
+        p->active++;
+        if (job_prepare(j) && curl_multi_add_handle(p->multi, j->easy) != CURLM_OK) {
+            j->state = JOB_DONE; /* recorded as a failed attempt, not left in its slot */
+            j->rc = CURLE_FAILED_INIT;
+            snprintf(j->error, sizeof j->error, "the POST could not be started");
+        }
+    }
+    /* none left due: look again after a pause (or a kick); else as soon as a slot frees */
+    p->claim_at_us = PQntuples(r) < asked ? now + PUSH_IDLE_MS * 1000LL : now;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+/* Sends the next statement, if one is due and the connection is free: an outcome's write-back
+ * before a claim, so a slot is freed before it is filled. */
+static void start_statement(struct mq_push *p, int64_t now)
+{
+    if (p->pending != PG_NONE || !connected(p, now))
+        return;
+    for (int k = 0; k < PUSH_BATCH; k++)
+        if (p->jobs[k].state == JOB_DONE) {
+            if (record_send(p, k))
+                p->jobs[k].state = JOB_RECORDING;
+            return;
+        }
+    bool kicked = atomic_exchange(&p->kicked, false);
+    if (p->active < PUSH_BATCH && (kicked || now >= p->claim_at_us))
+        claim_send(p);
+}
+
+/* The in-flight statement ended with r (NULL: it failed before a result): takes its outcome. */
+static void statement_ended(struct mq_push *p, PGresult *r, int64_t now)
+{
+    enum pending kind = p->pending;
+    p->pending = PG_NONE;
+    if (kind == PG_CLAIM) {
+        claim_result(p, r, now);
+        return;
+    }
+    struct job *j = &p->jobs[p->recording];
+    record_result(p, j, r);
+    job_cleanup(p->multi, j);
+    p->active--;
+    p->claim_at_us = now; /* a slot is free */
+}
+
+/* Reads what has arrived for the in-flight statement without waiting; block: wait for its
+ * end (shutdown only). */
+static void statement_progress(struct mq_push *p, bool block, int64_t now)
+{
+    bool broken = PQflush(p->pg) < 0 || (!block && !PQconsumeInput(p->pg));
+    while (!broken && (block || !PQisBusy(p->pg))) {
+        PGresult *r = PQgetResult(p->pg);
+        if (!r) { /* the statement has ended */
+            statement_ended(p, p->result, now);
+            PQclear(p->result);
+            p->result = NULL;
+            return;
+        }
+        if (p->result) /* only the first result counts (there is one) */
+            PQclear(r);
+        else
+            p->result = r;
+    }
+    if (!broken)
+        return; /* more is on its way */
+    log_warn("push: %s", PQerrorMessage(p->pg));
+    PQfinish(p->pg);
+    p->pg = NULL;
+    PQclear(p->result);
+    p->result = NULL;
+    statement_ended(p, NULL, now);
+}
+
+/* Waits up to timeout_ms for the transfers or the in-flight statement to move, and moves them:
+ * the transfers keep going while a statement waits on a slow database. */
+static void drive(struct mq_push *p, int timeout_ms)
+{
+    struct curl_waitfd fd = {.fd = -1};
+    if (p->pending != PG_NONE) {
+        int unsent = PQflush(p->pg); /* -1 is seen again by statement_progress */
+        fd.fd = PQsocket(p->pg);
+        fd.events = (short)(CURL_WAIT_POLLIN | (unsent == 1 ? CURL_WAIT_POLLOUT : 0));
+    }
     int running;
+    curl_multi_poll(p->multi, fd.fd >= 0 ? &fd : NULL, fd.fd >= 0 ? 1 : 0, timeout_ms, NULL);
     curl_multi_perform(p->multi, &running);
     collect(p->multi);
-    bool any_done = false;
-    for (int k = 0; k < PUSH_BATCH; k++)
-        any_done |= p->jobs[k].in_use && p->jobs[k].done;
-    if (!any_done && running) {
-        curl_multi_poll(p->multi, NULL, 0, PUSH_POLL_MS, NULL);
-        curl_multi_perform(p->multi, &running);
-        collect(p->multi);
-    }
-    for (int k = 0; k < PUSH_BATCH; k++)
-        if (p->jobs[k].in_use && p->jobs[k].done) {
-            record(p, &p->jobs[k]);
-            job_cleanup(p->multi, &p->jobs[k]);
-            p->active--;
-        }
+    if (p->pending != PG_NONE)
+        statement_progress(p, false, clock_mono_us());
 }
 
 static int push_step(struct worker *w, void *arg)
 {
     (void)w;
     struct mq_push *p = arg;
-    char err[256];
-    if (!db_reconnect(&p->pg, p->conninfo, p->connect_timeout_s,
-                      "-c statement_timeout=10000 " DB_PLANNER_OPTIONS, err, sizeof err))
-        return PUSH_RETRY_CONNECT_MS;
-    if (p->active < PUSH_BATCH && !claim_more(p) && p->active == 0)
-        return PUSH_RETRY_CONNECT_MS;
-    if (p->active == 0)
-        return PUSH_IDLE_MS;
-    drive(p);
-    return 0; /* attempts in flight, or slots freed: keep driving and claiming */
+    int64_t now = clock_mono_us();
+    start_statement(p, now);
+    if (p->pending == PG_NONE && p->active == 0) { /* idle: sleep until a claim is due */
+        int64_t due = p->pg ? p->claim_at_us : p->connect_at_us;
+        return due > now ? (int)((due - now + 999) / 1000) : 0;
+    }
+    bool may_claim = p->pending == PG_NONE && p->active < PUSH_BATCH && p->pg &&
+                     PQstatus(p->pg) == CONNECTION_OK;
+    int64_t due = may_claim ? p->claim_at_us : INT64_MAX;
+    int timeout_ms = PUSH_POLL_MS;
+    if (due - now < PUSH_POLL_MS * 1000LL)
+        timeout_ms = due > now ? (int)((due - now + 999) / 1000) : 0;
+    drive(p, timeout_ms);
+    return 0; /* attempts or a statement in flight: keep driving */
 }
 
-/* Attempts still in flight when the worker stops are abandoned: due again at once, the attempt
- * not counted. */
-static void abandon_in_flight(struct mq_push *p)
+/* At shutdown: the statement in flight is waited for, attempts in flight are abandoned (due
+ * again at once, the attempt not counted), and ended ones are written back. */
+static void finish(struct mq_push *p)
 {
-    for (int k = 0; k < PUSH_BATCH; k++)
-        if (p->jobs[k].in_use) {
-            p->jobs[k].done = false;
-            if (p->pg && PQstatus(p->pg) == CONNECTION_OK)
-                record(p, &p->jobs[k]);
+    if (p->pending != PG_NONE)
+        statement_progress(p, true, clock_mono_us());
+    for (int k = 0; k < PUSH_BATCH; k++) {
+        if (p->jobs[k].state == JOB_FREE)
+            continue;
+        if (p->pg && PQstatus(p->pg) == CONNECTION_OK && record_send(p, k))
+            statement_progress(p, true, clock_mono_us()); /* frees the slot */
+        else
             job_cleanup(p->multi, &p->jobs[k]);
-        }
+    }
     p->active = 0;
 }
 
@@ -390,7 +532,7 @@ void mq_push_stop(struct mq_push *p)
     if (!p)
         return;
     worker_stop(p->worker);
-    abandon_in_flight(p);
+    finish(p);
     curl_multi_cleanup(p->multi);
     if (p->pg)
         PQfinish(p->pg);
@@ -405,6 +547,9 @@ const struct mq_push_counters *mq_push_counters(const struct mq_push *p)
 
 void mq_push_kick(struct mq_push *p)
 {
-    if (p)
-        worker_wake(p->worker);
+    if (!p)
+        return;
+    atomic_store(&p->kicked, true);
+    worker_wake(p->worker);
+    curl_multi_wakeup(p->multi); /* ends a wait in drive */
 }

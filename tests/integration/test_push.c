@@ -50,6 +50,7 @@ struct hit {
 /* One request in progress: its body so far. */
 struct upload {
     struct buf body;
+    bool big; /* a /big/ request: its completion time is kept */
 };
 
 static struct {
@@ -59,6 +60,7 @@ static struct {
     pthread_mutex_t mu;
     struct hit hits[MAX_HITS];
     int n;
+    double big_sent_at; /* CLOCK_MONOTONIC seconds when a /big/ answer had gone out whole */
 } rcv;
 
 static double now_s(void)
@@ -90,11 +92,26 @@ static unsigned scripted_status(const char *path, const char **location)
         return 200;
     if (strncmp(path, "/cut/", 5) == 0) /* 200, and the body cut short (on_request) */
         return 200;
+    if (strncmp(path, "/big/", 5) == 0) /* 200 after N ms, with BIG_ANSWER bytes (on_request) */
+        return 200;
     if (strncmp(path, "/redirect", 9) == 0) {
         *location = rcv.ok_url;
         return 302;
     }
     return 200;
+}
+
+/* The size of a /big/ answer: more than the socket buffers of both ends can hold, so it has
+ * gone out whole only once the client has read it. */
+#define BIG_ANSWER (64u << 20)
+
+/* The body of /big/: zeros. */
+static ssize_t zeros(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    size_t n = BIG_ANSWER - pos < max ? (size_t)(BIG_ANSWER - pos) : max;
+    memset(buf, 0, n);
+    return (ssize_t)n;
 }
 
 /* The body of /cut/: none of the 100 bytes announced; the connection ends after the headers. */
@@ -143,13 +160,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rcv.n++;
     }
     pthread_mutex_unlock(&rcv.mu);
-    if (strncmp(url, "/slow/", 6) == 0)
-        harness_sleep_ms(atoi(url + 6));
+    if (strncmp(url, "/slow/", 6) == 0 || strncmp(url, "/big/", 5) == 0)
+        harness_sleep_ms(atoi(url + (url[1] == 's' ? 6 : 5)));
+    u->big = strncmp(url, "/big/", 5) == 0;
     static char answer[] = "{}";
-    struct MHD_Response *resp =
-        strncmp(url, "/cut/", 5) == 0
-            ? MHD_create_response_from_callback(100, 100, cut_short, NULL, NULL)
-            : MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp;
+    if (strncmp(url, "/cut/", 5) == 0)
+        resp = MHD_create_response_from_callback(100, 100, cut_short, NULL, NULL);
+    else if (u->big)
+        resp = MHD_create_response_from_callback(BIG_ANSWER, 65536, zeros, NULL, NULL);
+    else
+        resp = MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
     if (location)
         MHD_add_response_header(resp, "Location", location);
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
@@ -162,8 +183,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void)cls;
     (void)conn;
-    (void)toe;
     struct upload *u = *con_cls;
+    if (u && u->big && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        pthread_mutex_lock(&rcv.mu);
+        rcv.big_sent_at = now_s();
+        pthread_mutex_unlock(&rcv.mu);
+    }
     if (u) {
         buf_cleanup(&u->body);
         free(u);
@@ -994,6 +1019,38 @@ START_TEST(a_busy_endpoint_takes_only_its_share_of_the_slots)
 }
 END_TEST
 
+/* The POSTs in flight keep going while a write-back waits on the database: the worker used to
+ * run its statements between the transfers, so a slow database froze them (their timeouts
+ * running meanwhile: an answer could arrive, be taken for a timeout and be POSTed again). Here
+ * a table lock holds up the first endpoint's write-back while the second endpoint answers with
+ * more than the sockets can buffer: the worker has to read it to let it go out. */
+START_TEST(a_slow_database_does_not_stall_the_posts_in_flight)
+{
+    put_topic("push-stall");
+    put_url_sub("push-stall", "quick", "/slow/500", "");
+    put_url_sub("push-stall", "big", "/big/1500", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("push-stall", "{\"body\": \"b\"}", id), 2);
+    ck_assert_int_eq(rcv_wait(NULL, 2, 10000), 2); /* both POSTs are out, the claim is done */
+    PGconn *lock = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE push_deliveries IN SHARE MODE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    harness_sleep_ms(4000); /* /slow/ answers at 0.5 s, its DELETE waits; /big/ at 1.5 s */
+    pthread_mutex_lock(&rcv.mu);
+    double big_sent_at = rcv.big_sent_at;
+    pthread_mutex_unlock(&rcv.mu);
+    r = PQexec(lock, "COMMIT");
+    PQclear(r);
+    PQfinish(lock);
+    ck_assert_msg(big_sent_at > 0, "the big answer was not read while the database was locked");
+    wait_no_pending(id);
+    ck_assert_int_eq(rcv_count(NULL), 2); /* no attempt was taken for a failure */
+    wait_metric(&srv, PUSH_METRIC("delivered"), 2);
+}
+END_TEST
+
 START_TEST(deliveries_survive_a_restart)
 {
     restart(no_workers);
@@ -1167,6 +1224,7 @@ int main(void)
     tcase_add_test(tc, any_2xx_is_a_delivery_and_a_4xx_a_failure);
     tcase_add_test(tc, a_2xx_cut_short_is_a_delivery);
     tcase_add_test(tc, a_busy_endpoint_takes_only_its_share_of_the_slots);
+    tcase_add_test(tc, a_slow_database_does_not_stall_the_posts_in_flight);
     tcase_add_test(tc, backoff_doubles_per_attempt);
     tcase_add_test(tc, redirects_are_not_followed);
     tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
