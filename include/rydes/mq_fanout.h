@@ -12,6 +12,8 @@ struct mq_fanout;
 
 /* Starts the thread on a connection of its own. Stop and free with mq_fanout_stop. */
 struct mq_fanout *mq_fanout_start(const char *conninfo, int connect_timeout_s);
+/* Asks the thread to stop without waiting (mq_fanout_stop then waits). NULL is fine. */
+void mq_fanout_request_stop(struct mq_fanout *f);
 void mq_fanout_stop(struct mq_fanout *f);
 /* Wakes every fan-out thread of this process: an outbox row has just committed. */
 void mq_fanout_kick(void);

@@ -27,6 +27,8 @@ struct mq_push *mq_push_start(const char *conninfo, int connect_timeout_s);
 /* Stops the worker: attempts in progress are abandoned and their deliveries made due again.
  * NULL is fine. */
 void mq_push_stop(struct mq_push *p);
+/* Asks the worker to stop without waiting (mq_push_stop then waits). NULL is fine. */
+void mq_push_request_stop(struct mq_push *p);
 /* The worker's counters (valid until mq_push_stop). */
 const struct mq_push_counters *mq_push_counters(const struct mq_push *p);
 /* Tells the worker that deliveries were just written (it polls otherwise). */

@@ -16,6 +16,8 @@ struct mq_sweeper;
  * mq_sweeper_stop. */
 struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms,
                                     const char *extra);
+/* Asks the thread to stop without waiting (mq_sweeper_stop then waits). NULL is fine. */
+void mq_sweeper_request_stop(struct mq_sweeper *s);
 void mq_sweeper_stop(struct mq_sweeper *s);
 /* Runs one sweep on pg right now (tests); returns the number of rows deleted or -1. */
 long long mq_sweep_once(void *pg);

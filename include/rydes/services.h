@@ -51,6 +51,8 @@ struct services;
 /* Starts the consumers cfg->workers names (all of them for "all"). Stop with services_stop
  * after the hub was shut down. */
 struct services *services_start(const struct config *cfg, const struct consumer_env *env);
+/* Asks every thread of the set to stop without waiting (services_stop then waits). */
+void services_request_stop(struct services *s);
 void services_stop(struct services *s);
 /* Appends rydes_worker_messages_total per running consumer to out (Prometheus text). */
 struct buf;

@@ -206,6 +206,11 @@ static void app_free_parts(struct app *app)
     app->tls_cert = app->tls_key = NULL;
     if (app->hub)
         mq_hub_shutdown(app->hub); /* consumers waiting for messages wake at once */
+    /* every background thread is asked first, so they stop together, not one after another */
+    services_request_stop(app->services);
+    mq_push_request_stop(app->push);
+    mq_sweeper_request_stop(app->sweeper);
+    mq_fanout_request_stop(app->fanout);
     services_stop(app->services);
     app->services = NULL;
     mq_push_stop(app->push);

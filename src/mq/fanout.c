@@ -111,6 +111,12 @@ struct mq_fanout *mq_fanout_start(const char *conninfo, int connect_timeout_s)
     return f;
 }
 
+void mq_fanout_request_stop(struct mq_fanout *f)
+{
+    if (f)
+        worker_request_stop(f->worker);
+}
+
 void mq_fanout_stop(struct mq_fanout *f)
 {
     if (!f)

@@ -527,6 +527,14 @@ struct mq_push *mq_push_start(const char *conninfo, int connect_timeout_s)
     return p;
 }
 
+void mq_push_request_stop(struct mq_push *p)
+{
+    if (!p)
+        return;
+    worker_request_stop(p->worker);
+    curl_multi_wakeup(p->multi); /* ends a wait in drive */
+}
+
 void mq_push_stop(struct mq_push *p)
 {
     if (!p)

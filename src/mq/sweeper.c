@@ -111,7 +111,6 @@ static void measure(struct mq_sweeper *s)
 
 static int sweep_step(struct worker *w, void *arg)
 {
-    (void)w;
     struct mq_sweeper *s = arg;
     char err[256];
     if (!db_reconnect(&s->pg, s->conninfo, s->connect_timeout_s, "-c statement_timeout=60000", err,
@@ -120,6 +119,8 @@ static int sweep_step(struct worker *w, void *arg)
     long long n = mq_sweep_once(s->pg);
     if (n > 0)
         log_debug("sweeper deleted %lld expired rows", n);
+    if (worker_stopping(w)) /* asked to stop during the sweep: the rest can wait */
+        return 0;
     if (s->extra && !s->hurried) /* the other layers' sweep keeps to the interval */
         exec_ok(s->pg, s->extra, PGRES_TUPLES_OK, NULL);
     measure(s);
@@ -139,6 +140,12 @@ struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s,
     s->interval_ms = interval_ms;
     s->worker = worker_start(sweep_step, s);
     return s;
+}
+
+void mq_sweeper_request_stop(struct mq_sweeper *s)
+{
+    if (s)
+        worker_request_stop(s->worker);
 }
 
 void mq_sweeper_stop(struct mq_sweeper *s)

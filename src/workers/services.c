@@ -54,7 +54,7 @@ struct services *services_start(const struct config *cfg, const struct consumer_
 
 /* Every thread is asked first, then each is waited for: they stop together, not one after the
  * other (with the database unreachable each step may last a timeout). */
-void services_stop(struct services *s)
+void services_request_stop(struct services *s)
 {
     if (!s)
         return;
@@ -63,6 +63,13 @@ void services_stop(struct services *s)
     rfq_timer_request_stop(s->rfq_timer);
     fleet_request_stop(s->fleet);
     sagas_request_stop(s->sagas);
+}
+
+void services_stop(struct services *s)
+{
+    if (!s)
+        return;
+    services_request_stop(s);
     for (int i = 0; i < s->n; i++)
         consumer_stop(s->running[i]);
     rfq_timer_stop(s->rfq_timer);
