@@ -14,7 +14,7 @@
 
 /* Outcomes of delivery attempts since start, for /metrics. */
 struct mq_push_counters {
-    _Atomic uint64_t delivered;     /* answered 2xx */
+    _Atomic uint64_t delivered;     /* answered 2xx (also when the row could not be deleted) */
     _Atomic uint64_t retried;       /* failed, another attempt scheduled */
     _Atomic uint64_t dead_lettered; /* out of attempts, moved to the dead-letter queue */
     _Atomic uint64_t failed;        /* out of attempts, no dead-letter queue: kept as failed */

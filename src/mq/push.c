@@ -26,7 +26,8 @@
 #define PUSH_CONNECT_TIMEOUT_MS 5000L
 #define PUSH_IDLE_MS            250 /* how often an idle worker looks for due deliveries */
 #define PUSH_RETRY_CONNECT_MS   1000
-#define PUSH_POLL_MS            200 /* the multi loop looks at worker_stopping this often */
+#define PUSH_POLL_MS            200     /* the multi loop looks at worker_stopping this often */
+#define PUSH_FINISH_US          5000000 /* write-backs at shutdown start within this */
 
 /* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
  * how many each. Each subscription offers its earliest due deliveries up to its share (an
@@ -306,18 +307,18 @@ static bool record_send(struct mq_push *p, int k)
 }
 
 /* Counts what the write-back of j did (r: its result, NULL when the statement failed before it
- * had one). A delivery whose DELETE failed is not counted: it is POSTed again once its lease
- * runs out, and counted then. */
+ * had one). A 2xx is a delivered attempt also when its DELETE failed (the delivery is POSTed
+ * again once its lease runs out). */
 static void record_result(struct mq_push *p, const struct job *j, PGresult *r)
 {
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (j->outcome == OUT_DELIVERED)
+        atomic_fetch_add(&p->counters.delivered, 1);
     if (!ok) { /* nothing changed: the delivery comes back when its lease runs out */
         log_warn("push: %s", r ? PQresultErrorMessage(r) : "the connection was lost");
         return;
     }
-    if (j->outcome == OUT_DELIVERED && atoi(PQcmdTuples(r)) > 0)
-        atomic_fetch_add(&p->counters.delivered, 1);
     if (j->outcome == OUT_RETRY && atoi(PQcmdTuples(r)) > 0) /* not when another claim has it */
         atomic_fetch_add(&p->counters.retried, 1);
     if (j->outcome != OUT_GIVE_UP || PQgetisnull(r, 0, 0)) /* null: another claim has it now */
@@ -424,6 +425,10 @@ static void statement_ended(struct mq_push *p, PGresult *r, int64_t now)
         return;
     }
     struct job *j = &p->jobs[p->recording];
+    if (!p->pg || PQstatus(p->pg) != CONNECTION_OK) {
+        j->state = JOB_DONE; /* lost with the connection: written back again on the next one */
+        return;
+    }
     record_result(p, j, r);
     job_cleanup(p->multi, j);
     p->active--;
@@ -497,17 +502,23 @@ static int push_step(struct worker *w, void *arg)
 }
 
 /* At shutdown: the statement in flight is waited for, attempts in flight are abandoned (due
- * again at once, the attempt not counted), and ended ones are written back. */
+ * again at once, the attempt not counted), and ended ones are written back, for at most
+ * PUSH_FINISH_US (and the statement then in flight: its timeout bounds it). */
 static void finish(struct mq_push *p)
 {
+    int running;
+    curl_multi_perform(p->multi, &running); /* answers already in are outcomes, not abandoned */
+    collect(p->multi);
     if (p->pending != PG_NONE)
         statement_progress(p, true, clock_mono_us());
+    int64_t until = clock_mono_us() + PUSH_FINISH_US;
     for (int k = 0; k < PUSH_BATCH; k++) {
         if (p->jobs[k].state == JOB_FREE)
             continue;
-        if (p->pg && PQstatus(p->pg) == CONNECTION_OK && record_send(p, k))
-            statement_progress(p, true, clock_mono_us()); /* frees the slot */
-        else
+        if (clock_mono_us() < until && p->pg && PQstatus(p->pg) == CONNECTION_OK &&
+            record_send(p, k))
+            statement_progress(p, true, clock_mono_us()); /* frees the slot once written */
+        if (p->jobs[k].state != JOB_FREE) /* not written back: its lease brings it back */
             job_cleanup(p->multi, &p->jobs[k]);
     }
     p->active = 0;

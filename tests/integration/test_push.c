@@ -60,6 +60,7 @@ static struct {
     pthread_mutex_t mu;
     struct hit hits[MAX_HITS];
     int n;
+    uint64_t big_size;  /* bytes of a /big/ answer (big_answer) */
     double big_sent_at; /* CLOCK_MONOTONIC seconds when a /big/ answer had gone out whole */
 } rcv;
 
@@ -92,7 +93,7 @@ static unsigned scripted_status(const char *path, const char **location)
         return 200;
     if (strncmp(path, "/cut/", 5) == 0) /* 200, and the body cut short (on_request) */
         return 200;
-    if (strncmp(path, "/big/", 5) == 0) /* 200 after N ms, with BIG_ANSWER bytes (on_request) */
+    if (strncmp(path, "/big/", 5) == 0) /* 200 after N ms, with big_answer() bytes (on_request) */
         return 200;
     if (strncmp(path, "/redirect", 9) == 0) {
         *location = rcv.ok_url;
@@ -101,15 +102,34 @@ static unsigned scripted_status(const char *path, const char **location)
     return 200;
 }
 
-/* The size of a /big/ answer: more than the socket buffers of both ends can hold, so it has
- * gone out whole only once the client has read it. */
-#define BIG_ANSWER (64u << 20)
+/* The third number of a /proc/sys/net/ipv4 triple (min default max), or 0. */
+static uint64_t sysctl_max(const char *name)
+{
+    char path[128];
+    unsigned long long lo = 0, def = 0, max = 0;
+    snprintf(path, sizeof path, "/proc/sys/net/ipv4/%s", name);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%llu %llu %llu", &lo, &def, &max) != 3)
+            max = 0;
+        fclose(f);
+    }
+    return max;
+}
+
+/* The size of a /big/ answer: more than the socket buffers of both ends can hold (twice their
+ * maxima, 64 MiB at least), so it has gone out whole only once the client has read it. */
+static uint64_t big_answer(void)
+{
+    uint64_t n = 2 * (sysctl_max("tcp_rmem") + sysctl_max("tcp_wmem"));
+    return n > (64u << 20) ? n : (64u << 20);
+}
 
 /* The body of /big/: zeros. */
 static ssize_t zeros(void *cls, uint64_t pos, char *buf, size_t max)
 {
-    (void)cls;
-    size_t n = BIG_ANSWER - pos < max ? (size_t)(BIG_ANSWER - pos) : max;
+    uint64_t size = *(const uint64_t *)cls;
+    size_t n = size - pos < max ? (size_t)(size - pos) : max;
     memset(buf, 0, n);
     return (ssize_t)n;
 }
@@ -168,7 +188,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (strncmp(url, "/cut/", 5) == 0)
         resp = MHD_create_response_from_callback(100, 100, cut_short, NULL, NULL);
     else if (u->big)
-        resp = MHD_create_response_from_callback(BIG_ANSWER, 65536, zeros, NULL, NULL);
+        resp = MHD_create_response_from_callback(rcv.big_size, 65536, zeros, &rcv.big_size, NULL);
     else
         resp = MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
     if (location)
@@ -200,6 +220,7 @@ static void receiver_start(void)
 {
     memset(&rcv, 0, sizeof rcv);
     pthread_mutex_init(&rcv.mu, NULL);
+    rcv.big_size = big_answer();
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -1019,11 +1040,12 @@ START_TEST(a_busy_endpoint_takes_only_its_share_of_the_slots)
 }
 END_TEST
 
-/* The POSTs in flight keep going while a write-back waits on the database: the worker used to
- * run its statements between the transfers, so a slow database froze them (their timeouts
- * running meanwhile: an answer could arrive, be taken for a timeout and be POSTed again). Here
- * a table lock holds up the first endpoint's write-back while the second endpoint answers with
- * more than the sockets can buffer: the worker has to read it to let it go out. */
+/* The POSTs in flight keep going while a statement of the worker waits on the database: the
+ * worker used to run its statements between the transfers, so a slow database froze them (their
+ * timeouts running meanwhile: an answer could arrive, be taken for a timeout and be POSTed
+ * again). Here a table lock holds up the worker's next statement (a claim for its free slots,
+ * or the first endpoint's write-back) while the second endpoint answers with more than the
+ * sockets can buffer: the worker has to read it to let it go out. */
 START_TEST(a_slow_database_does_not_stall_the_posts_in_flight)
 {
     put_topic("push-stall");
@@ -1037,7 +1059,13 @@ START_TEST(a_slow_database_does_not_stall_the_posts_in_flight)
     PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE push_deliveries IN SHARE MODE");
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    harness_sleep_ms(4000); /* /slow/ answers at 0.5 s, its DELETE waits; /big/ at 1.5 s */
+    harness_sleep_ms(4000); /* /slow/ answers at 0.5 s, /big/ at 1.5 s */
+    r = PQexec(lock, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                     "AND query LIKE '%push_deliveries%'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_msg(atoi(PQgetvalue(r, 0, 0)) >= 1, "no statement of the worker waits on the lock");
+    PQclear(r);
+    ck_assert_int_eq(pending(id), 2); /* nothing was written back meanwhile */
     pthread_mutex_lock(&rcv.mu);
     double big_sent_at = rcv.big_sent_at;
     pthread_mutex_unlock(&rcv.mu);
