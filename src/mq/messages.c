@@ -149,7 +149,10 @@ static struct db_stmt q_peek = DB_STMT(
     "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2) y) x) p "
     "WHERE p.before < $3 ORDER BY p.id",
     3);
-static struct db_stmt q_redrive = DB_STMT("mq_redrive", "SELECT mq_redrive($1, $2, $3)", 3);
+static struct db_stmt q_redrive_upto =
+    DB_STMT("mq_redrive_upto", "SELECT coalesce(max(id), 0) FROM messages WHERE queue_id = $1", 1);
+static struct db_stmt q_redrive_some =
+    DB_STMT("mq_redrive_some", "SELECT moved, last_id FROM mq_redrive_some($1, $2, $3, $4, $5)", 5);
 
 void mq_receipt_encode(int queue_id, long long id, unsigned long long nonce, char *out)
 {
@@ -741,18 +744,36 @@ enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
     return MQ_OK;
 }
 
+/* A redrive moves MQ_REDRIVE_STEP messages a transaction (sql/031): a large dead-letter queue
+ * does not run into the statement timeout, and what was moved stays moved. */
+#define MQ_REDRIVE_STEP 1000
+
 enum mq_status mq_redrive(struct db_conn *c, const struct mq_queue *dlq, const struct mq_queue *to,
                           long long max, long long *moved)
 {
-    char id[16], t[16], m[24];
+    char id[16], t[16], after[24] = "0", upto[24], limit[24];
     snprintf(id, sizeof id, "%d", dlq->id);
     snprintf(t, sizeof t, "%d", to ? to->id : 0);
-    snprintf(m, sizeof m, "%lld", max > 0 ? max : INT64_MAX);
-    const char *v[] = {id, to ? t : NULL, m};
-    PGresult *r = db_exec(c, &q_redrive, v, NULL, NULL);
+    const char *u[] = {id};
+    PGresult *r = db_exec(c, &q_redrive_upto, u, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    *moved = atoll(PQgetvalue(r, 0, 0));
+    snprintf(upto, sizeof upto, "%s", PQgetvalue(r, 0, 0)); /* messages moved back come after */
     PQclear(r);
-    return MQ_OK;
+    *moved = 0;
+    for (;;) {
+        long long left = max > 0 ? max - *moved : MQ_REDRIVE_STEP;
+        snprintf(limit, sizeof limit, "%lld", left < MQ_REDRIVE_STEP ? left : MQ_REDRIVE_STEP);
+        const char *v[] = {id, to ? t : NULL, after, upto, limit};
+        r = db_exec(c, &q_redrive_some, v, NULL, NULL);
+        if (!db_ok(c, r, PGRES_TUPLES_OK))
+            return mq_failed(c, r); /* what earlier steps moved stays moved */
+        bool done = PQgetisnull(r, 0, 1);
+        *moved += atoll(PQgetvalue(r, 0, 0));
+        if (!done)
+            snprintf(after, sizeof after, "%s", PQgetvalue(r, 0, 1));
+        PQclear(r);
+        if (done || (max > 0 && *moved >= max))
+            return MQ_OK;
+    }
 }

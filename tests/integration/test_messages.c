@@ -741,6 +741,36 @@ START_TEST(dead_letter_after_max_receive_count)
 }
 END_TEST
 
+/* A redrive larger than one step (1000 messages a transaction) moves everything, and a limit
+ * across steps holds exactly. */
+START_TEST(redrive_moves_in_steps)
+{
+    harness_put_queue(&srv, "st-dead", NULL, 201);
+    harness_put_queue(&srv, "st-live",
+                      "{\"dead_letter\": {\"queue\": \"st-dead\", \"max_receive_count\": 1}}", 201);
+    harness_sqlf("WITH d AS (INSERT INTO messages (queue_id, visible_at, message_id, body, "
+                 "source_queue_id) SELECT (SELECT id FROM queues WHERE name = 'st-dead'), now(), "
+                 "gen_random_uuid(), 'm' || g, (SELECT id FROM queues WHERE name = 'st-live') "
+                 "FROM generate_series(1, 2500) g RETURNING 1) SELECT count(*) FROM d");
+    struct response r;
+    post("st-dead", ":redrive", "{\"max_messages\": 1200}", 200, &r);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 1200);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("st-live"), 1200);
+    post("st-dead", ":redrive", NULL, 200, &r);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 1300);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_stored("st-live"), 2500);
+    ck_assert_int_eq(harness_stored("st-dead"), 0);
+    /* oldest first: the bodies come back in the order they had */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM (SELECT body, lag(body) OVER (ORDER BY id) "
+                                  "AS prev FROM messages WHERE queue_id = (SELECT id FROM queues "
+                                  "WHERE name = 'st-live')) s WHERE substr(body, 2)::int < "
+                                  "substr(prev, 2)::int"),
+                     0);
+}
+END_TEST
+
 START_TEST(redrive_rules)
 {
     harness_put_queue(&srv, "rd-dead", NULL, 201);
@@ -1057,6 +1087,7 @@ int main(void)
     tcase_add_test(tc, queue_delay);
     tcase_add_test(tc, dead_letter_after_max_receive_count);
     tcase_add_test(tc, redrive_rules);
+    tcase_add_test(tc, redrive_moves_in_steps);
     tcase_add_test(tc, purge_empties_the_queue);
     tcase_add_test(tc, peek_and_stats_show_state);
     tcase_add_test(tc, peek_is_bounded_in_bytes);
