@@ -2,7 +2,8 @@
  * immutable structure and then matched against message attributes or JSON message bodies, many
  * times and from any thread, without allocating. Owns the SNS policy language (exact strings and
  * numbers, anything-but, prefix, suffix, equals-ignore-case, wildcard, numeric ranges, exists,
- * cidr, $or, nested body keys) and its limits (5 keys, 150 combinations, numbers within 1e9). */
+ * cidr, $or, nested body keys) and its limits (5 keys, 150 combinations, numbers within 1e9,
+ * 256 KB, and the bounds below that keep a message's matching cost small). */
 #ifndef RYDES_FILTER_H
 #define RYDES_FILTER_H
 
@@ -13,6 +14,12 @@
 #define FILTER_MAX_KEYS         5   /* distinct attribute names / leaf paths in one policy */
 #define FILTER_MAX_COMBINATIONS 150 /* SNS's complexity limit */
 #define FILTER_NUMBER_LIMIT     1e9 /* numbers are within -1e9..1e9, five decimals of accuracy */
+/* Bounds on the work one message costs, beyond SNS's documented limits (its 256 KB included) */
+#define FILTER_MAX_POLICY_BYTES (256 * 1024) /* the policy as compact JSON (SNS's limit) */
+#define FILTER_MAX_PATH_BYTES   1024         /* an attribute name, or a dotted path in the body */
+#define FILTER_MAX_PATH_DOTS    31           /* dots in a body path (each is a lookup to try) */
+#define FILTER_MAX_WILDCARD     256          /* bytes of a wildcard pattern */
+#define FILTER_MAX_BUT_VALUES   150          /* values in one anything-but list */
 
 enum filter_scope { FILTER_SCOPE_ATTRIBUTES, FILTER_SCOPE_BODY };
 
@@ -24,6 +31,11 @@ struct filter_policy; /* compiled, immutable, shareable between threads */
  * the result points into it. An empty object compiles to a policy that matches every message. */
 struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, char *err,
                                      size_t errlen);
+
+/* Is policy at most FILTER_MAX_POLICY_BYTES as compact JSON? Checked where a policy is accepted,
+ * not by filter_compile: a stored policy is not measured again (its numbers may print longer
+ * after a round trip through jsonb). */
+bool filter_fits(json_t *policy);
 
 /* Frees a compiled policy; NULL is allowed. */
 void filter_free(struct filter_policy *p);

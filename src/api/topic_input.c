@@ -106,6 +106,11 @@ void subscription_input(json_t *body, struct mq_subscription_input *in, struct f
     if (!policy || json_is_null(policy))
         return;
     char err[256];
+    if (json_is_object(policy) && !filter_fits(policy)) {
+        field_errors_add(fe, "filter_policy", "can be at most %d KB as compact JSON",
+                         FILTER_MAX_POLICY_BYTES / 1024);
+        return;
+    }
     struct filter_policy *compiled =
         json_is_object(policy) ? filter_compile(policy, in->scope, err, sizeof err) : NULL;
     if (!compiled)

@@ -94,6 +94,8 @@ static bool delivery_attr(struct aws_call *call, const char *v, struct sub_chang
 static bool policy_attr(struct aws_call *call, const char *v, struct sub_change *ch,
                         enum handler_result *res)
 {
+    if (strlen(v) > FILTER_MAX_POLICY_BYTES)
+        return fail_attr(call, "FilterPolicy", "must be at most 256 KB", res);
     json_decref(ch->policy);
     ch->policy = *v ? json_loads(v, JSON_REJECT_DUPLICATES, NULL) : NULL;
     ch->in.filter_policy = ch->policy;

@@ -296,6 +296,9 @@ static bool op_wildcard(struct compiler *c, const char *where, json_t *v, struct
     out->kind = C_WILDCARD;
     if (!op_string(c, where, "wildcard", v, &pat) || !wild_check(c, where, pat, &stars))
         return false;
+    if (pat.n > FILTER_MAX_WILDCARD)
+        return fail(c, where, "a wildcard pattern can be at most %d bytes long",
+                    FILTER_MAX_WILDCARD);
     struct wild *w = &out->u.wild;
     w->nsegs = stars + 1;
     w->segs = arena_array(c->arena, w->nsegs, sizeof *w->segs);
@@ -477,6 +480,9 @@ static bool but_values(struct compiler *c, const char *where, json_t *v, struct 
     b->n = list ? json_array_size(v) : 1;
     if (b->n == 0)
         return fail(c, where, "anything-but list must not be empty");
+    if (b->n > FILTER_MAX_BUT_VALUES)
+        return fail(c, where, "an anything-but list can have at most %d values",
+                    FILTER_MAX_BUT_VALUES);
     b->kind = json_is_string(list ? json_array_get(v, 0) : v) ? BUT_STRINGS : BUT_NUMBERS;
     if (b->kind == BUT_STRINGS)
         b->strs = arena_array(c->arena, b->n, sizeof *b->strs);
@@ -653,6 +659,14 @@ static struct str join_path(struct compiler *c, struct str prefix, const char *k
     return (struct str){p, n};
 }
 
+static size_t dots(struct str path)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < path.n; i++)
+        n += path.p[i] == '.';
+    return n;
+}
+
 /* Counts distinct top-level keys against SNS's limit of five. With the body scope, keys nested
  * below a top-level key do not count (SNS's constraints page, "Key counting in filter
  * policies"); the keys of a top-level $or's branches count as top-level keys. */
@@ -725,6 +739,11 @@ static bool fill_entry(struct compiler *c, const char *key, json_t *v, struct st
                        int depth, struct node *out, double *combos)
 {
     struct str path = join_path(c, prefix, key);
+    if (path.n > FILTER_MAX_PATH_BYTES)
+        return fail(c, NULL, "a key's path can be at most %d bytes long", FILTER_MAX_PATH_BYTES);
+    if (c->scope == FILTER_SCOPE_BODY && dots(path) > FILTER_MAX_PATH_DOTS)
+        return fail(c, path.p, "a key's path can be at most %d levels deep",
+                    FILTER_MAX_PATH_DOTS + 1);
     enum entry_kind kind = classify(key, v);
     if (!prefix.p && kind != E_OR && !register_key(c, path))
         return false;
@@ -792,6 +811,11 @@ struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, ch
     }
     filter_free(p);
     return NULL;
+}
+
+bool filter_fits(json_t *policy)
+{
+    return json_dumpb(policy, NULL, 0, JSON_COMPACT) <= FILTER_MAX_POLICY_BYTES;
 }
 
 void filter_free(struct filter_policy *p)
@@ -995,9 +1019,18 @@ static bool text_nocase(struct text t, struct str s)
     }
 }
 
-/* Finds s at or after *pos without passing stop; leaves c just after it. */
+/* Finds s at or after *pos without passing stop; leaves c just after it. Text without escapes
+ * is searched in linear time (memmem); escaped text byte by byte (a pattern is short). */
 static bool cursor_find(struct cursor *c, size_t *pos, size_t stop, struct str s)
 {
+    if (!c->esc && c->ipend == c->npend) {
+        const char *hit = *pos + s.n <= stop ? memmem(c->p, stop - *pos, s.p, s.n) : NULL;
+        if (!hit)
+            return false;
+        *pos += (size_t)(hit - c->p) + s.n;
+        c->p = hit + s.n;
+        return true;
+    }
     for (; *pos + s.n <= stop; (*pos)++, cursor_next(c)) {
         struct cursor at = *c;
         if (cursor_match(&at, s)) {

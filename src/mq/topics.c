@@ -594,11 +594,16 @@ static void match_targets(const struct mq_topic *t, const struct mq_subscription
                           void *ctx, struct targets *tg, struct mq_publish_tally *tally)
 {
     /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
-     * text (as SNS reads a message string); parsed only when such a policy exists */
+     * text (as SNS reads a message string); parsed only when such a policy exists, and only an
+     * object (any other value matches only the empty policy, which needs no body) */
     bool body_scope = false;
     for (int i = 0; i < n && !body_scope; i++)
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
-    json_t *body = body_scope ? json_loadb(p->body, p->body_len, JSON_DECODE_ANY, NULL) : NULL;
+    size_t blank = 0;
+    while (blank < p->body_len && strchr(" \t\r\n", p->body[blank]) && p->body[blank])
+        blank++;
+    bool object = blank < p->body_len && p->body[blank] == '{';
+    json_t *body = body_scope && object ? json_loadb(p->body, p->body_len, 0, NULL) : NULL;
     targets_init(tg);
     *tally = (struct mq_publish_tally){.topic_id = t ? t->id : 0, .n = n};
     tally->items = n ? xcalloc((size_t)n, sizeof *tally->items) : NULL;

@@ -678,6 +678,28 @@ START_TEST(invalid_subscriptions_are_400)
     harness_admin(&srv, "PUT", "/topics/sv-t/subscriptions/s", NULL, &r);
     assert_problem(&r, 400);
     response_cleanup(&r);
+    /* a policy over SNS's 256 KB, and one just within it */
+    size_t n = 256 * 1024;
+    char *big = malloc(n + 100);
+    ck_assert_ptr_nonnull(big);
+    for (int over = 1; over >= 0; over--) {
+        int head = snprintf(big, 100, "{\"queue\": \"sv-q\", \"filter_policy\": {\"k\": [\"");
+        size_t fill = n - 10 + (size_t)over; /* {"k":["…"]} is 10 bytes around the value */
+        memset(big + head, 'v', fill);
+        strcpy(big + head + fill, "\"]}}");
+        harness_admin(&srv, "PUT", "/topics/sv-t/subscriptions/s", big, &r);
+        if (over) {
+            assert_problem(&r, 400);
+            ck_assert_msg(problem_names_field(&r, "filter_policy"), "%s", buf_str(&r.body));
+        } else {
+            ck_assert_msg(r.status == 201, "%ld %s", r.status, buf_str(&r.body));
+        }
+        response_cleanup(&r);
+    }
+    free(big);
+    harness_admin(&srv, "DELETE", "/topics/sv-t/subscriptions/s", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
 
     /* bad subscription names */
     char long_name[82];

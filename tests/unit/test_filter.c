@@ -317,6 +317,13 @@ static const struct row wildcard_rows[] = {
     {B, "{'f': [{'wildcard': 'a\\\\\\\\*'}]}", "{'f': 'a\\\\\\\\z'}", true},
     {B, "{'f': [{'wildcard': 'exact'}]}", "{'f': 'exact'}", true},
     {B, "{'f': [{'wildcard': 'exact'}]}", "{'f': 'exactly'}", false},
+    /* middle segments: the leftmost match that leaves room for the last one */
+    {B, "{'f': [{'wildcard': 'x*aab*y'}]}", "{'f': 'xaaaby'}", true},
+    {B, "{'f': [{'wildcard': 'x*aab*y'}]}", "{'f': 'xaaby'}", true},
+    {B, "{'f': [{'wildcard': 'x*aab*y'}]}", "{'f': 'xaaay'}", false},
+    {B, "{'f': [{'wildcard': 'x*ab*b'}]}", "{'f': 'xab'}", false},
+    {B, "{'f': [{'wildcard': 'x*ab*b'}]}", "{'f': 'xabb'}", true},
+    {A, "{'f': [{'wildcard': 'x*aab*y'}]}", "{" SA("f", "[\\'xaa\\\\u0061by\\']") "}", true},
     {A, "{'source': [{'wildcard': 'Simple*Service'}]}",
      "{" S("source", "Simple Notification Service") "}", true},
     {A, "{'f': [{'wildcard': '*.png'}]}", "{" SA("f", "[\\'x\\', \\'\\\\u0061.png\\']") "}", true},
@@ -930,7 +937,7 @@ START_TEST(test_deep_policy_is_too_complex)
     for (int i = 0; i < 400; i++)
         p = json_pack("{so}", "k", p);
     ck_assert_int_eq(combinations_of(p, B, err, sizeof err), -1);
-    ck_assert_ptr_nonnull(strstr(err, "too complex"));
+    ck_assert_ptr_nonnull(strstr(err, "at most 32 levels deep"));
 
     /* $or nested in $or: each level at least doubles the combinations */
     json_t *q = json_pack("{s[s]}", "a", "x");
@@ -938,6 +945,108 @@ START_TEST(test_deep_policy_is_too_complex)
         q = json_pack("{s[oo]}", "$or", q, json_pack("{s[s]}", "b", "y"));
     ck_assert_int_eq(combinations_of(q, B, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "too complex"));
+}
+END_TEST
+
+/* A key named by n copies of c. */
+static char *repeated(char c, size_t n)
+{
+    char *k = malloc(n + 1);
+    ck_assert_ptr_nonnull(k);
+    memset(k, c, n);
+    k[n] = '\0';
+    return k;
+}
+
+/* Bounds on what one message may cost to match: the path of a key (its length, and in the body
+ * the dots, each a lookup to try), a wildcard pattern's length and an anything-but list's. */
+START_TEST(test_bounds_of_a_policy)
+{
+    char err[256];
+    char *k = repeated('k', FILTER_MAX_PATH_BYTES);
+    ck_assert_int_eq(combinations_of(json_pack("{s[s]}", k, "x"), A, err, sizeof err), 1);
+    free(k);
+    k = repeated('k', FILTER_MAX_PATH_BYTES + 1);
+    ck_assert_int_eq(combinations_of(json_pack("{s[s]}", k, "x"), A, err, sizeof err), -1);
+    ck_assert_str_eq(err, "a key's path can be at most 1024 bytes long");
+    free(k);
+
+    /* 32 levels of a body path are fine, 33 are not, whether nested or dotted */
+    json_t *p = json_pack("[s]", "x");
+    for (int i = 0; i < 32; i++)
+        p = json_pack("{so}", "k", p);
+    ck_assert_int_gt(combinations_of(json_deep_copy(p), B, err, sizeof err), 0);
+    ck_assert_int_eq(combinations_of(json_pack("{so}", "k", p), B, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "at most 32 levels deep"));
+    k = repeated('.', FILTER_MAX_PATH_DOTS + 2); /* a and 32 dots */
+    k[0] = 'a';
+    ck_assert_int_eq(combinations_of(json_pack("{s[s]}", k, "x"), B, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "at most 32 levels deep"));
+    /* an attribute's name may hold dots: it is looked up whole */
+    ck_assert_int_eq(combinations_of(json_pack("{s[s]}", k, "x"), A, err, sizeof err), 1);
+    free(k);
+
+    char *w = repeated('a', FILTER_MAX_WILDCARD);
+    w[0] = '*';
+    ck_assert_int_eq(
+        combinations_of(json_pack("{s[{ss}]}", "f", "wildcard", w), A, err, sizeof err), 1);
+    free(w);
+    w = repeated('a', FILTER_MAX_WILDCARD + 1);
+    ck_assert_int_eq(
+        combinations_of(json_pack("{s[{ss}]}", "f", "wildcard", w), A, err, sizeof err), -1);
+    ck_assert_str_eq(err, "f: a wildcard pattern can be at most 256 bytes long");
+    free(w);
+
+    json_t *but = json_array();
+    for (int i = 0; i < FILTER_MAX_BUT_VALUES; i++)
+        json_array_append_new(but, json_integer(i));
+    ck_assert_int_eq(
+        combinations_of(json_pack("{s[{sO}]}", "f", "anything-but", but), A, err, sizeof err), 1);
+    json_array_append_new(but, json_integer(-1));
+    ck_assert_int_eq(
+        combinations_of(json_pack("{s[{so}]}", "f", "anything-but", but), A, err, sizeof err), -1);
+    ck_assert_str_eq(err, "f: an anything-but list can have at most 150 values");
+}
+END_TEST
+
+/* filter_fits: SNS's 256 KB, as compact JSON. */
+START_TEST(test_policy_size)
+{
+    char *v = repeated('v', FILTER_MAX_POLICY_BYTES - 12);
+    json_t *p = json_pack("{s[s]}", "k", v); /* {"k":["…"]}: 10 bytes around the value */
+    ck_assert(filter_fits(p));
+    json_decref(p);
+    v[FILTER_MAX_POLICY_BYTES - 13] = '\0';
+    json_t *q = json_pack("{s[ss]}", "k", v, "w");
+    ck_assert(!filter_fits(q)); /* 2 more bytes than the limit... */
+    json_decref(q);
+    free(v);
+}
+END_TEST
+
+/* A middle wildcard segment is searched in linear time: a pattern of a and then b against a
+ * long run of a used to cost the product of the two lengths. (Not timed: it must finish.) */
+START_TEST(test_wildcard_search_is_linear)
+{
+    char err[64];
+    char *w = repeated('a', FILTER_MAX_WILDCARD);
+    w[0] = 'x';
+    w[1] = '*';
+    w[FILTER_MAX_WILDCARD - 2] = 'b';
+    w[FILTER_MAX_WILDCARD - 1] = '*';
+    json_t *p = json_pack("{s[{ss}]}", "f", "wildcard", w);
+    struct filter_policy *f = filter_compile(p, A, err, sizeof err);
+    ck_assert_ptr_nonnull(f);
+    char *value = repeated('a', 4u << 20);
+    value[0] = 'x';
+    json_t *msg = json_pack("{s{ssss}}", "f", "type", "String", "value", value);
+    for (int i = 0; i < 20; i++)
+        ck_assert(!filter_match_attributes(f, msg));
+    json_decref(msg);
+    free(value);
+    filter_free(f);
+    json_decref(p);
+    free(w);
 }
 END_TEST
 
@@ -1041,6 +1150,9 @@ static Suite *suite(void)
     tcase_add_test(compile, test_combinations_with_or);
     tcase_add_test(compile, test_combinations_documented);
     tcase_add_test(compile, test_deep_policy_is_too_complex);
+    tcase_add_test(compile, test_bounds_of_a_policy);
+    tcase_add_test(compile, test_policy_size);
+    tcase_add_test(compile, test_wildcard_search_is_linear);
     suite_add_tcase(s, compile);
 
     TCase *api = tcase_create("api");
