@@ -260,11 +260,14 @@ static bool upsert_listener(struct mq_hub *h, int queue_id)
 /* Makes sure every queue with waiters is announced in queue_listeners (renewed every
  * HUB_ANNOUNCE_US). A queue announced afresh wakes its waiters once: a message sent before
  * the announcement landed sent no notification. */
-/* Between the statements of a check: answers the waiters whose deadline passed, at most every
- * HUB_EXPIRE_EVERY_US (*at: when it last did). On a slow database each statement may take the
- * hub's statement timeout. */
+/* Between the statements of a check: takes the notifications that arrived meanwhile (a topic
+ * changed: other processes' publishes must not wait for the whole check to see it), and answers
+ * the waiters whose deadline passed, at most every HUB_EXPIRE_EVERY_US (*at: when it last did).
+ * On a slow database each statement may take the hub's statement timeout. May drop the
+ * connection (h->pg NULL). */
 static void expire_meanwhile(struct mq_hub *h, int64_t *at)
 {
+    drain_notifications(h);
     int64_t now = clock_mono_us();
     if (now - *at >= HUB_EXPIRE_EVERY_US) {
         *at = now;
@@ -280,7 +283,7 @@ static void announce(struct mq_hub *h, const int *ids, int n, int64_t now, int64
             continue;
         bool fresh = !a->at_us;
         expire_meanwhile(h, expired_at);
-        if (!upsert_listener(h, ids[i]))
+        if (!h->pg || !upsert_listener(h, ids[i]))
             continue;
         a->queue_id = ids[i];
         a->at_us = now;
@@ -309,6 +312,8 @@ static void check_visible(struct mq_hub *h)
     announce(h, ids, n, expired_at, &expired_at);
     for (int i = 0; i < n && h->pg; i++) {
         expire_meanwhile(h, &expired_at);
+        if (!h->pg)
+            break;
         char id[16];
         snprintf(id, sizeof id, "%d", ids[i]);
         const char *v[] = {id};
