@@ -25,8 +25,16 @@ static struct db_stmt q_get = DB_STMT(
     "SELECT " QUEUE_COLUMNS " FROM queues q LEFT JOIN queues d ON d.id = q.dead_letter_queue_id "
     "WHERE q.name = $1",
     1);
-static struct db_stmt q_dlq =
-    DB_STMT("mq_queue_dlq", "SELECT id, fifo FROM queues WHERE name = $1", 1);
+/* $1 the dead-letter queue, $2 the queue naming it: its id, type, and whether following
+ * dead-letter queues from it leads back to $2 (a cycle would bounce an exhausted message
+ * between the queues for ever). */
+static struct db_stmt q_dlq = DB_STMT(
+    "mq_queue_dlq",
+    "WITH RECURSIVE chain (id, name, depth) AS (SELECT id, name, 1 FROM queues WHERE name = $1 "
+    "UNION ALL SELECT q.id, q.name, c.depth + 1 FROM chain c JOIN queues d ON d.id = c.id "
+    "JOIN queues q ON q.id = d.dead_letter_queue_id WHERE c.depth < 1000) "
+    "SELECT id, fifo, EXISTS (SELECT 1 FROM chain WHERE name = $2) FROM queues WHERE name = $1",
+    2);
 static struct db_stmt q_upsert = DB_STMT(
     "mq_queue_upsert",
     "INSERT INTO queues AS q (name, fifo, visibility_timeout, delay_seconds, retention_seconds, "
@@ -172,7 +180,7 @@ static enum mq_status resolve_dlq(struct db_conn *c, const char *name, const str
         snprintf(detail, detail_len, "a queue cannot be its own dead-letter queue");
         return MQ_INVALID;
     }
-    const char *v[] = {attrs->dead_letter_queue};
+    const char *v[] = {attrs->dead_letter_queue, name};
     PGresult *r = db_exec(c, &q_dlq, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
@@ -184,6 +192,12 @@ static enum mq_status resolve_dlq(struct db_conn *c, const char *name, const str
     } else if (truthy(r, 0, 1) != attrs->fifo) {
         snprintf(detail, detail_len, "dead-letter queue %s must be %s like this queue",
                  attrs->dead_letter_queue, attrs->fifo ? "FIFO" : "standard");
+        st = MQ_INVALID;
+    } else if (truthy(r, 0, 2)) {
+        snprintf(detail, detail_len,
+                 "dead-letter queue %s leads back to this queue through its own dead-letter "
+                 "queues",
+                 attrs->dead_letter_queue);
         st = MQ_INVALID;
     } else {
         mq_copy(dlq_id, n, r, 0, 0);

@@ -563,6 +563,75 @@ START_TEST(redrive_keeps_groups_whole_and_in_order)
 }
 END_TEST
 
+/* A receive that meets an exhausted head whose dead-letter group another transaction holds
+ * leaves it there and serves the other groups: it used to wait for that group while holding
+ * its own (two source queues sharing a dead-letter queue could deadlock). */
+START_TEST(a_busy_dead_letter_group_is_not_waited_for)
+{
+    harness_put_queue(&srv, "bdl.fifo", NULL, 201);
+    harness_put_queue(&srv, "bsrc.fifo",
+                      "{\"dead_letter\": {\"queue\": \"bdl.fifo\", \"max_receive_count\": 1}}",
+                      201);
+    send_body("bsrc.fifo", "g", "a1");
+    send_body("bsrc.fifo", "h", "b1");
+    char got[256];
+    ck_assert_int_eq(receive_bodies("bsrc.fifo",
+                                    "{\"max_messages\": 10, \"visibility_timeout\": 1}", got,
+                                    sizeof got, NULL),
+                     2);
+    send_body("bsrc.fifo", "h", "b2");
+    harness_sleep_ms(1100); /* a1 and b1 are exhausted */
+    harness_sqlf("INSERT INTO message_groups (queue_id, group_id) SELECT id, 'g' FROM queues "
+                 "WHERE name = 'bdl.fifo' RETURNING 1");
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PGresult *r =
+        PQexec(pg, "BEGIN; SELECT 1 FROM message_groups WHERE group_id = 'g' AND "
+                   "queue_id = (SELECT id FROM queues WHERE name = 'bdl.fifo') FOR UPDATE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    /* b1 moves, b2 is served; a1 stays the head of g */
+    ck_assert_int_eq(receive_bodies("bsrc.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     1);
+    ck_assert_str_eq(got, "b2");
+    ck_assert_int_eq(harness_stored("bdl.fifo"), 1);
+    ck_assert_int_eq(harness_stored("bsrc.fifo"), 2);
+    r = PQexec(pg, "COMMIT");
+    PQclear(r);
+    PQfinish(pg);
+    /* once free, the next receive moves it */
+    ck_assert_int_eq(receive_bodies("bsrc.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
+                     0);
+    ck_assert_int_eq(harness_stored("bdl.fifo"), 2);
+}
+END_TEST
+
+/* The retention sweep reopens the group of a message in flight that it deletes: the group used
+ * to stay closed until the deleted message's lease would have ended. */
+START_TEST(retention_reopens_the_group_it_empties_of_its_message_in_flight)
+{
+    harness_put_queue(&srv, "ret.fifo", NULL, 201);
+    send_body("ret.fifo", "g", "a1");
+    send_body("ret.fifo", "g", "a2");
+    char got[256];
+    ck_assert_int_eq(receive_bodies("ret.fifo",
+                                    "{\"max_messages\": 1, \"visibility_timeout\": 3600}", got,
+                                    sizeof got, NULL),
+                     1);
+    ck_assert_str_eq(got, "a1");
+    ck_assert_int_eq(receive_bodies("ret.fifo", "{}", got, sizeof got, NULL), 0);
+    harness_sqlf("WITH u AS (UPDATE messages SET sent_at = now() - interval '30 days' "
+                 "WHERE body = 'a1' AND queue_id = (SELECT id FROM queues WHERE name = "
+                 "'ret.fifo') RETURNING 1) SELECT count(*) FROM u");
+    harness_sqlf("WITH u AS (UPDATE queue_sweeps SET next_at = now() WHERE queue_id = (SELECT id "
+                 "FROM queues WHERE name = 'ret.fifo') RETURNING 1) SELECT count(*) FROM u");
+    harness_sqlf("SELECT mq_sweep(1000, 10000)");
+    ck_assert_int_eq(harness_stored("ret.fifo"), 1);
+    ck_assert_int_eq(receive_bodies("ret.fifo", "{}", got, sizeof got, NULL), 1);
+    ck_assert_str_eq(got, "a2");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fifo");
@@ -580,6 +649,8 @@ int main(void)
     tcase_add_test(tc, content_based_dedup_uses_the_body_hash);
     tcase_add_test(tc, dead_letter_keeps_group_order);
     tcase_add_test(tc, redrive_keeps_groups_whole_and_in_order);
+    tcase_add_test(tc, a_busy_dead_letter_group_is_not_waited_for);
+    tcase_add_test(tc, retention_reopens_the_group_it_empties_of_its_message_in_flight);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -256,6 +256,23 @@ START_TEST(dead_letter_queue_rules)
                   "{\"dead_letter\": {\"queue\": \"dlq.fifo\", \"max_receive_count\": 1}}", &r);
     ck_assert_int_eq(r.status, 201);
     response_cleanup(&r);
+    /* no cycles: src -> dlq, then dlq -> mid -> src would bounce a message for ever */
+    harness_put_queue(&srv, "mid",
+                      "{\"dead_letter\": {\"queue\": \"src\", \"max_receive_count\": 3}}", 201);
+    harness_admin(&srv, "PUT", "/queues/dlq",
+                  "{\"dead_letter\": {\"queue\": \"mid\", \"max_receive_count\": 3}}", &r);
+    assert_problem(&r, 400);
+    ck_assert_msg(strstr(buf_str(&r.body), "leads back"), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/queues/dlq",
+                  "{\"dead_letter\": {\"queue\": \"dlq.fifo\", \"max_receive_count\": 3}}", &r);
+    assert_problem(&r, 400); /* (another type) */
+    response_cleanup(&r);
+    harness_put_queue(&srv, "end", NULL, 201); /* a chain without a cycle is fine */
+    harness_admin(&srv, "PUT", "/queues/dlq",
+                  "{\"dead_letter\": {\"queue\": \"end\", \"max_receive_count\": 3}}", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
     /* a PUT without dead_letter removes it */
     harness_admin(&srv, "PUT", "/queues/src", "{}", &r);
     ck_assert_int_eq(r.status, 200);
