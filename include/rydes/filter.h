@@ -19,7 +19,7 @@
 #define FILTER_MAX_PATH_BYTES   1024         /* an attribute name, or a dotted path in the body */
 #define FILTER_MAX_PATH_DOTS    31           /* dots in a body path (each is a lookup to try) */
 #define FILTER_MAX_WILDCARD     256          /* bytes of a wildcard pattern */
-#define FILTER_MAX_BUT_VALUES   150          /* values in one anything-but list */
+#define FILTER_MAX_BUT_VALUES   1000         /* values in one anything-but list */
 
 enum filter_scope { FILTER_SCOPE_ATTRIBUTES, FILTER_SCOPE_BODY };
 

@@ -1019,8 +1019,9 @@ static bool text_nocase(struct text t, struct str s)
     }
 }
 
-/* Finds s at or after *pos without passing stop; leaves c just after it. Text without escapes
- * is searched in linear time (memmem); escaped text byte by byte (a pattern is short). */
+/* Finds s at or after *pos without passing stop; leaves c just after it. Linear in the text
+ * either way: memmem where the text has no escapes, else Knuth-Morris-Pratt over the decoded
+ * bytes (a segment is at most FILTER_MAX_WILDCARD bytes: its table fits on the stack). */
 static bool cursor_find(struct cursor *c, size_t *pos, size_t stop, struct str s)
 {
     if (!c->esc && c->ipend == c->npend) {
@@ -1031,13 +1032,24 @@ static bool cursor_find(struct cursor *c, size_t *pos, size_t stop, struct str s
         c->p = hit + s.n;
         return true;
     }
-    for (; *pos + s.n <= stop; (*pos)++, cursor_next(c)) {
-        struct cursor at = *c;
-        if (cursor_match(&at, s)) {
-            *c = at;
-            *pos += s.n;
+    uint16_t fail[FILTER_MAX_WILDCARD];
+    if (s.n == 0 || s.n > FILTER_MAX_WILDCARD) /* (compile refuses longer patterns) */
+        return s.n == 0;
+    fail[0] = 0;
+    for (size_t i = 1, k = 0; i < s.n; i++) {
+        while (k && s.p[i] != s.p[k])
+            k = fail[k - 1];
+        k += s.p[i] == s.p[k];
+        fail[i] = (uint16_t)k;
+    }
+    for (size_t k = 0; *pos < stop;) {
+        int b = cursor_next(c);
+        (*pos)++;
+        while (k && b != (unsigned char)s.p[k])
+            k = fail[k - 1];
+        k += b == (unsigned char)s.p[k];
+        if (k == s.n)
             return true;
-        }
     }
     return false;
 }

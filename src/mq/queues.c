@@ -25,6 +25,10 @@ static struct db_stmt q_get = DB_STMT(
     "SELECT " QUEUE_COLUMNS " FROM queues q LEFT JOIN queues d ON d.id = q.dead_letter_queue_id "
     "WHERE q.name = $1",
     1);
+/* Serializes the transactions that set a dead-letter queue, so that two of them cannot each
+ * miss the other's change and close a cycle ("dlqs" in ASCII, and 0). */
+static struct db_stmt q_dlq_lock =
+    DB_STMT("mq_queue_dlq_lock", "SELECT pg_advisory_xact_lock(1684828531, 0)", 0);
 /* $1 the dead-letter queue, $2 the queue naming it: its id, type, and whether following
  * dead-letter queues from it leads back to $2 (a cycle would bounce an exhausted message
  * between the queues for ever). */
@@ -180,8 +184,12 @@ static enum mq_status resolve_dlq(struct db_conn *c, const char *name, const str
         snprintf(detail, detail_len, "a queue cannot be its own dead-letter queue");
         return MQ_INVALID;
     }
+    PGresult *r = db_exec(c, &q_dlq_lock, NULL, NULL, NULL); /* before the chain is read */
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    PQclear(r);
     const char *v[] = {attrs->dead_letter_queue, name};
-    PGresult *r = db_exec(c, &q_dlq, v, NULL, NULL);
+    r = db_exec(c, &q_dlq, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     enum mq_status st = MQ_OK;

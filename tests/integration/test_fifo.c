@@ -603,6 +603,24 @@ START_TEST(a_busy_dead_letter_group_is_not_waited_for)
     ck_assert_int_eq(receive_bodies("bsrc.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
                      0);
     ck_assert_int_eq(harness_stored("bdl.fifo"), 2);
+
+    /* nor does it wait for a transaction creating that group's row in the dead-letter queue */
+    send_body("bsrc.fifo", "k", "c1");
+    ck_assert_int_eq(
+        receive_bodies("bsrc.fifo", "{\"visibility_timeout\": 1}", got, sizeof got, NULL), 1);
+    harness_sleep_ms(1100);
+    pg = PQconnectdb(harness_db_url());
+    r = PQexec(pg, "BEGIN; INSERT INTO message_groups (queue_id, group_id) SELECT id, 'k' "
+                   "FROM queues WHERE name = 'bdl.fifo'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    ck_assert_int_eq(receive_bodies("bsrc.fifo", "{}", got, sizeof got, NULL), 0);
+    ck_assert_int_eq(harness_stored("bsrc.fifo"), 2); /* b2 (in flight), and c1 stays for now */
+    r = PQexec(pg, "ROLLBACK");
+    PQclear(r);
+    PQfinish(pg);
+    ck_assert_int_eq(receive_bodies("bsrc.fifo", "{}", got, sizeof got, NULL), 0);
+    ck_assert_int_eq(harness_stored("bdl.fifo"), 3);
 }
 END_TEST
 
