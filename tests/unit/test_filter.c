@@ -1043,14 +1043,14 @@ START_TEST(test_wildcard_search_is_linear)
     char *value = repeated('a', 4u << 20);
     value[0] = 'x';
     json_t *msg = json_pack("{s{ssss}}", "f", "type", "String", "value", value);
-    for (int i = 0; i < 20; i++)
+    for (int i = 0; i < 3; i++)
         ck_assert(!filter_match_attributes(f, msg));
     json_decref(msg);
     /* the same in a String.Array element with an escape: decoded on the fly, still linear */
     memcpy(value, "[\"\\u0078", 8);
     strcpy(value + (4u << 20) - 3, "\"]");
     msg = json_pack("{s{ssss}}", "f", "type", "String.Array", "value", value);
-    for (int i = 0; i < 20; i++)
+    for (int i = 0; i < 3; i++)
         ck_assert(!filter_match_attributes(f, msg));
     json_decref(msg);
     free(value);
