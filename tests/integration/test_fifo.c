@@ -286,6 +286,30 @@ START_TEST(in_flight_group_blocks_only_itself)
 }
 END_TEST
 
+/* A connection of its own in an open transaction that has run sql (its last statement's
+ * result must be want). Ends with finish. */
+static PGconn *in_transaction(const char *sql, ExecStatusType want, char *first, size_t n)
+{
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PGresult *r = PQexec(pg, "BEGIN");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == want, "%s: %s", sql, PQresultErrorMessage(r));
+    if (first)
+        snprintf(first, n, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return pg;
+}
+
+/* Ends the transaction of in_transaction with end ("COMMIT" or "ROLLBACK"). */
+static void finish(PGconn *pg, const char *end)
+{
+    PQclear(PQexec(pg, end));
+    PQfinish(pg);
+}
+
 /* A receive locks only the groups it serves: while a transaction that received one message
  * is open, the other ready groups go to concurrent receives (a loop over the ready groups used
  * to fetch, and lock, ten at a time). */
@@ -295,21 +319,14 @@ START_TEST(a_receive_locks_only_the_groups_it_serves)
     send_body("lock.fifo", "g1", "x1");
     send_body("lock.fifo", "g2", "y1");
     send_body("lock.fifo", "g3", "z1");
-    PGconn *pg = PQconnectdb(harness_db_url());
-    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
-    PGresult *r = PQexec(pg, "BEGIN");
-    PQclear(r);
-    r = PQexec(pg, "SELECT count(*) FROM mq_receive((SELECT id FROM queues "
-                   "WHERE name = 'lock.fifo'), 1, 30, 1, false)");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
-    ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
-    PQclear(r);
     char got[256];
+    PGconn *pg = in_transaction("SELECT count(*) FROM mq_receive((SELECT id FROM queues "
+                                "WHERE name = 'lock.fifo'), 1, 30, 1, false)",
+                                PGRES_TUPLES_OK, got, sizeof got);
+    ck_assert_str_eq(got, "1");
     ck_assert_int_eq(receive_bodies("lock.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
                      2);
-    r = PQexec(pg, "ROLLBACK");
-    PQclear(r);
-    PQfinish(pg);
+    finish(pg, "ROLLBACK");
 }
 END_TEST
 
@@ -583,22 +600,16 @@ START_TEST(a_busy_dead_letter_group_is_not_waited_for)
     harness_sleep_ms(1100); /* a1 and b1 are exhausted */
     harness_sqlf("INSERT INTO message_groups (queue_id, group_id) SELECT id, 'g' FROM queues "
                  "WHERE name = 'bdl.fifo' RETURNING 1");
-    PGconn *pg = PQconnectdb(harness_db_url());
-    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
-    PGresult *r =
-        PQexec(pg, "BEGIN; SELECT 1 FROM message_groups WHERE group_id = 'g' AND "
-                   "queue_id = (SELECT id FROM queues WHERE name = 'bdl.fifo') FOR UPDATE");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
-    PQclear(r);
+    PGconn *pg = in_transaction("SELECT 1 FROM message_groups WHERE group_id = 'g' AND queue_id "
+                                "= (SELECT id FROM queues WHERE name = 'bdl.fifo') FOR UPDATE",
+                                PGRES_TUPLES_OK, NULL, 0);
     /* b1 moves, b2 is served; a1 stays the head of g */
     ck_assert_int_eq(receive_bodies("bsrc.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
                      1);
     ck_assert_str_eq(got, "b2");
     ck_assert_int_eq(harness_stored("bdl.fifo"), 1);
     ck_assert_int_eq(harness_stored("bsrc.fifo"), 2);
-    r = PQexec(pg, "COMMIT");
-    PQclear(r);
-    PQfinish(pg);
+    finish(pg, "COMMIT");
     /* once free, the next receive moves it */
     ck_assert_int_eq(receive_bodies("bsrc.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL),
                      0);
@@ -609,16 +620,12 @@ START_TEST(a_busy_dead_letter_group_is_not_waited_for)
     ck_assert_int_eq(
         receive_bodies("bsrc.fifo", "{\"visibility_timeout\": 1}", got, sizeof got, NULL), 1);
     harness_sleep_ms(1100);
-    pg = PQconnectdb(harness_db_url());
-    r = PQexec(pg, "BEGIN; INSERT INTO message_groups (queue_id, group_id) SELECT id, 'k' "
-                   "FROM queues WHERE name = 'bdl.fifo'");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
+    pg = in_transaction("INSERT INTO message_groups (queue_id, group_id) SELECT id, 'k' "
+                        "FROM queues WHERE name = 'bdl.fifo'",
+                        PGRES_COMMAND_OK, NULL, 0);
     ck_assert_int_eq(receive_bodies("bsrc.fifo", "{}", got, sizeof got, NULL), 0);
     ck_assert_int_eq(harness_stored("bsrc.fifo"), 2); /* b2 (in flight), and c1 stays for now */
-    r = PQexec(pg, "ROLLBACK");
-    PQclear(r);
-    PQfinish(pg);
+    finish(pg, "ROLLBACK");
     ck_assert_int_eq(receive_bodies("bsrc.fifo", "{}", got, sizeof got, NULL), 0);
     ck_assert_int_eq(harness_stored("bdl.fifo"), 3);
 }
