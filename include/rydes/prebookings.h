@@ -88,6 +88,10 @@ enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m
 /* Fails the task of message m (autocommit) after its processing failed for good: title
  * "Processing failed", detail why. A task already final stays as it is. */
 void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const char *why);
+/* The prebooking-submission step failed on the last attempt its queue allows: the message's
+ * task (its message_id) is made failed, so that polling it does not answer 404 for ever. A task
+ * already made stays as it is. */
+void prebookings_give_up_submission(struct db_conn *c, const struct mq_message *m, const char *why);
 /* The prebooking-datalake step: records the submission once. */
 enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m, char *why,
                                   size_t why_len);

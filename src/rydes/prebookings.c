@@ -43,12 +43,13 @@ static struct db_stmt q_submit =
             "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz) RETURNING id) "
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
             7);
-static struct db_stmt q_task_invalid =
-    DB_STMT("pb_task_invalid",
+/* A task born failed ($1 id, $2 detail, $3 title): a submission sent into the queue that is
+ * invalid, or that could not be taken in. */
+static struct db_stmt q_task_failed =
+    DB_STMT("pb_task_failed",
             "INSERT INTO tasks (id, kind, status, error_title, error_detail) "
-            "VALUES ($1, 'prebooking', 'failed', 'Invalid prebooking', $2) "
-            "ON CONFLICT (id) DO NOTHING",
-            2);
+            "VALUES ($1, 'prebooking', 'failed', $3, $2) ON CONFLICT (id) DO NOTHING",
+            3);
 static struct db_stmt q_processing =
     DB_STMT("pb_processing",
             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = now() "
@@ -360,8 +361,8 @@ enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_
     clock_format_rfc3339(clock_wall_us(), now);
     if (fe.count) {
         char *detail = errors_text(&fe);
-        const char *v[] = {m->message_id, detail};
-        st = run(c, &q_task_invalid, v);
+        const char *v[] = {m->message_id, detail, "Invalid prebooking"};
+        st = run(c, &q_task_failed, v);
         free(detail);
     } else if (!set) {
         st = MQ_NOT_FOUND;
@@ -494,6 +495,15 @@ enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m,
     }
     json_decref(body);
     return st;
+}
+
+void prebookings_give_up_submission(struct db_conn *c, const struct mq_message *m, const char *why)
+{
+    char detail[400];
+    snprintf(detail, sizeof detail, "the submission could not be taken in after %d attempts: %.*s",
+             m->receive_count, (int)validate_utf8_prefix(why, 300), why);
+    const char *v[] = {m->message_id, detail, "Processing failed"};
+    PQclear(db_exec(c, &q_task_failed, v, NULL, NULL));
 }
 
 void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const char *why)

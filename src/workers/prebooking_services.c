@@ -29,6 +29,14 @@ static enum consumer_result submission(const struct consumer_env *env, struct db
     return outcome(st, why, n);
 }
 
+/* The submission's message is going to the dead-letter queue: its task is made, failed. */
+static void submission_given_up(const struct consumer_env *env, struct db_conn *c,
+                                const struct mq_message *m, const char *why)
+{
+    (void)env;
+    prebookings_give_up_submission(c, m, why);
+}
+
 static void processing_claimed(const struct consumer_env *env, struct db_conn *c,
                                const struct mq_message *m)
 {
@@ -67,7 +75,8 @@ const struct consumer_def service_prebooking_submission = {.name = "prebooking-s
                                                            .queue = "prebooking-submission",
                                                            .batch = 10,
                                                            .visibility = 30,
-                                                           .handle = submission};
+                                                           .handle = submission,
+                                                           .given_up = submission_given_up};
 const struct consumer_def service_prebooking_processing = {.name = "prebooking-processing",
                                                            .queue = "prebooking-processing",
                                                            .batch = 10,

@@ -1206,6 +1206,44 @@ static bool fail_twice(const char *worker, const struct mq_message *m)
     return fail;
 }
 
+static bool fail_submissions(const char *worker, const struct mq_message *m)
+{
+    (void)m;
+    return strcmp(worker, "prebooking-submission") == 0;
+}
+
+/* A submission sent into the queue that fails on the last attempt the queue allows gets a
+ * failed task: polling its message_id answered 404 for ever once it was dead-lettered. */
+START_TEST(a_submission_that_cannot_be_taken_in_fails_its_task)
+{
+    start(no_workers);
+    char service[SECRET_TOKEN_LEN], when[64], body[512], mid[IDS_UUID_LEN];
+    create_token(&srv, "service", service);
+    when_at(when, sizeof when, ahead(5, 0), "", 0);
+    pb_body(body, sizeof body, "gu-1", when);
+    send_submission(&srv, service, body, mid);
+    /* its last attempt comes next */
+    ck_assert_int_eq(harness_sqlf("WITH u AS (UPDATE messages SET receive_count = (SELECT "
+                                  "max_receive_count - 1 FROM queues WHERE name = "
+                                  "'prebooking-submission') WHERE message_id = '%s' RETURNING 1) "
+                                  "SELECT count(*) FROM u",
+                                  mid),
+                     1);
+    consumer_fault_hook = fail_submissions;
+    stop();
+    start(prebooking_workers);
+    char *detail = wait_failed(&srv, mid, "Processing failed");
+    ck_assert_msg(strstr(detail, "could not be taken in"), "%s", detail);
+    free(detail);
+    consumer_fault_hook = NULL;
+    stop();
+    /* nothing of it is left for a later test's workers */
+    harness_sqlf("WITH d AS (DELETE FROM messages WHERE message_id = '%s' RETURNING 1) "
+                 "SELECT count(*) FROM d",
+                 mid);
+}
+END_TEST
+
 START_TEST(transient_failures_are_retried_without_failing_the_task)
 {
     start(prebooking_workers);
@@ -1642,6 +1680,7 @@ int main(void)
     tcase_add_test(services, concurrent_submissions_of_one_slot_make_one_prebooking);
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
+    tcase_add_test(services, a_submission_that_cannot_be_taken_in_fails_its_task);
     tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
     tcase_add_test(services, a_task_whose_last_attempt_died_fails_once_dead_lettered);
     tcase_add_test(services, a_dead_letter_move_that_commits_late_still_fails_its_task);
