@@ -27,7 +27,7 @@ struct mq_sweeper {
     int interval_ms;
     PGconn *pg;
     int64_t next_measure_us;
-    bool hurried; /* this step comes early, after a sweep that deleted a batch's worth */
+    int64_t next_extra_us; /* the other layers' sweep is due then */
     struct worker *worker;
 };
 
@@ -121,13 +121,16 @@ static int sweep_step(struct worker *w, void *arg)
         log_debug("sweeper deleted %lld expired rows", n);
     if (worker_stopping(w)) /* asked to stop during the sweep: the rest can wait */
         return 0;
-    if (s->extra && !s->hurried) /* the other layers' sweep keeps to the interval */
+    /* the other layers' sweep keeps to the interval, whether this one hurries or not */
+    if (s->extra && clock_mono_us() >= s->next_extra_us) {
         exec_ok(s->pg, s->extra, PGRES_TUPLES_OK, NULL);
+        s->next_extra_us = clock_mono_us() + s->interval_ms * 1000LL;
+    }
     measure(s);
     /* a batch's worth of messages and dedup ids deleted: more may be due (retention behind a
      * fast producer) */
-    s->hurried = n >= atoll(SWEEP_BATCH_S) && s->interval_ms > SWEEP_AGAIN_MS;
-    return s->hurried ? SWEEP_AGAIN_MS : s->interval_ms;
+    bool hurry = n >= atoll(SWEEP_BATCH_S) && s->interval_ms > SWEEP_AGAIN_MS;
+    return hurry ? SWEEP_AGAIN_MS : s->interval_ms;
 }
 
 struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s, int interval_ms,
