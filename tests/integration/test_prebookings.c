@@ -50,6 +50,13 @@ static void prebooking_workers(struct config *cfg)
     set(cfg, "workers", "prebooking-submission,prebooking-processing,prebooking-datalake");
 }
 
+/* Only the submission service (with connections to spare). */
+static void submission_worker(struct config *cfg)
+{
+    set(cfg, "workers", "prebooking-submission");
+    set(cfg, "db-pool-size", "12");
+}
+
 /* Four processing consumers, and connections enough for them and the test's requests. */
 static void four_consumers(struct config *cfg)
 {
@@ -1231,7 +1238,10 @@ START_TEST(a_submission_that_cannot_be_taken_in_fails_its_task)
                      1);
     consumer_fault_hook = fail_submissions;
     stop();
-    start(prebooking_workers);
+    start(submission_worker);
+    char sql[200]; /* the task exists once the worker has given up (GET answers 404 until then) */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tasks WHERE id = '%s'", mid);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 30), 1);
     char *detail = wait_failed(&srv, mid, "Processing failed");
     ck_assert_msg(strstr(detail, "could not be taken in"), "%s", detail);
     free(detail);
