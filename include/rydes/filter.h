@@ -51,6 +51,9 @@ bool filter_match_attributes(const struct filter_policy *p, json_t *attributes);
  * value matches only the empty policy. A key's value that is an array matches when one of its
  * elements does (arrays of objects are searched for the nested keys). Allocation-free. */
 bool filter_match_body(const struct filter_policy *p, json_t *body);
+/* Could a body-scope policy look into this message body (len bytes of text)? Only a JSON object
+ * can be: callers parse the body only then. */
+bool filter_body_is_object(const char *body, size_t len);
 
 /* Number of combinations the policy has (SNS's complexity measure: per key the number of values
  * times the nesting depth of the key, multiplied over the keys and summed over $or branches). */

@@ -1148,6 +1148,13 @@ static void scan_ws(struct scan *s)
         s->p++;
 }
 
+bool filter_body_is_object(const char *body, size_t len)
+{
+    struct scan s = {body, body + len};
+    scan_ws(&s);
+    return s.p < s.end && *s.p == '{';
+}
+
 static bool scan_char(struct scan *s, char ch)
 {
     scan_ws(s);

@@ -599,11 +599,9 @@ static void match_targets(const struct mq_topic *t, const struct mq_subscription
     bool body_scope = false;
     for (int i = 0; i < n && !body_scope; i++)
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
-    size_t blank = 0;
-    while (blank < p->body_len && strchr(" \t\r\n", p->body[blank]) && p->body[blank])
-        blank++;
-    bool object = blank < p->body_len && p->body[blank] == '{';
-    json_t *body = body_scope && object ? json_loadb(p->body, p->body_len, 0, NULL) : NULL;
+    json_t *body = body_scope && filter_body_is_object(p->body, p->body_len)
+                       ? json_loadb(p->body, p->body_len, 0, NULL)
+                       : NULL;
     targets_init(tg);
     *tally = (struct mq_publish_tally){.topic_id = t ? t->id : 0, .n = n};
     tally->items = n ? xcalloc((size_t)n, sizeof *tally->items) : NULL;

@@ -497,11 +497,18 @@ enum mq_status prebookings_ingest(struct db_conn *c, const struct mq_message *m,
     return st;
 }
 
+/* "the WHAT after N attempts: WHY" (why cut to 300 bytes of whole characters), into out. */
+static void given_up_detail(char *out, size_t n, const char *what, const struct mq_message *m,
+                            const char *why)
+{
+    snprintf(out, n, "the %s after %d attempts: %.*s", what, m->receive_count,
+             (int)validate_utf8_prefix(why, 300), why);
+}
+
 void prebookings_give_up_submission(struct db_conn *c, const struct mq_message *m, const char *why)
 {
     char detail[400];
-    snprintf(detail, sizeof detail, "the submission could not be taken in after %d attempts: %.*s",
-             m->receive_count, (int)validate_utf8_prefix(why, 300), why);
+    given_up_detail(detail, sizeof detail, "submission could not be taken in", m, why);
     const char *v[] = {m->message_id, detail, "Processing failed"};
     PQclear(db_exec(c, &q_task_failed, v, NULL, NULL));
 }
@@ -511,8 +518,7 @@ void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const ch
     json_t *body = json_loads(m->body, 0, NULL);
     const char *id = json_string_value(json_object_get(body, "task_id"));
     char detail[400];
-    snprintf(detail, sizeof detail, "the task could not be processed after %d attempts: %.*s",
-             m->receive_count, (int)validate_utf8_prefix(why, 300), why);
+    given_up_detail(detail, sizeof detail, "task could not be processed", m, why);
     if (id && ids_is_uuid(id)) {
         const char *v[] = {id, detail};
         PGresult *r = db_exec(c, &q_give_up, v, NULL, NULL);
