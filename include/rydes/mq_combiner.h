@@ -1,6 +1,6 @@
 /* The combiner: per serving process, one thread for each kind of hot single operation (send,
- * receive, delete by receipt, publish) that runs the operations of concurrent requests together, in one
- * statement and one commit, instead of one each. A request hands its operation over and
+ * receive, delete by receipt, publish) that runs the operations of concurrent requests together, in
+ * one statement and one commit, instead of one each. A request hands its operation over and
  * suspends; the thread takes whatever has gathered while its previous statement ran, so a lone
  * request goes out at once and a busy gateway makes fewer, fuller statements.
  *

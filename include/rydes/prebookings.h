@@ -7,6 +7,7 @@
 
 #include "rydes/clock.h"
 #include "rydes/db.h"
+#include "rydes/idempotency.h"
 #include "rydes/ids.h"
 #include "rydes/mq.h"
 #include "rydes/topic_cache.h"
@@ -18,6 +19,7 @@
 
 #define PREBOOKINGS_TOPIC            "prebooking-notification"
 #define PREBOOKINGS_SUBMISSION_QUEUE "prebooking-submission" /* apps may send into it */
+#define PREBOOKINGS_KEY_SCOPE        "prebookings"           /* of its idempotency keys */
 
 /* A validated submission; strings point into the request body. */
 struct prebooking_input {
@@ -64,12 +66,26 @@ void prebooking_clear(struct prebooking *p);
 json_t *prebooking_json(const struct prebooking *p);
 enum mq_status prebookings_get(struct db_conn *c, const char *id, struct prebooking *out);
 
-/* Accepts a submission: stores its pending task and publishes it to the topic of set in one
- * transaction. out is the new task. MQ_NOT_FOUND when set is NULL (no topic). */
-enum mq_status prebookings_submit(struct db_conn *c, const struct topic_set *set,
-                                  const struct prebooking_input *in, const char *correlation_id,
-                                  bool (*listened)(void *ctx, int queue_id), void *ctx,
-                                  struct task *out, struct mq_publish_result *published);
+enum prebookings_outcome {
+    PREBOOKINGS_SUBMITTED,  /* the task stored and its event published */
+    PREBOOKINGS_REPLAYED,   /* the key was used before with this submission: its task */
+    PREBOOKINGS_KEY_REUSED, /* the key was used before with another submission: nothing done */
+    PREBOOKINGS_FAILED,     /* nothing done; *st says why (MQ_NOT_FOUND: no topic) */
+};
+
+/* Accepts a submission: stores its pending task and publishes it to the topic of set (NULL: no
+ * topic) in one transaction; out is the new task. key (NULL: none) with hash
+ * (prebookings_request_hash) makes a retry find the task of the first submission, as it stands
+ * now, instead of making another. */
+enum prebookings_outcome prebookings_submit(struct db_conn *c, const struct topic_set *set,
+                                            const struct prebooking_input *in, const char *key,
+                                            const char *hash, const char *correlation_id,
+                                            bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                            struct task *out, struct mq_publish_result *published,
+                                            enum mq_status *st);
+/* The canonical hash of a submission for its Idempotency-Key: "when" as normalised, so the same
+ * instant written with another offset is the same submission. */
+void prebookings_request_hash(const struct prebooking_input *in, char out[IDEMPOTENCY_HASH_LEN]);
 
 /* The same for a submission that arrived as message m of queue prebooking-submission, inside
  * the caller's transaction: task id = the message id; an invalid body becomes a failed task

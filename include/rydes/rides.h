@@ -15,12 +15,12 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#define RIDES_TOPIC               "ride-completion"
-#define RIDES_TEXT_MAX            200        /* from, to, customer, unicorn */
-#define RIDES_FARE_MAX            1000000.0  /* currency units */
-#define RIDES_DISTANCE_MAX        100000.0   /* km */
-#define RIDES_DURATION_MAX        31536000.0 /* seconds: a year */
-#define RIDES_IDEMPOTENCY_KEY_MAX 255
+#define RIDES_TOPIC        "ride-completion"
+#define RIDES_TEXT_MAX     200        /* from, to, customer, unicorn */
+#define RIDES_FARE_MAX     1000000.0  /* currency units */
+#define RIDES_DISTANCE_MAX 100000.0   /* km */
+#define RIDES_DURATION_MAX 31536000.0 /* seconds: a year */
+#define RIDES_KEY_SCOPE    "rides"    /* of its idempotency keys */
 
 /* A validated ride submission; strings point into the request body. */
 struct ride_input {

@@ -2,6 +2,7 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
+#include "rydes/idempotency.h"
 #include "rydes/mq_combiner.h"
 #include "rydes/problem.h"
 
@@ -263,4 +264,13 @@ enum handler_result api_topology_missing(struct http_request *req, const char *k
     snprintf(detail, sizeof detail, "%s %s does not exist; restarting the gateway re-creates it",
              kind, name);
     return http_reply_unavailable(req, detail);
+}
+
+const char *api_idempotency_key(struct http_request *req, struct field_errors *fe)
+{
+    const char *key = http_header(req, "Idempotency-Key");
+    if (key && !idempotency_key_valid(key))
+        field_errors_add(fe, "Idempotency-Key", "must be 1 to %d visible ASCII characters",
+                         IDEMPOTENCY_KEY_MAX);
+    return key;
 }

@@ -26,18 +26,30 @@ static enum handler_result reply_task(struct http_request *req, int status, cons
     return http_reply_json(req, status, task_json(t));
 }
 
+/* Reads and checks the submission and its Idempotency-Key; false with the 4xx answered. */
+static bool submission(struct http_request *req, struct prebooking_input *in, const char **key,
+                       enum handler_result *res)
+{
+    if (!api_body_object(req, res))
+        return false;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    prebooking_input(req->json, clock_wall_us(), (int)req->app->cfg->prebooking_horizon_days, in,
+                     &fe);
+    *key = api_idempotency_key(req, &fe);
+    return !api_reply_invalid(req, &fe, res);
+}
+
 enum handler_result api_prebookings_create(struct http_request *req)
 {
     enum handler_result res;
-    if (!api_body_object(req, &res))
-        return res;
-    struct field_errors fe;
-    field_errors_init(&fe);
     struct prebooking_input in;
-    prebooking_input(req->json, clock_wall_us(), (int)req->app->cfg->prebooking_horizon_days, &in,
-                     &fe);
-    if (api_reply_invalid(req, &fe, &res))
+    const char *key;
+    if (!submission(req, &in, &key, &res))
         return res;
+    char hash[IDEMPOTENCY_HASH_LEN] = "";
+    if (key)
+        prebookings_request_hash(&in, hash);
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
@@ -45,19 +57,30 @@ enum handler_result api_prebookings_create(struct http_request *req)
     struct topic_set *set = api_cached_topic(req, c, PREBOOKINGS_TOPIC, &st);
     struct task t;
     struct mq_publish_result pub;
+    enum prebookings_outcome o = PREBOOKINGS_FAILED;
     if (set || st == MQ_NOT_FOUND)
-        st = prebookings_submit(c, set, &in, req->request_id, mq_hub_listened_cb, req->app->hub, &t,
-                                &pub);
+        o = prebookings_submit(c, set, &in, key, hash, req->request_id, mq_hub_listened_cb,
+                               req->app->hub, &t, &pub, &st);
+    bool no_topic = !set && st == MQ_NOT_FOUND;
     api_db_release(req, c);
     topic_set_release(set);
-    if (st == MQ_NOT_FOUND)
-        return api_topology_missing(req, "topic", PREBOOKINGS_TOPIC);
-    if (st != MQ_OK)
+    switch (o) {
+    case PREBOOKINGS_SUBMITTED:
+        api_published(req, &pub);
+        /* fall through */
+    case PREBOOKINGS_REPLAYED:
+        res = reply_task(req, 202, &t);
+        task_clear(&t);
+        return res;
+    case PREBOOKINGS_KEY_REUSED:
+        return http_reply_problem(req, 422,
+                                  "this Idempotency-Key was used with a different request body");
+    case PREBOOKINGS_FAILED:
+    default:
+        if (no_topic)
+            return api_topology_missing(req, "topic", PREBOOKINGS_TOPIC);
         return api_mq_failure(req, st, NULL);
-    api_published(req, &pub);
-    res = reply_task(req, 202, &t);
-    task_clear(&t);
-    return res;
+    }
 }
 
 enum handler_result api_tasks_get(struct http_request *req)

@@ -3,30 +3,14 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
-#include "rydes/jsontext.h"
+#include "rydes/idempotency.h"
 #include "rydes/mem.h"
 #include "rydes/problem.h"
 #include "rydes/rides.h"
-#include "rydes/secret.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The Idempotency-Key header: 1..255 visible ASCII characters, or absent (*key NULL). */
-static void idempotency_key(struct http_request *req, const char **key, struct field_errors *fe)
-{
-    *key = http_header(req, "Idempotency-Key");
-    if (!*key)
-        return;
-    size_t n = strlen(*key);
-    bool ok = n >= 1 && n <= RIDES_IDEMPOTENCY_KEY_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (*key)[i] > 0x20 && (*key)[i] < 0x7f;
-    if (!ok)
-        field_errors_add(fe, "Idempotency-Key", "must be 1 to %d visible ASCII characters",
-                         RIDES_IDEMPOTENCY_KEY_MAX);
-}
 
 /* The SHA-256 of the validated ride: the same ride sent again with other spacing, member order,
  * alias spellings or number forms ("600" or 600) is the same request. */
@@ -35,10 +19,8 @@ static void request_hash(const struct ride_input *in, char *out)
     json_t *canon = json_pack("{s:s, s:s, s:s, s:s?, s:f, s:f, s:f}", "from", in->from, "to",
                               in->to, "customer", in->customer, "unicorn", in->unicorn, "duration",
                               in->duration, "distance", in->distance, "fare", in->fare);
-    char *text = jsontext_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+    idempotency_hash(canon, out);
     json_decref(canon);
-    secret_sha256_hex(text, strlen(text), out);
-    free(text);
 }
 
 static enum handler_result reply_ride(struct http_request *req, int status, const struct ride *r)
@@ -58,7 +40,7 @@ static enum handler_result reply_ride(struct http_request *req, int status, cons
 static enum handler_result create(struct http_request *req, struct db_conn *c,
                                   const struct ride_input *in, const char *key)
 {
-    char hash[65] = "";
+    char hash[IDEMPOTENCY_HASH_LEN] = "";
     if (key) /* the fingerprint matters only to a request that may be replayed */
         request_hash(in, hash);
     enum mq_status st;
@@ -176,7 +158,7 @@ static bool ride_request(struct http_request *req, struct ride_input *in, const 
     struct field_errors fe;
     field_errors_init(&fe);
     rides_input(req->json, in, &fe);
-    idempotency_key(req, key, &fe);
+    *key = api_idempotency_key(req, &fe);
     return !api_reply_invalid(req, &fe, res);
 }
 

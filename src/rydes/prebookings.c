@@ -3,6 +3,7 @@
 #include "rydes/prebookings.h"
 
 #include "rydes/buf.h"
+#include "rydes/idempotency.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/trace.h"
@@ -273,46 +274,77 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
     return mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
 }
 
-/* The task and its publish as one statement (a lean plan) or in a transaction. */
-static enum mq_status submit(struct db_conn *c, const struct topic_set *set, const char *id,
-                             const char *now, const struct mq_publish *p,
-                             bool (*listened)(void *ctx, int queue_id), void *ctx,
-                             struct mq_publish_result *published)
+/* The task and its publish, planned as plan says: one statement (a lean plan) or a task insert
+ * and mq_publish; inside the caller's transaction when there is one. */
+static enum mq_status store_and_publish(struct db_conn *c, const struct topic_set *set,
+                                        struct mq_publish_plan *plan, const char *id,
+                                        const char *now, const struct mq_publish *p,
+                                        bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                        struct mq_publish_result *published)
+{
+    if (!plan->lean)
+        return submit_in_tx(c, set, id, now, p, listened, ctx, published);
+    const char *v[7] = {id, now};
+    mq_publish_plan_params(plan, &v[2]);
+    PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    mq_publish_plan_result(plan, r, 0, published);
+    PQclear(r);
+    return MQ_OK;
+}
+
+/* The task and its publish, behind key when there is one (*claimed false when it was taken):
+ * one statement when the plan is lean and there is no key, a transaction otherwise. */
+static enum mq_status submit(struct db_conn *c, const struct topic_set *set, const char *key,
+                             const char *hash, const char *id, const char *now,
+                             const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
+                             void *ctx, struct mq_publish_result *published, bool *claimed)
 {
     struct mq_publish_plan plan;
     mq_publish_plan(&set->topic, set->subs, set->n, p, listened, ctx, &plan);
-    enum mq_status st = MQ_OK;
-    if (plan.lean) {
-        const char *v[7] = {id, now};
-        mq_publish_plan_params(&plan, &v[2]);
-        PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
-        st = db_ok(c, r, PGRES_TUPLES_OK) ? MQ_OK : mq_failed(c, r);
-        if (st == MQ_OK) {
-            mq_publish_plan_result(&plan, r, 0, published);
-            PQclear(r);
-        }
-    } else if (!db_begin(c)) {
+    bool tx = key || !plan.lean;
+    enum mq_status st = tx && !db_begin(c) ? MQ_UNAVAILABLE : MQ_OK;
+    *claimed = true;
+    if (st == MQ_OK && key)
+        st = idempotency_claim(c, PREBOOKINGS_KEY_SCOPE, key, hash, id, claimed);
+    if (st == MQ_OK && *claimed)
+        st = store_and_publish(c, set, &plan, id, now, p, listened, ctx, published);
+    if (tx && st == MQ_OK && *claimed && !db_commit(c))
         st = MQ_UNAVAILABLE;
-    } else {
-        st = submit_in_tx(c, set, id, now, p, listened, ctx, published);
-        if (st != MQ_OK || !db_commit(c)) {
-            db_rollback(c);
-            st = st == MQ_OK ? MQ_UNAVAILABLE : st;
-        }
-    }
+    if (tx && (st != MQ_OK || !*claimed))
+        db_rollback(c);
     mq_publish_plan_clear(&plan);
     return st;
 }
 
-enum mq_status prebookings_submit(struct db_conn *c, const struct topic_set *set,
-                                  const struct prebooking_input *in, const char *correlation_id,
-                                  bool (*listened)(void *ctx, int queue_id), void *ctx,
-                                  struct task *out, struct mq_publish_result *published)
+/* The task an earlier request with key made (replay), or KEY_REUSED. */
+static enum prebookings_outcome replay(struct db_conn *c, const char *key, const char *hash,
+                                       struct task *out, enum mq_status *st)
+{
+    char id[IDS_UUID_LEN];
+    bool same;
+    *st = idempotency_find(c, PREBOOKINGS_KEY_SCOPE, key, hash, id, &same);
+    if (*st != MQ_OK)
+        return PREBOOKINGS_FAILED;
+    if (!same)
+        return PREBOOKINGS_KEY_REUSED;
+    *st = tasks_get(c, id, out);
+    return *st == MQ_OK ? PREBOOKINGS_REPLAYED : PREBOOKINGS_FAILED;
+}
+
+enum prebookings_outcome prebookings_submit(struct db_conn *c, const struct topic_set *set,
+                                            const struct prebooking_input *in, const char *key,
+                                            const char *hash, const char *correlation_id,
+                                            bool (*listened)(void *ctx, int queue_id), void *ctx,
+                                            struct task *out, struct mq_publish_result *published,
+                                            enum mq_status *st)
 {
     memset(out, 0, sizeof *out);
     memset(published, 0, sizeof *published);
+    *st = MQ_NOT_FOUND;
     if (!set)
-        return MQ_NOT_FOUND;
+        return PREBOOKINGS_FAILED;
     ids_uuid_v7(out->id); /* the primary key: time-ordered */
     snprintf(out->kind, sizeof out->kind, "prebooking");
     out->status = TASK_PENDING;
@@ -323,10 +355,22 @@ enum mq_status prebookings_submit(struct db_conn *c, const struct topic_set *set
     submission_event(out->id, in, out->submitted_at, correlation_id, &body, &attrs);
     struct mq_publish p = {
         .body = body, .body_len = strlen(body), .body_json = true, .attributes = attrs};
-    enum mq_status st = submit(c, set, out->id, out->submitted_at, &p, listened, ctx, published);
+    bool claimed;
+    *st = submit(c, set, key, hash, out->id, out->submitted_at, &p, listened, ctx, published,
+                 &claimed);
     free(body);
     json_decref(attrs);
-    return st;
+    if (*st != MQ_OK)
+        return PREBOOKINGS_FAILED;
+    return claimed ? PREBOOKINGS_SUBMITTED : replay(c, key, hash, out, st);
+}
+
+void prebookings_request_hash(const struct prebooking_input *in, char out[IDEMPOTENCY_HASH_LEN])
+{
+    json_t *canon = json_pack("{s:s, s:s, s:s, s:s}", "from", in->from, "to", in->to, "customer",
+                              in->customer, "when", in->pickup);
+    idempotency_hash(canon, out);
+    json_decref(canon);
 }
 
 /* The validation errors of fe as one line: "when: must be in the future; from: ...". */

@@ -2,6 +2,7 @@
 #include "rydes/rides.h"
 
 #include "rydes/buf.h"
+#include "rydes/idempotency.h"
 #include "rydes/jsoncopy.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
@@ -16,14 +17,6 @@
     "id, from_location, to_location, customer, unicorn, duration::text, distance::text, " \
     "fare::text, submitted_at"
 
-static struct db_stmt q_key_claim =
-    DB_STMT("rides_key_claim",
-            "INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
-            "VALUES ('rides', $1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
-            3);
-static struct db_stmt q_key_get = DB_STMT(
-    "rides_key_get",
-    "SELECT request_hash, resource_id FROM idempotency_keys WHERE scope = 'rides' AND key = $1", 1);
 static struct db_stmt q_insert =
     DB_STMT("rides_insert",
             "INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
@@ -35,15 +28,15 @@ static struct db_stmt q_insert =
     "$8::numeric, $9::text, $10::timestamptz"
 /* A ride and its publish behind an idempotency key ($16, request hash $17), parameters as
  * submit_rows' for one ride: no row when the key was taken. */
-static struct db_stmt q_submit_key =
-    DB_STMT("rides_submit_key",
-            "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
-            "VALUES ('rides', $16, $17, $1::uuid) ON CONFLICT DO NOTHING RETURNING 1), "
-            "r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
-            "distance, fare, correlation_id, submitted_at) " RIDE_VALUES
-            " WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
-            "SELECT " MQ_PUBLISH_JSON_SQL("11", "12", "13", "14", "15") " FROM r",
-            17);
+static struct db_stmt q_submit_key = DB_STMT(
+    "rides_submit_key",
+    "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
+    "VALUES ('" RIDES_KEY_SCOPE "', $16, $17, $1::uuid) ON CONFLICT DO NOTHING RETURNING 1), "
+    "r AS (INSERT INTO rides (id, from_location, to_location, customer, unicorn, duration, "
+    "distance, fare, correlation_id, submitted_at) " RIDE_VALUES
+    " WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
+    "SELECT " MQ_PUBLISH_JSON_SQL("11", "12", "13", "14", "15") " FROM r",
+    17);
 static struct db_stmt q_get =
     DB_STMT("rides_get", "SELECT " RIDE_COLUMNS " FROM rides WHERE id = $1", 1);
 static struct db_stmt q_list_all =
@@ -251,19 +244,12 @@ static void ride_params(const struct rides_submission *s, const char *correlatio
 static enum rides_outcome taken_key(struct db_conn *c, const char *key, const char *hash,
                                     struct ride *out, enum mq_status *st)
 {
-    const char *v[] = {key};
-    PGresult *r = db_exec(c, &q_key_get, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
-        *st = mq_failed(c, r);
+    char id[IDS_UUID_LEN];
+    bool same;
+    *st = idempotency_find(c, RIDES_KEY_SCOPE, key, hash, id, &same);
+    if (*st != MQ_OK)
         return RIDES_FAILED;
-    }
-    bool same = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), hash) == 0;
-    char id[IDS_UUID_LEN] = "";
-    if (same)
-        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 1));
-    bool gone = PQntuples(r) == 0; /* swept between the two statements: as good as reused */
-    PQclear(r);
-    if (!same || gone)
+    if (!same)
         return RIDES_KEY_REUSED;
     *st = rides_get(c, id, out);
     return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
@@ -357,13 +343,10 @@ submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct rid
         *st = MQ_UNAVAILABLE;
         return RIDES_FAILED;
     }
-    const char *kv[] = {key, hash, s->id};
-    PGresult *r = key ? db_exec(c, &q_key_claim, kv, NULL, NULL) : NULL;
-    bool ok = !key || db_ok(c, r, PGRES_TUPLES_OK);
-    bool claimed = !key || (ok && PQntuples(r) == 1);
-    *st = ok ? MQ_OK : mq_failed(c, r);
-    if (ok)
-        PQclear(r);
+    bool claimed = true;
+    *st = key ? idempotency_claim(c, RIDES_KEY_SCOPE, key, hash, s->id, &claimed) : MQ_OK;
+    bool ok = *st == MQ_OK;
+    PGresult *r;
     const char *v[10];
     ride_params(s, correlation_id, v);
     if (ok && claimed) {

@@ -876,7 +876,7 @@ END_TEST
 
 /* One of the concurrent submissions. No ck_assert off the test's thread. */
 struct racer {
-    const char *url, *body;
+    const char *url, *body, *key; /* key: an Idempotency-Key header, or NULL */
     pthread_barrier_t *go;
     long status;
     char id[IDS_UUID_LEN];
@@ -898,6 +898,8 @@ static void *race(void *arg)
     hs = curl_slist_append(hs, "Authorization: Bearer " HARNESS_ADMIN_TOKEN);
     hs = curl_slist_append(hs, "Content-Type: application/json");
     hs = curl_slist_append(hs, "Expect:");
+    if (x->key)
+        hs = curl_slist_append(hs, x->key);
     curl_easy_setopt(c, CURLOPT_URL, x->url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
@@ -949,7 +951,7 @@ static void race_begin(const char *customer)
 }
 
 /* Posts body to /prebookings from n threads at once; x receives the answers. */
-static void race_all(const char *body, int n, struct racer *x)
+static void race_keyed(const char *body, const char *key, int n, struct racer *x)
 {
     char url[128];
     snprintf(url, sizeof url, "%s/prebookings", srv.base);
@@ -957,12 +959,17 @@ static void race_all(const char *body, int n, struct racer *x)
     pthread_barrier_init(&go, NULL, (unsigned)n);
     pthread_t t[RACERS];
     for (int i = 0; i < n; i++) {
-        x[i] = (struct racer){.url = url, .body = body, .go = &go};
+        x[i] = (struct racer){.url = url, .body = body, .key = key, .go = &go};
         pthread_create(&t[i], NULL, race, &x[i]);
     }
     for (int i = 0; i < n; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&go);
+}
+
+static void race_all(const char *body, int n, struct racer *x)
+{
+    race_keyed(body, NULL, n, x);
 }
 
 /* Waits for the n tasks of x to be final: exactly one succeeded, the others failed "Slot not
@@ -1068,6 +1075,107 @@ START_TEST(concurrent_submissions_of_one_slot_make_one_prebooking)
     char *detail = wait_failed(&srv, c, "Slot not available");
     ck_assert_msg(strstr(detail, "br-slot") != NULL, "%s", detail);
     free(detail);
+    stop();
+}
+END_TEST
+
+/* POST /prebookings with header key (NULL: none) as admin into r. */
+static void submit_keyed(const char *body, const char *key, struct response *r)
+{
+    harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL, key, r);
+}
+
+/* Checks r is a 202 naming task id, in status want. */
+static void assert_same_task(const struct response *r, const char *id, const char *want)
+{
+    ck_assert_msg(r->status == 202, "%ld %s", r->status, buf_str(&r->body));
+    char self[80], h[200];
+    snprintf(self, sizeof self, "/tasks/%s", id);
+    ck_assert_str_eq(json_str(r->json, "id"), id);
+    ck_assert(response_header(r, "Location", h, sizeof h));
+    ck_assert_str_eq(h, self);
+    ck_assert_str_eq(json_str(r->json, "status"), want);
+}
+
+START_TEST(a_retry_with_the_same_key_finds_the_first_task)
+{
+    start(prebooking_workers);
+    time_t at = ahead(12, 0);
+    char when[64], body[512], id[IDS_UUID_LEN], pid[IDS_UUID_LEN];
+    when_at(when, sizeof when, at, "", 0);
+    pb_body(body, sizeof body, "ik-amy", when);
+    const char *key = "Idempotency-Key: ik-0001";
+    long long tasks = harness_sqlf("SELECT count(*) FROM tasks");
+    struct response r;
+    submit_keyed(body, key, &r);
+    assert_accepted(&r, id);
+    response_cleanup(&r);
+    wait_succeeded(&srv, id, pid);
+
+    /* the retry of a submission whose reply was lost: the first task, as it stands now, and not
+     * a second one that finds the slot taken; the same instant at another offset is the same */
+    when_at(when, sizeof when, at, ".000", 120);
+    pb_body(body, sizeof body, "ik-amy", when);
+    submit_keyed(body, key, &r);
+    assert_same_task(&r, id, "succeeded");
+    char h[80];
+    ck_assert(!response_header(&r, "Retry-After", h, sizeof h));
+    char result[80];
+    snprintf(result, sizeof result, "/prebookings/%s", pid);
+    ck_assert_str_eq(json_str(json_object_get(r.json, "links"), "result"), result);
+    response_cleanup(&r);
+    harness_request(&srv, "POST", "/submit-ride-prebooking", HARNESS_ADMIN_TOKEN, body, NULL, key,
+                    &r);
+    assert_same_task(&r, id, "succeeded");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks"), tasks + 1);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s'",
+             id);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1); /* published once */
+    ck_assert_int_eq(submissions_of_task(id), 1);
+
+    /* the same key with another submission: 422, nothing submitted */
+    when_at(when, sizeof when, at + 3 * 3600, "", 0);
+    pb_body(body, sizeof body, "ik-amy", when);
+    submit_keyed(body, key, &r);
+    assert_problem(&r, 422);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks"), tasks + 1);
+    /* another key, or none, submits anew; a ride's key of the same text is another key */
+    submit_keyed(body, "Idempotency-Key: ik-0002", &r);
+    char second[IDS_UUID_LEN];
+    assert_accepted(&r, second);
+    response_cleanup(&r);
+    ck_assert_str_ne(id, second);
+    wait_succeeded(&srv, second, NULL);
+    harness_request(&srv, "POST", "/rides", HARNESS_ADMIN_TOKEN,
+                    "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-amy\", \"duration\": 60, "
+                    "\"distance\": 2.5, \"fare\": 3}",
+                    NULL, "Idempotency-Key: ik-0002", &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE customer = 'ik-amy'"), 2);
+
+    /* an invalid key is a 400 naming the header, and submits nothing */
+    submit_keyed(body, "Idempotency-Key: a b", &r);
+    assert_problem(&r, 400);
+    ck_assert(problem_names_field(&r, "Idempotency-Key"));
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks"), tasks + 2);
+
+    /* ten at once with one key: one task, which all ten name */
+    when_at(when, sizeof when, at + 6 * 3600, "", 0);
+    pb_body(body, sizeof body, "ik-amy", when);
+    struct racer x[RACERS];
+    race_keyed(body, "Idempotency-Key: ik-race", RACERS, x);
+    for (int i = 0; i < RACERS; i++) {
+        ck_assert_msg(x[i].status == 202, "racer %d: %ld", i, x[i].status);
+        ck_assert_str_eq(x[i].id, x[0].id);
+    }
+    wait_succeeded(&srv, x[0].id, NULL);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks"), tasks + 3);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE customer = 'ik-amy'"), 3);
     stop();
 }
 END_TEST
@@ -1688,6 +1796,7 @@ int main(void)
     tcase_add_checked_fixture(services, setup, teardown);
     tcase_add_test(services, a_customer_cannot_hold_two_prebookings_within_the_slot);
     tcase_add_test(services, concurrent_submissions_of_one_slot_make_one_prebooking);
+    tcase_add_test(services, a_retry_with_the_same_key_finds_the_first_task);
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_submission_that_cannot_be_taken_in_fails_its_task);
