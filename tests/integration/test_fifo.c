@@ -435,6 +435,110 @@ START_TEST(dedup_id_within_the_window)
 }
 END_TEST
 
+/* The SQL of a direct mq_send_fifo of entries (a JSON array of {message_id, group_id,
+ * dedup_id, body}) to queue; out gets it (n bytes). */
+static void send_fifo_sql(char *out, size_t n, const char *queue, const char *entries)
+{
+    snprintf(
+        out, n,
+        "SELECT string_agg(duplicate::text, ',' ORDER BY ord) FROM mq_send_fifo((SELECT id "
+        "FROM queues WHERE name = '%s'), (SELECT json_agg(e || '{\"body_json\": false, "
+        "\"attributes\": null, \"delay\": 0}'::jsonb) FROM jsonb_array_elements('%s') e)::json)",
+        queue, entries);
+}
+
+/* The 5-minute window is judged by the clock, not by the start of the sending transaction: a
+ * send that waited (here: a transaction that began before the id expired) is not taken for a
+ * duplicate of an expired id. */
+START_TEST(the_window_is_judged_by_the_clock)
+{
+    harness_put_queue(&srv, "clock.fifo", NULL, 201);
+    send_to("clock.fifo", "g", "first", "d-c", NULL);
+    harness_sqlf("UPDATE dedup_entries SET expires_at = clock_timestamp() + interval '1 s' "
+                 "WHERE dedup_id = 'd-c' RETURNING 1");
+    PGconn *pg = in_transaction("SELECT now()", PGRES_TUPLES_OK, NULL, 0);
+    harness_sleep_ms(1500);
+    char sql[1024], got[64];
+    send_fifo_sql(sql, sizeof sql, "clock.fifo",
+                  "[{\"message_id\": \"00000000-0000-4000-8000-00000000c10c\", \"group_id\": "
+                  "\"g2\", \"dedup_id\": \"d-c\", \"body\": \"later\"}]");
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    snprintf(got, sizeof got, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    finish(pg, "COMMIT");
+    ck_assert_str_eq(got, "false");
+    ck_assert_int_eq(harness_stored("clock.fifo"), 2);
+}
+END_TEST
+
+/* Sends sql on a connection of its own without waiting for it; read with sent_result. */
+static PGconn *send_async(const char *sql)
+{
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    ck_assert(PQsendQuery(pg, sql));
+    return pg;
+}
+
+/* The single value the statement sent by send_async gave ("" when it failed, with the error in
+ * err); closes the connection. */
+static void sent_result(PGconn *pg, char *out, size_t n, char *err, size_t errlen)
+{
+    PGresult *r = PQgetResult(pg);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    snprintf(out, n, "%s", ok ? PQgetvalue(r, 0, 0) : "");
+    snprintf(err, errlen, "%s", ok ? "" : PQresultErrorMessage(r));
+    PQclear(r);
+    while ((r = PQgetResult(pg)))
+        PQclear(r);
+    PQfinish(pg);
+}
+
+/* Two batches with the same dedup ids in opposite orders, in different groups: each used to
+ * insert its first id and wait for the other's second (a deadlock, one of them refused). A
+ * test trigger holds each batch after its first message until both are under way. */
+START_TEST(batches_with_dedup_ids_in_opposite_orders_do_not_deadlock)
+{
+    harness_put_queue(&srv, "opposite.fifo", NULL, 201);
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION test_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "PERFORM pg_advisory_xact_lock_shared(4242, 4242); RETURN NEW; END $$; "
+                     "CREATE TRIGGER test_gate BEFORE INSERT ON messages FOR EACH ROW WHEN "
+                     "(NEW.body = 'gate') EXECUTE FUNCTION test_gate()"));
+    PGconn *gate =
+        in_transaction("SELECT pg_advisory_xact_lock(4242, 4242)", PGRES_TUPLES_OK, NULL, 0);
+    char a_sql[1024], b_sql[1024];
+    send_fifo_sql(a_sql, sizeof a_sql, "opposite.fifo",
+                  "[{\"message_id\": \"00000000-0000-4000-8000-0000000000a1\", \"group_id\": "
+                  "\"ga\", \"dedup_id\": \"x\", \"body\": \"gate\"}, {\"message_id\": "
+                  "\"00000000-0000-4000-8000-0000000000a2\", \"group_id\": \"ga\", \"dedup_id\": "
+                  "\"y\", \"body\": \"a2\"}]");
+    send_fifo_sql(b_sql, sizeof b_sql, "opposite.fifo",
+                  "[{\"message_id\": \"00000000-0000-4000-8000-0000000000b1\", \"group_id\": "
+                  "\"gb\", \"dedup_id\": \"y\", \"body\": \"gate\"}, {\"message_id\": "
+                  "\"00000000-0000-4000-8000-0000000000b2\", \"group_id\": \"gb\", \"dedup_id\": "
+                  "\"x\", \"body\": \"b2\"}]");
+    const char *waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND datname = current_database() AND query LIKE '%mq_send_fifo%'";
+    PGconn *a = send_async(a_sql);
+    ck_assert_int_eq(harness_wait_sql(waiting, 1, 10), 1);
+    PGconn *b = send_async(b_sql);
+    ck_assert_int_eq(harness_wait_sql(waiting, 2, 10), 2);
+    finish(gate, "COMMIT");
+    char a_got[64], b_got[64], a_err[512], b_err[512];
+    sent_result(a, a_got, sizeof a_got, a_err, sizeof a_err);
+    sent_result(b, b_got, sizeof b_got, b_err, sizeof b_err);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER test_gate ON messages; "
+                                       "DROP FUNCTION test_gate()"));
+    ck_assert_msg(a_got[0] && b_got[0], "a: %s b: %s", a_err, b_err);
+    /* the first committed both ids; the second found them */
+    ck_assert_str_eq(a_got, "false,false");
+    ck_assert_str_eq(b_got, "true,true");
+    ck_assert_int_eq(harness_stored("opposite.fifo"), 2);
+}
+END_TEST
+
 START_TEST(content_based_dedup_uses_the_body_hash)
 {
     harness_put_queue(&srv, "cbd.fifo", "{\"content_based_dedup\": true}", 201);
@@ -671,6 +775,8 @@ int main(void)
     tcase_add_test(tc, a_receive_locks_only_the_groups_it_serves);
     tcase_add_test(tc, release_and_expiry_redeliver_the_head_first);
     tcase_add_test(tc, dedup_id_within_the_window);
+    tcase_add_test(tc, the_window_is_judged_by_the_clock);
+    tcase_add_test(tc, batches_with_dedup_ids_in_opposite_orders_do_not_deadlock);
     tcase_add_test(tc, content_based_dedup_uses_the_body_hash);
     tcase_add_test(tc, dead_letter_keeps_group_order);
     tcase_add_test(tc, redrive_keeps_groups_whole_and_in_order);
