@@ -1327,23 +1327,30 @@ static bool fail_submissions(const char *worker, const struct mq_message *m)
     return strcmp(worker, "prebooking-submission") == 0;
 }
 
+/* Sends a valid submission of customer into prebooking-submission (mid: its message id) as if
+ * it had been received all but left of the times its queue allows. */
+static void send_worn_submission(const char *customer, int left, char *mid)
+{
+    char service[SECRET_TOKEN_LEN], when[64], body[512];
+    create_token(&srv, "service", service);
+    when_at(when, sizeof when, ahead(5, 0), "", 0);
+    pb_body(body, sizeof body, customer, when);
+    send_submission(&srv, service, body, mid);
+    ck_assert_int_eq(harness_sqlf("WITH u AS (UPDATE messages SET receive_count = (SELECT "
+                                  "max_receive_count - %d FROM queues WHERE name = "
+                                  "'prebooking-submission') WHERE message_id = '%s' RETURNING 1) "
+                                  "SELECT count(*) FROM u",
+                                  left, mid),
+                     1);
+}
+
 /* A submission sent into the queue that fails on the last attempt the queue allows gets a
  * failed task: polling its message_id answered 404 for ever once it was dead-lettered. */
 START_TEST(a_submission_that_cannot_be_taken_in_fails_its_task)
 {
     start(no_workers);
-    char service[SECRET_TOKEN_LEN], when[64], body[512], mid[IDS_UUID_LEN];
-    create_token(&srv, "service", service);
-    when_at(when, sizeof when, ahead(5, 0), "", 0);
-    pb_body(body, sizeof body, "gu-1", when);
-    send_submission(&srv, service, body, mid);
-    /* its last attempt comes next */
-    ck_assert_int_eq(harness_sqlf("WITH u AS (UPDATE messages SET receive_count = (SELECT "
-                                  "max_receive_count - 1 FROM queues WHERE name = "
-                                  "'prebooking-submission') WHERE message_id = '%s' RETURNING 1) "
-                                  "SELECT count(*) FROM u",
-                                  mid),
-                     1);
+    char mid[IDS_UUID_LEN];
+    send_worn_submission("gu-1", 1, mid); /* its last attempt comes next */
     consumer_fault_hook = fail_submissions;
     stop();
     start(submission_worker);
@@ -1359,6 +1366,54 @@ START_TEST(a_submission_that_cannot_be_taken_in_fails_its_task)
     harness_sqlf("WITH d AS (DELETE FROM messages WHERE message_id = '%s' RETURNING 1) "
                  "SELECT count(*) FROM d",
                  mid);
+}
+END_TEST
+
+/* The same when that last attempt ended with its process (no given_up runs): the next receive
+ * moves the message to prebooking-submission-dlq, and the sweep makes its task, failed. */
+START_TEST(a_submission_whose_last_attempt_died_gets_a_failed_task)
+{
+    start(no_workers);
+    char mid[IDS_UUID_LEN];
+    send_worn_submission("gu-2", 0, mid); /* its last attempt has been */
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-submission/messages:receive", "{}", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 0);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id WHERE q.name = 'prebooking-submission-dlq' AND "
+                                  "m.message_id = '%s'",
+                                  mid),
+                     1);
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)")); /* or the server's sweep */
+    char *detail = wait_failed(&srv, mid, "Processing failed");
+    ck_assert_msg(strstr(detail, "could not be taken in after 5 attempts"), "%s", detail);
+    free(detail);
+    /* submitted when the message was sent; a second sweep changes nothing */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks t JOIN messages m ON m.message_id = "
+                                  "t.id WHERE t.id = '%s' AND t.submitted_at = m.sent_at",
+                                  mid),
+                     1);
+    long long updated = harness_sqlf(
+        "SELECT extract(epoch FROM updated_at) * 1000000 FROM tasks WHERE id = '%s'", mid);
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert_int_eq(harness_sqlf("SELECT extract(epoch FROM updated_at) * 1000000 FROM tasks "
+                                  "WHERE id = '%s'",
+                                  mid),
+                     updated);
+    /* the submission cursor passes the move once it is older than the last minutes */
+    free(
+        harness_sql(harness_db_url(),
+                    "UPDATE messages SET visible_at = now() - interval '6 minutes' WHERE "
+                    "queue_id = (SELECT id FROM queues WHERE name = 'prebooking-submission-dlq')"));
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM sweep_cursors c, messages m WHERE c.name = "
+                                  "'prebooking-submission-dead-letters' AND m.message_id = '%s' "
+                                  "AND c.after >= m.id",
+                                  mid),
+                     1);
+    stop();
 }
 END_TEST
 
@@ -1800,6 +1855,7 @@ int main(void)
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_submission_that_cannot_be_taken_in_fails_its_task);
+    tcase_add_test(services, a_submission_whose_last_attempt_died_gets_a_failed_task);
     tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
     tcase_add_test(services, a_task_whose_last_attempt_died_fails_once_dead_lettered);
     tcase_add_test(services, a_dead_letter_move_that_commits_late_still_fails_its_task);
