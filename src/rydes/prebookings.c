@@ -62,11 +62,13 @@ static struct db_stmt q_task_lock =
  * cannot both find a slot free. */
 static struct db_stmt q_customer_lock =
     DB_STMT("pb_customer_lock", "SELECT pg_advisory_xact_lock(7337, hashtext($1))", 1);
+/* Whether pickup time $2 has passed, and a prebooking of customer $1 within $3 minutes of it
+ * (NULL: none). */
 static struct db_stmt q_overlap =
     DB_STMT("pb_overlap",
-            "SELECT pickup_at FROM prebookings WHERE customer = $1 "
-            "AND pickup_at > $2::timestamptz - make_interval(mins => $3) "
-            "AND pickup_at < $2::timestamptz + make_interval(mins => $3) LIMIT 1",
+            "SELECT $2::timestamptz <= clock_timestamp(), (SELECT pickup_at FROM prebookings "
+            "WHERE customer = $1 AND pickup_at > $2::timestamptz - make_interval(mins => $3) "
+            "AND pickup_at < $2::timestamptz + make_interval(mins => $3) LIMIT 1)",
             3);
 static struct db_stmt q_make =
     DB_STMT("pb_make",
@@ -475,7 +477,7 @@ static enum mq_status lock_task(struct db_conn *c, const char *id, bool *final, 
     return MQ_OK;
 }
 
-/* Makes the prebooking of e, or fails the task when the slot is taken. */
+/* Makes the prebooking of e, or fails the task when its time has passed or the slot is taken. */
 static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_minutes)
 {
     char mins[16];
@@ -486,10 +488,18 @@ static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_
     PGresult *r = st == MQ_OK ? db_exec(c, &q_overlap, ov, NULL, NULL) : NULL;
     if (st != MQ_OK || !db_ok(c, r, PGRES_TUPLES_OK))
         return st != MQ_OK ? st : mq_failed(c, r);
+    bool passed = PQgetvalue(r, 0, 0)[0] == 't';
     char held[CLOCK_RFC3339_LEN] = "";
-    if (PQntuples(r) == 1)
-        db_read_ts(r, 0, 0, held);
+    if (!PQgetisnull(r, 0, 1))
+        db_read_ts(r, 0, 1, held);
     PQclear(r);
+    if (passed) { /* the backlog held it past its time: booking it now means nothing */
+        char detail[200];
+        snprintf(detail, sizeof detail,
+                 "the pickup time %.64s had passed when the task was processed", e->when);
+        const char *fv[] = {e->task_id, "Pickup time passed", detail};
+        return run(c, &q_fail, fv);
+    }
     if (held[0]) {
         char detail[600];
         snprintf(detail, sizeof detail,

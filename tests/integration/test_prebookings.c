@@ -874,6 +874,27 @@ START_TEST(a_customer_cannot_hold_two_prebookings_within_the_slot)
 }
 END_TEST
 
+/* A task processed after its pickup time (a backlog held it) fails instead of booking a time
+ * already past; the slot it would have taken stays free. */
+START_TEST(a_task_processed_after_its_pickup_time_fails)
+{
+    start(no_workers);
+    char when[64], id[IDS_UUID_LEN];
+    time_t at = time(NULL) + 2;
+    when_at(when, sizeof when, at, "", 0);
+    submit(&srv, "pt-kim", when, id);
+    stop();
+    while (time(NULL) <= at)
+        harness_sleep_ms(100);
+    start(prebooking_workers);
+    char *detail = wait_failed(&srv, id, "Pickup time passed");
+    ck_assert_msg(strstr(detail, "had passed"), "%s", detail);
+    free(detail);
+    ck_assert_int_eq(prebookings_of_task(id), 0);
+    stop();
+}
+END_TEST
+
 /* One of the concurrent submissions. No ck_assert off the test's thread. */
 struct racer {
     const char *url, *body, *key; /* key: an Idempotency-Key header, or NULL */
@@ -1850,6 +1871,7 @@ int main(void)
     tcase_set_timeout(services, 90);
     tcase_add_checked_fixture(services, setup, teardown);
     tcase_add_test(services, a_customer_cannot_hold_two_prebookings_within_the_slot);
+    tcase_add_test(services, a_task_processed_after_its_pickup_time_fails);
     tcase_add_test(services, concurrent_submissions_of_one_slot_make_one_prebooking);
     tcase_add_test(services, a_retry_with_the_same_key_finds_the_first_task);
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
