@@ -375,8 +375,11 @@ static json_t *wait_task_ex(struct harness_server *s, const char *id, double tim
             assert_final_shape(t);
             return t;
         }
+        char last[16];
+        snprintf(last, sizeof last, "%s", st);
         response_cleanup(&r);
-        ck_assert_msg(harness_now_s() < until, "task %s still %s after %.0f s", id, st, timeout_s);
+        ck_assert_msg(harness_now_s() < until, "task %s still %s after %.0f s", id, last,
+                      timeout_s);
         harness_sleep_ms(50);
     }
 }
@@ -1614,6 +1617,39 @@ START_TEST(a_task_whose_last_attempt_died_fails_once_dead_lettered)
 }
 END_TEST
 
+/* A task whose message is gone (here: the queue purged) fails once it is older than the
+ * processing queue's retention, where it stayed pending for ever; a younger one stays open. */
+START_TEST(a_task_whose_message_is_gone_fails_after_the_retention)
+{
+    consumer_fault_hook = NULL;
+    start(no_workers);
+    char when[64], old[IDS_UUID_LEN], young[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(7, 0), "", 0);
+    submit(&srv, "or-old", when, old);
+    submit(&srv, "or-young", when, young);
+    harness_deliver_outbox();
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-processing:purge", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "UPDATE tasks SET submitted_at = now() - make_interval(secs => (SELECT "
+             "retention_seconds FROM queues WHERE name = 'prebooking-processing')) - interval "
+             "'61 minutes' WHERE id = '%s'",
+             old);
+    free(harness_sql(harness_db_url(), sql));
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    char *detail = wait_failed(&srv, old, "Processing failed");
+    ck_assert_msg(strstr(detail, "no message of the task was left"), "%s", detail);
+    free(detail);
+    get_task(&srv, young, &r);
+    ck_assert_str_eq(json_str(r.json, "status"), "pending");
+    response_cleanup(&r);
+    stop();
+}
+END_TEST
+
 /* A dead-letter move whose id is lower but which commits after a later one is still seen: the
  * sweep's cursor does not pass messages moved in the last minutes (ids are taken at insert,
  * not at commit). */
@@ -1881,6 +1917,7 @@ int main(void)
     tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
     tcase_add_test(services, a_task_whose_last_attempt_died_fails_once_dead_lettered);
     tcase_add_test(services, a_dead_letter_move_that_commits_late_still_fails_its_task);
+    tcase_add_test(services, a_task_whose_message_is_gone_fails_after_the_retention);
     tcase_add_test(services, the_backlog_shows_and_drains);
     tcase_add_test(services, worker_metrics_have_one_series_per_worker);
     suite_add_tcase(s, services);
