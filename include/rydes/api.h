@@ -72,6 +72,8 @@ json_t *api_batch_items(struct http_request *req, const char *key, bool with_ids
 /* The Idempotency-Key header (borrowed from req), or NULL when absent; an invalid one (not 1..255
  * visible ASCII characters) is recorded in fe. */
 const char *api_idempotency_key(struct http_request *req, struct field_errors *fe);
+/* The 422 of an Idempotency-Key used before with another request body. */
+enum handler_result api_key_reused(struct http_request *req);
 /* Requires the body to be a JSON object; queues a 400 and returns false otherwise. */
 bool api_body_object(struct http_request *req, enum handler_result *res);
 

@@ -35,4 +35,18 @@ enum mq_status idempotency_claim(struct db_conn *c, const char *scope, const cha
 enum mq_status idempotency_find(struct db_conn *c, const char *scope, const char *key,
                                 const char *hash, char id[IDS_UUID_LEN], bool *same);
 
+/* The key of a request that may be replayed: key NULL for none (then scope, hash and
+ * resource_id are unused). */
+struct idempotency {
+    const char *scope, *key, *hash, *resource_id;
+};
+
+/* Runs work(c, arg) behind k: in one transaction with the claim of k->key, or as it is (in
+ * autocommit, a single statement) when there is no key and in_tx is false. *claimed is false,
+ * and nothing is done, when the key was taken already: find what it made with
+ * idempotency_find. Any failure rolls everything back. */
+enum mq_status idempotency_run(struct db_conn *c, const struct idempotency *k, bool in_tx,
+                               enum mq_status (*work)(struct db_conn *c, void *arg), void *arg,
+                               bool *claimed);
+
 #endif

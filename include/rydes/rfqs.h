@@ -7,6 +7,7 @@
 
 #include "rydes/clock.h"
 #include "rydes/db.h"
+#include "rydes/idempotency.h"
 #include "rydes/ids.h"
 #include "rydes/mq.h"
 #include "rydes/topic_cache.h"
@@ -18,6 +19,7 @@
 #define RFQS_TOPIC         "rfq-requests"
 #define RFQS_RESPONSES     "rfq-responses"
 #define RFQS_UNICORN_QUEUE "rfq-unicorn-" /* + the unicorn's name: its queue */
+#define RFQS_KEY_SCOPE     "rfqs"         /* of their idempotency keys */
 #define RFQS_TIMEOUT_MIN   1
 #define RFQS_TIMEOUT_MAX   300
 #define RFQS_TIMEOUT_DEF   30
@@ -69,13 +71,24 @@ json_t *rfq_summary_json(const struct rfq *r);
 /* GET /rfqs/{id}/result (also while running, for /query-instant-ride-rfq). */
 json_t *rfq_result_json(const struct rfq *r);
 
+enum rfqs_outcome {
+    RFQS_SUBMITTED,  /* stored and published */
+    RFQS_REPLAYED,   /* the key was used before with this request: its RFQ as it stands */
+    RFQS_KEY_REUSED, /* the key was used before with another request: nothing done */
+    RFQS_FAILED,     /* nothing done; *st says why (MQ_NOT_FOUND: no topic) */
+};
+
 /* Stores the RFQ and publishes the request in one transaction; expected_responses is the
  * number of unicorns it asks (the rfq-unicorn-NAME queues whose subscriptions took it, each
- * once), or of the targets it went to when it asks none by name. MQ_NOT_FOUND when set is
- * NULL (no topic). */
-enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
-                           const struct rfq_input *in, bool (*listened)(void *ctx, int queue_id),
-                           void *ctx, struct rfq *out, struct mq_publish_result *published);
+ * once), or of the targets it went to when it asks none by name. set NULL: no topic. key (NULL:
+ * none) with hash (rfqs_request_hash) makes a retry find the RFQ of the first request instead
+ * of asking again. out is filled unless RFQS_KEY_REUSED or RFQS_FAILED (rfq_clear it). */
+enum rfqs_outcome rfqs_submit(struct db_conn *c, const struct topic_set *set,
+                              const struct rfq_input *in, const char *key, const char *hash,
+                              bool (*listened)(void *ctx, int queue_id), void *ctx, struct rfq *out,
+                              struct mq_publish_result *published, enum mq_status *st);
+/* The canonical hash of an RFQ request for its Idempotency-Key. */
+void rfqs_request_hash(const struct rfq_input *in, char out[IDEMPOTENCY_HASH_LEN]);
 /* Reads RFQ id (its quotes too when with_quotes). MQ_NOT_FOUND for unknown ids. An RFQ past its
  * eta reads as done (timeout) even before the deadline timer recorded it. */
 enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, struct rfq *out);

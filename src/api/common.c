@@ -274,3 +274,9 @@ const char *api_idempotency_key(struct http_request *req, struct field_errors *f
                          IDEMPOTENCY_KEY_MAX);
     return key;
 }
+
+enum handler_result api_key_reused(struct http_request *req)
+{
+    return http_reply_problem(req, 422,
+                              "this Idempotency-Key was used with a different request body");
+}

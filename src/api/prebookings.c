@@ -73,8 +73,7 @@ enum handler_result api_prebookings_create(struct http_request *req)
         task_clear(&t);
         return res;
     case PREBOOKINGS_KEY_REUSED:
-        return http_reply_problem(req, 422,
-                                  "this Idempotency-Key was used with a different request body");
+        return api_key_reused(req);
     case PREBOOKINGS_FAILED:
     default:
         if (no_topic)

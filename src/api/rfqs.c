@@ -13,17 +13,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Reads and checks the request and its Idempotency-Key; false with the 4xx answered. */
+static bool rfq_request(struct http_request *req, struct rfq_input *in, const char **key,
+                        enum handler_result *res)
+{
+    if (!api_body_object(req, res))
+        return false;
+    struct field_errors fe;
+    field_errors_init(&fe);
+    rfq_input(req->json, in, &fe);
+    *key = api_idempotency_key(req, &fe);
+    return !api_reply_invalid(req, &fe, res);
+}
+
 enum handler_result api_rfqs_create(struct http_request *req)
 {
     enum handler_result res;
-    if (!api_body_object(req, &res))
-        return res;
-    struct field_errors fe;
-    field_errors_init(&fe);
     struct rfq_input in;
-    rfq_input(req->json, &in, &fe);
-    if (api_reply_invalid(req, &fe, &res))
+    const char *key;
+    if (!rfq_request(req, &in, &key, &res))
         return res;
+    char hash[IDEMPOTENCY_HASH_LEN] = "";
+    if (key)
+        rfqs_request_hash(&in, hash);
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
@@ -31,15 +43,19 @@ enum handler_result api_rfqs_create(struct http_request *req)
     struct topic_set *set = api_cached_topic(req, c, RFQS_TOPIC, &st);
     struct rfq r;
     struct mq_publish_result pub;
+    enum rfqs_outcome o = RFQS_FAILED;
     if (set || st == MQ_NOT_FOUND)
-        st = rfqs_submit(c, set, &in, mq_hub_listened_cb, req->app->hub, &r, &pub);
+        o = rfqs_submit(c, set, &in, key, hash, mq_hub_listened_cb, req->app->hub, &r, &pub, &st);
+    bool no_topic = !set && st == MQ_NOT_FOUND;
     api_db_release(req, c);
     topic_set_release(set);
-    if (st == MQ_NOT_FOUND)
-        return api_topology_missing(req, "topic", RFQS_TOPIC);
-    if (st != MQ_OK)
-        return api_mq_failure(req, st, NULL);
-    api_published(req, &pub);
+    if (o == RFQS_KEY_REUSED)
+        return api_key_reused(req);
+    if (o == RFQS_FAILED)
+        return no_topic ? api_topology_missing(req, "topic", RFQS_TOPIC)
+                        : api_mq_failure(req, st, NULL);
+    if (o == RFQS_SUBMITTED)
+        api_published(req, &pub);
     char self[80];
     snprintf(self, sizeof self, "/rfqs/%s/status", r.id);
     http_add_header(req, "Location", self);

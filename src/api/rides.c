@@ -65,8 +65,7 @@ static enum handler_result create(struct http_request *req, struct db_conn *c,
         ride_clear(&ride);
         return res;
     case RIDES_KEY_REUSED:
-        return http_reply_problem(req, 422,
-                                  "this Idempotency-Key was used with a different request body");
+        return api_key_reused(req);
     case RIDES_NO_TOPIC:
         return api_topology_missing(req, "topic", RIDES_TOPIC);
     case RIDES_FAILED:

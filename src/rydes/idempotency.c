@@ -58,3 +58,21 @@ enum mq_status idempotency_find(struct db_conn *c, const char *scope, const char
     PQclear(r);
     return MQ_OK;
 }
+
+enum mq_status idempotency_run(struct db_conn *c, const struct idempotency *k, bool in_tx,
+                               enum mq_status (*work)(struct db_conn *c, void *arg), void *arg,
+                               bool *claimed)
+{
+    bool tx = in_tx || k->key;
+    enum mq_status st = tx && !db_begin(c) ? MQ_UNAVAILABLE : MQ_OK;
+    *claimed = true;
+    if (st == MQ_OK && k->key)
+        st = idempotency_claim(c, k->scope, k->key, k->hash, k->resource_id, claimed);
+    if (st == MQ_OK && *claimed)
+        st = work(c, arg);
+    if (tx && st == MQ_OK && *claimed && !db_commit(c))
+        st = MQ_UNAVAILABLE;
+    if (tx && (st != MQ_OK || !*claimed))
+        db_rollback(c);
+    return st;
+}

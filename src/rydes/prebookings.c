@@ -276,48 +276,32 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
     return mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
 }
 
-/* The task and its publish, planned as plan says: one statement (a lean plan) or a task insert
- * and mq_publish; inside the caller's transaction when there is one. */
-static enum mq_status store_and_publish(struct db_conn *c, const struct topic_set *set,
-                                        struct mq_publish_plan *plan, const char *id,
-                                        const char *now, const struct mq_publish *p,
-                                        bool (*listened)(void *ctx, int queue_id), void *ctx,
-                                        struct mq_publish_result *published)
+/* A submission on its way to the database: the task id and its event. */
+struct submission {
+    const struct topic_set *set;
+    struct mq_publish_plan plan;
+    const char *id, *now;
+    const struct mq_publish *p;
+    bool (*listened)(void *ctx, int queue_id);
+    void *ctx;
+    struct mq_publish_result *published;
+};
+
+/* The task and its publish, planned as s->plan says: one statement (a lean plan) or a task
+ * insert and mq_publish; inside the caller's transaction when there is one. */
+static enum mq_status store_and_publish(struct db_conn *c, void *arg)
 {
-    if (!plan->lean)
-        return submit_in_tx(c, set, id, now, p, listened, ctx, published);
-    const char *v[7] = {id, now};
-    mq_publish_plan_params(plan, &v[2]);
+    struct submission *s = arg;
+    if (!s->plan.lean)
+        return submit_in_tx(c, s->set, s->id, s->now, s->p, s->listened, s->ctx, s->published);
+    const char *v[7] = {s->id, s->now};
+    mq_publish_plan_params(&s->plan, &v[2]);
     PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    mq_publish_plan_result(plan, r, 0, published);
+    mq_publish_plan_result(&s->plan, r, 0, s->published);
     PQclear(r);
     return MQ_OK;
-}
-
-/* The task and its publish, behind key when there is one (*claimed false when it was taken):
- * one statement when the plan is lean and there is no key, a transaction otherwise. */
-static enum mq_status submit(struct db_conn *c, const struct topic_set *set, const char *key,
-                             const char *hash, const char *id, const char *now,
-                             const struct mq_publish *p, bool (*listened)(void *ctx, int queue_id),
-                             void *ctx, struct mq_publish_result *published, bool *claimed)
-{
-    struct mq_publish_plan plan;
-    mq_publish_plan(&set->topic, set->subs, set->n, p, listened, ctx, &plan);
-    bool tx = key || !plan.lean;
-    enum mq_status st = tx && !db_begin(c) ? MQ_UNAVAILABLE : MQ_OK;
-    *claimed = true;
-    if (st == MQ_OK && key)
-        st = idempotency_claim(c, PREBOOKINGS_KEY_SCOPE, key, hash, id, claimed);
-    if (st == MQ_OK && *claimed)
-        st = store_and_publish(c, set, &plan, id, now, p, listened, ctx, published);
-    if (tx && st == MQ_OK && *claimed && !db_commit(c))
-        st = MQ_UNAVAILABLE;
-    if (tx && (st != MQ_OK || !*claimed))
-        db_rollback(c);
-    mq_publish_plan_clear(&plan);
-    return st;
 }
 
 /* The task an earlier request with key made (replay), or KEY_REUSED. */
@@ -357,9 +341,18 @@ enum prebookings_outcome prebookings_submit(struct db_conn *c, const struct topi
     submission_event(out->id, in, out->submitted_at, correlation_id, &body, &attrs);
     struct mq_publish p = {
         .body = body, .body_len = strlen(body), .body_json = true, .attributes = attrs};
+    struct submission sub = {.set = set,
+                             .id = out->id,
+                             .now = out->submitted_at,
+                             .p = &p,
+                             .listened = listened,
+                             .ctx = ctx,
+                             .published = published};
+    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &sub.plan);
+    struct idempotency k = {PREBOOKINGS_KEY_SCOPE, key, hash, out->id};
     bool claimed;
-    *st = submit(c, set, key, hash, out->id, out->submitted_at, &p, listened, ctx, published,
-                 &claimed);
+    *st = idempotency_run(c, &k, !sub.plan.lean, store_and_publish, &sub, &claimed);
+    mq_publish_plan_clear(&sub.plan);
     free(body);
     json_decref(attrs);
     if (*st != MQ_OK)

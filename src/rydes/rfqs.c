@@ -2,6 +2,7 @@
 #include "rydes/rfqs.h"
 
 #include "rydes/buf.h"
+#include "rydes/idempotency.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/trace.h"
@@ -287,53 +288,75 @@ static enum mq_status insert(struct db_conn *c, const struct rfq *r, int n, cons
     return MQ_OK;
 }
 
-/* A publish that is not lean (a URL among the subscriptions, or raw and enveloped ones mixed):
- * publish first, then store the RFQ expecting the answers of its chosen targets (expected), or
- * fewer when fewer were delivered (a queue deleted since the topic was cached). */
-static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *set, struct rfq *r,
-                                   const struct mq_publish *p, const char *recipients, int expected,
-                                   bool (*listened)(void *ctx, int queue_id), void *ctx,
-                                   struct mq_publish_result *published)
+/* An RFQ on its way to the database, planned. */
+struct submission {
+    const struct topic_set *set;
+    struct rfq *r;
+    const struct mq_publish *p;
+    struct mq_publish_plan plan;
+    const char *recipients; /* a text[] literal, or NULL */
+    int expected;
+    bool (*listened)(void *ctx, int queue_id);
+    void *ctx;
+    struct mq_publish_result *published;
+};
+
+/* A publish that is not lean (a URL among the subscriptions, or raw and enveloped ones mixed),
+ * inside the caller's transaction: publish first, then store the RFQ expecting the answers of
+ * its chosen targets (expected), or fewer when fewer were delivered (a queue deleted since the
+ * topic was cached). */
+static enum mq_status publish_and_insert(struct db_conn *c, struct submission *s)
 {
-    if (!db_begin(c))
-        return MQ_UNAVAILABLE;
-    enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
-    r->expected = expected < published->deliveries ? expected : published->deliveries;
-    if (st == MQ_OK)
-        st = insert(c, r, r->expected, recipients);
-    if (st == MQ_OK && !db_commit(c))
-        st = MQ_UNAVAILABLE;
-    if (st != MQ_OK)
-        db_rollback(c);
-    return st;
+    enum mq_status st = mq_publish(c, &s->set->topic, s->set->subs, s->set->n, s->p, s->listened,
+                                   s->ctx, s->published);
+    struct rfq *r = s->r;
+    r->expected = s->expected < s->published->deliveries ? s->expected : s->published->deliveries;
+    return st == MQ_OK ? insert(c, r, r->expected, s->recipients) : st;
 }
 
-static enum mq_status submit_lean(struct db_conn *c, struct rfq *r,
-                                  const struct mq_publish_plan *plan, const char *recipients, int n,
-                                  struct mq_publish_result *published)
+/* The RFQ and its publish in one statement (a lean plan). */
+static enum mq_status submit_lean(struct db_conn *c, struct submission *s)
 {
+    struct rfq *r = s->r;
     char expected[16];
-    snprintf(expected, sizeof expected, "%d", n);
+    snprintf(expected, sizeof expected, "%d", s->expected);
     const char *v[13] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
-    mq_publish_plan_params(plan, &v[7]);
-    v[12] = recipients;
+    mq_publish_plan_params(&s->plan, &v[7]);
+    v[12] = s->recipients;
     PGresult *res = db_exec(c, &q_submit, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_TUPLES_OK))
         return mq_failed(c, res);
-    mq_publish_plan_result(plan, res, 0, published);
+    mq_publish_plan_result(&s->plan, res, 0, s->published);
     PQclear(res);
-    r->expected = n;
+    r->expected = s->expected;
     return MQ_OK;
 }
 
-enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
-                           const struct rfq_input *in, bool (*listened)(void *ctx, int queue_id),
-                           void *ctx, struct rfq *out, struct mq_publish_result *published)
+static enum mq_status store_and_publish(struct db_conn *c, void *arg)
 {
-    memset(out, 0, sizeof *out);
-    memset(published, 0, sizeof *published);
-    if (!set)
-        return MQ_NOT_FOUND;
+    struct submission *s = arg;
+    return s->plan.lean ? submit_lean(c, s) : publish_and_insert(c, s);
+}
+
+/* The RFQ an earlier request with key made (replay), or KEY_REUSED. */
+static enum rfqs_outcome replay(struct db_conn *c, const char *key, const char *hash,
+                                struct rfq *out, enum mq_status *st)
+{
+    char id[IDS_UUID_LEN];
+    bool same;
+    rfq_clear(out);
+    *st = idempotency_find(c, RFQS_KEY_SCOPE, key, hash, id, &same);
+    if (*st != MQ_OK)
+        return RFQS_FAILED;
+    if (!same)
+        return RFQS_KEY_REUSED;
+    *st = rfqs_get(c, id, false, out);
+    return *st == MQ_OK ? RFQS_REPLAYED : RFQS_FAILED;
+}
+
+/* Fills out as the RFQ of in, submitted now. */
+static void rfq_new(const struct rfq_input *in, struct rfq *out)
+{
     ids_uuid_v7(out->id); /* the primary key: time-ordered */
     out->from = xstrdup(in->from);
     out->to = xstrdup(in->to);
@@ -341,32 +364,58 @@ enum mq_status rfqs_submit(struct db_conn *c, const struct topic_set *set,
     int64_t now = clock_wall_us();
     clock_format_rfc3339(now, out->submitted_at);
     clock_format_rfc3339(now + (int64_t)in->timeout_s * 1000000, out->eta);
+}
+
+enum rfqs_outcome rfqs_submit(struct db_conn *c, const struct topic_set *set,
+                              const struct rfq_input *in, const char *key, const char *hash,
+                              bool (*listened)(void *ctx, int queue_id), void *ctx, struct rfq *out,
+                              struct mq_publish_result *published, enum mq_status *st)
+{
+    memset(out, 0, sizeof *out);
+    memset(published, 0, sizeof *published);
+    *st = MQ_NOT_FOUND;
+    if (!set)
+        return RFQS_FAILED;
+    rfq_new(in, out);
     char *body;
     json_t *attrs;
     request_event(out, &body, &attrs);
     struct mq_publish p = {
         .body = body, .body_len = strlen(body), .body_json = true, .attributes = attrs};
-    struct mq_publish_plan plan;
-    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
+    struct submission s = {
+        .set = set, .r = out, .p = &p, .listened = listened, .ctx = ctx, .published = published};
+    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &s.plan);
     struct buf names;
-    int asked = recipients_of(set, &plan.tally, &names);
-    const char *recipients = asked ? buf_str(&names) : NULL;
-    int expected = asked ? asked : targets_chosen(set, &plan.tally);
-    enum mq_status st =
-        plan.lean ? submit_lean(c, out, &plan, recipients, expected, published)
-                  : submit_in_tx(c, set, out, &p, recipients, expected, listened, ctx, published);
+    int asked = recipients_of(set, &s.plan.tally, &names);
+    s.recipients = asked ? buf_str(&names) : NULL;
+    s.expected = asked ? asked : targets_chosen(set, &s.plan.tally);
+    struct idempotency k = {RFQS_KEY_SCOPE, key, hash, out->id};
+    bool claimed;
+    *st = idempotency_run(c, &k, !s.plan.lean, store_and_publish, &s, &claimed);
     buf_cleanup(&names);
-    mq_publish_plan_clear(&plan);
+    mq_publish_plan_clear(&s.plan);
     free(body);
     json_decref(attrs);
+    if (*st != MQ_OK) {
+        rfq_clear(out);
+        return RFQS_FAILED;
+    }
+    if (!claimed)
+        return replay(c, key, hash, out, st);
     out->done = out->expected == 0;
     if (out->done) {
         snprintf(out->reason, sizeof out->reason, "all_answered");
         memcpy(out->completed_at, out->submitted_at, sizeof out->completed_at);
     }
-    if (st != MQ_OK)
-        rfq_clear(out);
-    return st;
+    return RFQS_SUBMITTED;
+}
+
+void rfqs_request_hash(const struct rfq_input *in, char out[IDEMPOTENCY_HASH_LEN])
+{
+    json_t *canon = json_pack("{s:s, s:s, s:s, s:i}", "from", in->from, "to", in->to, "customer",
+                              in->customer, "timeout_in_secs", in->timeout_s);
+    idempotency_hash(canon, out);
+    json_decref(canon);
 }
 
 /* The quote as the message a unicorn sends: {unicorn, price, goodies}. */

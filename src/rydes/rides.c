@@ -331,47 +331,52 @@ static enum rides_outcome submit_one_statement(struct db_conn *c, struct rides_s
     return stored ? RIDES_CREATED : taken_key(c, key, hash, out, st);
 }
 
+/* A ride on its way in a transaction (submit_in_transaction). */
+struct ride_tx {
+    const struct topic_set *set;
+    struct rides_submission *s;
+    const char *correlation_id;
+    bool (*listened)(void *ctx, int queue_id);
+    void *ctx;
+    struct mq_publish_result *published;
+};
+
+/* The ride's insert and its mq_publish, inside the caller's transaction. */
+static enum mq_status insert_and_publish(struct db_conn *c, void *arg)
+{
+    struct ride_tx *t = arg;
+    const char *v[10];
+    ride_params(t->s, t->correlation_id, v);
+    PGresult *r = db_exec(c, &q_insert, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    PQclear(r);
+    struct mq_publish p = {.body = t->s->body,
+                           .body_len = strlen(t->s->body),
+                           .body_json = true,
+                           .attributes = t->s->attributes};
+    return mq_publish(c, &t->set->topic, t->set->subs, t->set->n, &p, t->listened, t->ctx,
+                      t->published);
+}
+
 /* Any other topology (URL, enveloped or FIFO subscriptions added by an operator): a
- * transaction around the insert and mq_publish. */
+ * transaction around the key's claim, the insert and mq_publish. */
 static enum rides_outcome
 submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct rides_submission *s,
                       const char *key, const char *hash, const char *correlation_id,
                       bool (*listened)(void *ctx, int queue_id), void *ctx, struct ride *out,
                       struct mq_publish_result *published, enum mq_status *st)
 {
-    if (!db_begin(c)) {
-        *st = MQ_UNAVAILABLE;
+    struct ride_tx t = {set, s, correlation_id, listened, ctx, published};
+    struct idempotency k = {RIDES_KEY_SCOPE, key, hash, s->id};
+    bool claimed;
+    *st = idempotency_run(c, &k, true, insert_and_publish, &t, &claimed);
+    if (*st != MQ_OK)
         return RIDES_FAILED;
-    }
-    bool claimed = true;
-    *st = key ? idempotency_claim(c, RIDES_KEY_SCOPE, key, hash, s->id, &claimed) : MQ_OK;
-    bool ok = *st == MQ_OK;
-    PGresult *r;
-    const char *v[10];
-    ride_params(s, correlation_id, v);
-    if (ok && claimed) {
-        r = db_exec(c, &q_insert, v, NULL, NULL);
-        ok = db_ok(c, r, PGRES_COMMAND_OK);
-        *st = ok ? MQ_OK : mq_failed(c, r);
-        if (ok)
-            PQclear(r);
-    }
-    struct mq_publish p = {.body = s->body,
-                           .body_len = strlen(s->body),
-                           .body_json = true,
-                           .attributes = s->attributes};
-    if (ok && claimed)
-        *st = mq_publish(c, &set->topic, set->subs, set->n, &p, listened, ctx, published);
-    if (ok && claimed && *st == MQ_OK && db_commit(c)) {
-        ride_take(s, out);
-        return RIDES_CREATED;
-    }
-    db_rollback(c);
-    if (*st == MQ_OK && !claimed)
+    if (!claimed)
         return taken_key(c, key, hash, out, st);
-    if (*st == MQ_OK)
-        *st = MQ_UNAVAILABLE; /* the commit failed */
-    return RIDES_FAILED;
+    ride_take(s, out);
+    return RIDES_CREATED;
 }
 
 enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,

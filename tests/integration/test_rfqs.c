@@ -1160,6 +1160,67 @@ START_TEST(invalid_rfqs_are_400_naming_the_field_and_change_nothing)
 }
 END_TEST
 
+/* POST path with an Idempotency-Key header line key; asserts a 202 and copies the RFQ id. */
+static void submit_keyed(struct harness_server *s, const char *path, const char *body,
+                         const char *key, char *id)
+{
+    struct response r;
+    harness_request(s, "POST", path, HARNESS_ADMIN_TOKEN, body, NULL, key, &r);
+    ck_assert_msg(r.status == 202, "POST %s %s: %ld %s", path, body, r.status, buf_str(&r.body));
+    snprintf(id, IDS_UUID_LEN, "%s", json_str(r.json, "id"));
+    char self[80], h[200];
+    snprintf(self, sizeof self, "/rfqs/%s/status", id);
+    ck_assert(response_header(&r, "Location", h, sizeof h));
+    ck_assert_str_eq(h, self);
+    response_cleanup(&r);
+}
+
+/* A retried POST /rfqs with the same Idempotency-Key finds the first RFQ instead of asking the
+ * unicorns again; the key with another request is 422. */
+START_TEST(a_retry_with_the_same_key_finds_the_first_rfq)
+{
+    struct harness_server s;
+    harness_start(&s, no_services);
+    const char *key = "Idempotency-Key: rfq-key-1";
+    char first[IDS_UUID_LEN], again[IDS_UUID_LEN];
+    submit_keyed(&s, "/rfqs", "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-rita\"}", key,
+                 first);
+    /* the same request spelled otherwise, through the alias */
+    submit_keyed(&s, "/submit-instant-ride-rfq",
+                 "{\"customer-id\": \"ik-rita\", \"to\": \"B\", \"from\": \"A\", "
+                 "\"timeout-in-secs\": \"30\"}",
+                 key, again);
+    ck_assert_str_eq(again, first);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs"), 1);
+    for (int u = 0; u < FLEET; u++) {
+        char q[64];
+        snprintf(q, sizeof q, "rfq-unicorn-%s", fleet_names[u]);
+        ck_assert_int_eq(in_queue(q), 1);
+    }
+    /* another timeout is another request */
+    struct response r;
+    harness_request(&s, "POST", "/rfqs", HARNESS_ADMIN_TOKEN,
+                    "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-rita\", "
+                    "\"timeout_in_secs\": 31}",
+                    NULL, key, &r);
+    assert_problem(&r, 422);
+    response_cleanup(&r);
+    harness_request(&s, "POST", "/rfqs", HARNESS_ADMIN_TOKEN,
+                    "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-rita\"}", NULL,
+                    "Idempotency-Key: a b", &r);
+    assert_problem(&r, 400);
+    ck_assert(problem_names_field(&r, "Idempotency-Key"));
+    response_cleanup(&r);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs"), 1);
+    /* another key asks again */
+    submit_keyed(&s, "/rfqs", "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-rita\"}",
+                 "Idempotency-Key: rfq-key-2", again);
+    ck_assert_str_ne(again, first);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs"), 2);
+    harness_stop(&s);
+}
+END_TEST
+
 START_TEST(invalid_quotes_unknown_ids_and_roles)
 {
     struct harness_server s;
@@ -2002,6 +2063,7 @@ int main(void)
     tcase_add_checked_fixture(api, fresh_database, forget_database);
     tcase_add_test(api, invalid_rfqs_are_400_naming_the_field_and_change_nothing);
     tcase_add_test(api, invalid_quotes_unknown_ids_and_roles);
+    tcase_add_test(api, a_retry_with_the_same_key_finds_the_first_rfq);
     tcase_add_test(api, a_goodie_of_100_characters_is_accepted_whatever_its_bytes);
     suite_add_tcase(s, api);
     TCase *gather = tcase_create("scatter-gather");
