@@ -45,7 +45,7 @@ static const char claim_sql[] =
     "FROM c, subscriptions s, topics t, payloads p "
     "WHERE d.id = c.id AND s.id = d.subscription_id AND t.id = s.topic_id AND p.id = d.payload_id "
     "RETURNING d.id, d.attempts, s.max_attempts, s.min_delay_seconds, s.max_delay_seconds, s.url, "
-    "d.message_id, t.name, d.raw, d.body_json, p.body, d.subscription_id, d.last_error";
+    "d.message_id, t.name, d.raw, d.body_json, p.body, d.subscription_id";
 
 /* Where a slot is: free, its POST in flight, its outcome waiting to be written back, or
  * being written back (the statement in flight). */
@@ -67,7 +67,6 @@ struct job {
     CURLcode rc;
     long status;
     char error[CURL_ERROR_SIZE];
-    char *last_error; /* of the attempt before, or NULL */
 };
 
 /* The one statement the worker may have in flight on its connection. */
@@ -114,7 +113,6 @@ static void job_read(struct job *j, PGresult *r, int row)
     j->body_json = PQgetvalue(r, row, 9)[0] == 't';
     j->body = xstrdup(PQgetvalue(r, row, 10));
     j->subscription = atoi(PQgetvalue(r, row, 11));
-    j->last_error = PQgetisnull(r, row, 12) ? NULL : xstrdup(PQgetvalue(r, row, 12));
 }
 
 static struct curl_slist *job_headers(const struct job *j)
@@ -137,20 +135,13 @@ static struct curl_slist *job_headers(const struct job *j)
     return h;
 }
 
-/* Prepares the POST of j; false when it is not to be tried: no URL any more, or its attempts
- * ran out before (the give-up's write-back was lost, and the lease brought it back). */
+/* Prepares the POST of j; false when it cannot even be tried (no URL any more). */
 static bool job_prepare(struct job *j)
 {
     if (!j->url) {
         j->state = JOB_DONE;
         j->rc = CURLE_URL_MALFORMAT;
         snprintf(j->error, sizeof j->error, "the subscription no longer has a URL");
-        return false;
-    }
-    if (j->attempts > j->max_attempts) {
-        j->state = JOB_DONE;
-        j->rc = CURLE_ABORTED_BY_CALLBACK;
-        snprintf(j->error, sizeof j->error, "%.200s", j->last_error ? j->last_error : "no answer");
         return false;
     }
     j->easy = curl_easy_init();
@@ -184,7 +175,6 @@ static void job_cleanup(CURLM *multi, struct job *j)
     free(j->message_id);
     free(j->topic);
     free(j->body);
-    free(j->last_error);
     memset(j, 0, sizeof *j); /* the slot is free again */
 }
 

@@ -1237,32 +1237,6 @@ START_TEST(a_give_up_after_the_lease_changes_nothing)
 }
 END_TEST
 
-/* A give-up whose write-back was lost (the connection went) comes back when its lease runs out,
- * one attempt past the subscription's max_attempts: it is given up again without another POST,
- * keeping the last attempt's error. */
-START_TEST(a_give_up_whose_write_back_was_lost_posts_no_more)
-{
-    restart(no_workers);
-    put_topic("lost-give-up");
-    put_url_sub("lost-give-up", "hook", "/status/500/lost",
-                ", \"delivery_policy\": {\"max_attempts\": 2}");
-    char id[IDS_UUID_LEN];
-    ck_assert_int_eq(publish("lost-give-up", "{\"body\": \"x\"}", id), 1);
-    /* its second attempt was made and answered 500; the give-up never reached the database */
-    ck_assert_int_eq(sql_int("WITH u AS (UPDATE push_deliveries SET attempts = 2, last_error = "
-                             "'HTTP status 500', next_attempt_at = now() RETURNING 1) "
-                             "SELECT count(*) FROM u"),
-                     1);
-    restart(NULL);
-    wait_failed(id);
-    ck_assert_int_eq(rcv_count("/status/500/lost"), 0);
-    char *err = last_error(id);
-    ck_assert_str_eq(err, "HTTP status 500");
-    free(err);
-    wait_metric(&srv, PUSH_METRIC("failed"), 1);
-}
-END_TEST
-
 int main(void)
 {
     Suite *s = suite_create("push");
@@ -1288,7 +1262,6 @@ int main(void)
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
     tcase_add_test(tc, a_give_up_after_the_lease_changes_nothing);
-    tcase_add_test(tc, a_give_up_whose_write_back_was_lost_posts_no_more);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
