@@ -13,9 +13,9 @@
 -- single 64-bit key), after its group locks and before its first insert; a batch whose ids were
 -- all locked first by another waits for that one to commit and then finds them as duplicates.
 -- (Single-key advisory locks do not conflict with the two-key ones of topic batches, prebooking
--- customers and dead-letter changes; of the single keys the migrator, sweeper and topology use,
--- each is below 2^40 and could only meet a queue below id 256 with one particular hash: a wait,
--- never an error.)
+-- customers and dead-letter changes. The single keys of the migrator and the sweeper are below
+-- 2^40, so only a queue below id 256 could meet them, the topology's only queue 1953460335, each
+-- with one particular hash: a wait, never an error.)
 
 CREATE OR REPLACE FUNCTION mq_send_fifo(p_queue int, p_entries json)
 RETURNS TABLE (ord int, message_id uuid, sequence bigint, duplicate boolean)

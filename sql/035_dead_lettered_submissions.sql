@@ -1,4 +1,5 @@
--- 035: a submission dead-lettered after its process died on the last attempt gets its task.
+-- 035: a submission dead-lettered after its process died on the last attempt gets its task;
+-- the dead-letter sweep's cursor no longer waits for whoever reads the dead-letter queue.
 --
 -- A message sent straight into prebooking-submission makes its task (id = the message id) when
 -- the prebooking-submission worker takes it in; when the last attempt the queue allows failed in
@@ -6,39 +7,55 @@
 -- database connection, the next receive moved the message to prebooking-submission-dlq and no
 -- task was ever made: polling GET /tasks/{id} answered 404 for ever. The dead-letter sweep of
 -- 022/025 now walks that queue too, with a cursor of its own, and makes the missing task,
--- failed. The walk of a dead-letter queue after a cursor (and the rule that keeps the cursor
--- before every move of the last five minutes, see 025) is one function that both walks use.
+-- failed. The walk of a dead-letter queue after a cursor is one function both walks use.
+--
+-- 025 kept the cursor before every message whose visible_at was in the last five minutes (a move
+-- sets it to now()), as a move with a lower id may still be open. But a receive from the
+-- dead-letter queue moves visible_at too: someone reading it held the cursor back as long as
+-- they kept receiving, and past the first p_batch messages after the cursor newer moves were
+-- not looked at. The cursor now passes only ids taken more than five minutes ago, known from
+-- the sequence itself: each cursor keeps a fence (the last message id handed out, and when it
+-- was read); once a fence is five minutes old every transaction that took an id up to it has
+-- ended (moves are short statements), so it becomes the cursor's limit (safe_upto) and a new
+-- fence is read. message_ids has CACHE 1: no backend takes an id below the last one handed out.
+
+ALTER TABLE sweep_cursors ADD COLUMN fence bigint, ADD COLUMN fence_at timestamptz,
+    ADD COLUMN safe_upto bigint NOT NULL DEFAULT 0;
 
 INSERT INTO sweep_cursors (name) VALUES ('prebooking-submission-dead-letters')
 ON CONFLICT DO NOTHING;
 
 -- Up to p_batch messages of dead-letter queue p_queue after cursor p_cursor, in id order,
--- moving the cursor up to the last one moved more than five minutes ago that comes before
--- every recent one (those after it are returned again by later calls). Takes the cursor's row
--- lock: every process's sweep calls this, one at a time. Nothing when the queue is missing.
+-- moving the cursor up to the last of them whose id is known to be final (see above: the ids
+-- after it are returned again by later calls). Takes the cursor's row lock: every process's
+-- sweep calls this, one at a time. Nothing when the queue is missing.
 CREATE FUNCTION rydes_dead_letters_after(p_queue text, p_cursor text, p_batch int)
 RETURNS TABLE (message_id uuid, body text, receive_count int, sent_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
     dlq int;
-    walked bigint;
+    c sweep_cursors;
     upto bigint;
-    seen_recent boolean := false;
     r record;
 BEGIN
     SELECT id INTO dlq FROM queues WHERE name = p_queue;
     IF dlq IS NULL THEN
         RETURN;
     END IF;
-    SELECT after INTO walked FROM sweep_cursors WHERE name = p_cursor FOR UPDATE;
+    SELECT * INTO c FROM sweep_cursors WHERE name = p_cursor FOR UPDATE;
+    IF c.fence_at IS NULL OR c.fence_at <= now() - interval '5 minutes' THEN
+        c.safe_upto := coalesce(c.fence, c.safe_upto);
+        UPDATE sweep_cursors SET safe_upto = c.safe_upto, fence_at = now(),
+                                 fence = (SELECT last_value FROM message_ids)
+        WHERE name = p_cursor;
+    END IF;
     FOR r IN SELECT m.id, m.message_id, coalesce(p.body, m.body) AS body, m.receive_count,
-                    m.sent_at, m.visible_at > now() - interval '5 minutes' AS recent
+                    m.sent_at
              FROM messages m
              LEFT JOIN payloads p ON p.id = m.payload_id
-             WHERE m.queue_id = dlq AND m.id > walked ORDER BY m.id LIMIT p_batch
+             WHERE m.queue_id = dlq AND m.id > c.after ORDER BY m.id LIMIT p_batch
     LOOP
-        seen_recent := seen_recent OR r.recent;
-        IF NOT seen_recent THEN
+        IF r.id <= c.safe_upto THEN
             upto := r.id;
         END IF;
         message_id := r.message_id; body := r.body; receive_count := r.receive_count;
