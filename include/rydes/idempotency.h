@@ -30,10 +30,16 @@ void idempotency_hash(const json_t *canon, char out[IDEMPOTENCY_HASH_LEN]);
 enum mq_status idempotency_claim(struct db_conn *c, const char *scope, const char *key,
                                  const char *hash, const char *resource_id, bool *claimed);
 
-/* After a claim found key taken: *same is true when the same request (hash) used it, with id the
- * resource it made; false when another request did, or when the key was swept meanwhile. */
+/* What a key was used for. */
+enum idempotency_match {
+    IDEMPOTENCY_UNKNOWN, /* not used (or swept: after a claim found it taken, take it as OTHER) */
+    IDEMPOTENCY_SAME,    /* by the same request (hash): id is the resource it made */
+    IDEMPOTENCY_OTHER,   /* by another request */
+};
+
+/* Looks key of scope up for a request of hash into *m (and id when IDEMPOTENCY_SAME). */
 enum mq_status idempotency_find(struct db_conn *c, const char *scope, const char *key,
-                                const char *hash, char id[IDS_UUID_LEN], bool *same);
+                                const char *hash, char id[IDS_UUID_LEN], enum idempotency_match *m);
 
 /* The key of a request that may be replayed: key NULL for none (then scope, hash and
  * resource_id are unused). */
@@ -41,11 +47,11 @@ struct idempotency {
     const char *scope, *key, *hash, *resource_id;
 };
 
-/* Runs work(c, arg) behind k: in one transaction with the claim of k->key, or as it is (in
- * autocommit, a single statement) when there is no key and in_tx is false. *claimed is false,
- * and nothing is done, when the key was taken already: find what it made with
- * idempotency_find. Any failure rolls everything back. */
-enum mq_status idempotency_run(struct db_conn *c, const struct idempotency *k, bool in_tx,
+/* Runs work(c, arg) in one transaction with the claim of k->key (when there is one). *claimed
+ * is false, and nothing is done, when the key was taken already: find what it made with
+ * idempotency_find. Any failure rolls everything back. (A lean publish behind a key is one
+ * statement instead, so that it is counted and its fan-out woken after its commit.) */
+enum mq_status idempotency_run(struct db_conn *c, const struct idempotency *k,
                                enum mq_status (*work)(struct db_conn *c, void *arg), void *arg,
                                bool *claimed);
 

@@ -29,7 +29,12 @@ struct prebooking_input {
 };
 
 /* Reads {from, to, customer, when} (with the hyphenated aliases) into in: "when" must be an
- * RFC 3339 date-time after now_us and at most horizon_days ahead. Pure. */
+ * RFC 3339 date-time (in->pickup is then set; it is not judged against the clock). Pure. */
+void prebooking_parse(json_t *body, struct prebooking_input *in, struct field_errors *fe);
+/* Checks that the "when" of a parsed in is after now_us and at most horizon_days ahead. Pure. */
+void prebooking_timely(const struct prebooking_input *in, int64_t now_us, int horizon_days,
+                       struct field_errors *fe);
+/* Both. */
 void prebooking_input(json_t *body, int64_t now_us, int horizon_days, struct prebooking_input *in,
                       struct field_errors *fe);
 
@@ -83,6 +88,13 @@ enum prebookings_outcome prebookings_submit(struct db_conn *c, const struct topi
                                             bool (*listened)(void *ctx, int queue_id), void *ctx,
                                             struct task *out, struct mq_publish_result *published,
                                             enum mq_status *st);
+/* The task the submission of hash made under key: PREBOOKINGS_REPLAYED (out filled: task_clear
+ * it) or PREBOOKINGS_KEY_REUSED (another submission used the key). An unknown key is
+ * PREBOOKINGS_FAILED with *st MQ_NOT_FOUND, or KEY_REUSED after_claim (a claim found the key
+ * taken: it was swept since). */
+enum prebookings_outcome prebookings_find_key(struct db_conn *c, const char *key, const char *hash,
+                                              bool after_claim, struct task *out,
+                                              enum mq_status *st);
 /* The canonical hash of a submission for its Idempotency-Key: "when" as normalised, so the same
  * instant written with another offset is the same submission. */
 void prebookings_request_hash(const struct prebooking_input *in, char out[IDEMPOTENCY_HASH_LEN]);

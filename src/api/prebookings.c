@@ -26,7 +26,9 @@ static enum handler_result reply_task(struct http_request *req, int status, cons
     return http_reply_json(req, status, task_json(t));
 }
 
-/* Reads and checks the submission and its Idempotency-Key; false with the 4xx answered. */
+/* Reads and checks the submission and its Idempotency-Key; false with the 4xx answered. With a
+ * key, "when" is judged against the clock only once the key turns out new (check_timely): a
+ * retry of a submission whose pickup time has come since finds its task. */
 static bool submission(struct http_request *req, struct prebooking_input *in, const char **key,
                        enum handler_result *res)
 {
@@ -34,10 +36,45 @@ static bool submission(struct http_request *req, struct prebooking_input *in, co
         return false;
     struct field_errors fe;
     field_errors_init(&fe);
-    prebooking_input(req->json, clock_wall_us(), (int)req->app->cfg->prebooking_horizon_days, in,
-                     &fe);
+    prebooking_parse(req->json, in, &fe);
     *key = api_idempotency_key(req, &fe);
+    if (!*key)
+        prebooking_timely(in, clock_wall_us(), (int)req->app->cfg->prebooking_horizon_days, &fe);
     return !api_reply_invalid(req, &fe, res);
+}
+
+/* The 400 of a "when" in the past or too far ahead; false then. */
+static bool check_timely(struct http_request *req, const struct prebooking_input *in,
+                         enum handler_result *res)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    prebooking_timely(in, clock_wall_us(), (int)req->app->cfg->prebooking_horizon_days, &fe);
+    return !api_reply_invalid(req, &fe, res);
+}
+
+/* Answers an outcome of prebookings_submit or prebookings_find_key (t filled when it says so). */
+static enum handler_result answer(struct http_request *req, enum prebookings_outcome o,
+                                  enum mq_status st, bool no_topic, struct task *t,
+                                  const struct mq_publish_result *pub)
+{
+    enum handler_result res;
+    switch (o) {
+    case PREBOOKINGS_SUBMITTED:
+        api_published(req, pub);
+        /* fall through */
+    case PREBOOKINGS_REPLAYED:
+        res = reply_task(req, 202, t);
+        task_clear(t);
+        return res;
+    case PREBOOKINGS_KEY_REUSED:
+        return api_key_reused(req);
+    case PREBOOKINGS_FAILED:
+    default:
+        if (no_topic)
+            return api_topology_missing(req, "topic", PREBOOKINGS_TOPIC);
+        return api_mq_failure(req, st, NULL);
+    }
 }
 
 enum handler_result api_prebookings_create(struct http_request *req)
@@ -53,33 +90,28 @@ enum handler_result api_prebookings_create(struct http_request *req)
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
-    enum mq_status st;
-    struct topic_set *set = api_cached_topic(req, c, PREBOOKINGS_TOPIC, &st);
     struct task t;
-    struct mq_publish_result pub;
+    struct mq_publish_result pub = {0};
+    enum mq_status st = MQ_NOT_FOUND;
     enum prebookings_outcome o = PREBOOKINGS_FAILED;
-    if (set || st == MQ_NOT_FOUND)
-        o = prebookings_submit(c, set, &in, key, hash, req->request_id, mq_hub_listened_cb,
-                               req->app->hub, &t, &pub, &st);
-    bool no_topic = !set && st == MQ_NOT_FOUND;
-    api_db_release(req, c);
-    topic_set_release(set);
-    switch (o) {
-    case PREBOOKINGS_SUBMITTED:
-        api_published(req, &pub);
-        /* fall through */
-    case PREBOOKINGS_REPLAYED:
-        res = reply_task(req, 202, &t);
-        task_clear(&t);
+    if (key)
+        o = prebookings_find_key(c, key, hash, false, &t, &st);
+    bool fresh = o == PREBOOKINGS_FAILED && st == MQ_NOT_FOUND; /* no key, or a new one */
+    if (fresh && key && !check_timely(req, &in, &res)) {
+        api_db_release(req, c);
         return res;
-    case PREBOOKINGS_KEY_REUSED:
-        return api_key_reused(req);
-    case PREBOOKINGS_FAILED:
-    default:
-        if (no_topic)
-            return api_topology_missing(req, "topic", PREBOOKINGS_TOPIC);
-        return api_mq_failure(req, st, NULL);
     }
+    bool no_topic = false;
+    if (fresh) {
+        struct topic_set *set = api_cached_topic(req, c, PREBOOKINGS_TOPIC, &st);
+        if (set || st == MQ_NOT_FOUND)
+            o = prebookings_submit(c, set, &in, key, hash, req->request_id, mq_hub_listened_cb,
+                                   req->app->hub, &t, &pub, &st);
+        no_topic = !set && st == MQ_NOT_FOUND;
+        topic_set_release(set);
+    }
+    api_db_release(req, c);
+    return answer(req, o, st, no_topic, &t, &pub);
 }
 
 enum handler_result api_tasks_get(struct http_request *req)

@@ -46,33 +46,35 @@ enum mq_status idempotency_claim(struct db_conn *c, const char *scope, const cha
 }
 
 enum mq_status idempotency_find(struct db_conn *c, const char *scope, const char *key,
-                                const char *hash, char id[IDS_UUID_LEN], bool *same)
+                                const char *hash, char id[IDS_UUID_LEN], enum idempotency_match *m)
 {
     const char *v[] = {scope, key};
     PGresult *r = db_exec(c, &q_find, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    /* no row: swept between the claim and now, as good as reused */
-    *same = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), hash) == 0;
-    snprintf(id, IDS_UUID_LEN, "%s", *same ? PQgetvalue(r, 0, 1) : "");
+    *m = PQntuples(r) == 0                        ? IDEMPOTENCY_UNKNOWN
+         : strcmp(PQgetvalue(r, 0, 0), hash) == 0 ? IDEMPOTENCY_SAME
+                                                  : IDEMPOTENCY_OTHER;
+    snprintf(id, IDS_UUID_LEN, "%s", *m == IDEMPOTENCY_SAME ? PQgetvalue(r, 0, 1) : "");
     PQclear(r);
     return MQ_OK;
 }
 
-enum mq_status idempotency_run(struct db_conn *c, const struct idempotency *k, bool in_tx,
+enum mq_status idempotency_run(struct db_conn *c, const struct idempotency *k,
                                enum mq_status (*work)(struct db_conn *c, void *arg), void *arg,
                                bool *claimed)
 {
-    bool tx = in_tx || k->key;
-    enum mq_status st = tx && !db_begin(c) ? MQ_UNAVAILABLE : MQ_OK;
     *claimed = true;
-    if (st == MQ_OK && k->key)
+    if (!db_begin(c))
+        return MQ_UNAVAILABLE;
+    enum mq_status st = MQ_OK;
+    if (k->key)
         st = idempotency_claim(c, k->scope, k->key, k->hash, k->resource_id, claimed);
     if (st == MQ_OK && *claimed)
         st = work(c, arg);
-    if (tx && st == MQ_OK && *claimed && !db_commit(c))
+    if (st == MQ_OK && *claimed && !db_commit(c))
         st = MQ_UNAVAILABLE;
-    if (tx && (st != MQ_OK || !*claimed))
+    if (st != MQ_OK || !*claimed)
         db_rollback(c);
     return st;
 }

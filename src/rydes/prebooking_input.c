@@ -5,8 +5,7 @@
 
 #include <string.h>
 
-void prebooking_input(json_t *body, int64_t now_us, int horizon_days, struct prebooking_input *in,
-                      struct field_errors *fe)
+void prebooking_parse(json_t *body, struct prebooking_input *in, struct field_errors *fe)
 {
     static const char *const known[] = {"from",          "to",          "customer",    "when",
                                         "from-location", "to-location", "customer-id", NULL};
@@ -24,11 +23,24 @@ void prebooking_input(json_t *body, int64_t now_us, int horizon_days, struct pre
                          "\"2026-12-24T18:30:00Z\"");
         return;
     }
+    clock_format_rfc3339(in->pickup_us, in->pickup);
+}
+
+void prebooking_timely(const struct prebooking_input *in, int64_t now_us, int horizon_days,
+                       struct field_errors *fe)
+{
+    if (!in->pickup[0]) /* "when" is missing or invalid: said already */
+        return;
     int64_t horizon_us = (int64_t)horizon_days * 86400 * 1000000;
     if (in->pickup_us <= now_us)
         field_errors_add(fe, "when", "must be in the future");
     else if (in->pickup_us - now_us > horizon_us)
         field_errors_add(fe, "when", "must be at most %d days ahead", horizon_days);
-    else
-        clock_format_rfc3339(in->pickup_us, in->pickup);
+}
+
+void prebooking_input(json_t *body, int64_t now_us, int horizon_days, struct prebooking_input *in,
+                      struct field_errors *fe)
+{
+    prebooking_parse(body, in, fe);
+    prebooking_timely(in, now_us, horizon_days, fe);
 }

@@ -44,6 +44,17 @@ static struct db_stmt q_submit =
             "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz) RETURNING id) "
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
             7);
+/* The same behind an idempotency key ($8, request hash $9): no row when the key was taken. */
+static struct db_stmt q_submit_key =
+    DB_STMT("pb_submit_key",
+            "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
+            "VALUES ('" PREBOOKINGS_KEY_SCOPE "', $8, $9, $1::uuid) ON CONFLICT DO NOTHING "
+            "RETURNING 1), "
+            "t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at) "
+            "SELECT $1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz "
+            "WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
+            "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
+            9);
 /* A task born failed ($1 id, $2 detail, $3 title): a submission sent into the queue that is
  * invalid, or that could not be taken in. */
 static struct db_stmt q_task_failed =
@@ -287,33 +298,47 @@ struct submission {
     struct mq_publish_result *published;
 };
 
-/* The task and its publish, planned as s->plan says: one statement (a lean plan) or a task
- * insert and mq_publish; inside the caller's transaction when there is one. */
-static enum mq_status store_and_publish(struct db_conn *c, void *arg)
+/* The task and its publish in one statement (a lean plan), behind key when there is one:
+ * *claimed is false when the key was taken. The publish is counted and the fan-out woken once
+ * the statement has committed. */
+static enum mq_status submit_lean(struct db_conn *c, struct submission *s, const char *key,
+                                  const char *hash, bool *claimed)
 {
-    struct submission *s = arg;
-    if (!s->plan.lean)
-        return submit_in_tx(c, s->set, s->id, s->now, s->p, s->listened, s->ctx, s->published);
-    const char *v[7] = {s->id, s->now};
+    const char *v[9] = {s->id, s->now};
     mq_publish_plan_params(&s->plan, &v[2]);
-    PGresult *r = db_exec(c, &q_submit, v, NULL, NULL);
+    v[7] = key;
+    v[8] = hash;
+    PGresult *r = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    mq_publish_plan_result(&s->plan, r, 0, s->published);
+    *claimed = PQntuples(r) == 1;
+    if (*claimed)
+        mq_publish_plan_result(&s->plan, r, 0, s->published);
     PQclear(r);
     return MQ_OK;
 }
 
-/* The task an earlier request with key made (replay), or KEY_REUSED. */
-static enum prebookings_outcome replay(struct db_conn *c, const char *key, const char *hash,
-                                       struct task *out, enum mq_status *st)
+/* The task insert and mq_publish (a plan that is not lean), in idempotency_run's transaction. */
+static enum mq_status submit_in_tx_work(struct db_conn *c, void *arg)
+{
+    struct submission *s = arg;
+    return submit_in_tx(c, s->set, s->id, s->now, s->p, s->listened, s->ctx, s->published);
+}
+
+enum prebookings_outcome prebookings_find_key(struct db_conn *c, const char *key, const char *hash,
+                                              bool after_claim, struct task *out,
+                                              enum mq_status *st)
 {
     char id[IDS_UUID_LEN];
-    bool same;
-    *st = idempotency_find(c, PREBOOKINGS_KEY_SCOPE, key, hash, id, &same);
+    enum idempotency_match m;
+    *st = idempotency_find(c, PREBOOKINGS_KEY_SCOPE, key, hash, id, &m);
     if (*st != MQ_OK)
         return PREBOOKINGS_FAILED;
-    if (!same)
+    if (m == IDEMPOTENCY_UNKNOWN && !after_claim) {
+        *st = MQ_NOT_FOUND;
+        return PREBOOKINGS_FAILED;
+    }
+    if (m != IDEMPOTENCY_SAME) /* unknown after a claim: swept since, as good as reused */
         return PREBOOKINGS_KEY_REUSED;
     *st = tasks_get(c, id, out);
     return *st == MQ_OK ? PREBOOKINGS_REPLAYED : PREBOOKINGS_FAILED;
@@ -351,13 +376,14 @@ enum prebookings_outcome prebookings_submit(struct db_conn *c, const struct topi
     mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &sub.plan);
     struct idempotency k = {PREBOOKINGS_KEY_SCOPE, key, hash, out->id};
     bool claimed;
-    *st = idempotency_run(c, &k, !sub.plan.lean, store_and_publish, &sub, &claimed);
+    *st = sub.plan.lean ? submit_lean(c, &sub, key, hash, &claimed)
+                        : idempotency_run(c, &k, submit_in_tx_work, &sub, &claimed);
     mq_publish_plan_clear(&sub.plan);
     free(body);
     json_decref(attrs);
     if (*st != MQ_OK)
         return PREBOOKINGS_FAILED;
-    return claimed ? PREBOOKINGS_SUBMITTED : replay(c, key, hash, out, st);
+    return claimed ? PREBOOKINGS_SUBMITTED : prebookings_find_key(c, key, hash, true, out, st);
 }
 
 void prebookings_request_hash(const struct prebooking_input *in, char out[IDEMPOTENCY_HASH_LEN])

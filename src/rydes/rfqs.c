@@ -36,22 +36,31 @@ static struct db_stmt q_quotes = DB_STMT("rfq_quotes",
                                          "FROM rfq_quotes WHERE rfq_id = $1 "
                                          "ORDER BY price, received_at, unicorn",
                                          1);
-/* $1..$7 and the recipients (sql/024) as parameter $R. */
-#define RFQ_INSERT(R)                                                                 \
-    "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, " \
-    "expected_responses, status, completed_at, completion_reason, recipients) "       \
-    "VALUES ($1::uuid, $2, $3, $4, $5::timestamptz, $6::timestamptz, $7::int, "       \
-    "CASE WHEN $7::int = 0 THEN 'done' ELSE 'running' END, "                          \
-    "CASE WHEN $7::int = 0 THEN $5::timestamptz END, "                                \
-    "CASE WHEN $7::int = 0 THEN 'all_answered' END, $" R "::text[])"
-static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT("8"), 8);
+/* $1..$7 and the recipients (sql/024) as parameter $R, inserted when cond holds. */
+#define RFQ_INSERT(R, cond)                                                             \
+    "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, eta, "   \
+    "expected_responses, status, completed_at, completion_reason, recipients) "         \
+    "SELECT $1::uuid, $2::text, $3::text, $4::text, $5::timestamptz, $6::timestamptz, " \
+    "$7::int, CASE WHEN $7::int = 0 THEN 'done' ELSE 'running' END, "                   \
+    "CASE WHEN $7::int = 0 THEN $5::timestamptz END, "                                  \
+    "CASE WHEN $7::int = 0 THEN 'all_answered' END, $" R "::text[] WHERE " cond
+static struct db_stmt q_insert = DB_STMT("rfq_insert", RFQ_INSERT("8", "true"), 8);
 /* The RFQ and its publish (mq_publish_payload, sql/006) in one statement. */
 static struct db_stmt q_submit =
     DB_STMT("rfq_submit",
-            "WITH r AS (" RFQ_INSERT("13") " RETURNING id) "
-                                           "SELECT " MQ_PUBLISH_JSON_SQL("8", "9", "10", "11",
-                                                                         "12") " FROM r",
+            "WITH r AS (" RFQ_INSERT("13", "true") " RETURNING id) "
+                                                   "SELECT " MQ_PUBLISH_JSON_SQL(
+                                                       "8", "9", "10", "11", "12") " FROM r",
             13);
+/* The same behind an idempotency key ($14, request hash $15): no row when the key was taken. */
+static struct db_stmt q_submit_key = DB_STMT(
+    "rfq_submit_key",
+    "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
+    "VALUES ('" RFQS_KEY_SCOPE "', $14, $15, $1::uuid) ON CONFLICT DO NOTHING RETURNING 1), "
+    "r AS (" RFQ_INSERT("13", "EXISTS (SELECT 1 FROM k)") " RETURNING id) "
+                                                          "SELECT " MQ_PUBLISH_JSON_SQL(
+                                                              "8", "9", "10", "11", "12") " FROM r",
+    15);
 static struct db_stmt q_asked = DB_STMT(
     "rfq_asked",
     "SELECT recipients IS NULL OR coalesce($2 = ANY (recipients), false) FROM rfqs WHERE id = $1",
@@ -302,11 +311,12 @@ struct submission {
 };
 
 /* A publish that is not lean (a URL among the subscriptions, or raw and enveloped ones mixed),
- * inside the caller's transaction: publish first, then store the RFQ expecting the answers of
+ * in idempotency_run's transaction: publish first, then store the RFQ expecting the answers of
  * its chosen targets (expected), or fewer when fewer were delivered (a queue deleted since the
  * topic was cached). */
-static enum mq_status publish_and_insert(struct db_conn *c, struct submission *s)
+static enum mq_status publish_and_insert(struct db_conn *c, void *arg)
 {
+    struct submission *s = arg;
     enum mq_status st = mq_publish(c, &s->set->topic, s->set->subs, s->set->n, s->p, s->listened,
                                    s->ctx, s->published);
     struct rfq *r = s->r;
@@ -314,28 +324,29 @@ static enum mq_status publish_and_insert(struct db_conn *c, struct submission *s
     return st == MQ_OK ? insert(c, r, r->expected, s->recipients) : st;
 }
 
-/* The RFQ and its publish in one statement (a lean plan). */
-static enum mq_status submit_lean(struct db_conn *c, struct submission *s)
+/* The RFQ and its publish in one statement (a lean plan), behind key when there is one:
+ * *claimed is false when the key was taken. The publish is counted and the fan-out woken once
+ * the statement has committed. */
+static enum mq_status submit_lean(struct db_conn *c, struct submission *s, const char *key,
+                                  const char *hash, bool *claimed)
 {
     struct rfq *r = s->r;
     char expected[16];
     snprintf(expected, sizeof expected, "%d", s->expected);
-    const char *v[13] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
+    const char *v[15] = {r->id, r->from, r->to, r->customer, r->submitted_at, r->eta, expected};
     mq_publish_plan_params(&s->plan, &v[7]);
     v[12] = s->recipients;
-    PGresult *res = db_exec(c, &q_submit, v, NULL, NULL);
+    v[13] = key;
+    v[14] = hash;
+    PGresult *res = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
     if (!db_ok(c, res, PGRES_TUPLES_OK))
         return mq_failed(c, res);
-    mq_publish_plan_result(&s->plan, res, 0, s->published);
+    *claimed = PQntuples(res) == 1;
+    if (*claimed)
+        mq_publish_plan_result(&s->plan, res, 0, s->published);
     PQclear(res);
     r->expected = s->expected;
     return MQ_OK;
-}
-
-static enum mq_status store_and_publish(struct db_conn *c, void *arg)
-{
-    struct submission *s = arg;
-    return s->plan.lean ? submit_lean(c, s) : publish_and_insert(c, s);
 }
 
 /* The RFQ an earlier request with key made (replay), or KEY_REUSED. */
@@ -343,12 +354,12 @@ static enum rfqs_outcome replay(struct db_conn *c, const char *key, const char *
                                 struct rfq *out, enum mq_status *st)
 {
     char id[IDS_UUID_LEN];
-    bool same;
+    enum idempotency_match m;
     rfq_clear(out);
-    *st = idempotency_find(c, RFQS_KEY_SCOPE, key, hash, id, &same);
+    *st = idempotency_find(c, RFQS_KEY_SCOPE, key, hash, id, &m);
     if (*st != MQ_OK)
         return RFQS_FAILED;
-    if (!same)
+    if (m != IDEMPOTENCY_SAME) /* unknown: swept since the claim, as good as reused */
         return RFQS_KEY_REUSED;
     *st = rfqs_get(c, id, false, out);
     return *st == MQ_OK ? RFQS_REPLAYED : RFQS_FAILED;
@@ -391,7 +402,8 @@ enum rfqs_outcome rfqs_submit(struct db_conn *c, const struct topic_set *set,
     s.expected = asked ? asked : targets_chosen(set, &s.plan.tally);
     struct idempotency k = {RFQS_KEY_SCOPE, key, hash, out->id};
     bool claimed;
-    *st = idempotency_run(c, &k, !s.plan.lean, store_and_publish, &s, &claimed);
+    *st = s.plan.lean ? submit_lean(c, &s, key, hash, &claimed)
+                      : idempotency_run(c, &k, publish_and_insert, &s, &claimed);
     buf_cleanup(&names);
     mq_publish_plan_clear(&s.plan);
     free(body);

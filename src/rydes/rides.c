@@ -245,11 +245,11 @@ static enum rides_outcome taken_key(struct db_conn *c, const char *key, const ch
                                     struct ride *out, enum mq_status *st)
 {
     char id[IDS_UUID_LEN];
-    bool same;
-    *st = idempotency_find(c, RIDES_KEY_SCOPE, key, hash, id, &same);
+    enum idempotency_match m;
+    *st = idempotency_find(c, RIDES_KEY_SCOPE, key, hash, id, &m);
     if (*st != MQ_OK)
         return RIDES_FAILED;
-    if (!same)
+    if (m != IDEMPOTENCY_SAME) /* unknown: swept since the claim, as good as reused */
         return RIDES_KEY_REUSED;
     *st = rides_get(c, id, out);
     return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
@@ -370,7 +370,7 @@ submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct rid
     struct ride_tx t = {set, s, correlation_id, listened, ctx, published};
     struct idempotency k = {RIDES_KEY_SCOPE, key, hash, s->id};
     bool claimed;
-    *st = idempotency_run(c, &k, true, insert_and_publish, &t, &claimed);
+    *st = idempotency_run(c, &k, insert_and_publish, &t, &claimed);
     if (*st != MQ_OK)
         return RIDES_FAILED;
     if (!claimed)

@@ -1217,6 +1217,38 @@ START_TEST(a_retry_with_the_same_key_finds_the_first_task)
 }
 END_TEST
 
+/* A retry whose pickup time has come since the first submission still finds its task (the
+ * key is looked up before "when" is judged against the clock); a new key is judged as ever. */
+START_TEST(a_retry_after_the_pickup_time_finds_the_first_task)
+{
+    start(no_workers);
+    char when[64], body[512], id[IDS_UUID_LEN];
+    time_t at = time(NULL) + 2;
+    when_at(when, sizeof when, at, "", 0);
+    pb_body(body, sizeof body, "ik-late", when);
+    struct response r;
+    submit_keyed(body, "Idempotency-Key: ik-late-1", &r);
+    assert_accepted(&r, id);
+    response_cleanup(&r);
+    while (time(NULL) <= at)
+        harness_sleep_ms(100);
+    submit_keyed(body, "Idempotency-Key: ik-late-1", &r);
+    assert_same_task(&r, id, "pending");
+    response_cleanup(&r);
+    submit_keyed(body, "Idempotency-Key: ik-late-2", &r);
+    assert_problem(&r, 400);
+    ck_assert(problem_names_field(&r, "when"));
+    response_cleanup(&r);
+    /* a key used with another submission is 422 even when that one is late too */
+    when_at(when, sizeof when, at - 60, "", 0);
+    pb_body(body, sizeof body, "ik-late", when);
+    submit_keyed(body, "Idempotency-Key: ik-late-1", &r);
+    assert_problem(&r, 422);
+    response_cleanup(&r);
+    stop();
+}
+END_TEST
+
 /* ---- the direct-queue path ------------------------------------------------------------------- */
 
 /* Sends body (JSON text) into queue prebooking-submission with token; returns the message id
@@ -1922,6 +1954,7 @@ int main(void)
     tcase_add_test(services, a_task_processed_after_its_pickup_time_fails);
     tcase_add_test(services, concurrent_submissions_of_one_slot_make_one_prebooking);
     tcase_add_test(services, a_retry_with_the_same_key_finds_the_first_task);
+    tcase_add_test(services, a_retry_after_the_pickup_time_finds_the_first_task);
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_submission_that_cannot_be_taken_in_fails_its_task);
