@@ -752,9 +752,16 @@ START_TEST(retention_reopens_the_group_it_empties_of_its_message_in_flight)
     harness_sqlf("WITH u AS (UPDATE messages SET sent_at = now() - interval '30 days' "
                  "WHERE body = 'a1' AND queue_id = (SELECT id FROM queues WHERE name = "
                  "'ret.fifo') RETURNING 1) SELECT count(*) FROM u");
-    harness_sqlf("WITH u AS (UPDATE queue_sweeps SET next_at = now() WHERE queue_id = (SELECT id "
-                 "FROM queues WHERE name = 'ret.fifo') RETURNING 1) SELECT count(*) FROM u");
-    harness_sqlf("SELECT mq_sweep(1000, 10000)");
+    /* the server's own sweeper may hold the queue's sweep row (and skip it) meanwhile: sweep
+     * until it is done */
+    for (int i = 0; i < 50 && harness_stored("ret.fifo") > 1; i++) {
+        if (i)
+            harness_sleep_ms(100);
+        harness_sqlf("WITH u AS (UPDATE queue_sweeps SET next_at = now() WHERE queue_id = "
+                     "(SELECT id FROM queues WHERE name = 'ret.fifo') RETURNING 1) "
+                     "SELECT count(*) FROM u");
+        harness_sqlf("SELECT mq_sweep(1000, 10000)");
+    }
     ck_assert_int_eq(harness_stored("ret.fifo"), 1);
     ck_assert_int_eq(receive_bodies("ret.fifo", "{}", got, sizeof got, NULL), 1);
     ck_assert_str_eq(got, "a2");
