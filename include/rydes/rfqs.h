@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #define RFQS_TOPIC         "rfq-requests"
 #define RFQS_RESPONSES     "rfq-responses"
@@ -87,6 +88,11 @@ enum rfqs_outcome rfqs_submit(struct db_conn *c, const struct topic_set *set,
                               const struct rfq_input *in, const char *key, const char *hash,
                               bool (*listened)(void *ctx, int queue_id), void *ctx, struct rfq *out,
                               struct mq_publish_result *published, enum mq_status *st);
+/* The RFQ the request of hash made under key: RFQS_REPLAYED (out filled: rfq_clear it) or
+ * RFQS_KEY_REUSED (another request used the key). An unknown key is RFQS_FAILED with *st
+ * MQ_NOT_FOUND, or KEY_REUSED after_claim (a claim found the key taken: it was swept since). */
+enum rfqs_outcome rfqs_find_key(struct db_conn *c, const char *key, const char *hash,
+                                bool after_claim, struct rfq *out, enum mq_status *st);
 /* The canonical hash of an RFQ request for its Idempotency-Key. */
 void rfqs_request_hash(const struct rfq_input *in, char out[IDEMPOTENCY_HASH_LEN]);
 /* Reads RFQ id (its quotes too when with_quotes). MQ_NOT_FOUND for unknown ids. An RFQ past its
@@ -117,6 +123,9 @@ enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct qu
 /* Does RFQ id take quotes from unicorn (one it asked, or any when it asked none by name)?
  * MQ_NOT_FOUND when there is no such RFQ. */
 enum mq_status rfqs_asked(struct db_conn *c, const char *id, const char *unicorn, bool *asked);
+/* RFQs past their eta whose timeout a status or result read of this process recorded first
+ * (rfqs_get), before the deadline timer did. */
+uint64_t rfqs_settled_total(void);
 /* Completes every running RFQ past its eta; *n how many. */
 enum mq_status rfqs_expire(struct db_conn *c, int *n);
 

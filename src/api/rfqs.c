@@ -39,16 +39,22 @@ enum handler_result api_rfqs_create(struct http_request *req)
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;
-    enum mq_status st;
-    struct topic_set *set = api_cached_topic(req, c, RFQS_TOPIC, &st);
-    struct rfq r;
+    struct rfq r = {0};
     struct mq_publish_result pub;
+    enum mq_status st = MQ_NOT_FOUND;
     enum rfqs_outcome o = RFQS_FAILED;
-    if (set || st == MQ_NOT_FOUND)
-        o = rfqs_submit(c, set, &in, key, hash, mq_hub_listened_cb, req->app->hub, &r, &pub, &st);
-    bool no_topic = !set && st == MQ_NOT_FOUND;
+    if (key) /* a known key answers whatever else has changed (a topic deleted since) */
+        o = rfqs_find_key(c, key, hash, false, &r, &st);
+    bool no_topic = false;
+    if (o == RFQS_FAILED && st == MQ_NOT_FOUND) { /* no key, or a new one */
+        struct topic_set *set = api_cached_topic(req, c, RFQS_TOPIC, &st);
+        if (set || st == MQ_NOT_FOUND)
+            o = rfqs_submit(c, set, &in, key, hash, mq_hub_listened_cb, req->app->hub, &r, &pub,
+                            &st);
+        no_topic = !set && st == MQ_NOT_FOUND;
+        topic_set_release(set);
+    }
     api_db_release(req, c);
-    topic_set_release(set);
     if (o == RFQS_KEY_REUSED)
         return api_key_reused(req);
     if (o == RFQS_FAILED)

@@ -7,6 +7,7 @@
 #include "rydes/mem.h"
 #include "rydes/trace.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,17 @@
     "CASE WHEN eta <= now() THEN eta END), "                                            \
     "(SELECT count(*) FROM rfq_quotes q WHERE q.rfq_id = rfqs.id)"
 
-static struct db_stmt q_get =
-    DB_STMT("rfq_get", "SELECT " RFQ_COLUMNS " FROM rfqs WHERE id = $1", 1);
+/* RFQ_COLUMNS, and whether the RFQ is past its eta with that not recorded yet. */
+static struct db_stmt q_get = DB_STMT(
+    "rfq_get",
+    "SELECT " RFQ_COLUMNS ", status = 'running' AND eta <= now() FROM rfqs WHERE id = $1", 1);
+/* Records the timeout of RFQ $1 past its eta, as the timer would: it waits for a quote being
+ * recorded, so that what it reads next is final. */
+static struct db_stmt q_settle =
+    DB_STMT("rfq_settle",
+            "UPDATE rfqs SET status = 'done', completion_reason = 'timeout', completed_at = eta "
+            "WHERE id = $1 AND status = 'running' AND eta <= now()",
+            1);
 /* Newest first, for the dashboard (the index of sql/010 serves it). */
 static struct db_stmt q_list =
     DB_STMT("rfq_list",
@@ -173,22 +183,55 @@ static enum mq_status read_quotes(struct db_conn *c, struct rfq *r)
     return MQ_OK;
 }
 
-enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, struct rfq *out)
+/* RFQs whose timeout a read recorded before the deadline timer did. */
+static _Atomic uint64_t settled;
+
+uint64_t rfqs_settled_total(void)
 {
-    memset(out, 0, sizeof *out);
-    if (!id || !ids_is_uuid(id))
-        return MQ_NOT_FOUND;
+    return atomic_load(&settled);
+}
+
+/* Reads RFQ id into out; *unsettled tells that it is past its eta with no outcome recorded. */
+static enum mq_status read_one(struct db_conn *c, const char *id, struct rfq *out, bool *unsettled)
+{
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_get, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
-    if (found)
+    if (found) {
         read_rfq(r, 0, out);
+        *unsettled = PQgetvalue(r, 0, 11)[0] == 't';
+    }
     PQclear(r);
-    if (!found)
+    return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, struct rfq *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!id || !ids_is_uuid(id))
         return MQ_NOT_FOUND;
-    enum mq_status st = with_quotes ? read_quotes(c, out) : MQ_OK;
+    bool unsettled = false;
+    enum mq_status st = read_one(c, id, out, &unsettled);
+    if (st == MQ_OK && unsettled) {
+        /* a quote that came in time may still be committing: its outcome, or the timeout,
+         * is recorded before the RFQ is shown done (a done RFQ never changes) */
+        const char *v[] = {id};
+        PGresult *r = db_exec(c, &q_settle, v, NULL, NULL);
+        st = db_ok(c, r, PGRES_COMMAND_OK) ? MQ_OK : mq_failed(c, r);
+        if (st == MQ_OK) {
+            if (strcmp(PQcmdTuples(r), "1") == 0)
+                atomic_fetch_add(&settled, 1);
+            PQclear(r);
+        }
+        rfq_clear(out);
+        if (st == MQ_OK)
+            st = read_one(c, id, out, &unsettled);
+    }
+    if (st != MQ_OK)
+        return st;
+    st = with_quotes ? read_quotes(c, out) : MQ_OK;
     if (st != MQ_OK)
         rfq_clear(out);
     return st;
@@ -349,9 +392,8 @@ static enum mq_status submit_lean(struct db_conn *c, struct submission *s, const
     return MQ_OK;
 }
 
-/* The RFQ an earlier request with key made (replay), or KEY_REUSED. */
-static enum rfqs_outcome replay(struct db_conn *c, const char *key, const char *hash,
-                                struct rfq *out, enum mq_status *st)
+enum rfqs_outcome rfqs_find_key(struct db_conn *c, const char *key, const char *hash,
+                                bool after_claim, struct rfq *out, enum mq_status *st)
 {
     char id[IDS_UUID_LEN];
     enum idempotency_match m;
@@ -359,7 +401,11 @@ static enum rfqs_outcome replay(struct db_conn *c, const char *key, const char *
     *st = idempotency_find(c, RFQS_KEY_SCOPE, key, hash, id, &m);
     if (*st != MQ_OK)
         return RFQS_FAILED;
-    if (m != IDEMPOTENCY_SAME) /* unknown: swept since the claim, as good as reused */
+    if (m == IDEMPOTENCY_UNKNOWN && !after_claim) {
+        *st = MQ_NOT_FOUND;
+        return RFQS_FAILED;
+    }
+    if (m != IDEMPOTENCY_SAME) /* unknown after a claim: swept since, as good as reused */
         return RFQS_KEY_REUSED;
     *st = rfqs_get(c, id, false, out);
     return *st == MQ_OK ? RFQS_REPLAYED : RFQS_FAILED;
@@ -413,7 +459,7 @@ enum rfqs_outcome rfqs_submit(struct db_conn *c, const struct topic_set *set,
         return RFQS_FAILED;
     }
     if (!claimed)
-        return replay(c, key, hash, out, st);
+        return rfqs_find_key(c, key, hash, true, out, st);
     out->done = out->expected == 0;
     if (out->done) {
         snprintf(out->reason, sizeof out->reason, "all_answered");

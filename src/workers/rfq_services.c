@@ -119,7 +119,8 @@ void rfq_render_metrics(struct buf *out)
                "rydes_rfq_quotes_total{outcome=\"ignored_finished\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_not_asked\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_invalid\"} %llu\n"
-               "# HELP rydes_rfqs_expired_total RFQs completed at their eta by the timer.\n"
+               "# HELP rydes_rfqs_expired_total RFQs completed at their eta, by the timer or by a "
+               "read past it.\n"
                "# TYPE rydes_rfqs_expired_total counter\nrydes_rfqs_expired_total %llu\n",
                (unsigned long long)atomic_load(&counters.stored),
                (unsigned long long)atomic_load(&counters.completed),
@@ -127,5 +128,5 @@ void rfq_render_metrics(struct buf *out)
                (unsigned long long)atomic_load(&counters.finished),
                (unsigned long long)atomic_load(&counters.not_asked),
                (unsigned long long)atomic_load(&counters.invalid),
-               (unsigned long long)atomic_load(&counters.expired));
+               (unsigned long long)(atomic_load(&counters.expired) + rfqs_settled_total()));
 }

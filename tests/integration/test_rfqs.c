@@ -1217,6 +1217,65 @@ START_TEST(a_retry_with_the_same_key_finds_the_first_rfq)
                  "Idempotency-Key: rfq-key-2", again);
     ck_assert_str_ne(again, first);
     ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs"), 2);
+    /* a known key still answers after the topic is gone (a new request gets 503) */
+    harness_admin(&s, "DELETE", "/topics/rfq-requests", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    submit_keyed(&s, "/rfqs", "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-rita\"}", key,
+                 again);
+    ck_assert_str_eq(again, first);
+    harness_request(&s, "POST", "/rfqs", HARNESS_ADMIN_TOKEN,
+                    "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"ik-rita\"}", NULL,
+                    "Idempotency-Key: rfq-key-3", &r);
+    ck_assert_int_eq(r.status, 503);
+    response_cleanup(&r);
+    harness_stop(&s);
+}
+END_TEST
+
+/* Commits the open transaction of a connection after a pause (a thread: no ck_assert). */
+static void *commit_later(void *arg)
+{
+    harness_sleep_ms(500);
+    PQclear(PQexec(arg, "COMMIT"));
+    return NULL;
+}
+
+/* A quote that came in before the eta but commits after it: a status read in between used to
+ * say done with timeout (final, no Retry-After), then all_answered once the quote committed. It
+ * now waits for the quote, and what it says does not change. */
+START_TEST(a_quote_committing_at_the_eta_is_waited_for)
+{
+    struct harness_server s;
+    harness_start(&s, no_services);
+    char id[IDS_UUID_LEN];
+    char *body = rfq_body("eta-edith", 1);
+    double eta = submit_as(&s, "/rfqs", HARNESS_ADMIN_TOKEN, body, FLEET, id);
+    free(body);
+    PGconn *pg = PQconnectdb(test_db);
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PQclear(PQexec(pg, "BEGIN"));
+    for (int u = 0; u < FLEET; u++) {
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "SELECT rfq_add_quote('%s'::uuid, '%s'::text, 10::numeric, '[]'::jsonb)", id,
+                 fleet_names[u]);
+        PGresult *r = PQexec(pg, sql);
+        ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+        ck_assert_str_eq(PQgetvalue(r, 0, 0), u + 1 < FLEET ? "stored" : "completed");
+        PQclear(r);
+    }
+    while (wall_s() <= eta + 0.1)
+        harness_sleep_ms(20);
+    pthread_t t;
+    pthread_create(&t, NULL, commit_later, pg);
+    struct response r;
+    get(&s, "/rfqs/%s/status", id, &r);
+    pthread_join(t, NULL);
+    PQfinish(pg);
+    ck_assert_int_eq(r.status, 200);
+    assert_status(r.json, id, true, "all_answered", FLEET, FLEET, true);
+    response_cleanup(&r);
     harness_stop(&s);
 }
 END_TEST
@@ -2064,6 +2123,7 @@ int main(void)
     tcase_add_test(api, invalid_rfqs_are_400_naming_the_field_and_change_nothing);
     tcase_add_test(api, invalid_quotes_unknown_ids_and_roles);
     tcase_add_test(api, a_retry_with_the_same_key_finds_the_first_rfq);
+    tcase_add_test(api, a_quote_committing_at_the_eta_is_waited_for);
     tcase_add_test(api, a_goodie_of_100_characters_is_accepted_whatever_its_bytes);
     suite_add_tcase(s, api);
     TCase *gather = tcase_create("scatter-gather");
