@@ -87,6 +87,10 @@ const char *aws_arn_resource(const char *arn, const char *service);
  * attributes {name: {type, value}}: a new object in *out the caller releases (also on failure).
  * False with why filled when one is malformed. */
 bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n);
+/* A JSON text carried inside a parameter (RedrivePolicy, FilterPolicy, DeliveryPolicy, a
+ * MessageStructure=json Message), parsed under the request body's memory cap: NULL when it is
+ * not JSON, has duplicate keys or would take more memory than its size allows. New reference. */
+json_t *aws_parse_json(const char *text);
 /* The AWS parameter a field of the REST message input names ("group_id" -> "MessageGroupId",
  * "attributes.x" -> "MessageAttributes", "body" -> body, which SQS calls MessageBody and SNS
  * Message), or the field itself when AWS has none for it. */

@@ -105,6 +105,14 @@ void mq_messages_free(struct mq_message *msgs, int n);
  * fifo is MQ_CONFLICT and an unknown or mismatched dead-letter queue MQ_INVALID, with detail. */
 enum mq_status mq_queue_put(struct db_conn *c, const char *name, const struct mq_attrs *attrs,
                             bool *created, char *detail, size_t detail_len);
+/* Changes the attributes of queue name in one transaction: reads them under the queue's row
+ * lock, lets change(attrs, ctx) edit them (false: it refused, and nothing is written; *changed
+ * tells), and writes them back, so that concurrent changes of different attributes all hold
+ * and a queue deleted meanwhile is not made again. MQ_NOT_FOUND when there is no such queue;
+ * the rest as mq_queue_put. */
+enum mq_status mq_queue_change(struct db_conn *c, const char *name,
+                               bool (*change)(struct mq_attrs *attrs, void *ctx), void *ctx,
+                               bool *changed, char *detail, size_t detail_len);
 /* mq_queue_put, and also(c, name, created, ctx) in the same transaction: what it writes commits
  * with the queue, and a status other than MQ_OK from it rolls both back and is returned. */
 enum mq_status mq_queue_put_also(struct db_conn *c, const char *name, const struct mq_attrs *attrs,

@@ -15,6 +15,10 @@
 #define WIRE_FORM_MAX_PAIRS  2000
 #define WIRE_FORM_MAX_NAME   256
 #define WIRE_QUERY_MAX_INDEX 1000 /* of a flattened list member: Attribute.N, Tag.N, ... */
+/* dotted parts of a parameter name: the deepest AWS name has 8
+ * (PublishBatchRequestEntries.member.N.MessageAttributes.entry.N.Value.DataType); each part is a
+ * nested object while the query is reshaped, so the bound keeps its memory to ~30x the body */
+#define WIRE_QUERY_MAX_PARTS 10
 
 struct wire_pair {
     char *name;  /* decoded, NUL-terminated */
@@ -39,8 +43,9 @@ const char *wire_form_get(const struct wire_form *f, const char *name);
  * reference): "Attribute.1.Name"/"Attribute.1.Value" become "Attributes": {name: value},
  * "AttributeName.1" "AttributeNames": [...], "SendMessageBatchRequestEntry.1.Id" "Entries":
  * [{"Id"}], and so on; scalars stay strings. NULL with why filled (a sentence) when a value
- * (Action and Version too) holds a NUL byte or is not UTF-8, or when a list index is not a
- * number from 1 to WIRE_QUERY_MAX_INDEX. */
+ * (Action and Version too) holds a NUL byte or is not UTF-8, when a list index is not a
+ * number from 1 to WIRE_QUERY_MAX_INDEX, or when a name has more than WIRE_QUERY_MAX_PARTS
+ * parts. */
 json_t *wire_query_to_json(const struct wire_form *f, char *why, size_t n);
 
 /* Is s[0..n) well-formed UTF-8 of characters XML 1.0 allows, which are those SQS allows in

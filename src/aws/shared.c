@@ -3,6 +3,7 @@
  * checking the entries of a batch (1..10 objects with distinct, well-formed Ids) with the
  * error codes of the calling service. */
 #include "rydes/aws.h"
+#include "rydes/body.h"
 #include "rydes/validate.h"
 
 #include "rydes/mq.h"
@@ -19,6 +20,12 @@ const char *aws_arn_resource(const char *arn, const char *service)
     const char *region = arn + strlen(prefix), *account = strchr(region, ':');
     const char *resource = account ? strchr(account + 1, ':') : NULL;
     return resource && resource[1] ? resource + 1 : NULL;
+}
+
+json_t *aws_parse_json(const char *text)
+{
+    char detail[128];
+    return body_parse_json(text, strlen(text), NULL, detail, sizeof detail);
 }
 
 bool aws_attributes_in(json_t *in, json_t **out, char *why, size_t n)

@@ -59,8 +59,7 @@ static json_t *message_text(json_t *e, char *why, size_t n)
     }
     if (!structure)
         return json_incref(msg);
-    json_t *doc =
-        strcmp(structure, "json") == 0 ? json_loads(json_string_value(msg), 0, NULL) : NULL;
+    json_t *doc = strcmp(structure, "json") == 0 ? aws_parse_json(json_string_value(msg)) : NULL;
     json_t *def = json_incref(json_object_get(doc, "default"));
     json_decref(doc);
     if (!json_is_string(def) || json_string_length(def) == 0) {

@@ -56,7 +56,7 @@ static bool redrive_attr(struct aws_call *call, const char *v, struct sub_change
     if (!ch->url)
         return fail_attr(call, "RedrivePolicy", "Rydes dead-letters http/https subscriptions only",
                          res);
-    json_t *p = *v ? json_loads(v, 0, NULL) : NULL;
+    json_t *p = *v ? aws_parse_json(v) : NULL;
     const char *q =
         aws_arn_resource(json_string_value(json_object_get(p, "deadLetterTargetArn")), "sqs");
     bool ok = !*v || (q && mq_input_queue_name(q));
@@ -73,7 +73,7 @@ static bool delivery_attr(struct aws_call *call, const char *v, struct sub_chang
 {
     if (!ch->url)
         return fail_attr(call, "DeliveryPolicy", "applies to http/https subscriptions", res);
-    json_t *p = json_loads(v, 0, NULL), *h = json_object_get(p, "healthyRetryPolicy");
+    json_t *p = aws_parse_json(v), *h = json_object_get(p, "healthyRetryPolicy");
     json_int_t retries = json_integer_value(json_object_get(h, "numRetries"));
     json_int_t lo = json_integer_value(json_object_get(h, "minDelayTarget"));
     json_int_t hi = json_integer_value(json_object_get(h, "maxDelayTarget"));
@@ -97,7 +97,7 @@ static bool policy_attr(struct aws_call *call, const char *v, struct sub_change 
     if (strlen(v) > FILTER_MAX_POLICY_BYTES)
         return fail_attr(call, "FilterPolicy", "must be at most 256 KB", res);
     json_decref(ch->policy);
-    ch->policy = *v ? json_loads(v, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    ch->policy = *v ? aws_parse_json(v) : NULL;
     ch->in.filter_policy = ch->policy;
     if (*v && !json_is_object(ch->policy))
         return fail_attr(call, "FilterPolicy", "must be a JSON object", res);

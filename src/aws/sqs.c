@@ -139,7 +139,7 @@ static bool redrive_policy(const char *text, struct mq_attrs *a)
         a->max_receive_count = 0;
         return true;
     }
-    json_t *p = json_loads(text, 0, NULL);
+    json_t *p = aws_parse_json(text);
     const char *arn = json_string_value(json_object_get(p, "deadLetterTargetArn"));
     json_t *mrc = json_object_get(p, "maxReceiveCount");
     int64_t count = 0;
@@ -569,6 +569,19 @@ static enum handler_result get_queue_attributes(struct aws_call *call, struct db
                                                  : (json_decref(out), json_object()));
 }
 
+/* SetQueueAttributes' change of the queue's attributes (mq_queue_change): res answers a
+ * refusal. */
+struct set_attrs {
+    struct aws_call *call;
+    enum handler_result res;
+};
+
+static bool set_attrs_change(struct mq_attrs *a, void *ctx)
+{
+    struct set_attrs *s = ctx;
+    return apply_attributes(s->call, a, false, &s->res);
+}
+
 static enum handler_result set_queue_attributes(struct aws_call *call, struct db_conn *c)
 {
     enum handler_result res;
@@ -578,15 +591,17 @@ static enum handler_result set_queue_attributes(struct aws_call *call, struct db
     if (json_object_get(json_object_get(call->in, "Attributes"), "FifoQueue"))
         return aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME,
                         "FifoQueue can be set only when the queue is created.");
-    struct mq_attrs a = q.attrs;
-    if (!apply_attributes(call, &a, false, &res))
-        return res;
-    bool created;
+    /* the named attributes only, on the queue as it is now (not a cached copy): concurrent
+     * changes of other attributes hold, and a queue deleted meanwhile is not made again */
+    struct set_attrs s = {call, 0};
+    bool changed;
     char detail[256] = "";
-    enum mq_status st = mq_queue_put(c, q.name, &a, &created, detail, sizeof detail);
+    enum mq_status st =
+        mq_queue_change(c, q.name, set_attrs_change, &s, &changed, detail, sizeof detail);
     ttlcache_remove(call->req->app->queue_cache, q.name, strlen(q.name));
-    return st == MQ_OK ? aws_reply(call, NULL)
-                       : sqs_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, detail);
+    if (st == MQ_OK && !changed)
+        return s.res;
+    return st == MQ_OK ? aws_reply(call, NULL) : sqs_engine_failed(call, st, detail);
 }
 
 static enum handler_result delete_queue(struct aws_call *call, struct db_conn *c)
@@ -646,7 +661,11 @@ static enum handler_result tag_store_result(struct aws_call *call, enum store_re
     if (r == STORE_OK)
         return aws_reply(call, out);
     json_decref(out);
-    return sqs_engine_failed(call, r == STORE_UNAVAILABLE ? MQ_UNAVAILABLE : MQ_ERROR, NULL);
+    return sqs_engine_failed(call,
+                             r == STORE_UNAVAILABLE ? MQ_UNAVAILABLE
+                             : r == STORE_NOT_FOUND ? MQ_NOT_FOUND
+                                                    : MQ_ERROR,
+                             NULL);
 }
 
 static enum handler_result tag_queue(struct aws_call *call, struct db_conn *c)

@@ -225,7 +225,8 @@ static json_t *indexed_array(json_t *o, const char *flat, struct reshape_err *er
     return arr;
 }
 
-/* {"1": {key: k, value: v}} -> {k: v} (new reference). */
+/* {"1": {key: k, value: v}} -> {k: v} (new reference). An entry without its key or value, or
+ * naming a key twice, fails the query with err (the JSON protocol cannot say either). */
 static json_t *indexed_map(json_t *o, const struct flat_rule *r, struct reshape_err *err)
 {
     json_t *map = json_object(), *items = indexed_array(o, r->flat, err), *item;
@@ -234,7 +235,17 @@ static json_t *indexed_map(json_t *o, const struct flat_rule *r, struct reshape_
     {
         const char *k = json_string_value(json_object_get(item, r->key));
         json_t *v = json_object_get(item, r->value);
-        if (k && v)
+        bool twice = k && v && json_object_get(map, k);
+        if ((!k || !v || twice) && !err->failed) {
+            if (twice)
+                snprintf(err->why, err->n, "The %s %.64s is given twice in %.80s.", r->key, k,
+                         r->flat);
+            else
+                snprintf(err->why, err->n, "Each entry of %.80s needs a %s and a %s.", r->flat,
+                         r->key, r->value);
+            err->failed = true;
+        }
+        if (k && v && !twice)
             json_object_set(map, k, v);
     }
     json_decref(items);
@@ -280,6 +291,15 @@ static json_t *reshape(json_t *obj, struct reshape_err *err)
     return out;
 }
 
+/* The dot-separated parts of name. */
+static int name_parts(const char *name)
+{
+    int parts = 1;
+    for (const char *d = strchr(name, '.'); d; d = strchr(d + 1, '.'))
+        parts++;
+    return parts;
+}
+
 json_t *wire_query_to_json(const struct wire_form *f, char *why, size_t n)
 {
     json_t *nested = json_object();
@@ -293,6 +313,12 @@ json_t *wire_query_to_json(const struct wire_form *f, char *why, size_t n)
         }
         if (strcmp(p->name, "Action") == 0 || strcmp(p->name, "Version") == 0)
             continue;
+        if (name_parts(p->name) > WIRE_QUERY_MAX_PARTS) {
+            snprintf(why, n, "The parameter name %.100s has more than %d parts.", p->name,
+                     WIRE_QUERY_MAX_PARTS);
+            json_decref(nested);
+            return NULL;
+        }
         json_t *v = json_stringn(p->value, p->value_len);
         if (!v) {
             snprintf(why, n, "The value of %.100s is not valid UTF-8.", p->name);

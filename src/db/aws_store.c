@@ -47,11 +47,14 @@ static struct db_stmt q_subscriptions =
             "ORDER BY t.name, s.name LIMIT $4",
             4);
 
+/* foreign_key_violation: the row the statement names (a queue looked up from a cache) was
+ * deleted since: not found, not a bug */
 static enum store_result failed(struct db_conn *c, PGresult *r)
 {
     bool unavailable = db_conn_lost(c) || db_transient(r);
+    bool gone = !unavailable && strcmp(db_sqlstate(r), "23503") == 0;
     PQclear(r);
-    return unavailable ? STORE_UNAVAILABLE : STORE_ERROR;
+    return unavailable ? STORE_UNAVAILABLE : gone ? STORE_NOT_FOUND : STORE_ERROR;
 }
 
 /* n characters drawn uniformly from alphabet (of 32 or 64 characters: no modulo bias). */

@@ -25,6 +25,12 @@ static struct db_stmt q_get = DB_STMT(
     "SELECT " QUEUE_COLUMNS " FROM queues q LEFT JOIN queues d ON d.id = q.dead_letter_queue_id "
     "WHERE q.name = $1",
     1);
+/* The same under the queue's row lock (mq_queue_change). */
+static struct db_stmt q_get_locked = DB_STMT(
+    "mq_queue_get_locked",
+    "SELECT " QUEUE_COLUMNS " FROM queues q LEFT JOIN queues d ON d.id = q.dead_letter_queue_id "
+    "WHERE q.name = $1 FOR UPDATE OF q",
+    1);
 /* Serializes the transactions that set a dead-letter queue, so that two of them cannot each
  * miss the other's change and close a cycle ("dlqs" in ASCII, and 0). */
 static struct db_stmt q_dlq_lock =
@@ -159,10 +165,12 @@ static void read_queue(PGresult *r, struct mq_queue *q)
     mq_copy(q->created_at, sizeof q->created_at, r, 0, 12);
 }
 
-enum mq_status mq_queue_get(struct db_conn *c, const char *name, struct mq_queue *out)
+/* Reads queue name with st (q_get, or q_get_locked). */
+static enum mq_status get_with(struct db_conn *c, struct db_stmt *st, const char *name,
+                               struct mq_queue *out)
 {
     const char *v[] = {name};
-    PGresult *r = db_exec(c, &q_get, v, NULL, NULL);
+    PGresult *r = db_exec(c, st, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     bool found = PQntuples(r) == 1;
@@ -170,6 +178,11 @@ enum mq_status mq_queue_get(struct db_conn *c, const char *name, struct mq_queue
         read_queue(r, out);
     PQclear(r);
     return found ? MQ_OK : MQ_NOT_FOUND;
+}
+
+enum mq_status mq_queue_get(struct db_conn *c, const char *name, struct mq_queue *out)
+{
+    return get_with(c, &q_get, name, out);
 }
 
 /* Resolves the dead-letter queue of attrs into *id (0 when none), checking that it exists, is
@@ -268,6 +281,30 @@ enum mq_status mq_queue_put_also(struct db_conn *c, const char *name, const stru
     if (st == MQ_OK && also)
         st = also(c, name, *created, ctx);
     if (st != MQ_OK) {
+        db_rollback(c);
+        return st;
+    }
+    return db_commit(c) ? MQ_OK : (db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR);
+}
+
+enum mq_status mq_queue_change(struct db_conn *c, const char *name,
+                               bool (*change)(struct mq_attrs *attrs, void *ctx), void *ctx,
+                               bool *changed, char *detail, size_t detail_len)
+{
+    detail[0] = '\0';
+    *changed = false;
+    if (!db_begin(c))
+        return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
+    struct mq_queue q;
+    enum mq_status st = get_with(c, &q_get_locked, name, &q); /* under its row lock */
+    char dlq_id[16];
+    bool created;
+    if (st == MQ_OK && (*changed = change(&q.attrs, ctx))) {
+        st = resolve_dlq(c, name, &q.attrs, dlq_id, sizeof dlq_id, detail, detail_len);
+        if (st == MQ_OK)
+            st = upsert(c, name, &q.attrs, dlq_id, &created);
+    }
+    if (st != MQ_OK || !*changed) {
         db_rollback(c);
         return st;
     }

@@ -684,6 +684,53 @@ START_TEST(nul_bytes_and_indexes_are_refused)
 }
 END_TEST
 
+/* SetQueueAttributes changes the attributes it names on the queue as it is, not on this
+ * process's cached copy: another process's change of another attribute holds, and a queue
+ * deleted meanwhile is not made again. */
+START_TEST(set_queue_attributes_changes_only_what_it_names)
+{
+    struct response r;
+    create_queue("sqa");
+    const char *get = "Action=GetQueueAttributes&QueueUrl=http://h/000000000000/sqa"
+                      "&AttributeName.1=All";
+    query_call("/", get, &r); /* cached here now */
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    harness_sqlf("WITH u AS (UPDATE queues SET delay_seconds = 7 WHERE name = 'sqa' RETURNING 1) "
+                 "SELECT count(*) FROM u"); /* another process */
+    query_call("/",
+               "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa"
+               "&Attribute.1.Name=VisibilityTimeout&Attribute.1.Value=61",
+               &r);
+    ck_assert_msg(r.status == 200, "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT visibility_timeout * 100 + delay_seconds FROM queues "
+                                  "WHERE name = 'sqa'"),
+                     6107);
+    query_call("/", get, &r);
+    response_cleanup(&r);
+    harness_sqlf("WITH d AS (DELETE FROM queues WHERE name = 'sqa' RETURNING 1) "
+                 "SELECT count(*) FROM d"); /* deleted by another process */
+    query_call("/",
+               "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa"
+               "&Attribute.1.Name=DelaySeconds&Attribute.1.Value=3",
+               &r);
+    assert_xml_error(&r, 400, "AWS.SimpleQueueService.NonExistentQueue");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'sqa'"), 0);
+    /* tagging it by its cached id was a foreign-key violation, answered 500 */
+    create_queue("sqt");
+    query_call("/", "Action=GetQueueAttributes&QueueUrl=http://h/000000000000/sqt", &r);
+    response_cleanup(&r);
+    harness_sqlf("WITH d AS (DELETE FROM queues WHERE name = 'sqt' RETURNING 1) "
+                 "SELECT count(*) FROM d");
+    query_call("/", "Action=TagQueue&QueueUrl=http://h/000000000000/sqt&Tag.1.Key=k&Tag.1.Value=v",
+               &r);
+    assert_xml_error(&r, 400, "AWS.SimpleQueueService.NonExistentQueue");
+    response_cleanup(&r);
+}
+END_TEST
+
 /* RedrivePolicy comes back as JSON a parser reads (built by jansson, not by hand). */
 START_TEST(redrive_policy_is_json)
 {
@@ -980,6 +1027,7 @@ int main(void)
     tcase_add_test(t, credentials_are_cached_briefly);
     tcase_add_test(t, signed_requests_are_rate_limited);
     tcase_add_test(t, the_data_plane_goes_through_the_combiner);
+    tcase_add_test(t, set_queue_attributes_changes_only_what_it_names);
     suite_add_tcase(s, t);
     return harness_run(s);
 }

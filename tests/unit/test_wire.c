@@ -2,6 +2,8 @@
  * values, NUL bytes, malformed escapes, the pair limit), the query protocol's flattened
  * parameters reshaped into the JSON protocol's members, XML escaping, the XML rendering of a
  * result and both error envelopes. */
+#include "rydes/aws.h"
+#include "rydes/body.h"
 #include "rydes/wire.h"
 
 #include "unit.h"
@@ -149,6 +151,53 @@ START_TEST(test_query_indexes)
 }
 END_TEST
 
+/* A parameter name of more than WIRE_QUERY_MAX_PARTS parts is refused (each part was a nested
+ * object: 2000 deep names made a small body cost a hundred megabytes); the deepest AWS name
+ * passes. A map entry without its name or value, or naming a key twice, is refused rather than
+ * dropped or merged. */
+START_TEST(test_query_shapes_refused)
+{
+    expect_refused("A.b.c.d.e.f.g.h.i.j.k=1", "more than 10 parts");
+    json_t *j = query_json("PublishBatchRequestEntries.member.1.MessageAttributes.entry.1.Value."
+                           "DataType=String&PublishBatchRequestEntries.member.1."
+                           "MessageAttributes.entry.1.Name=k&PublishBatchRequestEntries.member.1."
+                           "Id=a");
+    ck_assert_ptr_nonnull(j);
+    json_decref(j);
+    expect_refused("Attribute.1.Value=5", "needs a Name and a Value");
+    expect_refused("Attribute.1.Name=DelaySeconds", "needs a Name and a Value");
+    expect_refused("MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value."
+                   "StringValue=x",
+                   "needs a Name and a Value");
+    expect_refused("Attribute.1.Name=A&Attribute.1.Value=1&Attribute.2.Name=A&Attribute.2.Value=2",
+                   "The Name A is given twice");
+    expect_refused("Tag.1.Key=t&Tag.1.Value=1&Tag.2.Key=t&Tag.2.Value=2", "given twice");
+}
+END_TEST
+
+/* JSON inside a parameter (a policy, a MessageStructure=json Message) is parsed under the body's
+ * memory cap: a text of empty objects takes ~75x its size parsed, past the 32x allowed. */
+START_TEST(test_parameter_json_is_capped)
+{
+    size_t k = 20000, n = 0;
+    char *text = malloc(k * 3 + 8);
+    ck_assert_ptr_nonnull(text);
+    text[n++] = '[';
+    for (size_t i = 0; i < k; i++) {
+        memcpy(text + n, "{},", 3);
+        n += 3;
+    }
+    memcpy(text + n, "{}]", 4);
+    ck_assert_ptr_null(aws_parse_json(text));
+    free(text);
+    json_t *j = aws_parse_json("{\"deadLetterTargetArn\": \"arn:aws:sqs:r:1:q\"}");
+    ck_assert(json_is_object(j));
+    json_decref(j);
+    ck_assert_ptr_null(aws_parse_json("{\"a\": 1, \"a\": 2}"));
+    ck_assert_ptr_null(aws_parse_json("{\"a\": 1} x"));
+}
+END_TEST
+
 START_TEST(test_xml_escape)
 {
     struct buf b;
@@ -275,6 +324,8 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_query_to_json);
     tcase_add_test(tc, test_query_refuses_nul);
     tcase_add_test(tc, test_query_indexes);
+    tcase_add_test(tc, test_query_shapes_refused);
+    tcase_add_test(tc, test_parameter_json_is_capped);
     tcase_add_test(tc, test_xml_escape);
     tcase_add_test(tc, test_xml_escape_forbidden);
     tcase_add_test(tc, test_chars_valid);
@@ -286,5 +337,6 @@ static Suite *wire_suite(void)
 
 int main(void)
 {
+    body_json_setup(0); /* no floor: the cap is reached with small texts */
     return unit_run(wire_suite());
 }
