@@ -76,7 +76,7 @@ static struct db_stmt q_asked = DB_STMT(
     "SELECT recipients IS NULL OR coalesce($2 = ANY (recipients), false) FROM rfqs WHERE id = $1",
     2);
 static struct db_stmt q_add =
-    DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb)", 4);
+    DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb, $5::timestamptz)", 5);
 static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
 
 void rfq_clear(struct rfq *r)
@@ -507,22 +507,23 @@ enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, c
 }
 
 enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,
-                              enum quote_outcome *outcome)
+                              const char *sent_at, enum quote_outcome *outcome)
 {
     char price[32];
     snprintf(price, sizeof price, "%.2f", in->price);
     char *goodies = in->goodies ? jsontext_dumps(in->goodies, JSON_COMPACT) : NULL;
-    const char *v[] = {id, in->unicorn, price, goodies};
+    const char *v[] = {id, in->unicorn, price, goodies, sent_at};
     PGresult *r = db_exec(c, &q_add, v, NULL, NULL);
     free(goodies);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     const char *o = PQgetvalue(r, 0, 0);
-    *outcome = strcmp(o, "stored") == 0      ? QUOTE_STORED
-               : strcmp(o, "completed") == 0 ? QUOTE_COMPLETED
-               : strcmp(o, "unknown") == 0   ? QUOTE_UNKNOWN
-               : strcmp(o, "not_asked") == 0 ? QUOTE_NOT_ASKED
-                                             : QUOTE_FINISHED;
+    *outcome = strcmp(o, "stored") == 0       ? QUOTE_STORED
+               : strcmp(o, "completed") == 0  ? QUOTE_COMPLETED
+               : strcmp(o, "unknown") == 0    ? QUOTE_UNKNOWN
+               : strcmp(o, "not_asked") == 0  ? QUOTE_NOT_ASKED
+               : strcmp(o, "superseded") == 0 ? QUOTE_SUPERSEDED
+                                              : QUOTE_FINISHED;
     PQclear(r);
     return MQ_OK;
 }

@@ -17,7 +17,7 @@
 #define RFQ_TIMER_MS 200 /* completion shows in status within this of the deadline */
 
 static struct {
-    _Atomic uint64_t stored, completed, expired, unknown, finished, not_asked, invalid;
+    _Atomic uint64_t stored, completed, expired, unknown, finished, not_asked, superseded, invalid;
 } counters;
 
 /* The string value of message attribute name, or NULL. */
@@ -42,16 +42,17 @@ static enum consumer_result aggregate(const struct consumer_env *env, struct db_
         atomic_fetch_add(&counters.invalid, 1);
     } else {
         enum quote_outcome o;
-        enum mq_status st = rfqs_add_quote(c, id, &q, &o);
+        enum mq_status st = rfqs_add_quote(c, id, &q, m->sent_at, &o);
         if (st != MQ_OK) {
             snprintf(why, n, "recording the quote failed");
             r = CONSUMER_RETRY;
         } else {
-            atomic_fetch_add(o == QUOTE_STORED      ? &counters.stored
-                             : o == QUOTE_COMPLETED ? &counters.completed
-                             : o == QUOTE_UNKNOWN   ? &counters.unknown
-                             : o == QUOTE_NOT_ASKED ? &counters.not_asked
-                                                    : &counters.finished,
+            atomic_fetch_add(o == QUOTE_STORED       ? &counters.stored
+                             : o == QUOTE_COMPLETED  ? &counters.completed
+                             : o == QUOTE_UNKNOWN    ? &counters.unknown
+                             : o == QUOTE_NOT_ASKED  ? &counters.not_asked
+                             : o == QUOTE_SUPERSEDED ? &counters.superseded
+                                                     : &counters.finished,
                              1);
         }
     }
@@ -118,6 +119,7 @@ void rfq_render_metrics(struct buf *out)
                "rydes_rfq_quotes_total{outcome=\"ignored_unknown\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_finished\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_not_asked\"} %llu\n"
+               "rydes_rfq_quotes_total{outcome=\"ignored_superseded\"} %llu\n"
                "rydes_rfq_quotes_total{outcome=\"ignored_invalid\"} %llu\n"
                "# HELP rydes_rfqs_expired_total RFQs completed at their eta, by the timer or by a "
                "read past it.\n"
@@ -127,6 +129,7 @@ void rfq_render_metrics(struct buf *out)
                (unsigned long long)atomic_load(&counters.unknown),
                (unsigned long long)atomic_load(&counters.finished),
                (unsigned long long)atomic_load(&counters.not_asked),
+               (unsigned long long)atomic_load(&counters.superseded),
                (unsigned long long)atomic_load(&counters.invalid),
                (unsigned long long)(atomic_load(&counters.expired) + rfqs_settled_total()));
 }

@@ -244,10 +244,14 @@ static long long metric(struct harness_server *s, const char *sample)
     return v;
 }
 
-enum outcome { STORED, COMPLETED, UNKNOWN, FINISHED, NOT_ASKED, INVALID, OUTCOMES };
-static const char *const outcome_names[OUTCOMES] = {
-    "stored",           "completed",         "ignored_unknown",
-    "ignored_finished", "ignored_not_asked", "ignored_invalid"};
+enum outcome { STORED, COMPLETED, UNKNOWN, FINISHED, NOT_ASKED, INVALID, SUPERSEDED, OUTCOMES };
+static const char *const outcome_names[OUTCOMES] = {"stored",
+                                                    "completed",
+                                                    "ignored_unknown",
+                                                    "ignored_finished",
+                                                    "ignored_not_asked",
+                                                    "ignored_invalid",
+                                                    "ignored_superseded"};
 
 static void quote_counts(struct harness_server *s, long long out[OUTCOMES])
 {
@@ -1440,6 +1444,38 @@ END_TEST
 /* A goodie may be "up to 100 characters" (the 400's own words; every other text field counts
  * characters): 100 characters of two bytes each are accepted through the API, and the same quote
  * sent straight into rfq-responses is stored, not ignored as invalid. */
+/* A unicorn's quote replaces its earlier one by when it was sent, not when the aggregator got to
+ * it: a revision (40) processed before the quote it revises (50, delayed here as a retried
+ * message would be) stands. */
+START_TEST(a_revised_quote_stands_whatever_the_processing_order)
+{
+    struct harness_server s;
+    harness_start(&s, aggregator_only);
+    char id[IDS_UUID_LEN];
+    submit(&s, "rev-ruth", 300, FLEET, id);
+    long long base[OUTCOMES];
+    quote_counts(&s, base);
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"body\": {\"unicorn\": \"sparkle\", \"price\": 50}, \"delay_seconds\": 2, "
+             "\"attributes\": {\"correlation_id\": {\"type\": \"String\", \"value\": \"%s\"}}}",
+             id);
+    struct response r;
+    harness_admin(&s, "POST", "/queues/rfq-responses/messages", text, &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    harness_sleep_ms(20); /* sent later, by the clock */
+    send_response(&s, "{\"unicorn\": \"sparkle\", \"price\": 40}", id);
+    long long moved[OUTCOMES] = {[STORED] = 1, [SUPERSEDED] = 1};
+    wait_quote_counts(&s, base, moved, 6);
+    ck_assert_int_eq(sqlf("SELECT price * 100 FROM rfq_quotes WHERE rfq_id = '%s' AND "
+                          "unicorn = 'sparkle'",
+                          id),
+                     4000);
+    harness_stop(&s);
+}
+END_TEST
+
 START_TEST(a_goodie_of_100_characters_is_accepted_whatever_its_bytes)
 {
     struct harness_server s;
@@ -2124,6 +2160,7 @@ int main(void)
     tcase_add_test(api, invalid_quotes_unknown_ids_and_roles);
     tcase_add_test(api, a_retry_with_the_same_key_finds_the_first_rfq);
     tcase_add_test(api, a_quote_committing_at_the_eta_is_waited_for);
+    tcase_add_test(api, a_revised_quote_stands_whatever_the_processing_order);
     tcase_add_test(api, a_goodie_of_100_characters_is_accepted_whatever_its_bytes);
     suite_add_tcase(s, api);
     TCase *gather = tcase_create("scatter-gather");
