@@ -168,8 +168,9 @@ bool sigv4_parse_amz_date(const char *s, int64_t *epoch_s)
         return false;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
+    int mday = tm.tm_mday, mon = tm.tm_mon;
     *epoch_s = (int64_t)timegm(&tm);
-    return true;
+    return tm.tm_mday == mday && tm.tm_mon == mon; /* not a day the month lacks (Feb 31) */
 }
 
 /* The canonical URI: every byte but the unreserved ones and '/' percent-encoded. */

@@ -67,18 +67,28 @@ static bool redrive_attr(struct aws_call *call, const char *v, struct sub_change
     return ok || fail_attr(call, "RedrivePolicy", "needs a deadLetterTargetArn of a queue", res);
 }
 
-/* DeliveryPolicy {"healthyRetryPolicy": {numRetries, minDelayTarget, maxDelayTarget}}. */
+/* Member name of policy h as an integer, def when it is absent; *ok false when it is there but
+ * not an integer. */
+static json_int_t policy_int(json_t *h, const char *name, json_int_t def, bool *ok)
+{
+    json_t *v = json_object_get(h, name);
+    *ok = *ok && (!v || json_is_integer(v));
+    return v ? json_integer_value(v) : def;
+}
+
+/* DeliveryPolicy {"healthyRetryPolicy": {numRetries, minDelayTarget, maxDelayTarget}}, each
+ * SNS's default when absent (3, 20, 20). */
 static bool delivery_attr(struct aws_call *call, const char *v, struct sub_change *ch,
                           enum handler_result *res)
 {
     if (!ch->url)
         return fail_attr(call, "DeliveryPolicy", "applies to http/https subscriptions", res);
     json_t *p = aws_parse_json(v), *h = json_object_get(p, "healthyRetryPolicy");
-    json_int_t retries = json_integer_value(json_object_get(h, "numRetries"));
-    json_int_t lo = json_integer_value(json_object_get(h, "minDelayTarget"));
-    json_int_t hi = json_integer_value(json_object_get(h, "maxDelayTarget"));
-    bool ok =
-        json_is_object(h) && retries >= 0 && retries <= 99 && lo >= 1 && hi <= 3600 && lo <= hi;
+    bool ok = json_is_object(h);
+    json_int_t retries = policy_int(h, "numRetries", 3, &ok);
+    json_int_t lo = policy_int(h, "minDelayTarget", 20, &ok);
+    json_int_t hi = policy_int(h, "maxDelayTarget", 20, &ok);
+    ok = ok && retries >= 0 && retries <= 99 && lo >= 1 && hi <= 3600 && lo <= hi;
     json_decref(p);
     if (!ok)
         return fail_attr(call, "DeliveryPolicy",

@@ -231,6 +231,32 @@ START_TEST(filter_policies_are_compiled)
 }
 END_TEST
 
+/* A DeliveryPolicy's healthyRetryPolicy takes SNS's defaults for members it leaves out (it
+ * read them as 0: one attempt, no retry); a member that is not an integer is refused. */
+START_TEST(delivery_policies_default_what_they_leave_out)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=delivery", &r);
+    response_cleanup(&r);
+    sns("Action=Subscribe&TopicArn=" ARN "delivery&Protocol=https&Endpoint=https://example.com/d&"
+        "Attributes.entry.1.key=DeliveryPolicy&Attributes.entry.1.value=%7B%22healthyRetryPolicy"
+        "%22%3A%7B%22numRetries%22%3A5%7D%7D",
+        &r);
+    assert_ok(&r, "<SubscriptionArn>" ARN "delivery:url-", NULL);
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT max_attempts * 10000 + min_delay_seconds * 100 + "
+                                  "max_delay_seconds FROM subscriptions WHERE url = "
+                                  "'https://example.com/d'"),
+                     62020);
+    sns("Action=Subscribe&TopicArn=" ARN "delivery&Protocol=https&Endpoint=https://example.com/e&"
+        "Attributes.entry.1.key=DeliveryPolicy&Attributes.entry.1.value=%7B%22healthyRetryPolicy"
+        "%22%3A%7B%22numRetries%22%3A3.0%7D%7D",
+        &r);
+    assert_error(&r, 400, "InvalidParameter");
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(roles_apply)
 {
     struct response r;
@@ -426,6 +452,7 @@ int main(void)
     tcase_add_test(t, results_have_sns_shapes);
     tcase_add_test(t, errors_have_sns_codes);
     tcase_add_test(t, filter_policies_are_compiled);
+    tcase_add_test(t, delivery_policies_default_what_they_leave_out);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, hostile_parameters_never_fail_the_server);
     tcase_add_test(t, control_characters_and_nul_are_refused);

@@ -153,6 +153,11 @@ START_TEST(test_amz_date)
     ck_assert(!sigv4_parse_amz_date("20151330T123600Z", &t));
     ck_assert(!sigv4_parse_amz_date("20150830T123600", &t));
     ck_assert(!sigv4_parse_amz_date(NULL, &t));
+    /* days a month lacks are refused, not rolled into the next month */
+    ck_assert(!sigv4_parse_amz_date("20150231T123600Z", &t));
+    ck_assert(!sigv4_parse_amz_date("20150431T123600Z", &t));
+    ck_assert(!sigv4_parse_amz_date("20150229T123600Z", &t));
+    ck_assert(sigv4_parse_amz_date("20160229T123600Z", &t));
 }
 END_TEST
 
