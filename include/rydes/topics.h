@@ -87,6 +87,9 @@ bool mq_topic_name_valid(const char *name);
 
 enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_based_dedup,
                             bool *created);
+/* Sets content_based_dedup of existing topic name (never creates it: SNS SetTopicAttributes).
+ * MQ_NOT_FOUND when there is no such topic. */
+enum mq_status mq_topic_set_dedup(struct db_conn *c, const char *name, bool content_based_dedup);
 enum mq_status mq_topic_get(struct db_conn *c, const char *name, struct mq_topic *out);
 enum mq_status mq_topic_delete(struct db_conn *c, const char *name);
 /* Lists topic names after after ("" first); *names as mq_queue_list gives them. */

@@ -228,14 +228,14 @@ static enum handler_result set_topic_attributes(struct aws_call *call, struct db
     if (!sns_topic(call, c, &t, &res))
         return res;
     const char *name = sqs_str(call, "AttributeName");
-    bool cbd, created;
+    bool cbd;
     if (!name || strcmp(name, "ContentBasedDeduplication") != 0 || !t.fifo)
         return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
                         "Invalid parameter: AttributeName (only ContentBasedDeduplication of a "
                         "FIFO topic can be set)");
     if (!sns_bool(sqs_str(call, "AttributeValue"), &cbd))
         return aws_fail(call, WIRE_SNS_INVALID_PARAMETER, "Invalid parameter: AttributeValue");
-    enum mq_status st = mq_topic_put(c, t.name, cbd, &created);
+    enum mq_status st = mq_topic_set_dedup(c, t.name, cbd); /* deleted meanwhile: not made again */
     sns_forget(call, t.name);
     return st == MQ_OK ? aws_reply(call, NULL) : sns_engine_failed(call, st, "Topic", NULL);
 }

@@ -22,6 +22,9 @@ static struct db_stmt q_topic_put =
             "ON CONFLICT (name) DO UPDATE SET content_based_dedup = EXCLUDED.content_based_dedup, "
             "updated_at = now() RETURNING (xmax = 0)",
             3);
+static struct db_stmt q_topic_set_dedup =
+    DB_STMT("mq_topic_set_dedup",
+            "UPDATE topics SET content_based_dedup = $2, updated_at = now() WHERE name = $1", 2);
 static struct db_stmt q_topic_get = DB_STMT(
     "mq_topic_get",
     "SELECT id, name, fifo, content_based_dedup, created_at FROM topics WHERE name = $1", 1);
@@ -125,6 +128,17 @@ enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_ba
     *created = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return MQ_OK;
+}
+
+enum mq_status mq_topic_set_dedup(struct db_conn *c, const char *name, bool content_based_dedup)
+{
+    const char *v[] = {name, content_based_dedup ? "t" : "f"};
+    PGresult *r = db_exec(c, &q_topic_set_dedup, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    bool found = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
 }
 
 enum mq_status mq_topic_get(struct db_conn *c, const char *name, struct mq_topic *out)
