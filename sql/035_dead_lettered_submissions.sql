@@ -43,9 +43,11 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO c FROM sweep_cursors WHERE name = p_cursor FOR UPDATE;
-    IF c.fence_at IS NULL OR c.fence_at <= now() - interval '5 minutes' THEN
+    -- clock_timestamp(): the sweep's transaction may have begun long before (other parts of
+    -- the sweep, the wait for this row); the fence is read now, and aged from now
+    IF c.fence_at IS NULL OR c.fence_at <= clock_timestamp() - interval '5 minutes' THEN
         c.safe_upto := coalesce(c.fence, c.safe_upto);
-        UPDATE sweep_cursors SET safe_upto = c.safe_upto, fence_at = now(),
+        UPDATE sweep_cursors SET safe_upto = c.safe_upto, fence_at = clock_timestamp(),
                                  fence = (SELECT last_value FROM message_ids)
         WHERE name = p_cursor;
     END IF;

@@ -6,7 +6,7 @@
 -- then revised to 40 could end with 50. A quote now carries the time its message was sent
 -- (rfq-responses' sent_at: a unicorn's send, or POST /rfqs/{id}/quotes), and one sent before
 -- the stored quote changes nothing ('superseded'). The four-argument form stays for binaries
--- that do not pass the time (their quotes replace as before).
+-- that do not pass the time: their quotes replace only quotes of unknown time.
 
 ALTER TABLE rfq_quotes ADD COLUMN sent_at timestamptz;
 COMMENT ON COLUMN rfq_quotes.sent_at IS
@@ -35,8 +35,9 @@ BEGIN
     VALUES (p_rfq, p_unicorn, p_price, coalesce(p_goodies, '[]'), p_sent_at)
     ON CONFLICT (rfq_id, unicorn) DO UPDATE
         SET price = EXCLUDED.price, goodies = EXCLUDED.goodies, received_at = now(),
-            sent_at = EXCLUDED.sent_at
-        WHERE q.sent_at IS NULL OR EXCLUDED.sent_at IS NULL OR q.sent_at <= EXCLUDED.sent_at;
+            sent_at = coalesce(EXCLUDED.sent_at, q.sent_at)
+        -- a quote of unknown time (an older binary's) does not replace one of known time
+        WHERE q.sent_at IS NULL OR q.sent_at <= EXCLUDED.sent_at;
     IF NOT FOUND THEN
         RETURN 'superseded';
     END IF;

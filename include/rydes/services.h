@@ -24,7 +24,9 @@ struct rfq_timer *rfq_timer_start(const struct consumer_env *env);
 void rfq_timer_request_stop(struct rfq_timer *t);
 void rfq_timer_stop(struct rfq_timer *t);
 struct buf;
-void rfq_render_metrics(struct buf *out);
+/* The RFQ counters: the aggregator's quotes by outcome (with_quotes: where its timer runs),
+ * and the RFQs completed at their eta (by the timer, or by a read past it: every process). */
+void rfq_render_metrics(struct buf *out, bool with_quotes);
 /* The fare services (src/workers/saga_services.c): customer-accounting starts a saga per ride;
  * the fare-saga executors run them. */
 extern const struct consumer_def service_customer_accounting;

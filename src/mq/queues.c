@@ -29,7 +29,7 @@ static struct db_stmt q_get = DB_STMT(
 static struct db_stmt q_get_locked = DB_STMT(
     "mq_queue_get_locked",
     "SELECT " QUEUE_COLUMNS " FROM queues q LEFT JOIN queues d ON d.id = q.dead_letter_queue_id "
-    "WHERE q.name = $1 FOR UPDATE OF q",
+    "WHERE q.name = $1 FOR NO KEY UPDATE OF q",
     1);
 /* Serializes the transactions that set a dead-letter queue, so that two of them cannot each
  * miss the other's change and close a cycle ("dlqs" in ASCII, and 0). */
@@ -295,8 +295,15 @@ enum mq_status mq_queue_change(struct db_conn *c, const char *name,
     *changed = false;
     if (!db_begin(c))
         return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
+    /* the dead-letter lock before the row's, in the order mq_queue_put_also takes them (its
+     * resolve_dlq, then its upsert), or the two could deadlock */
+    PGresult *r = db_exec(c, &q_dlq_lock, NULL, NULL, NULL);
+    enum mq_status st = db_ok(c, r, PGRES_TUPLES_OK) ? MQ_OK : mq_failed(c, r);
+    if (st == MQ_OK)
+        PQclear(r);
     struct mq_queue q;
-    enum mq_status st = get_with(c, &q_get_locked, name, &q); /* under its row lock */
+    if (st == MQ_OK)
+        st = get_with(c, &q_get_locked, name, &q); /* under its row lock */
     char dlq_id[16];
     bool created;
     if (st == MQ_OK && (*changed = change(&q.attrs, ctx))) {

@@ -24,12 +24,13 @@
 static struct db_stmt q_get = DB_STMT(
     "rfq_get",
     "SELECT " RFQ_COLUMNS ", status = 'running' AND eta <= now() FROM rfqs WHERE id = $1", 1);
-/* Records the timeout of RFQ $1 past its eta, as the timer would: it waits for a quote being
- * recorded, so that what it reads next is final. */
+/* Records the timeout of RFQ $1 past its eta, as the timer would, unless its row is locked (a
+ * quote being recorded, or the timer): then nothing, and the RFQ is shown still running. */
 static struct db_stmt q_settle =
     DB_STMT("rfq_settle",
             "UPDATE rfqs SET status = 'done', completion_reason = 'timeout', completed_at = eta "
-            "WHERE id = $1 AND status = 'running' AND eta <= now()",
+            "WHERE id = (SELECT id FROM rfqs WHERE id = $1 AND status = 'running' AND "
+            "eta <= now() FOR NO KEY UPDATE SKIP LOCKED)",
             1);
 /* Newest first, for the dashboard (the index of sql/010 serves it). */
 static struct db_stmt q_list =
@@ -215,8 +216,9 @@ enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, str
     bool unsettled = false;
     enum mq_status st = read_one(c, id, out, &unsettled);
     if (st == MQ_OK && unsettled) {
-        /* a quote that came in time may still be committing: its outcome, or the timeout,
-         * is recorded before the RFQ is shown done (a done RFQ never changes) */
+        /* a quote that came in time may still be committing: the timeout is recorded before
+         * the RFQ is shown done (a done RFQ never changes), and while the row is locked (that
+         * quote, or the timer) it is shown running, to be polled again */
         const char *v[] = {id};
         PGresult *r = db_exec(c, &q_settle, v, NULL, NULL);
         st = db_ok(c, r, PGRES_COMMAND_OK) ? MQ_OK : mq_failed(c, r);
@@ -228,6 +230,10 @@ enum mq_status rfqs_get(struct db_conn *c, const char *id, bool with_quotes, str
         rfq_clear(out);
         if (st == MQ_OK)
             st = read_one(c, id, out, &unsettled);
+        if (st == MQ_OK && unsettled) {
+            out->done = false;
+            out->reason[0] = out->completed_at[0] = '\0';
+        }
     }
     if (st != MQ_OK)
         return st;

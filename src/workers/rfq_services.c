@@ -109,27 +109,29 @@ void rfq_timer_stop(struct rfq_timer *t)
     free(t);
 }
 
-void rfq_render_metrics(struct buf *out)
+void rfq_render_metrics(struct buf *out, bool with_quotes)
 {
+    if (with_quotes)
+        buf_printf(out,
+                   "# HELP rydes_rfq_quotes_total Quotes the RFQ aggregator took in, by outcome.\n"
+                   "# TYPE rydes_rfq_quotes_total counter\n"
+                   "rydes_rfq_quotes_total{outcome=\"stored\"} %llu\n"
+                   "rydes_rfq_quotes_total{outcome=\"completed\"} %llu\n"
+                   "rydes_rfq_quotes_total{outcome=\"ignored_unknown\"} %llu\n"
+                   "rydes_rfq_quotes_total{outcome=\"ignored_finished\"} %llu\n"
+                   "rydes_rfq_quotes_total{outcome=\"ignored_not_asked\"} %llu\n"
+                   "rydes_rfq_quotes_total{outcome=\"ignored_superseded\"} %llu\n"
+                   "rydes_rfq_quotes_total{outcome=\"ignored_invalid\"} %llu\n",
+                   (unsigned long long)atomic_load(&counters.stored),
+                   (unsigned long long)atomic_load(&counters.completed),
+                   (unsigned long long)atomic_load(&counters.unknown),
+                   (unsigned long long)atomic_load(&counters.finished),
+                   (unsigned long long)atomic_load(&counters.not_asked),
+                   (unsigned long long)atomic_load(&counters.superseded),
+                   (unsigned long long)atomic_load(&counters.invalid));
     buf_printf(out,
-               "# HELP rydes_rfq_quotes_total Quotes the RFQ aggregator took in, by outcome.\n"
-               "# TYPE rydes_rfq_quotes_total counter\n"
-               "rydes_rfq_quotes_total{outcome=\"stored\"} %llu\n"
-               "rydes_rfq_quotes_total{outcome=\"completed\"} %llu\n"
-               "rydes_rfq_quotes_total{outcome=\"ignored_unknown\"} %llu\n"
-               "rydes_rfq_quotes_total{outcome=\"ignored_finished\"} %llu\n"
-               "rydes_rfq_quotes_total{outcome=\"ignored_not_asked\"} %llu\n"
-               "rydes_rfq_quotes_total{outcome=\"ignored_superseded\"} %llu\n"
-               "rydes_rfq_quotes_total{outcome=\"ignored_invalid\"} %llu\n"
                "# HELP rydes_rfqs_expired_total RFQs completed at their eta, by the timer or by a "
                "read past it.\n"
                "# TYPE rydes_rfqs_expired_total counter\nrydes_rfqs_expired_total %llu\n",
-               (unsigned long long)atomic_load(&counters.stored),
-               (unsigned long long)atomic_load(&counters.completed),
-               (unsigned long long)atomic_load(&counters.unknown),
-               (unsigned long long)atomic_load(&counters.finished),
-               (unsigned long long)atomic_load(&counters.not_asked),
-               (unsigned long long)atomic_load(&counters.superseded),
-               (unsigned long long)atomic_load(&counters.invalid),
                (unsigned long long)(atomic_load(&counters.expired) + rfqs_settled_total()));
 }

@@ -80,8 +80,7 @@ void services_stop(struct services *s)
 
 void services_render_metrics(const struct services *s, struct buf *out)
 {
-    if (s && s->rfq_timer)
-        rfq_render_metrics(out);
+    rfq_render_metrics(out, s && s->rfq_timer); /* the expiries also where reads record them */
     if (s && s->sagas)
         sagas_render_metrics(out);
     if (!s || !s->n)

@@ -89,10 +89,10 @@ char *harness_db_create(void)
         tag = (unsigned)time(NULL);
     char name[64];
     snprintf(name, sizeof name, "rydes_test_%d_%08x_%d", (int)getpid(), tag, ++seq);
+    ck_assert_int_lt(ncreated, HARNESS_MAX_DATABASES); /* before: each one made is dropped */
     char sql[128];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
     exec_admin(sql);
-    ck_assert_int_lt(ncreated, HARNESS_MAX_DATABASES);
     if (ncreated == 0)
         atexit(drop_all);
     created[ncreated++] = xstrdup(name);
