@@ -1,6 +1,6 @@
-/* Idempotency-Key of the Wild Rydes POSTs (rides, prebookings): a key records the canonical hash
- * of the request that used it and the resource that request made, so that a retry with the same
- * key and request finds that resource instead of making another, and a reuse of the key with
+/* Idempotency-Key of the Wild Rydes POSTs (rides, prebookings, RFQs): a key records the canonical
+ * hash of the request that used it and the resource that request made, so that a retry with the
+ * same key and request finds that resource instead of making another, and a reuse of the key with
  * another request is told apart. Keys live in table idempotency_keys (sql/005), scoped by the
  * kind of resource, and are swept after 48 hours. */
 #ifndef RYDES_IDEMPOTENCY_H
@@ -23,12 +23,6 @@ bool idempotency_key_valid(const char *key);
  * with sorted keys: the same request sent with other spacing, member order or spellings has the
  * same hash. canon is borrowed. */
 void idempotency_hash(const json_t *canon, char out[IDEMPOTENCY_HASH_LEN]);
-
-/* Inside the caller's transaction: records key of scope ("rides", "prebookings") as used by the
- * request of hash to make resource_id. *claimed is false when the key was taken already (by a
- * committed or a concurrent transaction, which this one waits for); the transaction may go on. */
-enum mq_status idempotency_claim(struct db_conn *c, const char *scope, const char *key,
-                                 const char *hash, const char *resource_id, bool *claimed);
 
 /* What a key was used for. */
 enum idempotency_match {

@@ -33,8 +33,11 @@ void idempotency_hash(const json_t *canon, char out[IDEMPOTENCY_HASH_LEN])
     free(text);
 }
 
-enum mq_status idempotency_claim(struct db_conn *c, const char *scope, const char *key,
-                                 const char *hash, const char *resource_id, bool *claimed)
+/* Inside the caller's transaction: records key of scope as used by the request of hash to make
+ * resource_id. *claimed is false when the key was taken already (by a committed or a concurrent
+ * transaction, which this one waits for). */
+static enum mq_status idempotency_claim(struct db_conn *c, const char *scope, const char *key,
+                                        const char *hash, const char *resource_id, bool *claimed)
 {
     const char *v[] = {scope, key, hash, resource_id};
     PGresult *r = db_exec(c, &q_claim, v, NULL, NULL);
