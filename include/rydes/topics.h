@@ -96,6 +96,10 @@ enum mq_status mq_topic_delete(struct db_conn *c, const char *name);
 enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, char ***names,
                              int *count, bool *more);
 
+/* Inside the caller's transaction: locks subscription name of topic (names) for a change of its
+ * attributes, so that a concurrent change or delete of it waits. MQ_NOT_FOUND when there is no
+ * such subscription. */
+enum mq_status mq_subscription_lock(struct db_conn *c, const char *topic, const char *name);
 /* Creates or replaces a subscription of topic t. MQ_INVALID with detail when the queue (or the
  * dead-letter queue) does not exist or cannot subscribe (a FIFO queue to a standard topic, a URL
  * to a FIFO topic). The policy must have compiled. */

@@ -509,33 +509,62 @@ enum handler_result sns_get_subscription_attributes(struct aws_call *call, struc
     return aws_reply(call, json_pack("{s:o}", "Attributes", a));
 }
 
-enum handler_result sns_set_subscription_attributes(struct aws_call *call, struct db_conn *c)
+/* SetSubscriptionAttributes' change inside its transaction (c), under the subscription's row
+ * lock: true when written (the caller answers after its commit), false with *res answered. */
+static bool change_subscription(struct aws_call *call, struct db_conn *c, const char *name,
+                                enum handler_result *res)
 {
-    enum handler_result res;
     struct found_sub f;
-    const char *name = sqs_str(call, "AttributeName");
-    if (!name || !*name)
-        return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
-                        "Invalid parameter: AttributeName Reason: no value for required "
-                        "parameter");
-    if (!find_subscription(call, c, &f, &res))
-        return res;
+    if (!find_subscription(call, c, &f, res))
+        return false;
     struct sub_change ch;
     change_of(f.sub, &ch);
     const char *value = sqs_str(call, "AttributeValue");
-    bool ok = sub_attribute(call, name, value ? value : "", &ch, &res) &&
-              policy_compiles(call, &ch, &res);
+    bool ok =
+        sub_attribute(call, name, value ? value : "", &ch, res) && policy_compiles(call, &ch, res);
     if (ok) {
         bool created;
         char detail[256] = "";
         enum mq_status st =
             mq_subscription_put(c, &f.topic, f.sub->name, &ch.in, &created, detail, sizeof detail);
-        sns_forget(call, f.topic.name);
-        res = st == MQ_OK ? aws_reply(call, NULL)
-                          : sns_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st,
-                                              "Subscription", detail);
+        ok = st == MQ_OK;
+        if (!ok)
+            *res = sns_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, "Subscription",
+                                     detail);
     }
     change_cleanup(&ch);
     mq_subscriptions_free(f.subs, f.n);
-    return res;
+    return ok;
+}
+
+enum handler_result sns_set_subscription_attributes(struct aws_call *call, struct db_conn *c)
+{
+    enum handler_result res;
+    const char *name = sqs_str(call, "AttributeName");
+    if (!name || !*name)
+        return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
+                        "Invalid parameter: AttributeName Reason: no value for required "
+                        "parameter");
+    char topic[MQ_TOPIC_NAME_MAX + 1], sub[MQ_NAME_MAX + 1];
+    if (!subscription_names(call, topic, sub, &res))
+        return res;
+    /* the subscription as it is, locked: a concurrent change of another attribute holds, and
+     * one unsubscribed meanwhile is NotFound, not made again */
+    if (!db_begin(c))
+        return sns_engine_failed(call, MQ_UNAVAILABLE, "Subscription", NULL);
+    enum mq_status st = mq_subscription_lock(c, topic, sub);
+    if (st != MQ_OK) {
+        db_rollback(c);
+        return sns_engine_failed(call, st, "Subscription", NULL);
+    }
+    if (!change_subscription(call, c, name, &res)) {
+        db_rollback(c);
+        return res;
+    }
+    if (!db_commit(c)) {
+        db_rollback(c);
+        return sns_engine_failed(call, MQ_UNAVAILABLE, "Subscription", NULL);
+    }
+    sns_forget(call, topic);
+    return aws_reply(call, NULL);
 }

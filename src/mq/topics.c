@@ -43,6 +43,12 @@ static struct db_stmt q_sub_put = DB_STMT(
     "min_delay_seconds = EXCLUDED.min_delay_seconds, "
     "max_delay_seconds = EXCLUDED.max_delay_seconds, updated_at = now() RETURNING (xmax = 0)",
     11);
+/* Locks subscription $2 of topic $1 (by name) for a change of its attributes. */
+static struct db_stmt q_sub_lock =
+    DB_STMT("mq_sub_lock",
+            "SELECT 1 FROM subscriptions s JOIN topics t ON t.id = s.topic_id "
+            "WHERE t.name = $1 AND s.name = $2 FOR NO KEY UPDATE OF s",
+            2);
 static struct db_stmt q_sub_queue =
     DB_STMT("mq_sub_queue", "SELECT id, fifo FROM queues WHERE name = $1", 1);
 static struct db_stmt q_sub_delete =
@@ -260,6 +266,17 @@ enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, 
     *created = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return MQ_OK;
+}
+
+enum mq_status mq_subscription_lock(struct db_conn *c, const char *topic, const char *name)
+{
+    const char *v[] = {topic, name};
+    PGresult *r = db_exec(c, &q_sub_lock, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    bool found = PQntuples(r) == 1;
+    PQclear(r);
+    return found ? MQ_OK : MQ_NOT_FOUND;
 }
 
 enum mq_status mq_subscription_delete(struct db_conn *c, const struct mq_topic *t, const char *name)

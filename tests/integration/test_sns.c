@@ -257,6 +257,63 @@ START_TEST(delivery_policies_default_what_they_leave_out)
 }
 END_TEST
 
+/* A SetSubscriptionAttributes call on its own thread (no ck_assert there). */
+struct set_call {
+    const char *body;
+    long status;
+    char text[512];
+};
+
+static void *set_call_main(void *arg)
+{
+    struct set_call *sc = arg;
+    struct response r;
+    sns(sc->body, &r);
+    sc->status = r.status;
+    snprintf(sc->text, sizeof sc->text, "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    return NULL;
+}
+
+/* SetSubscriptionAttributes changes the subscription as it is, under its row lock: one
+ * unsubscribed while the call waits is NotFound (the write used to make it again). A test
+ * transaction deletes it and holds the row until the call waits on it. */
+START_TEST(set_subscription_attributes_does_not_bring_one_back)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=again", &r);
+    response_cleanup(&r);
+    harness_put_queue(&srv, "again-q", NULL, 201);
+    sns("Action=Subscribe&TopicArn=" ARN "again&Protocol=sqs&Endpoint=arn:aws:sqs:us-east-1:"
+        "000000000000:again-q",
+        &r);
+    assert_ok(&r, "<SubscriptionArn>" ARN "again:sqs-again-q</SubscriptionArn>", NULL);
+    response_cleanup(&r);
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PQclear(PQexec(pg, "BEGIN"));
+    PGresult *d = PQexec(pg, "DELETE FROM subscriptions WHERE name = 'sqs-again-q'");
+    ck_assert_str_eq(PQcmdTuples(d), "1");
+    PQclear(d);
+    struct set_call sc = {"Action=SetSubscriptionAttributes&SubscriptionArn=" ARN
+                          "again:sqs-again-q&AttributeName=RawMessageDelivery&AttributeValue=true",
+                          0, ""};
+    pthread_t t;
+    pthread_create(&t, NULL, set_call_main, &sc);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "wait_event_type = 'Lock' AND datname = current_database()",
+                                      1, 10),
+                     1);
+    PQclear(PQexec(pg, "COMMIT"));
+    PQfinish(pg);
+    pthread_join(t, NULL);
+    ck_assert_msg(sc.status == 404 && strstr(sc.text, "<Code>NotFound</Code>"), "%ld %s", sc.status,
+                  sc.text);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions WHERE name = 'sqs-again-q'"),
+                     0);
+}
+END_TEST
+
 START_TEST(roles_apply)
 {
     struct response r;
@@ -453,6 +510,7 @@ int main(void)
     tcase_add_test(t, errors_have_sns_codes);
     tcase_add_test(t, filter_policies_are_compiled);
     tcase_add_test(t, delivery_policies_default_what_they_leave_out);
+    tcase_add_test(t, set_subscription_attributes_does_not_bring_one_back);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, hostile_parameters_never_fail_the_server);
     tcase_add_test(t, control_characters_and_nul_are_refused);
