@@ -171,7 +171,9 @@ static void *stream_run(void *arg)
             break; /* the server is gone */
         if (rc == CURLE_OK && status == 200) {
             st->answered++;
-        } else if (!cut_off(rc)) {
+        } else if (!cut_off(rc) && !(rc == CURLE_OK && status == 503)) {
+            /* a receive that arrives as the server stops may be refused with 503 (its handler
+             * thread or the pool already gone): an answer, not a failure */
             st->other++;
             st->rc = rc;
             st->status = status;
@@ -255,7 +257,7 @@ START_TEST(shutdown_answers_waiters_at_once)
     ck_assert_int_lt(c.done - t0, 5000000); /* well before the 20 s deadline */
     for (int i = 0; i < STREAMS; i++) {
         pthread_join(ts[i], NULL);
-        /* each receive was answered or cut off by the stop */
+        /* each receive was answered, refused as the server stopped, or cut off by the stop */
         ck_assert_msg(st[i].other == 0, "%d receive(s), the last: curl %d, status %ld", st[i].other,
                       (int)st[i].rc, st[i].status);
         ck_assert_int_gt(st[i].answered, 0);
