@@ -171,9 +171,11 @@ static void *stream_run(void *arg)
             break; /* the server is gone */
         if (rc == CURLE_OK && status == 200) {
             st->answered++;
-        } else if (!cut_off(rc) && !(rc == CURLE_OK && status == 503)) {
-            /* a receive that arrives as the server stops may be refused with 503 (its handler
-             * thread or the pool already gone): an answer, not a failure */
+        } else if (!cut_off(rc) &&
+                   !(rc == CURLE_OK && status == 503 && strstr(buf_str(&body), "shutting down"))) {
+            /* a receive that arrives once the server has stopped taking work is refused with
+             * 503 "shutting down" before it claims anything: an answer, not a failure (any
+             * other 503, a busy pool say, still is) */
             st->other++;
             st->rc = rc;
             st->status = status;

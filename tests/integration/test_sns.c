@@ -301,7 +301,8 @@ START_TEST(set_subscription_attributes_does_not_bring_one_back)
     pthread_t t;
     pthread_create(&t, NULL, set_call_main, &sc);
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
-                                      "wait_event_type = 'Lock' AND datname = current_database()",
+                                      "wait_event_type = 'Lock' AND datname = current_database() "
+                                      "AND query LIKE '%subscriptions%'",
                                       1, 10),
                      1);
     PQclear(PQexec(pg, "COMMIT"));
