@@ -55,6 +55,7 @@ struct mq_subscription_input {
     json_t *filter_policy; /* borrowed, or NULL */
     enum filter_scope scope;
     bool raw;
+    bool only_new; /* mq_subscription_put creates only: an existing one is left as it is */
 };
 
 struct mq_publish {
@@ -100,7 +101,8 @@ enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, ch
  * attributes, so that a concurrent change or delete of it waits. MQ_NOT_FOUND when there is no
  * such subscription. */
 enum mq_status mq_subscription_lock(struct db_conn *c, const char *topic, const char *name);
-/* Creates or replaces a subscription of topic t. MQ_INVALID with detail when the queue (or the
+/* Creates or replaces a subscription of topic t (with in->only_new, creates it or leaves the
+ * existing one untouched; *created tells which). MQ_INVALID with detail when the queue (or the
  * dead-letter queue) does not exist or cannot subscribe (a FIFO queue to a standard topic, a URL
  * to a FIFO topic). The policy must have compiled. */
 enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,

@@ -305,22 +305,65 @@ static bool subscribe_attributes(struct aws_call *call, struct sub_change *ch,
     return policy_compiles(call, ch, res);
 }
 
-/* Stores the new subscription ch of f's topic; answers its ARN. */
-static enum handler_result subscribe_new(struct aws_call *call, struct db_conn *c,
-                                         struct found_sub *f, struct sub_change *ch)
+/* Answers Subscribe for s, the subscription of f's topic that already delivers where ch does. */
+static enum handler_result subscribe_existing(struct aws_call *call, const struct found_sub *f,
+                                              const struct mq_subscription *s,
+                                              const struct sub_change *ch)
+{
+    if (json_object_size(json_object_get(call->in, "Attributes")) && !same_attributes(s, ch))
+        return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
+                        "Invalid parameter: Attributes Reason: Subscription already exists with "
+                        "different attributes");
+    char arn[SNS_ARN_MAX];
+    subscription_arn(call, f->topic.name, s->name, arn);
+    return aws_reply(call, json_pack("{s:s}", "SubscriptionArn", arn));
+}
+
+static enum handler_result name_taken(struct aws_call *call, const char *name)
+{
+    return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
+                    "Invalid parameter: the subscription name %s is taken by another endpoint",
+                    name);
+}
+
+/* Reads f's subscriptions again after another request changed them. */
+static enum mq_status reload_subscriptions(struct db_conn *c, struct found_sub *f)
+{
+    mq_subscriptions_free(f->subs, f->n);
+    f->subs = NULL;
+    f->n = 0;
+    return mq_subscriptions_load(c, &f->topic, &f->subs, &f->n);
+}
+
+/* Answers the subscription of f's topic that delivers where ch does, storing it when there is
+ * none. Creates only: when another
+ * Subscribe (or a PUT) made a subscription of that name since f was read, f is read again and
+ * that one answered as an existing subscription, never overwritten; one deleted again meanwhile
+ * is tried anew (three times in all). */
+static enum handler_result subscribe_stored(struct aws_call *call, struct db_conn *c,
+                                            struct found_sub *f, struct sub_change *ch)
 {
     char name[MQ_NAME_MAX + 1], detail[256] = "", arn[SNS_ARN_MAX];
     subscription_name(ch, name);
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->subs[i].name, name) == 0) /* a REST subscription with that name */
-            return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
-                            "Invalid parameter: the subscription name %s is taken by another "
-                            "endpoint",
-                            name);
-    bool created;
-    enum mq_status st =
-        mq_subscription_put(c, &f->topic, name, &ch->in, &created, detail, sizeof detail);
-    sns_forget(call, f->topic.name);
+    ch->in.only_new = true;
+    enum mq_status st = MQ_CONFLICT;
+    for (int attempt = 0; attempt < 3 && st == MQ_CONFLICT; attempt++) {
+        const struct mq_subscription *s = same_target(f, ch);
+        if (s)
+            return subscribe_existing(call, f, s, ch);
+        for (int i = 0; i < f->n; i++)
+            if (strcmp(f->subs[i].name, name) == 0) /* a REST subscription with that name */
+                return name_taken(call, name);
+        bool created;
+        st = mq_subscription_put(c, &f->topic, name, &ch->in, &created, detail, sizeof detail);
+        sns_forget(call, f->topic.name);
+        if (st == MQ_OK && !created) {
+            st = reload_subscriptions(c, f);
+            st = st == MQ_OK ? MQ_CONFLICT : st;
+        }
+    }
+    if (st == MQ_CONFLICT) /* made and deleted again under each attempt */
+        st = MQ_BUSY;
     if (st != MQ_OK)
         return sns_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, "Topic", detail);
     subscription_arn(call, f->topic.name, name, arn);
@@ -333,16 +376,7 @@ static enum handler_result subscribe_on(struct aws_call *call, struct db_conn *c
     enum handler_result res;
     if (!subscribe_target(call, ch, queue, &res) || !subscribe_attributes(call, ch, &res))
         return res;
-    const struct mq_subscription *s = same_target(f, ch);
-    if (!s)
-        return subscribe_new(call, c, f, ch);
-    if (json_object_size(json_object_get(call->in, "Attributes")) && !same_attributes(s, ch))
-        return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
-                        "Invalid parameter: Attributes Reason: Subscription already exists with "
-                        "different attributes");
-    char arn[SNS_ARN_MAX];
-    subscription_arn(call, f->topic.name, s->name, arn);
-    return aws_reply(call, json_pack("{s:s}", "SubscriptionArn", arn));
+    return subscribe_stored(call, c, f, ch);
 }
 
 enum handler_result sns_subscribe(struct aws_call *call, struct db_conn *c)

@@ -32,17 +32,23 @@ static struct db_stmt q_topic_delete =
     DB_STMT("mq_topic_delete", "DELETE FROM topics WHERE name = $1", 1);
 static struct db_stmt q_topic_list =
     DB_STMT("mq_topic_list", "SELECT name FROM topics WHERE name > $1 ORDER BY name LIMIT $2", 2);
+#define SUB_INSERT_SQL                                                                             \
+    "INSERT INTO subscriptions AS s (topic_id, name, queue_id, url, filter_policy, filter_scope, " \
+    "raw_delivery, dead_letter_queue_id, max_attempts, min_delay_seconds, max_delay_seconds) "     \
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (topic_id, name) "
 static struct db_stmt q_sub_put = DB_STMT(
     "mq_sub_put",
-    "INSERT INTO subscriptions AS s (topic_id, name, queue_id, url, filter_policy, filter_scope, "
-    "raw_delivery, dead_letter_queue_id, max_attempts, min_delay_seconds, max_delay_seconds) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (topic_id, name) DO UPDATE "
-    "SET queue_id = EXCLUDED.queue_id, url = EXCLUDED.url, filter_policy = EXCLUDED.filter_policy, "
+    SUB_INSERT_SQL
+    "DO UPDATE SET queue_id = EXCLUDED.queue_id, url = EXCLUDED.url, "
+    "filter_policy = EXCLUDED.filter_policy, "
     "filter_scope = EXCLUDED.filter_scope, raw_delivery = EXCLUDED.raw_delivery, "
     "dead_letter_queue_id = EXCLUDED.dead_letter_queue_id, max_attempts = EXCLUDED.max_attempts, "
     "min_delay_seconds = EXCLUDED.min_delay_seconds, "
     "max_delay_seconds = EXCLUDED.max_delay_seconds, updated_at = now() RETURNING (xmax = 0)",
     11);
+/* The same, creating only: no row when the subscription exists. */
+static struct db_stmt q_sub_add =
+    DB_STMT("mq_sub_add", SUB_INSERT_SQL "DO NOTHING RETURNING true", 11);
 /* Locks subscription $2 of topic $1 (by name) for a change of its attributes. */
 static struct db_stmt q_sub_lock =
     DB_STMT("mq_sub_lock",
@@ -259,11 +265,11 @@ enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, 
                        attempts,
                        min_delay,
                        max_delay};
-    PGresult *r = db_exec(c, &q_sub_put, v, NULL, NULL);
+    PGresult *r = db_exec(c, in->only_new ? &q_sub_add : &q_sub_put, v, NULL, NULL);
     free(policy);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    *created = PQgetvalue(r, 0, 0)[0] == 't';
+    *created = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return MQ_OK;
 }

@@ -315,6 +315,48 @@ START_TEST(set_subscription_attributes_does_not_bring_one_back)
 }
 END_TEST
 
+/* Two Subscribes of one endpoint with other attributes, racing: one makes the subscription, the
+ * other finds it and answers "already exists with different attributes"; neither overwrites
+ * the other (the upsert let the later write win). A test transaction holds the table in SHARE
+ * mode until both wait to insert. */
+START_TEST(racing_subscribes_never_overwrite_each_other)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=race", &r);
+    response_cleanup(&r);
+    harness_put_queue(&srv, "race-q", NULL, 201);
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PQclear(PQexec(pg, "BEGIN"));
+    PQclear(PQexec(pg, "LOCK TABLE subscriptions IN SHARE MODE"));
+#define RACE_SUBSCRIBE                                                                   \
+    "Action=Subscribe&TopicArn=" ARN "race&Protocol=sqs&Endpoint=arn:aws:sqs:us-east-1:" \
+    "000000000000:race-q&Attributes.entry.1.key=RawMessageDelivery&Attributes.entry.1.value="
+    struct set_call calls[2] = {{RACE_SUBSCRIBE "true", 0, ""}, {RACE_SUBSCRIBE "false", 0, ""}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, set_call_main, &calls[i]);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "wait_event_type = 'Lock' AND datname = current_database() "
+                                      "AND query LIKE '%INSERT INTO subscriptions%'",
+                                      2, 10),
+                     2);
+    PQclear(PQexec(pg, "COMMIT"));
+    PQfinish(pg);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    int won = calls[0].status == 200 ? 0 : 1, lost = 1 - won;
+    ck_assert_msg(calls[won].status == 200, "%ld %s", calls[won].status, calls[won].text);
+    ck_assert_msg(calls[lost].status == 400 && strstr(calls[lost].text, "different attributes"),
+                  "%ld %s", calls[lost].status, calls[lost].text);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions WHERE name = 'sqs-race-q' "
+                                  "AND raw_delivery = %s",
+                                  won == 0 ? "true" : "false"),
+                     1);
+#undef RACE_SUBSCRIBE
+}
+END_TEST
+
 START_TEST(roles_apply)
 {
     struct response r;
@@ -512,6 +554,7 @@ int main(void)
     tcase_add_test(t, filter_policies_are_compiled);
     tcase_add_test(t, delivery_policies_default_what_they_leave_out);
     tcase_add_test(t, set_subscription_attributes_does_not_bring_one_back);
+    tcase_add_test(t, racing_subscribes_never_overwrite_each_other);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, hostile_parameters_never_fail_the_server);
     tcase_add_test(t, control_characters_and_nul_are_refused);
