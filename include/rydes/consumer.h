@@ -30,7 +30,8 @@ enum consumer_result {
 /* Each message is handled in a transaction that first holds it (mq_hold): on a FIFO queue that
  * also holds its group's row, so sends to that group wait for the handler, and a handler that
  * sends to its own FIFO queue's groups could deadlock with a batch send; the built-in services
- * consume standard queues only. */
+ * consume standard queues only. In a FIFO queue, a batch's messages after a failed one of its
+ * group are released unhandled, to come again behind it. */
 struct consumer_def {
     const char *name;  /* the RYDES_WORKERS name */
     const char *queue; /* the queue it consumes */

@@ -91,8 +91,9 @@ static bool hold(struct consumer *k, struct db_conn *c, const struct mq_message 
 }
 
 /* Handles one message: the handler's work and the ack commit together, or neither. Holding it
- * first makes that once: a batch handled in turn can outlive a message's lease. */
-static void handle_traced(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+ * first makes that once: a batch handled in turn can outlive a message's lease. False when it
+ * failed (and is to come again). */
+static bool handle_traced(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     char why[256] = "";
     if (k->def->claimed)
@@ -108,7 +109,7 @@ static void handle_traced(struct consumer *k, struct db_conn *c, const struct mq
         atomic_fetch_add(&k->counters.lost, 1);
         log_info("%s: message %s is no longer ours (its lease ran out): not handled", k->def->name,
                  m->message_id);
-        return;
+        return true;
     }
     ok = ok && k->def->handle(&k->env, c, m, why, sizeof why) == CONSUMER_DONE;
     ok = ok && mq_delete(c, &k->q, m->receipt) == MQ_OK;
@@ -121,7 +122,7 @@ static void handle_traced(struct consumer *k, struct db_conn *c, const struct mq
                                     LOG_INT("receive_count", m->receive_count)};
             log_event(LOG_LEVEL_INFO, "handled", f, 3);
         }
-        return;
+        return true;
     }
     db_rollback(c);
     atomic_fetch_add(&k->counters.failed, 1);
@@ -134,14 +135,44 @@ static void handle_traced(struct consumer *k, struct db_conn *c, const struct mq
         k->def->given_up(&k->env, c, m, why[0] ? why : "a statement failed");
     if (!db_conn_lost(c))
         mq_change_visibility(c, &k->q, m->receipt, last ? 0 : retry_delay(m->receive_count));
+    return false;
 }
 
-/* Handles one message with its trace (rydes/trace.h) as the thread's. */
-static void handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+/* Handles one message with its trace (rydes/trace.h) as the thread's; false when it failed. */
+static bool handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     trace_from_attributes(m->attributes);
-    handle_traced(k, c, m);
+    bool ok = handle_traced(k, c, m);
     trace_set(NULL, NULL);
+    return ok;
+}
+
+/* Did a message of msgs[i]'s FIFO group fail earlier in the batch? Then msgs[i] must wait for
+ * it: handling it now would run the group out of order. */
+static bool behind_a_failure(const struct mq_message *msgs, const bool *failed, int i)
+{
+    for (int j = 0; j < i && msgs[i].group_id; j++)
+        if (failed[j] && strcmp(msgs[j].group_id, msgs[i].group_id) == 0)
+            return true;
+    return false;
+}
+
+/* Handles a received batch in order. In a FIFO queue the messages after a failed one of its
+ * group are released unhandled (visibility 0): the group stays closed while the failed one is
+ * held back for its retry (sql/002 mq_refresh_group), and opens with it at its head. */
+static void handle_batch(struct consumer *k, struct db_conn *c, const struct mq_message *msgs,
+                         int n)
+{
+    bool failed[MQ_MAX_BATCH] = {false};
+    for (int i = 0; i < n && i < MQ_MAX_BATCH; i++) {
+        if (!behind_a_failure(msgs, failed, i)) {
+            failed[i] = !handle_one(k, c, &msgs[i]);
+            continue;
+        }
+        failed[i] = true;
+        if (!db_conn_lost(c))
+            mq_change_visibility(c, &k->q, msgs[i].receipt, 0);
+    }
 }
 
 /* Reads the queue's attributes when they are missing or old; false when it does not exist. */
@@ -177,8 +208,8 @@ static int consumer_step(struct worker *w, void *arg)
     st = mq_receive(c, &k->q, k->def->batch, k->def->visibility, false, &msgs, &n);
     if (st == MQ_OK && n == k->def->batch) /* there may be more: the next waiter looks too */
         mq_hub_poke(k->env.hub, k->q.id);
-    for (int i = 0; st == MQ_OK && i < n; i++)
-        handle_one(k, c, &msgs[i]);
+    if (st == MQ_OK)
+        handle_batch(k, c, msgs, n);
     mq_messages_free(msgs, n);
     db_pool_release(k->env.pool, c);
     if (st != MQ_OK)
