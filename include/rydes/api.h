@@ -117,6 +117,15 @@ enum handler_result api_publish_handed_over(struct http_request *req,
                                             const struct mq_publish_plan *plan, bool *refused,
                                             route_handler then);
 
+/* What the open operations endpoints (/metrics, /readyz: no token) cache, so that their rate
+ * does not set what they cost the database (src/api/ops_metrics.c). One per app. */
+struct ops_cache *ops_cache_create(void);
+void ops_cache_free(struct ops_cache *c);
+/* The migrations the database said were applied less than a second ago, all of them (as
+ * ops_cache_ready_seen was told), or -1. */
+int ops_cache_ready(struct ops_cache *c);
+void ops_cache_ready_seen(struct ops_cache *c, int applied);
+
 enum handler_result api_healthz(struct http_request *req);
 enum handler_result api_readyz(struct http_request *req);
 /* Appends every /metrics series but the HTTP ones (src/api/ops_metrics.c). */

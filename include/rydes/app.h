@@ -40,6 +40,7 @@ struct app {
     struct ttlcache *queue_cache;        /* queue name -> struct mq_queue */
     struct ttlcache *aws_key_cache;      /* SigV4 access key id -> struct aws_key */
     struct topic_cache *topic_cache;     /* topics with compiled subscriptions */
+    struct ops_cache *ops_cache;         /* what /metrics and /readyz read lately */
     struct mq_publish_counters publish_counters;
     int64_t started_wall_us;
     char *tls_cert, *tls_key; /* PEM text of RYDES_TLS_CERT / RYDES_TLS_KEY, or NULL */

@@ -57,7 +57,7 @@ struct db_pool_stats {
     int in_use;
     int waiting;
     int connected;
-    unsigned long long exhausted_total; /* acquires that timed out */
+    unsigned long long exhausted_total; /* acquires that waited their whole timeout (> 0) */
     unsigned long long connect_failures_total;
 };
 

@@ -1,8 +1,10 @@
 /* Per-queue, per-topic and per-subscription operation counters of this process, for /metrics:
- * fixed lock-free tables keyed by database id. A slot is claimed by a compare-and-swap on its
- * key and never released; when a table is full, further ids are counted in its overflow total
- * (rendered, so an operator sees that it happened). Counts are taken when a statement succeeded;
- * a transaction rolled back afterwards (a failed consumer handler) still counts. */
+ * fixed tables keyed by database id, counted lock-free. A slot is claimed on an id's first
+ * count and given up once a scrape finds the id gone from the database (mq_counters_retire:
+ * queues, topics and subscriptions come and go; their ids are never reused); when a table is
+ * full nonetheless, further ids are counted in its overflow total (rendered, so an operator sees
+ * that it happened). Counts are taken when a statement succeeded; a transaction rolled back
+ * afterwards (a failed consumer handler) still counts. */
 #ifndef RYDES_MQ_COUNTERS_H
 #define RYDES_MQ_COUNTERS_H
 
@@ -33,5 +35,14 @@ uint64_t mq_subscription_count(int subscription_id, enum mq_subscription_counter
 uint64_t mq_topic_count(int topic_id);
 /* Counts that found their table full (0 normally). */
 uint64_t mq_counters_overflow(void);
+
+enum mq_counter_table { MQC_QUEUES, MQC_TOPICS, MQC_SUBSCRIPTIONS, MQC_TABLES_N };
+
+/* Frees the slots of ids that are gone: those not among live (n ids, sorted here in place), the
+ * ids the database listed in a read that started at listed_at_us (clock_mono_us), unless the
+ * slot was claimed after that (its id may have been created since). An id counted after it was
+ * retired, by an operation that raced its deletion, starts again from 0. Returns how many were
+ * freed. */
+int mq_counters_retire(enum mq_counter_table which, int *live, int n, int64_t listed_at_us);
 
 #endif

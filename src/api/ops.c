@@ -16,15 +16,9 @@ enum handler_result api_healthz(struct http_request *req)
     return http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* Asks c whether every migration is applied, gives c back, and answers. */
-static enum handler_result readyz_answer(struct http_request *req, struct db_conn *c)
+static enum handler_result readyz_reply(struct http_request *req, int applied)
 {
-    int applied = 0;
-    bool asked = migrate_status(c->pg, &applied);
-    api_db_release(req, c);
     int expected = (int)rydes_migrations_count;
-    if (!asked)
-        return http_reply_unavailable(req, "the database does not answer");
     if (applied < expected) {
         http_add_header(req, "Retry-After", "5");
         return http_reply_problem(req, 503, "database migrations are behind");
@@ -32,6 +26,25 @@ static enum handler_result readyz_answer(struct http_request *req, struct db_con
     return http_reply_json(req, 200,
                            json_pack("{s:s, s:s, s:{s:i, s:i}}", "status", "ready", "database",
                                      "ok", "migrations", "applied", applied, "expected", expected));
+}
+
+/* Asks c whether every migration is applied (unless the database said all were less than a
+ * second ago: probes need no token, and their rate must not set what they cost), gives c back,
+ * and answers. */
+static enum handler_result readyz_answer(struct http_request *req, struct db_conn *c)
+{
+    int applied = ops_cache_ready(req->app->ops_cache);
+    if (applied >= 0) {
+        api_db_release(req, c);
+        return readyz_reply(req, applied);
+    }
+    bool asked = migrate_status(c->pg, &applied);
+    api_db_release(req, c);
+    if (!asked)
+        return http_reply_unavailable(req, "the database does not answer");
+    if (applied >= (int)rydes_migrations_count) /* behind: asked again at the next probe */
+        ops_cache_ready_seen(req->app->ops_cache, applied);
+    return readyz_reply(req, applied);
 }
 
 static enum handler_result readyz_busy(struct http_request *req)
@@ -57,7 +70,8 @@ enum handler_result api_readyz(struct http_request *req)
     /* Every connection busy means the database is answering: a loaded instance is still ready
      * (pulling it from a load balancer would only move its load elsewhere). So the probe takes
      * an open connection that is free, at once, on its HTTP thread; none free is "busy"; free
-     * ones that are not open are opened on a data-plane thread (a connect may take seconds) */
+     * ones that are not open are opened on a data-plane thread (a connect may take seconds).
+     * A connection the database closed (it stopped) is found so without a query. */
     bool busy;
     struct db_conn *c = db_pool_acquire_connected(req->app->pool, &busy);
     if (c)

@@ -1,12 +1,14 @@
 /* The /metrics series beyond the HTTP ones (src/http/metrics.c): the pool, queue depths and
  * this process's per-queue operations, topics and subscriptions, the long-poll waiters, and
- * the gauges PostgreSQL answers (Wild Rydes work by state, the health of the engine's tables),
- * which are cached for GAUGES_TTL_US so that scrapes stay cheap on large tables. Every series
- * has HELP and TYPE; counters end in _total. */
+ * the gauges PostgreSQL answers (Wild Rydes work by state, the health of the engine's tables).
+ * What the database says is cached (struct scrape_part), so that scrapes, which need no token,
+ * stay cheap at any rate and on large tables. Every series has HELP and TYPE; counters end in
+ * _total. */
 #include "rydes/api.h"
 
 #include "rydes/app.h"
 #include "rydes/clock.h"
+#include "rydes/mem.h"
 #include "rydes/mq.h"
 #include "rydes/mq_combiner.h"
 #include "rydes/mq_counters.h"
@@ -19,8 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GAUGES_TTL_US   5000000
-#define GAUGES_STALE_US 30000000
+#define DEPTHS_TTL_US   1000000  /* queue depths, topics and subscriptions */
+#define GAUGES_TTL_US   5000000  /* the gauges of rydes_gauges() */
+#define SCRAPE_STALE_US 30000000 /* a part older than this is left out */
+#define READY_TTL_US    1000000  /* /readyz answers from the database's last answer */
 
 static const char *const queue_ops[MQC_QUEUE_N] = {
     [MQC_SENT] = "sent",
@@ -105,7 +109,8 @@ static void render_pool(struct db_pool *pool, struct buf *out)
                "# TYPE rydes_db_pool_size gauge\nrydes_db_pool_size %d\n"
                "# HELP rydes_db_pool_waiting Requests waiting for a database connection.\n"
                "# TYPE rydes_db_pool_waiting gauge\nrydes_db_pool_waiting %d\n"
-               "# HELP rydes_db_pool_exhausted_total Acquires that timed out (answered 503).\n"
+               "# HELP rydes_db_pool_exhausted_total Acquires that waited their whole timeout for "
+               "a connection (a request then gets 503, a worker backs off).\n"
                "# TYPE rydes_db_pool_exhausted_total counter\n"
                "rydes_db_pool_exhausted_total %llu\n"
                "# HELP rydes_db_connect_failures_total Failed attempts to open a connection.\n"
@@ -115,19 +120,45 @@ static void render_pool(struct db_pool *pool, struct buf *out)
                st.size, st.waiting, st.exhausted_total, st.connect_failures_total);
 }
 
-/* Queue depths as the sweeper last measured them; left out while the database is away. */
-static void render_queues(struct http_request *req, struct buf *out)
+/* Queue depths as the sweeper last measured them, with this process's counters. */
+struct depths {
+    struct mq_depth *d;
+    int n;
+};
+
+static void *read_depths(struct app *app)
 {
     enum db_acquire_error why;
-    struct db_conn *c = db_pool_acquire(req->app->pool, 200, &why);
+    struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
     if (!c)
-        return;
-    struct mq_depth *d = NULL;
-    int n = 0;
-    enum mq_status st = mq_queue_depths(c, &d, &n);
-    db_pool_release(req->app->pool, c);
-    if (st != MQ_OK)
-        return;
+        return NULL;
+    struct depths *q = xcalloc(1, sizeof *q);
+    int64_t listed_at = clock_mono_us();
+    enum mq_status st = mq_queue_depths(c, &q->d, &q->n);
+    db_pool_release(app->pool, c);
+    if (st != MQ_OK) {
+        free(q);
+        return NULL;
+    }
+    int *live = xcalloc((size_t)q->n + 1, sizeof *live);
+    for (int i = 0; i < q->n; i++)
+        live[i] = q->d[i].id;
+    mq_counters_retire(MQC_QUEUES, live, q->n, listed_at);
+    free(live);
+    return q;
+}
+
+static void free_depths(void *data)
+{
+    struct depths *q = data;
+    free(q->d);
+    free(q);
+}
+
+static void render_depths(const void *data, struct buf *out)
+{
+    const struct mq_depth *d = ((const struct depths *)data)->d;
+    int n = ((const struct depths *)data)->n;
     buf_puts(out, "# HELP rydes_queue_messages Messages per queue and state (sweeper's last "
                   "measurement).\n# TYPE rydes_queue_messages gauge\n");
     for (int i = 0; i < n; i++)
@@ -149,7 +180,6 @@ static void render_queues(struct http_request *req, struct buf *out)
         if (d[i].dead_letter)
             buf_printf(out, "rydes_dead_letter_messages{queue=\"%s\"} %lld\n", d[i].name,
                        d[i].stats.available + d[i].stats.in_flight + d[i].stats.delayed);
-    free(d);
 }
 
 static void render_topics(const struct app *app, struct buf *out)
@@ -191,8 +221,9 @@ static struct db_stmt q_topic_subscriptions =
             "LEFT JOIN subscriptions s ON s.topic_id = t.id ORDER BY t.name, s.name",
             0);
 
-static void render_subscription_rows(PGresult *r, struct buf *out)
+static void render_subscription_rows(const void *data, struct buf *out)
 {
+    const PGresult *r = data;
     buf_puts(out, "# HELP rydes_topic_publishes_total Messages this process published to each "
                   "topic.\n# TYPE rydes_topic_publishes_total counter\n");
     for (int i = 0; i < PQntuples(r); i++)
@@ -217,22 +248,54 @@ static void render_subscription_rows(PGresult *r, struct buf *out)
     }
 }
 
-static void render_subscriptions(struct app *app, struct buf *out)
+/* Frees the counter slots of topics and subscriptions r (q_topic_subscriptions) no longer
+ * lists. */
+static void retire_gone(PGresult *r, int64_t listed_at)
+{
+    int n = PQntuples(r), topics = 0, subs = 0;
+    int *topic_ids = xcalloc((size_t)n + 1, sizeof *topic_ids);
+    int *sub_ids = xcalloc((size_t)n + 1, sizeof *sub_ids);
+    for (int i = 0; i < n; i++) {
+        topic_ids[topics++] = atoi(PQgetvalue(r, i, 0)); /* repeats do no harm */
+        int sub = atoi(PQgetvalue(r, i, 2));
+        if (sub)
+            sub_ids[subs++] = sub;
+    }
+    mq_counters_retire(MQC_TOPICS, topic_ids, topics, listed_at);
+    mq_counters_retire(MQC_SUBSCRIPTIONS, sub_ids, subs, listed_at);
+    free(topic_ids);
+    free(sub_ids);
+}
+
+static void *read_subscriptions(struct app *app)
 {
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
     if (!c)
-        return;
+        return NULL;
+    int64_t listed_at = clock_mono_us();
     PGresult *r = db_exec(c, &q_topic_subscriptions, NULL, NULL, NULL);
-    if (db_ok(c, r, PGRES_TUPLES_OK))
-        render_subscription_rows(r, out);
-    PQclear(r);
+    bool ok = db_ok(c, r, PGRES_TUPLES_OK);
     db_pool_release(app->pool, c);
-    buf_printf(out,
-               "# HELP rydes_counters_overflow_total Operations not counted per queue, topic or "
-               "subscription because the counter tables were full.\n"
-               "# TYPE rydes_counters_overflow_total counter\nrydes_counters_overflow_total %llu\n",
-               (unsigned long long)mq_counters_overflow());
+    if (!ok) {
+        PQclear(r);
+        return NULL;
+    }
+    retire_gone(r, listed_at);
+    return r;
+}
+
+static void free_subscriptions(void *data)
+{
+    PQclear(data);
+}
+
+static void render_counters_overflow(struct buf *out)
+{
+    render_counter(out, "rydes_counters_overflow_total",
+                   "Operations not counted per queue, topic or subscription because the counter "
+                   "tables were full.",
+                   (unsigned long long)mq_counters_overflow());
 }
 
 /* HELP texts of the database gauges (sql/010 and 014: rydes_gauges). */
@@ -279,64 +342,147 @@ static void gauge_rows(PGresult *r, struct buf *out)
     }
 }
 
-static struct {
-    pthread_mutex_t mu;
-    int64_t at_us;   /* when text was read; 0: never */
-    bool refreshing; /* a scrape is reading them now (outside the lock) */
-    struct buf text;
-} gauges = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static void free_text(void *data)
+{
+    buf_cleanup(data);
+    free(data);
+}
 
-/* Reads the gauges into a new text (caller frees with buf_cleanup); false when the database
- * did not answer. */
-static bool read_gauges(struct app *app, struct buf *text)
+/* Reads the gauges into a new text (freed by free_text); NULL when the database did not
+ * answer. */
+static void *read_gauges(struct app *app)
 {
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, 200, &why);
     if (!c)
-        return false;
+        return NULL;
+    struct buf *text = xcalloc(1, sizeof *text);
+    buf_init(text);
     PGresult *r = db_exec(c, &q_gauges, NULL, NULL, NULL);
     bool ok = db_ok(c, r, PGRES_TUPLES_OK);
     if (ok)
         gauge_rows(r, text);
     PQclear(r);
     db_pool_release(app->pool, c);
-    return ok;
+    if (ok)
+        return text;
+    free_text(text);
+    return NULL;
 }
 
-/* The database gauges: one scrape at a time refreshes them (outside the lock) when they are
- * older than GAUGES_TTL_US, the others use the last copy meanwhile; a copy older than
- * GAUGES_STALE_US (the database has been away) is left out. */
-static void render_gauges(struct app *app, struct buf *out)
+static void render_text(const void *data, struct buf *out)
 {
-    pthread_mutex_lock(&gauges.mu);
+    const struct buf *text = data;
+    buf_append(out, text->data, text->len);
+}
+
+/* A part of the scrape read from the database, so that scrapes (which need no token) cost the
+ * database at most one read per part and ttl_us, whatever their rate: one scrape at a time
+ * reads it again (outside the lock) once it is older than that, the others render the last
+ * copy meanwhile; a copy older than SCRAPE_STALE_US (the database has been away) is left out.
+ * The copy holds what the database said; this process's counters are rendered live. */
+struct scrape_part {
+    pthread_mutex_t mu;
+    int64_t ttl_us;
+    int64_t at_us;   /* when data was read; 0: never */
+    bool refreshing; /* a scrape is reading it now (outside the lock) */
+    void *data;      /* owned: free_data frees it */
+    void *(*read)(struct app *app);
+    void (*render)(const void *data, struct buf *out); /* runs under the lock */
+    void (*free_data)(void *data);
+};
+
+/* What the open operations endpoints of one app cache (include/rydes/api.h). */
+struct ops_cache {
+    struct scrape_part depths, subscriptions, gauges;
+    pthread_mutex_t ready_mu;
+    int64_t ready_at_us; /* 0: the database has not answered a probe yet */
+    int ready_applied;
+};
+
+static void part_init(struct scrape_part *p, int64_t ttl_us, void *(*read)(struct app *),
+                      void (*render)(const void *, struct buf *), void (*free_data)(void *))
+{
+    *p = (struct scrape_part){
+        .ttl_us = ttl_us, .read = read, .render = render, .free_data = free_data};
+    pthread_mutex_init(&p->mu, NULL);
+}
+
+static void part_free(struct scrape_part *p)
+{
+    if (p->data)
+        p->free_data(p->data);
+    pthread_mutex_destroy(&p->mu);
+}
+
+struct ops_cache *ops_cache_create(void)
+{
+    struct ops_cache *c = xcalloc(1, sizeof *c);
+    part_init(&c->depths, DEPTHS_TTL_US, read_depths, render_depths, free_depths);
+    part_init(&c->subscriptions, DEPTHS_TTL_US, read_subscriptions, render_subscription_rows,
+              free_subscriptions);
+    part_init(&c->gauges, GAUGES_TTL_US, read_gauges, render_text, free_text);
+    pthread_mutex_init(&c->ready_mu, NULL);
+    return c;
+}
+
+void ops_cache_free(struct ops_cache *c)
+{
+    if (!c)
+        return;
+    part_free(&c->depths);
+    part_free(&c->subscriptions);
+    part_free(&c->gauges);
+    pthread_mutex_destroy(&c->ready_mu);
+    free(c);
+}
+
+int ops_cache_ready(struct ops_cache *c)
+{
+    pthread_mutex_lock(&c->ready_mu);
+    int applied =
+        c->ready_at_us && clock_mono_us() - c->ready_at_us < READY_TTL_US ? c->ready_applied : -1;
+    pthread_mutex_unlock(&c->ready_mu);
+    return applied;
+}
+
+void ops_cache_ready_seen(struct ops_cache *c, int applied)
+{
+    pthread_mutex_lock(&c->ready_mu);
+    c->ready_at_us = clock_mono_us();
+    c->ready_applied = applied;
+    pthread_mutex_unlock(&c->ready_mu);
+}
+
+static void render_part(struct scrape_part *p, struct app *app, struct buf *out)
+{
+    pthread_mutex_lock(&p->mu);
     int64_t now = clock_mono_us();
-    bool refresh = !gauges.refreshing && (!gauges.at_us || now - gauges.at_us > GAUGES_TTL_US);
-    gauges.refreshing |= refresh;
-    pthread_mutex_unlock(&gauges.mu);
-    struct buf fresh;
-    buf_init(&fresh);
-    bool got = refresh && read_gauges(app, &fresh);
-    pthread_mutex_lock(&gauges.mu);
-    if (got) {
-        buf_cleanup(&gauges.text);
-        gauges.text = fresh;
-        gauges.at_us = clock_mono_us();
-    } else {
-        buf_cleanup(&fresh);
+    bool refresh = !p->refreshing && (!p->at_us || now - p->at_us > p->ttl_us);
+    p->refreshing |= refresh;
+    pthread_mutex_unlock(&p->mu);
+    void *fresh = refresh ? p->read(app) : NULL;
+    pthread_mutex_lock(&p->mu);
+    if (fresh) {
+        if (p->data)
+            p->free_data(p->data);
+        p->data = fresh;
+        p->at_us = clock_mono_us();
     }
-    gauges.refreshing &= !refresh;
-    if (gauges.at_us && clock_mono_us() - gauges.at_us < GAUGES_STALE_US)
-        buf_append(out, gauges.text.data, gauges.text.len);
-    pthread_mutex_unlock(&gauges.mu);
+    p->refreshing &= !refresh;
+    if (p->at_us && clock_mono_us() - p->at_us < SCRAPE_STALE_US)
+        p->render(p->data, out);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void ops_metrics_render(struct http_request *req, struct buf *out)
 {
     render_pool(req->app->pool, out);
-    render_queues(req, out);
+    render_part(&req->app->ops_cache->depths, req->app, out);
     render_topics(req->app, out);
-    render_subscriptions(req->app, out);
-    render_gauges(req->app, out);
+    render_part(&req->app->ops_cache->subscriptions, req->app, out);
+    render_counters_overflow(out);
+    render_part(&req->app->ops_cache->gauges, req->app, out);
     services_render_metrics(req->app->services, out);
     buf_printf(out,
                "# HELP rydes_long_poll_waiters Receives waiting for messages (long polls).\n"

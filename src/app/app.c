@@ -227,6 +227,8 @@ static void app_free_parts(struct app *app)
     topic_cache_free(app->topic_cache);
     app->token_cache = app->queue_cache = app->aws_key_cache = NULL;
     app->topic_cache = NULL;
+    ops_cache_free(app->ops_cache);
+    app->ops_cache = NULL;
     mq_combiner_free(app->combiner); /* before the pool it draws on */
     app->combiner = NULL;
     mq_sweeper_stop(app->sweeper);
@@ -302,6 +304,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     app->auth_failures_all = ratelimit_create(1);
     app->seen_valid = ttlcache_create(APP_SEEN_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);
     app->topic_cache = topic_cache_create();
+    app->ops_cache = ops_cache_create();
     app->queue_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct mq_queue), APP_CACHE_TTL_US);
     app->aws_key_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(struct aws_key), APP_CACHE_TTL_US);
     app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,

@@ -170,7 +170,7 @@ static struct db_conn *take_slot(struct db_pool *p, int timeout_ms)
         int rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
         p->waiting--;
         if (rc != 0 && p->nfree == 0) {
-            p->exhausted_total++;
+            p->exhausted_total += timeout_ms > 0; /* a probe's look (0) waited for nothing */
             return NULL;
         }
     }
@@ -264,8 +264,6 @@ struct db_conn *db_pool_acquire_connected(struct db_pool *p, bool *busy)
     struct db_conn *c = NULL;
     pthread_mutex_lock(&p->mu);
     *busy = p->nfree == 0;
-    if (*busy)
-        p->exhausted_total++;
     for (int i = p->nfree - 1; i >= 0 && !c; i--)
         if (p->free_stack[i]->pg) { /* free slots are no thread's: their pg does not change */
             c = p->free_stack[i];

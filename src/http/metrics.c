@@ -87,13 +87,16 @@ static void render_labels(const struct metrics *m, size_t row, size_t slot, char
 
 static void render_series(const struct series *s, const char *labels, struct buf *out)
 {
-    uint64_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
     uint64_t cumulative = 0;
     for (size_t b = 0; b < NBUCKETS; b++) {
         cumulative += atomic_load_explicit(&s->buckets[b], memory_order_relaxed);
         buf_printf(out, "rydes_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n", labels,
                    bucket_le[b], (unsigned long long)cumulative);
     }
+    /* read after the buckets, and never below them: a request recorded meanwhile must not
+     * leave +Inf under the last bucket */
+    uint64_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
+    count = count > cumulative ? count : cumulative;
     buf_printf(out, "rydes_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n", labels,
                (unsigned long long)count);
     buf_printf(out, "rydes_http_request_duration_seconds_sum{%s} %.6f\n", labels,
