@@ -17,8 +17,11 @@
 #include "rydes/services.h"
 #include "rydes/tokens.h"
 #include "rydes/topology.h"
+#include "rydes/validate.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <sched.h>
@@ -179,9 +182,18 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
     const char *token = app->cfg->admin_token;
     if (!token[0])
         return true;
-    if (strlen(token) < ADMIN_TOKEN_MIN || strlen(token) > SECRET_TOKEN_MAX) {
+    size_t n = strlen(token);
+    if (n < ADMIN_TOKEN_MIN || n > SECRET_TOKEN_MAX) {
         snprintf(err, errlen, "RYDES_ADMIN_TOKEN: must be %d to %d characters long",
                  ADMIN_TOKEN_MIN, SECRET_TOKEN_MAX);
+        return false;
+    }
+    /* a bearer token arrives in a header, trimmed of spaces: a token with a space, a line end
+     * (a secret file's last newline) or anything else could never log in */
+    if (!validate_printable_ascii(token, n) || strchr(token, ' ')) {
+        snprintf(err, errlen,
+                 "RYDES_ADMIN_TOKEN: must be printable ASCII without spaces (a trailing newline "
+                 "from a secret file?)");
         return false;
     }
     enum db_acquire_error why;
@@ -324,25 +336,41 @@ bool app_start_workers(struct app *app, const struct config *cfg, char *err, siz
 }
 
 /* Reads a whole (small) file into a malloc'd string; NULL with err filled on failure. */
+#define FILE_MAX 1048576 /* a certificate or key file is smaller than this */
+
+/* Reads a whole file of up to FILE_MAX bytes (caller frees; the key's caller wipes it first).
+ * Unbuffered reads into one buffer, wiped before it is freed, so no copy of a private key is
+ * left in freed memory (stdio's buffer, a growing buffer's old blocks). */
 static char *read_file(const char *path, const char *what, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    buf_init(&b);
-    char chunk[4096];
-    size_t n;
-    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 1048576)
-        buf_append(&b, chunk, n);
-    bool ok = f && !ferror(f) && b.len > 0 && b.len < 1048576;
-    if (f)
-        fclose(f);
-    if (!ok) {
-        snprintf(err, errlen, "%s: cannot read %s", what, path);
-        buf_cleanup(&b);
-        return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *all = fd >= 0 ? xmalloc(FILE_MAX) : NULL;
+    size_t len = 0;
+    bool ok = fd >= 0;
+    while (ok && len < FILE_MAX) {
+        ssize_t n = read(fd, all + len, FILE_MAX - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ok = n >= 0;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
     }
-    char *text = xstrdup(buf_str(&b));
-    buf_cleanup(&b);
+    if (fd >= 0)
+        close(fd);
+    ok = ok && len > 0 && len < FILE_MAX && !memchr(all, '\0', len);
+    char *text = NULL;
+    if (ok) {
+        text = xmalloc(len + 1);
+        memcpy(text, all, len);
+        text[len] = '\0';
+    } else {
+        snprintf(err, errlen, "%s: cannot read %s (or it is empty, binary or over 1 MiB)", what,
+                 path);
+    }
+    if (all)
+        explicit_bzero(all, len);
+    free(all);
     return text;
 }
 

@@ -15,9 +15,11 @@
 #include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/tokens.h"
+#include "rydes/validate.h"
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -183,8 +185,8 @@ static int cmd_token_create(const struct config *cfg, const struct cli_opts *opt
         return 2;
     }
     const char *name = opts->name ? opts->name : "";
-    if (strlen(name) > 100) {
-        fprintf(stderr, "rydes: --name: at most 100 characters\n");
+    if (validate_utf8_prefix(name, SIZE_MAX) != strlen(name) || validate_utf8_length(name) > 100) {
+        fprintf(stderr, "rydes: --name: at most 100 characters of UTF-8\n");
         return 2;
     }
     char cerr[256];
@@ -197,9 +199,12 @@ static int cmd_token_create(const struct config *cfg, const struct cli_opts *opt
     struct db_conn c = {.pg = pg};
     char secret[SECRET_TOKEN_LEN], key_id[AWS_ACCESS_KEY_LEN], key_secret[AWS_SECRET_LEN];
     struct token_info t;
-    enum store_result r = tokens_create(&c, role, name, secret, &t);
+    /* one transaction: a token whose access key failed would live on with nobody knowing it */
+    enum store_result r = db_begin(&c) ? tokens_create(&c, role, name, secret, &t) : STORE_ERROR;
     if (r == STORE_OK && opts->aws)
         r = aws_credentials_create(&c, t.id, key_id, key_secret);
+    if (r == STORE_OK && !db_commit(&c))
+        r = STORE_ERROR;
     PQfinish(pg);
     if (r != STORE_OK) {
         log_error("could not create the token (are the migrations applied?)");

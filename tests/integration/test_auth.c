@@ -266,6 +266,30 @@ START_TEST(rotating_the_admin_token_revokes_the_old_one)
 }
 END_TEST
 
+/* An admin token that could never log in stops start-up with a reason: one with a space, or
+ * a secret file's trailing newline (the header that carries it is trimmed and ends at a line). */
+START_TEST(an_admin_token_that_cannot_log_in_stops_start_up)
+{
+    const char *bad[] = {"rydes_admin_token_with_newline\n", "rydes admin token with spaces",
+                         "rydes_admin_token_\x01_control", "rydes_admin_token_\xc3\xa9_utf8"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct config cfg;
+        config_init(&cfg);
+        struct config_error err;
+        ck_assert(config_set_flag(&cfg, "database-url", harness_db_url(), &err));
+        ck_assert(config_set_flag(&cfg, "port", "0", &err));
+        ck_assert(config_set_flag(&cfg, "workers", "none", &err));
+        ck_assert(config_set_flag(&cfg, "admin-token", bad[i], &err));
+        struct app app;
+        memset(&app, 0, sizeof app);
+        char msg[512] = "";
+        ck_assert_msg(!app_start(&app, &cfg, msg, sizeof msg), "started with token %zu", i);
+        ck_assert_msg(strstr(msg, "printable ASCII without spaces"), "%s", msg);
+        config_cleanup(&cfg);
+    }
+}
+END_TEST
+
 static void low_app_limit(struct config *cfg)
 {
     struct config_error err;
@@ -436,6 +460,7 @@ int main(void)
     tcase_add_test(tc, create_validates_role_and_name);
     tcase_add_test(tc, admin_token_is_ensured_once);
     tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
+    tcase_add_test(tc, an_admin_token_that_cannot_log_in_stops_start_up);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);

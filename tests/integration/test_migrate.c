@@ -1,6 +1,7 @@
 /* Integration: migrations. Applying twice changes nothing the second time; several processes
  * migrating one database at once all succeed and apply each migration exactly once; a server
- * started without migrating is not ready until the schema is current. */
+ * started without migrating is not ready until the schema is current. And `rydes token create`
+ * against such databases: all or nothing, names counted in characters. */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -8,6 +9,7 @@
 #include "rydes/migrate.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,6 +93,62 @@ START_TEST(unmigrated_database_is_not_ready)
 }
 END_TEST
 
+/* Runs `rydes token create --role admin --name NAME [--aws]` against url, its output
+ * discarded; returns the exit status. */
+static int token_create(const char *url, const char *name, bool aws)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("DATABASE_URL", url, 1);
+        setenv("RYDES_LOG_LEVEL", "error", 1);
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+            _exit(126);
+        execl(getenv("RYDES_BINARY"), "rydes", "token", "create", "--role", "admin", "--name", name,
+              aws ? "--aws" : NULL, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* A token whose access key cannot be stored is not left behind (its secret was never shown);
+ * a name of 100 characters is fine whatever its bytes, one of 101 is not. */
+START_TEST(token_create_is_all_or_nothing)
+{
+    char *url = harness_db_create();
+    int applied;
+    char err[1024];
+    struct config cfg;
+    config_init(&cfg);
+    struct config_error cerr;
+    ck_assert(config_set_flag(&cfg, "database-url", url, &cerr));
+    ck_assert_msg(app_migrate(&cfg, true, &applied, err, sizeof err), "%s", err);
+    config_cleanup(&cfg);
+    free(harness_sql(url, "ALTER TABLE aws_credentials RENAME TO aws_credentials_away"));
+    ck_assert_int_eq(token_create(url, "half-made", true), 1);
+    char *n = harness_sql(url, "SELECT count(*) FROM tokens WHERE name = 'half-made'");
+    ck_assert_str_eq(n, "0");
+    free(n);
+    free(harness_sql(url, "ALTER TABLE aws_credentials_away RENAME TO aws_credentials"));
+    char name[512] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(name, "\xe9\xbe\x8d"); /* 龍: three bytes */
+    ck_assert_int_eq(token_create(url, name, true), 0);
+    strcat(name, "x");
+    ck_assert_int_eq(token_create(url, name, false), 2);
+    ck_assert_int_eq(token_create(url, "\xff\xfe", false), 2);
+    n = harness_sql(url,
+                    "SELECT count(*) FROM tokens t JOIN aws_credentials a ON a.token_id = t.id "
+                    "WHERE char_length(t.name) = 100");
+    ck_assert_str_eq(n, "1");
+    free(n);
+    free(url);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("migrate");
@@ -99,6 +157,7 @@ int main(void)
     tcase_add_test(tc, migrating_twice_applies_nothing_the_second_time);
     tcase_add_test(tc, concurrent_migrators_apply_each_migration_once);
     tcase_add_test(tc, unmigrated_database_is_not_ready);
+    tcase_add_test(tc, token_create_is_all_or_nothing);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
