@@ -45,6 +45,7 @@ struct config {
     int64_t unicorn_min_price, unicorn_max_price;
     int64_t saga_concurrency;
     int64_t saga_lease_seconds;
+    int64_t saga_unreachable_seconds;
     char *payment_url;
     int64_t rate_limit_app, rate_limit_service, rate_limit_admin; /* requests/s, 0: none */
     int64_t auth_failure_burst, auth_failures_per_minute; /* rydes/app.h, app_lookup_allowed */

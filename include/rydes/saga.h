@@ -36,6 +36,7 @@ struct saga_env {
     struct topic_cache *topics;
     struct mq_hub *hub;
     int lease_seconds;
+    int unreachable_seconds;     /* a gateway not reached is retried this long, uncounted */
     const atomic_bool *stopping; /* set when the process stops: a run pauses between steps */
 };
 

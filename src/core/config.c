@@ -165,6 +165,10 @@ static const struct setting settings[] = {
     {"saga-lease-seconds", "RYDES_SAGA_LEASE_SECONDS", SETTING_INT, "60", 1, 3600, NULL,
      OFF(saga_lease_seconds), false, NULL,
      "a saga claimed by a process that died is resumed by another after this long"},
+    {"saga-unreachable-seconds", "RYDES_SAGA_UNREACHABLE_SECONDS", SETTING_INT, "3600", 0, 604800,
+     NULL, OFF(saga_unreachable_seconds), false, NULL,
+     "a payment step whose gateway cannot be reached is retried this long before its attempts "
+     "count"},
     {"payment-url", "RYDES_PAYMENT_URL", SETTING_STRING, "", 0, 0, NULL, OFF(payment_url), false,
      NULL, "base URL of a real payment gateway; empty: the built-in simulator"},
     {"tls-cert", "RYDES_TLS_CERT", SETTING_STRING, "", 0, 0, NULL, OFF(tls_cert), false, NULL,

@@ -245,6 +245,13 @@ static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f,
     return ok;
 }
 
+/* Does the attempt that got r wait out an unreachable gateway, uncounted? While the step's
+ * calls have not reached it for less than unreachable_seconds (sql/038). */
+static bool waits_out(const struct saga_env *env, enum step_result r, int unreachable_for)
+{
+    return r == STEP_UNSENT && unreachable_for < env->unreachable_seconds;
+}
+
 /* Equal jitter around an exponential backoff for the attempt-th retry, in milliseconds. */
 static int backoff_ms(int attempt)
 {
@@ -267,8 +274,10 @@ static struct db_stmt q_saga_record = DB_STMT(
     "ELSE now() + make_interval(secs => $6::int / 1000.0) END "
     "WHERE id = $1 AND lease = $11::uuid RETURNING id), "
     "s AS (UPDATE saga_steps s SET status = $14, detail = $15, "
-    "attempts = attempts + (NOT $16::boolean)::int, "
-    "compensation_attempts = compensation_attempts + $16::boolean::int, "
+    "attempts = attempts + (NOT $16::boolean AND NOT $20::boolean)::int, "
+    "compensation_attempts = compensation_attempts + ($16::boolean AND NOT $20::boolean)::int, "
+    "unreachable_attempts = unreachable_attempts + $20::boolean::int, "
+    "unreachable_since = CASE WHEN $20::boolean THEN coalesce(unreachable_since, now()) END, "
     "outcome_unknown = CASE WHEN $16::boolean THEN outcome_unknown ELSE $17::boolean END, "
     "started_at = coalesce(started_at, now()), "
     "finished_at = CASE WHEN $14 IN ('done', 'failed', 'compensated', 'skipped') "
@@ -279,11 +288,12 @@ static struct db_stmt q_saga_record = DB_STMT(
     "m AS (UPDATE saga_steps s SET outcome_unknown = true FROM f "
     "WHERE $19::boolean AND s.fare_id = f.id AND s.position = $2::int) "
     "SELECT count(*) FROM f",
-    19);
+    20);
 
 /* Persists a step's outcome and where the fare goes next, in one statement (and, with publish,
- * one transaction with the publish of the last step); releases the lease when the fare must
- * wait (delay_ms > 0). Nothing is written unless this run still holds the lease. */
+ * one transaction with the publish of the last step); when the fare must wait (delay_ms >= 0)
+ * it is due again then, which frees it for any executor's claim (the claim looks at the time,
+ * not the lease). Nothing is written unless this run still holds the lease. */
 struct record {
     const char *status; /* the step's new status */
     bool compensation;  /* the attempt was a compensation */
@@ -294,9 +304,10 @@ struct record {
     const char *fare_status; /* NULL: unchanged */
     int delay_ms;            /* > 0: due again after this; 0: at once; < 0: keep the lease */
     bool operator;
-    bool unknown;   /* a forward attempt: the step's outcome is unknown now (see fail_forward) */
-    bool skip_rest; /* the forward run ends here: the steps after it are skipped */
-    bool mark_next; /* next_step calls a gateway at once: its outcome is unknown from now on */
+    bool unknown;     /* a forward attempt: the step's outcome is unknown now (see fail_forward) */
+    bool skip_rest;   /* the forward run ends here: the steps after it are skipped */
+    bool mark_next;   /* next_step calls a gateway at once: its outcome is unknown from now on */
+    bool unreachable; /* the attempt never reached the gateway and does not count (sql/038) */
 };
 
 static bool record(struct db_conn *c, const struct fare *f, int position, const struct record *rec)
@@ -324,7 +335,8 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
                        rec->compensation ? "t" : "f",
                        rec->unknown ? "t" : "f",
                        rec->skip_rest ? "t" : "f",
-                       rec->mark_next ? "t" : "f"};
+                       rec->mark_next ? "t" : "f",
+                       rec->unreachable ? "t" : "f"};
     PGresult *r = db_exec(c, &q_saga_record, v, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok && !db_conn_lost(c))
@@ -385,7 +397,9 @@ static bool commit_step(struct db_conn *c, const struct saga_env *env, const str
 
 static struct db_stmt q_saga_step_state = DB_STMT("saga_step_state",
                                                   "SELECT status, attempts, compensation_attempts, "
-                                                  "outcome_unknown FROM saga_steps "
+                                                  "outcome_unknown, unreachable_attempts, "
+                                                  "coalesce(extract(epoch FROM now() - "
+                                                  "unreachable_since), 0)::int FROM saga_steps "
                                                   "WHERE fare_id = $1 AND position = $2::int",
                                                   2);
 
@@ -393,7 +407,9 @@ static struct db_stmt q_saga_step_state = DB_STMT("saga_step_state",
 struct step_state {
     char status[16];
     int attempts, compensations;
-    bool unknown; /* its outcome: see fail_forward */
+    bool unknown;        /* its outcome: see fail_forward */
+    int unreachable;     /* attempts that never reached the gateway, not counted above */
+    int unreachable_for; /* seconds since the first of the current run of those (0: none) */
 };
 
 static bool step_state(struct db_conn *c, const struct fare *f, int position,
@@ -409,6 +425,8 @@ static bool step_state(struct db_conn *c, const struct fare *f, int position,
         out->attempts = atoi(PQgetvalue(r, 0, 1));
         out->compensations = atoi(PQgetvalue(r, 0, 2));
         out->unknown = PQgetvalue(r, 0, 3)[0] == 't';
+        out->unreachable = atoi(PQgetvalue(r, 0, 4));
+        out->unreachable_for = atoi(PQgetvalue(r, 0, 5));
     }
     PQclear(r);
     return ok;
@@ -496,13 +514,15 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
         return false;
     bool unknown = r != STEP_DECLINED && (f->unknown_before || r == STEP_TRANSIENT);
     bool final = r == STEP_DECLINED || r == STEP_REFUSED; /* retrying gets the same answer */
-    if (!final && was.attempts + 1 < STEP_BUDGET) {
+    bool waiting = waits_out(env, r, was.unreachable_for);
+    if (!final && (waiting || was.attempts + 1 < STEP_BUDGET)) {
         struct record rec = {.status = "running",
                              .detail = detail,
                              .next_step = f->step,
                              .phase = "forward",
-                             .delay_ms = backoff_ms(was.attempts + 1),
-                             .unknown = unknown};
+                             .delay_ms = backoff_ms(was.attempts + was.unreachable + 1),
+                             .unknown = unknown,
+                             .unreachable = waiting};
         if (commit_step(c, env, f, f->step, &rec, false))
             atomic_fetch_add(&saga_counters.retries, 1);
         return false;
@@ -554,11 +574,12 @@ static bool finish_compensating(struct db_conn *c, struct fare *f)
 
 /* A compensation did not succeed: retry it later, or hand the fare to an operator. */
 static void fail_compensation(struct db_conn *c, const struct saga_env *env, struct fare *f,
-                              const struct step_state *was, const char *detail)
+                              const struct step_state *was, enum step_result r, const char *detail)
 {
     char why[400];
     int compensations = was->compensations;
-    bool give_up = compensations + 1 >= COMPENSATION_BUDGET;
+    bool waiting = waits_out(env, r, was->unreachable_for);
+    bool give_up = !waiting && compensations + 1 >= COMPENSATION_BUDGET;
     snprintf(why, sizeof why, "compensation failed: %s%s", detail,
              give_up ? "; needs an operator" : "");
     if (give_up)
@@ -571,8 +592,9 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
                          .phase = give_up ? "finished" : "compensating",
                          .outcome = give_up ? "failed" : NULL,
                          .fare_status = give_up ? "failed" : NULL,
-                         .delay_ms = give_up ? 0 : backoff_ms(compensations + 1),
-                         .operator= give_up };
+                         .delay_ms = give_up ? 0 : backoff_ms(compensations + was->unreachable + 1),
+                         .operator= give_up,
+                         .unreachable = waiting};
     if (!commit_step(c, env, f, f->step, &rec, give_up))
         return;
     atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
@@ -611,7 +633,7 @@ static bool compensate(struct db_conn *c, const struct saga_env *env, struct far
     if (saga_crash_hook && saga_crash_hook(f->id, s->name))
         return false;
     if (r != STEP_OK) {
-        fail_compensation(c, env, f, &was, detail);
+        fail_compensation(c, env, f, &was, r, detail);
         return false;
     }
     struct record rec = {.status = "compensated",
@@ -671,18 +693,24 @@ enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool 
 
 static struct db_stmt q_saga_steps_of =
     DB_STMT("saga_steps_of",
-            "SELECT name, status, attempts + compensation_attempts, detail, "
+            "SELECT name, status, attempts + compensation_attempts + unreachable_attempts, detail, "
             "started_at, finished_at FROM saga_steps WHERE fare_id = $1 "
             "ORDER BY position",
             1);
 
-/* The steps of fare id as a JSON array. */
-static json_t *steps_json(struct db_conn *c, const char *id)
+/* The steps of fare id as a JSON array (a new reference), or NULL with *st when the database
+ * did not answer. */
+static json_t *steps_json(struct db_conn *c, const char *id, enum mq_status *st)
 {
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_saga_steps_of, v, NULL, NULL);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) { /* not "no steps": the fare has six */
+        *st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+        PQclear(r);
+        return NULL;
+    }
     json_t *a = json_array();
-    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+    for (int i = 0; i < PQntuples(r); i++) {
         char started[CLOCK_RFC3339_LEN], finished[CLOCK_RFC3339_LEN];
         db_read_ts(r, i, 4, started);
         db_read_ts(r, i, 5, finished);
@@ -719,6 +747,12 @@ enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char
     }
     const char *id = PQgetvalue(r, 0, 0);
     const char *ride = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
+    enum mq_status st = MQ_OK;
+    json_t *log = steps_json(c, id, &st);
+    if (!log) {
+        PQclear(r);
+        return st;
+    }
     char self[100], ride_link[80];
     snprintf(self, sizeof self, "/fares/%s", id);
     snprintf(ride_link, sizeof ride_link, "/rides/%s", ride ? ride : "");
@@ -727,8 +761,7 @@ enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char
         json_object_set_new(links, "ride", json_string(ride_link));
     *out = json_pack("{s:s?, s:s, s:f, s:s, s:b, s:o, s:o}", "ride_id", ride, "fare_id", id,
                      "amount", strtod(PQgetvalue(r, 0, 2), NULL), "status", PQgetvalue(r, 0, 3),
-                     "needs_operator", PQgetvalue(r, 0, 4)[0] == 't', "steps", steps_json(c, id),
-                     "links", links);
+                     "needs_operator", PQgetvalue(r, 0, 4)[0] == 't', "steps", log, "links", links);
     if (hash)
         *hash = PQgetisnull(r, 0, 5) ? NULL : xstrdup(PQgetvalue(r, 0, 5));
     PQclear(r);

@@ -84,6 +84,7 @@ struct sagas *sagas_start(const struct config *cfg, const struct consumer_env *e
         .topics = env->topics,
         .hub = env->hub,
         .lease_seconds = (int)cfg->saga_lease_seconds,
+        .unreachable_seconds = (int)cfg->saga_unreachable_seconds,
         .stopping = &s->stopping};
     int n = (int)cfg->saga_concurrency;
     for (int i = 0; i < n && i < (int)(sizeof s->workers / sizeof *s->workers); i++)

@@ -867,6 +867,35 @@ static char *tables_mentioning(const char *text)
     return found;
 }
 
+static void short_statements(struct config *cfg)
+{
+    set(cfg, "db-statement-timeout-ms", "300");
+}
+
+/* A fare whose steps cannot be read (their table held past the statement timeout) is 503 with
+ * Retry-After, not a 200 without steps (the failed read was taken for an empty list). */
+START_TEST(a_fare_whose_steps_cannot_be_read_is_503)
+{
+    harness_stop(&srv);
+    harness_start(&srv, short_statements); /* the fixture's teardown stops this one */
+    start_fare(&srv, "locked-steps", "lou", "4.20");
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PQclear(PQexec(pg, "BEGIN"));
+    PQclear(PQexec(pg, "LOCK TABLE saga_steps IN ACCESS EXCLUSIVE MODE"));
+    struct response r;
+    harness_request(&srv, "GET", "/fares/locked-steps", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    assert_problem(&r, 503);
+    ck_assert(response_header(&r, "Retry-After", (char[16]){0}, 16));
+    response_cleanup(&r);
+    PQclear(PQexec(pg, "COMMIT"));
+    PQfinish(pg);
+    json_t *f = get_json(&srv, "/fares/locked-steps");
+    ck_assert_int_eq(json_array_size(json_object_get(f, "steps")), NSTEPS);
+    json_decref(f);
+}
+END_TEST
+
 START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
 {
     /* accepted forms: amounts, card formats, expiry forms (this month included), cvv lengths */
@@ -1977,7 +2006,8 @@ static void pay_on_completed(void *cls, struct MHD_Connection *conn, void **con_
 }
 
 /* Starts the fake gateway and points payment_url at it. */
-static void pgw_start(void)
+/* Starts the fake gateway on port (0: any free one). */
+static void pgw_start_on(uint16_t port)
 {
     memset(&pgw, 0, sizeof pgw);
     pthread_mutex_init(&pgw.mu, NULL);
@@ -1985,7 +2015,7 @@ static void pgw_start(void)
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
+    addr.sin_port = htons(port);
     pgw.daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, pay_on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED,
@@ -1995,6 +2025,11 @@ static void pgw_start(void)
     ck_assert(info != NULL && info->port != 0);
     pgw.port = info->port;
     snprintf(payment_url, sizeof payment_url, "http://127.0.0.1:%d", pgw.port);
+}
+
+static void pgw_start(void)
+{
+    pgw_start_on(0);
 }
 
 static void pgw_stop(void)
@@ -2043,6 +2078,13 @@ static void http_gateway(struct config *cfg)
 {
     saga_workers(cfg); /* fare-saga, a lease of 1 s */
     set(cfg, "payment-url", payment_url);
+}
+
+/* The same, with every attempt counted whether or not it reached the gateway. */
+static void http_gateway_counting_all(struct config *cfg)
+{
+    http_gateway(cfg);
+    set(cfg, "saga-unreachable-seconds", "0");
 }
 
 /* The fake gateway, and the first gateway server (fare-saga) calling it. */
@@ -2532,7 +2574,7 @@ START_TEST(http_gateway_a_charge_cut_short_stays_unknown_for_the_resumed_run)
     plan_crash(fare, "charge", 1);
     saga_crash_hook = crash_planned;
     struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    up(s, http_gateway_counting_all); /* the refused calls count: an operator's case at once */
     start_fare(s, fare, "hp-kim", "11.00");
     for (int i = 0; i < 1000 && atomic_load(&crashes[0].crashed) == 0; i++)
         harness_sleep_ms(5);
@@ -2559,11 +2601,13 @@ START_TEST(http_gateway_a_charge_cut_short_stays_unknown_for_the_resumed_run)
 }
 END_TEST
 
+/* With saga-unreachable-seconds 0, a gateway that cannot be reached fails the step after its
+ * five attempts, as any other transient error does. */
 START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
 {
     gateway_down();
     struct harness_server *const s = &gws[0];
-    up(s, http_gateway);
+    up(s, http_gateway_counting_all);
     const char *fare = "hp-down-1", *customer = "hp-ida";
     double t0 = harness_now_s();
     start_fare(s, fare, customer, "9.99");
@@ -2596,6 +2640,90 @@ START_TEST(http_gateway_down_gives_up_after_the_retry_budget)
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM payment_ledger WHERE fare_id = '%s'", fare),
                      0);
     assert_outcome_message("fare-failed", fare, customer, "failed");
+    down(s);
+}
+END_TEST
+
+/* A gateway that cannot be reached for a while (a restart) is waited out: the step is retried
+ * past its budget of five without those attempts counting, and the fare goes on once the
+ * gateway is back (it used to fail after 1.5-3 s, and a refund as soon, for an operator). */
+START_TEST(http_gateway_down_for_a_while_is_waited_out)
+{
+    gateway_down();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    const char *fare = "hp-down-2", *customer = "hp-jo";
+    start_fare(s, fare, customer, "12.50");
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM saga_steps WHERE fare_id = "
+                                      "'hp-down-2' AND position = 1 AND attempts = 0 AND "
+                                      "unreachable_attempts >= 6 AND status = 'running'",
+                                      1, 20),
+                     1);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND status = 'running'", fare), 1);
+    /* the gateway comes back on its port; the next try is nudged (its backoff is 6-13 s) */
+    uint16_t port = (uint16_t)atoi(strrchr(payment_url, ':') + 1);
+    close(refused_fd);
+    refused_fd = -1;
+    pgw_start_on(port);
+    free(harness_sql(harness_db_url(),
+                     "UPDATE fares SET next_attempt_at = now() WHERE id = 'hp-down-2'"));
+    json_t *f = wait_fare(s, fare, 15);
+    const char *want[NSTEPS] = {"done", "done", "done", "done", "done", "done"};
+    assert_fare(f, fare, NULL, 12.5, "succeeded", want);
+    ck_assert_int_ge(attempts_of(f, "preauthorize"), 7); /* all calls, as the API counts them */
+    json_decref(f);
+    char row[64];
+    step_row(fare, 1, row, sizeof row);
+    ck_assert_str_eq(row, "done 1 0");
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM saga_steps WHERE fare_id = '%s' AND "
+                                  "position = 1 AND unreachable_attempts >= 6 AND "
+                                  "unreachable_since IS NULL",
+                                  fare),
+                     1);
+    down(s);
+}
+END_TEST
+
+/* The same while compensating: a refund whose gateway cannot be reached is retried past the six
+ * attempts of a compensation's budget instead of going to an operator, and is made once the
+ * gateway is back. The run crashes after the refund's first call, and the gateway goes away
+ * before the lease runs out. */
+START_TEST(http_gateway_down_while_refunding_is_waited_out)
+{
+    pgw_start();
+    ncrashes = 0;
+    const char *fare = "hp-down-3";
+    plan_crash(fare, "charge", 2); /* the charge, then its refund */
+    saga_crash_hook = crash_planned;
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway);
+    start_fare(s, fare, "hp-decline-credit-lu", "8.00");
+    for (int i = 0; i < 1000 && atomic_load(&crashes[0].crashed) == 0; i++)
+        harness_sleep_ms(5);
+    ck_assert_int_eq(atomic_load(&crashes[0].crashed), 1);
+    uint16_t port = pgw.port;
+    pgw_stop();
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM saga_steps WHERE fare_id = "
+                                      "'hp-down-3' AND name = 'charge' AND status = 'done' AND "
+                                      "compensation_attempts = 0 AND unreachable_attempts >= 7",
+                                      1, 30),
+                     1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = '%s' AND status = "
+                                  "'running' AND NOT needs_operator",
+                                  fare),
+                     1);
+    pgw_start_on(port);
+    free(harness_sql(harness_db_url(),
+                     "UPDATE fares SET next_attempt_at = now() WHERE id = 'hp-down-3'"));
+    json_t *f = wait_fare(s, fare, 15);
+    char copy[4096];
+    fare_text(f, copy, sizeof copy);
+    const char *want[NSTEPS] = {"done", "compensated", "compensated", "failed", "done", "done"};
+    assert_fare(f, fare, NULL, 8.0, "failed", want);
+    ck_assert_msg(json_is_false(json_object_get(f, "needs_operator")), "%s", copy);
+    json_decref(f);
+    saga_crash_hook = NULL;
     down(s);
 }
 END_TEST
@@ -2749,6 +2877,7 @@ int main(void)
     tcase_add_checked_fixture(api, setup, teardown);
     tcase_add_test(api, invalid_fares_are_400_naming_the_field_and_store_nothing);
     tcase_add_test(api, post_fares_is_202_idempotent_and_stores_no_card);
+    tcase_add_test(api, a_fare_whose_steps_cannot_be_read_is_503);
     suite_add_tcase(s, api);
     TCase *saga = tcase_create("saga");
     tcase_set_timeout(saga, 90);
@@ -2781,6 +2910,8 @@ int main(void)
     tcase_add_test(http, http_gateway_a_charge_without_an_answer_is_refunded_by_its_key);
     tcase_add_test(http, http_gateway_a_charge_cut_short_stays_unknown_for_the_resumed_run);
     tcase_add_test(http, http_gateway_down_gives_up_after_the_retry_budget);
+    tcase_add_test(http, http_gateway_down_for_a_while_is_waited_out);
+    tcase_add_test(http, http_gateway_down_while_refunding_is_waited_out);
     tcase_add_test(http, http_gateway_is_sent_no_card_data);
     tcase_add_test(http, http_gateway_slower_than_the_lease_is_called_again_with_the_same_key);
     tcase_add_test(http, http_gateway_references_are_passed_along_whole);
