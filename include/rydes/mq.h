@@ -192,6 +192,11 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
  * when the message is gone. */
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
                                     const char *receipt, int seconds);
+/* Gives a received message back as if that receive had not happened (sql/039): visible now,
+ * its receive_count down by one. For a consumer handing back messages it did not try (a FIFO
+ * group's after a failed one). Outcomes as mq_change_visibility's. */
+enum mq_status mq_release_unreceived(struct db_conn *c, const struct mq_queue *q,
+                                     const char *receipt);
 enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q);
 /* The first messages of q without changing them: up to limit, and no more once the bodies and
  * attributes read so far reach MQ_PEEK_BYTES (at least one message). */

@@ -41,7 +41,9 @@ enum mq_counter_table { MQC_QUEUES, MQC_TOPICS, MQC_SUBSCRIPTIONS, MQC_TABLES_N 
 /* Frees the slots of ids that are gone: those not among live (n ids, sorted here in place), the
  * ids the database listed in a read that started at listed_at_us (clock_mono_us), unless the
  * slot was claimed after that (its id may have been created since). An id counted after it was
- * retired, by an operation that raced its deletion, starts again from 0. Returns how many were
+ * retired, by an operation that raced its deletion, starts again from 0; such an operation's
+ * count may also land in the id that takes the slot next (lookups are lock-free): only
+ * operations racing their own queue's or topic's deletion can do that. Returns how many were
  * freed. */
 int mq_counters_retire(enum mq_counter_table which, int *live, int n, int64_t listed_at_us);
 

@@ -346,23 +346,27 @@ static enum handler_result subscribe_stored(struct aws_call *call, struct db_con
     char name[MQ_NAME_MAX + 1], detail[256] = "", arn[SNS_ARN_MAX];
     subscription_name(ch, name);
     ch->in.only_new = true;
-    enum mq_status st = MQ_CONFLICT;
-    for (int attempt = 0; attempt < 3 && st == MQ_CONFLICT; attempt++) {
+    enum mq_status st = MQ_OK;
+    bool made_by_another = true; /* so far: the subscriptions f was read with */
+    for (int attempt = 0; made_by_another; attempt++) {
         const struct mq_subscription *s = same_target(f, ch);
         if (s)
             return subscribe_existing(call, f, s, ch);
         for (int i = 0; i < f->n; i++)
             if (strcmp(f->subs[i].name, name) == 0) /* a REST subscription with that name */
                 return name_taken(call, name);
+        if (attempt == 3) /* made and deleted again under each of three attempts */
+            break;
         bool created;
         st = mq_subscription_put(c, &f->topic, name, &ch->in, &created, detail, sizeof detail);
         sns_forget(call, f->topic.name);
-        if (st == MQ_OK && !created) {
-            st = reload_subscriptions(c, f);
-            st = st == MQ_OK ? MQ_CONFLICT : st;
-        }
+        if (st != MQ_OK)
+            break;
+        made_by_another = !created;
+        if (made_by_another && (st = reload_subscriptions(c, f)) != MQ_OK)
+            break;
     }
-    if (st == MQ_CONFLICT) /* made and deleted again under each attempt */
+    if (st == MQ_OK && made_by_another)
         st = MQ_BUSY;
     if (st != MQ_OK)
         return sns_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, "Topic", detail);

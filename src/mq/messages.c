@@ -134,6 +134,8 @@ static struct db_stmt q_delete = DB_STMT("mq_delete", "SELECT mq_delete($1, $2, 
 static struct db_stmt q_hold = DB_STMT("mq_hold", "SELECT mq_hold($1, $2, $3)", 3);
 static struct db_stmt q_visibility =
     DB_STMT("mq_visibility", "SELECT mq_change_visibility($1, $2, $3, $4)", 4);
+static struct db_stmt q_release_unreceived =
+    DB_STMT("mq_release_unreceived", "SELECT mq_release_unreceived($1, $2, $3)", 3);
 /* $1 queue, $2 max messages, $3 max bytes: the first messages of the queue, up to $2 and for as
  * long as the bodies and attributes before a message stay under $3 (the first one always), so
  * that a peek of large messages cannot fill the gateway's memory. */
@@ -723,6 +725,16 @@ enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
     struct receipt_params p;
     if (st == MQ_OK && receipt_params(q, receipt, &p))
         hint_lower(q->id, p.message_id); /* this process's next claim looks at it again */
+    return st;
+}
+
+enum mq_status mq_release_unreceived(struct db_conn *c, const struct mq_queue *q,
+                                     const char *receipt)
+{
+    enum mq_status st = by_receipt(c, &q_release_unreceived, q, receipt, NULL, false);
+    struct receipt_params p;
+    if (st == MQ_OK && receipt_params(q, receipt, &p))
+        hint_lower(q->id, p.message_id);
     return st;
 }
 

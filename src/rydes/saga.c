@@ -277,7 +277,7 @@ static struct db_stmt q_saga_record = DB_STMT(
     "attempts = attempts + (NOT $16::boolean AND NOT $20::boolean)::int, "
     "compensation_attempts = compensation_attempts + ($16::boolean AND NOT $20::boolean)::int, "
     "unreachable_attempts = unreachable_attempts + $20::boolean::int, "
-    "unreachable_since = CASE WHEN $20::boolean THEN coalesce(unreachable_since, now()) END, "
+    "unreachable_since = CASE WHEN $21::boolean THEN coalesce(unreachable_since, now()) END, "
     "outcome_unknown = CASE WHEN $16::boolean THEN outcome_unknown ELSE $17::boolean END, "
     "started_at = coalesce(started_at, now()), "
     "finished_at = CASE WHEN $14 IN ('done', 'failed', 'compensated', 'skipped') "
@@ -288,7 +288,7 @@ static struct db_stmt q_saga_record = DB_STMT(
     "m AS (UPDATE saga_steps s SET outcome_unknown = true FROM f "
     "WHERE $19::boolean AND s.fare_id = f.id AND s.position = $2::int) "
     "SELECT count(*) FROM f",
-    20);
+    21);
 
 /* Persists a step's outcome and where the fare goes next, in one statement (and, with publish,
  * one transaction with the publish of the last step); when the fare must wait (delay_ms >= 0)
@@ -308,6 +308,7 @@ struct record {
     bool skip_rest;   /* the forward run ends here: the steps after it are skipped */
     bool mark_next;   /* next_step calls a gateway at once: its outcome is unknown from now on */
     bool unreachable; /* the attempt never reached the gateway and does not count (sql/038) */
+    bool unsent;      /* it never reached the gateway, counted or not: the outage goes on */
 };
 
 static bool record(struct db_conn *c, const struct fare *f, int position, const struct record *rec)
@@ -336,7 +337,8 @@ static bool record(struct db_conn *c, const struct fare *f, int position, const 
                        rec->unknown ? "t" : "f",
                        rec->skip_rest ? "t" : "f",
                        rec->mark_next ? "t" : "f",
-                       rec->unreachable ? "t" : "f"};
+                       rec->unreachable ? "t" : "f",
+                       rec->unsent ? "t" : "f"};
     PGresult *r = db_exec(c, &q_saga_record, v, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok && !db_conn_lost(c))
@@ -520,9 +522,11 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
                              .detail = detail,
                              .next_step = f->step,
                              .phase = "forward",
-                             .delay_ms = backoff_ms(was.attempts + was.unreachable + 1),
+                             .delay_ms =
+                                 backoff_ms(waiting ? was.unreachable + 1 : was.attempts + 1),
                              .unknown = unknown,
-                             .unreachable = waiting};
+                             .unreachable = waiting,
+                             .unsent = r == STEP_UNSENT};
         if (commit_step(c, env, f, f->step, &rec, false))
             atomic_fetch_add(&saga_counters.retries, 1);
         return false;
@@ -585,16 +589,18 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
     if (give_up)
         snprintf(f->outcome, sizeof f->outcome, "failed");
     /* the step keeps its status (done, or failed with an unknown outcome) while retried */
-    struct record rec = {.status = give_up ? "failed" : was->status,
-                         .compensation = true,
-                         .detail = why,
-                         .next_step = f->step,
-                         .phase = give_up ? "finished" : "compensating",
-                         .outcome = give_up ? "failed" : NULL,
-                         .fare_status = give_up ? "failed" : NULL,
-                         .delay_ms = give_up ? 0 : backoff_ms(compensations + was->unreachable + 1),
-                         .operator= give_up,
-                         .unreachable = waiting};
+    struct record rec = {
+        .status = give_up ? "failed" : was->status,
+        .compensation = true,
+        .detail = why,
+        .next_step = f->step,
+        .phase = give_up ? "finished" : "compensating",
+        .outcome = give_up ? "failed" : NULL,
+        .fare_status = give_up ? "failed" : NULL,
+        .delay_ms = give_up ? 0 : backoff_ms(waiting ? was->unreachable + 1 : compensations + 1),
+        .operator= give_up,
+        .unreachable = waiting,
+        .unsent = r == STEP_UNSENT};
     if (!commit_step(c, env, f, f->step, &rec, give_up))
         return;
     atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);

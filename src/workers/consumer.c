@@ -158,8 +158,9 @@ static bool behind_a_failure(const struct mq_message *msgs, const bool *failed, 
 }
 
 /* Handles a received batch in order. In a FIFO queue the messages after a failed one of its
- * group are released unhandled (visibility 0): the group stays closed while the failed one is
- * held back for its retry (sql/002 mq_refresh_group), and opens with it at its head. */
+ * group are given back unhandled, as if not received (mq_release_unreceived: their receive
+ * counts are not used up by the failed one's retries): the group stays closed while the failed
+ * one is held back for its retry (sql/002 mq_refresh_group), and opens with it at its head. */
 static void handle_batch(struct consumer *k, struct db_conn *c, const struct mq_message *msgs,
                          int n)
 {
@@ -171,7 +172,7 @@ static void handle_batch(struct consumer *k, struct db_conn *c, const struct mq_
         }
         failed[i] = true;
         if (!db_conn_lost(c))
-            mq_change_visibility(c, &k->q, msgs[i].receipt, 0);
+            mq_release_unreceived(c, &k->q, msgs[i].receipt);
     }
 }
 

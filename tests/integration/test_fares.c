@@ -2080,6 +2080,13 @@ static void http_gateway(struct config *cfg)
     set(cfg, "payment-url", payment_url);
 }
 
+/* The same, waiting out an unreachable gateway for a second only. */
+static void http_gateway_short_wait(struct config *cfg)
+{
+    http_gateway(cfg);
+    set(cfg, "saga-unreachable-seconds", "1");
+}
+
 /* The same, with every attempt counted whether or not it reached the gateway. */
 static void http_gateway_counting_all(struct config *cfg)
 {
@@ -2728,6 +2735,36 @@ START_TEST(http_gateway_down_while_refunding_is_waited_out)
 }
 END_TEST
 
+/* Once a gateway has been unreachable for RYDES_SAGA_UNREACHABLE_SECONDS, its refused calls count:
+ * the step fails after five more, within seconds (the wait used to start anew after each
+ * counted attempt, five windows in all). */
+START_TEST(http_gateway_down_past_the_wait_gives_up_after_the_budget)
+{
+    gateway_down();
+    struct harness_server *const s = &gws[0];
+    up(s, http_gateway_short_wait);
+    const char *fare = "hp-down-4";
+    double t0 = harness_now_s();
+    start_fare(s, fare, "hp-max", "3.00");
+    /* about 1 s waited out, then 100-200 + 200-400 + 400-800 + 800-1600 ms of backoff */
+    json_t *f = wait_fare(s, fare, 15);
+    double took = harness_now_s() - t0;
+    const char *want[NSTEPS] = {"done", "failed", "skipped", "skipped", "done", "done"};
+    assert_fare(f, fare, NULL, 3.0, "failed", want);
+    json_decref(f);
+    char row[64];
+    step_row(fare, 1, row, sizeof row);
+    ck_assert_str_eq(row, "failed 5 0");
+    ck_assert_int_ge(
+        harness_sqlf("SELECT unreachable_attempts FROM saga_steps WHERE fare_id = '%s' AND "
+                     "position = 1",
+                     fare),
+        1);
+    ck_assert_msg(took < 7, "final after %.2f s", took);
+    down(s);
+}
+END_TEST
+
 START_TEST(http_gateway_is_sent_no_card_data)
 {
     struct harness_server *const s = up_with_fake_gateway();
@@ -2912,6 +2949,7 @@ int main(void)
     tcase_add_test(http, http_gateway_down_gives_up_after_the_retry_budget);
     tcase_add_test(http, http_gateway_down_for_a_while_is_waited_out);
     tcase_add_test(http, http_gateway_down_while_refunding_is_waited_out);
+    tcase_add_test(http, http_gateway_down_past_the_wait_gives_up_after_the_budget);
     tcase_add_test(http, http_gateway_is_sent_no_card_data);
     tcase_add_test(http, http_gateway_slower_than_the_lease_is_called_again_with_the_same_key);
     tcase_add_test(http, http_gateway_references_are_passed_along_whole);

@@ -771,18 +771,20 @@ START_TEST(retention_reopens_the_group_it_empties_of_its_message_in_flight)
 }
 END_TEST
 
-/* The bodies a test consumer handled, in order; a1 fails on its first receive. */
+/* The bodies a test consumer handled, in order. a1 fails on its first receive, or on every
+ * receive when a1_always. */
 static pthread_mutex_t handled_mu = PTHREAD_MUTEX_INITIALIZER;
 static char handled[256];
 static int handled_count;
+static bool a1_always;
 
-static enum consumer_result fail_a1_once(const struct consumer_env *env, struct db_conn *c,
-                                         const struct mq_message *m, char *why, size_t why_len)
+static enum consumer_result fail_a1(const struct consumer_env *env, struct db_conn *c,
+                                    const struct mq_message *m, char *why, size_t why_len)
 {
     (void)env;
     (void)c;
-    if (strcmp(m->body, "a1") == 0 && m->receive_count == 1) {
-        snprintf(why, why_len, "a1 fails once");
+    if (strcmp(m->body, "a1") == 0 && (a1_always || m->receive_count == 1)) {
+        snprintf(why, why_len, "a1 fails");
         return CONSUMER_RETRY;
     }
     pthread_mutex_lock(&handled_mu);
@@ -793,43 +795,73 @@ static enum consumer_result fail_a1_once(const struct consumer_env *env, struct 
     return CONSUMER_DONE;
 }
 
+/* Runs a consumer of queue (batches of 10) until it has handled want messages or 10 s passed;
+ * returns what it handled, "a…" bodies into a and the others into b, in order. */
+static void consume(const char *queue, int want, char *a, char *b)
+{
+    handled[0] = '\0';
+    handled_count = 0;
+    struct consumer_def def = {
+        .name = "fifo-test", .queue = queue, .batch = 10, .visibility = 30, .handle = fail_a1};
+    struct consumer_env env = {
+        .pool = srv.app.pool, .hub = srv.app.hub, .cfg = &srv.cfg, .acquire_timeout_ms = 2000};
+    struct consumer *k = consumer_start(&def, &env);
+    for (int i = 0; i < 100; i++) { /* a1 comes again after its retry delays (1 s, 2 s) */
+        pthread_mutex_lock(&handled_mu);
+        int n = handled_count;
+        pthread_mutex_unlock(&handled_mu);
+        if (n == want)
+            break;
+        harness_sleep_ms(100);
+    }
+    consumer_request_stop(k);
+    mq_hub_poke(srv.app.hub, (int)harness_sqlf("SELECT id FROM queues WHERE name = '%s'", queue));
+    consumer_stop(k);
+    a[0] = b[0] = '\0';
+    for (const char *t = handled; *t; t += t[2] ? 3 : 2) { /* "x1,x2,…" */
+        char *group = *t == 'a' ? a : b;
+        snprintf(group + strlen(group), 8, "%.2s", t);
+    }
+}
+
+static void send_groups(const char *queue)
+{
+    const char *sends[][2] = {{"a", "a1"}, {"b", "b1"}, {"a", "a2"}, {"b", "b2"}, {"a", "a3"}};
+    for (size_t i = 0; i < sizeof sends / sizeof *sends; i++)
+        send_body(queue, sends[i][0], sends[i][1]);
+}
+
 /* The worker framework on a FIFO queue: when a message fails, the later messages of its group
  * in the same batch wait for it (they used to be handled at once, running the group out of
  * order); the other groups flow on. */
 START_TEST(a_worker_keeps_a_group_in_order_past_a_failure)
 {
     harness_put_queue(&srv, "work.fifo", "{\"visibility_timeout\": 30}", 201);
-    const char *sends[][2] = {{"a", "a1"}, {"b", "b1"}, {"a", "a2"}, {"b", "b2"}, {"a", "a3"}};
-    for (size_t i = 0; i < sizeof sends / sizeof *sends; i++)
-        send_body("work.fifo", sends[i][0], sends[i][1]);
-    handled[0] = '\0';
-    handled_count = 0;
-    struct consumer_def def = {.name = "fifo-test",
-                               .queue = "work.fifo",
-                               .batch = 10,
-                               .visibility = 30,
-                               .handle = fail_a1_once};
-    struct consumer_env env = {
-        .pool = srv.app.pool, .hub = srv.app.hub, .cfg = &srv.cfg, .acquire_timeout_ms = 2000};
-    struct consumer *k = consumer_start(&def, &env);
-    for (int i = 0; i < 100; i++) { /* a1 comes again after its one-second retry delay */
-        pthread_mutex_lock(&handled_mu);
-        int n = handled_count;
-        pthread_mutex_unlock(&handled_mu);
-        if (n == 5)
-            break;
-        harness_sleep_ms(100);
-    }
-    consumer_request_stop(k);
-    mq_hub_poke(srv.app.hub, (int)harness_sqlf("SELECT id FROM queues WHERE name = 'work.fifo'"));
-    consumer_stop(k);
-    char a[64] = "", b[64] = "";
-    for (const char *t = handled; *t; t += t[2] ? 3 : 2) { /* "x1,x2,…" */
-        char *group = *t == 'a' ? a : b;
-        snprintf(group + strlen(group), 8, "%.2s", t);
-    }
+    send_groups("work.fifo");
+    a1_always = false;
+    char a[64], b[64];
+    consume("work.fifo", 5, a, b);
     ck_assert_msg(strcmp(a, "a1a2a3") == 0 && strcmp(b, "b1b2") == 0, "handled %s", handled);
     ck_assert_int_eq(harness_stored("work.fifo"), 0);
+}
+END_TEST
+
+/* The messages handed back behind a failed one are not charged for its receives: a head that
+ * always fails goes to the dead-letter queue alone, and its group mates are handled (they used
+ * to reach max_receive_count with it and follow it there unhandled). */
+START_TEST(messages_handed_back_keep_their_receive_count)
+{
+    harness_put_queue(&srv, "wdl.fifo", NULL, 201);
+    harness_put_queue(&srv, "wsrc.fifo",
+                      "{\"dead_letter\": {\"queue\": \"wdl.fifo\", \"max_receive_count\": 3}}",
+                      201);
+    send_groups("wsrc.fifo");
+    a1_always = true;
+    char a[64], b[64];
+    consume("wsrc.fifo", 4, a, b);
+    ck_assert_msg(strcmp(a, "a2a3") == 0 && strcmp(b, "b1b2") == 0, "handled %s", handled);
+    ck_assert_int_eq(harness_stored("wsrc.fifo"), 0);
+    ck_assert_int_eq(harness_stored("wdl.fifo"), 1);
 }
 END_TEST
 
@@ -855,6 +887,7 @@ int main(void)
     tcase_add_test(tc, a_busy_dead_letter_group_is_not_waited_for);
     tcase_add_test(tc, retention_reopens_the_group_it_empties_of_its_message_in_flight);
     tcase_add_test(tc, a_worker_keeps_a_group_in_order_past_a_failure);
+    tcase_add_test(tc, messages_handed_back_keep_their_receive_count);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
