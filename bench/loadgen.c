@@ -16,7 +16,9 @@
  * ignored). prebook: POST /prebookings (a customer of its own each time). rfq: POST /rfqs.
  * LOADGEN_MAX_OPS=N stops after N operations. cycle: send, receive one, delete it (one
  * message's life). cycle10: send a batch of 10, receive up to 10, delete them with one batch
- * delete; counted in messages. */
+ * delete; counted in messages. A closed loop: each connection waits for its answer before the
+ * next request, so a stall shows as one slow sample per connection (no coordinated-omission
+ * correction). Latencies include failed operations; "errors" counts them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -523,16 +525,18 @@ static int op_cycle10(struct conn *c, char *path)
 
 /* ---- driver ---- */
 
+/* Counts an operation (n done, or n < 0 failed) that took lat seconds. Failed ones count
+ * among the latencies too: a slow failure (a 503 after a pool timeout, a hang) is what p99 is
+ * for. */
 static void record(struct shared *sh, double lat, int n)
 {
     pthread_mutex_lock(&sh->mu);
-    if (n < 0) {
+    if (n < 0)
         sh->errors++;
-    } else {
+    else
         sh->ops += n;
-        if (sh->nlat < MAX_SAMPLES)
-            sh->lat[sh->nlat++] = lat;
-    }
+    if (sh->nlat < MAX_SAMPLES)
+        sh->lat[sh->nlat++] = lat;
     pthread_mutex_unlock(&sh->mu);
 }
 
@@ -601,7 +605,7 @@ static void *worker(void *arg)
             for (int i = 0; i < ta->conns; i++)
                 if (!co[i].done) {
                     conn_close(&co[i].c);
-                    record(ta->sh, 0, -1);
+                    record(ta->sh, LOADGEN_GRACE_S, -1); /* waited at least that long */
                     co[i].done = true;
                 }
             break;

@@ -15,12 +15,13 @@ bench_cleanup() {
 
 bench_sql() { pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d bench -qAt -v ON_ERROR_STOP=1 "$@"; }
 
+# The session settings of the gateway's pool (src/db/pool.c), given to every pgbench run, the
+# baselines' too: the same settings for both sides of a ratio.
+export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan"
+
 # pgb SCRIPT SECONDS [pgbench options...]: prints "tps receive_latency_ms"
 pgb() {
     local script=$1 secs=$2; shift 2
-    # the engine's statements run with the session settings of the pool (src/db/pool.c)
-    case "$script" in */engine_*) export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan" ;;
-                      *) unset PGOPTIONS ;; esac
     local out="$BENCH_TMP/pgbench.out"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -T "$WARMUP" -D qid="$QID" -D hint=0 "$@" -f "$script" bench >/dev/null 2>&1 || true
@@ -40,6 +41,17 @@ reset_tables() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
+# done_per_s SCRIPT TPS BATCH: the messages a pgbench run of SCRIPT (on freshly reset tables)
+# completed per second: those its transactions sent (TPS × BATCH) less those still in the table
+# afterwards. pgbench counts a transaction whose claim came back short or empty as well.
+done_per_s() {
+    local table left
+    case "$1" in */naive_*) table="naive_queue" ;; */limit_*) table="limit_rows" ;;
+                 *) table="messages WHERE queue_id = $QID" ;; esac
+    left=$(bench_sql -c "SELECT count(*) FROM $table")
+    awk -v t="$2" -v b="$3" -v l="$left" -v s="$SECS" 'BEGIN { printf "%.1f", t * b - l / s }'
+}
+
 # The median of the numbers given (one per round).
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 }
@@ -57,20 +69,30 @@ spread() {
 ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
 
-# Each ratio pairs a figure with the baseline measured right before it, ROUNDS times over, and
-# reports the median of the per-round ratios with their range: on a shared 2-core machine a
-# baseline alone swings by half between runs minutes apart, and measuring it once at the start
-# would divide every later figure by whatever the machine did then.
+# Each ratio pairs a figure with its baseline measured next to it, ROUNDS times over, and reports
+# the median of the per-round ratios with their range: on a shared 2-core machine a baseline
+# alone swings by half between runs minutes apart, and measuring it once at the start would
+# divide every later figure by whatever the machine did then. Every other round runs in the
+# reverse order, so that no side always runs first. Figures are messages completed per second
+# (done_per_s).
+sql_figure() {
+    local b=$ROOT/../shared/bench e=$ROOT/bench r
+    case $1 in
+        lim) reset_tables; r=($(pgb "$b/limit_cycle.sql" "$SECS")); lim+=("$(done_per_s "$b/limit_cycle.sql" "${r[0]}" 1)") ;;
+        cyc) reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); cyc+=("$(done_per_s "$e/engine_cycle.sql" "${r[0]}" 1)") ;;
+        nai) reset_tables; r=($(pgb "$b/naive_cycle.sql" "$SECS")); nai+=("$(done_per_s "$b/naive_cycle.sql" "${r[0]}" 1)") ;;
+        n10) reset_tables; r=($(pgb "$b/naive_cycle10.sql" "$SECS")); n10+=("$(done_per_s "$b/naive_cycle10.sql" "${r[0]}" 10)") ;;
+        c10) reset_tables; r=($(pgb "$e/engine_cycle10.sql" "$SECS")); c10+=("$(done_per_s "$e/engine_cycle10.sql" "${r[0]}" 10)") ;;
+    esac
+}
+
 bench_sql_figures() {
-    local b=$ROOT/../shared/bench e=$ROOT/bench r i
-    local lim=() nai=() n10=() cyc=() c10=() rl=() rn=() r10=()
+    local i f order lim=() nai=() n10=() cyc=() c10=() rl=() rn=() r10=()
     for i in $(seq "$ROUNDS"); do
         say "round $i of $ROUNDS"
-        reset_tables; r=($(pgb "$b/limit_cycle.sql" "$SECS")); lim+=("${r[0]}")
-        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); cyc+=("${r[0]}")
-        reset_tables; r=($(pgb "$b/naive_cycle.sql" "$SECS")); nai+=("${r[0]}")
-        reset_tables; r=($(pgb "$b/naive_cycle10.sql" "$SECS")); n10+=("$(awk -v t="${r[0]}" 'BEGIN{print t*10}')")
-        reset_tables; r=($(pgb "$e/engine_cycle10.sql" "$SECS")); c10+=("$(awk -v t="${r[0]}" 'BEGIN{print t*10}')")
+        order="lim cyc nai n10 c10"
+        [ $((i % 2)) = 0 ] && order="c10 n10 nai cyc lim"
+        for f in $order; do sql_figure "$f"; done
         rl+=("$(ratio "${cyc[-1]}" "${lim[-1]}")")
         rn+=("$(ratio "${cyc[-1]}" "${nai[-1]}")")
         r10+=("$(ratio "${c10[-1]}" "${n10[-1]}")")
@@ -81,30 +103,36 @@ bench_sql_figures() {
     row "cycle, batch 10 (msg/s)" "$(median "${c10[@]}")" "naive_cycle10 $(median "${n10[@]}")" "$(spread "${r10[@]}") (≥ 2.5)"
 }
 
-# Receive latency with a deep backlog and after churn, each against an empty queue's measured
-# right before it (the two latencies of a ratio side by side, as everywhere else).
+# Receive latency (pgbench's mean of the claim statement) with a deep backlog and after churn,
+# each against an empty queue's measured right before it, ROUNDS times (the backlog made anew
+# and the churn run anew each round), as medians of the per-round ratios.
 bench_backlog() {
-    local e=$ROOT/bench r empty1 empty2
-    reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); empty1=${r[1]}
-    say "backlog: $BACKLOG visible messages"
-    reset_tables
-    bench_sql -c "INSERT INTO messages (queue_id, visible_at, message_id, body)
-                  SELECT $QID, now(), gen_random_uuid(), '{\"ride\":' || g || '}'
-                  FROM generate_series(1, $BACKLOG) g" -c "VACUUM ANALYZE messages"
-    r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_BACKLOG=${r[1]}
-    reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); empty2=${r[1]}
-    say "churn: $BACKLOG messages through an empty queue"
-    reset_tables
-    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan"
-    pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
-        -t $((BACKLOG / 8)) -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
-    r=($(pgb "$e/engine_cycle.sql" "$SECS")); LAT_CHURN=${r[1]}
-    row "receive latency, ${BACKLOG} waiting (ms)" "$LAT_BACKLOG" "empty queue $empty1" "$(ratio "$LAT_BACKLOG" "$empty1") (≤ 1.3)"
-    row "receive latency, after ${BACKLOG} churned (ms)" "$LAT_CHURN" "empty queue $empty2" "$(ratio "$LAT_CHURN" "$empty2") (≤ 1.3)"
+    local e=$ROOT/bench r i empty=() back=() empty2=() churn=() rb=() rc=()
+    for i in $(seq "$ROUNDS"); do
+        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); empty+=("${r[1]}")
+        say "backlog: $BACKLOG visible messages (round $i of $ROUNDS)"
+        reset_tables
+        bench_sql -c "INSERT INTO messages (queue_id, visible_at, message_id, body)
+                      SELECT $QID, now(), gen_random_uuid(), '{\"ride\":' || g || '}'
+                      FROM generate_series(1, $BACKLOG) g" -c "VACUUM ANALYZE messages"
+        r=($(pgb "$e/engine_cycle.sql" "$SECS")); back+=("${r[1]}")
+        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); empty2+=("${r[1]}")
+        say "churn: $BACKLOG messages through an empty queue (round $i of $ROUNDS)"
+        reset_tables
+        pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
+            -t $((BACKLOG / 8)) -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
+        r=($(pgb "$e/engine_cycle.sql" "$SECS")); churn+=("${r[1]}")
+        rb+=("$(ratio "${back[-1]}" "${empty[-1]}")")
+        rc+=("$(ratio "${churn[-1]}" "${empty2[-1]}")")
+    done
+    row "receive latency, ${BACKLOG} waiting (ms)" "$(median "${back[@]}")" "empty queue $(median "${empty[@]}")" "$(spread "${rb[@]}") (≤ 1.3)"
+    row "receive latency, after ${BACKLOG} churned (ms)" "$(median "${churn[@]}")" "empty queue $(median "${empty2[@]}")" "$(spread "${rc[@]}") (≤ 1.3)"
 }
 
 field() { echo "$1" | sed "s/.*\"$2\":\([0-9.]*\).*/\1/"; }
 per_second() { echo "$1" | sed 's/.*"per_second":\([0-9.]*\).*/\1/'; }
+# ", N errors" when loadgen's output $1 counted failed operations (they are not in its rate).
+errors_of() { local n; n=$(field "$1" errors); [ "${n:-0}" = 0 ] || echo ", $n errors"; }
 
 bench_http() {
     local port token out
@@ -118,23 +146,25 @@ bench_http() {
     BENCH_PID=$!
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     local lg="$ROOT/build-bench/loadgen http://127.0.0.1:$port $token bench"
-    local e=$ROOT/bench i r out hs=() hc=() es=() ec=() p99=() rs=() rc=()
-    $lg send 8 "$WARMUP" >/dev/null
-    # the engine's SQL runs right before its HTTP counterpart, the gateway idle meanwhile
+    local e=$ROOT/bench i r out hs=() hc=() es=() ec=() p99=() rs=() rc=() errs=""
+    # the engine's SQL runs right before its HTTP counterpart, the gateway idle meanwhile; each
+    # HTTP figure after a warm-up of its own
     for i in $(seq "$ROUNDS"); do
         say "round $i of $ROUNDS"
         reset_tables; r=($(pgb "$e/engine_send.sql" "$SECS")); es+=("${r[0]}")
+        reset_tables; $lg send 8 "$WARMUP" >/dev/null
         reset_tables; out=$($lg send 8 "$SECS"); hs+=("$(per_second "$out")")
-        p99+=("$(field "$out" p99_ms)")
-        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); ec+=("${r[0]}")
-        reset_tables; hc+=("$(per_second "$($lg cycle 8 "$SECS")")")
+        p99+=("$(field "$out" p99_ms)"); errs+=$(errors_of "$out")
+        reset_tables; r=($(pgb "$e/engine_cycle.sql" "$SECS")); ec+=("$(done_per_s "$e/engine_cycle.sql" "${r[0]}" 1)")
+        reset_tables; $lg cycle 8 "$WARMUP" >/dev/null
+        reset_tables; out=$($lg cycle 8 "$SECS"); hc+=("$(per_second "$out")"); errs+=$(errors_of "$out")
         rs+=("$(ratio "${hs[-1]}" "${es[-1]}")")
         rc+=("$(ratio "${hc[-1]}" "${ec[-1]}")")
     done
     bench_publish "$port" "$token"
     bench_rides "$port" "$token"
     kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null; BENCH_PID=
-    row "HTTP send, 8 connections (msg/s, p99 $(median "${p99[@]}") ms)" "$(median "${hs[@]}")" \
+    row "HTTP send, 8 connections (msg/s, p99 $(median "${p99[@]}") ms${errs})" "$(median "${hs[@]}")" \
         "engine SQL send $(median "${es[@]}")" "$(spread "${rs[@]}") (≥ 0.6)"
     row "HTTP cycle, 8 connections (msg/s)" "$(median "${hc[@]}")" \
         "engine SQL cycle $(median "${ec[@]}")" "$(spread "${rc[@]}") (≥ 0.6)"
@@ -173,24 +203,37 @@ bench_publish() {
 # delivered: the rate is the rides over the run plus the time the outbox took to drain after it.
 # Target: a ride costs ≤ 1.5 × a send.
 bench_rides() {
-    local base="http://127.0.0.1:$1" token=$2 c ride send t0 drain rate
+    local base="http://127.0.0.1:$1" token=$2 c ride send t0 drain rate delivered failed note
     local lg="$ROOT/build-bench/loadgen $base $token"
     for c in 1 16 64; do
-        reset_tables; bench_sql -c "TRUNCATE rides, payloads, publish_outbox"
-        ride=$($lg bench ride "$c" "$SECS")
-        t0=$(date +%s.%N)
+        $lg bench ride "$c" "$WARMUP" >/dev/null
         for _ in $(seq 1200); do
             [ "$(bench_sql -c "SELECT count(*) FROM publish_outbox")" = 0 ] && break
             sleep 0.05
         done
+        reset_tables; bench_sql -c "TRUNCATE rides, payloads, publish_outbox"
+        ride=$($lg bench ride "$c" "$SECS")
+        t0=$(date +%s.%N)
+        for _ in $(seq 1200); do
+            [ "$(bench_sql -c "SELECT count(*) FROM publish_outbox WHERE failed_at IS NULL")" = 0 ] && break
+            sleep 0.05
+        done
         drain=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-        rate=$(awk -v n="$(field "$ride" ops)" -v s="$(field "$ride" seconds)" -v d="$drain" \
-            'BEGIN { printf "%.1f", n / (s + d) }')
+        # a ride counts once its five messages are in their queues (the bench's ride passes the
+        # extraordinary-rides filter): rides whose fan-out failed or never finished do not
+        delivered=$(bench_sql -c "SELECT count(*) FROM messages")
+        failed=$(bench_sql -c "SELECT count(*) FROM publish_outbox")
+        rate=$(awk -v n="$(field "$ride" ops)" -v m="$delivered" -v s="$(field "$ride" seconds)" \
+            -v d="$drain" 'BEGIN { r = m / 5; if (r > n) r = n; printf "%.1f", r / (s + d) }')
+        note=$(errors_of "$ride")
+        [ "$failed" = 0 ] || note="$note, $failed not delivered"
+        reset_tables
+        $lg bench send "$c" "$WARMUP" >/dev/null
         reset_tables
         send=$($lg bench send "$c" "$SECS")
-        row "POST /rides, $c conn (rides/s delivered, outbox drained ${drain}s after; p50/p99 ms $(field "$ride" p50_ms)/$(field "$ride" p99_ms))" \
+        row "POST /rides, $c conn (rides/s delivered, outbox drained ${drain}s after; p50/p99 ms $(field "$ride" p50_ms)/$(field "$ride" p99_ms)${note})" \
             "$rate" \
-            "send $(per_second "$send")/s, p50/p99 $(field "$send" p50_ms)/$(field "$send" p99_ms)" \
+            "send $(per_second "$send")/s, p50/p99 $(field "$send" p50_ms)/$(field "$send" p99_ms)$(errors_of "$send")" \
             "cost $(ratio "$(per_second "$send")" "$rate")× a send (≤ 1.5)"
     done
 }
@@ -304,14 +347,15 @@ bench_filter() {
     row "filter: one message vs 200 policies (µs)" "$us" "ns per policy match: $ns" "microseconds"
 }
 
-# A steady-rate soak: per-minute throughput and table sizes.
+# A steady-rate soak at half the measured cycle rate: per-minute throughput (held by pgbench's
+# rate limit, so it drifts only if the engine cannot keep up), per-minute mean latency (what
+# would show the engine slowing down as tables or indexes grow) and table sizes.
 bench_soak() {
-    local e=$ROOT/bench minutes=$SOAK_MINUTES rate sizes=() tps=()
+    local e=$ROOT/bench minutes=$SOAK_MINUTES rate sizes=() tps=() lat=()
     rate=$(awk -v t="$ECYCLE" 'BEGIN{printf "%d", t * 0.5}')
     say "soak: $minutes min at $rate cycles/s (after a checkpoint and a 1-minute warm-up)"
     reset_tables
     bench_sql -c "CHECKPOINT"
-    export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan"
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
         -T 60 -R "$rate" -D qid="$QID" -D hint=0 -f "$e/engine_cycle.sql" bench >/dev/null 2>&1
     pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -n -M prepared -c 8 -j 2 \
@@ -324,9 +368,12 @@ bench_soak() {
     done
     wait "$soak" || true
     mapfile -t tps < <(awk '/^progress:/{print $4}' "$BENCH_TMP/soak.out")
-    local drift
+    mapfile -t lat < <(awk '/^progress:/{for (i = 1; i < NF; i++) if ($i == "lat") print $(i + 1)}' "$BENCH_TMP/soak.out")
+    local drift ldrift
     drift=$(printf '%s\n' "${tps[@]}" | awk 'NR==1{min=max=$1} {s+=$1; if($1<min)min=$1; if($1>max)max=$1} END{printf "%.1f", (NR ? (max-min)/(s/NR)*100 : 0)}')
-    row "soak ${minutes} min: throughput drift (%)" "$drift" "per-minute tps ${tps[*]}" "≤ 10"
+    ldrift=$(printf '%s\n' "${lat[@]}" | awk '{v[NR]=$1} END{printf "%.1f", (NR > 1 && v[1] > 0 ? (v[NR]-v[1])/v[1]*100 : 0)}')
+    row "soak ${minutes} min: throughput drift (%, rate-limited)" "$drift" "per-minute tps ${tps[*]}" "≤ 10"
+    row "soak: latency, last minute vs first (%)" "$ldrift" "per-minute mean ms ${lat[*]}" "steady"
     row "soak: messages table size per minute (bytes)" "${sizes[-1]}" "${sizes[*]}" "bounded"
 }
 
@@ -381,7 +428,11 @@ bench_report() {
         echo
         echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $mode, $(nproc) cores ($cpu), $mem, $(git -C "$ROOT" rev-parse --short HEAD)"
         echo
-        echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB; pgbench -M prepared -c 8 -j 2, ${SECS}s after ${WARMUP}s warm-up. Engine and HTTP ratios: median of $ROUNDS rounds [lowest–highest], each figure measured right after its baseline."
+        if [ "$mode" = wildrydes ]; then
+            echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB; the Wild Rydes figures alone, one run each."
+        else
+            echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB, the pool's session settings for every pgbench run; pgbench -M prepared -c 8 -j 2, ${SECS}s after ${WARMUP}s warm-up. Throughputs in messages completed (sent less those left over). Ratios: median of $ROUNDS rounds [lowest–highest], each figure next to its baseline, every other round in reverse order; loadgen is a closed loop, its latencies include failed requests."
+        fi
         echo
         echo "$table"
     } >> "$ROOT/bench/RESULTS.md"
