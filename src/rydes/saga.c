@@ -697,24 +697,38 @@ enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool 
     return MQ_OK;
 }
 
+/* The steps of fare $1 with the fare's status beside them: one snapshot, so that a status and
+ * its steps never come from either side of a step's commit. */
 static struct db_stmt q_saga_steps_of =
     DB_STMT("saga_steps_of",
-            "SELECT name, status, attempts + compensation_attempts + unreachable_attempts, detail, "
-            "started_at, finished_at FROM saga_steps WHERE fare_id = $1 "
-            "ORDER BY position",
+            "SELECT s.name, s.status, "
+            "s.attempts + s.compensation_attempts + s.unreachable_attempts, s.detail, "
+            "s.started_at, s.finished_at, f.status, f.needs_operator FROM fares f "
+            "JOIN saga_steps s ON s.fare_id = f.id WHERE f.id = $1 ORDER BY s.position",
             1);
 
-/* The steps of fare id as a JSON array (a new reference), or NULL with *st when the database
- * did not answer. */
-static json_t *steps_json(struct db_conn *c, const char *id, enum mq_status *st)
+/* The fare's status as of its steps. */
+struct fare_state {
+    char status[16];
+    bool needs_operator;
+};
+
+/* The steps of fare id as a JSON array (a new reference) and the fare's state read with them,
+ * or NULL with *st when the database did not answer (or the fare is gone: MQ_NOT_FOUND). */
+static json_t *steps_json(struct db_conn *c, const char *id, struct fare_state *fs,
+                          enum mq_status *st)
 {
     const char *v[] = {id};
     PGresult *r = db_exec(c, &q_saga_steps_of, v, NULL, NULL);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) { /* not "no steps": the fare has six */
-        *st = db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0) { /* a fare has six */
+        *st = PQresultStatus(r) == PGRES_TUPLES_OK ? MQ_NOT_FOUND
+              : db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE
+                                                   : MQ_ERROR;
         PQclear(r);
         return NULL;
     }
+    snprintf(fs->status, sizeof fs->status, "%s", PQgetvalue(r, 0, 6));
+    fs->needs_operator = PQgetvalue(r, 0, 7)[0] == 't';
     json_t *a = json_array();
     for (int i = 0; i < PQntuples(r); i++) {
         char started[CLOCK_RFC3339_LEN], finished[CLOCK_RFC3339_LEN];
@@ -731,8 +745,8 @@ static json_t *steps_json(struct db_conn *c, const char *id, enum mq_status *st)
     return a;
 }
 
-#define FARE_COLUMNS \
-    "SELECT id, ride_id, amount::text, status, needs_operator, request_hash FROM fares "
+/* What never changes of a fare; its status comes with its steps (q_saga_steps_of). */
+#define FARE_COLUMNS "SELECT id, ride_id, amount::text, request_hash FROM fares "
 static struct db_stmt q_fare_by_id = DB_STMT("saga_fare_by_id", FARE_COLUMNS "WHERE id = $1", 1);
 static struct db_stmt q_fare_by_ride =
     DB_STMT("saga_fare_by_ride", FARE_COLUMNS "WHERE ride_id = $1::uuid", 1);
@@ -754,7 +768,8 @@ enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char
     const char *id = PQgetvalue(r, 0, 0);
     const char *ride = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1);
     enum mq_status st = MQ_OK;
-    json_t *log = steps_json(c, id, &st);
+    struct fare_state fs;
+    json_t *log = steps_json(c, id, &fs, &st);
     if (!log) {
         PQclear(r);
         return st;
@@ -766,10 +781,10 @@ enum mq_status saga_fare_json(struct db_conn *c, const char *fare_id, const char
     if (ride)
         json_object_set_new(links, "ride", json_string(ride_link));
     *out = json_pack("{s:s?, s:s, s:f, s:s, s:b, s:o, s:o}", "ride_id", ride, "fare_id", id,
-                     "amount", strtod(PQgetvalue(r, 0, 2), NULL), "status", PQgetvalue(r, 0, 3),
-                     "needs_operator", PQgetvalue(r, 0, 4)[0] == 't', "steps", log, "links", links);
+                     "amount", strtod(PQgetvalue(r, 0, 2), NULL), "status", fs.status,
+                     "needs_operator", fs.needs_operator, "steps", log, "links", links);
     if (hash)
-        *hash = PQgetisnull(r, 0, 5) ? NULL : xstrdup(PQgetvalue(r, 0, 5));
+        *hash = PQgetisnull(r, 0, 3) ? NULL : xstrdup(PQgetvalue(r, 0, 3));
     PQclear(r);
     return MQ_OK;
 }

@@ -896,6 +896,53 @@ START_TEST(a_fare_whose_steps_cannot_be_read_is_503)
 }
 END_TEST
 
+/* A GET /fares on its own thread (no ck_assert there). */
+struct fare_get {
+    const char *path;
+    struct response r;
+};
+
+static void *fare_get_main(void *arg)
+{
+    struct fare_get *g = arg;
+    harness_request(&srv, "GET", g->path, HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &g->r);
+    return NULL;
+}
+
+/* A fare's status and its steps come from one snapshot: a GET that reads them around the commit
+ * of a step never shows one without the other (it read the fare, then its steps in a second
+ * statement). The test's transaction finishes the fare while the GET waits on its lock. */
+START_TEST(a_fare_is_read_in_one_snapshot)
+{
+    start_fare(&srv, "one-view", "viv", "5.00");
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    PQclear(PQexec(pg, "BEGIN"));
+    PQclear(PQexec(pg, "LOCK TABLE saga_steps IN ACCESS EXCLUSIVE MODE"));
+    PQclear(PQexec(pg, "UPDATE fares SET status = 'succeeded', outcome = 'succeeded', "
+                       "phase = 'finished' WHERE id = 'one-view'"));
+    PQclear(PQexec(pg, "UPDATE saga_steps SET status = 'done', attempts = 1 "
+                       "WHERE fare_id = 'one-view'"));
+    struct fare_get g = {.path = "/fares/one-view"};
+    pthread_t t;
+    pthread_create(&t, NULL, fare_get_main, &g);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "wait_event_type = 'Lock' AND datname = current_database() "
+                                      "AND query LIKE '%saga_steps%'",
+                                      1, 10),
+                     1);
+    PQclear(PQexec(pg, "COMMIT"));
+    PQfinish(pg);
+    pthread_join(t, NULL);
+    ck_assert_msg(g.r.status == 200, "%ld %s", g.r.status, buf_str(&g.r.body));
+    ck_assert_str_eq(json_str(g.r.json, "status"), "succeeded");
+    json_t *steps = json_object_get(g.r.json, "steps");
+    ck_assert_int_eq(json_array_size(steps), NSTEPS);
+    ck_assert_str_eq(json_str(json_array_get(steps, 0), "status"), "done");
+    response_cleanup(&g.r);
+}
+END_TEST
+
 START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
 {
     /* accepted forms: amounts, card formats, expiry forms (this month included), cvv lengths */
@@ -2915,6 +2962,7 @@ int main(void)
     tcase_add_test(api, invalid_fares_are_400_naming_the_field_and_store_nothing);
     tcase_add_test(api, post_fares_is_202_idempotent_and_stores_no_card);
     tcase_add_test(api, a_fare_whose_steps_cannot_be_read_is_503);
+    tcase_add_test(api, a_fare_is_read_in_one_snapshot);
     suite_add_tcase(s, api);
     TCase *saga = tcase_create("saga");
     tcase_set_timeout(saga, 90);
