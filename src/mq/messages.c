@@ -716,26 +716,30 @@ enum mq_status mq_hold(struct db_conn *c, const struct mq_queue *q, const char *
     return by_receipt(c, &q_hold, q, receipt, NULL, false);
 }
 
+/* Runs st (a statement of by_receipt that makes the message visible at some time) and, when it
+ * did, lowers this process's claim hint to the message so that the next claim looks at it. */
+static enum mq_status make_visible(struct db_conn *c, struct db_stmt *st, const struct mq_queue *q,
+                                   const char *receipt, const char *seconds)
+{
+    enum mq_status s = by_receipt(c, st, q, receipt, seconds, false);
+    struct receipt_params p;
+    if (s == MQ_OK && receipt_params(q, receipt, &p))
+        hint_lower(q->id, p.message_id);
+    return s;
+}
+
 enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
                                     const char *receipt, int seconds)
 {
     char s[16];
     snprintf(s, sizeof s, "%d", seconds);
-    enum mq_status st = by_receipt(c, &q_visibility, q, receipt, s, false);
-    struct receipt_params p;
-    if (st == MQ_OK && receipt_params(q, receipt, &p))
-        hint_lower(q->id, p.message_id); /* this process's next claim looks at it again */
-    return st;
+    return make_visible(c, &q_visibility, q, receipt, s);
 }
 
 enum mq_status mq_release_unreceived(struct db_conn *c, const struct mq_queue *q,
                                      const char *receipt)
 {
-    enum mq_status st = by_receipt(c, &q_release_unreceived, q, receipt, NULL, false);
-    struct receipt_params p;
-    if (st == MQ_OK && receipt_params(q, receipt, &p))
-        hint_lower(q->id, p.message_id);
-    return st;
+    return make_visible(c, &q_release_unreceived, q, receipt, NULL);
 }
 
 enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,

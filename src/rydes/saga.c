@@ -414,6 +414,15 @@ struct step_state {
     int unreachable_for; /* seconds since the first of the current run of those (0: none) */
 };
 
+/* The delay before a failed call of a step (or of its compensation) is made again: by the calls
+ * that did not reach the gateway while it is waited out, else by the counted attempts of that
+ * kind (counted). */
+static int retry_backoff_ms(const struct step_state *was, bool waiting, int counted)
+{
+    return backoff_ms(waiting ? was->unreachable + 1 : counted + 1);
+}
+
+/* Reads the step log's row of the step at position into out. */
 static bool step_state(struct db_conn *c, const struct fare *f, int position,
                        struct step_state *out)
 {
@@ -522,8 +531,7 @@ static bool fail_forward(struct db_conn *c, const struct saga_env *env, struct f
                              .detail = detail,
                              .next_step = f->step,
                              .phase = "forward",
-                             .delay_ms =
-                                 backoff_ms(waiting ? was.unreachable + 1 : was.attempts + 1),
+                             .delay_ms = retry_backoff_ms(&was, waiting, was.attempts),
                              .unknown = unknown,
                              .unreachable = waiting,
                              .unsent = r == STEP_UNSENT};
@@ -589,18 +597,17 @@ static void fail_compensation(struct db_conn *c, const struct saga_env *env, str
     if (give_up)
         snprintf(f->outcome, sizeof f->outcome, "failed");
     /* the step keeps its status (done, or failed with an unknown outcome) while retried */
-    struct record rec = {
-        .status = give_up ? "failed" : was->status,
-        .compensation = true,
-        .detail = why,
-        .next_step = f->step,
-        .phase = give_up ? "finished" : "compensating",
-        .outcome = give_up ? "failed" : NULL,
-        .fare_status = give_up ? "failed" : NULL,
-        .delay_ms = give_up ? 0 : backoff_ms(waiting ? was->unreachable + 1 : compensations + 1),
-        .operator= give_up,
-        .unreachable = waiting,
-        .unsent = r == STEP_UNSENT};
+    struct record rec = {.status = give_up ? "failed" : was->status,
+                         .compensation = true,
+                         .detail = why,
+                         .next_step = f->step,
+                         .phase = give_up ? "finished" : "compensating",
+                         .outcome = give_up ? "failed" : NULL,
+                         .fare_status = give_up ? "failed" : NULL,
+                         .delay_ms = give_up ? 0 : retry_backoff_ms(was, waiting, compensations),
+                         .operator= give_up,
+                         .unreachable = waiting,
+                         .unsent = r == STEP_UNSENT};
     if (!commit_step(c, env, f, f->step, &rec, give_up))
         return;
     atomic_fetch_add(give_up ? &saga_counters.operator : &saga_counters.retries, 1);
