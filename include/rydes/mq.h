@@ -163,6 +163,13 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
 enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
                           int visibility_timeout, bool delete_now, struct mq_message **msgs,
                           int *count);
+/* mq_receive without delete_now that also tells how many exhausted messages it moved to the
+ * dead-letter queue instead of delivering them (*moved; always 0 for a FIFO queue, whose claim
+ * moves them itself): a claim that came back short because of those may have left
+ * deliverable messages behind. */
+enum mq_status mq_receive_moving(struct db_conn *c, const struct mq_queue *q, int max,
+                                 int visibility_timeout, struct mq_message **msgs, int *count,
+                                 int *moved);
 
 /* Deletes by receipt: MQ_OK also when the message is already gone; MQ_CONFLICT when the receipt
  * was superseded by a later receive; MQ_NOT_FOUND for a receipt that cannot be ours. */

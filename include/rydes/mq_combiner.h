@@ -97,11 +97,13 @@ struct mq_combiner_kind {
 
 /* Starts the threads; they take connections from pool (waiting up to acquire_timeout_ms). An
  * operation is handed over only when it will not wait long: the lane of its kind is idle, or
- * its statement in flight began less than stall_ms ago and the operation can join it or the
- * next one (a receive of another queue or visibility does not wait for a claim it cannot
- * share). upper, if not NULL, is the kind of mq_combiner_upper (it must outlive the combiner).
- * Free with mq_combiner_free. */
+ * its statement in flight began less than stall_ms ago, the operation can join a statement of
+ * its key in flight or waiting (a receive of another queue or visibility does not wait for a
+ * claim it cannot share), and no more than MQ_COMBINER_QUEUED statements' worth of its key
+ * wait, itself included. upper, if not NULL, is the kind of mq_combiner_upper (it must outlive
+ * the combiner). Free with mq_combiner_free. */
 #define MQ_COMBINER_STALL_MS 50
+#define MQ_COMBINER_QUEUED   4
 struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms,
                                       const struct mq_combiner_kind *upper);
 /* Hand an operation over, or get false: run it yourself then (the combiner is stopping, or the

@@ -78,10 +78,10 @@ static uint64_t key_receive(const struct mq_combined *o)
 }
 
 /* Deals the claimed messages (in id order) out to the receives, each up to its max; the array
- * itself is freed, the messages move. A receive left with none while the claim came back short
- * of the total may have missed messages (exhausted ones moved to the dead-letter queue took
- * their places): it is told so. */
-static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int count, int total)
+ * itself is freed, the messages move. A receive left with none while the claim moved exhausted
+ * messages to the dead-letter queue (moved) may have missed messages whose places those took:
+ * it is told so. */
+static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int count, int moved)
 {
     int at = 0;
     for (int i = 0; i < n; i++) {
@@ -91,7 +91,7 @@ static void deal(struct mq_combined **list, int n, struct mq_message *msgs, int 
         if (k)
             memcpy(r->msgs, msgs + at, (size_t)k * sizeof *msgs);
         r->count = k;
-        r->more = k == 0 && count > 0 && count < total;
+        r->more = k == 0 && moved > 0;
         r->o.status = MQ_OK;
         at += k;
     }
@@ -106,11 +106,12 @@ static enum mq_status run_receives(struct db_conn *c, struct mq_combined **list,
     for (int i = 0; i < n; i++)
         total += weight_receive(list[i]);
     struct mq_message *msgs;
-    int count;
-    enum mq_status st = mq_receive(c, &first->q, total, first->visibility, false, &msgs, &count);
+    int count, moved;
+    enum mq_status st =
+        mq_receive_moving(c, &first->q, total, first->visibility, &msgs, &count, &moved);
     if (st != MQ_OK)
         return st;
-    deal(list, n, msgs, count, total);
+    deal(list, n, msgs, count, moved);
     *operations = (unsigned long long)count;
     return MQ_OK;
 }
@@ -191,9 +192,9 @@ static void fail_waiting(struct lane *l, enum mq_status st)
  * refused row, a deadlock, a timeout). A lost connection fails the rest without trying them. */
 static void run_each(struct lane *l, struct db_conn *c, struct mq_combined **list, int n)
 {
-    enum mq_status st = MQ_OK;
     for (int i = 0; i < n; i++) {
         unsigned long long done = 0;
+        enum mq_status st = MQ_UNAVAILABLE; /* not tried: the connection is gone */
         if (!db_conn_lost(c)) {
             st = l->kind->run(c, &list[i], 1, &done);
             count(l, done);
@@ -288,8 +289,11 @@ static void *lane_main(void *arg)
 }
 
 /* Will o be in a statement soon if it joins the lane? Only if the lane is idle, or its statement
- * is young and o can join it or the next one. Otherwise o runs on its own, in parallel: no
- * receive waits for another queue's claim, nothing waits behind a statement stuck on a lock.
+ * is young, one of o's key is in flight or waits, and what waits with o's key, o included, fills
+ * at most MQ_COMBINER_QUEUED statements (counted as if each statement took operations in order
+ * until the next did not fit: take packs at least as tightly). Otherwise o runs on its own, in
+ * parallel: no receive waits for another queue's claim, nothing waits behind a statement stuck
+ * on a lock, and receives of 10, which go one per statement, do not queue up behind each other.
  * Call with mu held. */
 static bool worth_waiting(struct lane *l, const struct mq_combined *o)
 {
@@ -298,12 +302,22 @@ static bool worth_waiting(struct lane *l, const struct mq_combined *o)
     if (clock_mono_us() - l->busy_since_us > l->cb->stall_us)
         return false;
     uint64_t key = l->kind->key(o);
-    if (key == l->busy_key)
-        return true;
-    for (const struct mq_combined *w = l->head; w; w = w->next)
-        if (l->kind->key(w) == key)
-            return true;
-    return false;
+    bool joins = key == l->busy_key;
+    int statements = 1, room = MQ_MAX_ROWS;
+    for (const struct mq_combined *w = l->head;; w = w->next) {
+        if (w && l->kind->key(w) != key)
+            continue;
+        int weight = l->kind->weight(w ? w : o);
+        if (weight > room) {
+            statements++;
+            room = MQ_MAX_ROWS;
+        }
+        room -= weight;
+        if (!w)
+            break;
+        joins = true;
+    }
+    return joins && statements <= MQ_COMBINER_QUEUED;
 }
 
 static bool submit(struct lane *l, struct mq_combined *o)

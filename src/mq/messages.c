@@ -474,21 +474,32 @@ static void count_received(const struct mq_queue *q, const struct mq_message *ms
 
 static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int max,
                               int visibility_timeout, bool delete_now, struct mq_message **msgs,
-                              int *count);
+                              int *count, int *moved);
 
 enum mq_status mq_receive(struct db_conn *c, const struct mq_queue *q, int max,
                           int visibility_timeout, bool delete_now, struct mq_message **msgs,
                           int *count)
 {
-    enum mq_status st = receive(c, q, max, visibility_timeout, delete_now, msgs, count);
+    int moved;
+    enum mq_status st = receive(c, q, max, visibility_timeout, delete_now, msgs, count, &moved);
     if (st == MQ_OK)
         count_received(q, *msgs, *count, delete_now);
     return st;
 }
 
+enum mq_status mq_receive_moving(struct db_conn *c, const struct mq_queue *q, int max,
+                                 int visibility_timeout, struct mq_message **msgs, int *count,
+                                 int *moved)
+{
+    enum mq_status st = receive(c, q, max, visibility_timeout, false, msgs, count, moved);
+    if (st == MQ_OK)
+        count_received(q, *msgs, *count, false);
+    return st;
+}
+
 static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int max,
                               int visibility_timeout, bool delete_now, struct mq_message **msgs,
-                              int *count)
+                              int *count, int *moved)
 {
     char id[FMT_INT_LEN], mx[FMT_INT_LEN], vt[FMT_INT_LEN], nonce[FMT_INT_LEN];
     fmt_int(id, q->id);
@@ -497,19 +508,21 @@ static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int m
     fmt_uint(nonce, fresh_nonce());
     *msgs = NULL;
     *count = 0;
+    *moved = 0;
     if (!q->attrs.fifo && !delete_now) {
         enum mq_status st = MQ_OK;
         /* a claim that met only exhausted messages looks again (a few times), so dead letters
          * at the head never make a receive come back empty while deliverable messages wait */
         for (int attempt = 0; attempt < 3; attempt++) {
             mq_messages_free(*msgs, *count);
-            int moved = claim_once(c, q, id, mx, vt, nonce, msgs, count, &st);
-            if (moved < 0) {
+            int n = claim_once(c, q, id, mx, vt, nonce, msgs, count, &st);
+            if (n < 0) {
                 *msgs = NULL;
                 *count = 0;
                 return st;
             }
-            if (*count > 0 || moved == 0)
+            *moved += n;
+            if (*count > 0 || n == 0)
                 break;
         }
         return MQ_OK;

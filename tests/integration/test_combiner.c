@@ -480,30 +480,64 @@ START_TEST(receives_that_gather_share_a_claim)
 }
 END_TEST
 
-/* A receive dealt nothing from a claim that came back short is told to look again: the claim
- * may have lost places to exhausted messages moved to a dead-letter queue. */
-START_TEST(a_receive_left_empty_by_a_short_claim_is_told_to_look_again)
+/* Three receives of 1 of q: r[0] alone (the lane takes it before the others come), then r[1]
+ * and r[2] in one claim of 2 (or all three together). Returns how many were told to look again,
+ * after checking that only receives left empty were, and that got messages were dealt. */
+static int three_receives_of_one(const struct mq_queue *q, int got)
 {
-    fill(queue.id, 2, "m");
     struct db_conn *held = hold_pool();
     static struct mq_combined_receive r[3];
     static atomic_int done;
     atomic_store(&done, 0);
-    for (int i = 0; i < 3; i++) { /* r[0] alone, then r[1] and r[2] in one claim of 2 */
-        r[i] = a_receive(&queue, 1, 30, &done);
+    for (int i = 0; i < 3; i++) {
+        r[i] = a_receive(q, 1, 30, &done);
         ck_assert(mq_combiner_receive(srv.app.combiner, &r[i]));
     }
     db_pool_release(srv.app.pool, held);
     wait_count(&done, 3);
-    int got = r[0].count + r[1].count + r[2].count, told = r[0].more + r[1].more + r[2].more;
-    ck_assert_int_eq(got, 2);
-    /* the one left empty by a claim that found 1 of 2 is told; if all three went out together
-     * (3 asked, 2 found), it is told as well */
-    ck_assert_int_eq(told, 1);
+    ck_assert_int_eq(r[0].count + r[1].count + r[2].count, got);
+    int told = 0;
     for (int i = 0; i < 3; i++) {
-        ck_assert(r[i].more == (r[i].count == 0));
+        ck_assert_int_eq(r[i].o.status, MQ_OK);
+        ck_assert(!r[i].more || r[i].count == 0);
+        told += r[i].more;
         mq_messages_free(r[i].msgs, r[i].count);
     }
+    return told;
+}
+
+/* A receive dealt nothing is told to look again only when its claim moved exhausted messages to
+ * the dead-letter queue: those may have taken the places of messages it would have got. A claim
+ * that came back short because the queue had no more tells nobody (with many long polls of a
+ * quiet queue, each would claim again at once). */
+START_TEST(a_receive_left_empty_by_a_short_claim_is_told_to_look_again)
+{
+    fill(queue.id, 2, "m");
+    ck_assert_int_eq(three_receives_of_one(&queue, 2), 0);
+
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/combined-dl-dead", NULL, &r);
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/queues/combined-dl",
+                  "{\"dead_letter\": {\"queue\": \"combined-dl-dead\", \"max_receive_count\": 1}}",
+                  &r);
+    ck_assert(r.status == 201 || r.status == 200);
+    response_cleanup(&r);
+    struct mq_queue dl;
+    struct db_conn *c = hold_pool();
+    ck_assert_int_eq(mq_queue_get(c, "combined-dl", &dl), MQ_OK);
+    db_pool_release(srv.app.pool, c);
+    fill(dl.id, 4, "exhausted"); /* received once each already: the next receive moves them */
+    harness_sqlf("WITH u AS (UPDATE messages SET receive_count = 1 WHERE queue_id = %d "
+                 "RETURNING 1) SELECT count(*) FROM u",
+                 dl.id);
+    fill(dl.id, 1, "deliverable");
+    /* r[0]'s claim moves three and gives up empty; the claim of r[1] and r[2] moves the fourth
+     * and deals the deliverable one (all three together: the same, three moved first) */
+    ck_assert_int_eq(three_receives_of_one(&dl, 1), 2);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id WHERE q.name = 'combined-dl-dead'"),
+                     4);
 }
 END_TEST
 
@@ -617,6 +651,44 @@ START_TEST(receives_wait_only_for_claims_they_can_share)
     ck_assert_int_gt(r[1].msgs[0].id, r[0].msgs[0].id);
     for (int i = 0; i < 2; i++)
         mq_messages_free(r[i].msgs, r[i].count);
+    mq_combiner_free(cb);
+}
+END_TEST
+
+/* Receives of 10 go one per claim: no more than MQ_COMBINER_QUEUED claims' worth of them waits
+ * behind the one in flight; the next runs on its own, and a smaller one that still fits in the
+ * last waiting claim joins it. */
+START_TEST(receives_queue_up_for_a_bounded_number_of_claims)
+{
+    struct db_conn *c = hold_pool();
+    fill(queue.id, 10 * (MQ_COMBINER_QUEUED + 1) + MQ_MAX_ROWS, "b");
+    struct mq_combiner *cb = patient_combiner();
+    static struct mq_combined_receive r[MQ_COMBINER_QUEUED + 3];
+    static atomic_int done;
+    atomic_store(&done, 0);
+    r[0] = a_receive(&queue, 10, 30, &done); /* taken, and stuck while the pool is held */
+    ck_assert(mq_combiner_receive(cb, &r[0]));
+    harness_sleep_ms(200);
+    for (int i = 1; i <= MQ_COMBINER_QUEUED; i++) {
+        r[i] = a_receive(&queue, 10, 30, &done);
+        ck_assert(mq_combiner_receive(cb, &r[i]));
+    }
+    int refused = MQ_COMBINER_QUEUED + 1, joined = MQ_COMBINER_QUEUED + 2;
+    r[refused] = a_receive(&queue, 10, 30, &done);
+    ck_assert(!mq_combiner_receive(cb, &r[refused]));
+    r[joined] = a_receive(&queue, MQ_MAX_ROWS - 10, 30, &done);
+    ck_assert(mq_combiner_receive(cb, &r[joined]));
+    db_pool_release(srv.app.pool, c);
+    wait_count(&done, MQ_COMBINER_QUEUED + 2);
+    unsigned long long statements, messages;
+    mq_combiner_counts(cb, MQ_COMBINED_RECEIVE, &statements, &messages);
+    ck_assert_int_eq(statements, MQ_COMBINER_QUEUED + 1);
+    ck_assert_int_eq(messages, 10 * (MQ_COMBINER_QUEUED + 1) + MQ_MAX_ROWS - 10);
+    for (int i = 0; i <= joined; i++)
+        if (i != refused) {
+            ck_assert_int_eq(r[i].o.status, MQ_OK);
+            mq_messages_free(r[i].msgs, r[i].count);
+        }
     mq_combiner_free(cb);
 }
 END_TEST
@@ -1194,6 +1266,7 @@ int main(void)
     tcase_add_test(tc, stopping_finishes_what_was_handed_over);
     tcase_add_test(tc, receives_that_gather_share_a_claim);
     tcase_add_test(tc, receives_wait_only_for_claims_they_can_share);
+    tcase_add_test(tc, receives_queue_up_for_a_bounded_number_of_claims);
     tcase_add_test(tc, nothing_waits_behind_a_stuck_statement);
     tcase_add_test(tc, an_operation_without_a_connection_is_told_the_pool_is_busy);
     tcase_add_test(tc, a_receive_left_empty_by_a_short_claim_is_told_to_look_again);
