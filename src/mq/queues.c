@@ -59,18 +59,9 @@ static struct db_stmt q_upsert = DB_STMT(
     "max_receive_count = EXCLUDED.max_receive_count, updated_at = now() "
     "WHERE q.fifo = EXCLUDED.fifo RETURNING (xmax = 0)",
     10);
-static struct db_stmt q_delete =
-    DB_STMT("mq_queue_delete",
-            "WITH q AS (DELETE FROM queues WHERE name = $1 RETURNING id), "
-            "m AS (DELETE FROM messages WHERE queue_id IN (SELECT id FROM q)), "
-            "g AS (DELETE FROM message_groups WHERE queue_id IN (SELECT id FROM q)), "
-            "d AS (DELETE FROM dedup_entries WHERE queue_id IN (SELECT id FROM q)), "
-            "s AS (DELETE FROM queue_depths WHERE queue_id IN (SELECT id FROM q)), "
-            "t AS (INSERT INTO deleted_queues (queue_id) SELECT id FROM q), "
-            "u AS (UPDATE queues SET dead_letter_queue_id = NULL, max_receive_count = NULL "
-            "WHERE dead_letter_queue_id IN (SELECT id FROM q)) "
-            "SELECT count(*) FROM q",
-            1);
+/* A queue and everything of it (sql/041: its row is locked before its messages are read, so a
+ * move into it that committed first goes with it). */
+static struct db_stmt q_delete = DB_STMT("mq_queue_delete", "SELECT mq_delete_queue($1)", 1);
 static struct db_stmt q_list =
     DB_STMT("mq_queue_list", "SELECT name FROM queues WHERE name > $1 ORDER BY name LIMIT $2", 2);
 static struct db_stmt q_stats =

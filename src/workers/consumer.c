@@ -105,7 +105,8 @@ static bool handle_traced(struct consumer *k, struct db_conn *c, const struct mq
     }
     ok = ok && hold(k, c, m, &lost);
     if (lost) {
-        db_rollback(c);
+        if (!db_commit(c)) /* keeps what mq_hold mended (a FIFO group of a message gone) */
+            db_rollback(c);
         atomic_fetch_add(&k->counters.lost, 1);
         log_info("%s: message %s is no longer ours (its lease ran out): not handled", k->def->name,
                  m->message_id);

@@ -416,6 +416,117 @@ START_TEST(a_dead_letter_move_into_a_deleted_queue_keeps_the_message)
 }
 END_TEST
 
+/* A dead letter of queue src in dlq: sent, received once with visibility 0, and moved by the
+ * next receive. */
+static void one_dead_letter(const char *src, const char *dlq)
+{
+    received_once(src, dlq);
+    struct response r;
+    json_t *msgs = receive(src, "{}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 0);
+    response_cleanup(&r);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", queue_id(dlq)), 1);
+}
+
+/* A redrive into a queue holds it against deletion until it commits: the queue's DELETE waits,
+ * then takes the moved message with it. (It used to delete the queue at once, and the message
+ * the redrive moved in landed under the deleted queue's id, for the sweep to delete: lost,
+ * where a delete that came first would have left it in the dead-letter queue.) */
+START_TEST(a_queue_deleted_during_a_redrive_into_it_takes_what_was_moved)
+{
+    one_dead_letter("mv-src", "mv-dlq");
+    long long src = queue_id("mv-src"), dlq = queue_id("mv-dlq");
+    PGconn *holder =
+        hold("SELECT moved FROM mq_redrive_some(%lld, NULL, 0, 9223372036854775807, 100)", dlq);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", dlq), 1);
+    static struct deleter d = {.path = "/queues/mv-src"};
+    pthread_t t;
+    pthread_create(&t, NULL, delete_in_thread, &d);
+    harness_sleep_ms(300);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(d.status, 204);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", src), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", dlq), 0);
+}
+END_TEST
+
+/* A redrive while the target queue is being deleted moves nothing: the message stays in the
+ * dead-letter queue once the queue is gone. */
+START_TEST(a_redrive_into_a_queue_being_deleted_leaves_the_message)
+{
+    one_dead_letter("mv2-src", "mv2-dlq");
+    long long dlq = queue_id("mv2-dlq");
+    PGconn *holder = hold("SELECT mq_delete_queue('mv2-src')");
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/mv2-dlq:redrive", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "moved")), 0);
+    response_cleanup(&r);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'mv2-src'"), 0);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", dlq), 1);
+}
+END_TEST
+
+/* The retention sweep skips an expired message a consumer holds (it used to wait for it, the
+ * whole sweep standing still behind one slow handler) and deletes the rest. */
+START_TEST(retention_skips_a_held_message)
+{
+    harness_put_queue(&srv, "expiring", NULL, 201);
+    struct response r;
+    for (int i = 0; i < 2; i++) {
+        harness_admin(&srv, "POST", "/queues/expiring/messages", "{\"body\":\"x\"}", &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    long long q = queue_id("expiring");
+    harness_sqlf("WITH u AS (UPDATE messages SET sent_at = now() - interval '30 days' "
+                 "WHERE queue_id = %lld RETURNING 1) SELECT count(*) FROM u",
+                 q);
+    harness_sqlf("WITH u AS (UPDATE queue_sweeps SET next_at = now() WHERE queue_id = %lld "
+                 "RETURNING 1) SELECT count(*) FROM u",
+                 q);
+    PGconn *holder = hold("SELECT 1 FROM messages WHERE queue_id = %lld ORDER BY id LIMIT 1 "
+                          "FOR UPDATE",
+                          q);
+    char *swept =
+        harness_sql(harness_db_url(), "SET lock_timeout = '2s'; SELECT mq_sweep(1000, 10000)");
+    ck_assert_ptr_nonnull(swept);
+    free(swept);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", q), 1);
+    PQclear(PQexec(holder, "COMMIT"));
+    PQfinish(holder);
+}
+END_TEST
+
+/* A FIFO message in flight is deleted by the retention sweep while its consumer's delete holds
+ * the group and waits for the message; the sweep's refresh skips the held group. The delete,
+ * finding the message gone, reopens the group itself: the next message is handed out. */
+START_TEST(a_receipt_of_a_message_the_sweep_deleted_reopens_its_group)
+{
+    harness_put_queue(&srv, "swept.fifo", NULL, 201);
+    send_group("swept.fifo", "g", "m1");
+    send_group("swept.fifo", "g", "m2");
+    struct response r;
+    json_t *msgs = receive("swept.fifo", "{\"visibility_timeout\":600}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    response_cleanup(&r);
+    long long q = queue_id("swept.fifo");
+    long long id = harness_sqlf("SELECT min(id) FROM messages WHERE queue_id = %lld", q);
+    long long nonce = harness_sqlf("SELECT receipt FROM messages WHERE id = %lld", id);
+    PGconn *sweep = hold("DELETE FROM messages WHERE queue_id = %lld AND id = %lld", q, id);
+    bool blocked;
+    PGconn *deleter = start_blocked(&blocked, "SELECT mq_delete(%lld, %lld, %lld)", q, id, nonce);
+    ck_assert_int_eq(release(sweep, deleter), 2);
+    ck_assert(blocked);
+    receive_only("swept.fifo", "{}", "m2");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("races");
@@ -431,6 +542,10 @@ int main(void)
     tcase_add_test(tc, a_fifo_dead_letter_move_skips_a_message_deleted_meanwhile);
     tcase_add_test(tc, a_held_message_is_skipped_and_a_stale_receipt_finds_out);
     tcase_add_test(tc, a_dead_letter_move_into_a_deleted_queue_keeps_the_message);
+    tcase_add_test(tc, a_queue_deleted_during_a_redrive_into_it_takes_what_was_moved);
+    tcase_add_test(tc, a_redrive_into_a_queue_being_deleted_leaves_the_message);
+    tcase_add_test(tc, retention_skips_a_held_message);
+    tcase_add_test(tc, a_receipt_of_a_message_the_sweep_deleted_reopens_its_group);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
