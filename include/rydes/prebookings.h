@@ -19,6 +19,7 @@
 
 #define PREBOOKINGS_TOPIC            "prebooking-notification"
 #define PREBOOKINGS_SUBMISSION_QUEUE "prebooking-submission" /* apps may send into it */
+#define PREBOOKINGS_PROCESSING_QUEUE "prebooking-processing" /* the topic's worker reads it */
 #define PREBOOKINGS_KEY_SCOPE        "prebookings"           /* of its idempotency keys */
 
 /* A validated submission; strings point into the request body. */
@@ -76,6 +77,7 @@ enum prebookings_outcome {
     PREBOOKINGS_REPLAYED,   /* the key was used before with this submission: its task */
     PREBOOKINGS_KEY_REUSED, /* the key was used before with another submission: nothing done */
     PREBOOKINGS_FAILED,     /* nothing done; *st says why (MQ_NOT_FOUND: no topic) */
+    PREBOOKINGS_UNROUTED,   /* nothing done: the topic takes it to no processing queue */
 };
 
 /* Accepts a submission: stores its pending task and publishes it to the topic of set (NULL: no

@@ -69,6 +69,11 @@ static enum handler_result answer(struct http_request *req, enum prebookings_out
         return res;
     case PREBOOKINGS_KEY_REUSED:
         return api_key_reused(req);
+    case PREBOOKINGS_UNROUTED:
+        return http_reply_unavailable(req, "topic " PREBOOKINGS_TOPIC " takes prebookings to no "
+                                           "queue " PREBOOKINGS_PROCESSING_QUEUE " (its "
+                                           "subscription is gone or filters them out); "
+                                           "restarting the gateway re-creates it");
     case PREBOOKINGS_FAILED:
     default:
         if (no_topic)

@@ -5,6 +5,7 @@
 #include "rydes/buf.h"
 #include "rydes/idempotency.h"
 #include "rydes/jsontext.h"
+#include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/trace.h"
 
@@ -287,6 +288,18 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
     return mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
 }
 
+/* Whether the publish of plan reaches a queue PREBOOKINGS_PROCESSING_QUEUE: without one (its
+ * subscription deleted, or given a filter that refuses submissions) the task would wait for a
+ * worker no message reaches. */
+static bool reaches_processing(const struct topic_set *set, const struct mq_publish_plan *plan)
+{
+    for (int i = 0; i < set->n && i < plan->tally.n; i++)
+        if (plan->tally.items[i].wanted && !set->subs[i].url &&
+            strcmp(set->subs[i].queue, PREBOOKINGS_PROCESSING_QUEUE) == 0)
+            return true;
+    return false;
+}
+
 /* A submission on its way to the database: the task id and its event. */
 struct submission {
     const struct topic_set *set;
@@ -374,13 +387,17 @@ enum prebookings_outcome prebookings_submit(struct db_conn *c, const struct topi
                              .ctx = ctx,
                              .published = published};
     mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &sub.plan);
+    bool routed = reaches_processing(set, &sub.plan);
     struct idempotency k = {PREBOOKINGS_KEY_SCOPE, key, hash, out->id};
-    bool claimed;
-    *st = sub.plan.lean ? submit_lean(c, &sub, key, hash, &claimed)
-                        : idempotency_run(c, &k, submit_in_tx_work, &sub, &claimed);
+    bool claimed = false;
+    if (routed)
+        *st = sub.plan.lean ? submit_lean(c, &sub, key, hash, &claimed)
+                            : idempotency_run(c, &k, submit_in_tx_work, &sub, &claimed);
     mq_publish_plan_clear(&sub.plan);
     free(body);
     json_decref(attrs);
+    if (!routed)
+        return PREBOOKINGS_UNROUTED;
     if (*st != MQ_OK)
         return PREBOOKINGS_FAILED;
     return claimed ? PREBOOKINGS_SUBMITTED : prebookings_find_key(c, key, hash, true, out, st);
@@ -437,8 +454,13 @@ enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_
         submission_event(m->message_id, &in, now, m->message_id, &event, &attrs);
         struct mq_publish p = {
             .body = event, .body_len = strlen(event), .body_json = true, .attributes = attrs};
+        struct mq_publish_plan plan;
+        mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
+        bool routed = reaches_processing(set, &plan);
+        mq_publish_plan_clear(&plan);
         struct mq_publish_result published;
-        st = submit_in_tx(c, set, m->message_id, now, &p, listened, ctx, &published);
+        st = routed ? submit_in_tx(c, set, m->message_id, now, &p, listened, ctx, &published)
+                    : MQ_NOT_FOUND; /* as without the topic: tried again, then dead-lettered */
         free(event);
         json_decref(attrs);
     }
@@ -548,8 +570,8 @@ enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m
     }
     if (st == MQ_OK && !final)
         st = decide(c, &e, slot_minutes);
-    if (st != MQ_OK && !why[0])
-        snprintf(why, why_len, "%s", PQerrorMessage(c->pg));
+    if (st != MQ_OK && !why[0]) /* why reaches the task's error, which apps read: not this */
+        log_warn("prebooking task %s: %s", e.task_id, PQerrorMessage(c->pg));
     json_decref(e.json);
     return st;
 }

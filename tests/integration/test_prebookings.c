@@ -632,6 +632,56 @@ START_TEST(no_task_without_its_event)
 }
 END_TEST
 
+/* The topic exists but takes submissions to no prebooking-processing queue (its subscription
+ * deleted, or filtering them out): 503 and nothing stored, not a task that waits for a worker no
+ * message reaches. A restart re-creates the subscription. */
+START_TEST(no_task_when_nothing_would_process_it)
+{
+    start(no_workers);
+    char when[64], body[512], id[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(2, 30), "", 0);
+    struct response r;
+    harness_admin(&srv, "PUT",
+                  "/topics/prebooking-notification/subscriptions/prebooking-processing",
+                  "{\"queue\":\"prebooking-processing\",\"raw_delivery\":true,"
+                  "\"filter_policy\":{\"customer\":[\"nobody\"]}}",
+                  &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    for (int gone = 0; gone < 2; gone++) {
+        if (gone) {
+            harness_admin(&srv, "DELETE",
+                          "/topics/prebooking-notification/subscriptions/prebooking-processing",
+                          NULL, &r);
+            ck_assert_int_eq(r.status, 204);
+            response_cleanup(&r);
+        }
+        pb_body(body, sizeof body, gone ? "unrouted-gone" : "unrouted-filtered", when);
+        double until = harness_now_s() + 5;
+        long long before;
+        for (;;) { /* a process may still hold the topic as it was for a moment */
+            before = stored_everything();
+            harness_request(&srv, "POST", "/prebookings", HARNESS_ADMIN_TOKEN, body, NULL, NULL,
+                            &r);
+            if (r.status == 503 || harness_now_s() > until)
+                break;
+            ck_assert_msg(r.status == 202, "%ld %s", r.status, buf_str(&r.body));
+            response_cleanup(&r);
+            harness_sleep_ms(100);
+        }
+        assert_problem(&r, 503);
+        ck_assert_msg(strstr(buf_str(&r.body), "prebooking-processing"), "%s", buf_str(&r.body));
+        response_cleanup(&r);
+        ck_assert_int_eq(stored_everything(), before);
+    }
+    stop();
+    start(no_workers);
+    submit(&srv, "unrouted-after", when, id);
+    ck_assert_int_eq(events_of("prebooking-processing", id), 1);
+    stop();
+}
+END_TEST
+
 /* ---- validation ------------------------------------------------------------------------------ */
 
 /* A submission with one thing wrong: field f set to JSON v (NULL: removed), a second change
@@ -1945,6 +1995,7 @@ int main(void)
     tcase_add_test(api, lifecycle_from_202_to_succeeded);
     tcase_add_test(api, invalid_submissions_are_400_naming_the_field_and_change_nothing);
     tcase_add_test(api, no_task_without_its_event);
+    tcase_add_test(api, no_task_when_nothing_would_process_it);
     tcase_add_test(api, prebookings_need_the_app_role_and_unknown_ids_are_404);
     suite_add_tcase(s, api);
     TCase *services = tcase_create("services");
