@@ -30,7 +30,9 @@ const char *rides_text_field(json_t *body, const char *field, const char *alias,
     return validate_string(body, name, required, 1, RIDES_TEXT_MAX, fe);
 }
 
-/* Parses a numeric string: an optional minus, digits, an optional fraction; nothing else. */
+/* Parses a numeric string: an optional minus, digits, an optional fraction; nothing else.
+ * *decimals counts the fraction's digits up to its last that is not 0 ("12.500" has 1, as the
+ * JSON number 12.500 does). */
 static bool parse_decimal(const char *s, double *out, int *decimals)
 {
     const char *p = s + (*s == '-');
@@ -42,6 +44,8 @@ static bool parse_decimal(const char *s, double *out, int *decimals)
         return false;
     errno = 0;
     *out = strtod(s, NULL);
+    while (frac > 0 && dot[frac] == '0')
+        frac--;
     *decimals = (int)frac;
     return errno == 0 && isfinite(*out);
 }

@@ -635,6 +635,21 @@ START_TEST(a_retry_with_the_same_key_replays_the_first_ride)
     response_cleanup(&b);
     ck_assert_int_eq(rides_of("i1-dave"), 1);
 
+    /* trailing zeros are no decimals, in a numeric string as in a number: the same request */
+    const char *fares[] = {"\"12.500\"", "12.500", "12.5"};
+    for (int i = 0; i < 3; i++) {
+        char fb[256];
+        snprintf(fb, sizeof fb,
+                 "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"i1-dave\", "
+                 "\"duration\": 60, \"distance\": 2.5, \"fare\": %s}",
+                 fares[i]);
+        post_ride(&srv, fb, key, &b);
+        assert_created(&b);
+        ck_assert(json_equal(a.json, b.json));
+        response_cleanup(&b);
+    }
+    ck_assert_int_eq(rides_of("i1-dave"), 1);
+
     /* -0 is 0, as a numeric string or as a number: the same request */
     const char *zeros[] = {"0", "\"-0\"", "-0.0"};
     struct response z[3];
