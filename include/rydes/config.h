@@ -15,6 +15,7 @@ struct config {
     int64_t threads;
     int64_t handler_threads;
     int64_t data_threads;
+    int64_t thread_queue_limit;
     int64_t db_pool_size;
     int64_t db_acquire_timeout_ms;
     int64_t db_connect_timeout;

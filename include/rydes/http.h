@@ -78,6 +78,7 @@ struct http_server_config {
     int handler_threads; /* of the handlers' set (rydes/offload.h); 0: the HTTP threads run it all
                           */
     int data_threads;    /* of the data plane's set, when there are handler threads (0: as many) */
+    int thread_queue_limit; /* requests that may wait for a thread of each set */
     int connection_limit;
     int connection_timeout;
     int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */

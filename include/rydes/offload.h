@@ -11,10 +11,16 @@
 struct offload;
 typedef void (*offload_fn)(void *arg);
 
-/* Starts threads (at least 1) threads; free with offload_free. */
-struct offload *offload_start(int threads);
-/* Queues fn(arg) to run on one of the threads; false (nothing queued) once stopping. */
-bool offload_submit(struct offload *o, offload_fn fn, void *arg);
+/* Starts threads (at least 1) threads, of which at most max_waiting jobs (at least 1) may wait;
+ * free with offload_free. */
+struct offload *offload_start(int threads, int max_waiting);
+enum offload_submitted {
+    OFFLOAD_QUEUED,  /* fn(arg) will run */
+    OFFLOAD_FULL,    /* max_waiting jobs wait already: nothing queued */
+    OFFLOAD_STOPPED, /* stopping: nothing queued */
+};
+/* Queues fn(arg) to run on one of the threads, in order of arrival. */
+enum offload_submitted offload_submit(struct offload *o, offload_fn fn, void *arg);
 /* Refuses new jobs, runs every job queued so far and joins the threads; o stays valid (its
  * submits return false) until offload_free. Call from one thread; later calls return at once. */
 void offload_stop(struct offload *o);

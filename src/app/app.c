@@ -446,6 +446,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         .threads = http_threads(cfg),
         .handler_threads = (int)cfg->handler_threads,
         .data_threads = data_threads(cfg),
+        .thread_queue_limit = (int)cfg->thread_queue_limit,
         .connection_limit = (int)cfg->connection_limit,
         .connection_timeout = (int)cfg->connection_timeout,
         .request_timeout = (int)cfg->request_timeout,

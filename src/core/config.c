@@ -81,6 +81,10 @@ static const struct setting settings[] = {
      NULL,
      "threads of the data plane's set (0: as many as RYDES_HANDLER_THREADS); none without "
      "handler threads"},
+    {"thread-queue-limit", "RYDES_THREAD_QUEUE_LIMIT", SETTING_INT, "256", 1, 100000, NULL,
+     OFF(thread_queue_limit), false, NULL,
+     "requests that may wait for a thread of each set (the handlers', the data plane's); more "
+     "are answered 503 at once, so a set whose threads are stuck holds no more connections"},
     {"db-pool-size", "RYDES_DB_POOL_SIZE", SETTING_INT, "16", 1, 1000, NULL, OFF(db_pool_size),
      false, NULL,
      "database connections shared by all threads, opened as needed (at least both sets of "

@@ -19,6 +19,7 @@ struct offload {
     pthread_cond_t cv;
     struct job *head, *tail; /* queued, oldest first */
     int waiting;             /* how many */
+    int max_waiting;
     bool stopping;
     int nthreads;
     pthread_t threads[];
@@ -54,11 +55,12 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-struct offload *offload_start(int threads)
+struct offload *offload_start(int threads, int max_waiting)
 {
     if (threads < 1)
         threads = 1;
     struct offload *o = xcalloc(1, sizeof *o + (size_t)threads * sizeof(pthread_t));
+    o->max_waiting = max_waiting < 1 ? 1 : max_waiting;
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cv, NULL);
     o->nthreads = threads;
@@ -68,13 +70,15 @@ struct offload *offload_start(int threads)
     return o;
 }
 
-bool offload_submit(struct offload *o, offload_fn fn, void *arg)
+enum offload_submitted offload_submit(struct offload *o, offload_fn fn, void *arg)
 {
     struct job *j = xmalloc(sizeof *j);
     *j = (struct job){.fn = fn, .arg = arg};
     pthread_mutex_lock(&o->mu);
-    bool open = !o->stopping;
-    if (open) {
+    enum offload_submitted r = o->stopping                    ? OFFLOAD_STOPPED
+                               : o->waiting >= o->max_waiting ? OFFLOAD_FULL
+                                                              : OFFLOAD_QUEUED;
+    if (r == OFFLOAD_QUEUED) {
         if (o->tail)
             o->tail->next = j;
         else
@@ -84,9 +88,9 @@ bool offload_submit(struct offload *o, offload_fn fn, void *arg)
         pthread_cond_signal(&o->cv);
     }
     pthread_mutex_unlock(&o->mu);
-    if (!open)
+    if (r != OFFLOAD_QUEUED)
         free(j);
-    return open;
+    return r;
 }
 
 void offload_stop(struct offload *o)

@@ -459,29 +459,53 @@ static enum handler_result refuse_late(struct http_request *req)
     return http_reply_problem(req, 503, "the server is shutting down; retry");
 }
 
-/* A handler thread's job: runs the handler (or, once the shutdown's wait has run out, answers
- * 503 instead of beginning it), then hands the connection back with its reply. */
+/* The answer to a request that found every thread of its set busy and max_waiting waiting. */
+static enum handler_result refuse_busy(struct http_request *req)
+{
+    http_add_header(req, "Retry-After", "1");
+    return http_reply_problem(req, 503,
+                              "too many requests wait for a thread (RYDES_THREAD_QUEUE_LIMIT); "
+                              "retry");
+}
+
+/* The answer to a request whose client left while it waited for a thread: nobody reads it. */
+static enum handler_result refuse_gone(struct http_request *req)
+{
+    log_debug("%s %s: the client left before a thread took it", req->method, req->path);
+    return http_reply_problem(req, 503, "the client left before the request began");
+}
+
+/* What a job answers instead of beginning: NULL to begin (not cut off by a stop's wait that ran
+ * out, and its client still there: a client that gave up leaves no work behind it). */
+static route_handler refusal(struct http_request *req)
+{
+    if (atomic_load(&req->server->cut_off))
+        return refuse_late;
+    return http_client_gone(req) ? refuse_gone : NULL;
+}
+
+/* A handler thread's job: runs the handler (or refuses it, see refusal), then hands the
+ * connection back with its reply. */
 static void offload_run(void *arg)
 {
     struct request_full *full = arg;
     struct http_request *req = &full->req;
     trace_set(req->request_id, http_header(req, "traceparent"));
     full->offloaded = true;
+    route_handler refused = refusal(req);
     if (full->work) { /* the data plane's statements: then full->job goes on on its thread */
-        bool cut = atomic_load(&req->server->cut_off);
-        if (!cut)
+        if (!refused)
             full->work(req);
         if (req->status) /* its reply would be refused: work keeps its outcome for then */
             log_error("%s %s replied from its work", req->method, req->path);
         full->work = NULL;
         full->offloaded = false;
-        req->resume = cut ? refuse_late : full->job;
+        req->resume = refused ? refused : full->job;
         MHD_resume_connection(req->conn);
         trace_set(NULL, NULL);
         return;
     }
-    enum handler_result res =
-        atomic_load(&req->server->cut_off) ? refuse_late(req) : full->job(req);
+    enum handler_result res = refused ? refused(req) : full->job(req);
     full->pending_res = request_finish(req, res);
     full->offloaded = false;
     req->resume = deliver;
@@ -502,9 +526,10 @@ enum handler_result http_offload_work(struct http_request *req,
     full->job = then;
     req->resume = NULL;
     MHD_suspend_connection(req->conn);
-    if (!offload_submit(o, offload_run, full)) { /* stopped: a stop's wait ran out before */
+    enum offload_submitted r = offload_submit(o, offload_run, full);
+    if (r != OFFLOAD_QUEUED) { /* full, or stopped: a stop's wait ran out before */
         full->work = NULL;
-        req->resume = refuse_late;
+        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;
@@ -520,8 +545,9 @@ static enum handler_result offload_to(struct http_request *req, struct offload *
     full->job = handler;
     req->resume = NULL;
     MHD_suspend_connection(req->conn);
-    if (!offload_submit(o, offload_run, full)) { /* stopped: a stop's wait ran out before */
-        req->resume = refuse_late;
+    enum offload_submitted r = offload_submit(o, offload_run, full);
+    if (r != OFFLOAD_QUEUED) { /* full, or stopped: a stop's wait ran out before */
+        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;
@@ -758,8 +784,9 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
     ensure_descriptors(cfg->connection_limit);
     s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
     if (cfg->handler_threads > 0) { /* apart, so that a stuck purge never holds up a send */
-        s->offload = offload_start(cfg->handler_threads);
-        s->data = offload_start(cfg->data_threads > 0 ? cfg->data_threads : cfg->handler_threads);
+        s->offload = offload_start(cfg->handler_threads, cfg->thread_queue_limit);
+        s->data = offload_start(cfg->data_threads > 0 ? cfg->data_threads : cfg->handler_threads,
+                                cfg->thread_queue_limit);
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;

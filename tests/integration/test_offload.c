@@ -7,12 +7,16 @@
  * threads every route still works on the HTTP thread. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static struct harness_server srv;
 
@@ -34,6 +38,14 @@ static void two_data_threads(struct config *cfg)
     struct config_error err;
     threads(cfg, "1", "1");
     ck_assert(config_set_flag(cfg, "data-threads", "2", &err));
+}
+
+/* One of each, and at most two requests waiting for a thread of a set. */
+static void short_queue(struct config *cfg)
+{
+    struct config_error err;
+    threads(cfg, "1", "1");
+    ck_assert(config_set_flag(cfg, "thread-queue-limit", "2", &err));
 }
 
 static void no_handler_threads(struct config *cfg)
@@ -355,6 +367,87 @@ START_TEST(without_handler_threads_every_route_runs_on_the_http_thread)
 }
 END_TEST
 
+/* With the handler thread stuck and RYDES_THREAD_QUEUE_LIMIT requests waiting for it, the next
+ * one is answered 503 with Retry-After at once (no connection held for a thread that may not
+ * come); those waiting are answered once the thread is free. */
+START_TEST(a_full_queue_answers_503_at_once)
+{
+    harness_start(&srv, short_queue);
+    queue_with_a_message("queue-full");
+    PGconn *holder = holder_lock("queue-full");
+    struct call purge, lists[2];
+    purge_blocked(&purge, "queue-full", 1);
+    for (int i = 0; i < 2; i++)
+        call_start(&lists[i], "GET", "/queues");
+    int handlers = -1, data = -1;
+    for (int i = 0; i < 200 && handlers != 2; i++) {
+        harness_sleep_ms(10);
+        http_server_backlog(srv.app.http, &handlers, &data);
+    }
+    ck_assert_int_eq(handlers, 2);
+    double t0 = harness_now_s();
+    struct response r;
+    harness_admin(&srv, "GET", "/queues", NULL, &r);
+    double took = harness_now_s() - t0;
+    assert_problem(&r, 503);
+    char h[16];
+    ck_assert(response_header(&r, "Retry-After", h, sizeof h));
+    ck_assert_msg(strstr(buf_str(&r.body), "RYDES_THREAD_QUEUE_LIMIT"), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_msg(took < 2.0, "the refusal took %.1f s", took);
+    holder_release(holder);
+    ck_assert_int_eq(call_end(&purge), 204);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(call_end(&lists[i]), 200);
+    harness_stop(&srv);
+}
+END_TEST
+
+/* Sends method path (no body) on a connection of its own and closes it without reading. */
+static void send_and_leave(const char *method, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons((uint16_t)atoi(strrchr(srv.base, ':') + 1));
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    char req[256];
+    int len = snprintf(req, sizeof req,
+                       "%s %s HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Length: 0\r\n\r\n",
+                       method, path, HARNESS_ADMIN_TOKEN);
+    ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
+    harness_sleep_ms(200); /* read and queued for the handler thread */
+    close(fd);
+}
+
+/* A request whose client left while it waited for the (stuck) handler thread is not begun: a
+ * client that gave up leaves no work behind it. */
+START_TEST(a_request_whose_client_left_is_not_begun)
+{
+    harness_start(&srv, one_of_each);
+    queue_with_a_message("left-stuck");
+    PGconn *holder = holder_lock("left-stuck");
+    struct call purge;
+    purge_blocked(&purge, "left-stuck", 1);
+    send_and_leave("PUT", "/queues/left-behind");
+    int handlers = -1, data = -1;
+    http_server_backlog(srv.app.http, &handlers, &data);
+    ck_assert_int_eq(handlers, 1);
+    holder_release(holder);
+    ck_assert_int_eq(call_end(&purge), 204);
+    for (int i = 0; i < 200 && handlers > 0; i++) {
+        harness_sleep_ms(10);
+        http_server_backlog(srv.app.http, &handlers, &data);
+    }
+    ck_assert_int_eq(handlers, 0);
+    ck_assert_int_eq(status_of("GET", "/queues/never-made", NULL), 404); /* the thread is free */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'left-behind'"), 0);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("offload");
@@ -366,6 +459,8 @@ int main(void)
     tcase_add_test(tc, a_shutdown_refuses_data_plane_work_not_yet_begun);
     tcase_add_test(tc, the_data_plane_runs_as_many_at_once_as_its_threads);
     tcase_add_test(tc, without_handler_threads_every_route_runs_on_the_http_thread);
+    tcase_add_test(tc, a_full_queue_answers_503_at_once);
+    tcase_add_test(tc, a_request_whose_client_left_is_not_begun);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
