@@ -44,6 +44,10 @@ struct aws_call {
 
 /* The route handler of POST / and POST /{account}/{queue}. */
 enum handler_result aws_dispatch(struct http_request *req);
+/* Their check once the headers are in, before the body is read (http_server_config's
+ * before_raw_body): a request without a well-formed signature of an existing access key is
+ * answered at once, as aws_dispatch would, with nothing buffered. */
+enum handler_result aws_before_body(struct http_request *req);
 
 /* Answers with result (a JSON-protocol output object, stolen; NULL for an operation without
  * output) in the call's protocol. */

@@ -87,6 +87,10 @@ struct http_server_config {
     const struct route *routes;
     size_t nroutes;
     http_auth_fn authenticate;
+    /* Routes of ROUTE_RAW_BODY authenticate themselves (ROLE_NONE): this, if not NULL, runs
+     * once their headers are in and before their body is read, and answers (a reply queued) or
+     * lets the request go on (req->status 0). */
+    route_handler before_raw_body;
     struct app *app;
     struct metrics *metrics;
     const char *tls_cert_pem, *tls_key_pem; /* both: serve HTTPS (borrowed, PEM text) */

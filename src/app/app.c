@@ -2,6 +2,7 @@
 #include "rydes/app.h"
 
 #include "rydes/api.h"
+#include "rydes/aws.h"
 #include "rydes/aws_store.h"
 #include "rydes/buf.h"
 #include "rydes/clock.h"
@@ -455,6 +456,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         .routes = api_routes,
         .nroutes = api_nroutes,
         .authenticate = app_authenticate,
+        .before_raw_body = aws_before_body,
         .app = app,
         .metrics = app->metrics,
         .tls_cert_pem = app->tls_cert,

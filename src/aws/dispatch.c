@@ -2,7 +2,9 @@
  *
  * Order of checks, as AWS makes them: a signature must be there and well formed, the access key
  * must be of the issued form (before any database work) and exist (app->aws_key_cache for a
- * second, then the database), the date must be within 15 minutes and the signature must match;
+ * second, then the database), all that before the body is read (aws_before_body: no bytes are
+ * buffered for an anonymous client), the date must be within 15 minutes and the signature must
+ * match;
  * then the request is charged to its token's rate limit, and only then is the body parsed and
  * the operation chosen. The protocol follows X-Amz-Target (AWS JSON 1.0) or its absence (query
  * protocol, form-encoded with Action=); the service follows the signature's scope (sqs or sns).
@@ -220,11 +222,10 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     return r;
 }
 
-/* Authenticates the request by its SigV4 Authorization header; fills the call's role, key,
- * region and service, and token_hash with the SHA-256 of the key's bearer token (its rate
- * limit's key). False with the error answered. */
-static bool authenticate(struct aws_call *call, struct sigv4_auth *a, unsigned char *token_hash,
-                         enum handler_result *res)
+/* The access key of the request's SigV4 Authorization header: the header parsed into *a and
+ * the key's credentials into *k (wipe it). False with the error answered. */
+static bool identify(struct aws_call *call, struct sigv4_auth *a, struct aws_key *k,
+                     enum handler_result *res)
 {
     const char *h = http_header(call->req, "Authorization");
     if (!h || !*h) {
@@ -245,8 +246,17 @@ static bool authenticate(struct aws_call *call, struct sigv4_auth *a, unsigned c
                         "The security token included in the request is invalid.");
         return false;
     }
+    return credentials(call, a->access_key, strcmp(a->service, "sns") == 0, k, res) == STORE_OK;
+}
+
+/* Authenticates the request by its SigV4 Authorization header; fills the call's role, key,
+ * region and service, and token_hash with the SHA-256 of the key's bearer token (its rate
+ * limit's key). False with the error answered. */
+static bool authenticate(struct aws_call *call, struct sigv4_auth *a, unsigned char *token_hash,
+                         enum handler_result *res)
+{
     struct aws_key k;
-    if (credentials(call, a->access_key, strcmp(a->service, "sns") == 0, &k, res) != STORE_OK) {
+    if (!identify(call, a, &k, res)) {
         OPENSSL_cleanse(&k, sizeof k);
         return false;
     }
@@ -339,9 +349,20 @@ static struct aws_call *call_new(struct http_request *req)
     return call;
 }
 
-enum handler_result aws_dispatch(struct http_request *req)
+enum handler_result aws_before_body(struct http_request *req)
 {
     struct aws_call *call = call_new(req);
+    struct sigv4_auth a;
+    struct aws_key k;
+    enum handler_result res = HANDLER_DONE;
+    identify(call, &a, &k, &res);
+    OPENSSL_cleanse(&k, sizeof k);
+    return res;
+}
+
+enum handler_result aws_dispatch(struct http_request *req)
+{
+    struct aws_call *call = req->state ? req->state : call_new(req);
     struct sigv4_auth a;
     enum handler_result res;
     unsigned char token_hash[SECRET_HASH_LEN];

@@ -410,6 +410,8 @@ static enum handler_result request_begin(struct http_request *req)
     if (request_has_body(req) && req->match.route->json_body == ROUTE_JSON_BODY &&
         !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return http_reply_problem(req, 415, "the request body must be application/json");
+    if (req->match.route->json_body == ROUTE_RAW_BODY && cfg->before_raw_body)
+        return cfg->before_raw_body(req);
     return HANDLER_DONE;
 }
 

@@ -351,14 +351,7 @@ static void small_failure_budget(struct config *cfg)
  * reply's text in reply. */
 static int status_from(const char *ip, const char *token, char *reply, size_t n)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in me = {.sin_family = AF_INET}, to = {.sin_family = AF_INET};
-    ck_assert_int_eq(inet_pton(AF_INET, ip, &me.sin_addr), 1);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    to.sin_port = htons((uint16_t)atoi(strrchr(srv.base, ':') + 1));
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    int fd = harness_connect(&srv, ip);
     char req[256];
     int len = snprintf(req, sizeof req,
                        "GET /queues HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"

@@ -7,9 +7,7 @@
  * threads every route still works on the HTTP thread. */
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -406,12 +404,7 @@ END_TEST
 /* Sends method path (no body) on a connection of its own and closes it without reading. */
 static void send_and_leave(const char *method, const char *path)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET};
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    to.sin_port = htons((uint16_t)atoi(strrchr(srv.base, ':') + 1));
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    int fd = harness_connect(&srv, NULL);
     char req[256];
     int len = snprintf(req, sizeof req,
                        "%s %s HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"

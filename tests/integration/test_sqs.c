@@ -21,7 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct harness_server srv;
 static char admin_key[AWS_ACCESS_KEY_LEN], admin_secret[AWS_SECRET_LEN];
@@ -189,6 +192,49 @@ START_TEST(missing_and_malformed_signatures)
                     "Authorization: AWS4-HMAC-SHA256 Credential=nonsense", &r);
     assert_xml_error(&r, 400, "IncompleteSignature");
     response_cleanup(&r);
+}
+END_TEST
+
+/* The reply to headers of POST / that announce body_len bytes of a query-protocol body (with
+ * auth, an Authorization header line, or none) and send none, read within 3 s; "" when none
+ * came (the server waits for the body). */
+static void answer_before_body(const char *auth, size_t body_len, char *reply, size_t n)
+{
+    int fd = harness_connect(&srv, NULL);
+    struct timeval tv = {.tv_sec = 3};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char req[512];
+    reply[0] = '\0';
+    int len = snprintf(req, sizeof req,
+                       "POST / HTTP/1.1\r\nHost: rydes\r\nContent-Type: %s\r\n%s%s"
+                       "Content-Length: %zu\r\n\r\n",
+                       QUERY_TYPE, auth ? auth : "", auth ? "\r\n" : "", body_len);
+    ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
+    size_t got = 0;
+    ssize_t r;
+    while (got < n - 1 && !strstr(reply, "</ErrorResponse>") &&
+           (r = recv(fd, reply + got, n - 1 - got, 0)) > 0) {
+        got += (size_t)r;
+        reply[got] = '\0';
+    }
+    reply[got] = '\0';
+    close(fd);
+}
+
+/* A request without a signature of an existing access key is answered once its headers are in:
+ * the server buffers no body for it (anyone could make it hold up to RYDES_MAX_BODY_BYTES per
+ * connection before). */
+START_TEST(unsigned_requests_are_answered_before_their_body)
+{
+    char reply[2048];
+    answer_before_body(NULL, 900000, reply, sizeof reply);
+    ck_assert_msg(strstr(reply, " 403 ") && strstr(reply, "MissingAuthenticationToken"), "%s",
+                  reply);
+    answer_before_body("Authorization: AWS4-HMAC-SHA256 Credential=AKIDAAAAAAAAAAAAAAAA/20261128/"
+                       "us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature="
+                       "0000000000000000000000000000000000000000000000000000000000000000",
+                       900000, reply, sizeof reply);
+    ck_assert_msg(strstr(reply, " 403 ") && strstr(reply, "InvalidClientTokenId"), "%s", reply);
 }
 END_TEST
 
@@ -1007,6 +1053,7 @@ int main(void)
     TCase *t = tcase_create("sqs");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, missing_and_malformed_signatures);
+    tcase_add_test(t, unsigned_requests_are_answered_before_their_body);
     tcase_add_test(t, unknown_key_wrong_secret_and_skew);
     tcase_add_test(t, unknown_keys_are_looked_up_only_so_often);
     tcase_add_test(t, sqs_errors_in_both_protocols);

@@ -5,8 +5,10 @@
 #include "rydes/log.h"
 #include "rydes/mem.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -500,4 +503,20 @@ long long harness_wait_sql(const char *sql, long long want, double timeout_s)
     while ((v = harness_sqlf("%s", sql)) != want && harness_now_s() < until)
         harness_sleep_ms(100);
     return v;
+}
+
+int harness_connect(const struct harness_server *s, const char *ip)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    if (ip) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        ck_assert_int_eq(inet_pton(AF_INET, ip, &me.sin_addr), 1);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
+    }
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons((uint16_t)atoi(strrchr(s->base, ':') + 1));
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    return fd;
 }

@@ -81,6 +81,10 @@ void harness_walk_names(struct harness_server *s, const char *collection, const 
 
 /* The monotonic clock in seconds, for deadlines. */
 double harness_now_s(void);
+
+/* A TCP connection to s from a socket bound to source address ip (NULL: any), for tests that
+ * write raw HTTP; close it. */
+int harness_connect(const struct harness_server *s, const char *ip);
 /* The first value of the printf-formatted SQL on harness_db_url() (caller frees), or NULL. The
  * values formatted in must be the test's own (no quoting is done). */
 char *harness_sqlf_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
