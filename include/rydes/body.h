@@ -26,7 +26,7 @@ bool body_reader_feed(struct body_reader *r, const char *data, size_t n);
  * for a polite 413 is no longer worth it? */
 bool body_reader_hopeless(const struct body_reader *r);
 /* Is a Content-Length header value larger than max? Malformed values are not "too large"
- * (MHD itself refuses them with 400). */
+ * (MHD itself refuses them with 400, and values past 2^64 with 413, before any handler). */
 bool body_declared_too_large(const char *content_length, size_t max);
 /* Is the Content-Type header value application/json (parameters such as charset allowed)? */
 bool body_media_type_is_json(const char *content_type);
