@@ -13,7 +13,10 @@
 -- The retention sweep waited for rows other transactions held (a worker holds the message it
 -- handles, 027): the whole sweep, holding the sweep lock and the rows it had deleted so far,
 -- stood still behind one slow handler. It skips them now; the queue is looked at again next
--- time (expired > deleted). What the sweep returns (how much it deleted, which makes it hurry)
+-- time (expired > deleted). Expired dedup ids of queues and topics that a send or publish is
+-- renewing are skipped too: the sweep holds the FIFO groups it reopened by then, and a FIFO
+-- publish renews its dedup id before it takes its group, so the two deadlocked, the sweep
+-- losing all it had done. What the sweep returns (how much it deleted, which makes it hurry)
 -- now counts topic dedup ids and payloads too: a fast FIFO topic could outgrow it.
 --
 -- mq_by_receipt and mq_hold hold a FIFO group while they look for their message; when the
@@ -247,11 +250,13 @@ BEGIN
         ON CONFLICT (queue_id) DO UPDATE SET next_at = excluded.next_at, walked = excluded.walked;
     END LOOP;
     DELETE FROM dedup_entries d WHERE d.ctid IN (
-        SELECT ctid FROM dedup_entries WHERE expires_at < now() LIMIT p_batch);
+        SELECT ctid FROM dedup_entries WHERE expires_at < now() LIMIT p_batch
+        FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS k = ROW_COUNT;
     n := n + k;
     DELETE FROM topic_dedup d WHERE d.ctid IN (
-        SELECT ctid FROM topic_dedup WHERE expires_at < now() LIMIT p_batch);
+        SELECT ctid FROM topic_dedup WHERE expires_at < now() LIMIT p_batch
+        FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS k = ROW_COUNT;
     n := n + k;
     DELETE FROM push_deliveries d WHERE d.id IN (
