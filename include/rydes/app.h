@@ -28,11 +28,14 @@ struct app {
     struct http_server *http;
     struct mq_hub *hub; /* wakes long polls */
     struct mq_sweeper *sweeper;
-    struct mq_fanout *fanout;            /* delivers the publish outbox */
-    struct mq_combiner *combiner;        /* single sends stored together; NULL: each alone */
-    struct mq_push *push;                /* NULL unless RYDES_WORKERS includes push */
-    struct services *services;           /* the built-in consumers RYDES_WORKERS names */
-    struct ratelimit *rate_limits;       /* per token, RYDES_RATE_LIMIT_* */
+    struct mq_fanout *fanout;     /* delivers the publish outbox */
+    struct mq_combiner *combiner; /* single sends stored together; NULL: each alone */
+    struct mq_push *push;         /* NULL unless RYDES_WORKERS includes push */
+    struct services *services;    /* the built-in consumers RYDES_WORKERS names */
+    struct ratelimit *rate_limits[ROLE_ADMIN + 1]; /* per token, RYDES_RATE_LIMIT_*: a table per
+                                                    * role, so that tokens sharing a slot share
+                                                    * a rate (one with a higher rate would refill
+                                                    * the other's bucket faster) */
     struct ratelimit *auth_failures;     /* per client address: lookups that found nothing */
     struct ratelimit *auth_failures_all; /* the same for the whole process (one bucket) */
     struct ttlcache *seen_valid;         /* credentials found valid lately (app_lookup_allowed) */

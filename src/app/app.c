@@ -161,8 +161,9 @@ static double rate_of(const struct config *cfg, enum role role)
 bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after)
 {
     double rate = rate_of(app->cfg, role);
-    return rate <= 0 || ratelimit_take(app->rate_limits, key, n, rate,
-                                       rate * APP_RATE_BURST_SECONDS, clock_mono_us(), retry_after);
+    struct ratelimit *rl = app->rate_limits[role > ROLE_APP ? role : ROLE_APP];
+    return rate <= 0 || ratelimit_take(rl, key, n, rate, rate * APP_RATE_BURST_SECONDS,
+                                       clock_mono_us(), retry_after);
 }
 
 /* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
@@ -229,11 +230,14 @@ static void app_free_parts(struct app *app)
     mq_push_stop(app->push);
     app->push = NULL;
     ttlcache_free(app->token_cache);
-    ratelimit_free(app->rate_limits);
+    for (int r = 0; r <= ROLE_ADMIN; r++) {
+        ratelimit_free(app->rate_limits[r]);
+        app->rate_limits[r] = NULL;
+    }
     ratelimit_free(app->auth_failures);
     ratelimit_free(app->auth_failures_all);
     ttlcache_free(app->seen_valid);
-    app->rate_limits = app->auth_failures = app->auth_failures_all = NULL;
+    app->auth_failures = app->auth_failures_all = NULL;
     app->seen_valid = NULL;
     ttlcache_free(app->queue_cache);
     ttlcache_free(app->aws_key_cache); /* holds secrets of access keys */
@@ -312,7 +316,8 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     if (!app_migrate(cfg, cfg->migrate, &applied, err, errlen))
         return false;
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
-    app->rate_limits = ratelimit_create(APP_RATE_SLOTS);
+    for (int r = ROLE_APP; r <= ROLE_ADMIN; r++)
+        app->rate_limits[r] = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures_all = ratelimit_create(1);
     app->seen_valid = ttlcache_create(APP_SEEN_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);

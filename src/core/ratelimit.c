@@ -81,9 +81,12 @@ static double bucket_use(struct ratelimit *rl, const unsigned char *key, size_t 
         b->tokens = burst;
         b->at_us = now_us;
     }
-    double elapsed = (double)(now_us - b->at_us) / 1e6;
-    b->tokens = fmin(burst, b->tokens + (elapsed > 0 ? elapsed * rate : 0));
-    b->at_us = now_us;
+    /* callers read the clock before the lock: a later reading may come first, and the bucket's
+     * time must not go back (the interval between would be refilled twice) */
+    if (now_us > b->at_us) {
+        b->tokens = fmin(burst, b->tokens + (double)(now_us - b->at_us) / 1e6 * rate);
+        b->at_us = now_us;
+    }
     double level = b->tokens;
     if (level >= 1.0)
         b->tokens -= cost;

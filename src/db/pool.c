@@ -15,6 +15,7 @@
  * never into a hang. Connecting happens outside the mutex. */
 #include "rydes/db.h"
 
+#include "rydes/buf.h"
 #include "rydes/clock.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
@@ -37,20 +38,41 @@ struct db_pool {
     int nfree;
     int waiting;
     int64_t last_connect_failure_us; /* monotonic; 0 when the last connect worked */
+    bool probing; /* after a failure, the one connect attempt allowed is under way */
     unsigned long long exhausted_total;
     unsigned long long connect_failures_total;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
 
-static atomic_int next_stmt_id = 0;
+static pthread_mutex_t stmt_ids_mu = PTHREAD_MUTEX_INITIALIZER;
+static int next_stmt_id = 0; /* under stmt_ids_mu */
+
+/* Our session options followed by those of conninfo's own options keyword, if it has one
+ * (theirs win where both set a parameter: -c settings apply in order); the caller frees. */
+static char *merged_options(const char *conninfo, const char *ours)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    const char *theirs = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
+            theirs = o->val;
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s%s%s", ours, *ours && theirs ? " " : "", theirs ? theirs : "");
+    char *merged = xstrdup(buf_str(&b));
+    buf_cleanup(&b);
+    PQconninfoFree(opts);
+    return merged;
+}
 
 PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
                    size_t errlen)
 {
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
-    /* The settings come first so that the expanded conninfo, which follows, wins over them.
+    /* The settings come first so that the expanded conninfo, which follows, wins over them;
+     * but options, which would replace ours, come last, merged with conninfo's own.
      * A vanished server (or network) becomes an error instead of a hang: keepalives notice it
      * within ~25 s on an idle connection, and tcp_user_timeout within DB_TCP_USER_TIMEOUT_MS
      * on one that has sent a statement (TCP's own retransmissions would take ~15 minutes,
@@ -63,21 +85,15 @@ PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *opti
                           "keepalives_interval",
                           "keepalives_count",
                           "tcp_user_timeout",
-                          "options",
                           "dbname",
+                          "options",
                           NULL};
-    const char *vals[] = {timeout,
-                          "rydes",
-                          "UTF8",
-                          "1",
-                          "10",
-                          "5",
-                          "3",
-                          DB_TCP_USER_TIMEOUT_MS,
-                          options ? options : "",
-                          conninfo,
-                          NULL};
+    const char *vals[] = {timeout,  "rydes", "UTF8", "1", "10", "5", "3", DB_TCP_USER_TIMEOUT_MS,
+                          conninfo, NULL,    NULL};
+    char *merged = merged_options(conninfo, options ? options : "");
+    vals[9] = merged;
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    free(merged);
     if (!pg)
         rydes_oom();
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -161,7 +177,9 @@ static struct timespec deadline_in(int timeout_ms)
     return ts;
 }
 
-/* Takes a free slot, waiting up to timeout_ms. Called with p->mu held. */
+/* Takes a free slot, waiting up to timeout_ms: the most recently freed one that holds a
+ * connection, else the most recently freed (a slot whose connect failed must not hide the live
+ * ones under it while the database refuses new connections). Called with p->mu held. */
 static struct db_conn *take_slot(struct db_pool *p, int timeout_ms)
 {
     struct timespec deadline = deadline_in(timeout_ms);
@@ -174,7 +192,14 @@ static struct db_conn *take_slot(struct db_pool *p, int timeout_ms)
             return NULL;
         }
     }
-    return p->free_stack[--p->nfree];
+    int i = p->nfree - 1;
+    while (i > 0 && !p->free_stack[i]->pg) /* free slots are no thread's: pg does not change */
+        i--;
+    if (!p->free_stack[i]->pg)
+        i = p->nfree - 1;
+    struct db_conn *c = p->free_stack[i];
+    p->free_stack[i] = p->free_stack[--p->nfree];
+    return c;
 }
 
 static void put_slot(struct db_pool *p, struct db_conn *c)
@@ -216,7 +241,9 @@ static void close_slot(struct db_pool *p, struct db_conn *c)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Makes sure slot c holds a live connection, opening one if needed (outside the mutex). */
+/* Makes sure slot c holds a live connection, opening one if needed (outside the mutex). While
+ * the last attempt failed, one thread at a time tries again, once per DB_RETRY_INTERVAL_MS;
+ * the others fail at once rather than each wait out a connect timeout. */
 static bool ensure_connected(struct db_pool *p, struct db_conn *c)
 {
     if (c->pg && still_alive(c->pg))
@@ -224,12 +251,18 @@ static bool ensure_connected(struct db_pool *p, struct db_conn *c)
     close_slot(p, c);
     pthread_mutex_lock(&p->mu);
     int64_t last = p->last_connect_failure_us;
+    bool probe = last != 0;
+    bool go = !probe || (!p->probing && clock_mono_us() - last >= DB_RETRY_INTERVAL_MS * 1000);
+    if (probe && go)
+        p->probing = true;
     pthread_mutex_unlock(&p->mu);
-    if (last && clock_mono_us() - last < DB_RETRY_INTERVAL_MS * 1000)
+    if (!go)
         return false;
     char err[256];
     c->pg = db_connect(p->conninfo, p->connect_timeout_s, p->options, err, sizeof err);
     pthread_mutex_lock(&p->mu);
+    if (probe)
+        p->probing = false;
     p->last_connect_failure_us = c->pg ? 0 : clock_mono_us();
     if (!c->pg)
         p->connect_failures_total++;
@@ -306,20 +339,25 @@ void db_pool_stats(struct db_pool *p, struct db_pool_stats *out)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* The statement's index among those prepared on connections, given on its first use (under a
+ * mutex, so that threads racing to use it first take one id between them, not one each). */
 static int stmt_id(struct db_stmt *st)
 {
     int id = atomic_load(&st->id);
     if (id > 0)
         return id - 1;
-    int fresh = atomic_fetch_add(&next_stmt_id, 1) + 1;
-    if (fresh > DB_MAX_STMTS) {
-        log_error("more than %d prepared statements: raise DB_MAX_STMTS", DB_MAX_STMTS);
-        abort();
+    pthread_mutex_lock(&stmt_ids_mu);
+    id = atomic_load(&st->id);
+    if (id == 0) {
+        id = ++next_stmt_id;
+        if (id > DB_MAX_STMTS) {
+            log_error("more than %d prepared statements: raise DB_MAX_STMTS", DB_MAX_STMTS);
+            abort();
+        }
+        atomic_store(&st->id, id);
     }
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&st->id, &expected, fresh))
-        fresh = expected; /* another thread won; its id stands (ours is skipped) */
-    return fresh - 1;
+    pthread_mutex_unlock(&stmt_ids_mu);
+    return id - 1;
 }
 
 /* libpq returns no result at all when it cannot send a command (the connection is gone, as

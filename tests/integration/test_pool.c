@@ -136,6 +136,80 @@ START_TEST(statements_after_a_lost_connection_fail_cleanly)
 }
 END_TEST
 
+/* Lets connections to the test database in, or not (for every role: ALLOW_CONNECTIONS). */
+static void allow_connections(const char *db, bool allow)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS %s", db,
+             allow ? "true" : "false");
+    free(harness_sql(getenv("DATABASE_URL"), sql));
+}
+
+/* The database refuses new connections while the pool holds an open one. A slot whose connect
+ * failed went back on top of the free slots, and every later acquire took it again and failed
+ * (503) while the open connection under it sat idle; the open one is taken first now. */
+START_TEST(a_slot_that_cannot_connect_does_not_hide_an_open_one)
+{
+    struct db_pool *p = db_pool_create(harness_db_url(), 2, 3, 30000);
+    enum db_acquire_error why;
+    struct db_conn *a = db_pool_acquire(p, 1000, &why), *s = db_pool_acquire(p, 1000, &why);
+    ck_assert(a && s);
+    int s_pid = PQbackendPID(s->pg);
+    db_pool_release(p, a);
+    db_pool_release(p, s); /* the most recently freed: taken first */
+    char *db = harness_sqlf_text("SELECT current_database()");
+    allow_connections(db, false);
+    char kill[64];
+    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%d)", s_pid);
+    free(harness_sql(getenv("DATABASE_URL"), kill));
+    harness_sleep_ms(200);
+    struct db_conn *c = db_pool_acquire(p, 1000, &why); /* s: closed, and cannot reconnect */
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(why, DB_ACQUIRE_UNREACHABLE);
+    c = db_pool_acquire(p, 1000, &why);
+    allow_connections(db, true);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(why, DB_ACQUIRE_OK);
+    db_pool_release(p, c);
+    db_pool_free(p);
+    free(db);
+}
+END_TEST
+
+/* A setting of the pool's connection, as SHOW gives it (caller frees). */
+static char *show(struct db_conn *c, const char *name)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SHOW %s", name);
+    PGresult *r = PQexec(c->pg, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* An options keyword in DATABASE_URL adds to the pool's session settings: it used to replace
+ * them all (statement timeout, time zone, date style, planner settings). */
+START_TEST(options_in_the_url_add_to_the_pools)
+{
+    char *conninfo = harness_conninfo_with(harness_db_url(), "options", "-c lock_timeout=1234");
+    struct db_pool *p = db_pool_create(conninfo, 1, 3, 4321);
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(p, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    const char *want[][2] = {
+        {"lock_timeout", "1234ms"}, {"statement_timeout", "4321ms"}, {"TimeZone", "UTC"}};
+    for (int i = 0; i < 3; i++) {
+        char *v = show(c, want[i][0]);
+        ck_assert_msg(strcmp(v, want[i][1]) == 0, "%s is %s", want[i][0], v);
+        free(v);
+    }
+    db_pool_release(p, c);
+    db_pool_free(p);
+    free(conninfo);
+}
+END_TEST
+
 START_TEST(killed_connection_is_replaced)
 {
     struct response r;
@@ -338,6 +412,8 @@ int main(void)
     tcase_add_test(tc, an_http_thread_takes_only_an_open_free_connection);
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
     tcase_add_test(tc, killed_connection_is_replaced);
+    tcase_add_test(tc, options_in_the_url_add_to_the_pools);
+    tcase_add_test(tc, a_slot_that_cannot_connect_does_not_hide_an_open_one);
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);
     tcase_add_test(tc, deletes_by_receipt_probe_the_key_whatever_the_statistics);
     tcase_add_test(tc, statements_that_scan_anyway_are_not_compiled);

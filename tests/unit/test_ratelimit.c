@@ -32,6 +32,23 @@ START_TEST(burst_then_refill)
 }
 END_TEST
 
+/* Callers read the clock before the bucket's lock: a reading older than the bucket's time
+ * refills nothing and does not set the time back (the interval would be refilled twice). */
+START_TEST(an_earlier_reading_refills_nothing_twice)
+{
+    struct ratelimit *rl = ratelimit_create_seeded(64, 0);
+    int retry = 0;
+    int64_t t = 1000000;
+    for (int i = 0; i < 4; i++) /* rate 2/s, burst 4: empty at t + 1 s */
+        ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 1000000, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t, &retry));
+    /* half a second after t + 1 s: one token, not the two a bucket set back to t would have */
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 1500000, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 1500000, &retry));
+    ratelimit_free(rl);
+}
+END_TEST
+
 /* A peek tells whether a token is there and takes none. */
 START_TEST(peek_takes_nothing)
 {
@@ -78,6 +95,7 @@ int main(void)
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("buckets");
     tcase_add_test(tc, burst_then_refill);
+    tcase_add_test(tc, an_earlier_reading_refills_nothing_twice);
     tcase_add_test(tc, peek_takes_nothing);
     tcase_add_test(tc, slow_rates_say_when);
     tcase_add_test(tc, colliding_keys_share_a_bucket);
