@@ -93,15 +93,19 @@ struct mq_combiner_kind {
     uint64_t (*key)(const struct mq_combined *o);
     enum mq_status (*run)(struct db_conn *c, struct mq_combined **list, int n,
                           unsigned long long *operations);
+    /* How many statements' worth of one key may wait, 0: no bound. Receives are bounded
+     * (MQ_COMBINER_QUEUED): claims of 10 go one per statement, one after another. Kinds of
+     * weight 1 are not: 16 share each statement, and the more wait the more combining pays. */
+    int queued;
 };
 
 /* Starts the threads; they take connections from pool (waiting up to acquire_timeout_ms). An
  * operation is handed over only when it will not wait long: the lane of its kind is idle, or
  * its statement in flight began less than stall_ms ago, the operation can join a statement of
  * its key in flight or waiting (a receive of another queue or visibility does not wait for a
- * claim it cannot share), and no more than MQ_COMBINER_QUEUED statements' worth of its key
- * wait, itself included. upper, if not NULL, is the kind of mq_combiner_upper (it must outlive
- * the combiner). Free with mq_combiner_free. */
+ * claim it cannot share), and, for a kind that bounds it, no more than its queued statements'
+ * worth of its key wait, itself included. upper, if not NULL, is the kind of mq_combiner_upper (it
+ * must outlive the combiner). Free with mq_combiner_free. */
 #define MQ_COMBINER_STALL_MS 50
 #define MQ_COMBINER_QUEUED   4
 struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_ms, int stall_ms,

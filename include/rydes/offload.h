@@ -22,7 +22,7 @@ enum offload_submitted {
 /* Queues fn(arg) to run on one of the threads, in order of arrival. */
 enum offload_submitted offload_submit(struct offload *o, offload_fn fn, void *arg);
 /* Refuses new jobs, runs every job queued so far and joins the threads; o stays valid (its
- * submits return false) until offload_free. Call from one thread; later calls return at once. */
+ * submits answer OFFLOAD_STOPPED) until offload_free. Call from one thread; later calls return at once. */
 void offload_stop(struct offload *o);
 /* Stops (if not yet) and frees. */
 void offload_free(struct offload *o);

@@ -148,6 +148,7 @@ struct request_full {
     route_handler job;                      /* the handler a handler thread runs (http_offload) */
     void (*work)(struct http_request *req); /* or the work it does (http_offload_work) */
     bool offloaded;               /* the handler runs on a handler thread: replies are kept */
+    int64_t queued_us;            /* when it was handed to a set of threads (monotonic) */
     struct MHD_Response *pending; /* the reply kept for the connection's thread */
     enum handler_result pending_res;
 };
@@ -478,11 +479,18 @@ static enum handler_result refuse_gone(struct http_request *req)
 }
 
 /* What a job answers instead of beginning: NULL to begin (not cut off by a stop's wait that ran
- * out, and its client still there: a client that gave up leaves no work behind it). */
+ * out, and, when it waited long for a thread, its client still there: a client that gave up
+ * leaves no work behind it). Only a long wait is looked at: a client that half-closes its side
+ * after sending (allowed, if rare) looks gone too, and is refused only when the threads were
+ * that busy. */
+#define GONE_CHECK_AFTER_US 1000000
 static route_handler refusal(struct http_request *req)
 {
     if (atomic_load(&req->server->cut_off))
         return refuse_late;
+    struct request_full *full = (struct request_full *)req;
+    if (clock_mono_us() - full->queued_us < GONE_CHECK_AFTER_US)
+        return NULL;
     return http_client_gone(req) ? refuse_gone : NULL;
 }
 
@@ -527,6 +535,7 @@ enum handler_result http_offload_work(struct http_request *req,
     full->work = work;
     full->job = then;
     req->resume = NULL;
+    full->queued_us = clock_mono_us();
     MHD_suspend_connection(req->conn);
     enum offload_submitted r = offload_submit(o, offload_run, full);
     if (r != OFFLOAD_QUEUED) { /* full, or stopped: a stop's wait ran out before */
@@ -546,6 +555,7 @@ static enum handler_result offload_to(struct http_request *req, struct offload *
         return handler(req); /* no handler threads, or already on one */
     full->job = handler;
     req->resume = NULL;
+    full->queued_us = clock_mono_us();
     MHD_suspend_connection(req->conn);
     enum offload_submitted r = offload_submit(o, offload_run, full);
     if (r != OFFLOAD_QUEUED) { /* full, or stopped: a stop's wait ran out before */

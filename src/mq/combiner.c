@@ -151,10 +151,10 @@ static enum mq_status run_publishes(struct db_conn *c, struct mq_combined **list
 }
 
 static const struct mq_combiner_kind kinds[MQ_COMBINED_UPPER] = {
-    [MQ_COMBINED_SEND] = {weight_one, key_none, run_sends},
-    [MQ_COMBINED_RECEIVE] = {weight_receive, key_receive, run_receives},
-    [MQ_COMBINED_DELETE] = {weight_one, key_none, run_deletes},
-    [MQ_COMBINED_PUBLISH] = {weight_one, key_none, run_publishes},
+    [MQ_COMBINED_SEND] = {weight_one, key_none, run_sends, 0},
+    [MQ_COMBINED_RECEIVE] = {weight_receive, key_receive, run_receives, MQ_COMBINER_QUEUED},
+    [MQ_COMBINED_DELETE] = {weight_one, key_none, run_deletes, 0},
+    [MQ_COMBINED_PUBLISH] = {weight_one, key_none, run_publishes, 0},
 };
 
 /* ---- the lanes ---- */
@@ -289,12 +289,12 @@ static void *lane_main(void *arg)
 }
 
 /* Will o be in a statement soon if it joins the lane? Only if the lane is idle, or its statement
- * is young, one of o's key is in flight or waits, and what waits with o's key, o included, fills
- * at most MQ_COMBINER_QUEUED statements (counted as if each statement took operations in order
- * until the next did not fit: take packs at least as tightly). Otherwise o runs on its own, in
- * parallel: no receive waits for another queue's claim, nothing waits behind a statement stuck
- * on a lock, and receives of 10, which go one per statement, do not queue up behind each other.
- * Call with mu held. */
+ * is young, one of o's key is in flight or waits, and, for a kind that bounds it, what waits
+ * with o's key, o included, fills at most kind->queued statements (counted as if each statement
+ * took operations in order until the next did not fit: take packs at least as tightly).
+ * Otherwise o runs on its own, in parallel: no receive waits for another queue's claim,
+ * nothing waits behind a statement stuck on a lock, and receives of 10, which go one per
+ * statement, do not queue up behind each other. Call with mu held. */
 static bool worth_waiting(struct lane *l, const struct mq_combined *o)
 {
     if (!l->busy)
@@ -302,11 +302,15 @@ static bool worth_waiting(struct lane *l, const struct mq_combined *o)
     if (clock_mono_us() - l->busy_since_us > l->cb->stall_us)
         return false;
     uint64_t key = l->kind->key(o);
+    if (!l->kind->queued && key == l->busy_key)
+        return true;
     bool joins = key == l->busy_key;
     int statements = 1, room = MQ_MAX_ROWS;
     for (const struct mq_combined *w = l->head;; w = w->next) {
         if (w && l->kind->key(w) != key)
             continue;
+        if (w && !l->kind->queued)
+            return true; /* one of its key waits: o joins it, however many wait */
         int weight = l->kind->weight(w ? w : o);
         if (weight > room) {
             statements++;
@@ -317,7 +321,7 @@ static bool worth_waiting(struct lane *l, const struct mq_combined *o)
             break;
         joins = true;
     }
-    return joins && statements <= MQ_COMBINER_QUEUED;
+    return joins && (!l->kind->queued || statements <= l->kind->queued);
 }
 
 static bool submit(struct lane *l, struct mq_combined *o)

@@ -444,7 +444,7 @@ static uint64_t ride_key(const struct mq_combined *o)
     return 0; /* any rides may share a statement */
 }
 
-const struct mq_combiner_kind rides_combiner_kind = {ride_weight, ride_key, run_rides};
+const struct mq_combiner_kind rides_combiner_kind = {ride_weight, ride_key, run_rides, 0};
 
 bool rides_combined_init(struct rides_combined *rc, const struct topic_set *set,
                          const struct ride_input *in, const char *correlation_id,

@@ -415,8 +415,8 @@ static void send_and_leave(const char *method, const char *path)
     close(fd);
 }
 
-/* A request whose client left while it waited for the (stuck) handler thread is not begun: a
- * client that gave up leaves no work behind it. */
+/* A request whose client left while it waited long for the (stuck) handler thread is not
+ * begun: a client that gave up leaves no work behind it. */
 START_TEST(a_request_whose_client_left_is_not_begun)
 {
     harness_start(&srv, one_of_each);
@@ -428,6 +428,7 @@ START_TEST(a_request_whose_client_left_is_not_begun)
     int handlers = -1, data = -1;
     http_server_backlog(srv.app.http, &handlers, &data);
     ck_assert_int_eq(handlers, 1);
+    harness_sleep_ms(1000); /* a wait long enough for the thread to look whether it is wanted */
     holder_release(holder);
     ck_assert_int_eq(call_end(&purge), 204);
     for (int i = 0; i < 200 && handlers > 0; i++) {
