@@ -33,11 +33,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    DELETE FROM messages WHERE queue_id = qid;
-    DELETE FROM message_groups WHERE queue_id = qid;
+    -- in the order sends and receives lock: dedup ids, then groups, then messages
     DELETE FROM dedup_entries WHERE queue_id = qid;
+    DELETE FROM message_groups WHERE queue_id = qid;
+    DELETE FROM messages WHERE queue_id = qid;
     DELETE FROM queue_depths WHERE queue_id = qid;
-    INSERT INTO deleted_queues (queue_id) VALUES (qid) ON CONFLICT DO NOTHING;
+    INSERT INTO deleted_queues (queue_id) VALUES (qid)
+    ON CONFLICT (queue_id) DO UPDATE SET deleted_at = now();
     UPDATE queues SET dead_letter_queue_id = NULL, max_receive_count = NULL
     WHERE dead_letter_queue_id = qid;
     DELETE FROM queues WHERE id = qid;
@@ -45,13 +47,21 @@ BEGIN
 END
 $$;
 
--- As in 002, moving only while p_dlq is still p_queue's dead-letter queue and not being deleted.
+-- As in 002, moving only while p_dlq is still p_queue's dead-letter queue and not being deleted
+-- (its row locked only when there is something to move: at-most-once receives call this each
+-- time).
 CREATE OR REPLACE FUNCTION mq_move_exhausted(p_queue int, p_dlq int, p_max_rc int, p_max int)
 RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
     n int;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM (SELECT m.receive_count FROM messages m
+                                  WHERE m.queue_id = p_queue AND m.visible_at <= now()
+                                  ORDER BY m.id LIMIT p_max) h
+                   WHERE h.receive_count >= p_max_rc) THEN
+        RETURN 0;
+    END IF;
     PERFORM 1 FROM queues s JOIN queues d ON d.id = s.dead_letter_queue_id
     WHERE s.id = p_queue AND d.id = p_dlq FOR KEY SHARE OF d SKIP LOCKED;
     IF NOT FOUND THEN

@@ -68,11 +68,12 @@ static struct db_stmt q_claim = DB_STMT(
 /* Moves leased messages $2 (claimed under nonce $3) of queue $1 to dead-letter queue $4, if $4
  * still is the queue's dead-letter queue: the caller's copy of the queue may be a second old,
  * and a deleted or replaced one would take the messages with it. The dead-letter queue's row is
- * locked against deletion until the move commits. */
+ * locked against deletion until the move commits; one being deleted (its row locked) is
+ * skipped, not waited for: the messages stay leased, as when the move fails. */
 static struct db_stmt q_dead_letter = DB_STMT(
     "mq_dead_letter",
     "WITH d AS (SELECT d.id FROM queues s JOIN queues d ON d.id = s.dead_letter_queue_id "
-    "WHERE s.id = $1 AND d.id = $4 FOR KEY SHARE OF d), "
+    "WHERE s.id = $1 AND d.id = $4 FOR KEY SHARE OF d SKIP LOCKED), "
     "moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
     "AND receipt = " MQ_RECEIPT_SQL("id", "$3") " AND EXISTS (SELECT 1 FROM d) RETURNING *) "
     "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
