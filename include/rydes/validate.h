@@ -55,6 +55,12 @@ bool validate_bool(json_t *obj, const char *field, bool required, bool *out,
 /* Parses a query-string integer (decimal, no sign unless min < 0) in min..max. */
 bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out);
 
+/* A numeric string as money and measures are given ("12", "12.50", "-0"): an optional minus,
+ * digits, optionally a dot and more digits; no plus, exponent or blanks, at most 40 characters.
+ * Its value goes to *out and its decimals, up to the last fraction digit that is not 0 (so
+ * "12.500" has 1, as the JSON number 12.500 does), to *decimals. False when s is not one. */
+bool validate_decimal_text(const char *s, double *out, int *decimals);
+
 /* The longest prefix of s, at most max_bytes long, that ends on a character boundary (for
  * "%.*s" of text that must stay valid UTF-8). */
 size_t validate_utf8_prefix(const char *s, size_t max_bytes);

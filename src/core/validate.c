@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,23 @@ bool validate_bool(json_t *obj, const char *field, bool required, bool *out,
     }
     *out = json_is_true(v);
     return true;
+}
+
+bool validate_decimal_text(const char *s, double *out, int *decimals)
+{
+    const char *p = s + (*s == '-');
+    size_t whole = strspn(p, "0123456789");
+    const char *dot = p + whole;
+    size_t frac = *dot == '.' ? strspn(dot + 1, "0123456789") : 0;
+    const char *end = *dot == '.' ? dot + 1 + frac : dot;
+    if (whole == 0 || *end != '\0' || (*dot == '.' && frac == 0) || strlen(s) > 40)
+        return false;
+    errno = 0;
+    *out = strtod(s, NULL);
+    while (frac > 0 && dot[frac] == '0')
+        frac--;
+    *decimals = (int)frac;
+    return errno == 0 && isfinite(*out);
 }
 
 bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out)

@@ -19,22 +19,17 @@ bool fare_id_valid(const char *id)
                strlen(id);
 }
 
-/* "$20.00", "20.00", "20" or a JSON number; at most 2 decimals, 0..1e6. */
+/* "$20.00", "20.00", "20" or a JSON number; at most 2 decimals ("20.000" has none), 0..1e6. */
 static bool amount_value(json_t *v, double *out)
 {
     if (json_is_number(v)) {
         *out = json_number_value(v);
     } else {
         const char *s = json_string_value(v);
-        if (!s)
+        int decimals;
+        if (!s || s[*s == '$'] == '-' || !validate_decimal_text(s + (*s == '$'), out, &decimals) ||
+            decimals > 2)
             return false;
-        if (*s == '$')
-            s++;
-        size_t dot = strcspn(s, ".");
-        if (!isdigit((unsigned char)*s) || strspn(s, "0123456789.") != strlen(s) ||
-            (s[dot] && strlen(s + dot) > 3) || strchr(s + dot + (s[dot] ? 1 : 0), '.'))
-            return false;
-        *out = strtod(s, NULL);
     }
     /* exactly a number of cents: 1e-9 is not 0.00 */
     return isfinite(*out) && *out >= 0 && *out <= 1e6 && round(*out * 100) / 100 == *out;

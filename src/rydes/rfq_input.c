@@ -59,14 +59,8 @@ static bool price_value(json_t *v, double *out)
         *out = json_number_value(v);
     } else {
         const char *s = json_string_value(v);
-        char *end = NULL;
-        size_t dot = s ? strcspn(s, ".") : 0;
-        /* digits, then optionally a dot and one or two digits: "12", "12.5", "12.50" */
-        if (!s || !isdigit((unsigned char)*s) || strspn(s, "0123456789.") != strlen(s) ||
-            (s[dot] && (strlen(s + dot) > 3 || !isdigit((unsigned char)s[dot + 1]))))
-            return false;
-        *out = strtod(s, &end);
-        if (*end)
+        int decimals; /* "12", "12.5", "12.50", "12.500" */
+        if (!s || *s == '-' || !validate_decimal_text(s, out, &decimals) || decimals > 2)
             return false;
     }
     double cents = *out * 100;

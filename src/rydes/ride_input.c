@@ -30,26 +30,6 @@ const char *rides_text_field(json_t *body, const char *field, const char *alias,
     return validate_string(body, name, required, 1, RIDES_TEXT_MAX, fe);
 }
 
-/* Parses a numeric string: an optional minus, digits, an optional fraction; nothing else.
- * *decimals counts the fraction's digits up to its last that is not 0 ("12.500" has 1, as the
- * JSON number 12.500 does). */
-static bool parse_decimal(const char *s, double *out, int *decimals)
-{
-    const char *p = s + (*s == '-');
-    size_t whole = strspn(p, "0123456789");
-    const char *dot = p + whole;
-    size_t frac = *dot == '.' ? strspn(dot + 1, "0123456789") : 0;
-    const char *end = *dot == '.' ? dot + 1 + frac : dot;
-    if (whole == 0 || *end != '\0' || (*dot == '.' && frac == 0) || strlen(s) > 40)
-        return false;
-    errno = 0;
-    *out = strtod(s, NULL);
-    while (frac > 0 && dot[frac] == '0')
-        frac--;
-    *decimals = (int)frac;
-    return errno == 0 && isfinite(*out);
-}
-
 /* Decimal places a double shows at most: 0..3, 3 meaning more. A value has d decimals when
  * rounding it to d decimals gives back exactly the same double (61.55 does; 1e-10 and
  * 500000.0004 do not have 2). */
@@ -80,7 +60,7 @@ static double number_field(json_t *body, const char *field, double max, int max_
         d = json_number_value(v);
         decimals = decimals_of(d);
     } else {
-        ok = json_is_string(v) && parse_decimal(json_string_value(v), &d, &decimals);
+        ok = json_is_string(v) && validate_decimal_text(json_string_value(v), &d, &decimals);
     }
     if (!ok)
         field_errors_add(fe, name, "must be a number or a numeric string such as \"12.50\"");

@@ -689,6 +689,9 @@ static const struct bad_fare bad_fares[] = {
     {"fareAmount", "\"abc\"", "fareAmount"},
     {"fareAmount", "\"-5\"", "fareAmount"},
     {"fareAmount", "\"$-5.00\"", "fareAmount"},
+    {"fareAmount", "\"-0\"", "fareAmount"},
+    {"fareAmount", "\"20.\"", "fareAmount"},
+    {"fareAmount", "\".50\"", "fareAmount"},
     {"fareAmount", "\"20.001\"", "fareAmount"},
     {"fareAmount", "\"1,000\"", "fareAmount"},
     {"fareAmount", "\"1e2\"", "fareAmount"},
@@ -965,6 +968,7 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
         {"cvv", "\"0000\""},
         {"customerId", "\"v \\u00e9 spaced\""},
         {"fareId", "\"v_A-z_09\""},
+        {"fareAmount", "\"$20.000\""}, /* trailing zeros are no decimals */
     };
     for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
         char id[32];

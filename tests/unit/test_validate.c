@@ -449,6 +449,35 @@ START_TEST(test_utf8_length_table)
 }
 END_TEST
 
+/* Numeric strings: digits with an optional minus and fraction; the decimals counted up to the
+ * last fraction digit that is not 0. */
+START_TEST(test_decimal_texts)
+{
+    const struct {
+        const char *s;
+        double v;
+        int decimals;
+    } good[] = {{"12", 12, 0},        {"12.5", 12.5, 1},        {"12.50", 12.5, 1},
+                {"12.500", 12.5, 1},  {"0.01", 0.01, 2},        {"-0", 0, 0},
+                {"61.550", 61.55, 2}, {"1.000001", 1.000001, 6}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        double v = -1;
+        int d = -1;
+        ck_assert_msg(validate_decimal_text(good[i].s, &v, &d), "%s", good[i].s);
+        ck_assert_double_eq(v, good[i].v);
+        ck_assert_int_eq(d, good[i].decimals);
+    }
+    const char *bad[] = {"",     "-",  ".5",  "5.",  "+5",
+                         "1e2",  " 5", "5 ",  "1,5", "9.9.9",
+                         "0x10", "$5", "NaN", "inf", "1234567890123456789012345678901234567890.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double v;
+        int d;
+        ck_assert_msg(!validate_decimal_text(bad[i], &v, &d), "%s", bad[i]);
+    }
+}
+END_TEST
+
 static Suite *validate_suite(void)
 {
     Suite *s = suite_create("validate");
@@ -476,6 +505,7 @@ static Suite *validate_suite(void)
     tcase_add_test(text, test_query_int_table);
     tcase_add_test(text, test_query_int_leading_whitespace);
     tcase_add_test(text, test_utf8_length_table);
+    tcase_add_test(text, test_decimal_texts);
     suite_add_tcase(s, text);
 
     return s;
