@@ -218,9 +218,12 @@ static enum mq_status resolve_dlq(struct db_conn *c, const char *name, const str
     return st;
 }
 
+/* Inserts or updates queue name; MQ_CONFLICT (detail says which) when it exists with the other
+ * fifo value or its dead-letter queue was deleted meanwhile. */
 static enum mq_status upsert(struct db_conn *c, const char *name, const struct mq_attrs *a,
-                             const char *dlq_id, bool *created)
+                             const char *dlq_id, bool *created, char *detail, size_t detail_len)
 {
+    enum mq_status st;
     char vt[12], delay[12], ret[12], maxb[12], wait[12], mrc[12];
     snprintf(vt, sizeof vt, "%d", a->visibility_timeout);
     snprintf(delay, sizeof delay, "%d", a->delay_seconds);
@@ -239,9 +242,15 @@ static enum mq_status upsert(struct db_conn *c, const char *name, const struct m
                        dlq_id[0] ? dlq_id : NULL,
                        dlq_id[0] ? mrc : NULL};
     PGresult *r = db_exec(c, &q_upsert, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return mq_failed(c, r);
-    enum mq_status st = PQntuples(r) == 1 ? MQ_OK : MQ_CONFLICT;
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        st = mq_failed(c, r);
+        if (st == MQ_CONFLICT) /* the dead-letter queue's row went between lookup and insert */
+            snprintf(detail, detail_len, "the dead-letter queue was deleted meanwhile; retry");
+        return st;
+    }
+    st = PQntuples(r) == 1 ? MQ_OK : MQ_CONFLICT;
+    if (st == MQ_CONFLICT)
+        snprintf(detail, detail_len, "the fifo attribute of an existing queue cannot change");
     if (st == MQ_OK)
         *created = truthy(r, 0, 0);
     PQclear(r);
@@ -266,9 +275,7 @@ enum mq_status mq_queue_put_also(struct db_conn *c, const char *name, const stru
         return db_conn_lost(c) ? MQ_UNAVAILABLE : MQ_ERROR;
     enum mq_status st = resolve_dlq(c, name, attrs, dlq_id, sizeof dlq_id, detail, detail_len);
     if (st == MQ_OK)
-        st = upsert(c, name, attrs, dlq_id, created);
-    if (st == MQ_CONFLICT)
-        snprintf(detail, detail_len, "the fifo attribute of an existing queue cannot change");
+        st = upsert(c, name, attrs, dlq_id, created, detail, detail_len);
     if (st == MQ_OK && also)
         st = also(c, name, *created, ctx);
     if (st != MQ_OK) {
@@ -300,7 +307,7 @@ enum mq_status mq_queue_change(struct db_conn *c, const char *name,
     if (st == MQ_OK && (*changed = change(&q.attrs, ctx))) {
         st = resolve_dlq(c, name, &q.attrs, dlq_id, sizeof dlq_id, detail, detail_len);
         if (st == MQ_OK)
-            st = upsert(c, name, &q.attrs, dlq_id, &created);
+            st = upsert(c, name, &q.attrs, dlq_id, &created, detail, detail_len);
     }
     if (st != MQ_OK || !*changed) {
         db_rollback(c);
