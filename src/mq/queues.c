@@ -394,7 +394,8 @@ static struct db_stmt q_depths = DB_STMT(
     "mq_queue_depths",
     "SELECT q.name, coalesce(d.available, 0), coalesce(d.in_flight, 0), coalesce(d.delayed, 0), "
     "coalesce(extract(epoch FROM now() - d.oldest_sent_at), 0)::bigint, "
-    "EXISTS (SELECT 1 FROM queues s WHERE s.dead_letter_queue_id = q.id), "
+    "EXISTS (SELECT 1 FROM queues s WHERE s.dead_letter_queue_id = q.id) OR "
+    "EXISTS (SELECT 1 FROM subscriptions s WHERE s.dead_letter_queue_id = q.id), "
     "coalesce(extract(epoch FROM now() - d.measured_at), -1), q.id "
     "FROM queues q LEFT JOIN queue_depths d ON d.queue_id = q.id ORDER BY q.name",
     0);

@@ -751,6 +751,17 @@ START_TEST(exhausted_deliveries_go_to_the_dead_letter_queue)
     ck_assert_int_eq(harness_stored("push-dlq"), 2);
     ck_assert_int_eq(pending(NULL), 0);
     ck_assert_int_eq(rcv_count(NULL), 4);
+    /* operators see them where they look for dead letters (they have no source queue) */
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM dead_letters WHERE dead_letter_queue = "
+                                  "'push-dlq' AND source_queue IS NULL"),
+                     2);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM stuck_work WHERE kind = 'dead letter' "
+                                  "AND place = 'push-dlq'"),
+                     2);
+    long long series = -1; /* and /metrics counts it among the dead-letter queues */
+    for (int i = 0; i < 50 && series < 0; i++, harness_sleep_ms(100))
+        series = metric(&srv, "rydes_dead_letter_messages{queue=\"push-dlq\"}");
+    ck_assert_int_ge(series, 0);
     for (int i = 0; i < 2; i++) {
         assert_delivery_headers(rcv_hit("/status/500/dl", i), id, "push-dl", i + 1);
         assert_delivery_headers(rcv_hit("/status/500/dl-raw", i), id, "push-dl", i + 1);
