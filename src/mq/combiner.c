@@ -126,12 +126,16 @@ static enum mq_status run_deletes(struct db_conn *c, struct mq_combined **list, 
         rows[i] = (struct mq_delete_row){&d->q, d->receipt};
     }
     enum mq_status st = mq_delete_rows(c, rows, n, out);
+    /* a lost connection after the shared DELETE committed: what it deleted stays answered
+     * (204), not failed with the rest (one by one could not be tried: the connection is gone) */
+    bool partial = st != MQ_OK && db_conn_lost(c);
     *operations = 0;
-    for (int i = 0; st == MQ_OK && i < n; i++) {
-        list[i]->status = out[i];
+    for (int i = 0; (st == MQ_OK || partial) && i < n; i++) {
+        bool final = st == MQ_OK || out[i] == MQ_OK || out[i] == MQ_NOT_FOUND;
+        list[i]->status = final ? out[i] : st;
         *operations += out[i] == MQ_OK;
     }
-    return st;
+    return partial ? MQ_OK : st;
 }
 
 static enum mq_status run_publishes(struct db_conn *c, struct mq_combined **list, int n,
