@@ -56,6 +56,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n int;
 BEGIN
+    -- the head as it stands, locked rows included: an exhausted message behind rows other
+    -- receives hold may wait for a later receive (claims skip it meanwhile; nothing is lost)
     IF NOT EXISTS (SELECT 1 FROM (SELECT m.receive_count FROM messages m
                                   WHERE m.queue_id = p_queue AND m.visible_at <= now()
                                   ORDER BY m.id LIMIT p_max) h

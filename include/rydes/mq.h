@@ -191,8 +191,8 @@ struct mq_delete_row {
 /* Deletes n (1..MQ_MAX_ROWS) receipts of standard queues, of any queues, in one DELETE (a lone
  * one in the one-row DELETE of mq_delete; each receipt that deleted nothing is tried again
  * alone): out[i] is the outcome of rows[i] as mq_delete would give it. Returns MQ_OK, or the
- * database failure that stopped it; out[i] then still says MQ_OK for a receipt whose delete
- * committed before (and MQ_NOT_FOUND for one that cannot be ours). mq_delete_many of a standard
+ * database failure that stopped it; out[i] then still says what was found before (MQ_OK: its
+ * delete committed; MQ_CONFLICT: superseded), and the failure for a receipt not tried. mq_delete_many of a standard
  * queue and the combiner (rydes/mq_combiner.h) come here. */
 enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *rows, int n,
                               enum mq_status *out);

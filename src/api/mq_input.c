@@ -186,7 +186,9 @@ static size_t check_attribute(const char *field, const char *name, json_t *a,
         return 0;
     }
     const char *value = json_string_value(v);
-    if (kind == 'N' && !number_valid(value))
+    /* Number.Array, like String.Array, holds JSON array text for filter policies to read */
+    bool array = strcmp(json_string_value(t), "Number.Array") == 0;
+    if (kind == 'N' && !array && !number_valid(value))
         field_errors_add(fe, field, "attribute %s: value is not a number", name);
     if (kind == 'B' && !base64_valid(value))
         field_errors_add(fe, field, "attribute %s: value is not base64", name);

@@ -16,6 +16,8 @@
 static enum handler_result mq_failure(struct http_request *req, enum mq_status st,
                                       const char *detail)
 {
+    if (detail && !*detail)
+        detail = NULL; /* the callee found nothing to say: the generic text below */
     switch (st) {
     case MQ_NOT_FOUND:
         return http_reply_problem(req, 404, detail ? detail : "no such queue");
@@ -25,7 +27,7 @@ static enum handler_result mq_failure(struct http_request *req, enum mq_status s
                                          : "a queue or topic the request names changed under it "
                                            "(deleted meanwhile); retry");
     case MQ_INVALID:
-        return http_reply_problem(req, 400, detail);
+        return http_reply_problem(req, 400, detail ? detail : "the request is invalid");
     case MQ_UNAVAILABLE:
         return http_reply_unavailable(req, "the database could not complete the request "
                                            "(connection lost, deadlock or timeout); retry");
@@ -175,7 +177,7 @@ enum handler_result api_queues_put(struct http_request *req)
     if (api_reply_invalid(req, &fe, &res))
         return res;
     bool created = false;
-    char detail[256];
+    char detail[256] = "";
     enum mq_status st = mq_queue_put(c, name, &attrs, &created, detail, sizeof detail);
     ttlcache_remove(req->app->queue_cache, name, strlen(name));
     res = st == MQ_OK ? reply_queue(req, c, created ? 201 : 200) : mq_failure(req, st, detail);

@@ -159,7 +159,7 @@ enum handler_result api_subscriptions_put(struct http_request *req)
     if (!c)
         return res;
     bool created = false;
-    char detail[256];
+    char detail[256] = "";
     enum mq_status st = mq_subscription_put(c, &t, name, &in, &created, detail, sizeof detail);
     topic_cache_forget(req->app->topic_cache, t.name);
     struct mq_subscription *subs = NULL;
@@ -412,7 +412,7 @@ enum handler_result api_recipient_list(struct http_request *req)
     if (api_reply_invalid(req, &fe, &res))
         goto done;
     struct mq_subscription *targets = NULL;
-    char detail[MQ_MAX_RECIPIENTS * (MQ_NAME_MAX + 48)];
+    char detail[MQ_MAX_RECIPIENTS * (MQ_NAME_MAX + 48)] = "";
     struct mq_publish_result out;
     /* one transaction: a recipient deleted between the lookup and the insert means none */
     enum mq_status st = db_begin(c) ? MQ_OK : MQ_UNAVAILABLE;

@@ -131,8 +131,7 @@ static enum mq_status run_deletes(struct db_conn *c, struct mq_combined **list, 
     bool partial = st != MQ_OK && db_conn_lost(c);
     *operations = 0;
     for (int i = 0; (st == MQ_OK || partial) && i < n; i++) {
-        bool final = st == MQ_OK || out[i] == MQ_OK || out[i] == MQ_NOT_FOUND;
-        list[i]->status = final ? out[i] : st;
+        list[i]->status = out[i];
         *operations += out[i] == MQ_OK;
     }
     return partial ? MQ_OK : st;

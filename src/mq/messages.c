@@ -683,8 +683,9 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
         /* a receipt of ours that deleted nothing (superseded, already gone, its row updated
          * under the statement, or named after another receipt of the same message) gets the
          * single delete's answer */
+        int i = 0;
         if (delete_marked(c, v, keys, n, out, &fail))
-            for (int i = 0; i < n && fail == MQ_OK; i++)
+            for (; i < n && fail == MQ_OK; i++)
                 if (out[i] == MQ_CONFLICT) {
                     out[i] = delete_standard(c, rows[i].q, rows[i].receipt);
                     if (out[i] == MQ_OK)
@@ -692,6 +693,9 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
                     if (out[i] >= MQ_UNAVAILABLE)
                         fail = out[i];
                 }
+        for (; fail != MQ_OK && i < n; i++) /* not tried: the failure is their outcome */
+            if (out[i] == MQ_CONFLICT)
+                out[i] = fail;
     }
     buf_cleanup(&qv);
     buf_cleanup(&idv);

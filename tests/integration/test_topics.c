@@ -912,6 +912,27 @@ START_TEST(wild_rydes_filter_boundary)
 }
 END_TEST
 
+/* A Number.Array attribute holds a JSON array, as SNS's filter documentation has it: taken at
+ * publish (it used to be refused as "not a number") and matched element by element. */
+START_TEST(number_arrays_are_matched_by_their_elements)
+{
+    harness_put_queue(&srv, "na-cheap", NULL, 201);
+    put_topic("na-prices", NULL, 201);
+    put_sub("na-prices", "cheap",
+            "{\"queue\": \"na-cheap\", \"filter_policy\": "
+            "{\"price\": [{\"numeric\": [\"<\", 60]}]}}",
+            201);
+    const char *prices[] = {"[100, 50]", "[100, 70]"};
+    int want[] = {1, 0};
+    for (int i = 0; i < 2; i++) {
+        char *req = dump(json_pack("{s:s, s:{s:{s:s, s:s}}}", "body", "x", "attributes", "price",
+                                   "type", "Number.Array", "value", prices[i]));
+        ck_assert_int_eq(publish("na-prices", req, NULL), want[i]);
+        free(req);
+    }
+}
+END_TEST
+
 START_TEST(body_scope_filters_match_nested_json_bodies)
 {
     harness_put_queue(&srv, "paid-q", NULL, 201);
@@ -2056,6 +2077,7 @@ int main(void)
     tcase_add_test(tc, deleting_a_queue_removes_its_subscriptions);
     tcase_add_test(tc, publish_fans_out_as_envelope_raw_and_filtered);
     tcase_add_test(tc, wild_rydes_filter_boundary);
+    tcase_add_test(tc, number_arrays_are_matched_by_their_elements);
     tcase_add_test(tc, body_scope_filters_match_nested_json_bodies);
     tcase_add_test(tc, empty_policy_matches_every_message);
     tcase_add_test(tc, topic_without_subscriptions_delivers_nothing);
