@@ -159,6 +159,7 @@ enum handler_result api_topics_delete(struct http_request *req);
 enum handler_result api_topics_publish(struct http_request *req);
 enum handler_result api_subscriptions_put(struct http_request *req);
 enum handler_result api_subscriptions_list(struct http_request *req);
+enum handler_result api_subscriptions_get(struct http_request *req);
 enum handler_result api_subscriptions_delete(struct http_request *req);
 enum handler_result api_recipient_list(struct http_request *req);
 enum handler_result api_topics_publish_batch(struct http_request *req);

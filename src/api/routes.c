@@ -74,6 +74,8 @@ const struct route api_routes[] = {
      ROUTE_DATA_THREAD},
     {"GET", "/topics/{name}/subscriptions", ROLE_SERVICE, api_subscriptions_list, false,
      ROUTE_HANDLER_THREAD},
+    {"GET", "/topics/{name}/subscriptions/{sub}", ROLE_SERVICE, api_subscriptions_get, false,
+     ROUTE_HANDLER_THREAD},
     {"PUT", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_put, true,
      ROUTE_HANDLER_THREAD},
     {"DELETE", "/topics/{name}/subscriptions/{sub}", ROLE_ADMIN, api_subscriptions_delete, false,

@@ -140,6 +140,21 @@ static json_t *subscription_json(const struct mq_topic *t, const struct mq_subsc
     return o;
 }
 
+/* The representation of t's subscription name into *out (NULL when there is none). */
+static enum mq_status subscription_named(struct db_conn *c, const struct mq_topic *t,
+                                         const char *name, json_t **out)
+{
+    struct mq_subscription *subs = NULL;
+    int n = 0;
+    *out = NULL;
+    enum mq_status st = mq_subscriptions_load(c, t, &subs, &n);
+    for (int i = 0; st == MQ_OK && i < n && !*out; i++)
+        if (strcmp(subs[i].name, name) == 0)
+            *out = subscription_json(t, &subs[i]);
+    mq_subscriptions_free(subs, n);
+    return st;
+}
+
 enum handler_result api_subscriptions_put(struct http_request *req)
 {
     enum handler_result res;
@@ -162,18 +177,12 @@ enum handler_result api_subscriptions_put(struct http_request *req)
     char detail[256] = "";
     enum mq_status st = mq_subscription_put(c, &t, name, &in, &created, detail, sizeof detail);
     topic_cache_forget(req->app->topic_cache, t.name);
-    struct mq_subscription *subs = NULL;
-    int n = 0;
+    json_t *body = NULL;
     if (st == MQ_OK)
-        st = mq_subscriptions_load(c, &t, &subs, &n);
+        st = subscription_named(c, &t, name, &body);
     api_db_release(req, c);
     if (st != MQ_OK)
         return api_mq_failure(req, st, detail);
-    json_t *body = NULL;
-    for (int i = 0; i < n && !body; i++)
-        if (strcmp(subs[i].name, name) == 0)
-            body = subscription_json(&t, &subs[i]);
-    mq_subscriptions_free(subs, n);
     if (!body) /* deleted by someone else in between */
         return http_reply_problem(req, 409, "the subscription was deleted meanwhile");
     if (created) {
@@ -182,6 +191,23 @@ enum handler_result api_subscriptions_put(struct http_request *req)
         http_add_header(req, "Location", self);
     }
     return http_reply_json(req, created ? 201 : 200, body);
+}
+
+enum handler_result api_subscriptions_get(struct http_request *req)
+{
+    enum handler_result res;
+    struct mq_topic t;
+    struct db_conn *c = topic_conn(req, &t, &res);
+    if (!c)
+        return res;
+    const char *name = route_param(&req->match, "sub");
+    json_t *body = NULL;
+    enum mq_status st = mq_input_queue_name(name) ? subscription_named(c, &t, name, &body) : MQ_OK;
+    api_db_release(req, c);
+    if (st != MQ_OK)
+        return api_mq_failure(req, st, NULL);
+    return body ? http_reply_json(req, 200, body)
+                : http_reply_problem(req, 404, "no such subscription");
 }
 
 enum handler_result api_subscriptions_list(struct http_request *req)

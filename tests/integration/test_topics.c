@@ -912,6 +912,32 @@ START_TEST(wild_rydes_filter_boundary)
 }
 END_TEST
 
+/* A subscription's links.self (and Location) can be fetched: GET gives what PUT answered. */
+START_TEST(a_subscription_reads_back_at_its_self_link)
+{
+    harness_put_queue(&srv, "self-q", NULL, 201);
+    put_topic("self-t", NULL, 201);
+    struct response put, got;
+    harness_admin(&srv, "PUT", "/topics/self-t/subscriptions/s1",
+                  "{\"queue\": \"self-q\", \"filter_policy\": {\"a\": [\"b\"]}}", &put);
+    ck_assert_int_eq(put.status, 201);
+    char location[200];
+    ck_assert(response_header(&put, "Location", location, sizeof location));
+    ck_assert_str_eq(json_str(json_object_get(put.json, "links"), "self"), location);
+    harness_admin(&srv, "GET", location, NULL, &got);
+    ck_assert_int_eq(got.status, 200);
+    ck_assert(json_equal(put.json, got.json));
+    response_cleanup(&put);
+    response_cleanup(&got);
+    harness_admin(&srv, "GET", "/topics/self-t/subscriptions/nope", NULL, &got);
+    assert_problem(&got, 404);
+    response_cleanup(&got);
+    harness_admin(&srv, "GET", "/topics/no-such-topic/subscriptions/s1", NULL, &got);
+    assert_problem(&got, 404);
+    response_cleanup(&got);
+}
+END_TEST
+
 /* A Number.Array attribute holds a JSON array, as SNS's filter documentation has it: taken at
  * publish (it used to be refused as "not a number") and matched element by element. */
 START_TEST(number_arrays_are_matched_by_their_elements)
@@ -2078,6 +2104,7 @@ int main(void)
     tcase_add_test(tc, publish_fans_out_as_envelope_raw_and_filtered);
     tcase_add_test(tc, wild_rydes_filter_boundary);
     tcase_add_test(tc, number_arrays_are_matched_by_their_elements);
+    tcase_add_test(tc, a_subscription_reads_back_at_its_self_link);
     tcase_add_test(tc, body_scope_filters_match_nested_json_bodies);
     tcase_add_test(tc, empty_policy_matches_every_message);
     tcase_add_test(tc, topic_without_subscriptions_delivers_nothing);
