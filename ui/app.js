@@ -162,8 +162,8 @@
     ]);
     state.topics = await Promise.all(
       topics.map(async (t) => {
-        const body = await api('GET', '/topics/' + encodeURIComponent(t.name) + '/subscriptions');
-        return { name: t.name, subs: body.subscriptions || [] };
+        const path = '/topics/' + encodeURIComponent(t.name) + '/subscriptions';
+        return { name: t.name, subs: await listAll(path, 'subscriptions') };
       }),
     );
     state.queueNames = queues.map((q) => q.name);

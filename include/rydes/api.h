@@ -38,6 +38,9 @@ void api_db_release(struct http_request *req, struct db_conn *c);
 enum handler_result api_store_failed(struct http_request *req, enum store_result r);
 /* Reads ?limit= (1..1000, default 100) and ?after=; records field errors for bad values. */
 bool api_page(struct http_request *req, int *limit, const char **after, struct field_errors *fe);
+/* api_page for a list whose cursor is a name valid() accepts: false with the 400 answered. */
+bool api_name_page(struct http_request *req, bool (*valid)(const char *name), int *limit,
+                   const char **after, enum handler_result *res);
 /* The ?after= of a newest-first list (GET /tasks, /rfqs, /fares): "MICROS.ID" as
  * DB_PAGE_CURSOR makes it. */
 struct api_time_cursor {

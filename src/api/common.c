@@ -90,19 +90,25 @@ bool api_time_page(struct http_request *req, bool (*valid_id)(const char *id), i
     return !api_reply_invalid(req, &fe, res);
 }
 
+bool api_name_page(struct http_request *req, bool (*valid)(const char *name), int *limit,
+                   const char **after, enum handler_result *res)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    api_page(req, limit, after, &fe);
+    if (*after && !valid(*after))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
+    return !api_reply_invalid(req, &fe, res);
+}
+
 enum handler_result api_list_names(struct http_request *req, const char *key,
                                    bool (*valid)(const char *name), name_lister list,
                                    json_t *(*links)(const char *name))
 {
-    struct field_errors fe;
-    field_errors_init(&fe);
     int limit;
     const char *after;
-    api_page(req, &limit, &after, &fe);
-    if (after && !valid(after))
-        field_errors_add(&fe, "after", "is not a cursor returned by this list");
     enum handler_result res;
-    if (api_reply_invalid(req, &fe, &res))
+    if (!api_name_page(req, valid, &limit, &after, &res))
         return res;
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)

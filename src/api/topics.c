@@ -210,9 +210,16 @@ enum handler_result api_subscriptions_get(struct http_request *req)
                 : http_reply_problem(req, 404, "no such subscription");
 }
 
+/* A page of a topic's subscriptions in name order: ?limit (1..1000, 100) after ?after (a
+ * name), next the last name when more follow. A topic has few: they are read whole and the
+ * page is cut here. */
 enum handler_result api_subscriptions_list(struct http_request *req)
 {
     enum handler_result res;
+    int limit;
+    const char *after;
+    if (!api_name_page(req, mq_input_queue_name, &limit, &after, &res))
+        return res;
     struct mq_topic t;
     struct db_conn *c = topic_conn(req, &t, &res);
     if (!c)
@@ -223,11 +230,19 @@ enum handler_result api_subscriptions_list(struct http_request *req)
     api_db_release(req, c);
     if (st != MQ_OK)
         return api_mq_failure(req, st, NULL);
-    json_t *list = json_array();
-    for (int i = 0; i < n; i++)
+    json_t *list = json_array(), *next = json_null();
+    for (int i = 0; i < n; i++) {
+        if (after && strcmp(subs[i].name, after) <= 0)
+            continue;
+        if ((int)json_array_size(list) == limit) {
+            json_decref(next);
+            next = json_string(subs[i - 1].name);
+            break;
+        }
         json_array_append_new(list, subscription_json(&t, &subs[i]));
+    }
     mq_subscriptions_free(subs, n);
-    return http_reply_json(req, 200, json_pack("{s:o}", "subscriptions", list));
+    return http_reply_json(req, 200, json_pack("{s:o, s:o}", "subscriptions", list, "next", next));
 }
 
 enum handler_result api_subscriptions_delete(struct http_request *req)

@@ -59,14 +59,15 @@ static struct db_stmt q_sub_queue =
     DB_STMT("mq_sub_queue", "SELECT id, fifo FROM queues WHERE name = $1", 1);
 static struct db_stmt q_sub_delete =
     DB_STMT("mq_sub_delete", "DELETE FROM subscriptions WHERE topic_id = $1 AND name = $2", 2);
-static struct db_stmt q_sub_load = DB_STMT(
-    "mq_sub_load",
-    "SELECT s.name, coalesce(q.name, ''), coalesce(q.id, 0), coalesce(q.fifo, false), "
-    "s.filter_policy, s.filter_scope, s.raw_delivery, s.created_at, s.id, s.url, "
-    "coalesce(d.name, ''), s.max_attempts, s.min_delay_seconds, s.max_delay_seconds "
-    "FROM subscriptions s LEFT JOIN queues q ON q.id = s.queue_id "
-    "LEFT JOIN queues d ON d.id = s.dead_letter_queue_id WHERE s.topic_id = $1 ORDER BY s.name",
-    1);
+static struct db_stmt q_sub_load =
+    DB_STMT("mq_sub_load",
+            "SELECT s.name, coalesce(q.name, ''), coalesce(q.id, 0), coalesce(q.fifo, false), "
+            "s.filter_policy, s.filter_scope, s.raw_delivery, s.created_at, s.id, s.url, "
+            "coalesce(d.name, ''), s.max_attempts, s.min_delay_seconds, s.max_delay_seconds "
+            "FROM subscriptions s LEFT JOIN queues q ON q.id = s.queue_id "
+            "LEFT JOIN queues d ON d.id = s.dead_letter_queue_id WHERE s.topic_id = $1 ORDER BY "
+            "s.name COLLATE \"C\"",
+            1);
 /* The payloads of a publish: $2/$3 the raw body and whether any raw target matched, $4/$5 the
  * envelope and whether any enveloped one did. */
 #define PUBLISH_PAYLOADS_SQL                                                      \
