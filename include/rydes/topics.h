@@ -102,12 +102,13 @@ enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, ch
  * such subscription. */
 enum mq_status mq_subscription_lock(struct db_conn *c, const char *topic, const char *name);
 /* Creates or replaces a subscription of topic t (with in->only_new, creates it or leaves the
- * existing one untouched; *created tells which). MQ_INVALID with detail when the queue (or the
+ * existing one untouched; *created tells which). MQ_INVALID with detail, and the member refused
+ * in *field (if not NULL: "queue", "dead_letter_queue" or "url"), when the queue (or the
  * dead-letter queue) does not exist or cannot subscribe (a FIFO queue to a standard topic, a URL
  * to a FIFO topic). The policy must have compiled. */
 enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,
                                    const struct mq_subscription_input *in, bool *created,
-                                   char *detail, size_t detail_len);
+                                   char *detail, size_t detail_len, const char **field);
 enum mq_status mq_subscription_delete(struct db_conn *c, const struct mq_topic *t,
                                       const char *name);
 /* Loads every subscription of t with its policy compiled. *subs is allocated; free it with

@@ -175,12 +175,19 @@ enum handler_result api_subscriptions_put(struct http_request *req)
         return res;
     bool created = false;
     char detail[256] = "";
-    enum mq_status st = mq_subscription_put(c, &t, name, &in, &created, detail, sizeof detail);
+    const char *field = NULL;
+    enum mq_status st =
+        mq_subscription_put(c, &t, name, &in, &created, detail, sizeof detail, &field);
     topic_cache_forget(req->app->topic_cache, t.name);
     json_t *body = NULL;
     if (st == MQ_OK)
         st = subscription_named(c, &t, name, &body);
     api_db_release(req, c);
+    if (st == MQ_INVALID && field) { /* a queue that is not there or cannot subscribe */
+        field_errors_add(&fe, field, "%s", detail);
+        api_reply_invalid(req, &fe, &res);
+        return res;
+    }
     if (st != MQ_OK)
         return api_mq_failure(req, st, detail);
     if (!body) /* deleted by someone else in between */

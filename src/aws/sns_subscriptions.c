@@ -358,7 +358,8 @@ static enum handler_result subscribe_stored(struct aws_call *call, struct db_con
         if (attempt == 3) /* made and deleted again under each of three attempts */
             break;
         bool created;
-        st = mq_subscription_put(c, &f->topic, name, &ch->in, &created, detail, sizeof detail);
+        st =
+            mq_subscription_put(c, &f->topic, name, &ch->in, &created, detail, sizeof detail, NULL);
         sns_forget(call, f->topic.name);
         if (st != MQ_OK)
             break;
@@ -563,8 +564,8 @@ static bool change_subscription(struct aws_call *call, struct db_conn *c, const 
     if (ok) {
         bool created;
         char detail[256] = "";
-        enum mq_status st =
-            mq_subscription_put(c, &f.topic, f.sub->name, &ch.in, &created, detail, sizeof detail);
+        enum mq_status st = mq_subscription_put(c, &f.topic, f.sub->name, &ch.in, &created, detail,
+                                                sizeof detail, NULL);
         ok = st == MQ_OK;
         if (!ok)
             *res = sns_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, "Subscription",

@@ -200,6 +200,7 @@ enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, ch
 static enum mq_status named_queue(struct db_conn *c, const char *queue, bool fifo, const char *what,
                                   char *id, size_t n, char *detail, size_t detail_len)
 {
+    detail[0] = '\0';
     const char *v[] = {queue};
     PGresult *r = db_exec(c, &q_sub_queue, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
@@ -220,34 +221,43 @@ static enum mq_status named_queue(struct db_conn *c, const char *queue, bool fif
 }
 
 /* Resolves the queue and the dead-letter queue a subscription names into qid and dlq ("" when
- * none), checked against the topic's type. */
+ * none), checked against the topic's type; MQ_INVALID names the refused member in *field. */
 static enum mq_status subscription_targets(struct db_conn *c, const struct mq_topic *t,
                                            const struct mq_subscription_input *in, char *qid,
-                                           char *dlq, size_t n, char *detail, size_t detail_len)
+                                           char *dlq, size_t n, char *detail, size_t detail_len,
+                                           const char **field)
 {
     qid[0] = dlq[0] = '\0';
     if (in->url && t->fifo) {
         snprintf(detail, detail_len, "a FIFO topic delivers to FIFO queues only, not to URLs");
+        *field = "url";
         return MQ_INVALID;
     }
     enum mq_status st = MQ_OK;
+    *field = "queue";
     if (in->queue)
         st = named_queue(c, in->queue, t->fifo,
                          t->fifo ? "a FIFO topic delivers to FIFO queues only; queue"
                                  : "a standard topic delivers to standard queues only; queue",
                          qid, n, detail, detail_len);
-    if (st == MQ_OK && in->dead_letter_queue)
+    if (st == MQ_OK && in->dead_letter_queue) {
+        *field = "dead_letter_queue";
         st = named_queue(c, in->dead_letter_queue, false, "dead-letter queue", dlq, n, detail,
                          detail_len);
+    }
     return st;
 }
 
 enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,
                                    const struct mq_subscription_input *in, bool *created,
-                                   char *detail, size_t detail_len)
+                                   char *detail, size_t detail_len, const char **field)
 {
     char qid[16], dlq[16], tid[16], attempts[16], min_delay[16], max_delay[16];
-    enum mq_status st = subscription_targets(c, t, in, qid, dlq, sizeof qid, detail, detail_len);
+    const char *refused = NULL;
+    enum mq_status st =
+        subscription_targets(c, t, in, qid, dlq, sizeof qid, detail, detail_len, &refused);
+    if (field)
+        *field = st == MQ_INVALID ? refused : NULL;
     if (st != MQ_OK)
         return st;
     snprintf(tid, sizeof tid, "%d", t->id);

@@ -973,6 +973,26 @@ START_TEST(subscriptions_are_listed_in_pages)
 }
 END_TEST
 
+/* A subscription naming a queue that does not exist is a validation error on that member. */
+START_TEST(a_missing_queue_is_an_error_on_its_field)
+{
+    put_topic("mf-t", NULL, 201);
+    const char *cases[][2] = {
+        {"{\"queue\": \"mf-none\"}", "queue"},
+        {"{\"url\": \"http://127.0.0.1:9/x\", \"dead_letter_queue\": \"mf-none\"}",
+         "dead_letter_queue"},
+    };
+    for (int i = 0; i < 2; i++) {
+        struct response r;
+        harness_admin(&srv, "PUT", "/topics/mf-t/subscriptions/s", cases[i][0], &r);
+        assert_problem(&r, 400);
+        ck_assert_msg(problem_names_field(&r, cases[i][1]), "%s", buf_str(&r.body));
+        ck_assert_msg(strstr(buf_str(&r.body), "mf-none does not exist"), "%s", buf_str(&r.body));
+        response_cleanup(&r);
+    }
+}
+END_TEST
+
 /* A Number.Array attribute holds a JSON array, as SNS's filter documentation has it: taken at
  * publish (it used to be refused as "not a number") and matched element by element. */
 START_TEST(number_arrays_are_matched_by_their_elements)
@@ -2141,6 +2161,7 @@ int main(void)
     tcase_add_test(tc, number_arrays_are_matched_by_their_elements);
     tcase_add_test(tc, a_subscription_reads_back_at_its_self_link);
     tcase_add_test(tc, subscriptions_are_listed_in_pages);
+    tcase_add_test(tc, a_missing_queue_is_an_error_on_its_field);
     tcase_add_test(tc, body_scope_filters_match_nested_json_bodies);
     tcase_add_test(tc, empty_policy_matches_every_message);
     tcase_add_test(tc, topic_without_subscriptions_delivers_nothing);
