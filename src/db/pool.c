@@ -88,10 +88,11 @@ PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *opti
                           "dbname",
                           "options",
                           NULL};
-    const char *vals[] = {timeout,  "rydes", "UTF8", "1", "10", "5", "3", DB_TCP_USER_TIMEOUT_MS,
-                          conninfo, NULL,    NULL};
     char *merged = merged_options(conninfo, options ? options : "");
-    vals[9] = merged;
+    const char *vals[] = {
+        timeout,  "rydes", "UTF8", "1", "10", "5", "3", DB_TCP_USER_TIMEOUT_MS,
+        conninfo, merged,  NULL,
+    };
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     free(merged);
     if (!pg)
