@@ -523,6 +523,23 @@ static void offload_run(void *arg)
     trace_set(NULL, NULL);
 }
 
+/* Suspends req and queues it on the threads o (full->job, and full->work when set, filled in);
+ * a set that is full or stopping (a stop's wait ran out before) answers it at once instead. */
+static enum handler_result hand_over(struct http_request *req, struct offload *o)
+{
+    struct request_full *full = (struct request_full *)req;
+    req->resume = NULL;
+    full->queued_us = clock_mono_us();
+    MHD_suspend_connection(req->conn);
+    enum offload_submitted r = offload_submit(o, offload_run, full);
+    if (r != OFFLOAD_QUEUED) {
+        full->work = NULL;
+        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
+        MHD_resume_connection(req->conn);
+    }
+    return HANDLER_SUSPENDED;
+}
+
 enum handler_result http_offload_work(struct http_request *req,
                                       void (*work)(struct http_request *req), route_handler then)
 {
@@ -534,16 +551,7 @@ enum handler_result http_offload_work(struct http_request *req,
     }
     full->work = work;
     full->job = then;
-    req->resume = NULL;
-    full->queued_us = clock_mono_us();
-    MHD_suspend_connection(req->conn);
-    enum offload_submitted r = offload_submit(o, offload_run, full);
-    if (r != OFFLOAD_QUEUED) { /* full, or stopped: a stop's wait ran out before */
-        full->work = NULL;
-        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
-        MHD_resume_connection(req->conn);
-    }
-    return HANDLER_SUSPENDED;
+    return hand_over(req, o);
 }
 
 /* http_offload to the threads o. */
@@ -554,15 +562,7 @@ static enum handler_result offload_to(struct http_request *req, struct offload *
     if (!o || full->offloaded)
         return handler(req); /* no handler threads, or already on one */
     full->job = handler;
-    req->resume = NULL;
-    full->queued_us = clock_mono_us();
-    MHD_suspend_connection(req->conn);
-    enum offload_submitted r = offload_submit(o, offload_run, full);
-    if (r != OFFLOAD_QUEUED) { /* full, or stopped: a stop's wait ran out before */
-        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
-        MHD_resume_connection(req->conn);
-    }
-    return HANDLER_SUSPENDED;
+    return hand_over(req, o);
 }
 
 enum handler_result http_offload(struct http_request *req, route_handler handler)

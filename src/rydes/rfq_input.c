@@ -3,7 +3,6 @@
 
 #include "rydes/rides.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

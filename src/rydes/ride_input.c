@@ -1,8 +1,6 @@
 /* Validation of a ride submission (POST /rides); see include/rydes/rides.h. Pure: no I/O. */
 #include "rydes/rides.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
