@@ -50,7 +50,11 @@ struct mq_hub {
     bool stopping;
     _Atomic uint64_t seq[HUB_SEQ_SLOTS]; /* notifications per queue id (hashed) */
     int pipe_rd, pipe_wr;
-    PGconn *pg; /* owned by the hub thread */
+    PGconn *pg;                              /* owned by the hub thread; NULL while not connected */
+    PGconn *connecting;                      /* a connection being opened, without waiting for it */
+    PostgresPollingStatusType connect_wants; /* what PQconnectPoll last asked to wait for */
+    int64_t connect_deadline_us;             /* when connecting gives up */
+    int64_t next_connect_us;                 /* when the next attempt may begin */
     int64_t next_check_us;
     char listener[128]; /* host:pid:start, this process's name in queue_listeners */
     struct announced announced[HUB_MAX_QUEUES];
@@ -150,30 +154,62 @@ static void topics_changed(struct mq_hub *h, int topic_id)
         h->on_topics(h->on_topics_ctx, topic_id);
 }
 
-static bool hub_connect(struct mq_hub *h)
+/* Makes the connection just opened the hub's: LISTEN on it, then let every waiter look again
+ * and every cached topic be read again (anything may have arrived while nobody listened). */
+static void hub_connected(struct mq_hub *h, PGconn *pg)
 {
-    char err[256];
-    /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
-    h->pg = db_connect(h->conninfo, h->connect_timeout_s,
-                       "-c statement_timeout=2000 " DB_PLANNER_OPTIONS, err, sizeof err);
-    if (!h->pg)
-        return false;
-    PGresult *r = PQexec(h->pg, "LISTEN rydes_mq; LISTEN rydes_topics");
+    PGresult *r = PQexec(pg, "LISTEN rydes_mq; LISTEN rydes_topics");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok) {
-        PQfinish(h->pg);
-        h->pg = NULL;
-        return false;
+        PQfinish(pg);
+        return;
     }
-    PQsetnonblocking(h->pg, 1);
+    PQsetnonblocking(pg, 1);
+    h->pg = pg;
     memset(h->announced, 0, sizeof h->announced); /* announce again on the new connection */
-    /* Anything may have arrived while we were not listening: let every waiter look again, and
-     * every cached topic be read again. */
     wake_all(h, MQ_WAKE_MESSAGE);
     atomic_store(&h->listening, true);
     topics_changed(h, 0);
-    return true;
+}
+
+static void connect_failed(struct mq_hub *h, int64_t now)
+{
+    PQfinish(h->connecting);
+    h->connecting = NULL;
+    h->next_connect_us = now + HUB_RETRY_US;
+}
+
+/* Begins opening a connection. The hub never waits for one: the waiters' deadlines pass
+ * meanwhile, and a connect to an unreachable host takes the whole connect timeout. */
+static void connect_begin(struct mq_hub *h, int64_t now)
+{
+    /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
+    h->connecting = db_connect_start(h->conninfo, "-c statement_timeout=2000 " DB_PLANNER_OPTIONS);
+    h->connect_wants = PGRES_POLLING_WRITING; /* libpq: as if PQconnectPoll had said so */
+    h->connect_deadline_us = now + (int64_t)h->connect_timeout_s * 1000000;
+    if (PQstatus(h->connecting) == CONNECTION_BAD)
+        connect_failed(h, now);
+}
+
+/* Takes the connection one step further once its socket is ready (ready), or gives it up at its
+ * deadline. */
+static void connect_continue(struct mq_hub *h, bool ready, int64_t now)
+{
+    if (!ready) {
+        if (now >= h->connect_deadline_us)
+            connect_failed(h, now);
+        return;
+    }
+    h->connect_wants = PQconnectPoll(h->connecting);
+    if (h->connect_wants == PGRES_POLLING_FAILED) {
+        connect_failed(h, now);
+    } else if (h->connect_wants == PGRES_POLLING_OK) {
+        PGconn *pg = h->connecting;
+        h->connecting = NULL;
+        h->next_connect_us = now + HUB_RETRY_US; /* if LISTEN fails */
+        hub_connected(h, pg);
+    }
 }
 
 static void drain_notifications(struct mq_hub *h)
@@ -380,15 +416,30 @@ static int poll_timeout_ms(int64_t now, int64_t earliest, int64_t next_check)
     return ms < 0 ? 0 : (ms > 1000 ? 1000 : (int)ms);
 }
 
+/* A step without a connection: begin one when it is time, wait for its socket (or the self-pipe,
+ * a waiter's deadline, the connect deadline), take it one step further. */
+static void hub_step_offline(struct mq_hub *h, int64_t now, int64_t earliest)
+{
+    if (!h->connecting && now >= h->next_connect_us)
+        connect_begin(h, now);
+    struct pollfd p[2] = {{.fd = h->pipe_rd, .events = POLLIN}, {.fd = -1}};
+    int64_t until = h->next_connect_us;
+    if (h->connecting) {
+        p[1].fd = PQsocket(h->connecting);
+        p[1].events = h->connect_wants == PGRES_POLLING_WRITING ? POLLOUT : POLLIN;
+        until = h->connect_deadline_us;
+    }
+    poll(p, 2, poll_timeout_ms(now, earliest, until));
+    if (h->connecting)
+        connect_continue(h, p[1].revents != 0, clock_mono_us());
+}
+
 static void hub_step(struct mq_hub *h)
 {
     int64_t now = clock_mono_us();
     int64_t earliest = expire(h, now);
-    if (!h->pg && !hub_connect(h)) {
-        now = clock_mono_us(); /* the attempt may have taken connect_timeout */
-        earliest = expire(h, now);
-        struct pollfd p = {.fd = h->pipe_rd, .events = POLLIN};
-        poll(&p, 1, poll_timeout_ms(now, earliest, now + HUB_RETRY_US));
+    if (!h->pg) {
+        hub_step_offline(h, now, earliest);
     } else {
         if (now >= h->next_check_us || unannounced(h, now)) {
             h->next_check_us = now + HUB_CHECK_INTERVAL_US;
@@ -435,6 +486,7 @@ static void *hub_main(void *arg)
                              NULL, NULL, 0));
         PQfinish(h->pg);
     }
+    PQfinish(h->connecting); /* NULL-safe */
     return NULL;
 }
 

@@ -9,12 +9,16 @@
 #include "rydes/clock.h"
 #include "rydes/mq_hub.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define WAITERS 300
 #define STREAMS 4
@@ -443,6 +447,49 @@ START_TEST(shutdown_answers_waiters_while_the_hub_is_stalled)
 }
 END_TEST
 
+/* A listening socket on 127.0.0.1 that never accepts: the kernel completes the handshake and
+ * a client then waits for the server's first word for ever. Its port goes to *port. */
+static int silent_server(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    ck_assert(listen(fd, 8) == 0);
+    socklen_t len = sizeof a;
+    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* While the hub's connection attempt hangs (a server that never answers, a 10 s connect
+ * timeout), a waiter is still answered at its deadline and a stop does not wait for the
+ * attempt. The hub used to connect with a blocking call: both waited the 10 s. */
+START_TEST(a_hanging_connect_does_not_hold_waiters_or_the_stop)
+{
+    int port, fd = silent_server(&port);
+    char conninfo[96];
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=rydes user=rydes", port);
+    struct mq_hub *hub = mq_hub_start(conninfo, 10, 8, NULL, NULL);
+    harness_sleep_ms(200); /* the attempt is under way */
+    static _Atomic int64_t woken;
+    struct mq_waiter w = {.queue_id = 1, .wake = note_wake, .ctx = &woken};
+    int64_t t0 = clock_mono_us();
+    w.deadline_us = t0 + 300000;
+    ck_assert_int_eq(mq_hub_wait(hub, &w, mq_hub_seq(hub, 1)), MQ_WAIT_OK);
+    while (!atomic_load(&woken) && clock_mono_us() - t0 < 15000000)
+        harness_sleep_ms(10);
+    int64_t after = atomic_load(&woken) - t0;
+    ck_assert_msg(after > 0 && after < 1500000, "the waiter was answered after %.1f s",
+                  after / 1e6);
+    ck_assert(!mq_hub_listening(hub));
+    t0 = clock_mono_us();
+    mq_hub_free(hub);
+    int64_t stop = clock_mono_us() - t0;
+    ck_assert_msg(stop < 1500000, "the stop took %.1f s", stop / 1e6);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("longpoll");
@@ -454,6 +501,7 @@ int main(void)
     tcase_add_test(tc, restart_stops_a_server_left_running);
     tcase_add_test(tc, a_stalled_check_does_not_hold_waiters_past_their_deadline);
     tcase_add_test(tc, a_stalled_announcement_does_not_hold_waiters_past_their_deadline);
+    tcase_add_test(tc, a_hanging_connect_does_not_hold_waiters_or_the_stop);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
