@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define CONFIG_ADMIN_TOKEN_MIN 16 /* RYDES_ADMIN_TOKEN's shortest (and 512 at most) */
+
 struct config {
     char *database_url;
     char *bind;

@@ -110,6 +110,8 @@ void http_server_backlog(const struct http_server *s, int *handlers, int *data);
 
 /* Connections open right now (those past RYDES_CONNECTION_LIMIT until they are closed). */
 int http_server_connections(const struct http_server *s);
+/* Stops accepting connections (kept-alive ones are closed after their next reply). */
+void http_server_quiesce(struct http_server *s);
 /* Stops accepting connections, lets in-flight requests finish for up to timeout_ms, then stops
  * the daemon and frees the server. Returns the number of requests that were cut off. */
 int http_server_stop(struct http_server *s, int timeout_ms);

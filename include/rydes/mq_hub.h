@@ -38,7 +38,10 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
                             void (*on_topics)(void *ctx, int topic_id), void *ctx);
 /* Is the LISTEN connection up (so topic changes are announced as they happen)? */
 bool mq_hub_listening(struct mq_hub *h);
-/* Stops the thread and wakes every waiter with MQ_WAKE_SHUTDOWN; later waits are refused. */
+/* Wakes every waiter with MQ_WAKE_SHUTDOWN and asks the thread to stop, without waiting for it;
+ * later waits are refused. */
+void mq_hub_request_stop(struct mq_hub *h);
+/* mq_hub_request_stop, then waits for the thread (it may be in a statement for seconds). */
 void mq_hub_shutdown(struct mq_hub *h);
 void mq_hub_free(struct mq_hub *h);
 /* A counter that changes whenever a notification for queue_id arrives; read it before a receive

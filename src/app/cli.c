@@ -171,7 +171,10 @@ static int run_until_signal(const struct config *cfg, bool http)
         log_info("rydes %s running workers %s", RYDES_VERSION, cfg->workers);
     int sig = 0;
     sigwait(&set, &sig);
-    log_info("received %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    log_info("received %s: stopping (a second signal stops at once)",
+             sig == SIGINT ? "SIGINT" : "SIGTERM");
+    /* only this thread has them unblocked: a second one takes its default action, the exit */
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     app_stop(&app);
     log_info("stopped");
     return 0;

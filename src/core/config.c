@@ -7,11 +7,14 @@
 #include "rydes/config.h"
 
 #include "rydes/mem.h"
+#include "rydes/secret.h"
+#include "rydes/validate.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +62,53 @@ static bool role_valid(const char *value)
     return true;
 }
 
+/* A libpq connection string or URI, or empty. Checked here because libpq's own complaint about
+ * a malformed one quotes it, password and all, and it would reach the log. */
+static bool database_url_valid(const char *value)
+{
+    if (!*value)
+        return true;
+    PQconninfoOption *opts = PQconninfoParse(value, NULL); /* NULL: no error text to leak */
+    PQconninfoFree(opts);
+    return opts != NULL;
+}
+
+/* Empty (none), or a bearer token that can log in: it arrives in a header, trimmed of spaces,
+ * so a space, a line end (a secret file's last newline) or anything else never would. */
+static bool admin_token_valid(const char *value)
+{
+    size_t n = strlen(value);
+    return n == 0 || (n >= CONFIG_ADMIN_TOKEN_MIN && n <= SECRET_TOKEN_MAX &&
+                      validate_printable_ascii(value, n) && !strchr(value, ' '));
+}
+
+/* What a refusal says, where a validator has more to say than "malformed". */
+static const struct {
+    bool (*valid)(const char *value);
+    const char *why;
+} refusals[] = {
+    {database_url_valid,
+     "not a libpq connection string or URI (the value is not shown: it may hold a password)"},
+    {admin_token_valid, "must be 16 to 512 printable ASCII characters without spaces (a trailing "
+                        "newline from a secret file?)"},
+};
+
+static const char *refusal_of(const struct setting *s)
+{
+    for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++)
+        if (refusals[i].valid == s->valid)
+            return refusals[i].why;
+    return "malformed (see --help)";
+}
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
 #define OFF(field) offsetof(struct config, field)
 
 static const struct setting settings[] = {
-    {"database-url", "DATABASE_URL", SETTING_STRING, "", 0, 0, NULL, OFF(database_url), true, NULL,
+    {"database-url", "DATABASE_URL", SETTING_STRING, "", 0, 0, NULL, OFF(database_url), true,
+     database_url_valid,
      "libpq connection string or URI of the database (empty: libpq's PG* defaults)"},
     {"bind", "RYDES_BIND", SETTING_STRING, "127.0.0.1", 0, 0, NULL, OFF(bind), false, bind_valid,
      "IPv4 or IPv6 address to listen on"},
@@ -108,7 +151,9 @@ static const struct setting settings[] = {
     {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
      OFF(max_body_bytes), false, NULL, "largest request body accepted (413 above)"},
     {"admin-token", "RYDES_ADMIN_TOKEN", SETTING_STRING, "", 0, 0, NULL, OFF(admin_token), true,
-     NULL, "ensured to exist as an admin token at start-up (at least 16 characters)"},
+     admin_token_valid,
+     "ensured to exist as an admin token at start-up (16 to 512 printable ASCII characters, no "
+     "spaces)"},
     {"log-level", "RYDES_LOG_LEVEL", SETTING_ENUM, "info", 0, 0, log_levels, OFF(log_level), false,
      NULL, "debug, info, warn or error"},
     {"log-format", "RYDES_LOG_FORMAT", SETTING_ENUM, "text", 0, 0, log_formats, OFF(log_format),
@@ -242,6 +287,16 @@ static void fail(struct config_error *err, const char *who, const char *value, c
     snprintf(err->message, sizeof err->message, "%s: invalid value '%.100s': %s", who, value, why);
 }
 
+/* Frees a string setting's value; a secret's is wiped first, so it does not linger in freed
+ * memory. */
+static void free_value(const struct setting *s, char **value)
+{
+    if (*value && s->secret)
+        explicit_bzero(*value, strlen(*value));
+    free(*value);
+    *value = NULL;
+}
+
 static bool apply_int(struct config *c, const struct setting *s, const char *who, const char *text,
                       struct config_error *err)
 {
@@ -286,10 +341,10 @@ static bool apply(struct config *c, const struct setting *s, const char *who, co
         return true;
     case SETTING_STRING:
         if (s->valid && !s->valid(text)) {
-            fail(err, who, s->secret ? "***" : text, "malformed (see --help)");
+            fail(err, who, s->secret ? "***" : text, refusal_of(s));
             return false;
         }
-        free(*(char **)field(c, s));
+        free_value(s, field(c, s));
         *(char **)field(c, s) = xstrdup(text);
         return true;
     }
@@ -309,10 +364,8 @@ void config_init(struct config *c)
 void config_cleanup(struct config *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
-        if (settings[i].type == SETTING_STRING) {
-            free(*(char **)field(c, &settings[i]));
-            *(char **)field(c, &settings[i]) = NULL;
-        }
+        if (settings[i].type == SETTING_STRING)
+            free_value(&settings[i], field(c, &settings[i]));
     }
 }
 

@@ -49,7 +49,8 @@ struct http_server {
     struct http_server_config cfg;
     atomic_int in_flight;
     atomic_int connections; /* open connections counted against cfg.connection_limit */
-    atomic_bool stopping;   /* http_server_stop has begun */
+    atomic_bool stopping;   /* http_server_quiesce has begun */
+    MHD_socket listener;    /* taken back from MHD by http_server_quiesce */
     atomic_bool cut_off;    /* its wait ran out: handler and data-plane threads begin no more */
     struct deadlines *deadlines;
     struct offload *offload; /* the handler threads; NULL: every handler runs on its HTTP thread */
@@ -792,6 +793,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg)
         return NULL;
     }
     struct http_server *s = xcalloc(1, sizeof *s);
+    s->listener = MHD_INVALID_SOCKET;
     s->cfg = *cfg;
     ensure_descriptors(cfg->connection_limit);
     s->deadlines = deadlines_start(cfg->request_timeout, cfg->connection_timeout);
@@ -867,12 +869,18 @@ int http_server_in_flight(const struct http_server *s)
     return atomic_load(&((struct http_server *)s)->in_flight);
 }
 
+void http_server_quiesce(struct http_server *s)
+{
+    if (!s || atomic_exchange(&s->stopping, true))
+        return;
+    s->listener = MHD_quiesce_daemon(s->daemon);
+}
+
 int http_server_stop(struct http_server *s, int timeout_ms)
 {
     if (!s)
         return 0;
-    atomic_store(&s->stopping, true);
-    MHD_socket listener = MHD_quiesce_daemon(s->daemon);
+    http_server_quiesce(s);
     int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
     while (atomic_load(&s->in_flight) > 0 && clock_mono_us() < deadline)
         usleep(10000);
@@ -891,8 +899,8 @@ int http_server_stop(struct http_server *s, int timeout_ms)
     MHD_stop_daemon(s->daemon);
     offload_free(s->offload);
     offload_free(s->data);
-    if (listener != MHD_INVALID_SOCKET)
-        close(listener);
+    if (s->listener != MHD_INVALID_SOCKET)
+        close(s->listener);
     deadlines_stop(s->deadlines);
     free(s);
     return cut;

@@ -44,6 +44,7 @@ struct mq_hub {
     int connect_timeout_s;
     int max_waiters;
     pthread_t thread;
+    bool joined; /* by mq_hub_shutdown, which one thread calls */
     pthread_mutex_t mu;
     struct mq_waiter *head, *tail; /* registration order */
     int nwaiters;
@@ -516,7 +517,7 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     return h;
 }
 
-void mq_hub_shutdown(struct mq_hub *h)
+void mq_hub_request_stop(struct mq_hub *h)
 {
     pthread_mutex_lock(&h->mu);
     bool already = h->stopping;
@@ -524,11 +525,18 @@ void mq_hub_shutdown(struct mq_hub *h)
     pthread_mutex_unlock(&h->mu);
     if (already)
         return;
-    /* the waiters first: the thread may be stuck in a statement for seconds (a stalled or
-     * unreachable database), and no waiter registers once stopping is set */
+    /* no waiter registers once stopping is set */
     wake_all(h, MQ_WAKE_SHUTDOWN);
     interrupt(h);
-    pthread_join(h->thread, NULL);
+}
+
+void mq_hub_shutdown(struct mq_hub *h)
+{
+    mq_hub_request_stop(h);
+    if (!h->joined) { /* the thread may be in a statement for seconds (a stalled database) */
+        pthread_join(h->thread, NULL);
+        h->joined = true;
+    }
 }
 
 void mq_hub_free(struct mq_hub *h)

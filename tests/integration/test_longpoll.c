@@ -416,6 +416,13 @@ START_TEST(a_stalled_announcement_does_not_hold_waiters_past_their_deadline)
 }
 END_TEST
 
+static size_t keep_nothing(char *p, size_t size, size_t n, void *userdata)
+{
+    (void)p;
+    (void)userdata;
+    return size * n;
+}
+
 static void *stop_server(void *arg)
 {
     (void)arg;
@@ -438,12 +445,26 @@ START_TEST(shutdown_answers_waiters_while_the_hub_is_stalled)
     pthread_t stopper;
     pthread_create(&stopper, NULL, stop_server, NULL);
     int64_t last = slow_last_woken(t0);
+    /* nor does the server accept connections while the hub's thread is stuck */
+    harness_sleep_ms(200);
+    CURL *probe = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", srv.base);
+    curl_easy_setopt(probe, CURLOPT_URL, url);
+    curl_easy_setopt(probe, CURLOPT_WRITEFUNCTION, keep_nothing);
+    curl_easy_setopt(probe, CURLOPT_TIMEOUT, 5L);
+    CURLcode accepted = curl_easy_perform(probe);
+    curl_easy_cleanup(probe);
+    int64_t probed = clock_mono_us() - t0;
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
     pthread_join(stopper, NULL);
     for (int i = 0; i < SLOW_QUEUES; i++)
         ck_assert(atomic_load(&slow_woken[i]) > 0);
     ck_assert_msg(last < 1500000, "the last waiter was answered %.1f s into the stop", last / 1e6);
+    ck_assert_msg(accepted == CURLE_COULDNT_CONNECT && probed < 2000000,
+                  "a connection %.1f s into the stop: %s", probed / 1e6,
+                  curl_easy_strerror(accepted));
 }
 END_TEST
 

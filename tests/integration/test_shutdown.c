@@ -5,12 +5,15 @@
 
 #include "rydes/clock.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,6 +123,7 @@ static pid_t spawn_server(int *port, FILE **log)
         close(fds[0]);
         setenv("DATABASE_URL", harness_db_url(), 1);
         setenv("RYDES_PORT", "0", 1);
+        setenv("RYDES_ADMIN_TOKEN", HARNESS_ADMIN_TOKEN, 1);
         execl(getenv("RYDES_BINARY"), "rydes", "serve", (char *)NULL);
         _exit(127);
     }
@@ -161,6 +165,44 @@ START_TEST(binary_exits_zero_on_sigterm)
 }
 END_TEST
 
+/* A second SIGTERM while the first one's stop waits for a request in flight (an upload that
+ * never ends, here) ends the process at once, by the signal: an operator's second Ctrl-C is not
+ * ignored for the whole shutdown timeout (10 s). */
+START_TEST(a_second_signal_stops_at_once)
+{
+    int port;
+    FILE *log;
+    pid_t pid = spawn_server(&port, &log);
+    ck_assert_int_gt(port, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char head[] = "POST /tokens HTTP/1.1\r\nHost: x\r\n"
+                               "Authorization: Bearer " HARNESS_ADMIN_TOKEN "\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    ck_assert_int_eq(write(fd, head, sizeof head - 1), (ssize_t)(sizeof head - 1));
+    usleep(300000);
+    kill(pid, SIGTERM);
+    usleep(500000); /* the stop is waiting for the upload */
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+    int64_t t0 = clock_mono_us();
+    kill(pid, SIGTERM);
+    pid_t done = 0;
+    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && clock_mono_us() - t0 < 15000000)
+        usleep(10000);
+    ck_assert_int_eq(done, pid);
+    int64_t took = clock_mono_us() - t0;
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+                  "the second signal did not end it (%.1f s)", took / 1e6);
+    ck_assert_msg(took < 2000000, "the second signal took %.1f s", took / 1e6);
+    close(fd);
+    fclose(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("shutdown");
@@ -168,6 +210,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, in_flight_request_finishes_during_shutdown);
     tcase_add_test(tc, binary_exits_zero_on_sigterm);
+    tcase_add_test(tc, a_second_signal_stops_at_once);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

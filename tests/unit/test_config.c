@@ -6,6 +6,7 @@
  * and config_print_help listing every setting. Every test unsets the variables it sets and
  * releases its config with config_cleanup. */
 #include "rydes/config.h"
+#include "rydes/secret.h"
 
 #include "unit.h"
 
@@ -204,6 +205,60 @@ START_TEST(test_env_database_url_and_strings)
     setenv("DATABASE_URL", "dbname=other", 1);
     ck_assert(config_load_env(&c, &err));
     ck_assert_str_eq(c.database_url, "dbname=other");
+    config_cleanup(&c);
+}
+END_TEST
+
+/* A malformed DATABASE_URL or an admin token that could never log in is refused with the
+ * settings, and the refusal never shows the value: libpq's own complaint about a malformed URI
+ * quotes it, password and all (it reached the log on a failed connect). */
+START_TEST(test_env_secrets_are_checked_and_never_shown)
+{
+    static const char *const bad_urls[] = {
+        "postgresql://app:S3cr%zt@db/rydes",  /* a bad percent escape */
+        "postgresql://app:S3cret@[::1/rydes", /* an unclosed IPv6 bracket */
+        "host=db password='S3cret",           /* an unterminated quote */
+        "host=db S3cret=1",                   /* an unknown keyword */
+    };
+    char long_token[SECRET_TOKEN_MAX + 2];
+    memset(long_token, 'a', sizeof long_token - 1);
+    long_token[sizeof long_token - 1] = '\0';
+    const char *const bad_tokens[] = {
+        "S3cret-short",
+        "0123456789abcdef0123\n",
+        "S3cret 0123456789abcdef",
+        "S3cret\001abcdef0123456789",
+        long_token,
+    };
+    struct config c;
+    struct config_error err;
+    config_init(&c);
+    for (size_t i = 0; i < NELEMS(bad_urls); i++) {
+        setenv("DATABASE_URL", bad_urls[i], 1);
+        ck_assert_msg(!config_load_env(&c, &err), "%s", bad_urls[i]);
+        ck_assert_ptr_nonnull(strstr(err.message, "DATABASE_URL"));
+        ck_assert_ptr_null(strstr(err.message, "S3cr"));
+        ck_assert_str_eq(c.database_url, "");
+    }
+    unsetenv("DATABASE_URL");
+    for (size_t i = 0; i < NELEMS(bad_tokens); i++) {
+        setenv("RYDES_ADMIN_TOKEN", bad_tokens[i], 1);
+        ck_assert_msg(!config_load_env(&c, &err), "token %zu", i);
+        ck_assert_ptr_nonnull(strstr(err.message, "RYDES_ADMIN_TOKEN"));
+        ck_assert_ptr_null(strstr(err.message, "S3cr"));
+        ck_assert_str_eq(c.admin_token, "");
+    }
+    ck_assert(!config_set_flag(&c, "admin-token", "short", &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "--admin-token"));
+    long_token[SECRET_TOKEN_MAX] = '\0'; /* 512: the longest */
+    setenv("RYDES_ADMIN_TOKEN", long_token, 1);
+    ck_assert(config_load_env(&c, &err));
+    setenv("RYDES_ADMIN_TOKEN", "0123456789abcdef", 1); /* 16: the shortest */
+    ck_assert(config_load_env(&c, &err));
+    ck_assert_str_eq(c.admin_token, "0123456789abcdef");
+    setenv("RYDES_ADMIN_TOKEN", "", 1); /* none */
+    ck_assert(config_load_env(&c, &err));
+    unsetenv("RYDES_ADMIN_TOKEN");
     config_cleanup(&c);
 }
 END_TEST
@@ -538,6 +593,7 @@ static Suite *config_suite(void)
     tcase_add_test(env, test_env_empty_keeps_defaults);
     tcase_add_test(env, test_env_port_table);
     tcase_add_test(env, test_env_database_url_and_strings);
+    tcase_add_test(env, test_env_secrets_are_checked_and_never_shown);
     tcase_add_test(env, test_env_log_format_and_level);
     tcase_add_test(env, test_env_bad_enum);
     tcase_add_test(env, test_env_migrate_table);
