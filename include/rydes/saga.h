@@ -61,10 +61,12 @@ enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id
                           const char *customer, double amount, const char *last4, const char *hash,
                           bool *created);
 
-/* Starts the saga of ride ride_id; its fare id is SAGA_RIDE_PREFIX + the ride id (POST /fares
- * refuses ids with that prefix, so none can take a ride's place). */
-enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, const char *customer,
-                               double amount, bool *created);
+/* Starts the saga of the stored ride ride_id (a UUID), for its own customer and fare: nothing
+ * of a ride event but its id is believed (anyone who may send to a queue could write one). Its
+ * fare id is SAGA_RIDE_PREFIX + the ride id as stored (POST /fares refuses ids with that
+ * prefix, so none can take a ride's place). *found false when there is no such ride (nothing
+ * started); *created false when its saga existed. */
+enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, bool *found, bool *created);
 
 /* Claims one due fare and runs it as far as it goes now. *ran false when none was due. */
 enum mq_status saga_run_one(struct db_conn *c, const struct saga_env *env, bool *ran);

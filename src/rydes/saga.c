@@ -113,6 +113,36 @@ static struct db_stmt q_saga_start =
             "$7::text[], $8, $9)",
             9);
 
+static struct db_stmt q_saga_start_ride =
+    DB_STMT("saga_start_ride",
+            "SELECT saga_start($1 || r.id::text, r.id, r.customer, r.fare, NULL, NULL, "
+            "$3::text[], $4, $5) FROM rides r WHERE r.id = $2::uuid",
+            5);
+
+/* saga_start's steps, as an array literal */
+#define STEPS_LITERAL "{register,preauthorize,charge,credit_account,complete,publish}"
+
+/* The request a fare remembers (its runs carry it on): X-Request-Id and traceparent, or NULL. */
+static void trace_values(const char **request_id, const char **traceparent)
+{
+    const struct trace *t = trace_current();
+    *request_id = t && t->request_id[0] ? t->request_id : NULL;
+    *traceparent = t && t->traceparent[0] ? t->traceparent : NULL;
+}
+
+/* The outcome of a saga_start statement: *created from its one row (none: *found false). */
+static enum mq_status started(struct db_conn *c, PGresult *r, bool *found, bool *created)
+{
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    *found = ok && PQntuples(r) == 1;
+    *created = *found && PQgetvalue(r, 0, 0)[0] == 't';
+    enum mq_status st = ok ? MQ_OK : db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
+    if (!ok)
+        log_warn("saga_start: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return st;
+}
+
 /* The workflow. A charged fare is "compensated" by refunding it, whose pre-authorization is
  * voided by the preauthorize step's own compensation next. */
 static const struct step steps[] = {
@@ -133,33 +163,17 @@ enum mq_status saga_start(struct db_conn *c, const char *id, const char *ride_id
 {
     char a[32];
     snprintf(a, sizeof a, "%.2f", amount);
-    const struct trace *t = trace_current(); /* the fare's runs carry it on */
-    const char *v[] = {id,
-                       ride_id,
-                       customer,
-                       a,
-                       last4,
-                       hash,
-                       "{register,preauthorize,charge,credit_account,complete,publish}",
-                       t && t->request_id[0] ? t->request_id : NULL,
-                       t && t->traceparent[0] ? t->traceparent : NULL};
-    PGresult *r = db_exec(c, &q_saga_start, v, NULL, NULL);
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (ok)
-        *created = PQgetvalue(r, 0, 0)[0] == 't';
-    enum mq_status st = ok ? MQ_OK : db_conn_lost(c) || db_transient(r) ? MQ_UNAVAILABLE : MQ_ERROR;
-    if (!ok)
-        log_warn("saga_start: %s", PQresultErrorMessage(r));
-    PQclear(r);
-    return st;
+    const char *v[9] = {id, ride_id, customer, a, last4, hash, STEPS_LITERAL};
+    trace_values(&v[7], &v[8]);
+    bool found;
+    return started(c, db_exec(c, &q_saga_start, v, NULL, NULL), &found, created);
 }
 
-enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, const char *customer,
-                               double amount, bool *created)
+enum mq_status saga_start_ride(struct db_conn *c, const char *ride_id, bool *found, bool *created)
 {
-    char id[SAGA_FARE_ID_MAX + 1];
-    snprintf(id, sizeof id, SAGA_RIDE_PREFIX "%s", ride_id);
-    return saga_start(c, id, ride_id, customer, amount, NULL, NULL, created);
+    const char *v[5] = {SAGA_RIDE_PREFIX, ride_id, STEPS_LITERAL};
+    trace_values(&v[3], &v[4]);
+    return started(c, db_exec(c, &q_saga_start_ride, v, NULL, NULL), found, created);
 }
 
 /* Runs an UPDATE of the claimed fare: false when it fails, and also when it touched no row (the

@@ -26,6 +26,8 @@
  * again with the same key. */
 #include "harness.h"
 
+#include <ctype.h>
+
 #include "rydes/ids.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
@@ -556,40 +558,55 @@ START_TEST(a_ride_is_charged_through_customer_accounting)
 }
 END_TEST
 
-/* customer-accounting starts a fare only from an event POST /rides could have made: a customer
- * longer than a ride's (which the saga would cut short) starts none, and the message stays
- * unacked for the dead-letter queue; the ride after it is charged as usual. */
-START_TEST(an_event_no_ride_could_make_starts_no_fare)
+/* customer-accounting believes nothing of a ride event but its id: anyone who may send to the
+ * queue could write one. An event naming a stored ride (in capitals, with another customer and
+ * a fare of a million) starts that ride's fare for its own customer and amount, once; events
+ * naming no stored ride, or none at all, start nothing and stay unacked for the dead-letter
+ * queue. */
+START_TEST(a_ride_event_starts_only_the_stored_rides_fare)
 {
     struct harness_server *const s = &gws[0];
     up(s, no_workers);
-    char ride[IDS_UUID_LEN], ok[IDS_UUID_LEN];
-    make_ride(s, "sq-long-owner", "20", ride);
+    char ride[IDS_UUID_LEN], upper[IDS_UUID_LEN];
+    make_ride(s, "sq-owner", "20", ride);
     harness_deliver_outbox();
     struct response r;
     harness_admin(s, "POST", "/queues/customer-accounting:purge", NULL, &r);
     ck_assert_int_eq(r.status, 204);
     response_cleanup(&r);
-    char body[1200], customer[901];
-    memset(customer, 'c', 900);
-    customer[900] = '\0';
-    snprintf(body, sizeof body, "{\"body\": {\"id\": \"%s\", \"customer\": \"%s\", \"fare\": 20}}",
-             ride, customer);
-    harness_admin(s, "POST", "/queues/customer-accounting/messages", body, &r);
-    ck_assert_int_eq(r.status, 201);
-    response_cleanup(&r);
-    make_ride(s, "sq-short-owner", "20", ok);
-    harness_deliver_outbox();
+    for (int i = 0; i < IDS_UUID_LEN; i++)
+        upper[i] = (char)toupper((unsigned char)ride[i]);
+    const char *const forged[] = {ride, upper, "7d444840-9dc0-11d1-b245-5ffdce74fad2", NULL};
+    for (int i = 0; i < 4; i++) {
+        char body[300];
+        if (forged[i])
+            snprintf(body, sizeof body,
+                     "{\"body\": {\"id\": \"%s\", \"customer\": \"mallory\", \"fare\": "
+                     "1000000}}",
+                     forged[i]);
+        else
+            snprintf(body, sizeof body, "{\"body\": {\"customer\": \"mallory\", \"fare\": 5}}");
+        harness_admin(s, "POST", "/queues/customer-accounting/messages", body, &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
     down(s);
     up(s, ride_and_saga_workers);
     char sql[200];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM fares WHERE ride_id = '%s'", ok);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM fares WHERE ride_id = '%s'", ride);
     ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
-    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE ride_id = '%s'", ride), 0);
-    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
-                                  "m.queue_id WHERE q.name = 'customer-accounting' AND "
-                                  "m.receive_count >= 1"),
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'ride-%s' AND customer = "
+                                  "'sq-owner' AND amount = 20",
+                                  ride),
                      1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE customer = 'mallory'"), 0);
+    /* the events naming no stored ride or none wait for their next receive, then the dead
+     * letters */
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                      "m.queue_id WHERE q.name = 'customer-accounting' AND "
+                                      "m.receive_count >= 1",
+                                      2, 10),
+                     2);
     down(s);
 }
 END_TEST
@@ -2973,7 +2990,7 @@ int main(void)
     tcase_add_checked_fixture(saga, NULL, saga_teardown);
     tcase_add_test(saga, a_ride_is_charged_through_customer_accounting);
     tcase_add_test(saga, a_posted_fare_id_cannot_take_a_rides_fare);
-    tcase_add_test(saga, an_event_no_ride_could_make_starts_no_fare);
+    tcase_add_test(saga, a_ride_event_starts_only_the_stored_rides_fare);
     tcase_add_test(saga, a_long_customer_is_charged_whole);
     tcase_add_test(saga, every_path_ends_with_exactly_the_right_compensations);
     tcase_add_test(saga, a_refund_that_keeps_failing_is_left_to_an_operator);
