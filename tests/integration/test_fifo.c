@@ -350,6 +350,76 @@ START_TEST(receive_takes_several_of_a_group_in_order)
 }
 END_TEST
 
+/* Deleting some of the messages a receive took leaves the group closed while the others are
+ * in flight (the group's refresh reads only what it leased, 043), and opens it once they are
+ * all gone. */
+START_TEST(a_group_stays_closed_until_its_whole_batch_is_done)
+{
+    harness_put_queue(&srv, "batchdone.fifo", NULL, 201);
+    const char *const bodies[] = {"b1", "b2", "b3", "b4", "b5"};
+    for (int i = 0; i < 5; i++)
+        send_body("batchdone.fifo", "g", bodies[i]);
+    struct response r;
+    json_t *msgs = receive("batchdone.fifo", "{\"max_messages\": 3}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 3);
+    char receipts[3][MQ_RECEIPT_LEN];
+    for (int i = 0; i < 3; i++)
+        snprintf(receipts[i], MQ_RECEIPT_LEN, "%s", json_str(json_array_get(msgs, i), "receipt"));
+    response_cleanup(&r);
+    char got[256];
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(delete_receipt("batchdone.fifo", receipts[i]), 204);
+        ck_assert_int_eq(
+            receive_bodies("batchdone.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL), 0);
+    }
+    ck_assert_int_eq(delete_receipt("batchdone.fifo", receipts[2]), 204);
+    ck_assert_int_eq(
+        receive_bodies("batchdone.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL), 2);
+    ck_assert_str_eq(got, "b4,b5");
+}
+END_TEST
+
+/* Groups are served in the order they became ready: a group that has waited since its last
+ * message was deleted goes before one created after that (new groups used to start at
+ * '-infinity', ahead of every group that had had a turn). */
+START_TEST(a_group_waiting_longer_is_served_first)
+{
+    harness_put_queue(&srv, "fair.fifo", NULL, 201);
+    send_body("fair.fifo", "old", "o1");
+    send_body("fair.fifo", "old", "o2");
+    char got[256], receipt[MQ_RECEIPT_LEN];
+    ck_assert_int_eq(receive_bodies("fair.fifo", "{}", got, sizeof got, receipt), 1);
+    ck_assert_str_eq(got, "o1");
+    ck_assert_int_eq(delete_receipt("fair.fifo", receipt), 204); /* "old" ready from here */
+    harness_sleep_ms(20);
+    send_body("fair.fifo", "new", "n1");
+    ck_assert_int_eq(receive_bodies("fair.fifo", "{}", got, sizeof got, NULL), 1);
+    ck_assert_str_eq(got, "o2");
+    ck_assert_int_eq(receive_bodies("fair.fifo", "{}", got, sizeof got, NULL), 1);
+    ck_assert_str_eq(got, "n1");
+}
+END_TEST
+
+/* A group whose first message is not visible yet (the queue's delay) waits out of the serve
+ * order until it is, instead of being locked and passed over by every receive meanwhile; it is
+ * served once the message is visible. */
+START_TEST(a_delayed_group_waits_out_of_the_serve_order)
+{
+    harness_put_queue(&srv, "later.fifo", "{\"delay_seconds\": 1}", 201);
+    send_body("later.fifo", "g", "d1");
+    char got[256];
+    ck_assert_int_eq(receive_bodies("later.fifo", "{}", got, sizeof got, NULL), 0);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM message_groups mg JOIN queues q ON q.id = "
+                     "mg.queue_id WHERE q.name = 'later.fifo' AND mg.in_flight_until "
+                     "= (SELECT m.visible_at FROM messages m WHERE m.queue_id = q.id)"),
+        1);
+    harness_sleep_ms(1100);
+    ck_assert_int_eq(receive_bodies("later.fifo", "{}", got, sizeof got, NULL), 1);
+    ck_assert_str_eq(got, "d1");
+}
+END_TEST
+
 START_TEST(release_and_expiry_redeliver_the_head_first)
 {
     harness_put_queue(&srv, "redeliver.fifo", "{\"visibility_timeout\": 1}", 201);
@@ -876,6 +946,9 @@ int main(void)
     tcase_add_test(tc, order_within_groups);
     tcase_add_test(tc, in_flight_group_blocks_only_itself);
     tcase_add_test(tc, receive_takes_several_of_a_group_in_order);
+    tcase_add_test(tc, a_group_stays_closed_until_its_whole_batch_is_done);
+    tcase_add_test(tc, a_group_waiting_longer_is_served_first);
+    tcase_add_test(tc, a_delayed_group_waits_out_of_the_serve_order);
     tcase_add_test(tc, a_receive_locks_only_the_groups_it_serves);
     tcase_add_test(tc, release_and_expiry_redeliver_the_head_first);
     tcase_add_test(tc, dedup_id_within_the_window);
