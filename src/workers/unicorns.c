@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FLEET_IDLE_MS 100 /* the sender looks at least this often */
+#define FLEET_IDLE_MS     100     /* the sender looks at least this often */
+#define FLEET_MAX_PENDING 100000  /* answers waiting at once (~35 MB); more requests wait too */
+#define FLEET_RETRY_US    1000000 /* an answer that found no connection goes again after this */
 
 struct unicorn {
     struct fleet *fleet;
@@ -29,7 +31,7 @@ struct unicorn {
 };
 
 struct answer {
-    int64_t due_us; /* wall clock */
+    int64_t due_us; /* monotonic: a step of the wall clock moves no answer */
     char rfq[IDS_UUID_LEN];
     char unicorn[64];
     char return_address[MQ_NAME_MAX + 1];
@@ -107,8 +109,6 @@ static enum consumer_result consider(const struct consumer_env *env, struct db_c
                                      const struct mq_message *m, char *why, size_t n)
 {
     (void)c;
-    (void)why;
-    (void)n;
     struct unicorn *u = env->ctx;
     const struct config *cfg = u->fleet->cfg;
     const char *rfq = attribute(m, "correlation_id"), *to = attribute(m, "return_address");
@@ -117,11 +117,18 @@ static enum consumer_result consider(const struct consumer_env *env, struct db_c
     uint64_t h = mood(rfq, u->name);
     if (h % 100 >= (uint64_t)cfg->unicorn_answer_percent)
         return CONSUMER_DONE; /* this unicorn stays silent */
+    pthread_mutex_lock(&u->fleet->mu);
+    bool full = u->fleet->len >= FLEET_MAX_PENDING;
+    pthread_mutex_unlock(&u->fleet->mu);
+    if (full) { /* a flood of requests: they wait in the queue, not in memory */
+        snprintf(why, n, "%d answers are pending", FLEET_MAX_PENDING);
+        return CONSUMER_RETRY;
+    }
     int64_t lo = cfg->unicorn_min_latency_ms, hi = cfg->unicorn_max_latency_ms;
     int64_t latency_ms = lo + (hi > lo ? (int64_t)((h >> 8) % (uint64_t)(hi - lo + 1)) : 0);
     int64_t pmin = cfg->unicorn_min_price * 100, pmax = cfg->unicorn_max_price * 100;
     int64_t cents = pmin + (pmax > pmin ? (int64_t)((h >> 24) % (uint64_t)(pmax - pmin)) : 0);
-    struct answer a = {.due_us = clock_wall_us() + latency_ms * 1000,
+    struct answer a = {.due_us = clock_mono_us() + latency_ms * 1000,
                        .price = (double)cents / 100,
                        .goodies = (unsigned)(h >> 48) & 0xf};
     snprintf(a.rfq, sizeof a.rfq, "%s", rfq);
@@ -155,7 +162,7 @@ static int send_step(struct worker *w, void *arg)
 {
     (void)w;
     struct fleet *f = arg;
-    int64_t now = clock_wall_us();
+    int64_t now = clock_mono_us();
     int wait_ms = FLEET_IDLE_MS;
     for (;;) {
         pthread_mutex_lock(&f->mu);
@@ -168,8 +175,13 @@ static int send_step(struct worker *w, void *arg)
             return wait_ms;
         enum db_acquire_error why;
         struct db_conn *c = db_pool_acquire(f->env.pool, f->env.acquire_timeout_ms, &why);
-        if (!c)
-            return FLEET_IDLE_MS; /* dropped: the unicorn "failed to answer" */
+        if (!c) { /* the pool is busy or the database away: the answer goes a little later */
+            a.due_us = now + FLEET_RETRY_US;
+            pthread_mutex_lock(&f->mu);
+            heap_push(f, &a);
+            pthread_mutex_unlock(&f->mu);
+            return FLEET_IDLE_MS;
+        }
         trace_set(a.trace.request_id, a.trace.traceparent);
         post(f, c, &a);
         trace_set(NULL, NULL);
