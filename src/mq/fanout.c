@@ -1,12 +1,15 @@
 /* The fan-out thread; see include/rydes/mq_fanout.h.
  *
- * One statement (mq_fanout) moves up to FANOUT_BATCH outbox rows; a full batch is followed by
+ * One statement (mq_fanout) moves up to FANOUT_BATCH_N outbox rows; a full batch is followed by
  * the next at once, so a backlog drains at the speed of bulk inserts, and an empty outbox
  * costs one index probe per FANOUT_POLL_MS. Statements are at least FANOUT_GATHER_US apart, so
  * that under a steady stream of kicks the events of those microseconds share one statement. A
  * failed batch is retried event by event (mq_fanout_careful), which sets an event that fails alone
- * aside for an operator. Kicks reach the threads through a small registry of this process's
- * fan-outs (one per app; tests run a few). */
+ * aside for an operator; a batch that ran out of time is not (the same work would, with 1,000
+ * subtransactions on top): the batch is halved instead, and grows back as batches succeed. Kicks
+ * reach the threads through a small registry of this process's fan-outs (one per app; tests run a
+ * few).
+ */
 #include "rydes/mq_fanout.h"
 
 #include "rydes/clock.h"
@@ -17,10 +20,11 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-#define FANOUT_BATCH     "1000"
 #define FANOUT_BATCH_N   1000
 #define FANOUT_GATHER_US 2000 /* at most one statement per 2 ms: kicks gather into batches */
 #define REGISTRY_SLOTS   16
@@ -30,6 +34,7 @@ struct mq_fanout {
     int connect_timeout_s;
     PGconn *pg;
     int64_t last_run_us;
+    int batch; /* FANOUT_BATCH_N, less after transient failures */
     struct worker *worker;
     _Atomic unsigned long long events, deliveries;
 };
@@ -59,11 +64,15 @@ void mq_fanout_kick(void)
     pthread_mutex_unlock(&registry.mu);
 }
 
-/* Runs sql (one of the fan-out functions); returns the events delivered, or -1 on a failure. */
-static int run(struct mq_fanout *f, const char *sql)
+/* Runs fn (one of the fan-out functions) over up to f->batch events; returns the events
+ * delivered, or -1 on a failure (*timed_out: the statement timeout cancelled it). */
+static int run(struct mq_fanout *f, const char *fn, bool *timed_out)
 {
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT events, deliveries FROM %s(%d)", fn, f->batch);
     PGresult *r = PQexec(f->pg, sql);
     int events = -1;
+    *timed_out = false;
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         events = atoi(PQgetvalue(r, 0, 0));
         atomic_fetch_add(&f->events, (unsigned long long)events);
@@ -71,18 +80,26 @@ static int run(struct mq_fanout *f, const char *sql)
     } else if (PQstatus(f->pg) == CONNECTION_OK) {
         const char *why = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         log_warn("fan-out: %s", why ? why : PQresultErrorMessage(r));
+        *timed_out = strcmp(db_sqlstate(r), "57014") == 0;
     }
     PQclear(r);
     return events;
 }
 
-/* One batch; a batch that failed while the database is up goes again event by event, so that
- * an event that cannot be delivered is set aside instead of blocking the others. */
-static int fanout_once(struct mq_fanout *f)
+/* One batch. A batch that failed goes again event by event, so that an event that cannot be
+ * delivered is set aside instead of blocking the others (one that met a transient error stays
+ * for the next batch); but one that ran out of time is halved for next time instead, which is
+ * sooner than going through it event by event only to run out of time again. */
+static int fanout_once(struct mq_fanout *f, bool stopping)
 {
-    int events = run(f, "SELECT events, deliveries FROM mq_fanout(" FANOUT_BATCH ")");
-    if (events < 0 && PQstatus(f->pg) == CONNECTION_OK)
-        events = run(f, "SELECT events, deliveries FROM mq_fanout_careful(" FANOUT_BATCH ")");
+    bool timed_out;
+    int events = run(f, "mq_fanout", &timed_out);
+    if (events < 0 && timed_out)
+        f->batch = f->batch > 1 ? f->batch / 2 : 1;
+    else if (events < 0 && PQstatus(f->pg) == CONNECTION_OK && !stopping)
+        events = run(f, "mq_fanout_careful", &timed_out);
+    else if (events >= 0 && f->batch < FANOUT_BATCH_N)
+        f->batch = f->batch * 2 < FANOUT_BATCH_N ? f->batch * 2 : FANOUT_BATCH_N;
     return events;
 }
 
@@ -97,8 +114,11 @@ static int fanout_step(struct worker *w, void *arg)
     if (since < FANOUT_GATHER_US) /* events published meanwhile join this batch */
         usleep((useconds_t)(FANOUT_GATHER_US - since));
     f->last_run_us = clock_mono_us();
-    int events = fanout_once(f);
-    return events == FANOUT_BATCH_N && !worker_stopping(w) ? 0 : FANOUT_POLL_MS;
+    int batch = f->batch;
+    int events = fanout_once(f, worker_stopping(w));
+    /* a full batch, or a smaller batch to try after a timeout: at once */
+    bool again = events == batch || (events < 0 && f->batch < batch);
+    return again && !worker_stopping(w) ? 0 : FANOUT_POLL_MS;
 }
 
 struct mq_fanout *mq_fanout_start(const char *conninfo, int connect_timeout_s)
@@ -106,6 +126,7 @@ struct mq_fanout *mq_fanout_start(const char *conninfo, int connect_timeout_s)
     struct mq_fanout *f = xcalloc(1, sizeof *f);
     f->conninfo = xstrdup(conninfo);
     f->connect_timeout_s = connect_timeout_s;
+    f->batch = FANOUT_BATCH_N;
     f->worker = worker_start(fanout_step, f);
     registry_set(NULL, f); /* a full registry only loses the kicks: the poll still delivers */
     return f;
