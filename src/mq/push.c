@@ -28,18 +28,24 @@
 #define PUSH_RETRY_CONNECT_MS   1000
 #define PUSH_POLL_MS            200     /* the multi loop looks at worker_stopping this often */
 #define PUSH_FINISH_US          5000000 /* write-backs at shutdown start within this */
+#define PUSH_MAX_ANSWER_BYTES   65536   /* of an answer's body read; then the transfer ends */
 
 /* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
  * how many each. Each subscription offers its earliest due deliveries up to its share (an
- * index probe per subscription: a backlog is never scanned), and the earliest of those are
- * taken. */
+ * index probe per subscription: a backlog is never scanned); the earliest of those (four times
+ * as many as wanted, for those a concurrent claim holds) are then locked, skipping locked ones,
+ * until $1 are. Locking while offering would lock every subscription's share, hundreds of rows
+ * written to take a few. */
 static const char claim_sql[] =
     "WITH f AS (SELECT * FROM unnest($2::int[], $3::int[]) AS f(sub, n)), "
-    "c AS (SELECT x.id FROM subscriptions s LEFT JOIN f ON f.sub = s.id CROSS JOIN LATERAL "
+    "o AS (SELECT x.id FROM subscriptions s LEFT JOIN f ON f.sub = s.id CROSS JOIN LATERAL "
     "(SELECT d.id, d.next_attempt_at FROM push_deliveries d WHERE d.subscription_id = s.id "
     "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at "
-    "LIMIT greatest(" PUSH_PER_SUBSCRIPTION " - coalesce(f.n, 0), 0) FOR UPDATE SKIP LOCKED) x "
-    "ORDER BY x.next_attempt_at LIMIT $1::int) "
+    "LIMIT greatest(" PUSH_PER_SUBSCRIPTION " - coalesce(f.n, 0), 0)) x "
+    "ORDER BY x.next_attempt_at LIMIT $1::int * 4), "
+    "c AS (SELECT d.id FROM push_deliveries d WHERE d.id IN (SELECT o.id FROM o) "
+    "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at LIMIT $1::int "
+    "FOR UPDATE SKIP LOCKED) "
     "UPDATE push_deliveries d SET attempts = d.attempts + 1, "
     "next_attempt_at = now() + interval '" PUSH_LEASE_S " seconds' "
     "FROM c, subscriptions s, topics t, payloads p "
@@ -66,6 +72,7 @@ struct job {
     struct curl_slist *headers;
     CURLcode rc;
     long status;
+    size_t answer_bytes; /* of the answer's body, read and thrown away */
     char error[CURL_ERROR_SIZE];
 };
 
@@ -90,11 +97,15 @@ struct mq_push {
     int active; /* jobs not free */
 };
 
+/* Throws the answer's body away, but reads no more than PUSH_MAX_ANSWER_BYTES of it: an
+ * endpoint streaming a large or endless body would hold a slot until the timeout. Ending the
+ * transfer early keeps its status: a 2xx is a delivery (outcome_of). */
 static size_t discard(char *data, size_t size, size_t n, void *arg)
 {
     (void)data;
-    (void)arg;
-    return size * n;
+    struct job *j = arg;
+    j->answer_bytes += size * n;
+    return j->answer_bytes > PUSH_MAX_ANSWER_BYTES ? 0 : size * n;
 }
 
 static void job_read(struct job *j, PGresult *r, int row)
@@ -135,13 +146,17 @@ static struct curl_slist *job_headers(const struct job *j)
     return h;
 }
 
-/* Prepares the POST of j; false when it cannot even be tried (no URL any more). */
+/* Prepares the POST of j; false when it is not to be tried: the subscription has no URL any
+ * more, or the delivery has had all its attempts (its give-up did not complete: a POST now
+ * would be one more than max_attempts, each lease after the last). */
 static bool job_prepare(struct job *j)
 {
-    if (!j->url) {
+    if (!j->url || j->attempts > j->max_attempts) {
         j->state = JOB_DONE;
-        j->rc = CURLE_URL_MALFORMAT;
-        snprintf(j->error, sizeof j->error, "the subscription no longer has a URL");
+        j->rc = CURLE_ABORTED_BY_CALLBACK;
+        snprintf(j->error, sizeof j->error, "%s",
+                 !j->url ? "the subscription no longer has a URL"
+                         : "all attempts were made: giving up");
         return false;
     }
     j->easy = curl_easy_init();
@@ -158,6 +173,7 @@ static bool job_prepare(struct job *j)
     curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
     curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(j->body));
     curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->error);
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     return true;

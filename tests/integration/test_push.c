@@ -61,7 +61,8 @@ static struct {
     struct hit hits[MAX_HITS];
     int n;
     uint64_t big_size;  /* bytes of a /big/ answer (big_answer) */
-    double big_sent_at; /* CLOCK_MONOTONIC seconds when a /big/ answer had gone out whole */
+    double big_sent_at; /* CLOCK_MONOTONIC seconds when a /big/ answer had gone out or its
+                         * client had stopped reading it */
 } rcv;
 
 static double now_s(void)
@@ -94,6 +95,8 @@ static unsigned scripted_status(const char *path, const char **location)
     if (strncmp(path, "/cut/", 5) == 0) /* 200, and the body cut short (on_request) */
         return 200;
     if (strncmp(path, "/big/", 5) == 0) /* 200 after N ms, with big_answer() bytes (on_request) */
+        return 200;
+    if (strncmp(path, "/endless/", 9) == 0) /* 200 and a body that never ends (on_request) */
         return 200;
     if (strncmp(path, "/redirect", 9) == 0) {
         *location = rcv.ok_url;
@@ -132,6 +135,15 @@ static ssize_t zeros(void *cls, uint64_t pos, char *buf, size_t max)
     size_t n = size - pos < max ? (size_t)(size - pos) : max;
     memset(buf, 0, n);
     return (ssize_t)n;
+}
+
+/* The body of /endless/: zeros for ever. */
+static ssize_t endless(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    memset(buf, 0, max);
+    return (ssize_t)max;
 }
 
 /* The body of /cut/: none of the 100 bytes announced; the connection ends after the headers. */
@@ -189,6 +201,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         resp = MHD_create_response_from_callback(100, 100, cut_short, NULL, NULL);
     else if (u->big)
         resp = MHD_create_response_from_callback(rcv.big_size, 65536, zeros, &rcv.big_size, NULL);
+    else if (strncmp(url, "/endless/", 9) == 0)
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, endless, NULL, NULL);
     else
         resp = MHD_create_response_from_buffer(strlen(answer), answer, MHD_RESPMEM_PERSISTENT);
     if (location)
@@ -204,7 +218,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     (void)conn;
     struct upload *u = *con_cls;
-    if (u && u->big && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+    (void)toe; /* whole, or the client stopped reading it (push reads 64 KiB of an answer) */
+    if (u && u->big) {
         pthread_mutex_lock(&rcv.mu);
         rcv.big_sent_at = now_s();
         pthread_mutex_unlock(&rcv.mu);
@@ -956,6 +971,22 @@ START_TEST(a_2xx_cut_short_is_a_delivery)
 }
 END_TEST
 
+/* A 2xx whose body never ends is a delivery at once: push reads 64 KiB of an answer and ends
+ * the transfer, instead of holding the slot until the 15 s timeout. */
+START_TEST(an_endless_answer_is_not_read_to_the_end)
+{
+    put_topic("push-endless");
+    put_url_sub("push-endless", "endless", "/endless/", "");
+    char id[IDS_UUID_LEN];
+    double t0 = now_s();
+    ck_assert_int_eq(publish("push-endless", "{\"body\": \"e\"}", id), 1);
+    wait_metric(&srv, PUSH_METRIC("delivered"), 1);
+    ck_assert_msg(now_s() - t0 < 5, "delivered after %.1f s", now_s() - t0);
+    wait_no_pending(id);
+    ck_assert_int_eq(rcv_count("/endless/"), 1);
+}
+END_TEST
+
 START_TEST(backoff_doubles_per_attempt)
 {
     put_topic("push-backoff");
@@ -1084,6 +1115,7 @@ START_TEST(a_slow_database_does_not_stall_the_posts_in_flight)
     PQclear(r);
     PQfinish(lock);
     ck_assert_msg(big_sent_at > 0, "the big answer was not read while the database was locked");
+    /* (read as far as push reads an answer: 64 KiB, which ends the transfer) */
     wait_no_pending(id);
     ck_assert_int_eq(rcv_count(NULL), 2); /* no attempt was taken for a failure */
     wait_metric(&srv, PUSH_METRIC("delivered"), 2);
@@ -1248,6 +1280,28 @@ START_TEST(a_give_up_after_the_lease_changes_nothing)
 }
 END_TEST
 
+/* A delivery whose give-up did not complete (here: its attempts already at max_attempts, as
+ * after a give-up that failed) is given up by the next claim without a POST: it used to be
+ * POSTed once more after every lease, for ever. */
+START_TEST(a_delivery_out_of_attempts_is_given_up_without_a_post)
+{
+    restart(no_workers);
+    put_topic("spent-push");
+    put_url_sub("spent-push", "hook", "/spent",
+                ", \"delivery_policy\": {\"max_attempts\": 2, \"min_delay_seconds\": 1, "
+                "\"max_delay_seconds\": 1}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("spent-push", "{\"body\": \"x\"}", id), 1);
+    free(harness_sql(harness_db_url(), "UPDATE push_deliveries SET attempts = 2"));
+    restart(NULL);
+    wait_failed(id);
+    ck_assert_int_eq(rcv_count("/spent"), 0);
+    char *error = last_error(id);
+    ck_assert_msg(error && strstr(error, "all attempts were made"), "%s", error ? error : "null");
+    free(error);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("push");
@@ -1262,6 +1316,7 @@ int main(void)
     tcase_add_test(tc, failed_without_dead_letter_queue_stays_failed);
     tcase_add_test(tc, any_2xx_is_a_delivery_and_a_4xx_a_failure);
     tcase_add_test(tc, a_2xx_cut_short_is_a_delivery);
+    tcase_add_test(tc, an_endless_answer_is_not_read_to_the_end);
     tcase_add_test(tc, a_busy_endpoint_takes_only_its_share_of_the_slots);
     tcase_add_test(tc, a_slow_database_does_not_stall_the_posts_in_flight);
     tcase_add_test(tc, backoff_doubles_per_attempt);
@@ -1273,6 +1328,7 @@ int main(void)
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
     tcase_add_test(tc, a_give_up_after_the_lease_changes_nothing);
+    tcase_add_test(tc, a_delivery_out_of_attempts_is_given_up_without_a_post);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
