@@ -294,16 +294,19 @@ static void start_background(struct app *app)
 }
 
 /* Everything but the HTTP server. */
+/* Migrates and starts what serve and worker share, into app (zeroed, or holding only what
+ * load_tls read); on failure everything it holds is freed. */
 static bool start_core(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
     static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
     pthread_once(&curl_once, curl_init_once);
-    memset(app, 0, sizeof *app);
     app->cfg = cfg;
     app->started_wall_us = clock_wall_us();
     int applied = 0;
-    if (!app_migrate(cfg, cfg->migrate, &applied, err, errlen))
+    if (!app_migrate(cfg, cfg->migrate, &applied, err, errlen)) {
+        app_free_parts(app);
         return false;
+    }
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
     for (int r = ROLE_APP; r <= ROLE_ADMIN; r++)
         app->rate_limits[r] = ratelimit_create(APP_RATE_SLOTS);
@@ -327,6 +330,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
 
 bool app_start_workers(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
+    memset(app, 0, sizeof *app);
     return start_core(app, cfg, err, errlen);
 }
 
@@ -426,12 +430,14 @@ static void check_pool(const struct config *cfg)
 bool app_start(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
     check_pool(cfg);
-    if (!start_core(app, cfg, err, errlen))
-        return false;
+    /* before anything is changed or started: a missing key file fails without side effects */
+    memset(app, 0, sizeof *app);
     if (!load_tls(app, cfg, err, errlen)) {
         app_free_parts(app);
         return false;
     }
+    if (!start_core(app, cfg, err, errlen))
+        return false;
     if (cfg->combine) /* serves the HTTP data plane only */
         app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms,
                                           MQ_COMBINER_STALL_MS, &rides_combiner_kind);
@@ -458,7 +464,10 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
     };
     app->http = http_server_start(&hc);
     if (!app->http) {
-        snprintf(err, errlen, "cannot listen on %s port %lld", cfg->bind, (long long)cfg->port);
+        snprintf(err, errlen,
+                 "cannot serve HTTP on %s port %lld (the port in use, or the TLS certificate or "
+                 "key refused: see the log above)",
+                 cfg->bind, (long long)cfg->port);
         app_free_parts(app);
         return false;
     }

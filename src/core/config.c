@@ -140,7 +140,7 @@ static const struct setting settings[] = {
     {"db-statement-timeout-ms", "RYDES_DB_STATEMENT_TIMEOUT_MS", SETTING_INT, "30000", 100, 3600000,
      NULL, OFF(db_statement_timeout_ms), false, NULL,
      "statements running longer are cancelled (the request gets 503)"},
-    {"max-waiters", "RYDES_MAX_WAITERS", SETTING_INT, "512", 0, 100000, NULL, OFF(max_waiters),
+    {"max-waiters", "RYDES_MAX_WAITERS", SETTING_INT, "512", 1, 100000, NULL, OFF(max_waiters),
      false, NULL, "long polls waiting at once in this process (more get 503)"},
     {"sweep-interval-ms", "RYDES_SWEEP_INTERVAL_MS", SETTING_INT, "1000", 0, 3600000, NULL,
      OFF(sweep_interval_ms), false, NULL,

@@ -107,8 +107,14 @@ bool migrate_apply(PGconn *pg, int *applied, char *err, size_t errlen)
     if (!run(pg, "SET client_min_messages = warning", err, errlen) ||
         !run(pg, "SET lock_timeout = '60s'", err, errlen))
         return false;
-    if (!run(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen))
+    if (!run(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen)) {
+        size_t n = strlen(err); /* PostgreSQL's bare "canceling statement due to lock timeout" */
+        if (strstr(err, "lock timeout"))
+            snprintf(err + n, errlen - n,
+                     " (another process has held the migration lock for a minute: see "
+                     "pg_locks, locktype advisory)");
         return false;
+    }
     bool ok = apply_pending(pg, applied, err, errlen);
     char unlock_err[256];
     run(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", unlock_err, sizeof unlock_err);

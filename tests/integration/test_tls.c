@@ -99,6 +99,15 @@ static void unreadable_files(struct config *cfg)
     ck_assert(config_set_flag(cfg, "tls-key", "/nonexistent/key.pem", &err));
 }
 
+/* Unreadable files and a new admin token: the token must not be stored (start-up stops
+ * before anything is changed). */
+static void unreadable_files_and_a_token(struct config *cfg)
+{
+    struct config_error err;
+    unreadable_files(cfg);
+    ck_assert(config_set_flag(cfg, "admin-token", "rydes_tls_test_admin_token_0123", &err));
+}
+
 /* app_start with the harness settings adjusted by tweak must fail with a message naming want. */
 static void refused(void (*tweak)(struct config *cfg), const char *want)
 {
@@ -121,6 +130,15 @@ START_TEST(bad_tls_settings_stop_start_up)
     make_certificate();
     refused(cert_without_key, "RYDES_TLS_CERT and RYDES_TLS_KEY go together");
     refused(unreadable_files, "cannot read /nonexistent/cert.pem");
+    /* before migrations, tokens, workers: the tokens are as they were */
+    char *before = harness_sqlf_text("SELECT string_agg(encode(secret_hash, 'hex'), ',' ORDER BY "
+                                     "secret_hash) FROM tokens");
+    refused(unreadable_files_and_a_token, "cannot read /nonexistent/cert.pem");
+    char *after = harness_sqlf_text("SELECT string_agg(encode(secret_hash, 'hex'), ',' ORDER BY "
+                                    "secret_hash) FROM tokens");
+    ck_assert_str_eq(after ? after : "", before ? before : "");
+    free(before);
+    free(after);
     remove_certificate();
 }
 END_TEST
