@@ -41,6 +41,15 @@ struct fleet;
 struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *env);
 void fleet_request_stop(struct fleet *f);
 void fleet_stop(struct fleet *f);
+
+/* What consumers handled, failed and lost, summed over several. */
+struct consumer_totals {
+    unsigned long long handled, failed, lost;
+};
+/* Adds c's counters to t. */
+void consumer_totals_add(struct consumer_totals *t, struct consumer *c);
+/* Adds the counters of the fleet's unicorns (one consumer each) to t. */
+void fleet_totals(const struct fleet *f, struct consumer_totals *t);
 /* (Each *_request_stop asks the component's threads to stop without waiting: services_stop asks
  * every thread first, then waits for them, so they stop together.) */
 

@@ -212,10 +212,13 @@ static void app_free_parts(struct app *app)
     mq_push_request_stop(app->push);
     mq_sweeper_request_stop(app->sweeper);
     mq_fanout_request_stop(app->fanout);
-    services_stop(app->services);
-    app->services = NULL;
+    /* push first: its POSTs in flight are abandoned and its ended ones written back now, not
+     * after the services' handlers (their timeouts would run meanwhile, and an answer that
+     * came in would be taken for a timeout) */
     mq_push_stop(app->push);
     app->push = NULL;
+    services_stop(app->services);
+    app->services = NULL;
     if (app->hub) /* its thread calls into the topic cache, freed below */
         mq_hub_shutdown(app->hub);
     ttlcache_free(app->token_cache);

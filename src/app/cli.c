@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef RYDES_VERSION
 #define RYDES_VERSION "dev"
@@ -146,6 +147,41 @@ static int cmd_migrate(const struct config *cfg)
     return 0;
 }
 
+/* Start-up, on a thread of its own: the main thread meanwhile waits for a signal, so that
+ * SIGTERM stops a start-up that waits (on the migration lock, on a database that does not
+ * answer) at once instead of after it. */
+struct starting {
+    struct app *app;
+    const struct config *cfg;
+    bool http, ok;
+    pthread_t main;
+    char err[1024];
+};
+
+static void *start_app(void *arg)
+{
+    struct starting *st = arg;
+    st->ok = st->http ? app_start(st->app, st->cfg, st->err, sizeof st->err)
+                      : app_start_workers(st->app, st->cfg, st->err, sizeof st->err);
+    pthread_kill(st->main, SIGUSR1); /* started (or failed): the main thread goes on */
+    return NULL;
+}
+
+/* Waits for SIGINT or SIGTERM (set also holds SIGUSR1, which is passed over unless
+ * usr1_too); returns the signal. */
+static int wait_signal(const sigset_t *set, bool usr1_too)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) == 0 && sig == SIGUSR1 && !usr1_too) {
+    }
+    return sig;
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
 /* Serves (http) or runs the workers only, until SIGINT or SIGTERM. */
 static int run_until_signal(const struct config *cfg, bool http)
 {
@@ -153,15 +189,25 @@ static int run_until_signal(const struct config *cfg, bool http)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     /* Blocked before any thread starts, so only sigwait below ever sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     struct app app;
-    char err[1024];
-    bool ok = http ? app_start(&app, cfg, err, sizeof err)
-                   : app_start_workers(&app, cfg, err, sizeof err);
-    if (!ok) {
-        log_error("cannot start: %s", err);
+    struct starting st = {.app = &app, .cfg = cfg, .http = http, .main = pthread_self()};
+    pthread_t starter;
+    if (pthread_create(&starter, NULL, start_app, &st) != 0) {
+        log_error("cannot start: no thread");
+        return 1;
+    }
+    int sig = wait_signal(&set, true);
+    if (sig != SIGUSR1) { /* nothing is serving yet: the database rolls back what was begun */
+        log_info("received %s during start-up: stopping at once", signal_name(sig));
+        _exit(1);
+    }
+    pthread_join(starter, NULL);
+    if (!st.ok) {
+        log_error("cannot start: %s", st.err);
         return 1;
     }
     if (http)
@@ -169,12 +215,14 @@ static int run_until_signal(const struct config *cfg, bool http)
                  http_server_port(app.http));
     else
         log_info("rydes %s running workers %s", RYDES_VERSION, cfg->workers);
-    int sig = 0;
-    sigwait(&set, &sig);
-    log_info("received %s: stopping (a second signal stops at once)",
-             sig == SIGINT ? "SIGINT" : "SIGTERM");
+    sig = wait_signal(&set, false);
+    log_info("received %s: stopping (a second signal stops at once)", signal_name(sig));
     /* only this thread has them unblocked: a second one takes its default action, the exit */
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
     app_stop(&app);
     log_info("stopped");
     return 0;

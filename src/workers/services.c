@@ -78,12 +78,28 @@ void services_stop(struct services *s)
     free(s);
 }
 
+void consumer_totals_add(struct consumer_totals *t, struct consumer *c)
+{
+    t->handled += atomic_load(&consumer_counters(c)->handled);
+    t->failed += atomic_load(&consumer_counters(c)->failed);
+    t->lost += atomic_load(&consumer_counters(c)->lost);
+}
+
+static void render_worker(struct buf *out, const char *name, const struct consumer_totals *t)
+{
+    buf_printf(out,
+               "rydes_worker_messages_total{worker=\"%s\",outcome=\"handled\"} %llu\n"
+               "rydes_worker_messages_total{worker=\"%s\",outcome=\"failed\"} %llu\n"
+               "rydes_worker_messages_total{worker=\"%s\",outcome=\"lost\"} %llu\n",
+               name, t->handled, name, t->failed, name, t->lost);
+}
+
 void services_render_metrics(const struct services *s, struct buf *out)
 {
     rfq_render_metrics(out, s && s->rfq_timer); /* the expiries also where reads record them */
     if (s && s->sagas)
         sagas_render_metrics(out);
-    if (!s || !s->n)
+    if (!s || (!s->n && !s->fleet))
         return;
     buf_puts(out, "# HELP rydes_worker_messages_total Messages handled by built-in services, by "
                   "outcome (failed ones are redelivered; lost ones were no longer this "
@@ -96,17 +112,15 @@ void services_render_metrics(const struct services *s, struct buf *out)
             seen = consumer_def_of(s->running[j]) == consumer_def_of(s->running[i]);
         if (seen)
             continue;
-        unsigned long long handled = 0, failed = 0, lost = 0;
+        struct consumer_totals t = {0};
         for (int j = i; j < s->n; j++)
-            if (consumer_def_of(s->running[j]) == consumer_def_of(s->running[i])) {
-                handled += atomic_load(&consumer_counters(s->running[j])->handled);
-                failed += atomic_load(&consumer_counters(s->running[j])->failed);
-                lost += atomic_load(&consumer_counters(s->running[j])->lost);
-            }
-        buf_printf(out,
-                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"handled\"} %llu\n"
-                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"failed\"} %llu\n"
-                   "rydes_worker_messages_total{worker=\"%s\",outcome=\"lost\"} %llu\n",
-                   name, handled, name, failed, name, lost);
+            if (consumer_def_of(s->running[j]) == consumer_def_of(s->running[i]))
+                consumer_totals_add(&t, s->running[j]);
+        render_worker(out, name, &t);
+    }
+    if (s->fleet) {
+        struct consumer_totals t = {0};
+        fleet_totals(s->fleet, &t);
+        render_worker(out, "unicorn-fleet", &t);
     }
 }

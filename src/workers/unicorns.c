@@ -215,6 +215,12 @@ struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *e
     return f;
 }
 
+void fleet_totals(const struct fleet *f, struct consumer_totals *t)
+{
+    for (int i = 0; i < f->n; i++)
+        consumer_totals_add(t, f->unicorns[i].consumer);
+}
+
 void fleet_request_stop(struct fleet *f)
 {
     if (!f)

@@ -636,6 +636,10 @@ START_TEST(all_unicorns_answer_early)
     long long moved[OUTCOMES] = {FLEET - 1, 1, 0, 0, 0, 0};
     wait_quote_counts(&s, base, moved, 3);
     ck_assert_int_eq(wait_sql(RFQ_QUEUES_SQL, 0, 5), 0);
+    /* the unicorns' consumers count like every worker's: one series for the fleet */
+    ck_assert_int_eq(
+        metric(&s, "rydes_worker_messages_total{worker=\"unicorn-fleet\",outcome=\"handled\"}"),
+        FLEET);
     harness_stop(&s);
 }
 END_TEST

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -111,8 +112,8 @@ START_TEST(in_flight_request_finishes_during_shutdown)
 }
 END_TEST
 
-/* Starts `rydes serve --port 0` and reads the port from its log. */
-static pid_t spawn_server(int *port, FILE **log)
+/* Starts `rydes serve --port 0`; its log (stderr) can be read from *log. */
+static pid_t spawn(FILE **log)
 {
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
@@ -129,6 +130,13 @@ static pid_t spawn_server(int *port, FILE **log)
     }
     close(fds[1]);
     *log = fdopen(fds[0], "r");
+    return pid;
+}
+
+/* Starts `rydes serve --port 0` and reads the port from its log. */
+static pid_t spawn_server(int *port, FILE **log)
+{
+    pid_t pid = spawn(log);
     char line[1024];
     *port = 0;
     while (!*port && fgets(line, sizeof line, *log)) {
@@ -137,6 +145,15 @@ static pid_t spawn_server(int *port, FILE **log)
             *port = atoi(p + strlen("listening on http://127.0.0.1:"));
     }
     return pid;
+}
+
+/* Waits up to 15 s for pid to end; returns how long after t0 it did (-1: it did not). */
+static int64_t ended_after(pid_t pid, int64_t t0, int *status)
+{
+    pid_t done = 0;
+    while ((done = waitpid(pid, status, WNOHANG)) == 0 && clock_mono_us() - t0 < 15000000)
+        usleep(10000);
+    return done == pid ? clock_mono_us() - t0 : -1;
 }
 
 START_TEST(binary_exits_zero_on_sigterm)
@@ -190,15 +207,43 @@ START_TEST(a_second_signal_stops_at_once)
     ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
     int64_t t0 = clock_mono_us();
     kill(pid, SIGTERM);
-    pid_t done = 0;
-    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && clock_mono_us() - t0 < 15000000)
-        usleep(10000);
-    ck_assert_int_eq(done, pid);
-    int64_t took = clock_mono_us() - t0;
+    int64_t took = ended_after(pid, t0, &status);
+    ck_assert(took >= 0);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
                   "the second signal did not end it (%.1f s)", took / 1e6);
     ck_assert_msg(took < 2000000, "the second signal took %.1f s", took / 1e6);
     close(fd);
+    fclose(log);
+}
+END_TEST
+
+/* SIGTERM during a start-up that waits (here on the migration lock, which another session
+ * holds: start-up would wait a minute for it) stops it at once. Signals used to be blocked
+ * until start-up had finished. */
+START_TEST(a_signal_during_start_up_stops_it_at_once)
+{
+    PGconn *holder = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
+    PGresult *r = PQexec(holder, "SELECT pg_advisory_lock(491496453491)"); /* migrate.c's */
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    FILE *log;
+    pid_t pid = spawn(&log);
+    usleep(700000); /* it waits for the lock */
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+    int64_t t0 = clock_mono_us();
+    kill(pid, SIGTERM);
+    int64_t took = ended_after(pid, t0, &status);
+    PQfinish(holder);
+    ck_assert_msg(took >= 0 && took < 2000000, "start-up went on %.1f s after SIGTERM", took / 1e6);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 1);
+    char line[1024];
+    bool said = false;
+    while (fgets(line, sizeof line, log))
+        said |= strstr(line, "received SIGTERM during start-up") != NULL;
+    ck_assert(said);
     fclose(log);
 }
 END_TEST
@@ -211,6 +256,7 @@ int main(void)
     tcase_add_test(tc, in_flight_request_finishes_during_shutdown);
     tcase_add_test(tc, binary_exits_zero_on_sigterm);
     tcase_add_test(tc, a_second_signal_stops_at_once);
+    tcase_add_test(tc, a_signal_during_start_up_stops_it_at_once);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
