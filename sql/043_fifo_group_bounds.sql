@@ -7,24 +7,31 @@
 -- and 9.4 ms with 60,000. A group now remembers the highest id it ever leased (leased_upto,
 -- written by mq_take_group): every message in flight has an id at or below it (messages enter
 -- a group with new ids), and the messages at or below it are those delivered and not deleted
--- yet, a receive's batch at most. Rows from before this migration (NULL) are read whole.
+-- yet, a receive's batch at most. Rows from before this migration (NULL) are read whole, as
+-- before, until the group is emptied and made anew.
 --
 -- A group whose first message was not visible yet (a queue's delay_seconds) kept its place at
 -- the front of the serve order, so every receive locked and passed over it; it now waits, out
--- of the order, until that message becomes visible. New groups used to start at '-infinity',
--- ahead of every group that had had a turn: under a steady stream of new groups the others
--- waited. They start at now(), behind the groups that became ready before them.
+-- of the order, until that message becomes visible (or, should it be in flight, its lease
+-- ends). New groups used to start at '-infinity', ahead of every group that had had a turn:
+-- under a steady stream of new groups the others waited. They start at now(), behind the
+-- groups that became ready before them. The retention sweep reopens a group whose delayed head
+-- it deleted, and picks the groups it reopens by key: by ctid it missed a row a send had just
+-- written anew, and the group stayed closed.
 --
 -- mq_delete_queue deleted a FIFO queue's dedup ids before its groups, the opposite of a send
 -- (groups in group_id order, then dedup ids, 034): a send renewing a dedup id while holding its
 -- group deadlocked with the delete. It locks the groups first now, in a send's order.
 
-ALTER TABLE message_groups ADD COLUMN leased_upto bigint,
+-- Groups from before this migration get NULL (what they leased is not known: a receipt handed
+-- out before may still extend a message's lease) and keep it; new groups start at 0.
+ALTER TABLE message_groups ADD COLUMN leased_upto bigint;
+ALTER TABLE message_groups ALTER COLUMN leased_upto SET DEFAULT 0,
     ALTER COLUMN in_flight_until SET DEFAULT now();
 
 COMMENT ON COLUMN message_groups.leased_upto IS
     'highest message id this group ever leased: every message in flight is at or below it '
-    '(NULL: not known, read the whole group)';
+    '(NULL: a group from before migration 043, read whole)';
 
 -- Until when the group has a message in flight (now(): none), reading only its messages at or
 -- below p_upto (NULL: all).
@@ -66,7 +73,9 @@ BEGIN
         SELECT m.visible_at INTO head_visible FROM messages m
         WHERE m.queue_id = q.id AND m.group_id = p_group ORDER BY m.id LIMIT 1;
         IF head_visible > now() THEN -- nothing of the group can go before it
-            UPDATE message_groups mg SET in_flight_until = head_visible
+            UPDATE message_groups mg
+            SET in_flight_until = greatest(head_visible,
+                                           mq_group_held_until(q.id, p_group, mg.leased_upto))
             WHERE mg.queue_id = q.id AND mg.group_id = p_group;
         END IF;
         RETURN;
@@ -75,7 +84,7 @@ BEGIN
     -- still moves to the back of the serve order, so one busy group cannot starve the others.
     UPDATE message_groups mg
     SET in_flight_until = now() + make_interval(secs => CASE WHEN p_delete THEN 0 ELSE p_vt END),
-        leased_upto = CASE WHEN p_delete THEN mg.leased_upto
+        leased_upto = CASE WHEN p_delete OR mg.leased_upto IS NULL THEN mg.leased_upto
                            ELSE greatest(mg.leased_upto, last_id) END
     WHERE mg.queue_id = q.id AND mg.group_id = p_group;
     IF p_delete THEN
@@ -123,7 +132,10 @@ BEGIN
 END
 $$;
 
--- As in 041, reopening a group from its messages at or below leased_upto only.
+-- As in 041, reopening a group from its messages at or below leased_upto only; also a group
+-- whose delayed head it deleted (closed until that head was due), and choosing the groups by
+-- key, not ctid (a send's mq_touch_group writes a new version of the row: the locked version's
+-- ctid was not the one the UPDATE saw, and the group stayed closed).
 CREATE OR REPLACE FUNCTION mq_sweep(p_batch int, p_window int) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -152,7 +164,7 @@ BEGIN
                            SELECT a.id FROM a WHERE a.sent_at < now() - q.retention
                            LIMIT p_batch)
                        FOR UPDATE SKIP LOCKED)
-                   RETURNING m.group_id, m.receive_count > 0 AND m.visible_at > now() AS held)
+                   RETURNING m.group_id, m.visible_at > now() AS held)
         SELECT (SELECT count(*) FROM d),
                (SELECT count(*) FROM a WHERE a.sent_at < now() - q.retention),
                (SELECT min(a.sent_at) FROM a WHERE a.sent_at >= now() - q.retention),
@@ -160,12 +172,13 @@ BEGIN
                (SELECT array_agg(DISTINCT d.group_id) FROM d
                 WHERE d.held AND d.group_id IS NOT NULL)
         INTO k, expired, kept, walked_to, closed;
-        IF closed IS NOT NULL THEN -- FIFO groups whose message in flight expired: reopen
+        IF closed IS NOT NULL THEN -- FIFO groups closed by a message it deleted: reopen
             UPDATE message_groups g
             SET in_flight_until = mq_group_held_until(q.id, g.group_id, g.leased_upto)
-            WHERE g.ctid IN (SELECT x.ctid FROM message_groups x
-                             WHERE x.queue_id = q.id AND x.group_id = ANY (closed)
-                             FOR UPDATE SKIP LOCKED);
+            WHERE g.queue_id = q.id AND g.group_id IN (
+                SELECT x.group_id FROM message_groups x
+                WHERE x.queue_id = q.id AND x.group_id = ANY (closed)
+                FOR UPDATE SKIP LOCKED);
         END IF;
         IF expired > k THEN
             walked_to := q.walked; -- expired messages left behind: walk on once they are gone

@@ -19,9 +19,11 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef RYDES_VERSION
@@ -154,6 +156,7 @@ struct starting {
     struct app *app;
     const struct config *cfg;
     bool http, ok;
+    atomic_bool done; /* ok is set: a SIGUSR1 from anyone else is passed over */
     pthread_t main;
     char err[1024];
 };
@@ -163,18 +166,28 @@ static void *start_app(void *arg)
     struct starting *st = arg;
     st->ok = st->http ? app_start(st->app, st->cfg, st->err, sizeof st->err)
                       : app_start_workers(st->app, st->cfg, st->err, sizeof st->err);
+    atomic_store(&st->done, true);
     pthread_kill(st->main, SIGUSR1); /* started (or failed): the main thread goes on */
     return NULL;
 }
 
-/* Waits for SIGINT or SIGTERM (set also holds SIGUSR1, which is passed over unless
- * usr1_too); returns the signal. */
-static int wait_signal(const sigset_t *set, bool usr1_too)
+/* Waits for SIGINT or SIGTERM, or, with st, for st's start-up to be done (SIGUSR1); set
+ * holds the three. Returns the signal (SIGUSR1: done). */
+static int wait_signal(const sigset_t *set, const struct starting *st)
 {
     int sig = 0;
-    while (sigwait(set, &sig) == 0 && sig == SIGUSR1 && !usr1_too) {
+    while (sigwait(set, &sig) == 0 && sig == SIGUSR1 && !(st && atomic_load(&st->done))) {
     }
     return sig;
+}
+
+/* Takes the signals of set that are pending already (a Ctrl-C to the process group and a
+ * supervisor's SIGTERM at once are one request to stop, not two). */
+static void drain_signals(const sigset_t *set)
+{
+    struct timespec now = {0, 0};
+    while (sigtimedwait(set, NULL, &now) > 0) {
+    }
 }
 
 static const char *signal_name(int sig)
@@ -200,8 +213,9 @@ static int run_until_signal(const struct config *cfg, bool http)
         log_error("cannot start: no thread");
         return 1;
     }
-    int sig = wait_signal(&set, true);
-    if (sig != SIGUSR1) { /* nothing is serving yet: the database rolls back what was begun */
+    int sig = wait_signal(&set, &st);
+    if (sig != SIGUSR1 && !atomic_load(&st.done)) { /* nothing serves yet: what start-up began
+                                                       rolls back with its connections */
         log_info("received %s during start-up: stopping at once", signal_name(sig));
         _exit(1);
     }
@@ -215,13 +229,15 @@ static int run_until_signal(const struct config *cfg, bool http)
                  http_server_port(app.http));
     else
         log_info("rydes %s running workers %s", RYDES_VERSION, cfg->workers);
-    sig = wait_signal(&set, false);
+    if (sig == SIGUSR1) /* else a stop that came just as start-up ended: stop now */
+        sig = wait_signal(&set, NULL);
     log_info("received %s: stopping (a second signal stops at once)", signal_name(sig));
     /* only this thread has them unblocked: a second one takes its default action, the exit */
     sigset_t stops;
     sigemptyset(&stops);
     sigaddset(&stops, SIGINT);
     sigaddset(&stops, SIGTERM);
+    drain_signals(&stops);
     pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
     app_stop(&app);
     log_info("stopped");

@@ -62,11 +62,14 @@ static bool role_valid(const char *value)
     return true;
 }
 
-/* A libpq connection string or URI, or empty. Checked here because libpq's own complaint about
- * a malformed one quotes it, password and all, and it would reach the log. */
+/* A libpq connection string or URI, a database name, or empty. Checked here because libpq's
+ * own complaint about a malformed one quotes it, password and all, and it would reach the log.
+ * libpq takes a value as a connection string or URI only when it has an '=' or begins with a
+ * URI's scheme; anything else is a database name. */
 static bool database_url_valid(const char *value)
 {
-    if (!*value)
+    if (!strchr(value, '=') && strncmp(value, "postgresql://", 13) != 0 &&
+        strncmp(value, "postgres://", 11) != 0)
         return true;
     PQconninfoOption *opts = PQconninfoParse(value, NULL); /* NULL: no error text to leak */
     PQconninfoFree(opts);

@@ -6,7 +6,8 @@
  * that under a steady stream of kicks the events of those microseconds share one statement. A
  * failed batch is retried event by event (mq_fanout_careful), which sets an event that fails alone
  * aside for an operator; a batch that ran out of time is not (the same work would, with 1,000
- * subtransactions on top): the batch is halved instead, and grows back as batches succeed. Kicks
+ * subtransactions on top): the batch is halved instead, and grows back only while batches take
+ * well under the timeout. Kicks
  * reach the threads through a small registry of this process's fan-outs (one per app; tests run a
  * few).
  */
@@ -25,9 +26,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FANOUT_BATCH_N   1000
-#define FANOUT_GATHER_US 2000 /* at most one statement per 2 ms: kicks gather into batches */
-#define REGISTRY_SLOTS   16
+#define FANOUT_BATCH_N      1000
+#define FANOUT_TIMEOUT_MS   60000   /* the fan-out session's statement timeout... */
+#define FANOUT_TIMEOUT_TEXT "60000" /* ...as a setting */
+#define FANOUT_GATHER_US    2000    /* at most one statement per 2 ms: kicks gather into batches */
+#define REGISTRY_SLOTS      16
 
 struct mq_fanout {
     char *conninfo;
@@ -93,12 +96,14 @@ static int run(struct mq_fanout *f, const char *fn, bool *timed_out)
 static int fanout_once(struct mq_fanout *f, bool stopping)
 {
     bool timed_out;
+    int64_t t0 = clock_mono_us();
     int events = run(f, "mq_fanout", &timed_out);
+    bool quick = clock_mono_us() - t0 < FANOUT_TIMEOUT_MS * 1000LL / 4;
     if (events < 0 && timed_out)
         f->batch = f->batch > 1 ? f->batch / 2 : 1;
     else if (events < 0 && PQstatus(f->pg) == CONNECTION_OK && !stopping)
         events = run(f, "mq_fanout_careful", &timed_out);
-    else if (events >= 0 && f->batch < FANOUT_BATCH_N)
+    else if (events >= 0 && quick && f->batch < FANOUT_BATCH_N)
         f->batch = f->batch * 2 < FANOUT_BATCH_N ? f->batch * 2 : FANOUT_BATCH_N;
     return events;
 }
@@ -108,7 +113,8 @@ static int fanout_step(struct worker *w, void *arg)
     struct mq_fanout *f = arg;
     char err[256];
     if (!db_reconnect(&f->pg, f->conninfo, f->connect_timeout_s,
-                      "-c statement_timeout=60000 " DB_PLANNER_OPTIONS, err, sizeof err))
+                      "-c statement_timeout=" FANOUT_TIMEOUT_TEXT " " DB_PLANNER_OPTIONS, err,
+                      sizeof err))
         return FANOUT_POLL_MS * 10; /* the pool and readiness report the outage */
     int64_t since = clock_mono_us() - f->last_run_us;
     if (since < FANOUT_GATHER_US) /* events published meanwhile join this batch */

@@ -54,7 +54,8 @@ struct mq_hub {
     PGconn *pg;                              /* owned by the hub thread; NULL while not connected */
     PGconn *connecting;                      /* a connection being opened, without waiting for it */
     PostgresPollingStatusType connect_wants; /* what PQconnectPoll last asked to wait for */
-    int64_t connect_deadline_us;             /* when connecting gives up */
+    int64_t connect_deadline_us;             /* when connecting gives up on the host it tries */
+    int connect_socket;                      /* the socket it tries it on: a new one, a new host */
     int64_t next_connect_us;                 /* when the next attempt may begin */
     int64_t next_check_us;
     char listener[128]; /* host:pid:start, this process's name in queue_listeners */
@@ -181,27 +182,31 @@ static void connect_failed(struct mq_hub *h, int64_t now)
     h->next_connect_us = now + HUB_RETRY_US;
 }
 
-/* Begins opening a connection. The hub never waits for one: the waiters' deadlines pass
- * meanwhile, and a connect to an unreachable host takes the whole connect timeout. */
+/* Begins opening a connection. The hub does not wait for one: the waiters' deadlines pass
+ * meanwhile, and a connect to an unreachable host takes the whole connect timeout. (libpq
+ * still resolves host names while it waits: a slow resolver holds the hub; hostaddr avoids it.) */
 static void connect_begin(struct mq_hub *h, int64_t now)
 {
     /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
     h->connecting = db_connect_start(h->conninfo, "-c statement_timeout=2000 " DB_PLANNER_OPTIONS);
     h->connect_wants = PGRES_POLLING_WRITING; /* libpq: as if PQconnectPoll had said so */
     h->connect_deadline_us = now + (int64_t)h->connect_timeout_s * 1000000;
+    h->connect_socket = PQsocket(h->connecting);
     if (PQstatus(h->connecting) == CONNECTION_BAD)
         connect_failed(h, now);
 }
 
 /* Takes the connection one step further once its socket is ready (ready), or gives it up at its
- * deadline. */
+ * deadline, which each host it tries gets anew (libpq's connect_timeout is per host too); a
+ * server that answers a byte at a time does not keep it alive. */
 static void connect_continue(struct mq_hub *h, bool ready, int64_t now)
 {
-    if (!ready) {
-        if (now >= h->connect_deadline_us)
-            connect_failed(h, now);
+    if (now >= h->connect_deadline_us) {
+        connect_failed(h, now);
         return;
     }
+    if (!ready)
+        return;
     h->connect_wants = PQconnectPoll(h->connecting);
     if (h->connect_wants == PGRES_POLLING_FAILED) {
         connect_failed(h, now);
@@ -210,6 +215,9 @@ static void connect_continue(struct mq_hub *h, bool ready, int64_t now)
         h->connecting = NULL;
         h->next_connect_us = now + HUB_RETRY_US; /* if LISTEN fails */
         hub_connected(h, pg);
+    } else if (PQsocket(h->connecting) != h->connect_socket) {
+        h->connect_socket = PQsocket(h->connecting);
+        h->connect_deadline_us = now + (int64_t)h->connect_timeout_s * 1000000;
     }
 }
 

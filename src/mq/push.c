@@ -147,11 +147,13 @@ static struct curl_slist *job_headers(const struct job *j)
 }
 
 /* Prepares the POST of j; false when it is not to be tried: the subscription has no URL any
- * more, or the delivery has had all its attempts (its give-up did not complete: a POST now
- * would be one more than max_attempts, each lease after the last). */
+ * more, or the delivery is claimed a second time past its last attempt. Once past it is the
+ * last attempt's again (its process died during the POST: at least once means it is made), but
+ * a second time means its give-up failed after a POST, and the next would come after every
+ * lease, for ever. */
 static bool job_prepare(struct job *j)
 {
-    if (!j->url || j->attempts > j->max_attempts) {
+    if (!j->url || j->attempts > j->max_attempts + 1) {
         j->state = JOB_DONE;
         j->rc = CURLE_ABORTED_BY_CALLBACK;
         snprintf(j->error, sizeof j->error, "%s",
@@ -227,7 +229,7 @@ static double backoff_seconds(struct mq_push *p, const struct job *j)
 
 static void outcome_error(const struct job *j, char *out, size_t n)
 {
-    if (j->rc != CURLE_OK)
+    if (j->rc != CURLE_OK && !(j->rc == CURLE_WRITE_ERROR && j->status > 0)) /* discard's end */
         snprintf(out, n, "%s", j->error[0] ? j->error : curl_easy_strerror(j->rc));
     else
         snprintf(out, n, "HTTP status %ld", j->status);

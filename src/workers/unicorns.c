@@ -176,7 +176,7 @@ static int send_step(struct worker *w, void *arg)
         enum db_acquire_error why;
         struct db_conn *c = db_pool_acquire(f->env.pool, f->env.acquire_timeout_ms, &why);
         if (!c) { /* the pool is busy or the database away: the answer goes a little later */
-            a.due_us = now + FLEET_RETRY_US;
+            a.due_us = clock_mono_us() + FLEET_RETRY_US; /* the acquire may have waited */
             pthread_mutex_lock(&f->mu);
             heap_push(f, &a);
             pthread_mutex_unlock(&f->mu);

@@ -266,10 +266,10 @@ START_TEST(rotating_the_admin_token_revokes_the_old_one)
 }
 END_TEST
 
-/* An admin token that could never log in stops start-up with a reason, before anything is
- * done: one with a space, or a secret file's trailing newline (the header that carries it is
- * trimmed and ends at a line). The settings refuse it, never showing it. */
-START_TEST(an_admin_token_that_cannot_log_in_stops_start_up)
+/* An admin token that could never log in is refused with the settings, before any command does
+ * anything, with a reason and without showing it: one with a space, or a secret file's
+ * trailing newline (the header that carries it is trimmed and ends at a line). */
+START_TEST(an_admin_token_that_cannot_log_in_is_refused_with_the_settings)
 {
     const char *bad[] = {"rydes_admin_token_with_newline\n", "rydes admin token with spaces",
                          "rydes_admin_token_\x01_control", "rydes_admin_token_\xc3\xa9_utf8"};
@@ -278,7 +278,8 @@ START_TEST(an_admin_token_that_cannot_log_in_stops_start_up)
         config_init(&cfg);
         struct config_error err;
         ck_assert_msg(!config_set_flag(&cfg, "admin-token", bad[i], &err), "token %zu", i);
-        ck_assert_msg(strstr(err.message, "printable ASCII characters without spaces"), "%s", err.message);
+        ck_assert_msg(strstr(err.message, "printable ASCII characters without spaces"), "%s",
+                      err.message);
         ck_assert_msg(strstr(err.message, "--admin-token"), "%s", err.message);
         ck_assert_msg(!strstr(err.message, "rydes_admin"), "%s", err.message);
         config_cleanup(&cfg);
@@ -449,7 +450,7 @@ int main(void)
     tcase_add_test(tc, create_validates_role_and_name);
     tcase_add_test(tc, admin_token_is_ensured_once);
     tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
-    tcase_add_test(tc, an_admin_token_that_cannot_log_in_stops_start_up);
+    tcase_add_test(tc, an_admin_token_that_cannot_log_in_is_refused_with_the_settings);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);

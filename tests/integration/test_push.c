@@ -1280,9 +1280,10 @@ START_TEST(a_give_up_after_the_lease_changes_nothing)
 }
 END_TEST
 
-/* A delivery whose give-up did not complete (here: its attempts already at max_attempts, as
- * after a give-up that failed) is given up by the next claim without a POST: it used to be
- * POSTed once more after every lease, for ever. */
+/* A delivery whose give-up did not complete (here: its attempts already one past max_attempts,
+ * as after a last attempt whose give-up failed) is given up by the next claim without a POST:
+ * it used to be POSTed once more after every lease, for ever. (Claimed once past its last
+ * attempt, it is POSTed: that attempt's process may have died mid-POST.) */
 START_TEST(a_delivery_out_of_attempts_is_given_up_without_a_post)
 {
     restart(no_workers);
@@ -1290,12 +1291,17 @@ START_TEST(a_delivery_out_of_attempts_is_given_up_without_a_post)
     put_url_sub("spent-push", "hook", "/spent",
                 ", \"delivery_policy\": {\"max_attempts\": 2, \"min_delay_seconds\": 1, "
                 "\"max_delay_seconds\": 1}");
-    char id[IDS_UUID_LEN];
+    char id[IDS_UUID_LEN], again[IDS_UUID_LEN];
     ck_assert_int_eq(publish("spent-push", "{\"body\": \"x\"}", id), 1);
-    free(harness_sql(harness_db_url(), "UPDATE push_deliveries SET attempts = 2"));
+    free(harness_sql(harness_db_url(), "UPDATE push_deliveries SET attempts = 3"));
+    ck_assert_int_eq(publish("spent-push", "{\"body\": \"y\"}", again), 1);
+    free(harness_sql(harness_db_url(),
+                     "UPDATE push_deliveries SET attempts = 2 WHERE attempts = 0"));
     restart(NULL);
     wait_failed(id);
-    ck_assert_int_eq(rcv_count("/spent"), 0);
+    wait_no_pending(again); /* its last attempt's process died: POSTed once more */
+    ck_assert_int_eq(rcv_count("/spent"), 1);
+    ck_assert_str_eq(rcv_hit("/spent", 0)->message_id, again);
     char *error = last_error(id);
     ck_assert_msg(error && strstr(error, "all attempts were made"), "%s", error ? error : "null");
     free(error);

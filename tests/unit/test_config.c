@@ -240,6 +240,14 @@ START_TEST(test_env_secrets_are_checked_and_never_shown)
         ck_assert_ptr_null(strstr(err.message, "S3cr"));
         ck_assert_str_eq(c.database_url, "");
     }
+    /* what libpq takes: a database name (no '=', no URI scheme), a string, a URI */
+    static const char *const good_urls[] = {"rydes", "host=db dbname=rydes",
+                                            "postgresql://u@db:5432/rydes?sslmode=disable"};
+    for (size_t i = 0; i < NELEMS(good_urls); i++) {
+        setenv("DATABASE_URL", good_urls[i], 1);
+        ck_assert_msg(config_load_env(&c, &err), "%s: %s", good_urls[i], err.message);
+        ck_assert_str_eq(c.database_url, good_urls[i]);
+    }
     unsetenv("DATABASE_URL");
     for (size_t i = 0; i < NELEMS(bad_tokens); i++) {
         setenv("RYDES_ADMIN_TOKEN", bad_tokens[i], 1);
