@@ -33,29 +33,32 @@ static struct db_stmt q_prebooking_get =
             "SELECT id, task_id, from_location, to_location, customer, pickup_at, created_at "
             "FROM prebookings WHERE id = $1",
             1);
+/* A task keeps its submission (the event published for it, sql/044): processing reads it there,
+ * not from the message, which anyone allowed to send to the queue could have written. */
 static struct db_stmt q_task_insert =
     DB_STMT("pb_task_insert",
-            "INSERT INTO tasks (id, kind, submitted_at, updated_at) "
-            "VALUES ($1, 'prebooking', $2, $2) ON CONFLICT (id) DO NOTHING",
-            2);
-/* The task and its publish (mq_publish_payload, sql/006) in one statement. */
+            "INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
+            "VALUES ($1, 'prebooking', $2, $2, $3::jsonb) ON CONFLICT (id) DO NOTHING",
+            3);
+/* The task (submission $8) and its publish (mq_publish_payload, sql/006) in one statement. */
 static struct db_stmt q_submit =
     DB_STMT("pb_submit",
-            "WITH t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at) "
-            "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz) RETURNING id) "
+            "WITH t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
+            "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz, $8::jsonb) "
+            "RETURNING id) "
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
-            7);
-/* The same behind an idempotency key ($8, request hash $9): no row when the key was taken. */
+            8);
+/* The same behind an idempotency key ($9, request hash $10): no row when the key was taken. */
 static struct db_stmt q_submit_key =
     DB_STMT("pb_submit_key",
             "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
-            "VALUES ('" PREBOOKINGS_KEY_SCOPE "', $8, $9, $1::uuid) ON CONFLICT DO NOTHING "
+            "VALUES ('" PREBOOKINGS_KEY_SCOPE "', $9, $10, $1::uuid) ON CONFLICT DO NOTHING "
             "RETURNING 1), "
-            "t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at) "
-            "SELECT $1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz "
+            "t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
+            "SELECT $1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz, $8::jsonb "
             "WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
-            9);
+            10);
 /* A task born failed ($1 id, $2 detail, $3 title): a submission sent into the queue that is
  * invalid, or that could not be taken in. */
 static struct db_stmt q_task_failed =
@@ -69,7 +72,7 @@ static struct db_stmt q_processing =
             "WHERE id = $1 AND status IN ('pending', 'processing')",
             1);
 static struct db_stmt q_task_lock =
-    DB_STMT("pb_task_lock", "SELECT status FROM tasks WHERE id = $1 FOR UPDATE", 1);
+    DB_STMT("pb_task_lock", "SELECT status, submission FROM tasks WHERE id = $1 FOR UPDATE", 1);
 /* A customer's prebookings are checked and made under a lock on the customer, so two workers
  * cannot both find a slot free. */
 static struct db_stmt q_customer_lock =
@@ -277,7 +280,7 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
                                    bool (*listened)(void *ctx, int queue_id), void *ctx,
                                    struct mq_publish_result *published)
 {
-    const char *v[] = {id, now};
+    const char *v[] = {id, now, p->body};
     PGresult *r = db_exec(c, &q_task_insert, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_COMMAND_OK))
         return mq_failed(c, r);
@@ -317,10 +320,11 @@ struct submission {
 static enum mq_status submit_lean(struct db_conn *c, struct submission *s, const char *key,
                                   const char *hash, bool *claimed)
 {
-    const char *v[9] = {s->id, s->now};
+    const char *v[10] = {s->id, s->now};
     mq_publish_plan_params(&s->plan, &v[2]);
-    v[7] = key;
-    v[8] = hash;
+    v[7] = s->p->body;
+    v[8] = key;
+    v[9] = hash;
     PGresult *r = db_exec(c, key ? &q_submit_key : &q_submit, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
@@ -486,9 +490,9 @@ struct event {
     const char *task_id, *from, *to, *customer, *when;
 };
 
-static bool read_event(const struct mq_message *m, struct event *e, char *why, size_t n)
+static bool read_event(const char *text, struct event *e, char *why, size_t n)
 {
-    e->json = json_loads(m->body, 0, NULL);
+    e->json = json_loads(text, 0, NULL);
     e->task_id = json_string_value(json_object_get(e->json, "task_id"));
     e->from = json_string_value(json_object_get(e->json, "from"));
     e->to = json_string_value(json_object_get(e->json, "to"));
@@ -500,22 +504,42 @@ static bool read_event(const struct mq_message *m, struct event *e, char *why, s
     if (!ok) {
         snprintf(why, n, "not a prebooking event (task_id, from, to, customer, when)");
         json_decref(e->json);
+        e->json = NULL;
     }
     return ok;
 }
 
-/* Locks the task; *final when it is done already (a redelivery). */
-static enum mq_status lock_task(struct db_conn *c, const char *id, bool *final, bool *exists)
+/* Locks the task; *final when it is done already (a redelivery); *submission its stored
+ * submission (NULL: a task from before sql/044; the caller frees). */
+static enum mq_status lock_task(struct db_conn *c, const char *id, bool *final, bool *exists,
+                                char **submission)
 {
     const char *v[] = {id};
+    *submission = NULL;
     PGresult *r = db_exec(c, &q_task_lock, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     *exists = PQntuples(r) == 1;
     *final = *exists && (strcmp(PQgetvalue(r, 0, 0), "succeeded") == 0 ||
                          strcmp(PQgetvalue(r, 0, 0), "failed") == 0);
+    if (*exists && !PQgetisnull(r, 0, 1))
+        *submission = xstrdup(PQgetvalue(r, 0, 1));
     PQclear(r);
     return MQ_OK;
+}
+
+/* The id of the task a processing message names; false with why filled when it names none. */
+static bool event_task_id(const struct mq_message *m, char id[IDS_UUID_LEN], char *why, size_t n)
+{
+    json_t *body = json_loads(m->body, 0, NULL);
+    const char *t = json_string_value(json_object_get(body, "task_id"));
+    bool ok = t && ids_is_uuid(t);
+    if (ok)
+        snprintf(id, IDS_UUID_LEN, "%s", t);
+    else
+        snprintf(why, n, "not a prebooking event (task_id)");
+    json_decref(body);
+    return ok;
 }
 
 /* Makes the prebooking of e, or fails the task when its time has passed or the slot is taken. */
@@ -556,23 +580,33 @@ static enum mq_status decide(struct db_conn *c, const struct event *e, int slot_
     return run(c, &q_make, mv);
 }
 
+/* Of a message only the task id is read: the prebooking is made from the task's stored
+ * submission, so a message someone else wrote makes nothing the customer did not submit (a
+ * task from before sql/044 has none: its message is read, as it was then). */
 enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m, int slot_minutes,
                                    char *why, size_t why_len)
 {
-    struct event e;
-    if (!read_event(m, &e, why, why_len))
+    char id[IDS_UUID_LEN];
+    if (!event_task_id(m, id, why, why_len))
         return MQ_INVALID;
     bool final = false, exists = false;
-    enum mq_status st = lock_task(c, e.task_id, &final, &exists);
+    char *submission;
+    enum mq_status st = lock_task(c, id, &final, &exists, &submission);
     if (st == MQ_OK && !exists) {
-        snprintf(why, why_len, "task %s does not exist", e.task_id);
+        snprintf(why, why_len, "task %s does not exist", id);
         st = MQ_INVALID;
     }
-    if (st == MQ_OK && !final)
-        st = decide(c, &e, slot_minutes);
+    struct event e = {0};
+    if (st == MQ_OK && !final) {
+        bool read = read_event(submission ? submission : m->body, &e, why, why_len);
+        if (read && strcmp(e.task_id, id) != 0)
+            snprintf(why, why_len, "the event names another task");
+        st = read && !why[0] ? decide(c, &e, slot_minutes) : MQ_INVALID;
+    }
     if (st != MQ_OK && !why[0]) /* why reaches the task's error, which apps read: not this */
-        log_warn("prebooking task %s: %s", e.task_id, PQerrorMessage(c->pg));
+        log_warn("prebooking task %s: %s", id, PQerrorMessage(c->pg));
     json_decref(e.json);
+    free(submission);
     return st;
 }
 

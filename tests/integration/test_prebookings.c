@@ -956,6 +956,49 @@ START_TEST(a_task_processed_after_its_pickup_time_fails)
 }
 END_TEST
 
+/* The processing worker reads only the task id of a message: the prebooking is the task's
+ * stored submission, whatever the message says (anyone allowed to send to the queue could
+ * write one); a message naming a task but nothing else processes it the same, and fails
+ * nothing. */
+START_TEST(a_task_books_what_was_submitted_not_what_a_message_says)
+{
+    start(no_workers);
+    char when[64], other[64], id[IDS_UUID_LEN], pid[IDS_UUID_LEN];
+    when_at(when, sizeof when, ahead(3, 0), "", 0);
+    when_at(other, sizeof other, ahead(4, 0), "", 0);
+    submit(&srv, "ss-owner", when, id);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-processing:purge", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    char forged[2][400];
+    snprintf(forged[0], sizeof forged[0],
+             "{\"body\": {\"task_id\": \"%s\", \"from\": \"Elsewhere\", \"to\": \"Nowhere\", "
+             "\"customer\": \"mallory\", \"when\": \"%s\"}}",
+             id, other);
+    snprintf(forged[1], sizeof forged[1], "{\"body\": {\"task_id\": \"%s\"}}", id);
+    for (int i = 0; i < 2; i++) {
+        harness_admin(&srv, "POST", "/queues/prebooking-processing/messages", forged[i], &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    stop();
+    start(prebooking_workers);
+    wait_succeeded(&srv, id, pid);
+    get_prebooking(&srv, pid, &r);
+    ck_assert_str_eq(json_str(r.json, "customer"), "ss-owner");
+    ck_assert_str_ne(json_str(r.json, "from"), "Elsewhere");
+    response_cleanup(&r);
+    ck_assert_int_eq(prebookings_of_task(id), 1);
+    /* both messages were handled (the second found the task done), none left to fail it */
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                      "m.queue_id WHERE q.name = 'prebooking-processing'",
+                                      0, 10),
+                     0);
+    stop();
+}
+END_TEST
+
 /* One of the concurrent submissions. No ck_assert off the test's thread. */
 struct racer {
     const char *url, *body, *key; /* key: an Idempotency-Key header, or NULL */
@@ -1998,6 +2041,7 @@ int main(void)
     tcase_add_checked_fixture(services, setup, teardown);
     tcase_add_test(services, a_customer_cannot_hold_two_prebookings_within_the_slot);
     tcase_add_test(services, a_task_processed_after_its_pickup_time_fails);
+    tcase_add_test(services, a_task_books_what_was_submitted_not_what_a_message_says);
     tcase_add_test(services, concurrent_submissions_of_one_slot_make_one_prebooking);
     tcase_add_test(services, a_retry_with_the_same_key_finds_the_first_task);
     tcase_add_test(services, a_retry_after_the_pickup_time_finds_the_first_task);
