@@ -84,13 +84,6 @@ void db_pool_stats(struct db_pool *p, struct db_pool_stats *out);
  * "-c statement_timeout=30000". NULL with err filled on failure; the caller PQfinish()es it. */
 PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
                    size_t errlen);
-/* db_connect without waiting, for a thread that must keep time meanwhile: drive the result
- * with PQconnectPoll (libpq's connect_timeout does not apply: keep a deadline of your own).
- * Never NULL; a connection that could not even begin is CONNECTION_BAD. The caller
- * PQfinish()es it. */
-PGconn *db_connect_start(const char *conninfo, const char *options);
-/* PQerrorMessage(pg) on one line, into err. */
-void db_connect_error(PGconn *pg, char *err, size_t errlen);
 /* Keeps a background thread's own connection *pg open: drops a broken one and connects again.
  * Returns false (err filled) when there is no connection now; try again later. */
 bool db_reconnect(PGconn **pg, const char *conninfo, int connect_timeout_s, const char *options,

@@ -66,18 +66,17 @@ static char *merged_options(const char *conninfo, const char *ours)
     return merged;
 }
 
-/* Begins opening a connection with our settings: PQconnectdbParams (wait) or
- * PQconnectStartParams. The settings come first so that the expanded conninfo, which follows,
- * wins over them; but options, which would replace ours, come last, merged with conninfo's own.
- * A vanished server (or network) becomes an error instead of a hang: keepalives notice it
- * within ~25 s on an idle connection, and tcp_user_timeout within DB_TCP_USER_TIMEOUT_MS on one
- * that has sent a statement (TCP's own retransmissions would take ~15 minutes, holding the
- * request's thread all along). */
-static PGconn *open_connection(const char *conninfo, int connect_timeout_s, const char *options,
-                               bool wait)
+PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
+                   size_t errlen)
 {
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s);
+    /* The settings come first so that the expanded conninfo, which follows, wins over them;
+     * but options, which would replace ours, come last, merged with conninfo's own.
+     * A vanished server (or network) becomes an error instead of a hang: keepalives notice it
+     * within ~25 s on an idle connection, and tcp_user_timeout within DB_TCP_USER_TIMEOUT_MS
+     * on one that has sent a statement (TCP's own retransmissions would take ~15 minutes,
+     * holding the request's thread all along). */
     const char *keys[] = {"connect_timeout",
                           "application_name",
                           "client_encoding",
@@ -94,40 +93,23 @@ static PGconn *open_connection(const char *conninfo, int connect_timeout_s, cons
         timeout,  "rydes", "UTF8", "1", "10", "5", "3", DB_TCP_USER_TIMEOUT_MS,
         conninfo, merged,  NULL,
     };
-    PGconn *pg = wait ? PQconnectdbParams(keys, vals, 1) : PQconnectStartParams(keys, vals, 1);
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
     free(merged);
     if (!pg)
         rydes_oom();
-    return pg;
-}
-
-void db_connect_error(PGconn *pg, char *err, size_t errlen)
-{
-    /* libpq's message spans lines; one log line reads better */
-    snprintf(err, errlen, "%s", PQerrorMessage(pg));
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    size_t n = strlen(err);
-    while (n && err[n - 1] == ' ')
-        err[--n] = '\0';
-}
-
-PGconn *db_connect(const char *conninfo, int connect_timeout_s, const char *options, char *err,
-                   size_t errlen)
-{
-    PGconn *pg = open_connection(conninfo, connect_timeout_s, options, true);
     if (PQstatus(pg) != CONNECTION_OK) {
-        db_connect_error(pg, err, errlen);
+        /* libpq's message spans lines; one log line reads better */
+        snprintf(err, errlen, "%s", PQerrorMessage(pg));
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\t')
+                *p = ' ';
+        size_t n = strlen(err);
+        while (n && err[n - 1] == ' ')
+            err[--n] = '\0';
         PQfinish(pg);
         return NULL;
     }
     return pg;
-}
-
-PGconn *db_connect_start(const char *conninfo, const char *options)
-{
-    return open_connection(conninfo, 0, options, false);
 }
 
 bool db_reconnect(PGconn **pg, const char *conninfo, int connect_timeout_s, const char *options,

@@ -51,12 +51,9 @@ struct mq_hub {
     bool stopping;
     _Atomic uint64_t seq[HUB_SEQ_SLOTS]; /* notifications per queue id (hashed) */
     int pipe_rd, pipe_wr;
-    PGconn *pg;                              /* owned by the hub thread; NULL while not connected */
-    PGconn *connecting;                      /* a connection being opened, without waiting for it */
-    PostgresPollingStatusType connect_wants; /* what PQconnectPoll last asked to wait for */
-    int64_t connect_deadline_us;             /* when connecting gives up on the host it tries */
-    int connect_socket;                      /* the socket it tries it on: a new one, a new host */
-    int64_t next_connect_us;                 /* when the next attempt may begin */
+    PGconn *pg;                     /* owned by the hub thread; NULL while not connected */
+    struct connect_job *connecting; /* a connection being opened on a thread of its own */
+    int64_t next_connect_us;        /* when the next attempt may begin */
     int64_t next_check_us;
     char listener[128]; /* host:pid:start, this process's name in queue_listeners */
     struct announced announced[HUB_MAX_QUEUES];
@@ -175,50 +172,108 @@ static void hub_connected(struct mq_hub *h, PGconn *pg)
     topics_changed(h, 0);
 }
 
-static void connect_failed(struct mq_hub *h, int64_t now)
+/* A connection being opened for the hub by a thread of its own, so that the hub keeps answering
+ * waiters at their deadlines meanwhile (a connect to an unreachable host takes the whole
+ * connect timeout, per host, and names are resolved by blocking calls): libpq's blocking
+ * connect keeps its own rules (connect_timeout per host and address, the next host after
+ * one that fails). Shared by the two threads; the last one to let go frees it. */
+struct connect_job {
+    pthread_mutex_t mu;
+    int refs;       /* under mu: the hub's and the connecting thread's */
+    bool done;      /* under mu: pg is the outcome (NULL: failed) */
+    bool abandoned; /* under mu: the hub stopped; the connecting thread closes pg itself */
+    PGconn *pg;
+    int notify_fd; /* written once done: the hub's self-pipe (a copy, closed with the job) */
+    char *conninfo;
+    int connect_timeout_s;
+};
+
+static void job_release(struct connect_job *j)
 {
-    PQfinish(h->connecting);
-    h->connecting = NULL;
-    h->next_connect_us = now + HUB_RETRY_US;
+    pthread_mutex_lock(&j->mu);
+    bool last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (!last)
+        return;
+    PQfinish(j->pg); /* NULL-safe; set only when no one took it */
+    close(j->notify_fd);
+    pthread_mutex_destroy(&j->mu);
+    free(j->conninfo);
+    free(j);
 }
 
-/* Begins opening a connection. The hub does not wait for one: the waiters' deadlines pass
- * meanwhile, and a connect to an unreachable host takes the whole connect timeout. (libpq
- * still resolves host names while it waits: a slow resolver holds the hub; hostaddr avoids it.) */
-static void connect_begin(struct mq_hub *h, int64_t now)
+static void *connect_main(void *arg)
 {
+    struct connect_job *j = arg;
+    char err[256];
     /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
-    h->connecting = db_connect_start(h->conninfo, "-c statement_timeout=2000 " DB_PLANNER_OPTIONS);
-    h->connect_wants = PGRES_POLLING_WRITING; /* libpq: as if PQconnectPoll had said so */
-    h->connect_deadline_us = now + (int64_t)h->connect_timeout_s * 1000000;
-    h->connect_socket = PQsocket(h->connecting);
-    if (PQstatus(h->connecting) == CONNECTION_BAD)
-        connect_failed(h, now);
+    PGconn *pg = db_connect(j->conninfo, j->connect_timeout_s,
+                            "-c statement_timeout=2000 " DB_PLANNER_OPTIONS, err, sizeof err);
+    pthread_mutex_lock(&j->mu);
+    j->pg = pg;
+    j->done = true;
+    /* under mu: once abandoned, the hub may close the pipe's other end (a write would raise
+     * SIGPIPE) */
+    if (!j->abandoned && write(j->notify_fd, "c", 1) < 0) {
+        /* the pipe is full: the hub is being woken anyway */
+    }
+    pthread_mutex_unlock(&j->mu);
+    job_release(j);
+    return NULL;
 }
 
-/* Takes the connection one step further once its socket is ready (ready), or gives it up at its
- * deadline, which each host it tries gets anew (libpq's connect_timeout is per host too); a
- * server that answers a byte at a time does not keep it alive. */
-static void connect_continue(struct mq_hub *h, bool ready, int64_t now)
+/* Begins opening a connection on a thread of its own. */
+static void connect_begin(struct mq_hub *h)
 {
-    if (now >= h->connect_deadline_us) {
-        connect_failed(h, now);
-        return;
+    struct connect_job *j = xcalloc(1, sizeof *j);
+    pthread_mutex_init(&j->mu, NULL);
+    j->refs = 2;
+    j->notify_fd = fcntl(h->pipe_wr, F_DUPFD_CLOEXEC, 0);
+    j->conninfo = xstrdup(h->conninfo);
+    j->connect_timeout_s = h->connect_timeout_s;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (j->notify_fd < 0 || pthread_create(&t, &attr, connect_main, j) != 0) {
+        j->refs = 1; /* no thread: try again later */
+        job_release(j);
+        h->next_connect_us = clock_mono_us() + HUB_RETRY_US;
+    } else {
+        h->connecting = j;
     }
-    if (!ready)
+    pthread_attr_destroy(&attr);
+}
+
+/* Takes the outcome of the connection being opened, if it is done. */
+static void connect_collect(struct mq_hub *h)
+{
+    struct connect_job *j = h->connecting;
+    pthread_mutex_lock(&j->mu);
+    bool done = j->done;
+    PGconn *pg = j->pg;
+    j->pg = NULL;
+    pthread_mutex_unlock(&j->mu);
+    if (!done)
         return;
-    h->connect_wants = PQconnectPoll(h->connecting);
-    if (h->connect_wants == PGRES_POLLING_FAILED) {
-        connect_failed(h, now);
-    } else if (h->connect_wants == PGRES_POLLING_OK) {
-        PGconn *pg = h->connecting;
-        h->connecting = NULL;
-        h->next_connect_us = now + HUB_RETRY_US; /* if LISTEN fails */
+    h->connecting = NULL;
+    job_release(j);
+    h->next_connect_us = clock_mono_us() + HUB_RETRY_US; /* if it failed, or LISTEN does */
+    if (pg)
         hub_connected(h, pg);
-    } else if (PQsocket(h->connecting) != h->connect_socket) {
-        h->connect_socket = PQsocket(h->connecting);
-        h->connect_deadline_us = now + (int64_t)h->connect_timeout_s * 1000000;
-    }
+}
+
+/* The hub stops: the thread opening a connection closes it when it is done. */
+static void connect_abandon(struct mq_hub *h)
+{
+    struct connect_job *j = h->connecting;
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->mu);
+    j->abandoned = true;
+    pthread_mutex_unlock(&j->mu);
+    h->connecting = NULL;
+    job_release(j);
 }
 
 static void drain_notifications(struct mq_hub *h)
@@ -425,22 +480,17 @@ static int poll_timeout_ms(int64_t now, int64_t earliest, int64_t next_check)
     return ms < 0 ? 0 : (ms > 1000 ? 1000 : (int)ms);
 }
 
-/* A step without a connection: begin one when it is time, wait for its socket (or the self-pipe,
- * a waiter's deadline, the connect deadline), take it one step further. */
+/* A step without a connection: begin one when it is time, wait for it (the self-pipe, which
+ * it writes when done) until a waiter's deadline at most, take it when it is done. */
 static void hub_step_offline(struct mq_hub *h, int64_t now, int64_t earliest)
 {
     if (!h->connecting && now >= h->next_connect_us)
-        connect_begin(h, now);
-    struct pollfd p[2] = {{.fd = h->pipe_rd, .events = POLLIN}, {.fd = -1}};
-    int64_t until = h->next_connect_us;
-    if (h->connecting) {
-        p[1].fd = PQsocket(h->connecting);
-        p[1].events = h->connect_wants == PGRES_POLLING_WRITING ? POLLOUT : POLLIN;
-        until = h->connect_deadline_us;
-    }
-    poll(p, 2, poll_timeout_ms(now, earliest, until));
+        connect_begin(h);
+    struct pollfd p = {.fd = h->pipe_rd, .events = POLLIN};
+    poll(&p, 1,
+         poll_timeout_ms(now, earliest, h->connecting ? now + HUB_RETRY_US : h->next_connect_us));
     if (h->connecting)
-        connect_continue(h, p[1].revents != 0, clock_mono_us());
+        connect_collect(h);
 }
 
 static void hub_step(struct mq_hub *h)
@@ -495,7 +545,7 @@ static void *hub_main(void *arg)
                              NULL, NULL, 0));
         PQfinish(h->pg);
     }
-    PQfinish(h->connecting); /* NULL-safe */
+    connect_abandon(h);
     return NULL;
 }
 
