@@ -2,7 +2,7 @@
  * receive and SQS ReceiveMessage share. The caller owns the request and its replies; the poll
  * decides what comes next:
  *
- *   switch (mq_poll_begin(p)) { FULL: 503; GONE: answer empty; GO: go on }
+ *   switch (mq_poll_begin(p)) { FULL: 503; EMPTY: answer empty; GO: go on }
  *   when mq_poll_combines(p): suspend the request (resuming into "taken"), then
  *     mq_poll_hand_over(p), and resume it yourself when that returns false;
  *     taken: mq_poll_taken(p, ...) gives the claim's outcome, or false: claim yourself as below
@@ -45,7 +45,7 @@ struct mq_poll {
     void *ctx;
 };
 
-enum mq_poll_begin { MQ_POLL_GO, MQ_POLL_FULL, MQ_POLL_GONE };
+enum mq_poll_begin { MQ_POLL_GO, MQ_POLL_FULL, MQ_POLL_EMPTY };
 
 /* Sets p up for a receive of q (copied) that may wait wait_seconds from now. Its claims go
  * through combiner (may be NULL) when q is a standard queue and delete_now is false. Free with
@@ -57,7 +57,8 @@ void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, struct mq_combiner *com
 /* Frees p (allocated by the caller with malloc) and a claim it still holds; a state_free. */
 void mq_poll_free(void *p);
 /* Before each attempt: MQ_POLL_FULL when the hub had no room for the wait (answer 503),
- * MQ_POLL_GONE when the client left during the wait (its wake-up is passed on; answer empty). */
+ * MQ_POLL_EMPTY when the client left during the wait (its wake-up is passed on) or the server is
+ * stopping (answer empty). */
 enum mq_poll_begin mq_poll_begin(struct mq_poll *p);
 /* The receive of one attempt on a connection taken from pool (waiting up to timeout_ms), as
  * mq_receive; lets the next waiter look when it took max. Its outcome stays in p for

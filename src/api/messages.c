@@ -383,7 +383,7 @@ static enum handler_result receive_attempt(struct http_request *req)
     switch (mq_poll_begin(p)) {
     case MQ_POLL_FULL:
         return http_reply_unavailable(req, "too many long polls are waiting (RYDES_MAX_WAITERS)");
-    case MQ_POLL_GONE:
+    case MQ_POLL_EMPTY:
         return api_reply_messages(req, NULL, 0, p->q.attrs.fifo);
     case MQ_POLL_GO:
         break;

@@ -591,7 +591,7 @@ static enum handler_result receive_attempt(struct http_request *req)
     case MQ_POLL_FULL:
         http_add_header(req, "Retry-After", "1");
         return aws_fail(call, WIRE_UNAVAILABLE, "Too many long polls are waiting; retry.");
-    case MQ_POLL_GONE:
+    case MQ_POLL_EMPTY:
         return reply_messages(call, &p->q, NULL, 0);
     case MQ_POLL_GO:
         break;

@@ -40,9 +40,13 @@ enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
 {
     if (p->refused == MQ_WAIT_FULL)
         return MQ_POLL_FULL;
+    /* stopping: the answer is what the last claim found, nothing; hundreds of waiters claiming
+     * once more at once would overrun the threads' queues as the server stops */
+    if (p->why == MQ_WAKE_SHUTDOWN)
+        return MQ_POLL_EMPTY;
     if (p->woken && p->client_gone(p->ctx)) {
         mq_hub_poke(p->hub, p->q.id); /* pass the wake-up on to a waiter that is still there */
-        return MQ_POLL_GONE;
+        return MQ_POLL_EMPTY;
     }
     p->woken = true; /* every later attempt follows a wake-up */
     return MQ_POLL_GO;
