@@ -102,10 +102,14 @@ static struct db_stmt q_give_up =
             "error_detail = $2, result_id = NULL, updated_at = now() "
             "WHERE id = $1 AND status IN ('pending', 'processing')",
             2);
-static struct db_stmt q_ingest = DB_STMT("pb_ingest",
-                                         "INSERT INTO prebooking_submissions (task_id, submission) "
-                                         "VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
-                                         2);
+/* The task's stored submission, as the processing reads it (a message names the task only);
+ * tasks from before sql/044 keep the message's. No row for a task that does not exist. */
+static struct db_stmt q_ingest =
+    DB_STMT("pb_ingest",
+            "INSERT INTO prebooking_submissions (task_id, submission) "
+            "SELECT t.id, coalesce(t.submission, $2::jsonb) FROM tasks t WHERE t.id = $1::uuid "
+            "ON CONFLICT DO NOTHING",
+            2);
 
 static const char *const status_names[] = {"pending", "processing", "succeeded", "failed"};
 

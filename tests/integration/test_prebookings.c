@@ -971,6 +971,9 @@ START_TEST(a_task_books_what_was_submitted_not_what_a_message_says)
     harness_admin(&srv, "POST", "/queues/prebooking-processing:purge", NULL, &r);
     ck_assert_int_eq(r.status, 204);
     response_cleanup(&r);
+    harness_admin(&srv, "POST", "/queues/prebooking-datalake:purge", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
     char forged[2][400];
     snprintf(forged[0], sizeof forged[0],
              "{\"body\": {\"task_id\": \"%s\", \"from\": \"Elsewhere\", \"to\": \"Nowhere\", "
@@ -982,6 +985,9 @@ START_TEST(a_task_books_what_was_submitted_not_what_a_message_says)
         ck_assert_int_eq(r.status, 201);
         response_cleanup(&r);
     }
+    harness_admin(&srv, "POST", "/queues/prebooking-datalake/messages", forged[0], &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
     stop();
     start(prebooking_workers);
     wait_succeeded(&srv, id, pid);
@@ -990,6 +996,13 @@ START_TEST(a_task_books_what_was_submitted_not_what_a_message_says)
     ck_assert_str_ne(json_str(r.json, "from"), "Elsewhere");
     response_cleanup(&r);
     ck_assert_int_eq(prebookings_of_task(id), 1);
+    /* the data lake keeps the submission too, not the message's */
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM prebooking_submissions WHERE task_id = '%s' AND "
+             "submission->>'customer' = 'ss-owner'",
+             id);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
     /* both messages were handled (the second found the task done), none left to fail it */
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
                                       "m.queue_id WHERE q.name = 'prebooking-processing'",
