@@ -62,15 +62,16 @@ static bool role_valid(const char *value)
     return true;
 }
 
-/* A libpq connection string or URI, a database name, or empty. Checked here because libpq's
- * own complaint about a malformed one quotes it, password and all, and it would reach the log.
- * libpq takes a value as a connection string or URI only when it has an '=' or begins with a
- * URI's scheme; anything else is a database name. */
+/* A libpq connection string or URI, a database name (none of ":@/" or spaces: more likely a
+ * mistyped URI, whose password a server's "database does not exist" would log), or empty. Checked
+ * here because libpq's own complaint about a malformed one quotes it, password and all, and it
+ * would reach the log. libpq takes a value as a connection string or URI only when it has an '=' or
+ * begins with a URI's scheme; anything else is a database name. */
 static bool database_url_valid(const char *value)
 {
     if (!strchr(value, '=') && strncmp(value, "postgresql://", 13) != 0 &&
-        strncmp(value, "postgres://", 11) != 0)
-        return true;
+        strncmp(value, "postgres://", 11) != 0) /* a database name, but not a mistyped URI */
+        return !value[strcspn(value, ":@/ \t\r\n")];
     PQconninfoOption *opts = PQconninfoParse(value, NULL); /* NULL: no error text to leak */
     PQconninfoFree(opts);
     return opts != NULL;

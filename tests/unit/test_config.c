@@ -219,6 +219,9 @@ START_TEST(test_env_secrets_are_checked_and_never_shown)
         "postgresql://app:S3cret@[::1/rydes", /* an unclosed IPv6 bracket */
         "host=db password='S3cret",           /* an unterminated quote */
         "host=db S3cret=1",                   /* an unknown keyword */
+        "postgresql:/app:S3cret@db/rydes",    /* a mistyped scheme: no '=', not a URI */
+        "PostgreSQL://app:S3cret@db/rydes",   /* libpq's schemes are lower-case */
+        " postgresql://app:S3cret@db/rydes",  /* a leading space */
     };
     char long_token[SECRET_TOKEN_MAX + 2];
     memset(long_token, 'a', sizeof long_token - 1);
