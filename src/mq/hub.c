@@ -53,6 +53,7 @@ struct mq_hub {
     int pipe_rd, pipe_wr;
     PGconn *pg;                     /* owned by the hub thread; NULL while not connected */
     struct connect_job *connecting; /* a connection being opened on a thread of its own */
+    bool connect_failing;           /* the last attempt failed (logged once) */
     int64_t next_connect_us;        /* when the next attempt may begin */
     int64_t next_check_us;
     char listener[128]; /* host:pid:start, this process's name in queue_listeners */
@@ -153,17 +154,10 @@ static void topics_changed(struct mq_hub *h, int topic_id)
         h->on_topics(h->on_topics_ctx, topic_id);
 }
 
-/* Makes the connection just opened the hub's: LISTEN on it, then let every waiter look again
+/* Makes the connection just opened (and listening) the hub's, then lets every waiter look again
  * and every cached topic be read again (anything may have arrived while nobody listened). */
 static void hub_connected(struct mq_hub *h, PGconn *pg)
 {
-    PGresult *r = PQexec(pg, "LISTEN rydes_mq; LISTEN rydes_topics");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
-        PQfinish(pg);
-        return;
-    }
     PQsetnonblocking(pg, 1);
     h->pg = pg;
     memset(h->announced, 0, sizeof h->announced); /* announce again on the new connection */
@@ -180,12 +174,13 @@ static void hub_connected(struct mq_hub *h, PGconn *pg)
 struct connect_job {
     pthread_mutex_t mu;
     int refs;       /* under mu: the hub's and the connecting thread's */
-    bool done;      /* under mu: pg is the outcome (NULL: failed) */
+    bool done;      /* under mu: pg is the outcome (NULL: failed, err says why) */
     bool abandoned; /* under mu: the hub stopped; the connecting thread closes pg itself */
     PGconn *pg;
     int notify_fd; /* written once done: the hub's self-pipe (a copy, closed with the job) */
     char *conninfo;
     int connect_timeout_s;
+    char err[256];
 };
 
 static void job_release(struct connect_job *j)
@@ -205,12 +200,20 @@ static void job_release(struct connect_job *j)
 static void *connect_main(void *arg)
 {
     struct connect_job *j = arg;
-    char err[256];
+    char err[sizeof j->err] = "";
     /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
     PGconn *pg = db_connect(j->conninfo, j->connect_timeout_s,
                             "-c statement_timeout=2000 " DB_PLANNER_OPTIONS, err, sizeof err);
+    PGresult *r = pg ? PQexec(pg, "LISTEN rydes_mq; LISTEN rydes_topics") : NULL;
+    if (pg && PQresultStatus(r) != PGRES_COMMAND_OK) {
+        snprintf(err, sizeof err, "LISTEN: %s", PQresultErrorMessage(r));
+        PQfinish(pg);
+        pg = NULL;
+    }
+    PQclear(r);
     pthread_mutex_lock(&j->mu);
     j->pg = pg;
+    memcpy(j->err, err, sizeof err);
     j->done = true;
     /* under mu: once abandoned, the hub may close the pipe's other end (a write would raise
      * SIGPIPE) */
@@ -253,12 +256,15 @@ static void connect_collect(struct mq_hub *h)
     bool done = j->done;
     PGconn *pg = j->pg;
     j->pg = NULL;
+    if (done && !pg && !h->connect_failing) /* once an outage: the pool reports it too */
+        log_warn("long-poll hub cannot connect: %s", j->err);
     pthread_mutex_unlock(&j->mu);
     if (!done)
         return;
     h->connecting = NULL;
+    h->connect_failing = !pg;
     job_release(j);
-    h->next_connect_us = clock_mono_us() + HUB_RETRY_US; /* if it failed, or LISTEN does */
+    h->next_connect_us = clock_mono_us() + HUB_RETRY_US; /* if it failed */
     if (pg)
         hub_connected(h, pg);
 }
@@ -489,6 +495,9 @@ static void hub_step_offline(struct mq_hub *h, int64_t now, int64_t earliest)
     struct pollfd p = {.fd = h->pipe_rd, .events = POLLIN};
     poll(&p, 1,
          poll_timeout_ms(now, earliest, h->connecting ? now + HUB_RETRY_US : h->next_connect_us));
+    char buf[64]; /* emptied before looking: a wake-up written after the look stays for the poll */
+    while (read(h->pipe_rd, buf, sizeof buf) > 0) {
+    }
     if (h->connecting)
         connect_collect(h);
 }

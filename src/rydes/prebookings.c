@@ -103,11 +103,13 @@ static struct db_stmt q_give_up =
             "WHERE id = $1 AND status IN ('pending', 'processing')",
             2);
 /* The task's stored submission, as the processing reads it (a message names the task only);
- * tasks from before sql/044 keep the message's. No row for a task that does not exist. */
+ * tasks from before sql/044 keep the message's. No row for a task that does not exist or was
+ * born failed ("Invalid prebooking": never published, no event of it is ours). */
 static struct db_stmt q_ingest =
     DB_STMT("pb_ingest",
             "INSERT INTO prebooking_submissions (task_id, submission) "
             "SELECT t.id, coalesce(t.submission, $2::jsonb) FROM tasks t WHERE t.id = $1::uuid "
+            "AND (t.submission IS NOT NULL OR t.error_title IS DISTINCT FROM 'Invalid prebooking') "
             "ON CONFLICT DO NOTHING",
             2);
 
