@@ -111,6 +111,17 @@ static long long left_in_service_queues(void)
         "'customer-accounting-dlq', 'extraordinary-rides-dlq')");
 }
 
+/* Waits (up to 10 s) until the serviced queues are empty: every delivery handled. */
+static void wait_services_settled(void)
+{
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
+                         "'datalake-ingestion', 'extraordinary-rides')",
+                         0, 10),
+        0);
+}
+
 /* ---- HTTP ------------------------------------------------------------------------------------ */
 
 /* The value of the metric sample whose line starts with sample (name and labels) on s; -1 when
@@ -1060,12 +1071,7 @@ START_TEST(extraordinary_filter_boundary)
     }
     wait_journeys(list, n, 3, 10);
     /* every delivery is settled before we look at what did not happen */
-    ck_assert_int_eq(
-        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                         "'datalake-ingestion', 'extraordinary-rides')",
-                         0, 10),
-        0);
+    wait_services_settled();
     for (int i = 0; i < n; i++) {
         ck_assert_msg(harness_sqlf("SELECT count(*) FROM ride_journeys WHERE id = '%s' AND "
                                    "extraordinary_at IS %s NULL",
@@ -1150,12 +1156,7 @@ START_TEST(thresholds_are_settings_and_restarts_keep_the_topology)
     list_add(list, sizeof list, id);
     wait_journeys(list, 1, 0, 10);
     /* every delivery settled (the workers consume the queues): then 60/30 was not flagged */
-    ck_assert_int_eq(
-        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                         "'datalake-ingestion', 'extraordinary-rides')",
-                         0, 10),
-        0);
+    wait_services_settled();
     ck_assert_int_eq(
         harness_sqlf("SELECT count(*) FROM extraordinary_rides WHERE ride_id = '%s'", id), 0);
     ck_assert_int_eq(in_queue("audit", "th-1"), 1);
@@ -1331,12 +1332,7 @@ START_TEST(at_least_once_effects_happen_exactly_once)
     }
     ck_assert_int_gt(odd_extraordinary, 0);
     wait_journeys(list, 20, extraordinary, 30);
-    ck_assert_int_eq(
-        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                         "'datalake-ingestion', 'extraordinary-rides')",
-                         0, 10),
-        0);
+    wait_services_settled();
     consumer_fault_hook = NULL;
     assert_once_each(list, 20, extraordinary);
     for (int k = 1; k <= 4; k++) {
@@ -1403,12 +1399,7 @@ START_TEST(two_servers_share_the_work)
     /* whatever earlier tests left in the queues is consumed first, so that the counters of the
      * two servers started afterwards count our rides only */
     harness_start(&a, all_workers);
-    ck_assert_int_eq(
-        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                         "'datalake-ingestion', 'extraordinary-rides')",
-                         0, 10),
-        0);
+    wait_services_settled();
     harness_stop(&a);
     harness_start(&a, all_workers);
     harness_start(&b, all_workers);
@@ -1426,12 +1417,7 @@ START_TEST(two_servers_share_the_work)
         extraordinary += x;
     }
     wait_journeys(list, 40, extraordinary, 15);
-    ck_assert_int_eq(
-        harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-                         "WHERE q.name IN ('customer-notification', 'customer-loyalty', "
-                         "'datalake-ingestion', 'extraordinary-rides')",
-                         0, 10),
-        0);
+    wait_services_settled();
     assert_once_each(list, 40, extraordinary);
     for (int k = 1; k <= 4; k++) {
         char customer[16];
