@@ -152,7 +152,7 @@ static void received_once(const char *queue, const char *dlq)
 
 struct deleter {
     char path[256];
-    long status;
+    _Atomic long status; /* read while the thread may be running */
 };
 
 static void *delete_in_thread(void *arg)
@@ -443,10 +443,17 @@ START_TEST(a_queue_deleted_during_a_redrive_into_it_takes_what_was_moved)
     static struct deleter d = {.path = "/queues/mv-src"};
     pthread_t t;
     pthread_create(&t, NULL, delete_in_thread, &d);
-    harness_sleep_ms(300);
+    /* the delete waits for the redrive (a sleep here could let the redrive commit first) */
+    long long waits = harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                       "wait_event_type = 'Lock' AND query LIKE "
+                                       "'%mq_delete_queue%' AND query NOT LIKE '%pg_stat%'",
+                                       1, 10);
+    long long answered = d.status; /* before the commit: none yet */
     PQclear(PQexec(holder, "COMMIT"));
     PQfinish(holder);
     pthread_join(t, NULL);
+    ck_assert_int_eq(waits, 1);
+    ck_assert_int_eq(answered, 0);
     ck_assert_int_eq(d.status, 204);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", src), 0);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages WHERE queue_id = %lld", dlq), 0);

@@ -137,8 +137,7 @@ void proc_cleanup(struct proc *p)
 bool proc_log_contains(const struct proc *p, const char *needle)
 {
     FILE *f = fopen(p->log, "r");
-    if (!f)
-        return false;
+    ck_assert_msg(f != NULL, "cannot read %s", p->log); /* else "not in the log" means nothing */
     char line[4096];
     bool found = false;
     while (!found && fgets(line, sizeof line, f))
