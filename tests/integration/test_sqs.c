@@ -7,6 +7,8 @@
  * example in tests/unit/test_sigv4.c and against real AWS clients in tests/aws/). */
 #include "harness.h"
 
+#include "rydes/clock.h"
+
 #include "rydes/aws_store.h"
 #include "rydes/md5attrs.h"
 #include "rydes/mq_combiner.h"
@@ -881,12 +883,26 @@ static void one_waiter(struct config *cfg)
     ck_assert(config_set_flag(cfg, "max-waiters", "1", &err));
 }
 
+/* What the long poll of rest_long_poll got: its status, its first message's body and when it
+ * was answered (no assertion on its thread: the test asserts). */
+struct long_poll {
+    long status;
+    char body[16];
+    int64_t answered_us;
+};
+
 static void *rest_long_poll(void *arg)
 {
+    struct long_poll *lp = arg;
     struct response r;
     harness_admin(&srv, "POST", "/queues/lp/messages:receive", "{\"wait_seconds\": 20}", &r);
+    lp->answered_us = clock_mono_us();
+    lp->status = r.status;
+    json_t *first = json_array_get(json_object_get(r.json, "messages"), 0);
+    const char *body = json_string_value(json_object_get(first, "body"));
+    snprintf(lp->body, sizeof lp->body, "%s", body ? body : "");
     response_cleanup(&r);
-    return arg;
+    return NULL;
 }
 
 /* The long poll turned away because too many wait says when to retry. */
@@ -896,7 +912,9 @@ START_TEST(full_long_polls_say_retry_after)
     harness_start(&srv, one_waiter);
     harness_put_queue(&srv, "lp", NULL, 201);
     pthread_t t;
-    pthread_create(&t, NULL, rest_long_poll, NULL);
+    static struct long_poll lp;
+    memset(&lp, 0, sizeof lp);
+    pthread_create(&t, NULL, rest_long_poll, &lp);
     for (int i = 0; i < 200 && mq_hub_waiters(srv.app.hub) < 1; i++)
         harness_sleep_ms(20);
     ck_assert_int_eq(mq_hub_waiters(srv.app.hub), 1);
@@ -912,7 +930,12 @@ START_TEST(full_long_polls_say_retry_after)
     harness_admin(&srv, "POST", "/queues/lp/messages", "{\"body\": \"go\"}", &r);
     ck_assert_int_eq(r.status, 201);
     response_cleanup(&r);
+    int64_t sent_us = clock_mono_us();
     pthread_join(t, NULL);
+    ck_assert_int_eq(lp.status, 200);
+    ck_assert_str_eq(lp.body, "go");
+    ck_assert_msg(lp.answered_us - sent_us < 5000000, "the waiter went %.1f s after the send",
+                  (lp.answered_us - sent_us) / 1e6);
     harness_stop(&srv);
     harness_start(&srv, NULL);
 }

@@ -49,7 +49,9 @@ struct response {
 
 /* Performs one request. token may be NULL; body may be NULL (no body). content_type NULL means
  * application/json when there is a body. extra_header, when not NULL, is "Name: value" (several
- * separated by newlines). */
+ * separated by newlines). A transfer that fails is a test failure on the test's thread; on
+ * another thread (no assertion may be made there) it is out->status -1, for the test to assert
+ * once it has joined the thread. */
 void harness_request(struct harness_server *s, const char *method, const char *path,
                      const char *token, const char *body, const char *content_type,
                      const char *extra_header, struct response *out);
