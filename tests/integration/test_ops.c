@@ -6,7 +6,9 @@
 #include "rydes/ids.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct harness_server srv;
 
@@ -180,13 +182,33 @@ START_TEST(wrong_method_is_405_with_allow)
 }
 END_TEST
 
+/* HEAD answers as GET would, headers only: the same status and Content-Length, and no byte
+ * after them (read off the wire: a client told HEAD reads no body whatever comes). */
 START_TEST(head_is_served_by_get)
 {
     struct response r;
-    harness_request(&srv, "HEAD", "/healthz", NULL, NULL, NULL, NULL, &r);
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
-    ck_assert_int_eq(r.body.len, 0);
+    size_t get_len = r.body.len;
+    ck_assert_uint_gt(get_len, 0);
     response_cleanup(&r);
+    int fd = harness_connect(&srv, NULL);
+    static const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ck_assert_int_eq(write(fd, head, sizeof head - 1), (ssize_t)(sizeof head - 1));
+    char in[4096];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof in - 1 && (n = read(fd, in + got, sizeof in - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    in[got] = '\0';
+    ck_assert_msg(strncmp(in, "HTTP/1.1 200", 12) == 0, "%s", in);
+    const char *end = strstr(in, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_msg(end + 4 == in + got, "%zu bytes after the headers", (size_t)(in + got - end - 4));
+    const char *cl = strcasestr(in, "\r\nContent-Length:");
+    ck_assert_ptr_nonnull(cl);
+    ck_assert_int_eq(atol(cl + strlen("\r\nContent-Length:")), (long)get_len);
 }
 END_TEST
 
