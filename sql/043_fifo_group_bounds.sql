@@ -51,8 +51,10 @@ LANGUAGE sql AS $$
     WHERE g.queue_id = p_queue AND g.group_id = p_group
 $$;
 
--- As in 002, remembering the last id leased, and closing a group whose first message is not
--- visible yet until it is.
+-- As in 002, remembering the last id leased, closing a group whose first message is not visible
+-- yet until it is, and closing a group only once its lease took something (it was closed first:
+-- when the retention sweep deleted the chosen messages meanwhile, the group stayed closed for
+-- a lease with nothing in flight).
 CREATE OR REPLACE FUNCTION mq_take_group(q queues, p_group text, p_need int, p_vt int,
                                          p_nonce bigint, p_delete boolean)
 RETURNS SETOF messages
@@ -62,6 +64,7 @@ DECLARE
                        ELSE q.max_receive_count END;
     last_id bigint;
     head_visible timestamptz;
+    leased int;
 BEGIN
     SELECT max(s.id) INTO last_id FROM (
         SELECT m.id, bool_and(m.visible_at <= now() AND m.receive_count < max_rc)
@@ -80,13 +83,6 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    -- In flight until the lease ends; with delete or visibility 0 the group stays open but
-    -- still moves to the back of the serve order, so one busy group cannot starve the others.
-    UPDATE message_groups mg
-    SET in_flight_until = now() + make_interval(secs => CASE WHEN p_delete THEN 0 ELSE p_vt END),
-        leased_upto = CASE WHEN p_delete OR mg.leased_upto IS NULL THEN mg.leased_upto
-                           ELSE greatest(mg.leased_upto, last_id) END
-    WHERE mg.queue_id = q.id AND mg.group_id = p_group;
     IF p_delete THEN
         RETURN QUERY
         DELETE FROM messages m
@@ -94,6 +90,10 @@ BEGIN
         RETURNING m.queue_id, m.id, m.visible_at, m.receive_count + 1, p_nonce,
                   coalesce(m.first_received_at, now()), m.sent_at, m.message_id, m.group_id,
                   m.source_queue_id, m.body_json, m.body, m.attributes, m.payload_id;
+        -- the group stays open but moves to the back of the serve order, so one busy group
+        -- cannot starve the others
+        UPDATE message_groups mg SET in_flight_until = now()
+        WHERE mg.queue_id = q.id AND mg.group_id = p_group;
         RETURN;
     END IF;
     RETURN QUERY
@@ -104,6 +104,16 @@ BEGIN
         first_received_at = coalesce(m.first_received_at, now())
     WHERE m.queue_id = q.id AND m.group_id = p_group AND m.id <= last_id
     RETURNING m.*;
+    GET DIAGNOSTICS leased = ROW_COUNT;
+    -- in flight until the lease ends (visibility 0: open, at the back of the order); closed
+    -- only once something was leased: messages the retention sweep deleted meanwhile are not
+    IF leased > 0 THEN
+        UPDATE message_groups mg
+        SET in_flight_until = now() + make_interval(secs => p_vt),
+            leased_upto = CASE WHEN mg.leased_upto IS NULL THEN NULL
+                               ELSE greatest(mg.leased_upto, last_id) END
+        WHERE mg.queue_id = q.id AND mg.group_id = p_group;
+    END IF;
 END
 $$;
 
