@@ -7,10 +7,8 @@
  * failed batch is retried event by event (mq_fanout_careful), which sets an event that fails alone
  * aside for an operator; a batch that ran out of time is not (the same work would, with 1,000
  * subtransactions on top): the batch is halved instead, and grows back only while batches take
- * well under the timeout. Kicks
- * reach the threads through a small registry of this process's fan-outs (one per app; tests run a
- * few).
- */
+ * well under the timeout. Kicks reach the threads through a small registry of this process's
+ * fan-outs (one per app; tests run a few). */
 #include "rydes/mq_fanout.h"
 
 #include "rydes/clock.h"
@@ -26,18 +24,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FANOUT_BATCH_N      1000
-#define FANOUT_TIMEOUT_MS   60000   /* the fan-out session's statement timeout... */
-#define FANOUT_TIMEOUT_TEXT "60000" /* ...as a setting */
-#define FANOUT_GATHER_US    2000    /* at most one statement per 2 ms: kicks gather into batches */
-#define REGISTRY_SLOTS      16
+#define FANOUT_BATCH_N    1000
+#define FANOUT_TIMEOUT_MS 60000 /* the fan-out session's statement timeout */
+#define FANOUT_GATHER_US  2000  /* at most one statement per 2 ms: kicks gather into batches */
+#define REGISTRY_SLOTS    16
 
 struct mq_fanout {
     char *conninfo;
     int connect_timeout_s;
     PGconn *pg;
     int64_t last_run_us;
-    int batch; /* FANOUT_BATCH_N, less after transient failures */
+    int batch;         /* FANOUT_BATCH_N, less after batches that ran out of time */
+    char options[128]; /* the session's settings */
     struct worker *worker;
     _Atomic unsigned long long events, deliveries;
 };
@@ -112,9 +110,7 @@ static int fanout_step(struct worker *w, void *arg)
 {
     struct mq_fanout *f = arg;
     char err[256];
-    if (!db_reconnect(&f->pg, f->conninfo, f->connect_timeout_s,
-                      "-c statement_timeout=" FANOUT_TIMEOUT_TEXT " " DB_PLANNER_OPTIONS, err,
-                      sizeof err))
+    if (!db_reconnect(&f->pg, f->conninfo, f->connect_timeout_s, f->options, err, sizeof err))
         return FANOUT_POLL_MS * 10; /* the pool and readiness report the outage */
     int64_t since = clock_mono_us() - f->last_run_us;
     if (since < FANOUT_GATHER_US) /* events published meanwhile join this batch */
@@ -133,6 +129,8 @@ struct mq_fanout *mq_fanout_start(const char *conninfo, int connect_timeout_s)
     f->conninfo = xstrdup(conninfo);
     f->connect_timeout_s = connect_timeout_s;
     f->batch = FANOUT_BATCH_N;
+    snprintf(f->options, sizeof f->options, "-c statement_timeout=%d " DB_PLANNER_OPTIONS,
+             FANOUT_TIMEOUT_MS);
     f->worker = worker_start(fanout_step, f);
     registry_set(NULL, f); /* a full registry only loses the kicks: the poll still delivers */
     return f;
