@@ -40,11 +40,16 @@ static struct db_stmt q_task_insert =
             "INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
             "VALUES ($1, 'prebooking', $2, $2, $3::jsonb) ON CONFLICT (id) DO NOTHING",
             3);
-/* The task (submission $8) and its publish (mq_publish_payload, sql/006) in one statement. */
+/* The event id a task keeps (sql/045): only a dead letter with it fails the task. */
+static struct db_stmt q_task_event =
+    DB_STMT("pb_task_event", "UPDATE tasks SET event_id = $2 WHERE id = $1", 2);
+/* The task (submission $8, event id $3) and its publish (mq_publish_payload, sql/006) in one
+ * statement. */
 static struct db_stmt q_submit =
     DB_STMT("pb_submit",
-            "WITH t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
-            "VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz, $8::jsonb) "
+            "WITH t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at, submission, "
+            "event_id) VALUES ($1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz, "
+            "$8::jsonb, $3::uuid) "
             "RETURNING id) "
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
             8);
@@ -54,8 +59,8 @@ static struct db_stmt q_submit_key =
             "WITH k AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id) "
             "VALUES ('" PREBOOKINGS_KEY_SCOPE "', $9, $10, $1::uuid) ON CONFLICT DO NOTHING "
             "RETURNING 1), "
-            "t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
-            "SELECT $1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz, $8::jsonb "
+            "t AS (INSERT INTO tasks (id, kind, submitted_at, updated_at, submission, event_id) "
+            "SELECT $1::uuid, 'prebooking', $2::timestamptz, $2::timestamptz, $8::jsonb, $3::uuid "
             "WHERE EXISTS (SELECT 1 FROM k) RETURNING id) "
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
             10);
@@ -294,7 +299,15 @@ static enum mq_status submit_in_tx(struct db_conn *c, const struct topic_set *se
     PQclear(r);
     if (!inserted)
         return MQ_OK; /* this task exists already: published with it */
-    return mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
+    enum mq_status st = mq_publish(c, &set->topic, set->subs, set->n, p, listened, ctx, published);
+    if (st != MQ_OK)
+        return st;
+    const char *e[] = {id, published->message_id};
+    r = db_exec(c, &q_task_event, e, NULL, NULL);
+    if (!db_ok(c, r, PGRES_COMMAND_OK))
+        return mq_failed(c, r);
+    PQclear(r);
+    return MQ_OK;
 }
 
 /* Whether the publish of plan reaches a queue PREBOOKINGS_PROCESSING_QUEUE: without one (its

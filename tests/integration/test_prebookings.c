@@ -1762,6 +1762,70 @@ START_TEST(a_task_whose_last_attempt_died_fails_once_dead_lettered)
 }
 END_TEST
 
+/* The event id task %s keeps equals the message id of its event in prebooking-processing. */
+static void assert_event_id_kept(const char *id)
+{
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks t JOIN messages m ON m.message_id "
+                                  "= t.event_id JOIN queues q ON q.id = m.queue_id AND q.name = "
+                                  "'prebooking-processing' WHERE t.id = '%s' AND m.body LIKE "
+                                  "'%%%s%%'",
+                                  id, id),
+                     1);
+}
+
+/* A message someone sent into prebooking-processing-dlq naming an open task does not fail it:
+ * only the task's own event, dead-lettered, does (sql/045). Both ways a task is published keep
+ * the event's id: a POST (one statement) and a submission sent into the queue (publish, then
+ * the id). */
+START_TEST(a_dead_letter_someone_sent_fails_no_task)
+{
+    consumer_fault_hook = NULL;
+    start(submission_worker);
+    char service[SECRET_TOKEN_LEN];
+    create_token(&srv, "service", service);
+    char when[64], posted[IDS_UUID_LEN], queued[IDS_UUID_LEN], body[512];
+    when_at(when, sizeof when, ahead(6, 30), "", 0);
+    submit(&srv, "dl-posted", when, posted);
+    when_at(when, sizeof when, ahead(8, 30), "", 0);
+    snprintf(body, sizeof body,
+             "{\"from-location\": \"Pier\", \"to-location\": \"Airport\", "
+             "\"customer-id\": \"dl-queued\", \"when\": \"%s\"}",
+             when);
+    send_submission(&srv, service, body, queued);
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tasks WHERE id = '%s'", queued);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 15), 1);
+    harness_deliver_outbox(); /* both events are in prebooking-processing */
+    assert_event_id_kept(posted);
+    assert_event_id_kept(queued);
+    const char *ids[] = {posted, queued};
+    for (int i = 0; i < 2; i++) {
+        char forged[128];
+        snprintf(forged, sizeof forged, "{\"body\": {\"task_id\": \"%s\"}}", ids[i]);
+        struct response r;
+        harness_request(&srv, "POST", "/queues/prebooking-processing-dlq/messages", service, forged,
+                        NULL, NULL, &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    sweep_after_minutes(); /* the cursor reaches the forged messages */
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = "
+                                      "'pending'",
+                                      ids[i]),
+                         1);
+    /* the task's own event, dead-lettered, still fails it */
+    char move[600];
+    snprintf(move, sizeof move, MOVE_TO_DLQ_SQL, posted);
+    free(harness_sql(harness_db_url(), move));
+    sweep_after_minutes();
+    ck_assert_int_eq(
+        harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'failed'", posted),
+        1);
+    stop();
+}
+END_TEST
+
 /* A task whose message is gone (here: the queue purged) fails once it is older than the
  * processing queue's retention, where it stayed pending for ever; a younger one stays open. */
 START_TEST(a_task_whose_message_is_gone_fails_after_the_retention)
@@ -2065,6 +2129,7 @@ int main(void)
     tcase_add_test(services, a_worker_dying_mid_task_is_covered_by_the_lease);
     tcase_add_test(services, a_task_whose_last_attempt_died_fails_once_dead_lettered);
     tcase_add_test(services, a_dead_letter_move_that_commits_late_still_fails_its_task);
+    tcase_add_test(services, a_dead_letter_someone_sent_fails_no_task);
     tcase_add_test(services, a_task_whose_message_is_gone_fails_after_the_retention);
     tcase_add_test(services, the_backlog_shows_and_drains);
     tcase_add_test(services, worker_metrics_have_one_series_per_worker);
