@@ -461,6 +461,16 @@ static int op_ride(struct conn *c, char *path)
                : -1;
 }
 
+/* Whether the batch answer in c->resp says every entry succeeded. */
+static bool batch_whole(const struct conn *c)
+{
+    json_t *r = json_loadb(c->resp.p, c->resp.len, 0, NULL);
+    bool whole = json_array_size(json_object_get(r, "failed")) == 0 &&
+                 json_is_array(json_object_get(r, "successful"));
+    json_decref(r);
+    return whole;
+}
+
 /* Deletes the messages of these receipts (one DELETE, or a batch delete for several); returns
  * their number or -1. */
 static int delete_receipts(struct conn *c, char *path, json_t *receipts)
@@ -476,7 +486,7 @@ static int delete_receipts(struct conn *c, char *path, json_t *receipts)
     json_t *req = json_pack("{s:O}", "receipts", receipts);
     char *text = json_dumps(req, JSON_COMPACT);
     snprintf(path, 256, "/queues/%s/messages:delete", c->sh->queue);
-    int ok = request(c, "POST", path, text) == 200 ? n : -1;
+    int ok = request(c, "POST", path, text) == 200 && batch_whole(c) ? n : -1;
     free(text);
     json_decref(req);
     return ok;
@@ -493,10 +503,15 @@ static int receive_delete(struct conn *c, char *path, int max)
     json_t *r = json_loadb(c->resp.p, c->resp.len, 0, NULL);
     json_t *msgs = json_object_get(r, "messages");
     json_t *receipts = json_array();
-    for (size_t i = 0; i < json_array_size(msgs); i++)
-        json_array_append(receipts, json_object_get(json_array_get(msgs, i), "receipt"));
+    bool whole = json_is_array(msgs);
+    for (size_t i = 0; whole && i < json_array_size(msgs); i++) {
+        json_t *receipt = json_object_get(json_array_get(msgs, i), "receipt");
+        whole = json_is_string(receipt);
+        json_array_append(receipts, receipt);
+    }
     json_decref(r);
-    int ok = delete_receipts(c, path, receipts);
+    /* a 200 without its messages, or one without a receipt, is a failure, not an empty queue */
+    int ok = whole ? delete_receipts(c, path, receipts) : -1;
     json_decref(receipts);
     return ok;
 }
@@ -518,7 +533,7 @@ static int op_cycle10(struct conn *c, char *path)
     }
     strcat(body, "]}");
     snprintf(path, 256, "/queues/%s/messages:batch", c->sh->queue);
-    if (request(c, "POST", path, body) != 200)
+    if (request(c, "POST", path, body) != 200 || !batch_whole(c))
         return -1;
     return receive_delete(c, path, 10);
 }
@@ -551,7 +566,8 @@ static op_fn pick(const char *mode)
            : strcmp(mode, "prebook") == 0  ? op_prebook
            : strcmp(mode, "rfq") == 0      ? op_rfq
            : strcmp(mode, "cycle") == 0    ? op_cycle
-                                           : op_cycle10;
+           : strcmp(mode, "cycle10") == 0  ? op_cycle10
+                                           : NULL;
 }
 
 /* The body of a connection's coroutine: operations until the time is up. */
@@ -735,6 +751,12 @@ int main(int argc, char **argv)
                         .seconds = atof(argv[6]),
                         .max_ops = getenv("LOADGEN_MAX_OPS") ? atol(getenv("LOADGEN_MAX_OPS")) : 0};
     int conns = atoi(argv[5]);
+    if (!pick(sh.mode) || conns < 1 || sh.seconds <= 0) {
+        fprintf(stderr, "loadgen: unknown mode %s, or CONNS or SECONDS not positive\n", sh.mode);
+        free(sh.prefix);
+        freeaddrinfo(addr);
+        return 2;
+    }
     pthread_mutex_init(&sh.mu, NULL);
     sh.lat = malloc(sizeof(double) * MAX_SAMPLES);
     double t0 = now();
