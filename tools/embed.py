@@ -4,6 +4,8 @@ YAML document into a C string holding its JSON form, or the dashboard's static f
 a table of assets.
 
     embed.py migrations OUT.c SQLDIR FILE.sql...   (every SQLDIR/*.sql must be listed)
+    embed.py check-listed SQLDIR FILE.sql...       (that check alone: a test, since a new file
+                                                    that is not listed never reruns the above)
     embed.py openapi OUT.c openapi.yaml
     embed.py ui OUT.c FILE...                      (served as /ui/BASENAME)
 """
@@ -14,20 +16,16 @@ import re
 import sys
 
 
-def c_string(text):
-    out = []
-    for line in text.splitlines(keepends=True):
-        esc = line.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n').replace('\t', '\\t')
-        out.append('    "' + esc + '"')
-    return '\n'.join(out) if out else '    ""'
-
-
-def migrations(out, directory, files):
+def check_listed(directory, files):
     listed = {os.path.basename(f) for f in files}
     present = {f for f in os.listdir(directory) if f.endswith('.sql')}
     if listed != present:
         sys.exit(f'embed.py: sql/ and meson.build disagree: unlisted {sorted(present - listed)}, '
                  f'missing {sorted(listed - present)}')
+
+
+def migrations(out, directory, files):
+    check_listed(directory, files)
     entries = []
     seen = set()
     for path in sorted(files, key=os.path.basename):
@@ -45,7 +43,7 @@ def migrations(out, directory, files):
         f.write('#include "rydes/migrate.h"\n\n')
         f.write('const struct migration rydes_migrations[] = {\n')
         for version, name, sql in entries:
-            f.write(f'    {{{version}, "{name}",\n{c_string(sql)}}},\n')
+            f.write(f'    {{{version}, "{name}",\n{c_bytes(sql.encode("utf-8"))}}},\n')
         f.write('    {0, NULL, NULL},\n};\n')
         f.write(f'const size_t rydes_migrations_count = {len(entries)};\n')
 
@@ -60,7 +58,7 @@ def openapi(out, path):
         f.write('#include "rydes/openapi.h"\n\n')
         f.write('const char rydes_openapi_json[] =\n')
         for i in range(0, len(text), 96):
-            chunk = text[i:i + 96].replace('\\', '\\\\').replace('"', '\\"')
+            chunk = text[i:i + 96].replace('\\', '\\\\').replace('"', '\\"').replace('?', '\\?')
             f.write('    "' + chunk + '"\n')
         f.write(';\n')
         f.write(f'const size_t rydes_openapi_json_len = {len(text)};\n')
@@ -120,7 +118,9 @@ def ui(out, files):
 
 
 if __name__ == '__main__':
-    if len(sys.argv) >= 3 and sys.argv[1] == 'migrations':
+    if len(sys.argv) >= 3 and sys.argv[1] == 'check-listed':
+        check_listed(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 3 and sys.argv[1] == 'migrations':
         migrations(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif len(sys.argv) == 4 and sys.argv[1] == 'openapi':
         openapi(sys.argv[2], sys.argv[3])

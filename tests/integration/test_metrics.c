@@ -483,6 +483,27 @@ START_TEST(wild_rydes_work_is_shown_by_state)
 }
 END_TEST
 
+/* A table whose name holds a double quote, a backslash and a newline (an operator's) shows with
+ * its label value escaped: unescaped, the whole scrape was invalid (sql/046). */
+START_TEST(table_names_are_escaped_in_labels)
+{
+    free(harness_sql(harness_db_url(), "CREATE TABLE \"we\"\"ird\\x\ny\" (v int)"));
+    const char *series = "rydes_pg_live_rows{table=\"we\\\"ird\\\\x\\ny\"}";
+    double deadline = harness_now_s() + 8; /* the gauge cache holds for 5 s */
+    free(scrape()); /* a request for the duration histogram to show */
+    char *text = scrape();
+    while (series_value(text, series) < 0 && harness_now_s() < deadline) {
+        free(text);
+        harness_sleep_ms(250);
+        text = scrape();
+    }
+    ck_assert_msg(series_value(text, series) >= 0, "no %s in the scrape", series);
+    check_exposition(text);
+    free(text);
+    free(harness_sql(harness_db_url(), "DROP TABLE \"we\"\"ird\\x\ny\""));
+}
+END_TEST
+
 /* The Wild Rydes counts in the database's gauges against a count of the tables themselves:
  * how many series differ (0 when they agree; zero counts are left out of both). */
 static long long counts_differ(void)
@@ -565,6 +586,7 @@ int main(void)
     tcase_add_test(tc, publishes_and_filters_are_counted_per_subscription);
     tcase_add_test(tc, a_publish_is_counted_once_when_it_is_stored);
     tcase_add_test(tc, wild_rydes_work_is_shown_by_state);
+    tcase_add_test(tc, table_names_are_escaped_in_labels);
     tcase_add_test(tc, work_counts_follow_every_change_without_reading_the_tables);
     suite_add_tcase(s, tc);
     return harness_run(s);
