@@ -87,7 +87,9 @@ static bool ensure_all(PGconn *pg, const struct config *cfg, char *err, size_t e
 
 bool topology_ensure(PGconn *pg, const struct config *cfg, char *err, size_t errlen)
 {
-    if (!run(pg, "BEGIN", 0, NULL, err, errlen))
+    /* read committed whatever the database's default: a start-up that waited for another's
+     * lock must see what that one made (a later snapshot would refuse to insert over it) */
+    if (!run(pg, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, err, errlen))
         return false;
     if (ensure_all(pg, cfg, err, errlen))
         return run(pg, "COMMIT", 0, NULL, err, errlen);

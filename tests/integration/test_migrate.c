@@ -1,6 +1,7 @@
 /* Integration: migrations. Applying twice changes nothing the second time; several processes
  * migrating one database at once all succeed and apply each migration exactly once; a server
- * started without migrating is not ready until the schema is current. And `rydes token create`
+ * started without migrating is not ready until the schema is current; the topology gives way
+ * to a queue made while it runs. And `rydes token create`
  * against such databases: all or nothing, names counted in characters. */
 #include "harness.h"
 
@@ -62,6 +63,75 @@ START_TEST(concurrent_migrators_apply_each_migration_once)
     ck_assert_str_eq(count, distinct);
     free(count);
     free(distinct);
+    free(url);
+}
+END_TEST
+
+/* `rydes migrate` on url in a child process; returns its pid. */
+static pid_t migrate_child(const char *url)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("DATABASE_URL", url, 1);
+        setenv("RYDES_LOG_LEVEL", "warn", 1);
+        execl(getenv("RYDES_BINARY"), "rydes", "migrate", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The topology gives way to a queue someone makes while it runs (a PUT, an SQS CreateQueue;
+ * start-up's lock holds back only other start-ups): the insert failed and start-up with it
+ * (sql/047). Under a database whose default isolation is repeatable read, whose snapshot from
+ * before that queue committed would refuse to insert over it: the topology reads committed. */
+START_TEST(start_up_takes_a_queue_made_meanwhile)
+{
+    ck_assert_msg(getenv("RYDES_BINARY") != NULL, "RYDES_BINARY is set by meson");
+    char *url = harness_db_create();
+    char err[1024], sql[400];
+    PGconn *pg = db_connect(url, 5, NULL, err, sizeof err);
+    ck_assert_msg(pg != NULL, "%s", err);
+    int applied;
+    ck_assert_msg(migrate_apply(pg, &applied, err, sizeof err), "%s", err);
+    /* the topology's insert of customer-notification-dlq waits for a lock the test holds */
+    free(harness_sql(url, "CREATE FUNCTION t_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                          "PERFORM pg_advisory_lock(4711); PERFORM pg_advisory_unlock(4711); "
+                          "RETURN NEW; END $$; CREATE TRIGGER t_hold BEFORE INSERT ON queues FOR "
+                          "EACH ROW WHEN (NEW.name = 'customer-notification-dlq') EXECUTE "
+                          "FUNCTION t_hold()"));
+    PQclear(PQexec(pg, "SELECT pg_advisory_lock(4711)"));
+    char *db = harness_sql(url, "SELECT current_database()");
+    snprintf(sql, sizeof sql,
+             "ALTER DATABASE \"%s\" SET default_transaction_isolation = 'repeatable read'", db);
+    free(harness_sql(url, sql));
+    free(db);
+    pid_t pid = migrate_child(url);
+    double deadline = harness_now_s() + 15;
+    for (;;) {
+        char *n = harness_sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                   "AND objid = 4711 AND NOT granted");
+        bool waiting = atoi(n) == 1;
+        free(n);
+        if (waiting)
+            break;
+        ck_assert_msg(harness_now_s() < deadline, "the topology never reached the queue");
+        harness_sleep_ms(20);
+    }
+    free(harness_sql(url, "INSERT INTO queues (name, visibility_timeout) "
+                          "VALUES ('customer-notification', 77)"));
+    PQclear(PQexec(pg, "SELECT pg_advisory_unlock(4711)"));
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    /* the queue made meanwhile stands, and the topology's subscription delivers to it */
+    char *n = harness_sql(url, "SELECT count(*) FROM queues q JOIN subscriptions s ON s.queue_id "
+                               "= q.id WHERE q.name = 'customer-notification' AND "
+                               "q.visibility_timeout = 77");
+    ck_assert_str_eq(n, "1");
+    free(n);
+    PQfinish(pg);
     free(url);
 }
 END_TEST
@@ -156,6 +226,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, migrating_twice_applies_nothing_the_second_time);
     tcase_add_test(tc, concurrent_migrators_apply_each_migration_once);
+    tcase_add_test(tc, start_up_takes_a_queue_made_meanwhile);
     tcase_add_test(tc, unmigrated_database_is_not_ready);
     tcase_add_test(tc, token_create_is_all_or_nothing);
     suite_add_tcase(s, tc);
