@@ -643,13 +643,17 @@ static void match_targets(const struct mq_topic *t, const struct mq_subscription
 {
     /* body-scope policies look into the body as JSON: a JSON value, or a string holding JSON
      * text (as SNS reads a message string); parsed only when such a policy exists, and only an
-     * object (any other value matches only the empty policy, which needs no body) */
+     * object (any other value matches only the empty policy, which needs no body). Integers
+     * past 64 bits and \u0000 are valid JSON that jansson refuses by default: with these flags
+     * they parse (the matcher compares by length, and numbers that large are out of its range);
+     * a real past a double's range still fails, and the body is then taken as not JSON */
     bool body_scope = false;
     for (int i = 0; i < n && !body_scope; i++)
         body_scope = subs[i].compiled && subs[i].scope == FILTER_SCOPE_BODY;
-    json_t *body = body_scope && filter_body_is_object(p->body, p->body_len)
-                       ? json_loadb(p->body, p->body_len, 0, NULL)
-                       : NULL;
+    json_t *body =
+        body_scope && filter_body_is_object(p->body, p->body_len)
+            ? json_loadb(p->body, p->body_len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL)
+            : NULL;
     targets_init(tg);
     *tally = (struct mq_publish_tally){.topic_id = t ? t->id : 0, .n = n};
     tally->items = n ? xcalloc((size_t)n, sizeof *tally->items) : NULL;

@@ -1036,13 +1036,20 @@ START_TEST(body_scope_filters_match_nested_json_bodies)
         {"{\"body\": [{\"order\": {\"status\": \"paid\"}}]}", 0},
         {"{\"body\": {\"order\": [{\"status\": \"paid\", \"id\": 4}]}}", 1},
         {"{\"body\": {\"order\": {\"status\": \"paid\", \"id\": 5}, \"x\": 1}}", 1},
+        /* JSON text that jansson's defaults refuse: an integer past 64 bits, a \u0000 */
+        {"{\"body\": \"{\\\"order\\\": {\\\"status\\\": \\\"paid\\\", \\\"id\\\": "
+         "18446744073709551616}}\"}",
+         1},
+        {"{\"body\": \"{\\\"order\\\": {\\\"status\\\": \\\"paid\\\", \\\"note\\\": "
+         "\\\"a\\\\u0000b\\\"}}\"}",
+         1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         ck_assert_msg(publish("orders", cases[i].req, NULL) == cases[i].deliveries, "%s",
                       cases[i].req);
     struct response r;
     json_t *msgs = receive("paid-q", NULL, &r);
-    ck_assert_int_eq(json_array_size(msgs), 3);
+    ck_assert_int_eq(json_array_size(msgs), 5);
     json_t *b = json_object_get(json_array_get(msgs, 0), "body");
     ck_assert(json_is_object(b));
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(b, "order"), "id")), 1);
