@@ -19,7 +19,7 @@
 #define FILTER_MAX_PATH_BYTES   1024         /* an attribute name, or a dotted path in the body */
 #define FILTER_MAX_PATH_DOTS    31           /* dots in a body path (each is a lookup to try) */
 #define FILTER_MAX_WILDCARD     256          /* bytes of a wildcard pattern */
-#define FILTER_MAX_BUT_VALUES   1000         /* values in one anything-but list */
+#define FILTER_MAX_BUT_VALUES   1000         /* anything-but values in a new policy, in all */
 
 enum filter_scope { FILTER_SCOPE_ATTRIBUTES, FILTER_SCOPE_BODY };
 
@@ -31,6 +31,12 @@ struct filter_policy; /* compiled, immutable, shareable between threads */
  * the result points into it. An empty object compiles to a policy that matches every message. */
 struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, char *err,
                                      size_t errlen);
+
+/* filter_compile for a policy being saved: it also meets the limits that came after policies
+ * were stored (FILTER_MAX_BUT_VALUES in all, not per list), which stored ones keep meeting as
+ * they were saved. */
+struct filter_policy *filter_compile_new(json_t *policy, enum filter_scope scope, char *err,
+                                         size_t errlen);
 
 /* Is policy at most FILTER_MAX_POLICY_BYTES as compact JSON? Checked where a policy is accepted,
  * not by filter_compile: a stored policy is not measured again (its numbers may print longer

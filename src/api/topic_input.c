@@ -112,7 +112,7 @@ void subscription_input(json_t *body, struct mq_subscription_input *in, struct f
         return;
     }
     struct filter_policy *compiled =
-        json_is_object(policy) ? filter_compile(policy, in->scope, err, sizeof err) : NULL;
+        json_is_object(policy) ? filter_compile_new(policy, in->scope, err, sizeof err) : NULL;
     if (!compiled)
         field_errors_add(fe, "filter_policy", "%s",
                          json_is_object(policy) ? err : "must be a JSON object");

@@ -143,7 +143,7 @@ static bool policy_compiles(struct aws_call *call, struct sub_change *ch, enum h
     if (!ch->policy)
         return true;
     char err[256];
-    struct filter_policy *p = filter_compile(ch->policy, ch->in.scope, err, sizeof err);
+    struct filter_policy *p = filter_compile_new(ch->policy, ch->in.scope, err, sizeof err);
     filter_free(p);
     if (!p)
         *res =

@@ -156,6 +156,8 @@ struct compiler {
     size_t errlen;
     struct str keys[FILTER_MAX_KEYS];
     size_t nkeys;
+    size_t but_total; /* anything-but values so far, against FILTER_MAX_BUT_VALUES */
+    bool is_new;      /* filter_compile_new: the limits new policies meet */
     bool has_absent;
 };
 
@@ -230,6 +232,36 @@ static size_t number_len(const char *p, const char *end)
             return 0;
         for (s = e; s < end && digit(*s); s++)
             ;
+    }
+    return (size_t)(s - p);
+}
+
+/* Length of the JSON number at p (RFC 8259: -? (0 | [1-9] digits) [. digits] [e [+-] digits]);
+ * 0 when there is none. Array values are JSON text: number_len's looser forms (+5, 05, .5, 5.)
+ * are for Number attributes, whose text the API checked as a number. */
+static size_t json_number_len(const char *p, const char *end)
+{
+    const char *s = p;
+    if (s < end && *s == '-')
+        s++;
+    if (s == end || !digit(*s))
+        return 0;
+    if (*s++ != '0')
+        while (s < end && digit(*s))
+            s++;
+    if (s < end && *s == '.') {
+        if (++s == end || !digit(*s))
+            return 0;
+        while (s < end && digit(*s))
+            s++;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        if (++s < end && (*s == '+' || *s == '-'))
+            s++;
+        if (s == end || !digit(*s))
+            return 0;
+        while (s < end && digit(*s))
+            s++;
     }
     return (size_t)(s - p);
 }
@@ -359,8 +391,9 @@ static void range_bound(struct range *r, enum num_op op, int64_t q)
 }
 
 /* The "<" or "<=" half of [">", a, "<=", b]. */
+/* The upper bound of a range whose lower bound is lo (lo_q as matched: > when lo_open). */
 static bool numeric_upper(struct compiler *c, const char *where, json_t *arr, double lo,
-                          struct range *r)
+                          int64_t lo_q, bool lo_open, struct range *r)
 {
     json_t *second = json_array_get(arr, 2);
     enum num_op op = num_op(second);
@@ -377,7 +410,10 @@ static bool numeric_upper(struct compiler *c, const char *where, json_t *arr, do
         return false;
     if (json_array_size(arr) > 4)
         return fail(c, where, "too many terms in numeric range expression");
-    if (!(lo < hi))
+    /* values match as multiples of 1e-5: bounds that leave none of those between them (> 1.000001
+     * and < 1.000004 are both 100000) would make a condition nothing can meet (refused in new
+     * policies; in a stored one it matches nothing, as it did) */
+    if (!(lo < hi) || (c->is_new && lo_q + lo_open > q - (op == OP_LT)))
         return fail(c, where, "bottom must be less than top in a numeric range");
     range_bound(r, op, q);
     return true;
@@ -404,7 +440,7 @@ static bool op_numeric(struct compiler *c, const char *where, json_t *v, struct 
         return fail(c, where,
                     "too many elements in numeric expression (only > and >= start a "
                     "range)");
-    return numeric_upper(c, where, v, lo, &out->u.range);
+    return numeric_upper(c, where, v, lo, q, op == OP_GT, &out->u.range);
 }
 
 /* ---- exists, cidr ---- */
@@ -480,8 +516,11 @@ static bool but_values(struct compiler *c, const char *where, json_t *v, struct 
     b->n = list ? json_array_size(v) : 1;
     if (b->n == 0)
         return fail(c, where, "anything-but list must not be empty");
-    if (b->n > FILTER_MAX_BUT_VALUES)
-        return fail(c, where, "an anything-but list can have at most %d values",
+    /* in all, not per list (an array element is looked up in every list a condition names);
+     * stored policies saved before that rule meet it per list */
+    c->but_total += b->n;
+    if (b->n > FILTER_MAX_BUT_VALUES || (c->is_new && c->but_total > FILTER_MAX_BUT_VALUES))
+        return fail(c, where, "a policy's anything-but lists can have at most %d values in all",
                     FILTER_MAX_BUT_VALUES);
     b->kind = json_is_string(list ? json_array_get(v, 0) : v) ? BUT_STRINGS : BUT_NUMBERS;
     if (b->kind == BUT_STRINGS)
@@ -789,11 +828,12 @@ static bool compile_node(struct compiler *c, json_t *obj, struct str prefix, int
     return fill_object(c, obj, prefix, level, depth, out, combos);
 }
 
-struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, char *err,
-                                     size_t errlen)
+static struct filter_policy *compile(json_t *policy, enum filter_scope scope, bool is_new,
+                                     char *err, size_t errlen)
 {
     struct filter_policy *p = xcalloc(1, sizeof *p);
-    struct compiler c = {.arena = &p->arena, .scope = scope, .err = err, .errlen = errlen};
+    struct compiler c = {
+        .arena = &p->arena, .scope = scope, .err = err, .errlen = errlen, .is_new = is_new};
     double combos = 1;
     if (err && errlen)
         err[0] = '\0';
@@ -811,6 +851,18 @@ struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, ch
     }
     filter_free(p);
     return NULL;
+}
+
+struct filter_policy *filter_compile(json_t *policy, enum filter_scope scope, char *err,
+                                     size_t errlen)
+{
+    return compile(policy, scope, false, err, errlen);
+}
+
+struct filter_policy *filter_compile_new(json_t *policy, enum filter_scope scope, char *err,
+                                         size_t errlen)
+{
+    return compile(policy, scope, true, err, errlen);
 }
 
 bool filter_fits(json_t *policy)
@@ -1240,7 +1292,7 @@ static bool scan_value(struct scan *s, int depth, struct value *v, bool *scalar)
     case 'n':
         return scan_word(s, "null", V_NULL, v);
     default:
-        n = number_len(s->p, s->end);
+        n = json_number_len(s->p, s->end);
         number_value(s->p, n, v);
         s->p += n;
         return n > 0;

@@ -55,7 +55,7 @@ static struct filter_policy *compile_sq(const char *policy, enum filter_scope sc
 {
     json_t *p = sq_json(policy);
     ck_assert_msg(p != NULL, "policy does not parse: %s", policy);
-    struct filter_policy *f = filter_compile(p, scope, err, errlen);
+    struct filter_policy *f = filter_compile_new(p, scope, err, errlen);
     json_decref(p);
     return f;
 }
@@ -157,6 +157,15 @@ static const struct row exact_rows[] = {
     {A, "{'n': [300]}", "{" S("n", "300") "}", false},
     {A, "{'n': ['300']}", "{" N("n", "300") "}", false},
     {A, "{'n': [300]}", "{" SA("n", "[1, 3e2]") "}", true},
+    {A, "{'n': [{'numeric': ['>=', 1.000001, '<=', 1.000004]}]}", "{" N("n", "1.000002") "}", true},
+    /* an array is JSON text: numbers JSON does not allow make it malformed, which matches
+     * nothing, not even exists: false */
+    {A, "{'n': [{'numeric': ['>', 4]}]}", "{" SA("n", "[+5]") "}", false},
+    {A, "{'n': [{'numeric': ['>', 4]}]}", "{" SA("n", "[05]") "}", false},
+    {A, "{'n': [{'numeric': ['>', 4]}]}", "{" SA("n", "[.5e1]") "}", false},
+    {A, "{'n': [{'numeric': ['>', 4]}]}", "{" SA("n", "[5.]") "}", false},
+    {A, "{'n': [{'numeric': ['>', 4]}]}", "{" SA("n", "[5.0e+0, -0, 0.5]") "}", true},
+    {A, "{'n': [{'exists': false}]}", "{" SA("n", "[05]") ", " S("x", "y") "}", false},
     {B, "{'n': [300]}", "{'n': 3.0e2}", true},
     {B, "{'n': [3.0e2]}", "{'n': 300}", true},
     {B, "{'n': [-0.5]}", "{'n': -5e-1}", true},
@@ -734,6 +743,10 @@ static const struct bad_row bad_rows[] = {
     {A, "{'key': [{'numeric': ['>=', 1, '>', 2]}]}", "bad numeric range operator >"},
     {A, "{'key': [{'numeric': ['>', 3, '<', 1]}]}", "bottom must be less than top"},
     {A, "{'key': [{'numeric': ['>', 3, '<=', 3]}]}", "bottom must be less than top"},
+    /* bounds that no multiple of 1e-5 (what values are matched as) lies between */
+    {A, "{'key': [{'numeric': ['>', 1.000001, '<', 1.000004]}]}", "bottom must be less than top"},
+    {A, "{'key': [{'numeric': ['>=', 1.000001, '<', 1.000004]}]}", "bottom must be less than top"},
+    {A, "{'key': [{'numeric': ['>', 1.000001, '<=', 1.000004]}]}", "bottom must be less than top"},
     {A, "{'key': [{'numeric': ['>', 20, '<=']}]}", "value of <= must be numeric"},
     {A, "{'key': [{'numeric': ['>', 20, 30]}]}", "bad value in numeric range"},
     {A, "{'key': [{'numeric': ['>', 20, 'test']}]}", "bad numeric range operator test"},
@@ -814,7 +827,7 @@ static void add_key(json_t *obj, const char *key, int values)
 /* Compiles policy (taking it), returns the combinations or -1 with err filled. */
 static int combinations_of(json_t *policy, enum filter_scope scope, char *err, size_t errlen)
 {
-    struct filter_policy *f = filter_compile(policy, scope, err, errlen);
+    struct filter_policy *f = filter_compile_new(policy, scope, err, errlen);
     json_decref(policy);
     int n = f ? filter_combinations(f) : -1;
     filter_free(f);
@@ -1008,7 +1021,24 @@ START_TEST(test_bounds_of_a_policy)
     json_array_append_new(but, json_integer(-1));
     ck_assert_int_eq(
         combinations_of(json_pack("{s[{so}]}", "f", "anything-but", but), A, err, sizeof err), -1);
-    ck_assert_str_eq(err, "f: an anything-but list can have at most 1000 values");
+    ck_assert_str_eq(err, "f: a policy's anything-but lists can have at most 1000 values in all");
+    /* in all: two lists of 600 are too many (every array element was looked up in both) */
+    json_t *half = json_array();
+    for (int i = 0; i < 600; i++)
+        json_array_append_new(half, json_integer(i));
+    ck_assert_int_eq(
+        combinations_of(json_pack("{s[{sO}{sO}]}", "f", "anything-but", half, "anything-but", half),
+                        A, err, sizeof err),
+        -1);
+    ck_assert_str_eq(err, "f: a policy's anything-but lists can have at most 1000 values in all");
+    /* a policy stored before that rule still compiles (it met the rule of its day) */
+    json_t *stored = json_pack("{s[{sO}{sO}]}", "f", "anything-but", half, "anything-but", half);
+    struct filter_policy *old = filter_compile(stored, A, err, sizeof err);
+    ck_assert_msg(old != NULL, "%s", err);
+    filter_free(old);
+    json_decref(stored);
+    ck_assert_int_eq(
+        combinations_of(json_pack("{s[{so}]}", "f", "anything-but", half), A, err, sizeof err), 1);
 }
 END_TEST
 
