@@ -61,6 +61,40 @@ static bool convert_attributes(json_t *in, json_t **out, struct entry_error *err
     return aws_attributes_in(in, out, err->message, sizeof err->message);
 }
 
+/* SQS MessageSystemAttributes: AWSTraceHeader, a String, is the only one (tracing SDKs add it).
+ * A new object in *system, or NULL when e has none. It is answered with its digest
+ * (MD5OfMessageSystemAttributes, which SDKs check) and not stored. */
+static bool convert_system(json_t *e, json_t **system, struct entry_error *err)
+{
+    *system = NULL;
+    json_t *in = json_object_get(e, "MessageSystemAttributes");
+    if (!in)
+        return true;
+    json_t *attrs;
+    bool ok = aws_attributes_in(in, &attrs, err->message, sizeof err->message);
+    err->code = WIRE_INVALID_PARAMETER;
+    const char *name;
+    json_t *a;
+    json_object_foreach(attrs, name, a)
+    {
+        if (!ok)
+            break;
+        if (strcmp(name, "AWSTraceHeader") != 0)
+            ok = entry_fail(err, WIRE_INVALID_PARAMETER,
+                            "Message system attribute name is invalid: only AWSTraceHeader is "
+                            "supported.");
+        else if (strcmp(json_string_value(json_object_get(a, "type")), "String") != 0)
+            ok = entry_fail(err, WIRE_INVALID_PARAMETER,
+                            "Message system attribute AWSTraceHeader must be of DataType "
+                            "String.");
+    }
+    if (ok && json_object_size(attrs))
+        *system = attrs;
+    else
+        json_decref(attrs);
+    return ok;
+}
+
 /* Checks the FIFO parameters of e against q the way SQS words its errors. */
 static bool fifo_checks(json_t *e, const struct mq_queue *q, struct entry_error *err)
 {
@@ -102,10 +136,11 @@ static bool convert_delay(json_t *e, json_t *out, struct entry_error *err)
 }
 
 /* An SQS send entry as the Rydes send body (new object in *out, NULL on error). */
-static bool convert_entry(json_t *e, const struct mq_queue *q, json_t **out,
+static bool convert_entry(json_t *e, const struct mq_queue *q, json_t **out, json_t **system,
                           struct entry_error *err)
 {
     *out = NULL;
+    *system = NULL;
     json_t *body = json_object_get(e, "MessageBody");
     if (!json_is_string(body) || json_string_length(body) == 0)
         return entry_fail(err, WIRE_MISSING_PARAMETER,
@@ -131,7 +166,7 @@ static bool convert_entry(json_t *e, const struct mq_queue *q, json_t **out,
         json_object_set(*out, "group_id", g);
     if (d)
         json_object_set(*out, "dedup_id", d);
-    if (!convert_delay(e, *out, err)) {
+    if (!convert_delay(e, *out, err) || !convert_system(e, system, err)) {
         json_decref(*out);
         *out = NULL;
         return false;
@@ -142,6 +177,7 @@ static bool convert_entry(json_t *e, const struct mq_queue *q, json_t **out,
 struct sqs_send {
     int n;
     json_t *bodies[MQ_MAX_BATCH]; /* the Rydes send bodies the entries borrow from */
+    json_t *system[MQ_MAX_BATCH]; /* MessageSystemAttributes, answered by digest, or NULL */
     struct mq_send_entry entries[MQ_MAX_BATCH];
     char *owned[MQ_MAX_BATCH];
     const char *ids[MQ_MAX_BATCH]; /* batch entry ids (borrowed from the input) */
@@ -152,6 +188,7 @@ static void send_cleanup(struct sqs_send *s)
 {
     for (int i = 0; i < s->n; i++) {
         json_decref(s->bodies[i]);
+        json_decref(s->system[i]);
         free(s->owned[i]);
     }
 }
@@ -160,8 +197,8 @@ static void send_cleanup(struct sqs_send *s)
 static bool send_add(struct sqs_send *s, json_t *e, const struct mq_queue *q,
                      struct entry_error *err)
 {
-    json_t *body;
-    if (!convert_entry(e, q, &body, err))
+    json_t *body, *system;
+    if (!convert_entry(e, q, &body, &system, err))
         return false;
     struct field_errors fe;
     field_errors_init(&fe);
@@ -176,16 +213,18 @@ static bool send_add(struct sqs_send *s, json_t *e, const struct mq_queue *q,
         field_errors_cleanup(&fe);
         free(s->owned[k]);
         json_decref(body);
+        json_decref(system);
         return false;
     }
     field_errors_cleanup(&fe);
     s->bodies[k] = body;
+    s->system[k] = system;
     s->n++;
     return true;
 }
 
-/* The SQS result of entry k: MessageId, MD5OfMessageBody, MD5OfMessageAttributes, SequenceNumber.
- */
+/* The SQS result of entry k: MessageId, MD5OfMessageBody, MD5OfMessageAttributes,
+ * MD5OfMessageSystemAttributes, SequenceNumber. */
 static json_t *send_result(const struct sqs_send *s, int k, bool fifo)
 {
     char md5[33], amd5[33];
@@ -195,6 +234,8 @@ static json_t *send_result(const struct sqs_send *s, int k, bool fifo)
         json_pack("{s:s, s:s}", "MessageId", s->results[k].message_id, "MD5OfMessageBody", md5);
     if (e->attributes && md5attrs_hex(e->attributes, amd5))
         json_object_set_new(o, "MD5OfMessageAttributes", json_string(amd5));
+    if (s->system[k] && md5attrs_hex(s->system[k], amd5))
+        json_object_set_new(o, "MD5OfMessageSystemAttributes", json_string(amd5));
     if (fifo) {
         char seq[24];
         snprintf(seq, sizeof seq, "%020lld", s->results[k].sequence);

@@ -564,6 +564,75 @@ START_TEST(control_characters_are_refused_or_replaced)
 }
 END_TEST
 
+#define TRACE "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+/* MessageSystemAttributes (AWSTraceHeader, which tracing SDKs add to every send) are answered
+ * with their digest, MD5OfMessageSystemAttributes, which SDKs compare: without it they raise a
+ * checksum error and send again. Any other name, or another type, is refused. */
+START_TEST(system_attributes_are_answered_by_digest)
+{
+    create_queue("sysattr");
+    char want[33], tag[128];
+    json_t *attrs = json_pack("{s:{s:s, s:s}}", "AWSTraceHeader", "type", "String", "value", TRACE);
+    ck_assert(md5attrs_hex(attrs, want));
+    json_decref(attrs);
+    struct response r;
+    json_call("SendMessage",
+              "{\"QueueUrl\":\"http://h/000000000000/sysattr\",\"MessageBody\":\"x\","
+              "\"MessageSystemAttributes\":{\"AWSTraceHeader\":{\"DataType\":\"String\","
+              "\"StringValue\":\"" TRACE "\"}}}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(json_str(r.json, "MD5OfMessageSystemAttributes"), want);
+    response_cleanup(&r);
+    json_call("SendMessageBatch",
+              "{\"QueueUrl\":\"http://h/000000000000/sysattr\",\"Entries\":[{\"Id\":\"a\","
+              "\"MessageBody\":\"x\",\"MessageSystemAttributes\":{\"AWSTraceHeader\":{"
+              "\"DataType\":\"String\",\"StringValue\":\"" TRACE "\"}}},{\"Id\":\"b\","
+              "\"MessageBody\":\"y\"}]}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *ok = json_object_get(r.json, "Successful");
+    ck_assert_int_eq(json_array_size(ok), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *e = json_array_get(ok, i);
+        const char *md5 = json_str(e, "MD5OfMessageSystemAttributes");
+        if (strcmp(json_str(e, "Id"), "a") == 0)
+            ck_assert_str_eq(md5, want);
+        else
+            ck_assert_ptr_null(md5);
+    }
+    response_cleanup(&r);
+    query_call("/000000000000/sysattr",
+               "Action=SendMessage&MessageBody=x&MessageSystemAttribute.1.Name=AWSTraceHeader&"
+               "MessageSystemAttribute.1.Value.DataType=String&"
+               "MessageSystemAttribute.1.Value.StringValue=Root%3D1-5759e988-"
+               "bd862e3fe1be46a994272793%3BParent%3D53995c3f42cd8ad8%3BSampled%3D1",
+               &r);
+    ck_assert_int_eq(r.status, 200);
+    snprintf(tag, sizeof tag, "<MD5OfMessageSystemAttributes>%s</MD5OfMessageSystemAttributes>",
+             want);
+    ck_assert_msg(strstr(buf_str(&r.body), tag), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    static const char *const bad[] = {
+        "\"Other\":{\"DataType\":\"String\",\"StringValue\":\"v\"}",
+        "\"AWSTraceHeader\":{\"DataType\":\"Number\",\"StringValue\":\"1\"}",
+        "\"AWSTraceHeader\":{\"DataType\":\"String\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"QueueUrl\":\"http://h/000000000000/sysattr\",\"MessageBody\":\"x\","
+                 "\"MessageSystemAttributes\":{%s}}",
+                 bad[i]);
+        json_call("SendMessage", body, admin_key, admin_secret, &r);
+        assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(harness_stored("sysattr"), 4);
+}
+END_TEST
+
 /* CreateQueue stores the queue and its tags in one transaction: a connection that dies while
  * the tags are written (a trigger terminates its own backend) leaves no queue behind, where a
  * queue committed first could not be deleted again over the dead connection. */
@@ -1080,6 +1149,7 @@ int main(void)
     tcase_add_test(t, unknown_key_wrong_secret_and_skew);
     tcase_add_test(t, unknown_keys_are_looked_up_only_so_often);
     tcase_add_test(t, sqs_errors_in_both_protocols);
+    tcase_add_test(t, system_attributes_are_answered_by_digest);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);
     tcase_add_test(t, sns_unknown_action);
