@@ -88,6 +88,10 @@ bool mq_topic_name_valid(const char *name);
 
 enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_based_dedup,
                             bool *created);
+/* Creates topic name unless it exists (*created false then: the existing one is left as it
+ * is, where mq_topic_put sets its content_based_dedup). */
+enum mq_status mq_topic_create(struct db_conn *c, const char *name, bool content_based_dedup,
+                               bool *created);
 /* Sets content_based_dedup of existing topic name (never creates it: SNS SetTopicAttributes).
  * MQ_NOT_FOUND when there is no such topic. */
 enum mq_status mq_topic_set_dedup(struct db_conn *c, const char *name, bool content_based_dedup);

@@ -151,14 +151,19 @@ static enum handler_result create_topic(struct aws_call *call, struct db_conn *c
         return res;
     struct mq_topic t;
     enum mq_status st = mq_topic_get(c, name, &t);
+    if (st == MQ_NOT_FOUND) {
+        /* insert only: a topic someone made since the lookup is compared, not overwritten */
+        st = mq_topic_create(c, name, cbd, &created);
+        sns_forget(call, name);
+        if (st == MQ_OK && created)
+            return reply_topic_arn(call, name);
+        if (st == MQ_OK)
+            st = mq_topic_get(c, name, &t);
+    }
     if (st == MQ_OK && cbd_given && cbd != t.content_based_dedup)
         return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
                         "Invalid parameter: Attributes Reason: Topic already exists with "
                         "different attributes");
-    if (st == MQ_NOT_FOUND) {
-        st = mq_topic_put(c, name, cbd, &created);
-        sns_forget(call, name);
-    }
     return st == MQ_OK ? reply_topic_arn(call, name) : sns_engine_failed(call, st, "Topic", NULL);
 }
 

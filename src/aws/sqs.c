@@ -308,10 +308,14 @@ static bool create_tags_input(struct aws_call *call, json_t **tags, enum handler
 }
 
 /* Stores the tags (ctx) of a queue CreateQueue creates, in the queue's own transaction: a
- * queue is never left without the tags it was created with. */
+ * queue is never left without the tags it was created with. A queue someone made since
+ * CreateQueue looked (the upsert found it) is not overwritten: MQ_CONFLICT rolls back, and
+ * CreateQueue compares with it instead. */
 static enum mq_status create_tags(struct db_conn *c, const char *name, bool created, void *ctx)
 {
-    if (!created || !ctx)
+    if (!created)
+        return MQ_CONFLICT;
+    if (!ctx)
         return MQ_OK;
     struct mq_queue q;
     enum mq_status st = mq_queue_get(c, name, &q);
@@ -320,8 +324,9 @@ static enum mq_status create_tags(struct db_conn *c, const char *name, bool crea
     return aws_tags_put(c, q.id, ctx) == STORE_OK ? MQ_OK : MQ_UNAVAILABLE;
 }
 
+/* Creates queue name; *raced (nothing answered) when it exists by now. */
 static enum handler_result create_new(struct aws_call *call, struct db_conn *c, const char *name,
-                                      json_t *tags)
+                                      json_t *tags, bool *raced)
 {
     enum handler_result res;
     struct mq_attrs a;
@@ -336,6 +341,9 @@ static enum handler_result create_new(struct aws_call *call, struct db_conn *c, 
     enum mq_status st =
         mq_queue_put_also(c, name, &a, &created, detail, sizeof detail, create_tags, tags);
     ttlcache_remove(call->req->app->queue_cache, name, strlen(name));
+    *raced = st == MQ_CONFLICT && !detail[0];
+    if (*raced)
+        return HANDLER_DONE; /* not answered: the caller compares with the queue made */
     if (st != MQ_OK)
         return sqs_engine_failed(call, st == MQ_NOT_FOUND ? MQ_INVALID : st, detail);
     return reply_url(call, name);
@@ -356,8 +364,15 @@ static enum handler_result create_queue(struct aws_call *call, struct db_conn *c
         return res;
     struct mq_queue q;
     enum mq_status st = mq_queue_get(c, name, &q);
-    if (st == MQ_NOT_FOUND)
-        return create_new(call, c, name, tags);
+    bool raced = false;
+    if (st == MQ_NOT_FOUND) {
+        res = create_new(call, c, name, tags, &raced);
+        if (!raced)
+            return res;
+        st = mq_queue_get(c, name, &q); /* made meanwhile by someone else */
+        if (st == MQ_NOT_FOUND)         /* and deleted again since */
+            return sqs_engine_failed(call, MQ_CONFLICT, NULL);
+    }
     if (st != MQ_OK)
         return sqs_engine_failed(call, st, NULL);
     struct mq_attrs wanted = q.attrs;

@@ -22,6 +22,12 @@ static struct db_stmt q_topic_put =
             "ON CONFLICT (name) DO UPDATE SET content_based_dedup = EXCLUDED.content_based_dedup, "
             "updated_at = now() RETURNING (xmax = 0)",
             3);
+/* Creates a topic unless one of that name exists: no row then. */
+static struct db_stmt q_topic_create =
+    DB_STMT("mq_topic_create",
+            "INSERT INTO topics (name, fifo, content_based_dedup) VALUES ($1, $2, $3) "
+            "ON CONFLICT (name) DO NOTHING RETURNING id",
+            3);
 static struct db_stmt q_topic_set_dedup =
     DB_STMT("mq_topic_set_dedup",
             "UPDATE topics SET content_based_dedup = $2, updated_at = now() WHERE name = $1", 2);
@@ -139,6 +145,20 @@ enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_ba
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     *created = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return MQ_OK;
+}
+
+enum mq_status mq_topic_create(struct db_conn *c, const char *name, bool content_based_dedup,
+                               bool *created)
+{
+    size_t n = strlen(name);
+    bool fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
+    const char *v[] = {name, fifo ? "t" : "f", content_based_dedup ? "t" : "f"};
+    PGresult *r = db_exec(c, &q_topic_create, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    *created = PQntuples(r) == 1;
     PQclear(r);
     return MQ_OK;
 }

@@ -132,6 +132,38 @@ static void check(const char *body, long status, const char *code)
     response_cleanup(&r);
 }
 
+static void *create_topic_main(void *arg)
+{
+    sns("Action=CreateTopic&Name=made-meanwhile.fifo&Attributes.entry.1.key=FifoTopic&"
+        "Attributes.entry.1.value=true&Attributes.entry.2.key=ContentBasedDeduplication&"
+        "Attributes.entry.2.value=true",
+        arg);
+    return NULL;
+}
+
+/* A topic someone makes between CreateTopic's lookup and its insert is compared with, not
+ * overwritten: CreateTopic used to answer 200 and set ContentBasedDeduplication on it. */
+START_TEST(create_topic_does_not_overwrite_a_topic_made_meanwhile)
+{
+    PGconn *hold = harness_hold_inserts("topics", "made-meanwhile.fifo");
+    struct response r;
+    pthread_t t;
+    pthread_create(&t, NULL, create_topic_main, &r);
+    harness_hold_wait(hold);
+    PGresult *res = PQexec(hold, "INSERT INTO topics (name, fifo, content_based_dedup) "
+                                 "VALUES ('made-meanwhile.fifo', true, false)");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    harness_hold_release(hold, "topics");
+    pthread_join(t, NULL);
+    assert_error(&r, 400, "InvalidParameter");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM topics WHERE name = "
+                                  "'made-meanwhile.fifo' AND NOT content_based_dedup"),
+                     1);
+}
+END_TEST
+
 START_TEST(results_have_sns_shapes)
 {
     struct response r;
@@ -561,6 +593,7 @@ int main(void)
     Suite *s = suite_create("sns");
     TCase *t = tcase_create("sns");
     tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, create_topic_does_not_overwrite_a_topic_made_meanwhile);
     tcase_add_test(t, results_have_sns_shapes);
     tcase_add_test(t, errors_have_sns_codes);
     tcase_add_test(t, filter_policies_are_compiled);

@@ -633,6 +633,41 @@ START_TEST(system_attributes_are_answered_by_digest)
 }
 END_TEST
 
+struct create_call {
+    const char *body;
+    struct response r;
+};
+
+static void *create_call_main(void *arg)
+{
+    struct create_call *cc = arg;
+    json_call("CreateQueue", cc->body, admin_key, admin_secret, &cc->r);
+    return NULL;
+}
+
+/* A queue someone makes between CreateQueue's lookup and its insert is compared with, not
+ * overwritten: the second CreateQueue used to answer 200 and replace the attributes. */
+START_TEST(create_queue_does_not_overwrite_a_queue_made_meanwhile)
+{
+    PGconn *hold = harness_hold_inserts("queues", "made-meanwhile");
+    struct create_call cc = {
+        .body = "{\"QueueName\":\"made-meanwhile\",\"Attributes\":{\"VisibilityTimeout\":\"60\"}}"};
+    pthread_t t;
+    pthread_create(&t, NULL, create_call_main, &cc);
+    harness_hold_wait(hold);
+    PGresult *r = PQexec(hold, "INSERT INTO queues (name, visibility_timeout) "
+                               "VALUES ('made-meanwhile', 10)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    harness_hold_release(hold, "queues");
+    pthread_join(t, NULL);
+    assert_json_error(&cc.r, 400, "#QueueNameExists", "QueueAlreadyExists");
+    response_cleanup(&cc.r);
+    ck_assert_int_eq(
+        harness_sqlf("SELECT visibility_timeout FROM queues WHERE name = 'made-meanwhile'"), 10);
+}
+END_TEST
+
 /* CreateQueue stores the queue and its tags in one transaction: a connection that dies while
  * the tags are written (a trigger terminates its own backend) leaves no queue behind, where a
  * queue committed first could not be deleted again over the dead connection. */
@@ -1150,6 +1185,7 @@ int main(void)
     tcase_add_test(t, unknown_keys_are_looked_up_only_so_often);
     tcase_add_test(t, sqs_errors_in_both_protocols);
     tcase_add_test(t, system_attributes_are_answered_by_digest);
+    tcase_add_test(t, create_queue_does_not_overwrite_a_queue_made_meanwhile);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);
     tcase_add_test(t, sns_unknown_action);

@@ -151,6 +151,52 @@ char *harness_sql(const char *url, const char *sql)
     return v;
 }
 
+#define HOLD_KEY "4713"
+
+/* Runs sql on pg; asserts it succeeded. */
+static void hold_exec(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQerrorMessage(pg));
+    PQclear(r);
+}
+
+PGconn *harness_hold_inserts(const char *table, const char *name)
+{
+    PGconn *pg = PQconnectdb(harness_db_url());
+    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "CREATE OR REPLACE FUNCTION harness_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
+             "BEGIN PERFORM pg_advisory_lock(" HOLD_KEY "); PERFORM pg_advisory_unlock(" HOLD_KEY
+             "); RETURN NEW; END $$; CREATE TRIGGER harness_hold BEFORE INSERT ON %s FOR EACH ROW "
+             "WHEN (NEW.name = '%s') EXECUTE FUNCTION harness_hold()",
+             table, name);
+    hold_exec(pg, sql);
+    hold_exec(pg, "SELECT pg_advisory_lock(" HOLD_KEY ")");
+    return pg;
+}
+
+void harness_hold_wait(PGconn *hold)
+{
+    (void)hold;
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                      "AND objid = " HOLD_KEY " AND NOT granted",
+                                      1, 10),
+                     1);
+}
+
+void harness_hold_release(PGconn *hold, const char *table)
+{
+    char sql[200];
+    hold_exec(hold, "SELECT pg_advisory_unlock(" HOLD_KEY ")");
+    snprintf(sql, sizeof sql, "DROP TRIGGER harness_hold ON %s", table);
+    hold_exec(hold, sql);
+    PQfinish(hold);
+}
+
 /* Servers started and not stopped yet. The runner does not fork, so a failed check longjmps
  * out of its test past the test's harness_stop: that server keeps running, its threads using
  * the test's struct. Starting the same struct again would zero its app under them (a receive
