@@ -26,7 +26,7 @@ static struct db_stmt q_topic_put =
 static struct db_stmt q_topic_create =
     DB_STMT("mq_topic_create",
             "INSERT INTO topics (name, fifo, content_based_dedup) VALUES ($1, $2, $3) "
-            "ON CONFLICT (name) DO NOTHING RETURNING id",
+            "ON CONFLICT (name) DO NOTHING RETURNING true",
             3);
 static struct db_stmt q_topic_set_dedup =
     DB_STMT("mq_topic_set_dedup",
@@ -135,32 +135,32 @@ bool mq_topic_name_valid(const char *name)
     return true;
 }
 
-enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_based_dedup,
-                            bool *created)
+/* Runs q (mq_topic_put or mq_topic_create) for topic name: *created from its one column, true
+ * for a row it inserted (no row: nothing written). */
+static enum mq_status topic_write(struct db_conn *c, struct db_stmt *q, const char *name,
+                                  bool content_based_dedup, bool *created)
 {
     size_t n = strlen(name);
     bool fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
     const char *v[] = {name, fifo ? "t" : "f", content_based_dedup ? "t" : "f"};
-    PGresult *r = db_exec(c, &q_topic_put, v, NULL, NULL);
+    PGresult *r = db_exec(c, q, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
-    *created = PQgetvalue(r, 0, 0)[0] == 't';
+    *created = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return MQ_OK;
+}
+
+enum mq_status mq_topic_put(struct db_conn *c, const char *name, bool content_based_dedup,
+                            bool *created)
+{
+    return topic_write(c, &q_topic_put, name, content_based_dedup, created);
 }
 
 enum mq_status mq_topic_create(struct db_conn *c, const char *name, bool content_based_dedup,
                                bool *created)
 {
-    size_t n = strlen(name);
-    bool fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
-    const char *v[] = {name, fifo ? "t" : "f", content_based_dedup ? "t" : "f"};
-    PGresult *r = db_exec(c, &q_topic_create, v, NULL, NULL);
-    if (!db_ok(c, r, PGRES_TUPLES_OK))
-        return mq_failed(c, r);
-    *created = PQntuples(r) == 1;
-    PQclear(r);
-    return MQ_OK;
+    return topic_write(c, &q_topic_create, name, content_based_dedup, created);
 }
 
 enum mq_status mq_topic_set_dedup(struct db_conn *c, const char *name, bool content_based_dedup)
