@@ -126,6 +126,9 @@ enum mq_status mq_queue_delete(struct db_conn *c, const char *name);
  * of malloc'd strings, freed by the caller (each, then the array). */
 enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, char ***names,
                              int *count, bool *more);
+/* mq_queue_list of the names that start with prefix. */
+enum mq_status mq_queue_list_prefix(struct db_conn *c, const char *after, const char *prefix,
+                                    int limit, char ***names, int *count, bool *more);
 enum mq_status mq_queue_stats(struct db_conn *c, const struct mq_queue *q, struct mq_stats *out);
 
 struct mq_depth {
@@ -192,8 +195,8 @@ struct mq_delete_row {
  * one in the one-row DELETE of mq_delete; each receipt that deleted nothing is tried again
  * alone): out[i] is the outcome of rows[i] as mq_delete would give it. Returns MQ_OK, or the
  * database failure that stopped it; out[i] then still says what was found before (MQ_OK: its
- * delete committed; MQ_CONFLICT: superseded), and the failure for a receipt not tried. mq_delete_many of a standard
- * queue and the combiner (rydes/mq_combiner.h) come here. */
+ * delete committed; MQ_CONFLICT: superseded), and the failure for a receipt not tried.
+ * mq_delete_many of a standard queue and the combiner (rydes/mq_combiner.h) come here. */
 enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *rows, int n,
                               enum mq_status *out);
 /* Sets the message's visibility to now + seconds: MQ_CONFLICT when superseded, MQ_NOT_FOUND

@@ -415,20 +415,6 @@ static bool page_input(struct aws_call *call, int *limit, const char **after,
 
 /* Appends the URLs of names with prefix to urls until it holds limit; *last is the name of
  * the last one appended (a copy, caller frees). */
-static void collect_urls(struct aws_call *call, char **names, int count, const char *prefix,
-                         int limit, json_t *urls, char **last)
-{
-    char url[512];
-    for (int i = 0; i < count && (int)json_array_size(urls) < limit; i++) {
-        if (strncmp(names[i], prefix, strlen(prefix)) != 0)
-            continue;
-        aws_queue_url(call, names[i], url, sizeof url);
-        json_array_append_new(urls, json_string(url));
-        free(*last);
-        *last = xstrdup(names[i]);
-    }
-}
-
 static void free_names(char **names, int count)
 {
     for (int i = 0; i < count; i++)
@@ -436,6 +422,8 @@ static void free_names(char **names, int count)
     free(names);
 }
 
+/* One page of names (those with QueueNamePrefix, filtered by the database) after NextToken;
+ * NextToken again while more follow, when MaxResults asked for pages. */
 static enum handler_result list_queues(struct aws_call *call, struct db_conn *c)
 {
     enum handler_result res;
@@ -444,32 +432,24 @@ static enum handler_result list_queues(struct aws_call *call, struct db_conn *c)
     if (!page_input(call, &limit, &after, &res))
         return res;
     const char *prefix = sqs_str(call, "QueueNamePrefix");
+    char **names;
+    int count;
+    bool more;
+    enum mq_status st = prefix && *prefix
+                            ? mq_queue_list_prefix(c, after, prefix, limit, &names, &count, &more)
+                            : mq_queue_list(c, after, limit, &names, &count, &more);
+    if (st != MQ_OK)
+        return sqs_engine_failed(call, st, NULL);
     json_t *urls = json_array();
-    char *last = NULL, *cursor = xstrdup(after);
-    bool more = true;
-    while (more && (int)json_array_size(urls) < limit) {
-        char **names;
-        int count;
-        enum mq_status st = mq_queue_list(c, cursor, 1000, &names, &count, &more);
-        if (st != MQ_OK) {
-            json_decref(urls);
-            free(last);
-            free(cursor);
-            return sqs_engine_failed(call, st, NULL);
-        }
-        collect_urls(call, names, count, prefix ? prefix : "", limit, urls, &last);
-        free(cursor);
-        cursor = count ? xstrdup(names[count - 1]) : xstrdup("");
-        more = more && count > 0;
-        bool rest = last && count && strcmp(last, names[count - 1]) != 0;
-        more = more || rest;
-        free_names(names, count);
+    char url[512];
+    for (int i = 0; i < count; i++) {
+        aws_queue_url(call, names[i], url, sizeof url);
+        json_array_append_new(urls, json_string(url));
     }
     json_t *out = json_pack("{s:o}", "QueueUrls", urls);
-    if (more && last && json_object_get(call->in, "MaxResults"))
-        json_object_set_new(out, "NextToken", json_string(last));
-    free(last);
-    free(cursor);
+    if (more && count && json_object_get(call->in, "MaxResults"))
+        json_object_set_new(out, "NextToken", json_string(names[count - 1]));
+    free_names(names, count);
     return aws_reply(call, out);
 }
 

@@ -8,10 +8,11 @@
 void mq_copy(char *dst, size_t n, PGresult *r, int row, int col);
 /* Reads a message row (laid out as MQ_MESSAGE_COLUMNS) of queue queue_id. */
 void mq_read_message(PGresult *r, int row, int queue_id, struct mq_message *m);
-/* Runs st ($1: the name to list after, $2: a row limit) and returns up to limit names, each
- * malloc'd, in a malloc'd array (the caller frees both); *more when further names follow. */
-enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *after, int limit,
-                             char ***names, int *count, bool *more);
+/* Runs st ($1: the name to list after, $2: a row limit, $3: also, when st takes it) and
+ * returns up to limit names, each malloc'd, in a malloc'd array (the caller frees both); *more
+ * when further names follow. */
+enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *after,
+                             const char *also, int limit, char ***names, int *count, bool *more);
 /* Frees what one message owns (not the message itself). */
 void mq_messages_clear(struct mq_message *m);
 

@@ -64,6 +64,12 @@ static struct db_stmt q_upsert = DB_STMT(
 static struct db_stmt q_delete = DB_STMT("mq_queue_delete", "SELECT mq_delete_queue($1)", 1);
 static struct db_stmt q_list =
     DB_STMT("mq_queue_list", "SELECT name FROM queues WHERE name > $1 ORDER BY name LIMIT $2", 2);
+/* The same, only names that start with $3. */
+static struct db_stmt q_list_prefix =
+    DB_STMT("mq_queue_list_prefix",
+            "SELECT name FROM queues WHERE name > $1 AND starts_with(name, $3) ORDER BY name "
+            "LIMIT $2",
+            3);
 static struct db_stmt q_stats =
     DB_STMT("mq_queue_stats",
             "SELECT count(*), count(*) FILTER (WHERE s.visible_at <= now()), "
@@ -327,12 +333,12 @@ enum mq_status mq_queue_delete(struct db_conn *c, const char *name)
     return found ? MQ_OK : MQ_NOT_FOUND;
 }
 
-enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *after, int limit,
-                             char ***names, int *count, bool *more)
+enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *after,
+                             const char *also, int limit, char ***names, int *count, bool *more)
 {
     char l[16];
     snprintf(l, sizeof l, "%d", limit + 1); /* one extra row tells whether there is more */
-    const char *v[] = {after, l};
+    const char *v[] = {after, l, also};
     PGresult *r = db_exec(c, st, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
@@ -349,7 +355,13 @@ enum mq_status mq_list_names(struct db_conn *c, struct db_stmt *st, const char *
 enum mq_status mq_queue_list(struct db_conn *c, const char *after, int limit, char ***names,
                              int *count, bool *more)
 {
-    return mq_list_names(c, &q_list, after, limit, names, count, more);
+    return mq_list_names(c, &q_list, after, NULL, limit, names, count, more);
+}
+
+enum mq_status mq_queue_list_prefix(struct db_conn *c, const char *after, const char *prefix,
+                                    int limit, char ***names, int *count, bool *more)
+{
+    return mq_list_names(c, &q_list_prefix, after, prefix, limit, names, count, more);
 }
 
 static enum mq_status measured_depth(struct db_conn *c, const char *id, struct mq_stats *out)

@@ -212,7 +212,7 @@ enum mq_status mq_topic_delete(struct db_conn *c, const char *name)
 enum mq_status mq_topic_list(struct db_conn *c, const char *after, int limit, char ***names,
                              int *count, bool *more)
 {
-    return mq_list_names(c, &q_topic_list, after, limit, names, count, more);
+    return mq_list_names(c, &q_topic_list, after, NULL, limit, names, count, more);
 }
 
 /* The id of the queue named queue into id, refused (MQ_INVALID with detail) when it does not

@@ -633,6 +633,45 @@ START_TEST(system_attributes_are_answered_by_digest)
 }
 END_TEST
 
+/* ListQueues filters by QueueNamePrefix in the database and pages what matches: no NextToken
+ * after the last match (one used to follow a page whose last match was not the last name of
+ * the page read, leading to an empty page). */
+START_TEST(list_queues_pages_by_prefix)
+{
+    create_queue("lq-a1");
+    create_queue("lq-a2");
+    create_queue("lq-b1");
+    struct response r;
+    json_call("ListQueues", "{\"QueueNamePrefix\":\"lq-a\",\"MaxResults\":2}", admin_key,
+              admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "QueueUrls")), 2);
+    ck_assert_ptr_null(json_object_get(r.json, "NextToken"));
+    response_cleanup(&r);
+    json_call("ListQueues", "{\"QueueNamePrefix\":\"lq-a\",\"MaxResults\":1}", admin_key,
+              admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *urls = json_object_get(r.json, "QueueUrls");
+    ck_assert_int_eq(json_array_size(urls), 1);
+    ck_assert(strstr(json_string_value(json_array_get(urls, 0)), "/lq-a1"));
+    ck_assert_str_eq(json_str(r.json, "NextToken"), "lq-a1");
+    response_cleanup(&r);
+    json_call("ListQueues",
+              "{\"QueueNamePrefix\":\"lq-a\",\"MaxResults\":1,\"NextToken\":\"lq-a1\"}", admin_key,
+              admin_secret, &r);
+    urls = json_object_get(r.json, "QueueUrls");
+    ck_assert_int_eq(json_array_size(urls), 1);
+    ck_assert(strstr(json_string_value(json_array_get(urls, 0)), "/lq-a2"));
+    ck_assert_ptr_null(json_object_get(r.json, "NextToken"));
+    response_cleanup(&r);
+    json_call("ListQueues", "{\"QueueNamePrefix\":\"lq-z\",\"MaxResults\":5}", admin_key,
+              admin_secret, &r);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "QueueUrls")), 0);
+    ck_assert_ptr_null(json_object_get(r.json, "NextToken"));
+    response_cleanup(&r);
+}
+END_TEST
+
 struct create_call {
     const char *body;
     struct response r;
@@ -1186,6 +1225,7 @@ int main(void)
     tcase_add_test(t, sqs_errors_in_both_protocols);
     tcase_add_test(t, system_attributes_are_answered_by_digest);
     tcase_add_test(t, create_queue_does_not_overwrite_a_queue_made_meanwhile);
+    tcase_add_test(t, list_queues_pages_by_prefix);
     tcase_add_test(t, roles_apply);
     tcase_add_test(t, query_protocol_on_the_queue_url);
     tcase_add_test(t, sns_unknown_action);
