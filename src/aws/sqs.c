@@ -203,8 +203,14 @@ static bool apply_attribute(struct aws_call *call, const char *name, json_t *jv,
         ok = ok && bool_text(v, &b) && b == a->fifo;
     else if (strcmp(name, "ContentBasedDeduplication") == 0 && a->fifo)
         ok = ok && bool_text(v, &a->content_based_dedup);
-    else if (strcmp(name, "SqsManagedSseEnabled") == 0)
-        ok = ok && bool_text(v, &b); /* accepted: PostgreSQL's storage is what it is */
+    else if (strcmp(name, "SqsManagedSseEnabled") == 0 && bool_text(v, &b) && b) {
+        /* false only: saying true would claim encryption at rest nothing does */
+        *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_VALUE,
+                        "Invalid value for the parameter SqsManagedSseEnabled: server-side "
+                        "encryption is not supported (only false).");
+        return false;
+    } else if (strcmp(name, "SqsManagedSseEnabled") == 0)
+        ok = ok && bool_text(v, &b);
     else {
         *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME, "Unknown Attribute %.100s.", name);
         return false;
@@ -583,7 +589,11 @@ static enum handler_result set_queue_attributes(struct aws_call *call, struct db
     struct mq_queue q;
     if (!sqs_queue(call, c, &q, &res))
         return res;
-    if (json_object_get(json_object_get(call->in, "Attributes"), "FifoQueue"))
+    json_t *attrs = json_object_get(call->in, "Attributes");
+    if (!json_is_object(attrs) || json_object_size(attrs) == 0)
+        return aws_fail(call, WIRE_MISSING_PARAMETER,
+                        "The request must contain the parameter Attributes.");
+    if (json_object_get(attrs, "FifoQueue"))
         return aws_fail(call, WIRE_INVALID_ATTRIBUTE_NAME,
                         "FifoQueue can be set only when the queue is created.");
     /* the named attributes only, on the queue as it is now (not a cached copy): concurrent

@@ -898,6 +898,23 @@ START_TEST(set_queue_attributes_changes_only_what_it_names)
     ck_assert_int_eq(harness_sqlf("SELECT visibility_timeout * 100 + delay_seconds FROM queues "
                                   "WHERE name = 'sqa'"),
                      6107);
+    /* nothing to set is a missing parameter (it used to rewrite the queue and answer 200) */
+    query_call("/", "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa", &r);
+    assert_xml_error(&r, 400, "MissingParameter");
+    response_cleanup(&r);
+    /* SqsManagedSseEnabled: false only (true would claim an encryption nothing does) */
+    query_call("/",
+               "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa"
+               "&Attribute.1.Name=SqsManagedSseEnabled&Attribute.1.Value=true",
+               &r);
+    assert_xml_error(&r, 400, "InvalidAttributeValue");
+    response_cleanup(&r);
+    query_call("/",
+               "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa"
+               "&Attribute.1.Name=SqsManagedSseEnabled&Attribute.1.Value=false",
+               &r);
+    ck_assert_msg(r.status == 200, "%s", buf_str(&r.body));
+    response_cleanup(&r);
     query_call("/", get, &r);
     response_cleanup(&r);
     harness_sqlf("WITH d AS (DELETE FROM queues WHERE name = 'sqa' RETURNING 1) "
