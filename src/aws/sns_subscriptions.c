@@ -284,11 +284,21 @@ static const struct mq_subscription *same_target(const struct found_sub *f,
     return NULL;
 }
 
-static bool same_attributes(const struct mq_subscription *s, const struct sub_change *ch)
+/* Does s have what ch asks for? The delivery and redrive policies are compared when the
+ * request names them (named: its Attributes). */
+static bool same_attributes(const struct mq_subscription *s, const struct sub_change *ch,
+                            json_t *named)
 {
     bool policies = (!s->filter_policy && !ch->policy) ||
                     (s->filter_policy && ch->policy && json_equal(s->filter_policy, ch->policy));
-    return policies && s->raw == ch->in.raw && (!ch->policy || s->scope == ch->in.scope);
+    bool delivery = !json_object_get(named, "DeliveryPolicy") ||
+                    (s->max_attempts == ch->in.max_attempts &&
+                     s->min_delay_seconds == ch->in.min_delay_seconds &&
+                     s->max_delay_seconds == ch->in.max_delay_seconds);
+    bool redrive =
+        !json_object_get(named, "RedrivePolicy") || strcmp(s->dead_letter_queue, ch->dlq) == 0;
+    return policies && s->raw == ch->in.raw && (!ch->policy || s->scope == ch->in.scope) &&
+           delivery && redrive;
 }
 
 /* Applies Subscribe's Attributes map to ch. */
@@ -310,7 +320,8 @@ static enum handler_result subscribe_existing(struct aws_call *call, const struc
                                               const struct mq_subscription *s,
                                               const struct sub_change *ch)
 {
-    if (json_object_size(json_object_get(call->in, "Attributes")) && !same_attributes(s, ch))
+    json_t *named = json_object_get(call->in, "Attributes");
+    if (json_object_size(named) && !same_attributes(s, ch, named))
         return aws_fail(call, WIRE_SNS_INVALID_PARAMETER,
                         "Invalid parameter: Attributes Reason: Subscription already exists with "
                         "different attributes");

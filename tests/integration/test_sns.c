@@ -280,6 +280,31 @@ START_TEST(delivery_policies_default_what_they_leave_out)
                                   "max_delay_seconds FROM subscriptions WHERE url = "
                                   "'https://example.com/d'"),
                      62020);
+    /* the same endpoint again: the same policy finds it, another one is refused (it used to
+     * answer the existing subscription and drop the policy asked for) */
+    sns("Action=Subscribe&TopicArn=" ARN "delivery&Protocol=https&Endpoint=https://example.com/d&"
+        "Attributes.entry.1.key=DeliveryPolicy&Attributes.entry.1.value=%7B%22healthyRetryPolicy"
+        "%22%3A%7B%22numRetries%22%3A5%7D%7D",
+        &r);
+    assert_ok(&r, "<SubscriptionArn>" ARN "delivery:url-", NULL);
+    response_cleanup(&r);
+    sns("Action=Subscribe&TopicArn=" ARN "delivery&Protocol=https&Endpoint=https://example.com/d&"
+        "Attributes.entry.1.key=DeliveryPolicy&Attributes.entry.1.value=%7B%22healthyRetryPolicy"
+        "%22%3A%7B%22numRetries%22%3A1%7D%7D",
+        &r);
+    assert_error(&r, 400, "InvalidParameter");
+    response_cleanup(&r);
+    harness_put_queue(&srv, "delivery-dlq", NULL, 201);
+    sns("Action=Subscribe&TopicArn=" ARN "delivery&Protocol=https&Endpoint=https://example.com/d&"
+        "Attributes.entry.1.key=RedrivePolicy&Attributes.entry.1.value=%7B%22deadLetterTargetArn"
+        "%22%3A%22arn%3Aaws%3Asqs%3Aus-east-1%3A000000000000%3Adelivery-dlq%22%7D",
+        &r);
+    assert_error(&r, 400, "InvalidParameter");
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT max_attempts * 10000 + min_delay_seconds * 100 + "
+                                  "max_delay_seconds FROM subscriptions WHERE url = "
+                                  "'https://example.com/d' AND dead_letter_queue_id IS NULL"),
+                     62020);
     sns("Action=Subscribe&TopicArn=" ARN "delivery&Protocol=https&Endpoint=https://example.com/e&"
         "Attributes.entry.1.key=DeliveryPolicy&Attributes.entry.1.value=%7B%22healthyRetryPolicy"
         "%22%3A%7B%22numRetries%22%3A3.0%7D%7D",
