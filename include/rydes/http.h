@@ -118,6 +118,10 @@ int http_server_stop(struct http_server *s, int timeout_ms);
 
 /* Query-string argument, or NULL. */
 const char *http_query(struct http_request *req, const char *name);
+/* Calls fn with each query-string argument as sent (still percent-encoded; value NULL for a
+ * name without "="), in order. */
+void http_query_each(struct http_request *req,
+                     void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 /* Request header (case-insensitive), or NULL. */
 const char *http_header(struct http_request *req, const char *name);
 /* Adds a header to the reply that will be queued next. name must be a static string. */

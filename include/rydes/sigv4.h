@@ -44,6 +44,11 @@ struct sigv4_request {
     size_t body_len;
 };
 
+/* Appends the canonical query string of n decoded names and values (a NULL value is empty) to
+ * out: each URI-encoded (RFC 3986: spaces as %20), sorted by name, then value, joined by "&". */
+void sigv4_canonical_query(const char *const *names, const char *const *values, size_t n,
+                           struct buf *out);
+
 /* Appends the canonical request of r for the signed headers (";"-separated) to out. */
 void sigv4_canonical_request(const struct sigv4_request *r, const char *signed_headers,
                              struct buf *out);

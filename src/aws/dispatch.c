@@ -16,6 +16,7 @@
 #include "rydes/clock.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
+#include "rydes/router.h"
 #include "rydes/sigv4.h"
 #include "rydes/validate.h"
 
@@ -140,15 +141,61 @@ static const char *header_of(void *ctx, const char *name)
     return http_header(ctx, name);
 }
 
+/* Query arguments a signed request may carry (SQS and SNS take theirs in the body; a signed
+ * query is a proxy's or a client's addition, kept short). */
+#define AWS_MAX_QUERY_ARGS 32
+
+/* The request's query arguments, decoded ('+' is itself, as SigV4 clients send it). */
+struct query_args {
+    char *names[AWS_MAX_QUERY_ARGS], *values[AWS_MAX_QUERY_ARGS];
+    size_t n;
+    bool over; /* more than AWS_MAX_QUERY_ARGS: the signature is not checked */
+};
+
+static char *arg_decode(const char *raw)
+{
+    char *d = raw ? router_percent_decode(raw, strlen(raw)) : NULL;
+    return d ? d : xstrdup(raw ? raw : ""); /* malformed: as sent (it cannot match anyway) */
+}
+
+static void add_arg(void *ctx, const char *name, const char *value)
+{
+    struct query_args *q = ctx;
+    if (q->n == AWS_MAX_QUERY_ARGS) {
+        q->over = true;
+        return;
+    }
+    q->names[q->n] = arg_decode(name);
+    q->values[q->n] = arg_decode(value);
+    q->n++;
+}
+
+/* The canonical query string of req into out; false when it has too many arguments. */
+static bool canonical_query(struct http_request *req, struct buf *out)
+{
+    struct query_args q = {.n = 0};
+    http_query_each(req, add_arg, &q);
+    sigv4_canonical_query((const char *const *)q.names, (const char *const *)q.values, q.n, out);
+    for (size_t i = 0; i < q.n; i++) {
+        free(q.names[i]);
+        free(q.values[i]);
+    }
+    return !q.over;
+}
+
 /* Checks the signature with the key's secret; answers the failure. */
 static bool verify(struct aws_call *call, const struct sigv4_auth *a, const char *secret,
                    enum handler_result *res)
 {
     struct http_request *req = call->req;
-    struct sigv4_request r = {req->method,        req->path,        "", header_of, req,
-                              req->body.buf.data, req->body.buf.len};
+    struct buf query;
+    buf_init(&query);
+    bool args_ok = canonical_query(req, &query);
+    struct sigv4_request r = {req->method, req->path,          buf_str(&query),  header_of,
+                              req,         req->body.buf.data, req->body.buf.len};
     int64_t now = clock_wall_us() / 1000000;
-    enum sigv4_result v = sigv4_verify(&r, a, secret, now);
+    enum sigv4_result v = args_ok ? sigv4_verify(&r, a, secret, now) : SIGV4_MISMATCH;
+    buf_cleanup(&query);
     if (v == SIGV4_OK)
         return true;
     char stamp[17];

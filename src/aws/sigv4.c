@@ -7,6 +7,8 @@
  * constant-time; everything else depends on public inputs. */
 #include "rydes/sigv4.h"
 
+#include "rydes/mem.h"
+
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -173,17 +175,59 @@ bool sigv4_parse_amz_date(const char *s, int64_t *epoch_s)
     return tm.tm_mday == mday && tm.tm_mon == mon; /* not a day the month lacks (Feb 31) */
 }
 
+/* s URI-encoded as SigV4 asks: every byte but the unreserved ones and those of keep
+ * percent-encoded. */
+static void uri_encode(const char *s, const char *keep, struct buf *out)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || strchr("-_.~", *p) || strchr(keep, *p))
+            buf_append(out, p, 1);
+        else
+            buf_printf(out, "%%%02X", *p);
+    }
+}
+
 /* The canonical URI: every byte but the unreserved ones and '/' percent-encoded. */
 static void canonical_uri(const char *path, struct buf *out)
 {
     if (!*path)
         buf_puts(out, "/");
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-        if (isalnum(*p) || strchr("-_.~/", *p))
-            buf_append(out, p, 1);
-        else
-            buf_printf(out, "%%%02X", *p);
+    uri_encode(path, "/", out);
+}
+
+struct query_pair {
+    char *name, *value; /* encoded */
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+    const struct query_pair *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+void sigv4_canonical_query(const char *const *names, const char *const *values, size_t n,
+                           struct buf *out)
+{
+    struct query_pair *pairs = n ? xcalloc(n, sizeof *pairs) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct buf b;
+        buf_init(&b);
+        uri_encode(names[i], "", &b);
+        pairs[i].name = xstrdup(buf_str(&b));
+        buf_reset(&b);
+        uri_encode(values[i] ? values[i] : "", "", &b);
+        pairs[i].value = xstrdup(buf_str(&b));
+        buf_cleanup(&b);
     }
+    if (n)
+        qsort(pairs, n, sizeof *pairs, pair_cmp);
+    for (size_t i = 0; i < n; i++) {
+        buf_printf(out, "%s%s=%s", i ? "&" : "", pairs[i].name, pairs[i].value);
+        free(pairs[i].name);
+        free(pairs[i].value);
+    }
+    free(pairs);
 }
 
 /* A header value trimmed, with runs of spaces collapsed to one. */

@@ -123,6 +123,27 @@ static char *query_decode(const char *raw)
 
 static struct query_value **query_list(struct http_request *req);
 
+struct query_each {
+    void (*fn)(void *ctx, const char *name, const char *value);
+    void *ctx;
+};
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *name,
+                                      const char *value)
+{
+    (void)kind;
+    struct query_each *e = cls;
+    e->fn(e->ctx, name, value);
+    return MHD_YES;
+}
+
+void http_query_each(struct http_request *req,
+                     void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    struct query_each e = {fn, ctx};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &e);
+}
+
 const char *http_query(struct http_request *req, const char *name)
 {
     const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);

@@ -14,6 +14,7 @@
 #include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
 #include "rydes/prebookings.h"
+#include "rydes/router.h"
 #include "rydes/secret.h"
 #include "rydes/sigv4.h"
 #include "rydes/tokens.h"
@@ -87,7 +88,29 @@ static const char *header_of(void *ctx, const char *name)
                                                : h->target;
 }
 
-/* Sends r signed with SigV4 (scope us-east-1/service) into out. */
+/* The canonical query of the query part q ("a=1&b=2", percent-encoded) of a test's path into
+ * out. */
+static void test_canonical_query(const char *q, struct buf *out)
+{
+    char *copy = strdup(q), *names[8], *values[8], *save = NULL;
+    size_t n = 0;
+    for (char *p = strtok_r(copy, "&", &save); p && n < 8; p = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(p, '=');
+        if (eq)
+            *eq = '\0';
+        names[n] = router_percent_decode(p, strlen(p));
+        values[n++] = eq ? router_percent_decode(eq + 1, strlen(eq + 1)) : NULL;
+    }
+    sigv4_canonical_query((const char *const *)names, (const char *const *)values, n, out);
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+        free(values[i]);
+    }
+    free(copy);
+}
+
+/* Sends r signed with SigV4 (scope us-east-1/service) into out; a query in r->path is
+ * signed too. */
 static void send_signed(const struct signed_request *r, struct response *out)
 {
     char date[17];
@@ -98,10 +121,18 @@ static void send_signed(const struct signed_request *r, struct response *out)
     struct header_set h = {r->host ? r->host : srv.base + 7, date, r->content_type, r->target};
     const char *signed_headers =
         r->target ? "content-type;host;x-amz-date;x-amz-target" : "content-type;host;x-amz-date";
-    struct sigv4_request sr = {"POST", r->path, "", header_of, &h, r->body, strlen(r->body)};
-    struct buf c, s;
+    char path[256];
+    snprintf(path, sizeof path, "%s", r->path);
+    char *question = strchr(path, '?');
+    struct buf c, s, q;
     buf_init(&c);
     buf_init(&s);
+    buf_init(&q);
+    if (question) {
+        *question = '\0';
+        test_canonical_query(question + 1, &q);
+    }
+    struct sigv4_request sr = {"POST", path, buf_str(&q), header_of, &h, r->body, strlen(r->body)};
     sigv4_canonical_request(&sr, signed_headers, &c);
     char scope[96], sig[65], extra[1024];
     snprintf(scope, sizeof scope, "%.8s/us-east-1/%s/aws4_request", date, r->service);
@@ -119,6 +150,7 @@ static void send_signed(const struct signed_request *r, struct response *out)
     harness_request(&srv, "POST", r->path, NULL, r->body, r->content_type, extra, out);
     buf_cleanup(&c);
     buf_cleanup(&s);
+    buf_cleanup(&q);
 }
 
 #define JSON_TYPE  "application/x-amz-json-1.0"
@@ -254,6 +286,20 @@ START_TEST(unknown_key_wrong_secret_and_skew)
     send_signed(&skewed, &r);
     assert_xml_error(&r, 403, "SignatureDoesNotMatch");
     ck_assert(strstr(buf_str(&r.body), "Signature expired"));
+    response_cleanup(&r);
+    /* a query string (a proxy's or a client's addition) is part of what is signed: it was
+     * taken as empty, and every such request failed to verify */
+    struct signed_request query = {"/?b=2&a=1%202&c",
+                                   "{}",
+                                   JSON_TYPE,
+                                   "AmazonSQS.ListQueues",
+                                   admin_key,
+                                   admin_secret,
+                                   "sqs",
+                                   0,
+                                   NULL};
+    send_signed(&query, &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, buf_str(&r.body));
     response_cleanup(&r);
 }
 END_TEST

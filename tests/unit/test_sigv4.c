@@ -57,6 +57,37 @@ START_TEST(test_canonical_request_hash)
 }
 END_TEST
 
+/* The canonical query of the AWS SigV4 test suite's cases: sorted by name, then value (byte
+ * order: "V" before "v"), unreserved characters kept, everything else %-encoded in upper-case
+ * hex (spaces as %20, "+" as %2B, UTF-8 byte by byte), a name without a value as "name=". */
+START_TEST(test_canonical_query)
+{
+    static const struct {
+        const char *names[3], *values[3];
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {{"Param2", "Param1"}, {"value2", "value1"}, 2, "Param1=value1&Param2=value2"},
+        {{"Param1", "Param1"}, {"value2", "Value1"}, 2, "Param1=Value1&Param1=value2"},
+        {{"-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"},
+         {"-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"},
+         1,
+         "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz="
+         "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"},
+        {{"\xe1\x88\xb4"}, {"bar"}, 1, "%E1%88%B4=bar"},
+        {{"a b", "c"}, {"x+y", NULL}, 2, "a%20b=x%2By&c="},
+        {{NULL}, {NULL}, 0, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct buf b;
+        buf_init(&b);
+        sigv4_canonical_query(cases[i].names, cases[i].values, cases[i].n, &b);
+        ck_assert_str_eq(buf_str(&b), cases[i].want);
+        buf_cleanup(&b);
+    }
+}
+END_TEST
+
 START_TEST(test_signing_key_and_signature)
 {
     unsigned char key[32];
@@ -193,6 +224,7 @@ static Suite *sigv4_suite(void)
     Suite *s = suite_create("sigv4");
     TCase *tc = tcase_create("sigv4");
     tcase_add_test(tc, test_canonical_request_hash);
+    tcase_add_test(tc, test_canonical_query);
     tcase_add_test(tc, test_signing_key_and_signature);
     tcase_add_test(tc, test_signing_key_bounds);
     tcase_add_test(tc, test_parse_authorization);
