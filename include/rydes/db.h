@@ -13,6 +13,7 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #define DB_MAX_STMTS         256
@@ -59,6 +60,7 @@ struct db_pool_stats {
     int connected;
     unsigned long long exhausted_total; /* acquires that waited their whole timeout (> 0) */
     unsigned long long connect_failures_total;
+    int64_t last_back_us; /* monotonic: when an open connection last came back idle; 0 never */
 };
 
 struct db_pool;

@@ -4,6 +4,7 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
+#include "rydes/clock.h"
 #include "rydes/migrate.h"
 #include "rydes/mq.h"
 #include "rydes/openapi.h"
@@ -47,8 +48,19 @@ static enum handler_result readyz_answer(struct http_request *req, struct db_con
     return readyz_reply(req, applied);
 }
 
+/* How long every connection may stay taken before a busy pool no longer counts as a working
+ * database: statements that long (a database that stopped answering under them) are stuck. */
+#define READY_BUSY_US 5000000
+
+/* None free: ready while connections keep coming back (the database answers), 503 once none
+ * has for READY_BUSY_US. */
 static enum handler_result readyz_busy(struct http_request *req)
 {
+    struct db_pool_stats st;
+    db_pool_stats(req->app->pool, &st);
+    if (!st.last_back_us || clock_mono_us() - st.last_back_us > READY_BUSY_US)
+        return http_reply_unavailable(req, "every database connection has been busy for more "
+                                           "than 5 s: the database does not answer");
     return http_reply_json(req, 200,
                            json_pack("{s:s, s:s}", "status", "ready", "database", "busy"));
 }

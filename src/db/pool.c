@@ -38,6 +38,7 @@ struct db_pool {
     int nfree;
     int waiting;
     int64_t last_connect_failure_us; /* monotonic; 0 when the last connect worked */
+    int64_t last_back_us;            /* monotonic: an open connection last came back idle */
     bool probing; /* after a failure, the one connect attempt allowed is under way */
     unsigned long long exhausted_total;
     unsigned long long connect_failures_total;
@@ -205,7 +206,10 @@ static struct db_conn *take_slot(struct db_pool *p, int timeout_ms)
 
 static void put_slot(struct db_pool *p, struct db_conn *c)
 {
+    int64_t now = c->pg ? clock_mono_us() : 0;
     pthread_mutex_lock(&p->mu);
+    if (now)
+        p->last_back_us = now;
     p->free_stack[p->nfree++] = c;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -337,6 +341,7 @@ void db_pool_stats(struct db_pool *p, struct db_pool_stats *out)
     out->connected = p->connected;
     out->exhausted_total = p->exhausted_total;
     out->connect_failures_total = p->connect_failures_total;
+    out->last_back_us = p->last_back_us;
     pthread_mutex_unlock(&p->mu);
 }
 

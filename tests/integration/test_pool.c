@@ -73,6 +73,27 @@ START_TEST(exhausted_pool_is_503_with_retry_after)
 }
 END_TEST
 
+/* A pool whose every connection stays taken (statements a database that stopped answering
+ * holds) is not ready once none has come back for 5 s: the busy answer said ready for ever. */
+START_TEST(a_pool_busy_for_long_is_not_ready)
+{
+    struct db_conn *held = take();
+    struct response r;
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200); /* busy a moment: ready */
+    response_cleanup(&r);
+    harness_sleep_ms(5300);
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    assert_problem(&r, 503);
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r.json, "detail")), "busy"));
+    response_cleanup(&r);
+    db_pool_release(srv.app.pool, held);
+    harness_request(&srv, "GET", "/readyz", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
 /* What an HTTP thread may take: an open connection that is free, or none at once, saying
  * whether none was free (busy) or the free one is not open (connecting is for other threads). */
 START_TEST(an_http_thread_takes_only_an_open_free_connection)
@@ -408,6 +429,7 @@ int main(void)
     TCase *tc = tcase_create("pool");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, exhausted_pool_is_503_with_retry_after);
+    tcase_add_test(tc, a_pool_busy_for_long_is_not_ready);
     tcase_add_test(tc, failed_transaction_is_rolled_back_on_release);
     tcase_add_test(tc, an_http_thread_takes_only_an_open_free_connection);
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
