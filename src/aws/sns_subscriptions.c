@@ -34,7 +34,8 @@ struct sub_change {
     struct mq_subscription_input in;
     json_t *policy; /* owned reference, or NULL */
     char dlq[MQ_NAME_MAX + 1];
-    bool url; /* an http/https subscription */
+    bool url;        /* an http/https subscription */
+    bool new_policy; /* the request gave the policy (a stored one keeps the rules it met) */
 };
 
 static void change_cleanup(struct sub_change *ch)
@@ -109,6 +110,7 @@ static bool policy_attr(struct aws_call *call, const char *v, struct sub_change 
     json_decref(ch->policy);
     ch->policy = *v ? aws_parse_json(v) : NULL;
     ch->in.filter_policy = ch->policy;
+    ch->new_policy = true;
     if (*v && !json_is_object(ch->policy))
         return fail_attr(call, "FilterPolicy", "must be a JSON object", res);
     return true;
@@ -137,13 +139,17 @@ static bool sub_attribute(struct aws_call *call, const char *name, const char *v
     return fail_attr(call, "AttributeName", "not a subscription attribute Rydes supports", res);
 }
 
-/* Compiles the change's policy for its scope, as the REST API does before storing it. */
+/* Compiles the change's policy for its scope, as the REST API does before storing it: one the
+ * request gave meets the rules of new policies; a stored one (another attribute changes) those
+ * it was saved under. */
 static bool policy_compiles(struct aws_call *call, struct sub_change *ch, enum handler_result *res)
 {
     if (!ch->policy)
         return true;
     char err[256];
-    struct filter_policy *p = filter_compile_new(ch->policy, ch->in.scope, err, sizeof err);
+    struct filter_policy *p = ch->new_policy
+                                  ? filter_compile_new(ch->policy, ch->in.scope, err, sizeof err)
+                                  : filter_compile(ch->policy, ch->in.scope, err, sizeof err);
     filter_free(p);
     if (!p)
         *res =

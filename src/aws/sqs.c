@@ -203,7 +203,7 @@ static bool apply_attribute(struct aws_call *call, const char *name, json_t *jv,
         ok = ok && bool_text(v, &b) && b == a->fifo;
     else if (strcmp(name, "ContentBasedDeduplication") == 0 && a->fifo)
         ok = ok && bool_text(v, &a->content_based_dedup);
-    else if (strcmp(name, "SqsManagedSseEnabled") == 0 && bool_text(v, &b) && b) {
+    else if (strcmp(name, "SqsManagedSseEnabled") == 0 && ok && bool_text(v, &b) && b) {
         /* false only: saying true would claim encryption at rest nothing does */
         *res = aws_fail(call, WIRE_INVALID_ATTRIBUTE_VALUE,
                         "Invalid value for the parameter SqsManagedSseEnabled: server-side "

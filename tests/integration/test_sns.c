@@ -12,6 +12,7 @@
 #include "rydes/sigv4.h"
 #include "rydes/tokens.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -372,6 +373,47 @@ START_TEST(set_subscription_attributes_does_not_bring_one_back)
 }
 END_TEST
 
+/* A policy stored under the rules of its day (two anything-but lists of 600 values: 1,000 in
+ * all is the rule for new policies now) does not stop another attribute from changing; given
+ * anew, it is refused. */
+START_TEST(a_stored_policy_keeps_the_rules_it_was_saved_under)
+{
+    struct response r;
+    sns("Action=CreateTopic&Name=older", &r);
+    response_cleanup(&r);
+    harness_put_queue(&srv, "older-q", NULL, 201);
+    sns("Action=Subscribe&TopicArn=" ARN "older&Protocol=sqs&Endpoint=arn:aws:sqs:us-east-1:"
+        "000000000000:older-q",
+        &r);
+    response_cleanup(&r);
+    harness_sqlf("WITH l AS (SELECT jsonb_build_object('anything-but', jsonb_agg(g)) AS b FROM "
+                 "generate_series(1, 600) g), u AS (UPDATE subscriptions SET filter_policy = "
+                 "jsonb_build_object('f', jsonb_build_array((SELECT b FROM l), (SELECT b FROM "
+                 "l))) WHERE name = 'sqs-older-q' RETURNING 1) SELECT count(*) FROM u");
+    sns("Action=SetSubscriptionAttributes&SubscriptionArn=" ARN
+        "older:sqs-older-q&AttributeName=RawMessageDelivery&AttributeValue=true",
+        &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions WHERE name = 'sqs-older-q' "
+                                  "AND raw_delivery AND filter_policy IS NOT NULL"),
+                     1);
+    char *policy = harness_sqlf_text("SELECT filter_policy::text FROM subscriptions WHERE name = "
+                                     "'sqs-older-q'");
+    struct buf body;
+    buf_init(&body);
+    buf_printf(&body, "Action=SetSubscriptionAttributes&SubscriptionArn=" ARN
+                      "older:sqs-older-q&AttributeName=FilterPolicy&AttributeValue=");
+    for (const char *p = policy; *p; p++)
+        buf_printf(&body, isalnum((unsigned char)*p) ? "%c" : "%%%02X", (unsigned char)*p);
+    free(policy);
+    sns(buf_str(&body), &r);
+    assert_error(&r, 400, "InvalidParameter");
+    response_cleanup(&r);
+    buf_cleanup(&body);
+}
+END_TEST
+
 /* Two Subscribes of one endpoint with other attributes, racing: one makes the subscription, the
  * other finds it and answers "already exists with different attributes"; neither overwrites
  * the other (the upsert let the later write win). A test transaction holds the table in SHARE
@@ -619,6 +661,7 @@ int main(void)
     TCase *t = tcase_create("sns");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, create_topic_does_not_overwrite_a_topic_made_meanwhile);
+    tcase_add_test(t, a_stored_policy_keeps_the_rules_it_was_saved_under);
     tcase_add_test(t, results_have_sns_shapes);
     tcase_add_test(t, errors_have_sns_codes);
     tcase_add_test(t, filter_policies_are_compiled);

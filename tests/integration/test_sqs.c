@@ -948,7 +948,14 @@ START_TEST(set_queue_attributes_changes_only_what_it_names)
     query_call("/", "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa", &r);
     assert_xml_error(&r, 400, "MissingParameter");
     response_cleanup(&r);
-    /* SqsManagedSseEnabled: false only (true would claim an encryption nothing does) */
+    /* SqsManagedSseEnabled: false only (true would claim an encryption nothing does); a
+     * value that is not a string is a bad value (it crashed the process once) */
+    json_call("SetQueueAttributes",
+              "{\"QueueUrl\":\"http://h/000000000000/sqa\",\"Attributes\":{"
+              "\"SqsManagedSseEnabled\":true}}",
+              admin_key, admin_secret, &r);
+    assert_json_error(&r, 400, "#InvalidAttributeValue", "InvalidAttributeValue");
+    response_cleanup(&r);
     query_call("/",
                "Action=SetQueueAttributes&QueueUrl=http://h/000000000000/sqa"
                "&Attribute.1.Name=SqsManagedSseEnabled&Attribute.1.Value=true",
