@@ -5,10 +5,20 @@
 # on the same cluster with the same pgbench settings (-M prepared, 8 clients, 2 threads).
 # Results are printed as one table and appended to bench/RESULTS.md.
 
+# errexit inside command substitutions too: a failing statement in $(ride_round) and the like
+# stops the run instead of leaving an empty figure behind
+shopt -s inherit_errexit
+
 BENCH_TMP=
+# (runs under set -e: every step must succeed or say || true; the soak's pgbench, a child of
+# runuser, ends with the cluster's immediate stop)
 bench_cleanup() {
-    [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null
-    [ -n "${SOAK_PID:-}" ] && kill "$SOAK_PID" 2>/dev/null && wait "$SOAK_PID" 2>/dev/null
+    local pid
+    for pid in "${BENCH_PID:-}" "${SOAK_PID:-}"; do
+        [ -n "$pid" ] || continue
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     [ -n "$BENCH_TMP" ] || return 0
     pg "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$BENCH_TMP"

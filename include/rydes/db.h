@@ -13,8 +13,8 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define DB_MAX_STMTS         256
 #define DB_RETRY_INTERVAL_MS 500
@@ -60,7 +60,8 @@ struct db_pool_stats {
     int connected;
     unsigned long long exhausted_total; /* acquires that waited their whole timeout (> 0) */
     unsigned long long connect_failures_total;
-    int64_t last_back_us; /* monotonic: when an open connection last came back idle; 0 never */
+    int64_t last_back_us; /* monotonic: when an open connection last came back idle (or the
+                           * pool was made, if none has yet) */
 };
 
 struct db_pool;

@@ -58,7 +58,7 @@ static enum handler_result readyz_busy(struct http_request *req)
 {
     struct db_pool_stats st;
     db_pool_stats(req->app->pool, &st);
-    if (!st.last_back_us || clock_mono_us() - st.last_back_us > READY_BUSY_US)
+    if (clock_mono_us() - st.last_back_us > READY_BUSY_US)
         return http_reply_unavailable(req, "every database connection has been busy for more "
                                            "than 5 s: the database does not answer");
     return http_reply_json(req, 200,

@@ -145,17 +145,26 @@ static const char *header_of(void *ctx, const char *name)
  * query is a proxy's or a client's addition, kept short). */
 #define AWS_MAX_QUERY_ARGS 32
 
-/* The request's query arguments, decoded ('+' is itself, as SigV4 clients send it). */
+/* The request's query arguments, decoded ('+' is itself, as SigV4 clients mean it). */
 struct query_args {
     char *names[AWS_MAX_QUERY_ARGS], *values[AWS_MAX_QUERY_ARGS];
     size_t n;
     bool over; /* more than AWS_MAX_QUERY_ARGS: the signature is not checked */
 };
 
+/* libmicrohttpd turns '+' into a space before its unescape callback (which is a no-op here,
+ * so no space was sent as such: a request line has none): it is turned back. */
 static char *arg_decode(const char *raw)
 {
-    char *d = raw ? router_percent_decode(raw, strlen(raw)) : NULL;
-    return d ? d : xstrdup(raw ? raw : ""); /* malformed: as sent (it cannot match anyway) */
+    char *plus = xstrdup(raw ? raw : "");
+    for (char *p = plus; *p; p++)
+        if (*p == ' ')
+            *p = '+';
+    char *d = router_percent_decode(plus, strlen(plus));
+    if (!d)
+        return plus; /* malformed: as sent (it cannot match anyway) */
+    free(plus);
+    return d;
 }
 
 static void add_arg(void *ctx, const char *name, const char *value)

@@ -70,6 +70,8 @@ static bool convert_system(json_t *e, json_t **system, struct entry_error *err)
     json_t *in = json_object_get(e, "MessageSystemAttributes");
     if (!in)
         return true;
+    if (!json_is_object(in))
+        return entry_fail(err, WIRE_INVALID_PARAMETER, "MessageSystemAttributes must be a map.");
     json_t *attrs;
     bool ok = aws_attributes_in(in, &attrs, err->message, sizeof err->message);
     err->code = WIRE_INVALID_PARAMETER;

@@ -38,8 +38,8 @@ struct db_pool {
     int nfree;
     int waiting;
     int64_t last_connect_failure_us; /* monotonic; 0 when the last connect worked */
-    int64_t last_back_us;            /* monotonic: an open connection last came back idle */
-    bool probing; /* after a failure, the one connect attempt allowed is under way */
+    int64_t last_back_us; /* monotonic: an open connection last came back idle, or creation */
+    bool probing;         /* after a failure, the one connect attempt allowed is under way */
     unsigned long long exhausted_total;
     unsigned long long connect_failures_total;
     pthread_mutex_t mu;
@@ -143,6 +143,7 @@ struct db_pool *db_pool_create(const char *conninfo, int size, int connect_timeo
         p->free_stack[i] = &p->conns[size - 1 - i];
     p->nfree = size;
     pthread_mutex_init(&p->mu, NULL);
+    p->last_back_us = clock_mono_us(); /* a new pool has been stuck on nothing yet */
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

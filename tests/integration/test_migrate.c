@@ -110,7 +110,8 @@ START_TEST(start_up_takes_a_queue_made_meanwhile)
     double deadline = harness_now_s() + 15;
     for (;;) {
         char *n = harness_sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                   "AND objid = 4711 AND NOT granted");
+                                   "AND objid = 4711 AND NOT granted AND database = (SELECT oid "
+                                   "FROM pg_database WHERE datname = current_database())");
         bool waiting = atoi(n) == 1;
         free(n);
         if (waiting)
@@ -130,6 +131,10 @@ START_TEST(start_up_takes_a_queue_made_meanwhile)
                                "= q.id WHERE q.name = 'customer-notification' AND "
                                "q.visibility_timeout = 77");
     ck_assert_str_eq(n, "1");
+    free(n);
+    /* and the dead-letter queue made for the one that was not made is gone again */
+    n = harness_sql(url, "SELECT count(*) FROM queues WHERE name = 'customer-notification-dlq'");
+    ck_assert_str_eq(n, "0");
     free(n);
     PQfinish(pg);
     free(url);

@@ -3,6 +3,7 @@
  * back; a connection killed by the server is replaced without a restart. */
 #include "harness.h"
 
+#include "rydes/clock.h"
 #include "rydes/db.h"
 #include "rydes/mq.h"
 
@@ -98,7 +99,12 @@ END_TEST
  * whether none was free (busy) or the free one is not open (connecting is for other threads). */
 START_TEST(an_http_thread_takes_only_an_open_free_connection)
 {
+    int64_t made = clock_mono_us();
     struct db_pool *pool = db_pool_create(harness_db_url(), 1, 3, 30000);
+    /* a new pool counts as having had a connection back (readiness: not stuck yet) */
+    struct db_pool_stats st;
+    db_pool_stats(pool, &st);
+    ck_assert_int_ge(st.last_back_us, made);
     bool busy = true;
     ck_assert_ptr_null(db_pool_acquire_connected(pool, &busy));
     ck_assert(!busy); /* free, but never opened */

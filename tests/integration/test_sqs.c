@@ -289,7 +289,7 @@ START_TEST(unknown_key_wrong_secret_and_skew)
     response_cleanup(&r);
     /* a query string (a proxy's or a client's addition) is part of what is signed: it was
      * taken as empty, and every such request failed to verify */
-    struct signed_request query = {"/?b=2&a=1%202&c",
+    struct signed_request query = {"/?b=2&a=1%202&c&d=x+y",
                                    "{}",
                                    JSON_TYPE,
                                    "AmazonSQS.ListQueues",
@@ -665,6 +665,13 @@ START_TEST(system_attributes_are_answered_by_digest)
         "\"AWSTraceHeader\":{\"DataType\":\"Number\",\"StringValue\":\"1\"}",
         "\"AWSTraceHeader\":{\"DataType\":\"String\"}",
     };
+    json_call("SendMessage",
+              "{\"QueueUrl\":\"http://h/000000000000/sysattr\",\"MessageBody\":\"x\","
+              "\"MessageSystemAttributes\":\"AWSTraceHeader\"}",
+              admin_key, admin_secret, &r);
+    assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+    ck_assert_ptr_nonnull(strstr(buf_str(&r.body), "MessageSystemAttributes must be a map"));
+    response_cleanup(&r);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char body[256];
         snprintf(body, sizeof body,
