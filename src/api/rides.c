@@ -270,6 +270,11 @@ enum handler_result api_rides_list(struct http_request *req)
     struct ride_query q;
     if (!list_query(req, &q, &res))
         return res;
+    /* every customer's rides are an operator's view: the app token is public */
+    if (!q.customer && req->role < ROLE_ADMIN)
+        return http_reply_problem(req, 403,
+                                  "listing every customer's rides needs an admin token: name a "
+                                  "customer (?customer=)");
     struct db_conn *c = api_db_acquire(req, &res);
     if (!c)
         return res;

@@ -68,6 +68,11 @@ START_TEST(role_matrix_on_admin_routes)
     ck_assert_int_eq(status_of("GET", "/tokens", service), 403);
     ck_assert_int_eq(status_of("GET", "/tokens", admin), 200);
     ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200);
+    /* every customer's rides are for operators; one customer's, for the (public) app token */
+    ck_assert_int_eq(status_of("GET", "/rides", app), 403);
+    ck_assert_int_eq(status_of("GET", "/rides?order=newest", service), 403);
+    ck_assert_int_eq(status_of("GET", "/rides?order=newest", admin), 200);
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 200);
     /* open routes ignore tokens, even invalid ones */
     ck_assert_int_eq(status_of("GET", "/healthz", "garbage"), 200);
     ck_assert_int_eq(status_of("GET", "/metrics", NULL), 200);
@@ -314,7 +319,7 @@ START_TEST(app_tokens_are_rate_limited)
     int ok = 0, limited = 0;
     for (int i = 0; i < 8; i++) {
         struct response r;
-        harness_request(&srv, "GET", "/rides", app, NULL, NULL, NULL, &r);
+        harness_request(&srv, "GET", "/rides?customer=c", app, NULL, NULL, NULL, &r);
         if (r.status == 429) {
             assert_429(&r);
             limited++;
@@ -326,10 +331,10 @@ START_TEST(app_tokens_are_rate_limited)
     }
     ck_assert_int_ge(ok, 4); /* the burst (plus whatever refilled meanwhile) */
     ck_assert_int_ge(limited, 1);
-    ck_assert_int_eq(status_of("GET", "/rides", other), 200);                /* its own bucket */
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", other), 200);                /* its own bucket */
     ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200); /* admin: no limit */
     harness_sleep_ms(1100); /* two tokens refill in a second */
-    ck_assert_int_eq(status_of("GET", "/rides", app), 200);
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 200);
     harness_stop(&srv);
     harness_start(&srv, NULL);
 }
@@ -377,7 +382,7 @@ START_TEST(unknown_tokens_are_looked_up_only_so_often)
     char app[SECRET_TOKEN_LEN], fresh[SECRET_TOKEN_LEN], id[40], token[64], path[80];
     create_token("app", fresh, id);
     create_token("app", app, id);
-    ck_assert_int_eq(status_of("GET", "/rides", app), 200); /* found valid: seen */
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 200); /* found valid: seen */
     for (int i = 0; i < 5; i++) {
         snprintf(token, sizeof token, "rydes_unknown_%d", i);
         ck_assert_int_eq(status_of("GET", "/queues", token), 401);
@@ -389,14 +394,14 @@ START_TEST(unknown_tokens_are_looked_up_only_so_often)
                      "too many unknown credentials came from this address; retry later");
     response_cleanup(&r);
     harness_sleep_ms(1100); /* past the token cache's second: the next uses are lookups */
-    ck_assert_int_eq(status_of("GET", "/rides", app), 200);
-    ck_assert_int_eq(status_of("GET", "/rides", fresh), 429);
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 200);
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", fresh), 429);
     snprintf(path, sizeof path, "/tokens/%s", id);
     harness_admin(&srv, "DELETE", path, NULL, &r);
     ck_assert_int_eq(r.status, 204);
     response_cleanup(&r);
-    ck_assert_int_eq(status_of("GET", "/rides", app), 401); /* looked up: gone */
-    ck_assert_int_eq(status_of("GET", "/rides", app), 429); /* and exempt no more */
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 401); /* looked up: gone */
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 429); /* and exempt no more */
     harness_stop(&srv);
     harness_start(&srv, NULL);
 }
