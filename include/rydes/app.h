@@ -77,12 +77,16 @@ enum app_lookup {
     APP_LOOKUP_ALL_FAILING,     /* all addresses together used up the process's */
 };
 /* May credentials key (not in a cache) sent from peer be looked up? When not, *retry_after
- * says when to try again. */
+ * says when to try again. A lookup allowed is charged to the budgets before it runs (lookups
+ * running at once cannot all pass one token), *charged then: credentials found valid lately
+ * are looked up free. */
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
-                                   const void *key, size_t key_len, int *retry_after);
-/* What the lookup of key from peer found: valid, or nothing (charged to the budgets). */
+                                   const void *key, size_t key_len, int *retry_after,
+                                   bool *charged);
+/* What the lookup of key from peer found: valid (a charge is given back), or nothing (the
+ * charge stays). A lookup that found out neither keeps its charge without calling this. */
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
-                       size_t key_len, bool valid);
+                       size_t key_len, bool valid, bool charged);
 /* Runs the migrations (when migrate) and ensures the Wild Rydes topology (rydes/topology.h) on a
  * connection of its own; used by app_start and `rydes migrate`. */
 bool app_migrate(const struct config *cfg, bool migrate, int *applied, char *err, size_t errlen);

@@ -87,38 +87,42 @@ static struct budgets budgets_of(const struct app *app)
 }
 
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
-                                   const void *key, size_t key_len, int *retry_after)
+                                   const void *key, size_t key_len, int *retry_after, bool *charged)
 {
+    *charged = false;
     unsigned char seen;
     if (ttlcache_get(app->seen_valid, key, key_len, &seen, NULL))
         return APP_LOOKUP_OK;
     int64_t now = clock_mono_us();
     struct budgets b = budgets_of(app);
-    if (!ratelimit_peek(app->auth_failures, peer, peer_len, b.rate, b.burst, now, retry_after))
+    if (!ratelimit_take(app->auth_failures, peer, peer_len, b.rate, b.burst, now, retry_after))
         return APP_LOOKUP_ADDRESS_FAILING;
-    if (!ratelimit_peek(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst,
-                        now, retry_after))
+    if (!ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst,
+                        now, retry_after)) {
+        ratelimit_give(app->auth_failures, peer, peer_len, b.rate, b.burst, now);
         return APP_LOOKUP_ALL_FAILING;
+    }
+    *charged = true;
     return APP_LOOKUP_OK;
 }
 
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
-                       size_t key_len, bool valid)
+                       size_t key_len, bool valid, bool charged)
 {
-    if (valid) {
-        unsigned char seen = 1;
-        uint64_t gen = 0; /* nothing here bumps it: ttlcache_forget leaves it alone */
-        ttlcache_get(app->seen_valid, key, key_len, &seen, &gen);
-        ttlcache_put(app->seen_valid, key, key_len, &seen, gen);
+    if (!valid) {
+        ttlcache_forget(app->seen_valid, key, key_len); /* gone: exempt no more */
         return;
     }
-    ttlcache_forget(app->seen_valid, key, key_len); /* gone: exempt no more */
-    int unused;
+    unsigned char seen = 1;
+    uint64_t gen = 0; /* nothing here bumps it: ttlcache_forget leaves it alone */
+    ttlcache_get(app->seen_valid, key, key_len, &seen, &gen);
+    ttlcache_put(app->seen_valid, key, key_len, &seen, gen);
+    if (!charged)
+        return;
     int64_t now = clock_mono_us();
     struct budgets b = budgets_of(app);
-    ratelimit_take(app->auth_failures, peer, peer_len, b.rate, b.burst, now, &unused);
-    ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst, now,
-                   &unused);
+    ratelimit_give(app->auth_failures, peer, peer_len, b.rate, b.burst, now);
+    ratelimit_give(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst, now);
 }
 
 /* Looks a bearer token up (cache first, then the token store, if the client at peer may) into
@@ -130,8 +134,9 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     uint64_t gen;
     if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
+    bool charged;
     enum app_lookup allowed =
-        app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, retry_after);
+        app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, retry_after, &charged);
     if (allowed != APP_LOOKUP_OK)
         return allowed == APP_LOOKUP_ADDRESS_FAILING ? HTTP_AUTH_FAILING : HTTP_AUTH_ALL_FAILING;
     enum db_acquire_error why;
@@ -143,7 +148,7 @@ static enum http_auth lookup_token(struct app *app, const char *token, const uns
     if (r == STORE_OK) /* only valid tokens are cached: a miss always asks the database */
         ttlcache_put(app->token_cache, hash, SECRET_HASH_LEN, role, gen);
     if (r == STORE_OK || r == STORE_NOT_FOUND)
-        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, r == STORE_OK);
+        app_lookup_result(app, peer, peer_len, hash, SECRET_HASH_LEN, r == STORE_OK, charged);
     return r == STORE_OK                                ? HTTP_AUTH_OK
            : r == STORE_UNAVAILABLE || r == STORE_ERROR ? HTTP_AUTH_UNAVAILABLE
                                                         : HTTP_AUTH_INVALID;

@@ -252,8 +252,9 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     unsigned char peer[HTTP_PEER_KEY_MAX];
     size_t peer_len = http_peer_key(call->req, peer);
     int retry_after = 1;
+    bool charged;
     enum app_lookup allowed =
-        app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id), &retry_after);
+        app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id), &retry_after, &charged);
     if (allowed != APP_LOOKUP_OK) {
         *res = throttle(call, sns, retry_after,
                         allowed == APP_LOOKUP_ADDRESS_FAILING
@@ -269,7 +270,7 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
     if (r == STORE_OK) /* only valid keys are cached: a miss always asks the database */
         ttlcache_put(app->aws_key_cache, key_id, strlen(key_id), k, gen);
     if (r == STORE_OK || r == STORE_NOT_FOUND)
-        app_lookup_result(app, peer, peer_len, key_id, strlen(key_id), r == STORE_OK);
+        app_lookup_result(app, peer, peer_len, key_id, strlen(key_id), r == STORE_OK, charged);
     if (r != STORE_OK)
         *res = r == STORE_NOT_FOUND
                    ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,

@@ -65,8 +65,8 @@ static size_t slot_of(const struct ratelimit *rl, const unsigned char *key, size
     return (size_t)(h ^ (h >> 32));
 }
 
-/* Refills key's bucket to now_us, takes cost (0 or 1) from it when it holds a token, and
- * returns what it held before. */
+/* Refills key's bucket to now_us, takes cost (0 or 1) from it when it holds a token (a cost
+ * of -1 gives one back, up to burst), and returns what it held before. */
 static double bucket_use(struct ratelimit *rl, const unsigned char *key, size_t key_len,
                          double rate, double burst, int64_t now_us, double cost)
 {
@@ -88,7 +88,9 @@ static double bucket_use(struct ratelimit *rl, const unsigned char *key, size_t 
         b->at_us = now_us;
     }
     double level = b->tokens;
-    if (level >= 1.0)
+    if (cost < 0)
+        b->tokens = fmin(burst, b->tokens - cost);
+    else if (level >= 1.0)
         b->tokens -= cost;
     pthread_mutex_unlock(mu);
     return level;
@@ -107,6 +109,12 @@ bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_l
                     double burst, int64_t now_us, int *retry_after_s)
 {
     return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 1.0), rate, retry_after_s);
+}
+
+void ratelimit_give(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                    double burst, int64_t now_us)
+{
+    bucket_use(rl, key, key_len, rate, burst, now_us, -1.0);
 }
 
 bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,

@@ -4,6 +4,7 @@
  * Retry-After), and the budget of lookups of unknown tokens per client address. */
 #include "harness.h"
 
+#include "rydes/db.h"
 #include "rydes/secret.h"
 
 #include <arpa/inet.h>
@@ -331,7 +332,7 @@ START_TEST(app_tokens_are_rate_limited)
     }
     ck_assert_int_ge(ok, 4); /* the burst (plus whatever refilled meanwhile) */
     ck_assert_int_ge(limited, 1);
-    ck_assert_int_eq(status_of("GET", "/rides?customer=c", other), 200);                /* its own bucket */
+    ck_assert_int_eq(status_of("GET", "/rides?customer=c", other), 200);     /* its own bucket */
     ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200); /* admin: no limit */
     harness_sleep_ms(1100); /* two tokens refill in a second */
     ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 200);
@@ -407,6 +408,39 @@ START_TEST(unknown_tokens_are_looked_up_only_so_often)
 }
 END_TEST
 
+static void small_budget_tiny_pool(struct config *cfg)
+{
+    small_failure_budget(cfg);
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "db-pool-size", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "100", &err));
+}
+
+/* A lookup is charged before it runs: lookups that never finished (no connection to ask with)
+ * were never charged, so an unknown client could keep threads waiting on the pool without end,
+ * and lookups running at once all passed one token. */
+START_TEST(lookups_that_cannot_finish_are_charged)
+{
+    harness_stop(&srv);
+    harness_start(&srv, small_budget_tiny_pool);
+    enum db_acquire_error why;
+    struct db_conn *held = db_pool_acquire(srv.app.pool, 1000, &why);
+    ck_assert_ptr_nonnull(held);
+    char token[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(token, sizeof token, "rydes_unknown_%d", i);
+        ck_assert_int_eq(status_of("GET", "/queues", token), 503);
+    }
+    struct response r;
+    harness_request(&srv, "GET", "/queues", "rydes_unknown_5", NULL, NULL, NULL, &r);
+    assert_429(&r);
+    response_cleanup(&r);
+    db_pool_release(srv.app.pool, held);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
 /* Many failing addresses together use up the process's budget (ten times an address's): then
  * credentials not found valid lately wait, from any address, saying so; those found valid
  * lately are still looked up. */
@@ -458,6 +492,7 @@ int main(void)
     tcase_add_test(tc, an_admin_token_that_cannot_log_in_is_refused_with_the_settings);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
+    tcase_add_test(tc, lookups_that_cannot_finish_are_charged);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);
     suite_add_tcase(s, tc);
     return harness_run(s);

@@ -1,6 +1,6 @@
 /* Unit tests of the token buckets: a burst is allowed, then requests are refused with a
  * Retry-After until the bucket refills at its rate; keys in different slots are independent,
- * keys in one slot share its bucket; a peek takes nothing. */
+ * keys in one slot share its bucket; a peek takes nothing; a token can be given back. */
 #include "rydes/ratelimit.h"
 
 #include "unit.h"
@@ -66,6 +66,28 @@ START_TEST(peek_takes_nothing)
 }
 END_TEST
 
+/* A token given back can be taken again, and never beyond the burst. */
+START_TEST(give_puts_one_back_up_to_the_burst)
+{
+    struct ratelimit *rl = ratelimit_create_seeded(64, 0);
+    int retry = 0;
+    int64_t t = 1000000;
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ratelimit_give(rl, key_a, sizeof key_a, 1, 2, t);
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    for (int i = 0; i < 5; i++)
+        ratelimit_give(rl, key_a, sizeof key_a, 1, 2, t);
+    int ok = 0;
+    for (int i = 0; i < 5; i++)
+        ok += ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry);
+    ck_assert_int_eq(ok, 2);
+    ratelimit_free(rl);
+}
+END_TEST
+
 START_TEST(slow_rates_say_when)
 {
     struct ratelimit *rl = ratelimit_create(8);
@@ -97,6 +119,7 @@ int main(void)
     tcase_add_test(tc, burst_then_refill);
     tcase_add_test(tc, an_earlier_reading_refills_nothing_twice);
     tcase_add_test(tc, peek_takes_nothing);
+    tcase_add_test(tc, give_puts_one_back_up_to_the_burst);
     tcase_add_test(tc, slow_rates_say_when);
     tcase_add_test(tc, colliding_keys_share_a_bucket);
     suite_add_tcase(s, tc);
