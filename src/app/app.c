@@ -301,10 +301,11 @@ static void start_background(struct app *app)
     app->services = services_start(cfg, &env);
 }
 
-/* Everything but the HTTP server. */
 /* Migrates and starts what serve and worker share, into app (zeroed, or holding only what
- * load_tls read); on failure everything it holds is freed. */
-static bool start_core(struct app *app, const struct config *cfg, char *err, size_t errlen)
+ * load_tls read), and with admin_token ensures RYDES_ADMIN_TOKEN (serve only: a worker process
+ * with a stale value would revoke the gateway's); on failure everything it holds is freed. */
+static bool start_core(struct app *app, const struct config *cfg, bool admin_token, char *err,
+                       size_t errlen)
 {
     static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
     pthread_once(&curl_once, curl_init_once);
@@ -328,7 +329,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
     app->pool = db_pool_create(cfg->database_url, (int)cfg->db_pool_size,
                                (int)cfg->db_connect_timeout, (int)cfg->db_statement_timeout_ms);
     app->metrics = metrics_create(api_routes, api_nroutes);
-    if (!ensure_admin_token(app, err, errlen)) {
+    if (admin_token && !ensure_admin_token(app, err, errlen)) {
         app_free_parts(app);
         return false;
     }
@@ -339,7 +340,7 @@ static bool start_core(struct app *app, const struct config *cfg, char *err, siz
 bool app_start_workers(struct app *app, const struct config *cfg, char *err, size_t errlen)
 {
     memset(app, 0, sizeof *app);
-    return start_core(app, cfg, err, errlen);
+    return start_core(app, cfg, false, err, errlen);
 }
 
 /* Reads a whole (small) file into a malloc'd string; NULL with err filled on failure. */
@@ -444,7 +445,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         app_free_parts(app);
         return false;
     }
-    if (!start_core(app, cfg, err, errlen))
+    if (!start_core(app, cfg, true, err, errlen))
         return false;
     if (cfg->combine) /* serves the HTTP data plane only */
         app->combiner = mq_combiner_start(app->pool, (int)cfg->db_acquire_timeout_ms,

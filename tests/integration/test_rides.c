@@ -1512,8 +1512,16 @@ START_TEST(rydes_worker_runs_as_a_separate_process)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log, O_WRONLY | O_APPEND, 0);
     posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log, O_WRONLY | O_APPEND, 0);
-    char *argv[] = {(char *)binary,           "worker", "customer-notification", "--database-url",
-                    (char *)harness_db_url(), NULL};
+    /* another admin token in its settings (a stale shared file) is not the worker's to store:
+     * it used to revoke the gateway's */
+    char *argv[] = {(char *)binary,
+                    "worker",
+                    "customer-notification",
+                    "--database-url",
+                    (char *)harness_db_url(),
+                    "--admin-token",
+                    "rydes_stale_admin_token_0123456789",
+                    NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, binary, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -1546,6 +1554,11 @@ START_TEST(rydes_worker_runs_as_a_separate_process)
     unlink(log);
     ck_assert_int_eq(in_queue("customer-notification", "wp-1"), 0);
     ck_assert_int_eq(in_queue("customer-loyalty", "wp-1"), 1);
+    harness_sleep_ms(1100); /* past the token cache */
+    struct response r;
+    harness_request(&s, "GET", "/tokens", HARNESS_ADMIN_TOKEN, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
     harness_stop(&s);
 }
 END_TEST
