@@ -25,7 +25,8 @@ struct token_info {
 /* Creates a token; the fresh secret is written to secret (SECRET_TOKEN_LEN bytes). */
 enum store_result tokens_create(struct db_conn *c, enum role role, const char *name, char *secret,
                                 struct token_info *out);
-/* Makes secret the bootstrap admin token (RYDES_ADMIN_TOKEN), revoking a previous one. */
+/* Makes secret the bootstrap admin token (RYDES_ADMIN_TOKEN), revoking a previous one.
+ * STORE_NOT_FOUND, changing nothing, when secret is that of a token made otherwise. */
 enum store_result tokens_ensure_admin(struct db_conn *c, const char *secret);
 /* Finds the role of the token whose secret is given. */
 enum store_result tokens_authenticate(struct db_conn *c, const char *secret, enum role *role);

@@ -197,7 +197,11 @@ static bool ensure_admin_token(struct app *app, char *err, size_t errlen)
     }
     enum store_result r = tokens_ensure_admin(c, token);
     db_pool_release(app->pool, c);
-    if (r != STORE_OK)
+    if (r == STORE_NOT_FOUND)
+        snprintf(err, errlen,
+                 "RYDES_ADMIN_TOKEN is the secret of a token made otherwise (rydes token create, "
+                 "POST /tokens): it would become admin; give the bootstrap token its own secret");
+    else if (r != STORE_OK)
         snprintf(err, errlen, "could not store RYDES_ADMIN_TOKEN (see the log)");
     return r == STORE_OK;
 }

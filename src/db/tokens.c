@@ -17,14 +17,19 @@ static struct db_stmt q_insert =
             "INSERT INTO tokens (id, name, role, secret_hash) VALUES ($1, $2, $3, $4) "
             "RETURNING " TOKEN_COLUMNS,
             4);
-/* The bootstrap token is replaced, not added to: rotating RYDES_ADMIN_TOKEN revokes the old. */
+/* The bootstrap token is replaced, not added to: rotating RYDES_ADMIN_TOKEN revokes the old.
+ * A token made otherwise with the same secret is not made the bootstrap admin (no row). */
 static struct db_stmt q_ensure =
     DB_STMT("tokens_ensure",
             "WITH old AS (DELETE FROM tokens WHERE bootstrap AND secret_hash <> $2) "
-            "INSERT INTO tokens (id, name, role, secret_hash, bootstrap) "
+            "INSERT INTO tokens AS t (id, name, role, secret_hash, bootstrap) "
             "VALUES ($1, 'RYDES_ADMIN_TOKEN', 'admin', $2, true) "
-            "ON CONFLICT (secret_hash) DO UPDATE SET role = 'admin', bootstrap = true",
+            "ON CONFLICT (secret_hash) DO UPDATE SET role = 'admin' WHERE t.bootstrap RETURNING 1",
             2);
+/* Start-ups ensuring their tokens one at a time ("bootstra" in ASCII): two at once each
+ * deleted only what it saw, and both tokens stayed. */
+static struct db_stmt q_ensure_lock =
+    DB_STMT("tokens_ensure_lock", "SELECT pg_advisory_xact_lock(7093010484075721313)", 0);
 static struct db_stmt q_auth =
     DB_STMT("tokens_auth", "SELECT role, secret_hash FROM tokens WHERE secret_hash = $1", 1);
 static struct db_stmt q_get =
@@ -80,11 +85,22 @@ enum store_result tokens_ensure_admin(struct db_conn *c, const char *secret)
     const char *v[] = {id, (const char *)hash};
     const int len[] = {0, SECRET_HASH_LEN};
     const int fmt[] = {0, 1};
-    PGresult *r = db_exec(c, &q_ensure, v, len, fmt);
-    if (!db_ok(c, r, PGRES_COMMAND_OK))
-        return failed(c, r);
+    if (!db_begin(c))
+        return db_conn_lost(c) ? STORE_UNAVAILABLE : STORE_ERROR;
+    PGresult *r = db_exec(c, &q_ensure_lock, NULL, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r); /* the caller's release rolls back */
     PQclear(r);
-    return STORE_OK;
+    r = db_exec(c, &q_ensure, v, len, fmt);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return failed(c, r);
+    bool ensured = PQntuples(r) == 1;
+    PQclear(r);
+    if (!ensured) {
+        db_rollback(c); /* the previous bootstrap token stays */
+        return STORE_NOT_FOUND;
+    }
+    return db_commit(c) ? STORE_OK : (db_conn_lost(c) ? STORE_UNAVAILABLE : STORE_ERROR);
 }
 
 enum store_result tokens_authenticate(struct db_conn *c, const char *secret, enum role *role)

@@ -272,6 +272,34 @@ START_TEST(rotating_the_admin_token_revokes_the_old_one)
 }
 END_TEST
 
+/* A bootstrap admin token whose secret is that of a token made otherwise (an app token, which
+ * is public) refuses to start: it made that token admin for everyone holding it. The token and
+ * the previous bootstrap one stay as they were. */
+START_TEST(an_admin_token_that_is_another_tokens_secret_is_refused)
+{
+    char app[SECRET_TOKEN_LEN], id[40];
+    create_token("app", app, id);
+    struct config cfg;
+    config_init(&cfg);
+    struct config_error err;
+    ck_assert(config_set_flag(&cfg, "database-url", harness_db_url(), &err));
+    ck_assert(config_set_flag(&cfg, "port", "0", &err));
+    ck_assert(config_set_flag(&cfg, "admin-token", app, &err));
+    ck_assert(config_set_flag(&cfg, "workers", "none", &err));
+    struct app a;
+    char msg[512];
+    ck_assert(!app_start(&a, &cfg, msg, sizeof msg));
+    ck_assert_msg(strstr(msg, "made otherwise"), "%s", msg);
+    config_cleanup(&cfg);
+    ck_assert_int_eq(status_of("GET", "/tokens", app), 403);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tokens WHERE role = 'app' AND NOT "
+                                  "bootstrap AND id = '%s'",
+                                  id),
+                     1);
+    ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200);
+}
+END_TEST
+
 /* An admin token that could never log in is refused with the settings, before any command does
  * anything, with a reason and without showing it: one with a space, or a secret file's
  * trailing newline (the header that carries it is trimmed and ends at a line). */
@@ -489,6 +517,7 @@ int main(void)
     tcase_add_test(tc, create_validates_role_and_name);
     tcase_add_test(tc, admin_token_is_ensured_once);
     tcase_add_test(tc, rotating_the_admin_token_revokes_the_old_one);
+    tcase_add_test(tc, an_admin_token_that_is_another_tokens_secret_is_refused);
     tcase_add_test(tc, an_admin_token_that_cannot_log_in_is_refused_with_the_settings);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
