@@ -155,8 +155,37 @@ static const char grant_sql[] =
     "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$s TO %2$s;"
     "COMMIT";
 
+/* Whether role may create objects in the current schema (CREATE granted to it or to PUBLIC,
+ * as PostgreSQL before 15 grants on public by default, and pg_upgrade keeps): a data role that
+ * can create could plant functions or operators the migrations would then call. */
+static bool may_create(PGconn *pg, const char *role, bool *creates, char *err, size_t errlen)
+{
+    const char *v[] = {role};
+    PGresult *r = PQexecParams(pg, "SELECT has_schema_privilege($1, current_schema(), 'CREATE')", 1,
+                               NULL, v, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok)
+        *creates = PQgetvalue(r, 0, 0)[0] == 't';
+    else
+        snprintf(err, errlen, "grant to %s: %s", role, PQerrorMessage(pg));
+    PQclear(r);
+    return ok;
+}
+
 bool migrate_grant(PGconn *pg, const char *role, char *err, size_t errlen)
 {
+    bool creates = false;
+    if (!may_create(pg, role, &creates, err, errlen))
+        return false;
+    if (creates) {
+        snprintf(err, errlen,
+                 "the data role %s may create objects in the schema (CREATE on it is granted "
+                 "to the role or to PUBLIC, as PostgreSQL before 15 does on public): revoke it "
+                 "(REVOKE CREATE ON SCHEMA public FROM PUBLIC), or it could plant what the "
+                 "migrations call",
+                 role);
+        return false;
+    }
     PGresult *r = PQexec(pg, "SELECT current_schema()");
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
     char *schema =

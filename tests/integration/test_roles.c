@@ -256,6 +256,27 @@ START_TEST(concurrent_grants_all_succeed)
 }
 END_TEST
 
+/* A schema anyone may create in (PostgreSQL before 15 grants CREATE on public to PUBLIC, and
+ * pg_upgrade keeps it) is refused when granting: the data role could create tables and plant
+ * functions there, whatever the grants said. */
+START_TEST(a_schema_the_data_role_may_create_in_is_refused)
+{
+    superuser_exec(harness_db_url(), "GRANT CREATE ON SCHEMA public TO PUBLIC");
+    struct config cfg;
+    struct config_error err;
+    config_init(&cfg);
+    ck_assert(config_set_flag(&cfg, "database-url", owner_url, &err));
+    ck_assert(config_set_flag(&cfg, "grant-role", data, &err));
+    int applied = 0;
+    char msg[512];
+    bool ok = app_migrate(&cfg, true, &applied, msg, sizeof msg);
+    config_cleanup(&cfg);
+    superuser_exec(harness_db_url(), "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    ck_assert_msg(!ok, "granted where the data role may create");
+    ck_assert_msg(strstr(msg, "may create objects in the schema"), "%s", msg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("roles");
@@ -268,6 +289,7 @@ int main(void)
     tcase_add_test(t, grant_role_is_validated);
     tcase_add_test(t, concurrent_grants_all_succeed);
     tcase_add_test(t, counted_writes_need_no_grant_on_the_counts);
+    tcase_add_test(t, a_schema_the_data_role_may_create_in_is_refused);
     suite_add_tcase(s, t);
     return harness_run(s);
 }
