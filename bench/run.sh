@@ -28,7 +28,7 @@ bench_sql() { pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d bench -qAt -v
 
 # The session settings of the gateway's pool (src/db/pool.c), given to every pgbench run, the
 # baselines' too: the same settings for both sides of a ratio.
-export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan"
+export PGOPTIONS="-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off -c plan_cache_mode=force_generic_plan -c default_transaction_isolation=read\\ committed"
 
 # The rows SCRIPT leaves in its table (messages it sent and did not delete).
 left_of() {

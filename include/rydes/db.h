@@ -19,6 +19,9 @@
 #define DB_MAX_STMTS         256
 #define DB_RETRY_INTERVAL_MS 500
 
+/* How long sent data may stay unacknowledged before a connection counts as lost (ms). */
+#define DB_TCP_USER_TIMEOUT_MS "20000"
+
 /* How the engine's connections plan (the pool, the hub, the fan-out, push): by index only. Their
  * statements are written for index access, and their tables (queues, the publish outbox) are
  * often empty when autovacuum analyzes them; a plan costed on those statistics (a sequential scan
@@ -28,10 +31,15 @@
  * which then passes every jit_*_above_cost, and compiling it took 100 ms and more per
  * statement, every time. The sweeper's connection plans freely: its depth measurement and
  * expiry deletes are full scans. */
-/* How long sent data may stay unacknowledged before a connection counts as lost (ms). */
-#define DB_TCP_USER_TIMEOUT_MS "20000"
+#define DB_PLANNER_OPTIONS                                                                    \
+    "-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off " DB_READ_COMMITTED
 
-#define DB_PLANNER_OPTIONS "-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off"
+/* Every engine connection (the sweeper's too) reads committed whatever the database's default:
+ * the engine's statements (SKIP LOCKED claims, ON CONFLICT, a lock taken and then the rows
+ * read) assume each sees what committed before it; under a repeatable-read default one that
+ * waited for a lock read an older snapshot, and inserts met rows they could not see
+ * (serialization failures). */
+#define DB_READ_COMMITTED "-c default_transaction_isolation=read\\ committed"
 
 /* A named prepared statement. Define each one once, with static storage:
  *   static struct db_stmt q_find = DB_STMT("token_find", "SELECT ... $1", 1); */

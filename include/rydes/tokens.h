@@ -26,7 +26,8 @@ struct token_info {
 enum store_result tokens_create(struct db_conn *c, enum role role, const char *name, char *secret,
                                 struct token_info *out);
 /* Makes secret the bootstrap admin token (RYDES_ADMIN_TOKEN), revoking a previous one.
- * STORE_NOT_FOUND, changing nothing, when secret is that of a token made otherwise. */
+ * STORE_NOT_FOUND, changing nothing, when secret is that of a token made otherwise (or one an
+ * earlier version made the bootstrap token that way: it kept its own name). */
 enum store_result tokens_ensure_admin(struct db_conn *c, const char *secret);
 /* Finds the role of the token whose secret is given. */
 enum store_result tokens_authenticate(struct db_conn *c, const char *secret, enum role *role);

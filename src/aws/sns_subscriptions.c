@@ -126,7 +126,9 @@ static bool sub_attribute(struct aws_call *call, const char *name, const char *v
         return sns_bool(v, &ch->in.raw) || fail_attr(call, name, "must be true or false", res);
     if (strcmp(name, "FilterPolicyScope") == 0) {
         bool body = strcmp(v, "MessageBody") == 0;
+        enum filter_scope was = ch->in.scope;
         ch->in.scope = body ? FILTER_SCOPE_BODY : FILTER_SCOPE_ATTRIBUTES;
+        ch->new_policy |= ch->in.scope != was; /* read anew: the rules of new policies */
         return body || strcmp(v, "MessageAttributes") == 0 ||
                fail_attr(call, name, "must be MessageAttributes or MessageBody", res);
     }

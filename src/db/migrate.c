@@ -161,13 +161,21 @@ static const char grant_sql[] =
 static bool may_create(PGconn *pg, const char *role, bool *creates, char *err, size_t errlen)
 {
     const char *v[] = {role};
-    PGresult *r = PQexecParams(pg, "SELECT has_schema_privilege($1, current_schema(), 'CREATE')", 1,
-                               NULL, v, NULL, NULL, 0);
+    PGresult *r = PQexecParams(pg,
+                               "SELECT has_schema_privilege($1, current_schema(), 'CREATE'), "
+                               "quote_ident(current_schema())",
+                               1, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    if (ok)
-        *creates = PQgetvalue(r, 0, 0)[0] == 't';
-    else
+    *creates = ok && PQgetvalue(r, 0, 0)[0] == 't';
+    if (!ok)
         snprintf(err, errlen, "grant to %s: %s", role, PQerrorMessage(pg));
+    else if (*creates)
+        snprintf(err, errlen,
+                 "the data role %s may create objects in schema %s (CREATE on it is granted to "
+                 "the role, or to PUBLIC as PostgreSQL before 15 does on public): revoke it "
+                 "(REVOKE CREATE ON SCHEMA %s FROM PUBLIC, and from the role), or it could plant "
+                 "what the migrations call",
+                 role, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 1));
     PQclear(r);
     return ok;
 }
@@ -175,17 +183,8 @@ static bool may_create(PGconn *pg, const char *role, bool *creates, char *err, s
 bool migrate_grant(PGconn *pg, const char *role, char *err, size_t errlen)
 {
     bool creates = false;
-    if (!may_create(pg, role, &creates, err, errlen))
+    if (!may_create(pg, role, &creates, err, errlen) || creates)
         return false;
-    if (creates) {
-        snprintf(err, errlen,
-                 "the data role %s may create objects in the schema (CREATE on it is granted "
-                 "to the role or to PUBLIC, as PostgreSQL before 15 does on public): revoke it "
-                 "(REVOKE CREATE ON SCHEMA public FROM PUBLIC), or it could plant what the "
-                 "migrations call",
-                 role);
-        return false;
-    }
     PGresult *r = PQexec(pg, "SELECT current_schema()");
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
     char *schema =

@@ -24,7 +24,8 @@ static struct db_stmt q_ensure =
             "WITH old AS (DELETE FROM tokens WHERE bootstrap AND secret_hash <> $2) "
             "INSERT INTO tokens AS t (id, name, role, secret_hash, bootstrap) "
             "VALUES ($1, 'RYDES_ADMIN_TOKEN', 'admin', $2, true) "
-            "ON CONFLICT (secret_hash) DO UPDATE SET role = 'admin' WHERE t.bootstrap RETURNING 1",
+            "ON CONFLICT (secret_hash) DO UPDATE SET role = 'admin' "
+            "WHERE t.bootstrap AND t.name = 'RYDES_ADMIN_TOKEN' RETURNING 1",
             2);
 /* Start-ups ensuring their tokens one at a time ("bootstra" in ASCII): two at once each
  * deleted only what it saw, and both tokens stayed. */

@@ -35,7 +35,7 @@ struct mq_fanout {
     PGconn *pg;
     int64_t last_run_us;
     int batch;         /* FANOUT_BATCH_N, less after batches that ran out of time */
-    char options[128]; /* the session's settings */
+    char options[192]; /* the session's settings */
     struct worker *worker;
     _Atomic unsigned long long events, deliveries;
 };

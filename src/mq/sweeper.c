@@ -113,8 +113,8 @@ static int sweep_step(struct worker *w, void *arg)
 {
     struct mq_sweeper *s = arg;
     char err[256];
-    if (!db_reconnect(&s->pg, s->conninfo, s->connect_timeout_s, "-c statement_timeout=60000", err,
-                      sizeof err))
+    if (!db_reconnect(&s->pg, s->conninfo, s->connect_timeout_s,
+                      "-c statement_timeout=60000 " DB_READ_COMMITTED, err, sizeof err))
         return s->interval_ms; /* the pool and readiness report the outage */
     long long n = mq_sweep_once(s->pg);
     if (n > 0)

@@ -296,6 +296,18 @@ START_TEST(an_admin_token_that_is_another_tokens_secret_is_refused)
                                   "bootstrap AND id = '%s'",
                                   id),
                      1);
+    /* one an earlier version promoted that way (it kept its own name) is refused too */
+    harness_sqlf("WITH u AS (UPDATE tokens SET role = 'admin', bootstrap = true WHERE id = '%s' "
+                 "RETURNING 1) SELECT count(*) FROM u",
+                 id);
+    config_init(&cfg);
+    ck_assert(config_set_flag(&cfg, "database-url", harness_db_url(), &err));
+    ck_assert(config_set_flag(&cfg, "port", "0", &err));
+    ck_assert(config_set_flag(&cfg, "admin-token", app, &err));
+    ck_assert(config_set_flag(&cfg, "workers", "none", &err));
+    ck_assert(!app_start(&a, &cfg, msg, sizeof msg));
+    ck_assert_msg(strstr(msg, "made otherwise"), "%s", msg);
+    config_cleanup(&cfg);
     ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200);
 }
 END_TEST

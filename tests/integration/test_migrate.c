@@ -110,7 +110,8 @@ START_TEST(start_up_takes_a_queue_made_meanwhile)
     double deadline = harness_now_s() + 15;
     for (;;) {
         char *n = harness_sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                   "AND objid = 4711 AND NOT granted AND database = (SELECT oid "
+                                   "AND classid = 0 AND objid = 4711 AND objsubid = 1 AND NOT "
+                                   "granted AND database = (SELECT oid "
                                    "FROM pg_database WHERE datname = current_database())");
         bool waiting = atoi(n) == 1;
         free(n);

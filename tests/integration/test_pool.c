@@ -121,6 +121,33 @@ START_TEST(an_http_thread_takes_only_an_open_free_connection)
 }
 END_TEST
 
+/* Pool sessions read committed whatever the database's default: under a repeatable-read
+ * default, a start-up that waited for another's lock (the bootstrap token, the topology) read a
+ * snapshot from before it, and inserts met rows they could not see. */
+START_TEST(sessions_read_committed_whatever_the_default)
+{
+    char *db = harness_sql(harness_db_url(), "SELECT current_database()");
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "ALTER DATABASE \"%s\" SET default_transaction_isolation = 'repeatable read'", db);
+    free(harness_sql(harness_db_url(), sql));
+    struct db_pool *pool = db_pool_create(harness_db_url(), 1, 3, 30000);
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(pool, 1000, &why);
+    ck_assert_ptr_nonnull(c);
+    PGresult *r = PQexec(c->pg, "SHOW default_transaction_isolation");
+    char *level = strdup(PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : "?");
+    PQclear(r);
+    db_pool_release(pool, c);
+    db_pool_free(pool);
+    snprintf(sql, sizeof sql, "ALTER DATABASE \"%s\" RESET default_transaction_isolation", db);
+    free(harness_sql(harness_db_url(), sql));
+    free(db);
+    ck_assert_str_eq(level, "read committed");
+    free(level);
+}
+END_TEST
+
 START_TEST(failed_transaction_is_rolled_back_on_release)
 {
     struct db_conn *c = take();
@@ -436,6 +463,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, exhausted_pool_is_503_with_retry_after);
     tcase_add_test(tc, a_pool_busy_for_long_is_not_ready);
+    tcase_add_test(tc, sessions_read_committed_whatever_the_default);
     tcase_add_test(tc, failed_transaction_is_rolled_back_on_release);
     tcase_add_test(tc, an_http_thread_takes_only_an_open_free_connection);
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);

@@ -273,7 +273,7 @@ START_TEST(a_schema_the_data_role_may_create_in_is_refused)
     config_cleanup(&cfg);
     superuser_exec(harness_db_url(), "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
     ck_assert_msg(!ok, "granted where the data role may create");
-    ck_assert_msg(strstr(msg, "may create objects in the schema"), "%s", msg);
+    ck_assert_msg(strstr(msg, "may create objects in schema public"), "%s", msg);
 }
 END_TEST
 

@@ -398,6 +398,12 @@ START_TEST(a_stored_policy_keeps_the_rules_it_was_saved_under)
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM subscriptions WHERE name = 'sqs-older-q' "
                                   "AND raw_delivery AND filter_policy IS NOT NULL"),
                      1);
+    /* another scope reads the policy anew: under the rules of new policies */
+    sns("Action=SetSubscriptionAttributes&SubscriptionArn=" ARN
+        "older:sqs-older-q&AttributeName=FilterPolicyScope&AttributeValue=MessageBody",
+        &r);
+    assert_error(&r, 400, "InvalidParameter");
+    response_cleanup(&r);
     char *policy = harness_sqlf_text("SELECT filter_policy::text FROM subscriptions WHERE name = "
                                      "'sqs-older-q'");
     struct buf body;

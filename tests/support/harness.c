@@ -184,7 +184,8 @@ void harness_hold_wait(PGconn *hold)
     (void)hold;
     /* advisory locks are per database: suites running at once hold the same key */
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                      "AND objid = " HOLD_KEY " AND NOT granted AND database = "
+                                      "AND classid = 0 AND objid = " HOLD_KEY " AND objsubid = 1 "
+                                      "AND NOT granted AND database = "
                                       "(SELECT oid FROM pg_database WHERE datname = "
                                       "current_database())",
                                       1, 10),
