@@ -548,9 +548,27 @@ static int waiters_now(void)
 static void wait_waiters(int n)
 {
     double until = harness_now_s() + 15;
-    while (waiters_now() < n && harness_now_s() < until)
+    int seen = 0, now;
+    while ((now = waiters_now()) < n && harness_now_s() < until) {
+        seen = now > seen ? now : seen;
         harness_sleep_ms(50);
-    ck_assert_int_eq(waiters_now(), n);
+    }
+    if (now == n)
+        return;
+    /* what the waiters got, for the failure's message (seen once, under a loaded suite: 0),
+     * read once they have ended */
+    for (int i = 0; i < MAX_WAITERS; i++)
+        if (waiters[i].started) {
+            pthread_join(waiters[i].thread, NULL);
+            waiters[i].started = false;
+        }
+    char got[512] = "";
+    size_t len = 0;
+    for (int i = 0; i < MAX_WAITERS && len < sizeof got - 16; i++)
+        len += (size_t)snprintf(got + len, sizeof got - len, " %ld@%.1f", waiters[i].r.status,
+                                waiters[i].done_s);
+    ck_assert_msg(0, "%d waiters at once at most (now %d), not %d; answers (status@time):%s", seen,
+                  now, n, got);
 }
 
 /* A long poll past the limit: 503 problem+json with Retry-After, at once. */
