@@ -26,8 +26,5 @@ bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_l
 /* Puts back one token ratelimit_take took (key's bucket holds at most burst). */
 void ratelimit_give(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
                     double burst, int64_t now_us);
-/* Does key's bucket hold a token? The same as ratelimit_take, but takes none. */
-bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
-                    double burst, int64_t now_us, int *retry_after_s);
 
 #endif

@@ -65,8 +65,8 @@ static size_t slot_of(const struct ratelimit *rl, const unsigned char *key, size
     return (size_t)(h ^ (h >> 32));
 }
 
-/* Refills key's bucket to now_us, takes cost (0 or 1) from it when it holds a token (a cost
- * of -1 gives one back, up to burst), and returns what it held before. */
+/* Refills key's bucket to now_us, takes one token from it when it holds one (cost 1) or gives
+ * one back, up to burst (cost -1), and returns what it held before. */
 static double bucket_use(struct ratelimit *rl, const unsigned char *key, size_t key_len,
                          double rate, double burst, int64_t now_us, double cost)
 {
@@ -115,10 +115,4 @@ void ratelimit_give(struct ratelimit *rl, const unsigned char *key, size_t key_l
                     double burst, int64_t now_us)
 {
     bucket_use(rl, key, key_len, rate, burst, now_us, -1.0);
-}
-
-bool ratelimit_peek(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
-                    double burst, int64_t now_us, int *retry_after_s)
-{
-    return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 0.0), rate, retry_after_s);
 }

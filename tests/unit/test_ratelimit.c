@@ -1,6 +1,6 @@
 /* Unit tests of the token buckets: a burst is allowed, then requests are refused with a
  * Retry-After until the bucket refills at its rate; keys in different slots are independent,
- * keys in one slot share its bucket; a peek takes nothing; a token can be given back. */
+ * keys in one slot share its bucket; a token can be given back. */
 #include "rydes/ratelimit.h"
 
 #include "unit.h"
@@ -45,23 +45,6 @@ START_TEST(an_earlier_reading_refills_nothing_twice)
     /* half a second after t + 1 s: one token, not the two a bucket set back to t would have */
     ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 1500000, &retry));
     ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 2, 4, t + 1500000, &retry));
-    ratelimit_free(rl);
-}
-END_TEST
-
-/* A peek tells whether a token is there and takes none. */
-START_TEST(peek_takes_nothing)
-{
-    struct ratelimit *rl = ratelimit_create_seeded(64, 0);
-    int retry = 0;
-    int64_t t = 1000000;
-    for (int i = 0; i < 10; i++)
-        ck_assert(ratelimit_peek(rl, key_a, sizeof key_a, 1, 2, t, &retry));
-    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
-    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
-    ck_assert(!ratelimit_peek(rl, key_a, sizeof key_a, 1, 2, t, &retry));
-    ck_assert_int_eq(retry, 1);
-    ck_assert(ratelimit_peek(rl, key_a, sizeof key_a, 1, 2, t + 1000000, &retry));
     ratelimit_free(rl);
 }
 END_TEST
@@ -118,7 +101,6 @@ int main(void)
     TCase *tc = tcase_create("buckets");
     tcase_add_test(tc, burst_then_refill);
     tcase_add_test(tc, an_earlier_reading_refills_nothing_twice);
-    tcase_add_test(tc, peek_takes_nothing);
     tcase_add_test(tc, give_puts_one_back_up_to_the_burst);
     tcase_add_test(tc, slow_rates_say_when);
     tcase_add_test(tc, colliding_keys_share_a_bucket);
