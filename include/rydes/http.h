@@ -116,6 +116,8 @@ void http_server_quiesce(struct http_server *s);
  * the daemon and frees the server. Returns the number of requests that were cut off. */
 int http_server_stop(struct http_server *s, int timeout_ms);
 
+/* Has the server's shutdown begun (http_server_quiesce)? */
+bool http_request_stopping(const struct http_request *req);
 /* Query-string argument, or NULL. */
 const char *http_query(struct http_request *req, const char *name);
 /* Calls fn with each query-string argument as sent (still percent-encoded; value NULL for a

@@ -84,6 +84,10 @@ enum handler_result api_readyz(struct http_request *req)
      * an open connection that is free, at once, on its HTTP thread; none free is "busy"; free
      * ones that are not open are opened on a data-plane thread (a connect may take seconds).
      * A connection the database closed (it stopped) is found so without a query. */
+    /* a probe on a connection kept alive across the start of a shutdown: this instance is
+     * going, whatever its database says */
+    if (http_request_stopping(req))
+        return http_reply_unavailable(req, "the server is shutting down");
     bool busy;
     struct db_conn *c = db_pool_acquire_connected(req->app->pool, &busy);
     if (c)

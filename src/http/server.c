@@ -92,6 +92,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     buf_cleanup(&b);
 }
 
+bool http_request_stopping(const struct http_request *req)
+{
+    return atomic_load(&req->server->stopping);
+}
+
 const char *http_header(struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

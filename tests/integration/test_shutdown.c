@@ -1,6 +1,7 @@
 /* Integration: graceful shutdown. A request in flight when shutdown begins is finished and
  * answered, with Connection: close (its client sends nothing more on that connection); new
- * connections are refused afterwards. The real binary exits 0 on SIGTERM. */
+ * connections are refused afterwards, and a readiness probe on a kept-alive one says no. The
+ * real binary exits 0 on SIGTERM. */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -182,6 +184,48 @@ START_TEST(binary_exits_zero_on_sigterm)
 }
 END_TEST
 
+/* Sends a GET of path on fd (kept alive) and reads its answer's status line; 0 when none
+ * came within 5 s. */
+static int get_on(int fd, const char *path)
+{
+    char req[128], reply[4096];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    size_t got = 0;
+    int status = 0;
+    for (int64_t until = clock_mono_us() + 5000000; clock_mono_us() < until && !status;) {
+        ssize_t k = read(fd, reply + got, sizeof reply - 1 - got);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        reply[got] = '\0';
+        char *end = strstr(reply, "\r\n\r\n"), *len = strcasestr(reply, "Content-Length:");
+        if (end && len && got >= (size_t)(end + 4 - reply) + (size_t)atoi(len + 15))
+            sscanf(reply, "HTTP/1.1 %d", &status);
+    }
+    return status;
+}
+
+/* A readiness probe on a connection kept alive across the start of a shutdown is told the
+ * instance is going (it used to be 200: a load balancer kept sending to it). */
+START_TEST(readiness_says_no_once_shutdown_begins)
+{
+    struct harness_server s;
+    harness_start(&s, NULL);
+    int port = atoi(strrchr(s.base, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(get_on(fd, "/readyz"), 200);
+    http_server_quiesce(s.app.http);
+    ck_assert_int_eq(get_on(fd, "/readyz"), 503);
+    close(fd);
+    harness_stop(&s);
+}
+END_TEST
+
 /* A second SIGTERM while the first one's stop waits for a request in flight (an upload that
  * never ends, here) ends the process at once, by the signal: an operator's second Ctrl-C is not
  * ignored for the whole shutdown timeout (10 s). */
@@ -257,6 +301,7 @@ int main(void)
     tcase_add_test(tc, binary_exits_zero_on_sigterm);
     tcase_add_test(tc, a_second_signal_stops_at_once);
     tcase_add_test(tc, a_signal_during_start_up_stops_it_at_once);
+    tcase_add_test(tc, readiness_says_no_once_shutdown_begins);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
