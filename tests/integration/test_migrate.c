@@ -95,34 +95,17 @@ START_TEST(start_up_takes_a_queue_made_meanwhile)
     int applied;
     ck_assert_msg(migrate_apply(pg, &applied, err, sizeof err), "%s", err);
     /* the topology's insert of customer-notification-dlq waits for a lock the test holds */
-    free(harness_sql(url, "CREATE FUNCTION t_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                          "PERFORM pg_advisory_lock(4711); PERFORM pg_advisory_unlock(4711); "
-                          "RETURN NEW; END $$; CREATE TRIGGER t_hold BEFORE INSERT ON queues FOR "
-                          "EACH ROW WHEN (NEW.name = 'customer-notification-dlq') EXECUTE "
-                          "FUNCTION t_hold()"));
-    PQclear(PQexec(pg, "SELECT pg_advisory_lock(4711)"));
+    PGconn *hold = harness_hold_inserts(url, "queues", "customer-notification-dlq");
     char *db = harness_sql(url, "SELECT current_database()");
     snprintf(sql, sizeof sql,
              "ALTER DATABASE \"%s\" SET default_transaction_isolation = 'repeatable read'", db);
     free(harness_sql(url, sql));
     free(db);
     pid_t pid = migrate_child(url);
-    double deadline = harness_now_s() + 15;
-    for (;;) {
-        char *n = harness_sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                   "AND classid = 0 AND objid = 4711 AND objsubid = 1 AND NOT "
-                                   "granted AND database = (SELECT oid "
-                                   "FROM pg_database WHERE datname = current_database())");
-        bool waiting = atoi(n) == 1;
-        free(n);
-        if (waiting)
-            break;
-        ck_assert_msg(harness_now_s() < deadline, "the topology never reached the queue");
-        harness_sleep_ms(20);
-    }
+    harness_hold_wait(hold);
     free(harness_sql(url, "INSERT INTO queues (name, visibility_timeout) "
                           "VALUES ('customer-notification', 77)"));
-    PQclear(PQexec(pg, "SELECT pg_advisory_unlock(4711)"));
+    harness_hold_release(hold, "queues");
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status));

@@ -37,6 +37,20 @@ static void drop_roles(void)
     free(data_url);
 }
 
+/* Migrates as the owner, granting data access to the data role; false with msg filled when it
+ * fails. */
+static bool migrate_as_owner(int *applied, char *msg, size_t n)
+{
+    struct config cfg;
+    struct config_error err;
+    config_init(&cfg);
+    ck_assert(config_set_flag(&cfg, "database-url", owner_url, &err));
+    ck_assert(config_set_flag(&cfg, "grant-role", data, &err));
+    bool ok = app_migrate(&cfg, true, applied, msg, n);
+    config_cleanup(&cfg);
+    return ok;
+}
+
 /* Creates the two roles, hands the database to the owner and migrates as the owner. */
 static void set_up_roles(void)
 {
@@ -53,20 +67,13 @@ static void set_up_roles(void)
     atexit(drop_roles);
     owner_url = harness_conninfo_with(db, "user", owner);
     data_url = harness_conninfo_with(db, "user", data);
-
-    struct config cfg;
-    struct config_error err;
-    config_init(&cfg);
-    ck_assert(config_set_flag(&cfg, "database-url", owner_url, &err));
-    ck_assert(config_set_flag(&cfg, "grant-role", data, &err));
     int applied = 0;
     char msg[512];
-    ck_assert_msg(app_migrate(&cfg, true, &applied, msg, sizeof msg), "migrate: %s", msg);
+    ck_assert_msg(migrate_as_owner(&applied, msg, sizeof msg), "migrate: %s", msg);
     ck_assert_int_gt(applied, 0);
     /* again: idempotent, nothing to apply, the grants repeated */
-    ck_assert_msg(app_migrate(&cfg, true, &applied, msg, sizeof msg), "migrate: %s", msg);
+    ck_assert_msg(migrate_as_owner(&applied, msg, sizeof msg), "migrate: %s", msg);
     ck_assert_int_eq(applied, 0);
-    config_cleanup(&cfg);
 }
 
 static void as_data_role(struct config *cfg)
@@ -227,18 +234,12 @@ END_TEST
 #define GRANTS 8
 static void *grant_repeatedly(void *arg)
 {
-    struct config cfg;
-    struct config_error err;
-    config_init(&cfg);
-    ck_assert(config_set_flag(&cfg, "database-url", owner_url, &err));
-    ck_assert(config_set_flag(&cfg, "grant-role", data, &err));
     for (int i = 0; i < GRANTS; i++) {
         int applied = 0;
         char msg[512];
-        if (!app_migrate(&cfg, true, &applied, msg, sizeof msg))
+        if (!migrate_as_owner(&applied, msg, sizeof msg))
             *(int *)arg += 1;
     }
-    config_cleanup(&cfg);
     return NULL;
 }
 
@@ -262,15 +263,9 @@ END_TEST
 START_TEST(a_schema_the_data_role_may_create_in_is_refused)
 {
     superuser_exec(harness_db_url(), "GRANT CREATE ON SCHEMA public TO PUBLIC");
-    struct config cfg;
-    struct config_error err;
-    config_init(&cfg);
-    ck_assert(config_set_flag(&cfg, "database-url", owner_url, &err));
-    ck_assert(config_set_flag(&cfg, "grant-role", data, &err));
     int applied = 0;
     char msg[512];
-    bool ok = app_migrate(&cfg, true, &applied, msg, sizeof msg);
-    config_cleanup(&cfg);
+    bool ok = migrate_as_owner(&applied, msg, sizeof msg);
     superuser_exec(harness_db_url(), "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
     ck_assert_msg(!ok, "granted where the data role may create");
     ck_assert_msg(strstr(msg, "may create objects in schema public"), "%s", msg);

@@ -146,7 +146,7 @@ static void *create_topic_main(void *arg)
  * overwritten: CreateTopic used to answer 200 and set ContentBasedDeduplication on it. */
 START_TEST(create_topic_does_not_overwrite_a_topic_made_meanwhile)
 {
-    PGconn *hold = harness_hold_inserts("topics", "made-meanwhile.fifo");
+    PGconn *hold = harness_hold_inserts(harness_db_url(), "topics", "made-meanwhile.fifo");
     struct response r;
     pthread_t t;
     pthread_create(&t, NULL, create_topic_main, &r);

@@ -741,7 +741,7 @@ static void *create_call_main(void *arg)
  * overwritten: the second CreateQueue used to answer 200 and replace the attributes. */
 START_TEST(create_queue_does_not_overwrite_a_queue_made_meanwhile)
 {
-    PGconn *hold = harness_hold_inserts("queues", "made-meanwhile");
+    PGconn *hold = harness_hold_inserts(harness_db_url(), "queues", "made-meanwhile");
     struct create_call cc = {
         .body = "{\"QueueName\":\"made-meanwhile\",\"Attributes\":{\"VisibilityTimeout\":\"60\"}}"};
     pthread_t t;

@@ -163,9 +163,9 @@ static void hold_exec(PGconn *pg, const char *sql)
     PQclear(r);
 }
 
-PGconn *harness_hold_inserts(const char *table, const char *name)
+PGconn *harness_hold_inserts(const char *url, const char *table, const char *name)
 {
-    PGconn *pg = PQconnectdb(harness_db_url());
+    PGconn *pg = PQconnectdb(url);
     ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
     char sql[600];
     snprintf(sql, sizeof sql,
@@ -181,15 +181,20 @@ PGconn *harness_hold_inserts(const char *table, const char *name)
 
 void harness_hold_wait(PGconn *hold)
 {
-    (void)hold;
     /* advisory locks are per database: suites running at once hold the same key */
-    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                      "AND classid = 0 AND objid = " HOLD_KEY " AND objsubid = 1 "
-                                      "AND NOT granted AND database = "
-                                      "(SELECT oid FROM pg_database WHERE datname = "
-                                      "current_database())",
-                                      1, 10),
-                     1);
+    static const char waiting[] =
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid "
+        "= " HOLD_KEY
+        " AND objsubid = 1 AND NOT granted AND database = (SELECT oid FROM pg_database "
+        "WHERE datname = current_database())";
+    for (double until = harness_now_s() + 10;; harness_sleep_ms(20)) {
+        PGresult *r = PQexec(hold, waiting);
+        bool one = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 1;
+        PQclear(r);
+        if (one)
+            return;
+        ck_assert_msg(harness_now_s() < until, "no insert came to wait within 10 s");
+    }
 }
 
 void harness_hold_release(PGconn *hold, const char *table)

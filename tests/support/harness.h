@@ -96,12 +96,12 @@ long long harness_sqlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)
  * last value. */
 long long harness_wait_sql(const char *sql, long long want, double timeout_s);
 
-/* Holds back inserts into table (of harness_db_url()) of the row named name: a BEFORE INSERT
+/* Holds back inserts into table (of database url) of the row named name: a BEFORE INSERT
  * trigger waits for an advisory lock the returned connection holds, so a test can make the
  * row itself (on that connection, which the trigger lets through) while a server's insert
  * waits. harness_hold_wait waits until an insert waits (10 s); harness_hold_release lets it go,
  * drops the trigger and closes the connection. */
-PGconn *harness_hold_inserts(const char *table, const char *name);
+PGconn *harness_hold_inserts(const char *url, const char *table, const char *name);
 void harness_hold_wait(PGconn *hold);
 void harness_hold_release(PGconn *hold, const char *table);
 
