@@ -61,6 +61,10 @@ bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out
  * "12.500" has 1, as the JSON number 12.500 does), to *decimals. False when s is not one. */
 bool validate_decimal_text(const char *s, double *out, int *decimals);
 
+/* Decimal places a double shows, 0..3, 3 meaning more: v has d decimals when rounding it to d
+ * decimals gives back exactly the same double (61.55 has 2; 1e-10 and 500000.0004 have 3). */
+int validate_decimals_of(double v);
+
 /* The longest prefix of s, at most max_bytes long, that ends on a character boundary (for
  * "%.*s" of text that must stay valid UTF-8). */
 size_t validate_utf8_prefix(const char *s, size_t max_bytes);

@@ -235,6 +235,15 @@ bool validate_decimal_text(const char *s, double *out, int *decimals)
     return errno == 0 && isfinite(*out);
 }
 
+int validate_decimals_of(double v)
+{
+    double scale = 1;
+    for (int d = 0; d < 3; d++, scale *= 10)
+        if (round(v * scale) / scale == v)
+            return d;
+    return 3;
+}
+
 bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out)
 {
     /* strtoll alone would skip any leading whitespace and take a '+' */

@@ -31,8 +31,10 @@ static bool amount_value(json_t *v, double *out)
             decimals > 2)
             return false;
     }
+    if (*out == 0)
+        *out = 0; /* -0 is 0: the same fare, hashed alike (a resubmission is not a conflict) */
     /* exactly a number of cents: 1e-9 is not 0.00 */
-    return isfinite(*out) && *out >= 0 && *out <= 1e6 && round(*out * 100) / 100 == *out;
+    return isfinite(*out) && *out >= 0 && *out <= 1e6 && validate_decimals_of(*out) <= 2;
 }
 
 /* The card number's digits (spaces and dashes allowed between them): 12..19 of them. */

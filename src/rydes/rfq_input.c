@@ -62,9 +62,8 @@ static bool price_value(json_t *v, double *out)
         if (!s || *s == '-' || !validate_decimal_text(s, out, &decimals) || decimals > 2)
             return false;
     }
-    double cents = *out * 100;
-    return isfinite(*out) && *out >= 0 && *out <= RFQS_PRICE_MAX &&
-           fabs(cents - round(cents)) < 1e-6;
+    /* exactly a number of cents: 12.0000000001 is not 12.00 */
+    return isfinite(*out) && *out >= 0 && *out <= RFQS_PRICE_MAX && validate_decimals_of(*out) <= 2;
 }
 
 void quote_input(json_t *body, struct quote_input *in, struct field_errors *fe)

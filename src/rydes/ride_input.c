@@ -1,7 +1,6 @@
 /* Validation of a ride submission (POST /rides); see include/rydes/rides.h. Pure: no I/O. */
 #include "rydes/rides.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,18 +27,6 @@ const char *rides_text_field(json_t *body, const char *field, const char *alias,
     return validate_string(body, name, required, 1, RIDES_TEXT_MAX, fe);
 }
 
-/* Decimal places a double shows at most: 0..3, 3 meaning more. A value has d decimals when
- * rounding it to d decimals gives back exactly the same double (61.55 does; 1e-10 and
- * 500000.0004 do not have 2). */
-static int decimals_of(double v)
-{
-    double scale = 1;
-    for (int d = 0; d < 3; d++, scale *= 10)
-        if (round(v * scale) / scale == v)
-            return d;
-    return 3;
-}
-
 /* Reads a number given as a JSON number or a numeric string, within 0..max and with at most
  * max_decimals decimals (-1: any). */
 static double number_field(json_t *body, const char *field, double max, int max_decimals,
@@ -56,7 +43,7 @@ static double number_field(json_t *body, const char *field, double max, int max_
     }
     if (json_is_number(v)) {
         d = json_number_value(v);
-        decimals = decimals_of(d);
+        decimals = validate_decimals_of(d);
     } else {
         ok = json_is_string(v) && validate_decimal_text(json_string_value(v), &d, &decimals);
     }

@@ -1080,6 +1080,21 @@ START_TEST(post_fares_is_202_idempotent_and_stores_no_card)
                      CARD_LAST4),
         1);
 
+    /* a fare of 0 sent again as the JSON number -0: the same fare, not another one (409) */
+    const char *zero[] = {"0", "-0", "-0.0", "\"$0.00\""};
+    for (size_t i = 0; i < sizeof zero / sizeof *zero; i++) {
+        char z[400];
+        snprintf(z, sizeof z,
+                 "{\"customerId\": \"p-carol\", \"fareId\": \"p-fare-0\", \"fareAmount\": %s, "
+                 "\"cc\": \"" CARD_DIGITS "\", \"expiryDate\": \"" CARD_EXPIRY
+                 "\", \"cvv\": \"737\"}",
+                 zero[i]);
+        post_fares(&srv, z, &b);
+        ck_assert_msg(b.status == 202, "fareAmount %s: %ld %s", zero[i], b.status,
+                      buf_str(&b.body));
+        response_cleanup(&b);
+    }
+
     /* GET /fares/{id}: the same representation; unknown ids 404 */
     json_t *g = get_json(&srv, "/fares/p-fare-1");
     ck_assert(json_equal(g, a.json));

@@ -982,6 +982,8 @@ static const struct bad_field bad_quotes[] = {
     {"price", "\"abc\"", NULL, NULL, "price"},
     {"price", "12.345", NULL, NULL, "price"},
     {"price", "\"12.345\"", NULL, NULL, "price"},
+    {"price", "12.0000000001", NULL, NULL, "price"},
+    {"price", "1e-9", NULL, NULL, "price"},
     {"price", "-1", NULL, NULL, "price"},
     {"price", "-0.01", NULL, NULL, "price"},
     {"price", "\"-1\"", NULL, NULL, "price"},
