@@ -1,6 +1,7 @@
 /* The four ride-completion services. Each consumes its queue (raw deliveries of topic
- * ride-completion: the ride's JSON) and writes what it did to its table, keyed by the ride, so
- * a redelivered message changes nothing twice (and the ack commits in the same transaction,
+ * ride-completion: the ride's JSON, of which only the id is believed) and writes what it did
+ * for the stored ride to its table, keyed by the ride, so a redelivered message changes nothing
+ * twice (and the ack commits in the same transaction,
  * rydes/consumer.h). The customer-accounting queue is consumed by the fare saga. */
 #include "rydes/services.h"
 
@@ -35,40 +36,24 @@ static struct db_stmt q_extraordinary =
             "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             4);
 
-/* The fields of a ride event the services use. */
-struct ride_event {
-    json_t *json; /* owned */
-    const char *id, *customer, *from, *to;
-    double fare, distance;
-};
-
-static bool parse_ride(const struct mq_message *m, struct ride_event *e, char *why, size_t n)
+/* The stored ride an event names. Only the event's id is read: anyone allowed to send into
+ * these queues could write the rest (a fare for loyalty points, another customer), so every
+ * service takes the ride as POST /rides stored it. An event that names no stored ride is
+ * retried to its dead-letter queue. Fills r (ride_clear) on CONSUMER_DONE. */
+static enum consumer_result stored_ride(struct db_conn *c, const struct mq_message *m,
+                                        struct ride *r, char *why, size_t n)
 {
-    memset(e, 0, sizeof *e);
-    e->json = json_loads(m->body, 0, NULL);
-    e->id = json_string_value(json_object_get(e->json, "id"));
-    e->customer = json_string_value(json_object_get(e->json, "customer"));
-    e->from = json_string_value(json_object_get(e->json, "from"));
-    e->to = json_string_value(json_object_get(e->json, "to"));
-    json_t *fare = json_object_get(e->json, "fare"),
-           *distance = json_object_get(e->json, "distance");
-    if (!e->id || !e->customer || !e->from || !e->to || !json_is_number(fare) ||
-        !json_is_number(distance)) {
-        snprintf(why, n, "not a ride event (id, customer, from, to, fare, distance)");
-        json_decref(e->json);
-        return false;
-    }
-    e->fare = json_number_value(fare);
-    e->distance = json_number_value(distance);
-    /* the ranges POST /rides enforces: anyone may send into these queues, and the loyalty
-     * points are a conversion of the fare to an integer */
-    if (!(e->fare >= 0 && e->fare <= RIDES_FARE_MAX) ||
-        !(e->distance >= 0 && e->distance <= RIDES_DISTANCE_MAX)) {
-        snprintf(why, n, "not a ride event (fare or distance out of range)");
-        json_decref(e->json);
-        return false;
-    }
-    return true;
+    json_t *event = json_loads(m->body, 0, NULL);
+    const char *id = json_string_value(json_object_get(event, "id"));
+    enum mq_status st = id ? rides_get(c, id, r) : MQ_NOT_FOUND;
+    json_decref(event);
+    if (st == MQ_OK)
+        return CONSUMER_DONE;
+    if (st == MQ_NOT_FOUND)
+        snprintf(why, n, "not a ride event: no stored ride has its id");
+    else
+        snprintf(why, n, "could not read the ride: the database failed");
+    return CONSUMER_RETRY;
 }
 
 /* Runs st with v; CONSUMER_RETRY with the database's message when it fails. */
@@ -83,31 +68,30 @@ static enum consumer_result exec(struct db_conn *c, struct db_stmt *st, const ch
     return ok ? CONSUMER_DONE : CONSUMER_RETRY;
 }
 
-/* Writes a service's statement parameters for event e into v, formatting into scratch. */
-typedef void ride_params(const struct ride_event *e, const struct mq_message *m,
-                         char scratch[2][600], const char **v);
+/* Writes a service's statement parameters for ride r into v, formatting into scratch (or
+ * into r->json, which ride_clear frees). */
+typedef void ride_params(struct ride *r, char scratch[2][600], const char **v);
 
-/* The shape of every ride service: read the event, run the service's statement with its
- * parameters (keyed by the ride, so a redelivery changes nothing). */
+/* The shape of every ride service: read the stored ride the event names, run the service's
+ * statement with its parameters (keyed by the ride, so a redelivery changes nothing). */
 static enum consumer_result handle_ride(struct db_conn *c, const struct mq_message *m,
                                         struct db_stmt *st, ride_params *params, char *why,
                                         size_t n)
 {
-    struct ride_event e;
-    if (!parse_ride(m, &e, why, n))
-        return CONSUMER_RETRY;
+    struct ride r;
+    enum consumer_result res = stored_ride(c, m, &r, why, n);
+    if (res != CONSUMER_DONE)
+        return res;
     char scratch[2][600];
     const char *v[4] = {0};
-    params(&e, m, scratch, v);
-    enum consumer_result r = exec(c, st, v, why, n);
-    json_decref(e.json);
-    return r;
+    params(&r, scratch, v);
+    res = exec(c, st, v, why, n);
+    ride_clear(&r);
+    return res;
 }
 
-static void notify_params(const struct ride_event *e, const struct mq_message *m,
-                          char scratch[2][600], const char **v)
+static void notify_params(struct ride *e, char scratch[2][600], const char **v)
 {
-    (void)m;
     snprintf(scratch[0], sizeof scratch[0],
              "Thank you for riding with Wild Rydes from %.*s to %.*s. Your fare: %.2f.",
              (int)validate_utf8_prefix(e->from, 200), e->from,
@@ -117,10 +101,8 @@ static void notify_params(const struct ride_event *e, const struct mq_message *m
     v[2] = scratch[0];
 }
 
-static void loyalty_params(const struct ride_event *e, const struct mq_message *m,
-                           char scratch[2][600], const char **v)
+static void loyalty_params(struct ride *e, char scratch[2][600], const char **v)
 {
-    (void)m;
     snprintf(scratch[0], sizeof scratch[0], "%lld",
              (long long)e->fare + 1); /* a point a unit, +1 */
     v[0] = e->id;
@@ -128,18 +110,19 @@ static void loyalty_params(const struct ride_event *e, const struct mq_message *
     v[2] = scratch[0];
 }
 
-static void datalake_params(const struct ride_event *e, const struct mq_message *m,
-                            char scratch[2][600], const char **v)
+/* The ride's representation as GET /rides/{id} gives it (and its event carried). */
+static void datalake_params(struct ride *e, char scratch[2][600], const char **v)
 {
     (void)scratch;
+    e->json = ride_text(e); /* ride_clear frees it */
     v[0] = e->id;
-    v[1] = m->body;
+    v[1] = e->json;
 }
 
-static void extraordinary_params(const struct ride_event *e, const struct mq_message *m,
-                                 char scratch[2][600], const char **v)
+/* The ride as stored; whether it is extraordinary is the subscription filter's call (a
+ * service token that sends a real ride's id here flags that ride, nothing more). */
+static void extraordinary_params(struct ride *e, char scratch[2][600], const char **v)
 {
-    (void)m;
     snprintf(scratch[0], sizeof scratch[0], "%.2f", e->fare);
     jsontext_format_double(e->distance, scratch[1], sizeof scratch[1]);
     v[0] = e->id;

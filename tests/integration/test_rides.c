@@ -1461,12 +1461,17 @@ START_TEST(a_poison_message_is_dead_lettered_and_changes_nothing)
     long long credits = harness_sqlf("SELECT count(*) FROM loyalty_credits"),
               accounts = harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts");
     struct response r;
-    /* not a ride, and a ride whose fare no ride can have (its points would not fit) */
+    /* not a ride, a ride whose fare no ride can have (its points would not fit), and a well-made
+     * event of a ride that was never stored (anyone with a service token can send one) */
     const char *poison[] = {"{\"body\": {\"hello\": \"not a ride\", \"fare\": 10}}",
                             "{\"body\": {\"id\": \"p-1\", \"customer\": \"c\", \"from\": \"a\", "
-                            "\"to\": \"b\", \"fare\": 1e300, \"distance\": 1}}"};
-    char mid[2][IDS_UUID_LEN];
-    for (int i = 0; i < 2; i++) {
+                            "\"to\": \"b\", \"fare\": 1e300, \"distance\": 1}}",
+                            "{\"body\": {\"id\": \"5a1d2c3e-0000-4000-8000-00000000f0f0\", "
+                            "\"customer\": \"mallory\", \"from\": \"a\", \"to\": \"b\", "
+                            "\"fare\": 1000000, \"distance\": 1}}"};
+    enum { NPOISON = sizeof poison / sizeof *poison };
+    char mid[NPOISON][IDS_UUID_LEN];
+    for (int i = 0; i < NPOISON; i++) {
         harness_admin(&s, "POST", "/queues/customer-loyalty/messages", poison[i], &r);
         ck_assert_int_eq(r.status, 201);
         snprintf(mid[i], sizeof mid[i], "%s", json_str(r.json, "message_id"));
@@ -1476,23 +1481,58 @@ START_TEST(a_poison_message_is_dead_lettered_and_changes_nothing)
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
-             "WHERE q.name = 'customer-loyalty-dlq' AND m.message_id IN ('%s', '%s')",
-             mid[0], mid[1]);
-    ck_assert_msg(harness_wait_sql(sql, 2, POISON_DEADLINE_S) == 2, "not dead-lettered after %d s",
-                  POISON_DEADLINE_S);
+             "WHERE q.name = 'customer-loyalty-dlq' AND m.message_id IN ('%s', '%s', '%s')",
+             mid[0], mid[1], mid[2]);
+    ck_assert_msg(harness_wait_sql(sql, NPOISON, POISON_DEADLINE_S) == NPOISON,
+                  "not dead-lettered after %d s", POISON_DEADLINE_S);
     double took = harness_now_s() - t0;
     ck_assert_msg(took >= 14, "dead-lettered after %.1f s, before five receives", took);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < NPOISON; i++)
         ck_assert_int_eq(
             harness_sqlf("SELECT receive_count FROM messages WHERE message_id = '%s'", mid[i]), 5);
     ck_assert_int_eq(in_queue("customer-loyalty", NULL), 0);
-    ck_assert_int_eq(worker_metric(&s, "customer-loyalty", "failed"), 10);
+    ck_assert_int_eq(worker_metric(&s, "customer-loyalty", "failed"), 5 * NPOISON);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM loyalty_credits"), credits);
     ck_assert_int_eq(harness_sqlf("SELECT coalesce(sum(points), 0) FROM loyalty_accounts"),
                      accounts);
     harness_admin(&s, "POST", "/queues/customer-loyalty-dlq:purge", NULL, &r);
     ck_assert_int_eq(r.status, 204);
     response_cleanup(&r);
+    harness_stop(&s);
+}
+END_TEST
+
+/* An event that names a stored ride but says other things (another customer, a fare for a
+ * million points): the service credits the ride as stored, not as the message says. */
+START_TEST(forged_ride_events_count_as_the_stored_ride)
+{
+    consumer_fault_hook = NULL;
+    struct harness_server s;
+    harness_start(&s, loyalty_worker);
+    const char *id = "5a1d2c3e-0000-4000-8000-00000000f00d";
+    harness_sqlf("INSERT INTO rides (id, from_location, to_location, customer, duration, "
+                 "distance, fare, correlation_id) VALUES ('%s', 'a', 'b', 'forged-victim', 60, "
+                 "2, 12.5, 'forged') RETURNING 1",
+                 id);
+    char body[400];
+    snprintf(body, sizeof body,
+             "{\"body\": {\"id\": \"%s\", \"customer\": \"mallory\", \"from\": \"x\", "
+             "\"to\": \"y\", \"fare\": 1000000, \"distance\": 1}}",
+             id);
+    struct response r;
+    harness_admin(&s, "POST", "/queues/customer-loyalty/messages", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM loyalty_credits WHERE ride_id = '%s'", id);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT points FROM loyalty_credits WHERE ride_id = '%s' AND "
+                                  "customer = 'forged-victim'",
+                                  id),
+                     13);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM loyalty_accounts WHERE customer = "
+                                  "'mallory'"),
+                     0);
     harness_stop(&s);
 }
 END_TEST
@@ -1588,6 +1628,7 @@ int main(void)
     tcase_add_test(services, two_servers_share_the_work);
     tcase_add_test(services, a_message_handled_elsewhere_is_not_handled_again);
     tcase_add_test(services, a_poison_message_is_dead_lettered_and_changes_nothing);
+    tcase_add_test(services, forged_ride_events_count_as_the_stored_ride);
     tcase_add_test(services, rydes_worker_runs_as_a_separate_process);
     suite_add_tcase(s, services);
     return harness_run(s);
