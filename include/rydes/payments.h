@@ -34,8 +34,9 @@ struct pay_request {
 struct pay_result {
     char reference[256]; /* the code or id handed back on PAY_OK */
     char detail[256];    /* why, otherwise (or, on PAY_OK without a reference, what happened) */
-    bool unsent;         /* PAY_TRANSIENT before the call reached the gateway (connection refused,
-                          * no such host): nothing can have happened */
+    bool unsent;         /* PAY_TRANSIENT before a byte of the call left (connection refused or
+                          * timed out, no such host, a failed TLS handshake): nothing can have
+                          * happened */
     bool foreign;        /* PAY_DECLINED by an answer that may not come from the gateway's handling
                           * of the key (any 4xx but 402: a proxy's 403, a rotated key's 401, a
                           * 404 in front of it): it says nothing of an earlier call's outcome */
@@ -52,9 +53,10 @@ struct payments;
 struct payments *payments_simulator(void);
 /* The HTTP client: POST base_url/{preauthorizations|voids|charges|refunds|credits} with a JSON
  * body (fare_id, customer, amount, reference, original_idempotency_key) and an Idempotency-Key
- * header; 2xx is OK (the response's "reference"); 408, 409 and 425 (a call with the key still in
- * progress), 429, 5xx, timeouts and connection errors are transient (unsent when the connection was
- * never made); any other status is a decline. A call takes at most timeout_ms (capped at 10 s):
+ * header; 2xx with a JSON object is OK (the response's "reference", which a pre-authorization
+ * and a charge must have); 408, 409 and 425 (a call with the key still in progress), 429, 5xx,
+ * other 2xx, timeouts and connection errors are transient (unsent when no byte of the request
+ * was sent); any other status is a decline. A call takes at most timeout_ms (capped at 10 s):
  * callers pass half their lease, so a slow gateway is a transient error that counts against the
  * retry budget, not a lease lost for ever. */
 struct payments *payments_http(const char *base_url, long timeout_ms);

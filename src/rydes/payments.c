@@ -205,6 +205,46 @@ static bool reference_fits(const char *ref, size_t n)
     return len < n && validate_printable_ascii(ref, len);
 }
 
+/* A 2xx answer: a JSON object, with, for the calls whose reference later calls name (a
+ * pre-authorization, a charge), a reference kept whole (a string of printable ASCII that fits,
+ * or an integer). Anything else (a maintenance page served with 200, a reference cut short or
+ * missing) is no answer: the call's outcome stays unknown, and it is undone by its key. */
+static enum pay_status success(enum pay_op op, json_t *reply, struct pay_result *out)
+{
+    json_t *j = json_object_get(reply, "reference");
+    char number[32];
+    const char *ref = json_string_value(j);
+    if (json_is_integer(j)) {
+        snprintf(number, sizeof number, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+        ref = number;
+    }
+    bool kept = ref && *ref && reference_fits(ref, sizeof out->reference);
+    if (kept)
+        snprintf(out->reference, sizeof out->reference, "%s", ref);
+    const char *why = !json_is_object(reply) ? "an answer that is not a JSON object"
+                      : kept || (op != PAY_PREAUTH && op != PAY_CHARGE)
+                          ? NULL
+                          : "no reference that is printable ASCII and short enough";
+    if (!why)
+        return PAY_OK;
+    size_t len = strlen(out->detail);
+    snprintf(out->detail + len, sizeof out->detail - len, ", with %s", why);
+    out->reference[0] = '\0';
+    return PAY_TRANSIENT;
+}
+
+/* Anything but a 2xx: only a 4xx declines; 408, 429 and 409/425 (a call with this key still in
+ * progress there) are no answer for the call, and neither is a 1xx, a 3xx (redirects are not
+ * followed: a maintenance page or a scheme change in front of the gateway), any 5xx or a
+ * transfer that failed. */
+static enum pay_status failure(CURLcode rc, long status, struct pay_result *out)
+{
+    bool declined = rc == CURLE_OK && status >= 400 && status < 500 && status != 408 &&
+                    status != 409 && status != 425 && status != 429;
+    out->foreign = declined && status != 402; /* 402: the gateway's own decline of the call */
+    return declined ? PAY_DECLINED : PAY_TRANSIENT;
+}
+
 /* Sends op to the real gateway. */
 static enum pay_status over_http(struct payments *p, enum pay_op op, const struct pay_request *rq,
                                  struct pay_result *out)
@@ -234,32 +274,23 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
     CURLcode rc = curl_easy_perform(h);
     long status = 0;
+    long sent = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(h);
     free(text);
     json_t *reply = r.data ? json_loads(r.data, 0, NULL) : NULL;
     free(r.data);
-    const char *ref = json_string_value(json_object_get(reply, "reference"));
-    bool ref_usable = !ref || reference_fits(ref, sizeof out->reference);
-    snprintf(out->reference, sizeof out->reference, "%s", ref && ref_usable ? ref : "");
-    snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)%s",
-             op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status,
-             ref_usable ? "" : ", with a reference that is not printable ASCII or too long");
+    snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)",
+             op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status);
+    /* no byte of the request left: a refused or black-holed connection, a failed name lookup
+     * or TLS handshake (the call cannot have reached the gateway) */
+    out->unsent = rc != CURLE_OK && sent == 0;
+    enum pay_status st = rc == CURLE_OK && status >= 200 && status < 300 ? success(op, reply, out)
+                                                                         : failure(rc, status, out);
     json_decref(reply);
-    out->unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-                  rc == CURLE_COULDNT_RESOLVE_PROXY;
-    /* a success whose reference cannot be kept whole is no answer: later steps would name
-     * another reference (cut short) or could never record it (cut inside a character) */
-    if (rc == CURLE_OK && status >= 200 && status < 300)
-        return ref_usable ? PAY_OK : PAY_TRANSIENT;
-    /* only a 4xx declines; 408, 429 and 409/425 (a call with this key still in progress there)
-     * are no answer for the call, and neither is a 1xx, a 3xx (redirects are not followed: a
-     * maintenance page or a scheme change in front of the gateway) or any 5xx */
-    bool declined = rc == CURLE_OK && status >= 400 && status < 500 && status != 408 &&
-                    status != 409 && status != 425 && status != 429;
-    out->foreign = declined && status != 402; /* 402: the gateway's own decline of the call */
-    return declined ? PAY_DECLINED : PAY_TRANSIENT;
+    return st;
 }
 
 enum pay_status payments_call(struct payments *p, struct db_conn *c, enum pay_op op,

@@ -1925,7 +1925,9 @@ END_TEST
  *   "slow": the first request of each key is answered only after PAY_SLOW_MS (the lease is 1 s);
  *   "created": 201 rather than 200;
  *   "longref": references of 90-odd characters (PAY_LONG_SUFFIX appended);
- *   "hugeref": references of 300-odd characters, more than a reference is kept whole.
+ *   "hugeref": references of 300-odd characters, more than a reference is kept whole;
+ *   "htmlpage": a 2xx whose body is an HTML page; "numref": the reference 12345 as a JSON
+ *   number; "noref": a 2xx JSON object without a reference.
  * Anything else is 200 {"reference": "<path>-<n>"} (n counting every request). A key answered
  * with a 2xx before gets the same reference again, as a real gateway's idempotency has it. */
 
@@ -2061,7 +2063,13 @@ static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, co
     if (slow)
         harness_sleep_ms(PAY_SLOW_MS);
     char answer[480];
-    if (status / 100 == 2)
+    if (status / 100 == 2 && customer && strstr(customer, "htmlpage"))
+        snprintf(answer, sizeof answer, "<html>down for maintenance</html>");
+    else if (status / 100 == 2 && customer && strstr(customer, "numref"))
+        snprintf(answer, sizeof answer, "{\"reference\": 12345}");
+    else if (status / 100 == 2 && customer && strstr(customer, "noref"))
+        snprintf(answer, sizeof answer, "{\"status\": \"ok\"}");
+    else if (status / 100 == 2)
         snprintf(answer, sizeof answer, "{\"reference\": \"%s\"}", reference);
     else
         snprintf(answer, sizeof answer, "{\"error\": \"%s\"}",
@@ -2330,12 +2338,94 @@ START_TEST(http_gateway_a_reference_that_cannot_be_kept_is_no_answer)
         .key = "fare:huge-1:preauth", .fare_id = "huge-1", .customer = "hp-hugeref", .amount = 5};
     ck_assert_int_eq(payments_call(p, NULL, PAY_PREAUTH, &rq, &r), PAY_TRANSIENT);
     ck_assert_str_eq(r.reference, "");
-    ck_assert_msg(strstr(r.detail, "not printable ASCII or too long"), "%s", r.detail);
+    ck_assert_msg(strstr(r.detail, "printable ASCII and short enough"), "%s", r.detail);
     rq = (struct pay_request){
         .key = "fare:long-1:preauth", .fare_id = "long-1", .customer = "hp-longref", .amount = 5};
     ck_assert_int_eq(payments_call(p, NULL, PAY_PREAUTH, &rq, &r), PAY_OK);
     ck_assert_msg(strstr(r.reference, PAY_LONG_SUFFIX), "%s", r.reference);
     payments_free(p);
+}
+END_TEST
+
+/* What a 2xx must hold: a JSON object (a maintenance page served with 200 is no answer) and,
+ * for a pre-authorization or a charge, a reference later calls can name (an integer is one);
+ * a refund's or a credit's reference is not needed, so one that is too long is no reason to
+ * call again. */
+START_TEST(http_gateway_a_success_is_a_json_object_with_the_reference_needed)
+{
+    pgw_start();
+    struct payments *p = payments_http(payment_url, 5000);
+    struct pay_result r;
+    static const struct {
+        enum pay_op op;
+        const char *customer;
+        enum pay_status want;
+        const char *reference; /* on PAY_OK */
+    } cases[] = {
+        {PAY_PREAUTH, "ok-htmlpage", PAY_TRANSIENT, NULL},
+        {PAY_CREDIT, "ok-htmlpage", PAY_TRANSIENT, NULL},
+        {PAY_PREAUTH, "ok-numref", PAY_OK, "12345"},
+        {PAY_PREAUTH, "ok-noref", PAY_TRANSIENT, NULL},
+        {PAY_CHARGE, "ok-noref", PAY_TRANSIENT, NULL},
+        {PAY_REFUND, "ok-noref", PAY_OK, ""},
+        {PAY_CREDIT, "ok-hugeref", PAY_OK, ""},
+        {PAY_VOID, "ok-hugeref", PAY_OK, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "fare:shape-%zu:call", i);
+        struct pay_request rq = {
+            .key = key, .fare_id = "shape", .customer = cases[i].customer, .amount = 5};
+        enum pay_status got = payments_call(p, NULL, cases[i].op, &rq, &r);
+        ck_assert_msg(got == cases[i].want, "case %zu (%s): %d, %s", i, cases[i].customer, got,
+                      r.detail);
+        ck_assert(!r.unsent);
+        if (got == PAY_OK)
+            ck_assert_str_eq(r.reference, cases[i].reference);
+    }
+    payments_free(p);
+}
+END_TEST
+
+/* A call that failed before a byte of it left cannot have reached the gateway: a TLS handshake
+ * that fails, and a connection that is never answered (a full accept queue drops the SYN, as a
+ * firewall that black-holes the gateway does), are unsent, as a refused connection is. */
+START_TEST(http_gateway_calls_that_never_left_are_unsent)
+{
+    pgw_start();
+    char url[80];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", pgw.port); /* it speaks plain HTTP */
+    struct payments *p = payments_http(url, 5000);
+    struct pay_result r;
+    struct pay_request rq = {
+        .key = "fare:tls-1:preauth", .fare_id = "tls-1", .customer = "u-tls", .amount = 5};
+    ck_assert_int_eq(payments_call(p, NULL, PAY_PREAUTH, &rq, &r), PAY_TRANSIENT);
+    ck_assert_msg(r.unsent, "%s", r.detail);
+    payments_free(p);
+
+    /* a listener with a backlog of 0 that never accepts: once its queue is full, SYNs drop */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), fill[4];
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&addr, sizeof addr), 0);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&addr, &len), 0);
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&addr, sizeof addr);
+    }
+    harness_sleep_ms(100);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(addr.sin_port));
+    p = payments_http(url, 600);
+    rq = (struct pay_request){
+        .key = "fare:hole-1:preauth", .fare_id = "hole-1", .customer = "u-hole", .amount = 5};
+    ck_assert_int_eq(payments_call(p, NULL, PAY_PREAUTH, &rq, &r), PAY_TRANSIENT);
+    ck_assert_msg(r.unsent, "%s", r.detail);
+    ck_assert_msg(strstr(r.detail, "imeout") || strstr(r.detail, "timed out"), "%s", r.detail);
+    payments_free(p);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
 }
 END_TEST
 
@@ -3025,6 +3115,8 @@ int main(void)
     tcase_add_checked_fixture(http, NULL, http_teardown);
     tcase_add_test(http, http_gateway_a_fare_succeeds_over_http);
     tcase_add_test(http, http_gateway_a_reference_that_cannot_be_kept_is_no_answer);
+    tcase_add_test(http, http_gateway_a_success_is_a_json_object_with_the_reference_needed);
+    tcase_add_test(http, http_gateway_calls_that_never_left_are_unsent);
     tcase_add_test(http, http_gateway_declines_are_compensated_over_http);
     tcase_add_test(http, http_gateway_transient_answers_are_retried_with_the_same_key);
     tcase_add_test(http, http_gateway_a_refusal_in_front_of_it_leaves_the_charge_unknown);
