@@ -25,6 +25,10 @@ struct consumer_env;
 enum consumer_result {
     CONSUMER_DONE,  /* commit the handler's work with the ack */
     CONSUMER_RETRY, /* roll back; the message comes again later */
+    CONSUMER_DEFER, /* roll back; not now (the handler has no room): the message and the rest of
+                     * its batch go back as if not received (their receive counts kept, so no
+                     * dead-letter queue), and the consumer pauses a second before it receives
+                     * again */
 };
 
 /* Each message is handled in a transaction that first holds it (mq_hold): on a FIFO queue that

@@ -17,6 +17,7 @@
 #define CONSUMER_NO_QUEUE_MS  5000     /* the queue does not exist (yet) */
 #define CONSUMER_QUEUE_TTL_US 10000000 /* queue attributes are read again this often */
 #define CONSUMER_RETRY_MAX_S  60       /* a failed message's backoff is at most this */
+#define CONSUMER_DEFER_MS     1000     /* a pause after a handler said "not now" */
 
 bool (*consumer_fault_hook)(const char *worker, const struct mq_message *m);
 
@@ -90,10 +91,21 @@ static bool hold(struct consumer *k, struct db_conn *c, const struct mq_message 
     return st == MQ_OK;
 }
 
+enum outcome { HANDLED, FAILED, DEFERRED };
+
+/* Gives m back untried (its receive count kept) after the handler deferred it. */
+static enum outcome defer(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+{
+    db_rollback(c);
+    if (!db_conn_lost(c))
+        mq_release_unreceived(c, &k->q, m->receipt);
+    return DEFERRED;
+}
+
 /* Handles one message: the handler's work and the ack commit together, or neither. Holding it
- * first makes that once: a batch handled in turn can outlive a message's lease. False when it
- * failed (and is to come again). */
-static bool handle_traced(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+ * first makes that once: a batch handled in turn can outlive a message's lease. FAILED when it
+ * is to come again later. */
+static enum outcome handle_traced(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     char why[256] = "";
     if (k->def->claimed)
@@ -110,11 +122,12 @@ static bool handle_traced(struct consumer *k, struct db_conn *c, const struct mq
         atomic_fetch_add(&k->counters.lost, 1);
         log_info("%s: message %s is no longer ours (its lease ran out): not handled", k->def->name,
                  m->message_id);
-        return true;
+        return HANDLED;
     }
-    ok = ok && k->def->handle(&k->env, c, m, why, sizeof why) == CONSUMER_DONE;
-    ok = ok && mq_delete(c, &k->q, m->receipt) == MQ_OK;
-    ok = ok && db_commit(c);
+    enum consumer_result res = ok ? k->def->handle(&k->env, c, m, why, sizeof why) : CONSUMER_RETRY;
+    if (res == CONSUMER_DEFER)
+        return defer(k, c, m);
+    ok = res == CONSUMER_DONE && mq_delete(c, &k->q, m->receipt) == MQ_OK && db_commit(c);
     if (ok) {
         atomic_fetch_add(&k->counters.handled, 1);
         if (log_enabled(LOG_LEVEL_INFO)) {
@@ -123,7 +136,7 @@ static bool handle_traced(struct consumer *k, struct db_conn *c, const struct mq
                                     LOG_INT("receive_count", m->receive_count)};
             log_event(LOG_LEVEL_INFO, "handled", f, 3);
         }
-        return true;
+        return HANDLED;
     }
     db_rollback(c);
     atomic_fetch_add(&k->counters.failed, 1);
@@ -136,16 +149,16 @@ static bool handle_traced(struct consumer *k, struct db_conn *c, const struct mq
         k->def->given_up(&k->env, c, m, why[0] ? why : "a statement failed");
     if (!db_conn_lost(c))
         mq_change_visibility(c, &k->q, m->receipt, last ? 0 : retry_delay(m->receive_count));
-    return false;
+    return FAILED;
 }
 
-/* Handles one message with its trace (rydes/trace.h) as the thread's; false when it failed. */
-static bool handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
+/* Handles one message with its trace (rydes/trace.h) as the thread's. */
+static enum outcome handle_one(struct consumer *k, struct db_conn *c, const struct mq_message *m)
 {
     trace_from_attributes(m->attributes);
-    bool ok = handle_traced(k, c, m);
+    enum outcome o = handle_traced(k, c, m);
     trace_set(NULL, NULL);
-    return ok;
+    return o;
 }
 
 /* Did a message of msgs[i]'s FIFO group fail earlier in the batch? Then msgs[i] must wait for
@@ -158,23 +171,33 @@ static bool behind_a_failure(const struct mq_message *msgs, const bool *failed, 
     return false;
 }
 
-/* Handles a received batch in order. In a FIFO queue the messages after a failed one of its
- * group are given back unhandled, as if not received (mq_release_unreceived: their receive
- * counts are not used up by the failed one's retries): the group stays closed while the failed
- * one is held back for its retry (sql/002 mq_refresh_group), and opens with it at its head. */
-static void handle_batch(struct consumer *k, struct db_conn *c, const struct mq_message *msgs,
-                         int n)
+/* Handles a batch received at received_us in order; true when the consumer is to pause (a
+ * handler deferred). Messages not tried are given back as if not received
+ * (mq_release_unreceived: their receive counts are kept): in a FIFO queue those after a failed
+ * one of its group (the group stays closed while the failed one is held back for its retry,
+ * sql/002 mq_refresh_group, and opens with it at its head); all of them after a deferred one;
+ * and all of them once the consumer is stopping or half the batch's lease has gone (a slow
+ * message, a stalled lock, must not run its batch-mates' leases out, for other receives to
+ * count them towards the dead-letter queue untried, nor hold a shutdown up). */
+static bool handle_batch(struct consumer *k, struct db_conn *c, const struct mq_message *msgs,
+                         int n, int64_t received_us)
 {
-    bool failed[MQ_MAX_BATCH] = {false};
+    bool failed[MQ_MAX_BATCH] = {false}, rest = false, pause = false;
+    int64_t late_us = received_us + (int64_t)k->def->visibility * 500000;
     for (int i = 0; i < n && i < MQ_MAX_BATCH; i++) {
-        if (!behind_a_failure(msgs, failed, i)) {
-            failed[i] = !handle_one(k, c, &msgs[i]);
+        rest = rest || worker_stopping(k->worker) || clock_mono_us() > late_us;
+        if (!rest && !behind_a_failure(msgs, failed, i)) {
+            enum outcome o = handle_one(k, c, &msgs[i]);
+            failed[i] = o != HANDLED;
+            if (o == DEFERRED)
+                pause = rest = true;
             continue;
         }
         failed[i] = true;
         if (!db_conn_lost(c))
             mq_release_unreceived(c, &k->q, msgs[i].receipt);
     }
+    return pause;
 }
 
 /* Reads the queue's attributes when they are missing or old; false when it does not exist. */
@@ -207,16 +230,18 @@ static int consumer_step(struct worker *w, void *arg)
     uint64_t seq = mq_hub_seq(k->env.hub, k->q.id);
     struct mq_message *msgs = NULL;
     int n = 0;
+    int64_t received_us = clock_mono_us();
     st = mq_receive(c, &k->q, k->def->batch, k->def->visibility, false, &msgs, &n);
     if (st == MQ_OK && n == k->def->batch) /* there may be more: the next waiter looks too */
         mq_hub_poke(k->env.hub, k->q.id);
-    if (st == MQ_OK)
-        handle_batch(k, c, msgs, n);
+    bool pause = st == MQ_OK && handle_batch(k, c, msgs, n, received_us);
     mq_messages_free(msgs, n);
     db_pool_release(k->env.pool, c);
     if (st != MQ_OK)
         return backoff(k);
     k->backoff_ms = 0;
+    if (pause)
+        return CONSUMER_DEFER_MS;
     return n ? 0 : wait_for_messages(k, seq);
 }
 

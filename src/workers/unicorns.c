@@ -31,7 +31,8 @@ struct unicorn {
 };
 
 struct answer {
-    int64_t due_us; /* monotonic: a step of the wall clock moves no answer */
+    int64_t due_us;      /* monotonic: a step of the wall clock moves no answer */
+    int64_t given_up_us; /* no RFQ waits for it after this: the first due + the longest timeout */
     char rfq[IDS_UUID_LEN];
     char unicorn[64];
     char return_address[MQ_NAME_MAX + 1];
@@ -120,15 +121,15 @@ static enum consumer_result consider(const struct consumer_env *env, struct db_c
     pthread_mutex_lock(&u->fleet->mu);
     bool full = u->fleet->len >= FLEET_MAX_PENDING;
     pthread_mutex_unlock(&u->fleet->mu);
-    if (full) { /* a flood of requests: they wait in the queue, not in memory */
-        snprintf(why, n, "%d answers are pending", FLEET_MAX_PENDING);
-        return CONSUMER_RETRY;
-    }
+    if (full) /* a flood of requests: they wait in the queue, not in memory */
+        return CONSUMER_DEFER;
     int64_t lo = cfg->unicorn_min_latency_ms, hi = cfg->unicorn_max_latency_ms;
     int64_t latency_ms = lo + (hi > lo ? (int64_t)((h >> 8) % (uint64_t)(hi - lo + 1)) : 0);
     int64_t pmin = cfg->unicorn_min_price * 100, pmax = cfg->unicorn_max_price * 100;
     int64_t cents = pmin + (pmax > pmin ? (int64_t)((h >> 24) % (uint64_t)(pmax - pmin)) : 0);
-    struct answer a = {.due_us = clock_mono_us() + latency_ms * 1000,
+    int64_t due_us = clock_mono_us() + latency_ms * 1000;
+    struct answer a = {.due_us = due_us,
+                       .given_up_us = due_us + (int64_t)RFQS_TIMEOUT_MAX * 1000000,
                        .price = (double)cents / 100,
                        .goodies = (unsigned)(h >> 48) & 0xf};
     snprintf(a.rfq, sizeof a.rfq, "%s", rfq);
@@ -143,28 +144,48 @@ static enum consumer_result consider(const struct consumer_env *env, struct db_c
     return CONSUMER_DONE;
 }
 
-/* Posts one answer into its return address. */
-static void post(struct fleet *f, struct db_conn *c, const struct answer *a)
+/* Is an answer done with after st: posted, or with nowhere to go (its return address gone, or
+ * refusing it)? Not when the database failed: then it goes again. */
+static bool settled(enum mq_status st)
+{
+    return st != MQ_UNAVAILABLE && st != MQ_BUSY && st != MQ_ERROR;
+}
+
+/* Posts one answer into its return address; false when it is to go again (settled). */
+static bool post(struct fleet *f, struct db_conn *c, const struct answer *a)
 {
     struct mq_queue q;
-    if (mq_queue_get(c, a->return_address, &q) != MQ_OK)
-        return; /* the return address is gone: the answer has nowhere to go */
+    enum mq_status st = mq_queue_get(c, a->return_address, &q);
+    if (st != MQ_OK)
+        return settled(st);
     json_t *goodies = json_array();
     for (unsigned i = 0; i < 4; i++)
         if (a->goodies & (1u << i))
             json_array_append_new(goodies, json_string(goodie_names[i]));
     struct quote_input in = {.unicorn = a->unicorn, .price = a->price, .goodies = goodies};
-    rfqs_enqueue_quote(c, &q, a->rfq, &in, mq_hub_listened(f->env.hub, q.id));
+    st = rfqs_enqueue_quote(c, &q, a->rfq, &in, mq_hub_listened(f->env.hub, q.id));
     json_decref(goodies);
+    return settled(st);
+}
+
+/* Puts a back to go again a second from now, unless its RFQ is over by then whatever its
+ * timeout was (a database away for minutes): then it is dropped. */
+static void again(struct fleet *f, struct answer *a)
+{
+    a->due_us = clock_mono_us() + FLEET_RETRY_US;
+    if (a->due_us > a->given_up_us)
+        return;
+    pthread_mutex_lock(&f->mu);
+    heap_push(f, a);
+    pthread_mutex_unlock(&f->mu);
 }
 
 static int send_step(struct worker *w, void *arg)
 {
-    (void)w;
     struct fleet *f = arg;
     int64_t now = clock_mono_us();
     int wait_ms = FLEET_IDLE_MS;
-    for (;;) {
+    while (!worker_stopping(w)) { /* answers still due are lost with the process, as documented */
         pthread_mutex_lock(&f->mu);
         bool due = f->len && f->heap[0].due_us <= now;
         struct answer a = due ? heap_pop(f) : (struct answer){0};
@@ -176,17 +197,19 @@ static int send_step(struct worker *w, void *arg)
         enum db_acquire_error why;
         struct db_conn *c = db_pool_acquire(f->env.pool, f->env.acquire_timeout_ms, &why);
         if (!c) { /* the pool is busy or the database away: the answer goes a little later */
-            a.due_us = clock_mono_us() + FLEET_RETRY_US; /* the acquire may have waited */
-            pthread_mutex_lock(&f->mu);
-            heap_push(f, &a);
-            pthread_mutex_unlock(&f->mu);
+            again(f, &a);
             return FLEET_IDLE_MS;
         }
         trace_set(a.trace.request_id, a.trace.traceparent);
-        post(f, c, &a);
+        bool posted = post(f, c, &a);
         trace_set(NULL, NULL);
         db_pool_release(f->env.pool, c);
+        if (!posted) { /* a statement failed: the database is likely away, so pause too */
+            again(f, &a);
+            return FLEET_IDLE_MS;
+        }
     }
+    return FLEET_IDLE_MS;
 }
 
 struct fleet *fleet_start(const struct config *cfg, const struct consumer_env *env)

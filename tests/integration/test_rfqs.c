@@ -645,6 +645,37 @@ START_TEST(all_unicorns_answer_early)
 }
 END_TEST
 
+/* An answer whose send fails (the database refuses quotes for a while: a trigger here) goes
+ * again a second later instead of being dropped: the RFQ still gets every quote. */
+START_TEST(answers_that_fail_to_send_go_again)
+{
+    struct harness_server s;
+    harness_start(&s, eager_fleet);
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION test_refuse_quotes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "RAISE EXCEPTION 'quotes refused for a while'; END $$; "
+             "CREATE TRIGGER test_refuse_quotes BEFORE INSERT ON messages FOR EACH ROW "
+             "WHEN (NEW.queue_id = %lld) EXECUTE FUNCTION test_refuse_quotes()",
+             sqlf("SELECT id FROM queues WHERE name = 'rfq-responses'"));
+    free(harness_sql(test_db, sql));
+    char id[IDS_UUID_LEN];
+    submit(&s, "refused-1", 10, FLEET, id);
+    harness_sleep_ms(1500); /* every answer is due within 200 ms: each has failed */
+    struct response r;
+    get(&s, "/rfqs/%s/status", id, &r);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "response_count")), 0);
+    response_cleanup(&r);
+    free(harness_sql(test_db, "DROP TRIGGER test_refuse_quotes ON messages; "
+                              "DROP FUNCTION test_refuse_quotes()"));
+    ck_assert_msg(wait_done(&s, id, 5, &r) > 0, "not done 5 s after the database took quotes: %s",
+                  buf_str(&r.body));
+    assert_status(r.json, id, true, "all_answered", FLEET, FLEET, false);
+    response_cleanup(&r);
+    harness_stop(&s);
+}
+END_TEST
+
 /* ---- 2. nobody answers: done at the eta ------------------------------------------------------ */
 
 START_TEST(silent_unicorns_make_it_time_out_at_the_eta)
@@ -2175,6 +2206,7 @@ int main(void)
     tcase_set_timeout(gather, 60);
     tcase_add_checked_fixture(gather, fresh_database, forget_database);
     tcase_add_test(gather, all_unicorns_answer_early);
+    tcase_add_test(gather, answers_that_fail_to_send_go_again);
     tcase_add_test(gather, silent_unicorns_make_it_time_out_at_the_eta);
     tcase_add_test(gather, unicorns_that_never_answer_leave_the_others_quotes_at_the_eta);
     tcase_add_test(gather, late_duplicate_and_uncorrelated_quotes);
