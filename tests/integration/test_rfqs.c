@@ -676,6 +676,46 @@ START_TEST(answers_that_fail_to_send_go_again)
 }
 END_TEST
 
+/* The deadline timer completes the due RFQs it can lock and skips one a stalled quote
+ * transaction holds (it used to wait for it, holding up every other due RFQ). */
+START_TEST(the_deadline_timer_skips_a_locked_rfq)
+{
+    struct harness_server s;
+    harness_start(&s, no_services); /* migrates the database; nothing runs the timer but this */
+    const char *ids[] = {"0b0b0b0b-0000-4000-8000-00000000000a",
+                         "0b0b0b0b-0000-4000-8000-00000000000b"};
+    for (int i = 0; i < 2; i++)
+        sqlf("WITH r AS (INSERT INTO rfqs (id, from_location, to_location, customer, "
+             "submitted_at, eta, expected_responses) VALUES ('%s', 'a', 'b', 'c', "
+             "now() - interval '10 s', now() - interval '5 s', 5) RETURNING 1) "
+             "SELECT count(*) FROM r",
+             ids[i]);
+    PGconn *holder = PQconnectdb(test_db), *timer = PQconnectdb(test_db);
+    ck_assert(PQstatus(holder) == CONNECTION_OK && PQstatus(timer) == CONNECTION_OK);
+    char sql[200];
+    snprintf(sql, sizeof sql, "BEGIN; SELECT 1 FROM rfqs WHERE id = '%s' FOR NO KEY UPDATE",
+             ids[0]);
+    PQclear(PQexec(holder, sql));
+    PQclear(PQexec(timer, "SET statement_timeout = '3s'"));
+    PGresult *r = PQexec(timer, "SELECT rfq_expire()");
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(timer));
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE id = '%s' AND status = 'done' AND "
+                          "completion_reason = 'timeout' AND completed_at = eta",
+                          ids[1]),
+                     1);
+    PQclear(PQexec(holder, "ROLLBACK"));
+    r = PQexec(timer, "SELECT rfq_expire()");
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    ck_assert_int_eq(sqlf("SELECT count(*) FROM rfqs WHERE status = 'running'"), 0);
+    PQfinish(holder);
+    PQfinish(timer);
+    harness_stop(&s);
+}
+END_TEST
+
 /* ---- 2. nobody answers: done at the eta ------------------------------------------------------ */
 
 START_TEST(silent_unicorns_make_it_time_out_at_the_eta)
@@ -2207,6 +2247,7 @@ int main(void)
     tcase_add_checked_fixture(gather, fresh_database, forget_database);
     tcase_add_test(gather, all_unicorns_answer_early);
     tcase_add_test(gather, answers_that_fail_to_send_go_again);
+    tcase_add_test(gather, the_deadline_timer_skips_a_locked_rfq);
     tcase_add_test(gather, silent_unicorns_make_it_time_out_at_the_eta);
     tcase_add_test(gather, unicorns_that_never_answer_leave_the_others_quotes_at_the_eta);
     tcase_add_test(gather, late_duplicate_and_uncorrelated_quotes);
