@@ -119,10 +119,11 @@ enum quote_outcome {
 };
 
 /* The aggregator's step for one quote (inside the caller's transaction); sent_at (RFC 3339, or
- * NULL when not known) is when its message was sent: a unicorn's quote replaces its earlier
- * one only when sent later. */
+ * NULL when not known) is when its message was sent and seq the message's id: a unicorn's quote
+ * replaces its earlier one only when sent later, or at the same time (to the millisecond) by a
+ * message inserted later (sql/049). */
 enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,
-                              const char *sent_at, enum quote_outcome *outcome);
+                              const char *sent_at, long long seq, enum quote_outcome *outcome);
 /* Does RFQ id take quotes from unicorn (one it asked, or any when it asked none by name)?
  * MQ_NOT_FOUND when there is no such RFQ. */
 enum mq_status rfqs_asked(struct db_conn *c, const char *id, const char *unicorn, bool *asked);

@@ -2,6 +2,7 @@
 #include "rydes/rfqs.h"
 
 #include "rydes/buf.h"
+#include "rydes/fmt.h"
 #include "rydes/idempotency.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
@@ -77,7 +78,8 @@ static struct db_stmt q_asked = DB_STMT(
     "SELECT recipients IS NULL OR coalesce($2 = ANY (recipients), false) FROM rfqs WHERE id = $1",
     2);
 static struct db_stmt q_add =
-    DB_STMT("rfq_add", "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb, $5::timestamptz)", 5);
+    DB_STMT("rfq_add",
+            "SELECT rfq_add_quote($1, $2, $3::numeric, $4::jsonb, $5::timestamptz, $6::bigint)", 6);
 static struct db_stmt q_expire = DB_STMT("rfq_expire", "SELECT rfq_expire()", 0);
 
 void rfq_clear(struct rfq *r)
@@ -513,12 +515,13 @@ enum mq_status rfqs_enqueue_quote(struct db_conn *c, const struct mq_queue *q, c
 }
 
 enum mq_status rfqs_add_quote(struct db_conn *c, const char *id, const struct quote_input *in,
-                              const char *sent_at, enum quote_outcome *outcome)
+                              const char *sent_at, long long seq, enum quote_outcome *outcome)
 {
-    char price[32];
+    char price[32], seq_text[FMT_INT_LEN];
     snprintf(price, sizeof price, "%.2f", in->price);
+    fmt_int(seq_text, seq);
     char *goodies = in->goodies ? jsontext_dumps(in->goodies, JSON_COMPACT) : NULL;
-    const char *v[] = {id, in->unicorn, price, goodies, sent_at};
+    const char *v[] = {id, in->unicorn, price, goodies, sent_at, seq_text};
     PGresult *r = db_exec(c, &q_add, v, NULL, NULL);
     free(goodies);
     if (!db_ok(c, r, PGRES_TUPLES_OK))

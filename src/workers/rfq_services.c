@@ -42,7 +42,7 @@ static enum consumer_result aggregate(const struct consumer_env *env, struct db_
         atomic_fetch_add(&counters.invalid, 1);
     } else {
         enum quote_outcome o;
-        enum mq_status st = rfqs_add_quote(c, id, &q, m->sent_at, &o);
+        enum mq_status st = rfqs_add_quote(c, id, &q, m->sent_at, m->id, &o);
         if (st != MQ_OK) {
             snprintf(why, n, "recording the quote failed");
             r = CONSUMER_RETRY;

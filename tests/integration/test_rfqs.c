@@ -1555,6 +1555,39 @@ START_TEST(a_revised_quote_stands_whatever_the_processing_order)
 }
 END_TEST
 
+/* An original and its revision sent in one batch carry the same sent_at: the one inserted later
+ * (the revision) stands although the original, delayed, is processed after it (it replaced it). */
+START_TEST(a_revision_sent_in_the_same_batch_stands)
+{
+    struct harness_server s;
+    harness_start(&s, aggregator_only);
+    char id[IDS_UUID_LEN];
+    submit(&s, "rev-batch", 300, FLEET, id);
+    long long base[OUTCOMES];
+    quote_counts(&s, base);
+    char text[800];
+    snprintf(text, sizeof text,
+             "{\"entries\": [{\"id\": \"original\", \"body\": {\"unicorn\": \"sparkle\", "
+             "\"price\": 50}, \"delay_seconds\": 2, \"attributes\": {\"correlation_id\": "
+             "{\"type\": \"String\", \"value\": \"%s\"}}}, {\"id\": \"revision\", \"body\": "
+             "{\"unicorn\": \"sparkle\", \"price\": 40}, \"attributes\": {\"correlation_id\": "
+             "{\"type\": \"String\", \"value\": \"%s\"}}}]}",
+             id, id);
+    struct response r;
+    harness_admin(&s, "POST", "/queues/rfq-responses/messages:batch", text, &r);
+    ck_assert_msg(r.status == 200 && json_array_size(json_object_get(r.json, "successful")) == 2,
+                  "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    long long moved[OUTCOMES] = {[STORED] = 1, [SUPERSEDED] = 1};
+    wait_quote_counts(&s, base, moved, 6);
+    ck_assert_int_eq(sqlf("SELECT price * 100 FROM rfq_quotes WHERE rfq_id = '%s' AND "
+                          "unicorn = 'sparkle'",
+                          id),
+                     4000);
+    harness_stop(&s);
+}
+END_TEST
+
 START_TEST(a_goodie_of_100_characters_is_accepted_whatever_its_bytes)
 {
     struct harness_server s;
@@ -2240,6 +2273,7 @@ int main(void)
     tcase_add_test(api, a_retry_with_the_same_key_finds_the_first_rfq);
     tcase_add_test(api, a_quote_committing_at_the_eta_keeps_the_rfq_running);
     tcase_add_test(api, a_revised_quote_stands_whatever_the_processing_order);
+    tcase_add_test(api, a_revision_sent_in_the_same_batch_stands);
     tcase_add_test(api, a_goodie_of_100_characters_is_accepted_whatever_its_bytes);
     suite_add_tcase(s, api);
     TCase *gather = tcase_create("scatter-gather");
