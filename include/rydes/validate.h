@@ -65,8 +65,13 @@ bool validate_decimal_text(const char *s, double *out, int *decimals);
  * decimals gives back exactly the same double (61.55 has 2; 1e-10 and 500000.0004 have 3). */
 int validate_decimals_of(double v);
 
-/* The longest prefix of s, at most max_bytes long, that ends on a character boundary (for
- * "%.*s" of text that must stay valid UTF-8). */
+/* The length (1..4) of the well-formed UTF-8 character text starts with, its code point in *cp
+ * (NULL: not wanted); 0 when it is not one (a NUL, a stray or missing continuation byte, an
+ * overlong form, a surrogate, past U+10FFFF). */
+size_t validate_utf8_char(const char *text, uint32_t *cp);
+
+/* The longest prefix of s, at most max_bytes long, that is well-formed UTF-8 (for "%.*s" of
+ * text that must stay valid UTF-8). */
 size_t validate_utf8_prefix(const char *s, size_t max_bytes);
 
 /* Are the n bytes of s printable ASCII (space to '~')? */

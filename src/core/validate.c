@@ -23,27 +23,43 @@ void field_errors_cleanup(struct field_errors *fe)
     field_errors_init(fe);
 }
 
-/* The length of a UTF-8 sequence starting with lead byte c (0: not a lead byte). */
-static size_t utf8_sequence(unsigned char c)
+/* Is c a continuation byte within lo..hi (0x80..0xbf unless the lead byte narrows it)? */
+static bool in(unsigned char c, unsigned char lo, unsigned char hi)
 {
-    return c < 0x80             ? 1
-           : (c & 0xe0) == 0xc0 ? 2
-           : (c & 0xf0) == 0xe0 ? 3
-           : (c & 0xf8) == 0xf0 ? 4
-                                : 0;
+    return c >= lo && c <= hi;
+}
+
+size_t validate_utf8_char(const char *text, uint32_t *cp)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    unsigned char c = s[0];
+    /* the second byte's range, which rules out overlong forms, surrogates and > U+10FFFF */
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    size_t len = c < 0x80            ? 1
+                 : in(c, 0xc2, 0xdf) ? 2
+                 : in(c, 0xe0, 0xef) ? 3
+                 : in(c, 0xf0, 0xf4) ? 4
+                                     : 0;
+    if (len == 0 || c == 0)
+        return 0;
+    uint32_t v = len == 1 ? c : c & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++) {
+        if (!(i == 1 ? in(s[i], lo, hi) : in(s[i], 0x80, 0xbf)))
+            return 0;
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    if (cp)
+        *cp = v;
+    return len;
 }
 
 size_t validate_utf8_prefix(const char *s, size_t max_bytes)
 {
     size_t n = 0;
     while (s[n]) {
-        size_t len = utf8_sequence((unsigned char)s[n]);
+        size_t len = validate_utf8_char(s + n, NULL);
         if (len == 0 || n + len > max_bytes)
-            break;
-        size_t i = 1;
-        while (i < len && ((unsigned char)s[n + i] & 0xc0) == 0x80)
-            i++;
-        if (i < len)
             break;
         n += len;
     }

@@ -451,6 +451,50 @@ END_TEST
 
 /* Numeric strings: digits with an optional minus and fraction; the decimals counted up to the
  * last fraction digit that is not 0. */
+/* Well-formed UTF-8 only: overlong forms, surrogates, code points past U+10FFFF, stray and
+ * missing continuation bytes are not characters (the prefix stops before them). */
+static const struct {
+    const char *s;
+    size_t len;  /* validate_utf8_char */
+    uint32_t cp; /* when len > 0 */
+} utf8_chars[] = {
+    {"a", 1, 'a'},
+    {"\xc3\xa9", 2, 0xe9},
+    {"\xe2\x82\xac", 3, 0x20ac},
+    {"\xed\x9f\xbf", 3, 0xd7ff},
+    {"\xef\xbf\xbf", 3, 0xffff},
+    {"\xf0\x9f\x98\x80", 4, 0x1f600},
+    {"\xf4\x8f\xbf\xbf", 4, 0x10ffff},
+    {"", 0, 0},
+    {"\xc0\x80", 0, 0},         /* overlong NUL */
+    {"\xc1\xbf", 0, 0},         /* overlong */
+    {"\xe0\x9f\xbf", 0, 0},     /* overlong */
+    {"\xf0\x8f\xbf\xbf", 0, 0}, /* overlong */
+    {"\xed\xa0\x80", 0, 0},     /* a surrogate */
+    {"\xf4\x90\x80\x80", 0, 0}, /* past U+10FFFF */
+    {"\xf5\x80\x80\x80", 0, 0},
+    {"\x80", 0, 0},
+    {"\xc3", 0, 0},
+    {"\xe2\x82", 0, 0},
+    {"\xc3" "a", 0, 0},
+};
+
+START_TEST(test_utf8_chars)
+{
+    for (size_t i = 0; i < sizeof utf8_chars / sizeof *utf8_chars; i++) {
+        uint32_t cp = 0;
+        size_t len = validate_utf8_char(utf8_chars[i].s, &cp);
+        ck_assert_msg(len == utf8_chars[i].len, "case %zu: %zu bytes, not %zu", i, len,
+                      utf8_chars[i].len);
+        if (len)
+            ck_assert_msg(cp == utf8_chars[i].cp, "case %zu: U+%x", i, (unsigned)cp);
+        ck_assert_uint_eq(validate_utf8_prefix(utf8_chars[i].s, 8), len);
+    }
+    ck_assert_uint_eq(validate_utf8_prefix("ab\xc3\xa9\xc0\x80" "cd", 100), 4);
+    ck_assert_uint_eq(validate_utf8_prefix("ab\xc3\xa9", 3), 2);
+}
+END_TEST
+
 START_TEST(test_decimal_texts)
 {
     const struct {
@@ -505,6 +549,7 @@ static Suite *validate_suite(void)
     tcase_add_test(text, test_query_int_table);
     tcase_add_test(text, test_query_int_leading_whitespace);
     tcase_add_test(text, test_utf8_length_table);
+    tcase_add_test(text, test_utf8_chars);
     tcase_add_test(text, test_decimal_texts);
     suite_add_tcase(s, text);
 
