@@ -1,18 +1,25 @@
 /* Line-oriented logging; see include/rydes/log.h. Each line is built in a buffer and written
- * with one write(2) so lines from different threads never mix. Every string is escaped by hand
- * (control characters and non-ASCII bytes included), so a hostile path or header can never
- * break the line format or inject a fake log line. */
+ * with one write(2) (continued if the write comes back short), so lines from different threads
+ * do not mix: each message and string value is cut once it takes LOG_VALUE_MAX bytes escaped
+ * (marked), which keeps a line within PIPE_BUF, the most a pipe writes whole, unless an event
+ * has more than two long fields.
+ * Every string is escaped by hand (control characters and non-ASCII bytes included), so a
+ * hostile path or header can never break the line format or inject a fake log line. */
 #include "rydes/log.h"
 
 #include "rydes/buf.h"
 #include "rydes/clock.h"
 #include "rydes/trace.h"
+#include "rydes/validate.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#define LOG_VALUE_MAX 1024 /* bytes a message or a string value takes escaped; the rest is cut */
 
 static atomic_int log_min_level = LOG_LEVEL_INFO;
 static atomic_int log_fmt = LOG_FORMAT_TEXT;
@@ -30,36 +37,67 @@ bool log_enabled(enum log_level level)
     return (int)level >= atomic_load(&log_min_level);
 }
 
-/* Appends s as the inside of a JSON string: quotes, backslashes and all bytes < 0x20 or >= 0x7f
- * are escaped, so the output is plain ASCII whatever the input. */
-static void append_json_escaped(struct buf *b, const char *s)
+/* Says how much of a value was cut (p: where the cut began). */
+static void append_cut(struct buf *b, const char *p)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f)
-            buf_printf(b, "\\u%04x", *p);
-        else
-            buf_append(b, p, 1);
-    }
+    if (*p)
+        buf_printf(b, "...(%zu more bytes)", strlen(p));
 }
 
-/* Text values: printable ASCII kept, anything else as \xNN, quoted when it contains a space. */
-static void append_text_value(struct buf *b, const char *s)
+/* Appends s as the inside of a JSON string, in plain ASCII whatever the input: quotes,
+ * backslashes and control characters escaped, well-formed UTF-8 as \uXXXX (a surrogate pair
+ * past U+FFFF), and each byte of anything else as the text \xNN. */
+static void append_json_escaped(struct buf *b, const char *s)
 {
-    bool quote = s[0] == '\0';
-    for (const char *p = s; *p && !quote; p++)
-        quote = *p == ' ' || *p == '"';
-    if (quote)
-        buf_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            buf_printf(b, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f)
-            buf_printf(b, "\\x%02x", *p);
+    const char *p = s;
+    size_t start = b->len;
+    while (*p && b->len - start < LOG_VALUE_MAX) {
+        unsigned char c = (unsigned char)*p;
+        uint32_t cp = c;
+        size_t len = c < 0x80 ? 1 : validate_utf8_char(p, &cp);
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            buf_printf(b, "\\u%04x", c);
+        else if (c < 0x80)
+            buf_append(b, p, 1);
+        else if (len == 0)
+            buf_printf(b, "\\\\x%02x", c);
+        else if (cp < 0x10000)
+            buf_printf(b, "\\u%04x", (unsigned)cp);
+        else
+            buf_printf(b, "\\u%04x\\u%04x", (unsigned)(0xd800 + ((cp - 0x10000) >> 10)),
+                       (unsigned)(0xdc00 + ((cp - 0x10000) & 0x3ff)));
+        p += len ? len : 1;
+    }
+    append_cut(b, p);
+}
+
+/* Appends s for text logs: printable ASCII kept, backslashes (and quotes, in a value) escaped,
+ * any other byte as \xNN. */
+static void append_text_escaped(struct buf *b, const char *s, bool value)
+{
+    const char *p = s;
+    size_t start = b->len;
+    for (; *p && b->len - start < LOG_VALUE_MAX; p++) {
+        unsigned char c = (unsigned char)*p;
+        if ((c == '"' && value) || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            buf_printf(b, "\\x%02x", c);
         else
             buf_append(b, p, 1);
     }
+    append_cut(b, p);
+}
+
+/* Text values: escaped, quoted when empty or holding a space or a quote. */
+static void append_text_value(struct buf *b, const char *s)
+{
+    bool quote = s[0] == '\0' || strpbrk(s, " \"") != NULL;
+    if (quote)
+        buf_puts(b, "\"");
+    append_text_escaped(b, s, true);
     if (quote)
         buf_puts(b, "\"");
 }
@@ -115,6 +153,20 @@ static int with_trace(const struct log_field *fields, int nfields, struct log_fi
     return n;
 }
 
+/* Writes the line, continuing a short write (a signal, a full pipe); a failure drops the rest. */
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
 void log_event(enum log_level level, const char *msg, const struct log_field *given, int ngiven)
 {
     if (!log_enabled(level))
@@ -134,14 +186,12 @@ void log_event(enum log_level level, const char *msg, const struct log_field *gi
         buf_puts(&b, "}\n");
     } else {
         buf_printf(&b, "%s %-5s ", ts, level_names[level]);
-        for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
-            buf_printf(&b, (*p < 0x20 || *p == 0x7f) ? "\\x%02x" : "%c", *p);
+        append_text_escaped(&b, msg, false);
         for (int i = 0; i < nfields; i++)
             append_field_text(&b, &fields[i]);
         buf_puts(&b, "\n");
     }
-    ssize_t ignored = write(STDERR_FILENO, b.data, b.len);
-    (void)ignored;
+    write_all(b.data, b.len);
     buf_cleanup(&b);
 }
 
