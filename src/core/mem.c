@@ -1,4 +1,5 @@
-/* Allocation helpers that abort on out-of-memory; see include/rydes/mem.h. */
+/* Allocation helpers that abort on out-of-memory (and a thread start that aborts when refused);
+ * see include/rydes/mem.h. */
 #include "rydes/mem.h"
 
 #include <stdio.h>
@@ -50,4 +51,16 @@ char *xstrndup(const char *s, size_t n)
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
+}
+
+void xthread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int err = pthread_create(t, NULL, fn, arg);
+    if (err == 0)
+        return;
+    char msg[160];
+    int n = snprintf(msg, sizeof msg, "rydes: cannot start a thread: %s\n", strerror(err));
+    ssize_t ignored = write(STDERR_FILENO, msg, n > 0 && n < (int)sizeof msg ? (size_t)n : 0);
+    (void)ignored;
+    abort();
 }

@@ -59,7 +59,7 @@ struct worker *worker_start(int (*step)(struct worker *w, void *arg), void *arg)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&w->cv, &attr);
     pthread_condattr_destroy(&attr);
-    pthread_create(&w->thread, NULL, worker_main, w);
+    xthread_create(&w->thread, worker_main, w);
     return w;
 }
 

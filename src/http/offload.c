@@ -65,8 +65,7 @@ struct offload *offload_start(int threads, int max_waiting)
     pthread_cond_init(&o->cv, NULL);
     o->nthreads = threads;
     for (int i = 0; i < threads; i++)
-        if (pthread_create(&o->threads[i], NULL, thread_main, o) != 0)
-            rydes_oom();
+        xthread_create(&o->threads[i], thread_main, o);
     return o;
 }
 

@@ -361,8 +361,8 @@ struct mq_combiner *mq_combiner_start(struct db_pool *pool, int acquire_timeout_
         l->kind = k == MQ_COMBINED_UPPER ? upper : &kinds[k];
         pthread_mutex_init(&l->mu, NULL);
         pthread_cond_init(&l->cv, NULL);
-        if (l->kind && pthread_create(&l->thread, NULL, lane_main, l) != 0)
-            rydes_oom();
+        if (l->kind)
+            xthread_create(&l->thread, lane_main, l);
     }
     return cb;
 }

@@ -580,7 +580,7 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     gethostname(host, sizeof host - 1);
     snprintf(h->listener, sizeof h->listener, "%s:%d:%lld", host, (int)getpid(),
              (long long)clock_wall_us());
-    pthread_create(&h->thread, NULL, hub_main, h);
+    xthread_create(&h->thread, hub_main, h);
     return h;
 }
 
