@@ -49,7 +49,9 @@ static bool fifteen_digits_suffice(const json_t *v, int depth)
 {
     if (json_is_real(v))
         return jsontext_fifteen_digits(json_real_value(v));
-    if (depth > 64) /* request bodies are depth-limited long before this */
+    /* a parsed value is at most jansson's parser depth (2048: bodies of that depth are
+     * accepted), and jansson writes none deeper; a value built deeper does not reach here */
+    if (depth > JSON_PARSER_MAX_DEPTH)
         return false;
     if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++)

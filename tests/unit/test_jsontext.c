@@ -33,12 +33,27 @@ START_TEST(seventeen_digits_when_needed)
 }
 END_TEST
 
+/* A deeply nested neighbour (200 levels, within jansson's parser depth) does not make every
+ * number take 17 digits. */
+START_TEST(depth_does_not_change_numbers)
+{
+    char in[512], want[512];
+    int depth = 200, n = snprintf(in, sizeof in, "{\"price\":0.1,\"x\":");
+    memset(in + n, '[', (size_t)depth);
+    memset(in + n + depth, ']', (size_t)depth);
+    strcpy(in + n + 2 * depth, "}");
+    strcpy(want, in);
+    assert_dumps(in, want);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jsontext");
     TCase *tc = tcase_create("dumps");
     tcase_add_test(tc, decimals_stay_as_written);
     tcase_add_test(tc, seventeen_digits_when_needed);
+    tcase_add_test(tc, depth_does_not_change_numbers);
     suite_add_tcase(s, tc);
     return unit_run(s);
 }
