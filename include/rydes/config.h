@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CONFIG_ADMIN_TOKEN_MIN 16 /* RYDES_ADMIN_TOKEN's shortest (and 512 at most) */
+#define CONFIG_ADMIN_TOKEN_MIN 16   /* RYDES_ADMIN_TOKEN's shortest (and 512 at most) */
+#define CONFIG_PAYMENT_URL_MAX 1000 /* RYDES_PAYMENT_URL's longest: a call's URL adds its path */
 
 struct config {
     char *database_url;
@@ -77,6 +78,8 @@ bool config_set_flag(struct config *c, const char *name, const char *value,
 /* Is name a known setting flag? Boolean settings may be given without a value. */
 bool config_is_flag(const char *name);
 bool config_is_bool_flag(const char *name);
+/* Is name a secret setting (its value never printed: the database URL, the admin token)? */
+bool config_is_secret_flag(const char *name);
 
 /* Prints the settings table (flag, variable, default, range, help). */
 void config_print_help(FILE *out);

@@ -61,9 +61,9 @@ static void usage(FILE *out)
           out);
 }
 
-static bool take_value(int argc, char **argv, int *i, const char *arg, const char **value)
+static bool take_value(int argc, char **argv, int *i, char *arg, char **value)
 {
-    const char *eq = strchr(arg, '=');
+    char *eq = strchr(arg, '=');
     if (eq) {
         *value = eq + 1;
         return true;
@@ -83,10 +83,20 @@ static bool set_setting(struct config *cfg, const char *name, const char *value)
     return false;
 }
 
+/* Applies a flag's value taken from argv; a secret's is then wiped from argv, so that
+ * /proc/PID/cmdline (readable by every local user) no longer shows it. */
+static bool set_from_argv(struct config *cfg, const char *name, char *value)
+{
+    bool ok = set_setting(cfg, name, value);
+    if (config_is_secret_flag(name))
+        explicit_bzero(value, strlen(value));
+    return ok;
+}
+
 /* Applies one --flag. Returns false (after printing why) on a bad flag or value. */
 static bool parse_flag(struct config *cfg, struct cli_opts *opts, int argc, char **argv, int *i)
 {
-    const char *arg = argv[*i] + 2;
+    char *arg = argv[*i] + 2;
     bool has_eq = strchr(arg, '=') != NULL;
     char name[64];
     snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
@@ -98,7 +108,7 @@ static bool parse_flag(struct config *cfg, struct cli_opts *opts, int argc, char
         return set_setting(cfg, name, "true");
     if (!has_eq && strncmp(name, "no-", 3) == 0 && config_is_bool_flag(name + 3))
         return set_setting(cfg, name + 3, "false");
-    const char *value;
+    char *value;
     if (!take_value(argc, argv, i, arg, &value)) {
         fprintf(stderr, "rydes: option --%s needs a value\n", name);
         return false;
@@ -108,7 +118,7 @@ static bool parse_flag(struct config *cfg, struct cli_opts *opts, int argc, char
     else if (strcmp(name, "name") == 0)
         opts->name = value;
     else
-        return set_setting(cfg, name, value);
+        return set_from_argv(cfg, name, value);
     return true;
 }
 

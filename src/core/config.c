@@ -77,6 +77,22 @@ static bool database_url_valid(const char *value)
     return opts != NULL;
 }
 
+/* Empty (the simulator), or an http(s) base URL the gateway's paths are appended to: a host,
+ * no query or fragment (a path would follow them), no blanks, and short enough that a call's
+ * URL is whole. A scheme-less value would go out as plain http (curl's guess), a mistyped one
+ * fail every call as if the gateway were down. */
+static bool payment_url_valid(const char *value)
+{
+    size_t n = strlen(value);
+    if (n == 0)
+        return true;
+    size_t scheme = strncmp(value, "https://", 8) == 0  ? 8
+                    : strncmp(value, "http://", 7) == 0 ? 7
+                                                        : 0;
+    return scheme && n <= CONFIG_PAYMENT_URL_MAX && value[scheme] && value[scheme] != '/' &&
+           !value[strcspn(value, "?# \t\r\n")] && validate_printable_ascii(value, n);
+}
+
 /* Empty (none), or a bearer token that can log in: it arrives in a header, trimmed of spaces,
  * so a space, a line end (a secret file's last newline) or anything else never would. */
 static bool admin_token_valid(const char *value)
@@ -95,6 +111,8 @@ static const struct {
      "not a libpq connection string or URI (the value is not shown: it may hold a password)"},
     {admin_token_valid, "must be 16 to 512 printable ASCII characters without spaces (a trailing "
                         "newline from a secret file?)"},
+    {payment_url_valid, "must be empty or an http:// or https:// URL with a host, without a query, "
+                        "a fragment or blanks, of at most 1000 characters"},
 };
 
 static const char *refusal_of(const struct setting *s)
@@ -223,7 +241,9 @@ static const struct setting settings[] = {
      "a payment step whose gateway cannot be reached is retried this long before its attempts "
      "count"},
     {"payment-url", "RYDES_PAYMENT_URL", SETTING_STRING, "", 0, 0, NULL, OFF(payment_url), false,
-     NULL, "base URL of a real payment gateway; empty: the built-in simulator"},
+     payment_url_valid,
+     "base URL (http or https) of a real payment gateway; empty: the built-in "
+     "simulator"},
     {"tls-cert", "RYDES_TLS_CERT", SETTING_STRING, "", 0, 0, NULL, OFF(tls_cert), false, NULL,
      "PEM certificate (chain) file: serve HTTPS (with --tls-key)"},
     {"tls-key", "RYDES_TLS_KEY", SETTING_STRING, "", 0, 0, NULL, OFF(tls_key), false, NULL,
@@ -432,6 +452,12 @@ bool config_is_bool_flag(const char *name)
 {
     const struct setting *s = find_by_name(name);
     return s && s->type == SETTING_BOOL;
+}
+
+bool config_is_secret_flag(const char *name)
+{
+    const struct setting *s = find_by_name(name);
+    return s && s->secret;
 }
 
 static void print_range(FILE *out, const struct setting *s)

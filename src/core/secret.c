@@ -29,6 +29,7 @@ void secret_token_generate(char *out)
         *p++ = b64url[v & 63];
     }
     out[SECRET_TOKEN_LEN - 1] = '\0'; /* 43 characters carry the 256 bits */
+    OPENSSL_cleanse(raw, sizeof raw);  /* the caller's copy is the only one left */
 }
 
 /* The digests, fetched from OpenSSL's default provider once per process: EVP_sha256() and

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -115,7 +116,9 @@ START_TEST(in_flight_request_finishes_during_shutdown)
 END_TEST
 
 /* Starts `rydes serve --port 0`; its log (stderr) can be read from *log. */
-static pid_t spawn(FILE **log)
+/* Starts `rydes serve` with its log on a pipe; the database URL and the admin token in the
+ * environment, or, with secret_flags, as flags. */
+static pid_t spawn(FILE **log, bool secret_flags)
 {
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
@@ -124,8 +127,15 @@ static pid_t spawn(FILE **log)
     if (pid == 0) {
         dup2(fds[1], STDERR_FILENO);
         close(fds[0]);
-        setenv("DATABASE_URL", harness_db_url(), 1);
         setenv("RYDES_PORT", "0", 1);
+        if (secret_flags) {
+            char url[512];
+            snprintf(url, sizeof url, "--database-url=%s", harness_db_url());
+            unsetenv("DATABASE_URL");
+            execl(getenv("RYDES_BINARY"), "rydes", "serve", url, "--admin-token",
+                  HARNESS_ADMIN_TOKEN, (char *)NULL);
+        }
+        setenv("DATABASE_URL", harness_db_url(), 1);
         setenv("RYDES_ADMIN_TOKEN", HARNESS_ADMIN_TOKEN, 1);
         execl(getenv("RYDES_BINARY"), "rydes", "serve", (char *)NULL);
         _exit(127);
@@ -136,9 +146,9 @@ static pid_t spawn(FILE **log)
 }
 
 /* Starts `rydes serve --port 0` and reads the port from its log. */
-static pid_t spawn_server(int *port, FILE **log)
+static pid_t spawn_server(int *port, FILE **log, bool secret_flags)
 {
-    pid_t pid = spawn(log);
+    pid_t pid = spawn(log, secret_flags);
     char line[1024];
     *port = 0;
     while (!*port && fgets(line, sizeof line, *log)) {
@@ -163,7 +173,7 @@ START_TEST(binary_exits_zero_on_sigterm)
     ck_assert_msg(getenv("RYDES_BINARY") != NULL, "RYDES_BINARY is set by meson");
     int port;
     FILE *log;
-    pid_t pid = spawn_server(&port, &log);
+    pid_t pid = spawn_server(&port, &log, false);
     ck_assert_int_gt(port, 0);
     snprintf(srv.base, sizeof srv.base, "http://127.0.0.1:%d", port);
     struct response r;
@@ -180,6 +190,40 @@ START_TEST(binary_exits_zero_on_sigterm)
     while (fgets(line, sizeof line, log))
         stopped |= strstr(line, "stopped") != NULL;
     ck_assert(stopped);
+    fclose(log);
+}
+END_TEST
+
+/* Secrets given as flags are wiped from the command line once read: /proc/PID/cmdline, which
+ * every local user may read, no longer shows the database URL (its password) or the token. */
+START_TEST(secret_flags_leave_the_command_line)
+{
+    int port;
+    FILE *log;
+    pid_t pid = spawn_server(&port, &log, true);
+    ck_assert_int_gt(port, 0);
+    snprintf(srv.base, sizeof srv.base, "http://127.0.0.1:%d", port);
+    struct response r;
+    harness_admin(&srv, "GET", "/queues", NULL, &r); /* the token given as a flag works */
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    char path[64], cmdline[4096];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, cmdline, sizeof cmdline - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    kill(pid, SIGTERM); /* before any assertion: a failed one would leave it running */
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_gt(n, 0);
+    for (ssize_t i = 0; i < n; i++) /* the arguments, NUL-separated, as one string */
+        cmdline[i] = cmdline[i] ? cmdline[i] : ' ';
+    cmdline[n] = '\0';
+    ck_assert_msg(strstr(cmdline, "--database-url=") && strstr(cmdline, "--admin-token"), "%s",
+                  cmdline);
+    ck_assert_msg(!strstr(cmdline, harness_db_url()), "the URL is still shown: %s", cmdline);
+    ck_assert_msg(!strstr(cmdline, HARNESS_ADMIN_TOKEN), "the token is still shown: %s", cmdline);
     fclose(log);
 }
 END_TEST
@@ -233,7 +277,7 @@ START_TEST(a_second_signal_stops_at_once)
 {
     int port;
     FILE *log;
-    pid_t pid = spawn_server(&port, &log);
+    pid_t pid = spawn_server(&port, &log, false);
     ck_assert_int_gt(port, 0);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -272,7 +316,7 @@ START_TEST(a_signal_during_start_up_stops_it_at_once)
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
     PQclear(r);
     FILE *log;
-    pid_t pid = spawn(&log);
+    pid_t pid = spawn(&log, false);
     usleep(700000); /* it waits for the lock */
     int status = 0;
     ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
@@ -299,6 +343,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, in_flight_request_finishes_during_shutdown);
     tcase_add_test(tc, binary_exits_zero_on_sigterm);
+    tcase_add_test(tc, secret_flags_leave_the_command_line);
     tcase_add_test(tc, a_second_signal_stops_at_once);
     tcase_add_test(tc, a_signal_during_start_up_stops_it_at_once);
     tcase_add_test(tc, readiness_says_no_once_shutdown_begins);

@@ -466,6 +466,42 @@ START_TEST(test_flag_other_types)
 }
 END_TEST
 
+/* RYDES_PAYMENT_URL: empty or an http(s) base URL; nonsense is refused at start-up, not met at
+ * the first saga step (a scheme-less host went out as plain http). */
+START_TEST(test_payment_url)
+{
+    static const struct {
+        const char *value;
+        bool ok;
+    } cases[] = {
+        {"", true},
+        {"https://pay.example.com", true},
+        {"http://127.0.0.1:8081/v1", true},
+        {"pay.example.com", false},
+        {"htps://pay.example.com", false},
+        {"https://", false},
+        {"https:///path", false},
+        {"https://pay.example.com/v1?key=1", false},
+        {"https://pay.example.com/#x", false},
+        {"https://pay example.com", false},
+        {"https://pay.example.com\n", false},
+    };
+    struct config c;
+    struct config_error err = {""};
+    config_init(&c);
+    for (size_t i = 0; i < NELEMS(cases); i++)
+        ck_assert_msg(config_set_flag(&c, "payment-url", cases[i].value, &err) == cases[i].ok,
+                      "'%s'", cases[i].value);
+    char longest[1100] = "https://";
+    memset(longest + 8, 'a', 1000 - 8);
+    ck_assert(config_set_flag(&c, "payment-url", longest, &err));
+    strcat(longest, "a");
+    ck_assert(!config_set_flag(&c, "payment-url", longest, &err));
+    ck_assert_ptr_nonnull(strstr(err.message, "--payment-url"));
+    config_cleanup(&c);
+}
+END_TEST
+
 START_TEST(test_flag_wins_over_env)
 {
     struct config c;
@@ -617,6 +653,7 @@ static Suite *config_suite(void)
     tcase_add_test(flags, test_flag_port);
     tcase_add_test(flags, test_flag_unknown);
     tcase_add_test(flags, test_flag_other_types);
+    tcase_add_test(flags, test_payment_url);
     tcase_add_test(flags, test_flag_wins_over_env);
     tcase_add_test(flags, test_is_flag);
     suite_add_tcase(s, flags);
