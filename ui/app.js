@@ -169,6 +169,8 @@
     state.queueNames = queues.map((q) => q.name);
     for (const name of [...state.queues.keys()])
       if (!state.queueNames.includes(name)) state.queues.delete(name);
+    for (const name of [...state.queueRows.keys()])
+      if (!state.queueNames.includes(name)) state.queueRows.delete(name);
   }
 
   async function loadQueueStats() {
@@ -208,7 +210,10 @@
   async function loadRates() {
     let text;
     try {
-      const res = await fetch('/metrics', { cache: 'no-store' });
+      const res = await fetch('/metrics', {
+        cache: 'no-store',
+        signal: AbortSignal.timeout(API_TIMEOUT_MS),
+      });
       if (!res.ok) return null;
       text = await res.text();
     } catch (e) {
@@ -508,7 +513,8 @@
       return tr;
     });
     tbody.replaceChildren(...rows);
-    state.seen[id] = new Set([...(seen || []), ...items.map((i) => i[key])]);
+    // the rows shown now (all ever seen grew without bound on a screen left open)
+    state.seen[id] = new Set(items.map((i) => i[key]));
   }
 
   function queueRow(name) {
