@@ -216,7 +216,18 @@ START_TEST(a_slot_that_cannot_connect_does_not_hide_an_open_one)
     char kill[64];
     snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%d)", s_pid);
     free(harness_sql(getenv("DATABASE_URL"), kill));
-    harness_sleep_ms(200);
+    /* gone, its socket closed (a fixed 200 ms was not always enough in a loaded parallel run) */
+    char gone[96];
+    snprintf(gone, sizeof gone, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", s_pid);
+    for (int i = 0; i < 100; i++) { /* on the maintenance database: the test's is closed */
+        char *n = harness_sql(getenv("DATABASE_URL"), gone);
+        bool done = n && strcmp(n, "0") == 0;
+        free(n);
+        if (done)
+            break;
+        harness_sleep_ms(100);
+    }
+    harness_sleep_ms(100);
     struct db_conn *c = db_pool_acquire(p, 1000, &why); /* s: closed, and cannot reconnect */
     ck_assert_ptr_null(c);
     ck_assert_int_eq(why, DB_ACQUIRE_UNREACHABLE);
