@@ -4,8 +4,10 @@
 -- millisecond (the aggregator reads sent_at to the millisecond) carry the same sent_at, and the
 -- original, retried after the revision was stored, replaced it. A quote now also carries its
 -- message's id (messages.id, from one sequence, in insert order) and of two sent at the same
--- time the later-inserted one stands. The five-argument form (a binary from before 049) passes
--- no id: its quotes replace as before.
+-- time the later-inserted one stands. A dead-letter move or a redrive inserts the message anew
+-- (a higher id, the same sent_at): an original dead-lettered and redriven while its RFQ still
+-- runs wins the tie again (left: rare, and an operator's act). The five-argument form (a
+-- binary from before 049) passes no id: its quotes replace as before.
 
 ALTER TABLE rfq_quotes ADD COLUMN message_seq bigint;
 COMMENT ON COLUMN rfq_quotes.message_seq IS

@@ -1,6 +1,8 @@
-/* Logging to stderr, one line per event, as text or JSON. Lines are written with a single
- * write so that concurrent threads never interleave within a line. Events may carry key/value
- * fields; the access log is one such event per HTTP request. */
+/* Logging to stderr, one line per event, as text or JSON. A line is built whole and written
+ * with one write (continued if it comes back short); each message and value is cut after 1 KiB
+ * escaped, so a line of a few fields stays within PIPE_BUF, which a pipe writes whole, and
+ * concurrent threads' lines do not interleave. Events may carry key/value fields; the access
+ * log is one such event per HTTP request. */
 #ifndef RYDES_LOG_H
 #define RYDES_LOG_H
 

@@ -86,9 +86,9 @@ static bool payment_url_valid(const char *value)
     size_t n = strlen(value);
     if (n == 0)
         return true;
-    size_t scheme = strncmp(value, "https://", 8) == 0  ? 8
-                    : strncmp(value, "http://", 7) == 0 ? 7
-                                                        : 0;
+    size_t scheme = strncasecmp(value, "https://", 8) == 0  ? 8
+                    : strncasecmp(value, "http://", 7) == 0 ? 7
+                                                            : 0;
     return scheme && n <= CONFIG_PAYMENT_URL_MAX && value[scheme] && value[scheme] != '/' &&
            !value[strcspn(value, "?# \t\r\n")] && validate_printable_ascii(value, n);
 }
@@ -240,8 +240,8 @@ static const struct setting settings[] = {
      NULL, OFF(saga_unreachable_seconds), false, NULL,
      "a payment step whose gateway cannot be reached is retried this long before its attempts "
      "count"},
-    {"payment-url", "RYDES_PAYMENT_URL", SETTING_STRING, "", 0, 0, NULL, OFF(payment_url), false,
-     payment_url_valid,
+    {"payment-url", "RYDES_PAYMENT_URL", SETTING_STRING, "", 0, 0, NULL, OFF(payment_url),
+     true /* it may carry the gateway's credentials (https://key@host) */, payment_url_valid,
      "base URL (http or https) of a real payment gateway; empty: the built-in "
      "simulator"},
     {"tls-cert", "RYDES_TLS_CERT", SETTING_STRING, "", 0, 0, NULL, OFF(tls_cert), false, NULL,

@@ -1,10 +1,10 @@
 /* Line-oriented logging; see include/rydes/log.h. Each line is built in a buffer and written
- * with one write(2) (continued if the write comes back short), so lines from different threads
- * do not mix: each message and string value is cut once it takes LOG_VALUE_MAX bytes escaped
- * (marked), which keeps a line within PIPE_BUF, the most a pipe writes whole, unless an event
- * has more than two long fields.
- * Every string is escaped by hand (control characters and non-ASCII bytes included), so a
- * hostile path or header can never break the line format or inject a fake log line. */
+ * with one write(2), continued if it comes back short. Lines from different threads do not mix
+ * because each message and string value is cut once it takes LOG_VALUE_MAX bytes escaped
+ * (marked, without spaces): a line of a few fields stays within PIPE_BUF, the most a pipe
+ * writes whole (an event with several long fields can exceed it). Every string is escaped by
+ * hand (control characters and non-ASCII bytes included), so a hostile path or header can never
+ * break the line format or inject a fake log line. */
 #include "rydes/log.h"
 
 #include "rydes/buf.h"
@@ -40,13 +40,13 @@ bool log_enabled(enum log_level level)
 /* Says how much of a value was cut (p: where the cut began). */
 static void append_cut(struct buf *b, const char *p)
 {
-    if (*p)
-        buf_printf(b, "...(%zu more bytes)", strlen(p));
+    if (*p) /* no space: an unquoted text value stays one key=value */
+        buf_printf(b, "...(+%zuB)", strlen(p));
 }
 
-/* Appends s as the inside of a JSON string, in plain ASCII whatever the input: quotes,
- * backslashes and control characters escaped, well-formed UTF-8 as \uXXXX (a surrogate pair
- * past U+FFFF), and each byte of anything else as the text \xNN. */
+/* Appends s as the inside of a JSON string, in plain ASCII whatever the input: quotes and
+ * control characters escaped, a backslash doubled (as text logs do), well-formed UTF-8 as
+ * \uXXXX (a surrogate pair past U+FFFF), and each byte of anything else as the text \xNN. */
 static void append_json_escaped(struct buf *b, const char *s)
 {
     const char *p = s;
@@ -55,8 +55,10 @@ static void append_json_escaped(struct buf *b, const char *s)
         unsigned char c = (unsigned char)*p;
         uint32_t cp = c;
         size_t len = c < 0x80 ? 1 : validate_utf8_char(p, &cp);
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
+        if (c == '"')
+            buf_puts(b, "\\\"");
+        else if (c == '\\') /* doubled, as in text logs: \\xNN below stays unambiguous */
+            buf_puts(b, "\\\\\\\\");
         else if (c < 0x20 || c == 0x7f)
             buf_printf(b, "\\u%04x", c);
         else if (c < 0x80)

@@ -207,9 +207,11 @@ static bool reference_fits(const char *ref, size_t n)
 
 /* A 2xx answer: a JSON object, with, for the calls whose reference later calls name (a
  * pre-authorization, a charge), a reference kept whole (a string of printable ASCII that fits,
- * or an integer). Anything else (a maintenance page served with 200, a reference cut short or
- * missing) is no answer: the call's outcome stays unknown, and it is undone by its key. */
-static enum pay_status success(enum pay_op op, json_t *reply, struct pay_result *out)
+ * or an integer); a void's, refund's or credit's may also be empty. Anything else (a
+ * maintenance page served with 200, a reference cut short or missing) is no answer: the call's
+ * outcome stays unknown, and it is undone by its key. */
+static enum pay_status success(enum pay_op op, const char *body, json_t *reply,
+                               struct pay_result *out)
 {
     json_t *j = json_object_get(reply, "reference");
     char number[32];
@@ -221,8 +223,12 @@ static enum pay_status success(enum pay_op op, json_t *reply, struct pay_result 
     bool kept = ref && *ref && reference_fits(ref, sizeof out->reference);
     if (kept)
         snprintf(out->reference, sizeof out->reference, "%s", ref);
-    const char *why = !json_is_object(reply) ? "an answer that is not a JSON object"
-                      : kept || (op != PAY_PREAUTH && op != PAY_CHARGE)
+    bool needs_ref = op == PAY_PREAUTH || op == PAY_CHARGE;
+    /* a void's, refund's or credit's 2xx may be empty (204, or 200 without a body) */
+    bool empty = !body || !body[strspn(body, " \t\r\n")];
+    const char *why = empty && !needs_ref      ? NULL
+                      : !json_is_object(reply) ? "an answer that is not a JSON object"
+                      : kept || !needs_ref
                           ? NULL
                           : "no reference that is printable ASCII and short enough";
     if (!why)
@@ -273,23 +279,25 @@ static enum pay_status over_http(struct payments *p, enum pay_op op, const struc
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
     CURLcode rc = curl_easy_perform(h);
-    long status = 0;
-    long sent = 0;
+    long status = 0, sent = 0;
+    curl_off_t pretransfer_us = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
+    curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(h);
     free(text);
     json_t *reply = r.data ? json_loads(r.data, 0, NULL) : NULL;
-    free(r.data);
     snprintf(out->detail, sizeof out->detail, "%s at the payment gateway: %s (HTTP %ld)",
              op_names[op], rc != CURLE_OK ? curl_easy_strerror(rc) : "answered", status);
-    /* no byte of the request left: a refused or black-holed connection, a failed name lookup
-     * or TLS handshake (the call cannot have reached the gateway) */
-    out->unsent = rc != CURLE_OK && sent == 0;
-    enum pay_status st = rc == CURLE_OK && status >= 200 && status < 300 ? success(op, reply, out)
-                                                                         : failure(rc, status, out);
+    /* the request phase never began and no byte of it left: a refused or black-holed
+     * connection, a failed name lookup or TLS handshake (it cannot have reached the gateway) */
+    out->unsent = rc != CURLE_OK && sent == 0 && pretransfer_us == 0;
+    enum pay_status st = rc == CURLE_OK && status >= 200 && status < 300
+                             ? success(op, r.data, reply, out)
+                             : failure(rc, status, out);
     json_decref(reply);
+    free(r.data);
     return st;
 }
 

@@ -62,6 +62,8 @@ static bool price_value(json_t *v, double *out)
         if (!s || *s == '-' || !validate_decimal_text(s, out, &decimals) || decimals > 2)
             return false;
     }
+    if (*out == 0)
+        *out = 0; /* -0 is 0 (the quote's text would say -0.0) */
     /* exactly a number of cents: 12.0000000001 is not 12.00 */
     return isfinite(*out) && *out >= 0 && *out <= RFQS_PRICE_MAX && validate_decimals_of(*out) <= 2;
 }

@@ -179,13 +179,13 @@ static bool behind_a_failure(const struct mq_message *msgs, const bool *failed, 
  * and all of them once the consumer is stopping or half the batch's lease has gone (a slow
  * message, a stalled lock, must not run its batch-mates' leases out, for other receives to
  * count them towards the dead-letter queue untried, nor hold a shutdown up). */
-static bool handle_batch(struct consumer *k, struct db_conn *c, const struct mq_message *msgs,
-                         int n, int64_t received_us)
+static bool handle_batch(struct consumer *k, struct worker *w, struct db_conn *c,
+                         const struct mq_message *msgs, int n, int64_t received_us)
 {
     bool failed[MQ_MAX_BATCH] = {false}, rest = false, pause = false;
     int64_t late_us = received_us + (int64_t)k->def->visibility * 500000;
     for (int i = 0; i < n && i < MQ_MAX_BATCH; i++) {
-        rest = rest || worker_stopping(k->worker) || clock_mono_us() > late_us;
+        rest = rest || worker_stopping(w) || clock_mono_us() > late_us;
         if (!rest && !behind_a_failure(msgs, failed, i)) {
             enum outcome o = handle_one(k, c, &msgs[i]);
             failed[i] = o != HANDLED;
@@ -214,9 +214,9 @@ static bool refresh_queue(struct consumer *k, struct db_conn *c, enum mq_status 
     return *st == MQ_OK;
 }
 
+/* w is k's worker (k->worker is written by the starting thread, maybe after this runs). */
 static int consumer_step(struct worker *w, void *arg)
 {
-    (void)w;
     struct consumer *k = arg;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(k->env.pool, k->env.acquire_timeout_ms, &why);
@@ -234,7 +234,7 @@ static int consumer_step(struct worker *w, void *arg)
     st = mq_receive(c, &k->q, k->def->batch, k->def->visibility, false, &msgs, &n);
     if (st == MQ_OK && n == k->def->batch) /* there may be more: the next waiter looks too */
         mq_hub_poke(k->env.hub, k->q.id);
-    bool pause = st == MQ_OK && handle_batch(k, c, msgs, n, received_us);
+    bool pause = st == MQ_OK && handle_batch(k, w, c, msgs, n, received_us);
     mq_messages_free(msgs, n);
     db_pool_release(k->env.pool, c);
     if (st != MQ_OK)

@@ -9,6 +9,7 @@
 #include "rydes/rfqs.h"
 #include "rydes/services.h"
 
+#include "rydes/log.h"
 #include "rydes/mem.h"
 #include "rydes/trace.h"
 #include "rydes/worker.h"
@@ -173,8 +174,11 @@ static bool post(struct fleet *f, struct db_conn *c, const struct answer *a)
 static void again(struct fleet *f, struct answer *a)
 {
     a->due_us = clock_mono_us() + FLEET_RETRY_US;
-    if (a->due_us > a->given_up_us)
+    if (a->due_us > a->given_up_us) {
+        log_warn("unicorn-fleet: %s's answer to RFQ %s could not be sent for 300 s: dropped",
+                 a->unicorn, a->rfq);
         return;
+    }
     pthread_mutex_lock(&f->mu);
     heap_push(f, a);
     pthread_mutex_unlock(&f->mu);

@@ -150,28 +150,28 @@ static void wait_handled(int want, double timeout_s)
     ck_assert_msg(count_handled() == want, "handled %d of %d: %s", count_handled(), want, handled);
 }
 
-/* Six messages at 0.9 s each under a 2 s lease, with max_receive_count 1: the first consumer's
- * batch would reach the fourth after the lease, and a second consumer, receiving those again,
- * would move them to the dead-letter queue untried. Given back at half the lease, every one is
- * handled, once. */
+/* Eight messages at 0.9 s each under a 4 s lease, with max_receive_count 1: the first
+ * consumer's batch would reach the sixth after the lease, and a second consumer, receiving the
+ * last ones again, would move them to the dead-letter queue untried. Given back at half the
+ * lease (after the third, 1.3 s before their leases end), every one is handled, once. */
 START_TEST(a_slow_batch_gives_back_what_it_cannot_reach_in_time)
 {
     harness_put_queue(&srv, "slow-dlq", NULL, 201);
     harness_put_queue(&srv, "slow",
                       "{\"dead_letter\": {\"queue\": \"slow-dlq\", \"max_receive_count\": 1}}",
                       201);
-    send_n("slow", 6);
+    send_n("slow", 8);
     slow_ms = 900;
     static const struct consumer_def def = {
-        .name = "slow-test", .queue = "slow", .batch = 10, .visibility = 2, .handle = slow};
+        .name = "slow-test", .queue = "slow", .batch = 10, .visibility = 4, .handle = slow};
     struct consumer **a = start(&def);
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM messages m JOIN queues q ON "
                                       "q.id = m.queue_id WHERE q.name = 'slow' AND "
                                       "m.receive_count = 1",
-                                      6, 5),
-                     6);
+                                      8, 5),
+                     8);
     struct consumer **b = start(&def);
-    wait_handled(6, 30);
+    wait_handled(8, 30);
     stop(a);
     stop(b);
     ck_assert_int_eq(handled_twice, 0);

@@ -1927,7 +1927,7 @@ END_TEST
  *   "longref": references of 90-odd characters (PAY_LONG_SUFFIX appended);
  *   "hugeref": references of 300-odd characters, more than a reference is kept whole;
  *   "htmlpage": a 2xx whose body is an HTML page; "numref": the reference 12345 as a JSON
- *   number; "noref": a 2xx JSON object without a reference.
+ *   number; "noref": a 2xx JSON object without a reference; "emptybody": a 2xx without a body.
  * Anything else is 200 {"reference": "<path>-<n>"} (n counting every request). A key answered
  * with a 2xx before gets the same reference again, as a real gateway's idempotency has it. */
 
@@ -2067,6 +2067,8 @@ static enum MHD_Result pay_on_request(void *cls, struct MHD_Connection *conn, co
         snprintf(answer, sizeof answer, "<html>down for maintenance</html>");
     else if (status / 100 == 2 && customer && strstr(customer, "numref"))
         snprintf(answer, sizeof answer, "{\"reference\": 12345}");
+    else if (status / 100 == 2 && customer && strstr(customer, "emptybody"))
+        answer[0] = '\0';
     else if (status / 100 == 2 && customer && strstr(customer, "noref"))
         snprintf(answer, sizeof answer, "{\"status\": \"ok\"}");
     else if (status / 100 == 2)
@@ -2349,8 +2351,8 @@ END_TEST
 
 /* What a 2xx must hold: a JSON object (a maintenance page served with 200 is no answer) and,
  * for a pre-authorization or a charge, a reference later calls can name (an integer is one);
- * a refund's or a credit's reference is not needed, so one that is too long is no reason to
- * call again. */
+ * a void's, refund's or credit's reference is not needed, so one that is too long is no reason
+ * to call again, and its body may be empty. */
 START_TEST(http_gateway_a_success_is_a_json_object_with_the_reference_needed)
 {
     pgw_start();
@@ -2370,6 +2372,9 @@ START_TEST(http_gateway_a_success_is_a_json_object_with_the_reference_needed)
         {PAY_REFUND, "ok-noref", PAY_OK, ""},
         {PAY_CREDIT, "ok-hugeref", PAY_OK, ""},
         {PAY_VOID, "ok-hugeref", PAY_OK, ""},
+        {PAY_CREDIT, "ok-emptybody", PAY_OK, ""},
+        {PAY_REFUND, "ok-emptybody", PAY_OK, ""},
+        {PAY_PREAUTH, "ok-emptybody", PAY_TRANSIENT, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char key[64];

@@ -477,6 +477,8 @@ START_TEST(test_payment_url)
         {"", true},
         {"https://pay.example.com", true},
         {"http://127.0.0.1:8081/v1", true},
+        {"HTTPS://pay.example.com", true},
+        {"https://sk_live_key:@pay.example.com/v1", true},
         {"pay.example.com", false},
         {"htps://pay.example.com", false},
         {"https://", false},
@@ -498,6 +500,10 @@ START_TEST(test_payment_url)
     strcat(longest, "a");
     ck_assert(!config_set_flag(&c, "payment-url", longest, &err));
     ck_assert_ptr_nonnull(strstr(err.message, "--payment-url"));
+    /* it may carry credentials: a refused value is not shown */
+    ck_assert(!config_set_flag(&c, "payment-url", "https://sk_live_key:@pay.example.com\n", &err));
+    ck_assert_ptr_null(strstr(err.message, "sk_live_key"));
+    ck_assert(config_is_secret_flag("payment-url"));
     config_cleanup(&c);
 }
 END_TEST

@@ -36,6 +36,10 @@ START_TEST(json_keeps_text_and_escapes_bytes)
     char *line = logged(LOG_FORMAT_JSON, "caf\xc3\xa9 \xf0\x9f\x98\x80", "a\xff\xc0\x80\"b");
     ck_assert_msg(strstr(line, "\"msg\":\"caf\\u00e9 \\ud83d\\ude00\""), "%s", line);
     ck_assert_msg(strstr(line, "\"v\":\"a\\\\xff\\\\xc0\\\\x80\\\"b\""), "%s", line);
+    free(line);
+    /* a backslash the client sent reads back doubled: not the escape of a byte */
+    line = logged(LOG_FORMAT_JSON, "m", "\\xff");
+    ck_assert_msg(strstr(line, "\"v\":\"\\\\\\\\xff\""), "%s", line);
     for (const char *p = line; *p; p++)
         ck_assert_msg((unsigned char)*p < 0x80, "a byte past ASCII in %s", line);
     free(line);
@@ -55,14 +59,21 @@ END_TEST
 START_TEST(long_values_are_cut)
 {
     char big[20000];
-    memset(big, 0xff, sizeof big - 1); /* each byte escapes to four or six */
+    memset(big, 0xff, sizeof big - 1); /* each byte escapes to four bytes, or five in JSON */
     big[sizeof big - 1] = '\0';
     for (int format = LOG_FORMAT_TEXT; format <= LOG_FORMAT_JSON; format++) {
         char *line = logged((enum log_format)format, big, big);
         ck_assert_msg(strlen(line) < 4096, "a line of %zu bytes", strlen(line));
-        ck_assert_msg(strstr(line, " more bytes)"), "%.200s", line);
+        ck_assert_msg(strstr(line, "...(+"), "%.200s", line);
         free(line);
     }
+    /* a cut value without spaces stays one unquoted key=value: the mark has no space */
+    char plain[2001];
+    memset(plain, 'a', 2000);
+    plain[2000] = '\0';
+    char *line = logged(LOG_FORMAT_TEXT, "m", plain);
+    ck_assert_msg(strstr(line, " v=aaaa") && strstr(line, "a...(+976B)\n"), "%s", line);
+    free(line);
 }
 END_TEST
 
