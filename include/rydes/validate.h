@@ -65,6 +65,11 @@ bool validate_decimal_text(const char *s, double *out, int *decimals);
  * decimals gives back exactly the same double (61.55 has 2; 1e-10 and 500000.0004 have 3). */
 int validate_decimals_of(double v);
 
+/* A money amount: a JSON number or a numeric string (with dollar, "$20.00" too), from 0 to max,
+ * exact cents (a JSON number must read back as a whole number of cents: 1e-9 and
+ * 0.30000000000000004 are not); -0 reads 0. The value goes to *out; false when v is not one. */
+bool validate_cents(json_t *v, double max, bool dollar, double *out);
+
 /* The length (1..4) of the well-formed UTF-8 character text starts with, its code point in *cp
  * (NULL: not wanted); 0 when it is not one (a NUL, a stray or missing continuation byte, an
  * overlong form, a surrogate, past U+10FFFF). */

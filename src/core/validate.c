@@ -23,7 +23,7 @@ void field_errors_cleanup(struct field_errors *fe)
     field_errors_init(fe);
 }
 
-/* Is c a continuation byte within lo..hi (0x80..0xbf unless the lead byte narrows it)? */
+/* Is byte c within lo..hi? */
 static bool in(unsigned char c, unsigned char lo, unsigned char hi)
 {
     return c >= lo && c <= hi;
@@ -258,6 +258,24 @@ int validate_decimals_of(double v)
         if (round(v * scale) / scale == v)
             return d;
     return 3;
+}
+
+bool validate_cents(json_t *v, double max, bool dollar, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+    } else {
+        const char *s = json_string_value(v);
+        if (s && dollar && *s == '$')
+            s++;
+        int decimals; /* "12", "12.5", "12.50", "12.500" */
+        if (!s || *s == '-' || !validate_decimal_text(s, out, &decimals) || decimals > 2)
+            return false;
+    }
+    if (*out == 0)
+        *out = 0; /* -0 is 0: hashed and written alike */
+    /* exactly a number of cents: 1e-9 and 12.0000000001 are not */
+    return isfinite(*out) && *out >= 0 && *out <= max && validate_decimals_of(*out) <= 2;
 }
 
 bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out)

@@ -7,7 +7,6 @@
 #include "rydes/saga.h"
 
 #include <ctype.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,24 +16,6 @@ bool fare_id_valid(const char *id)
     return *id && strlen(id) <= SAGA_FARE_ID_MAX &&
            strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
                strlen(id);
-}
-
-/* "$20.00", "20.00", "20" or a JSON number; at most 2 decimals ("20.000" has none), 0..1e6. */
-static bool amount_value(json_t *v, double *out)
-{
-    if (json_is_number(v)) {
-        *out = json_number_value(v);
-    } else {
-        const char *s = json_string_value(v);
-        int decimals;
-        if (!s || s[*s == '$'] == '-' || !validate_decimal_text(s + (*s == '$'), out, &decimals) ||
-            decimals > 2)
-            return false;
-    }
-    if (*out == 0)
-        *out = 0; /* -0 is 0: the same fare, hashed alike (a resubmission is not a conflict) */
-    /* exactly a number of cents: 1e-9 is not 0.00 */
-    return isfinite(*out) && *out >= 0 && *out <= 1e6 && validate_decimals_of(*out) <= 2;
 }
 
 /* The card number's digits (spaces and dashes allowed between them): 12..19 of them. */
@@ -88,7 +69,7 @@ void fare_input(json_t *body, struct fare_input *in, struct field_errors *fe)
                          "must not start with \"" SAGA_RIDE_PREFIX
                          "\": those are the fares of rides");
     json_t *amount = json_object_get(body, "fareAmount");
-    if (!amount || !amount_value(amount, &in->amount))
+    if (!amount || !validate_cents(amount, 1e6, true, &in->amount))
         field_errors_add(fe, "fareAmount", "must be an amount such as \"$20.00\" or 20.5");
     const char *cc = validate_string(body, "cc", true, 12, 23, fe);
     if (cc && !card_digits(cc, in->last4))

@@ -3,7 +3,6 @@
 
 #include "rydes/rides.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,23 +50,6 @@ void rfq_input(json_t *body, struct rfq_input *in, struct field_errors *fe)
     in->timeout_s = (int)secs;
 }
 
-/* A price: a JSON number or numeric string, 0..RFQS_PRICE_MAX, at most 2 decimals. */
-static bool price_value(json_t *v, double *out)
-{
-    if (json_is_number(v)) {
-        *out = json_number_value(v);
-    } else {
-        const char *s = json_string_value(v);
-        int decimals; /* "12", "12.5", "12.50", "12.500" */
-        if (!s || *s == '-' || !validate_decimal_text(s, out, &decimals) || decimals > 2)
-            return false;
-    }
-    if (*out == 0)
-        *out = 0; /* -0 is 0 (the quote's text would say -0.0) */
-    /* exactly a number of cents: 12.0000000001 is not 12.00 */
-    return isfinite(*out) && *out >= 0 && *out <= RFQS_PRICE_MAX && validate_decimals_of(*out) <= 2;
-}
-
 void quote_input(json_t *body, struct quote_input *in, struct field_errors *fe)
 {
     static const char *const known[] = {"unicorn", "price", "goodies", "unicorn-id", NULL};
@@ -77,7 +59,7 @@ void quote_input(json_t *body, struct quote_input *in, struct field_errors *fe)
     json_t *price = json_object_get(body, "price");
     if (!price)
         field_errors_add(fe, "price", "is required");
-    else if (!price_value(price, &in->price))
+    else if (!validate_cents(price, RFQS_PRICE_MAX, false, &in->price))
         field_errors_add(fe, "price", "must be a number from 0 to %.0f with at most 2 decimals",
                          RFQS_PRICE_MAX);
     json_t *g = json_object_get(body, "goodies");
