@@ -28,12 +28,4 @@ void jsoncopy_string(struct buf *b, const char *s, size_t n);
  * the result is what parsing and dumping it compact would give. */
 bool jsoncopy_compact(struct buf *b, const char *t, size_t n);
 
-/* Appends v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it (members in their order,
- * reals with 17 digits), without jansson's dump machinery: for small values written on every
- * request (a publish's attributes). Nesting deeper than JSONCOPY_MAX_DEPTH is written as null. */
-void jsoncopy_json(struct buf *b, const json_t *v);
-/* jsoncopy_json into a new malloc'd string (the caller frees it): json_dumps(v, JSON_COMPACT)
- * for an object or array v. */
-char *jsoncopy_dumps(const json_t *v);
-
 #endif

@@ -1,8 +1,6 @@
 /* JSON text written straight into a buffer; see include/rydes/jsoncopy.h. */
 #include "rydes/jsoncopy.h"
 
-#include "rydes/jsontext.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,54 +256,4 @@ bool jsoncopy_compact(struct buf *b, const char *t, size_t n)
         return true;
     buf_truncate(b, mark);
     return false;
-}
-
-static void copy_json(struct buf *b, const json_t *v, int depth)
-{
-    char text[32];
-    if (json_is_string(v)) {
-        jsoncopy_string(b, json_string_value(v), json_string_length(v));
-    } else if (json_is_integer(v)) {
-        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        buf_puts(b, text);
-    } else if (json_is_real(v)) {
-        jsontext_real(json_real_value(v), 17, text, sizeof text);
-        buf_puts(b, text);
-    } else if (json_is_object(v) && depth < JSONCOPY_MAX_DEPTH) {
-        const char *key;
-        json_t *value;
-        bool first = true;
-        buf_puts(b, "{");
-        json_object_foreach((json_t *)v, key, value)
-        {
-            buf_puts(b, first ? "" : ",");
-            first = false;
-            jsoncopy_string(b, key, strlen(key));
-            buf_puts(b, ":");
-            copy_json(b, value, depth + 1);
-        }
-        buf_puts(b, "}");
-    } else if (json_is_array(v) && depth < JSONCOPY_MAX_DEPTH) {
-        buf_puts(b, "[");
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            buf_puts(b, i ? "," : "");
-            copy_json(b, json_array_get(v, i), depth + 1);
-        }
-        buf_puts(b, "]");
-    } else {
-        buf_puts(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
-    }
-}
-
-void jsoncopy_json(struct buf *b, const json_t *v)
-{
-    copy_json(b, v, 0);
-}
-
-char *jsoncopy_dumps(const json_t *v)
-{
-    struct buf b;
-    buf_init(&b);
-    jsoncopy_json(&b, v);
-    return buf_steal(&b);
 }

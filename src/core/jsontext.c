@@ -1,6 +1,7 @@
 /* Shortest faithful JSON numbers; see include/rydes/jsontext.h. */
 #include "rydes/jsontext.h"
 
+#include "rydes/jsoncopy.h"
 #include "rydes/mem.h"
 
 #include <stdbool.h>
@@ -13,13 +14,6 @@ void jsontext_format_double(double v, char *out, size_t n)
     snprintf(out, n, "%.15g", v);
     if (strtod(out, NULL) != v)
         snprintf(out, n, "%.17g", v);
-}
-
-bool jsontext_fifteen_digits(double v)
-{
-    char text[32];
-    snprintf(text, sizeof text, "%.15g", v);
-    return strtod(text, NULL) == v; /* jsontext_format_double decides the same way */
 }
 
 void jsontext_real(double v, int precision, char *out, size_t n)
@@ -44,39 +38,98 @@ void jsontext_real(double v, int precision, char *out, size_t n)
     memmove(to, from, strlen(from) + 1);
 }
 
-/* Does every real in v read back from 15 significant digits? */
-static bool fifteen_digits_suffice(const json_t *v, int depth)
+void jsontext_shortest_real(double v, char *out, size_t n)
 {
-    if (json_is_real(v))
-        return jsontext_fifteen_digits(json_real_value(v));
-    /* a parsed value is at most jansson's parser depth (2048: bodies of that depth are
-     * accepted), and jansson writes none deeper; a value built deeper does not reach here */
-    if (depth > JSON_PARSER_MAX_DEPTH)
-        return false;
-    if (json_is_array(v)) {
-        for (size_t i = 0; i < json_array_size(v); i++)
-            if (!fifteen_digits_suffice(json_array_get(v, i), depth + 1))
-                return false;
-    } else if (json_is_object(v)) {
-        const char *key;
-        json_t *value;
-        json_object_foreach((json_t *)v, key, value)
+    jsontext_real(v, 15, out, n);
+    if (strtod(out, NULL) != v)
+        jsontext_real(v, 17, out, n);
+}
+
+/* One member of an object being written with sorted keys. */
+struct member {
+    const char *key;
+    size_t len;
+    json_t *value;
+};
+
+/* jansson's JSON_SORT_KEYS order: bytes, then length. */
+static int member_cmp(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static void write_value(struct buf *b, const json_t *v, bool sorted, int depth);
+
+static void write_member(struct buf *b, bool first, const char *key, size_t len, const json_t *v,
+                         bool sorted, int depth)
+{
+    buf_puts(b, first ? "" : ",");
+    jsoncopy_string(b, key, len);
+    buf_puts(b, ":");
+    write_value(b, v, sorted, depth + 1);
+}
+
+static void write_object(struct buf *b, const json_t *v, bool sorted, int depth)
+{
+    const char *key;
+    size_t len, i = 0;
+    json_t *value;
+    buf_puts(b, "{");
+    if (!sorted) {
+        json_object_keylen_foreach((json_t *)v, key, len, value)
         {
-            (void)key;
-            if (!fifteen_digits_suffice(value, depth + 1))
-                return false;
+            write_member(b, i++ == 0, key, len, value, sorted, depth);
         }
+    } else if (json_object_size(v) > 0) {
+        struct member *m = xcalloc(json_object_size(v), sizeof *m); /* freed below */
+        json_object_keylen_foreach((json_t *)v, key, len, value)
+        {
+            m[i++] = (struct member){key, len, value};
+        }
+        qsort(m, i, sizeof *m, member_cmp);
+        for (size_t k = 0; k < i; k++)
+            write_member(b, k == 0, m[k].key, m[k].len, m[k].value, sorted, depth);
+        free(m);
     }
-    return true;
+    buf_puts(b, "}");
+}
+
+static void write_value(struct buf *b, const json_t *v, bool sorted, int depth)
+{
+    char text[32];
+    if (json_is_string(v)) {
+        jsoncopy_string(b, json_string_value(v), json_string_length(v));
+    } else if (json_is_integer(v)) {
+        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        buf_puts(b, text);
+    } else if (json_is_real(v)) {
+        jsontext_shortest_real(json_real_value(v), text, sizeof text);
+        buf_puts(b, text);
+    } else if (json_is_object(v) && depth < JSON_PARSER_MAX_DEPTH) {
+        write_object(b, v, sorted, depth);
+    } else if (json_is_array(v) && depth < JSON_PARSER_MAX_DEPTH) {
+        buf_puts(b, "[");
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            buf_puts(b, i ? "," : "");
+            write_value(b, json_array_get(v, i), sorted, depth + 1);
+        }
+        buf_puts(b, "]");
+    } else {
+        buf_puts(b, json_is_true(v) ? "true" : json_is_false(v) ? "false" : "null");
+    }
+}
+
+void jsontext_write(struct buf *b, const json_t *v, size_t flags)
+{
+    write_value(b, v, (flags & JSON_SORT_KEYS) != 0, 0);
 }
 
 char *jsontext_dumps(const json_t *v, size_t flags)
 {
-    if (!v) /* a json_pack that failed (text that was not UTF-8): never a crash */
-        return xstrdup("null");
-    size_t precision = fifteen_digits_suffice(v, 0) ? 15 : 17;
-    char *text = json_dumps(v, flags | JSON_REAL_PRECISION(precision));
-    if (!text)
-        rydes_oom();
-    return text;
+    struct buf b;
+    buf_init(&b);
+    jsontext_write(&b, v, flags);
+    return buf_steal(&b);
 }

@@ -19,7 +19,7 @@
 
 #include "rydes/buf.h"
 #include "rydes/fmt.h"
-#include "rydes/jsoncopy.h"
+#include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/mq_counters.h"
 #include "rydes/secret.h"
@@ -297,7 +297,7 @@ static void send_rows_prepare(void)
         }
 }
 
-/* The formatted parameters of one row (attrs is malloc'd by jsoncopy_dumps and freed after use). */
+/* The formatted parameters of one row (attrs is malloc'd by jsontext_dumps and freed after use). */
 struct row_params {
     char id[FMT_INT_LEN], delay[FMT_INT_LEN];
     char *attrs;
@@ -319,7 +319,7 @@ enum mq_status mq_send_rows(struct db_conn *c, const struct mq_send_row *rows, i
         ids_uuid(rows[i].result->message_id);
         fmt_int(p[i].id, q->id);
         fmt_int(p[i].delay, e->delay_seconds >= 0 ? e->delay_seconds : q->attrs.delay_seconds);
-        p[i].attrs = e->attributes ? jsoncopy_dumps(e->attributes) : NULL;
+        p[i].attrs = e->attributes ? jsontext_dumps(e->attributes, JSON_COMPACT) : NULL;
         const char *row[] = {
             p[i].id, p[i].delay, rows[i].result->message_id, e->body_json ? "t" : "f",
             e->body, p[i].attrs};

@@ -2,7 +2,6 @@
 #include "common.h"
 
 #include "rydes/buf.h"
-#include "rydes/jsoncopy.h"
 #include "rydes/jsontext.h"
 #include "rydes/mem.h"
 #include "rydes/mq_counters.h"
@@ -510,7 +509,8 @@ static void plan_fill(const struct mq_topic *t, const struct mq_publish *p, stru
     plan->envelope = tg->any_env ? envelope(t, p, plan->message_id) : NULL;
     plan->payload = plan->envelope ? plan->envelope : p->body; /* no copy of a raw body */
     plan->body_json = tg->any_env || p->body_json;
-    plan->attributes = tg->any_raw && p->attributes ? jsoncopy_dumps(p->attributes) : NULL;
+    plan->attributes =
+        tg->any_raw && p->attributes ? jsontext_dumps(p->attributes, JSON_COMPACT) : NULL;
     plan->queues = tg->queues;
     plan->notify = tg->notify;
     buf_init(&tg->queues);
@@ -592,7 +592,7 @@ static enum mq_status publish_to(struct db_conn *c, const struct mq_topic *t,
 {
     bool fifo = tg->any_fifo || (t && t->fifo);
     char *env = tg->any_env ? envelope(t, p, out->message_id) : NULL;
-    char *attrs = p->attributes ? jsoncopy_dumps(p->attributes) : NULL;
+    char *attrs = p->attributes ? jsontext_dumps(p->attributes, JSON_COMPACT) : NULL;
     char tid[16], sha[65];
     snprintf(tid, sizeof tid, "%d", t ? t->id : 0);
     const char *dedup = p->dedup_id;

@@ -107,14 +107,14 @@ json_t *ride_json(const struct ride *r)
 }
 
 /* A number of the representation as number_json makes it and jansson writes it. */
-static void number_text(struct buf *b, double v, int precision)
+static void number_text(struct buf *b, double v)
 {
     if (integral(v)) {
         buf_printf(b, "%lld", (long long)v);
         return;
     }
     char text[32];
-    jsontext_real(v, precision, text, sizeof text);
+    jsontext_shortest_real(v, text, sizeof text);
     buf_puts(b, text);
 }
 
@@ -129,11 +129,6 @@ static void string_member(struct buf *b, const char *name, const char *value)
 
 char *ride_text(const struct ride *r)
 {
-    const double numbers[] = {r->duration, r->distance, r->fare};
-    int precision = 15; /* jsontext_dumps: 17 for every real when one needs it */
-    for (int i = 0; i < 3; i++)
-        if (!integral(numbers[i]) && !jsontext_fifteen_digits(numbers[i]))
-            precision = 17;
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "{\"id\":\"");
@@ -142,12 +137,12 @@ char *ride_text(const struct ride *r)
     string_member(&b, "from", r->from);
     string_member(&b, "to", r->to);
     buf_puts(&b, ",\"duration\":");
-    number_text(&b, r->duration, precision);
+    number_text(&b, r->duration);
     buf_puts(&b, ",\"distance\":");
-    number_text(&b, r->distance, precision);
+    number_text(&b, r->distance);
     string_member(&b, "customer", r->customer);
     buf_puts(&b, ",\"fare\":");
-    number_text(&b, r->fare, precision);
+    number_text(&b, r->fare);
     if (r->unicorn)
         string_member(&b, "unicorn", r->unicorn);
     else

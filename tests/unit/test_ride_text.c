@@ -1,5 +1,6 @@
 /* Unit tests of the text written directly instead of through jansson: jsontext_real formats a
- * real as jansson does, and ride_text is byte for byte jsontext_dumps(ride_json(r)). */
+ * real as jansson does, and ride_text is byte for byte jsontext_dumps(ride_json(r)), each real
+ * in its own shortest form. */
 #include "rydes/jsontext.h"
 #include "rydes/rides.h"
 
@@ -55,8 +56,13 @@ START_TEST(ride_text_is_what_jansson_writes)
     r.distance = 12.3;
     r.fare = 61.55;
     assert_ride_text(&r);             /* reals with 15 digits */
-    r.duration = 0.30000000000000004; /* needs 17 digits: every real of the ride gets 17 */
+    r.duration = 0.30000000000000004; /* needs 17 digits: the other reals keep theirs */
     assert_ride_text(&r);
+    char *text = ride_text(&r);
+    ck_assert_msg(strstr(text, "\"duration\":0.30000000000000004,") &&
+                      strstr(text, "\"distance\":12.3,") && strstr(text, "\"fare\":61.55,"),
+                  "%s", text);
+    free(text);
     r.duration = 1e-7;
     r.from = "Caf\xc3\xa9 \"Zur Post\"\\ \t\x01 \xf0\x9f\xa6\x84";
     r.to = "";
