@@ -235,17 +235,19 @@ static void ride_params(const struct rides_submission *s, const char *correlatio
     memcpy(v, cols, sizeof cols);
 }
 
-/* Looks up key after it turned out taken: the ride it made (replay) or a conflict. */
-static enum rides_outcome taken_key(struct db_conn *c, const char *key, const char *hash,
-                                    struct ride *out, enum mq_status *st)
+/* What key was used for: its ride when a request like this one made it (replay), a conflict
+ * when another request used it, else unused (for a claim that found the key taken, a key swept
+ * since: as good as reused). */
+static enum rides_outcome find_key(struct db_conn *c, const char *key, const char *hash,
+                                   enum rides_outcome unused, struct ride *out, enum mq_status *st)
 {
     char id[IDS_UUID_LEN];
     enum idempotency_match m;
     *st = idempotency_find(c, RIDES_KEY_SCOPE, key, hash, id, &m);
     if (*st != MQ_OK)
         return RIDES_FAILED;
-    if (m != IDEMPOTENCY_SAME) /* unknown: swept since the claim, as good as reused */
-        return RIDES_KEY_REUSED;
+    if (m != IDEMPOTENCY_SAME)
+        return m == IDEMPOTENCY_OTHER ? RIDES_KEY_REUSED : unused;
     *st = rides_get(c, id, out);
     return *st == MQ_OK ? RIDES_REPLAYED : RIDES_FAILED;
 }
@@ -323,7 +325,7 @@ static enum rides_outcome submit_one_statement(struct db_conn *c, struct rides_s
         ride_take(s, out);
     }
     PQclear(r);
-    return stored ? RIDES_CREATED : taken_key(c, key, hash, out, st);
+    return stored ? RIDES_CREATED : find_key(c, key, hash, RIDES_KEY_REUSED, out, st);
 }
 
 /* A ride on its way in a transaction (submit_in_transaction). */
@@ -369,7 +371,7 @@ submit_in_transaction(struct db_conn *c, const struct topic_set *set, struct rid
     if (*st != MQ_OK)
         return RIDES_FAILED;
     if (!claimed)
-        return taken_key(c, key, hash, out, st);
+        return find_key(c, key, hash, RIDES_KEY_REUSED, out, st);
     ride_take(s, out);
     return RIDES_CREATED;
 }
@@ -384,8 +386,8 @@ enum rides_outcome rides_create(struct db_conn *c, const struct topic_set *set,
     memset(out, 0, sizeof *out);
     memset(published, 0, sizeof *published);
     *st = MQ_OK;
-    if (!set)
-        return RIDES_NO_TOPIC;
+    if (!set) /* a keyed retry of a ride stored before the topic went replays all the same */
+        return key ? find_key(c, key, request_hash, RIDES_NO_TOPIC, out, st) : RIDES_NO_TOPIC;
     struct rides_submission s;
     submission_init(&s, in, correlation_id);
     struct mq_publish p = {

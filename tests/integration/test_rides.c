@@ -1218,6 +1218,12 @@ START_TEST(without_the_topic_nothing_is_stored_until_a_restart)
     harness_start(&s, no_workers);
     /* an operator breaks one of our subscriptions, then deletes the topic */
     struct response r;
+    char stored[512], id[IDS_UUID_LEN] = "";
+    ride_body(stored, sizeof stored, "nt-2", "12.5", "3");
+    post_ride(&s, stored, "Idempotency-Key: nt-stored", &r);
+    assert_created(&r);
+    snprintf(id, sizeof id, "%s", json_str(r.json, "id"));
+    response_cleanup(&r);
     harness_admin(&s, "PUT", "/topics/ride-completion/subscriptions/customer-notification",
                   "{\"queue\": \"customer-notification\", \"raw_delivery\": false}", &r);
     ck_assert_int_eq(r.status, 200);
@@ -1244,6 +1250,14 @@ START_TEST(without_the_topic_nothing_is_stored_until_a_restart)
     /* no ride without its event: nothing stored, the key not used up */
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides WHERE customer = 'nt-1'"), 0);
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM idempotency_keys WHERE key = 'nt-key'"), 0);
+    /* a retry of a ride stored before needs no topic: it replays; another body is a conflict */
+    post_ride(&s, stored, "Idempotency-Key: nt-stored", &r);
+    assert_created(&r);
+    ck_assert_str_eq(json_str(r.json, "id"), id);
+    response_cleanup(&r);
+    post_ride(&s, body, "Idempotency-Key: nt-stored", &r);
+    assert_problem(&r, 422);
+    response_cleanup(&r);
     harness_stop(&s);
     /* a restart re-creates the topic with our subscriptions as they are defined */
     harness_start(&s, no_workers);
