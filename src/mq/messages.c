@@ -406,15 +406,16 @@ static PGresult *claim(struct db_conn *c, const struct mq_queue *q, const char *
     return db_exec(c, &q_claim, v, NULL, NULL);
 }
 
-/* Moves the exhausted messages of a claim to the dead-letter queue and drops them from msgs.
- * If the move fails, or the dead-letter queue is no longer the queue's, they stay leased, and a
- * receive after their lease moves them (or delivers them, once the queue has none). */
-static void dead_letter(struct db_conn *c, const struct mq_queue *q, PGresult *r, const char *nonce,
-                        struct mq_message *msgs, int *count)
+/* Moves the exhausted messages of a claim to the dead-letter queue and drops them from msgs;
+ * returns how many moved. If the move fails, or the dead-letter queue is no longer the queue's,
+ * they stay leased, and a receive after their lease moves them (or delivers them, once the queue
+ * has none). */
+static int dead_letter(struct db_conn *c, const struct mq_queue *q, PGresult *r, const char *nonce,
+                       struct mq_message *msgs, int *count)
 {
     struct buf ids;
     buf_init(&ids);
-    int kept = 0;
+    int kept = 0, moved = 0;
     for (int i = 0; i < *count; i++) {
         if (PQgetvalue(r, i, MQ_MESSAGE_NCOLUMNS)[0] == 't') {
             buf_printf(&ids, "%s%lld", ids.len ? "," : "{", msgs[i].id);
@@ -430,15 +431,19 @@ static void dead_letter(struct db_conn *c, const struct mq_queue *q, PGresult *r
         snprintf(dlq, sizeof dlq, "%d", q->dead_letter_queue_id);
         const char *v[] = {qid, buf_str(&ids), nonce, dlq};
         PGresult *m = db_exec(c, &q_dead_letter, v, NULL, NULL);
-        db_ok(c, m, PGRES_COMMAND_OK);
+        if (db_ok(c, m, PGRES_COMMAND_OK))
+            moved = atoi(PQcmdTuples(m));
         PQclear(m);
     }
     buf_cleanup(&ids);
     *count = kept;
+    return moved;
 }
 
 /* One claim of a standard queue: exhausted messages go to the dead-letter queue and out of
- * msgs. Returns how many went there; -1 with *st set when the claim failed. */
+ * msgs. Returns how many went there (not those whose move was refused: they stay leased, and
+ * looking again at once would only claim them again when the lease is 0); -1 with *st set when
+ * the claim failed. */
 static int claim_once(struct db_conn *c, const struct mq_queue *q, const char *id, const char *mx,
                       const char *vt, const char *nonce, struct mq_message **msgs, int *count,
                       enum mq_status *st)
@@ -451,13 +456,11 @@ static int claim_once(struct db_conn *c, const struct mq_queue *q, const char *i
     read_messages(r, q->id, msgs, count);
     if (*count > 0)
         hint_update(q->id, lowest_id(*msgs, *count));
-    int before = *count;
-    if (q->dead_letter_queue_id)
-        dead_letter(c, q, r, nonce, *msgs, count);
-    mq_count_queue(q->id, MQC_DEAD_LETTERED, (uint64_t)(before - *count));
+    int moved = q->dead_letter_queue_id ? dead_letter(c, q, r, nonce, *msgs, count) : 0;
+    mq_count_queue(q->id, MQC_DEAD_LETTERED, (uint64_t)moved);
     PQclear(r);
     qsort(*msgs, (size_t)*count, sizeof **msgs, by_id); /* UPDATE ... RETURNING has no order */
-    return before - *count;
+    return moved;
 }
 
 /* Counts what a receive handed out (and, with delete_now, deleted at once). */

@@ -355,6 +355,57 @@ START_TEST(queue_operations_are_counted)
 }
 END_TEST
 
+static double queue_op(const char *queue, const char *op)
+{
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "rydes_queue_operations_total{queue=\"%s\",op=\"%s\"}", queue,
+             op);
+    char *text = scrape();
+    double v = series_value(text, prefix);
+    free(text);
+    return v;
+}
+
+/* A move the dead-letter queue refuses (its row locked, as by a delete of it) is not a dead
+ * letter: counted were claims, each receive's three with a lease of 0. */
+START_TEST(only_messages_moved_count_as_dead_lettered)
+{
+    harness_put_queue(&srv, "m-held-dlq", NULL, 201);
+    harness_put_queue(&srv, "m-held",
+                      "{\"dead_letter\": {\"queue\": \"m-held-dlq\", \"max_receive_count\": 1}}",
+                      201);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/m-held/messages", "{\"body\": \"x\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    const char *receive = "{\"visibility_timeout\": 0, \"wait_seconds\": 0}";
+    harness_admin(&srv, "POST", "/queues/m-held/messages:receive", receive, &r);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 1);
+    response_cleanup(&r);
+    PGconn *hold = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(hold), CONNECTION_OK);
+    PGresult *h = PQexec(hold, "BEGIN; SELECT 1 FROM queues WHERE name = 'm-held-dlq' FOR UPDATE");
+    ck_assert_int_eq(PQresultStatus(h), PGRES_TUPLES_OK);
+    PQclear(h);
+    for (int i = 0; i < 3; i++) {
+        harness_admin(&srv, "POST", "/queues/m-held/messages:receive", receive, &r);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 0);
+        response_cleanup(&r);
+    }
+    ck_assert_double_eq(queue_op("m-held", "dead_lettered"), 0);
+    PQclear(PQexec(hold, "COMMIT"));
+    PQfinish(hold);
+    harness_admin(&srv, "POST", "/queues/m-held/messages:receive", receive, &r);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 0);
+    response_cleanup(&r);
+    ck_assert_double_eq(queue_op("m-held", "dead_lettered"), 1);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = "
+                                  "m.queue_id WHERE q.name = 'm-held-dlq'"),
+                     1);
+}
+END_TEST
+
 START_TEST(publishes_and_filters_are_counted_per_subscription)
 {
     struct response r;
@@ -490,7 +541,7 @@ START_TEST(table_names_are_escaped_in_labels)
     free(harness_sql(harness_db_url(), "CREATE TABLE \"we\"\"ird\\x\ny\" (v int)"));
     const char *series = "rydes_pg_live_rows{table=\"we\\\"ird\\\\x\\ny\"}";
     double deadline = harness_now_s() + 8; /* the gauge cache holds for 5 s */
-    free(scrape()); /* a request for the duration histogram to show */
+    free(scrape());                        /* a request for the duration histogram to show */
     char *text = scrape();
     while (series_value(text, series) < 0 && harness_now_s() < deadline) {
         free(text);
@@ -583,6 +634,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, the_exposition_passes_the_promtool_rules);
     tcase_add_test(tc, queue_operations_are_counted);
+    tcase_add_test(tc, only_messages_moved_count_as_dead_lettered);
     tcase_add_test(tc, publishes_and_filters_are_counted_per_subscription);
     tcase_add_test(tc, a_publish_is_counted_once_when_it_is_stored);
     tcase_add_test(tc, wild_rydes_work_is_shown_by_state);
