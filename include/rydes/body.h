@@ -50,5 +50,8 @@ void body_json_setup(size_t floor);
  * NULL) then tells the last case (a 413) from a malformed text (a 400). */
 json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *detail,
                         size_t detail_len);
+/* What the last body_parse_json on this thread allocated (as its cap counts it): what the value
+ * it returned holds. 0 without body_json_setup. */
+size_t body_last_parse_cost(void);
 
 #endif

@@ -27,6 +27,7 @@ struct config {
     int64_t sweep_interval_ms;
     bool combine;
     int64_t max_body_bytes;
+    int64_t parsed_body_memory;
     char *admin_token;
     int log_level;  /* enum log_level */
     int log_format; /* enum log_format */

@@ -43,7 +43,8 @@ struct http_request {
     int64_t started_us;
 
     struct body_reader body;
-    json_t *json; /* parsed body of json_body routes, NULL when the body was empty */
+    json_t *json;     /* parsed body of json_body routes, NULL when the body was empty */
+    size_t json_cost; /* what json took to parse, counted in the server's parsed bytes */
 
     /* State a handler keeps across a suspension (long polls); freed with the request. */
     void *state;
@@ -84,6 +85,7 @@ struct http_server_config {
     int request_timeout; /* seconds a request may take to arrive (rydes/deadlines.h) */
     size_t connection_memory_limit;
     size_t max_body_bytes;
+    size_t parsed_body_memory; /* parsed bodies held at once; past it, bodies are 503 (0: any) */
     const struct route *routes;
     size_t nroutes;
     http_auth_fn authenticate;
@@ -110,6 +112,8 @@ void http_server_backlog(const struct http_server *s, int *handlers, int *data);
 
 /* Connections open right now (those past RYDES_CONNECTION_LIMIT until they are closed). */
 int http_server_connections(const struct http_server *s);
+/* Bytes the parsed bodies of requests in progress hold (RYDES_PARSED_BODY_MEMORY). */
+size_t http_server_parsed_bytes(const struct http_server *s);
 /* Stops accepting connections (kept-alive ones are closed after their next reply). */
 void http_server_quiesce(struct http_server *s);
 /* Stops accepting connections, lets in-flight requests finish for up to timeout_ms, then stops

@@ -505,6 +505,11 @@ void ops_metrics_render(struct http_request *req, struct buf *out)
                "# HELP rydes_http_connections Open client connections (RYDES_CONNECTION_LIMIT).\n"
                "# TYPE rydes_http_connections gauge\nrydes_http_connections %d\n",
                http_server_connections(req->server));
+    buf_printf(out,
+               "# HELP rydes_http_parsed_body_bytes Memory the parsed JSON bodies of requests in "
+               "progress hold (RYDES_PARSED_BODY_MEMORY).\n"
+               "# TYPE rydes_http_parsed_body_bytes gauge\nrydes_http_parsed_body_bytes %zu\n",
+               http_server_parsed_bytes(req->server));
     int handlers, data;
     http_server_backlog(req->server, &handlers, &data);
     buf_printf(out,

@@ -466,6 +466,7 @@ bool app_start(struct app *app, const struct config *cfg, char *err, size_t errl
         .request_timeout = (int)cfg->request_timeout,
         .connection_memory_limit = (size_t)cfg->connection_memory_limit,
         .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .parsed_body_memory = (size_t)cfg->parsed_body_memory,
         .routes = api_routes,
         .nroutes = api_nroutes,
         .authenticate = app_authenticate,

@@ -172,6 +172,10 @@ static const struct setting settings[] = {
      "together, up to 16 in one statement"},
     {"max-body-bytes", "RYDES_MAX_BODY_BYTES", SETTING_INT, "1048576", 1024, 67108864, NULL,
      OFF(max_body_bytes), false, NULL, "largest request body accepted (413 above)"},
+    {"parsed-body-memory", "RYDES_PARSED_BODY_MEMORY", SETTING_INT, "268435456", 1048576,
+     68719476736, NULL, OFF(parsed_body_memory), false, NULL,
+     "bytes the parsed JSON bodies of requests in progress may hold at once (bodies that would "
+     "take more are answered 503 until some finish)"},
     {"admin-token", "RYDES_ADMIN_TOKEN", SETTING_STRING, "", 0, 0, NULL, OFF(admin_token), true,
      admin_token_valid,
      "ensured to exist as an admin token at start-up (16 to 512 printable ASCII characters, no "

@@ -78,7 +78,7 @@ bool body_media_type_is_json(const char *ct)
  * allocates through body_json_malloc once body_json_setup has run. */
 static _Thread_local struct {
     bool on, exceeded;
-    size_t left;
+    size_t left, cost; /* cost: of the last parse */
 } parse_cap;
 
 static size_t json_floor = BODY_JSON_FLOOR;
@@ -100,6 +100,7 @@ static void *body_json_malloc(size_t n)
         if (cost > parse_cap.left)
             parse_cap.exceeded = true;
         parse_cap.left = cost > parse_cap.left ? 0 : parse_cap.left - cost;
+        parse_cap.cost = cost > SIZE_MAX - parse_cap.cost ? SIZE_MAX : parse_cap.cost + cost;
     }
     return malloc(n);
 }
@@ -155,6 +156,7 @@ json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *det
     parse_cap.on = true;
     parse_cap.exceeded = false;
     parse_cap.left = body_json_memory_cap(len);
+    parse_cap.cost = 0;
     json_t *v = json_load_callback(feed_piece, &in, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     parse_cap.on = false;
     bool big = parse_cap.exceeded;
@@ -173,4 +175,9 @@ json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *det
         snprintf(detail, detail_len, "malformed JSON at line %d, column %d: %s", err.line,
                  err.column, err.text);
     return v;
+}
+
+size_t body_last_parse_cost(void)
+{
+    return parse_cap.cost;
 }

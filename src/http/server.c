@@ -49,6 +49,7 @@ struct http_server {
     struct http_server_config cfg;
     atomic_int in_flight;
     atomic_int connections; /* open connections counted against cfg.connection_limit */
+    atomic_size_t parsed;   /* what the requests' parsed bodies hold (http_request.json_cost) */
     atomic_bool stopping;   /* http_server_quiesce has begun */
     MHD_socket listener;    /* taken back from MHD by http_server_quiesce */
     atomic_bool cut_off;    /* its wait ran out: handler and data-plane threads begin no more */
@@ -319,6 +320,7 @@ static void request_free(struct http_request *req)
     route_match_cleanup(&req->match);
     body_reader_cleanup(&req->body);
     json_decref(req->json);
+    atomic_fetch_sub(&req->server->parsed, req->json_cost);
     for (int i = 0; i < req->nheaders; i++)
         free(req->headers[i].value);
     free(req->path);
@@ -618,19 +620,38 @@ bool http_client_gone(struct http_request *req)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* Would a body of len bytes, parsed, take the server's parsed bodies past their limit? Judged
+ * by what such a body typically takes at most (BODY_JSON_EXPANSION times), so that small bodies
+ * still pass when large ones are refused; what parses at once may overshoot the limit by as
+ * many bodies' caps as threads parse. */
+static bool parsed_memory_full(struct http_server *s, size_t len)
+{
+    size_t limit = s->cfg.parsed_body_memory, held = atomic_load(&s->parsed);
+    if (!limit)
+        return false;
+    size_t need = len > SIZE_MAX / BODY_JSON_EXPANSION ? SIZE_MAX : len * BODY_JSON_EXPANSION;
+    return held >= limit || need > limit - held;
+}
+
 /* Parses the JSON body (on the thread that runs the handler: a request waiting for a handler
  * thread holds its bytes, not the larger parsed form), lets the bytes go, and runs the route's
- * handler; or answers 400 for a malformed body and 413 for one that would take too much memory
- * parsed (rydes/body.h). */
+ * handler; or answers 400 for a malformed body, 413 for one that would take too much memory
+ * parsed (rydes/body.h), and 503 while the parsed bodies of requests in progress (waiting for
+ * the combiner, a thread or a lock) hold RYDES_PARSED_BODY_MEMORY. */
 static enum handler_result parse_then_handle(struct http_request *req)
 {
     if (req->match.route->json_body == ROUTE_JSON_BODY && req->body.buf.len > 0) {
+        if (parsed_memory_full(req->server, req->body.buf.len))
+            return http_reply_unavailable(req, "the request bodies being handled take the memory "
+                                               "allowed for them (RYDES_PARSED_BODY_MEMORY)");
         char detail[256];
         bool too_large = false;
         req->json = body_parse_json(req->body.buf.data, req->body.buf.len, &too_large, detail,
                                     sizeof detail);
         if (!req->json)
             return http_reply_problem(req, too_large ? 413 : 400, detail);
+        req->json_cost = body_last_parse_cost();
+        atomic_fetch_add(&req->server->parsed, req->json_cost);
         buf_cleanup(&req->body.buf);
     }
     return req->match.route->handler(req);
@@ -877,6 +898,11 @@ int http_server_port(const struct http_server *s)
 int http_server_connections(const struct http_server *s)
 {
     return atomic_load(&s->connections);
+}
+
+size_t http_server_parsed_bytes(const struct http_server *s)
+{
+    return atomic_load(&s->parsed);
 }
 
 void http_server_backlog(const struct http_server *s, int *handlers, int *data)

@@ -1,12 +1,15 @@
 /* Integration: request-size limits. The body cap is enforced from Content-Length before the
  * body is read and while a chunked body is read; a JSON body that would take too much memory
- * parsed is refused; oversized headers are refused; none of it stops the server from serving
- * the next client. */
+ * parsed is refused, and so is one while the bodies of requests in progress hold
+ * RYDES_PARSED_BODY_MEMORY; oversized headers are refused; none of it stops the server from
+ * serving the next client. */
 #include "harness.h"
 
 #include "rydes/clock.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CAP 2048
@@ -245,6 +248,102 @@ START_TEST(a_body_too_large_once_parsed_is_413)
 }
 END_TEST
 
+static void parsed_memory_8mib(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "parsed-body-memory", "8388608", &err));
+}
+
+static void held_setup(void)
+{
+    harness_start(&srv, parsed_memory_8mib);
+}
+
+/* The gauge rydes_http_parsed_body_bytes. */
+static double parsed_bytes(void)
+{
+    struct response r;
+    harness_admin(&srv, "GET", "/metrics", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    const char *line = strstr(buf_str(&r.body), "\nrydes_http_parsed_body_bytes ");
+    ck_assert_ptr_nonnull(line);
+    double v = atof(line + strlen("\nrydes_http_parsed_body_bytes "));
+    response_cleanup(&r);
+    return v;
+}
+
+/* Waits up to 10 s for the gauge to pass (above) or fall to (!above) at. */
+static double wait_parsed_bytes(bool above, double at)
+{
+    double v = parsed_bytes();
+    for (double until = harness_now_s() + 10; (above ? v <= at : v > at) && harness_now_s() < until;
+         v = parsed_bytes())
+        harness_sleep_ms(50);
+    return v;
+}
+
+struct held_send {
+    const char *body;
+    struct response r;
+};
+
+static void *held_send_main(void *arg)
+{
+    struct held_send *h = arg;
+    harness_admin(&srv, "POST", "/queues/held/messages", h->body, &h->r);
+    return NULL;
+}
+
+/* Requests waiting with their bodies parsed (here a send whose insert a trigger holds back)
+ * hold memory a body's bytes only hint at: past RYDES_PARSED_BODY_MEMORY another
+ * large body is 503 while small ones still pass, and the memory comes back with the request. */
+START_TEST(parsed_bodies_held_at_once_are_bounded)
+{
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/held", NULL, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    char *body = message_of("1", 200000); /* some 6 MB parsed, 6.4 MB judged by its size */
+    PGconn *lock = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+    PGresult *l = PQexec(
+        lock, "CREATE FUNCTION limits_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); RETURN NEW; "
+              "END $$; CREATE TRIGGER limits_hold BEFORE INSERT ON messages FOR EACH ROW WHEN "
+              "(NEW.body LIKE '[1,%') EXECUTE FUNCTION limits_hold(); "
+              "SELECT pg_advisory_lock(4242)");
+    ck_assert_int_eq(PQresultStatus(l), PGRES_TUPLES_OK);
+    PQclear(l);
+    static struct held_send h; /* the thread outlives a failed check's jump out of here */
+    h = (struct held_send){.body = body};
+    pthread_t t;
+    pthread_create(&t, NULL, held_send_main, &h);
+    double held = wait_parsed_bytes(true, 2e6);
+    harness_admin(&srv, "POST", "/queues/held/messages", body, &r);
+    long refused = r.status;
+    char retry[32] = "";
+    response_header(&r, "Retry-After", retry, sizeof retry);
+    response_cleanup(&r);
+    harness_admin(&srv, "PUT", "/queues/small", "{\"delay_seconds\": 0}", &r);
+    long small = r.status;
+    response_cleanup(&r);
+    PQclear(PQexec(lock, "SELECT pg_advisory_unlock(4242); DROP TRIGGER limits_hold ON messages"));
+    PQfinish(lock);
+    pthread_join(t, NULL);
+    ck_assert_msg(held > 2e6, "held %g", held);
+    ck_assert_int_eq(refused, 503);
+    ck_assert_str_ne(retry, "");
+    ck_assert_int_eq(small, 201);
+    ck_assert_msg(h.r.status == 201, "%ld %s", h.r.status, buf_str(&h.r.body));
+    response_cleanup(&h.r);
+    ck_assert_double_eq(wait_parsed_bytes(false, 0), 0);
+    harness_admin(&srv, "POST", "/queues/held/messages", body, &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    free(body);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("limits");
@@ -261,5 +360,9 @@ int main(void)
     tcase_add_checked_fixture(parsed, default_setup, teardown);
     tcase_add_test(parsed, a_body_too_large_once_parsed_is_413);
     suite_add_tcase(s, parsed);
+    TCase *held = tcase_create("held");
+    tcase_add_checked_fixture(held, held_setup, teardown);
+    tcase_add_test(held, parsed_bodies_held_at_once_are_bounded);
+    suite_add_tcase(s, held);
     return harness_run(s);
 }

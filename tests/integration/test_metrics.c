@@ -273,6 +273,7 @@ START_TEST(the_exposition_passes_the_promtool_rules)
         "rydes_db_pool_connections",
         "rydes_long_poll_waiters",
         "rydes_http_connections",
+        "rydes_http_parsed_body_bytes",
         "rydes_pg_dead_rows",
         "rydes_pg_oldest_transaction_seconds",
         "rydes_pg_xid_age",
