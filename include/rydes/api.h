@@ -54,6 +54,9 @@ bool api_time_page(struct http_request *req, bool (*valid_id)(const char *id), i
 /* When fe holds errors: queues the 400 naming them, cleans fe up, sets *res and returns true.
  * Reads as: if (api_reply_invalid(req, &fe, &res)) return res; */
 bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum handler_result *res);
+/* Answers 400 with the one field error field: message. */
+enum handler_result api_reply_field_error(struct http_request *req, const char *field,
+                                          const char *message);
 /* DELETE of the resource named by {name}: 404 (not_found) for a name valid() refuses or del
  * does not find, 204 otherwise; forget() drops this process's cached copy either way. */
 enum handler_result api_delete_named(struct http_request *req, bool (*valid)(const char *name),

@@ -158,6 +158,17 @@ bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum h
     return true;
 }
 
+enum handler_result api_reply_field_error(struct http_request *req, const char *field,
+                                          const char *message)
+{
+    struct field_errors fe;
+    field_errors_init(&fe);
+    field_errors_add(&fe, field, "%s", message);
+    enum handler_result res;
+    api_reply_invalid(req, &fe, &res);
+    return res;
+}
+
 bool api_body_object(struct http_request *req, enum handler_result *res)
 {
     if (json_is_object(req->json))

@@ -61,8 +61,8 @@ static void read_dead_letter(json_t *body, struct mq_attrs *out, struct field_er
     validate_int(dl, "max_receive_count", true, 1, 1000, &mrc, &inner);
     for (size_t i = 0; i < json_array_size(inner.list); i++) {
         json_t *e = json_array_get(inner.list, i);
-        field_errors_add(fe, "dead_letter", "%s %s", json_string_value(json_object_get(e, "field")),
-                         json_string_value(json_object_get(e, "message")));
+        field_errors_add_at(fe, "dead_letter", json_string_value(json_object_get(e, "field")), "%s",
+                            json_string_value(json_object_get(e, "message")));
     }
     if (!inner.count && queue) {
         snprintf(out->dead_letter_queue, sizeof out->dead_letter_queue, "%s", queue);

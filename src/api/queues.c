@@ -180,7 +180,10 @@ enum handler_result api_queues_put(struct http_request *req)
     char detail[256] = "";
     enum mq_status st = mq_queue_put(c, name, &attrs, &created, detail, sizeof detail);
     ttlcache_remove(req->app->queue_cache, name, strlen(name));
-    res = st == MQ_OK ? reply_queue(req, c, created ? 201 : 200) : mq_failure(req, st, detail);
+    /* (what mq_queue_put finds invalid is the dead-letter queue it names) */
+    res = st == MQ_OK        ? reply_queue(req, c, created ? 201 : 200)
+          : st == MQ_INVALID ? api_reply_field_error(req, "dead_letter.queue", detail)
+                             : mq_failure(req, st, detail);
     api_db_release(req, c);
     return res;
 }
@@ -261,13 +264,13 @@ static enum handler_result redrive(struct http_request *req, struct db_conn *c,
     if (to) {
         enum mq_status st = mq_queue_get(c, to, &target);
         if (st == MQ_NOT_FOUND)
-            return http_reply_problem(req, 400, "the queue named by 'to' does not exist");
+            return api_reply_field_error(req, "to", "names no queue");
         if (st != MQ_OK)
             return mq_failure(req, st, NULL);
         if (target.id == dlq->id)
-            return http_reply_problem(req, 400, "'to' must name another queue");
+            return api_reply_field_error(req, "to", "must name another queue");
         if (target.attrs.fifo != dlq->attrs.fifo)
-            return http_reply_problem(req, 400, "'to' must be of the same type (FIFO or not)");
+            return api_reply_field_error(req, "to", "must be of the same type (FIFO or not)");
     }
     long long moved = 0;
     enum mq_status st = mq_redrive(c, dlq, to ? &target : NULL, max, &moved);

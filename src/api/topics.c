@@ -183,11 +183,8 @@ enum handler_result api_subscriptions_put(struct http_request *req)
     if (st == MQ_OK)
         st = subscription_named(c, &t, name, &body);
     api_db_release(req, c);
-    if (st == MQ_INVALID && field) { /* a queue that is not there or cannot subscribe */
-        field_errors_add(&fe, field, "%s", detail);
-        api_reply_invalid(req, &fe, &res);
-        return res;
-    }
+    if (st == MQ_INVALID && field) /* a queue that is not there or cannot subscribe */
+        return api_reply_field_error(req, field, detail);
     if (st != MQ_OK)
         return api_mq_failure(req, st, detail);
     if (!body) /* deleted by someone else in between */

@@ -792,9 +792,13 @@ START_TEST(redrive_rules)
     response_cleanup(&r);
     ck_assert_int_eq(harness_stored("rd-dead"), 1);
 
-    ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"to\": \"nope\"}"), 400);
-    ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"to\": \"rd-other.fifo\"}"),
-                     400);
+    const char *bad_to[] = {"{\"to\": \"nope\"}", "{\"to\": \"rd-other.fifo\"}",
+                            "{\"to\": \"rd-dead\"}"};
+    for (int i = 0; i < 3; i++) {
+        post("rd-dead", ":redrive", bad_to[i], 400, &r);
+        ck_assert_msg(problem_names_field(&r, "to"), "%s", buf_str(&r.body));
+        response_cleanup(&r);
+    }
     ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"max_messages\": 0}"), 400);
     ck_assert_int_eq(status_of("POST", "/queues/rd-dead:redrive", "{\"bogus\": 1}"), 400);
     ck_assert_int_eq(harness_stored("rd-dead"), 1);

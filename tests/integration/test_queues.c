@@ -194,7 +194,11 @@ START_TEST(invalid_attributes_are_400_naming_the_field)
         {"{\"max_message_bytes\": 1023}", "max_message_bytes"},
         {"{\"receive_wait_seconds\": 21}", "receive_wait_seconds"},
         {"{\"content_based_dedup\": true}", "content_based_dedup"},
-        {"{\"dead_letter\": {\"queue\": \"d\", \"max_receive_count\": 0}}", "dead_letter"},
+        {"{\"dead_letter\": {\"queue\": \"d\", \"max_receive_count\": 0}}",
+         "dead_letter.max_receive_count"},
+        {"{\"dead_letter\": {\"queue\": \"d e\", \"max_receive_count\": 1}}", "dead_letter.queue"},
+        {"{\"dead_letter\": {\"queue\": \"d\", \"max_receive_count\": 1, \"x\": 1}}",
+         "dead_letter.x"},
         {"{\"dead_letter\": \"d\"}", "dead_letter"},
         {"{\"visibility\": 5}", "visibility"},
         {"[1]", "body"},
@@ -217,6 +221,14 @@ START_TEST(invalid_attributes_are_400_naming_the_field)
 }
 END_TEST
 
+/* A dead-letter queue refused for what it is (missing, the queue itself, another type, a cycle)
+ * is an error on dead_letter.queue. */
+static void assert_dead_letter_queue_refused(const struct response *r)
+{
+    assert_problem(r, 400);
+    ck_assert_msg(problem_names_field(r, "dead_letter.queue"), "%s", buf_str(&r->body));
+}
+
 START_TEST(dead_letter_queue_rules)
 {
     harness_put_queue(&srv, "dlq", NULL, 201);
@@ -224,25 +236,25 @@ START_TEST(dead_letter_queue_rules)
     struct response r;
     harness_admin(&srv, "PUT", "/queues/src",
                   "{\"dead_letter\": {\"queue\": \"nope\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400);
+    assert_dead_letter_queue_refused(&r);
     response_cleanup(&r);
     harness_admin(&srv, "PUT", "/queues/src",
                   "{\"dead_letter\": {\"queue\": \"dlq.fifo\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400);
+    assert_dead_letter_queue_refused(&r);
     response_cleanup(&r);
     harness_admin(&srv, "PUT", "/queues/src.fifo",
                   "{\"dead_letter\": {\"queue\": \"dlq\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400);
+    assert_dead_letter_queue_refused(&r);
     response_cleanup(&r);
     harness_admin(&srv, "PUT", "/queues/src",
                   "{\"dead_letter\": {\"queue\": \"src\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400);
+    assert_dead_letter_queue_refused(&r);
     response_cleanup(&r);
     /* not even once it exists */
     harness_put_queue(&srv, "src", NULL, 201);
     harness_admin(&srv, "PUT", "/queues/src",
                   "{\"dead_letter\": {\"queue\": \"src\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400);
+    assert_dead_letter_queue_refused(&r);
     response_cleanup(&r);
 
     harness_admin(&srv, "PUT", "/queues/src",
@@ -261,12 +273,12 @@ START_TEST(dead_letter_queue_rules)
                       "{\"dead_letter\": {\"queue\": \"src\", \"max_receive_count\": 3}}", 201);
     harness_admin(&srv, "PUT", "/queues/dlq",
                   "{\"dead_letter\": {\"queue\": \"mid\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400);
+    assert_dead_letter_queue_refused(&r);
     ck_assert_msg(strstr(buf_str(&r.body), "leads back"), "%s", buf_str(&r.body));
     response_cleanup(&r);
     harness_admin(&srv, "PUT", "/queues/dlq",
                   "{\"dead_letter\": {\"queue\": \"dlq.fifo\", \"max_receive_count\": 3}}", &r);
-    assert_problem(&r, 400); /* (another type) */
+    assert_dead_letter_queue_refused(&r); /* (another type) */
     response_cleanup(&r);
     harness_put_queue(&srv, "end", NULL, 201); /* a chain without a cycle is fine */
     harness_admin(&srv, "PUT", "/queues/dlq",
