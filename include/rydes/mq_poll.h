@@ -20,6 +20,7 @@
 #include "rydes/mq.h"
 #include "rydes/mq_combiner.h"
 #include "rydes/mq_hub.h"
+#include "rydes/ttlcache.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,6 +29,7 @@ struct mq_poll {
     struct mq_waiter waiter; /* registered with the hub while the request waits */
     struct mq_hub *hub;
     struct mq_queue q;
+    struct ttlcache *queues; /* where later attempts take q's attributes from (mq_poll_follow) */
     int max, visibility, wait_seconds;
     bool delete_now;
     enum mq_wake why;
@@ -54,6 +56,12 @@ void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, struct mq_combiner *com
                   const struct mq_queue *q, int max, int visibility, bool delete_now,
                   int wait_seconds, bool (*client_gone)(void *ctx), void (*resume)(void *ctx),
                   void *ctx);
+/* Attempts after the first take the queue's attributes from queues (name -> struct mq_queue)
+ * when it holds them, so that a long poll claims by a max_receive_count or dead-letter queue
+ * changed while it waited, as every receive after the change does, not by the copy it began
+ * with (a message would be dead-lettered early). The same queue only (a queue deleted and made
+ * again meanwhile is another). */
+void mq_poll_follow(struct mq_poll *p, struct ttlcache *queues);
 /* Frees p (allocated by the caller with malloc) and a claim it still holds; a state_free. */
 void mq_poll_free(void *p);
 /* Before each attempt: MQ_POLL_FULL when the hub had no room for the wait (answer 503),

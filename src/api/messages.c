@@ -415,6 +415,7 @@ enum handler_result api_messages_receive(struct http_request *req)
     req->state_free = mq_poll_free;
     mq_poll_init(p, req->app->hub, req->app->combiner, &q, rr.max_messages, rr.visibility_timeout,
                  rr.delete_now, rr.wait_seconds, client_gone, resume, req);
+    mq_poll_follow(p, req->app->queue_cache);
     return receive_attempt(req);
 }
 

@@ -666,6 +666,7 @@ enum handler_result sqs_receive_message(struct aws_call *call)
     call->op_state_free = mq_poll_free;
     mq_poll_init(p, call->req->app->hub, call->req->app->combiner, &q, max, visibility, false, wait,
                  client_gone, resume, call);
+    mq_poll_follow(p, call->req->app->queue_cache);
     return receive_attempt(call->req);
 }
 

@@ -36,6 +36,20 @@ void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, struct mq_combiner *com
     p->waiter.ctx = p;
 }
 
+void mq_poll_follow(struct mq_poll *p, struct ttlcache *queues)
+{
+    p->queues = queues;
+}
+
+/* Takes the queue's attributes as they are cached now (mq_poll_follow). */
+static void refresh_queue(struct mq_poll *p)
+{
+    struct mq_queue q;
+    if (p->queues && ttlcache_get(p->queues, p->q.name, strlen(p->q.name), &q, NULL) &&
+        q.id == p->q.id)
+        p->q = q;
+}
+
 enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
 {
     if (p->refused == MQ_WAIT_FULL)
@@ -48,6 +62,8 @@ enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
         mq_hub_poke(p->hub, p->q.id); /* pass the wake-up on to a waiter that is still there */
         return MQ_POLL_EMPTY;
     }
+    if (p->woken)
+        refresh_queue(p);
     p->woken = true; /* every later attempt follows a wake-up */
     return MQ_POLL_GO;
 }

@@ -1017,6 +1017,62 @@ static void *poll_once(void *arg)
     return NULL;
 }
 
+struct changed_poll {
+    long status;
+    int count;
+    long long receive_count;
+};
+
+static void *poll_changed(void *arg)
+{
+    struct changed_poll *p = arg;
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/lp-src/messages:receive",
+                  "{\"wait_seconds\": 8, \"visibility_timeout\": 30}", &r);
+    p->status = r.status;
+    json_t *msgs = json_object_get(r.json, "messages");
+    p->count = (int)json_array_size(msgs);
+    if (p->count == 1)
+        p->receive_count =
+            json_integer_value(json_object_get(json_array_get(msgs, 0), "receive_count"));
+    response_cleanup(&r);
+    return NULL;
+}
+
+/* A long poll claims by the queue's attributes as they are now, not as they were when it began:
+ * max_receive_count raised from 1 to 5 while it waits, a message coming back from its first
+ * lease is delivered a second time instead of dead-lettered. (The queue stays cached meanwhile:
+ * deletes with an unknown receipt look it up every 100 ms, as any traffic on it would.) */
+START_TEST(a_long_poll_follows_a_change_of_the_queue)
+{
+    harness_put_queue(&srv, "lp-dlq", NULL, 201);
+    harness_put_queue(&srv, "lp-src",
+                      "{\"dead_letter\": {\"queue\": \"lp-dlq\", \"max_receive_count\": 1}}", 201);
+    send_msg("lp-src", "{\"body\": \"m\"}", NULL);
+    ck_assert_int_eq(receive_n("lp-src", "{\"visibility_timeout\": 2}"), 1);
+    static struct changed_poll poll; /* the thread outlives a failed check's jump out of here */
+    memset(&poll, 0, sizeof poll);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, poll_changed, &poll), 0);
+    int64_t deadline = clock_mono_us() + 5000000;
+    while (mq_hub_waiters(srv.app.hub) < 1 && clock_mono_us() < deadline)
+        harness_sleep_ms(10);
+    struct response r;
+    harness_admin(&srv, "PUT", "/queues/lp-src",
+                  "{\"dead_letter\": {\"queue\": \"lp-dlq\", \"max_receive_count\": 5}}", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    for (deadline = clock_mono_us() + 10000000;
+         mq_hub_waiters(srv.app.hub) > 0 && clock_mono_us() < deadline; harness_sleep_ms(100))
+        delete_receipt("lp-src", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    pthread_join(t, NULL);
+    ck_assert_int_eq(poll.status, 200);
+    ck_assert_int_eq(poll.count, 1);
+    ck_assert_int_eq(poll.receive_count, 2);
+    ck_assert_int_eq(harness_stored("lp-dlq"), 0);
+}
+END_TEST
+
 START_TEST(fifty_long_polls_share_fifty_messages)
 {
     harness_put_queue(&srv, "lp-many", NULL, 201);
@@ -1091,6 +1147,7 @@ int main(void)
     tcase_add_test(tc, queue_delay);
     tcase_add_test(tc, dead_letter_after_max_receive_count);
     tcase_add_test(tc, redrive_rules);
+    tcase_add_test(tc, a_long_poll_follows_a_change_of_the_queue);
     tcase_add_test(tc, redrive_moves_in_steps);
     tcase_add_test(tc, purge_empties_the_queue);
     tcase_add_test(tc, peek_and_stats_show_state);
