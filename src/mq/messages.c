@@ -561,7 +561,8 @@ static enum mq_status by_receipt(struct db_conn *c, struct db_stmt *st, const st
     return gone_ok ? MQ_OK : MQ_NOT_FOUND;
 }
 
-/* Deletes from a standard queue: one DELETE; only a miss asks whether the message exists. */
+/* Deletes from a standard queue: one DELETE; only a miss asks whether the message exists. A
+ * message deleted here is counted; one already gone is answered MQ_OK but not counted again. */
 static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *q,
                                       const char *receipt)
 {
@@ -574,8 +575,10 @@ static enum mq_status delete_standard(struct db_conn *c, const struct mq_queue *
         return mq_failed(c, r);
     bool deleted = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
-    if (deleted)
+    if (deleted) {
+        mq_count_queue(q->id, MQC_DELETED, 1);
         return MQ_OK;
+    }
     r = db_exec(c, &q_exists, v, NULL, NULL);
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
@@ -671,8 +674,6 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
     assert(n >= 1 && n <= MQ_MAX_ROWS);
     if (n == 1) { /* the one-row DELETE, without the arrays */
         out[0] = delete_standard(c, rows[0].q, rows[0].receipt);
-        if (out[0] == MQ_OK)
-            mq_count_queue(rows[0].q->id, MQC_DELETED, 1);
         return out[0] >= MQ_UNAVAILABLE ? out[0] : MQ_OK;
     }
     struct message_key keys[MQ_MAX_ROWS];
@@ -691,8 +692,6 @@ enum mq_status mq_delete_rows(struct db_conn *c, const struct mq_delete_row *row
             for (; i < n && fail == MQ_OK; i++)
                 if (out[i] == MQ_CONFLICT) {
                     out[i] = delete_standard(c, rows[i].q, rows[i].receipt);
-                    if (out[i] == MQ_OK)
-                        mq_count_queue(rows[i].q->id, MQC_DELETED, 1);
                     if (out[i] >= MQ_UNAVAILABLE)
                         fail = out[i];
                 }
@@ -725,8 +724,9 @@ enum mq_status mq_delete_many(struct db_conn *c, const struct mq_queue *q,
 
 enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char *receipt)
 {
-    enum mq_status st = q->attrs.fifo ? by_receipt(c, &q_delete, q, receipt, NULL, true)
-                                      : delete_standard(c, q, receipt);
+    if (!q->attrs.fifo)
+        return delete_standard(c, q, receipt);
+    enum mq_status st = by_receipt(c, &q_delete, q, receipt, NULL, true);
     if (st == MQ_OK)
         mq_count_queue(q->id, MQC_DELETED, 1);
     return st;

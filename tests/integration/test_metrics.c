@@ -407,6 +407,29 @@ START_TEST(only_messages_moved_count_as_dead_lettered)
 }
 END_TEST
 
+/* Deleting a message already deleted answers 204 again but deletes nothing: counted once. */
+START_TEST(a_message_deleted_twice_is_counted_once)
+{
+    harness_put_queue(&srv, "m-twice", NULL, 201);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/m-twice/messages", "{\"body\": \"x\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    response_cleanup(&r);
+    harness_admin(&srv, "POST", "/queues/m-twice/messages:receive", "{}", &r);
+    json_t *m = json_array_get(json_object_get(r.json, "messages"), 0);
+    ck_assert_ptr_nonnull(m);
+    char del[256];
+    snprintf(del, sizeof del, "/queues/m-twice/messages/%s", json_str(m, "receipt"));
+    response_cleanup(&r);
+    for (int i = 0; i < 2; i++) {
+        harness_admin(&srv, "DELETE", del, NULL, &r);
+        ck_assert_int_eq(r.status, 204);
+        response_cleanup(&r);
+    }
+    ck_assert_double_eq(queue_op("m-twice", "deleted"), 1);
+}
+END_TEST
+
 START_TEST(publishes_and_filters_are_counted_per_subscription)
 {
     struct response r;
@@ -636,6 +659,7 @@ int main(void)
     tcase_add_test(tc, the_exposition_passes_the_promtool_rules);
     tcase_add_test(tc, queue_operations_are_counted);
     tcase_add_test(tc, only_messages_moved_count_as_dead_lettered);
+    tcase_add_test(tc, a_message_deleted_twice_is_counted_once);
     tcase_add_test(tc, publishes_and_filters_are_counted_per_subscription);
     tcase_add_test(tc, a_publish_is_counted_once_when_it_is_stored);
     tcase_add_test(tc, wild_rydes_work_is_shown_by_state);
