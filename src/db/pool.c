@@ -49,8 +49,10 @@ struct db_pool {
 static pthread_mutex_t stmt_ids_mu = PTHREAD_MUTEX_INITIALIZER;
 static int next_stmt_id = 0; /* under stmt_ids_mu */
 
-/* Our session options followed by those of conninfo's own options keyword, if it has one
- * (theirs win where both set a parameter: -c settings apply in order); the caller frees. */
+/* Our session options followed by those of conninfo's own options keyword, or else of
+ * PGOPTIONS, which libpq would have used had we given none (theirs win where both set a
+ * parameter: -c settings apply in order); the caller frees. (A service file's options are not
+ * read: libpq expands services only when it connects.) */
 static char *merged_options(const char *conninfo, const char *ours)
 {
     PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
@@ -58,6 +60,8 @@ static char *merged_options(const char *conninfo, const char *ours)
     for (PQconninfoOption *o = opts; o && o->keyword; o++)
         if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
             theirs = o->val;
+    if (!theirs && getenv("PGOPTIONS") && *getenv("PGOPTIONS"))
+        theirs = getenv("PGOPTIONS");
     struct buf b;
     buf_init(&b);
     buf_printf(&b, "%s%s%s", ours, *ours && theirs ? " " : "", theirs ? theirs : "");

@@ -275,6 +275,28 @@ START_TEST(options_in_the_url_add_to_the_pools)
 }
 END_TEST
 
+/* Without options in DATABASE_URL, PGOPTIONS adds to them as it does for libpq's own
+ * connections (the migrator's): the pool's options used to replace it, so a search_path given
+ * there reached the migrations but not the pool. */
+START_TEST(pgoptions_add_to_the_pools)
+{
+    setenv("PGOPTIONS", "-c lock_timeout=2345", 1);
+    struct db_pool *p = db_pool_create(harness_db_url(), 1, 3, 4321);
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(p, 1000, &why);
+    unsetenv("PGOPTIONS");
+    ck_assert_ptr_nonnull(c);
+    const char *want[][2] = {{"lock_timeout", "2345ms"}, {"statement_timeout", "4321ms"}};
+    for (int i = 0; i < 2; i++) {
+        char *v = show(c, want[i][0]);
+        ck_assert_msg(strcmp(v, want[i][1]) == 0, "%s is %s", want[i][0], v);
+        free(v);
+    }
+    db_pool_release(p, c);
+    db_pool_free(p);
+}
+END_TEST
+
 START_TEST(killed_connection_is_replaced)
 {
     struct response r;
@@ -480,6 +502,7 @@ int main(void)
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
     tcase_add_test(tc, killed_connection_is_replaced);
     tcase_add_test(tc, options_in_the_url_add_to_the_pools);
+    tcase_add_test(tc, pgoptions_add_to_the_pools);
     tcase_add_test(tc, a_slot_that_cannot_connect_does_not_hide_an_open_one);
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);
     tcase_add_test(tc, deletes_by_receipt_probe_the_key_whatever_the_statistics);
