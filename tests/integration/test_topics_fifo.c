@@ -526,8 +526,10 @@ START_TEST(dedup_by_id_within_the_window)
                              "d.expires_at - now() BETWEEN interval '4 minutes 30 seconds' AND "
                              "interval '5 minutes'"),
                      1);
-    ck_assert_int_eq(sql_int("SELECT count(*) FROM message_groups g JOIN queues q ON "
-                             "q.id = g.queue_id WHERE q.name LIKE 'dd-%' AND g.group_id = 'g2'"),
+    /* (the duplicate locked its groups before it knew, as a batch does: rows left empty, which
+     * the next receive deletes) */
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM messages m JOIN queues q ON "
+                             "q.id = m.queue_id WHERE q.name LIKE 'dd-%' AND m.group_id = 'g2'"),
                      0);
 
     /* another topic keeps its own ids */
@@ -573,6 +575,67 @@ START_TEST(dedup_by_id_within_the_window)
              "AND expires_at > now()",
              other_id);
     ck_assert_int_eq(sql_int(sql), 1);
+}
+END_TEST
+
+struct held_publish {
+    long status;
+    bool duplicate;
+};
+
+static void *publish_held(void *arg)
+{
+    struct held_publish *h = arg;
+    struct response r;
+    char *req = fifo_request("late", "g", "d");
+    publish_on(&srv, "po.fifo", req, &r);
+    free(req);
+    h->status = r.status;
+    h->duplicate = json_is_true(json_object_get(r.json, "duplicate"));
+    response_cleanup(&r);
+    return NULL;
+}
+
+/* A publish locks its groups before it claims its dedup id, as a batch (and a queue send)
+ * does: one that claimed the id first and then waited for a group a batch held, while the
+ * batch waited for the id, deadlocked with it. Here a transaction holds the group, as a batch
+ * would, and then claims the same id. */
+START_TEST(a_publish_takes_its_groups_before_its_dedup_id)
+{
+    harness_put_queue(&srv, "po-q.fifo", NULL, 201);
+    put_topic("po.fifo", NULL, 201);
+    put_sub("po.fifo", "q", "{\"queue\": \"po-q.fifo\", \"raw_delivery\": true}", 201);
+    char *req = fifo_request("first", "g", "d0");
+    ck_assert_int_eq(publish_new("po.fifo", req, NULL), 1); /* the group exists */
+    free(req);
+    PGconn *batch = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(batch), CONNECTION_OK);
+    PGresult *r = PQexec(batch, "BEGIN; SELECT 1 FROM message_groups g JOIN queues q ON q.id = "
+                                "g.queue_id WHERE q.name = 'po-q.fifo' FOR UPDATE OF g");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    static struct held_publish h; /* the thread outlives a failed check's jump out of here */
+    memset(&h, 0, sizeof h);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, publish_held, &h), 0);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                      "'%mq_publish_fifo%' AND query NOT LIKE "
+                                      "'%pg_stat_activity%' AND wait_event_type = 'Lock'",
+                                      1, 10),
+                     1);
+    r = PQexec(batch, "INSERT INTO topic_dedup (topic_id, dedup_id, message_id, expires_at) "
+                      "SELECT id, 'd', gen_random_uuid(), clock_timestamp() + interval '5 "
+                      "minutes' FROM topics WHERE name = 'po.fifo'");
+    ExecStatusType st = PQresultStatus(r);
+    char err[256];
+    snprintf(err, sizeof err, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(batch, st == PGRES_COMMAND_OK ? "COMMIT" : "ROLLBACK"));
+    PQfinish(batch);
+    pthread_join(t, NULL);
+    ck_assert_msg(st == PGRES_COMMAND_OK, "the batch's dedup id: %s", err);
+    ck_assert_int_eq(h.status, 200); /* the id is the batch's now: a duplicate */
+    ck_assert(h.duplicate);
 }
 END_TEST
 
@@ -1479,6 +1542,7 @@ int main(void)
     tcase_add_test(tc, fifo_subscription_rules);
     tcase_add_test(tc, publish_validation_names_the_field);
     tcase_add_test(tc, dedup_by_id_within_the_window);
+    tcase_add_test(tc, a_publish_takes_its_groups_before_its_dedup_id);
     tcase_add_test(tc, dedup_by_content_and_before_filters);
     tcase_add_test(tc, concurrent_publishers_keep_every_group_in_order);
     tcase_add_test(tc, fifo_envelope_and_raw_delivery);
