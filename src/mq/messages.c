@@ -541,10 +541,13 @@ static enum mq_status receive(struct db_conn *c, const struct mq_queue *q, int m
 }
 
 /* Runs mq_delete, mq_change_visibility or mq_hold (which take no seconds) and maps its 0/1/2
- * answer. */
+ * answer; *done (may be NULL) tells 0 (the message was changed) from a message already gone
+ * that gone_ok answers MQ_OK. */
 static enum mq_status by_receipt(struct db_conn *c, struct db_stmt *st, const struct mq_queue *q,
-                                 const char *receipt, const char *seconds, bool gone_ok)
+                                 const char *receipt, const char *seconds, bool gone_ok, bool *done)
 {
+    if (done)
+        *done = false;
     struct receipt_params p;
     if (!receipt_params(q, receipt, &p))
         return MQ_NOT_FOUND;
@@ -554,6 +557,8 @@ static enum mq_status by_receipt(struct db_conn *c, struct db_stmt *st, const st
         return mq_failed(c, r);
     int outcome = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
+    if (outcome == 0 && done)
+        *done = true;
     if (outcome == 0)
         return MQ_OK;
     if (outcome == 1)
@@ -726,15 +731,16 @@ enum mq_status mq_delete(struct db_conn *c, const struct mq_queue *q, const char
 {
     if (!q->attrs.fifo)
         return delete_standard(c, q, receipt);
-    enum mq_status st = by_receipt(c, &q_delete, q, receipt, NULL, true);
-    if (st == MQ_OK)
+    bool deleted;
+    enum mq_status st = by_receipt(c, &q_delete, q, receipt, NULL, true, &deleted);
+    if (deleted)
         mq_count_queue(q->id, MQC_DELETED, 1);
     return st;
 }
 
 enum mq_status mq_hold(struct db_conn *c, const struct mq_queue *q, const char *receipt)
 {
-    return by_receipt(c, &q_hold, q, receipt, NULL, false);
+    return by_receipt(c, &q_hold, q, receipt, NULL, false, NULL);
 }
 
 /* Runs st (a statement of by_receipt that makes the message visible at some time) and, when it
@@ -742,7 +748,7 @@ enum mq_status mq_hold(struct db_conn *c, const struct mq_queue *q, const char *
 static enum mq_status make_visible(struct db_conn *c, struct db_stmt *st, const struct mq_queue *q,
                                    const char *receipt, const char *seconds)
 {
-    enum mq_status s = by_receipt(c, st, q, receipt, seconds, false);
+    enum mq_status s = by_receipt(c, st, q, receipt, seconds, false, NULL);
     struct receipt_params p;
     if (s == MQ_OK && receipt_params(q, receipt, &p))
         hint_lower(q->id, p.message_id);
