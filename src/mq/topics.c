@@ -54,6 +54,13 @@ static struct db_stmt q_sub_put = DB_STMT(
 /* The same, creating only: no row when the subscription exists. */
 static struct db_stmt q_sub_add =
     DB_STMT("mq_sub_add", SUB_INSERT_SQL "DO NOTHING RETURNING true", 11);
+/* The deliveries still to be POSTed of URL subscription $2 of topic $1 (by id and name). */
+static struct db_stmt q_sub_pushes_pending =
+    DB_STMT("mq_sub_pushes_pending",
+            "SELECT count(*) FROM push_deliveries d JOIN subscriptions s ON s.id = "
+            "d.subscription_id WHERE s.topic_id = $1 AND s.name = $2 AND s.url IS NOT NULL AND "
+            "d.next_attempt_at < 'infinity'",
+            2);
 /* Locks subscription $2 of topic $1 (by name) for a change of its attributes. */
 static struct db_stmt q_sub_lock =
     DB_STMT("mq_sub_lock",
@@ -267,6 +274,28 @@ static enum mq_status subscription_targets(struct db_conn *c, const struct mq_to
     return st;
 }
 
+/* A URL subscription with deliveries still to POST cannot become a queue's: they hold the
+ * form of the URL's delivery (raw or enveloped), and with no URL the push worker gives them up.
+ * MQ_CONFLICT, saying so, when subscription name of topic tid has some. */
+static enum mq_status pushes_pending(struct db_conn *c, const char *tid, const char *name,
+                                     char *detail, size_t detail_len)
+{
+    const char *v[] = {tid, name};
+    PGresult *r = db_exec(c, &q_sub_pushes_pending, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    long long n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (n == 0)
+        return MQ_OK;
+    snprintf(detail, detail_len,
+             "the subscription has %lld deliveries still to POST to its url: it can become a "
+             "queue's once they are delivered or failed (push_backlog shows them), or be deleted "
+             "and made anew",
+             n);
+    return MQ_CONFLICT;
+}
+
 enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, const char *name,
                                    const struct mq_subscription_input *in, bool *created,
                                    char *detail, size_t detail_len, const char **field)
@@ -280,6 +309,8 @@ enum mq_status mq_subscription_put(struct db_conn *c, const struct mq_topic *t, 
     if (st != MQ_OK)
         return st;
     snprintf(tid, sizeof tid, "%d", t->id);
+    if (!in->url && !in->only_new && (st = pushes_pending(c, tid, name, detail, detail_len)))
+        return st;
     snprintf(attempts, sizeof attempts, "%d", in->max_attempts);
     snprintf(min_delay, sizeof min_delay, "%d", in->min_delay_seconds);
     snprintf(max_delay, sizeof max_delay, "%d", in->max_delay_seconds);

@@ -1192,6 +1192,33 @@ START_TEST(two_servers_share_the_work_without_duplicates)
 }
 END_TEST
 
+/* A URL subscription with deliveries still to POST cannot become a queue's (409): with no URL
+ * the push worker gave them up, and no dead-letter queue took them (a queue subscription has
+ * none). Once none is pending, it can. */
+START_TEST(a_url_subscription_with_pending_deliveries_keeps_its_url)
+{
+    harness_put_queue(&srv, "swap-q", NULL, 201);
+    put_topic("swap");
+    put_url_sub("swap", "s", "/status/503",
+                ", \"delivery_policy\": {\"min_delay_seconds\": 60, \"max_delay_seconds\": 60}");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("swap", "{\"body\": \"x\"}", id), 1);
+    struct response r;
+    harness_admin(&srv, "PUT", "/topics/swap/subscriptions/s", "{\"queue\": \"swap-q\"}", &r);
+    assert_problem(&r, 409);
+    ck_assert_msg(strstr(buf_str(&r.body), "1 deliveries still to POST"), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert_int_eq(pending(id), 1);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM subscriptions WHERE name = 's' AND url IS NOT "
+                             "NULL AND queue_id IS NULL"),
+                     1);
+    sql_int("WITH d AS (DELETE FROM push_deliveries RETURNING 1) SELECT count(*) FROM d");
+    harness_admin(&srv, "PUT", "/topics/swap/subscriptions/s", "{\"queue\": \"swap-q\"}", &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+END_TEST
+
 START_TEST(subscription_list_shows_url_and_queue_subscriptions)
 {
     harness_put_queue(&srv, "pl-q", NULL, 201);
@@ -1333,6 +1360,7 @@ int main(void)
     tcase_add_test(tc, deliveries_survive_a_restart);
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
+    tcase_add_test(tc, a_url_subscription_with_pending_deliveries_keeps_its_url);
     tcase_add_test(tc, a_give_up_after_the_lease_changes_nothing);
     tcase_add_test(tc, a_delivery_out_of_attempts_is_given_up_without_a_post);
     suite_add_tcase(s, tc);
