@@ -623,11 +623,12 @@ bool http_client_gone(struct http_request *req)
 /* Would a body of len bytes, parsed, take the server's parsed bodies past their limit? Judged
  * by what such a body typically takes at most (BODY_JSON_EXPANSION times), so that small bodies
  * still pass when large ones are refused; what parses at once may overshoot the limit by as
- * many bodies' caps as threads parse. */
+ * many bodies' caps as threads parse. With none held, any body is parsed (its own cap bounds
+ * it): a body larger than the limit allows would otherwise be refused for ever. */
 static bool parsed_memory_full(struct http_server *s, size_t len)
 {
     size_t limit = s->cfg.parsed_body_memory, held = atomic_load(&s->parsed);
-    if (!limit)
+    if (!limit || held == 0)
         return false;
     size_t need = len > SIZE_MAX / BODY_JSON_EXPANSION ? SIZE_MAX : len * BODY_JSON_EXPANSION;
     return held >= limit || need > limit - held;
