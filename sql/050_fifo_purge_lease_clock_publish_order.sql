@@ -6,9 +6,11 @@
 -- snapshot kept its message, which the snapshot did not see, and lost the group row, which the
 -- delete re-read and took; a message without its group is never handed out. A receive holding
 -- such a group while the purge waited on one of its messages deadlocked with it. The purge now
--- changes only the groups it locked: it deletes the messages and reopens those groups (nothing
--- of them is in flight any more); receives delete the groups left empty, under their own lock,
--- as they always have.
+-- deletes no group: it deletes the messages and reopens the groups it locked (nothing of them is
+-- in flight any more), and reads again the state of the closed groups made meanwhile that it
+-- can lock without waiting (one whose leased message it deleted would stay closed until the
+-- lease ended); receives delete the groups left empty, under their own lock, as they always
+-- have.
 --
 -- mq_take_group leased from now(), the start of the receive's transaction: a receive that
 -- waited for a lock on one of the group's messages (a retention sweep deleting it, up to its
@@ -24,6 +26,7 @@ CREATE OR REPLACE FUNCTION mq_purge(p_queue int) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     held text[];
+    other record;
 BEGIN
     -- locked first, in a send's order: a send to one of them waits for the purge
     SELECT coalesce(array_agg(g.group_id), '{}') INTO held FROM (
@@ -33,6 +36,16 @@ BEGIN
     DELETE FROM messages WHERE queue_id = p_queue;
     UPDATE message_groups mg SET in_flight_until = now()
     WHERE mg.queue_id = p_queue AND mg.group_id = ANY (held);
+    -- a group made meanwhile whose leased message the delete took would stay closed until
+    -- that lease ended: its state is read again under its lock, unless someone holds it
+    FOR other IN
+        SELECT mg.group_id FROM message_groups mg
+        WHERE mg.queue_id = p_queue AND NOT (mg.group_id = ANY (held))
+          AND mg.in_flight_until > now()
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM mq_refresh_group(p_queue, other.group_id);
+    END LOOP;
 END
 $$;
 

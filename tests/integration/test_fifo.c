@@ -377,6 +377,7 @@ START_TEST(a_lease_counts_from_when_the_messages_are_taken)
 END_TEST
 
 struct purging {
+    const char *queue;
     long status;
 };
 
@@ -384,7 +385,9 @@ static void *purge_main(void *arg)
 {
     struct purging *pu = arg;
     struct response r;
-    harness_admin(&srv, "POST", "/queues/pg.fifo:purge", NULL, &r);
+    char path[128];
+    snprintf(path, sizeof path, "/queues/%s:purge", pu->queue);
+    harness_admin(&srv, "POST", path, NULL, &r);
     pu->status = r.status;
     response_cleanup(&r);
     return NULL;
@@ -402,12 +405,12 @@ START_TEST(a_purge_leaves_groups_it_did_not_lock)
                                   "g.queue_id WHERE q.name = 'pg.fifo' FOR UPDATE OF g",
                                   PGRES_TUPLES_OK, NULL, 0);
     static struct purging pu; /* the thread outlives a failed check's jump out of here */
-    pu.status = 0;
+    pu = (struct purging){.queue = "pg.fifo"};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, purge_main, &pu), 0);
     const char *purge_waits = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
                               "'%mq_purge%' AND query NOT LIKE '%pg_stat_activity%' AND "
-                              "wait_event_type = 'Lock'";
+                              "wait_event_type = 'Lock' AND datname = current_database()";
     ck_assert_int_eq(harness_wait_sql(purge_waits, 1, 10), 1);
     long long m1 = send_body("pg.fifo", "gn", "m1"); /* a new group, after the purge's lock */
     char sql[256];
@@ -435,6 +438,39 @@ START_TEST(a_purge_leaves_groups_it_did_not_lock)
     ck_assert_msg(st == PGRES_COMMAND_OK, "the receive's update failed: %s", err);
     ck_assert_int_eq(pu.status, 204);
     ck_assert_int_eq(harness_stored("pg.fifo"), 0);
+}
+END_TEST
+
+/* A group made while the purge waited, whose message was leased and is then purged, is open
+ * again after the purge: it stayed closed until that lease ended (30 s here), new messages of
+ * the group waiting all along. */
+START_TEST(a_purge_reopens_a_group_it_emptied_of_its_lease)
+{
+    harness_put_queue(&srv, "pr.fifo", NULL, 201);
+    send_body("pr.fifo", "g0", "m0");
+    PGconn *held = in_transaction("SELECT 1 FROM message_groups g JOIN queues q ON q.id = "
+                                  "g.queue_id WHERE q.name = 'pr.fifo' FOR UPDATE OF g",
+                                  PGRES_TUPLES_OK, NULL, 0);
+    static struct purging pu; /* the thread outlives a failed check's jump out of here */
+    pu = (struct purging){.queue = "pr.fifo"};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, purge_main, &pu), 0);
+    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                      "'%mq_purge%' AND query NOT LIKE '%pg_stat_activity%' AND "
+                                      "wait_event_type = 'Lock' AND datname = current_database()",
+                                      1, 10),
+                     1);
+    send_body("pr.fifo", "gn", "m1");
+    char got[64];
+    ck_assert_int_eq(
+        receive_bodies("pr.fifo", "{\"visibility_timeout\": 30}", got, sizeof got, NULL), 1);
+    ck_assert_str_eq(got, "m1");
+    finish(held, "ROLLBACK");
+    pthread_join(t, NULL);
+    ck_assert_int_eq(pu.status, 204);
+    send_body("pr.fifo", "gn", "m2");
+    ck_assert_int_eq(receive_bodies("pr.fifo", "{}", got, sizeof got, NULL), 1);
+    ck_assert_str_eq(got, "m2");
 }
 END_TEST
 
@@ -1053,6 +1089,7 @@ int main(void)
     tcase_add_test(tc, receive_takes_several_of_a_group_in_order);
     tcase_add_test(tc, a_lease_counts_from_when_the_messages_are_taken);
     tcase_add_test(tc, a_purge_leaves_groups_it_did_not_lock);
+    tcase_add_test(tc, a_purge_reopens_a_group_it_emptied_of_its_lease);
     tcase_add_test(tc, a_group_stays_closed_until_its_whole_batch_is_done);
     tcase_add_test(tc, a_group_waiting_longer_is_served_first);
     tcase_add_test(tc, a_delayed_group_waits_out_of_the_serve_order);

@@ -618,11 +618,13 @@ START_TEST(a_publish_takes_its_groups_before_its_dedup_id)
     memset(&h, 0, sizeof h);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, publish_held, &h), 0);
-    ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                      "'%mq_publish_fifo%' AND query NOT LIKE "
-                                      "'%pg_stat_activity%' AND wait_event_type = 'Lock'",
-                                      1, 10),
-                     1);
+    ck_assert_int_eq(
+        harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                         "'%mq_publish_fifo%' AND query NOT LIKE "
+                         "'%pg_stat_activity%' AND wait_event_type = 'Lock' AND datname = "
+                         "current_database()",
+                         1, 10),
+        1);
     r = PQexec(batch, "INSERT INTO topic_dedup (topic_id, dedup_id, message_id, expires_at) "
                       "SELECT id, 'd', gen_random_uuid(), clock_timestamp() + interval '5 "
                       "minutes' FROM topics WHERE name = 'po.fifo'");
