@@ -502,7 +502,6 @@ int main(void)
     tcase_add_test(tc, statements_after_a_lost_connection_fail_cleanly);
     tcase_add_test(tc, killed_connection_is_replaced);
     tcase_add_test(tc, options_in_the_url_add_to_the_pools);
-    tcase_add_test(tc, pgoptions_add_to_the_pools);
     tcase_add_test(tc, a_slot_that_cannot_connect_does_not_hide_an_open_one);
     tcase_add_test(tc, claims_use_the_index_whatever_the_statistics);
     tcase_add_test(tc, deletes_by_receipt_probe_the_key_whatever_the_statistics);
@@ -510,5 +509,9 @@ int main(void)
     tcase_add_test(tc, connections_give_up_on_a_vanished_server);
     tcase_add_test(tc, a_pool_smaller_than_the_threads_is_warned_about);
     suite_add_tcase(s, tc);
+    /* without a server: its threads may connect (getenv) while the test sets PGOPTIONS */
+    TCase *env = tcase_create("environment");
+    tcase_add_test(env, pgoptions_add_to_the_pools);
+    suite_add_tcase(s, env);
     return harness_run(s);
 }
