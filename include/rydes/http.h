@@ -44,7 +44,7 @@ struct http_request {
 
     struct body_reader body;
     json_t *json;     /* parsed body of json_body routes, NULL when the body was empty */
-    size_t json_cost; /* what json took to parse, counted in the server's parsed bytes */
+    size_t json_cost; /* what its parsed bodies took (http_charge_parsed), until it is freed */
 
     /* State a handler keeps across a suspension (long polls); freed with the request. */
     void *state;
@@ -114,6 +114,12 @@ void http_server_backlog(const struct http_server *s, int *handlers, int *data);
 int http_server_connections(const struct http_server *s);
 /* Bytes the parsed bodies of requests in progress hold (RYDES_PARSED_BODY_MEMORY). */
 size_t http_server_parsed_bytes(const struct http_server *s);
+/* Would a JSON body of len bytes, parsed for req, take the parsed bodies of the requests in
+ * progress past RYDES_PARSED_BODY_MEMORY? (Routes that parse their own raw body ask first and
+ * answer 503 in their protocol; json_body routes are asked for.) */
+bool http_parsed_memory_full(struct http_request *req, size_t len);
+/* Counts cost (body_last_parse_cost) against the server's parsed bodies until req is freed. */
+void http_charge_parsed(struct http_request *req, size_t cost);
 /* Stops accepting connections (kept-alive ones are closed after their next reply). */
 void http_server_quiesce(struct http_server *s);
 /* Stops accepting connections, lets in-flight requests finish for up to timeout_ms, then stops

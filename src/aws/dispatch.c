@@ -353,8 +353,17 @@ static bool json_input(struct aws_call *call, const char *target, enum handler_r
     snprintf(call->op, sizeof call->op, "%s", dot + 1);
     struct buf *b = &call->req->body.buf;
     char detail[256];
+    if (b->len && http_parsed_memory_full(call->req, b->len)) {
+        http_add_header(call->req, "Retry-After", "1");
+        *res = aws_fail(call, WIRE_UNAVAILABLE,
+                        "The request bodies being handled take the memory allowed for them; "
+                        "retry.");
+        return false;
+    }
     call->in =
         b->len ? body_parse_json(b->data, b->len, NULL, detail, sizeof detail) : json_object();
+    if (b->len && call->in)
+        http_charge_parsed(call->req, body_last_parse_cost());
     if (!json_is_object(call->in)) {
         *res = aws_fail(call, WIRE_MALFORMED, "The request body must be a JSON object%s%s.",
                         call->in ? "" : ": ", call->in ? "" : detail);

@@ -620,13 +620,13 @@ bool http_client_gone(struct http_request *req)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* Would a body of len bytes, parsed, take the server's parsed bodies past their limit? Judged
- * by what such a body typically takes at most (BODY_JSON_EXPANSION times), so that small bodies
- * still pass when large ones are refused; what parses at once may overshoot the limit by as
- * many bodies' caps as threads parse. With none held, any body is parsed (its own cap bounds
- * it): a body larger than the limit allows would otherwise be refused for ever. */
-static bool parsed_memory_full(struct http_server *s, size_t len)
+/* Judged by what a body typically takes at most (BODY_JSON_EXPANSION times its size), so that
+ * small bodies still pass when large ones are refused; what parses at once may overshoot the
+ * limit by as many bodies' caps as threads parse. With none held, any body is parsed (its own
+ * cap bounds it): a body larger than the limit allows would otherwise be refused for ever. */
+bool http_parsed_memory_full(struct http_request *req, size_t len)
 {
+    struct http_server *s = req->server;
     size_t limit = s->cfg.parsed_body_memory, held = atomic_load(&s->parsed);
     if (!limit || held == 0)
         return false;
@@ -642,7 +642,7 @@ static bool parsed_memory_full(struct http_server *s, size_t len)
 static enum handler_result parse_then_handle(struct http_request *req)
 {
     if (req->match.route->json_body == ROUTE_JSON_BODY && req->body.buf.len > 0) {
-        if (parsed_memory_full(req->server, req->body.buf.len))
+        if (http_parsed_memory_full(req, req->body.buf.len))
             return http_reply_unavailable(req, "the request bodies being handled take the memory "
                                                "allowed for them (RYDES_PARSED_BODY_MEMORY)");
         char detail[256];
@@ -651,8 +651,7 @@ static enum handler_result parse_then_handle(struct http_request *req)
                                     sizeof detail);
         if (!req->json)
             return http_reply_problem(req, too_large ? 413 : 400, detail);
-        req->json_cost = body_last_parse_cost();
-        atomic_fetch_add(&req->server->parsed, req->json_cost);
+        http_charge_parsed(req, body_last_parse_cost());
         buf_cleanup(&req->body.buf);
     }
     return req->match.route->handler(req);
@@ -899,6 +898,12 @@ int http_server_port(const struct http_server *s)
 int http_server_connections(const struct http_server *s)
 {
     return atomic_load(&s->connections);
+}
+
+void http_charge_parsed(struct http_request *req, size_t cost)
+{
+    req->json_cost += cost;
+    atomic_fetch_add(&req->server->parsed, cost);
 }
 
 size_t http_server_parsed_bytes(const struct http_server *s)

@@ -304,20 +304,12 @@ START_TEST(parsed_bodies_held_at_once_are_bounded)
     ck_assert_int_eq(r.status, 201);
     response_cleanup(&r);
     char *body = message_of("1", 200000); /* some 6 MB parsed, 6.4 MB judged by its size */
-    PGconn *lock = PQconnectdb(harness_db_url());
-    ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
-    PGresult *l = PQexec(
-        lock, "CREATE FUNCTION limits_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-              "PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); RETURN NEW; "
-              "END $$; CREATE TRIGGER limits_hold BEFORE INSERT ON messages FOR EACH ROW WHEN "
-              "(NEW.body LIKE '[1,%') EXECUTE FUNCTION limits_hold(); "
-              "SELECT pg_advisory_lock(4242)");
-    ck_assert_int_eq(PQresultStatus(l), PGRES_TUPLES_OK);
-    PQclear(l);
+    PGconn *hold = harness_hold_inserts_when(harness_db_url(), "messages", "NEW.body LIKE '[1,%'");
     static struct held_send h; /* the thread outlives a failed check's jump out of here */
     h = (struct held_send){.body = body};
     pthread_t t;
     pthread_create(&t, NULL, held_send_main, &h);
+    harness_hold_wait(hold);
     double held = wait_parsed_bytes(true, 2e6);
     harness_admin(&srv, "POST", "/queues/held/messages", body, &r);
     long refused = r.status;
@@ -327,8 +319,7 @@ START_TEST(parsed_bodies_held_at_once_are_bounded)
     harness_admin(&srv, "PUT", "/queues/small", "{\"delay_seconds\": 0}", &r);
     long small = r.status;
     response_cleanup(&r);
-    PQclear(PQexec(lock, "SELECT pg_advisory_unlock(4242); DROP TRIGGER limits_hold ON messages"));
-    PQfinish(lock);
+    harness_hold_release(hold, "messages");
     pthread_join(t, NULL);
     ck_assert_msg(held > 2e6, "held %g", held);
     ck_assert_int_eq(refused, 503);

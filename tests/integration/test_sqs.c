@@ -1295,6 +1295,78 @@ START_TEST(signed_requests_are_rate_limited)
 }
 END_TEST
 
+static void parsed_memory_8mib(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "parsed-body-memory", "8388608", &err));
+}
+
+static void memory_setup(void)
+{
+    harness_start(&srv, parsed_memory_8mib);
+    make_key(ROLE_ADMIN, admin_key, admin_secret);
+}
+
+struct held_send {
+    char *body;
+    long status;
+};
+
+static void *held_send_main(void *arg)
+{
+    struct held_send *h = arg;
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/mem/messages", h->body, &r);
+    h->status = r.status;
+    response_cleanup(&r);
+    return NULL;
+}
+
+/* The JSON protocol parses its own body: it counts against RYDES_PARSED_BODY_MEMORY as the
+ * REST routes' bodies do, and a large one is ServiceUnavailable while they take it up. */
+START_TEST(json_bodies_count_against_the_parsed_memory)
+{
+    harness_put_queue(&srv, "mem", NULL, 201);
+    static struct held_send h; /* the thread outlives a failed check's jump out of here */
+    size_t n = 200000, at = 0;
+    h = (struct held_send){.body = malloc(n + 32)};
+    at += (size_t)sprintf(h.body, "{\"body\":[1");
+    while (at + 4 < n)
+        at += (size_t)sprintf(h.body + at, ",1");
+    strcpy(h.body + at, "]}");
+    PGconn *hold = harness_hold_inserts_when(harness_db_url(), "messages", "NEW.body LIKE '[1,%'");
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, held_send_main, &h), 0);
+    harness_hold_wait(hold);
+    char *big = malloc(n + 128);
+    snprintf(big, n + 128, "{\"QueueUrl\":\"http://h/000000000000/mem\",\"MessageBody\":\"%0*d\"}",
+             (int)n, 0);
+    struct response r;
+    json_call("SendMessage", big, admin_key, admin_secret, &r);
+    long refused = r.status;
+    char type[160] = "";
+    snprintf(type, sizeof type, "%s", r.json ? json_str(r.json, "__type") : "");
+    char retry[16] = "";
+    response_header(&r, "Retry-After", retry, sizeof retry);
+    response_cleanup(&r);
+    harness_hold_release(hold, "messages");
+    pthread_join(t, NULL);
+    free(h.body);
+    ck_assert_int_eq(refused, 503);
+    ck_assert_msg(strstr(type, "ServiceUnavailable"), "%s", type);
+    ck_assert_str_eq(retry, "1");
+    ck_assert_int_eq(h.status, 201);
+    /* none held once the send is freed (after its reply) */
+    for (double until = harness_now_s() + 10;
+         http_server_parsed_bytes(srv.app.http) > 0 && harness_now_s() < until;)
+        harness_sleep_ms(20);
+    json_call("SendMessage", big, admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+    free(big);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sqs");
@@ -1327,5 +1399,9 @@ int main(void)
     tcase_add_test(t, the_data_plane_goes_through_the_combiner);
     tcase_add_test(t, set_queue_attributes_changes_only_what_it_names);
     suite_add_tcase(s, t);
+    TCase *mem = tcase_create("memory");
+    tcase_add_checked_fixture(mem, memory_setup, teardown);
+    tcase_add_test(mem, json_bodies_count_against_the_parsed_memory);
+    suite_add_tcase(s, mem);
     return harness_run(s);
 }

@@ -165,15 +165,22 @@ static void hold_exec(PGconn *pg, const char *sql)
 
 PGconn *harness_hold_inserts(const char *url, const char *table, const char *name)
 {
+    char when[300];
+    snprintf(when, sizeof when, "NEW.name = '%s'", name);
+    return harness_hold_inserts_when(url, table, when);
+}
+
+PGconn *harness_hold_inserts_when(const char *url, const char *table, const char *when)
+{
     PGconn *pg = PQconnectdb(url);
     ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
-    char sql[600];
+    char sql[800];
     snprintf(sql, sizeof sql,
              "CREATE OR REPLACE FUNCTION harness_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
              "BEGIN PERFORM pg_advisory_lock(" HOLD_KEY "); PERFORM pg_advisory_unlock(" HOLD_KEY
              "); RETURN NEW; END $$; CREATE TRIGGER harness_hold BEFORE INSERT ON %s FOR EACH ROW "
-             "WHEN (NEW.name = '%s') EXECUTE FUNCTION harness_hold()",
-             table, name);
+             "WHEN (%s) EXECUTE FUNCTION harness_hold()",
+             table, when);
     hold_exec(pg, sql);
     hold_exec(pg, "SELECT pg_advisory_lock(" HOLD_KEY ")");
     return pg;

@@ -102,6 +102,8 @@ long long harness_wait_sql(const char *sql, long long want, double timeout_s);
  * waits. harness_hold_wait waits until an insert waits (10 s); harness_hold_release lets it go,
  * drops the trigger and closes the connection. */
 PGconn *harness_hold_inserts(const char *url, const char *table, const char *name);
+/* The same for the rows of table that the SQL condition when (on NEW) picks. */
+PGconn *harness_hold_inserts_when(const char *url, const char *table, const char *when);
 void harness_hold_wait(PGconn *hold);
 void harness_hold_release(PGconn *hold, const char *table);
 
