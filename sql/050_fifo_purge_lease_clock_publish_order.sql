@@ -21,6 +21,12 @@
 -- mq_publish_fifo inserted the topic's dedup id and then locked each FIFO target's group; a
 -- publish batch (and a queue send, 034) locks groups first: a single publish and a batch with
 -- the same content-based dedup id and group deadlocked. The groups come first now.
+--
+-- mq_delete_queue (043) deleted the queue's dedup ids after its groups; a batch send into
+-- groups made after the delete locked the queue's groups holds those groups and some dedup ids
+-- and then claims more: the delete, having deleted one the send claims next, waited for one the
+-- send holds, and they deadlocked. The dedup ids of a deleted queue are left to the sweeper,
+-- which clears what sends leave in a deleted queue for ten minutes anyway.
 
 CREATE OR REPLACE FUNCTION mq_purge(p_queue int) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -158,5 +164,30 @@ BEGIN
         PERFORM mq_notify(t.q);
         deliveries := deliveries + 1;
     END LOOP;
+END
+$$;
+
+-- As in 043, leaving the dedup ids to the sweeper.
+CREATE OR REPLACE FUNCTION mq_delete_queue(p_name text) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    qid int;
+BEGIN
+    SELECT q.id INTO qid FROM queues q WHERE q.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    -- in the order sends and receives lock: groups (by group_id), dedup ids, messages
+    PERFORM 1 FROM message_groups WHERE queue_id = qid ORDER BY group_id FOR UPDATE;
+    DELETE FROM message_groups WHERE queue_id = qid;
+    -- (its dedup ids are the sweeper's, as everything a send leaves in a deleted queue)
+    DELETE FROM messages WHERE queue_id = qid;
+    DELETE FROM queue_depths WHERE queue_id = qid;
+    INSERT INTO deleted_queues (queue_id) VALUES (qid)
+    ON CONFLICT (queue_id) DO UPDATE SET deleted_at = now();
+    UPDATE queues SET dead_letter_queue_id = NULL, max_receive_count = NULL
+    WHERE dead_letter_queue_id = qid;
+    DELETE FROM queues WHERE id = qid;
+    RETURN 1;
 END
 $$;

@@ -474,6 +474,75 @@ START_TEST(a_purge_reopens_a_group_it_emptied_of_its_lease)
 }
 END_TEST
 
+static void *delete_queue_main(void *arg)
+{
+    struct purging *pu = arg;
+    struct response r;
+    char path[128];
+    snprintf(path, sizeof path, "/queues/%s", pu->queue);
+    harness_admin(&srv, "DELETE", path, NULL, &r);
+    pu->status = r.status;
+    response_cleanup(&r);
+    return NULL;
+}
+
+/* The SQL with which a send claims dedup id of queue dq.fifo (as mq_send_fifo does). */
+static void dedup_claim(char *out, size_t n, const char *id)
+{
+    snprintf(out, n,
+             "INSERT INTO dedup_entries AS d (queue_id, dedup_id, message_id, sequence, "
+             "expires_at) SELECT id, '%s', gen_random_uuid(), 0, clock_timestamp() + interval "
+             "'5 minutes' FROM queues WHERE name = 'dq.fifo' ON CONFLICT (queue_id, dedup_id) DO "
+             "UPDATE SET expires_at = EXCLUDED.expires_at WHERE d.expires_at <= clock_timestamp()",
+             id);
+}
+
+/* Deleting a queue leaves its dedup ids to the sweeper: it deleted them after locking the
+ * groups, so a batch send into a group made after that lock, holding one dedup id ("b") and
+ * then claiming one the delete had just deleted ("a"), deadlocked with it. */
+START_TEST(a_queue_deletion_does_not_deadlock_with_a_batch_send)
+{
+    harness_put_queue(&srv, "dq.fifo", NULL, 201);
+    send_to("dq.fifo", "g0", "m0", "a", NULL);
+    send_to("dq.fifo", "g0", "m1", "b", NULL);
+    PGconn *held = in_transaction("SELECT 1 FROM message_groups g JOIN queues q ON q.id = "
+                                  "g.queue_id WHERE q.name = 'dq.fifo' FOR UPDATE OF g",
+                                  PGRES_TUPLES_OK, NULL, 0);
+    static struct purging del; /* the thread outlives a failed check's jump out of here */
+    del = (struct purging){.queue = "dq.fifo"};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, delete_queue_main, &del), 0);
+    const char *waits = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                        "'%mq_delete_queue%' AND query NOT LIKE '%pg_stat_activity%' AND "
+                        "wait_event_type = 'Lock' AND datname = current_database()";
+    ck_assert_int_eq(harness_wait_sql(waits, 1, 10), 1);
+    /* the batch: a new group, then dedup id b (locked even as a duplicate) */
+    PGconn *batch = in_transaction(
+        "SELECT mq_touch_group((SELECT id FROM queues WHERE name = 'dq.fifo'), 'gn')",
+        PGRES_TUPLES_OK, NULL, 0);
+    char sql[600];
+    dedup_claim(sql, sizeof sql, "b");
+    PGresult *r = PQexec(batch, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    finish(held, "ROLLBACK");
+    /* the delete finishes, or (as it used to) deletes a and waits for b */
+    for (double until = harness_now_s() + 10; !del.status && harness_now_s() < until;)
+        if (harness_wait_sql(waits, 1, 0.2) == 1)
+            break;
+    dedup_claim(sql, sizeof sql, "a");
+    r = PQexec(batch, sql);
+    ExecStatusType st = PQresultStatus(r);
+    char err[256];
+    snprintf(err, sizeof err, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    finish(batch, st == PGRES_COMMAND_OK ? "COMMIT" : "ROLLBACK");
+    pthread_join(t, NULL);
+    ck_assert_msg(st == PGRES_COMMAND_OK, "the batch's dedup id: %s", err);
+    ck_assert_int_eq(del.status, 204);
+}
+END_TEST
+
 START_TEST(receive_takes_several_of_a_group_in_order)
 {
     harness_put_queue(&srv, "several.fifo", NULL, 201);
@@ -1090,6 +1159,7 @@ int main(void)
     tcase_add_test(tc, a_lease_counts_from_when_the_messages_are_taken);
     tcase_add_test(tc, a_purge_leaves_groups_it_did_not_lock);
     tcase_add_test(tc, a_purge_reopens_a_group_it_emptied_of_its_lease);
+    tcase_add_test(tc, a_queue_deletion_does_not_deadlock_with_a_batch_send);
     tcase_add_test(tc, a_group_stays_closed_until_its_whole_batch_is_done);
     tcase_add_test(tc, a_group_waiting_longer_is_served_first);
     tcase_add_test(tc, a_delayed_group_waits_out_of_the_serve_order);
