@@ -430,7 +430,10 @@ START_TEST(delete_removes_the_queue_and_its_messages)
     ck_assert_int_eq(count_where("messages", id), 0);
     ck_assert_int_eq(count_where("messages", fid), 0);
     ck_assert_int_eq(count_where("message_groups", fid), 0);
-    ck_assert_int_eq(count_where("dedup_entries", fid), 0);
+    /* its dedup ids are the sweeper's (deleting them here deadlocked with batch sends) */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM dedup_entries WHERE queue_id = %s", fid);
+    ck_assert_int_eq(harness_wait_sql(sql, 0, 10), 0);
     ck_assert_int_eq(count_where("messages", bid), 1);
 
     /* the name can be used again, for a fresh empty queue */
