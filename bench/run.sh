@@ -446,7 +446,7 @@ bench_main() {
     BENCH_PORT=$(free_port)
     init_cluster "$BENCH_TMP/data" "$BENCH_PORT" "$BENCH_TMP" "synchronous_commit = off" \
         "shared_buffers = 512MB" "max_wal_size = 4GB" "checkpoint_timeout = 15min"
-    start_cluster "$BENCH_TMP/data" "$BENCH_TMP/postgres.log"
+    start_cluster "$BENCH_TMP/data" "$BENCH_TMP/postgres.log" "$BENCH_PORT"
     pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -qc "CREATE DATABASE bench"
     DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_LOG_LEVEL=warn \
         "$ROOT/build-bench/rydes" migrate
