@@ -20,8 +20,9 @@ struct mq_sweeper *mq_sweeper_start(const char *conninfo, int connect_timeout_s,
 void mq_sweeper_request_stop(struct mq_sweeper *s);
 void mq_sweeper_stop(struct mq_sweeper *s);
 /* The libpq options of the sweeper's connection (tests sweep on one like it): a statement
- * timeout, read committed, and each statement planned afresh for the tables as they are, not
- * a plan cached while a table was empty (plan_cache_mode=force_custom_plan). */
+ * timeout, read committed, the pool's planner settings (index scans), and each statement
+ * planned afresh for the tables as they are, not a plan cached while a table was empty
+ * (plan_cache_mode=force_custom_plan). */
 extern const char mq_sweeper_options[];
 /* Runs one sweep on pg right now (tests); returns the number of rows deleted or -1. */
 long long mq_sweep_once(void *pg);

@@ -21,10 +21,11 @@
 #define SWEEP_AGAIN_MS   10 /* a sweep that deleted a whole batch: the next one soon */
 
 /* A plan cached while a table was empty (a new database) can read a whole queue once per
- * expired message it deletes: 051's header. The sweeper runs a few statements a second, so
- * planning each one afresh costs well under a millisecond a sweep. */
+ * expired message it deletes, and one made for a table without statistics can read a whole
+ * queue to find its oldest 10,000 (051's header): each statement is planned afresh (well under a
+ * millisecond a sweep), by index as the pool's are. */
 const char mq_sweeper_options[] =
-    "-c statement_timeout=60000 -c plan_cache_mode=force_custom_plan " DB_READ_COMMITTED;
+    "-c statement_timeout=60000 -c plan_cache_mode=force_custom_plan " DB_PLANNER_OPTIONS;
 
 struct mq_sweeper {
     char *conninfo;

@@ -3,8 +3,7 @@
  * meanwhile the cluster is stopped and started again. Afterwards every acknowledged message is
  * in the queue. Also: the sweeper deletes messages past their retention, looks at a queue again
  * only when something may be due there (or a minute on), and at once while one sweep was not
- * enough, and keeps to its batch however large a queue grew after its plans were made. Runs
- * alone (it stops the shared test cluster). */
+ * enough. Runs alone (it stops the shared test cluster). */
 #include "harness.h"
 
 #include "rydes/clock.h"
@@ -262,40 +261,6 @@ START_TEST(sweeper_comes_back_at_once_to_a_queue_with_more_expired)
 }
 END_TEST
 
-/* A sweep planned while the messages table was empty and had no statistics (a new database:
- * the sweeper's first sweeps) and run again once a queue holds 200,000 expired messages deletes
- * its batch at once. PL/pgSQL's cached generic plan read the whole queue once per expired id
- * it deleted (9 s for 100,000 here, the sweeper's 60 s timeout in a bench run); the sweeper now
- * plans afresh (mq_sweeper_options) and 051 keeps each delete to its rows. The 10 s timeout
- * bounds a cost that grew with the queue times the batch, not a speed: it takes milliseconds. */
-START_TEST(a_sweep_planned_on_an_empty_table_stays_cheap_once_it_fills)
-{
-    harness_start(&srv, no_background_sweeper);
-    harness_put_queue(&srv, "filled", "{\"retention_seconds\":60}", 201);
-    free(harness_sql(harness_db_url(), "TRUNCATE messages"));
-    free(harness_sql(harness_db_url(),
-                     "DELETE FROM pg_statistic WHERE starelid = 'messages'::regclass"));
-    char err[256];
-    PGconn *pg = db_connect(harness_db_url(), 5, mq_sweeper_options, err, sizeof err);
-    ck_assert_msg(pg, "%s", err);
-    for (int i = 0; i < 8; i++) { /* more runs than PL/pgSQL needs to settle on a plan */
-        harness_sqlf("WITH d AS (DELETE FROM queue_sweeps RETURNING 1) SELECT count(*) FROM d");
-        ck_assert_int_ge(mq_sweep_once(pg), 0);
-    }
-    free(harness_sql(harness_db_url(),
-                     "INSERT INTO messages (queue_id, visible_at, message_id, body, sent_at) "
-                     "SELECT q.id, now(), gen_random_uuid(), 'x', now() - interval '2 minutes' "
-                     "FROM queues q, generate_series(1, 200000) WHERE q.name = 'filled'"));
-    harness_sqlf("WITH d AS (DELETE FROM queue_sweeps RETURNING 1) SELECT count(*) FROM d");
-    PQclear(PQexec(pg, "SET statement_timeout = 10000"));
-    ck_assert_int_eq(mq_sweep_once(pg), 1000);
-    ck_assert_int_eq(messages_in("filled"), 199000);
-    free(harness_sql(harness_db_url(), "TRUNCATE messages")); /* the next tests' sweeps */
-    PQfinish(pg);
-    harness_stop(&srv);
-}
-END_TEST
-
 /* n payloads with body, published two minutes ago (old enough to be collected). */
 static void old_payloads(const char *body, int n)
 {
@@ -416,7 +381,6 @@ int main(void)
     tcase_add_test(tc, sweeper_comes_back_at_once_to_a_queue_with_more_expired);
     tcase_add_test(tc, sweeper_walks_past_its_window_to_an_old_message);
     tcase_add_test(tc, sweeper_walks_on_only_once_its_window_is_swept);
-    tcase_add_test(tc, a_sweep_planned_on_an_empty_table_stays_cheap_once_it_fills);
     tcase_add_test(tc, sweeper_collects_unused_payloads);
     tcase_add_test(tc, sweeper_walks_past_payloads_in_use);
     tcase_add_test(tc, a_failed_sweep_says_so);

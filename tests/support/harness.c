@@ -577,6 +577,65 @@ long long harness_sqlf(const char *fmt, ...)
     return x;
 }
 
+/* Collects the notices of a connection (auto_explain's plans) into a buf. */
+static void collect_notice(void *arg, const PGresult *r)
+{
+    buf_puts(arg, PQresultErrorMessage(r));
+}
+
+static long long rows_max(long long a, long long b)
+{
+    return a > b ? a : b;
+}
+
+/* The largest count in plan text: "rows=R loops=L" of an actual row count (R * L) or the
+ * number after "Removed by …: ". */
+static long long plan_text_max_rows(const char *text)
+{
+    long long most = 0;
+    for (const char *p = text; (p = strstr(p, "actual ")); p++) {
+        const char *r = strstr(p, "rows="), *l = strstr(p, "loops="), *end = strchr(p, ')');
+        if (r && l && end && r < end && l < end)
+            most = rows_max(most, atoll(r + 5) * atoll(l + 6));
+    }
+    for (const char *p = text; (p = strstr(p, "Removed by ")); p++) {
+        const char *colon = strstr(p, ": ");
+        if (colon)
+            most = rows_max(most, atoll(colon + 2));
+    }
+    return most;
+}
+
+long long harness_plan_max_rows(void *pg, const char *sql)
+{
+    static const char *const on[] = {"LOAD 'auto_explain'",
+                                     "SET auto_explain.log_min_duration = 0",
+                                     "SET auto_explain.log_analyze = on",
+                                     "SET auto_explain.log_timing = off",
+                                     "SET auto_explain.log_nested_statements = on",
+                                     "SET auto_explain.log_level = notice",
+                                     "SET client_min_messages = notice"};
+    for (size_t i = 0; i < sizeof on / sizeof *on; i++) {
+        PGresult *r = PQexec(pg, on[i]);
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", on[i],
+                      PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    struct buf plans;
+    buf_init(&plans);
+    PQnoticeReceiver old = PQsetNoticeReceiver(pg, collect_notice, &plans);
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(pg, "SET auto_explain.log_min_duration = -1"));
+    PQsetNoticeReceiver(pg, old, NULL); /* libpq's default receiver takes no argument */
+    long long most = plan_text_max_rows(buf_str(&plans));
+    buf_cleanup(&plans);
+    return most;
+}
+
 long long harness_wait_sql(const char *sql, long long want, double timeout_s)
 {
     double until = harness_now_s() + timeout_s;

@@ -1,0 +1,123 @@
+/* Integration: statements whose plans a connection keeps (the pool's generic plans, the plans
+ * PL/pgSQL caches for a function's statements) do work bounded by their batch when the plans
+ * were made on an empty table without statistics, as on a new database, and the table filled
+ * afterwards. Each test makes the plan on an emptied table, fills it, and bounds the rows that
+ * any node of the statements' plans handled (auto_explain, harness_plan_max_rows): no timing. */
+#include "harness.h"
+
+#include "rydes/db.h"
+#include "rydes/mq_sweeper.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static struct harness_server srv;
+
+static void no_sweeper(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "sweep-interval-ms", "0", &err)); /* the test sweeps */
+}
+
+/* Empties messages and forgets its statistics: a new database's table. */
+static void empty_messages(void)
+{
+    free(harness_sql(harness_db_url(), "TRUNCATE messages"));
+    free(harness_sql(harness_db_url(),
+                     "DELETE FROM pg_statistic WHERE starelid = 'messages'::regclass"));
+}
+
+/* n messages in queue name, sent minutes_ago, received received times. */
+static void fill(const char *name, int n, int minutes_ago, int received)
+{
+    free(harness_sqlf_text("INSERT INTO messages (queue_id, visible_at, message_id, body, "
+                           "sent_at, receive_count) SELECT q.id, now(), gen_random_uuid(), 'x', "
+                           "now() - interval '%d minutes', %d FROM queues q, "
+                           "generate_series(1, %d) WHERE q.name = '%s'",
+                           minutes_ago, received, n, name));
+}
+
+static long long messages_in(const char *name)
+{
+    return harness_sqlf("SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+                        "WHERE q.name = '%s'",
+                        name);
+}
+
+/* A connection with the pool's planner settings (src/db/pool.c): a generic plan from the first
+ * execution on, index scans only. */
+static PGconn *pool_like(void)
+{
+    char err[256];
+    PGconn *pg =
+        db_connect(harness_db_url(), 5, "-c plan_cache_mode=force_generic_plan " DB_PLANNER_OPTIONS,
+                   err, sizeof err);
+    ck_assert_msg(pg, "%s", err);
+    return pg;
+}
+
+/* The sweeper's retention statement read the whole queue once per expired id it deleted with a
+ * plan cached on the empty table (9 s a sweep for 100,000 expired messages; in a bench run its
+ * 60 s statement timeout, seven times over). Its own connection plans afresh (051). */
+START_TEST(a_sweep_keeps_to_its_window_after_its_table_filled)
+{
+    harness_start(&srv, no_sweeper);
+    harness_put_queue(&srv, "filled", "{\"retention_seconds\":60}", 201);
+    empty_messages();
+    char err[256];
+    PGconn *pg = db_connect(harness_db_url(), 5, mq_sweeper_options, err, sizeof err);
+    ck_assert_msg(pg, "%s", err);
+    for (int i = 0; i < 8; i++) { /* more runs than PL/pgSQL needs to settle on a plan */
+        harness_sqlf("WITH d AS (DELETE FROM queue_sweeps RETURNING 1) SELECT count(*) FROM d");
+        ck_assert_int_ge(mq_sweep_once(pg), 0);
+    }
+    fill("filled", 100000, 2, 0);
+    harness_sqlf("WITH d AS (DELETE FROM queue_sweeps RETURNING 1) SELECT count(*) FROM d");
+    /* the sweep reads the 10,000 oldest and the next 10,000 of the queue: 20,000 rows */
+    ck_assert_int_le(harness_plan_max_rows(pg, "SELECT mq_sweep(1000, 10000)"), 20000);
+    ck_assert_int_eq(messages_in("filled"), 99000);
+    PQfinish(pg);
+    harness_stop(&srv);
+}
+END_TEST
+
+/* mq_move_exhausted joined the rows it locked back by id: with the pool's generic plan made on
+ * an empty queue, each move of up to ten exhausted messages walked every message of the queue
+ * (052 joins by ctid). */
+START_TEST(a_dead_letter_move_reads_only_the_head_after_its_queue_filled)
+{
+    harness_start(&srv, NULL);
+    harness_put_queue(&srv, "poison-dlq", "{}", 201);
+    harness_put_queue(&srv, "poison",
+                      "{\"dead_letter\":{\"queue\":\"poison-dlq\",\"max_receive_count\":1}}", 201);
+    empty_messages();
+    PGconn *pg = pool_like();
+    char move[160];
+    snprintf(move, sizeof move, "SELECT mq_move_exhausted(%lld, %lld, 1, 10)",
+             harness_sqlf("SELECT id FROM queues WHERE name = 'poison'"),
+             harness_sqlf("SELECT id FROM queues WHERE name = 'poison-dlq'"));
+    for (int i = 0; i < 3; i++) { /* planned while the queue holds one message */
+        fill("poison", 1, 0, 1);
+        free(harness_sql(harness_db_url(), "SELECT 1"));
+        PQclear(PQexec(pg, move));
+    }
+    ck_assert_int_eq(messages_in("poison-dlq"), 3);
+    fill("poison", 50000, 0, 1);
+    ck_assert_int_le(harness_plan_max_rows(pg, move), 100);
+    ck_assert_int_eq(messages_in("poison-dlq"), 13);
+    PQfinish(pg);
+    harness_stop(&srv);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plans");
+    TCase *tc = tcase_create("plans");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, a_sweep_keeps_to_its_window_after_its_table_filled);
+    tcase_add_test(tc, a_dead_letter_move_reads_only_the_head_after_its_queue_filled);
+    suite_add_tcase(s, tc);
+    return harness_run(s);
+}
