@@ -21,7 +21,20 @@ bench_cleanup() {
     done
     [ -n "$BENCH_TMP" ] || return 0
     pg "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+    bench_slow_statements
     rm -rf "$BENCH_TMP"
+}
+
+# Statements that ran over auto_explain's 5 s or into a timeout during the run (a stalled sweep
+# once held a TRUNCATE for minutes): counted, and the cluster's log kept for their plans.
+bench_slow_statements() {
+    local log="$BENCH_TMP/postgres.log" slow keep=/tmp/rydes-bench-postgres.log
+    [ -f "$log" ] || return 0
+    slow=$(grep -c -E "duration: [0-9.]+ ms  plan:|canceling statement due to statement timeout" \
+        "$log" || true)
+    [ "$slow" -gt 0 ] || return 0
+    cp "$log" "$keep"
+    say "warning: $slow statements ran over 5 s or timed out; their plans are in $keep"
 }
 
 bench_sql() { pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -d bench -qAt -v ON_ERROR_STOP=1 "$@"; }
@@ -445,7 +458,9 @@ bench_main() {
     chmod 755 "$BENCH_TMP"
     BENCH_PORT=$(free_port)
     init_cluster "$BENCH_TMP/data" "$BENCH_PORT" "$BENCH_TMP" "synchronous_commit = off" \
-        "shared_buffers = 512MB" "max_wal_size = 4GB" "checkpoint_timeout = 15min"
+        "shared_buffers = 512MB" "max_wal_size = 4GB" "checkpoint_timeout = 15min" \
+        "shared_preload_libraries = 'auto_explain'" "auto_explain.log_min_duration = '5s'" \
+        "auto_explain.log_nested_statements = on"
     start_cluster "$BENCH_TMP/data" "$BENCH_TMP/postgres.log" "$BENCH_PORT"
     pg psql -h 127.0.0.1 -p "$BENCH_PORT" -U postgres -qc "CREATE DATABASE bench"
     DATABASE_URL="postgresql://postgres@127.0.0.1:$BENCH_PORT/bench" RYDES_LOG_LEVEL=warn \
