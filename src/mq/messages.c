@@ -69,13 +69,17 @@ static struct db_stmt q_claim = DB_STMT(
  * still is the queue's dead-letter queue: the caller's copy of the queue may be a second old,
  * and a deleted or replaced one would take the messages with it. The dead-letter queue's row is
  * locked against deletion until the move commits; one being deleted (its row locked) is
- * skipped, not waited for: the messages stay leased, as when the move fails. */
+ * skipped, not waited for: the messages stay leased, as when the move fails. The rows are found
+ * by one index probe per id and deleted by ctid: `queue_id = $1 AND id = ANY ($2)`, planned
+ * once per connection while the queue was nearly empty, scanned the whole queue by queue_id. */
 static struct db_stmt q_dead_letter = DB_STMT(
     "mq_dead_letter",
     "WITH d AS (SELECT d.id FROM queues s JOIN queues d ON d.id = s.dead_letter_queue_id "
     "WHERE s.id = $1 AND d.id = $4 FOR KEY SHARE OF d SKIP LOCKED), "
-    "moved AS (DELETE FROM messages WHERE queue_id = $1 AND id = ANY ($2::bigint[]) "
-    "AND receipt = " MQ_RECEIPT_SQL("id", "$3") " AND EXISTS (SELECT 1 FROM d) RETURNING *) "
+    "moved AS (DELETE FROM messages m WHERE m.ctid = ANY (ARRAY(SELECT (SELECT x.ctid "
+    "FROM messages x WHERE x.queue_id = $1 AND x.id = i) FROM unnest($2::bigint[]) i)) "
+    "AND m.receipt = " MQ_RECEIPT_SQL("m.id", "$3") " AND EXISTS (SELECT 1 FROM d) "
+    "RETURNING m.*) "
     "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
     "message_id, group_id, source_queue_id, body_json, body, attributes, payload_id) "
     "SELECT $4, now(), receive_count, first_received_at, sent_at, message_id, group_id, $1, "
@@ -153,7 +157,10 @@ static struct db_stmt q_peek = DB_STMT(
     "WHERE p.before < $3 ORDER BY p.id",
     3);
 static struct db_stmt q_redrive_upto =
-    DB_STMT("mq_redrive_upto", "SELECT coalesce(max(id), 0) FROM messages WHERE queue_id = $1", 1);
+    DB_STMT("mq_redrive_upto", /* not max(id): planned on an empty queue, that read it all */
+            "SELECT coalesce((SELECT id FROM messages WHERE queue_id = $1 ORDER BY id DESC "
+            "LIMIT 1), 0)",
+            1);
 static struct db_stmt q_redrive_some =
     DB_STMT("mq_redrive_some", "SELECT moved, last_id FROM mq_redrive_some($1, $2, $3, $4, $5)", 5);
 

@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include "rydes/db.h"
+#include "rydes/mq.h"
 #include "rydes/mq_sweeper.h"
 
 #include <libpq-fe.h>
@@ -26,6 +27,42 @@ static void empty_messages(void)
     free(harness_sql(harness_db_url(), "TRUNCATE messages"));
     free(harness_sql(harness_db_url(),
                      "DELETE FROM pg_statistic WHERE starelid = 'messages'::regclass"));
+}
+
+/* Only the push worker: no consumers. */
+static void few_workers(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "workers", "push", &err));
+}
+
+/* Starts the server and makes queue name, whose messages go to queue dlq once received once;
+ * empties messages. */
+static void dead_lettering_queue(const char *name, const char *dlq)
+{
+    harness_start(&srv, few_workers);
+    harness_put_queue(&srv, dlq, "{}", 201);
+    char attrs[200];
+    snprintf(attrs, sizeof attrs, "{\"dead_letter\":{\"queue\":\"%s\",\"max_receive_count\":1}}",
+             dlq);
+    harness_put_queue(&srv, name, attrs, 201);
+    empty_messages();
+}
+
+/* A pool of one connection, as the gateway's, and that connection. */
+static struct db_conn *pooled(struct db_pool **pool)
+{
+    *pool = db_pool_create(harness_db_url(), 1, 5, 60000);
+    enum db_acquire_error why;
+    struct db_conn *c = db_pool_acquire(*pool, 5000, &why);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+static void unpool(struct db_pool *pool, struct db_conn *c)
+{
+    db_pool_release(pool, c);
+    db_pool_free(pool);
 }
 
 /* n messages in queue name, sent minutes_ago, received received times. */
@@ -87,11 +124,7 @@ END_TEST
  * (052 joins by ctid). */
 START_TEST(a_dead_letter_move_reads_only_the_head_after_its_queue_filled)
 {
-    harness_start(&srv, NULL);
-    harness_put_queue(&srv, "poison-dlq", "{}", 201);
-    harness_put_queue(&srv, "poison",
-                      "{\"dead_letter\":{\"queue\":\"poison-dlq\",\"max_receive_count\":1}}", 201);
-    empty_messages();
+    dead_lettering_queue("poison", "poison-dlq");
     PGconn *pg = pool_like();
     char move[160];
     snprintf(move, sizeof move, "SELECT mq_move_exhausted(%lld, %lld, 1, 10)",
@@ -99,7 +132,6 @@ START_TEST(a_dead_letter_move_reads_only_the_head_after_its_queue_filled)
              harness_sqlf("SELECT id FROM queues WHERE name = 'poison-dlq'"));
     for (int i = 0; i < 3; i++) { /* planned while the queue holds one message */
         fill("poison", 1, 0, 1);
-        free(harness_sql(harness_db_url(), "SELECT 1"));
         PQclear(PQexec(pg, move));
     }
     ck_assert_int_eq(messages_in("poison-dlq"), 3);
@@ -111,6 +143,36 @@ START_TEST(a_dead_letter_move_reads_only_the_head_after_its_queue_filled)
 }
 END_TEST
 
+/* A receive whose claim took exhausted messages moves them with mq_dead_letter, which found them
+ * by `queue_id = $1 AND id = ANY ($2)`: planned on the pool's connection while the queue held a
+ * few messages, the index was scanned by queue_id alone and every message of the queue read. */
+START_TEST(a_claims_dead_letter_move_reads_only_its_rows_after_its_queue_filled)
+{
+    dead_lettering_queue("claimed", "claimed-dlq");
+    struct db_pool *pool;
+    struct db_conn *c = pooled(&pool);
+    struct mq_queue q;
+    ck_assert_int_eq(mq_queue_get(c, "claimed", &q), MQ_OK);
+    struct mq_message *msgs;
+    int n;
+    fill("claimed", 3, 0, 1); /* exhausted: the receive moves them */
+    ck_assert_int_eq(mq_receive(c, &q, 10, 30, false, &msgs, &n), MQ_OK);
+    mq_messages_free(msgs, n);
+    ck_assert_int_eq(messages_in("claimed-dlq"), 3);
+    fill("claimed", 50000, 0, 1);
+    struct buf plans;
+    buf_init(&plans);
+    harness_plans_begin(c->pg, &plans);
+    ck_assert_int_eq(mq_receive(c, &q, 10, 30, false, &msgs, &n), MQ_OK);
+    mq_messages_free(msgs, n);
+    ck_assert_int_le(harness_plans_end(c->pg, &plans), 100);
+    buf_cleanup(&plans);
+    ck_assert_int_ge(messages_in("claimed-dlq"), 13); /* a receive claims up to three times */
+    unpool(pool, c);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plans");
@@ -118,6 +180,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, a_sweep_keeps_to_its_window_after_its_table_filled);
     tcase_add_test(tc, a_dead_letter_move_reads_only_the_head_after_its_queue_filled);
+    tcase_add_test(tc, a_claims_dead_letter_move_reads_only_its_rows_after_its_queue_filled);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

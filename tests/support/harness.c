@@ -606,7 +606,10 @@ static long long plan_text_max_rows(const char *text)
     return most;
 }
 
-long long harness_plan_max_rows(void *pg, const char *sql)
+/* The receiver harness_plans_begin replaced (libpq's default: tests set none). */
+static PQnoticeReceiver plans_saved_receiver;
+
+void harness_plans_begin(void *pg, struct buf *plans)
 {
     static const char *const on[] = {"LOAD 'auto_explain'",
                                      "SET auto_explain.log_min_duration = 0",
@@ -621,17 +624,28 @@ long long harness_plan_max_rows(void *pg, const char *sql)
                       PQresultErrorMessage(r));
         PQclear(r);
     }
+    plans_saved_receiver = PQsetNoticeReceiver(pg, collect_notice, plans);
+}
+
+long long harness_plans_end(void *pg, struct buf *plans)
+{
+    /* libpq's default receiver takes no argument (it passes the notice on to the processor) */
+    PQsetNoticeReceiver(pg, plans_saved_receiver, NULL);
+    PQclear(PQexec(pg, "SET auto_explain.log_min_duration = -1"));
+    return plan_text_max_rows(buf_str(plans));
+}
+
+long long harness_plan_max_rows(void *pg, const char *sql)
+{
     struct buf plans;
     buf_init(&plans);
-    PQnoticeReceiver old = PQsetNoticeReceiver(pg, collect_notice, &plans);
+    harness_plans_begin(pg, &plans);
     PGresult *r = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(r);
     ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
                   PQresultErrorMessage(r));
     PQclear(r);
-    PQclear(PQexec(pg, "SET auto_explain.log_min_duration = -1"));
-    PQsetNoticeReceiver(pg, old, NULL); /* libpq's default receiver takes no argument */
-    long long most = plan_text_max_rows(buf_str(&plans));
+    long long most = harness_plans_end(pg, &plans);
     buf_cleanup(&plans);
     return most;
 }

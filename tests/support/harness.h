@@ -92,11 +92,15 @@ int harness_connect(const struct harness_server *s, const char *ip);
 char *harness_sqlf_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same as an integer; asserts there is a row. */
 long long harness_sqlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Runs sql on pg (a PGconn *, the test's) with auto_explain handing every plan it runs, nested
- * statements of functions included, back as notices with their actual row counts; returns the
- * most rows one plan node handled (rows times loops, or rows a filter, join filter or recheck
- * removed). A test bounds it to show that a statement's work does not grow with a table,
- * whatever plan the session cached, without timing anything. Asserts the statement succeeded. */
+/* From harness_plans_begin to harness_plans_end, auto_explain hands every plan that pg (a
+ * PGconn *: the test's, or a db_conn's) runs, nested statements of functions included, back as
+ * notices with their actual row counts, collected in plans (a buf the caller owns). The end
+ * returns the most rows one plan node handled (rows times loops, or rows a filter, join filter
+ * or recheck removed) and stops collecting. A test bounds it to show that a statement's work
+ * does not grow with a table, whatever plan the session cached, without timing anything. */
+void harness_plans_begin(void *pg, struct buf *plans);
+long long harness_plans_end(void *pg, struct buf *plans);
+/* harness_plans_begin, sql (asserted to succeed), harness_plans_end. */
 long long harness_plan_max_rows(void *pg, const char *sql);
 /* Polls the integer query sql every 100 ms until it gives want or timeout_s passed; returns the
  * last value. */
