@@ -33,7 +33,7 @@ bench_slow_statements() {
     slow=$(grep -c -E "duration: [0-9.]+ ms  plan:|canceling statement due to statement timeout" \
         "$log" || true)
     [ "$slow" -gt 0 ] || return 0
-    cp "$log" "$keep"
+    cp "$log" "$keep" || keep="(not kept: cp failed)"
     say "warning: $slow statements ran over 5 s or timed out; their plans are in $keep"
 }
 

@@ -13,10 +13,14 @@
 -- which the planner may turn inside out.
 --
 -- Each now selects its rows into an array first (an InitPlan, run once) and deletes or updates
--- by `= ANY (array)`: a TID scan, or an index probe per element. No plan of that shape reads
--- the table once per selected row. The sweeper also plans each statement afresh
--- (plan_cache_mode=force_custom_plan on its connection), so the joins the other sweep
--- functions make are planned for the tables as they are.
+-- by `= ANY (array)`: an index probe per element, or a TID scan. Messages and FIFO groups are
+-- deleted and reopened by key, not ctid: a row a send or a receive updated after the statement's
+-- snapshot is locked in its new version, which a TID scan under that snapshot would not find
+-- (043 keyed the reopening of groups for that reason); by key, the update is followed. The
+-- sweeper also plans each statement afresh with index scans only (plan_cache_mode and the
+-- planner settings of its connection, src/mq/sweeper.c), so the joins the other sweep
+-- functions make are planned for the tables as they are; mq_measure_depths, which reads every
+-- message on purpose, keeps sequential scans (its own SET).
 
 CREATE OR REPLACE FUNCTION mq_sweep(p_batch int, p_window int) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -41,8 +45,8 @@ BEGIN
                       AND id > greatest(q.walked, (SELECT max(w.id) FROM w))
                     ORDER BY id LIMIT p_window),
              a AS (SELECT * FROM w UNION ALL SELECT * FROM w2),
-             d AS (DELETE FROM messages m WHERE m.ctid = ANY (ARRAY(
-                       SELECT x.ctid FROM messages x WHERE x.queue_id = q.id AND x.id = ANY (ARRAY(
+             d AS (DELETE FROM messages m WHERE m.queue_id = q.id AND m.id = ANY (ARRAY(
+                       SELECT x.id FROM messages x WHERE x.queue_id = q.id AND x.id = ANY (ARRAY(
                            SELECT a.id FROM a WHERE a.sent_at < now() - q.retention
                            LIMIT p_batch))
                        FOR UPDATE SKIP LOCKED))
@@ -57,8 +61,8 @@ BEGIN
         IF closed IS NOT NULL THEN -- FIFO groups closed by a message it deleted: reopen
             UPDATE message_groups g
             SET in_flight_until = mq_group_held_until(q.id, g.group_id, g.leased_upto)
-            WHERE g.ctid = ANY (ARRAY(
-                SELECT x.ctid FROM message_groups x
+            WHERE g.queue_id = q.id AND g.group_id = ANY (ARRAY(
+                SELECT x.group_id FROM message_groups x
                 WHERE x.queue_id = q.id AND x.group_id = ANY (closed)
                 FOR UPDATE SKIP LOCKED));
         END IF;
@@ -151,3 +155,9 @@ BEGIN
     RETURN deleted;
 END
 $$;
+
+-- The depth measurement reads every message on purpose: a sequential scan, not the index walk
+-- the sweeper's connection would otherwise plan (random heap reads once the table outgrows
+-- memory).
+ALTER FUNCTION mq_measure_depths() SET enable_seqscan = on;
+ALTER FUNCTION mq_measure_depths() SET enable_bitmapscan = on;

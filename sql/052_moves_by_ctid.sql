@@ -41,7 +41,7 @@ BEGIN
                           payload_id)
     SELECT p_dlq, now(), receive_count, first_received_at, sent_at, message_id, group_id,
            p_queue, body_json, body, attributes, payload_id
-    FROM moved;
+    FROM moved ORDER BY id; -- in the order they were sent, whatever order the TID scan found
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -83,7 +83,7 @@ static struct db_stmt q_dead_letter = DB_STMT(
     "INSERT INTO messages (queue_id, visible_at, receive_count, first_received_at, sent_at, "
     "message_id, group_id, source_queue_id, body_json, body, attributes, payload_id) "
     "SELECT $4, now(), receive_count, first_received_at, sent_at, message_id, group_id, $1, "
-    "body_json, body, attributes, payload_id FROM moved",
+    "body_json, body, attributes, payload_id FROM moved ORDER BY id",
     4);
 /* clang-format on */
 static struct db_stmt q_delete_fast = DB_STMT(

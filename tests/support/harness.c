@@ -632,6 +632,7 @@ long long harness_plans_end(void *pg, struct buf *plans)
     /* libpq's default receiver takes no argument (it passes the notice on to the processor) */
     PQsetNoticeReceiver(pg, plans_saved_receiver, NULL);
     PQclear(PQexec(pg, "SET auto_explain.log_min_duration = -1"));
+    PQclear(PQexec(pg, "RESET client_min_messages"));
     return plan_text_max_rows(buf_str(plans));
 }
 
