@@ -19,6 +19,7 @@
 #include "rydes/secret.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1028,7 +1029,7 @@ static void *poll_changed(void *arg)
     struct changed_poll *p = arg;
     struct response r;
     harness_admin(&srv, "POST", "/queues/lp-src/messages:receive",
-                  "{\"wait_seconds\": 8, \"visibility_timeout\": 30}", &r);
+                  "{\"wait_seconds\": 20, \"visibility_timeout\": 30}", &r);
     p->status = r.status;
     json_t *msgs = json_object_get(r.json, "messages");
     p->count = (int)json_array_size(msgs);
@@ -1039,11 +1040,34 @@ static void *poll_changed(void *arg)
     return NULL;
 }
 
+/* Releases the message of receipt in queue lp-src every 100 ms until stop: traffic on the queue,
+ * which keeps it in the process's cache (1 s) however late the woken poll runs. Once the poll
+ * has received the message again, the old receipt is superseded (409) and changes nothing. */
+struct releaser {
+    atomic_bool stop;
+    char receipt[MQ_RECEIPT_LEN];
+};
+
+static void *release_until_stopped(void *arg)
+{
+    struct releaser *r = arg;
+    while (!atomic_load(&r->stop)) {
+        char path[256];
+        snprintf(path, sizeof path, "/queues/lp-src/messages/%s", r->receipt);
+        struct response resp; /* no assertion on this thread: the poll's outcome is checked */
+        harness_admin(&srv, "PATCH", path, "{\"visibility_timeout\": 0}", &resp);
+        response_cleanup(&resp);
+        harness_sleep_ms(100);
+    }
+    return NULL;
+}
+
 /* A long poll claims by the queue's attributes as they are now, not as they were when it began:
  * max_receive_count raised from 1 to 5 while it waits, a message released from its first lease
- * is delivered a second time instead of dead-lettered. (The release looks the queue up, as any
- * traffic on it would, so it is cached when the poll wakes; the lease is released, not left to
- * run out, so that no timing decides.) */
+ * is delivered a second time instead of dead-lettered. (The releases look the queue up, as any
+ * traffic on it would, so it is cached when the poll wakes, however loaded the machine: a single
+ * release cached it for 1 s, which a sanitizer build's late wake-up outlasted; the lease is
+ * released, not left to run out, so that no timing decides.) */
 START_TEST(a_long_poll_follows_a_change_of_the_queue)
 {
     harness_put_queue(&srv, "lp-dlq", NULL, 201);
@@ -1067,8 +1091,14 @@ START_TEST(a_long_poll_follows_a_change_of_the_queue)
                   "{\"dead_letter\": {\"queue\": \"lp-dlq\", \"max_receive_count\": 5}}", &r);
     ck_assert_int_eq(r.status, 200);
     response_cleanup(&r);
-    ck_assert_int_eq(change_visibility("lp-src", receipt, 0), 204);
+    static struct releaser rel; /* likewise */
+    atomic_store(&rel.stop, false);
+    snprintf(rel.receipt, sizeof rel.receipt, "%s", receipt);
+    pthread_t rt;
+    ck_assert_int_eq(pthread_create(&rt, NULL, release_until_stopped, &rel), 0);
     pthread_join(t, NULL);
+    atomic_store(&rel.stop, true);
+    pthread_join(rt, NULL);
     ck_assert_int_eq(poll.status, 200);
     ck_assert_int_eq(poll.count, 1);
     ck_assert_int_eq(poll.receive_count, 2);

@@ -1,8 +1,9 @@
 /* Integration: statements whose plans a connection keeps (the pool's generic plans, the plans
  * PL/pgSQL caches for a function's statements) do work bounded by their batch when the plans
- * were made on an empty table without statistics, as on a new database, and the table filled
- * afterwards. Each test makes the plan on an emptied table, fills it, and bounds the rows that
- * any node of the statements' plans handled (auto_explain, harness_plan_max_rows): no timing. */
+ * were made on an empty table without statistics (a new database) or analysed while empty,
+ * and the table filled afterwards. Each test makes the plan on an emptied table, fills it, and
+ * bounds the rows that any node of the statements' plans handled (auto_explain,
+ * harness_plans_begin/end): no timing. */
 #include "harness.h"
 
 #include "rydes/db.h"
