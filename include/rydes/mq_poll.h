@@ -33,9 +33,11 @@ struct mq_poll {
     int max, visibility, wait_seconds;
     bool delete_now;
     enum mq_wake why;
-    enum mq_wait_result refused;      /* MQ_WAIT_OK unless the hub turned the wait away */
-    bool woken;                       /* the next attempt follows a wake-up */
-    uint64_t waiter_seq;              /* the hub's sequence read before the last claim */
+    enum mq_wait_result refused; /* MQ_WAIT_OK unless the hub turned the wait away */
+    bool woken;                  /* the next attempt follows a wake-up */
+    bool reread;         /* woken with the queue not cached: the claim reads it first, apart */
+    uint64_t reread_gen; /* the cache's generation when it missed (ttlcache_put) */
+    uint64_t waiter_seq; /* the hub's sequence read before the last claim */
     struct mq_combiner *combiner;     /* claims go through it; NULL: on the caller's connection */
     struct mq_combined_receive claim; /* the attempt's claim, while the combiner has it */
     bool handed;                      /* the combiner took the attempt's claim */
@@ -56,11 +58,12 @@ void mq_poll_init(struct mq_poll *p, struct mq_hub *hub, struct mq_combiner *com
                   const struct mq_queue *q, int max, int visibility, bool delete_now,
                   int wait_seconds, bool (*client_gone)(void *ctx), void (*resume)(void *ctx),
                   void *ctx);
-/* Attempts after the first take the queue's attributes from queues (name -> struct mq_queue)
- * when it holds them, so that a long poll claims by a max_receive_count or dead-letter queue
- * changed while it waited, as every receive after the change does, not by the copy it began
- * with (a message would be dead-lettered early). The same queue only (a queue deleted and made
- * again meanwhile is another). */
+/* Attempts after the first take the queue's attributes from queues (name -> struct mq_queue),
+ * or, when it does not hold them, read them anew on the attempt's own connection (such an
+ * attempt claims apart, not through the combiner) and cache them, so that a long poll claims by
+ * a max_receive_count or dead-letter queue changed while it waited, as every receive after the
+ * change does, not by the copy it began with (a message would be dead-lettered early). The same
+ * queue only (a queue deleted and made again meanwhile is another). */
 void mq_poll_follow(struct mq_poll *p, struct ttlcache *queues);
 /* Frees p (allocated by the caller with malloc) and a claim it still holds; a state_free. */
 void mq_poll_free(void *p);

@@ -41,13 +41,28 @@ void mq_poll_follow(struct mq_poll *p, struct ttlcache *queues)
     p->queues = queues;
 }
 
-/* Takes the queue's attributes as they are cached now (mq_poll_follow). */
+/* Takes the queue's attributes as they are cached now, or has the claim read them when nothing
+ * is cached (mq_poll_follow). */
 static void refresh_queue(struct mq_poll *p)
 {
     struct mq_queue q;
-    if (p->queues && ttlcache_get(p->queues, p->q.name, strlen(p->q.name), &q, NULL) &&
-        q.id == p->q.id)
+    if (!p->queues)
+        return;
+    p->reread = !ttlcache_get(p->queues, p->q.name, strlen(p->q.name), &q, &p->reread_gen);
+    if (!p->reread && q.id == p->q.id)
         p->q = q;
+}
+
+/* Reads the queue's attributes anew on c (woken with nothing cached) and caches them, as a
+ * lookup would; the same queue only. A failed read keeps the copy. */
+static void reread_queue(struct mq_poll *p, struct db_conn *c)
+{
+    struct mq_queue q;
+    p->reread = false;
+    if (mq_queue_get(c, p->q.name, &q) != MQ_OK || q.id != p->q.id)
+        return;
+    ttlcache_put(p->queues, p->q.name, strlen(p->q.name), &q, p->reread_gen);
+    p->q = q;
 }
 
 enum mq_poll_begin mq_poll_begin(struct mq_poll *p)
@@ -92,7 +107,7 @@ static void claimed(struct mq_poll *p, int count)
 
 bool mq_poll_combines(const struct mq_poll *p)
 {
-    return p->combiner != NULL;
+    return p->combiner != NULL && !p->reread; /* the combiner's lanes read no queue */
 }
 
 static void claim_done(struct mq_combined *o)
@@ -142,6 +157,8 @@ void mq_poll_receive_pooled(struct mq_poll *p, struct db_pool *pool, int timeout
     p->own_no_conn = !c;
     if (!c)
         return;
+    if (p->reread)
+        reread_queue(p, c);
     claiming(p);
     p->own.o.status =
         mq_receive(c, &p->q, p->max, p->visibility, p->delete_now, &p->own.msgs, &p->own.count);

@@ -17,9 +17,9 @@
 #include "rydes/ids.h"
 #include "rydes/mq_hub.h"
 #include "rydes/secret.h"
+#include "rydes/ttlcache.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1019,6 +1019,7 @@ static void *poll_once(void *arg)
 }
 
 struct changed_poll {
+    const char *queue;
     long status;
     int count;
     long long receive_count;
@@ -1027,9 +1028,10 @@ struct changed_poll {
 static void *poll_changed(void *arg)
 {
     struct changed_poll *p = arg;
+    char path[128];
+    snprintf(path, sizeof path, "/queues/%s/messages:receive", p->queue);
     struct response r;
-    harness_admin(&srv, "POST", "/queues/lp-src/messages:receive",
-                  "{\"wait_seconds\": 20, \"visibility_timeout\": 30}", &r);
+    harness_admin(&srv, "POST", path, "{\"wait_seconds\": 20, \"visibility_timeout\": 30}", &r);
     p->status = r.status;
     json_t *msgs = json_object_get(r.json, "messages");
     p->count = (int)json_array_size(msgs);
@@ -1040,69 +1042,90 @@ static void *poll_changed(void *arg)
     return NULL;
 }
 
-/* Releases the message of receipt in queue lp-src every 100 ms until stop: traffic on the queue,
- * which keeps it in the process's cache (1 s) however late the woken poll runs. Once the poll
- * has received the message again, the old receipt is superseded (409) and changes nothing. */
-struct releaser {
-    atomic_bool stop;
-    char receipt[MQ_RECEIPT_LEN];
-};
-
-static void *release_until_stopped(void *arg)
+/* Queue src, whose messages go to queue dlq once received once, holding one message leased
+ * for 60 s (its receipt into receipt); a long poll of src on thread t, waiting in the hub, into
+ * poll; then src's max_receive_count raised to 5. */
+static void poll_a_queue_that_changes(const char *src, const char *dlq, char *receipt,
+                                      struct changed_poll *poll, pthread_t *t)
 {
-    struct releaser *r = arg;
-    while (!atomic_load(&r->stop)) {
-        char path[256];
-        snprintf(path, sizeof path, "/queues/lp-src/messages/%s", r->receipt);
-        struct response resp; /* no assertion on this thread: the poll's outcome is checked */
-        harness_admin(&srv, "PATCH", path, "{\"visibility_timeout\": 0}", &resp);
-        response_cleanup(&resp);
-        harness_sleep_ms(100);
-    }
-    return NULL;
+    char attrs[160], path[96];
+    harness_put_queue(&srv, dlq, NULL, 201);
+    snprintf(attrs, sizeof attrs,
+             "{\"dead_letter\": {\"queue\": \"%s\", \"max_receive_count\": 1}}", dlq);
+    harness_put_queue(&srv, src, attrs, 201);
+    /* stored without a send's notification, and received by a receive that asks for more than
+     * there are (one that got all it asked for pokes the queue's waiters): either could reach
+     * the hub after the poll began to wait and wake it into a look by the old attributes that
+     * races the change */
+    free(harness_sqlf_text("INSERT INTO messages (queue_id, visible_at, message_id, body) "
+                           "SELECT id, now(), gen_random_uuid(), 'm' FROM queues WHERE name = '%s'",
+                           src));
+    struct response r;
+    json_t *got = receive(src, "{\"visibility_timeout\": 60, \"max_messages\": 10}", &r);
+    ck_assert_int_eq(json_array_size(got), 1);
+    snprintf(receipt, MQ_RECEIPT_LEN, "%s", json_str(json_array_get(got, 0), "receipt"));
+    response_cleanup(&r);
+    memset(poll, 0, sizeof *poll);
+    poll->queue = src;
+    ck_assert_int_eq(pthread_create(t, NULL, poll_changed, poll), 0);
+    /* the hub listens for src once the poll waits (another test's poll may still be waiting:
+     * the count of waiters does not say that this one is) */
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM queue_listeners l JOIN queues q ON q.id = l.queue_id "
+             "WHERE q.name = '%s'",
+             src);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 10.0), 1);
+    snprintf(attrs, sizeof attrs,
+             "{\"dead_letter\": {\"queue\": \"%s\", \"max_receive_count\": 5}}", dlq);
+    snprintf(path, sizeof path, "/queues/%s", src);
+    harness_admin(&srv, "PUT", path, attrs, &r);
+    ck_assert_int_eq(r.status, 200);
+    response_cleanup(&r);
+}
+
+/* The poll of t got the message a second time, not dead-lettered. */
+static void poll_got_it_again(struct changed_poll *poll, pthread_t t, const char *dlq)
+{
+    pthread_join(t, NULL);
+    ck_assert_int_eq(poll->status, 200);
+    ck_assert_int_eq(poll->count, 1);
+    ck_assert_int_eq(poll->receive_count, 2);
+    ck_assert_int_eq(harness_stored(dlq), 0);
 }
 
 /* A long poll claims by the queue's attributes as they are now, not as they were when it began:
  * max_receive_count raised from 1 to 5 while it waits, a message released from its first lease
- * is delivered a second time instead of dead-lettered. (The releases look the queue up, as any
- * traffic on it would, so it is cached when the poll wakes, however loaded the machine: a single
- * release cached it for 1 s, which a sanitizer build's late wake-up outlasted; the lease is
- * released, not left to run out, so that no timing decides.) */
+ * is delivered a second time instead of dead-lettered. (The release looks the queue up, as any
+ * traffic on it would, so it is usually cached when the poll wakes, and read anew otherwise;
+ * the lease is released, not left to run out, so that no timing decides.) */
 START_TEST(a_long_poll_follows_a_change_of_the_queue)
 {
-    harness_put_queue(&srv, "lp-dlq", NULL, 201);
-    harness_put_queue(&srv, "lp-src",
-                      "{\"dead_letter\": {\"queue\": \"lp-dlq\", \"max_receive_count\": 1}}", 201);
-    send_msg("lp-src", "{\"body\": \"m\"}", NULL);
-    struct response r;
-    json_t *got = receive("lp-src", "{\"visibility_timeout\": 60}", &r);
-    ck_assert_int_eq(json_array_size(got), 1);
-    char receipt[MQ_RECEIPT_LEN];
-    snprintf(receipt, sizeof receipt, "%s", json_str(json_array_get(got, 0), "receipt"));
-    response_cleanup(&r);
     static struct changed_poll poll; /* the thread outlives a failed check's jump out of here */
-    memset(&poll, 0, sizeof poll);
     pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, poll_changed, &poll), 0);
-    int64_t deadline = clock_mono_us() + 5000000;
-    while (mq_hub_waiters(srv.app.hub) < 1 && clock_mono_us() < deadline)
-        harness_sleep_ms(10);
-    harness_admin(&srv, "PUT", "/queues/lp-src",
-                  "{\"dead_letter\": {\"queue\": \"lp-dlq\", \"max_receive_count\": 5}}", &r);
-    ck_assert_int_eq(r.status, 200);
-    response_cleanup(&r);
-    static struct releaser rel; /* likewise */
-    atomic_store(&rel.stop, false);
-    snprintf(rel.receipt, sizeof rel.receipt, "%s", receipt);
-    pthread_t rt;
-    ck_assert_int_eq(pthread_create(&rt, NULL, release_until_stopped, &rel), 0);
-    pthread_join(t, NULL);
-    atomic_store(&rel.stop, true);
-    pthread_join(rt, NULL);
-    ck_assert_int_eq(poll.status, 200);
-    ck_assert_int_eq(poll.count, 1);
-    ck_assert_int_eq(poll.receive_count, 2);
-    ck_assert_int_eq(harness_stored("lp-dlq"), 0);
+    char receipt[MQ_RECEIPT_LEN];
+    poll_a_queue_that_changes("lp-src", "lp-dlq", receipt, &poll, &t);
+    ck_assert_int_eq(change_visibility("lp-src", receipt, 0), 204);
+    poll_got_it_again(&poll, t, "lp-dlq");
+}
+END_TEST
+
+/* A long poll woken while its queue is not in the process's cache (nothing touched it for a
+ * second; here the cache is emptied and the message released and announced in SQL) reads the
+ * queue anew before it claims: max_receive_count raised meanwhile, the message is delivered a
+ * second time, not dead-lettered by the copy the poll began with. */
+START_TEST(a_long_poll_woken_with_nothing_cached_reads_its_queue)
+{
+    static struct changed_poll poll; /* likewise */
+    pthread_t t;
+    char receipt[MQ_RECEIPT_LEN];
+    poll_a_queue_that_changes("lp2-src", "lp2-dlq", receipt, &poll, &t);
+    ttlcache_clear(srv.app.queue_cache);
+    free(harness_sql(harness_db_url(), "WITH q AS (SELECT id FROM queues WHERE name = 'lp2-src'), "
+                                       "u AS (UPDATE messages m SET visible_at = now() FROM q "
+                                       "WHERE m.queue_id = q.id RETURNING 1) "
+                                       "SELECT (SELECT count(*) FROM u), mq_notify(q.id) FROM q"));
+    poll_got_it_again(&poll, t, "lp2-dlq");
 }
 END_TEST
 
@@ -1181,6 +1204,7 @@ int main(void)
     tcase_add_test(tc, dead_letter_after_max_receive_count);
     tcase_add_test(tc, redrive_rules);
     tcase_add_test(tc, a_long_poll_follows_a_change_of_the_queue);
+    tcase_add_test(tc, a_long_poll_woken_with_nothing_cached_reads_its_queue);
     tcase_add_test(tc, redrive_moves_in_steps);
     tcase_add_test(tc, purge_empties_the_queue);
     tcase_add_test(tc, peek_and_stats_show_state);
