@@ -42,14 +42,19 @@ void mq_poll_follow(struct mq_poll *p, struct ttlcache *queues)
 }
 
 /* Takes the queue's attributes as they are cached now, or has the claim read them when nothing
- * is cached (mq_poll_follow). */
+ * is cached (mq_poll_follow). Not for the last look at the deadline: the hub times every waiter
+ * of a quiet queue out at once, and hundreds of reads on pooled connections would crowd out
+ * other requests; that look claims by the copy, through the combiner. */
 static void refresh_queue(struct mq_poll *p)
 {
     struct mq_queue q;
     if (!p->queues)
         return;
-    p->reread = !ttlcache_get(p->queues, p->q.name, strlen(p->q.name), &q, &p->reread_gen);
-    if (!p->reread && q.id == p->q.id)
+    bool cached = ttlcache_get(p->queues, p->q.name, strlen(p->q.name), &q, &p->reread_gen);
+    p->reread = !cached && p->why == MQ_WAKE_MESSAGE;
+    if (!cached)
+        return;
+    if (q.id == p->q.id)
         p->q = q;
 }
 
