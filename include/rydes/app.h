@@ -13,6 +13,7 @@
 #include "rydes/mq_sweeper.h"
 #include "rydes/ratelimit.h"
 #include "rydes/role.h"
+#include "rydes/secret.h"
 #include "rydes/services.h"
 #include "rydes/topic_cache.h"
 #include "rydes/ttlcache.h"
@@ -32,7 +33,8 @@ struct app {
     struct mq_combiner *combiner; /* single sends stored together; NULL: each alone */
     struct mq_push *push;         /* NULL unless RYDES_WORKERS includes push */
     struct services *services;    /* the built-in consumers RYDES_WORKERS names */
-    struct ratelimit *rate_limits[ROLE_ADMIN + 1]; /* per token, RYDES_RATE_LIMIT_*: a table per
+    struct ratelimit *rate_limits[ROLE_ADMIN + 1]; /* per token (an app token's per address),
+                                                    * RYDES_RATE_LIMIT_*: a table per
                                                     * role, so that tokens sharing a slot share
                                                     * a rate (one with a higher rate would refill
                                                     * the other's bucket faster) */
@@ -57,10 +59,14 @@ bool app_start_workers(struct app *app, const struct config *cfg, char *err, siz
 /* Graceful stop: stop accepting, let in-flight requests finish (cfg->shutdown_timeout), close
  * the pool. */
 void app_stop(struct app *app);
-/* Charges one request of a token of role role to the bucket of key (the SHA-256 of a bearer
- * token: SigV4 requests use their key's token, so both APIs share one bucket) at the role's
- * RYDES_RATE_LIMIT_*. False when it is over: *retry_after then says in how many seconds. */
-bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after);
+/* Charges one request of a token of role role, hash the SHA-256 of the bearer token (SigV4
+ * requests use their key's token, so both APIs share one bucket), at the role's
+ * RYDES_RATE_LIMIT_*. An app token is one for every customer of the app: its buckets are per
+ * client address (peer, http_peer_key: an IPv6 /64), so one client over its rate does not
+ * throttle the others; service and admin tokens have one bucket each. False when it is over:
+ * *retry_after then says in how many seconds. */
+bool app_rate_take(struct app *app, const unsigned char hash[SECRET_HASH_LEN], enum role role,
+                   const unsigned char *peer, size_t peer_len, int *retry_after);
 /* Credentials that are not cached cost a database lookup, and unknown ones are never cached.
  * So lookups that find nothing are budgeted, per client address (http_peer_key):
  * RYDES_AUTH_FAILURE_BURST, refilled at RYDES_AUTH_FAILURES_PER_MINUTE, and per process: ten

@@ -2,7 +2,8 @@
  * refilled at rate tokens per second up to burst. Direct-mapped into a fixed table under striped
  * locks: keys that land on one slot share its bucket, so a collision can make a limit stricter but
  * never lifts it (a fresh bucket per takeover let two colliding tokens, used in turn, go
- * unlimited; with 4096 slots, 76 tokens collide with even odds). Thread-safe. */
+ * unlimited; with 4096 slots, 76 tokens collide with even odds). Keys are told apart by their
+ * first 64 bytes. Thread-safe. */
 #ifndef RYDES_RATELIMIT_H
 #define RYDES_RATELIMIT_H
 

@@ -36,6 +36,7 @@
 #define APP_CACHE_TTL_US       1000000
 #define APP_CACHE_SLOTS        1024
 #define APP_RATE_SLOTS         4096
+#define APP_CLIENT_RATE_SLOTS  65536 /* app tokens: a bucket per token and client address */
 #define APP_SEEN_SLOTS         16384 /* credentials found valid lately (app_lookup_allowed) */
 #define APP_RATE_BURST_SECONDS 2     /* a token may burst to two seconds' worth of requests */
 
@@ -162,12 +163,22 @@ static double rate_of(const struct config *cfg, enum role role)
                                            : cfg->rate_limit_admin);
 }
 
-bool app_rate_take(struct app *app, const void *key, size_t n, enum role role, int *retry_after)
+bool app_rate_take(struct app *app, const unsigned char hash[SECRET_HASH_LEN], enum role role,
+                   const unsigned char *peer, size_t peer_len, int *retry_after)
 {
     double rate = rate_of(app->cfg, role);
+    if (rate <= 0)
+        return true;
+    unsigned char key[SECRET_HASH_LEN + HTTP_PEER_KEY_MAX];
+    size_t n = SECRET_HASH_LEN;
+    memcpy(key, hash, SECRET_HASH_LEN);
+    if (role <= ROLE_APP && peer_len <= HTTP_PEER_KEY_MAX) { /* one app token, many customers */
+        memcpy(key + n, peer, peer_len);
+        n += peer_len;
+    }
     struct ratelimit *rl = app->rate_limits[role > ROLE_APP ? role : ROLE_APP];
-    return rate <= 0 || ratelimit_take(rl, key, n, rate, rate * APP_RATE_BURST_SECONDS,
-                                       clock_mono_us(), retry_after);
+    return ratelimit_take(rl, key, n, rate, rate * APP_RATE_BURST_SECONDS, clock_mono_us(),
+                          retry_after);
 }
 
 /* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
@@ -178,7 +189,7 @@ static enum http_auth app_authenticate(struct app *app, const char *token,
     unsigned char hash[SECRET_HASH_LEN];
     secret_token_hash(token, strlen(token), hash);
     enum http_auth a = lookup_token(app, token, hash, peer, peer_len, role, retry_after);
-    if (a == HTTP_AUTH_OK && !app_rate_take(app, hash, sizeof hash, *role, retry_after))
+    if (a == HTTP_AUTH_OK && !app_rate_take(app, hash, *role, peer, peer_len, retry_after))
         return HTTP_AUTH_LIMITED;
     return a;
 }
@@ -322,7 +333,8 @@ static bool start_core(struct app *app, const struct config *cfg, bool admin_tok
     }
     app->token_cache = ttlcache_create(APP_CACHE_SLOTS, sizeof(enum role), APP_CACHE_TTL_US);
     for (int r = ROLE_APP; r <= ROLE_ADMIN; r++)
-        app->rate_limits[r] = ratelimit_create(APP_RATE_SLOTS);
+        app->rate_limits[r] =
+            ratelimit_create(r == ROLE_APP ? APP_CLIENT_RATE_SLOTS : APP_RATE_SLOTS);
     app->auth_failures = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures_all = ratelimit_create(1);
     app->seen_valid = ttlcache_create(APP_SEEN_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);

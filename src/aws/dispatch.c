@@ -332,7 +332,9 @@ static bool rate_take(struct aws_call *call, const unsigned char *token_hash, bo
                       enum handler_result *res)
 {
     int retry_after = 1;
-    if (app_rate_take(call->req->app, token_hash, SECRET_HASH_LEN, call->role, &retry_after))
+    unsigned char peer[HTTP_PEER_KEY_MAX];
+    size_t peer_len = http_peer_key(call->req, peer);
+    if (app_rate_take(call->req->app, token_hash, call->role, peer, peer_len, &retry_after))
         return true;
     *res = throttle(call, sns, retry_after,
                     "the token of this access key made more requests than its role's rate limit "

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#define RL_KEY_MAX 32
+#define RL_KEY_MAX 64
 #define RL_STRIPES 64
 
 struct bucket {

@@ -390,16 +390,16 @@ static void small_failure_budget(struct config *cfg)
     ck_assert(config_set_flag(cfg, "auth-failures-per-minute", "1", &err));
 }
 
-/* GET /queues with token from source address ip (127.0.0.N: all loopback); the status, and the
+/* GET path with token from source address ip (127.0.0.N: all loopback); the status, and the
  * reply's text in reply. */
-static int status_from(const char *ip, const char *token, char *reply, size_t n)
+static int status_at(const char *ip, const char *path, const char *token, char *reply, size_t n)
 {
     int fd = harness_connect(&srv, ip);
-    char req[256];
+    char req[320];
     int len = snprintf(req, sizeof req,
-                       "GET /queues HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"
+                       "GET %s HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"
                        "Connection: close\r\n\r\n",
-                       token);
+                       path, token);
     ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
     size_t got = 0;
     ssize_t r;
@@ -411,6 +411,35 @@ static int status_from(const char *ip, const char *token, char *reply, size_t n)
     ck_assert_int_eq(sscanf(reply, "HTTP/1.1 %d", &status), 1);
     return status;
 }
+
+/* GET /queues with token from source address ip. */
+static int status_from(const char *ip, const char *token, char *reply, size_t n)
+{
+    return status_at(ip, "/queues", token, reply, n);
+}
+
+/* One app token serves every customer of the app: a client over the rate is limited alone,
+ * others with the same token keep their own budget (a bucket per token and address). */
+START_TEST(an_app_tokens_clients_are_limited_apart)
+{
+    harness_stop(&srv);
+    harness_start(&srv, low_app_limit);
+    char app[SECRET_TOKEN_LEN], id[40], reply[2048];
+    create_token("app", app, id);
+    int limited = 0;
+    for (int i = 0; i < 8; i++) { /* a burst of 4, 2 a second: some of 8 are refused */
+        int st = status_at("127.0.0.21", "/rides?customer=c", app, reply, sizeof reply);
+        ck_assert_msg(st == 200 || st == 429, "%d", st);
+        limited += st == 429;
+    }
+    ck_assert_int_ge(limited, 1);
+    for (int i = 0; i < 3; i++) /* another client of the app: its budget is whole */
+        ck_assert_int_eq(status_at("127.0.0.22", "/rides?customer=c", app, reply, sizeof reply),
+                         200);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
 
 /* Unknown tokens cost a query each: an address whose lookups found nothing as often as its
  * budget allows gets 429 with Retry-After, without a query. A token found valid lately is
@@ -532,6 +561,7 @@ int main(void)
     tcase_add_test(tc, an_admin_token_that_is_another_tokens_secret_is_refused);
     tcase_add_test(tc, an_admin_token_that_cannot_log_in_is_refused_with_the_settings);
     tcase_add_test(tc, app_tokens_are_rate_limited);
+    tcase_add_test(tc, an_app_tokens_clients_are_limited_apart);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, lookups_that_cannot_finish_are_charged);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);
