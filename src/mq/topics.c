@@ -797,13 +797,13 @@ enum mq_status mq_publish(struct db_conn *c, const struct mq_topic *t,
     return st;
 }
 
-/* Touches (and so locks) the rows of groups $2 (a JSON array of strings) in queues $1, in one
- * order for everyone: (queue, group). */
-static struct db_stmt q_lock_groups = DB_STMT(
-    "mq_lock_groups",
-    "SELECT count(*) FROM (SELECT mq_touch_group(s.q, s.g) FROM (SELECT DISTINCT q, g "
-    "FROM unnest($1::int[]) AS q, json_array_elements_text($2::json) AS g ORDER BY q, g) s) t",
-    2);
+/* Touches (and so locks) the rows of groups $2 (a JSON array of strings) in each of queues $1,
+ * without holding one while waiting for another (sql/054). */
+static struct db_stmt q_lock_groups =
+    DB_STMT("mq_lock_groups",
+            "SELECT mq_touch_groups(array_agg(q), array_agg(g)) "
+            "FROM unnest($1::int[]) AS q, json_array_elements_text($2::json) AS g",
+            2);
 /* FIFO batches of one topic run one at a time ("fifo" in ASCII, then the topic id): their
  * deduplication rows cannot then be taken in opposite orders by two batches. */
 static struct db_stmt q_lock_topic_batches =

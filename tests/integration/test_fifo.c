@@ -822,6 +822,40 @@ START_TEST(batches_with_dedup_ids_in_opposite_orders_do_not_deadlock)
 }
 END_TEST
 
+/* A batch that meets a busy group holds none of its other groups while it waits (sql/054): a
+ * batch for groups ga and gb that met gb held (by a worker's mq_hold, here a transaction's lock)
+ * locked ga and waited, and every receive skipped ga until gb's holder was done. */
+START_TEST(a_batch_waiting_for_one_group_holds_no_other)
+{
+    harness_put_queue(&srv, "wait.fifo", NULL, 201);
+    send_body("wait.fifo", "ga", "a1");
+    send_body("wait.fifo", "gb", "b1");
+    PGconn *held = in_transaction("SELECT 1 FROM message_groups g JOIN queues q ON q.id = "
+                                  "g.queue_id WHERE q.name = 'wait.fifo' AND g.group_id = 'gb' "
+                                  "FOR UPDATE OF g",
+                                  PGRES_TUPLES_OK, NULL, 0);
+    char sql[1024];
+    send_fifo_sql(sql, sizeof sql, "wait.fifo",
+                  "[{\"message_id\": \"00000000-0000-4000-8000-0000000001a2\", \"group_id\": "
+                  "\"ga\", \"dedup_id\": \"a2\", \"body\": \"a2\"}, {\"message_id\": "
+                  "\"00000000-0000-4000-8000-0000000001b2\", \"group_id\": \"gb\", \"dedup_id\": "
+                  "\"b2\", \"body\": \"b2\"}]");
+    PGconn *batch = send_async(sql);
+    const char *waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND datname = current_database() AND query LIKE '%mq_send_fifo%'";
+    ck_assert_int_eq(harness_wait_sql(waiting, 1, 10), 1);
+    char got[256];
+    size_t n = receive_bodies("wait.fifo", "{\"max_messages\": 10}", got, sizeof got, NULL);
+    finish(held, "ROLLBACK");
+    char out[64], err[512];
+    sent_result(batch, out, sizeof out, err, sizeof err);
+    ck_assert_msg(n == 1 && strcmp(got, "a1") == 0, "received %zu: %s", n, got);
+    ck_assert_msg(out[0], "%s", err);
+    ck_assert_str_eq(out, "false,false");
+    ck_assert_int_eq(harness_stored("wait.fifo"), 4);
+}
+END_TEST
+
 START_TEST(content_based_dedup_uses_the_body_hash)
 {
     harness_put_queue(&srv, "cbd.fifo", "{\"content_based_dedup\": true}", 201);
@@ -1168,6 +1202,7 @@ int main(void)
     tcase_add_test(tc, dedup_id_within_the_window);
     tcase_add_test(tc, the_window_is_judged_by_the_clock);
     tcase_add_test(tc, batches_with_dedup_ids_in_opposite_orders_do_not_deadlock);
+    tcase_add_test(tc, a_batch_waiting_for_one_group_holds_no_other);
     tcase_add_test(tc, content_based_dedup_uses_the_body_hash);
     tcase_add_test(tc, dead_letter_keeps_group_order);
     tcase_add_test(tc, redrive_keeps_groups_whole_and_in_order);
