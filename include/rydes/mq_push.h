@@ -18,6 +18,7 @@ struct mq_push_counters {
     _Atomic uint64_t retried;       /* failed, another attempt scheduled */
     _Atomic uint64_t dead_lettered; /* out of attempts, moved to the dead-letter queue */
     _Atomic uint64_t failed;        /* out of attempts, no dead-letter queue: kept as failed */
+    _Atomic uint64_t queued; /* its subscription became a queue's: put into that queue (sql/055) */
 };
 
 struct mq_push;

@@ -207,11 +207,13 @@ static void render_topics(const struct app *app, struct buf *out)
                "rydes_push_attempts_total{outcome=\"delivered\"} %llu\n"
                "rydes_push_attempts_total{outcome=\"retried\"} %llu\n"
                "rydes_push_attempts_total{outcome=\"dead_lettered\"} %llu\n"
-               "rydes_push_attempts_total{outcome=\"failed\"} %llu\n",
+               "rydes_push_attempts_total{outcome=\"failed\"} %llu\n"
+               "rydes_push_attempts_total{outcome=\"queued\"} %llu\n",
                (unsigned long long)atomic_load(&c->delivered),
                (unsigned long long)atomic_load(&c->retried),
                (unsigned long long)atomic_load(&c->dead_lettered),
-               (unsigned long long)atomic_load(&c->failed));
+               (unsigned long long)atomic_load(&c->failed),
+               (unsigned long long)atomic_load(&c->queued));
 }
 
 /* Topic names may hold any of [A-Za-z0-9_-.] only (mq_topic_name_valid): no escaping needed. */

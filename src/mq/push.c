@@ -57,8 +57,9 @@ static const char claim_sql[] =
  * being written back (the statement in flight). */
 enum job_state { JOB_FREE, JOB_RUNNING, JOB_DONE, JOB_RECORDING };
 
-/* What the write-back of a job says. */
-enum outcome { OUT_ABANDONED, OUT_DELIVERED, OUT_RETRY, OUT_GIVE_UP };
+/* What the write-back of a job says. OUT_NO_URL: its subscription has no URL any more (it became
+ * a queue's after the publish chose it): into that queue (sql/055). */
+enum outcome { OUT_ABANDONED, OUT_DELIVERED, OUT_RETRY, OUT_GIVE_UP, OUT_NO_URL };
 
 /* One claimed delivery: columns of the claim's row (owned copies), and the attempt's state. */
 struct job {
@@ -281,7 +282,9 @@ static enum outcome outcome_of(const struct job *j)
         return OUT_ABANDONED;
     if (j->status >= 200 && j->status <= 299) /* also when its body was then cut short */
         return OUT_DELIVERED;
-    return j->attempts < j->max_attempts && j->url ? OUT_RETRY : OUT_GIVE_UP;
+    if (!j->url)
+        return OUT_NO_URL;
+    return j->attempts < j->max_attempts ? OUT_RETRY : OUT_GIVE_UP;
 }
 
 /* Sends the write-back of job k. A retry, a give-up or an abandon names the attempt it is
@@ -316,12 +319,31 @@ static bool record_send(struct mq_push *p, int k)
                               "WHERE id = $1 AND attempts = $4",
                               4, v);
     }
+    case OUT_NO_URL: {
+        const char *v[] = {j->id, attempt, error};
+        return send_statement(p, PG_RECORD, "SELECT mq_push_without_url($1, $2::int, $3)", 3, v);
+    }
     case OUT_GIVE_UP:
     default: {
         const char *v[] = {j->id, attempt, error};
         return send_statement(p, PG_RECORD, "SELECT mq_push_exhausted($1, $2::int, $3)", 3, v);
     }
     }
+}
+
+/* What mq_push_without_url did with j (how: its answer): false when the delivery is not given
+ * up but went into its subscription's queue (counted and logged here) or is POSTed again. */
+static bool no_url_gave_up(struct mq_push *p, const struct job *j, const char *how)
+{
+    if (strcmp(how, "retried") == 0) /* a URL again: POSTed at once, no attempt counted */
+        return false;
+    if (strcmp(how, "queued") == 0) {
+        atomic_fetch_add(&p->counters.queued, 1);
+        log_info("push: message %s: its subscription became a queue's; delivered into the queue",
+                 j->message_id);
+        return false;
+    }
+    return true;
 }
 
 /* Counts what the write-back of j did (r: its result, NULL when the statement failed before it
@@ -339,9 +361,13 @@ static void record_result(struct mq_push *p, const struct job *j, PGresult *r)
     }
     if (j->outcome == OUT_RETRY && atoi(PQcmdTuples(r)) > 0) /* not when another claim has it */
         atomic_fetch_add(&p->counters.retried, 1);
-    if (j->outcome != OUT_GIVE_UP || PQgetisnull(r, 0, 0)) /* null: another claim has it now */
+    bool settled = j->outcome == OUT_GIVE_UP || j->outcome == OUT_NO_URL;
+    if (!settled || PQgetisnull(r, 0, 0)) /* null: another claim has it now */
         return;
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    const char *how = PQgetvalue(r, 0, 0);
+    if (j->outcome == OUT_NO_URL && !no_url_gave_up(p, j, how))
+        return;
+    bool moved = j->outcome == OUT_NO_URL ? strcmp(how, "dead-lettered") == 0 : how[0] == 't';
     atomic_fetch_add(moved ? &p->counters.dead_lettered : &p->counters.failed, 1);
     char error[CURL_ERROR_SIZE + 32];
     outcome_error(j, error, sizeof error);

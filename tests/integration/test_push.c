@@ -1219,6 +1219,52 @@ START_TEST(a_url_subscription_with_pending_deliveries_keeps_its_url)
 }
 END_TEST
 
+/* A delivery inserted for a URL subscription that then became a queue's (a publish from a
+ * process whose cache still had the URL, which the 409 above cannot see) goes into the queue,
+ * in the form it was published in: it used to be given up without a POST, and no dead-letter
+ * queue took it. */
+START_TEST(a_delivery_whose_subscription_became_a_queues_goes_into_the_queue)
+{
+    restart(no_workers); /* the delivery waits for the change */
+    harness_put_queue(&srv, "became-q", NULL, 201);
+    put_topic("became");
+    put_url_sub("became", "s", "/ok", "");
+    char id[IDS_UUID_LEN];
+    ck_assert_int_eq(publish("became", "{\"body\": \"late\"}", id), 1);
+    ck_assert_int_eq(pending(id), 1);
+    /* the change committing after the publish chose the URL, as PUT {"queue"} makes it */
+    ck_assert_int_eq(sql_int("WITH u AS (UPDATE subscriptions SET url = NULL, queue_id = (SELECT "
+                             "id FROM queues WHERE name = 'became-q') WHERE name = 's' AND "
+                             "topic_id = (SELECT id FROM topics WHERE name = 'became') "
+                             "RETURNING 1) SELECT count(*) FROM u"),
+                     1);
+    restart(NULL);
+    wait_no_pending(id);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages m JOIN queues q ON q.id = m.queue_id "
+             "WHERE q.name = 'became-q' AND m.message_id = '%s'",
+             id);
+    ck_assert_int_eq(sql_int(sql), 1);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/became-q/messages:receive", "{}", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *m = json_array_get(json_object_get(r.json, "messages"), 0);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(json_str(m, "message_id"), id);
+    json_t *body = json_object_get(m, "body"); /* enveloped, as the URL had it */
+    json_t *env =
+        json_is_string(body) ? json_loads(json_string_value(body), 0, NULL) : json_incref(body);
+    ck_assert_msg(json_is_object(env), "not an envelope: %s", buf_str(&r.body));
+    ck_assert_str_eq(json_str(env, "MessageId"), id);
+    ck_assert_str_eq(json_str(env, "Message"), "late");
+    json_decref(env);
+    response_cleanup(&r);
+    ck_assert_int_eq(rcv_count("/ok"), 0);
+    wait_metric(&srv, PUSH_METRIC("queued"), 1);
+}
+END_TEST
+
 START_TEST(subscription_list_shows_url_and_queue_subscriptions)
 {
     harness_put_queue(&srv, "pl-q", NULL, 201);
@@ -1361,6 +1407,7 @@ int main(void)
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
     tcase_add_test(tc, a_url_subscription_with_pending_deliveries_keeps_its_url);
+    tcase_add_test(tc, a_delivery_whose_subscription_became_a_queues_goes_into_the_queue);
     tcase_add_test(tc, a_give_up_after_the_lease_changes_nothing);
     tcase_add_test(tc, a_delivery_out_of_attempts_is_given_up_without_a_post);
     suite_add_tcase(s, tc);
