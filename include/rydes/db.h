@@ -115,11 +115,13 @@ void db_read_ts(PGresult *r, int row, int col, char *out);
  * "MICROS.ID": the creation time of a page's last row in microseconds since the epoch, and its
  * id. DB_PAGE_CURSOR is a row's cursor; DB_PAGE_BEFORE selects the rows older than the cursor
  * in $1 (microseconds; NULL: from the newest) and $2 (the id, of SQL type idtype; a value
- * always, since a NULL would leave the index without a bound). */
+ * always, since a NULL would leave the index without a bound). The index is partial on
+ * `ts > '-infinity'` (sql/056: lookups by id must not be able to use it), which the condition
+ * states. */
 #define DB_PAGE_CURSOR(ts, id) "(extract(epoch FROM " ts ") * 1000000)::bigint || '.' || " id
 #define DB_PAGE_BEFORE(ts, id, idtype)                                                            \
-    "(" ts ", " id ") < (coalesce('epoch'::timestamptz + $1::bigint * interval '1 microsecond', " \
-    "'infinity'), $2::" idtype ")"
+    "(" ts " > '-infinity' AND (" ts ", " id ") < (coalesce('epoch'::timestamptz + $1::bigint * " \
+    "interval '1 microsecond', 'infinity'), $2::" idtype "))"
 
 /* Has the connection to the server been lost (so the failure means "unavailable")? */
 bool db_conn_lost(const struct db_conn *c);

@@ -18,7 +18,7 @@
 
 static struct db_stmt q_task_get =
     DB_STMT("pb_task_get", "SELECT " TASK_COLUMNS " FROM tasks WHERE id = $1", 1);
-/* Newest first, for the dashboard (the index of sql/010 serves it). */
+/* Newest first, for the dashboard (the index of sql/010, partial since sql/056, serves it). */
 static struct db_stmt q_task_list =
     DB_STMT("pb_task_list",
             "SELECT " TASK_COLUMNS ", " DB_PAGE_CURSOR(
@@ -71,10 +71,13 @@ static struct db_stmt q_task_failed =
             "INSERT INTO tasks (id, kind, status, error_title, error_detail) "
             "VALUES ($1, 'prebooking', 'failed', $3, $2) ON CONFLICT (id) DO NOTHING",
             3);
+/* A task not finished is written `status NOT IN` the finished ones: `status IN ('pending',
+ * 'processing')` is the predicate of the partial index tasks_open, which a plan made while no
+ * task was open took for a lookup by id and read every open task. */
 static struct db_stmt q_processing =
     DB_STMT("pb_processing",
             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = now() "
-            "WHERE id = $1 AND status IN ('pending', 'processing')",
+            "WHERE id = $1 AND status NOT IN ('succeeded', 'failed')",
             1);
 static struct db_stmt q_task_lock =
     DB_STMT("pb_task_lock", "SELECT status, submission FROM tasks WHERE id = $1 FOR UPDATE", 1);
@@ -105,7 +108,7 @@ static struct db_stmt q_give_up =
     DB_STMT("pb_give_up",
             "UPDATE tasks SET status = 'failed', error_title = 'Processing failed', "
             "error_detail = $2, result_id = NULL, updated_at = now() "
-            "WHERE id = $1 AND status IN ('pending', 'processing')",
+            "WHERE id = $1 AND status NOT IN ('succeeded', 'failed')",
             2);
 /* The task's stored submission, as the processing reads it (a message names the task only);
  * tasks from before sql/044 keep the message's. No row for a task that does not exist or was

@@ -33,7 +33,7 @@ static struct db_stmt q_settle =
             "WHERE id = (SELECT id FROM rfqs WHERE id = $1 AND status = 'running' AND "
             "eta <= now() FOR NO KEY UPDATE SKIP LOCKED)",
             1);
-/* Newest first, for the dashboard (the index of sql/010 serves it). */
+/* Newest first, for the dashboard (the index of sql/010, partial since sql/056, serves it). */
 static struct db_stmt q_list =
     DB_STMT("rfq_list",
             "SELECT " RFQ_COLUMNS ", " DB_PAGE_CURSOR(

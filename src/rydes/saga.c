@@ -211,11 +211,11 @@ static struct db_stmt q_saga_claim = DB_STMT(
     "coalesce(outcome, '') AS outcome, coalesce(preauth_code, '') AS preauth, "
     "coalesce(charge_id, '') AS charge, coalesce(credit_id, '') AS credit, request_id, "
     "traceparent), "
-    "o AS (SELECT s.fare_id, s.position, s.outcome_unknown FROM saga_steps s JOIN c "
-    "ON s.fare_id = c.id AND s.position = c.step WHERE NOT c.back "
-    "AND s.position = ANY ($3::int[]) FOR UPDATE OF s), "
-    "m AS (UPDATE saga_steps s SET outcome_unknown = true FROM o "
-    "WHERE s.fare_id = o.fare_id AND s.position = o.position) "
+    "o AS (SELECT s.fare_id, s.position, s.outcome_unknown FROM saga_steps s "
+    "WHERE s.fare_id = (SELECT id FROM c WHERE NOT c.back) AND s.position = (SELECT step FROM c) "
+    "AND s.position = ANY ($3::int[]) FOR UPDATE), "
+    "m AS (UPDATE saga_steps s SET outcome_unknown = true "
+    "WHERE s.fare_id = (SELECT fare_id FROM o) AND s.position = (SELECT position FROM o)) "
     "SELECT c.id, c.customer, c.amount, c.back, c.step, c.outcome, c.preauth, c.charge, "
     "c.credit, c.request_id, c.traceparent, coalesce(o.outcome_unknown, false) "
     "FROM c LEFT JOIN o ON true",
@@ -224,7 +224,9 @@ static struct db_stmt q_saga_claim = DB_STMT(
 /* Claims the fare due first. When it resumes a forward step that calls a gateway, the same
  * statement marks that step's outcome unknown (as record's mark_next does) and hands back what the
  * mark was: the row is read FOR UPDATE, so a run that lost the lease and committed meanwhile is
- * seen. */
+ * seen. The saga's statements reach saga_steps by the values of its key (scalar subqueries of the
+ * one fare row), never by a join: planned on saga_steps analysed while empty, a join read the
+ * whole table for each fare (test_plans). */
 static bool claim(struct db_conn *c, const struct saga_env *env, struct fare *f, bool *found)
 {
     char secs[16], lease[IDS_UUID_LEN], actions[32];
@@ -295,12 +297,12 @@ static struct db_stmt q_saga_record = DB_STMT(
     "outcome_unknown = CASE WHEN $16::boolean THEN outcome_unknown ELSE $17::boolean END, "
     "started_at = coalesce(started_at, now()), "
     "finished_at = CASE WHEN $14 IN ('done', 'failed', 'compensated', 'skipped') "
-    "THEN now() END FROM f WHERE s.fare_id = f.id AND s.position = $13::int), "
-    "k AS (UPDATE saga_steps s SET status = 'skipped', finished_at = now() FROM f "
-    "WHERE $18::boolean AND s.fare_id = f.id AND s.position > $13::int "
-    "AND s.position < 4 AND s.status = 'pending'), "
-    "m AS (UPDATE saga_steps s SET outcome_unknown = true FROM f "
-    "WHERE $19::boolean AND s.fare_id = f.id AND s.position = $2::int) "
+    "THEN now() END WHERE s.fare_id = $1 AND s.position = $13::int AND EXISTS (SELECT FROM f)), "
+    "k AS (UPDATE saga_steps s SET status = 'skipped', finished_at = now() "
+    "WHERE $18::boolean AND s.fare_id = $1 AND s.position > $13::int "
+    "AND s.position < 4 AND s.status = 'pending' AND EXISTS (SELECT FROM f)), "
+    "m AS (UPDATE saga_steps s SET outcome_unknown = true "
+    "WHERE $19::boolean AND s.fare_id = $1 AND s.position = $2::int AND EXISTS (SELECT FROM f)) "
     "SELECT count(*) FROM f",
     21);
 
@@ -684,8 +686,8 @@ static struct db_stmt q_saga_pause =
     DB_STMT("saga_pause",
             "WITH f AS (UPDATE fares SET next_attempt_at = now(), lease = NULL "
             "WHERE id = $1 AND lease = $2::uuid RETURNING id, step, phase) "
-            "UPDATE saga_steps s SET outcome_unknown = $3::boolean FROM f "
-            "WHERE s.fare_id = f.id AND s.position = f.step AND f.phase = 'forward'",
+            "UPDATE saga_steps s SET outcome_unknown = $3::boolean WHERE s.fare_id = $1 "
+            "AND s.position = (SELECT step FROM f WHERE f.phase = 'forward')",
             3);
 
 /* The process is stopping in the middle of f: gives the fare back at once (its lease would

@@ -9,6 +9,10 @@
 #include "rydes/db.h"
 #include "rydes/mq.h"
 #include "rydes/mq_sweeper.h"
+#include "rydes/payments.h"
+#include "rydes/prebookings.h"
+#include "rydes/rfqs.h"
+#include "rydes/saga.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -235,6 +239,151 @@ START_TEST(fifo_group_lookups_read_only_their_group_after_the_queue_filled)
 }
 END_TEST
 
+/* Empties table and those referencing it and analyses it empty (a new database an operator
+ * analysed, or one truncated and analysed), autovacuum kept off it. */
+static void empty_analysed(const char *table)
+{
+    free(harness_sqlf_text("ALTER TABLE %s SET (autovacuum_enabled = off)", table));
+    free(harness_sqlf_text("TRUNCATE %s CASCADE", table));
+    free(harness_sqlf_text("ANALYZE %s", table));
+}
+
+/* The connection makes a generic plan of each statement at its first run and keeps it (the
+ * pool's connections settle on one once it costs no more than the custom plans). */
+static void generic_plans(struct db_conn *c)
+{
+    PQclear(PQexec(c->pg, "SET plan_cache_mode = force_generic_plan"));
+}
+
+/* Reads task, RFQ and fare id on c (NULL ids: ones that do not exist) and pages through the
+ * newest of each. */
+static void read_each(struct db_conn *c, const char *task, const char *rfq, const char *fare)
+{
+    const char *none = "00000000-0000-4000-8000-000000000000";
+    struct task t = {0};
+    ck_assert_int_eq(tasks_get(c, task ? task : none, &t), task ? MQ_OK : MQ_NOT_FOUND);
+    task_clear(&t);
+    struct rfq r = {0};
+    ck_assert_int_eq(rfqs_get(c, rfq ? rfq : none, false, &r), rfq ? MQ_OK : MQ_NOT_FOUND);
+    rfq_clear(&r);
+    json_t *f = NULL;
+    ck_assert_int_eq(saga_fare_json(c, fare ? fare : "none", NULL, &f, NULL),
+                     fare ? MQ_OK : MQ_NOT_FOUND);
+    json_decref(f);
+    struct task *tasks;
+    int n;
+    char next[128];
+    ck_assert_int_eq(tasks_list(c, NULL, NULL, 10, &tasks, &n, next, sizeof next), MQ_OK);
+    for (int i = 0; i < n; i++)
+        task_clear(&tasks[i]);
+    free(tasks);
+    struct rfq *rfqs;
+    ck_assert_int_eq(rfqs_list(c, NULL, NULL, 10, &rfqs, &n, next, sizeof next), MQ_OK);
+    for (int i = 0; i < n; i++)
+        rfq_clear(&rfqs[i]);
+    free(rfqs);
+    json_t *fares;
+    ck_assert_int_eq(saga_fares_list(c, NULL, NULL, 10, &fares, next, sizeof next), MQ_OK);
+    json_decref(fares);
+}
+
+/* Lookups by id of tasks, RFQs and fares, planned on tables analysed empty, chose the listing
+ * index that ends in the id, (submitted_at, id) or (created_at, id), and read all of it for
+ * each lookup: one row found, every page of the index read (056 keeps lookups to the primary
+ * key). The newest-first pages keep their index. */
+START_TEST(lookups_by_id_read_only_their_row_after_their_tables_filled)
+{
+    harness_start(&srv, few_workers);
+    empty_analysed("tasks");
+    empty_analysed("rfqs");
+    empty_analysed("fares");
+    struct db_pool *pool;
+    struct db_conn *c = pooled(&pool);
+    generic_plans(c);
+    read_each(c, NULL, NULL, NULL);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO tasks (id, kind, submitted_at, updated_at) SELECT "
+                     "gen_random_uuid(), 'prebooking', now() - i * interval '1 ms', now() "
+                     "FROM generate_series(1, 50000) i"));
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO rfqs (id, from_location, to_location, customer, submitted_at, "
+                     "eta, expected_responses) SELECT gen_random_uuid(), 'a', 'b', 'c', "
+                     "now() - i * interval '1 ms', now() + interval '1 hour', 1 "
+                     "FROM generate_series(1, 50000) i"));
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO fares (id, customer, amount, created_at) SELECT 'plan-' || i, "
+                     "'c', 1, now() - i * interval '1 ms' FROM generate_series(1, 50000) i"));
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO saga_steps (fare_id, position, name) "
+                     "SELECT 'plan-25000', p, 'step' FROM generate_series(0, 3) p"));
+    char *task = harness_sqlf_text("SELECT id FROM tasks OFFSET 25000 LIMIT 1");
+    char *rfq = harness_sqlf_text("SELECT id FROM rfqs OFFSET 25000 LIMIT 1");
+    struct buf plans;
+    buf_init(&plans);
+    harness_plans_begin(c->pg, &plans);
+    read_each(c, task, rfq, "plan-25000");
+    ck_assert_int_le(harness_plans_end(c->pg, &plans), 100);
+    ck_assert_int_le(harness_plans_max_buffers(&plans), 50);
+    buf_cleanup(&plans);
+    free(task);
+    free(rfq);
+    unpool(pool, c);
+    harness_stop(&srv);
+}
+END_TEST
+
+/* The saga's claim joined the claimed fare to saga_steps: planned on tables analysed empty,
+ * the join read every step of every fare for each claim (it reaches the steps by the fare's key
+ * now), and its fare was found through the listing index (056). */
+START_TEST(a_saga_claim_reads_only_its_fare_after_its_tables_filled)
+{
+    harness_start(&srv, few_workers); /* no saga executor: the test runs the fare */
+    empty_analysed("fares");
+    empty_analysed("saga_steps");
+    struct db_pool *pool;
+    struct db_conn *c = pooled(&pool);
+    generic_plans(c);
+    struct saga_env env = {.payments = payments_simulator(),
+                           .topics = srv.app.topic_cache,
+                           .hub = srv.app.hub,
+                           .lease_seconds = 60};
+    bool ran = true;
+    ck_assert_int_eq(saga_run_one(c, &env, &ran), MQ_OK); /* plans the claim: nothing due */
+    ck_assert(!ran);
+    bool created;
+    /* a first fare plans the rest, the publish's function too (its first run reads the
+     * catalogs), so that the buffers below are the statements' own */
+    ck_assert_int_eq(saga_start(c, "plan-first", NULL, "pl-nora", 8.0, NULL, NULL, &created),
+                     MQ_OK);
+    ck_assert_int_eq(saga_run_one(c, &env, &ran), MQ_OK);
+    ck_assert(ran);
+    free(harness_sql(harness_db_url(),
+                     "INSERT INTO fares (id, customer, amount, status, phase, outcome) "
+                     "SELECT 'done-' || i, 'c', 1, 'succeeded', 'finished', 'succeeded' "
+                     "FROM generate_series(1, 50000) i"));
+    free(harness_sql(
+        harness_db_url(),
+        "INSERT INTO saga_steps (fare_id, position, name, status) SELECT f.id, p, "
+        "'step', 'done' FROM fares f, generate_series(0, 3) p WHERE f.id LIKE 'done-%'"));
+    ck_assert_int_eq(saga_start(c, "plan-fare", NULL, "pl-nora", 8.0, NULL, NULL, &created), MQ_OK);
+    ck_assert(created);
+    struct buf plans;
+    buf_init(&plans);
+    harness_plans_begin(c->pg, &plans);
+    ck_assert_int_eq(saga_run_one(c, &env, &ran), MQ_OK);
+    ck_assert(ran);
+    ck_assert_int_le(harness_plans_end(c->pg, &plans), 100);
+    ck_assert_int_le(harness_plans_max_buffers(&plans), 100);
+    buf_cleanup(&plans);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM fares WHERE id = 'plan-fare' AND status "
+                                  "= 'succeeded'"),
+                     1);
+    payments_free(env.payments);
+    unpool(pool, c);
+    harness_stop(&srv);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plans");
@@ -244,6 +393,8 @@ int main(void)
     tcase_add_test(tc, a_dead_letter_move_reads_only_the_head_after_its_queue_filled);
     tcase_add_test(tc, a_claims_dead_letter_move_reads_only_its_rows_after_its_queue_filled);
     tcase_add_test(tc, fifo_group_lookups_read_only_their_group_after_the_queue_filled);
+    tcase_add_test(tc, lookups_by_id_read_only_their_row_after_their_tables_filled);
+    tcase_add_test(tc, a_saga_claim_reads_only_its_fare_after_its_tables_filled);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -606,6 +606,20 @@ static long long plan_text_max_rows(const char *text)
     return most;
 }
 
+long long harness_plans_max_buffers(const struct buf *plans)
+{
+    long long most = 0;
+    for (const char *p = buf_str(plans); (p = strstr(p, "Buffers: shared ")); p++) {
+        /* the shared part only: "shared hit=H read=R dirtied=D, temp read=…" */
+        size_t len = strcspn(p, ",\n");
+        const char *hit = strstr(p, "hit="), *read = strstr(p, "read=");
+        long long n = (hit && hit < p + len ? atoll(hit + 4) : 0) +
+                      (read && read < p + len ? atoll(read + 5) : 0);
+        most = rows_max(most, n);
+    }
+    return most;
+}
+
 /* The receiver harness_plans_begin replaced (libpq's default: tests set none). */
 static PQnoticeReceiver plans_saved_receiver;
 
@@ -615,6 +629,7 @@ void harness_plans_begin(void *pg, struct buf *plans)
                                      "SET auto_explain.log_min_duration = 0",
                                      "SET auto_explain.log_analyze = on",
                                      "SET auto_explain.log_timing = off",
+                                     "SET auto_explain.log_buffers = on",
                                      "SET auto_explain.log_nested_statements = on",
                                      "SET auto_explain.log_level = notice",
                                      "SET client_min_messages = notice"};

@@ -100,6 +100,10 @@ long long harness_sqlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)
  * does not grow with a table, whatever plan the session cached, without timing anything. */
 void harness_plans_begin(void *pg, struct buf *plans);
 long long harness_plans_end(void *pg, struct buf *plans);
+/* The most shared buffers (hit or read) one plan node of plans touched, its children included:
+ * an index scanned whole for one key (a condition on its second column) reports one row, but
+ * every page of the index. */
+long long harness_plans_max_buffers(const struct buf *plans);
 /* harness_plans_begin, sql (asserted to succeed), harness_plans_end. */
 long long harness_plan_max_rows(void *pg, const char *sql);
 /* Polls the integer query sql every 100 ms until it gives want or timeout_s passed; returns the

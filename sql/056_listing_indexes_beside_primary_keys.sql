@@ -1,0 +1,20 @@
+-- 056: primary-key lookups of tasks, rfqs and fares use their primary key whatever the
+-- statistics say.
+--
+-- Each table has a listing index that ends in its primary key: (submitted_at, id) or
+-- (created_at, id), for the dashboard's newest-first pages. Planned on a table that was
+-- analysed while physically empty (a new database an operator analysed before use, or one
+-- truncated and analysed), a lookup by id costed that index, with id as an index condition on
+-- its second column, the same as the primary key and took it: every lookup then read the
+-- whole index (every task, RFQ or fare ever kept), in the pool's generic plans until the next
+-- analyse, and the saga's claim and record, the prebooking worker's lookups and the GET
+-- endpoints with them. As in 053, each listing index is made partial on a condition its
+-- column always meets, which the listings state and a lookup by id does not: only they can
+-- use it. (Not IS NOT NULL: newer planners drop that condition on a NOT NULL column.)
+
+DROP INDEX tasks_submitted;
+CREATE INDEX tasks_submitted ON tasks (submitted_at, id) WHERE submitted_at > '-infinity';
+DROP INDEX rfqs_submitted;
+CREATE INDEX rfqs_submitted ON rfqs (submitted_at, id) WHERE submitted_at > '-infinity';
+DROP INDEX fares_created;
+CREATE INDEX fares_created ON fares (created_at, id) WHERE created_at > '-infinity';
