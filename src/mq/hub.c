@@ -26,17 +26,20 @@
 #define HUB_SEQ_SLOTS          1024     /* queue ids sharing a slot only cause a spurious wake */
 #define HUB_ANNOUNCE_US        10000000 /* listener rows are renewed this often... */
 #define HUB_ANNOUNCE_TTL       "30"     /* ...and expire after this many seconds */
-#define HUB_MAX_QUEUES         512      /* distinct queues with waiters handled promptly */
 #define HUB_LISTEN_BITS        4096     /* queues with listeners anywhere, hashed into a bitmap */
 #define HUB_LISTEN_REFRESH_US  200000   /* how often that bitmap is read from queue_listeners */
 #define HUB_LISTEN_STALE_US    1000000  /* older than this, every queue counts as listened to */
 #define HUB_ANNOUNCE_SETTLE_US 500000   /* after announcing: senders' bitmaps have caught up */
 #define HUB_EXPIRE_EVERY_US    50000    /* deadlines are looked at this often during the check */
 
-/* A queue this process has announced in queue_listeners, so senders NOTIFY it. */
-struct announced {
-    int queue_id;
-    int64_t at_us; /* 0: free slot */
+/* A queue with waiters in this process, or announced by it in queue_listeners lately (so
+ * senders NOTIFY it). In an open-addressing table under mu (linear probing, deletion by
+ * backward shift), sized at start to twice the waiters allowed: every queue a waiter waits on
+ * has its entry, however many queues there are. */
+struct hub_queue {
+    int queue_id; /* 0: a free slot (queue ids begin at 1) */
+    int waiters;
+    int64_t announced_us; /* 0: not announced (on the current connection) */
 };
 
 struct mq_hub {
@@ -56,8 +59,9 @@ struct mq_hub {
     bool connect_failing;           /* the last attempt failed (logged once) */
     int64_t next_connect_us;        /* when the next attempt may begin */
     int64_t next_check_us;
-    char listener[128]; /* host:pid:start, this process's name in queue_listeners */
-    struct announced announced[HUB_MAX_QUEUES];
+    char listener[128];       /* host:pid:start, this process's name in queue_listeners */
+    struct hub_queue *queues; /* under mu; qcap slots, a power of two */
+    size_t qcap, qused;
     _Atomic uint64_t listened[HUB_LISTEN_BITS / 64]; /* queues some process waits on */
     _Atomic int64_t listened_at_us;                  /* 0: never read */
     int64_t next_listen_us;
@@ -66,8 +70,78 @@ struct mq_hub {
     atomic_bool listening; /* the LISTEN connection is up */
 };
 
+/* ---- the queue table (under mu) ---- */
+
+static size_t queue_home(const struct mq_hub *h, int queue_id)
+{
+    return ((uint32_t)queue_id * 2654435761u) & (h->qcap - 1);
+}
+
+/* queue_id's entry, or NULL. */
+static struct hub_queue *queue_find(struct mq_hub *h, int queue_id)
+{
+    for (size_t i = queue_home(h, queue_id);; i = (i + 1) & (h->qcap - 1)) {
+        if (h->queues[i].queue_id == queue_id)
+            return &h->queues[i];
+        if (!h->queues[i].queue_id)
+            return NULL;
+    }
+}
+
+/* Frees slot i, moving later entries of its probe run back so none is left behind a hole. */
+static void queue_remove_at(struct mq_hub *h, size_t i)
+{
+    size_t mask = h->qcap - 1;
+    h->queues[i].queue_id = 0;
+    h->qused--;
+    for (size_t j = (i + 1) & mask; h->queues[j].queue_id; j = (j + 1) & mask) {
+        size_t home = queue_home(h, h->queues[j].queue_id);
+        /* j's entry may move to the hole at i unless its home lies cyclically in (i, j] */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            h->queues[i] = h->queues[j];
+            h->queues[j].queue_id = 0;
+            i = j;
+        }
+    }
+}
+
+/* Drops the entries of queues without waiters whose announcement is older than max_age_us (0:
+ * all of them): they are announced again should a waiter come. */
+static void queue_forget(struct mq_hub *h, int64_t now, int64_t max_age_us)
+{
+    for (size_t i = 0; i < h->qcap;) {
+        struct hub_queue *q = &h->queues[i];
+        if (q->queue_id && !q->waiters && (!max_age_us || now - q->announced_us > max_age_us))
+            queue_remove_at(h, i); /* slot i holds a moved entry now, or nothing: look again */
+        else
+            i++;
+    }
+}
+
+/* queue_id's entry, made if missing. The table holds at most max_waiters queues with waiters,
+ * half its slots: when it is three quarters full, idle ones are dropped first. */
+static struct hub_queue *queue_get(struct mq_hub *h, int queue_id)
+{
+    struct hub_queue *q = queue_find(h, queue_id);
+    if (q)
+        return q;
+    if ((h->qused + 1) * 4 > h->qcap * 3)
+        queue_forget(h, 0, 0);
+    size_t i = queue_home(h, queue_id);
+    while (h->queues[i].queue_id)
+        i = (i + 1) & (h->qcap - 1);
+    h->queues[i] = (struct hub_queue){.queue_id = queue_id};
+    h->qused++;
+    return &h->queues[i];
+}
+
+/* ---- waiters (under mu) ---- */
+
 static void unlink_waiter(struct mq_hub *h, struct mq_waiter *w)
 {
+    struct hub_queue *q = queue_find(h, w->queue_id);
+    if (q && q->waiters > 0)
+        q->waiters--;
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -160,7 +234,10 @@ static void hub_connected(struct mq_hub *h, PGconn *pg)
 {
     PQsetnonblocking(pg, 1);
     h->pg = pg;
-    memset(h->announced, 0, sizeof h->announced); /* announce again on the new connection */
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < h->qcap; i++) /* announce again on the new connection */
+        h->queues[i].announced_us = 0;
+    pthread_mutex_unlock(&h->mu);
     wake_all(h, MQ_WAKE_MESSAGE);
     atomic_store(&h->listening, true);
     topics_changed(h, 0);
@@ -305,46 +382,34 @@ static void drain_notifications(struct mq_hub *h)
     }
 }
 
-/* Distinct queue ids with waiters, into ids (up to max). */
-static int waiting_queues(struct mq_hub *h, int *ids, int max)
+/* The queues with waiters: a new array in *ids (the caller frees it); returns how many. */
+static int waiting_queues(struct mq_hub *h, int **ids)
 {
     int n = 0;
     pthread_mutex_lock(&h->mu);
-    for (struct mq_waiter *w = h->head; w && n < max; w = w->next) {
-        bool seen = false;
-        for (int i = 0; i < n && !seen; i++)
-            seen = ids[i] == w->queue_id;
-        if (!seen)
-            ids[n++] = w->queue_id;
-    }
+    *ids = xmalloc((h->qused ? h->qused : 1) * sizeof **ids);
+    for (size_t i = 0; i < h->qcap; i++)
+        if (h->queues[i].queue_id && h->queues[i].waiters > 0)
+            (*ids)[n++] = h->queues[i].queue_id;
     pthread_mutex_unlock(&h->mu);
     return n;
 }
 
-/* Wakes every waiter of queue_id (they look again). */
-static void wake_queue(struct mq_hub *h, int queue_id)
+/* When queue_id was announced (0: not), or -1 when nobody waits on it any more. */
+static int64_t announced_at(struct mq_hub *h, int queue_id)
 {
-    struct mq_waiter *woken = NULL;
     pthread_mutex_lock(&h->mu);
-    for (struct mq_waiter *w = h->head, *next; w; w = next) {
-        next = w->next;
-        if (w->queue_id == queue_id)
-            take(h, w, &woken);
-    }
+    struct hub_queue *q = queue_find(h, queue_id);
+    int64_t at = q && q->waiters > 0 ? q->announced_us : -1;
     pthread_mutex_unlock(&h->mu);
-    deliver(woken, MQ_WAKE_MESSAGE);
+    return at;
 }
 
-static struct announced *announced_slot(struct mq_hub *h, int queue_id)
+static void set_announced(struct mq_hub *h, int queue_id, int64_t at_us)
 {
-    struct announced *free_slot = NULL;
-    for (int i = 0; i < HUB_MAX_QUEUES; i++) {
-        if (h->announced[i].at_us && h->announced[i].queue_id == queue_id)
-            return &h->announced[i];
-        if (!h->announced[i].at_us && !free_slot)
-            free_slot = &h->announced[i];
-    }
-    return free_slot;
+    pthread_mutex_lock(&h->mu);
+    queue_get(h, queue_id)->announced_us = at_us;
+    pthread_mutex_unlock(&h->mu);
 }
 
 static bool upsert_listener(struct mq_hub *h, int queue_id)
@@ -363,9 +428,6 @@ static bool upsert_listener(struct mq_hub *h, int queue_id)
     return ok;
 }
 
-/* Makes sure every queue with waiters is announced in queue_listeners (renewed every
- * HUB_ANNOUNCE_US). A queue announced afresh wakes its waiters once: a message sent before
- * the announcement landed sent no notification. */
 /* Between the statements of a check: takes the notifications that arrived meanwhile (a topic
  * changed: other processes' publishes must not wait for the whole check to see it), and answers
  * the waiters whose deadline passed, at most every HUB_EXPIRE_EVERY_US (*at: when it last did).
@@ -381,29 +443,31 @@ static void expire_meanwhile(struct mq_hub *h, int64_t *at)
     }
 }
 
+/* Makes sure every queue with waiters is announced in queue_listeners (renewed every
+ * HUB_ANNOUNCE_US). A message sent before the announcement landed, or before every sender
+ * knew of it, sent no notification: a queue announced afresh is looked at by the check's pass
+ * that follows and again HUB_ANNOUNCE_SETTLE_US later, which wake a waiter where a message is
+ * visible. Its waiters are not woken to look again themselves: hundreds of queues announced
+ * at once (a restart, a reconnect) sent every waiter to the pool at the same moment. */
 static void announce(struct mq_hub *h, const int *ids, int n, int64_t now, int64_t *expired_at)
 {
     for (int i = 0; i < n && h->pg; i++) {
-        struct announced *a = announced_slot(h, ids[i]);
-        if (!a || (a->at_us && now - a->at_us < HUB_ANNOUNCE_US))
+        int64_t at = announced_at(h, ids[i]);
+        if (at < 0 || (at && now - at < HUB_ANNOUNCE_US))
             continue;
-        bool fresh = !a->at_us;
+        bool fresh = !at;
         expire_meanwhile(h, expired_at);
         if (!h->pg || !upsert_listener(h, ids[i]))
             continue;
-        a->queue_id = ids[i];
-        a->at_us = now;
-        if (!fresh)
-            continue;
-        wake_queue(h, ids[i]);
-        /* Senders learn of the announcement within HUB_LISTEN_REFRESH_US and until then send
-         * without NOTIFY: look for such messages again once they all know. */
-        if (h->next_check_us > now + HUB_ANNOUNCE_SETTLE_US)
+        set_announced(h, ids[i], now);
+        /* senders learn of the announcement within HUB_LISTEN_REFRESH_US and until then send
+         * without NOTIFY: look for such messages again once they all know */
+        if (fresh && h->next_check_us > now + HUB_ANNOUNCE_SETTLE_US)
             h->next_check_us = now + HUB_ANNOUNCE_SETTLE_US;
     }
-    for (int i = 0; i < HUB_MAX_QUEUES; i++) /* forget queues nobody waits on any more */
-        if (h->announced[i].at_us && now - h->announced[i].at_us > HUB_ANNOUNCE_US * 2)
-            h->announced[i].at_us = 0;
+    pthread_mutex_lock(&h->mu); /* forget queues nobody waits on any more */
+    queue_forget(h, now, HUB_ANNOUNCE_US * 2);
+    pthread_mutex_unlock(&h->mu);
 }
 
 /* Once a second: wake a waiter of every queue that has a visible message (a delayed message
@@ -411,8 +475,8 @@ static void announce(struct mq_hub *h, const int *ids, int n, int64_t now, int64
  * answered between the statements (expire_meanwhile). */
 static void check_visible(struct mq_hub *h)
 {
-    int ids[HUB_MAX_QUEUES];
-    int n = waiting_queues(h, ids, HUB_MAX_QUEUES);
+    int *ids;
+    int n = waiting_queues(h, &ids);
     PQsetnonblocking(h->pg, 0);
     int64_t expired_at = clock_mono_us();
     announce(h, ids, n, expired_at, &expired_at);
@@ -432,6 +496,7 @@ static void check_visible(struct mq_hub *h)
         if (visible)
             wake_one(h, ids[i]);
     }
+    free(ids);
     if (h->pg)
         PQsetnonblocking(h->pg, 1);
 }
@@ -469,14 +534,15 @@ bool mq_hub_listened(struct mq_hub *h, int queue_id)
 /* Does a queue with waiters lack its announcement? */
 static bool unannounced(struct mq_hub *h, int64_t now)
 {
-    int ids[HUB_MAX_QUEUES];
-    int n = waiting_queues(h, ids, HUB_MAX_QUEUES);
-    for (int i = 0; i < n; i++) {
-        struct announced *a = announced_slot(h, ids[i]);
-        if (a && (!a->at_us || now - a->at_us >= HUB_ANNOUNCE_US))
-            return true;
+    bool lacks = false;
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < h->qcap && !lacks; i++) {
+        const struct hub_queue *q = &h->queues[i];
+        lacks = q->queue_id && q->waiters > 0 &&
+                (!q->announced_us || now - q->announced_us >= HUB_ANNOUNCE_US);
     }
-    return false;
+    pthread_mutex_unlock(&h->mu);
+    return lacks;
 }
 
 static int poll_timeout_ms(int64_t now, int64_t earliest, int64_t next_check)
@@ -568,6 +634,9 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     h->conninfo = xstrdup(conninfo);
     h->connect_timeout_s = connect_timeout_s;
     h->max_waiters = max_waiters;
+    for (h->qcap = 64; h->qcap < (size_t)max_waiters * 2; h->qcap *= 2) {
+    }
+    h->queues = xcalloc(h->qcap, sizeof *h->queues);
     pthread_mutex_init(&h->mu, NULL);
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -614,6 +683,7 @@ void mq_hub_free(struct mq_hub *h)
     close(h->pipe_rd);
     close(h->pipe_wr);
     pthread_mutex_destroy(&h->mu);
+    free(h->queues);
     free(h->conninfo);
     free(h);
 }
@@ -639,6 +709,7 @@ enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t 
         h->head = w;
     h->tail = w;
     h->nwaiters++;
+    queue_get(h, w->queue_id)->waiters++;
     bool missed = atomic_load(&h->seq[(unsigned)w->queue_id % HUB_SEQ_SLOTS]) != seq;
     struct mq_waiter *woken = NULL;
     if (missed)

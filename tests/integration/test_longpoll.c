@@ -76,24 +76,36 @@ static void crowd_start(struct crowd *c, const char *queue, int wait)
     }
 }
 
+/* Drives multi until every transfer on it is done; returns the monotonic time then. */
+static int64_t multi_drain(CURLM *multi)
+{
+    int running = 1;
+    while (running) {
+        curl_multi_perform(multi, &running);
+        if (running)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    return clock_mono_us();
+}
+
+/* Was the receive of e answered 200 with n messages (body: its reply)? */
+static bool received(CURL *e, const struct buf *body, size_t n)
+{
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    json_t *j = json_loads(buf_str(body), 0, NULL);
+    bool ok = status == 200 && json_is_array(json_object_get(j, "messages")) &&
+              json_array_size(json_object_get(j, "messages")) == n;
+    json_decref(j);
+    return ok;
+}
+
 static void *crowd_run(void *arg)
 {
     struct crowd *c = arg;
-    int running = 1;
-    while (running) {
-        curl_multi_perform(c->multi, &running);
-        if (running)
-            curl_multi_poll(c->multi, NULL, 0, 100, NULL);
-    }
-    c->done = clock_mono_us();
-    for (int i = 0; i < WAITERS; i++) {
-        long status = 0;
-        curl_easy_getinfo(c->easy[i], CURLINFO_RESPONSE_CODE, &status);
-        json_t *j = json_loads(buf_str(&c->bodies[i]), 0, NULL);
-        if (status == 200 && json_array_size(json_object_get(j, "messages")) == 0)
-            c->ok++;
-        json_decref(j);
-    }
+    c->done = multi_drain(c->multi);
+    for (int i = 0; i < WAITERS; i++)
+        c->ok += received(c->easy[i], &c->bodies[i], 0);
     return NULL;
 }
 
@@ -511,12 +523,112 @@ START_TEST(a_hanging_connect_does_not_hold_waiters_or_the_stop)
 }
 END_TEST
 
+#define QUIET_QUEUES  520 /* more than the 512 the hub once told apart */
+#define ACTIVE_QUEUES 80
+
+/* Room for them all. */
+static void many(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "max-waiters", "1000", &err));
+    ck_assert(config_set_flag(cfg, "connection-limit", "2000", &err));
+}
+
+/* One long poll of 20 s on each of n queues PREFIX-1..n, driven on a thread of its own. */
+struct spread {
+    int n;
+    CURLM *multi;
+    CURL *easy[QUIET_QUEUES];
+    struct curl_slist *headers;
+    struct buf bodies[QUIET_QUEUES];
+    int got; /* answered 200 with one message */
+    int64_t done;
+    pthread_t thread;
+};
+
+static void *spread_run(void *arg)
+{
+    struct spread *c = arg;
+    c->done = multi_drain(c->multi);
+    for (int i = 0; i < c->n; i++) {
+        c->got += received(c->easy[i], &c->bodies[i], 1);
+        curl_multi_remove_handle(c->multi, c->easy[i]);
+        curl_easy_cleanup(c->easy[i]);
+        buf_cleanup(&c->bodies[i]);
+    }
+    curl_multi_cleanup(c->multi);
+    curl_slist_free_all(c->headers);
+    return NULL;
+}
+
+static void spread_start(struct spread *c, const char *prefix, int n)
+{
+    memset(c, 0, sizeof *c);
+    c->n = n;
+    free(harness_sqlf_text("INSERT INTO queues (name) SELECT '%s-' || i "
+                           "FROM generate_series(1, %d) i",
+                           prefix, n));
+    c->multi = curl_multi_init();
+    c->headers = curl_slist_append(NULL, "Authorization: Bearer " HARNESS_ADMIN_TOKEN);
+    c->headers = curl_slist_append(c->headers, "Content-Type: application/json");
+    for (int i = 0; i < n; i++) {
+        char url[256];
+        snprintf(url, sizeof url, "%s/queues/%s-%d/messages:receive", srv.base, prefix, i + 1);
+        buf_init(&c->bodies[i]);
+        c->easy[i] = curl_easy_init();
+        curl_easy_setopt(c->easy[i], CURLOPT_URL, url);
+        curl_easy_setopt(c->easy[i], CURLOPT_HTTPHEADER, c->headers);
+        curl_easy_setopt(c->easy[i], CURLOPT_POSTFIELDS, "{\"wait_seconds\": 20}");
+        curl_easy_setopt(c->easy[i], CURLOPT_WRITEFUNCTION, keep);
+        curl_easy_setopt(c->easy[i], CURLOPT_WRITEDATA, &c->bodies[i]);
+        curl_easy_setopt(c->easy[i], CURLOPT_TIMEOUT, 60L);
+        curl_multi_add_handle(c->multi, c->easy[i]);
+    }
+    pthread_create(&c->thread, NULL, spread_run, c);
+}
+
+/* Long polls on more queues than the hub once told apart: while 520 queues have waiters that
+ * came first, the waiters of 80 more are announced and checked too, and each is answered as
+ * soon as its message is sent. The hub used to take the first 512 queues of its list, so the
+ * later ones were neither announced (their sends notified nobody) nor checked, until enough
+ * of the earlier waiters left: here at their deadline, 20 s on. */
+START_TEST(long_polls_on_many_queues_are_each_woken_by_their_message)
+{
+    harness_start(&srv, many);
+    hub_listening();
+    static struct spread quiet, active;
+    spread_start(&quiet, "quiet", QUIET_QUEUES);
+    ck_assert_int_eq(waiters_reaching(QUIET_QUEUES, 20), QUIET_QUEUES);
+    harness_sleep_ms(2500); /* all announced: the hub's check has settled */
+    ck_assert_int_eq(waiters_reaching(QUIET_QUEUES, 20), QUIET_QUEUES);
+    spread_start(&active, "active", ACTIVE_QUEUES);
+    ck_assert_int_eq(waiters_reaching(QUIET_QUEUES + ACTIVE_QUEUES, 20),
+                     QUIET_QUEUES + ACTIVE_QUEUES);
+    int64_t t0 = clock_mono_us();
+    for (int i = 0; i < ACTIVE_QUEUES; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/queues/active-%d/messages", i + 1);
+        struct response r;
+        harness_admin(&srv, "POST", path, "{\"body\":\"m\"}", &r);
+        ck_assert_int_eq(r.status, 201);
+        response_cleanup(&r);
+    }
+    pthread_join(active.thread, NULL);
+    ck_assert_int_eq(active.got, ACTIVE_QUEUES);
+    /* long before the quiet ones' deadline, whatever the machine's load */
+    ck_assert_int_lt(active.done - t0, 10000000);
+    harness_stop(&srv); /* answers the quiet ones */
+    pthread_join(quiet.thread, NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("longpoll");
     TCase *tc = tcase_create("longpoll");
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, waiters_do_not_starve_other_requests);
+    tcase_add_test(tc, long_polls_on_many_queues_are_each_woken_by_their_message);
     tcase_add_test(tc, shutdown_answers_waiters_at_once);
     tcase_add_test(tc, shutdown_answers_waiters_while_the_hub_is_stalled);
     tcase_add_test(tc, restart_stops_a_server_left_running);
