@@ -6,11 +6,13 @@
  * so a wake callback may call back into the hub. */
 #include "rydes/mq_hub.h"
 
+#include "rydes/buf.h"
 #include "rydes/clock.h"
 #include "rydes/db.h"
 #include "rydes/log.h"
 #include "rydes/mem.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -31,6 +33,7 @@
 #define HUB_LISTEN_STALE_US    1000000  /* older than this, every queue counts as listened to */
 #define HUB_ANNOUNCE_SETTLE_US 500000   /* after announcing: senders' bitmaps have caught up */
 #define HUB_EXPIRE_EVERY_US    50000    /* deadlines are looked at this often during the check */
+#define HUB_CHUNK              500      /* queues per statement of a check */
 
 /* A queue with waiters in this process, or announced by it in queue_listeners lately (so
  * senders NOTIFY it). In an open-addressing table under mu (linear probing, deletion by
@@ -127,6 +130,7 @@ static struct hub_queue *queue_get(struct mq_hub *h, int queue_id)
         return q;
     if ((h->qused + 1) * 4 > h->qcap * 3)
         queue_forget(h, 0, 0);
+    assert(h->qused < h->qcap); /* at most max_waiters queues have waiters: half the slots */
     size_t i = queue_home(h, queue_id);
     while (h->queues[i].queue_id)
         i = (i + 1) & (h->qcap - 1);
@@ -184,7 +188,8 @@ static void wake_one(struct mq_hub *h, int queue_id)
 {
     struct mq_waiter *woken = NULL;
     pthread_mutex_lock(&h->mu);
-    for (struct mq_waiter *w = h->head; w; w = w->next) {
+    const struct hub_queue *q = queue_find(h, queue_id);
+    for (struct mq_waiter *w = q && q->waiters ? h->head : NULL; w; w = w->next) {
         if (w->queue_id == queue_id) {
             take(h, w, &woken);
             break;
@@ -228,17 +233,20 @@ static void topics_changed(struct mq_hub *h, int topic_id)
         h->on_topics(h->on_topics_ctx, topic_id);
 }
 
-/* Makes the connection just opened (and listening) the hub's, then lets every waiter look again
- * and every cached topic be read again (anything may have arrived while nobody listened). */
+/* Makes the connection just opened (and listening) the hub's, then has every queue with
+ * waiters announced and checked, and every cached topic read again (anything may have arrived
+ * while nobody listened). The waiters are not woken to look again themselves: all of them at
+ * once would crowd the pool (see announce). */
 static void hub_connected(struct mq_hub *h, PGconn *pg)
 {
     PQsetnonblocking(pg, 1);
     h->pg = pg;
+    /* announced again on the new connection: the next step does so (unannounced) and its
+     * check wakes a waiter where a message is visible, sent while nobody listened */
     pthread_mutex_lock(&h->mu);
-    for (size_t i = 0; i < h->qcap; i++) /* announce again on the new connection */
+    for (size_t i = 0; i < h->qcap; i++)
         h->queues[i].announced_us = 0;
     pthread_mutex_unlock(&h->mu);
-    wake_all(h, MQ_WAKE_MESSAGE);
     atomic_store(&h->listening, true);
     topics_changed(h, 0);
 }
@@ -279,8 +287,9 @@ static void *connect_main(void *arg)
     struct connect_job *j = arg;
     char err[sizeof j->err] = "";
     /* the hub must never stall on a query: bounded, and planned like the pool's (index only) */
-    PGconn *pg = db_connect(j->conninfo, j->connect_timeout_s,
-                            "-c statement_timeout=2000 " DB_PLANNER_OPTIONS, err, sizeof err);
+    PGconn *pg = db_connect(
+        j->conninfo, j->connect_timeout_s,
+        "-c statement_timeout=2000 -c synchronous_commit=off " DB_PLANNER_OPTIONS, err, sizeof err);
     PGresult *r = pg ? PQexec(pg, "LISTEN rydes_mq; LISTEN rydes_topics") : NULL;
     if (pg && PQresultStatus(r) != PGRES_COMMAND_OK) {
         snprintf(err, sizeof err, "LISTEN: %s", PQresultErrorMessage(r));
@@ -412,20 +421,51 @@ static void set_announced(struct mq_hub *h, int queue_id, int64_t at_us)
     pthread_mutex_unlock(&h->mu);
 }
 
-static bool upsert_listener(struct mq_hub *h, int queue_id)
+/* ids[0..n) as an int[] literal into out. */
+static void int_array(struct buf *out, const int *ids, int n)
 {
-    char id[16];
-    snprintf(id, sizeof id, "%d", queue_id);
-    const char *v[] = {id, h->listener};
+    buf_puts(out, "{");
+    for (int i = 0; i < n; i++)
+        buf_printf(out, "%s%d", i ? "," : "", ids[i]);
+    buf_puts(out, "}");
+}
+
+/* Announces, or renews, queues ids[0..n) in one statement. */
+static bool upsert_listeners(struct mq_hub *h, const int *ids, int n)
+{
+    struct buf arr;
+    buf_init(&arr);
+    int_array(&arr, ids, n);
+    const char *v[] = {buf_str(&arr), h->listener};
     PGresult *r = PQexecParams(h->pg,
                                "INSERT INTO queue_listeners (queue_id, listener, until) "
-                               "VALUES ($1, $2, now() + interval '" HUB_ANNOUNCE_TTL " seconds') "
+                               "SELECT q, $2, now() + interval '" HUB_ANNOUNCE_TTL " seconds' "
+                               "FROM unnest($1::int[]) AS q "
                                "ON CONFLICT (queue_id, listener) DO UPDATE SET until = "
                                "EXCLUDED.until",
                                2, NULL, v, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
+    buf_cleanup(&arr);
     return ok;
+}
+
+/* Of queues ids[0..n), wakes a waiter of each that has a visible message: one statement. */
+static void wake_visible(struct mq_hub *h, const int *ids, int n)
+{
+    struct buf arr;
+    buf_init(&arr);
+    int_array(&arr, ids, n);
+    const char *v[] = {buf_str(&arr)};
+    PGresult *r = PQexecParams(h->pg,
+                               "SELECT q FROM unnest($1::int[]) AS q WHERE EXISTS (SELECT 1 "
+                               "FROM messages m WHERE m.queue_id = q AND m.visible_at <= now())",
+                               1, NULL, v, NULL, NULL, 0);
+    buf_cleanup(&arr);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(r); i++)
+            wake_one(h, atoi(PQgetvalue(r, i, 0)));
+    PQclear(r);
 }
 
 /* Between the statements of a check: takes the notifications that arrived meanwhile (a topic
@@ -451,20 +491,28 @@ static void expire_meanwhile(struct mq_hub *h, int64_t *at)
  * at once (a restart, a reconnect) sent every waiter to the pool at the same moment. */
 static void announce(struct mq_hub *h, const int *ids, int n, int64_t now, int64_t *expired_at)
 {
-    for (int i = 0; i < n && h->pg; i++) {
+    int *due = xmalloc((n ? (size_t)n : 1) * sizeof *due), ndue = 0;
+    bool fresh = false;
+    for (int i = 0; i < n; i++) {
         int64_t at = announced_at(h, ids[i]);
-        if (at < 0 || (at && now - at < HUB_ANNOUNCE_US))
-            continue;
-        bool fresh = !at;
-        expire_meanwhile(h, expired_at);
-        if (!h->pg || !upsert_listener(h, ids[i]))
-            continue;
-        set_announced(h, ids[i], now);
-        /* senders learn of the announcement within HUB_LISTEN_REFRESH_US and until then send
-         * without NOTIFY: look for such messages again once they all know */
-        if (fresh && h->next_check_us > now + HUB_ANNOUNCE_SETTLE_US)
-            h->next_check_us = now + HUB_ANNOUNCE_SETTLE_US;
+        if (at >= 0 && (!at || now - at >= HUB_ANNOUNCE_US)) {
+            fresh |= !at;
+            due[ndue++] = ids[i];
+        }
     }
+    for (int at = 0; at < ndue && h->pg; at += HUB_CHUNK) {
+        int k = ndue - at < HUB_CHUNK ? ndue - at : HUB_CHUNK;
+        expire_meanwhile(h, expired_at);
+        if (!h->pg || !upsert_listeners(h, due + at, k))
+            continue;
+        for (int i = 0; i < k; i++)
+            set_announced(h, due[at + i], now);
+    }
+    free(due);
+    /* senders learn of an announcement within HUB_LISTEN_REFRESH_US and until then send
+     * without NOTIFY: look for such messages again once they all know */
+    if (fresh && h->next_check_us > now + HUB_ANNOUNCE_SETTLE_US)
+        h->next_check_us = now + HUB_ANNOUNCE_SETTLE_US;
     pthread_mutex_lock(&h->mu); /* forget queues nobody waits on any more */
     queue_forget(h, now, HUB_ANNOUNCE_US * 2);
     pthread_mutex_unlock(&h->mu);
@@ -480,21 +528,10 @@ static void check_visible(struct mq_hub *h)
     PQsetnonblocking(h->pg, 0);
     int64_t expired_at = clock_mono_us();
     announce(h, ids, n, expired_at, &expired_at);
-    for (int i = 0; i < n && h->pg; i++) {
+    for (int at = 0; at < n && h->pg; at += HUB_CHUNK) {
         expire_meanwhile(h, &expired_at);
-        if (!h->pg)
-            break;
-        char id[16];
-        snprintf(id, sizeof id, "%d", ids[i]);
-        const char *v[] = {id};
-        PGresult *r = PQexecParams(h->pg,
-                                   "SELECT EXISTS (SELECT 1 FROM messages WHERE queue_id = $1 "
-                                   "AND visible_at <= now())",
-                                   1, NULL, v, NULL, NULL, 0);
-        bool visible = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-        PQclear(r);
-        if (visible)
-            wake_one(h, ids[i]);
+        if (h->pg)
+            wake_visible(h, ids + at, n - at < HUB_CHUNK ? n - at : HUB_CHUNK);
     }
     free(ids);
     if (h->pg)
@@ -634,7 +671,7 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     h->conninfo = xstrdup(conninfo);
     h->connect_timeout_s = connect_timeout_s;
     h->max_waiters = max_waiters;
-    for (h->qcap = 64; h->qcap < (size_t)max_waiters * 2; h->qcap *= 2) {
+    for (h->qcap = 64; h->qcap < (size_t)(max_waiters > 0 ? max_waiters : 1) * 2; h->qcap *= 2) {
     }
     h->queues = xcalloc(h->qcap, sizeof *h->queues);
     pthread_mutex_init(&h->mu, NULL);
