@@ -12,9 +12,15 @@
 -- column always meets, which the listings state and a lookup by id does not: only they can
 -- use it. (Not IS NOT NULL: newer planners drop that condition on a NOT NULL column.)
 
+-- Each new index is built before the old one is dropped: the build blocks writes to its table,
+-- the drop's exclusive lock (which blocks reads too) is held only from then to the commit.
+
+CREATE INDEX tasks_submitted_056 ON tasks (submitted_at, id) WHERE submitted_at > '-infinity';
+CREATE INDEX rfqs_submitted_056 ON rfqs (submitted_at, id) WHERE submitted_at > '-infinity';
+CREATE INDEX fares_created_056 ON fares (created_at, id) WHERE created_at > '-infinity';
 DROP INDEX tasks_submitted;
-CREATE INDEX tasks_submitted ON tasks (submitted_at, id) WHERE submitted_at > '-infinity';
 DROP INDEX rfqs_submitted;
-CREATE INDEX rfqs_submitted ON rfqs (submitted_at, id) WHERE submitted_at > '-infinity';
 DROP INDEX fares_created;
-CREATE INDEX fares_created ON fares (created_at, id) WHERE created_at > '-infinity';
+ALTER INDEX tasks_submitted_056 RENAME TO tasks_submitted;
+ALTER INDEX rfqs_submitted_056 RENAME TO rfqs_submitted;
+ALTER INDEX fares_created_056 RENAME TO fares_created;
