@@ -40,6 +40,7 @@ struct app {
                                                     * the other's bucket faster) */
     struct ratelimit *auth_failures;     /* per client address: lookups that found nothing */
     struct ratelimit *auth_failures_all; /* the same for the whole process (one bucket) */
+    struct ratelimit *app_token_totals;  /* per app token: RYDES_RATE_LIMIT_APP_TOKEN */
     struct ttlcache *seen_valid;         /* credentials found valid lately (app_lookup_allowed) */
     struct ttlcache *token_cache;        /* SHA-256 of a token -> enum role */
     struct ttlcache *queue_cache;        /* queue name -> struct mq_queue */
@@ -63,8 +64,9 @@ void app_stop(struct app *app);
  * requests use their key's token, so both APIs share one bucket), at the role's
  * RYDES_RATE_LIMIT_*. An app token is one for every customer of the app: its buckets are per
  * client address (peer, http_peer_key: an IPv6 /64), so one client over its rate does not
- * throttle the others; service and admin tokens have one bucket each. False when it is over:
- * *retry_after then says in how many seconds. */
+ * throttle the others; service and admin tokens have one bucket each. An app token's requests
+ * from all addresses together are also charged to its RYDES_RATE_LIMIT_APP_TOKEN bucket, when
+ * that is set. False when it is over: *retry_after then says in how many seconds. */
 bool app_rate_take(struct app *app, const unsigned char hash[SECRET_HASH_LEN], enum role role,
                    const unsigned char *peer, size_t peer_len, int *retry_after);
 /* Credentials that are not cached cost a database lookup, and unknown ones are never cached.

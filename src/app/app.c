@@ -163,22 +163,36 @@ static double rate_of(const struct config *cfg, enum role role)
                                            : cfg->rate_limit_admin);
 }
 
+/* The key of a request's bucket into key: the token's hash, and for an app token (one for
+ * every customer) the client's address. Returns its length. */
+static size_t rate_key(unsigned char key[SECRET_HASH_LEN + HTTP_PEER_KEY_MAX],
+                       const unsigned char hash[SECRET_HASH_LEN], enum role role,
+                       const unsigned char *peer, size_t peer_len)
+{
+    memcpy(key, hash, SECRET_HASH_LEN);
+    if (role > ROLE_APP || peer_len > HTTP_PEER_KEY_MAX)
+        return SECRET_HASH_LEN;
+    memcpy(key + SECRET_HASH_LEN, peer, peer_len);
+    return SECRET_HASH_LEN + peer_len;
+}
+
 bool app_rate_take(struct app *app, const unsigned char hash[SECRET_HASH_LEN], enum role role,
                    const unsigned char *peer, size_t peer_len, int *retry_after)
 {
-    double rate = rate_of(app->cfg, role);
-    if (rate <= 0)
-        return true;
+    double rate = rate_of(app->cfg, role), burst = rate * APP_RATE_BURST_SECONDS;
+    double total = role <= ROLE_APP ? (double)app->cfg->rate_limit_app_token : 0;
     unsigned char key[SECRET_HASH_LEN + HTTP_PEER_KEY_MAX];
-    size_t n = SECRET_HASH_LEN;
-    memcpy(key, hash, SECRET_HASH_LEN);
-    if (role <= ROLE_APP && peer_len <= HTTP_PEER_KEY_MAX) { /* one app token, many customers */
-        memcpy(key + n, peer, peer_len);
-        n += peer_len;
-    }
+    size_t n = rate_key(key, hash, role, peer, peer_len);
     struct ratelimit *rl = app->rate_limits[role > ROLE_APP ? role : ROLE_APP];
-    return ratelimit_take(rl, key, n, rate, rate * APP_RATE_BURST_SECONDS, clock_mono_us(),
-                          retry_after);
+    int64_t now = clock_mono_us();
+    if (rate > 0 && !ratelimit_take(rl, key, n, rate, burst, now, retry_after))
+        return false;
+    if (total <= 0 || ratelimit_take(app->app_token_totals, hash, SECRET_HASH_LEN, total,
+                                     total * APP_RATE_BURST_SECONDS, now, retry_after))
+        return true;
+    if (rate > 0) /* refused for the token's total: the client's own budget is not spent */
+        ratelimit_give(rl, key, n, rate, burst, now);
+    return false;
 }
 
 /* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
@@ -248,6 +262,8 @@ static void app_free_parts(struct app *app)
     }
     ratelimit_free(app->auth_failures);
     ratelimit_free(app->auth_failures_all);
+    ratelimit_free(app->app_token_totals);
+    app->app_token_totals = NULL;
     ttlcache_free(app->seen_valid);
     app->auth_failures = app->auth_failures_all = NULL;
     app->seen_valid = NULL;
@@ -337,6 +353,7 @@ static bool start_core(struct app *app, const struct config *cfg, bool admin_tok
             ratelimit_create(r == ROLE_APP ? APP_CLIENT_RATE_SLOTS : APP_RATE_SLOTS);
     app->auth_failures = ratelimit_create(APP_RATE_SLOTS);
     app->auth_failures_all = ratelimit_create(1);
+    app->app_token_totals = ratelimit_create(APP_RATE_SLOTS);
     app->seen_valid = ttlcache_create(APP_SEEN_SLOTS, 1, (int64_t)APP_SEEN_VALID_S * 1000000);
     app->topic_cache = topic_cache_create();
     app->ops_cache = ops_cache_create();

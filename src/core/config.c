@@ -254,7 +254,12 @@ static const struct setting settings[] = {
      "PEM private key file of the certificate"},
     {"rate-limit-app", "RYDES_RATE_LIMIT_APP", SETTING_INT, "50", 0, 1000000, NULL,
      OFF(rate_limit_app), false, NULL,
-     "requests per second an app token may make per process (bursts of twice that); 0: none"},
+     "requests per second an app token may make per client address and process (bursts of "
+     "twice that); 0: none"},
+    {"rate-limit-app-token", "RYDES_RATE_LIMIT_APP_TOKEN", SETTING_INT, "0", 0, 1000000, NULL,
+     OFF(rate_limit_app_token), false, NULL,
+     "requests per second an app token may make per process from all addresses together "
+     "(bursts of twice that); 0: none"},
     {"rate-limit-service", "RYDES_RATE_LIMIT_SERVICE", SETTING_INT, "0", 0, 1000000, NULL,
      OFF(rate_limit_service), false, NULL, "the same for service tokens"},
     {"rate-limit-admin", "RYDES_RATE_LIMIT_ADMIN", SETTING_INT, "0", 0, 1000000, NULL,

@@ -441,6 +441,39 @@ START_TEST(an_app_tokens_clients_are_limited_apart)
 }
 END_TEST
 
+/* Per address a generous budget; per app token, all addresses together, 2 a second (bursts
+ * of 4). */
+static void app_token_total(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "rate-limit-app", "1000", &err));
+    ck_assert(config_set_flag(cfg, "rate-limit-app-token", "2", &err));
+}
+
+/* RYDES_RATE_LIMIT_APP_TOKEN bounds an app token's requests from many addresses together,
+ * each of which is well within its own budget; another token is not affected. */
+START_TEST(an_app_tokens_total_bounds_many_addresses)
+{
+    harness_stop(&srv);
+    harness_start(&srv, app_token_total);
+    char app[SECRET_TOKEN_LEN], other[SECRET_TOKEN_LEN], id[40], reply[2048];
+    create_token("app", app, id);
+    create_token("app", other, id);
+    int limited = 0;
+    for (int i = 0; i < 20; i++) { /* twenty addresses: all 20 pass only if 8 s went by */
+        char ip[32];
+        snprintf(ip, sizeof ip, "127.0.0.%d", 40 + i);
+        int st = status_at(ip, "/rides?customer=c", app, reply, sizeof reply);
+        ck_assert_msg(st == 200 || st == 429, "%d", st);
+        limited += st == 429;
+    }
+    ck_assert_int_ge(limited, 1);
+    ck_assert_int_eq(status_at("127.0.0.70", "/rides?customer=c", other, reply, sizeof reply), 200);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
 /* Unknown tokens cost a query each: an address whose lookups found nothing as often as its
  * budget allows gets 429 with Retry-After, without a query. A token found valid lately is
  * looked up whatever the budget (a proxy's other clients keep working), until a lookup finds
@@ -562,6 +595,7 @@ int main(void)
     tcase_add_test(tc, an_admin_token_that_cannot_log_in_is_refused_with_the_settings);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, an_app_tokens_clients_are_limited_apart);
+    tcase_add_test(tc, an_app_tokens_total_bounds_many_addresses);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, lookups_that_cannot_finish_are_charged);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);
