@@ -183,14 +183,15 @@ static void send_direct(struct http_request *req)
     struct send_state *ss = req->state;
     struct db_conn *c = api_db_for_work(req, &ss->miss);
     if (c) {
-        ss->s.o.status = mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, ss->notify);
+        ss->s.o.status = prebookings_mq_send(c, &ss->s.q, &ss->e, 1, &ss->s.result, ss->notify);
         api_db_release(req, c);
     }
 }
 
 /* Standard queues nobody long-polls go through the combiner (rydes/mq_combiner.h): the request
  * suspends until its message is stored with those of other requests. FIFO sends (sequence
- * numbers, deduplication) and sends that must NOTIFY take their own statement. */
+ * numbers, deduplication), sends that must NOTIFY and sends into prebooking-submission (which
+ * store their tasks too: prebookings_mq_send) take their own statement. */
 static enum handler_result send_combined(struct http_request *req, struct send_state *ss)
 {
     ss->s.e = &ss->e;
@@ -226,7 +227,8 @@ enum handler_result api_messages_send(struct http_request *req)
     if (api_reply_invalid(req, &fe, &res))
         return res;
     ss->notify = mq_hub_listened(req->app->hub, ss->s.q.id);
-    if (req->app->combiner && !ss->s.q.attrs.fifo && !ss->notify)
+    if (req->app->combiner && !ss->s.q.attrs.fifo && !ss->notify &&
+        !prebookings_queue_holds_tasks(&ss->s.q))
         return send_combined(req, ss);
     return http_offload_work(req, send_direct, reply_send_state);
 }
@@ -296,9 +298,9 @@ enum handler_result api_messages_send_batch(struct http_request *req)
     struct send_batch b = {0};
     json_t *failed = json_array();
     collect_entries(items, &q, &b, failed);
-    enum mq_status st =
-        b.n ? mq_send(c, &q, b.entries, b.n, b.results, mq_hub_listened(req->app->hub, q.id))
-            : MQ_OK;
+    enum mq_status st = b.n ? prebookings_mq_send(c, &q, b.entries, b.n, b.results,
+                                                  mq_hub_listened(req->app->hub, q.id))
+                            : MQ_OK;
     api_db_release(req, c);
     if (st != MQ_OK) {
         json_decref(failed);

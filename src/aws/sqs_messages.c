@@ -293,8 +293,8 @@ static enum handler_result send_now(struct http_request *req)
     struct db_conn *c = aws_db(call, &res);
     if (!c)
         return res;
-    enum mq_status st = mq_send(c, &sc->cs.q, sc->s.entries, 1, sc->s.results,
-                                mq_hub_listened(call->req->app->hub, sc->cs.q.id));
+    enum mq_status st = prebookings_mq_send(c, &sc->cs.q, sc->s.entries, 1, sc->s.results,
+                                            mq_hub_listened(call->req->app->hub, sc->cs.q.id));
     aws_db_release(call, c);
     return reply_sent(call, sc, st);
 }
@@ -309,7 +309,8 @@ static enum handler_result send_finished(struct http_request *req)
     return reply_sent(call, sc, sc->cs.o.status);
 }
 
-/* Standard queues nobody long-polls go through the combiner, as the REST send does. */
+/* Standard queues nobody long-polls go through the combiner, but prebooking-submission, as the
+ * REST send does. */
 enum handler_result sqs_send_message(struct aws_call *call)
 {
     enum handler_result res;
@@ -322,7 +323,8 @@ enum handler_result sqs_send_message(struct aws_call *call)
     if (!send_add(&sc->s, call->in, &sc->cs.q, &err))
         return aws_fail(call, err.code, "%s", err.message);
     struct mq_combiner *cb = call->req->app->combiner;
-    if (!cb || sc->cs.q.attrs.fifo || mq_hub_listened(call->req->app->hub, sc->cs.q.id))
+    if (!cb || sc->cs.q.attrs.fifo || mq_hub_listened(call->req->app->hub, sc->cs.q.id) ||
+        prebookings_queue_holds_tasks(&sc->cs.q))
         return http_offload_data(call->req, send_now);
     sc->cs.o = (struct mq_combined){.status = MQ_ERROR, .done = resume_done, .ctx = call->req};
     sc->cs.e = &sc->s.entries[0];
@@ -378,9 +380,9 @@ enum handler_result sqs_send_message_batch(struct aws_call *call)
     struct sqs_send s = {0};
     json_t *failed = json_array(), *ok = json_array();
     send_collect(entries, &q, &s, failed);
-    enum mq_status st =
-        s.n ? mq_send(c, &q, s.entries, s.n, s.results, mq_hub_listened(call->req->app->hub, q.id))
-            : MQ_OK;
+    enum mq_status st = s.n ? prebookings_mq_send(c, &q, s.entries, s.n, s.results,
+                                                  mq_hub_listened(call->req->app->hub, q.id))
+                            : MQ_OK;
     aws_db_release(call, c);
     for (int k = 0; st == MQ_OK && k < s.n; k++) {
         json_t *r = send_result(&s, k, q.attrs.fifo);

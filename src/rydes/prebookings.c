@@ -35,11 +35,23 @@ static struct db_stmt q_prebooking_get =
             1);
 /* A task keeps its submission (the event published for it, sql/044): processing reads it there,
  * not from the message, which anyone allowed to send to the queue could have written. */
+/* A task stored when its submission was sent into the queue (sql/057) is filled in, its times
+ * kept (pending, as it was: updated_at stays submitted_at); any other task of that id was taken
+ * in already. */
 static struct db_stmt q_task_insert =
     DB_STMT("pb_task_insert",
             "INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
-            "VALUES ($1, 'prebooking', $2, $2, $3::jsonb) ON CONFLICT (id) DO NOTHING",
+            "VALUES ($1, 'prebooking', $2, $2, $3::jsonb) ON CONFLICT (id) DO UPDATE "
+            "SET submission = EXCLUDED.submission, awaiting_submission = false "
+            "WHERE tasks.awaiting_submission",
             3);
+/* The tasks of submissions just sent into the queue ($1, their message ids): pending, awaiting
+ * the worker that takes them in, which may have done so already. */
+static struct db_stmt q_task_awaiting =
+    DB_STMT("pb_task_awaiting",
+            "INSERT INTO tasks (id, kind, awaiting_submission) "
+            "SELECT unnest($1::uuid[]), 'prebooking', true ON CONFLICT (id) DO NOTHING",
+            1);
 /* The event id a task keeps (sql/045): only a dead letter with it fails the task. */
 static struct db_stmt q_task_event =
     DB_STMT("pb_task_event", "UPDATE tasks SET event_id = $2 WHERE id = $1", 2);
@@ -65,11 +77,13 @@ static struct db_stmt q_submit_key =
             "SELECT " MQ_PUBLISH_JSON_SQL("3", "4", "5", "6", "7") " FROM t",
             10);
 /* A task born failed ($1 id, $2 detail, $3 title): a submission sent into the queue that is
- * invalid, or that could not be taken in. */
+ * invalid, or that could not be taken in; the task stored when it was sent (sql/057) fails. */
 static struct db_stmt q_task_failed =
     DB_STMT("pb_task_failed",
             "INSERT INTO tasks (id, kind, status, error_title, error_detail) "
-            "VALUES ($1, 'prebooking', 'failed', $3, $2) ON CONFLICT (id) DO NOTHING",
+            "VALUES ($1, 'prebooking', 'failed', $3, $2) ON CONFLICT (id) DO UPDATE "
+            "SET status = 'failed', error_title = $3, error_detail = $2, updated_at = now(), "
+            "awaiting_submission = false WHERE tasks.awaiting_submission",
             3);
 /* A task not finished is written `status NOT IN` the finished ones: `status IN ('pending',
  * 'processing')` is the predicate of the partial index tasks_open, which a plan made while no
@@ -493,6 +507,32 @@ enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_
     field_errors_cleanup(&fe);
     json_decref(body);
     return st;
+}
+
+bool prebookings_queue_holds_tasks(const struct mq_queue *q)
+{
+    return strcmp(q->name, PREBOOKINGS_SUBMISSION_QUEUE) == 0;
+}
+
+enum mq_status prebookings_mq_send(struct db_conn *c, const struct mq_queue *q,
+                                   const struct mq_send_entry *entries, int n,
+                                   struct mq_send_result *results, bool notify)
+{
+    enum mq_status st = mq_send(c, q, entries, n, results, notify);
+    if (st != MQ_OK || !prebookings_queue_holds_tasks(q))
+        return st;
+    struct buf ids;
+    buf_init(&ids);
+    buf_puts(&ids, "{");
+    for (int i = 0; i < n; i++)
+        buf_printf(&ids, "%s%s", i ? "," : "", results[i].message_id);
+    buf_puts(&ids, "}");
+    const char *v[] = {buf_str(&ids)};
+    if (run(c, &q_task_awaiting, v) != MQ_OK) /* the worker makes them when it takes them in */
+        log_warn("the tasks of %d submission(s) sent into %s were not stored: %s", n, q->name,
+                 PQerrorMessage(c->pg));
+    buf_cleanup(&ids);
+    return MQ_OK;
 }
 
 void prebookings_mark_processing(struct db_conn *c, const struct mq_message *m)

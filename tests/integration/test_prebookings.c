@@ -356,26 +356,14 @@ struct seen {
     bool pending, processing, failed_early;
 };
 
-/* Polls GET /tasks/{id} every 50 ms until the task is final (404s while it does not exist yet
- * are allowed when may_be_missing) or timeout_s passed; returns the final task (a new
- * reference). */
+/* Polls GET /tasks/{id} every 50 ms until the task is final or timeout_s passed; returns the
+ * final task (a new reference). */
 static json_t *wait_task_ex(struct harness_server *s, const char *id, double timeout_s,
-                            bool may_be_missing, struct seen *seen)
+                            struct seen *seen)
 {
     double until = harness_now_s() + timeout_s;
     for (;;) {
         struct response r;
-        if (may_be_missing) {
-            char path[80];
-            snprintf(path, sizeof path, "/tasks/%s", id);
-            harness_admin(s, "GET", path, NULL, &r);
-            if (r.status == 404 && harness_now_s() < until) {
-                response_cleanup(&r);
-                harness_sleep_ms(50);
-                continue;
-            }
-            response_cleanup(&r);
-        }
         get_task(s, id, &r);
         const char *st = json_str(r.json, "status");
         if (seen) {
@@ -399,7 +387,7 @@ static json_t *wait_task_ex(struct harness_server *s, const char *id, double tim
 
 static json_t *wait_task(struct harness_server *s, const char *id, double timeout_s)
 {
-    return wait_task_ex(s, id, timeout_s, false, NULL);
+    return wait_task_ex(s, id, timeout_s, NULL);
 }
 
 /* Waits for task id to succeed; copies its prebooking id to pid when not NULL. */
@@ -511,7 +499,7 @@ START_TEST(lifecycle_from_202_to_succeeded)
     /* the same database with the workers on */
     start(prebooking_workers);
     struct seen seen = {0};
-    json_t *t = wait_task_ex(&srv, id, 15, false, &seen);
+    json_t *t = wait_task_ex(&srv, id, 15, &seen);
     ck_assert_str_eq(json_str(t, "status"), "succeeded");
     ck_assert_str_eq(json_str(t, "submitted_at"), json_str(accepted, "submitted_at"));
     ck_assert_str_eq(json_str(t, "id"), id);
@@ -1387,7 +1375,7 @@ START_TEST(submissions_sent_into_the_queue_become_tasks)
              "\"customer-id\": \"dq-1\", \"when\": \"%s\"}",
              when);
     send_submission(&srv, service, body, mid);
-    json_t *t = wait_task_ex(&srv, mid, 15, true, NULL);
+    json_t *t = wait_task(&srv, mid, 15);
     ck_assert_str_eq(json_str(t, "id"), mid);
     ck_assert_msg(strcmp(json_str(t, "status"), "succeeded") == 0, "%s: %s %s", body,
                   json_str(t, "status"), json_str(json_object_get(t, "error"), "detail"));
@@ -1414,7 +1402,7 @@ START_TEST(submissions_sent_into_the_queue_become_tasks)
     snprintf(body, sizeof body,
              "{\"from\": \"A\", \"to\": \"B\", \"customer\": \"dq-1\", \"when\": \"%s\"}", when);
     send_submission(&srv, service, body, mid);
-    t = wait_task_ex(&srv, mid, 15, true, NULL);
+    t = wait_task(&srv, mid, 15);
     ck_assert_str_eq(json_str(t, "status"), "failed");
     ck_assert_str_eq(json_str(json_object_get(t, "error"), "title"), "Slot not available");
     json_decref(t);
@@ -1443,7 +1431,7 @@ START_TEST(submissions_sent_into_the_queue_become_tasks)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         send_submission(&srv, service, bad[i].body, ids[i]);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        t = wait_task_ex(&srv, ids[i], 15, true, NULL);
+        t = wait_task(&srv, ids[i], 15);
         ck_assert_msg(strcmp(json_str(t, "status"), "failed") == 0, "%s: %s", bad[i].body,
                       json_str(t, "status"));
         json_t *error = json_object_get(t, "error");
@@ -1469,6 +1457,129 @@ START_TEST(submissions_sent_into_the_queue_become_tasks)
     ck_assert_int_eq(worker_metric(&srv, "prebooking-submission", "failed"), 0);
     ck_assert_int_ge(worker_metric(&srv, "prebooking-submission", "handled"),
                      (long long)(2 + sizeof bad / sizeof *bad));
+    stop();
+}
+END_TEST
+
+/* Sends bodies (JSON texts) into prebooking-submission in one batch as the admin; their message
+ * ids into mids, in order. */
+static void send_submission_batch(const char *const *bodies, int n, char (*mids)[IDS_UUID_LEN])
+{
+    json_t *entries = json_array();
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%d", i);
+        json_array_append_new(entries, json_pack("{s:s, s:o}", "id", id, "body",
+                                                 json_loads(bodies[i], JSON_DECODE_ANY, NULL)));
+    }
+    char *text = json_dumps(json_pack("{s:o}", "entries", entries), JSON_COMPACT);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-submission/messages:batch", text, &r);
+    free(text);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, buf_str(&r.body));
+    json_t *ok = json_object_get(r.json, "successful");
+    ck_assert_int_eq(json_array_size(ok), n);
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_array_get(ok, (size_t)i);
+        int k = atoi(json_str(e, "id") + 1);
+        ck_assert(k >= 0 && k < n);
+        snprintf(mids[k], IDS_UUID_LEN, "%s", json_str(e, "message_id"));
+    }
+    response_cleanup(&r);
+}
+
+/* Asserts that task id is pending and not taken in (no submission stored yet); its submitted_at
+ * into submitted when not NULL. */
+static void assert_awaiting(const char *id, char *submitted)
+{
+    struct response r;
+    get_task(&srv, id, &r);
+    ck_assert_str_eq(json_str(r.json, "id"), id);
+    ck_assert_str_eq(json_str(r.json, "kind"), "prebooking");
+    ck_assert_str_eq(json_str(r.json, "status"), "pending");
+    assert_timestamp(json_str(r.json, "submitted_at"));
+    ck_assert_ptr_null(json_object_get(json_object_get(r.json, "links"), "result"));
+    if (submitted)
+        snprintf(submitted, 32, "%s", json_str(r.json, "submitted_at"));
+    response_cleanup(&r);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND "
+                                  "awaiting_submission AND submission IS NULL",
+                                  id),
+                     1);
+}
+
+/* Makes task id submitted queue's retention and 61 minutes ago. */
+static void age_task(const char *id, const char *queue)
+{
+    ck_assert_int_eq(harness_sqlf("WITH u AS (UPDATE tasks SET submitted_at = now() - "
+                                  "make_interval(secs => (SELECT retention_seconds FROM queues "
+                                  "WHERE name = '%s')) - interval '61 minutes' WHERE id = '%s' "
+                                  "RETURNING 1) SELECT count(*) FROM u",
+                                  queue, id),
+                     1);
+}
+
+/* A submission sent straight into the queue is a pending task from the send on: GET
+ * /tasks/{message id} answered 404 until a worker took the message in (as long as a backlog
+ * lasted, and for good when the queue was purged first). The worker fills that task in. */
+START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
+{
+    start(no_workers);
+    char app[SECRET_TOKEN_LEN], when[64], body[512], body2[512], mid[IDS_UUID_LEN], submitted[32];
+    create_token(&srv, "app", app);
+    when_at(when, sizeof when, ahead(8, 0), "", 0);
+    pb_body(body, sizeof body, "aq-1", when);
+    send_submission(&srv, app, body, mid);
+    assert_awaiting(mid, submitted);
+    pb_body(body2, sizeof body2, "aq-2", when);
+    const char *bodies[] = {body2, "{\"from\": \"A\"}"};
+    char batch[2][IDS_UUID_LEN];
+    send_submission_batch(bodies, 2, batch);
+    assert_awaiting(batch[0], NULL);
+    assert_awaiting(batch[1], NULL);
+    stop();
+
+    /* the worker fills the tasks in: the one submitted keeps the time it was sent */
+    start(prebooking_workers);
+    json_t *t = wait_task(&srv, mid, 15);
+    ck_assert_msg(strcmp(json_str(t, "status"), "succeeded") == 0, "%s %s", json_str(t, "status"),
+                  json_str(json_object_get(t, "error"), "detail"));
+    ck_assert_str_eq(json_str(t, "submitted_at"), submitted);
+    json_decref(t);
+    wait_succeeded(&srv, batch[0], NULL);
+    free(wait_failed(&srv, batch[1], "Invalid prebooking"));
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id IN ('%s', '%s', '%s') AND "
+                                  "NOT awaiting_submission",
+                                  mid, batch[0], batch[1]),
+                     3);
+    stop();
+
+    /* purged before a worker came: pending until prebooking-submission's retention (here longer
+     * than prebooking-processing's) and an hour have passed, then failed */
+    start(no_workers);
+    char gone[IDS_UUID_LEN];
+    pb_body(body, sizeof body, "aq-3", when);
+    send_submission(&srv, app, body, gone);
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-submission:purge", NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+    long long keep =
+        harness_sqlf("SELECT retention_seconds FROM queues WHERE name = 'prebooking-submission'");
+    harness_sqlf("WITH u AS (UPDATE queues SET retention_seconds = (SELECT retention_seconds + "
+                 "7200 FROM queues WHERE name = 'prebooking-processing') WHERE name = "
+                 "'prebooking-submission' RETURNING 1) SELECT count(*) FROM u");
+    age_task(gone, "prebooking-processing");
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    assert_awaiting(gone, NULL);
+    age_task(gone, "prebooking-submission");
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    harness_sqlf("WITH u AS (UPDATE queues SET retention_seconds = %lld WHERE name = "
+                 "'prebooking-submission' RETURNING 1) SELECT count(*) FROM u",
+                 keep);
+    char *detail = wait_failed(&srv, gone, "Processing failed");
+    ck_assert_msg(strstr(detail, "no message of the task was left"), "%s", detail);
+    free(detail);
     stop();
 }
 END_TEST
@@ -1521,11 +1632,16 @@ START_TEST(a_submission_that_cannot_be_taken_in_fails_its_task)
     start(no_workers);
     char mid[IDS_UUID_LEN];
     send_worn_submission("gu-1", 1, mid); /* its last attempt comes next */
+    struct response r;
+    get_task(&srv, mid, &r);
+    ck_assert_str_eq(json_str(r.json, "status"), "pending");
+    response_cleanup(&r);
     consumer_fault_hook = fail_submissions;
     stop();
     start(submission_worker);
-    char sql[200]; /* the task exists once the worker has given up (GET answers 404 until then) */
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM tasks WHERE id = '%s'", mid);
+    char sql[200]; /* pending from the send on, failed once the worker has given up */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'failed'",
+             mid);
     ck_assert_int_eq(harness_wait_sql(sql, 1, 30), 1);
     char *detail = wait_failed(&srv, mid, "Processing failed");
     ck_assert_msg(strstr(detail, "could not be taken in"), "%s", detail);
@@ -1592,7 +1708,7 @@ START_TEST(transient_failures_are_retried_without_failing_the_task)
     when_at(when, sizeof when, ahead(5, 0), "", 0);
     submit(&srv, "tr-1", when, id);
     struct seen seen = {0};
-    json_t *t = wait_task_ex(&srv, id, 20, false, &seen);
+    json_t *t = wait_task_ex(&srv, id, 20, &seen);
     consumer_fault_hook = NULL;
     ck_assert_msg(strcmp(json_str(t, "status"), "succeeded") == 0, "%s: %s", json_str(t, "status"),
                   json_str(json_object_get(t, "error"), "detail"));
@@ -2123,6 +2239,7 @@ int main(void)
     tcase_add_test(services, a_retry_with_the_same_key_finds_the_first_task);
     tcase_add_test(services, a_retry_after_the_pickup_time_finds_the_first_task);
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
+    tcase_add_test(services, a_submission_sent_into_the_queue_is_a_task_at_once);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_submission_that_cannot_be_taken_in_fails_its_task);
     tcase_add_test(services, a_submission_whose_last_attempt_died_gets_a_failed_task);

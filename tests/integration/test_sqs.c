@@ -1054,6 +1054,44 @@ START_TEST(app_tokens_cannot_send_batches)
 }
 END_TEST
 
+/* Whether task id is stored, pending and awaiting its submission (sql/057). */
+static bool awaiting_task(const char *id)
+{
+    return harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'pending' AND "
+                        "awaiting_submission",
+                        id) == 1;
+}
+
+/* A prebooking sent into prebooking-submission through SQS is a pending task from the send on,
+ * as through POST /queues/{name}/messages: GET /tasks/{message id} answers at once. */
+START_TEST(submissions_sent_through_sqs_are_tasks_at_once)
+{
+    char key[AWS_ACCESS_KEY_LEN], secret[AWS_SECRET_LEN];
+    make_key(ROLE_APP, key, secret);
+    struct response r;
+    json_call("SendMessage",
+              "{\"QueueUrl\":\"http://h/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE "\","
+              "\"MessageBody\":\"{}\"}",
+              key, secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(awaiting_task(json_str(r.json, "MessageId")));
+    response_cleanup(&r);
+    json_call("SendMessageBatch",
+              "{\"QueueUrl\":\"http://h/000000000000/" PREBOOKINGS_SUBMISSION_QUEUE "\","
+              "\"Entries\":[{\"Id\":\"a\",\"MessageBody\":\"{}\"},{\"Id\":\"b\","
+              "\"MessageBody\":\"{}\"}]}",
+              admin_key, admin_secret, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *ok = json_object_get(r.json, "Successful");
+    ck_assert_int_eq(json_array_size(ok), 2);
+    for (size_t i = 0; i < 2; i++)
+        ck_assert(awaiting_task(json_str(json_array_get(ok, i), "MessageId")));
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(), "DELETE FROM messages WHERE queue_id = (SELECT id FROM "
+                                       "queues WHERE name = '" PREBOOKINGS_SUBMISSION_QUEUE "')"));
+}
+END_TEST
+
 static unsigned long long combined(enum mq_combined_kind kind)
 {
     unsigned long long statements, operations;
@@ -1392,6 +1430,7 @@ int main(void)
     tcase_add_test(t, nul_bytes_and_indexes_are_refused);
     tcase_add_test(t, redrive_policy_is_json);
     tcase_add_test(t, app_tokens_cannot_send_batches);
+    tcase_add_test(t, submissions_sent_through_sqs_are_tasks_at_once);
     tcase_add_test(t, full_long_polls_say_retry_after);
     tcase_add_test(t, malformed_access_keys_skip_the_database);
     tcase_add_test(t, credentials_are_cached_briefly);
