@@ -127,7 +127,8 @@ void prebookings_mark_processing(struct db_conn *c, const struct mq_message *m);
 enum mq_status prebookings_process(struct db_conn *c, const struct mq_message *m, int slot_minutes,
                                    char *why, size_t why_len);
 /* Fails the task of message m (autocommit) after its processing failed for good: title
- * "Processing failed", detail why. A task already final stays as it is. */
+ * "Processing failed", detail why. Only m being the task's event (its message id, sql/045)
+ * fails it; a task already final, or awaiting its submission (sql/057), stays as it is. */
 void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const char *why);
 /* The prebooking-submission step failed on the last attempt its queue allows: the message's
  * task (its message_id) is made failed, so that polling it does not answer 404 for ever. A task

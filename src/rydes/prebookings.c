@@ -35,15 +35,15 @@ static struct db_stmt q_prebooking_get =
             1);
 /* A task keeps its submission (the event published for it, sql/044): processing reads it there,
  * not from the message, which anyone allowed to send to the queue could have written. */
-/* A task stored when its submission was sent into the queue (sql/057) is filled in, its times
- * kept (pending, as it was: updated_at stays submitted_at); any other task of that id was taken
- * in already. */
+/* A task stored pending when its submission was sent into the queue (sql/057) is filled in, its
+ * times kept (still pending: updated_at stays submitted_at); any other task of that id was
+ * taken in already. */
 static struct db_stmt q_task_insert =
     DB_STMT("pb_task_insert",
             "INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
             "VALUES ($1, 'prebooking', $2, $2, $3::jsonb) ON CONFLICT (id) DO UPDATE "
-            "SET submission = EXCLUDED.submission, awaiting_submission = false "
-            "WHERE tasks.awaiting_submission",
+            "SET submission = EXCLUDED.submission, awaiting_submission = false, "
+            "taken_in_at = now() WHERE tasks.awaiting_submission AND tasks.status = 'pending'",
             3);
 /* The tasks of submissions just sent into the queue ($1, their message ids): pending, awaiting
  * the worker that takes them in, which may have done so already. */
@@ -82,8 +82,9 @@ static struct db_stmt q_task_failed =
     DB_STMT("pb_task_failed",
             "INSERT INTO tasks (id, kind, status, error_title, error_detail) "
             "VALUES ($1, 'prebooking', 'failed', $3, $2) ON CONFLICT (id) DO UPDATE "
-            "SET status = 'failed', error_title = $3, error_detail = $2, updated_at = now(), "
-            "awaiting_submission = false WHERE tasks.awaiting_submission",
+            "SET status = 'failed', error_title = $3, error_detail = $2, result_id = NULL, "
+            "updated_at = now(), awaiting_submission = false "
+            "WHERE tasks.awaiting_submission AND tasks.status = 'pending'",
             3);
 /* A task not finished is written `status NOT IN` the finished ones: `status IN ('pending',
  * 'processing')` is the predicate of the partial index tasks_open, which a plan made while no
@@ -91,10 +92,15 @@ static struct db_stmt q_task_failed =
 static struct db_stmt q_processing =
     DB_STMT("pb_processing",
             "UPDATE tasks SET status = 'processing', attempts = attempts + 1, updated_at = now() "
-            "WHERE id = $1 AND status NOT IN ('succeeded', 'failed')",
+            "WHERE id = $1 AND status NOT IN ('succeeded', 'failed') AND NOT awaiting_submission",
             1);
+/* A task awaiting its submission (sql/057) is no task to a processing message: no message
+ * carries its event yet, and it has no submission to book from. */
 static struct db_stmt q_task_lock =
-    DB_STMT("pb_task_lock", "SELECT status, submission FROM tasks WHERE id = $1 FOR UPDATE", 1);
+    DB_STMT("pb_task_lock",
+            "SELECT status, submission FROM tasks WHERE id = $1 AND NOT awaiting_submission "
+            "FOR UPDATE",
+            1);
 /* A customer's prebookings are checked and made under a lock on the customer, so two workers
  * cannot both find a slot free. */
 static struct db_stmt q_customer_lock =
@@ -118,21 +124,24 @@ static struct db_stmt q_fail = DB_STMT("pb_fail",
                                        "UPDATE tasks SET status = 'failed', error_title = $2, "
                                        "error_detail = $3, updated_at = now() WHERE id = $1",
                                        3);
+/* Only by the task's own event ($3, its message id; sql/045), as the dead-letter sweep. */
 static struct db_stmt q_give_up =
     DB_STMT("pb_give_up",
             "UPDATE tasks SET status = 'failed', error_title = 'Processing failed', "
             "error_detail = $2, result_id = NULL, updated_at = now() "
-            "WHERE id = $1 AND status NOT IN ('succeeded', 'failed')",
-            2);
+            "WHERE id = $1 AND status NOT IN ('succeeded', 'failed') AND NOT awaiting_submission "
+            "AND (event_id IS NULL OR event_id = $3::uuid)",
+            3);
 /* The task's stored submission, as the processing reads it (a message names the task only);
- * tasks from before sql/044 keep the message's. No row for a task that does not exist or was
- * born failed ("Invalid prebooking": never published, no event of it is ours). */
+ * tasks from before sql/044 keep the message's. No row for a task that does not exist, was
+ * born failed ("Invalid prebooking": never published, no event of it is ours) or awaits its
+ * submission (sql/057: no event of it exists yet). */
 static struct db_stmt q_ingest =
     DB_STMT("pb_ingest",
             "INSERT INTO prebooking_submissions (task_id, submission) "
             "SELECT t.id, coalesce(t.submission, $2::jsonb) FROM tasks t WHERE t.id = $1::uuid "
             "AND (t.submission IS NOT NULL OR t.error_title IS DISTINCT FROM 'Invalid prebooking') "
-            "ON CONFLICT DO NOTHING",
+            "AND NOT t.awaiting_submission ON CONFLICT DO NOTHING",
             2);
 
 static const char *const status_names[] = {"pending", "processing", "succeeded", "failed"};
@@ -711,7 +720,7 @@ void prebookings_give_up(struct db_conn *c, const struct mq_message *m, const ch
     char detail[400];
     given_up_detail(detail, sizeof detail, "task could not be processed", m, why);
     if (id && ids_is_uuid(id)) {
-        const char *v[] = {id, detail};
+        const char *v[] = {id, detail, m->message_id};
         PGresult *r = db_exec(c, &q_give_up, v, NULL, NULL);
         PQclear(r);
     }

@@ -1340,20 +1340,26 @@ END_TEST
 
 /* ---- the direct-queue path ------------------------------------------------------------------- */
 
-/* Sends body (JSON text) into queue prebooking-submission with token; returns the message id
- * in mid. */
-static void send_submission(struct harness_server *s, const char *token, const char *body,
-                            char *mid)
+/* Sends body (JSON text) into queue with token; returns the message id in mid. */
+static void send_into(struct harness_server *s, const char *queue, const char *token,
+                      const char *body, char *mid)
 {
-    char envelope[2048];
+    char envelope[2048], path[120];
     snprintf(envelope, sizeof envelope, "{\"body\": %s}", body);
+    snprintf(path, sizeof path, "/queues/%s/messages", queue);
     struct response r;
-    harness_request(s, "POST", "/queues/prebooking-submission/messages", token, envelope, NULL,
-                    NULL, &r);
+    harness_request(s, "POST", path, token, envelope, NULL, NULL, &r);
     ck_assert_msg(r.status == 201, "%s: %ld %s", envelope, r.status, buf_str(&r.body));
     snprintf(mid, IDS_UUID_LEN, "%s", json_str(r.json, "message_id"));
     ck_assert(ids_is_uuid(mid));
     response_cleanup(&r);
+}
+
+/* The same into prebooking-submission. */
+static void send_submission(struct harness_server *s, const char *token, const char *body,
+                            char *mid)
+{
+    send_into(s, "prebooking-submission", token, body, mid);
 }
 
 /* A body sent into the queue, and the fields the failed task's detail must name. */
@@ -1519,14 +1525,31 @@ static void age_task(const char *id, const char *queue)
                      1);
 }
 
+/* Only the processing service. */
+static void processing_worker(struct config *cfg)
+{
+    set(cfg, "workers", "prebooking-processing");
+}
+
+/* Whether task id is pending and awaiting its submission (SQL, no assertion). */
+static bool awaiting(const char *id)
+{
+    return harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = 'pending' AND "
+                        "awaiting_submission AND submission IS NULL",
+                        id) == 1;
+}
+
 /* A submission sent straight into the queue is a pending task from the send on: GET
  * /tasks/{message id} answered 404 until a worker took the message in (as long as a backlog
- * lasted, and for good when the queue was purged first). The worker fills that task in. */
+ * lasted, and for good when the queue was purged first). The worker fills that task in; until
+ * then a message naming it in prebooking-processing or its dead-letter queue changes nothing. */
 START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
 {
     start(no_workers);
-    char app[SECRET_TOKEN_LEN], when[64], body[512], body2[512], mid[IDS_UUID_LEN], submitted[32];
+    char app[SECRET_TOKEN_LEN], service[SECRET_TOKEN_LEN], when[64], body[512], body2[512],
+        mid[IDS_UUID_LEN], submitted[32];
     create_token(&srv, "app", app);
+    create_token(&srv, "service", service);
     when_at(when, sizeof when, ahead(8, 0), "", 0);
     pb_body(body, sizeof body, "aq-1", when);
     send_submission(&srv, app, body, mid);
@@ -1537,7 +1560,31 @@ START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
     send_submission_batch(bodies, 2, batch);
     assert_awaiting(batch[0], NULL);
     assert_awaiting(batch[1], NULL);
+
+    /* forged: an event naming the task, and a dead letter naming it */
+    char forged[512], forged_event[IDS_UUID_LEN], forged_dead[IDS_UUID_LEN];
+    snprintf(forged, sizeof forged,
+             "{\"task_id\": \"%s\", \"from\": \"X\", \"to\": \"Y\", \"customer\": \"forger\", "
+             "\"when\": \"%s\"}",
+             mid, when);
+    send_into(&srv, "prebooking-processing", service, forged, forged_event);
+    snprintf(forged, sizeof forged, "{\"task_id\": \"%s\"}", mid);
+    send_into(&srv, "prebooking-processing-dlq", service, forged, forged_dead);
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert(awaiting(mid));
     stop();
+    start(processing_worker);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE message_id = '%s' AND receive_count >= 1",
+             forged_event);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 15), 1);
+    stop();
+    ck_assert(awaiting(mid));
+    ck_assert_int_eq(prebookings_of_task(mid), 0);
+    harness_sqlf("WITH d AS (DELETE FROM messages WHERE message_id IN ('%s', '%s') RETURNING 1) "
+                 "SELECT count(*) FROM d",
+                 forged_event, forged_dead);
 
     /* the worker fills the tasks in: the one submitted keeps the time it was sent */
     start(prebooking_workers);
@@ -1546,6 +1593,10 @@ START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
                   json_str(json_object_get(t, "error"), "detail"));
     ck_assert_str_eq(json_str(t, "submitted_at"), submitted);
     json_decref(t);
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM prebookings WHERE task_id = '%s' AND "
+                                  "customer = 'aq-1'",
+                                  mid),
+                     1);
     wait_succeeded(&srv, batch[0], NULL);
     free(wait_failed(&srv, batch[1], "Invalid prebooking"));
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id IN ('%s', '%s', '%s') AND "
@@ -1553,6 +1604,27 @@ START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
                                   mid, batch[0], batch[1]),
                      3);
     stop();
+
+    /* taken in after a long wait: judged by prebooking-processing's retention from then */
+    start(submission_worker);
+    char late[IDS_UUID_LEN];
+    pb_body(body, sizeof body, "aq-4", when);
+    send_submission(&srv, app, body, late);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM tasks WHERE id = '%s' AND NOT awaiting_submission AND "
+             "taken_in_at IS NOT NULL",
+             late);
+    ck_assert_int_eq(harness_wait_sql(sql, 1, 15), 1);
+    stop();
+    age_task(late, "prebooking-processing");
+    free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id = '%s' AND status = "
+                                  "'pending'",
+                                  late),
+                     1);
+    harness_sqlf("WITH d AS (DELETE FROM messages m USING tasks t WHERE t.id = '%s' AND "
+                 "m.message_id = t.event_id RETURNING 1) SELECT count(*) FROM d",
+                 late);
 
     /* purged before a worker came: pending until prebooking-submission's retention (here longer
      * than prebooking-processing's) and an hour have passed, then failed */
@@ -1571,12 +1643,13 @@ START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
                  "'prebooking-submission' RETURNING 1) SELECT count(*) FROM u");
     age_task(gone, "prebooking-processing");
     free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
-    assert_awaiting(gone, NULL);
+    bool kept = awaiting(gone);
     age_task(gone, "prebooking-submission");
     free(harness_sql(harness_db_url(), "SELECT rydes_sweep(1000)"));
     harness_sqlf("WITH u AS (UPDATE queues SET retention_seconds = %lld WHERE name = "
                  "'prebooking-submission' RETURNING 1) SELECT count(*) FROM u",
                  keep);
+    ck_assert_msg(kept, "failed by prebooking-processing's retention");
     char *detail = wait_failed(&srv, gone, "Processing failed");
     ck_assert_msg(strstr(detail, "no message of the task was left"), "%s", detail);
     free(detail);
@@ -1676,9 +1749,11 @@ START_TEST(a_submission_whose_last_attempt_died_gets_a_failed_task)
     char *detail = wait_failed(&srv, mid, "Processing failed");
     ck_assert_msg(strstr(detail, "could not be taken in after 5 attempts"), "%s", detail);
     free(detail);
-    /* submitted when the message was sent; a second sweep changes nothing */
+    /* submitted when the message was sent (the task stored then keeps its time); a second
+     * sweep changes nothing */
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks t JOIN messages m ON m.message_id = "
-                                  "t.id WHERE t.id = '%s' AND t.submitted_at = m.sent_at",
+                                  "t.id WHERE t.id = '%s' AND t.submitted_at BETWEEN m.sent_at "
+                                  "AND m.sent_at + interval '5 s' AND NOT t.awaiting_submission",
                                   mid),
                      1);
     long long updated = harness_sqlf(

@@ -1089,6 +1089,7 @@ START_TEST(submissions_sent_through_sqs_are_tasks_at_once)
     response_cleanup(&r);
     free(harness_sql(harness_db_url(), "DELETE FROM messages WHERE queue_id = (SELECT id FROM "
                                        "queues WHERE name = '" PREBOOKINGS_SUBMISSION_QUEUE "')"));
+    free(harness_sql(harness_db_url(), "DELETE FROM tasks WHERE awaiting_submission"));
 }
 END_TEST
 
