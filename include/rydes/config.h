@@ -55,7 +55,8 @@ struct config {
     int64_t rate_limit_app, rate_limit_service, rate_limit_admin; /* requests/s, 0: none */
     int64_t rate_limit_app_token; /* an app token's requests/s from all addresses; 0: none */
     int64_t auth_failure_burst, auth_failures_per_minute; /* rydes/app.h, app_lookup_allowed */
-    char *tls_cert, *tls_key;                             /* file paths; both empty: plain HTTP */
+    char *trusted_proxies;    /* RYDES_TRUSTED_PROXIES: CIDR ranges, comma-separated */
+    char *tls_cert, *tls_key; /* file paths; both empty: plain HTTP */
 };
 
 struct config_error {

@@ -11,6 +11,7 @@
 #define RYDES_HTTP_H
 
 #include "rydes/body.h"
+#include "rydes/cidr.h"
 #include "rydes/ids.h"
 #include "rydes/role.h"
 #include "rydes/router.h"
@@ -96,6 +97,7 @@ struct http_server_config {
     struct app *app;
     struct metrics *metrics;
     const char *tls_cert_pem, *tls_key_pem; /* both: serve HTTPS (borrowed, PEM text) */
+    struct cidr_list trusted_proxies;       /* whose X-Forwarded-For names the client (n 0: none) */
 };
 
 /* Starts the daemon; returns NULL (and logs why) when it cannot listen. The server is freed by
@@ -167,8 +169,9 @@ enum handler_result http_offload_work(struct http_request *req,
 bool http_client_gone(struct http_request *req);
 
 /* The key of the client's address for per-client limits into out: the IPv4 address, or the /64
- * of an IPv6 one (one host can pick any address of its /64). Returns its length; 0 when the
- * address is unknown (all such clients then share one key). */
+ * of an IPv6 one (one host can pick any address of its /64). The client is the peer, or behind
+ * a trusted proxy the address its X-Forwarded-For names (cidr_forwarded_client). Returns its
+ * length; 0 when the address is unknown (all such clients then share one key). */
 #define HTTP_PEER_KEY_MAX 8
 size_t http_peer_key(struct http_request *req, unsigned char out[HTTP_PEER_KEY_MAX]);
 

@@ -6,6 +6,7 @@
  * can never bypass validation. */
 #include "rydes/config.h"
 
+#include "rydes/cidr.h"
 #include "rydes/mem.h"
 #include "rydes/secret.h"
 #include "rydes/validate.h"
@@ -34,6 +35,12 @@ struct setting {
     bool (*valid)(const char *value);
     const char *help;
 };
+
+static bool trusted_proxies_valid(const char *value)
+{
+    struct cidr_list l;
+    return cidr_list_parse(value, &l);
+}
 
 static bool bind_valid(const char *value)
 {
@@ -113,6 +120,9 @@ static const struct {
                         "newline from a secret file?)"},
     {payment_url_valid, "must be empty or an http:// or https:// URL with a host, without a query, "
                         "a fragment or blanks, of at most 1000 characters"},
+    {trusted_proxies_valid,
+     "must be a comma-separated list of at most 64 IPv4 or IPv6 addresses or "
+     "ranges (ADDRESS/BITS), or empty"},
 };
 
 static const char *refusal_of(const struct setting *s)
@@ -260,6 +270,11 @@ static const struct setting settings[] = {
      OFF(rate_limit_app_token), false, NULL,
      "requests per second an app token may make per process from all addresses together "
      "(bursts of twice that); 0: none"},
+    {"trusted-proxies", "RYDES_TRUSTED_PROXIES", SETTING_STRING, "", 0, 0, NULL,
+     OFF(trusted_proxies), false, trusted_proxies_valid,
+     "addresses or CIDR ranges of reverse proxies (comma-separated): a request from one is "
+     "charged to the client its X-Forwarded-For names, for the per-address rate limits; "
+     "empty: X-Forwarded-For is ignored"},
     {"rate-limit-service", "RYDES_RATE_LIMIT_SERVICE", SETTING_INT, "0", 0, 1000000, NULL,
      OFF(rate_limit_service), false, NULL, "the same for service tokens"},
     {"rate-limit-admin", "RYDES_RATE_LIMIT_ADMIN", SETTING_INT, "0", 0, 1000000, NULL,

@@ -65,6 +65,9 @@ struct http_server {
 /* Connections MHD may accept beyond RYDES_CONNECTION_LIMIT, only to close them at once. */
 #define HTTP_LIMIT_HEADROOM 64
 
+/* X-Forwarded-For headers a request's client is looked for in (the last ones). */
+#define HTTP_FORWARDED_MAX 16
+
 /* Decoded query values handed out by http_query live until the request is freed. */
 struct query_value {
     struct query_value *next;
@@ -327,22 +330,43 @@ static void request_free(struct http_request *req)
     free(full);
 }
 
+/* The values of a request's X-Forwarded-For headers, in order (MHD_get_connection_values). */
+struct forwarded {
+    const char *values[HTTP_FORWARDED_MAX];
+    int n;
+};
+
+static enum MHD_Result forwarded_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    struct forwarded *f = cls;
+    if (strcasecmp(key, "X-Forwarded-For") != 0 || !value)
+        return MHD_YES;
+    if (f->n == HTTP_FORWARDED_MAX) { /* keep the last ones: the walk starts there */
+        memmove(f->values, f->values + 1, sizeof f->values - sizeof f->values[0]);
+        f->n--;
+    }
+    f->values[f->n++] = value;
+    return MHD_YES;
+}
+
 size_t http_peer_key(struct http_request *req, unsigned char out[HTTP_PEER_KEY_MAX])
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (sa && sa->sa_family == AF_INET) {
-        memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        return 4;
+    struct cidr_addr a;
+    if (!cidr_addr_of_sockaddr(ci ? ci->client_addr : NULL, &a))
+        return 0;
+    const struct cidr_list *trusted = &req->server->cfg.trusted_proxies;
+    if (trusted->n && cidr_list_contains(trusted, &a)) {
+        struct forwarded f = {.n = 0};
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, forwarded_one, &f);
+        a = cidr_forwarded_client(trusted, &a, f.values, f.n);
     }
-    if (sa && sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        bool mapped = IN6_IS_ADDR_V4MAPPED(a); /* an IPv4 client of a dual-stack socket */
-        memcpy(out, mapped ? a->s6_addr + 12 : a->s6_addr, mapped ? 4 : 8);
-        return mapped ? 4 : 8;
-    }
-    return 0;
+    size_t n = a.family == AF_INET ? 4 : 8;
+    memcpy(out, a.bytes, n);
+    return n;
 }
 
 /* Answers 401/403/503 unless the request carries a token of a sufficient role. Returns true

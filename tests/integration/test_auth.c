@@ -390,16 +390,17 @@ static void small_failure_budget(struct config *cfg)
     ck_assert(config_set_flag(cfg, "auth-failures-per-minute", "1", &err));
 }
 
-/* GET path with token from source address ip (127.0.0.N: all loopback); the status, and the
- * reply's text in reply. */
-static int status_at(const char *ip, const char *path, const char *token, char *reply, size_t n)
+/* GET path with token and more header lines (each ending in CRLF) from source address ip
+ * (127.0.0.N: all loopback); the status, and the reply's text in reply. */
+static int status_with(const char *ip, const char *path, const char *token, const char *headers,
+                       char *reply, size_t n)
 {
     int fd = harness_connect(&srv, ip);
-    char req[320];
+    char req[640];
     int len = snprintf(req, sizeof req,
-                       "GET %s HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n"
+                       "GET %s HTTP/1.1\r\nHost: rydes\r\nAuthorization: Bearer %s\r\n%s"
                        "Connection: close\r\n\r\n",
-                       path, token);
+                       path, token, headers);
     ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
     size_t got = 0;
     ssize_t r;
@@ -410,6 +411,12 @@ static int status_at(const char *ip, const char *path, const char *token, char *
     int status = 0;
     ck_assert_int_eq(sscanf(reply, "HTTP/1.1 %d", &status), 1);
     return status;
+}
+
+/* The same without more headers. */
+static int status_at(const char *ip, const char *path, const char *token, char *reply, size_t n)
+{
+    return status_with(ip, path, token, "", reply, n);
 }
 
 /* GET /queues with token from source address ip. */
@@ -436,6 +443,60 @@ START_TEST(an_app_tokens_clients_are_limited_apart)
     for (int i = 0; i < 3; i++) /* another client of the app: its budget is whole */
         ck_assert_int_eq(status_at("127.0.0.22", "/rides?customer=c", app, reply, sizeof reply),
                          200);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+/* The low app limit, behind proxies at 127.0.0.30 and in 10.0.0.0/8. */
+static void behind_proxies(struct config *cfg)
+{
+    low_app_limit(cfg);
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "trusted-proxies", "127.0.0.30, 10.0.0.0/8", &err));
+}
+
+/* Requests of app token from ip with headers until one is refused (429); false if none of
+ * eight was. */
+static bool exhaust(const char *ip, const char *token, const char *headers)
+{
+    char reply[2048];
+    for (int i = 0; i < 8; i++) { /* a burst of 4, 2 a second */
+        int st = status_with(ip, "/rides?customer=c", token, headers, reply, sizeof reply);
+        ck_assert_msg(st == 200 || st == 429, "%d", st);
+        if (st == 429)
+            return true;
+    }
+    return false;
+}
+
+/* Behind a trusted proxy (RYDES_TRUSTED_PROXIES) an app token's clients are told apart by the
+ * address X-Forwarded-For names, walking back over trusted hops; from any other peer the header
+ * is ignored, so a client cannot pick a fresh budget by writing one. */
+START_TEST(clients_behind_a_trusted_proxy_are_limited_apart)
+{
+    harness_stop(&srv);
+    harness_start(&srv, behind_proxies);
+    char app[SECRET_TOKEN_LEN], id[40], reply[2048];
+    create_token("app", app, id);
+    const char *path = "/rides?customer=c";
+    ck_assert(exhaust("127.0.0.30", app, "X-Forwarded-For: 203.0.113.1\r\n"));
+    /* the same client behind a second trusted hop, the header split in two: still refused */
+    ck_assert_int_eq(status_with("127.0.0.30", path, app,
+                                 "X-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 10.1.1.1\r\n",
+                                 reply, sizeof reply),
+                     429);
+    /* another client of the proxy, whatever it wrote before the proxy's entry */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(status_with("127.0.0.30", path, app,
+                                     "X-Forwarded-For: 203.0.113.1, 203.0.113.2\r\n", reply,
+                                     sizeof reply),
+                         200);
+    /* a peer that is no trusted proxy is its own client: the header changes nothing */
+    ck_assert(exhaust("127.0.0.31", app, "X-Forwarded-For: 203.0.113.50\r\n"));
+    ck_assert_int_eq(status_with("127.0.0.31", path, app, "X-Forwarded-For: 203.0.113.51\r\n",
+                                 reply, sizeof reply),
+                     429);
     harness_stop(&srv);
     harness_start(&srv, NULL);
 }
@@ -595,6 +656,7 @@ int main(void)
     tcase_add_test(tc, an_admin_token_that_cannot_log_in_is_refused_with_the_settings);
     tcase_add_test(tc, app_tokens_are_rate_limited);
     tcase_add_test(tc, an_app_tokens_clients_are_limited_apart);
+    tcase_add_test(tc, clients_behind_a_trusted_proxy_are_limited_apart);
     tcase_add_test(tc, an_app_tokens_total_bounds_many_addresses);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, lookups_that_cannot_finish_are_charged);

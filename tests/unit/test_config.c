@@ -636,6 +636,28 @@ START_TEST(test_ranges_across_settings)
 }
 END_TEST
 
+/* RYDES_TRUSTED_PROXIES: addresses and ranges, empty by default; a malformed one is refused
+ * with the setting named and the value shown. */
+START_TEST(test_trusted_proxies)
+{
+    struct config c;
+    struct config_error err = {""};
+    config_init(&c);
+    ck_assert_str_eq(c.trusted_proxies, "");
+    ck_assert(config_set_flag(&c, "trusted-proxies", "10.0.0.0/8, 192.0.2.7,fd00::/8", &err));
+    ck_assert_str_eq(c.trusted_proxies, "10.0.0.0/8, 192.0.2.7,fd00::/8");
+    const char *bad[] = {"10.0.0.0/33", "proxy.example.com", "10.0.0.1:8080", "10.0.0.0/8,"};
+    for (size_t i = 0; i < NELEMS(bad); i++) {
+        ck_assert_msg(!config_set_flag(&c, "trusted-proxies", bad[i], &err), "%s", bad[i]);
+        ck_assert_ptr_nonnull(strstr(err.message, "--trusted-proxies"));
+        ck_assert_ptr_nonnull(strstr(err.message, "comma-separated list"));
+        ck_assert_ptr_nonnull(strstr(err.message, bad[i]));
+    }
+    ck_assert_str_eq(c.trusted_proxies, "10.0.0.0/8, 192.0.2.7,fd00::/8");
+    config_cleanup(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -671,6 +693,7 @@ static Suite *config_suite(void)
     tcase_add_test(misc, test_print_help);
     tcase_add_test(misc, test_print_help_hides_secret_values);
     tcase_add_test(misc, test_ranges_across_settings);
+    tcase_add_test(misc, test_trusted_proxies);
     suite_add_tcase(s, misc);
 
     return s;
