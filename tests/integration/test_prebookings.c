@@ -1478,7 +1478,9 @@ static void send_submission_batch(const char *const *bodies, int n, char (*mids)
         json_array_append_new(entries, json_pack("{s:s, s:o}", "id", id, "body",
                                                  json_loads(bodies[i], JSON_DECODE_ANY, NULL)));
     }
-    char *text = json_dumps(json_pack("{s:o}", "entries", entries), JSON_COMPACT);
+    json_t *req = json_pack("{s:o}", "entries", entries);
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
     struct response r;
     harness_admin(&srv, "POST", "/queues/prebooking-submission/messages:batch", text, &r);
     free(text);
