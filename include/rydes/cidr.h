@@ -8,6 +8,8 @@
 
 /* Ranges a list may hold. */
 #define CIDR_LIST_MAX 64
+/* Trusted hops a walk passes over at most (the one after is the client, trusted or not). */
+#define CIDR_HOPS_MAX 32
 
 /* An address: AF_INET (4 bytes used) or AF_INET6 (16). IPv4-mapped IPv6 addresses are kept as
  * IPv4. */
@@ -26,13 +28,14 @@ struct cidr_list {
     struct cidr items[CIDR_LIST_MAX];
 };
 
-/* Parses the len bytes of text as an address: IPv4, IPv6, or IPv6 in brackets, each with an
- * optional ":port" (an IPv4 address or a bracketed one: proxies write either). */
+/* Parses the len bytes of text as an address: IPv4, IPv6, or IPv6 in brackets, the last two
+ * maybe with a zone ("%eth0", dropped), IPv4 and bracketed IPv6 maybe with a ":port" (proxies
+ * write either). */
 bool cidr_addr_parse(const char *text, size_t len, struct cidr_addr *out);
 /* The address of a socket (AF_INET or AF_INET6); false for any other family or NULL. */
 bool cidr_addr_of_sockaddr(const void *sockaddr, struct cidr_addr *out);
-/* Parses "ADDRESS" or "ADDRESS/BITS" (no port, no brackets); host bits past the prefix are
- * cleared. */
+/* Parses "ADDRESS" or "ADDRESS/BITS" (no port, no brackets, no zone); host bits past the prefix
+ * are cleared. An IPv4-mapped range (::ffff:a.b.c.d/96 and longer) is the IPv4 range. */
 bool cidr_parse(const char *text, size_t len, struct cidr *out);
 /* Parses a comma-separated list of ranges (blanks around entries allowed; empty text: an
  * empty list). False for a malformed entry or more than CIDR_LIST_MAX. */
@@ -43,7 +46,8 @@ bool cidr_list_contains(const struct cidr_list *l, const struct cidr_addr *a);
 /* The client of a request that came from peer with the X-Forwarded-For header values xff[0..n)
  * (in the order they arrived): walking the entries from the last one back, each hop that is a
  * trusted proxy hands over to the address it names, and the first hop that is not trusted is
- * the client. An entry that is no address stops the walk at the hop that wrote it. Without
+ * the client. An entry that is no address stops the walk at the hop that wrote it, and so does
+ * a walk past CIDR_HOPS_MAX trusted hops. Without
  * trusted proxies, or from a peer that is not one, the peer is the client. */
 struct cidr_addr cidr_forwarded_client(const struct cidr_list *trusted,
                                        const struct cidr_addr *peer, const char *const *xff, int n);

@@ -36,15 +36,26 @@ static bool parse_bare(const char *text, size_t len, struct cidr_addr *out)
     return true;
 }
 
-/* Whether the len bytes at s are ":" and one to five digits. */
+/* Whether the len bytes at s are ":" and a port number (1 to 5 digits, at most 65535). */
 static bool is_port(const char *s, size_t len)
 {
     if (len < 2 || len > 6 || s[0] != ':')
         return false;
-    for (size_t i = 1; i < len; i++)
+    long port = 0;
+    for (size_t i = 1; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
-    return true;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port <= 65535;
+}
+
+/* An IPv6 address of len bytes, without a zone ("%eth0": only the /64 counts for a key). */
+static bool parse_v6(const char *text, size_t len, struct cidr_addr *out)
+{
+    const char *zone = memchr(text, '%', len);
+    size_t n = zone ? (size_t)(zone - text) : len;
+    return memchr(text, ':', n) && parse_bare(text, n, out); /* maybe mapped: then IPv4 */
 }
 
 bool cidr_addr_parse(const char *text, size_t len, struct cidr_addr *out)
@@ -56,14 +67,14 @@ bool cidr_addr_parse(const char *text, size_t len, struct cidr_addr *out)
         size_t rest = len - (size_t)(close + 1 - text);
         if (rest && !is_port(close + 1, rest))
             return false;
-        return parse_bare(text + 1, (size_t)(close - text - 1), out) && out->family == AF_INET6;
+        return parse_v6(text + 1, (size_t)(close - text - 1), out);
     }
     const char *colon = memchr(text, ':', len);
     if (colon && !memchr(colon + 1, ':', len - (size_t)(colon + 1 - text))) { /* v4:port */
         size_t host = (size_t)(colon - text);
         return is_port(colon, len - host) && parse_bare(text, host, out) && out->family == AF_INET;
     }
-    return parse_bare(text, len, out);
+    return colon ? parse_v6(text, len, out) : parse_bare(text, len, out);
 }
 
 bool cidr_addr_of_sockaddr(const void *sockaddr, struct cidr_addr *out)
@@ -87,9 +98,10 @@ bool cidr_addr_of_sockaddr(const void *sockaddr, struct cidr_addr *out)
 /* Clears the bits of a past its first bits. */
 static void mask(struct cidr_addr *a, int bits)
 {
-    int total = a->family == AF_INET ? 32 : 128;
-    for (int i = bits; i < total; i++)
-        a->bytes[i / 8] &= (unsigned char)~(0x80u >> (i % 8));
+    int full = bits / 8, rest = bits % 8;
+    if (rest)
+        a->bytes[full++] &= (unsigned char)(0xffu << (8 - rest));
+    memset(a->bytes + full, 0, sizeof a->bytes - (size_t)full);
 }
 
 bool cidr_parse(const char *text, size_t len, struct cidr *out)
@@ -98,7 +110,9 @@ bool cidr_parse(const char *text, size_t len, struct cidr *out)
     size_t alen = slash ? (size_t)(slash - text) : len;
     if (!parse_bare(text, alen, &out->net))
         return false;
-    int max = out->net.family == AF_INET ? 32 : 128;
+    /* an IPv4-mapped range (::ffff:a.b.c.d/BITS, BITS >= 96) is the IPv4 range it maps */
+    bool mapped = out->net.family == AF_INET && memchr(text, ':', alen);
+    int max = out->net.family == AF_INET && !mapped ? 32 : 128;
     out->bits = max;
     if (slash) {
         size_t digits = len - alen - 1;
@@ -111,10 +125,12 @@ bool cidr_parse(const char *text, size_t len, struct cidr *out)
                 return false;
             bits = bits * 10 + (c - '0');
         }
-        if (bits > max)
+        if (bits > max || (mapped && bits < 96))
             return false;
         out->bits = bits;
     }
+    if (mapped)
+        out->bits -= 96;
     mask(&out->net, out->bits);
     return true;
 }
@@ -161,9 +177,10 @@ static bool within(const struct cidr *c, const struct cidr_addr *a)
 {
     if (c->net.family != a->family)
         return false;
-    struct cidr_addr m = *a;
-    mask(&m, c->bits);
-    return memcmp(m.bytes, c->net.bytes, sizeof m.bytes) == 0;
+    int full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(c->net.bytes, a->bytes, (size_t)full) != 0)
+        return false;
+    return !rest || (a->bytes[full] & (unsigned char)(0xffu << (8 - rest))) == c->net.bytes[full];
 }
 
 bool cidr_list_contains(const struct cidr_list *l, const struct cidr_addr *a)
@@ -178,11 +195,12 @@ struct cidr_addr cidr_forwarded_client(const struct cidr_list *trusted,
                                        const struct cidr_addr *peer, const char *const *xff, int n)
 {
     struct cidr_addr client = *peer;
+    int hops = 0;
     for (int h = n - 1; h >= 0; h--) {
         const char *v = xff[h];
         size_t end = strlen(v);
         for (;;) { /* the entries of this header, last first */
-            if (!cidr_list_contains(trusted, &client))
+            if (!cidr_list_contains(trusted, &client) || hops++ == CIDR_HOPS_MAX)
                 return client;
             size_t start = end;
             while (start && v[start - 1] != ',')

@@ -270,15 +270,15 @@ static const struct setting settings[] = {
      OFF(rate_limit_app_token), false, NULL,
      "requests per second an app token may make per process from all addresses together "
      "(bursts of twice that); 0: none"},
+    {"rate-limit-service", "RYDES_RATE_LIMIT_SERVICE", SETTING_INT, "0", 0, 1000000, NULL,
+     OFF(rate_limit_service), false, NULL, "the same for service tokens"},
+    {"rate-limit-admin", "RYDES_RATE_LIMIT_ADMIN", SETTING_INT, "0", 0, 1000000, NULL,
+     OFF(rate_limit_admin), false, NULL, "the same for admin tokens"},
     {"trusted-proxies", "RYDES_TRUSTED_PROXIES", SETTING_STRING, "", 0, 0, NULL,
      OFF(trusted_proxies), false, trusted_proxies_valid,
      "addresses or CIDR ranges of reverse proxies (comma-separated): a request from one is "
      "charged to the client its X-Forwarded-For names, for the per-address rate limits; "
      "empty: X-Forwarded-For is ignored"},
-    {"rate-limit-service", "RYDES_RATE_LIMIT_SERVICE", SETTING_INT, "0", 0, 1000000, NULL,
-     OFF(rate_limit_service), false, NULL, "the same for service tokens"},
-    {"rate-limit-admin", "RYDES_RATE_LIMIT_ADMIN", SETTING_INT, "0", 0, 1000000, NULL,
-     OFF(rate_limit_admin), false, NULL, "the same for admin tokens"},
     {"auth-failure-burst", "RYDES_AUTH_FAILURE_BURST", SETTING_INT, "50", 1, 1000000, NULL,
      OFF(auth_failure_burst), false, NULL,
      "database lookups of unknown tokens and access keys a client address may make (ten "

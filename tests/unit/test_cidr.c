@@ -42,6 +42,10 @@ START_TEST(addresses_with_ports_and_brackets)
         {"[2001:db8::1]", "2001:db8::1"},
         {"[2001:db8::1]:8080", "2001:db8::1"},
         {"::ffff:192.0.2.9", "192.0.2.9"}, /* a mapped IPv4 address is IPv4 */
+        {"[::ffff:192.0.2.9]:80", "192.0.2.9"},
+        {"fe80::1%eth0", "fe80::1"},
+        {"[fe80::1%25eth0]:443", "fe80::1"},
+        {"192.0.2.7:65535", "192.0.2.7"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char out[INET6_ADDRSTRLEN];
@@ -49,6 +53,10 @@ START_TEST(addresses_with_ports_and_brackets)
         ck_assert_str_eq(text_of(&a, out, sizeof out), ok[i].want);
     }
     const char *bad[] = {"",
+                         "192.0.2.7:65536",
+                         "192.0.2.7%eth0",
+                         "[]",
+                         "%eth0",
                          "unknown",
                          "192.0.2",
                          "192.0.2.7:",
@@ -68,6 +76,17 @@ START_TEST(addresses_with_ports_and_brackets)
 }
 END_TEST
 
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Asserts that each of the n addresses is (want) or is not within a range of l. */
+static void assert_within(const struct cidr_list *l, const char *const *addrs, size_t n, bool want)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct cidr_addr a = addr(addrs[i]);
+        ck_assert_msg(cidr_list_contains(l, &a) == want, "%s", addrs[i]);
+    }
+}
+
 START_TEST(ranges_and_lists)
 {
     struct cidr_list l = list(" 10.1.2.3/8 , 192.0.2.7,2001:db8:aa::/48\t");
@@ -77,25 +96,30 @@ START_TEST(ranges_and_lists)
     ck_assert_int_eq(l.items[1].bits, 32);
     const char *in[] = {"10.255.0.1", "192.0.2.7", "2001:db8:aa:ffff::1"};
     const char *out[] = {"11.0.0.1", "192.0.2.8", "2001:db8:ab::1", "::ffff:11.0.0.1", "::1"};
-    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-        struct cidr_addr a = addr(in[i]);
-        ck_assert_msg(cidr_list_contains(&l, &a), "%s", in[i]);
-    }
-    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
-        struct cidr_addr a = addr(out[i]);
-        ck_assert_msg(!cidr_list_contains(&l, &a), "%s", out[i]);
-    }
+    assert_within(&l, in, NELEMS(in), true);
+    assert_within(&l, out, NELEMS(out), false);
     struct cidr_addr mapped = addr("::ffff:10.9.9.9"); /* matched as IPv4 */
     ck_assert(cidr_list_contains(&l, &mapped));
+    /* prefixes that end inside a byte, just inside and just outside */
+    struct cidr_list odd = list("172.16.0.0/12, 192.0.2.6/31, 2001:db8::/127, ::ffff:10.0.0.0/104");
+    const char *odd_in[] = {"172.31.255.255", "172.16.0.0",  "192.0.2.6", "192.0.2.7",
+                            "2001:db8::",     "2001:db8::1", "10.255.1.1"};
+    const char *odd_out[] = {"172.32.0.0", "172.15.255.255", "192.0.2.5",
+                             "192.0.2.8",  "2001:db8::2",    "11.0.0.0"};
+    assert_within(&odd, odd_in, NELEMS(odd_in), true);
+    assert_within(&odd, odd_out, NELEMS(odd_out), false);
+    ck_assert_int_eq(odd.items[3].net.family, AF_INET); /* the mapped range is 10.0.0.0/8 */
+    ck_assert_int_eq(odd.items[3].bits, 8);
     struct cidr_list all = list("0.0.0.0/0");
     struct cidr_addr any = addr("203.0.113.1"), v6 = addr("2001:db8::2");
     ck_assert(cidr_list_contains(&all, &any));
     ck_assert(!cidr_list_contains(&all, &v6));
     ck_assert_int_eq(list("").n, 0);
     ck_assert_int_eq(list("  ").n, 0);
-    const char *bad[] = {"10.0.0.0/33",   "2001:db8::/129", "10.0.0.0/",  "10.0.0.0/x",
-                         "10.0.0.0/0008", "10.0.0.0,",      ",10.0.0.0",  "10.0.0.0,,10.0.0.1",
-                         "10.0.0.1:80",   "[::1]",          "example.com"};
+    const char *bad[] = {"10.0.0.0/33",   "2001:db8::/129", "10.0.0.0/",   "10.0.0.0/x",
+                         "10.0.0.0/0008", "10.0.0.0,",      ",10.0.0.0",   "10.0.0.0,,10.0.0.1",
+                         "10.0.0.1:80",   "[::1]",          "example.com", "::ffff:10.0.0.0/95",
+                         "fe80::/64%eth0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct cidr_list b;
         ck_assert_msg(!cidr_list_parse(bad[i], &b), "%s", bad[i]);
@@ -148,6 +172,19 @@ START_TEST(the_client_is_the_first_hop_not_trusted)
     /* every hop trusted: the first one named */
     const char *inside[] = {"10.7.7.7, 10.8.8.8"};
     ck_assert_str_eq(client(&t, "10.0.0.2", inside, 1, out), "10.7.7.7");
+    /* several headers are one list, in the order they came: the walk starts at the last */
+    const char *order[] = {"203.0.113.9", "203.0.113.1"};
+    ck_assert_str_eq(client(&t, "10.0.0.2", order, 2, out), "203.0.113.1");
+    const char *order2[] = {"203.0.113.9", "203.0.113.1, 10.3.3.3", "10.4.4.4"};
+    ck_assert_str_eq(client(&t, "10.0.0.2", order2, 3, out), "203.0.113.1");
+    /* past CIDR_HOPS_MAX trusted hops the walk stops at the last one it trusted */
+    char chain_text[64 * 12] = "203.0.113.1";
+    for (int i = 0; i < CIDR_HOPS_MAX + 5; i++)
+        snprintf(chain_text + strlen(chain_text), sizeof chain_text - strlen(chain_text),
+                 ", 10.0.%d.%d", i / 200, i % 200 + 1);
+    const char *long_chain[] = {chain_text};
+    client(&t, "10.0.0.2", long_chain, 1, out);
+    ck_assert_msg(strncmp(out, "10.0.", 5) == 0, "%s", out);
     /* no header at all: the peer */
     ck_assert_str_eq(client(&t, "10.0.0.2", NULL, 0, out), "10.0.0.2");
     /* IPv6 clients */
