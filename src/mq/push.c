@@ -1,5 +1,5 @@
 /* The push worker; see include/rydes/mq_push.h. Up to PUSH_BATCH deliveries are in flight at
- * once on a curl multi handle, at most PUSH_PER_SUBSCRIPTION of them to one subscription; each
+ * once on a curl multi handle, at most PUSH_PER_ENDPOINT of them to one endpoint; each
  * outcome is written back as soon as its attempt ends, and the freed slot is filled by the
  * next claim, so a slow or failing endpoint holds a few slots, not the deliveries to every
  * other endpoint. One event loop drives both: the worker's statements (one at a time, sent
@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define PUSH_BATCH              16     /* deliveries in flight at once */
-#define PUSH_PER_SUBSCRIPTION   "4"    /* ...to one subscription (its endpoint) */
+#define PUSH_PER_ENDPOINT       "4"    /* ...to one endpoint (scheme, host and port) */
 #define PUSH_LEASE_S            "120"  /* a claimed delivery is due again after this... */
 #define PUSH_TIMEOUT_MS         15000L /* ...which outlasts the longest attempt */
 #define PUSH_CONNECT_TIMEOUT_MS 5000L
@@ -30,20 +30,33 @@
 #define PUSH_FINISH_US          5000000 /* write-backs at shutdown start within this */
 #define PUSH_MAX_ANSWER_BYTES   65536   /* of an answer's body read; then the transfer ends */
 
+/* The endpoint of a subscription's URL: scheme://host:port, lower-cased, without credentials,
+ * path or query (a URL it does not parse is its own endpoint; no URL, the subscription's id). */
+#define ENDPOINT_SQL                                                                    \
+    "coalesce(lower(regexp_replace(s.url, '^([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#@]*@)?" \
+    "([^/?#]*).*$', '\\1\\2')), 'subscription ' || s.id)"
+
 /* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
- * how many each. Each subscription offers its earliest due deliveries up to its share (an
- * index probe per subscription: a backlog is never scanned); the earliest of those (four times
- * as many as wanted, for those a concurrent claim holds) are then locked, skipping locked ones,
- * until $1 are. Locking while offering would lock every subscription's share, hundreds of rows
- * written to take a few. */
+ * how many each. An endpoint (ENDPOINT_SQL) takes at most PUSH_PER_ENDPOINT slots, however many
+ * subscriptions it has: each subscription offers its earliest due deliveries up to its
+ * endpoint's share (an index probe per subscription: a backlog is never scanned), the earliest
+ * offers of each endpoint up to its share stay, and the earliest of those (four times as many as
+ * wanted, for those a concurrent claim holds) are then locked, skipping locked ones, until $1
+ * are. Locking while offering would lock every subscription's share, hundreds of rows written to
+ * take a few. */
 static const char claim_sql[] =
-    "WITH f AS (SELECT * FROM unnest($2::int[], $3::int[]) AS f(sub, n)), "
-    "o AS (SELECT x.id FROM subscriptions s LEFT JOIN f ON f.sub = s.id CROSS JOIN LATERAL "
-    "(SELECT d.id, d.next_attempt_at FROM push_deliveries d WHERE d.subscription_id = s.id "
+    "WITH e AS (SELECT s.id, " ENDPOINT_SQL " AS ep FROM subscriptions s), "
+    "f AS (SELECT e.ep, sum(u.n)::int AS n FROM unnest($2::int[], $3::int[]) AS u(sub, n) "
+    "JOIN e ON e.id = u.sub GROUP BY e.ep), "
+    "o AS (SELECT x.id, x.next_attempt_at, e.ep, greatest(" PUSH_PER_ENDPOINT
+    " - coalesce(f.n, 0), 0) AS share FROM e LEFT JOIN f ON f.ep = e.ep CROSS JOIN LATERAL "
+    "(SELECT d.id, d.next_attempt_at FROM push_deliveries d WHERE d.subscription_id = e.id "
     "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at "
-    "LIMIT greatest(" PUSH_PER_SUBSCRIPTION " - coalesce(f.n, 0), 0)) x "
-    "ORDER BY x.next_attempt_at LIMIT $1::int * 4), "
-    "c AS (SELECT d.id FROM push_deliveries d WHERE d.id IN (SELECT o.id FROM o) "
+    "LIMIT greatest(" PUSH_PER_ENDPOINT " - coalesce(f.n, 0), 0)) x), "
+    "r AS (SELECT o.id FROM (SELECT o.*, row_number() OVER (PARTITION BY o.ep "
+    "ORDER BY o.next_attempt_at, o.id) AS k FROM o) o WHERE o.k <= o.share "
+    "ORDER BY o.next_attempt_at LIMIT $1::int * 4), "
+    "c AS (SELECT d.id FROM push_deliveries d WHERE d.id IN (SELECT r.id FROM r) "
     "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at LIMIT $1::int "
     "FOR UPDATE SKIP LOCKED) "
     "UPDATE push_deliveries d SET attempts = d.attempts + 1, "

@@ -54,8 +54,8 @@ struct upload {
 };
 
 static struct {
-    struct MHD_Daemon *daemon;
-    int port;
+    struct MHD_Daemon *daemon, *daemon2; /* on 127.0.0.1 and 127.0.0.2: two endpoints */
+    int port, port2;
     char ok_url[64]; /* where /redirect points */
     pthread_mutex_t mu;
     struct hit hits[MAX_HITS];
@@ -231,31 +231,40 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* A receiver daemon on address (host order) and a free port (into *port). */
+static struct MHD_Daemon *receiver_daemon(uint32_t address, int *port)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(address);
+    addr.sin_port = 0;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_END);
+    ck_assert_msg(d != NULL, "the receiver did not start");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    ck_assert(info != NULL && info->port != 0);
+    *port = info->port;
+    return d;
+}
+
 static void receiver_start(void)
 {
     memset(&rcv, 0, sizeof rcv);
     pthread_mutex_init(&rcv.mu, NULL);
     rcv.big_size = big_answer();
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    rcv.daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                      MHD_USE_ERROR_LOG,
-                                  0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr,
-                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
-    ck_assert_msg(rcv.daemon != NULL, "the receiver did not start");
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(rcv.daemon, MHD_DAEMON_INFO_BIND_PORT);
-    ck_assert(info != NULL && info->port != 0);
-    rcv.port = info->port;
+    rcv.daemon = receiver_daemon(INADDR_LOOPBACK, &rcv.port);
+    rcv.daemon2 = receiver_daemon(INADDR_LOOPBACK + 1, &rcv.port2);
     snprintf(rcv.ok_url, sizeof rcv.ok_url, "http://127.0.0.1:%d/ok", rcv.port);
 }
 
 static void receiver_stop(void)
 {
     MHD_stop_daemon(rcv.daemon);
-    rcv.daemon = NULL;
+    MHD_stop_daemon(rcv.daemon2);
+    rcv.daemon = rcv.daemon2 = NULL;
     for (int i = 0; i < rcv.n; i++)
         free(rcv.hits[i].body);
     rcv.n = 0;
@@ -266,6 +275,17 @@ static void receiver_stop(void)
 static void rcv_url(const char *path, char *out, size_t n)
 {
     snprintf(out, n, "http://127.0.0.1:%d%s", rcv.port, path);
+}
+
+/* How many requests went to a path that starts with prefix. */
+static int rcv_count_prefix(const char *prefix)
+{
+    pthread_mutex_lock(&rcv.mu);
+    int c = 0;
+    for (int i = 0; i < rcv.n; i++)
+        c += strncmp(rcv.hits[i].path, prefix, strlen(prefix)) == 0;
+    pthread_mutex_unlock(&rcv.mu);
+    return c;
 }
 
 /* How many requests went to path (NULL: to any path). */
@@ -476,6 +496,14 @@ static void put_url_sub(const char *topic, const char *sub, const char *path, co
     char url[200], body[1024];
     rcv_url(path, url, sizeof url);
     snprintf(body, sizeof body, "{\"url\": \"%s\"%s}", url, extra);
+    put_sub(topic, sub, body);
+}
+
+/* The same at the receiver's second address (127.0.0.2): another endpoint. */
+static void put_url_sub_elsewhere(const char *topic, const char *sub, const char *path)
+{
+    char body[300];
+    snprintf(body, sizeof body, "{\"url\": \"http://127.0.0.2:%d%s\"}", rcv.port2, path);
     put_sub(topic, sub, body);
 }
 
@@ -1057,28 +1085,64 @@ START_TEST(a_slow_endpoint_does_not_hold_up_the_others)
 }
 END_TEST
 
-/* A backlog to one slow endpoint takes a few of the worker's slots (its subscription's share),
- * not all of them: a delivery to another endpoint published after it goes out at once. */
+/* With slow_prefix's endpoint holding its four slots (deliveries of topic busy): a publish to
+ * topic free (one URL subscription to path elsewhere) goes out at once, while the busy endpoint
+ * still holds just its share. Then busy and its backlog go. */
+static void assert_the_others_go_at_once(const char *busy, const char *slow_prefix,
+                                         const char *free, const char *path)
+{
+    double until = harness_now_s() + 10;
+    while (rcv_count_prefix(slow_prefix) < 4 && harness_now_s() < until)
+        harness_sleep_ms(20);
+    harness_sleep_ms(500); /* time for the worker to claim more, were it to */
+    char id[IDS_UUID_LEN];
+    double t0 = harness_now_s();
+    ck_assert_int_eq(publish(free, "{\"body\": \"now\"}", id), 1);
+    ck_assert_int_eq(rcv_wait(path, 1, 10000), 1);
+    double took = harness_now_s() - t0;
+    ck_assert_msg(took < 2.5, "the other endpoint waited %.1f s for the busy one", took);
+    ck_assert_int_eq(rcv_count_prefix(slow_prefix), 4); /* its share, still being answered */
+    char topic[120];
+    snprintf(topic, sizeof topic, "/topics/%s", busy);
+    struct response r;
+    harness_admin(&srv, "DELETE", topic, NULL, &r); /* its backlog goes too */
+    ck_assert_int_eq(r.status, 204);
+    response_cleanup(&r);
+}
+
+/* A backlog to one slow endpoint takes a few of the worker's slots (its endpoint's share), not
+ * all of them: a delivery to another endpoint published after it goes out at once. */
 START_TEST(a_busy_endpoint_takes_only_its_share_of_the_slots)
 {
     put_topic("push-busy");
     put_url_sub("push-busy", "slow", "/slow/4000", "");
     put_topic("push-free");
-    put_url_sub("push-free", "fast", "/ok/free", "");
+    put_url_sub_elsewhere("push-free", "fast", "/ok/free");
     char id[IDS_UUID_LEN];
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(publish("push-busy", "{\"body\": \"backlog\"}", id), 1);
-    ck_assert_int_eq(rcv_wait("/slow/4000", 4, 10000), 4);
-    double t0 = harness_now_s();
-    ck_assert_int_eq(publish("push-free", "{\"body\": \"now\"}", id), 1);
-    ck_assert_int_eq(rcv_wait("/ok/free", 1, 10000), 1);
-    double took = harness_now_s() - t0;
-    ck_assert_msg(took < 2.5, "the other endpoint waited %.1f s for the busy one", took);
-    ck_assert_int_eq(rcv_count("/slow/4000"), 4); /* its share, still being answered */
-    struct response r;
-    harness_admin(&srv, "DELETE", "/topics/push-busy", NULL, &r); /* its backlog goes too */
-    ck_assert_int_eq(r.status, 204);
-    response_cleanup(&r);
+    assert_the_others_go_at_once("push-busy", "/slow/4000", "push-free", "/ok/free");
+}
+END_TEST
+
+/* An endpoint (scheme, host and port) takes its share of the slots however many subscriptions
+ * it has: five subscriptions to one slow host took four slots each, all sixteen of them, and
+ * a delivery to another host waited for their answers. */
+START_TEST(an_endpoint_takes_its_share_whatever_its_subscriptions)
+{
+    put_topic("push-many");
+    for (int i = 0; i < 5; i++) {
+        char sub[16], path[32];
+        snprintf(sub, sizeof sub, "slow-%d", i);
+        snprintf(path, sizeof path, "/slow/4000/%d", i);
+        put_url_sub("push-many", sub, path, "");
+    }
+    put_topic("push-elsewhere");
+    put_url_sub_elsewhere("push-elsewhere", "fast", "/ok/elsewhere");
+    char id[IDS_UUID_LEN];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(publish("push-many", "{\"body\": \"backlog\"}", id), 5);
+    assert_the_others_go_at_once("push-many", "/slow/4000/", "push-elsewhere", "/ok/elsewhere");
 }
 END_TEST
 
@@ -1397,6 +1461,7 @@ int main(void)
     tcase_add_test(tc, a_2xx_cut_short_is_a_delivery);
     tcase_add_test(tc, an_endless_answer_is_not_read_to_the_end);
     tcase_add_test(tc, a_busy_endpoint_takes_only_its_share_of_the_slots);
+    tcase_add_test(tc, an_endpoint_takes_its_share_whatever_its_subscriptions);
     tcase_add_test(tc, a_slow_database_does_not_stall_the_posts_in_flight);
     tcase_add_test(tc, backoff_doubles_per_attempt);
     tcase_add_test(tc, redirects_are_not_followed);
