@@ -45,6 +45,11 @@ static struct db_stmt q_task_insert =
             "SET submission = EXCLUDED.submission, awaiting_submission = false, "
             "taken_in_at = now() WHERE tasks.awaiting_submission AND tasks.status = 'pending'",
             3);
+/* When the task of a submission sent into the queue was stored (no row: it was not, or it was
+ * taken in already). */
+static struct db_stmt q_task_awaiting_since =
+    DB_STMT("pb_task_awaiting_since",
+            "SELECT submitted_at FROM tasks WHERE id = $1 AND awaiting_submission", 1);
 /* The tasks of submissions just sent into the queue ($1, their message ids): pending, awaiting
  * the worker that takes them in, which may have done so already. */
 static struct db_stmt q_task_awaiting =
@@ -475,6 +480,59 @@ static char *errors_text(const struct field_errors *fe)
     return text;
 }
 
+/* The submission time of the message message_id's task into out: when its task was stored at
+ * the send (sql/057), or now. */
+static enum mq_status submitted_at_of(struct db_conn *c, const char *message_id,
+                                      char out[CLOCK_RFC3339_LEN])
+{
+    const char *v[] = {message_id};
+    PGresult *r = db_exec(c, &q_task_awaiting_since, v, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK))
+        return mq_failed(c, r);
+    if (PQntuples(r) == 1)
+        db_read_ts(r, 0, 0, out);
+    else
+        clock_format_rfc3339(clock_wall_us(), out);
+    PQclear(r);
+    return MQ_OK;
+}
+
+/* The task of message m, invalid (fe): failed, with the validation errors. */
+static enum mq_status fail_invalid(struct db_conn *c, const struct mq_message *m,
+                                   const struct field_errors *fe)
+{
+    char *detail = errors_text(fe);
+    const char *v[] = {m->message_id, detail, "Invalid prebooking"};
+    enum mq_status st = run(c, &q_task_failed, v);
+    free(detail);
+    return st;
+}
+
+/* The task of message m, valid (in), submitted at now: stored and published. */
+static enum mq_status take_in(struct db_conn *c, const struct topic_set *set,
+                              const struct mq_message *m, const struct prebooking_input *in,
+                              const char *now, bool (*listened)(void *ctx, int queue_id), void *ctx)
+{
+    if (!set)
+        return MQ_NOT_FOUND;
+    char *event;
+    json_t *attrs;
+    submission_event(m->message_id, in, now, m->message_id, &event, &attrs);
+    struct mq_publish p = {
+        .body = event, .body_len = strlen(event), .body_json = true, .attributes = attrs};
+    struct mq_publish_plan plan;
+    mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
+    bool routed = reaches_processing(set, &plan);
+    mq_publish_plan_clear(&plan);
+    struct mq_publish_result published;
+    enum mq_status st =
+        routed ? submit_in_tx(c, set, m->message_id, now, &p, listened, ctx, &published)
+               : MQ_NOT_FOUND; /* as without the topic: tried again, then dead-lettered */
+    free(event);
+    json_decref(attrs);
+    return st;
+}
+
 enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_set *set,
                                           const struct mq_message *m, int horizon_days,
                                           bool (*listened)(void *ctx, int queue_id), void *ctx)
@@ -487,32 +545,10 @@ enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_
         prebooking_input(body, clock_wall_us(), horizon_days, &in, &fe);
     else
         field_errors_add(&fe, "body", "must be a JSON object {from, to, customer, when}");
-    enum mq_status st;
     char now[CLOCK_RFC3339_LEN];
-    clock_format_rfc3339(clock_wall_us(), now);
-    if (fe.count) {
-        char *detail = errors_text(&fe);
-        const char *v[] = {m->message_id, detail, "Invalid prebooking"};
-        st = run(c, &q_task_failed, v);
-        free(detail);
-    } else if (!set) {
-        st = MQ_NOT_FOUND;
-    } else {
-        char *event;
-        json_t *attrs;
-        submission_event(m->message_id, &in, now, m->message_id, &event, &attrs);
-        struct mq_publish p = {
-            .body = event, .body_len = strlen(event), .body_json = true, .attributes = attrs};
-        struct mq_publish_plan plan;
-        mq_publish_plan(&set->topic, set->subs, set->n, &p, listened, ctx, &plan);
-        bool routed = reaches_processing(set, &plan);
-        mq_publish_plan_clear(&plan);
-        struct mq_publish_result published;
-        st = routed ? submit_in_tx(c, set, m->message_id, now, &p, listened, ctx, &published)
-                    : MQ_NOT_FOUND; /* as without the topic: tried again, then dead-lettered */
-        free(event);
-        json_decref(attrs);
-    }
+    enum mq_status st = submitted_at_of(c, m->message_id, now);
+    if (st == MQ_OK)
+        st = fe.count ? fail_invalid(c, m, &fe) : take_in(c, set, m, &in, now, listened, ctx);
     field_errors_cleanup(&fe);
     json_decref(body);
     return st;

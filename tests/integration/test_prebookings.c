@@ -1599,6 +1599,11 @@ START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
                                   "customer = 'aq-1'",
                                   mid),
                      1);
+    /* its event (what processing books, what the datalake keeps) says the same time */
+    char *event_at =
+        harness_sqlf_text("SELECT submission->>'submitted_at' FROM tasks WHERE id = '%s'", mid);
+    ck_assert_str_eq(event_at, submitted);
+    free(event_at);
     wait_succeeded(&srv, batch[0], NULL);
     free(wait_failed(&srv, batch[1], "Invalid prebooking"));
     ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM tasks WHERE id IN ('%s', '%s', '%s') AND "
