@@ -30,31 +30,32 @@
 #define PUSH_FINISH_US          5000000 /* write-backs at shutdown start within this */
 #define PUSH_MAX_ANSWER_BYTES   65536   /* of an answer's body read; then the transfer ends */
 
-/* The endpoint of a subscription's URL: scheme://host:port, lower-cased, without credentials,
- * path or query (a URL it does not parse is its own endpoint; no URL, the subscription's id). */
-#define ENDPOINT_SQL                                                                    \
-    "coalesce(lower(regexp_replace(s.url, '^([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#@]*@)?" \
-    "([^/?#]*).*$', '\\1\\2')), 'subscription ' || s.id)"
+/* The endpoint of a subscription's URL: scheme://host:port, lower-cased (URLs carry no
+ * credentials: mq_input refuses them; no URL, the subscription's id). */
+#define ENDPOINT_SQL                                                               \
+    "coalesce(lower(substring(s.url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*')), " \
+    "'subscription ' || s.id)"
 
 /* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
  * how many each. An endpoint (ENDPOINT_SQL) takes at most PUSH_PER_ENDPOINT slots, however many
- * subscriptions it has: each subscription offers its earliest due deliveries up to its
- * endpoint's share (an index probe per subscription: a backlog is never scanned), the earliest
- * offers of each endpoint up to its share stay, and the earliest of those (four times as many as
+ * subscriptions lead there: each subscription offers its earliest due deliveries, up to that
+ * many (an index probe per subscription: a backlog is never scanned), each endpoint keeps its
+ * earliest offers up to its share (the endpoint is worked out for offers and deliveries in
+ * flight only: nothing when nothing is due), and the earliest of those (four times as many as
  * wanted, for those a concurrent claim holds) are then locked, skipping locked ones, until $1
  * are. Locking while offering would lock every subscription's share, hundreds of rows written to
  * take a few. */
 static const char claim_sql[] =
-    "WITH e AS (SELECT s.id, " ENDPOINT_SQL " AS ep FROM subscriptions s), "
-    "f AS (SELECT e.ep, sum(u.n)::int AS n FROM unnest($2::int[], $3::int[]) AS u(sub, n) "
-    "JOIN e ON e.id = u.sub GROUP BY e.ep), "
-    "o AS (SELECT x.id, x.next_attempt_at, e.ep, greatest(" PUSH_PER_ENDPOINT
-    " - coalesce(f.n, 0), 0) AS share FROM e LEFT JOIN f ON f.ep = e.ep CROSS JOIN LATERAL "
-    "(SELECT d.id, d.next_attempt_at FROM push_deliveries d WHERE d.subscription_id = e.id "
-    "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at "
-    "LIMIT greatest(" PUSH_PER_ENDPOINT " - coalesce(f.n, 0), 0)) x), "
+    "WITH o AS (SELECT x.id, x.next_attempt_at, " ENDPOINT_SQL " AS ep FROM subscriptions s "
+    "CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at FROM push_deliveries d "
+    "WHERE d.subscription_id = s.id AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at "
+    "LIMIT " PUSH_PER_ENDPOINT ") x), "
+    "f AS (SELECT " ENDPOINT_SQL " AS ep, sum(u.n)::int AS n "
+    "FROM unnest($2::int[], $3::int[]) AS u(sub, n) JOIN subscriptions s ON s.id = u.sub "
+    "GROUP BY 1), "
     "r AS (SELECT o.id FROM (SELECT o.*, row_number() OVER (PARTITION BY o.ep "
-    "ORDER BY o.next_attempt_at, o.id) AS k FROM o) o WHERE o.k <= o.share "
+    "ORDER BY o.next_attempt_at, o.id) AS k FROM o) o LEFT JOIN f ON f.ep = o.ep "
+    "WHERE o.k <= " PUSH_PER_ENDPOINT " - coalesce(f.n, 0) "
     "ORDER BY o.next_attempt_at LIMIT $1::int * 4), "
     "c AS (SELECT d.id FROM push_deliveries d WHERE d.id IN (SELECT r.id FROM r) "
     "AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at LIMIT $1::int "
