@@ -452,6 +452,9 @@ bench_main() {
         *) die "usage: ./dev bench [quick|standard|full|wildrydes]" ;;
     esac
     install_packages
+    # what the binary is built from, read now: the report's own lines in bench/RESULTS.md would
+    # count as a change by the time it is written
+    BENCH_TREE="$(git -C "$ROOT" rev-parse --short HEAD)$([ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ] || echo " (with uncommitted changes)")"
     say "release build (build-bench/)"
     build build-bench -Dbuildtype=release -Db_ndebug=true
     BENCH_TMP=$(mktemp -d /tmp/rydes-bench.XXXXXX)
@@ -500,7 +503,7 @@ bench_report() {
     echo "$table"
     {
         echo
-        echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $mode, $(nproc) cores ($cpu), $mem, $(git -C "$ROOT" rev-parse --short HEAD)$([ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ] || echo " (with uncommitted changes)")"
+        echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $mode, $(nproc) cores ($cpu), $mem, $BENCH_TREE"
         echo
         if [ "$mode" = wildrydes ]; then
             echo "PostgreSQL 15, synchronous_commit=off, shared_buffers=512MB; the Wild Rydes figures alone, one run each."
