@@ -111,10 +111,9 @@ enum mq_status prebookings_accept_message(struct db_conn *c, const struct topic_
 /* Whether sends into q must go through prebookings_mq_send (q is PREBOOKINGS_SUBMISSION_QUEUE,
  * whose messages are tasks). */
 bool prebookings_queue_holds_tasks(const struct mq_queue *q);
-/* mq_send of n entries into q; into PREBOOKINGS_SUBMISSION_QUEUE it then stores each sent
- * message's task, pending (sql/057), so that GET /tasks/{message id} answers from the send on,
- * not only once a worker took the message in. Not storing them is logged, not returned: the
- * messages are sent, and the worker makes their tasks as it takes them in. */
+/* mq_send of n entries into q; into PREBOOKINGS_SUBMISSION_QUEUE it also stores each sent
+ * message's task, pending (sql/057), in the send's transaction, so that GET /tasks/{message id}
+ * answers from the send on, not only once a worker took the message in: both or neither. */
 enum mq_status prebookings_mq_send(struct db_conn *c, const struct mq_queue *q,
                                    const struct mq_send_entry *entries, int n,
                                    struct mq_send_result *results, bool notify);

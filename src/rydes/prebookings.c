@@ -559,13 +559,9 @@ bool prebookings_queue_holds_tasks(const struct mq_queue *q)
     return strcmp(q->name, PREBOOKINGS_SUBMISSION_QUEUE) == 0;
 }
 
-enum mq_status prebookings_mq_send(struct db_conn *c, const struct mq_queue *q,
-                                   const struct mq_send_entry *entries, int n,
-                                   struct mq_send_result *results, bool notify)
+/* Stores the tasks of the n messages just sent (results), awaiting their submissions. */
+static enum mq_status store_awaiting(struct db_conn *c, const struct mq_send_result *results, int n)
 {
-    enum mq_status st = mq_send(c, q, entries, n, results, notify);
-    if (st != MQ_OK || !prebookings_queue_holds_tasks(q))
-        return st;
     struct buf ids;
     buf_init(&ids);
     buf_puts(&ids, "{");
@@ -573,11 +569,28 @@ enum mq_status prebookings_mq_send(struct db_conn *c, const struct mq_queue *q,
         buf_printf(&ids, "%s%s", i ? "," : "", results[i].message_id);
     buf_puts(&ids, "}");
     const char *v[] = {buf_str(&ids)};
-    if (run(c, &q_task_awaiting, v) != MQ_OK) /* the worker makes them when it takes them in */
-        log_warn("the tasks of %d submission(s) sent into %s were not stored: %s", n, q->name,
-                 PQerrorMessage(c->pg));
+    enum mq_status st = run(c, &q_task_awaiting, v);
     buf_cleanup(&ids);
-    return MQ_OK;
+    return st;
+}
+
+enum mq_status prebookings_mq_send(struct db_conn *c, const struct mq_queue *q,
+                                   const struct mq_send_entry *entries, int n,
+                                   struct mq_send_result *results, bool notify)
+{
+    if (!prebookings_queue_holds_tasks(q))
+        return mq_send(c, q, entries, n, results, notify);
+    /* one transaction: no worker sees a message whose task is not stored yet */
+    enum mq_status st = db_begin(c) ? MQ_OK : MQ_UNAVAILABLE;
+    if (st == MQ_OK)
+        st = mq_send(c, q, entries, n, results, notify);
+    if (st == MQ_OK)
+        st = store_awaiting(c, results, n);
+    if (st == MQ_OK && !db_commit(c))
+        st = MQ_UNAVAILABLE;
+    if (st != MQ_OK)
+        db_rollback(c);
+    return st;
 }
 
 void prebookings_mark_processing(struct db_conn *c, const struct mq_message *m)

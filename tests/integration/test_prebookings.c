@@ -1664,6 +1664,35 @@ START_TEST(a_submission_sent_into_the_queue_is_a_task_at_once)
 }
 END_TEST
 
+/* A send into prebooking-submission and its task are one transaction: a task that cannot be
+ * stored (a trigger refuses it) fails the send, and no message is left without its task. */
+START_TEST(a_submission_is_sent_with_its_task_or_not_at_all)
+{
+    start(no_workers);
+    free(harness_sql(harness_db_url(),
+                     "CREATE FUNCTION pb_test_refuse_task() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'refused by a test'; END $$"));
+    free(harness_sql(harness_db_url(), "CREATE TRIGGER pb_test_refuse_task BEFORE INSERT ON tasks "
+                                       "FOR EACH ROW EXECUTE FUNCTION pb_test_refuse_task()"));
+    char when[64], body[512], envelope[600];
+    when_at(when, sizeof when, ahead(6, 0), "", 0);
+    pb_body(body, sizeof body, "at-1", when);
+    snprintf(envelope, sizeof envelope, "{\"body\": %s}", body);
+    long long before = harness_stored("prebooking-submission");
+    struct response r;
+    harness_admin(&srv, "POST", "/queues/prebooking-submission/messages", envelope, &r);
+    long status = r.status;
+    if (status >= 500)
+        assert_problem(&r, status);
+    response_cleanup(&r);
+    free(harness_sql(harness_db_url(), "DROP TRIGGER pb_test_refuse_task ON tasks"));
+    free(harness_sql(harness_db_url(), "DROP FUNCTION pb_test_refuse_task()"));
+    ck_assert_msg(status >= 500, "a send whose task was refused: %ld", status);
+    ck_assert_int_eq(harness_stored("prebooking-submission"), before);
+    stop();
+}
+END_TEST
+
 /* ---- failures and redelivery ----------------------------------------------------------------- */
 
 static atomic_int injected;
@@ -2322,6 +2351,7 @@ int main(void)
     tcase_add_test(services, a_retry_after_the_pickup_time_finds_the_first_task);
     tcase_add_test(services, submissions_sent_into_the_queue_become_tasks);
     tcase_add_test(services, a_submission_sent_into_the_queue_is_a_task_at_once);
+    tcase_add_test(services, a_submission_is_sent_with_its_task_or_not_at_all);
     tcase_add_test(services, transient_failures_are_retried_without_failing_the_task);
     tcase_add_test(services, a_submission_that_cannot_be_taken_in_fails_its_task);
     tcase_add_test(services, a_submission_whose_last_attempt_died_gets_a_failed_task);
