@@ -63,6 +63,21 @@ START_TEST(readyz_reports_migrations)
 }
 END_TEST
 
+/* The value of the sample that starts with series (name and labels) in GET /metrics; 0 when
+ * there is none. */
+static long long metric_value(const char *series)
+{
+    struct response r;
+    harness_request(&srv, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    const char *at = strstr(buf_str(&r.body), series);
+    long long v = at ? atoll(at + strlen(series) + 1) : 0;
+    response_cleanup(&r);
+    return v;
+}
+
+#define UNMATCHED "rydes_http_requests_total{route=\"unmatched\",method=\"any\",status=\"404\"}"
+
 START_TEST(metrics_count_requests_by_route_and_status)
 {
     struct response r;
@@ -70,8 +85,13 @@ START_TEST(metrics_count_requests_by_route_and_status)
         harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &r);
         response_cleanup(&r);
     }
+    /* counted from just before: another process's client that meets this server on a port it
+     * knew for another (push deliveries, payment calls to a server that is gone) asks for an
+     * unknown path too */
+    long long unmatched = metric_value(UNMATCHED);
     harness_request(&srv, "GET", "/nowhere", NULL, NULL, NULL, NULL, &r);
     response_cleanup(&r);
+    ck_assert_int_eq(metric_value(UNMATCHED), unmatched + 1);
     harness_request(&srv, "GET", "/metrics", NULL, NULL, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     char ct[128];
@@ -80,8 +100,6 @@ START_TEST(metrics_count_requests_by_route_and_status)
     const char *text = buf_str(&r.body);
     ck_assert_ptr_nonnull(strstr(
         text, "rydes_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 3\n"));
-    ck_assert_ptr_nonnull(strstr(
-        text, "rydes_http_requests_total{route=\"unmatched\",method=\"any\",status=\"404\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(text, "rydes_http_request_duration_seconds_bucket{route=\""
                                        "/healthz\",method=\"GET\",status=\"200\",le=\"+Inf\"} 3"));
     ck_assert_ptr_nonnull(strstr(text, "rydes_db_pool_size 4\n"));
