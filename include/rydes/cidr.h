@@ -38,7 +38,7 @@ bool cidr_addr_of_sockaddr(const void *sockaddr, struct cidr_addr *out);
  * are cleared. An IPv4-mapped range (::ffff:a.b.c.d/96 and longer) is the IPv4 range. */
 bool cidr_parse(const char *text, size_t len, struct cidr *out);
 /* Parses a comma-separated list of ranges (blanks around entries allowed; empty text: an
- * empty list). False for a malformed entry or more than CIDR_LIST_MAX. */
+ * empty list). False, with *out empty, for a malformed entry or more than CIDR_LIST_MAX. */
 bool cidr_list_parse(const char *text, struct cidr_list *out);
 /* Whether a lies within a range of l. */
 bool cidr_list_contains(const struct cidr_list *l, const struct cidr_addr *a);

@@ -164,8 +164,10 @@ bool cidr_list_parse(const char *text, struct cidr_list *out)
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         const char *e = p;
         trim(&e, &len);
-        if (out->n == CIDR_LIST_MAX || !cidr_parse(e, len, &out->items[out->n]))
+        if (out->n == CIDR_LIST_MAX || !cidr_parse(e, len, &out->items[out->n])) {
+            out->n = 0;
             return false;
+        }
         out->n++;
         if (!comma)
             return true;

@@ -34,10 +34,10 @@ static struct db_stmt q_prebooking_get =
             "FROM prebookings WHERE id = $1",
             1);
 /* A task keeps its submission (the event published for it, sql/044): processing reads it there,
- * not from the message, which anyone allowed to send to the queue could have written. */
-/* A task stored pending when its submission was sent into the queue (sql/057) is filled in, its
- * times kept (still pending: updated_at stays submitted_at); any other task of that id was
- * taken in already. */
+ * not from the message, which anyone allowed to send to the queue could have written. A task
+ * stored pending when its submission was sent into the queue (sql/057) is filled in, its times
+ * kept (still pending: updated_at stays submitted_at); any other task of that id was taken in
+ * already. */
 static struct db_stmt q_task_insert =
     DB_STMT("pb_task_insert",
             "INSERT INTO tasks (id, kind, submitted_at, updated_at, submission) "
