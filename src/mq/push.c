@@ -30,11 +30,9 @@
 #define PUSH_FINISH_US          5000000 /* write-backs at shutdown start within this */
 #define PUSH_MAX_ANSWER_BYTES   65536   /* of an answer's body read; then the transfer ends */
 
-/* The endpoint of a subscription's URL: scheme://host:port, lower-cased (URLs carry no
- * credentials: mq_input refuses them; no URL, the subscription's id). */
-#define ENDPOINT_SQL                                                               \
-    "coalesce(lower(substring(s.url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*')), " \
-    "'subscription ' || s.id)"
+/* The endpoint of a subscription's URL: scheme://host:port, lower-cased, the port spelt out
+ * (sql/058; URLs carry no credentials: mq_input refuses them; no URL, the subscription's id). */
+#define ENDPOINT_SQL "coalesce(push_endpoint(s.url), 'subscription ' || s.id)"
 
 /* $1: how many (the free slots); $2, $3: the subscriptions with deliveries in flight here and
  * how many each. An endpoint (ENDPOINT_SQL) takes at most PUSH_PER_ENDPOINT slots, however many

@@ -1085,12 +1085,18 @@ START_TEST(a_slow_endpoint_does_not_hold_up_the_others)
 }
 END_TEST
 
-/* With slow_prefix's endpoint holding its four slots (deliveries of topic busy): a publish to
- * topic free (one URL subscription to path elsewhere) goes out at once, while the busy endpoint
- * still holds just its share. Then busy and its backlog go. */
-static void assert_the_others_go_at_once(const char *busy, const char *slow_prefix,
-                                         const char *free, const char *path)
+/* Publishes to topic busy (subscriptions to slow_prefix's endpoint) publishes times, each a
+ * delivery to each of its subscriptions: with that endpoint holding its four slots, a publish
+ * to a new topic free (one URL subscription to path elsewhere) goes out at once, while the busy
+ * endpoint still holds just its share. Then busy and its backlog go. */
+static void assert_the_others_go_at_once(const char *busy, int publishes, int subscriptions,
+                                         const char *slow_prefix, const char *free,
+                                         const char *path)
 {
+    put_topic(free);
+    put_url_sub_elsewhere(free, "fast", path);
+    for (int i = 0; i < publishes; i++)
+        ck_assert_int_eq(publish(busy, "{\"body\": \"backlog\"}", NULL), subscriptions);
     double until = harness_now_s() + 10;
     while (rcv_count_prefix(slow_prefix) < 4 && harness_now_s() < until)
         harness_sleep_ms(20);
@@ -1116,12 +1122,7 @@ START_TEST(a_busy_endpoint_takes_only_its_share_of_the_slots)
 {
     put_topic("push-busy");
     put_url_sub("push-busy", "slow", "/slow/4000", "");
-    put_topic("push-free");
-    put_url_sub_elsewhere("push-free", "fast", "/ok/free");
-    char id[IDS_UUID_LEN];
-    for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(publish("push-busy", "{\"body\": \"backlog\"}", id), 1);
-    assert_the_others_go_at_once("push-busy", "/slow/4000", "push-free", "/ok/free");
+    assert_the_others_go_at_once("push-busy", 20, 1, "/slow/4000", "push-free", "/ok/free");
 }
 END_TEST
 
@@ -1137,12 +1138,35 @@ START_TEST(an_endpoint_takes_its_share_whatever_its_subscriptions)
         snprintf(path, sizeof path, "/slow/4000/%d", i);
         put_url_sub("push-many", sub, path, "");
     }
-    put_topic("push-elsewhere");
-    put_url_sub_elsewhere("push-elsewhere", "fast", "/ok/elsewhere");
-    char id[IDS_UUID_LEN];
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(publish("push-many", "{\"body\": \"backlog\"}", id), 5);
-    assert_the_others_go_at_once("push-many", "/slow/4000/", "push-elsewhere", "/ok/elsewhere");
+    assert_the_others_go_at_once("push-many", 4, 5, "/slow/4000/", "push-elsewhere",
+                                 "/ok/elsewhere");
+}
+END_TEST
+
+/* One server spelt two ways is one endpoint: the port with leading zeros (curl reads it as a
+ * number), and with the scheme's default port written out or left out (sql/058). Each spelling
+ * used to be an endpoint with its own share: eight slots between two subscriptions here. */
+START_TEST(an_endpoint_spelt_two_ways_takes_one_share)
+{
+    put_topic("push-spelt");
+    put_url_sub("push-spelt", "plain", "/slow/4000/plain", "");
+    char body[300];
+    snprintf(body, sizeof body, "{\"url\": \"http://127.0.0.1:0%d/slow/4000/zeros\"}", rcv.port);
+    put_sub("push-spelt", "zeros", body);
+    assert_the_others_go_at_once("push-spelt", 4, 2, "/slow/4000/", "push-other", "/ok/other");
+    char *same = sql_text("SELECT string_agg(DISTINCT push_endpoint(u), ' ') FROM unnest(ARRAY["
+                          "'http://H.example/x', 'http://h.example:80', 'http://h.example:0080?q', "
+                          "'http://h.example:/#f']) AS u");
+    ck_assert_str_eq(same, "http://h.example:80");
+    free(same);
+    char *each = sql_text(
+        "SELECT string_agg(coalesce(push_endpoint(u), '-'), ' ' ORDER BY k) FROM unnest(ARRAY["
+        "'https://h.example/', 'https://h.example:443', 'http://h.example:443/', "
+        "'http://[::1]/', 'https://[::1]:8443/p', 'ftp://h.example/', 'http://h:80x/'"
+        "]) WITH ORDINALITY AS t(u, k)");
+    ck_assert_str_eq(each, "https://h.example:443 https://h.example:443 http://h.example:443 "
+                           "http://[::1]:80 https://[::1]:8443 - -");
+    free(each);
 }
 END_TEST
 
@@ -1468,6 +1492,7 @@ int main(void)
     tcase_add_test(tc, connection_refused_is_a_failure_and_retried);
     tcase_add_test(tc, an_attempt_in_flight_at_shutdown_is_not_counted);
     tcase_add_test(tc, a_slow_endpoint_does_not_hold_up_the_others);
+    tcase_add_test(tc, an_endpoint_spelt_two_ways_takes_one_share);
     tcase_add_test(tc, deliveries_survive_a_restart);
     tcase_add_test(tc, two_servers_share_the_work_without_duplicates);
     tcase_add_test(tc, subscription_list_shows_url_and_queue_subscriptions);
