@@ -17,8 +17,10 @@ json_t *problem_build(int status, const char *type_slug, const char *detail, con
 
 /* Queues a problem reply with the standard title for status. */
 enum handler_result http_reply_problem(struct http_request *req, int status, const char *detail);
-/* Queues a 400 listing the field errors (fe is left intact; the caller cleans it up). */
-enum handler_result http_reply_invalid(struct http_request *req, struct field_errors *fe);
+/* Queues a 400 listing the field errors (fe is left intact; the caller cleans it up), with
+ * detail, or (NULL) a count of the fields. */
+enum handler_result http_reply_invalid(struct http_request *req, struct field_errors *fe,
+                                       const char *detail);
 /* Queues 503 with Retry-After: the database could not serve the request. */
 enum handler_result http_reply_unavailable(struct http_request *req, const char *detail);
 

@@ -206,10 +206,11 @@ enum mq_status mq_publish_plans(struct db_conn *c, const struct mq_publish_plan 
 
 /* Resolves the queue names of a recipient list into raw, unfiltered targets for mq_publish
  * (which then needs no topic: pass NULL). MQ_INVALID with detail naming every unknown queue,
- * or, when group_id is NULL, every FIFO one. *subs is allocated (free with
+ * or, when group_id is NULL, every FIFO one, and why[i] (n entries; a static string, NULL for a
+ * name that resolved) saying what is wrong with names[i]. *subs is allocated (free with
  * mq_subscriptions_free). */
 enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names, int n,
                                      const char *group_id, struct mq_subscription **subs,
-                                     char *detail, size_t detail_len);
+                                     const char **why, char *detail, size_t detail_len);
 
 #endif

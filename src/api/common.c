@@ -153,7 +153,7 @@ bool api_reply_invalid(struct http_request *req, struct field_errors *fe, enum h
 {
     if (!fe->count)
         return false;
-    *res = http_reply_invalid(req, fe);
+    *res = http_reply_invalid(req, fe, NULL);
     field_errors_cleanup(fe);
     return true;
 }
@@ -216,7 +216,7 @@ json_t *api_batch_items(struct http_request *req, const char *key, bool with_ids
                 field_errors_add(&fe, f, "ids must be distinct within a batch");
     }
     if (fe.count) {
-        *res = http_reply_invalid(req, &fe);
+        *res = http_reply_invalid(req, &fe, NULL);
         items = NULL;
     }
     field_errors_cleanup(&fe);

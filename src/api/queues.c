@@ -252,7 +252,7 @@ static bool redrive_input(struct http_request *req, const char **to, int64_t *ma
     }
     bool ok = fe.count == 0;
     if (!ok)
-        *res = http_reply_invalid(req, &fe);
+        *res = http_reply_invalid(req, &fe, NULL);
     field_errors_cleanup(&fe);
     return ok;
 }

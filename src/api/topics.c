@@ -457,12 +457,19 @@ enum handler_result api_recipient_list(struct http_request *req)
     if (api_reply_invalid(req, &fe, &res))
         goto done;
     struct mq_subscription *targets = NULL;
+    const char *why[MQ_MAX_RECIPIENTS] = {0};
     char detail[MQ_MAX_RECIPIENTS * (MQ_NAME_MAX + 48)] = "";
     struct mq_publish_result out;
     /* one transaction: a recipient deleted between the lookup and the insert means none */
     enum mq_status st = db_begin(c) ? MQ_OK : MQ_UNAVAILABLE;
     if (st == MQ_OK)
-        st = mq_recipients_resolve(c, names, n, p.group_id, &targets, detail, sizeof detail);
+        st = mq_recipients_resolve(c, names, n, p.group_id, &targets, why, detail, sizeof detail);
+    for (int i = 0; st == MQ_INVALID && i < n; i++)
+        if (why[i]) {
+            char field[32];
+            snprintf(field, sizeof field, "recipients[%d]", i);
+            field_errors_add(&fe, field, "%s: %s", names[i], why[i]);
+        }
     bool any_fifo = false;
     for (int i = 0; st == MQ_OK && i < n; i++)
         any_fifo |= targets[i].queue_fifo;
@@ -484,8 +491,11 @@ enum handler_result api_recipient_list(struct http_request *req)
     mq_subscriptions_free(targets, targets ? n : 0);
     if (st == MQ_OK)
         api_published(req, &out);
-    if (fe.count && api_reply_invalid(req, &fe, &res))
+    if (fe.count) { /* the recipients' detail names them all; the errors, each by its index */
+        res = http_reply_invalid(req, &fe, detail[0] ? detail : NULL);
+        field_errors_cleanup(&fe);
         goto done;
+    }
     res = st == MQ_OK ? http_reply_json(req, 201, publish_result_json(&out))
                       : api_mq_failure(req, st, detail);
 done:

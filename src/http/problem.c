@@ -82,12 +82,14 @@ enum handler_result http_reply_problem(struct http_request *req, int status, con
     return reply_problem_json(req, status, p);
 }
 
-enum handler_result http_reply_invalid(struct http_request *req, struct field_errors *fe)
+enum handler_result http_reply_invalid(struct http_request *req, struct field_errors *fe,
+                                       const char *detail)
 {
-    char detail[96];
-    snprintf(detail, sizeof detail, "%d field%s of the request %s invalid", fe->count,
+    char counted[96];
+    snprintf(counted, sizeof counted, "%d field%s of the request %s invalid", fe->count,
              fe->count == 1 ? "" : "s", fe->count == 1 ? "is" : "are");
-    json_t *p = problem_build(400, "validation", detail, req->path, req->request_id);
+    json_t *p =
+        problem_build(400, "validation", detail ? detail : counted, req->path, req->request_id);
     json_object_set_new(p, "errors", fe->list ? json_incref(fe->list) : json_array());
     return reply_problem_json(req, 400, p);
 }

@@ -854,7 +854,7 @@ static int row_of(PGresult *r, const char *name)
 
 enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names, int n,
                                      const char *group_id, struct mq_subscription **subs,
-                                     char *detail, size_t detail_len)
+                                     const char **why, char *detail, size_t detail_len)
 {
     struct buf arr, bad;
     buf_init(&arr);
@@ -875,9 +875,11 @@ enum mq_status mq_recipients_resolve(struct db_conn *c, const char *const *names
     for (int i = 0; i < n; i++) {
         int row = row_of(r, names[i]);
         bool fifo = row >= 0 && PQgetvalue(r, row, 2)[0] == 't';
-        if (row < 0 || (fifo && !group_id))
-            buf_printf(&bad, "%s%s (%s)", bad.len ? ", " : "", names[i],
-                       row < 0 ? "no such queue" : "a FIFO queue: group_id is required");
+        why[i] = row < 0             ? "no such queue"
+                 : fifo && !group_id ? "a FIFO queue: group_id is required"
+                                     : NULL;
+        if (why[i])
+            buf_printf(&bad, "%s%s (%s)", bad.len ? ", " : "", names[i], why[i]);
         else
             (*subs)[i] = (struct mq_subscription){
                 .queue_id = atoi(PQgetvalue(r, row, 1)), .queue_fifo = fifo, .raw = true};

@@ -1686,7 +1686,7 @@ START_TEST(recipient_list_with_an_unknown_queue_delivers_nothing)
     harness_put_queue(&srv, "rlu-b", NULL, 201);
     long long before = max_payload_id();
     char *detail = send_to_list_400(
-        "{\"recipients\": [\"rlu-a\", \"rlu-nope\", \"rlu-b\"], \"body\": \"x\"}", NULL);
+        "{\"recipients\": [\"rlu-a\", \"rlu-nope\", \"rlu-b\"], \"body\": \"x\"}", "recipients[1]");
     bool exact =
         strcmp(detail, "recipients refused, nothing delivered: rlu-nope (no such queue)") == 0;
     char copy[300];
@@ -1699,7 +1699,7 @@ START_TEST(recipient_list_with_an_unknown_queue_delivers_nothing)
 
     /* every refused queue is named, in the order given */
     detail = send_to_list_400(
-        "{\"recipients\": [\"rlu-x\", \"rlu-a\", \"rlu-y\"], \"body\": \"x\"}", NULL);
+        "{\"recipients\": [\"rlu-x\", \"rlu-a\", \"rlu-y\"], \"body\": \"x\"}", "recipients[2]");
     exact = strcmp(detail, "recipients refused, nothing delivered: rlu-x (no such queue), "
                            "rlu-y (no such queue)") == 0;
     snprintf(copy, sizeof copy, "%.299s", detail);
@@ -1727,8 +1727,8 @@ START_TEST(recipient_list_fifo_queues_need_a_group)
 {
     harness_put_queue(&srv, "rlf-q", NULL, 201);
     harness_put_queue(&srv, "rlf-c.fifo", NULL, 201);
-    char *detail =
-        send_to_list_400("{\"recipients\": [\"rlf-q\", \"rlf-c.fifo\"], \"body\": \"x\"}", NULL);
+    char *detail = send_to_list_400(
+        "{\"recipients\": [\"rlf-q\", \"rlf-c.fifo\"], \"body\": \"x\"}", "recipients[1]");
     bool exact = strcmp(detail, "recipients refused, nothing delivered: rlf-c.fifo (a FIFO "
                                 "queue: group_id is required)") == 0;
     char copy[300];
@@ -1737,7 +1737,8 @@ START_TEST(recipient_list_fifo_queues_need_a_group)
     ck_assert_msg(exact, "detail: %s", copy);
 
     detail = send_to_list_400(
-        "{\"recipients\": [\"rlf-nope\", \"rlf-c.fifo\", \"rlf-q\"], \"body\": \"x\"}", NULL);
+        "{\"recipients\": [\"rlf-nope\", \"rlf-c.fifo\", \"rlf-q\"], \"body\": \"x\"}",
+        "recipients[0]");
     exact = strcmp(detail, "recipients refused, nothing delivered: rlf-nope (no such queue), "
                            "rlf-c.fifo (a FIFO queue: group_id is required)") == 0;
     snprintf(copy, sizeof copy, "%.299s", detail);
@@ -1838,7 +1839,7 @@ START_TEST(recipient_list_takes_up_to_100_queues)
 
     /* 100 valid names of which none exists: refused by the lookup, not the validation */
     req = list_of("rlm-none", 100);
-    char *detail = send_to_list_400(req, NULL);
+    char *detail = send_to_list_400(req, "recipients[0]");
     free(req);
     bool prefix = strncmp(detail,
                           "recipients refused, nothing delivered: rlm-none-0 (no such "
