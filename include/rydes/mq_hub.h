@@ -22,7 +22,10 @@ struct mq_waiter {
      * after the call the hub no longer refers to the waiter. */
     void (*wake)(struct mq_waiter *w, enum mq_wake why);
     void *ctx;
-    struct mq_waiter *prev, *next; /* owned by the hub while registered */
+    /* owned by the hub while registered: the waiters of its queue, oldest first, and its place
+     * in the hub's deadline order */
+    struct mq_waiter *prev, *next;
+    int heap_at;
 };
 
 struct mq_hub;

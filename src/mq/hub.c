@@ -1,8 +1,11 @@
 /* The long-poll wake-up hub; see include/rydes/mq_hub.h.
  *
  * One thread owns the LISTEN connection and polls its socket together with a self-pipe (used to
- * interrupt the poll when waiters arrive or the hub stops). Waiters sit on one list under a
- * mutex, oldest first; wakes are collected under the mutex and delivered after it is released,
+ * interrupt the poll when a waiter needs it sooner, or the hub stops). Under a mutex, each queue
+ * with waiters has them in a line, oldest first (a notification wakes the head of its queue's
+ * line), and all waiters are in a binary heap by deadline (the hub answers the due ones and
+ * sleeps until the next): waking, registering and expiring cost the same with ten waiters or
+ * a hundred thousand. Wakes are collected under the mutex and delivered after it is released,
  * so a wake callback may call back into the hub. */
 #include "rydes/mq_hub.h"
 
@@ -42,7 +45,8 @@
 struct hub_queue {
     int queue_id; /* 0: a free slot (queue ids begin at 1) */
     int waiters;
-    int64_t announced_us; /* 0: not announced (on the current connection) */
+    int64_t announced_us;           /* 0: not announced (on the current connection) */
+    struct mq_waiter *first, *last; /* its waiters, oldest first (through prev and next) */
 };
 
 struct mq_hub {
@@ -52,8 +56,9 @@ struct mq_hub {
     pthread_t thread;
     bool joined; /* by mq_hub_shutdown, which one thread calls */
     pthread_mutex_t mu;
-    struct mq_waiter *head, *tail; /* registration order */
+    struct mq_waiter **heap; /* every waiter, a binary min-heap by deadline; max_waiters slots */
     int nwaiters;
+    bool fresh; /* a queue with waiters lacks its announcement: check at once */
     bool stopping;
     _Atomic uint64_t seq[HUB_SEQ_SLOTS]; /* notifications per queue id (hashed) */
     int pipe_rd, pipe_wr;
@@ -139,23 +144,78 @@ static struct hub_queue *queue_get(struct mq_hub *h, int queue_id)
     return &h->queues[i];
 }
 
+/* ---- the deadline heap (under mu) ---- */
+
+static void heap_put(struct mq_hub *h, int i, struct mq_waiter *w)
+{
+    h->heap[i] = w;
+    w->heap_at = i;
+}
+
+/* Moves the waiter at i up or down to its place. */
+static void heap_fix(struct mq_hub *h, int i)
+{
+    struct mq_waiter *w = h->heap[i];
+    while (i > 0 && w->deadline_us < h->heap[(i - 1) / 2]->deadline_us) {
+        heap_put(h, i, h->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    for (int c; (c = 2 * i + 1) < h->nwaiters; i = c) {
+        if (c + 1 < h->nwaiters && h->heap[c + 1]->deadline_us < h->heap[c]->deadline_us)
+            c++;
+        if (h->heap[c]->deadline_us >= w->deadline_us)
+            break;
+        heap_put(h, i, h->heap[c]);
+    }
+    heap_put(h, i, w);
+}
+
+static void heap_add(struct mq_hub *h, struct mq_waiter *w)
+{
+    heap_put(h, h->nwaiters++, w);
+    heap_fix(h, w->heap_at);
+}
+
+static void heap_remove(struct mq_hub *h, struct mq_waiter *w)
+{
+    struct mq_waiter *last = h->heap[--h->nwaiters];
+    if (last != w) {
+        heap_put(h, w->heap_at, last);
+        heap_fix(h, last->heap_at);
+    }
+}
+
 /* ---- waiters (under mu) ---- */
+
+/* Puts w at the end of its queue's line and into the deadline order. */
+static void link_waiter(struct mq_hub *h, struct hub_queue *q, struct mq_waiter *w)
+{
+    w->prev = q->last;
+    w->next = NULL;
+    if (q->last)
+        q->last->next = w;
+    else
+        q->first = w;
+    q->last = w;
+    q->waiters++;
+    heap_add(h, w);
+}
 
 static void unlink_waiter(struct mq_hub *h, struct mq_waiter *w)
 {
-    struct hub_queue *q = queue_find(h, w->queue_id);
-    if (q && q->waiters > 0)
-        q->waiters--;
+    struct hub_queue *q = queue_find(h, w->queue_id); /* kept while it has waiters */
+    assert(q && q->waiters > 0);
+    q->waiters--;
     if (w->prev)
         w->prev->next = w->next;
     else
-        h->head = w->next;
+        q->first = w->next;
     if (w->next)
         w->next->prev = w->prev;
     else
-        h->tail = w->prev;
+        q->last = w->prev;
     w->prev = w->next = NULL;
-    h->nwaiters--;
+    heap_remove(h, w);
 }
 
 /* Moves waiter w onto the local list out (singly linked through next). Called under mu. */
@@ -189,12 +249,8 @@ static void wake_one(struct mq_hub *h, int queue_id)
     struct mq_waiter *woken = NULL;
     pthread_mutex_lock(&h->mu);
     const struct hub_queue *q = queue_find(h, queue_id);
-    for (struct mq_waiter *w = q && q->waiters ? h->head : NULL; w; w = w->next) {
-        if (w->queue_id == queue_id) {
-            take(h, w, &woken);
-            break;
-        }
-    }
+    if (q && q->first)
+        take(h, q->first, &woken);
     pthread_mutex_unlock(&h->mu);
     deliver(woken, MQ_WAKE_MESSAGE);
 }
@@ -203,8 +259,8 @@ static void wake_all(struct mq_hub *h, enum mq_wake why)
 {
     struct mq_waiter *woken = NULL;
     pthread_mutex_lock(&h->mu);
-    while (h->head)
-        take(h, h->head, &woken);
+    while (h->nwaiters)
+        take(h, h->heap[h->nwaiters - 1], &woken); /* the heap's last: nothing moves */
     pthread_mutex_unlock(&h->mu);
     deliver(woken, why);
 }
@@ -213,15 +269,10 @@ static void wake_all(struct mq_hub *h, enum mq_wake why)
 static int64_t expire(struct mq_hub *h, int64_t now)
 {
     struct mq_waiter *woken = NULL;
-    int64_t earliest = INT64_MAX;
     pthread_mutex_lock(&h->mu);
-    for (struct mq_waiter *w = h->head, *next; w; w = next) {
-        next = w->next;
-        if (w->deadline_us <= now)
-            take(h, w, &woken);
-        else if (w->deadline_us < earliest)
-            earliest = w->deadline_us;
-    }
+    while (h->nwaiters && h->heap[0]->deadline_us <= now)
+        take(h, h->heap[0], &woken);
+    int64_t earliest = h->nwaiters ? h->heap[0]->deadline_us : INT64_MAX;
     pthread_mutex_unlock(&h->mu);
     deliver(woken, MQ_WAKE_TIMEOUT);
     return earliest;
@@ -241,11 +292,12 @@ static void hub_connected(struct mq_hub *h, PGconn *pg)
 {
     PQsetnonblocking(pg, 1);
     h->pg = pg;
-    /* announced again on the new connection: the next step does so (unannounced) and its
-     * check wakes a waiter where a message is visible, sent while nobody listened */
+    /* announced again on the new connection: the next step does so (fresh) and its check
+     * wakes a waiter where a message is visible, sent while nobody listened */
     pthread_mutex_lock(&h->mu);
     for (size_t i = 0; i < h->qcap; i++)
         h->queues[i].announced_us = 0;
+    h->fresh = true;
     pthread_mutex_unlock(&h->mu);
     atomic_store(&h->listening, true);
     topics_changed(h, 0);
@@ -568,18 +620,16 @@ bool mq_hub_listened(struct mq_hub *h, int queue_id)
     return (atomic_load(&h->listened[b / 64]) >> (b % 64)) & 1;
 }
 
-/* Does a queue with waiters lack its announcement? */
-static bool unannounced(struct mq_hub *h, int64_t now)
+/* Did a waiter come for a queue not announced (on this connection)? Clears the flag: the check
+ * that follows announces every queue that has waiters then (renewals wait for the next
+ * once-a-second check; an announcement lives HUB_ANNOUNCE_TTL, three renewals). */
+static bool take_fresh(struct mq_hub *h)
 {
-    bool lacks = false;
     pthread_mutex_lock(&h->mu);
-    for (size_t i = 0; i < h->qcap && !lacks; i++) {
-        const struct hub_queue *q = &h->queues[i];
-        lacks = q->queue_id && q->waiters > 0 &&
-                (!q->announced_us || now - q->announced_us >= HUB_ANNOUNCE_US);
-    }
+    bool fresh = h->fresh;
+    h->fresh = false;
     pthread_mutex_unlock(&h->mu);
-    return lacks;
+    return fresh;
 }
 
 static int poll_timeout_ms(int64_t now, int64_t earliest, int64_t next_check)
@@ -612,7 +662,7 @@ static void hub_step(struct mq_hub *h)
     if (!h->pg) {
         hub_step_offline(h, now, earliest);
     } else {
-        if (now >= h->next_check_us || unannounced(h, now)) {
+        if (take_fresh(h) || now >= h->next_check_us) {
             h->next_check_us = now + HUB_CHECK_INTERVAL_US;
             check_visible(h); /* may bring next_check_us forward (a fresh announcement) */
         }
@@ -674,6 +724,7 @@ struct mq_hub *mq_hub_start(const char *conninfo, int connect_timeout_s, int max
     for (h->qcap = 64; h->qcap < (size_t)(max_waiters > 0 ? max_waiters : 1) * 2; h->qcap *= 2) {
     }
     h->queues = xcalloc(h->qcap, sizeof *h->queues);
+    h->heap = xcalloc(max_waiters > 0 ? (size_t)max_waiters : 1, sizeof *h->heap);
     pthread_mutex_init(&h->mu, NULL);
     int fds[2];
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -721,6 +772,7 @@ void mq_hub_free(struct mq_hub *h)
     close(h->pipe_wr);
     pthread_mutex_destroy(&h->mu);
     free(h->queues);
+    free(h->heap);
     free(h->conninfo);
     free(h);
 }
@@ -738,24 +790,20 @@ enum mq_wait_result mq_hub_wait(struct mq_hub *h, struct mq_waiter *w, uint64_t 
         pthread_mutex_unlock(&h->mu);
         return r;
     }
-    w->prev = h->tail;
-    w->next = NULL;
-    if (h->tail)
-        h->tail->next = w;
-    else
-        h->head = w;
-    h->tail = w;
-    h->nwaiters++;
-    queue_get(h, w->queue_id)->waiters++;
+    struct hub_queue *q = queue_get(h, w->queue_id);
+    link_waiter(h, q, w);
     bool missed = atomic_load(&h->seq[(unsigned)w->queue_id % HUB_SEQ_SLOTS]) != seq;
+    /* the hub sleeps until the earliest deadline, and announces a queue at once */
+    bool tell = !missed && (h->heap[0] == w || !q->announced_us);
+    h->fresh |= tell && !q->announced_us;
     struct mq_waiter *woken = NULL;
     if (missed)
         take(h, w, &woken);
     pthread_mutex_unlock(&h->mu);
     if (missed)
         deliver(woken, MQ_WAKE_MESSAGE);
-    else
-        interrupt(h); /* the hub recomputes its poll timeout and announces a new queue */
+    else if (tell)
+        interrupt(h);
     return MQ_WAIT_OK;
 }
 
