@@ -4,9 +4,10 @@
  * interrupt the poll when a waiter needs it sooner, or the hub stops). Under a mutex, each queue
  * with waiters has them in a line, oldest first (a notification wakes the head of its queue's
  * line), and all waiters are in a binary heap by deadline (the hub answers the due ones and
- * sleeps until the next): waking, registering and expiring cost the same with ten waiters or
- * a hundred thousand. Wakes are collected under the mutex and delivered after it is released,
- * so a wake callback may call back into the hub. */
+ * sleeps until the next): waking, registering and expiring cost a few steps whatever the number
+ * of waiters (a heap's log n; the once-a-second check still scans the queue table). Wakes are
+ * collected under the mutex and delivered after it is released, so a wake callback may call back
+ * into the hub. */
 #include "rydes/mq_hub.h"
 
 #include "rydes/buf.h"

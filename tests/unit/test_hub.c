@@ -3,9 +3,9 @@
  * deadlines, pokes and shutdown only. Deadlines are met in any order of registration; a poke
  * wakes the oldest waiter of its queue and no other; the waiter limit and a stopping hub refuse;
  * a notification missed before registering wakes at once; tens of thousands of waiters on
- * thousands of queues keep all of that. */
-#include "rydes/clock.h"
-#include "rydes/mq_hub.h"
+ * thousands of queues keep all of that, the deadline heap and every queue's line checked
+ * whole as they come and go. The hub's source is included so the tests can look inside. */
+#include "../../src/mq/hub.c"
 
 #include "unit.h"
 
@@ -26,14 +26,45 @@ struct rec {
     int64_t woken_us;
 };
 
-static _Atomic int woken_count;
+static _Atomic int woken_count, woken_twice;
 
+/* Called from the hub's thread too: records, asserts nothing (the tests do, on their own). */
 static void on_wake(struct mq_waiter *w, enum mq_wake why)
 {
     struct rec *r = w->ctx;
     r->woken_us = clock_mono_us();
-    ck_assert_int_eq(atomic_exchange(&r->why, (int)why), -1); /* woken once */
+    if (atomic_exchange(&r->why, (int)why) != -1)
+        atomic_fetch_add(&woken_twice, 1);
     atomic_fetch_add(&woken_count, 1);
+}
+
+/* Checks the hub's waiters whole: the heap by deadline (each waiter where its heap_at says, no
+ * parent after its children) and every queue's line (linked both ways, of that queue, as long
+ * as its count), together every waiter once; and that nobody was woken twice. */
+static void assert_waiters(struct mq_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    for (int i = 0; i < h->nwaiters; i++) {
+        ck_assert_int_eq(h->heap[i]->heap_at, i);
+        if (i > 0)
+            ck_assert_int_le(h->heap[(i - 1) / 2]->deadline_us, h->heap[i]->deadline_us);
+    }
+    int in_lines = 0;
+    for (size_t i = 0; i < h->qcap; i++) {
+        const struct hub_queue *q = &h->queues[i];
+        int n = 0;
+        for (const struct mq_waiter *w = q->queue_id ? q->first : NULL; w; w = w->next, n++) {
+            ck_assert_int_eq(w->queue_id, q->queue_id);
+            ck_assert(n ? w->prev && w->prev->next == w : !w->prev && q->first == w);
+            ck_assert(w->next ? w->next->prev == w : q->last == w);
+            ck_assert_ptr_eq(h->heap[w->heap_at], w);
+        }
+        ck_assert_int_eq(n, q->queue_id ? q->waiters : 0);
+        in_lines += n;
+    }
+    ck_assert_int_eq(in_lines, h->nwaiters);
+    pthread_mutex_unlock(&h->mu);
+    ck_assert_int_eq(atomic_load(&woken_twice), 0);
 }
 
 static void rec_init(struct rec *r, int id, int queue_id, int64_t deadline_us)
@@ -78,6 +109,7 @@ START_TEST(deadlines_are_met_whatever_the_order_of_registration)
         ck_assert_int_ge(r[i].woken_us, r[i].w.deadline_us);           /* never early */
         ck_assert_int_lt(r[i].woken_us - r[i].w.deadline_us, 3000000); /* nor seconds late */
     }
+    assert_waiters(h);
     ck_assert_int_eq(mq_hub_waiters(h), 0);
     mq_hub_free(h);
     free(r);
@@ -108,6 +140,7 @@ START_TEST(a_poke_wakes_the_oldest_waiter_of_its_queue)
     mq_hub_poke(h, 9); /* nobody waits on 9 */
     ck_assert_int_eq(atomic_load(&woken_count), 3);
     ck_assert_int_eq(mq_hub_waiters(h), 2);
+    assert_waiters(h);
     mq_hub_free(h); /* the rest are answered at shutdown */
     ck_assert_int_eq(atomic_load(&b2.why), MQ_WAKE_SHUTDOWN);
     ck_assert_int_eq(atomic_load(&a3.why), MQ_WAKE_SHUTDOWN);
@@ -148,10 +181,11 @@ START_TEST(a_notification_missed_before_registering_wakes_at_once)
 }
 END_TEST
 
-/* 20,000 waiters on 5,000 queues, four each in registration rounds 0..3: rounds 1 and 3 time
- * out soon, rounds 0 and 2 wait on; then two pokes per queue wake its round 0 and round 2
- * waiters, in that order. Waiters leave from the middle of their queue's line and of the
- * deadline order. */
+/* 20,000 waiters on 5,000 queues, four each in registration rounds 0..3, every one with a
+ * deadline of its own: rounds 1 and 3 time out soon, rounds 0 and 2 wait on; then two pokes per
+ * queue wake its round 0 and round 2 waiters, in that order. The pokes take waiters from
+ * anywhere in the deadline heap, the expiries from its top; heap and lines are checked whole
+ * along the way. */
 START_TEST(many_waiters_on_many_queues)
 {
     atomic_store(&woken_count, 0);
@@ -159,13 +193,17 @@ START_TEST(many_waiters_on_many_queues)
     struct mq_hub *h = mq_hub_start(OFFLINE, 1, N, NULL, NULL);
     struct rec *r = calloc(N, sizeof *r);
     int64_t t0 = clock_mono_us();
+    unsigned seed = 11;
     for (int i = 0; i < N; i++) {
         int round = i / QUEUES;
-        int64_t deadline = round % 2 ? t0 + 200000 + (i % 997) * 100 : t0 + FAR_US;
+        int64_t spread = rand_r(&seed) % 1000000; /* distinct deadlines, in no order */
+        int64_t deadline = round % 2 ? t0 + 200000 + spread / 10 : t0 + FAR_US + spread;
         rec_init(&r[i], i, 1 + i % QUEUES, deadline);
         ck_assert_int_eq(wait_on(h, &r[i]), MQ_WAIT_OK);
     }
+    assert_waiters(h);
     wait_woken(N / 2, 20000);
+    assert_waiters(h);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(atomic_load(&r[i].why), (i / QUEUES) % 2 ? MQ_WAKE_TIMEOUT : -1);
     ck_assert_int_eq(mq_hub_waiters(h), N / 2);
@@ -173,11 +211,14 @@ START_TEST(many_waiters_on_many_queues)
         mq_hub_poke(h, 1 + q);
         ck_assert_int_eq(atomic_load(&r[q].why), MQ_WAKE_MESSAGE);
         ck_assert_int_eq(atomic_load(&r[2 * QUEUES + q].why), -1);
+        if (q % 1000 == 999)
+            assert_waiters(h);
     }
     for (int q = QUEUES - 1; q >= 0; q--) {
         mq_hub_poke(h, 1 + q);
         ck_assert_int_eq(atomic_load(&r[2 * QUEUES + q].why), MQ_WAKE_MESSAGE);
     }
+    assert_waiters(h);
     ck_assert_int_eq(mq_hub_waiters(h), 0);
     ck_assert_int_eq(atomic_load(&woken_count), N);
     mq_hub_free(h);
