@@ -35,7 +35,7 @@ WITH c AS (SELECT m.ctid AS t, m.id, m.receive_count AS rc0 FROM messages m WHER
            AND m.id >= (CASE WHEN :full = 1 THEN 0 ELSE greatest(:hint::bigint - 1000, 0) END)
            AND m.visible_at <= now() ORDER BY m.id LIMIT :max FOR UPDATE SKIP LOCKED),
 u AS (UPDATE messages m SET visible_at = now() + make_interval(secs => :vt),
-             receive_count = m.receive_count + (c.rc0 < :mrc)::int, receipt = (hashint8extended(m.id, :nonce) & 9223372036854775807),
+             receive_count = m.receive_count + (c.rc0 < :mrc)::int, receipt = (('x' || encode(substr(sha224(int8send(m.id) || int8send(:nonce::bigint)), 1, 8), 'hex'))::bit(64)::bigint & 9223372036854775807),
              first_received_at = coalesce(m.first_received_at, now())
       FROM c WHERE m.ctid = c.t
       RETURNING m.id, m.message_id, m.receipt,
