@@ -43,7 +43,7 @@
 /* The receipt a claim gives message ID under the claim's random NONCE: 63 bits of SHA-224 over
  * both, so that the receipts a combined claim deals out to different requests
  * (rydes/mq_combiner.h) do not reveal one another. (It was hashint8extended, which is not
- * cryptographic: from one receipt and its id a few seconds' search found the nonce, and with
+ * cryptographic: from one receipt and its id half a minute's search found the nonce, and with
  * it the receipts of the neighbouring messages of the claim. SHA-224 costs about a
  * microsecond a message more.) */
 #define MQ_RECEIPT_SQL(id, nonce)                                                     \
