@@ -435,8 +435,8 @@ static bool load_tls(struct app *app, const struct config *cfg, char *err, size_
 
 /* RYDES_THREADS, or half the CPU cores (rounded up) when it is 0. PostgreSQL's backends share
  * the machine and do most of a request's work; HTTP threads beyond that only add wake-ups and
- * hand-offs (2 cores, 8 connections: the HTTP cycle 7.2-8.1k/s with one thread against 6.4-6.5k
- * with two, sends and publishes the same). */
+ * hand-offs (2 cores, 8 connections, 2026-11-27: the HTTP cycle 7.2-8.1k/s with one thread
+ * against 6.4-6.5k with two, sends and publishes the same). */
 static int http_threads(const struct config *cfg)
 {
     if (cfg->threads > 0)
