@@ -1478,35 +1478,65 @@ static bool leaf_each(json_t *j, value_fn fn, const void *arg)
     return false;
 }
 
-static bool path_each(json_t *obj, const char *path, size_t n, value_fn fn, const void *arg);
+static bool path_each(json_t *obj, const char *path, size_t n, size_t ndots, value_fn fn,
+                      const void *arg);
 
-/* Below an intermediate key: objects continue the path, arrays are searched element-wise. */
-static bool inner_each(json_t *j, const char *path, size_t n, value_fn fn, const void *arg)
+/* Below an intermediate key: objects continue the path (ndots dots in its n bytes), arrays are
+ * searched element-wise. */
+static bool inner_each(json_t *j, const char *path, size_t n, size_t ndots, value_fn fn,
+                       const void *arg)
 {
     size_t i;
     json_t *e;
     if (json_is_object(j))
-        return path_each(j, path, n, fn, arg);
+        return path_each(j, path, n, ndots, fn, arg);
     json_array_foreach(j, i, e)
     {
-        if (inner_each(e, path, n, fn, arg))
+        if (inner_each(e, path, n, ndots, fn, arg))
             return true;
     }
     return false;
 }
 
-/* "a.b.c" is looked up as a, "a.b" and "a.b.c" in obj, as SNS flattens dotted keys. */
-static bool path_each(json_t *obj, const char *path, size_t n, value_fn fn, const void *arg)
+/* The values under child, the value of key path[0..i) (before: the dots in it) of a path of n
+ * bytes and ndots dots: child itself when the key is the whole path, else the rest below it. */
+static bool path_follow(json_t *child, const char *path, size_t n, size_t ndots, size_t i,
+                        size_t before, value_fn fn, const void *arg)
 {
-    for (size_t i = 0; i <= n; i++) {
-        json_t *child = i == n || path[i] == '.' ? object_getn(obj, path, i) : NULL;
-        if (!child)
-            continue;
-        if (i == n ? leaf_each(child, fn, arg)
-                   : inner_each(child, path + i + 1, n - i - 1, fn, arg))
-            return true;
+    return i == n ? leaf_each(child, fn, arg)
+                  : inner_each(child, path + i + 1, n - i - 1, ndots - before - 1, fn, arg);
+}
+
+/* "a.b.c" is looked up as a, "a.b" and "a.b.c" in obj, as SNS flattens dotted keys: one lookup
+ * per dot, or, when obj has fewer keys than the path has dots, by its keys instead, so that a
+ * long path through many small objects (an array of thousands of {}) costs what the objects
+ * hold, not their number times the path's dots. Each key is compared at most once. */
+static bool path_each(json_t *obj, const char *path, size_t n, size_t ndots, value_fn fn,
+                      const void *arg)
+{
+    if (json_object_size(obj) <= ndots) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(obj, k, v)
+        {
+            size_t len = strlen(k); /* keys hold no NUL: jansson refuses one in a key */
+            if (len > n || memcmp(k, path, len) != 0 || (len < n && path[len] != '.'))
+                continue;
+            if (path_follow(v, path, n, ndots, len, dots((struct str){k, len}), fn, arg))
+                return true;
+        }
+        return false;
     }
-    return false;
+    for (size_t from = 0, before = 0;; before++) {
+        const char *dot = memchr(path + from, '.', n - from);
+        size_t i = dot ? (size_t)(dot - path) : n;
+        json_t *child = object_getn(obj, path, i);
+        if (child && path_follow(child, path, n, ndots, i, before, fn, arg))
+            return true;
+        if (!dot)
+            return false;
+        from = i + 1;
+    }
 }
 
 /* ---- Matching ---- */
@@ -1526,7 +1556,8 @@ struct values {
 static bool values_each(const struct values *vs, value_fn fn, const void *arg)
 {
     if (vs->src->body)
-        return path_each(vs->src->root, vs->leaf->path, vs->leaf->plen, fn, arg);
+        return path_each(vs->src->root, vs->leaf->path, vs->leaf->plen,
+                         dots((struct str){vs->leaf->path, vs->leaf->plen}), fn, arg);
     return attr_each(&vs->attr, fn, arg);
 }
 
