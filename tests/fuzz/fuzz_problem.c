@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             field_errors_add(&fe, field, "%s", next_piece(&at, end, piece, sizeof piece));
         }
         want_status = 400;
-        http_reply_invalid(&req, &fe);
+        http_reply_invalid(&req, &fe, NULL);
         field_errors_cleanup(&fe);
     } else if (statuses[which] == 503) {
         want_status = 503;
