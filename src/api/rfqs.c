@@ -180,11 +180,11 @@ enum handler_result api_rfqs_quote(struct http_request *req)
     api_db_release(req, c);
     rfq_clear(&r);
     if (st == MQ_OK && !asked)
-        return http_reply_problem(req, 422,
-                                  "unicorn: this RFQ did not ask that unicorn (it asks those whose "
-                                  "queue " RFQS_UNICORN_QUEUE
-                                  "NAME had a subscription to " RFQS_TOPIC
-                                  " that took its request)");
+        return api_reply_field_error(req, "unicorn",
+                                     "this RFQ did not ask that unicorn (it asks those whose "
+                                     "queue " RFQS_UNICORN_QUEUE
+                                     "NAME had a subscription to " RFQS_TOPIC
+                                     " that took its request)");
     if (st == MQ_NOT_FOUND && !asked) /* the RFQ went meanwhile */
         return api_mq_failure(req, st, "no such RFQ");
     if (st == MQ_NOT_FOUND)
