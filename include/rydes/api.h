@@ -99,6 +99,9 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
  * frees msgs (mq_messages_free). */
 enum handler_result api_reply_messages(struct http_request *req, struct mq_message *msgs, int count,
                                        bool fifo);
+/* The same with "next" when paged: the cursor next (digits), or null when NULL. */
+enum handler_result api_reply_message_page(struct http_request *req, struct mq_message *msgs,
+                                           int count, bool fifo, bool paged, const char *next);
 
 /* Handlers, one group per file under src/api/. */
 /* Topic name with its subscriptions from the process's cache (loaded on c when needed); a

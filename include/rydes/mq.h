@@ -209,11 +209,13 @@ enum mq_status mq_change_visibility(struct db_conn *c, const struct mq_queue *q,
 enum mq_status mq_release_unreceived(struct db_conn *c, const struct mq_queue *q,
                                      const char *receipt);
 enum mq_status mq_purge(struct db_conn *c, const struct mq_queue *q);
-/* The first messages of q without changing them: up to limit, and no more once the bodies and
- * attributes read so far reach MQ_PEEK_BYTES (at least one message). */
+/* The first messages of q after id after (0: from the first) without changing them: up to limit,
+ * and no more once the bodies and attributes read so far reach MQ_PEEK_BYTES (at least one
+ * message); *more says whether messages follow the last one. *msgs is the caller's
+ * (mq_messages_free). */
 #define MQ_PEEK_BYTES (4 * 1024 * 1024)
-enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
-                       struct mq_message **msgs, int *count);
+enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, long long after, int limit,
+                       struct mq_message **msgs, int *count, bool *more);
 /* Moves up to max (0: all) messages of dead-letter queue dlq back to their source queues, or
  * to the queue named to when to is not NULL. */
 enum mq_status mq_redrive(struct db_conn *c, const struct mq_queue *dlq, const struct mq_queue *to,

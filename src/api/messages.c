@@ -95,6 +95,12 @@ static void message_text(struct buf *b, const struct mq_message *m, bool fifo)
 enum handler_result api_reply_messages(struct http_request *req, struct mq_message *msgs, int count,
                                        bool fifo)
 {
+    return api_reply_message_page(req, msgs, count, fifo, false, NULL);
+}
+
+enum handler_result api_reply_message_page(struct http_request *req, struct mq_message *msgs,
+                                           int count, bool fifo, bool paged, const char *next)
+{
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "{\"messages\":[");
@@ -103,7 +109,12 @@ enum handler_result api_reply_messages(struct http_request *req, struct mq_messa
             buf_puts(&b, ",");
         message_text(&b, &msgs[i], fifo);
     }
-    buf_puts(&b, "]}");
+    buf_puts(&b, "]");
+    if (paged && next)
+        buf_printf(&b, ",\"next\":\"%s\"", next); /* digits: nothing to escape */
+    else if (paged)
+        buf_puts(&b, ",\"next\":null");
+    buf_puts(&b, "}");
     mq_messages_free(msgs, count);
     size_t len = b.len;
     return http_reply_owned(req, 200, "application/json", buf_steal(&b), len);

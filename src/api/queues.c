@@ -3,12 +3,14 @@
 #include "rydes/api.h"
 
 #include "rydes/app.h"
+#include "rydes/fmt.h"
 
 #include "rydes/mem.h"
 #include "rydes/mq.h"
 #include "rydes/mq_input.h"
 #include "rydes/problem.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,13 +298,27 @@ enum handler_result api_queues_redrive(struct http_request *req)
     return res;
 }
 
+/* A peek's cursor: the decimal id of the last message of the page before (1 to 19 digits). */
+static bool peek_cursor(const char *s, long long *id)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 19 || s[n])
+        return false;
+    errno = 0;
+    *id = strtoll(s, NULL, 10);
+    return errno == 0;
+}
+
 enum handler_result api_queues_peek(struct http_request *req)
 {
     struct field_errors fe;
     field_errors_init(&fe);
     int limit;
     const char *after;
+    long long from = 0;
     api_page(req, &limit, &after, &fe);
+    if (after && !peek_cursor(after, &from))
+        field_errors_add(&fe, "after", "is not a cursor returned by this list");
     enum handler_result res;
     if (api_reply_invalid(req, &fe, &res))
         return res;
@@ -312,11 +328,16 @@ enum handler_result api_queues_peek(struct http_request *req)
     struct mq_queue q;
     struct mq_message *msgs = NULL;
     int count = 0;
+    bool more = false;
     enum mq_status st = MQ_OK;
-    if (api_queue(req, c, &q, &res) && (st = mq_peek(c, &q, limit, &msgs, &count)) != MQ_OK)
+    if (api_queue(req, c, &q, &res) &&
+        (st = mq_peek(c, &q, from, limit, &msgs, &count, &more)) != MQ_OK)
         res = mq_failure(req, st, NULL);
     api_db_release(req, c);
     if (req->status)
         return res;
-    return api_reply_messages(req, msgs, count, q.attrs.fifo);
+    char next[FMT_INT_LEN];
+    if (more)
+        fmt_int(next, msgs[count - 1].id);
+    return api_reply_message_page(req, msgs, count, q.attrs.fifo, true, more ? next : NULL);
 }

@@ -146,9 +146,10 @@ static struct db_stmt q_visibility =
     DB_STMT("mq_visibility", "SELECT mq_change_visibility($1, $2, $3, $4)", 4);
 static struct db_stmt q_release_unreceived =
     DB_STMT("mq_release_unreceived", "SELECT mq_release_unreceived($1, $2, $3)", 3);
-/* $1 queue, $2 max messages, $3 max bytes: the first messages of the queue, up to $2 and for as
- * long as the bodies and attributes before a message stay under $3 (the first one always), so
- * that a peek of large messages cannot fill the gateway's memory. */
+/* $1 queue, $2 max messages, $3 max bytes, $4 the id to start after: the first messages of the
+ * queue after $4, up to $2 and for as long as the bodies and attributes before a message stay
+ * under $3 (the first one always), so that a peek of large messages cannot fill the gateway's
+ * memory. */
 static struct db_stmt q_peek = DB_STMT(
     "mq_peek",
     "SELECT p.id, p.message_id, NULL, p.body, p.body_json, p.attributes, p.receive_count, "
@@ -158,9 +159,14 @@ static struct db_stmt q_peek = DB_STMT(
     "FROM (SELECT m.id, m.message_id, " MQ_BODY_SQL " AS body, m.body_json, m.attributes, "
     "m.receive_count, m.sent_at, m.first_received_at, m.visible_at, "
     "mq_state(m.visible_at, m.receive_count) AS state, m.group_id "
-    "FROM messages m WHERE m.queue_id = $1 ORDER BY m.id LIMIT $2) y) x) p "
+    "FROM messages m WHERE m.queue_id = $1 AND m.id > $4 ORDER BY m.id LIMIT $2) y) x) p "
     "WHERE p.before < $3 ORDER BY p.id",
-    3);
+    4);
+/* $1 queue, $2 id: is there a message after $2 (so a peek that ended there has a next page)? */
+static struct db_stmt q_peek_more = DB_STMT(
+    "mq_peek_more",
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE queue_id = $1 AND id > $2 ORDER BY id LIMIT 1)",
+    2);
 static struct db_stmt q_redrive_upto =
     DB_STMT("mq_redrive_upto", /* not max(id): planned on an empty queue, that read it all */
             "SELECT coalesce((SELECT id FROM messages WHERE queue_id = $1 ORDER BY id DESC "
@@ -781,20 +787,35 @@ enum mq_status mq_release_unreceived(struct db_conn *c, const struct mq_queue *q
     return make_visible(c, &q_release_unreceived, q, receipt, NULL);
 }
 
-enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, int limit,
-                       struct mq_message **msgs, int *count)
+enum mq_status mq_peek(struct db_conn *c, const struct mq_queue *q, long long after, int limit,
+                       struct mq_message **msgs, int *count, bool *more)
 {
-    char id[FMT_INT_LEN], l[FMT_INT_LEN], budget[FMT_INT_LEN];
+    char id[FMT_INT_LEN], l[FMT_INT_LEN], budget[FMT_INT_LEN], from[FMT_INT_LEN];
     fmt_int(id, q->id);
     fmt_int(l, limit);
     fmt_int(budget, MQ_PEEK_BYTES);
-    const char *v[] = {id, l, budget};
+    fmt_int(from, after);
+    const char *v[] = {id, l, budget, from};
     PGresult *r = db_exec(c, &q_peek, v, NULL, NULL);
     *msgs = NULL;
     *count = 0;
+    *more = false;
     if (!db_ok(c, r, PGRES_TUPLES_OK))
         return mq_failed(c, r);
     read_messages(r, q->id, msgs, count);
+    PQclear(r);
+    if (!*count)
+        return MQ_OK;
+    fmt_int(from, (*msgs)[*count - 1].id);
+    const char *w[] = {id, from};
+    r = db_exec(c, &q_peek_more, w, NULL, NULL);
+    if (!db_ok(c, r, PGRES_TUPLES_OK)) {
+        mq_messages_free(*msgs, *count);
+        *msgs = NULL;
+        *count = 0;
+        return mq_failed(c, r);
+    }
+    *more = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return MQ_OK;
 }

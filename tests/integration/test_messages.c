@@ -862,6 +862,15 @@ START_TEST(peek_is_bounded_in_bytes)
     json_t *msgs = json_object_get(r.json, "messages");
     ck_assert_int_eq(json_array_size(msgs), 4);
     ck_assert_uint_eq(strlen(json_str(json_array_get(msgs, 3), "body")), 1048576);
+    /* a page the budget cut short has a next page: the last two */
+    char path[200];
+    snprintf(path, sizeof path, "/queues/bigpeek/messages:peek?limit=1000&after=%s",
+             json_str(r.json, "next"));
+    response_cleanup(&r);
+    harness_admin(&srv, "GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 2);
+    ck_assert(json_is_null(json_object_get(r.json, "next")));
     response_cleanup(&r);
     /* a message larger than the budget still comes, alone */
     harness_admin(&srv, "POST", "/queues/bigpeek:purge", NULL, &r);
@@ -874,6 +883,55 @@ START_TEST(peek_is_bounded_in_bytes)
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "messages")), 1);
     response_cleanup(&r);
+}
+END_TEST
+
+/* A peek is a list like the others: pages of limit messages in the queue's order, each with
+ * the cursor of the next (null after the last); a cursor it did not give is a 400 naming
+ * after. (Peek took the first messages only: a dead-letter queue deeper than 1000 could not be
+ * read past them.) */
+START_TEST(peek_pages_through_the_queue)
+{
+    harness_put_queue(&srv, "pages", NULL, 201);
+    for (int i = 0; i < 5; i++) {
+        char body[40];
+        snprintf(body, sizeof body, "{\"body\": \"m%d\"}", i);
+        send_msg("pages", body, NULL);
+    }
+    char path[200] = "/queues/pages/messages:peek?limit=2";
+    int seen = 0, pages = 0;
+    for (;;) {
+        struct response r;
+        harness_admin(&srv, "GET", path, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        json_t *msgs = json_object_get(r.json, "messages");
+        for (size_t i = 0; i < json_array_size(msgs); i++) {
+            char want[16];
+            snprintf(want, sizeof want, "m%d", seen++);
+            ck_assert_str_eq(json_str(json_array_get(msgs, i), "body"), want);
+        }
+        pages++;
+        json_t *next = json_object_get(r.json, "next");
+        ck_assert_msg(json_is_string(next) || json_is_null(next), "%s", buf_str(&r.body));
+        if (json_is_null(next)) {
+            response_cleanup(&r);
+            break;
+        }
+        snprintf(path, sizeof path, "/queues/pages/messages:peek?limit=2&after=%s",
+                 json_string_value(next));
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(seen, 5);
+    ck_assert_int_eq(pages, 3);
+    static const char *const bad[] = {"abc", "-1", "12345678901234567890", "1x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(path, sizeof path, "/queues/pages/messages:peek?after=%s", bad[i]);
+        struct response r;
+        harness_admin(&srv, "GET", path, NULL, &r);
+        ck_assert_msg(r.status == 400 && problem_names_field(&r, "after"), "after=%s: %ld", bad[i],
+                      r.status);
+        response_cleanup(&r);
+    }
 }
 END_TEST
 
@@ -1209,6 +1267,7 @@ int main(void)
     tcase_add_test(tc, purge_empties_the_queue);
     tcase_add_test(tc, peek_and_stats_show_state);
     tcase_add_test(tc, peek_is_bounded_in_bytes);
+    tcase_add_test(tc, peek_pages_through_the_queue);
     tcase_add_test(tc, long_poll_returns_when_a_message_arrives);
     tcase_add_test(tc, empty_long_poll_times_out);
     tcase_add_test(tc, long_poll_sees_a_delayed_message_come_due);
