@@ -10,7 +10,6 @@
 #include "rydes/mq_input.h"
 #include "rydes/problem.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,26 +297,15 @@ enum handler_result api_queues_redrive(struct http_request *req)
     return res;
 }
 
-/* A peek's cursor: the decimal id of the last message of the page before (1 to 19 digits). */
-static bool peek_cursor(const char *s, long long *id)
-{
-    size_t n = strspn(s, "0123456789");
-    if (n == 0 || n > 19 || s[n])
-        return false;
-    errno = 0;
-    *id = strtoll(s, NULL, 10);
-    return errno == 0;
-}
-
 enum handler_result api_queues_peek(struct http_request *req)
 {
     struct field_errors fe;
     field_errors_init(&fe);
     int limit;
     const char *after;
-    long long from = 0;
+    int64_t from = 0; /* the cursor: the id of the last message of the page before */
     api_page(req, &limit, &after, &fe);
-    if (after && !peek_cursor(after, &from))
+    if (after && !validate_query_int(after, 0, INT64_MAX, &from))
         field_errors_add(&fe, "after", "is not a cursor returned by this list");
     enum handler_result res;
     if (api_reply_invalid(req, &fe, &res))

@@ -121,6 +121,7 @@ struct cond {
 struct leaf {
     const char *path; /* attribute name, or dotted path into the body */
     size_t plen;
+    size_t pdots; /* the dots in path */
     struct cond *conds;
     size_t nconds;
 };
@@ -728,6 +729,7 @@ static bool fill_leaf(struct compiler *c, json_t *arr, struct str path, int dept
         return fail(c, path.p, "empty arrays are not allowed");
     l->path = path.p;
     l->plen = path.n;
+    l->pdots = dots(path);
     l->conds = arena_array(c->arena, n, sizeof *l->conds);
     for (; l->nconds < n; l->nconds++)
         if (!compile_cond(c, path.p, json_array_get(arr, l->nconds), &l->conds[l->nconds]))
@@ -1556,8 +1558,7 @@ struct values {
 static bool values_each(const struct values *vs, value_fn fn, const void *arg)
 {
     if (vs->src->body)
-        return path_each(vs->src->root, vs->leaf->path, vs->leaf->plen,
-                         dots((struct str){vs->leaf->path, vs->leaf->plen}), fn, arg);
+        return path_each(vs->src->root, vs->leaf->path, vs->leaf->plen, vs->leaf->pdots, fn, arg);
     return attr_each(&vs->attr, fn, arg);
 }
 
