@@ -24,7 +24,9 @@ char *harness_db_create(void);
 char *harness_conninfo_with(const char *url, const char *keyword, const char *value);
 /* Runs SQL on url and returns the first value of the first row (caller frees), or NULL. SQL
  * that reads messages or payloads first delivers the publish outbox, as the fan-out thread
- * would a moment later (sql/013_publish_outbox.sql). */
+ * would a moment later (sql/013_publish_outbox.sql). The test thread keeps its connection to
+ * url until harness_stop (session settings, an open transaction and advisory locks are taken
+ * back after each statement); other threads connect per call. */
 char *harness_sql(const char *url, const char *sql);
 /* Delivers the publish outbox now, before a test looks at queues through HTTP. */
 void harness_deliver_outbox(void);
