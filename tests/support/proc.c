@@ -35,7 +35,11 @@ static void spawn(struct proc *p, char **argv, const char *workers)
 {
     const char *binary = getenv("RYDES_BINARY");
     ck_assert_msg(binary && *binary, "RYDES_BINARY is not set");
-    snprintf(p->log, sizeof p->log, "/tmp/rydes-proc-XXXXXX");
+    const char *dir = getenv("RYDES_TEST_PROC_LOGS");
+    p->keep_log = dir && *dir;
+    int len = snprintf(p->log, sizeof p->log, "%s/%s-XXXXXX", p->keep_log ? dir : "/tmp",
+                       program_invocation_short_name); /* the suite's name */
+    ck_assert_msg(len > 0 && (size_t)len < sizeof p->log, "RYDES_TEST_PROC_LOGS is too long");
     int fd = mkstemp(p->log);
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -129,7 +133,7 @@ int proc_signal_wait(struct proc *p, int sig)
 void proc_cleanup(struct proc *p)
 {
     proc_signal_wait(p, SIGKILL);
-    if (p->log[0])
+    if (p->log[0] && !p->keep_log)
         unlink(p->log);
     p->log[0] = '\0';
 }
@@ -148,8 +152,8 @@ bool proc_log_contains(const struct proc *p, const char *needle)
 
 void proc_dump_log(const struct proc *p)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "tail -n 30 %s >&2", p->log);
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "tail -n 30 '%s' >&2", p->log);
     fprintf(stderr, "---- %s ----\n", p->log);
     if (system(cmd) != 0)
         fprintf(stderr, "(could not read the log)\n");
