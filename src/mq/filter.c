@@ -1509,14 +1509,21 @@ static bool path_follow(json_t *child, const char *path, size_t n, size_t ndots,
                   : inner_each(child, path + i + 1, n - i - 1, ndots - before - 1, fn, arg);
 }
 
+/* Whether going through an object of size keys is cheaper than looking up the ndots + 1 prefixes
+ * of a path of n bytes, each hashed whole: a key costs one comparison, mostly a byte or two. */
+static bool by_keys(size_t size, size_t n, size_t ndots)
+{
+    return size <= ndots + 1 || size * 16 < n * (ndots + 1);
+}
+
 /* "a.b.c" is looked up as a, "a.b" and "a.b.c" in obj, as SNS flattens dotted keys: one lookup
- * per dot, or, when obj has fewer keys than the path has dots, by its keys instead, so that a
- * long path through many small objects (an array of thousands of {}) costs what the objects
- * hold, not their number times the path's dots. Each key is compared at most once. */
+ * per dot, or, when obj holds few keys for the path's length, by its keys instead, so that a
+ * long path through many small objects (an array of thousands of {} or {"b":0}) costs what the
+ * objects hold, not their number times the path's length. Each key is compared at most once. */
 static bool path_each(json_t *obj, const char *path, size_t n, size_t ndots, value_fn fn,
                       const void *arg)
 {
-    if (json_object_size(obj) <= ndots) {
+    if (by_keys(json_object_size(obj), n, ndots)) {
         const char *k;
         json_t *v;
         json_object_foreach(obj, k, v)

@@ -923,6 +923,12 @@ START_TEST(peek_pages_through_the_queue)
     }
     ck_assert_int_eq(seen, 5);
     ck_assert_int_eq(pages, 3);
+    struct response zeros; /* digits, as openapi says: leading zeros are the number */
+    harness_admin(&srv, "GET", "/queues/pages/messages:peek?after=00000000000000000000000", NULL,
+                  &zeros);
+    ck_assert_int_eq(zeros.status, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(zeros.json, "messages")), 5);
+    response_cleanup(&zeros);
     static const char *const bad[] = {"abc", "-1", "12345678901234567890", "1x", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(path, sizeof path, "/queues/pages/messages:peek?after=%s", bad[i]);

@@ -236,9 +236,11 @@ char *harness_sql(const char *url, const char *sql)
         PQfinish(pg);
     } else {
         run_sql(c->pg, sql, &out);
-        if (PQstatus(c->pg) != CONNECTION_OK) {
+        bool failed = out.status != PGRES_TUPLES_OK && out.status != PGRES_COMMAND_OK;
+        if (failed && PQstatus(c->pg) != CONNECTION_OK) {
             /* closed while it idled here (a restarted cluster, a terminated backend): the
-             * statement met no server; once more on a new connection */
+             * statement met no server; once more on a new connection. (One that ran and lost
+             * its connection after is not run again: that is the next statement's to find.) */
             free(out.value);
             cached_drop(c);
             c = cached_conn(url);
