@@ -1090,6 +1090,20 @@ START_TEST(test_wildcard_search_is_linear)
 }
 END_TEST
 
+/* A body policy of n $or branches, branch b matching the number b under path; *policy is its
+ * JSON (caller decrefs after filter_free). */
+static struct filter_policy *compile_or_branches(const char *path, int n, json_t **policy)
+{
+    json_t *branches = json_array();
+    for (int b = 0; b < n; b++)
+        json_array_append_new(branches, json_pack("{s[i]}", path, b));
+    *policy = json_pack("{so}", "$or", branches);
+    char err[128];
+    struct filter_policy *f = filter_compile(*policy, B, err, sizeof err);
+    ck_assert_msg(f != NULL, "%s", err);
+    return f;
+}
+
 /* A body path walks what the body holds, not its objects times the path's length: a path of
  * 991 bytes (32 keys of 30 bytes, the deepest allowed) under 70 $or branches, against an array
  * of 100,000 empty objects, was scanned byte by byte for every object and branch (7e9 steps).
@@ -1101,13 +1115,8 @@ START_TEST(test_long_path_through_many_objects_is_linear)
     char *path = repeated('a', KEYS * (KEY + 1) - 1); /* "aaa….aaa….…" */
     for (int i = KEY; i < KEYS * (KEY + 1) - 1; i += KEY + 1)
         path[i] = '.';
-    json_t *branches = json_array();
-    for (int b = 0; b < BRANCHES; b++)
-        json_array_append_new(branches, json_pack("{s[i]}", path, b));
-    json_t *p = json_pack("{so}", "$or", branches);
-    char err[128];
-    struct filter_policy *f = filter_compile(p, B, err, sizeof err);
-    ck_assert_msg(f != NULL, "%s", err);
+    json_t *p;
+    struct filter_policy *f = compile_or_branches(path, BRANCHES, &p);
     json_t *empties = json_array();
     for (int i = 0; i < ELEMENTS; i++)
         json_array_append_new(empties, json_object());
@@ -1143,13 +1152,8 @@ START_TEST(test_long_key_through_many_one_key_objects_is_linear)
     char *path = repeated('x', KEY + 2);
     path[0] = 'a';
     path[1] = '.';
-    json_t *branches = json_array();
-    for (int b = 0; b < BRANCHES; b++)
-        json_array_append_new(branches, json_pack("{s[i]}", path, b));
-    json_t *p = json_pack("{so}", "$or", branches);
-    char err[128];
-    struct filter_policy *f = filter_compile(p, B, err, sizeof err);
-    ck_assert_msg(f != NULL, "%s", err);
+    json_t *p;
+    struct filter_policy *f = compile_or_branches(path, BRANCHES, &p);
     json_t *ones = json_array();
     for (int i = 0; i < ELEMENTS; i++)
         json_array_append_new(ones, json_pack("{si}", "b", 0));
