@@ -70,10 +70,22 @@ char *harness_conninfo_with(const char *base, const char *keyword, const char *v
     return buf_steal(&b);
 }
 
+/* A new connection to url (caller PQfinishes); the test fails when there is none. */
+static PGconn *connect_to(const char *url)
+{
+    PGconn *pg = PQconnectdb(url);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", PQerrorMessage(pg));
+        PQfinish(pg);
+        ck_abort_msg("cannot connect: %s", why);
+    }
+    return pg;
+}
+
 static void exec_admin(const char *sql)
 {
-    PGconn *pg = PQconnectdb(base_url());
-    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
+    PGconn *pg = connect_to(base_url());
     PGresult *r = PQexec(pg, sql);
     ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(pg));
     PQclear(r);
@@ -173,18 +185,6 @@ static void cached_close_all(void)
         cached_drop(&cached[i]);
 }
 
-static PGconn *connect_to(const char *url)
-{
-    PGconn *pg = PQconnectdb(url);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", PQerrorMessage(pg));
-        PQfinish(pg);
-        ck_abort_msg("cannot connect: %s", why);
-    }
-    return pg;
-}
-
 /* The test thread's connection to url (the cache owns it; made if need be), else NULL. */
 static struct cached_conn *cached_conn(const char *url)
 {
@@ -273,8 +273,7 @@ PGconn *harness_hold_inserts(const char *url, const char *table, const char *nam
 
 PGconn *harness_hold_inserts_when(const char *url, const char *table, const char *when)
 {
-    PGconn *pg = PQconnectdb(url);
-    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "cannot connect: %s", PQerrorMessage(pg));
+    PGconn *pg = connect_to(url);
     char sql[800];
     snprintf(sql, sizeof sql,
              "CREATE OR REPLACE FUNCTION harness_hold() RETURNS trigger LANGUAGE plpgsql AS $$ "
