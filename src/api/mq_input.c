@@ -248,7 +248,7 @@ bool mq_input_token_valid(const char *s)
     return ok;
 }
 
-/* group_id and dedup_id: 1..128 printable ASCII characters, as SQS has them. */
+/* group_id and dedup_id: 1..128 printable ASCII characters but space, as SQS has them. */
 static const char *read_token(json_t *obj, const char *prefix, const char *field,
                               struct field_errors *fe)
 {
@@ -258,7 +258,8 @@ static const char *read_token(json_t *obj, const char *prefix, const char *field
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
     bool ok = s && strlen(s) == json_string_length(v) && mq_input_token_valid(s);
     if (!ok) {
-        field_errors_add_at(fe, prefix, field, "must be 1 to 128 printable ASCII characters");
+        field_errors_add_at(fe, prefix, field,
+                            "must be 1 to 128 printable ASCII characters without spaces");
         return NULL;
     }
     return s;
@@ -334,9 +335,13 @@ static bool url_check(CURLU *u, const char *url, char *why, size_t why_len)
     bool has_host = url_part(u, CURLUPART_HOST, &host) && host[0];
     bool has_user = url_part(u, CURLUPART_USER, &user);
     bool has_fragment = url_part(u, CURLUPART_FRAGMENT, &fragment);
+    char *port;
+    bool port_zero = url_part(u, CURLUPART_PORT, &port) && strtol(port, NULL, 10) == 0;
+    curl_free(port);
     bool web = scheme && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
     const char *problem = !web           ? "must be an http or https URL"
                           : !has_host    ? "must name a host"
+                          : port_zero    ? "must not name port 0"
                           : has_user     ? "must not carry credentials"
                           : has_fragment ? "must not have a fragment"
                                          : NULL;
@@ -369,6 +374,15 @@ bool mq_input_url(const char *url, char *why, size_t why_len)
     return ok;
 }
 
+/* A subject is one line of text, as SNS has it: no control characters (line breaks included). */
+static bool subject_valid(const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
 void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, char **owned,
                       struct field_errors *fe)
 {
@@ -392,6 +406,9 @@ void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, cha
     }
     validate_field_path(f, sizeof f, prefix, "subject");
     p->subject = validate_string_at(obj, "subject", f, false, 1, 100, fe);
+    if (p->subject && !subject_valid(p->subject))
+        field_errors_add_at(fe, prefix, "subject",
+                            "must not contain line breaks or control characters");
     p->group_id = read_token(obj, prefix, "group_id", fe);
     p->dedup_id = read_token(obj, prefix, "dedup_id", fe);
     if (size > MQ_PUBLISH_MAX_BYTES)

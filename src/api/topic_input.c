@@ -61,6 +61,14 @@ static void delivery_policy_input(json_t *dp, struct mq_subscription_input *in,
     in->max_delay_seconds = (int)hi;
 }
 
+/* field of o, NULL when it is left out or null: a URL subscription without a dead-letter queue
+ * shows "dead_letter_queue": null, and what GET shows can be PUT back. */
+static json_t *given(json_t *o, const char *field)
+{
+    json_t *v = json_object_get(o, field);
+    return json_is_null(v) ? NULL : v;
+}
+
 /* Reads where a subscription delivers: exactly one of queue and url, and for a URL its
  * dead-letter queue and retry policy. */
 static void subscription_target_input(json_t *o, struct mq_subscription_input *in,
@@ -76,11 +84,13 @@ static void subscription_target_input(json_t *o, struct mq_subscription_input *i
     bool has_queue = json_object_get(o, "queue"), has_url = json_object_get(o, "url");
     if (has_queue == has_url)
         field_errors_add(fe, has_queue ? "url" : "queue", "give exactly one of queue and url");
-    in->dead_letter_queue = validate_string(o, "dead_letter_queue", false, 1, MQ_NAME_MAX, fe);
+    in->dead_letter_queue = given(o, "dead_letter_queue")
+                                ? validate_string(o, "dead_letter_queue", false, 1, MQ_NAME_MAX, fe)
+                                : NULL;
     if (in->dead_letter_queue && !mq_input_queue_name(in->dead_letter_queue))
         field_errors_add(fe, "dead_letter_queue", "is not a valid queue name");
-    json_t *dp = json_object_get(o, "delivery_policy");
-    if (has_queue && json_object_get(o, "dead_letter_queue"))
+    json_t *dp = given(o, "delivery_policy");
+    if (has_queue && given(o, "dead_letter_queue"))
         field_errors_add(fe, "dead_letter_queue", "applies to URL subscriptions only");
     if (has_queue && dp)
         field_errors_add(fe, "delivery_policy", "applies to URL subscriptions only");

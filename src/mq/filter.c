@@ -414,8 +414,13 @@ static bool numeric_upper(struct compiler *c, const char *where, json_t *arr, do
     /* values match as multiples of 1e-5: bounds that leave none of those between them (> 1.000001
      * and < 1.000004 are both 100000) would make a condition nothing can meet (refused in new
      * policies; in a stored one it matches nothing, as it did) */
-    if (!(lo < hi) || (c->is_new && lo_q + lo_open > q - (op == OP_LT)))
+    if (!(lo < hi))
         return fail(c, where, "bottom must be less than top in a numeric range");
+    if (c->is_new && lo_q + lo_open > q - (op == OP_LT))
+        return fail(c, where,
+                    "a numeric range from %.15g to %.15g leaves no number between its bounds "
+                    "once they are rounded to 5 decimal places (the precision numbers match at)",
+                    lo, hi);
     range_bound(r, op, q);
     return true;
 }
@@ -596,7 +601,11 @@ static bool compile_operator(struct compiler *c, const char *where, json_t *obj,
     for (size_t i = 0; i < NOPERATORS; i++)
         if (strcmp(name, operators[i].name) == 0)
             return operators[i].compile(c, where, json_object_iter_value(it), out);
-    return fail(c, where, "unrecognized match type %s", name);
+    /* "$or" with one branch is an ordinary key (SNS), whose array holds no policies */
+    size_t n = where ? strlen(where) : 0;
+    bool lone_or = n >= 3 && strcmp(where + n - 3, "$or") == 0 && (n == 3 || where[n - 4] == '.');
+    return fail(c, where, "unrecognized match type %s%s", name,
+                lone_or ? " ($or takes two or more policies)" : "");
 }
 
 /* One element of a key's array: a literal (string, number, true, false, null) or an operator. */

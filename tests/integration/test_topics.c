@@ -19,6 +19,7 @@
 #include "rydes/clock.h"
 #include "rydes/ids.h"
 #include "rydes/secret.h"
+#include "rydes/topics.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -604,6 +605,56 @@ START_TEST(subscriptions_put_update_list_delete)
 }
 END_TEST
 
+/* GETs subscription sub of topic, takes out the read-only members, sets member null and PUTs
+ * it back: asserts 200. Returns the subscription as GET shows it then (the caller decrefs). */
+static json_t *put_back_with_null(const char *topic, const char *sub, const char *member)
+{
+    char path[400];
+    snprintf(path, sizeof path, "/topics/%s/subscriptions/%s", topic, sub);
+    struct response r;
+    harness_admin(&srv, "GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *o = json_deep_copy(r.json);
+    response_cleanup(&r);
+    const char *read_only[] = {"name", "created_at", "links"};
+    for (size_t i = 0; i < 3; i++)
+        json_object_del(o, read_only[i]);
+    json_object_set_new(o, member, json_null());
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    put_sub(topic, sub, body, 200);
+    free(body);
+    harness_admin(&srv, "GET", path, NULL, &r);
+    o = json_deep_copy(r.json);
+    response_cleanup(&r);
+    return o;
+}
+
+/* What GET shows of a URL subscription can be PUT back once the read-only members are taken
+ * out: its dead_letter_queue is null when it has none, and null reads as none (also to clear
+ * one), as a null delivery_policy reads as the defaults. */
+START_TEST(a_url_subscription_as_get_shows_it_can_be_put_back)
+{
+    harness_put_queue(&srv, "rt-dlq", NULL, 201);
+    put_topic("rt-t", NULL, 201);
+    put_sub("rt-t", "hook",
+            "{\"url\": \"http://127.0.0.1:9/x\", \"dead_letter_queue\": \"rt-dlq\", "
+            "\"delivery_policy\": {\"max_attempts\": 7}}",
+            201);
+    json_t *o = put_back_with_null("rt-t", "hook", "dead_letter_queue");
+    ck_assert(json_is_null(json_object_get(o, "dead_letter_queue")));
+    json_t *dp = json_object_get(o, "delivery_policy");
+    ck_assert_int_eq(json_integer_value(json_object_get(dp, "max_attempts")), 7);
+    json_decref(o);
+    o = put_back_with_null("rt-t", "hook", "delivery_policy");
+    ck_assert(json_is_null(json_object_get(o, "dead_letter_queue")));
+    dp = json_object_get(o, "delivery_policy");
+    ck_assert_int_eq(json_integer_value(json_object_get(dp, "max_attempts")),
+                     MQ_PUSH_ATTEMPTS_DEFAULT);
+    json_decref(o);
+}
+END_TEST
+
 START_TEST(invalid_subscriptions_are_400)
 {
     harness_put_queue(&srv, "sv-q", NULL, 201);
@@ -622,6 +673,8 @@ START_TEST(invalid_subscriptions_are_400)
         {"{\"url\": \"http://\"}", "url"},
         {"{\"url\": \"HTTP://example.com/hook\"}", "url"},
         {"{\"url\": \"http:/example.com/hook\"}", "url"},
+        {"{\"url\": \"http://example.com:0/hook\"}", "url"},
+        {"{\"url\": \"http://example.com:000/hook\"}", "url"},
         {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-missing\"}", NULL},
         {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-q.fifo\"}", NULL},
         {"{\"url\": \"http://example.com/\", \"delivery_policy\": {\"max_attempts\": 0}}",
@@ -1191,6 +1244,9 @@ START_TEST(invalid_publishes_are_400)
         {subject_req, "subject"},
         {"{\"body\": \"x\", \"subject\": \"\"}", "subject"},
         {"{\"body\": \"x\", \"subject\": 5}", "subject"},
+        {"{\"body\": \"x\", \"subject\": \"two\\nlines\"}", "subject"},
+        {"{\"body\": \"x\", \"subject\": \"tab\\tbed\"}", "subject"},
+        {"{\"body\": \"x\", \"subject\": \"del\\u007f\"}", "subject"},
         {"{\"body\": \"x\", \"foo\": 1}", "foo"},
         {big_req, "body"},
     };
@@ -2165,6 +2221,7 @@ int main(void)
     tcase_add_test(tc, subscriptions_put_update_list_delete);
     tcase_add_test(tc, a_subscription_racing_its_queue_s_delete_is_a_conflict);
     tcase_add_test(tc, invalid_subscriptions_are_400);
+    tcase_add_test(tc, a_url_subscription_as_get_shows_it_can_be_put_back);
     tcase_add_test(tc, unknown_topic_is_404);
     tcase_add_test(tc, deleting_a_queue_removes_its_subscriptions);
     tcase_add_test(tc, publish_fans_out_as_envelope_raw_and_filtered);
