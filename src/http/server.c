@@ -436,12 +436,44 @@ static bool request_has_body(struct http_request *req)
     return (cl && strcmp(cl, "0") != 0) || (te && strcasecmp(te, "identity") != 0);
 }
 
+/* Counts the request headers named as cls says (MHD_get_connection_values' iterator). */
+struct header_count {
+    const char *name;
+    int n;
+};
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct header_count *c = cls;
+    c->n += strcasecmp(key, c->name) == 0;
+    return MHD_YES;
+}
+
+/* Could the request's body be delimited two ways? Two Content-Length headers, or one beside
+ * Transfer-Encoding: libmicrohttpd takes the first length (or the chunks), and a proxy in front
+ * may take the other, reading what follows as another request (request smuggling; RFC 9112
+ * 6.3 asks for a 400 and the connection closed). */
+static bool framing_ambiguous(struct http_request *req)
+{
+    struct header_count length = {MHD_HTTP_HEADER_CONTENT_LENGTH, 0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &length);
+    return length.n > 1 || (length.n == 1 && http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING));
+}
+
 /* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
  * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
 static enum handler_result request_begin(struct http_request *req)
 {
     char allow[128];
     const struct http_server_config *cfg = &req->server->cfg;
+    if (framing_ambiguous(req)) { /* what follows on the connection is not to be trusted */
+        http_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        return http_reply_problem(req, 400,
+                                  "the request gives two Content-Length headers, or "
+                                  "Content-Length beside Transfer-Encoding");
+    }
     enum router_result rr = router_match(cfg->routes, cfg->nroutes, req->method, req->path,
                                          &req->match, allow, sizeof allow);
     if (rr == ROUTER_METHOD_NOT_ALLOWED) {

@@ -45,7 +45,9 @@ static double number_field(json_t *body, const char *field, double max, int max_
         d = json_number_value(v);
         decimals = validate_decimals_of(d);
     } else {
-        ok = json_is_string(v) && validate_decimal_text(json_string_value(v), &d, &decimals);
+        /* digits, optionally a point and more: no sign (openapi's RideNumberString) */
+        const char *s = json_string_value(v);
+        ok = s && *s != '-' && validate_decimal_text(s, &d, &decimals);
     }
     if (!ok)
         field_errors_add(fe, name, "must be a number or a numeric string such as \"12.50\"");

@@ -5,6 +5,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 static struct harness_server srv;
 
@@ -303,6 +306,56 @@ START_TEST(headers_past_the_connection_memory_get_431)
 }
 END_TEST
 
+/* Writes raw, one or more requests, on a connection of its own and reads until the server
+ * closes it (5 s at most) into out (NUL-terminated). */
+static void exchange_raw(const char *raw, char *out, size_t out_len)
+{
+    int fd = harness_connect(&srv, NULL);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ck_assert_int_eq(write(fd, raw, strlen(raw)), (ssize_t)strlen(raw));
+    size_t got = 0;
+    ssize_t n;
+    while (got < out_len - 1 && (n = read(fd, out + got, out_len - 1 - got)) > 0)
+        got += (size_t)n;
+    ck_assert_msg(n == 0, "the connection was not closed: %s", out);
+    close(fd);
+    out[got] = '\0';
+}
+
+/* A body that could be delimited two ways (two Content-Lengths, or one beside Transfer-Encoding)
+ * is refused and the connection closed: the bytes after it are not read as a request of their
+ * own, which a proxy that read the other length would have sent on as part of this one
+ * (request smuggling). libmicrohttpd took the first length and answered the rest. */
+START_TEST(ambiguous_framing_is_400_and_closes_the_connection)
+{
+    static const char *const smuggles[] = {
+        "POST /rides HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nContent-Length: 39\r\n\r\n{}"
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /rides HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\ncontent-length: 2\r\n\r\n{}"
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /rides HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof smuggles / sizeof smuggles[0]; i++) {
+        char in[8192];
+        exchange_raw(smuggles[i], in, sizeof in);
+        ck_assert_msg(strncmp(in, "HTTP/1.1 400", 12) == 0, "%zu: %s", i, in);
+        ck_assert_msg(strcasestr(in, "\r\nConnection: close\r\n") != NULL, "%zu: %s", i, in);
+        ck_assert_msg(strstr(in, "Content-Length beside Transfer-Encoding") != NULL, "%s", in);
+        ck_assert_msg(strstr(in + 12, "HTTP/1.1 ") == NULL, "%zu: a second answer: %s", i, in);
+    }
+    char in[4096]; /* one length, stated once: served as before */
+    exchange_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                 "Connection: close\r\n\r\n",
+                 in, sizeof in);
+    ck_assert_msg(strncmp(in, "HTTP/1.1 200", 12) == 0, "%s", in);
+}
+END_TEST
+
 int main(void)
 {
     build_long_texts();
@@ -314,6 +367,7 @@ int main(void)
     tcase_add_test(tc, an_overlong_request_id_is_replaced);
     tcase_add_test(tc, hostile_headers_get_4xx_problems);
     tcase_add_test(tc, headers_past_the_connection_memory_get_431);
+    tcase_add_test(tc, ambiguous_framing_is_400_and_closes_the_connection);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

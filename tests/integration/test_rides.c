@@ -450,6 +450,9 @@ static const struct bad_ride bad_rides[] = {
     {"duration", "\".5\"", NULL, NULL, "duration"},
     {"duration", "\" 12\"", NULL, NULL, "duration"},
     {"duration", "\"+5\"", NULL, NULL, "duration"},
+    {"duration", "\"-0\"", NULL, NULL, "duration"},
+    {"distance", "\"-0.0\"", NULL, NULL, "distance"},
+    {"fare", "\"-0.00\"", NULL, NULL, "fare"},
     {"duration", "\"0x10\"", NULL, NULL, "duration"},
     {"duration", "\"NaN\"", NULL, NULL, "duration"},
     {"distance", "-0.5", NULL, NULL, "distance"},
@@ -661,8 +664,8 @@ START_TEST(a_retry_with_the_same_key_replays_the_first_ride)
     }
     ck_assert_int_eq(rides_of("i1-dave"), 1);
 
-    /* -0 is 0, as a numeric string or as a number: the same request */
-    const char *zeros[] = {"0", "\"-0\"", "-0.0"};
+    /* -0 is 0 as a number, and "0.0" too: the same request */
+    const char *zeros[] = {"0", "\"0.0\"", "-0.0"};
     struct response z[3];
     for (int i = 0; i < 3; i++) {
         char zb[256];
