@@ -57,9 +57,18 @@ struct route_match {
     int index; /* of route in the table */
     int nparams;
     struct route_param params[ROUTER_MAX_PARAMS];
+    /* ROUTER_BAD_PARAM: the parameter whose value failed to decode (points into the pattern;
+     * not NUL-terminated: bad_name_len) */
+    const char *bad_name;
+    size_t bad_name_len;
 };
 
-enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
+enum router_result {
+    ROUTER_FOUND,
+    ROUTER_NOT_FOUND,
+    ROUTER_METHOD_NOT_ALLOWED,
+    ROUTER_BAD_PARAM /* the route matched, but a parameter is not validly percent-encoded */
+};
 
 /* Matches method and path (without query string) against the table. On ROUTER_FOUND, m is
  * filled and must be released with route_match_cleanup. On ROUTER_METHOD_NOT_ALLOWED, allow

@@ -171,9 +171,10 @@ json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *det
                  "the JSON body holds too many values: parsed, it would take more than %zu "
                  "bytes",
                  body_json_memory_cap(len));
-    else if (!v)
+    else if (!v) /* jansson's words for \u0000 name its flag or its limits: say what they mean */
         snprintf(detail, detail_len, "malformed JSON at line %d, column %d: %s", err.line,
-                 err.column, err.text);
+                 err.column,
+                 strstr(err.text, "NUL") ? "\\u0000 (NUL) is not allowed in strings" : err.text);
     return v;
 }
 

@@ -76,8 +76,11 @@ static bool match_segment(const char *pat, size_t plen, const char *seg, size_t 
     if (m->nparams == ROUTER_MAX_PARAMS)
         return false;
     char *value = router_percent_decode(seg, vlen);
-    if (!value)
+    if (!value) {
+        m->bad_name = pat + 1;
+        m->bad_name_len = (size_t)(close - pat - 1);
         return false;
+    }
     struct route_param *p = &m->params[m->nparams++];
     p->name = pat + 1;
     p->name_len = (size_t)(close - pat - 1);
@@ -134,8 +137,12 @@ enum router_result router_match(const struct route *table, size_t n, const char 
             m->index = (int)i;
             if (match_path(table[i].pattern, path, m, true))
                 return ROUTER_FOUND;
-            route_match_cleanup(m); /* a parameter failed to decode */
-            return ROUTER_NOT_FOUND;
+            const char *bad = m->bad_name; /* a parameter failed to decode */
+            size_t bad_len = m->bad_name_len;
+            route_match_cleanup(m);
+            m->bad_name = bad;
+            m->bad_name_len = bad_len;
+            return bad ? ROUTER_BAD_PARAM : ROUTER_NOT_FOUND;
         }
         allow_add(allow, allow_len, table[i].method);
         if (strcmp(table[i].method, "GET") == 0)

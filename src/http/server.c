@@ -462,6 +462,20 @@ static bool framing_ambiguous(struct http_request *req)
     return length.n > 1 || (length.n == 1 && http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING));
 }
 
+/* The 400 of a path whose parameter (req->match.bad_name) holds a malformed percent-escape or
+ * %00: a value no resource can have, named as the field it is. */
+static enum handler_result reply_bad_param(struct http_request *req)
+{
+    char field[64];
+    snprintf(field, sizeof field, "%.*s", (int)req->match.bad_name_len, req->match.bad_name);
+    struct field_errors fe;
+    field_errors_init(&fe);
+    field_errors_add(&fe, field, "is not validly percent-encoded (a malformed escape, or %%00)");
+    enum handler_result res = http_reply_invalid(req, &fe, NULL);
+    field_errors_cleanup(&fe);
+    return res;
+}
+
 /* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
  * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
 static enum handler_result request_begin(struct http_request *req)
@@ -482,6 +496,8 @@ static enum handler_result request_begin(struct http_request *req)
     }
     if (rr == ROUTER_NOT_FOUND)
         return http_reply_problem(req, 404, "no resource at this path");
+    if (rr == ROUTER_BAD_PARAM)
+        return reply_bad_param(req);
     enum handler_result res = HANDLER_DONE;
     if (!request_authorize(req, &res))
         return res;

@@ -83,8 +83,10 @@ static const struct hostile cases[] = {
     /* paths and names */
     {"PUT", "/queues/a%2Fb", NULL, NULL, 400},
     {"PUT", "/queues/..%2F..%2Fetc", NULL, NULL, 400},
-    {"PUT", "/queues/%00", NULL, NULL, 404},
-    {"PUT", "/queues/x%zz", NULL, NULL, 404},
+    {"PUT", "/queues/%00", NULL, NULL, 400},
+    {"PUT", "/queues/x%zz", NULL, NULL, 400},
+    {"GET", "/queues/x%2", NULL, NULL, 400},
+    {"DELETE", "/queues/h/messages/%zz", NULL, NULL, 400},
     {"GET", "/queues/%27%3B%20DROP%20TABLE%20queues%3B--", NULL, NULL, 404},
     {"GET", "/queues/nope", NULL, NULL, 404},
     {"GET", "/queues/h/../../tokens", NULL, NULL, 404},
@@ -275,6 +277,32 @@ START_TEST(hostile_headers_get_4xx_problems)
 }
 END_TEST
 
+/* A path parameter with a malformed percent-escape or %00 is no value any resource has: a 400
+ * naming the parameter (openapi: PUT of an invalid queue name is 400 on field name; these were
+ * 404 while the rest of the invalid names were 400). */
+START_TEST(undecodable_path_parameters_are_400_naming_them)
+{
+    const struct {
+        const char *method, *path, *field;
+    } bad[] = {
+        {"PUT", "/queues/a%00b", "name"},
+        {"PUT", "/queues/a%zzb", "name"},
+        {"PATCH", "/queues/h/messages/%4", "receipt"},
+        {"GET", "/tokens/%", "id"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct response r;
+        harness_request(&srv, bad[i].method, bad[i].path, A,
+                        strcmp(bad[i].method, "PATCH") ? NULL : "{\"visibility_timeout\": 1}", NULL,
+                        NULL, &r);
+        assert_problem(&r, 400);
+        ck_assert_msg(problem_names_field(&r, bad[i].field), "%s %s: %s", bad[i].method,
+                      bad[i].path, buf_str(&r.body));
+        response_cleanup(&r);
+    }
+}
+END_TEST
+
 /* A request id that is too long is replaced, not echoed or refused. */
 START_TEST(an_overlong_request_id_is_replaced)
 {
@@ -368,6 +396,7 @@ int main(void)
     tcase_add_test(tc, hostile_headers_get_4xx_problems);
     tcase_add_test(tc, headers_past_the_connection_memory_get_431);
     tcase_add_test(tc, ambiguous_framing_is_400_and_closes_the_connection);
+    tcase_add_test(tc, undecodable_path_parameters_are_400_naming_them);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

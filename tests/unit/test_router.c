@@ -50,6 +50,8 @@ struct route_case {
 #define FOUND1(m, path, i, a, va)        m, path, ROUTER_FOUND, i, NULL, a, va, NULL, NULL
 #define FOUND2(m, path, i, a, va, b, vb) m, path, ROUTER_FOUND, i, NULL, a, va, b, vb
 #define NOT_FOUND(m, path)               m, path, ROUTER_NOT_FOUND, -1, NULL, NULL, NULL, NULL, NULL
+/* the route matched, but parameter name does not decode */
+#define BAD(m, path, name) m, path, ROUTER_BAD_PARAM, -1, NULL, name, NULL, NULL, NULL
 #define NOT_ALLOWED(m, path, allow) \
     m, path, ROUTER_METHOD_NOT_ALLOWED, -1, allow, NULL, NULL, NULL, NULL
 
@@ -112,15 +114,17 @@ static const struct route_case cases[] = {
     {FOUND1("GET", "/tokens/%2f", 3, "id", "/")},
     {FOUND1("GET", "/tokens/100%25", 3, "id", "100%")},
     {FOUND2("DELETE", "/queues/a%2Fb/messages/c%2Fd", 9, "name", "a/b", "receipt", "c/d")},
-    {NOT_FOUND("GET", "/tokens/%4")},
-    {NOT_FOUND("GET", "/tokens/ab%4")},
-    {NOT_FOUND("GET", "/tokens/%")},
-    {NOT_FOUND("GET", "/tokens/%zz")},
-    {NOT_FOUND("GET", "/tokens/%4g")},
-    {NOT_FOUND("GET", "/tokens/%g4")},
-    {NOT_FOUND("GET", "/tokens/%00")},
-    {NOT_FOUND("GET", "/tokens/a%00b")},
-    {NOT_FOUND("DELETE", "/queues/q1/messages/%zz")},
+    {BAD("GET", "/tokens/%4", "id")},
+    {BAD("GET", "/tokens/ab%4", "id")},
+    {BAD("GET", "/tokens/%", "id")},
+    {BAD("GET", "/tokens/%zz", "id")},
+    {BAD("GET", "/tokens/%4g", "id")},
+    {BAD("GET", "/tokens/%g4", "id")},
+    {BAD("GET", "/tokens/%00", "id")},
+    {BAD("GET", "/tokens/a%00b", "id")},
+    {BAD("DELETE", "/queues/q1/messages/%zz", "receipt")},
+    {BAD("DELETE", "/queues/a%00/messages/%zz", "name")},       /* the first that fails */
+    {NOT_ALLOWED("PATCH", "/tokens/%zz", "GET, HEAD, DELETE")}, /* no decoding without a route */
     /* literals are not decoded */
     {NOT_FOUND("GET", "/%74okens")},
 };
@@ -136,6 +140,8 @@ static const char *result_name(enum router_result r)
         return "NOT_FOUND";
     case ROUTER_METHOD_NOT_ALLOWED:
         return "METHOD_NOT_ALLOWED";
+    case ROUTER_BAD_PARAM:
+        return "BAD_PARAM";
     }
     return "?";
 }
@@ -174,6 +180,11 @@ START_TEST(test_match_table)
             ck_assert_int_eq(m.nparams, 0);
             ck_assert_ptr_null(m.route);
         }
+        if (r == ROUTER_BAD_PARAM)
+            ck_assert_msg(m.bad_name && m.bad_name_len == strlen(c->p1) &&
+                              memcmp(m.bad_name, c->p1, m.bad_name_len) == 0,
+                          "%s \"%s\": bad parameter %.*s, expected %s", c->method, c->path,
+                          (int)m.bad_name_len, m.bad_name ? m.bad_name : "", c->p1);
         if (r == ROUTER_METHOD_NOT_ALLOWED)
             ck_assert_msg(strcmp(allow, c->allow) == 0, "%s \"%s\": Allow \"%s\", expected \"%s\"",
                           c->method, c->path, allow, c->allow);
