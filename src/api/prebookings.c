@@ -21,7 +21,8 @@ static enum handler_result reply_task(struct http_request *req, int status, cons
         http_add_header(req, "Location", self);
         http_add_header(req, "Content-Location", self);
     }
-    if (!task_final(t))
+    if (status == 202 ||
+        !task_final(t)) /* every 202 has it (API.md), a replay's of a final task too */
         http_add_header(req, "Retry-After", TASK_RETRY_AFTER);
     return http_reply_json(req, status, task_json(t));
 }

@@ -476,6 +476,21 @@ static enum handler_result reply_bad_param(struct http_request *req)
     return res;
 }
 
+/* The first of the headers a request may carry once that it carries more than once, or NULL. A
+ * lookup sees the first only, while a proxy or the client may have meant the other. */
+static const char *repeated_header(struct http_request *req)
+{
+    static const char *const once[] = {MHD_HTTP_HEADER_AUTHORIZATION, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                       "Idempotency-Key"};
+    for (size_t i = 0; i < sizeof once / sizeof once[0]; i++) {
+        struct header_count c = {once[i], 0};
+        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &c);
+        if (c.n > 1)
+            return once[i];
+    }
+    return NULL;
+}
+
 /* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
  * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
 static enum handler_result request_begin(struct http_request *req)
@@ -487,6 +502,12 @@ static enum handler_result request_begin(struct http_request *req)
         return http_reply_problem(req, 400,
                                   "the request gives two Content-Length headers, or "
                                   "Content-Length beside Transfer-Encoding");
+    }
+    const char *twice = repeated_header(req);
+    if (twice) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "the request gives the %s header more than once", twice);
+        return http_reply_problem(req, 400, detail);
     }
     enum router_result rr = router_match(cfg->routes, cfg->nroutes, req->method, req->path,
                                          &req->match, allow, sizeof allow);

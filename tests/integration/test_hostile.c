@@ -384,6 +384,32 @@ START_TEST(ambiguous_framing_is_400_and_closes_the_connection)
 }
 END_TEST
 
+/* Authorization, Content-Type and Idempotency-Key given twice: a 400 naming the header, not the
+ * first one taken (a lookup saw only that: another key than the client meant, or a second token
+ * a proxy added). */
+START_TEST(headers_given_twice_are_400)
+{
+    static const char *const twice[][2] = {
+        {"Authorization: Bearer " A "\r\nAuthorization: Bearer nope\r\n", "Authorization"},
+        {"Authorization: Bearer " A "\r\nContent-Type: text/plain\r\n", "Content-Type"},
+        {"Authorization: Bearer " A "\r\nIdempotency-Key: k1\r\nidempotency-key: k2\r\n",
+         "Idempotency-Key"},
+    };
+    for (size_t i = 0; i < sizeof twice / sizeof twice[0]; i++) {
+        char raw[1024], in[8192], want[96];
+        snprintf(raw, sizeof raw,
+                 "POST /rides HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 "Content-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+                 twice[i][0], strlen(RIDE), RIDE);
+        exchange_raw(raw, in, sizeof in);
+        ck_assert_msg(strncmp(in, "HTTP/1.1 400", 12) == 0, "%zu: %s", i, in);
+        snprintf(want, sizeof want, "the request gives the %s header more than once", twice[i][1]);
+        ck_assert_msg(strstr(in, want) != NULL, "%zu: %s", i, in);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM rides"), 0);
+}
+END_TEST
+
 int main(void)
 {
     build_long_texts();
@@ -397,6 +423,7 @@ int main(void)
     tcase_add_test(tc, headers_past_the_connection_memory_get_431);
     tcase_add_test(tc, ambiguous_framing_is_400_and_closes_the_connection);
     tcase_add_test(tc, undecodable_path_parameters_are_400_naming_them);
+    tcase_add_test(tc, headers_given_twice_are_400);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
