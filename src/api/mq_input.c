@@ -268,15 +268,15 @@ static const char *read_token(json_t *obj, const char *prefix, const char *field
 static void read_fifo_fields(json_t *obj, const char *prefix, const struct mq_queue *q,
                              struct mq_send_entry *e, struct field_errors *fe)
 {
-    e->group_id = read_token(obj, prefix, "group_id", fe);
-    e->dedup_id = read_token(obj, prefix, "dedup_id", fe);
-    if (!q->attrs.fifo) {
+    if (!q->attrs.fifo) { /* one error a field: what it holds does not matter here */
         if (json_object_get(obj, "group_id"))
             field_errors_add_at(fe, prefix, "group_id", "applies to FIFO queues only");
         if (json_object_get(obj, "dedup_id"))
             field_errors_add_at(fe, prefix, "dedup_id", "applies to FIFO queues only");
         return;
     }
+    e->group_id = read_token(obj, prefix, "group_id", fe);
+    e->dedup_id = read_token(obj, prefix, "dedup_id", fe);
     if (!json_object_get(obj, "group_id"))
         field_errors_add_at(fe, prefix, "group_id", "is required on a FIFO queue");
     if (!json_object_get(obj, "dedup_id") && !q->attrs.content_based_dedup)

@@ -721,6 +721,15 @@ START_TEST(send_fifo_fields_on_standard_queue_are_refused)
     ck_assert(has_error(&fe, "dedup_id"));
     field_errors_cleanup(&fe);
     json_decref(obj);
+    /* one error a field, whatever it holds (null, a number: not a second "must be...") */
+    obj = send_entry("{\"body\": \"x\", \"group_id\": null, \"dedup_id\": 7}", "", &q, &e, &owned,
+                     &fe);
+    ck_assert_msg(fe.count == 2, "%s", fields_of(&fe));
+    ck_assert(has_error(&fe, "group_id"));
+    ck_assert(has_error(&fe, "dedup_id"));
+    ck_assert_ptr_null(e.group_id);
+    field_errors_cleanup(&fe);
+    json_decref(obj);
 }
 END_TEST
 
