@@ -436,30 +436,51 @@ static bool request_has_body(struct http_request *req)
     return (cl && strcmp(cl, "0") != 0) || (te && strcasecmp(te, "identity") != 0);
 }
 
-/* Counts the request headers named as cls says (MHD_get_connection_values' iterator). */
-struct header_count {
-    const char *name;
-    int n;
-};
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+/* Headers a request may carry once: [0] delimits the body, the others a lookup would read the
+ * first of, whichever a proxy or the client meant. */
+static const char *const single_headers[] = {MHD_HTTP_HEADER_CONTENT_LENGTH,
+                                             MHD_HTTP_HEADER_AUTHORIZATION,
+                                             MHD_HTTP_HEADER_CONTENT_TYPE, "Idempotency-Key"};
+#define NSINGLE (sizeof single_headers / sizeof single_headers[0])
+
+/* MHD_get_connection_values' iterator: counts each of single_headers into cls (int[NSINGLE]). */
+static enum MHD_Result count_single(void *cls, enum MHD_ValueKind kind, const char *key,
                                     const char *value)
 {
     (void)kind;
     (void)value;
-    struct header_count *c = cls;
-    c->n += strcasecmp(key, c->name) == 0;
+    int *n = cls;
+    for (size_t i = 0; i < NSINGLE; i++)
+        n[i] += strcasecmp(key, single_headers[i]) == 0;
     return MHD_YES;
 }
 
-/* Could the request's body be delimited two ways? Two Content-Length headers, or one beside
- * Transfer-Encoding: libmicrohttpd takes the first length (or the chunks), and a proxy in front
- * may take the other, reading what follows as another request (request smuggling; RFC 9112
- * 6.3 asks for a 400 and the connection closed). */
-static bool framing_ambiguous(struct http_request *req)
+/* Do the headers make the request mean two things? Then true with their 400 queued into *res:
+ * a body that could be delimited two ways (two Content-Lengths, or one beside
+ * Transfer-Encoding: libmicrohttpd takes the first length or the chunks, a proxy in front may
+ * take the other and read what follows as another request; RFC 9112 6.3 asks for a 400 and the
+ * connection closed), or another single header given twice. */
+static bool headers_ambiguous(struct http_request *req, enum handler_result *res)
 {
-    struct header_count length = {MHD_HTTP_HEADER_CONTENT_LENGTH, 0};
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &length);
-    return length.n > 1 || (length.n == 1 && http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING));
+    int n[NSINGLE] = {0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_single, n);
+    if (n[0] > 1 || (n[0] == 1 && http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING))) {
+        http_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close"); /* nothing after is trusted */
+        *res = http_reply_problem(req, 400,
+                                  "the request gives two Content-Length headers, or "
+                                  "Content-Length beside Transfer-Encoding");
+        return true;
+    }
+    for (size_t i = 1; i < NSINGLE; i++) {
+        if (n[i] > 1) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "the request gives the %s header more than once",
+                     single_headers[i]);
+            *res = http_reply_problem(req, 400, detail);
+            return true;
+        }
+    }
+    return false;
 }
 
 /* The 400 of a path whose parameter (req->match.bad_name) holds a malformed percent-escape or
@@ -476,39 +497,15 @@ static enum handler_result reply_bad_param(struct http_request *req)
     return res;
 }
 
-/* The first of the headers a request may carry once that it carries more than once, or NULL. A
- * lookup sees the first only, while a proxy or the client may have meant the other. */
-static const char *repeated_header(struct http_request *req)
-{
-    static const char *const once[] = {MHD_HTTP_HEADER_AUTHORIZATION, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                       "Idempotency-Key"};
-    for (size_t i = 0; i < sizeof once / sizeof once[0]; i++) {
-        struct header_count c = {once[i], 0};
-        MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &c);
-        if (c.n > 1)
-            return once[i];
-    }
-    return NULL;
-}
-
 /* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
  * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
 static enum handler_result request_begin(struct http_request *req)
 {
     char allow[128];
     const struct http_server_config *cfg = &req->server->cfg;
-    if (framing_ambiguous(req)) { /* what follows on the connection is not to be trusted */
-        http_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
-        return http_reply_problem(req, 400,
-                                  "the request gives two Content-Length headers, or "
-                                  "Content-Length beside Transfer-Encoding");
-    }
-    const char *twice = repeated_header(req);
-    if (twice) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "the request gives the %s header more than once", twice);
-        return http_reply_problem(req, 400, detail);
-    }
+    enum handler_result res = HANDLER_DONE;
+    if (headers_ambiguous(req, &res))
+        return res;
     enum router_result rr = router_match(cfg->routes, cfg->nroutes, req->method, req->path,
                                          &req->match, allow, sizeof allow);
     if (rr == ROUTER_METHOD_NOT_ALLOWED) {
@@ -519,7 +516,6 @@ static enum handler_result request_begin(struct http_request *req)
         return http_reply_problem(req, 404, "no resource at this path");
     if (rr == ROUTER_BAD_PARAM)
         return reply_bad_param(req);
-    enum handler_result res = HANDLER_DONE;
     if (!request_authorize(req, &res))
         return res;
     const char *length = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
