@@ -11,6 +11,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+/* Does name end in .fifo (a FIFO queue's or topic's name)? */
+bool mq_input_name_is_fifo(const char *name);
 /* Is name a valid queue name: [A-Za-z0-9_-]{1,80}, where a FIFO name ends in ".fifo"? */
 bool mq_input_queue_name(const char *name);
 /* Is s a valid group_id or dedup_id: 1..128 printable ASCII characters? */

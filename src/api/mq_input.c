@@ -27,7 +27,7 @@ bool mq_input_queue_name(const char *name)
     return true;
 }
 
-static bool name_is_fifo(const char *name)
+bool mq_input_name_is_fifo(const char *name)
 {
     size_t n = strlen(name);
     return n > 5 && strcmp(name + n - 5, ".fifo") == 0;
@@ -83,7 +83,7 @@ void mq_input_attrs(json_t *body, const char *name, struct mq_attrs *out, struct
                                         "dead_letter",
                                         NULL};
     memset(out, 0, sizeof *out);
-    out->fifo = name_is_fifo(name);
+    out->fifo = mq_input_name_is_fifo(name);
     json_t *o = body ? body : json_object();
     validate_known_fields(o, known, fe);
     bool fifo = out->fifo;

@@ -11,8 +11,7 @@ void topic_input(json_t *body, const char *name, bool *cbd, struct field_errors 
 {
     static const char *const known[] = {"fifo", "content_based_dedup", NULL};
     *cbd = false;
-    size_t n = strlen(name);
-    bool named_fifo = n > 5 && strcmp(name + n - 5, ".fifo") == 0;
+    bool named_fifo = mq_input_name_is_fifo(name);
     if (body && !json_is_object(body)) {
         field_errors_add(fe, "body", "must be a JSON object of attributes");
         return;

@@ -436,7 +436,10 @@ enum handler_result sns_unsubscribe(struct aws_call *call, struct db_conn *c)
     if (st == MQ_OK)
         st = mq_subscription_delete(c, &t, name);
     sns_forget(call, topic);
-    return st == MQ_OK ? aws_reply(call, NULL) : sns_engine_failed(call, st, "Subscription", NULL);
+    /* gone already (or its topic): done, as SNS answers, so that a retried or repeated teardown
+     * does not fail */
+    return st == MQ_OK || st == MQ_NOT_FOUND ? aws_reply(call, NULL)
+                                             : sns_engine_failed(call, st, "Subscription", NULL);
 }
 
 /* Protocol and Endpoint of a subscription delivering to queue or url (one is ""). */

@@ -355,6 +355,16 @@ static enum handler_result create_new(struct aws_call *call, struct db_conn *c, 
     return reply_url(call, name);
 }
 
+/* Does CreateQueue ask for a FIFO queue (FifoQueue=true)? SQS reads a name ending in .fifo
+ * without it as a standard queue's name, which cannot hold a '.' (REST goes by the name). */
+static bool fifo_asked(struct aws_call *call)
+{
+    const char *v =
+        json_string_value(json_object_get(json_object_get(call->in, "Attributes"), "FifoQueue"));
+    bool b = false;
+    return v && bool_text(v, &b) && b;
+}
+
 static enum handler_result create_queue(struct aws_call *call, struct db_conn *c)
 {
     enum handler_result res;
@@ -365,6 +375,11 @@ static enum handler_result create_queue(struct aws_call *call, struct db_conn *c
         return aws_fail(call, WIRE_INVALID_PARAMETER,
                         "Can only include alphanumeric characters, hyphens, or underscores. 1 to "
                         "80 in length (FIFO queue names end in .fifo).");
+    if (mq_input_name_is_fifo(name) && !fifo_asked(call))
+        return aws_fail(call, WIRE_INVALID_PARAMETER,
+                        "A FIFO queue's name ends in .fifo and needs the attribute "
+                        "FifoQueue=true; a standard queue's can only include alphanumeric "
+                        "characters, hyphens, or underscores.");
     json_t *tags;
     if (!create_tags_input(call, &tags, &res))
         return res;

@@ -218,6 +218,11 @@ START_TEST(errors_have_sns_codes)
     check("Action=Publish&TopicArn=" ARN "nope&Message=x", 404, "NotFound");
     check("Action=GetSubscriptionAttributes&SubscriptionArn=" ARN "nope:sub", 404, "NotFound");
     check("Action=Unsubscribe&SubscriptionArn=garbage", 400, "InvalidParameter");
+    /* a subscription (or topic) that is gone: done, as SNS answers a repeated teardown */
+    struct response r0;
+    sns("Action=Unsubscribe&SubscriptionArn=" ARN "nope:sub", &r0);
+    assert_ok(&r0, "<UnsubscribeResponse", NULL);
+    response_cleanup(&r0);
     check("Action=CreatePlatformApplication", 400, "InvalidAction");
     struct response r;
     sns("Action=CreateTopic&Name=errs", &r);

@@ -360,6 +360,17 @@ START_TEST(sqs_errors_in_both_protocols)
     json_call("CreateQueue", "{\"QueueName\":\"bad name!\"}", admin_key, admin_secret, &r);
     assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
     response_cleanup(&r);
+    /* a .fifo name without FifoQueue=true is a standard queue's name, which holds no '.'
+     * (it used to make a FIFO queue); with FifoQueue=false likewise */
+    const char *fifo_unasked[] = {"{\"QueueName\":\"unasked.fifo\"}",
+                                  "{\"QueueName\":\"unasked.fifo\",\"Attributes\":"
+                                  "{\"FifoQueue\":\"false\"}}"};
+    for (int i = 0; i < 2; i++) {
+        json_call("CreateQueue", fifo_unasked[i], admin_key, admin_secret, &r);
+        assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+        response_cleanup(&r);
+    }
+    ck_assert_int_eq(harness_sqlf("SELECT count(*) FROM queues WHERE name = 'unasked.fifo'"), 0);
     json_call("CreateQueue", "{\"QueueName\":\"a\",\"Attributes\":{\"Nope\":\"1\"}}", admin_key,
               admin_secret, &r);
     assert_json_error(&r, 400, "#InvalidAttributeName", "InvalidAttributeName");
