@@ -366,6 +366,10 @@ bool mq_input_url(const char *url, char *why, size_t why_len)
         snprintf(why, why_len, "must start with http:// or https://");
         return false;
     }
+    if (url[url[4] == 's' ? 8 : 7] == '/') { /* curl would read "http:///x" as host x */
+        snprintf(why, why_len, "must name a host");
+        return false;
+    }
     CURLU *u = curl_url();
     if (!u)
         rydes_oom();

@@ -199,11 +199,20 @@ static bool verify(struct aws_call *call, const struct sigv4_auth *a, const char
     struct http_request *req = call->req;
     struct buf query;
     buf_init(&query);
-    bool args_ok = canonical_query(req, &query);
+    /* too many arguments is said as such: a mismatch would send the client to its keys */
+    if (!canonical_query(req, &query)) {
+        buf_cleanup(&query);
+        bool sns = strcmp(call->xmlns, AWS_SNS_XMLNS) == 0;
+        *res = aws_fail(call, sns ? WIRE_SNS_INVALID_PARAMETER : WIRE_INVALID_PARAMETER,
+                        "The query string has more than %d arguments (the parameters of a call "
+                        "go in the body).",
+                        AWS_MAX_QUERY_ARGS);
+        return false;
+    }
     struct sigv4_request r = {req->method, req->path,          buf_str(&query),  header_of,
                               req,         req->body.buf.data, req->body.buf.len};
     int64_t now = clock_wall_us() / 1000000;
-    enum sigv4_result v = args_ok ? sigv4_verify(&r, a, secret, now) : SIGV4_MISMATCH;
+    enum sigv4_result v = sigv4_verify(&r, a, secret, now);
     buf_cleanup(&query);
     if (v == SIGV4_OK)
         return true;

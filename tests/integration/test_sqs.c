@@ -92,9 +92,9 @@ static const char *header_of(void *ctx, const char *name)
  * out. */
 static void test_canonical_query(const char *q, struct buf *out)
 {
-    char *copy = strdup(q), *names[8], *values[8], *save = NULL;
+    char *copy = strdup(q), *names[40], *values[40], *save = NULL;
     size_t n = 0;
-    for (char *p = strtok_r(copy, "&", &save); p && n < 8; p = strtok_r(NULL, "&", &save)) {
+    for (char *p = strtok_r(copy, "&", &save); p && n < 40; p = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(p, '=');
         if (eq)
             *eq = '\0';
@@ -298,6 +298,19 @@ START_TEST(unknown_key_wrong_secret_and_skew)
                                    "sqs",
                                    0,
                                    NULL};
+    send_signed(&query, &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    /* 32 arguments at most, and more is said as such, not as a signature that does not match */
+    char path[400] = "/?";
+    for (int i = 0; i < 33; i++)
+        snprintf(path + strlen(path), sizeof path - strlen(path), "%sa%d=1", i ? "&" : "", i);
+    query.path = path;
+    send_signed(&query, &r);
+    assert_json_error(&r, 400, "#InvalidParameterValue", "InvalidParameterValue");
+    ck_assert_msg(strstr(buf_str(&r.body), "more than 32 arguments"), "%s", buf_str(&r.body));
+    response_cleanup(&r);
+    *strrchr(path, '&') = '\0'; /* 32: signed and checked */
     send_signed(&query, &r);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, buf_str(&r.body));
     response_cleanup(&r);

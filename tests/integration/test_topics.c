@@ -674,6 +674,8 @@ START_TEST(invalid_subscriptions_are_400)
         {"{\"url\": \"HTTP://example.com/hook\"}", "url"},
         {"{\"url\": \"http:/example.com/hook\"}", "url"},
         {"{\"url\": \"http://example.com:0/hook\"}", "url"},
+        {"{\"url\": \"http:///hook\"}", "url"},
+        {"{\"url\": \"https:///example.com/hook\"}", "url"},
         {"{\"url\": \"http://example.com:000/hook\"}", "url"},
         {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-missing\"}", NULL},
         {"{\"url\": \"http://example.com/\", \"dead_letter_queue\": \"sv-q.fifo\"}", NULL},
