@@ -443,36 +443,74 @@ static const char *const single_headers[] = {MHD_HTTP_HEADER_CONTENT_LENGTH,
                                              MHD_HTTP_HEADER_CONTENT_TYPE, "Idempotency-Key"};
 #define NSINGLE (sizeof single_headers / sizeof single_headers[0])
 
-/* MHD_get_connection_values' iterator: counts each of single_headers into cls (int[NSINGLE]). */
-static enum MHD_Result count_single(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
+/* What one pass over a request's headers counts. */
+struct header_census {
+    int single[NSINGLE];
+    int host;
+    int transfer_encoding;
+    bool bad_name; /* a name with a character HTTP's token does not allow (a space, a colon) */
+};
+
+static bool tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* MHD_get_connection_values' iterator: counts into cls (a struct header_census). */
+static enum MHD_Result census_add(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
 {
     (void)kind;
     (void)value;
-    int *n = cls;
+    struct header_census *c = cls;
     for (size_t i = 0; i < NSINGLE; i++)
-        n[i] += strcasecmp(key, single_headers[i]) == 0;
+        c->single[i] += strcasecmp(key, single_headers[i]) == 0;
+    c->host += strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0;
+    c->transfer_encoding += strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0;
+    for (const unsigned char *k = (const unsigned char *)key; *k && !c->bad_name; k++)
+        c->bad_name = !tchar(*k);
+    c->bad_name |= !*key;
     return MHD_YES;
 }
 
-/* Do the headers make the request mean two things? Then true with their 400 queued into *res:
- * a body that could be delimited two ways (two Content-Lengths, or one beside
- * Transfer-Encoding: libmicrohttpd takes the first length or the chunks, a proxy in front may
- * take the other and read what follows as another request; RFC 9112 6.3 asks for a 400 and the
- * connection closed), or another single header given twice. */
-static bool headers_ambiguous(struct http_request *req, enum handler_result *res)
+/* The framing problem of a request, or NULL: what a proxy in front and libmicrohttpd could
+ * read two ways, so that what one takes for the body the other takes for another request
+ * (request smuggling; RFC 9112 5.1 and 6.3 ask for a 400 and the connection closed). */
+static const char *framing_problem(struct http_request *req, const struct header_census *c)
 {
-    int n[NSINGLE] = {0};
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_single, n);
-    if (n[0] > 1 || (n[0] == 1 && http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING))) {
+    const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (c->bad_name)
+        return "a header name holds a character HTTP does not allow (such as a space before "
+               "the colon)";
+    if (c->single[0] > 1 || (c->single[0] == 1 && te))
+        return "the request gives two Content-Length headers, or Content-Length beside "
+               "Transfer-Encoding";
+    if ((te && strcasecmp(te, "chunked") != 0) || c->transfer_encoding > 1)
+        return "the request's Transfer-Encoding is not chunked, the one coding understood here";
+    return NULL;
+}
+
+/* Do the headers make the request mean two things, or leave out what HTTP/1.1 requires? Then
+ * true with their 400 queued into *res: framing (framing_problem; the connection closes),
+ * Host missing from an HTTP/1.1 request or given twice, or another single header given
+ * twice. */
+static bool headers_refused(struct http_request *req, const char *version, enum handler_result *res)
+{
+    struct header_census c = {{0}, 0, 0, false};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, census_add, &c);
+    const char *framing = framing_problem(req, &c);
+    if (framing) {
         http_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close"); /* nothing after is trusted */
-        *res = http_reply_problem(req, 400,
-                                  "the request gives two Content-Length headers, or "
-                                  "Content-Length beside Transfer-Encoding");
+        *res = http_reply_problem(req, 400, framing);
+        return true;
+    }
+    if (c.host > 1 || (c.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)) {
+        *res = http_reply_problem(req, 400, "an HTTP/1.1 request needs one Host header");
         return true;
     }
     for (size_t i = 1; i < NSINGLE; i++) {
-        if (n[i] > 1) {
+        if (c.single[i] > 1) {
             char detail[96];
             snprintf(detail, sizeof detail, "the request gives the %s header more than once",
                      single_headers[i]);
@@ -499,12 +537,12 @@ static enum handler_result reply_bad_param(struct http_request *req)
 
 /* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
  * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
-static enum handler_result request_begin(struct http_request *req)
+static enum handler_result request_begin(struct http_request *req, const char *version)
 {
     char allow[128];
     const struct http_server_config *cfg = &req->server->cfg;
     enum handler_result res = HANDLER_DONE;
-    if (headers_ambiguous(req, &res))
+    if (headers_refused(req, version, &res))
         return res;
     enum router_result rr = router_match(cfg->routes, cfg->nroutes, req->method, req->path,
                                          &req->match, allow, sizeof allow);
@@ -769,12 +807,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
     struct http_request *req = *con_cls;
     if (!req) {
         req = request_new(cls, conn, url, method);
         *con_cls = req;
-        return request_begin(req) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+        return request_begin(req, version) == HANDLER_FAIL ? MHD_NO : MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
