@@ -378,15 +378,6 @@ bool mq_input_url(const char *url, char *why, size_t why_len)
     return ok;
 }
 
-/* A subject is one line of text, as SNS has it: no control characters (line breaks included). */
-static bool subject_valid(const char *s)
-{
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-        if (*c < 0x20 || *c == 0x7f)
-            return false;
-    return true;
-}
-
 void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, char **owned,
                       struct field_errors *fe)
 {
@@ -410,7 +401,7 @@ void mq_input_publish(json_t *obj, const char *prefix, struct mq_publish *p, cha
     }
     validate_field_path(f, sizeof f, prefix, "subject");
     p->subject = validate_string_at(obj, "subject", f, false, 1, 100, fe);
-    if (p->subject && !subject_valid(p->subject))
+    if (p->subject && !validate_one_line(p->subject)) /* as SNS has it */
         field_errors_add_at(fe, prefix, "subject",
                             "must not contain line breaks or control characters");
     p->group_id = read_token(obj, prefix, "group_id", fe);

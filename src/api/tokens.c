@@ -32,6 +32,8 @@ enum handler_result api_tokens_create(struct http_request *req)
     if (role_text && !role_parse(role_text, &role))
         field_errors_add(&fe, "role", "must be one of app, service, admin");
     const char *name = validate_string(req->json, "name", false, 1, 100, &fe);
+    if (name && !validate_one_line(name)) /* shown in lists and logs: one line of text */
+        field_errors_add(&fe, "name", "must not contain line breaks or control characters");
     if (api_reply_invalid(req, &fe, &res))
         return res;
     struct db_conn *c = api_db_acquire(req, &res);

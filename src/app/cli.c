@@ -262,8 +262,9 @@ static int cmd_token_create(const struct config *cfg, const struct cli_opts *opt
         return 2;
     }
     const char *name = opts->name ? opts->name : "";
-    if (validate_utf8_prefix(name, SIZE_MAX) != strlen(name) || validate_utf8_length(name) > 100) {
-        fprintf(stderr, "rydes: --name: at most 100 characters of UTF-8\n");
+    if (validate_utf8_prefix(name, SIZE_MAX) != strlen(name) || validate_utf8_length(name) > 100 ||
+        !validate_one_line(name)) {
+        fprintf(stderr, "rydes: --name: at most 100 characters of UTF-8 on one line\n");
         return 2;
     }
     char cerr[256];

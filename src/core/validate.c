@@ -292,6 +292,14 @@ bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out
     return true;
 }
 
+bool validate_one_line(const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
 bool validate_printable_ascii(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)

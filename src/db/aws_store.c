@@ -15,9 +15,7 @@ static struct db_stmt q_insert =
             "INSERT INTO aws_credentials (access_key_id, token_id, secret) VALUES ($1, $2, $3)", 3);
 static struct db_stmt q_lookup =
     DB_STMT("aws_credentials_lookup",
-            "SELECT a.secret, t.role, t.secret_hash FROM aws_credentials a "
-            "JOIN tokens t ON t.id = a.token_id "
-            "WHERE a.access_key_id = $1",
+            "SELECT secret, role, secret_hash FROM aws_credentials_lookup($1)", /* sql/059 */
             1);
 static struct db_stmt q_tags_get = DB_STMT(
     "aws_tags_get", "SELECT key, value FROM queue_tags WHERE queue_id = $1 ORDER BY key", 1);

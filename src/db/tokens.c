@@ -32,7 +32,7 @@ static struct db_stmt q_ensure =
 static struct db_stmt q_ensure_lock =
     DB_STMT("tokens_ensure_lock", "SELECT pg_advisory_xact_lock(7093010484075721313)", 0);
 static struct db_stmt q_auth =
-    DB_STMT("tokens_auth", "SELECT role, secret_hash FROM tokens WHERE secret_hash = $1", 1);
+    DB_STMT("tokens_auth", "SELECT role, secret_hash FROM token_lookup($1)", 1); /* sql/059 */
 static struct db_stmt q_get =
     DB_STMT("tokens_get", "SELECT " TOKEN_COLUMNS " FROM tokens WHERE id = $1", 1);
 static struct db_stmt q_delete = DB_STMT("tokens_delete", "DELETE FROM tokens WHERE id = $1", 1);

@@ -219,10 +219,14 @@ END_TEST
 
 START_TEST(create_validates_role_and_name)
 {
-    const char *bodies[] = {"{}", "{\"role\":\"superuser\"}", "{\"role\":1}",
-                            "{\"role\":\"app\",\"name\":\"\"}"};
-    const char *fields[] = {"role", "role", "role", "name"};
-    for (int i = 0; i < 4; i++) {
+    const char *bodies[] = {"{}",
+                            "{\"role\":\"superuser\"}",
+                            "{\"role\":1}",
+                            "{\"role\":\"app\",\"name\":\"\"}",
+                            "{\"role\":\"app\",\"name\":\"a\\u0001b\"}",
+                            "{\"role\":\"app\",\"name\":\"two\\nlines\"}"};
+    const char *fields[] = {"role", "role", "role", "name", "name", "name"};
+    for (int i = 0; i < 6; i++) {
         struct response r;
         harness_admin(&srv, "POST", "/tokens", bodies[i], &r);
         assert_problem(&r, 400);
@@ -604,6 +608,36 @@ START_TEST(lookups_that_cannot_finish_are_charged)
 }
 END_TEST
 
+/* A lock on tokens (DDL, a migration, VACUUM FULL) holds a lookup 250 ms at most (sql/059): the
+ * request gets 503, and the HTTP thread, which runs lookups, serves the rest meanwhile. The
+ * lookup used to wait for the lock, up to the statement timeout, with every request behind
+ * it. */
+START_TEST(a_locked_token_table_is_503_not_a_stall)
+{
+    PGconn *lock = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct response res;
+    harness_request(&srv, "GET", "/queues", "rydes_made_up_token", NULL, NULL, NULL, &res);
+    ck_assert_msg(res.status == 503, "%ld %s", res.status, buf_str(&res.body));
+    char h[16];
+    ck_assert(response_header(&res, "Retry-After", h, sizeof h));
+    response_cleanup(&res);
+    ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
+    /* still locked: the answer came before the lock went */
+    r = PQexec(lock, "SELECT count(*) FROM pg_locks WHERE relation = 'tokens'::regclass "
+                     "AND mode = 'AccessExclusiveLock' AND granted");
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    r = PQexec(lock, "COMMIT");
+    PQclear(r);
+    PQfinish(lock);
+    ck_assert_int_eq(status_of("GET", "/queues", HARNESS_ADMIN_TOKEN), 200);
+}
+END_TEST
+
 /* Many failing addresses together use up the process's budget (ten times an address's): then
  * credentials not found valid lately wait, from any address, saying so; those found valid
  * lately are still looked up. */
@@ -660,6 +694,7 @@ int main(void)
     tcase_add_test(tc, an_app_tokens_total_bounds_many_addresses);
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, lookups_that_cannot_finish_are_charged);
+    tcase_add_test(tc, a_locked_token_table_is_503_not_a_stall);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);
     suite_add_tcase(s, tc);
     return harness_run(s);

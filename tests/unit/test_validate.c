@@ -476,7 +476,9 @@ static const struct {
     {"\x80", 0, 0},
     {"\xc3", 0, 0},
     {"\xe2\x82", 0, 0},
-    {"\xc3" "a", 0, 0},
+    {"\xc3"
+     "a",
+     0, 0},
 };
 
 START_TEST(test_utf8_chars)
@@ -490,7 +492,10 @@ START_TEST(test_utf8_chars)
             ck_assert_msg(cp == utf8_chars[i].cp, "case %zu: U+%x", i, (unsigned)cp);
         ck_assert_uint_eq(validate_utf8_prefix(utf8_chars[i].s, 8), len);
     }
-    ck_assert_uint_eq(validate_utf8_prefix("ab\xc3\xa9\xc0\x80" "cd", 100), 4);
+    ck_assert_uint_eq(validate_utf8_prefix("ab\xc3\xa9\xc0\x80"
+                                           "cd",
+                                           100),
+                      4);
     ck_assert_uint_eq(validate_utf8_prefix("ab\xc3\xa9", 3), 2);
 }
 END_TEST
@@ -519,6 +524,18 @@ START_TEST(test_decimal_texts)
         int d;
         ck_assert_msg(!validate_decimal_text(bad[i], &v, &d), "%s", bad[i]);
     }
+}
+END_TEST
+
+/* One line of text: anything but the C0 controls and DEL (UTF-8 beyond ASCII included). */
+START_TEST(test_one_line)
+{
+    const char *ok[] = {"", "ride 42 done", "caf\xc3\xa9 ~ \x80", "x\x7e"};
+    const char *bad[] = {"a\nb", "a\rb", "\t", "x\x01", "x\x1f", "del\x7f"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        ck_assert_msg(validate_one_line(ok[i]), "%zu refused", i);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!validate_one_line(bad[i]), "%zu taken", i);
 }
 END_TEST
 
@@ -551,6 +568,7 @@ static Suite *validate_suite(void)
     tcase_add_test(text, test_utf8_length_table);
     tcase_add_test(text, test_utf8_chars);
     tcase_add_test(text, test_decimal_texts);
+    tcase_add_test(text, test_one_line);
     suite_add_tcase(s, text);
 
     return s;
