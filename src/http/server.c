@@ -1058,6 +1058,11 @@ void http_server_quiesce(struct http_server *s)
     if (!s || atomic_exchange(&s->stopping, true))
         return;
     s->listener = MHD_quiesce_daemon(s->daemon);
+    /* the socket stops listening (Linux resets the connections queued on it and refuses new
+     * ones) but stays open until MHD_stop_daemon, as MHD asks: a connection that came in during
+     * the drain used to wait, unanswered, for the process to exit */
+    if (s->listener != MHD_INVALID_SOCKET)
+        shutdown(s->listener, SHUT_RDWR);
 }
 
 int http_server_stop(struct http_server *s, int timeout_ms)

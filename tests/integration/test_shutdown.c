@@ -87,6 +87,20 @@ static void *slow_client(void *arg)
     return NULL;
 }
 
+/* GET /healthz of the server at base (5 s at most): curl's result. */
+static CURLcode healthz_at(const char *base)
+{
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", base);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
 START_TEST(in_flight_request_finishes_during_shutdown)
 {
     harness_start(&srv, NULL);
@@ -99,19 +113,17 @@ START_TEST(in_flight_request_finishes_during_shutdown)
     while (http_server_in_flight(srv.app.http) == 0 && clock_mono_us() < deadline)
         usleep(5000);
     ck_assert_int_eq(http_server_in_flight(srv.app.http), 1);
+    /* from the moment the stop begins, new connections are refused: they used to be queued on
+     * the listening socket, unanswered until the process exited */
+    http_server_quiesce(srv.app.http);
+    ck_assert_int_eq(healthz_at(base), CURLE_COULDNT_CONNECT);
+    ck_assert_int_eq(http_server_in_flight(srv.app.http), 1);
     harness_stop(&srv); /* waits for the upload to finish */
     pthread_join(t, NULL);
     ck_assert_int_eq(u.rc, CURLE_OK);
     ck_assert_int_eq(u.status, 201);
     ck_assert(u.closes); /* a kept-alive client would otherwise keep the stop waiting */
-
-    CURL *c = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof url, "%s/healthz", base);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_COULDNT_CONNECT);
-    curl_easy_cleanup(c);
+    ck_assert_int_eq(healthz_at(base), CURLE_COULDNT_CONNECT);
 }
 END_TEST
 
