@@ -21,8 +21,12 @@ enum offload_submitted {
 };
 /* Queues fn(arg) to run on one of the threads, in order of arrival. */
 enum offload_submitted offload_submit(struct offload *o, offload_fn fn, void *arg);
-/* Refuses new jobs, runs every job queued so far and joins the threads; o stays valid (its
- * submits answer OFFLOAD_STOPPED) until offload_free. Call from one thread; later calls return at once. */
+/* Refuses new jobs and runs every job queued so far, on the threads and on the calling one,
+ * whichever is free first: a thread stuck in a job holds back none queued behind it. Returns
+ * once the queue is empty (jobs begun on the threads may still run). */
+void offload_stop_begin(struct offload *o);
+/* offload_stop_begin, then joins the threads; o stays valid (its submits answer
+ * OFFLOAD_STOPPED) until offload_free. Call from one thread; later calls return at once. */
 void offload_stop(struct offload *o);
 /* Stops (if not yet) and frees. */
 void offload_free(struct offload *o);

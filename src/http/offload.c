@@ -21,6 +21,7 @@ struct offload {
     int waiting;             /* how many */
     int max_waiting;
     bool stopping;
+    bool joined; /* by offload_stop, which one thread calls */
     int nthreads;
     pthread_t threads[];
 };
@@ -40,9 +41,9 @@ static struct job *next_job(struct offload *o)
     return j;
 }
 
-static void *thread_main(void *arg)
+/* Runs jobs until stopping with none left. */
+static void run_jobs(struct offload *o)
 {
-    struct offload *o = arg;
     pthread_mutex_lock(&o->mu);
     struct job *j;
     while ((j = next_job(o))) {
@@ -52,6 +53,11 @@ static void *thread_main(void *arg)
         pthread_mutex_lock(&o->mu);
     }
     pthread_mutex_unlock(&o->mu);
+}
+
+static void *thread_main(void *arg)
+{
+    run_jobs(arg);
     return NULL;
 }
 
@@ -92,18 +98,27 @@ enum offload_submitted offload_submit(struct offload *o, offload_fn fn, void *ar
     return r;
 }
 
-void offload_stop(struct offload *o)
+void offload_stop_begin(struct offload *o)
 {
     if (!o)
         return;
     pthread_mutex_lock(&o->mu);
-    bool first = !o->stopping;
     o->stopping = true;
     pthread_cond_broadcast(&o->cv);
     pthread_mutex_unlock(&o->mu);
-    if (first)
-        for (int i = 0; i < o->nthreads; i++)
-            pthread_join(o->threads[i], NULL);
+    /* the queued jobs run here too, whichever thread is free first: threads stuck in a job
+     * (a statement on a lock) no longer hold back the ones queued behind them */
+    run_jobs(o);
+}
+
+void offload_stop(struct offload *o)
+{
+    if (!o || o->joined)
+        return;
+    offload_stop_begin(o);
+    for (int i = 0; i < o->nthreads; i++)
+        pthread_join(o->threads[i], NULL);
+    o->joined = true;
 }
 
 int offload_waiting(struct offload *o)

@@ -1080,6 +1080,8 @@ int http_server_stop(struct http_server *s, int timeout_ms)
     /* handlers already begun on handler threads finish (as those on HTTP threads do inside
      * MHD_stop_daemon); the ones still queued answer 503; and their replies go out, briefly */
     atomic_store(&s->cut_off, true);
+    offload_stop_begin(s->offload); /* both queues answered before either set is waited for */
+    offload_stop_begin(s->data);
     offload_stop(s->offload);
     offload_stop(s->data);
     for (int64_t until = clock_mono_us() + HTTP_LAST_REPLIES_US;

@@ -236,6 +236,8 @@ START_TEST(a_shutdown_finishes_begun_handlers_and_refuses_queued_ones)
     ck_assert_int_eq(pthread_create(&st, NULL, stop_main, &srv), 0);
     harness_sleep_ms(2500); /* past the shutdown timeout (1 s) */
     ck_assert_int_eq(atomic_load(&begun.status), 0);
+    /* answered while the begun one still waits: its thread no longer holds the queue back */
+    ck_assert_int_eq(atomic_load(&queued.status), 503);
     holder_release(holder);
     pthread_join(st, NULL);
     ck_assert_int_eq(call_end(&begun), 204);
@@ -287,6 +289,7 @@ START_TEST(a_shutdown_refuses_data_plane_work_not_yet_begun)
     pthread_t st;
     ck_assert_int_eq(pthread_create(&st, NULL, stop_main, &srv), 0);
     harness_sleep_ms(2500); /* past the shutdown timeout (1 s) */
+    ck_assert_int_eq(atomic_load(&queued.status), 503); /* while the begun one still waits */
     holder_release(holder);
     pthread_join(st, NULL);
     ck_assert_int_eq(call_end(&begun), 204);
