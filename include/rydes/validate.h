@@ -82,8 +82,8 @@ size_t validate_utf8_prefix(const char *s, size_t max_bytes);
 /* Are the n bytes of s printable ASCII (space to '~')? */
 bool validate_printable_ascii(const char *s, size_t n);
 
-/* Is s one line of text: no control character (U+0000 to U+001F, U+007F; line breaks
- * included)? */
+/* Is s one line of text: no control character (U+0000 to U+001F, U+007F to U+009F; line
+ * breaks included) and no line or paragraph separator (U+2028, U+2029)? */
 bool validate_one_line(const char *s);
 
 /* Number of UTF-8 code points in s (s is valid UTF-8, as jansson guarantees). */

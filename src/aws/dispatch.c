@@ -202,7 +202,7 @@ static bool verify(struct aws_call *call, const struct sigv4_auth *a, const char
     /* too many arguments is said as such: a mismatch would send the client to its keys */
     if (!canonical_query(req, &query)) {
         buf_cleanup(&query);
-        bool sns = strcmp(call->xmlns, AWS_SNS_XMLNS) == 0;
+        bool sns = strcmp(a->service, "sns") == 0;
         *res = aws_fail(call, sns ? WIRE_SNS_INVALID_PARAMETER : WIRE_INVALID_PARAMETER,
                         "The query string has more than %d arguments (the parameters of a call "
                         "go in the body).",
@@ -305,6 +305,10 @@ static bool identify(struct aws_call *call, struct sigv4_auth *a, struct aws_key
                         "The Authorization header is not a well-formed AWS4-HMAC-SHA256 "
                         "signature (Credential, SignedHeaders, Signature).");
         return false;
+    }
+    if (strcmp(a->service, "sns") == 0) { /* its errors from here on in SNS's namespace */
+        call->xmlns = AWS_SNS_XMLNS;
+        call->json_ns = "com.amazonaws.sns";
     }
     /* a key that was never issued costs no pooled connection and no query */
     if (!aws_access_key_valid(a->access_key)) {
@@ -445,11 +449,7 @@ enum handler_result aws_dispatch(struct http_request *req)
     unsigned char token_hash[SECRET_HASH_LEN];
     if (!authenticate(call, &a, token_hash, &res))
         return res;
-    bool sns = strcmp(a.service, "sns") == 0;
-    if (sns) {
-        call->xmlns = AWS_SNS_XMLNS;
-        call->json_ns = "com.amazonaws.sns";
-    }
+    bool sns = strcmp(a.service, "sns") == 0; /* (identify set the namespaces) */
     if (!rate_take(call, token_hash, sns, &res))
         return res;
     const char *target = http_header(req, "X-Amz-Target");

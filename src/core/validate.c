@@ -294,9 +294,14 @@ bool validate_query_int(const char *text, int64_t min, int64_t max, int64_t *out
 
 bool validate_one_line(const char *s)
 {
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         if (*c < 0x20 || *c == 0x7f)
             return false;
+        if (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) /* U+0080..U+009F, NEL among them */
+            return false;
+        if (c[0] == 0xe2 && c[1] == 0x80 && (c[2] == 0xa8 || c[2] == 0xa9)) /* U+2028, U+2029 */
+            return false;
+    }
     return true;
 }
 

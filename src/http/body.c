@@ -174,7 +174,9 @@ json_t *body_parse_json(const char *data, size_t len, bool *too_large, char *det
     else if (!v) /* jansson's words for \u0000 name its flag or its limits: say what they mean */
         snprintf(detail, detail_len, "malformed JSON at line %d, column %d: %s", err.line,
                  err.column,
-                 strstr(err.text, "NUL") ? "\\u0000 (NUL) is not allowed in strings" : err.text);
+                 strstr(err.text, "JSON_ALLOW_NUL") || strstr(err.text, "NUL byte in object key")
+                     ? "\\u0000 (NUL) is not allowed in strings"
+                     : err.text);
     return v;
 }
 

@@ -42,6 +42,28 @@ static const char *problem_slug(int status)
     return NULL;
 }
 
+static bool hex_digit(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The request's path as a URI reference (RFC 3986) into out: a byte a path may not hold, a
+ * '%' that begins no escape included, is percent-encoded (the path is as the client sent it:
+ * "/queues/a%zz" or one with a space would not be one). */
+static void instance_text(const char *path, struct buf *out)
+{
+    static const char keep[] = "-._~!$&'()*+,;=:@/?";
+    for (const char *c = path; *c; c++) {
+        unsigned char b = (unsigned char)*c;
+        bool plain = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+                     strchr(keep, b) || (b == '%' && hex_digit(c[1]) && hex_digit(c[2]));
+        if (plain)
+            buf_append(out, c, 1);
+        else
+            buf_printf(out, "%%%02X", b);
+    }
+}
+
 json_t *problem_build(int status, const char *type_slug, const char *detail, const char *instance,
                       const char *request_id)
 {
@@ -57,9 +79,13 @@ json_t *problem_build(int status, const char *type_slug, const char *detail, con
     json_t *d = json_string(detail ? detail : "");
     /* A detail quoting client input may not be UTF-8; never let that cost the reply. */
     json_object_set_new(p, "detail", d ? d : json_string("(detail withheld: not UTF-8)"));
-    /* The path may hold arbitrary bytes; jansson refuses invalid UTF-8, so it is left out then. */
-    if (instance)
-        json_object_set_new(p, "instance", json_string(instance));
+    if (instance) {
+        struct buf b;
+        buf_init(&b);
+        instance_text(instance, &b);
+        json_object_set_new(p, "instance", json_string(buf_str(&b)));
+        buf_cleanup(&b);
+    }
     if (request_id)
         json_object_set_new(p, "request_id", json_string(request_id));
     return p;

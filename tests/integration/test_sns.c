@@ -66,7 +66,9 @@ static const char *header_of(void *ctx, const char *name)
 }
 
 /* POSTs the form body signed with SigV4 for us-east-1/sns with key and secret into out. */
-static void sns_as(const char *body, const char *key, const char *secret, struct response *out)
+/* body POSTed to path (its query string not signed) as key, signed for SNS. */
+static void sns_at(const char *path, const char *body, const char *key, const char *secret,
+                   struct response *out)
 {
     char date[17], scope[96], sig[65], extra[1024], day[9];
     time_t now = time(NULL);
@@ -90,9 +92,14 @@ static void sns_as(const char *body, const char *key, const char *secret, struct
              "X-Amz-Date: %s\nAuthorization: AWS4-HMAC-SHA256 Credential=%s/%s, "
              "SignedHeaders=%s, Signature=%s",
              date, key, scope, signed_headers, sig);
-    harness_request(&srv, "POST", "/", NULL, body, QUERY_TYPE, extra, out);
+    harness_request(&srv, "POST", path, NULL, body, QUERY_TYPE, extra, out);
     buf_cleanup(&c);
     buf_cleanup(&s);
+}
+
+static void sns_as(const char *body, const char *key, const char *secret, struct response *out)
+{
+    sns_at("/", body, key, secret, out);
 }
 
 static void sns(const char *body, struct response *out)
@@ -218,6 +225,16 @@ START_TEST(errors_have_sns_codes)
     check("Action=Publish&TopicArn=" ARN "nope&Message=x", 404, "NotFound");
     check("Action=GetSubscriptionAttributes&SubscriptionArn=" ARN "nope:sub", 404, "NotFound");
     check("Action=Unsubscribe&SubscriptionArn=garbage", 400, "InvalidParameter");
+    /* more than 32 query arguments: SNS's InvalidParameter, said as such (before the
+     * signature, which covers the query string, is checked) */
+    char many[400] = "/?";
+    for (int i = 0; i < 33; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%sa%d=1", i ? "&" : "", i);
+    struct response rq;
+    sns_at(many, "Action=ListTopics", admin_key, admin_secret, &rq);
+    assert_error(&rq, 400, "InvalidParameter");
+    ck_assert_msg(strstr(buf_str(&rq.body), "more than 32 arguments"), "%s", buf_str(&rq.body));
+    response_cleanup(&rq);
     /* a subscription (or topic) that is gone: done, as SNS answers a repeated teardown */
     struct response r0;
     sns("Action=Unsubscribe&SubscriptionArn=" ARN "nope:sub", &r0);

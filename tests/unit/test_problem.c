@@ -2,7 +2,7 @@
  * for known statuses and "Unknown" otherwise, and problem_build's object: type
  * "urn:rydes:problem:<slug>" or "about:blank" without a slug, title matching the status, status
  * as an integer, detail (empty string when NULL), and instance and request_id present exactly
- * when given (an instance that is not valid UTF-8 is left out rather than breaking the object).
+ * when given (the instance percent-encoded where the path holds what a URI may not).
  * The reply functions need a live MHD connection and are covered by the integration tests. */
 #include "rydes/problem.h"
 
@@ -147,10 +147,14 @@ END_TEST
 
 START_TEST(test_build_invalid_utf8_instance)
 {
-    /* the path may hold arbitrary bytes: the member is dropped, the problem still built */
+    /* the path may hold arbitrary bytes, and '%' that begin no escape: percent-encoded, so the
+     * instance is a URI reference (and valid UTF-8) whatever the client sent */
     json_t *p = problem_build(404, "not-found", "no resource at this path", "/x\xff\xfe", "r");
     ck_assert_ptr_nonnull(p);
-    ck_assert_ptr_null(json_object_get(p, "instance"));
+    ck_assert_str_eq(str_member(p, "instance"), "/x%FF%FE");
+    json_decref(p);
+    p = problem_build(400, "validation", "bad", "/queues/a%zz%4 b%2F%c3%A9\"<", "r");
+    ck_assert_str_eq(str_member(p, "instance"), "/queues/a%25zz%254%20b%2F%c3%A9%22%3C");
     ck_assert_str_eq(str_member(p, "request_id"), "r");
     char *text = json_dumps(p, JSON_COMPACT);
     ck_assert_ptr_nonnull(text);

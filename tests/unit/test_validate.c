@@ -530,8 +530,10 @@ END_TEST
 /* One line of text: anything but the C0 controls and DEL (UTF-8 beyond ASCII included). */
 START_TEST(test_one_line)
 {
-    const char *ok[] = {"", "ride 42 done", "caf\xc3\xa9 ~ \x80", "x\x7e"};
-    const char *bad[] = {"a\nb", "a\rb", "\t", "x\x01", "x\x1f", "del\x7f"};
+    const char *ok[] = {"", "ride 42 done", "caf\xc3\xa9 ~ \xc2\xa0", "x\x7e", "\xe2\x80\xa7"};
+    const char *bad[] = {"a\nb",           "a\rb",          "\t",          "x\x01",
+                         "x\x1f",          "del\x7f",       "nel\xc2\x85", "c1\xc2\x9f",
+                         "ls\xe2\x80\xa8", "ps\xe2\x80\xa9"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         ck_assert_msg(validate_one_line(ok[i]), "%zu refused", i);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
