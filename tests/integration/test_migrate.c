@@ -174,7 +174,8 @@ static int token_create(const char *url, const char *name, bool aws)
 }
 
 /* A token whose access key cannot be stored is not left behind (its secret was never shown);
- * a name of 100 characters is fine whatever its bytes, one of 101 is not. */
+ * a name of 100 characters is fine whatever its bytes, one of 101 is not, nor one of two
+ * lines. */
 START_TEST(token_create_is_all_or_nothing)
 {
     char *url = harness_db_create();
@@ -199,6 +200,8 @@ START_TEST(token_create_is_all_or_nothing)
     strcat(name, "x");
     ck_assert_int_eq(token_create(url, name, false), 2);
     ck_assert_int_eq(token_create(url, "\xff\xfe", false), 2);
+    ck_assert_int_eq(token_create(url, "two\nlines", false), 2); /* one line, as POST /tokens */
+    ck_assert_int_eq(token_create(url, "nel\xc2\x85", false), 2);
     n = harness_sql(url,
                     "SELECT count(*) FROM tokens t JOIN aws_credentials a ON a.token_id = t.id "
                     "WHERE char_length(t.name) = 100");

@@ -272,6 +272,39 @@ START_TEST(unsigned_requests_are_answered_before_their_body)
 }
 END_TEST
 
+/* A lock on aws_credentials (DDL, VACUUM FULL) holds an access key's lookup 250 ms at most
+ * (sql/059): ServiceUnavailable, while the HTTP thread, which runs the lookup, serves the rest.
+ * The lookup used to wait for the lock with every request behind it. */
+START_TEST(a_locked_credential_table_is_unavailable_not_a_stall)
+{
+    PGconn *lock = PQconnectdb(harness_db_url());
+    ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE aws_credentials IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct response locked, health; /* a key of the issued form never issued: never cached */
+    json_call("ListQueues", "{}", "AKIDBBBBBBBBBBBBBBBB", admin_secret, &locked);
+    harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &health);
+    r = PQexec(lock, "SELECT count(*) FROM pg_locks WHERE relation = 'aws_credentials'::regclass "
+                     "AND mode = 'AccessExclusiveLock' AND granted");
+    bool held = strcmp(PQgetvalue(r, 0, 0), "1") == 0; /* answered while the lock was held */
+    PQclear(r);
+    PQclear(PQexec(lock, "COMMIT")); /* before any assertion: a failed one would leave it */
+    PQfinish(lock);
+    ck_assert(held);
+    ck_assert_int_eq(locked.status, 503); /* a Receiver fault, as the x-amzn-query-error says */
+    ck_assert_msg(strstr(buf_str(&locked.body), "#ServiceUnavailable"), "%s",
+                  buf_str(&locked.body));
+    ck_assert_int_eq(health.status, 200);
+    response_cleanup(&locked);
+    response_cleanup(&health);
+    struct response res;
+    json_call("ListQueues", "{}", "AKIDBBBBBBBBBBBBBBBB", admin_secret, &res);
+    assert_json_error(&res, 403, "#InvalidClientTokenId", "InvalidClientTokenId");
+    response_cleanup(&res);
+}
+END_TEST
+
 START_TEST(unknown_key_wrong_secret_and_skew)
 {
     struct response r;
@@ -1438,6 +1471,7 @@ int main(void)
     tcase_add_test(t, missing_and_malformed_signatures);
     tcase_add_test(t, unsigned_requests_are_answered_before_their_body);
     tcase_add_test(t, unknown_key_wrong_secret_and_skew);
+    tcase_add_test(t, a_locked_credential_table_is_unavailable_not_a_stall);
     tcase_add_test(t, unknown_keys_are_looked_up_only_so_often);
     tcase_add_test(t, sqs_errors_in_both_protocols);
     tcase_add_test(t, system_attributes_are_answered_by_digest);
