@@ -277,21 +277,11 @@ END_TEST
  * The lookup used to wait for the lock with every request behind it. */
 START_TEST(a_locked_credential_table_is_unavailable_not_a_stall)
 {
-    PGconn *lock = PQconnectdb(harness_db_url());
-    ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
-    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE aws_credentials IN ACCESS EXCLUSIVE MODE");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
+    PGconn *lock = harness_lock_table("aws_credentials");
     struct response locked, health; /* a key of the issued form never issued: never cached */
     json_call("ListQueues", "{}", "AKIDBBBBBBBBBBBBBBBB", admin_secret, &locked);
     harness_request(&srv, "GET", "/healthz", NULL, NULL, NULL, NULL, &health);
-    r = PQexec(lock, "SELECT count(*) FROM pg_locks WHERE relation = 'aws_credentials'::regclass "
-                     "AND mode = 'AccessExclusiveLock' AND granted");
-    bool held = strcmp(PQgetvalue(r, 0, 0), "1") == 0; /* answered while the lock was held */
-    PQclear(r);
-    PQclear(PQexec(lock, "COMMIT")); /* before any assertion: a failed one would leave it */
-    PQfinish(lock);
-    ck_assert(held);
+    ck_assert(harness_unlock_table(lock, "aws_credentials")); /* answered while it held */
     ck_assert_int_eq(locked.status, 503); /* a Receiver fault, as the x-amzn-query-error says */
     ck_assert_msg(strstr(buf_str(&locked.body), "#ServiceUnavailable"), "%s",
                   buf_str(&locked.body));

@@ -264,6 +264,30 @@ static void hold_exec(PGconn *pg, const char *sql)
     PQclear(r);
 }
 
+PGconn *harness_lock_table(const char *table)
+{
+    PGconn *pg = connect_to(harness_db_url());
+    char sql[200];
+    snprintf(sql, sizeof sql, "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", table);
+    hold_exec(pg, sql);
+    return pg;
+}
+
+bool harness_unlock_table(PGconn *lock, const char *table)
+{
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_locks WHERE relation = '%s'::regclass AND mode = "
+             "'AccessExclusiveLock' AND granted AND pid = pg_backend_pid()",
+             table);
+    PGresult *r = PQexec(lock, sql);
+    bool held = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+    PQclear(r);
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    return held;
+}
+
 PGconn *harness_hold_inserts(const char *url, const char *table, const char *name)
 {
     char when[300];

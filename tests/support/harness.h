@@ -122,6 +122,12 @@ PGconn *harness_hold_inserts(const char *url, const char *table, const char *nam
 PGconn *harness_hold_inserts_when(const char *url, const char *table, const char *when);
 void harness_hold_wait(PGconn *hold);
 void harness_hold_release(PGconn *hold, const char *table);
+/* A connection of its own on harness_db_url() holding table in ACCESS EXCLUSIVE mode (as DDL or
+ * VACUUM FULL would), its transaction open until harness_unlock_table. */
+PGconn *harness_lock_table(const char *table);
+/* Did lock still hold table? Then ends its transaction and closes it. Call it before asserting
+ * what was seen meanwhile: a failed assertion would leave the lock to the next tests. */
+bool harness_unlock_table(PGconn *lock, const char *table);
 
 /* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the
  * suite runs without one (DATABASE_URL given from outside). */
