@@ -128,6 +128,14 @@ void http_server_quiesce(struct http_server *s);
  * the daemon and frees the server. Returns the number of requests that were cut off. */
 int http_server_stop(struct http_server *s, int timeout_ms);
 
+/* Do the request's headers make it mean two things, or leave out what HTTP/1.1 requires (version
+ * as libmicrohttpd gives it)? Then true with their 400 queued into *res: a body that could be
+ * delimited two ways (two Content-Lengths, one beside Transfer-Encoding, a Transfer-Encoding
+ * other than chunked, a header name outside HTTP's token: the connection closes), Host missing
+ * from an HTTP/1.1 request or given twice, or Authorization, Content-Type or Idempotency-Key
+ * given twice. src/http/headers.c. */
+bool http_headers_refused(struct http_request *req, const char *version, enum handler_result *res);
+
 /* Has the server's shutdown begun (http_server_quiesce)? */
 bool http_request_stopping(const struct http_request *req);
 /* Query-string argument, or NULL. */
