@@ -1245,7 +1245,8 @@ START_TEST(stopping_answers_the_suspended_http_sends)
     for (int i = 0; i < 500 && mq_hub_listened(srv.app.hub, queue.id); i++)
         harness_sleep_ms(10);
     struct db_conn *held = hold_pool();
-    long status[4] = {0};
+    static long status[4]; /* the senders outlive a failed check's jump out of here */
+    memset(status, 0, sizeof status);
     pthread_t senders[4], stopper;
     for (int i = 0; i < 4; i++)
         pthread_create(&senders[i], NULL, one_send, &status[i]);

@@ -154,7 +154,7 @@ START_TEST(a_slow_route_does_not_hold_up_the_data_plane)
     harness_put_queue(&srv, "offload-fast.fifo", NULL, 201);
     ck_assert_int_eq(status_of("PUT", "/topics/offload-topic", NULL), 201);
     PGconn *holder = holder_lock("offload-slow");
-    struct call purge;
+    static struct call purge; /* the thread outlives a failed check's jump out of here */
     purge_blocked(&purge, "offload-slow", 1);
     /* the only HTTP thread and the data plane's threads still serve, while the only handler
      * thread waits: sends (combined, batch, FIFO), a receive, a publish, the probes */
@@ -192,7 +192,8 @@ START_TEST(slow_routes_beyond_the_handler_threads_wait_their_turn)
     harness_start(&srv, one_of_each);
     queue_with_a_message("crowd-stuck");
     PGconn *holder = holder_lock("crowd-stuck");
-    struct call purge, lists[CROWD];
+    /* the threads outlive a failed check's jump out of here */
+    static struct call purge, lists[CROWD];
     purge_blocked(&purge, "crowd-stuck", 1);
     for (int i = 0; i < CROWD; i++)
         call_start(&lists[i], "GET", "/queues");
@@ -227,7 +228,7 @@ START_TEST(a_shutdown_finishes_begun_handlers_and_refuses_queued_ones)
     queue_with_a_message("stop-begun");
     queue_with_a_message("stop-queued");
     PGconn *holder = holder_lock("stop-begun");
-    struct call begun, queued;
+    static struct call begun, queued; /* the threads outlive a failed check's jump out of here */
     purge_blocked(&begun, "stop-begun", 1);
     call_start(&queued, "POST", "/queues/stop-queued:purge");
     harness_sleep_ms(300);
@@ -274,7 +275,7 @@ START_TEST(a_shutdown_refuses_data_plane_work_not_yet_begun)
     char *begun_receipt = fifo_receipt("work-begun.fifo");
     char *queued_receipt = fifo_receipt("work-queued.fifo");
     PGconn *holder = holder_lock("work-begun.fifo");
-    struct call begun, queued;
+    static struct call begun, queued; /* the threads outlive a failed check's jump out of here */
     char path[256];
     snprintf(path, sizeof path, "/queues/work-begun.fifo/messages/%s", begun_receipt);
     call_start(&begun, "DELETE", path);
@@ -288,7 +289,7 @@ START_TEST(a_shutdown_refuses_data_plane_work_not_yet_begun)
     ck_assert_int_eq(atomic_load(&queued.status), 0); /* behind the first */
     pthread_t st;
     ck_assert_int_eq(pthread_create(&st, NULL, stop_main, &srv), 0);
-    harness_sleep_ms(2500); /* past the shutdown timeout (1 s) */
+    harness_sleep_ms(2500);                             /* past the shutdown timeout (1 s) */
     ck_assert_int_eq(atomic_load(&queued.status), 503); /* while the begun one still waits */
     holder_release(holder);
     pthread_join(st, NULL);
@@ -321,7 +322,7 @@ START_TEST(the_data_plane_runs_as_many_at_once_as_its_threads)
         receipts[i] = fifo_receipt(queues[i]);
     }
     PGconn *holders[] = {holder_lock(queues[0]), holder_lock(queues[1])};
-    struct call deletes[3];
+    static struct call deletes[3]; /* the threads outlive a failed check's jump out of here */
     for (int i = 0; i < 2; i++)
         fifo_delete_start(&deletes[i], queues[i], receipts[i]);
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
@@ -376,7 +377,7 @@ START_TEST(a_full_queue_answers_503_at_once)
     harness_start(&srv, short_queue);
     queue_with_a_message("queue-full");
     PGconn *holder = holder_lock("queue-full");
-    struct call purge, lists[2];
+    static struct call purge, lists[2]; /* the threads outlive a failed check's jump out of here */
     purge_blocked(&purge, "queue-full", 1);
     for (int i = 0; i < 2; i++)
         call_start(&lists[i], "GET", "/queues");
@@ -425,7 +426,7 @@ START_TEST(a_request_whose_client_left_is_not_begun)
     harness_start(&srv, one_of_each);
     queue_with_a_message("left-stuck");
     PGconn *holder = holder_lock("left-stuck");
-    struct call purge;
+    static struct call purge; /* the thread outlives a failed check's jump out of here */
     purge_blocked(&purge, "left-stuck", 1);
     send_and_leave("PUT", "/queues/left-behind");
     int handlers = -1, data = -1;

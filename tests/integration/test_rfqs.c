@@ -2207,7 +2207,7 @@ START_TEST(fifty_concurrent_rfqs_all_answered)
         create_token(&s, "app", tokens[i]);
     static struct client clients[CONCURRENT];
     pthread_t threads[CONCURRENT];
-    pthread_barrier_t start;
+    static pthread_barrier_t start; /* the threads outlive a failed check's jump out of here */
     pthread_barrier_init(&start, NULL, CONCURRENT);
     for (int i = 0; i < CONCURRENT; i++) {
         clients[i] = (struct client){.base = s.base, .token = tokens[i], .n = i, .start = &start};

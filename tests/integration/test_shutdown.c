@@ -41,7 +41,8 @@ static size_t slow_read(char *out, size_t size, size_t n, void *userdata)
         usleep(700000);
     const char *p = u->parts[u->next++];
     size_t len = strlen(p);
-    ck_assert_uint_le(len, size * n);
+    if (len > size * n) /* (on curl's thread: no check may be made there) */
+        return CURL_READFUNC_ABORT;
     memcpy(out, p, len);
     return len;
 }
@@ -106,7 +107,8 @@ START_TEST(in_flight_request_finishes_during_shutdown)
     harness_start(&srv, NULL);
     char base[64];
     snprintf(base, sizeof base, "%s", srv.base);
-    struct slow_upload u = {.parts = {"{\"role\":", "\"app\"}"}};
+    static struct slow_upload u; /* the thread outlives a failed check's jump out of here */
+    u = (struct slow_upload){.parts = {"{\"role\":", "\"app\"}"}};
     pthread_t t;
     pthread_create(&t, NULL, slow_client, &u);
     int64_t deadline = clock_mono_us() + 5000000;

@@ -154,7 +154,7 @@ static void *create_topic_main(void *arg)
 START_TEST(create_topic_does_not_overwrite_a_topic_made_meanwhile)
 {
     PGconn *hold = harness_hold_inserts(harness_db_url(), "topics", "made-meanwhile.fifo");
-    struct response r;
+    static struct response r; /* the thread (which fills it) outlives a failed check's jump */
     pthread_t t;
     pthread_create(&t, NULL, create_topic_main, &r);
     harness_hold_wait(hold);
@@ -375,9 +375,10 @@ START_TEST(set_subscription_attributes_does_not_bring_one_back)
     PGresult *d = PQexec(pg, "DELETE FROM subscriptions WHERE name = 'sqs-again-q'");
     ck_assert_str_eq(PQcmdTuples(d), "1");
     PQclear(d);
-    struct set_call sc = {"Action=SetSubscriptionAttributes&SubscriptionArn=" ARN
-                          "again:sqs-again-q&AttributeName=RawMessageDelivery&AttributeValue=true",
-                          0, ""};
+    static struct set_call sc; /* the thread outlives a failed check's jump out of here */
+    sc = (struct set_call){"Action=SetSubscriptionAttributes&SubscriptionArn=" ARN
+                           "again:sqs-again-q&AttributeName=RawMessageDelivery&AttributeValue=true",
+                           0, ""};
     pthread_t t;
     pthread_create(&t, NULL, set_call_main, &sc);
     ck_assert_int_eq(harness_wait_sql("SELECT count(*) FROM pg_stat_activity WHERE "
@@ -459,7 +460,9 @@ START_TEST(racing_subscribes_never_overwrite_each_other)
 #define RACE_SUBSCRIBE                                                                   \
     "Action=Subscribe&TopicArn=" ARN "race&Protocol=sqs&Endpoint=arn:aws:sqs:us-east-1:" \
     "000000000000:race-q&Attributes.entry.1.key=RawMessageDelivery&Attributes.entry.1.value="
-    struct set_call calls[2] = {{RACE_SUBSCRIBE "true", 0, ""}, {RACE_SUBSCRIBE "false", 0, ""}};
+    static struct set_call calls[2]; /* the threads outlive a failed check's jump out of here */
+    calls[0] = (struct set_call){RACE_SUBSCRIBE "true", 0, ""};
+    calls[1] = (struct set_call){RACE_SUBSCRIBE "false", 0, ""};
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&t[i], NULL, set_call_main, &calls[i]);
