@@ -87,7 +87,9 @@ bool api_body_object(struct http_request *req, enum handler_result *res);
 bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
                enum handler_result *res);
 /* Reads the queue named by {name}, from the cache when it can (then without a connection);
- * false with the failure answered otherwise. */
+ * false with the failure answered otherwise. For the route handlers of an HTTP thread: one the
+ * cache cannot answer is looked up on a data-plane thread (http_may_wait), *res then
+ * HANDLER_SUSPENDED, and the handler runs again from the start, its state freed, to find it. */
 bool api_queue_lookup(struct http_request *req, struct mq_queue *q, enum handler_result *res);
 /* Takes a connection and reads the queue named by {name}; NULL (the failure already answered,
  * *res set) when either fails. Give the connection back with api_db_release. */

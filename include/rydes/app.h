@@ -87,7 +87,8 @@ enum app_lookup {
 /* May credentials key (not in a cache) sent from peer be looked up? When not, *retry_after
  * says when to try again. A lookup allowed is charged to the budgets before it runs (lookups
  * running at once cannot all pass one token), *charged then: credentials found valid lately
- * are looked up free. */
+ * are looked up free. With charged NULL nothing is charged: the question only (an HTTP thread
+ * asks before it passes the lookup on, http_admit_elsewhere; the lookup is charged there). */
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
                                    const void *key, size_t key_len, int *retry_after,
                                    bool *charged);

@@ -37,6 +37,10 @@ struct aws_call {
     char region[33];                       /* from the signature's scope */
     char access_key[AWS_ACCESS_KEY_LEN];
     const char *path_queue; /* {queue} of POST /{account}/{queue}, or NULL */
+    /* the access key's credentials once found (with the headers), so that the handler does not
+     * look them up again; wiped with the call */
+    struct aws_key key;
+    bool key_held;
     /* a service's state across a suspension (ReceiveMessage's long poll) */
     void *op_state;
     void (*op_state_free)(void *op_state);

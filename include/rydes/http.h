@@ -2,7 +2,9 @@
  * context handed to route handlers, and the reply functions they call.
  *
  * Lifecycle of a request: headers arrive -> route match, body-size check from Content-Length,
- * authentication and Content-Type check (any failure is answered before the body is read) ->
+ * authentication and Content-Type check (any failure is answered before the body is read; a
+ * credential the caches do not hold is looked up on a data-plane thread, see
+ * http_admit_elsewhere) ->
  * body chunks are collected under the cap -> the JSON body is parsed -> the handler runs (on
  * the connection's HTTP thread or another, see struct route) and queues exactly one reply ->
  * MHD's completion callback writes the access-log line, records the metrics and frees the
@@ -52,6 +54,11 @@ struct http_request {
     void (*state_free)(void *state);
     route_handler resume; /* runs instead of the route's handler after http_resume */
 
+    /* What a lookup passed on to a data-plane thread found, for the handler's second run
+     * (api_queue_lookup); freed with the request. */
+    void *found;
+    void (*found_free)(void *found);
+
     int status; /* 0 until a reply is queued */
     size_t bytes_out;
     int nheaders;
@@ -65,11 +72,13 @@ enum http_auth {
     HTTP_AUTH_LIMITED,     /* the token's rate limit is used up: 429, Retry-After *retry_after */
     HTTP_AUTH_FAILING,     /* this address's lookup budget is used up: 429, likewise */
     HTTP_AUTH_ALL_FAILING, /* the process's lookup budget is used up: 429, likewise */
+    HTTP_AUTH_ELSEWHERE,   /* the database must answer and may not be waited for here
+                            * (http_may_wait): the server asks again on another thread */
 };
 
-/* Authenticates a bearer token sent from the client at peer (http_peer_key) and charges it one
- * request of its rate limit. */
-typedef enum http_auth (*http_auth_fn)(struct app *app, const char *token,
+/* Authenticates the bearer token of req, sent from the client at peer (http_peer_key), and
+ * charges it one request of its rate limit. */
+typedef enum http_auth (*http_auth_fn)(struct http_request *req, const char *token,
                                        const unsigned char *peer, size_t peer_len, enum role *role,
                                        int *retry_after);
 
@@ -172,6 +181,22 @@ enum handler_result http_offload_data(struct http_request *req, route_handler ha
  * plane's handlers wait on the database this way, so an HTTP thread never does. */
 enum handler_result http_offload_work(struct http_request *req,
                                       void (*work)(struct http_request *req), route_handler then);
+/* http_offload_work for a lookup the caches could not answer (api_queue_lookup): with the data
+ * plane's queue full, work runs here after all, as lookups did before they were passed on,
+ * rather than a 503 for what a lookup of the same may have cached meanwhile. */
+enum handler_result http_offload_lookup(struct http_request *req,
+                                        void (*work)(struct http_request *req), route_handler then);
+/* May the code running for req wait on the database here? False on an HTTP thread while the
+ * server has handler threads: a wait there holds every connection of that thread. */
+bool http_may_wait(const struct http_request *req);
+/* For an authentication that needs the database while its headers are in (http_auth_fn, the
+ * before_raw_body hook) and http_may_wait is false: runs the request's admission again
+ * (authentication, the size and media-type checks, before_raw_body) on a data-plane thread, the
+ * request suspended meanwhile. A reply made there is sent; without one, the body is read next.
+ * Returns HANDLER_SUSPENDED for the caller to return (or the refusal it queued: threads busy
+ * or stopping). Only while the headers are in: once the whole request is, a handler waits on
+ * the database through http_offload_work. */
+enum handler_result http_admit_elsewhere(struct http_request *req);
 /* Has the client closed its connection? (A suspended request is not watched by MHD; a long
  * poll asks before it takes messages for a client that is no longer there.) */
 bool http_client_gone(struct http_request *req);

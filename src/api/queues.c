@@ -44,11 +44,73 @@ enum handler_result api_mq_failure(struct http_request *req, enum mq_status st, 
     return mq_failure(req, st, detail);
 }
 
+/* The queue named name, from the cache or by c (cached then). */
+static enum mq_status queue_find(struct app *app, struct db_conn *c, const char *name,
+                                 struct mq_queue *q)
+{
+    if (!name || !mq_input_queue_name(name))
+        return MQ_NOT_FOUND;
+    uint64_t gen = 0;
+    if (ttlcache_get(app->queue_cache, name, strlen(name), q, &gen))
+        return MQ_OK;
+    enum mq_status st = mq_queue_get(c, name, q);
+    if (st == MQ_OK)
+        ttlcache_put(app->queue_cache, name, strlen(name), q, gen);
+    return st;
+}
+
+/* What find_queue found, for the handler's second run. */
+struct queue_found {
+    enum mq_status st;
+    struct api_conn_miss miss;
+    struct mq_queue q;
+};
+
+/* api_queue_lookup's work on a data-plane thread. */
+static void find_queue(struct http_request *req)
+{
+    struct queue_found *f = xcalloc(1, sizeof *f);
+    struct db_conn *c = api_db_for_work(req, &f->miss);
+    if (c) {
+        f->st = queue_find(req->app, c, route_param(&req->match, "name"), &f->q);
+        api_db_release(req, c);
+    }
+    req->found = f;
+    req->found_free = free;
+}
+
+/* The route's handler again, from the start, with what find_queue found. */
+static enum handler_result handle_again(struct http_request *req)
+{
+    if (req->state_free)
+        req->state_free(req->state);
+    req->state = NULL;
+    req->state_free = NULL;
+    return req->match.route->handler(req);
+}
+
 bool api_queue_lookup(struct http_request *req, struct mq_queue *q, enum handler_result *res)
 {
+    const struct queue_found *f = req->found;
+    if (f && f->miss.missed) {
+        *res = api_reply_no_conn(req, f->miss.why);
+        return false;
+    }
+    if (f && f->st != MQ_OK) {
+        *res = mq_failure(req, f->st, "no such queue");
+        return false;
+    }
+    if (f) {
+        *q = f->q;
+        return true;
+    }
     const char *name = route_param(&req->match, "name");
     if (name && ttlcache_get(req->app->queue_cache, name, strlen(name), q, NULL))
         return true; /* the common case: no connection needed */
+    if (!http_may_wait(req)) {
+        *res = http_offload_lookup(req, find_queue, handle_again);
+        return false;
+    }
     struct db_conn *c = api_db_acquire(req, res);
     if (!c)
         return false;
@@ -71,19 +133,9 @@ struct db_conn *api_queue_conn(struct http_request *req, struct mq_queue *q,
 bool api_queue(struct http_request *req, struct db_conn *c, struct mq_queue *q,
                enum handler_result *res)
 {
-    const char *name = route_param(&req->match, "name");
-    enum mq_status st = MQ_NOT_FOUND;
-    struct ttlcache *cache = req->app->queue_cache;
-    uint64_t gen = 0;
-    if (name && mq_input_queue_name(name)) {
-        if (ttlcache_get(cache, name, strlen(name), q, &gen))
-            return true;
-        st = mq_queue_get(c, name, q);
-    }
-    if (st == MQ_OK) {
-        ttlcache_put(cache, name, strlen(name), q, gen);
+    enum mq_status st = queue_find(req->app, c, route_param(&req->match, "name"), q);
+    if (st == MQ_OK)
         return true;
-    }
     *res = mq_failure(req, st, "no such queue");
     return false;
 }

@@ -90,7 +90,8 @@ static struct budgets budgets_of(const struct app *app)
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
                                    const void *key, size_t key_len, int *retry_after, bool *charged)
 {
-    *charged = false;
+    if (charged)
+        *charged = false;
     unsigned char seen;
     if (ttlcache_get(app->seen_valid, key, key_len, &seen, NULL))
         return APP_LOOKUP_OK;
@@ -103,8 +104,13 @@ enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, s
         ratelimit_give(app->auth_failures, peer, peer_len, b.rate, b.burst, now);
         return APP_LOOKUP_ALL_FAILING;
     }
-    *charged = true;
-    return APP_LOOKUP_OK;
+    if (charged) {
+        *charged = true;
+        return APP_LOOKUP_OK;
+    }
+    ratelimit_give(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst, now);
+    ratelimit_give(app->auth_failures, peer, peer_len, b.rate, b.burst, now);
+    return APP_LOOKUP_OK; /* only asked */
 }
 
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,
@@ -126,20 +132,25 @@ void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_l
     ratelimit_give(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst, now);
 }
 
-/* Looks a bearer token up (cache first, then the token store, if the client at peer may) into
- * *role. */
-static enum http_auth lookup_token(struct app *app, const char *token, const unsigned char *hash,
-                                   const unsigned char *peer, size_t peer_len, enum role *role,
-                                   int *retry_after)
+/* Looks the bearer token of req up (cache first, then the token store, if the client at peer
+ * may) into *role. Where it may not wait (an HTTP thread, http_may_wait) it only asks the budget
+ * and passes the lookup on (HTTP_AUTH_ELSEWHERE): the run there finds the cache filled by a
+ * lookup of the same token meanwhile (a burst of one token's first requests), or charges one. */
+static enum http_auth lookup_token(struct http_request *req, const char *token,
+                                   const unsigned char *hash, const unsigned char *peer,
+                                   size_t peer_len, enum role *role, int *retry_after)
 {
+    struct app *app = req->app;
     uint64_t gen;
     if (ttlcache_get(app->token_cache, hash, SECRET_HASH_LEN, role, &gen))
         return HTTP_AUTH_OK;
-    bool charged;
-    enum app_lookup allowed =
-        app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN, retry_after, &charged);
+    bool may_wait = http_may_wait(req), charged = false;
+    enum app_lookup allowed = app_lookup_allowed(app, peer, peer_len, hash, SECRET_HASH_LEN,
+                                                 retry_after, may_wait ? &charged : NULL);
     if (allowed != APP_LOOKUP_OK)
         return allowed == APP_LOOKUP_ADDRESS_FAILING ? HTTP_AUTH_FAILING : HTTP_AUTH_ALL_FAILING;
+    if (!may_wait)
+        return HTTP_AUTH_ELSEWHERE;
     enum db_acquire_error why;
     struct db_conn *c = db_pool_acquire(app->pool, (int)app->cfg->db_acquire_timeout_ms, &why);
     if (!c)
@@ -196,14 +207,14 @@ bool app_rate_take(struct app *app, const unsigned char hash[SECRET_HASH_LEN], e
 }
 
 /* Authenticates a bearer token for the HTTP layer and charges its rate limit. */
-static enum http_auth app_authenticate(struct app *app, const char *token,
+static enum http_auth app_authenticate(struct http_request *req, const char *token,
                                        const unsigned char *peer, size_t peer_len, enum role *role,
                                        int *retry_after)
 {
     unsigned char hash[SECRET_HASH_LEN];
     secret_token_hash(token, strlen(token), hash);
-    enum http_auth a = lookup_token(app, token, hash, peer, peer_len, role, retry_after);
-    if (a == HTTP_AUTH_OK && !app_rate_take(app, hash, *role, peer, peer_len, retry_after))
+    enum http_auth a = lookup_token(req, token, hash, peer, peer_len, role, retry_after);
+    if (a == HTTP_AUTH_OK && !app_rate_take(req->app, hash, *role, peer, peer_len, retry_after))
         return HTTP_AUTH_LIMITED;
     return a;
 }

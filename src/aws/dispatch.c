@@ -2,13 +2,14 @@
  *
  * Order of checks, as AWS makes them: a signature must be there and well formed, the access key
  * must be of the issued form (before any database work) and exist (app->aws_key_cache for a
- * second, then the database), all that before the body is read (aws_before_body: no bytes are
- * buffered for an anonymous client), the date must be within 15 minutes and the signature must
- * match;
+ * second, then the database, on a data-plane thread: http_admit_elsewhere), all that before the
+ * body is read (aws_before_body: no bytes are buffered for an anonymous client), the date must
+ * be within 15 minutes and the signature must match;
  * then the request is charged to its token's rate limit, and only then is the body parsed and
  * the operation chosen. The protocol follows X-Amz-Target (AWS JSON 1.0) or its absence (query
  * protocol, form-encoded with Action=); the service follows the signature's scope (sqs or sns).
- * Secrets live only in the credential cache and on this file's stack, where they are wiped. */
+ * Secrets live only in the credential cache, in the call (the key found with the headers) and on
+ * this file's stack; the last two are wiped. */
 #include "rydes/aws.h"
 
 #include "rydes/app.h"
@@ -33,6 +34,7 @@ static void call_free(void *p)
     if (call->op_state_free)
         call->op_state_free(call->op_state);
     json_decref(call->in);
+    OPENSSL_cleanse(&call->key, sizeof call->key);
     free(call);
 }
 
@@ -248,27 +250,45 @@ static enum handler_result throttle(struct aws_call *call, bool sns, int retry_a
                     "Rate exceeded: %s; retry after %s s.", why, ra);
 }
 
-/* The credentials of access key key_id into *k: the process's cache first (a second old at
- * most, so a deleted token's keys stop working within a second), then the database, if the
- * lookup is allowed (app_lookup_allowed). */
+/* Keeps the credentials *k found for the call (its handler does not look them up again). */
+static enum store_result hold_key(struct aws_call *call, const struct aws_key *k)
+{
+    call->key = *k;
+    call->key_held = true;
+    return STORE_OK;
+}
+
+/* The credentials of access key key_id into *k: those the call holds, the process's cache (a
+ * second old at most, so a deleted token's keys stop working within a second), then the
+ * database, if the lookup is allowed (app_lookup_allowed) and may wait here (else it runs again
+ * on another thread, http_admit_elsewhere: *res then). */
 static enum store_result credentials(struct aws_call *call, const char *key_id, bool sns,
                                      struct aws_key *k, enum handler_result *res)
 {
-    struct app *app = call->req->app;
+    struct http_request *req = call->req;
+    struct app *app = req->app;
     uint64_t gen;
-    if (ttlcache_get(app->aws_key_cache, key_id, strlen(key_id), k, &gen))
+    if (call->key_held) { /* found with the headers */
+        *k = call->key;
         return STORE_OK;
+    }
+    if (ttlcache_get(app->aws_key_cache, key_id, strlen(key_id), k, &gen))
+        return hold_key(call, k);
     unsigned char peer[HTTP_PEER_KEY_MAX];
-    size_t peer_len = http_peer_key(call->req, peer);
+    size_t peer_len = http_peer_key(req, peer);
     int retry_after = 1;
-    bool charged;
-    enum app_lookup allowed =
-        app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id), &retry_after, &charged);
+    bool may_wait = http_may_wait(req), charged = false;
+    enum app_lookup allowed = app_lookup_allowed(app, peer, peer_len, key_id, strlen(key_id),
+                                                 &retry_after, may_wait ? &charged : NULL);
     if (allowed != APP_LOOKUP_OK) {
         *res = throttle(call, sns, retry_after,
                         allowed == APP_LOOKUP_ADDRESS_FAILING
                             ? "too many unknown credentials came from this address"
                             : "too many unknown credentials are being tried");
+        return STORE_UNAVAILABLE;
+    }
+    if (!may_wait) { /* the lookup runs on another thread, the headers again there */
+        *res = http_admit_elsewhere(req);
         return STORE_UNAVAILABLE;
     }
     struct db_conn *c = aws_db(call, res);
@@ -285,7 +305,7 @@ static enum store_result credentials(struct aws_call *call, const char *key_id, 
                    ? aws_fail(call, WIRE_INVALID_CLIENT_TOKEN,
                               "The security token included in the request is invalid.")
                    : aws_fail(call, WIRE_UNAVAILABLE, "The credential store is unavailable.");
-    return r;
+    return r == STORE_OK ? hold_key(call, k) : r;
 }
 
 /* The access key of the request's SigV4 Authorization header: the header parsed into *a and
@@ -432,7 +452,7 @@ static struct aws_call *call_new(struct http_request *req)
 
 enum handler_result aws_before_body(struct http_request *req)
 {
-    struct aws_call *call = call_new(req);
+    struct aws_call *call = req->state ? req->state : call_new(req); /* the second run's */
     struct sigv4_auth a;
     struct aws_key k;
     enum handler_result res = HANDLER_DONE;

@@ -182,6 +182,10 @@ struct request_full {
     int64_t queued_us;            /* when it was handed to a set of threads (monotonic) */
     struct MHD_Response *pending; /* the reply kept for the connection's thread */
     enum handler_result pending_res;
+    bool admitting;                /* suspended with its headers in (http_admit_elsewhere) */
+    bool wait_here;                /* admitted on its HTTP thread after all (admit_here) */
+    route_handler after_admission; /* what the access handler's call after that resume runs */
+    bool arrived;                  /* the whole request is in */
 };
 
 static struct query_value **query_list(struct http_request *req)
@@ -320,6 +324,8 @@ static void request_free(struct http_request *req)
         MHD_destroy_response(full->pending);
     if (req->state_free)
         req->state_free(req->state);
+    if (req->found_free)
+        req->found_free(req->found);
     route_match_cleanup(&req->match);
     body_reader_cleanup(&req->body);
     json_decref(req->json);
@@ -395,10 +401,13 @@ static bool request_authorize(struct http_request *req, enum handler_result *res
     int retry_after = 1;
     unsigned char peer[HTTP_PEER_KEY_MAX];
     size_t peer_len = token && *token ? http_peer_key(req, peer) : 0;
-    enum http_auth a = token && *token
-                           ? req->server->cfg.authenticate(req->app, token, peer, peer_len,
-                                                           &req->role, &retry_after)
-                           : HTTP_AUTH_INVALID;
+    enum http_auth a = token && *token ? req->server->cfg.authenticate(req, token, peer, peer_len,
+                                                                       &req->role, &retry_after)
+                                       : HTTP_AUTH_INVALID;
+    if (a == HTTP_AUTH_ELSEWHERE) {
+        *res = http_admit_elsewhere(req);
+        return false;
+    }
     if (a == HTTP_AUTH_OK) {
         if (req->role >= need)
             return true;
@@ -450,8 +459,34 @@ static enum handler_result reply_bad_param(struct http_request *req)
     return res;
 }
 
-/* Runs once the headers are in: routing, authentication, size and media-type checks. Returns
- * HANDLER_DONE either having queued an error or leaving req->status 0 to go on. */
+/* Decides, once the headers are in, whether the body is read: authentication, the size and
+ * media-type checks, the raw-body hook. Returns HANDLER_DONE either having queued an error or
+ * leaving req->status 0 to go on, or HANDLER_SUSPENDED while it runs again on another thread
+ * (http_admit_elsewhere). */
+static enum handler_result request_admit(struct http_request *req)
+{
+    const struct http_server_config *cfg = &req->server->cfg;
+    enum handler_result res = HANDLER_DONE;
+    if (!request_authorize(req, &res))
+        return res;
+    const char *length = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (body_declared_too_large(length, cfg->max_body_bytes))
+        return http_reply_problem(req, 413, "the request body is larger than the server accepts");
+    if (!req->match.route->json_body) {
+        req->body.max = 0; /* a route that reads no body buffers none: any byte is too many */
+        if (body_declared_too_large(length, 0)) /* said before a byte is read */
+            return http_reply_problem(req, 413, NO_BODY_DETAIL);
+    }
+    if (request_has_body(req) && req->match.route->json_body == ROUTE_JSON_BODY &&
+        !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return http_reply_problem(req, 415, "the request body must be application/json");
+    if (req->match.route->json_body == ROUTE_RAW_BODY && cfg->before_raw_body)
+        return cfg->before_raw_body(req);
+    return HANDLER_DONE;
+}
+
+/* Runs once the headers are in: the header rules, routing, then the admission. Returns as
+ * request_admit does. */
 static enum handler_result request_begin(struct http_request *req, const char *version)
 {
     char allow[128];
@@ -469,22 +504,7 @@ static enum handler_result request_begin(struct http_request *req, const char *v
         return http_reply_problem(req, 404, "no resource at this path");
     if (rr == ROUTER_BAD_PARAM)
         return reply_bad_param(req);
-    if (!request_authorize(req, &res))
-        return res;
-    const char *length = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (body_declared_too_large(length, cfg->max_body_bytes))
-        return http_reply_problem(req, 413, "the request body is larger than the server accepts");
-    if (!req->match.route->json_body) {
-        req->body.max = 0; /* a route that reads no body buffers none: any byte is too many */
-        if (body_declared_too_large(length, 0)) /* said before a byte is read */
-            return http_reply_problem(req, 413, NO_BODY_DETAIL);
-    }
-    if (request_has_body(req) && req->match.route->json_body == ROUTE_JSON_BODY &&
-        !body_media_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
-        return http_reply_problem(req, 415, "the request body must be application/json");
-    if (req->match.route->json_body == ROUTE_RAW_BODY && cfg->before_raw_body)
-        return cfg->before_raw_body(req);
-    return HANDLER_DONE;
+    return request_admit(req);
 }
 
 /* Checks the handler kept its contract: a reply queued unless it suspended. */
@@ -594,9 +614,21 @@ static void offload_run(void *arg)
     trace_set(NULL, NULL);
 }
 
+/* http_offload_lookup's way on when the data plane's queue was full: the work here, then. */
+static enum handler_result work_here(struct http_request *req)
+{
+    struct request_full *full = (struct request_full *)req;
+    void (*work)(struct http_request * req) = full->work;
+    full->work = NULL;
+    work(req);
+    return full->job(req);
+}
+
 /* Suspends req and queues it on the threads o (full->job, and full->work when set, filled in);
- * a set that is full or stopping (a stop's wait ran out before) answers it at once instead. */
-static enum handler_result hand_over(struct http_request *req, struct offload *o)
+ * a set that is stopping (a stop's wait ran out before) answers it at once instead, and so does
+ * a full one, unless the work may run here then (work_here). */
+static enum handler_result hand_over_or(struct http_request *req, struct offload *o,
+                                        bool here_if_full)
 {
     struct request_full *full = (struct request_full *)req;
     req->resume = NULL;
@@ -604,15 +636,23 @@ static enum handler_result hand_over(struct http_request *req, struct offload *o
     MHD_suspend_connection(req->conn);
     enum offload_submitted r = offload_submit(o, offload_run, full);
     if (r != OFFLOAD_QUEUED) {
-        full->work = NULL;
-        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
+        bool here = r == OFFLOAD_FULL && here_if_full;
+        if (!here)
+            full->work = NULL;
+        req->resume = here ? work_here : r == OFFLOAD_FULL ? refuse_busy : refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;
 }
 
-enum handler_result http_offload_work(struct http_request *req,
-                                      void (*work)(struct http_request *req), route_handler then)
+static enum handler_result hand_over(struct http_request *req, struct offload *o)
+{
+    return hand_over_or(req, o, false);
+}
+
+static enum handler_result offload_work(struct http_request *req,
+                                        void (*work)(struct http_request *req), route_handler then,
+                                        bool here_if_full)
 {
     struct request_full *full = (struct request_full *)req;
     struct offload *o = req->server->data;
@@ -622,7 +662,19 @@ enum handler_result http_offload_work(struct http_request *req,
     }
     full->work = work;
     full->job = then;
-    return hand_over(req, o);
+    return hand_over_or(req, o, here_if_full);
+}
+
+enum handler_result http_offload_work(struct http_request *req,
+                                      void (*work)(struct http_request *req), route_handler then)
+{
+    return offload_work(req, work, then, false);
+}
+
+enum handler_result http_offload_lookup(struct http_request *req,
+                                        void (*work)(struct http_request *req), route_handler then)
+{
+    return offload_work(req, work, then, true);
 }
 
 /* http_offload to the threads o. */
@@ -644,6 +696,70 @@ enum handler_result http_offload(struct http_request *req, route_handler handler
 enum handler_result http_offload_data(struct http_request *req, route_handler handler)
 {
     return offload_to(req, req->server->data, handler);
+}
+
+bool http_may_wait(const struct http_request *req)
+{
+    const struct request_full *full = (const struct request_full *)req;
+    return full->offloaded || full->wait_here || !req->server->offload;
+}
+
+/* The admission on the connection's own thread after all, when the data plane's queue was full:
+ * as before lookups were passed on, rather than a 503 for credentials that a lookup of the same
+ * ones may have cached meanwhile (a burst of a token's first requests). */
+static enum handler_result admit_here(struct http_request *req)
+{
+    struct request_full *full = (struct request_full *)req;
+    full->wait_here = true;
+    enum handler_result res = request_admit(req);
+    full->wait_here = false;
+    return res;
+}
+
+/* The access handler's call that follows the resume of an admission run elsewhere (MHD calls it
+ * as it did with the headers): sends the reply the admission made, or lets MHD read the body. */
+static enum handler_result admitted(struct http_request *req)
+{
+    struct request_full *full = (struct request_full *)req;
+    if (full->pending || full->pending_res == HANDLER_FAIL)
+        return deliver(req);
+    return HANDLER_DONE;
+}
+
+/* A data-plane thread's job for http_admit_elsewhere: the admission (or its refusal, see
+ * refusal), then the connection back to its thread. */
+static void admit_run(void *arg)
+{
+    struct request_full *full = arg;
+    struct http_request *req = &full->req;
+    trace_set(req->request_id, http_header(req, "traceparent"));
+    full->offloaded = true;
+    route_handler refused = refusal(req);
+    full->pending_res = refused ? refused(req) : request_admit(req);
+    full->offloaded = false;
+    full->after_admission = admitted;
+    MHD_resume_connection(req->conn);
+    trace_set(NULL, NULL);
+}
+
+enum handler_result http_admit_elsewhere(struct http_request *req)
+{
+    struct request_full *full = (struct request_full *)req;
+    struct offload *o = req->server->data;
+    if (full->offloaded || full->arrived || !o) { /* a caller's mistake: it would run again */
+        log_error("%s %s: an admission passed on where it cannot be", req->method, req->path);
+        return http_reply_problem(req, 500, "the request's credentials could not be checked");
+    }
+    full->admitting = true;
+    full->after_admission = NULL;
+    full->queued_us = clock_mono_us();
+    MHD_suspend_connection(req->conn);
+    enum offload_submitted r = offload_submit(o, admit_run, full);
+    if (r != OFFLOAD_QUEUED) {
+        full->after_admission = r == OFFLOAD_FULL ? admit_here : refuse_late;
+        MHD_resume_connection(req->conn);
+    }
+    return HANDLER_SUSPENDED;
 }
 
 void http_resume(struct http_request *req)
@@ -728,6 +844,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = req;
         return request_begin(req, version) == HANDLER_FAIL ? MHD_NO : MHD_YES;
     }
+    struct request_full *full = (struct request_full *)req;
+    if (full->admitting) { /* resumed with only its headers in (http_admit_elsewhere) */
+        full->admitting = false;
+        route_handler then = full->after_admission;
+        full->after_admission = NULL;
+        return then(req) == HANDLER_FAIL ? MHD_NO : MHD_YES;
+    }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -740,6 +863,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                    : MHD_NO;
     }
     /* the whole request is in: no deadline now, unless it was answered early (its reply's) */
+    full->arrived = true;
     struct deadline_watch *w = req->status ? NULL : watch_of(conn);
     if (w)
         deadlines_arrived(((struct http_server *)cls)->deadlines, w);

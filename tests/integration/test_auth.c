@@ -1,14 +1,17 @@
 /* Integration: bearer-token authentication and the token endpoints. The role matrix (no token,
  * bad token, role too low, right role), tokens stored only as hashes, pagination, deletion
  * revoking at once, RYDES_ADMIN_TOKEN ensured idempotently, per-token rate limits (429 with
- * Retry-After), and the budget of lookups of unknown tokens per client address. */
+ * Retry-After), the budget of lookups of unknown tokens per client address, and lookups that
+ * hold no HTTP thread (they run on a data-plane thread, the request's body read afterwards). */
 #include "harness.h"
 
 #include "rydes/db.h"
 #include "rydes/secret.h"
+#include "rydes/ttlcache.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +632,130 @@ START_TEST(a_locked_token_table_is_503_not_a_stall)
 }
 END_TEST
 
+static void made_up_call(void *arg, struct response *out)
+{
+    (void)arg;
+    harness_request(&srv, "GET", "/queues", "rydes_made_up_token", NULL, NULL, NULL, out);
+}
+
+/* A token the cache does not hold is looked up on a data-plane thread: a lookup that waits (here
+ * 1.5 s for the one pooled connection) holds no HTTP thread, and the only one answers the rest
+ * meanwhile. The lookup used to wait on the HTTP thread, with every request of it behind. */
+START_TEST(a_waiting_lookup_holds_no_http_thread)
+{
+    static struct harness_async a = {.call = made_up_call}; /* static: see harness.h */
+    ck_assert_msg(harness_answered_while_the_pool_is_held(&srv, &a),
+                  "/healthz waited for the lookup");
+    ck_assert_int_eq(a.r.status, 503); /* no connection came in time */
+    response_cleanup(&a.r);
+    ck_assert_int_eq(status_of("GET", "/queues", HARNESS_ADMIN_TOKEN), 200);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+/* A request whose token was looked up elsewhere goes on where it stopped: its body (behind an
+ * Expect: 100-continue, answered only after the lookup) is read then, and stored whole. */
+START_TEST(a_body_is_read_after_its_token_was_looked_up_elsewhere)
+{
+    harness_put_queue(&srv, "after-lookup", NULL, 201);
+    char svc[SECRET_TOKEN_LEN], id[40];
+    create_token("service", svc, id);
+    unsigned char hash[SECRET_HASH_LEN];
+    secret_token_hash(svc, strlen(svc), hash);
+    enum role role;
+    ck_assert(!ttlcache_get(srv.app.token_cache, hash, sizeof hash, &role, NULL)); /* a lookup */
+    static char body[4200];
+    memset(body, 'x', sizeof body);
+    memcpy(body, "{\"body\": \"", 10);
+    memcpy(body + sizeof body - 3, "\"}", 3);
+    struct response r;
+    harness_request(&srv, "POST", "/queues/after-lookup/messages", svc, body, NULL,
+                    "Expect: 100-continue", &r);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, buf_str(&r.body));
+    response_cleanup(&r);
+    ck_assert(ttlcache_get(srv.app.token_cache, hash, sizeof hash, &role, NULL));
+    ck_assert_int_eq(role, ROLE_SERVICE);
+    ck_assert_int_eq(harness_sqlf("SELECT length(coalesce((SELECT p.body FROM payloads p WHERE "
+                                  "p.id = m.payload_id), m.body)) FROM messages m JOIN queues q "
+                                  "ON q.id = m.queue_id WHERE q.name = 'after-lookup'"),
+                     (int)sizeof body - 13);
+    /* one refused there keeps its body unread and says why */
+    harness_request(&srv, "POST", "/queues/after-lookup/messages", "rydes_made_up_token", body,
+                    NULL, NULL, &r);
+    assert_problem(&r, 401);
+    response_cleanup(&r);
+}
+END_TEST
+
+struct burst_client {
+    const char *token;
+    long status;
+};
+
+static void *burst_main(void *arg)
+{
+    struct burst_client *b = arg;
+    struct response r;
+    harness_request(&srv, "GET", "/queues", b->token, NULL, NULL, NULL, &r);
+    b->status = r.status;
+    response_cleanup(&r);
+    return NULL;
+}
+
+/* A burst of a token's first requests is no flood: the lookups passed on find the token cached
+ * by the first ones (at most one per data-plane thread runs, each charged and given back), so
+ * the lookup budget (5 here) refuses none of 30 at once. Had each been charged where it was
+ * passed on, 25 would have been 429. */
+START_TEST(a_burst_of_a_tokens_first_requests_is_not_refused)
+{
+    harness_stop(&srv);
+    harness_start(&srv, small_failure_budget);
+    char admin[SECRET_TOKEN_LEN], id[40];
+    create_token("admin", admin, id);
+    enum { BURST = 30 };
+    static struct burst_client c[BURST]; /* the threads outlive a failed check's jump */
+    pthread_t t[BURST];
+    for (int i = 0; i < BURST; i++) {
+        c[i] = (struct burst_client){admin, 0};
+        pthread_create(&t[i], NULL, burst_main, &c[i]);
+    }
+    for (int i = 0; i < BURST; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < BURST; i++)
+        ck_assert_msg(c[i].status == 200, "request %d: %ld", i, c[i].status);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+static void tokens_call(void *arg, struct response *out)
+{
+    harness_request(&srv, "GET", "/tokens", arg, NULL, NULL, NULL, out);
+}
+
+/* A token's lookup that the data plane cannot take (its one thread busy, its queue of one full)
+ * runs on the HTTP thread after all, as lookups did before they were passed on: the third
+ * request is answered (403: an app token, found, on an admin route), not refused 503. */
+START_TEST(a_lookup_the_data_plane_cannot_take_runs_here)
+{
+    static char tokens[3][SECRET_TOKEN_LEN];
+    static struct harness_async a[3]; /* static: see harness.h */
+    char id[40];
+    for (int i = 0; i < 3; i++) {
+        create_token("app", tokens[i], id); /* (the restart empties the cache) */
+        a[i] = (struct harness_async){.call = tokens_call, .arg = tokens[i]};
+    }
+    harness_past_a_full_data_plane(&srv, a, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(a[i].r.status == 403, "%d: %ld %s", i, a[i].r.status, buf_str(&a[i].r.body));
+        response_cleanup(&a[i].r);
+    }
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
 /* Many failing addresses together use up the process's budget (ten times an address's): then
  * credentials not found valid lately wait, from any address, saying so; those found valid
  * lately are still looked up. */
@@ -686,6 +813,10 @@ int main(void)
     tcase_add_test(tc, unknown_tokens_are_looked_up_only_so_often);
     tcase_add_test(tc, lookups_that_cannot_finish_are_charged);
     tcase_add_test(tc, a_locked_token_table_is_503_not_a_stall);
+    tcase_add_test(tc, a_waiting_lookup_holds_no_http_thread);
+    tcase_add_test(tc, a_body_is_read_after_its_token_was_looked_up_elsewhere);
+    tcase_add_test(tc, a_burst_of_a_tokens_first_requests_is_not_refused);
+    tcase_add_test(tc, a_lookup_the_data_plane_cannot_take_runs_here);
     tcase_add_test(tc, failing_addresses_share_a_process_budget);
     suite_add_tcase(s, tc);
     return harness_run(s);

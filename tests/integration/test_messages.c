@@ -1007,7 +1007,8 @@ static void *send_later(void *arg)
 START_TEST(long_poll_returns_when_a_message_arrives)
 {
     harness_put_queue(&srv, "lp", NULL, 201);
-    struct delayed_send d = {"lp", 300, 0};
+    static struct delayed_send d; /* the thread outlives a failed check's jump out of here */
+    d = (struct delayed_send){"lp", 300, 0};
     pthread_t t;
     int64_t start = clock_mono_us();
     ck_assert_int_eq(pthread_create(&t, NULL, send_later, &d), 0);
@@ -1243,6 +1244,80 @@ START_TEST(fifty_long_polls_share_fifty_messages)
 }
 END_TEST
 
+static void uncached_send_call(void *arg, struct response *out)
+{
+    (void)arg;
+    harness_admin(&srv, "POST", "/queues/uncached/messages", "{\"body\": \"held\"}", out);
+}
+
+static void forget_queue(const char *name)
+{
+    ttlcache_forget(srv.app.queue_cache, name, strlen(name));
+}
+
+/* A queue the cache does not hold is looked up on a data-plane thread: a lookup that waits (here
+ * 1.5 s for the one pooled connection) holds no HTTP thread, and the only one answers the rest
+ * meanwhile (it used to wait on the HTTP thread, every request of it behind). The handler then
+ * runs again with what was found: sends, receives and deletes go on, a missing queue is 404. */
+START_TEST(a_queue_lookup_holds_no_http_thread)
+{
+    harness_put_queue(&srv, "uncached", NULL, 201); /* (the restart below empties the cache) */
+    static struct harness_async a = {.call = uncached_send_call}; /* static: see harness.h */
+    ck_assert_msg(harness_answered_while_the_pool_is_held(&srv, &a),
+                  "/healthz waited for the queue's lookup");
+    assert_problem(&a.r, 503); /* no connection came in time */
+    response_cleanup(&a.r);
+    forget_queue("uncached");
+    send_msg("uncached", "{\"body\": \"after\"}", NULL);
+    forget_queue("uncached");
+    struct response r;
+    json_t *msgs = receive("uncached", "{}", &r);
+    ck_assert_int_eq(json_array_size(msgs), 1);
+    ck_assert_str_eq(json_str(json_array_get(msgs, 0), "body"), "after");
+    char receipt[256];
+    snprintf(receipt, sizeof receipt, "%s", json_str(json_array_get(msgs, 0), "receipt"));
+    response_cleanup(&r);
+    forget_queue("uncached");
+    ck_assert_int_eq(delete_receipt("uncached", receipt), 204);
+    ck_assert_int_eq(harness_stored("uncached"), 0);
+    post("never-made", "/messages", "{\"body\": \"x\"}", 404, &r);
+    assert_problem(&r, 404);
+    response_cleanup(&r);
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
+static void send_to_call(void *arg, struct response *out)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/queues/%s/messages", (const char *)arg);
+    harness_admin(&srv, "POST", path, "{\"body\": \"b\"}", out);
+}
+
+/* A queue's lookup that the data plane cannot take (its one thread busy, its queue of one full)
+ * runs on the HTTP thread after all, as lookups did before they were passed on: the third send
+ * is stored, not refused 503. */
+START_TEST(a_queue_lookup_the_data_plane_cannot_take_runs_here)
+{
+    const char *names[] = {"lk-1", "lk-2", "lk-3"};
+    static struct harness_async a[3]; /* static: see harness.h */
+    for (int i = 0; i < 3; i++) {
+        harness_put_queue(&srv, names[i], NULL, 201); /* (the restart empties the cache) */
+        a[i] = (struct harness_async){.call = send_to_call, .arg = (void *)names[i]};
+    }
+    harness_past_a_full_data_plane(&srv, a, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(a[i].r.status == 201, "%s: %ld %s", names[i], a[i].r.status,
+                      buf_str(&a[i].r.body));
+        response_cleanup(&a[i].r);
+        ck_assert_int_eq(harness_stored(names[i]), 1);
+    }
+    harness_stop(&srv);
+    harness_start(&srv, NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("messages");
@@ -1278,6 +1353,8 @@ int main(void)
     tcase_add_test(tc, empty_long_poll_times_out);
     tcase_add_test(tc, long_poll_sees_a_delayed_message_come_due);
     tcase_add_test(tc, fifty_long_polls_share_fifty_messages);
+    tcase_add_test(tc, a_queue_lookup_holds_no_http_thread);
+    tcase_add_test(tc, a_queue_lookup_the_data_plane_cannot_take_runs_here);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -675,6 +675,85 @@ static void report_fatal_signals(void)
 static void report_fatal_signals(void) {}
 #endif
 
+static void one_thread_one_connection(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "threads", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-pool-size", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "1500", &err));
+}
+
+static void *async_main(void *arg)
+{
+    struct harness_async *a = arg;
+    a->call(a->arg, &a->r);
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+static void async_start(struct harness_async *a)
+{
+    memset(&a->r, 0, sizeof a->r);
+    atomic_store(&a->done, false);
+    ck_assert_int_eq(pthread_create(&a->thread, NULL, async_main, a), 0);
+}
+
+/* Waits until s has n requests in flight, and 100 ms more for the last to get where it waits. */
+static void wait_in_flight(struct harness_server *s, int n)
+{
+    for (int i = 0; i < 500 && http_server_in_flight(s->app.http) < n; i++)
+        harness_sleep_ms(10);
+    harness_sleep_ms(100);
+}
+
+static struct db_conn *hold_the_connection(struct harness_server *s)
+{
+    enum db_acquire_error why;
+    struct db_conn *held = db_pool_acquire(s->app.pool, 1000, &why);
+    ck_assert_ptr_nonnull(held);
+    return held;
+}
+
+static void one_data_thread_one_waiting(struct config *cfg)
+{
+    struct config_error err;
+    ck_assert(config_set_flag(cfg, "data-threads", "1", &err));
+    ck_assert(config_set_flag(cfg, "thread-queue-limit", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-pool-size", "1", &err));
+    ck_assert(config_set_flag(cfg, "db-acquire-timeout-ms", "5000", &err));
+}
+
+void harness_past_a_full_data_plane(struct harness_server *s, struct harness_async *a, int n)
+{
+    harness_stop(s);
+    harness_start(s, one_data_thread_one_waiting);
+    struct db_conn *held = hold_the_connection(s);
+    for (int i = 0; i < n; i++) {
+        async_start(&a[i]);
+        wait_in_flight(s, i + 1);
+    }
+    db_pool_release(s->app.pool, held);
+    for (int i = 0; i < n; i++)
+        pthread_join(a[i].thread, NULL);
+}
+
+bool harness_answered_while_the_pool_is_held(struct harness_server *s, struct harness_async *a)
+{
+    harness_stop(s);
+    harness_start(s, one_thread_one_connection);
+    struct db_conn *held = hold_the_connection(s);
+    async_start(a);
+    wait_in_flight(s, 1);
+    struct response health;
+    harness_request(s, "GET", "/healthz", NULL, NULL, NULL, NULL, &health);
+    bool first = !atomic_load(&a->done);
+    pthread_join(a->thread, NULL);
+    db_pool_release(s->app.pool, held);
+    long status = health.status;
+    response_cleanup(&health);
+    return first && status == 200;
+}
+
 int harness_run(Suite *suite)
 {
     report_fatal_signals();

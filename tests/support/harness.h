@@ -11,6 +11,8 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #define HARNESS_ADMIN_TOKEN "rydes_test_admin_token_0123456789"
@@ -128,6 +130,27 @@ PGconn *harness_lock_table(const char *table);
 /* Did lock still hold table? Then ends its transaction and closes it. Call it before asserting
  * what was seen meanwhile: a failed assertion would leave the lock to the next tests. */
 bool harness_unlock_table(PGconn *lock, const char *table);
+
+/* A request made on a thread of its own, for a test that looks at the server while it waits:
+ * call makes it into *out and may make no check (it runs on that thread). Keep the struct
+ * static: the thread outlives a failed check's jump out of the test. */
+struct harness_async {
+    void (*call)(void *arg, struct response *out);
+    void *arg;
+    struct response r;
+    atomic_bool done;
+    pthread_t thread;
+};
+/* Restarts s with one data-plane thread, room for one request waiting for it, and one pooled
+ * connection (given up on after 5 s); holds that connection while the n requests of a start,
+ * each once the one before is in flight (the first then waits on the thread, the second in its
+ * queue, the others find it full); gives it back and joins them. */
+void harness_past_a_full_data_plane(struct harness_server *s, struct harness_async *a, int n);
+/* Restarts s with one HTTP thread and one pooled connection (given up on after 1.5 s) and holds
+ * that connection while a runs; once s has a request in flight (and 100 ms more, for it to get
+ * where it waits), asks for GET /healthz; joins a, gives the connection back and returns
+ * whether /healthz was answered first: whether a waited for the pool without its HTTP thread. */
+bool harness_answered_while_the_pool_is_held(struct harness_server *s, struct harness_async *a);
 
 /* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the
  * suite runs without one (DATABASE_URL given from outside). */
