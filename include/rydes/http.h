@@ -181,21 +181,17 @@ enum handler_result http_offload_data(struct http_request *req, route_handler ha
  * plane's handlers wait on the database this way, so an HTTP thread never does. */
 enum handler_result http_offload_work(struct http_request *req,
                                       void (*work)(struct http_request *req), route_handler then);
-/* http_offload_work for a lookup the caches could not answer (api_queue_lookup): with the data
- * plane's queue full, work runs here after all, as lookups did before they were passed on,
- * rather than a 503 for what a lookup of the same may have cached meanwhile. */
-enum handler_result http_offload_lookup(struct http_request *req,
-                                        void (*work)(struct http_request *req), route_handler then);
 /* May the code running for req wait on the database here? False on an HTTP thread while the
  * server has handler threads: a wait there holds every connection of that thread. */
 bool http_may_wait(const struct http_request *req);
 /* For an authentication that needs the database while its headers are in (http_auth_fn, the
  * before_raw_body hook) and http_may_wait is false: runs the request's admission again
  * (authentication, the size and media-type checks, before_raw_body) on a data-plane thread, the
- * request suspended meanwhile. A reply made there is sent; without one, the body is read next.
- * Returns HANDLER_SUSPENDED for the caller to return (or the refusal it queued: threads busy
- * or stopping). Only while the headers are in: once the whole request is, a handler waits on
- * the database through http_offload_work. */
+ * request suspended meanwhile. A reply made there is sent; without one, the body is read next;
+ * with the data plane's threads busy and RYDES_THREAD_QUEUE_LIMIT waiting, or stopping, 503 as
+ * for the data plane's other requests. Returns HANDLER_SUSPENDED for the caller to return.
+ * Only while the headers are in: once the whole request is, a handler waits on the database
+ * through http_offload_work. */
 enum handler_result http_admit_elsewhere(struct http_request *req);
 /* Has the client closed its connection? (A suspended request is not watched by MHD; a long
  * poll asks before it takes messages for a client that is no longer there.) */

@@ -24,6 +24,9 @@ void ratelimit_free(struct ratelimit *rl);
  * (monotonic). False when it is empty; *retry_after_s then says when one will be there. */
 bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
                     double burst, int64_t now_us, int *retry_after_s);
+/* Would ratelimit_take succeed now? Takes nothing (*retry_after_s as ratelimit_take's). */
+bool ratelimit_holds(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                     double burst, int64_t now_us, int *retry_after_s);
 /* Puts back one token ratelimit_take took (key's bucket holds at most burst). */
 void ratelimit_give(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
                     double burst, int64_t now_us);

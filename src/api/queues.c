@@ -108,7 +108,7 @@ bool api_queue_lookup(struct http_request *req, struct mq_queue *q, enum handler
     if (name && ttlcache_get(req->app->queue_cache, name, strlen(name), q, NULL))
         return true; /* the common case: no connection needed */
     if (!http_may_wait(req)) {
-        *res = http_offload_lookup(req, find_queue, handle_again);
+        *res = http_offload_work(req, find_queue, handle_again);
         return false;
     }
     struct db_conn *c = api_db_acquire(req, res);

@@ -97,6 +97,14 @@ enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, s
         return APP_LOOKUP_OK;
     int64_t now = clock_mono_us();
     struct budgets b = budgets_of(app);
+    if (!charged) /* the question only */
+        return !ratelimit_holds(app->auth_failures, peer, peer_len, b.rate, b.burst, now,
+                                retry_after)
+                   ? APP_LOOKUP_ADDRESS_FAILING
+               : !ratelimit_holds(app->auth_failures_all, all_key, sizeof all_key, b.all_rate,
+                                  b.all_burst, now, retry_after)
+                   ? APP_LOOKUP_ALL_FAILING
+                   : APP_LOOKUP_OK;
     if (!ratelimit_take(app->auth_failures, peer, peer_len, b.rate, b.burst, now, retry_after))
         return APP_LOOKUP_ADDRESS_FAILING;
     if (!ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst,
@@ -104,13 +112,8 @@ enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, s
         ratelimit_give(app->auth_failures, peer, peer_len, b.rate, b.burst, now);
         return APP_LOOKUP_ALL_FAILING;
     }
-    if (charged) {
-        *charged = true;
-        return APP_LOOKUP_OK;
-    }
-    ratelimit_give(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst, now);
-    ratelimit_give(app->auth_failures, peer, peer_len, b.rate, b.burst, now);
-    return APP_LOOKUP_OK; /* only asked */
+    *charged = true;
+    return APP_LOOKUP_OK;
 }
 
 void app_lookup_result(struct app *app, const unsigned char *peer, size_t peer_len, const void *key,

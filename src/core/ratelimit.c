@@ -65,8 +65,8 @@ static size_t slot_of(const struct ratelimit *rl, const unsigned char *key, size
     return (size_t)(h ^ (h >> 32));
 }
 
-/* Refills key's bucket to now_us, takes one token from it when it holds one (cost 1) or gives
- * one back, up to burst (cost -1), and returns what it held before. */
+/* Refills key's bucket to now_us, takes one token from it when it holds one (cost 1), leaves it
+ * (cost 0) or gives one back, up to burst (cost -1), and returns what it held before. */
 static double bucket_use(struct ratelimit *rl, const unsigned char *key, size_t key_len,
                          double rate, double burst, int64_t now_us, double cost)
 {
@@ -109,6 +109,12 @@ bool ratelimit_take(struct ratelimit *rl, const unsigned char *key, size_t key_l
                     double burst, int64_t now_us, int *retry_after_s)
 {
     return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 1.0), rate, retry_after_s);
+}
+
+bool ratelimit_holds(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,
+                     double burst, int64_t now_us, int *retry_after_s)
+{
+    return holds_one(bucket_use(rl, key, key_len, rate, burst, now_us, 0.0), rate, retry_after_s);
 }
 
 void ratelimit_give(struct ratelimit *rl, const unsigned char *key, size_t key_len, double rate,

@@ -183,7 +183,6 @@ struct request_full {
     struct MHD_Response *pending; /* the reply kept for the connection's thread */
     enum handler_result pending_res;
     bool admitting;                /* suspended with its headers in (http_admit_elsewhere) */
-    bool wait_here;                /* admitted on its HTTP thread after all (admit_here) */
     route_handler after_admission; /* what the access handler's call after that resume runs */
     bool arrived;                  /* the whole request is in */
 };
@@ -614,21 +613,9 @@ static void offload_run(void *arg)
     trace_set(NULL, NULL);
 }
 
-/* http_offload_lookup's way on when the data plane's queue was full: the work here, then. */
-static enum handler_result work_here(struct http_request *req)
-{
-    struct request_full *full = (struct request_full *)req;
-    void (*work)(struct http_request * req) = full->work;
-    full->work = NULL;
-    work(req);
-    return full->job(req);
-}
-
 /* Suspends req and queues it on the threads o (full->job, and full->work when set, filled in);
- * a set that is stopping (a stop's wait ran out before) answers it at once instead, and so does
- * a full one, unless the work may run here then (work_here). */
-static enum handler_result hand_over_or(struct http_request *req, struct offload *o,
-                                        bool here_if_full)
+ * a set that is full or stopping (a stop's wait ran out before) answers it at once instead. */
+static enum handler_result hand_over(struct http_request *req, struct offload *o)
 {
     struct request_full *full = (struct request_full *)req;
     req->resume = NULL;
@@ -636,23 +623,15 @@ static enum handler_result hand_over_or(struct http_request *req, struct offload
     MHD_suspend_connection(req->conn);
     enum offload_submitted r = offload_submit(o, offload_run, full);
     if (r != OFFLOAD_QUEUED) {
-        bool here = r == OFFLOAD_FULL && here_if_full;
-        if (!here)
-            full->work = NULL;
-        req->resume = here ? work_here : r == OFFLOAD_FULL ? refuse_busy : refuse_late;
+        full->work = NULL;
+        req->resume = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;
 }
 
-static enum handler_result hand_over(struct http_request *req, struct offload *o)
-{
-    return hand_over_or(req, o, false);
-}
-
-static enum handler_result offload_work(struct http_request *req,
-                                        void (*work)(struct http_request *req), route_handler then,
-                                        bool here_if_full)
+enum handler_result http_offload_work(struct http_request *req,
+                                      void (*work)(struct http_request *req), route_handler then)
 {
     struct request_full *full = (struct request_full *)req;
     struct offload *o = req->server->data;
@@ -662,19 +641,7 @@ static enum handler_result offload_work(struct http_request *req,
     }
     full->work = work;
     full->job = then;
-    return hand_over_or(req, o, here_if_full);
-}
-
-enum handler_result http_offload_work(struct http_request *req,
-                                      void (*work)(struct http_request *req), route_handler then)
-{
-    return offload_work(req, work, then, false);
-}
-
-enum handler_result http_offload_lookup(struct http_request *req,
-                                        void (*work)(struct http_request *req), route_handler then)
-{
-    return offload_work(req, work, then, true);
+    return hand_over(req, o);
 }
 
 /* http_offload to the threads o. */
@@ -700,20 +667,7 @@ enum handler_result http_offload_data(struct http_request *req, route_handler ha
 
 bool http_may_wait(const struct http_request *req)
 {
-    const struct request_full *full = (const struct request_full *)req;
-    return full->offloaded || full->wait_here || !req->server->offload;
-}
-
-/* The admission on the connection's own thread after all, when the data plane's queue was full:
- * as before lookups were passed on, rather than a 503 for credentials that a lookup of the same
- * ones may have cached meanwhile (a burst of a token's first requests). */
-static enum handler_result admit_here(struct http_request *req)
-{
-    struct request_full *full = (struct request_full *)req;
-    full->wait_here = true;
-    enum handler_result res = request_admit(req);
-    full->wait_here = false;
-    return res;
+    return ((const struct request_full *)req)->offloaded || !req->server->offload;
 }
 
 /* The access handler's call that follows the resume of an admission run elsewhere (MHD calls it
@@ -756,7 +710,7 @@ enum handler_result http_admit_elsewhere(struct http_request *req)
     MHD_suspend_connection(req->conn);
     enum offload_submitted r = offload_submit(o, admit_run, full);
     if (r != OFFLOAD_QUEUED) {
-        full->after_admission = r == OFFLOAD_FULL ? admit_here : refuse_late;
+        full->after_admission = r == OFFLOAD_FULL ? refuse_busy : refuse_late;
         MHD_resume_connection(req->conn);
     }
     return HANDLER_SUSPENDED;

@@ -141,15 +141,17 @@ struct harness_async {
     atomic_bool done;
     pthread_t thread;
 };
-/* Restarts s with one data-plane thread, room for one request waiting for it, and one pooled
- * connection (given up on after 5 s); holds that connection while the n requests of a start,
- * each once the one before is in flight (the first then waits on the thread, the second in its
- * queue, the others find it full); gives it back and joins them. */
+/* Restarts s with one data-plane thread, room for one request waiting for it, and two pooled
+ * connections (given up on after 5 s); holds both while the n requests of a start, each once
+ * the one before is in flight (the first then waits on the thread, the second in its queue, the
+ * others find it full); gives them back and joins the requests. Admin requests are admitted
+ * from the token cache then (for a second). */
 void harness_past_a_full_data_plane(struct harness_server *s, struct harness_async *a, int n);
 /* Restarts s with one HTTP thread and one pooled connection (given up on after 1.5 s) and holds
  * that connection while a runs; once s has a request in flight (and 100 ms more, for it to get
  * where it waits), asks for GET /healthz; joins a, gives the connection back and returns
- * whether /healthz was answered first: whether a waited for the pool without its HTTP thread. */
+ * whether /healthz was answered first: whether a waited for the pool without its HTTP thread.
+ * Admin requests are admitted from the token cache then (for a second). */
 bool harness_answered_while_the_pool_is_held(struct harness_server *s, struct harness_async *a);
 
 /* Runs the cluster control script of ./dev test with "stop" or "start". Returns false when the

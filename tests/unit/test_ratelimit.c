@@ -1,6 +1,6 @@
 /* Unit tests of the token buckets: a burst is allowed, then requests are refused with a
  * Retry-After until the bucket refills at its rate; keys in different slots are independent,
- * keys in one slot share its bucket; a token can be given back. */
+ * keys in one slot share its bucket; a token can be given back; asking takes none. */
 #include "rydes/ratelimit.h"
 
 #include "unit.h"
@@ -71,6 +71,26 @@ START_TEST(give_puts_one_back_up_to_the_burst)
 }
 END_TEST
 
+/* ratelimit_holds says what a take would, and takes nothing. */
+START_TEST(holds_asks_without_taking)
+{
+    struct ratelimit *rl = ratelimit_create_seeded(64, 0);
+    int retry = 0;
+    int64_t t = 1000000;
+    for (int i = 0; i < 10; i++) /* rate 1/s, burst 2 */
+        ck_assert(ratelimit_holds(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_holds(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    retry = 0;
+    ck_assert(!ratelimit_holds(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert_int_eq(retry, 1);
+    ck_assert(!ratelimit_take(rl, key_a, sizeof key_a, 1, 2, t, &retry));
+    ck_assert(ratelimit_holds(rl, key_a, sizeof key_a, 1, 2, t + 1000000, &retry));
+    ratelimit_free(rl);
+}
+END_TEST
+
 START_TEST(slow_rates_say_when)
 {
     struct ratelimit *rl = ratelimit_create(8);
@@ -102,6 +122,7 @@ int main(void)
     tcase_add_test(tc, burst_then_refill);
     tcase_add_test(tc, an_earlier_reading_refills_nothing_twice);
     tcase_add_test(tc, give_puts_one_back_up_to_the_burst);
+    tcase_add_test(tc, holds_asks_without_taking);
     tcase_add_test(tc, slow_rates_say_when);
     tcase_add_test(tc, colliding_keys_share_a_bucket);
     suite_add_tcase(s, tc);
