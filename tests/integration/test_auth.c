@@ -274,8 +274,6 @@ START_TEST(rotating_the_admin_token_revokes_the_old_one)
     char *n = harness_sql(harness_db_url(), "SELECT count(*) FROM tokens WHERE bootstrap");
     ck_assert_str_eq(n, "1");
     free(n);
-    harness_stop(&srv);
-    harness_start(&srv, NULL); /* back to the harness token for the teardown and other tests */
 }
 END_TEST
 
@@ -383,8 +381,6 @@ START_TEST(app_tokens_are_rate_limited)
     ck_assert_int_eq(status_of("GET", "/tokens", HARNESS_ADMIN_TOKEN), 200); /* admin: no limit */
     harness_sleep_ms(1100); /* two tokens refill in a second */
     ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 200);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -450,8 +446,6 @@ START_TEST(an_app_tokens_clients_are_limited_apart)
     for (int i = 0; i < 3; i++) /* another client of the app: its budget is whole */
         ck_assert_int_eq(status_at("127.0.0.22", "/rides?customer=c", app, reply, sizeof reply),
                          200);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -504,8 +498,6 @@ START_TEST(clients_behind_a_trusted_proxy_are_limited_apart)
     ok = passed_in_turn("127.0.0.31", app, "X-Forwarded-For: 203.0.113.50\r\n",
                         "X-Forwarded-For: 203.0.113.51\r\n");
     ck_assert_msg(ok <= 6, "%d of 8 passed: an untrusted peer chose its budget", ok);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -537,8 +529,6 @@ START_TEST(an_app_tokens_total_bounds_many_addresses)
     }
     ck_assert_int_ge(limited, 1);
     ck_assert_int_eq(status_at("127.0.0.70", "/rides?customer=c", other, reply, sizeof reply), 200);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -573,8 +563,6 @@ START_TEST(unknown_tokens_are_looked_up_only_so_often)
     response_cleanup(&r);
     ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 401); /* looked up: gone */
     ck_assert_int_eq(status_of("GET", "/rides?customer=c", app), 429); /* and exempt no more */
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -606,8 +594,6 @@ START_TEST(lookups_that_cannot_finish_are_charged)
     assert_429(&r);
     response_cleanup(&r);
     db_pool_release(srv.app.pool, held);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -649,8 +635,6 @@ START_TEST(a_waiting_lookup_holds_no_http_thread)
     ck_assert_int_eq(a.r.status, 503); /* no connection came in time */
     response_cleanup(&a.r);
     ck_assert_int_eq(status_of("GET", "/queues", HARNESS_ADMIN_TOKEN), 200);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -724,8 +708,6 @@ START_TEST(a_burst_of_a_tokens_first_requests_is_not_refused)
         pthread_join(t[i], NULL);
     for (int i = 0; i < BURST; i++)
         ck_assert_msg(c[i].status == 200, "request %d: %ld", i, c[i].status);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -755,8 +737,6 @@ START_TEST(a_lookup_the_data_plane_cannot_take_is_503)
         ck_assert(i < 2 || response_header(&a[i].r, "Retry-After", ra, sizeof ra));
         response_cleanup(&a[i].r);
     }
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -789,8 +769,6 @@ START_TEST(failing_addresses_share_a_process_budget)
     ck_assert_int_eq(status_from("127.0.0.99", known, reply, sizeof reply), 200);
     ck_assert_int_eq(status_from("127.0.0.98", fresh, reply, sizeof reply), 429);
     ck_assert_msg(strstr(reply, "Retry-After"), "%s", reply);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 

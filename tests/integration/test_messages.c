@@ -1284,8 +1284,6 @@ START_TEST(a_queue_lookup_holds_no_http_thread)
     post("never-made", "/messages", "{\"body\": \"x\"}", 404, &r);
     assert_problem(&r, 404);
     response_cleanup(&r);
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
@@ -1314,8 +1312,6 @@ START_TEST(a_queue_lookup_the_data_plane_cannot_take_is_503)
         response_cleanup(&a[i].r);
         ck_assert_int_eq(harness_stored(names[i]), i < 2);
     }
-    harness_stop(&srv);
-    harness_start(&srv, NULL);
 }
 END_TEST
 
