@@ -87,6 +87,18 @@ static struct budgets budgets_of(const struct app *app)
     return (struct budgets){rate, burst, rate * 20, burst * 10};
 }
 
+/* Would both budgets let a lookup from peer through now? Takes nothing (the question only). */
+static enum app_lookup budgets_hold(struct app *app, const unsigned char *peer, size_t peer_len,
+                                    const struct budgets *b, int64_t now, int *retry_after)
+{
+    if (!ratelimit_holds(app->auth_failures, peer, peer_len, b->rate, b->burst, now, retry_after))
+        return APP_LOOKUP_ADDRESS_FAILING;
+    if (!ratelimit_holds(app->auth_failures_all, all_key, sizeof all_key, b->all_rate, b->all_burst,
+                         now, retry_after))
+        return APP_LOOKUP_ALL_FAILING;
+    return APP_LOOKUP_OK;
+}
+
 enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, size_t peer_len,
                                    const void *key, size_t key_len, int *retry_after, bool *charged)
 {
@@ -97,14 +109,8 @@ enum app_lookup app_lookup_allowed(struct app *app, const unsigned char *peer, s
         return APP_LOOKUP_OK;
     int64_t now = clock_mono_us();
     struct budgets b = budgets_of(app);
-    if (!charged) /* the question only */
-        return !ratelimit_holds(app->auth_failures, peer, peer_len, b.rate, b.burst, now,
-                                retry_after)
-                   ? APP_LOOKUP_ADDRESS_FAILING
-               : !ratelimit_holds(app->auth_failures_all, all_key, sizeof all_key, b.all_rate,
-                                  b.all_burst, now, retry_after)
-                   ? APP_LOOKUP_ALL_FAILING
-                   : APP_LOOKUP_OK;
+    if (!charged)
+        return budgets_hold(app, peer, peer_len, &b, now, retry_after);
     if (!ratelimit_take(app->auth_failures, peer, peer_len, b.rate, b.burst, now, retry_after))
         return APP_LOOKUP_ADDRESS_FAILING;
     if (!ratelimit_take(app->auth_failures_all, all_key, sizeof all_key, b.all_rate, b.all_burst,
